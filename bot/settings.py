@@ -1,0 +1,74 @@
+"""Settings from the environment and an optional ``.env`` file in the working directory."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+
+def default_home() -> Path:
+    """``$XDG_DATA_HOME/teller``, i.e. ``~/.local/share/teller`` by default."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "teller"
+
+
+class Settings(BaseSettings):
+    """Every knob Teller reads. Environment variables win over ``.env``."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    home: Path = Field(
+        default_factory=default_home,
+        validation_alias="TELLER_HOME",
+        description="Data directory: database, index, logs, reports.",
+    )
+    models: Path = Field(
+        default=Path("models"),
+        validation_alias="TELLER_MODELS",
+        description="Trained artifacts; intent models live in <models>/intent/<version>/.",
+    )
+    precision: Literal["auto", "int8", "fp32"] = Field(
+        default="auto",
+        validation_alias="TELLER_PRECISION",
+        description="Serving precision; auto takes the one the artifact recommends.",
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias="TELLER_THREADS",
+        description="Inference threads (default: all cores, at most four).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias="TELLER_LOG_LEVEL"
+    )
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def serving_precision(self) -> str | None:
+        return None if self.precision == "auto" else self.precision
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from None
+    settings.home = settings.home.expanduser()
+    settings.models = settings.models.expanduser()
+    return settings

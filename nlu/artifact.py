@@ -1,0 +1,220 @@
+"""The on-disk contract of an intent model artifact.
+
+A directory ``<version>/`` holds everything needed to serve, audit and reproduce a model::
+
+    encoder/            fine-tuned encoder (Hugging Face format) and its tokenizer
+    head.safetensors    linear head
+    model.onnx          encoder + head for ONNX Runtime (fp32)
+    model.int8.onnx     the same, matrix multiplications quantised to int8
+    labels.json         intent names, in output order
+    teller_model.json   version, creation time, training config, data hash, calibration, precision
+    metrics.json        dev metrics (accuracy, macro-F1, per intent, confusions, ECE)
+    dev.csv             the held-out dev split, so the numbers can be recomputed
+
+An artifact is written to a temporary directory and renamed into place, so a crash never leaves a
+half-written model where a loader could find it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nlu.calibration import softmax
+from nlu.data import Example
+from nlu.errors import ArtifactError
+from nlu.runtime import PRECISIONS, OnnxRunner, export_onnx
+from nlu.tokenization import TextEncoder, length_sorted_batches, pad
+
+if TYPE_CHECKING:
+    from nlu.training import TrainedModel
+
+FORMAT_VERSION = 1
+INFO_FILE = "teller_model.json"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+DEV_FILE = "dev.csv"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+#: int8 serves by default unless it costs more than this many accuracy points on dev.
+INT8_TOLERANCE = 0.3
+
+
+@dataclass
+class ArtifactInfo:
+    """What ``teller_model.json`` says about a model."""
+
+    version: str
+    created_at: str
+    base_encoder: str
+    num_labels: int
+    temperature: float
+    max_length: int
+    precision: str
+    data_hash: str
+    sources: list[str]
+    train_size: int
+    dev_size: int
+    train_seconds: float
+    training: dict[str, Any]
+    dev: dict[str, Any] = field(default_factory=dict)
+    precision_check: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    libraries: dict[str, str] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArtifactInfo:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("torch", "transformers", "onnxruntime", "tokenizers"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def read_info(directory: str | Path) -> ArtifactInfo:
+    path = Path(directory) / INFO_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{directory}: not a Teller model (no {INFO_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable ({exc})") from None
+    if data.get("format", 0) > FORMAT_VERSION:
+        raise ArtifactError(f"{directory}: written by a newer Teller (format {data['format']})")
+    return ArtifactInfo.from_dict(data)
+
+
+def read_labels(directory: str | Path) -> list[str]:
+    path = Path(directory) / LABELS_FILE
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ArtifactError(f"{path}: expected a JSON list of intent names")
+    return labels
+
+
+def read_dev_split(directory: str | Path) -> list[Example]:
+    path = Path(directory) / DEV_FILE
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [Example(row["text"], row["category"]) for row in csv.DictReader(handle)]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _onnx_accuracy(
+    directory: Path,
+    precision: str,
+    tokenizer: TextEncoder,
+    dev: list[Example],
+    labels: list[str],
+    temperature: float,
+) -> float:
+    runner = OnnxRunner(directory / PRECISIONS[precision])
+    ids = tokenizer.encode([e.text for e in dev])
+    predicted = np.zeros(len(dev), dtype=np.int64)
+    for batch in length_sorted_batches([len(x) for x in ids], 64):
+        logits, _ = runner.run(*pad([ids[i] for i in batch]))
+        predicted[batch] = softmax(logits, temperature).argmax(-1)
+    return float(np.mean([labels[p] == e.label for p, e in zip(predicted, dev, strict=True)]))
+
+
+def write_artifact(
+    trained: TrainedModel,
+    directory: str | Path,
+    version: str,
+    base_encoder: str,
+    encoder_dir: str | Path,
+    quantize: bool = True,
+) -> ArtifactInfo:
+    """Write ``trained`` as a complete artifact at ``directory`` (which must not exist yet)."""
+    final = Path(directory)
+    if final.exists():
+        raise ArtifactError(f"{final}: already exists")
+    staging = final.parent / f".tmp-{final.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        info = _write_into(staging, trained, version, base_encoder, Path(encoder_dir), quantize)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return info
+
+
+def _write_into(
+    staging: Path, trained: TrainedModel, version: str, base_encoder: str, encoder_dir: Path, quantize: bool
+) -> ArtifactInfo:
+    trained.model.save(staging)
+    for name in TOKENIZER_FILES:
+        if (encoder_dir / name).is_file():
+            shutil.copy2(encoder_dir / name, staging / "encoder" / name)
+    export_onnx(trained.model, staging, quantize=quantize)
+    _write_json(staging / LABELS_FILE, trained.labels)
+    with (staging / DEV_FILE).open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "category"])
+        writer.writerows((e.text, e.label) for e in trained.dev_examples)
+
+    precision, check = ("int8" if quantize else "fp32"), {}
+    if trained.dev_examples:
+        tokenizer = TextEncoder(staging / "encoder" / "tokenizer.json", trained.config.max_length)
+        for name in ("fp32", "int8") if quantize else ("fp32",):
+            check[f"{name}_dev_accuracy"] = _onnx_accuracy(
+                staging, name, tokenizer, trained.dev_examples, trained.labels, trained.temperature
+            )
+        if quantize and check["int8_dev_accuracy"] < check["fp32_dev_accuracy"] - INT8_TOLERANCE / 100:
+            precision = "fp32"
+    dev = trained.dev_metrics
+    if dev is not None:
+        _write_json(staging / METRICS_FILE, dev.to_dict())
+    info = ArtifactInfo(
+        version=version,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        base_encoder=base_encoder,
+        num_labels=len(trained.labels),
+        temperature=trained.temperature,
+        max_length=trained.config.max_length,
+        precision=precision,
+        data_hash=trained.data_hash,
+        sources=trained.sources,
+        train_size=trained.train_size,
+        dev_size=trained.dev_size,
+        train_seconds=round(trained.seconds, 1),
+        training=trained.config.to_dict(),
+        dev=dev.summary() if dev else {},
+        precision_check=check,
+        history=trained.history,
+        libraries=_library_versions(),
+    )
+    _write_json(staging / INFO_FILE, asdict(info))
+    return info
+
+
+def metrics_of(directory: str | Path) -> dict[str, Any]:
+    """The stored dev metrics of an artifact (empty when it was trained without a dev split)."""
+    path = Path(directory) / METRICS_FILE
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,37 @@
+"""From a corpus to an active, versioned artifact in one call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nlu.artifact import write_artifact
+from nlu.data import Corpus
+from nlu.encoder import BASE_ENCODER_NAME, base_encoder_path
+from nlu.registry import ModelRegistry, ModelVersion
+from nlu.training import ProgressFn, TrainConfig, train
+
+
+def train_and_register(
+    corpus: Corpus,
+    registry: ModelRegistry,
+    config: TrainConfig | None = None,
+    progress: ProgressFn | None = None,
+    activate: bool = True,
+    encoder_dir: str | Path | None = None,
+    base_encoder: str = BASE_ENCODER_NAME,
+) -> ModelVersion:
+    """Train on ``corpus``, write the artifact into ``registry`` and (by default) activate it.
+
+    If anything fails before the artifact is complete, the registry and the active model are
+    exactly as they were.
+    """
+    encoder = Path(encoder_dir) if encoder_dir is not None else base_encoder_path()
+    trained = train(corpus, encoder, config, progress)
+    if progress:
+        progress("export", 0, 1)
+    version = registry.new_version(trained.data_hash)
+    info = write_artifact(trained, registry.root / version, version, base_encoder, encoder)
+    if progress:
+        progress("export", 1, 1)
+    path = registry.activate(version) if activate else registry.path(version)
+    return ModelVersion(info, path, activate)

@@ -1,0 +1,48 @@
+"""Reading text files whose encoding we do not control, with errors that say what to do."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+from nlu.errors import DataError
+
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def read_text(path: str | Path, encoding: str | None = None) -> str:
+    """Return the text of ``path``.
+
+    Without ``encoding``, a byte-order mark decides (UTF-8, UTF-16 or UTF-32) and anything else must
+    be UTF-8. A file that does not decode raises :class:`DataError` naming the line and the byte.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if encoding is None:
+        encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8")
+    try:
+        text = raw.decode(encoding)
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding {encoding!r}") from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}, line {line}: not valid {encoding} (byte 0x{raw[exc.start]:02x}). "
+            "Save the file as UTF-8, or name its encoding with --encoding (e.g. --encoding cp1252)."
+        ) from None
+    if "\x00" in text:
+        raise DataError(f"{path}: contains NUL characters; this looks like a binary file, not text")
+    return text

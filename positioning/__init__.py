@@ -1,0 +1,1 @@
+"""Product-positioning interviews, scoring and briefs (see the positioning issue)."""

@@ -1,0 +1,104 @@
+"""Shared fixtures: a tiny random BERT built in the test, a small real corpus, and a trained artifact."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+TOY_INTENTS = ("card_arrival", "lost_or_stolen_card", "exchange_rate", "top_up_failed")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with random (seeded) weights and the real MiniLM tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from nlu.encoder import base_encoder_path
+
+    base = base_encoder_path()
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(1234)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(directory, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy2(base / name, directory / name)
+    return directory
+
+
+def write_csv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, ...] = ("text", "category")
+) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_rows() -> list[tuple[str, str]]:
+    """Twenty real Banking77 messages for each of four intents."""
+    from nlu.corpora import BANKING77_TRAIN
+
+    rows: list[tuple[str, str]] = []
+    counts = dict.fromkeys(TOY_INTENTS, 0)
+    with BANKING77_TRAIN.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            label = row["category"]
+            if label in counts and counts[label] < 20:
+                counts[label] += 1
+                rows.append((row["text"], label))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def toy_csv(tmp_path_factory: pytest.TempPathFactory, toy_rows: list[tuple[str, str]]) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "toy.csv", toy_rows)
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, toy_csv: Path
+) -> Path:
+    """A models directory holding one active artifact trained on the toy corpus with the tiny BERT."""
+    from nlu.data import load_corpus
+    from nlu.pipeline import train_and_register
+    from nlu.registry import ModelRegistry
+    from nlu.training import TrainConfig
+
+    models = tmp_path_factory.mktemp("models")
+    config = TrainConfig(
+        epochs=3, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-3, dev_fraction=0.25
+    )
+    train_and_register(load_corpus([toy_csv]), ModelRegistry(models), config, encoder_dir=tiny_encoder_dir)
+    return models
+
+
+@pytest.fixture()
+def teller_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trained_models_dir: Path) -> Iterator[Path]:
+    """Settings pointing at a fresh TELLER_HOME and the trained toy models."""
+    from bot.settings import get_settings
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TELLER_HOME", str(home))
+    monkeypatch.setenv("TELLER_MODELS", str(trained_models_dir))
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield home
+    get_settings.cache_clear()

@@ -1,0 +1,81 @@
+"""Serving: bad input, long and exotic text, top-k, thread safety."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from nlu import IntentClassifier, InvalidInputError, ModelRegistry
+from nlu.errors import ArtifactError, ModelNotFoundError
+
+
+@pytest.fixture(scope="module")
+def classifier(trained_models_dir: Path) -> IntentClassifier:
+    return IntentClassifier.load(ModelRegistry(trained_models_dir).active_path())
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_messages_are_refused_clearly(classifier: IntentClassifier, text: str) -> None:
+    with pytest.raises(InvalidInputError, match="message 1 is empty"):
+        classifier.predict(["fine", text])
+
+
+def test_a_single_string_is_not_mistaken_for_a_list(classifier: IntentClassifier) -> None:
+    with pytest.raises(InvalidInputError, match="list of messages"):
+        classifier.predict("my card")  # type: ignore[arg-type]
+
+
+def test_long_emoji_and_non_latin_text_get_predictions(classifier: IntentClassifier) -> None:
+    long_text = "where is my card " * 600
+    texts = [long_text[:10_000], "💳❓🙏", "我的卡丢了", "Моя карта не пришла", "بطاقتي"]
+    predictions = classifier.predict(texts)
+    assert [p.text for p in predictions] == texts
+    assert predictions[0].truncated and not predictions[1].truncated
+    for p in predictions:
+        assert p.intent in classifier.labels
+        assert 0.0 < p.confidence <= 1.0
+        assert len(p.alternatives) == 3
+        assert p.alternatives[0] == (p.intent, p.confidence)
+        assert [c for _, c in p.alternatives] == sorted((c for _, c in p.alternatives), reverse=True)
+
+
+def test_batching_does_not_change_results(
+    classifier: IntentClassifier, toy_rows: list[tuple[str, str]]
+) -> None:
+    texts = [t for t, _ in toy_rows]
+    one_by_one = [classifier.predict_one(t) for t in texts]
+    batched = classifier.predict(texts, batch_size=7)
+    for a, b in zip(one_by_one, batched, strict=True):
+        assert a.intent == b.intent
+        assert a.confidence == pytest.approx(b.confidence, abs=1e-5)
+
+
+def test_predict_is_thread_safe(classifier: IntentClassifier, toy_rows: list[tuple[str, str]]) -> None:
+    texts = [t for t, _ in toy_rows]
+    expected = [p.intent for p in classifier.predict(texts)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda t: classifier.predict_one(t).intent, texts * 5))
+    assert results == expected * 5
+
+
+def test_fp32_and_int8_agree_on_most_messages(
+    trained_models_dir: Path, toy_rows: list[tuple[str, str]]
+) -> None:
+    path = ModelRegistry(trained_models_dir).active_path()
+    texts = [t for t, _ in toy_rows]
+    fp32 = [p.intent for p in IntentClassifier.load(path, precision="fp32").predict(texts)]
+    int8 = [p.intent for p in IntentClassifier.load(path, precision="int8").predict(texts)]
+    assert sum(a == b for a, b in zip(fp32, int8, strict=True)) >= 0.9 * len(texts)
+
+
+def test_loading_errors_are_typed(tmp_path: Path, trained_models_dir: Path) -> None:
+    with pytest.raises(ArtifactError, match="not a Teller model"):
+        IntentClassifier.load(tmp_path)
+    with pytest.raises(ArtifactError, match="unknown precision"):
+        IntentClassifier.load(ModelRegistry(trained_models_dir).active_path(), precision="fp8")
+    with pytest.raises(ModelNotFoundError, match="teller train"):
+        ModelRegistry(tmp_path).active_path()
+    with pytest.raises(ModelNotFoundError, match="invalid model version"):
+        ModelRegistry(trained_models_dir).path("../etc")

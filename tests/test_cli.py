@@ -1,0 +1,178 @@
+"""The command-line contract: JSON shapes, reports on disk, and clear errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from nlu import IntentClassifier
+from tests.conftest import TOY_INTENTS, write_csv
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_ask_one_message_as_json(teller_env: Path) -> None:
+    code, stdout, _ = run("ask", "I still have not received my new card", "--json")
+    assert code == 0
+    [record] = json_lines(stdout)
+    assert record["text"] == "I still have not received my new card"
+    assert record["intent"] in TOY_INTENTS
+    assert record["route"] == "intent"
+    assert 0 < record["confidence"] <= 1
+    assert len(record["alternatives"]) == 3
+    assert all(isinstance(name, str) and isinstance(p, float) for name, p in record["alternatives"])
+    assert record["alternatives"][0][0] == record["intent"]
+
+
+def test_ask_batch_loads_the_model_once(
+    teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = []
+    original = IntentClassifier.load.__func__  # type: ignore[attr-defined]
+
+    def counting_load(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loads.append(args)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(IntentClassifier, "load", classmethod(counting_load))
+    path = write_csv(
+        tmp_path / "batch.csv",
+        [("1", "what is the exchange rate"), ("2", ""), ("3", "my top up failed")],
+        header=("id", "text"),
+    )
+    code, stdout, _ = run("ask", "--batch", str(path), "--json")
+    assert code == 0
+    records = json_lines(stdout)
+    assert [r["text"] for r in records] == ["what is the exchange rate", "", "my top up failed"]
+    assert records[1] == {"text": "", "error": "empty message"}
+    assert records[0]["route"] == "intent" and records[2]["intent"] in TOY_INTENTS
+    assert len(loads) == 1
+
+
+def test_ask_batch_plain_lines(teller_env: Path, tmp_path: Path) -> None:
+    path = tmp_path / "messages.txt"
+    path.write_text("card lost\n\nexchange rate for euros 💶\n", encoding="utf-8")
+    code, stdout, _ = run("ask", "--batch", str(path), "--json")
+    assert code == 0
+    assert [r["text"] for r in json_lines(stdout)] == ["card lost", "exchange rate for euros 💶"]
+    code, stdout, _ = run("ask", "--batch", str(path))
+    assert code == 0 and "card lost" in stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "   "], "the message is empty"),
+        (["ask"], "give a message or --batch FILE"),
+        (["ask", "--batch", "nope.csv"], "no such file"),
+        (["models", "activate", "no-such-version"], "no model version 'no-such-version'"),
+        (["eval", "--data", "nope.csv"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_clear_line(teller_env: Path, args: list[str], message: str) -> None:
+    code, stdout, stderr = run(*args)
+    assert code == 2
+    assert message in stderr
+    assert "Traceback" not in stderr + stdout
+
+
+def test_bad_batch_files_are_explained(teller_env: Path, tmp_path: Path) -> None:
+    no_column = write_csv(tmp_path / "cols.csv", [("hi",)], header=("message",))
+    code, _, stderr = run("ask", "--batch", str(no_column))
+    assert code == 2 and "missing column 'text'" in stderr
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("mon caf\u00e9 card\n".encode("latin-1"))
+    code, _, stderr = run("ask", "--batch", str(latin))
+    assert code == 2 and "--encoding" in stderr
+    code, stdout, _ = run("ask", "--batch", str(latin), "--encoding", "latin-1", "--json")
+    assert code == 0 and json_lines(stdout)[0]["text"] == "mon caf\u00e9 card"
+
+
+def test_eval_writes_json_markdown_and_png(teller_env: Path, toy_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    code, stdout, _ = run("eval", "--data", str(toy_csv), "--json", "--out", str(out))
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["n"] == 80
+    assert 0 <= report["accuracy"] <= 1 and 0 <= report["macro_f1"] <= 1 and 0 <= report["ece"] <= 1
+    assert {s["intent"] for s in report["per_intent"]} == set(TOY_INTENTS)
+    assert all({"precision", "recall", "f1", "support"} <= set(s) for s in report["per_intent"])
+    assert all({"true", "predicted", "count"} == set(c) for c in report["confusions"])
+    assert (out / "metrics.json").is_file() and (out / "report.md").is_file()
+    assert (out / "confusion.png").read_bytes().startswith(b"\x89PNG")
+    assert "## Most confused intent pairs" in (out / "report.md").read_text()
+
+
+def test_eval_defaults_to_the_model_dev_split(teller_env: Path) -> None:
+    code, stdout, _ = run("eval")
+    assert code == 0
+    assert "dev split of" in stdout and "accuracy" in stdout
+    assert list((teller_env / "reports").glob("eval-*/report.md"))
+
+
+def test_bench_reports_every_figure(teller_env: Path) -> None:
+    code, stdout, _ = run("bench", "--json", "--messages", "20")
+    assert code == 0
+    result = json.loads(stdout)
+    for key in (
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "throughput_per_s",
+        "peak_rss_mb",
+        "load_seconds",
+    ):
+        assert result[key] > 0, key
+    assert result["latency_ms_p50"] <= result["latency_ms_p95"] <= result["latency_ms_p99"]
+
+
+def test_models_list_and_activate(teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.settings import get_settings
+
+    models = tmp_path / "models-copy"
+    shutil.copytree(get_settings().models, models)
+    monkeypatch.setenv("TELLER_MODELS", str(models))
+    get_settings.cache_clear()
+    [entry] = json_lines(run("models", "list", "--json")[1])
+    assert entry["active"] is True
+    (models / "intent" / "ACTIVE").unlink()
+    assert "error" in run("ask", "hello")[2]
+    code, stdout, _ = run("models", "activate", entry["version"])
+    assert code == 0 and entry["version"] in stdout
+    assert run("ask", "hello", "--json")[0] == 0
+
+
+def test_train_refuses_bad_data_before_touching_models(teller_env: Path, tmp_path: Path) -> None:
+    bad = write_csv(tmp_path / "bad.csv", [("hi", "")])
+    code, _, stderr = run("train", "--data", str(bad))
+    assert code == 2 and "empty category" in stderr
+    code, _, stderr = run("train", "--if-missing")
+    assert code == 0 and "already active" in stderr
+
+
+def test_console_script_never_prints_a_traceback(teller_env: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "TELLER_MODELS": str(tmp_path / "empty")}
+    for args in (["ask", ""], ["ask", "hello"], ["eval", "--data", str(tmp_path)]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "error:" in proc.stderr and "Traceback" not in proc.stderr

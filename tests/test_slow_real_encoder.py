@@ -1,0 +1,59 @@
+"""The real all-MiniLM-L6-v2, fine-tuned end to end through the CLI on a few hundred examples."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.settings import get_settings
+from nlu.corpora import BANKING77_TRAIN
+from tests.conftest import write_csv
+
+INTENTS = (
+    "card_arrival",
+    "lost_or_stolen_card",
+    "exchange_rate",
+    "top_up_failed",
+    "pin_blocked",
+    "cash_withdrawal_charge",
+    "transfer_timing",
+    "card_payment_fee_charged",
+    "age_limit",
+    "atm_support",
+)
+
+
+@pytest.mark.slow
+def test_real_encoder_fine_tunes_to_a_useful_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    by_intent: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    with BANKING77_TRAIN.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["category"] in INTENTS and len(by_intent[row["category"]]) < 40:
+                by_intent[row["category"]].append((row["text"], row["category"]))
+    data = write_csv(tmp_path / "subset.csv", [r for rows in by_intent.values() for r in rows])
+    monkeypatch.setenv("TELLER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TELLER_MODELS", str(tmp_path / "models"))
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    result = runner.invoke(
+        app, ["train", "--data", str(data), "--epochs", "2", "--dev-fraction", "0.25", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["active"] is True
+    assert (info["train_size"], info["dev_size"]) == (300, 100)
+    # A frozen-probe start plus two epochs: far above the 10% of chance on ten intents.
+    assert info["dev"]["accuracy"] >= 0.85
+    assert info["precision_check"]["int8_dev_accuracy"] >= info["precision_check"]["fp32_dev_accuracy"] - 0.05
+
+    result = runner.invoke(app, ["ask", "I lost my card yesterday, someone may have stolen it", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["intent"] == "lost_or_stolen_card"
+    get_settings.cache_clear()

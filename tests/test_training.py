@@ -1,0 +1,116 @@
+"""The training loop, determinism and the artifact save/load contract, on a tiny random BERT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nlu import IntentClassifier, ModelRegistry
+from nlu.artifact import read_dev_split, read_info, read_labels
+from nlu.data import load_corpus
+from nlu.errors import TrainingError
+from nlu.model import IntentModel
+from nlu.tokenization import TextEncoder, pad
+from nlu.training import TrainConfig, train
+from tests.conftest import TOY_INTENTS, write_csv
+
+FAST = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-3, dev_fraction=0.25)
+
+
+def _state(model: IntentModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_training_lowers_the_loss_and_learns_the_toy_intents(tiny_encoder_dir: Path, toy_csv: Path) -> None:
+    corpus = load_corpus([toy_csv])
+    result = train(corpus, tiny_encoder_dir, TrainConfig(**{**FAST.to_dict(), "epochs": 6}))
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 6
+    assert losses[-1] < losses[0] * 0.7
+    assert result.labels == sorted(TOY_INTENTS)
+    assert (result.train_size, result.dev_size) == (60, 20)
+    assert (
+        result.dev_metrics is not None and result.dev_metrics.accuracy > 0.25 + 0.2
+    )  # four intents: chance is 0.25
+    assert 0.05 <= result.temperature <= 20
+
+
+def test_same_seed_and_data_give_the_same_weights(tiny_encoder_dir: Path, toy_csv: Path) -> None:
+    corpus = load_corpus([toy_csv])
+    a = _state(train(corpus, tiny_encoder_dir, FAST).model)
+    b = _state(train(corpus, tiny_encoder_dir, FAST).model)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = _state(train(corpus, tiny_encoder_dir, TrainConfig(**{**FAST.to_dict(), "seed": 1})).model)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_head_starts_from_the_linear_probe_not_noise(tiny_encoder_dir: Path, toy_csv: Path) -> None:
+    corpus = load_corpus([toy_csv])
+    # A vanishing number of steps leaves the probe's head in place: it already beats chance on train.
+    result = train(
+        corpus, tiny_encoder_dir, TrainConfig(**{**FAST.to_dict(), "epochs": 0.01, "dev_fraction": 0.0})
+    )
+    tokenizer = TextEncoder(Path(tiny_encoder_dir) / "tokenizer.json")
+    ids, mask = pad(tokenizer.encode(corpus.texts))
+    with torch.no_grad():
+        logits, _ = result.model(torch.from_numpy(ids), torch.from_numpy(mask))
+    truth = np.array([result.labels.index(e.label) for e in corpus.examples])
+    assert (logits.argmax(-1).numpy() == truth).mean() > 0.6
+    assert result.dev_metrics is None
+
+
+def test_training_needs_two_categories(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    one = write_csv(tmp_path / "one.csv", [("hello", "greet"), ("hi", "greet")])
+    with pytest.raises(TrainingError, match="at least two categories"):
+        train(load_corpus([one]), tiny_encoder_dir, FAST)
+
+
+def test_artifact_round_trip(
+    trained_models_dir: Path, tiny_encoder_dir: Path, toy_rows: list[tuple[str, str]]
+) -> None:
+    registry = ModelRegistry(trained_models_dir)
+    path = registry.active_path()
+    for name in (
+        "encoder/config.json",
+        "encoder/model.safetensors",
+        "encoder/tokenizer.json",
+        "head.safetensors",
+        "model.onnx",
+        "model.int8.onnx",
+        "labels.json",
+        "teller_model.json",
+        "metrics.json",
+        "dev.csv",
+    ):
+        assert (path / name).is_file(), name
+    info = read_info(path)
+    assert info.version == path.name
+    assert info.created_at.endswith("Z")
+    assert len(info.data_hash) == 64
+    assert info.training["seed"] == 0 and info.training["epochs"] == 3
+    assert set(info.dev) == {"n", "accuracy", "macro_f1", "ece"}
+    assert {"fp32_dev_accuracy", "int8_dev_accuracy"} <= set(info.precision_check)
+    assert read_labels(path) == sorted(TOY_INTENTS)
+    assert len(read_dev_split(path)) == info.dev_size == 20
+    assert json.loads((path / "metrics.json").read_text())["n"] == 20
+
+    # The ONNX graph served by the classifier computes what the saved torch model computes.
+    texts = [t for t, _ in toy_rows[:12]]
+    model = IntentModel.load(path)
+    tokenizer = TextEncoder(path / "encoder" / "tokenizer.json")
+    ids, mask = pad(tokenizer.encode(texts))
+    with torch.no_grad():
+        logits, embeddings = model(torch.from_numpy(ids), torch.from_numpy(mask))
+    classifier = IntentClassifier.load(path, precision="fp32")
+    predictions = classifier.predict(texts)
+    probs = torch.softmax(logits / info.temperature, dim=-1).numpy()
+    for i, p in enumerate(predictions):
+        assert p.intent == read_labels(path)[int(probs[i].argmax())]
+        assert p.confidence == pytest.approx(float(probs[i].max()), abs=1e-4)
+        assert p.embedding is not None
+        np.testing.assert_allclose(p.embedding, embeddings[i].numpy(), atol=1e-4)
