@@ -9,6 +9,7 @@ A directory ``<version>/`` holds everything needed to serve, audit and reproduce
     labels.json         intent names, in output order
     teller_model.json   version, creation time, training config, data hash, calibration, precision
     metrics.json        dev metrics (accuracy, macro-F1, per intent, confusions, ECE)
+    memory.npz          fine-tuned embeddings of the training examples and their intents (k-NN vote)
     dev.csv             the held-out dev split, so the numbers can be recomputed
 
 An artifact is written to a temporary directory and renamed into place, so a crash never leaves a
@@ -28,11 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nlu.calibration import softmax
 from nlu.data import Example
 from nlu.errors import ArtifactError
-from nlu.runtime import PRECISIONS, OnnxRunner, export_onnx
-from nlu.tokenization import TextEncoder, length_sorted_batches, pad
+from nlu.knn import Memory
+from nlu.runtime import export_onnx
 
 if TYPE_CHECKING:
     from nlu.training import TrainedModel
@@ -42,6 +42,7 @@ INFO_FILE = "teller_model.json"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 DEV_FILE = "dev.csv"
+MEMORY_FILE = "memory.npz"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 #: int8 serves by default unless it costs more than this many accuracy points on dev.
 INT8_TOLERANCE = 0.3
@@ -122,21 +123,22 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _onnx_accuracy(
-    directory: Path,
-    precision: str,
-    tokenizer: TextEncoder,
-    dev: list[Example],
-    labels: list[str],
-    temperature: float,
-) -> float:
-    runner = OnnxRunner(directory / PRECISIONS[precision])
-    ids = tokenizer.encode([e.text for e in dev])
-    predicted = np.zeros(len(dev), dtype=np.int64)
-    for batch in length_sorted_batches([len(x) for x in ids], 64):
-        logits, _ = runner.run(*pad([ids[i] for i in batch]))
-        predicted[batch] = softmax(logits, temperature).argmax(-1)
-    return float(np.mean([labels[p] == e.label for p, e in zip(predicted, dev, strict=True)]))
+def read_memory(directory: str | Path) -> Memory:
+    path = Path(directory) / MEMORY_FILE
+    try:
+        with np.load(path) as data:
+            return Memory(data["embeddings"].astype(np.float32), data["targets"].astype(np.int64))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable memory ({exc})") from None
+
+
+def _served_accuracy(directory: Path, precision: str, dev: list[Example]) -> float:
+    """Dev accuracy through the exact serving path (ONNX graph, memory, scorer)."""
+    from nlu.classifier import IntentClassifier
+
+    classifier = IntentClassifier.load(directory, precision=precision)
+    predictions = classifier.predict([e.text for e in dev])
+    return float(np.mean([p.intent == e.label for p, e in zip(predictions, dev, strict=True)]))
 
 
 def write_artifact(
@@ -172,23 +174,17 @@ def _write_into(
             shutil.copy2(encoder_dir / name, staging / "encoder" / name)
     export_onnx(trained.model, staging, quantize=quantize)
     _write_json(staging / LABELS_FILE, trained.labels)
+    np.savez(
+        staging / MEMORY_FILE,
+        embeddings=trained.memory.embeddings.astype(np.float16),
+        targets=trained.memory.targets.astype(np.int32),
+    )
     with (staging / DEV_FILE).open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "category"])
         writer.writerows((e.text, e.label) for e in trained.dev_examples)
 
-    precision, check = ("int8" if quantize else "fp32"), {}
-    if trained.dev_examples:
-        tokenizer = TextEncoder(staging / "encoder" / "tokenizer.json", trained.config.max_length)
-        for name in ("fp32", "int8") if quantize else ("fp32",):
-            check[f"{name}_dev_accuracy"] = _onnx_accuracy(
-                staging, name, tokenizer, trained.dev_examples, trained.labels, trained.temperature
-            )
-        if quantize and check["int8_dev_accuracy"] < check["fp32_dev_accuracy"] - INT8_TOLERANCE / 100:
-            precision = "fp32"
     dev = trained.dev_metrics
-    if dev is not None:
-        _write_json(staging / METRICS_FILE, dev.to_dict())
     info = ArtifactInfo(
         version=version,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -196,18 +192,31 @@ def _write_into(
         num_labels=len(trained.labels),
         temperature=trained.temperature,
         max_length=trained.config.max_length,
-        precision=precision,
+        precision="fp32",
         data_hash=trained.data_hash,
         sources=trained.sources,
         train_size=trained.train_size,
         dev_size=trained.dev_size,
         train_seconds=round(trained.seconds, 1),
         training=trained.config.to_dict(),
-        dev=dev.summary() if dev else {},
-        precision_check=check,
+        dev={**dev.summary(), "head_accuracy": trained.dev_head_accuracy} if dev else {},
         history=trained.history,
         libraries=_library_versions(),
     )
+    if dev is not None:
+        _write_json(staging / METRICS_FILE, dev.to_dict())
+    _write_json(staging / INFO_FILE, asdict(info))
+    if trained.dev_examples:
+        for name in ("fp32", "int8") if quantize else ("fp32",):
+            info.precision_check[f"{name}_dev_accuracy"] = _served_accuracy(
+                staging, name, trained.dev_examples
+            )
+    if quantize and (
+        not trained.dev_examples
+        or info.precision_check["int8_dev_accuracy"]
+        >= info.precision_check["fp32_dev_accuracy"] - INT8_TOLERANCE / 100
+    ):
+        info.precision = "int8"
     _write_json(staging / INFO_FILE, asdict(info))
     return info
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from nlu.artifact import ArtifactInfo, read_info, read_labels
-from nlu.calibration import softmax
+from nlu.artifact import ArtifactInfo, read_info, read_labels, read_memory
 from nlu.errors import ArtifactError, InvalidInputError
 from nlu.runtime import PRECISIONS, OnnxRunner
+from nlu.scoring import Scorer
 from nlu.tokenization import TextEncoder, length_sorted_batches, pad
 
 
@@ -27,6 +27,8 @@ class Prediction:
     alternatives: list[tuple[str, float]]
     #: The message was longer than the model reads; only its beginning was classified.
     truncated: bool = False
+    #: Cosine similarity of the most similar training example (low: unlike anything seen in training).
+    nearest_similarity: float = 0.0
     #: The normalised sentence embedding the head classified (for retrieval and novelty checks).
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -37,6 +39,7 @@ class Prediction:
             "confidence": round(self.confidence, 6),
             "alternatives": [[name, round(p, 6)] for name, p in self.alternatives],
             "truncated": self.truncated,
+            "nearest_similarity": round(self.nearest_similarity, 6),
         }
 
 
@@ -50,12 +53,14 @@ class IntentClassifier:
         labels: list[str],
         runner: OnnxRunner,
         tokenizer: TextEncoder,
+        scorer: Scorer,
         precision: str,
     ) -> None:
         self.path = path
         self.info = info
         self.labels = labels
         self.precision = precision
+        self.scorer = scorer
         self._runner = runner
         self._tokenizer = tokenizer
 
@@ -74,7 +79,16 @@ class IntentClassifier:
             raise ArtifactError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         runner = OnnxRunner(path / PRECISIONS[precision], threads=threads)
         tokenizer = TextEncoder(path / "encoder" / "tokenizer.json", info.max_length)
-        return cls(path, info, labels, runner, tokenizer, precision)
+        config = info.training
+        scorer = Scorer(
+            len(labels),
+            info.temperature,
+            read_memory(path),
+            int(config.get("knn_k", 10)),
+            float(config.get("knn_tau", 0.05)),
+            float(config.get("knn_weight", 0.0)),
+        )
+        return cls(path, info, labels, runner, tokenizer, scorer, precision)
 
     @property
     def version(self) -> str:
@@ -101,7 +115,7 @@ class IntentClassifier:
             logits[batch] = out_logits
             embeddings[batch] = out_embeddings
         assert embeddings is not None
-        probs = softmax(logits, self.info.temperature)
+        probs, nearest = self.scorer(logits, embeddings)
         k = max(1, min(top_k, len(self.labels)))
         top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
         return [
@@ -111,6 +125,7 @@ class IntentClassifier:
                 confidence=float(probs[i, top[i, 0]]),
                 alternatives=[(self.labels[j], float(probs[i, j])) for j in top[i]],
                 truncated=self._tokenizer.was_truncated(ids[i]),
+                nearest_similarity=float(nearest[i]),
                 embedding=embeddings[i],
             )
             for i, text in enumerate(texts)

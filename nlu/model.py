@@ -6,6 +6,8 @@ from an encoder that already places similar questions close together.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -71,6 +73,23 @@ class IntentModel(nn.Module):
         return model.eval()
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and progress bar for one call (they go to stderr)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _load_encoder(encoder_dir: str | Path) -> PreTrainedModel:
     encoder_dir = Path(encoder_dir)
     if not (encoder_dir / "config.json").is_file():
@@ -78,4 +97,8 @@ def _load_encoder(encoder_dir: str | Path) -> PreTrainedModel:
     config = AutoConfig.from_pretrained(encoder_dir, local_files_only=True)
     # Plain "eager" attention exports cleanly to ONNX and is as fast as SDPA at these lengths.
     config._attn_implementation = "eager"
-    return AutoModel.from_pretrained(encoder_dir, config=config, local_files_only=True)
+    # The pooler (a dense layer on [CLS]) is never used: mean pooling replaces it.
+    with _quiet_transformers():
+        return AutoModel.from_pretrained(
+            encoder_dir, config=config, local_files_only=True, add_pooling_layer=False
+        )

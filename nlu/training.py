@@ -8,7 +8,10 @@ The recipe ("linear probe, then fine-tune"):
    gradients a random head sends back in the first steps.
 2. Fine-tune encoder and head together with AdamW, a linear warm-up and decay, on batches of
    similar length (bucketed), so almost no compute is spent on padding.
-3. Fit a softmax temperature on the dev split, so confidences are calibrated.
+3. Embed the training split with the fine-tuned encoder: this "memory" lets the classifier blend
+   a k-nearest-neighbour vote into the head's distribution (see :mod:`nlu.knn`), and tells how far
+   a message is from anything seen in training.
+4. Fit a softmax temperature on the dev split, so confidences are calibrated.
 
 Everything is seeded; the same data, seed and thread count give bit-identical weights.
 """
@@ -29,14 +32,16 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from nlu.calibration import fit_temperature, softmax
+from nlu.calibration import fit_temperature
 from nlu.data import Corpus, Example, stratified_split
 from nlu.errors import TrainingError
+from nlu.knn import Memory
 from nlu.metrics import Metrics, compute_metrics
 from nlu.model import IntentModel
+from nlu.scoring import Scorer
 from nlu.tokenization import TextEncoder, length_sorted_batches, pad
 
-#: ``progress(stage, done, total)``; stages are "probe", "train" and "dev".
+#: ``progress(stage, done, total)``; stages are "probe", "train", "memory" and "dev".
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -52,6 +57,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     probe_c: float = 5.0
+    knn_k: int = 10
+    knn_tau: float = 0.05
+    knn_weight: float = 0.3
     dev_fraction: float = 0.1
     max_length: int = 128
     seed: int = 0
@@ -74,6 +82,7 @@ class TrainedModel:
     labels: list[str]
     config: TrainConfig
     temperature: float
+    memory: Memory
     dev_metrics: Metrics | None
     train_size: int
     dev_size: int
@@ -82,6 +91,12 @@ class TrainedModel:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     dev_examples: list[Example] = field(default_factory=list)
+    #: Dev accuracy of the head alone, before the nearest-neighbour vote is blended in.
+    dev_head_accuracy: float | None = None
+
+    def scorer(self) -> Scorer:
+        c = self.config
+        return Scorer(len(self.labels), self.temperature, self.memory, c.knn_k, c.knn_tau, c.knn_weight)
 
 
 @contextmanager
@@ -160,21 +175,30 @@ def train(
         _init_head_from_probe(model, train_ids, y_train, len(labels), config, progress)
         history = _fine_tune(model, train_ids, y_train, config, progress)
         model.eval()
+        _, train_embeddings = forward_all(model, train_ids, progress=progress, stage="memory")
+    memory = Memory(train_embeddings, y_train)
 
-    temperature, dev_metrics = 1.0, None
+    temperature, dev_metrics, head_accuracy = 1.0, None, None
     if dev_ex:
-        logits, _ = forward_all(model, dev_ids, progress=progress, stage="dev")
+        logits, dev_embeddings = forward_all(model, dev_ids, progress=progress, stage="dev")
         temperature = fit_temperature(logits, y_dev)
-        probs = softmax(logits, temperature)
+        head_accuracy = float((logits.argmax(-1) == y_dev).mean())
+        scorer = Scorer(len(labels), temperature, memory, config.knn_k, config.knn_tau, config.knn_weight)
+        probs, _ = scorer(logits, dev_embeddings)
         dev_metrics = compute_metrics(
-            [e.label for e in dev_ex], [labels[i] for i in probs.argmax(-1)], probs.max(-1).tolist()
+            [e.label for e in dev_ex],
+            [labels[i] for i in probs.argmax(-1)],
+            probs.max(-1).tolist(),
+            known_labels=labels,
         )
     return TrainedModel(
         model=model,
         labels=labels,
         config=config,
         temperature=temperature,
+        memory=memory,
         dev_metrics=dev_metrics,
+        dev_head_accuracy=head_accuracy,
         train_size=len(train_ex),
         dev_size=len(dev_ex),
         data_hash=corpus.content_hash(),

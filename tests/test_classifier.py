@@ -41,15 +41,19 @@ def test_long_emoji_and_non_latin_text_get_predictions(classifier: IntentClassif
         assert [c for _, c in p.alternatives] == sorted((c for _, c in p.alternatives), reverse=True)
 
 
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("int8", 0.02)])
 def test_batching_does_not_change_results(
-    classifier: IntentClassifier, toy_rows: list[tuple[str, str]]
+    trained_models_dir: Path, toy_rows: list[tuple[str, str]], precision: str, tolerance: float
 ) -> None:
+    # int8 quantises activations with one scale per batch, so batch-mates move confidences slightly.
+    classifier = IntentClassifier.load(ModelRegistry(trained_models_dir).active_path(), precision=precision)
     texts = [t for t, _ in toy_rows]
     one_by_one = [classifier.predict_one(t) for t in texts]
     batched = classifier.predict(texts, batch_size=7)
     for a, b in zip(one_by_one, batched, strict=True):
-        assert a.intent == b.intent
-        assert a.confidence == pytest.approx(b.confidence, abs=1e-5)
+        assert a.confidence == pytest.approx(b.confidence, abs=tolerance)
+        if abs(a.alternatives[0][1] - a.alternatives[1][1]) > 2 * tolerance:
+            assert a.intent == b.intent
 
 
 def test_predict_is_thread_safe(classifier: IntentClassifier, toy_rows: list[tuple[str, str]]) -> None:

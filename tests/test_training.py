@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from nlu import IntentClassifier, ModelRegistry
-from nlu.artifact import read_dev_split, read_info, read_labels
+from nlu.artifact import read_dev_split, read_info, read_labels, read_memory
 from nlu.data import load_corpus
 from nlu.errors import TrainingError
 from nlu.model import IntentModel
+from nlu.scoring import Scorer
 from nlu.tokenization import TextEncoder, pad
 from nlu.training import TrainConfig, train
 from tests.conftest import TOY_INTENTS, write_csv
@@ -86,6 +87,7 @@ def test_artifact_round_trip(
         "teller_model.json",
         "metrics.json",
         "dev.csv",
+        "memory.npz",
     ):
         assert (path / name).is_file(), name
     info = read_info(path)
@@ -93,7 +95,7 @@ def test_artifact_round_trip(
     assert info.created_at.endswith("Z")
     assert len(info.data_hash) == 64
     assert info.training["seed"] == 0 and info.training["epochs"] == 3
-    assert set(info.dev) == {"n", "accuracy", "macro_f1", "ece"}
+    assert set(info.dev) == {"n", "accuracy", "macro_f1", "ece", "head_accuracy"}
     assert {"fp32_dev_accuracy", "int8_dev_accuracy"} <= set(info.precision_check)
     assert read_labels(path) == sorted(TOY_INTENTS)
     assert len(read_dev_split(path)) == info.dev_size == 20
@@ -108,9 +110,17 @@ def test_artifact_round_trip(
         logits, embeddings = model(torch.from_numpy(ids), torch.from_numpy(mask))
     classifier = IntentClassifier.load(path, precision="fp32")
     predictions = classifier.predict(texts)
-    probs = torch.softmax(logits / info.temperature, dim=-1).numpy()
+    memory = read_memory(path)
+    assert memory.embeddings.shape == (info.train_size, model.hidden_size)
+    probs, nearest = Scorer(
+        len(info_labels := read_labels(path)),
+        info.temperature,
+        memory,
+        knn_weight=info.training["knn_weight"],
+    )(logits.numpy(), embeddings.numpy())
     for i, p in enumerate(predictions):
-        assert p.intent == read_labels(path)[int(probs[i].argmax())]
-        assert p.confidence == pytest.approx(float(probs[i].max()), abs=1e-4)
+        assert p.intent == info_labels[int(probs[i].argmax())]
+        assert p.confidence == pytest.approx(float(probs[i].max()), abs=1e-3)
+        assert p.nearest_similarity == pytest.approx(float(nearest[i]), abs=1e-2)
         assert p.embedding is not None
         np.testing.assert_allclose(p.embedding, embeddings[i].numpy(), atol=1e-4)

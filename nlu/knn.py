@@ -1,0 +1,51 @@
+"""Nearest-neighbour evidence from the training set, in the fine-tuned embedding space.
+
+The classifier keeps the embeddings of its training examples (its "memory"). For a message, the
+k most similar training examples vote for their intents with weights ``exp(cosine / tau)``; that
+distribution is mixed with the head's. The similarity of the nearest example is also a strong
+signal that a message is unlike anything the model was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Memory:
+    """L2-normalised embeddings of the training examples and their intent indices."""
+
+    embeddings: np.ndarray
+    targets: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.embeddings) != len(self.targets):
+            raise ValueError("embeddings and targets differ in length")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def knn_vote(
+    queries: np.ndarray, memory: Memory, num_labels: int, k: int, tau: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities, nearest_similarity)`` for each query row."""
+    n = len(queries)
+    if len(memory) == 0:
+        return np.full((n, num_labels), 1.0 / num_labels, dtype=np.float32), np.zeros(n, dtype=np.float32)
+    sims = queries.astype(np.float32) @ memory.embeddings.T.astype(np.float32)
+    k = min(k, sims.shape[1])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    top_sims = np.take_along_axis(sims, top, axis=1)
+    weights = np.exp((top_sims - top_sims.max(axis=1, keepdims=True)) / tau)
+    probs = np.zeros((n, num_labels), dtype=np.float64)
+    np.add.at(probs, (np.repeat(np.arange(n), k), memory.targets[top].ravel()), weights.ravel())
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs.astype(np.float32), top_sims.max(axis=1)
+
+
+def mix(head_probs: np.ndarray, knn_probs: np.ndarray, knn_weight: float) -> np.ndarray:
+    """The head's distribution blended with the neighbours' vote."""
+    return np.asarray((1.0 - knn_weight) * head_probs + knn_weight * knn_probs, dtype=np.float32)

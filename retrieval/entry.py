@@ -1,0 +1,69 @@
+"""A knowledge-base entry: one answer, the questions it answers, and how it is filed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_SPACE = re.compile(r"\s+")
+MAX_QUESTIONS = 64
+
+
+def clean(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def slugify(text: str, max_length: int = 60) -> str:
+    """A readable id from a question: ``"What's the overdraft fee?"`` -> ``"whats_the_overdraft_fee"``."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower().replace("'", "")).strip("_")
+    return slug[:max_length].rstrip("_") or "entry"
+
+
+@dataclass(frozen=True)
+class KBEntry:
+    """An FAQ entry: the phrasings that retrieve it, its answer, and the intent it answers (if any)."""
+
+    id: str
+    questions: tuple[str, ...]
+    answer: str
+    intent: str | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def problems(self) -> list[str]:
+        """What is wrong with this entry (empty when it is valid)."""
+        found = []
+        if not _ID.match(self.id):
+            found.append(f"invalid id {self.id!r} (letters, digits, _ . : - only, at most 128)")
+        if not self.questions or not all(q.strip() for q in self.questions):
+            found.append("no question")
+        if len(self.questions) > MAX_QUESTIONS:
+            found.append(f"more than {MAX_QUESTIONS} questions")
+        if not self.answer.strip():
+            found.append("empty answer")
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["questions"] = list(self.questions)
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def build(
+        cls,
+        id: str,
+        questions: list[str] | tuple[str, ...],
+        answer: str,
+        intent: str | None = None,
+        tags: list[str] | tuple[str, ...] = (),
+    ) -> KBEntry:
+        """An entry with whitespace normalised, duplicate phrasings dropped and empty intent as None."""
+        seen: dict[str, str] = {}
+        for q in questions:
+            q = clean(q)
+            if q and q.casefold() not in seen:
+                seen[q.casefold()] = q
+        tag_list = tuple(dict.fromkeys(clean(t).lower() for t in tags if clean(t)))
+        return cls(clean(id), tuple(seen.values()), answer.strip(), clean(intent or "") or None, tag_list)

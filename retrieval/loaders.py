@@ -1,0 +1,198 @@
+"""Importing knowledge-base files: CSV, JSON Lines, or Markdown with one ``## question`` per entry.
+
+Every problem is reported with the file and line, and a file with any problem imports nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from nlu.errors import DataError
+from nlu.textio import read_text
+from retrieval.entry import KBEntry, slugify
+from retrieval.errors import KBFormatError
+
+#: Several phrasings in one CSV cell or Markdown "also:" line are separated by " | ".
+PHRASING_SEPARATOR = "|"
+_TAG_SPLIT = re.compile(r"[,;|]")
+_META = re.compile(r"^(id|intent|tags|also)\s*:\s*(.*)$", re.IGNORECASE)
+
+
+def load_entries(path: str | Path, encoding: str | None = None) -> list[KBEntry]:
+    """Parse ``path`` by its suffix (``.csv``, ``.jsonl``/``.json``/``.ndjson``, ``.md``/``.markdown``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    parsers = {
+        ".csv": _parse_csv,
+        ".jsonl": _parse_jsonl,
+        ".ndjson": _parse_jsonl,
+        ".json": _parse_jsonl,
+        ".md": _parse_markdown,
+        ".markdown": _parse_markdown,
+    }
+    if suffix not in parsers:
+        raise KBFormatError(f"{path}: unknown file type {suffix or '(none)'!r}; use .csv, .jsonl or .md")
+    try:
+        text = read_text(path, encoding)
+    except DataError as exc:
+        raise KBFormatError(str(exc)) from None
+    located = parsers[suffix](path, text)
+    if not located:
+        raise KBFormatError(f"{path}: no entries found")
+    _check(path, located)
+    return [entry for _, entry in located]
+
+
+def _check(path: Path, located: list[tuple[int, KBEntry]]) -> None:
+    first_line: dict[str, int] = {}
+    for line, entry in located:
+        problems = entry.problems()
+        if problems:
+            raise KBFormatError(f"{path}, line {line}: {'; '.join(problems)}")
+        if entry.id in first_line:
+            raise KBFormatError(
+                f"{path}, line {line}: duplicate id {entry.id!r} (first on line {first_line[entry.id]})"
+            )
+        first_line[entry.id] = line
+
+
+def _split(cell: str, pattern: str | re.Pattern[str] = PHRASING_SEPARATOR) -> list[str]:
+    parts = re.split(pattern, cell) if isinstance(pattern, re.Pattern) else cell.split(pattern)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise KBFormatError(f"{path}: the file is empty") from None
+    missing = [c for c in ("id", "question", "answer") if c not in header]
+    if missing:
+        raise KBFormatError(
+            f"{path}, line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(found {', '.join(h for h in header if h) or 'nothing'}); "
+            "expected id,question,answer[,intent,tags]"
+        )
+    col: dict[str, int] = {
+        name: header.index(name) for name in ("id", "question", "answer", "intent", "tags") if name in header
+    }
+    entries = []
+    try:
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+
+            def cell(name: str, row: list[str] = row) -> str:
+                i = col.get(name)
+                return row[i] if i is not None and i < len(row) else ""
+
+            entries.append(
+                (
+                    reader.line_num,
+                    KBEntry.build(
+                        cell("id"),
+                        _split(cell("question")),
+                        cell("answer"),
+                        cell("intent"),
+                        _split(cell("tags"), _TAG_SPLIT),
+                    ),
+                )
+            )
+    except csv.Error as exc:
+        raise KBFormatError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
+    return entries
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise TypeError("expected a string or a list of strings")
+
+
+def _parse_jsonl(path: Path, text: str) -> list[tuple[int, KBEntry]]:
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise KBFormatError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise KBFormatError(f"{path}, line {number}: expected a JSON object")
+        missing = [k for k in ("id", "answer") if k not in obj] + (
+            [] if "questions" in obj or "question" in obj else ["questions"]
+        )
+        if missing:
+            raise KBFormatError(f"{path}, line {number}: missing {', '.join(missing)}")
+        try:
+            questions = _as_list(obj.get("questions")) + _as_list(obj.get("question"))
+            tags = _as_list(obj.get("tags"))
+            intent = obj.get("intent")
+            if intent is not None and not isinstance(intent, str):
+                raise TypeError("intent must be a string or null")
+            if not isinstance(obj["id"], str) or not isinstance(obj["answer"], str):
+                raise TypeError("id and answer must be strings")
+        except TypeError as exc:
+            raise KBFormatError(f"{path}, line {number}: {exc}") from None
+        entries.append((number, KBEntry.build(obj["id"], questions, obj["answer"], intent, tags)))
+    return entries
+
+
+def _parse_markdown(path: Path, text: str) -> list[tuple[int, KBEntry]]:
+    """``## question`` starts an entry; ``id:``, ``intent:``, ``tags:`` and ``also:`` lines may follow it."""
+    entries: list[tuple[int, KBEntry]] = []
+    current: dict[str, Any] | None = None
+
+    def finish() -> None:
+        if current is None:
+            return
+        answer = "\n".join(current["body"]).strip()
+        entry_id = current["id"] or slugify(current["questions"][0])
+        entries.append(
+            (
+                current["line"],
+                KBEntry.build(entry_id, current["questions"], answer, current["intent"], current["tags"]),
+            )
+        )
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("## "):
+            finish()
+            current = {
+                "line": number,
+                "questions": [line[3:].strip()],
+                "id": "",
+                "intent": None,
+                "tags": [],
+                "body": [],
+                "meta": True,
+            }
+            continue
+        if current is None:
+            continue
+        meta = _META.match(line.strip()) if current["meta"] else None
+        if meta:
+            key, value = meta.group(1).lower(), meta.group(2).strip()
+            if key == "also":
+                current["questions"].extend(_split(value))
+            elif key == "tags":
+                current["tags"] = _split(value, _TAG_SPLIT)
+            else:
+                current[key] = value
+            continue
+        if line.strip():
+            current["meta"] = False
+        current["body"].append(line)
+    finish()
+    return entries

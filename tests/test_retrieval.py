@@ -1,0 +1,224 @@
+"""Knowledge base: import formats, bad files, incremental FAISS updates, persistence and repair."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.entry import KBEntry
+from retrieval.errors import EntryNotFoundError, KBFormatError
+from retrieval.index import APPROX, EXACT, VectorIndex
+from retrieval.knowledge_base import DEFAULT_KB_FILE, KnowledgeBase
+from retrieval.loaders import load_entries
+from tests.fakes import HashingEmbedder
+
+ENTRIES = [
+    KBEntry.build(
+        "overdraft_fee",
+        ["What's the overdraft fee?", "how much does an overdraft cost"],
+        "Arranged overdrafts cost 19.9% EAR.",
+        None,
+        ["fees"],
+    ),
+    KBEntry.build(
+        "card_arrival",
+        ["where is my new card", "my card has not arrived"],
+        "Cards arrive in 3-5 working days.",
+        "card_arrival",
+        ["cards"],
+    ),
+    KBEntry.build(
+        "branch_hours", ["when are branches open"], "Branches open 9-5 on weekdays.", None, ["branches"]
+    ),
+]
+
+
+@pytest.fixture()
+def kb(tmp_path: Path) -> KnowledgeBase:
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add(ENTRIES)
+    return kb
+
+
+def test_search_finds_the_entry_by_any_phrasing(kb: KnowledgeBase) -> None:
+    [hit, *_] = kb.search("how much does an overdraft cost me", k=2)
+    assert hit.entry.id == "overdraft_fee"
+    assert hit.question == "how much does an overdraft cost"
+    assert 0 < hit.score <= 1.0001
+    assert kb.search("my card", k=3)[0].entry.id == "card_arrival"
+    assert len({h.entry.id for h in kb.search("card", k=3)}) == 3
+
+
+def test_for_intent(kb: KnowledgeBase) -> None:
+    assert kb.for_intent("card_arrival") == kb.get("card_arrival")
+    assert kb.for_intent("exchange_rate") is None
+
+
+def test_adding_and_removing_is_incremental(tmp_path: Path) -> None:
+    embedder = HashingEmbedder()
+    kb = KnowledgeBase.open(tmp_path / "kb", embedder, seed=None)
+    kb.add(ENTRIES)
+    assert len(embedder.embedded) == 5
+    report = kb.add(
+        [*ENTRIES[:2], KBEntry.build("atm", ["where is the nearest atm"], "Use the map in the app.")]
+    )
+    assert (report.added, report.unchanged, report.embedded) == (
+        ["atm"],
+        ["overdraft_fee", "card_arrival"],
+        1,
+    )
+    assert len(embedder.embedded) == 6
+    # A new answer with the same questions needs no embedding; new questions embed only that entry.
+    changed = KBEntry.build(
+        "branch_hours", ["when are branches open"], "Branches open 9-6.", None, ["branches"]
+    )
+    assert kb.add([changed]).embedded == 0
+    assert kb.get("branch_hours").answer == "Branches open 9-6."
+    kb.add([KBEntry.build("branch_hours", ["opening times of branches", "branch hours"], "9-6.")])
+    assert len(embedder.embedded) == 8 and len(kb.index) == 7
+    keys_before = dict(kb._keys)
+    kb.remove("overdraft_fee")
+    assert len(kb.index) == 5
+    assert all(kb._keys[k] == v for k, v in keys_before.items() if k != "overdraft_fee")
+    assert "overdraft_fee" not in [h.entry.id for h in kb.search("overdraft fee", k=5)]
+    with pytest.raises(EntryNotFoundError):
+        kb.remove("overdraft_fee")
+
+
+def test_restart_loads_without_re_embedding(kb: KnowledgeBase, tmp_path: Path) -> None:
+    kb.close()
+    embedder = HashingEmbedder()
+    again = KnowledgeBase.open(tmp_path / "kb", embedder, seed=None)
+    assert [e.id for e in again.entries()] == [e.id for e in ENTRIES]
+    assert embedder.embedded == []
+    assert again.search("overdraft cost", k=1)[0].entry.id == "overdraft_fee"
+
+
+def test_a_crash_between_database_and_index_is_repaired(kb: KnowledgeBase, tmp_path: Path) -> None:
+    # Simulate a crash after the database commit but before the index reached disk.
+    kb._db.execute("UPDATE entries SET indexed = 0 WHERE id = 'branch_hours'")
+    kb._db.conn.commit()
+    kb.close()
+    embedder = HashingEmbedder()
+    again = KnowledgeBase.open(tmp_path / "kb", embedder, seed=None)
+    assert embedder.embedded == ["when are branches open"]
+    assert again.search("when are branches open", k=1)[0].entry.id == "branch_hours"
+
+
+def test_default_kb_seeds_once(tmp_path: Path) -> None:
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=DEFAULT_KB_FILE)
+    count = len(kb)
+    assert count >= 77 + 40
+    kb.remove("overdraft_fee")
+    kb.close()
+    assert len(KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=DEFAULT_KB_FILE)) == count - 1
+
+
+def test_default_kb_covers_every_intent() -> None:
+    intents = json.loads((Path(__file__).parents[1] / "nlu/corpora/banking77/categories.json").read_text())
+    entries = load_entries(DEFAULT_KB_FILE)
+    assert {e.intent for e in entries if e.intent} == set(intents)
+    assert sum(e.intent is None for e in entries) >= 40
+    assert any("advice" in e.tags for e in entries)
+
+
+# ------------------------------------------------------------------------------------------ file formats
+
+
+def test_csv_jsonl_and_markdown(tmp_path: Path) -> None:
+    csv_file = tmp_path / "kb.csv"
+    csv_file.write_text(
+        "id,question,answer,intent,tags\nfee,What is the fee? | How much is it,It is free.,,fees; general\n"
+    )
+    [entry] = load_entries(csv_file)
+    assert entry == KBEntry(
+        "fee", ("What is the fee?", "How much is it"), "It is free.", None, ("fees", "general")
+    )
+
+    jsonl = tmp_path / "kb.jsonl"
+    jsonl.write_text(
+        json.dumps({"id": "a", "question": "q?", "answer": "A.", "intent": "card_arrival"})
+        + "\n\n"
+        + json.dumps({"id": "b", "questions": ["x", "y"], "answer": "B.", "tags": "cards"})
+        + "\n"
+    )
+    assert [(e.id, e.questions, e.intent, e.tags) for e in load_entries(jsonl)] == [
+        ("a", ("q?",), "card_arrival", ()),
+        ("b", ("x", "y"), None, ("cards",)),
+    ]
+
+    md = tmp_path / "kb.md"
+    md.write_text(
+        "# Our FAQ\n\n## What's the overdraft fee?\nid: overdraft\ntags: fees\nalso: overdraft cost\n\n"
+        "It costs 19.9% EAR.\n\nNo fixed fee.\n\n## Branch hours?\nNine to five.\n"
+    )
+    first, second = load_entries(md)
+    assert first == KBEntry(
+        "overdraft",
+        ("What's the overdraft fee?", "overdraft cost"),
+        "It costs 19.9% EAR.\n\nNo fixed fee.",
+        None,
+        ("fees",),
+    )
+    assert (second.id, second.answer) == ("branch_hours", "Nine to five.")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("a.csv", "id,answer\nx,y\n", "line 1: missing column question"),
+        ("a.csv", "id,question,answer\nx,q,a\ny,q2,\n", "line 3: empty answer"),
+        ("a.csv", "id,question,answer\nx,q,a\nx,q2,b\n", "line 3: duplicate id 'x' (first on line 2)"),
+        ("a.jsonl", '{"id": "x", "question": "q", "answer": "a"}\n{"id": "y", \n', "line 2: not valid JSON"),
+        ("a.jsonl", '{"id": "x", "answer": "a"}\n', "line 1: missing questions"),
+        ("a.md", "## Question one\n\n## Question two\nAnswer.\n", "line 1: empty answer"),
+        ("a.txt", "hello", "unknown file type"),
+        ("a.csv", "", "the file is empty"),
+    ],
+)
+def test_bad_files_are_refused_with_the_line(tmp_path: Path, name: str, content: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(KBFormatError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_entries(path)
+
+
+def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes("id,question,answer\nx,caf\u00e9?,yes\n".encode("latin-1"))
+    with pytest.raises(KBFormatError, match="line 2: not valid utf-8"):
+        load_entries(path)
+
+
+def test_a_bad_file_leaves_the_kb_unchanged(kb: KnowledgeBase, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("id,question,answer\nnew1,q,a\nnew2,q2,\n")
+    with pytest.raises(KBFormatError):
+        kb.add_file(path)
+    assert [e.id for e in kb.entries()] == [e.id for e in ENTRIES]
+
+
+# ------------------------------------------------------------------------------------------ the index
+
+
+def test_index_switches_to_approximate_and_keeps_recall(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(40, 32))
+    vectors = (centers[rng.integers(0, 40, 3000)] + 0.3 * rng.normal(size=(3000, 32))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(32, approx_threshold=2000, target_recall=0.95)
+    index.add(np.arange(1500, dtype=np.int64), vectors[:1500])
+    assert index.kind == EXACT
+    index.add(np.arange(1500, 3000, dtype=np.int64), vectors[1500:])
+    assert index.kind == APPROX
+    assert index.last_recall is not None and index.last_recall.recall >= 0.95
+    assert index.check_recall(k=10).recall >= 0.95
+    assert index.remove(np.arange(10, dtype=np.int64)) == 10
+    assert len(index) == 2990
+    index.save(tmp_path / "i.faiss")
+    loaded = VectorIndex.load(tmp_path / "i.faiss", 32)
+    assert loaded.kind == APPROX and len(loaded) == 2990
+    assert set(loaded.search(vectors[20:21], 1)[1][0]) == {20}
