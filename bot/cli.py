@@ -98,6 +98,7 @@ def _progress_bar(enabled: bool) -> Iterator[Any]:
     titles = {
         "probe": "Encoding (linear probe)",
         "train": "Fine-tuning",
+        "memory": "Embedding memory",
         "dev": "Scoring dev split",
         "export": "Exporting ONNX, int8",
     }

@@ -108,14 +108,17 @@ class IntentClassifier:
         ids = self._tokenizer.encode(list(texts))
         logits = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         embeddings: np.ndarray | None = None
+        similarities: np.ndarray | None = None
         for batch in length_sorted_batches([len(x) for x in ids], batch_size):
-            out_logits, out_embeddings = self._runner.run(*pad([ids[i] for i in batch]))
-            if embeddings is None:
+            out_logits, out_embeddings, out_similarities = self._runner.run(*pad([ids[i] for i in batch]))
+            if embeddings is None or similarities is None:
                 embeddings = np.zeros((len(texts), out_embeddings.shape[1]), dtype=np.float32)
+                similarities = np.zeros((len(texts), out_similarities.shape[1]), dtype=np.float32)
             logits[batch] = out_logits
             embeddings[batch] = out_embeddings
-        assert embeddings is not None
-        probs, nearest = self.scorer(logits, embeddings)
+            similarities[batch] = out_similarities
+        assert embeddings is not None and similarities is not None
+        probs, nearest = self.scorer(logits, similarities)
         k = max(1, min(top_k, len(self.labels)))
         top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
         return [

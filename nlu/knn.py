@@ -23,25 +23,31 @@ class Memory:
     def __post_init__(self) -> None:
         if len(self.embeddings) != len(self.targets):
             raise ValueError("embeddings and targets differ in length")
+        # Stored once as contiguous float32, so a lookup is one matrix product and no copy.
+        object.__setattr__(self, "embeddings", np.ascontiguousarray(self.embeddings, dtype=np.float32))
+        object.__setattr__(self, "targets", np.asarray(self.targets, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.targets)
 
+    def similarities(self, queries: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each (normalised) query to every stored example."""
+        return np.asarray(queries, dtype=np.float32) @ self.embeddings.T
+
 
 def knn_vote(
-    queries: np.ndarray, memory: Memory, num_labels: int, k: int, tau: float
+    similarities: np.ndarray, targets: np.ndarray, num_labels: int, k: int, tau: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(probabilities, nearest_similarity)`` for each query row."""
-    n = len(queries)
-    if len(memory) == 0:
+    """``(probabilities, nearest_similarity)`` per row of ``similarities`` (queries x memory)."""
+    n = len(similarities)
+    if similarities.shape[1] == 0:
         return np.full((n, num_labels), 1.0 / num_labels, dtype=np.float32), np.zeros(n, dtype=np.float32)
-    sims = queries.astype(np.float32) @ memory.embeddings.T.astype(np.float32)
-    k = min(k, sims.shape[1])
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    top_sims = np.take_along_axis(sims, top, axis=1)
+    k = min(k, similarities.shape[1])
+    top = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
+    top_sims = np.take_along_axis(similarities, top, axis=1)
     weights = np.exp((top_sims - top_sims.max(axis=1, keepdims=True)) / tau)
     probs = np.zeros((n, num_labels), dtype=np.float64)
-    np.add.at(probs, (np.repeat(np.arange(n), k), memory.targets[top].ravel()), weights.ravel())
+    np.add.at(probs, (np.repeat(np.arange(n), k), targets[top].ravel()), weights.ravel())
     probs /= probs.sum(axis=1, keepdims=True)
     return probs.astype(np.float32), top_sims.max(axis=1)
 

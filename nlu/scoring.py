@@ -21,10 +21,12 @@ class Scorer:
     knn_tau: float = 0.05
     knn_weight: float = 0.3
 
-    def __call__(self, logits: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(probabilities, nearest training-example similarity)``; similarity is 0 without a memory."""
+    def __call__(self, logits: np.ndarray, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(probabilities, nearest training-example similarity)`` from logits and memory similarities."""
         probs = softmax(logits, self.temperature)
-        if self.memory is None or self.knn_weight <= 0:
+        if self.memory is None:
             return probs, np.zeros(len(logits), dtype=np.float32)
-        votes, nearest = knn_vote(embeddings, self.memory, self.num_labels, self.knn_k, self.knn_tau)
-        return mix(probs, votes, self.knn_weight), nearest
+        votes, nearest = knn_vote(
+            similarities, self.memory.targets, self.num_labels, self.knn_k, self.knn_tau
+        )
+        return (mix(probs, votes, self.knn_weight) if self.knn_weight > 0 else probs), nearest

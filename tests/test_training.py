@@ -28,7 +28,9 @@ def _state(model: IntentModel) -> dict[str, torch.Tensor]:
 
 def test_training_lowers_the_loss_and_learns_the_toy_intents(tiny_encoder_dir: Path, toy_csv: Path) -> None:
     corpus = load_corpus([toy_csv])
-    result = train(corpus, tiny_encoder_dir, TrainConfig(**{**FAST.to_dict(), "epochs": 6}))
+    # A random tiny BERT must learn its embeddings too; the real encoder keeps them frozen.
+    config = TrainConfig(**{**FAST.to_dict(), "epochs": 6, "freeze_embeddings": False})
+    result = train(corpus, tiny_encoder_dir, config)
     losses = [h["loss"] for h in result.history]
     assert len(losses) == 6
     assert losses[-1] < losses[0] * 0.7
@@ -38,6 +40,21 @@ def test_training_lowers_the_loss_and_learns_the_toy_intents(tiny_encoder_dir: P
         result.dev_metrics is not None and result.dev_metrics.accuracy > 0.25 + 0.2
     )  # four intents: chance is 0.25
     assert 0.05 <= result.temperature <= 20
+
+
+def test_frozen_embeddings_stay_put(tiny_encoder_dir: Path, toy_csv: Path) -> None:
+    before = (
+        IntentModel.from_encoder(tiny_encoder_dir, 4)
+        .encoder.embeddings.word_embeddings.weight.detach()
+        .clone()
+    )
+    result = train(load_corpus([toy_csv]), tiny_encoder_dir, FAST)
+    assert FAST.freeze_embeddings
+    assert torch.equal(result.model.encoder.embeddings.word_embeddings.weight, before)
+    assert not torch.equal(
+        result.model.encoder.encoder.layer[0].attention.self.query.weight,
+        IntentModel.from_encoder(tiny_encoder_dir, 4).encoder.encoder.layer[0].attention.self.query.weight,
+    )
 
 
 def test_same_seed_and_data_give_the_same_weights(tiny_encoder_dir: Path, toy_csv: Path) -> None:
@@ -117,7 +134,7 @@ def test_artifact_round_trip(
         info.temperature,
         memory,
         knn_weight=info.training["knn_weight"],
-    )(logits.numpy(), embeddings.numpy())
+    )(logits.numpy(), memory.similarities(embeddings.numpy()))
     for i, p in enumerate(predictions):
         assert p.intent == info_labels[int(probs[i].argmax())]
         assert p.confidence == pytest.approx(float(probs[i].max()), abs=1e-3)
