@@ -22,7 +22,9 @@ def default_home() -> Path:
 class Settings(BaseSettings):
     """Every knob Teller reads. Environment variables win over ``.env``."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
 
     home: Path = Field(
         default_factory=default_home,
@@ -45,6 +47,11 @@ class Settings(BaseSettings):
         validation_alias="TELLER_THREADS",
         description="Inference threads (default: all cores, at most four).",
     )
+    cache: Path | None = Field(
+        default=None,
+        validation_alias="TELLER_CACHE",
+        description="Rebuildable derived files (the retrieval encoder's ONNX graph); default <home>/cache.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
     )
@@ -52,6 +59,14 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache or self.home / "cache"
+
+    @property
+    def kb_dir(self) -> Path:
+        return self.home / "kb"
 
     @property
     def reports_dir(self) -> Path:
@@ -71,4 +86,6 @@ def get_settings() -> Settings:
         raise ConfigError(f"invalid settings: {problems}") from None
     settings.home = settings.home.expanduser()
     settings.models = settings.models.expanduser()
+    if settings.cache is not None:
+        settings.cache = settings.cache.expanduser()
     return settings

@@ -10,6 +10,7 @@ A directory ``<version>/`` holds everything needed to serve, audit and reproduce
     teller_model.json   version, creation time, training config, data hash, calibration, precision
     metrics.json        dev metrics (accuracy, macro-F1, per intent, confusions, ECE)
     memory.npz          fine-tuned embeddings of the training examples and their intents (k-NN vote)
+    base_memory.npz     the same examples embedded by the base encoder (out-of-scope detection)
     dev.csv             the held-out dev split, so the numbers can be recomputed
 
 An artifact is written to a temporary directory and renamed into place, so a crash never leaves a
@@ -43,6 +44,7 @@ LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 DEV_FILE = "dev.csv"
 MEMORY_FILE = "memory.npz"
+BASE_MEMORY_FILE = "base_memory.npz"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 #: int8 serves by default unless it costs more than this many accuracy points on dev.
 INT8_TOLERANCE = 0.3
@@ -123,13 +125,24 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def read_memory(directory: str | Path) -> Memory:
-    path = Path(directory) / MEMORY_FILE
+def read_memory(directory: str | Path, name: str = MEMORY_FILE) -> Memory:
+    path = Path(directory) / name
     try:
         with np.load(path) as data:
             return Memory(data["embeddings"].astype(np.float32), data["targets"].astype(np.int64))
     except (OSError, KeyError, ValueError) as exc:
         raise ArtifactError(f"{path}: unreadable memory ({exc})") from None
+
+
+def read_base_memory(directory: str | Path) -> Memory | None:
+    """Base-encoder embeddings of the training examples, if the artifact has them."""
+    return (
+        read_memory(directory, BASE_MEMORY_FILE) if (Path(directory) / BASE_MEMORY_FILE).is_file() else None
+    )
+
+
+def _write_memory(path: Path, memory: Memory) -> None:
+    np.savez(path, embeddings=memory.embeddings.astype(np.float16), targets=memory.targets.astype(np.int32))
 
 
 def _served_accuracy(directory: Path, precision: str, dev: list[Example]) -> float:
@@ -174,11 +187,8 @@ def _write_into(
             shutil.copy2(encoder_dir / name, staging / "encoder" / name)
     export_onnx(trained.model, trained.memory, staging, quantize=quantize)
     _write_json(staging / LABELS_FILE, trained.labels)
-    np.savez(
-        staging / MEMORY_FILE,
-        embeddings=trained.memory.embeddings.astype(np.float16),
-        targets=trained.memory.targets.astype(np.int32),
-    )
+    _write_memory(staging / MEMORY_FILE, trained.memory)
+    _write_memory(staging / BASE_MEMORY_FILE, trained.base_memory)
     with (staging / DEV_FILE).open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "category"])

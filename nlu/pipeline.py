@@ -18,7 +18,7 @@ def train_and_register(
     progress: ProgressFn | None = None,
     activate: bool = True,
     encoder_dir: str | Path | None = None,
-    base_encoder: str = BASE_ENCODER_NAME,
+    base_encoder: str | None = None,
 ) -> ModelVersion:
     """Train on ``corpus``, write the artifact into ``registry`` and (by default) activate it.
 
@@ -26,6 +26,8 @@ def train_and_register(
     exactly as they were.
     """
     encoder = Path(encoder_dir) if encoder_dir is not None else base_encoder_path()
+    if base_encoder is None:
+        base_encoder = BASE_ENCODER_NAME if encoder_dir is None else str(encoder)
     trained = train(corpus, encoder, config, progress)
     if progress:
         progress("export", 0, 1)

@@ -19,21 +19,36 @@ class ReportFiles:
     confusion_png: Path
 
 
-def write_report(metrics: Metrics, directory: str | Path, title: str, context: dict[str, Any]) -> ReportFiles:
-    """Write ``metrics.json``, ``report.md`` and ``confusion.png`` into ``directory``."""
+def write_report(
+    metrics: Metrics,
+    directory: str | Path,
+    title: str,
+    context: dict[str, Any],
+    sections: dict[str, dict[str, Any]] | None = None,
+) -> ReportFiles:
+    """Write ``metrics.json``, ``report.md`` and ``confusion.png`` into ``directory``.
+
+    ``sections`` adds named tables of further figures (e.g. the answer policy's) to both files.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(directory / "metrics.json", directory / "report.md", directory / "confusion.png")
-    payload = {"context": context, **metrics.to_dict()}
+    payload = {"context": context, **metrics.to_dict(), **(sections or {})}
     files.json.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     plot_confusion(metrics, files.confusion_png, title)
     files.markdown.write_text(
-        render_markdown(metrics, title, context, files.confusion_png.name), encoding="utf-8"
+        render_markdown(metrics, title, context, files.confusion_png.name, sections), encoding="utf-8"
     )
     return files
 
 
-def render_markdown(metrics: Metrics, title: str, context: dict[str, Any], image: str) -> str:
+def render_markdown(
+    metrics: Metrics,
+    title: str,
+    context: dict[str, Any],
+    image: str,
+    sections: dict[str, dict[str, Any]] | None = None,
+) -> str:
     lines = [f"# {title}", ""]
     lines += [f"- **{key}**: {value}" for key, value in context.items()]
     lines += [
@@ -51,6 +66,10 @@ def render_markdown(metrics: Metrics, title: str, context: dict[str, Any], image
             f"Categories the model does not know (always counted wrong): {', '.join(metrics.unknown_labels)}",
             "",
         ]
+    for name, figures in (sections or {}).items():
+        lines += [f"## {name.replace('_', ' ').capitalize()}", "", "| measure | value |", "|---|---|"]
+        lines += [f"| {key.replace('_', ' ')} | {_cell(value)} |" for key, value in figures.items()]
+        lines.append("")
     lines += ["## Most confused intent pairs", "", "| true | predicted | count |", "|---|---|---|"]
     lines += [f"| {c.true} | {c.predicted} | {c.count} |" for c in metrics.confusions] or ["| - | - | 0 |"]
     lines += [
@@ -64,6 +83,14 @@ def render_markdown(metrics: Metrics, title: str, context: dict[str, Any], image
         lines.append(f"| {s.intent} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | {s.support} |")
     lines += ["", f"![confusion matrix]({image})", ""]
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2%}" if 0.0 <= value <= 1.0 else f"{value:.3f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 def plot_confusion(metrics: Metrics, path: Path, title: str) -> None:

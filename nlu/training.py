@@ -84,6 +84,9 @@ class TrainedModel:
     config: TrainConfig
     temperature: float
     memory: Memory
+    #: The training examples embedded by the *base* encoder (before fine-tuning): how far a message
+    #: is from them in that general-purpose space is the best out-of-scope signal.
+    base_memory: Memory
     dev_metrics: Metrics | None
     train_size: int
     dev_size: int
@@ -173,11 +176,12 @@ def train(
 
     with _deterministic(config.seed):
         model = IntentModel.from_encoder(encoder_dir, len(labels))
-        _init_head_from_probe(model, train_ids, y_train, len(labels), config, progress)
+        base_embeddings = _init_head_from_probe(model, train_ids, y_train, len(labels), config, progress)
         history = _fine_tune(model, train_ids, y_train, config, progress)
         model.eval()
         _, train_embeddings = forward_all(model, train_ids, progress=progress, stage="memory")
     memory = Memory(train_embeddings, y_train)
+    base_memory = Memory(base_embeddings, y_train)
 
     temperature, dev_metrics, head_accuracy = 1.0, None, None
     if dev_ex:
@@ -198,6 +202,7 @@ def train(
         config=config,
         temperature=temperature,
         memory=memory,
+        base_memory=base_memory,
         dev_metrics=dev_metrics,
         dev_head_accuracy=head_accuracy,
         train_size=len(train_ex),
@@ -217,8 +222,8 @@ def _init_head_from_probe(
     num_labels: int,
     config: TrainConfig,
     progress: ProgressFn | None,
-) -> None:
-    """Fit a logistic regression on frozen embeddings and copy it into the head."""
+) -> np.ndarray:
+    """Fit a logistic regression on frozen embeddings and copy it into the head; return those embeddings."""
     _, embeddings = forward_all(model, ids, progress=progress, stage="probe")
     probe = LogisticRegression(C=config.probe_c, max_iter=3000)
     probe.fit(embeddings, targets)
@@ -232,6 +237,7 @@ def _init_head_from_probe(
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
+    return embeddings
 
 
 def _fine_tune(

@@ -90,14 +90,41 @@ def trained_models_dir(
     return models
 
 
+@pytest.fixture(scope="session")
+def embedder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export of the retrieval encoder's ONNX graph for the whole session."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def home_template(
+    tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path, embedder_cache: Path
+) -> Path:
+    """A TELLER_HOME with the default knowledge base, and the toy model's policy calibrated."""
+    from bot.assistant import build_policy
+    from bot.settings import Settings
+
+    home = tmp_path_factory.mktemp("home-template")
+    build_policy(Settings(home=home, models=trained_models_dir, cache=embedder_cache))
+    return home
+
+
 @pytest.fixture()
-def teller_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trained_models_dir: Path) -> Iterator[Path]:
-    """Settings pointing at a fresh TELLER_HOME and the trained toy models."""
+def teller_env(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    home_template: Path,
+    trained_models_dir: Path,
+    embedder_cache: Path,
+) -> Iterator[Path]:
+    """Settings pointing at a fresh copy of the template TELLER_HOME and the trained toy models."""
     from bot.settings import get_settings
 
     home = tmp_path / "home"
+    shutil.copytree(home_template, home)
     monkeypatch.setenv("TELLER_HOME", str(home))
     monkeypatch.setenv("TELLER_MODELS", str(trained_models_dir))
+    monkeypatch.setenv("TELLER_CACHE", str(embedder_cache))
     monkeypatch.chdir(tmp_path)
     get_settings.cache_clear()
     yield home

@@ -1,0 +1,86 @@
+"""Assembling Teller from settings: classifier, knowledge base, exemplars and calibrated policy."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from bot.calibration import Targets, calibrate
+from bot.exemplars import load_advice, load_smalltalk
+from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig
+from bot.settings import Settings
+from nlu import IntentClassifier, ModelRegistry
+from nlu.artifact import read_base_memory, read_dev_split
+from nlu.corpora import CLINC150_OOS_DEV
+from nlu.data import read_labelled_csv
+from retrieval.embedder import OnnxSentenceEmbedder
+from retrieval.knowledge_base import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+
+def open_kb(settings: Settings) -> KnowledgeBase:
+    """The knowledge base under ``TELLER_HOME/kb`` (filled with the default KB on first use)."""
+    embedder = OnnxSentenceEmbedder(settings.cache_dir, threads=settings.threads)
+    return KnowledgeBase.open(settings.kb_dir, embedder)
+
+
+def build_policy(
+    settings: Settings,
+    version: str | None = None,
+    kb: KnowledgeBase | None = None,
+    calibrate_if_missing: bool = True,
+) -> AnswerPolicy:
+    """The answer policy for the active model (or ``version``), calibrating it once if it never was."""
+    registry = ModelRegistry(settings.models)
+    path = registry.path(version) if version else registry.active_path()
+    classifier = IntentClassifier.load(path, precision=settings.serving_precision, threads=settings.threads)
+    kb = kb or open_kb(settings)
+    advice_questions = [q for e in kb.entries() if ADVICE_TAG in e.tags for q in e.questions]
+    # The base memory is comparable with retrieval vectors only if both come from the same encoder.
+    base_memory = read_base_memory(path) if classifier.info.base_encoder == kb.embedder.name else None
+    if base_memory is not None and base_memory.embeddings.shape[1] != kb.embedder.dim:
+        base_memory = None
+    policy = AnswerPolicy(
+        classifier, kb, load_smalltalk(), load_advice(extra=advice_questions), base_memory=base_memory
+    )
+    config = PolicyConfig.load(path)
+    if config is None and calibrate_if_missing:
+        log.warning("policy_not_calibrated", extra={"fields": {"model": classifier.version}})
+        config = calibrate_policy(policy, path)
+    if config is not None:
+        policy.thresholds = config.thresholds
+    return policy
+
+
+def calibration_data(model_path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """The model's held-out dev split (in scope) and the vendored out-of-scope queries."""
+    in_scope = [(e.text, e.label) for e in read_dev_split(model_path)]
+    out_of_scope = [e.text for e in read_labelled_csv(CLINC150_OOS_DEV)]
+    return in_scope, out_of_scope
+
+
+def calibrate_policy(policy: AnswerPolicy, model_path: Path, targets: Targets | None = None) -> PolicyConfig:
+    """Fit the thresholds on dev data and store them in the model's artifact as ``policy.json``."""
+    in_scope, out_of_scope = calibration_data(model_path)
+    thresholds, report = calibrate(policy, in_scope, out_of_scope, targets)
+    report["kb_entries"] = len(policy.kb)
+    config = PolicyConfig(thresholds, report)
+    config.save(model_path)
+    policy.thresholds = thresholds
+    log.info(
+        "policy_calibrated",
+        extra={
+            "fields": {
+                "model": policy.classifier.version,
+                "thresholds": thresholds.to_dict(),
+                "held_out": report["held_out"],
+            }
+        },
+    )
+    return config
+
+
+def calibration_summary(config: PolicyConfig) -> dict[str, Any]:
+    return {"thresholds": config.thresholds.to_dict(), **config.calibration}

@@ -1,0 +1,202 @@
+"""Calibrating the answer policy on dev data: the model's held-out Banking77 split plus out-of-scope queries.
+
+Small-talk and advice thresholds are set so that almost no in-scope banking question is taken for
+either. The remaining thresholds are chosen by grid search: among the settings that keep
+out-of-scope messages away from intent answers (``min_oos_recall``) and hand off few in-scope
+messages (``max_false_handoff``), the one that answers the most in-scope messages correctly wins
+(fewer clarifications break ties). Two-fold cross-fitting reports what the chosen procedure does
+on messages it was not tuned on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bot.policy import ROUTES, AnswerPolicy, Decision, Route, Signals, Thresholds, route_codes
+
+OOS = "oos"
+
+
+@dataclass(frozen=True)
+class Targets:
+    min_oos_recall: float = 0.97
+    max_false_handoff: float = 0.02
+    #: Share of in-scope messages that may be taken for small talk, advice or a general KB entry.
+    max_in_scope_diversion: float = 0.003
+
+
+@dataclass
+class PolicyMetrics:
+    """How the policy does on a labelled set whose category may be ``oos``."""
+
+    in_scope: int
+    out_of_scope: int
+    answered_correctly: float
+    oos_recall: float
+    false_handoff: float
+    clarify_rate: float
+    routes: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Features:
+    """The numbers the policy looks at, as arrays, plus what is needed to score its decisions."""
+
+    values: dict[str, np.ndarray]
+    labels: np.ndarray  # gold intent, or "oos"
+    predicted: np.ndarray  # the classifier's top intent
+    top_intent: np.ndarray  # intent of the best KB entry (None for general entries)
+
+    @classmethod
+    def from_signals(cls, signals: Sequence[Signals], labels: Sequence[str]) -> Features:
+        rows = [s.features() for s in signals]
+        values = {key: np.array([r[key] for r in rows], dtype=np.float64) for key in rows[0]}
+        return cls(
+            values,
+            np.array(labels, dtype=object),
+            np.array([s.prediction.intent for s in signals], dtype=object),
+            np.array([s.top.entry.intent if s.top else None for s in signals], dtype=object),
+        )
+
+    def subset(self, mask: np.ndarray) -> Features:
+        return Features(
+            {k: v[mask] for k, v in self.values.items()},
+            self.labels[mask],
+            self.predicted[mask],
+            self.top_intent[mask],
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def policy_metrics(routes: np.ndarray, correct: np.ndarray, out_of_scope: np.ndarray) -> PolicyMetrics:
+    """Metrics from each message's route, whether its answer was right, and whether it was out of scope."""
+    ins = ~out_of_scope
+    n_in, n_oos = int(ins.sum()), int(out_of_scope.sum())
+    return PolicyMetrics(
+        in_scope=n_in,
+        out_of_scope=n_oos,
+        answered_correctly=float(correct[ins].mean()) if n_in else 0.0,
+        oos_recall=float((routes != Route.INTENT)[out_of_scope].mean()) if n_oos else 1.0,
+        false_handoff=float((routes == Route.HANDOFF)[ins].mean()) if n_in else 0.0,
+        clarify_rate=float((routes == Route.CLARIFY).mean()) if len(routes) else 0.0,
+        routes={r.value: int((routes == r).sum()) for r in ROUTES},
+    )
+
+
+def score_routes(features: Features, thresholds: Thresholds) -> PolicyMetrics:
+    """What ``thresholds`` would do on ``features``: an answer is right when it is the gold intent's
+    (by the classifier, or by an FAQ entry filed under that intent)."""
+    codes, general_faq = route_codes(features.values, thresholds)
+    routes = np.array(ROUTES, dtype=object)[codes]
+    correct = ((routes == Route.INTENT) & (features.predicted == features.labels)) | (
+        (routes == Route.FAQ) & ~general_faq & (features.top_intent == features.labels)
+    )
+    return policy_metrics(routes, correct, features.labels == OOS)
+
+
+def evaluate_policy(
+    policy: AnswerPolicy, texts: Sequence[str], labels: Sequence[str]
+) -> tuple[PolicyMetrics, list[Decision]]:
+    """Decide every message with the policy's own thresholds and score the decisions."""
+    decisions = policy.answer_many(texts)
+    correct = np.array(
+        [
+            (d.route == Route.INTENT and d.intent == label)
+            or (d.route == Route.FAQ and d.kb_id is not None and policy.kb.get(d.kb_id).intent == label)
+            for d, label in zip(decisions, labels, strict=True)
+        ]
+    )
+    routes = np.array([d.route for d in decisions], dtype=object)
+    return policy_metrics(routes, correct, np.array([label == OOS for label in labels])), decisions
+
+
+def _diversion_threshold(scores: np.ndarray, share: float) -> float:
+    """The lowest threshold that lets at most ``share`` of ``scores`` reach it."""
+    if len(scores) == 0:
+        return 1.0
+    return float(np.quantile(scores, 1.0 - share)) + 1e-6
+
+
+def fit_thresholds(features: Features, targets: Targets) -> tuple[Thresholds, bool]:
+    """The best thresholds on ``features``; the flag says whether every target could be met."""
+    ins = features.labels != OOS
+    f = features.values
+    smalltalk = max(_diversion_threshold(f["smalltalk"][ins], targets.max_in_scope_diversion), 0.5)
+    advice = max(_diversion_threshold(f["advice"][ins], targets.max_in_scope_diversion), 0.5)
+    # A general entry may take over from the classifier only where it clearly beats the intent's entry.
+    faq_margin = 0.05
+    general_gap = np.where(f["general"][ins] - f["intent_entry"][ins] >= faq_margin, f["general"][ins], -1.0)
+    faq_floor = _diversion_threshold(general_gap, targets.max_in_scope_diversion)
+
+    nearest = f["nearest"][ins]
+    scope_grid = sorted({float(np.quantile(nearest, q)) for q in np.linspace(0.0, 0.12, 25)})
+    intent_grid = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    clarify_grid = [(1.01, 1.0), (0.9, 0.2), (0.8, 0.2), (0.7, 0.2), (0.8, 0.1), (0.6, 0.15)]
+    faq_grid = [max(faq_floor, x) for x in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)]
+
+    best: tuple[tuple[float, ...], Thresholds] | None = None
+    fallback: tuple[tuple[float, ...], Thresholds] | None = None
+    for in_scope, intent, (pair, second), faq in itertools.product(
+        scope_grid, intent_grid, clarify_grid, faq_grid
+    ):
+        t = Thresholds(smalltalk, advice, in_scope, intent, pair, second, faq, faq_margin)
+        m = score_routes(features, t)
+        feasible = m.oos_recall >= targets.min_oos_recall and m.false_handoff <= targets.max_false_handoff
+        key = (m.answered_correctly, -m.clarify_rate)
+        if feasible and (best is None or key > best[0]):
+            best = (key, t)
+        shortfall = min(0.0, m.oos_recall - targets.min_oos_recall) + min(
+            0.0, targets.max_false_handoff - m.false_handoff
+        )
+        fallback_key = (shortfall, m.answered_correctly)
+        if fallback is None or fallback_key > fallback[0]:
+            fallback = (fallback_key, t)
+    assert fallback is not None
+    return (best[1], True) if best is not None else (fallback[1], False)
+
+
+def calibrate(
+    policy: AnswerPolicy,
+    in_scope: Sequence[tuple[str, str]],
+    out_of_scope: Sequence[str],
+    targets: Targets | None = None,
+    seed: int = 0,
+) -> tuple[Thresholds, dict[str, Any]]:
+    """Thresholds fitted on all the data, and a report with two-fold held-out metrics."""
+    targets = targets or Targets()
+    texts = [t for t, _ in in_scope] + list(out_of_scope)
+    labels = [label for _, label in in_scope] + [OOS] * len(out_of_scope)
+    features = Features.from_signals(policy.signals(texts), labels)
+    thresholds, feasible = fit_thresholds(features, targets)
+
+    rng = np.random.default_rng(seed)
+    fold = rng.permutation(len(features)) % 2 == 0
+    held_out = []
+    for train_mask in (fold, ~fold):
+        t, _ = fit_thresholds(features.subset(train_mask), targets)
+        test = features.subset(~train_mask)
+        held_out.append(score_routes(test, t))
+    report = {
+        "targets": asdict(targets),
+        "targets_met": feasible,
+        "in_scope_messages": sum(1 for label in labels if label != OOS),
+        "out_of_scope_messages": len(out_of_scope),
+        "fitted": score_routes(features, thresholds).to_dict(),
+        "held_out": {
+            key: float(np.mean([getattr(m, key) for m in held_out]))
+            for key in ("answered_correctly", "oos_recall", "false_handoff", "clarify_rate")
+        },
+        "smalltalk_loo_recall": float(np.mean(policy.smalltalk.leave_one_out() >= thresholds.smalltalk)),
+        "advice_loo_recall": float(np.mean(policy.advice.leave_one_out() >= thresholds.advice)),
+    }
+    return thresholds, report

@@ -1,0 +1,81 @@
+"""The Typer application, its shared options, and the error boundary of every command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from bot.errors import TellerError
+from bot.logs import configure_logging
+from bot.settings import Settings, get_settings
+from nlu import IntentClassifier, ModelRegistry, NLUError
+from positioning.errors import PositioningError
+from retrieval.errors import RetrievalError
+
+log = logging.getLogger("teller.cli")
+out = Console()
+err = Console(stderr=True)
+
+#: Every error a user can cause; anything else is a bug and keeps its traceback.
+USER_ERRORS = (TellerError, NLUError, RetrievalError, PositioningError)
+
+
+class _Group(TyperGroup):
+    """Turns Teller's own errors into one clear line on stderr and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            log.warning("command_failed", extra={"fields": {"error": str(exc), "kind": type(exc).__name__}})
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="teller",
+    help="Teller, a chat-first assistant for finance customer service.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="List and activate trained intent models.", no_args_is_help=True)
+kb_app = typer.Typer(
+    help="The FAQ knowledge base: add, list, remove and search entries.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+app.add_typer(kb_app, name="kb")
+
+EncodingOpt = Annotated[
+    str | None, typer.Option(help="Encoding of the input file (default: UTF-8, or by its BOM).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model version (default: the active one).")]
+
+
+def emit_json(data: Any) -> None:
+    """One JSON document on one line of stdout."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+
+
+@app.callback()
+def _setup() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_dir, settings.log_level)
+
+
+def registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.models)
+
+
+def load_classifier(settings: Settings, version: str | None = None) -> IntentClassifier:
+    models = registry(settings)
+    path = models.path(version) if version else models.active_path()
+    return IntentClassifier.load(path, precision=settings.serving_precision, threads=settings.threads)

@@ -1,0 +1,358 @@
+"""Commands for the models: train, calibrate, eval, bench, models list / activate."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from bot.cli.app import (
+    EncodingOpt,
+    JsonOpt,
+    ModelOpt,
+    app,
+    emit_json,
+    err,
+    load_classifier,
+    models_app,
+    out,
+    registry,
+)
+from bot.errors import InputError
+from bot.progress import progress_reporter
+from bot.settings import get_settings
+from nlu import NLUError
+from nlu.corpora import BANKING77_TRAIN
+
+log = logging.getLogger("teller.cli")
+
+
+@app.command()
+def train(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="Training CSV (text,category); repeat to combine. Replaces Banking77."),
+    ] = None,
+    add: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--add", help="CSV added to the default corpus (or to --data); later files win conflicts."
+        ),
+    ] = None,
+    epochs: Annotated[float, typer.Option(min=0.01, help="Fine-tuning epochs.")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed and data give the same model.")] = 0,
+    dev_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Stratified share held out as dev split.")
+    ] = 0.1,
+    batch_size: Annotated[int, typer.Option(min=2, help="Training batch size.")] = 32,
+    learning_rate: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 5e-5,
+    activate: Annotated[bool, typer.Option(help="Make the new model the active one.")] = True,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing when a model is already active.")
+    ] = False,
+    encoding: EncodingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune the intent classifier on the CPU, calibrate its answer policy, save and activate it."""
+    from bot.assistant import build_policy, calibrate_policy
+    from nlu.data import load_corpus
+    from nlu.pipeline import train_and_register
+    from nlu.training import TrainConfig
+
+    settings = get_settings()
+    models = registry(settings)
+    if if_missing and models.active_version() is not None:
+        try:
+            models.active_path()
+            err.print(f"A model is already active: {models.active_version()} (skipping training).")
+            return
+        except NLUError:
+            pass
+    files = list(data or [BANKING77_TRAIN]) + list(add or [])
+    corpus = load_corpus(files, encoding=encoding)
+    config = TrainConfig(
+        epochs=epochs,
+        seed=seed,
+        dev_fraction=dev_fraction,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        head_learning_rate=learning_rate,
+    )
+    err.print(
+        f"Training on {len(corpus)} examples, {len(corpus.labels)} intents "
+        f"({corpus.duplicates_dropped} duplicates dropped, "
+        f"{corpus.conflicts_resolved} relabelled by later files)."
+    )
+    log.info(
+        "train_started",
+        extra={
+            "fields": {
+                "examples": len(corpus),
+                "intents": len(corpus.labels),
+                "data_hash": corpus.content_hash(),
+                "config": config.to_dict(),
+            }
+        },
+    )
+    started = time.perf_counter()
+    try:
+        with progress_reporter(err, enabled=not as_json) as progress:
+            result = train_and_register(corpus, models, config, progress=progress, activate=False)
+        policy = None
+        if result.info.dev_size:
+            if not as_json:
+                err.print("Calibrating the answer policy on the dev split and out-of-scope queries...")
+            policy = calibrate_policy(
+                build_policy(settings, result.info.version, calibrate_if_missing=False), result.path
+            )
+        if activate:
+            models.activate(result.info.version)
+    except KeyboardInterrupt:
+        err.print("Training interrupted; the active model is unchanged.")
+        raise typer.Exit(130) from None
+    seconds = time.perf_counter() - started
+    info = result.info
+    log.info(
+        "train_finished",
+        extra={"fields": {"version": info.version, "seconds": round(seconds, 1), **info.dev}},
+    )
+    held_out = policy.calibration.get("held_out", {}) if policy else {}
+    if as_json:
+        emit_json(
+            {
+                **asdict(info),
+                "path": str(result.path),
+                "active": activate,
+                "total_seconds": round(seconds, 1),
+                "policy": {"thresholds": policy.thresholds.to_dict(), **policy.calibration}
+                if policy
+                else None,
+            }
+        )
+        return
+    out.print(f"Saved model [bold]{info.version}[/bold] at {result.path}" + (" (active)" if activate else ""))
+    if info.dev:
+        out.print(
+            f"Dev split ({info.dev_size} messages): accuracy {info.dev['accuracy']:.2%}, "
+            f"macro-F1 {info.dev['macro_f1']:.4f}, ECE {info.dev['ece']:.4f}"
+        )
+    check = info.precision_check
+    if "int8_dev_accuracy" in check:
+        out.print(
+            f"Serving precision {info.precision}: int8 dev accuracy {check['int8_dev_accuracy']:.2%} "
+            f"vs fp32 {check['fp32_dev_accuracy']:.2%}"
+        )
+    if held_out:
+        out.print(
+            f"Answer policy (held-out halves of dev + out-of-scope): answered correctly "
+            f"{held_out['answered_correctly']:.2%}, out-of-scope recall {held_out['oos_recall']:.2%}, "
+            f"false handoff {held_out['false_handoff']:.2%}, clarify {held_out['clarify_rate']:.2%}"
+        )
+    out.print(f"Took {seconds / 60:.1f} min.")
+
+
+@app.command()
+def calibrate(version: ModelOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-fit the answer policy's thresholds for a model (e.g. after changing the knowledge base)."""
+    from bot.assistant import build_policy, calibrate_policy
+
+    settings = get_settings()
+    policy = build_policy(settings, version, calibrate_if_missing=False)
+    config = calibrate_policy(policy, policy.classifier.path)
+    payload = {
+        "model": policy.classifier.version,
+        "thresholds": config.thresholds.to_dict(),
+        **config.calibration,
+    }
+    if as_json:
+        emit_json(payload)
+        return
+    table = Table("threshold", "value", title=f"Answer policy of {policy.classifier.version}")
+    for key, value in config.thresholds.to_dict().items():
+        table.add_row(key, f"{value:.3f}")
+    out.print(table)
+    for key, value in config.calibration["held_out"].items():
+        out.print(f"held-out {key.replace('_', ' ')}: {value:.2%}")
+
+
+@app.command("eval")
+def evaluate_cmd(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Labelled CSV (text,category; category may be oos). Default: the dev split."
+        ),
+    ] = None,
+    version: ModelOpt = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Report directory (default: <TELLER_HOME>/reports/eval-...).")
+    ] = None,
+    policy_metrics: Annotated[
+        bool, typer.Option("--policy/--no-policy", help="Also score the answer policy.")
+    ] = True,
+    encoding: EncodingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classifier metrics (accuracy, macro-F1, per intent, confusions, ECE) and answer-policy metrics."""
+    from bot.assistant import build_policy
+    from bot.calibration import OOS, evaluate_policy
+    from nlu.artifact import read_dev_split
+    from nlu.data import read_labelled_csv
+    from nlu.evaluation import evaluate
+    from nlu.report import write_report
+
+    settings = get_settings()
+    classifier = load_classifier(settings, version)
+    if data is not None:
+        examples, source = read_labelled_csv(data, encoding=encoding), str(data)
+    else:
+        examples, source = read_dev_split(classifier.path), f"dev split of {classifier.version}"
+        if not examples:
+            raise InputError(f"model {classifier.version} has no dev split; pass --data FILE")
+    in_scope = [e for e in examples if e.label != OOS]
+    if not in_scope:
+        raise InputError(f"{source}: every message is oos; the classifier needs in-scope messages to score")
+    metrics, _ = evaluate(classifier, in_scope)
+    sections: dict[str, dict[str, Any]] = {}
+    if policy_metrics:
+        policy = build_policy(settings, version)
+        scores, _ = evaluate_policy(policy, [e.text for e in examples], [e.label for e in examples])
+        sections["policy"] = scores.to_dict()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    directory = out_dir or settings.reports_dir / f"eval-{classifier.version}-{stamp}"
+    context = {"model": classifier.version, "precision": classifier.precision, "data": source}
+    files = write_report(metrics, directory, f"Evaluation of {classifier.version}", context, sections)
+    log.info(
+        "eval_finished",
+        extra={"fields": {**context, **metrics.summary(), **sections, "report": str(files.markdown)}},
+    )
+    if as_json:
+        report = {
+            "json": str(files.json),
+            "markdown": str(files.markdown),
+            "confusion_png": str(files.confusion_png),
+        }
+        emit_json({"context": context, **metrics.to_dict(), **sections, "report": report})
+        return
+    out.print(
+        f"Model {classifier.version} ({classifier.precision}) on {source}: {len(examples)} messages, "
+        f"{len(in_scope)} in scope"
+    )
+    out.print(
+        f"classifier: accuracy {metrics.accuracy:.2%}, macro-F1 {metrics.macro_f1:.4f}, ECE {metrics.ece:.4f}"
+    )
+    if "policy" in sections:
+        p = sections["policy"]
+        out.print(
+            f"policy: answered correctly {p['answered_correctly']:.2%}, out-of-scope recall "
+            f"{p['oos_recall']:.2%}, false handoff {p['false_handoff']:.2%}, clarify {p['clarify_rate']:.2%}"
+        )
+    if metrics.unknown_labels:
+        out.print(f"[yellow]Categories the model does not know: {', '.join(metrics.unknown_labels)}[/yellow]")
+    table = Table("true intent", "predicted", "count", title="Most confused pairs")
+    for c in metrics.confusions:
+        table.add_row(c.true, c.predicted, str(c.count))
+    out.print(table)
+    out.print(f"Report: {files.markdown}\nConfusion matrix: {files.confusion_png}\nJSON: {files.json}")
+
+
+@app.command()
+def bench(
+    version: ModelOpt = None,
+    precision: Annotated[
+        str | None, typer.Option(help="int8 or fp32 (default: the artifact's choice).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Inference threads.")] = None,
+    messages: Annotated[int, typer.Option(min=10, help="Messages timed one at a time.")] = 300,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size for the throughput run.")] = 64,
+    as_json: JsonOpt = False,
+) -> None:
+    """Latency (p50/p95/p99) of one message, batched throughput, peak memory and load time."""
+    from nlu.artifact import read_dev_split
+    from nlu.bench import run_benchmark
+    from nlu.data import read_labelled_csv
+
+    settings = get_settings()
+    models = registry(settings)
+    path = models.path(version) if version else models.active_path()
+    texts = [e.text for e in read_dev_split(path)] or [
+        e.text for e in read_labelled_csv(BANKING77_TRAIN)[:2000]
+    ]
+    result = run_benchmark(
+        path,
+        texts,
+        single_messages=messages,
+        batch_size=batch_size,
+        precision=precision or settings.serving_precision,
+        threads=threads or settings.threads,
+    )
+    log.info("bench_finished", extra={"fields": result.to_dict()})
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    table = Table(
+        "measure", "value", title=f"Model {result.version} ({result.precision}, {result.threads} threads)"
+    )
+    table.add_row("load time", f"{result.load_seconds * 1000:.0f} ms")
+    table.add_row(
+        "latency p50 / p95 / p99",
+        f"{result.latency_ms_p50:.2f} / {result.latency_ms_p95:.2f} / {result.latency_ms_p99:.2f} ms",
+    )
+    table.add_row(
+        "batched throughput", f"{result.throughput_per_s:.0f} messages/s (batch {result.batch_size})"
+    )
+    table.add_row(
+        "peak memory (RSS)", f"{result.peak_rss_mb:.0f} MB ({result.rss_before_load_mb:.0f} MB before load)"
+    )
+    out.print(table)
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOpt = False) -> None:
+    """Every trained intent model, oldest first; the active one is marked."""
+    versions = registry(get_settings()).versions()
+    if as_json:
+        for v in versions:
+            emit_json(
+                {
+                    "version": v.info.version,
+                    "active": v.active,
+                    "created_at": v.info.created_at,
+                    "precision": v.info.precision,
+                    "train_size": v.info.train_size,
+                    "dev": v.info.dev,
+                    "data_hash": v.info.data_hash,
+                    "path": str(v.path),
+                }
+            )
+        return
+    if not versions:
+        out.print("No models yet: run `teller train`.")
+        return
+    table = Table("", "version", "created", "dev accuracy", "train size", "precision")
+    for v in versions:
+        acc = v.info.dev.get("accuracy")
+        table.add_row(
+            "*" if v.active else "",
+            v.info.version,
+            v.info.created_at,
+            f"{acc:.2%}" if acc is not None else "-",
+            str(v.info.train_size),
+            v.info.precision,
+        )
+    out.print(table)
+
+
+@models_app.command("activate")
+def models_activate(
+    version: Annotated[str, typer.Argument(help="Version from `teller models list`.")],
+) -> None:
+    """Make VERSION the active model (e.g. to roll back)."""
+    path = registry(get_settings()).activate(version)
+    log.info("model_activated", extra={"fields": {"version": version}})
+    out.print(f"Active model: {version} ({path})")

@@ -1,0 +1,24 @@
+"""The ONNX retrieval encoder gives sentence-transformers' vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.embedder import OnnxSentenceEmbedder, SentenceEmbedder
+
+
+def test_onnx_embedder_matches_sentence_transformers(embedder_cache: Path) -> None:
+    texts = [
+        "What's the overdraft fee?",
+        "hi",
+        "my card 💳 never arrived, I ordered it weeks ago",
+        "我的卡丢了",
+    ]
+    onnx = OnnxSentenceEmbedder(embedder_cache).embed(texts)
+    reference = SentenceEmbedder().embed(texts)
+    assert onnx.shape == (4, 384)
+    np.testing.assert_allclose(onnx, reference, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
+    assert OnnxSentenceEmbedder(embedder_cache).embed([]).shape == (0, 384)

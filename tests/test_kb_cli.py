@@ -1,0 +1,64 @@
+"""``teller kb`` and the policy-aware ``ask`` / ``eval`` through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.test_cli import json_lines, run
+
+
+def test_kb_add_list_search_remove(teller_env: Path, tmp_path: Path) -> None:
+    before = len(json_lines(run("kb", "list", "--json")[1]))
+    assert before >= 117
+    md = tmp_path / "extra.md"
+    md.write_text(
+        "## Do you have a branch in Leeds?\nid: leeds_branch\ntags: branches\n\nNot yet: London, "
+        "Manchester and Edinburgh.\n"
+    )
+    code, stdout, _ = run("kb", "add", str(md), "--json")
+    assert code == 0 and json.loads(stdout)["added"] == ["leeds_branch"]
+    [top, *_] = json_lines(run("kb", "search", "is there a Leeds branch", "--json", "-k", "3")[1])
+    assert top["id"] == "leeds_branch" and top["score"] > 0.6
+    listed = {e["id"]: e for e in json_lines(run("kb", "list", "--json")[1])}
+    assert listed["leeds_branch"] == {
+        "id": "leeds_branch",
+        "questions": ["Do you have a branch in Leeds?"],
+        "intent": None,
+        "tags": ["branches"],
+    }
+    assert run("kb", "remove", "leeds_branch")[0] == 0
+    assert len(json_lines(run("kb", "list", "--json")[1])) == before
+
+
+def test_kb_bad_file_names_the_line_and_changes_nothing(teller_env: Path, tmp_path: Path) -> None:
+    before = run("kb", "list", "--json")[1]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,question,answer\nnew_one,A question?,An answer.\nnew_two,Another?,\n")
+    code, _, stderr = run("kb", "add", str(bad))
+    assert code == 2 and "line 3: empty answer" in stderr
+    assert run("kb", "list", "--json")[1] == before
+    assert "no knowledge-base entry 'nope'" in run("kb", "remove", "nope")[2]
+
+
+def test_ask_reports_route_answer_and_reason(teller_env: Path) -> None:
+    [faq] = json_lines(run("ask", "What's the overdraft fee?", "--json")[1])
+    assert (faq["route"], faq["kb_id"]) == ("faq", "overdraft_fee")
+    assert "overdraft" in faq["answer"].lower() and "overdraft_fee" in faq["reason"]
+    [hello] = json_lines(run("ask", "hello", "--json")[1])
+    assert hello["route"] == "smalltalk" and hello["kb_id"] is None
+
+
+def test_eval_scores_the_policy_on_oos_rows(teller_env: Path, tmp_path: Path, toy_csv: Path) -> None:
+    data = tmp_path / "mixed.csv"
+    data.write_text(toy_csv.read_text() + "what's the weather like in Paris,oos\nplay some jazz music,oos\n")
+    code, stdout, _ = run("eval", "--data", str(data), "--json", "--out", str(tmp_path / "r"))
+    assert code == 0
+    report = json.loads(stdout)
+    policy = report["policy"]
+    assert (policy["in_scope"], policy["out_of_scope"]) == (80, 2)
+    for key in ("answered_correctly", "oos_recall", "false_handoff", "clarify_rate"):
+        assert 0.0 <= policy[key] <= 1.0
+    assert sum(policy["routes"].values()) == 82
+    assert report["n"] == 80  # the classifier is scored on in-scope rows only
+    assert "## Policy" in (tmp_path / "r" / "report.md").read_text()
