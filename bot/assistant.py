@@ -31,8 +31,13 @@ def build_policy(
     version: str | None = None,
     kb: KnowledgeBase | None = None,
     calibrate_if_missing: bool = True,
+    stored_thresholds: bool = True,
 ) -> AnswerPolicy:
-    """The answer policy for the active model (or ``version``), calibrating it once if it never was."""
+    """The answer policy for the active model (or ``version``), calibrating it once if it never was.
+
+    ``stored_thresholds=False`` ignores (and ``calibrate_if_missing=False`` does not create) the
+    model's ``policy.json``: for callers about to calibrate anyway.
+    """
     registry = ModelRegistry(settings.models)
     path = registry.path(version) if version else registry.active_path()
     classifier = IntentClassifier.load(path, precision=settings.serving_precision, threads=settings.threads)
@@ -45,7 +50,7 @@ def build_policy(
     policy = AnswerPolicy(
         classifier, kb, load_smalltalk(), load_advice(extra=advice_questions), base_memory=base_memory
     )
-    config = PolicyConfig.load(path)
+    config = PolicyConfig.load(path) if stored_thresholds else None
     if config is None and calibrate_if_missing:
         log.warning("policy_not_calibrated", extra={"fields": {"model": classifier.version}})
         config = calibrate_policy(policy, path)

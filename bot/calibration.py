@@ -3,8 +3,9 @@
 Small-talk and advice thresholds are set so that almost no in-scope banking question is taken for
 either. The remaining thresholds are chosen by grid search: among the settings that keep
 out-of-scope messages away from intent answers (``min_oos_recall``) and hand off few in-scope
-messages (``max_false_handoff``), the one that answers the most in-scope messages correctly wins
-(fewer clarifications break ties). Two-fold cross-fitting reports what the chosen procedure does
+messages (``max_false_handoff``), the one with the most right answers net of wrong ones wins (a
+wrong answer undoes a right one; asking back or handing off is neither; fewer clarifications
+break ties). Two-fold cross-fitting reports what the chosen procedure does
 on messages it was not tuned on.
 """
 
@@ -37,6 +38,8 @@ class PolicyMetrics:
     in_scope: int
     out_of_scope: int
     answered_correctly: float
+    #: In-scope messages answered (by intent or FAQ) with another intent's answer.
+    answered_wrongly: float
     oos_recall: float
     false_handoff: float
     clarify_rate: float
@@ -46,14 +49,19 @@ class PolicyMetrics:
         return asdict(self)
 
 
+_INTENT, _FAQ, _CLARIFY, _HANDOFF = (
+    ROUTES.index(r) for r in (Route.INTENT, Route.FAQ, Route.CLARIFY, Route.HANDOFF)
+)
+
+
 @dataclass
 class Features:
     """The numbers the policy looks at, as arrays, plus what is needed to score its decisions."""
 
     values: dict[str, np.ndarray]
-    labels: np.ndarray  # gold intent, or "oos"
-    predicted: np.ndarray  # the classifier's top intent
-    top_intent: np.ndarray  # intent of the best KB entry (None for general entries)
+    out_of_scope: np.ndarray  # the gold label is "oos"
+    intent_right: np.ndarray  # the classifier's top intent is the gold one
+    top_right: np.ndarray  # the best KB entry is filed under the gold intent
 
     @classmethod
     def from_signals(cls, signals: Sequence[Signals], labels: Sequence[str]) -> Features:
@@ -61,35 +69,44 @@ class Features:
         values = {key: np.array([r[key] for r in rows], dtype=np.float64) for key in rows[0]}
         return cls(
             values,
-            np.array(labels, dtype=object),
-            np.array([s.prediction.intent for s in signals], dtype=object),
-            np.array([s.top.entry.intent if s.top else None for s in signals], dtype=object),
+            np.array([label == OOS for label in labels]),
+            np.array([s.prediction.intent == label for s, label in zip(signals, labels, strict=True)]),
+            np.array(
+                [
+                    s.top is not None and s.top.entry.intent == label
+                    for s, label in zip(signals, labels, strict=True)
+                ]
+            ),
         )
 
     def subset(self, mask: np.ndarray) -> Features:
         return Features(
             {k: v[mask] for k, v in self.values.items()},
-            self.labels[mask],
-            self.predicted[mask],
-            self.top_intent[mask],
+            self.out_of_scope[mask],
+            self.intent_right[mask],
+            self.top_right[mask],
         )
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.out_of_scope)
 
 
-def policy_metrics(routes: np.ndarray, correct: np.ndarray, out_of_scope: np.ndarray) -> PolicyMetrics:
-    """Metrics from each message's route, whether its answer was right, and whether it was out of scope."""
+def policy_metrics(codes: np.ndarray, correct: np.ndarray, out_of_scope: np.ndarray) -> PolicyMetrics:
+    """Metrics from each message's route (index into ``ROUTES``), whether its answer was right, and
+    whether it was out of scope."""
     ins = ~out_of_scope
+    answered = (codes == _INTENT) | (codes == _FAQ)
     n_in, n_oos = int(ins.sum()), int(out_of_scope.sum())
+    counts = np.bincount(codes, minlength=len(ROUTES)) if len(codes) else np.zeros(len(ROUTES), dtype=int)
     return PolicyMetrics(
         in_scope=n_in,
         out_of_scope=n_oos,
         answered_correctly=float(correct[ins].mean()) if n_in else 0.0,
-        oos_recall=float((routes != Route.INTENT)[out_of_scope].mean()) if n_oos else 1.0,
-        false_handoff=float((routes == Route.HANDOFF)[ins].mean()) if n_in else 0.0,
-        clarify_rate=float((routes == Route.CLARIFY).mean()) if len(routes) else 0.0,
-        routes={r.value: int((routes == r).sum()) for r in ROUTES},
+        answered_wrongly=float((answered & ~correct)[ins].mean()) if n_in else 0.0,
+        oos_recall=float((codes != _INTENT)[out_of_scope].mean()) if n_oos else 1.0,
+        false_handoff=float((codes == _HANDOFF)[ins].mean()) if n_in else 0.0,
+        clarify_rate=float((codes == _CLARIFY).mean()) if len(codes) else 0.0,
+        routes={r.value: int(counts[i]) for i, r in enumerate(ROUTES)},
     )
 
 
@@ -97,11 +114,10 @@ def score_routes(features: Features, thresholds: Thresholds) -> PolicyMetrics:
     """What ``thresholds`` would do on ``features``: an answer is right when it is the gold intent's
     (by the classifier, or by an FAQ entry filed under that intent)."""
     codes, general_faq = route_codes(features.values, thresholds)
-    routes = np.array(ROUTES, dtype=object)[codes]
-    correct = ((routes == Route.INTENT) & (features.predicted == features.labels)) | (
-        (routes == Route.FAQ) & ~general_faq & (features.top_intent == features.labels)
+    correct = ((codes == _INTENT) & features.intent_right) | (
+        (codes == _FAQ) & ~general_faq & features.top_right
     )
-    return policy_metrics(routes, correct, features.labels == OOS)
+    return policy_metrics(codes, correct, features.out_of_scope)
 
 
 def evaluate_policy(
@@ -116,8 +132,8 @@ def evaluate_policy(
             for d, label in zip(decisions, labels, strict=True)
         ]
     )
-    routes = np.array([d.route for d in decisions], dtype=object)
-    return policy_metrics(routes, correct, np.array([label == OOS for label in labels])), decisions
+    codes = np.array([ROUTES.index(d.route) for d in decisions], dtype=np.int64)
+    return policy_metrics(codes, correct, np.array([label == OOS for label in labels])), decisions
 
 
 def _diversion_threshold(scores: np.ndarray, share: float) -> float:
@@ -129,30 +145,40 @@ def _diversion_threshold(scores: np.ndarray, share: float) -> float:
 
 def fit_thresholds(features: Features, targets: Targets) -> tuple[Thresholds, bool]:
     """The best thresholds on ``features``; the flag says whether every target could be met."""
-    ins = features.labels != OOS
+    ins = ~features.out_of_scope
     f = features.values
     smalltalk = max(_diversion_threshold(f["smalltalk"][ins], targets.max_in_scope_diversion), 0.5)
     advice = max(_diversion_threshold(f["advice"][ins], targets.max_in_scope_diversion), 0.5)
-    # A general entry may take over from the classifier only where it clearly beats the intent's entry.
-    faq_margin = 0.05
-    general_gap = np.where(f["general"][ins] - f["intent_entry"][ins] >= faq_margin, f["general"][ins], -1.0)
-    faq_floor = _diversion_threshold(general_gap, targets.max_in_scope_diversion)
+    # A general entry may take over from the classifier only where it beats the intent's own entry by
+    # a margin; for each margin, the FAQ threshold may not divert more in-scope messages than allowed.
+    faq_floors = {}
+    for margin in (0.0, 0.05, 0.1):
+        gap = np.where(f["general"][ins] - f["intent_entry"][ins] >= margin, f["general"][ins], -1.0)
+        faq_floors[margin] = _diversion_threshold(gap, targets.max_in_scope_diversion)
 
     nearest = f["nearest"][ins]
     scope_grid = sorted({float(np.quantile(nearest, q)) for q in np.linspace(0.0, 0.12, 25)})
     intent_grid = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
-    clarify_grid = [(1.01, 1.0), (0.9, 0.2), (0.8, 0.2), (0.7, 0.2), (0.8, 0.1), (0.6, 0.15)]
-    faq_grid = [max(faq_floor, x) for x in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)]
+    # (largest gap between the top two intents, smallest runner-up probability); the first is "never".
+    clarify_grid = [(-1.0, 1.0), (0.1, 0.2), (0.2, 0.2), (0.3, 0.15), (0.4, 0.15), (0.5, 0.1)]
+    faq_grid = sorted(
+        {
+            (margin, max(floor, x))
+            for margin, floor in faq_floors.items()
+            for x in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+        }
+    )
 
     best: tuple[tuple[float, ...], Thresholds] | None = None
     fallback: tuple[tuple[float, ...], Thresholds] | None = None
-    for in_scope, intent, (pair, second), faq in itertools.product(
+    for in_scope, intent, (clarify_gap, second), (faq_margin, faq) in itertools.product(
         scope_grid, intent_grid, clarify_grid, faq_grid
     ):
-        t = Thresholds(smalltalk, advice, in_scope, intent, pair, second, faq, faq_margin)
+        t = Thresholds(smalltalk, advice, in_scope, intent, clarify_gap, second, faq, faq_margin)
         m = score_routes(features, t)
         feasible = m.oos_recall >= targets.min_oos_recall and m.false_handoff <= targets.max_false_handoff
-        key = (m.answered_correctly, -m.clarify_rate)
+        # A wrong answer undoes a right one; a clarifying question or a handoff is neither.
+        key = (m.answered_correctly - m.answered_wrongly, -m.clarify_rate)
         if feasible and (best is None or key > best[0]):
             best = (key, t)
         shortfall = min(0.0, m.oos_recall - targets.min_oos_recall) + min(
@@ -189,12 +215,18 @@ def calibrate(
     report = {
         "targets": asdict(targets),
         "targets_met": feasible,
-        "in_scope_messages": sum(1 for label in labels if label != OOS),
+        "in_scope_messages": int((~features.out_of_scope).sum()),
         "out_of_scope_messages": len(out_of_scope),
         "fitted": score_routes(features, thresholds).to_dict(),
         "held_out": {
             key: float(np.mean([getattr(m, key) for m in held_out]))
-            for key in ("answered_correctly", "oos_recall", "false_handoff", "clarify_rate")
+            for key in (
+                "answered_correctly",
+                "answered_wrongly",
+                "oos_recall",
+                "false_handoff",
+                "clarify_rate",
+            )
         },
         "smalltalk_loo_recall": float(np.mean(policy.smalltalk.leave_one_out() >= thresholds.smalltalk)),
         "advice_loo_recall": float(np.mean(policy.advice.leave_one_out() >= thresholds.advice)),

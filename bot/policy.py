@@ -58,7 +58,7 @@ class Thresholds:
     advice: float
     in_scope: float
     intent: float
-    clarify_pair: float
+    clarify_gap: float
     clarify_second: float
     faq: float
     faq_margin: float
@@ -91,7 +91,7 @@ class PolicyConfig:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(Thresholds(**data["thresholds"]), data.get("calibration", {}))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: unreadable policy ({exc})") from None
+            raise ConfigError(f"{path}: unreadable policy ({exc}); run `teller calibrate`") from None
 
 
 @dataclass(frozen=True)
@@ -199,8 +199,9 @@ def route_codes(f: dict[str, np.ndarray], t: Thresholds) -> tuple[np.ndarray, np
     assign(chat, Route.SMALLTALK)
     assign(f["advice"] >= t.advice, Route.ADVICE)
     general = assign((f["general"] >= t.faq) & (f["general"] - f["intent_entry"] >= t.faq_margin), Route.FAQ)
+    close = (f["p2"] >= t.clarify_second) & (f["p1"] - f["p2"] <= t.clarify_gap)
+    assign(in_scope & close, Route.CLARIFY)
     assign(in_scope & (f["p1"] >= t.intent) & (f["has_answer"] > 0), Route.INTENT)
-    assign(in_scope & (f["p1"] + f["p2"] >= t.clarify_pair) & (f["p2"] >= t.clarify_second), Route.CLARIFY)
     assign(f["top"] >= t.faq, Route.FAQ)
     return out, general
 
@@ -336,18 +337,7 @@ class AnswerPolicy:
                 f"{p.intent}",
                 p,
             )
-        if in_scope and p.confidence >= t.intent:
-            entry = self.kb.for_intent(p.intent)
-            if entry is not None:
-                return _decision(
-                    Route.INTENT,
-                    entry.answer,
-                    f"intent {p.intent} {p.confidence:.2f} ≥ {t.intent:.2f}; {scope}",
-                    kb_id=entry.id,
-                    choices=self._feedback_choices(),
-                    prediction=p,
-                )
-        if in_scope and f["p1"] + f["p2"] >= t.clarify_pair and f["p2"] >= t.clarify_second:
+        if in_scope and f["p2"] >= t.clarify_second and f["p1"] - f["p2"] <= t.clarify_gap:
             first, second = p.alternatives[0][0], p.alternatives[1][0]
             a, b = self._label(first), self._label(second)
             return _decision(
@@ -361,6 +351,17 @@ class AnswerPolicy:
                 ),
                 prediction=p,
             )
+        if in_scope and p.confidence >= t.intent:
+            entry = self.kb.for_intent(p.intent)
+            if entry is not None:
+                return _decision(
+                    Route.INTENT,
+                    entry.answer,
+                    f"intent {p.intent} {p.confidence:.2f} ≥ {t.intent:.2f}; {scope}",
+                    kb_id=entry.id,
+                    choices=self._feedback_choices(),
+                    prediction=p,
+                )
         top = s.top
         if top is not None and top.score >= t.faq:
             return self._faq(top, f"KB entry {top.entry.id} {top.score:.2f} ≥ {t.faq:.2f}; {scope}", p)

@@ -30,7 +30,9 @@ INTENTS = (
 
 
 @pytest.mark.slow
-def test_real_encoder_fine_tunes_to_a_useful_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_encoder_fine_tunes_to_a_useful_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder_cache: Path
+) -> None:
     by_intent: dict[str, list[tuple[str, str]]] = defaultdict(list)
     with BANKING77_TRAIN.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
@@ -39,6 +41,7 @@ def test_real_encoder_fine_tunes_to_a_useful_model(tmp_path: Path, monkeypatch: 
     data = write_csv(tmp_path / "subset.csv", [r for rows in by_intent.values() for r in rows])
     monkeypatch.setenv("TELLER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TELLER_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("TELLER_CACHE", str(embedder_cache))
     get_settings.cache_clear()
     runner = CliRunner()
 
@@ -55,5 +58,9 @@ def test_real_encoder_fine_tunes_to_a_useful_model(tmp_path: Path, monkeypatch: 
 
     result = runner.invoke(app, ["ask", "I lost my card yesterday, someone may have stolen it", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["intent"] == "lost_or_stolen_card"
+    answer = json.loads(result.stdout)
+    assert answer["intent"] == "lost_or_stolen_card"
+    # The policy was calibrated before activation and answers from the knowledge base.
+    assert set(info["policy"]["held_out"]) >= {"answered_correctly", "oos_recall", "false_handoff"}
+    assert answer["route"] == "intent" and answer["kb_id"] == "lost_or_stolen_card"
     get_settings.cache_clear()

@@ -108,7 +108,10 @@ def train(
             if not as_json:
                 err.print("Calibrating the answer policy on the dev split and out-of-scope queries...")
             policy = calibrate_policy(
-                build_policy(settings, result.info.version, calibrate_if_missing=False), result.path
+                build_policy(
+                    settings, result.info.version, calibrate_if_missing=False, stored_thresholds=False
+                ),
+                result.path,
             )
         if activate:
             models.activate(result.info.version)
@@ -162,7 +165,7 @@ def calibrate(version: ModelOpt = None, as_json: JsonOpt = False) -> None:
     from bot.assistant import build_policy, calibrate_policy
 
     settings = get_settings()
-    policy = build_policy(settings, version, calibrate_if_missing=False)
+    policy = build_policy(settings, version, calibrate_if_missing=False, stored_thresholds=False)
     config = calibrate_policy(policy, policy.classifier.path)
     payload = {
         "model": policy.classifier.version,
