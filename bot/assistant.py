@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 from typing import Any
 
 from bot.calibration import Targets, calibrate
-from bot.exemplars import load_advice, load_smalltalk
+from bot.exemplars import DATA_DIR, load_advice, load_smalltalk
 from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig
 from bot.settings import Settings
 from nlu import IntentClassifier, ModelRegistry
@@ -18,6 +19,9 @@ from retrieval.embedder import OnnxSentenceEmbedder
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
+
+#: Our own paraphrases of the default KB's general and advice entries, for calibration only.
+FAQ_DEV_FILE = DATA_DIR / "faq_dev.csv"
 
 
 def open_kb(settings: Settings) -> KnowledgeBase:
@@ -59,17 +63,20 @@ def build_policy(
     return policy
 
 
-def calibration_data(model_path: Path) -> tuple[list[tuple[str, str]], list[str]]:
-    """The model's held-out dev split (in scope) and the vendored out-of-scope queries."""
+def calibration_data(model_path: Path) -> tuple[list[tuple[str, str]], list[str], list[tuple[str, str]]]:
+    """The model's held-out dev split (in scope), the vendored out-of-scope queries, and the FAQ
+    dev set (questions only a general knowledge-base entry answers)."""
     in_scope = [(e.text, e.label) for e in read_dev_split(model_path)]
     out_of_scope = [e.text for e in read_labelled_csv(CLINC150_OOS_DEV)]
-    return in_scope, out_of_scope
+    with FAQ_DEV_FILE.open(encoding="utf-8", newline="") as handle:
+        faq = [(row["text"], row["kb_id"]) for row in csv.DictReader(handle)]
+    return in_scope, out_of_scope, faq
 
 
 def calibrate_policy(policy: AnswerPolicy, model_path: Path, targets: Targets | None = None) -> PolicyConfig:
     """Fit the thresholds on dev data and store them in the model's artifact as ``policy.json``."""
-    in_scope, out_of_scope = calibration_data(model_path)
-    thresholds, report = calibrate(policy, in_scope, out_of_scope, targets)
+    in_scope, out_of_scope, faq = calibration_data(model_path)
+    thresholds, report = calibrate(policy, in_scope, out_of_scope, faq, targets)
     report["kb_entries"] = len(policy.kb)
     config = PolicyConfig(thresholds, report)
     config.save(model_path)

@@ -61,7 +61,10 @@ class Thresholds:
     clarify_gap: float
     clarify_second: float
     faq: float
+    #: How much closer a general entry must be than the nearest training example to take over.
     faq_margin: float
+    #: A knowledge-base match good enough to answer a message the classifier does not take.
+    faq_fallback: float
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -131,14 +134,6 @@ class Signals:
     def advice_hit(self) -> Hit | None:
         return next((h for h in self.hits if ADVICE_TAG in h.entry.tags), None)
 
-    @property
-    def intent_entry_score(self) -> float:
-        """How well the predicted intent's KB entry matches (at most the weakest hit if not retrieved)."""
-        for hit in self.hits:
-            if hit.entry.intent == self.prediction.intent:
-                return hit.score
-        return self.hits[-1].score if self.hits else 0.0
-
     def features(self) -> dict[str, float]:
         p = self.prediction
         general, top = self.general, self.top
@@ -149,7 +144,6 @@ class Signals:
             "smalltalk": self.smalltalk_score,
             "advice": self.advice_score,
             "general": general.score if general else -1.0,
-            "intent_entry": self.intent_entry_score,
             "top": top.score if top else -1.0,
             "has_answer": 1.0 if self.intent_has_answer else 0.0,
             "wants_human": 1.0 if self.smalltalk_category == HUMAN_CATEGORY else 0.0,
@@ -198,11 +192,11 @@ def route_codes(f: dict[str, np.ndarray], t: Thresholds) -> tuple[np.ndarray, np
     assign(chat & (f["wants_human"] > 0), Route.HANDOFF)
     assign(chat, Route.SMALLTALK)
     assign(f["advice"] >= t.advice, Route.ADVICE)
-    general = assign((f["general"] >= t.faq) & (f["general"] - f["intent_entry"] >= t.faq_margin), Route.FAQ)
+    general = assign((f["general"] >= t.faq) & (f["general"] - f["nearest"] >= t.faq_margin), Route.FAQ)
     close = (f["p2"] >= t.clarify_second) & (f["p1"] - f["p2"] <= t.clarify_gap)
     assign(in_scope & close, Route.CLARIFY)
     assign(in_scope & (f["p1"] >= t.intent) & (f["has_answer"] > 0), Route.INTENT)
-    assign(f["top"] >= t.faq, Route.FAQ)
+    assign(f["top"] >= t.faq_fallback, Route.FAQ)
     return out, general
 
 
@@ -311,7 +305,7 @@ class AnswerPolicy:
             )
         if f["advice"] >= t.advice:
             hit = s.advice_hit
-            if hit is not None and hit.score >= t.faq:
+            if hit is not None and hit.score >= t.faq_fallback:
                 return _decision(
                     Route.ADVICE,
                     hit.entry.answer,
@@ -329,12 +323,11 @@ class AnswerPolicy:
                 prediction=p,
             )
         general = s.general
-        if general is not None and f["general"] >= t.faq and f["general"] - f["intent_entry"] >= t.faq_margin:
+        if general is not None and f["general"] >= t.faq and f["general"] - f["nearest"] >= t.faq_margin:
             return self._faq(
                 general,
-                f"KB entry {general.entry.id} {general.score:.2f} ≥ {t.faq:.2f}, "
-                f"{general.score - f['intent_entry']:.2f} above the entry of "
-                f"{p.intent}",
+                f"KB entry {general.entry.id} {general.score:.2f} ≥ {t.faq:.2f}, closer than any training "
+                f"example of an intent ({f['nearest']:.2f})",
                 p,
             )
         if in_scope and f["p2"] >= t.clarify_second and f["p1"] - f["p2"] <= t.clarify_gap:
@@ -363,14 +356,16 @@ class AnswerPolicy:
                     prediction=p,
                 )
         top = s.top
-        if top is not None and top.score >= t.faq:
-            return self._faq(top, f"KB entry {top.entry.id} {top.score:.2f} ≥ {t.faq:.2f}; {scope}", p)
+        if top is not None and top.score >= t.faq_fallback:
+            return self._faq(
+                top, f"KB entry {top.entry.id} {top.score:.2f} ≥ {t.faq_fallback:.2f}; {scope}", p
+            )
         return _decision(
             Route.HANDOFF,
             "I'm not sure I can answer that correctly, and I'd rather not guess. "
             "Would you like me to connect you with someone from our team?",
             f"no confident answer: intent {p.intent} {p.confidence:.2f}, {scope}, best KB match "
-            f"{f['top']:.2f} < {t.faq:.2f}",
+            f"{f['top']:.2f} < {t.faq_fallback:.2f}",
             choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
             prediction=p,
         )

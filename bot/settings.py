@@ -22,9 +22,8 @@ def default_home() -> Path:
 class Settings(BaseSettings):
     """Every knob Teller reads. Environment variables win over ``.env``."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
-    )
+    # Only the TELLER_* names count: no field is ever read from a same-named variable such as HOME.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     home: Path = Field(
         default_factory=default_home,

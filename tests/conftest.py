@@ -105,7 +105,7 @@ def home_template(
     from bot.settings import Settings
 
     home = tmp_path_factory.mktemp("home-template")
-    build_policy(Settings(home=home, models=trained_models_dir, cache=embedder_cache))
+    build_policy(Settings(TELLER_HOME=home, TELLER_MODELS=trained_models_dir, TELLER_CACHE=embedder_cache))
     return home
 
 

@@ -24,6 +24,7 @@ T = Thresholds(
     clarify_second=0.2,
     faq=0.75,
     faq_margin=0.05,
+    faq_fallback=0.75,
 )
 CARD = KBEntry.build("card_arrival", ["where is my card"], "Cards arrive in 3-5 days.", "card_arrival")
 LOST = KBEntry.build("lost_card", ["I lost my card"], "Freeze it in the app.", "lost_or_stolen_card")
@@ -77,7 +78,7 @@ def signals(
         (signals(advice=0.9, hits=((ADVICE, 0.95),)), Route.ADVICE, "invest"),
         (signals(advice=0.9), Route.ADVICE, None),
         # A topic the KB covers and no intent does wins over a confident classifier.
-        (signals(p1=0.95, hits=((FEE, 0.92), (CARD, 0.5))), Route.FAQ, "overdraft_fee"),
+        (signals(p1=0.95, nearest=0.6, hits=((FEE, 0.92), (CARD, 0.5))), Route.FAQ, "overdraft_fee"),
         (signals(p1=0.95, hits=((FEE, 0.80), (CARD, 0.78))), Route.INTENT, "card_arrival"),
         (signals(p1=0.5, p2=0.4), Route.CLARIFY, None),
         (signals(p1=0.5, p2=0.1, hits=((LOST, 0.8),)), Route.FAQ, "lost_card"),
@@ -146,6 +147,34 @@ def test_calibration_meets_its_targets_on_separable_data() -> None:
     # Stricter than the data allows: reported as not met, and the closest setting is returned.
     _, feasible = fit_thresholds(features, Targets(min_oos_recall=0.999, max_false_handoff=0.0))
     assert not feasible
+
+
+def test_calibration_learns_to_answer_faq_questions() -> None:
+    rng = np.random.default_rng(2)
+    in_scope = [
+        signals(
+            p1=float(rng.uniform(0.6, 1.0)),
+            nearest=float(rng.uniform(0.6, 1.0)),
+            hits=((CARD, float(rng.uniform(0.6, 0.9))), (FEE, float(rng.uniform(0.2, 0.55)))),
+        )
+        for _ in range(300)
+    ]
+    out = [signals(p1=float(rng.uniform(0.2, 0.9)), nearest=float(rng.uniform(0.1, 0.5))) for _ in range(300)]
+    faq = [
+        signals(
+            p1=float(rng.uniform(0.3, 0.9)),
+            nearest=float(rng.uniform(0.3, 0.55)),
+            hits=((FEE, float(rng.uniform(0.62, 0.95))), (CARD, 0.4)),
+        )
+        for _ in range(100)
+    ]
+    labels = ["card_arrival"] * 300 + [OOS] * 300 + ["kb:overdraft_fee"] * 100
+    features = Features.from_signals(in_scope + out + faq, labels)
+    thresholds, feasible = fit_thresholds(features, Targets(min_oos_recall=0.95, max_false_handoff=0.02))
+    metrics = score_routes(features, thresholds)
+    assert feasible and min(thresholds.faq, thresholds.faq_fallback) <= 0.62
+    assert metrics.faq_questions == 100 and metrics.faq_answered_correctly == 1.0
+    assert metrics.answered_correctly == 1.0 and metrics.in_scope == 300
 
 
 def test_policy_config_round_trip(tmp_path: Path) -> None:

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.settings import get_settings
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    for name in ("TELLER_HOME", "TELLER_MODELS", "TELLER_CACHE", "TELLER_THREADS", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_defaults_ignore_same_named_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("MODELS", "/elsewhere")
+    settings = get_settings()
+    assert settings.home == tmp_path / "h" / ".local" / "share" / "teller"
+    assert settings.models == Path("models")
+    assert settings.cache_dir == settings.home / "cache"
+
+
+def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("TELLER_HOME=/srv/teller\nTELLER_THREADS=2\n")
+    monkeypatch.setenv("TELLER_MODELS", "~/m")
+    settings = get_settings()
+    assert settings.home == Path("/srv/teller") and settings.threads == 2
+    assert settings.models == Path.home() / "m"
+
+
+def test_invalid_values_are_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELLER_THREADS", "lots")
+    with pytest.raises(ConfigError, match="TELLER_THREADS"):
+        get_settings()
