@@ -74,7 +74,7 @@ class IntentModel(nn.Module):
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bar for one call (they go to stderr)."""
     from transformers.utils import logging as hf_logging
 
@@ -98,7 +98,7 @@ def _load_encoder(encoder_dir: str | Path) -> PreTrainedModel:
     # Plain "eager" attention exports cleanly to ONNX and is as fast as SDPA at these lengths.
     config._attn_implementation = "eager"
     # The pooler (a dense layer on [CLS]) is never used: mean pooling replaces it.
-    with _quiet_transformers():
+    with quiet_transformers():
         return AutoModel.from_pretrained(
             encoder_dir, config=config, local_files_only=True, add_pooling_layer=False
         )

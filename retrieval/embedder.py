@@ -124,9 +124,10 @@ def export_sentence_encoder(model_dir: Path, path: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from nlu.model import mean_pool
+    from nlu.model import mean_pool, quiet_transformers
 
-    st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    with quiet_transformers():
+        st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     first: Any = st[0]
     transformer: Any = first.auto_model.eval()
     transformer.config._attn_implementation = "eager"
