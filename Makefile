@@ -8,8 +8,8 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: run test model install lint bench clean
 
-run: model  ## Set up, train the default model if none is active, and start Teller.
-	$(BIN)/teller chat
+run: model  ## Set up, train the default model if none is active, and serve the web chat on http://127.0.0.1:8000/.
+	$(BIN)/teller serve
 
 test: model  ## Set up, train the default model if none is active, and run the whole test suite.
 	$(BIN)/python -m pytest

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.calibration import Targets, calibrate
+from bot.core import TellerCore
 from bot.exemplars import DATA_DIR, load_advice, load_smalltalk
 from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig
 from bot.settings import Settings
+from bot.store import Store
 from nlu import IntentClassifier, ModelRegistry
 from nlu.artifact import read_base_memory, read_dev_split
 from nlu.corpora import CLINC150_OOS_DEV
@@ -61,6 +63,16 @@ def build_policy(
     if config is not None:
         policy.thresholds = config.thresholds
     return policy
+
+
+def open_store(settings: Settings) -> Store:
+    """The conversation database, ``TELLER_HOME/teller.db``."""
+    return Store(settings.db_path)
+
+
+def build_core(settings: Settings) -> TellerCore:
+    """Everything a channel needs: the calibrated policy and the store."""
+    return TellerCore(build_policy(settings), open_store(settings))
 
 
 def calibration_data(model_path: Path) -> tuple[list[tuple[str, str]], list[str], list[tuple[str, str]]]:

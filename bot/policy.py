@@ -295,7 +295,6 @@ class AnswerPolicy:
                     self.smalltalk.replies[category],
                     f"customer asked for a person ({f['smalltalk']:.2f} ≥ {t.smalltalk:.2f})",
                     p,
-                    choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
                 )
             return _decision(
                 Route.SMALLTALK,
@@ -352,7 +351,7 @@ class AnswerPolicy:
                     entry.answer,
                     f"intent {p.intent} {p.confidence:.2f} ≥ {t.intent:.2f}; {scope}",
                     kb_id=entry.id,
-                    choices=self._feedback_choices(),
+                    choices=self.feedback_choices(),
                     prediction=p,
                 )
         top = s.top
@@ -382,7 +381,7 @@ class AnswerPolicy:
             intent,
             1.0,
             entry.id,
-            self._feedback_choices(),
+            self.feedback_choices(),
         )
 
     # ---------------------------------------------------------------------------------- helpers
@@ -394,15 +393,25 @@ class AnswerPolicy:
             reason,
             prediction,
             kb_id=hit.entry.id,
-            choices=self._feedback_choices(),
+            choices=self.feedback_choices(),
         )
 
     def _label(self, intent: str) -> str:
         entry: KBEntry | None = self.kb.for_intent(intent)
         return entry.questions[0] if entry is not None else intent.replace("_", " ").rstrip("?").capitalize()
 
+    def handoff(self, reason: str) -> Decision:
+        """Hand the conversation to a person (the customer asked, or a button said so)."""
+        return Decision(
+            Route.HANDOFF,
+            self.smalltalk.replies.get(HUMAN_CATEGORY, "I'll connect you with our team."),
+            reason,
+            None,
+            1.0,
+        )
+
     @staticmethod
-    def _feedback_choices() -> tuple[Choice, ...]:
+    def feedback_choices() -> tuple[Choice, ...]:
         return (Choice("Helpful", "feedback:helpful"), Choice("Not helpful", "feedback:not_helpful"))
 
     @staticmethod

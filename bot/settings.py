@@ -51,6 +51,8 @@ class Settings(BaseSettings):
         validation_alias="TELLER_CACHE",
         description="Rebuildable derived files (the retrieval encoder's ONNX graph); default <home>/cache.",
     )
+    host: str = Field(default="127.0.0.1", validation_alias="TELLER_HOST")
+    port: int = Field(default=8000, ge=1, le=65535, validation_alias="TELLER_PORT")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
     )
@@ -62,6 +64,10 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.cache or self.home / "cache"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "teller.db"
 
     @property
     def kb_dir(self) -> Path:

@@ -1,0 +1,143 @@
+"""The channel-agnostic core: a customer's message in, Teller's reply out, both stored.
+
+Channel adapters build an :class:`Incoming` from their platform's update and render the
+:class:`Outgoing` back; everything else (policy, buttons, feedback, duplicates, storage) is here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.errors import InputError
+from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Choice, Decision, Route
+from bot.store import DuplicateMessage, Feedback, Store, StoredMessage
+
+log = logging.getLogger(__name__)
+
+#: Choice values a customer can send back instead of text.
+INTENT_PREFIX = "intent:"
+FEEDBACK_HELPFUL = "feedback:helpful"
+FEEDBACK_NOT_HELPFUL = "feedback:not_helpful"
+MAX_TEXT = 4000
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A customer's message, as any channel sees it."""
+
+    channel: str
+    conversation_id: str
+    user_id: str
+    message_id: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Teller's reply: what to show, which buttons to offer, and how it was decided."""
+
+    message_id: str
+    text: str
+    choices: tuple[Choice, ...] = ()
+    route: str = Route.HANDOFF.value
+    intent: str | None = None
+    confidence: float | None = None
+    kb_id: str | None = None
+    duplicate: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TellerCore:
+    """Answers messages with the current policy and stores every exchange. Thread-safe."""
+
+    def __init__(self, policy: AnswerPolicy, store: Store) -> None:
+        self.policy = policy  # replaced atomically when a new model is promoted
+        self.store = store
+
+    def handle(self, incoming: Incoming) -> Outgoing:
+        """Answer a text message (or a pressed choice, whose value arrives as the text)."""
+        text = incoming.text.strip()
+        if not text:
+            raise InputError("the message is empty")
+        text = text[:MAX_TEXT]
+        if incoming.message_id:
+            seen = self.store.find_reply(incoming.channel, incoming.message_id)
+            if seen is not None:
+                return _outgoing(seen, duplicate=True)
+        started = time.perf_counter()
+        policy = self.policy
+        decision = self._decide(policy, text)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        try:
+            _, reply = self.store.record_exchange(
+                {
+                    "channel": incoming.channel,
+                    "conversation": incoming.conversation_id,
+                    "user_id": incoming.user_id,
+                    "platform_id": incoming.message_id,
+                    "text": text,
+                },
+                {
+                    "text": decision.answer,
+                    "route": decision.route.value,
+                    "intent": decision.intent,
+                    "confidence": decision.confidence,
+                    "kb_id": decision.kb_id,
+                    "model_version": policy.classifier.version if policy.classifier else None,
+                    "latency_ms": round(latency_ms, 2),
+                    "choices": [{"label": c.label, "value": c.value} for c in decision.choices],
+                },
+            )
+        except DuplicateMessage:
+            seen = self.store.find_reply(incoming.channel, incoming.message_id or "")
+            assert seen is not None
+            return _outgoing(seen, duplicate=True)
+        log.info(
+            "message_answered",
+            extra={
+                "fields": {
+                    "channel": incoming.channel,
+                    "message_id": reply.id,
+                    "route": decision.route.value,
+                    "intent": decision.intent,
+                    "confidence": round(decision.confidence, 4),
+                    "kb_id": decision.kb_id,
+                    "latency_ms": round(latency_ms, 2),
+                }
+            },
+        )
+        return _outgoing(reply)
+
+    def feedback(
+        self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
+    ) -> Feedback:
+        """Record a customer's verdict on one of Teller's replies."""
+        entry = self.store.add_feedback(message_id, helpful, comment, user_id)
+        log.info("feedback", extra={"fields": {"message_id": message_id, "helpful": helpful}})
+        return entry
+
+    def _decide(self, policy: AnswerPolicy, text: str) -> Decision:
+        if text.startswith(INTENT_PREFIX):
+            intent = text.removeprefix(INTENT_PREFIX)
+            if intent in policy.classifier.labels:
+                return policy.answer_for_intent(intent)
+        if text == HANDOFF_CHOICE:
+            return policy.handoff("customer asked for a person")
+        return policy.answer(text)
+
+
+def _outgoing(reply: StoredMessage, duplicate: bool = False) -> Outgoing:
+    choices = tuple(Choice(c["label"], c["value"]) for c in reply.choices)
+    return Outgoing(
+        reply.id,
+        reply.text,
+        choices,
+        reply.route or Route.HANDOFF.value,
+        reply.intent,
+        reply.confidence,
+        reply.kb_id,
+        duplicate,
+    )

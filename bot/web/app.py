@@ -1,0 +1,107 @@
+"""FastAPI application: the web chat page at ``/``, the REST API under ``/api``, health and docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from bot.core import Incoming, Outgoing, TellerCore
+from bot.errors import InputError
+
+STATIC = Path(__file__).resolve().parent / "static"
+WEB_CHANNEL = "web"
+
+
+class MessageIn(BaseModel):
+    user_id: str = Field(
+        min_length=1, max_length=200, description="Stable id of the customer (one conversation each)."
+    )
+    text: str = Field(
+        max_length=10_000, description="The customer's message, or the value of a pressed choice."
+    )
+    client_message_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Optional id for safe retries: the same id is answered once.",
+    )
+
+
+class ChoiceOut(BaseModel):
+    label: str
+    value: str
+
+
+class MessageOut(BaseModel):
+    reply: str
+    choices: list[ChoiceOut]
+    route: str
+    intent: str | None
+    message_id: str
+
+
+class FeedbackIn(BaseModel):
+    message_id: str = Field(min_length=1, max_length=100)
+    helpful: bool
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    feedback_id: str
+    message_id: str
+    helpful: bool
+
+
+def message_out(reply: Outgoing) -> MessageOut:
+    return MessageOut(
+        reply=reply.text,
+        choices=[ChoiceOut(label=c.label, value=c.value) for c in reply.choices],
+        route=reply.route,
+        intent=reply.intent,
+        message_id=reply.message_id,
+    )
+
+
+def create_app(core: TellerCore, routers: list[Any] | None = None) -> FastAPI:
+    """The HTTP application around ``core``; channel webhooks are mounted as extra ``routers``."""
+    app = FastAPI(
+        title="Teller",
+        version="0.1.0",
+        description="Customer-service assistant: web chat, REST API, Telegram and Slack webhooks.",
+    )
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def chat_page() -> str:
+        return (STATIC / "chat.html").read_text(encoding="utf-8")
+
+    @app.post(
+        "/api/messages", response_model=MessageOut, summary="Send a customer message, get Teller's reply"
+    )
+    def post_message(body: MessageIn) -> MessageOut:
+        if not body.text.strip():
+            raise HTTPException(status_code=400, detail="text is empty")
+        message_id = f"{body.user_id}:{body.client_message_id}" if body.client_message_id else None
+        reply = core.handle(Incoming(WEB_CHANNEL, body.user_id, body.user_id, message_id, body.text))
+        return message_out(reply)
+
+    @app.post(
+        "/api/feedback", response_model=FeedbackOut, summary="Mark one of Teller's replies helpful or not"
+    )
+    def post_feedback(body: FeedbackIn) -> FeedbackOut:
+        try:
+            entry = core.feedback(body.message_id, body.helpful, body.comment)
+        except InputError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)
+
+    @app.get("/healthz", summary="Liveness and what is being served")
+    def healthz() -> dict[str, Any]:
+        policy = core.policy
+        return {"status": "ok", "model": policy.classifier.version, "kb_entries": len(policy.kb)}
+
+    for router in routers or []:
+        app.include_router(router)
+    return app

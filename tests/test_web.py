@@ -1,0 +1,115 @@
+"""The core and the REST API, through FastAPI's test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bot.assistant import build_core
+from bot.core import TellerCore
+from bot.settings import get_settings
+from bot.web.app import create_app
+
+
+@pytest.fixture()
+def core(teller_env: Path) -> Iterator[TellerCore]:
+    core = build_core(get_settings())
+    yield core
+    core.store.close()
+
+
+@pytest.fixture()
+def client(core: TellerCore) -> TestClient:
+    return TestClient(create_app(core))
+
+
+def test_messages_endpoint_answers_and_stores(client: TestClient, core: TellerCore) -> None:
+    response = client.post("/api/messages", json={"user_id": "alice", "text": "What's the overdraft fee?"})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"reply", "choices", "route", "intent", "message_id"}
+    assert body["route"] == "faq" and "overdraft" in body["reply"].lower()
+    assert {c["value"] for c in body["choices"]} == {"feedback:helpful", "feedback:not_helpful"}
+    stored = core.store.message(body["message_id"])
+    assert (stored.direction, stored.kb_id, stored.channel) == ("out", "overdraft_fee", "web")
+    assert stored.model_version == core.policy.classifier.version and stored.latency_ms is not None
+
+
+def test_retries_with_a_client_message_id_are_answered_once(client: TestClient, core: TellerCore) -> None:
+    body = {"user_id": "bob", "text": "hello", "client_message_id": "1"}
+    first = client.post("/api/messages", json=body).json()
+    second = client.post("/api/messages", json=body).json()
+    assert first == second
+    assert core.store.count() == 2
+
+
+def test_choice_values_and_handoff_requests(client: TestClient) -> None:
+    chosen = client.post("/api/messages", json={"user_id": "carol", "text": "intent:card_arrival"}).json()
+    assert (chosen["route"], chosen["intent"]) == ("intent", "card_arrival")
+    handoff = client.post("/api/messages", json={"user_id": "carol", "text": "handoff"}).json()
+    assert handoff["route"] == "handoff"
+
+
+def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:
+    reply = client.post("/api/messages", json={"user_id": "dan", "text": "What's the overdraft fee?"}).json()
+    response = client.post(
+        "/api/feedback",
+        json={"message_id": reply["message_id"], "helpful": False, "comment": "not what I asked"},
+    )
+    assert response.status_code == 200 and response.json()["helpful"] is False
+    [(entry, message)] = core.store.feedback()
+    assert (entry.message_id, entry.comment, message.kb_id) == (
+        reply["message_id"],
+        "not what I asked",
+        "overdraft_fee",
+    )
+    assert client.post("/api/feedback", json={"message_id": "m_nope", "helpful": True}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"user_id": "x", "text": "   "}, 400),
+        ({"user_id": "x"}, 422),
+        ({"text": "hi"}, 422),
+        ({"user_id": "", "text": "hi"}, 422),
+        ({"user_id": "x", "text": "a" * 10_001}, 422),
+    ],
+)
+def test_bad_requests_get_clear_errors(client: TestClient, body: dict, status: int) -> None:
+    response = client.post("/api/messages", json=body)
+    assert response.status_code == status
+    assert "detail" in response.json()
+
+
+def test_page_health_and_docs(client: TestClient, core: TellerCore) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="log"' in page.text and "/api/messages" in page.text
+    health = client.get("/healthz").json()
+    assert health == {
+        "status": "ok",
+        "model": core.policy.classifier.version,
+        "kb_entries": len(core.policy.kb),
+    }
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/messages", "/api/feedback", "/healthz"} <= set(paths)
+
+
+def test_history_and_feedback_list_read_the_store(client: TestClient, teller_env: Path) -> None:
+    import json
+
+    from tests.test_cli import run
+
+    reply = client.post("/api/messages", json={"user_id": "erin", "text": "my email is erin@example.com"}).json()
+    client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": True})
+    code, stdout, _ = run("history", "--json")
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 0 and [r["direction"] for r in rows] == ["in", "out"]
+    assert rows[0]["text"] == "my email is [EMAIL]" and rows[1]["id"] == reply["message_id"]
+    code, stdout, _ = run("feedback", "list", "--json")
+    [entry] = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 0 and entry["message_id"] == reply["message_id"] and entry["helpful"] is True
