@@ -104,7 +104,9 @@ def test_history_and_feedback_list_read_the_store(client: TestClient, teller_env
 
     from tests.test_cli import run
 
-    reply = client.post("/api/messages", json={"user_id": "erin", "text": "my email is erin@example.com"}).json()
+    reply = client.post(
+        "/api/messages", json={"user_id": "erin", "text": "my email is erin@example.com"}
+    ).json()
     client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": True})
     code, stdout, _ = run("history", "--json")
     rows = [json.loads(line) for line in stdout.splitlines()]
