@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.calibration import Targets, calibrate
+from bot.channels import Channel
 from bot.core import TellerCore
 from bot.exemplars import DATA_DIR, load_advice, load_smalltalk
 from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig
@@ -73,6 +74,25 @@ def open_store(settings: Settings) -> Store:
 def build_core(settings: Settings) -> TellerCore:
     """Everything a channel needs: the calibrated policy and the store."""
     return TellerCore(build_policy(settings), open_store(settings))
+
+
+def build_channels(settings: Settings, core: TellerCore) -> list[Channel]:
+    """Every chat platform whose settings are present (the web chat needs none)."""
+    channels: list[Channel] = []
+    if settings.telegram_bot_token is not None:
+        from bot.channels.telegram import TelegramChannel
+
+        secret = settings.telegram_webhook_secret
+        channels.append(
+            TelegramChannel(
+                core,
+                settings.telegram_bot_token.get_secret_value(),
+                api_url=settings.telegram_api_url,
+                webhook_url=settings.telegram_webhook_url,
+                webhook_secret=secret.get_secret_value() if secret else None,
+            )
+        )
+    return channels
 
 
 def calibration_data(model_path: Path) -> tuple[list[tuple[str, str]], list[str], list[tuple[str, str]]]:

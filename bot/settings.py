@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", validation_alias="TELLER_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="TELLER_PORT")
+    telegram_bot_token: SecretStr | None = Field(default=None, validation_alias="TELEGRAM_BOT_TOKEN")
+    telegram_api_url: str | None = Field(
+        default=None,
+        validation_alias="TELEGRAM_API_URL",
+        description="Bot API base URL (python-telegram-bot's base_url), e.g. a local Bot API server.",
+    )
+    telegram_webhook_url: str | None = Field(default=None, validation_alias="TELEGRAM_WEBHOOK_URL")
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="TELEGRAM_WEBHOOK_SECRET"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
     )

@@ -28,15 +28,17 @@ def serve(
     """Run every configured channel: web chat and REST API always; SIGTERM or Ctrl-C stops gracefully."""
     import uvicorn
 
-    from bot.assistant import build_core
+    from bot.assistant import build_channels, build_core
     from bot.web.app import create_app
 
     settings = get_settings()
     core = build_core(settings)
-    application = create_app(core)
+    channels = build_channels(settings, core)
+    application = create_app(core, channels)
     host, port = host or settings.host, port or settings.port
+    names = ", ".join(["web chat", *(c.name for c in channels)])
     err.print(
-        f"Teller (model {core.policy.classifier.version}) on http://{host}:{port}/  "
+        f"Teller (model {core.policy.classifier.version}; {names}) on http://{host}:{port}/  "
         f"(API docs at /docs). Ctrl-C to stop."
     )
     log.info(

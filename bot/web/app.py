@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +12,11 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from bot.channels import Channel
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.errors import InputError
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 WEB_CHANNEL = "web"
 
@@ -65,11 +70,30 @@ def message_out(reply: Outgoing) -> MessageOut:
     )
 
 
-def create_app(core: TellerCore, routers: list[Any] | None = None) -> FastAPI:
-    """The HTTP application around ``core``; channel webhooks are mounted as extra ``routers``."""
+def create_app(core: TellerCore, channels: Sequence[Channel] = ()) -> FastAPI:
+    """The HTTP application around ``core``; ``channels`` start and stop with it and may add routes."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        started: list[Channel] = []
+        try:
+            for channel in channels:
+                await channel.start()
+                started.append(channel)
+            yield
+        finally:
+            for channel in reversed(started):
+                try:
+                    await channel.stop()
+                except Exception as exc:  # one failing adapter must not keep the others running
+                    log.error(
+                        "channel_stop_failed", extra={"fields": {"channel": channel.name, "error": repr(exc)}}
+                    )
+
     app = FastAPI(
         title="Teller",
         version="0.1.0",
+        lifespan=lifespan,
         description="Customer-service assistant: web chat, REST API, Telegram and Slack webhooks.",
     )
 
@@ -102,6 +126,8 @@ def create_app(core: TellerCore, routers: list[Any] | None = None) -> FastAPI:
         policy = core.policy
         return {"status": "ok", "model": policy.classifier.version, "kb_entries": len(policy.kb)}
 
-    for router in routers or []:
-        app.include_router(router)
+    for channel in channels:
+        router = channel.router()
+        if router is not None:
+            app.include_router(router)
     return app

@@ -1,0 +1,210 @@
+"""Telegram, through python-telegram-bot (async): long polling by default, or a webhook on Teller's server."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.core import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, Incoming, Outgoing, TellerCore
+from bot.errors import InputError
+from bot.policy import HANDOFF_CHOICE
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+#: Callback data of feedback buttons: "fb:1:<message id>" (helpful) or "fb:0:<message id>".
+FEEDBACK_PREFIX = "fb:"
+HELP = (
+    "I'm Teller, Lumen Bank's assistant. Ask me anything about your cards, payments, transfers, top-ups or "
+    "account, in your own words.\n\n/human talks to a person\n/help shows this message"
+)
+NOT_TEXT = "I can only read text messages for now. Could you type your question?"
+
+
+def keyboard(reply: Outgoing) -> InlineKeyboardMarkup | None:
+    """Choices and feedback as inline buttons (callback data stays under Telegram's 64 bytes)."""
+    rows = []
+    for choice in reply.choices:
+        if choice.value in (FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL):
+            flag = "1" if choice.value == FEEDBACK_HELPFUL else "0"
+            data = f"{FEEDBACK_PREFIX}{flag}:{reply.message_id}"
+        else:
+            data = choice.value[:64]
+        rows.append([InlineKeyboardButton(choice.label, callback_data=data)])
+    feedback = [r[0] for r in rows if str(r[0].callback_data).startswith(FEEDBACK_PREFIX)]
+    others = [r for r in rows if not str(r[0].callback_data).startswith(FEEDBACK_PREFIX)]
+    layout = others + ([feedback] if feedback else [])
+    return InlineKeyboardMarkup(layout) if layout else None
+
+
+class TelegramChannel:
+    """One bot token; polling unless ``webhook_url`` is set."""
+
+    name = CHANNEL
+
+    def __init__(
+        self,
+        core: TellerCore,
+        token: str,
+        api_url: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        poll_timeout: float = 10.0,
+    ) -> None:
+        self.core = core
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.poll_timeout = poll_timeout
+        builder = Application.builder().token(token)
+        if api_url:
+            builder = builder.base_url(api_url)
+        if webhook_url:
+            builder = builder.updater(None)
+        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self.app.add_handler(TypeHandler(Update, self._drop_duplicates), group=-1)
+        self.app.add_handler(CommandHandler(["start", "help"], self._help))
+        self.app.add_handler(CommandHandler("human", self._human))
+        self.app.add_handler(CallbackQueryHandler(self._button))
+        self.app.add_handler(MessageHandler(filters.UpdateType.EDITED, self._ignore))
+        self.app.add_handler(MessageHandler(filters.StatusUpdate.ALL, self._ignore))
+        self.app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, self._text))
+        self.app.add_handler(MessageHandler(filters.ALL, self._not_text))
+        self.app.add_error_handler(self._error)
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await self.app.start()
+        if self.webhook_url:
+            await self.app.bot.set_webhook(
+                self.webhook_url, secret_token=self.webhook_secret, allowed_updates=Update.ALL_TYPES
+            )
+        else:
+            await self.app.bot.delete_webhook()
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(
+                timeout=int(self.poll_timeout), allowed_updates=Update.ALL_TYPES
+            )
+        log.info("telegram_started", extra={"fields": {"mode": "webhook" if self.webhook_url else "polling"}})
+
+    async def stop(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+        log.info("telegram_stopped")
+
+    def router(self) -> APIRouter | None:
+        if not self.webhook_url:
+            return None
+        router = APIRouter()
+
+        @router.post(WEBHOOK_PATH, include_in_schema=False)
+        async def webhook(request: Request) -> Response:
+            if self.webhook_secret and not hmac.compare_digest(
+                request.headers.get(SECRET_HEADER, ""), self.webhook_secret
+            ):
+                log.warning("telegram_webhook_rejected")
+                return Response(status_code=403)
+            try:
+                update = Update.de_json(await request.json(), self.app.bot)
+            except ValueError:
+                return Response(status_code=400)
+            # Queued, not awaited: Telegram gets its 200 at once and the update is handled in order.
+            await self.app.update_queue.put(update)
+            return Response(status_code=200)
+
+        return router
+
+    # ------------------------------------------------------------------------------ handlers
+
+    async def _drop_duplicates(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.update_id in self._seen:
+            log.info("telegram_duplicate_update", extra={"fields": {"update_id": update.update_id}})
+            raise ApplicationHandlerStop
+        self._seen[update.update_id] = None
+        while len(self._seen) > 10_000:
+            self._seen.popitem(last=False)
+
+    async def _answer(self, update: Update, text: str, message_id: str | None) -> None:
+        chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+        if chat is None or message is None:
+            return
+        incoming = Incoming(CHANNEL, str(chat.id), str(user.id if user else chat.id), message_id, text)
+        try:
+            reply = await asyncio.to_thread(self.core.handle, incoming)
+        except InputError as exc:
+            await message.reply_text(str(exc).capitalize() + ".")
+            return
+        await chat.send_message(reply.text, reply_markup=keyboard(reply))
+
+    async def _text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.text is None or update.effective_chat is None:
+            return
+        await self._answer(update, message.text, f"{update.effective_chat.id}:{message.message_id}")
+
+    async def _help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message is not None:
+            await update.effective_message.reply_text(HELP)
+
+    async def _human(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is not None and update.effective_chat is not None:
+            await self._answer(update, HANDOFF_CHOICE, f"{update.effective_chat.id}:{message.message_id}")
+
+    async def _not_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat, message = update.effective_chat, update.effective_message
+        if message is not None and chat is not None and chat.type == "private":
+            await message.reply_text(NOT_TEXT)
+
+    async def _ignore(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.debug("telegram_ignored", extra={"fields": {"update_id": update.update_id}})
+
+    async def _button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        data = query.data or ""
+        if data.startswith(FEEDBACK_PREFIX):
+            _, flag, message_id = data.split(":", 2)
+            try:
+                await asyncio.to_thread(
+                    self.core.feedback, message_id, flag == "1", None, str(query.from_user.id)
+                )
+            except InputError:
+                await query.answer("That answer is no longer on record.")
+                return
+            await query.answer(
+                "Thanks for the feedback!" if flag == "1" else "Thanks, we'll use this to improve."
+            )
+            await query.edit_message_reply_markup(reply_markup=None)
+            return
+        await query.answer()
+        if query.message is not None:
+            await query.edit_message_reply_markup(reply_markup=None)
+        await self._answer(update, data, f"callback:{query.id}")
+
+    async def _error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram_handler_failed", extra={"fields": {"error": repr(context.error)[:300]}})

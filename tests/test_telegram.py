@@ -1,0 +1,107 @@
+"""Telegram end to end: the real python-telegram-bot against a fake Bot API over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.assistant import build_core
+from bot.channels.telegram import HELP, NOT_TEXT, SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
+from bot.core import TellerCore
+from bot.settings import get_settings
+from bot.web.app import create_app
+from tests import fake_telegram as tg
+from tests.servers import serve_in_thread
+
+TOKEN = "123456:TEST-TOKEN"
+
+
+@pytest.fixture()
+def fake() -> Iterator[tuple[tg.FakeTelegram, str]]:
+    fake = tg.FakeTelegram()
+    with serve_in_thread(fake.app) as url:
+        yield fake, f"{url}/bot"
+
+
+@pytest.fixture()
+def core(teller_env: Path) -> Iterator[TellerCore]:
+    core = build_core(get_settings())
+    yield core
+    core.store.close()
+
+
+def test_polling_conversation(fake: tuple[tg.FakeTelegram, str], core: TellerCore) -> None:
+    api, api_url = fake
+    channel = TelegramChannel(core, TOKEN, api_url=api_url, poll_timeout=1)
+
+    async def scenario() -> None:
+        await channel.start()
+        try:
+            api.push(tg.text(1, 42, 1, "/start"))
+            await asyncio.to_thread(api.wait_for, "sendMessage", 1)
+            api.push(tg.text(2, 42, 2, "What's the overdraft fee?"))
+            await asyncio.to_thread(api.wait_for, "sendMessage", 2)
+            # A redelivered update, a sticker, an edit and a group join: one polite reply, nothing else.
+            api.push(
+                tg.text(2, 42, 2, "What's the overdraft fee?"),
+                tg.sticker(3, 42, 3),
+                tg.edited(4, 42, 2, "What's the overdraft fee? (edited)"),
+                tg.joined(5, -100, 4),
+            )
+            await asyncio.to_thread(api.wait_for, "sendMessage", 3)
+            answer = api.sent()[1]
+            buttons = [b for row in answer["reply_markup"]["inline_keyboard"] for b in row]
+            not_helpful = next(b["callback_data"] for b in buttons if b["text"] == "Not helpful")
+            api.push(tg.pressed(6, 42, not_helpful, "q1"), tg.pressed(6, 42, not_helpful, "q1"))
+            await asyncio.to_thread(api.wait_for, "answerCallbackQuery", 1)
+            api.push(tg.text(7, 42, 5, "/human"))
+            await asyncio.to_thread(api.wait_for, "sendMessage", 4)
+            await asyncio.sleep(0.5)  # anything else would have arrived by now
+        finally:
+            await channel.stop()
+
+    asyncio.run(scenario())
+    sent = api.sent()
+    assert [m["chat_id"] for m in sent] == [42, 42, 42, 42]
+    assert sent[0]["text"] == HELP
+    assert "overdraft" in sent[1]["text"].lower()
+    assert sent[2]["text"] == NOT_TEXT
+    assert "connect you" in sent[3]["text"].lower()
+    assert len(api.sent("answerCallbackQuery")) == 1
+    assert api.sent("editMessageReplyMarkup")
+    [(entry, message)] = core.store.feedback()
+    assert entry.helpful is False and message.kb_id == "overdraft_fee" and entry.user_id == "42"
+    routes = [m.route for m in core.store.history() if m.direction == "out"]
+    assert routes == ["faq", "handoff"]
+    assert all(m.channel == "telegram" for m in core.store.history())
+
+
+def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core: TellerCore) -> None:
+    api, api_url = fake
+    channel = TelegramChannel(
+        core,
+        TOKEN,
+        api_url=api_url,
+        webhook_url="https://teller.example/telegram/webhook",
+        webhook_secret="s3cret",
+    )
+    with serve_in_thread(create_app(core, [channel])) as teller:
+        [hook] = api.wait_for("setWebhook", 1)
+        assert hook["url"] == "https://teller.example/telegram/webhook" and hook["secret_token"] == "s3cret"
+        update = tg.text(10, 7, 1, "hello")
+        assert (
+            httpx.post(teller + WEBHOOK_PATH, json=update, headers={SECRET_HEADER: "wrong"}).status_code
+            == 403
+        )
+        assert httpx.post(teller + WEBHOOK_PATH, json=update).status_code == 403
+        assert (
+            httpx.post(teller + WEBHOOK_PATH, json=update, headers={SECRET_HEADER: "s3cret"}).status_code
+            == 200
+        )
+        [reply] = api.wait_for("sendMessage", 1)
+    assert reply["chat_id"] == 7 and "Teller" in reply["text"]
+    assert not api.sent("getUpdates")
