@@ -92,6 +92,21 @@ def build_channels(settings: Settings, core: TellerCore) -> list[Channel]:
                 webhook_secret=secret.get_secret_value() if secret else None,
             )
         )
+    bot_token, signing = settings.slack_bot_token, settings.slack_signing_secret
+    if settings.slack_app_token is not None or (bot_token is not None and signing is not None):
+        from bot.channels.slack import SlackChannel
+
+        channels.append(
+            SlackChannel(
+                core,
+                bot_token.get_secret_value() if bot_token else None,
+                signing_secret=signing.get_secret_value()
+                if signing and not settings.slack_app_token
+                else None,
+                app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
+                api_url=settings.slack_api_url,
+            )
+        )
     return channels
 
 

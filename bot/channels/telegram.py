@@ -157,6 +157,8 @@ class TelegramChannel:
         except InputError as exc:
             await message.reply_text(str(exc).capitalize() + ".")
             return
+        if reply.duplicate:  # answered before (e.g. redelivered after a restart): don't say it twice
+            return
         await chat.send_message(reply.text, reply_markup=keyboard(reply))
 
     async def _text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

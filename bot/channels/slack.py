@@ -1,0 +1,249 @@
+"""Slack, through slack-bolt: HTTP mode on Teller's server (``POST /slack/events``) or Socket Mode.
+
+Direct messages and mentions are answered in a thread; choices and feedback are Block Kit buttons;
+``/teller`` is the slash command. Bolt verifies signatures, acknowledges within Slack's 3 seconds
+and runs the listeners afterwards in its thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from threading import Lock
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from slack_bolt import App
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk import WebClient
+
+from bot.core import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, Incoming, Outgoing, TellerCore
+from bot.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "slack"
+EVENTS_PATH = "/slack/events"
+CHOICE_ACTION = "teller_choice"
+FEEDBACK_ACTION = "teller_feedback"
+_MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
+HELP = (
+    "*Teller* answers customer questions about cards, payments, transfers, top-ups and accounts.\n"
+    "• Send me a direct message, or mention me in a channel: I answer in a thread.\n"
+    "• `/teller help`: this message."
+)
+
+#: ``/teller <subcommand> [args]`` handlers; later features register theirs here.
+Subcommand = Callable[[str, dict[str, Any]], str]
+
+
+def blocks(reply: Outgoing) -> list[dict[str, Any]]:
+    """The reply as Block Kit: its text, then a row of choice and feedback buttons."""
+    elements: list[dict[str, Any]] = []
+    for i, choice in enumerate(
+        c for c in reply.choices if c.value not in (FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL)
+    ):
+        elements.append(
+            {
+                "type": "button",
+                "action_id": f"{CHOICE_ACTION}_{i}",
+                "value": choice.value[:2000],
+                "text": {"type": "plain_text", "text": choice.label[:75]},
+            }
+        )
+    for choice in reply.choices:
+        if choice.value in (FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL):
+            verdict = "yes" if choice.value == FEEDBACK_HELPFUL else "no"
+            elements.append(
+                {
+                    "type": "button",
+                    "action_id": f"{FEEDBACK_ACTION}_{verdict}",
+                    "value": reply.message_id,
+                    "text": {"type": "plain_text", "text": choice.label},
+                }
+            )
+    out: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": reply.text}}]
+    if elements:
+        out.append({"type": "actions", "block_id": "teller_actions", "elements": elements})
+    return out
+
+
+class SlackChannel:
+    """HTTP mode with ``bot_token`` + ``signing_secret``; Socket Mode with ``app_token``."""
+
+    name = CHANNEL
+
+    def __init__(
+        self,
+        core: TellerCore,
+        bot_token: str | None,
+        signing_secret: str | None = None,
+        app_token: str | None = None,
+        api_url: str | None = None,
+    ) -> None:
+        self.core = core
+        self.app_token = app_token
+        client = WebClient(token=bot_token, base_url=api_url or WebClient.BASE_URL)
+        self.app = App(
+            client=client,
+            signing_secret=signing_secret,
+            process_before_response=False,
+            request_verification_enabled=signing_secret is not None,
+        )
+        self.subcommands: dict[str, Subcommand] = {"help": lambda _args, _body: HELP}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_lock = Lock()
+        self._socket: Any = None
+        self.app.event("message")(self._on_message)
+        self.app.event("app_mention")(self._on_mention)
+        self.app.action(re.compile(f"^{CHOICE_ACTION}"))(self._on_choice)
+        self.app.action(re.compile(f"^{FEEDBACK_ACTION}"))(self._on_feedback)
+        self.app.command("/teller")(self._on_command)
+        self.app.error(self._on_error)
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self.app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            self._socket = SocketModeHandler(self.app, self.app_token)
+            await asyncio.to_thread(self._socket.connect)
+        log.info("slack_started", extra={"fields": {"mode": "socket" if self.app_token else "http"}})
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await asyncio.to_thread(self._socket.close)
+        log.info("slack_stopped")
+
+    def router(self) -> APIRouter | None:
+        if self.app_token:
+            return None
+        router = APIRouter()
+
+        @router.post(EVENTS_PATH, include_in_schema=False)
+        async def events(request: Request) -> Response:
+            bolt_request = to_bolt_request(request, await request.body())
+            # Bolt verifies the signature, acks, and hands the listener to its thread pool.
+            return to_starlette_response(await asyncio.to_thread(self.app.dispatch, bolt_request))
+
+        return router
+
+    # ------------------------------------------------------------------------------ listeners
+
+    def _first_time(self, key: str) -> bool:
+        """False for a redelivery (Slack retries an event with the same event_id)."""
+        with self._seen_lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            while len(self._seen) > 10_000:
+                self._seen.popitem(last=False)
+            return True
+
+    def _reply(
+        self,
+        client: WebClient,
+        channel: str,
+        thread_ts: str,
+        user: str,
+        text: str,
+        message_id: str,
+        conversation: str,
+    ) -> None:
+        try:
+            reply = self.core.handle(Incoming(CHANNEL, conversation, user, message_id, text))
+        except InputError as exc:
+            client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=str(exc).capitalize() + ".")
+            return
+        if reply.duplicate:
+            return
+        client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=reply.text, blocks=blocks(reply))
+
+    def _answer_event(
+        self, event: dict[str, Any], body: dict[str, Any], client: WebClient, text: str, conversation: str
+    ) -> None:
+        if not self._first_time(str(body.get("event_id") or event.get("client_msg_id") or event["ts"])):
+            log.info("slack_duplicate_event", extra={"fields": {"event_id": body.get("event_id")}})
+            return
+        thread = event.get("thread_ts") or event["ts"]
+        self._reply(
+            client,
+            event["channel"],
+            thread,
+            event.get("user", ""),
+            text,
+            f"{event['channel']}:{event['ts']}",
+            conversation,
+        )
+
+    def _on_message(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+            return  # channel chatter, edits, joins and our own posts are not questions for Teller
+        self._answer_event(event, body, client, event.get("text", ""), event["channel"])
+
+    def _on_mention(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        text = _MENTION.sub("", event.get("text", "")).strip()
+        thread = event.get("thread_ts") or event["ts"]
+        self._answer_event(event, body, client, text, f"{event['channel']}:{thread}")
+
+    def _on_choice(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        message, channel = body.get("message", {}), body.get("channel", {}).get("id", "")
+        thread = message.get("thread_ts") or message.get("ts", "")
+        self._disable_buttons(client, channel, message, f"_{action.get('text', {}).get('text', 'Chosen')}_")
+        conversation = (
+            channel
+            if body.get("channel", {}).get("name") == "directmessage" or channel.startswith("D")
+            else f"{channel}:{thread}"
+        )
+        self._reply(
+            client,
+            channel,
+            thread,
+            body.get("user", {}).get("id", ""),
+            action.get("value", ""),
+            f"action:{body.get('trigger_id') or action.get('action_ts')}",
+            conversation,
+        )
+
+    def _on_feedback(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        helpful = action.get("action_id", "").endswith("_yes")
+        try:
+            self.core.feedback(action.get("value", ""), helpful, None, body.get("user", {}).get("id"))
+        except InputError:
+            return
+        note = "Thanks for the feedback!" if helpful else "Thanks, we'll use this to improve."
+        self._disable_buttons(
+            client, body.get("channel", {}).get("id", ""), body.get("message", {}), f"_{note}_"
+        )
+
+    def _disable_buttons(self, client: WebClient, channel: str, message: dict[str, Any], note: str) -> None:
+        if not message.get("ts"):
+            return
+        kept = [b for b in message.get("blocks", []) if b.get("type") != "actions"]
+        kept.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        client.chat_update(channel=channel, ts=message["ts"], text=message.get("text", ""), blocks=kept)
+
+    def _on_command(self, ack: Callable[..., None], command: dict[str, Any]) -> None:
+        words = (command.get("text") or "").split(maxsplit=1)
+        name, args = (words[0].lower(), words[1] if len(words) > 1 else "") if words else ("help", "")
+        handler = self.subcommands.get(name)
+        if handler is None:
+            ack(text=f"Unknown subcommand `{name}`.\n{HELP}")
+            return
+        ack(text=handler(args, command))
+
+    def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        log.error(
+            "slack_listener_failed",
+            extra={"fields": {"error": repr(error)[:300], "type": body.get("type") if body else None}},
+        )

@@ -1,0 +1,156 @@
+"""A fake Slack Web API on 127.0.0.1 (auth.test, chat.postMessage, chat.update, views.open), recording calls,
+and helpers that sign requests the way Slack does."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import FastAPI, Request
+from slack_sdk.signature import SignatureVerifier
+
+BOT_USER = "UTELLER"
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._ts = 1_700_000_000.0
+        self.app = self._build()
+
+    def sent(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
+        with self._lock:
+            return [params for name, params in self.calls if name == method]
+
+    def wait_for(self, method: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(found := self.sent(method)) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} {method} calls, got {self.sent(method)}")
+
+    def _build(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/api/{method}")
+        async def method(method: str, request: Request) -> dict[str, Any]:
+            raw = (await request.body()).decode()
+            if request.headers.get("content-type", "").startswith("application/json"):
+                params: dict[str, Any] = json.loads(raw or "{}")
+            else:
+                params = dict(parse_qsl(raw))
+            with self._lock:
+                self.calls.append((method, params))
+                self._ts += 1
+                ts = f"{self._ts:.6f}"
+            if method == "auth.test":
+                return {
+                    "ok": True,
+                    "url": "https://lumen.slack.example/",
+                    "team": "Lumen",
+                    "user": "teller",
+                    "team_id": "T1",
+                    "user_id": BOT_USER,
+                    "bot_id": "BTELLER",
+                }
+            if method == "chat.postMessage":
+                return {
+                    "ok": True,
+                    "channel": params.get("channel"),
+                    "ts": ts,
+                    "message": {"text": params.get("text"), "ts": ts, "bot_id": "BTELLER"},
+                }
+            if method == "chat.update":
+                return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
+            if method == "views.open":
+                return {"ok": True, "view": {"id": "V1"}}
+            return {"ok": False, "error": "unknown_method"}
+
+        @app.post("/response/{key}")
+        async def response_url(key: str, request: Request) -> dict[str, Any]:
+            with self._lock:
+                self.calls.append(("response_url", json.loads(await request.body())))
+            return {"ok": True}
+
+        return app
+
+
+def signed(
+    secret: str, body: str, content_type: str, age: float = 0.0, retry: int | None = None
+) -> dict[str, str]:
+    """Headers Slack would send with ``body``; ``age`` seconds in the past."""
+    timestamp = str(int(time.time() - age))
+    headers = {
+        "X-Slack-Request-Timestamp": timestamp,
+        "Content-Type": content_type,
+        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body),
+    }
+    if retry is not None:
+        headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+    return headers
+
+
+def event_body(event_id: str, event: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "token": "x",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": event,
+            "authorizations": [{"team_id": "T1", "user_id": BOT_USER, "is_bot": True}],
+        }
+    )
+
+
+def dm(text: str, ts: str, user: str = "UCUSTOMER", channel: str = "D1") -> dict[str, Any]:
+    return {"type": "message", "channel_type": "im", "channel": channel, "user": user, "text": text, "ts": ts}
+
+
+def mention(text: str, ts: str, channel: str = "C1", user: str = "UCUSTOMER") -> dict[str, Any]:
+    return {
+        "type": "app_mention",
+        "channel": channel,
+        "user": user,
+        "text": f"<@{BOT_USER}> {text}",
+        "ts": ts,
+    }
+
+
+def interaction_body(
+    action: dict[str, Any], message: dict[str, Any], channel: str = "D1", user: str = "UCUSTOMER"
+) -> str:
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T1"},
+        "user": {"id": user},
+        "api_app_id": "A1",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "channel": {"id": channel},
+        "message": message,
+        "container": {"type": "message", "message_ts": message["ts"]},
+        "actions": [{**action, "block_id": "teller_actions", "action_ts": str(time.time())}],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def command_body(text: str, response_url: str) -> str:
+    return urlencode(
+        {
+            "command": "/teller",
+            "text": text,
+            "team_id": "T1",
+            "user_id": "UOPS",
+            "channel_id": "C1",
+            "response_url": response_url,
+            "trigger_id": "t1",
+            "api_app_id": "A1",
+        }
+    )

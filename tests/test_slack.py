@@ -1,0 +1,144 @@
+"""Slack end to end: signed requests into Teller, the real slack-bolt, a fake Web API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.assistant import build_core
+from bot.channels.slack import EVENTS_PATH, HELP, SlackChannel
+from bot.core import TellerCore
+from bot.settings import get_settings
+from bot.web.app import create_app
+from tests import fake_slack as sl
+from tests.servers import serve_in_thread
+
+SECRET = "signing-secret"
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture()
+def slack(teller_env: Path) -> Iterator[tuple[sl.FakeSlack, str, TellerCore]]:
+    fake = sl.FakeSlack()
+    core = build_core(get_settings())
+    with serve_in_thread(fake.app) as api:
+        channel = SlackChannel(core, "xoxb-test", signing_secret=SECRET, api_url=f"{api}/api/")
+        with serve_in_thread(create_app(core, [channel])) as teller:
+            yield fake, teller, core
+    core.store.close()
+
+
+def post(teller: str, body: str, content_type: str, **kwargs: object) -> httpx.Response:
+    return httpx.post(
+        teller + EVENTS_PATH, content=body, headers=sl.signed(SECRET, body, content_type, **kwargs)
+    )
+
+
+def test_bad_and_stale_signatures_are_rejected(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
+    fake, teller, core = slack
+    body = sl.event_body("Ev0", sl.dm("hello", "1.0"))
+    forged = sl.signed("not-the-secret", body, JSON)
+    assert httpx.post(teller + EVENTS_PATH, content=body, headers=forged).status_code == 401
+    assert post(teller, body, JSON, age=600).status_code == 401
+    assert httpx.post(teller + EVENTS_PATH, content=body, headers={"Content-Type": JSON}).status_code == 401
+    time.sleep(0.3)
+    assert not fake.sent() and core.store.count() == 0
+
+
+def test_url_verification(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
+    _, teller, _ = slack
+    body = json.dumps({"type": "url_verification", "challenge": "abc123", "token": "x"})
+    response = post(teller, body, JSON)
+    assert response.status_code == 200 and "abc123" in response.text
+
+
+def test_direct_message_is_answered_once_in_a_thread(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
+    fake, teller, core = slack
+    body = sl.event_body("Ev1", sl.dm("What's the overdraft fee?", "1700000001.000100"))
+    started = time.monotonic()
+    assert post(teller, body, JSON).status_code == 200
+    acked_in = time.monotonic() - started
+    assert post(teller, body, JSON, retry=1).status_code == 200  # Slack's retry of the same event
+    [reply] = fake.wait_for("chat.postMessage", 1)
+    time.sleep(0.5)
+    assert len(fake.sent()) == 1 and core.store.count() == 2
+    assert acked_in < 3.0
+    assert (reply["channel"], reply["thread_ts"]) == ("D1", "1700000001.000100")
+    assert "overdraft" in reply["text"].lower()
+    actions = next(b for b in reply["blocks"] if b["type"] == "actions")["elements"]
+    assert [a["action_id"] for a in actions] == ["teller_feedback_yes", "teller_feedback_no"]
+
+    # "Not helpful" is stored against that reply, and the buttons are replaced by a note.
+    message = {
+        "ts": "1700000002.000000",
+        "thread_ts": "1700000001.000100",
+        "text": reply["text"],
+        "blocks": reply["blocks"],
+    }
+    no = next(a for a in actions if a["action_id"] == "teller_feedback_no")
+    assert post(teller, sl.interaction_body(no, message), FORM).status_code == 200
+    [update] = fake.wait_for("chat.update", 1)
+    assert not [b for b in update["blocks"] if b["type"] == "actions"]
+    [(entry, stored)] = core.store.feedback()
+    assert entry.helpful is False and entry.user_id == "UCUSTOMER" and stored.kb_id == "overdraft_fee"
+
+
+def test_mentions_and_choice_buttons(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
+    fake, teller, core = slack
+    assert (
+        post(
+            teller,
+            sl.event_body("Ev2", sl.mention("I want to talk to a real person", "1700000005.000200")),
+            JSON,
+        ).status_code
+        == 200
+    )
+    [reply] = fake.wait_for("chat.postMessage", 1)
+    assert (reply["channel"], reply["thread_ts"]) == ("C1", "1700000005.000200")
+    assert "connect you" in reply["text"].lower()
+    # A choice button (e.g. from a clarifying question) sends its value as the customer's answer.
+    button = {
+        "action_id": "teller_choice_0",
+        "value": "intent:card_arrival",
+        "type": "button",
+        "text": {"type": "plain_text", "text": "Where is my card?"},
+    }
+    message = {
+        "ts": "1700000006.000000",
+        "thread_ts": "1700000005.000200",
+        "text": "Did you mean…",
+        "blocks": [],
+    }
+    assert post(teller, sl.interaction_body(button, message, channel="C1"), FORM).status_code == 200
+    chosen = fake.wait_for("chat.postMessage", 2)[1]
+    assert chosen["thread_ts"] == "1700000005.000200"
+    assert [m.intent for m in core.store.history() if m.direction == "out"][-1] == "card_arrival"
+    # Plain channel chatter without a mention, and the bot's own messages, are ignored.
+    chatter = {
+        "type": "message",
+        "channel_type": "channel",
+        "channel": "C1",
+        "user": "U9",
+        "text": "lunch?",
+        "ts": "1700000007.0",
+    }
+    own = sl.dm("an answer", "1700000008.0") | {"bot_id": "BTELLER"}
+    post(teller, sl.event_body("Ev3", chatter), JSON)
+    post(teller, sl.event_body("Ev4", own), JSON)
+    time.sleep(0.5)
+    assert len(fake.sent()) == 2
+
+
+def test_slash_command(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
+    _, teller, _ = slack
+    response = post(teller, sl.command_body("help", "http://127.0.0.1:1/unused"), FORM)
+    # Acknowledged with the answer itself (Slack shows a plain-text ack body to the user who asked).
+    assert response.status_code == 200 and response.text == HELP
+    response = post(teller, sl.command_body("frobnicate now", "http://127.0.0.1:1/unused"), FORM)
+    assert "Unknown subcommand `frobnicate`" in response.text
