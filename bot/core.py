@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.batching import DecisionBatcher
 from bot.errors import InputError
 from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Choice, Decision, Route
 from bot.store import DuplicateMessage, Feedback, Store, StoredMessage
@@ -56,6 +57,12 @@ class TellerCore:
     def __init__(self, policy: AnswerPolicy, store: Store) -> None:
         self.policy = policy  # replaced atomically when a new model is promoted
         self.store = store
+        self._batcher = DecisionBatcher(lambda: self.policy)
+
+    def close(self) -> None:
+        """Finish queued work, then close the store. Idempotent."""
+        self._batcher.close()
+        self.store.close()
 
     def handle(self, incoming: Incoming) -> Outgoing:
         """Answer a text message (or a pressed choice, whose value arrives as the text)."""
@@ -68,8 +75,7 @@ class TellerCore:
             if seen is not None:
                 return _outgoing(seen, duplicate=True)
         started = time.perf_counter()
-        policy = self.policy
-        decision = self._decide(policy, text)
+        decision, model_version = self._decide(text)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             _, reply = self.store.record_exchange(
@@ -86,7 +92,7 @@ class TellerCore:
                     "intent": decision.intent,
                     "confidence": decision.confidence,
                     "kb_id": decision.kb_id,
-                    "model_version": policy.classifier.version if policy.classifier else None,
+                    "model_version": model_version,
                     "latency_ms": round(latency_ms, 2),
                     "choices": [{"label": c.label, "value": c.value} for c in decision.choices],
                 },
@@ -119,14 +125,16 @@ class TellerCore:
         log.info("feedback", extra={"fields": {"message_id": message_id, "helpful": helpful}})
         return entry
 
-    def _decide(self, policy: AnswerPolicy, text: str) -> Decision:
+    def _decide(self, text: str) -> tuple[Decision, str]:
+        """A pressed choice is answered directly; free text goes through the batcher."""
+        policy = self.policy
         if text.startswith(INTENT_PREFIX):
             intent = text.removeprefix(INTENT_PREFIX)
             if intent in policy.classifier.labels:
-                return policy.answer_for_intent(intent)
+                return policy.answer_for_intent(intent), policy.classifier.version
         if text == HANDOFF_CHOICE:
-            return policy.handoff("customer asked for a person")
-        return policy.answer(text)
+            return policy.handoff("customer asked for a person"), policy.classifier.version
+        return self._batcher.decide(text)
 
 
 def _outgoing(reply: StoredMessage, duplicate: bool = False) -> Outgoing:

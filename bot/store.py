@@ -144,7 +144,8 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchall()[0][0])
 
     def migrate(self) -> None:
         with self._lock:
@@ -173,14 +174,16 @@ class Store:
     # ----------------------------------------------------------------------------------- writing
 
     def _conversation(self, channel: str, external_id: str, user_id: str, now: str) -> str:
-        row = self._db.execute(
+        rows = self._db.execute(
             "SELECT id FROM conversations WHERE channel = ? AND external_id = ?", [channel, external_id]
-        ).fetchone()
+        ).fetchall()
+        row = rows[0] if rows else None
         if row:
             self._db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [now, row[0]])
             return str(row[0])
         conversation_id = new_id("c")
-        self._db.table("conversations").insert(
+        self._insert(
+            "conversations",
             {
                 "id": conversation_id,
                 "channel": channel,
@@ -188,7 +191,7 @@ class Store:
                 "user_id": user_id,
                 "created_at": now,
                 "updated_at": now,
-            }
+            },
         )
         return conversation_id
 
@@ -263,41 +266,41 @@ class Store:
 
     # ----------------------------------------------------------------------------------- reading
 
+    def _read(self, sql: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a query, fully read under the lock: one connection serves every thread, and an
+        unfinished read would keep a writer's COMMIT from completing."""
+        with self._lock:
+            return list(self._db.query(sql, args or []))
+
     def message(self, message_id: str) -> StoredMessage:
-        rows = list(self._db.query("SELECT * FROM messages WHERE id = ?", [message_id]))
+        rows = self._read("SELECT * FROM messages WHERE id = ?", [message_id])
         if not rows:
             raise InputError(f"no message {message_id!r}")
         return _message(rows[0])
 
     def find_reply(self, channel: str, platform_id: str) -> StoredMessage | None:
         """Teller's stored reply to a platform message seen before (for duplicate deliveries)."""
-        rows = list(
-            self._db.query(
-                "SELECT o.* FROM messages i JOIN messages o ON o.reply_to = i.id "
-                "WHERE i.channel = ? AND i.platform_id = ? AND i.direction = 'in'",
-                [channel, platform_id],
-            )
+        rows = self._read(
+            "SELECT o.* FROM messages i JOIN messages o ON o.reply_to = i.id "
+            "WHERE i.channel = ? AND i.platform_id = ? AND i.direction = 'in'",
+            [channel, platform_id],
         )
         return _message(rows[0]) if rows else None
 
     def history(self, conversation_id: str | None = None, limit: int = 50) -> list[StoredMessage]:
         """The latest ``limit`` messages (of one conversation, or all), oldest first."""
         where, args = ("WHERE conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
-        rows = list(
-            self._db.query(
-                f"SELECT * FROM messages {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*args, limit]
-            )
+        rows = self._read(
+            f"SELECT * FROM messages {where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*args, limit]
         )
         return [_message(r) for r in reversed(rows)]
 
     def feedback(self, limit: int = 100) -> list[tuple[Feedback, StoredMessage]]:
-        rows = list(
-            self._db.query("SELECT * FROM feedback ORDER BY created_at DESC, rowid DESC LIMIT ?", [limit])
-        )
+        rows = self._read("SELECT * FROM feedback ORDER BY created_at DESC, rowid DESC LIMIT ?", [limit])
         return [(_feedback(r), self.message(r["message_id"])) for r in rows]
 
     def count(self, table: str = "messages") -> int:
-        return int(self._db.execute(f"SELECT count(*) FROM [{table}]").fetchone()[0])
+        return int(self._read(f"SELECT count(*) AS n FROM [{table}]")[0]["n"])
 
     def close(self) -> None:
         with self._lock:

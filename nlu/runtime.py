@@ -129,7 +129,7 @@ def session_threads(threads: int | None = None) -> int:
 class OnnxRunner:
     """One ONNX Runtime session; ``run`` is safe to call from several threads at once."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, spin: bool = False) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -140,6 +140,10 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        if not spin:
+            # Idle pool threads that spin steal the cores from the next model's run (Teller runs the
+            # classifier and the retrieval encoder back to back), so serving sessions sleep instead.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors on a corrupt file

@@ -98,6 +98,7 @@ class OnnxSentenceEmbedder:
                 options.intra_op_num_threads = session_threads(self._threads)
                 options.inter_op_num_threads = 1
                 options.log_severity_level = 3
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 self._tokenizer = TextEncoder(base / "tokenizer.json", max_length=256)
             return self._session, self._tokenizer

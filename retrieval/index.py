@@ -96,6 +96,10 @@ class VectorIndex:
                 np.full((len(queries), max(k, 0)), -np.inf, dtype=np.float32),
                 np.full((len(queries), max(k, 0)), -1, dtype=np.int64),
             )
+        if self.kind == EXACT:
+            # OpenMP's thread count is per calling thread. A flat search over a few thousand vectors
+            # is faster on one thread, and idle OpenMP threads would spin against the models.
+            faiss.omp_set_num_threads(1)
         scores, ids = self._index.search(queries, k)
         return scores, ids
 

@@ -80,4 +80,4 @@ def test_customer_chats_picks_a_choice_and_gives_feedback(teller_env: Path, brow
         assert browser.find_elements(By.CSS_SELECTOR, ".msg.me")[-1].text == "I want to talk to a real person"
     history = core.store.history()
     assert [m.direction for m in history] == ["in", "out", "in", "out"]
-    core.store.close()
+    core.close()

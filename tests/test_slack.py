@@ -31,7 +31,7 @@ def slack(teller_env: Path) -> Iterator[tuple[sl.FakeSlack, str, TellerCore]]:
         channel = SlackChannel(core, "xoxb-test", signing_secret=SECRET, api_url=f"{api}/api/")
         with serve_in_thread(create_app(core, [channel])) as teller:
             yield fake, teller, core
-    core.store.close()
+    core.close()
 
 
 def post(teller: str, body: str, content_type: str, **kwargs: object) -> httpx.Response:

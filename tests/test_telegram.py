@@ -31,7 +31,7 @@ def fake() -> Iterator[tuple[tg.FakeTelegram, str]]:
 def core(teller_env: Path) -> Iterator[TellerCore]:
     core = build_core(get_settings())
     yield core
-    core.store.close()
+    core.close()
 
 
 def test_polling_conversation(fake: tuple[tg.FakeTelegram, str], core: TellerCore) -> None:

@@ -18,7 +18,7 @@ from bot.web.app import create_app
 def core(teller_env: Path) -> Iterator[TellerCore]:
     core = build_core(get_settings())
     yield core
-    core.store.close()
+    core.close()
 
 
 @pytest.fixture()

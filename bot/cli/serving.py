@@ -27,14 +27,18 @@ def serve(
 ) -> None:
     """Run every configured channel: web chat and REST API always; SIGTERM or Ctrl-C stops gracefully."""
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
     from bot.assistant import build_channels, build_core
     from bot.web.app import create_app
 
+    # The small matrix products of a request are faster on one BLAS thread, and idle BLAS threads
+    # would spin against ONNX Runtime's pools; a server process runs nothing else.
+    threadpool_limits(limits=1, user_api="blas")
     settings = get_settings()
     core = build_core(settings)
     channels = build_channels(settings, core)
-    application = create_app(core, channels)
+    application = create_app(core, channels, owns_core=True)
     host, port = host or settings.host, port or settings.port
     names = ", ".join(["web chat", *(c.name for c in channels)])
     err.print(
@@ -45,11 +49,10 @@ def serve(
         "serve_started",
         extra={"fields": {"host": host, "port": port, "model": core.policy.classifier.version}},
     )
-    try:
-        uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)
-    finally:
-        core.store.close()
-        log.info("serve_stopped")
+    # On SIGTERM or SIGINT uvicorn stops accepting, lets in-flight requests finish (up to 15 s), runs
+    # the application's shutdown (channels stop, the database is closed) and exits by that signal.
+    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)
+    log.info("serve_stopped")
 
 
 @app.command()
@@ -129,4 +132,52 @@ def feedback_list(
             f"{m.route} {m.intent or ''}".strip(),
             f.comment or "",
         )
+    out.print(table)
+
+
+@app.command()
+def load(
+    url: Annotated[str, typer.Option(help="Teller's base URL.")] = "http://127.0.0.1:8000",
+    users: Annotated[int, typer.Option(min=1, help="Concurrent web-chat customers.")] = 50,
+    messages: Annotated[
+        int, typer.Option(min=1, help="Messages each customer sends (waiting for each reply).")
+    ] = 20,
+    think: Annotated[
+        float, typer.Option(min=0.0, help="Mean pause between a reply and the next message (s).")
+    ] = 0.0,
+    verify: Annotated[bool, typer.Option(help="Check the store: every acknowledged message once.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load-test a running `teller serve` over HTTP and print latency, throughput and the store check."""
+    import asyncio
+    from dataclasses import asdict
+
+    from bot.loadtest import check_store, run_load
+    from nlu.corpora import BANKING77_TRAIN, CLINC150_OOS_DEV
+    from nlu.data import read_labelled_csv
+
+    texts = [e.text for e in read_labelled_csv(BANKING77_TRAIN)] + [
+        e.text for e in read_labelled_csv(CLINC150_OOS_DEV)
+    ]
+    result = asyncio.run(run_load(url, texts, users=users, messages=messages, think=think))
+    payload: dict[str, object] = result.to_dict()
+    if verify:
+        payload["store"] = asdict(check_store(get_settings().db_path, result.run_id, result.acknowledged_ids))
+    if as_json:
+        emit_json(payload)
+        return
+    table = Table("measure", "value", title=f"{users} customers x {messages} messages, think {think}s")
+    for key in (
+        "acknowledged",
+        "errors",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "latency_ms_max",
+        "seconds",
+        "throughput_per_s",
+    ):
+        table.add_row(key.replace("_", " "), str(payload[key]))
+    if "store" in payload:
+        table.add_row("store check", str(payload["store"]))
     out.print(table)

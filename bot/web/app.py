@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -70,8 +71,11 @@ def message_out(reply: Outgoing) -> MessageOut:
     )
 
 
-def create_app(core: TellerCore, channels: Sequence[Channel] = ()) -> FastAPI:
-    """The HTTP application around ``core``; ``channels`` start and stop with it and may add routes."""
+def create_app(core: TellerCore, channels: Sequence[Channel] = (), owns_core: bool = False) -> FastAPI:
+    """The HTTP application around ``core``; ``channels`` start and stop with it and may add routes.
+
+    With ``owns_core``, shutting the application down also closes the core (and its database).
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +93,10 @@ def create_app(core: TellerCore, channels: Sequence[Channel] = ()) -> FastAPI:
                     log.error(
                         "channel_stop_failed", extra={"fields": {"channel": channel.name, "error": repr(exc)}}
                     )
+            if owns_core:
+                # In-flight requests have finished by now (uvicorn waits for them): flush and close.
+                await asyncio.to_thread(core.close)
+                log.info("core_closed")
 
     app = FastAPI(
         title="Teller",
