@@ -20,6 +20,8 @@ class FakeSlack:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self._ts = 1_700_000_000.0
+        #: Where ``apps.connections.open`` sends Socket Mode clients.
+        self.socket_url = "ws://127.0.0.1:9/unset"
         self.app = self._build()
 
     def sent(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
@@ -69,6 +71,8 @@ class FakeSlack:
                 return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
             if method == "views.open":
                 return {"ok": True, "view": {"id": "V1"}}
+            if method == "apps.connections.open":
+                return {"ok": True, "url": self.socket_url}
             return {"ok": False, "error": "unknown_method"}
 
         @app.post("/response/{key}")
