@@ -416,4 +416,4 @@ class AnswerPolicy:
 
     @staticmethod
     def _adviser_choices() -> tuple[Choice, ...]:
-        return (Choice("Book an adviser call", HANDOFF_CHOICE),)
+        return (Choice("Book an adviser call", HANDOFF_CHOICE), *AnswerPolicy.feedback_choices())
