@@ -295,6 +295,17 @@ class Store:
         )
         return [_message(r) for r in reversed(rows)]
 
+    def exchanges(self, since: str) -> list[dict[str, Any]]:
+        """Every customer message since ``since`` (ISO time) with Teller's route, intent, KB entry, and
+        whether the reply was marked not helpful."""
+        return self._read(
+            "SELECT i.text AS text, o.route AS route, o.intent AS intent, o.kb_id AS kb_id, "
+            "EXISTS(SELECT 1 FROM feedback f WHERE f.message_id = o.id AND f.helpful = 0) AS flagged "
+            "FROM messages o JOIN messages i ON o.reply_to = i.id "
+            "WHERE o.direction = 'out' AND o.created_at >= ? ORDER BY o.created_at, o.rowid",
+            [since],
+        )
+
     def feedback(self, limit: int = 100) -> list[tuple[Feedback, StoredMessage]]:
         rows = self._read("SELECT * FROM feedback ORDER BY created_at DESC, rowid DESC LIMIT ?", [limit])
         return [(_feedback(r), self.message(r["message_id"])) for r in rows]

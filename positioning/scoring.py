@@ -145,8 +145,8 @@ def _raise_p(scored: list[NeedScore], total: int) -> list[str]:
             continue
         if not n.coverage.answered:
             ideas.append(
-                f"“{n.need}” is handed off today ({n.coverage.route}): add a knowledge-base entry or "
-                f"labelled examples for it (up to +{gain:.2f})."
+                f"“{n.need}” is not answered today (Teller's route: {n.coverage.route}): add a "
+                f"knowledge-base entry or labelled examples for it (up to +{gain:.2f})."
             )
         elif n.quality.flag_rate >= 0.1:
             ideas.append(

@@ -68,7 +68,7 @@ def test_score_with_known_numbers() -> None:
     assert result.p_d_given_u == pytest.approx((5 * 0.684 + 3 * 0.8) / 10)
     assert result.m == pytest.approx(0.75 * 0.75)
     assert result.score == pytest.approx(0.582 * 0.5625)
-    assert "get investment advice" in result.raise_p[0] and "handed off" in result.raise_p[0]
+    assert "get investment advice" in result.raise_p[0] and "not answered" in result.raise_p[0]
     assert any("flagged" in idea for idea in result.raise_p)
     assert len(result.raise_m) == 2
 

@@ -1,0 +1,46 @@
+"""``teller interview`` in the terminal, end to end, and ``teller brief`` on Teller's own log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bot.assistant import build_core
+from bot.cli import app
+from bot.core import Incoming
+from bot.settings import get_settings
+from tests.test_cli import run
+from tests.test_interview import ANSWERS
+
+
+def test_terminal_interview_pause_resume_and_brief(teller_env: Path) -> None:
+    core = build_core(get_settings())
+    for i, text in enumerate(["What's the overdraft fee?", "hello", "what's the weather in Paris"]):
+        reply = core.handle(Incoming("web", f"u{i}", f"u{i}", None, text))
+        if reply.route == "faq":
+            core.feedback(reply.message_id, False)
+    core.close()
+
+    runner = CliRunner()
+    order = ["product", "target_users", "user_traits"]
+    first = runner.invoke(app, ["interview"], input="\n".join(ANSWERS[q] for q in order) + "\n")
+    assert first.exit_code == 0 and "Paused" in first.stdout and "step 1 of 5" in first.stdout
+
+    rest = [q for q in ANSWERS if q not in order]
+    script = "\n".join(["back", ANSWERS["user_traits"], *[ANSWERS[q] for q in rest]]) + "\n"
+    second = runner.invoke(app, ["interview"], input=script)
+    assert second.exit_code == 0, second.output
+    assert "Resuming interview" in second.stdout and "is complete" in second.stdout
+    brief_path = Path(second.stdout.split("Brief: ")[1].split()[0])
+    text = brief_path.read_text()
+    assert "# Positioning brief: Teller, a chat assistant for Lumen Bank customers" in text
+    assert "Positioning = P(D|U) x M" in text and "Messages: 3" in text
+    assert "## The interview" in text and "Go-to-market and continuous optimisation" in text
+
+    interview_id = brief_path.parent.name
+    code, stdout, _ = run("brief", interview_id, "--json", "--days", "7")
+    assert code == 0 and json.loads(stdout)["markdown"] == str(brief_path)
+    code, _, stderr = run("brief", "iv_missing")
+    assert code == 2 and "no interview 'iv_missing'" in stderr
