@@ -95,6 +95,10 @@ def build_channels(settings: Settings, core: TellerCore) -> list[Channel]:
     bot_token, signing = settings.slack_bot_token, settings.slack_signing_secret
     if settings.slack_app_token is not None or (bot_token is not None and signing is not None):
         from bot.channels.slack import SlackChannel
+        from bot.positioning_desk import PositioningDesk
+
+        # Interviews follow the core's policy, so a promoted model is used for briefs at once.
+        desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
 
         channels.append(
             SlackChannel(
@@ -105,6 +109,7 @@ def build_channels(settings: Settings, core: TellerCore) -> list[Channel]:
                 else None,
                 app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
                 api_url=settings.slack_api_url,
+                desk=desk,
             )
         )
     return channels

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.batching import DecisionBatcher
@@ -37,6 +38,15 @@ class Incoming:
 
 
 @dataclass(frozen=True)
+class MultiSelect:
+    """Options to tick several of, sent back as ``submit_prefix`` + the ticked values joined by commas."""
+
+    options: tuple[Choice, ...]
+    submit_label: str
+    submit_prefix: str
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """Teller's reply: what to show, which buttons to offer, and how it was decided."""
 
@@ -49,6 +59,14 @@ class Outgoing:
     kb_id: str | None = None
     duplicate: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: A line of small print under the text (e.g. an interview's progress).
+    note: str | None = None
+    multi_select: MultiSelect | None = None
+    #: Files that go with the reply (e.g. a positioning brief and its chart).
+    attachments: tuple[Path, ...] = ()
+    #: Whether chat platforms with threads answer in the thread of the message (customer questions)
+    #: or at the top level of the conversation (an interview's next question).
+    threaded: bool = True
 
 
 class TellerCore:

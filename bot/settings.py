@@ -76,6 +76,41 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
     )
+    operators: str = Field(
+        default="",
+        validation_alias="TELLER_OPERATORS",
+        description="Operators: Slack user ids and Telegram user ids, comma-separated "
+        "(optionally prefixed slack: or telegram:).",
+    )
+    ops_channel: str | None = Field(
+        default=None,
+        validation_alias="TELLER_OPS_CHANNEL",
+        description="Slack channel id for the review queue and human handoffs.",
+    )
+    flag_emoji: str = Field(
+        default="x",
+        validation_alias="TELLER_FLAG_EMOJI",
+        description="Reaction (name without colons) that flags a bot answer in Slack.",
+    )
+    review_confidence: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        validation_alias="TELLER_REVIEW_CONFIDENCE",
+        description="Intent answers below this confidence go to the review queue.",
+    )
+    retrain_tolerance: float = Field(
+        default=0.5,
+        ge=0.0,
+        validation_alias="TELLER_RETRAIN_TOLERANCE",
+        description="Points of frozen-set accuracy a retrained model may lose and still be promoted.",
+    )
+    product_managers: str = Field(
+        default="",
+        validation_alias="TELLER_PRODUCT_MANAGERS",
+        description="Slack user ids allowed to run positioning interviews, comma-separated "
+        "(empty: anyone in the workspace).",
+    )
 
     @property
     def log_dir(self) -> Path:
@@ -100,6 +135,28 @@ class Settings(BaseSettings):
     @property
     def serving_precision(self) -> str | None:
         return None if self.precision == "auto" else self.precision
+
+    @property
+    def operator_ids(self) -> frozenset[str]:
+        """``TELLER_OPERATORS`` as ``channel:user`` keys (a bare id counts on Slack and Telegram)."""
+        return _id_set(self.operators, ("slack", "telegram"))
+
+    @property
+    def product_manager_ids(self) -> frozenset[str]:
+        return _id_set(self.product_managers, ("slack",))
+
+
+def _id_set(raw: str, channels: tuple[str, ...]) -> frozenset[str]:
+    keys: set[str] = set()
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        channel, sep, user = item.partition(":")
+        if sep and channel.lower() in ("slack", "telegram"):
+            keys.add(f"{channel.lower()}:{user.strip()}")
+        else:
+            keys.update(f"{c}:{item}" for c in channels)
+    return frozenset(keys)
 
 
 @lru_cache(maxsize=1)

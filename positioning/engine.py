@@ -19,8 +19,10 @@ ACTIVE, COMPLETED, CANCELLED = "active", "completed", "cancelled"
 _LIST_SPLIT = re.compile(r"\n|;")
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def timestamp() -> str:
+    """UTC, ISO 8601, to the millisecond (interviews are ordered by it)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
 @dataclass
@@ -36,8 +38,10 @@ class InterviewState:
     current: str | None = None
     #: Questions shown so far, in order; "back" walks it backwards.
     history: list[str] = field(default_factory=list)
-    created_at: str = field(default_factory=_now)
-    updated_at: str = field(default_factory=_now)
+    #: Set by "pause": a chat stops treating the user's messages as answers until they resume.
+    paused: bool = False
+    created_at: str = field(default_factory=timestamp)
+    updated_at: str = field(default_factory=timestamp)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,18 +65,19 @@ class Prompt:
     def progress(self) -> str:
         return f"step {self.step_number} of {self.step_count}"
 
-    def render(self) -> str:
-        """Plain text for a terminal or a chat message."""
+    def render(self, progress: bool = True, options: bool = True) -> str:
+        """Plain text for a terminal or a chat message. A chat that shows the progress and the
+        options as widgets of its own leaves them out of the text."""
         q = self.question
-        lines = [f"[{self.progress}: {self.step_title}] {q.prompt}"]
+        lines = [f"[{self.progress}: {self.step_title}] {q.prompt}" if progress else q.prompt]
         if q.help:
             lines.append(f"({q.help})")
-        if q.type in ("choice", "multi"):
+        if q.type in ("choice", "multi") and options:
             lines += [f"  {i}. {option}" for i, option in enumerate(q.options, start=1)]
             lines.append(
                 "Answer with a number" + (" or several, separated by commas." if q.type == "multi" else ".")
             )
-        elif q.type == "scale":
+        elif q.type == "scale" and options:
             lines.append(f"Answer {q.minimum:g} to {q.maximum:g}.")
         elif q.type == "list":
             lines.append("One item per line (or separated by ';').")
@@ -212,7 +217,7 @@ class InterviewEngine:
 
     def _copy(self, state: InterviewState) -> InterviewState:
         new = copy.deepcopy(state)
-        new.updated_at = _now()
+        new.updated_at = timestamp()
         return new
 
     def _advance(self, state: InterviewState) -> Turn:

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from positioning.engine import ACTIVE, COMPLETED, InterviewEngine, InterviewState, Turn, format_answer
+from positioning.engine import (
+    ACTIVE,
+    COMPLETED,
+    InterviewEngine,
+    InterviewState,
+    Turn,
+    format_answer,
+    timestamp,
+)
 from positioning.errors import PositioningError
 from positioning.store import InterviewStore
 
@@ -45,15 +53,26 @@ class InterviewService:
         with self._lock(user_id):
             state = None if new else self.store.active_for(user_id)
             if state is not None:
-                prompt = self.engine.prompt(state)
-                intro = (
-                    f"Resuming interview {state.id} ({len(self.engine.answered(state))} answers so far).\n"
-                )
-                return Reply(intro + (prompt.render() if prompt else ""), state)
+                return self._resumed(state)
             turn = self.engine.start(f"iv_{secrets.token_hex(4)}", user_id)
             self.store.save(turn.state)
             intro = f"Interview {turn.state.id}: {self.engine.script.title}. {HELP}\n\n"
             return Reply(intro + (turn.prompt.render() if turn.prompt else ""), turn.state, turn)
+
+    def resume(self, user_id: str, interview_id: str) -> Reply:
+        """Carry on with a particular interview of the user's (it becomes the one in progress)."""
+        with self._lock(user_id):
+            state = self.store.get(interview_id, user_id)
+            if state.status != ACTIVE:
+                raise PositioningError(f"interview {interview_id} is {state.status}; it cannot be resumed")
+            return self._resumed(state)
+
+    def _resumed(self, state: InterviewState) -> Reply:
+        state = replace(state, paused=False, updated_at=timestamp())
+        self.store.save(state)
+        prompt = self.engine.prompt(state)
+        intro = f"Resuming interview {state.id} ({len(self.engine.answered(state))} answers so far).\n"
+        return Reply(intro + (prompt.render() if prompt else ""), state, Turn(state, prompt))
 
     def handle(self, user_id: str, text: str, interview_id: str | None = None) -> Reply:
         """Apply an answer or a command to the user's active interview (or ``interview_id``)."""
@@ -66,7 +85,13 @@ class InterviewService:
             if command == "status":
                 return Reply(self.status_text(state), state)
             if command == "pause":
-                return Reply(f"Paused. Your answers are saved; resume interview {state.id} any time.", state)
+                paused = replace(state, paused=True, updated_at=timestamp())
+                self.store.save(paused)
+                return Reply(
+                    f"Paused interview {state.id}. Your answers are saved; resume it any time.", paused
+                )
+            if state.paused:
+                state = replace(state, paused=False)
             if command == "back":
                 turn = self.engine.back(state)
             elif command == "skip":

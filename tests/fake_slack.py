@@ -1,5 +1,6 @@
-"""A fake Slack Web API on 127.0.0.1 (auth.test, chat.postMessage, chat.update, views.open), recording calls,
-and helpers that sign requests the way Slack does."""
+"""A fake Slack Web API on 127.0.0.1 (auth.test, chat.postMessage, chat.update, views.open,
+conversations.open and the two-step file upload), recording calls, and helpers that sign requests the
+way Slack does."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ class FakeSlack:
         self._ts = 1_700_000_000.0
         #: Where ``apps.connections.open`` sends Socket Mode clients.
         self.socket_url = "ws://127.0.0.1:9/unset"
+        #: Uploaded files by name: their bytes, as the upload URL received them.
+        self.files: dict[str, bytes] = {}
+        self._pending: dict[str, str] = {}
         self.app = self._build()
 
     def sent(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
@@ -73,7 +77,23 @@ class FakeSlack:
                 return {"ok": True, "view": {"id": "V1"}}
             if method == "apps.connections.open":
                 return {"ok": True, "url": self.socket_url}
+            if method == "conversations.open":
+                return {"ok": True, "channel": {"id": f"D{params.get('users', '')}"}}
+            if method == "files.getUploadURLExternal":
+                file_id = f"F{len(self._pending) + 1}"
+                self._pending[file_id] = str(params.get("filename"))
+                return {"ok": True, "file_id": file_id, "upload_url": f"{request.base_url}upload/{file_id}"}
+            if method == "files.completeUploadExternal":
+                files = json.loads(params["files"]) if isinstance(params["files"], str) else params["files"]
+                return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
             return {"ok": False, "error": "unknown_method"}
+
+        @app.post("/upload/{file_id}")
+        async def upload(file_id: str, request: Request) -> dict[str, Any]:
+            data = await request.body()
+            with self._lock:
+                self.files[self._pending.get(file_id, file_id)] = data
+            return {"ok": True}
 
         @app.post("/response/{key}")
         async def response_url(key: str, request: Request) -> dict[str, Any]:
@@ -129,7 +149,12 @@ def mention(text: str, ts: str, channel: str = "C1", user: str = "UCUSTOMER") ->
 
 
 def interaction_body(
-    action: dict[str, Any], message: dict[str, Any], channel: str = "D1", user: str = "UCUSTOMER"
+    action: dict[str, Any],
+    message: dict[str, Any],
+    channel: str = "D1",
+    user: str = "UCUSTOMER",
+    state: dict[str, Any] | None = None,
+    block_id: str = "teller_actions",
 ) -> str:
     payload = {
         "type": "block_actions",
@@ -140,19 +165,21 @@ def interaction_body(
         "channel": {"id": channel},
         "message": message,
         "container": {"type": "message", "message_ts": message["ts"]},
-        "actions": [{**action, "block_id": "teller_actions", "action_ts": str(time.time())}],
+        "actions": [{**action, "block_id": block_id, "action_ts": str(time.time())}],
     }
+    if state is not None:
+        payload["state"] = {"values": state}
     return urlencode({"payload": json.dumps(payload)})
 
 
-def command_body(text: str, response_url: str) -> str:
+def command_body(text: str, response_url: str, user: str = "UOPS", channel: str = "C1") -> str:
     return urlencode(
         {
             "command": "/teller",
             "text": text,
             "team_id": "T1",
-            "user_id": "UOPS",
-            "channel_id": "C1",
+            "user_id": user,
+            "channel_id": channel,
             "response_url": response_url,
             "trigger_id": "t1",
             "api_app_id": "A1",

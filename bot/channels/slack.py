@@ -2,7 +2,9 @@
 
 Direct messages and mentions are answered in a thread; choices and feedback are Block Kit buttons;
 ``/teller`` is the slash command. Bolt verifies signatures, acknowledges within Slack's 3 seconds
-and runs the listeners afterwards in its thread pool.
+and runs the listeners afterwards in its thread pool. A product manager's interview runs in their
+DM: its prompts come from the dispatcher like any reply, with buttons, checkboxes, a progress line
+and the brief's files.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from threading import Lock
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from slack_bolt import App
@@ -21,7 +23,11 @@ from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_r
 from slack_sdk import WebClient
 
 from bot.core import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, Incoming, Outgoing, TellerCore
+from bot.dispatch import Dispatcher
 from bot.errors import InputError
+
+if TYPE_CHECKING:
+    from bot.positioning_desk import PositioningDesk
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +35,19 @@ CHANNEL = "slack"
 EVENTS_PATH = "/slack/events"
 CHOICE_ACTION = "teller_choice"
 FEEDBACK_ACTION = "teller_feedback"
+MULTI_PICK_ACTION = "teller_multi_pick"
+MULTI_SUBMIT_ACTION = "teller_multi_submit"
 _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 HELP = (
     "*Teller* answers customer questions about cards, payments, transfers, top-ups and accounts.\n"
     "• Send me a direct message, or mention me in a channel: I answer in a thread.\n"
+    "• `/teller interview`: a product-positioning interview in a DM (`/teller interview help`).\n"
     "• `/teller help`: this message."
 )
 
-#: ``/teller <subcommand> [args]`` handlers; later features register theirs here.
-Subcommand = Callable[[str, dict[str, Any]], str]
+#: ``/teller <subcommand> [args]`` handlers, given the arguments, the command payload, Bolt's ``ack``
+#: (call it at once: Slack waits 3 seconds) and the Web API client.
+Subcommand = Callable[[str, dict[str, Any], Callable[..., None], WebClient], None]
 
 
 def blocks(reply: Outgoing) -> list[dict[str, Any]]:
@@ -65,10 +75,44 @@ def blocks(reply: Outgoing) -> list[dict[str, Any]]:
                     "text": {"type": "plain_text", "text": choice.label},
                 }
             )
-    out: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": reply.text}}]
+    out: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": reply.text[:3000]}}]
+    if reply.multi_select is not None:
+        multi = reply.multi_select
+        out.append(
+            {
+                "type": "actions",
+                "block_id": "teller_multi",
+                "elements": [
+                    {
+                        "type": "checkboxes",
+                        "action_id": MULTI_PICK_ACTION,
+                        "options": [
+                            {"text": {"type": "plain_text", "text": o.label[:75]}, "value": o.value}
+                            for o in multi.options[:10]
+                        ],
+                    },
+                    {
+                        "type": "button",
+                        "action_id": MULTI_SUBMIT_ACTION,
+                        "style": "primary",
+                        "value": multi.submit_prefix,
+                        "text": {"type": "plain_text", "text": multi.submit_label},
+                    },
+                ],
+            }
+        )
     if elements:
         out.append({"type": "actions", "block_id": "teller_actions", "elements": elements})
+    if reply.note:
+        out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": reply.note}]})
     return out
+
+
+def ticked(body: dict[str, Any]) -> list[str]:
+    """Values of the checkboxes ticked in the message whose button was pressed."""
+    values = body.get("state", {}).get("values", {})
+    picked = values.get("teller_multi", {}).get(MULTI_PICK_ACTION, {}).get("selected_options") or []
+    return [str(option.get("value", "")) for option in picked]
 
 
 class SlackChannel:
@@ -83,8 +127,10 @@ class SlackChannel:
         signing_secret: str | None = None,
         app_token: str | None = None,
         api_url: str | None = None,
+        desk: PositioningDesk | None = None,
     ) -> None:
         self.core = core
+        self.dispatcher = Dispatcher(core, desk)
         self.app_token = app_token
         client = WebClient(token=bot_token, base_url=api_url or WebClient.BASE_URL)
         self.app = App(
@@ -93,7 +139,9 @@ class SlackChannel:
             process_before_response=False,
             request_verification_enabled=signing_secret is not None,
         )
-        self.subcommands: dict[str, Subcommand] = {"help": lambda _args, _body: HELP}
+        self.subcommands: dict[str, Subcommand] = {"help": lambda _args, _cmd, ack, _client: ack(text=HELP)}
+        if desk is not None:
+            self.subcommands |= {"interview": self._interview_command, "brief": self._brief_command}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_lock = Lock()
         self._socket: Any = None
@@ -101,6 +149,8 @@ class SlackChannel:
         self.app.event("app_mention")(self._on_mention)
         self.app.action(re.compile(f"^{CHOICE_ACTION}"))(self._on_choice)
         self.app.action(re.compile(f"^{FEEDBACK_ACTION}"))(self._on_feedback)
+        self.app.action(MULTI_PICK_ACTION)(lambda ack: ack())  # ticking a box: wait for Submit
+        self.app.action(MULTI_SUBMIT_ACTION)(self._on_multi_submit)
         self.app.command("/teller")(self._on_command)
         self.app.error(self._on_error)
 
@@ -117,6 +167,7 @@ class SlackChannel:
     async def stop(self) -> None:
         if self._socket is not None:
             await asyncio.to_thread(self._socket.close)
+        self.dispatcher.close()
         log.info("slack_stopped")
 
     def router(self) -> APIRouter | None:
@@ -154,14 +205,26 @@ class SlackChannel:
         message_id: str,
         conversation: str,
     ) -> None:
+        incoming = Incoming(CHANNEL, conversation, user, message_id, text)
         try:
-            reply = self.core.handle(Incoming(CHANNEL, conversation, user, message_id, text))
+            reply = self.dispatcher.handle(incoming, private=channel.startswith("D"))
         except InputError as exc:
             client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=str(exc).capitalize() + ".")
             return
         if reply.duplicate:
             return
-        client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=reply.text, blocks=blocks(reply))
+        self._post(client, channel, reply, thread_ts)
+
+    def _post(self, client: WebClient, channel: str, reply: Outgoing, thread_ts: str | None = None) -> None:
+        """Send a reply: its text and widgets, then any files, in the thread when it is threaded."""
+        thread = thread_ts if reply.threaded else None
+        client.chat_postMessage(channel=channel, thread_ts=thread, text=reply.text, blocks=blocks(reply))
+        if reply.attachments:
+            client.files_upload_v2(
+                file_uploads=[{"file": str(path), "title": path.name} for path in reply.attachments],
+                channel=channel,
+                thread_ts=thread,
+            )
 
     def _answer_event(
         self, event: dict[str, Any], body: dict[str, Any], client: WebClient, text: str, conversation: str
@@ -212,6 +275,24 @@ class SlackChannel:
             conversation,
         )
 
+    def _on_multi_submit(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        picked = ticked(body)
+        message, channel = body.get("message", {}), body.get("channel", {}).get("id", "")
+        if picked:
+            self._disable_buttons(client, channel, message, "_Submitted_")
+        self._reply(
+            client,
+            channel,
+            message.get("thread_ts") or message.get("ts", ""),
+            body.get("user", {}).get("id", ""),
+            action.get("value", "") + ",".join(picked),
+            f"action:{body.get('trigger_id') or action.get('action_ts')}",
+            channel,
+        )
+
     def _on_feedback(
         self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
     ) -> None:
@@ -233,14 +314,50 @@ class SlackChannel:
         kept.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
         client.chat_update(channel=channel, ts=message["ts"], text=message.get("text", ""), blocks=kept)
 
-    def _on_command(self, ack: Callable[..., None], command: dict[str, Any]) -> None:
+    def _on_command(self, ack: Callable[..., None], command: dict[str, Any], client: WebClient) -> None:
         words = (command.get("text") or "").split(maxsplit=1)
         name, args = (words[0].lower(), words[1] if len(words) > 1 else "") if words else ("help", "")
         handler = self.subcommands.get(name)
         if handler is None:
             ack(text=f"Unknown subcommand `{name}`.\n{HELP}")
             return
-        ack(text=handler(args, command))
+        handler(args, command, ack, client)
+
+    def _in_dm(self, command: dict[str, Any], ack: Callable[..., None], client: WebClient) -> str:
+        """Acknowledge, and return the user's DM with Teller (where interviews happen)."""
+        if str(command.get("channel_id", "")).startswith("D"):
+            ack()
+            return str(command["channel_id"])
+        ack(text="I'll continue in a direct message.")
+        opened = client.conversations_open(users=command["user_id"])
+        return str(opened["channel"]["id"])
+
+    def _interview_command(
+        self, args: str, command: dict[str, Any], ack: Callable[..., None], client: WebClient
+    ) -> None:
+        desk = self.dispatcher.desk
+        assert desk is not None
+        if args.strip().lower() == "help":
+            from bot.positioning_desk import INTERVIEW_USAGE
+
+            ack(text=INTERVIEW_USAGE)
+            return
+        if not desk.may_interview(CHANNEL, command.get("user_id", "")):
+            ack(text=desk.command(CHANNEL, command.get("user_id", ""), args).text)
+            return
+        channel = self._in_dm(command, ack, client)
+        self._post(client, channel, desk.command(CHANNEL, command["user_id"], args))
+
+    def _brief_command(
+        self, args: str, command: dict[str, Any], ack: Callable[..., None], client: WebClient
+    ) -> None:
+        desk = self.dispatcher.desk
+        assert desk is not None
+        if not args.strip():
+            ack(text="Usage: `/teller brief ID` (see `/teller interview list`).")
+            return
+        channel = self._in_dm(command, ack, client)
+        self._post(client, channel, desk.brief_reply(CHANNEL, command["user_id"], args))
 
     def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.error(

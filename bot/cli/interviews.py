@@ -41,7 +41,7 @@ def interview(
         out.print(reply.text, highlight=False, markup=False, soft_wrap=True)
     if state.status == COMPLETED:
         err.print("Writing the brief (scoring the needs against Teller and reading the logs)...")
-        files = desk.write_brief(state.id, days)
+        files = desk.write_brief(state.id, days).files
         out.print(
             f"Brief: {files.markdown}" + (f"\nChart: {files.chart}" if files.chart else ""), soft_wrap=True
         )
@@ -56,7 +56,7 @@ def brief(
     """Render the positioning brief of a completed interview again, with fresh evidence."""
     from bot.positioning_desk import PositioningDesk
 
-    files = PositioningDesk(get_settings()).write_brief(interview_id, days)
+    files = PositioningDesk(get_settings()).write_brief(interview_id, days).files
     if as_json:
         emit_json({"markdown": str(files.markdown), "chart": str(files.chart) if files.chart else None})
         return
