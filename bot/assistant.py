@@ -10,7 +10,9 @@ from typing import Any
 from bot.calibration import Targets, calibrate
 from bot.channels import Channel
 from bot.core import TellerCore
+from bot.dispatch import Dispatcher
 from bot.exemplars import DATA_DIR, load_advice, load_smalltalk
+from bot.operators import Operators
 from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig
 from bot.settings import Settings
 from bot.store import Store
@@ -76,42 +78,71 @@ def build_core(settings: Settings) -> TellerCore:
     return TellerCore(build_policy(settings), open_store(settings))
 
 
-def build_channels(settings: Settings, core: TellerCore) -> list[Channel]:
-    """Every chat platform whose settings are present (the web chat needs none)."""
+def slack_configured(settings: Settings) -> bool:
+    bot_token, signing = settings.slack_bot_token, settings.slack_signing_secret
+    return settings.slack_app_token is not None or (bot_token is not None and signing is not None)
+
+
+def build_dispatcher(settings: Settings, core: TellerCore) -> Dispatcher:
+    """Routing for every channel: positioning interviews (Slack DMs), handoffs and the review queue
+    (operators), and customer service. Everything follows the core's policy, so a promoted model is
+    used at once."""
+    from bot.ops_desk import OpsDesk
+    from bot.review import ReviewService
+
+    operators = Operators.from_settings(settings)
+    review = ReviewService(
+        core.store, lambda: core.policy, None, operators, review_confidence=settings.review_confidence
+    )
+    desk = None
+    if slack_configured(settings):
+        from bot.positioning_desk import PositioningDesk
+
+        desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
+    return Dispatcher(core, desk, OpsDesk(core.store, review, operators))
+
+
+def build_channels(
+    settings: Settings, core: TellerCore, dispatcher: Dispatcher | None = None
+) -> list[Channel]:
+    """Every chat platform whose settings are present (the web chat needs none). Each can be reached
+    by the ops desk (an operator's reply in a handoff); Slack's ops channel is the ops board."""
+    dispatcher = dispatcher or build_dispatcher(settings, core)
     channels: list[Channel] = []
     if settings.telegram_bot_token is not None:
         from bot.channels.telegram import TelegramChannel
 
         secret = settings.telegram_webhook_secret
-        channels.append(
-            TelegramChannel(
-                core,
-                settings.telegram_bot_token.get_secret_value(),
-                api_url=settings.telegram_api_url,
-                webhook_url=settings.telegram_webhook_url,
-                webhook_secret=secret.get_secret_value() if secret else None,
-            )
+        telegram = TelegramChannel(
+            core,
+            settings.telegram_bot_token.get_secret_value(),
+            api_url=settings.telegram_api_url,
+            webhook_url=settings.telegram_webhook_url,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            dispatcher=dispatcher,
         )
-    bot_token, signing = settings.slack_bot_token, settings.slack_signing_secret
-    if settings.slack_app_token is not None or (bot_token is not None and signing is not None):
+        channels.append(telegram)
+        if dispatcher.ops is not None:
+            dispatcher.ops.register_sender(telegram.name, telegram.send)
+    if slack_configured(settings):
         from bot.channels.slack import SlackChannel
-        from bot.positioning_desk import PositioningDesk
 
-        # Interviews follow the core's policy, so a promoted model is used for briefs at once.
-        desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
-
-        channels.append(
-            SlackChannel(
-                core,
-                bot_token.get_secret_value() if bot_token else None,
-                signing_secret=signing.get_secret_value()
-                if signing and not settings.slack_app_token
-                else None,
-                app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
-                api_url=settings.slack_api_url,
-                desk=desk,
-            )
+        bot_token, signing = settings.slack_bot_token, settings.slack_signing_secret
+        slack = SlackChannel(
+            core,
+            bot_token.get_secret_value() if bot_token else None,
+            signing_secret=signing.get_secret_value() if signing and not settings.slack_app_token else None,
+            app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
+            api_url=settings.slack_api_url,
+            dispatcher=dispatcher,
+            ops_channel=settings.ops_channel,
+            flag_emoji=settings.flag_emoji,
         )
+        channels.append(slack)
+        if dispatcher.ops is not None:
+            dispatcher.ops.register_sender(slack.name, slack.send)
+            if settings.ops_channel:
+                dispatcher.ops.attach_board(slack)
     return channels
 
 

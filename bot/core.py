@@ -67,6 +67,8 @@ class Outgoing:
     #: Whether chat platforms with threads answer in the thread of the message (customer questions)
     #: or at the top level of the conversation (an interview's next question).
     threaded: bool = True
+    #: Nothing to show the customer (their message was passed to a person in a handoff).
+    silent: bool = False
 
 
 class TellerCore:

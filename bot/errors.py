@@ -13,3 +13,7 @@ class ConfigError(TellerError):
 
 class InputError(TellerError):
     """A user-supplied value (message, file, option) cannot be used."""
+
+
+class NotAuthorised(TellerError):
+    """Someone who is not an operator tried an operator command or button."""

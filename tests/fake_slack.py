@@ -73,6 +73,8 @@ class FakeSlack:
                 }
             if method == "chat.update":
                 return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
+            if method == "chat.postEphemeral":
+                return {"ok": True, "message_ts": ts}
             if method == "views.open":
                 return {"ok": True, "view": {"id": "V1"}}
             if method == "apps.connections.open":
@@ -170,6 +172,30 @@ def interaction_body(
     if state is not None:
         payload["state"] = {"values": state}
     return urlencode({"payload": json.dumps(payload)})
+
+
+def view_submission_body(view: dict[str, Any], values: dict[str, Any], user: str = "UOPS") -> str:
+    """Slack's payload when a modal opened with ``view`` is submitted with ``values``."""
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T1"},
+        "user": {"id": user},
+        "api_app_id": "A1",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "view": {**view, "id": "V1", "state": {"values": values}},
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def reaction_event(reaction: str, channel: str, ts: str, user: str) -> dict[str, Any]:
+    return {
+        "type": "reaction_added",
+        "user": user,
+        "reaction": reaction,
+        "item": {"type": "message", "channel": channel, "ts": ts},
+        "item_user": BOT_USER,
+        "event_ts": str(time.time()),
+    }
 
 
 def command_body(text: str, response_url: str, user: str = "UOPS", channel: str = "C1") -> str:

@@ -10,6 +10,7 @@ and the brief's files.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections import OrderedDict
@@ -24,10 +25,12 @@ from slack_sdk import WebClient
 
 from bot.core import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, Incoming, Outgoing, TellerCore
 from bot.dispatch import Dispatcher
-from bot.errors import InputError
+from bot.errors import InputError, NotAuthorised
+from bot.operators import Actor
 
 if TYPE_CHECKING:
     from bot.positioning_desk import PositioningDesk
+    from bot.store import Handoff, ReviewItem, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,18 @@ CHOICE_ACTION = "teller_choice"
 FEEDBACK_ACTION = "teller_feedback"
 MULTI_PICK_ACTION = "teller_multi_pick"
 MULTI_SUBMIT_ACTION = "teller_multi_submit"
+REVIEW_CONFIRM, REVIEW_CHOOSE = "teller_review_confirm", "teller_review_choose"
+REVIEW_WRONG, REVIEW_IGNORE = "teller_review_wrong", "teller_review_ignore"
+WRONG_ANSWER_VIEW = "teller_wrong_answer"
+HANDOFF_CLOSE = "teller_handoff_close"
 _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 HELP = (
     "*Teller* answers customer questions about cards, payments, transfers, top-ups and accounts.\n"
     "• Send me a direct message, or mention me in a channel: I answer in a thread.\n"
     "• `/teller interview`: a product-positioning interview in a DM (`/teller interview help`).\n"
+    "• Operators: `/teller flag <message id> [reason]`, `/teller review` (post the open review items), "
+    "`/teller retrain`; react with the flag emoji on an answer to flag it; reply in a handoff thread "
+    "to talk to the customer.\n"
     "• `/teller help`: this message."
 )
 
@@ -108,6 +118,106 @@ def blocks(reply: Outgoing) -> list[dict[str, Any]]:
     return out
 
 
+def handoff_blocks(handoff: Handoff, transcript: list[StoredMessage]) -> list[dict[str, Any]]:
+    """The start of a handoff thread: who, the conversation so far (redacted), a Close button."""
+    lines = [f"> *{'Customer' if m.direction == 'in' else 'Teller'}:* {m.text[:300]}" for m in transcript]
+    text = (
+        f"*Handoff* from a {handoff.channel} customer (`{handoff.id}`). Reply in this thread to talk to "
+        "them; they see your replies on their own channel.\n" + "\n".join(lines)
+    )
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+        {
+            "type": "actions",
+            "block_id": f"handoff:{handoff.id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": HANDOFF_CLOSE,
+                    "style": "danger",
+                    "value": handoff.id,
+                    "text": {"type": "plain_text", "text": "Close conversation"},
+                }
+            ],
+        },
+    ]
+
+
+def review_blocks(item: ReviewItem, labels: list[str]) -> list[dict[str, Any]]:
+    """A review item: the question, why it is here, the suggestion, and the four actions."""
+    s = item.suggestion
+    suggested = (
+        f"intent `{s.intent}`" if s and s.intent else f"KB entry `{s.kb_id}`" if s and s.kb_id else None
+    )
+    confidence = f" ({s.confidence:.2f})" if s and s.confidence is not None else ""
+    text = (
+        f"*Review #{item.id}* · {', '.join(sorted(set(item.reasons)))} · {len(item.message_ids)} message(s)\n"
+        f">{item.text[:500]}\n" + (f"Suggested: {suggested}{confidence}" if suggested else "No suggestion")
+    )
+    elements: list[dict[str, Any]] = []
+    if suggested:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": REVIEW_CONFIRM,
+                "style": "primary",
+                "value": str(item.id),
+                "text": {"type": "plain_text", "text": f"Confirm {suggested.split()[-1].strip('`')}"[:75]},
+            }
+        )
+    if labels:
+        elements.append(
+            {
+                "type": "static_select",
+                "action_id": REVIEW_CHOOSE,
+                "placeholder": {"type": "plain_text", "text": "Another intent"},
+                "options": [
+                    {"text": {"type": "plain_text", "text": label[:75]}, "value": label}
+                    for label in sorted(labels)[:100]
+                ],
+            }
+        )
+    for action_id, label in ((REVIEW_WRONG, "Answer is wrong"), (REVIEW_IGNORE, "Ignore")):
+        elements.append(
+            {
+                "type": "button",
+                "action_id": action_id,
+                "value": str(item.id),
+                "text": {"type": "plain_text", "text": label},
+            }
+        )
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+        {"type": "actions", "block_id": f"review:{item.id}", "elements": elements},
+    ]
+
+
+def wrong_answer_view(item: ReviewItem, channel: str, ts: str) -> dict[str, Any]:
+    """The modal that takes a corrected answer for a review item."""
+    return {
+        "type": "modal",
+        "callback_id": WRONG_ANSWER_VIEW,
+        "private_metadata": json.dumps({"item": item.id, "channel": channel, "ts": ts}),
+        "title": {"type": "plain_text", "text": f"Correct review #{item.id}"[:24]},
+        "submit": {"type": "plain_text", "text": "Save answer"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f">{item.text[:500]}"}},
+            {
+                "type": "input",
+                "block_id": "answer",
+                "label": {"type": "plain_text", "text": "The right answer (becomes a knowledge-base entry)"},
+                "element": {"type": "plain_text_input", "action_id": "answer", "multiline": True},
+            },
+        ],
+    }
+
+
+def settled_note(item: ReviewItem, actor: Actor) -> str:
+    what = f": {item.resolution}" if item.resolution else ""
+    return f"{item.status.capitalize()} by <@{actor.user_id}>{what}"
+
+
 def ticked(body: dict[str, Any]) -> list[str]:
     """Values of the checkboxes ticked in the message whose button was pressed."""
     values = body.get("state", {}).get("values", {})
@@ -128,9 +238,15 @@ class SlackChannel:
         app_token: str | None = None,
         api_url: str | None = None,
         desk: PositioningDesk | None = None,
+        dispatcher: Dispatcher | None = None,
+        ops_channel: str | None = None,
+        flag_emoji: str = "x",
     ) -> None:
         self.core = core
-        self.dispatcher = Dispatcher(core, desk)
+        self.dispatcher = dispatcher or Dispatcher(core, desk)
+        self._owns_dispatcher = dispatcher is None
+        self.ops_channel = ops_channel
+        self.flag_emoji = flag_emoji.strip(":")
         self.app_token = app_token
         client = WebClient(token=bot_token, base_url=api_url or WebClient.BASE_URL)
         self.app = App(
@@ -140,8 +256,10 @@ class SlackChannel:
             request_verification_enabled=signing_secret is not None,
         )
         self.subcommands: dict[str, Subcommand] = {"help": lambda _args, _cmd, ack, _client: ack(text=HELP)}
-        if desk is not None:
+        if self.dispatcher.desk is not None:
             self.subcommands |= {"interview": self._interview_command, "brief": self._brief_command}
+        if self.dispatcher.ops is not None:
+            self.subcommands |= {"flag": self._flag_command, "review": self._review_command}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_lock = Lock()
         self._socket: Any = None
@@ -151,6 +269,10 @@ class SlackChannel:
         self.app.action(re.compile(f"^{FEEDBACK_ACTION}"))(self._on_feedback)
         self.app.action(MULTI_PICK_ACTION)(lambda ack: ack())  # ticking a box: wait for Submit
         self.app.action(MULTI_SUBMIT_ACTION)(self._on_multi_submit)
+        self.app.action(re.compile("^teller_review_"))(self._on_review_action)
+        self.app.view(WRONG_ANSWER_VIEW)(self._on_wrong_answer)
+        self.app.action(HANDOFF_CLOSE)(self._on_handoff_close)
+        self.app.event("reaction_added")(self._on_reaction)
         self.app.command("/teller")(self._on_command)
         self.app.error(self._on_error)
 
@@ -167,7 +289,8 @@ class SlackChannel:
     async def stop(self) -> None:
         if self._socket is not None:
             await asyncio.to_thread(self._socket.close)
-        self.dispatcher.close()
+        if self._owns_dispatcher:
+            self.dispatcher.close()
         log.info("slack_stopped")
 
     def router(self) -> APIRouter | None:
@@ -217,8 +340,13 @@ class SlackChannel:
 
     def _post(self, client: WebClient, channel: str, reply: Outgoing, thread_ts: str | None = None) -> None:
         """Send a reply: its text and widgets, then any files, in the thread when it is threaded."""
+        if reply.silent:
+            return
         thread = thread_ts if reply.threaded else None
-        client.chat_postMessage(channel=channel, thread_ts=thread, text=reply.text, blocks=blocks(reply))
+        posted = client.chat_postMessage(
+            channel=channel, thread_ts=thread, text=reply.text, blocks=blocks(reply)
+        )
+        self.dispatcher.delivered(reply, f"{channel}:{posted.get('ts')}")
         if reply.attachments:
             client.files_upload_v2(
                 file_uploads=[{"file": str(path), "title": path.name} for path in reply.attachments],
@@ -244,8 +372,12 @@ class SlackChannel:
         )
 
     def _on_message(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
-            return  # channel chatter, edits, joins and our own posts are not questions for Teller
+        if event.get("subtype") or event.get("bot_id"):
+            return  # edits, joins and our own posts are not messages for Teller
+        if event.get("channel_type") != "im":
+            if event.get("thread_ts") and event.get("channel") == self.ops_channel:
+                self._operator_reply(event, body, client)
+            return  # channel chatter is not a question for Teller
         self._answer_event(event, body, client, event.get("text", ""), event["channel"])
 
     def _on_mention(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
@@ -358,6 +490,184 @@ class SlackChannel:
             return
         channel = self._in_dm(command, ack, client)
         self._post(client, channel, desk.brief_reply(CHANNEL, command["user_id"], args))
+
+    # ------------------------------------------------------------------------------ operators
+
+    def _actor(self, body: dict[str, Any]) -> Actor:
+        return Actor(CHANNEL, str(body.get("user", {}).get("id") or body.get("user_id") or ""))
+
+    def _refuse(self, client: WebClient, channel: str, user: str, exc: Exception) -> None:
+        """Tell only that user why nothing happened."""
+        client.chat_postEphemeral(channel=channel, user=user, text=str(exc)[:1].upper() + str(exc)[1:] + ".")
+
+    def _operator_reply(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        ops = self.dispatcher.ops
+        if ops is None or not self._first_time(str(body.get("event_id") or event["ts"])):
+            return
+        try:
+            ops.operator_reply(
+                event["channel"],
+                event["thread_ts"],
+                CHANNEL,
+                event.get("user", ""),
+                event.get("text", ""),
+                f"{event['channel']}:{event['ts']}",
+            )
+        except (NotAuthorised, InputError) as exc:
+            self._refuse(client, event["channel"], event.get("user", ""), exc)
+
+    def _on_reaction(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        item, ops = event.get("item", {}), self.dispatcher.ops
+        if ops is None or event.get("reaction") != self.flag_emoji or item.get("type") != "message":
+            return
+        if not self._first_time(str(body.get("event_id") or f"{item.get('ts')}:{event.get('user')}")):
+            return
+        try:
+            ops.flag_post(
+                CHANNEL, f"{item.get('channel')}:{item.get('ts')}", Actor(CHANNEL, event.get("user", ""))
+            )
+        except (NotAuthorised, InputError) as exc:
+            self._refuse(client, str(item.get("channel", "")), event.get("user", ""), exc)
+
+    def _flag_command(
+        self, args: str, command: dict[str, Any], ack: Callable[..., None], client: WebClient
+    ) -> None:
+        ops = self.dispatcher.ops
+        assert ops is not None
+        message_id, _, reason = args.strip().partition(" ")
+        if not message_id:
+            ack(text="Usage: `/teller flag <message id> [reason]`")
+            return
+        try:
+            item = ops.flag(message_id, reason.strip() or None, self._actor(command))
+        except (NotAuthorised, InputError) as exc:
+            ack(text=str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return
+        ack(text=f"Flagged; filed as review item #{item.id}.")
+
+    def _review_command(
+        self, args: str, command: dict[str, Any], ack: Callable[..., None], client: WebClient
+    ) -> None:
+        ops = self.dispatcher.ops
+        assert ops is not None
+        try:
+            ops.operators.require(CHANNEL, command.get("user_id", ""), "review the queue")
+        except NotAuthorised as exc:
+            ack(text=str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return
+        if self.ops_channel is None:
+            ack(text="No ops channel is configured (TELLER_OPS_CHANNEL); use `teller review` in a terminal.")
+            return
+        count = ops.post_open_items()
+        ack(text=f"Posting {count} open review item(s) to <#{self.ops_channel}>.")
+
+    def _on_review_action(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        ops, actor = self.dispatcher.ops, self._actor(body)
+        channel, message = body.get("channel", {}).get("id", ""), body.get("message", {})
+        if ops is None:
+            return
+        action_id = action.get("action_id", "")
+        item_id = int(action.get("value") or str(action.get("block_id", "")).rpartition(":")[2] or 0)
+        try:
+            if action_id == REVIEW_WRONG:
+                ops.operators.require(actor.channel, actor.user_id, "correct answers")
+                client.views_open(
+                    trigger_id=body["trigger_id"],
+                    view=wrong_answer_view(ops.review.item(item_id), channel, message.get("ts", "")),
+                )
+                return
+            if action_id == REVIEW_CONFIRM:
+                resolution = ops.review.confirm(item_id, actor)
+            elif action_id == REVIEW_CHOOSE:
+                intent = action.get("selected_option", {}).get("value", "")
+                resolution = ops.review.choose(item_id, intent, actor)
+            else:
+                resolution = ops.review.ignore(item_id, actor)
+        except (NotAuthorised, InputError) as exc:
+            self._refuse(client, channel, actor.user_id, exc)
+            return
+        self._disable_buttons(client, channel, message, f"_{settled_note(resolution.item, actor)}_")
+
+    def _on_wrong_answer(
+        self, ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        ops, actor = self.dispatcher.ops, self._actor(body)
+        meta = json.loads(view.get("private_metadata") or "{}")
+        values = view.get("state", {}).get("values", {})
+        answer = values.get("answer", {}).get("answer", {}).get("value") or ""
+        if ops is None:
+            ack()
+            return
+        try:
+            resolution = ops.review.wrong_answer(int(meta.get("item", 0)), answer, actor)
+        except (NotAuthorised, InputError) as exc:
+            ack(response_action="errors", errors={"answer": str(exc)[:150]})
+            return
+        ack()
+        item = resolution.item
+        original = {
+            "ts": meta.get("ts"),
+            "text": f"Review item #{item.id}",
+            "blocks": review_blocks(item, []),
+        }
+        note = f"_{settled_note(resolution.item, actor)}_"
+        self._disable_buttons(client, meta.get("channel", ""), original, note)
+
+    def _on_handoff_close(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        ops, actor = self.dispatcher.ops, self._actor(body)
+        channel, message = body.get("channel", {}).get("id", ""), body.get("message", {})
+        if ops is None:
+            return
+        try:
+            ops.close_handoff(action.get("value", ""), actor)
+        except (NotAuthorised, InputError) as exc:
+            self._refuse(client, channel, actor.user_id, exc)
+            return
+        self._disable_buttons(client, channel, message, f"_Closed by <@{actor.user_id}>_")
+
+    # ------------------------------------------------------------------------------ ops board
+
+    def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
+        posted = self.app.client.chat_postMessage(
+            channel=self.ops_channel or "",
+            text=f"Handoff: a {handoff.channel} customer needs a person",
+            blocks=handoff_blocks(handoff, transcript),
+        )
+        return str(posted["ts"])
+
+    def post_in_thread(self, handoff: Handoff, text: str) -> None:
+        self.app.client.chat_postMessage(
+            channel=handoff.ops_channel or self.ops_channel or "",
+            thread_ts=handoff.thread_ts,
+            text=f"*Customer:* {text}",
+        )
+
+    def post_review(self, item: ReviewItem, labels: list[str]) -> None:
+        self.app.client.chat_postMessage(
+            channel=self.ops_channel or "",
+            text=f"Review item #{item.id}: {item.text[:100]}",
+            blocks=review_blocks(item, labels),
+        )
+
+    def announce(self, text: str) -> str:
+        posted = self.app.client.chat_postMessage(channel=self.ops_channel or "", text=text)
+        return str(posted["ts"])
+
+    def amend(self, message_ref: str, text: str) -> None:
+        self.app.client.chat_update(channel=self.ops_channel or "", ts=message_ref, text=text)
+
+    def send(self, address: str, reply: Outgoing) -> None:
+        """Deliver a message to a customer's conversation (a DM, or ``channel:thread``)."""
+        channel, _, thread = address.partition(":")
+        self.app.client.chat_postMessage(
+            channel=channel, thread_ts=thread or None, text=reply.text, blocks=blocks(reply)
+        )
 
     def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.error(

@@ -22,6 +22,7 @@ from telegram.ext import (
 )
 
 from bot.core import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, Incoming, Outgoing, TellerCore
+from bot.dispatch import Dispatcher
 from bot.errors import InputError
 from bot.policy import HANDOFF_CHOICE
 
@@ -68,8 +69,11 @@ class TelegramChannel:
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         poll_timeout: float = 10.0,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.core = core
+        self.dispatcher = dispatcher or Dispatcher(core)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.poll_timeout = poll_timeout
@@ -93,6 +97,7 @@ class TelegramChannel:
     # ------------------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.app.initialize()
         await self.app.start()
         if self.webhook_url:
@@ -153,11 +158,11 @@ class TelegramChannel:
             return
         incoming = Incoming(CHANNEL, str(chat.id), str(user.id if user else chat.id), message_id, text)
         try:
-            reply = await asyncio.to_thread(self.core.handle, incoming)
+            reply = await asyncio.to_thread(self.dispatcher.handle, incoming, chat.type == "private")
         except InputError as exc:
             await message.reply_text(str(exc).capitalize() + ".")
             return
-        if reply.duplicate:  # answered before (e.g. redelivered after a restart): don't say it twice
+        if reply.duplicate or reply.silent:  # answered before, or passed to a person in a handoff
             return
         await chat.send_message(reply.text, reply_markup=keyboard(reply))
 
@@ -193,7 +198,7 @@ class TelegramChannel:
             _, flag, message_id = data.split(":", 2)
             try:
                 await asyncio.to_thread(
-                    self.core.feedback, message_id, flag == "1", None, str(query.from_user.id)
+                    self.dispatcher.feedback, message_id, flag == "1", None, str(query.from_user.id)
                 )
             except InputError:
                 await query.answer("That answer is no longer on record.")
@@ -207,6 +212,15 @@ class TelegramChannel:
         if query.message is not None:
             await query.edit_message_reply_markup(reply_markup=None)
         await self._answer(update, data, f"callback:{query.id}")
+
+    def send(self, address: str, reply: Outgoing) -> None:
+        """Deliver a message to a chat from any thread (e.g. an operator's reply in a handoff)."""
+        if self._loop is None:
+            raise InputError("Telegram is not running")
+        pending = asyncio.run_coroutine_threadsafe(
+            self.app.bot.send_message(int(address), reply.text, reply_markup=keyboard(reply)), self._loop
+        )
+        pending.result(timeout=30)
 
     async def _error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram_handler_failed", extra={"fields": {"error": repr(context.error)[:300]}})

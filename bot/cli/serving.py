@@ -29,7 +29,8 @@ def serve(
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from bot.assistant import build_channels, build_core
+    from bot.assistant import build_channels, build_core, build_dispatcher
+    from bot.model_swap import ModelSwapper
     from bot.web.app import create_app
 
     # The small matrix products of a request are faster on one BLAS thread, and idle BLAS threads
@@ -37,8 +38,12 @@ def serve(
     threadpool_limits(limits=1, user_api="blas")
     settings = get_settings()
     core = build_core(settings)
-    channels = build_channels(settings, core)
-    application = create_app(core, channels, owns_core=True)
+    dispatcher = build_dispatcher(settings, core)
+    channels = build_channels(settings, core, dispatcher)
+    # A model promoted or rolled back while serving is picked up within seconds, without a restart.
+    application = create_app(
+        core, channels, owns_core=True, services=[ModelSwapper(settings, core)], dispatcher=dispatcher
+    )
     host, port = host or settings.host, port or settings.port
     names = ", ".join(["web chat", *(c.name for c in channels)])
     err.print(
@@ -102,14 +107,19 @@ def feedback_list(
     limit: Annotated[int, typer.Option(min=1, help="How many entries.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """Feedback on Teller's replies, newest first, with the reply it is about."""
+    """Feedback on Teller's replies, newest first, with the reply it is about; then operators' flags
+    and corrections (who, when, label, superseded or in force)."""
     from bot.assistant import open_store
+    from bot.cli.operations import correction_record, flag_record, print_flags_and_corrections
 
-    entries = open_store(get_settings()).feedback(limit)
+    store = open_store(get_settings())
+    entries = store.feedback(limit)
+    flags, corrections = store.flags(limit), store.corrections(limit=limit)
     if as_json:
         for f, m in entries:
             emit_json(
                 {
+                    "kind": "feedback",
                     "id": f.id,
                     "message_id": f.message_id,
                     "helpful": f.helpful,
@@ -122,6 +132,8 @@ def feedback_list(
                     "kb_id": m.kb_id,
                 }
             )
+        for record in [*map(flag_record, flags), *map(correction_record, corrections)]:
+            emit_json(record)
         return
     table = Table("time", "helpful", "reply", "route", "comment", title=f"{len(entries)} feedback entries")
     for f, m in entries:
@@ -133,6 +145,7 @@ def feedback_list(
             f.comment or "",
         )
     out.print(table)
+    print_flags_and_corrections(flags, corrections)
 
 
 @app.command()

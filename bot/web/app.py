@@ -13,9 +13,11 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from bot.channels import Channel
+from bot.channels import Channel, Service
 from bot.core import Incoming, Outgoing, TellerCore
+from bot.dispatch import Dispatcher
 from bot.errors import InputError
+from bot.ops_desk import CLOSED_NOTICE
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -49,6 +51,12 @@ class MessageOut(BaseModel):
     message_id: str
 
 
+class RelayedOut(BaseModel):
+    messages: list[MessageOut] = Field(description="Operators' messages after the given one, oldest first.")
+    handoff_open: bool = Field(description="Whether a person is still handling the conversation.")
+    closed_notice: str | None = None
+
+
 class FeedbackIn(BaseModel):
     message_id: str = Field(min_length=1, max_length=100)
     helpful: bool
@@ -71,17 +79,25 @@ def message_out(reply: Outgoing) -> MessageOut:
     )
 
 
-def create_app(core: TellerCore, channels: Sequence[Channel] = (), owns_core: bool = False) -> FastAPI:
-    """The HTTP application around ``core``; ``channels`` start and stop with it and may add routes.
+def create_app(
+    core: TellerCore,
+    channels: Sequence[Channel] = (),
+    owns_core: bool = False,
+    services: Sequence[Service] = (),
+    dispatcher: Dispatcher | None = None,
+) -> FastAPI:
+    """The HTTP application around ``core``; ``services`` (e.g. the model swapper) and then
+    ``channels`` start and stop with it; channels may add routes.
 
     With ``owns_core``, shutting the application down also closes the core (and its database).
     """
+    dispatch = dispatcher or Dispatcher(core)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        started: list[Channel] = []
+        started: list[Service] = []
         try:
-            for channel in channels:
+            for channel in [*services, *channels]:
                 await channel.start()
                 started.append(channel)
             yield
@@ -95,6 +111,7 @@ def create_app(core: TellerCore, channels: Sequence[Channel] = (), owns_core: bo
                     )
             if owns_core:
                 # In-flight requests have finished by now (uvicorn waits for them): flush and close.
+                await asyncio.to_thread(dispatch.close)
                 await asyncio.to_thread(core.close)
                 log.info("core_closed")
 
@@ -116,15 +133,38 @@ def create_app(core: TellerCore, channels: Sequence[Channel] = (), owns_core: bo
         if not body.text.strip():
             raise HTTPException(status_code=400, detail="text is empty")
         message_id = f"{body.user_id}:{body.client_message_id}" if body.client_message_id else None
-        reply = core.handle(Incoming(WEB_CHANNEL, body.user_id, body.user_id, message_id, body.text))
+        reply = dispatch.handle(Incoming(WEB_CHANNEL, body.user_id, body.user_id, message_id, body.text))
         return message_out(reply)
+
+    @app.get(
+        "/api/messages",
+        response_model=RelayedOut,
+        summary="During a handoff: the operator's messages since the last one the page has",
+    )
+    def get_messages(user_id: str, after: str | None = None) -> RelayedOut:
+        conversation = core.store.conversation_id(WEB_CHANNEL, user_id)
+        if conversation is None:
+            return RelayedOut(messages=[], handoff_open=False)
+        history = core.store.history(conversation, limit=200)
+        ids = [m.id for m in history]
+        start = ids.index(after) + 1 if after in ids else 0
+        relayed = [m for m in history[start:] if m.direction == "out" and m.route == "human"]
+        open_now = core.store.active_handoff_for(WEB_CHANNEL, user_id) is not None
+        return RelayedOut(
+            messages=[
+                MessageOut(reply=m.text, choices=[], route="human", intent=None, message_id=m.id)
+                for m in relayed
+            ],
+            handoff_open=open_now,
+            closed_notice=None if open_now else CLOSED_NOTICE,
+        )
 
     @app.post(
         "/api/feedback", response_model=FeedbackOut, summary="Mark one of Teller's replies helpful or not"
     )
     def post_feedback(body: FeedbackIn) -> FeedbackOut:
         try:
-            entry = core.feedback(body.message_id, body.helpful, body.comment)
+            entry = dispatch.feedback(body.message_id, body.helpful, body.comment)
         except InputError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)

@@ -1,0 +1,296 @@
+"""Operators in the terminal: ``teller review`` (the review queue) and ``teller flag``.
+
+The terminal is always an operator (see :mod:`bot.operators`); actions are recorded as
+``cli:<login name>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from bot.cli.app import JsonOpt, app, emit_json, out
+from bot.operators import CLI, Actor, Operators
+from bot.policy import AnswerPolicy
+from bot.review import Resolution, ReviewService
+from bot.settings import get_settings
+from bot.store import Correction, Flag, ReviewItem, Suggestion
+
+review_app = typer.Typer(
+    help="The review queue: list open items (the default), then confirm, choose, wrong or ignore.",
+    invoke_without_command=True,
+)
+app.add_typer(review_app, name="review")
+
+ItemArg = Annotated[int, typer.Argument(metavar="ITEM", help="Item number from `teller review`.")]
+
+REASON_LABELS = {
+    "not_helpful": "not helpful",
+    "flagged": "flagged",
+    "handoff": "handoff",
+    "clarify": "clarify",
+    "low_confidence": "low confidence",
+}
+
+
+def local_actor() -> Actor:
+    """Whoever runs the command, as ``cli:<login>``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        user = "local"
+    return Actor(CLI, user)
+
+
+@contextmanager
+def review_service() -> Iterator[ReviewService]:
+    """A review service over the configured store; the policy is built only if an action needs it."""
+    from bot.assistant import build_policy, open_store
+
+    settings = get_settings()
+    store = open_store(settings)
+    policy: list[AnswerPolicy] = []
+
+    def current_policy() -> AnswerPolicy:
+        if not policy:
+            policy.append(build_policy(settings))
+        return policy[0]
+
+    try:
+        yield ReviewService(
+            store,
+            current_policy,
+            None,
+            Operators.from_settings(settings),
+            review_confidence=settings.review_confidence,
+        )
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------------- review
+
+
+@review_app.callback()
+def review(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option("--all", help="Settled items too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """File new answers to review, then list the open items (with --all, settled ones too)."""
+    if ctx.invoked_subcommand is None:
+        _list(show_all, as_json)
+
+
+@review_app.command("list")
+def review_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Settled items too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """File new answers to review, then list the open items (with --all, settled ones too)."""
+    _list(show_all, as_json)
+
+
+def _list(show_all: bool, as_json: bool) -> None:
+    with review_service() as service:
+        service.refresh()
+        items = service.items(None if show_all else "open")
+    if as_json:
+        for item in items:
+            emit_json(item_record(item))
+        return
+    if not items:
+        out.print("The review queue is empty.")
+        return
+    table = Table("#", "n", "reasons", "text", "suggestion", title=f"{len(items)} review items")
+    if show_all:
+        table.add_column("status")
+    for item in items:
+        text = item.text[:80] + "".join(f"\n[dim]“{n[:70]}”[/dim]" for n in item.notes[:3])
+        row = [str(item.id), str(item.count), reasons(item), text, suggestion_text(item.suggestion)]
+        if show_all:
+            row.append(f"{item.status} {item.resolution or ''}".strip())
+        table.add_row(*row)
+    out.print(table)
+    out.print(
+        '[dim]teller review confirm ITEM | choose ITEM INTENT | wrong ITEM "answer" | ignore ITEM[/dim]'
+    )
+
+
+@review_app.command("confirm")
+def review_confirm(item: ItemArg, as_json: JsonOpt = False) -> None:
+    """The suggestion is right: record it as the item's label."""
+    with review_service() as service:
+        _report(service.confirm(item, local_actor()), as_json)
+
+
+@review_app.command("choose")
+def review_choose(
+    item: ItemArg,
+    intent: Annotated[str, typer.Argument(help="One of the model's intents.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The item is about INTENT: record that label."""
+    with review_service() as service:
+        _report(service.choose(item, intent, local_actor()), as_json)
+
+
+@review_app.command("wrong")
+def review_wrong(
+    item: ItemArg,
+    answer: Annotated[str, typer.Argument(help="The right answer, as customers should see it.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Teller's answer was wrong: ANSWER becomes a knowledge-base entry, searchable at once.
+
+    The entry answers the item's questions from now on, with no retraining. A server already running
+    in another process keeps its own copy of the knowledge base and sees the entry once restarted.
+    """
+    with review_service() as service:
+        _report(service.wrong_answer(item, answer, local_actor()), as_json)
+
+
+@review_app.command("ignore")
+def review_ignore(item: ItemArg, as_json: JsonOpt = False) -> None:
+    """Nothing to learn from this item."""
+    with review_service() as service:
+        _report(service.ignore(item, local_actor()), as_json)
+
+
+def _report(resolution: Resolution, as_json: bool) -> None:
+    item, correction = resolution.item, resolution.correction
+    if as_json:
+        emit_json(
+            {
+                "item": item_record(item),
+                "correction": correction_record(correction) if correction else None,
+                "superseded": list(resolution.superseded),
+                "kb_id": resolution.kb_entry.id if resolution.kb_entry else None,
+            }
+        )
+        return
+    message = f"Item {item.id} {item.status}"
+    if item.resolution:
+        message += f" ({item.resolution})"
+    if resolution.kb_entry is not None:
+        message += f"; knowledge-base entry {resolution.kb_entry.id!r} added and indexed"
+    if correction is not None:
+        message += f"; correction #{correction.id} recorded"
+    if resolution.superseded:
+        message += f", superseding #{', #'.join(str(i) for i in resolution.superseded)}"
+    out.print(message + ".", highlight=False)
+
+
+# ---------------------------------------------------------------------------------------- flag
+
+
+@app.command()
+def flag(
+    message_id: Annotated[str, typer.Argument(help="Teller's reply, or the customer message it answers.")],
+    reason: Annotated[str | None, typer.Option(help="What is wrong with the answer.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Flag one of Teller's answers as wrong; it goes to the review queue at once."""
+    with review_service() as service:
+        result = service.flag(message_id, reason, local_actor(), source="cli")
+    if as_json:
+        emit_json({"flag": flag_record(result.flag), "item": item_record(result.item)})
+        return
+    out.print(
+        f"Flagged {result.flag.message_id}; review item {result.item.id} "
+        f"({result.item.count} message{'s' if result.item.count != 1 else ''}).",
+        highlight=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------- shared
+
+
+def reasons(item: ReviewItem) -> str:
+    return ", ".join(REASON_LABELS.get(r, r) for r in item.reasons)
+
+
+def suggestion_text(s: Suggestion | None) -> str:
+    if s is None:
+        return ""
+    confidence = f" ({s.confidence:.2f})" if s.confidence is not None else ""
+    return f"KB {s.kb_id}{confidence}" if s.kind == "kb" else f"intent {s.intent}{confidence}"
+
+
+def item_record(item: ReviewItem) -> dict[str, Any]:
+    s = item.suggestion
+    return {
+        "id": item.id,
+        "status": item.status,
+        "count": item.count,
+        "reasons": list(item.reasons),
+        "text": item.text,
+        "texts": list(item.texts),
+        "notes": list(item.notes),
+        "route": item.route,
+        "suggestion": (
+            {"kind": s.kind, "intent": s.intent, "kb_id": s.kb_id, "confidence": s.confidence}
+            if s is not None
+            else None
+        ),
+        "message_ids": list(item.message_ids),
+        "resolution": item.resolution,
+        "resolved_by": item.resolved_by,
+        "resolved_at": item.resolved_at,
+        "created_at": item.created_at,
+    }
+
+
+def flag_record(f: Flag) -> dict[str, Any]:
+    return {
+        "kind": "flag",
+        "id": f.id,
+        "message_id": f.message_id,
+        "reason": f.reason,
+        "actor": f.actor,
+        "source": f.source,
+        "created_at": f.created_at,
+    }
+
+
+def correction_record(c: Correction) -> dict[str, Any]:
+    return {
+        "kind": "correction",
+        "id": c.id,
+        "item_id": c.item_id,
+        "text": c.text,
+        "action": c.action,
+        "label": c.label,
+        "kb_id": c.kb_id,
+        "author": c.author,
+        "created_at": c.created_at,
+        "superseded": c.superseded,
+        "superseded_by": c.superseded_by,
+        "superseded_at": c.superseded_at,
+    }
+
+
+def print_flags_and_corrections(flags: list[Flag], corrections: list[Correction]) -> None:
+    """The operators' part of ``teller feedback list``: flags, then corrections with supersession."""
+    if flags:
+        table = Table("time", "who", "reply", "reason", "via", title=f"{len(flags)} flags")
+        for f in flags:
+            table.add_row(f.created_at[:19], f.actor, f.message_id, f.reason or "", f.source)
+        out.print(table)
+    if corrections:
+        table = Table("#", "time", "who", "text", "label", title=f"{len(corrections)} corrections")
+        table.add_column("status", no_wrap=True)
+        for c in corrections:
+            label = c.label or ""
+            if c.kb_id and c.action == "answer":
+                label = f"new KB entry {c.kb_id}"
+            elif c.kb_id and not c.label:
+                label = f"KB {c.kb_id}"
+            status = f"superseded by #{c.superseded_by}" if c.superseded else "in force"
+            table.add_row(str(c.id), c.created_at[:19], c.author, c.text[:60], label, status)
+        out.print(table)

@@ -1,0 +1,225 @@
+"""The operators' side of Teller: human handoff relayed through an ops channel, and the review queue
+posted there as it fills.
+
+The ops board (the Slack ops channel) and the customers' channels are ports: an adapter implements
+:class:`OpsBoard`, and every channel registers a sender that delivers a reply to one of its
+conversations. The rules live here:
+
+- when the policy hands off (or a customer asks for a person), a handoff is opened and the
+  conversation so far is posted to the ops channel as a thread;
+- while it is open, the customer's messages go into that thread instead of to the policy, and an
+  operator's replies in the thread are relayed to the customer on their own channel; everything is
+  stored (route ``human``), so the transcript can be read back;
+- an operator closes it with a button; the customer is told and Teller answers again;
+- replies that qualify for review (handoff, clarify, low confidence, not helpful, flagged) are filed
+  in the review queue and new items are posted to the ops channel with their actions.
+
+Slack calls run on one background worker, in order, so a customer's reply is never held up by the
+ops channel and a thread is always opened before anything is posted into it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from bot.core import Incoming, Outgoing
+from bot.errors import InputError
+from bot.operators import Actor, Operators
+from bot.policy import Route
+from bot.review import ReviewService
+from bot.store import DuplicateMessage, Handoff, ReviewItem, Store, StoredMessage
+
+log = logging.getLogger(__name__)
+
+HUMAN_ROUTE = "human"
+CLOSED_NOTICE = (
+    "Our colleague has closed this conversation. I'm Teller again: ask me anything, "
+    "or say you'd like a person."
+)
+#: Delivers a reply to a conversation of one channel (address = ``Incoming.conversation_id``).
+CustomerSender = Callable[[str, Outgoing], None]
+
+
+class OpsBoard(Protocol):
+    """Where operators work (the Slack ops channel); rendering only, no decisions."""
+
+    def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
+        """Post the conversation as the start of a thread; return the thread's id (ts)."""
+        ...
+
+    def post_in_thread(self, handoff: Handoff, text: str) -> None: ...
+
+    def post_review(self, item: ReviewItem, labels: list[str]) -> None: ...
+
+    def announce(self, text: str) -> str:
+        """Post a message of Teller's own (e.g. retraining progress); return its id."""
+        ...
+
+    def amend(self, message_ref: str, text: str) -> None:
+        """Replace the text of a message posted with :meth:`announce`."""
+        ...
+
+
+class OpsDesk:
+    """Handoffs and the review queue, between customers' channels and the ops board."""
+
+    def __init__(self, store: Store, review: ReviewService, operators: Operators) -> None:
+        self.store = store
+        self.review = review
+        self.operators = operators
+        self.board: OpsBoard | None = None
+        self.senders: dict[str, CustomerSender] = {}
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-ops")
+
+    def attach_board(self, board: OpsBoard) -> None:
+        self.board = board
+
+    def register_sender(self, channel: str, sender: CustomerSender) -> None:
+        self.senders[channel] = sender
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until everything queued for the ops board so far has been sent."""
+        self._worker.submit(lambda: None).result(timeout)
+
+    # ------------------------------------------------------------------------------ customers
+
+    def relay_in(self, incoming: Incoming) -> Outgoing | None:
+        """A customer's message during an open handoff: stored and put into the ops thread."""
+        if self.board is None:
+            return None
+        handoff = self.store.active_handoff_for(incoming.channel, incoming.conversation_id)
+        if handoff is None:
+            return None
+        try:
+            stored = self.store.record_relay(handoff.id, "in", incoming.text, platform_id=incoming.message_id)
+        except DuplicateMessage:
+            return Outgoing(f"{handoff.id}:dup", "", route=HUMAN_ROUTE, duplicate=True, silent=True)
+        self._later(self._to_thread, handoff.id, stored.text)
+        return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
+
+    def after_reply(self, incoming: Incoming, reply: Outgoing) -> None:
+        """Open a handoff when the policy handed off; file the reply for review if it qualifies."""
+        if reply.duplicate:
+            return
+        if reply.route == Route.HANDOFF.value and self.board is not None:
+            customer, _ = self.store.exchange(reply.message_id)
+            handoff = self.store.start_handoff(
+                incoming.channel,
+                customer.conversation_id,
+                incoming.user_id,
+                incoming.conversation_id,
+                message_id=reply.message_id,
+            )
+            if handoff.thread_ts is None:
+                self._later(self._open_thread, handoff.id)
+        if reply.route in (Route.HANDOFF.value, Route.CLARIFY.value) or (
+            reply.route == Route.INTENT.value
+            and reply.confidence is not None
+            and reply.confidence < self.review.review_confidence
+        ):
+            self._later(self._file, reply.message_id)
+
+    def after_feedback(self, message_id: str, helpful: bool) -> None:
+        if not helpful:
+            self._later(self._file, message_id)
+
+    # ------------------------------------------------------------------------------ operators
+
+    def operator_reply(
+        self, ops_channel: str, thread_ts: str, channel: str, user_id: str, text: str, platform_id: str
+    ) -> bool:
+        """An operator wrote in an ops thread: relay it to the customer if the thread is an open
+        handoff. False when the thread is not a handoff's (ordinary chatter)."""
+        handoff = self.store.handoff_by_thread(thread_ts, ops_channel)
+        if handoff is None or handoff.status != "open":
+            return False
+        actor = self.operators.require(channel, user_id, "reply to customers")
+        self.store.record_relay(handoff.id, "out", text, author=str(actor), platform_id=platform_id)
+        self._send(handoff, Outgoing(f"{handoff.id}:op", text, route=HUMAN_ROUTE, threaded=False))
+        log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(actor)}})
+        return True
+
+    def close_handoff(self, handoff_id: str, actor: Actor) -> Handoff:
+        self.operators.require(actor.channel, actor.user_id, "close handoffs")
+        handoff = self.store.handoff(handoff_id)
+        if handoff.status != "open":
+            return handoff
+        closed = self.store.close_handoff(handoff_id, str(actor))
+        self._send(closed, Outgoing(f"{handoff_id}:closed", CLOSED_NOTICE, route=HUMAN_ROUTE, threaded=False))
+        log.info("handoff_closed", extra={"fields": {"handoff": handoff_id, "operator": str(actor)}})
+        return closed
+
+    def flag(self, message_id: str, reason: str | None, actor: Actor, source: str = "command") -> ReviewItem:
+        """An operator flags an answer (by command or reaction); the item goes to the ops board."""
+        result = self.review.flag(message_id, reason, actor, source)
+        if self.board is not None and len(result.item.message_ids) == 1:
+            self._later(self._post_item, result.item.id)
+        return result.item
+
+    def flag_post(self, channel: str, platform_id: str, actor: Actor) -> ReviewItem | None:
+        """Flag one of Teller's posts found by its platform id (a reaction on it)."""
+        self.operators.require(actor.channel, actor.user_id, "flag answers")
+        message = self.store.message_by_platform_id(channel, platform_id)
+        if message is None or message.direction != "out":
+            return None  # not one of Teller's answers (a customer's message, or never stored)
+        return self.flag(message.id, "reaction", actor, source="reaction")
+
+    def post_open_items(self, limit: int = 10) -> int:
+        """Post the open review items (oldest first) to the ops board; returns how many."""
+        items = self.review.items()[:limit]
+        for item in items:
+            self._later(self._post_item, item.id)
+        return len(items)
+
+    # ------------------------------------------------------------------------------ worker
+
+    def _later(self, job: Callable[..., None], *args: str | int) -> Future[None]:
+        def run() -> None:
+            try:
+                job(*args)
+            except Exception as exc:  # the ops channel being down must not affect customers
+                log.error("ops_job_failed", extra={"fields": {"job": job.__name__, "error": repr(exc)[:300]}})
+
+        try:
+            return self._worker.submit(run)
+        except RuntimeError:  # shutting down: the ops channel is not told, the store has it all
+            log.warning("ops_job_dropped", extra={"fields": {"job": job.__name__}})
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+
+    def _open_thread(self, handoff_id: str) -> None:
+        assert self.board is not None
+        handoff = self.store.handoff(handoff_id)
+        ts = self.board.open_handoff(handoff, self.store.transcript(handoff_id)[-12:])
+        self.store.set_handoff_thread(handoff_id, getattr(self.board, "ops_channel", ""), ts)
+        log.info("handoff_opened", extra={"fields": {"handoff": handoff_id, "channel": handoff.channel}})
+
+    def _to_thread(self, handoff_id: str, text: str) -> None:
+        assert self.board is not None
+        handoff = self.store.handoff(handoff_id)
+        if handoff.thread_ts is not None:
+            self.board.post_in_thread(handoff, text)
+
+    def _file(self, reply_id: str) -> None:
+        for item in self.review.file_reply(reply_id):
+            if len(item.message_ids) == 1:  # new; a grown item was posted when it was new
+                self._post_item(item.id)
+
+    def _post_item(self, item_id: int) -> None:
+        if self.board is not None:
+            self.board.post_review(self.review.item(item_id), self.review.labels())
+
+    def _send(self, handoff: Handoff, reply: Outgoing) -> None:
+        sender = self.senders.get(handoff.channel)
+        if sender is None:
+            if handoff.channel != "web":  # the web chat polls for its messages; the others are pushed
+                raise InputError(f"cannot reach {handoff.channel} customers: that channel is not running")
+            return
+        sender(handoff.customer_chat_id, reply)

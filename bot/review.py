@@ -1,0 +1,410 @@
+"""The review queue: what Teller may have got wrong, merged, with a suggestion, for operators to settle.
+
+:meth:`ReviewService.refresh` files replies from the conversation log: answers a customer marked not
+helpful, answers an operator flagged, handoffs, clarify turns and intent answers below
+``review_confidence``. Customer texts that are the same once normalised (case, punctuation, digits,
+spacing) or nearly so (difflib ratio >= 0.9) are one item, which keeps every reply and reason. Each
+new item gets a suggestion from the current policy: the best knowledge-base entry when the policy
+answers it from the FAQ, else the classifier's top intent.
+
+Operators settle items: confirm the suggestion, choose another intent, replace a wrong answer with a
+new knowledge-base entry (searchable at once, no retraining), or ignore. The first three store a
+correction; a newer correction for the same text supersedes the older one, which is kept. Items
+already settled absorb later automatic signals for the same text (the model says the same thing
+until it is retrained); a customer's "not helpful" or an operator's flag always surfaces in an open
+item.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bot.errors import ConfigError, InputError
+from bot.operators import Actor, Operators
+from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Route
+from bot.store import (
+    OPEN,
+    REASON_FLAGGED,
+    REASON_NOT_HELPFUL,
+    Correction,
+    Flag,
+    NewCorrection,
+    ReviewCandidate,
+    ReviewItem,
+    ReviewSource,
+    Store,
+    Suggestion,
+)
+from retrieval.entry import MAX_QUESTIONS, KBEntry, slugify
+from retrieval.knowledge_base import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+#: How an item was settled.
+CONFIRMED = "confirmed"
+CHOSEN = "chosen"
+CORRECTED = "corrected"
+IGNORED = "ignored"
+#: Reasons a person gave; they always reach an open item.
+EXPLICIT_REASONS = frozenset({REASON_NOT_HELPFUL, REASON_FLAGGED})
+#: Texts at least this similar (difflib ratio, after normalising) are one item.
+SAME_TEXT_RATIO = 0.9
+#: Tag of the knowledge-base entries operators write through the review queue.
+OPERATOR_TAG = "operator"
+#: Pressed buttons arrive as text (see :mod:`bot.core`); the question is the message before.
+_CHOICE_PREFIXES = ("intent:", "feedback:")
+
+_DIGITS = re.compile(r"\d+")
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
+
+
+def normalise(text: str) -> str:
+    """Case-folded, digits as ``0``, punctuation as spaces, spaces collapsed."""
+    folded = _PUNCTUATION.sub(" ", _DIGITS.sub("0", text.casefold()))
+    return " ".join(folded.split())
+
+
+def similarity(a: str, b: str) -> float:
+    """difflib's ratio of two normalised texts (1.0 when equal)."""
+    if a == b:
+        return 1.0
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    if matcher.real_quick_ratio() < SAME_TEXT_RATIO or matcher.quick_ratio() < SAME_TEXT_RATIO:
+        return 0.0
+    return matcher.ratio()
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two normalised texts count as the same question."""
+    return similarity(a, b) >= SAME_TEXT_RATIO
+
+
+@dataclass(frozen=True)
+class FlagResult:
+    """A flag and the open review item its reply is filed under."""
+
+    flag: Flag
+    item: ReviewItem
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What settling an item did: the item, its correction (and what that superseded), a new KB entry."""
+
+    item: ReviewItem
+    correction: Correction | None = None
+    superseded: tuple[int, ...] = ()
+    kb_entry: KBEntry | None = None
+
+
+@dataclass
+class _Group:
+    """Candidates bound for one item (an existing one, or one to create)."""
+
+    key: str
+    text: str
+    route: str | None
+    sources: list[ReviewSource] = field(default_factory=list)
+    item_id: int | None = None
+
+
+class ReviewService:
+    """The review queue over a store, the current policy and the knowledge base. Thread-safe.
+
+    ``policy_provider`` returns the policy in use (the model can be swapped while serving);
+    ``kb`` defaults to that policy's knowledge base, which is what makes a corrected answer
+    retrievable by the running policy at once.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        policy_provider: Callable[[], AnswerPolicy],
+        kb: KnowledgeBase | None,
+        operators: Operators,
+        review_confidence: float = 0.6,
+    ) -> None:
+        self.store = store
+        self.policy_provider = policy_provider
+        self._kb = kb
+        self.operators = operators
+        self.review_confidence = review_confidence
+        self._lock = threading.RLock()
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self._kb if self._kb is not None else self.policy_provider().kb
+
+    # ------------------------------------------------------------------------------------ reading
+
+    def items(self, status: str | None = OPEN) -> list[ReviewItem]:
+        """Items with ``status`` (None: all), oldest first."""
+        return self.store.review_items(status)
+
+    def item(self, item_id: int) -> ReviewItem:
+        return self.store.review_item(item_id)
+
+    def labels(self) -> list[str]:
+        """The intents the current classifier knows."""
+        return list(self.policy_provider().classifier.labels)
+
+    def corrections(self, accepted_only: bool = True) -> list[Correction]:
+        """Corrections, newest first: what retraining needs (text, label, author, created_at).
+
+        ``accepted_only`` keeps the ones in force, i.e. not superseded by a newer correction of the
+        same text; with False, superseded ones are included and say what superseded them. A
+        correction with ``label`` None replaced a wrong answer with a knowledge-base entry.
+        """
+        return self.store.corrections(current_only=accepted_only)
+
+    def training_examples(self) -> list[tuple[str, str]]:
+        """``(text, intent)`` of every correction in force that names an intent, oldest first."""
+        return [(c.text, c.label) for c in reversed(self.corrections()) if c.label is not None]
+
+    # ------------------------------------------------------------------------------------ filing
+
+    def refresh(self, since: str | None = None) -> list[ReviewItem]:
+        """File new qualifying replies (since ``since``, ISO time; default all) into the queue, and
+        renew the suggestions of open items made by another model. Idempotent. Returns the items
+        created or grown."""
+        with self._lock:
+            touched = self._file(self.store.review_candidates(self.review_confidence, since=since))
+            self._renew_suggestions()
+            items = self.store.review_items(status=None)
+        return [i for i in items if i.id in touched]
+
+    def file_reply(self, reply_id: str) -> list[ReviewItem]:
+        """File one reply now if it qualifies (not helpful, flagged, handoff, clarify, low confidence);
+        returns the items created or grown (none when it does not qualify)."""
+        with self._lock:
+            touched = self._file(self.store.review_candidates(self.review_confidence, reply_id=reply_id))
+        return [self.store.review_item(i) for i in sorted(touched)]
+
+    def _file(self, candidates: Sequence[ReviewCandidate]) -> set[int]:
+        by_reply: dict[str, list[ReviewCandidate]] = {}
+        for c in candidates:
+            by_reply.setdefault(c.reply_id, []).append(c)
+        if not by_reply:
+            return set()
+        known = self.store.review_keys()
+        open_groups = [_Group(key, "", route, item_id=i) for i, key, status, route in known if status == OPEN]
+        settled = [
+            _Group(key, "", route, item_id=i) for i, key, status, route in reversed(known) if status != OPEN
+        ]
+        new: list[_Group] = []
+        for reply_candidates in by_reply.values():
+            first = reply_candidates[0]
+            text = self._question(first)
+            key = normalise(text) if text is not None else ""
+            if text is None or not key:
+                continue
+            explicit = any(c.reason in EXPLICIT_REASONS for c in reply_candidates)
+            group = _match(key, open_groups) or _match(key, new)
+            if group is None and not explicit:
+                group = _match(key, settled)
+            if group is None:
+                group = _Group(key, text, first.route)
+                new.append(group)
+            group.sources.extend(
+                ReviewSource(c.reply_id, c.message_id, text, c.reason) for c in reply_candidates
+            )
+        touched: set[int] = set()
+        for group in open_groups + settled:
+            if group.sources and group.item_id is not None:
+                self.store.add_review_sources(group.item_id, group.sources)
+                touched.add(group.item_id)
+        for group, suggestion in zip(new, self._suggest([g.text for g in new]), strict=True):
+            item_id = self.store.create_review_item(
+                group.key, group.text, group.route, suggestion, group.sources
+            )
+            touched.add(item_id)
+            log.info(
+                "review_item_filed",
+                extra={"fields": {"item": item_id, "reasons": sorted({s.reason for s in group.sources})}},
+            )
+        return touched
+
+    def _question(self, candidate: ReviewCandidate) -> str | None:
+        """The customer's question behind a reply: the message itself, or for a pressed button
+        (a clarify choice, "talk to a person") the last typed message before it."""
+        if not _is_choice(candidate.text):
+            return candidate.text
+        earlier = self.store.customer_messages_before(candidate.message_id)
+        return next((m.text for m in earlier if not _is_choice(m.text)), None)
+
+    def _suggest(self, texts: Sequence[str]) -> list[Suggestion | None]:
+        if not texts:
+            return []
+        policy = self.policy_provider()
+        version = policy.classifier.version
+        suggestions: list[Suggestion | None] = []
+        for s in policy.signals(list(texts)):
+            try:
+                decision = policy.decide(s)
+            except ConfigError:  # an uncalibrated policy still has a classifier
+                decision = None
+            if decision is not None and decision.route is Route.FAQ and decision.kb_id is not None:
+                score = next((h.score for h in s.hits if h.entry.id == decision.kb_id), None)
+                intent = policy.kb.get(decision.kb_id).intent if decision.kb_id in policy.kb else None
+                suggestions.append(Suggestion("kb", intent, decision.kb_id, score, version))
+            else:
+                p = s.prediction
+                suggestions.append(Suggestion("intent", p.intent, None, p.confidence, version))
+        return suggestions
+
+    def _renew_suggestions(self) -> None:
+        """Open items suggested by a model that is no longer in use get a fresh suggestion."""
+        open_items = self.store.review_items(OPEN)
+        if not open_items:
+            return
+        version = self.policy_provider().classifier.version
+        stale = [i for i in open_items if i.suggestion is None or i.suggestion.model_version != version]
+        for item, suggestion in zip(stale, self._suggest([i.text for i in stale]), strict=True):
+            self.store.set_suggestion(item.id, suggestion)
+
+    # ------------------------------------------------------------------------------------ acting
+
+    def flag(self, message_id: str, reason: str | None, actor: Actor, source: str = "command") -> FlagResult:
+        """An operator marks a reply as wrong (given the reply's id or the customer message's); it is
+        filed in an open review item at once."""
+        self.operators.require(actor.channel, actor.user_id, "flag answers")
+        _, reply = self.store.exchange(message_id)
+        flag = self.store.add_flag(reply.id, reason, str(actor), source)
+        with self._lock:
+            self._file(self.store.review_candidates(self.review_confidence, reply_id=reply.id))
+        items = self.store.review_items(status=None, reply_id=reply.id)
+        item = next((i for i in reversed(items) if i.status == OPEN), None) or items[-1]
+        log.info(
+            "answer_flagged",
+            extra={
+                "fields": {"message_id": reply.id, "actor": str(actor), "source": source, "item": item.id}
+            },
+        )
+        return FlagResult(flag, item)
+
+    def confirm(self, item_id: int, actor: Actor) -> Resolution:
+        """The suggestion was right: store it as the item's label."""
+        self.operators.require(actor.channel, actor.user_id, "confirm review items")
+        with self._lock:
+            item = self._open_item(item_id)
+            s = item.suggestion
+            if s is None or (s.intent is None and s.kb_id is None):
+                raise InputError(f"review item {item_id} has no suggestion; choose an intent instead")
+            correction = NewCorrection(item.text, item.key, "confirm", label=s.intent, kb_id=s.kb_id)
+            return self._resolve(item, CONFIRMED, actor, s.intent or s.kb_id, correction)
+
+    def choose(self, item_id: int, intent: str, actor: Actor) -> Resolution:
+        """The item is about ``intent`` (one of the classifier's labels)."""
+        self.operators.require(actor.channel, actor.user_id, "choose intents")
+        labels = self.labels()
+        if intent not in labels:
+            close = difflib.get_close_matches(intent, labels, n=3, cutoff=0.5)
+            known = ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; the model knows {known}"
+            raise InputError(f"unknown intent {intent!r}{hint}")
+        with self._lock:
+            item = self._open_item(item_id)
+            entry = self.kb.for_intent(intent)
+            correction = NewCorrection(
+                item.text, item.key, "choose", label=intent, kb_id=entry.id if entry else None
+            )
+            return self._resolve(item, CHOSEN, actor, intent, correction)
+
+    def wrong_answer(self, item_id: int, corrected_answer: str, actor: Actor) -> Resolution:
+        """Teller's answer was wrong: ``corrected_answer`` becomes a knowledge-base entry for the
+        item's texts (embedded and searchable at once) and the item's correction points to it. A
+        text corrected this way before keeps its entry, whose answer is replaced."""
+        self.operators.require(actor.channel, actor.user_id, "correct answers")
+        answer = corrected_answer.strip()
+        if not answer:
+            raise InputError("the corrected answer is empty")
+        with self._lock:
+            item = self._open_item(item_id)
+            kb = self.kb
+            entry = self._write_entry(kb, item, answer)
+            correction = NewCorrection(item.text, item.key, "answer", kb_id=entry.id, answer=answer)
+            resolution = self._resolve(item, CORRECTED, actor, entry.id, correction)
+        return Resolution(resolution.item, resolution.correction, resolution.superseded, entry)
+
+    def ignore(self, item_id: int, actor: Actor) -> Resolution:
+        """Nothing to learn here; later automatic signals for the same text stay quiet."""
+        self.operators.require(actor.channel, actor.user_id, "ignore review items")
+        with self._lock:
+            return self._resolve(self._open_item(item_id), IGNORED, actor, None, None)
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _open_item(self, item_id: int) -> ReviewItem:
+        item = self.store.review_item(item_id)
+        if item.status != OPEN:
+            raise InputError(f"review item {item_id} is {item.status} already (by {item.resolved_by})")
+        return item
+
+    def _resolve(
+        self,
+        item: ReviewItem,
+        status: str,
+        actor: Actor,
+        resolution: str | None,
+        correction: NewCorrection | None,
+    ) -> Resolution:
+        settled, stored, superseded = self.store.resolve_review_item(
+            item.id, status, str(actor), resolution, correction, same_text
+        )
+        log.info(
+            "review_item_settled",
+            extra={
+                "fields": {
+                    "item": item.id,
+                    "status": status,
+                    "actor": str(actor),
+                    "resolution": resolution,
+                    "correction": stored.id if stored else None,
+                    "superseded": superseded,
+                }
+            },
+        )
+        return Resolution(settled, stored, tuple(superseded))
+
+    def _write_entry(self, kb: KnowledgeBase, item: ReviewItem, answer: str) -> KBEntry:
+        """Add (or, for a text corrected before, replace) the operator's knowledge-base entry."""
+        previous = next(
+            (
+                c.kb_id
+                for c in self.store.corrections(current_only=True)
+                if c.action == "answer" and c.kb_id in kb and same_text(c.key, item.key)
+            ),
+            None,
+        )
+        questions = [*item.texts]
+        if previous is not None:
+            entry_id = previous
+            questions = [*kb.get(previous).questions, *questions]
+        else:
+            entry_id = f"op_{slugify(item.text, 50)}"
+            if entry_id in kb:
+                entry_id = f"{entry_id}_{item.id}"
+        # The newest phrasings win if there are more than an entry can hold.
+        unique = list(dict.fromkeys(questions))[-MAX_QUESTIONS:]
+        entry = KBEntry.build(entry_id, unique, answer, tags=[OPERATOR_TAG])
+        kb.add([entry])
+        return entry
+
+
+def _is_choice(text: str) -> bool:
+    return text.startswith(_CHOICE_PREFIXES) or text == HANDOFF_CHOICE
+
+
+def _match(key: str, groups: Sequence[_Group]) -> _Group | None:
+    """The group with the same key, else the most similar one at or above the ratio."""
+    exact = next((g for g in groups if g.key == key), None)
+    if exact is not None:
+        return exact
+    scored = [(similarity(key, g.key), g) for g in groups]
+    best = max(scored, key=lambda pair: pair[0], default=(0.0, None))
+    return best[1] if best[0] >= SAME_TEXT_RATIO else None

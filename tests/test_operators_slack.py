@@ -1,0 +1,286 @@
+"""Operators end to end: the allowlist, flag / review / correct in the Slack ops channel, and the human
+handoff relayed between a Telegram (or web chat) customer and a Slack thread. Real slack-bolt with
+signed requests against a fake Slack Web API, real python-telegram-bot against a fake Bot API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.assistant import build_channels, build_core, build_dispatcher
+from bot.channels.slack import EVENTS_PATH, REVIEW_CHOOSE, REVIEW_WRONG, WRONG_ANSWER_VIEW
+from bot.core import TellerCore
+from bot.dispatch import Dispatcher
+from bot.ops_desk import CLOSED_NOTICE
+from bot.policy import HANDOFF_CHOICE
+from bot.settings import get_settings
+from bot.web.app import create_app
+from tests import fake_slack as sl
+from tests import fake_telegram as tg
+from tests.servers import serve_in_thread
+
+SECRET = "signing-secret"
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+OPS = "COPS"
+OPERATOR = "UOPS"
+
+
+@dataclass
+class Stack:
+    slack: sl.FakeSlack
+    telegram: tg.FakeTelegram
+    teller: str
+    core: TellerCore
+    dispatcher: Dispatcher
+
+    def post(self, body: str, content_type: str) -> httpx.Response:
+        response = httpx.post(
+            self.teller + EVENTS_PATH, content=body, headers=sl.signed(SECRET, body, content_type)
+        )
+        assert response.status_code == 200, response.text
+        return response
+
+    def event(self, event: dict[str, Any]) -> None:
+        self.post(sl.event_body(f"Ev{time.monotonic_ns()}", event), JSON)
+
+    def command(self, text: str, user: str = OPERATOR) -> str:
+        return self.post(sl.command_body(text, f"{self.teller}/unused", user=user, channel=OPS), FORM).text
+
+    def ops_posts(self, count: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = [m for m in self.slack.sent() if m["channel"] == OPS]
+            if len(found) >= count:
+                return [{**m, "blocks": _blocks(m)} for m in found]
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} posts in the ops channel, got {self.slack.sent()}")
+
+    def ephemerals(self, count: int) -> list[dict[str, Any]]:
+        return self.slack.wait_for("chat.postEphemeral", count)
+
+
+def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = message.get("blocks", [])
+    return json.loads(raw) if isinstance(raw, str) else list(raw)
+
+
+def element(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    return next(
+        e
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == action_id
+    )
+
+
+def press(
+    stack: Stack, message: dict[str, Any], action: dict[str, Any], user: str = OPERATOR, ts: str = "9.0"
+) -> None:
+    block = next(b for b in message["blocks"] if b["type"] == "actions")
+    shown = {**message, "ts": ts}
+    body = sl.interaction_body(action, shown, channel=OPS, user=user, block_id=block["block_id"])
+    stack.post(body, FORM)
+
+
+@pytest.fixture()
+def stack(teller_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    slack, telegram = sl.FakeSlack(), tg.FakeTelegram()
+    with serve_in_thread(slack.app) as slack_api, serve_in_thread(telegram.app) as telegram_api:
+        for name, value in {
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": f"{slack_api}/api/",
+            "TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN",
+            "TELEGRAM_API_URL": f"{telegram_api}/bot",
+            "TELLER_OPS_CHANNEL": OPS,
+            "TELLER_OPERATORS": f"{OPERATOR},telegram:7",
+        }.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        settings = get_settings()
+        core = build_core(settings)
+        dispatcher = build_dispatcher(settings, core)
+        channels = build_channels(settings, core, dispatcher)
+        app = create_app(core, channels, owns_core=True, dispatcher=dispatcher)
+        with serve_in_thread(app) as teller:
+            yield Stack(slack, telegram, teller, core, dispatcher)
+
+
+def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.operators")
+    customer = "UCUSTOMER"
+    stack.event(sl.dm("What's the overdraft fee?", "1700000001.000100", user=customer))
+    stack.slack.wait_for("chat.postMessage", 1)
+    stack.event(sl.dm("my new card still hasn't arrived", "1700000002.000100", user=customer))
+    stack.slack.wait_for("chat.postMessage", 2)
+    time.sleep(0.3)
+    replies = [m for m in stack.core.store.history() if m.direction == "out"]
+    assert len(replies) == 2 and all(r.platform_id and r.platform_id.startswith("D1:") for r in replies)
+    first, second = replies
+
+    # A customer's :x: is refused (only to them) and logged; an operator's flags the answer.
+    channel, ts = (first.platform_id or "").split(":")
+    stack.event(sl.reaction_event("x", channel, ts, customer))
+    [refusal] = stack.ephemerals(1)
+    assert refusal["user"] == customer and "only operators can flag answers" in refusal["text"].lower()
+    assert "operator_refused" in caplog.text
+    stack.event(sl.reaction_event("thumbsup", channel, ts, OPERATOR))  # not the flag emoji: nothing
+    stack.event(sl.reaction_event("x", channel, ts, OPERATOR))
+    [item_post] = stack.ops_posts(1)
+    assert (
+        "Review #" in item_post["blocks"][0]["text"]["text"]
+        and "flag" in item_post["blocks"][0]["text"]["text"]
+    )
+
+    # Choose another intent from the select menu: stored as a correction by that operator.
+    chooser = element(item_post, REVIEW_CHOOSE)
+    labels = [o["value"] for o in chooser["options"]]
+    intent = next(label for label in labels if label != first.intent)
+    press(stack, item_post, {**chooser, "selected_option": {"value": intent}}, user="UINTRUDER")
+    assert "only operators can choose intents" in stack.ephemerals(2)[-1]["text"].lower()
+    press(stack, item_post, {**chooser, "selected_option": {"value": intent}})
+    [update] = stack.slack.wait_for("chat.update", 1)
+    assert update["ts"] == "9.0" and "by <@UOPS>" in update["text"] + json.dumps(update.get("blocks", ""))
+    [correction] = stack.dispatcher.ops.review.corrections()  # type: ignore[union-attr]
+    assert (correction.label, correction.author) == (intent, "slack:UOPS")
+
+    # /teller flag by command: refused for a customer, filed for an operator.
+    assert "only operators" in stack.command(f"flag {second.id} wrong card answer", user=customer).lower()
+    reply = stack.command(f"flag {second.id} wrong card answer")
+    assert reply.startswith("Flagged; filed as review item #")
+    assert stack.command("flag m_missing") == "No message 'm_missing'."
+    second_post = stack.ops_posts(2)[-1]
+    [flag] = stack.core.store.flags(message_id=second.id)
+    assert (flag.reason, flag.actor, flag.source) == ("wrong card answer", "slack:UOPS", "command")
+
+    # "Answer is wrong": a modal takes the corrected answer, which becomes a KB entry at once.
+    wrong = element(second_post, REVIEW_WRONG)
+    press(stack, second_post, wrong, ts="10.0")
+    [opened] = stack.slack.wait_for("views.open", 1)
+    view = json.loads(opened["view"]) if isinstance(opened["view"], str) else opened["view"]
+    assert view["callback_id"] == WRONG_ANSWER_VIEW
+    answer = "New cards arrive within 5 working days; you can follow the delivery in the Lumen app."
+    values = {"answer": {"answer": {"type": "plain_text_input", "value": answer}}}
+    stack.post(sl.view_submission_body(view, values), FORM)
+    stack.slack.wait_for("chat.update", 2)
+    kb = stack.core.policy.kb
+    hits = kb.search("my new card still hasn't arrived", k=3)
+    assert any(h.entry.answer == answer for h in hits)
+    kinds = {c.action for c in stack.dispatcher.ops.review.corrections()}  # type: ignore[union-attr]
+    assert kinds == {"choose", "answer"}
+
+
+def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None:
+    api = stack.telegram
+    api.push(tg.text(1, 42, 1, "/human"))
+    [connecting] = api.wait_for("sendMessage", 1)
+    assert "connect you" in connecting["text"].lower()
+    [opened] = stack.ops_posts(1)
+    assert (
+        "Handoff" in opened["blocks"][0]["text"]["text"] and "telegram" in opened["blocks"][0]["text"]["text"]
+    )
+    handoff = _wait(lambda: stack.core.store.active_handoff_for("telegram", "42"))
+    assert handoff.thread_ts is not None or _wait(lambda: stack.core.store.handoff(handoff.id).thread_ts)
+    handoff = stack.core.store.handoff(handoff.id)
+
+    # The customer's next message goes to the thread, not to the policy (and gets no bot reply).
+    api.push(tg.text(2, 42, 2, "I was charged twice for my coffee, card 4111 1111 1111 1111"))
+    posted = stack.ops_posts(2)[-1]
+    assert posted["thread_ts"] == handoff.thread_ts and "charged twice" in posted["text"]
+    assert "4111 1111 1111 1111" not in posted["text"]  # what reaches Slack is redacted
+    time.sleep(0.5)
+    assert len(api.sent()) == 1
+
+    # Someone who is not an operator cannot speak for the bank; an operator's reply reaches Telegram.
+    def thread_message(text: str, user: str, ts: str) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "channel": OPS,
+            "channel_type": "channel",
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "thread_ts": handoff.thread_ts,
+        }
+
+    stack.event(thread_message("lol", "UINTRUDER", "1800000000.000001"))
+    assert "only operators can reply" in stack.ephemerals(1)[0]["text"].lower()
+    stack.event(
+        thread_message(
+            "Hi, I'm Sam from Lumen. I've refunded the second charge.", OPERATOR, "1800000000.000002"
+        )
+    )
+    relayed = api.wait_for("sendMessage", 2)[-1]
+    assert relayed["chat_id"] == 42 and "refunded the second charge" in relayed["text"]
+
+    # Close: the customer is told, and Teller answers again.
+    close = element(opened, "teller_handoff_close")
+    press(stack, opened, close, ts=handoff.thread_ts or "")
+    assert api.wait_for("sendMessage", 3)[-1]["text"] == CLOSED_NOTICE
+    api.push(tg.text(3, 42, 3, "What's the overdraft fee?"))
+    assert "overdraft" in api.wait_for("sendMessage", 4)[-1]["text"].lower()
+
+    closed = stack.core.store.handoff(handoff.id)
+    assert closed.status == "closed" and closed.closed_by == "slack:UOPS"
+    transcript = stack.core.store.transcript(handoff.id)
+    human = [(m.direction, m.author) for m in transcript if m.route == "human"]
+    assert human == [("in", None), ("out", "slack:UOPS")]
+    assert next(m.text for m in transcript if m.route == "human").endswith("card [CARD]")
+
+
+def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> None:
+    user = "web-customer-1"
+    first = httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": HANDOFF_CHOICE}).json()
+    assert first["route"] == "handoff"
+    [opened] = stack.ops_posts(1)
+    handoff = _wait(lambda: stack.core.store.active_handoff_for("web", user))
+    thread = _wait(lambda: stack.core.store.handoff(handoff.id).thread_ts)
+
+    quiet = httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": "Still there?"}).json()
+    assert quiet["reply"] == "" and quiet["route"] == "human"
+    stack.event(
+        {
+            "type": "message",
+            "channel": OPS,
+            "channel_type": "channel",
+            "user": OPERATOR,
+            "text": "Yes, I'm looking at your account now.",
+            "ts": "1800000001.000001",
+            "thread_ts": thread,
+        }
+    )
+    polled = _wait(
+        lambda: httpx.get(
+            f"{stack.teller}/api/messages", params={"user_id": user, "after": first["message_id"]}
+        ).json()["messages"]
+    )
+    assert [m["reply"] for m in polled] == ["Yes, I'm looking at your account now."]
+    press(stack, opened, element(opened, "teller_handoff_close"), ts=thread)
+    state = _wait(
+        lambda: (
+            (s := httpx.get(f"{stack.teller}/api/messages", params={"user_id": user}).json())["handoff_open"]
+            is False
+            and s
+        )
+    )
+    assert state["closed_notice"] == CLOSED_NOTICE
+
+
+def _wait(probe: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
