@@ -99,7 +99,13 @@ def build_dispatcher(settings: Settings, core: TellerCore) -> Dispatcher:
         from bot.positioning_desk import PositioningDesk
 
         desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
-    return Dispatcher(core, desk, OpsDesk(core.store, review, operators))
+    from bot.model_swap import ModelSwapper
+    from bot.retraining import RetrainRunner
+
+    ops = OpsDesk(core.store, review, operators)
+    swapper = ModelSwapper(settings, core)
+    ops.retrainer = RetrainRunner(settings, review, swap=swapper.sync, kb=lambda: core.policy.kb)
+    return Dispatcher(core, desk, ops)
 
 
 def build_channels(

@@ -21,9 +21,10 @@ ops channel and a thread is always opened before anything is posted into it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.core import Incoming, Outgoing
 from bot.errors import InputError
@@ -31,6 +32,9 @@ from bot.operators import Actor, Operators
 from bot.policy import Route
 from bot.review import ReviewService
 from bot.store import DuplicateMessage, Handoff, ReviewItem, Store, StoredMessage
+
+if TYPE_CHECKING:
+    from bot.retraining import RetrainOutcome, RetrainRunner
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class OpsDesk:
         self.operators = operators
         self.board: OpsBoard | None = None
         self.senders: dict[str, CustomerSender] = {}
+        self.retrainer: RetrainRunner | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-ops")
 
     def attach_board(self, board: OpsBoard) -> None:
@@ -176,6 +181,37 @@ class OpsDesk:
         for item in items:
             self._later(self._post_item, item.id)
         return len(items)
+
+    def start_retrain(self, actor: Actor) -> str:
+        """``/teller retrain``: start a background retrain whose progress and verdict are posted
+        (one message, updated) to the ops board. Returns what to tell the operator now."""
+        self.operators.require(actor.channel, actor.user_id, "retrain the model")
+        board, runner = self.board, self.retrainer
+        if runner is None or board is None:
+            raise InputError(
+                "retraining from chat needs an ops channel (TELLER_OPS_CHANNEL) to report to; "
+                "run `teller retrain` in a terminal"
+            )
+        if runner.running:
+            return "A retrain is already running; its progress is in the ops channel."
+        ref = board.announce(f"Retraining requested by {actor}: starting...")
+        last = {"time": 0.0, "fraction": -1.0}
+
+        def progress(stage: str, fraction: float) -> None:
+            now = time.monotonic()
+            if fraction - last["fraction"] >= 0.05 or now - last["time"] >= 15:
+                last.update(time=now, fraction=fraction)
+                self._later(
+                    board.amend, ref, f"Retraining (requested by {actor}): {stage}, {fraction:.0%} done"
+                )
+
+        def done(outcome: RetrainOutcome) -> None:
+            verdict = "Retraining finished" if outcome.promoted else "Retraining did not promote a model"
+            self._later(board.amend, ref, f"{verdict} (requested by {actor}). {outcome.message}")
+
+        if not runner.start(progress, done):
+            return "A retrain is already running; its progress is in the ops channel."
+        return "Retraining started; progress and the result are posted in the ops channel."
 
     # ------------------------------------------------------------------------------ worker
 

@@ -6,7 +6,8 @@ Serving needs neither torch nor the training code::
     classifier = IntentClassifier.load("models/intent/<version>")
     prediction = classifier.predict(["my card hasn't arrived"])[0]
 
-Training lives in :mod:`nlu.training` and is imported only when used.
+Training lives in :mod:`nlu.training` and is imported only when used; retraining on operator
+corrections behind a promotion gate in :mod:`nlu.retraining`.
 """
 
 from nlu.classifier import IntentClassifier, Prediction
@@ -17,6 +18,8 @@ from nlu.errors import (
     InvalidInputError,
     ModelNotFoundError,
     NLUError,
+    RetrainBusy,
+    RetrainError,
     TrainingError,
 )
 from nlu.registry import ModelRegistry, ModelVersion
@@ -33,6 +36,8 @@ __all__ = [
     "ModelVersion",
     "NLUError",
     "Prediction",
+    "RetrainBusy",
+    "RetrainError",
     "TrainingError",
     "load_corpus",
     "read_messages",

@@ -12,6 +12,7 @@ A directory ``<version>/`` holds everything needed to serve, audit and reproduce
     memory.npz          fine-tuned embeddings of the training examples and their intents (k-NN vote)
     base_memory.npz     the same examples embedded by the base encoder (out-of-scope detection)
     dev.csv             the held-out dev split, so the numbers can be recomputed
+    corrections.csv     operator corrections trained on with extra weight (retrained models only)
 
 An artifact is written to a temporary directory and renamed into place, so a crash never leaves a
 half-written model where a loader could find it.
@@ -43,6 +44,7 @@ INFO_FILE = "teller_model.json"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 DEV_FILE = "dev.csv"
+CORRECTIONS_FILE = "corrections.csv"
 MEMORY_FILE = "memory.npz"
 BASE_MEMORY_FILE = "base_memory.npz"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -71,6 +73,8 @@ class ArtifactInfo:
     precision_check: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     libraries: dict[str, str] = field(default_factory=dict)
+    #: For a retrained candidate: parent version, corrections, frozen evaluation set (else empty).
+    retraining: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT_VERSION
 
     @classmethod
@@ -113,12 +117,28 @@ def read_labels(directory: str | Path) -> list[str]:
     return labels
 
 
-def read_dev_split(directory: str | Path) -> list[Example]:
-    path = Path(directory) / DEV_FILE
+def _read_examples(path: Path) -> list[Example]:
     if not path.is_file():
         return []
     with path.open(encoding="utf-8", newline="") as handle:
         return [Example(row["text"], row["category"]) for row in csv.DictReader(handle)]
+
+
+def _write_examples(path: Path, examples: list[Example]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "category"])
+        writer.writerows((e.text, e.label) for e in examples)
+
+
+def read_dev_split(directory: str | Path) -> list[Example]:
+    """The dev split the artifact was scored on (empty if it was trained without one)."""
+    return _read_examples(Path(directory) / DEV_FILE)
+
+
+def read_corrections(directory: str | Path) -> list[Example]:
+    """The corrections a retrained artifact was trained on (empty for an ordinary training)."""
+    return _read_examples(Path(directory) / CORRECTIONS_FILE)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -161,8 +181,12 @@ def write_artifact(
     base_encoder: str,
     encoder_dir: str | Path,
     quantize: bool = True,
+    retraining: dict[str, Any] | None = None,
 ) -> ArtifactInfo:
-    """Write ``trained`` as a complete artifact at ``directory`` (which must not exist yet)."""
+    """Write ``trained`` as a complete artifact at ``directory`` (which must not exist yet).
+
+    ``retraining`` (parent version, corrections, ...) is recorded as is in ``teller_model.json``.
+    """
     final = Path(directory)
     if final.exists():
         raise ArtifactError(f"{final}: already exists")
@@ -170,7 +194,9 @@ def write_artifact(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        info = _write_into(staging, trained, version, base_encoder, Path(encoder_dir), quantize)
+        info = _write_into(
+            staging, trained, version, base_encoder, Path(encoder_dir), quantize, retraining or {}
+        )
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -179,7 +205,13 @@ def write_artifact(
 
 
 def _write_into(
-    staging: Path, trained: TrainedModel, version: str, base_encoder: str, encoder_dir: Path, quantize: bool
+    staging: Path,
+    trained: TrainedModel,
+    version: str,
+    base_encoder: str,
+    encoder_dir: Path,
+    quantize: bool,
+    retraining: dict[str, Any],
 ) -> ArtifactInfo:
     trained.model.save(staging)
     for name in TOKENIZER_FILES:
@@ -189,10 +221,9 @@ def _write_into(
     _write_json(staging / LABELS_FILE, trained.labels)
     _write_memory(staging / MEMORY_FILE, trained.memory)
     _write_memory(staging / BASE_MEMORY_FILE, trained.base_memory)
-    with (staging / DEV_FILE).open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "category"])
-        writer.writerows((e.text, e.label) for e in trained.dev_examples)
+    _write_examples(staging / DEV_FILE, trained.dev_examples)
+    if trained.corrections:
+        _write_examples(staging / CORRECTIONS_FILE, trained.corrections)
 
     dev = trained.dev_metrics
     info = ArtifactInfo(
@@ -212,6 +243,7 @@ def _write_into(
         dev={**dev.summary(), "head_accuracy": trained.dev_head_accuracy} if dev else {},
         history=trained.history,
         libraries=_library_versions(),
+        retraining=retraining,
     )
     if dev is not None:
         _write_json(staging / METRICS_FILE, dev.to_dict())

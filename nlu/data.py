@@ -65,6 +65,11 @@ def normalize_text(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+def text_key(text: str) -> str:
+    """The identity of a text when texts are matched: whitespace collapsed, case folded."""
+    return normalize_text(text).casefold()
+
+
 def hash_examples(examples: Iterable[Example]) -> str:
     digest = hashlib.sha256()
     for ex in sorted(examples, key=lambda e: (e.label, e.text)):
@@ -99,6 +104,14 @@ def _csv_rows(path: Path, text: str, required: Sequence[str]) -> Iterable[tuple[
             yield reader.line_num, values
     except csv.Error as exc:
         raise DataError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
+
+
+def read_columns(
+    path: str | Path, columns: Sequence[str], encoding: str | None = None
+) -> list[dict[str, str]]:
+    """The ``columns`` of every non-blank row of a CSV file whose header names them all."""
+    path = Path(path)
+    return [row for _, row in _csv_rows(path, read_text(path, encoding), columns)]
 
 
 def read_labelled_csv(path: str | Path, encoding: str | None = None) -> list[Example]:

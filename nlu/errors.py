@@ -25,3 +25,11 @@ class ModelNotFoundError(ArtifactError):
 
 class TrainingError(NLUError):
     """Training cannot start or did not finish (too little data, interrupted run, ...)."""
+
+
+class RetrainError(NLUError):
+    """A retraining run cannot start or cannot be gated (no active model, no frozen set, ...)."""
+
+
+class RetrainBusy(RetrainError):
+    """Another retraining run holds the lock of this models directory."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from nlu.artifact import write_artifact
-from nlu.data import Corpus
+from nlu.data import Corpus, Example
 from nlu.encoder import BASE_ENCODER_NAME, base_encoder_path
 from nlu.registry import ModelRegistry, ModelVersion
 from nlu.training import ProgressFn, TrainConfig, train
@@ -19,20 +21,27 @@ def train_and_register(
     activate: bool = True,
     encoder_dir: str | Path | None = None,
     base_encoder: str | None = None,
+    *,
+    dev_examples: Sequence[Example] | None = None,
+    corrections: Sequence[Example] = (),
+    retraining: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Train on ``corpus``, write the artifact into ``registry`` and (by default) activate it.
 
-    If anything fails before the artifact is complete, the registry and the active model are
-    exactly as they were.
+    ``dev_examples`` (a fixed dev split) and ``corrections`` (weighted corrections) are passed to
+    :func:`nlu.training.train`; ``retraining`` is recorded in the artifact's metadata. If anything
+    fails before the artifact is complete, the registry and the active model are exactly as they were.
     """
     encoder = Path(encoder_dir) if encoder_dir is not None else base_encoder_path()
     if base_encoder is None:
         base_encoder = BASE_ENCODER_NAME if encoder_dir is None else str(encoder)
-    trained = train(corpus, encoder, config, progress)
+    trained = train(corpus, encoder, config, progress, dev_examples=dev_examples, corrections=corrections)
     if progress:
         progress("export", 0, 1)
     version = registry.new_version(trained.data_hash)
-    info = write_artifact(trained, registry.root / version, version, base_encoder, encoder)
+    info = write_artifact(
+        trained, registry.root / version, version, base_encoder, encoder, retraining=retraining
+    )
     if progress:
         progress("export", 1, 1)
     path = registry.activate(version) if activate else registry.path(version)

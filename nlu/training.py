@@ -13,6 +13,10 @@ The recipe ("linear probe, then fine-tune"):
    a message is from anything seen in training.
 4. Fit a softmax temperature on the dev split, so confidences are calibrated.
 
+Retraining (:mod:`nlu.retraining`) passes an explicit dev split (the frozen evaluation set) and
+operator corrections: a correction overrides the corpus label of the same text and is repeated
+``correction_repeats`` times in the probe and fine-tuning data (once in the memory).
+
 Everything is seeded; the same data, seed and thread count give bit-identical weights.
 """
 
@@ -33,7 +37,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
 from nlu.calibration import fit_temperature
-from nlu.data import Corpus, Example, stratified_split
+from nlu.data import Corpus, Example, hash_examples, stratified_split, text_key
 from nlu.errors import TrainingError
 from nlu.knn import Memory
 from nlu.metrics import Metrics, compute_metrics
@@ -65,6 +69,8 @@ class TrainConfig:
     max_length: int = 128
     seed: int = 0
     bucket_batches: int = 50
+    #: Each correction counts this many times in the probe and fine-tuning data (once in the memory).
+    correction_repeats: int = 6
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +103,8 @@ class TrainedModel:
     dev_examples: list[Example] = field(default_factory=list)
     #: Dev accuracy of the head alone, before the nearest-neighbour vote is blended in.
     dev_head_accuracy: float | None = None
+    #: Corrections trained on (with weight ``config.correction_repeats``), in training order.
+    corrections: list[Example] = field(default_factory=list)
 
     def scorer(self) -> Scorer:
         c = self.config
@@ -152,32 +160,85 @@ def forward_all(
     return logits, embeddings
 
 
+def split_for_training(
+    corpus: Corpus,
+    config: TrainConfig,
+    dev_examples: Sequence[Example] | None = None,
+    corrections: Sequence[Example] = (),
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """``(train, dev, corrections)``: the examples fitted, held out, and repeated.
+
+    A correction replaces any corpus example with the same text (see :func:`nlu.data.text_key`)
+    and is always trained on. Without ``dev_examples`` the rest is split as usual (stratified,
+    seeded); with them, they are the dev split and every corpus example with one of their texts is
+    left out of training. A correction may not be in ``dev_examples``.
+    """
+    fixed = {text_key(e.text): e for e in corrections}
+    base = [e for e in corpus.examples if text_key(e.text) not in fixed]
+    if dev_examples is None:
+        train_ex, dev_ex = stratified_split(base, config.dev_fraction, config.seed)
+    else:
+        dev_ex = list(dev_examples)
+        dev_keys = {text_key(e.text) for e in dev_ex}
+        clash = dev_keys & fixed.keys()
+        if clash:
+            raise TrainingError(
+                f"{len(clash)} correction(s) are also in the dev split, e.g. {sorted(clash)[0]!r}; "
+                "take them out of the dev split"
+            )
+        train_ex = [e for e in base if text_key(e.text) not in dev_keys]
+    fixed_ex = sorted(fixed.values(), key=lambda e: (e.label, e.text))
+    return train_ex + fixed_ex, dev_ex, fixed_ex
+
+
 def train(
     corpus: Corpus,
     encoder_dir: str | Path,
     config: TrainConfig | None = None,
     progress: ProgressFn | None = None,
+    *,
+    dev_examples: Sequence[Example] | None = None,
+    corrections: Sequence[Example] = (),
 ) -> TrainedModel:
-    """Fine-tune ``encoder_dir`` on ``corpus`` and return the model with its dev metrics."""
+    """Fine-tune ``encoder_dir`` on ``corpus`` and return the model with its dev metrics.
+
+    ``dev_examples`` replaces the stratified dev split; ``corrections`` override corpus labels and
+    weigh ``config.correction_repeats`` times in fitting (see :func:`split_for_training`).
+    """
     config = config or TrainConfig()
     started = time.perf_counter()
     if config.epochs <= 0:
         raise TrainingError(f"epochs must be positive, got {config.epochs}")
-    labels = corpus.labels
+    if config.correction_repeats < 1:
+        raise TrainingError(f"correction_repeats must be at least 1, got {config.correction_repeats}")
+    labels = sorted(set(corpus.labels) | {e.label for e in corrections})
     if len(labels) < 2:
         raise TrainingError(f"training needs at least two categories, got {len(labels)}")
-    train_ex, dev_ex = stratified_split(corpus.examples, config.dev_fraction, config.seed)
+    train_ex, dev_ex, fixed_ex = split_for_training(corpus, config, dev_examples, corrections)
+    unknown = sorted({e.label for e in dev_ex} - set(labels))
+    if unknown:
+        raise TrainingError(f"the dev split has intents the training data lacks: {', '.join(unknown)}")
     index = {label: i for i, label in enumerate(labels)}
     tokenizer = TextEncoder(Path(encoder_dir) / "tokenizer.json", config.max_length)
     train_ids = tokenizer.encode([e.text for e in train_ex])
     dev_ids = tokenizer.encode([e.text for e in dev_ex])
     y_train = np.array([index[e.label] for e in train_ex], dtype=np.int64)
     y_dev = np.array([index[e.label] for e in dev_ex], dtype=np.int64)
+    # Corrections are the last len(fixed_ex) training examples; their extra copies go to fitting only.
+    extra = list(range(len(train_ex) - len(fixed_ex), len(train_ex))) * (config.correction_repeats - 1)
+    weights = None
+    if extra:
+        weights = np.ones(len(train_ex), dtype=np.float64)
+        weights[len(train_ex) - len(fixed_ex) :] = config.correction_repeats
+    fit_ids = list(train_ids) + [train_ids[i] for i in extra]
+    y_fit = np.concatenate([y_train, y_train[extra]]) if extra else y_train
 
     with _deterministic(config.seed):
         model = IntentModel.from_encoder(encoder_dir, len(labels))
-        base_embeddings = _init_head_from_probe(model, train_ids, y_train, len(labels), config, progress)
-        history = _fine_tune(model, train_ids, y_train, config, progress)
+        base_embeddings = _init_head_from_probe(
+            model, train_ids, y_train, len(labels), config, progress, weights
+        )
+        history = _fine_tune(model, fit_ids, y_fit, config, progress)
         model.eval()
         _, train_embeddings = forward_all(model, train_ids, progress=progress, stage="memory")
     memory = Memory(train_embeddings, y_train)
@@ -207,11 +268,14 @@ def train(
         dev_head_accuracy=head_accuracy,
         train_size=len(train_ex),
         dev_size=len(dev_ex),
-        data_hash=corpus.content_hash(),
+        data_hash=corpus.content_hash()
+        if dev_examples is None and not fixed_ex
+        else hash_examples([*train_ex, *dev_ex]),
         sources=corpus.sources,
         seconds=time.perf_counter() - started,
         history=history,
         dev_examples=dev_ex,
+        corrections=fixed_ex,
     )
 
 
@@ -222,11 +286,12 @@ def _init_head_from_probe(
     num_labels: int,
     config: TrainConfig,
     progress: ProgressFn | None,
+    sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fit a logistic regression on frozen embeddings and copy it into the head; return those embeddings."""
     _, embeddings = forward_all(model, ids, progress=progress, stage="probe")
     probe = LogisticRegression(C=config.probe_c, max_iter=3000)
-    probe.fit(embeddings, targets)
+    probe.fit(embeddings, targets, sample_weight=sample_weight)
     weight = np.zeros((num_labels, embeddings.shape[1]), dtype=np.float32)
     bias = np.full(num_labels, -10.0, dtype=np.float32)  # a category absent from train is never predicted
     if len(probe.classes_) == 2 and num_labels == 2:

@@ -284,3 +284,17 @@ def _wait(probe: Any, timeout: float = 20.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_retrain_from_slack_is_for_operators_and_reports_in_the_ops_channel(stack: Stack) -> None:
+    assert "only operators can retrain the model" in stack.command("retrain", user="UCUSTOMER").lower()
+    assert (
+        stack.command("retrain")
+        == "Retraining started; progress and the result are posted in the ops channel."
+    )
+    [announced] = stack.ops_posts(1)
+    assert announced["text"] == "Retraining requested by slack:UOPS: starting..."
+    # With no corrections in the queue there is nothing to learn: said so, and nothing changes.
+    [final] = _wait(lambda: [u for u in stack.slack.sent("chat.update") if "did not promote" in u["text"]])
+    assert final["channel"] == OPS and final["text"].startswith("Retraining did not promote a model")
+    assert "nothing to learn" in final["text"] and "The active model is unchanged" in final["text"]

@@ -259,7 +259,11 @@ class SlackChannel:
         if self.dispatcher.desk is not None:
             self.subcommands |= {"interview": self._interview_command, "brief": self._brief_command}
         if self.dispatcher.ops is not None:
-            self.subcommands |= {"flag": self._flag_command, "review": self._review_command}
+            self.subcommands |= {
+                "flag": self._flag_command,
+                "review": self._review_command,
+                "retrain": self._retrain_command,
+            }
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_lock = Lock()
         self._socket: Any = None
@@ -560,6 +564,16 @@ class SlackChannel:
             return
         count = ops.post_open_items()
         ack(text=f"Posting {count} open review item(s) to <#{self.ops_channel}>.")
+
+    def _retrain_command(
+        self, args: str, command: dict[str, Any], ack: Callable[..., None], client: WebClient
+    ) -> None:
+        ops = self.dispatcher.ops
+        assert ops is not None
+        try:
+            ack(text=ops.start_retrain(self._actor(command)))
+        except (NotAuthorised, InputError) as exc:
+            ack(text=str(exc)[:1].upper() + str(exc)[1:] + ".")
 
     def _on_review_action(
         self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient

@@ -315,6 +315,60 @@ def bench(
     out.print(table)
 
 
+@app.command()
+def retrain(
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Frozen-set accuracy points the candidate may lose (default TELLER_RETRAIN_TOLERANCE).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a candidate on Banking77 plus the operators' corrections and promote it only if it is no
+    worse on the frozen evaluation set and better on the corrections. A running `teller serve` picks
+    a promoted model up within seconds."""
+    from bot.assistant import build_policy, open_store
+    from bot.operators import Operators
+    from bot.retraining import RetrainRunner
+    from bot.review import ReviewService
+
+    settings = get_settings()
+    if tolerance is not None:
+        settings = settings.model_copy(update={"retrain_tolerance": tolerance})
+    store = open_store(settings)
+    try:
+        review = ReviewService(store, lambda: build_policy(settings), None, Operators.from_settings(settings))
+        runner = RetrainRunner(settings, review)
+        corrections = runner.corrections()
+        if not as_json:
+            err.print(
+                f"Retraining on Banking77 + {len(corrections)} correction(s) in force; the active model "
+                f"({registry(settings).active_version()}) keeps serving meanwhile."
+            )
+        with progress_reporter(err, enabled=not as_json) as progress:
+            outcome = runner.run(stages=progress)
+    finally:
+        store.close()
+    if outcome.error is not None:
+        raise InputError(outcome.message)
+    if as_json:
+        result = outcome.result
+        emit_json(
+            {
+                "promoted": outcome.promoted,
+                "message": outcome.message,
+                "candidate": result.candidate.info.version if result else None,
+                "active_before": result.active_version if result else None,
+                "decision": result.decision.to_dict() if result else None,
+                "seconds": round(result.seconds, 1) if result else None,
+            }
+        )
+        return
+    out.print(outcome.message, soft_wrap=True, highlight=False, markup=False)
+
+
 @models_app.command("list")
 def models_list(as_json: JsonOpt = False) -> None:
     """Every trained intent model, oldest first; the active one is marked."""

@@ -1,0 +1,249 @@
+"""Retraining on operator corrections that never ships a worse model.
+
+``retrain`` merges the corrections (newest wins per text), trains a candidate on the base corpus
+plus the corrections (weighted, see ``TrainConfig.correction_repeats``), and scores it against the
+active model with the promotion gate (:mod:`nlu.gate`). The evaluation set is frozen: it is the
+active model's recorded dev split, which the candidate never trains on and records as its own dev
+split, so chained retrains keep comparing on the same messages (less any text an operator
+corrected: those move to training for good).
+
+The candidate is registered but never activated here: the caller activates it (and hot-swaps it
+in) when ``result.decision.promote`` is true and the active version is still
+``result.active_version``. A crash at any point leaves ``ACTIVE`` and the existing versions as
+they were; only one retrain runs at a time per models directory (:class:`RetrainBusy`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nlu.artifact import read_dev_split, read_info, read_labels
+from nlu.corrections import Correction, check_labels, merge_corrections
+from nlu.data import Corpus, Example, load_corpus, text_key
+from nlu.encoder import BASE_ENCODER_NAME
+from nlu.errors import RetrainBusy, RetrainError
+from nlu.gate import GateDecision, evaluate_gate, frozen_for_comparison
+from nlu.registry import ModelRegistry, ModelVersion
+
+if TYPE_CHECKING:
+    from nlu.training import TrainConfig
+
+__all__ = [
+    "Correction",
+    "GateDecision",
+    "RetrainBusy",
+    "RetrainError",
+    "RetrainResult",
+    "evaluate_gate",
+    "merge_corrections",
+    "overall_progress",
+    "retrain",
+    "retrain_lock",
+]
+
+#: ``progress(stage, done, total)``, as in :mod:`nlu.training` (which imports torch: not here).
+ProgressFn = Callable[[str, int, int], None]
+
+LOCK_FILE = ".retrain.lock"
+#: The gate's decision, written into the candidate's directory once it is known.
+GATE_FILE = "gate.json"
+#: Stages reported by ``retrain`` in order, with their rough share of the wall time (the real encoder
+#: on 2 cores, Banking77 + corrections, from the uncontended stretches of measured runs).
+STAGE_SHARES = {
+    "prepare": 0.005,
+    "probe": 0.075,
+    "train": 0.80,
+    "memory": 0.065,
+    "dev": 0.01,
+    "export": 0.03,
+    "gate": 0.015,
+}
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """A registered (not activated) candidate and the gate's decision about it."""
+
+    candidate: ModelVersion
+    decision: GateDecision
+    #: The version the candidate was compared with (the active one when the retrain started).
+    active_version: str
+    #: The corrections trained on, after merging.
+    corrections: list[Correction]
+    seconds: float
+
+    @property
+    def promote(self) -> bool:
+        return self.decision.promote
+
+
+@contextmanager
+def retrain_lock(models_dir: str | Path) -> Iterator[Path]:
+    """Hold the retrain lock of ``models_dir`` (``intent/.retrain.lock``) or raise :class:`RetrainBusy`.
+
+    An ``flock`` on the file: released by the kernel if the process dies, and exclusive between
+    threads of one process too (each call opens its own file description).
+    """
+    root = ModelRegistry(models_dir).root
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_FILE
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RetrainBusy(
+                f"a retrain is already running on {root} (process {holder}); try again when it has finished"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def overall_progress(report: Callable[[str, float], None]) -> ProgressFn:
+    """Adapt ``report(stage, fraction of the whole retrain done)`` to ``retrain``'s ``progress``."""
+    stages = list(STAGE_SHARES)
+    starts = {s: sum(STAGE_SHARES[t] for t in stages[: stages.index(s)]) for s in stages}
+    reached = 0.0
+
+    def update(stage: str, done: int, total: int) -> None:
+        nonlocal reached
+        if stage in STAGE_SHARES:
+            share = STAGE_SHARES[stage] * min(1.0, done / max(total, 1))
+            reached = max(reached, min(1.0, starts[stage] + share))
+        report(stage, reached)
+
+    return update
+
+
+def as_corpus(base: Corpus | Sequence[Example] | None) -> Corpus:
+    """The base corpus: Banking77 train by default, or the given examples (de-duplicated, later wins)."""
+    if base is None:
+        from nlu.corpora import BANKING77_TRAIN
+
+        return load_corpus([BANKING77_TRAIN])
+    if isinstance(base, Corpus):
+        return base
+    by_key = {text_key(e.text): e for e in base}
+    return Corpus(sorted(by_key.values(), key=lambda e: (e.label, e.text)), ["<examples>"])
+
+
+def _encoder_of(active_base_encoder: str, encoder_dir: str | Path | None) -> Path | None:
+    """The base encoder to train from: the one the active model was trained from, unless given."""
+    if encoder_dir is not None:
+        return Path(encoder_dir)
+    if active_base_encoder == BASE_ENCODER_NAME:
+        return None
+    path = Path(active_base_encoder)
+    if not (path / "config.json").is_file():
+        raise RetrainError(
+            f"the active model was trained from {active_base_encoder!r}, which is not on this machine; "
+            "pass encoder_dir"
+        )
+    return path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    staging.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(staging, path)
+
+
+def retrain(
+    models_dir: str | Path,
+    base_corpus: Corpus | Sequence[Example] | None,
+    corrections: Sequence[Correction],
+    config: TrainConfig | None = None,
+    tolerance_points: float = 0.5,
+    progress: ProgressFn | None = None,
+    *,
+    encoder_dir: str | Path | None = None,
+    precision: str | None = None,
+) -> RetrainResult:
+    """Train a candidate on ``base_corpus`` + ``corrections`` and gate it against the active model.
+
+    ``base_corpus`` defaults to Banking77 train; ``config`` to the active model's training config;
+    the base encoder to the one the active model was trained from. ``progress(stage, done, total)``
+    gets "prepare", the training stages ("probe", "train", "memory", "dev", "export") and "gate"
+    (see :func:`overall_progress` for one overall fraction). Never activates anything.
+
+    Raises :class:`RetrainBusy` if another retrain holds the lock, :class:`RetrainError` if there
+    is nothing to learn or nothing to gate on, :class:`~nlu.errors.DataError` for bad corrections.
+    """
+    from nlu.pipeline import train_and_register  # imports torch: only when a retrain runs
+    from nlu.training import TrainConfig
+
+    started = time.perf_counter()
+
+    def report(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    with retrain_lock(models_dir):
+        report("prepare", 0, 1)
+        registry = ModelRegistry(models_dir)
+        active_path = registry.active_path()
+        active = read_info(active_path)
+        merged = merge_corrections(corrections)
+        if not merged:
+            raise RetrainError("no corrections: nothing to learn, so no candidate was trained")
+        check_labels(merged, read_labels(active_path))
+        frozen = read_dev_split(active_path)
+        if not frozen:
+            raise RetrainError(
+                f"the active model {active.version} has no recorded dev split: no frozen set to gate on"
+            )
+        fixes = [c.to_example() for c in merged]
+        kept, dropped = frozen_for_comparison(frozen, fixes)
+        corpus = as_corpus(base_corpus)
+        corpus = Corpus(corpus.examples, [*corpus.sources, "corrections.csv"])
+        config = config or TrainConfig.from_dict(active.training)
+        encoder = _encoder_of(active.base_encoder, encoder_dir)
+        report("prepare", 1, 1)
+
+        candidate = train_and_register(
+            corpus,
+            registry,
+            config,
+            progress,
+            activate=False,
+            encoder_dir=encoder,
+            dev_examples=kept,
+            corrections=fixes,
+            retraining={
+                "parent": active.version,
+                "corrections": len(fixes),
+                "correction_repeats": config.correction_repeats,
+                "frozen_size": len(kept),
+                "frozen_dropped": dropped,
+            },
+        )
+
+        report("gate", 0, 1)
+        decision = evaluate_gate(active_path, candidate.path, frozen, fixes, tolerance_points, precision)
+        _write_json(candidate.path / GATE_FILE, {"active_version": active.version, **decision.to_dict()})
+        report("gate", 1, 1)
+    return RetrainResult(
+        candidate=candidate,
+        decision=decision,
+        active_version=active.version,
+        corrections=merged,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,159 @@
+"""The promotion gate inside Teller: operators' corrections from the review queue, a retrain in the
+background while customers keep chatting, a poisoned candidate refused, a good one swapped into the
+running server without a restart or a dropped message."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.assistant import build_core, build_dispatcher
+from bot.core import Incoming, TellerCore
+from bot.dispatch import Dispatcher
+from bot.model_swap import ModelSwapper
+from bot.operators import Actor
+from bot.retraining import RetrainOutcome, RetrainRunner
+from bot.settings import get_settings
+from bot.web.app import create_app
+from nlu import ModelRegistry
+from nlu.data import Example, load_corpus
+from tests.conftest import TOY_INTENTS
+from tests.servers import serve_in_thread
+
+OPERATOR = Actor("cli", "test-operator")
+
+
+@pytest.fixture()
+def own_models(teller_env: Path, trained_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the trained toy models: retraining registers and activates versions."""
+    models = teller_env.parent / "models"
+    shutil.copytree(trained_models_dir, models)
+    monkeypatch.setenv("TELLER_MODELS", str(models))
+    get_settings.cache_clear()
+    return models
+
+
+@pytest.fixture()
+def served(own_models: Path) -> Iterator[tuple[str, TellerCore, Dispatcher]]:
+    settings = get_settings()
+    core = build_core(settings)
+    dispatcher = build_dispatcher(settings, core)
+    app = create_app(
+        core, (), owns_core=True, dispatcher=dispatcher, services=[ModelSwapper(settings, core, 0.2)]
+    )
+    with serve_in_thread(app) as url:
+        yield url, core, dispatcher
+
+
+def spare_messages(per_intent: int = 15) -> dict[str, list[str]]:
+    """Banking77 messages of the toy intents that are not in the toy corpus (it holds the first 20)."""
+    from nlu.corpora import BANKING77_TRAIN
+
+    found: dict[str, list[str]] = {label: [] for label in TOY_INTENTS}
+    with BANKING77_TRAIN.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows = found.get(row["category"])
+            if rows is not None and len(rows) < 20 + per_intent:
+                rows.append(row["text"])
+    return {label: texts[20:] for label, texts in found.items()}
+
+
+def correct(dispatcher: Dispatcher, core: TellerCore, labelled: list[tuple[str, str]]) -> None:
+    """Customers ask; an operator flags each answer and chooses the intent in the review queue."""
+    assert dispatcher.ops is not None
+    for i, (text, label) in enumerate(labelled):
+        reply = dispatcher.handle(Incoming("web", f"c{i}", f"c{i}", None, text))
+        item = dispatcher.ops.flag(reply.message_id, "wrong intent", OPERATOR)
+        dispatcher.ops.review.choose(item.id, label, OPERATOR)
+
+
+def runner_for(dispatcher: Dispatcher, core: TellerCore, toy_csv: Path) -> RetrainRunner:
+    assert dispatcher.ops is not None and dispatcher.ops.retrainer is not None
+    settings = get_settings()
+    swapper = ModelSwapper(settings, core)
+    base: list[Example] = load_corpus([toy_csv]).examples
+    return RetrainRunner(settings, dispatcher.ops.review, swap=swapper.sync, base_corpus=base)
+
+
+def test_a_poisoned_retrain_is_refused_and_the_model_stays(
+    served: tuple[str, TellerCore, Dispatcher], toy_csv: Path, own_models: Path
+) -> None:
+    url, core, dispatcher = served
+    before = httpx.get(f"{url}/healthz").json()["model"]
+    victim, other = TOY_INTENTS[0], TOY_INTENTS[1]
+    toy = [e for e in load_corpus([toy_csv]).examples if e.label == victim]
+    poison = [(e.text, other) for e in toy] + [(t, other) for t in spare_messages()[victim]]
+    correct(dispatcher, core, poison)
+
+    outcome = runner_for(dispatcher, core, toy_csv).run()
+
+    assert not outcome.promoted and outcome.error is None
+    assert (
+        outcome.message.startswith(f"Kept {before}; candidate ")
+        and "larger drop than the tolerance" in outcome.message
+    )
+    assert ModelRegistry(own_models).active_version() == before
+    assert httpx.get(f"{url}/healthz").json()["model"] == before
+    assert len(ModelRegistry(own_models).versions()) == 2  # the refused candidate is kept for inspection
+
+
+def test_a_good_retrain_is_promoted_and_served_without_a_restart(
+    served: tuple[str, TellerCore, Dispatcher], toy_csv: Path, own_models: Path
+) -> None:
+    url, core, dispatcher = served
+    before = httpx.get(f"{url}/healthz").json()["model"]
+    fixes = [(text, label) for label, texts in spare_messages().items() for text in texts]
+    correct(dispatcher, core, fixes)
+    runner = runner_for(dispatcher, core, toy_csv)
+    review = dispatcher.ops.review  # type: ignore[union-attr]
+    assert len(review.corrections(accepted_only=False)) == len(fixes)
+    # Near-identical messages are one item: the newer correction supersedes the older.
+    assert len(fixes) - 2 <= len(runner.corrections()) <= len(fixes)
+
+    # Customers keep chatting through the retrain and the swap: every message is answered once.
+    stop, answered, failures = threading.Event(), [], []
+
+    def chat() -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                response = client.post(
+                    "/api/messages",
+                    json={"user_id": "steady", "text": fixes[n % len(fixes)][0], "client_message_id": str(n)},
+                )
+                (answered if response.status_code == 200 else failures).append(
+                    response.json().get("message_id")
+                )
+                stop.wait(0.05)  # a steady customer, not a load test
+
+    chatter = threading.Thread(target=chat)
+    chatter.start()
+    stages: list[tuple[str, float]] = []
+    done: list[RetrainOutcome] = []
+    assert runner.start(lambda stage, fraction: stages.append((stage, fraction)), done.append)
+    assert not runner.start()  # one run at a time
+    runner.wait(300)
+    stop.set()
+    chatter.join(30)
+
+    [outcome] = done
+    assert outcome.promoted, outcome.message
+    assert outcome.result is not None
+    after = outcome.result.candidate.info.version
+    assert after != before and ModelRegistry(own_models).active_version() == after
+    assert httpx.get(f"{url}/healthz").json()["model"] == after  # swapped in, same process
+    assert core.policy.classifier.version == after
+    assert stages[0][0] == "prepare" and stages[-1][0] == "calibrate"
+    assert not failures and len(answered) == len(set(answered)) > 0
+    models_used = {m.model_version for m in core.store.history(limit=10_000) if m.direction == "out"}
+    assert {before, after} <= models_used  # answers before and after the swap
+    predictions = core.policy.classifier.predict([text for text, _ in fixes])
+    right = [p.intent == label for p, (_, label) in zip(predictions, fixes, strict=True)]
+    assert sum(right) / len(right) >= 0.9
