@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,10 +141,17 @@ def test_a_good_retrain_is_promoted_and_served_without_a_restart(
     assert runner.start(lambda stage, fraction: stages.append((stage, fraction)), done.append)
     assert not runner.start()  # one run at a time
     runner.wait(300)
+    [outcome] = done
+    deadline = time.monotonic() + 30  # keep chatting until the new model has answered
+    while time.monotonic() < deadline and not any(
+        m.model_version == core.policy.classifier.version
+        for m in core.store.history(limit=20)
+        if m.direction == "out" and m.model_version != before
+    ):
+        time.sleep(0.1)
     stop.set()
     chatter.join(30)
 
-    [outcome] = done
     assert outcome.promoted, outcome.message
     assert outcome.result is not None
     after = outcome.result.candidate.info.version

@@ -317,6 +317,13 @@ def bench(
 
 @app.command()
 def retrain(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data", help="Base corpus CSV(s) the corrections are added to (default: Banking77 train)."
+        ),
+    ] = None,
+    encoding: EncodingOpt = None,
     tolerance: Annotated[
         float | None,
         typer.Option(
@@ -340,11 +347,15 @@ def retrain(
     store = open_store(settings)
     try:
         review = ReviewService(store, lambda: build_policy(settings), None, Operators.from_settings(settings))
-        runner = RetrainRunner(settings, review)
+        from nlu.data import load_corpus
+
+        base = load_corpus(list(data), encoding=encoding).examples if data else None
+        runner = RetrainRunner(settings, review, base_corpus=base)
         corrections = runner.corrections()
         if not as_json:
+            corpus = ", ".join(p.name for p in data) if data else "Banking77"
             err.print(
-                f"Retraining on Banking77 + {len(corrections)} correction(s) in force; the active model "
+                f"Retraining on {corpus} + {len(corrections)} correction(s) in force; the active model "
                 f"({registry(settings).active_version()}) keeps serving meanwhile."
             )
         with progress_reporter(err, enabled=not as_json) as progress:

@@ -1,0 +1,52 @@
+"""``teller retrain`` in the terminal: corrections from the review queue, the gate's verdict with its
+figures, and a clear message when there is nothing to learn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bot.assistant import build_core, build_dispatcher
+from bot.core import Incoming
+from bot.operators import Actor
+from bot.settings import get_settings
+from nlu import ModelRegistry
+from tests.test_cli import run
+from tests.test_retrain_serving import own_models, spare_messages
+
+__all__ = ["own_models"]  # the fixture, shared with the serving test
+
+
+def test_retrain_says_when_there_is_nothing_to_learn(own_models: Path) -> None:
+    before = ModelRegistry(own_models).active_version()
+    code, _, stderr = run("retrain", "--json")
+    assert code == 2 and "nothing to learn" in stderr and "active model is unchanged" in stderr
+    assert ModelRegistry(own_models).active_version() == before
+
+
+def test_retrain_on_the_review_queue_and_the_given_corpus(own_models: Path, toy_csv: Path) -> None:
+    settings = get_settings()
+    core = build_core(settings)
+    dispatcher = build_dispatcher(settings, core)
+    assert dispatcher.ops is not None
+    operator = Actor("cli", "tester")
+    fixes = [(text, label) for label, texts in spare_messages(8).items() for text in texts]
+    for i, (text, label) in enumerate(fixes):
+        reply = dispatcher.handle(Incoming("web", f"c{i}", f"c{i}", None, text))
+        item = dispatcher.ops.flag(reply.message_id, None, operator)
+        dispatcher.ops.review.choose(item.id, label, operator)
+    dispatcher.close()
+    core.close()
+    before = ModelRegistry(own_models).active_version()
+
+    code, stdout, _ = run("retrain", "--data", str(toy_csv), "--json")
+
+    assert code == 0, stdout
+    report = json.loads(stdout)
+    decision = report["decision"]
+    assert report["active_before"] == before and report["candidate"] != before
+    assert decision["corrections_size"] >= len(fixes) - 1
+    assert decision["candidate_corrections_accuracy"] > decision["active_corrections_accuracy"]
+    active = ModelRegistry(own_models).active_version()
+    assert report["promoted"] == decision["promote"] and (active == report["candidate"]) == report["promoted"]
+    assert report["message"].startswith("Promoted" if report["promoted"] else f"Kept {before}")
