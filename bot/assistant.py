@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.calibration import Targets, calibrate
 from bot.channels import Channel
@@ -16,6 +16,9 @@ from bot.operators import Operators
 from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig
 from bot.settings import Settings
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.model_swap import ModelSwapper
 from nlu import IntentClassifier, ModelRegistry
 from nlu.artifact import read_base_memory, read_dev_split
 from nlu.corpora import CLINC150_OOS_DEV
@@ -83,10 +86,10 @@ def slack_configured(settings: Settings) -> bool:
     return settings.slack_app_token is not None or (bot_token is not None and signing is not None)
 
 
-def build_dispatcher(settings: Settings, core: TellerCore) -> Dispatcher:
+def build_dispatcher(settings: Settings, core: TellerCore, swapper: ModelSwapper | None = None) -> Dispatcher:
     """Routing for every channel: positioning interviews (Slack DMs), handoffs and the review queue
     (operators), and customer service. Everything follows the core's policy, so a promoted model is
-    used at once."""
+    used at once (through ``swapper``, the server's own when it has one)."""
     from bot.ops_desk import OpsDesk
     from bot.review import ReviewService
 
@@ -103,7 +106,7 @@ def build_dispatcher(settings: Settings, core: TellerCore) -> Dispatcher:
     from bot.retraining import RetrainRunner
 
     ops = OpsDesk(core.store, review, operators)
-    swapper = ModelSwapper(settings, core)
+    swapper = swapper or ModelSwapper(settings, core)
     ops.retrainer = RetrainRunner(settings, review, swap=swapper.sync, kb=lambda: core.policy.kb)
     return Dispatcher(core, desk, ops)
 

@@ -50,6 +50,9 @@ CustomerSender = Callable[[str, Outgoing], None]
 class OpsBoard(Protocol):
     """Where operators work (the Slack ops channel); rendering only, no decisions."""
 
+    #: The board's channel id, recorded with each handoff thread.
+    ops_channel: str | None
+
     def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
         """Post the conversation as the start of a thread; return the thread's id (ts)."""
         ...
@@ -234,7 +237,7 @@ class OpsDesk:
         assert self.board is not None
         handoff = self.store.handoff(handoff_id)
         ts = self.board.open_handoff(handoff, self.store.transcript(handoff_id)[-12:])
-        self.store.set_handoff_thread(handoff_id, getattr(self.board, "ops_channel", ""), ts)
+        self.store.set_handoff_thread(handoff_id, self.board.ops_channel or "", ts)
         log.info("handoff_opened", extra={"fields": {"handoff": handoff_id, "channel": handoff.channel}})
 
     def _to_thread(self, handoff_id: str, text: str) -> None:

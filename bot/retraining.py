@@ -22,7 +22,7 @@ from bot.settings import Settings
 from nlu import ModelRegistry, NLUError
 from nlu.corrections import Correction
 from nlu.data import Example
-from nlu.retraining import RetrainBusy, RetrainResult, retrain
+from nlu.retraining import RetrainBusy, RetrainResult, overall_progress, retrain
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,4 @@ def _pct(value: float | None) -> str:
 def _overall(progress: Progress | None) -> Callable[[str, int, int], None] | None:
     if progress is None:
         return None
-    from nlu.retraining import overall_progress
-
     return overall_progress(lambda stage, fraction: progress(stage, min(fraction, 0.97)))

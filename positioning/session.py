@@ -96,7 +96,9 @@ class InterviewService:
                 turn = self.engine.back(state)
             elif command == "skip":
                 turn = self.engine.skip(state)
-            elif command == "edit" and rest.strip():
+            elif command == "edit":
+                if not rest.strip():  # not an answer "edit": ask which question
+                    return Reply("Which question? Type edit <number>; 'status' lists them.", state)
                 turn = self.engine.edit(state, rest)
             elif command == "cancel":
                 turn = self.engine.cancel(state)

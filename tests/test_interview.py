@@ -183,6 +183,9 @@ def test_sessions_resume_after_a_restart_and_keep_users_apart(
     service.handle("alice", ANSWERS["target_users"])
     service.handle("bob", "Bob's product")
     assert "Please give at least 1 item" in service.handle("alice", " ; ").text
+    # "edit" without a question is a question back, not an answer
+    assert service.handle("alice", "edit").text.startswith("Which question?")
+    assert "user_traits" not in service.store.active_for("alice").answers  # type: ignore[union-attr]
     service.store.close()
 
     restarted = InterviewService(engine, InterviewStore(tmp_path / "p.db"))

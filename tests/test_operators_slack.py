@@ -190,7 +190,7 @@ def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None
         "Handoff" in opened["blocks"][0]["text"]["text"] and "telegram" in opened["blocks"][0]["text"]["text"]
     )
     handoff = _wait(lambda: stack.core.store.active_handoff_for("telegram", "42"))
-    assert handoff.thread_ts is not None or _wait(lambda: stack.core.store.handoff(handoff.id).thread_ts)
+    _wait(lambda: stack.core.store.handoff(handoff.id).thread_ts)
     handoff = stack.core.store.handoff(handoff.id)
 
     # The customer's next message goes to the thread, not to the policy (and gets no bot reply).

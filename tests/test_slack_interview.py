@@ -247,7 +247,7 @@ def test_status_back_cancel_pause_and_stale_buttons(
     with running(teller_env, fake, api) as (teller, core, desk):
         pm = SlackPM(fake, teller, "UPM2")
         pm.command("interview")
-        first = pm.next_message(0)
+        pm.next_message(0)
         pm.say(ANSWERS["product"])
         second = pm.next_message(1)
         assert question_of(second, desk) == "target_users"
@@ -275,7 +275,6 @@ def test_status_back_cancel_pause_and_stale_buttons(
         pm.say(ANSWERS["target_users"])
         pm.say(ANSWERS["user_traits"])
         pm.next_message(9)
-        del first
         state = desk.service.store.active_for("slack:UPM2")
         assert state is not None and state.current == "needs"
         stale = {
@@ -359,7 +358,7 @@ def test_product_manager_allowlist(
     monkeypatch.setenv("TELLER_PRODUCT_MANAGERS", "UPM1")
     get_settings.cache_clear()
     fake, api = fake_api
-    with running(teller_env, fake, api) as (teller, core, desk):
+    with running(teller_env, fake, api) as (teller, _core, desk):
         outsider = SlackPM(fake, teller, "UCUSTOMER")
         assert "for product managers" in outsider.command("interview")
         assert not fake.sent("conversations.open")
@@ -369,4 +368,3 @@ def test_product_manager_allowlist(
         pm = SlackPM(fake, teller, "UPM1")
         assert pm.command("interview") == "I'll continue in a direct message."
         assert "What is the product called" in pm.next_message(0)["text"]
-        del core

@@ -218,6 +218,12 @@ def settled_note(item: ReviewItem, actor: Actor) -> str:
     return f"{item.status.capitalize()} by <@{actor.user_id}>{what}"
 
 
+def sentence(exc: Exception) -> str:
+    """An error message as a sentence to show in Slack."""
+    text = str(exc)
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def ticked(body: dict[str, Any]) -> list[str]:
     """Values of the checkboxes ticked in the message whose button was pressed."""
     values = body.get("state", {}).get("values", {})
@@ -336,7 +342,7 @@ class SlackChannel:
         try:
             reply = self.dispatcher.handle(incoming, private=channel.startswith("D"))
         except InputError as exc:
-            client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=str(exc).capitalize() + ".")
+            client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=sentence(exc))
             return
         if reply.duplicate:
             return
@@ -502,7 +508,7 @@ class SlackChannel:
 
     def _refuse(self, client: WebClient, channel: str, user: str, exc: Exception) -> None:
         """Tell only that user why nothing happened."""
-        client.chat_postEphemeral(channel=channel, user=user, text=str(exc)[:1].upper() + str(exc)[1:] + ".")
+        client.chat_postEphemeral(channel=channel, user=user, text=sentence(exc))
 
     def _operator_reply(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         ops = self.dispatcher.ops
@@ -545,7 +551,7 @@ class SlackChannel:
         try:
             item = ops.flag(message_id, reason.strip() or None, self._actor(command))
         except (NotAuthorised, InputError) as exc:
-            ack(text=str(exc)[:1].upper() + str(exc)[1:] + ".")
+            ack(text=sentence(exc))
             return
         ack(text=f"Flagged; filed as review item #{item.id}.")
 
@@ -557,7 +563,7 @@ class SlackChannel:
         try:
             ops.operators.require(CHANNEL, command.get("user_id", ""), "review the queue")
         except NotAuthorised as exc:
-            ack(text=str(exc)[:1].upper() + str(exc)[1:] + ".")
+            ack(text=sentence(exc))
             return
         if self.ops_channel is None:
             ack(text="No ops channel is configured (TELLER_OPS_CHANNEL); use `teller review` in a terminal.")
@@ -573,7 +579,7 @@ class SlackChannel:
         try:
             ack(text=ops.start_retrain(self._actor(command)))
         except (NotAuthorised, InputError) as exc:
-            ack(text=str(exc)[:1].upper() + str(exc)[1:] + ".")
+            ack(text=sentence(exc))
 
     def _on_review_action(
         self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient

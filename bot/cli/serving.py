@@ -38,12 +38,12 @@ def serve(
     threadpool_limits(limits=1, user_api="blas")
     settings = get_settings()
     core = build_core(settings)
-    dispatcher = build_dispatcher(settings, core)
+    # One swapper: it watches the registry, and a retrain started from Slack promotes through it.
+    swapper = ModelSwapper(settings, core)
+    dispatcher = build_dispatcher(settings, core, swapper)
     channels = build_channels(settings, core, dispatcher)
     # A model promoted or rolled back while serving is picked up within seconds, without a restart.
-    application = create_app(
-        core, channels, owns_core=True, services=[ModelSwapper(settings, core)], dispatcher=dispatcher
-    )
+    application = create_app(core, channels, owns_core=True, services=[swapper], dispatcher=dispatcher)
     host, port = host or settings.host, port or settings.port
     names = ", ".join(["web chat", *(c.name for c in channels)])
     err.print(
