@@ -32,6 +32,7 @@ from bot.operators import Actor, Operators
 from bot.policy import Route
 from bot.review import ReviewService
 from bot.store import DuplicateMessage, Handoff, ReviewItem, Store, StoredMessage
+from nlu.retraining import MODES
 
 if TYPE_CHECKING:
     from bot.retraining import RetrainOutcome, RetrainRunner
@@ -185,9 +186,9 @@ class OpsDesk:
             self._later(self._post_item, item.id)
         return len(items)
 
-    def start_retrain(self, actor: Actor) -> str:
-        """``/teller retrain``: start a background retrain whose progress and verdict are posted
-        (one message, updated) to the ops board. Returns what to tell the operator now."""
+    def start_retrain(self, actor: Actor, mode: str = "continue") -> str:
+        """``/teller retrain [from-scratch]``: start a background retrain whose progress and verdict
+        are posted (one message, updated) to the ops board. Returns what to tell the operator now."""
         self.operators.require(actor.channel, actor.user_id, "retrain the model")
         board, runner = self.board, self.retrainer
         if runner is None or board is None:
@@ -197,7 +198,10 @@ class OpsDesk:
             )
         if runner.running:
             return "A retrain is already running; its progress is in the ops channel."
-        ref = board.announce(f"Retraining requested by {actor}: starting...")
+        if mode not in MODES:
+            raise InputError(f"unknown retraining mode {mode!r}: use one of {', '.join(MODES)}")
+        recipe = "from scratch" if mode == "scratch" else "continuing from the active model"
+        ref = board.announce(f"Retraining ({recipe}) requested by {actor}: starting...")
         last = {"time": 0.0, "fraction": -1.0}
 
         def progress(stage: str, fraction: float) -> None:
@@ -212,7 +216,7 @@ class OpsDesk:
             verdict = "Retraining finished" if outcome.promoted else "Retraining did not promote a model"
             self._later(board.amend, ref, f"{verdict} (requested by {actor}). {outcome.message}")
 
-        if not runner.start(progress, done):
+        if not runner.start(progress, done, mode):
             return "A retrain is already running; its progress is in the ops channel."
         return "Retraining started; progress and the result are posted in the ops channel."
 

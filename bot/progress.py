@@ -12,6 +12,7 @@ ProgressFn = Callable[[str, int, int], None]
 
 STAGE_TITLES = {
     "probe": "Encoding (linear probe)",
+    "base": "Encoding (base encoder)",
     "train": "Fine-tuning",
     "memory": "Embedding memory",
     "dev": "Scoring dev split",

@@ -1,11 +1,13 @@
 """Retraining from operators' corrections, gated so that a worse model never ships.
 
 The labelled corrections in the review queue (newest wins per text) go to :func:`nlu.retraining.retrain`,
-which trains a candidate on the base corpus plus the corrections and compares it with the active
-model on the frozen evaluation set and on the corrections. Only a candidate the gate accepts has its
-answer policy calibrated, is activated in the registry and is swapped into the running core; any
-failure before that leaves the active model exactly as it was. One run at a time (a lock in the
-models directory also keeps a terminal and the server from retraining together).
+which trains a candidate (by default it fine-tunes the active model further on the corrections,
+with the base corpus replayed; "scratch" trains anew on the base corpus plus the corrections) and
+compares it with the active model on the frozen evaluation set and on the corrections. Only a
+candidate the gate accepts has its answer policy calibrated, is activated in the registry and is
+swapped into the running core; any failure before that leaves the active model exactly as it was.
+One run at a time (a lock in the models directory also keeps a terminal and the server from
+retraining together).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bot.settings import Settings
 from nlu import ModelRegistry, NLUError
 from nlu.corrections import Correction
 from nlu.data import Example
-from nlu.retraining import RetrainBusy, RetrainResult, overall_progress, retrain
+from nlu.retraining import MODES, RetrainBusy, RetrainResult, overall_progress, retrain
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -74,11 +76,15 @@ class RetrainRunner:
         ]
 
     def run(
-        self, progress: Progress | None = None, stages: Callable[[str, int, int], None] | None = None
+        self,
+        progress: Progress | None = None,
+        stages: Callable[[str, int, int], None] | None = None,
+        mode: str = "continue",
     ) -> RetrainOutcome:
         """Retrain, gate, and promote if the gate says so. Errors come back as an outcome.
 
-        ``progress(stage, overall fraction)``, or ``stages(stage, done, total)`` per stage."""
+        ``progress(stage, overall fraction)``, or ``stages(stage, done, total)`` per stage; ``mode``
+        is the recipe (:data:`nlu.retraining.MODES`)."""
         started = time.perf_counter()
         try:
             result = retrain(
@@ -86,8 +92,9 @@ class RetrainRunner:
                 self.base_corpus,
                 self.corrections(),
                 tolerance_points=self.settings.retrain_tolerance,
-                progress=stages or _overall(progress),
+                progress=stages or _overall(progress, mode),
                 precision=self.settings.serving_precision,
+                mode=mode,
             )
         except RetrainBusy as exc:
             return RetrainOutcome(False, f"Not started: {exc}.", error=str(exc))
@@ -134,7 +141,10 @@ class RetrainRunner:
         )
 
     def start(
-        self, progress: Progress | None = None, done: Callable[[RetrainOutcome], None] | None = None
+        self,
+        progress: Progress | None = None,
+        done: Callable[[RetrainOutcome], None] | None = None,
+        mode: str = "continue",
     ) -> bool:
         """Run in a background thread; False (and nothing started) if one is running already."""
         with self._guard:
@@ -142,7 +152,7 @@ class RetrainRunner:
                 return False
 
             def work() -> None:
-                outcome = self.run(progress)
+                outcome = self.run(progress, mode=mode)
                 if done is not None:
                     done(outcome)
 
@@ -174,7 +184,7 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
-def _overall(progress: Progress | None) -> Callable[[str, int, int], None] | None:
-    if progress is None:
+def _overall(progress: Progress | None, mode: str) -> Callable[[str, int, int], None] | None:
+    if progress is None or mode not in MODES:
         return None
-    return overall_progress(lambda stage, fraction: progress(stage, min(fraction, 0.97)))
+    return overall_progress(lambda stage, fraction: progress(stage, min(fraction, 0.97)), mode)

@@ -1,10 +1,17 @@
 """Measure a retrain on corrections: ``python -m nlu.retrain_demo --models DIR``.
 
 ``nlu/data/correction_demo.csv`` holds hand-written customer messages (``text``), their Banking77
-intent (``category``) and an independently worded ``paraphrase`` of each. The active model
-classifies the messages; the first 20 it gets wrong become corrections; ``retrain`` trains and
-gates a candidate; the demo prints accuracy before and after on the corrected messages, on their
-paraphrases (never trained on), on the frozen set, the gate's decision and the wall time.
+intent (``category``) and two unseen variants of each:
+
+- ``close_paraphrase``: the same situation and facts in other words (written without looking at
+  any model output);
+- ``paraphrase``: a *loose* paraphrase, the same need in a different situation (another shop,
+  amount, object), a harder test of generalisation.
+
+The active model classifies the messages; the first 20 it gets wrong become corrections;
+``retrain`` trains and gates a candidate; the demo prints accuracy before and after on the
+corrected messages, on both kinds of paraphrase (never trained on), on the frozen set, the gate's
+decision and the wall time.
 
 ``--corrections N`` (N > 20) adds N - 20 more corrections for a timing run: the other demo
 messages with their true intents, then their paraphrases (never those of the 20 measured
@@ -39,14 +46,22 @@ VARIANTS = ("hi, {}", "{} thanks", "hello, {} please", "{}?? help")
 class DemoRow:
     text: str
     category: str
+    #: Same situation, other words.
+    close: str
+    #: Same need, another situation.
     paraphrase: str
 
 
 def read_demo(path: Path) -> list[DemoRow]:
-    """The demo messages (``text,category,paraphrase`` CSV)."""
-    rows = read_columns(path, ("text", "category", "paraphrase"))
+    """The demo messages (``text,category,close_paraphrase,paraphrase`` CSV)."""
+    rows = read_columns(path, ("text", "category", "close_paraphrase", "paraphrase"))
     return [
-        DemoRow(normalize_text(r["text"]), r["category"].strip(), normalize_text(r["paraphrase"]))
+        DemoRow(
+            normalize_text(r["text"]),
+            r["category"].strip(),
+            normalize_text(r["close_paraphrase"]),
+            normalize_text(r["paraphrase"]),
+        )
         for r in rows
     ]
 
@@ -61,11 +76,12 @@ def build_corrections(
 ) -> tuple[list[Correction], dict[str, int]]:
     """``chosen`` as corrections, topped up to ``total`` from ``others`` (see the module docstring)."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    held_out = {text_key(r.paraphrase) for r in chosen}
+    held_out = {text_key(r.paraphrase) for r in chosen} | {text_key(r.close) for r in chosen}
     pools: dict[str, list[tuple[str, str]]] = {
         "misclassified demo messages": [(r.text, r.category) for r in chosen],
         "other demo messages": [(r.text, r.category) for r in others],
-        "paraphrases of other demo messages": [(r.paraphrase, r.category) for r in others],
+        "paraphrases of other demo messages": [(r.paraphrase, r.category) for r in others]
+        + [(r.close, r.category) for r in others],
     }
     base = pools["other demo messages"] + pools["paraphrases of other demo messages"]
     pools["greeting/thanks variants of those"] = [(v.format(t), c) for v in VARIANTS for t, c in base]
@@ -123,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--repeats", type=int, default=None, help="times each correction counts in training (default: 6)"
     )
     parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train anew from the base encoder instead of continuing from the active model",
+    )
+    parser.add_argument(
         "--classify-only", action="store_true", help="only show which demo messages the model gets wrong"
     )
     args = parser.parse_args(argv)
@@ -157,14 +178,17 @@ def _run(args: argparse.Namespace) -> int:
     chosen = wrong[:measured]
     others = [r for r in rows if r not in chosen]
     corrections, composition = build_corrections(chosen, others, max(args.corrections, measured))
-    texts, paraphrases, truth = (
-        [r.text for r in chosen],
-        [r.paraphrase for r in chosen],
-        [r.category for r in chosen],
-    )
-    before = (accuracy(active, texts, truth), accuracy(active, paraphrases, truth))
+    truth = [r.category for r in chosen]
+    measured_sets = {
+        f"{measured} corrected messages": [r.text for r in chosen],
+        f"{measured} unseen close paraphrases": [r.close for r in chosen],
+        f"{measured} unseen loose paraphrases": [r.paraphrase for r in chosen],
+    }
+    before = {name: accuracy(active, texts, truth) for name, texts in measured_sets.items()}
     print(f"Corrections: {len(corrections)} = " + ", ".join(f"{n} {what}" for what, n in composition.items()))
-    print("Retraining (base corpus: Banking77 train) ...", flush=True)
+    mode = "scratch" if args.from_scratch else "continue"
+    how = "from scratch" if args.from_scratch else "continuing from the active model"
+    print(f"Retraining ({how}; base corpus: Banking77 train) ...", flush=True)
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -184,16 +208,16 @@ def _run(args: argparse.Namespace) -> int:
         config=config,
         tolerance_points=args.tolerance,
         progress=stage_printer(timings),
+        mode=mode,
     )
     retrain_seconds = time.perf_counter() - started
     candidate = IntentClassifier.load(result.candidate.path)
-    after = (accuracy(candidate, texts, truth), accuracy(candidate, paraphrases, truth))
     d = result.decision
 
     print()
     print(f"{'':34}{'active':>9}{'candidate':>11}")
-    print(f"{f'{measured} corrected messages':34}{_pct(before[0]):>9}{_pct(after[0]):>11}")
-    print(f"{f'{measured} unseen paraphrases of them':34}{_pct(before[1]):>9}{_pct(after[1]):>11}")
+    for name, texts in measured_sets.items():
+        print(f"{name:34}{_pct(before[name]):>9}{_pct(accuracy(candidate, texts, truth)):>11}")
     print(
         f"{f'frozen set ({d.frozen_size} messages)':34}{_pct(d.active_frozen_accuracy):>9}"
         f"{_pct(d.candidate_frozen_accuracy):>11}   change {d.frozen_change_points:+.2f} points"

@@ -1,8 +1,15 @@
 """Retraining on operator corrections that never ships a worse model.
 
-``retrain`` merges the corrections (newest wins per text), trains a candidate on the base corpus
-plus the corrections (weighted, see ``TrainConfig.correction_repeats``), and scores it against the
-active model with the promotion gate (:mod:`nlu.gate`). The evaluation set is frozen: it is the
+``retrain`` merges the corrections (newest wins per text), trains a candidate, and scores it
+against the active model with the promotion gate (:mod:`nlu.gate`). Two recipes:
+
+- ``"continue"`` (the default): the active model is fine-tuned further, on batches mixing the
+  corrections with the base corpus replayed (:func:`nlu.training.continue_training`). A few
+  minutes; corrections generalise to reworded messages.
+- ``"scratch"``: a full training from the base encoder on the base corpus plus the corrections
+  (weighted, see ``TrainConfig.correction_repeats``), as ``teller train`` does. Slower; the way
+  to change the base corpus substantially or to start over after many continued retrains.
+ The evaluation set is frozen: it is the
 active model's recorded dev split, which the candidate never trains on and records as its own dev
 split, so chained retrains keep comparing on the same messages (less any text an operator
 corrected: those move to training for good).
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
     from nlu.training import TrainConfig
 
 __all__ = [
+    "MODES",
     "Correction",
     "GateDecision",
     "RetrainBusy",
@@ -55,16 +63,29 @@ ProgressFn = Callable[[str, int, int], None]
 LOCK_FILE = ".retrain.lock"
 #: The gate's decision, written into the candidate's directory once it is known.
 GATE_FILE = "gate.json"
-#: Stages reported by ``retrain`` in order, with their rough share of the wall time (the real encoder
-#: on 2 cores, Banking77 + corrections, from the uncontended stretches of measured runs).
+#: The retraining recipes (see the module docstring).
+MODES = ("continue", "scratch")
+#: Stages reported by ``retrain`` in order, per recipe, with their rough share of the wall time (the
+#: real encoder on 2 cores, Banking77 + corrections, from the uncontended stretches of measured runs).
 STAGE_SHARES = {
-    "prepare": 0.005,
-    "probe": 0.075,
-    "train": 0.80,
-    "memory": 0.065,
-    "dev": 0.01,
-    "export": 0.03,
-    "gate": 0.015,
+    "scratch": {
+        "prepare": 0.005,
+        "probe": 0.075,
+        "train": 0.80,
+        "memory": 0.065,
+        "dev": 0.01,
+        "export": 0.03,
+        "gate": 0.015,
+    },
+    "continue": {
+        "prepare": 0.005,
+        "base": 0.14,
+        "train": 0.64,
+        "memory": 0.13,
+        "dev": 0.015,
+        "export": 0.05,
+        "gate": 0.02,
+    },
 }
 
 
@@ -117,16 +138,17 @@ def retrain_lock(models_dir: str | Path) -> Iterator[Path]:
         handle.close()
 
 
-def overall_progress(report: Callable[[str, float], None]) -> ProgressFn:
+def overall_progress(report: Callable[[str, float], None], mode: str = "continue") -> ProgressFn:
     """Adapt ``report(stage, fraction of the whole retrain done)`` to ``retrain``'s ``progress``."""
-    stages = list(STAGE_SHARES)
-    starts = {s: sum(STAGE_SHARES[t] for t in stages[: stages.index(s)]) for s in stages}
+    shares = STAGE_SHARES[mode]
+    stages = list(shares)
+    starts = {s: sum(shares[t] for t in stages[: stages.index(s)]) for s in stages}
     reached = 0.0
 
     def update(stage: str, done: int, total: int) -> None:
         nonlocal reached
-        if stage in STAGE_SHARES:
-            share = STAGE_SHARES[stage] * min(1.0, done / max(total, 1))
+        if stage in shares:
+            share = shares[stage] * min(1.0, done / max(total, 1))
             reached = max(reached, min(1.0, starts[stage] + share))
         report(stage, reached)
 
@@ -176,13 +198,16 @@ def retrain(
     *,
     encoder_dir: str | Path | None = None,
     precision: str | None = None,
+    mode: str = "continue",
 ) -> RetrainResult:
     """Train a candidate on ``base_corpus`` + ``corrections`` and gate it against the active model.
 
-    ``base_corpus`` defaults to Banking77 train; ``config`` to the active model's training config;
-    the base encoder to the one the active model was trained from. ``progress(stage, done, total)``
-    gets "prepare", the training stages ("probe", "train", "memory", "dev", "export") and "gate"
-    (see :func:`overall_progress` for one overall fraction). Never activates anything.
+    ``mode`` is the recipe: ``"continue"`` fine-tunes the active model further, ``"scratch"``
+    trains from the base encoder (see the module docstring). ``base_corpus`` defaults to Banking77
+    train; ``config`` to the active model's training config; the base encoder to the one the active
+    model was trained from. ``progress(stage, done, total)`` gets "prepare", the training stages
+    ("base" or "probe", "train", "memory", "dev", "export") and "gate" (see
+    :func:`overall_progress` for one overall fraction). Never activates anything.
 
     Raises :class:`RetrainBusy` if another retrain holds the lock, :class:`RetrainError` if there
     is nothing to learn or nothing to gate on, :class:`~nlu.errors.DataError` for bad corrections.
@@ -190,6 +215,8 @@ def retrain(
     from nlu.pipeline import train_and_register  # imports torch: only when a retrain runs
     from nlu.training import TrainConfig
 
+    if mode not in MODES:
+        raise RetrainError(f"unknown retraining mode {mode!r}: use one of {', '.join(MODES)}")
     started = time.perf_counter()
 
     def report(stage: str, done: int, total: int) -> None:
@@ -227,8 +254,10 @@ def retrain(
             encoder_dir=encoder,
             dev_examples=kept,
             corrections=fixes,
+            continue_from=active_path if mode == "continue" else None,
             retraining={
                 "parent": active.version,
+                "mode": mode,
                 "corrections": len(fixes),
                 "correction_repeats": config.correction_repeats,
                 "frozen_size": len(kept),

@@ -17,6 +17,13 @@ Retraining (:mod:`nlu.retraining`) passes an explicit dev split (the frozen eval
 operator corrections: a correction overrides the corpus label of the same text and is repeated
 ``correction_repeats`` times in the probe and fine-tuning data (once in the memory).
 
+:func:`continue_training` is the retraining recipe by default: instead of starting again from the
+base encoder, it carries on fine-tuning the active model for a few hundred steps on batches that
+mix a fixed number of corrections with examples replayed from the base corpus. The model keeps
+what it knew (the replay) and learns the corrections in a little over half the time of a full
+training, carrying them over to loosely reworded messages somewhat better (measured with
+``python -m nlu.retrain_demo``). Steps 3 and 4 are the same as above.
+
 Everything is seeded; the same data, seed and thread count give bit-identical weights.
 """
 
@@ -36,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
+from nlu.artifact import read_labels
 from nlu.calibration import fit_temperature
 from nlu.data import Corpus, Example, hash_examples, stratified_split, text_key
 from nlu.errors import TrainingError
@@ -71,6 +79,18 @@ class TrainConfig:
     bucket_batches: int = 50
     #: Each correction counts this many times in the probe and fine-tuning data (once in the memory).
     correction_repeats: int = 6
+    #: Continued training (:func:`continue_training`): at least this many steps, and enough for
+    #: each correction to be drawn at least ``continue_draws`` times,
+    continue_steps: int = 150
+    continue_draws: int = 12
+    #: at this fraction of ``learning_rate`` / ``head_learning_rate`` at the peak,
+    continue_learning_rate_factor: float = 0.4
+    #: with this share of each batch corrections; the rest of the batch replays the base corpus.
+    continue_corrections_share: float = 0.25
+
+    def corrections_per_batch(self) -> int:
+        """Corrections in each batch of continued training (at least one, at most all but one)."""
+        return min(self.batch_size - 1, max(1, round(self.continue_corrections_share * self.batch_size)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -239,6 +259,47 @@ def train(
             model, train_ids, y_train, len(labels), config, progress, weights
         )
         history = _fine_tune(model, fit_ids, y_fit, config, progress)
+    return _finish(
+        model,
+        labels,
+        config,
+        (train_ex, train_ids, y_train),
+        (dev_ex, dev_ids, y_dev),
+        fixed_ex,
+        base_embeddings,
+        history,
+        progress,
+        started,
+        data_hash=corpus.content_hash()
+        if dev_examples is None and not fixed_ex
+        else hash_examples([*train_ex, *dev_ex]),
+        sources=corpus.sources,
+    )
+
+
+#: ``(examples, their token ids, their intent indices)``
+_Split = tuple[list[Example], list[list[int]], np.ndarray]
+
+
+def _finish(
+    model: IntentModel,
+    labels: list[str],
+    config: TrainConfig,
+    train_split: _Split,
+    dev_split: _Split,
+    fixed_ex: list[Example],
+    base_embeddings: np.ndarray,
+    history: list[dict[str, float]],
+    progress: ProgressFn | None,
+    started: float,
+    *,
+    data_hash: str,
+    sources: list[str],
+) -> TrainedModel:
+    """Embed the memory, calibrate and score on dev: steps 3 and 4, common to both recipes."""
+    train_ex, train_ids, y_train = train_split
+    dev_ex, dev_ids, y_dev = dev_split
+    with _deterministic(config.seed):
         model.eval()
         _, train_embeddings = forward_all(model, train_ids, progress=progress, stage="memory")
     memory = Memory(train_embeddings, y_train)
@@ -268,15 +329,154 @@ def train(
         dev_head_accuracy=head_accuracy,
         train_size=len(train_ex),
         dev_size=len(dev_ex),
-        data_hash=corpus.content_hash()
-        if dev_examples is None and not fixed_ex
-        else hash_examples([*train_ex, *dev_ex]),
-        sources=corpus.sources,
+        data_hash=data_hash,
+        sources=sources,
         seconds=time.perf_counter() - started,
         history=history,
         dev_examples=dev_ex,
         corrections=fixed_ex,
     )
+
+
+def continue_training(
+    model_dir: str | Path,
+    corpus: Corpus,
+    base_encoder_dir: str | Path,
+    config: TrainConfig | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    dev_examples: Sequence[Example],
+    corrections: Sequence[Example],
+) -> TrainedModel:
+    """Carry on fine-tuning the model in ``model_dir`` so it learns ``corrections``.
+
+    Runs ``max(continue_steps, ceil(corrections x continue_draws / corrections per batch))``
+    steps. A share of each batch (``continue_corrections_share``) is corrections, drawn in shuffled
+    rounds so each is seen about equally often; the rest replays base-corpus examples in shuffled
+    order. The learning rate (``continue_learning_rate_factor`` times the training one) warms up
+    over the first tenth of the steps (at most 10) and decays linearly to zero.
+    ``base_encoder_dir`` (the encoder the model was first trained from) embeds the training set
+    for out-of-scope detection, as :func:`train` does. The label set is the model's: corrections
+    must use its intents. Stages: "base", "train", "memory", "dev".
+    """
+    config = config or TrainConfig()
+    started = time.perf_counter()
+    model_dir = Path(model_dir)
+    if not corrections:
+        raise TrainingError("continued training needs at least one correction")
+    if not dev_examples:
+        raise TrainingError("continued training needs a dev split (the frozen evaluation set)")
+    if config.batch_size < 2:
+        raise TrainingError(f"continued training needs batches of at least 2, got {config.batch_size}")
+    if config.continue_steps < 1 or config.continue_draws < 1:
+        raise TrainingError("continue_steps and continue_draws must be at least 1")
+    if not 0 < config.continue_learning_rate_factor <= 10:
+        raise TrainingError(
+            f"continue_learning_rate_factor must be in (0, 10], got {config.continue_learning_rate_factor}"
+        )
+    per_batch = config.corrections_per_batch()
+    model = IntentModel.load(model_dir)
+    labels = read_labels(model_dir)
+    if len(labels) != model.head.out_features:
+        raise TrainingError(f"{model_dir}: {len(labels)} labels for a head of {model.head.out_features}")
+    unknown = sorted({e.label for e in [*corrections, *dev_examples]} - set(labels))
+    if unknown:
+        raise TrainingError(f"intents the model does not have: {', '.join(unknown)}")
+    train_ex, dev_ex, fixed_ex = split_for_training(corpus, config, dev_examples, corrections)
+    known = set(labels)
+    train_ex = [e for e in train_ex if e.label in known]
+    index = {label: i for i, label in enumerate(labels)}
+    tokenizer = TextEncoder(model_dir / "encoder" / "tokenizer.json", config.max_length)
+    train_ids = tokenizer.encode([e.text for e in train_ex])
+    dev_ids = tokenizer.encode([e.text for e in dev_ex])
+    y_train = np.array([index[e.label] for e in train_ex], dtype=np.int64)
+    y_dev = np.array([index[e.label] for e in dev_ex], dtype=np.int64)
+    n_fixed = len(fixed_ex)
+    replay = list(range(len(train_ex) - n_fixed))
+    fixed = list(range(len(train_ex) - n_fixed, len(train_ex)))
+    steps = max(config.continue_steps, math.ceil(n_fixed * config.continue_draws / per_batch))
+
+    with _deterministic(config.seed):
+        base = IntentModel.from_encoder(base_encoder_dir, len(labels))
+        _, base_embeddings = forward_all(base, train_ids, progress=progress, stage="base")
+        del base
+        history = _continue(model, train_ids, y_train, replay, fixed, steps, config, progress)
+    return _finish(
+        model,
+        labels,
+        config,
+        (train_ex, train_ids, y_train),
+        (dev_ex, dev_ids, y_dev),
+        fixed_ex,
+        base_embeddings,
+        history,
+        progress,
+        started,
+        data_hash=hash_examples([*train_ex, *dev_ex]),
+        sources=corpus.sources,
+    )
+
+
+def _cycle(indices: Sequence[int], rng: random.Random) -> Iterator[int]:
+    """``indices`` in a new shuffled order each round, forever."""
+    pool = list(indices)
+    while True:
+        rng.shuffle(pool)
+        yield from pool
+
+
+def _continue(
+    model: IntentModel,
+    ids: Sequence[Sequence[int]],
+    targets: np.ndarray,
+    replay: Sequence[int],
+    fixed: Sequence[int],
+    steps: int,
+    config: TrainConfig,
+    progress: ProgressFn | None,
+) -> list[dict[str, float]]:
+    rng = random.Random(config.seed * 100_003 + 7)
+    replayed, corrected = _cycle(replay, rng), _cycle(fixed, rng)
+    per_batch = config.corrections_per_batch()
+    warmup = min(10, steps // 10)
+    factor = config.continue_learning_rate_factor
+    optimizer = torch.optim.AdamW(
+        _param_groups(
+            model,
+            TrainConfig(
+                learning_rate=config.learning_rate * factor,
+                head_learning_rate=config.head_learning_rate * factor,
+                weight_decay=config.weight_decay,
+                freeze_embeddings=config.freeze_embeddings,
+            ),
+        )
+    )
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"]
+    y = torch.from_numpy(targets)
+    history: list[dict[str, float]] = []
+    window_loss, window = 0.0, 0
+    model.train()
+    for step in range(steps):
+        scale = (step + 1) / (warmup + 1) if step < warmup else (steps - step) / max(1, steps - warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * scale
+        batch = [next(replayed) for _ in range(config.batch_size - per_batch)]
+        batch += [next(corrected) for _ in range(per_batch)]
+        input_ids, mask = pad([ids[i] for i in batch])
+        logits, _ = model(torch.from_numpy(input_ids), torch.from_numpy(mask))
+        loss = F.cross_entropy(logits, y[batch], label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        window_loss += loss.item()
+        window += 1
+        if window == 50 or step == steps - 1:
+            history.append({"step": float(step + 1), "loss": window_loss / window})
+            window_loss, window = 0.0, 0
+        if progress:
+            progress("train", step + 1, steps)
+    return history
 
 
 def _init_head_from_probe(

@@ -293,8 +293,13 @@ def test_retrain_from_slack_is_for_operators_and_reports_in_the_ops_channel(stac
         == "Retraining started; progress and the result are posted in the ops channel."
     )
     [announced] = stack.ops_posts(1)
-    assert announced["text"] == "Retraining requested by slack:UOPS: starting..."
+    assert announced["text"] == (
+        "Retraining (continuing from the active model) requested by slack:UOPS: starting..."
+    )
     # With no corrections in the queue there is nothing to learn: said so, and nothing changes.
     [final] = _wait(lambda: [u for u in stack.slack.sent("chat.update") if "did not promote" in u["text"]])
     assert final["channel"] == OPS and final["text"].startswith("Retraining did not promote a model")
     assert "nothing to learn" in final["text"] and "The active model is unchanged" in final["text"]
+    assert stack.command("retrain sideways").startswith("Usage: `/teller retrain`")
+    assert stack.command("retrain from-scratch").startswith("Retraining started")
+    assert stack.ops_posts(2)[-1]["text"] == "Retraining (from scratch) requested by slack:UOPS: starting..."

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bot.assistant import build_core, build_dispatcher
 from bot.core import Incoming
 from bot.operators import Actor
 from bot.settings import get_settings
 from nlu import ModelRegistry
+from nlu.artifact import read_info
 from tests.test_cli import run
 from tests.test_retrain_serving import own_models, spare_messages
 
@@ -24,7 +27,10 @@ def test_retrain_says_when_there_is_nothing_to_learn(own_models: Path) -> None:
     assert ModelRegistry(own_models).active_version() == before
 
 
-def test_retrain_on_the_review_queue_and_the_given_corpus(own_models: Path, toy_csv: Path) -> None:
+@pytest.mark.parametrize("flags", [[], ["--from-scratch"]])
+def test_retrain_on_the_review_queue_and_the_given_corpus(
+    own_models: Path, toy_csv: Path, flags: list[str]
+) -> None:
     settings = get_settings()
     core = build_core(settings)
     dispatcher = build_dispatcher(settings, core)
@@ -39,7 +45,7 @@ def test_retrain_on_the_review_queue_and_the_given_corpus(own_models: Path, toy_
     core.close()
     before = ModelRegistry(own_models).active_version()
 
-    code, stdout, _ = run("retrain", "--data", str(toy_csv), "--json")
+    code, stdout, _ = run("retrain", "--data", str(toy_csv), *flags, "--json")
 
     assert code == 0, stdout
     report = json.loads(stdout)
@@ -50,3 +56,5 @@ def test_retrain_on_the_review_queue_and_the_given_corpus(own_models: Path, toy_
     active = ModelRegistry(own_models).active_version()
     assert report["promoted"] == decision["promote"] and (active == report["candidate"]) == report["promoted"]
     assert report["message"].startswith("Promoted" if report["promoted"] else f"Kept {before}")
+    mode = read_info(ModelRegistry(own_models).path(report["candidate"])).retraining["mode"]
+    assert mode == ("scratch" if flags else "continue")

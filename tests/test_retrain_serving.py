@@ -23,6 +23,7 @@ from bot.retraining import RetrainOutcome, RetrainRunner
 from bot.settings import get_settings
 from bot.web.app import create_app
 from nlu import ModelRegistry
+from nlu.artifact import read_dev_split
 from nlu.data import Example, load_corpus
 from tests.conftest import TOY_INTENTS
 from tests.servers import serve_in_thread
@@ -88,13 +89,16 @@ def test_a_poisoned_retrain_is_refused_and_the_model_stays(
     url, core, dispatcher = served
     before = httpx.get(f"{url}/healthz").json()["model"]
     victim, other = TOY_INTENTS[0], TOY_INTENTS[1]
-    toy = [e for e in load_corpus([toy_csv]).examples if e.label == victim]
+    # Every message of one intent an operator sees is relabelled, outside the frozen set (a text
+    # corrected inside it leaves the frozen set, so the gate could not see the damage there).
+    frozen = {e.text for e in read_dev_split(ModelRegistry(own_models).active_path())}
+    toy = [e for e in load_corpus([toy_csv]).examples if e.label == victim and e.text not in frozen]
     poison = [(e.text, other) for e in toy] + [(t, other) for t in spare_messages()[victim]]
     correct(dispatcher, core, poison)
 
     outcome = runner_for(dispatcher, core, toy_csv).run()
 
-    assert not outcome.promoted and outcome.error is None
+    assert not outcome.promoted and outcome.error is None, outcome.message
     assert (
         outcome.message.startswith(f"Kept {before}; candidate ")
         and "larger drop than the tolerance" in outcome.message

@@ -121,21 +121,25 @@ def test_a_correction_may_not_be_in_the_fixed_dev_split(tiny_encoder_dir: Path, 
 # A good retrain: frozen set, corrections taking effect, promotion
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["continue", "scratch"])
 def good_run(
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     trained_models_dir: Path,
     base: list[Example],
     spare_rows: dict[str, list[Example]],
 ) -> tuple[Path, RetrainResult, list[Correction], list[tuple[str, float]]]:
-    models = _copy_models(trained_models_dir, tmp_path_factory.mktemp("good") / "models")
+    """A retrain with sixty good corrections, in each mode."""
+    mode = request.param
+    models = _copy_models(trained_models_dir, tmp_path_factory.mktemp(f"good-{mode}") / "models")
     frozen = read_dev_split(ModelRegistry(models).active_path())
     # Sixty new, correctly labelled messages, and one frozen-set message an operator confirmed.
     fixes = [_fix(e.text, e.label) for rows in spare_rows.values() for e in rows]
     fixes.append(_fix(frozen[0].text.upper(), frozen[0].label))
     fixes.insert(0, _fix(fixes[0].text, "exchange_rate", "2026-10-01T00:00:00Z"))  # older: loses
     stages: list[tuple[str, float]] = []
-    result = retrain(models, base, fixes, progress=overall_progress(lambda s, f: stages.append((s, f))))
+    progress = overall_progress(lambda s, f: stages.append((s, f)), mode)
+    result = retrain(models, base, fixes, progress=progress, mode=mode)
     return models, result, fixes, stages
 
 
@@ -154,6 +158,7 @@ def test_the_frozen_set_is_kept_and_recorded_identically(
     assert info.dev_size == len(frozen) - 1
     assert info.retraining == {
         "parent": active.name,
+        "mode": info.retraining["mode"],
         "corrections": 61,
         "correction_repeats": 6,
         "frozen_size": len(frozen) - 1,
@@ -177,7 +182,8 @@ def test_the_candidate_is_registered_but_not_activated(
     assert [v.info.version for v in registry.versions()][-1] == result.candidate.info.version
     names = [s for s, _ in stages]
     assert names[0] == "prepare" and names[-1] == "gate"
-    assert {"probe", "train", "memory", "export"} <= set(names)
+    first_stage = "base" if result.candidate.info.retraining["mode"] == "continue" else "probe"
+    assert {first_stage, "train", "memory", "export"} <= set(names)
     fractions = [f for _, f in stages]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
 
@@ -191,7 +197,9 @@ def test_corrections_take_effect_and_a_good_candidate_is_promoted(
     assert decision.corrections_size == 61
     assert decision.active_corrections_accuracy is not None
     assert decision.candidate_corrections_accuracy is not None
-    assert decision.candidate_corrections_accuracy >= 0.9
+    # The tiny random BERT learns more slowly at the continued recipe's lower learning rate.
+    floor = 0.9 if result.candidate.info.retraining["mode"] == "scratch" else 0.85
+    assert decision.candidate_corrections_accuracy >= floor
     assert decision.candidate_corrections_accuracy > decision.active_corrections_accuracy + 0.1
     assert decision.candidate_frozen_accuracy >= decision.active_frozen_accuracy - 0.005
     # The figures are what the served models say.
@@ -210,20 +218,125 @@ def test_a_chained_retrain_keeps_the_same_frozen_set(
     source, first, fixes, _ = good_run
     models = _copy_models(source, tmp_path / "models")
     ModelRegistry(models).activate(first.candidate.info.version)
-    second = retrain(models, base, [*fixes, _fix("is my new card on its way", "card_arrival")])
+    mode = first.candidate.info.retraining["mode"]
+    second = retrain(models, base, [*fixes, _fix("is my new card on its way", "card_arrival")], mode=mode)
     assert read_dev_split(second.candidate.path) == read_dev_split(first.candidate.path)
     assert second.decision.frozen_dropped == 0
     assert read_info(second.candidate.path).retraining["parent"] == first.candidate.info.version
 
 
+def test_the_candidate_records_how_it_was_trained(
+    good_run: tuple[Path, RetrainResult, list[Correction], list[tuple[str, float]]],
+    trained_models_dir: Path,
+) -> None:
+    _, result, _, _ = good_run
+    info = result.candidate.info
+    assert info.base_encoder == read_info(ModelRegistry(trained_models_dir).active_path()).base_encoder
+    if info.retraining["mode"] == "continue":
+        steps = max(TrainConfig().continue_steps, -(-61 * TrainConfig().continue_draws // 2))
+        assert [h["step"] for h in info.history][-1] == steps  # 61 corrections, 2 per batch of 8
+    else:
+        assert [h["epoch"] for h in info.history] == [1.0, 2.0, 3.0]
+
+
+def test_continued_training_starts_from_the_given_model(
+    trained_models_dir: Path, base: list[Example], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the fine-tuning steps taken out, what comes back is the active model itself."""
+    from nlu.data import Corpus
+    from nlu.model import IntentModel
+    from nlu.training import continue_training
+
+    monkeypatch.setattr("nlu.training._continue", lambda *args, **kwargs: [])
+    active = ModelRegistry(trained_models_dir).active_path()
+    frozen = read_dev_split(active)
+    fix = Example("has my card been posted yet", "card_arrival")
+    trained = continue_training(
+        active, Corpus(base), Path(read_info(active).base_encoder), dev_examples=frozen, corrections=[fix]
+    )
+    before = IntentModel.load(active).state_dict()
+    after = trained.model.state_dict()
+    assert before.keys() == after.keys() and all(bool((before[k] == after[k]).all()) for k in before)
+    assert trained.labels == IntentClassifier.load(active).labels
+    assert trained.dev_examples == frozen and trained.corrections == [fix]
+    assert len(trained.memory) == len(trained.base_memory) == len(base) - len(frozen) + 1
+
+
+def test_continued_training_is_deterministic(
+    tmp_path: Path, trained_models_dir: Path, base: list[Example], spare_rows: dict[str, list[Example]]
+) -> None:
+    from nlu.data import Corpus
+    from nlu.training import continue_training
+
+    active = ModelRegistry(trained_models_dir).active_path()
+    config = TrainConfig.from_dict({**read_info(active).training, "continue_steps": 20})
+    encoder = Path(read_info(active).base_encoder)
+    frozen = read_dev_split(active)
+    fixes = [e for rows in spare_rows.values() for e in rows[:2]]
+    runs = [
+        continue_training(active, Corpus(base), encoder, config, dev_examples=frozen, corrections=fixes)
+        for _ in range(2)
+    ]
+    first, second = (r.model.state_dict() for r in runs)
+    assert all(bool((first[k] == second[k]).all()) for k in first)
+    assert runs[0].train_size == len(base) - len(frozen) + len(fixes)
+    assert runs[0].corrections == sorted(fixes, key=lambda e: (e.label, e.text))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"batch_size": 1}, "batches of at least 2"),
+        ({"continue_steps": 0}, "at least 1"),
+        ({"continue_learning_rate_factor": 0.0}, "continue_learning_rate_factor"),
+    ],
+)
+def test_continued_training_refuses_bad_settings(
+    trained_models_dir: Path, base: list[Example], change: dict[str, float], message: str
+) -> None:
+    from nlu.data import Corpus
+    from nlu.training import continue_training
+
+    active = ModelRegistry(trained_models_dir).active_path()
+    config = TrainConfig.from_dict({**read_info(active).training, **change})
+    frozen = read_dev_split(active)
+    with pytest.raises(TrainingError, match=message):
+        continue_training(
+            active,
+            Corpus(base),
+            Path(read_info(active).base_encoder),
+            config,
+            dev_examples=frozen,
+            corrections=[Example("where is my card", "card_arrival")],
+        )
+    with pytest.raises(TrainingError, match="intents the model does not have"):
+        continue_training(
+            active,
+            Corpus(base),
+            Path(read_info(active).base_encoder),
+            None,
+            dev_examples=frozen,
+            corrections=[Example("where is my card", "no_such_intent")],
+        )
+
+
+def test_corrections_per_batch() -> None:
+    assert TrainConfig().corrections_per_batch() == 8  # of 32
+    assert TrainConfig(batch_size=8).corrections_per_batch() == 2
+    assert TrainConfig(batch_size=2, continue_corrections_share=0.9).corrections_per_batch() == 1
+    assert TrainConfig(batch_size=32, continue_corrections_share=0.0).corrections_per_batch() == 1
+
+
 # A poisoned retrain is refused
 
 
+@pytest.mark.parametrize("mode", ["continue", "scratch"])
 def test_a_poisoned_candidate_is_refused(
     tmp_path: Path,
     trained_models_dir: Path,
     base: list[Example],
     spare_rows: dict[str, list[Example]],
+    mode: str,
 ) -> None:
     models = _copy_models(trained_models_dir, tmp_path / "models")
     active = ModelRegistry(models).active_path()
@@ -236,7 +349,7 @@ def test_a_poisoned_candidate_is_refused(
     victims = [e for e in base if e.label == victim and e.text not in frozen_texts] + spare_rows[victim]
     poison = [_fix(e.text, other, author="mallory") for e in victims]
 
-    result = retrain(models, base, poison)
+    result = retrain(models, base, poison, mode=mode)
 
     decision = result.decision
     assert not decision.promote
@@ -252,7 +365,14 @@ def test_a_poisoned_candidate_is_refused(
 # Crashes, locking and refusals
 
 
-@pytest.mark.parametrize("where", ["nlu.training._fine_tune", "nlu.artifact.export_onnx"])
+@pytest.mark.parametrize(
+    ("where", "mode"),
+    [
+        ("nlu.training._continue", "continue"),
+        ("nlu.training._fine_tune", "scratch"),
+        ("nlu.artifact.export_onnx", "continue"),
+    ],
+)
 def test_a_crash_mid_training_leaves_the_registry_untouched(
     tmp_path: Path,
     trained_models_dir: Path,
@@ -260,6 +380,7 @@ def test_a_crash_mid_training_leaves_the_registry_untouched(
     spare_rows: dict[str, list[Example]],
     monkeypatch: pytest.MonkeyPatch,
     where: str,
+    mode: str,
 ) -> None:
     models = _copy_models(trained_models_dir, tmp_path / "models")
     before = _snapshot(models)
@@ -270,7 +391,7 @@ def test_a_crash_mid_training_leaves_the_registry_untouched(
     monkeypatch.setattr(where, boom)
     fixes = [_fix(e.text, e.label) for e in spare_rows["card_arrival"]]
     with pytest.raises(RuntimeError, match="power cut"):
-        retrain(models, base, fixes)
+        retrain(models, base, fixes, mode=mode)
     assert _snapshot(models) == before  # same ACTIVE, no new or half-written (.tmp-*) version
     with retrain_lock(models):  # and the lock was released
         pass
@@ -318,6 +439,8 @@ def test_retrain_refuses_what_it_cannot_gate(
     before = _snapshot(models)
     with pytest.raises(RetrainError, match="nothing to learn"):
         retrain(models, base, [])
+    with pytest.raises(RetrainError, match="unknown retraining mode"):
+        retrain(models, base, [_fix("where is my card", "card_arrival")], mode="sideways")
     with pytest.raises(DataError, match="unknown intent"):
         retrain(models, base, [_fix("where is my card", "card_arival")])
     (ModelRegistry(models).active_path() / "dev.csv").unlink()

@@ -50,8 +50,8 @@ HELP = (
     "• Send me a direct message, or mention me in a channel: I answer in a thread.\n"
     "• `/teller interview`: a product-positioning interview in a DM (`/teller interview help`).\n"
     "• Operators: `/teller flag <message id> [reason]`, `/teller review` (post the open review items), "
-    "`/teller retrain`; react with the flag emoji on an answer to flag it; reply in a handoff thread "
-    "to talk to the customer.\n"
+    "`/teller retrain [from-scratch]`; react with the flag emoji on an answer to flag it; reply in a "
+    "handoff thread to talk to the customer.\n"
     "• `/teller help`: this message."
 )
 
@@ -576,8 +576,15 @@ class SlackChannel:
     ) -> None:
         ops = self.dispatcher.ops
         assert ops is not None
+        words = args.split()
+        if words not in ([], ["from-scratch"]):
+            ack(
+                text="Usage: `/teller retrain` (continues from the active model) or "
+                "`/teller retrain from-scratch`."
+            )
+            return
         try:
-            ack(text=ops.start_retrain(self._actor(command)))
+            ack(text=ops.start_retrain(self._actor(command), "scratch" if words else "continue"))
         except (NotAuthorised, InputError) as exc:
             ack(text=sentence(exc))
 

@@ -331,11 +331,19 @@ def retrain(
             help="Frozen-set accuracy points the candidate may lose (default TELLER_RETRAIN_TOLERANCE).",
         ),
     ] = None,
+    from_scratch: Annotated[
+        bool,
+        typer.Option(
+            "--from-scratch",
+            help="Train anew from the base encoder (slower) instead of continuing from the active model.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a candidate on Banking77 plus the operators' corrections and promote it only if it is no
-    worse on the frozen evaluation set and better on the corrections. A running `teller serve` picks
-    a promoted model up within seconds."""
+    """Teach the model the operators' corrections and promote it only if it is no worse on the frozen
+    evaluation set and better on the corrections. By default the active model is fine-tuned further
+    (corrections mixed with Banking77, or --data, replayed); --from-scratch trains a new one on the
+    corpus plus the corrections. A running `teller serve` picks a promoted model up within seconds."""
     from bot.assistant import build_policy, open_store
     from bot.operators import Operators
     from bot.retraining import RetrainRunner
@@ -354,12 +362,13 @@ def retrain(
         corrections = runner.corrections()
         if not as_json:
             corpus = ", ".join(p.name for p in data) if data else "Banking77"
+            how = "from scratch on" if from_scratch else "continuing from the active model, replaying"
             err.print(
-                f"Retraining on {corpus} + {len(corrections)} correction(s) in force; the active model "
-                f"({registry(settings).active_version()}) keeps serving meanwhile."
+                f"Retraining ({how} {corpus}) with {len(corrections)} correction(s) in force; the active "
+                f"model ({registry(settings).active_version()}) keeps serving meanwhile."
             )
         with progress_reporter(err, enabled=not as_json) as progress:
-            outcome = runner.run(stages=progress)
+            outcome = runner.run(stages=progress, mode="scratch" if from_scratch else "continue")
     finally:
         store.close()
     if outcome.error is not None:
