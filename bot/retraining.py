@@ -23,7 +23,7 @@ from bot.review import ReviewService
 from bot.settings import Settings
 from nlu import ModelRegistry, NLUError
 from nlu.corrections import Correction
-from nlu.data import Example
+from nlu.data import Corpus, Example
 from nlu.retraining import MODES, RetrainBusy, RetrainResult, overall_progress, retrain
 from retrieval.knowledge_base import KnowledgeBase
 
@@ -50,11 +50,11 @@ class RetrainRunner:
         review: ReviewService,
         swap: Callable[[], object] | None = None,
         kb: Callable[[], KnowledgeBase] | None = None,
-        base_corpus: Sequence[Example] | None = None,
+        base_corpus: Corpus | Sequence[Example] | None = None,
     ) -> None:
         """``swap`` puts a promoted model into service; ``kb`` gives the knowledge base in use (the
         server's own, rather than opening a second one for calibration); ``base_corpus`` is what the
-        corrections are added to (default: Banking77 train)."""
+        corrections are added to (default: the corpus the active model was trained on)."""
         self.settings = settings
         self.base_corpus = base_corpus
         self.review = review

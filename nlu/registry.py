@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,3 +86,23 @@ class ModelRegistry:
             with contextlib.suppress(ArtifactError):
                 found.append(ModelVersion(read_info(child), child, child.name == active))
         return sorted(found, key=lambda v: (v.info.created_at, v.info.version))
+
+    def prune(self, keep: int = 2, dry_run: bool = False) -> list[ModelVersion]:
+        """Delete every version but the active one and the ``keep`` newest others (rollback targets).
+
+        Returns what was (or, with ``dry_run``, would be) deleted, oldest first. Each version is
+        renamed to a hidden name before it is removed, so a half-deleted directory is never listed.
+        Run it under :func:`nlu.retraining.retrain_lock`, or a candidate registered by a retrain in
+        progress could go before it is activated.
+        """
+        if keep < 0:
+            raise ValueError(f"keep must be 0 or more, got {keep}")
+        others = [v for v in self.versions() if not v.active]
+        doomed = others[: max(0, len(others) - keep)]
+        if dry_run:
+            return doomed
+        for version in doomed:
+            trash = self.root / f".trash-{version.path.name}-{os.getpid()}"
+            os.replace(version.path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        return doomed

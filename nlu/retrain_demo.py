@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Corrections: {len(corrections)} = " + ", ".join(f"{n} {what}" for what, n in composition.items()))
     mode = "scratch" if args.from_scratch else "continue"
     how = "from scratch" if args.from_scratch else "continuing from the active model"
-    print(f"Retraining ({how}; base corpus: Banking77 train) ...", flush=True)
+    print(f"Retraining ({how}; base corpus: the one the active model was trained on) ...", flush=True)
 
     timings: dict[str, float] = {}
     started = time.perf_counter()

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nlu.artifact import read_dev_split, read_info, read_labels
+from nlu.artifact import CORRECTIONS_FILE, ArtifactInfo, read_dev_split, read_info, read_labels
 from nlu.corrections import Correction, check_labels, merge_corrections
 from nlu.data import Corpus, Example, load_corpus, text_key
 from nlu.encoder import BASE_ENCODER_NAME
@@ -155,12 +155,45 @@ def overall_progress(report: Callable[[str, float], None], mode: str = "continue
     return update
 
 
-def as_corpus(base: Corpus | Sequence[Example] | None) -> Corpus:
-    """The base corpus: Banking77 train by default, or the given examples (de-duplicated, later wins)."""
-    if base is None:
-        from nlu.corpora import BANKING77_TRAIN
+#: Source names that are not files: examples passed in memory, and the corrections themselves.
+NOT_FILES = ("<examples>", CORRECTIONS_FILE)
 
-        return load_corpus([BANKING77_TRAIN])
+
+def recorded_corpus(active: ArtifactInfo) -> Corpus:
+    """The corpus the active model was trained on, read again from the files its artifact names.
+
+    A file that moved with the checkout (Teller's vendored corpora) is found under
+    :data:`nlu.corpora.CORPORA_DIR`. Raises :class:`RetrainError` if a source is missing or the
+    model records none (it was trained on examples passed in memory): pass the base corpus then.
+    """
+    from nlu.corpora import CORPORA_DIR
+
+    paths: list[Path] = []
+    for source in active.sources:
+        if source in NOT_FILES:
+            continue
+        path = Path(source)
+        if not path.is_file() and CORPORA_DIR.name in path.parts:
+            inside = path.parts[len(path.parts) - path.parts[::-1].index(CORPORA_DIR.name) :]
+            path = CORPORA_DIR.joinpath(*inside)
+        if not path.is_file():
+            raise RetrainError(
+                f"the active model {active.version} was trained on {source}, which is not on this "
+                "machine; give the base corpus (teller retrain --data FILE)"
+            )
+        paths.append(path)
+    if not paths:
+        raise RetrainError(
+            f"the active model {active.version} does not record the files it was trained on; "
+            "give the base corpus (teller retrain --data FILE)"
+        )
+    return load_corpus(paths)
+
+
+def as_corpus(base: Corpus | Sequence[Example] | None, active: ArtifactInfo) -> Corpus:
+    """The base corpus: the given one (examples: de-duplicated, later wins), or the active model's."""
+    if base is None:
+        return recorded_corpus(active)
     if isinstance(base, Corpus):
         return base
     by_key = {text_key(e.text): e for e in base}
@@ -203,11 +236,11 @@ def retrain(
     """Train a candidate on ``base_corpus`` + ``corrections`` and gate it against the active model.
 
     ``mode`` is the recipe: ``"continue"`` fine-tunes the active model further, ``"scratch"``
-    trains from the base encoder (see the module docstring). ``base_corpus`` defaults to Banking77
-    train; ``config`` to the active model's training config; the base encoder to the one the active
-    model was trained from. ``progress(stage, done, total)`` gets "prepare", the training stages
-    ("base" or "probe", "train", "memory", "dev", "export") and "gate" (see
-    :func:`overall_progress` for one overall fraction). Never activates anything.
+    trains from the base encoder (see the module docstring). ``base_corpus`` defaults to the corpus
+    the active model was trained on (:func:`recorded_corpus`); ``config`` to its training config;
+    the base encoder to the one it was trained from. ``progress(stage, done, total)`` gets
+    "prepare", the training stages ("base" or "probe", "train", "memory", "dev", "export") and
+    "gate" (see :func:`overall_progress` for one overall fraction). Never activates anything.
 
     Raises :class:`RetrainBusy` if another retrain holds the lock, :class:`RetrainError` if there
     is nothing to learn or nothing to gate on, :class:`~nlu.errors.DataError` for bad corrections.
@@ -239,8 +272,9 @@ def retrain(
             )
         fixes = [c.to_example() for c in merged]
         kept, dropped = frozen_for_comparison(frozen, fixes)
-        corpus = as_corpus(base_corpus)
-        corpus = Corpus(corpus.examples, [*corpus.sources, "corrections.csv"])
+        corpus = as_corpus(base_corpus, active)
+        sources = [s for s in corpus.sources if s != CORRECTIONS_FILE]
+        corpus = Corpus(corpus.examples, [*sources, CORRECTIONS_FILE])
         config = config or TrainConfig.from_dict(active.training)
         encoder = _encoder_of(active.base_encoder, encoder_dir)
         report("prepare", 1, 1)

@@ -4,6 +4,7 @@ figures, and a clear message when there is nothing to learn."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,50 @@ def test_retrain_on_the_review_queue_and_the_given_corpus(
     assert report["message"].startswith("Promoted" if report["promoted"] else f"Kept {before}")
     mode = read_info(ModelRegistry(own_models).path(report["candidate"])).retraining["mode"]
     assert mode == ("scratch" if flags else "continue")
+
+
+def _fake_versions(models: Path, count: int) -> list[str]:
+    """Copies of the active artifact registered as newer versions (a second apart)."""
+    registry = ModelRegistry(models)
+    active = registry.active_path()
+    created = []
+    for i in range(count):
+        version = f"29990101-00000{i}-copy{i}"
+        shutil.copytree(active, registry.root / version)
+        info_file = registry.root / version / "teller_model.json"
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        info.update(version=version, created_at=f"2999-01-01T00:00:0{i}Z", retraining={"parent": active.name})
+        info_file.write_text(json.dumps(info), encoding="utf-8")
+        created.append(version)
+    return created
+
+
+def test_models_prune_keeps_the_active_model_and_the_newest_others(own_models: Path) -> None:
+    registry = ModelRegistry(own_models)
+    active = registry.active_version()
+    copies = _fake_versions(own_models, 4)  # all newer than the active one
+
+    code, stdout, _ = run("models", "prune", "--keep", "1", "--dry-run")
+    assert code == 0 and stdout.count("Would delete") == 3 and "MB)" in stdout
+    assert len(registry.versions()) == 5
+
+    code, stdout, _ = run("models", "prune", "--keep", "1", "--json")
+    assert code == 0 and json.loads(stdout) == {"deleted": copies[:3]}
+    assert [v.info.version for v in registry.versions()] == [active, copies[3]]
+    assert registry.active_version() == active
+    assert not [p for p in registry.root.iterdir() if p.name.startswith(".trash")]
+
+    [listed] = [json.loads(line) for line in run("models", "list", "--json")[1].splitlines()][1:]
+    assert listed["origin"] == "retrain: not gated" and listed["parent"] == active
+    code, stdout, _ = run("models", "prune")
+    assert code == 0 and "Nothing to delete" in stdout
+
+
+def test_models_prune_waits_for_no_retrain(own_models: Path) -> None:
+    from nlu.retraining import retrain_lock
+
+    _fake_versions(own_models, 3)
+    with retrain_lock(own_models):
+        code, _, stderr = run("models", "prune", "--keep", "0")
+    assert code == 2 and "a retrain is already running" in stderr
+    assert len(ModelRegistry(own_models).versions()) == 4

@@ -449,6 +449,41 @@ def test_retrain_refuses_what_it_cannot_gate(
     assert _snapshot(models) == before
 
 
+# The base corpus
+
+
+def test_without_a_base_corpus_the_active_models_own_is_replayed(
+    tmp_path: Path, trained_models_dir: Path, toy_csv: Path, base: list[Example]
+) -> None:
+    models = _copy_models(trained_models_dir, tmp_path / "models")
+    assert read_info(ModelRegistry(models).active_path()).sources == [str(toy_csv)]
+    result = retrain(models, None, [_fix("has my card been posted", "card_arrival")])
+    info = result.candidate.info
+    assert info.sources == [str(toy_csv), "corrections.csv"]
+    assert info.train_size == len(base) - result.decision.frozen_size + 1
+    # The candidate names the same files, so the next retrain finds them too.
+    ModelRegistry(models).activate(info.version)
+    again = retrain(
+        models, None, [_fix("has my card been posted", "card_arrival"), _fix("card?", "card_arrival")]
+    )
+    assert again.candidate.info.sources == [str(toy_csv), "corrections.csv"]
+
+
+def test_the_recorded_corpus_is_found_or_asked_for(trained_models_dir: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from nlu.corpora import BANKING77_TRAIN
+    from nlu.retraining import recorded_corpus
+
+    info = read_info(ModelRegistry(trained_models_dir).active_path())
+    moved = replace(info, sources=["/old/checkout/nlu/corpora/banking77/train.csv", "corrections.csv"])
+    assert recorded_corpus(moved).sources == [str(BANKING77_TRAIN)]
+    with pytest.raises(RetrainError, match=r"trained on /gone/bank\.csv, which is not on this machine"):
+        recorded_corpus(replace(info, sources=["/gone/bank.csv"]))
+    with pytest.raises(RetrainError, match="does not record the files"):
+        recorded_corpus(replace(info, sources=["<examples>", "corrections.csv"]))
+
+
 def test_train_config_round_trips_correction_repeats() -> None:
     assert TrainConfig.from_dict({"correction_repeats": 3}).correction_repeats == 3
     assert TrainConfig.from_dict({}).correction_repeats == 6  # artifacts written before retraining

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict
@@ -320,7 +321,9 @@ def retrain(
     data: Annotated[
         list[Path] | None,
         typer.Option(
-            "--data", help="Base corpus CSV(s) the corrections are added to (default: Banking77 train)."
+            "--data",
+            help="Base corpus CSV(s) the corrections are added to (default: the corpus the active "
+            "model was trained on).",
         ),
     ] = None,
     encoding: EncodingOpt = None,
@@ -342,7 +345,7 @@ def retrain(
 ) -> None:
     """Teach the model the operators' corrections and promote it only if it is no worse on the frozen
     evaluation set and better on the corrections. By default the active model is fine-tuned further
-    (corrections mixed with Banking77, or --data, replayed); --from-scratch trains a new one on the
+    (corrections mixed with its training corpus, or --data, replayed); --from-scratch trains a new one on the
     corpus plus the corrections. A running `teller serve` picks a promoted model up within seconds."""
     from bot.assistant import build_policy, open_store
     from bot.operators import Operators
@@ -357,11 +360,11 @@ def retrain(
         review = ReviewService(store, lambda: build_policy(settings), None, Operators.from_settings(settings))
         from nlu.data import load_corpus
 
-        base = load_corpus(list(data), encoding=encoding).examples if data else None
+        base = load_corpus(list(data), encoding=encoding) if data else None
         runner = RetrainRunner(settings, review, base_corpus=base)
         corrections = runner.corrections()
         if not as_json:
-            corpus = ", ".join(p.name for p in data) if data else "Banking77"
+            corpus = ", ".join(p.name for p in data) if data else "the corpus it was trained on"
             how = "from scratch on" if from_scratch else "continuing from the active model, replaying"
             err.print(
                 f"Retraining ({how} {corpus}) with {len(corrections)} correction(s) in force; the active "
@@ -389,6 +392,19 @@ def retrain(
     out.print(outcome.message, soft_wrap=True, highlight=False, markup=False)
 
 
+def _origin(path: Path, retraining: dict[str, Any]) -> str:
+    """The origin of a version: "trained", or "retrain: " and the gate's verdict."""
+    if not retraining:
+        return "trained"
+    from nlu.retraining import GATE_FILE
+
+    try:
+        promote = json.loads((path / GATE_FILE).read_text(encoding="utf-8")).get("promote")
+    except (OSError, ValueError):
+        promote = None
+    return "retrain: " + {True: "promoted", False: "refused", None: "not gated"}[promote]
+
+
 @models_app.command("list")
 def models_list(as_json: JsonOpt = False) -> None:
     """Every trained intent model, oldest first; the active one is marked."""
@@ -404,6 +420,8 @@ def models_list(as_json: JsonOpt = False) -> None:
                     "train_size": v.info.train_size,
                     "dev": v.info.dev,
                     "data_hash": v.info.data_hash,
+                    "origin": _origin(v.path, v.info.retraining),
+                    "parent": v.info.retraining.get("parent"),
                     "path": str(v.path),
                 }
             )
@@ -411,7 +429,7 @@ def models_list(as_json: JsonOpt = False) -> None:
     if not versions:
         out.print("No models yet: run `teller train`.")
         return
-    table = Table("", "version", "created", "dev accuracy", "train size", "precision")
+    table = Table("", "version", "created", "dev accuracy", "train size", "precision", "origin")
     for v in versions:
         acc = v.info.dev.get("accuracy")
         table.add_row(
@@ -421,8 +439,46 @@ def models_list(as_json: JsonOpt = False) -> None:
             f"{acc:.2%}" if acc is not None else "-",
             str(v.info.train_size),
             v.info.precision,
+            _origin(v.path, v.info.retraining),
         )
     out.print(table)
+
+
+@models_app.command("prune")
+def models_prune(
+    keep: Annotated[
+        int, typer.Option(min=0, help="Inactive versions to keep besides the active one (newest first).")
+    ] = 2,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete old model versions: all but the active one and the KEEP newest others (refused
+    retrain candidates and superseded models, about 150 MB each). Waits for no retrain: refuses
+    while one is running."""
+    from nlu.retraining import retrain_lock
+
+    settings = get_settings()
+    models = registry(settings)
+    with retrain_lock(settings.models):
+        doomed = models.prune(keep, dry_run=dry_run)
+        sizes = {v.info.version: _size_mb(v.path) for v in doomed} if dry_run else {}
+    if not dry_run:
+        log.info("models_pruned", extra={"fields": {"versions": [v.info.version for v in doomed]}})
+    if as_json:
+        emit_json({"deleted" if not dry_run else "would_delete": [v.info.version for v in doomed]})
+        return
+    if not doomed:
+        out.print(f"Nothing to delete: the active model and at most {keep} other version(s) are there.")
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    for v in doomed:
+        size = f" ({sizes[v.info.version]:.0f} MB)" if dry_run else ""
+        out.print(f"{verb} {v.info.version}{size}")
+    out.print(f"Active model: {models.active_version()}; kept {keep} other version(s) at most.")
+
+
+def _size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
 @models_app.command("activate")
