@@ -5,6 +5,10 @@ rollback with ``teller models activate``) only moves the registry's ``ACTIVE`` p
 notices within seconds and swaps its policy. The swap is one attribute assignment on the core:
 a batch that has started finishes on the model it started with, the next one uses the new model,
 so no message is dropped or answered twice and nothing restarts.
+
+The same watcher picks up knowledge-base changes made by another process (``teller kb add``,
+``teller review wrong`` in a terminal): SQLite tells when another connection committed, and only
+then are the entries and the index read again.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class ModelSwapper:
-    """Keeps ``core.policy`` on the active model; ``sync()`` on demand, or a watcher thread."""
+    """Keeps ``core.policy`` on the active model and its knowledge base current; ``sync()`` and
+    ``refresh_kb()`` on demand, or a watcher thread."""
 
     name = "model-swap"
 
@@ -51,8 +56,16 @@ class ModelSwapper:
             )
             return active
 
+    def refresh_kb(self) -> bool:
+        """Reload the served knowledge base if another process changed it; returns whether it did."""
+        return self.core.policy.kb.refresh()
+
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
+            try:
+                self.refresh_kb()
+            except Exception as exc:  # a broken knowledge base must not stop the model watch
+                log.error("kb_refresh_failed", extra={"fields": {"error": repr(exc)[:300]}})
             active = ModelRegistry(self.settings.models).active_version()
             if active is not None and active == self._failed:
                 continue  # reported once; wait for the pointer to move

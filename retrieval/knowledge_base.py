@@ -65,9 +65,15 @@ class KnowledgeBase:
         self._db = sqlite_utils.Database(connection)
         self._db.enable_wal()
         self._migrate()
-        self._entries: dict[str, KBEntry] = {}
-        self._keys: dict[str, int] = {}
-        self._by_key: dict[int, str] = {}
+        self._approx_threshold = approx_threshold
+        self._load()
+
+    def _load(self) -> None:
+        """Read the entries from SQLite and open the index, repairing it against them."""
+        self._data_version = self._db_version()
+        entries: dict[str, KBEntry] = {}
+        keys: dict[str, int] = {}
+        by_key: dict[int, str] = {}
         for row in self._db.table("entries").rows:
             entry = KBEntry(
                 row["id"],
@@ -76,10 +82,30 @@ class KnowledgeBase:
                 row["intent"],
                 tuple(json.loads(row["tags"])),
             )
-            self._entries[entry.id] = entry
-            self._keys[entry.id] = row["key"]
-            self._by_key[row["key"]] = entry.id
-        self.index = self._open_index(approx_threshold)
+            entries[entry.id] = entry
+            keys[entry.id] = row["key"]
+            by_key[row["key"]] = entry.id
+        # Whole new mappings: a reader that does not take the lock sees the old or the new, never half.
+        self._entries, self._keys, self._by_key = entries, keys, by_key
+        self.index = self._open_index(self._approx_threshold)
+
+    def _db_version(self) -> int:
+        """SQLite's ``data_version``: it moves when another connection (process) commits a change."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def refresh(self) -> bool:
+        """Pick up changes another process made (``teller kb add``, ``teller review wrong``).
+
+        Cheap when nothing changed (one pragma). Returns whether anything was reloaded. Writes call
+        it first, so a stale copy never overwrites the index file with fewer entries.
+        """
+        with self._lock:
+            if self._db_version() == self._data_version:
+                return False
+            before = len(self._entries)
+            self._load()
+        log.info("kb_reloaded", extra={"fields": {"entries_before": before, "entries": len(self._entries)}})
+        return True
 
     @classmethod
     def open(
@@ -168,6 +194,7 @@ class KnowledgeBase:
             seen.add(entry.id)
         report = ImportReport()
         with self._lock:
+            self.refresh()
             changed = []
             for entry in entries:
                 old = self._entries.get(entry.id)
@@ -225,6 +252,7 @@ class KnowledgeBase:
 
     def remove(self, entry_id: str) -> KBEntry:
         with self._lock:
+            self.refresh()
             entry = self.get(entry_id)
             key = self._keys[entry_id]
             with self._db.conn:

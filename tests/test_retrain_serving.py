@@ -108,6 +108,29 @@ def test_a_poisoned_retrain_is_refused_and_the_model_stays(
     assert len(ModelRegistry(own_models).versions()) == 2  # the refused candidate is kept for inspection
 
 
+def test_kb_changes_from_a_terminal_reach_the_running_server(
+    served: tuple[str, TellerCore, Dispatcher], tmp_path: Path
+) -> None:
+    from tests.test_cli import run
+
+    _, core, _ = served
+    md = tmp_path / "extra.md"
+    md.write_text(
+        "## Do you have a branch in Leeds?\nid: leeds_branch\n\nNot yet: London and Manchester.\n",
+        encoding="utf-8",
+    )
+    assert run("kb", "add", str(md))[0] == 0  # another connection to the same knowledge base
+
+    deadline = time.monotonic() + 10
+    while "leeds_branch" not in core.policy.kb and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert core.policy.kb.search("is there a branch in leeds", k=1)[0].entry.id == "leeds_branch"
+    assert run("kb", "remove", "leeds_branch")[0] == 0
+    while "leeds_branch" in core.policy.kb and time.monotonic() < deadline + 10:
+        time.sleep(0.05)
+    assert "leeds_branch" not in core.policy.kb
+
+
 def test_a_good_retrain_is_promoted_and_served_without_a_restart(
     served: tuple[str, TellerCore, Dispatcher], toy_csv: Path, own_models: Path
 ) -> None:

@@ -108,6 +108,37 @@ def test_a_crash_between_database_and_index_is_repaired(kb: KnowledgeBase, tmp_p
     assert again.search("when are branches open", k=1)[0].entry.id == "branch_hours"
 
 
+def test_changes_from_another_process_are_picked_up(kb: KnowledgeBase, tmp_path: Path) -> None:
+    """Two instances on one directory stand for the server and a terminal (own SQLite connections)."""
+    embedder = HashingEmbedder()
+    terminal = KnowledgeBase.open(tmp_path / "kb", embedder, seed=None)
+    assert kb.refresh() is False  # nothing changed: one pragma, no reload
+    new = KBEntry.build("lost_pin", ["i forgot my pin"], "Reset it in the app.", None, [])
+    terminal.add([new])
+    assert "lost_pin" not in kb
+    assert kb.refresh() is True and kb.refresh() is False
+    assert kb.get("lost_pin") == new
+    assert kb.search("i forgot my pin", k=1)[0].entry.id == "lost_pin"
+    terminal.remove("branch_hours")
+    assert kb.refresh() is True and "branch_hours" not in kb
+    assert all(h.entry.id != "branch_hours" for h in kb.search("when are branches open", k=3))
+    assert embedder.embedded == ["i forgot my pin"]  # the server reused the terminal's index file
+
+
+def test_a_stale_writer_does_not_drop_the_other_writers_entries(kb: KnowledgeBase, tmp_path: Path) -> None:
+    terminal = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    terminal.add([KBEntry.build("lost_pin", ["i forgot my pin"], "Reset it in the app.", None, [])])
+    # The server, not yet refreshed, writes too: it catches up first, so its index file has both.
+    kb.add([KBEntry.build("iban", ["what is my iban"], "It is in the app under Account.", None, [])])
+    kb.close()
+    terminal.close()
+    embedder = HashingEmbedder()
+    again = KnowledgeBase.open(tmp_path / "kb", embedder, seed=None)
+    assert embedder.embedded == []  # no repair needed
+    assert again.search("i forgot my pin", k=1)[0].entry.id == "lost_pin"
+    assert again.search("what is my iban", k=1)[0].entry.id == "iban"
+
+
 def test_default_kb_seeds_once(tmp_path: Path) -> None:
     kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=DEFAULT_KB_FILE)
     count = len(kb)
