@@ -298,26 +298,18 @@ def test_continued_training_refuses_bad_settings(
     from nlu.training import continue_training
 
     active = ModelRegistry(trained_models_dir).active_path()
-    config = TrainConfig.from_dict({**read_info(active).training, **change})
-    frozen = read_dev_split(active)
+    info = read_info(active)
+
+    def attempt(config: TrainConfig | None, intent: str) -> None:
+        fix = Example("where is my card", intent)
+        encoder = Path(info.base_encoder)
+        frozen = read_dev_split(active)
+        continue_training(active, Corpus(base), encoder, config, dev_examples=frozen, corrections=[fix])
+
     with pytest.raises(TrainingError, match=message):
-        continue_training(
-            active,
-            Corpus(base),
-            Path(read_info(active).base_encoder),
-            config,
-            dev_examples=frozen,
-            corrections=[Example("where is my card", "card_arrival")],
-        )
+        attempt(TrainConfig.from_dict({**info.training, **change}), "card_arrival")
     with pytest.raises(TrainingError, match="intents the model does not have"):
-        continue_training(
-            active,
-            Corpus(base),
-            Path(read_info(active).base_encoder),
-            None,
-            dev_examples=frozen,
-            corrections=[Example("where is my card", "no_such_intent")],
-        )
+        attempt(None, "no_such_intent")
 
 
 def test_corrections_per_batch() -> None:
