@@ -174,8 +174,8 @@ def recorded_corpus(active: ArtifactInfo) -> Corpus:
             continue
         path = Path(source)
         if not path.is_file() and CORPORA_DIR.name in path.parts:
-            inside = path.parts[len(path.parts) - path.parts[::-1].index(CORPORA_DIR.name) :]
-            path = CORPORA_DIR.joinpath(*inside)
+            last = max(i for i, part in enumerate(path.parts) if part == CORPORA_DIR.name)
+            path = CORPORA_DIR.joinpath(*path.parts[last + 1 :])
         if not path.is_file():
             raise RetrainError(
                 f"the active model {active.version} was trained on {source}, which is not on this "

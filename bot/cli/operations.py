@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
@@ -247,15 +248,7 @@ def item_record(item: ReviewItem) -> dict[str, Any]:
 
 
 def flag_record(f: Flag) -> dict[str, Any]:
-    return {
-        "kind": "flag",
-        "id": f.id,
-        "message_id": f.message_id,
-        "reason": f.reason,
-        "actor": f.actor,
-        "source": f.source,
-        "created_at": f.created_at,
-    }
+    return {"kind": "flag", **asdict(f)}
 
 
 def correction_record(c: Correction) -> dict[str, Any]:
