@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import csv
+import functools
+import json
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.calibration import Targets, calibrate
+from bot.calibration import CalibrationSet, Targets, calibrate, calibrate_kb
 from bot.channels import Channel
 from bot.core import TellerCore
 from bot.dispatch import Dispatcher
-from bot.exemplars import DATA_DIR, load_advice, load_smalltalk
+from bot.errors import ConfigError
+from bot.exemplars import DATA_DIR, load_advice, load_information, load_smalltalk
 from bot.operators import Operators
-from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig
+from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig, Thresholds
 from bot.settings import Settings
 from bot.store import Store
 
@@ -23,7 +28,9 @@ from nlu import IntentClassifier, ModelRegistry
 from nlu.artifact import read_base_memory, read_dev_split
 from nlu.corpora import CLINC150_OOS_DEV
 from nlu.data import read_labelled_csv
+from nlu.language import LanguageGate
 from retrieval.embedder import OnnxSentenceEmbedder
+from retrieval.errors import RetrievalError
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -33,9 +40,16 @@ FAQ_DEV_FILE = DATA_DIR / "faq_dev.csv"
 
 
 def open_kb(settings: Settings) -> KnowledgeBase:
-    """The knowledge base under ``TELLER_HOME/kb`` (filled with the default KB on first use)."""
+    """The knowledge base under ``TELLER_HOME/kb``; a new one starts with ``TELLER_KB_STARTER``
+    (the Lumen Bank starter, nothing, or a file). A bad starter file is a :class:`ConfigError`."""
     embedder = OnnxSentenceEmbedder(settings.cache_dir, threads=settings.threads)
-    return KnowledgeBase.open(settings.kb_dir, embedder)
+    kb = KnowledgeBase.open(settings.kb_dir, embedder, seed=None)
+    try:
+        kb.start(settings.kb_seed)
+    except RetrievalError as exc:
+        kb.close()
+        raise ConfigError(f"TELLER_KB_STARTER: {exc}") from None
+    return kb
 
 
 def build_policy(
@@ -60,7 +74,13 @@ def build_policy(
     if base_memory is not None and base_memory.embeddings.shape[1] != kb.embedder.dim:
         base_memory = None
     policy = AnswerPolicy(
-        classifier, kb, load_smalltalk(), load_advice(extra=advice_questions), base_memory=base_memory
+        classifier,
+        kb,
+        load_smalltalk(),
+        load_advice(extra=advice_questions),
+        base_memory=base_memory,
+        information=load_information(),
+        language=language_gate(),
     )
     config = PolicyConfig.load(path) if stored_thresholds else None
     if config is None and calibrate_if_missing:
@@ -68,7 +88,89 @@ def build_policy(
         config = calibrate_policy(policy, path)
     if config is not None:
         policy.thresholds = config.thresholds
+        if stored_thresholds:
+            follow_kb(policy, refit=calibrate_if_missing)
     return policy
+
+
+#: The knowledge base's own thresholds, next to it: ``{"model", "kb_revision", "thresholds", ...}``.
+KB_CALIBRATION_FILE = "calibration.json"
+_calibration_sets: dict[str, CalibrationSet] = {}
+_calibration_lock = threading.Lock()
+
+
+def _calibration_set(policy: AnswerPolicy) -> CalibrationSet:
+    """The model's calibration messages with their signals, built once per model and process."""
+    version = policy.classifier.version
+    with _calibration_lock:
+        data = _calibration_sets.get(version)
+        if data is None:
+            in_scope, out_of_scope, faq = calibration_data(policy.classifier.path)
+            data = _calibration_sets[version] = CalibrationSet.build(policy, in_scope, out_of_scope, faq)
+        return data
+
+
+def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool:
+    """Give ``policy`` the thresholds fitted for its knowledge base as it is now.
+
+    The model's thresholds come from its artifact; ``faq``, ``faq_margin`` and ``faq_fallback``
+    depend on the knowledge base and are re-fitted (seconds) whenever its revision moved since the
+    last fit, then kept in ``<kb>/calibration.json`` for every process that opens it. With
+    ``refit=False`` a stale fit is left alone. Returns whether the thresholds changed.
+    """
+    kb, version = policy.kb, policy.classifier.version
+    model = PolicyConfig.load(policy.classifier.path)
+    if model is None:
+        return False
+    stored = _read_kb_calibration(kb.directory)
+    if stored is not None and stored.get("model") == version and stored.get("kb_revision") == kb.revision:
+        thresholds = Thresholds.from_dict({**model.thresholds.to_dict(), **stored["thresholds"]})
+    elif refit:
+        # Fitted from the model's own thresholds, not from a previous fit's.
+        thresholds, report = calibrate_kb(policy, _calibration_set(policy), base=model.thresholds)
+        _write_kb_calibration(kb.directory, {"model": version, **report, "thresholds": _kb_part(thresholds)})
+        log.info(
+            "kb_calibrated",
+            extra={
+                "fields": {
+                    "model": version,
+                    "kb_revision": report["kb_revision"],
+                    "thresholds": _kb_part(thresholds),
+                    "fitted": report["fitted"],
+                }
+            },
+        )
+    else:
+        return False
+    changed = thresholds != policy.thresholds
+    policy.thresholds = thresholds
+    return changed
+
+
+def _kb_part(t: Thresholds) -> dict[str, float]:
+    return {"faq": t.faq, "faq_margin": t.faq_margin, "faq_fallback": t.faq_fallback}
+
+
+def _read_kb_calibration(directory: Path) -> dict[str, Any] | None:
+    path = directory / KB_CALIBRATION_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("thresholds"), dict) else None
+
+
+def _write_kb_calibration(directory: Path, data: dict[str, Any]) -> None:
+    path = directory / KB_CALIBRATION_FILE
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    staging.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(staging, path)
+
+
+@functools.cache
+def language_gate() -> LanguageGate:
+    """One language detector per process (its models load once, on first use)."""
+    return LanguageGate()
 
 
 def open_store(settings: Settings) -> Store:
@@ -173,6 +275,17 @@ def calibrate_policy(policy: AnswerPolicy, model_path: Path, targets: Targets | 
     config = PolicyConfig(thresholds, report)
     config.save(model_path)
     policy.thresholds = thresholds
+    # The joint fit holds for the knowledge base as it is now, until it changes.
+    _write_kb_calibration(
+        policy.kb.directory,
+        {
+            "model": policy.classifier.version,
+            "kb_revision": policy.kb.revision,
+            "kb_entries": len(policy.kb),
+            "fitted": report["fitted"],
+            "thresholds": _kb_part(thresholds),
+        },
+    )
     log.info(
         "policy_calibrated",
         extra={

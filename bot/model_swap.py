@@ -8,7 +8,9 @@ so no message is dropped or answered twice and nothing restarts.
 
 The same watcher picks up knowledge-base changes made by another process (``teller kb add``,
 ``teller review wrong`` in a terminal): SQLite tells when another connection committed, and only
-then are the entries and the index read again.
+then are the entries and the index read again. Whenever the knowledge base's revision moves (a
+change from any process, this one included), the thresholds that depend on it are re-fitted in this
+background thread (:func:`bot.assistant.follow_kb`, seconds) and take effect on the next message.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import logging
 import threading
 
-from bot.assistant import build_policy
+from bot.assistant import build_policy, follow_kb
 from bot.core import TellerCore
 from bot.settings import Settings
 from nlu import ModelRegistry
@@ -57,8 +59,11 @@ class ModelSwapper:
             return active
 
     def refresh_kb(self) -> bool:
-        """Reload the served knowledge base if another process changed it; returns whether it did."""
-        return self.core.policy.kb.refresh()
+        """Reload the served knowledge base if another process changed it, and re-fit the policy's
+        knowledge-base thresholds if it changed at all; returns whether anything changed."""
+        reloaded = self.core.policy.kb.refresh()
+        refitted = follow_kb(self.core.policy)
+        return reloaded or refitted
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):

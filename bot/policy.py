@@ -2,22 +2,28 @@
 
 Signals for a message:
 
+- the language it is written in (:mod:`nlu.language`): Teller serves English only;
 - the intent classifier: top intent and its probability, the runner-up, and the cosine similarity
-  of the nearest training example (low when the message is unlike anything Teller was trained on);
-- the knowledge base: the best entries by sentence similarity, in particular the best *general*
-  entry (one no intent covers) and how well the predicted intent's own entry matches;
-- small talk and advice requests, by similarity to example phrasings.
+  of the nearest training example in the base encoder's space (low when the message is unlike
+  anything Teller was trained on);
+- the knowledge base: the best entries by fused lexical and semantic evidence
+  (:mod:`retrieval.knowledge_base`), in particular the best *general* entry (one no intent covers);
+- small talk, advice requests and information requests, by similarity to example phrasings.
 
-The thresholds are calibrated on dev data (see :mod:`bot.calibration`) and stored with the model.
-:func:`route_codes` is the same decision, vectorised, for calibration; a test keeps them equal.
+The decision is :data:`RULES`, one ordered table: the first rule whose test holds decides the
+route. Each test is written once, over arrays of features, so the same code decides one message
+(arrays of length one) and scores thousands of candidate thresholds in calibration
+(:mod:`bot.calibration`); each rule also explains itself with the numbers it compared, which
+becomes the decision's reason. The thresholds are calibrated on dev data and stored with the model,
+and those that depend on the knowledge base are re-fitted whenever it changes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -25,17 +31,21 @@ from typing import Any
 import numpy as np
 
 from bot.errors import ConfigError
-from bot.exemplars import ExemplarSet
+from bot.exemplars import AdviceProbe, ExemplarSet
 from nlu import IntentClassifier, Prediction
 from nlu.knn import Memory
+from nlu.language import LanguageGate, LanguageResult, handoff_reply
 from retrieval.entry import KBEntry
-from retrieval.knowledge_base import Hit, KnowledgeBase
+from retrieval.knowledge_base import Hit, Holdout, KnowledgeBase
 
 POLICY_FILE = "policy.json"
 ADVICE_TAG = "advice"
 #: The small-talk category of "let me talk to a person": handed off, not chatted about.
 HUMAN_CATEGORY = "human"
 HANDOFF_CHOICE = "handoff"
+#: The classifier and the knowledge base agree when the bank's own entry for the predicted intent
+#: (not the starter's) is among the knowledge base's best few for the message.
+AGREE_DEPTH = 3
 
 
 class Route(StrEnum):
@@ -52,7 +62,12 @@ ROUTES = list(Route)
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Calibrated decision thresholds (similarities are cosines, confidences probabilities)."""
+    """Calibrated decision thresholds.
+
+    ``smalltalk``, ``advice``, ``information`` and ``in_scope`` compare cosine similarities,
+    ``intent`` and ``clarify_*`` probabilities; ``faq``, ``faq_margin`` and ``faq_fallback`` compare
+    the knowledge base's fused scores (in ``(0, 1)``, :class:`retrieval.knowledge_base.Fusion`).
+    """
 
     smalltalk: float
     advice: float
@@ -60,14 +75,27 @@ class Thresholds:
     intent: float
     clarify_gap: float
     clarify_second: float
+    #: A general entry (no intent covers it) good enough to take over from the classifier ...
     faq: float
-    #: How much closer a general entry must be than the nearest training example to take over.
+    #: ... when it matches the message this much better than the predicted intent's own answer.
     faq_margin: float
     #: A knowledge-base match good enough to answer a message the classifier does not take.
     faq_fallback: float
+    #: An advice request must also read as advice rather than as an information request (how a
+    #: product, rate, fee or term works) by this probability (:class:`bot.exemplars.AdviceProbe`).
+    advice_probability: float = 0.5
+    #: The classifier's intent and the knowledge base's best entry (answering that intent) agree:
+    #: two independent readings, so lower bars for each (1.0 / 1.0 never fires).
+    agree_intent: float = 1.0
+    agree_kb: float = 1.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
+        """Thresholds from a stored dict; keys added since it was written keep their defaults."""
+        return cls(**{k: float(v) for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -77,22 +105,24 @@ class PolicyConfig:
     thresholds: Thresholds
     calibration: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, directory: Path) -> Path:
-        path = directory / POLICY_FILE
-        staging = directory / f".{POLICY_FILE}.{os.getpid()}"
-        payload = {"thresholds": self.thresholds.to_dict(), "calibration": self.calibration}
-        staging.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    def to_dict(self) -> dict[str, Any]:
+        return {"thresholds": self.thresholds.to_dict(), "calibration": self.calibration}
+
+    def save(self, directory: Path, name: str = POLICY_FILE) -> Path:
+        path = directory / name
+        staging = directory / f".{name}.{os.getpid()}"
+        staging.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         os.replace(staging, path)
         return path
 
     @classmethod
-    def load(cls, directory: Path) -> PolicyConfig | None:
-        path = directory / POLICY_FILE
+    def load(cls, directory: Path, name: str = POLICY_FILE) -> PolicyConfig | None:
+        path = directory / name
         if not path.is_file():
             return None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(Thresholds(**data["thresholds"]), data.get("calibration", {}))
+            return cls(Thresholds.from_dict(data["thresholds"]), data.get("calibration", {}))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: unreadable policy ({exc}); run `teller calibrate`") from None
 
@@ -103,6 +133,9 @@ class Choice:
 
     label: str
     value: str
+
+
+SERVED = LanguageResult("en", 1.0, True, "assumed")
 
 
 @dataclass(frozen=True)
@@ -120,6 +153,12 @@ class Signals:
     #: Similarity of the nearest training example in the base encoder's space (the scope signal);
     #: without a base memory, the classifier's own nearest-example similarity.
     nearest: float = 0.0
+    #: P(advice rather than information), :class:`bot.exemplars.AdviceProbe`.
+    advice_probability: float = 1.0
+    language: LanguageResult = SERVED
+    #: The message's retrieval-encoder vector, so a changed knowledge base can be searched again
+    #: without embedding anew (calibration).
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def top(self) -> Hit | None:
@@ -134,70 +173,166 @@ class Signals:
     def advice_hit(self) -> Hit | None:
         return next((h for h in self.hits if ADVICE_TAG in h.entry.tags), None)
 
+    def intent_hit(self, intent: str) -> Hit | None:
+        """The best retrieved entry that answers ``intent`` (a bank may link several; its own come
+        before the starter's)."""
+        linked = [h for h in self.hits if h.entry.intent == intent]
+        return next((h for h in linked if not h.starter), linked[0] if linked else None)
+
     def features(self) -> dict[str, float]:
+        """The numbers :data:`RULES` compare, by name."""
         p = self.prediction
-        general, top = self.general, self.top
+        general, top, intent_hit = self.general, self.top, self.intent_hit(p.intent)
         return {
+            "served": 1.0 if self.language.served else 0.0,
             "p1": p.confidence,
             "p2": p.alternatives[1][1] if len(p.alternatives) > 1 else 0.0,
             "nearest": self.nearest,
             "smalltalk": self.smalltalk_score,
-            "advice": self.advice_score,
-            "general": general.score if general else -1.0,
-            "top": top.score if top else -1.0,
-            "has_answer": 1.0 if self.intent_has_answer else 0.0,
             "wants_human": 1.0 if self.smalltalk_category == HUMAN_CATEGORY else 0.0,
+            "advice": self.advice_score,
+            "advice_p": self.advice_probability,
+            "general": general.score if general else 0.0,
+            "intent_entry": intent_hit.score if intent_hit else 0.0,
+            # In scope: close to the intent's training examples or to the bank's own answer entry.
+            "scope": max(self.nearest, intent_hit.dense if intent_hit else -1.0),
+            "agree": 1.0
+            if any(h.entry.intent == p.intent and not h.starter for h in self.hits[:AGREE_DEPTH])
+            else 0.0,
+            "top": top.score if top else 0.0,
+            "top_dense": top.dense if top else -1.0,
+            "has_answer": 1.0 if self.intent_has_answer else 0.0,
         }
+
+
+# ------------------------------------------------------------------------------------------ rules
+
+Features = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What Teller replies, and why."""
+class Rule:
+    """One row of the decision table: when ``test`` holds (and no earlier rule's did), ``route``.
 
+    ``test`` maps feature arrays (one value per message) and thresholds to a boolean array;
+    ``explain`` gives the reason for one message from its features (floats).
+    """
+
+    name: str
     route: Route
-    answer: str
-    reason: str
-    intent: str | None
-    confidence: float
-    kb_id: str | None = None
-    choices: tuple[Choice, ...] = ()
-    alternatives: tuple[tuple[str, float], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "route": self.route.value,
-            "answer": self.answer,
-            "kb_id": self.kb_id,
-            "reason": self.reason,
-            "choices": [asdict(c) for c in self.choices],
-        }
+    test: Callable[[Features, Thresholds], np.ndarray]
+    explain: Callable[[Mapping[str, float], Thresholds], str]
 
 
-def route_codes(f: dict[str, np.ndarray], t: Thresholds) -> tuple[np.ndarray, np.ndarray]:
-    """``decide``, vectorised over feature arrays: the route (index into ``ROUTES``) of every message,
-    and whether an FAQ answer is the best *general* entry (else it is the best entry overall)."""
+def _chat(f: Features, t: Thresholds) -> np.ndarray:
+    return (f["smalltalk"] >= t.smalltalk) & (f["smalltalk"] > f["top_dense"])
+
+
+def _in_scope(f: Features, t: Thresholds) -> np.ndarray:
+    return np.asarray(f["scope"] >= t.in_scope)
+
+
+def _scope(f: Mapping[str, float], t: Thresholds) -> str:
+    sign = "≥" if f["scope"] >= t.in_scope else "<"
+    return f"in scope {f['scope']:.2f} {sign} {t.in_scope:.2f}"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "language",
+        Route.HANDOFF,
+        lambda f, t: f["served"] < 0.5,
+        lambda f, t: "written in a language Teller does not serve",
+    ),
+    Rule(
+        "human",
+        Route.HANDOFF,
+        lambda f, t: _chat(f, t) & (f["wants_human"] > 0),
+        lambda f, t: f"customer asked for a person ({f['smalltalk']:.2f} ≥ {t.smalltalk:.2f})",
+    ),
+    Rule(
+        "smalltalk",
+        Route.SMALLTALK,
+        _chat,
+        lambda f, t: f"small talk {f['smalltalk']:.2f} ≥ {t.smalltalk:.2f}",
+    ),
+    Rule(
+        "advice",
+        Route.ADVICE,
+        lambda f, t: (f["advice"] >= t.advice) & (f["advice_p"] >= t.advice_probability),
+        lambda f, t: (
+            f"advice request {f['advice']:.2f} ≥ {t.advice:.2f}, asking what to do rather than how "
+            f"something works ({f['advice_p']:.2f} ≥ {t.advice_probability:.2f})"
+        ),
+    ),
+    Rule(
+        "agreement",
+        Route.INTENT,
+        lambda f, t: (f["agree"] > 0) & (f["p1"] >= t.agree_intent) & (f["intent_entry"] >= t.agree_kb),
+        lambda f, t: (
+            f"the classifier ({f['p1']:.2f} ≥ {t.agree_intent:.2f}) and the knowledge base "
+            f"({f['intent_entry']:.2f} ≥ {t.agree_kb:.2f}, among its {AGREE_DEPTH} best) agree"
+        ),
+    ),
+    Rule(
+        "general_entry",
+        Route.FAQ,
+        lambda f, t: (f["general"] >= t.faq) & (f["general"] - f["intent_entry"] >= t.faq_margin),
+        lambda f, t: (
+            f"general KB entry {f['general']:.2f} ≥ {t.faq:.2f}, a better match than the predicted intent's "
+            f"answer ({f['intent_entry']:.2f})"
+        ),
+    ),
+    Rule(
+        "clarify",
+        Route.CLARIFY,
+        lambda f, t: _in_scope(f, t) & (f["p2"] >= t.clarify_second) & (f["p1"] - f["p2"] <= t.clarify_gap),
+        lambda f, t: f"the top two intents are close ({f['p1']:.2f} and {f['p2']:.2f}); {_scope(f, t)}",
+    ),
+    Rule(
+        "intent",
+        Route.INTENT,
+        lambda f, t: _in_scope(f, t) & (f["p1"] >= t.intent) & (f["has_answer"] > 0),
+        lambda f, t: f"intent {f['p1']:.2f} ≥ {t.intent:.2f}; {_scope(f, t)}",
+    ),
+    Rule(
+        "best_entry",
+        Route.FAQ,
+        lambda f, t: f["top"] >= t.faq_fallback,
+        lambda f, t: f"KB entry {f['top']:.2f} ≥ {t.faq_fallback:.2f}; {_scope(f, t)}",
+    ),
+    Rule(
+        "handoff",
+        Route.HANDOFF,
+        lambda f, t: np.ones(len(f["p1"]), dtype=bool),
+        lambda f, t: (
+            f"no confident answer: intent {f['p1']:.2f}, {_scope(f, t)}, best KB match {f['top']:.2f} < "
+            f"{t.faq_fallback:.2f}"
+        ),
+    ),
+)
+RULE_NAMES = [r.name for r in RULES]
+GENERAL_RULE = RULE_NAMES.index("general_entry")
+_RULE_ROUTES = np.array([ROUTES.index(r.route) for r in RULES])
+
+
+def first_rules(f: Features, t: Thresholds) -> np.ndarray:
+    """For each message, the index in :data:`RULES` of the rule that decides it."""
     n = len(f["p1"])
-    out = np.full(n, ROUTES.index(Route.HANDOFF))
+    out = np.full(n, len(RULES) - 1)
     undecided = np.ones(n, dtype=bool)
-
-    def assign(mask: np.ndarray, route: Route) -> np.ndarray:
-        nonlocal undecided
-        hit = undecided & mask
-        out[hit] = ROUTES.index(route)
+    for i, rule in enumerate(RULES[:-1]):
+        hit = undecided & rule.test(f, t)
+        out[hit] = i
         undecided &= ~hit
-        return hit
+    return out
 
-    in_scope = f["nearest"] >= t.in_scope
-    chat = (f["smalltalk"] >= t.smalltalk) & (f["smalltalk"] > f["top"])
-    assign(chat & (f["wants_human"] > 0), Route.HANDOFF)
-    assign(chat, Route.SMALLTALK)
-    assign(f["advice"] >= t.advice, Route.ADVICE)
-    general = assign((f["general"] >= t.faq) & (f["general"] - f["nearest"] >= t.faq_margin), Route.FAQ)
-    close = (f["p2"] >= t.clarify_second) & (f["p1"] - f["p2"] <= t.clarify_gap)
-    assign(in_scope & close, Route.CLARIFY)
-    assign(in_scope & (f["p1"] >= t.intent) & (f["has_answer"] > 0), Route.INTENT)
-    assign(f["top"] >= t.faq_fallback, Route.FAQ)
-    return out, general
+
+def route_codes(f: Features, t: Thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """The route (index into ``ROUTES``) of every message, and whether an FAQ answer is the best
+    *general* entry (else it is the best entry overall): :func:`first_rules`, as routes."""
+    rules = first_rules(f, t)
+    return _RULE_ROUTES[rules], rules == GENERAL_RULE
 
 
 def _decision(
@@ -220,6 +355,34 @@ def _decision(
     )
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What Teller replies, and why."""
+
+    route: Route
+    answer: str
+    reason: str
+    intent: str | None
+    confidence: float
+    kb_id: str | None = None
+    choices: tuple[Choice, ...] = ()
+    alternatives: tuple[tuple[str, float], ...] = ()
+    #: The rule of :data:`RULES` that decided, and the message's language.
+    rule: str = ""
+    language: str = "en"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route.value,
+            "answer": self.answer,
+            "kb_id": self.kb_id,
+            "reason": self.reason,
+            "rule": self.rule,
+            "language": self.language,
+            "choices": [asdict(c) for c in self.choices],
+        }
+
+
 class AnswerPolicy:
     """Decides how Teller answers; safe to share between threads."""
 
@@ -232,26 +395,37 @@ class AnswerPolicy:
         thresholds: Thresholds | None = None,
         base_memory: Memory | None = None,
         k: int = 10,
+        information: ExemplarSet | None = None,
+        language: LanguageGate | None = None,
     ) -> None:
         self.classifier = classifier
         self.base_memory = base_memory
         self.kb = kb
         self.smalltalk = smalltalk.embed_with(kb.embedder.embed)
         self.advice = advice.embed_with(kb.embedder.embed)
+        self.information = (information or ExemplarSet([], [], {})).embed_with(kb.embedder.embed)
+        self.advice_probe = AdviceProbe(self.advice, self.information)
+        self.language = language
         self.thresholds = thresholds
         self.k = k
 
     # ---------------------------------------------------------------------------------- signals
 
-    def signals(self, texts: Sequence[str]) -> list[Signals]:
-        """Classifier, retrieval and exemplar evidence for each text (batched)."""
+    def signals(self, texts: Sequence[str], holdout: Sequence[Holdout | None] | None = None) -> list[Signals]:
+        """Classifier, retrieval, exemplar and language evidence for each text (batched).
+
+        ``holdout`` (calibration only) leaves, per text, some of one entry's texts out of retrieval.
+        """
         if not texts:
             return []
-        predictions = self.classifier.predict(list(texts))
-        vectors = self.kb.embedder.embed(list(texts))
-        hits = self.kb.search_vectors(vectors, self.k)
+        texts = list(texts)
+        predictions = self.classifier.predict(texts)
+        vectors = self.kb.embedder.embed(texts)
+        hits = self.kb.search_vectors(vectors, self.k, texts, holdout)
         small_cat, small_score = self.smalltalk.best(vectors)
         _, advice_score = self.advice.best(vectors)
+        advice_p = self.advice_probe.probability(vectors)
+        languages = self.language.detect(texts) if self.language is not None else [SERVED] * len(texts)
         if self.base_memory is not None:
             nearest = self.base_memory.similarities(vectors).max(axis=1)
         else:
@@ -266,8 +440,24 @@ class AnswerPolicy:
                 float(advice_score[i]),
                 self.kb.for_intent(predictions[i].intent) is not None,
                 float(nearest[i]),
+                float(advice_p[i]),
+                languages[i],
+                vectors[i],
             )
             for i, text in enumerate(texts)
+        ]
+
+    def research(self, signals: Sequence[Signals]) -> list[Signals]:
+        """The same signals with the knowledge base searched again (after it changed)."""
+        if not signals:
+            return []
+        if any(s.vector is None for s in signals):
+            raise ConfigError("these signals carry no vectors to search with")
+        vectors = np.stack([s.vector for s in signals if s.vector is not None])
+        hits = self.kb.search_vectors(vectors, self.k, [s.text for s in signals])
+        return [
+            replace(s, hits=h, intent_has_answer=self.kb.for_intent(s.prediction.intent) is not None)
+            for s, h in zip(signals, hits, strict=True)
         ]
 
     # ---------------------------------------------------------------------------------- decision
@@ -279,94 +469,85 @@ class AnswerPolicy:
         return [self.decide(s) for s in self.signals(texts)]
 
     def decide(self, s: Signals, thresholds: Thresholds | None = None) -> Decision:
+        """The first rule of :data:`RULES` that holds for ``s``, rendered as a reply."""
         t = thresholds or self.thresholds
         if t is None:
             raise ConfigError("the answer policy has no thresholds; run `teller calibrate`")
-        p = s.prediction
         f = s.features()
-        in_scope = f["nearest"] >= t.in_scope
-        scope = f"nearest training example {f['nearest']:.2f} {'≥' if in_scope else '<'} {t.in_scope:.2f}"
+        rule = RULES[int(first_rules({k: np.array([v]) for k, v in f.items()}, t)[0])]
+        return replace(self._render(rule, s, f, t), rule=rule.name, language=s.language.language)
 
-        if f["smalltalk"] >= t.smalltalk and f["smalltalk"] > f["top"]:
-            category = s.smalltalk_category or "greeting"
-            if category == HUMAN_CATEGORY:
-                return _decision(
-                    Route.HANDOFF,
-                    self.smalltalk.replies[category],
-                    f"customer asked for a person ({f['smalltalk']:.2f} ≥ {t.smalltalk:.2f})",
-                    p,
-                )
+    def _render(self, rule: Rule, s: Signals, f: Mapping[str, float], t: Thresholds) -> Decision:
+        p = s.prediction
+        reason = rule.explain(f, t)
+        if rule.name == "language":
             return _decision(
-                Route.SMALLTALK,
-                self.smalltalk.replies[category],
-                f"small talk ({category}) {f['smalltalk']:.2f} ≥ {t.smalltalk:.2f}",
-                prediction=p,
+                Route.HANDOFF,
+                handoff_reply(s.language.language),
+                f"{reason} ({s.language.language}, {s.language.reason})",
+                p,
+                choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
             )
-        if f["advice"] >= t.advice:
+        if rule.name == "human":
+            return _decision(Route.HANDOFF, self.smalltalk.replies[HUMAN_CATEGORY], reason, p)
+        if rule.name == "smalltalk":
+            category = s.smalltalk_category or "greeting"
+            return _decision(Route.SMALLTALK, self.smalltalk.replies[category], f"{reason} ({category})", p)
+        if rule.name == "advice":
             hit = s.advice_hit
             if hit is not None and hit.score >= t.faq_fallback:
                 return _decision(
                     Route.ADVICE,
                     hit.entry.answer,
-                    f"advice request {f['advice']:.2f} ≥ {t.advice:.2f}; KB entry {hit.entry.id} "
-                    f"{hit.score:.2f}",
+                    f"{reason}; KB entry {hit.entry.id} {hit.score:.2f}",
+                    p,
                     kb_id=hit.entry.id,
                     choices=self._adviser_choices(),
-                    prediction=p,
                 )
             return _decision(
-                Route.ADVICE,
-                self.advice.replies["advice"],
-                f"advice request {f['advice']:.2f} ≥ {t.advice:.2f}",
-                choices=self._adviser_choices(),
-                prediction=p,
+                Route.ADVICE, self.advice.replies["advice"], reason, p, choices=self._adviser_choices()
             )
-        general = s.general
-        if general is not None and f["general"] >= t.faq and f["general"] - f["nearest"] >= t.faq_margin:
-            return self._faq(
-                general,
-                f"KB entry {general.entry.id} {general.score:.2f} ≥ {t.faq:.2f}, closer than any training "
-                f"example of an intent ({f['nearest']:.2f})",
-                p,
-            )
-        if in_scope and f["p2"] >= t.clarify_second and f["p1"] - f["p2"] <= t.clarify_gap:
+        if rule.name == "general_entry":
+            general = s.general
+            assert general is not None  # the rule's test needs a general entry's score
+            return self._faq(general, f"{reason}: {general.entry.id}", p)
+        if rule.name == "clarify":
             first, second = p.alternatives[0][0], p.alternatives[1][0]
             a, b = self._label(first), self._label(second)
             return _decision(
                 Route.CLARIFY,
                 f"Did you mean “{a}” or “{b}”?",
-                f"{first} {f['p1']:.2f} and {second} {f['p2']:.2f} are close; {scope}",
+                f"{first} and {second}: {reason}",
+                p,
                 choices=(
                     Choice(a, f"intent:{first}"),
                     Choice(b, f"intent:{second}"),
                     Choice("Something else", HANDOFF_CHOICE),
                 ),
-                prediction=p,
             )
-        if in_scope and p.confidence >= t.intent:
-            entry = self.kb.for_intent(p.intent)
-            if entry is not None:
-                return _decision(
-                    Route.INTENT,
-                    entry.answer,
-                    f"intent {p.intent} {p.confidence:.2f} ≥ {t.intent:.2f}; {scope}",
-                    kb_id=entry.id,
-                    choices=self.feedback_choices(),
-                    prediction=p,
-                )
-        top = s.top
-        if top is not None and top.score >= t.faq_fallback:
-            return self._faq(
-                top, f"KB entry {top.entry.id} {top.score:.2f} ≥ {t.faq_fallback:.2f}; {scope}", p
+        if rule.name in ("intent", "agreement"):
+            hit = s.intent_hit(p.intent)
+            entry = hit.entry if hit is not None else self.kb.for_intent(p.intent)
+            assert entry is not None  # the rule's test needs the intent to have an answer
+            return _decision(
+                Route.INTENT,
+                entry.answer,
+                f"{p.intent} {reason}",
+                p,
+                kb_id=entry.id,
+                choices=self.feedback_choices(),
             )
+        if rule.name == "best_entry":
+            top = s.top
+            assert top is not None
+            return self._faq(top, f"{reason}: {top.entry.id}", p)
         return _decision(
             Route.HANDOFF,
             "I'm not sure I can answer that correctly, and I'd rather not guess. "
             "Would you like me to connect you with someone from our team?",
-            f"no confident answer: intent {p.intent} {p.confidence:.2f}, {scope}, best KB match "
-            f"{f['top']:.2f} < {t.faq_fallback:.2f}",
+            f"{reason} (intent {p.intent})",
+            p,
             choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
-            prediction=p,
         )
 
     def answer_for_intent(self, intent: str) -> Decision:

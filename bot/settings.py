@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         validation_alias="SLACK_API_URL",
         description="Slack Web API base URL (for tests or proxies).",
     )
+    kb_starter: str = Field(
+        default="lumen",
+        validation_alias="TELLER_KB_STARTER",
+        description="What a new knowledge base starts with: lumen (the fictional Lumen Bank's entries "
+        "shipped with Teller), none (empty), or the path of a KB file (CSV, JSONL or Markdown). "
+        "Read only when the knowledge base is first created.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
     )
@@ -127,6 +134,18 @@ class Settings(BaseSettings):
     @property
     def kb_dir(self) -> Path:
         return self.home / "kb"
+
+    @property
+    def kb_seed(self) -> Path | None:
+        """The file a new knowledge base is filled from (``TELLER_KB_STARTER``), or None to start empty."""
+        from retrieval.knowledge_base import DEFAULT_KB_FILE
+
+        starter = self.kb_starter.strip()
+        if starter.lower() == "lumen":
+            return DEFAULT_KB_FILE
+        if starter.lower() in ("none", ""):
+            return None
+        return Path(starter).expanduser()
 
     @property
     def reports_dir(self) -> Path:

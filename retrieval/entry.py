@@ -9,10 +9,28 @@ from typing import Any
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SPACE = re.compile(r"\s+")
 MAX_QUESTIONS = 64
+#: Answer passages embedded per entry (the whole answer and its sentences).
+MAX_PASSAGES = 64
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9£$€])|\n\s*\n|\n\s*[-*•]\s+")
 
 
 def clean(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
+
+
+def answer_passages(answer: str) -> list[str]:
+    """What of an answer is embedded for retrieval: the whole answer, then each sentence of it.
+
+    A customer's question often matches one sentence of an answer ("can I switch to e-statements?"
+    against "You can switch to e-statements under Settings > Documents.") better than the answer as
+    a whole, whose vector averages every topic it touches. At most ``MAX_PASSAGES``.
+    """
+    whole = clean(answer)
+    if not whole:
+        return []
+    sentences = [clean(s).lstrip("-*• ") for s in _SENTENCE_END.split(answer.strip())]
+    sentences = [s for s in sentences if len(s) >= 12 and s != whole]
+    return list(dict.fromkeys([whole, *sentences]))[:MAX_PASSAGES]
 
 
 def slugify(text: str, max_length: int = 60) -> str:

@@ -1,6 +1,20 @@
-"""Importing knowledge-base files: CSV, JSON Lines, or Markdown with one ``## question`` per entry.
+r"""Importing knowledge-base files: CSV, JSON Lines, or Markdown with one ``## question`` per entry.
 
 Every problem is reported with the file and line, and a file with any problem imports nothing.
+
+Escapes, so that every entry can be written out and read back exactly (:mod:`retrieval.exporters`):
+
+- In a list cell (the CSV ``question`` and ``tags`` columns, the Markdown ``also:`` and ``tags:``
+  lines) a backslash before a separator makes it literal: ``\|`` is a ``|`` inside a phrasing,
+  ``\,`` ``\;`` ``\|`` are those characters inside a tag. A backslash before anything else is
+  an ordinary character, so ``C:\temp`` stays as written.
+- In a Markdown answer, a line that would otherwise be read as markup, i.e. a ``## `` heading that
+  would start a new entry, or (as the answer's first line) an ``id:``, ``intent:``, ``tags:`` or
+  ``also:`` line, is written with one leading backslash, which is dropped on reading; a line that
+  starts with a backslash followed by such a line keeps all but one of its backslashes.
+
+Files written before these escapes read as before, except the rare ``\|`` or ``\## `` they now
+give a literal ``|`` or ``## `` (as Markdown renders them).
 """
 
 from __future__ import annotations
@@ -19,7 +33,10 @@ from retrieval.errors import KBFormatError
 
 #: Several phrasings in one CSV cell or Markdown "also:" line are separated by " | ".
 PHRASING_SEPARATOR = "|"
-_TAG_SPLIT = re.compile(r"[,;|]")
+#: Tags are separated by any of these.
+TAG_SEPARATORS = ",;|"
+#: Before a separator (in a list cell) or a markup line (in a Markdown answer): take it literally.
+ESCAPE = "\\"
 _META = re.compile(r"^(id|intent|tags|also)\s*:\s*(.*)$", re.IGNORECASE)
 
 
@@ -61,9 +78,34 @@ def _check(path: Path, located: list[tuple[int, KBEntry]]) -> None:
         first_line[entry.id] = line
 
 
-def _split(cell: str, pattern: str | re.Pattern[str] = PHRASING_SEPARATOR) -> list[str]:
-    parts = re.split(pattern, cell) if isinstance(pattern, re.Pattern) else cell.split(pattern)
+def split_items(cell: str, separators: str = PHRASING_SEPARATOR) -> list[str]:
+    """The non-empty items of a list cell, split at unescaped ``separators`` (``\\|`` is a literal ``|``)."""
+    parts: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(cell):
+        char = cell[i]
+        if char == ESCAPE and i + 1 < len(cell) and cell[i + 1] in separators:
+            current.append(cell[i + 1])
+            i += 2
+            continue
+        if char in separators:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    parts.append("".join(current))
     return [p.strip() for p in parts if p.strip()]
+
+
+def markup_line(line: str, first: bool) -> bool:
+    """Whether a Markdown answer line would be read as markup (so is written escaped): a ``## ``
+    heading, an ``id:``/``intent:``/``tags:``/``also:`` line when ``first`` (the answer's first
+    line), or an escaped such line."""
+    if line.startswith("## ") or (first and _META.match(line.strip()) is not None):
+        return True
+    return line.startswith(ESCAPE) and markup_line(line[1:], first)
 
 
 def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
@@ -97,10 +139,10 @@ def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
                     reader.line_num,
                     KBEntry.build(
                         cell("id"),
-                        _split(cell("question")),
+                        split_items(cell("question")),
                         cell("answer"),
                         cell("intent"),
-                        _split(cell("tags"), _TAG_SPLIT),
+                        split_items(cell("tags"), TAG_SEPARATORS),
                     ),
                 )
             )
@@ -185,12 +227,14 @@ def _parse_markdown(path: Path, text: str) -> list[tuple[int, KBEntry]]:
         if meta:
             key, value = meta.group(1).lower(), meta.group(2).strip()
             if key == "also":
-                current["questions"].extend(_split(value))
+                current["questions"].extend(split_items(value))
             elif key == "tags":
-                current["tags"] = _split(value, _TAG_SPLIT)
+                current["tags"] = split_items(value, TAG_SEPARATORS)
             else:
                 current[key] = value
             continue
+        if line.startswith(ESCAPE) and markup_line(line[1:], first=current["meta"]):
+            line = line[1:]
         if line.strip():
             current["meta"] = False
         current["body"].append(line)

@@ -9,8 +9,20 @@ import pytest
 
 from bot.calibration import OOS, Features, Targets, fit_thresholds, score_routes
 from bot.exemplars import ExemplarSet
-from bot.policy import ROUTES, AnswerPolicy, PolicyConfig, Route, Signals, Thresholds, route_codes
+from bot.policy import (
+    ROUTES,
+    RULES,
+    SERVED,
+    AnswerPolicy,
+    PolicyConfig,
+    Route,
+    Signals,
+    Thresholds,
+    first_rules,
+    route_codes,
+)
 from nlu import Prediction
+from nlu.language import LanguageResult, handoff_reply
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import Hit, KnowledgeBase
 from tests.fakes import HashingEmbedder
@@ -23,13 +35,18 @@ T = Thresholds(
     clarify_gap=0.2,
     clarify_second=0.2,
     faq=0.75,
-    faq_margin=0.05,
+    faq_margin=0.1,
     faq_fallback=0.75,
+    advice_probability=0.5,
+    agree_intent=0.3,
+    agree_kb=0.2,
 )
 CARD = KBEntry.build("card_arrival", ["where is my card"], "Cards arrive in 3-5 days.", "card_arrival")
 LOST = KBEntry.build("lost_card", ["I lost my card"], "Freeze it in the app.", "lost_or_stolen_card")
 FEE = KBEntry.build("overdraft_fee", ["what's the overdraft fee"], "19.9% EAR.", None, ["fees"])
 ADVICE = KBEntry.build("invest", ["where should I invest"], "General information only.", None, ["advice"])
+#: A bank's own entry answering the same intent as the starter's CARD.
+BANK_CARD = KBEntry.build("card-delivery", ["when does my card come"], "Five working days.", "card_arrival")
 
 
 @pytest.fixture(scope="module")
@@ -45,52 +62,84 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> AnswerPolicy:
     return AnswerPolicy(None, kb, smalltalk, advice, T)  # type: ignore[arg-type]
 
 
+def hit(entry: KBEntry, score: float, starter: bool = True) -> Hit:
+    return Hit(entry, score, entry.questions[0], score, score, 0.0, starter)
+
+
 def signals(
     p1: float = 0.9,
     p2: float = 0.05,
     nearest: float = 0.9,
-    hits: tuple[tuple[KBEntry, float], ...] = (),
+    hits: tuple[Hit, ...] = (),
     small: tuple[str | None, float] = (None, 0.0),
     advice: float = 0.0,
     intent: str = "card_arrival",
     second: str = "lost_or_stolen_card",
+    advice_p: float = 1.0,
+    language: LanguageResult = SERVED,
 ) -> Signals:
     prediction = Prediction("text", intent, p1, [(intent, p1), (second, p2), ("other", 0.01)])
     return Signals(
-        "text",
-        prediction,
-        [Hit(e, s, e.questions[0]) for e, s in hits],
-        small[0],
-        small[1],
-        advice,
-        True,
-        nearest,
+        "text", prediction, list(hits), small[0], small[1], advice, True, nearest, advice_p, language
     )
 
 
 @pytest.mark.parametrize(
-    ("case", "expected", "kb_id"),
+    ("case", "expected", "kb_id", "rule"),
     [
-        (signals(), Route.INTENT, "card_arrival"),
-        (signals(small=("greeting", 0.95)), Route.SMALLTALK, None),
-        (signals(small=("human", 0.9)), Route.HANDOFF, None),
-        (signals(small=("greeting", 0.85), hits=((CARD, 0.9),)), Route.INTENT, "card_arrival"),
-        (signals(advice=0.9, hits=((ADVICE, 0.95),)), Route.ADVICE, "invest"),
-        (signals(advice=0.9), Route.ADVICE, None),
-        # A topic the KB covers and no intent does wins over a confident classifier.
-        (signals(p1=0.95, nearest=0.6, hits=((FEE, 0.92), (CARD, 0.5))), Route.FAQ, "overdraft_fee"),
-        (signals(p1=0.95, hits=((FEE, 0.80), (CARD, 0.78))), Route.INTENT, "card_arrival"),
-        (signals(p1=0.5, p2=0.4), Route.CLARIFY, None),
-        (signals(p1=0.5, p2=0.1, hits=((LOST, 0.8),)), Route.FAQ, "lost_card"),
-        (signals(p1=0.5, p2=0.1), Route.HANDOFF, None),
-        (signals(p1=0.99, nearest=0.3), Route.HANDOFF, None),
+        (signals(), Route.INTENT, "card_arrival", "intent"),
+        (signals(small=("greeting", 0.95)), Route.SMALLTALK, None, "smalltalk"),
+        (signals(small=("human", 0.9)), Route.HANDOFF, None, "human"),
+        (signals(small=("greeting", 0.85), hits=(hit(CARD, 0.9),)), Route.INTENT, "card_arrival", "intent"),
+        (signals(advice=0.9, hits=(hit(ADVICE, 0.95),)), Route.ADVICE, "invest", "advice"),
+        (signals(advice=0.9), Route.ADVICE, None, "advice"),
+        # Close to the advice examples, but asking how something works: information, not a refusal.
+        (signals(advice=0.9, advice_p=0.1), Route.INTENT, "card_arrival", "intent"),
+        # A general entry that matches much better than the predicted intent's answer wins.
+        (
+            signals(p1=0.95, hits=(hit(FEE, 0.92), hit(CARD, 0.5))),
+            Route.FAQ,
+            "overdraft_fee",
+            "general_entry",
+        ),
+        (signals(p1=0.95, hits=(hit(FEE, 0.80), hit(CARD, 0.78))), Route.INTENT, "card_arrival", "intent"),
+        (signals(p1=0.5, p2=0.4), Route.CLARIFY, None, "clarify"),
+        (signals(p1=0.5, p2=0.1, hits=(hit(LOST, 0.8),)), Route.FAQ, "lost_card", "best_entry"),
+        (signals(p1=0.5, p2=0.1), Route.HANDOFF, None, "handoff"),
+        (signals(p1=0.99, nearest=0.3), Route.HANDOFF, None, "handoff"),
+        # Out of the classifier's scope, but the bank's own entry for that intent agrees.
+        (
+            signals(p1=0.5, nearest=0.3, hits=(hit(FEE, 0.4), hit(BANK_CARD, 0.3, starter=False))),
+            Route.INTENT,
+            "card-delivery",
+            "agreement",
+        ),
+        # The starter's entry agreeing is not enough: only the bank's own entries vouch.
+        (signals(p1=0.5, nearest=0.3, hits=(hit(CARD, 0.3),)), Route.HANDOFF, None, "handoff"),
+        # The bank's entry for an intent answers it before the starter's.
+        (
+            signals(hits=(hit(CARD, 0.5), hit(BANK_CARD, 0.1, starter=False))),
+            Route.INTENT,
+            "card-delivery",
+            "intent",
+        ),
+        # A language Teller does not serve: handed off with a reply in that language.
+        (signals(language=LanguageResult("es", 0.95, False, "lingua")), Route.HANDOFF, None, "language"),
     ],
 )
-def test_each_route(policy: AnswerPolicy, case: Signals, expected: Route, kb_id: str | None) -> None:
+def test_each_route(
+    policy: AnswerPolicy, case: Signals, expected: Route, kb_id: str | None, rule: str
+) -> None:
     decision = policy.decide(case)
     assert decision.route is expected, decision.reason
-    assert decision.kb_id == kb_id
+    assert (decision.kb_id, decision.rule) == (kb_id, rule)
     assert decision.answer and decision.reason
+
+
+def test_a_foreign_message_is_answered_in_its_language(policy: AnswerPolicy) -> None:
+    decision = policy.decide(signals(language=LanguageResult("es", 0.95, False, "lingua")))
+    assert decision.answer == handoff_reply("es") != handoff_reply("en")
+    assert decision.language == "es" and "es" in decision.reason
 
 
 def test_clarify_offers_both_intents_and_a_way_out(policy: AnswerPolicy) -> None:
@@ -104,28 +153,40 @@ def test_clarify_offers_both_intents_and_a_way_out(policy: AnswerPolicy) -> None
     assert policy.answer_for_intent("lost_or_stolen_card").answer == LOST.answer
 
 
-def test_vectorised_routes_match_decide(policy: AnswerPolicy) -> None:
+def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -> None:
+    """Calibration scores thresholds with ``first_rules`` over arrays; ``decide`` uses the same rules
+    on one message. Every rule is reached by some case."""
     rng = np.random.default_rng(1)
     cases = []
-    for _ in range(400):
+    for _ in range(600):
         p1 = float(rng.uniform(0.2, 1.0))
-        entries = [(e, float(rng.uniform(0.3, 1.0))) for e in (CARD, LOST, FEE, ADVICE) if rng.random() < 0.6]
-        entries.sort(key=lambda x: -x[1])
+        entries = [
+            hit(e, float(rng.uniform(0.0, 1.0)), starter=bool(rng.random() < 0.5))
+            for e in (CARD, LOST, FEE, ADVICE, BANK_CARD)
+            if rng.random() < 0.6
+        ]
+        entries.sort(key=lambda h: -h.score)
         small = (str(rng.choice(["greeting", "human"])), float(rng.uniform(0.5, 1.0)))
+        served = rng.random() > 0.05
         cases.append(
             signals(
                 p1,
                 float(rng.uniform(0, 1 - p1)),
-                float(rng.uniform(0.3, 1.0)),
+                float(rng.uniform(0.2, 1.0)),
                 tuple(entries),
                 small,
                 float(rng.uniform(0.4, 1.0)),
+                advice_p=float(rng.uniform(0, 1)),
+                language=SERVED if served else LanguageResult("fr", 0.9, False, "test"),
             )
         )
     features = Features.from_signals(cases, ["card_arrival"] * len(cases))
+    rules = first_rules(features.values, T)
     codes, _ = route_codes(features.values, T)
-    assert [ROUTES[c] for c in codes] == [policy.decide(s).route for s in cases]
-    assert len(set(codes)) == len(ROUTES)
+    decisions = [policy.decide(s) for s in cases]
+    assert [RULES[i].name for i in rules] == [d.rule for d in decisions]
+    assert [ROUTES[c] for c in codes] == [d.route for d in decisions]
+    assert {RULES[i].name for i in rules} == {r.name for r in RULES}
 
 
 def test_calibration_meets_its_targets_on_separable_data() -> None:
@@ -155,7 +216,7 @@ def test_calibration_learns_to_answer_faq_questions() -> None:
         signals(
             p1=float(rng.uniform(0.6, 1.0)),
             nearest=float(rng.uniform(0.6, 1.0)),
-            hits=((CARD, float(rng.uniform(0.6, 0.9))), (FEE, float(rng.uniform(0.2, 0.55)))),
+            hits=(hit(CARD, float(rng.uniform(0.6, 0.9))), hit(FEE, float(rng.uniform(0.2, 0.55)))),
         )
         for _ in range(300)
     ]
@@ -164,7 +225,7 @@ def test_calibration_learns_to_answer_faq_questions() -> None:
         signals(
             p1=float(rng.uniform(0.3, 0.9)),
             nearest=float(rng.uniform(0.3, 0.55)),
-            hits=((FEE, float(rng.uniform(0.62, 0.95))), (CARD, 0.4)),
+            hits=(hit(FEE, float(rng.uniform(0.62, 0.95))), hit(CARD, 0.4)),
         )
         for _ in range(100)
     ]

@@ -5,6 +5,7 @@ running server without a restart or a dropped message."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import threading
 import time
@@ -129,6 +130,36 @@ def test_kb_changes_from_a_terminal_reach_the_running_server(
     while "leeds_branch" in core.policy.kb and time.monotonic() < deadline + 10:
         time.sleep(0.05)
     assert "leeds_branch" not in core.policy.kb
+
+
+def test_the_server_refits_its_thresholds_when_the_kb_changes(
+    served: tuple[str, TellerCore, Dispatcher],
+) -> None:
+    """The knowledge base's thresholds follow every change, in the background, without a restart."""
+    from bot.assistant import KB_CALIBRATION_FILE
+    from retrieval.entry import KBEntry
+
+    url, core, _ = served
+    kb = core.policy.kb
+    kb.add(
+        [KBEntry.build("lockers", ["Do you rent lockboxes?"], "Yes: lockboxes at 12 branches, £60 a year.")]
+    )
+    path = kb.directory / KB_CALIBRATION_FILE
+    deadline = time.monotonic() + 60
+    stored: dict = {}
+    while time.monotonic() < deadline:
+        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if stored.get("kb_revision") == kb.revision:
+            break
+        time.sleep(0.1)
+    assert stored.get("kb_revision") == kb.revision and stored["model"] == core.policy.classifier.version
+    t = core.policy.thresholds
+    assert t is not None
+    assert {"faq": t.faq, "faq_margin": t.faq_margin, "faq_fallback": t.faq_fallback} == {
+        k: stored["thresholds"][k] for k in ("faq", "faq_margin", "faq_fallback")
+    }
+    assert stored["kb_entries"] == len(kb) and "fitted" in stored
+    assert httpx.post(f"{url}/api/messages", json={"user_id": "u1", "text": "lockbox?"}).status_code == 200
 
 
 def test_a_good_retrain_is_promoted_and_served_without_a_restart(

@@ -61,27 +61,30 @@ def test_adding_and_removing_is_incremental(tmp_path: Path) -> None:
     embedder = HashingEmbedder()
     kb = KnowledgeBase.open(tmp_path / "kb", embedder, seed=None)
     kb.add(ENTRIES)
-    assert len(embedder.embedded) == 5
+    # Each phrasing and each answer (one sentence each, so one passage) is embedded once.
+    assert len(embedder.embedded) == 5 + 3
     report = kb.add(
         [*ENTRIES[:2], KBEntry.build("atm", ["where is the nearest atm"], "Use the map in the app.")]
     )
     assert (report.added, report.unchanged, report.embedded) == (
         ["atm"],
         ["overdraft_fee", "card_arrival"],
-        1,
+        2,
     )
-    assert len(embedder.embedded) == 6
-    # A new answer with the same questions needs no embedding; new questions embed only that entry.
+    assert len(embedder.embedded) == 10
+    # New tags only need no embedding; a new answer or new questions embed only that entry.
+    retagged = KBEntry.build("branch_hours", ["when are branches open"], ENTRIES[2].answer, None, ["hours"])
+    assert kb.add([retagged]).embedded == 0
     changed = KBEntry.build(
-        "branch_hours", ["when are branches open"], "Branches open 9-6.", None, ["branches"]
+        "branch_hours", ["when are branches open"], "Branches open 9-6 on weekdays.", None, ["branches"]
     )
-    assert kb.add([changed]).embedded == 0
-    assert kb.get("branch_hours").answer == "Branches open 9-6."
+    assert kb.add([changed]).embedded == 2
+    assert kb.get("branch_hours").answer == "Branches open 9-6 on weekdays."
     kb.add([KBEntry.build("branch_hours", ["opening times of branches", "branch hours"], "9-6.")])
-    assert len(embedder.embedded) == 8 and len(kb.index) == 7
+    assert len(embedder.embedded) == 15 and len(kb.index) == 11
     keys_before = dict(kb._keys)
     kb.remove("overdraft_fee")
-    assert len(kb.index) == 5
+    assert len(kb.index) == 8
     assert all(kb._keys[k] == v for k, v in keys_before.items() if k != "overdraft_fee")
     assert "overdraft_fee" not in [h.entry.id for h in kb.search("overdraft fee", k=5)]
     with pytest.raises(EntryNotFoundError):
@@ -104,7 +107,7 @@ def test_a_crash_between_database_and_index_is_repaired(kb: KnowledgeBase, tmp_p
     kb.close()
     embedder = HashingEmbedder()
     again = KnowledgeBase.open(tmp_path / "kb", embedder, seed=None)
-    assert embedder.embedded == ["when are branches open"]
+    assert embedder.embedded == ["when are branches open", "Branches open 9-5 on weekdays."]
     assert again.search("when are branches open", k=1)[0].entry.id == "branch_hours"
 
 
@@ -122,7 +125,8 @@ def test_changes_from_another_process_are_picked_up(kb: KnowledgeBase, tmp_path:
     terminal.remove("branch_hours")
     assert kb.refresh() is True and "branch_hours" not in kb
     assert all(h.entry.id != "branch_hours" for h in kb.search("when are branches open", k=3))
-    assert embedder.embedded == ["i forgot my pin"]  # the server reused the terminal's index file
+    # The server reused the terminal's index file.
+    assert embedder.embedded == ["i forgot my pin", "Reset it in the app."]
 
 
 def test_a_stale_writer_does_not_drop_the_other_writers_entries(kb: KnowledgeBase, tmp_path: Path) -> None:

@@ -1,52 +1,311 @@
-"""``teller kb``: manage and search the FAQ knowledge base."""
+"""``teller kb``: manage and search the FAQ knowledge base.
+
+``add`` and ``sync`` go through :class:`bot.knowledge.KnowledgeAdmin`, which checks every new entry
+against the existing entries and the intents and resolves overlaps (``--on-overlap``). Questions to
+the operator (``ask`` mode, confirming removals) go to stderr, so ``--json`` output stays one
+document on stdout.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
+import click
 import typer
 from rich.table import Table
 
-from bot.cli.app import EncodingOpt, JsonOpt, emit_json, kb_app, out
+from bot.cli.app import EncodingOpt, JsonOpt, emit_json, err, kb_app, out
 from bot.errors import InputError
-from bot.settings import get_settings
+from bot.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from bot.knowledge import Choice, ImportOutcome, KnowledgeAdmin, OnOverlap, Overlap
+    from bot.policy import AnswerPolicy
+    from retrieval.entry import KBEntry
+    from retrieval.knowledge_base import KnowledgeBase
+
+FileArg = Annotated[
+    Path,
+    typer.Argument(help="CSV (id,question,answer[,intent,tags]), JSONL, or Markdown.", show_default=False),
+]
+OnOverlapOpt = Annotated[
+    str,
+    typer.Option(
+        "--on-overlap",
+        help="newer: a new entry supersedes an existing one on the same topic and takes over its intent; "
+        "keep: keep both; ask: ask for each overlap (needs a terminal).",
+    ),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+
+
+def _interactive() -> bool:
+    """Whether someone can answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _admin(settings: Settings, kb: KnowledgeBase) -> KnowledgeAdmin:
+    """The admin service with the active model's policy, or without one (no intent checks) if no
+    model can be loaded."""
+    from bot.assistant import build_policy
+    from bot.knowledge import KnowledgeAdmin
+    from nlu import NLUError
+
+    try:
+        # The model's thresholds come along (no calibration now): :func:`_refit` needs them after.
+        policy = build_policy(settings, kb=kb, calibrate_if_missing=False)
+    except NLUError as exc:
+        return KnowledgeAdmin(kb, no_policy_reason=str(exc))
+    return KnowledgeAdmin(kb, policy)
+
+
+def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = None) -> None:
+    """After a change: re-fit the answer policy's knowledge-base thresholds now (seconds), so the
+    next `teller ask` and every running server (which would re-fit on its own) use them at once."""
+    from bot.assistant import build_policy, follow_kb
+    from nlu import NLUError
+
+    try:
+        policy = policy or build_policy(settings, kb=kb, calibrate_if_missing=False)
+        if policy.thresholds is None:
+            return  # never calibrated: `teller calibrate` fits everything at once
+        follow_kb(policy)
+    except NLUError:
+        return  # no model yet: `teller train` calibrates against the knowledge base as it is then
+    t = policy.thresholds
+    err.print(
+        f"Answer policy re-fitted for {len(kb)} entries: a general entry answers from {t.faq:.2f}, "
+        f"any entry from {t.faq_fallback:.2f} (fused score).",
+        highlight=False,
+    )
+
+
+def _ask(entry: KBEntry, overlap: Overlap, options: tuple[Choice, ...]) -> Choice:
+    keys = {"supersede": "s", "answer": "a", "keep": "k"}
+    label = {
+        "supersede": f"supersede `{overlap.existing_id}` (kept aside; `teller kb restore` brings it back)",
+        "answer": f"make `{entry.id}` the answer of intent `{overlap.intent}`"
+        + (f" (`{overlap.existing_id}` stays, as a general entry)" if overlap.existing_id else ""),
+        "keep": "keep both",
+    }
+    err.print(f"\n{overlap.describe()}\n  {overlap.detail}", highlight=False)
+    for option in options:
+        err.print(f"  [{keys[option]}] {label[option]}", highlight=False)
+    answer = typer.prompt(
+        "Choose", type=click.Choice([keys[o] for o in options]), default=keys[options[0]], err=True
+    )
+    return next(o for o in options if keys[o] == answer)
+
+
+def _check_ask(on_overlap: str, dry_run: bool) -> None:
+    from bot.knowledge import ON_OVERLAP
+
+    if on_overlap not in ON_OVERLAP:
+        raise InputError(f"--on-overlap must be newer, keep or ask, not {on_overlap!r}")
+    if on_overlap == "ask" and not dry_run and not _interactive():
+        raise InputError("--on-overlap ask needs a terminal; use newer or keep in scripts")
+
+
+def _print_outcome(outcome: ImportOutcome) -> None:
+    kept_out = "kept out (superseded earlier; `teller kb restore ID` brings one back)"
+    lines = [("+ add", outcome.added), ("~ update", outcome.updated), ("- remove", outcome.removed)]
+    for title, ids in [*(lines if outcome.mode == "sync" else []), (kept_out, outcome.kept_superseded)]:
+        if ids:
+            out.print(f"{title} ({len(ids)}): {', '.join(ids)}", highlight=False, soft_wrap=True)
+    if outcome.mode == "sync":
+        out.print(f"= {len(outcome.unchanged)} unchanged", highlight=False)
+    for resolution in outcome.resolutions:
+        overlap = resolution.overlap
+        out.print(
+            f"{overlap.describe()}\n    {overlap.detail}\n    -> {resolution.note}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for note in outcome.notes:
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+    if outcome.lost_intents:
+        lost = outcome.lost_intents
+        out.print(
+            f"warning: {'would leave' if not outcome.applied else 'left'} "
+            f"{len(lost)} intent(s) without an answer entry: {', '.join(lost)}. "
+            "The policy cannot answer those intents (such messages get a knowledge-base search or a "
+            "handoff); give an entry `intent: NAME` to answer one.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if outcome.mode == "add":
+        out.print(
+            f"{len(outcome.added)} added, {len(outcome.updated)} updated, {len(outcome.unchanged)} unchanged"
+            + (f", {len(outcome.superseded)} superseded" if outcome.superseded else "")
+            + f"; {outcome.entries} entries in the knowledge base."
+            + ("" if outcome.applied else " (dry run: nothing changed)"),
+            highlight=False,
+        )
+    elif outcome.applied:
+        out.print(
+            f"Synced: {len(outcome.added)} added, {len(outcome.updated)} updated, "
+            f"{len(outcome.removed)} removed"
+            + (f", {len(outcome.superseded)} superseded" if outcome.superseded else "")
+            + f"; {outcome.entries} entries in the knowledge base.",
+            highlight=False,
+        )
+    else:
+        out.print("Dry run: nothing changed.", highlight=False)
 
 
 @kb_app.command("add")
 def kb_add(
-    file: Annotated[Path, typer.Argument(help="CSV (id,question,answer[,intent,tags]), JSONL, or Markdown.")],
+    file: FileArg,
+    on_overlap: OnOverlapOpt = "newer",
+    dry_run: DryRunOpt = False,
     encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add entries from FILE (entries with an existing id are replaced); a bad file changes nothing."""
-    from bot.assistant import open_kb
+    """Add entries from FILE (entries with an existing id are replaced); a bad file changes nothing.
 
-    kb = open_kb(get_settings())
-    report = kb.add_file(file, encoding=encoding)
-    if as_json:
-        emit_json(
-            {
-                "added": report.added,
-                "updated": report.updated,
-                "unchanged": report.unchanged,
-                "embedded": report.embedded,
-                "entries": len(kb),
-            }
-        )
-        return
-    out.print(
-        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged; "
-        f"{len(kb)} entries in the knowledge base."
+    Each new or rephrased entry is checked against the existing entries and the intents; every
+    overlap is reported with what was done about it.
+    """
+    from bot.assistant import open_kb
+    from retrieval.loaders import load_entries
+
+    entries = load_entries(file, encoding)
+    _check_ask(on_overlap, dry_run)
+    settings = get_settings()
+    kb = open_kb(settings)
+    admin = _admin(settings, kb)
+    outcome = admin.import_entries(
+        entries, cast("OnOverlap", on_overlap), choose=_ask if on_overlap == "ask" else None, dry_run=dry_run
     )
+    if outcome.applied:
+        _refit(settings, kb, admin.policy)
+    if as_json:
+        emit_json(outcome.to_dict())
+        return
+    _print_outcome(outcome)
+
+
+@kb_app.command("sync")
+def kb_sync(
+    file: FileArg,
+    dry_run: DryRunOpt = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove entries without asking.")] = False,
+    on_overlap: OnOverlapOpt = "newer",
+    encoding: EncodingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the knowledge base exactly FILE: shows the adds, updates and removals, then applies them.
+
+    Removals are confirmed on a terminal unless --yes; without a terminal (scripts, CI) the sync is
+    applied. Added entries are checked for overlaps with the entries that remain, as `kb add` does.
+    Entries superseded earlier stay out while the entry that superseded them is in FILE.
+    """
+    from bot.assistant import open_kb
+    from retrieval.loaders import load_entries
+
+    entries = load_entries(file, encoding)
+    _check_ask(on_overlap, dry_run)
+    settings = get_settings()
+    kb = open_kb(settings)
+    admin = _admin(settings, kb)
+    prepared = admin.prepare("sync", entries)
+    preview = admin.finish(prepared, on_overlap, dry_run=True)
+    if dry_run:
+        if as_json:
+            emit_json(preview.to_dict())
+        else:
+            _print_outcome(preview)
+        return
+    if preview.removed and _interactive() and not yes:
+        if not as_json:
+            _print_outcome(preview)
+        if not typer.confirm(f"Remove {len(preview.removed)} entries?", default=False, err=True):
+            err.print("Nothing changed.")
+            raise typer.Exit(1)
+    outcome = admin.finish(prepared, on_overlap, choose=_ask if on_overlap == "ask" else None)
+    _refit(settings, kb, admin.policy)
+    if as_json:
+        emit_json(outcome.to_dict())
+        return
+    _print_outcome(outcome)
+
+
+@kb_app.command("export")
+def kb_export(
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="csv, jsonl or md (default: from --out's suffix, else jsonl).",
+            show_default=False,
+        ),
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file (default: stdout).", show_default=False)
+    ] = None,
+) -> None:
+    """Write every entry out as CSV, JSONL or Markdown; `kb add`/`kb sync` read it back exactly."""
+    from bot.assistant import open_kb
+    from retrieval.exporters import FORMATS, export_entries, format_for
+
+    if format is not None and format not in FORMATS:
+        raise InputError(f"--format must be csv, jsonl or md, not {format!r}")
+    chosen = format or "jsonl"
+    if out_file is not None:
+        suffix_format = format_for(out_file)
+        if format is not None and format != suffix_format:
+            raise InputError(
+                f"--out {out_file} is a {suffix_format} file name but --format is {format}; "
+                "`kb add` reads a file by its suffix"
+            )
+        chosen = suffix_format
+    kb = open_kb(get_settings())
+    entries = kb.entries()
+    text = export_entries(entries, chosen)
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    staging = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
+    try:
+        with staging.open("w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(staging, out_file)
+    except OSError as exc:
+        staging.unlink(missing_ok=True)
+        raise InputError(f"{out_file}: cannot write ({exc.strerror})") from None
+    err.print(f"Exported {len(entries)} entries to {out_file} ({chosen}).", highlight=False)
 
 
 @kb_app.command("list")
-def kb_list(as_json: JsonOpt = False) -> None:
-    """Every entry: id, questions, intent and tags."""
+def kb_list(
+    as_json: JsonOpt = False,
+    superseded: Annotated[
+        bool, typer.Option("--superseded", help="List superseded entries (restorable) instead.")
+    ] = False,
+) -> None:
+    """Every entry: id, questions, intent and tags (or, with --superseded, the superseded ones)."""
     from bot.assistant import open_kb
 
-    entries = open_kb(get_settings()).entries()
+    kb = open_kb(get_settings())
+    if superseded:
+        records = kb.superseded()
+        if as_json:
+            for r in records:
+                emit_json(r.to_dict())
+            return
+        table = Table(
+            "id", "superseded by", "at", "intent moved", "reason", title=f"{len(records)} superseded"
+        )
+        for r in records:
+            table.add_row(r.entry.id, r.superseded_by, r.at, r.moved_intent or "", r.reason)
+        out.print(table)
+        if records:
+            out.print("`teller kb restore ID` puts one back.")
+        return
+    entries = kb.entries()
     if as_json:
         for e in entries:
             emit_json({"id": e.id, "questions": list(e.questions), "intent": e.intent, "tags": list(e.tags)})
@@ -57,6 +316,55 @@ def kb_list(as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
+@kb_app.command("restore")
+def kb_restore(
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="Id from `teller kb list --superseded`.")],
+) -> None:
+    """Put a superseded entry back (the entry that superseded it gives back the intent it took over)."""
+    from bot.assistant import open_kb
+
+    settings = get_settings()
+    kb = open_kb(settings)
+    record = kb.restore(entry_id)
+    _refit(settings, kb)
+    gave_back = (
+        f"; `{record.superseded_by}` no longer answers intent `{record.moved_intent}`"
+        if record.moved_intent
+        else ""
+    )
+    out.print(
+        f"Restored `{entry_id}` (superseded by `{record.superseded_by}` on {record.at}){gave_back}; "
+        f"{len(kb)} entries in the knowledge base.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@kb_app.command("supersede")
+def kb_supersede(
+    entry_id: Annotated[str, typer.Argument(metavar="OLD", help="The entry to take out.")],
+    by: Annotated[str, typer.Option("--by", help="The entry that replaces it.", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the record).")] = "by an operator",
+) -> None:
+    """Supersede OLD by another entry (e.g. a possible overlap `kb add` reported): OLD leaves the live
+    knowledge base, is kept for `kb restore`, and its intent passes to the new entry."""
+    from bot.assistant import open_kb
+    from bot.knowledge import KnowledgeAdmin
+
+    settings = get_settings()
+    kb = open_kb(settings)
+    record, lost = KnowledgeAdmin(kb).supersede(entry_id, by, reason)
+    _refit(settings, kb)
+    took = f"; `{by}` now answers intent `{record.moved_intent}`" if record.moved_intent else ""
+    out.print(f"`{entry_id}` superseded by `{by}`{took}.", highlight=False, soft_wrap=True)
+    if lost:
+        out.print(
+            f"warning: intent(s) without an answer entry now: {', '.join(lost)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @kb_app.command("remove")
 def kb_remove(
     entry_id: Annotated[str, typer.Argument(metavar="ID", help="Entry id from `teller kb list`.")],
@@ -64,8 +372,10 @@ def kb_remove(
     """Remove one entry (and only its vectors from the index)."""
     from bot.assistant import open_kb
 
-    kb = open_kb(get_settings())
+    settings = get_settings()
+    kb = open_kb(settings)
     entry = kb.remove(entry_id)
+    _refit(settings, kb)
     out.print(f"Removed {entry.id!r}; {len(kb)} entries left.")
 
 

@@ -200,9 +200,29 @@ def evaluate_cmd(
         bool, typer.Option("--policy/--no-policy", help="Also score the answer policy.")
     ] = True,
     encoding: EncodingOpt = None,
+    kb_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--kb",
+            help="A bank's FAQ file (CSV/JSONL/Markdown) to import into a copy of the knowledge base, "
+            "as `teller kb add` would; needs --questions.",
+        ),
+    ] = None,
+    questions: Annotated[
+        Path | None,
+        typer.Option(
+            "--questions", help="CSV text,kb_id: customer questions and the entry that answers each."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Classifier metrics (accuracy, macro-F1, per intent, confusions, ECE) and answer-policy metrics."""
+    """Classifier metrics (accuracy, macro-F1, per intent, confusions, ECE) and answer-policy metrics;
+    with --kb and --questions, how a bank's own FAQ answers its customers (right / wrong / handed off)."""
+    if (kb_file is None) != (questions is None):
+        raise InputError("--kb and --questions go together")
+    if kb_file is not None and questions is not None:
+        _evaluate_faq(kb_file, questions, as_json)
+        return
     from bot.assistant import build_policy
     from bot.calibration import OOS, evaluate_policy
     from nlu.artifact import read_dev_split
@@ -263,6 +283,35 @@ def evaluate_cmd(
         table.add_row(c.true, c.predicted, str(c.count))
     out.print(table)
     out.print(f"Report: {files.markdown}\nConfusion matrix: {files.confusion_png}\nJSON: {files.json}")
+
+
+def _evaluate_faq(kb_file: Path, questions: Path, as_json: bool) -> None:
+    from bot.faq_eval import evaluate_operator_faq
+
+    result = evaluate_operator_faq(get_settings(), kb_file, questions)
+    if as_json:
+        emit_json(result.to_dict(details=True))
+        return
+    out.print(
+        f"{result.questions} questions about {kb_file.name}: answered with the bank's entry "
+        f"[bold]{result.right:.1%}[/bold], with a wrong entry {result.wrong:.1%}, handed off "
+        f"{result.handed_off:.1%}"
+    )
+    out.print(
+        f"retrieval alone: right entry first {result.retrieval_top1:.1%}, "
+        f"in the top 5 {result.retrieval_top5:.1%}"
+    )
+    summary = result.import_summary
+    out.print(
+        f"import: {summary.get('added', 0)} added, {summary.get('updated', 0)} updated, "
+        f"{len(summary.get('superseded', []))} starter entries superseded, {len(summary.get('linked', {}))} "
+        "entries answer an intent"
+    )
+    table = Table("verdict", "question", "expected", "answered with", "rule", title="Not right")
+    for o in result.outcomes:
+        if o.verdict != "right":
+            table.add_row(o.verdict.replace("_", " "), o.text[:70], o.expected, o.kb_id or "", o.rule)
+    out.print(table)
 
 
 @app.command()

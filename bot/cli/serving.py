@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Annotated
 
 import typer
@@ -38,6 +39,9 @@ def serve(
     threadpool_limits(limits=1, user_api="blas")
     settings = get_settings()
     core = build_core(settings)
+    # The language detector's models load in the background, so the first customer waits for none.
+    if core.policy.language is not None:
+        threading.Thread(target=core.policy.language.warm_up, name="teller-language", daemon=True).start()
     # One swapper: it watches the registry, and a retrain started from Slack promotes through it.
     swapper = ModelSwapper(settings, core)
     dispatcher = build_dispatcher(settings, core, swapper)

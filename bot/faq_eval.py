@@ -1,0 +1,163 @@
+"""Does a bank's own FAQ answer its customers? One measurement, as a bank would meet it.
+
+The knowledge base in use is copied to a scratch directory (the real one is never touched), the
+bank's FAQ file is imported the way ``teller kb add`` imports it (overlaps checked, the newer entry
+wins by default, :class:`bot.knowledge.KnowledgeAdmin`), the knowledge-base thresholds are re-fitted
+as a running server would re-fit them (:func:`bot.assistant.follow_kb`), and every customer question
+of the questions file is answered by the policy. Each answer is:
+
+- **right**: answered (intent, FAQ or advice route) with the entry the question names;
+- **wrong**: answered with another entry;
+- **handed off**: anything else (a handoff, a clarifying question, small talk), which is not wrong
+  but is a failure for a question the bank has answered.
+
+The questions file is CSV with ``text`` and ``kb_id`` columns. ``teller eval --kb FILE --questions
+FILE`` prints the shares; the dev sets in ``tests/data/operator_faq`` (two fictional banks, written
+independently of Teller's data) are measured this way in the slow tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import InputError
+from bot.policy import Decision, Route
+from bot.settings import Settings
+from nlu.errors import DataError
+from nlu.textio import read_text
+from retrieval.loaders import load_entries
+
+ANSWERED = (Route.INTENT, Route.FAQ, Route.ADVICE)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One question and what Teller did with it."""
+
+    text: str
+    expected: str
+    route: str
+    kb_id: str | None
+    rule: str
+    verdict: str  # "right", "wrong" or "handed_off"
+    reason: str = ""
+
+
+@dataclass
+class FaqEvaluation:
+    """Shares of the questions answered right, answered wrongly and handed off (each in [0, 1])."""
+
+    questions: int
+    right: float
+    wrong: float
+    handed_off: float
+    retrieval_top1: float
+    retrieval_top5: float
+    import_summary: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    by_rule: dict[str, int] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def to_dict(self, details: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not details:
+            data.pop("outcomes")
+        return data
+
+
+def read_questions(path: str | Path, known: set[str]) -> list[tuple[str, str]]:
+    """``(text, kb_id)`` rows of a questions CSV; every ``kb_id`` must be an entry of the FAQ file.
+
+    Raises :class:`InputError` naming the file and line for a missing column, an empty text or an
+    unknown id.
+    """
+    try:
+        text = read_text(Path(path))
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = {"text", "kb_id"} - set(reader.fieldnames or [])
+    if missing:
+        raise InputError(
+            f"{path}, line 1: missing column(s) {', '.join(sorted(missing))}; expected text,kb_id"
+        )
+    rows = []
+    for row in reader:
+        question, entry_id = (row.get("text") or "").strip(), (row.get("kb_id") or "").strip()
+        if not question:
+            raise InputError(f"{path}, line {reader.line_num}: empty text")
+        if entry_id not in known:
+            raise InputError(
+                f"{path}, line {reader.line_num}: kb_id {entry_id!r} is not an entry of the FAQ file"
+            )
+        rows.append((question, entry_id))
+    if not rows:
+        raise InputError(f"{path}: no questions")
+    return rows
+
+
+def _verdict(decision: Decision, expected: str) -> str:
+    if decision.route in ANSWERED and decision.kb_id is not None:
+        return "right" if decision.kb_id == expected else "wrong"
+    return "handed_off"
+
+
+def evaluate_operator_faq(settings: Settings, kb_file: Path, questions_file: Path) -> FaqEvaluation:
+    """Import ``kb_file`` into a copy of the knowledge base in use and answer ``questions_file``.
+
+    Raises :class:`InputError` (bad questions file) or :class:`retrieval.errors.KBFormatError`
+    (bad FAQ file) before anything is computed.
+    """
+    from bot.assistant import build_policy, follow_kb, open_kb
+    from bot.knowledge import KnowledgeAdmin
+
+    entries = load_entries(kb_file)
+    questions = read_questions(questions_file, {e.id for e in entries})
+    with tempfile.TemporaryDirectory(prefix="teller-faq-eval-") as scratch:
+        home = Path(scratch)
+        source = open_kb(settings)
+        source.close()
+        shutil.copytree(settings.kb_dir, home / "kb")
+        scratch_settings = settings.model_copy(update={"home": home, "cache": settings.cache_dir})
+        kb = open_kb(scratch_settings)
+        try:
+            policy = build_policy(scratch_settings, kb=kb)
+            outcome = KnowledgeAdmin(kb, policy).import_entries(entries, on_overlap="newer")
+            follow_kb(policy)
+            thresholds = policy.thresholds
+            texts = [q for q, _ in questions]
+            signals = policy.signals(texts)
+            decisions = [policy.decide(s) for s in signals]
+        finally:
+            kb.close()
+    outcomes = [
+        Outcome(text, expected, d.route.value, d.kb_id, d.rule, _verdict(d, expected), d.reason)
+        for (text, expected), d in zip(questions, decisions, strict=True)
+    ]
+    verdicts = Counter(o.verdict for o in outcomes)
+    n = len(outcomes)
+    ranked = [[h.entry.id for h in s.hits] for s in signals]
+    return FaqEvaluation(
+        questions=n,
+        right=verdicts["right"] / n,
+        wrong=verdicts["wrong"] / n,
+        handed_off=verdicts["handed_off"] / n,
+        retrieval_top1=sum(bool(r) and r[0] == e for r, (_, e) in zip(ranked, questions, strict=True)) / n,
+        retrieval_top5=sum(e in r[:5] for r, (_, e) in zip(ranked, questions, strict=True)) / n,
+        import_summary={
+            "added": len(outcome.added),
+            "updated": len(outcome.updated),
+            "superseded": [list(p) for p in outcome.superseded],
+            "linked": outcome.linked,
+        },
+        thresholds=thresholds.to_dict() if thresholds is not None else {},
+        by_rule=dict(Counter(f"{o.verdict}:{o.rule}" for o in outcomes)),
+        outcomes=outcomes,
+    )

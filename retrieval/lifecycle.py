@@ -1,0 +1,90 @@
+"""Knowledge-base lifecycle records: sync plans, superseded entries and entry-to-entry overlaps.
+
+The operations are methods of :class:`retrieval.knowledge_base.KnowledgeBase` (its "lifecycle"
+section): ``start`` (the starter content, once), ``plan_sync`` / ``sync`` (make the knowledge base
+exactly a file), ``supersede`` / ``superseded`` / ``restore`` and ``overlaps``. They change entries
+only through ``add()`` and ``remove()``, so the index, the crash repair and other processes'
+``refresh()`` (a running ``teller serve``) follow them like any other change.
+
+Superseding is a recorded decision, and later imports respect it, so that syncing the same file
+twice changes nothing the second time: an entry identical to one an operator superseded stays out
+while the entry that superseded it stays (``kept_superseded``), and an entry that took over a
+superseded entry's intent keeps that intent even though its file does not name it. ``restore``
+undoes both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrieval.entry import KBEntry
+
+
+@dataclass(frozen=True)
+class SupersededEntry:
+    """An entry taken out of the live knowledge base because ``superseded_by`` replaced it.
+
+    ``moved_intent`` is the intent the superseding entry took over from it (restoring gives it back).
+    """
+
+    entry: KBEntry
+    superseded_by: str
+    at: str
+    reason: str = ""
+    moved_intent: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.entry.id,
+            "superseded_by": self.superseded_by,
+            "at": self.at,
+            "reason": self.reason,
+            "moved_intent": self.moved_intent,
+            "entry": self.entry.to_dict(),
+        }
+
+
+@dataclass
+class SyncPlan:
+    """What making the knowledge base exactly a file does, by entry id (file order; removals in key
+    order). ``kept_superseded``: entries of the file an operator superseded, which stay out.
+    ``entries`` are the entries the knowledge base will hold (recorded decisions applied)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept_superseded: list[str] = field(default_factory=list)
+    entries: list[KBEntry] = field(default_factory=list, repr=False)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "kept_superseded": self.kept_superseded,
+        }
+
+
+@dataclass(frozen=True)
+class EntryOverlap:
+    """An incoming entry and the existing entry most like it.
+
+    ``score = (2 * question_score + answer_score) / 3``: ``question_score`` is the best cosine
+    between a phrasing of each, ``answer_score`` the cosine of the two answers; ``question`` and
+    ``matched`` are the phrasings of that best pair.
+    """
+
+    entry_id: str
+    existing_id: str
+    score: float
+    question_score: float
+    answer_score: float
+    question: str
+    matched: str

@@ -1,0 +1,453 @@
+"""Knowledge-base lifecycle: starter choice, export round trips, sync, superseding, overlap checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.knowledge import KnowledgeAdmin, Overlap
+from retrieval.entry import KBEntry
+from retrieval.errors import EntryNotFoundError, RetrievalError
+from retrieval.exporters import export_entries
+from retrieval.knowledge_base import KnowledgeBase
+from retrieval.loaders import load_entries
+from tests.fakes import HashingEmbedder
+from tests.test_cli import json_lines, run
+
+AWKWARD = [
+    KBEntry.build(
+        "pipes",
+        ["Is A | B allowed?", "what about a|b, or c?", "ends with a backslash \\", "literal \\| pipe"],
+        'Line one, with "quotes", commas | pipes # and a hash.\n\n## not a heading\nid: not metadata\n'
+        "\\## escaped already\n  indented line\n- a list item",
+        None,
+        ["a,b", "c;d", "e|f", "tag\\", "plain"],
+    ),
+    KBEntry.build("meta_first", ["What is it?"], "Intent: looks like metadata\nsecond line", "card_arrival"),
+    KBEntry.build("backslashes", ["C:\\temp?"], "\\tags: x\n\\\\## y\nC:\\temp is fine", None, ["t"]),
+    KBEntry.build("unicode", ["café 💶 ünïcode?"], "Prices in € and £; “curly” quotes.", None, ["ü"]),
+    KBEntry.build("plain", ["Where are you?", "Branch address"], "High Street 1.", "branches", ["x", "y"]),
+]
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "md"])
+def test_export_round_trips_exactly(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"kb.{fmt}"
+    path.write_text(export_entries(AWKWARD, fmt), encoding="utf-8", newline="")
+    assert load_entries(path) == AWKWARD
+
+
+def test_line_breaks_markdown_cannot_hold_are_refused_not_lost(tmp_path: Path) -> None:
+    odd = KBEntry.build("odd", ["q?"], "windows\r\nline and a\u2028separator")
+    with pytest.raises(RetrievalError, match=r"entry 'odd'.*U\+000D, U\+2028.*jsonl or csv"):
+        export_entries([odd], "md")
+    for fmt in ("csv", "jsonl"):
+        path = tmp_path / f"kb.{fmt}"
+        path.write_text(export_entries([odd], fmt), encoding="utf-8", newline="")
+        assert load_entries(path) == [odd]
+    with pytest.raises(RetrievalError, match="unknown export format 'xml'"):
+        export_entries([odd], "xml")
+
+
+def test_files_written_before_the_escapes_read_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "old.csv"
+    path.write_text("id,question,answer,tags\nx,a|b | C:\\temp,Answer.,fees; x\\y\n")
+    [entry] = load_entries(path)
+    assert entry.questions == ("a", "b", "C:\\temp") and entry.tags == ("fees", "x\\y")
+    md = tmp_path / "old.md"
+    md.write_text("## Question?\nalso: one | two\n\nFirst line.\n\\not an escape\n")
+    [entry] = load_entries(md)
+    assert entry.questions == ("Question?", "one", "two")
+    assert entry.answer == "First line.\n\\not an escape"
+
+
+def test_kb_export_cli_writes_every_entry_and_sync_reads_it_back(teller_env: Path, tmp_path: Path) -> None:
+    listed = json_lines(run("kb", "list", "--json")[1])
+    code, stdout, _ = run("kb", "export")
+    assert code == 0 and [json.loads(line)["id"] for line in stdout.splitlines()] == [e["id"] for e in listed]
+    for name in ("kb.csv", "kb.md"):
+        code, _, stderr = run("kb", "export", "--out", str(tmp_path / name))
+        assert code == 0 and f"Exported {len(listed)} entries" in stderr
+        code, stdout, _ = run("kb", "sync", str(tmp_path / name), "--dry-run", "--json")
+        plan = json.loads(stdout)
+        assert code == 0 and (plan["added"], plan["updated"], plan["removed"]) == ([], [], [])
+        assert len(plan["unchanged"]) == len(listed)
+    code, _, stderr = run("kb", "export", "--out", str(tmp_path / "kb.csv"), "--format", "md")
+    assert code == 2 and "--format is md" in stderr
+    code, _, stderr = run("kb", "export", "--out", str(tmp_path / "kb.txt"))
+    assert code == 2 and "use .csv, .jsonl or .md" in stderr
+
+
+# ------------------------------------------------------------------------------------------ starter
+
+
+def test_starter_none_gives_an_empty_knowledge_base(
+    teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.settings import get_settings
+
+    monkeypatch.setenv("TELLER_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("TELLER_KB_STARTER", "none")
+    get_settings.cache_clear()
+    assert run("kb", "list", "--json") == (0, "", "")
+    # The starter is read only when the knowledge base is created.
+    monkeypatch.setenv("TELLER_KB_STARTER", "lumen")
+    get_settings.cache_clear()
+    assert run("kb", "list", "--json")[1] == ""
+
+
+def test_starter_file_and_a_bad_starter(
+    teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.settings import get_settings
+
+    own = tmp_path / "own.md"
+    own.write_text("## Do you have branches?\nid: branches\n\nOne, in Leeds.\n")
+    monkeypatch.setenv("TELLER_HOME", str(tmp_path / "own-home"))
+    monkeypatch.setenv("TELLER_KB_STARTER", str(own))
+    get_settings.cache_clear()
+    assert [e["id"] for e in json_lines(run("kb", "list", "--json")[1])] == ["branches"]
+    monkeypatch.setenv("TELLER_HOME", str(tmp_path / "bad-home"))
+    monkeypatch.setenv("TELLER_KB_STARTER", str(tmp_path / "missing.csv"))
+    get_settings.cache_clear()
+    code, _, stderr = run("kb", "list")
+    line = stderr.replace("\n", "")  # the error console wraps long lines
+    assert (
+        code == 2
+        and line.startswith("error: TELLER_KB_STARTER: ")
+        and line.endswith("missing.csv: no such file")
+    )
+
+
+# ------------------------------------------------------------------------------------------ sync
+
+
+ENTRIES = [
+    KBEntry.build("fee", ["What is the overdraft fee?"], "19.9% EAR.", None, ["fees"]),
+    KBEntry.build("card_arrival", ["where is my new card"], "3-5 working days.", "card_arrival"),
+    KBEntry.build("hours", ["when are branches open"], "9-5 on weekdays."),
+    KBEntry.build("pin", ["i forgot my pin"], "See it in the app."),
+]
+
+
+@pytest.fixture()
+def kb(tmp_path: Path) -> KnowledgeBase:
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add(ENTRIES)
+    return kb
+
+
+def test_sync_plans_applies_and_is_then_a_no_op(kb: KnowledgeBase) -> None:
+    target = [
+        ENTRIES[0],
+        KBEntry.build("card_arrival", ["where is my new card"], "Next working day.", "card_arrival"),
+        KBEntry.build("hours", ["what are your opening hours"], "9-5 on weekdays."),
+        KBEntry.build("atm", ["where is the nearest atm"], "Use the map in the app."),
+    ]
+    before = kb.entries()
+    plan = kb.plan_sync(target)
+    assert (plan.added, plan.updated, plan.removed, plan.unchanged) == (
+        ["atm"],
+        ["card_arrival", "hours"],
+        ["pin"],
+        ["fee"],
+    )
+    assert kb.entries() == before
+    embedder = kb.embedder
+    assert isinstance(embedder, HashingEmbedder)
+    embedder.embedded.clear()
+    kb.sync(target)
+    assert kb.entries() == target
+    # Only what changed was embedded: the new entry and the rephrased one (the answer change of
+    # card_arrival re-embeds its answer passages, as add() does).
+    assert (
+        "where is the nearest atm" in embedder.embedded and "what are your opening hours" in embedder.embedded
+    )
+    assert "What is the overdraft fee?" not in embedder.embedded
+    assert all(h.entry.id != "pin" for h in kb.search("i forgot my pin", k=4))
+    embedder.embedded.clear()
+    again = kb.sync(target)
+    assert not again.changes and again.unchanged == [e.id for e in target] and embedder.embedded == []
+
+
+def test_sync_refuses_bad_input_and_changes_nothing(kb: KnowledgeBase) -> None:
+    before = kb.entries()
+    with pytest.raises(RetrievalError, match="duplicate id 'fee'"):
+        kb.sync([ENTRIES[0], ENTRIES[0]])
+    with pytest.raises(RetrievalError, match="empty answer"):
+        kb.sync([KBEntry("x", ("q",), " ")])
+    assert kb.entries() == before
+
+
+# ------------------------------------------------------------------------------------------ superseding
+
+
+def test_supersede_restore_and_a_running_server_follows(kb: KnowledgeBase, tmp_path: Path) -> None:
+    server = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([KBEntry.build("parcel", ["my new card has not come"], "Tracked: 2 days.")])
+    record = kb.supersede("card_arrival", "parcel", "test", moved_intent="card_arrival")
+    assert record.entry == ENTRIES[1] and kb.get("parcel").intent == "card_arrival"
+    assert kb.for_intent("card_arrival") == kb.get("parcel")
+    assert [r.entry.id for r in kb.superseded()] == ["card_arrival"]
+    # The server's copy picks it up like any change from another process.
+    assert server.refresh() is True and "card_arrival" not in server
+    assert all(h.entry.id != "card_arrival" for h in server.search("where is my new card", k=5))
+    with pytest.raises(EntryNotFoundError, match="is not superseded"):
+        kb.restore("nope")
+    kb.restore("card_arrival")
+    assert kb.get("card_arrival") == ENTRIES[1] and kb.get("parcel").intent is None
+    assert kb.superseded() == [] and kb.for_intent("card_arrival") == ENTRIES[1]
+    assert (
+        server.refresh() is True and server.search("where is my new card", k=1)[0].entry.id == "card_arrival"
+    )
+    with pytest.raises(RetrievalError, match="cannot supersede itself"):
+        kb.supersede("fee", "fee")
+    kb.sync(ENTRIES[:2])
+    assert server.refresh() is True and [e.id for e in server.entries()] == ["fee", "card_arrival"]
+
+
+def test_sync_keeps_superseded_entries_out(kb: KnowledgeBase) -> None:
+    new = KBEntry.build("parcel", ["my new card has not come"], "Tracked: 2 days.")
+    file = [*ENTRIES, new]
+    kb.sync(file)
+    kb.supersede("card_arrival", "parcel", moved_intent="card_arrival")
+    plan = kb.plan_sync(file)
+    # The file still holds the old entry and the new one without its intent: nothing to do.
+    assert plan.kept_superseded == ["card_arrival"] and not plan.changes
+    # Without its successor in the file, the superseded entry comes back.
+    back = kb.plan_sync(ENTRIES)
+    assert back.added == ["card_arrival"] and back.removed == ["parcel"]
+
+
+# ------------------------------------------------------------------------------------------ overlaps
+
+
+@dataclass
+class _Prediction:
+    intent: str
+    confidence: float
+
+
+@dataclass
+class _Signals:
+    prediction: _Prediction
+    nearest: float
+
+
+class StubPolicy:
+    """What KnowledgeAdmin needs of the answer policy: the classifier's reading of a text."""
+
+    def __init__(self, readings: dict[str, tuple[str, float]]) -> None:
+        self.readings = readings
+
+    def signals(self, texts: Sequence[str]) -> list[_Signals]:
+        return [
+            _Signals(_Prediction(*self.readings.get(t, ("other", 0.2))), 0.9 if t in self.readings else 0.3)
+            for t in texts
+        ]
+
+
+def test_entry_and_intent_overlaps_and_the_default_resolution(kb: KnowledgeBase) -> None:
+    admin = KnowledgeAdmin(kb, StubPolicy({"my card never came in the post": ("card_arrival", 0.97)}))
+    same_fee = KBEntry.build("fee2", ["What is the overdraft fee?"], "19.9% EAR.")
+    parcel = KBEntry.build("parcel", ["my card never came in the post"], "Tracked delivery, 2 days.")
+    outcome = admin.import_entries([same_fee, parcel])
+    kinds = {(o.entry_id, o.kind, o.existing_id) for o in outcome.overlaps}
+    assert kinds == {("fee2", "entry", "fee"), ("parcel", "intent", "card_arrival")}
+    assert outcome.applied and sorted(outcome.superseded) == [("card_arrival", "parcel"), ("fee", "fee2")]
+    assert outcome.linked == {"parcel": "card_arrival"} and outcome.lost_intents == []
+    assert "fee" not in kb and kb.for_intent("card_arrival") == kb.get("parcel")
+    described = {o.entry_id: o.describe() for o in outcome.overlaps}
+    assert described["fee2"].startswith("`fee2` overlaps `fee` at ")
+    assert described["parcel"].startswith("`parcel` is what intent `card_arrival` answers (0.97")
+
+
+def test_keep_ask_and_same_import(kb: KnowledgeBase) -> None:
+    same_fee = KBEntry.build("fee2", ["What is the overdraft fee?"], "19.9% EAR.")
+    outcome = KnowledgeAdmin(kb).import_entries([same_fee], on_overlap="keep")
+    assert [r.action for r in outcome.resolutions] == ["kept"] and "fee" in kb and "fee2" in kb
+    assert any("not checked against the intents" in n for n in outcome.notes)
+    # Two entries of one import never supersede each other, however alike.
+    twins = [KBEntry.build(f"twin{i}", ["how do I order a cheque book"], "Ask in a branch.") for i in (1, 2)]
+    outcome = KnowledgeAdmin(kb).import_entries(twins)
+    assert outcome.overlaps == [] and "twin1" in kb and "twin2" in kb
+    # ask: the operator chooses; here "answer": the new entry answers the intent, the old one stays.
+    asked: list[tuple[str, tuple[str, ...]]] = []
+
+    def choose(entry: KBEntry, overlap: Overlap, options: tuple[str, ...]) -> str:
+        asked.append((overlap.existing_id or "", options))
+        return "answer"
+
+    policy = StubPolicy({"has my card been posted": ("card_arrival", 0.99)})
+    new = KBEntry.build("posted", ["has my card been posted"], "We post cards within a day.")
+    outcome = KnowledgeAdmin(kb, policy).import_entries([new], on_overlap="ask", choose=choose)
+    assert asked == [("card_arrival", ("supersede", "answer", "keep"))]
+    assert kb.get("card_arrival").intent is None and kb.for_intent("card_arrival") == kb.get("posted")
+    assert outcome.unlinked == ["card_arrival"] and outcome.superseded == []
+
+
+def test_possible_overlaps_are_reported_not_acted_on(kb: KnowledgeBase) -> None:
+    admin = KnowledgeAdmin(kb)
+    # Same question, unrelated answer: (2 * 1.0 + 0.0) / 3 = 0.67, between the two thresholds.
+    candidate = KBEntry.build("fee_ask", ["What is the overdraft fee?"], "Ask us.")
+    [overlap] = admin.check([candidate], kb.entries())
+    assert overlap.existing_id == "fee" and not overlap.sure and overlap.score == pytest.approx(2 / 3)
+    assert overlap.describe() == "`fee_ask` may overlap `fee` at 0.67"
+    outcome = admin.import_entries([candidate])
+    assert [r.action for r in outcome.resolutions] == ["reported"]
+    assert "teller kb supersede fee --by fee_ask" in outcome.resolutions[0].note and "fee" in kb
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+OVERDRAFT = (
+    "id,question,answer\n"
+    "overdraft-cost,How much does an arranged overdraft cost?,"
+    '"Our arranged overdraft is charged at 39.9% EAR (variable), with interest calculated daily on the '
+    'overdrawn balance and charged monthly. There is no fixed fee."\n'
+)
+
+
+def test_kb_add_supersedes_by_default_and_restore_brings_it_back(teller_env: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ours.csv"
+    path.write_text(OVERDRAFT)
+    code, stdout, _ = run("kb", "add", str(path), "--json")
+    outcome = json.loads(stdout)
+    assert code == 0 and outcome["added"] == ["overdraft-cost"]
+    assert {"id": "overdraft_fee", "by": "overdraft-cost"} in outcome["superseded"]
+    [found] = [o for o in outcome["overlaps"] if o["existing"] == "overdraft_fee"]
+    assert found["kind"] == "entry" and found["sure"] and found["action"] == "superseded"
+    hits = json_lines(run("kb", "search", "What's the overdraft fee?", "--json")[1])
+    assert hits[0]["id"] == "overdraft-cost" and "overdraft_fee" not in [h["id"] for h in hits]
+    superseded = json_lines(run("kb", "list", "--superseded", "--json")[1])
+    assert [(s["id"], s["superseded_by"]) for s in superseded] == [("overdraft_fee", "overdraft-cost")]
+    assert "overdraft_fee" in run("kb", "list", "--superseded")[1]
+    code, stdout, _ = run("kb", "restore", "overdraft_fee")
+    assert code == 0 and "Restored `overdraft_fee`" in stdout
+    assert "overdraft_fee" in [h["id"] for h in json_lines(run("kb", "search", "overdraft fee", "--json")[1])]
+    assert run("kb", "list", "--superseded", "--json")[1] == ""
+    code, _, stderr = run("kb", "restore", "overdraft_fee")
+    assert code == 2 and "error:" in stderr and "is in the knowledge base" in stderr
+    # By hand, as the report of a possible overlap suggests.
+    code, stdout, _ = run("kb", "supersede", "overdraft_fee", "--by", "overdraft-cost")
+    assert code == 0 and "`overdraft_fee` superseded by `overdraft-cost`" in stdout
+    assert [s["id"] for s in json_lines(run("kb", "list", "--superseded", "--json")[1])] == ["overdraft_fee"]
+
+
+def test_an_entry_naming_an_intent_takes_it_over(teller_env: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ours.md"
+    path.write_text("## Where is my card?\nid: card_delivery\nintent: card_arrival\n\nTracked delivery.\n")
+    code, stdout, _ = run("kb", "add", str(path), "--json")
+    outcome = json.loads(stdout)
+    [found] = [o for o in outcome["overlaps"] if o["kind"] == "intent"]
+    assert code == 0 and (found["existing"], found["intent"], found["action"]) == (
+        "card_arrival",
+        "card_arrival",
+        "superseded",
+    )
+    [record] = json_lines(run("kb", "list", "--superseded", "--json")[1])
+    # The new entry named the intent itself: nothing moved, so restoring leaves it its intent.
+    assert (record["id"], record["superseded_by"], record["moved_intent"]) == (
+        "card_arrival",
+        "card_delivery",
+        None,
+    )
+    listed = {e["id"]: e for e in json_lines(run("kb", "list", "--json")[1])}
+    assert "card_arrival" not in listed and listed["card_delivery"]["intent"] == "card_arrival"
+    assert run("kb", "restore", "card_arrival")[0] == 0
+    listed = {e["id"]: e for e in json_lines(run("kb", "list", "--json")[1])}
+    assert (
+        listed["card_arrival"]["intent"] == "card_arrival"
+        and listed["card_delivery"]["intent"] == "card_arrival"
+    )
+
+
+def test_kb_add_keep_keeps_both_and_reports_it(teller_env: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ours.csv"
+    path.write_text(OVERDRAFT)
+    code, stdout, _ = run("kb", "add", str(path), "--on-overlap", "keep")
+    assert code == 0
+    assert "`overdraft-cost` overlaps `overdraft_fee` at" in stdout and "kept both" in stdout
+    ids = {e["id"] for e in json_lines(run("kb", "list", "--json")[1])}
+    assert {"overdraft_fee", "overdraft-cost"} <= ids
+    code, _, stderr = run("kb", "add", str(path), "--on-overlap", "ask")
+    assert code == 2 and "needs a terminal" in stderr
+    code, _, stderr = run("kb", "add", str(path), "--on-overlap", "sometimes")
+    assert code == 2 and "newer, keep or ask" in stderr
+
+
+def test_kb_sync_dry_run_then_apply_then_no_op(teller_env: Path, tmp_path: Path) -> None:
+    exported = tmp_path / "kb.jsonl"
+    assert run("kb", "export", "--out", str(exported))[0] == 0
+    rows = [json.loads(line) for line in exported.read_text().splitlines()]
+    removed = [rows[-1]["id"], rows[-2]["id"]]
+    rows = rows[:-2]
+    rows[0]["answer"] += " Updated."
+    rows.append({"id": "leeds_branch", "questions": ["Do you have a branch in Leeds?"], "answer": "Not yet."})
+    target = tmp_path / "target.jsonl"
+    target.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = run("kb", "list", "--json")[1]
+
+    code, stdout, _ = run("kb", "sync", str(target), "--dry-run")
+    assert code == 0 and "Dry run: nothing changed." in stdout
+    assert "+ add (1): leeds_branch" in stdout and f"~ update (1): {rows[0]['id']}" in stdout
+    assert f"- remove (2): {', '.join(reversed(removed))}" in stdout
+    assert run("kb", "list", "--json")[1] == before
+
+    code, stdout, _ = run("kb", "sync", str(target), "--json")
+    outcome = json.loads(stdout)
+    assert code == 0 and outcome["applied"]
+    assert (outcome["added"], outcome["updated"], sorted(outcome["removed"])) == (
+        ["leeds_branch"],
+        [rows[0]["id"]],
+        sorted(removed),
+    )
+    listed = [e["id"] for e in json_lines(run("kb", "list", "--json")[1])]
+    assert sorted(listed) == sorted(r["id"] for r in rows)
+
+    code, stdout, _ = run("kb", "sync", str(target), "--json")
+    again = json.loads(stdout)
+    assert (again["added"], again["updated"], again["removed"]) == ([], [], [])
+
+
+def test_kb_sync_warns_when_an_intent_loses_its_answer(teller_env: Path, tmp_path: Path) -> None:
+    only = tmp_path / "only.md"
+    only.write_text("## Do you have a branch in Leeds?\nid: leeds_branch\n\nNot yet.\n")
+    code, stdout, _ = run("kb", "sync", str(only), "--dry-run")
+    assert code == 0 and "would leave" in stdout and "card_arrival" in stdout
+    assert "The policy cannot answer those intents" in stdout
+
+
+def test_kb_sync_asks_before_removing_on_a_terminal(
+    teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import bot.cli.knowledge as cli_knowledge
+    from bot.cli import app
+
+    only = tmp_path / "only.md"
+    only.write_text("## Do you have a branch in Leeds?\nid: leeds_branch\n\nNot yet.\n")
+    before = run("kb", "list", "--json")[1]
+    monkeypatch.setattr(cli_knowledge, "_interactive", lambda: True)
+    result = CliRunner().invoke(app, ["kb", "sync", str(only)], input="n\n")
+    assert result.exit_code == 1 and "Nothing changed." in result.stderr
+    assert run("kb", "list", "--json")[1] == before
+
+
+def test_kb_sync_bad_file_is_one_error_line_and_changes_nothing(teller_env: Path, tmp_path: Path) -> None:
+    before = run("kb", "list", "--json")[1]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,question,answer\nnew_one,A question?,An answer.\nnew_two,Another?,\n")
+    code, stdout, stderr = run("kb", "sync", str(bad), "--yes")
+    assert code == 2 and stderr.startswith("error:") and "line 3: empty answer" in stderr
+    assert "Traceback" not in stdout + stderr
+    assert run("kb", "list", "--json")[1] == before

@@ -1,0 +1,104 @@
+"""Lexical evidence: BM25 as a share of the query, answer passages, held-out search, the starter prior."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrieval.entry import KBEntry, answer_passages
+from retrieval.knowledge_base import STARTER, Holdout, KnowledgeBase
+from retrieval.lexical import LexicalIndex, document_terms, terms
+from tests.fakes import HashingEmbedder
+
+BOXES = KBEntry.build(
+    "safe-deposit-box",
+    ["Can I get a safe deposit box?"],
+    "Lockboxes are available at our larger branches. The yearly fee is £60 and includes insurance.",
+)
+STATEMENTS = KBEntry.build(
+    "paper-statements",
+    ["How do I stop paper statements?"],
+    "Switch to e-statements in the app under Settings > Documents. Paper statements cost £2 a month.",
+)
+
+
+def test_terms_are_stemmed_and_stop_words_dropped() -> None:
+    assert terms("How do I rent the Lockboxes?") == ["rent", "lockbox"]
+    assert terms("") == [] and terms("what is it") == []
+
+
+def test_score_is_the_share_of_the_query_an_entry_contains() -> None:
+    index = LexicalIndex()
+    index.set(1, BOXES.questions, BOXES.answer)
+    index.set(2, STATEMENTS.questions, STATEMENTS.answer)
+    boxes = index.score("do you rent lockboxes")
+    assert set(boxes) == {1} and 0 < boxes[1] < 1
+    # A word no entry has dilutes the share: the same match scores lower in a longer query.
+    assert index.score("do you rent lockboxes in the weather forecast")[1] < boxes[1]
+    assert index.score("weather in london") == {}
+    assert index.top("paper statements fee", 1)[0][0] == 2
+    # Held-out terms count as absent (calibration leaves an entry's own phrasing out this way).
+    held = document_terms(BOXES.questions, "")
+    assert index.score("safe deposit box", exclude={1: held}) == {}
+    index.remove(1)
+    assert index.score("lockboxes") == {} and len(index) == 1
+
+
+def test_answer_passages_are_the_answer_and_its_sentences() -> None:
+    passages = answer_passages(BOXES.answer)
+    assert passages[0] == BOXES.answer
+    assert passages[1:] == [
+        "Lockboxes are available at our larger branches.",
+        "The yearly fee is £60 and includes insurance.",
+    ]
+    assert answer_passages("One sentence only.") == ["One sentence only."]
+
+
+@pytest.fixture()
+def kb(tmp_path: Path) -> KnowledgeBase:
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([BOXES, STATEMENTS])
+    return kb
+
+
+def test_a_question_worded_like_the_answer_finds_the_entry(kb: KnowledgeBase) -> None:
+    [hit, *_] = kb.search("are lockboxes insured", k=2)
+    assert hit.entry.id == "safe-deposit-box"
+    assert hit.answer_score > hit.question_score and hit.lexical > 0
+    assert 0 < hit.score < 1 and hit.dense == hit.answer_score
+
+
+def test_holdout_leaves_an_entrys_own_text_out(kb: KnowledgeBase) -> None:
+    question = BOXES.questions[0]
+    [full] = kb.search_vectors(kb.embedder.embed([question]), 2, [question])
+    [held] = kb.search_vectors(
+        kb.embedder.embed([question]), 2, [question], [Holdout(BOXES.id, questions=(question,))]
+    )
+    by_id = {h.entry.id: h for h in held}
+    assert full[0].question_score == pytest.approx(1.0)
+    assert by_id[BOXES.id].question_score < 0.99 and by_id[BOXES.id].lexical < full[0].lexical
+
+
+def test_the_banks_entries_outrank_the_starters(kb: KnowledgeBase) -> None:
+    starter = KBEntry.build("statements_starter", ["How do I stop paper statements?"], STATEMENTS.answer)
+    kb.add([starter], source=STARTER)
+    hits = {h.entry.id: h for h in kb.search("stop paper statements", k=3)}
+    assert hits["paper-statements"].score > hits["statements_starter"].score
+    assert hits["statements_starter"].starter and not hits["paper-statements"].starter
+    assert kb.is_starter("statements_starter") and not kb.is_starter("paper-statements")
+    # An operator editing a starter entry makes it theirs.
+    kb.add([KBEntry.build("statements_starter", ["paper statements?"], "Ask us.")])
+    assert not kb.is_starter("statements_starter")
+
+
+def test_every_change_moves_the_revision_for_every_process(kb: KnowledgeBase, tmp_path: Path) -> None:
+    other = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    before = kb.revision
+    assert other.revision == before > 0
+    other.add([KBEntry.build("atm", ["where is the nearest atm"], "Use the map in the app.")])
+    assert other.revision == before + 1
+    assert kb.refresh() and kb.revision == before + 1
+    kb.remove("atm")
+    assert kb.revision == before + 2
+    assert kb.add([BOXES]).unchanged == ["safe-deposit-box"] and kb.revision == before + 2
