@@ -147,8 +147,12 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool:
     return changed
 
 
+#: The thresholds that depend on the knowledge base (re-fitted whenever it changes).
+KB_THRESHOLDS = ("faq", "faq_margin", "faq_fallback", "bank", "bank_margin", "agree_intent", "agree_kb")
+
+
 def _kb_part(t: Thresholds) -> dict[str, float]:
-    return {"faq": t.faq, "faq_margin": t.faq_margin, "faq_fallback": t.faq_fallback}
+    return {name: getattr(t, name) for name in KB_THRESHOLDS}
 
 
 def _read_kb_calibration(directory: Path) -> dict[str, Any] | None:

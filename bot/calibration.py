@@ -18,7 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from bot.policy import ADVICE_TAG, ROUTES, AnswerPolicy, Decision, Route, Signals, Thresholds, route_codes
+from bot.policy import (
+    ADVICE_TAG,
+    ROUTES,
+    RULE_NAMES,
+    RULES,
+    AnswerPolicy,
+    Decision,
+    Route,
+    Signals,
+    Thresholds,
+    first_rules,
+)
 from retrieval.entry import answer_passages
 from retrieval.knowledge_base import Hit, Holdout, KnowledgeBase
 
@@ -70,6 +81,8 @@ class PolicyMetrics:
 _INTENT, _FAQ, _CLARIFY, _ADVICE, _HANDOFF = (
     ROUTES.index(r) for r in (Route.INTENT, Route.FAQ, Route.CLARIFY, Route.ADVICE, Route.HANDOFF)
 )
+_RULE_ROUTES = np.array([ROUTES.index(r.route) for r in RULES])
+_GENERAL, _BANK = RULE_NAMES.index("general_entry"), RULE_NAMES.index("bank_entry")
 
 
 @dataclass
@@ -85,9 +98,18 @@ class Features:
         np.ndarray
     )  # the best KB entry is the gold one (filed under the gold intent, or the gold entry)
     general_right: np.ndarray  # the best general KB entry is the gold entry
+    #: The message is from the classifier's dev split, whose labels know only the intents. A bank's
+    #: own entry that answers it counts as right: on a topic both cover, the operator's newer entry
+    #: is the one customers should get (with a starter-only knowledge base this never happens).
+    dev: np.ndarray | None = None
+    general_operator: np.ndarray | None = None  # the best general entry is an operator's
+    top_operator: np.ndarray | None = None  # the best entry is an operator's
+    bank_right: np.ndarray | None = None  # the bank's best entry (``bank_entry`` rule) is the gold one
 
     @classmethod
-    def from_signals(cls, signals: Sequence[Signals], labels: Sequence[str]) -> Features:
+    def from_signals(
+        cls, signals: Sequence[Signals], labels: Sequence[str], dev: Sequence[bool] | None = None
+    ) -> Features:
         rows = [s.features() for s in signals]
         values = {key: np.array([r[key] for r in rows], dtype=np.float64) for key in rows[0]}
         entry = [
@@ -108,9 +130,18 @@ class Features:
             np.array([s.prediction.intent == label for s, label, _ in pairs]),
             np.array([hit_is(s.top, label, e) for s, label, e in pairs]),
             np.array([e is not None and hit_is(s.general, label, e) for s, label, e in pairs]),
+            np.array(list(dev) if dev is not None else [False] * len(pairs), dtype=bool),
+            np.array([s.general is not None and not s.general.starter for s in signals], dtype=bool),
+            np.array([s.top is not None and not s.top.starter for s in signals], dtype=bool),
+            np.array(
+                [hit_is(s.bank_hit(s.prediction.intent), label, e) for s, label, e in pairs], dtype=bool
+            ),
         )
 
     def subset(self, mask: np.ndarray) -> Features:
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return a[mask] if a is not None else None
+
         return Features(
             {k: v[mask] for k, v in self.values.items()},
             self.out_of_scope[mask],
@@ -119,6 +150,10 @@ class Features:
             self.intent_right[mask],
             self.top_right[mask],
             self.general_right[mask],
+            cut(self.dev),
+            cut(self.general_operator),
+            cut(self.top_operator),
+            cut(self.bank_right),
         )
 
     def __len__(self) -> int:
@@ -153,15 +188,29 @@ def policy_metrics(
 
 def score_routes(features: Features, thresholds: Thresholds) -> PolicyMetrics:
     """What ``thresholds`` would do on ``features``: an answer is right when it is the gold intent's
-    (by the classifier, or by an FAQ entry filed under that intent), or the gold KB entry's."""
-    codes, general_faq = route_codes(features.values, thresholds)
+    (by the classifier, or by an entry filed under that intent), or the gold KB entry's."""
+    rules = first_rules(features.values, thresholds)
+    codes = _RULE_ROUTES[rules]
     faq_answer = codes == _FAQ
-    by_entry = faq_answer & np.where(general_faq, features.general_right, features.top_right)
+    bank_right = features.bank_right if features.bank_right is not None else np.zeros(len(codes), bool)
+    entry_right = np.select(
+        [rules == _GENERAL, rules == _BANK], [features.general_right, bank_right], features.top_right
+    )
     correct = np.where(
         features.faq,
-        by_entry | ((codes == _ADVICE) & features.advice),
-        ((codes == _INTENT) & features.intent_right) | (faq_answer & ~general_faq & features.top_right),
+        (faq_answer & entry_right) | ((codes == _ADVICE) & features.advice),
+        ((codes == _INTENT) & features.intent_right) | (faq_answer & (rules != _GENERAL) & entry_right),
     )
+    if (
+        features.dev is not None
+        and features.general_operator is not None
+        and features.top_operator is not None
+    ):
+        # A bank's own entry answering a dev-split message (see Features.dev).
+        by_operator = np.select(
+            [rules == _GENERAL, rules == _BANK], [features.general_operator, True], features.top_operator
+        )
+        correct = correct | (features.dev & faq_answer & by_operator)
     return policy_metrics(codes, correct, features.out_of_scope, features.faq)
 
 
@@ -252,7 +301,10 @@ def _kb_grid(
     f = features.values
     grid = set()
     for margin in margins:
-        gap = np.where(f["general"][ins] - f["intent_entry"][ins] >= margin, f["general"][ins], 0.0)
+        diverting = f["general"][ins] - f["intent_entry"][ins] >= margin
+        if features.general_operator is not None:
+            diverting &= ~features.general_operator[ins]  # see Features.dev
+        gap = np.where(diverting, f["general"][ins], 0.0)
         floor = _diversion_threshold(gap, targets.max_in_scope_diversion)
         for faq in scores:
             for fallback in scores:
@@ -290,14 +342,23 @@ def fit_thresholds(features: Features, targets: Targets) -> tuple[Thresholds, bo
 def refit_kb_thresholds(
     features: Features, thresholds: Thresholds, targets: Targets
 ) -> tuple[Thresholds, bool]:
-    """Re-fit only the knowledge-base thresholds (``faq``, ``faq_margin``, ``faq_fallback``),
-    keeping the model's: what a change of the knowledge base calls for (seconds, not minutes)."""
+    """Re-fit only the knowledge-base thresholds (``faq``, ``faq_margin``, ``faq_fallback``, then
+    ``bank`` and ``bank_margin``, then ``agree_*``), keeping the model's: what a change of the
+    knowledge base calls for (seconds, not minutes)."""
     best, _ = _search(
         features,
         targets,
         (
             replace(thresholds, faq=faq, faq_margin=margin, faq_fallback=fallback)
             for margin, faq, fallback in _kb_grid(features, targets)
+        ),
+    )
+    best, _ = _search(
+        features,
+        targets,
+        (
+            replace(best, bank=bank, bank_margin=margin)
+            for bank, margin in [(1.0, 0.0), *itertools.product(KB_GRID, MARGIN_GRID)]
         ),
     )
     return _search(
@@ -392,6 +453,8 @@ class CalibrationSet:
 
     signals: list[Signals]
     labels: list[str]
+    #: Which messages come from the classifier's dev split (see :attr:`Features.dev`).
+    dev: list[bool] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -405,15 +468,18 @@ class CalibrationSet:
         (kept while that entry exists)."""
         texts = [t for t, _ in in_scope] + list(out_of_scope) + [t for t, _ in faq]
         labels = [label for _, label in in_scope] + [OOS] * len(out_of_scope) + [KB_LABEL + e for _, e in faq]
-        return cls(policy.signals(texts), labels)
+        return cls(
+            policy.signals(texts), labels, [True] * len(in_scope) + [False] * (len(texts) - len(in_scope))
+        )
 
     def features(self, policy: AnswerPolicy, self_test: bool = True) -> tuple[Features, int]:
         """Features against the knowledge base as it is now: questions about entries it no longer has
         are dropped, advice entries get the advice label, and (``self_test``) every general entry adds
         its :func:`kb_positives`. Returns the features and the number of self-test questions."""
         kb = policy.kb
-        kept_signals, kept_labels = [], []
-        for s, label in zip(self.signals, self.labels, strict=True):
+        kept_signals, kept_labels, kept_dev = [], [], []
+        dev = self.dev or [False] * len(self.signals)
+        for s, label, is_dev in zip(self.signals, self.labels, dev, strict=True):
             if label.startswith(KB_LABEL):
                 entry_id = label[len(KB_LABEL) :]
                 if entry_id not in kb:
@@ -422,12 +488,14 @@ class CalibrationSet:
                     label = ADVICE_LABEL + entry_id
             kept_signals.append(s)
             kept_labels.append(label)
+            kept_dev.append(is_dev)
         signals = policy.research(kept_signals)
         positives = kb_positives(kb) if self_test else []
         if positives:
             signals += policy.signals([t for t, _, _ in positives], [h for _, _, h in positives])
             kept_labels += [label for _, label, _ in positives]
-        return Features.from_signals(signals, kept_labels), len(positives)
+            kept_dev += [False] * len(positives)
+        return Features.from_signals(signals, kept_labels, kept_dev), len(positives)
 
 
 def calibrate_kb(

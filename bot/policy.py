@@ -84,6 +84,10 @@ class Thresholds:
     #: An advice request must also read as advice rather than as an information request (how a
     #: product, rate, fee or term works) by this probability (:class:`bot.exemplars.AdviceProbe`).
     advice_probability: float = 0.5
+    #: A bank's own entry (not the starter's) good enough to answer instead of the predicted intent's
+    #: answer, when it matches this much better than that answer.
+    bank: float = 1.0
+    bank_margin: float = 0.0
     #: The classifier's intent and the knowledge base's best entry (answering that intent) agree:
     #: two independent readings, so lower bars for each (1.0 / 1.0 never fires).
     agree_intent: float = 1.0
@@ -173,6 +177,10 @@ class Signals:
     def advice_hit(self) -> Hit | None:
         return next((h for h in self.hits if ADVICE_TAG in h.entry.tags), None)
 
+    def bank_hit(self, intent: str) -> Hit | None:
+        """The best of the bank's own entries that does not answer ``intent``."""
+        return next((h for h in self.hits if not h.starter and h.entry.intent != intent), None)
+
     def intent_hit(self, intent: str) -> Hit | None:
         """The best retrieved entry that answers ``intent`` (a bank may link several; its own come
         before the starter's)."""
@@ -183,6 +191,7 @@ class Signals:
         """The numbers :data:`RULES` compare, by name."""
         p = self.prediction
         general, top, intent_hit = self.general, self.top, self.intent_hit(p.intent)
+        bank_hit = self.bank_hit(p.intent)
         return {
             "served": 1.0 if self.language.served else 0.0,
             "p1": p.confidence,
@@ -194,6 +203,7 @@ class Signals:
             "advice_p": self.advice_probability,
             "general": general.score if general else 0.0,
             "intent_entry": intent_hit.score if intent_hit else 0.0,
+            "bank": bank_hit.score if bank_hit else 0.0,
             # In scope: close to the intent's training examples or to the bank's own answer entry.
             "scope": max(self.nearest, intent_hit.dense if intent_hit else -1.0),
             "agree": 1.0
@@ -281,6 +291,15 @@ RULES: tuple[Rule, ...] = (
         lambda f, t: (
             f"general KB entry {f['general']:.2f} ≥ {t.faq:.2f}, a better match than the predicted intent's "
             f"answer ({f['intent_entry']:.2f})"
+        ),
+    ),
+    Rule(
+        "bank_entry",
+        Route.FAQ,
+        lambda f, t: (f["bank"] >= t.bank) & (f["bank"] - f["intent_entry"] >= t.bank_margin),
+        lambda f, t: (
+            f"the bank's own entry {f['bank']:.2f} ≥ {t.bank:.2f}, a better match than the predicted "
+            f"intent's answer ({f['intent_entry']:.2f})"
         ),
     ),
     Rule(
@@ -511,6 +530,10 @@ class AnswerPolicy:
             general = s.general
             assert general is not None  # the rule's test needs a general entry's score
             return self._faq(general, f"{reason}: {general.entry.id}", p)
+        if rule.name == "bank_entry":
+            bank = s.bank_hit(p.intent)
+            assert bank is not None  # the rule's test needs a bank entry's score
+            return self._faq(bank, f"{reason}: {bank.entry.id}", p)
         if rule.name == "clarify":
             first, second = p.alternatives[0][0], p.alternatives[1][0]
             a, b = self._label(first), self._label(second)

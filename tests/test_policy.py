@@ -38,6 +38,8 @@ T = Thresholds(
     faq_margin=0.1,
     faq_fallback=0.75,
     advice_probability=0.5,
+    bank=0.6,
+    bank_margin=0.1,
     agree_intent=0.3,
     agree_kb=0.2,
 )
@@ -47,6 +49,8 @@ FEE = KBEntry.build("overdraft_fee", ["what's the overdraft fee"], "19.9% EAR.",
 ADVICE = KBEntry.build("invest", ["where should I invest"], "General information only.", None, ["advice"])
 #: A bank's own entry answering the same intent as the starter's CARD.
 BANK_CARD = KBEntry.build("card-delivery", ["when does my card come"], "Five working days.", "card_arrival")
+#: A bank's own entry no intent covers.
+BANK_FEES = KBEntry.build("fees", ["what do you charge"], "Nothing for everyday banking.")
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +127,13 @@ def signals(
             "card-delivery",
             "intent",
         ),
+        # The bank's own entry matches better than the predicted intent's (starter) answer.
+        (
+            signals(p1=0.95, hits=(hit(BANK_FEES, 0.7, starter=False), hit(CARD, 0.4))),
+            Route.FAQ,
+            "fees",
+            "bank_entry",
+        ),
         # A language Teller does not serve: handed off with a reply in that language.
         (signals(language=LanguageResult("es", 0.95, False, "lingua")), Route.HANDOFF, None, "language"),
     ],
@@ -162,7 +173,7 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
         p1 = float(rng.uniform(0.2, 1.0))
         entries = [
             hit(e, float(rng.uniform(0.0, 1.0)), starter=bool(rng.random() < 0.5))
-            for e in (CARD, LOST, FEE, ADVICE, BANK_CARD)
+            for e in (CARD, LOST, FEE, ADVICE, BANK_CARD, BANK_FEES)
             if rng.random() < 0.6
         ]
         entries.sort(key=lambda h: -h.score)

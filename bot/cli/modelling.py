@@ -344,9 +344,10 @@ def bench(
         precision=precision or settings.serving_precision,
         threads=threads or settings.threads,
     )
-    log.info("bench_finished", extra={"fields": result.to_dict()})
+    kb_search = _bench_kb_search(settings, texts[:messages])
+    log.info("bench_finished", extra={"fields": {**result.to_dict(), "kb_search": kb_search}})
     if as_json:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), "kb_search": kb_search})
         return
     table = Table(
         "measure", "value", title=f"Model {result.version} ({result.precision}, {result.threads} threads)"
@@ -362,7 +363,36 @@ def bench(
     table.add_row(
         "peak memory (RSS)", f"{result.peak_rss_mb:.0f} MB ({result.rss_before_load_mb:.0f} MB before load)"
     )
+    table.add_row(
+        f"KB search p50 / p95 ({kb_search['entries']} entries, {kb_search['vectors']} vectors)",
+        f"{kb_search['p50_ms']:.2f} / {kb_search['p95_ms']:.2f} ms (dense + BM25 + fusion; the query is "
+        "embedded once per message, for every signal)",
+    )
     out.print(table)
+
+
+def _bench_kb_search(settings: Any, texts: list[str]) -> dict[str, float]:
+    """Latency of one knowledge-base search (the query already embedded), over the KB in use."""
+    import numpy as np
+
+    from bot.assistant import open_kb
+
+    kb = open_kb(settings)
+    vectors = kb.embedder.embed(texts)
+    for i in range(min(20, len(texts))):
+        kb.search_vectors(vectors[i : i + 1], 10, texts[i : i + 1])
+    times = []
+    for i, text in enumerate(texts):
+        started = time.perf_counter()
+        kb.search_vectors(vectors[i : i + 1], 10, [text])
+        times.append(time.perf_counter() - started)
+    kb.close()
+    return {
+        "entries": len(kb),
+        "vectors": len(kb.index),
+        "p50_ms": float(np.percentile(times, 50) * 1000),
+        "p95_ms": float(np.percentile(times, 95) * 1000),
+    }
 
 
 @app.command()
