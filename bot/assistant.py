@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import logging
 import os
+import pickle
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +83,7 @@ def build_policy(
         base_memory=base_memory,
         information=load_information(),
         language=language_gate(),
+        cache_dir=settings.cache_dir,
     )
     config = PolicyConfig.load(path) if stored_thresholds else None
     if config is None and calibrate_if_missing:
@@ -96,32 +99,61 @@ def build_policy(
 #: The knowledge base's own thresholds, next to it: ``{"model", "kb_revision", "thresholds", ...}``.
 KB_CALIBRATION_FILE = "calibration.json"
 _calibration_sets: dict[str, CalibrationSet] = {}
+#: Bump when the pickled ``CalibrationSet``/``Signals`` change shape: older cache files are ignored.
+CALIBRATION_CACHE_FORMAT = 1
 _calibration_lock = threading.Lock()
 
 
 def _calibration_set(policy: AnswerPolicy) -> CalibrationSet:
-    """The model's calibration messages with their signals, built once per model and process."""
+    """The model's calibration messages with their signals, built once per model (about 20 s on two
+    cores) and kept in this process and in ``<cache>/calibration-<key>.pkl`` (a derived file, keyed
+    by the model version and the exact calibration data and example files), so that the next
+    command's re-fit takes seconds."""
     version = policy.classifier.version
     with _calibration_lock:
         data = _calibration_sets.get(version)
+        if data is not None:
+            return data
+        in_scope, out_of_scope, faq = calibration_data(policy.classifier.path)
+        digest = hashlib.sha256(f"{CALIBRATION_CACHE_FORMAT}:{version}".encode())
+        for text, label in [*in_scope, *((t, "oos") for t in out_of_scope), *faq]:
+            digest.update(f"{text}\t{label}\n".encode())
+        for name in sorted(p.name for p in DATA_DIR.glob("*.yaml")):
+            digest.update((DATA_DIR / name).read_bytes())
+        path = policy.cache_dir / f"calibration-{digest.hexdigest()[:16]}.pkl" if policy.cache_dir else None
+        if path is not None and path.is_file():
+            try:
+                with path.open("rb") as handle:
+                    loaded = pickle.load(handle)  # our own derived file, never received from outside
+                if isinstance(loaded, CalibrationSet):
+                    data = loaded
+            except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+                data = None
         if data is None:
-            in_scope, out_of_scope, faq = calibration_data(policy.classifier.path)
-            data = _calibration_sets[version] = CalibrationSet.build(policy, in_scope, out_of_scope, faq)
+            data = CalibrationSet.build(policy, in_scope, out_of_scope, faq)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                staging = path.with_name(f".{path.name}.{os.getpid()}")
+                with staging.open("wb") as handle:
+                    pickle.dump(data.without_hits(), handle, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(staging, path)
+        _calibration_sets[version] = data
         return data
 
 
-def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool:
+def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     """Give ``policy`` the thresholds fitted for its knowledge base as it is now.
 
     The model's thresholds come from its artifact; ``faq``, ``faq_margin`` and ``faq_fallback``
     depend on the knowledge base and are re-fitted (seconds) whenever its revision moved since the
     last fit, then kept in ``<kb>/calibration.json`` for every process that opens it. With
-    ``refit=False`` a stale fit is left alone. Returns whether the thresholds changed.
+    ``refit=False`` a stale fit is left alone. Returns whether the thresholds changed, or ``None``
+    when they were not looked at (an uncalibrated model, or a stale fit left alone).
     """
     kb, version = policy.kb, policy.classifier.version
     model = PolicyConfig.load(policy.classifier.path)
     if model is None:
-        return False
+        return None
     stored = _read_kb_calibration(kb.directory)
     if stored is not None and stored.get("model") == version and stored.get("kb_revision") == kb.revision:
         thresholds = Thresholds.from_dict({**model.thresholds.to_dict(), **stored["thresholds"]})
@@ -141,7 +173,7 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool:
             },
         )
     else:
-        return False
+        return None
     changed = thresholds != policy.thresholds
     policy.thresholds = thresholds
     return changed

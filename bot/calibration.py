@@ -456,6 +456,11 @@ class CalibrationSet:
     #: Which messages come from the classifier's dev split (see :attr:`Features.dev`).
     dev: list[bool] = field(default_factory=list)
 
+    def without_hits(self) -> CalibrationSet:
+        """The same set without search results (they are redone against the knowledge base of the
+        day anyway): what is worth keeping on disk."""
+        return CalibrationSet([replace(s, hits=[]) for s in self.signals], self.labels, self.dev)
+
     @classmethod
     def build(
         cls,

@@ -63,7 +63,7 @@ class ModelSwapper:
         knowledge-base thresholds if it changed at all; returns whether anything changed."""
         reloaded = self.core.policy.kb.refresh()
         refitted = follow_kb(self.core.policy)
-        return reloaded or refitted
+        return reloaded or bool(refitted)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):

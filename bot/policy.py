@@ -289,8 +289,8 @@ RULES: tuple[Rule, ...] = (
         Route.FAQ,
         lambda f, t: (f["general"] >= t.faq) & (f["general"] - f["intent_entry"] >= t.faq_margin),
         lambda f, t: (
-            f"general KB entry {f['general']:.2f} ≥ {t.faq:.2f}, a better match than the predicted intent's "
-            f"answer ({f['intent_entry']:.2f})"
+            f"general KB entry {f['general']:.2f} ≥ {t.faq:.2f}, against the predicted intent's answer "
+            f"{f['intent_entry']:.2f} (margin {f['general'] - f['intent_entry']:+.2f} ≥ {t.faq_margin:+.2f})"
         ),
     ),
     Rule(
@@ -298,8 +298,8 @@ RULES: tuple[Rule, ...] = (
         Route.FAQ,
         lambda f, t: (f["bank"] >= t.bank) & (f["bank"] - f["intent_entry"] >= t.bank_margin),
         lambda f, t: (
-            f"the bank's own entry {f['bank']:.2f} ≥ {t.bank:.2f}, a better match than the predicted "
-            f"intent's answer ({f['intent_entry']:.2f})"
+            f"the bank's own entry {f['bank']:.2f} ≥ {t.bank:.2f}, against the predicted intent's answer "
+            f"{f['intent_entry']:.2f} (margin {f['bank'] - f['intent_entry']:+.2f} ≥ {t.bank_margin:+.2f})"
         ),
     ),
     Rule(
@@ -416,6 +416,7 @@ class AnswerPolicy:
         k: int = 10,
         information: ExemplarSet | None = None,
         language: LanguageGate | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.classifier = classifier
         self.base_memory = base_memory
@@ -425,6 +426,8 @@ class AnswerPolicy:
         self.information = (information or ExemplarSet([], [], {})).embed_with(kb.embedder.embed)
         self.advice_probe = AdviceProbe(self.advice, self.information)
         self.language = language
+        #: Where derived files may be kept (the calibration messages' signals).
+        self.cache_dir = cache_dir
         self.thresholds = thresholds
         self.k = k
 

@@ -72,7 +72,8 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
         policy = policy or build_policy(settings, kb=kb, calibrate_if_missing=False)
         if policy.thresholds is None:
             return  # never calibrated: `teller calibrate` fits everything at once
-        follow_kb(policy)
+        if not follow_kb(policy):
+            return  # the knowledge base did not change, or the fit came out the same
     except NLUError:
         return  # no model yet: `teller train` calibrates against the knowledge base as it is then
     t = policy.thresholds
@@ -93,8 +94,8 @@ def _ask(entry: KBEntry, overlap: Overlap, options: tuple[Choice, ...]) -> Choic
     }
     err.print(f"\n{overlap.describe()}\n  {overlap.detail}", highlight=False)
     for option in options:
-        err.print(f"  [{keys[option]}] {label[option]}", highlight=False)
-    answer = typer.prompt(
+        err.print(f"  ({keys[option]}) {label[option]}", highlight=False, markup=False)
+    answer = click.prompt(
         "Choose", type=click.Choice([keys[o] for o in options]), default=keys[options[0]], err=True
     )
     return next(o for o in options if keys[o] == answer)
@@ -109,7 +110,7 @@ def _check_ask(on_overlap: str, dry_run: bool) -> None:
         raise InputError("--on-overlap ask needs a terminal; use newer or keep in scripts")
 
 
-def _print_outcome(outcome: ImportOutcome) -> None:
+def _print_outcome(outcome: ImportOutcome, preview_only: bool = False) -> None:
     kept_out = "kept out (superseded earlier; `teller kb restore ID` brings one back)"
     lines = [("+ add", outcome.added), ("~ update", outcome.updated), ("- remove", outcome.removed)]
     for title, ids in [*(lines if outcome.mode == "sync" else []), (kept_out, outcome.kept_superseded)]:
@@ -152,7 +153,7 @@ def _print_outcome(outcome: ImportOutcome) -> None:
             + f"; {outcome.entries} entries in the knowledge base.",
             highlight=False,
         )
-    else:
+    elif not preview_only:
         out.print("Dry run: nothing changed.", highlight=False)
 
 
@@ -221,7 +222,7 @@ def kb_sync(
         return
     if preview.removed and _interactive() and not yes:
         if not as_json:
-            _print_outcome(preview)
+            _print_outcome(preview, preview_only=True)
         if not typer.confirm(f"Remove {len(preview.removed)} entries?", default=False, err=True):
             err.print("Nothing changed.")
             raise typer.Exit(1)
