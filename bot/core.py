@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,9 @@ class TellerCore:
                 }
             },
         )
-        return _outgoing(reply)
+        # The customer is told what the bank wrote (its phone numbers included); only the stored copy
+        # is redacted.
+        return replace(_outgoing(reply), text=decision.answer)
 
     def feedback(
         self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None

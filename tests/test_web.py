@@ -115,3 +115,20 @@ def test_history_and_feedback_list_read_the_store(client: TestClient, teller_env
     code, stdout, _ = run("feedback", "list", "--json")
     [entry] = [json.loads(line) for line in stdout.splitlines()]
     assert code == 0 and entry["message_id"] == reply["message_id"] and entry["helpful"] is True
+
+
+def test_customers_read_the_banks_phone_numbers_only_the_store_is_redacted(
+    client: TestClient, core: TellerCore
+) -> None:
+    from retrieval.entry import KBEntry
+
+    answer = "Call our card team on 0345 850 6200, any day from 8am to 8pm."
+    core.policy.kb.add([KBEntry.build("call-card-team", ["What number do I call about my card?"], answer)])
+    body = client.post(
+        "/api/messages", json={"user_id": "erin", "text": "What number do I call about my card?"}
+    ).json()
+    assert body["route"] == "faq" and body["reply"] == answer
+    assert (
+        core.store.message(body["message_id"]).text
+        == "Call our card team on [PHONE], any day from 8am to 8pm."
+    )
