@@ -180,7 +180,16 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
 
 
 #: The thresholds that depend on the knowledge base (re-fitted whenever it changes).
-KB_THRESHOLDS = ("faq", "faq_margin", "faq_fallback", "bank", "bank_margin", "agree_intent", "agree_kb")
+KB_THRESHOLDS = (
+    "faq",
+    "faq_margin",
+    "faq_fallback",
+    "bank",
+    "bank_margin",
+    "bank_unless_intent",
+    "agree_intent",
+    "agree_kb",
+)
 
 
 def _kb_part(t: Thresholds) -> dict[str, float]:

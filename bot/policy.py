@@ -88,6 +88,8 @@ class Thresholds:
     #: answer, when it matches this much better than that answer.
     bank: float = 1.0
     bank_margin: float = 0.0
+    #: ... unless the classifier is at least this sure of an intent in scope (1.01: never).
+    bank_unless_intent: float = 1.01
     #: The classifier's intent and the knowledge base's best entry (answering that intent) agree:
     #: two independent readings, so lower bars for each (1.0 / 1.0 never fires).
     agree_intent: float = 1.0
@@ -296,7 +298,11 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "bank_entry",
         Route.FAQ,
-        lambda f, t: (f["bank"] >= t.bank) & (f["bank"] - f["intent_entry"] >= t.bank_margin),
+        lambda f, t: (
+            (f["bank"] >= t.bank)
+            & (f["bank"] - f["intent_entry"] >= t.bank_margin)
+            & ~(_in_scope(f, t) & (f["p1"] >= t.bank_unless_intent))
+        ),
         lambda f, t: (
             f"the bank's own entry {f['bank']:.2f} ≥ {t.bank:.2f}, against the predicted intent's answer "
             f"{f['intent_entry']:.2f} (margin {f['bank'] - f['intent_entry']:+.2f} ≥ {t.bank_margin:+.2f})"

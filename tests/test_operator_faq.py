@@ -65,6 +65,7 @@ def test_a_held_out_banks_faq(default_model_env: Settings) -> None:
     assert all(o.verdict in ("right", "wrong", "handed_off") for o in result.outcomes)
 
 
-#: Measured on this machine's default model (see the README); floors a few points under.
-RIGHT_FLOOR = {"harbour": 0.55, "cedar": 0.50}
-WRONG_CEILING = 0.24
+#: Measured with the default model on a 2-core machine (README, "How well a bank's own FAQ answers"):
+#: right 53.5 % / 52.3 %, wrong 10.2 % / 9.6 %; the floors sit a few points under.
+RIGHT_FLOOR = {"harbour": 0.49, "cedar": 0.48}
+WRONG_CEILING = 0.13
