@@ -144,9 +144,9 @@ def _calibration_set(policy: AnswerPolicy) -> CalibrationSet:
 def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     """Give ``policy`` the thresholds fitted for its knowledge base as it is now.
 
-    The model's thresholds come from its artifact; ``faq``, ``faq_margin`` and ``faq_fallback``
-    depend on the knowledge base and are re-fitted (seconds) whenever its revision moved since the
-    last fit, then kept in ``<kb>/calibration.json`` for every process that opens it. With
+    The model's thresholds come from its artifact; those of :data:`KB_THRESHOLDS` depend on the
+    knowledge base and are re-fitted (seconds) whenever its revision moved since the last fit, then
+    kept in ``<kb>/calibration.json`` for every process that opens it. With
     ``refit=False`` a stale fit is left alone. Returns whether the thresholds changed, or ``None``
     when they were not looked at (an uncalibrated model, or a stale fit left alone).
     """
