@@ -338,6 +338,14 @@ class KnowledgeAdmin:
         if self.policy is None:
             why = f" ({self.no_policy_reason})" if self.no_policy_reason else ""
             notes.append(f"entries were not checked against the intents: no intent model{why}")
+        else:
+            known = set(self.policy.classifier.labels)
+            for entry in checked:
+                if entry.intent and entry.intent not in known:
+                    notes.append(
+                        f"`{entry.id}` names intent `{entry.intent}`, which the model does not know: it "
+                        "answers only as a knowledge-base entry (check the spelling, or retrain)"
+                    )
         overlaps = self.check(checked, pool, claimed)
         return Prepared(mode, target, added, updated, unchanged, removed, kept_out, overlaps, before, notes)
 

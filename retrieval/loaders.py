@@ -109,7 +109,8 @@ def markup_line(line: str, first: bool) -> bool:
 
 
 def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: an unterminated quote or text after a closing quote is an error, not a merged field.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
@@ -129,6 +130,11 @@ def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
         for row in reader:
             if not any(c.strip() for c in row):
                 continue
+            if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
+                raise KBFormatError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields but the header has {len(header)} "
+                    "(an unquoted comma in a question or answer? Put such cells in double quotes)"
+                )
 
             def cell(name: str, row: list[str] = row) -> str:
                 i = col.get(name)

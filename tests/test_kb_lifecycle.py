@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -246,6 +247,7 @@ class StubPolicy:
 
     def __init__(self, readings: dict[str, tuple[str, float]]) -> None:
         self.readings = readings
+        self.classifier = SimpleNamespace(labels=["card_arrival", "lost_or_stolen_card", "other"])
 
     def signals(self, texts: Sequence[str]) -> list[_Signals]:
         return [
@@ -451,3 +453,24 @@ def test_kb_sync_bad_file_is_one_error_line_and_changes_nothing(teller_env: Path
     assert code == 2 and stderr.startswith("error:") and "line 3: empty answer" in stderr
     assert "Traceback" not in stdout + stderr
     assert run("kb", "list", "--json")[1] == before
+
+
+def test_csv_mistakes_are_named_with_their_line(tmp_path: Path) -> None:
+    from retrieval.errors import KBFormatError
+    from retrieval.loaders import load_entries
+
+    extra = tmp_path / "extra.csv"
+    extra.write_text("id,question,answer\nfees,What do you charge?,Nothing, ever.\n", encoding="utf-8")
+    with pytest.raises(KBFormatError, match=r"line 2: 4 fields but the header has 3"):
+        load_entries(extra)
+    unterminated = tmp_path / "quote.csv"
+    unterminated.write_text('id,question,answer\nx1,"What now?,Answer.\nx2,Q?,A.\n', encoding="utf-8")
+    with pytest.raises(KBFormatError, match=r"malformed CSV"):
+        load_entries(unterminated)
+
+
+def test_an_intent_the_model_does_not_know_is_reported(kb: KnowledgeBase) -> None:
+    typo = KBEntry.build("late-card", ["where's my card"], "Five days.", "card_arival")
+    outcome = KnowledgeAdmin(kb, StubPolicy({})).import_entries([typo])
+    assert outcome.applied and kb.get("late-card").intent == "card_arival"
+    assert any("`card_arival`, which the model does not know" in n for n in outcome.notes)
