@@ -52,8 +52,12 @@ def load_entries(path: str | Path, encoding: str | None = None) -> list[KBEntry]
         ".md": _parse_markdown,
         ".markdown": _parse_markdown,
     }
+    if path.is_dir():
+        raise KBFormatError(f"{path}: is a directory, not a knowledge-base file")
     if suffix not in parsers:
-        raise KBFormatError(f"{path}: unknown file type {suffix or '(none)'!r}; use .csv, .jsonl or .md")
+        raise KBFormatError(
+            f"{path}: unknown file type {suffix or '(none)'!r}; use .csv, .jsonl (or .json, .ndjson) or .md"
+        )
     try:
         text = read_text(path, encoding)
     except DataError as exc:

@@ -467,6 +467,8 @@ def test_csv_mistakes_are_named_with_their_line(tmp_path: Path) -> None:
     unterminated.write_text('id,question,answer\nx1,"What now?,Answer.\nx2,Q?,A.\n', encoding="utf-8")
     with pytest.raises(KBFormatError, match=r"malformed CSV"):
         load_entries(unterminated)
+    with pytest.raises(KBFormatError, match=r"is a directory"):
+        load_entries(tmp_path)
 
 
 def test_an_intent_the_model_does_not_know_is_reported(kb: KnowledgeBase) -> None:
