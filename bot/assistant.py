@@ -151,6 +151,8 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     when they were not looked at (an uncalibrated model, or a stale fit left alone).
     """
     kb, version = policy.kb, policy.classifier.version
+    if policy.kb_fit == (version, kb.revision):
+        return False  # fitted for this model and revision already: no file to read (server watch loop)
     model = PolicyConfig.load(policy.classifier.path)
     if model is None:
         return None
@@ -176,6 +178,7 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
         return None
     changed = thresholds != policy.thresholds
     policy.thresholds = thresholds
+    policy.kb_fit = (version, kb.revision)
     return changed
 
 

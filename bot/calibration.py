@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from bot.policy import (
     ADVICE_TAG,
     ROUTES,
     RULE_NAMES,
-    RULES,
+    RULE_ROUTES,
     AnswerPolicy,
     Decision,
     Route,
@@ -80,7 +80,6 @@ class PolicyMetrics:
 _INTENT, _FAQ, _CLARIFY, _ADVICE, _HANDOFF = (
     ROUTES.index(r) for r in (Route.INTENT, Route.FAQ, Route.CLARIFY, Route.ADVICE, Route.HANDOFF)
 )
-_RULE_ROUTES = np.array([ROUTES.index(r.route) for r in RULES])
 _GENERAL, _BANK = RULE_NAMES.index("general_entry"), RULE_NAMES.index("bank_entry")
 
 
@@ -97,15 +96,15 @@ class Features:
         np.ndarray
     )  # the best KB entry is the gold one (filed under the gold intent, or the gold entry)
     general_right: np.ndarray  # the best general KB entry is the gold entry
-    #: The message is from the classifier's dev split, whose labels know only the intents. A bank's
-    #: own entry that answers it counts as right: on a topic both cover, the operator's newer entry
-    #: is the one customers should get (with a starter-only knowledge base this never happens).
-    dev: np.ndarray | None = None
-    general_operator: np.ndarray | None = None  # the best general entry is an operator's
-    top_operator: np.ndarray | None = None  # the best entry is an operator's
-    bank_right: np.ndarray | None = None  # the bank's best entry (``bank_entry`` rule) is the gold one
+    #: The message is from the classifier's dev split, whose labels know only the intents: a bank's
+    #: own entry that answers it is neither right nor wrong as far as they can tell (with a
+    #: starter-only knowledge base this never happens).
+    dev: np.ndarray
+    general_operator: np.ndarray  # the best general entry is an operator's
+    top_operator: np.ndarray  # the best entry is an operator's
+    bank_right: np.ndarray  # the bank's best entry (``bank_entry`` rule) is the gold one
     #: The entry the intent and agreement rules would answer with is the gold entry.
-    intent_entry_right: np.ndarray | None = None
+    intent_entry_right: np.ndarray
 
     @classmethod
     def from_signals(
@@ -137,25 +136,19 @@ class Features:
             np.array(
                 [hit_is(s.bank_hit(s.prediction.intent), label, e) for s, label, e in pairs], dtype=bool
             ),
+            np.array(
+                [
+                    e is not None and hit_is(s.intent_hit(s.prediction.intent), label, e)
+                    for s, label, e in pairs
+                ],
+                dtype=bool,
+            ),
         )
 
     def subset(self, mask: np.ndarray) -> Features:
-        def cut(a: np.ndarray | None) -> np.ndarray | None:
-            return a[mask] if a is not None else None
-
         return Features(
             {k: v[mask] for k, v in self.values.items()},
-            self.out_of_scope[mask],
-            self.faq[mask],
-            self.advice[mask],
-            self.intent_right[mask],
-            self.top_right[mask],
-            self.general_right[mask],
-            cut(self.dev),
-            cut(self.general_operator),
-            cut(self.top_operator),
-            cut(self.bank_right),
-            cut(self.intent_entry_right),
+            *(getattr(self, f.name)[mask] for f in fields(self) if f.name != "values"),
         )
 
     def __len__(self) -> int:
@@ -199,34 +192,24 @@ def score_routes(features: Features, thresholds: Thresholds) -> PolicyMetrics:
     """What ``thresholds`` would do on ``features``: an answer is right when it is the gold intent's
     (by the classifier, or by an entry filed under that intent), or the gold KB entry's."""
     rules = first_rules(features.values, thresholds)
-    codes = _RULE_ROUTES[rules]
+    codes = RULE_ROUTES[rules]
     faq_answer = codes == _FAQ
-    bank_right = features.bank_right if features.bank_right is not None else np.zeros(len(codes), bool)
     entry_right = np.select(
-        [rules == _GENERAL, rules == _BANK], [features.general_right, bank_right], features.top_right
-    )
-    intent_entry_right = (
-        features.intent_entry_right if features.intent_entry_right is not None else np.zeros(len(codes), bool)
+        [rules == _GENERAL, rules == _BANK], [features.general_right, features.bank_right], features.top_right
     )
     correct = np.where(
         features.faq,
         (faq_answer & entry_right)
         | ((codes == _ADVICE) & features.advice)
-        | ((codes == _INTENT) & intent_entry_right),
+        | ((codes == _INTENT) & features.intent_entry_right),
         ((codes == _INTENT) & features.intent_right) | (faq_answer & (rules != _GENERAL) & entry_right),
     )
-    if (
-        features.dev is not None
-        and features.general_operator is not None
-        and features.top_operator is not None
-    ):
-        # A bank's own entry answering a dev-split message (see Features.dev).
-        by_operator = np.select(
-            [rules == _GENERAL, rules == _BANK], [features.general_operator, True], features.top_operator
-        )
-        neutral = features.dev & faq_answer & by_operator & ~correct
-        return policy_metrics(codes, correct, features.out_of_scope, features.faq, neutral)
-    return policy_metrics(codes, correct, features.out_of_scope, features.faq)
+    # A bank's own entry answering a dev-split message (see Features.dev).
+    by_operator = np.select(
+        [rules == _GENERAL, rules == _BANK], [features.general_operator, True], features.top_operator
+    )
+    neutral = features.dev & faq_answer & by_operator & ~correct
+    return policy_metrics(codes, correct, features.out_of_scope, features.faq, neutral)
 
 
 def evaluate_policy(
@@ -319,8 +302,7 @@ def _kb_grid(
     grid = set()
     for margin in margins:
         diverting = f["general"][ins] - f["intent_entry"][ins] >= margin
-        if features.general_operator is not None:
-            diverting &= ~features.general_operator[ins]  # see Features.dev
+        diverting &= ~features.general_operator[ins]  # see Features.dev
         gap = np.where(diverting, f["general"][ins], 0.0)
         floor = _diversion_threshold(gap, targets.max_in_scope_diversion)
         for faq in scores:

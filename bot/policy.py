@@ -64,9 +64,10 @@ ROUTES = list(Route)
 class Thresholds:
     """Calibrated decision thresholds.
 
-    ``smalltalk``, ``advice``, ``information`` and ``in_scope`` compare cosine similarities,
-    ``intent`` and ``clarify_*`` probabilities; ``faq``, ``faq_margin`` and ``faq_fallback`` compare
-    the knowledge base's fused scores (in ``(0, 1)``, :class:`retrieval.knowledge_base.Fusion`).
+    ``smalltalk``, ``advice`` and ``in_scope`` compare cosine similarities; ``intent``,
+    ``clarify_*``, ``advice_probability``, ``agree_intent`` and ``bank_unless_intent``
+    probabilities; ``faq*``, ``bank*`` and ``agree_kb`` the knowledge base's fused scores (in
+    ``(0, 1)``, :class:`retrieval.knowledge_base.Fusion`).
     """
 
     smalltalk: float
@@ -337,8 +338,8 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 RULE_NAMES = [r.name for r in RULES]
-GENERAL_RULE = RULE_NAMES.index("general_entry")
-_RULE_ROUTES = np.array([ROUTES.index(r.route) for r in RULES])
+#: Each rule's route, as an index into ``ROUTES`` (``RULE_ROUTES[first_rules(f, t)]`` routes a batch).
+RULE_ROUTES = np.array([ROUTES.index(r.route) for r in RULES])
 
 
 def first_rules(f: Features, t: Thresholds) -> np.ndarray:
@@ -351,13 +352,6 @@ def first_rules(f: Features, t: Thresholds) -> np.ndarray:
         out[hit] = i
         undecided &= ~hit
     return out
-
-
-def route_codes(f: Features, t: Thresholds) -> tuple[np.ndarray, np.ndarray]:
-    """The route (index into ``ROUTES``) of every message, and whether an FAQ answer is the best
-    *general* entry (else it is the best entry overall): :func:`first_rules`, as routes."""
-    rules = first_rules(f, t)
-    return _RULE_ROUTES[rules], rules == GENERAL_RULE
 
 
 def _decision(
@@ -435,6 +429,8 @@ class AnswerPolicy:
         #: Where derived files may be kept (the calibration messages' signals).
         self.cache_dir = cache_dir
         self.thresholds = thresholds
+        #: ``(model version, knowledge-base revision)`` the knowledge-base thresholds were fitted for.
+        self.kb_fit: tuple[str, int] | None = None
         self.k = k
 
     # ---------------------------------------------------------------------------------- signals

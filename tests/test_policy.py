@@ -11,6 +11,7 @@ from bot.calibration import OOS, Features, Targets, fit_thresholds, score_routes
 from bot.exemplars import ExemplarSet
 from bot.policy import (
     ROUTES,
+    RULE_ROUTES,
     RULES,
     SERVED,
     AnswerPolicy,
@@ -19,7 +20,6 @@ from bot.policy import (
     Signals,
     Thresholds,
     first_rules,
-    route_codes,
 )
 from nlu import Prediction
 from nlu.language import LanguageResult, handoff_reply
@@ -193,7 +193,7 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
         )
     features = Features.from_signals(cases, ["card_arrival"] * len(cases))
     rules = first_rules(features.values, T)
-    codes, _ = route_codes(features.values, T)
+    codes = RULE_ROUTES[rules]
     decisions = [policy.decide(s) for s in cases]
     assert [RULES[i].name for i in rules] == [d.rule for d in decisions]
     assert [ROUTES[c] for c in codes] == [d.route for d in decisions]
