@@ -10,6 +10,7 @@ import logging
 import os
 import pickle
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +20,11 @@ from bot.core import TellerCore
 from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
 from bot.exemplars import DATA_DIR, load_advice, load_information, load_smalltalk
+from bot.kb_replication import KnowledgeReplicator, SyncResult
 from bot.operators import Operators
 from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig, Thresholds
 from bot.settings import Settings
-from bot.store import Store
+from bot.storage import Store
 
 if TYPE_CHECKING:
     from bot.model_swap import ModelSwapper
@@ -41,17 +43,39 @@ log = logging.getLogger(__name__)
 FAQ_DEV_FILE = DATA_DIR / "faq_dev.csv"
 
 
-def open_kb(settings: Settings) -> KnowledgeBase:
+def open_kb(settings: Settings, store: Store | None = None) -> KnowledgeBase:
     """The knowledge base under ``TELLER_HOME/kb``; a new one starts with ``TELLER_KB_STARTER``
-    (the Lumen Bank starter, nothing, or a file). A bad starter file is a :class:`ConfigError`."""
+    (the Lumen Bank starter, nothing, or a file). A bad starter file is a :class:`ConfigError`.
+
+    With replication on (``TELLER_KB_REPLICATION``, by default with PostgreSQL) it is synced with
+    the database's change log before it is returned (:mod:`bot.kb_replication`), and a new one
+    joining a cluster that has content takes that content instead of its starter; ``store`` is the
+    store to use for that (default: one opened here).
+    """
     embedder = OnnxSentenceEmbedder(settings.cache_dir, threads=settings.threads)
     kb = KnowledgeBase.open(settings.kb_dir, embedder, seed=None)
     try:
-        kb.start(settings.kb_seed)
+        replicator = None
+        if settings.replicate_kb:
+            replicator = KnowledgeReplicator(kb, (store or open_store(settings)).kb_log)
+            _replicators[kb] = replicator
+        joining = replicator is not None and replicator.changes.head() > 0
+        kb.start(None if joining else settings.kb_seed)
+        if replicator is not None:
+            replicator.sync()
     except RetrievalError as exc:
         kb.close()
         raise ConfigError(f"TELLER_KB_STARTER: {exc}") from None
     return kb
+
+
+_replicators: weakref.WeakKeyDictionary[KnowledgeBase, KnowledgeReplicator] = weakref.WeakKeyDictionary()
+
+
+def replicate_kb(kb: KnowledgeBase) -> SyncResult | None:
+    """Sync ``kb`` with the change log if it is replicated (None if it is not)."""
+    replicator = _replicators.get(kb)
+    return replicator.sync() if replicator is not None else None
 
 
 def build_policy(
@@ -60,11 +84,13 @@ def build_policy(
     kb: KnowledgeBase | None = None,
     calibrate_if_missing: bool = True,
     stored_thresholds: bool = True,
+    refit_kb: bool = True,
 ) -> AnswerPolicy:
     """The answer policy for the active model (or ``version``), calibrating it once if it never was.
 
     ``stored_thresholds=False`` ignores (and ``calibrate_if_missing=False`` does not create) the
-    model's ``policy.json``: for callers about to calibrate anyway.
+    model's ``policy.json``: for callers about to calibrate anyway. ``refit_kb=False`` leaves a stale
+    knowledge-base fit to the caller (a swap that must be quick re-fits right after).
     """
     registry = ModelRegistry(settings.models)
     path = registry.path(version) if version else registry.active_path()
@@ -92,7 +118,7 @@ def build_policy(
     if config is not None:
         policy.thresholds = config.thresholds
         if stored_thresholds:
-            follow_kb(policy, refit=calibrate_if_missing)
+            follow_kb(policy, refit=calibrate_if_missing and refit_kb)
     return policy
 
 
@@ -222,13 +248,56 @@ def language_gate() -> LanguageGate:
 
 
 def open_store(settings: Settings) -> Store:
-    """The conversation database, ``TELLER_HOME/teller.db``."""
-    return Store(settings.db_path)
+    """The store ``TELLER_DATABASE_URL`` (or the SQLite file under ``TELLER_HOME``) names, migrated.
+
+    Interviews from before they moved into the store (``<home>/positioning.db``) are copied in
+    once; the old file is then renamed ``positioning.db.imported``.
+    """
+    store = Store(settings.database)
+    legacy = settings.home / "positioning.db"
+    if legacy.is_file():
+        added = store.interviews.import_file(legacy)
+        legacy.rename(legacy.with_name("positioning.db.imported"))
+        log.info("interviews_imported", extra={"fields": {"count": added, "from": str(legacy)}})
+    return store
 
 
 def build_core(settings: Settings) -> TellerCore:
-    """Everything a channel needs: the calibrated policy and the store."""
-    return TellerCore(build_policy(settings), open_store(settings))
+    """Everything a channel needs: the calibrated policy (of the model the database says is active,
+    see :func:`active_version`) and the store."""
+    store = open_store(settings)
+    try:
+        policy = build_policy(settings, version=active_version(settings, store), kb=open_kb(settings, store))
+    except BaseException:
+        store.close()
+        raise
+    return TellerCore(policy, store)
+
+
+def active_version(settings: Settings, store: Store) -> str | None:
+    """The model version to serve: the one recorded in the database (every replica follows it), else
+    the registry's ``ACTIVE`` pointer (a database that never recorded an activation)."""
+    return store.deployment.active_model() or ModelRegistry(settings.models).active_version()
+
+
+def activate_model(
+    settings: Settings, version: str, actor: str | None = None, store: Store | None = None
+) -> Path:
+    """Make ``version`` the active model: the registry's pointer, then the database's record that
+    every replica follows within seconds (:class:`bot.model_swap.ModelSwapper`). Returns its path.
+
+    Raises :class:`nlu.NLUError` for an unknown version, :class:`bot.storage.StoreError`.
+    """
+    path = ModelRegistry(settings.models).activate(version)
+    own = store is None
+    store = store or open_store(settings)
+    try:
+        store.deployment.set_active_model(version, actor)
+    finally:
+        if own:
+            store.close()
+    log.info("model_activated", extra={"fields": {"version": version, "by": actor}})
+    return path
 
 
 def slack_configured(settings: Settings) -> bool:
@@ -253,11 +322,14 @@ def build_dispatcher(settings: Settings, core: TellerCore, swapper: ModelSwapper
 
         desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
     from bot.model_swap import ModelSwapper
-    from bot.retraining import RetrainRunner
+    from bot.retraining import QueuedRetrain, RetrainRunner
 
     ops = OpsDesk(core.store, review, operators)
     swapper = swapper or ModelSwapper(settings, core)
-    ops.retrainer = RetrainRunner(settings, review, swap=swapper.sync, kb=lambda: core.policy.kb)
+    if settings.retrain_in == "worker":
+        ops.retrainer = QueuedRetrain(core.store.jobs)
+    else:
+        ops.retrainer = RetrainRunner(settings, review, swap=swapper.sync, kb=lambda: core.policy.kb)
     return Dispatcher(core, desk, ops)
 
 
@@ -279,6 +351,8 @@ def build_channels(
             webhook_url=settings.telegram_webhook_url,
             webhook_secret=secret.get_secret_value() if secret else None,
             dispatcher=dispatcher,
+            # Telegram has one getUpdates consumer per bot: one replica polls, the others stand by.
+            leadership=lambda: core.store.database.try_lock("telegram-polling"),
         )
         channels.append(telegram)
         if dispatcher.ops is not None:

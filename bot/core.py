@@ -15,7 +15,7 @@ from typing import Any
 from bot.batching import DecisionBatcher
 from bot.errors import InputError
 from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Choice, Decision, Route
-from bot.store import DuplicateMessage, Feedback, Store, StoredMessage
+from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -84,43 +84,43 @@ class TellerCore:
         self._batcher.close()
         self.store.close()
 
-    def handle(self, incoming: Incoming) -> Outgoing:
-        """Answer a text message (or a pressed choice, whose value arrives as the text)."""
+    def handle(self, incoming: Incoming, replayed: bool = True) -> Outgoing:
+        """Answer a text message (or a pressed choice, whose value arrives as the text).
+
+        ``replayed=False``: the caller has just looked for an earlier answer (:meth:`replay`)."""
         text = incoming.text.strip()
         if not text:
             raise InputError("the message is empty")
         text = text[:MAX_TEXT]
-        if incoming.message_id:
-            seen = self.store.find_reply(incoming.channel, incoming.message_id)
-            if seen is not None:
-                return _outgoing(seen, duplicate=True)
+        earlier = self.replay(incoming) if replayed else None
+        if earlier is not None:
+            return earlier
         started = time.perf_counter()
         decision, model_version = self._decide(text)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
-            _, reply = self.store.record_exchange(
-                {
-                    "channel": incoming.channel,
-                    "conversation": incoming.conversation_id,
-                    "user_id": incoming.user_id,
-                    "platform_id": incoming.message_id,
-                    "text": text,
-                },
-                {
-                    "text": decision.answer,
-                    "route": decision.route.value,
-                    "intent": decision.intent,
-                    "confidence": decision.confidence,
-                    "kb_id": decision.kb_id,
-                    "model_version": model_version,
-                    "latency_ms": round(latency_ms, 2),
-                    "choices": [{"label": c.label, "value": c.value} for c in decision.choices],
-                },
+            _, reply = self.store.conversations.record_exchange(
+                NewExchange(
+                    channel=incoming.channel,
+                    conversation=incoming.conversation_id,
+                    user_id=incoming.user_id,
+                    platform_id=incoming.message_id,
+                    text=text,
+                    reply=decision.answer,
+                    route=decision.route.value,
+                    intent=decision.intent,
+                    confidence=decision.confidence,
+                    kb_id=decision.kb_id,
+                    model_version=model_version,
+                    latency_ms=round(latency_ms, 2),
+                    choices=tuple((c.label, c.value) for c in decision.choices),
+                )
             )
         except DuplicateMessage:
-            seen = self.store.find_reply(incoming.channel, incoming.message_id or "")
-            assert seen is not None
-            return _outgoing(seen, duplicate=True)
+            # Another replica (or thread) stored this platform message first: its answer is the one.
+            earlier = self.replay(incoming)
+            assert earlier is not None  # the row that made this a duplicate is there
+            return earlier
         log.info(
             "message_answered",
             extra={
@@ -139,11 +139,26 @@ class TellerCore:
         # is redacted.
         return replace(_outgoing(reply), text=decision.answer)
 
+    def replay(self, incoming: Incoming) -> Outgoing | None:
+        """What was answered to this platform message before (a redelivery, or a retry that reached
+        another replica), marked ``duplicate``; None if it is new. A message that was relayed to a
+        person (it has no reply of Teller's) replays as silent."""
+        if not incoming.message_id:
+            return None
+        conversations = self.store.conversations
+        seen = conversations.find_reply(incoming.channel, incoming.message_id)
+        if seen is not None:
+            return _outgoing(seen, duplicate=True)
+        stored = conversations.incoming_by_platform_id(incoming.channel, incoming.message_id)
+        if stored is not None:
+            return Outgoing(stored.id, "", route=stored.route or HUMAN_ROUTE, duplicate=True, silent=True)
+        return None
+
     def feedback(
         self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
     ) -> Feedback:
         """Record a customer's verdict on one of Teller's replies."""
-        entry = self.store.add_feedback(message_id, helpful, comment, user_id)
+        entry = self.store.feedback.add_feedback(message_id, helpful, comment, user_id)
         log.info("feedback", extra={"fields": {"message_id": message_id, "helpful": helpful}})
         return entry
 
@@ -160,7 +175,7 @@ class TellerCore:
 
 
 def _outgoing(reply: StoredMessage, duplicate: bool = False) -> Outgoing:
-    choices = tuple(Choice(c["label"], c["value"]) for c in reply.choices)
+    choices = tuple(Choice(label, value) for label, value in reply.choices)
     return Outgoing(
         reply.id,
         reply.text,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.core import Incoming, Outgoing, TellerCore
-from bot.store import Feedback
+from bot.storage import Feedback
 
 if TYPE_CHECKING:
     from bot.ops_desk import OpsDesk
@@ -32,9 +32,16 @@ class Dispatcher:
         """``private``: the message came in a one-to-one conversation with Teller (a DM)."""
         if private and self.desk is not None and self.desk.wants(incoming):
             return self.desk.converse(incoming)
+        # A redelivery (or a retry that reached another replica) gets what was answered the first
+        # time, whatever has happened since (a handoff opened meanwhile, say).
+        replayed = self.core.replay(incoming)
+        if replayed is not None:
+            if self.ops is not None and not replayed.silent:
+                self.ops.after_reply(incoming, replayed)  # finishes what a crash may have cut short
+            return replayed
         if self.ops is not None and (relayed := self.ops.relay_in(incoming)) is not None:
             return relayed
-        reply = self.core.handle(incoming)
+        reply = self.core.handle(incoming, replayed=False)
         if self.ops is not None:
             self.ops.after_reply(incoming, reply)
         return reply
@@ -50,7 +57,7 @@ class Dispatcher:
     def delivered(self, reply: Outgoing, platform_id: str) -> None:
         """The platform's id of a posted reply (so a reaction on it can find it again)."""
         if self.ops is not None and reply.route not in ("interview", "human") and not reply.silent:
-            self.core.store.set_platform_id(reply.message_id, platform_id)
+            self.core.store.conversations.set_platform_id(reply.message_id, platform_id)
 
     def close(self) -> None:
         if self.desk is not None:

@@ -137,7 +137,10 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
         source = open_kb(settings)
         source.close()
         shutil.copytree(settings.kb_dir, home / "kb")
-        scratch_settings = settings.model_copy(update={"home": home, "cache": settings.cache_dir})
+        # A scratch copy: nothing it does may reach other replicas through the change log.
+        scratch_settings = settings.model_copy(
+            update={"home": home, "cache": settings.cache_dir, "kb_replication": "off"}
+        )
         kb = open_kb(scratch_settings)
         try:
             policy = build_policy(scratch_settings, kb=kb)

@@ -1,40 +1,100 @@
-"""A load generator for the web chat API: concurrent customers, latency figures, and a check of the store."""
+"""A load generator for the web chat API (``POST /api/messages``): concurrent customers spread over one
+or more replicas, what they got back, and a check of the store afterwards.
+
+What is measured
+    ``users`` customers send ``messages`` messages each, one at a time, waiting for every reply. Customer
+    ``i`` starts on URL ``i % n``. Each message counts once however many attempts it took:
+
+    * *sent*: distinct messages; *attempts*: HTTP requests made for them; *retried*: messages that
+      needed more than one attempt;
+    * *acknowledged*: messages that got a 2xx response with a reply; *silent*: those of them whose reply
+      text is empty (the customer saw nothing: e.g. a message relayed to a person during a handoff);
+    * *errors*: messages never acknowledged, after every attempt;
+    * latency (ms) from a message's first attempt to its acknowledgement, so a failover's cost is in
+      it; throughput: acknowledgements per second of the run; acknowledgements per URL.
+
+Why a retry reuses the ``client_message_id``
+    A replica can store a message and die (or time out, or lose the connection) before the customer
+    hears back. The server stores each customer message once per ``(channel, platform id)``, the web
+    platform id being ``"{user_id}:{client_message_id}"``, and answers a repeated id with the reply it
+    stored. So a retry under the same id (to whichever replica) is answered once and stored once,
+    while a retry under a new id would be a second message. This is what a real client must do, and it
+    makes the store check honest: ``check_store`` counts, by platform id, every message the run stored,
+    and tells *missing* (acknowledged, not stored: lost), *duplicated* (stored twice) and *stored but
+    never acknowledged* (e.g. a replica killed after storing, with the client out of attempts) apart.
+
+Retries: on a connection error, a timeout, or a 5xx or 429 response, the same message goes to the next
+URL (a dead replica's customers fail over, and stay on the replica that answered) after a pause that
+doubles from ``backoff`` up to ``max_backoff``, or what a ``Retry-After`` header asks; up to
+``attempts`` attempts, and none started after the message's ``deadline``. Any other 4xx is final.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import random
 import secrets
-import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import numpy as np
 
+from bot.storage import Store
+
+CHAT_PATH = "/api/messages"
+WEB_CHANNEL = "web"
+SAMPLES = 5
+"""How many example ids or error lines a result keeps of each kind."""
+
 
 @dataclass
 class LoadResult:
+    """What a run sent and got back. Latencies in ms, ``seconds`` and ``think_seconds`` in s."""
+
     run_id: str
+    urls: list[str]
     users: int
     messages_per_user: int
     think_seconds: float
+    max_attempts: int
+    #: Distinct messages (each with one ``client_message_id`` for all its attempts).
     sent: int
+    #: Messages answered with a 2xx and a reply (an empty reply included, see ``silent``).
     acknowledged: int
+    #: Messages that needed more than one attempt.
+    retried: int
+    #: HTTP requests made, every attempt of every message.
+    attempts: int
+    #: Messages never acknowledged.
     errors: int
+    #: Acknowledged messages whose reply text was empty or blank.
+    silent: int
     latency_ms_p50: float
     latency_ms_p95: float
     latency_ms_p99: float
     latency_ms_max: float
     seconds: float
+    #: Acknowledgements per second.
     throughput_per_s: float
+    #: Acknowledgements by the URL that gave them.
+    acknowledged_by_url: dict[str, int] = field(default_factory=dict)
+    #: Failed attempts (retried or final) by kind: an exception name (``ConnectError``,
+    #: ``ReadTimeout``, ...) or ``HTTP <status>``.
+    failed_attempts: dict[str, int] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
+    #: Platform ids (``user_id:client_message_id``) of a few silent replies.
+    silent_samples: list[str] = field(default_factory=list)
+    #: Platform ids of every acknowledged message, for :func:`check_store`.
     acknowledged_ids: list[str] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything but ``acknowledged_ids`` (one entry per message), JSON-ready."""
         data = asdict(self)
         data.pop("acknowledged_ids")
         return data
@@ -42,62 +102,207 @@ class LoadResult:
 
 @dataclass
 class StoreCheck:
+    """The run's customer messages in the database, compared with what the client acknowledged."""
+
     acknowledged: int
+    #: Distinct messages of the run stored (acknowledged or not).
     stored: int
+    #: Acknowledged but not stored: lost. Must be 0.
     missing: int
+    #: Stored more than once. Must be 0.
     duplicated: int
+    #: Stored, but the client never got an answer (a replica died after storing and the client ran out
+    #: of attempts). Not a loss, but not answered either.
+    stored_not_acknowledged: int
+    missing_samples: list[str] = field(default_factory=list)
+    duplicated_samples: list[str] = field(default_factory=list)
+    stored_not_acknowledged_samples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing acknowledged is lost and nothing is stored twice."""
+        return self.missing == 0 and self.duplicated == 0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one message is retried. All times in seconds."""
+
+    #: Attempts per message, the first included (1: no retries).
+    attempts: int = 5
+    #: Time allowed for one attempt (connect, send, reply).
+    timeout: float = 30.0
+    #: No attempt starts later than this after the message's first attempt.
+    deadline: float = 60.0
+    #: Pause before the first retry; doubled before each next one, up to ``max_backoff``.
+    backoff: float = 0.2
+    max_backoff: float = 2.0
+
+
+@dataclass
+class _Outcome:
+    """One message: how many attempts it took and how it ended."""
+
+    platform_id: str
+    attempts: int
+    url: str | None = None  # the URL that acknowledged it
+    latency_ms: float | None = None
+    silent: bool = False
+    error: str | None = None
+    #: What each failed attempt ran into (exception name or ``HTTP <status>``).
+    failures: list[str] = field(default_factory=list)
 
 
 def user_id(run_id: str, user: int) -> str:
+    """The web ``user_id`` of customer ``user`` of run ``run_id``."""
     return f"load-{run_id}-{user}"
+
+
+def platform_id(user: str, client_message_id: str) -> str:
+    """The id the web endpoint stores a customer message under (and deduplicates it by)."""
+    return f"{user}:{client_message_id}"
+
+
+def retryable(status_code: int) -> bool:
+    """Whether a response with this status is worth another attempt (5xx, 429)."""
+    return status_code >= 500 or status_code == 429
+
+
+def retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """The pause (s, at least 0) a ``Retry-After`` header asks for, in seconds or as an HTTP date;
+    None without one or if it cannot be read."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _reply_text(response: httpx.Response) -> str | None:
+    """The reply of a 2xx response, or None if it is not Teller's answer (no JSON, no ``message_id``)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not data.get("message_id") or not isinstance(data.get("reply"), str):
+        return None
+    return str(data["reply"])
+
+
+async def _send_message(
+    client: httpx.AsyncClient,
+    urls: Sequence[str],
+    position: int,
+    body: dict[str, str],
+    policy: RetryPolicy,
+) -> tuple[_Outcome, int]:
+    """Send one message until it is acknowledged or out of attempts, starting on ``urls[position]``
+    and moving to the next URL after each failed attempt; return its outcome and the URL position to
+    use next (the one that answered, or the last one tried)."""
+    pid = platform_id(body["user_id"], body["client_message_id"])
+    started = time.perf_counter()
+    pause = policy.backoff
+    attempt = 0
+    failures: list[str] = []
+    while True:
+        attempt += 1
+        url = urls[position]
+        remaining = policy.deadline - (time.perf_counter() - started)
+        asked: float | None = None
+        try:
+            response = await client.post(
+                url + CHAT_PATH, json=body, timeout=max(0.001, min(policy.timeout, remaining))
+            )
+        except httpx.TransportError as exc:  # refused, reset, dropped, timed out
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            failures.append(type(exc).__name__)
+            again = True
+        else:
+            if response.is_success:
+                reply = _reply_text(response)
+                if reply is not None:
+                    latency_ms = (time.perf_counter() - started) * 1000.0
+                    outcome = _Outcome(pid, attempt, url, latency_ms, not reply.strip(), failures=failures)
+                    return outcome, position
+                error = f"HTTP {response.status_code} without a reply: {response.text[:120]}"
+                again = False
+            else:
+                error = f"HTTP {response.status_code}: {response.text[:120]}"
+                again = retryable(response.status_code)
+                asked = retry_after(response) if again else None
+            failures.append(f"HTTP {response.status_code}")
+        wait = asked if asked is not None else pause
+        pause = min(pause * 2, policy.max_backoff)
+        out_of_time = time.perf_counter() - started + wait >= policy.deadline
+        if not again or attempt >= policy.attempts or out_of_time:
+            reason = " (deadline)" if again and out_of_time and attempt < policy.attempts else ""
+            note = f"{pid} on {url}, attempt {attempt}{reason}: {error}"
+            return _Outcome(pid, attempt, error=note, failures=failures), position
+        position = (position + 1) % len(urls)
+        await asyncio.sleep(wait)
 
 
 async def _customer(
     client: httpx.AsyncClient,
-    url: str,
+    urls: Sequence[str],
     run_id: str,
     user: int,
     texts: Sequence[str],
     count: int,
     think: float,
     rng: random.Random,
-    latencies: list[float],
-    acked: list[str],
-    errors: list[str],
+    policy: RetryPolicy,
+    outcomes: list[_Outcome],
 ) -> None:
+    position = user % len(urls)
     if think > 0:  # customers arrive over the first pause, not all in the same millisecond
         await asyncio.sleep(rng.uniform(0, think))
     for i in range(count):
         body = {"user_id": user_id(run_id, user), "text": rng.choice(texts), "client_message_id": str(i)}
-        started = time.perf_counter()
-        try:
-            response = await client.post(url + "/api/messages", json=body)
-            elapsed = (time.perf_counter() - started) * 1000.0
-            if response.status_code == 200 and response.json().get("message_id"):
-                latencies.append(elapsed)
-                acked.append(f"{body['user_id']}:{i}")
-            else:
-                errors.append(f"HTTP {response.status_code}: {response.text[:120]}")
-        except httpx.HTTPError as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
+        outcome, position = await _send_message(client, urls, position, body, policy)
+        outcomes.append(outcome)
         if think > 0:
             await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
 
 async def run_load(
-    url: str,
+    urls: str | Sequence[str],
     texts: Sequence[str],
     users: int = 50,
     messages: int = 20,
     think: float = 0.0,
     seed: int = 0,
     timeout: float = 30.0,
+    attempts: int = 5,
+    deadline: float = 60.0,
+    backoff: float = 0.2,
+    max_backoff: float = 2.0,
 ) -> LoadResult:
-    """``users`` customers at once, each sending ``messages`` messages and waiting for every reply."""
+    """``users`` customers at once, each sending ``messages`` messages (texts drawn from ``texts``) and
+    waiting for every reply, spread round-robin over ``urls`` (base URLs of Teller replicas).
+
+    ``think``: mean pause (s) between a reply and the next message. ``timeout``: limit (s) of one
+    attempt. A message is retried as the module docstring says: ``attempts`` attempts at most (the
+    first included), none started ``deadline`` s after its first; pauses from ``backoff`` s doubling up
+    to ``max_backoff`` s.
+    """
+    targets = [u.rstrip("/") for u in ([urls] if isinstance(urls, str) else urls)]
+    if not targets:
+        raise ValueError("no URL to load")
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    policy = RetryPolicy(attempts, timeout, deadline, backoff, max_backoff)
     run_id = secrets.token_hex(4)
-    latencies: list[float] = []
-    acked: list[str] = []
-    errors: list[str] = []
+    outcomes: list[_Outcome] = []
     limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
@@ -105,56 +310,71 @@ async def run_load(
             *(
                 _customer(
                     client,
-                    url.rstrip("/"),
+                    targets,
                     run_id,
                     u,
                     texts,
                     messages,
                     think,
                     random.Random(seed * 1000 + u),
-                    latencies,
-                    acked,
-                    errors,
+                    policy,
+                    outcomes,
                 )
                 for u in range(users)
             )
         )
     seconds = time.perf_counter() - started
+    acked = [o for o in outcomes if o.url is not None]
+    failed = [o for o in outcomes if o.url is None]
+    silent = [o for o in acked if o.silent]
+    latencies = [o.latency_ms for o in acked if o.latency_ms is not None]
     lat = np.asarray(latencies) if latencies else np.zeros(1)
+    by_url = dict.fromkeys(targets, 0)
+    for o in acked:
+        by_url[o.url or ""] += 1
+    failed_attempts = Counter(f for o in outcomes for f in o.failures)
     return LoadResult(
         run_id=run_id,
+        urls=targets,
         users=users,
         messages_per_user=messages,
         think_seconds=think,
-        sent=users * messages,
+        max_attempts=attempts,
+        sent=len(outcomes),
         acknowledged=len(acked),
-        errors=len(errors),
+        retried=sum(1 for o in outcomes if o.attempts > 1),
+        attempts=sum(o.attempts for o in outcomes),
+        errors=len(failed),
+        silent=len(silent),
         latency_ms_p50=round(float(np.percentile(lat, 50)), 2),
         latency_ms_p95=round(float(np.percentile(lat, 95)), 2),
         latency_ms_p99=round(float(np.percentile(lat, 99)), 2),
         latency_ms_max=round(float(lat.max()), 2),
         seconds=round(seconds, 2),
         throughput_per_s=round(len(acked) / seconds, 1) if seconds else 0.0,
-        error_samples=errors[:5],
-        acknowledged_ids=acked,
+        acknowledged_by_url=by_url,
+        failed_attempts=dict(failed_attempts.most_common()),
+        error_samples=[o.error or "" for o in failed[:SAMPLES]],
+        silent_samples=[o.platform_id for o in silent[:SAMPLES]],
+        acknowledged_ids=[o.platform_id for o in acked],
     )
 
 
-def check_store(db_path: str | Path, run_id: str, acknowledged: Sequence[str]) -> StoreCheck:
-    """How many acknowledged messages of the run are in the database, once each."""
-    connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        rows = connection.execute(
-            "SELECT platform_id, count(*) FROM messages WHERE channel = 'web' AND direction = 'in' "
-            "AND platform_id LIKE ? GROUP BY platform_id",
-            [f"load-{run_id}-%"],
-        ).fetchall()
-    finally:
-        connection.close()
-    counts = dict(rows)
+def check_store(store: Store, run_id: str, acknowledged: Sequence[str]) -> StoreCheck:
+    """Compare the customer messages of run ``run_id`` in ``store`` (web channel, by platform id) with
+    the platform ids the client had acknowledged (:attr:`LoadResult.acknowledged_ids`)."""
+    counts = store.conversations.platform_counts(WEB_CHANNEL, f"load-{run_id}-")
+    acked = set(acknowledged)
+    missing = sorted(a for a in acked if a not in counts)
+    duplicated = sorted(p for p, n in counts.items() if n > 1)
+    unacknowledged = sorted(p for p in counts if p not in acked)
     return StoreCheck(
-        acknowledged=len(acknowledged),
+        acknowledged=len(acked),
         stored=len(counts),
-        missing=sum(1 for a in acknowledged if a not in counts),
-        duplicated=sum(1 for c in counts.values() if c > 1),
+        missing=len(missing),
+        duplicated=len(duplicated),
+        stored_not_acknowledged=len(unacknowledged),
+        missing_samples=missing[:SAMPLES],
+        duplicated_samples=duplicated[:SAMPLES],
+        stored_not_acknowledged_samples=unacknowledged[:SAMPLES],
     )

@@ -1,8 +1,10 @@
-"""Hot model swap: the running server follows the registry's active model.
+"""Hot model swap: every running replica follows the active model the database records.
 
 Whoever activates a version (a promotion after ``teller retrain``, ``/teller retrain``, or a
-rollback with ``teller models activate``) only moves the registry's ``ACTIVE`` pointer; the server
-notices within seconds and swaps its policy. The swap is one attribute assignment on the core:
+rollback with ``teller models activate``) moves the registry's ``ACTIVE`` pointer and records the
+version in the database (:func:`bot.assistant.activate_model`); every replica notices within
+seconds and swaps its policy, loading the artifact from ``TELLER_MODELS`` (shared storage when
+replicas run on several hosts). The swap is one attribute assignment on the core:
 a batch that has started finishes on the model it started with, the next one uses the new model,
 so no message is dropped or answered twice and nothing restarts.
 
@@ -19,10 +21,9 @@ import asyncio
 import logging
 import threading
 
-from bot.assistant import build_policy, follow_kb
+from bot.assistant import active_version, build_policy, follow_kb, replicate_kb
 from bot.core import TellerCore
 from bot.settings import Settings
-from nlu import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ModelSwapper:
 
     name = "model-swap"
 
-    def __init__(self, settings: Settings, core: TellerCore, interval: float = 2.0) -> None:
+    def __init__(self, settings: Settings, core: TellerCore, interval: float = 1.0) -> None:
         self.settings = settings
         self.core = core
         self.interval = interval
@@ -45,13 +46,16 @@ class ModelSwapper:
     def sync(self) -> str | None:
         """Swap to the registry's active version if it is not the one being served; returns it."""
         with self._lock:
-            active = ModelRegistry(self.settings.models).active_version()
+            active = active_version(self.settings, self.core.store)
             current = self.core.policy
             if active is None or active == current.classifier.version:
                 return None
             # Same knowledge base object: entries added since start-up stay, nothing is re-indexed.
-            policy = build_policy(self.settings, version=active, kb=current.kb)
+            policy = build_policy(self.settings, version=active, kb=current.kb, refit_kb=False)
             self.core.policy = policy
+            # The knowledge base's thresholds for the new model are re-fitted right after (seconds);
+            # meanwhile the model's own calibration serves.
+            follow_kb(policy)
             log.info(
                 "model_swapped",
                 extra={"fields": {"from": current.classifier.version, "to": policy.classifier.version}},
@@ -61,9 +65,11 @@ class ModelSwapper:
     def refresh_kb(self) -> bool:
         """Reload the served knowledge base if another process changed it, and re-fit the policy's
         knowledge-base thresholds if it changed at all; returns whether anything changed."""
-        reloaded = self.core.policy.kb.refresh()
+        kb = self.core.policy.kb
+        reloaded = kb.refresh()
+        replicated = replicate_kb(kb)
         refitted = follow_kb(self.core.policy)
-        return reloaded or bool(refitted)
+        return reloaded or bool(replicated and (replicated.applied or replicated.published)) or bool(refitted)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
@@ -71,7 +77,11 @@ class ModelSwapper:
                 self.refresh_kb()
             except Exception as exc:  # a broken knowledge base must not stop the model watch
                 log.error("kb_refresh_failed", extra={"fields": {"error": repr(exc)[:300]}})
-            active = ModelRegistry(self.settings.models).active_version()
+            try:
+                active = active_version(self.settings, self.core.store)
+            except Exception as exc:  # the database briefly unreachable: try again next round
+                log.error("active_model_unknown", extra={"fields": {"error": repr(exc)[:300]}})
+                continue
             if active is not None and active == self._failed:
                 continue  # reported once; wait for the pointer to move
             try:

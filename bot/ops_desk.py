@@ -31,15 +31,23 @@ from bot.errors import InputError
 from bot.operators import Actor, Operators
 from bot.policy import Route
 from bot.review import ReviewService
-from bot.store import DuplicateMessage, Handoff, ReviewItem, Store, StoredMessage
+from bot.storage import (
+    HUMAN_ROUTE,
+    Direction,
+    DuplicateMessage,
+    Handoff,
+    NewHandoff,
+    ReviewItem,
+    Store,
+    StoredMessage,
+)
 from nlu.retraining import MODES
 
 if TYPE_CHECKING:
-    from bot.retraining import RetrainOutcome, RetrainRunner
+    from bot.retraining import QueuedRetrain, RetrainOutcome, RetrainRunner
 
 log = logging.getLogger(__name__)
 
-HUMAN_ROUTE = "human"
 CLOSED_NOTICE = (
     "Our colleague has closed this conversation. I'm Teller again: ask me anything, "
     "or say you'd like a person."
@@ -80,7 +88,7 @@ class OpsDesk:
         self.operators = operators
         self.board: OpsBoard | None = None
         self.senders: dict[str, CustomerSender] = {}
-        self.retrainer: RetrainRunner | None = None
+        self.retrainer: RetrainRunner | QueuedRetrain | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-ops")
 
     def attach_board(self, board: OpsBoard) -> None:
@@ -102,28 +110,37 @@ class OpsDesk:
         """A customer's message during an open handoff: stored and put into the ops thread."""
         if self.board is None:
             return None
-        handoff = self.store.active_handoff_for(incoming.channel, incoming.conversation_id)
+        handoff = self.store.handoffs.active_for(incoming.channel, incoming.conversation_id)
         if handoff is None:
             return None
         try:
-            stored = self.store.record_relay(handoff.id, "in", incoming.text, platform_id=incoming.message_id)
+            stored = self.store.handoffs.record_relay(
+                handoff.id, Direction.IN, incoming.text, platform_id=incoming.message_id
+            )
         except DuplicateMessage:
             return Outgoing(f"{handoff.id}:dup", "", route=HUMAN_ROUTE, duplicate=True, silent=True)
         self._later(self._to_thread, handoff.id, stored.text)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 
     def after_reply(self, incoming: Incoming, reply: Outgoing) -> None:
-        """Open a handoff when the policy handed off; file the reply for review if it qualifies."""
-        if reply.duplicate:
-            return
-        if reply.route == Route.HANDOFF.value and self.board is not None:
-            customer, _ = self.store.exchange(reply.message_id)
-            handoff = self.store.start_handoff(
-                incoming.channel,
-                customer.conversation_id,
-                incoming.user_id,
-                incoming.conversation_id,
-                message_id=reply.message_id,
+        """Open a handoff when the policy handed off; file the reply for review if it qualifies.
+
+        Idempotent, so that a redelivered message (``reply.duplicate``) finishes what a replica that
+        died after storing the reply left undone: no second handoff for the same reply, no second
+        filing."""
+        handed_off = reply.route == Route.HANDOFF.value and self.board is not None
+        if handed_off and reply.duplicate and self.store.handoffs.for_message(reply.message_id) is not None:
+            handed_off = False
+        if handed_off:
+            customer, _ = self.store.conversations.exchange(reply.message_id)
+            handoff = self.store.handoffs.start(
+                NewHandoff(
+                    incoming.channel,
+                    customer.conversation_id,
+                    incoming.user_id,
+                    incoming.conversation_id,
+                    message_id=reply.message_id,
+                )
             )
             if handoff.thread_ts is None:
                 self._later(self._open_thread, handoff.id)
@@ -145,21 +162,23 @@ class OpsDesk:
     ) -> bool:
         """An operator wrote in an ops thread: relay it to the customer if the thread is an open
         handoff. False when the thread is not a handoff's (ordinary chatter)."""
-        handoff = self.store.handoff_by_thread(thread_ts, ops_channel)
-        if handoff is None or handoff.status != "open":
+        handoff = self.store.handoffs.by_thread(thread_ts, ops_channel)
+        if handoff is None or not handoff.is_open:
             return False
         actor = self.operators.require(channel, user_id, "reply to customers")
-        self.store.record_relay(handoff.id, "out", text, author=str(actor), platform_id=platform_id)
+        self.store.handoffs.record_relay(
+            handoff.id, Direction.OUT, text, author=str(actor), platform_id=platform_id
+        )
         self._send(handoff, Outgoing(f"{handoff.id}:op", text, route=HUMAN_ROUTE, threaded=False))
         log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(actor)}})
         return True
 
     def close_handoff(self, handoff_id: str, actor: Actor) -> Handoff:
         self.operators.require(actor.channel, actor.user_id, "close handoffs")
-        handoff = self.store.handoff(handoff_id)
-        if handoff.status != "open":
+        handoff = self.store.handoffs.get(handoff_id)
+        if not handoff.is_open:
             return handoff
-        closed = self.store.close_handoff(handoff_id, str(actor))
+        closed = self.store.handoffs.close(handoff_id, str(actor))
         self._send(closed, Outgoing(f"{handoff_id}:closed", CLOSED_NOTICE, route=HUMAN_ROUTE, threaded=False))
         log.info("handoff_closed", extra={"fields": {"handoff": handoff_id, "operator": str(actor)}})
         return closed
@@ -174,8 +193,8 @@ class OpsDesk:
     def flag_post(self, channel: str, platform_id: str, actor: Actor) -> ReviewItem | None:
         """Flag one of Teller's posts found by its platform id (a reaction on it)."""
         self.operators.require(actor.channel, actor.user_id, "flag answers")
-        message = self.store.message_by_platform_id(channel, platform_id)
-        if message is None or message.direction != "out":
+        message = self.store.conversations.message_by_platform_id(channel, platform_id)
+        if message is None or message.direction != Direction.OUT:
             return None  # not one of Teller's answers (a customer's message, or never stored)
         return self.flag(message.id, "reaction", actor, source="reaction")
 
@@ -239,14 +258,14 @@ class OpsDesk:
 
     def _open_thread(self, handoff_id: str) -> None:
         assert self.board is not None
-        handoff = self.store.handoff(handoff_id)
-        ts = self.board.open_handoff(handoff, self.store.transcript(handoff_id)[-12:])
-        self.store.set_handoff_thread(handoff_id, self.board.ops_channel or "", ts)
+        handoff = self.store.handoffs.get(handoff_id)
+        ts = self.board.open_handoff(handoff, self.store.handoffs.transcript(handoff_id)[-12:])
+        self.store.handoffs.set_thread(handoff_id, self.board.ops_channel or "", ts)
         log.info("handoff_opened", extra={"fields": {"handoff": handoff_id, "channel": handoff.channel}})
 
     def _to_thread(self, handoff_id: str, text: str) -> None:
         assert self.board is not None
-        handoff = self.store.handoff(handoff_id)
+        handoff = self.store.handoffs.get(handoff_id)
         if handoff.thread_ts is not None:
             self.board.post_in_thread(handoff, text)
 

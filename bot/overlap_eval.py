@@ -54,7 +54,7 @@ def main() -> None:
         from bot.settings import get_settings
         from retrieval.loaders import load_entries
 
-        settings = get_settings()
+        settings = get_settings().model_copy(update={"kb_replication": "off"})  # an experiment
         kb = open_kb(settings)
         admin = KnowledgeAdmin(
             kb, build_policy(settings, kb=kb, calibrate_if_missing=False, stored_thresholds=False)

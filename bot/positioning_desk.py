@@ -19,7 +19,7 @@ from bot.assistant import build_policy, open_store
 from bot.core import Incoming, MultiSelect, Outgoing
 from bot.policy import AnswerPolicy, Choice, PolicyConfig, Route
 from bot.settings import Settings
-from bot.store import Store
+from bot.storage import Store
 from nlu.artifact import metrics_of
 from positioning.brief import BriefFiles, write_brief
 from positioning.engine import ACTIVE, COMPLETED, InterviewEngine, InterviewState, Prompt
@@ -28,7 +28,6 @@ from positioning.evidence import LoggedExchange, gather
 from positioning.scoring import Coverage, PositioningScore, measured_quality, parse_needs, score
 from positioning.script import DEFAULT_SCRIPT, load_script
 from positioning.session import InterviewService, Reply
-from positioning.store import InterviewStore
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +61,10 @@ class PositioningDesk:
     ) -> None:
         self.settings = settings
         self.engine = InterviewEngine(load_script(script))
-        self.service = InterviewService(self.engine, InterviewStore(settings.home / "positioning.db"))
+        self._own_store = store is None
+        self.store = store or open_store(settings)
+        self.service = InterviewService(self.engine, self.store.interviews)
         self._policy = policy
-        self._store = store
 
     @property
     def policy(self) -> AnswerPolicy:
@@ -74,7 +74,8 @@ class PositioningDesk:
         return self._policy() if callable(self._policy) else self._policy
 
     def close(self) -> None:
-        self.service.store.close()
+        if self._own_store:
+            self.store.close()
 
     def brief_dir(self, interview_id: str) -> Path:
         return self.settings.home / "briefs" / interview_id
@@ -101,15 +102,9 @@ class PositioningDesk:
             raise PositioningError(f"interview {interview_id} is {state.status}; finish it first")
         answers = self.engine.answered(state)
         since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
-        store = self._store or open_store(self.settings)
-        try:
-            rows = store.exchanges(since)
-        finally:
-            if store is not self._store:
-                store.close()
         exchanges = [
-            LoggedExchange(r["text"], r["route"] or "handoff", r["intent"], r["kb_id"], bool(r["flagged"]))
-            for r in rows
+            LoggedExchange(e.text, e.route or "handoff", e.intent, e.kb_id, e.flagged)
+            for e in self.store.conversations.exchanges(since)
         ]
         policy = self.policy
         evidence = gather(exchanges, f"last {days} days", embed=policy.kb.embedder.embed)

@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from bot.assistant import build_policy, calibrate_policy
+from bot.assistant import activate_model, build_policy, calibrate_policy
 from bot.review import ReviewService
 from bot.settings import Settings
+from bot.storage import Job, JobRepository, JobStatus
 from nlu import ModelRegistry, NLUError
 from nlu.corrections import Correction
 from nlu.data import Corpus, Example
@@ -31,6 +33,11 @@ log = logging.getLogger(__name__)
 
 #: ``progress(stage, fraction of the whole run)``.
 Progress = Callable[[str, float], None]
+
+
+#: The cluster-wide lock a retrain holds (:meth:`bot.storage.Database.try_lock`).
+RETRAIN_LOCK = "teller-retrain"
+BUSY = "Not started: another retrain is running (on this or another process)."
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,22 @@ class RetrainRunner:
         ``progress(stage, overall fraction)``, or ``stages(stage, done, total)`` per stage; ``mode``
         is the recipe (:data:`nlu.retraining.MODES`)."""
         started = time.perf_counter()
+        # One retrain at a time across the cluster (the registry's own file lock covers one host).
+        lease = self.review.store.database.try_lock(RETRAIN_LOCK)
+        if lease is None:
+            return RetrainOutcome(False, BUSY, error=BUSY)
+        try:
+            return self._run(started, progress, stages, mode)
+        finally:
+            lease.release()
+
+    def _run(
+        self,
+        started: float,
+        progress: Progress | None,
+        stages: Callable[[str, int, int], None] | None,
+        mode: str,
+    ) -> RetrainOutcome:
         try:
             result = retrain(
                 self.settings.models,
@@ -175,7 +198,7 @@ class RetrainRunner:
             stored_thresholds=False,
         )
         calibrate_policy(policy, registry.path(version))
-        registry.activate(version)
+        activate_model(self.settings, version, actor="retrain", store=self.review.store)
         if self.swap is not None:
             self.swap()
 
@@ -188,3 +211,89 @@ def _overall(progress: Progress | None, mode: str) -> Callable[[str, int, int], 
     if progress is None or mode not in MODES:
         return None
     return overall_progress(lambda stage, fraction: progress(stage, min(fraction, 0.97)), mode)
+
+
+class QueuedRetrain:
+    """The server's side of retraining on ``teller worker`` (``TELLER_RETRAIN_IN=worker``): the same
+    ``running``/``start`` as :class:`RetrainRunner`, but a start enqueues a job in the database and
+    a thread here follows it, reporting its progress and outcome; web replicas never train."""
+
+    def __init__(self, jobs: JobRepository, actor: str | None = None, poll: float = 3.0) -> None:
+        self.jobs = jobs
+        self.actor = actor
+        self.poll = poll
+
+    @property
+    def running(self) -> bool:
+        return bool(self.jobs.active(RETRAIN_JOB))
+
+    def start(
+        self,
+        progress: Progress | None = None,
+        done: Callable[[RetrainOutcome], None] | None = None,
+        mode: str = "continue",
+    ) -> bool:
+        if self.running:
+            return False
+        job = self.jobs.enqueue(RETRAIN_JOB, {"mode": mode}, self.actor)
+
+        def follow() -> None:
+            last: dict[str, Any] | None = None
+            while True:
+                time.sleep(self.poll)
+                try:
+                    current = self.jobs.get(job.id)
+                except Exception as exc:  # the database briefly unreachable
+                    log.error(
+                        "retrain_job_unknown", extra={"fields": {"job": job.id, "error": repr(exc)[:300]}}
+                    )
+                    continue
+                if current.status in (JobStatus.DONE, JobStatus.FAILED):
+                    result = current.result or {}
+                    if done is not None:
+                        done(
+                            RetrainOutcome(
+                                bool(result.get("promoted")),
+                                str(result.get("message", "")),
+                                None,
+                                result.get("error"),
+                            )
+                        )
+                    return
+                if progress is not None and current.result and current.result != last:
+                    last = current.result
+                    progress(str(last.get("stage", "training")), float(last.get("fraction", 0.0)))
+
+        threading.Thread(target=follow, name=f"teller-retrain-job-{job.id}", daemon=True).start()
+        return True
+
+
+#: The job kind ``teller worker`` runs.
+RETRAIN_JOB = "retrain"
+
+
+def work_one(jobs: JobRepository, runner: RetrainRunner, worker: str) -> Job | None:
+    """Claim the oldest queued retrain and run it here; None if there was none."""
+    job = jobs.claim(worker, (RETRAIN_JOB,))
+    if job is None:
+        return None
+    log.info("retrain_job_started", extra={"fields": {"job": job.id, "worker": worker}})
+    last = [0.0]
+
+    def report(stage: str, fraction: float) -> None:
+        if fraction - last[0] >= 0.02 or fraction >= 1.0:
+            last[0] = fraction
+            jobs.report(job.id, {"stage": stage, "fraction": round(fraction, 4)})
+
+    try:
+        outcome = runner.run(report, mode=str(job.params.get("mode", "continue")))
+    except Exception as exc:  # a bug must not kill the worker: the job fails, the worker goes on
+        log.error("retrain_job_crashed", extra={"fields": {"job": job.id, "error": repr(exc)[:300]}})
+        outcome = RetrainOutcome(False, f"Retraining failed: {exc!r}", error=repr(exc))
+    finished = jobs.finish(
+        job.id,
+        outcome.error is None,
+        {"promoted": outcome.promoted, "message": outcome.message, "error": outcome.error},
+    )
+    log.info("retrain_job_finished", extra={"fields": {"job": job.id, "promoted": outcome.promoted}})
+    return finished

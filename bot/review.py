@@ -27,31 +27,28 @@ from dataclasses import dataclass, field
 from bot.errors import ConfigError, InputError
 from bot.operators import Actor, Operators
 from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Route
-from bot.store import (
-    OPEN,
-    REASON_FLAGGED,
-    REASON_NOT_HELPFUL,
+from bot.storage import (
     Correction,
+    CorrectionAction,
     Flag,
     NewCorrection,
     ReviewCandidate,
     ReviewItem,
+    ReviewReason,
     ReviewSource,
+    ReviewStatus,
     Store,
     Suggestion,
+    SuggestionKind,
 )
 from retrieval.entry import MAX_QUESTIONS, KBEntry, slugify
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
-#: How an item was settled.
-CONFIRMED = "confirmed"
-CHOSEN = "chosen"
-CORRECTED = "corrected"
-IGNORED = "ignored"
+OPEN = ReviewStatus.OPEN
 #: Reasons a person gave; they always reach an open item.
-EXPLICIT_REASONS = frozenset({REASON_NOT_HELPFUL, REASON_FLAGGED})
+EXPLICIT_REASONS = frozenset({ReviewReason.NOT_HELPFUL, ReviewReason.FLAGGED})
 #: Texts at least this similar (difflib ratio, after normalising) are one item.
 SAME_TEXT_RATIO = 0.9
 #: Tag of the knowledge-base entries operators write through the review queue.
@@ -142,12 +139,12 @@ class ReviewService:
 
     # ------------------------------------------------------------------------------------ reading
 
-    def items(self, status: str | None = OPEN) -> list[ReviewItem]:
+    def items(self, status: ReviewStatus | None = OPEN) -> list[ReviewItem]:
         """Items with ``status`` (None: all), oldest first."""
-        return self.store.review_items(status)
+        return self.store.review.items(status)
 
     def item(self, item_id: int) -> ReviewItem:
-        return self.store.review_item(item_id)
+        return self.store.review.item(item_id)
 
     def labels(self) -> list[str]:
         """The intents the current classifier knows."""
@@ -160,7 +157,7 @@ class ReviewService:
         same text; with False, superseded ones are included and say what superseded them. A
         correction with ``label`` None replaced a wrong answer with a knowledge-base entry.
         """
-        return self.store.corrections(current_only=accepted_only)
+        return self.store.feedback.corrections(current_only=accepted_only)
 
     def training_examples(self) -> list[tuple[str, str]]:
         """``(text, intent)`` of every correction in force that names an intent, oldest first."""
@@ -173,17 +170,17 @@ class ReviewService:
         renew the suggestions of open items made by another model. Idempotent. Returns the items
         created or grown."""
         with self._lock:
-            touched = self._file(self.store.review_candidates(self.review_confidence, since=since))
+            touched = self._file(self.store.review.candidates(self.review_confidence, since=since))
             self._renew_suggestions()
-            items = self.store.review_items(status=None)
+            items = self.store.review.items(status=None)
         return [i for i in items if i.id in touched]
 
     def file_reply(self, reply_id: str) -> list[ReviewItem]:
         """File one reply now if it qualifies (not helpful, flagged, handoff, clarify, low confidence);
         returns the items created or grown (none when it does not qualify)."""
         with self._lock:
-            touched = self._file(self.store.review_candidates(self.review_confidence, reply_id=reply_id))
-        return [self.store.review_item(i) for i in sorted(touched)]
+            touched = self._file(self.store.review.candidates(self.review_confidence, reply_id=reply_id))
+        return [self.store.review.item(i) for i in sorted(touched)]
 
     def _file(self, candidates: Sequence[ReviewCandidate]) -> set[int]:
         by_reply: dict[str, list[ReviewCandidate]] = {}
@@ -191,11 +188,9 @@ class ReviewService:
             by_reply.setdefault(c.reply_id, []).append(c)
         if not by_reply:
             return set()
-        known = self.store.review_keys()
-        open_groups = [_Group(key, "", route, item_id=i) for i, key, status, route in known if status == OPEN]
-        settled = [
-            _Group(key, "", route, item_id=i) for i, key, status, route in reversed(known) if status != OPEN
-        ]
+        known = self.store.review.item_keys()
+        open_groups = [_Group(k.key, "", k.route, item_id=k.id) for k in known if k.status == OPEN]
+        settled = [_Group(k.key, "", k.route, item_id=k.id) for k in reversed(known) if k.status != OPEN]
         new: list[_Group] = []
         for reply_candidates in by_reply.values():
             first = reply_candidates[0]
@@ -216,12 +211,10 @@ class ReviewService:
         touched: set[int] = set()
         for group in open_groups + settled:
             if group.sources and group.item_id is not None:
-                self.store.add_review_sources(group.item_id, group.sources)
+                self.store.review.add_sources(group.item_id, group.sources)
                 touched.add(group.item_id)
         for group, suggestion in zip(new, self._suggest([g.text for g in new]), strict=True):
-            item_id = self.store.create_review_item(
-                group.key, group.text, group.route, suggestion, group.sources
-            )
+            item_id = self.store.review.create(group.key, group.text, group.route, suggestion, group.sources)
             touched.add(item_id)
             log.info(
                 "review_item_filed",
@@ -234,7 +227,7 @@ class ReviewService:
         (a clarify choice, "talk to a person") the last typed message before it."""
         if not _is_choice(candidate.text):
             return candidate.text
-        earlier = self.store.customer_messages_before(candidate.message_id)
+        earlier = self.store.conversations.customer_messages_before(candidate.message_id)
         return next((m.text for m in earlier if not _is_choice(m.text)), None)
 
     def _suggest(self, texts: Sequence[str]) -> list[Suggestion | None]:
@@ -251,21 +244,21 @@ class ReviewService:
             if decision is not None and decision.route is Route.FAQ and decision.kb_id is not None:
                 score = next((h.score for h in s.hits if h.entry.id == decision.kb_id), None)
                 intent = policy.kb.get(decision.kb_id).intent if decision.kb_id in policy.kb else None
-                suggestions.append(Suggestion("kb", intent, decision.kb_id, score, version))
+                suggestions.append(Suggestion(SuggestionKind.KB, intent, decision.kb_id, score, version))
             else:
                 p = s.prediction
-                suggestions.append(Suggestion("intent", p.intent, None, p.confidence, version))
+                suggestions.append(Suggestion(SuggestionKind.INTENT, p.intent, None, p.confidence, version))
         return suggestions
 
     def _renew_suggestions(self) -> None:
         """Open items suggested by a model that is no longer in use get a fresh suggestion."""
-        open_items = self.store.review_items(OPEN)
+        open_items = self.store.review.items(OPEN)
         if not open_items:
             return
         version = self.policy_provider().classifier.version
         stale = [i for i in open_items if i.suggestion is None or i.suggestion.model_version != version]
         for item, suggestion in zip(stale, self._suggest([i.text for i in stale]), strict=True):
-            self.store.set_suggestion(item.id, suggestion)
+            self.store.review.set_suggestion(item.id, suggestion)
 
     # ------------------------------------------------------------------------------------ acting
 
@@ -273,11 +266,11 @@ class ReviewService:
         """An operator marks a reply as wrong (given the reply's id or the customer message's); it is
         filed in an open review item at once."""
         self.operators.require(actor.channel, actor.user_id, "flag answers")
-        _, reply = self.store.exchange(message_id)
-        flag = self.store.add_flag(reply.id, reason, str(actor), source)
+        _, reply = self.store.conversations.exchange(message_id)
+        flag = self.store.feedback.add_flag(reply.id, reason, str(actor), source)
         with self._lock:
-            self._file(self.store.review_candidates(self.review_confidence, reply_id=reply.id))
-        items = self.store.review_items(status=None, reply_id=reply.id)
+            self._file(self.store.review.candidates(self.review_confidence, reply_id=reply.id))
+        items = self.store.review.items(status=None, reply_id=reply.id)
         item = next((i for i in reversed(items) if i.status == OPEN), None) or items[-1]
         log.info(
             "answer_flagged",
@@ -295,8 +288,10 @@ class ReviewService:
             s = item.suggestion
             if s is None or (s.intent is None and s.kb_id is None):
                 raise InputError(f"review item {item_id} has no suggestion; choose an intent instead")
-            correction = NewCorrection(item.text, item.key, "confirm", label=s.intent, kb_id=s.kb_id)
-            return self._resolve(item, CONFIRMED, actor, s.intent or s.kb_id, correction)
+            correction = NewCorrection(
+                item.text, item.key, CorrectionAction.CONFIRM, label=s.intent, kb_id=s.kb_id
+            )
+            return self._resolve(item, ReviewStatus.CONFIRMED, actor, s.intent or s.kb_id, correction)
 
     def choose(self, item_id: int, intent: str, actor: Actor) -> Resolution:
         """The item is about ``intent`` (one of the classifier's labels)."""
@@ -311,9 +306,9 @@ class ReviewService:
             item = self._open_item(item_id)
             entry = self.kb.for_intent(intent)
             correction = NewCorrection(
-                item.text, item.key, "choose", label=intent, kb_id=entry.id if entry else None
+                item.text, item.key, CorrectionAction.CHOOSE, label=intent, kb_id=entry.id if entry else None
             )
-            return self._resolve(item, CHOSEN, actor, intent, correction)
+            return self._resolve(item, ReviewStatus.CHOSEN, actor, intent, correction)
 
     def wrong_answer(self, item_id: int, corrected_answer: str, actor: Actor) -> Resolution:
         """Teller's answer was wrong: ``corrected_answer`` becomes a knowledge-base entry for the
@@ -327,20 +322,22 @@ class ReviewService:
             item = self._open_item(item_id)
             kb = self.kb
             entry = self._write_entry(kb, item, answer)
-            correction = NewCorrection(item.text, item.key, "answer", kb_id=entry.id, answer=answer)
-            resolution = self._resolve(item, CORRECTED, actor, entry.id, correction)
+            correction = NewCorrection(
+                item.text, item.key, CorrectionAction.ANSWER, kb_id=entry.id, answer=answer
+            )
+            resolution = self._resolve(item, ReviewStatus.CORRECTED, actor, entry.id, correction)
         return Resolution(resolution.item, resolution.correction, resolution.superseded, entry)
 
     def ignore(self, item_id: int, actor: Actor) -> Resolution:
         """Nothing to learn here; later automatic signals for the same text stay quiet."""
         self.operators.require(actor.channel, actor.user_id, "ignore review items")
         with self._lock:
-            return self._resolve(self._open_item(item_id), IGNORED, actor, None, None)
+            return self._resolve(self._open_item(item_id), ReviewStatus.IGNORED, actor, None, None)
 
     # ------------------------------------------------------------------------------------ helpers
 
     def _open_item(self, item_id: int) -> ReviewItem:
-        item = self.store.review_item(item_id)
+        item = self.store.review.item(item_id)
         if item.status != OPEN:
             raise InputError(f"review item {item_id} is {item.status} already (by {item.resolved_by})")
         return item
@@ -348,12 +345,12 @@ class ReviewService:
     def _resolve(
         self,
         item: ReviewItem,
-        status: str,
+        status: ReviewStatus,
         actor: Actor,
         resolution: str | None,
         correction: NewCorrection | None,
     ) -> Resolution:
-        settled, stored, superseded = self.store.resolve_review_item(
+        settled, stored, superseded = self.store.review.resolve(
             item.id, status, str(actor), resolution, correction, same_text
         )
         log.info(
@@ -376,8 +373,8 @@ class ReviewService:
         previous = next(
             (
                 c.kb_id
-                for c in self.store.corrections(current_only=True)
-                if c.action == "answer" and c.kb_id in kb and same_text(c.key, item.key)
+                for c in self.store.feedback.corrections(current_only=True)
+                if c.action == CorrectionAction.ANSWER and c.kb_id in kb and same_text(c.key, item.key)
             ),
             None,
         )

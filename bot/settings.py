@@ -30,6 +30,30 @@ class Settings(BaseSettings):
         validation_alias="TELLER_HOME",
         description="Data directory: database, index, logs, reports.",
     )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="TELLER_DATABASE_URL",
+        description=(
+            "postgresql://user:password@host:5432/db to share one database between replicas; "
+            "default: the SQLite file <home>/teller.db."
+        ),
+    )
+    kb_replication: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        validation_alias="TELLER_KB_REPLICATION",
+        description=(
+            "Follow the knowledge base's change log in the database (auto: with PostgreSQL, where "
+            "replicas each keep their own index; off: one host sharing TELLER_HOME/kb)."
+        ),
+    )
+    retrain_in: Literal["serve", "worker"] = Field(
+        default="serve",
+        validation_alias="TELLER_RETRAIN_IN",
+        description=(
+            "Where `/teller retrain` runs: in the replica that got the command (serve), or on a "
+            "`teller worker` process (worker: the replica queues a job in the database)."
+        ),
+    )
     models: Path = Field(
         default=Path("models"),
         validation_alias="TELLER_MODELS",
@@ -130,6 +154,18 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "teller.db"
+
+    @property
+    def replicate_kb(self) -> bool:
+        """Whether knowledge-base changes go through the database's change log (see ``kb_replication``)."""
+        if self.kb_replication == "auto":
+            return (self.database_url or "").startswith(("postgresql", "postgres:"))
+        return self.kb_replication == "on"
+
+    @property
+    def database(self) -> str:
+        """What :class:`bot.storage.Database` opens: ``TELLER_DATABASE_URL``, else the SQLite file."""
+        return self.database_url or str(self.db_path)
 
     @property
     def kb_dir(self) -> Path:

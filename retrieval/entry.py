@@ -69,6 +69,17 @@ class KBEntry:
         return data
 
     @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KBEntry:
+        """The inverse of :meth:`to_dict`. Raises ``KeyError``/``TypeError`` for a malformed dict."""
+        return cls(
+            str(data["id"]),
+            tuple(str(q) for q in data["questions"]),
+            str(data["answer"]),
+            data.get("intent"),
+            tuple(str(t) for t in data.get("tags") or ()),
+        )
+
+    @classmethod
     def build(
         cls,
         id: str,

@@ -26,7 +26,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,11 @@ class KnowledgeBase:
         self._entries, self._keys, self._by_key, self.lexical = entries, keys, by_key, lexical
         self._starter_keys = starter
         self.index = self._open_index(self._approx_threshold)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every change; hold it to make several reads and changes one step."""
+        return self._lock
 
     @property
     def revision(self) -> int:
@@ -580,15 +585,7 @@ class KnowledgeBase:
         for row in rows:
             if row["id"] in live:
                 continue
-            data = json.loads(row["entry"])
-            entry = KBEntry(
-                data["id"], tuple(data["questions"]), data["answer"], data["intent"], tuple(data["tags"])
-            )
-            found.append(
-                SupersededEntry(
-                    entry, row["superseded_by"], row["at"], row["reason"] or "", row["moved_intent"]
-                )
-            )
+            found.append(_superseded_record(row))
         return found
 
     def restore(self, old_id: str) -> SupersededEntry:
@@ -612,6 +609,100 @@ class KnowledgeBase:
                 self._db.table("superseded").delete(old_id)
         log.info("kb_restored", extra={"fields": {"id": old_id, "was_superseded_by": record.superseded_by}})
         return record
+
+    # -------------------------------------------------------------------------------------- replication
+    # What replicas exchange (the application keeps a change log; this library knows nothing of it).
+
+    def state(self) -> KBState:
+        """Every live entry with its source, and every superseded record (live again or not), as
+        plain dicts: ``entries[id] = {"entry": KBEntry.to_dict(), "source": "starter"|"operator"}``,
+        ``superseded[id] = SupersededEntry.to_dict()``."""
+        with self._lock:
+            entries = {
+                e.id: {"entry": e.to_dict(), "source": STARTER if self.is_starter(e.id) else OPERATOR}
+                for e in self._entries.values()
+            }
+            rows = list(self._db.query("SELECT * FROM superseded"))
+        superseded = {r["id"]: _superseded_record(r).to_dict() for r in rows}
+        return KBState(entries, superseded)
+
+    def apply(
+        self,
+        entries: Mapping[str, dict[str, Any] | None],
+        superseded: Mapping[str, dict[str, Any] | None] | None = None,
+    ) -> int:
+        """Make the given items exactly as given, as :meth:`state` describes them (None: removed);
+        items not named stay as they are. Idempotent. Returns how many items changed.
+
+        Raises :class:`RetrievalError` for a malformed item (nothing is changed then).
+        """
+        try:
+            puts = {
+                i: (KBEntry.from_dict(d["entry"]), str(d.get("source", OPERATOR)))
+                for i, d in entries.items()
+                if d is not None
+            }
+            records = {
+                i: SupersededEntry.from_dict(d) for i, d in (superseded or {}).items() if d is not None
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RetrievalError(f"malformed knowledge-base change: {exc!r}") from None
+        changed = 0
+        with self._lock:
+            self.refresh()
+            for entry_id, data in entries.items():
+                if data is None and entry_id in self._entries:
+                    self.remove(entry_id)
+                    changed += 1
+            for source in (STARTER, OPERATOR):
+                group = [e for e, s in puts.values() if s == source]
+                report = self.add(group, source=source)
+                changed += len(report.added) + len(report.updated)
+                moved = [
+                    e.id
+                    for e in group
+                    if e.id in report.unchanged and self.is_starter(e.id) != (source == STARTER)
+                ]
+                if moved:
+                    self._set_source(moved, source)
+                    changed += len(moved)
+            with self._db.conn:
+                for old_id, data in (superseded or {}).items():
+                    if data is None:
+                        self._db.table("superseded").delete_where("id = ?", [old_id])
+                    else:
+                        record = records[old_id]
+                        self._db.table("superseded").upsert(
+                            {
+                                "id": old_id,
+                                "entry": json.dumps(record.entry.to_dict(), ensure_ascii=False),
+                                "superseded_by": record.superseded_by,
+                                "at": record.at,
+                                "reason": record.reason,
+                                "moved_intent": record.moved_intent,
+                            },
+                            pk="id",
+                        )
+                    changed += 1
+        return changed
+
+    def _set_source(self, entry_ids: Sequence[str], source: str) -> None:
+        with self._db.conn:
+            for entry_id in entry_ids:
+                self._db.execute("UPDATE entries SET source = ? WHERE id = ?", [source, entry_id])
+            self._bump_revision()
+        for entry_id in entry_ids:
+            key = self._keys[entry_id]
+            (self._starter_keys.add if source == STARTER else self._starter_keys.discard)(key)
+
+    def get_meta(self, key: str) -> str | None:
+        """A value the application keeps with this knowledge base (e.g. how far it has replicated)."""
+        with self._lock:
+            return self._meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._set_meta(key, value)
 
     def overlaps(
         self,
@@ -829,3 +920,17 @@ class KnowledgeBase:
             else:
                 index.save(path)
         return index
+
+
+@dataclass(frozen=True)
+class KBState:
+    """What :meth:`KnowledgeBase.state` returns: live entries and superseded records, as dicts by id."""
+
+    entries: dict[str, dict[str, Any]]
+    superseded: dict[str, dict[str, Any]]
+
+
+def _superseded_record(row: dict[str, Any]) -> SupersededEntry:
+    data = json.loads(row["entry"])
+    entry = KBEntry(data["id"], tuple(data["questions"]), data["answer"], data["intent"], tuple(data["tags"]))
+    return SupersededEntry(entry, row["superseded_by"], row["at"], row["reason"] or "", row["moved_intent"])

@@ -44,6 +44,17 @@ class SupersededEntry:
             "entry": self.entry.to_dict(),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SupersededEntry:
+        """The inverse of :meth:`to_dict`. Raises ``KeyError``/``TypeError`` for a malformed dict."""
+        return cls(
+            KBEntry.from_dict(data["entry"]),
+            str(data["superseded_by"]),
+            str(data["at"]),
+            str(data.get("reason") or ""),
+            data.get("moved_intent"),
+        )
+
 
 @dataclass
 class SyncPlan:

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import FIXTURES as POSTGRESQL_FIXTURES
+from tests.pg import fresh_postgresql_url as fresh_postgresql_url
+from tests.pg import postgresql_server as postgresql_server
+from tests.pg import postgresql_url as postgresql_url
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
@@ -129,3 +134,18 @@ def teller_env(
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "postgresql: needs the real PostgreSQL server of tests/pg.py (skipped without its binaries, "
+        "failed instead when CI is set); added to every test using its fixtures",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests using the PostgreSQL fixtures, so ``-m "not postgresql"`` leaves them out."""
+    for item in items:
+        if POSTGRESQL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgresql)

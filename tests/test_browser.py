@@ -70,7 +70,7 @@ def test_customer_chats_picks_a_choice_and_gives_feedback(teller_env: Path, brow
         # "Not helpful" is stored as feedback on that very reply.
         answer.find_element(By.CSS_SELECTOR, '.feedback button[data-value="feedback:not_helpful"]').click()
         wait.until(lambda _: answer.find_elements(By.CSS_SELECTOR, ".thanks"))
-        [(entry, message)] = core.store.feedback()
+        [(entry, message)] = core.store.feedback.feedback()
         assert entry.helpful is False and message.id == answer.get_attribute("data-message-id")
 
         # A message that ends in a handoff offers a button; pressing it sends its value.
@@ -78,6 +78,6 @@ def test_customer_chats_picks_a_choice_and_gives_feedback(teller_env: Path, brow
         wait.until(lambda _: len(bot_bubbles()) == 2)
         assert bot_bubbles()[1].get_attribute("data-route") == "handoff"
         assert browser.find_elements(By.CSS_SELECTOR, ".msg.me")[-1].text == "I want to talk to a real person"
-    history = core.store.history()
+    history = core.store.conversations.history()
     assert [m.direction for m in history] == ["in", "out", "in", "out"]
     core.close()

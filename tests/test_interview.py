@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.storage import Store
 from positioning.engine import ACTIVE, CANCELLED, COMPLETED, InterviewEngine, parse_answer
 from positioning.errors import InterviewClosed, ScriptError
 from positioning.script import DEFAULT_SCRIPT, load_script
 from positioning.session import InterviewService
-from positioning.store import InterviewStore
 
 ANSWERS = {
     "product": "Teller, a chat assistant for Lumen Bank customers",
@@ -176,7 +176,8 @@ def test_cancel_closes_the_interview(engine: InterviewEngine) -> None:
 def test_sessions_resume_after_a_restart_and_keep_users_apart(
     engine: InterviewEngine, tmp_path: Path
 ) -> None:
-    service = InterviewService(engine, InterviewStore(tmp_path / "p.db"))
+    store = Store(tmp_path / "p.db")
+    service = InterviewService(engine, store.interviews)
     first = service.start_or_resume("alice")
     service.start_or_resume("bob")
     service.handle("alice", ANSWERS["product"])
@@ -186,9 +187,9 @@ def test_sessions_resume_after_a_restart_and_keep_users_apart(
     # "edit" without a question is a question back, not an answer
     assert service.handle("alice", "edit").text.startswith("Which question?")
     assert "user_traits" not in service.store.active_for("alice").answers  # type: ignore[union-attr]
-    service.store.close()
+    store.close()
 
-    restarted = InterviewService(engine, InterviewStore(tmp_path / "p.db"))
+    restarted = InterviewService(engine, Store(tmp_path / "p.db").interviews)
     resumed = restarted.start_or_resume("alice")
     assert resumed.state.id == first.state.id and "Resuming" in resumed.text
     assert resumed.state.answers == {"product": ANSWERS["product"], "target_users": ANSWERS["target_users"]}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Store
+from bot.storage import Store
 from tests.test_cli import json_lines, run
 from tests.test_review import say
 
@@ -21,7 +21,7 @@ def queue(teller_env: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     store = Store(teller_env / "teller.db")
     _, low = say(store, "My card hasn't arrived yet!", confidence=0.3, user="a")
     _, same = say(store, "my card hasnt arrived yet", route="handoff", user="b")
-    store.add_feedback(same.id, False, "still waiting")
+    store.feedback.add_feedback(same.id, False, "still waiting")
     _, faq = say(store, "What's the overdraft fee?", route="handoff", user="c")
     question, confident = say(store, "why was I charged twice", confidence=0.99, user="d")
     store.close()
@@ -55,7 +55,7 @@ def test_review_actions_and_their_effect_in_feedback_list(queue: dict[str, str])
     # The same question comes back with a complaint; the newer correction supersedes the older.
     store = Store(Path(os.environ["TELLER_HOME"]) / "teller.db")
     _, again = say(store, "MY CARD HASN'T ARRIVED YET", confidence=0.9, user="e")
-    store.add_feedback(again.id, False)
+    store.feedback.add_feedback(again.id, False)
     store.close()
     [item] = json_lines(run("review", "--json")[1])
     assert item["id"] == 3

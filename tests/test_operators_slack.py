@@ -124,7 +124,7 @@ def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptur
     stack.event(sl.dm("my new card still hasn't arrived", "1700000002.000100", user=customer))
     stack.slack.wait_for("chat.postMessage", 2)
     time.sleep(0.3)
-    replies = [m for m in stack.core.store.history() if m.direction == "out"]
+    replies = [m for m in stack.core.store.conversations.history() if m.direction == "out"]
     assert len(replies) == 2 and all(r.platform_id and r.platform_id.startswith("D1:") for r in replies)
     first, second = replies
 
@@ -160,7 +160,7 @@ def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptur
     assert reply.startswith("Flagged; filed as review item #")
     assert stack.command("flag m_missing") == "No message 'm_missing'."
     second_post = stack.ops_posts(2)[-1]
-    [flag] = stack.core.store.flags(message_id=second.id)
+    [flag] = stack.core.store.feedback.flags(message_id=second.id)
     assert (flag.reason, flag.actor, flag.source) == ("wrong card answer", "slack:UOPS", "command")
 
     # "Answer is wrong": a modal takes the corrected answer, which becomes a KB entry at once.
@@ -189,9 +189,9 @@ def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None
     assert (
         "Handoff" in opened["blocks"][0]["text"]["text"] and "telegram" in opened["blocks"][0]["text"]["text"]
     )
-    handoff = _wait(lambda: stack.core.store.active_handoff_for("telegram", "42"))
-    _wait(lambda: stack.core.store.handoff(handoff.id).thread_ts)
-    handoff = stack.core.store.handoff(handoff.id)
+    handoff = _wait(lambda: stack.core.store.handoffs.active_for("telegram", "42"))
+    _wait(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    handoff = stack.core.store.handoffs.get(handoff.id)
 
     # The customer's next message goes to the thread, not to the policy (and gets no bot reply).
     api.push(tg.text(2, 42, 2, "I was charged twice for my coffee, card 4111 1111 1111 1111"))
@@ -230,9 +230,9 @@ def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None
     api.push(tg.text(3, 42, 3, "What's the overdraft fee?"))
     assert "overdraft" in api.wait_for("sendMessage", 4)[-1]["text"].lower()
 
-    closed = stack.core.store.handoff(handoff.id)
+    closed = stack.core.store.handoffs.get(handoff.id)
     assert closed.status == "closed" and closed.closed_by == "slack:UOPS"
-    transcript = stack.core.store.transcript(handoff.id)
+    transcript = stack.core.store.handoffs.transcript(handoff.id)
     human = [(m.direction, m.author) for m in transcript if m.route == "human"]
     assert human == [("in", None), ("out", "slack:UOPS")]
     assert next(m.text for m in transcript if m.route == "human").endswith("card [CARD]")
@@ -243,8 +243,8 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
     first = httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": HANDOFF_CHOICE}).json()
     assert first["route"] == "handoff"
     [opened] = stack.ops_posts(1)
-    handoff = _wait(lambda: stack.core.store.active_handoff_for("web", user))
-    thread = _wait(lambda: stack.core.store.handoff(handoff.id).thread_ts)
+    handoff = _wait(lambda: stack.core.store.handoffs.active_for("web", user))
+    thread = _wait(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
 
     quiet = httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": "Still there?"}).json()
     assert quiet["reply"] == "" and quiet["route"] == "human"

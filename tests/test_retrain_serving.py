@@ -203,7 +203,7 @@ def test_a_good_retrain_is_promoted_and_served_without_a_restart(
     deadline = time.monotonic() + 30  # keep chatting until the new model has answered
     while time.monotonic() < deadline and not any(
         m.model_version == core.policy.classifier.version
-        for m in core.store.history(limit=20)
+        for m in core.store.conversations.history(limit=20)
         if m.direction == "out" and m.model_version != before
     ):
         time.sleep(0.1)
@@ -218,7 +218,9 @@ def test_a_good_retrain_is_promoted_and_served_without_a_restart(
     assert core.policy.classifier.version == after
     assert stages[0][0] == "prepare" and stages[-1][0] == "calibrate"
     assert not failures and len(answered) == len(set(answered)) > 0
-    models_used = {m.model_version for m in core.store.history(limit=10_000) if m.direction == "out"}
+    models_used = {
+        m.model_version for m in core.store.conversations.history(limit=10_000) if m.direction == "out"
+    }
     assert {before, after} <= models_used  # answers before and after the swap
     predictions = core.policy.classifier.predict([text for text, _ in fixes])
     right = [p.intent == label for p, (_, label) in zip(predictions, fixes, strict=True)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,9 @@ import pytest
 from bot.errors import InputError, NotAuthorised
 from bot.operators import CLI, Actor, Operators
 from bot.policy import AnswerPolicy
-from bot.review import IGNORED, OPERATOR_TAG, ReviewService, normalise, same_text
+from bot.review import OPERATOR_TAG, ReviewService, normalise, same_text
 from bot.settings import Settings
-from bot.store import MIGRATIONS, DuplicateMessage, Store, StoredMessage, _v2
+from bot.storage import DuplicateMessage, NewExchange, NewHandoff, ReviewStatus, Store, StoredMessage
 from tests.conftest import TOY_INTENTS
 
 OPS = Actor("slack", "UOPS")
@@ -33,15 +32,18 @@ def say(
     kb_id: str | None = None,
 ) -> tuple[StoredMessage, StoredMessage]:
     """A stored exchange with the route and confidence the test needs (no model involved)."""
-    return store.record_exchange(
-        {"channel": "web", "conversation": user, "user_id": user, "text": text},
-        {
-            "text": f"answer to {text}",
-            "route": route,
-            "intent": intent,
-            "confidence": confidence,
-            "kb_id": kb_id,
-        },
+    return store.conversations.record_exchange(
+        NewExchange(
+            channel="web",
+            conversation=user,
+            user_id=user,
+            text=text,
+            reply=f"answer to {text}",
+            route=route,
+            intent=intent,
+            confidence=confidence,
+            kb_id=kb_id,
+        )
     )
 
 
@@ -64,41 +66,10 @@ def desk(teller_env: Path) -> Iterator[Desk]:
 
     settings = get_settings()
     policy = build_policy(settings)
-    store = Store(settings.db_path)
+    store = Store(settings.database)
     service = ReviewService(store, lambda: policy, None, Operators({"slack:UOPS"}), review_confidence=0.6)
     yield Desk(store, service, policy)
     store.close()
-
-
-# ------------------------------------------------------------------------------------------ schema
-
-
-def test_a_v1_database_upgrades_keeping_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "t.db"
-    with monkeypatch.context() as patch:
-        patch.setattr("bot.store.MIGRATIONS", MIGRATIONS[:1])
-        old = Store(path)
-        assert old.schema_version == 1
-        question, reply = say(old, "my card 4111 1111 1111 1111 never came", route="handoff")
-        feedback = old.add_feedback(reply.id, False, "useless")
-        old.close()
-    store = Store(path)
-    assert store.schema_version == len(MIGRATIONS) == 2
-    assert [m.id for m in store.history()] == [question.id, reply.id]
-    assert store.message(question.id).text == "my card [CARD] never came"
-    assert store.message(reply.id).author is None
-    [(kept, about)] = store.feedback()
-    assert kept == feedback and about.id == reply.id
-    # The new tables work on the upgraded file, and the migration can run again harmlessly.
-    store.add_flag(reply.id, "wrong", "slack:UOPS", "command")
-    _v2(store._db)
-    store.close()
-    again = Store(path)
-    assert again.schema_version == 2 and again.count() == 2 and len(again.flags()) == 1
-    tables = {
-        r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")
-    }
-    assert {"flags", "review_items", "review_sources", "corrections", "handoffs"} <= tables
 
 
 # ------------------------------------------------------------------------------------------ operators
@@ -120,7 +91,7 @@ def test_non_operators_are_refused_and_the_attempt_is_logged(
     store = Store(tmp_path / "t.db")
     service = ReviewService(store, no_policy, None, Operators({"slack:UOPS"}))
     _, reply = say(store, "where is my card", route="handoff")
-    store.create_review_item("where is my card", "where is my card", "handoff", None, [])
+    store.review.create("where is my card", "where is my card", "handoff", None, [])
     caplog.set_level(logging.WARNING, logger="bot.operators")
     attempts = [
         lambda: service.flag(reply.id, "nope", STRANGER),
@@ -142,7 +113,7 @@ def test_non_operators_are_refused_and_the_attempt_is_logged(
         "ignore review items",
     }
     assert refused[0].fields == {"channel": "slack", "user_id": "UNOBODY", "action": "flag answers"}  # type: ignore[attr-defined]
-    assert store.flags() == [] and store.review_item(1).status == "open"
+    assert store.feedback.flags() == [] and store.review.item(1).status == "open"
 
 
 # ------------------------------------------------------------------------------------------ the queue
@@ -159,7 +130,7 @@ def test_refresh_files_qualifying_replies_merges_near_duplicates_and_is_idempote
     _, low = say(store, "My card hasn't arrived yet!", confidence=0.3, user="a")
     _, handoff = say(store, "my card hasnt arrived yet", route="handoff", user="b")
     _, helped = say(store, "MY CARD HASN'T ARRIVED YET", confidence=0.97, user="c")
-    store.add_feedback(helped.id, False, "still nothing, mail me at c@example.com")
+    store.feedback.add_feedback(helped.id, False, "still nothing, mail me at c@example.com")
     say(store, "my card hasn't arrived yet", confidence=0.99, user="d")  # confident, nobody complained
     _, clarify = say(store, "I want to exchange money, or was it a top up", route="clarify", user="e")
     say(store, "hello", route="smalltalk", intent=None, user="f")
@@ -177,7 +148,7 @@ def test_refresh_files_qualifying_replies_merges_near_duplicates_and_is_idempote
     assert service.refresh() == [] and [i.id for i in service.items()] == [merged.id, other.id]
     # A later not-helpful on the same text joins the open item; a new text makes a new item.
     _, later = say(store, "my card hasn't arrived yet.", confidence=0.9, user="g")
-    store.add_feedback(later.id, False)
+    store.feedback.add_feedback(later.id, False)
     say(store, "how do I top up with cash", confidence=0.2, user="h")
     grown, new = service.refresh()
     assert grown.id == merged.id and grown.count == 4 and new.text == "how do I top up with cash"
@@ -187,7 +158,7 @@ def test_a_pressed_choice_is_filed_under_the_question_it_answers(desk: Desk) -> 
     store, service = desk.store, desk.service
     _, clarify = say(store, "money from abroad is missing", route="clarify", user="a")
     _, chosen = say(store, "intent:exchange_rate", confidence=1.0, user="a")
-    store.add_feedback(chosen.id, False)
+    store.feedback.add_feedback(chosen.id, False)
     [item] = service.refresh()
     assert item.text == "money from abroad is missing"
     assert item.message_ids == (clarify.id, chosen.id) and item.reasons == ("clarify", "not_helpful")
@@ -204,7 +175,7 @@ def test_suggestions_come_from_the_current_policy(desk: Desk) -> None:
     assert 0 < (intent.suggestion.confidence or 0) <= 1
     assert intent.suggestion.model_version == desk.policy.classifier.version
     # An open item suggested by another model gets a fresh suggestion on the next refresh.
-    store.set_suggestion(intent.id, None)
+    store.review.set_suggestion(intent.id, None)
     service.refresh()
     renewed = service.item(intent.id).suggestion
     assert renewed is not None and renewed.model_version == desk.policy.classifier.version
@@ -233,7 +204,7 @@ def test_confirm_choose_and_ignore(desk: Desk) -> None:
     assert chosen.correction is not None and chosen.correction.label == "exchange_rate"
     assert chosen.item.resolution == "exchange_rate" and chosen.correction.author == "cli:bob"
     ignored = service.ignore(third.id, OPS)
-    assert ignored.item.status == IGNORED and ignored.correction is None
+    assert ignored.item.status == ReviewStatus.IGNORED and ignored.correction is None
     with pytest.raises(InputError, match=f"review item {first.id} is confirmed already"):
         service.choose(first.id, "card_arrival", OPS)
     with pytest.raises(InputError, match="no review item 99"):
@@ -243,7 +214,7 @@ def test_confirm_choose_and_ignore(desk: Desk) -> None:
     say(store, "asdf qwerty!", route="handoff", user="d")
     assert [i.id for i in service.refresh()] == [third.id] and service.items() == []
     _, complaint = say(store, "asdf  qwerty", route="handoff", user="e")
-    store.add_feedback(complaint.id, False)
+    store.feedback.add_feedback(complaint.id, False)
     [reopened] = service.refresh()
     assert reopened.id != third.id and reopened.status == "open"
     assert set(reopened.reasons) == {"handoff", "not_helpful"}
@@ -270,7 +241,7 @@ def test_a_wrong_answer_becomes_a_kb_entry_searchable_at_once(desk: Desk) -> Non
     assert desk.policy.answer(text).kb_id == entry.id
     # Correcting the same text again replaces that entry's answer; both corrections are kept.
     _, again = say(store, "Can I pay my council tax through Lumen??", route="faq", kb_id=entry.id, user="c")
-    store.add_feedback(again.id, False)
+    store.feedback.add_feedback(again.id, False)
     [item2] = service.refresh()
     second = service.wrong_answer(item2.id, "Yes, from the Payments tab.", BOB)
     assert second.kb_entry is not None and second.kb_entry.id == entry.id
@@ -286,7 +257,7 @@ def test_corrections_newest_wins_and_superseded_ones_are_kept(desk: Desk) -> Non
     [first] = service.refresh()
     older = service.choose(first.id, "card_arrival", OPS).correction
     _, later = say(store, "My card is gone!", confidence=0.9, user="b")
-    store.add_feedback(later.id, False, "it was stolen")
+    store.feedback.add_feedback(later.id, False, "it was stolen")
     [second] = service.refresh()
     assert second.id != first.id and second.notes == ("it was stolen",)
     newer = service.choose(second.id, "lost_or_stolen_card", BOB)
@@ -318,15 +289,15 @@ def test_flagging_files_the_reply_at_once(desk: Desk, caplog: pytest.LogCaptureF
     assert result.item.reasons == ("flagged",) and result.item.notes == ("wrong fee, customer is [EMAIL]",)
     assert service.flag(reply.id, "again", OPS).flag == result.flag  # once per operator
     assert service.flag(reply.id, None, BOB).item.id == result.item.id
-    assert len(store.flags()) == 2 and service.refresh() == []
+    assert len(store.feedback.flags()) == 2 and service.refresh() == []
     assert "jo@example.com" not in caplog.text
     with pytest.raises(InputError, match="no message 'm_nope'"):
         service.flag("m_nope", None, OPS)
     # Reactions arrive with the platform's id of Teller's post.
-    store.set_platform_id(reply.id, "C1:1700000000.000100")
-    found = store.message_by_platform_id("web", "C1:1700000000.000100")
+    store.conversations.set_platform_id(reply.id, "C1:1700000000.000100")
+    found = store.conversations.message_by_platform_id("web", "C1:1700000000.000100")
     assert found is not None and found.id == reply.id
-    assert store.exchanges("2000")[0]["flagged"]
+    assert store.conversations.exchanges("2000")[0].flagged
 
 
 # ------------------------------------------------------------------------------------------ handoffs
@@ -336,20 +307,26 @@ def test_handoffs_are_found_by_conversation_and_thread_and_keep_their_transcript
     store = Store(tmp_path / "t.db")
     question, reply = say(store, "I need a person", route="handoff", user="tg-7")
     conversation = reply.conversation_id
-    assert store.conversation_id("web", "tg-7") == conversation
-    assert store.active_handoff(conversation) is None
-    handoff = store.start_handoff("web", conversation, "tg-7", "chat-7", message_id=reply.id)
+    assert store.conversations.conversation_id("web", "tg-7") == conversation
+    assert store.handoffs.active(conversation) is None
+    handoff = store.handoffs.start(NewHandoff("web", conversation, "tg-7", "chat-7", message_id=reply.id))
     assert handoff.is_open and handoff.thread_ts is None
-    assert store.start_handoff("web", conversation, "tg-7", "chat-7") == handoff  # one open at a time
-    handoff = store.set_handoff_thread(handoff.id, "COPS", "1700000000.000200")
-    assert store.active_handoff(conversation) == handoff
-    assert store.active_handoff_for("web", "tg-7") == handoff and store.active_handoff_for("web", "x") is None
-    assert store.handoff_by_thread("1700000000.000200") == handoff
-    assert store.handoff_by_thread("1700000000.000200", ops_channel="COTHER") is None
-    customer = store.record_relay(handoff.id, "in", "my iban is GB82 WEST 1234 5698 7654 32", platform_id="9")
-    operator = store.record_relay(handoff.id, "out", "Thanks, looking now.", author="slack:UOPS")
+    assert (
+        store.handoffs.start(NewHandoff("web", conversation, "tg-7", "chat-7")) == handoff
+    )  # one open at a time
+    handoff = store.handoffs.set_thread(handoff.id, "COPS", "1700000000.000200")
+    assert store.handoffs.active(conversation) == handoff
+    assert (
+        store.handoffs.active_for("web", "tg-7") == handoff and store.handoffs.active_for("web", "x") is None
+    )
+    assert store.handoffs.by_thread("1700000000.000200") == handoff
+    assert store.handoffs.by_thread("1700000000.000200", ops_channel="COTHER") is None
+    customer = store.handoffs.record_relay(
+        handoff.id, "in", "my iban is GB82 WEST 1234 5698 7654 32", platform_id="9"
+    )
+    operator = store.handoffs.record_relay(handoff.id, "out", "Thanks, looking now.", author="slack:UOPS")
     with pytest.raises(DuplicateMessage):
-        store.record_relay(handoff.id, "in", "my iban is …", platform_id="9")
+        store.handoffs.record_relay(handoff.id, "in", "my iban is …", platform_id="9")
     assert (customer.route, customer.direction, customer.author, customer.user_id) == (
         "human",
         "in",
@@ -358,19 +335,24 @@ def test_handoffs_are_found_by_conversation_and_thread_and_keep_their_transcript
     )
     assert "GB82" not in customer.text and "[IBAN]" in customer.text
     assert (operator.route, operator.direction, operator.author) == ("human", "out", "slack:UOPS")
-    closed = store.close_handoff(handoff.id, "slack:UOPS")
+    closed = store.handoffs.close(handoff.id, "slack:UOPS")
     assert (closed.status, closed.closed_by) == ("closed", "slack:UOPS") and closed.closed_at
-    assert store.close_handoff(handoff.id, "slack:UOTHER").closed_by == "slack:UOPS"
-    assert store.active_handoff(conversation) is None
-    assert store.handoff_by_thread("1700000000.000200") == closed
+    assert store.handoffs.close(handoff.id, "slack:UOTHER").closed_by == "slack:UOPS"
+    assert store.handoffs.active(conversation) is None
+    assert store.handoffs.by_thread("1700000000.000200") == closed
     with pytest.raises(InputError, match="is closed"):
-        store.record_relay(handoff.id, "out", "hello?", author="slack:UOPS")
-    assert [m.id for m in store.transcript(handoff.id)] == [question.id, reply.id, customer.id, operator.id]
+        store.handoffs.record_relay(handoff.id, "out", "hello?", author="slack:UOPS")
+    assert [m.id for m in store.handoffs.transcript(handoff.id)] == [
+        question.id,
+        reply.id,
+        customer.id,
+        operator.id,
+    ]
     # Relayed messages are neither exchanges for the evidence nor review candidates.
-    assert len(store.exchanges("2000")) == 1
-    assert [c.reply_id for c in store.review_candidates(0.6)] == [reply.id]
-    reopened = store.start_handoff("web", conversation, "tg-7", "chat-7")
-    assert reopened.id != handoff.id and [h.id for h in store.handoffs()] == [reopened.id, handoff.id]
-    assert store.handoffs(status="closed") == [closed]
+    assert len(store.conversations.exchanges("2000")) == 1
+    assert [c.reply_id for c in store.review.candidates(0.6)] == [reply.id]
+    reopened = store.handoffs.start(NewHandoff("web", conversation, "tg-7", "chat-7"))
+    assert reopened.id != handoff.id and [h.id for h in store.handoffs.recent()] == [reopened.id, handoff.id]
+    assert store.handoffs.recent(status="closed") == [closed]
     with pytest.raises(InputError, match="no conversation"):
-        store.start_handoff("web", "c_nope", "u", "u")
+        store.handoffs.start(NewHandoff("web", "c_nope", "u", "u"))

@@ -48,7 +48,7 @@ def test_bad_and_stale_signatures_are_rejected(slack: tuple[sl.FakeSlack, str, T
     assert post(teller, body, JSON, age=600).status_code == 401
     assert httpx.post(teller + EVENTS_PATH, content=body, headers={"Content-Type": JSON}).status_code == 401
     time.sleep(0.3)
-    assert not fake.sent() and core.store.count() == 0
+    assert not fake.sent() and core.store.conversations.count() == 0
 
 
 def test_url_verification(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
@@ -67,7 +67,7 @@ def test_direct_message_is_answered_once_in_a_thread(slack: tuple[sl.FakeSlack, 
     assert post(teller, body, JSON, retry=1).status_code == 200  # Slack's retry of the same event
     [reply] = fake.wait_for("chat.postMessage", 1)
     time.sleep(0.5)
-    assert len(fake.sent()) == 1 and core.store.count() == 2
+    assert len(fake.sent()) == 1 and core.store.conversations.count() == 2
     assert acked_in < 3.0
     assert (reply["channel"], reply["thread_ts"]) == ("D1", "1700000001.000100")
     assert "overdraft" in reply["text"].lower()
@@ -85,7 +85,7 @@ def test_direct_message_is_answered_once_in_a_thread(slack: tuple[sl.FakeSlack, 
     assert post(teller, sl.interaction_body(no, message), FORM).status_code == 200
     [update] = fake.wait_for("chat.update", 1)
     assert not [b for b in update["blocks"] if b["type"] == "actions"]
-    [(entry, stored)] = core.store.feedback()
+    [(entry, stored)] = core.store.feedback.feedback()
     assert entry.helpful is False and entry.user_id == "UCUSTOMER" and stored.kb_id == "overdraft_fee"
 
 
@@ -118,7 +118,9 @@ def test_mentions_and_choice_buttons(slack: tuple[sl.FakeSlack, str, TellerCore]
     assert post(teller, sl.interaction_body(button, message, channel="C1"), FORM).status_code == 200
     chosen = fake.wait_for("chat.postMessage", 2)[1]
     assert chosen["thread_ts"] == "1700000005.000200"
-    assert [m.intent for m in core.store.history() if m.direction == "out"][-1] == "card_arrival"
+    assert [m.intent for m in core.store.conversations.history() if m.direction == "out"][
+        -1
+    ] == "card_arrival"
     # Plain channel chatter without a mention, and the bot's own messages, are ignored.
     chatter = {
         "type": "message",

@@ -229,7 +229,7 @@ def test_full_interview_in_slack_with_buttons_progress_and_the_brief(
         assert answers["target_accuracy"] == 94
         assert answers["constraints"] == ["CPU only", "Under 10 ms per message"]
         # The PM's interview answers are not customer messages: only the customer's exchange is logged.
-        assert core.store.count() == 2
+        assert core.store.conversations.count() == 2
 
         # Once it is finished, the PM's DMs are customer questions again; `/teller brief` posts it again.
         before = len(pm.messages())
@@ -265,7 +265,7 @@ def test_status_back_cancel_pause_and_stale_buttons(
         assert "Paused interview" in pm.next_message(4)["text"]
         pm.say("What's the overdraft fee?")
         assert "overdraft" in pm.next_message(5)["text"].lower()
-        assert core.store.count() == 2
+        assert core.store.conversations.count() == 2
         pm.command("interview")
         resumed = pm.next_message(6)
         assert "Resuming interview" in resumed["text"] and question_of(resumed, desk) == "product"

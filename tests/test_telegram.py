@@ -73,11 +73,11 @@ def test_polling_conversation(fake: tuple[tg.FakeTelegram, str], core: TellerCor
     assert "connect you" in sent[3]["text"].lower()
     assert len(api.sent("answerCallbackQuery")) == 1
     assert api.sent("editMessageReplyMarkup")
-    [(entry, message)] = core.store.feedback()
+    [(entry, message)] = core.store.feedback.feedback()
     assert entry.helpful is False and message.kb_id == "overdraft_fee" and entry.user_id == "42"
-    routes = [m.route for m in core.store.history() if m.direction == "out"]
+    routes = [m.route for m in core.store.conversations.history() if m.direction == "out"]
     assert routes == ["faq", "handoff"]
-    assert all(m.channel == "telegram" for m in core.store.history())
+    assert all(m.channel == "telegram" for m in core.store.conversations.history())
 
 
 def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core: TellerCore) -> None:
@@ -105,3 +105,54 @@ def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core:
         [reply] = api.wait_for("sendMessage", 1)
     assert reply["chat_id"] == 7 and "Teller" in reply["text"]
     assert not api.sent("getUpdates")
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_one_replica_polls_and_another_takes_over_when_it_stops(
+    fake: tuple[tg.FakeTelegram, str], core: TellerCore, database: str, request: pytest.FixtureRequest
+) -> None:
+    """Two replicas on one database: only the lock holder polls; when it goes, the other polls."""
+    from bot.storage import Database
+
+    api, api_url = fake
+    url = (
+        str(core.store.database.url.database)
+        if database == "sqlite"
+        else request.getfixturevalue("fresh_postgresql_url")
+    )
+    databases = [Database(url), Database(url)]
+    replicas = [
+        TelegramChannel(
+            core,
+            TOKEN,
+            api_url=api_url,
+            poll_timeout=1,
+            leadership=lambda d=d: d.try_lock("telegram-polling"),  # type: ignore[misc]
+            lead_interval=0.2,
+        )
+        for d in databases
+    ]
+
+    async def scenario() -> None:
+        first, second = replicas
+        await first.start()
+        await asyncio.sleep(0.5)
+        await second.start()
+        await asyncio.sleep(0.8)
+        assert first.polling and not second.polling
+        api.push(tg.text(1, 42, 1, "What's the overdraft fee?"))
+        await asyncio.to_thread(api.wait_for, "sendMessage", 1)
+        await first.stop()  # the leader goes away
+        for _ in range(50):
+            if second.polling:
+                break
+            await asyncio.sleep(0.1)
+        assert second.polling
+        api.push(tg.text(2, 42, 2, "/start"))
+        await asyncio.to_thread(api.wait_for, "sendMessage", 2)
+        await second.stop()
+
+    asyncio.run(scenario())
+    assert len(api.sent()) == 2
+    for d in databases:
+        d.close()

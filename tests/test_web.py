@@ -33,7 +33,7 @@ def test_messages_endpoint_answers_and_stores(client: TestClient, core: TellerCo
     assert set(body) == {"reply", "choices", "route", "intent", "message_id"}
     assert body["route"] == "faq" and "overdraft" in body["reply"].lower()
     assert {c["value"] for c in body["choices"]} == {"feedback:helpful", "feedback:not_helpful"}
-    stored = core.store.message(body["message_id"])
+    stored = core.store.conversations.message(body["message_id"])
     assert (stored.direction, stored.kb_id, stored.channel) == ("out", "overdraft_fee", "web")
     assert stored.model_version == core.policy.classifier.version and stored.latency_ms is not None
 
@@ -43,7 +43,7 @@ def test_retries_with_a_client_message_id_are_answered_once(client: TestClient, 
     first = client.post("/api/messages", json=body).json()
     second = client.post("/api/messages", json=body).json()
     assert first == second
-    assert core.store.count() == 2
+    assert core.store.conversations.count() == 2
 
 
 def test_choice_values_and_handoff_requests(client: TestClient) -> None:
@@ -60,7 +60,7 @@ def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:
         json={"message_id": reply["message_id"], "helpful": False, "comment": "not what I asked"},
     )
     assert response.status_code == 200 and response.json()["helpful"] is False
-    [(entry, message)] = core.store.feedback()
+    [(entry, message)] = core.store.feedback.feedback()
     assert (entry.message_id, entry.comment, message.kb_id) == (
         reply["message_id"],
         "not what I asked",
@@ -89,11 +89,10 @@ def test_page_health_and_docs(client: TestClient, core: TellerCore) -> None:
     page = client.get("/")
     assert page.status_code == 200 and 'id="log"' in page.text and "/api/messages" in page.text
     health = client.get("/healthz").json()
-    assert health == {
-        "status": "ok",
-        "model": core.policy.classifier.version,
-        "kb_entries": len(core.policy.kb),
-    }
+    assert health["status"] == "ok" and health["model"] == core.policy.classifier.version
+    assert health["kb_entries"] == len(core.policy.kb) and health["model_current"]
+    assert health["database"]["status"] == "ok" and health["database"]["kind"] == "sqlite"
+    assert health["database"]["revision"] == core.store.database.head()
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/messages", "/api/feedback", "/healthz"} <= set(paths)
@@ -129,6 +128,26 @@ def test_customers_read_the_banks_phone_numbers_only_the_store_is_redacted(
     ).json()
     assert body["route"] == "faq" and body["reply"] == answer
     assert (
-        core.store.message(body["message_id"]).text
+        core.store.conversations.message(body["message_id"]).text
         == "Call our card team on [PHONE], any day from 8am to 8pm."
+    )
+
+
+def test_an_unreachable_database_is_a_503_health_and_a_retryable_503_message(
+    client: TestClient, core: TellerCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.storage import StoreError
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise StoreError("teller.db: disk I/O error")
+
+    monkeypatch.setattr(core.store.deployment, "active_model", down)
+    monkeypatch.setattr(core.store.conversations, "record_exchange", down)
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json()["database"]["status"] == "unreachable"
+    reply = client.post("/api/messages", json={"user_id": "u9", "text": "hello", "client_message_id": "1"})
+    assert (
+        reply.status_code == 503
+        and reply.headers["retry-after"] == "2"
+        and "try again" in reply.json()["detail"]
     )

@@ -30,7 +30,7 @@ from bot.operators import Actor
 
 if TYPE_CHECKING:
     from bot.positioning_desk import PositioningDesk
-    from bot.store import Handoff, ReviewItem, StoredMessage
+    from bot.storage import Handoff, ReviewItem, StoredMessage
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -25,6 +27,7 @@ from bot.core import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, Incoming, Outgoing,
 from bot.dispatch import Dispatcher
 from bot.errors import InputError
 from bot.policy import HANDOFF_CHOICE
+from bot.storage.database import Lease
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +73,23 @@ class TelegramChannel:
         webhook_secret: str | None = None,
         poll_timeout: float = 10.0,
         dispatcher: Dispatcher | None = None,
+        leadership: Callable[[], Lease | None] | None = None,
+        lead_interval: float = 2.0,
     ) -> None:
+        """``leadership`` (polling mode): tries to take the cluster-wide polling lock, so that
+        exactly one replica polls (Telegram allows one ``getUpdates`` consumer per bot); the others
+        retry every ``lead_interval`` seconds and take over when the holder dies. Every replica
+        can still send (handoff relays)."""
         self.core = core
         self.dispatcher = dispatcher or Dispatcher(core)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.poll_timeout = poll_timeout
+        self._leadership = leadership
+        self.lead_interval = lead_interval
+        self._lease: Lease | None = None
+        self._leading: asyncio.Task[None] | None = None
         builder = Application.builder().token(token)
         if api_url:
             builder = builder.base_url(api_url)
@@ -104,17 +117,54 @@ class TelegramChannel:
             await self.app.bot.set_webhook(
                 self.webhook_url, secret_token=self.webhook_secret, allowed_updates=Update.ALL_TYPES
             )
+        elif self._leadership is None:
+            await self._start_polling()
         else:
-            await self.app.bot.delete_webhook()
-            assert self.app.updater is not None
-            await self.app.updater.start_polling(
-                timeout=int(self.poll_timeout), allowed_updates=Update.ALL_TYPES
-            )
+            self._leading = asyncio.create_task(self._lead(), name="telegram-leadership")
         log.info("telegram_started", extra={"fields": {"mode": "webhook" if self.webhook_url else "polling"}})
 
+    @property
+    def polling(self) -> bool:
+        return self.app.updater is not None and self.app.updater.running
+
+    async def _start_polling(self) -> None:
+        await self.app.bot.delete_webhook()
+        assert self.app.updater is not None
+        await self.app.updater.start_polling(timeout=int(self.poll_timeout), allowed_updates=Update.ALL_TYPES)
+
+    async def _lead(self) -> None:
+        """Poll while this replica holds the polling lock; keep trying to take it otherwise."""
+        assert self._leadership is not None
+        while True:
+            try:
+                if self._lease is None:
+                    self._lease = await asyncio.to_thread(self._leadership)
+                    if self._lease is not None:
+                        await self._start_polling()
+                        log.info("telegram_polling_leader", extra={"fields": {"lock": self._lease.name}})
+                elif not await asyncio.to_thread(self._lease.alive):
+                    self._lease = None
+                    if self.polling:
+                        assert self.app.updater is not None
+                        await self.app.updater.stop()
+                    log.warning("telegram_polling_lost", extra={"fields": {}})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database or Telegram briefly unreachable: try again
+                log.error("telegram_leadership_failed", extra={"fields": {"error": repr(exc)[:300]}})
+            await asyncio.sleep(self.lead_interval)
+
     async def stop(self) -> None:
+        if self._leading is not None:
+            self._leading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leading
+            self._leading = None
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            await asyncio.to_thread(lease.release)
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()

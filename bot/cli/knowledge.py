@@ -64,10 +64,14 @@ def _admin(settings: Settings, kb: KnowledgeBase) -> KnowledgeAdmin:
 
 def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = None) -> None:
     """After a change: re-fit the answer policy's knowledge-base thresholds now (seconds), so the
-    next `teller ask` and every running server (which would re-fit on its own) use them at once."""
-    from bot.assistant import build_policy, follow_kb
+    next `teller ask` and every running server (which would re-fit on its own) use them at once.
+    A replicated knowledge base publishes the change to the other replicas first."""
+    from bot.assistant import build_policy, follow_kb, replicate_kb
     from nlu import NLUError
 
+    synced = replicate_kb(kb)
+    if synced is not None and synced.published:
+        err.print(f"Published {synced.published} change(s) to the other replicas (log at {synced.seq}).")
     try:
         policy = policy or build_policy(settings, kb=kb, calibrate_if_missing=False)
         if policy.thresholds is None:

@@ -115,7 +115,9 @@ def train(
                 result.path,
             )
         if activate:
-            models.activate(result.info.version)
+            from bot.assistant import activate_model
+
+            activate_model(settings, result.info.version, actor="cli:train")
     except KeyboardInterrupt:
         err.print("Training interrupted; the active model is unchanged.")
         raise typer.Exit(130) from None
@@ -565,6 +567,7 @@ def models_activate(
     version: Annotated[str, typer.Argument(help="Version from `teller models list`.")],
 ) -> None:
     """Make VERSION the active model (e.g. to roll back)."""
-    path = registry(get_settings()).activate(version)
-    log.info("model_activated", extra={"fields": {"version": version}})
+    from bot.assistant import activate_model
+
+    path = activate_model(get_settings(), version, actor="cli")
     out.print(f"Active model: {version} ({path})")

@@ -20,7 +20,7 @@ from bot.operators import CLI, Actor, Operators
 from bot.policy import AnswerPolicy
 from bot.review import Resolution, ReviewService
 from bot.settings import get_settings
-from bot.store import Correction, Flag, ReviewItem, Suggestion
+from bot.storage import Correction, Flag, ReviewItem, ReviewStatus, Suggestion
 
 review_app = typer.Typer(
     help="The review queue: list open items (the default), then confirm, choose, wrong or ignore.",
@@ -100,7 +100,7 @@ def review_list(
 def _list(show_all: bool, as_json: bool) -> None:
     with review_service() as service:
         service.refresh()
-        items = service.items(None if show_all else "open")
+        items = service.items(None if show_all else ReviewStatus.OPEN)
     if as_json:
         for item in items:
             emit_json(item_record(item))

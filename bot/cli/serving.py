@@ -73,7 +73,11 @@ def history(
     """The latest stored messages (PII already redacted), oldest first."""
     from bot.assistant import open_store
 
-    messages = open_store(get_settings()).history(conversation, limit)
+    store = open_store(get_settings())
+    try:
+        messages = store.conversations.history(conversation, limit)
+    finally:
+        store.close()
     if as_json:
         for m in messages:
             emit_json(
@@ -117,8 +121,11 @@ def feedback_list(
     from bot.cli.operations import correction_record, flag_record, print_flags_and_corrections
 
     store = open_store(get_settings())
-    entries = store.feedback(limit)
-    flags, corrections = store.flags(limit), store.corrections(limit=limit)
+    try:
+        entries = store.feedback.feedback(limit)
+        flags, corrections = store.feedback.flags(limit), store.feedback.corrections(limit=limit)
+    finally:
+        store.close()
     if as_json:
         for f, m in entries:
             emit_json(
@@ -154,7 +161,14 @@ def feedback_list(
 
 @app.command()
 def load(
-    url: Annotated[str, typer.Option(help="Teller's base URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="Base URL of a Teller replica; repeat for several: customers are spread over them "
+            "round-robin and fail over to the next. Default http://127.0.0.1:8000.",
+        ),
+    ] = None,
     users: Annotated[int, typer.Option(min=1, help="Concurrent web-chat customers.")] = 50,
     messages: Annotated[
         int, typer.Option(min=1, help="Messages each customer sends (waiting for each reply).")
@@ -162,39 +176,107 @@ def load(
     think: Annotated[
         float, typer.Option(min=0.0, help="Mean pause between a reply and the next message (s).")
     ] = 0.0,
-    verify: Annotated[bool, typer.Option(help="Check the store: every acknowledged message once.")] = True,
+    attempts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Attempts per message, the first included: a connection error, timeout, 5xx or 429 "
+            "is retried with the same client_message_id on the next URL.",
+        ),
+    ] = 5,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Time allowed for one attempt (s).")] = 30.0,
+    deadline: Annotated[
+        float, typer.Option(min=0.001, help="No retry starts this long after a message's first attempt (s).")
+    ] = 60.0,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="Check the store (TELLER_DATABASE_URL, or the SQLite file of TELLER_HOME; the one the "
+            "replicas use): every acknowledged message stored once."
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Load-test a running `teller serve` over HTTP and print latency, throughput and the store check."""
+    """Load-test running `teller serve` replicas over HTTP: acknowledgements, retries, errors, silent
+    (empty) replies, latency, throughput, and the store check. Exit status 1 if a message was never
+    acknowledged (errors), or the store check finds an acknowledged message missing or a message
+    stored twice; messages stored but never acknowledged, and silent replies, are reported only."""
     import asyncio
-    from dataclasses import asdict
 
-    from bot.loadtest import check_store, run_load
+    from bot.loadtest import StoreCheck, check_store, run_load
     from nlu.corpora import BANKING77_TRAIN, CLINC150_OOS_DEV
     from nlu.data import read_labelled_csv
 
+    urls = url or ["http://127.0.0.1:8000"]
     texts = [e.text for e in read_labelled_csv(BANKING77_TRAIN)] + [
         e.text for e in read_labelled_csv(CLINC150_OOS_DEV)
     ]
-    result = asyncio.run(run_load(url, texts, users=users, messages=messages, think=think))
+    result = asyncio.run(
+        run_load(
+            urls,
+            texts,
+            users=users,
+            messages=messages,
+            think=think,
+            timeout=timeout,
+            attempts=attempts,
+            deadline=deadline,
+        )
+    )
     payload: dict[str, object] = result.to_dict()
+    check: StoreCheck | None = None
     if verify:
-        payload["store"] = asdict(check_store(get_settings().db_path, result.run_id, result.acknowledged_ids))
+        from dataclasses import asdict
+
+        from bot.assistant import open_store
+
+        store = open_store(get_settings())
+        try:
+            check = check_store(store, result.run_id, result.acknowledged_ids)
+        finally:
+            store.close()
+        payload["store"] = asdict(check)
     if as_json:
         emit_json(payload)
-        return
-    table = Table("measure", "value", title=f"{users} customers x {messages} messages, think {think}s")
-    for key in (
-        "acknowledged",
-        "errors",
-        "latency_ms_p50",
-        "latency_ms_p95",
-        "latency_ms_p99",
-        "latency_ms_max",
-        "seconds",
-        "throughput_per_s",
-    ):
-        table.add_row(key.replace("_", " "), str(payload[key]))
-    if "store" in payload:
-        table.add_row("store check", str(payload["store"]))
-    out.print(table)
+    else:
+        table = Table(
+            "measure",
+            "value",
+            title=f"{users} customers x {messages} messages on {len(result.urls)} URL(s), think {think}s",
+        )
+        for key in (
+            "sent",
+            "acknowledged",
+            "retried",
+            "attempts",
+            "errors",
+            "silent",
+            "latency_ms_p50",
+            "latency_ms_p95",
+            "latency_ms_p99",
+            "latency_ms_max",
+            "seconds",
+            "throughput_per_s",
+        ):
+            table.add_row(key.replace("_", " "), str(payload[key]))
+        for target, count in result.acknowledged_by_url.items():
+            table.add_row(f"acknowledged by {target}", str(count))
+        for kind, count in result.failed_attempts.items():
+            table.add_row(f"failed attempts: {kind}", str(count))
+        if check is not None:
+            for key in ("stored", "missing", "duplicated", "stored_not_acknowledged"):
+                table.add_row(f"store: {key.replace('_', ' ')}", str(getattr(check, key)))
+        out.print(table)
+        for line in result.error_samples:
+            err.print(f"error: {line}", highlight=False, markup=False)
+        if result.silent_samples:
+            samples = ", ".join(result.silent_samples)
+            err.print(f"silent replies, e.g.: {samples}", highlight=False, markup=False)
+        if check is not None:
+            for key in ("missing", "duplicated", "stored_not_acknowledged"):
+                if samples := getattr(check, f"{key}_samples"):
+                    err.print(
+                        f"{key.replace('_', ' ')}, e.g.: {', '.join(samples)}", highlight=False, markup=False
+                    )
+    if result.errors > 0 or (check is not None and not check.ok):
+        raise typer.Exit(1)

@@ -9,15 +9,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from bot.channels import Channel, Service
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.dispatch import Dispatcher
-from bot.errors import InputError
+from bot.errors import InputError, TellerError
 from bot.ops_desk import CLOSED_NOTICE
+from bot.storage import HUMAN_ROUTE, Direction, StoreError
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -122,6 +123,20 @@ def create_app(
         description="Customer-service assistant: web chat, REST API, Telegram and Slack webhooks.",
     )
 
+    @app.exception_handler(InputError)
+    async def bad_input(request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        # Nothing was answered: retrying (with the same client_message_id) is safe.
+        log.error("store_unavailable", extra={"fields": {"error": str(exc)[:300]}})
+        return JSONResponse(
+            {"detail": "Teller cannot store messages right now; please try again shortly."},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def chat_page() -> str:
         return (STATIC / "chat.html").read_text(encoding="utf-8")
@@ -142,14 +157,18 @@ def create_app(
         summary="During a handoff: the operator's messages since the last one the page has",
     )
     def get_messages(user_id: str, after: str | None = None) -> RelayedOut:
-        conversation = core.store.conversation_id(WEB_CHANNEL, user_id)
+        conversation = core.store.conversations.conversation_id(WEB_CHANNEL, user_id)
         if conversation is None:
             return RelayedOut(messages=[], handoff_open=False)
-        history = core.store.history(conversation, limit=200)
-        ids = [m.id for m in history]
-        start = ids.index(after) + 1 if after in ids else 0
-        relayed = [m for m in history[start:] if m.direction == "out" and m.route == "human"]
-        open_now = core.store.active_handoff_for(WEB_CHANNEL, user_id) is not None
+        conversations = core.store.conversations
+        seen = conversations.message(after) if after and conversations.exists(after) else None
+        since = seen.created_at if seen is not None and seen.conversation_id == conversation else None
+        relayed = [
+            m
+            for m in conversations.messages_since(conversation, since, limit=200)
+            if m.direction == Direction.OUT and m.route == HUMAN_ROUTE
+        ]
+        open_now = core.store.handoffs.active_for(WEB_CHANNEL, user_id) is not None
         return RelayedOut(
             messages=[
                 MessageOut(reply=m.text, choices=[], route="human", intent=None, message_id=m.id)
@@ -169,10 +188,37 @@ def create_app(
             raise HTTPException(status_code=404, detail=str(exc)) from None
         return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)
 
-    @app.get("/healthz", summary="Liveness and what is being served")
-    def healthz() -> dict[str, Any]:
+    @app.get(
+        "/healthz",
+        summary="Health: the database, the model served against the one the cluster has active, the KB",
+        responses={503: {"description": "The database is unreachable (this replica cannot store replies)"}},
+    )
+    def healthz() -> JSONResponse:
         policy = core.policy
-        return {"status": "ok", "model": policy.classifier.version, "kb_entries": len(policy.kb)}
+        body: dict[str, Any] = {
+            "status": "ok",
+            "model": policy.classifier.version,
+            "kb_entries": len(policy.kb),
+            "kb_revision": policy.kb.revision,
+        }
+        database = core.store.database
+        try:
+            active = core.store.deployment.active_model()
+            body["database"] = {
+                "status": "ok",
+                "kind": database.dialect,
+                "revision": database.revision(),
+                "kb_log_seq": core.store.kb_log.head(),
+            }
+            body["active_model"] = active or body["model"]
+            # Serving another version than the cluster's is normal for a few seconds after an
+            # activation; for longer it means this replica cannot load it.
+            body["model_current"] = active is None or active == policy.classifier.version
+        except TellerError as exc:
+            body["status"] = "degraded"
+            body["database"] = {"status": "unreachable", "kind": database.dialect, "error": str(exc)[:200]}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
 
     for channel in channels:
         router = channel.router()

@@ -1,0 +1,294 @@
+"""Conversations and their messages: each customer message with Teller's reply, stored before it leaves.
+
+An exchange (the customer's message and Teller's reply) is one transaction, so whatever a customer
+has seen answered is in the database even if the process is killed the next instant. A platform
+message is stored once per channel, whichever replica receives it: the database's unique index
+(``messages_platform_in``) decides, and the loser gets :class:`DuplicateMessage`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy.exc import IntegrityError
+
+from bot.errors import InputError
+from bot.pii import redact
+from bot.storage import schema
+from bot.storage.database import Database
+from bot.storage.errors import DuplicateMessage
+from bot.storage.records import Direction, Exchange, NewExchange, StoredMessage
+
+_m = schema.messages
+_c = schema.conversations
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>_`` and 16 random hex digits."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class ConversationRepository:
+    """Conversations and messages. Texts are redacted on the way in. Thread-safe."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    # ------------------------------------------------------------------------------- writing
+
+    def conversation(
+        self, connection: Connection, channel: str, external_id: str, user_id: str, now: str
+    ) -> str:
+        """The store's id of a platform conversation, created if new (inside the caller's transaction).
+
+        Two replicas creating the same conversation at once both get the one row.
+        """
+        connection.execute(
+            self.db.insert(_c)
+            .values(
+                id=new_id("c"),
+                channel=channel,
+                external_id=external_id,
+                user_id=user_id,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+        conversation_id = connection.execute(
+            select(_c.c.id).where(_c.c.channel == channel, _c.c.external_id == external_id)
+        ).scalar_one()
+        connection.execute(_c.update().where(_c.c.id == conversation_id).values(updated_at=now))
+        return str(conversation_id)
+
+    def record_exchange(self, exchange: NewExchange) -> tuple[StoredMessage, StoredMessage]:
+        """Store a customer message and Teller's reply together (texts redacted); return both rows.
+
+        Raises :class:`DuplicateMessage` if this ``(channel, platform_id)`` was stored before.
+        """
+        clock = self.db.clock
+        with self.db.transaction() as connection:
+            received = clock.now()
+            conversation_id = self.conversation(
+                connection, exchange.channel, exchange.conversation, exchange.user_id, received
+            )
+            in_row = {
+                "id": new_id("m"),
+                "conversation_id": conversation_id,
+                "direction": Direction.IN.value,
+                "channel": exchange.channel,
+                "user_id": exchange.user_id,
+                "platform_id": exchange.platform_id,
+                "text": redact(exchange.text),
+                "created_at": received,
+            }
+            out_row = {
+                "id": new_id("m"),
+                "conversation_id": conversation_id,
+                "direction": Direction.OUT.value,
+                "channel": exchange.channel,
+                "user_id": exchange.user_id,
+                "reply_to": in_row["id"],
+                "text": redact(exchange.reply),
+                "route": exchange.route,
+                "intent": exchange.intent,
+                "confidence": exchange.confidence,
+                "kb_id": exchange.kb_id,
+                "model_version": exchange.model_version,
+                "latency_ms": exchange.latency_ms,
+                "choices": _choices_json(exchange.choices),
+                "created_at": clock.now(),
+            }
+            try:
+                with connection.begin_nested():
+                    connection.execute(_m.insert().values(**in_row))
+            except IntegrityError:
+                raise DuplicateMessage(
+                    f"{exchange.channel} message {exchange.platform_id} is stored already"
+                ) from None
+            connection.execute(_m.insert().values(**out_row))
+        return message_from_row(in_row), message_from_row(out_row)
+
+    def set_platform_id(self, message_id: str, platform_id: str) -> None:
+        """Record the platform's id of one of Teller's posts (a Slack ts), to find it from a reaction."""
+        with self.db.transaction() as connection:
+            result = connection.execute(
+                _m.update()
+                .where(_m.c.id == message_id, _m.c.direction == Direction.OUT.value)
+                .values(platform_id=platform_id)
+            )
+            if result.rowcount != 1:
+                raise InputError(f"no reply {message_id!r}")
+
+    # ------------------------------------------------------------------------------- reading
+
+    def message(self, message_id: str) -> StoredMessage:
+        """Raises :class:`InputError` if there is no such message."""
+        rows = self.db.rows(select(_m).where(_m.c.id == message_id))
+        if not rows:
+            raise InputError(f"no message {message_id!r}")
+        return message_from_row(rows[0])
+
+    def exists(self, message_id: str) -> bool:
+        return bool(self.db.rows(select(_m.c.id).where(_m.c.id == message_id)))
+
+    def find_reply(self, channel: str, platform_id: str) -> StoredMessage | None:
+        """Teller's stored reply to a platform message seen before (for duplicate deliveries)."""
+        incoming = _m.alias("i")
+        rows = self.db.rows(
+            select(_m)
+            .join(incoming, _m.c.reply_to == incoming.c.id)
+            .where(
+                incoming.c.channel == channel,
+                incoming.c.platform_id == platform_id,
+                incoming.c.direction == Direction.IN.value,
+            )
+        )
+        return message_from_row(rows[0]) if rows else None
+
+    def history(self, conversation_id: str | None = None, limit: int = 50) -> list[StoredMessage]:
+        """The latest ``limit`` messages (of one conversation, or all), oldest first."""
+        query = (
+            select(_m).order_by(_m.c.created_at.desc(), _m.c.direction.desc(), _m.c.id.desc()).limit(limit)
+        )
+        if conversation_id:
+            query = query.where(_m.c.conversation_id == conversation_id)
+        return [message_from_row(r) for r in reversed(self.db.rows(query))]
+
+    def messages_since(
+        self, conversation_id: str, after: str | None, limit: int = 100
+    ) -> list[StoredMessage]:
+        """A conversation's messages stamped after ``after`` (ISO time; None: all), oldest first."""
+        query = select(_m).where(_m.c.conversation_id == conversation_id)
+        if after:
+            query = query.where(_m.c.created_at > after)
+        return [message_from_row(r) for r in self.db.rows(query.order_by(*_ORDER).limit(limit))]
+
+    def exchanges(self, since: str) -> list[Exchange]:
+        """Every customer message since ``since`` (ISO time) with Teller's route, intent, KB entry, and
+        whether the reply was marked not helpful by the customer or flagged by an operator."""
+        incoming = _m.alias("i")
+        f, g = schema.feedback, schema.flags
+        flagged = exists().where(f.c.message_id == _m.c.id, f.c.helpful == 0) | exists().where(
+            g.c.message_id == _m.c.id
+        )
+        rows = self.db.rows(
+            select(incoming.c.text, _m.c.route, _m.c.intent, _m.c.kb_id, flagged.label("flagged"))
+            .join(incoming, _m.c.reply_to == incoming.c.id)
+            .where(_m.c.direction == Direction.OUT.value, _m.c.created_at >= since)
+            .order_by(_m.c.created_at, _m.c.id)
+        )
+        return [Exchange(r["text"], r["route"], r["intent"], r["kb_id"], bool(r["flagged"])) for r in rows]
+
+    def exchange(self, message_id: str) -> tuple[StoredMessage, StoredMessage]:
+        """The customer's message and Teller's reply to it, from the id of either.
+
+        Raises :class:`InputError` if there is no such message or it has no counterpart.
+        """
+        message = self.message(message_id)
+        if message.direction == Direction.OUT:
+            if message.reply_to is None:
+                raise InputError(f"message {message_id!r} is not one of Teller's answers")
+            return self.message(message.reply_to), message
+        rows = self.db.rows(
+            select(_m)
+            .where(_m.c.reply_to == message_id, _m.c.direction == Direction.OUT.value)
+            .order_by(*_ORDER)
+            .limit(1)
+        )
+        if not rows:
+            raise InputError(f"message {message_id!r} has no answer from Teller")
+        return message, message_from_row(rows[0])
+
+    def customer_messages_before(self, message_id: str, limit: int = 10) -> list[StoredMessage]:
+        """The customer's earlier messages in the same conversation, newest first."""
+        message = self.message(message_id)
+        rows = self.db.rows(
+            select(_m)
+            .where(
+                _m.c.conversation_id == message.conversation_id,
+                _m.c.direction == Direction.IN.value,
+                and_(_m.c.created_at < message.created_at, _m.c.id != message.id),
+            )
+            .order_by(_m.c.created_at.desc(), _m.c.id.desc())
+            .limit(limit)
+        )
+        return [message_from_row(r) for r in rows]
+
+    def incoming_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
+        """The customer's message stored under this platform id, if any (at most one, by constraint)."""
+        rows = self.db.rows(
+            select(_m).where(
+                _m.c.channel == channel, _m.c.platform_id == platform_id, _m.c.direction == Direction.IN.value
+            )
+        )
+        return message_from_row(rows[0]) if rows else None
+
+    def message_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
+        """The stored message with this platform id on this channel (Teller's post first)."""
+        rows = self.db.rows(
+            select(_m)
+            .where(_m.c.channel == channel, _m.c.platform_id == platform_id)
+            .order_by(_m.c.direction.desc(), _m.c.created_at.desc())
+            .limit(1)
+        )
+        return message_from_row(rows[0]) if rows else None
+
+    def conversation_id(self, channel: str, external_id: str) -> str | None:
+        """The store's id of a platform conversation, if it has one."""
+        rows = self.db.rows(select(_c.c.id).where(_c.c.channel == channel, _c.c.external_id == external_id))
+        return str(rows[0]["id"]) if rows else None
+
+    def platform_counts(self, channel: str, prefix: str) -> dict[str, int]:
+        """How many customer messages are stored under each platform id starting with ``prefix``
+        (a load test's check that every acknowledged message is stored exactly once)."""
+        rows = self.db.rows(
+            select(_m.c.platform_id, func.count().label("n"))
+            .where(
+                _m.c.channel == channel,
+                _m.c.direction == Direction.IN.value,
+                _m.c.platform_id.startswith(prefix, autoescape=True),
+            )
+            .group_by(_m.c.platform_id)
+        )
+        return {r["platform_id"]: int(r["n"]) for r in rows}
+
+    def count(self) -> int:
+        """How many messages are stored (in and out)."""
+        return int(self.db.rows(select(func.count().label("n")).select_from(_m))[0]["n"])
+
+
+#: Oldest first; a reply stamped in the same microsecond as its message (rows from before the
+#: microsecond clock) still sorts after it ("in" < "out").
+_ORDER = (_m.c.created_at, _m.c.direction, _m.c.id)
+
+
+def _choices_json(choices: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps([{"label": label, "value": value} for label, value in choices])
+
+
+def message_from_row(row: dict[str, Any]) -> StoredMessage:
+    """A :class:`StoredMessage` from a ``messages`` row (missing columns are None)."""
+    choices = tuple((c["label"], c["value"]) for c in json.loads(row.get("choices") or "[]"))
+    return StoredMessage(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        direction=Direction(row["direction"]),
+        channel=row["channel"],
+        user_id=row["user_id"],
+        text=row["text"],
+        created_at=row["created_at"],
+        platform_id=row.get("platform_id"),
+        reply_to=row.get("reply_to"),
+        route=row.get("route"),
+        intent=row.get("intent"),
+        confidence=row.get("confidence"),
+        kb_id=row.get("kb_id"),
+        model_version=row.get("model_version"),
+        latency_ms=row.get("latency_ms"),
+        choices=choices,
+        author=row.get("author"),
+    )

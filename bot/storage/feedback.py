@@ -1,0 +1,107 @@
+"""What people said about Teller's replies: customers' feedback, operators' flags, and corrections.
+
+Corrections are written when an operator settles a review item (:meth:`ReviewRepository.resolve`,
+one transaction with the item); this repository reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.errors import InputError
+from bot.pii import redact
+from bot.storage import schema
+from bot.storage.conversations import ConversationRepository, new_id
+from bot.storage.database import Database
+from bot.storage.records import Correction, CorrectionAction, Direction, Feedback, Flag, StoredMessage
+
+_f = schema.feedback
+_g = schema.flags
+_k = schema.corrections
+
+
+class FeedbackRepository:
+    """Feedback, flags and corrections. Free text (comments, reasons) is redacted. Thread-safe."""
+
+    def __init__(self, database: Database, conversations: ConversationRepository) -> None:
+        self.db = database
+        self.conversations = conversations
+
+    def add_feedback(
+        self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
+    ) -> Feedback:
+        """A customer's verdict on one of Teller's replies. Raises :class:`InputError` if
+        ``message_id`` is not a stored reply."""
+        message = self.conversations.message(message_id)
+        if message.direction != Direction.OUT:
+            raise InputError(
+                f"message {message_id!r} is a customer message; feedback is about Teller's replies"
+            )
+        row = {
+            "id": new_id("f"),
+            "message_id": message_id,
+            "helpful": int(helpful),
+            "comment": redact(comment) if comment else None,
+            "user_id": user_id,
+            "created_at": self.db.clock.now(),
+        }
+        with self.db.transaction() as connection:
+            connection.execute(_f.insert().values(**row))
+        return _feedback(row)
+
+    def feedback(self, limit: int = 100) -> list[tuple[Feedback, StoredMessage]]:
+        """The latest feedback, newest first, each with the reply it is about."""
+        rows = self.db.rows(select(_f).order_by(_f.c.created_at.desc(), _f.c.id.desc()).limit(limit))
+        return [(_feedback(r), self.conversations.message(r["message_id"])) for r in rows]
+
+    def add_flag(self, message_id: str, reason: str | None, actor: str, source: str) -> Flag:
+        """Flag one of Teller's replies (the reason redacted). An actor flags a reply once: flagging
+        it again returns the first flag. Raises :class:`InputError` if it is not Teller's answer."""
+        message = self.conversations.message(message_id)
+        if message.direction != Direction.OUT or message.reply_to is None:
+            raise InputError(f"message {message_id!r} is not one of Teller's answers")
+        row = {
+            "id": new_id("fl"),
+            "message_id": message_id,
+            "reason": redact(reason.strip()) if reason and reason.strip() else None,
+            "actor": actor,
+            "source": source,
+            "created_at": self.db.clock.now(),
+        }
+        with self.db.transaction() as connection:
+            connection.execute(self.db.insert(_g).values(**row).on_conflict_do_nothing())
+        return self.flags(message_id=message_id, actor=actor)[0]
+
+    def flags(self, limit: int = 100, message_id: str | None = None, actor: str | None = None) -> list[Flag]:
+        """Flags, newest first."""
+        query = select(_g).order_by(_g.c.created_at.desc(), _g.c.id.desc()).limit(limit)
+        if message_id is not None:
+            query = query.where(_g.c.message_id == message_id)
+        if actor is not None:
+            query = query.where(_g.c.actor == actor)
+        return [Flag(**{k: r[k] for k in Flag.__dataclass_fields__}) for r in self.db.rows(query)]
+
+    def corrections(
+        self, current_only: bool = False, limit: int | None = None, correction_id: int | None = None
+    ) -> list[Correction]:
+        """Corrections, newest first; ``current_only`` leaves out superseded ones."""
+        query = select(_k).order_by(_k.c.id.desc())
+        if current_only:
+            query = query.where(_k.c.superseded_by.is_(None))
+        if correction_id is not None:
+            query = query.where(_k.c.id == correction_id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [correction_from_row(r) for r in self.db.rows(query)]
+
+
+def correction_from_row(row: dict[str, Any]) -> Correction:
+    return Correction(**{**row, "action": CorrectionAction(row["action"])})
+
+
+def _feedback(row: dict[str, Any]) -> Feedback:
+    return Feedback(
+        row["id"], row["message_id"], bool(row["helpful"]), row["comment"], row["user_id"], row["created_at"]
+    )

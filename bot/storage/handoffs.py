@@ -1,0 +1,190 @@
+"""Handoffs: a conversation relayed to people through a thread in the ops channel.
+
+The relayed messages are rows of ``messages`` with route ``human``. Everything a replica needs to
+relay is in the database: the operator's reply can arrive at any replica, and a web customer
+polling another replica sees it (:meth:`ConversationRepository.messages_since`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from bot.errors import InputError
+from bot.pii import redact
+from bot.storage import schema
+from bot.storage.conversations import message_from_row, new_id
+from bot.storage.database import Database
+from bot.storage.errors import DuplicateMessage
+from bot.storage.records import HUMAN_ROUTE, Direction, Handoff, HandoffStatus, NewHandoff, StoredMessage
+
+_h = schema.handoffs
+_c = schema.conversations
+_m = schema.messages
+
+
+class HandoffRepository:
+    """Handoffs and the messages relayed during them (texts redacted). Thread-safe."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def start(self, new: NewHandoff) -> Handoff:
+        """Open a handoff for a conversation; if one is open already (here or on another replica),
+        that one is returned unchanged. Raises :class:`InputError` for an unknown conversation."""
+        handoff_id = new_id("h")
+        with self.db.transaction() as connection:
+            if connection.execute(select(_c.c.id).where(_c.c.id == new.conversation_id)).first() is None:
+                raise InputError(f"no conversation {new.conversation_id!r}")
+            connection.execute(
+                self.db.insert(_h)
+                .values(
+                    id=handoff_id,
+                    channel=new.channel,
+                    conversation_id=new.conversation_id,
+                    customer_user_id=new.customer_user_id,
+                    customer_chat_id=new.customer_chat_id,
+                    message_id=new.message_id,
+                    ops_channel=new.ops_channel,
+                    thread_ts=new.thread_ts,
+                    status=HandoffStatus.OPEN.value,
+                    opened_at=self.db.clock.now(),
+                )
+                .on_conflict_do_nothing()
+            )
+        found = self.active(new.conversation_id)
+        assert found is not None  # inserted, or another one was open
+        return found
+
+    def set_thread(self, handoff_id: str, ops_channel: str, thread_ts: str) -> Handoff:
+        """Record the ops-channel thread that relays a handoff (once its first post is out)."""
+        with self.db.transaction() as connection:
+            result = connection.execute(
+                _h.update().where(_h.c.id == handoff_id).values(ops_channel=ops_channel, thread_ts=thread_ts)
+            )
+            if result.rowcount != 1:
+                raise InputError(f"no handoff {handoff_id!r}")
+        return self.get(handoff_id)
+
+    def close(self, handoff_id: str, closed_by: str) -> Handoff:
+        """Close a handoff; closing a closed one changes nothing and returns it."""
+        with self.db.transaction() as connection:
+            connection.execute(
+                _h.update()
+                .where(_h.c.id == handoff_id, _h.c.status == HandoffStatus.OPEN.value)
+                .values(status=HandoffStatus.CLOSED.value, closed_at=self.db.clock.now(), closed_by=closed_by)
+            )
+        return self.get(handoff_id)
+
+    def get(self, handoff_id: str) -> Handoff:
+        """Raises :class:`InputError` if there is no such handoff."""
+        rows = self.db.rows(select(_h).where(_h.c.id == handoff_id))
+        if not rows:
+            raise InputError(f"no handoff {handoff_id!r}")
+        return _handoff(rows[0])
+
+    def active(self, conversation_id: str) -> Handoff | None:
+        """The open handoff of a conversation (the store's id), if any."""
+        rows = self.db.rows(
+            select(_h).where(_h.c.conversation_id == conversation_id, _h.c.status == HandoffStatus.OPEN.value)
+        )
+        return _handoff(rows[0]) if rows else None
+
+    def active_for(self, channel: str, external_id: str) -> Handoff | None:
+        """The open handoff of a platform conversation (``Incoming.conversation_id``), if any."""
+        rows = self.db.rows(
+            select(_h)
+            .join(_c, _c.c.id == _h.c.conversation_id)
+            .where(
+                _c.c.channel == channel,
+                _c.c.external_id == external_id,
+                _h.c.status == HandoffStatus.OPEN.value,
+            )
+        )
+        return _handoff(rows[0]) if rows else None
+
+    def for_message(self, message_id: str) -> Handoff | None:
+        """The handoff opened for one of Teller's replies (``message_id``), open or closed, if any."""
+        rows = self.db.rows(select(_h).where(_h.c.message_id == message_id).order_by(_h.c.opened_at).limit(1))
+        return _handoff(rows[0]) if rows else None
+
+    def by_thread(self, thread_ts: str, ops_channel: str | None = None) -> Handoff | None:
+        """The handoff an ops-channel thread relays (the latest, open or closed)."""
+        query = select(_h).where(_h.c.thread_ts == thread_ts)
+        if ops_channel is not None:
+            query = query.where(_h.c.ops_channel == ops_channel)
+        rows = self.db.rows(query.order_by(_h.c.opened_at.desc(), _h.c.id.desc()).limit(1))
+        return _handoff(rows[0]) if rows else None
+
+    def recent(self, status: HandoffStatus | None = None, limit: int = 100) -> list[Handoff]:
+        """Handoffs, newest first."""
+        query = select(_h).order_by(_h.c.opened_at.desc(), _h.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(_h.c.status == HandoffStatus(status).value)
+        return [_handoff(r) for r in self.db.rows(query)]
+
+    def record_relay(
+        self,
+        handoff_id: str,
+        direction: Direction,
+        text: str,
+        author: str | None = None,
+        platform_id: str | None = None,
+    ) -> StoredMessage:
+        """Store a message relayed during an open handoff: the customer's (``IN``, deduplicated by
+        ``platform_id`` like any customer message) or an operator's reply (``OUT``, ``author`` the
+        operator). Route ``human``, text redacted.
+
+        Raises :class:`InputError` (empty text, no author, unknown or closed handoff) or
+        :class:`DuplicateMessage`.
+        """
+        direction = Direction(direction)
+        if not text.strip():
+            raise InputError("the message is empty")
+        if direction == Direction.OUT and not author:
+            raise InputError("an operator's message needs its author")
+        with self.db.transaction() as connection:
+            found = connection.execute(
+                select(_h.c.conversation_id, _h.c.channel, _h.c.customer_user_id, _h.c.status).where(
+                    _h.c.id == handoff_id
+                )
+            ).first()
+            if found is None:
+                raise InputError(f"no handoff {handoff_id!r}")
+            conversation_id, channel, user_id, status = found
+            if status != HandoffStatus.OPEN:
+                raise InputError(f"handoff {handoff_id!r} is closed")
+            now = self.db.clock.now()
+            row = {
+                "id": new_id("m"),
+                "conversation_id": conversation_id,
+                "direction": direction.value,
+                "channel": channel,
+                "user_id": user_id,
+                "platform_id": platform_id,
+                "text": redact(text),
+                "route": HUMAN_ROUTE,
+                "author": author if direction == Direction.OUT else None,
+                "choices": "[]",
+                "created_at": now,
+            }
+            try:
+                with connection.begin_nested():
+                    connection.execute(_m.insert().values(**row))
+            except IntegrityError:
+                raise DuplicateMessage(f"{channel} message {platform_id} is stored already") from None
+            connection.execute(_c.update().where(_c.c.id == conversation_id).values(updated_at=now))
+        return message_from_row(row)
+
+    def transcript(self, handoff_id: str) -> list[StoredMessage]:
+        """The conversation of a handoff, from its first message up to the handoff's close, oldest first."""
+        handoff = self.get(handoff_id)
+        query = select(_m).where(_m.c.conversation_id == handoff.conversation_id)
+        if handoff.closed_at:
+            query = query.where(_m.c.created_at <= handoff.closed_at)
+        rows = self.db.rows(query.order_by(_m.c.created_at, _m.c.direction, _m.c.id))
+        return [message_from_row(r) for r in rows]
+
+
+def _handoff(row: dict[str, object]) -> Handoff:
+    return Handoff(**{**row, "status": HandoffStatus(str(row["status"]))})  # type: ignore[arg-type]

@@ -1,0 +1,87 @@
+"""Positioning interviews, one row each, rewritten after every answer.
+
+Implements the port :class:`positioning.store.InterviewStore`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlalchemy
+from sqlalchemy import func, select
+
+from bot.storage import schema
+from bot.storage.database import Database
+from positioning.engine import ACTIVE, InterviewState
+from positioning.errors import InterviewNotFound
+
+_i = schema.interviews
+
+
+class InterviewRepository:
+    """Interviews of every product manager. Thread-safe."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def save(self, state: InterviewState) -> None:
+        row = {
+            "user_id": state.user_id,
+            "script_id": state.script_id,
+            "status": state.status,
+            "state": json.dumps(state.to_dict()),
+            "created_at": state.created_at,
+            "updated_at": state.updated_at,
+        }
+        insert = self.db.insert(_i).values(id=state.id, **row)
+        with self.db.transaction() as connection:
+            connection.execute(insert.on_conflict_do_update(index_elements=[_i.c.id], set_=row))
+
+    def get(self, interview_id: str, user_id: str | None = None) -> InterviewState:
+        """Raises :class:`InterviewNotFound` (no such interview, or not ``user_id``'s)."""
+        rows = self.db.rows(select(_i.c.state, _i.c.user_id).where(_i.c.id == interview_id))
+        if not rows or (user_id is not None and rows[0]["user_id"] != user_id):
+            raise InterviewNotFound(f"no interview {interview_id!r}" + (f" for {user_id}" if user_id else ""))
+        return InterviewState.from_dict(json.loads(rows[0]["state"]))
+
+    def for_user(self, user_id: str) -> list[InterviewState]:
+        """The user's interviews, most recently touched first."""
+        rows = self.db.rows(
+            select(_i.c.state).where(_i.c.user_id == user_id).order_by(_i.c.updated_at.desc(), _i.c.id.desc())
+        )
+        return [InterviewState.from_dict(json.loads(r["state"])) for r in rows]
+
+    def active_for(self, user_id: str) -> InterviewState | None:
+        return next((s for s in self.for_user(user_id) if s.status == ACTIVE), None)
+
+    def count(self) -> int:
+        return int(self.db.rows(select(func.count().label("n")).select_from(_i))[0]["n"])
+
+    def import_file(self, path: Path) -> int:
+        """Copy the interviews of a ``positioning.db`` from before they moved into this store (those
+        not here yet); returns how many. A missing file imports nothing."""
+        if not path.is_file():
+            return 0
+        engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+        try:
+            with engine.connect() as connection:
+                if not sqlalchemy.inspect(connection).has_table("interviews"):
+                    return 0
+                rows = [
+                    dict(r)
+                    for r in connection.execute(sqlalchemy.text("SELECT * FROM interviews")).mappings()
+                ]
+        finally:
+            engine.dispose()
+        columns = {c.name for c in _i.columns}
+        with self.db.transaction() as connection:
+            added = 0
+            for row in rows:
+                result = connection.execute(
+                    self.db.insert(_i)
+                    .values(**{k: v for k, v in row.items() if k in columns})
+                    .on_conflict_do_nothing()
+                )
+                added += max(result.rowcount, 0)
+        return added

@@ -1,0 +1,76 @@
+"""The knowledge base's change log: how a change made on one replica (or the CLI) reaches the others.
+
+Each replica keeps its own index (:class:`retrieval.knowledge_base.KnowledgeBase` under its
+``TELLER_HOME``); the log in the database is the source of truth. A change is appended as the new
+state of each item it touched; replicas apply the rows after the last ``seq`` they applied
+(:mod:`bot.operations.kb_follower`). Rows are never rewritten, so a replica that was down catches
+up by reading from where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot.storage import schema
+from bot.storage.database import Database
+from bot.storage.records import KbChange, KbChangeKind
+
+_k = schema.kb_changes
+
+
+def _json(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True)
+
+
+class KnowledgeLogRepository:
+    """Append and read the knowledge base's change log. Thread-safe."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def append(self, changes: Sequence[tuple[KbChangeKind, str, dict[str, Any] | None]], origin: str) -> int:
+        """Append ``(kind, item_id, payload or None for a removal)`` rows in order; returns the last
+        ``seq`` (0 if ``changes`` is empty)."""
+        last = 0
+        if not changes:
+            return last
+        with self.db.transaction() as connection:
+            for kind, item_id, payload in changes:
+                result = connection.execute(
+                    _k.insert().values(
+                        kind=KbChangeKind(kind).value,
+                        item_id=item_id,
+                        payload=None
+                        if payload is None
+                        else json.dumps(payload, ensure_ascii=False, sort_keys=True),
+                        origin=origin,
+                        at=self.db.clock.now(),
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                last = int(key[0])
+        return last
+
+    def since(self, seq: int, limit: int = 10_000) -> list[KbChange]:
+        """Changes after ``seq``, oldest first."""
+        rows = self.db.rows(select(_k).where(_k.c.seq > seq).order_by(_k.c.seq).limit(limit))
+        return [
+            KbChange(
+                int(r["seq"]),
+                KbChangeKind(r["kind"]),
+                r["item_id"],
+                None if r["payload"] is None else json.loads(r["payload"]),
+                r["origin"],
+                r["at"],
+            )
+            for r in rows
+        ]
+
+    def head(self) -> int:
+        """The newest ``seq`` (0: no change was ever logged)."""
+        return int(self.db.rows(select(func.coalesce(func.max(_k.c.seq), 0).label("n")))[0]["n"])

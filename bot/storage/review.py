@@ -1,0 +1,327 @@
+"""The review queue: replies operators should look at, near-identical texts merged into one item.
+
+Which replies qualify is decided here in SQL (:meth:`ReviewRepository.candidates`); how texts are
+merged and what is suggested is :mod:`bot.review`'s business. Settling an item and storing the
+correction it teaches is one transaction; two operators settling the same item on two replicas get
+one success and one :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, select, text
+
+from bot.errors import InputError
+from bot.pii import redact
+from bot.storage import schema
+from bot.storage.database import Database
+from bot.storage.feedback import FeedbackRepository
+from bot.storage.records import (
+    Correction,
+    NewCorrection,
+    ReviewCandidate,
+    ReviewItem,
+    ReviewKey,
+    ReviewReason,
+    ReviewSource,
+    ReviewStatus,
+    Suggestion,
+    SuggestionKind,
+)
+
+_r = schema.review_items
+_s = schema.review_sources
+_k = schema.corrections
+
+
+class ReviewRepository:
+    """Review items, the replies filed under them, and the corrections they settle into. Thread-safe."""
+
+    def __init__(self, database: Database, feedback: FeedbackRepository) -> None:
+        self.db = database
+        self.feedback = feedback
+
+    def candidates(
+        self, low_confidence: float, since: str | None = None, reply_id: str | None = None
+    ) -> list[ReviewCandidate]:
+        """Replies that belong in the review queue and are not filed there yet for that reason: marked
+        not helpful, flagged, handoffs, clarify turns, intent answers below ``low_confidence``
+        (a probability in [0, 1]). Oldest first.
+
+        ``since`` (ISO time) is compared with the reply's time, or the feedback's or flag's.
+        """
+        since_reply = " AND o.created_at >= :since" if since else ""
+        feedback = "FROM feedback f WHERE f.message_id = o.id AND f.helpful = 0" + (
+            " AND f.created_at >= :since" if since else ""
+        )
+        flags = "FROM flags g WHERE g.message_id = o.id" + (" AND g.created_at >= :since" if since else "")
+        reasons = [
+            (ReviewReason.HANDOFF, "o.route = 'handoff'" + since_reply, "o.created_at"),
+            (ReviewReason.CLARIFY, "o.route = 'clarify'" + since_reply, "o.created_at"),
+            (
+                ReviewReason.LOW_CONFIDENCE,
+                "o.route = 'intent' AND o.confidence < :low" + since_reply,
+                "o.created_at",
+            ),
+            (
+                ReviewReason.NOT_HELPFUL,
+                f"EXISTS (SELECT 1 {feedback})",
+                f"(SELECT min(f.created_at) {feedback})",
+            ),
+            (ReviewReason.FLAGGED, f"EXISTS (SELECT 1 {flags})", f"(SELECT min(g.created_at) {flags})"),
+        ]
+        parts = [
+            "SELECT o.id AS reply_id, i.id AS message_id, o.conversation_id AS conversation_id, "
+            "i.text AS text, o.route AS route, o.intent AS intent, o.confidence AS confidence, "
+            f"o.kb_id AS kb_id, {when} AS created_at, CAST('{reason.value}' AS TEXT) AS reason "
+            "FROM messages o JOIN messages i ON i.id = o.reply_to "
+            f"WHERE o.direction = 'out' AND ({condition})"
+            + (" AND o.id = :reply" if reply_id else "")
+            + " AND NOT EXISTS (SELECT 1 FROM review_sources s WHERE s.reply_id = o.id "
+            f"AND s.reason = '{reason.value}')"
+            for reason, condition, when in reasons
+        ]
+        params: dict[str, Any] = {"low": low_confidence}
+        if since:
+            params["since"] = since
+        if reply_id:
+            params["reply"] = reply_id
+        rows = self.db.rows(text(" UNION ALL ".join(parts) + " ORDER BY created_at, reply_id"), params)
+        return [ReviewCandidate(**{**r, "reason": ReviewReason(r["reason"])}) for r in rows]
+
+    def create(
+        self,
+        key: str,
+        text_: str,
+        route: str | None,
+        suggestion: Suggestion | None,
+        sources: list[ReviewSource],
+    ) -> int:
+        """A new open item holding ``sources``; if an open item with the same key appeared meanwhile
+        (another process), the sources join that one. Returns the item's id."""
+        now = self.db.clock.now()
+        with self.db.transaction() as connection:
+            self.db.serialise(connection, f"review:{key}")
+            existing = connection.execute(
+                select(_r.c.id)
+                .where(_r.c.key == key, _r.c.status == ReviewStatus.OPEN.value)
+                .order_by(_r.c.id)
+                .limit(1)
+            ).scalar()
+            if existing is not None:
+                item_id = int(existing)
+            else:
+                result = connection.execute(
+                    _r.insert().values(
+                        key=key,
+                        text=text_,
+                        status=ReviewStatus.OPEN.value,
+                        route=route,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                item_id = int(_inserted_id(result))
+                self._set_suggestion(connection, item_id, suggestion)
+            self._file(connection, item_id, sources)
+        return item_id
+
+    def add_sources(self, item_id: int, sources: list[ReviewSource]) -> None:
+        """File more replies under an item (a reply already filed for a reason is skipped)."""
+        with self.db.transaction() as connection:
+            self._file(connection, item_id, sources)
+
+    def set_suggestion(self, item_id: int, suggestion: Suggestion | None) -> None:
+        with self.db.transaction() as connection:
+            self._set_suggestion(connection, item_id, suggestion)
+
+    def _set_suggestion(self, connection: Connection, item_id: int, s: Suggestion | None) -> None:
+        connection.execute(
+            _r.update()
+            .where(_r.c.id == item_id)
+            .values(
+                suggestion_kind=s.kind.value if s else None,
+                suggested_intent=s.intent if s else None,
+                suggested_kb_id=s.kb_id if s else None,
+                suggested_confidence=s.confidence if s else None,
+                suggestion_model=s.model_version if s else None,
+            )
+        )
+
+    def _file(self, connection: Connection, item_id: int, sources: list[ReviewSource]) -> None:
+        for source in sources:
+            connection.execute(
+                self.db.insert(_s)
+                .values(
+                    item_id=item_id,
+                    reply_id=source.reply_id,
+                    message_id=source.message_id,
+                    text=source.text,
+                    reason=source.reason.value,
+                    created_at=self.db.clock.now(),
+                )
+                .on_conflict_do_nothing()
+            )
+        connection.execute(_r.update().where(_r.c.id == item_id).values(updated_at=self.db.clock.now()))
+
+    def items(
+        self,
+        status: ReviewStatus | None = ReviewStatus.OPEN,
+        item_id: int | None = None,
+        reply_id: str | None = None,
+    ) -> list[ReviewItem]:
+        """Review items (only ``status`` ones; None for all), oldest first, with their sources."""
+        conditions: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {}
+        if status is not None:
+            conditions.append("r.status = :status")
+            params["status"] = ReviewStatus(status).value
+        if item_id is not None:
+            conditions.append("r.id = :item")
+            params["item"] = item_id
+        if reply_id is not None:
+            conditions.append("r.id IN (SELECT item_id FROM review_sources WHERE reply_id = :reply)")
+            params["reply"] = reply_id
+        where = "WHERE " + " AND ".join(conditions)
+        joined = "FROM review_sources s JOIN review_items r ON r.id = s.item_id"
+        with self.db.reading() as connection:
+
+            def rows(sql: str) -> list[dict[str, Any]]:
+                return [dict(r) for r in connection.execute(text(sql), params).mappings()]
+
+            items = rows(f"SELECT r.* FROM review_items r {where} ORDER BY r.id")
+            sources = rows(f"SELECT s.* {joined} {where} ORDER BY s.created_at, s.reply_id")
+            # Flag reasons and "not helpful" comments on the filed replies, oldest first.
+            notes = rows(
+                f"SELECT s.item_id AS item_id, g.reason AS note, g.created_at AS at {joined} "
+                f"JOIN flags g ON g.message_id = s.reply_id {where} "
+                "AND s.reason = 'flagged' AND g.reason IS NOT NULL "
+                f"UNION ALL SELECT s.item_id, f.comment, f.created_at {joined} "
+                f"JOIN feedback f ON f.message_id = s.reply_id {where} "
+                "AND s.reason = 'not_helpful' AND f.helpful = 0 AND f.comment IS NOT NULL ORDER BY at"
+            )
+        return [_review_item(row, sources, notes) for row in items]
+
+    def item_keys(self) -> list[ReviewKey]:
+        """Every review item's key, status and route, oldest first (for matching new texts)."""
+        rows = self.db.rows(select(_r.c.id, _r.c.key, _r.c.status, _r.c.route).order_by(_r.c.id))
+        return [ReviewKey(r["id"], r["key"], ReviewStatus(r["status"]), r["route"]) for r in rows]
+
+    def item(self, item_id: int) -> ReviewItem:
+        """Raises :class:`InputError` if there is no such item."""
+        items = self.items(status=None, item_id=item_id)
+        if not items:
+            raise InputError(f"no review item {item_id}")
+        return items[0]
+
+    def resolve(
+        self,
+        item_id: int,
+        status: ReviewStatus,
+        actor: str,
+        resolution: str | None = None,
+        correction: NewCorrection | None = None,
+        same_text: Callable[[str, str], bool] | None = None,
+    ) -> tuple[ReviewItem, Correction | None, list[int]]:
+        """Close an open item (``status`` says how) and store its correction, if any, in one
+        transaction. Earlier current corrections whose key is the same (by ``same_text``, default
+        equality) are marked superseded by it, not changed otherwise. Returns the item, the
+        correction and the ids it superseded.
+
+        Raises :class:`InputError` if there is no such item or it is settled already.
+        """
+        same = same_text or (lambda a, b: a == b)
+        now = self.db.clock.now()
+        superseded: list[int] = []
+        correction_id: int | None = None
+        with self.db.transaction() as connection:
+            settled = connection.execute(
+                _r.update()
+                .where(_r.c.id == item_id, _r.c.status == ReviewStatus.OPEN.value)
+                .values(
+                    status=ReviewStatus(status).value,
+                    resolution=resolution,
+                    resolved_by=actor,
+                    resolved_at=now,
+                    updated_at=now,
+                )
+            )
+            if settled.rowcount != 1:
+                row = connection.execute(
+                    select(_r.c.status, _r.c.resolved_by).where(_r.c.id == item_id)
+                ).first()
+                if row is None:
+                    raise InputError(f"no review item {item_id}")
+                raise InputError(f"review item {item_id} is {row[0]} already (by {row[1]})")
+            if correction is not None:
+                self.db.serialise(connection, "corrections")
+                current = connection.execute(
+                    select(_k.c.id, _k.c.key).where(_k.c.superseded_by.is_(None))
+                ).all()
+                result = connection.execute(
+                    _k.insert().values(
+                        item_id=item_id,
+                        text=correction.text,
+                        key=correction.key,
+                        action=correction.action.value,
+                        label=correction.label,
+                        kb_id=correction.kb_id,
+                        answer=redact(correction.answer) if correction.answer else None,
+                        author=actor,
+                        created_at=now,
+                    )
+                )
+                correction_id = int(_inserted_id(result))
+                superseded = [int(i) for i, key in current if same(key, correction.key)]
+                if superseded:
+                    connection.execute(
+                        _k.update()
+                        .where(_k.c.id.in_(superseded))
+                        .values(superseded_by=correction_id, superseded_at=now)
+                    )
+        stored = (
+            self.feedback.corrections(correction_id=correction_id)[0] if correction_id is not None else None
+        )
+        return self.item(item_id), stored, superseded
+
+
+def _inserted_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _review_item(
+    row: dict[str, Any], sources: list[dict[str, Any]], notes: list[dict[str, Any]]
+) -> ReviewItem:
+    mine = [s for s in sources if s["item_id"] == row["id"]]
+    suggestion = (
+        Suggestion(
+            SuggestionKind(row["suggestion_kind"]),
+            row["suggested_intent"],
+            row["suggested_kb_id"],
+            row["suggested_confidence"],
+            row["suggestion_model"],
+        )
+        if row["suggestion_kind"]
+        else None
+    )
+    return ReviewItem(
+        id=row["id"],
+        key=row["key"],
+        text=row["text"],
+        status=ReviewStatus(row["status"]),
+        route=row["route"],
+        suggestion=suggestion,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        message_ids=tuple(dict.fromkeys(s["reply_id"] for s in mine)),
+        reasons=tuple(dict.fromkeys(ReviewReason(s["reason"]) for s in mine)),
+        texts=tuple(dict.fromkeys(s["text"] for s in mine)),
+        notes=tuple(dict.fromkeys(n["note"] for n in notes if n["item_id"] == row["id"])),
+        resolution=row["resolution"],
+        resolved_by=row["resolved_by"],
+        resolved_at=row["resolved_at"],
+    )

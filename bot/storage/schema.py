@@ -1,0 +1,223 @@
+"""The tables as they stand after the newest migration, for building queries (SQLAlchemy Core).
+
+Migrations in :mod:`bot.storage.migrations` create and change these tables; this module only
+describes the result, and ``tests/test_storage.py`` checks that the two agree on both databases.
+Times are ISO 8601 UTC strings from :class:`bot.storage.database.Clock` (they sort as text);
+ids are prefixed random hex (``m_…``, ``c_…``) except the review queue's and corrections'
+integers.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, ForeignKey, Index, Integer, MetaData, Table, Text, text
+
+metadata = MetaData()
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("channel", Text),
+    Column("external_id", Text),
+    Column("user_id", Text),
+    Column("created_at", Text),
+    Column("updated_at", Text),
+    Index("idx_conversations_channel_external_id", "channel", "external_id", unique=True),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("conversation_id", Text, ForeignKey("conversations.id")),
+    Column("direction", Text),
+    Column("channel", Text),
+    Column("user_id", Text),
+    Column("platform_id", Text),
+    Column("reply_to", Text),
+    Column("text", Text),
+    Column("route", Text),
+    Column("intent", Text),
+    Column("confidence", Float),
+    Column("kb_id", Text),
+    Column("model_version", Text),
+    Column("latency_ms", Float),
+    Column("choices", Text),
+    Column("created_at", Text),
+    Column("author", Text),
+    Index("idx_messages_conversation_id_created_at", "conversation_id", "created_at"),
+    # One stored copy of each platform message, however often (and to whichever replica) it comes.
+    Index(
+        "messages_platform_in",
+        "channel",
+        "platform_id",
+        unique=True,
+        sqlite_where=text("direction = 'in' AND platform_id IS NOT NULL"),
+        postgresql_where=text("direction = 'in' AND platform_id IS NOT NULL"),
+    ),
+    Index("messages_reply_to", "reply_to"),
+    Index(
+        "messages_platform",
+        "channel",
+        "platform_id",
+        sqlite_where=text("platform_id IS NOT NULL"),
+        postgresql_where=text("platform_id IS NOT NULL"),
+    ),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("message_id", Text, ForeignKey("messages.id")),
+    Column("helpful", Integer),
+    Column("comment", Text),
+    Column("user_id", Text),
+    Column("created_at", Text),
+    Index("idx_feedback_message_id", "message_id"),
+)
+
+flags = Table(
+    "flags",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("message_id", Text, ForeignKey("messages.id")),
+    Column("reason", Text),
+    Column("actor", Text),
+    Column("source", Text),
+    Column("created_at", Text),
+    Index("idx_flags_message_id_actor", "message_id", "actor", unique=True),
+)
+
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", Text),
+    Column("text", Text),
+    Column("status", Text),
+    Column("route", Text),
+    Column("suggestion_kind", Text),
+    Column("suggested_intent", Text),
+    Column("suggested_kb_id", Text),
+    Column("suggested_confidence", Float),
+    Column("suggestion_model", Text),
+    Column("resolution", Text),
+    Column("resolved_by", Text),
+    Column("resolved_at", Text),
+    Column("created_at", Text),
+    Column("updated_at", Text),
+    Index("idx_review_items_status_key", "status", "key"),
+)
+
+review_sources = Table(
+    "review_sources",
+    metadata,
+    Column("item_id", Integer, ForeignKey("review_items.id")),
+    Column("reply_id", Text, ForeignKey("messages.id"), primary_key=True),
+    Column("message_id", Text, ForeignKey("messages.id")),
+    Column("text", Text),
+    Column("reason", Text, primary_key=True),
+    Column("created_at", Text),
+    Index("idx_review_sources_item_id", "item_id"),
+)
+
+corrections = Table(
+    "corrections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", Integer, ForeignKey("review_items.id")),
+    Column("text", Text),
+    Column("key", Text),
+    Column("action", Text),
+    Column("label", Text),
+    Column("kb_id", Text),
+    Column("answer", Text),
+    Column("author", Text),
+    Column("created_at", Text),
+    Column("superseded_by", Integer),
+    Column("superseded_at", Text),
+    Index("idx_corrections_superseded_by", "superseded_by"),
+)
+
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("channel", Text),
+    Column("conversation_id", Text, ForeignKey("conversations.id")),
+    Column("customer_user_id", Text),
+    Column("customer_chat_id", Text),
+    Column("message_id", Text),
+    Column("ops_channel", Text),
+    Column("thread_ts", Text),
+    Column("status", Text),
+    Column("opened_at", Text),
+    Column("closed_at", Text),
+    Column("closed_by", Text),
+    # At most one open handoff per conversation, whichever replica opens it.
+    Index(
+        "handoffs_open",
+        "conversation_id",
+        unique=True,
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
+    Index("idx_handoffs_thread_ts", "thread_ts"),
+)
+
+interviews = Table(
+    "interviews",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("user_id", Text),
+    Column("script_id", Text),
+    Column("status", Text),
+    #: The whole interview (answers, evidence, brief) as JSON, rewritten after every answer.
+    Column("state", Text),
+    Column("created_at", Text),
+    Column("updated_at", Text),
+    Index("idx_interviews_user_id_updated_at", "user_id", "updated_at"),
+)
+
+#: Cluster-wide settings every replica follows (``active_model``: the model version to serve).
+deployment = Table(
+    "deployment",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text),
+    Column("updated_at", Text),
+    Column("updated_by", Text),
+)
+
+#: The knowledge base's change log: each row the new state of one entry (``kind`` ``entry``) or one
+#: superseded record (``superseded``), or its removal (``payload`` NULL). Replicas apply the rows
+#: after the last one they applied to their own index.
+kb_changes = Table(
+    "kb_changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("payload", Text),
+    Column("origin", Text),
+    Column("at", Text),
+    Index("idx_kb_changes_kind_item_id", "kind", "item_id"),
+)
+
+#: Work for ``teller worker`` (a retrain requested from chat on any replica).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("params", Text),
+    Column("status", Text, nullable=False),
+    Column("requested_by", Text),
+    Column("worker", Text),
+    Column("result", Text),
+    Column("created_at", Text),
+    Column("started_at", Text),
+    Column("finished_at", Text),
+    Index("idx_jobs_status_id", "status", "id"),
+)

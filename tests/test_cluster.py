@@ -1,0 +1,241 @@
+"""Every replica is equal: two ``teller serve`` processes on one real PostgreSQL.
+
+The acceptance run of the scale-out issue, with the toy model: load spread over both replicas (every
+acknowledged message stored exactly once), ``kill -9`` of one mid-load (the other answers the
+retries, nothing acknowledged is lost), a knowledge-base change made through one replica's CLI
+searchable on the other within 5 s, and a model activation served by both within 5 s. In-process
+tests cover what needs no second process: one platform message racing on two replicas, and a
+handoff relayed by whichever replica the operator's reply reaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.core import Incoming, TellerCore
+from bot.loadtest import check_store, run_load
+from bot.storage import Direction, NewHandoff, Store
+from tests.servers import free_port
+
+TEXTS = [
+    "where is my card",
+    "what's the overdraft fee",
+    "hello",
+    "my top up failed",
+    "exchange rate for euros",
+]
+
+
+def start_replica(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"teller serve exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise AssertionError("teller serve did not come up")
+
+
+def waited(condition: Callable[[], bool], limit: float) -> float:
+    """Seconds until ``condition()`` held (polled every 50 ms); fails after ``limit`` seconds."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < limit, f"not within {limit} s"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def health(url: str) -> dict:  # type: ignore[type-arg]
+    return httpx.get(f"{url}/healthz", timeout=5).json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture()
+def cluster_env(
+    teller_env: Path, trained_models_dir: Path, tmp_path: Path, fresh_postgresql_url: str
+) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """Environments of replicas A and B: one database, one models directory, a TELLER_HOME each."""
+    models = tmp_path / "models"
+    shutil.copytree(trained_models_dir, models)
+    base = {
+        **os.environ,
+        "TELLER_DATABASE_URL": fresh_postgresql_url,
+        "TELLER_MODELS": str(models),
+        "HF_HUB_OFFLINE": "1",
+    }
+    homes = []
+    for name in ("a", "b"):
+        home = tmp_path / f"home-{name}"
+        shutil.copytree(teller_env, home)
+        homes.append({**base, "TELLER_HOME": str(home)})
+    yield homes[0], homes[1]
+
+
+def teller(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_two_replicas_on_one_postgresql(
+    cluster_env: tuple[dict[str, str], dict[str, str]], tmp_path: Path, toy_csv: Path, tiny_encoder_dir: Path
+) -> None:
+    env_a, env_b = cluster_env
+    (a, url_a), (b, url_b) = start_replica(env_a), start_replica(env_b)
+    processes = [a, b]
+    store = Store(env_a["TELLER_DATABASE_URL"])
+    try:
+        # 1. 50 customers x 20 messages spread over both replicas.
+        run = asyncio.run(run_load([url_a, url_b], TEXTS, users=50, messages=20, timeout=30))
+        assert run.errors == 0 and run.silent == 0 and run.acknowledged == run.sent == 1000, run.error_samples
+        assert min(run.acknowledged_by_url.values()) >= 400  # both replicas answered
+        check = check_store(store, run.run_id, run.acknowledged_ids)
+        assert (check.missing, check.duplicated, check.stored_not_acknowledged) == (0, 0, 0), check
+
+        # 2. kill -9 of B mid-load: A answers the retries; nothing acknowledged is lost.
+        result = {}
+
+        def load() -> None:
+            result["run"] = asyncio.run(
+                run_load([url_a, url_b], TEXTS, users=20, messages=30, timeout=5, attempts=20, deadline=60)
+            )
+
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        waited(lambda: sum(store.conversations.platform_counts("web", "load-").values()) >= 1000 + 150, 60)
+        os.kill(b.pid, signal.SIGKILL)
+        b.wait(timeout=10)
+        assert worker.is_alive()
+        worker.join(timeout=180)
+        killed = result["run"]
+        assert killed.errors == 0 and killed.acknowledged == killed.sent == 600, killed.error_samples
+        check = check_store(store, killed.run_id, killed.acknowledged_ids)
+        assert check.missing == 0 and check.duplicated == 0, check
+        assert health(url_a)["status"] == "ok"
+
+        # B comes back (a new process, same home) and catches up.
+        b, url_b = start_replica(env_b)
+        processes.append(b)
+
+        # 3. A knowledge-base change through replica A's CLI is searchable on B within 5 s.
+        entries_b = health(url_b)["kb_entries"]
+        (tmp_path / "lockers.csv").write_text(
+            "id,question,answer\nsafe_deposit_boxes,do you rent safe deposit boxes at branches,"
+            '"Yes: boxes from 25 a year at 40 branches; book one in the app."\n',
+            encoding="utf-8",
+        )
+        started = time.monotonic()
+        teller(env_a, "kb", "add", str(tmp_path / "lockers.csv"))
+        cli_seconds = time.monotonic() - started
+        kb_seconds = waited(lambda: health(url_b)["kb_entries"] == entries_b + 1, 5)
+
+        # 4. A model activation (a rollback through the CLI) reaches both replicas within 5 s.
+        from nlu.data import load_corpus
+        from nlu.pipeline import train_and_register
+        from nlu.registry import ModelRegistry
+        from nlu.training import TrainConfig
+
+        models = ModelRegistry(env_a["TELLER_MODELS"])
+        first = models.active_version()
+        config = TrainConfig(
+            epochs=1, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-3, dev_fraction=0.25
+        )
+        second = train_and_register(
+            load_corpus([toy_csv]), models, config, activate=False, encoder_dir=tiny_encoder_dir
+        ).info.version
+        teller(env_a, "calibrate", "--model", second)
+        teller(env_a, "models", "activate", second)
+        model_seconds = waited(lambda: all(health(u)["model"] == second for u in (url_a, url_b)), 5)
+        assert first != second and store.deployment.active_model() == second
+        print(
+            f"\n`teller kb add` on A took {cli_seconds:.1f} s; B had the entry {kb_seconds:.2f} s after it "
+            f"returned; both served the new model {model_seconds:.2f} s after `models activate` returned"
+        )
+    finally:
+        store.close()
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# ------------------------------------------------------------------------------- in-process
+
+
+@pytest.fixture()
+def replicas(teller_env: Path, fresh_postgresql_url: str) -> Iterator[tuple[TellerCore, TellerCore]]:
+    """Two cores (two replicas' stores) on one PostgreSQL, sharing one policy to save the load."""
+    from bot.assistant import build_policy
+    from bot.settings import get_settings
+
+    policy = build_policy(get_settings())
+    cores = (TellerCore(policy, Store(fresh_postgresql_url)), TellerCore(policy, Store(fresh_postgresql_url)))
+    yield cores
+    for core in cores:
+        core.close()
+
+
+def test_a_redelivery_racing_on_two_replicas_is_answered_once(
+    replicas: tuple[TellerCore, TellerCore],
+) -> None:
+    a, b = replicas
+    incomings = [
+        Incoming("telegram", f"chat{n}", f"u{n}", f"chat{n}:{n}", "where is my card") for n in range(20)
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(
+            pool.map(lambda pair: pair[0].handle(pair[1]), [(r, i) for i in incomings for r in (a, b)])
+        )
+    answered = [r for r in replies if not r.duplicate]
+    assert len(answered) == 20 and len(replies) - len(answered) == 20  # the channel sends only `answered`
+    assert a.store.conversations.count() == 40
+
+
+def test_a_handoff_is_relayed_by_any_replica_and_seen_from_any(
+    replicas: tuple[TellerCore, TellerCore],
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from bot.web.app import create_app
+
+    a, b = replicas
+    reply = a.handle(Incoming("web", "cust1", "cust1", "cust1:1", "I want to talk to a person"))
+    customer, _ = a.store.conversations.exchange(reply.message_id)
+    handoff = a.store.handoffs.start(NewHandoff("web", customer.conversation_id, "cust1", "cust1"))
+    # The operator's reply reaches replica B (its Slack events), B stores the relay ...
+    b.store.handoffs.record_relay(handoff.id, Direction.OUT, "Hello, this is Ana.", author="slack:UOPS")
+    # ... and the customer polling replica A sees it.
+    with TestClient(create_app(a, [])) as client:
+        relayed = client.get("/api/messages", params={"user_id": "cust1"}).json()
+    assert [m["reply"] for m in relayed["messages"]] == ["Hello, this is Ana."] and relayed["handoff_open"]

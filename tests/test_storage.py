@@ -1,0 +1,422 @@
+"""The store's contract, run against SQLite and a real PostgreSQL: exchanges, duplicates, feedback,
+flags, the review queue, handoffs, interviews, concurrency, migrations and the clock.
+
+SQLite-only: adopting databases written before Alembic. PostgreSQL-only: two replicas (two
+:class:`Database` objects, as two processes would have) racing for the same platform message.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy import text
+
+from bot.errors import InputError
+from bot.storage import (
+    Clock,
+    CorrectionAction,
+    Database,
+    Direction,
+    DuplicateMessage,
+    HandoffStatus,
+    NewCorrection,
+    NewExchange,
+    NewHandoff,
+    ReviewReason,
+    ReviewSource,
+    ReviewStatus,
+    Store,
+    StoreError,
+    Suggestion,
+    SuggestionKind,
+    database_url,
+    schema,
+)
+from positioning.engine import InterviewEngine
+from positioning.errors import InterviewNotFound
+from positioning.script import DEFAULT_SCRIPT, load_script
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database of each kind."""
+    if request.param == "sqlite":
+        return str(tmp_path / "t.db")
+    return str(request.getfixturevalue("fresh_postgresql_url"))
+
+
+@pytest.fixture()
+def store(url: str) -> Iterator[Store]:
+    opened = Store(url)
+    yield opened
+    opened.close()
+
+
+def exchange(
+    store: Store, text: str = "hello", platform_id: str | None = None, user: str = "u1", channel: str = "web"
+):  # type: ignore[no-untyped-def]
+    return store.conversations.record_exchange(
+        NewExchange(
+            channel=channel,
+            conversation=user,
+            user_id=user,
+            text=text,
+            reply="reply",
+            platform_id=platform_id,
+            route="intent",
+            intent="card_arrival",
+            confidence=0.9,
+            kb_id="card_arrival",
+            model_version="v1",
+            latency_ms=3.2,
+            choices=(("Helpful", "feedback:helpful"),),
+        )
+    )
+
+
+# ------------------------------------------------------------------------------- conversations
+
+
+def test_an_exchange_is_stored_redacted_with_its_metadata(store: Store) -> None:
+    assert store.database.revision() == store.database.head()
+    incoming, reply = exchange(store, "card 4111 1111 1111 1111, mail me at a@b.co or call +44 20 7946 0958")
+    assert incoming.text == "card [CARD], mail me at [EMAIL] or call [PHONE]"
+    assert (reply.reply_to, reply.route, reply.intent, reply.kb_id, reply.model_version) == (
+        incoming.id,
+        "intent",
+        "card_arrival",
+        "card_arrival",
+        "v1",
+    )
+    assert reply.latency_ms == 3.2 and reply.confidence == 0.9 and reply.direction is Direction.OUT
+    assert reply.choices == (("Helpful", "feedback:helpful"),)
+    assert (
+        store.conversations.message(reply.id) == reply
+        and store.conversations.message(incoming.id) == incoming
+    )
+    assert [m.id for m in store.conversations.history()] == [incoming.id, reply.id]
+    assert incoming.created_at < reply.created_at
+    raw = " ".join(r["text"] for r in store.database.rows(text("SELECT text FROM messages")))
+    assert "4111" not in raw and "a@b.co" not in raw
+    assert (
+        store.conversations.exchange(incoming.id)
+        == (incoming, reply)
+        == store.conversations.exchange(reply.id)
+    )
+    with pytest.raises(InputError, match="no message"):
+        store.conversations.message("m_missing")
+
+
+def test_duplicates_are_refused_and_found(store: Store) -> None:
+    _, reply = exchange(store, platform_id="42")
+    with pytest.raises(DuplicateMessage):
+        exchange(store, platform_id="42")
+    assert store.conversations.count() == 2
+    found = store.conversations.find_reply("web", "42")
+    assert found is not None and found.id == reply.id
+    assert store.conversations.find_reply("telegram", "42") is None
+    exchange(store, platform_id="42", channel="telegram")  # another channel's 42
+    exchange(store, platform_id=None)
+    exchange(store, platform_id=None)  # messages without a platform id are never duplicates
+    assert store.conversations.count() == 8 and store.counts().conversations == 2
+    assert store.conversations.platform_counts("web", "4") == {"42": 1}
+
+
+def test_history_and_earlier_messages_keep_their_order(store: Store) -> None:
+    first, _ = exchange(store, "one")
+    second, _ = exchange(store, "two")
+    third, third_reply = exchange(store, "three")
+    exchange(store, "elsewhere", user="u2")
+    conversation = first.conversation_id
+    assert [m.text for m in store.conversations.history(conversation)] == [
+        "one",
+        "reply",
+        "two",
+        "reply",
+        "three",
+        "reply",
+    ]
+    assert [m.text for m in store.conversations.history(conversation, limit=2)] == ["three", "reply"]
+    assert [m.id for m in store.conversations.customer_messages_before(third.id)] == [second.id, first.id]
+    since = store.conversations.messages_since(conversation, second.created_at)
+    assert [m.text for m in since] == ["reply", "three", "reply"]
+    store.conversations.set_platform_id(third_reply.id, "1700000000.000100")
+    assert store.conversations.message_by_platform_id(
+        "web", "1700000000.000100"
+    ) == store.conversations.message(third_reply.id)
+    with pytest.raises(InputError, match="no reply"):
+        store.conversations.set_platform_id(third.id, "x")  # a customer's message is not Teller's post
+
+
+def test_feedback_is_only_about_replies(store: Store) -> None:
+    incoming, reply = exchange(store)
+    entry = store.feedback.add_feedback(reply.id, False, "wrong answer, reach me at jo@example.com", "u1")
+    assert (entry.helpful, entry.comment) == (False, "wrong answer, reach me at [EMAIL]")
+    with pytest.raises(InputError, match="customer message"):
+        store.feedback.add_feedback(incoming.id, True)
+    with pytest.raises(InputError, match="no message"):
+        store.feedback.add_feedback("m_missing", True)
+    [(stored, about)] = store.feedback.feedback()
+    assert stored == entry and about.id == reply.id
+    [logged] = store.conversations.exchanges("2000")
+    assert logged.flagged and logged.text == "hello" and logged.route == "intent"
+
+
+def test_an_operator_flags_a_reply_once(store: Store) -> None:
+    incoming, reply = exchange(store)
+    first = store.feedback.add_flag(reply.id, " wrong, call 020 7946 0958 ", "slack:U1", "command")
+    assert first.reason == "wrong, call [PHONE]"
+    assert store.feedback.add_flag(reply.id, "again", "slack:U1", "reaction") == first
+    store.feedback.add_flag(reply.id, None, "slack:U2", "reaction")
+    assert [f.actor for f in store.feedback.flags()] == ["slack:U2", "slack:U1"]
+    assert store.feedback.flags(actor="slack:U1") == [first]
+    with pytest.raises(InputError, match="not one of Teller's answers"):
+        store.feedback.add_flag(incoming.id, None, "slack:U1", "command")
+
+
+# ------------------------------------------------------------------------------- review queue
+
+
+def test_the_review_queue_files_merges_and_settles_once(store: Store) -> None:
+    _, reply = store.conversations.record_exchange(
+        NewExchange("web", "u1", "u1", "where is my card", "Let me pass you on", route="handoff")
+    )
+    _, low = store.conversations.record_exchange(
+        NewExchange("web", "u2", "u2", "card not here", "It takes 3 days", route="intent", confidence=0.3)
+    )
+    store.feedback.add_feedback(low.id, False, "useless")
+    candidates = store.review.candidates(0.6)
+    assert [(c.reply_id, c.reason) for c in candidates] == [
+        (reply.id, ReviewReason.HANDOFF),
+        (low.id, ReviewReason.LOW_CONFIDENCE),
+        (low.id, ReviewReason.NOT_HELPFUL),
+    ]
+    suggestion = Suggestion(SuggestionKind.INTENT, "card_arrival", None, 0.8, "v1")
+    sources = [ReviewSource(c.reply_id, c.message_id, c.text, c.reason) for c in candidates]
+    item_id = store.review.create("where is my card", "where is my card", "handoff", suggestion, sources[:1])
+    # Another process filed the same key meanwhile: the sources join the open item.
+    assert (
+        store.review.create("where is my card", "where is my card", "handoff", None, sources[1:]) == item_id
+    )
+    store.review.add_sources(item_id, sources)  # already filed: nothing changes
+    item = store.review.item(item_id)
+    assert item.status is ReviewStatus.OPEN and item.suggestion == suggestion and item.count == 2
+    assert item.reasons == (ReviewReason.HANDOFF, ReviewReason.LOW_CONFIDENCE, ReviewReason.NOT_HELPFUL)
+    assert item.notes == ("useless",) and item.texts == ("where is my card", "card not here")
+    assert store.review.candidates(0.6) == []
+    assert [k.id for k in store.review.item_keys()] == [item_id]
+    assert store.review.items(reply_id=low.id) == [item]
+
+    settled, correction, superseded = store.review.resolve(
+        item_id,
+        ReviewStatus.CHOSEN,
+        "slack:U1",
+        "card_arrival",
+        NewCorrection(item.text, item.key, CorrectionAction.CHOOSE, label="card_arrival"),
+    )
+    assert settled.status is ReviewStatus.CHOSEN and settled.resolved_by == "slack:U1" and superseded == []
+    assert (
+        correction is not None and correction.action is CorrectionAction.CHOOSE and not correction.superseded
+    )
+    with pytest.raises(InputError, match="is chosen already"):
+        store.review.resolve(item_id, ReviewStatus.IGNORED, "slack:U2")
+    with pytest.raises(InputError, match="no review item"):
+        store.review.resolve(999, ReviewStatus.IGNORED, "slack:U2")
+    # The same text corrected again: the newer correction supersedes, the older is kept.
+    again = store.review.create("where is my card", "where is my card", "handoff", None, [])
+    assert again != item_id
+    _, newer, superseded = store.review.resolve(
+        again,
+        ReviewStatus.CORRECTED,
+        "slack:U2",
+        None,
+        NewCorrection(item.text, item.key, CorrectionAction.ANSWER, answer="Call 020 7946 0958"),
+    )
+    assert newer is not None and superseded == [correction.id] and newer.answer == "Call [PHONE]"
+    assert [c.id for c in store.feedback.corrections(current_only=True)] == [newer.id]
+    assert store.feedback.corrections()[1].superseded_by == newer.id
+
+
+# ------------------------------------------------------------------------------- handoffs
+
+
+def test_handoffs_relay_and_close(store: Store) -> None:
+    question, reply = exchange(store, user="tg-7")
+    new = NewHandoff("web", reply.conversation_id, "tg-7", "chat-7", message_id=reply.id)
+    handoff = store.handoffs.start(new)
+    assert handoff.status is HandoffStatus.OPEN and store.handoffs.start(new) == handoff
+    handoff = store.handoffs.set_thread(handoff.id, "COPS", "1700000000.000200")
+    assert (
+        store.handoffs.active_for("web", "tg-7") == handoff == store.handoffs.by_thread("1700000000.000200")
+    )
+    customer = store.handoffs.record_relay(
+        handoff.id, Direction.IN, "my iban is GB82 WEST 1234 5698 7654 32", platform_id="9"
+    )
+    operator = store.handoffs.record_relay(handoff.id, Direction.OUT, "Looking now.", author="slack:UOPS")
+    with pytest.raises(DuplicateMessage):
+        store.handoffs.record_relay(handoff.id, Direction.IN, "again", platform_id="9")
+    with pytest.raises(InputError, match="needs its author"):
+        store.handoffs.record_relay(handoff.id, Direction.OUT, "who am I")
+    assert "[IBAN]" in customer.text and operator.author == "slack:UOPS"
+    closed = store.handoffs.close(handoff.id, "slack:UOPS")
+    assert (
+        closed.status is HandoffStatus.CLOSED
+        and store.handoffs.close(handoff.id, "x").closed_by == "slack:UOPS"
+    )
+    assert [m.id for m in store.handoffs.transcript(handoff.id)] == [
+        question.id,
+        reply.id,
+        customer.id,
+        operator.id,
+    ]
+    assert store.handoffs.recent(status=HandoffStatus.CLOSED) == [closed] and store.counts().handoffs == 1
+
+
+# ------------------------------------------------------------------------------- interviews
+
+
+def test_interviews_are_kept_whole_per_user(store: Store) -> None:
+    engine = InterviewEngine(load_script(DEFAULT_SCRIPT))
+    first = engine.start("iv_1", "slack:PM1").state
+    store.interviews.save(first)
+    answered = engine.answer(first, "A savings app").state
+    store.interviews.save(answered)  # rewritten, not added
+    store.interviews.save(engine.start("iv_2", "slack:PM2").state)
+    assert store.interviews.get("iv_1") == answered == store.interviews.active_for("slack:PM1")
+    assert [s.id for s in store.interviews.for_user("slack:PM2")] == ["iv_2"]
+    with pytest.raises(InterviewNotFound):
+        store.interviews.get("iv_1", user_id="slack:PM2")
+    assert store.interviews.count() == 2
+
+
+# ------------------------------------------------------------------------------- concurrency
+
+
+def test_concurrent_writers_lose_nothing_and_reopening_keeps_everything(url: str) -> None:
+    store = Store(url)
+
+    def talk(user: int) -> None:
+        for i in range(25):
+            exchange(store, f"message {i}", platform_id=f"{user}-{i}", user=f"user{user}")
+
+    threads = [threading.Thread(target=talk, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.conversations.count() == 8 * 25 * 2 and store.counts().conversations == 8
+    store.close()
+    again = Store(url)
+    assert again.conversations.count() == 400 and again.database.revision() == again.database.head()
+    again.close()
+
+
+def test_two_replicas_racing_for_one_message_store_it_once(url: str) -> None:
+    """Two Database objects (two replicas' pools) write the same platform messages at once."""
+    replicas = [Store(url), Store(url)]
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def deliver(replica: Store, n: int) -> None:
+        try:
+            exchange(replica, f"retry {n}", platform_id=f"p{n}", user=f"user{n}")
+            result = "stored"
+        except DuplicateMessage:
+            result = "duplicate"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=deliver, args=(r, n)) for n in range(30) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("stored") == 30 and outcomes.count("duplicate") == 30
+    assert replicas[1].conversations.platform_counts("web", "p") == {f"p{n}": 1 for n in range(30)}
+    assert replicas[0].counts().conversations == 30
+    for r in replicas:
+        r.close()
+
+
+# ------------------------------------------------------------------------------- schema
+
+
+def test_the_migrations_build_exactly_the_declared_schema(store: Store) -> None:
+    inspector = sqlalchemy.inspect(store.database.engine)
+    for table in schema.metadata.sorted_tables:
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == {c.name for c in table.columns}, table.name
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        assert {i.name for i in table.indexes} <= indexes, table.name
+    assert store.database.upgrade() == store.database.head()  # again: nothing to do
+
+
+def test_a_newer_schema_is_refused(url: str) -> None:
+    Store(url).close()
+    database = Database(url, migrate=False)
+    with database.transaction() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    database.close()
+    with pytest.raises(StoreError, match="newer than this Teller"):
+        Store(url)
+
+
+def test_bad_urls_and_unreachable_databases_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="use postgresql://"):
+        database_url("mysql://x@y/z")
+    assert database_url("postgres://u:p@h/db").drivername == "postgresql+psycopg"
+    with pytest.raises(StoreError, match="cannot open the database") as raised:
+        Database("postgresql://teller:s3cret@127.0.0.1:1/nothing")
+    assert "s3cret" not in str(raised.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError):
+        Database(tmp_path / "file" / "t.db")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_sqlite_database_from_before_alembic_is_adopted(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "old.db"
+    connection = sqlite3.connect(path)
+    connection.executescript((DATA / f"legacy_store_v{version}.sql").read_text(encoding="utf-8"))
+    connection.close()
+    store = Store(path)
+    assert store.database.revision() == store.database.head()
+    history = store.conversations.history()
+    assert [m.direction for m in history[:2]] == [Direction.IN, Direction.OUT]
+    assert history[0].text == "my card [CARD] never came" and history[1].choices == (
+        ("Talk to a person", "handoff"),
+    )
+    [(feedback, about)] = store.feedback.feedback()
+    assert feedback.comment == "useless" and about.id == history[1].id
+    if version == 2:
+        assert len(store.feedback.flags()) == 1 and store.handoffs.recent()[0].is_open
+        assert history[-1].author == "slack:UOPS"
+    # Old rows and new ones live together.
+    exchange(store, "new", platform_id="u1:2", user="u1")
+    assert store.conversations.count() == len(history) + 2
+    store.close()
+
+
+def test_the_clock_never_repeats_or_goes_back() -> None:
+    readings = iter([5_000_000_000_000_000_000, 5_000_000_000_000_000_000, 4_000_000_000_000_000_000])
+    clock = Clock(lambda: next(readings))
+    stamps = [clock.now(), clock.now(), clock.now()]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+    assert stamps[0].endswith(".000000Z") and stamps[1].endswith(".000001Z")
+
+
+def test_the_store_bench_measures_an_empty_database_and_refuses_a_used_one(url: str) -> None:
+    from bot.storage.bench import bench_store
+
+    result = bench_store(url, seconds=1, threads=2, conversations=10)
+    assert result.exchanges > 10 and result.exchanges_per_s > 0 and result.history_reads_per_s > 0
+    assert Store(url).conversations.count() == 2 * result.exchanges
+    with pytest.raises(InputError, match="holds messages"):
+        bench_store(url, seconds=1)

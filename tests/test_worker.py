@@ -1,0 +1,103 @@
+"""Retraining off the web replicas: a replica queues the job, ``teller worker`` claims and runs it
+once, the replica reports progress and the outcome; one retrain at a time across the cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.retraining import BUSY, RETRAIN_JOB, RETRAIN_LOCK, QueuedRetrain, RetrainOutcome, work_one
+from bot.storage import JobStatus, Store
+from tests.test_cli import run
+
+
+class StubRunner:
+    """Stands in for the retrain itself (minutes of training); reports two stages."""
+
+    def __init__(self) -> None:
+        self.modes: list[str] = []
+
+    def run(self, progress, mode: str = "continue"):  # type: ignore[no-untyped-def]
+        self.modes.append(mode)
+        progress("training", 0.5)
+        time.sleep(0.3)
+        progress("gate", 0.95)
+        return RetrainOutcome(True, "Promoted v2 (was v1).")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    url = (
+        str(tmp_path / "t.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("fresh_postgresql_url")
+    )
+    return Store(url)
+
+
+def test_a_queued_retrain_runs_once_on_a_worker_and_reports_back(store: Store) -> None:
+    queued = QueuedRetrain(store.jobs, actor="slack:UOPS", poll=0.05)
+    progress: list[tuple[str, float]] = []
+    outcomes: list[RetrainOutcome] = []
+    finished = threading.Event()
+    assert queued.start(
+        lambda s, f: progress.append((s, f)), lambda o: (outcomes.append(o), finished.set()), "scratch"
+    )
+    assert queued.running and not queued.start(None, None)  # one at a time, whoever asks
+    runner = StubRunner()
+    workers = [
+        threading.Thread(target=lambda n=n: work_one(store.jobs, runner, f"w{n}"))  # type: ignore[misc]
+        for n in range(3)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert runner.modes == ["scratch"]  # three workers, one run
+    assert finished.wait(10)
+    assert outcomes[0].promoted and outcomes[0].message == "Promoted v2 (was v1)."
+    assert not queued.running
+    [job] = [store.jobs.get(1)]
+    assert (
+        job.status is JobStatus.DONE and job.worker in {"w0", "w1", "w2"} and job.requested_by == "slack:UOPS"
+    )
+    assert work_one(store.jobs, runner, "w0") is None  # nothing left
+
+
+def test_a_crashing_retrain_fails_its_job_and_the_worker_goes_on(store: Store) -> None:
+    class Broken:
+        def run(self, progress, mode: str = "continue"):  # type: ignore[no-untyped-def]
+            raise RuntimeError("disk full")
+
+    store.jobs.enqueue(RETRAIN_JOB, {"mode": "continue"})
+    job = work_one(store.jobs, Broken(), "w")  # type: ignore[arg-type]
+    assert job is not None and job.status is JobStatus.FAILED and "disk full" in (job.result or {})["message"]
+
+
+def test_one_retrain_at_a_time_across_processes(teller_env: Path) -> None:
+    from bot.assistant import open_store
+    from bot.settings import get_settings
+
+    store = open_store(get_settings())
+    lease = store.database.try_lock(RETRAIN_LOCK)
+    assert lease is not None
+    try:
+        code, stdout, stderr = run("retrain", "--json")
+        assert code != 0 and BUSY in stdout + stderr
+    finally:
+        lease.release()
+        store.close()
+
+
+def test_teller_worker_once_runs_what_is_queued_and_db_commands_report(teller_env: Path) -> None:
+    code, stdout, _ = run("db", "upgrade", "--json")
+    assert code == 0 and '"to": "0004"' in stdout
+    code, stdout, _ = run("db", "upgrade")
+    assert code == 0 and "already" in stdout
+    code, stdout, _ = run("db", "status", "--json")
+    assert code == 0 and '"revision": "0004"' in stdout
+    code, stdout, _ = run("worker", "--once")
+    assert code == 0
