@@ -327,7 +327,7 @@ def build_dispatcher(settings: Settings, core: TellerCore, swapper: ModelSwapper
     ops = OpsDesk(core.store, review, operators)
     swapper = swapper or ModelSwapper(settings, core)
     if settings.retrain_in == "worker":
-        ops.retrainer = QueuedRetrain(core.store.jobs)
+        ops.retrainer = QueuedRetrain(core.store.jobs, core.store.database)
     else:
         ops.retrainer = RetrainRunner(settings, review, swap=swapper.sync, kb=lambda: core.policy.kb)
     return Dispatcher(core, desk, ops)

@@ -145,14 +145,13 @@ class TellerCore:
         person (it has no reply of Teller's) replays as silent."""
         if not incoming.message_id:
             return None
-        conversations = self.store.conversations
-        seen = conversations.find_reply(incoming.channel, incoming.message_id)
-        if seen is not None:
-            return _outgoing(seen, duplicate=True)
-        stored = conversations.incoming_by_platform_id(incoming.channel, incoming.message_id)
-        if stored is not None:
-            return Outgoing(stored.id, "", route=stored.route or HUMAN_ROUTE, duplicate=True, silent=True)
-        return None
+        seen = self.store.conversations.seen(incoming.channel, incoming.message_id)
+        if seen is None:
+            return None
+        stored, reply = seen
+        if reply is not None:
+            return _outgoing(reply, duplicate=True)
+        return Outgoing(stored.id, "", route=stored.route or HUMAN_ROUTE, duplicate=True, silent=True)
 
     def feedback(
         self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None

@@ -1,4 +1,12 @@
-"""The exception tree of the ``bot`` package: catch :class:`TellerError` to catch them all."""
+"""The exception tree of the ``bot`` package: catch :class:`TellerError` to catch them all::
+
+TellerError
+├── ConfigError             a setting is missing or invalid
+├── InputError              a user-supplied value cannot be used (HTTP 400, a CLI message)
+├── NotAuthorised           not an operator
+└── StoreError              the database cannot be opened, migrated or written (HTTP 503)
+    └── DuplicateMessage    a platform message stored before (bot.storage.errors)
+"""
 
 from __future__ import annotations
 

@@ -75,6 +75,7 @@ def configure_logging(log_dir: Path, level: str = "INFO") -> Path:
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "urllib3", "filelock", "matplotlib", "PIL"):
+    # alembic: its context lines come with every revision look-up; migrations log their own event.
+    for noisy in ("httpx", "urllib3", "filelock", "matplotlib", "PIL", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return path

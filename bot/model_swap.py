@@ -42,9 +42,33 @@ class ModelSwapper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failed: str | None = None
+        # Re-fits (seconds to tens of seconds for a new model) run here, off the watch loop, so an
+        # activation that follows another one is still picked up within a second.
+        self._refitter: threading.Thread | None = None
+        self._refit_wanted = threading.Event()
 
-    def sync(self) -> str | None:
-        """Swap to the registry's active version if it is not the one being served; returns it."""
+    def _refit_in_background(self) -> None:
+        """Re-fit the served policy's knowledge-base thresholds on the refit thread (coalesced: one
+        re-fit at a time, one more queued at most, always for the policy served then)."""
+        self._refit_wanted.set()
+        if self._refitter is not None and self._refitter.is_alive():
+            return
+
+        def work() -> None:
+            while self._refit_wanted.is_set() and not self._stop.is_set():
+                self._refit_wanted.clear()
+                try:
+                    follow_kb(self.core.policy)
+                except Exception as exc:  # a failed fit leaves the previous thresholds serving
+                    log.error("kb_refit_failed", extra={"fields": {"error": repr(exc)[:300]}})
+
+        self._refitter = threading.Thread(target=work, name="teller-kb-refit", daemon=True)
+        self._refitter.start()
+
+    def sync(self, background: bool = False) -> str | None:
+        """Swap to the active version (:func:`bot.assistant.active_version`) if it is not the one
+        being served; returns it. The knowledge-base thresholds for the new model are re-fitted
+        after the swap: here, or on the refit thread if ``background``."""
         with self._lock:
             active = active_version(self.settings, self.core.store)
             current = self.core.policy
@@ -53,28 +77,35 @@ class ModelSwapper:
             # Same knowledge base object: entries added since start-up stay, nothing is re-indexed.
             policy = build_policy(self.settings, version=active, kb=current.kb, refit_kb=False)
             self.core.policy = policy
-            # The knowledge base's thresholds for the new model are re-fitted right after (seconds);
-            # meanwhile the model's own calibration serves.
-            follow_kb(policy)
             log.info(
                 "model_swapped",
                 extra={"fields": {"from": current.classifier.version, "to": policy.classifier.version}},
             )
-            return active
+        # Meanwhile the model's own calibration serves.
+        if background:
+            self._refit_in_background()
+        else:
+            follow_kb(policy)
+        return active
 
-    def refresh_kb(self) -> bool:
-        """Reload the served knowledge base if another process changed it, and re-fit the policy's
-        knowledge-base thresholds if it changed at all; returns whether anything changed."""
+    def refresh_kb(self, background: bool = False) -> bool:
+        """Reload the served knowledge base if another process changed it (or the change log has
+        news), and re-fit the policy's knowledge-base thresholds if it changed at all (here, or on
+        the refit thread if ``background``); returns whether anything changed here."""
         kb = self.core.policy.kb
         reloaded = kb.refresh()
         replicated = replicate_kb(kb)
-        refitted = follow_kb(self.core.policy)
-        return reloaded or bool(replicated and (replicated.applied or replicated.published)) or bool(refitted)
+        changed = reloaded or bool(replicated and (replicated.applied or replicated.published))
+        if background:
+            if self.core.policy.kb_fit != (self.core.policy.classifier.version, kb.revision):
+                self._refit_in_background()
+            return changed
+        return changed or bool(follow_kb(self.core.policy))
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.refresh_kb()
+                self.refresh_kb(background=True)
             except Exception as exc:  # a broken knowledge base must not stop the model watch
                 log.error("kb_refresh_failed", extra={"fields": {"error": repr(exc)[:300]}})
             try:
@@ -85,7 +116,7 @@ class ModelSwapper:
             if active is not None and active == self._failed:
                 continue  # reported once; wait for the pointer to move
             try:
-                self.sync()
+                self.sync(background=True)
             except Exception as exc:  # a broken version must not take the server down
                 self._failed = active
                 log.error(

@@ -22,7 +22,7 @@ from typing import Any
 from bot.assistant import activate_model, build_policy, calibrate_policy
 from bot.review import ReviewService
 from bot.settings import Settings
-from bot.storage import Job, JobRepository, JobStatus
+from bot.storage import Database, Job, JobRepository, JobStatus
 from nlu import ModelRegistry, NLUError
 from nlu.corrections import Correction
 from nlu.data import Corpus, Example
@@ -87,12 +87,16 @@ class RetrainRunner:
         progress: Progress | None = None,
         stages: Callable[[str, int, int], None] | None = None,
         mode: str = "continue",
+        locked: bool = False,
     ) -> RetrainOutcome:
         """Retrain, gate, and promote if the gate says so. Errors come back as an outcome.
 
         ``progress(stage, overall fraction)``, or ``stages(stage, done, total)`` per stage; ``mode``
-        is the recipe (:data:`nlu.retraining.MODES`)."""
+        is the recipe (:data:`nlu.retraining.MODES`); ``locked``: the caller holds
+        :data:`RETRAIN_LOCK` already (a worker takes it before it claims a job)."""
         started = time.perf_counter()
+        if locked:
+            return self._run(started, progress, stages, mode)
         # One retrain at a time across the cluster (the registry's own file lock covers one host).
         lease = self.review.store.database.try_lock(RETRAIN_LOCK)
         if lease is None:
@@ -218,14 +222,34 @@ class QueuedRetrain:
     ``running``/``start`` as :class:`RetrainRunner`, but a start enqueues a job in the database and
     a thread here follows it, reporting its progress and outcome; web replicas never train."""
 
-    def __init__(self, jobs: JobRepository, actor: str | None = None, poll: float = 3.0) -> None:
+    def __init__(
+        self, jobs: JobRepository, database: Database, actor: str | None = None, poll: float = 3.0
+    ) -> None:
         self.jobs = jobs
+        self.database = database
         self.actor = actor
         self.poll = poll
 
     @property
     def running(self) -> bool:
-        return bool(self.jobs.active(RETRAIN_JOB))
+        """A retrain is queued or running. A job marked running whose worker no longer holds the
+        retrain lock (the worker died mid-run) is failed here, so it cannot block retraining."""
+        active = self.jobs.active(RETRAIN_JOB)
+        if any(j.status is JobStatus.RUNNING for j in active):
+            lease = self.database.try_lock(RETRAIN_LOCK)
+            if lease is not None:  # nobody is retraining: those jobs' workers are gone
+                try:
+                    for job in active:
+                        if job.status is JobStatus.RUNNING:
+                            self.jobs.finish(job.id, False, {"message": ORPHANED, "error": ORPHANED})
+                            log.warning(
+                                "retrain_job_orphaned",
+                                extra={"fields": {"job": job.id, "worker": job.worker}},
+                            )
+                finally:
+                    lease.release()
+                active = self.jobs.active(RETRAIN_JOB)
+        return bool(active)
 
     def start(
         self,
@@ -272,11 +296,27 @@ class QueuedRetrain:
 RETRAIN_JOB = "retrain"
 
 
-def work_one(jobs: JobRepository, runner: RetrainRunner, worker: str) -> Job | None:
-    """Claim the oldest queued retrain and run it here; None if there was none."""
-    job = jobs.claim(worker, (RETRAIN_JOB,))
-    if job is None:
+#: What a retrain job whose worker died says.
+ORPHANED = "The worker running this retrain stopped before it finished; the active model is unchanged."
+
+
+def work_one(jobs: JobRepository, runner: RetrainRunner, worker: str, database: Database) -> Job | None:
+    """Claim the oldest queued retrain and run it here; None if there was none, or another retrain
+    holds the cluster's retrain lock. The lock is taken before the claim and held to the end, so a
+    job marked running always has a live holder (see :attr:`QueuedRetrain.running`)."""
+    lease = database.try_lock(RETRAIN_LOCK)
+    if lease is None:
         return None
+    try:
+        job = jobs.claim(worker, (RETRAIN_JOB,))
+        if job is None:
+            return None
+        return _work(jobs, runner, worker, job)
+    finally:
+        lease.release()
+
+
+def _work(jobs: JobRepository, runner: RetrainRunner, worker: str, job: Job) -> Job:
     log.info("retrain_job_started", extra={"fields": {"job": job.id, "worker": worker}})
     last = [0.0]
 
@@ -286,7 +326,7 @@ def work_one(jobs: JobRepository, runner: RetrainRunner, worker: str) -> Job | N
             jobs.report(job.id, {"stage": stage, "fraction": round(fraction, 4)})
 
     try:
-        outcome = runner.run(report, mode=str(job.params.get("mode", "continue")))
+        outcome = runner.run(report, mode=str(job.params.get("mode", "continue")), locked=True)
     except Exception as exc:  # a bug must not kill the worker: the job fails, the worker goes on
         log.error("retrain_job_crashed", extra={"fields": {"job": job.id, "error": repr(exc)[:300]}})
         outcome = RetrainOutcome(False, f"Retraining failed: {exc!r}", error=repr(exc))

@@ -13,6 +13,7 @@ from bot.assistant import build_core
 from bot.channels.telegram import HELP, NOT_TEXT, SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
 from bot.core import TellerCore
 from bot.settings import get_settings
+from bot.storage import Database
 from bot.web.app import create_app
 from tests import fake_telegram as tg
 from tests.servers import serve_in_thread
@@ -107,21 +108,9 @@ def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core:
     assert not api.sent("getUpdates")
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_one_replica_polls_and_another_takes_over_when_it_stops(
-    fake: tuple[tg.FakeTelegram, str], core: TellerCore, database: str, request: pytest.FixtureRequest
-) -> None:
-    """Two replicas on one database: only the lock holder polls; when it goes, the other polls."""
-    from bot.storage import Database
-
-    api, api_url = fake
-    url = (
-        str(core.store.database.url.database)
-        if database == "sqlite"
-        else request.getfixturevalue("fresh_postgresql_url")
-    )
-    databases = [Database(url), Database(url)]
-    replicas = [
+def standing_by(core: TellerCore, api_url: str, databases: list[Database]) -> list[TelegramChannel]:
+    """One polling-mode channel per database object (one per replica), contending for the lock."""
+    return [
         TelegramChannel(
             core,
             TOKEN,
@@ -132,6 +121,21 @@ def test_one_replica_polls_and_another_takes_over_when_it_stops(
         )
         for d in databases
     ]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_one_replica_polls_and_another_takes_over_when_it_stops(
+    fake: tuple[tg.FakeTelegram, str], core: TellerCore, database: str, request: pytest.FixtureRequest
+) -> None:
+    """Two replicas on one database: only the lock holder polls; when it goes, the other polls."""
+    api, api_url = fake
+    url = (
+        str(core.store.database.url.database)
+        if database == "sqlite"
+        else request.getfixturevalue("fresh_postgresql_url")
+    )
+    databases = [Database(url), Database(url)]
+    replicas = standing_by(core, api_url, databases)
 
     async def scenario() -> None:
         first, second = replicas
@@ -154,5 +158,45 @@ def test_one_replica_polls_and_another_takes_over_when_it_stops(
 
     asyncio.run(scenario())
     assert len(api.sent()) == 2
+    for d in databases:
+        d.close()
+
+
+def test_a_leader_whose_database_session_dies_stops_polling_and_another_takes_over(
+    fake: tuple[tg.FakeTelegram, str], core: TellerCore, fresh_postgresql_url: str
+) -> None:
+    """PostgreSQL drops a dead session's advisory locks; the old leader notices it lost the lock
+    (its session is gone) and stops polling, so two replicas never poll at once."""
+    from sqlalchemy import text
+
+    api, api_url = fake
+    databases = [Database(fresh_postgresql_url), Database(fresh_postgresql_url)]
+    first, second = standing_by(core, api_url, databases)
+
+    async def scenario() -> None:
+        await first.start()
+        await asyncio.sleep(0.5)
+        await second.start()
+        await asyncio.sleep(0.5)
+        assert first.polling and not second.polling
+        with databases[1].transaction() as connection:  # the leader's session is cut (a crash, a network cut)
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+                )
+            )
+        for _ in range(50):
+            if second.polling and not first.polling:
+                break
+            await asyncio.sleep(0.1)
+        assert second.polling and not first.polling
+        api.push(tg.text(1, 42, 1, "/start"))
+        await asyncio.to_thread(api.wait_for, "sendMessage", 1)
+        await first.stop()
+        await second.stop()
+
+    asyncio.run(scenario())
+    assert len(api.sent()) == 1
     for d in databases:
         d.close()

@@ -20,7 +20,8 @@ class StubRunner:
     def __init__(self) -> None:
         self.modes: list[str] = []
 
-    def run(self, progress, mode: str = "continue"):  # type: ignore[no-untyped-def]
+    def run(self, progress, mode: str = "continue", locked: bool = False):  # type: ignore[no-untyped-def]
+        assert locked  # the worker holds the retrain lock
         self.modes.append(mode)
         progress("training", 0.5)
         time.sleep(0.3)
@@ -39,7 +40,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 
 
 def test_a_queued_retrain_runs_once_on_a_worker_and_reports_back(store: Store) -> None:
-    queued = QueuedRetrain(store.jobs, actor="slack:UOPS", poll=0.05)
+    queued = QueuedRetrain(store.jobs, store.database, actor="slack:UOPS", poll=0.05)
     progress: list[tuple[str, float]] = []
     outcomes: list[RetrainOutcome] = []
     finished = threading.Event()
@@ -49,7 +50,7 @@ def test_a_queued_retrain_runs_once_on_a_worker_and_reports_back(store: Store) -
     assert queued.running and not queued.start(None, None)  # one at a time, whoever asks
     runner = StubRunner()
     workers = [
-        threading.Thread(target=lambda n=n: work_one(store.jobs, runner, f"w{n}"))  # type: ignore[misc]
+        threading.Thread(target=lambda n=n: work_one(store.jobs, runner, f"w{n}", store.database))  # type: ignore[misc]
         for n in range(3)
     ]
     for w in workers:
@@ -64,16 +65,16 @@ def test_a_queued_retrain_runs_once_on_a_worker_and_reports_back(store: Store) -
     assert (
         job.status is JobStatus.DONE and job.worker in {"w0", "w1", "w2"} and job.requested_by == "slack:UOPS"
     )
-    assert work_one(store.jobs, runner, "w0") is None  # nothing left
+    assert work_one(store.jobs, runner, "w0", store.database) is None  # nothing left
 
 
 def test_a_crashing_retrain_fails_its_job_and_the_worker_goes_on(store: Store) -> None:
     class Broken:
-        def run(self, progress, mode: str = "continue"):  # type: ignore[no-untyped-def]
+        def run(self, progress, mode: str = "continue", locked: bool = False):  # type: ignore[no-untyped-def]
             raise RuntimeError("disk full")
 
     store.jobs.enqueue(RETRAIN_JOB, {"mode": "continue"})
-    job = work_one(store.jobs, Broken(), "w")  # type: ignore[arg-type]
+    job = work_one(store.jobs, Broken(), "w", store.database)  # type: ignore[arg-type]
     assert job is not None and job.status is JobStatus.FAILED and "disk full" in (job.result or {})["message"]
 
 
@@ -101,3 +102,20 @@ def test_teller_worker_once_runs_what_is_queued_and_db_commands_report(teller_en
     assert code == 0 and '"revision": "0004"' in stdout
     code, stdout, _ = run("worker", "--once")
     assert code == 0
+
+
+def test_a_job_whose_worker_died_is_failed_and_does_not_block_retraining(store: Store) -> None:
+    from bot.retraining import ORPHANED
+
+    queued = QueuedRetrain(store.jobs, store.database)
+    job = store.jobs.enqueue(RETRAIN_JOB, {"mode": "continue"})
+    assert store.jobs.claim("w-dead", (RETRAIN_JOB,)) is not None  # claimed, then the worker died
+    lease = store.database.try_lock(RETRAIN_LOCK)  # while someone holds the lock, it is running
+    assert lease is not None
+    assert queued.running
+    lease.release()
+    assert not queued.running  # nobody holds the lock: the job is failed
+    failed = store.jobs.get(job.id)
+    assert failed.status is JobStatus.FAILED and (failed.result or {})["message"] == ORPHANED
+    # ... and a worker holding the lock makes a queued job run, not a lost one.
+    assert work_one(store.jobs, StubRunner(), "w", store.database) is None  # nothing queued

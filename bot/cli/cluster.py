@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from typing import Annotated
@@ -11,6 +12,7 @@ import typer
 from bot.cli.app import JsonOpt, app, emit_json, err, out
 from bot.settings import get_settings
 
+log = logging.getLogger(__name__)
 db_app = typer.Typer(help="The database: migrations and what it holds.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -73,6 +75,7 @@ def worker(
     from bot.operators import Operators
     from bot.retraining import RetrainRunner, work_one
     from bot.review import ReviewService
+    from bot.storage import StoreError
 
     settings = get_settings()
     store = open_store(settings)
@@ -86,7 +89,14 @@ def worker(
     err.print(f"{name}: waiting for retrain jobs in {store.database.label} (Ctrl-C stops).")
     try:
         while not stop.is_set():
-            job = work_one(store.jobs, runner, name)
+            try:
+                job = work_one(store.jobs, runner, name, store.database)
+            except StoreError as exc:  # the database briefly unreachable: wait and look again
+                log.error("worker_store_unavailable", extra={"fields": {"error": str(exc)[:300]}})
+                if once:
+                    raise
+                stop.wait(max(poll, 5.0))
+                continue
             if job is not None:
                 out.print(f"Job {job.id} {job.status}: {(job.result or {}).get('message', '')}")
                 continue

@@ -42,27 +42,21 @@ class ConversationRepository:
     def conversation(
         self, connection: Connection, channel: str, external_id: str, user_id: str, now: str
     ) -> str:
-        """The store's id of a platform conversation, created if new (inside the caller's transaction).
-
-        Two replicas creating the same conversation at once both get the one row.
-        """
-        connection.execute(
-            self.db.insert(_c)
-            .values(
-                id=new_id("c"),
-                channel=channel,
-                external_id=external_id,
-                user_id=user_id,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing()
+        """The store's id of a platform conversation, created if new, its ``updated_at`` moved to
+        ``now`` (one statement, inside the caller's transaction). Two replicas creating the same
+        conversation at once both get the one row."""
+        insert = self.db.insert(_c).values(
+            id=new_id("c"),
+            channel=channel,
+            external_id=external_id,
+            user_id=user_id,
+            created_at=now,
+            updated_at=now,
         )
-        conversation_id = connection.execute(
-            select(_c.c.id).where(_c.c.channel == channel, _c.c.external_id == external_id)
-        ).scalar_one()
-        connection.execute(_c.update().where(_c.c.id == conversation_id).values(updated_at=now))
-        return str(conversation_id)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[_c.c.channel, _c.c.external_id], set_={"updated_at": now}
+        ).returning(_c.c.id)
+        return str(connection.execute(upsert).scalar_one())
 
     def record_exchange(self, exchange: NewExchange) -> tuple[StoredMessage, StoredMessage]:
         """Store a customer message and Teller's reply together (texts redacted); return both rows.
@@ -137,17 +131,25 @@ class ConversationRepository:
 
     def find_reply(self, channel: str, platform_id: str) -> StoredMessage | None:
         """Teller's stored reply to a platform message seen before (for duplicate deliveries)."""
-        incoming = _m.alias("i")
+        found = self.seen(channel, platform_id)
+        return found[1] if found is not None else None
+
+    def seen(self, channel: str, platform_id: str) -> tuple[StoredMessage, StoredMessage | None] | None:
+        """The customer's message stored under this platform id and Teller's reply to it (None when
+        it has none, e.g. it was relayed to a person); None if it was never stored. One query."""
+        reply = _m.alias("o")
         rows = self.db.rows(
-            select(_m)
-            .join(incoming, _m.c.reply_to == incoming.c.id)
+            select(_m, *(c.label(f"o_{c.name}") for c in reply.columns))
+            .outerjoin(reply, (reply.c.reply_to == _m.c.id) & (reply.c.direction == Direction.OUT.value))
             .where(
-                incoming.c.channel == channel,
-                incoming.c.platform_id == platform_id,
-                incoming.c.direction == Direction.IN.value,
+                _m.c.channel == channel, _m.c.platform_id == platform_id, _m.c.direction == Direction.IN.value
             )
+            .limit(1)
         )
-        return message_from_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        answer = {c.name: rows[0][f"o_{c.name}"] for c in reply.columns}
+        return message_from_row(rows[0]), message_from_row(answer) if answer["id"] is not None else None
 
     def history(self, conversation_id: str | None = None, limit: int = 50) -> list[StoredMessage]:
         """The latest ``limit`` messages (of one conversation, or all), oldest first."""
@@ -217,15 +219,6 @@ class ConversationRepository:
             .limit(limit)
         )
         return [message_from_row(r) for r in rows]
-
-    def incoming_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
-        """The customer's message stored under this platform id, if any (at most one, by constraint)."""
-        rows = self.db.rows(
-            select(_m).where(
-                _m.c.channel == channel, _m.c.platform_id == platform_id, _m.c.direction == Direction.IN.value
-            )
-        )
-        return message_from_row(rows[0]) if rows else None
 
     def message_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
         """The stored message with this platform id on this channel (Teller's post first)."""

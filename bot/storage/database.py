@@ -14,7 +14,9 @@ Teller before Alembic (``PRAGMA user_version`` 1 or 2) are adopted at that revis
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +36,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from bot.storage.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Key of the PostgreSQL advisory lock migrations take (any constant; ``teller`` in ASCII).
@@ -117,6 +121,12 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        # SQLite has one writer at a time: this process's writers queue here rather than in SQLite's
+        # busy handler, whose sleeps (up to 100 ms each) would cost throughput; other processes
+        # still wait through BEGIN IMMEDIATE and the busy timeout.
+        self._writing: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
         self._ping()
         if migrate:
             self.upgrade()
@@ -142,7 +152,7 @@ class Database:
         errors); any other database failure becomes :class:`StoreError`.
         """
         try:
-            with self.engine.connect() as connection:
+            with self._writing, self.engine.connect() as connection:
                 connection.execution_options(**{_WRITE: True})
                 with connection.begin():
                     yield connection
@@ -209,7 +219,13 @@ class Database:
                         )
                     config.attributes["connection"] = connection
                     command.upgrade(config, "head")
-                    return str(_revision(connection))
+                    reached = str(_revision(connection))
+            if reached != current:
+                log.info(
+                    "database_migrated",
+                    extra={"fields": {"database": self.label, "from": current, "to": reached}},
+                )
+            return reached
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.label}: migration failed ({_reason(exc)})") from None
         except CommandError as exc:
