@@ -14,8 +14,10 @@ from typing import Any
 
 from bot.batching import DecisionBatcher
 from bot.errors import InputError
+from bot.pii import redact
 from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Choice, Decision, Route
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
+from bot.text import clean
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ class TellerCore:
         """Answer a text message (or a pressed choice, whose value arrives as the text).
 
         ``replayed=False``: the caller has just looked for an earlier answer (:meth:`replay`)."""
-        text = incoming.text.strip()
+        text = clean(incoming.text).strip()
         if not text:
             raise InputError("the message is empty")
         text = text[:MAX_TEXT]
@@ -150,8 +152,19 @@ class TellerCore:
             return None
         stored, reply = seen
         if reply is not None:
-            return _outgoing(reply, duplicate=True)
+            return replace(_outgoing(reply, duplicate=True), text=self._as_sent(reply))
         return Outgoing(stored.id, "", route=stored.route or HUMAN_ROUTE, duplicate=True, silent=True)
+
+    def _as_sent(self, reply: StoredMessage) -> str:
+        """The text a stored reply was sent with. The store keeps it redacted (a bank's phone number
+        reads as ``[PHONE]``); when it came from a knowledge-base entry whose answer redacts to the
+        same text, that answer is what the customer read, so a replay shows it again."""
+        kb = self.policy.kb
+        if reply.kb_id and reply.kb_id in kb:
+            answer = kb.get(reply.kb_id).answer
+            if redact(answer) == reply.text:
+                return answer
+        return reply.text
 
     def feedback(
         self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None

@@ -31,15 +31,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.storage import KbChangeKind, KnowledgeLogRepository
+from retrieval.errors import RetrievalError
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
 #: Meta keys in the knowledge base: the last ``seq`` applied, and its revision right after.
 SEQ_META = "replicated_seq"
+#: How many times a sync merges again when other replicas keep appending meanwhile.
+MERGE_ATTEMPTS = 20
 REVISION_META = "replicated_revision"
 
 Items = dict[str, dict[str, Any]]
+#: Rows to append: ``(kind, item id, new state or None for a removal)``.
+Changes = list[tuple[KbChangeKind, str, dict[str, Any] | None]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,30 @@ class KnowledgeReplicator:
             if len(rows) < 10_000 or (upto is not None and self._remote_seq >= upto):
                 return
 
+    def _merge(
+        self,
+    ) -> tuple[
+        list[tuple[KbChangeKind, str, dict[str, Any] | None]],
+        dict[KbChangeKind, dict[str, dict[str, Any] | None]],
+    ]:
+        """What to publish and what to apply, per item, from baseline, local and remote."""
+        assert self._baseline is not None
+        state = self.kb.state()
+        local = {KbChangeKind.ENTRY: state.entries, KbChangeKind.SUPERSEDED: state.superseded}
+        publish: Changes = []
+        apply: dict[KbChangeKind, dict[str, dict[str, Any] | None]] = {kind: {} for kind in local}
+        for kind in (KbChangeKind.ENTRY, KbChangeKind.SUPERSEDED):
+            base, mine, theirs = self._baseline[kind], local[kind], self._remote[kind]
+            for item_id in sorted(set(base) | set(mine) | set(theirs)):
+                b, m, t = base.get(item_id), mine.get(item_id), theirs.get(item_id)
+                if m == t:
+                    continue
+                if m != b:
+                    publish.append((kind, item_id, m))  # ours is newer (or both changed: ours wins)
+                else:
+                    apply[kind][item_id] = t
+        return publish, apply
+
     def sync(self) -> SyncResult:
         """Publish this knowledge base's own changes and apply everyone else's; see the module doc.
 
@@ -103,24 +132,20 @@ class KnowledgeReplicator:
                 applied_seq = int(self.kb.get_meta(SEQ_META) or 0)
                 self._fold(upto=applied_seq)
                 self._baseline = {kind: dict(items) for kind, items in self._remote.items()}
-            self._fold()
-            state = self.kb.state()
-            local = {KbChangeKind.ENTRY: state.entries, KbChangeKind.SUPERSEDED: state.superseded}
-            publish: list[tuple[KbChangeKind, str, dict[str, Any] | None]] = []
-            apply: dict[KbChangeKind, dict[str, dict[str, Any] | None]] = {kind: {} for kind in local}
-            for kind in (KbChangeKind.ENTRY, KbChangeKind.SUPERSEDED):
-                base, mine, theirs = self._baseline[kind], local[kind], self._remote[kind]
-                for item_id in set(base) | set(mine) | set(theirs):
-                    b, m, t = base.get(item_id), mine.get(item_id), theirs.get(item_id)
-                    if m == t:
-                        continue
-                    if m != b:
-                        publish.append((kind, item_id, m))  # ours is newer (or both changed: ours wins)
-                    else:
-                        apply[kind][item_id] = t
-            seq = self.changes.append(publish, self.name) if publish else self._remote_seq
-            if publish:
+            for _ in range(MERGE_ATTEMPTS):
                 self._fold()
+                publish, apply = self._merge()
+                if not publish:
+                    break
+                # Only if nobody appended since our fold: then the log after this append is exactly
+                # what we merged against plus our own rows, and nothing unapplied slips into the
+                # baseline. Otherwise merge again against the newer log.
+                appended = self.changes.append(publish, self.name, expected_head=self._remote_seq)
+                if appended is not None:
+                    self._fold(upto=appended)  # our rows only: anything later is not applied yet
+                    break
+            else:
+                raise RetrievalError(f"the knowledge-base change log moved during {MERGE_ATTEMPTS} merges")
             applied = self.kb.apply(apply[KbChangeKind.ENTRY], apply[KbChangeKind.SUPERSEDED])
             self._baseline = {kind: dict(items) for kind, items in self._remote.items()}
             self._synced_revision = self.kb.revision
@@ -131,4 +156,4 @@ class KnowledgeReplicator:
                 "kb_replicated",
                 extra={"fields": {"published": len(publish), "applied": applied, "seq": self._remote_seq}},
             )
-        return SyncResult(len(publish), applied, max(seq, self._remote_seq))
+        return SyncResult(len(publish), applied, self._remote_seq)

@@ -40,6 +40,7 @@ from bot.storage import (
     ReviewItem,
     Store,
     StoredMessage,
+    StoreError,
 )
 from nlu.retraining import MODES
 
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Tries of a queued ops job when the database fails (pauses 1, 2, 4 ... s).
+OPS_JOB_ATTEMPTS = 4
 CLOSED_NOTICE = (
     "Our colleague has closed this conversation. I'm Teller again: ask me anything, "
     "or say you'd like a person."
@@ -243,10 +246,22 @@ class OpsDesk:
 
     def _later(self, job: Callable[..., None], *args: str | int) -> Future[None]:
         def run() -> None:
-            try:
-                job(*args)
-            except Exception as exc:  # the ops channel being down must not affect customers
-                log.error("ops_job_failed", extra={"fields": {"job": job.__name__, "error": repr(exc)[:300]}})
+            for attempt in range(OPS_JOB_ATTEMPTS):
+                try:
+                    job(*args)
+                    return
+                except StoreError as exc:  # a database blip: filing and threads must not be lost
+                    if attempt + 1 == OPS_JOB_ATTEMPTS:
+                        log.error(
+                            "ops_job_failed", extra={"fields": {"job": job.__name__, "error": str(exc)[:300]}}
+                        )
+                        return
+                    time.sleep(2**attempt)
+                except Exception as exc:  # the ops channel being down must not affect customers
+                    log.error(
+                        "ops_job_failed", extra={"fields": {"job": job.__name__, "error": repr(exc)[:300]}}
+                    )
+                    return
 
         try:
             return self._worker.submit(run)

@@ -23,6 +23,7 @@ from bot.assistant import activate_model, build_policy, calibrate_policy
 from bot.review import ReviewService
 from bot.settings import Settings
 from bot.storage import Database, Job, JobRepository, JobStatus
+from bot.storage.database import Lease
 from nlu import ModelRegistry, NLUError
 from nlu.corrections import Correction
 from nlu.data import Corpus, Example
@@ -87,24 +88,24 @@ class RetrainRunner:
         progress: Progress | None = None,
         stages: Callable[[str, int, int], None] | None = None,
         mode: str = "continue",
-        locked: bool = False,
+        lease: Lease | None = None,
     ) -> RetrainOutcome:
         """Retrain, gate, and promote if the gate says so. Errors come back as an outcome.
 
         ``progress(stage, overall fraction)``, or ``stages(stage, done, total)`` per stage; ``mode``
-        is the recipe (:data:`nlu.retraining.MODES`); ``locked``: the caller holds
-        :data:`RETRAIN_LOCK` already (a worker takes it before it claims a job)."""
+        is the recipe (:data:`nlu.retraining.MODES`); ``lease``: the caller's hold of
+        :data:`RETRAIN_LOCK` (a worker takes it before it claims a job), else it is taken here."""
         started = time.perf_counter()
-        if locked:
-            return self._run(started, progress, stages, mode)
+        if lease is not None:
+            return self._run(started, progress, stages, mode, lease)
         # One retrain at a time across the cluster (the registry's own file lock covers one host).
-        lease = self.review.store.database.try_lock(RETRAIN_LOCK)
-        if lease is None:
+        own = self.review.store.database.try_lock(RETRAIN_LOCK)
+        if own is None:
             return RetrainOutcome(False, BUSY, error=BUSY)
         try:
-            return self._run(started, progress, stages, mode)
+            return self._run(started, progress, stages, mode, own)
         finally:
-            lease.release()
+            own.release()
 
     def _run(
         self,
@@ -112,6 +113,7 @@ class RetrainRunner:
         progress: Progress | None,
         stages: Callable[[str, int, int], None] | None,
         mode: str,
+        lease: Lease,
     ) -> RetrainOutcome:
         try:
             result = retrain(
@@ -148,6 +150,18 @@ class RetrainRunner:
             )
         if progress is not None:
             progress("calibrate", 0.98)
+        if not lease.alive():
+            # The database session holding the lock is gone (a restart, a network cut): another
+            # retrain may be running by now; promoting this candidate could undo its promotion.
+            log.error("retrain_lock_lost", extra={"fields": {"candidate": version}})
+            return RetrainOutcome(
+                False,
+                f"Candidate {version} passed the gate but was not promoted: the retrain lock was lost "
+                f"(database connection); {result.active_version} stays active. Activate it with "
+                f"`teller models activate {version}` if no other retrain ran.",
+                result,
+                error="retrain lock lost",
+            )
         try:
             self._promote(version)
         except Exception as exc:
@@ -237,11 +251,12 @@ class QueuedRetrain:
         active = self.jobs.active(RETRAIN_JOB)
         if any(j.status is JobStatus.RUNNING for j in active):
             lease = self.database.try_lock(RETRAIN_LOCK)
-            if lease is not None:  # nobody is retraining: those jobs' workers are gone
+            if lease is not None:  # nobody is retraining: jobs still marked running lost their worker
                 try:
-                    for job in active:
+                    for job in self.jobs.active(RETRAIN_JOB):  # read again: one may have finished
                         if job.status is JobStatus.RUNNING:
-                            self.jobs.finish(job.id, False, {"message": ORPHANED, "error": ORPHANED})
+                            result = {"message": ORPHANED, "error": ORPHANED}
+                            self.jobs.finish(job.id, False, result, only_running=True)
                             log.warning(
                                 "retrain_job_orphaned",
                                 extra={"fields": {"job": job.id, "worker": job.worker}},
@@ -311,12 +326,12 @@ def work_one(jobs: JobRepository, runner: RetrainRunner, worker: str, database: 
         job = jobs.claim(worker, (RETRAIN_JOB,))
         if job is None:
             return None
-        return _work(jobs, runner, worker, job)
+        return _work(jobs, runner, worker, job, lease)
     finally:
         lease.release()
 
 
-def _work(jobs: JobRepository, runner: RetrainRunner, worker: str, job: Job) -> Job:
+def _work(jobs: JobRepository, runner: RetrainRunner, worker: str, job: Job, lease: Lease) -> Job:
     log.info("retrain_job_started", extra={"fields": {"job": job.id, "worker": worker}})
     last = [0.0]
 
@@ -326,7 +341,7 @@ def _work(jobs: JobRepository, runner: RetrainRunner, worker: str, job: Job) -> 
             jobs.report(job.id, {"stage": stage, "fraction": round(fraction, 4)})
 
     try:
-        outcome = runner.run(report, mode=str(job.params.get("mode", "continue")), locked=True)
+        outcome = runner.run(report, mode=str(job.params.get("mode", "continue")), lease=lease)
     except Exception as exc:  # a bug must not kill the worker: the job fails, the worker goes on
         log.error("retrain_job_crashed", extra={"fields": {"job": job.id, "error": repr(exc)[:300]}})
         outcome = RetrainOutcome(False, f"Retraining failed: {exc!r}", error=repr(exc))

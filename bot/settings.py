@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -142,6 +142,15 @@ class Settings(BaseSettings):
         description="Slack user ids allowed to run positioning interviews, comma-separated "
         "(empty: anyone in the workspace).",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_not_empty(cls, value: str | None) -> str | None:
+        # An empty value in an environment file would silently give a replica a private SQLite
+        # database of its own: refuse it.
+        if value is not None and not value.strip():
+            raise ValueError("is empty: unset it for the SQLite default, or give postgresql://…")
+        return value
 
     @property
     def log_dir(self) -> Path:

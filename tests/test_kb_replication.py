@@ -111,3 +111,79 @@ def test_a_conflict_is_won_by_the_later_write(tmp_path: Path, store: Store) -> N
     assert a.get("fees").answer == b.get("fees").answer == "B's answer."
     kinds = {c.kind for c in store.kb_log.since(0)}
     assert kinds == {KbChangeKind.ENTRY}
+
+
+class Interleaved:
+    """The change log, with another replica's sync landing just before each of this one's appends
+    (the race that a real cluster hits rarely, made to happen every time)."""
+
+    def __init__(self, log: object, other: KnowledgeReplicator) -> None:
+        self.log = log
+        self.other = other
+        self.fired = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.log, name)
+
+    def append(self, *args: object, **kwargs: object) -> object:
+        if not self.fired:
+            self.fired = True
+            self.other.sync()
+        return self.log.append(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("removal", [False, True])
+def test_a_change_landing_during_a_sync_is_neither_lost_nor_reverted(
+    tmp_path: Path, store: Store, removal: bool
+) -> None:
+    a, sync_a = replica(tmp_path, "a", store)
+    b, sync_b = replica(tmp_path, "b", store)
+    a.add([entry("cards"), entry("loans")])
+    sync_a.sync()
+    sync_b.sync()
+    a.add([entry("cards", "A's new cards answer.")])
+    if removal:
+        b.remove("loans")
+    else:
+        b.add([entry("loans", "B's new loans answer.")])
+    sync_a.changes = Interleaved(store.kb_log, sync_b)  # type: ignore[assignment]
+    sync_a.sync()
+    sync_a.changes = store.kb_log
+    for _ in range(2):
+        sync_a.sync()
+        sync_b.sync()
+    a.add([entry("fx")])  # a later, unrelated change must not republish a stale copy
+    sync_a.sync()
+    sync_b.sync()
+    for kb in (a, b):
+        assert kb.get("cards").answer == "A's new cards answer."
+        assert ("loans" not in kb) if removal else (kb.get("loans").answer == "B's new loans answer.")
+    assert a.state() == b.state()
+
+
+def test_rows_become_visible_in_commit_order(tmp_path: Path, store: Store) -> None:
+    """Appends are serialised: while one append is open, another waits, so no reader can see a
+    later ``seq`` before an earlier one commits."""
+    import threading
+
+    from bot.storage import KbChangeKind
+
+    order: list[str] = []
+    inside = threading.Event()
+    release = threading.Event()
+    with store.database.transaction() as connection:
+        store.database.serialise(connection, "kb_log")  # hold the append lock, as a slow append would
+
+        def second() -> None:
+            inside.set()
+            store.kb_log.append([(KbChangeKind.ENTRY, "later", {"entry": {}})], "B")
+            order.append("B")
+
+        worker = threading.Thread(target=second)
+        worker.start()
+        inside.wait()
+        release.wait(0.5)
+        order.append("A")  # B could not append while A held the log
+    worker.join(10)
+    assert order == ["A", "B"]
+    assert [c.item_id for c in store.kb_log.since(0)] == ["later"]

@@ -303,3 +303,64 @@ def test_retrain_from_slack_is_for_operators_and_reports_in_the_ops_channel(stac
     assert stack.command("retrain sideways").startswith("Usage: `/teller retrain`")
     assert stack.command("retrain from-scratch").startswith("Retraining started")
     assert stack.ops_posts(2)[-1]["text"] == "Retraining (from scratch) requested by slack:UOPS: starting..."
+
+
+def test_slack_text_is_translated_at_the_boundary_both_ways(stack: Stack) -> None:
+    """A customer's ``<!channel>`` pings nobody in the ops channel; an operator's "< £5 & waived"
+    (escaped by Slack) reaches a web customer as written."""
+    user = "web-customer-2"
+    first = httpx.post(
+        f"{stack.teller}/api/messages",
+        json={"user_id": user, "text": "<!channel> I want to talk to a person"},
+    ).json()
+    if first["route"] != "handoff":
+        first = httpx.post(
+            f"{stack.teller}/api/messages", json={"user_id": user, "text": HANDOFF_CHOICE}
+        ).json()
+    posts = stack.ops_posts(1)
+    handoff = _wait(lambda: stack.core.store.handoffs.active_for("web", user))
+    thread = _wait(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    shown = json.dumps([p["blocks"] for p in posts]) + json.dumps([p.get("text") for p in stack.slack.sent()])
+    assert "<!channel>" not in shown and "&lt;!channel&gt;" in shown
+    httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": "fee < 5 & <@U99>?"})
+    relayed = _wait(
+        lambda: [m for m in stack.slack.sent() if m.get("thread_ts") == thread and "fee" in m.get("text", "")]
+    )
+    assert relayed[0]["text"].endswith("fee &lt; 5 &amp; &lt;@U99&gt;?")
+    stack.event(
+        {
+            "type": "message",
+            "channel": OPS,
+            "channel_type": "channel",
+            "user": OPERATOR,
+            "text": "The fee is &lt; £5 &amp; waived, see <https://lumen.example/fees|the fee table>",
+            "ts": "1800000002.000001",
+            "thread_ts": thread,
+        }
+    )
+    polled = _wait(
+        lambda: httpx.get(
+            f"{stack.teller}/api/messages", params={"user_id": user, "after": first["message_id"]}
+        ).json()["messages"]
+    )
+    assert [m["reply"] for m in polled] == [
+        "The fee is < £5 & waived, see the fee table (https://lumen.example/fees)"
+    ]
+
+
+def test_slack_messages_from_people_are_answered_and_from_bots_ignored(stack: Stack) -> None:
+    def dm(text: str, ts: str, **extra: Any) -> None:
+        stack.event({**sl.dm(text, ts, channel="D7"), **extra})
+
+    dm("Why was my card declined?", "1800000003.000001", subtype="file_share", files=[{"id": "F1"}])
+    dm("old text", "1800000003.000002", subtype="message_changed")
+    dm("bye", "1800000003.000003", subtype="message_deleted")
+    dm("I am a bot, answer me", "1800000003.000004", bot_id="B9")
+    stack.event({**sl.mention("<@UTELLER> what is the overdraft fee?", "1800000003.000005"), "bot_id": "B9"})
+    stack.event(
+        {**sl.mention("<@UTELLER> what is the overdraft fee?", "1800000003.000006"), "subtype": "bot_message"}
+    )
+    [answer] = stack.slack.wait_for("chat.postMessage", 1)
+    time.sleep(1.0)  # anything else would have been posted by now
+    to_customers = [m for m in stack.slack.sent() if m["channel"] != OPS]
+    assert [m["channel"] for m in to_customers] == ["D7"] and answer["thread_ts"] == "1800000003.000001"

@@ -39,3 +39,15 @@ def test_invalid_values_are_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("TELLER_THREADS", "lots")
     with pytest.raises(ConfigError, match="TELLER_THREADS"):
         get_settings()
+
+
+def test_an_empty_database_url_is_refused_rather_than_falling_back_to_sqlite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TELLER_DATABASE_URL", " ")
+    with pytest.raises(ConfigError, match="TELLER_DATABASE_URL"):
+        get_settings()
+    monkeypatch.setenv("TELLER_DATABASE_URL", "postgresql://teller@db/teller")
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert settings.database == "postgresql://teller@db/teller" and settings.replicate_kb

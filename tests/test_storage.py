@@ -372,6 +372,9 @@ def test_bad_urls_and_unreachable_databases_are_clear_errors(tmp_path: Path) -> 
     with pytest.raises(StoreError, match="use postgresql://"):
         database_url("mysql://x@y/z")
     assert database_url("postgres://u:p@h/db").drivername == "postgresql+psycopg"
+    for bad in ("postgresql://u@127.0.0.1:notaport/x", "postgresql://u@[::1/x"):
+        with pytest.raises(StoreError, match="not a database URL"):
+            database_url(bad)
     with pytest.raises(StoreError, match="cannot open the database") as raised:
         Database("postgresql://teller:s3cret@127.0.0.1:1/nothing")
     assert "s3cret" not in str(raised.value)

@@ -104,8 +104,16 @@ def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core:
             == 200
         )
         [reply] = api.wait_for("sendMessage", 1)
+        # Bodies that are not updates: a clear 400 (logged), never a 500 that Telegram would redeliver.
+        for bad in (b"[1, 2, 3]", b"null", b'{"message": {"text": "hi"}}', b'"text"', b"{not json"):
+            response = httpx.post(
+                teller + WEBHOOK_PATH,
+                content=bad,
+                headers={SECRET_HEADER: "s3cret", "content-type": "application/json"},
+            )
+            assert response.status_code == 400 and "Update" in response.json()["detail"], bad
     assert reply["chat_id"] == 7 and "Teller" in reply["text"]
-    assert not api.sent("getUpdates")
+    assert not api.sent("getUpdates") and len(api.sent()) == 1
 
 
 def standing_by(core: TellerCore, api_url: str, databases: list[Database]) -> list[TelegramChannel]:
@@ -198,5 +206,43 @@ def test_a_leader_whose_database_session_dies_stops_polling_and_another_takes_ov
 
     asyncio.run(scenario())
     assert len(api.sent()) == 1
+    for d in databases:
+        d.close()
+
+
+def test_a_leader_that_fails_to_start_polling_lets_go_of_the_lock(
+    fake: tuple[tg.FakeTelegram, str], core: TellerCore, fresh_postgresql_url: str
+) -> None:
+    """deleteWebhook times out once on the first replica: it must not keep the lock without
+    polling (nobody would poll); the lock goes to whoever starts polling next."""
+    api, api_url = fake
+    databases = [Database(fresh_postgresql_url), Database(fresh_postgresql_url)]
+    first, second = standing_by(core, api_url, databases)
+    real = first._start_polling
+    failures = [1]
+
+    async def flaky() -> None:
+        if failures:
+            failures.pop()
+            raise TimeoutError("deleteWebhook timed out")
+        await real()
+
+    first._start_polling = flaky  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await first.start()
+        await asyncio.sleep(0.3)
+        await second.start()
+        for _ in range(50):
+            if first.polling or second.polling:
+                break
+            await asyncio.sleep(0.1)
+        assert first.polling != second.polling  # exactly one polls
+        api.push(tg.text(1, 42, 1, "/start"))
+        await asyncio.to_thread(api.wait_for, "sendMessage", 1)
+        await first.stop()
+        await second.stop()
+
+    asyncio.run(scenario())
     for d in databases:
         d.close()

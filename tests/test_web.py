@@ -131,6 +131,16 @@ def test_customers_read_the_banks_phone_numbers_only_the_store_is_redacted(
         core.store.conversations.message(body["message_id"]).text
         == "Call our card team on [PHONE], any day from 8am to 8pm."
     )
+    # A retry (same client_message_id) reads exactly what the first answer said.
+    first = client.post(
+        "/api/messages",
+        json={"user_id": "erin", "text": "What number do I call about my card?", "client_message_id": "r1"},
+    ).json()
+    again = client.post(
+        "/api/messages",
+        json={"user_id": "erin", "text": "What number do I call about my card?", "client_message_id": "r1"},
+    ).json()
+    assert first["reply"] == again["reply"] == answer and first["message_id"] == again["message_id"]
 
 
 def test_an_unreachable_database_is_a_503_health_and_a_retryable_503_message(
@@ -151,3 +161,51 @@ def test_an_unreachable_database_is_a_503_health_and_a_retryable_503_message(
         and reply.headers["retry-after"] == "2"
         and "try again" in reply.json()["detail"]
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'{"user_id": "u1", "text": "hi \\ud83d there"}', 422),  # a lone surrogate
+        (b'{"user_id": "\\udc00", "text": "hi"}', 422),
+        (b'{"user_id": "u1", "text": "caf\xe9"}', 400),  # not UTF-8
+        (b"SECRET-4111111111111111", 422),  # not JSON
+        (b"[1, 2, 3]", 422),
+        (b"null", 422),
+        (b'{"user_id": "u1", "text": "' + b"SECRET " * 60_000 + b'"}', 413),  # oversized
+    ],
+)
+def test_bad_bodies_get_a_clear_4xx_and_are_not_echoed(client: TestClient, body: bytes, status: int) -> None:
+    response = client.post("/api/messages", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert "detail" in response.json() and "SECRET" not in response.text and "4111" not in response.text
+
+
+def test_an_oversized_chunked_body_is_refused_while_it_streams(client: TestClient) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"user_id": "u1", "text": "'
+        for _ in range(100):
+            yield b"a" * 10_000
+        yield b'"}'
+
+    response = client.post("/api/messages", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_control_characters_are_dropped_and_nul_never_reaches_the_store(
+    client: TestClient, core: TellerCore
+) -> None:
+    response = client.post("/api/messages", json={"user_id": "u\x00nul", "text": "where is\x00 my card\x07"})
+    assert response.status_code == 200
+    [incoming] = [m for m in core.store.conversations.history() if m.direction == "in"]
+    assert incoming.text == "where is my card" and incoming.user_id == "unul"
+    assert client.get("/api/messages", params={"user_id": "u\x00nul"}).status_code == 200
+
+
+def test_a_client_message_id_cannot_make_another_customers_platform_id(client: TestClient) -> None:
+    """``user_id:client_message_id`` is the platform id: a ``:`` in the id could collide with another
+    customer's ("alice" + "x:1" = "alice:x" + "1")."""
+    response = client.post(
+        "/api/messages", json={"user_id": "alice", "text": "hi", "client_message_id": "x:1"}
+    )
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == "body.client_message_id"

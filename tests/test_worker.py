@@ -20,8 +20,8 @@ class StubRunner:
     def __init__(self) -> None:
         self.modes: list[str] = []
 
-    def run(self, progress, mode: str = "continue", locked: bool = False):  # type: ignore[no-untyped-def]
-        assert locked  # the worker holds the retrain lock
+    def run(self, progress, mode: str = "continue", lease=None):  # type: ignore[no-untyped-def]
+        assert lease is not None and lease.alive()  # the worker holds the retrain lock
         self.modes.append(mode)
         progress("training", 0.5)
         time.sleep(0.3)
@@ -70,7 +70,7 @@ def test_a_queued_retrain_runs_once_on_a_worker_and_reports_back(store: Store) -
 
 def test_a_crashing_retrain_fails_its_job_and_the_worker_goes_on(store: Store) -> None:
     class Broken:
-        def run(self, progress, mode: str = "continue", locked: bool = False):  # type: ignore[no-untyped-def]
+        def run(self, progress, mode: str = "continue", lease=None):  # type: ignore[no-untyped-def]
             raise RuntimeError("disk full")
 
     store.jobs.enqueue(RETRAIN_JOB, {"mode": "continue"})
@@ -119,3 +119,29 @@ def test_a_job_whose_worker_died_is_failed_and_does_not_block_retraining(store: 
     assert failed.status is JobStatus.FAILED and (failed.result or {})["message"] == ORPHANED
     # ... and a worker holding the lock makes a queued job run, not a lost one.
     assert work_one(store.jobs, StubRunner(), "w", store.database) is None  # nothing queued
+
+
+def test_a_retrain_finishing_while_orphans_are_looked_for_keeps_its_outcome(store: Store) -> None:
+    """The worker finishes (and lets go of the lock) between the look at running jobs and taking
+    the lock: its outcome stands, it is not overwritten as orphaned."""
+    job = store.jobs.enqueue(RETRAIN_JOB, {"mode": "continue"})
+    assert store.jobs.claim("w", (RETRAIN_JOB,)) is not None
+
+    class Racing:
+        def __init__(self) -> None:
+            self.looks = 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store.jobs, name)
+
+        def active(self, kind: str):  # type: ignore[no-untyped-def]
+            seen = store.jobs.active(kind)
+            self.looks += 1
+            if self.looks == 1:  # the worker finishes right after this look
+                store.jobs.finish(job.id, True, {"promoted": True, "message": "Promoted v2."})
+            return seen
+
+    queued = QueuedRetrain(Racing(), store.database)  # type: ignore[arg-type]
+    assert not queued.running
+    done = store.jobs.get(job.id)
+    assert done.status is JobStatus.DONE and (done.result or {})["message"] == "Promoted v2."

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
@@ -138,10 +139,16 @@ class TelegramChannel:
         while True:
             try:
                 if self._lease is None:
-                    self._lease = await asyncio.to_thread(self._leadership)
-                    if self._lease is not None:
-                        await self._start_polling()
-                        log.info("telegram_polling_leader", extra={"fields": {"lock": self._lease.name}})
+                    lease = await asyncio.to_thread(self._leadership)
+                    if lease is not None:
+                        try:
+                            await self._start_polling()
+                        except BaseException:
+                            # Not polling: let another replica (or the next round) lead.
+                            await asyncio.to_thread(lease.release)
+                            raise
+                        self._lease = lease
+                        log.info("telegram_polling_leader", extra={"fields": {"lock": lease.name}})
                 elif not await asyncio.to_thread(self._lease.alive):
                     self._lease = None
                     if self.polling:
@@ -183,9 +190,14 @@ class TelegramChannel:
                 log.warning("telegram_webhook_rejected")
                 return Response(status_code=403)
             try:
-                update = Update.de_json(await request.json(), self.app.bot)
-            except ValueError:
-                return Response(status_code=400)
+                data = await request.json()
+                update = Update.de_json(data, self.app.bot) if isinstance(data, dict) else None
+            except (ValueError, TypeError, KeyError, AttributeError):
+                update = None
+            if update is None or not isinstance(update.update_id, int):
+                # Not an update of Telegram's (malformed, or not from Telegram at all): a clear 400.
+                log.warning("telegram_webhook_malformed")
+                return JSONResponse({"detail": "the body is not a Telegram Update object"}, status_code=400)
             # Queued, not awaited: Telegram gets its 200 at once and the update is handled in order.
             await self.app.update_queue.put(update)
             return Response(status_code=200)

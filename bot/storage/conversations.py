@@ -21,6 +21,7 @@ from bot.storage import schema
 from bot.storage.database import Database
 from bot.storage.errors import DuplicateMessage
 from bot.storage.records import Direction, Exchange, NewExchange, StoredMessage
+from bot.text import storable
 
 _m = schema.messages
 _c = schema.conversations
@@ -76,7 +77,7 @@ class ConversationRepository:
                 "channel": exchange.channel,
                 "user_id": exchange.user_id,
                 "platform_id": exchange.platform_id,
-                "text": redact(exchange.text),
+                "text": redact(storable(exchange.text)),
                 "created_at": received,
             }
             out_row = {
@@ -86,7 +87,7 @@ class ConversationRepository:
                 "channel": exchange.channel,
                 "user_id": exchange.user_id,
                 "reply_to": in_row["id"],
-                "text": redact(exchange.reply),
+                "text": redact(storable(exchange.reply)),
                 "route": exchange.route,
                 "intent": exchange.intent,
                 "confidence": exchange.confidence,

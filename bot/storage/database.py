@@ -43,6 +43,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Key of the PostgreSQL advisory lock migrations take (any constant; ``teller`` in ASCII).
 _MIGRATION_LOCK = 0x74656C6C6572
 _WRITE = "teller_write"
+#: PostgreSQL: seconds to wait for a connection, milliseconds a statement may run (migrations lift it).
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 15_000
 
 
 class Clock:
@@ -79,7 +82,8 @@ def database_url(value: str | Path) -> URL:
         raw = "postgresql://" + raw.removeprefix("postgres://")
     try:
         url = make_url(raw)
-    except ArgumentError:
+        url.port  # noqa: B018 - a port that is not a number fails here, not at connect time
+    except (ArgumentError, ValueError):
         raise StoreError(f"{_safe(raw)}: not a database URL") from None
     if url.get_backend_name() == "postgresql":
         return url.set(drivername="postgresql+psycopg")
@@ -92,7 +96,7 @@ def _safe(raw: str) -> str:
     """A URL without its password, for messages."""
     try:
         return make_url(raw).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return raw.split("@")[-1]
 
 
@@ -120,7 +124,23 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+            self.engine = create_engine(
+                self.url,
+                pool_pre_ping=True,
+                pool_size=8,
+                max_overflow=8,
+                pool_timeout=10,
+                # A database that hangs must give an error (a 503, a retry), not a hung request:
+                # bounded connect time, TCP keepalives towards the server, bounded statements.
+                connect_args={
+                    "connect_timeout": CONNECT_TIMEOUT_S,
+                    "keepalives": 1,
+                    "keepalives_idle": 10,
+                    "keepalives_interval": 3,
+                    "keepalives_count": 3,
+                    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                },
+            )
         # SQLite has one writer at a time: this process's writers queue here rather than in SQLite's
         # busy handler, whose sleeps (up to 100 ms each) would cost throughput; other processes
         # still wait through BEGIN IMMEDIATE and the busy timeout.
@@ -206,6 +226,8 @@ class Database:
                 connection.execution_options(**{_WRITE: True})
                 with connection.begin():
                     if self.is_postgresql:
+                        # A migration may rewrite a large table, and waits for another replica's.
+                        connection.execute(text("SET LOCAL statement_timeout = 0"))
                         connection.execute(
                             text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
                         )

@@ -16,6 +16,7 @@ from bot.storage import schema
 from bot.storage.conversations import ConversationRepository, new_id
 from bot.storage.database import Database
 from bot.storage.records import Correction, CorrectionAction, Direction, Feedback, Flag, StoredMessage
+from bot.text import storable
 
 _f = schema.feedback
 _g = schema.flags
@@ -43,7 +44,7 @@ class FeedbackRepository:
             "id": new_id("f"),
             "message_id": message_id,
             "helpful": int(helpful),
-            "comment": redact(comment) if comment else None,
+            "comment": redact(storable(comment)) if comment else None,
             "user_id": user_id,
             "created_at": self.db.clock.now(),
         }
@@ -65,7 +66,7 @@ class FeedbackRepository:
         row = {
             "id": new_id("fl"),
             "message_id": message_id,
-            "reason": redact(reason.strip()) if reason and reason.strip() else None,
+            "reason": redact(storable(reason.strip())) if reason and reason.strip() else None,
             "actor": actor,
             "source": source,
             "created_at": self.db.clock.now(),

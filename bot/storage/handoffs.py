@@ -17,6 +17,7 @@ from bot.storage.conversations import message_from_row, new_id
 from bot.storage.database import Database
 from bot.storage.errors import DuplicateMessage
 from bot.storage.records import HUMAN_ROUTE, Direction, Handoff, HandoffStatus, NewHandoff, StoredMessage
+from bot.text import storable
 
 _h = schema.handoffs
 _c = schema.conversations
@@ -162,7 +163,7 @@ class HandoffRepository:
                 "channel": channel,
                 "user_id": user_id,
                 "platform_id": platform_id,
-                "text": redact(text),
+                "text": redact(storable(text)),
                 "route": HUMAN_ROUTE,
                 "author": author if direction == Direction.OUT else None,
                 "choices": "[]",

@@ -71,11 +71,15 @@ class JobRepository:
                 .values(result=json.dumps(progress, sort_keys=True))
             )
 
-    def finish(self, job_id: int, ok: bool, result: dict[str, Any]) -> Job:
+    def finish(self, job_id: int, ok: bool, result: dict[str, Any], only_running: bool = False) -> Job:
+        """Record a job's outcome. ``only_running``: leave it alone if it has finished meanwhile."""
+        condition = _j.c.id == job_id
+        if only_running:
+            condition = condition & (_j.c.status == JobStatus.RUNNING.value)
         with self.db.transaction() as connection:
             connection.execute(
                 _j.update()
-                .where(_j.c.id == job_id)
+                .where(condition)
                 .values(
                     status=(JobStatus.DONE if ok else JobStatus.FAILED).value,
                     result=json.dumps(result, sort_keys=True),

@@ -32,13 +32,29 @@ class KnowledgeLogRepository:
     def __init__(self, database: Database) -> None:
         self.db = database
 
-    def append(self, changes: Sequence[tuple[KbChangeKind, str, dict[str, Any] | None]], origin: str) -> int:
+    def append(
+        self,
+        changes: Sequence[tuple[KbChangeKind, str, dict[str, Any] | None]],
+        origin: str,
+        expected_head: int | None = None,
+    ) -> int | None:
         """Append ``(kind, item_id, payload or None for a removal)`` rows in order; returns the last
-        ``seq`` (0 if ``changes`` is empty)."""
+        ``seq`` (0 if ``changes`` is empty).
+
+        Appends are serialised (a transaction-level advisory lock on PostgreSQL), so that ``seq``
+        order is commit order: a reader never sees row N+1 before row N. With ``expected_head``
+        nothing is appended, and None returned, if the log has moved past it meanwhile (the
+        caller merged against an older log and must merge again).
+        """
         last = 0
         if not changes:
             return last
         with self.db.transaction() as connection:
+            self.db.serialise(connection, "kb_log")
+            if expected_head is not None:
+                head = connection.execute(select(func.coalesce(func.max(_k.c.seq), 0))).scalar_one()
+                if int(head) != expected_head:
+                    return None
             for kind, item_id, payload in changes:
                 result = connection.execute(
                     _k.insert().values(

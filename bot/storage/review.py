@@ -30,6 +30,7 @@ from bot.storage.records import (
     Suggestion,
     SuggestionKind,
 )
+from bot.text import storable
 
 _r = schema.review_items
 _s = schema.review_sources
@@ -268,7 +269,7 @@ class ReviewRepository:
                         action=correction.action.value,
                         label=correction.label,
                         kb_id=correction.kb_id,
-                        answer=redact(correction.answer) if correction.answer else None,
+                        answer=redact(storable(correction.answer)) if correction.answer else None,
                         author=actor,
                         created_at=now,
                     )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from bot.channels import Channel, Service
 from bot.core import Incoming, Outgoing, TellerCore
@@ -19,23 +21,96 @@ from bot.dispatch import Dispatcher
 from bot.errors import InputError, TellerError
 from bot.ops_desk import CLOSED_NOTICE
 from bot.storage import HUMAN_ROUTE, Direction, StoreError
+from bot.text import clean, has_surrogates
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 WEB_CHANNEL = "web"
 
 
+def _text(value: str) -> str:
+    """Inputs a person could have typed: no lone surrogate (422), control characters dropped."""
+    if has_surrogates(value):
+        raise ValueError("contains an invalid character (a lone UTF-16 surrogate)")
+    return clean(value)
+
+
+#: A text field of a request body or query, checked by :func:`_text`.
+Text = Annotated[str, AfterValidator(_text)]
+#: Largest request body accepted on any route (bytes): a message is at most 10,000 characters
+#: (60 KB as JSON escapes at worst); Slack's interaction payloads stay well under this.
+MAX_BODY_BYTES = 256 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets a 413, whether it says its length
+    (refused before reading) or streams it chunked (refused once the count passes the limit)."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(send)
+            return
+        received = 0
+        started = refused = False
+
+        async def counted() -> Any:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # Answer now and tell the app the client is gone: it stops reading, and whatever
+                    # it would answer is dropped below.
+                    if not started and not refused:
+                        refused = True
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watched(message: Any) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, watched)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps({"detail": f"the request body is larger than {self.limit} bytes"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
 class MessageIn(BaseModel):
-    user_id: str = Field(
+    user_id: Text = Field(
         min_length=1, max_length=200, description="Stable id of the customer (one conversation each)."
     )
-    text: str = Field(
+    text: Text = Field(
         max_length=10_000, description="The customer's message, or the value of a pressed choice."
     )
-    client_message_id: str | None = Field(
+    client_message_id: Text | None = Field(
         default=None,
         max_length=200,
-        description="Optional id for safe retries: the same id is answered once.",
+        pattern=r"^[^:]+$",
+        description="Optional id for safe retries: the same id is answered once. No ':'.",
     )
 
 
@@ -59,9 +134,9 @@ class RelayedOut(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    message_id: str = Field(min_length=1, max_length=100)
+    message_id: Text = Field(min_length=1, max_length=100)
     helpful: bool
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: Text | None = Field(default=None, max_length=2000)
 
 
 class FeedbackOut(BaseModel):
@@ -123,6 +198,17 @@ def create_app(
         description="Customer-service assistant: web chat, REST API, Telegram and Slack webhooks.",
     )
 
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Say what is wrong and where, never echo what was sent (it may be huge, or a customer's PII).
+        problems = [
+            {"loc": ".".join(str(part) for part in error.get("loc", ())), "msg": str(error.get("msg", ""))}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": problems}, status_code=422)
+
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
@@ -156,7 +242,10 @@ def create_app(
         response_model=RelayedOut,
         summary="During a handoff: the operator's messages since the last one the page has",
     )
-    def get_messages(user_id: str, after: str | None = None) -> RelayedOut:
+    def get_messages(
+        user_id: Annotated[Text, Query(min_length=1, max_length=200)],
+        after: Annotated[Text | None, Query(max_length=100)] = None,
+    ) -> RelayedOut:
         conversation = core.store.conversations.conversation_id(WEB_CHANNEL, user_id)
         if conversation is None:
             return RelayedOut(messages=[], handoff_open=False)
