@@ -43,7 +43,8 @@ def test_changes_on_either_replica_reach_the_other(tmp_path: Path, store: Store)
     a.add([entry("lockers"), entry("statements")], source="starter")
     assert sync_a.sync().published == 2
     assert sync_b.sync().applied == 2
-    assert b.entries() == a.entries() and b.is_starter("lockers")
+    assert sorted(b.entries(), key=lambda e: e.id) == sorted(a.entries(), key=lambda e: e.id)
+    assert b.is_starter("lockers")
     assert b.search("how do I lockers")[0].entry.id == "lockers"  # B's own index has it
 
     # An operator edits on B, removes on A; both see both.
@@ -52,7 +53,7 @@ def test_changes_on_either_replica_reach_the_other(tmp_path: Path, store: Store)
     sync_b.sync()
     sync_a.sync()
     sync_b.sync()
-    assert [e.id for e in a.entries()] == [e.id for e in b.entries()] == ["lockers"]
+    assert sorted(e.id for e in a.entries()) == sorted(e.id for e in b.entries()) == ["lockers"]
     assert a.get("lockers").answer == b.get("lockers").answer == "We rent safe deposit boxes at 12 branches."
     assert not a.is_starter("lockers")  # an operator's edit is the bank's own entry everywhere
 

@@ -178,7 +178,7 @@ async def store_then_drop(fake: Fake, body: dict[str, Any], attempt: int) -> Rep
 async def store_then_stall(fake: Fake, body: dict[str, Any], attempt: int) -> Reply | None:
     reply = answer(fake, body)
     if attempt == 1:
-        await asyncio.sleep(2)  # longer than the client's timeout
+        await asyncio.sleep(4)  # longer than the client's timeout
     return reply
 
 
@@ -192,7 +192,8 @@ async def store_then_stall(fake: Fake, body: dict[str, Any], attempt: int) -> Re
 )
 def test_a_failed_attempt_is_retried_with_the_same_client_message_id(handler: Handler, failure: str) -> None:
     with fake_server(handler) as fake:
-        result = load(fake.url, users=3, messages=2, timeout=0.3)
+        # A timeout that a loaded CI machine never reaches except on purpose (the stall).
+        result = load(fake.url, users=3, messages=2, timeout=2.0)
     assert (result.sent, result.acknowledged, result.errors) == (6, 6, 0)
     assert (result.retried, result.attempts) == (6, 12)
     assert result.failed_attempts == {failure: 6}
@@ -267,7 +268,7 @@ def test_retries_stop_at_the_attempt_limit_or_the_deadline() -> None:
         took = time.monotonic() - started
     assert (limited.errors, limited.retried, limited.attempts) == (2, 2, 6)
     assert "attempt 3" in limited.error_samples[0] and "HTTP 503" in limited.error_samples[0]
-    assert timed.errors == 1 and 2 <= timed.attempts < 20 and took < 2
+    assert timed.errors == 1 and 2 <= timed.attempts < 20 and took < 5
     assert "(deadline)" in timed.error_samples[0]
 
 

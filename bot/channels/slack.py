@@ -23,6 +23,7 @@ from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
 
+from bot.channels.slack_text import escape, readable
 from bot.core import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, Incoming, Outgoing, TellerCore
 from bot.dispatch import Dispatcher
 from bot.errors import InputError, NotAuthorised
@@ -60,6 +61,20 @@ HELP = (
 Subcommand = Callable[[str, dict[str, Any], Callable[..., None], WebClient], None]
 
 
+#: Message subtypes that are a person writing (with a file, or a thread reply sent to the channel);
+#: every other subtype (edits, deletions, joins, bot messages) is not a message for Teller.
+HUMAN_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
+
+
+def written_by_a_person(event: dict[str, Any]) -> bool:
+    """Whether a message event is a person's own message (not a bot's, Teller's included, and not
+    an edit, a deletion or a notice)."""
+    if event.get("bot_id") or event.get("bot_profile"):
+        return False
+    subtype = event.get("subtype")
+    return subtype is None or subtype in HUMAN_SUBTYPES
+
+
 def blocks(reply: Outgoing) -> list[dict[str, Any]]:
     """The reply as Block Kit: its text, then a row of choice and feedback buttons."""
     elements: list[dict[str, Any]] = []
@@ -85,7 +100,9 @@ def blocks(reply: Outgoing) -> list[dict[str, Any]]:
                     "text": {"type": "plain_text", "text": choice.label},
                 }
             )
-    out: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": reply.text[:3000]}}]
+    out: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": escape(reply.text)[:3000]}}
+    ]
     if reply.multi_select is not None:
         multi = reply.multi_select
         out.append(
@@ -120,7 +137,9 @@ def blocks(reply: Outgoing) -> list[dict[str, Any]]:
 
 def handoff_blocks(handoff: Handoff, transcript: list[StoredMessage]) -> list[dict[str, Any]]:
     """The start of a handoff thread: who, the conversation so far (redacted), a Close button."""
-    lines = [f"> *{'Customer' if m.direction == 'in' else 'Teller'}:* {m.text[:300]}" for m in transcript]
+    lines = [
+        f"> *{'Customer' if m.direction == 'in' else 'Teller'}:* {escape(m.text[:300])}" for m in transcript
+    ]
     text = (
         f"*Handoff* from a {handoff.channel} customer (`{handoff.id}`). Reply in this thread to talk to "
         "them; they see your replies on their own channel.\n" + "\n".join(lines)
@@ -152,7 +171,8 @@ def review_blocks(item: ReviewItem, labels: list[str]) -> list[dict[str, Any]]:
     confidence = f" ({s.confidence:.2f})" if s and s.confidence is not None else ""
     text = (
         f"*Review #{item.id}* · {', '.join(sorted(set(item.reasons)))} · {len(item.message_ids)} message(s)\n"
-        f">{item.text[:500]}\n" + (f"Suggested: {suggested}{confidence}" if suggested else "No suggestion")
+        f">{escape(item.text[:500])}\n"
+        + (f"Suggested: {suggested}{confidence}" if suggested else "No suggestion")
     )
     elements: list[dict[str, Any]] = []
     if suggested:
@@ -202,7 +222,7 @@ def wrong_answer_view(item: ReviewItem, channel: str, ts: str) -> dict[str, Any]
         "submit": {"type": "plain_text", "text": "Save answer"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f">{item.text[:500]}"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f">{escape(item.text[:500])}"}},
             {
                 "type": "input",
                 "block_id": "answer",
@@ -354,7 +374,7 @@ class SlackChannel:
             return
         thread = thread_ts if reply.threaded else None
         posted = client.chat_postMessage(
-            channel=channel, thread_ts=thread, text=reply.text, blocks=blocks(reply)
+            channel=channel, thread_ts=thread, text=escape(reply.text), blocks=blocks(reply)
         )
         self.dispatcher.delivered(reply, f"{channel}:{posted.get('ts')}")
         if reply.attachments:
@@ -382,16 +402,20 @@ class SlackChannel:
         )
 
     def _on_message(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
-        if event.get("subtype") or event.get("bot_id"):
-            return  # edits, joins and our own posts are not messages for Teller
+        if not written_by_a_person(event):
+            return  # bots (Teller included), edits, deletions, joins: not messages for Teller
         if event.get("channel_type") != "im":
             if event.get("thread_ts") and event.get("channel") == self.ops_channel:
                 self._operator_reply(event, body, client)
             return  # channel chatter is not a question for Teller
-        self._answer_event(event, body, client, event.get("text", ""), event["channel"])
+        text = readable(event.get("text", "")).strip()
+        if text:  # a file without a caption says nothing to answer
+            self._answer_event(event, body, client, text, event["channel"])
 
     def _on_mention(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
-        text = _MENTION.sub("", event.get("text", "")).strip()
+        if not written_by_a_person(event):
+            return  # another bot mentioning Teller: answering could loop two bots
+        text = readable(_MENTION.sub("", event.get("text", ""))).strip()
         thread = event.get("thread_ts") or event["ts"]
         self._answer_event(event, body, client, text, f"{event['channel']}:{thread}")
 
@@ -441,7 +465,8 @@ class SlackChannel:
         ack()
         helpful = action.get("action_id", "").endswith("_yes")
         try:
-            self.core.feedback(action.get("value", ""), helpful, None, body.get("user", {}).get("id"))
+            # Through the dispatcher, as on every channel: "not helpful" is filed for review.
+            self.dispatcher.feedback(action.get("value", ""), helpful, None, body.get("user", {}).get("id"))
         except InputError:
             return
         note = "Thanks for the feedback!" if helpful else "Thanks, we'll use this to improve."
@@ -520,7 +545,7 @@ class SlackChannel:
                 event["thread_ts"],
                 CHANNEL,
                 event.get("user", ""),
-                event.get("text", ""),
+                readable(event.get("text", "")),
                 f"{event['channel']}:{event['ts']}",
             )
         except (NotAuthorised, InputError) as exc:
@@ -672,13 +697,13 @@ class SlackChannel:
         self.app.client.chat_postMessage(
             channel=handoff.ops_channel or self.ops_channel or "",
             thread_ts=handoff.thread_ts,
-            text=f"*Customer:* {text}",
+            text=f"*Customer:* {escape(text)}",
         )
 
     def post_review(self, item: ReviewItem, labels: list[str]) -> None:
         self.app.client.chat_postMessage(
             channel=self.ops_channel or "",
-            text=f"Review item #{item.id}: {item.text[:100]}",
+            text=f"Review item #{item.id}: {escape(item.text[:100])}",
             blocks=review_blocks(item, labels),
         )
 
@@ -693,7 +718,7 @@ class SlackChannel:
         """Deliver a message to a customer's conversation (a DM, or ``channel:thread``)."""
         channel, _, thread = address.partition(":")
         self.app.client.chat_postMessage(
-            channel=channel, thread_ts=thread or None, text=reply.text, blocks=blocks(reply)
+            channel=channel, thread_ts=thread or None, text=escape(reply.text), blocks=blocks(reply)
         )
 
     def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
