@@ -123,6 +123,10 @@ class PositioningDesk:
             int(answers["competitor_coverage"]),
         )
         files = write_brief(self.brief_dir(interview_id), self.engine.script, answers, result, evidence)
+        # The files are this replica's; the database keeps every brief for any replica and for later.
+        self.store.interviews.record_brief(
+            interview_id, state.user_id, days, files.markdown.read_text(encoding="utf-8"), result.to_dict()
+        )
         return WrittenBrief(files, result)
 
     # ------------------------------------------------------------------------------ chat

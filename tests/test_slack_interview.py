@@ -238,6 +238,10 @@ def test_full_interview_in_slack_with_buttons_progress_and_the_brief(
         assert "overdraft" in reply["text"].lower() and reply.get("thread_ts")
         assert pm.command(f"brief {state.id}", in_dm=True) == ""
         fake.wait_for("files.completeUploadExternal", 2)
+        # Both briefs are kept in the database, whichever replica wrote them.
+        kept = core.store.interviews.briefs(state.id)
+        assert len(kept) == 2 and "Positioning = P(D|U) x M" in kept[0].markdown
+        assert "score" in kept[1].score and kept[0].user_id == state.user_id
 
 
 def test_status_back_cancel_pause_and_stale_buttons(

@@ -294,6 +294,11 @@ def test_interviews_are_kept_whole_per_user(store: Store) -> None:
     with pytest.raises(InterviewNotFound):
         store.interviews.get("iv_1", user_id="slack:PM2")
     assert store.interviews.count() == 2
+    first_brief = store.interviews.record_brief("iv_1", "slack:PM1", 30, "# Brief\n", {"score": 0.4})
+    store.interviews.record_brief("iv_1", "slack:PM1", 7, "# Brief again\n", {"score": 0.5})
+    assert [b.score["score"] for b in store.interviews.briefs("iv_1")] == [0.4, 0.5]
+    assert store.interviews.briefs("iv_1")[0] == first_brief and store.interviews.briefs("iv_2") == []
+    assert store.counts().briefs == 2
 
 
 # ------------------------------------------------------------------------------- concurrency

@@ -95,11 +95,11 @@ def test_one_retrain_at_a_time_across_processes(teller_env: Path) -> None:
 
 def test_teller_worker_once_runs_what_is_queued_and_db_commands_report(teller_env: Path) -> None:
     code, stdout, _ = run("db", "upgrade", "--json")
-    assert code == 0 and '"to": "0004"' in stdout
+    assert code == 0 and '"to": "0005"' in stdout
     code, stdout, _ = run("db", "upgrade")
     assert code == 0 and "already" in stdout
     code, stdout, _ = run("db", "status", "--json")
-    assert code == 0 and '"revision": "0004"' in stdout
+    assert code == 0 and '"revision": "0005"' in stdout
     code, stdout, _ = run("worker", "--once")
     assert code == 0
 

@@ -7,7 +7,7 @@
     ├── FeedbackRepository      customers' feedback, operators' flags, corrections (read)
     ├── ReviewRepository        the review queue; settling an item writes its correction
     ├── HandoffRepository       handoffs and the messages relayed during them
-    ├── InterviewRepository     positioning interviews
+    ├── InterviewRepository     positioning interviews and every brief written for them
     ├── DeploymentRepository    settings every replica follows (the active model)
     ├── KnowledgeLogRepository  the knowledge base's change log (replicas follow it)
     └── JobRepository           work for ``teller worker`` (retrains)
@@ -143,6 +143,7 @@ class Store:
             "corrections": schema.corrections,
             "handoffs": schema.handoffs,
             "interviews": schema.interviews,
+            "briefs": schema.briefs,
         }
         query = select(
             *(select(func.count()).select_from(t).scalar_subquery().label(n) for n, t in tables.items())

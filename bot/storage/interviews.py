@@ -6,7 +6,9 @@ Implements the port :class:`positioning.store.InterviewStore`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import func, select
@@ -17,6 +19,20 @@ from positioning.engine import ACTIVE, InterviewState
 from positioning.errors import InterviewNotFound
 
 _i = schema.interviews
+_b = schema.briefs
+
+
+@dataclass(frozen=True)
+class StoredBrief:
+    """A brief as it was written: its Markdown, its score (``PositioningScore.to_dict()``), when."""
+
+    id: int
+    interview_id: str
+    user_id: str | None
+    days: int | None
+    markdown: str
+    score: dict[str, Any]
+    written_at: str
 
 
 class InterviewRepository:
@@ -58,6 +74,28 @@ class InterviewRepository:
     def count(self) -> int:
         return int(self.db.rows(select(func.count().label("n")).select_from(_i))[0]["n"])
 
+    def record_brief(
+        self, interview_id: str, user_id: str | None, days: int, markdown: str, score: dict[str, Any]
+    ) -> StoredBrief:
+        """Keep a brief just written (every one is kept: how positioning moved over time)."""
+        row = {
+            "interview_id": interview_id,
+            "user_id": user_id,
+            "days": days,
+            "markdown": markdown,
+            "score": json.dumps(score, sort_keys=True),
+            "written_at": self.db.clock.now(),
+        }
+        with self.db.transaction() as connection:
+            key = connection.execute(_b.insert().values(**row)).inserted_primary_key
+        assert key is not None
+        return _brief({**row, "id": int(key[0])})
+
+    def briefs(self, interview_id: str) -> list[StoredBrief]:
+        """The briefs written for an interview, oldest first."""
+        rows = self.db.rows(select(_b).where(_b.c.interview_id == interview_id).order_by(_b.c.id))
+        return [_brief(r) for r in rows]
+
     def import_file(self, path: Path) -> int:
         """Copy the interviews of a ``positioning.db`` from before they moved into this store (those
         not here yet); returns how many. A missing file imports nothing."""
@@ -85,3 +123,15 @@ class InterviewRepository:
                 )
                 added += max(result.rowcount, 0)
         return added
+
+
+def _brief(row: dict[str, Any]) -> StoredBrief:
+    return StoredBrief(
+        int(row["id"]),
+        row["interview_id"],
+        row["user_id"],
+        row["days"],
+        row["markdown"],
+        json.loads(row["score"]),
+        row["written_at"],
+    )

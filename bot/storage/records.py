@@ -304,6 +304,7 @@ class Counts:
     corrections: int = 0
     handoffs: int = 0
     interviews: int = 0
+    briefs: int = 0
 
 
 class KbChangeKind(StrEnum):

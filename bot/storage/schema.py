@@ -221,3 +221,17 @@ jobs = Table(
     Column("finished_at", Text),
     Index("idx_jobs_status_id", "status", "id"),
 )
+
+#: Every positioning brief written: its Markdown and its score (JSON), newest last per interview.
+briefs = Table(
+    "briefs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("interview_id", Text, ForeignKey("interviews.id"), nullable=False),
+    Column("user_id", Text),
+    Column("days", Integer),
+    Column("markdown", Text, nullable=False),
+    Column("score", Text, nullable=False),
+    Column("written_at", Text, nullable=False),
+    Index("idx_briefs_interview_id_id", "interview_id", "id"),
+)
