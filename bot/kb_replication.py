@@ -36,11 +36,10 @@ from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
-#: Meta keys in the knowledge base: the last ``seq`` applied, and its revision right after.
+#: Meta key in the knowledge base: the last ``seq`` of the change log it has applied.
 SEQ_META = "replicated_seq"
 #: How many times a sync merges again when other replicas keep appending meanwhile.
 MERGE_ATTEMPTS = 20
-REVISION_META = "replicated_revision"
 
 Items = dict[str, dict[str, Any]]
 #: Rows to append: ``(kind, item id, new state or None for a removal)``.
@@ -150,7 +149,6 @@ class KnowledgeReplicator:
             self._baseline = {kind: dict(items) for kind, items in self._remote.items()}
             self._synced_revision = self.kb.revision
             self.kb.set_meta(SEQ_META, str(self._remote_seq))
-            self.kb.set_meta(REVISION_META, str(self._synced_revision))
         if publish or applied:
             log.info(
                 "kb_replicated",

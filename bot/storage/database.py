@@ -349,6 +349,13 @@ class _FileLease(Lease):
             handle.close()
 
 
+def inserted_id(result: Any) -> int:
+    """The integer primary key an INSERT just created (``Result.inserted_primary_key``)."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _known(scripts: ScriptDirectory, revision: str) -> bool:
     try:
         return scripts.get_revision(revision) is not None

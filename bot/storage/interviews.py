@@ -14,7 +14,7 @@ import sqlalchemy
 from sqlalchemy import func, select
 
 from bot.storage import schema
-from bot.storage.database import Database
+from bot.storage.database import Database, inserted_id
 from positioning.engine import ACTIVE, InterviewState
 from positioning.errors import InterviewNotFound
 
@@ -87,9 +87,8 @@ class InterviewRepository:
             "written_at": self.db.clock.now(),
         }
         with self.db.transaction() as connection:
-            key = connection.execute(_b.insert().values(**row)).inserted_primary_key
-        assert key is not None
-        return _brief({**row, "id": int(key[0])})
+            brief_id = inserted_id(connection.execute(_b.insert().values(**row)))
+        return _brief({**row, "id": brief_id})
 
     def briefs(self, interview_id: str) -> list[StoredBrief]:
         """The briefs written for an interview, oldest first."""

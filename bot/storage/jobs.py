@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from bot.errors import InputError
 from bot.storage import schema
-from bot.storage.database import Database
+from bot.storage.database import Database, inserted_id
 from bot.storage.records import Job, JobStatus
 
 _j = schema.jobs
@@ -36,9 +36,7 @@ class JobRepository:
                     created_at=self.db.clock.now(),
                 )
             )
-            key = result.inserted_primary_key
-            assert key is not None
-        return self.get(int(key[0]))
+        return self.get(inserted_id(result))
 
     def claim(self, worker: str, kinds: tuple[str, ...]) -> Job | None:
         """Mark the oldest queued job of ``kinds`` running for ``worker`` and return it (None: none)."""

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.storage import schema
-from bot.storage.database import Database
+from bot.storage.database import Database, inserted_id
 from bot.storage.records import KbChange, KbChangeKind
 
 _k = schema.kb_changes
@@ -60,16 +60,12 @@ class KnowledgeLogRepository:
                     _k.insert().values(
                         kind=KbChangeKind(kind).value,
                         item_id=item_id,
-                        payload=None
-                        if payload is None
-                        else json.dumps(payload, ensure_ascii=False, sort_keys=True),
+                        payload=None if payload is None else _json(payload),
                         origin=origin,
                         at=self.db.clock.now(),
                     )
                 )
-                key = result.inserted_primary_key
-                assert key is not None
-                last = int(key[0])
+                last = inserted_id(result)
         return last
 
     def since(self, seq: int, limit: int = 10_000) -> list[KbChange]:

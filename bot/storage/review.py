@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select, text
 from bot.errors import InputError
 from bot.pii import redact
 from bot.storage import schema
-from bot.storage.database import Database
+from bot.storage.database import Database, inserted_id
 from bot.storage.feedback import FeedbackRepository
 from bot.storage.records import (
     Correction,
@@ -124,7 +124,7 @@ class ReviewRepository:
                         updated_at=now,
                     )
                 )
-                item_id = int(_inserted_id(result))
+                item_id = inserted_id(result)
                 self._set_suggestion(connection, item_id, suggestion)
             self._file(connection, item_id, sources)
         return item_id
@@ -274,7 +274,7 @@ class ReviewRepository:
                         created_at=now,
                     )
                 )
-                correction_id = int(_inserted_id(result))
+                correction_id = inserted_id(result)
                 superseded = [int(i) for i, key in current if same(key, correction.key)]
                 if superseded:
                     connection.execute(
@@ -286,12 +286,6 @@ class ReviewRepository:
             self.feedback.corrections(correction_id=correction_id)[0] if correction_id is not None else None
         )
         return self.item(item_id), stored, superseded
-
-
-def _inserted_id(result: Any) -> int:
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
 
 
 def _review_item(
