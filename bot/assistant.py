@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from bot.calibration import CalibrationSet, Targets, calibrate, calibrate_kb
 from bot.channels import Channel
 from bot.core import TellerCore
-from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
 from bot.exemplars import DATA_DIR, load_advice, load_information, load_smalltalk
 from bot.kb_replication import KnowledgeReplicator, SyncResult
 from bot.operators import Operators
 from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig, Thresholds
+from bot.service import TellerService
 from bot.settings import Settings
 from bot.storage import Store
 
@@ -262,12 +262,13 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
-def build_core(settings: Settings) -> TellerCore:
-    """Everything a channel needs: the calibrated policy (of the model the database says is active,
-    see :func:`active_version`) and the store."""
+def build_core(settings: Settings, version: str | None = None) -> TellerCore:
+    """Everything a channel needs: the calibrated policy (of ``version``, default the model the
+    database says is active, see :func:`active_version`) and the store."""
     store = open_store(settings)
     try:
-        policy = build_policy(settings, version=active_version(settings, store), kb=open_kb(settings, store))
+        version = version or active_version(settings, store)
+        policy = build_policy(settings, version=version, kb=open_kb(settings, store))
     except BaseException:
         store.close()
         raise
@@ -305,10 +306,11 @@ def slack_configured(settings: Settings) -> bool:
     return settings.slack_app_token is not None or (bot_token is not None and signing is not None)
 
 
-def build_dispatcher(settings: Settings, core: TellerCore, swapper: ModelSwapper | None = None) -> Dispatcher:
-    """Routing for every channel: positioning interviews (Slack DMs), handoffs and the review queue
-    (operators), and customer service. Everything follows the core's policy, so a promoted model is
-    used at once (through ``swapper``, the server's own when it has one)."""
+def build_service(settings: Settings, core: TellerCore, swapper: ModelSwapper | None = None) -> TellerService:
+    """The application façade every channel calls: positioning interviews (Slack DMs), handoffs and
+    the review queue (operators), customer service and delivery. Everything follows the core's
+    policy, so a promoted model is used at once (through ``swapper``, the server's own when it has
+    one)."""
     from bot.ops_desk import OpsDesk
     from bot.review import ReviewService
 
@@ -330,15 +332,15 @@ def build_dispatcher(settings: Settings, core: TellerCore, swapper: ModelSwapper
         ops.retrainer = QueuedRetrain(core.store.jobs, core.store.database)
     else:
         ops.retrainer = RetrainRunner(settings, review, swap=swapper.sync, kb=lambda: core.policy.kb)
-    return Dispatcher(core, desk, ops)
+    return TellerService(core, desk, ops)
 
 
 def build_channels(
-    settings: Settings, core: TellerCore, dispatcher: Dispatcher | None = None
+    settings: Settings, core: TellerCore, service: TellerService | None = None
 ) -> list[Channel]:
     """Every chat platform whose settings are present (the web chat needs none). Each can be reached
     by the ops desk (an operator's reply in a handoff); Slack's ops channel is the ops board."""
-    dispatcher = dispatcher or build_dispatcher(settings, core)
+    service = service or build_service(settings, core)
     channels: list[Channel] = []
     if settings.telegram_bot_token is not None:
         from bot.channels.telegram import TelegramChannel
@@ -350,13 +352,13 @@ def build_channels(
             api_url=settings.telegram_api_url,
             webhook_url=settings.telegram_webhook_url,
             webhook_secret=secret.get_secret_value() if secret else None,
-            dispatcher=dispatcher,
+            service=service,
             # Telegram has one getUpdates consumer per bot: one replica polls, the others stand by.
             leadership=lambda: core.store.database.try_lock("telegram-polling"),
         )
         channels.append(telegram)
-        if dispatcher.ops is not None:
-            dispatcher.ops.register_sender(telegram.name, telegram.send)
+        if service.ops is not None:
+            service.ops.register_transport(telegram.transport)
     if slack_configured(settings):
         from bot.channels.slack import SlackChannel
 
@@ -367,15 +369,15 @@ def build_channels(
             signing_secret=signing.get_secret_value() if signing and not settings.slack_app_token else None,
             app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
             api_url=settings.slack_api_url,
-            dispatcher=dispatcher,
+            service=service,
             ops_channel=settings.ops_channel,
             flag_emoji=settings.flag_emoji,
         )
         channels.append(slack)
-        if dispatcher.ops is not None:
-            dispatcher.ops.register_sender(slack.name, slack.send)
+        if service.ops is not None:
+            service.ops.register_transport(slack.transport)
             if settings.ops_channel:
-                dispatcher.ops.attach_board(slack)
+                service.ops.attach_board(slack.board)
     return channels
 
 

@@ -13,18 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from bot.batching import DecisionBatcher
+from bot.choices import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, HANDOFF_CHOICE, Choice, intent_of
 from bot.errors import InputError
 from bot.pii import redact
-from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Choice, Decision, Route
+from bot.policy import AnswerPolicy, Decision, Route
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
 from bot.text import clean
 
 log = logging.getLogger(__name__)
 
-#: Choice values a customer can send back instead of text.
-INTENT_PREFIX = "intent:"
-FEEDBACK_HELPFUL = "feedback:helpful"
-FEEDBACK_NOT_HELPFUL = "feedback:not_helpful"
+__all__ = ["FEEDBACK_HELPFUL", "FEEDBACK_NOT_HELPFUL", "Incoming", "MultiSelect", "Outgoing", "TellerCore"]
+
 MAX_TEXT = 4000
 
 
@@ -116,6 +115,7 @@ class TellerCore:
                     model_version=model_version,
                     latency_ms=round(latency_ms, 2),
                     choices=tuple((c.label, c.value) for c in decision.choices),
+                    reason=decision.reason,
                 )
             )
         except DuplicateMessage:
@@ -177,10 +177,9 @@ class TellerCore:
     def _decide(self, text: str) -> tuple[Decision, str]:
         """A pressed choice is answered directly; free text goes through the batcher."""
         policy = self.policy
-        if text.startswith(INTENT_PREFIX):
-            intent = text.removeprefix(INTENT_PREFIX)
-            if intent in policy.classifier.labels:
-                return policy.answer_for_intent(intent), policy.classifier.version
+        intent = intent_of(text)
+        if intent is not None and intent in policy.classifier.labels:
+            return policy.answer_for_intent(intent), policy.classifier.version
         if text == HANDOFF_CHOICE:
             return policy.handoff("customer asked for a person"), policy.classifier.version
         return self._batcher.decide(text)

@@ -4,6 +4,7 @@ TellerError
 ├── ConfigError             a setting is missing or invalid
 ├── InputError              a user-supplied value cannot be used (HTTP 400, a CLI message)
 ├── NotAuthorised           not an operator
+├── DeliveryError           a platform refused (or never took) an outgoing message
 └── StoreError              the database cannot be opened, migrated or written (HTTP 503)
     └── DuplicateMessage    a platform message stored before (bot.storage.errors)
 """
@@ -25,3 +26,18 @@ class InputError(TellerError):
 
 class NotAuthorised(TellerError):
     """Someone who is not an operator tried an operator command or button."""
+
+
+class DeliveryError(TellerError):
+    """A platform did not take an outgoing message.
+
+    ``reason``: the platform's own words (``Bad Request: message is too long``, ``ratelimited``);
+    ``transient``: worth trying again (rate limits, 5xx, network); ``retry_after``: seconds the
+    platform asked to wait, when it said.
+    """
+
+    def __init__(self, reason: str, transient: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.retry_after = retry_after

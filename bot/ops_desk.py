@@ -2,7 +2,8 @@
 posted there as it fills.
 
 The ops board (the Slack ops channel) and the customers' channels are ports: an adapter implements
-:class:`OpsBoard`, and every channel registers a sender that delivers a reply to one of its
+:class:`OpsBoard`, and every channel registers its :class:`~bot.delivery.Transport`, through which
+the :class:`~bot.delivery.Courier` delivers (and records the delivery of) a message to one of its
 conversations. The rules live here:
 
 - when the policy hands off (or a customer asks for a person), a handoff is opened and the
@@ -11,8 +12,10 @@ conversations. The rules live here:
   operator's replies in the thread are relayed to the customer on their own channel; everything is
   stored (route ``human``), so the transcript can be read back;
 - an operator closes it with a button; the customer is told and Teller answers again;
-- replies that qualify for review (handoff, clarify, low confidence, not helpful, flagged) are filed
-  in the review queue and new items are posted to the ops channel with their actions.
+- replies that qualify for review (handoff, clarify, low confidence, not helpful, flagged, refused by
+  the platform) are filed in the review queue and new items are posted to the ops channel with their
+  actions;
+- an operator's words the customer's platform finally refuses are reported in the operator's thread.
 
 Slack calls run on one background worker, in order, so a customer's reply is never held up by the
 ops channel and a thread is always opened before anything is posted into it.
@@ -24,15 +27,17 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core import Incoming, Outgoing
+from bot.delivery import Courier, Sent, Transport
 from bot.errors import InputError
 from bot.operators import Actor, Operators
 from bot.policy import Route
 from bot.review import ReviewService
 from bot.storage import (
     HUMAN_ROUTE,
+    DeliveryKind,
     Direction,
     DuplicateMessage,
     Handoff,
@@ -55,8 +60,6 @@ CLOSED_NOTICE = (
     "Our colleague has closed this conversation. I'm Teller again: ask me anything, "
     "or say you'd like a person."
 )
-#: Delivers a reply to a conversation of one channel (address = ``Incoming.conversation_id``).
-CustomerSender = Callable[[str, Outgoing], None]
 
 
 class OpsBoard(Protocol):
@@ -69,7 +72,13 @@ class OpsBoard(Protocol):
         """Post the conversation as the start of a thread; return the thread's id (ts)."""
         ...
 
-    def post_in_thread(self, handoff: Handoff, text: str) -> None: ...
+    def post_in_thread(self, handoff: Handoff, text: str) -> None:
+        """Post a customer's words into the handoff's thread."""
+        ...
+
+    def warn_in_thread(self, handoff: Handoff, text: str) -> None:
+        """Tell the operators in the handoff's thread something went wrong (Teller's own words)."""
+        ...
 
     def post_review(self, item: ReviewItem, labels: list[str]) -> None: ...
 
@@ -90,15 +99,17 @@ class OpsDesk:
         self.review = review
         self.operators = operators
         self.board: OpsBoard | None = None
-        self.senders: dict[str, CustomerSender] = {}
+        self.transports: dict[str, Transport[Any]] = {}
+        self.courier = Courier(store.deliveries)
         self.retrainer: RetrainRunner | QueuedRetrain | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-ops")
 
     def attach_board(self, board: OpsBoard) -> None:
         self.board = board
 
-    def register_sender(self, channel: str, sender: CustomerSender) -> None:
-        self.senders[channel] = sender
+    def register_transport(self, transport: Transport[Any]) -> None:
+        """How to reach the customers of ``transport.name`` (replies in handoffs, notices)."""
+        self.transports[transport.name] = transport
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
@@ -158,22 +169,39 @@ class OpsDesk:
         if not helpful:
             self._later(self._file, message_id)
 
+    def undelivered(self, reply_id: str) -> None:
+        """The customer's platform refused a reply for good: file it for a person to follow up."""
+        self._later(self._file, reply_id)
+
     # ------------------------------------------------------------------------------ operators
 
     def operator_reply(
-        self, ops_channel: str, thread_ts: str, channel: str, user_id: str, text: str, platform_id: str
+        self, ops_channel: str, thread_ts: str, actor: Actor, text: str, platform_id: str
     ) -> bool:
         """An operator wrote in an ops thread: relay it to the customer if the thread is an open
-        handoff. False when the thread is not a handoff's (ordinary chatter)."""
+        handoff. False when the thread is not a handoff's (ordinary chatter). If the customer's
+        platform refuses it for good, the operator is told in the thread."""
         handoff = self.store.handoffs.by_thread(thread_ts, ops_channel)
         if handoff is None or not handoff.is_open:
             return False
-        actor = self.operators.require(channel, user_id, "reply to customers")
-        self.store.handoffs.record_relay(
-            handoff.id, Direction.OUT, text, author=str(actor), platform_id=platform_id
-        )
-        self._send(handoff, Outgoing(f"{handoff.id}:op", text, route=HUMAN_ROUTE, threaded=False))
-        log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(actor)}})
+        operator = self.operators.require(actor.channel, actor.user_id, "reply to customers")
+        try:
+            stored = self.store.handoffs.record_relay(
+                handoff.id, Direction.OUT, text, author=str(operator), platform_id=platform_id
+            )
+        except DuplicateMessage:
+            return True  # a redelivery of the operator's message: relayed the first time
+        reply = Outgoing(stored.id, text, route=HUMAN_ROUTE, threaded=False)
+        sent = self._send(handoff, reply, DeliveryKind.RELAY)
+        if sent is not None and not sent.delivered and self.board is not None:
+            reason = sent.error.reason if sent.error else "unknown"
+            self._later(
+                self.board.warn_in_thread,
+                handoff,
+                f"Not delivered to the customer ({handoff.channel} said: {reason}). "
+                "They have not seen this message; try again or reach them another way.",
+            )
+        log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(operator)}})
         return True
 
     def close_handoff(self, handoff_id: str, actor: Actor) -> Handoff:
@@ -182,7 +210,8 @@ class OpsDesk:
         if not handoff.is_open:
             return handoff
         closed = self.store.handoffs.close(handoff_id, str(actor))
-        self._send(closed, Outgoing(f"{handoff_id}:closed", CLOSED_NOTICE, route=HUMAN_ROUTE, threaded=False))
+        notice = Outgoing(f"{handoff_id}:closed", CLOSED_NOTICE, route=HUMAN_ROUTE, threaded=False)
+        self._send(closed, notice, DeliveryKind.NOTICE)
         log.info("handoff_closed", extra={"fields": {"handoff": handoff_id, "operator": str(actor)}})
         return closed
 
@@ -244,7 +273,7 @@ class OpsDesk:
 
     # ------------------------------------------------------------------------------ worker
 
-    def _later(self, job: Callable[..., None], *args: str | int) -> Future[None]:
+    def _later(self, job: Callable[..., None], *args: Any) -> Future[None]:
         def run() -> None:
             for attempt in range(OPS_JOB_ATTEMPTS):
                 try:
@@ -293,10 +322,11 @@ class OpsDesk:
         if self.board is not None:
             self.board.post_review(self.review.item(item_id), self.review.labels())
 
-    def _send(self, handoff: Handoff, reply: Outgoing) -> None:
-        sender = self.senders.get(handoff.channel)
-        if sender is None:
+    def _send(self, handoff: Handoff, reply: Outgoing, kind: DeliveryKind) -> Sent | None:
+        """Deliver to the handoff's customer; None for the web chat (it polls for its messages)."""
+        transport = self.transports.get(handoff.channel)
+        if transport is None:
             if handoff.channel != "web":  # the web chat polls for its messages; the others are pushed
                 raise InputError(f"cannot reach {handoff.channel} customers: that channel is not running")
-            return
-        sender(handoff.customer_chat_id, reply)
+            return None
+        return self.courier.send(transport, handoff.customer_chat_id, reply, reply.message_id, kind)

@@ -16,11 +16,21 @@ route. Each test is written once, over arrays of features, so the same code deci
 (:mod:`bot.calibration`); each rule also explains itself with the numbers it compared, which
 becomes the decision's reason. The thresholds are calibrated on dev data and stored with the model,
 and those that depend on the knowledge base are re-fitted whenever it changes.
+
+A message longer than the classifier's window is classified window by window and judged by its
+most confident window (:mod:`nlu.classifier`); every other signal (retrieval, small talk, advice,
+the scope similarity) then reads that same window's words rather than the whole message, so that
+all the rules compare numbers about one stretch of text, the one that carries the question. (Whole,
+a long message's embedding is an average diluted by the story around the question, and retrieval
+would read a different stretch than the classifier did.) The language is still read from the whole
+message. The decision's reason ends with how many windows were judged and which one was kept
+(:func:`windows_note`), and serving logs it (``long_message``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.choices import HANDOFF_CHOICE, Choice, feedback_choices, intent_choice
 from bot.errors import ConfigError
 from bot.exemplars import AdviceProbe, ExemplarSet
 from nlu import IntentClassifier, Prediction
@@ -38,11 +49,12 @@ from nlu.language import LanguageGate, LanguageResult, handoff_reply
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import Hit, Holdout, KnowledgeBase
 
+log = logging.getLogger(__name__)
+
 POLICY_FILE = "policy.json"
 ADVICE_TAG = "advice"
 #: The small-talk category of "let me talk to a person": handed off, not chatted about.
 HUMAN_CATEGORY = "human"
-HANDOFF_CHOICE = "handoff"
 #: The classifier and the knowledge base agree when the bank's own entry for the predicted intent
 #: (not the starter's) is among the knowledge base's best few for the message.
 AGREE_DEPTH = 3
@@ -134,14 +146,6 @@ class PolicyConfig:
             raise ConfigError(f"{path}: unreadable policy ({exc}); run `teller calibrate`") from None
 
 
-@dataclass(frozen=True)
-class Choice:
-    """A button the customer can press instead of typing: ``value`` is what comes back."""
-
-    label: str
-    value: str
-
-
 SERVED = LanguageResult("en", 1.0, True, "assumed")
 
 
@@ -166,6 +170,12 @@ class Signals:
     #: The message's retrieval-encoder vector, so a changed knowledge base can be searched again
     #: without embedding anew (calibration).
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def query(self) -> str:
+        """What retrieval and the exemplars read: the message, or for a long one the classifier's
+        kept window of it (:attr:`nlu.Prediction.judged_text`)."""
+        return self.prediction.judged_text
 
     @property
     def top(self) -> Hit | None:
@@ -342,6 +352,18 @@ RULE_NAMES = [r.name for r in RULES]
 RULE_ROUTES = np.array([ROUTES.index(r.route) for r in RULES])
 
 
+def windows_note(prediction: Prediction) -> str:
+    """How a long message was read, for the decision's reason ("" for a message that fits the
+    classifier's window): e.g. "long message: judged 3 windows, kept window 3 (characters 410-980
+    of 980)". Windows are counted from 1 here; :attr:`nlu.Prediction.window` counts from 0."""
+    if prediction.windows <= 1:
+        return ""
+    note = f"long message: judged {prediction.windows} windows, kept window {prediction.window + 1}"
+    if prediction.span is not None:
+        note += f" (characters {prediction.span[0]}-{prediction.span[1]} of {len(prediction.text)})"
+    return note
+
+
 def first_rules(f: Features, t: Thresholds) -> np.ndarray:
     """For each message, the index in :data:`RULES` of the rule that decides it."""
     n = len(f["p1"])
@@ -438,14 +460,17 @@ class AnswerPolicy:
     def signals(self, texts: Sequence[str], holdout: Sequence[Holdout | None] | None = None) -> list[Signals]:
         """Classifier, retrieval, exemplar and language evidence for each text (batched).
 
+        For a text longer than the classifier's window, everything but the language is about the
+        window the classifier kept (:attr:`Signals.query`; see the module's docstring).
         ``holdout`` (calibration only) leaves, per text, some of one entry's texts out of retrieval.
         """
         if not texts:
             return []
         texts = list(texts)
         predictions = self.classifier.predict(texts)
-        vectors = self.kb.embedder.embed(texts)
-        hits = self.kb.search_vectors(vectors, self.k, texts, holdout)
+        queries = [p.judged_text for p in predictions]
+        vectors = self.kb.embedder.embed(queries)
+        hits = self.kb.search_vectors(vectors, self.k, queries, holdout)
         small_cat, small_score = self.smalltalk.best(vectors)
         _, advice_score = self.advice.best(vectors)
         advice_p = self.advice_probe.probability(vectors)
@@ -478,7 +503,7 @@ class AnswerPolicy:
         if any(s.vector is None for s in signals):
             raise ConfigError("these signals carry no vectors to search with")
         vectors = np.stack([s.vector for s in signals if s.vector is not None])
-        hits = self.kb.search_vectors(vectors, self.k, [s.text for s in signals])
+        hits = self.kb.search_vectors(vectors, self.k, [s.query for s in signals])
         return [
             replace(s, hits=h, intent_has_answer=self.kb.for_intent(s.prediction.intent) is not None)
             for s, h in zip(signals, hits, strict=True)
@@ -487,10 +512,32 @@ class AnswerPolicy:
     # ---------------------------------------------------------------------------------- decision
 
     def answer(self, text: str) -> Decision:
-        return self.decide(self.signals([text])[0])
+        return self.answer_many([text])[0]
 
     def answer_many(self, texts: Sequence[str]) -> list[Decision]:
-        return [self.decide(s) for s in self.signals(texts)]
+        """One decision per text, in order (batched); a long message's window choice is logged."""
+        decisions = []
+        for s in self.signals(texts):
+            decision = self.decide(s)
+            p = s.prediction
+            if p.windows > 1:
+                log.info(
+                    "long_message",
+                    extra={
+                        "fields": {
+                            "characters": len(p.text),
+                            "windows": p.windows,
+                            "kept_window": p.window + 1,
+                            "span": list(p.span) if p.span is not None else None,
+                            "intent": p.intent,
+                            "confidence": round(p.confidence, 4),
+                            "route": decision.route.value,
+                            "rule": decision.rule,
+                        }
+                    },
+                )
+            decisions.append(decision)
+        return decisions
 
     def decide(self, s: Signals, thresholds: Thresholds | None = None) -> Decision:
         """The first rule of :data:`RULES` that holds for ``s``, rendered as a reply."""
@@ -499,7 +546,10 @@ class AnswerPolicy:
             raise ConfigError("the answer policy has no thresholds; run `teller calibrate`")
         f = s.features()
         rule = RULES[int(first_rules({k: np.array([v]) for k, v in f.items()}, t)[0])]
-        return replace(self._render(rule, s, f, t), rule=rule.name, language=s.language.language)
+        decision = self._render(rule, s, f, t)
+        note = windows_note(s.prediction)
+        reason = f"{decision.reason}; {note}" if note else decision.reason
+        return replace(decision, reason=reason, rule=rule.name, language=s.language.language)
 
     def _render(self, rule: Rule, s: Signals, f: Mapping[str, float], t: Thresholds) -> Decision:
         p = s.prediction
@@ -548,8 +598,8 @@ class AnswerPolicy:
                 f"{first} and {second}: {reason}",
                 p,
                 choices=(
-                    Choice(a, f"intent:{first}"),
-                    Choice(b, f"intent:{second}"),
+                    intent_choice(a, first),
+                    intent_choice(b, second),
                     Choice("Something else", HANDOFF_CHOICE),
                 ),
             )
@@ -621,7 +671,7 @@ class AnswerPolicy:
 
     @staticmethod
     def feedback_choices() -> tuple[Choice, ...]:
-        return (Choice("Helpful", "feedback:helpful"), Choice("Not helpful", "feedback:not_helpful"))
+        return feedback_choices()
 
     @staticmethod
     def _adviser_choices() -> tuple[Choice, ...]:

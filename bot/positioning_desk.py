@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.assistant import build_policy, open_store
+from bot.choices import INTERVIEW_PREFIX, Choice
 from bot.core import Incoming, MultiSelect, Outgoing
-from bot.policy import AnswerPolicy, Choice, PolicyConfig, Route
+from bot.policy import AnswerPolicy, PolicyConfig, Route
 from bot.settings import Settings
 from bot.storage import Store
 from nlu.artifact import metrics_of
@@ -32,7 +33,7 @@ from positioning.session import InterviewService, Reply
 log = logging.getLogger(__name__)
 
 INTERVIEW_ROUTE = "interview"
-VALUE_PREFIX = "iv:"
+VALUE_PREFIX = INTERVIEW_PREFIX
 INTERVIEW_USAGE = (
     "`/teller interview` starts your interview or resumes the one in progress, in a direct message.\n"
     "`/teller interview new` starts another one; `/teller interview list` shows yours; "

@@ -24,9 +24,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bot.choices import is_choice
 from bot.errors import ConfigError, InputError
 from bot.operators import Actor, Operators
-from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Route
+from bot.policy import AnswerPolicy, Route
 from bot.storage import (
     Correction,
     CorrectionAction,
@@ -47,14 +48,13 @@ from retrieval.knowledge_base import KnowledgeBase
 log = logging.getLogger(__name__)
 
 OPEN = ReviewStatus.OPEN
-#: Reasons a person gave; they always reach an open item.
-EXPLICIT_REASONS = frozenset({ReviewReason.NOT_HELPFUL, ReviewReason.FLAGGED})
+#: Reasons that need a person (their verdict, or an answer the customer never got); they always
+#: reach an open item.
+EXPLICIT_REASONS = frozenset({ReviewReason.NOT_HELPFUL, ReviewReason.FLAGGED, ReviewReason.UNDELIVERED})
 #: Texts at least this similar (difflib ratio, after normalising) are one item.
 SAME_TEXT_RATIO = 0.9
 #: Tag of the knowledge-base entries operators write through the review queue.
 OPERATOR_TAG = "operator"
-#: Pressed buttons arrive as text (see :mod:`bot.core`); the question is the message before.
-_CHOICE_PREFIXES = ("intent:", "feedback:")
 
 _DIGITS = re.compile(r"\d+")
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
@@ -394,7 +394,8 @@ class ReviewService:
 
 
 def _is_choice(text: str) -> bool:
-    return text.startswith(_CHOICE_PREFIXES) or text == HANDOFF_CHOICE
+    """Pressed buttons arrive as text (see :mod:`bot.choices`); the question is the message before."""
+    return is_choice(text)
 
 
 def _match(key: str, groups: Sequence[_Group]) -> _Group | None:

@@ -1,4 +1,12 @@
-"""Serving the intent model: ``IntentClassifier.load(path).predict(texts)``."""
+"""Serving the intent model: ``IntentClassifier.load(path).predict(texts)``.
+
+A message longer than the model's window (``max_length`` tokens) is read in overlapping windows
+(:meth:`nlu.tokenization.TextEncoder.windows`: half a window apart, the last ending with the text, at
+most :data:`~nlu.tokenization.MAX_WINDOWS`), every window is classified, and the prediction is the
+window with the strongest in-scope evidence, the highest top-intent probability: a customer who
+tells a story before asking is judged on the question, not on the story's start. The prediction
+says how many windows were judged, which one it kept and where that window lies in the text.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ from nlu.artifact import ArtifactInfo, read_info, read_labels, read_memory
 from nlu.errors import ArtifactError, InvalidInputError
 from nlu.runtime import PRECISIONS, OnnxRunner
 from nlu.scoring import Scorer
-from nlu.tokenization import TextEncoder, length_sorted_batches, pad
+from nlu.tokenization import MAX_CHARS, TextEncoder, length_sorted_batches, pad
 
 
 @dataclass(frozen=True)
@@ -25,12 +33,26 @@ class Prediction:
     confidence: float
     #: The ``top_k`` most likely intents, best first (the first is ``intent``), as (intent, probability).
     alternatives: list[tuple[str, float]]
-    #: The message was longer than the model reads; only its beginning was classified.
+    #: The message was longer than the model's window of ``max_length`` tokens (or than
+    #: :data:`~nlu.tokenization.MAX_CHARS` characters): it was read in ``windows`` windows.
     truncated: bool = False
     #: Cosine similarity of the most similar training example (low: unlike anything seen in training).
     nearest_similarity: float = 0.0
     #: The normalised sentence embedding the head classified (for retrieval and novelty checks).
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: How many windows of the message were classified (1: it fits the model's window) ...
+    windows: int = 1
+    #: ... and which of them, counted from 0, this prediction is: the one whose top intent was the
+    #: most probable. Everything above (intent, probabilities, similarity, embedding) is that window's.
+    window: int = 0
+    #: Where the kept window lies in ``text``, as ``(start, end)`` character offsets; None when the
+    #: whole message was read in one window.
+    span: tuple[int, int] | None = None
+
+    @property
+    def judged_text(self) -> str:
+        """The part of ``text`` the prediction is about: the kept window's, or the whole text."""
+        return self.text if self.span is None else self.text[self.span[0] : self.span[1]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +62,9 @@ class Prediction:
             "alternatives": [[name, round(p, 6)] for name, p in self.alternatives],
             "truncated": self.truncated,
             "nearest_similarity": round(self.nearest_similarity, 6),
+            "windows": self.windows,
+            "window": self.window,
+            "span": list(self.span) if self.span is not None else None,
         }
 
 
@@ -95,7 +120,12 @@ class IntentClassifier:
         return self.info.version
 
     def predict(self, texts: Sequence[str], top_k: int = 3, batch_size: int = 64) -> list[Prediction]:
-        """Classify ``texts``; raises :class:`InvalidInputError` if any is empty or not a string."""
+        """Classify ``texts``: one :class:`Prediction` per text, in order, with the ``top_k`` best intents.
+
+        A text longer than the model's window is classified window by window (see the module's
+        docstring) and predicted by its most confident window. Every window is run in batches of
+        at most ``batch_size``. Raises :class:`InvalidInputError` if any text is empty or not a string.
+        """
         if isinstance(texts, str):
             raise InvalidInputError("predict() takes a list of messages, not a single string")
         for i, text in enumerate(texts):
@@ -105,34 +135,67 @@ class IntentClassifier:
                 raise InvalidInputError(f"message {i} is empty")
         if not texts:
             return []
-        ids = self._tokenizer.encode(list(texts))
-        logits = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        texts = list(texts)
+        # Every text's first window, batched exactly as a text that fits is always read ...
+        ids = self._tokenizer.encode(texts)
+        logits, embeddings, similarities = self._run(ids, batch_size)
+        # ... then the further windows of those that fill it, in batches of their own, so that a
+        # long message leaves the results of its short batch-mates untouched.
+        long = [i for i, x in enumerate(ids) if self._tokenizer.was_truncated(x)]
+        windows = dict(zip(long, self._tokenizer.windows([texts[i] for i in long]), strict=True))
+        extra = [(i, w) for i in long for w in range(1, len(windows[i]))]
+        if extra:
+            more = self._run([windows[i][w].ids for i, w in extra], batch_size)
+            logits, embeddings, similarities = (
+                np.concatenate([a, b]) for a, b in zip((logits, embeddings, similarities), more, strict=True)
+            )
+        # Row r of the scores is text ``rows[r][0]``'s window ``rows[r][1]``.
+        rows = [(i, 0) for i in range(len(texts))] + extra
+        probs, nearest = self.scorer(logits, similarities)
+        # Each text's kept row: its first window, unless a further window's top intent is more probable.
+        kept = list(range(len(texts)))
+        best = probs.max(axis=1)
+        for r, (i, _) in enumerate(rows[len(texts) :], start=len(texts)):
+            if best[r] > best[kept[i]]:
+                kept[i] = r
+        k = max(1, min(top_k, len(self.labels)))
+        top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+        predictions = []
+        for i, text in enumerate(texts):
+            r = kept[i]
+            judged = windows.get(i, [])
+            chosen = judged[rows[r][1]] if len(judged) > 1 else None
+            predictions.append(
+                Prediction(
+                    text=text,
+                    intent=self.labels[top[r, 0]],
+                    confidence=float(probs[r, top[r, 0]]),
+                    alternatives=[(self.labels[j], float(probs[r, j])) for j in top[r]],
+                    truncated=len(judged) > 1 or len(text) > MAX_CHARS,
+                    nearest_similarity=float(nearest[r]),
+                    embedding=embeddings[r],
+                    windows=max(1, len(judged)),
+                    window=rows[r][1],
+                    span=(chosen.start, chosen.end) if chosen is not None else None,
+                )
+            )
+        return predictions
+
+    def _run(self, ids: list[list[int]], batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(logits, embeddings, similarities)``, one row per token-id list, batched by length."""
+        logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         embeddings: np.ndarray | None = None
         similarities: np.ndarray | None = None
         for batch in length_sorted_batches([len(x) for x in ids], batch_size):
             out_logits, out_embeddings, out_similarities = self._runner.run(*pad([ids[i] for i in batch]))
             if embeddings is None or similarities is None:
-                embeddings = np.zeros((len(texts), out_embeddings.shape[1]), dtype=np.float32)
-                similarities = np.zeros((len(texts), out_similarities.shape[1]), dtype=np.float32)
+                embeddings = np.zeros((len(ids), out_embeddings.shape[1]), dtype=np.float32)
+                similarities = np.zeros((len(ids), out_similarities.shape[1]), dtype=np.float32)
             logits[batch] = out_logits
             embeddings[batch] = out_embeddings
             similarities[batch] = out_similarities
         assert embeddings is not None and similarities is not None
-        probs, nearest = self.scorer(logits, similarities)
-        k = max(1, min(top_k, len(self.labels)))
-        top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
-        return [
-            Prediction(
-                text=text,
-                intent=self.labels[top[i, 0]],
-                confidence=float(probs[i, top[i, 0]]),
-                alternatives=[(self.labels[j], float(probs[i, j])) for j in top[i]],
-                truncated=self._tokenizer.was_truncated(ids[i]),
-                nearest_similarity=float(nearest[i]),
-                embedding=embeddings[i],
-            )
-            for i, text in enumerate(texts)
-        ]
+        return logits, embeddings, similarities
 
     def predict_one(self, text: str, top_k: int = 3) -> Prediction:
         return self.predict([text], top_k=top_k)[0]

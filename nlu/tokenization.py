@@ -2,12 +2,24 @@
 
 The Hugging Face tokenizer object mutates its Rust state (truncation, padding) on every call and
 raises "Already borrowed" when two threads share it. Here truncation is configured once and
-padding is done in NumPy, so ``encode`` only reads the tokenizer and can be called concurrently.
+padding is done in NumPy, so ``encode`` and ``windows`` only read their tokenizers and can be
+called concurrently.
+
+A message longer than the model's window of ``max_length`` tokens is not only read from its start:
+:meth:`TextEncoder.windows` cuts it into overlapping windows of ``max_length`` tokens (each with
+the special tokens), half a window apart, the last one ending where the text ends. At most
+:data:`MAX_WINDOWS` are kept; a longer text gets that many windows spread evenly from its start to
+its end, which still leaves no token unread up to ``MAX_WINDOWS`` windows' worth of text (8 x 126
+content tokens at 128, about what :data:`MAX_CHARS` characters of English make) and reads evenly
+spaced samples of anything longer (a text in a script of one token per character, say). A long
+message costs a model run per window: a 150-word message (2 windows) about twice what reading its
+first window alone cost, at most 8 times that at the cap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +27,29 @@ from tokenizers import Tokenizer
 
 from nlu.errors import ArtifactError
 
-#: Messages longer than this many characters are cut before tokenizing; the model reads at most
-#: ``max_length`` tokens anyway, and this keeps a 10 MB paste from costing seconds.
-MAX_CHARS = 2000
+#: Messages longer than this many characters are cut before tokenizing (as much as Teller keeps of
+#: a message, ``bot.core.MAX_TEXT``); this keeps a 10 MB paste from costing seconds.
+MAX_CHARS = 4000
+#: The most windows a long text is read in (see the module's docstring).
+MAX_WINDOWS = 8
+
+
+@dataclass(frozen=True)
+class Window:
+    """One stretch of a text that fits the model.
+
+    ``ids`` are its token ids with the special tokens ([CLS] ... [SEP]), at most ``max_length``;
+    ``start`` and ``end`` the character offsets in the text of its first and last token
+    (``text[start:end]`` is the stretch read).
+    """
+
+    ids: list[int]
+    start: int
+    end: int
 
 
 class TextEncoder:
-    """Turns texts into token ids, truncated to ``max_length`` tokens."""
+    """Turns texts into token ids, truncated to ``max_length`` tokens, or into windows of that many."""
 
     def __init__(self, tokenizer_file: str | Path, max_length: int = 128) -> None:
         try:
@@ -29,17 +57,74 @@ class TextEncoder:
         except Exception as exc:  # tokenizers raises a bare Exception on a bad file
             raise ArtifactError(f"{tokenizer_file}: cannot load tokenizer ({exc})") from None
         tokenizer.no_padding()
+        # A second tokenizer reads long texts whole (for ``windows``): truncation is configured per
+        # tokenizer object and must not be switched per call (see the module's docstring).
+        whole = Tokenizer.from_str(tokenizer.to_str())
+        whole.no_truncation()
         tokenizer.enable_truncation(max_length=max_length)
         self._tokenizer = tokenizer
+        self._whole = whole
         self.max_length = max_length
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids (with [CLS] and [SEP]) for each text."""
+        """Token ids (with [CLS] and [SEP]) for each text: its first ``max_length`` tokens."""
         encodings = self._tokenizer.encode_batch([t[:MAX_CHARS] for t in texts])
         return [e.ids for e in encodings]
 
     def was_truncated(self, ids: Sequence[int]) -> bool:
+        """Whether ``ids`` (from :meth:`encode`) fill the window, so the text may go on beyond it.
+
+        A text whose ids do not fill the window was read whole; one whose ids do may still fit
+        exactly, which :meth:`windows` tells (one window: nothing was left out).
+        """
         return len(ids) >= self.max_length
+
+    def windows(
+        self, texts: Sequence[str], stride: int | None = None, max_windows: int = MAX_WINDOWS
+    ) -> list[list[Window]]:
+        """Overlapping windows covering each text (its first :data:`MAX_CHARS` characters).
+
+        Each window holds at most ``max_length`` tokens, special tokens included. Consecutive windows
+        start ``stride`` content tokens apart (default: half a window) and the last ends with the
+        text's last token; a text that fits is one window, with the ids :meth:`encode` gives it.
+        With more than ``max_windows`` windows, ``max_windows`` are spread evenly from the first
+        to the last. Raises ``ValueError`` if ``stride`` or ``max_windows`` is below 1.
+        """
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, not {max_windows}")
+        if stride is not None and stride < 1:
+            raise ValueError(f"stride must be at least 1, not {stride}")
+        out: list[list[Window]] = []
+        encodings = self._whole.encode_batch([t[:MAX_CHARS] for t in texts])
+        for text, encoding in zip(texts, encodings, strict=True):
+            ids, offsets, special = encoding.ids, encoding.offsets, encoding.special_tokens_mask
+            content = [i for i, s in enumerate(special) if not s]
+            if not content:  # nothing but special tokens (whitespace): one window, as ``encode`` reads it
+                out.append([Window(list(ids[: self.max_length]), 0, len(text))])
+                continue
+            prefix, suffix = ids[: content[0]], ids[content[-1] + 1 :]
+            budget = self.max_length - len(prefix) - len(suffix)
+            if budget < 1:
+                raise ValueError(f"max_length {self.max_length} leaves no room between the special tokens")
+            step = max(1, budget // 2) if stride is None else stride
+            first, last = content[0], content[-1] + 1
+            n = last - first
+            last_start = max(0, n - budget)
+            starts = sorted({*range(0, last_start, step), last_start})
+            if len(starts) > max_windows:
+                starts = sorted(set(np.linspace(0, last_start, max_windows).round().astype(int).tolist()))
+            windows = []
+            for start in starts:
+                stop = min(n, start + budget)
+                windows.append(
+                    Window(
+                        [*prefix, *ids[first + start : first + stop], *suffix],
+                        offsets[first + start][0],
+                        offsets[first + stop - 1][1],
+                    )
+                )
+            out.append(windows)
+        return out
 
 
 def pad(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.storage import DeliveryState
 from nlu import IntentClassifier
 from tests.conftest import TOY_INTENTS, write_csv
 
@@ -180,3 +181,23 @@ def test_console_script_never_prints_a_traceback(teller_env: Path, tmp_path: Pat
         )
         assert proc.returncode == 2, (args, proc.stderr)
         assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_chat_in_the_terminal_goes_through_the_application_service(teller_env: Path) -> None:
+    from bot.assistant import open_store
+    from bot.settings import get_settings
+
+    typed = "my card still has not arrived\nwhat is the weather like on mars\n1\nquit\n"
+    result = runner.invoke(app, ["chat", "--debug"], input=typed)
+    assert result.exit_code == 0, result.stdout
+    assert result.stdout.count("teller> ") >= 2
+    store = open_store(get_settings())
+    try:
+        stored = [m for m in store.conversations.history(limit=100) if m.channel == "terminal"]
+        delivered = store.deliveries.states()
+    finally:
+        store.close()
+    customer = [m.text for m in stored if m.direction == "in"]
+    assert customer[:2] == ["my card still has not arrived", "what is the weather like on mars"]
+    replies = [m for m in stored if m.direction == "out"]
+    assert len(replies) == len(customer) and delivered[DeliveryState.DELIVERED] == len(replies)

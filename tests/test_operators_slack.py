@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.assistant import build_channels, build_core, build_dispatcher
+from bot.assistant import build_channels, build_core, build_service
 from bot.channels.slack import EVENTS_PATH, REVIEW_CHOOSE, REVIEW_WRONG, WRONG_ANSWER_VIEW
+from bot.choices import HANDOFF_CHOICE
 from bot.core import TellerCore
-from bot.dispatch import Dispatcher
 from bot.ops_desk import CLOSED_NOTICE
-from bot.policy import HANDOFF_CHOICE
+from bot.service import TellerService
 from bot.settings import get_settings
 from bot.web.app import create_app
 from tests import fake_slack as sl
@@ -40,7 +40,7 @@ class Stack:
     telegram: tg.FakeTelegram
     teller: str
     core: TellerCore
-    dispatcher: Dispatcher
+    service: TellerService
 
     def post(self, body: str, content_type: str) -> httpx.Response:
         response = httpx.post(
@@ -109,11 +109,11 @@ def stack(teller_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         get_settings.cache_clear()
         settings = get_settings()
         core = build_core(settings)
-        dispatcher = build_dispatcher(settings, core)
-        channels = build_channels(settings, core, dispatcher)
-        app = create_app(core, channels, owns_core=True, dispatcher=dispatcher)
+        service = build_service(settings, core)
+        channels = build_channels(settings, core, service)
+        app = create_app(core, channels, owns_core=True, service=service)
         with serve_in_thread(app) as teller:
-            yield Stack(slack, telegram, teller, core, dispatcher)
+            yield Stack(slack, telegram, teller, core, service)
 
 
 def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
@@ -151,7 +151,7 @@ def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptur
     press(stack, item_post, {**chooser, "selected_option": {"value": intent}})
     [update] = stack.slack.wait_for("chat.update", 1)
     assert update["ts"] == "9.0" and "by <@UOPS>" in update["text"] + json.dumps(update.get("blocks", ""))
-    [correction] = stack.dispatcher.ops.review.corrections()  # type: ignore[union-attr]
+    [correction] = stack.service.ops.review.corrections()  # type: ignore[union-attr]
     assert (correction.label, correction.author) == (intent, "slack:UOPS")
 
     # /teller flag by command: refused for a customer, filed for an operator.
@@ -176,7 +176,7 @@ def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptur
     kb = stack.core.policy.kb
     hits = kb.search("my new card still hasn't arrived", k=3)
     assert any(h.entry.answer == answer for h in hits)
-    kinds = {c.action for c in stack.dispatcher.ops.review.corrections()}  # type: ignore[union-attr]
+    kinds = {c.action for c in stack.service.ops.review.corrections()}  # type: ignore[union-attr]
     assert kinds == {"choose", "answer"}
 
 

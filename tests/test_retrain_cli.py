@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.assistant import build_core, build_dispatcher
+from bot.assistant import build_core, build_service
 from bot.core import Incoming
 from bot.operators import Actor
 from bot.settings import get_settings
@@ -34,15 +34,15 @@ def test_retrain_on_the_review_queue_and_the_given_corpus(
 ) -> None:
     settings = get_settings()
     core = build_core(settings)
-    dispatcher = build_dispatcher(settings, core)
-    assert dispatcher.ops is not None
+    service = build_service(settings, core)
+    assert service.ops is not None
     operator = Actor("cli", "tester")
     fixes = [(text, label) for label, texts in spare_messages(8).items() for text in texts]
     for i, (text, label) in enumerate(fixes):
-        reply = dispatcher.handle(Incoming("web", f"c{i}", f"c{i}", None, text))
-        item = dispatcher.ops.flag(reply.message_id, None, operator)
-        dispatcher.ops.review.choose(item.id, label, operator)
-    dispatcher.close()
+        reply = service.handle(Incoming("web", f"c{i}", f"c{i}", None, text))
+        item = service.ops.flag(reply.message_id, None, operator)
+        service.ops.review.choose(item.id, label, operator)
+    service.close()
     core.close()
     before = ModelRegistry(own_models).active_version()
 

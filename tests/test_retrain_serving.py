@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.assistant import build_core, build_dispatcher
+from bot.assistant import build_core, build_service
 from bot.core import Incoming, TellerCore
-from bot.dispatch import Dispatcher
 from bot.model_swap import ModelSwapper
 from bot.operators import Actor
 from bot.retraining import RetrainOutcome, RetrainRunner
+from bot.service import TellerService
 from bot.settings import get_settings
 from bot.web.app import create_app
 from nlu import ModelRegistry
@@ -43,15 +43,13 @@ def own_models(teller_env: Path, trained_models_dir: Path, monkeypatch: pytest.M
 
 
 @pytest.fixture()
-def served(own_models: Path) -> Iterator[tuple[str, TellerCore, Dispatcher]]:
+def served(own_models: Path) -> Iterator[tuple[str, TellerCore, TellerService]]:
     settings = get_settings()
     core = build_core(settings)
-    dispatcher = build_dispatcher(settings, core)
-    app = create_app(
-        core, (), owns_core=True, dispatcher=dispatcher, services=[ModelSwapper(settings, core, 0.2)]
-    )
+    service = build_service(settings, core)
+    app = create_app(core, (), owns_core=True, service=service, services=[ModelSwapper(settings, core, 0.2)])
     with serve_in_thread(app) as url:
-        yield url, core, dispatcher
+        yield url, core, service
 
 
 def spare_messages(per_intent: int = 15) -> dict[str, list[str]]:
@@ -67,27 +65,27 @@ def spare_messages(per_intent: int = 15) -> dict[str, list[str]]:
     return {label: texts[20:] for label, texts in found.items()}
 
 
-def correct(dispatcher: Dispatcher, core: TellerCore, labelled: list[tuple[str, str]]) -> None:
+def correct(service: TellerService, core: TellerCore, labelled: list[tuple[str, str]]) -> None:
     """Customers ask; an operator flags each answer and chooses the intent in the review queue."""
-    assert dispatcher.ops is not None
+    assert service.ops is not None
     for i, (text, label) in enumerate(labelled):
-        reply = dispatcher.handle(Incoming("web", f"c{i}", f"c{i}", None, text))
-        item = dispatcher.ops.flag(reply.message_id, "wrong intent", OPERATOR)
-        dispatcher.ops.review.choose(item.id, label, OPERATOR)
+        reply = service.handle(Incoming("web", f"c{i}", f"c{i}", None, text))
+        item = service.ops.flag(reply.message_id, "wrong intent", OPERATOR)
+        service.ops.review.choose(item.id, label, OPERATOR)
 
 
-def runner_for(dispatcher: Dispatcher, core: TellerCore, toy_csv: Path) -> RetrainRunner:
-    assert dispatcher.ops is not None and dispatcher.ops.retrainer is not None
+def runner_for(service: TellerService, core: TellerCore, toy_csv: Path) -> RetrainRunner:
+    assert service.ops is not None and service.ops.retrainer is not None
     settings = get_settings()
     swapper = ModelSwapper(settings, core)
     base: list[Example] = load_corpus([toy_csv]).examples
-    return RetrainRunner(settings, dispatcher.ops.review, swap=swapper.sync, base_corpus=base)
+    return RetrainRunner(settings, service.ops.review, swap=swapper.sync, base_corpus=base)
 
 
 def test_a_poisoned_retrain_is_refused_and_the_model_stays(
-    served: tuple[str, TellerCore, Dispatcher], toy_csv: Path, own_models: Path
+    served: tuple[str, TellerCore, TellerService], toy_csv: Path, own_models: Path
 ) -> None:
-    url, core, dispatcher = served
+    url, core, service = served
     before = httpx.get(f"{url}/healthz").json()["model"]
     victim, other = TOY_INTENTS[0], TOY_INTENTS[1]
     # Every message of one intent an operator sees is relabelled, outside the frozen set (a text
@@ -95,9 +93,9 @@ def test_a_poisoned_retrain_is_refused_and_the_model_stays(
     frozen = {e.text for e in read_dev_split(ModelRegistry(own_models).active_path())}
     toy = [e for e in load_corpus([toy_csv]).examples if e.label == victim and e.text not in frozen]
     poison = [(e.text, other) for e in toy] + [(t, other) for t in spare_messages()[victim]]
-    correct(dispatcher, core, poison)
+    correct(service, core, poison)
 
-    outcome = runner_for(dispatcher, core, toy_csv).run()
+    outcome = runner_for(service, core, toy_csv).run()
 
     assert not outcome.promoted and outcome.error is None, outcome.message
     assert (
@@ -110,7 +108,7 @@ def test_a_poisoned_retrain_is_refused_and_the_model_stays(
 
 
 def test_kb_changes_from_a_terminal_reach_the_running_server(
-    served: tuple[str, TellerCore, Dispatcher], tmp_path: Path
+    served: tuple[str, TellerCore, TellerService], tmp_path: Path
 ) -> None:
     from tests.test_cli import run
 
@@ -133,7 +131,7 @@ def test_kb_changes_from_a_terminal_reach_the_running_server(
 
 
 def test_the_server_refits_its_thresholds_when_the_kb_changes(
-    served: tuple[str, TellerCore, Dispatcher],
+    served: tuple[str, TellerCore, TellerService],
 ) -> None:
     """The knowledge base's thresholds follow every change, in the background, without a restart."""
     from bot.assistant import KB_CALIBRATION_FILE
@@ -163,14 +161,14 @@ def test_the_server_refits_its_thresholds_when_the_kb_changes(
 
 
 def test_a_good_retrain_is_promoted_and_served_without_a_restart(
-    served: tuple[str, TellerCore, Dispatcher], toy_csv: Path, own_models: Path
+    served: tuple[str, TellerCore, TellerService], toy_csv: Path, own_models: Path
 ) -> None:
-    url, core, dispatcher = served
+    url, core, service = served
     before = httpx.get(f"{url}/healthz").json()["model"]
     fixes = [(text, label) for label, texts in spare_messages().items() for text in texts]
-    correct(dispatcher, core, fixes)
-    runner = runner_for(dispatcher, core, toy_csv)
-    review = dispatcher.ops.review  # type: ignore[union-attr]
+    correct(service, core, fixes)
+    runner = runner_for(service, core, toy_csv)
+    review = service.ops.review  # type: ignore[union-attr]
     assert len(review.corrections(accepted_only=False)) == len(fixes)
     # Near-identical messages are one item: the newer correction supersedes the older.
     assert len(fixes) - 2 <= len(runner.corrections()) <= len(fixes)

@@ -21,6 +21,8 @@ from bot.storage import (
     Clock,
     CorrectionAction,
     Database,
+    DeliveryKind,
+    DeliveryState,
     Direction,
     DuplicateMessage,
     HandoffStatus,
@@ -428,3 +430,35 @@ def test_the_store_bench_measures_an_empty_database_and_refuses_a_used_one(url: 
     assert Store(url).conversations.count() == 2 * result.exchanges
     with pytest.raises(InputError, match="holds messages"):
         bench_store(url, seconds=1)
+
+
+def test_deliveries_record_pending_then_delivered_or_failed_and_failures_reach_review(store: Store) -> None:
+    _, first = exchange(store, "my card has not arrived")
+    _, second = exchange(store, "what is the fee for a transfer abroad")
+    pending = store.deliveries.begin(first.id, DeliveryKind.REPLY, "slack", "D1:1.0")
+    assert (pending.state, pending.attempts, pending.platform_ids) == (DeliveryState.PENDING, 0, ())
+    delivered = store.deliveries.delivered(first.id, ["D1:2.0", "D1:2.1"], attempts=3)
+    assert (delivered.state, delivered.parts, delivered.platform_ids, delivered.attempts) == (
+        DeliveryState.DELIVERED,
+        2,
+        ("D1:2.0", "D1:2.1"),
+        3,
+    )
+    # Beginning again (a redelivery) leaves a delivered message delivered.
+    again = store.deliveries.begin(first.id, DeliveryKind.REPLY, "slack", "D1:1.0")
+    assert again.state == DeliveryState.DELIVERED and again.platform_ids == delivered.platform_ids
+    store.deliveries.begin(second.id, DeliveryKind.REPLY, "telegram", "42")
+    failed = store.deliveries.failed(second.id, "Forbidden: bot was blocked by the user" * 30, 1, [])
+    assert failed.state == DeliveryState.FAILED and failed.reason and len(failed.reason) == 500
+    assert store.deliveries.states() == {
+        DeliveryState.PENDING: 0,
+        DeliveryState.DELIVERED: 1,
+        DeliveryState.FAILED: 1,
+    }
+    assert [d.message_id for d in store.deliveries.recent(DeliveryState.FAILED)] == [second.id]
+    candidates = store.review.candidates(0.0, reply_id=second.id)
+    assert [c.reason for c in candidates] == [ReviewReason.UNDELIVERED]
+    assert not [
+        c for c in store.review.candidates(0.0, reply_id=first.id) if c.reason == ReviewReason.UNDELIVERED
+    ]
+    assert store.counts().deliveries == 2

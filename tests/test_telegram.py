@@ -3,22 +3,154 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+import shutil
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from bot.assistant import build_core
+from bot.assistant import build_core, build_service
 from bot.channels.telegram import HELP, NOT_TEXT, SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
 from bot.core import TellerCore
-from bot.settings import get_settings
-from bot.storage import Database
+from bot.service import TellerService
+from bot.settings import Settings, get_settings
+from bot.storage import Database, DeliveryState
 from bot.web.app import create_app
 from tests import fake_telegram as tg
 from tests.servers import serve_in_thread
 
 TOKEN = "123456:TEST-TOKEN"
+
+
+# ------------------------------------------------------------------------------------ harness
+# Shared by test_telegram_dialect.py and test_telegram_delivery.py: one core and one running
+# channel per module (building a core takes seconds), against the fake Bot API.
+
+
+def module_settings(
+    tmp_path_factory: pytest.TempPathFactory,
+    home_template: Path,
+    trained_models_dir: Path,
+    embedder_cache: Path,
+) -> Settings:
+    """Settings for a fresh copy of the template TELLER_HOME (what ``teller_env`` gives a test)."""
+    home = tmp_path_factory.mktemp("telegram") / "home"
+    shutil.copytree(home_template, home)
+    values: dict[str, Any] = {
+        "TELLER_HOME": home,
+        "TELLER_MODELS": trained_models_dir,
+        "TELLER_CACHE": embedder_cache,
+        "_env_file": None,  # not the working directory's .env
+    }
+    return Settings(**values)
+
+
+class _Errors(logging.Handler):
+    """The channel's error records (a handler that failed, a delivery that did not arrive)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class Stack:
+    """A running channel (its event loop in a background thread) and the fake it talks to."""
+
+    api: tg.FakeTelegram
+    core: TellerCore
+    service: TellerService
+    channel: TelegramChannel
+    errors: _Errors
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(100))
+
+    def uid(self) -> int:
+        """A fresh update (and message) id: getUpdates never returns ids below its offset."""
+        return next(self._ids)
+
+    def push(self, *updates: dict[str, Any]) -> None:
+        self.api.push(*updates)
+
+    def to(self, chat_id: int) -> list[dict[str, Any]]:
+        """Messages delivered to ``chat_id``."""
+        return [m for m in self.api.sent() if str(m["chat_id"]) == str(chat_id)]
+
+    def replies(self, chat_id: int, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(found := self.to(chat_id)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} messages to {chat_id}, got {found}")
+            time.sleep(0.02)
+        return found
+
+    def settle(self, seconds: float = 0.3) -> None:
+        """Give a reply that should not come the time to come (before asserting it did not)."""
+        time.sleep(seconds)
+
+    def until(self, check: Any, timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while not (value := check()):
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out")
+            time.sleep(0.02)
+        return value
+
+
+@contextmanager
+def running_stack(
+    api: tg.FakeTelegram, api_url: str, core: TellerCore, service: TellerService, **options: Any
+) -> Iterator[Stack]:
+    """``TelegramChannel`` polling the fake, started on an event loop of its own thread."""
+    channel = TelegramChannel(core, TOKEN, api_url=api_url, poll_timeout=1, service=service, **options)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="telegram-loop", daemon=True)
+    thread.start()
+    errors = _Errors()
+    logging.getLogger("bot.channels.telegram").addHandler(errors)
+    try:
+        asyncio.run_coroutine_threadsafe(channel.start(), loop).result(30)
+        try:
+            yield Stack(api, core, service, channel, errors)
+        finally:
+            asyncio.run_coroutine_threadsafe(channel.stop(), loop).result(60)
+    finally:
+        logging.getLogger("bot.channels.telegram").removeHandler(errors)
+        asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@contextmanager
+def telegram_stack(settings: Settings, api: tg.FakeTelegram | None = None, **options: Any) -> Iterator[Stack]:
+    """A core and the full service (review queue, deliveries) for ``settings``, a fake Bot API and
+    a running channel."""
+    api = api or tg.FakeTelegram()
+    core = build_core(settings)
+    service = build_service(settings, core)
+    try:
+        with (
+            serve_in_thread(api.app) as url,
+            running_stack(api, f"{url}/bot", core, service, **options) as stack,
+        ):
+            yield stack
+    finally:
+        service.close()
+        core.close()
+
+
+# ------------------------------------------------------------------------------------ tests
 
 
 @pytest.fixture()
@@ -79,6 +211,8 @@ def test_polling_conversation(fake: tuple[tg.FakeTelegram, str], core: TellerCor
     routes = [m.route for m in core.store.conversations.history() if m.direction == "out"]
     assert routes == ["faq", "handoff"]
     assert all(m.channel == "telegram" for m in core.store.conversations.history())
+    # Both stored replies were delivered and recorded so (help and "text only" are not stored).
+    assert core.store.deliveries.states()[DeliveryState.DELIVERED] == 2
 
 
 def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core: TellerCore) -> None:

@@ -1,16 +1,25 @@
-"""Talking to Teller from the terminal: ``ask`` (one message or a file) and ``chat``."""
+"""Talking to Teller from the terminal: ``ask`` (the policy's decision on one message or a file,
+nothing stored: for trying a model) and ``chat`` (a conversation through the application service,
+like any channel)."""
 
 from __future__ import annotations
 
+import getpass
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from bot.choices import Choice
 from bot.cli.app import EncodingOpt, JsonOpt, ModelOpt, app, emit_json, out
+from bot.core import Incoming, Outgoing
 from bot.errors import InputError
-from bot.policy import HANDOFF_CHOICE, AnswerPolicy, Choice, Decision, Route, Signals
+from bot.policy import Decision, Route, Signals
 from bot.settings import get_settings
+
+#: The terminal's channel name in the store.
+TERMINAL = "terminal"
 
 
 def _record(signals: Signals, decision: Decision) -> dict[str, Any]:
@@ -64,55 +73,72 @@ def ask(
             )
 
 
-def _show(decision: Decision) -> None:
-    out.print(f"teller> {decision.answer}", highlight=False)
-    options = [c for c in decision.choices if not c.value.startswith("feedback:")]
-    for number, choice in enumerate(options, start=1):
-        out.print(f"        [{number}] {choice.label}", highlight=False)
+class TerminalTransport:
+    """The terminal as a channel: a reply is printed with its choices numbered (feedback buttons
+    are left out); what is typed next may be one of those numbers."""
 
+    name = TERMINAL
 
-def _choose(policy: AnswerPolicy, choice: Choice) -> Decision | None:
-    if choice.value.startswith("intent:"):
-        return policy.answer_for_intent(choice.value.removeprefix("intent:"))
-    if choice.value == HANDOFF_CHOICE:
-        out.print(
-            "teller> In the terminal there is nobody to hand you to; on Slack, Telegram or the web chat "
-            "an operator would take over here.",
-            highlight=False,
-        )
-    return None
+    def __init__(self, debug: bool = False) -> None:
+        self.debug = debug
+        self.options: list[Choice] = []
+        self.posted = 0
+
+    def parts(self, address: str, outgoing: Outgoing) -> list[Outgoing]:
+        return [outgoing]
+
+    def post(self, address: str, part: Outgoing) -> str:
+        out.print(f"teller> {part.text}", highlight=False)
+        self.options = [c for c in part.choices if not c.is_feedback]
+        for number, choice in enumerate(self.options, start=1):
+            out.print(f"        [{number}] {choice.label}", highlight=False)
+        if self.debug:
+            detail = f"{part.route}" + (
+                f" {part.intent} {part.confidence:.2f}" if part.intent and part.confidence else ""
+            )
+            out.print(f"        [dim]{detail}{' ' + part.kb_id if part.kb_id else ''}[/dim]", highlight=False)
+        self.posted += 1
+        return f"{address}:{self.posted}"
 
 
 @app.command()
 def chat(
     version: ModelOpt = None, debug: Annotated[bool, typer.Option(help="Show route and reason.")] = False
 ) -> None:
-    """Chat with Teller in the terminal; type quit or press Ctrl-D to leave."""
-    from bot.assistant import build_policy
+    """Chat with Teller in the terminal, as a customer would on any channel (stored, channel
+    ``terminal``); type quit or press Ctrl-D to leave. ``--version`` talks to another model than
+    the active one."""
+    from bot.assistant import build_core, build_service
 
-    policy = build_policy(get_settings(), version)
-    out.print(f"Teller (model {policy.classifier.version}). Type a message; 'quit' or Ctrl-D to leave.")
-    options: list[Choice] = []
-    while True:
-        try:
-            line = input("you> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            out.print()
-            return
-        if line.lower() in {"quit", "exit"}:
-            return
-        if not line:
-            continue
-        if line.isdigit() and 1 <= int(line) <= len(options):
-            decision = _choose(policy, options[int(line) - 1])
-            options = []
-            if decision is None:
+    settings = get_settings()
+    core = build_core(settings, version)
+    service = build_service(settings, core)
+    transport = TerminalTransport(debug)
+    conversation = f"session-{secrets.token_hex(4)}"
+    user = getpass.getuser()
+    out.print(f"Teller (model {core.policy.classifier.version}). Type a message; 'quit' or Ctrl-D to leave.")
+    try:
+        while True:
+            try:
+                line = input("you> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                out.print()
+                return
+            if line.lower() in {"quit", "exit"}:
+                return
+            if not line:
                 continue
-        else:
-            decision = policy.answer(line)
-        _show(decision)
-        if debug:
-            out.print(f"        [dim]{decision.route.value}: {decision.reason}[/dim]", highlight=False)
-        options = [c for c in decision.choices if not c.value.startswith("feedback:")]
-        if decision.route is Route.SMALLTALK and "bye" in line.lower():
-            return
+            options = transport.options
+            text = options[int(line) - 1].value if line.isdigit() and 1 <= int(line) <= len(options) else line
+            try:
+                reply = service.message(Incoming(TERMINAL, conversation, user, None, text), transport)
+            except InputError as exc:
+                out.print(f"teller> {exc}", highlight=False)
+                continue
+            if reply.route == Route.HANDOFF.value and service.ops is not None and service.ops.board is None:
+                out.print("        [dim](no ops channel is configured: nobody takes over here)[/dim]")
+            if reply.route == Route.SMALLTALK.value and "bye" in line.lower():
+                return
+    finally:
+        service.close()
+        core.close()

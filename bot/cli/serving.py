@@ -30,7 +30,7 @@ def serve(
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from bot.assistant import build_channels, build_core, build_dispatcher
+    from bot.assistant import build_channels, build_core, build_service
     from bot.model_swap import ModelSwapper
     from bot.web.app import create_app
 
@@ -44,10 +44,10 @@ def serve(
         threading.Thread(target=core.policy.language.warm_up, name="teller-language", daemon=True).start()
     # One swapper: it watches the registry, and a retrain started from Slack promotes through it.
     swapper = ModelSwapper(settings, core)
-    dispatcher = build_dispatcher(settings, core, swapper)
-    channels = build_channels(settings, core, dispatcher)
+    service = build_service(settings, core, swapper)
+    channels = build_channels(settings, core, service)
     # A model promoted or rolled back while serving is picked up within seconds, without a restart.
-    application = create_app(core, channels, owns_core=True, services=[swapper], dispatcher=dispatcher)
+    application = create_app(core, channels, owns_core=True, services=[swapper], service=service)
     host, port = host or settings.host, port or settings.port
     names = ", ".join(["web chat", *(c.name for c in channels)])
     err.print(

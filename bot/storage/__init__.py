@@ -10,6 +10,7 @@
     ├── InterviewRepository     positioning interviews and every brief written for them
     ├── DeploymentRepository    settings every replica follows (the active model)
     ├── KnowledgeLogRepository  the knowledge base's change log (replicas follow it)
+    ├── DeliveryRepository      delivery state of every message pushed to a platform
     └── JobRepository           work for ``teller worker`` (retrains)
 
 :class:`Store` opens the database and builds the repositories once; everything else takes the
@@ -32,6 +33,7 @@ from sqlalchemy.engine import URL
 from bot.storage import schema
 from bot.storage.conversations import ConversationRepository, new_id
 from bot.storage.database import Clock, Database, database_url
+from bot.storage.deliveries import DeliveryRepository
 from bot.storage.deployment import DeploymentRepository
 from bot.storage.errors import DuplicateMessage, StoreError
 from bot.storage.feedback import FeedbackRepository
@@ -44,6 +46,9 @@ from bot.storage.records import (
     Correction,
     CorrectionAction,
     Counts,
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
     Direction,
     Exchange,
     Feedback,
@@ -77,6 +82,10 @@ __all__ = [
     "CorrectionAction",
     "Counts",
     "Database",
+    "Delivery",
+    "DeliveryKind",
+    "DeliveryRepository",
+    "DeliveryState",
     "DeploymentRepository",
     "Direction",
     "DuplicateMessage",
@@ -131,6 +140,7 @@ class Store:
         self.deployment = DeploymentRepository(self.database)
         self.kb_log = KnowledgeLogRepository(self.database)
         self.jobs = JobRepository(self.database)
+        self.deliveries = DeliveryRepository(self.database)
 
     def counts(self) -> Counts:
         """How many rows each kind of data has."""
@@ -144,6 +154,7 @@ class Store:
             "handoffs": schema.handoffs,
             "interviews": schema.interviews,
             "briefs": schema.briefs,
+            "deliveries": schema.deliveries,
         }
         query = select(
             *(select(func.count()).select_from(t).scalar_subquery().label(n) for n, t in tables.items())

@@ -95,6 +95,7 @@ class ConversationRepository:
                 "model_version": exchange.model_version,
                 "latency_ms": exchange.latency_ms,
                 "choices": _choices_json(exchange.choices),
+                "reason": exchange.reason,
                 "created_at": clock.now(),
             }
             try:
@@ -285,4 +286,5 @@ def message_from_row(row: dict[str, Any]) -> StoredMessage:
         latency_ms=row.get("latency_ms"),
         choices=choices,
         author=row.get("author"),
+        reason=row.get("reason"),
     )

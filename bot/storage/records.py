@@ -42,6 +42,8 @@ class ReviewReason(StrEnum):
     HANDOFF = "handoff"
     CLARIFY = "clarify"
     LOW_CONFIDENCE = "low_confidence"
+    #: The platform finally refused the reply (after retries): the customer never saw it.
+    UNDELIVERED = "undelivered"
 
 
 class CorrectionAction(StrEnum):
@@ -84,6 +86,8 @@ class NewExchange:
     latency_ms: float | None = None
     #: The buttons offered with the reply, as ``(label, value)`` pairs.
     choices: tuple[tuple[str, str], ...] = ()
+    #: Why the policy answered so (its rule and numbers; no customer text).
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class StoredMessage:
     choices: tuple[tuple[str, str], ...] = ()
     #: Who wrote a relayed reply (``"slack:U123"``); None for Teller's own replies and customers.
     author: str | None = None
+    #: Why the policy gave a reply (None for customers' messages and relays).
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +311,7 @@ class Counts:
     handoffs: int = 0
     interviews: int = 0
     briefs: int = 0
+    deliveries: int = 0
 
 
 class KbChangeKind(StrEnum):
@@ -348,3 +355,42 @@ class Job:
     result: dict[str, Any] | None = None
     started_at: str | None = None
     finished_at: str | None = None
+
+
+class DeliveryState(StrEnum):
+    """Where an outgoing message stands with its platform."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class DeliveryKind(StrEnum):
+    """What an outgoing message is: Teller's reply, an operator's relayed words, or a notice."""
+
+    REPLY = "reply"
+    RELAY = "relay"
+    NOTICE = "notice"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outgoing message's delivery: ``parts`` platform messages it was split into, their
+    ``platform_ids``, the ``attempts`` made (retries included) and, when it failed, the platform's
+    ``reason``."""
+
+    message_id: str
+    kind: DeliveryKind
+    channel: str
+    address: str
+    state: DeliveryState
+    attempts: int
+    parts: int
+    platform_ids: tuple[str, ...]
+    reason: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def delivered(self) -> bool:
+        return self.state == DeliveryState.DELIVERED

@@ -48,8 +48,8 @@ class ReviewRepository:
         self, low_confidence: float, since: str | None = None, reply_id: str | None = None
     ) -> list[ReviewCandidate]:
         """Replies that belong in the review queue and are not filed there yet for that reason: marked
-        not helpful, flagged, handoffs, clarify turns, intent answers below ``low_confidence``
-        (a probability in [0, 1]). Oldest first.
+        not helpful, flagged, undelivered (the platform refused them), handoffs, clarify turns,
+        intent answers below ``low_confidence`` (a probability in [0, 1]). Oldest first.
 
         ``since`` (ISO time) is compared with the reply's time, or the feedback's or flag's.
         """
@@ -58,6 +58,9 @@ class ReviewRepository:
             " AND f.created_at >= :since" if since else ""
         )
         flags = "FROM flags g WHERE g.message_id = o.id" + (" AND g.created_at >= :since" if since else "")
+        undelivered = "FROM deliveries d WHERE d.message_id = o.id AND d.state = 'failed'" + (
+            " AND d.updated_at >= :since" if since else ""
+        )
         reasons = [
             (ReviewReason.HANDOFF, "o.route = 'handoff'" + since_reply, "o.created_at"),
             (ReviewReason.CLARIFY, "o.route = 'clarify'" + since_reply, "o.created_at"),
@@ -72,6 +75,11 @@ class ReviewRepository:
                 f"(SELECT min(f.created_at) {feedback})",
             ),
             (ReviewReason.FLAGGED, f"EXISTS (SELECT 1 {flags})", f"(SELECT min(g.created_at) {flags})"),
+            (
+                ReviewReason.UNDELIVERED,
+                f"EXISTS (SELECT 1 {undelivered})",
+                f"(SELECT min(d.updated_at) {undelivered})",
+            ),
         ]
         parts = [
             "SELECT o.id AS reply_id, i.id AS message_id, o.conversation_id AS conversation_id, "

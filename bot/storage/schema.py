@@ -45,6 +45,8 @@ messages = Table(
     Column("choices", Text),
     Column("created_at", Text),
     Column("author", Text),
+    #: Why the reply was given (the policy's reason; no customer text in it).
+    Column("reason", Text),
     Index("idx_messages_conversation_id_created_at", "conversation_id", "created_at"),
     # One stored copy of each platform message, however often (and to whichever replica) it comes.
     Index(
@@ -234,4 +236,23 @@ briefs = Table(
     Column("score", Text, nullable=False),
     Column("written_at", Text, nullable=False),
     Index("idx_briefs_interview_id_id", "interview_id", "id"),
+)
+
+#: Every message Teller pushes to a platform and how its delivery went (pending, delivered, failed).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("parts", Integer, nullable=False, server_default=text("0")),
+    #: JSON list of the platform's ids of the parts sent (``chat:message`` / ``channel:ts``).
+    Column("platform_ids", Text),
+    Column("reason", Text),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    Index("idx_deliveries_state_updated_at", "state", "updated_at"),
 )

@@ -16,10 +16,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 
 from bot.channels import Channel, Service
+from bot.choices import ChoiceKind
 from bot.core import Incoming, Outgoing, TellerCore
-from bot.dispatch import Dispatcher
 from bot.errors import InputError, TellerError
 from bot.ops_desk import CLOSED_NOTICE
+from bot.service import TellerService
 from bot.storage import HUMAN_ROUTE, Direction, StoreError
 from bot.text import clean, has_surrogates
 
@@ -115,8 +116,13 @@ class MessageIn(BaseModel):
 
 
 class ChoiceOut(BaseModel):
+    """A button: ``value`` is what to send back as the message's text (or, for ``kind``
+    ``feedback``, ``helpful`` is what to post to ``/api/feedback``)."""
+
     label: str
     value: str
+    kind: ChoiceKind
+    helpful: bool | None = None
 
 
 class MessageOut(BaseModel):
@@ -148,7 +154,9 @@ class FeedbackOut(BaseModel):
 def message_out(reply: Outgoing) -> MessageOut:
     return MessageOut(
         reply=reply.text,
-        choices=[ChoiceOut(label=c.label, value=c.value) for c in reply.choices],
+        choices=[
+            ChoiceOut(label=c.label, value=c.value, kind=c.kind, helpful=c.helpful) for c in reply.choices
+        ],
         route=reply.route,
         intent=reply.intent,
         message_id=reply.message_id,
@@ -160,14 +168,14 @@ def create_app(
     channels: Sequence[Channel] = (),
     owns_core: bool = False,
     services: Sequence[Service] = (),
-    dispatcher: Dispatcher | None = None,
+    service: TellerService | None = None,
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper) and then
     ``channels`` start and stop with it; channels may add routes.
 
     With ``owns_core``, shutting the application down also closes the core (and its database).
     """
-    dispatch = dispatcher or Dispatcher(core)
+    dispatch = service or TellerService(core)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

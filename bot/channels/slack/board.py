@@ -1,0 +1,65 @@
+"""The ops board: handoff threads, review items and Teller's notices in the Slack ops channel.
+
+Implements :class:`bot.ops_desk.OpsBoard`; rendering only. Posts go through the channel's Web API
+client, which retries rate limits and server errors (:func:`bot.channels.slack.transport.web_client`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from slack_sdk import WebClient
+
+from bot.channels.slack.blocks import SECTIONS_PER_MESSAGE, handoff_blocks, review_blocks, sections
+from bot.channels.slack.text import escape
+
+if TYPE_CHECKING:
+    from bot.storage import Handoff, ReviewItem, StoredMessage
+
+
+class SlackOpsBoard:
+    """The ops channel ``ops_channel`` as the operators' board."""
+
+    def __init__(self, client: WebClient, ops_channel: str | None) -> None:
+        self.client = client
+        self.ops_channel = ops_channel
+
+    def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
+        posted = self.client.chat_postMessage(
+            channel=self.ops_channel or "",
+            text=f"Handoff: a {handoff.channel} customer needs a person",
+            blocks=handoff_blocks(handoff, transcript),
+        )
+        return str(posted["ts"])
+
+    def post_in_thread(self, handoff: Handoff, text: str) -> None:
+        """The customer's words (escaped: they ping nobody), split over several posts if long."""
+        self._thread(handoff, text, "*Customer:* ")
+
+    def warn_in_thread(self, handoff: Handoff, text: str) -> None:
+        self._thread(handoff, text, ":warning: ")
+
+    def _thread(self, handoff: Handoff, text: str, prefix: str) -> None:
+        blocks = sections(text, prefix)
+        for start in range(0, len(blocks), SECTIONS_PER_MESSAGE):
+            group = blocks[start : start + SECTIONS_PER_MESSAGE]
+            self.client.chat_postMessage(
+                channel=handoff.ops_channel or self.ops_channel or "",
+                thread_ts=handoff.thread_ts,
+                text="\n\n".join(b["text"]["text"] for b in group),
+                blocks=group,
+            )
+
+    def post_review(self, item: ReviewItem, labels: list[str]) -> None:
+        self.client.chat_postMessage(
+            channel=self.ops_channel or "",
+            text=f"Review item #{item.id}: {escape(item.text[:100])}",
+            blocks=review_blocks(item, labels),
+        )
+
+    def announce(self, text: str) -> str:
+        posted = self.client.chat_postMessage(channel=self.ops_channel or "", text=text)
+        return str(posted["ts"])
+
+    def amend(self, message_ref: str, text: str) -> None:
+        self.client.chat_update(channel=self.ops_channel or "", ts=message_ref, text=text)

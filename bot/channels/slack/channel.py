@@ -1,0 +1,129 @@
+"""The Slack channel: slack-bolt in HTTP mode on Teller's server (``POST /slack/events``) or in
+Socket Mode, wired from its parts.
+
+Direct messages and mentions are answered in a thread; choices and feedback are Block Kit buttons;
+``/teller`` is the slash command. Bolt verifies signatures, acknowledges within Slack's 3 seconds
+and runs the listeners afterwards in its thread pool. A product manager's interview runs in their
+DM: its prompts come from the service like any reply, with buttons, checkboxes, a progress line
+and the brief's files.
+
+::
+
+    SlackChannel            lifecycle, HTTP route, Bolt app and its middleware
+    ├── middleware          well-formed payloads, people only, first delivery (run once per request)
+    ├── CustomerListeners   DMs, mentions, choice/feedback buttons, interview checkboxes
+    ├── OperatorListeners   handoff thread replies, flag reactions, review buttons and modal, close
+    ├── SlashCommands       /teller help|interview|brief|flag|review|retrain
+    ├── SlackOpsBoard       the ops channel (handoff threads, review items, notices)
+    └── SlackTransport      replies out: blocks split at Slack's limits, errors mapped for the courier
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+from slack_bolt import App
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk.signature import SignatureVerifier
+
+from bot.channels.slack.board import SlackOpsBoard
+from bot.channels.slack.commands import SlashCommands
+from bot.channels.slack.listeners import CustomerListeners, OperatorListeners
+from bot.channels.slack.middleware import FirstDelivery, people_only, problem, refusal, well_formed
+from bot.channels.slack.transport import CHANNEL, SlackTransport, web_client
+from bot.core import TellerCore
+from bot.service import TellerService
+
+if TYPE_CHECKING:
+    from bot.positioning_desk import PositioningDesk
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+
+
+class SlackChannel:
+    """HTTP mode with ``bot_token`` + ``signing_secret``; Socket Mode with ``app_token``."""
+
+    name = CHANNEL
+
+    def __init__(
+        self,
+        core: TellerCore,
+        bot_token: str | None,
+        signing_secret: str | None = None,
+        app_token: str | None = None,
+        api_url: str | None = None,
+        desk: PositioningDesk | None = None,
+        service: TellerService | None = None,
+        ops_channel: str | None = None,
+        flag_emoji: str = "x",
+    ) -> None:
+        self.service = service or TellerService(core, desk)
+        self._owns_service = service is None
+        self.ops_channel = ops_channel
+        self.app_token = app_token
+        client = web_client(bot_token, api_url)
+        self.transport = SlackTransport(client)
+        self.board = SlackOpsBoard(client, ops_channel)
+        self.app = App(
+            client=client,
+            signing_secret=signing_secret,
+            process_before_response=False,
+            request_verification_enabled=signing_secret is not None,
+        )
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self.first_delivery = FirstDelivery()
+        self.app.use(well_formed)
+        self.app.use(people_only)
+        self.app.use(self.first_delivery.__call__)
+        operators = OperatorListeners(self.service, flag_emoji)
+        CustomerListeners(self.service, self.transport, ops_channel, operators).register(self.app)
+        operators.register(self.app)
+        self.commands = SlashCommands(self.service, self.transport, ops_channel)
+        self.commands.register(self.app)
+        self.app.error(self._on_error)
+        self._socket: Any = None
+
+    async def start(self) -> None:
+        if self.app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            self._socket = SocketModeHandler(self.app, self.app_token)
+            await asyncio.to_thread(self._socket.connect)
+        log.info("slack_started", extra={"fields": {"mode": "socket" if self.app_token else "http"}})
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await asyncio.to_thread(self._socket.close)
+        if self._owns_service:
+            self.service.close()
+        log.info("slack_stopped")
+
+    def router(self) -> APIRouter | None:
+        if self.app_token:
+            return None
+        router = APIRouter()
+
+        @router.post(EVENTS_PATH, include_in_schema=False)
+        async def events(request: Request) -> Response:
+            raw = await request.body()
+            bolt_request = to_bolt_request(request, raw)
+            if self._verifier is None or self._verifier.is_valid_request(raw, dict(request.headers)):
+                # Signed by Slack but not what Bolt can read: say so (Bolt would answer 500).
+                wrong = problem(bolt_request.body if isinstance(bolt_request.body, dict) else {})
+                if wrong is not None:
+                    return to_starlette_response(refusal(wrong))
+            # Bolt verifies the signature, acks, and hands the listener to its thread pool.
+            return to_starlette_response(await asyncio.to_thread(self.app.dispatch, bolt_request))
+
+        return router
+
+    def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        log.error(
+            "slack_listener_failed",
+            extra={"fields": {"error": repr(error)[:300], "type": body.get("type") if body else None}},
+        )

@@ -1,0 +1,323 @@
+"""Bolt listeners: Slack events and interactions translated into calls on the application service.
+
+:class:`CustomerListeners` (DMs, mentions, choice and feedback buttons, an interview's checkboxes)
+and :class:`OperatorListeners` (replies in handoff threads, the flag reaction, review-queue buttons
+and the wrong-answer modal, closing handoffs). Each listener reads the payload, calls
+:class:`bot.service.TellerService` and renders the outcome; a refusal (not an operator, an unknown
+id) is shown to that person only, by :func:`refusing`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.channels.slack.blocks import (
+    CHOICE_ACTION,
+    CHOICE_REF,
+    FEEDBACK_ACTION,
+    HANDOFF_CLOSE,
+    MULTI_PICK_ACTION,
+    MULTI_SUBMIT_ACTION,
+    REVIEW_CHOOSE,
+    REVIEW_CONFIRM,
+    REVIEW_WRONG,
+    WRONG_ANSWER_VIEW,
+    review_blocks,
+    sentence,
+    settled,
+    settled_note,
+    ticked,
+    wrong_answer_view,
+)
+from bot.channels.slack.text import readable
+from bot.channels.slack.transport import CHANNEL, SlackTransport
+from bot.core import Incoming
+from bot.errors import InputError, NotAuthorised
+from bot.operators import Actor
+from bot.service import TellerService
+
+log = logging.getLogger(__name__)
+
+_MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def refusing(listener: F) -> F:
+    """Show a refusal (:class:`NotAuthorised`, :class:`InputError`) to the person who acted, only
+    to them, instead of failing the listener."""
+
+    @functools.wraps(listener)
+    def run(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            listener(self, *args, **kwargs)
+        except (NotAuthorised, InputError) as exc:
+            body = kwargs.get("body") or {}
+            event = body.get("event") or {}
+            channel = (
+                body.get("channel", {}).get("id")
+                or event.get("channel")
+                or event.get("item", {}).get("channel", "")
+            )
+            user = body.get("user", {}).get("id") or event.get("user", "")
+            client: WebClient = kwargs["client"]
+            client.chat_postEphemeral(channel=channel, user=user, text=sentence(exc))
+
+    return run  # type: ignore[return-value]
+
+
+def settle(client: WebClient, channel: str, message: dict[str, Any], note: str) -> None:
+    """Replace a posted message's buttons by ``note`` (a choice made, an item settled)."""
+    if message.get("ts"):
+        client.chat_update(
+            channel=channel, ts=message["ts"], text=message.get("text", ""), blocks=settled(message, note)
+        )
+
+
+def actor(body: dict[str, Any]) -> Actor:
+    return Actor(CHANNEL, str(body.get("user", {}).get("id") or body.get("user_id") or ""))
+
+
+class CustomerListeners:
+    """Customers' (and product managers') messages and buttons."""
+
+    def __init__(
+        self,
+        service: TellerService,
+        transport: SlackTransport,
+        ops_channel: str | None,
+        operators: OperatorListeners,
+    ) -> None:
+        self.service = service
+        self.transport = transport
+        self.ops_channel = ops_channel
+        self.operators = operators
+
+    def register(self, app: App) -> None:
+        app.event("message")(self.on_message)
+        app.event("app_mention")(self.on_mention)
+        app.action(re.compile(f"^{CHOICE_ACTION}"))(self.on_choice)
+        app.action(re.compile(f"^{FEEDBACK_ACTION}"))(self.on_feedback)
+        app.action(MULTI_PICK_ACTION)(lambda ack: ack())  # ticking a box: wait for Submit
+        app.action(MULTI_SUBMIT_ACTION)(self.on_multi_submit)
+
+    def answer(
+        self,
+        client: WebClient,
+        channel: str,
+        thread: str,
+        user: str,
+        text: str,
+        message_id: str,
+        conversation: str,
+    ) -> None:
+        """Answer in the thread of the message (``thread``); unthreaded replies (an interview's next
+        question) go to the conversation itself."""
+        incoming = Incoming(CHANNEL, conversation, user, message_id, text)
+        try:
+            self.service.message(
+                incoming, self.transport, f"{channel}:{thread}", private=channel.startswith("D")
+            )
+        except InputError as exc:
+            client.chat_postMessage(channel=channel, thread_ts=thread, text=sentence(exc))
+
+    def on_message(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        if event.get("channel_type") != "im":
+            if event.get("thread_ts") and event.get("channel") == self.ops_channel:
+                self.operators.on_thread_reply(event=event, body=body, client=client)
+            return  # channel chatter is not a question for Teller
+        text = readable(event.get("text", "")).strip()
+        if text:  # a file without a caption says nothing to answer
+            self._event(event, client, text, event["channel"])
+
+    def on_mention(self, event: dict[str, Any], client: WebClient) -> None:
+        text = readable(_MENTION.sub("", event.get("text", ""))).strip()
+        self._event(event, client, text, f"{event['channel']}:{event.get('thread_ts') or event['ts']}")
+
+    def _event(self, event: dict[str, Any], client: WebClient, text: str, conversation: str) -> None:
+        thread = event.get("thread_ts") or event["ts"]
+        message_id = f"{event['channel']}:{event['ts']}"
+        self.answer(client, event["channel"], thread, event.get("user", ""), text, message_id, conversation)
+
+    def on_choice(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        message, channel = body.get("message", {}), body.get("channel", {}).get("id", "")
+        thread = message.get("thread_ts") or message.get("ts", "")
+        settle(client, channel, message, f"_{action.get('text', {}).get('text', 'Chosen')}_")
+        private = body.get("channel", {}).get("name") == "directmessage" or channel.startswith("D")
+        value = str(action.get("value", ""))
+        if value.startswith(CHOICE_REF):  # a value too long for a button: the stored reply has it
+            reply_id, _, index = value.removeprefix(CHOICE_REF).rpartition(":")
+            try:
+                value = self.service.choice_value(reply_id, int(index))
+            except (InputError, ValueError):
+                return
+        self.answer(
+            client,
+            channel,
+            thread,
+            body.get("user", {}).get("id", ""),
+            value,
+            f"action:{body.get('trigger_id') or action.get('action_ts')}",
+            channel if private else f"{channel}:{thread}",
+        )
+
+    def on_multi_submit(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        picked = ticked(body)
+        message, channel = body.get("message", {}), body.get("channel", {}).get("id", "")
+        if picked:
+            settle(client, channel, message, "_Submitted_")
+        self.answer(
+            client,
+            channel,
+            message.get("thread_ts") or message.get("ts", ""),
+            body.get("user", {}).get("id", ""),
+            action.get("value", "") + ",".join(picked),
+            f"action:{body.get('trigger_id') or action.get('action_ts')}",
+            channel,
+        )
+
+    def on_feedback(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        helpful = action.get("action_id", "").endswith("_yes")
+        try:
+            self.service.feedback(action.get("value", ""), helpful, None, body.get("user", {}).get("id"))
+        except InputError:
+            return
+        note = "Thanks for the feedback!" if helpful else "Thanks, we'll use this to improve."
+        settle(client, body.get("channel", {}).get("id", ""), body.get("message", {}), f"_{note}_")
+
+
+class OperatorListeners:
+    """Operators in the ops channel: thread replies, flags, review buttons, closing handoffs."""
+
+    def __init__(self, service: TellerService, flag_emoji: str) -> None:
+        self.service = service
+        self.flag_emoji = flag_emoji.strip(":")
+
+    def register(self, app: App) -> None:
+        app.action(re.compile("^teller_review_"))(self.on_review_action)
+        app.view(WRONG_ANSWER_VIEW)(self.on_wrong_answer)
+        app.action(HANDOFF_CLOSE)(self.on_handoff_close)
+        app.event("reaction_added")(self.on_reaction)
+
+    @refusing
+    def on_thread_reply(self, *, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        if self.service.ops is None:
+            return
+        self.service.operator_reply(
+            event["channel"],
+            event["thread_ts"],
+            Actor(CHANNEL, event.get("user", "")),
+            readable(event.get("text", "")),
+            f"{event['channel']}:{event['ts']}",
+        )
+
+    def on_reaction(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        item = event.get("item", {})
+        if (
+            self.service.ops is None
+            or event.get("reaction") != self.flag_emoji
+            or item.get("type") != "message"
+        ):
+            return
+        self._flag(event=event, body=body, client=client)
+
+    @refusing
+    def _flag(self, *, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        item = event.get("item", {})
+        self.service.flag_post(
+            CHANNEL, f"{item.get('channel')}:{item.get('ts')}", Actor(CHANNEL, event.get("user", ""))
+        )
+
+    def on_review_action(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        if self.service.ops is not None:
+            self._review(body=body, action=action, client=client)
+
+    @refusing
+    def _review(self, *, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        who = actor(body)
+        channel, message = body.get("channel", {}).get("id", ""), body.get("message", {})
+        action_id = action.get("action_id", "")
+        try:
+            item_id = int(action.get("value") or str(action.get("block_id", "")).rpartition(":")[2] or 0)
+        except ValueError:
+            raise InputError("that review item is not one of Teller's") from None
+        if action_id == REVIEW_WRONG:
+            item = self.service.item_to_correct(item_id, who)
+            client.views_open(
+                trigger_id=body.get("trigger_id", ""),
+                view=wrong_answer_view(item, channel, message.get("ts", "")),
+            )
+            return
+        if action_id == REVIEW_CONFIRM:
+            resolution = self.service.confirm(item_id, who)
+        elif action_id == REVIEW_CHOOSE:
+            resolution = self.service.choose(item_id, action.get("selected_option", {}).get("value", ""), who)
+        else:
+            resolution = self.service.ignore(item_id, who)
+        settle(client, channel, message, f"_{settled_note(resolution.item, who)}_")
+
+    def on_wrong_answer(
+        self, ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        who = actor(body)
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            item_id = int(meta.get("item", 0))
+        except (ValueError, TypeError, AttributeError):
+            ack(response_action="errors", errors={"answer": "This form is not one of Teller's."})
+            return
+        values = view.get("state", {}).get("values", {})
+        answer = values.get("answer", {}).get("answer", {}).get("value") or ""
+        if self.service.ops is None:
+            ack()
+            return
+        try:
+            resolution = self.service.wrong_answer(item_id, answer, who)
+        except (NotAuthorised, InputError) as exc:
+            ack(response_action="errors", errors={"answer": str(exc)[:150]})
+            return
+        ack()
+        item = resolution.item
+        original = {
+            "ts": meta.get("ts"),
+            "text": f"Review item #{item.id}",
+            "blocks": review_blocks(item, []),
+        }
+        settle(client, meta.get("channel", ""), original, f"_{settled_note(item, who)}_")
+
+    def on_handoff_close(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        if self.service.ops is not None:
+            self._close(body=body, action=action, client=client)
+
+    @refusing
+    def _close(self, *, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        who = actor(body)
+        self.service.close_handoff(action.get("value", ""), who)
+        settle(
+            client,
+            body.get("channel", {}).get("id", ""),
+            body.get("message", {}),
+            f"_Closed by <@{who.user_id}>_",
+        )

@@ -1,0 +1,123 @@
+"""Bolt middleware: what every Slack request goes through once, before any listener.
+
+In order (after Bolt's own signature check and self-event filter):
+
+1. :func:`well_formed`: a signed payload without the fields Bolt's listeners read (an event
+   callback without its ``event``, a button press without ``actions`` or ``user``, a slash command
+   without ``command``) gets a 400 with a clear message, not a 500 from deep inside a listener.
+   Some such payloads break Bolt's own middleware before any of ours runs, so the HTTP route
+   checks :func:`problem` too, once the signature is verified.
+2. :func:`people_only`: message events that are not a person's own words (any ``bot_id``, bot
+   messages, edits, deletions, joins) are acknowledged and dropped, so two bots never loop.
+3. :class:`FirstDelivery`: an event Slack delivers again (same ``event_id``, e.g. after a slow
+   acknowledgement) is acknowledged and dropped; the store's unique platform ids catch the rest
+   across replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from threading import Lock
+from typing import Any
+
+from slack_bolt import BoltResponse
+
+log = logging.getLogger(__name__)
+
+#: Message subtypes that are a person writing (with a file, or a thread reply sent to the channel);
+#: every other subtype (edits, deletions, joins, bot messages) is not a message for Teller.
+HUMAN_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
+#: Events whose text Teller reads (the others, reactions say, have no author text to filter on).
+MESSAGE_EVENTS = frozenset({"message", "app_mention"})
+
+
+def written_by_a_person(event: dict[str, Any]) -> bool:
+    """Whether a message event is a person's own message (not a bot's, Teller's included, and not
+    an edit, a deletion or a notice)."""
+    if event.get("bot_id") or event.get("bot_profile"):
+        return False
+    subtype = event.get("subtype")
+    return subtype is None or subtype in HUMAN_SUBTYPES
+
+
+def refusal(why: str) -> BoltResponse:
+    log.warning("slack_payload_malformed", extra={"fields": {"why": why}})
+    return BoltResponse(status=400, body=f"Malformed Slack payload: {why}.")
+
+
+def problem(body: dict[str, Any]) -> str | None:
+    """What a payload lacks for its type, or None when it has what the listeners read."""
+    kind = body.get("type")
+    if kind == "event_callback":
+        event = body.get("event")
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return "an event callback needs an 'event' object with a 'type'"
+        person = event["type"] in MESSAGE_EVENTS and written_by_a_person(event)
+        if person and not (isinstance(event.get("channel"), str) and isinstance(event.get("ts"), str)):
+            return "a message event needs its 'channel' and 'ts'"
+        return None
+    if kind in ("block_actions", "view_submission", "shortcut", "message_action"):
+        user = body.get("user")
+        if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+            return f"a {kind} payload needs a 'user' with an 'id'"
+        if kind == "block_actions":
+            actions = body.get("actions")
+            if not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions):
+                return "a block_actions payload needs a non-empty 'actions' list"
+            if not all(isinstance(a.get("action_id"), str) for a in actions):
+                return "every action needs an 'action_id'"
+        if kind == "view_submission" and not isinstance(body.get("view"), dict):
+            return "a view_submission payload needs its 'view'"
+        return None
+    if kind in ("url_verification", "view_closed", "block_suggestion", "app_rate_limited"):
+        return None
+    if kind is None and "command" not in body and "ssl_check" not in body:
+        return "it is neither an event, an interaction nor a slash command"
+    if "command" in body and (not isinstance(body.get("command"), str) or not body.get("user_id")):
+        return "a slash command needs its 'command' and 'user_id'"
+    return None
+
+
+def well_formed(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
+    wrong = problem(body if isinstance(body, dict) else {})
+    if wrong is not None:
+        return refusal(wrong)
+    next()
+    return None
+
+
+def people_only(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
+    event = body.get("event") if body.get("type") == "event_callback" else None
+    if isinstance(event, dict) and event.get("type") in MESSAGE_EVENTS and not written_by_a_person(event):
+        log.debug("slack_not_a_person", extra={"fields": {"subtype": event.get("subtype")}})
+        return BoltResponse(status=200, body="")  # acknowledged: Slack does not send it again
+    next()
+    return None
+
+
+class FirstDelivery:
+    """Drops events already seen by this process (the newest ``size`` event ids)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = Lock()
+
+    def first_time(self, key: str) -> bool:
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+            return True
+
+    def __call__(self, body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id and not self.first_time(str(event_id)):
+            log.info("slack_duplicate_event", extra={"fields": {"event_id": event_id}})
+            return BoltResponse(status=200, body="")
+        next()
+        return None

@@ -1,0 +1,379 @@
+"""The Telegram channel: python-telegram-bot's Application, polling (one replica at a time) or a
+webhook on Teller's server, translating updates into calls of :class:`bot.service.TellerService`.
+
+Every message Teller sends goes through :class:`~bot.channels.telegram.transport.TelegramTransport`
+and the service's courier, so it is split at Telegram's limits, retried when Telegram is briefly
+unable to take it (rate limits first by python-telegram-bot's ``AIORateLimiter``), and, for a
+stored reply, recorded as delivered or failed (a failure joins the review queue).
+
+Updates are handled a few at a time (one customer's slow delivery does not hold up the others),
+but one at a time per conversation, in the order they arrived, so a "/human" is handled before the
+message after it. A redelivered update is dropped before any handler (``update_id``); a message
+the service has seen before gets its stored reply again, sent only if it never arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from telegram import Chat, Message, Update, User
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.channels.telegram import dialect
+from bot.channels.telegram.transport import (
+    CHANNEL,
+    POST_TIMEOUT,
+    TelegramTransport,
+    choice_token,
+    feedback_token,
+    is_token,
+)
+from bot.choices import HANDOFF_CHOICE
+from bot.core import Incoming, Outgoing, TellerCore
+from bot.errors import InputError
+from bot.service import TellerService
+from bot.storage.database import Lease
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+HELP = (
+    "I'm Teller, Lumen Bank's assistant. Ask me anything about your cards, payments, transfers, top-ups or "
+    "account, in your own words.\n\n/human talks to a person\n/help shows this message"
+)
+NOT_TEXT = "I can only read text messages for now. Could you type your question?"
+#: Retries of a request Telegram rate-limited (429), by python-telegram-bot's limiter, waiting
+#: Telegram's ``retry_after`` each time; what outlasts them is retried by the courier.
+RATE_LIMIT_RETRIES = 3
+#: Updates handled at once (each holds a worker thread while the service answers and delivers).
+CONCURRENT_UPDATES = 4
+
+
+class TelegramChannel:
+    """One bot token; polling unless ``webhook_url`` is set. ``transport`` reaches its customers
+    (the ops desk relays operators' replies through it)."""
+
+    name = CHANNEL
+
+    def __init__(
+        self,
+        core: TellerCore,
+        token: str,
+        api_url: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        poll_timeout: float = 10.0,
+        service: TellerService | None = None,
+        leadership: Callable[[], Lease | None] | None = None,
+        lead_interval: float = 2.0,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
+        concurrent_updates: int = CONCURRENT_UPDATES,
+        post_timeout: float = POST_TIMEOUT,
+    ) -> None:
+        """``leadership`` (polling mode): tries to take the cluster-wide polling lock, so that
+        exactly one replica polls (Telegram allows one ``getUpdates`` consumer per bot); the others
+        retry every ``lead_interval`` seconds and take over when the holder dies. Every replica
+        can still send (handoff relays)."""
+        self.core = core
+        self.service = service or TellerService(core)
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.poll_timeout = poll_timeout
+        self._leadership = leadership
+        self.lead_interval = lead_interval
+        self._lease: Lease | None = None
+        self._leading: asyncio.Task[None] | None = None
+        builder = (
+            Application.builder()
+            .token(token)
+            .rate_limiter(AIORateLimiter(max_retries=rate_limit_retries))
+            .concurrent_updates(concurrent_updates)
+        )
+        if api_url:
+            builder = builder.base_url(api_url)
+        if webhook_url:
+            builder = builder.updater(None)
+        self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self.transport = TelegramTransport(self.app.bot, post_timeout)
+        self._seen: dict[int, None] = {}
+        self._turns = _Turns()
+        app = self.app
+        app.add_handler(TypeHandler(Update, self._drop_duplicates), group=-1)
+        # Edits, channel posts and business messages are not questions to Teller.
+        app.add_handler(MessageHandler(~filters.UpdateType.MESSAGE, self._ignore))
+        app.add_handler(MessageHandler(filters.StatusUpdate.ALL, self._ignore))
+        # Command handlers answer "/help" and "/help@<this bot>", never "/help@another_bot".
+        app.add_handler(CommandHandler(["start", "help"], self._help))
+        app.add_handler(CommandHandler("human", self._human))
+        app.add_handler(MessageHandler(filters.COMMAND, self._other_command))
+        app.add_handler(MessageHandler(filters.ALL, self._message))
+        app.add_handler(CallbackQueryHandler(self._button))
+        app.add_error_handler(self._error)
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await self.app.start()
+        self.transport.attach(asyncio.get_running_loop())
+        if self.webhook_url:
+            await self.app.bot.set_webhook(
+                self.webhook_url, secret_token=self.webhook_secret, allowed_updates=Update.ALL_TYPES
+            )
+        elif self._leadership is None:
+            await self._start_polling()
+        else:
+            self._leading = asyncio.create_task(self._lead(), name="telegram-leadership")
+        log.info("telegram_started", extra={"fields": {"mode": "webhook" if self.webhook_url else "polling"}})
+
+    @property
+    def polling(self) -> bool:
+        return self.app.updater is not None and self.app.updater.running
+
+    async def _start_polling(self) -> None:
+        await self.app.bot.delete_webhook()
+        assert self.app.updater is not None
+        await self.app.updater.start_polling(timeout=int(self.poll_timeout), allowed_updates=Update.ALL_TYPES)
+
+    async def _lead(self) -> None:
+        """Poll while this replica holds the polling lock; keep trying to take it otherwise."""
+        assert self._leadership is not None
+        while True:
+            try:
+                if self._lease is None:
+                    lease = await asyncio.to_thread(self._leadership)
+                    if lease is not None:
+                        try:
+                            await self._start_polling()
+                        except BaseException:
+                            # Not polling: let another replica (or the next round) lead.
+                            await asyncio.to_thread(lease.release)
+                            raise
+                        self._lease = lease
+                        log.info("telegram_polling_leader", extra={"fields": {"lock": lease.name}})
+                elif not await asyncio.to_thread(self._lease.alive):
+                    self._lease = None
+                    if self.polling:
+                        assert self.app.updater is not None
+                        await self.app.updater.stop()
+                    log.warning("telegram_polling_lost", extra={"fields": {}})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database or Telegram briefly unreachable: try again
+                log.error("telegram_leadership_failed", extra={"fields": {"error": repr(exc)[:300]}})
+            await asyncio.sleep(self.lead_interval)
+
+    async def stop(self) -> None:
+        if self._leading is not None:
+            self._leading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leading
+            self._leading = None
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            await asyncio.to_thread(lease.release)
+        if self.app.running:
+            await self.app.stop()  # finishes the updates being handled, their deliveries included
+        self.transport.detach()
+        await self.app.shutdown()
+        log.info("telegram_stopped")
+
+    def router(self) -> APIRouter | None:
+        if not self.webhook_url:
+            return None
+        router = APIRouter()
+
+        @router.post(WEBHOOK_PATH, include_in_schema=False)
+        async def webhook(request: Request) -> Response:
+            if self.webhook_secret and not hmac.compare_digest(
+                request.headers.get(SECRET_HEADER, ""), self.webhook_secret
+            ):
+                log.warning("telegram_webhook_rejected")
+                return Response(status_code=403)
+            try:
+                data = await request.json()
+                update = Update.de_json(data, self.app.bot) if isinstance(data, dict) else None
+            except (ValueError, TypeError, KeyError, AttributeError):
+                update = None
+            if update is None or not isinstance(update.update_id, int):
+                # Not an update of Telegram's (malformed, or not from Telegram at all): a clear 400.
+                log.warning("telegram_webhook_malformed")
+                return JSONResponse({"detail": "the body is not a Telegram Update object"}, status_code=400)
+            # Queued, not awaited: Telegram gets its 200 at once and the update is handled in order.
+            await self.app.update_queue.put(update)
+            return Response(status_code=200)
+
+        return router
+
+    # ------------------------------------------------------------------------------ handlers
+
+    @property
+    def me(self) -> User:
+        """The bot's own user (known once the application is initialised)."""
+        return self.app.bot.bot
+
+    async def _drop_duplicates(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.update_id in self._seen:
+            log.info("telegram_duplicate_update", extra={"fields": {"update_id": update.update_id}})
+            raise ApplicationHandlerStop
+        self._seen[update.update_id] = None
+        while len(self._seen) > 10_000:
+            del self._seen[next(iter(self._seen))]
+
+    async def _message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Text or a caption: answered when addressed to Teller (always, in a private chat)."""
+        message = update.message
+        if message is None or not dialect.addressed(message, self.me):
+            log.debug("telegram_not_addressed", extra={"fields": {"update_id": update.update_id}})
+            return
+        words = dialect.words(message, self.me)
+        where = dialect.address_of(message)
+        if words is None:  # a sticker, a photo without a caption...
+            await self._say(where, NOT_TEXT)
+        elif not words:  # only "@teller_bot"
+            await self._say(where, HELP)
+        else:
+            await self._answer(message, words, f"{message.chat.id}:{message.message_id}")
+
+    async def _help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.message is not None:
+            await self._say(dialect.address_of(update.message), HELP)
+
+    async def _human(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is not None:
+            await self._answer(message, HANDOFF_CHOICE, f"{message.chat.id}:{message.message_id}")
+
+    async def _other_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A command Teller does not have: the help in a private chat, or when it is addressed to
+        Teller by name in a group ("/foo" alone in a group is for some other bot)."""
+        message = update.message
+        if message is None:
+            return
+        command = dialect.command_target(message)
+        target = command[1] if command else None
+        mine = target is not None and target.lower() == (self.me.username or "").lower()
+        if not dialect.is_group(message.chat) or mine:
+            await self._say(dialect.address_of(message), HELP)
+
+    async def _ignore(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.debug("telegram_ignored", extra={"fields": {"update_id": update.update_id}})
+
+    async def _button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        data = query.data or ""
+        user_id = str(query.from_user.id)
+        if (feedback := feedback_token(data)) is not None:
+            message_id, helpful = feedback
+            try:
+                await asyncio.to_thread(self.service.feedback, message_id, helpful, None, user_id)
+            except InputError:
+                await _quietly(query.answer("That answer is no longer on record."))
+                return
+            await _quietly(
+                query.answer("Thanks for the feedback!" if helpful else "Thanks, we'll use this to improve.")
+            )
+            await _quietly(query.edit_message_reply_markup(reply_markup=None))
+            return
+        if (token := choice_token(data)) is not None:  # a value too long for the button's data
+            try:
+                data = await asyncio.to_thread(self.service.choice_value, *token)
+            except InputError:
+                await _quietly(query.answer("That choice is no longer offered."))
+                return
+        elif is_token(data) or not data:
+            await _quietly(query.answer("That button no longer works."))
+            return
+        await _quietly(query.answer())
+        message = query.message
+        if message is None:
+            return
+        await _quietly(query.edit_message_reply_markup(reply_markup=None))
+        chat = message.chat
+        where = dialect.address_of(message) if isinstance(message, Message) else dialect.address(chat.id)
+        incoming = Incoming(CHANNEL, where, user_id, f"callback:{query.id}", data)
+        await self._converse(incoming, chat)
+
+    # ------------------------------------------------------------------------------ replies
+
+    async def _answer(self, message: Message, text: str, message_id: str) -> None:
+        sender = message.from_user or message.sender_chat or message.chat
+        incoming = Incoming(CHANNEL, dialect.address_of(message), str(sender.id), message_id, text)
+        await self._converse(incoming, message.chat)
+
+    async def _converse(self, incoming: Incoming, chat: Chat) -> None:
+        """The service answers and delivers (in a worker thread: it blocks), one message of a
+        conversation at a time."""
+        where = incoming.conversation_id
+        async with self._turns(where):
+            try:
+                await asyncio.to_thread(
+                    self.service.message, incoming, self.transport, where, chat.type == Chat.PRIVATE
+                )
+            except InputError as exc:
+                await self._notify(where, str(exc).capitalize() + ".")
+
+    async def _say(self, where: str, text: str) -> None:
+        """One of the channel's own messages (help, "text only"), in its turn in the conversation."""
+        async with self._turns(where):
+            await self._notify(where, text)
+
+    async def _notify(self, where: str, text: str) -> None:
+        """Delivered with retries like any other message, but not stored."""
+        await asyncio.to_thread(self.service.courier.send, self.transport, where, Outgoing("", text))
+
+    async def _error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram_handler_failed", extra={"fields": {"error": repr(context.error)[:300]}})
+
+
+async def _quietly(call: Awaitable[object]) -> None:
+    """Answering a button press or removing its keyboard is a courtesy: when Telegram refuses it
+    (the query expired, the message is too old to edit), it is logged, not retried."""
+    try:
+        await call
+    except TelegramError as exc:
+        log.info("telegram_courtesy_failed", extra={"fields": {"error": str(exc)[:300]}})
+
+
+class _Turns:
+    """One handler at a time per conversation, waiting in arrival order (``asyncio.Lock`` is fair)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

@@ -1,0 +1,103 @@
+"""Choices: the buttons a reply offers, and the values they send back, defined once.
+
+A pressed button comes back as its ``value``, as if the customer had typed it; every channel, the
+policy, the review queue and the web page read values through this module (the page gets the kind
+of each choice in the API's JSON), so nobody spells ``intent:`` or ``feedback:helpful`` by hand.
+
+=============  ============================  =============================================
+kind           value                         meaning
+=============  ============================  =============================================
+``intent``     ``intent:<label>``            "I meant this" (answer that intent)
+``handoff``    ``handoff``                   talk to a person
+``feedback``   ``feedback:helpful`` / ``…``  the customer's verdict on the reply
+``interview``  ``iv:<interview>:<rest>``     an answer in a positioning interview
+``text``       anything else                 a value the channel sends back as typed text
+=============  ============================  =============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ChoiceKind(StrEnum):
+    INTENT = "intent"
+    HANDOFF = "handoff"
+    FEEDBACK = "feedback"
+    INTERVIEW = "interview"
+    TEXT = "text"
+
+
+INTENT_PREFIX = "intent:"
+HANDOFF_CHOICE = "handoff"
+FEEDBACK_PREFIX = "feedback:"
+FEEDBACK_HELPFUL = "feedback:helpful"
+FEEDBACK_NOT_HELPFUL = "feedback:not_helpful"
+INTERVIEW_PREFIX = "iv:"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A button the customer can press instead of typing: ``value`` is what comes back."""
+
+    label: str
+    value: str
+
+    @property
+    def kind(self) -> ChoiceKind:
+        return kind_of(self.value)
+
+    @property
+    def is_feedback(self) -> bool:
+        return self.kind == ChoiceKind.FEEDBACK
+
+    @property
+    def helpful(self) -> bool | None:
+        """For a feedback button, whether it says "helpful"; None otherwise."""
+        return helpful(self.value)
+
+
+def kind_of(value: str) -> ChoiceKind:
+    """Which kind of choice ``value`` is (``text`` when it is none of Teller's)."""
+    if value.startswith(INTENT_PREFIX):
+        return ChoiceKind.INTENT
+    if value == HANDOFF_CHOICE:
+        return ChoiceKind.HANDOFF
+    if value in (FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL):
+        return ChoiceKind.FEEDBACK
+    if value.startswith(INTERVIEW_PREFIX):
+        return ChoiceKind.INTERVIEW
+    return ChoiceKind.TEXT
+
+
+def is_choice(text: str) -> bool:
+    """Whether a message is a pressed button of the answer policy's (intent, handoff, feedback)
+    rather than words of the customer's."""
+    return kind_of(text) in (ChoiceKind.INTENT, ChoiceKind.HANDOFF, ChoiceKind.FEEDBACK)
+
+
+def intent_choice(label: str, intent: str) -> Choice:
+    return Choice(label, f"{INTENT_PREFIX}{intent}")
+
+
+def intent_of(value: str) -> str | None:
+    """The intent an ``intent:`` value names; None for other values."""
+    return value.removeprefix(INTENT_PREFIX) if value.startswith(INTENT_PREFIX) else None
+
+
+def helpful(value: str) -> bool | None:
+    """True for the "helpful" feedback value, False for "not helpful", None for anything else."""
+    if value == FEEDBACK_HELPFUL:
+        return True
+    if value == FEEDBACK_NOT_HELPFUL:
+        return False
+    return None
+
+
+def feedback_choices() -> tuple[Choice, ...]:
+    return (Choice("Helpful", FEEDBACK_HELPFUL), Choice("Not helpful", FEEDBACK_NOT_HELPFUL))
+
+
+def interview_value(interview_id: str, rest: str) -> str:
+    return f"{INTERVIEW_PREFIX}{interview_id}:{rest}"

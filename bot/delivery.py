@@ -1,0 +1,226 @@
+"""Delivery: an outgoing message reaches the customer's platform, or somebody is told it did not.
+
+A channel adapter implements :class:`Transport`: it renders an :class:`~bot.core.Outgoing` as the
+platform messages it takes (split at the platform's limits, never cut) and posts one of them,
+mapping the platform's errors once into :class:`bot.errors.DeliveryError`. The :class:`Courier`
+does the rest, the same for every platform:
+
+- the message is stored ``pending`` before the first platform call (:mod:`bot.storage.deliveries`);
+- each part is posted in order; a transient failure (rate limit, 5xx, network) is retried with
+  exponential backoff and jitter (tenacity), never shorter than the platform's Retry-After; the
+  parts already accepted are not sent again, so a retry never duplicates what the customer has;
+- the message ends ``delivered`` (with the platform's id of every part) or ``failed`` (with the
+  platform's reason). A failed reply is filed in the review queue by the caller (reason
+  ``undelivered``); a failed operator relay is reported in the operator's thread.
+
+Rate limits are first handled by the platform libraries themselves (python-telegram-bot's
+``AIORateLimiter``, slack_sdk's ``RateLimitErrorRetryHandler``); the courier's retries are for what
+outlasts them and for server errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from bot.core import Outgoing
+from bot.errors import DeliveryError
+from bot.storage import Delivery, DeliveryKind, DeliveryRepository
+
+log = logging.getLogger(__name__)
+
+#: Tries per part, the first included (pauses ≈ 0.5, 1, 2, 4, 8 s with jitter, or Retry-After).
+ATTEMPTS = 6
+#: Backoff: first pause and ceiling, in seconds.
+BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 20.0
+#: Platform-specific piece of a message (Telegram: text + keyboard; Slack: blocks + text).
+Part = TypeVar("Part")
+
+
+class Transport(Protocol, Generic[Part]):
+    """One platform's side of delivery. ``address``: the conversation id the channel gave its
+    :class:`~bot.core.Incoming` (a Telegram chat, a Slack ``channel:thread``)."""
+
+    #: The channel's name (``telegram``, ``slack``).
+    name: str
+
+    def parts(self, address: str, outgoing: Outgoing) -> Sequence[Part]:
+        """The platform messages that carry ``outgoing``, each within the platform's limits, in
+        order. Raises :class:`DeliveryError` when the platform cannot take it at all."""
+        ...
+
+    def post(self, address: str, part: Part) -> str:
+        """Post one part; return the platform's id of it. Raises :class:`DeliveryError`."""
+        ...
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one delivery did: the platform ids of the parts that got through, the attempts made,
+    and the error that stopped it (None when every part was accepted)."""
+
+    platform_ids: tuple[str, ...]
+    attempts: int
+    error: DeliveryError | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
+
+def _wait(state: RetryCallState) -> float:
+    """Exponential backoff with full jitter, but never less than the platform's Retry-After."""
+    backoff = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (state.attempt_number - 1))
+    pause = random.uniform(backoff / 2, backoff)
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    if isinstance(error, DeliveryError) and error.retry_after:
+        pause = max(pause, min(error.retry_after, 60.0))
+    return pause
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, DeliveryError) and error.transient
+
+
+class Courier:
+    """Sends messages through a :class:`Transport` and records their delivery state. Thread-safe.
+
+    ``attempts``: tries per part; ``sleep``: how pauses are taken (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        deliveries: DeliveryRepository | None,
+        attempts: int = ATTEMPTS,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.deliveries = deliveries
+        self.attempts = attempts
+        self._sleep = sleep
+
+    def send(
+        self,
+        transport: Transport[Part],
+        address: str,
+        outgoing: Outgoing,
+        message_id: str | None = None,
+        kind: DeliveryKind = DeliveryKind.REPLY,
+    ) -> Sent:
+        """Deliver ``outgoing`` to ``address``.
+
+        ``message_id``: the stored message this delivers (its delivery state is recorded; None for
+        messages that are not stored, such as an interview's prompts). A message already
+        ``delivered`` is not sent again. Never raises for the platform's refusal: the result says
+        what happened. Raises :class:`bot.storage.StoreError` if the state cannot be recorded.
+        """
+        record = self.deliveries if message_id is not None else None
+        if record is not None and message_id is not None:
+            before = record.begin(message_id, kind, transport.name, address)
+            if before.delivered:
+                return Sent(before.platform_ids, 0)
+        sent: list[str] = []
+        attempts = 0
+        error: DeliveryError | None = None
+        try:
+            parts = transport.parts(address, outgoing)
+        except DeliveryError as exc:  # nothing the platform can take (e.g. every part too big)
+            parts, error = [], exc
+        for part in parts:
+            retrying = Retrying(
+                stop=stop_after_attempt(self.attempts),
+                wait=_wait,
+                retry=retry_if_exception(_transient),
+                reraise=True,
+                sleep=self._sleep or time.sleep,
+            )
+            try:
+                for attempt in retrying:
+                    with attempt:
+                        attempts += 1
+                        platform_id = transport.post(address, part)
+                sent.append(platform_id)
+            except DeliveryError as exc:
+                error = exc
+                break
+        outcome = Sent(tuple(sent), attempts, error)
+        fields = {
+            "channel": transport.name,
+            "message_id": message_id,
+            "parts": len(sent),
+            "attempts": attempts,
+        }
+        if error is None:
+            log.info("message_delivered", extra={"fields": fields})
+        else:
+            log.error("message_undelivered", extra={"fields": {**fields, "reason": error.reason[:300]}})
+        if record is not None and message_id is not None:
+            if error is None:
+                record.delivered(message_id, sent, attempts)
+            else:
+                record.failed(message_id, error.reason, attempts, sent)
+        return outcome
+
+    def state(self, message_id: str) -> Delivery | None:
+        return self.deliveries.get(message_id) if self.deliveries is not None else None
+
+
+# ---------------------------------------------------------------------------------- splitting
+
+#: Where a long text may be split, best first: paragraphs, lines, sentence ends, spaces.
+_BREAKS = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"(?<=[.!?])\s+"), re.compile(r"\s+"))
+
+
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units, how Telegram counts a message's characters."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
+    """``text`` as consecutive pieces of at most ``limit`` (as ``measure`` counts), split at the
+    latest paragraph break that fits, else line break, sentence end or space, and only as a last
+    resort inside a word (never inside a character). Joined with the breaks they were split at,
+    the pieces give the text back, give or take the whitespace at the splits.
+
+    Raises ValueError for a ``limit`` under 1.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    pieces: list[str] = []
+    rest = text.strip()
+    while rest and measure(rest) > limit:
+        head = _fitting_prefix(rest, limit, measure)
+        cut = None
+        for pattern in _BREAKS:
+            found = [m for m in pattern.finditer(rest, 0, len(head) + 1) if m.start() > 0]
+            if found:
+                cut = found[-1]
+                break
+        if cut is None:
+            pieces.append(head)
+            rest = rest[len(head) :].lstrip()
+        else:
+            pieces.append(rest[: cut.start()].rstrip())
+            rest = rest[cut.end() :].lstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces or [""]
+
+
+def _fitting_prefix(text: str, limit: int, measure: Callable[[str], int]) -> str:
+    """The longest prefix of ``text`` whose measure is at most ``limit`` (at least one character)."""
+    low, high = 1, min(len(text), limit * 2)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if measure(text[:middle]) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]

@@ -1,0 +1,198 @@
+"""The application façade: the one service every channel calls.
+
+Web, REST, Telegram, Slack (HTTP and Socket Mode) and the terminal translate their platform's
+updates into the calls below and render what comes back; nothing else in an adapter decides.
+
+- **Customers**: :meth:`TellerService.message` routes a message (a product manager's interview, a
+  customer in a handoff, or the answer policy), stores it, and delivers the reply through the
+  channel's :class:`~bot.delivery.Transport` with its delivery state recorded. A redelivered message
+  gets the reply it got the first time, sent again only if it never arrived. :meth:`feedback` takes
+  a verdict on a reply. A reply the platform finally refuses is filed for review.
+- **Operators**: replies in a handoff thread, flags, the review queue's actions, closing handoffs
+  and retraining, each checked against the operator list in one place (the ops desk and the review
+  service raise :class:`bot.errors.NotAuthorised`).
+- **Product managers**: interview commands and briefs.
+
+Errors: :class:`bot.errors.InputError` (unusable input or unknown ids),
+:class:`bot.errors.NotAuthorised`, :class:`bot.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bot.core import Incoming, Outgoing, TellerCore
+from bot.delivery import Courier, Sent, Transport
+from bot.errors import InputError
+from bot.operators import Actor
+from bot.storage import DeliveryKind, Feedback, ReviewItem
+
+if TYPE_CHECKING:
+    from bot.ops_desk import OpsDesk
+    from bot.positioning_desk import PositioningDesk
+    from bot.review import Resolution
+    from bot.storage import Handoff
+
+log = logging.getLogger(__name__)
+
+#: Routes whose replies are not customer messages of the store (an interview's prompts).
+UNSTORED_ROUTES = frozenset({"interview"})
+
+
+class TellerService:
+    """What channels call. Thread-safe; blocking (async adapters call it in a worker thread)."""
+
+    def __init__(
+        self,
+        core: TellerCore,
+        desk: PositioningDesk | None = None,
+        ops: OpsDesk | None = None,
+        courier: Courier | None = None,
+    ) -> None:
+        self.core = core
+        self.desk = desk
+        self.ops = ops
+        self.courier = courier or (ops.courier if ops is not None else Courier(core.store.deliveries))
+
+    # ------------------------------------------------------------------------------ customers
+
+    def handle(self, incoming: Incoming, private: bool = False) -> Outgoing:
+        """Route and answer one message; the reply is stored, not sent (the web chat returns it in
+        its HTTP response). ``private``: it came in a one-to-one conversation with Teller (a DM)."""
+        if private and self.desk is not None and self.desk.wants(incoming):
+            return self.desk.converse(incoming)
+        # A redelivery (or a retry that reached another replica) gets what was answered the first
+        # time, whatever has happened since (a handoff opened meanwhile, say).
+        replayed = self.core.replay(incoming)
+        if replayed is not None:
+            if self.ops is not None and not replayed.silent:
+                self.ops.after_reply(incoming, replayed)  # finishes what a crash may have cut short
+            return replayed
+        if self.ops is not None and (relayed := self.ops.relay_in(incoming)) is not None:
+            return relayed
+        reply = self.core.handle(incoming, replayed=False)
+        if self.ops is not None:
+            self.ops.after_reply(incoming, reply)
+        return reply
+
+    def message(
+        self,
+        incoming: Incoming,
+        transport: Transport[Any],
+        address: str | None = None,
+        private: bool = False,
+    ) -> Outgoing:
+        """Answer one message and deliver the reply through ``transport``: to ``address`` (where a
+        threaded reply goes, e.g. the Slack thread of the message) when the reply is threaded, else
+        to the conversation itself (``incoming.conversation_id`` is always an address its channel
+        can deliver to: operators' relays use it too). A replayed reply is sent again only if it
+        was never delivered."""
+        reply = self.handle(incoming, private)
+        if not reply.silent:
+            target = address if address is not None and reply.threaded else incoming.conversation_id
+            self.deliver(reply, transport, target)
+        return reply
+
+    def deliver(
+        self,
+        reply: Outgoing,
+        transport: Transport[Any],
+        address: str,
+        kind: DeliveryKind = DeliveryKind.REPLY,
+    ) -> Sent:
+        """Send a reply; a stored reply's delivery state is recorded, and one the platform finally
+        refused is filed in the review queue (reason ``undelivered``)."""
+        stored = reply.route not in UNSTORED_ROUTES and kind == DeliveryKind.REPLY
+        sent = self.courier.send(transport, address, reply, reply.message_id if stored else None, kind)
+        if stored and sent.platform_ids and self.ops is not None:
+            # A reaction on the post (its last part carries the buttons) finds the reply again.
+            self.core.store.conversations.set_platform_id(reply.message_id, sent.platform_ids[-1])
+        if stored and not sent.delivered and self.ops is not None:
+            self.ops.undelivered(reply.message_id)
+        return sent
+
+    def feedback(
+        self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
+    ) -> Feedback:
+        """A customer's verdict on one of Teller's replies; "not helpful" is filed for review.
+        Raises :class:`InputError` for an unknown reply."""
+        entry = self.core.feedback(message_id, helpful, comment, user_id)
+        if self.ops is not None:
+            self.ops.after_feedback(message_id, helpful)
+        return entry
+
+    def choice_value(self, message_id: str, index: int) -> str:
+        """The value of the ``index``-th choice offered with a stored reply (for platforms whose
+        buttons cannot carry the value itself). Raises :class:`InputError`."""
+        conversations = self.core.store.conversations
+        if not conversations.exists(message_id):
+            raise InputError("that message is no longer on record")
+        choices = conversations.message(message_id).choices
+        if not 0 <= index < len(choices):
+            raise InputError("that choice is no longer offered")
+        return choices[index][1]
+
+    # ------------------------------------------------------------------------------ operators
+
+    def _desk(self) -> OpsDesk:
+        if self.ops is None:
+            raise InputError("the operators' desk is not running")
+        return self.ops
+
+    def operator_reply(
+        self, ops_channel: str, thread_ts: str, actor: Actor, text: str, platform_id: str
+    ) -> bool:
+        """An operator wrote in an ops thread: relayed to the customer when the thread is an open
+        handoff (True); False for ordinary chatter."""
+        return self._desk().operator_reply(ops_channel, thread_ts, actor, text, platform_id)
+
+    def flag(self, message_id: str, reason: str | None, actor: Actor) -> ReviewItem:
+        return self._desk().flag(message_id, reason, actor)
+
+    def flag_post(self, channel: str, platform_id: str, actor: Actor) -> ReviewItem | None:
+        """Flag one of Teller's posts by its platform id (a reaction on it); None if it is not one."""
+        return self._desk().flag_post(channel, platform_id, actor)
+
+    def post_review_queue(self, actor: Actor, limit: int = 10) -> int:
+        """Post the open review items to the ops board; returns how many."""
+        ops = self._desk()
+        ops.operators.require(actor.channel, actor.user_id, "review the queue")
+        if ops.board is None:
+            raise InputError(
+                "no ops channel is configured (TELLER_OPS_CHANNEL); use `teller review` in a terminal"
+            )
+        return ops.post_open_items(limit)
+
+    def item_to_correct(self, item_id: int, actor: Actor) -> ReviewItem:
+        """The review item an operator is about to write the right answer for."""
+        ops = self._desk()
+        ops.operators.require(actor.channel, actor.user_id, "correct answers")
+        return ops.review.item(item_id)
+
+    def confirm(self, item_id: int, actor: Actor) -> Resolution:
+        return self._desk().review.confirm(item_id, actor)
+
+    def choose(self, item_id: int, intent: str, actor: Actor) -> Resolution:
+        return self._desk().review.choose(item_id, intent, actor)
+
+    def ignore(self, item_id: int, actor: Actor) -> Resolution:
+        return self._desk().review.ignore(item_id, actor)
+
+    def wrong_answer(self, item_id: int, answer: str, actor: Actor) -> Resolution:
+        return self._desk().review.wrong_answer(item_id, answer, actor)
+
+    def close_handoff(self, handoff_id: str, actor: Actor) -> Handoff:
+        return self._desk().close_handoff(handoff_id, actor)
+
+    def retrain(self, actor: Actor, mode: str = "continue") -> str:
+        """Start a retrain from chat; returns what to tell the operator now."""
+        return self._desk().start_retrain(actor, mode)
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        if self.desk is not None:
+            self.desk.close()
+        if self.ops is not None:
+            self.ops.close()

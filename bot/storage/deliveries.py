@@ -1,0 +1,120 @@
+"""Deliveries: each message Teller pushes to a platform, and how that went.
+
+A channel records ``pending`` before the first platform call, then ``delivered`` (with the ids of
+the parts the message was split into) or ``failed`` (with the platform's reason) once its retries
+are spent. A redelivered customer message whose reply is not ``delivered`` is sent again; one that
+is, is not. Failed replies join the review queue (:class:`bot.storage.ReviewReason` ``undelivered``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot.storage import schema
+from bot.storage.database import Database
+from bot.storage.records import Delivery, DeliveryKind, DeliveryState
+
+_d = schema.deliveries
+#: The platform's reason is kept this long at most (characters).
+MAX_REASON = 500
+
+
+class DeliveryRepository:
+    """Delivery states of outgoing messages. Thread-safe."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def begin(self, message_id: str, kind: DeliveryKind, channel: str, address: str) -> Delivery:
+        """Record ``message_id`` as pending unless it is on record already; returns the row as it
+        stands (a delivered message stays delivered)."""
+        now = self.db.clock.now()
+        with self.db.transaction() as connection:
+            connection.execute(
+                self.db.insert(_d)
+                .values(
+                    message_id=message_id,
+                    kind=kind.value,
+                    channel=channel,
+                    address=address,
+                    state=DeliveryState.PENDING.value,
+                    attempts=0,
+                    parts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[_d.c.message_id])
+            )
+            row = connection.execute(select(_d).where(_d.c.message_id == message_id)).mappings().one()
+        return _delivery(dict(row))
+
+    def delivered(self, message_id: str, platform_ids: list[str], attempts: int) -> Delivery:
+        """Every part was accepted by the platform."""
+        return self._finish(
+            message_id,
+            state=DeliveryState.DELIVERED.value,
+            platform_ids=json.dumps(platform_ids),
+            parts=len(platform_ids),
+            attempts=attempts,
+            reason=None,
+        )
+
+    def failed(self, message_id: str, reason: str, attempts: int, platform_ids: list[str]) -> Delivery:
+        """The platform refused (or never answered) after ``attempts`` tries; ``platform_ids``: the
+        parts that did get through before the failure."""
+        return self._finish(
+            message_id,
+            state=DeliveryState.FAILED.value,
+            platform_ids=json.dumps(platform_ids),
+            parts=len(platform_ids),
+            attempts=attempts,
+            reason=reason[:MAX_REASON],
+        )
+
+    def _finish(self, message_id: str, **values: Any) -> Delivery:
+        with self.db.transaction() as connection:
+            connection.execute(
+                _d.update()
+                .where(_d.c.message_id == message_id)
+                .values(
+                    attempts=_d.c.attempts + values.pop("attempts"), updated_at=self.db.clock.now(), **values
+                )
+            )
+            row = connection.execute(select(_d).where(_d.c.message_id == message_id)).mappings().one()
+        return _delivery(dict(row))
+
+    def get(self, message_id: str) -> Delivery | None:
+        rows = self.db.rows(select(_d).where(_d.c.message_id == message_id))
+        return _delivery(rows[0]) if rows else None
+
+    def recent(self, state: DeliveryState | None = None, limit: int = 50) -> list[Delivery]:
+        """The newest deliveries (of one state), newest first."""
+        query = select(_d).order_by(_d.c.updated_at.desc()).limit(limit)
+        if state is not None:
+            query = query.where(_d.c.state == state.value)
+        return [_delivery(r) for r in self.db.rows(query)]
+
+    def states(self) -> dict[DeliveryState, int]:
+        """How many deliveries are in each state."""
+        rows = self.db.rows(select(_d.c.state, func.count().label("n")).group_by(_d.c.state))
+        counted = {DeliveryState(r["state"]): int(r["n"]) for r in rows}
+        return {state: counted.get(state, 0) for state in DeliveryState}
+
+
+def _delivery(row: dict[str, Any]) -> Delivery:
+    return Delivery(
+        message_id=row["message_id"],
+        kind=DeliveryKind(row["kind"]),
+        channel=row["channel"],
+        address=row["address"],
+        state=DeliveryState(row["state"]),
+        attempts=int(row["attempts"]),
+        parts=int(row["parts"]),
+        platform_ids=tuple(json.loads(row["platform_ids"] or "[]")),
+        reason=row["reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
