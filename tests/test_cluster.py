@@ -112,10 +112,11 @@ def test_two_replicas_on_one_postgresql(
     processes = [a, b]
     store = Store(env_a["TELLER_DATABASE_URL"])
     try:
-        # 1. 50 customers x 20 messages spread over both replicas.
-        run = asyncio.run(run_load([url_a, url_b], TEXTS, users=50, messages=20, timeout=30))
-        assert run.errors == 0 and run.silent == 0 and run.acknowledged == run.sent == 1000, run.error_samples
-        assert min(run.acknowledged_by_url.values()) >= 400  # both replicas answered
+        # 1. 30 customers x 10 messages spread over both replicas (`teller load` measures more:
+        # docs/deployment.md).
+        run = asyncio.run(run_load([url_a, url_b], TEXTS, users=30, messages=10, timeout=30))
+        assert run.errors == 0 and run.silent == 0 and run.acknowledged == run.sent == 300, run.error_samples
+        assert min(run.acknowledged_by_url.values()) >= 100  # both replicas answered
         check = check_store(store, run.run_id, run.acknowledged_ids)
         assert (check.missing, check.duplicated, check.stored_not_acknowledged) == (0, 0, 0), check
 
@@ -124,18 +125,18 @@ def test_two_replicas_on_one_postgresql(
 
         def load() -> None:
             result["run"] = asyncio.run(
-                run_load([url_a, url_b], TEXTS, users=20, messages=30, timeout=5, attempts=20, deadline=60)
+                run_load([url_a, url_b], TEXTS, users=20, messages=20, timeout=5, attempts=20, deadline=60)
             )
 
         worker = threading.Thread(target=load, daemon=True)
         worker.start()
-        waited(lambda: sum(store.conversations.platform_counts("web", "load-").values()) >= 1000 + 150, 60)
+        waited(lambda: sum(store.conversations.platform_counts("web", "load-").values()) >= 300 + 100, 60)
         os.kill(b.pid, signal.SIGKILL)
         b.wait(timeout=10)
         assert worker.is_alive()
         worker.join(timeout=180)
         killed = result["run"]
-        assert killed.errors == 0 and killed.acknowledged == killed.sent == 600, killed.error_samples
+        assert killed.errors == 0 and killed.acknowledged == killed.sent == 400, killed.error_samples
         check = check_store(store, killed.run_id, killed.acknowledged_ids)
         assert check.missing == 0 and check.duplicated == 0, check
         assert health(url_a)["status"] == "ok"
