@@ -155,6 +155,12 @@ class TellerCore:
             return replace(_outgoing(reply, duplicate=True), text=self._as_sent(reply))
         return Outgoing(stored.id, "", route=stored.route or HUMAN_ROUTE, duplicate=True, silent=True)
 
+    def stored_reply(self, message_id: str) -> Outgoing:
+        """One of Teller's stored replies as it was sent (to send it again). Raises
+        :class:`InputError` for an unknown id."""
+        reply = self.store.conversations.message(message_id)
+        return replace(_outgoing(reply), text=self._as_sent(reply))
+
     def _as_sent(self, reply: StoredMessage) -> str:
         """The text a stored reply was sent with. The store keeps it redacted (a bank's phone number
         reads as ``[PHONE]``); when it came from a knowledge-base entry whose answer redacts to the

@@ -145,6 +145,8 @@ class Courier:
                 for attempt in retrying:
                     with attempt:
                         attempts += 1
+                        if record is not None and message_id is not None and attempts > 1:
+                            record.touch(message_id)  # alive: not a stale delivery to take over
                         platform_id = transport.post(address, part)
                 sent.append(platform_id)
             except DeliveryError as exc:

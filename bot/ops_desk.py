@@ -169,6 +169,18 @@ class OpsDesk:
         if not helpful:
             self._later(self._file, message_id)
 
+    def relay_interrupted(self, channel: str, address: str) -> None:
+        """An operator's message to this customer was cut off mid-send (its replica stopped): the
+        operators are told in the handoff's thread to send it again."""
+        handoff = self.store.handoffs.active_for(channel, address)
+        if handoff is not None and self.board is not None:
+            self._later(
+                self.board.warn_in_thread,
+                handoff,
+                "A message of yours may not have reached the customer: the server sending it "
+                "stopped. Please send it again.",
+            )
+
     def undelivered(self, reply_id: str) -> None:
         """The customer's platform refused a reply for good: file it for a person to follow up."""
         self._later(self._file, reply_id)

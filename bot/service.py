@@ -20,13 +20,22 @@ Errors: :class:`bot.errors.InputError` (unusable input or unknown ids),
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import InputError
 from bot.operators import Actor
-from bot.storage import DeliveryKind, Feedback, ReviewItem
+from bot.storage import (
+    HUMAN_ROUTE,
+    Delivery,
+    DeliveryKind,
+    Direction,
+    Feedback,
+    ReviewItem,
+    StoredMessage,
+)
 
 if TYPE_CHECKING:
     from bot.ops_desk import OpsDesk
@@ -38,6 +47,14 @@ log = logging.getLogger(__name__)
 
 #: Routes whose replies are not customer messages of the store (an interview's prompts).
 UNSTORED_ROUTES = frozenset({"interview"})
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """Operators' messages a customer fetched, and whether the handoff is still open."""
+
+    messages: tuple[StoredMessage, ...]
+    handoff_open: bool
 
 
 class TellerService:
@@ -112,6 +129,26 @@ class TellerService:
             self.ops.undelivered(reply.message_id)
         return sent
 
+    def resume(self, delivery: Delivery, transport: Transport[Any]) -> Sent | None:
+        """Finish a delivery whose sender stopped mid-way (a replica that crashed or was restarted
+        while sending; see :class:`bot.recovery.DeliveryRecovery`). A reply is sent again as it was
+        sent; an operator's relay or a notice cannot be (only its redacted copy is stored), so it
+        is marked failed and the operators are told in the handoff's thread. Returns what the
+        courier did for a reply, None otherwise."""
+        store = self.core.store
+        if delivery.kind == DeliveryKind.REPLY:
+            sent = self.courier.send(
+                transport, delivery.address, self.core.stored_reply(delivery.message_id), delivery.message_id
+            )
+            if not sent.delivered and self.ops is not None:
+                self.ops.undelivered(delivery.message_id)
+            return sent
+        reason = "interrupted: the replica sending it stopped, and only a redacted copy is stored"
+        store.deliveries.failed(delivery.message_id, reason, 0, list(delivery.platform_ids))
+        if self.ops is not None:
+            self.ops.relay_interrupted(delivery.channel, delivery.address)
+        return None
+
     def feedback(
         self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
     ) -> Feedback:
@@ -121,6 +158,29 @@ class TellerService:
         if self.ops is not None:
             self.ops.after_feedback(message_id, helpful)
         return entry
+
+    def relayed(self, channel: str, conversation: str, after: str | None = None, limit: int = 200) -> Relayed:
+        """For a channel whose customers fetch their messages (the web chat polls during a
+        handoff): the operators' messages after the message ``after`` (oldest first, at most
+        ``limit``), each recorded as delivered now that it is fetched, and whether a person still
+        handles the conversation."""
+        store = self.core.store
+        conversation_id = store.conversations.conversation_id(channel, conversation)
+        if conversation_id is None:
+            return Relayed((), False)
+        conversations = store.conversations
+        seen = conversations.message(after) if after and conversations.exists(after) else None
+        since = seen.created_at if seen is not None and seen.conversation_id == conversation_id else None
+        messages = tuple(
+            m
+            for m in conversations.messages_since(conversation_id, since, limit=limit)
+            if m.direction == Direction.OUT and m.route == HUMAN_ROUTE
+        )
+        for message in messages:
+            delivery = store.deliveries.begin(message.id, DeliveryKind.RELAY, channel, conversation)
+            if not delivery.delivered:
+                store.deliveries.delivered(message.id, [message.id], attempts=1)
+        return Relayed(messages, store.handoffs.active_for(channel, conversation) is not None)
 
     def choice_value(self, message_id: str, index: int) -> str:
         """The value of the ``index``-th choice offered with a stored reply (for platforms whose

@@ -265,6 +265,8 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
         ).json()["messages"]
     )
     assert [m["reply"] for m in polled] == ["Yes, I'm looking at your account now."]
+    fetched = stack.core.store.deliveries.get(polled[0]["message_id"])  # fetched is delivered
+    assert fetched is not None and fetched.delivered and fetched.channel == "web"
     press(stack, opened, element(opened, "teller_handoff_close"), ts=thread)
     state = _wait(
         lambda: (

@@ -338,3 +338,65 @@ def test_a_thread_broadcast_in_a_dm_is_read_as_a_message(stack: Stack) -> None:
     )
     [reply] = stack.wait("D6", 1)
     assert reply["thread_ts"] == "1700000600.0"
+
+
+def test_a_reply_left_pending_by_a_stopped_replica_is_sent_by_a_running_one(stack: Stack) -> None:
+    from sqlalchemy import update
+
+    from bot.core import Incoming
+    from bot.recovery import DeliveryRecovery
+    from bot.storage import DeliveryKind, schema
+
+    store = stack.core.store
+    # A replica stored this reply, marked it pending, and died before Slack took it.
+    reply = stack.service.handle(
+        Incoming("slack", "D8", "U8", "D8:1700000700.0", "my card hasn't arrived yet")
+    )
+    store.deliveries.begin(reply.message_id, DeliveryKind.REPLY, "slack", "D8:1700000700.0")
+    recovery = DeliveryRecovery(stack.service, stale_after=60)
+    assert recovery.sweep() == 0  # pending, but touched just now: its sender may be alive
+    with store.database.transaction() as connection:
+        connection.execute(
+            update(schema.deliveries)
+            .where(schema.deliveries.c.message_id == reply.message_id)
+            .values(updated_at=store.database.clock.ago(120))
+        )
+    assert recovery.sweep() == 1
+    [sent] = stack.wait("D8", 1)
+    assert sent["thread_ts"] == "1700000700.0" and section_texts(sent["blocks"])[0] == reply.text
+    delivery = store.deliveries.get(reply.message_id)
+    assert delivery is not None and delivery.state == DeliveryState.DELIVERED
+    assert recovery.sweep() == 0 and len(stack.to("D8")) == 1  # once
+
+
+def test_an_operators_relay_cut_off_mid_send_is_reported_not_resent_redacted(stack: Stack) -> None:
+    from sqlalchemy import update
+
+    from bot.recovery import DeliveryRecovery
+    from bot.storage import DeliveryKind, Direction, schema
+
+    store = stack.core.store
+    thread = stack.handoff("D2", "U2", "1700000800.000100")
+    handoff = store.handoffs.by_thread(thread, OPS)
+    assert handoff is not None
+    relay = store.handoffs.record_relay(
+        handoff.id, Direction.OUT, "Call us on +44 20 7946 0958", author="slack:UOPS"
+    )
+    store.deliveries.begin(relay.id, DeliveryKind.RELAY, "slack", "D2")
+    with store.database.transaction() as connection:
+        connection.execute(
+            update(schema.deliveries)
+            .where(schema.deliveries.c.message_id == relay.id)
+            .values(updated_at=store.database.clock.ago(600))
+        )
+    before = len(stack.to(OPS))
+    assert DeliveryRecovery(stack.service, stale_after=60).sweep() == 1
+    warning = stack.wait(OPS, before + 1)[-1]
+    assert warning.get("thread_ts") == thread and "send it again" in warning["text"]
+    delivery = store.deliveries.get(relay.id)
+    assert (
+        delivery is not None
+        and delivery.state == DeliveryState.FAILED
+        and "interrupted" in (delivery.reason or "")
+    )
+    assert not [m for m in stack.to("D2") if "[PHONE]" in m.get("text", "")]  # never the redacted copy

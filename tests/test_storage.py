@@ -462,3 +462,14 @@ def test_deliveries_record_pending_then_delivered_or_failed_and_failures_reach_r
         c for c in store.review.candidates(0.0, reply_id=first.id) if c.reason == ReviewReason.UNDELIVERED
     ]
     assert store.counts().deliveries == 2
+
+
+def test_a_stale_pending_delivery_is_claimed_by_one_replica_only(store: Store) -> None:
+    _, reply = exchange(store, "my card has not arrived")
+    store.deliveries.begin(reply.id, DeliveryKind.REPLY, "telegram", "42")
+    assert store.deliveries.stale(store.database.clock.ago(60), ["telegram"]) == []
+    later = store.database.clock.ago(-1)  # a cutoff after the row's time: the row is stale
+    [stale] = store.deliveries.stale(later, ["telegram"])
+    assert store.deliveries.stale(later, ["slack"]) == []
+    assert store.deliveries.claim(stale) is True
+    assert store.deliveries.claim(stale) is False  # as read before: already taken

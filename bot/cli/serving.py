@@ -32,6 +32,7 @@ def serve(
 
     from bot.assistant import build_channels, build_core, build_service
     from bot.model_swap import ModelSwapper
+    from bot.recovery import DeliveryRecovery
     from bot.web.app import create_app
 
     # The small matrix products of a request are faster on one BLAS thread, and idle BLAS threads
@@ -47,7 +48,11 @@ def serve(
     service = build_service(settings, core, swapper)
     channels = build_channels(settings, core, service)
     # A model promoted or rolled back while serving is picked up within seconds, without a restart.
-    application = create_app(core, channels, owns_core=True, services=[swapper], service=service)
+    # Deliveries a stopped replica left pending are finished by the running ones.
+    recovery = DeliveryRecovery(service)
+    application = create_app(
+        core, channels, owns_core=True, services=[swapper], service=service, background=[recovery]
+    )
     host, port = host or settings.host, port or settings.port
     names = ", ".join(["web chat", *(c.name for c in channels)])
     err.print(

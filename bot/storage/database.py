@@ -65,8 +65,16 @@ class Clock:
         with self._lock:
             micros = max(self._time_ns() // 1000, self._last + 1)
             self._last = micros
-        seconds, fraction = divmod(micros, 1_000_000)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:06d}Z"
+        return _iso(micros)
+
+    def ago(self, seconds: float) -> str:
+        """The time ``seconds`` before now, in the same format (for "older than" queries)."""
+        return _iso(self._time_ns() // 1000 - int(seconds * 1_000_000))
+
+
+def _iso(micros: int) -> str:
+    seconds, fraction = divmod(micros, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:06d}Z"
 
 
 def database_url(value: str | Path) -> URL:

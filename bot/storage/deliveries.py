@@ -9,6 +9,7 @@ is, is not. Failed replies join the review queue (:class:`bot.storage.ReviewReas
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -85,6 +86,46 @@ class DeliveryRepository:
             )
             row = connection.execute(select(_d).where(_d.c.message_id == message_id)).mappings().one()
         return _delivery(dict(row))
+
+    def touch(self, message_id: str) -> None:
+        """The message is being sent right now (one attempt starts): a pending row touched within
+        the last minutes belongs to a live sender, not to one that died."""
+        with self.db.transaction() as connection:
+            connection.execute(
+                _d.update()
+                .where(_d.c.message_id == message_id, _d.c.state == DeliveryState.PENDING.value)
+                .values(updated_at=self.db.clock.now())
+            )
+
+    def stale(self, before: str, channels: Sequence[str], limit: int = 100) -> list[Delivery]:
+        """Pending deliveries of ``channels`` not touched since ``before`` (ISO time): their sender
+        stopped mid-way (a crash, a restart). Oldest first."""
+        query = (
+            select(_d)
+            .where(
+                _d.c.state == DeliveryState.PENDING.value,
+                _d.c.updated_at < before,
+                _d.c.channel.in_(list(channels)),
+            )
+            .order_by(_d.c.updated_at)
+            .limit(limit)
+        )
+        return [_delivery(r) for r in self.db.rows(query)]
+
+    def claim(self, delivery: Delivery) -> bool:
+        """Take over a stale pending delivery as it was read; False when another replica took it
+        (or its sender woke up) first."""
+        with self.db.transaction() as connection:
+            result = connection.execute(
+                _d.update()
+                .where(
+                    _d.c.message_id == delivery.message_id,
+                    _d.c.state == DeliveryState.PENDING.value,
+                    _d.c.updated_at == delivery.updated_at,
+                )
+                .values(updated_at=self.db.clock.now())
+            )
+            return result.rowcount == 1
 
     def get(self, message_id: str) -> Delivery | None:
         rows = self.db.rows(select(_d).where(_d.c.message_id == message_id))

@@ -21,7 +21,7 @@ from bot.core import Incoming, Outgoing, TellerCore
 from bot.errors import InputError, TellerError
 from bot.ops_desk import CLOSED_NOTICE
 from bot.service import TellerService
-from bot.storage import HUMAN_ROUTE, Direction, StoreError
+from bot.storage import HUMAN_ROUTE, StoreError
 from bot.text import clean, has_surrogates
 
 log = logging.getLogger(__name__)
@@ -169,19 +169,21 @@ def create_app(
     owns_core: bool = False,
     services: Sequence[Service] = (),
     service: TellerService | None = None,
+    background: Sequence[Service] = (),
 ) -> FastAPI:
-    """The HTTP application around ``core``; ``services`` (e.g. the model swapper) and then
-    ``channels`` start and stop with it; channels may add routes.
+    """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
+    ``channels``, then ``background`` work that needs the channels running (delivery recovery)
+    start with it, and stop in the reverse order; channels may add routes.
 
     With ``owns_core``, shutting the application down also closes the core (and its database).
     """
-    dispatch = service or TellerService(core)
+    service = service or TellerService(core)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         started: list[Service] = []
         try:
-            for channel in [*services, *channels]:
+            for channel in [*services, *channels, *background]:
                 await channel.start()
                 started.append(channel)
             yield
@@ -195,7 +197,7 @@ def create_app(
                     )
             if owns_core:
                 # In-flight requests have finished by now (uvicorn waits for them): flush and close.
-                await asyncio.to_thread(dispatch.close)
+                await asyncio.to_thread(service.close)
                 await asyncio.to_thread(core.close)
                 log.info("core_closed")
 
@@ -242,7 +244,7 @@ def create_app(
         if not body.text.strip():
             raise HTTPException(status_code=400, detail="text is empty")
         message_id = f"{body.user_id}:{body.client_message_id}" if body.client_message_id else None
-        reply = dispatch.handle(Incoming(WEB_CHANNEL, body.user_id, body.user_id, message_id, body.text))
+        reply = service.handle(Incoming(WEB_CHANNEL, body.user_id, body.user_id, message_id, body.text))
         return message_out(reply)
 
     @app.get(
@@ -254,25 +256,14 @@ def create_app(
         user_id: Annotated[Text, Query(min_length=1, max_length=200)],
         after: Annotated[Text | None, Query(max_length=100)] = None,
     ) -> RelayedOut:
-        conversation = core.store.conversations.conversation_id(WEB_CHANNEL, user_id)
-        if conversation is None:
-            return RelayedOut(messages=[], handoff_open=False)
-        conversations = core.store.conversations
-        seen = conversations.message(after) if after and conversations.exists(after) else None
-        since = seen.created_at if seen is not None and seen.conversation_id == conversation else None
-        relayed = [
-            m
-            for m in conversations.messages_since(conversation, since, limit=200)
-            if m.direction == Direction.OUT and m.route == HUMAN_ROUTE
-        ]
-        open_now = core.store.handoffs.active_for(WEB_CHANNEL, user_id) is not None
+        relayed = service.relayed(WEB_CHANNEL, user_id, after)
         return RelayedOut(
             messages=[
-                MessageOut(reply=m.text, choices=[], route="human", intent=None, message_id=m.id)
-                for m in relayed
+                MessageOut(reply=m.text, choices=[], route=HUMAN_ROUTE, intent=None, message_id=m.id)
+                for m in relayed.messages
             ],
-            handoff_open=open_now,
-            closed_notice=None if open_now else CLOSED_NOTICE,
+            handoff_open=relayed.handoff_open,
+            closed_notice=None if relayed.handoff_open else CLOSED_NOTICE,
         )
 
     @app.post(
@@ -280,7 +271,7 @@ def create_app(
     )
     def post_feedback(body: FeedbackIn) -> FeedbackOut:
         try:
-            entry = dispatch.feedback(body.message_id, body.helpful, body.comment)
+            entry = service.feedback(body.message_id, body.helpful, body.comment)
         except InputError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)

@@ -1,0 +1,85 @@
+"""Deliveries a stopped replica left unfinished, finished by the replicas that are running.
+
+The courier (:mod:`bot.delivery`) marks a message ``pending`` before its first platform call and
+touches it before each further attempt. A pending delivery nobody touched for ``stale_after``
+seconds belongs to a sender that died (a crash, a kill, a redeploy mid-send): the customer may not
+have the reply. Every replica runs :class:`DeliveryRecovery`; each stale delivery is claimed by
+exactly one of them (a conditional update) and handed to
+:meth:`bot.service.TellerService.resume`: a reply is sent again, an operator's relay is reported
+to the operators.
+
+``stale_after`` (300 s by default) is longer than any live send can go untouched: one Telegram
+post waits at most 120 s (``POST_TIMEOUT``) and the courier's longest pause is 60 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from bot.errors import TellerError
+from bot.service import TellerService
+
+log = logging.getLogger(__name__)
+
+#: Seconds between sweeps, and how long a pending delivery must have gone untouched to be resumed.
+INTERVAL, STALE_AFTER = 15.0, 300.0
+
+
+class DeliveryRecovery:
+    """A background sweep (a daemon thread) over stale pending deliveries. A server service:
+    ``start``/``stop`` with the application."""
+
+    name = "delivery-recovery"
+
+    def __init__(
+        self, service: TellerService, interval: float = INTERVAL, stale_after: float = STALE_AFTER
+    ) -> None:
+        self.service = service
+        self.interval = interval
+        self.stale_after = stale_after
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> int:
+        """Resume the stale deliveries of the channels this replica can reach; returns how many
+        this replica took over."""
+        ops = self.service.ops
+        transports = ops.transports if ops is not None else {}
+        if not transports:
+            return 0
+        deliveries = self.service.core.store.deliveries
+        cutoff = self.service.core.store.database.clock.ago(self.stale_after)
+        taken = 0
+        for delivery in deliveries.stale(cutoff, list(transports)):
+            if not deliveries.claim(delivery):
+                continue  # another replica has it
+            taken += 1
+            log.warning(
+                "delivery_resumed",
+                extra={"fields": {"message_id": delivery.message_id, "channel": delivery.channel}},
+            )
+            try:
+                self.service.resume(delivery, transports[delivery.channel])
+            except TellerError as exc:  # the database blinked: the next sweep finds it again
+                log.error("delivery_resume_failed", extra={"fields": {"error": str(exc)[:300]}})
+        return taken
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep()
+            except TellerError as exc:
+                log.error("delivery_recovery_failed", extra={"fields": {"error": str(exc)[:300]}})
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="teller-delivery-recovery", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+            self._thread = None
