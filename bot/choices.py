@@ -13,6 +13,10 @@ kind           value                         meaning
 ``interview``  ``iv:<interview>:<rest>``     an answer in a positioning interview
 ``text``       anything else                 a value the channel sends back as typed text
 =============  ============================  =============================================
+
+A platform whose buttons hold less than a value (Telegram: 64 bytes of ``callback_data``; Slack:
+2,000 characters) sends a reference instead, :func:`choice_ref` (``ch:<reply id>:<index>``, the
+index into the reply's choices as stored), which the service turns back into the value.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ class ChoiceKind(StrEnum):
 
 INTENT_PREFIX = "intent:"
 HANDOFF_CHOICE = "handoff"
-FEEDBACK_PREFIX = "feedback:"
 FEEDBACK_HELPFUL = "feedback:helpful"
 FEEDBACK_NOT_HELPFUL = "feedback:not_helpful"
 INTERVIEW_PREFIX = "iv:"
@@ -100,4 +103,22 @@ def feedback_choices() -> tuple[Choice, ...]:
 
 
 def interview_value(interview_id: str, rest: str) -> str:
+    """The value of an interview's button: ``iv:<interview id>:<rest>``."""
     return f"{INTERVIEW_PREFIX}{interview_id}:{rest}"
+
+
+#: A reference to a stored reply's choice, for buttons too small for its value.
+CHOICE_REF_PREFIX = "ch:"
+
+
+def choice_ref(reply_id: str, index: int) -> str:
+    """``ch:<reply id>:<index>``: the ``index``-th of the reply's choices (all of them, in order)."""
+    return f"{CHOICE_REF_PREFIX}{reply_id}:{index}"
+
+
+def parse_choice_ref(data: str) -> tuple[str, int] | None:
+    """``(reply id, index)`` of a :func:`choice_ref`; None for anything else."""
+    reply_id, _, index = data.removeprefix(CHOICE_REF_PREFIX).rpartition(":")
+    if data.startswith(CHOICE_REF_PREFIX) and reply_id and index.isdigit():
+        return reply_id, int(index)
+    return None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.batching import DecisionBatcher
-from bot.choices import FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, HANDOFF_CHOICE, Choice, intent_of
+from bot.choices import HANDOFF_CHOICE, Choice, intent_of
 from bot.errors import InputError
 from bot.pii import redact
 from bot.policy import AnswerPolicy, Decision, Route
@@ -21,8 +21,6 @@ from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, St
 from bot.text import clean
 
 log = logging.getLogger(__name__)
-
-__all__ = ["FEEDBACK_HELPFUL", "FEEDBACK_NOT_HELPFUL", "Incoming", "MultiSelect", "Outgoing", "TellerCore"]
 
 MAX_TEXT = 4000
 

@@ -5,10 +5,17 @@ platform messages it takes (split at the platform's limits, never cut) and posts
 mapping the platform's errors once into :class:`bot.errors.DeliveryError`. The :class:`Courier`
 does the rest, the same for every platform:
 
-- the message is stored ``pending`` before the first platform call (:mod:`bot.storage.deliveries`);
+- the message is taken ``pending`` before the first platform call, by one sender at a time across
+  replicas (:mod:`bot.storage.deliveries`); one delivered already, or in flight elsewhere, is not
+  sent again;
 - each part is posted in order; a transient failure (rate limit, 5xx, network) is retried with
-  exponential backoff and jitter (tenacity), never shorter than the platform's Retry-After; the
-  parts already accepted are not sent again, so a retry never duplicates what the customer has;
+  exponential backoff and jitter (tenacity), never shorter than the platform's Retry-After, for at
+  most ``ATTEMPTS`` tries and ``PART_DEADLINE`` seconds; each accepted part is recorded, so a retry
+  or a later send resumes after it and never duplicates what the customer has. A post that timed
+  out may have arrived: it is retried all the same (at least once: a rare duplicate rather than a
+  lost answer);
+- state writes are retried through database blips (once the platform has a message, losing the
+  record of it would send it again);
 - the message ends ``delivered`` (with the platform's id of every part) or ``failed`` (with the
   platform's reason). A failed reply is filed in the review queue by the caller (reason
   ``undelivered``); a failed operator relay is reported in the operator's thread.
@@ -26,20 +33,38 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from bot.core import Outgoing
 from bot.errors import DeliveryError
-from bot.storage import Delivery, DeliveryKind, DeliveryRepository
+from bot.storage import Delivery, DeliveryKind, DeliveryRepository, StoreError
 
 log = logging.getLogger(__name__)
 
-#: Tries per part, the first included (pauses ≈ 0.5, 1, 2, 4, 8 s with jitter, or Retry-After).
-ATTEMPTS = 6
-#: Backoff: first pause and ceiling, in seconds.
-BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 20.0
+#: Tries per part, the first included (pauses ≈ 0.5, 1, 2, 4, 8 s with jitter, or Retry-After),
+#: and the seconds after which a part is not tried again. Teller's choice: a customer waits about
+#: half a minute for an answer that a briefly failing platform delays; past two minutes the reply
+#: goes to a person (review queue) instead.
+ATTEMPTS, PART_DEADLINE = 6, 120.0
+#: Backoff: first pause and ceiling, in seconds; a Retry-After is honoured up to ``RETRY_AFTER_MAX``.
+BACKOFF_INITIAL, BACKOFF_MAX, RETRY_AFTER_MAX = 0.5, 20.0, 60.0
+#: Seconds a pending delivery stays its sender's without a touch (each attempt touches it); after
+#: that a redelivery or :mod:`bot.recovery` takes it over. Longer than any live gap: one post waits
+#: at most ``POST_TIMEOUT`` (Telegram, 120 s) and a pause at most ``RETRY_AFTER_MAX``.
+LEASE = 300.0
+#: Tries of a delivery-state write through a database blip.
+STORE_ATTEMPTS = 4
+T = TypeVar("T")
 #: Platform-specific piece of a message (Telegram: text + keyboard; Slack: blocks + text).
 Part = TypeVar("Part")
 
@@ -64,11 +89,13 @@ class Transport(Protocol, Generic[Part]):
 @dataclass(frozen=True)
 class Sent:
     """What one delivery did: the platform ids of the parts that got through, the attempts made,
-    and the error that stopped it (None when every part was accepted)."""
+    and the error that stopped it (None when every part was accepted). ``skipped``: nothing was
+    sent because the message was delivered before or another sender has it right now."""
 
     platform_ids: tuple[str, ...]
     attempts: int
     error: DeliveryError | None = None
+    skipped: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -76,13 +103,14 @@ class Sent:
 
 
 def _wait(state: RetryCallState) -> float:
-    """Exponential backoff with full jitter, but never less than the platform's Retry-After."""
+    """Exponential backoff with jitter, but never less than the platform's Retry-After (up to
+    ``RETRY_AFTER_MAX``: a longer wait outlasts the part's deadline anyway)."""
     backoff = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (state.attempt_number - 1))
     pause = random.uniform(backoff / 2, backoff)
     outcome = state.outcome
     error = outcome.exception() if outcome is not None else None
     if isinstance(error, DeliveryError) and error.retry_after:
-        pause = max(pause, min(error.retry_after, 60.0))
+        pause = max(pause, min(error.retry_after, RETRY_AFTER_MAX))
     return pause
 
 
@@ -93,7 +121,9 @@ def _transient(error: BaseException) -> bool:
 class Courier:
     """Sends messages through a :class:`Transport` and records their delivery state. Thread-safe.
 
-    ``attempts``: tries per part; ``sleep``: how pauses are taken (tests pass a recorder).
+    ``attempts``: tries per part, and ``part_deadline``: seconds after which a part is not tried
+    again; ``lease``: seconds a pending delivery nobody touched stays its sender's; ``sleep``: how
+    pauses are taken (tests pass a recorder).
     """
 
     def __init__(
@@ -101,9 +131,13 @@ class Courier:
         deliveries: DeliveryRepository | None,
         attempts: int = ATTEMPTS,
         sleep: Callable[[float], None] | None = None,
+        part_deadline: float = PART_DEADLINE,
+        lease: float = LEASE,
     ) -> None:
         self.deliveries = deliveries
         self.attempts = attempts
+        self.part_deadline = part_deadline
+        self.lease = lease
         self._sleep = sleep
 
     def send(
@@ -118,24 +152,30 @@ class Courier:
 
         ``message_id``: the stored message this delivers (its delivery state is recorded; None for
         messages that are not stored, such as an interview's prompts). A message already
-        ``delivered`` is not sent again. Never raises for the platform's refusal: the result says
-        what happened. Raises :class:`bot.storage.StoreError` if the state cannot be recorded.
+        ``delivered``, or being sent by another sender right now, is not sent (``Sent.skipped``);
+        one sent partly before resumes after the parts the platform accepted. Never raises for the
+        platform's refusal: the result says what happened. Raises
+        :class:`bot.storage.StoreError` if the state cannot be recorded (after retries).
         """
         record = self.deliveries if message_id is not None else None
+        accepted: list[str] = []
         if record is not None and message_id is not None:
-            before = record.begin(message_id, kind, transport.name, address)
-            if before.delivered:
-                return Sent(before.platform_ids, 0)
-        sent: list[str] = []
+            taken = self._store(record.take, message_id, kind, transport.name, address, self.lease)
+            if taken is None:
+                return Sent((), 0, skipped=True)
+            accepted = list(taken.platform_ids)
         attempts = 0
         error: DeliveryError | None = None
         try:
-            parts = transport.parts(address, outgoing)
+            parts = list(transport.parts(address, outgoing))
         except DeliveryError as exc:  # nothing the platform can take (e.g. every part too big)
             parts, error = [], exc
-        for part in parts:
+        if len(accepted) > len(parts):  # rendered differently since: send it whole again
+            accepted = []
+        sent = list(accepted)
+        for index, part in enumerate(parts[len(accepted) :], start=len(accepted)):
             retrying = Retrying(
-                stop=stop_after_attempt(self.attempts),
+                stop=stop_after_attempt(self.attempts) | stop_after_delay(self.part_deadline),
                 wait=_wait,
                 retry=retry_if_exception(_transient),
                 reraise=True,
@@ -146,17 +186,20 @@ class Courier:
                     with attempt:
                         attempts += 1
                         if record is not None and message_id is not None and attempts > 1:
-                            record.touch(message_id)  # alive: not a stale delivery to take over
+                            self._store(record.touch, message_id)  # alive: not stale
                         platform_id = transport.post(address, part)
-                sent.append(platform_id)
             except DeliveryError as exc:
                 error = exc
                 break
+            sent.append(platform_id)
+            if record is not None and message_id is not None and index < len(parts) - 1:
+                self._store(record.progress, message_id, sent)
         outcome = Sent(tuple(sent), attempts, error)
         fields = {
             "channel": transport.name,
             "message_id": message_id,
             "parts": len(sent),
+            "resumed_after": len(accepted),
             "attempts": attempts,
         }
         if error is None:
@@ -165,10 +208,24 @@ class Courier:
             log.error("message_undelivered", extra={"fields": {**fields, "reason": error.reason[:300]}})
         if record is not None and message_id is not None:
             if error is None:
-                record.delivered(message_id, sent, attempts)
+                self._store(record.delivered, message_id, sent, attempts)
             else:
-                record.failed(message_id, error.reason, attempts, sent)
+                self._store(record.failed, message_id, error.reason, attempts, sent)
         return outcome
+
+    def _store(self, write: Callable[..., T], *args: Any) -> T:
+        """A delivery-state write, retried through a database blip: once the platform has a
+        message, losing the record of it would send it again."""
+        for attempt in Retrying(
+            stop=stop_after_attempt(STORE_ATTEMPTS),
+            wait=wait_exponential(multiplier=0.5, max=4),
+            retry=retry_if_exception_type(StoreError),
+            reraise=True,
+            sleep=self._sleep or time.sleep,
+        ):
+            with attempt:
+                return write(*args)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def state(self, message_id: str) -> Delivery | None:
         return self.deliveries.get(message_id) if self.deliveries is not None else None

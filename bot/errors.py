@@ -41,3 +41,10 @@ class DeliveryError(TellerError):
         self.reason = reason
         self.transient = transient
         self.retry_after = retry_after
+
+
+def sentence(exc: Exception) -> str:
+    """An error's message as a sentence to show a person: first letter capitalised (the rest
+    untouched), a full stop at the end."""
+    text = str(exc).strip()
+    return (text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")) if text else ""

@@ -202,16 +202,21 @@ class OpsDesk:
                 handoff.id, Direction.OUT, text, author=str(operator), platform_id=platform_id
             )
         except DuplicateMessage:
-            return True  # a redelivery of the operator's message: relayed the first time
+            return True  # a redelivery of the operator's message: its first delivery relays it
         reply = Outgoing(stored.id, text, route=HUMAN_ROUTE, threaded=False)
         sent = self._send(handoff, reply, DeliveryKind.RELAY)
-        if sent is not None and not sent.delivered and self.board is not None:
+        if sent is not None and not sent.delivered and not sent.skipped and self.board is not None:
             reason = sent.error.reason if sent.error else "unknown"
+            seen = (
+                f"They got the first {len(sent.platform_ids)} part(s) of it only"
+                if sent.platform_ids
+                else "They have not seen this message"
+            )
             self._later(
                 self.board.warn_in_thread,
                 handoff,
                 f"Not delivered to the customer ({handoff.channel} said: {reason}). "
-                "They have not seen this message; try again or reach them another way.",
+                f"{seen}; try again or reach them another way.",
             )
         log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(operator)}})
         return True
@@ -223,7 +228,14 @@ class OpsDesk:
             return handoff
         closed = self.store.handoffs.close(handoff_id, str(actor))
         notice = Outgoing(f"{handoff_id}:closed", CLOSED_NOTICE, route=HUMAN_ROUTE, threaded=False)
-        self._send(closed, notice, DeliveryKind.NOTICE)
+        sent = self._send(closed, notice, DeliveryKind.NOTICE)
+        if sent is not None and not sent.delivered and not sent.skipped and self.board is not None:
+            self._later(
+                self.board.warn_in_thread,
+                closed,
+                f"The customer was not told the conversation is closed ({closed.channel} said: "
+                f"{sent.error.reason if sent.error else 'unknown'}); Teller answers them again.",
+            )
         log.info("handoff_closed", extra={"fields": {"handoff": handoff_id, "operator": str(actor)}})
         return closed
 

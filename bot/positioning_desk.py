@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.assistant import build_policy, open_store
-from bot.choices import INTERVIEW_PREFIX, Choice
+from bot.choices import INTERVIEW_PREFIX, Choice, interview_value
 from bot.core import Incoming, MultiSelect, Outgoing
 from bot.policy import AnswerPolicy, PolicyConfig, Route
 from bot.settings import Settings
@@ -33,7 +33,6 @@ from positioning.session import InterviewService, Reply
 log = logging.getLogger(__name__)
 
 INTERVIEW_ROUTE = "interview"
-VALUE_PREFIX = INTERVIEW_PREFIX
 INTERVIEW_USAGE = (
     "`/teller interview` starts your interview or resumes the one in progress, in a direct message.\n"
     "`/teller interview new` starts another one; `/teller interview list` shows yours; "
@@ -143,7 +142,7 @@ class PositioningDesk:
     def wants(self, incoming: Incoming) -> bool:
         """Is this private message for the sender's interview (a pressed interview button, or any
         text while an interview is in progress and not paused)?"""
-        if incoming.text.startswith(VALUE_PREFIX):
+        if incoming.text.startswith(INTERVIEW_PREFIX):
             return True
         if not self.may_interview(incoming.channel, incoming.user_id):
             return False
@@ -155,8 +154,8 @@ class PositioningDesk:
         key = self.user_key(incoming.channel, incoming.user_id)
         text = incoming.text.strip()
         try:
-            if text.startswith(VALUE_PREFIX):
-                return self._pressed(key, text.removeprefix(VALUE_PREFIX))
+            if text.startswith(INTERVIEW_PREFIX):
+                return self._pressed(key, text.removeprefix(INTERVIEW_PREFIX))
             return self._chat_reply(key, self.service.handle(key, text))
         except PositioningError as exc:
             return self._notice(str(exc))
@@ -258,7 +257,7 @@ class PositioningDesk:
             body += "\n_Reply with your answer._"
         elif q.type == "list":
             body += "\n_Reply with one item per line._"
-        base = f"{VALUE_PREFIX}{state.id}:{q.id}:"
+        base = interview_value(state.id, f"{q.id}:")
         choices: list[Choice] = []
         multi = None
         if q.type == "choice":
@@ -272,9 +271,9 @@ class PositioningDesk:
             if high - low <= 10:
                 choices = [Choice(str(v), f"{base}{v}") for v in range(low, high + 1)]
         if state.history and state.history[0] != q.id:
-            choices.append(Choice("« Back", f"{VALUE_PREFIX}{state.id}:back"))
+            choices.append(Choice("« Back", interview_value(state.id, "back")))
         if not q.required:
-            choices.append(Choice("Skip »", f"{VALUE_PREFIX}{state.id}:skip"))
+            choices.append(Choice("Skip »", interview_value(state.id, "skip")))
         return Outgoing(
             f"{state.id}:{len(state.history)}:{q.id}",
             f"{lead}\n\n{body}".strip() if lead else body,

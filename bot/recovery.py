@@ -1,15 +1,12 @@
 """Deliveries a stopped replica left unfinished, finished by the replicas that are running.
 
-The courier (:mod:`bot.delivery`) marks a message ``pending`` before its first platform call and
-touches it before each further attempt. A pending delivery nobody touched for ``stale_after``
-seconds belongs to a sender that died (a crash, a kill, a redeploy mid-send): the customer may not
-have the reply. Every replica runs :class:`DeliveryRecovery`; each stale delivery is claimed by
-exactly one of them (a conditional update) and handed to
-:meth:`bot.service.TellerService.resume`: a reply is sent again, an operator's relay is reported
-to the operators.
-
-``stale_after`` (300 s by default) is longer than any live send can go untouched: one Telegram
-post waits at most 120 s (``POST_TIMEOUT``) and the courier's longest pause is 60 s.
+The courier (:mod:`bot.delivery`) takes a message ``pending`` before its first platform call and
+touches it before each further attempt. A pending delivery nobody touched for the courier's
+``lease`` (300 s) belongs to a sender that died (a crash, a kill, a redeploy mid-send): the
+customer may not have the reply. Every replica runs :class:`DeliveryRecovery`; each stale
+delivery is taken over by exactly one of them (a conditional update) through
+:meth:`bot.service.TellerService.resume`: a reply is sent again from its first part the platform
+had not accepted; an operator's relay is reported to the operators instead.
 """
 
 from __future__ import annotations
@@ -23,8 +20,8 @@ from bot.service import TellerService
 
 log = logging.getLogger(__name__)
 
-#: Seconds between sweeps, and how long a pending delivery must have gone untouched to be resumed.
-INTERVAL, STALE_AFTER = 15.0, 300.0
+#: Seconds between sweeps.
+INTERVAL = 15.0
 
 
 class DeliveryRecovery:
@@ -33,12 +30,9 @@ class DeliveryRecovery:
 
     name = "delivery-recovery"
 
-    def __init__(
-        self, service: TellerService, interval: float = INTERVAL, stale_after: float = STALE_AFTER
-    ) -> None:
+    def __init__(self, service: TellerService, interval: float = INTERVAL) -> None:
         self.service = service
         self.interval = interval
-        self.stale_after = stale_after
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -49,19 +43,17 @@ class DeliveryRecovery:
         transports = ops.transports if ops is not None else {}
         if not transports:
             return 0
-        deliveries = self.service.core.store.deliveries
-        cutoff = self.service.core.store.database.clock.ago(self.stale_after)
+        store = self.service.core.store
+        cutoff = store.database.clock.ago(self.service.courier.lease)
         taken = 0
-        for delivery in deliveries.stale(cutoff, list(transports)):
-            if not deliveries.claim(delivery):
-                continue  # another replica has it
-            taken += 1
-            log.warning(
-                "delivery_resumed",
-                extra={"fields": {"message_id": delivery.message_id, "channel": delivery.channel}},
-            )
+        for delivery in store.deliveries.stale(cutoff, list(transports)):
             try:
-                self.service.resume(delivery, transports[delivery.channel])
+                if self.service.resume(delivery, transports[delivery.channel]):
+                    taken += 1
+                    log.warning(
+                        "delivery_resumed",
+                        extra={"fields": {"message_id": delivery.message_id, "channel": delivery.channel}},
+                    )
             except TellerError as exc:  # the database blinked: the next sweep finds it again
                 log.error("delivery_resume_failed", extra={"fields": {"error": str(exc)[:300]}})
         return taken

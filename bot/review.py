@@ -176,8 +176,8 @@ class ReviewService:
         return [i for i in items if i.id in touched]
 
     def file_reply(self, reply_id: str) -> list[ReviewItem]:
-        """File one reply now if it qualifies (not helpful, flagged, handoff, clarify, low confidence);
-        returns the items created or grown (none when it does not qualify)."""
+        """File one reply now if it qualifies (not helpful, flagged, undelivered, handoff, clarify, low
+        confidence); returns the items created or grown (none when it does not qualify)."""
         with self._lock:
             touched = self._file(self.store.review.candidates(self.review_confidence, reply_id=reply_id))
         return [self.store.review.item(i) for i in sorted(touched)]
@@ -225,10 +225,10 @@ class ReviewService:
     def _question(self, candidate: ReviewCandidate) -> str | None:
         """The customer's question behind a reply: the message itself, or for a pressed button
         (a clarify choice, "talk to a person") the last typed message before it."""
-        if not _is_choice(candidate.text):
+        if not is_choice(candidate.text):
             return candidate.text
         earlier = self.store.conversations.customer_messages_before(candidate.message_id)
-        return next((m.text for m in earlier if not _is_choice(m.text)), None)
+        return next((m.text for m in earlier if not is_choice(m.text)), None)
 
     def _suggest(self, texts: Sequence[str]) -> list[Suggestion | None]:
         if not texts:
@@ -391,11 +391,6 @@ class ReviewService:
         entry = KBEntry.build(entry_id, unique, answer, tags=[OPERATOR_TAG])
         kb.add([entry])
         return entry
-
-
-def _is_choice(text: str) -> bool:
-    """Pressed buttons arrive as text (see :mod:`bot.choices`); the question is the message before."""
-    return is_choice(text)
 
 
 def _match(key: str, groups: Sequence[_Group]) -> _Group | None:

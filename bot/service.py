@@ -123,31 +123,34 @@ class TellerService:
         stored = reply.route not in UNSTORED_ROUTES and kind == DeliveryKind.REPLY
         sent = self.courier.send(transport, address, reply, reply.message_id if stored else None, kind)
         if stored and sent.platform_ids and self.ops is not None:
-            # A reaction on the post (its last part carries the buttons) finds the reply again.
+            # A reaction on the post (the part with the buttons, the last) finds the reply again.
             self.core.store.conversations.set_platform_id(reply.message_id, sent.platform_ids[-1])
-        if stored and not sent.delivered and self.ops is not None:
+        if stored and not sent.delivered and not sent.skipped and self.ops is not None:
             self.ops.undelivered(reply.message_id)
         return sent
 
-    def resume(self, delivery: Delivery, transport: Transport[Any]) -> Sent | None:
-        """Finish a delivery whose sender stopped mid-way (a replica that crashed or was restarted
-        while sending; see :class:`bot.recovery.DeliveryRecovery`). A reply is sent again as it was
-        sent; an operator's relay or a notice cannot be (only its redacted copy is stored), so it
-        is marked failed and the operators are told in the handoff's thread. Returns what the
-        courier did for a reply, None otherwise."""
+    def resume(self, delivery: Delivery, transport: Transport[Any]) -> bool:
+        """Finish a stale pending delivery, whose sender stopped mid-way (a replica that crashed or
+        was restarted while sending; see :class:`bot.recovery.DeliveryRecovery`). A reply is sent
+        again as it was sent, from its first part not yet accepted; an operator's relay or a
+        notice cannot be (only its redacted copy is stored), so it is marked failed and the
+        operators are told in the handoff's thread. False when another replica took it first."""
         store = self.core.store
         if delivery.kind == DeliveryKind.REPLY:
-            sent = self.courier.send(
-                transport, delivery.address, self.core.stored_reply(delivery.message_id), delivery.message_id
-            )
+            reply = self.core.stored_reply(delivery.message_id)
+            sent = self.courier.send(transport, delivery.address, reply, delivery.message_id)
+            if sent.skipped:
+                return False
             if not sent.delivered and self.ops is not None:
                 self.ops.undelivered(delivery.message_id)
-            return sent
+            return True
+        if not store.deliveries.claim(delivery):
+            return False
         reason = "interrupted: the replica sending it stopped, and only a redacted copy is stored"
         store.deliveries.failed(delivery.message_id, reason, 0, list(delivery.platform_ids))
         if self.ops is not None:
             self.ops.relay_interrupted(delivery.channel, delivery.address)
-        return None
+        return True
 
     def feedback(
         self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None

@@ -7,6 +7,8 @@ Slack's documented limits (tests/fake_slack.py) and injects 429s and 5xx on dema
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import time
@@ -353,13 +355,13 @@ def test_a_reply_left_pending_by_a_stopped_replica_is_sent_by_a_running_one(stac
         Incoming("slack", "D8", "U8", "D8:1700000700.0", "my card hasn't arrived yet")
     )
     store.deliveries.begin(reply.message_id, DeliveryKind.REPLY, "slack", "D8:1700000700.0")
-    recovery = DeliveryRecovery(stack.service, stale_after=60)
+    recovery = DeliveryRecovery(stack.service)
     assert recovery.sweep() == 0  # pending, but touched just now: its sender may be alive
     with store.database.transaction() as connection:
         connection.execute(
             update(schema.deliveries)
             .where(schema.deliveries.c.message_id == reply.message_id)
-            .values(updated_at=store.database.clock.ago(120))
+            .values(updated_at=store.database.clock.ago(600))
         )
     assert recovery.sweep() == 1
     [sent] = stack.wait("D8", 1)
@@ -390,7 +392,7 @@ def test_an_operators_relay_cut_off_mid_send_is_reported_not_resent_redacted(sta
             .values(updated_at=store.database.clock.ago(600))
         )
     before = len(stack.to(OPS))
-    assert DeliveryRecovery(stack.service, stale_after=60).sweep() == 1
+    assert DeliveryRecovery(stack.service).sweep() == 1
     warning = stack.wait(OPS, before + 1)[-1]
     assert warning.get("thread_ts") == thread and "send it again" in warning["text"]
     delivery = store.deliveries.get(relay.id)
@@ -400,3 +402,31 @@ def test_an_operators_relay_cut_off_mid_send_is_reported_not_resent_redacted(sta
         and "interrupted" in (delivery.reason or "")
     )
     assert not [m for m in stack.to("D2") if "[PHONE]" in m.get("text", "")]  # never the redacted copy
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b"{not json", JSON),
+        (b"[1, 2, 3]", JSON),
+        (b"null", JSON),
+        (b"payload=%7Bnot-json", FORM),
+        (b"\xff\xfe\x00 not utf-8", JSON),
+        (b"\xff\xfe\x00 not utf-8", FORM),
+    ],
+)
+def test_signed_bodies_bolt_cannot_read_get_a_400_and_unsigned_ones_a_401(
+    stack: Stack, raw: bytes, content_type: str
+) -> None:
+    timestamp = str(int(time.time()))
+    digest = hmac.new(SECRET.encode(), f"v0:{timestamp}:".encode() + raw, hashlib.sha256).hexdigest()
+    signature = f"v0={digest}"  # Slack's v0 scheme, over the raw bytes
+    headers = {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature,
+        "Content-Type": content_type,
+    }
+    response = httpx.post(stack.teller + EVENTS_PATH, content=raw, headers=headers)
+    assert response.status_code == 400 and "malformed slack payload" in response.text.lower()
+    unsigned = httpx.post(stack.teller + EVENTS_PATH, content=raw, headers={"Content-Type": content_type})
+    assert unsigned.status_code in (400, 401) and "Traceback" not in unsigned.text

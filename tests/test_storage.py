@@ -473,3 +473,18 @@ def test_a_stale_pending_delivery_is_claimed_by_one_replica_only(store: Store) -
     assert store.deliveries.stale(later, ["slack"]) == []
     assert store.deliveries.claim(stale) is True
     assert store.deliveries.claim(stale) is False  # as read before: already taken
+
+
+def test_an_operators_message_delivered_twice_is_relayed_once(store: Store) -> None:
+    _, reply = exchange(store, user="tg-8")
+    handoff = store.handoffs.start(
+        NewHandoff("web", reply.conversation_id, "tg-8", "chat-8", message_id=reply.id)
+    )
+    store.handoffs.record_relay(
+        handoff.id, Direction.OUT, "One moment.", author="slack:UOPS", platform_id="C:1.5"
+    )
+    with pytest.raises(DuplicateMessage):
+        store.handoffs.record_relay(
+            handoff.id, Direction.OUT, "One moment.", author="slack:UOPS", platform_id="C:1.5"
+        )
+    store.handoffs.record_relay(handoff.id, Direction.OUT, "Next.", author="slack:UOPS", platform_id="C:1.6")

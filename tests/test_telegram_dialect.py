@@ -211,6 +211,24 @@ def test_a_conversation_is_answered_in_order_while_others_go_on(stack: Stack) ->
     assert texts[2] not in (HELP, NOT_TEXT) and stack.replies(other)
 
 
+def test_a_customer_whose_replies_are_stuck_holds_up_no_other_customer(stack: Stack) -> None:
+    """Telegram keeps failing for one chat (502s the courier retries with growing pauses): that
+    customer's queued messages wait their turn, but every slot of the channel stays free for the
+    others, who are answered at once."""
+    stuck, others = 4206, [4207, 4208, 4209, 4210, 4211]
+    stack.api.fail_chat(stuck, status=502)
+    try:
+        stack.push(*(tg.text(stack.uid(), stuck, stack.uid(), FEE) for _ in range(6)))
+        stack.until(lambda: len(stack.api.rejected("sendMessage")) >= 2)  # it is retrying now
+        stack.push(*(tg.text(stack.uid(), chat, stack.uid(), FEE) for chat in others))
+        for chat in others:
+            stack.replies(chat, timeout=10)
+        assert stack.to(stuck) == []
+    finally:
+        stack.api.clear_failures()
+    assert len(stack.replies(stuck, 6, timeout=60)) == 6  # all of them, once the platform is back
+
+
 # ------------------------------------------------------------------------------------ functions
 
 BOT = User(999, "Teller", is_bot=True, username="teller_test_bot")

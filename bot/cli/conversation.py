@@ -94,7 +94,7 @@ class TerminalTransport:
             out.print(f"        [{number}] {choice.label}", highlight=False)
         if self.debug:
             detail = f"{part.route}" + (
-                f" {part.intent} {part.confidence:.2f}" if part.intent and part.confidence else ""
+                f" {part.intent} {part.confidence:.2f}" if part.intent and part.confidence is not None else ""
             )
             out.print(f"        [dim]{detail}{' ' + part.kb_id if part.kb_id else ''}[/dim]", highlight=False)
         self.posted += 1
@@ -103,7 +103,8 @@ class TerminalTransport:
 
 @app.command()
 def chat(
-    version: ModelOpt = None, debug: Annotated[bool, typer.Option(help="Show route and reason.")] = False
+    version: ModelOpt = None,
+    debug: Annotated[bool, typer.Option(help="Show each reply's route, intent and confidence.")] = False,
 ) -> None:
     """Chat with Teller in the terminal, as a customer would on any channel (stored, channel
     ``terminal``); type quit or press Ctrl-D to leave. ``--version`` talks to another model than

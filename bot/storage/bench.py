@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.choices import feedback_choices
 from bot.errors import InputError
 from bot.storage import NewExchange, Store
 
@@ -63,7 +64,7 @@ def bench_store(url: str, seconds: float = 10.0, threads: int = 8, conversations
                         confidence=0.97,
                         model_version="bench",
                         latency_ms=3.0,
-                        choices=(("Helpful", "feedback:helpful"), ("Not helpful", "feedback:not_helpful")),
+                        choices=tuple((c.label, c.value) for c in feedback_choices()),
                     )
                 )
                 latencies[worker].append((time.perf_counter() - started) * 1000)

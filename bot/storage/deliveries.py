@@ -1,9 +1,12 @@
 """Deliveries: each message Teller pushes to a platform, and how that went.
 
-A channel records ``pending`` before the first platform call, then ``delivered`` (with the ids of
-the parts the message was split into) or ``failed`` (with the platform's reason) once its retries
-are spent. A redelivered customer message whose reply is not ``delivered`` is sent again; one that
-is, is not. Failed replies join the review queue (:class:`bot.storage.ReviewReason` ``undelivered``).
+A sender takes a message with :meth:`DeliveryRepository.take` before the first platform call
+(``pending``; only one sender at a time, across replicas), records each part the platform accepts
+(:meth:`~DeliveryRepository.progress`, so a later send resumes after them), and ends with
+``delivered`` (the ids of every part) or ``failed`` (the platform's reason). A redelivered customer
+message whose reply is not ``delivered`` is sent again, from the first part not yet accepted; one
+that is, is not. Failed replies join the review queue (:class:`bot.storage.ReviewReason`
+``undelivered``).
 """
 
 from __future__ import annotations
@@ -29,9 +32,68 @@ class DeliveryRepository:
     def __init__(self, database: Database) -> None:
         self.db = database
 
+    def take(
+        self, message_id: str, kind: DeliveryKind, channel: str, address: str, lease: float
+    ) -> Delivery | None:
+        """Become the one sender of ``message_id``: recorded ``pending`` if it is new; taken over if
+        it failed before, or if it is pending but nobody touched it for ``lease`` seconds (its
+        sender died). Returns the row (its ``platform_ids``: the parts already accepted), or None
+        when it is delivered already or another sender has it now."""
+        now = self.db.clock.now()
+        with self.db.transaction() as connection:
+            inserted = connection.execute(
+                self.db.insert(_d)
+                .values(
+                    message_id=message_id,
+                    kind=kind.value,
+                    channel=channel,
+                    address=address,
+                    state=DeliveryState.PENDING.value,
+                    attempts=0,
+                    parts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[_d.c.message_id])
+            )
+            row = dict(connection.execute(select(_d).where(_d.c.message_id == message_id)).mappings().one())
+            if inserted.rowcount == 1:
+                return _delivery(row)
+            state = DeliveryState(row["state"])
+            if state == DeliveryState.DELIVERED:
+                return None
+            if state == DeliveryState.PENDING and row["updated_at"] >= self.db.clock.ago(lease):
+                return None  # in flight elsewhere
+            taken = connection.execute(
+                _d.update()
+                .where(
+                    _d.c.message_id == message_id,
+                    _d.c.state == row["state"],
+                    _d.c.updated_at == row["updated_at"],
+                )
+                .values(state=DeliveryState.PENDING.value, updated_at=now, reason=None)
+            )
+            if taken.rowcount != 1:
+                return None
+            row.update(state=DeliveryState.PENDING.value, updated_at=now, reason=None)
+        return _delivery(row)
+
+    def progress(self, message_id: str, platform_ids: list[str]) -> None:
+        """The platform accepted these parts so far (a later send resumes after them)."""
+        with self.db.transaction() as connection:
+            connection.execute(
+                _d.update()
+                .where(_d.c.message_id == message_id)
+                .values(
+                    platform_ids=json.dumps(platform_ids),
+                    parts=len(platform_ids),
+                    updated_at=self.db.clock.now(),
+                )
+            )
+
     def begin(self, message_id: str, kind: DeliveryKind, channel: str, address: str) -> Delivery:
         """Record ``message_id`` as pending unless it is on record already; returns the row as it
-        stands (a delivered message stays delivered)."""
+        stands (a delivered message stays delivered). For senders, :meth:`take` decides who sends."""
         now = self.db.clock.now()
         with self.db.transaction() as connection:
             connection.execute(

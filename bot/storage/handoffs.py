@@ -134,7 +134,8 @@ class HandoffRepository:
     ) -> StoredMessage:
         """Store a message relayed during an open handoff: the customer's (``IN``, deduplicated by
         ``platform_id`` like any customer message) or an operator's reply (``OUT``, ``author`` the
-        operator). Route ``human``, text redacted.
+        operator; deduplicated by ``platform_id`` within the conversation). Route ``human``, text
+        redacted.
 
         Raises :class:`InputError` (empty text, no author, unknown or closed handoff) or
         :class:`DuplicateMessage`.
@@ -155,6 +156,18 @@ class HandoffRepository:
             conversation_id, channel, user_id, status = found
             if status != HandoffStatus.OPEN:
                 raise InputError(f"handoff {handoff_id!r} is closed")
+            if direction == Direction.OUT and platform_id is not None:
+                # An operator's message Slack delivered twice (to two replicas, say) is relayed once.
+                self.db.serialise(connection, f"relay:{platform_id}")
+                seen = connection.execute(
+                    select(_m.c.id).where(
+                        _m.c.conversation_id == conversation_id,
+                        _m.c.direction == Direction.OUT.value,
+                        _m.c.platform_id == platform_id,
+                    )
+                ).first()
+                if seen is not None:
+                    raise DuplicateMessage(f"operator message {platform_id} is relayed already")
             now = self.db.clock.now()
             row = {
                 "id": new_id("m"),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.channels.slack.text import escape
-from bot.choices import Choice
+from bot.choices import choice_ref
 from bot.core import Outgoing
 from bot.delivery import split_text
 
@@ -78,13 +78,15 @@ def _plain(text: str, limit: int) -> dict[str, str]:
 
 def _buttons(reply: Outgoing) -> list[dict[str, Any]]:
     elements: list[dict[str, Any]] = []
-    options = [c for c in reply.choices if not c.is_feedback]
-    for i, choice in enumerate(options):
+    options = [(index, c) for index, c in enumerate(reply.choices) if not c.is_feedback]
+    for i, (index, choice) in enumerate(options):
         elements.append(
             {
                 "type": "button",
                 "action_id": f"{CHOICE_ACTION}_{i}",
-                "value": _value(reply, choice, i),
+                "value": choice.value
+                if len(choice.value) <= BUTTON_VALUE
+                else choice_ref(reply.message_id, index),
                 "text": _plain(choice.label, BUTTON_TEXT),
             }
         )
@@ -99,16 +101,6 @@ def _buttons(reply: Outgoing) -> list[dict[str, Any]]:
                 }
             )
     return elements
-
-
-#: A choice whose value does not fit in a button refers to the stored reply instead.
-CHOICE_REF = "ch:"
-
-
-def _value(reply: Outgoing, choice: Choice, index: int) -> str:
-    if len(choice.value) <= BUTTON_VALUE:
-        return choice.value
-    return f"{CHOICE_REF}{reply.message_id}:{index}"
 
 
 def reply_parts(reply: Outgoing) -> list[SlackPart]:
@@ -285,12 +277,6 @@ def wrong_answer_view(item: ReviewItem, channel: str, ts: str) -> dict[str, Any]
 def settled_note(item: ReviewItem, actor: Actor) -> str:
     what = f": {escape(item.resolution)}" if item.resolution else ""
     return f"{item.status.capitalize()} by <@{actor.user_id}>{what}"
-
-
-def sentence(exc: Exception) -> str:
-    """An error message as a sentence to show in Slack."""
-    text = str(exc)
-    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def ticked(body: dict[str, Any]) -> list[str]:

@@ -25,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk.signature import SignatureVerifier
@@ -111,13 +112,24 @@ class SlackChannel:
         @router.post(EVENTS_PATH, include_in_schema=False)
         async def events(request: Request) -> Response:
             raw = await request.body()
-            bolt_request = to_bolt_request(request, raw)
-            if self._verifier is None or self._verifier.is_valid_request(raw, dict(request.headers)):
-                # Signed by Slack but not what Bolt can read: say so (Bolt would answer 500).
-                wrong = problem(bolt_request.body if isinstance(bolt_request.body, dict) else {})
-                if wrong is not None:
-                    return to_starlette_response(refusal(wrong))
-            # Bolt verifies the signature, acks, and hands the listener to its thread pool.
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:  # Slack sends UTF-8 only (and its signature is over text)
+                return to_starlette_response(refusal("the body is not UTF-8"))
+            if self._verifier is not None and not self._verifier.is_valid_request(raw, dict(request.headers)):
+                log.warning("slack_signature_rejected")
+                return JSONResponse({"detail": "invalid or missing Slack signature"}, status_code=401)
+            # Signed by Slack (or Socket-less test mode) but not what Bolt can read: say so with a
+            # 400 (Bolt would fail with a 500 on these).
+            try:
+                bolt_request = to_bolt_request(request, raw)
+            except (ValueError, TypeError, AttributeError):  # undecodable bytes, invalid JSON
+                return to_starlette_response(refusal("the body is not JSON or form data Slack sends"))
+            body = bolt_request.body
+            wrong = problem(body) if isinstance(body, dict) else "the payload is not an object"
+            if wrong is not None:
+                return to_starlette_response(refusal(wrong))
+            # Bolt acks, and hands the listener to its thread pool.
             return to_starlette_response(await asyncio.to_thread(self.app.dispatch, bolt_request))
 
         return router

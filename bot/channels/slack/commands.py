@@ -13,11 +13,10 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.channels.slack.blocks import sentence
 from bot.channels.slack.listeners import actor
 from bot.channels.slack.transport import CHANNEL, SlackTransport
 from bot.core import Outgoing
-from bot.errors import InputError, NotAuthorised
+from bot.errors import InputError, NotAuthorised, sentence
 from bot.service import TellerService
 
 HELP = (

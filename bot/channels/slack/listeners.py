@@ -21,7 +21,6 @@ from slack_sdk import WebClient
 
 from bot.channels.slack.blocks import (
     CHOICE_ACTION,
-    CHOICE_REF,
     FEEDBACK_ACTION,
     HANDOFF_CLOSE,
     MULTI_PICK_ACTION,
@@ -31,7 +30,6 @@ from bot.channels.slack.blocks import (
     REVIEW_WRONG,
     WRONG_ANSWER_VIEW,
     review_blocks,
-    sentence,
     settled,
     settled_note,
     ticked,
@@ -39,8 +37,9 @@ from bot.channels.slack.blocks import (
 )
 from bot.channels.slack.text import readable
 from bot.channels.slack.transport import CHANNEL, SlackTransport
+from bot.choices import parse_choice_ref
 from bot.core import Incoming
-from bot.errors import InputError, NotAuthorised
+from bot.errors import InputError, NotAuthorised, sentence
 from bot.operators import Actor
 from bot.service import TellerService
 
@@ -155,11 +154,10 @@ class CustomerListeners:
         settle(client, channel, message, f"_{action.get('text', {}).get('text', 'Chosen')}_")
         private = body.get("channel", {}).get("name") == "directmessage" or channel.startswith("D")
         value = str(action.get("value", ""))
-        if value.startswith(CHOICE_REF):  # a value too long for a button: the stored reply has it
-            reply_id, _, index = value.removeprefix(CHOICE_REF).rpartition(":")
+        if (ref := parse_choice_ref(value)) is not None:  # too long for a button: the reply has it
             try:
-                value = self.service.choice_value(reply_id, int(index))
-            except (InputError, ValueError):
+                value = self.service.choice_value(*ref)
+            except InputError:
                 return
         self.answer(
             client,

@@ -6,19 +6,21 @@ and the service's courier, so it is split at Telegram's limits, retried when Tel
 unable to take it (rate limits first by python-telegram-bot's ``AIORateLimiter``), and, for a
 stored reply, recorded as delivered or failed (a failure joins the review queue).
 
-Updates are handled a few at a time (one customer's slow delivery does not hold up the others),
-but one at a time per conversation, in the order they arrived, so a "/human" is handled before the
-message after it. A redelivered update is dropped before any handler (``update_id``); a message
+Each conversation's messages are answered one at a time, in the order they arrived (a "/human"
+is handled before the message after it), and a few conversations at once; a handler only queues
+the work, so one customer's slow delivery holds up neither python-telegram-bot's update slots nor
+another customer. A redelivered update is dropped before any handler (``update_id``); a message
 the service has seen before gets its stored reply again, sent only if it never arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -48,7 +50,7 @@ from bot.channels.telegram.transport import (
 )
 from bot.choices import HANDOFF_CHOICE
 from bot.core import Incoming, Outgoing, TellerCore
-from bot.errors import InputError
+from bot.errors import InputError, sentence
 from bot.service import TellerService
 from bot.storage.database import Lease
 
@@ -115,7 +117,7 @@ class TelegramChannel:
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.transport = TelegramTransport(self.app.bot, post_timeout)
         self._seen: dict[int, None] = {}
-        self._turns = _Turns()
+        self._conversations = _Conversations(concurrent_updates)
         app = self.app
         app.add_handler(TypeHandler(Update, self._drop_duplicates), group=-1)
         # Edits, channel posts and business messages are not questions to Teller.
@@ -194,7 +196,8 @@ class TelegramChannel:
             lease, self._lease = self._lease, None
             await asyncio.to_thread(lease.release)
         if self.app.running:
-            await self.app.stop()  # finishes the updates being handled, their deliveries included
+            await self.app.stop()  # finishes the updates being handled
+        await self._conversations.join()  # and the replies they queued
         self.transport.detach()
         await self.app.shutdown()
         log.info("telegram_stopped")
@@ -325,21 +328,23 @@ class TelegramChannel:
         await self._converse(incoming, message.chat)
 
     async def _converse(self, incoming: Incoming, chat: Chat) -> None:
-        """The service answers and delivers (in a worker thread: it blocks), one message of a
-        conversation at a time."""
+        """Queue the message: the service answers and delivers it (in a worker thread: it blocks),
+        in its turn in the conversation."""
         where = incoming.conversation_id
-        async with self._turns(where):
+
+        async def job() -> None:
             try:
                 await asyncio.to_thread(
                     self.service.message, incoming, self.transport, where, chat.type == Chat.PRIVATE
                 )
             except InputError as exc:
-                await self._notify(where, str(exc).capitalize() + ".")
+                await self._notify(where, sentence(exc))
+
+        self._conversations.submit(where, job)
 
     async def _say(self, where: str, text: str) -> None:
         """One of the channel's own messages (help, "text only"), in its turn in the conversation."""
-        async with self._turns(where):
-            await self._notify(where, text)
+        self._conversations.submit(where, lambda: self._notify(where, text))
 
     async def _notify(self, where: str, text: str) -> None:
         """Delivered with retries like any other message, but not stored."""
@@ -358,22 +363,41 @@ async def _quietly(call: Awaitable[object]) -> None:
         log.info("telegram_courtesy_failed", extra={"fields": {"error": str(exc)[:300]}})
 
 
-class _Turns:
-    """One handler at a time per conversation, waiting in arrival order (``asyncio.Lock`` is fair)."""
+class _Conversations:
+    """Each conversation's work in arrival order, one job at a time, with at most ``limit`` jobs
+    of all conversations running at once. A handler only queues its job and returns, so a slow
+    conversation (a delivery waiting out Telegram's rate limit) holds neither python-telegram-bot's
+    update slots nor any other conversation."""
 
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+    def __init__(self, limit: int) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._queues: dict[str, collections.deque[Callable[[], Awaitable[None]]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    @contextlib.asynccontextmanager
-    async def __call__(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
+    def submit(self, key: str, job: Callable[[], Awaitable[None]]) -> None:
+        queue = self._queues.get(key)
+        if queue is not None:  # a worker is draining this conversation: it takes the job in turn
+            queue.append(job)
+            return
+        self._queues[key] = collections.deque([job])
+        task = asyncio.create_task(self._drain(key), name=f"telegram-conversation-{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, key: str) -> None:
+        queue = self._queues[key]
         try:
-            async with lock:
-                yield
+            while queue:
+                job = queue.popleft()
+                async with self._slots:
+                    try:
+                        await job()
+                    except Exception as exc:  # one failed job must not drop the conversation's next
+                        log.error("telegram_job_failed", extra={"fields": {"error": repr(exc)[:300]}})
         finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            del self._queues[key]
+
+    async def join(self) -> None:
+        """Wait until every queued job has run (the channel is stopping)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

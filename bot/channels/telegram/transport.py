@@ -41,6 +41,7 @@ from telegram.error import (
 )
 
 from bot.channels.telegram.dialect import parse_address
+from bot.choices import CHOICE_REF_PREFIX, choice_ref, parse_choice_ref
 from bot.core import Outgoing
 from bot.delivery import split_text, utf16_length
 from bot.errors import DeliveryError
@@ -51,8 +52,6 @@ MAX_TEXT = 4096
 MAX_CALLBACK_DATA = 64
 #: Callback data of feedback buttons: ``fb:1:<message id>`` (helpful) or ``fb:0:<message id>``.
 FEEDBACK_PREFIX = "fb:"
-#: Callback data of a choice whose value does not fit: ``ch:<message id>:<index>``.
-CHOICE_PREFIX = "ch:"
 #: How long one post may take, rate limiter's waits included, before it counts as timed out.
 POST_TIMEOUT = 120.0
 
@@ -79,7 +78,7 @@ def callback_data(outgoing: Outgoing, index: int) -> str:
     elif fits(choice.value) and not is_token(choice.value):
         data = choice.value
     else:
-        data = f"{CHOICE_PREFIX}{outgoing.message_id}:{index}"
+        data = choice_ref(outgoing.message_id, index)
     if not fits(data):
         raise DeliveryError(f"button data {data!r} is longer than Telegram's {MAX_CALLBACK_DATA} bytes")
     return data
@@ -108,17 +107,13 @@ def feedback_token(data: str) -> tuple[str, bool] | None:
     return None
 
 
-def choice_token(data: str) -> tuple[str, int] | None:
-    """``(message id, index)`` of a ``ch:`` token; None for other data."""
-    message_id, _, index = data.removeprefix(CHOICE_PREFIX).rpartition(":")
-    if data.startswith(CHOICE_PREFIX) and message_id and index.isdigit():
-        return message_id, int(index)
-    return None
+#: ``(reply id, index)`` of a ``ch:`` token; None for other data (defined in :mod:`bot.choices`).
+choice_token = parse_choice_ref
 
 
 def is_token(data: str) -> bool:
     """Whether ``data`` is in the form of Teller's tokens (a choice value never is)."""
-    return data.startswith((FEEDBACK_PREFIX, CHOICE_PREFIX))
+    return data.startswith((FEEDBACK_PREFIX, CHOICE_REF_PREFIX))
 
 
 def delivery_error(error: BaseException) -> DeliveryError:
