@@ -90,7 +90,13 @@ class TellerCore:
         text = clean(incoming.text).strip()
         if not text:
             raise InputError("the message is empty")
-        text = text[:MAX_TEXT]
+        if len(text) > MAX_TEXT:
+            # Judged window by window up to here (nlu reads at most MAX_TEXT characters); past it,
+            # the customer is asked to shorten rather than judged on a part only.
+            raise InputError(
+                f"the message is too long for me ({len(text):,} characters): please send at most "
+                f"{MAX_TEXT:,}, or just your question"
+            )
         earlier = self.replay(incoming) if replayed else None
         if earlier is not None:
             return earlier

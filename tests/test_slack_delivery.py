@@ -430,3 +430,24 @@ def test_signed_bodies_bolt_cannot_read_get_a_400_and_unsigned_ones_a_401(
     assert response.status_code == 400 and "malformed slack payload" in response.text.lower()
     unsigned = httpx.post(stack.teller + EVENTS_PATH, content=raw, headers={"Content-Type": content_type})
     assert unsigned.status_code in (400, 401) and "Traceback" not in unsigned.text
+
+
+def test_an_operator_naming_teller_in_a_handoff_thread_is_relayed_not_answered(stack: Stack) -> None:
+    thread = stack.handoff("D11", "U11", "1700000900.000100")
+    words = "<@UTELLER> the customer asks about the overdraft fee"
+    reply = {
+        "type": "message",
+        "channel": OPS,
+        "user": OPERATOR,
+        "text": words,
+        "ts": "1700000901.0",
+        "thread_ts": thread,
+    }
+    before = len(stack.to(OPS))
+    stack.event(reply)
+    stack.event({**reply, "type": "app_mention"})  # Slack sends both for a mention
+    relayed = stack.wait("D11", 2)[-1]
+    assert "overdraft fee" in relayed["text"]
+    time.sleep(0.5)
+    assert len(stack.to(OPS)) == before  # Teller did not answer the operator in the thread
+    assert stack.core.store.conversations.conversation_id("slack", f"{OPS}:{thread}") is None

@@ -239,7 +239,22 @@ def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core:
         )
         [reply] = api.wait_for("sendMessage", 1)
         # Bodies that are not updates: a clear 400 (logged), never a 500 that Telegram would redeliver.
-        for bad in (b"[1, 2, 3]", b"null", b'{"message": {"text": "hi"}}', b'"text"', b"{not json"):
+        deep, huge_date = (
+            b"[" * 5000 + b"]" * 5000,
+            b'{"update_id": 1, "message": {"date": 1' + b"0" * 30 + b"}}",
+        )
+        surrogate = b'{"update_id": 2, "message": {"message_id": 1, "date": 1, "chat": {"id": 7, "type": '
+        surrogate += b'"private"}, "text": "\\ud83d card"}}'
+        for bad in (
+            b"[1, 2, 3]",
+            b"null",
+            b'{"message": {"text": "hi"}}',
+            b'"text"',
+            b"{not json",
+            deep,
+            huge_date,
+            surrogate,
+        ):
             response = httpx.post(
                 teller + WEBHOOK_PATH,
                 content=bad,

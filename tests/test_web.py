@@ -77,6 +77,8 @@ def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:
         ({"text": "hi"}, 422),
         ({"user_id": "", "text": "hi"}, 422),
         ({"user_id": "x", "text": "a" * 10_001}, 422),
+        # Longer than Teller judges: the customer is asked to shorten, not judged on a part.
+        ({"user_id": "x", "text": "my card " * 600}, 400),
     ],
 )
 def test_bad_requests_get_clear_errors(client: TestClient, body: dict, status: int) -> None:

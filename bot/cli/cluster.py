@@ -41,8 +41,10 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
 
 @db_app.command("status")
 def db_status(as_json: JsonOpt = False) -> None:
-    """Revision, the active model it records, and how many rows each kind of data has."""
+    """Revision, the active model it records, how many rows each kind of data has, and how many
+    outgoing messages are pending, delivered and failed (the newest failures with their reason)."""
     from bot.assistant import open_store
+    from bot.storage import DeliveryState
 
     store = open_store(get_settings())
     try:
@@ -53,6 +55,11 @@ def db_status(as_json: JsonOpt = False) -> None:
             "active_model": store.deployment.active_model(),
             "kb_log_seq": store.kb_log.head(),
             "counts": store.counts().__dict__,
+            "deliveries": {state.value: n for state, n in store.deliveries.states().items()},
+            "failed_deliveries": [
+                {"message_id": d.message_id, "channel": d.channel, "reason": d.reason, "at": d.updated_at}
+                for d in store.deliveries.recent(DeliveryState.FAILED, limit=5)
+            ],
         }
     finally:
         store.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+#: Bolt's listener threads (its default is 10). Teller's choice; see the App below.
+LISTENER_THREADS = 64
 
 
 class SlackChannel:
@@ -75,6 +78,10 @@ class SlackChannel:
             signing_secret=signing_secret,
             process_before_response=False,
             request_verification_enabled=signing_secret is not None,
+            # Listeners answer and deliver on these threads (a delivery waiting out a rate limit
+            # sleeps on one): enough that customers Slack keeps refusing leave room for the others
+            # and for button presses, which must be acknowledged within 3 seconds.
+            listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="teller-slack"),
         )
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self.first_delivery = FirstDelivery()
@@ -123,14 +130,19 @@ class SlackChannel:
             # 400 (Bolt would fail with a 500 on these).
             try:
                 bolt_request = to_bolt_request(request, raw)
-            except (ValueError, TypeError, AttributeError):  # undecodable bytes, invalid JSON
+            except (ValueError, TypeError, AttributeError, RecursionError):  # not JSON or form data
                 return to_starlette_response(refusal("the body is not JSON or form data Slack sends"))
             body = bolt_request.body
             wrong = problem(body) if isinstance(body, dict) else "the payload is not an object"
             if wrong is not None:
                 return to_starlette_response(refusal(wrong))
             # Bolt acks, and hands the listener to its thread pool.
-            return to_starlette_response(await asyncio.to_thread(self.app.dispatch, bolt_request))
+            response = await asyncio.to_thread(self.app.dispatch, bolt_request)
+            if response.status == 500:
+                # Bolt's own matching failed on a payload our checks let through (a field of the
+                # wrong type deep inside): the payload, not Teller, is at fault.
+                return to_starlette_response(refusal("a field has a type Slack does not send"))
+            return to_starlette_response(response)
 
         return router
 

@@ -137,6 +137,8 @@ class CustomerListeners:
             self._event(event, client, text, event["channel"])
 
     def on_mention(self, event: dict[str, Any], client: WebClient) -> None:
+        if event.get("channel") == self.ops_channel:
+            return  # an operator naming Teller in the ops channel (a handoff thread, say): not a customer
         text = readable(_MENTION.sub("", event.get("text", ""))).strip()
         self._event(event, client, text, f"{event['channel']}:{event.get('thread_ts') or event['ts']}")
 

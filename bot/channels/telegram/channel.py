@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -66,8 +68,12 @@ NOT_TEXT = "I can only read text messages for now. Could you type your question?
 #: Retries of a request Telegram rate-limited (429), by python-telegram-bot's limiter, waiting
 #: Telegram's ``retry_after`` each time; what outlasts them is retried by the courier.
 RATE_LIMIT_RETRIES = 3
-#: Updates handled at once (each holds a worker thread while the service answers and delivers).
+#: Updates python-telegram-bot handles at once (a handler only queues the work: short).
 CONCURRENT_UPDATES = 4
+#: Conversations answered at once, each on a thread of the channel's own pool while the service
+#: answers and delivers (a delivery waiting out a rate limit sleeps on its thread). Teller's
+#: choice: enough that customers whose chats Telegram keeps refusing do not hold up the others.
+CONVERSATIONS_AT_ONCE = 32
 
 
 class TelegramChannel:
@@ -117,7 +123,8 @@ class TelegramChannel:
         self.app: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         self.transport = TelegramTransport(self.app.bot, post_timeout)
         self._seen: dict[int, None] = {}
-        self._conversations = _Conversations(concurrent_updates)
+        self._conversations = _Conversations(CONVERSATIONS_AT_ONCE)
+        self._workers = _pool()
         app = self.app
         app.add_handler(TypeHandler(Update, self._drop_duplicates), group=-1)
         # Edits, channel posts and business messages are not questions to Teller.
@@ -134,6 +141,8 @@ class TelegramChannel:
     # ------------------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if self._workers._shutdown:  # started again after a stop
+            self._workers = _pool()
         await self.app.initialize()
         await self.app.start()
         self.transport.attach(asyncio.get_running_loop())
@@ -199,6 +208,7 @@ class TelegramChannel:
             await self.app.stop()  # finishes the updates being handled
         await self._conversations.join()  # and the replies they queued
         self.transport.detach()
+        self._workers.shutdown(wait=False)
         await self.app.shutdown()
         log.info("telegram_stopped")
 
@@ -215,9 +225,11 @@ class TelegramChannel:
                 log.warning("telegram_webhook_rejected")
                 return Response(status_code=403)
             try:
-                data = await request.json()
+                data = json.loads(await request.body())
+                # Telegram sends well-formed UTF-8: a lone surrogate ("\ud83d") is not from it.
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
                 update = Update.de_json(data, self.app.bot) if isinstance(data, dict) else None
-            except (ValueError, TypeError, KeyError, AttributeError):
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError):
                 update = None
             if update is None or not isinstance(update.update_id, int):
                 # Not an update of Telegram's (malformed, or not from Telegram at all): a clear 400.
@@ -333,9 +345,10 @@ class TelegramChannel:
         where = incoming.conversation_id
 
         async def job() -> None:
+            private = chat.type == Chat.PRIVATE
             try:
-                await asyncio.to_thread(
-                    self.service.message, incoming, self.transport, where, chat.type == Chat.PRIVATE
+                await asyncio.get_running_loop().run_in_executor(
+                    self._workers, self.service.message, incoming, self.transport, where, private
                 )
             except InputError as exc:
                 await self._notify(where, sentence(exc))
@@ -348,7 +361,9 @@ class TelegramChannel:
 
     async def _notify(self, where: str, text: str) -> None:
         """Delivered with retries like any other message, but not stored."""
-        await asyncio.to_thread(self.service.courier.send, self.transport, where, Outgoing("", text))
+        await asyncio.get_running_loop().run_in_executor(
+            self._workers, self.service.courier.send, self.transport, where, Outgoing("", text)
+        )
 
     async def _error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram_handler_failed", extra={"fields": {"error": repr(context.error)[:300]}})
@@ -361,6 +376,10 @@ async def _quietly(call: Awaitable[object]) -> None:
         await call
     except TelegramError as exc:
         log.info("telegram_courtesy_failed", extra={"fields": {"error": str(exc)[:300]}})
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(CONVERSATIONS_AT_ONCE, thread_name_prefix="teller-telegram")
 
 
 class _Conversations:
