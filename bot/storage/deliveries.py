@@ -41,21 +41,7 @@ class DeliveryRepository:
         when it is delivered already or another sender has it now."""
         now = self.db.clock.now()
         with self.db.transaction() as connection:
-            inserted = connection.execute(
-                self.db.insert(_d)
-                .values(
-                    message_id=message_id,
-                    kind=kind.value,
-                    channel=channel,
-                    address=address,
-                    state=DeliveryState.PENDING.value,
-                    attempts=0,
-                    parts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=[_d.c.message_id])
-            )
+            inserted = connection.execute(self._new_pending(message_id, kind, channel, address, now))
             row = dict(connection.execute(select(_d).where(_d.c.message_id == message_id)).mappings().one())
             if inserted.rowcount == 1:
                 return _delivery(row)
@@ -96,21 +82,7 @@ class DeliveryRepository:
         stands (a delivered message stays delivered). For senders, :meth:`take` decides who sends."""
         now = self.db.clock.now()
         with self.db.transaction() as connection:
-            connection.execute(
-                self.db.insert(_d)
-                .values(
-                    message_id=message_id,
-                    kind=kind.value,
-                    channel=channel,
-                    address=address,
-                    state=DeliveryState.PENDING.value,
-                    attempts=0,
-                    parts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=[_d.c.message_id])
-            )
+            connection.execute(self._new_pending(message_id, kind, channel, address, now))
             row = connection.execute(select(_d).where(_d.c.message_id == message_id)).mappings().one()
         return _delivery(dict(row))
 
@@ -188,6 +160,24 @@ class DeliveryRepository:
                 .values(updated_at=self.db.clock.now())
             )
             return result.rowcount == 1
+
+    def _new_pending(self, message_id: str, kind: DeliveryKind, channel: str, address: str, now: str) -> Any:
+        """INSERT of a pending row that does nothing if the message is on record already."""
+        return (
+            self.db.insert(_d)
+            .values(
+                message_id=message_id,
+                kind=kind.value,
+                channel=channel,
+                address=address,
+                state=DeliveryState.PENDING.value,
+                attempts=0,
+                parts=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[_d.c.message_id])
+        )
 
     def get(self, message_id: str) -> Delivery | None:
         rows = self.db.rows(select(_d).where(_d.c.message_id == message_id))
