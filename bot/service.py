@@ -55,6 +55,8 @@ class Relayed:
 
     messages: tuple[StoredMessage, ...]
     handoff_open: bool
+    #: Whether the customer has a conversation at all (an unknown one has nothing to be told).
+    known: bool = True
 
 
 class TellerService:
@@ -170,7 +172,7 @@ class TellerService:
         store = self.core.store
         conversation_id = store.conversations.conversation_id(channel, conversation)
         if conversation_id is None:
-            return Relayed((), False)
+            return Relayed((), False, known=False)
         conversations = store.conversations
         seen = conversations.message(after) if after and conversations.exists(after) else None
         since = seen.created_at if seen is not None and seen.conversation_id == conversation_id else None

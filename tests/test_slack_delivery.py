@@ -451,3 +451,10 @@ def test_an_operator_naming_teller_in_a_handoff_thread_is_relayed_not_answered(s
     time.sleep(0.5)
     assert len(stack.to(OPS)) == before  # Teller did not answer the operator in the thread
     assert stack.core.store.conversations.conversation_id("slack", f"{OPS}:{thread}") is None
+
+
+def test_an_empty_button_label_does_not_make_slack_refuse_the_reply() -> None:
+    [part] = reply_parts(
+        Outgoing("m_4", "Pick one", (Choice("", "intent:card_arrival"), Choice("  ", HANDOFF_CHOICE)))
+    )
+    assert sl.message_error({"text": part.text, "blocks": json.dumps(part.blocks)}) is None

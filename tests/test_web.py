@@ -211,3 +211,11 @@ def test_a_client_message_id_cannot_make_another_customers_platform_id(client: T
         "/api/messages", json={"user_id": "alice", "text": "hi", "client_message_id": "x:1"}
     )
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == "body.client_message_id"
+
+
+def test_polling_for_an_unknown_customer_says_nothing_was_closed(client: TestClient) -> None:
+    body = client.get("/api/messages", params={"user_id": "nobody-yet"}).json()
+    assert body == {"messages": [], "handoff_open": False, "closed_notice": None}
+    client.post("/api/messages", json={"user_id": "somebody", "text": "What's the overdraft fee?"})
+    known = client.get("/api/messages", params={"user_id": "somebody"}).json()
+    assert known["messages"] == [] and known["handoff_open"] is False

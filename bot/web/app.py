@@ -263,7 +263,7 @@ def create_app(
                 for m in relayed.messages
             ],
             handoff_open=relayed.handoff_open,
-            closed_notice=None if relayed.handoff_open else CLOSED_NOTICE,
+            closed_notice=None if relayed.handoff_open or not relayed.known else CLOSED_NOTICE,
         )
 
     @app.post(

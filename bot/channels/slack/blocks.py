@@ -73,6 +73,7 @@ def sections(text: str, prefix: str = "") -> list[dict[str, Any]]:
 def _plain(text: str, limit: int) -> dict[str, str]:
     """A ``plain_text`` object; a label over Slack's limit ends in an ellipsis (labels are Teller's
     own short words, never a customer's message)."""
+    text = text.strip() or "…"  # Slack refuses an empty text object (and so the whole message)
     return {"type": "plain_text", "text": text if len(text) <= limit else text[: limit - 1] + "…"}
 
 
