@@ -68,6 +68,9 @@ class Outgoing:
     threaded: bool = True
     #: Nothing to show the customer (their message was passed to a person in a handoff).
     silent: bool = False
+    #: For a reply that is not a stored message (an interview's): the id its delivery is recorded
+    #: under, one per platform message, so a redelivery does not send it twice.
+    turn: str | None = None
 
 
 class TellerCore:

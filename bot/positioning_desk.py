@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from bot.assistant import build_policy, open_store
 from bot.choices import INTERVIEW_PREFIX, Choice, interview_value
@@ -149,16 +150,33 @@ class PositioningDesk:
         state = self.service.store.active_for(self.user_key(incoming.channel, incoming.user_id))
         return state is not None and not state.paused
 
+    def replay(self, incoming: Incoming) -> Outgoing | None:
+        """The reply this platform message got when it was applied to an interview before (a
+        redelivery, or a retry that reached another replica), marked ``duplicate``; None if new."""
+        if not incoming.message_id:
+            return None
+        kept = self.store.interviews.turn(incoming.channel, incoming.message_id)
+        return replace(_from_dict(kept), duplicate=True, turn=turn_id(incoming)) if kept else None
+
     def converse(self, incoming: Incoming) -> Outgoing:
-        """An answer, a command or a pressed button, applied to the sender's interview."""
+        """An answer, a command or a pressed button, applied to the sender's interview. The reply
+        is kept with the platform message's id, so a redelivery gets it again (:meth:`replay`)
+        instead of being applied twice."""
         key = self.user_key(incoming.channel, incoming.user_id)
         text = incoming.text.strip()
         try:
             if text.startswith(INTERVIEW_PREFIX):
-                return self._pressed(key, text.removeprefix(INTERVIEW_PREFIX))
-            return self._chat_reply(key, self.service.handle(key, text))
+                reply = self._pressed(key, text.removeprefix(INTERVIEW_PREFIX))
+            else:
+                reply = self._chat_reply(key, self.service.handle(key, text))
         except PositioningError as exc:
-            return self._notice(str(exc))
+            reply = self._notice(str(exc))
+        if not incoming.message_id:
+            return reply
+        kept = self.store.interviews.remember_turn(
+            incoming.channel, incoming.message_id, key, _to_dict(reply)
+        )
+        return replace(_from_dict(kept), turn=turn_id(incoming))
 
     def command(self, channel: str, user_id: str, args: str) -> Outgoing:
         """``/teller interview [args]``."""
@@ -311,3 +329,49 @@ class PositioningDesk:
             route=INTERVIEW_ROUTE,
             threaded=False,
         )
+
+
+def turn_id(incoming: Incoming) -> str:
+    """The id an interview reply's delivery is recorded under: one per platform message."""
+    return f"iv:{incoming.channel}:{incoming.message_id}"
+
+
+def _to_dict(reply: Outgoing) -> dict[str, Any]:
+    """An interview reply as JSON, to give a redelivered message the same reply."""
+    multi = reply.multi_select
+    return {
+        "message_id": reply.message_id,
+        "text": reply.text,
+        "choices": [[c.label, c.value] for c in reply.choices],
+        "route": reply.route,
+        "note": reply.note,
+        "multi_select": None
+        if multi is None
+        else {
+            "options": [[o.label, o.value] for o in multi.options],
+            "submit_label": multi.submit_label,
+            "submit_prefix": multi.submit_prefix,
+        },
+        "attachments": [str(p) for p in reply.attachments],
+        "threaded": reply.threaded,
+    }
+
+
+def _from_dict(data: dict[str, Any]) -> Outgoing:
+    multi = data.get("multi_select")
+    return Outgoing(
+        data["message_id"],
+        data["text"],
+        tuple(Choice(label, value) for label, value in data.get("choices", [])),
+        route=data.get("route", INTERVIEW_ROUTE),
+        note=data.get("note"),
+        multi_select=None
+        if multi is None
+        else MultiSelect(
+            tuple(Choice(label, value) for label, value in multi["options"]),
+            multi["submit_label"],
+            multi["submit_prefix"],
+        ),
+        attachments=tuple(Path(p) for p in data.get("attachments", []) if Path(p).exists()),
+        threaded=bool(data.get("threaded", False)),
+    )

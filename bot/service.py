@@ -79,8 +79,12 @@ class TellerService:
     def handle(self, incoming: Incoming, private: bool = False) -> Outgoing:
         """Route and answer one message; the reply is stored, not sent (the web chat returns it in
         its HTTP response). ``private``: it came in a one-to-one conversation with Teller (a DM)."""
-        if private and self.desk is not None and self.desk.wants(incoming):
-            return self.desk.converse(incoming)
+        if private and self.desk is not None:
+            earlier = self.desk.replay(incoming)  # an interview message seen before: same reply
+            if earlier is not None:
+                return earlier
+            if self.desk.wants(incoming):
+                return self.desk.converse(incoming)
         # A redelivery (or a retry that reached another replica) gets what was answered the first
         # time, whatever has happened since (a handoff opened meanwhile, say).
         replayed = self.core.replay(incoming)
@@ -123,7 +127,11 @@ class TellerService:
         """Send a reply; a stored reply's delivery state is recorded, and one the platform finally
         refused is filed in the review queue (reason ``undelivered``)."""
         stored = reply.route not in UNSTORED_ROUTES and kind == DeliveryKind.REPLY
-        sent = self.courier.send(transport, address, reply, reply.message_id if stored else None, kind)
+        if stored:
+            record: str | None = reply.message_id
+        else:  # an interview's reply: recorded per platform message, when it answers one
+            record, kind = reply.turn, DeliveryKind.NOTICE
+        sent = self.courier.send(transport, address, reply, record, kind)
         if stored and sent.platform_ids and self.ops is not None:
             # A reaction on the post (the part with the buttons, the last) finds the reply again.
             self.core.store.conversations.set_platform_id(reply.message_id, sent.platform_ids[-1])

@@ -347,6 +347,7 @@ def test_two_pms_at_once_and_resume_after_a_restart(
     # A new process over the same data: the DM carries on where each PM was.
     with running(teller_env, fake, api) as (teller, _core, desk):
         pm = SlackPM(fake, teller, "UPMA")
+        pm._ts += 1000  # Slack's message timestamps never repeat in a channel
         seen = len(pm.messages())
         pm.say(ANSWERS["competitors"])
         after = pm.next_message(seen)
@@ -372,3 +373,25 @@ def test_product_manager_allowlist(
         pm = SlackPM(fake, teller, "UPM1")
         assert pm.command("interview") == "I'll continue in a direct message."
         assert "What is the product called" in pm.next_message(0)["text"]
+
+
+def test_an_answer_slack_delivers_again_is_not_applied_twice(
+    teller_env: Path, fake_api: tuple[sl.FakeSlack, str]
+) -> None:
+    """Slack retries an event (to another replica, after a restart: a new event_id): the answer
+    gets the reply it got, and the interview does not move on a second time."""
+    fake, api = fake_api
+    with running(teller_env, fake, api) as (teller, core, desk):
+        pm = SlackPM(fake, teller, "UPM9")
+        pm.command("interview")
+        pm.next_message(0)
+        pm.say(ANSWERS["product"])
+        second = pm.next_message(1)
+        assert question_of(second, desk) == "target_users"
+        ts = f"{pm._ts:.6f}"
+        event = sl.dm(ANSWERS["product"], ts, user=pm.user, channel=pm.dm_channel)
+        pm.post(sl.event_body(f"EvRetry{ts}", event), JSON)  # the same message, another event id
+        time.sleep(1.0)
+        assert len(pm.messages()) == 2  # delivered the first time: not sent again
+        [state] = [s for s in core.store.interviews.for_user(f"slack:{pm.user}")]
+        assert list(state.answers) == ["product"] and state.current == "target_users"

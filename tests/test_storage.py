@@ -488,3 +488,11 @@ def test_an_operators_message_delivered_twice_is_relayed_once(store: Store) -> N
             handoff.id, Direction.OUT, "One moment.", author="slack:UOPS", platform_id="C:1.5"
         )
     store.handoffs.record_relay(handoff.id, Direction.OUT, "Next.", author="slack:UOPS", platform_id="C:1.6")
+
+
+def test_an_interview_turn_is_kept_once_per_platform_message(store: Store) -> None:
+    assert store.interviews.turn("slack", "D1:1.0") is None
+    first = store.interviews.remember_turn("slack", "D1:1.0", "slack:UPM", {"text": "Who are the users?"})
+    again = store.interviews.remember_turn("slack", "D1:1.0", "slack:UPM", {"text": "something else"})
+    assert first == again == store.interviews.turn("slack", "D1:1.0") == {"text": "Who are the users?"}
+    assert store.interviews.turn("telegram", "D1:1.0") is None

@@ -20,6 +20,7 @@ from positioning.errors import InterviewNotFound
 
 _i = schema.interviews
 _b = schema.briefs
+_t = schema.interview_turns
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,35 @@ class InterviewRepository:
         insert = self.db.insert(_i).values(id=state.id, **row)
         with self.db.transaction() as connection:
             connection.execute(insert.on_conflict_do_update(index_elements=[_i.c.id], set_=row))
+
+    def remember_turn(
+        self, channel: str, platform_id: str, user_id: str, reply: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Keep the reply a platform message of an interview got; if that message was answered
+        before (another replica got it too), the reply kept first is returned instead."""
+        with self.db.transaction() as connection:
+            connection.execute(
+                self.db.insert(_t)
+                .values(
+                    channel=channel,
+                    platform_id=platform_id,
+                    user_id=user_id,
+                    reply=json.dumps(reply),
+                    created_at=self.db.clock.now(),
+                )
+                .on_conflict_do_nothing(index_elements=[_t.c.channel, _t.c.platform_id])
+            )
+            kept = connection.execute(
+                select(_t.c.reply).where(_t.c.channel == channel, _t.c.platform_id == platform_id)
+            ).scalar_one()
+        return dict(json.loads(kept))
+
+    def turn(self, channel: str, platform_id: str) -> dict[str, Any] | None:
+        """The reply a platform message of an interview got, if it was answered."""
+        rows = self.db.rows(
+            select(_t.c.reply).where(_t.c.channel == channel, _t.c.platform_id == platform_id)
+        )
+        return dict(json.loads(rows[0]["reply"])) if rows else None
 
     def get(self, interview_id: str, user_id: str | None = None) -> InterviewState:
         """Raises :class:`InterviewNotFound` (no such interview, or not ``user_id``'s)."""

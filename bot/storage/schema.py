@@ -256,3 +256,14 @@ deliveries = Table(
     Column("updated_at", Text, nullable=False),
     Index("idx_deliveries_state_updated_at", "state", "updated_at"),
 )
+
+#: The reply each platform message of a positioning interview got (JSON), for redeliveries.
+interview_turns = Table(
+    "interview_turns",
+    metadata,
+    Column("channel", Text, primary_key=True),
+    Column("platform_id", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
