@@ -47,7 +47,7 @@ from tenacity import (
 
 from bot.core import Outgoing
 from bot.errors import DeliveryError
-from bot.storage import Delivery, DeliveryKind, DeliveryRepository, StoreError
+from bot.storage import DeliveryKind, DeliveryRepository, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +226,6 @@ class Courier:
             with attempt:
                 return write(*args)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-
-    def state(self, message_id: str) -> Delivery | None:
-        return self.deliveries.get(message_id) if self.deliveries is not None else None
 
 
 # ---------------------------------------------------------------------------------- splitting

@@ -141,8 +141,6 @@ class TelegramChannel:
     # ------------------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self._workers._shutdown:  # started again after a stop
-            self._workers = _pool()
         await self.app.initialize()
         await self.app.start()
         self.transport.attach(asyncio.get_running_loop())
@@ -209,6 +207,7 @@ class TelegramChannel:
         await self._conversations.join()  # and the replies they queued
         self.transport.detach()
         self._workers.shutdown(wait=False)
+        self._workers = _pool()  # threads start lazily: ready, at no cost, if started again
         await self.app.shutdown()
         log.info("telegram_stopped")
 
