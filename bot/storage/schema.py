@@ -267,3 +267,27 @@ interview_turns = Table(
     Column("reply", Text, nullable=False),
     Column("created_at", Text, nullable=False),
 )
+
+#: Operator and admin actions, append-only: who (``actor``), what (``action``), on what
+#: (``subject``: never a customer's id in clear), and the receipt (``details``, JSON).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("subject", Text),
+    Column("details", Text),
+    Index("idx_audit_log_action_at", "action", "at"),
+)
+
+#: The exact text of a message on its way to a customer whose stored copy redaction changed:
+#: kept only until it is delivered (or failed, erased, or past retention).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("message_id", Text, ForeignKey("messages.id"), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)

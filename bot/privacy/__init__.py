@@ -1,0 +1,7 @@
+"""Privacy: what Teller keeps about customers, and for how long.
+
+- :mod:`bot.privacy.redaction`: personal data found in free text and replaced by typed placeholders
+  before anything is stored, logged or posted to operators.
+- :mod:`bot.privacy.retention` and :mod:`bot.privacy.erasure`: old messages removed on a schedule;
+  one customer's data erased on request, with a receipt; both recorded in the audit log.
+"""
