@@ -15,8 +15,8 @@ from typing import Any
 from bot.batching import DecisionBatcher
 from bot.choices import HANDOFF_CHOICE, Choice, intent_of
 from bot.errors import InputError
-from bot.pii import redact
 from bot.policy import AnswerPolicy, Decision, Route
+from bot.privacy.redaction import redact
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
 from bot.text import clean
 
@@ -170,8 +170,12 @@ class TellerCore:
 
     def _as_sent(self, reply: StoredMessage) -> str:
         """The text a stored reply was sent with. The store keeps it redacted (a bank's phone number
-        reads as ``[PHONE]``); when it came from a knowledge-base entry whose answer redacts to the
-        same text, that answer is what the customer read, so a replay shows it again."""
+        reads as ``[PHONE]``): the text as written is in the outbox while the reply is on its way
+        (and for a day after an HTTP answer); after that, when it came from a knowledge-base entry
+        whose answer redacts to the same text, that answer is what the customer read."""
+        written = self.store.outbox.text(reply.id)
+        if written is not None:
+            return written
         kb = self.policy.kb
         if reply.kb_id and reply.kb_id in kb:
             answer = kb.get(reply.kb_id).answer

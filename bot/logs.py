@@ -1,7 +1,9 @@
 """Structured JSON-lines logging with PII redaction on every record.
 
 Call ``log.info("event_name", extra={"fields": {...}})``; each line in ``<home>/logs/teller.jsonl``
-is one JSON object. Message, arguments and fields pass through :func:`bot.pii.redact` first.
+is one JSON object. Message, arguments, fields and tracebacks pass through
+:func:`bot.privacy.redaction.redact` first, uvicorn's error and access logs included
+(:func:`uvicorn_log_config`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from bot.pii import redact
+from bot.privacy.redaction import redact
 
 LOG_FILE = "teller.jsonl"
 
@@ -40,6 +42,17 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        return True
+
+
+class QueryDropped(logging.Filter):
+    """uvicorn's access lines without the query string: ``/api/messages?user_id=…`` is logged as
+    ``/api/messages`` (a query is percent-encoded, so redaction would not see what it holds)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
         return True
 
 
@@ -79,3 +92,41 @@ def configure_logging(log_dir: Path, level: str = "INFO") -> Path:
     for noisy in ("httpx", "urllib3", "filelock", "matplotlib", "PIL", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return path
+
+
+def uvicorn_log_config(level: str = "WARNING") -> dict[str, Any]:
+    """uvicorn's logging, redacted like every other record (``logging.config.dictConfig`` form).
+
+    By default uvicorn writes its error log (tracebacks of failed requests, which may quote a
+    request's text) and its access log (paths with their query strings) straight to the terminal.
+    Here both pass :class:`RedactingFilter` first, access lines without their query string
+    (:class:`QueryDropped`): errors go to stderr and, like access lines, to Teller's JSON log
+    through the root logger. ``level``: of ``uvicorn.error`` on stderr; access
+    lines are logged at INFO to the JSON log only.
+    """
+    redacted = {"()": "bot.logs.RedactingFilter"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redacted": redacted, "query_dropped": {"()": "bot.logs.QueryDropped"}},
+        "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "filters": ["redacted"],
+                "formatter": "plain",
+                "level": level.upper(),
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": True},
+            "uvicorn.error": {"level": "INFO", "propagate": True},
+            "uvicorn.access": {
+                "handlers": [],
+                "filters": ["query_dropped"],
+                "level": "INFO",
+                "propagate": True,
+            },
+        },
+    }

@@ -13,6 +13,10 @@ The same watcher picks up knowledge-base changes made by another process (``tell
 then are the entries and the index read again. Whenever the knowledge base's revision moves (a
 change from any process, this one included), the thresholds that depend on it are re-fitted in this
 background thread (:func:`bot.assistant.follow_kb`, seconds) and take effect on the next message.
+
+It also keeps the policy's override memory on the operators' corrections in force
+(:class:`bot.corrections.CorrectionFollower`): one ``max(id)`` query a round, the texts embedded
+again only when a correction was stored anywhere; a swapped-in policy takes the memory over.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 
 from bot.assistant import active_version, build_policy, follow_kb, replicate_kb
 from bot.core import TellerCore
+from bot.corrections import CorrectionFollower
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,8 @@ class ModelSwapper:
         # activation that follows another one is still picked up within a second.
         self._refitter: threading.Thread | None = None
         self._refit_wanted = threading.Event()
+        #: The served policy's override memory follows the corrections table.
+        self.corrections = CorrectionFollower(core.store, lambda: self.core.policy)
 
     def _refit_in_background(self) -> None:
         """Re-fit the served policy's knowledge-base thresholds on the refit thread (coalesced: one
@@ -76,6 +83,7 @@ class ModelSwapper:
                 return None
             # Same knowledge base object: entries added since start-up stay, nothing is re-indexed.
             policy = build_policy(self.settings, version=active, kb=current.kb, refit_kb=False)
+            policy.corrections = current.corrections  # base-encoder vectors: valid for any model
             self.core.policy = policy
             log.info(
                 "model_swapped",
@@ -108,6 +116,10 @@ class ModelSwapper:
                 self.refresh_kb(background=True)
             except Exception as exc:  # a broken knowledge base must not stop the model watch
                 log.error("kb_refresh_failed", extra={"fields": {"error": repr(exc)[:300]}})
+            try:
+                self.corrections.refresh()
+            except Exception as exc:  # the database briefly unreachable: the memory stays as it was
+                log.error("corrections_refresh_failed", extra={"fields": {"error": repr(exc)[:300]}})
             try:
                 active = active_version(self.settings, self.core.store)
             except Exception as exc:  # the database briefly unreachable: try again next round

@@ -15,6 +15,8 @@ conversations. The rules live here:
 - replies that qualify for review (handoff, clarify, low confidence, not helpful, flagged, refused by
   the platform) are filed in the review queue and new items are posted to the ops channel with their
   actions;
+- when an operator corrects a message to an intent, the stored customer messages most likely to
+  share that need are proposed in the ops channel, to confirm or reject in bulk;
 - an operator's words the customer's platform finally refuses are reported in the operator's thread.
 
 Slack calls run on one background worker, in order, so a customer's reply is never held up by the
@@ -37,11 +39,13 @@ from bot.policy import Route
 from bot.review import ReviewService
 from bot.storage import (
     HUMAN_ROUTE,
+    Correction,
     DeliveryKind,
     Direction,
     DuplicateMessage,
     Handoff,
     NewHandoff,
+    Proposal,
     ReviewItem,
     Store,
     StoredMessage,
@@ -60,6 +64,30 @@ CLOSED_NOTICE = (
     "Our colleague has closed this conversation. I'm Teller again: ask me anything, "
     "or say you'd like a person."
 )
+EXPIRED_NOTICE = (
+    "I'm sorry: no colleague was free to reply in time. I'm Teller again: ask me anything, "
+    "or ask for a person to try again."
+)
+#: ``closed_by`` of a handoff that closed itself after going idle.
+IDLE_ACTOR = "system:idle"
+#: Minutes of silence (either way) after which a handoff closes itself (TELLER_HANDOFF_IDLE_MINUTES).
+IDLE_MINUTES = 30
+#: Handoffs whose first operator reply sets the wait a new customer is told to expect.
+WAIT_SAMPLE = 20
+
+
+def waiting_notice(waits: list[float], idle_minutes: int) -> str:
+    """What a customer handed to a person is told: the typical wait (the median of ``waits``,
+    seconds to the first operator reply of recent handoffs, rounded up to whole minutes; nothing
+    promised without history), and when Teller takes over again."""
+    if waits:
+        ordered = sorted(waits)
+        median = ordered[len(ordered) // 2]
+        minutes = max(1, int(-(-median // 60)))
+        expect = f"Colleagues usually reply within about {minutes} minute{'s' if minutes > 1 else ''}."
+    else:
+        expect = "A colleague will reply here as soon as one is free."
+    return f"{expect} If nobody has replied within {idle_minutes} minutes, I'll answer you again."
 
 
 class OpsBoard(Protocol):
@@ -82,6 +110,10 @@ class OpsBoard(Protocol):
 
     def post_review(self, item: ReviewItem, labels: list[str]) -> None: ...
 
+    def post_proposals(self, correction: Correction, proposals: list[Proposal]) -> None:
+        """Offer stored messages to correct like ``correction``, to confirm or reject in bulk."""
+        ...
+
     def announce(self, text: str) -> str:
         """Post a message of Teller's own (e.g. retraining progress); return its id."""
         ...
@@ -103,6 +135,8 @@ class OpsDesk:
         self.courier = Courier(store.deliveries)
         self.retrainer: RetrainRunner | QueuedRetrain | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-ops")
+        review.on_correction.append(self._after_correction)
+        self.idle_minutes = IDLE_MINUTES
 
     def attach_board(self, board: OpsBoard) -> None:
         self.board = board
@@ -136,8 +170,9 @@ class OpsDesk:
         self._later(self._to_thread, handoff.id, stored.text)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 
-    def after_reply(self, incoming: Incoming, reply: Outgoing) -> None:
+    def after_reply(self, incoming: Incoming, reply: Outgoing) -> Handoff | None:
         """Open a handoff when the policy handed off; file the reply for review if it qualifies.
+        Returns the handoff opened for this reply (None when none was).
 
         Idempotent, so that a redelivered message (``reply.duplicate``) finishes what a replica that
         died after storing the reply left undone: no second handoff for the same reply, no second
@@ -145,6 +180,7 @@ class OpsDesk:
         handed_off = reply.route == Route.HANDOFF.value and self.board is not None
         if handed_off and reply.duplicate and self.store.handoffs.for_message(reply.message_id) is not None:
             handed_off = False
+        handoff: Handoff | None = None
         if handed_off:
             customer, _ = self.store.conversations.exchange(reply.message_id)
             handoff = self.store.handoffs.start(
@@ -164,6 +200,41 @@ class OpsDesk:
             and reply.confidence < self.review.review_confidence
         ):
             self._later(self._file, reply.message_id)
+        return handoff if handoff is not None and handoff.message_id == reply.message_id else None
+
+    def waiting_notice(self) -> str:
+        """See :func:`waiting_notice`: from the latest handoffs' first replies."""
+        return waiting_notice(self.store.handoffs.first_reply_waits(WAIT_SAMPLE), self.idle_minutes)
+
+    def expire_idle(self) -> list[Handoff]:
+        """Close every handoff idle for :attr:`idle_minutes` (no message either way): the customer
+        is told Teller answers again, the operators see it expired in the handoff's thread. Each is
+        closed by one replica only (a conditional update); returns those this call closed."""
+        before = self.store.database.clock.ago(self.idle_minutes * 60)
+        expired = []
+        for idle in self.store.handoffs.idle(before):
+            handoff = self.store.handoffs.expire(idle.id, before, IDLE_ACTOR)
+            if handoff is None:
+                continue
+            expired.append(handoff)
+            log.warning(
+                "handoff_expired",
+                extra={"fields": {"handoff": handoff.id, "idle_minutes": self.idle_minutes}},
+            )
+            notice = Outgoing(f"{handoff.id}:expired", EXPIRED_NOTICE, route=HUMAN_ROUTE, threaded=False)
+            try:
+                self._send(handoff, notice, DeliveryKind.NOTICE)
+            except InputError as exc:  # that channel is not running on this replica
+                log.error("handoff_expiry_notice_failed", extra={"fields": {"error": str(exc)}})
+            if self.board is not None:
+                self._later(
+                    self.board.warn_in_thread,
+                    handoff,
+                    f"Closed after {self.idle_minutes} minutes without a message either way: nobody "
+                    "replied in time. The customer was told Teller answers again; reach them another "
+                    "way if they still need a person.",
+                )
+        return expired
 
     def after_feedback(self, message_id: str, helpful: bool) -> None:
         if not helpful:
@@ -341,6 +412,17 @@ class OpsDesk:
         for item in self.review.file_reply(reply_id):
             if len(item.message_ids) == 1:  # new; a grown item was posted when it was new
                 self._post_item(item.id)
+
+    def _after_correction(self, correction: Correction) -> None:
+        """An operator corrected a message to an intent: propose messages that share its need (on
+        the worker: reading the log takes a moment, the operator's click must not wait)."""
+        if self.board is not None and correction.label and correction.origin_id is None:
+            self._later(self._post_proposals, correction)
+
+    def _post_proposals(self, correction: Correction) -> None:
+        proposals = self.review.propose(correction.id)
+        if proposals and self.board is not None:
+            self.board.post_proposals(correction, proposals)
 
     def _post_item(self, item_id: int) -> None:
         if self.board is not None:

@@ -8,7 +8,9 @@ Signals for a message:
   anything Teller was trained on);
 - the knowledge base: the best entries by fused lexical and semantic evidence
   (:mod:`retrieval.knowledge_base`), in particular the best *general* entry (one no intent covers);
-- small talk, advice requests and information requests, by similarity to example phrasings.
+- small talk, advice requests and information requests, by similarity to example phrasings;
+- the operators' corrections in force: the corrected message nearest to it (:mod:`bot.corrections`),
+  answered as the operator said when it is the same message or nearly.
 
 The decision is :data:`RULES`, one ordered table: the first rule whose test holds decides the
 route. Each test is written once, over arrays of features, so the same code decides one message
@@ -44,6 +46,7 @@ from bot.choices import HANDOFF_CHOICE, Choice, feedback_choices, intent_choice
 from bot.errors import ConfigError
 from bot.exemplars import AdviceProbe, ExemplarSet
 from nlu import IntentClassifier, Prediction
+from nlu.corrections import OVERRIDE_SIMILARITY, CorrectionMemory, OverrideMatch
 from nlu.knn import Memory
 from nlu.language import LanguageGate, LanguageResult, handoff_reply
 from retrieval.entry import KBEntry
@@ -107,6 +110,10 @@ class Thresholds:
     #: two independent readings, so lower bars for each (1.0 / 1.0 never fires).
     agree_intent: float = 1.0
     agree_kb: float = 1.0
+    #: An operator's correction in force answers a message this similar to the corrected one (base
+    #: encoder cosine; the same canonical text counts as 1.0). Not fitted: calibrated once so that a
+    #: correction cannot capture another intent's question (:data:`nlu.corrections.OVERRIDE_SIMILARITY`).
+    correction: float = OVERRIDE_SIMILARITY
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -170,6 +177,10 @@ class Signals:
     #: The message's retrieval-encoder vector, so a changed knowledge base can be searched again
     #: without embedding anew (calibration).
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: The operator correction in force nearest to the message (:meth:`AnswerPolicy.with_corrections`),
+    #: and whether what it says can be answered (its intent has an answer, or its entry exists).
+    correction: OverrideMatch | None = None
+    correction_answerable: bool = False
 
     @property
     def query(self) -> str:
@@ -225,6 +236,8 @@ class Signals:
             "top": top.score if top else 0.0,
             "top_dense": top.dense if top else -1.0,
             "has_answer": 1.0 if self.intent_has_answer else 0.0,
+            "correction": self.correction.similarity if self.correction is not None else 0.0,
+            "correction_ok": 1.0 if self.correction is not None and self.correction_answerable else 0.0,
         }
 
 
@@ -266,6 +279,17 @@ RULES: tuple[Rule, ...] = (
         Route.HANDOFF,
         lambda f, t: f["served"] < 0.5,
         lambda f, t: "written in a language Teller does not serve",
+    ),
+    Rule(
+        "correction",
+        Route.INTENT,
+        lambda f, t: (f["correction"] >= t.correction) & (f["correction_ok"] > 0),
+        lambda f, t: (
+            "the same message as one an operator corrected"
+            if f["correction"] >= 1.0
+            else f"nearly the same message as one an operator corrected ({f['correction']:.3f} ≥ "
+            f"{t.correction:.3f})"
+        ),
     ),
     Rule(
         "human",
@@ -454,6 +478,9 @@ class AnswerPolicy:
         #: ``(model version, knowledge-base revision)`` the knowledge-base thresholds were fitted for.
         self.kb_fit: tuple[str, int] | None = None
         self.k = k
+        #: Operators' corrections in force, answered before any other rule but the language's
+        #: (:mod:`bot.corrections` keeps this current in every running server); None: none.
+        self.corrections: CorrectionMemory | None = None
 
     # ---------------------------------------------------------------------------------- signals
 
@@ -509,6 +536,28 @@ class AnswerPolicy:
             for s, h in zip(signals, hits, strict=True)
         ]
 
+    def with_corrections(self, signals: Sequence[Signals]) -> list[Signals]:
+        """The same signals, each with the operator correction in force nearest to its message (by
+        canonical text, else by the base encoder's cosine on the window the classifier kept).
+        Calibration never calls this: the thresholds are fitted on what the model does alone."""
+        memory = self.corrections
+        if memory is None or not len(memory) or not signals:
+            return list(signals)
+        if any(s.vector is None for s in signals):
+            raise ConfigError("these signals carry no vectors to match corrections with")
+        vectors = np.stack([s.vector for s in signals if s.vector is not None])
+        matches = memory.match([s.text for s in signals], vectors)
+        return [
+            replace(s, correction=m, correction_answerable=m is not None and self._answerable(m))
+            for s, m in zip(signals, matches, strict=True)
+        ]
+
+    def _answerable(self, match: OverrideMatch) -> bool:
+        o = match.override
+        if o.label is not None:
+            return o.label in self.classifier.labels and self.kb.for_intent(o.label) is not None
+        return o.kb_id is not None and o.kb_id in self.kb
+
     # ---------------------------------------------------------------------------------- decision
 
     def answer(self, text: str) -> Decision:
@@ -517,7 +566,7 @@ class AnswerPolicy:
     def answer_many(self, texts: Sequence[str]) -> list[Decision]:
         """One decision per text, in order (batched); a long message's window choice is logged."""
         decisions = []
-        for s in self.signals(texts):
+        for s in self.with_corrections(self.signals(texts)):
             decision = self.decide(s)
             p = s.prediction
             if p.windows > 1:
@@ -562,6 +611,8 @@ class AnswerPolicy:
                 p,
                 choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
             )
+        if rule.name == "correction":
+            return self._corrected(s, reason)
         if rule.name == "human":
             return _decision(Route.HANDOFF, self.smalltalk.replies[HUMAN_CATEGORY], reason, p)
         if rule.name == "smalltalk":
@@ -644,6 +695,41 @@ class AnswerPolicy:
         )
 
     # ---------------------------------------------------------------------------------- helpers
+
+    def _corrected(self, s: Signals, reason: str) -> Decision:
+        """The answer an operator's correction gives: its intent's answer (the bank's own entry for
+        it first, as for the intent rule), or its entry's."""
+        assert s.correction is not None  # the rule's test needs a correction
+        o, p = s.correction.override, s.prediction
+        origin = f", proposed from #{o.origin_id}" if o.origin_id is not None else ""
+        said = f"operator correction #{o.id} by {o.author} ({o.created_at[:10]}{origin})"
+        model = f"the model read {p.intent} {p.confidence:.2f}"
+        if o.label is not None:
+            hit = s.intent_hit(o.label)
+            entry = hit.entry if hit is not None else self.kb.for_intent(o.label)
+            assert entry is not None  # the rule's test needs the intent to have an answer
+            return Decision(
+                Route.INTENT,
+                entry.answer,
+                f"{o.label}: {said}: {reason}; {model}",
+                o.label,
+                1.0,
+                entry.id,
+                self.feedback_choices(),
+                tuple(p.alternatives),
+            )
+        assert o.kb_id is not None
+        entry = self.kb.get(o.kb_id)
+        return Decision(
+            Route.FAQ,
+            entry.answer,
+            f"KB entry {o.kb_id}: {said}: {reason}; {model}",
+            p.intent,
+            p.confidence,
+            entry.id,
+            self.feedback_choices(),
+            tuple(p.alternatives),
+        )
 
     def _faq(self, hit: Hit, reason: str, prediction: Prediction) -> Decision:
         return _decision(

@@ -137,8 +137,22 @@ class PositioningDesk:
         return f"{channel}:{user_id}"
 
     def may_interview(self, channel: str, user_id: str) -> bool:
-        allowed = self.settings.product_manager_ids
-        return not allowed or self.user_key(channel, user_id) in allowed
+        """Only the product managers of ``TELLER_PRODUCT_MANAGERS`` (empty: nobody) run interviews
+        in a chat; briefs quote customers' messages. The terminal (``teller interview``) does not
+        ask: it is an operator's."""
+        return self.user_key(channel, user_id) in self.settings.product_manager_ids
+
+    def refusal(self, channel: str, user_id: str, what: str = "Positioning interviews") -> Outgoing:
+        """What someone who may not interview is told (and the attempt logged)."""
+        log.warning("interview_refused", extra={"fields": {"channel": channel, "user_id": user_id}})
+        if not self.settings.product_manager_ids:
+            return self._notice(
+                f"{what} are limited to product managers, and none are set up yet: "
+                "TELLER_PRODUCT_MANAGERS is empty. Ask an admin to add your Slack user id to it."
+            )
+        return self._notice(
+            f"{what} are limited to product managers; ask an admin to add you to TELLER_PRODUCT_MANAGERS."
+        )
 
     def wants(self, incoming: Incoming) -> bool:
         """Is this private message for the sender's interview (a pressed interview button, or any
@@ -162,6 +176,8 @@ class PositioningDesk:
         """An answer, a command or a pressed button, applied to the sender's interview. The reply
         is kept with the platform message's id, so a redelivery gets it again (:meth:`replay`)
         instead of being applied twice."""
+        if not self.may_interview(incoming.channel, incoming.user_id):
+            return self.refusal(incoming.channel, incoming.user_id)  # an interview button, pressed
         key = self.user_key(incoming.channel, incoming.user_id)
         text = incoming.text.strip()
         try:
@@ -181,11 +197,7 @@ class PositioningDesk:
     def command(self, channel: str, user_id: str, args: str) -> Outgoing:
         """``/teller interview [args]``."""
         if not self.may_interview(channel, user_id):
-            log.warning("interview_refused", extra={"fields": {"channel": channel, "user_id": user_id}})
-            return self._notice(
-                "positioning interviews are for product managers; ask an admin to add you to "
-                "TELLER_PRODUCT_MANAGERS"
-            )
+            return self.refusal(channel, user_id)
         key = self.user_key(channel, user_id)
         word, _, rest = args.strip().partition(" ")
         word = word.lower()
@@ -211,7 +223,7 @@ class PositioningDesk:
     def brief_reply(self, channel: str, user_id: str, interview_id: str, days: int = 30) -> Outgoing:
         """``/teller brief ID``: the brief of one of the user's finished interviews, written afresh."""
         if not self.may_interview(channel, user_id):
-            return self._notice("positioning briefs are for product managers")
+            return self.refusal(channel, user_id, "Positioning briefs")
         try:
             return self._brief_outgoing(self.user_key(channel, user_id), interview_id.strip(), days)
         except PositioningError as exc:

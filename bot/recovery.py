@@ -11,12 +11,11 @@ had not accepted; an operator's relay is reported to the operators instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 
 from bot.errors import TellerError
 from bot.service import TellerService
+from bot.sweeps import PeriodicSweep
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +23,15 @@ log = logging.getLogger(__name__)
 INTERVAL = 15.0
 
 
-class DeliveryRecovery:
+class DeliveryRecovery(PeriodicSweep):
     """A background sweep (a daemon thread) over stale pending deliveries. A server service:
     ``start``/``stop`` with the application."""
 
     name = "delivery-recovery"
 
     def __init__(self, service: TellerService, interval: float = INTERVAL) -> None:
+        super().__init__(interval)
         self.service = service
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def sweep(self) -> int:
         """Resume the stale deliveries of the channels this replica can reach; returns how many
@@ -57,21 +54,3 @@ class DeliveryRecovery:
             except TellerError as exc:  # the database blinked: the next sweep finds it again
                 log.error("delivery_resume_failed", extra={"fields": {"error": str(exc)[:300]}})
         return taken
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sweep()
-            except TellerError as exc:
-                log.error("delivery_recovery_failed", extra={"fields": {"error": str(exc)[:300]}})
-
-    async def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="teller-delivery-recovery", daemon=True)
-        self._thread.start()
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 30)
-            self._thread = None

@@ -3,7 +3,8 @@
 The labelled corrections in the review queue (newest wins per text) go to :func:`nlu.retraining.retrain`,
 which trains a candidate (by default it fine-tunes the active model further on the corrections,
 with the base corpus replayed; "scratch" trains anew on the base corpus plus the corrections) and
-compares it with the active model on the frozen evaluation set and on the corrections. Only a
+compares it with the active model on the frozen evaluation set and on the corrections, and with
+the best model of its series on the frozen set (``TELLER_RETRAIN_DRIFT``, the cumulative bound). Only a
 candidate the gate accepts has its answer policy calibrated, is activated in the registry and is
 swapped into the running core; any failure before that leaves the active model exactly as it was.
 One run at a time (a lock in the models directory also keeps a terminal and the server from
@@ -124,6 +125,7 @@ class RetrainRunner:
                 progress=stages or _overall(progress, mode),
                 precision=self.settings.serving_precision,
                 mode=mode,
+                drift_points=self.settings.retrain_drift,
             )
         except RetrainBusy as exc:
             return RetrainOutcome(False, f"Not started: {exc}.", error=str(exc))
@@ -139,6 +141,18 @@ class RetrainRunner:
             f"tolerance {decision.tolerance_points:g}); corrections ({decision.corrections_size}): "
             f"{_pct(decision.active_corrections_accuracy)} -> {_pct(decision.candidate_corrections_accuracy)}"
         )
+        d = decision
+        if d.cumulative_change_points is not None:
+            bound = f"bound {d.drift_points:g}" if d.drift_points is not None else "no bound"
+            figures += (
+                f"; against the best of the series ({d.baseline_version}, "
+                f"{_pct(d.baseline_frozen_accuracy)}): {d.cumulative_change_points:+.2f} points ({bound})"
+            )
+        if d.relabelled_size:
+            figures += (
+                f"; relabelled frozen messages ({d.relabelled_size}): "
+                f"{_pct(d.active_relabelled_accuracy)} -> {_pct(d.candidate_relabelled_accuracy)}"
+            )
         version = result.candidate.info.version
         if not result.promote:
             log.info("retrain_refused", extra={"fields": {"candidate": version, "reasons": decision.reasons}})

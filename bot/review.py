@@ -9,7 +9,12 @@ answers it from the FAQ, else the classifier's top intent.
 
 Operators settle items: confirm the suggestion, choose another intent, replace a wrong answer with a
 new knowledge-base entry (searchable at once, no retraining), or ignore. The first three store a
-correction; a newer correction for the same text supersedes the older one, which is kept. Items
+correction, which every running server answers with at once (:mod:`bot.corrections`); a newer
+correction for the same text supersedes the older one, which is kept. A correction to an intent
+makes Teller propose the stored customer messages most likely to share that need
+(:meth:`ReviewService.propose`), which operators confirm or reject in bulk
+(:meth:`ReviewService.decide_proposals`): confirmed ones become corrections too, recording the
+correction they were proposed from. Items
 already settled absorb later automatic signals for the same text (the model says the same thing
 until it is retrained); a customer's "not helpful" or an operator's flag always surfaces in an open
 item.
@@ -25,14 +30,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bot.choices import is_choice
+from bot.corrections import Spreader
 from bot.errors import ConfigError, InputError
 from bot.operators import Actor, Operators
 from bot.policy import AnswerPolicy, Route
 from bot.storage import (
     Correction,
     CorrectionAction,
+    Decided,
     Flag,
     NewCorrection,
+    Proposal,
+    ProposalStatus,
     ReviewCandidate,
     ReviewItem,
     ReviewReason,
@@ -132,6 +141,10 @@ class ReviewService:
         self.operators = operators
         self.review_confidence = review_confidence
         self._lock = threading.RLock()
+        self.spreader = Spreader(store, policy_provider)
+        #: Called with every correction stored through this service (an item settled, a proposal
+        #: confirmed): the server refreshes its override memory, the ops desk posts proposals.
+        self.on_correction: list[Callable[[Correction], object]] = []
 
     @property
     def kb(self) -> KnowledgeBase:
@@ -366,7 +379,70 @@ class ReviewService:
                 }
             },
         )
+        if stored is not None:
+            self._corrected(stored)
         return Resolution(settled, stored, tuple(superseded))
+
+    def _corrected(self, correction: Correction) -> None:
+        for listener in list(self.on_correction):
+            try:
+                listener(correction)
+            except Exception as exc:  # a listener's failure must not undo the operator's decision
+                log.error(
+                    "correction_listener_failed",
+                    extra={"fields": {"correction": correction.id, "error": repr(exc)[:300]}},
+                )
+
+    # ------------------------------------------------------------------------------------ spreading
+
+    def propose(self, correction_id: int) -> list[Proposal]:
+        """Propose the stored customer messages most likely to share the need of correction
+        ``correction_id`` (see :mod:`bot.corrections`); returns its open proposals, best first.
+        Only a correction in force naming an intent, and not itself a confirmed proposal, spreads."""
+        found = self.store.feedback.corrections(correction_id=correction_id)
+        if not found:
+            raise InputError(f"no correction #{correction_id}")
+        correction = found[0]
+        if correction.origin_id is not None:
+            return []
+        return self.spreader.propose(correction, normalise)
+
+    def proposals(
+        self, correction_id: int | None = None, status: ProposalStatus | None = ProposalStatus.OPEN
+    ) -> list[Proposal]:
+        """Proposals (open ones by default), by correction, best first."""
+        return self.store.proposals.list(status, correction_id=correction_id)
+
+    def decide_proposals(self, confirm: Sequence[int], reject: Sequence[int], actor: Actor) -> Decided:
+        """Confirm and reject proposals at once: each confirmed one becomes a correction of its text
+        (by ``actor``, now, from the correction it was proposed from) and takes effect at once; a
+        proposal decided already (by another operator) is skipped. Raises :class:`InputError` for
+        an id that is not a proposal, or one listed both ways."""
+        self.operators.require(actor.channel, actor.user_id, "confirm proposals")
+        both = set(confirm) & set(reject)
+        if both:
+            raise InputError(f"proposal {min(both)} is both confirmed and rejected")
+        wanted = [*confirm, *reject]
+        known = {p.id for p in self.store.proposals.list(None, ids=wanted)} if wanted else set()
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            raise InputError(f"no proposal {unknown[0]}")
+        with self._lock:
+            decided = self.store.proposals.decide(confirm, reject, str(actor), same_text)
+        log.info(
+            "proposals_decided",
+            extra={
+                "fields": {
+                    "actor": str(actor),
+                    "confirmed": [p.id for p, _ in decided.confirmed],
+                    "rejected": [p.id for p in decided.rejected],
+                    "skipped": [p.id for p in decided.skipped],
+                }
+            },
+        )
+        for _, correction in decided.confirmed:
+            self._corrected(correction)
+        return decided
 
     def _write_entry(self, kb: KnowledgeBase, item: ReviewItem, answer: str) -> KBEntry:
         """Add (or, for a text corrected before, replace) the operator's knowledge-base entry."""

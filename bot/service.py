@@ -20,13 +20,14 @@ Errors: :class:`bot.errors.InputError` (unusable input or unknown ids),
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import InputError
 from bot.operators import Actor
+from bot.ops_desk import CLOSED_NOTICE, EXPIRED_NOTICE, IDLE_ACTOR
 from bot.storage import (
     HUMAN_ROUTE,
     Delivery,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from bot.ops_desk import OpsDesk
     from bot.positioning_desk import PositioningDesk
     from bot.review import Resolution
-    from bot.storage import Handoff
+    from bot.storage import Decided, Handoff
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class Relayed:
     handoff_open: bool
     #: Whether the customer has a conversation at all (an unknown one has nothing to be told).
     known: bool = True
+    #: What to tell the customer when no handoff is open: why the last one closed (an operator
+    #: closed it, or nobody replied in time); None for an unknown customer.
+    notice: str | None = None
 
 
 class TellerService:
@@ -95,8 +99,9 @@ class TellerService:
         if self.ops is not None and (relayed := self.ops.relay_in(incoming)) is not None:
             return relayed
         reply = self.core.handle(incoming, replayed=False)
-        if self.ops is not None:
-            self.ops.after_reply(incoming, reply)
+        if self.ops is not None and self.ops.after_reply(incoming, reply) is not None:
+            # Handed to a person: say roughly how long they wait, and when Teller takes over again.
+            reply = replace(reply, text=f"{reply.text}\n\n{self.ops.waiting_notice()}")
         return reply
 
     def message(
@@ -141,22 +146,31 @@ class TellerService:
 
     def resume(self, delivery: Delivery, transport: Transport[Any]) -> bool:
         """Finish a stale pending delivery, whose sender stopped mid-way (a replica that crashed or
-        was restarted while sending; see :class:`bot.recovery.DeliveryRecovery`). A reply is sent
-        again as it was sent, from its first part not yet accepted; an operator's relay or a
-        notice cannot be (only its redacted copy is stored), so it is marked failed and the
-        operators are told in the handoff's thread. False when another replica took it first."""
+        was restarted while sending; see :class:`bot.recovery.DeliveryRecovery`). A reply or an
+        operator's relay is sent again as it was written (the outbox keeps the text until it is
+        delivered), from its first part not yet accepted; a notice is not stored, so it is marked
+        failed and the operators are told in the handoff's thread. False when another replica took
+        it first."""
         store = self.core.store
-        if delivery.kind == DeliveryKind.REPLY:
-            reply = self.core.stored_reply(delivery.message_id)
-            sent = self.courier.send(transport, delivery.address, reply, delivery.message_id)
+        if delivery.kind in (DeliveryKind.REPLY, DeliveryKind.RELAY):
+            if delivery.kind == DeliveryKind.REPLY:
+                reply = self.core.stored_reply(delivery.message_id)
+            else:
+                relay = store.conversations.message(delivery.message_id)
+                text = store.outbox.text(relay.id) or relay.text
+                reply = Outgoing(relay.id, text, route=HUMAN_ROUTE, threaded=False)
+            sent = self.courier.send(transport, delivery.address, reply, delivery.message_id, delivery.kind)
             if sent.skipped:
                 return False
             if not sent.delivered and self.ops is not None:
-                self.ops.undelivered(delivery.message_id)
+                if delivery.kind == DeliveryKind.REPLY:
+                    self.ops.undelivered(delivery.message_id)
+                else:
+                    self.ops.relay_interrupted(delivery.channel, delivery.address)
             return True
         if not store.deliveries.claim(delivery):
             return False
-        reason = "interrupted: the replica sending it stopped, and only a redacted copy is stored"
+        reason = "interrupted: the replica sending it stopped, and a notice is not stored"
         store.deliveries.failed(delivery.message_id, reason, 0, list(delivery.platform_ids))
         if self.ops is not None:
             self.ops.relay_interrupted(delivery.channel, delivery.address)
@@ -189,11 +203,18 @@ class TellerService:
             for m in conversations.messages_since(conversation_id, since, limit=limit)
             if m.direction == Direction.OUT and m.route == HUMAN_ROUTE
         )
+        # The operator's words as written (the stored copy is redacted), while they are on their way.
+        written = store.outbox.texts([m.id for m in messages])
+        messages = tuple(replace(m, text=written.get(m.id, m.text)) for m in messages)
         for message in messages:
             delivery = store.deliveries.begin(message.id, DeliveryKind.RELAY, channel, conversation)
             if not delivery.delivered:
                 store.deliveries.delivered(message.id, [message.id], attempts=1)
-        return Relayed(messages, store.handoffs.active_for(channel, conversation) is not None)
+        if store.handoffs.active_for(channel, conversation) is not None:
+            return Relayed(messages, True)
+        latest = store.handoffs.latest(conversation_id)
+        expired = latest is not None and latest.closed_by == IDLE_ACTOR
+        return Relayed(messages, False, notice=EXPIRED_NOTICE if expired else CLOSED_NOTICE)
 
     def choice_value(self, message_id: str, index: int) -> str:
         """The value of the ``index``-th choice offered with a stored reply (for platforms whose
@@ -254,6 +275,10 @@ class TellerService:
 
     def wrong_answer(self, item_id: int, answer: str, actor: Actor) -> Resolution:
         return self._desk().review.wrong_answer(item_id, answer, actor)
+
+    def decide_proposals(self, confirm: list[int], reject: list[int], actor: Actor) -> Decided:
+        """Confirm and reject proposals to correct stored messages like an earlier correction."""
+        return self._desk().review.decide_proposals(confirm, reject, actor)
 
     def close_handoff(self, handoff_id: str, actor: Actor) -> Handoff:
         return self._desk().close_handoff(handoff_id, actor)

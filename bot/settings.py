@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -77,6 +78,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", validation_alias="TELLER_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="TELLER_PORT")
+    env: Literal["development", "production"] = Field(
+        default="development",
+        validation_alias="TELLER_ENV",
+        description="production: the API docs (/docs, /redoc, /openapi.json) and /healthz's details "
+        "are only for requests carrying the operator credential (TELLER_OPERATOR_API_KEY).",
+    )
     telegram_bot_token: SecretStr | None = Field(default=None, validation_alias="TELEGRAM_BOT_TOKEN")
     telegram_api_url: str | None = Field(
         default=None,
@@ -130,18 +137,68 @@ class Settings(BaseSettings):
         validation_alias="TELLER_REVIEW_CONFIDENCE",
         description="Intent answers below this confidence go to the review queue.",
     )
+    handoff_idle_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=7 * 24 * 60,
+        validation_alias="TELLER_HANDOFF_IDLE_MINUTES",
+        description="A handoff with no message either way for this many minutes closes itself: the "
+        "customer is told Teller answers again, and the operators see it expired in its thread.",
+    )
     retrain_tolerance: float = Field(
         default=0.5,
         ge=0.0,
         validation_alias="TELLER_RETRAIN_TOLERANCE",
         description="Points of frozen-set accuracy a retrained model may lose and still be promoted.",
     )
+    retrain_drift: float = Field(
+        default=1.0,
+        ge=0.0,
+        validation_alias="TELLER_RETRAIN_DRIFT",
+        description="Points of frozen-set accuracy a retrained model may be below the best model of its "
+        "series ever promoted (the cumulative bound over chained retrains).",
+    )
     product_managers: str = Field(
         default="",
         validation_alias="TELLER_PRODUCT_MANAGERS",
         description="Slack user ids allowed to run positioning interviews, comma-separated "
-        "(empty: anyone in the workspace).",
+        "(empty: nobody in Slack; the terminal's `teller interview` is always allowed).",
     )
+
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias="TELLER_RETENTION_DAYS",
+        description="Days customer messages are kept: older ones (with their feedback, flags, review "
+        "filings, deliveries, closed handoffs and emptied conversations) are removed every hour by "
+        "`teller serve` and by `teller retention run`. Unset: kept until erased (texts awaiting "
+        "delivery are still dropped after 24 hours).",
+    )
+    operator_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="TELLER_OPERATOR_API_KEY",
+        description="Bearer credential of the operator-only REST endpoints (DELETE "
+        "/api/customers/{channel}/{user_id}), at least 16 characters. Unset: those endpoints "
+        "answer 403.",
+    )
+
+    @field_validator("operator_api_key")
+    @classmethod
+    def _operator_key_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError(
+                "is shorter than 16 characters: use a long random value (e.g. `openssl rand -hex 32`), "
+                "or unset it to turn the operator endpoints off"
+            )
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret_telegram_accepts(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's setWebhook refuses any other secret_token: say so here, not as a Bad Request later.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("must be 1 to 256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -163,6 +220,11 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "teller.db"
+
+    @property
+    def production(self) -> bool:
+        """``TELLER_ENV=production``: closed by default (see ``env``)."""
+        return self.env == "production"
 
     @property
     def replicate_kb(self) -> bool:

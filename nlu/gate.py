@@ -3,25 +3,40 @@
 Both models are scored through the serving path (:class:`nlu.IntentClassifier`, the precision
 each artifact chose, as ``teller eval`` does) on exactly the same messages:
 
-- the frozen evaluation set (the active model's dev split, less any text an operator corrected):
-  the candidate may lose at most ``tolerance_points`` percentage points of accuracy;
+- the frozen evaluation set (the series' first dev split, less any text an operator corrected):
+  the candidate may lose at most ``tolerance_points`` percentage points of accuracy against the
+  active model;
+- the same messages against a baseline that does not move: the best frozen-set score of any model
+  of the series ever promoted (the first model included), whose right answers are recorded message
+  by message in each gate's record (``series``), so they are counted on exactly the messages compared
+  now and survive the pruning of old versions. The candidate may be at most ``drift_points`` below
+  it: each retrain may lose up to the tolerance against its parent, but a chain of them cannot
+  drift further than this in all;
 - the corrections: the candidate must be strictly more accurate than the active model, or there
-  is nothing it learned.
+  is nothing it learned;
+- frozen messages an operator relabelled (corrected to another intent) leave the frozen slice, and
+  are scored with their new labels in a slice of their own, reported: the candidate may not be
+  less accurate there than the active model, so what a relabelling costs is seen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nlu.artifact import read_info
 from nlu.classifier import IntentClassifier
 from nlu.corrections import Correction, as_examples
 from nlu.data import Example, text_key
 
 #: Accuracy changes smaller than this (in points) are float noise, not a difference.
 _EPSILON = 1e-9
+#: The gate's decision, written into the candidate's directory once it is known.
+GATE_FILE = "gate.json"
 
 
 @dataclass(frozen=True)
@@ -40,14 +55,39 @@ class GateDecision:
     #: Frozen examples left out of the comparison because an operator corrected their text.
     frozen_dropped: int = 0
     tolerance_points: float = 0.5
+    #: The baseline that does not move (the best model of the series ever promoted) and its accuracy
+    #: on the same frozen messages; ``drift_points``: how far below it the candidate may be (None:
+    #: no cumulative bound).
+    baseline_version: str | None = None
+    baseline_frozen_accuracy: float | None = None
+    drift_points: float | None = None
+    #: Frozen messages an operator relabelled, scored with their new labels.
+    relabelled_size: int = 0
+    active_relabelled_accuracy: float | None = None
+    candidate_relabelled_accuracy: float | None = None
+    #: Which frozen messages each model got right (see :func:`evaluate_gate`); kept in the gate's
+    #: record for the next gate of the series, not in :meth:`to_dict`.
+    series: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def frozen_change_points(self) -> float:
         """Candidate minus active accuracy on the frozen set, in percentage points."""
         return 100.0 * (self.candidate_frozen_accuracy - self.active_frozen_accuracy)
 
+    @property
+    def cumulative_change_points(self) -> float | None:
+        """Candidate minus baseline accuracy on the frozen set, in points (None without a baseline)."""
+        if self.baseline_frozen_accuracy is None:
+            return None
+        return 100.0 * (self.candidate_frozen_accuracy - self.baseline_frozen_accuracy)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "frozen_change_points": self.frozen_change_points}
+        data = {k: v for k, v in asdict(self).items() if k != "series"}
+        return {
+            **data,
+            "frozen_change_points": self.frozen_change_points,
+            "cumulative_change_points": self.cumulative_change_points,
+        }
 
 
 def _pct(value: float) -> str:
@@ -63,8 +103,20 @@ def decide(
     corrections_size: int,
     tolerance_points: float = 0.5,
     frozen_dropped: int = 0,
+    *,
+    baseline_frozen_correct: int | None = None,
+    baseline_version: str | None = None,
+    drift_points: float | None = None,
+    relabelled_size: int = 0,
+    active_relabelled_correct: int = 0,
+    candidate_relabelled_correct: int = 0,
 ) -> GateDecision:
-    """The gate's rule on counts of correct predictions (pure; :func:`evaluate_gate` measures them)."""
+    """The gate's rule on counts of correct predictions (pure; :func:`evaluate_gate` measures them).
+
+    ``baseline_frozen_correct``: how many of the same frozen messages the baseline (the best model
+    of the series ever promoted) got right; with ``drift_points``, the candidate may be at most that
+    far below it. ``relabelled_*``: the frozen messages operators relabelled, with their new labels:
+    the candidate may not get fewer of them right than the active model."""
     reasons: list[str] = []
     promote = True
     active_f = active_frozen_correct / frozen_size if frozen_size else 0.0
@@ -97,6 +149,29 @@ def decide(
             f"corrections ({corrections_size} messages): candidate {_pct(cand_c)} vs active "
             f"{_pct(active_c)}: " + ("better" if better else "not better, so nothing was learned")
         )
+    baseline_f = None
+    if baseline_frozen_correct is not None and frozen_size:
+        baseline_f = baseline_frozen_correct / frozen_size
+        if drift_points is not None:
+            total = 100.0 * (candidate_frozen_correct - baseline_frozen_correct) / frozen_size
+            bounded = total >= -drift_points - _EPSILON
+            promote &= bounded
+            reasons.append(
+                f"against the best model of the series ({baseline_version or 'unknown'}, "
+                f"{_pct(baseline_f)} on the same frozen messages): {total:+.1f} points in all; at most "
+                f"-{drift_points:g} allowed: "
+                + ("within the cumulative bound" if bounded else "beyond the cumulative bound")
+            )
+    active_r = cand_r = None
+    if relabelled_size:
+        active_r = active_relabelled_correct / relabelled_size
+        cand_r = candidate_relabelled_correct / relabelled_size
+        kept_up = candidate_relabelled_correct >= active_relabelled_correct
+        promote &= kept_up
+        reasons.append(
+            f"relabelled frozen messages ({relabelled_size}, scored with the operators' labels): "
+            f"candidate {_pct(cand_r)} vs active {_pct(active_r)}: " + ("not worse" if kept_up else "worse")
+        )
     return GateDecision(
         promote=promote,
         reasons=reasons,
@@ -108,6 +183,12 @@ def decide(
         corrections_size=corrections_size,
         frozen_dropped=frozen_dropped,
         tolerance_points=tolerance_points,
+        baseline_version=baseline_version if baseline_f is not None else None,
+        baseline_frozen_accuracy=baseline_f,
+        drift_points=drift_points,
+        relabelled_size=relabelled_size,
+        active_relabelled_accuracy=active_r,
+        candidate_relabelled_accuracy=cand_r,
     )
 
 
@@ -120,10 +201,104 @@ def frozen_for_comparison(
     return kept, len(frozen) - len(kept)
 
 
+@dataclass(frozen=True)
+class FrozenSlices:
+    """The frozen set as the gate compares it: the messages nobody corrected (``kept``, indices into
+    the frozen set) and those relabelled to another intent, with that intent (``relabelled``)."""
+
+    kept: list[int]
+    relabelled: list[tuple[int, str]]
+
+
+def frozen_slices(frozen: Sequence[Example], corrections: Sequence[Example]) -> FrozenSlices:
+    """Split the frozen set by the corrections (merged already): untouched messages, and messages
+    corrected to another label (a correction confirming the frozen label leaves both slices)."""
+    labels = {text_key(e.text): e.label for e in corrections}
+    kept: list[int] = []
+    relabelled: list[tuple[int, str]] = []
+    for i, example in enumerate(frozen):
+        new = labels.get(text_key(example.text))
+        if new is None:
+            kept.append(i)
+        elif new != example.label:
+            relabelled.append((i, new))
+    return FrozenSlices(kept, relabelled)
+
+
+def frozen_digest(frozen: Sequence[Example]) -> str:
+    """The identity of a frozen set, in order (gate records refer to its messages by position)."""
+    digest = hashlib.sha256()
+    for e in frozen:
+        digest.update(f"{e.label}\t{e.text}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A model of the series and the frozen messages (positions) it labelled right."""
+
+    version: str
+    correct: frozenset[int]
+
+    def on(self, positions: Sequence[int]) -> int:
+        """How many of ``positions`` it got right."""
+        return sum(1 for i in positions if i in self.correct)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "correct": sorted(self.correct)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Scored | None:
+        try:
+            return cls(str(data["version"]), frozenset(int(i) for i in data["correct"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def read_gate(model_path: str | Path) -> dict[str, Any] | None:
+    """The gate's record of a model that was a retrain candidate (None for one trained from scratch,
+    or an unreadable record)."""
+    try:
+        data = json.loads((Path(model_path) / GATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def record_gate(candidate_path: str | Path, active_version: str, decision: GateDecision) -> Path:
+    """Write the gate's record into the candidate's directory (``gate.json``): the decision and, for
+    the next gate of the series, which frozen messages each model got right."""
+    path = Path(candidate_path) / GATE_FILE
+    data = {"active_version": active_version, **decision.to_dict(), "series": decision.series}
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    staging.replace(path)
+    return path
+
+
+def series_baseline(active_path: str | Path, active: Scored, digest: str, positions: Sequence[int]) -> Scored:
+    """The baseline that does not move: the active model, or the baseline its own gate recorded (the
+    best model of the series promoted before it), whichever got more of ``positions`` right (ties:
+    the earlier). A record of another frozen set (a new series) does not count."""
+    record = read_gate(active_path) or {}
+    series = record.get("series") if isinstance(record.get("series"), dict) else None
+    if series is None or series.get("frozen") != digest:
+        return active
+    earlier = Scored.from_dict(series.get("baseline"))
+    if earlier is None or earlier.on(positions) < active.on(positions):
+        return active
+    return earlier
+
+
 def count_correct(classifier: IntentClassifier, examples: Sequence[Example]) -> int:
     """How many of ``examples`` the served classifier labels right (one batched ``predict``)."""
+    return sum(right(classifier, examples))
+
+
+def right(classifier: IntentClassifier, examples: Sequence[Example]) -> list[bool]:
+    """Whether the served classifier labels each of ``examples`` right (one batched ``predict``)."""
     predictions = classifier.predict([e.text for e in examples]) if examples else []
-    return sum(p.intent == e.label for p, e in zip(predictions, examples, strict=True))
+    return [p.intent == e.label for p, e in zip(predictions, examples, strict=True)]
 
 
 def evaluate_gate(
@@ -133,19 +308,54 @@ def evaluate_gate(
     corrections: Sequence[Correction | Example],
     tolerance_points: float = 0.5,
     precision: str | None = None,
+    drift_points: float | None = None,
 ) -> GateDecision:
     """Score both models on the frozen set and the corrections and apply :func:`decide`.
 
-    Corrections are merged newest-wins first; frozen texts that were corrected are left out.
-    ``precision`` overrides each artifact's own serving precision (e.g. ``TELLER_PRECISION``).
+    Corrections are merged newest-wins first; frozen texts that were corrected leave the frozen
+    slice, and those relabelled are scored with their new labels. ``frozen`` must be the series'
+    frozen set (:func:`nlu.retraining.read_frozen`), in its order: gate records refer to its
+    messages by position. ``precision`` overrides each artifact's own serving precision (e.g.
+    ``TELLER_PRECISION``); ``drift_points``: the cumulative bound against the series' baseline.
+    The decision's ``series`` is what the candidate's gate record keeps for the next gate.
     """
     fixes = as_examples([c for c in corrections if isinstance(c, Correction)])
     fixes += [c for c in corrections if isinstance(c, Example)]
-    kept, dropped = frozen_for_comparison(frozen, fixes)
-    counts = []
+    slices = frozen_slices(frozen, fixes)
+    relabelled = [Example(frozen[i].text, label) for i, label in slices.relabelled]
+    scored: list[Scored] = []
+    counts: list[tuple[int, int]] = []
     for path in (active_path, candidate_path):
         classifier = IntentClassifier.load(path, precision=precision)
-        counts.append((count_correct(classifier, kept), count_correct(classifier, fixes)))
+        correct = right(classifier, frozen)
+        scored.append(Scored(read_info(path).version, frozenset(i for i, ok in enumerate(correct) if ok)))
+        counts.append((count_correct(classifier, fixes), count_correct(classifier, relabelled)))
         del classifier
-    (active_f, active_c), (cand_f, cand_c) = counts
-    return decide(active_f, cand_f, len(kept), active_c, cand_c, len(fixes), tolerance_points, dropped)
+    active, candidate = scored
+    digest = frozen_digest(frozen)
+    baseline = series_baseline(active_path, active, digest, slices.kept)
+    (active_c, active_r), (cand_c, cand_r) = counts
+    decision = decide(
+        active.on(slices.kept),
+        candidate.on(slices.kept),
+        len(slices.kept),
+        active_c,
+        cand_c,
+        len(fixes),
+        tolerance_points,
+        len(frozen) - len(slices.kept),
+        baseline_frozen_correct=baseline.on(slices.kept),
+        baseline_version=baseline.version,
+        drift_points=drift_points,
+        relabelled_size=len(relabelled),
+        active_relabelled_correct=active_r,
+        candidate_relabelled_correct=cand_r,
+    )
+    series = {
+        "frozen": digest,
+        "frozen_size": len(frozen),
+        "baseline": baseline.to_dict(),
+        "active": active.to_dict(),
+        "candidate": candidate.to_dict(),
+    }
+    return replace(decision, series=series)

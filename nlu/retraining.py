@@ -1,7 +1,8 @@
 """Retraining on operator corrections that never ships a worse model.
 
 ``retrain`` merges the corrections (newest wins per text), trains a candidate, and scores it
-against the active model with the promotion gate (:mod:`nlu.gate`). Two recipes:
+against the active model (and the best model of its series) with the promotion gate
+(:mod:`nlu.gate`). Two recipes:
 
 - ``"continue"`` (the default): the active model is fine-tuned further, on batches mixing the
   corrections with the base corpus replayed (:func:`nlu.training.continue_training`). A few
@@ -10,9 +11,11 @@ against the active model with the promotion gate (:mod:`nlu.gate`). Two recipes:
   (weighted, see ``TrainConfig.correction_repeats``), as ``teller train`` does. Slower; the way
   to change the base corpus substantially or to start over after many continued retrains.
  The evaluation set is frozen: it is the
-active model's recorded dev split, which the candidate never trains on and records as its own dev
-split, so chained retrains keep comparing on the same messages (less any text an operator
-corrected: those move to training for good).
+series' first dev split (the active model's ``frozen.csv``, or its dev split for a model trained
+from scratch), which the candidate never trains on and records whole as its own ``frozen.csv``
+(and, less any text an operator corrected, as its dev split), so chained retrains keep comparing
+on the same messages. Corrected texts move to training for good; those relabelled to another
+intent are still scored, with their new labels, in a slice of their own.
 
 The candidate is registered but never activated here: the caller activates it (and hot-swaps it
 in) when ``result.decision.promote`` is true and the active version is still
@@ -22,28 +25,30 @@ they were; only one retrain runs at a time per models directory (:class:`Retrain
 
 from __future__ import annotations
 
+import csv
 import fcntl
-import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nlu.artifact import CORRECTIONS_FILE, ArtifactInfo, read_dev_split, read_info, read_labels
 from nlu.corrections import Correction, check_labels, merge_corrections
 from nlu.data import Corpus, Example, load_corpus, text_key
 from nlu.encoder import BASE_ENCODER_NAME
 from nlu.errors import RetrainBusy, RetrainError
-from nlu.gate import GateDecision, evaluate_gate, frozen_for_comparison
+from nlu.gate import GATE_FILE, GateDecision, evaluate_gate, frozen_for_comparison, record_gate
 from nlu.registry import ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:
     from nlu.training import TrainConfig
 
 __all__ = [
+    "FROZEN_FILE",
+    "GATE_FILE",
     "MODES",
     "Correction",
     "GateDecision",
@@ -53,6 +58,7 @@ __all__ = [
     "evaluate_gate",
     "merge_corrections",
     "overall_progress",
+    "read_frozen",
     "retrain",
     "retrain_lock",
 ]
@@ -61,8 +67,8 @@ __all__ = [
 ProgressFn = Callable[[str, int, int], None]
 
 LOCK_FILE = ".retrain.lock"
-#: The gate's decision, written into the candidate's directory once it is known.
-GATE_FILE = "gate.json"
+#: The series' frozen evaluation set, recorded whole in every retrained candidate.
+FROZEN_FILE = "frozen.csv"
 #: The retraining recipes (see the module docstring).
 MODES = ("continue", "scratch")
 #: Stages reported by ``retrain`` in order, per recipe, with their rough share of the wall time (the
@@ -215,10 +221,21 @@ def _encoder_of(active_base_encoder: str, encoder_dir: str | Path | None) -> Pat
     return path
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    staging = path.with_name(f".{path.name}.{os.getpid()}")
-    staging.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(staging, path)
+def read_frozen(model_path: str | Path) -> list[Example]:
+    """The frozen evaluation set of the series a model belongs to: its ``frozen.csv`` (a retrained
+    candidate), else its dev split (the first model of a series)."""
+    path = Path(model_path) / FROZEN_FILE
+    if path.is_file():
+        with path.open(encoding="utf-8", newline="") as handle:
+            return [Example(row["text"], row["category"]) for row in csv.DictReader(handle)]
+    return read_dev_split(model_path)
+
+
+def _write_frozen(path: Path, frozen: Sequence[Example]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "category"])
+        writer.writerows((e.text, e.label) for e in frozen)
 
 
 def retrain(
@@ -232,8 +249,10 @@ def retrain(
     encoder_dir: str | Path | None = None,
     precision: str | None = None,
     mode: str = "continue",
+    drift_points: float | None = None,
 ) -> RetrainResult:
-    """Train a candidate on ``base_corpus`` + ``corrections`` and gate it against the active model.
+    """Train a candidate on ``base_corpus`` + ``corrections`` and gate it against the active model
+    and, with ``drift_points``, against the best model of the series (the cumulative bound).
 
     ``mode`` is the recipe: ``"continue"`` fine-tunes the active model further, ``"scratch"``
     trains from the base encoder (see the module docstring). ``base_corpus`` defaults to the corpus
@@ -265,7 +284,7 @@ def retrain(
         if not merged:
             raise RetrainError("no corrections: nothing to learn, so no candidate was trained")
         check_labels(merged, read_labels(active_path))
-        frozen = read_dev_split(active_path)
+        frozen = read_frozen(active_path)
         if not frozen:
             raise RetrainError(
                 f"the active model {active.version} has no recorded dev split: no frozen set to gate on"
@@ -299,9 +318,12 @@ def retrain(
             },
         )
 
+        _write_frozen(candidate.path / FROZEN_FILE, frozen)
         report("gate", 0, 1)
-        decision = evaluate_gate(active_path, candidate.path, frozen, fixes, tolerance_points, precision)
-        _write_json(candidate.path / GATE_FILE, {"active_version": active.version, **decision.to_dict()})
+        decision = evaluate_gate(
+            active_path, candidate.path, frozen, fixes, tolerance_points, precision, drift_points
+        )
+        record_gate(candidate.path, active.version, decision)
         report("gate", 1, 1)
     return RetrainResult(
         candidate=candidate,

@@ -136,6 +136,24 @@ def teller_env(
     get_settings.cache_clear()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database of each kind (the store's contract tests run on both)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "t.db")
+    return str(request.getfixturevalue("fresh_postgresql_url"))
+
+
+@pytest.fixture()
+def store(url: str) -> Iterator[object]:
+    """A :class:`bot.storage.Store` on :func:`url`, closed after the test."""
+    from bot.storage import Store
+
+    opened = Store(url)
+    yield opened
+    opened.close()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",

@@ -42,6 +42,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations are console errors
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
     yield driver
@@ -80,4 +81,7 @@ def test_customer_chats_picks_a_choice_and_gives_feedback(teller_env: Path, brow
         assert browser.find_elements(By.CSS_SELECTOR, ".msg.me")[-1].text == "I want to talk to a real person"
     history = core.store.conversations.history()
     assert [m.direction for m in history] == ["in", "out", "in", "out"]
+    # The page's script and style are all allowed by its Content-Security-Policy.
+    blocked = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert blocked == []
     core.close()

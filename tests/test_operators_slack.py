@@ -254,7 +254,7 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
             "channel": OPS,
             "channel_type": "channel",
             "user": OPERATOR,
-            "text": "Yes, I'm looking at your account now.",
+            "text": "Yes, I'm looking at your account now. Call me on +44 20 7946 0958.",
             "ts": "1800000001.000001",
             "thread_ts": thread,
         }
@@ -264,9 +264,15 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
             f"{stack.teller}/api/messages", params={"user_id": user, "after": first["message_id"]}
         ).json()["messages"]
     )
-    assert [m["reply"] for m in polled] == ["Yes, I'm looking at your account now."]
-    fetched = stack.core.store.deliveries.get(polled[0]["message_id"])  # fetched is delivered
+    # The customer reads the operator's words as written; the store keeps them redacted.
+    assert [m["reply"] for m in polled] == [
+        "Yes, I'm looking at your account now. Call me on +44 20 7946 0958."
+    ]
+    relay_id = polled[0]["message_id"]
+    assert stack.core.store.conversations.message(relay_id).text.endswith("Call me on [PHONE].")
+    fetched = stack.core.store.deliveries.get(relay_id)  # fetched is delivered
     assert fetched is not None and fetched.delivered and fetched.channel == "web"
+    assert stack.core.store.outbox.text(relay_id) is None  # and its text as written is gone
     press(stack, opened, element(opened, "teller_handoff_close"), ts=thread)
     state = _wait(
         lambda: (

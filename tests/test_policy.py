@@ -22,6 +22,7 @@ from bot.policy import (
     first_rules,
 )
 from nlu import Prediction
+from nlu.corrections import Override, OverrideMatch
 from nlu.language import LanguageResult, handoff_reply
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import Hit, KnowledgeBase
@@ -81,10 +82,27 @@ def signals(
     second: str = "lost_or_stolen_card",
     advice_p: float = 1.0,
     language: LanguageResult = SERVED,
+    correction: tuple[str, float] | None = None,
 ) -> Signals:
+    """``correction``: the nearest operator correction in force, as (its intent, similarity)."""
     prediction = Prediction("text", intent, p1, [(intent, p1), (second, p2), ("other", 0.01)])
+    match = None
+    if correction is not None:
+        override = Override(7, "text", correction[0], None, "slack:UOPS", "2026-12-01T10:00:00Z", 3)
+        match = OverrideMatch(override, correction[1], correction[1] >= 1.0)
     return Signals(
-        "text", prediction, list(hits), small[0], small[1], advice, True, nearest, advice_p, language
+        "text",
+        prediction,
+        list(hits),
+        small[0],
+        small[1],
+        advice,
+        True,
+        nearest,
+        advice_p,
+        language,
+        correction=match,
+        correction_answerable=match is not None,
     )
 
 
@@ -136,6 +154,15 @@ def signals(
         ),
         # A language Teller does not serve: handed off with a reply in that language.
         (signals(language=LanguageResult("es", 0.95, False, "lingua")), Route.HANDOFF, None, "language"),
+        # An operator's correction in force answers the same message (or nearly) before any model rule.
+        (
+            signals(p1=0.97, small=("human", 0.9), correction=("lost_or_stolen_card", 0.995)),
+            Route.INTENT,
+            "lost_card",
+            "correction",
+        ),
+        # ... but not a message merely like it.
+        (signals(correction=("lost_or_stolen_card", 0.95)), Route.INTENT, "card_arrival", "intent"),
     ],
 )
 def test_each_route(
@@ -151,6 +178,26 @@ def test_a_foreign_message_is_answered_in_its_language(policy: AnswerPolicy) -> 
     decision = policy.decide(signals(language=LanguageResult("es", 0.95, False, "lingua")))
     assert decision.answer == handoff_reply("es") != handoff_reply("en")
     assert decision.language == "es" and "es" in decision.reason
+
+
+def test_a_correction_says_so_in_the_reason(policy: AnswerPolicy) -> None:
+    decision = policy.decide(signals(p1=0.97, correction=("lost_or_stolen_card", 1.0)))
+    assert (decision.intent, decision.confidence, decision.answer) == (
+        "lost_or_stolen_card",
+        1.0,
+        LOST.answer,
+    )
+    assert decision.reason.startswith("lost_or_stolen_card: operator correction #7 by slack:UOPS")
+    assert "proposed from #3" in decision.reason and "the same message as one an operator corrected" in (
+        decision.reason
+    )
+    assert "the model read card_arrival 0.97" in decision.reason
+    near = policy.decide(signals(correction=("lost_or_stolen_card", 0.993)))
+    assert (
+        near.rule == "correction"
+        and "nearly the same message" in near.reason
+        and "0.993 ≥ 0.990" in near.reason
+    )
 
 
 def test_clarify_offers_both_intents_and_a_way_out(policy: AnswerPolicy) -> None:
@@ -179,6 +226,7 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
         entries.sort(key=lambda h: -h.score)
         small = (str(rng.choice(["greeting", "human"])), float(rng.uniform(0.5, 1.0)))
         served = rng.random() > 0.05
+        corrected = ("lost_or_stolen_card", float(rng.uniform(0.97, 1.0))) if rng.random() < 0.1 else None
         cases.append(
             signals(
                 p1,
@@ -189,6 +237,7 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
                 float(rng.uniform(0.4, 1.0)),
                 advice_p=float(rng.uniform(0, 1)),
                 language=SERVED if served else LanguageResult("fr", 0.9, False, "test"),
+                correction=corrected,
             )
         )
     features = Features.from_signals(cases, ["card_arrival"] * len(cases))

@@ -59,6 +59,16 @@ def test_retrain_on_the_review_queue_and_the_given_corpus(
     assert report["message"].startswith("Promoted" if report["promoted"] else f"Kept {before}")
     mode = read_info(ModelRegistry(own_models).path(report["candidate"])).retraining["mode"]
     assert mode == ("scratch" if flags else "continue")
+    # `teller models list` shows the trajectory on the frozen set: the first model's score, and the
+    # candidate's with its change against its parent and against the best of the series.
+    code, stdout, _ = run("models", "list", "--json")
+    listed = {r["version"]: r for r in map(json.loads, stdout.splitlines())}
+    assert listed[before]["frozen"]["accuracy"] == decision["active_frozen_accuracy"]
+    frozen = listed[report["candidate"]]["frozen"]
+    assert frozen["accuracy"] == decision["candidate_frozen_accuracy"] and frozen["baseline"] == before
+    assert frozen["change_points"] == pytest.approx(frozen["cumulative_points"])
+    code, stdout, _ = run("models", "list")
+    assert code == 0 and "frozen" in stdout and f"{frozen['accuracy']:.2%}"[:4] in stdout
 
 
 def _fake_versions(models: Path, count: int) -> list[str]:

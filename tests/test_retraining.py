@@ -15,8 +15,8 @@ from nlu.artifact import read_corrections, read_dev_split, read_info, read_memor
 from nlu.corrections import Correction, merge_corrections
 from nlu.data import Corpus, Example, load_corpus
 from nlu.errors import DataError, RetrainBusy, RetrainError, TrainingError
-from nlu.gate import decide
-from nlu.retraining import GATE_FILE, RetrainResult, overall_progress, retrain, retrain_lock
+from nlu.gate import decide, read_gate
+from nlu.retraining import RetrainResult, overall_progress, read_frozen, retrain, retrain_lock
 from nlu.training import TrainConfig, train
 from tests.conftest import TOY_INTENTS
 
@@ -167,7 +167,13 @@ def test_the_frozen_set_is_kept_and_recorded_identically(
     # Trained on the base corpus less the frozen set, plus each correction once in the memory.
     assert info.train_size == len(base) - len(frozen) + 61 == len(read_memory(candidate.path))
     assert len(read_corrections(candidate.path)) == 61
-    assert (candidate.path / GATE_FILE).is_file()
+    # The whole frozen set is recorded too (the next retrain gates on it), with which of its messages
+    # each model got right (the series' baseline is counted on them).
+    assert read_frozen(candidate.path) == frozen
+    gate = read_gate(candidate.path)
+    assert gate is not None and gate["series"]["frozen_size"] == len(frozen)
+    assert gate["series"]["baseline"]["version"] == active.name == gate["baseline_version"]
+    assert gate["baseline_frozen_accuracy"] == gate["active_frozen_accuracy"]
 
 
 def test_the_candidate_is_registered_but_not_activated(
@@ -219,9 +225,17 @@ def test_a_chained_retrain_keeps_the_same_frozen_set(
     models = _copy_models(source, tmp_path / "models")
     ModelRegistry(models).activate(first.candidate.info.version)
     mode = first.candidate.info.retraining["mode"]
-    second = retrain(models, base, [*fixes, _fix("is my new card on its way", "card_arrival")], mode=mode)
+    second = retrain(
+        models, base, [*fixes, _fix("is my new card on its way", "card_arrival")], mode=mode, drift_points=1.0
+    )
     assert read_dev_split(second.candidate.path) == read_dev_split(first.candidate.path)
-    assert second.decision.frozen_dropped == 0
+    assert read_frozen(second.candidate.path) == read_frozen(first.candidate.path)
+    # Compared on the same messages as the first retrain (its corrected text still left out), and
+    # against the best model of the series so far.
+    assert (second.decision.frozen_size, second.decision.frozen_dropped) == (first.decision.frozen_size, 1)
+    assert second.decision.baseline_version in (first.active_version, first.candidate.info.version)
+    assert second.decision.cumulative_change_points is not None
+    assert any("cumulative bound" in r for r in second.decision.reasons)
     assert read_info(second.candidate.path).retraining["parent"] == first.candidate.info.version
 
 

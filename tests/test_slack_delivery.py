@@ -371,7 +371,7 @@ def test_a_reply_left_pending_by_a_stopped_replica_is_sent_by_a_running_one(stac
     assert recovery.sweep() == 0 and len(stack.to("D8")) == 1  # once
 
 
-def test_an_operators_relay_cut_off_mid_send_is_reported_not_resent_redacted(stack: Stack) -> None:
+def test_an_operators_relay_cut_off_mid_send_is_sent_again_as_written(stack: Stack) -> None:
     from sqlalchemy import update
 
     from bot.recovery import DeliveryRecovery
@@ -384,6 +384,8 @@ def test_an_operators_relay_cut_off_mid_send_is_reported_not_resent_redacted(sta
     relay = store.handoffs.record_relay(
         handoff.id, Direction.OUT, "Call us on +44 20 7946 0958", author="slack:UOPS"
     )
+    assert "[PHONE]" in relay.text  # what is kept is redacted ...
+    assert store.outbox.text(relay.id) == "Call us on +44 20 7946 0958"  # ... until it is delivered
     store.deliveries.begin(relay.id, DeliveryKind.RELAY, "slack", "D2")
     with store.database.transaction() as connection:
         connection.execute(
@@ -391,17 +393,14 @@ def test_an_operators_relay_cut_off_mid_send_is_reported_not_resent_redacted(sta
             .where(schema.deliveries.c.message_id == relay.id)
             .values(updated_at=store.database.clock.ago(600))
         )
-    before = len(stack.to(OPS))
     assert DeliveryRecovery(stack.service).sweep() == 1
-    warning = stack.wait(OPS, before + 1)[-1]
-    assert warning.get("thread_ts") == thread and "send it again" in warning["text"]
+    sent = [m for m in stack.to("D2") if "7946" in str(m)]
+    assert len(sent) == 1 and "+44 20 7946 0958" in str(sent[0])
+    assert not [m for m in stack.to("D2") if "[PHONE]" in str(m)]  # never the redacted copy
     delivery = store.deliveries.get(relay.id)
-    assert (
-        delivery is not None
-        and delivery.state == DeliveryState.FAILED
-        and "interrupted" in (delivery.reason or "")
-    )
-    assert not [m for m in stack.to("D2") if "[PHONE]" in m.get("text", "")]  # never the redacted copy
+    assert delivery is not None and delivery.state == DeliveryState.DELIVERED
+    assert store.outbox.text(relay.id) is None  # delivered: the text as written is gone
+    assert DeliveryRecovery(stack.service).sweep() == 0
 
 
 @pytest.mark.parametrize(
@@ -458,3 +457,70 @@ def test_an_empty_button_label_does_not_make_slack_refuse_the_reply() -> None:
         Outgoing("m_4", "Pick one", (Choice("", "intent:card_arrival"), Choice("  ", HANDOFF_CHOICE)))
     )
     assert sl.message_error({"text": part.text, "blocks": json.dumps(part.blocks)}) is None
+
+
+def _age(stack: Stack, conversation_id: str, seconds: float) -> None:
+    """Make a conversation and its handoffs look ``seconds`` old (nothing said since)."""
+    from sqlalchemy import update
+
+    from bot.storage import schema
+
+    store = stack.core.store
+    then = store.database.clock.ago(seconds)
+    with store.database.transaction() as connection:
+        connection.execute(
+            update(schema.conversations)
+            .where(schema.conversations.c.id == conversation_id)
+            .values(updated_at=then)
+        )
+        connection.execute(
+            update(schema.handoffs)
+            .where(schema.handoffs.c.conversation_id == conversation_id)
+            .values(opened_at=then)
+        )
+
+
+def test_a_handoff_nobody_answers_tells_the_customer_the_wait_then_closes_itself(stack: Stack) -> None:
+    from bot.handoff_expiry import HandoffExpiry
+    from bot.ops_desk import EXPIRED_NOTICE, IDLE_ACTOR
+
+    thread = stack.handoff("D5", "U5", "1700000900.000100")
+    told = stack.wait("D5", 1)[-1]["text"]
+    # No history yet: no promise of minutes, but when Teller takes over again.
+    assert "as soon as one is free" in told and f"within {stack.service.ops.idle_minutes} minutes" in told
+    store = stack.core.store
+    handoff = store.handoffs.active_for("slack", "D5")
+    assert handoff is not None
+    expiry = HandoffExpiry(stack.service)
+    assert expiry.sweep() == 0  # not idle yet
+    _age(stack, handoff.conversation_id, 31 * 60)
+    before = len(stack.to(OPS))
+    assert expiry.sweep() == 1 and expiry.sweep() == 0  # closed once
+    closed = store.handoffs.get(handoff.id)
+    assert not closed.is_open and closed.closed_by == IDLE_ACTOR
+    assert stack.wait("D5", 2)[-1]["text"] == EXPIRED_NOTICE  # the customer is told
+    warning = stack.wait(OPS, before + 1)[-1]  # and the operators see it expired, in its thread
+    assert warning.get("thread_ts") == thread and "nobody replied in time" in warning["text"]
+    stack.event(sl.dm("What's the overdraft fee?", "1700000901.000100", user="U5", channel="D5"))
+    assert "overdraft" in stack.wait("D5", 3)[-1]["text"].lower()  # Teller answers again
+
+
+def test_a_message_keeps_a_handoff_open_and_the_wait_comes_from_recent_first_replies(stack: Stack) -> None:
+    from bot.ops_desk import waiting_notice
+    from bot.storage import Direction
+
+    store = stack.core.store
+    stack.handoff("D6", "U6", "1700000950.000100")
+    handoff = store.handoffs.active_for("slack", "D6")
+    assert handoff is not None
+    _age(stack, handoff.conversation_id, 31 * 60)
+    store.handoffs.record_relay(handoff.id, Direction.IN, "hello? anyone?", platform_id="D6:1700000951.0")
+    assert stack.service.ops.expire_idle() == []  # the customer just wrote: still open
+    store.handoffs.record_relay(handoff.id, Direction.OUT, "Here now, sorry!", author="slack:UOPS")
+    [wait] = store.handoffs.first_reply_waits()
+    assert 31 * 60 - 5 < wait < 31 * 60 + 60
+    assert "about 32 minutes" in stack.service.ops.waiting_notice()
+    assert waiting_notice([30.0, 200.0, 90.0], 30).startswith(
+        "Colleagues usually reply within about 2 minutes."
+    )
+    assert waiting_notice([], 45).endswith("If nobody has replied within 45 minutes, I'll answer you again.")

@@ -158,6 +158,16 @@ def running(home: Path, fake: sl.FakeSlack, api: str) -> Iterator[tuple[str, Tel
         core.close()
 
 
+#: The product managers of these tests (TELLER_PRODUCT_MANAGERS empty lets nobody interview in Slack).
+PMS = "UPM1,UPM2,UPMA,UPMB,UPM9"
+
+
+@pytest.fixture(autouse=True)
+def product_managers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set before ``teller_env`` clears the settings cache (autouse fixtures come first)."""
+    monkeypatch.setenv("TELLER_PRODUCT_MANAGERS", PMS)
+
+
 @pytest.fixture()
 def fake_api() -> Iterator[tuple[sl.FakeSlack, str]]:
     fake = sl.FakeSlack()
@@ -365,11 +375,14 @@ def test_product_manager_allowlist(
     fake, api = fake_api
     with running(teller_env, fake, api) as (teller, _core, desk):
         outsider = SlackPM(fake, teller, "UCUSTOMER")
-        assert "for product managers" in outsider.command("interview")
+        refused = outsider.command("interview")
+        assert "limited to product managers" in refused and "is empty" not in refused
         assert not fake.sent("conversations.open")
         # A forged interview button from someone else does not reach anyone's interview.
         reply = desk.converse(Incoming("slack", "DUCUSTOMER", "UCUSTOMER", None, "iv:iv_nope:back"))
-        assert "No interview 'iv_nope'" in reply.text
+        assert "limited to product managers" in reply.text
+        other = desk.converse(Incoming("slack", "DUPM1", "UPM1", None, "iv:iv_nope:back"))
+        assert "No interview 'iv_nope'" in other.text
         pm = SlackPM(fake, teller, "UPM1")
         assert pm.command("interview") == "I'll continue in a direct message."
         assert "What is the product called" in pm.next_message(0)["text"]

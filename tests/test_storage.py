@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,21 +43,6 @@ from positioning.errors import InterviewNotFound
 from positioning.script import DEFAULT_SCRIPT, load_script
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new, empty database of each kind."""
-    if request.param == "sqlite":
-        return str(tmp_path / "t.db")
-    return str(request.getfixturevalue("fresh_postgresql_url"))
-
-
-@pytest.fixture()
-def store(url: str) -> Iterator[Store]:
-    opened = Store(url)
-    yield opened
-    opened.close()
 
 
 def exchange(

@@ -89,7 +89,8 @@ def test_bad_requests_get_clear_errors(client: TestClient, body: dict, status: i
 
 def test_page_health_and_docs(client: TestClient, core: TellerCore) -> None:
     page = client.get("/")
-    assert page.status_code == 200 and 'id="log"' in page.text and "/api/messages" in page.text
+    assert page.status_code == 200 and 'id="log"' in page.text and "/static/chat.js" in page.text
+    assert "/api/messages" in client.get("/static/chat.js").text
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["model"] == core.policy.classifier.version
     assert health["kb_entries"] == len(core.policy.kb) and health["model_current"]

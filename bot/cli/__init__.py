@@ -1,6 +1,16 @@
 """The ``teller`` command line: ``teller --help`` lists the commands."""
 
-from bot.cli import cluster, conversation, interviews, knowledge, modelling, operations, serving
+from bot.cli import (
+    cluster,
+    conversation,
+    interviews,
+    knowledge,
+    modelling,
+    operations,
+    privacy,
+    privacy_admin,
+    serving,
+)
 from bot.cli.app import app
 
 __all__ = [
@@ -12,6 +22,8 @@ __all__ = [
     "main",
     "modelling",
     "operations",
+    "privacy",
+    "privacy_admin",
     "serving",
 ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -328,6 +327,7 @@ def bench(
     as_json: JsonOpt = False,
 ) -> None:
     """Latency (p50/p95/p99) of one message, batched throughput, peak memory and load time."""
+    from bot.privacy.bench import bench_redaction
     from nlu.artifact import read_dev_split
     from nlu.bench import run_benchmark
     from nlu.data import read_labelled_csv
@@ -347,9 +347,11 @@ def bench(
         threads=threads or settings.threads,
     )
     kb_search = _bench_kb_search(settings, texts[:messages])
-    log.info("bench_finished", extra={"fields": {**result.to_dict(), "kb_search": kb_search}})
+    redaction = bench_redaction()
+    figures = {**result.to_dict(), "kb_search": kb_search, "redaction_40k": redaction}
+    log.info("bench_finished", extra={"fields": figures})
     if as_json:
-        emit_json({**result.to_dict(), "kb_search": kb_search})
+        emit_json(figures)
         return
     table = Table(
         "measure", "value", title=f"Model {result.version} ({result.precision}, {result.threads} threads)"
@@ -369,6 +371,12 @@ def bench(
         f"KB search p50 / p95 ({kb_search['entries']} entries, {kb_search['vectors']} vectors)",
         f"{kb_search['p50_ms']:.2f} / {kb_search['p95_ms']:.2f} ms (dense + BM25 + fusion; the query is "
         "embedded once per message, for every signal)",
+    )
+    worst = max((v for k, v in redaction.items() if k != "all"), key=lambda v: v["p50_ms"])
+    table.add_row(
+        "redaction of 40,000 characters p50 / max",
+        f"{redaction['all']['p50_ms']:.1f} / {redaction['all']['max_ms']:.1f} ms over "
+        f"{len(redaction) - 1} shapes, hostile ones included (slowest shape p50 {worst['p50_ms']:.1f} ms)",
     )
     out.print(table)
 
@@ -477,19 +485,55 @@ def _origin(path: Path, retraining: dict[str, Any]) -> str:
     """The origin of a version: "trained", or "retrain: " and the gate's verdict."""
     if not retraining:
         return "trained"
-    from nlu.retraining import GATE_FILE
+    from nlu.gate import read_gate
 
-    try:
-        promote = json.loads((path / GATE_FILE).read_text(encoding="utf-8")).get("promote")
-    except (OSError, ValueError):
-        promote = None
+    promote = (read_gate(path) or {}).get("promote")
     return "retrain: " + {True: "promoted", False: "refused", None: "not gated"}[promote]
+
+
+def _trajectory(versions: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each version's score on its series' frozen set, as its gate measured it (a first model: as the
+    gate of its first retrain measured it), with the change against its parent and against the best
+    model of the series (the cumulative change the drift bound limits)."""
+    from nlu.gate import read_gate
+
+    gates = {v.info.version: read_gate(v.path) for v in versions}
+    out: dict[str, dict[str, Any]] = {}
+    for version, gate in gates.items():
+        if gate and gate.get("candidate_frozen_accuracy") is not None:
+            out[version] = {
+                "accuracy": gate["candidate_frozen_accuracy"],
+                "size": gate.get("frozen_size"),
+                "change_points": gate.get("frozen_change_points"),
+                "cumulative_points": gate.get("cumulative_change_points"),
+                "baseline": gate.get("baseline_version"),
+                "relabelled": gate.get("relabelled_size", 0),
+            }
+    for gate in gates.values():
+        parent = (gate or {}).get("active_version")
+        if parent and parent in gates and parent not in out and gate is not None:
+            out[parent] = {
+                "accuracy": gate.get("active_frozen_accuracy"),
+                "size": gate.get("frozen_size"),
+                "change_points": None,
+                "cumulative_points": None,
+                "baseline": None,
+                "relabelled": 0,
+            }
+    return out
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
 
 
 @models_app.command("list")
 def models_list(as_json: JsonOpt = False) -> None:
-    """Every trained intent model, oldest first; the active one is marked."""
+    """Every trained intent model, oldest first; the active one is marked. For retrains, the trajectory
+    on the series' frozen set: each version's score, its change against its parent and against the
+    best model of the series (what TELLER_RETRAIN_DRIFT bounds)."""
     versions = registry(get_settings()).versions()
+    trajectory = _trajectory(versions)
     if as_json:
         for v in versions:
             emit_json(
@@ -503,6 +547,7 @@ def models_list(as_json: JsonOpt = False) -> None:
                     "data_hash": v.info.data_hash,
                     "origin": _origin(v.path, v.info.retraining),
                     "parent": v.info.retraining.get("parent"),
+                    "frozen": trajectory.get(v.info.version),
                     "path": str(v.path),
                 }
             )
@@ -510,14 +555,31 @@ def models_list(as_json: JsonOpt = False) -> None:
     if not versions:
         out.print("No models yet: run `teller train`.")
         return
-    table = Table("", "version", "created", "dev accuracy", "train size", "precision", "origin")
+    table = Table(
+        "",
+        "version",
+        "created",
+        "dev accuracy",
+        "frozen set",
+        "train size",
+        "precision",
+        "origin",
+        caption="frozen set: the series' frozen-set score, then its change against the parent / against "
+        "the best model of the series, in points",
+    )
     for v in versions:
         acc = v.info.dev.get("accuracy")
+        frozen = trajectory.get(v.info.version) or {}
+        score = frozen.get("accuracy")
+        shown = f"{score:.2%}" if score is not None else "-"
+        if frozen.get("change_points") is not None:
+            shown += f" {_points(frozen['change_points'])} / {_points(frozen.get('cumulative_points'))}"
         table.add_row(
             "*" if v.active else "",
             v.info.version,
             v.info.created_at,
             f"{acc:.2%}" if acc is not None else "-",
+            shown,
             str(v.info.train_size),
             v.info.precision,
             _origin(v.path, v.info.retraining),

@@ -16,14 +16,25 @@ import typer
 from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, out
+from bot.errors import InputError
 from bot.operators import CLI, Actor, Operators
 from bot.policy import AnswerPolicy
 from bot.review import Resolution, ReviewService
 from bot.settings import get_settings
-from bot.storage import Correction, Flag, ReviewItem, ReviewStatus, Suggestion
+from bot.storage import (
+    Correction,
+    Decided,
+    Flag,
+    Proposal,
+    ProposalStatus,
+    ReviewItem,
+    ReviewStatus,
+    Suggestion,
+)
 
 review_app = typer.Typer(
-    help="The review queue: list open items (the default), then confirm, choose, wrong or ignore.",
+    help="The review queue: list open items (the default), then confirm, choose, wrong or ignore; "
+    "proposals to correct like a correction just made: proposals, accept, reject.",
     invoke_without_command=True,
 )
 app.add_typer(review_app, name="review")
@@ -101,12 +112,14 @@ def _list(show_all: bool, as_json: bool) -> None:
     with review_service() as service:
         service.refresh()
         items = service.items(None if show_all else ReviewStatus.OPEN)
+        waiting = service.store.proposals.open_count()
     if as_json:
         for item in items:
             emit_json(item_record(item))
         return
     if not items:
         out.print("The review queue is empty.")
+        _waiting(waiting)
         return
     table = Table("#", "n", "reasons", "text", "suggestion", title=f"{len(items)} review items")
     if show_all:
@@ -121,13 +134,22 @@ def _list(show_all: bool, as_json: bool) -> None:
     out.print(
         '[dim]teller review confirm ITEM | choose ITEM INTENT | wrong ITEM "answer" | ignore ITEM[/dim]'
     )
+    _waiting(waiting)
+
+
+def _waiting(proposals: int) -> None:
+    if proposals:
+        out.print(
+            f"{proposals} proposal(s) to correct like an earlier correction: `teller review proposals`."
+        )
 
 
 @review_app.command("confirm")
 def review_confirm(item: ItemArg, as_json: JsonOpt = False) -> None:
-    """The suggestion is right: record it as the item's label."""
+    """The suggestion is right: record it as the item's label (then see the proposals it makes)."""
     with review_service() as service:
-        _report(service.confirm(item, local_actor()), as_json)
+        resolution = service.confirm(item, local_actor())
+        _report(resolution, as_json, _proposed(service, resolution))
 
 
 @review_app.command("choose")
@@ -136,9 +158,10 @@ def review_choose(
     intent: Annotated[str, typer.Argument(help="One of the model's intents.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """The item is about INTENT: record that label."""
+    """The item is about INTENT: record that label (then see the proposals it makes)."""
     with review_service() as service:
-        _report(service.choose(item, intent, local_actor()), as_json)
+        resolution = service.choose(item, intent, local_actor())
+        _report(resolution, as_json, _proposed(service, resolution))
 
 
 @review_app.command("wrong")
@@ -163,7 +186,15 @@ def review_ignore(item: ItemArg, as_json: JsonOpt = False) -> None:
         _report(service.ignore(item, local_actor()), as_json)
 
 
-def _report(resolution: Resolution, as_json: bool) -> None:
+def _proposed(service: ReviewService, resolution: Resolution) -> list[Proposal]:
+    """The proposals a correction to an intent makes (stored customer messages sharing its need)."""
+    correction = resolution.correction
+    if correction is None or not correction.label:
+        return []
+    return service.propose(correction.id)
+
+
+def _report(resolution: Resolution, as_json: bool, proposals: list[Proposal] | None = None) -> None:
     item, correction = resolution.item, resolution.correction
     if as_json:
         emit_json(
@@ -172,6 +203,7 @@ def _report(resolution: Resolution, as_json: bool) -> None:
                 "correction": correction_record(correction) if correction else None,
                 "superseded": list(resolution.superseded),
                 "kb_id": resolution.kb_entry.id if resolution.kb_entry else None,
+                "proposals": [proposal_record(p) for p in proposals or []],
             }
         )
         return
@@ -185,6 +217,132 @@ def _report(resolution: Resolution, as_json: bool) -> None:
     if resolution.superseded:
         message += f", superseding #{', #'.join(str(i) for i in resolution.superseded)}"
     out.print(message + ".", highlight=False)
+    if proposals:
+        out.print(
+            f"{len(proposals)} other stored message(s) may mean the same and are answered otherwise now:",
+            highlight=False,
+        )
+        _print_proposals(proposals)
+
+
+# ---------------------------------------------------------------------------------------- proposals
+
+IdsArg = Annotated[
+    list[int] | None,
+    typer.Argument(metavar="[PROPOSAL]...", help="Proposal numbers from `teller review proposals`."),
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every open proposal (of --correction, if given).")]
+OfOpt = Annotated[int | None, typer.Option("--correction", help="Only the proposals of this correction.")]
+
+
+@review_app.command("proposals")
+def review_proposals(
+    correction: OfOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Decided proposals too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stored customer messages Teller proposes to correct like an earlier correction (open ones)."""
+    with review_service() as service:
+        found = service.proposals(correction, None if show_all else ProposalStatus.OPEN)
+    if as_json:
+        for p in found:
+            emit_json(proposal_record(p))
+        return
+    if not found:
+        out.print("No proposals open." if not show_all else "No proposals.")
+        return
+    _print_proposals(found, show_status=show_all)
+
+
+@review_app.command("accept")
+def review_accept(
+    ids: IdsArg = None,
+    every: AllOpt = False,
+    correction: OfOpt = None,
+    reject_rest: Annotated[
+        bool, typer.Option("--reject-rest", help="Reject the other open proposals of the same corrections.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Confirm proposals (one by one, or --all): each becomes a correction, answered that way at once."""
+    with review_service() as service:
+        confirm = _chosen(service, ids, every, correction)
+        reject: list[int] = []
+        if reject_rest:
+            groups = {p.correction_id for p in service.proposals(None, None) if p.id in set(confirm)}
+            reject = [p.id for g in sorted(groups) for p in service.proposals(g) if p.id not in set(confirm)]
+        _decided(service.decide_proposals(confirm, reject, local_actor()), as_json)
+
+
+@review_app.command("reject")
+def review_reject(
+    ids: IdsArg = None, every: AllOpt = False, correction: OfOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Reject proposals (one by one, or --all): they are not proposed for that intent again."""
+    with review_service() as service:
+        _decided(
+            service.decide_proposals([], _chosen(service, ids, every, correction), local_actor()), as_json
+        )
+
+
+def _chosen(service: ReviewService, ids: list[int] | None, every: bool, correction: int | None) -> list[int]:
+    if every:
+        if ids:
+            raise InputError("give proposal numbers or --all, not both")
+        chosen = [p.id for p in service.proposals(correction)]
+        if not chosen:
+            raise InputError(
+                "no proposals are open" + (f" for correction #{correction}" if correction else "")
+            )
+        return chosen
+    if not ids:
+        raise InputError("give proposal numbers (see `teller review proposals`) or --all")
+    return list(dict.fromkeys(ids))
+
+
+def _decided(decided: Decided, as_json: bool) -> None:
+    if as_json:
+        emit_json(
+            {
+                "confirmed": [
+                    {"proposal": proposal_record(p), "correction": correction_record(c)}
+                    for p, c in decided.confirmed
+                ],
+                "rejected": [proposal_record(p) for p in decided.rejected],
+                "skipped": [proposal_record(p) for p in decided.skipped],
+            }
+        )
+        return
+    made = ", ".join(f"#{c.id}" for _, c in decided.confirmed)
+    message = f"Confirmed {len(decided.confirmed)}" + (f" (corrections {made})" if made else "")
+    message += f", rejected {len(decided.rejected)}"
+    if decided.skipped:
+        message += f"; {len(decided.skipped)} decided already"
+    out.print(message + ".", highlight=False)
+
+
+def _print_proposals(proposals: list[Proposal], show_status: bool = False) -> None:
+    table = Table(
+        "#", "correction", "intent", "score", "text", "read now as", title=f"{len(proposals)} proposals"
+    )
+    if show_status:
+        table.add_column("status")
+    for p in proposals:
+        row = [
+            str(p.id),
+            f"#{p.correction_id}",
+            p.label or f"KB {p.kb_id}",
+            f"{p.score:.2f}" if p.score is not None else "",
+            p.text[:80],
+            p.model_intent or "",
+        ]
+        if show_status:
+            row.append(f"{p.status} {p.decided_by or ''}".strip())
+        table.add_row(*row)
+    out.print(table)
+    out.print(
+        "[dim]teller review accept N... [--reject-rest] | accept --all | reject N... | reject --all[/dim]"
+    )
 
 
 # ---------------------------------------------------------------------------------------- flag
@@ -247,6 +405,10 @@ def item_record(item: ReviewItem) -> dict[str, Any]:
     }
 
 
+def proposal_record(p: Proposal) -> dict[str, Any]:
+    return {"kind": "proposal", **asdict(p)}
+
+
 def flag_record(f: Flag) -> dict[str, Any]:
     return {"kind": "flag", **asdict(f)}
 
@@ -265,6 +427,8 @@ def correction_record(c: Correction) -> dict[str, Any]:
         "superseded": c.superseded,
         "superseded_by": c.superseded_by,
         "superseded_at": c.superseded_at,
+        "origin_id": c.origin_id,
+        "message_id": c.message_id,
     }
 
 
@@ -285,5 +449,7 @@ def print_flags_and_corrections(flags: list[Flag], corrections: list[Correction]
             elif c.kb_id and not c.label:
                 label = f"KB {c.kb_id}"
             status = f"superseded by #{c.superseded_by}" if c.superseded else "in force"
+            if c.origin_id is not None:
+                status += f" (proposed from #{c.origin_id})"
             table.add_row(str(c.id), c.created_at[:19], c.author, c.text[:60], label, status)
         out.print(table)

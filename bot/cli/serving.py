@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, err, out
+from bot.logs import uvicorn_log_config
 from bot.settings import get_settings
 
 log = logging.getLogger("teller.cli")
@@ -30,8 +31,10 @@ def serve(
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from bot.assistant import build_channels, build_core, build_service
+    from bot.assistant import build_channels, build_core, build_service, check_telegram_webhook
+    from bot.handoff_expiry import HandoffExpiry
     from bot.model_swap import ModelSwapper
+    from bot.privacy.retention import RetentionService
     from bot.recovery import DeliveryRecovery
     from bot.web.app import create_app
 
@@ -39,6 +42,7 @@ def serve(
     # would spin against ONNX Runtime's pools; a server process runs nothing else.
     threadpool_limits(limits=1, user_api="blas")
     settings = get_settings()
+    check_telegram_webhook(settings)  # before the seconds build_core takes
     core = build_core(settings)
     # The language detector's models load in the background, so the first customer waits for none.
     if core.policy.language is not None:
@@ -50,14 +54,27 @@ def serve(
     # A model promoted or rolled back while serving is picked up within seconds, without a restart.
     # Deliveries a stopped replica left pending are finished by the running ones.
     recovery = DeliveryRecovery(service)
+    # Handoffs nobody answers close themselves (TELLER_HANDOFF_IDLE_MINUTES).
+    expiry = HandoffExpiry(service)
+    # Every hour, on one replica: messages past TELLER_RETENTION_DAYS go, and texts awaiting delivery
+    # for over a day leave the outbox (whether retention is on or not).
+    retention = RetentionService(core.store, settings.retention_days)
     application = create_app(
-        core, channels, owns_core=True, services=[swapper], service=service, background=[recovery]
+        core,
+        channels,
+        owns_core=True,
+        services=[swapper],
+        service=service,
+        background=[recovery, expiry, retention],
+        operator_key=settings.operator_api_key,
+        production=settings.production,
     )
     host, port = host or settings.host, port or settings.port
     names = ", ".join(["web chat", *(c.name for c in channels)])
     err.print(
         f"Teller (model {core.policy.classifier.version}; {names}) on http://{host}:{port}/  "
-        f"(API docs at /docs). Ctrl-C to stop."
+        f"({'API docs at /docs for the operator key' if settings.production else 'API docs at /docs'}). "
+        "Ctrl-C to stop."
     )
     log.info(
         "serve_started",
@@ -65,7 +82,14 @@ def serve(
     )
     # On SIGTERM or SIGINT uvicorn stops accepting, lets in-flight requests finish (up to 15 s), runs
     # the application's shutdown (channels stop, the database is closed) and exits by that signal.
-    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)
+    # uvicorn's own error and access logs are redacted like every other record.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_config=uvicorn_log_config("warning"),
+        timeout_graceful_shutdown=15,
+    )
     log.info("serve_stopped")
 
 

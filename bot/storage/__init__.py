@@ -6,12 +6,15 @@
     ├── ConversationRepository  conversations and messages (an exchange is one transaction)
     ├── FeedbackRepository      customers' feedback, operators' flags, corrections (read)
     ├── ReviewRepository        the review queue; settling an item writes its correction
+    ├── ProposalRepository      messages proposed for correcting like a correction just made
     ├── HandoffRepository       handoffs and the messages relayed during them
     ├── InterviewRepository     positioning interviews and every brief written for them
     ├── DeploymentRepository    settings every replica follows (the active model)
     ├── KnowledgeLogRepository  the knowledge base's change log (replicas follow it)
     ├── DeliveryRepository      delivery state of every message pushed to a platform
-    └── JobRepository           work for ``teller worker`` (retrains)
+    ├── OutboxRepository        texts as written on their way to a customer (the stored copy is redacted)
+    ├── JobRepository           work for ``teller worker`` (retrains)
+    └── AuditRepository         the append-only audit log (erasures, retention runs, …)
 
 :class:`Store` opens the database and builds the repositories once; everything else takes the
 repository it needs. Errors (see :mod:`bot.storage.errors`)::
@@ -31,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
 from bot.storage import schema
+from bot.storage.audit import AuditRepository
 from bot.storage.conversations import ConversationRepository, new_id
 from bot.storage.database import Clock, Database, database_url
 from bot.storage.deliveries import DeliveryRepository
@@ -41,8 +45,12 @@ from bot.storage.handoffs import HandoffRepository
 from bot.storage.interviews import InterviewRepository
 from bot.storage.jobs import JobRepository
 from bot.storage.knowledge import KnowledgeLogRepository
+from bot.storage.outbox import OutboxRepository
+from bot.storage.proposals import Decided, LoggedMessage, ProposalRepository
 from bot.storage.records import (
     HUMAN_ROUTE,
+    AuditAction,
+    AuditEntry,
     Correction,
     CorrectionAction,
     Counts,
@@ -62,6 +70,9 @@ from bot.storage.records import (
     NewCorrection,
     NewExchange,
     NewHandoff,
+    NewProposal,
+    Proposal,
+    ProposalStatus,
     ReviewCandidate,
     ReviewItem,
     ReviewKey,
@@ -76,12 +87,16 @@ from bot.storage.review import ReviewRepository
 
 __all__ = [
     "HUMAN_ROUTE",
+    "AuditAction",
+    "AuditEntry",
+    "AuditRepository",
     "Clock",
     "ConversationRepository",
     "Correction",
     "CorrectionAction",
     "Counts",
     "Database",
+    "Decided",
     "Delivery",
     "DeliveryKind",
     "DeliveryRepository",
@@ -103,9 +118,14 @@ __all__ = [
     "KbChange",
     "KbChangeKind",
     "KnowledgeLogRepository",
+    "LoggedMessage",
     "NewCorrection",
     "NewExchange",
     "NewHandoff",
+    "NewProposal",
+    "Proposal",
+    "ProposalRepository",
+    "ProposalStatus",
     "ReviewCandidate",
     "ReviewItem",
     "ReviewKey",
@@ -132,15 +152,18 @@ class Store:
 
     def __init__(self, url: str | Path | URL | Database, migrate: bool = True) -> None:
         self.database = url if isinstance(url, Database) else Database(url, migrate=migrate)
-        self.conversations = ConversationRepository(self.database)
+        self.outbox = OutboxRepository(self.database)
+        self.conversations = ConversationRepository(self.database, self.outbox)
         self.feedback = FeedbackRepository(self.database, self.conversations)
         self.review = ReviewRepository(self.database, self.feedback)
-        self.handoffs = HandoffRepository(self.database)
+        self.proposals = ProposalRepository(self.database, self.feedback)
+        self.handoffs = HandoffRepository(self.database, self.outbox)
         self.interviews = InterviewRepository(self.database)
         self.deployment = DeploymentRepository(self.database)
         self.kb_log = KnowledgeLogRepository(self.database)
         self.jobs = JobRepository(self.database)
-        self.deliveries = DeliveryRepository(self.database)
+        self.audit = AuditRepository(self.database)
+        self.deliveries = DeliveryRepository(self.database, self.outbox)
 
     def counts(self) -> Counts:
         """How many rows each kind of data has."""

@@ -16,10 +16,11 @@ from sqlalchemy import Connection, and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import InputError
-from bot.pii import redact
+from bot.privacy.redaction import redact
 from bot.storage import schema
 from bot.storage.database import Database
 from bot.storage.errors import DuplicateMessage
+from bot.storage.outbox import OutboxRepository
 from bot.storage.records import Direction, Exchange, NewExchange, StoredMessage
 from bot.text import storable
 
@@ -33,10 +34,12 @@ def new_id(prefix: str) -> str:
 
 
 class ConversationRepository:
-    """Conversations and messages. Texts are redacted on the way in. Thread-safe."""
+    """Conversations and messages. Texts are redacted on the way in (before any transaction
+    starts, so a long message holds no lock while it is scanned). Thread-safe."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, outbox: OutboxRepository | None = None) -> None:
         self.db = database
+        self.outbox = outbox or OutboxRepository(database)
 
     # ------------------------------------------------------------------------------- writing
 
@@ -60,11 +63,13 @@ class ConversationRepository:
         return str(connection.execute(upsert).scalar_one())
 
     def record_exchange(self, exchange: NewExchange) -> tuple[StoredMessage, StoredMessage]:
-        """Store a customer message and Teller's reply together (texts redacted); return both rows.
+        """Store a customer message and Teller's reply together (texts redacted; the reply as
+        written waits in the outbox when redaction changed it); return both rows.
 
         Raises :class:`DuplicateMessage` if this ``(channel, platform_id)`` was stored before.
         """
         clock = self.db.clock
+        text, reply = redact(storable(exchange.text)), redact(storable(exchange.reply))
         with self.db.transaction() as connection:
             received = clock.now()
             conversation_id = self.conversation(
@@ -77,7 +82,7 @@ class ConversationRepository:
                 "channel": exchange.channel,
                 "user_id": exchange.user_id,
                 "platform_id": exchange.platform_id,
-                "text": redact(storable(exchange.text)),
+                "text": text,
                 "created_at": received,
             }
             out_row = {
@@ -87,7 +92,7 @@ class ConversationRepository:
                 "channel": exchange.channel,
                 "user_id": exchange.user_id,
                 "reply_to": in_row["id"],
-                "text": redact(storable(exchange.reply)),
+                "text": reply,
                 "route": exchange.route,
                 "intent": exchange.intent,
                 "confidence": exchange.confidence,
@@ -106,6 +111,9 @@ class ConversationRepository:
                     f"{exchange.channel} message {exchange.platform_id} is stored already"
                 ) from None
             connection.execute(_m.insert().values(**out_row))
+            self.outbox.keep(
+                connection, str(out_row["id"]), storable(exchange.reply), reply, str(out_row["created_at"])
+            )
         return message_from_row(in_row), message_from_row(out_row)
 
     def set_platform_id(self, message_id: str, platform_id: str) -> None:

@@ -6,7 +6,9 @@ A sender takes a message with :meth:`DeliveryRepository.take` before the first p
 ``delivered`` (the ids of every part) or ``failed`` (the platform's reason). A redelivered customer
 message whose reply is not ``delivered`` is sent again, from the first part not yet accepted; one
 that is, is not. Failed replies join the review queue (:class:`bot.storage.ReviewReason`
-``undelivered``).
+``undelivered``). Once a message is ``delivered``, its text as written leaves the outbox
+(:mod:`bot.storage.outbox`) in the same transaction; a failed one's stays (a redelivery may send it
+again) until the retention sweep.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy import func, select
 
 from bot.storage import schema
 from bot.storage.database import Database
+from bot.storage.outbox import OutboxRepository
 from bot.storage.records import Delivery, DeliveryKind, DeliveryState
 
 _d = schema.deliveries
@@ -29,8 +32,9 @@ MAX_REASON = 500
 class DeliveryRepository:
     """Delivery states of outgoing messages. Thread-safe."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, outbox: OutboxRepository | None = None) -> None:
         self.db = database
+        self.outbox = outbox or OutboxRepository(database)
 
     def take(
         self, message_id: str, kind: DeliveryKind, channel: str, address: str, lease: float
@@ -111,6 +115,8 @@ class DeliveryRepository:
 
     def _finish(self, message_id: str, **values: Any) -> Delivery:
         with self.db.transaction() as connection:
+            if values.get("state") == DeliveryState.DELIVERED.value:
+                self.outbox.discard_in(connection, message_id)
             connection.execute(
                 _d.update()
                 .where(_d.c.message_id == message_id)

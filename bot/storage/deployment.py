@@ -44,6 +44,17 @@ class DeploymentRepository:
             connection.execute(insert.on_conflict_do_update(index_elements=[_d.c.key], set_=row))
         return setting
 
+    def setdefault(self, key: str, value: str, actor: str | None = None) -> Setting:
+        """``key``'s setting; stored as ``value`` first if it has none. Replicas racing to create it
+        all get the one that was stored first."""
+        insert = self.db.insert(_d).values(
+            key=key, value=value, updated_at=self.db.clock.now(), updated_by=actor
+        )
+        with self.db.transaction() as connection:
+            connection.execute(insert.on_conflict_do_nothing(index_elements=[_d.c.key]))
+            row = connection.execute(select(_d).where(_d.c.key == key)).mappings().one()
+        return Setting(**row)
+
     def active_model(self) -> str | None:
         """The model version every replica should serve (None: never recorded; follow the registry)."""
         setting = self.get(ACTIVE_MODEL)

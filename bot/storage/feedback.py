@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.errors import InputError
-from bot.pii import redact
+from bot.privacy.redaction import redact
 from bot.storage import schema
 from bot.storage.conversations import ConversationRepository, new_id
 from bot.storage.database import Database
@@ -96,6 +96,11 @@ class FeedbackRepository:
         if limit is not None:
             query = query.limit(limit)
         return [correction_from_row(r) for r in self.db.rows(query)]
+
+    def corrections_head(self) -> int:
+        """The newest correction's id (0 when there is none): one cheap query that moves whenever a
+        correction is stored anywhere (a newer one superseding an older one is stored too)."""
+        return int(self.db.rows(select(func.coalesce(func.max(_k.c.id), 0).label("head")))[0]["head"])
 
 
 def correction_from_row(row: dict[str, Any]) -> Correction:

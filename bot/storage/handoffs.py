@@ -7,15 +7,18 @@ polling another replica sees it (:meth:`ConversationRepository.messages_since`).
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import InputError
-from bot.pii import redact
+from bot.privacy.redaction import redact
 from bot.storage import schema
 from bot.storage.conversations import message_from_row, new_id
 from bot.storage.database import Database
 from bot.storage.errors import DuplicateMessage
+from bot.storage.outbox import OutboxRepository
 from bot.storage.records import HUMAN_ROUTE, Direction, Handoff, HandoffStatus, NewHandoff, StoredMessage
 from bot.text import storable
 
@@ -27,8 +30,9 @@ _m = schema.messages
 class HandoffRepository:
     """Handoffs and the messages relayed during them (texts redacted). Thread-safe."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, outbox: OutboxRepository | None = None) -> None:
         self.db = database
+        self.outbox = outbox or OutboxRepository(database)
 
     def start(self, new: NewHandoff) -> Handoff:
         """Open a handoff for a conversation; if one is open already (here or on another replica),
@@ -77,6 +81,62 @@ class HandoffRepository:
             )
         return self.get(handoff_id)
 
+    def idle(self, before: str, limit: int = 100) -> list[Handoff]:
+        """Open handoffs opened before ``before`` (an ISO time) whose conversation has had no
+        message either way since then, oldest first."""
+        rows = self.db.rows(
+            select(_h)
+            .join(_c, _c.c.id == _h.c.conversation_id)
+            .where(_h.c.status == HandoffStatus.OPEN.value, _h.c.opened_at < before, _c.c.updated_at < before)
+            .order_by(_h.c.opened_at, _h.c.id)
+            .limit(limit)
+        )
+        return [_handoff(r) for r in rows]
+
+    def expire(self, handoff_id: str, before: str, closed_by: str) -> Handoff | None:
+        """Close an idle handoff (see :meth:`idle`); None when it is not idle any more (a message
+        came meanwhile) or is closed already (by an operator, or by another replica's sweep)."""
+        idle = exists(select(_c.c.id).where(_c.c.id == _h.c.conversation_id, _c.c.updated_at < before))
+        with self.db.transaction() as connection:
+            result = connection.execute(
+                _h.update()
+                .where(
+                    _h.c.id == handoff_id,
+                    _h.c.status == HandoffStatus.OPEN.value,
+                    _h.c.opened_at < before,
+                    idle,
+                )
+                .values(status=HandoffStatus.CLOSED.value, closed_at=self.db.clock.now(), closed_by=closed_by)
+            )
+            if result.rowcount != 1:
+                return None
+        return self.get(handoff_id)
+
+    def first_reply_waits(self, limit: int = 20) -> list[float]:
+        """Seconds from opening to the first operator reply, for the latest ``limit`` handoffs
+        that got one (newest first): what a waiting customer is told to expect."""
+        first = (
+            select(func.min(_m.c.created_at))
+            .where(
+                _m.c.conversation_id == _h.c.conversation_id,
+                _m.c.direction == Direction.OUT.value,
+                _m.c.route == HUMAN_ROUTE,
+                _m.c.created_at >= _h.c.opened_at,
+                or_(_h.c.closed_at.is_(None), _m.c.created_at <= _h.c.closed_at),
+            )
+            .scalar_subquery()
+        )
+        query = (
+            select(_h.c.opened_at, first.label("first_reply"))
+            .where(first.is_not(None))
+            .order_by(_h.c.opened_at.desc())
+            .limit(limit)
+        )
+        return [
+            (_parse(str(r["first_reply"])) - _parse(str(r["opened_at"]))).total_seconds()
+            for r in self.db.rows(query)
+        ]
+
     def get(self, handoff_id: str) -> Handoff:
         """Raises :class:`InputError` if there is no such handoff."""
         rows = self.db.rows(select(_h).where(_h.c.id == handoff_id))
@@ -88,6 +148,16 @@ class HandoffRepository:
         """The open handoff of a conversation (the store's id), if any."""
         rows = self.db.rows(
             select(_h).where(_h.c.conversation_id == conversation_id, _h.c.status == HandoffStatus.OPEN.value)
+        )
+        return _handoff(rows[0]) if rows else None
+
+    def latest(self, conversation_id: str) -> Handoff | None:
+        """The newest handoff of a conversation (the store's id), open or closed, if any."""
+        rows = self.db.rows(
+            select(_h)
+            .where(_h.c.conversation_id == conversation_id)
+            .order_by(_h.c.opened_at.desc(), _h.c.id.desc())
+            .limit(1)
         )
         return _handoff(rows[0]) if rows else None
 
@@ -145,6 +215,8 @@ class HandoffRepository:
             raise InputError("the message is empty")
         if direction == Direction.OUT and not author:
             raise InputError("an operator's message needs its author")
+        written = storable(text)
+        stored = redact(written)  # before the transaction: no lock held while scanning
         with self.db.transaction() as connection:
             found = connection.execute(
                 select(_h.c.conversation_id, _h.c.channel, _h.c.customer_user_id, _h.c.status).where(
@@ -176,7 +248,7 @@ class HandoffRepository:
                 "channel": channel,
                 "user_id": user_id,
                 "platform_id": platform_id,
-                "text": redact(storable(text)),
+                "text": stored,
                 "route": HUMAN_ROUTE,
                 "author": author if direction == Direction.OUT else None,
                 "choices": "[]",
@@ -188,6 +260,8 @@ class HandoffRepository:
             except IntegrityError:
                 raise DuplicateMessage(f"{channel} message {platform_id} is stored already") from None
             connection.execute(_c.update().where(_c.c.id == conversation_id).values(updated_at=now))
+            if direction == Direction.OUT:  # the customer reads the operator's words as written
+                self.outbox.keep(connection, str(row["id"]), written, stored, now)
         return message_from_row(row)
 
     def transcript(self, handoff_id: str) -> list[StoredMessage]:
@@ -198,6 +272,10 @@ class HandoffRepository:
             query = query.where(_m.c.created_at <= handoff.closed_at)
         rows = self.db.rows(query.order_by(_m.c.created_at, _m.c.direction, _m.c.id))
         return [message_from_row(r) for r in rows]
+
+
+def _parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
 def _handoff(row: dict[str, object]) -> Handoff:

@@ -52,6 +52,16 @@ class CorrectionAction(StrEnum):
     CONFIRM = "confirm"
     CHOOSE = "choose"
     ANSWER = "answer"
+    #: An operator confirmed Teller's proposal to correct a stored message like another correction.
+    PROPOSAL = "proposal"
+
+
+class ProposalStatus(StrEnum):
+    """A proposal to correct a stored customer message like a correction an operator just made."""
+
+    OPEN = "open"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
 
 
 class SuggestionKind(StrEnum):
@@ -235,6 +245,9 @@ class NewCorrection:
     label: str | None = None
     kb_id: str | None = None
     answer: str | None = None
+    #: The correction this one was proposed from, and the stored customer message it is about.
+    origin_id: int | None = None
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -253,10 +266,57 @@ class Correction:
     created_at: str
     superseded_by: int | None = None
     superseded_at: str | None = None
+    #: For a confirmed proposal: the correction it was proposed from ...
+    origin_id: int | None = None
+    #: ... and the stored customer message it is about.
+    message_id: str | None = None
 
     @property
     def superseded(self) -> bool:
         return self.superseded_by is not None
+
+
+@dataclass(frozen=True)
+class NewProposal:
+    """A stored customer message Teller is about to propose correcting like correction ``correction_id``."""
+
+    correction_id: int
+    message_id: str | None
+    text: str
+    key: str
+    label: str | None
+    kb_id: str | None
+    #: How likely it shares the corrected message's need (see :mod:`bot.corrections`), and the
+    #: similarities behind it: the base encoder's, and the classifier's (to the corrected message or
+    #: the intent's training examples).
+    score: float
+    base_similarity: float
+    model_similarity: float
+    #: What the classifier reads it as today.
+    model_intent: str | None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposal and what became of it."""
+
+    id: int
+    correction_id: int
+    message_id: str | None
+    text: str
+    key: str
+    label: str | None
+    kb_id: str | None
+    score: float | None
+    base_similarity: float | None
+    model_similarity: float | None
+    model_intent: str | None
+    status: ProposalStatus
+    created_at: str
+    decided_by: str | None = None
+    decided_at: str | None = None
+    #: The correction a confirmation made.
+    result_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -394,3 +454,30 @@ class Delivery:
     @property
     def delivered(self) -> bool:
         return self.state == DeliveryState.DELIVERED
+
+
+class AuditAction(StrEnum):
+    """What an audit-log entry records. Erasure and retention write theirs today; the others are
+    reserved for knowledge-base changes, corrections, retrains and model activations."""
+
+    ERASURE = "erasure"
+    RETENTION = "retention"
+    KB_CHANGE = "kb.change"
+    CORRECTION = "correction"
+    RETRAIN = "retrain"
+    ACTIVATION = "activation"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the append-only audit log: who (``actor``, e.g. ``cli:ana``, ``api:operator``,
+    ``system:retention``) did what (``action``) to what (``subject``: never a customer's id in
+    clear, a keyed pseudonym instead), when, with the receipt (``details``)."""
+
+    id: int
+    at: str
+    actor: str
+    #: An :class:`AuditAction` (a plain string for an action this Teller does not know).
+    action: AuditAction | str
+    subject: str | None
+    details: dict[str, Any]

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from bot.errors import InputError
-from bot.pii import redact
+from bot.privacy.redaction import redact
 from bot.storage import schema
 from bot.storage.database import Database, inserted_id
 from bot.storage.feedback import FeedbackRepository
@@ -265,35 +265,50 @@ class ReviewRepository:
                     raise InputError(f"no review item {item_id}")
                 raise InputError(f"review item {item_id} is {row[0]} already (by {row[1]})")
             if correction is not None:
-                self.db.serialise(connection, "corrections")
-                current = connection.execute(
-                    select(_k.c.id, _k.c.key).where(_k.c.superseded_by.is_(None))
-                ).all()
-                result = connection.execute(
-                    _k.insert().values(
-                        item_id=item_id,
-                        text=correction.text,
-                        key=correction.key,
-                        action=correction.action.value,
-                        label=correction.label,
-                        kb_id=correction.kb_id,
-                        answer=redact(storable(correction.answer)) if correction.answer else None,
-                        author=actor,
-                        created_at=now,
-                    )
+                correction_id, superseded = insert_correction(
+                    self.db, connection, item_id, correction, actor, now, same
                 )
-                correction_id = inserted_id(result)
-                superseded = [int(i) for i, key in current if same(key, correction.key)]
-                if superseded:
-                    connection.execute(
-                        _k.update()
-                        .where(_k.c.id.in_(superseded))
-                        .values(superseded_by=correction_id, superseded_at=now)
-                    )
         stored = (
             self.feedback.corrections(correction_id=correction_id)[0] if correction_id is not None else None
         )
         return self.item(item_id), stored, superseded
+
+
+def insert_correction(
+    db: Database,
+    connection: Connection,
+    item_id: int | None,
+    correction: NewCorrection,
+    actor: str,
+    now: str,
+    same: Callable[[str, str], bool],
+) -> tuple[int, list[int]]:
+    """Store ``correction`` inside the caller's transaction; earlier current corrections whose key is
+    the same (by ``same``) are marked superseded by it. Returns its id and the ids it superseded."""
+    db.serialise(connection, "corrections")
+    current = connection.execute(select(_k.c.id, _k.c.key).where(_k.c.superseded_by.is_(None))).all()
+    result = connection.execute(
+        _k.insert().values(
+            item_id=item_id,
+            text=correction.text,
+            key=correction.key,
+            action=correction.action.value,
+            label=correction.label,
+            kb_id=correction.kb_id,
+            answer=redact(storable(correction.answer)) if correction.answer else None,
+            author=actor,
+            created_at=now,
+            origin_id=correction.origin_id,
+            message_id=correction.message_id,
+        )
+    )
+    correction_id = inserted_id(result)
+    superseded = [int(i) for i, key in current if same(key, correction.key)]
+    if superseded:
+        connection.execute(
+            _k.update().where(_k.c.id.in_(superseded)).values(superseded_by=correction_id, superseded_at=now)
+        )
+    return correction_id, superseded
 
 
 def _review_item(

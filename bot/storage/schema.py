@@ -139,7 +139,39 @@ corrections = Table(
     Column("created_at", Text),
     Column("superseded_by", Integer),
     Column("superseded_at", Text),
+    #: The correction this one was proposed from (an operator confirmed Teller's proposal), if any.
+    Column("origin_id", Integer),
+    #: The stored customer message this correction is about, when it came from the log.
+    Column("message_id", Text),
     Index("idx_corrections_superseded_by", "superseded_by"),
+)
+
+#: Stored customer messages Teller proposes to correct like one an operator just corrected (likely
+#: the same need, answered otherwise); open until an operator confirms (``result_id``: the correction
+#: made) or rejects it. No foreign keys: erasure and retention remove messages and corrections in
+#: their own order and take the proposals about them along (:mod:`bot.privacy.purge`).
+correction_proposals = Table(
+    "correction_proposals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("correction_id", Integer, nullable=False),
+    Column("message_id", Text),
+    Column("text", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("label", Text),
+    Column("kb_id", Text),
+    Column("score", Float),
+    Column("base_similarity", Float),
+    Column("model_similarity", Float),
+    Column("model_intent", Text),
+    Column("status", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("decided_by", Text),
+    Column("decided_at", Text),
+    Column("result_id", Integer),
+    Index("idx_correction_proposals_correction_id_key", "correction_id", "key", unique=True),
+    Index("idx_correction_proposals_status_id", "status", "id"),
+    Index("idx_correction_proposals_key", "key"),
 )
 
 handoffs = Table(

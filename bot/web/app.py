@@ -10,19 +10,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import AfterValidator, BaseModel, Field
+from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 
 from bot.channels import Channel, Service
 from bot.choices import ChoiceKind
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.errors import InputError, TellerError
-from bot.ops_desk import CLOSED_NOTICE
 from bot.service import TellerService
 from bot.storage import HUMAN_ROUTE, StoreError
 from bot.text import clean, has_surrogates
+from bot.web.security import API_ACTOR, JsonBodies, OperatorKey, SecurityHeaders, add_docs
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -170,12 +172,18 @@ def create_app(
     services: Sequence[Service] = (),
     service: TellerService | None = None,
     background: Sequence[Service] = (),
+    operator_key: SecretStr | str | None = None,
+    production: bool = False,
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
     ``channels``, then ``background`` work that needs the channels running (delivery recovery)
     start with it, and stop in the reverse order; channels may add routes.
 
     With ``owns_core``, shutting the application down also closes the core (and its database).
+    ``operator_key`` (``TELLER_OPERATOR_API_KEY``) opens the operator-only endpoints
+    (:class:`bot.web.security.OperatorKey`); without it they answer 403.
+    ``production`` (``TELLER_ENV=production``): the API docs answer 404 and ``/healthz`` shows only
+    its status, except to a request carrying that key.
     """
     service = service or TellerService(core)
 
@@ -206,9 +214,15 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Customer-service assistant: web chat, REST API, Telegram and Slack webhooks.",
+        # Served by add_docs below: open in development, behind the operator key in production.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
 
     app.add_middleware(BodyLimit)
+    app.add_middleware(JsonBodies)  # 415 for a non-JSON body under /api/, before it is read
+    app.add_middleware(SecurityHeaders)  # outermost: on every response, the refusals above included
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -237,6 +251,9 @@ def create_app(
     def chat_page() -> str:
         return (STATIC / "chat.html").read_text(encoding="utf-8")
 
+    # The page's script and style (the Content-Security-Policy allows no inline ones).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     @app.post(
         "/api/messages", response_model=MessageOut, summary="Send a customer message, get Teller's reply"
     )
@@ -263,7 +280,7 @@ def create_app(
                 for m in relayed.messages
             ],
             handoff_open=relayed.handoff_open,
-            closed_notice=None if relayed.handoff_open or not relayed.known else CLOSED_NOTICE,
+            closed_notice=relayed.notice,
         )
 
     @app.post(
@@ -276,12 +293,54 @@ def create_app(
             raise HTTPException(status_code=404, detail=str(exc)) from None
         return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)
 
+    operator = OperatorKey(operator_key)
+
+    def operator_or_development(request: Request) -> bool:
+        return not production or operator.admits(request)
+
+    add_docs(app, operator_or_development)
+
+    @app.delete(
+        "/api/customers/{channel}/{user_id}",
+        # In dependencies, not a parameter: this module's annotations are strings, resolved from its
+        # globals, and ``operator`` is local.
+        dependencies=[Depends(operator)],
+        summary="Operators only: erase one customer's conversations, feedback, review items and handoffs",
+        responses={
+            401: {"description": "No operator bearer credential, or the wrong one"},
+            403: {"description": "Operator endpoints are off (TELLER_OPERATOR_API_KEY is not set)"},
+        },
+    )
+    def erase_customer(
+        channel: Annotated[
+            Text, PathParam(min_length=1, max_length=50, description="web, telegram, slack or terminal")
+        ],
+        user_id: Annotated[
+            Text, PathParam(min_length=1, max_length=200, description="The channel's user id")
+        ],
+    ) -> JSONResponse:
+        """Everything Teller stored about the customer goes, in one transaction recorded in the audit
+        log under a pseudonym; returns the receipt (rows removed per kind, caveats). An unknown
+        customer gets a receipt of zeros."""
+        from bot.privacy.erasure import Eraser
+
+        return JSONResponse(Eraser(core.store).erase(channel, user_id, API_ACTOR).to_dict())
+
     @app.get(
         "/healthz",
         summary="Health: the database, the model served against the one the cluster has active, the KB",
+        description="In production (TELLER_ENV=production) only `status` is shown, unless the request "
+        "carries the operator bearer credential.",
         responses={503: {"description": "The database is unreachable (this replica cannot store replies)"}},
     )
-    def healthz() -> JSONResponse:
+    def healthz(request: Request) -> JSONResponse:
+        body, status = health()
+        if not operator_or_development(request):
+            # Anyone else learns up or down: not the model, the KB's size or the schema revision.
+            body = {"status": body["status"]}
+        return JSONResponse(body, status_code=status)
+
+    def health() -> tuple[dict[str, Any], int]:
         policy = core.policy
         body: dict[str, Any] = {
             "status": "ok",
@@ -305,8 +364,8 @@ def create_app(
         except TellerError as exc:
             body["status"] = "degraded"
             body["database"] = {"status": "unreachable", "kind": database.dialect, "error": str(exc)[:200]}
-            return JSONResponse(body, status_code=503)
-        return JSONResponse(body)
+            return body, 503
+        return body, 200
 
     for channel in channels:
         router = channel.router()

@@ -21,7 +21,7 @@ from bot.delivery import split_text
 
 if TYPE_CHECKING:
     from bot.operators import Actor
-    from bot.storage import Handoff, ReviewItem, StoredMessage
+    from bot.storage import Correction, Handoff, Proposal, ReviewItem, StoredMessage
 
 #: Slack's limits (Block Kit reference; chat.postMessage).
 SECTION_TEXT = 3000
@@ -43,6 +43,15 @@ REVIEW_CONFIRM, REVIEW_CHOOSE = "teller_review_confirm", "teller_review_choose"
 REVIEW_WRONG, REVIEW_IGNORE = "teller_review_wrong", "teller_review_ignore"
 WRONG_ANSWER_VIEW = "teller_wrong_answer"
 HANDOFF_CLOSE = "teller_handoff_close"
+#: Proposals to correct stored messages like a correction just made: tick some, then confirm the
+#: ticked ones (the others are rejected), or confirm or reject them all.
+PROPOSAL_PICK = "teller_proposals_pick"
+PROPOSALS_TICKED, PROPOSALS_ALL, PROPOSALS_NONE = (
+    "teller_proposals_ticked",
+    "teller_proposals_all",
+    "teller_proposals_none",
+)
+CHECKBOX_OPTIONS = 10
 
 
 @dataclass(frozen=True)
@@ -252,6 +261,72 @@ def review_blocks(item: ReviewItem, labels: list[str]) -> list[dict[str, Any]]:
     out = out[: MAX_BLOCKS - 1]
     out.append({"type": "actions", "block_id": f"review:{item.id}", "elements": elements})
     return out
+
+
+def proposal_blocks(correction: Correction, proposals: list[Proposal]) -> list[dict[str, Any]]:
+    """Stored customer messages that may mean what ``correction`` says (at most ten: one checkbox
+    each), each in full (escaped) with its score and how the model reads it now; checkboxes to tick
+    some, and buttons to confirm the ticked ones (rejecting the rest), confirm all or reject all."""
+    shown = proposals[:CHECKBOX_OPTIONS]
+    what = f"`{correction.label}`" if correction.label else f"KB entry `{correction.kb_id}`"
+    head = (
+        f"*Correction #{correction.id}* ({what}, by {escape(correction.author)}): {len(shown)} other "
+        "customer message(s) may mean the same and are answered otherwise now. Tick those that do, or "
+        "confirm or reject them all; confirmed ones are answered that way at once."
+    )
+    out: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}]
+    for i, p in enumerate(shown, start=1):
+        now = f", read now as `{p.model_intent}`" if p.model_intent else ""
+        score = f"{p.score:.2f}" if p.score is not None else "?"
+        out.extend(sections(p.text, f"*{i}.* _(score {score}{now})_ "))
+    ids = ",".join(str(p.id) for p in shown)
+    pick = {
+        "type": "checkboxes",
+        "action_id": PROPOSAL_PICK,
+        "options": [
+            {"text": _plain(f"{i}. {p.text}", OPTION_TEXT), "value": str(p.id)}
+            for i, p in enumerate(shown, start=1)
+        ],
+    }
+    buttons = [
+        {
+            "type": "button",
+            "action_id": PROPOSALS_TICKED,
+            "style": "primary",
+            "value": ids,
+            "text": _plain("Confirm ticked", BUTTON_TEXT),
+        },
+        {
+            "type": "button",
+            "action_id": PROPOSALS_ALL,
+            "value": ids,
+            "text": _plain("Confirm all", BUTTON_TEXT),
+        },
+        {
+            "type": "button",
+            "action_id": PROPOSALS_NONE,
+            "style": "danger",
+            "value": ids,
+            "text": _plain("Reject all", BUTTON_TEXT),
+        },
+    ]
+    out = out[: MAX_BLOCKS - 2]
+    out.append({"type": "actions", "block_id": f"proposals:{correction.id}", "elements": [pick]})
+    out.append({"type": "actions", "block_id": f"proposals:{correction.id}:decide", "elements": buttons})
+    return out
+
+
+def ticked_proposals(body: dict[str, Any]) -> list[int]:
+    """Ids of the proposals ticked in the message whose button was pressed."""
+    values = body.get("state", {}).get("values", {})
+    picked: list[int] = []
+    for block in values.values():
+        for option in (block.get(PROPOSAL_PICK) or {}).get("selected_options") or []:
+            try:
+                picked.append(int(option.get("value", "")))
+            except (TypeError, ValueError):
+                continue
+    return picked
 
 
 def wrong_answer_view(item: ReviewItem, channel: str, ts: str) -> dict[str, Any]:

@@ -10,11 +10,17 @@ from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
-from bot.channels.slack.blocks import SECTIONS_PER_MESSAGE, handoff_blocks, review_blocks, sections
+from bot.channels.slack.blocks import (
+    SECTIONS_PER_MESSAGE,
+    handoff_blocks,
+    proposal_blocks,
+    review_blocks,
+    sections,
+)
 from bot.channels.slack.text import escape
 
 if TYPE_CHECKING:
-    from bot.storage import Handoff, ReviewItem, StoredMessage
+    from bot.storage import Correction, Handoff, Proposal, ReviewItem, StoredMessage
 
 
 class SlackOpsBoard:
@@ -55,6 +61,14 @@ class SlackOpsBoard:
             channel=self.ops_channel or "",
             text=f"Review item #{item.id}: {escape(item.text[:100])}",
             blocks=review_blocks(item, labels),
+        )
+
+    def post_proposals(self, correction: Correction, proposals: list[Proposal]) -> None:
+        what = correction.label or correction.kb_id or ""
+        self.client.chat_postMessage(
+            channel=self.ops_channel or "",
+            text=f"Correction #{correction.id}: {len(proposals)} stored message(s) may also mean {what}",
+            blocks=proposal_blocks(correction, proposals),
         )
 
     def announce(self, text: str) -> str:

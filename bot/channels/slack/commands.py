@@ -96,6 +96,9 @@ class SlashCommands:
         if not args.strip():
             ack(text="Usage: `/teller brief ID` (see `/teller interview list`).")
             return
+        if not desk.may_interview(CHANNEL, command.get("user_id", "")):  # said at once, no DM opened
+            ack(text=desk.refusal(CHANNEL, command.get("user_id", ""), "Positioning briefs").text)
+            return
         channel = self._in_dm(command, ack, client)
         self._post(channel, desk.brief_reply(CHANNEL, command["user_id"], args))
 

@@ -2,9 +2,9 @@
 
 :class:`CustomerListeners` (DMs, mentions, choice and feedback buttons, an interview's checkboxes)
 and :class:`OperatorListeners` (replies in handoff threads, the flag reaction, review-queue buttons
-and the wrong-answer modal, closing handoffs). Each listener reads the payload, calls
-:class:`bot.service.TellerService` and renders the outcome; a refusal (not an operator, an unknown
-id) is shown to that person only, by :func:`refusing`.
+and the wrong-answer modal, proposals to confirm or reject in bulk, closing handoffs). Each
+listener reads the payload, calls :class:`bot.service.TellerService` and renders the outcome; a
+refusal (not an operator, an unknown id) is shown to that person only, by :func:`refusing`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ from bot.channels.slack.blocks import (
     HANDOFF_CLOSE,
     MULTI_PICK_ACTION,
     MULTI_SUBMIT_ACTION,
+    PROPOSAL_PICK,
+    PROPOSALS_ALL,
+    PROPOSALS_NONE,
+    PROPOSALS_TICKED,
     REVIEW_CHOOSE,
     REVIEW_CONFIRM,
     REVIEW_WRONG,
@@ -33,6 +37,7 @@ from bot.channels.slack.blocks import (
     settled,
     settled_note,
     ticked,
+    ticked_proposals,
     wrong_answer_view,
 )
 from bot.channels.slack.text import readable
@@ -213,6 +218,9 @@ class OperatorListeners:
         app.action(re.compile("^teller_review_"))(self.on_review_action)
         app.view(WRONG_ANSWER_VIEW)(self.on_wrong_answer)
         app.action(HANDOFF_CLOSE)(self.on_handoff_close)
+        app.action(PROPOSAL_PICK)(lambda ack: ack())  # ticking a box: wait for a button
+        for action_id in (PROPOSALS_TICKED, PROPOSALS_ALL, PROPOSALS_NONE):
+            app.action(action_id)(self.on_proposals)
         app.event("reaction_added")(self.on_reaction)
 
     @refusing
@@ -274,6 +282,39 @@ class OperatorListeners:
         else:
             resolution = self.service.ignore(item_id, who)
         settle(client, channel, message, f"_{settled_note(resolution.item, who)}_")
+
+    def on_proposals(
+        self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        if self.service.ops is not None:
+            self._proposals(body=body, action=action, client=client)
+
+    @refusing
+    def _proposals(self, *, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        who = actor(body)
+        try:
+            shown = [int(v) for v in str(action.get("value", "")).split(",") if v.strip()]
+        except ValueError:
+            raise InputError("those proposals are not Teller's") from None
+        action_id = action.get("action_id", "")
+        if action_id == PROPOSALS_ALL:
+            confirm, reject = shown, []
+        elif action_id == PROPOSALS_NONE:
+            confirm, reject = [], shown
+        else:
+            picked = set(ticked_proposals(body))
+            if not picked & set(shown):
+                raise InputError(
+                    "Tick the messages that mean the same first (or press Confirm all or Reject all)."
+                )
+            confirm = [i for i in shown if i in picked]
+            reject = [i for i in shown if i not in picked]
+        decided = self.service.decide_proposals(confirm, reject, who)
+        note = f"Confirmed {len(decided.confirmed)}, rejected {len(decided.rejected)} by <@{who.user_id}>"
+        if decided.skipped:
+            note += f"; {len(decided.skipped)} decided already by someone else"
+        settle(client, body.get("channel", {}).get("id", ""), body.get("message", {}), f"_{note}_")
 
     def on_wrong_answer(
         self, ack: Callable[..., None], body: dict[str, Any], view: dict[str, Any], client: WebClient

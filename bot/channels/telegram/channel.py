@@ -22,6 +22,7 @@ import contextlib
 import hmac
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -97,14 +98,20 @@ class TelegramChannel:
         concurrent_updates: int = CONCURRENT_UPDATES,
         post_timeout: float = POST_TIMEOUT,
     ) -> None:
-        """``leadership`` (polling mode): tries to take the cluster-wide polling lock, so that
+        """Webhook mode: without ``webhook_secret`` a random one is generated, registered with
+        ``setWebhook`` and required of every request (each start registers a new one; a cluster
+        needs one explicit secret for all replicas, see :func:`bot.assistant.check_telegram_webhook`).
+
+        ``leadership`` (polling mode): tries to take the cluster-wide polling lock, so that
         exactly one replica polls (Telegram allows one ``getUpdates`` consumer per bot); the others
         retry every ``lead_interval`` seconds and take over when the holder dies. Every replica
         can still send (handoff relays)."""
         self.core = core
         self.service = service or TellerService(core)
         self.webhook_url = webhook_url
-        self.webhook_secret = webhook_secret
+        #: Whether the webhook secret was generated here (none was configured).
+        self.secret_generated = bool(webhook_url) and not webhook_secret
+        self.webhook_secret = generate_secret() if self.secret_generated else webhook_secret
         self.poll_timeout = poll_timeout
         self._leadership = leadership
         self.lead_interval = lead_interval
@@ -145,6 +152,11 @@ class TelegramChannel:
         await self.app.start()
         self.transport.attach(asyncio.get_running_loop())
         if self.webhook_url:
+            if self.secret_generated:
+                log.warning(
+                    "telegram_webhook_secret_generated",
+                    extra={"fields": {"hint": "set TELEGRAM_WEBHOOK_SECRET to keep one across restarts"}},
+                )
             await self.app.bot.set_webhook(
                 self.webhook_url, secret_token=self.webhook_secret, allowed_updates=Update.ALL_TYPES
             )
@@ -218,9 +230,8 @@ class TelegramChannel:
 
         @router.post(WEBHOOK_PATH, include_in_schema=False)
         async def webhook(request: Request) -> Response:
-            if self.webhook_secret and not hmac.compare_digest(
-                request.headers.get(SECRET_HEADER, ""), self.webhook_secret
-            ):
+            if not self._secret_matches(request.headers.get(SECRET_HEADER, "")):
+                # Not from Telegram (a forged update would make Teller message any chat id).
                 log.warning("telegram_webhook_rejected")
                 return Response(status_code=403)
             try:
@@ -239,6 +250,14 @@ class TelegramChannel:
             return Response(status_code=200)
 
         return router
+
+    def _secret_matches(self, given: str) -> bool:
+        """Whether a webhook request carries the secret registered with Telegram (always required:
+        webhook mode always has one)."""
+        if not self.webhook_secret:
+            return False
+        # Bytes, not str: compare_digest refuses non-ASCII strings (Starlette decodes headers as latin-1).
+        return hmac.compare_digest(given.encode("latin-1"), self.webhook_secret.encode("utf-8"))
 
     # ------------------------------------------------------------------------------ handlers
 
@@ -366,6 +385,12 @@ class TelegramChannel:
 
     async def _error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram_handler_failed", extra={"fields": {"error": repr(context.error)[:300]}})
+
+
+def generate_secret() -> str:
+    """A webhook secret: 256 random bits, URL-safe base64 (43 characters of ``A-Z a-z 0-9 _ -``,
+    exactly the alphabet Telegram allows)."""
+    return secrets.token_urlsafe(32)
 
 
 async def _quietly(call: Awaitable[object]) -> None:

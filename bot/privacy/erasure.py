@@ -1,0 +1,308 @@
+"""Erasing one customer: everything Teller stored about them, in one transaction, with a receipt.
+
+A customer is a channel and that channel's user id, as the channels store it in
+``messages.user_id`` and ``conversations.user_id``: the web chat's ``user_id``, a Telegram user id
+(``from_user.id``; in a private chat it is also the chat id, the conversation's ``external_id``), a
+Slack user id (``U…``; a DM conversation is keyed by its ``D…`` channel, a thread in a channel by
+``channel:thread_ts``). Every message Teller stores for a customer carries their user id: what
+they wrote, Teller's replies to it, and the messages relayed between them and an operator during a
+handoff (the operator's too).
+
+What goes, table by table (``bot/storage/schema.py``):
+
+==================== =========================================================================
+messages             the customer's messages, Teller's replies to them, relays in their handoffs
+outbox, deliveries   of those messages; and the "conversation closed" notices of their handoffs
+feedback             on those replies, and any the customer gave on other replies of the channel
+flags                operators' flags on those replies
+review_sources       the filing of those messages in the review queue
+review_items         items left with no source; an item that still files other customers'
+                     messages keeps them, and takes one of their texts if its own was the
+                     customer's (near-identical by construction: that is why they were merged)
+corrections          of removed items, and those made straight from the customer's messages
+                     (``message_id``): deleted, with the proposals made from them (corrections
+                     proposed from them keep their own words, not the link); of kept items:
+                     their text replaced like the item's (models trained before keep what they
+                     learned until the next retrain)
+correction_proposals to correct the customer's messages (they quote them)
+handoffs             the customer's (``customer_user_id``), open or closed
+conversations        those left with no message and no handoff; one that still holds other
+                     people's messages (a Telegram group the customer started) keeps them, and
+                     its ``user_id`` is cleared
+==================== =========================================================================
+
+Kept, table by table, and said so in the receipt when it applies:
+
+==================== =========================================================================
+interviews, briefs,  a product manager's positioning work (the bank's, not a customer's data)
+interview_turns
+kb_changes           the knowledge base's log: operators' entries written from a review item
+                     the customer's messages were filed under may use their words as phrasings;
+                     the receipt lists them (``kb_entries``) for an operator to review
+                     (``teller kb list``, ``teller kb remove``)
+audit_log            append-only; it never holds the id in clear
+deployment, jobs     settings and retrain jobs: operators' and the system's, no customer data
+==================== =========================================================================
+
+And outside the database: Slack's ops channel (handoff threads, review posts), the customer's own
+chat app, backups, log files. A correction superseded by one that is deleted stays superseded (the
+operator's later decision stands).
+
+The audit entry (:class:`~bot.storage.AuditAction` ``erasure``) and the receipt name the customer
+by a keyed pseudonym, never in clear: HMAC-SHA256 of ``"<channel>:<user id>"`` under a random
+per-installation key created once in the deployment settings (``privacy_pseudonym_key``), as
+``p_`` and the first 32 hex digits. Anyone who holds the id and can run ``teller audit --channel C
+--user U`` can check it was erased; the log alone names nobody, and ids (phone-number-like on some
+platforms) cannot be guessed back through it without the key. Erasing a customer Teller never
+heard of is not an error: the receipt says zero everywhere, and it is audited all the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.errors import InputError
+from bot.privacy.purge import CorrectionFate, Removed, chunks, purge_messages, rowcount
+from bot.storage import AuditAction, Store, StoreError, schema
+
+log = logging.getLogger(__name__)
+
+#: The deployment setting holding the pseudonym key (64 hex digits), created on first use.
+PSEUDONYM_KEY = "privacy_pseudonym_key"
+#: The channels customers reach Teller on.
+CHANNELS = ("web", "telegram", "slack", "terminal")
+#: The counts a receipt reports, in this order.
+KINDS = (
+    "messages",
+    "conversations",
+    "conversations_anonymised",
+    "feedback",
+    "flags",
+    "review_sources",
+    "review_items",
+    "review_items_rewritten",
+    "corrections",
+    "corrections_rewritten",
+    "proposals",
+    "handoffs",
+    "deliveries",
+    "outbox",
+)
+#: Tries when the customer writes while being erased (a new message's row refers to a
+#: conversation the erasure removes: the database refuses, and the erasure starts again).
+ATTEMPTS = 3
+
+_m, _c, _h = schema.messages, schema.conversations, schema.handoffs
+_d, _f = schema.deliveries, schema.feedback
+
+ALWAYS = (
+    "Copies Teller posted to the Slack ops channel (handoff threads, review items) are Slack's "
+    "and are not deleted by Teller; remove them in Slack if they must go.",
+    "The customer's own chat history on their platform (Telegram, Slack) is the platform's.",
+    "Database backups and log files keep what they hold until they expire.",
+)
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """What erasing one customer removed: rows per kind, when, by whom, for which pseudonym."""
+
+    channel: str
+    subject: str
+    actor: str
+    at: str
+    counts: dict[str, int]
+    #: Knowledge-base entries operators wrote from review items the customer's messages were filed
+    #: under: their phrasings may hold the customer's words (review with ``teller kb list``).
+    kb_entries: tuple[str, ...] = ()
+    caveats: tuple[str, ...] = ()
+    dry_run: bool = False
+    audit_id: int | None = None
+
+    @property
+    def total(self) -> int:
+        """Rows removed or changed, all kinds together."""
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "subject": self.subject,
+            "actor": self.actor,
+            "at": self.at,
+            "dry_run": self.dry_run,
+            "counts": dict(self.counts),
+            "kb_entries": list(self.kb_entries),
+            "caveats": list(self.caveats),
+            "audit_id": self.audit_id,
+        }
+
+    def audit_details(self) -> dict[str, Any]:
+        """What the audit entry keeps of the receipt: the knowledge-base entries by number only
+        (their ids are made from customers' questions)."""
+        details = self.to_dict()
+        del details["audit_id"], details["subject"], details["actor"], details["at"], details["dry_run"]
+        details["kb_entries"] = len(self.kb_entries)
+        return details
+
+
+class _DryRun(Exception):
+    def __init__(self, receipt: ErasureReceipt) -> None:
+        super().__init__("dry run")
+        self.receipt = receipt
+
+
+def pseudonym(store: Store, channel: str, user_id: str) -> str:
+    """The customer's keyed pseudonym (``p_`` and 32 hex digits), the installation's key created on
+    first use."""
+    deployment = store.deployment
+    key = deployment.get(PSEUDONYM_KEY) or deployment.setdefault(
+        PSEUDONYM_KEY, secrets.token_hex(32), actor="system:privacy"
+    )
+    digest = hmac.new(bytes.fromhex(key.value), f"{channel}:{user_id}".encode(), hashlib.sha256)
+    return "p_" + digest.hexdigest()[:32]
+
+
+def customer(channel: str, user_id: str) -> tuple[str, str]:
+    """``(channel, user_id)`` checked: a known channel, a non-empty id. Raises :class:`InputError`."""
+    channel, user_id = channel.strip().lower(), user_id.strip()
+    if channel not in CHANNELS:
+        raise InputError(f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
+    if not user_id:
+        raise InputError("the user id is empty")
+    return channel, user_id
+
+
+class Eraser:
+    """Erases customers from a store. Thread-safe."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def erase(self, channel: str, user_id: str, actor: str, dry_run: bool = False) -> ErasureReceipt:
+        """Erase everything stored about ``user_id`` on ``channel`` (see the module's table) in one
+        transaction with its audit entry; ``dry_run`` counts the same rows and changes nothing (and
+        is not audited). Raises :class:`InputError` (unknown channel, empty id) or
+        :class:`StoreError`."""
+        channel, user_id = customer(channel, user_id)
+        subject = pseudonym(self.store, channel, user_id)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.store.database.transaction() as connection:
+                    receipt = self._erase(connection, channel, user_id, subject, actor, dry_run)
+                    if dry_run:
+                        raise _DryRun(receipt)
+                    entry = self.store.audit.record_in(
+                        connection, actor, AuditAction.ERASURE, subject, receipt.audit_details()
+                    )
+            except _DryRun as preview:
+                return preview.receipt
+            except IntegrityError:
+                if attempt == ATTEMPTS:
+                    raise StoreError(
+                        "the customer kept writing while being erased; nothing was erased, try again"
+                    ) from None
+                continue
+            log.warning(
+                "customer_erased",
+                extra={
+                    "fields": {"subject": subject, "actor": actor, "rows": receipt.total, "audit": entry.id}
+                },
+            )
+            return replace(receipt, audit_id=entry.id)
+        raise AssertionError("unreachable")
+
+    def _erase(
+        self, connection: Connection, channel: str, user_id: str, subject: str, actor: str, dry_run: bool
+    ) -> ErasureReceipt:
+        removed = Removed()
+        kb_entries: set[str] = set()
+        mine = and_(_m.c.channel == channel, _m.c.user_id == user_id)
+        handoffs = [
+            str(h)
+            for h in connection.execute(
+                select(_h.c.id).where(_h.c.channel == channel, _h.c.customer_user_id == user_id)
+            ).scalars()
+        ]
+        conversations = set(
+            connection.execute(select(_m.c.conversation_id).where(mine).distinct()).scalars()
+        ) | set(
+            connection.execute(
+                select(_c.c.id).where(_c.c.channel == channel, _c.c.user_id == user_id)
+            ).scalars()
+        )
+        for chunk in chunks(handoffs):
+            conversations.update(
+                connection.execute(select(_h.c.conversation_id).where(_h.c.id.in_(chunk))).scalars()
+            )
+        # The customer's verdicts on other people's replies (a Telegram group, a Slack thread).
+        removed.feedback += rowcount(
+            connection.execute(
+                delete(_f).where(
+                    _f.c.user_id == user_id,
+                    _f.c.message_id.in_(select(_m.c.id).where(_m.c.channel == channel)),
+                )
+            )
+        )
+        ids = [str(i) for i in connection.execute(select(_m.c.id).where(mine)).scalars()]
+        purge_messages(connection, ids, CorrectionFate.DELETE, removed, kb_entries)
+        for chunk in chunks(handoffs):
+            notices = [f"{h}:closed" for h in chunk]
+            removed.deliveries += rowcount(connection.execute(delete(_d).where(_d.c.message_id.in_(notices))))
+            removed.handoffs += rowcount(connection.execute(delete(_h).where(_h.c.id.in_(chunk))))
+        used = or_(
+            exists().where(_m.c.conversation_id == _c.c.id), exists().where(_h.c.conversation_id == _c.c.id)
+        )
+        for chunk in chunks(sorted(str(c) for c in conversations)):
+            removed.conversations += rowcount(connection.execute(delete(_c).where(_c.c.id.in_(chunk), ~used)))
+            removed.conversations_anonymised += rowcount(
+                connection.execute(
+                    update(_c)
+                    .where(_c.c.id.in_(chunk), _c.c.channel == channel, _c.c.user_id == user_id)
+                    .values(user_id=None)
+                )
+            )
+        return ErasureReceipt(
+            channel=channel,
+            subject=subject,
+            actor=actor,
+            at=self.store.database.clock.now(),
+            counts=removed.counts(KINDS),
+            kb_entries=tuple(sorted(kb_entries)),
+            caveats=self._caveats(connection, channel, user_id, removed, kb_entries),
+            dry_run=dry_run,
+        )
+
+    def _caveats(
+        self, connection: Connection, channel: str, user_id: str, removed: Removed, kb_entries: set[str]
+    ) -> tuple[str, ...]:
+        caveats: list[str] = []
+        if removed.corrections or removed.corrections_rewritten:
+            caveats.append(
+                "Corrections made from this customer's messages are gone from the store, but a model "
+                "already trained on them keeps what it learned until the next retrain (teller retrain)."
+            )
+        if kb_entries:
+            caveats.append(
+                "Knowledge-base entries operators wrote from review items that held this customer's "
+                f"messages may use their words as phrasings: the {len(kb_entries)} listed in this "
+                "receipt's kb_entries (review them with teller kb list; teller kb remove ID)."
+            )
+        key = f"{channel}:{user_id}"
+        interviews = connection.execute(
+            select(func.count()).select_from(schema.interviews).where(schema.interviews.c.user_id == key)
+        ).scalar_one()
+        if interviews:
+            caveats.append(
+                f"{interviews} positioning interview(s) run by this user id as a product manager are "
+                "kept: they are the bank's work, not customer data."
+            )
+        return (*caveats, *ALWAYS)

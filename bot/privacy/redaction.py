@@ -1,0 +1,2526 @@
+"""Personal data found in free text and replaced by typed placeholders, before anything is kept.
+
+:func:`redact` returns the text to store; :func:`scan` also says what was found, where (offsets in the
+text as given) and why (:class:`Scan`, :class:`Finding`). Text without personal data comes back
+unchanged, and everything outside a finding stays exactly as typed.
+
+What is detected, and by what
+-----------------------------
+Libraries where one does the job, own rules only where none covers the kind (placeholder in brackets):
+
+- card [CARD]: 13-19 digits, issuer digit 2-6, Luhn (``stdnum.luhn``); ungrouped or in a card grouping
+  (4-4-4-4, 4-4-4-4-1..3, 4-6-5 Amex, 4-6-4 Diners, 4-4-4-1..3, 4-4-5), never an arbitrary one (8-6).
+- iban [IBAN]: ``stdnum.iban`` (mod 97, the country's length and national check); after an "IBAN" label
+  an IBAN-shaped value that fails its check digits too (a typo is still personal data).
+- phone [PHONE]: ``phonenumbers``, valid numbers only: ``+`` and ``00`` numbers are parsed as
+  international; the others are tried in each region of :data:`DEFAULT_REGIONS` (or ``regions=``), and
+  only on candidates of at most 7 digit groups and 9-13 digits.
+- email [EMAIL]: own rule, Unicode-aware: the local part and the domain may be in any script
+  (``josé.garcía@example.com``, ``用户@例子.中国``); the local part keeps to one script, so CJK or
+  Cyrillic text glued before a Latin address is not taken with it; at most 254 characters.
+- ssn [SSN]: ``stdnum.us.ssn`` on 123-45-6789; any 9 digits after an SSN label.
+- nino [NINO]: own rule (python-stdnum has none): AB123456C or AB 12 34 56 C with the valid prefix letters.
+- national_id [NATIONAL_ID]: python-stdnum, checksums included. Anywhere: es.dni, es.nie, cn.ric,
+  it.codicefiscale, mx.curp, fr.nir, ch.ssn (756...), br.cpf (123.456.789-09), kr.rrn (with its
+  dash). Unless something protected overlaps them: in_.aadhaar (4-4-4 or 12 digits), br.cpf and
+  tr.tckimlik (11 digits), ch.ssn and kr.rrn (13), us.itin (9xx-xx-xxxx). After an identity-number label
+  (DNI, PESEL, BSN, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
+  jp.in_, and a number no checksum accepts (a typo, or a document without a check digit).
+- sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label.
+- account [ACCOUNT]: own rule: 6-12 digits after an account label (account, acct, a/c, account
+  no./number/#, cuenta, compte, Konto, conto, conta, rekening, счёт, 账号, 口座番号, 계좌번호...), or a
+  bare run of exactly 8 digits.
+- cvv [CVV]: own rule: CVV/CVC/CVV2/security code (and translations, and "the 3 digits on the back") +
+  3-4 digits.
+- pin [PIN]: own rule: PIN (and translations, 暗証番号...) + 4-6 digits; also 密码/비밀번호 + 4-6 digits.
+- otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, TAN, 验证码, код... + 4-10
+  characters with a digit, or such a value before "is your verification code"; a bare "code" only as
+  "the code is 482913" (never an error, promo, zip, sort, post... code).
+- password [PASSWORD]: own rule: password/passcode/pwd/passphrase (contraseña, mot de passe,
+  Passwort/Kennwort, senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= + a token that is
+  not an ordinary word ("my password is not working" stays); without "is", only a token with a digit.
+- dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
+  after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
+  出生日期, дата рождения...
+- number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
+  number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
+  spent.
+
+For labelled values only the value is replaced: ``my cvv is 123`` becomes ``my cvv is [CVV]``.
+Placeholders already in the text are left alone, so ``redact(redact(x)) == redact(x)``.
+
+Normalisation
+-------------
+Detection runs on a normalised copy and replacements are made in the original. The copy is built per
+character: NFKC (full-width ``４１１１`` reads ``4111``), every Unicode space (U+00A0, U+202F,
+U+2000-U+200A, U+3000, tab, newline...) becomes ``' '``, zero-width characters (U+200B-U+200D,
+U+2060, U+FEFF, and the soft hyphen U+00AD) are dropped (but read as a space between the digit groups
+of a number whose other groups are separated by a space, a dash...), and other decimal digits
+(Arabic-Indic, Devanagari...) read as ASCII digits. An offset map leads each character of the copy back to the
+original, so a finding covers exactly the characters typed. Boundaries are Unicode-aware: values glued
+to any script, punctuation or label (``我的卡号是4111…``, ``no.4111…``, ``(IBAN:DE89…)``) are found,
+and digit groups may be separated by any space, tab, newline, zero-width character, ``-``, `` - ``,
+``/`` or ``.``.
+
+Precision
+---------
+Dates, times, ISO and unix timestamps (10 digits, 13-digit milliseconds), amounts with a currency or a
+locale grouping (``£1,250.00``, ``1.250.000,00 €``, ``1 250 000 EUR``, ``12 500,50 €``, ``CHF
+1'250.00``), percentages, IPv4 addresses, versions (``v2.13.0``, ``20261130-054108-c2db79``) and
+labelled order/reference/ticket/invoice/transaction/case/SKU numbers are *protected*: the weak
+detectors (national-format phones, bare 8-digit accounts, bare sort codes and SSNs, identity numbers a
+single check digit validates, and ``[NUMBER]``) give way to them; a card-shaped number failing Luhn
+gives way to a labelled reference only. Strong signals win over a protection: a Luhn-valid card in a
+card grouping, a valid IBAN, an e-mail address, a ``+`` number, a labelled value, a national id with a
+strong checksum. (IPv6 addresses and times need no protection: ``:`` never joins digit groups.)
+Digits glued to Latin letters (``c2db79``, ``SKU12345678``) belong to a code and are kept. Bare runs
+of 9 or more digits that nothing claims and nothing protects become ``[NUMBER]``: in a customer's
+message such a number is more often an identifier than not, and the protections keep the common
+harmless ones. Bare runs of 7 digits or fewer are kept unless labelled.
+
+Time bound
+----------
+Linear in the length of the text. Patterns use bounded or possessive quantifiers (no nested
+unbounded repetition), and start with a cheap check so that most positions are rejected at once;
+the digit detectors only run around clusters of six or more digits, the protections only around weak
+findings. Every candidate is bounded (at most 7 digit groups, 64 characters for a password, 254 for
+an e-mail address) except a bare run of digits, which costs the same at any length; validators are
+cached; ``phonenumbers`` is called at most :data:`PHONE_BUDGET` times per text. The detectors cost
+a few microseconds per value found, so a text over :data:`DENSE_MIN_CHARS` characters with more than
+:data:`DENSE_VALUES` digit runs and ``@`` signs (a flood, not a customer's question) is redacted
+wholesale in one pass: every token holding a digit or ``@``, and the token after a password label,
+is hidden. 40,000 characters take at most a few milliseconds to about 15 ms, hostile shapes
+included (:func:`bot.privacy.bench.bench_redaction`, run by ``teller bench``).
+
+Errors
+------
+None: this module defines no exception, and :func:`scan` and :func:`redact` never raise on a ``str``.
+A validator that fails counts as "not this kind"; should detection itself fail (a bug), every
+e-mail-like token and every number of three digits or more is hidden, with detector ``"fallback"``.
+"""
+# ruff: noqa: RUF001, RUF002 - other scripts and full-width digits are the point here
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from operator import attrgetter
+from types import MappingProxyType, ModuleType
+from typing import Any, Final, NamedTuple
+
+import phonenumbers
+import regex  # type: ignore[import-untyped]
+from stdnum import iban as std_iban
+from stdnum import luhn as std_luhn
+from stdnum.be import nn as std_be_nn
+from stdnum.br import cpf as std_cpf
+from stdnum.ca import sin as std_ca_sin
+from stdnum.ch import ssn as std_ch_ssn
+from stdnum.cl import rut as std_cl_rut
+from stdnum.cn import ric as std_ric
+from stdnum.de import idnr as std_idnr
+from stdnum.dk import cpr as std_dk_cpr
+from stdnum.es import dni as std_dni
+from stdnum.es import nie as std_nie
+from stdnum.fi import hetu as std_fi_hetu
+from stdnum.fr import nir as std_nir
+from stdnum.in_ import aadhaar as std_aadhaar
+from stdnum.it import codicefiscale as std_codicefiscale
+from stdnum.jp import in_ as std_jp_in
+from stdnum.kr import rrn as std_rrn
+from stdnum.mx import curp as std_curp
+from stdnum.nl import bsn as std_bsn
+from stdnum.no import fodselsnummer as std_no_fnr
+from stdnum.pl import pesel as std_pesel
+from stdnum.ro import cnp as std_ro_cnp
+from stdnum.ru import inn as std_inn
+from stdnum.se import personnummer as std_se_pnr
+from stdnum.tr import tckimlik as std_tckimlik
+from stdnum.us import itin as std_itin
+from stdnum.us import ssn as std_ssn
+
+__all__ = [
+    "DEFAULT_REGIONS",
+    "PHONE_BUDGET",
+    "PLACEHOLDERS",
+    "Finding",
+    "Scan",
+    "redact",
+    "scan",
+]
+
+#: Kind of personal data -> the placeholder that replaces it.
+PLACEHOLDERS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "card": "[CARD]",
+        "iban": "[IBAN]",
+        "phone": "[PHONE]",
+        "email": "[EMAIL]",
+        "ssn": "[SSN]",
+        "nino": "[NINO]",
+        "national_id": "[NATIONAL_ID]",
+        "sort_code": "[SORT_CODE]",
+        "account": "[ACCOUNT]",
+        "cvv": "[CVV]",
+        "pin": "[PIN]",
+        "otp": "[OTP]",
+        "password": "[PASSWORD]",
+        "dob": "[DOB]",
+        "number": "[NUMBER]",
+    }
+)
+
+#: Regions tried, in order, for a phone number written in national format (no ``+``): the first
+#: one where ``phonenumbers`` finds it valid names it. ``+`` and ``00`` numbers need no region.
+DEFAULT_REGIONS: tuple[str, ...] = (
+    "GB", "US", "DE", "FR", "ES", "IT", "NL", "IE", "CN", "RU", "IN", "BR", "JP", "AU", "CA",
+    "CH", "PT", "PL", "TR", "KR", "SA", "AE", "EG",
+)  # fmt: skip
+
+#: At most this many ``phonenumbers.parse`` calls per text (cached results are free).
+PHONE_BUDGET: Final = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One value found: ``text[start:end]`` of the text as given is replaced by ``PLACEHOLDERS[kind]``.
+
+    ``detector`` names what decided (``"stdnum.luhn"``, ``"phonenumbers"``, ``"rule:cvv"``...);
+    ``why`` is a short reason that never repeats the value (``"Luhn-valid 16 digits, Visa"``).
+    """
+
+    kind: str
+    start: int
+    end: int
+    detector: str
+    why: str
+
+    @property
+    def placeholder(self) -> str:
+        return PLACEHOLDERS[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """The redacted ``text`` and the ``findings`` in it, ordered by ``start`` (original offsets)."""
+
+    text: str
+    findings: tuple[Finding, ...]
+
+
+def redact(text: str) -> str:
+    """``text`` with every personal value replaced by its typed placeholder (see the module doc):
+    ``redact("my cvv is 123, card 4111 1111 1111 1111")`` -> ``"my cvv is [CVV], card [CARD]"``.
+
+    Text without personal data is returned unchanged; ``redact(redact(x)) == redact(x)``. Never
+    raises on a ``str``.
+    """
+    spans = _spans(text, DEFAULT_REGIONS)
+    if not spans:
+        return text
+    pieces: list[str] = []
+    last = 0
+    for start, end, hit in spans:
+        pieces.append(text[last:start])
+        pieces.append(PLACEHOLDERS[hit.kind])
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def scan(text: str, *, regions: Sequence[str] | None = None) -> Scan:
+    """What :func:`redact` would store for ``text``, and why: ``Scan(text=redacted, findings=(...))``
+    with one :class:`Finding` per replaced value, in order, ``start``/``end`` indexing ``text`` as
+    given (``text[f.start:f.end]`` is the value as typed, zero-width characters inside it included).
+
+    ``regions``: ISO 3166 codes of the regions tried, in order, for phone numbers written without
+    ``+`` (default :data:`DEFAULT_REGIONS`; unknown codes are skipped). Never raises on a ``str``.
+    """
+    spans = _spans(text, tuple(regions) if regions is not None else DEFAULT_REGIONS)
+    if not spans:
+        return Scan(text, ())
+    pieces: list[str] = []
+    findings: list[Finding] = []
+    last = 0
+    for start, end, hit in spans:
+        pieces.append(text[last:start])
+        pieces.append(PLACEHOLDERS[hit.kind])
+        findings.append(Finding(hit.kind, start, end, hit.detector, hit.why))
+        last = end
+    pieces.append(text[last:])
+    return Scan("".join(pieces), tuple(findings))
+
+
+def _spans(text: str, regions: tuple[str, ...]) -> list[tuple[int, int, _Hit]]:
+    """The chosen hits with their spans in ``text`` (original offsets), in order, not overlapping."""
+    if not text:
+        return []
+    if len(text) > DENSE_MIN_CHARS and _dense(text):
+        return _dense_spans(text)
+    try:
+        norm = _normalise(text)
+        ctx = _Context(norm.text, regions)
+        ctx.run()
+        if norm.source is None:
+            chosen = [(hit.start, hit.end, hit) for hit in ctx.chosen()]
+        else:
+            chosen = [(*norm.original_span(hit.start, hit.end), hit) for hit in ctx.chosen()]
+    except Exception:  # a bug here must neither lose the message nor let numbers through
+        return _fallback_spans(text)
+    out: list[tuple[int, int, _Hit]] = []
+    last = 0
+    for start, end, hit in chosen:
+        if start < last:  # two hits inside one expanded character: keep the first
+            continue
+        out.append((start, end, hit))
+        last = end
+    return out
+
+
+#: A text longer than this (characters) with more than :data:`DENSE_VALUES` numbers and ``@`` signs
+#: is redacted wholesale (:func:`_dense_spans`). No customer writes that many numbers in one
+#: message; a flood of them (40,000 characters of cards, codes and addresses) would otherwise cost
+#: the detectors' per-value work thousands of times over. 800 values keep such a message within
+#: 20 ms (measured by ``teller bench``: the detectors need 20-50 ms for 1,200-13,000 values).
+DENSE_MIN_CHARS = 4_000
+DENSE_VALUES = 800
+_DENSE_VALUE = regex.compile(r"\p{Nd}++|@")
+#: What a dense text hides: every token with a digit or ``@`` in it (with what is glued to it), and
+#: the token after a password label.
+_DENSE_TOKEN = regex.compile(
+    r"[^\s\p{Nd}@]{0,64}+[\p{Nd}@][^\s]{0,256}+"
+    r"(?:\s{1,8}+[^\s\p{Nd}@]{0,64}+[\p{Nd}@][^\s]{0,256}+)*+"  # and the tokens right after it
+)
+_DENSE_SECRET = regex.compile(
+    r"(?i)(?:password|passwd|pwd|passcode|passphrase|pass|mdp|contraseña|mot[ ]de[ ]passe|passwort"
+    r"|kennwort|senha|parola|пароль|密码|密碼|パスワード|비밀번호)[^\S\n]{0,3}"
+    r"(?:is|was|es|est|ist|c'est|:|=|是)?[^\S\n]{0,3}(?P<v>[^\s]{1,64}+)"
+)
+
+
+def _dense(text: str) -> bool:
+    """Whether ``text`` holds more than :data:`DENSE_VALUES` digit runs and ``@`` signs."""
+    return any(count > DENSE_VALUES for count, _ in enumerate(_DENSE_VALUE.finditer(text), 1))
+
+
+def _dense_spans(text: str) -> list[tuple[int, int, _Hit]]:
+    """A dense text (see :data:`DENSE_VALUES`), redacted wholesale in one linear pass: every token
+    holding a digit or ``@`` becomes ``[NUMBER]`` (``[EMAIL]`` for an address), and the token after
+    a password label ``[PASSWORD]``. Dates and amounts in it are hidden too: precision gives way
+    to a bound on the work."""
+    why = f"more than {DENSE_VALUES} numbers in one text: every token with a digit or @ hidden"
+    spans = [
+        (m.start("v"), m.end("v"), _Hit(0, m.start("v"), m.end("v"), "password", "dense", why, 0))
+        for m in _DENSE_SECRET.finditer(text)
+    ]
+    for m in _DENSE_TOKEN.finditer(text):
+        found = m.group()
+        kind = "email" if "@" in found and not any(ch.isspace() for ch in found) else "number"
+        spans.append((m.start(), m.end(), _Hit(0, m.start(), m.end(), kind, "dense", why, 0)))
+    spans.sort(key=lambda span: (span[0], -span[1]))
+    out: list[tuple[int, int, _Hit]] = []
+    last = 0
+    for start, end, hit in spans:
+        if start >= last:
+            out.append((start, end, hit))
+            last = end
+        elif end > last:  # overlapping: widen the previous span
+            prev = out[-1]
+            out[-1] = (prev[0], end, prev[2])
+            last = end
+    return out
+
+
+_FALLBACK = regex.compile(
+    r"(?P<email>[^\s@]{1,64}@[^\s@]{1,253})|(?P<number>\p{Nd}++(?:[ \-./\u00a0]{1,3}\p{Nd}++)*+)"
+)
+
+
+def _fallback_spans(text: str) -> list[tuple[int, int, _Hit]]:
+    """Only if detection itself failed (a bug): every e-mail-like token and every number of three
+    digits or more is hidden, whatever it is."""
+    out: list[tuple[int, int, _Hit]] = []
+    for m in _FALLBACK.finditer(text):
+        kind = "email" if m.lastgroup == "email" else "number"
+        if kind == "number" and sum(ch.isdigit() for ch in m.group()) < 3:
+            continue
+        out.append((m.start(), m.end(), _Hit(0, m.start(), m.end(), kind, "fallback", "detection failed", 0)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------------
+
+_ASCII_SPACES = str.maketrans("\t\n\r\v\f\x1c\x1d\x1e\x1f", " " * 9)
+#: Every Unicode space other than " " (mapped one for one, so offsets do not move).
+_OTHER_SPACES = re.compile("[\t\n\r\v\f\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
+#: Zero-width characters and the non-ASCII decimal digits of the Basic Multilingual Plane (Unicode 14):
+#: NFKC keeps both, the normalised copy does not.
+_NEEDS_CHARACTER_WORK = re.compile(
+    "[\u200b-\u200d\u2060\ufeff\u00ad"
+    "\u0660-\u0669\u06f0-\u06f9\u07c0-\u07c9\u0966-\u096f\u09e6-\u09ef\u0a66-\u0a6f\u0ae6-\u0aef"
+    "\u0b66-\u0b6f\u0be6-\u0bef\u0c66-\u0c6f\u0ce6-\u0cef\u0d66-\u0d6f\u0de6-\u0def\u0e50-\u0e59"
+    "\u0ed0-\u0ed9\u0f20-\u0f29\u1040-\u1049\u1090-\u1099\u17e0-\u17e9\u1810-\u1819\u1946-\u194f"
+    "\u19d0-\u19d9\u1a80-\u1a89\u1a90-\u1a99\u1b50-\u1b59\u1bb0-\u1bb9\u1c40-\u1c49\u1c50-\u1c59"
+    "\ua620-\ua629\ua8d0-\ua8d9\ua900-\ua909\ua9d0-\ua9d9\ua9f0-\ua9f9\uaa50-\uaa59\uabf0-\uabf9]"
+)
+#: The characters whose normalised form differs from themselves (found only when some exist).
+_SPECIAL = regex.compile(r"[\p{NFKC_QC=N}\p{Nd}\u200b-\u200d\u2060\ufeff\u00ad--[0-9]]", regex.V1)
+
+
+# A number ends with a digit: the space or dot after it is not one of its separators.
+_ZW_IN_NUMBER = re.compile("[0-9](?:[ \\-./\u200b-\u200d\u2060\ufeff\u00ad]*[0-9])*")
+#: Every dash-like character (Unicode Pd, the minus sign): read as "-" (one for one).
+_DASHES = re.compile(
+    "[\u058a\u05be\u1400\u1806\u2010-\u2015\u2212\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u301c\u3030"
+    "\ufe31\ufe32\ufe58\ufe63\uff0d]"
+)
+_ZW_TO_SPACE = str.maketrans(dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad", " "))
+
+
+def _zero_width_as_space(m: re.Match[str]) -> str:
+    number = m.group()
+    if any(sep in number for sep in " -./") and number != number.translate(_ZW_TO_SPACE):
+        return number.translate(_ZW_TO_SPACE)
+    return number
+
+
+class _Normalised(NamedTuple):
+    text: str
+    #: Original index of each character of ``text``; None when it is the identity.
+    source: list[int] | None
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        if self.source is None:
+            return start, end
+        return self.source[start], self.source[end - 1] + 1
+
+
+@lru_cache(maxsize=4096)
+def _normalise_char(ch: str) -> str:
+    if ch in _ZERO_WIDTH:
+        return ""
+    out = []
+    for c in unicodedata.normalize("NFKC", ch):
+        if c.isspace():
+            out.append(" ")
+        elif c in _ZERO_WIDTH:
+            continue
+        elif c.isdecimal() and not c.isascii():
+            out.append(str(unicodedata.decimal(c)))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _normalise(text: str) -> _Normalised:
+    if text.isascii():
+        return _Normalised(text.translate(_ASCII_SPACES), None)
+    spaced = _DASHES.sub("-", _OTHER_SPACES.sub(" ", text))
+    if unicodedata.is_normalized("NFKC", spaced) and _NEEDS_CHARACTER_WORK.search(spaced) is None:
+        return _Normalised(spaced, None)
+    mapping = {ch: _normalise_char(ch) for ch in set(_SPECIAL.findall(spaced))}
+    # One character for one (full-width forms, other digits...): offsets do not move.
+    one_for_one = {ord(ch): new for ch, new in mapping.items() if len(new) == 1}
+    if one_for_one:
+        spaced = spaced.translate(one_for_one)
+    changing = {ch: new for ch, new in mapping.items() if len(new) != 1}
+    if not changing:
+        return _Normalised(spaced, None)
+    if _ZERO_WIDTH.intersection(changing):
+        # Between the digit groups of a number that other groups separate with a space, a dash...,
+        # a zero-width character is a separator too ("4111\u200b1111 1111 1111"); elsewhere it goes.
+        spaced = _ZW_IN_NUMBER.sub(_zero_width_as_space, spaced)
+    if not any(changing.values()):  # only zero-width characters, dropped
+        source = [i for i, ch in enumerate(spaced) if ch not in changing]
+        return _Normalised(spaced.translate(dict.fromkeys(map(ord, changing))), source)
+    parts: list[str] = []
+    source = []
+    pos = 0
+    for match in re.finditer("[" + "".join(map(re.escape, changing)) + "]", spaced):
+        i = match.start()
+        if i > pos:
+            parts.append(spaced[pos:i])
+            source.extend(range(pos, i))
+        replacement = changing[spaced[i]]
+        parts.append(replacement)
+        source.extend([i] * len(replacement))
+        pos = i + 1
+    if pos < len(spaced):
+        parts.append(spaced[pos:])
+        source.extend(range(pos, len(spaced)))
+    return _Normalised("".join(parts), source)
+
+
+# --------------------------------------------------------------------------------------------------
+# Hits and their resolution
+# --------------------------------------------------------------------------------------------------
+
+
+class _Hit(NamedTuple):
+    priority: int
+    start: int
+    end: int
+    kind: str
+    detector: str
+    why: str
+    #: _WEAK: gives way to any protected span (dates, amounts, references...); _REFERENCE_ONLY: only
+    #: to a labelled reference; 0: to nothing.
+    weak: int
+
+
+_WEAK = 2
+_REFERENCE_ONLY = 1
+#: No strong hit is longer (an e-mail address is at most 254 characters; bare digit runs are weak).
+_LONGEST_STRONG = 256
+
+# Priorities: the higher one wins an overlap (then the longer, then the earlier).
+_P_SECRET = 100  # labelled cvv, pin, otp, password, dob
+_P_EMAIL = 95
+_P_IBAN = 90
+_P_LABELLED = 88  # labelled account, sort code, ssn, national id, iban
+_P_STRONG_ID = 85  # national ids with a strong checksum or shape
+_P_CARD = 80
+_P_NINO = 80
+_P_PHONE_INTL = 75
+_P_SSN = 70
+_P_SORT = 68
+_P_PHONE_CONTEXT = 58  # national-format phone after a phone word
+_P_WEAK_ID = 56
+_P_PHONE = 54
+_P_ACCOUNT = 40
+_P_NUMBER = 30
+
+_PLACEHOLDER = regex.compile(r"\[(?:" + "|".join(p[1:-1] for p in PLACEHOLDERS.values()) + r")\]")
+
+
+class _Context:
+    """One scan: the normalised text, the hits found so far and the protected spans."""
+
+    def __init__(self, text: str, regions: tuple[str, ...]) -> None:
+        self.text = text
+        self.regions = regions
+        self.hits: list[_Hit] = []
+        self.hard: list[tuple[int, int]] = [m.span() for m in _PLACEHOLDER.finditer(text)]
+        self.soft: list[tuple[int, int]] = []  # from labels (references), found with the secrets
+        self.phone_calls = 0
+        self.strong_starts: list[int] = []  # sorted, with strong_ends: the strong hits so far
+        self.strong_ends: list[int] = []
+        self.protect_ready = False
+
+    def add(
+        self, priority: int, start: int, end: int, kind: str, detector: str, why: str, weak: int = 0
+    ) -> None:
+        if start < end:
+            self.hits.append(_Hit(priority, start, end, kind, detector, why, weak))
+            if weak != _WEAK and priority > _P_PHONE_CONTEXT:
+                i = bisect.bisect_left(self.strong_starts, start)
+                self.strong_starts.insert(i, start)
+                self.strong_ends.insert(i, end)
+
+    def strong_within(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The hits that no phone number can win against, overlapping ``[start, end)``."""
+        i = bisect.bisect_left(self.strong_starts, end)
+        out = []
+        while i > 0:
+            i -= 1
+            if self.strong_ends[i] > start:
+                out.append((self.strong_starts[i], self.strong_ends[i]))
+            elif self.strong_starts[i] < start - _LONGEST_STRONG:
+                break
+        return out
+
+    def run(self) -> None:
+        text = self.text
+        _detect_labels(self)
+        if "@" in text:
+            _detect_emails(self)
+        if _ANY_DIGIT.search(text) is None:
+            return
+        _detect_letter_led(self)
+        _detect_digit_clusters(self)
+
+    # Protected spans ------------------------------------------------------------------------------
+
+    def _protections(self) -> list[tuple[int, int]]:
+        if not self.protect_ready:
+            # A protection is at most _PROTECTION_MAX long: only the text around weak hits is looked at.
+            windows: list[list[int]] = []
+            for hit in sorted((h for h in self.hits if h.weak == _WEAK), key=lambda h: h.start):
+                lo, hi = max(0, hit.start - _PROTECTION_MAX), min(len(self.text), hit.end + _PROTECTION_MAX)
+                if windows and lo <= windows[-1][1]:
+                    windows[-1][1] = max(windows[-1][1], hi)
+                else:
+                    windows.append([lo, hi])
+            spans = list(self.soft)
+            for lo, hi in windows:
+                spans.extend(_protect_num_spans(self.text, lo, hi))
+                spans.extend(m.span() for m in _PROTECT_PREFIX.finditer(self.text, lo, hi))
+            merged = _merged(spans)
+            self._protected = merged
+            self._protected_starts = [s for s, _ in merged]
+            self._references = _merged(self.soft)
+            self._reference_starts = [s for s, _ in self._references]
+            self.protect_ready = True
+        return self._protected
+
+    def yields(self, hit: _Hit) -> bool:
+        """Whether a weak hit gives way to a protected span it overlaps."""
+        if hit.weak == _WEAK:
+            return self.protected(hit.start, hit.end)
+        if hit.weak == _REFERENCE_ONLY:
+            self._protections()
+            i = bisect.bisect_left(self._reference_starts, hit.end)
+            return i > 0 and self._references[i - 1][1] > hit.start
+        return False
+
+    def protected(self, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` overlaps a protected span (a date, amount, reference...)."""
+        spans = self._protections()
+        i = bisect.bisect_left(self._protected_starts, end)
+        return i > 0 and spans[i - 1][1] > start
+
+    # Resolution -----------------------------------------------------------------------------------
+
+    def chosen(self) -> list[_Hit]:
+        """Non-overlapping hits sorted by start: in each group of overlapping hits, the strongest
+        first (then the longer, then the earlier); weak hits give way to protected spans; nothing
+        touches a placeholder already in the text."""
+        hard = [_Hit(1 << 30, start, end, "", "", "", False) for start, end in self.hard]
+        hits = sorted(self.hits + hard, key=_START)
+        taken: list[_Hit] = []
+        if not hits:
+            return taken
+        if any(hit.weak for hit in hits):
+            self._protections()
+        protected_starts = self._protected_starts if self.protect_ready else []
+        protected = self._protected if self.protect_ready else []
+        append = taken.append
+        group: list[_Hit] = [hits[0]]
+        group_end = hits[0].end
+        for hit in hits[1:]:
+            if hit.start >= group_end:
+                if len(group) == 1:
+                    one = group[0]
+                    # (a group of one: _choose, inlined)
+                    if one.kind:
+                        if one.weak == _WEAK:
+                            i = bisect.bisect_left(protected_starts, one.end)
+                            if not (i > 0 and protected[i - 1][1] > one.start):
+                                append(one)
+                        elif not (one.weak and self.yields(one)):
+                            append(one)
+                    group = [hit]
+                else:
+                    self._choose(group, taken)
+                    group = [hit]
+                group_end = hit.end
+            else:
+                group.append(hit)
+                if hit.end > group_end:
+                    group_end = hit.end
+        self._choose(group, taken)
+        return taken
+
+    def _choose(self, group: list[_Hit], taken: list[_Hit]) -> None:
+        if len(group) == 1:
+            hit = group[0]
+            if hit.kind and not (hit.weak and self.yields(hit)):
+                taken.append(hit)
+            return
+        kept: list[_Hit] = []
+        starts: list[int] = []  # of the kept hits, sorted, with their ends
+        ends: list[int] = []
+        for hit in sorted(group, key=lambda h: (-h.priority, h.start - h.end, h.start)):
+            i = bisect.bisect_left(starts, hit.end)
+            if i > 0 and ends[i - 1] > hit.start:  # kept hits never overlap: their ends are sorted too
+                continue
+            if hit.weak and self.yields(hit):
+                continue
+            starts.insert(i, hit.start)
+            ends.insert(i, hit.end)
+            kept.append(hit)
+        taken.extend(sorted((h for h in kept if h.kind), key=lambda h: h.start))
+
+
+_START = attrgetter("start")
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` sorted, overlapping ones merged."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared pieces
+# --------------------------------------------------------------------------------------------------
+
+_ANY_DIGIT = re.compile(r"[0-9]")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
+#: Between the digit groups of a card, IBAN or identity number (after normalisation).
+_SEP = r"(?:[ ]{0,2}[-/.][ ]{0,2}|[ ]{1,3})"
+
+
+def _digits(s: str) -> str:
+    return "".join(_DIGIT_RUN.findall(s))
+
+
+def _compact(s: str) -> str:
+    return _NOT_ALNUM.sub("", s).upper()
+
+
+#: Before a label word of a script written with spaces: not inside a word (CJK may precede it).
+_SPACED_BEFORE = (
+    r"(?<![\p{Latin}\p{Cyrillic}\p{Greek}\p{Arabic}\p{Hebrew}\p{Devanagari}\p{Hangul}\p{Thai}\p{N}_])"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Labelled values: secrets, labelled numbers, and labelled references (protected)
+# --------------------------------------------------------------------------------------------------
+# Label patterns are matched on the lower-cased text. Each one starts with at least two literal
+# characters (its "head"): one pass finds the heads, and only there are the label patterns tried.
+
+_PASSWORD_WORDS = [
+    r"pass[ ]?(?:word|wd|code|phrase)s?",
+    r"pwd",
+    r"pw",
+    r"contraseña",
+    r"contrasena",
+    r"clave(?:[ ]de[ ]acceso)?",
+    r"mot[ ]de[ ]passe",
+    r"mdp",
+    r"passwort",
+    r"kennwort",
+    r"senha",
+    r"wachtwoord",
+    r"hasło",
+    r"haslo",
+    r"пароль",
+    r"şifre(?:m|niz|n)?",
+    r"sifre(?:m|niz|n)?",
+    r"parola(?:m|nız|niz)",
+    r"密码",
+    r"密碼",
+    r"口令",
+    r"パスワード",
+    r"비밀번호",
+    r"패스워드",
+    r"كلمة[ ](?:المرور|السر)",
+    r"पासवर्ड",
+]
+_PIN_WORDS = [
+    r"pin(?:[ -]?(?:code|number|no\.?|nr\.?|nummer|número|numero|код|kod))?",
+    r"pin码",
+    r"pin碼",
+    r"code[ ](?:pin|confidentiel)",
+    r"código[ ]pin",
+    r"codigo[ ]pin",
+    r"codice[ ]pin",
+    r"kod[ ]pin",
+    r"geheimzahl",
+    r"пин(?:-?код)?",
+    r"暗証番号",
+    r"핀[ ]번호",
+    r"핀번호",
+    r"الرقم[ ]السري",
+    r"पिन",
+]
+_CVV_WORDS = [
+    r"cvv(?:[ ]?2(?![0-9]))?(?:[ \-]?(?:code|код|kod|c[óo]digo|nummer|number|no\.?))?",
+    r"cvv码",
+    r"cvc(?:[ ]?2(?![0-9]))?(?:[ \-]?(?:code|код|kod|c[óo]digo|nummer|number|no\.?))?",
+    r"cid",
+    r"cv2",
+    r"csc",
+    r"card[ ]security[ ]code",
+    r"security[ ]code",
+    r"card[ ]verification[ ](?:code|value|number)",
+    r"código[ ]de[ ]seguridad",
+    r"codigo[ ]de[ ]seguridad",
+    r"cryptogramme(?:[ ]visuel)?",
+    r"code[ ]de[ ]s[ée]curit[ée]",
+    r"kartenprüf(?:nummer|ziffer|code)",
+    r"prüf(?:nummer|ziffer|code)",
+    r"sicherheitscode",
+    r"codice[ ]di[ ]sicurezza",
+    r"código[ ]de[ ]seguran[çc]a",
+    r"codigo[ ]de[ ]seguran[çc]a",
+    r"beveiligingscode",
+    r"kod[ ](?:cvv|cvc|bezpiecze[ńn]stwa)",
+    r"код[ ]безопасности",
+    r"安全码",
+    r"安全碼",
+    r"安全代码",
+    r"セキュリティ[ ]?コード",
+    r"보안[ ]?코드",
+    r"güvenlik[ ]kodu",
+    r"guvenlik[ ]kodu",
+    r"رمز[ ]الأمان",
+    # described rather than named: "the 3 digits on the back", "4 digit code on the front"
+    *(
+        rf"{n}{sep}digits?(?:[ ](?:security|verification))?[ ]code(?:[ ]on[ ]the[ ](?:back|front))?"
+        for n in ("3", "4", "three", "four")
+        for sep in ("[ ]", "-")
+    ),
+    *(rf"{n}[ ]digits[ ](?:on|at)[ ]the[ ](?:back|front)" for n in ("3", "4", "three", "four")),
+    r"code[ ]on[ ]the[ ](?:back|front)",
+    r"три[ ]цифры(?:[ ]на[ ](?:обороте|обратной[ ]стороне))?",
+    r"код[ ]на[ ]обороте",
+    r"tres[ ]d[íi]gitos(?:[ ](?:de[ ]atr[áa]s|del[ ]reverso))?",
+    r"trois[ ]chiffres[ ](?:au|du)[ ]dos",
+    r"3[ ]chiffres[ ](?:au|du)[ ]dos",
+    r"drei[ ]ziffern[ ]auf[ ]der[ ]r[üu]ckseite",
+    r"3[ ]ziffern[ ]auf[ ]der[ ]r[üu]ckseite",
+    r"tre[ ]cifre[ ](?:sul[ ]retro|dietro)",
+    r"tr[êe]s[ ]d[íi]gitos[ ](?:do[ ]verso|atr[áa]s)",
+    r"卡背面(?:的)?(?:三位数|3位数)",
+]
+_OTP_WORDS = [
+    r"otp(?:[ ]code)?",
+    r"one[ -]?time[ ](?:pass(?:code|word)?|code|pin|key)",
+    r"verification[ ](?:code|pin|number)",
+    r"verify[ ]code",
+    r"authentication[ ]code",
+    r"authori[sz]ation[ ]code",
+    r"auth[ ]code",
+    r"2fa(?:[ ]code)?",
+    r"mfa(?:[ ]code)?",
+    r"two[ -]factor(?:[ ]auth(?:entication)?)?[ ]code",
+    r"sms[ -]?code",
+    r"log-?in[ ]code",
+    r"sign-?in[ ]code",
+    r"security[ ]pin",
+    r"access[ ]code",
+    r"tan",
+    r"mtan",
+    r"m-tan",
+    r"código[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
+    r"codigo[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
+    r"clave[ ]din[áa]mica",
+    r"code[ ](?:de[ ]v[ée]rification|de[ ]confirmation|sms|otp|[àa][ ]usage[ ]unique|unique)",
+    r"bestätigungs-?code",
+    r"bestatigungs-?code",
+    r"verifizierungs-?code",
+    r"einmal(?:code|passwort|kennwort)",
+    r"codice[ ](?:di[ ]verifica|otp|di[ ]conferma|sms|monouso)",
+    r"código[ ]de[ ](?:verifica[çc][ãa]o|confirma[çc][ãa]o)",
+    r"codigo[ ]de[ ](?:verifica[çc][ãa]o|confirma[çc][ãa]o)",
+    r"verificatiecode",
+    r"kod[ ](?:weryfikacyjny|sms|jednorazowy|otp|potwierdzaj[ąa]cy)",
+    r"код[ ](?:подтверждения|из[ ](?:смс|sms)|верификации)",
+    r"одноразовый[ ](?:код|пароль)",
+    r"смс-?код",
+    r"验证码",
+    r"驗證碼",
+    r"校验码",
+    r"动态码",
+    r"动态密码",
+    r"認証コード",
+    r"確認コード",
+    r"ワンタイムパスワード",
+    r"인증[ ]?번호",
+    r"인증[ ]?코드",
+    r"doğrulama[ ]kodu",
+    r"dogrulama[ ]kodu",
+    r"onay[ ]kodu",
+    r"رمز[ ](?:التحقق|التأكيد)",
+    r"ओटीपी",
+]
+# "code" alone is an OTP only as "the code is 123456" (or "your code 123456"), never after these.
+_NOT_OTP_CODE = (
+    r"error|promo(?:tional)?|post|postal|zip|sort|area|country|dial(?:l?ing)?|discount|coupon|voucher"
+    r"|referral|status|reason|product|bank|swift|bic|branch|tracking|source|qr|http|exit|response|mcc"
+    r"|tax|gift|iso|currency|program|item|article|style|colou?r|booking|confirmation|reference|ref"
+    r"|invite|invitation|activation|offer|region|language|airport|station|event|course|class|site"
+    r"|store|shop|fund|isin|sic|naics|ean|upc|sku|hs|promotion|return|fault|bar|morse|dress|cheat"
+)
+_CODE_WORDS = [r"code", r"código", r"codigo", r"codice", r"kod"]
+_ACCOUNT_SUFFIX = r"(?:[ ]?(?:no\.?|number|num\.?|nr\.?|#))?"
+_ACCOUNT_WORDS = [
+    r"bank[ ]account" + _ACCOUNT_SUFFIX,
+    r"account" + _ACCOUNT_SUFFIX,
+    r"acct\.?" + _ACCOUNT_SUFFIX,
+    r"acc[ ]?(?:no\.?|#)",
+    r"a/c" + _ACCOUNT_SUFFIX,
+    r"número[ ]de[ ]cuenta",
+    r"numero[ ]de[ ]cuenta",
+    r"cuenta",
+    r"numéro[ ]de[ ]compte",
+    r"numero[ ]de[ ]compte",
+    r"n°[ ]de[ ]compte",
+    r"compte",
+    r"konto(?:nummer|[ ]?nr\.?)?",
+    r"kto\.?[ -]?nr\.?",
+    r"numero[ ]di[ ]conto",
+    r"conto(?:[ ]corrente)?",
+    r"número[ ]da[ ]conta",
+    r"numero[ ]da[ ]conta",
+    r"conta(?:[ ]corrente)?",
+    r"rekening(?:nummer)?",
+    r"numer[ ](?:konta|rachunku)",
+    r"rachunek",
+    r"номер[ ]сч[её]та",
+    r"сч[её]т(?:а)?",
+    r"лицевой[ ]сч[её]т",
+    r"账号",
+    r"帳號",
+    r"账户(?:号码|号)?",
+    r"帐号",
+    r"帐户",
+    r"口座番号",
+    r"계좌[ ]?번호",
+    r"hesap[ ](?:no|numaras[ıi])",
+    r"رقم[ ]الحساب",
+    r"खाता[ ](?:संख्या|नंबर|नं\.?)",
+]
+_SORT_WORDS = [r"bank[ ]sort[ -]?code", r"sort[ -]?code", r"s/c"]
+_SSN_WORDS = [
+    r"ssn",
+    r"ss#",
+    r"social[ ]security(?:[ ](?:number|no\.?|#))?",
+    r"soc\.?[ ]sec\.?(?:[ ]no\.?)?",
+]
+_IBAN_WORDS = [r"iban"]
+_ID_WORDS = [
+    r"national[ ](?:id|identity|identification|insurance)(?:[ ](?:number|no\.?|card))?",
+    r"id[ ](?:number|no\.?|card(?:[ ]number)?)",
+    r"identity[ ](?:card[ ])?(?:number|no\.?)",
+    r"identification[ ]number",
+    r"personal[ ](?:id|identification|identity)(?:[ ]?(?:number|no\.?|code))?",
+    r"dni",
+    r"nie",
+    r"nif",
+    r"documento(?:[ ]de[ ]identidad|[ ]nacional)?",
+    r"carte[ ]d'identit[ée]",
+    r"numéro[ ]de[ ]sécurité[ ]sociale",
+    r"numero[ ]de[ ]securite[ ]sociale",
+    r"sécurité[ ]sociale",
+    r"securite[ ]sociale",
+    r"sécu",
+    r"secu",
+    r"nir",
+    r"insee",
+    r"steuer-?id(?:entifikationsnummer)?",
+    r"steueridentifikationsnummer",
+    r"idnr",
+    r"personalausweis(?:nummer)?",
+    r"codice[ ]fiscale",
+    r"cpf",
+    r"pesel",
+    r"tc[ ]?kimlik(?:[ ]no|[ ]numaras[ıi])?",
+    r"t\.c\.[ ]?kimlik(?:[ ]no|[ ]numaras[ıi])?",
+    r"kimlik[ ](?:no|numaras[ıi])",
+    r"bsn",
+    r"burgerservicenummer",
+    r"инн",
+    r"снилс",
+    r"паспорт",
+    r"身份证(?:号码|号)?",
+    r"身份證(?:號碼|號)?",
+    r"居民身份证",
+    r"マイナンバー",
+    r"個人番号",
+    r"주민(?:등록)?번호",
+    r"aadhaar(?:[ ](?:number|no\.?|card))?",
+    r"aadhar",
+    r"आधार(?:[ ]संख्या|[ ]नंबर)?",
+    r"ahv(?:-?(?:nr\.?|nummer))?",
+    r"rijksregister(?:nummer)?",
+    r"numéro[ ]national",
+    r"insz",
+    r"rut",
+    r"run",
+    r"cnp",
+    r"cod[ ]numeric[ ]personal",
+    r"henkilötunnus",
+    r"henkilotunnus",
+    r"hetu",
+    r"sin",
+    r"social[ ]insurance(?:[ ](?:number|no\.?|#))?",
+    r"personnummer",
+    r"personnr\.?",
+    r"cpr(?:-?(?:nummer|nr\.?))?",
+    r"fødselsnummer",
+    r"fodselsnummer",
+    r"avs",
+    r"curp",
+    r"rrn",
+    r"resident[ ]registration[ ]number",
+    r"رقم[ ](?:الهوية(?:[ ]الوطنية)?|قومي)",
+    r"الرقم[ ]القومي",
+    # identity documents without a checksum python-stdnum knows
+    r"passport(?:[ ](?:no\.?|number|#))?",
+    r"pasaporte",
+    r"passeport",
+    r"reisepass(?:nummer)?",
+    r"passaporto",
+    r"passaporte",
+    r"护照(?:号码|号)?",
+    r"パスポート(?:番号)?",
+    r"여권(?:[ ]?번호)?",
+    r"جواز[ ]السفر",
+    r"पासपोर्ट",
+    r"driv(?:er'?s|ing)[ ]licen[cs]e(?:[ ](?:no\.?|number|#))?",
+    r"permis[ ]de[ ]conduire",
+    r"führerschein(?:nummer)?",
+    r"licencia[ ]de[ ]conducir",
+]
+_DOB_WORDS = [
+    r"dob",
+    r"d\.o\.b\.?",
+    r"date[ ]of[ ]birth",
+    r"birth[ ]?date",
+    r"born(?:[ ]on)?",
+    r"birthday",
+    r"fecha[ ]de[ ]nacimiento",
+    r"f\.[ ]?nac\.?",
+    r"nacid[oa][ ]el",
+    r"nac[íi][ ]el",
+    r"nasci(?:do|da)?[ ]em",
+    r"date[ ]de[ ]naissance",
+    r"née?[ ]le",
+    r"geburtsdatum",
+    r"geb\.(?:[ ]am)?",
+    r"geboren(?:[ ]am|[ ]op)?",
+    r"data[ ]di[ ]nascita",
+    r"nat[oa][ ]il",
+    r"data[ ]de[ ]nascimento",
+    r"geboortedatum",
+    r"data[ ]urodzenia",
+    r"urodzon[ya](?:[ ]dnia)?",
+    r"дата[ ]рождения",
+    r"родил(?:ся|ась)",
+    r"д\.[ ]?р\.",
+    r"出生日期",
+    r"出生年月日",
+    r"生日",
+    r"出生于",
+    r"生年月日",
+    r"誕生日",
+    r"생년월일",
+    r"생일",
+    r"doğum[ ]tarihi",
+    r"dogum[ ]tarihi",
+    r"تاريخ[ ]الميلاد",
+    r"जन्म[ ]?(?:तिथि|तारीख)",
+]
+_REF_WORDS = [
+    r"order",
+    r"ref(?:erence)?\.?",
+    r"ticket",
+    r"invoice",
+    r"inv\.?",
+    r"transaction",
+    r"txn",
+    r"trx",
+    r"tx",
+    r"case",
+    r"claim",
+    r"booking",
+    r"confirmation",
+    r"tracking",
+    r"receipt",
+    r"request",
+    r"complaint",
+    r"dispute",
+    r"shipment",
+    r"parcel",
+    r"application",
+    r"payment",
+    r"sku",
+    r"item(?:[ ](?:no\.?|number|#|code))?",
+    r"product[ ](?:code|id|number|no\.?)",
+    r"article(?:[ ](?:no\.?|number))?",
+    r"artikel(?:nummer)?",
+    r"model(?:[ ](?:no\.?|number))?",
+    r"modelo",
+    r"part[ ](?:no\.?|number|#)",
+    r"catalog(?:ue)?[ ](?:no\.?|number)",
+    r"purchase[ ]order",
+    r"po",
+    r"pedido",
+    r"referencia",
+    r"factura",
+    r"reclamaci[óo]n",
+    r"commande",
+    r"facture",
+    r"référence",
+    r"dossier",
+    r"bestellung",
+    r"bestellnummer",
+    r"rechnung(?:snummer)?",
+    r"referenz(?:nummer)?",
+    r"vorgang(?:snummer)?",
+    r"auftrag(?:snummer)?",
+    r"aktenzeichen",
+    r"ordine",
+    r"fattura",
+    r"pratica",
+    r"riferimento",
+    r"encomenda",
+    r"fatura",
+    r"protocolo",
+    r"bestelling",
+    r"factuur",
+    r"zamówienie",
+    r"zamowienie",
+    r"faktura",
+    r"zgłoszenie",
+    r"zgloszenie",
+    r"sipariş",
+    r"siparis",
+    r"заказ",
+    r"заявка",
+    r"обращение",
+    r"订单(?:号|编号)?",
+    r"訂單(?:號)?",
+    r"单号",
+    r"工单",
+    r"流水号",
+    r"交易号",
+    r"注文(?:番号)?",
+    r"予約(?:番号)?",
+    r"주문(?:번호)?",
+    r"طلب",
+    r"الطلب",
+    r"الفاتورة",
+    r"المعاملة",
+    r"ऑर्डर",
+    # inflected forms: заказа, заявки, zamówienia, faktury, ordini...
+    r"заказ(?:а|у|ом|е|ы)?",
+    r"заявк[аиуе]",
+    r"обращени[еяю]",
+    r"транзакци[ияю]",
+    r"сч[её]т[ a-]?фактур[аы]",
+    r"zam[óo]wieni[aeu]",
+    r"faktur[aey]",
+    r"zg[łl]oszeni[aeu]",
+    r"transakcj[ia]",
+    r"ordin[ei]",
+    r"pedidos?",
+    r"commandes?",
+    r"bestellungen",
+    # German compounds ending in -nummer / -nr.: Transaktionsnummer, Buchungs-Nr.
+    *(
+        stem + r"[ \-]?(?:nummer|nr\.?)"
+        for stem in [
+            "transaktions",
+            "bestell",
+            "rechnungs",
+            "auftrags",
+            "vorgangs",
+            "referenz",
+            "buchungs",
+            "liefer",
+            "sendungs",
+            "tracking",
+            "ticket",
+            "fall",
+            "antrags",
+            "storno",
+            "beleg",
+            "zahlungs",
+            "überweisungs",
+            "ueberweisungs",
+            "reklamations",
+            "kunden",
+            "vertrags",
+            "schaden",
+            "versand",
+            "paket",
+            "transaktion",
+        ]
+    ),
+    # builds and releases: "build 2024.03.1187"
+    r"build",
+    r"release",
+]
+
+_CONNECT_WORD = (
+    r"(?:no\.?|nr\.?|number|num\.?|n[º°o]\.?|is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|to"
+    r"|это|будет|será|sera|wird|will[ ]be|be|of|de|di|da|del|do|c['’]est)(?![\p{L}'’])"
+)
+# Signs between a label and its value, JSON and Markdown included: {"cvv":"914"}, | dob | 14/03/1985 |,
+# "cvv (318)", "my pin's 7391".
+_CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→]|是|为|為|は|が|는|은|이|가|هو|هي)"
+_FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,3}}[ ]{{0,3}}"
+_FILL_REQUIRED = (
+    rf"[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,2}}"
+    r"[ ]{0,3}"
+)
+# "the pin of my card is", "el pin de mi tarjeta es", "le code de ma carte"...
+_OF_CARD = (
+    r"(?:[ ](?:of|for|on|to|de|del|du|di|della|do|da|für|von|от|для|на)[ ]"
+    r"(?:(?:my|the|your|this|mi|tu|la|ma|mon|ta|mia|tua|meu|minha|meiner|meine|der|моей|моего|этой)[ ])?"
+    r"(?:(?:bank|debit|credit|visa|amex|new)[ ])?"
+    r"(?:card|account|tarjeta|cuenta|carte|compte|karte|konto|carta|conto|cartão|cartao|conta|карты|сч[её]та"
+    r"|kaart|karty))?"
+)
+# "security code on the back (of my card) is", "CVV (on the back)"
+_ON_BACK = (
+    r"(?:[ ]\(?(?:on|at)[ ](?:the[ ])?(?:back|front|reverse)(?:[ ]of[ ](?:the|my|your)(?:[ ]card)?)?\)?)?"
+)
+# Between a password label and the password: a word ("is", "was"...) or a sign (":", "=", 是...). After a
+# word only a token that cannot be an ordinary word counts ("my passcode was denied" is a sentence).
+_PASSWORD_FILL = (
+    r"[ ]{0,3}[\"'”]?[ ]{0,3}(?:(?P<sign>[:=：\-–—]|是|为|為|は|が|는|은|이|가)"
+    r"|(?:is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|это|será|sera|wird|will[ ]be|be|hat|tiene"
+    r"|c['’]est)"
+    r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?)[ ]{0,3}"
+)
+_DET_BEFORE = r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua)[ ])"
+
+# Ordinary words after "password is": the sentence is about the password, not the password itself.
+_ORDINARY = frozenset(
+    """
+    not wrong incorrect invalid expired locked blocked reset changed working the my your too still a an
+    being also now same correct right set required case different weak strong long short missing lost
+    forgotten forgot mandatory compromised hacked stolen updated saved stored empty new old sent shown
+    needed valid accepted rejected refused disabled enabled active in on for what that this it his her
+    their our no ok okay fine good bad secure safe known unknown ready asked and or but so just only
+    definitely probably exactly very really always never ever please here there mine yours one
+    password passcode pin code blank case-sensitive outdated temporary easy hard simple complex
+    weird strange similar unique obvious common personal private important great better worse usual
+    normal random default there's isn't wasn't
+    es est ist nicht falsch gesperrt abgelaufen pas oublié bloqué expiré incorrecto incorrecta
+    bloqueado bloqueada caducado caducada olvidado olvidada mi tu su el la le les der die das mein meine
+    non não nao errado errada sbagliato sbagliata bloccato scaduto niet fout geblokkeerd nie błędne
+    zablokowane не неверный неправильный забыл забыла заблокирован истёк истек yanlış hatalı unuttum
+    değil
+    """.split()  # noqa: SIM905 - a word list reads better as words
+)
+_ORDINARY_LOOKAHEAD = "|".join(sorted((regex.escape(w) for w in _ORDINARY), key=len, reverse=True))
+# A quoted password may hold spaces ("correct horse battery staple"); the quotes are not part of it.
+_QUOTED = r"\"[^\"\n]{1,64}\"|“[^”\n]{1,64}”|'[^'\n]{1,64}'"
+_PASSWORD_VALUE = rf"(?P<v>{_QUOTED}|(?!(?:{_ORDINARY_LOOKAHEAD})(?:[\s.,;:!?)\]]|$))[^\s\[]\S{{0,63}}+)"
+#: The first digit group after a CVV or PIN label; :func:`_secret_digits` looks at the groups after it.
+_DIGITS_VALUE = r"(?<![0-9])(?P<v>[0-9]{1,19}+)(?![0-9])"
+_OTP_VALUE = (
+    r"(?<![0-9])(?P<v>[0-9]{1,19}+(?![0-9a-z])"
+    r"|(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9}+(?![a-z0-9]))"
+)
+_GROUPED_VALUE = r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+)(?![0-9])"
+_SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ \-]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
+_SSN_VALUE = r"(?P<v>[0-9]{3}(?P<sep>[ \-]?)[0-9]{2}(?P=sep)[0-9]{4})(?![0-9])"
+_ID_VALUE = r"(?P<v>[0-9a-z](?:[0-9a-z]|[ .\-/](?=[0-9a-z])){5,29}+)"
+_IBAN_VALUE = r"(?P<v>[a-z]{2}[0-9]{2}(?:[ .\-]?[a-z0-9]){10,30}+)"
+_REF_VALUE = (
+    r"#?(?P<v>(?=[a-z0-9/_.\- ]{0,40}[0-9])[a-z0-9](?:[a-z0-9]|[\-/_.](?=[a-z0-9])|[ ](?=[0-9]{2})){2,40}+)"
+)
+_MONTH_WORD = r"[\p{L}\p{M}]{3,12}\.?"
+_DATE_VALUE = (
+    r"(?P<v>"
+    r"[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
+    r"|[0-9]{1,2}[-/. ][0-9]{1,2}[-/. ][0-9]{2,4}"
+    r"|[0-9]{1,2}(?:st|nd|rd|th|er|º|ª|o|\.)?(?:[ ]?(?:de[ ]|of[ ])?|[-/.])"
+    + _MONTH_WORD
+    + r"(?:,?(?:[ ]de[ ]|[ ]del[ ]|[ ])|[-/.])(?:[0-9]{4}|[0-9]{2})"
+    r"|" + _MONTH_WORD + r"[ ][0-9]{1,2}(?:st|nd|rd|th)?,?[ ][0-9]{4}"
+    r"|[0-9]{4}[ ]?年[ ]?[0-9]{1,2}[ ]?月[ ]?[0-9]{1,2}[ ]?[日号]?"
+    r"|[0-9]{4}[ ]?년[ ]?[0-9]{1,2}[ ]?월[ ]?[0-9]{1,2}[ ]?일"
+    r"|[0-9]{8}"
+    r")(?![0-9])"
+)
+
+
+def _head(pattern: str) -> str:
+    """The literal characters a label pattern starts with ("mot de passe" for ``mot[ ]de[ ]passe``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("[ ]", i):
+            ch, width = " ", 3
+        elif pattern[i] == "\\" and i + 1 < len(pattern) and not pattern[i + 1].isalnum():
+            ch, width = pattern[i + 1], 2
+        elif pattern[i] in "[](){}?*+|.^$\\":
+            break
+        else:
+            ch, width = pattern[i], 1
+        if pattern[i + width : i + width + 1] in ("?", "*", "{"):
+            break
+        out.append(ch)
+        i += width
+    return "".join(out)
+
+
+# Each kind: label words, the filler between label and value, the value. Order matters: the first
+# kind matching at a position wins ("PIN code" is a PIN, "security code" a CVV, and so on).
+_LABEL_KINDS: list[tuple[str, list[str], str]] = [
+    ("cvv", _CVV_WORDS, _OF_CARD + _ON_BACK + _FILL + _DIGITS_VALUE),
+    ("pin", _PIN_WORDS, _OF_CARD + _FILL + _DIGITS_VALUE),
+    ("sort", _SORT_WORDS, _FILL + _SORT_VALUE),
+    ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
+    ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
+    ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
+    # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
+    (
+        "password",
+        _PASSWORD_WORDS,
+        r"[ ](?:to|into|as)[ ]{1,3}(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])[^\s\[]\S{3,63}+)",
+    ),
+    # "pass" alone only before a token mixing letters and digits: "pass Tr0ub4dor&3", "pass: Zx!9qLm"
+    (
+        "password",
+        [r"pass"],
+        r"(?:[ ]{0,3}[:=][ ]{0,3}|[ ]{1,3})(?P<v>(?=\S{0,63}[0-9])(?=\S{0,63}[a-z])[^\s\[]\S{3,63}+)",
+    ),
+    ("dob", _DOB_WORDS, _FILL + r"(?:the[ ])?" + _DATE_VALUE),
+    ("ssn", _SSN_WORDS, _FILL + _SSN_VALUE),
+    ("iban", _IBAN_WORDS, _FILL + _IBAN_VALUE),
+    ("id", _ID_WORDS, _FILL + _ID_VALUE),
+    ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
+    (
+        "ref",
+        _REF_WORDS,
+        r"(?:[ ](?:from|in|on|of)[ ](?:the|your|my|this|that)[ ]"
+        r"(?:sms|text|message|e-?mail|letter|statement|app|receipt|invoice|call|website|confirmation))?"
+        r"(?:[ ]?(?:no\.?|nr\.?|number|num|id|#|n[º°o]\.?|n\.[º°o]\.?|n\.|code|号|番号|번호|номер))?"
+        r"[ ]{0,3}[:#=]?[ ]{0,3}" + _REF_VALUE,
+    ),
+    ("code", _CODE_WORDS, ""),  # built by _label_pattern
+]
+# After "code" (any language) the value needs "is" or ":" unless "your"/"my"... comes before it,
+# and "error code", "promo code"... are never one-time codes; "код" (ru) needs neither.
+_CODE_BEFORE = rf"(?<!(?:{_NOT_OTP_CODE})[ \-]?)"
+# "the code they texted was 4829", "the code you sent me is"
+_CODE_CLAUSE = (
+    r"(?:[ ](?:they|you|u|the[ ]bank|it|i|we|that[ ]i|that[ ]you)[ ]"
+    r"(?:texted|sent|gave|emailed|got|received|just[ ](?:sent|texted|got))(?:[ ](?:me|us|you))?)?"
+)
+# "got code 482913", "received code 4829": a code someone was sent (never "use code SAVE10")
+_GOT_BEFORE = r"(?<=(?<![\p{L}])(?:got|received|receive|texted|sent)[ ](?:the[ ])?)"
+
+
+_CJK_START = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
+
+
+def _label_pattern(kind: str, words: list[str], rest: str) -> str:
+    spaced = [w for w in words if not _CJK_START.match(w)]
+    glued = [w for w in words if _CJK_START.match(w)]
+    alternatives = []
+    if kind == "code":
+        code = "(?:" + "|".join(words) + r")(?![\p{Ll}\p{Lu}\p{Lt}])"
+        return (
+            rf"{_SPACED_BEFORE}(?:{_DET_BEFORE}{code}{_CODE_CLAUSE}{_FILL}|{_GOT_BEFORE}{code}[ ]{{1,3}}"
+            rf"|{_CODE_BEFORE}{code}{_CODE_CLAUSE}{_FILL_REQUIRED})" + _OTP_VALUE
+        )
+    if spaced:
+        alternatives.append(_SPACED_BEFORE + "(?:" + "|".join(spaced) + r")(?![\p{Ll}\p{Lu}\p{Lt}])")
+    if glued:
+        alternatives.append("(?:" + "|".join(glued) + ")")
+    return "(?:" + "|".join(alternatives) + ")" + rest
+
+
+_LABEL_RES: list[tuple[str, Any]] = [
+    (kind, regex.compile(_label_pattern(kind, words, rest))) for kind, words, rest in _LABEL_KINDS
+]
+_LABEL_RES.append(("otp", regex.compile(_SPACED_BEFORE + r"код(?![\p{L}])" + _FILL + _OTP_VALUE)))
+
+
+def _label_heads() -> dict[str, tuple[int, ...]]:
+    """Head -> the label patterns (indexes into ``_LABEL_RES``) that may start with it, in order."""
+    heads: dict[str, list[int]] = {}
+    words = [(i, w) for i, (_, ws, _) in enumerate(_LABEL_KINDS) for w in ws]
+    words.append((len(_LABEL_RES) - 1, "код"))
+    for index, word in words:
+        head = _head(word)
+        if len(head) < 2:
+            raise AssertionError(f"a label pattern needs two literal characters first: {word!r}")
+        indexes = heads.setdefault(head, [])
+        if index not in indexes:
+            indexes.append(index)
+    # A head that is a prefix of another ("pin" / "pin码") also tries the longer head's patterns.
+    for head in heads:
+        for other, indexes in heads.items():
+            if other != head and head.startswith(other):
+                heads[head] = sorted(set(heads[head]) | set(indexes))
+    return {head: tuple(sorted(indexes)) for head, indexes in heads.items()}
+
+
+def _trie_pattern(words: Sequence[str]) -> str:
+    """An alternation of literal ``words`` as a trie, so that the regex engine never backtracks far."""
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, dict]) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:
+            return (body if len(branches) == 1 and len(body) == 1 else f"(?:{body})") + "?"
+        return body
+
+    return build(trie)
+
+
+_HEAD_KINDS = _label_heads()
+# Heads in Latin letters must start a word: the check comes first, so that it is cheap inside words.
+# The other heads start with rarer characters; a Cyrillic or Greek one is checked for a word start
+# afterwards (CJK and kana labels are glued to the sentence around them).
+_LATIN_HEADS = re.compile(
+    r"(?<![a-z0-9_\u00c0-\u024f])(?=["
+    + re.escape("".join(sorted({h[0] for h in _HEAD_KINDS if ord(h[0]) < 0x250})))
+    + "])"
+    + _trie_pattern(sorted(h for h in _HEAD_KINDS if ord(h[0]) < 0x250))
+)
+_OTHER_HEADS = re.compile(
+    "(?=["
+    + "".join(sorted({h[0] for h in _HEAD_KINDS if ord(h[0]) >= 0x250}))
+    + "])"
+    + _trie_pattern(sorted(h for h in _HEAD_KINDS if ord(h[0]) >= 0x250))
+)
+#: Before and after a head, how much text a label pattern may read (the memo key).
+_LABEL_BEHIND, _LABEL_AHEAD = 24, 160
+
+
+class _LabelHit(NamedTuple):
+    kind: str
+    start: int  # of the value, relative to the head
+    end: int
+    label_end: int
+
+
+def _detect_labels(ctx: _Context) -> None:
+    text = ctx.text
+    # Same length: U+0130 is the only character whose lower case is longer.
+    low = text.replace("\u0130", "i").lower()
+    heads = list(_LATIN_HEADS.finditer(low))
+    others = list(_OTHER_HEADS.finditer(low))
+    if others:
+        heads = sorted(heads + others, key=lambda m: m.start())
+    memo: dict[tuple[str, int], _LabelHit | None] = {}
+    done = 0
+    for m in heads:
+        pos = m.start()
+        if pos < done:
+            continue
+        if pos and 0x250 <= ord(low[pos]) < 0x530 and low[pos - 1].isalnum() and ord(low[pos - 1]) < 0x2E80:
+            continue  # a Cyrillic or Greek head inside a word
+        head = m.group()
+        window_start = max(0, pos - _LABEL_BEHIND)
+        key = (text[window_start : pos + _LABEL_AHEAD], pos - window_start)
+        if key in memo:
+            found = memo[key]
+        else:
+            found = memo[key] = _label_at(text, low, pos, _HEAD_KINDS.get(head) or _head_kinds(head))
+        if found is None:
+            continue
+        start, end = pos + found.start, pos + found.end
+        done = pos + found.label_end
+        _label_value(ctx, found.kind, start, end, text[start:end])
+
+
+@lru_cache(maxsize=256)
+def _head_kinds(matched: str) -> tuple[int, ...]:
+    """The trie matched ``matched``: the patterns of every head it starts with."""
+    return tuple(sorted({i for head, idx in _HEAD_KINDS.items() if matched.startswith(head) for i in idx}))
+
+
+def _label_at(text: str, low: str, pos: int, indexes: tuple[int, ...]) -> _LabelHit | None:
+    for index in indexes:
+        kind, pattern = _LABEL_RES[index]
+        m = pattern.match(low, pos)
+        if m is None:
+            continue
+        start, end = m.span("v")
+        if kind in _SECRET_LENGTHS and "0" <= low[start] <= "9" and low[end - 1] <= "9":
+            secret = _secret_digits(low[start : start + _SECRET_WINDOW], end - start, kind)
+            if secret is None:
+                continue  # too short or too long for this label: not its value
+            if not secret:
+                return None  # a card or a phone number after the label: their detectors decide
+            start, end = start + secret[0], start + secret[1]
+            return _LabelHit(kind, start - pos, end - pos, max(end, m.end()) - pos)
+        if kind == "password":
+            quoted = low[start] in "\"“'"
+            span = _password_span(low, start, end)
+            if span is None:
+                continue
+            start, end = span
+            if not quoted and end - start < 4:
+                continue  # "my password is 12 characters long"
+            if low.startswith("pass", pos) and _NOT_A_PASSWORD.search(low, max(0, pos - 12), pos):
+                continue  # "boarding pass: AB1234"
+            if (
+                "sign" in pattern.groupindex
+                and m.start("sign") < 0
+                and _PLAIN_WORD.fullmatch(text, start, end)
+                and _SENTENCE_WORD.search(low, start, end)
+            ):
+                continue  # "my passcode was denied"; but "my password is dragon" is a password
+            if low.startswith(_PIN_AS_PASSWORD, pos) and _PIN_DIGITS.fullmatch(low, start, end):
+                kind = "pin"  # 银行卡密码是739105: a card's "password" of digits is its PIN
+        return _LabelHit(kind, start - pos, end - pos, m.end() - pos)
+    if any(_LABEL_KINDS[i][0] in ("otp", "code") for i in indexes if i < len(_LABEL_KINDS)):
+        # "G-582014 is your verification code", "482913 as the sign-in code"
+        label = _OTP_LABEL.match(low, pos)
+        before = _OTP_BEFORE.search(low, max(0, pos - 48), pos) if label else None
+        if label and before:
+            return _LabelHit("otp", before.start("v") - pos, before.end("v") - pos, label.end() - pos)
+    return None
+
+
+#: Digits a secret has, by label kind (a longer value is looked at as a whole: :func:`_secret_digits`).
+_SECRET_LENGTHS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
+    {"cvv": (3, 4), "pin": (4, 6), "otp": (4, 10), "code": (4, 10)}
+)
+#: One more digit group of the number a secret label is followed by.
+_SECRET_GROUP = re.compile(r"(?:[ ]{1,2}|[ ]?-[ ]?)([0-9]{1,19}+)(?![0-9])")
+#: A second secret after a card: "card + pin: 4604 2972 5793 5225 / 4821".
+_SECRET_AFTER = re.compile(
+    r"[ ]{0,3}(?:[/,;|&+]|and|y|et|und|e|и)[ ]{0,3}(?:(?:pin|cvv|cvc|code)[ ]{0,3}[:=]?[ ]{0,3})?"
+    r"([0-9]{3,10})(?![0-9])"
+)
+_NOT_A_PASSWORD = re.compile(r"(?:boarding|bus|season|day|ski|travel|rail|hall|free|all[ -]access)[ ]$")
+
+
+#: How much text after a secret label :func:`_secret_digits` reads.
+_SECRET_WINDOW = 128
+
+
+@lru_cache(maxsize=2048)
+def _secret_digits(text: str, end: int, kind: str) -> tuple[int, int] | tuple[()] | None:
+    """The span of the secret in ``text``, which starts with the label's value ``text[:end]`` (digits).
+
+    A label right before a longer number does not cut it: the number is decided as a whole. Spaced
+    digits of the right count are the secret ("9 9 3 1", "90 31 47"); a Luhn-valid card or a valid
+    phone number is left to its detector (``()``), and a second secret after the card is the label's
+    ("card + pin: 4111 1111 1111 1111 / 4821"); any other run of groups is hidden whole. None when a
+    single group is too short or too long for the label.
+    """
+    start = 0
+    lo, hi = _SECRET_LENGTHS[kind]
+    sizes = [end]
+    run_end = end
+    while len(sizes) < 12 and (more := _SECRET_GROUP.match(text, run_end)) is not None:
+        sizes.append(more.end(1) - more.start(1))
+        run_end = more.end(1)
+    total = sum(sizes)
+    if len(sizes) == 1:
+        return (start, end) if lo <= total <= hi else None
+    if max(sizes) <= 3 and lo <= total <= hi:
+        return start, run_end  # spaced digits: "9 9 3 1", "90 31 47"
+    card = _CARD.match(text, start) or _CARD_OTHER.match(text, start)
+    if card is not None:
+        found = _card_match(card.group()) if card.re is _CARD else ("card", len(card.group()), "", "")
+        if found and found[0] == "card" and (card.re is _CARD or _card_why(_digits(card.group()))):
+            after = _SECRET_AFTER.match(text, start + found[1])
+            if after is not None and lo <= len(after.group(1)) <= hi:
+                return after.span(1)
+            return ()
+    if 9 <= total <= 13 and _valid_phone_anywhere(text[start:run_end]):
+        return ()
+    return start, run_end
+
+
+@lru_cache(maxsize=1024)
+def _valid_phone_anywhere(candidate: str) -> bool:
+    """Whether ``candidate`` is a valid phone number in one of :data:`DEFAULT_REGIONS`."""
+    return any(_parse_valid(candidate, region) for region in DEFAULT_REGIONS)
+
+
+#: A word in lower-case letters only, after "password is": the sentence, not the password, when
+#: it reads as one (:data:`_SENTENCE_WORD`); any other word there is the password.
+_PLAIN_WORD = regex.compile(r"[\p{Ll}\p{Lo}\p{M}'’\-]+")
+#: Word forms that continue a sentence ("denied", "expiring", "easily", "guessable", "useless"),
+#: and words of scripts other than Latin (a sentence in that language, not an ASCII password).
+_SENTENCE_WORD = regex.compile(r"(?:ed|ing|ly|able|ible|ful|less|ous|ive|ent|ant|ion|ions)$|[^\p{Latin}'’\-]")
+#: Where 密码 / 비밀번호 ("password") followed by 4-6 digits is a card PIN.
+_PIN_AS_PASSWORD = ("密码", "密碼", "비밀번호")
+_PIN_DIGITS = re.compile(r"[0-9]{4,6}")
+_OTP_LABEL = regex.compile(
+    _SPACED_BEFORE
+    + "(?:"
+    + "|".join(w for w in _OTP_WORDS if not _CJK_START.match(w))
+    + r"|(?<=(?:your|my|the|a|new)[ ])code)(?![\p{Ll}\p{Lu}\p{Lt}])"
+)
+_OTP_BEFORE = regex.compile(
+    r"(?<![a-z0-9\-])(?P<v>(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9})"
+    r"[ ]{1,3}(?:(?:is|was|as|=|:|—|-)[ ]{1,3})?(?:(?:your|my|the|a|an|new)[ ]{1,3}){0,2}$"
+)
+
+
+def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> None:
+    if kind == "ref":
+        ctx.soft.append((start, end))
+    elif kind == "cvv":
+        ctx.add(_P_SECRET, start, end, "cvv", "rule:cvv", f"{len(value)} digits after a CVV label")
+    elif kind == "pin":
+        ctx.add(_P_SECRET, start, end, "pin", "rule:pin", f"{len(value)} digits after a PIN label")
+    elif kind in ("otp", "code"):
+        why = "after a one-time-code label" if kind == "otp" else "after 'code is'"
+        ctx.add(_P_SECRET, start, end, "otp", "rule:otp", f"{len(value)} characters {why}")
+    elif kind == "password":
+        ctx.add(_P_SECRET, start, end, "password", "rule:password", "token after a password label")
+    elif kind == "dob":
+        ctx.add(_P_SECRET, start, end, "dob", "rule:dob", "date after a date-of-birth label")
+    elif kind == "sort":
+        ctx.add(_P_LABELLED, start, end, "sort_code", "rule:sort_code", "6 digits after a sort-code label")
+    elif kind == "ssn":
+        if _valid("stdnum.us.ssn", _digits(value)):
+            ctx.add(_P_LABELLED, start, end, "ssn", "stdnum.us.ssn", "valid SSN after an SSN label")
+        else:
+            ctx.add(_P_LABELLED, start, end, "ssn", "rule:ssn", "9 digits after an SSN label")
+    elif kind == "account":
+        _labelled_account(ctx, start, value)
+    elif kind == "iban":
+        _labelled_iban(ctx, start, value)
+    elif kind == "id":
+        _labelled_id(ctx, start, value)
+
+
+_CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
+_TRAILING_PUNCT = ".,;:?)]}»\"'”’」』"
+_LEADING_PUNCT = "\"'“‘«「『("
+
+
+def _password_span(low: str, start: int, end: int) -> tuple[int, int] | None:
+    token = low[start:end]
+    if _CJK.match(token):
+        return None  # "密码是错的": passwords are typed in ASCII; a CJK word is the sentence
+    cjk = _CJK.search(token)
+    if cjk:
+        end = start + cjk.start()
+    while end > start and low[end - 1] in _TRAILING_PUNCT:
+        end -= 1
+    while start < end and low[start] in _LEADING_PUNCT:
+        start += 1
+    if start >= end or low[start:end] in _ORDINARY or _PLACEHOLDER.fullmatch(low[start:end].upper()):
+        return None
+    return start, end
+
+
+def _labelled_account(ctx: _Context, start: int, value: str) -> None:
+    groups = list(_DIGIT_RUN.finditer(value))
+    digits = sum(g.end() - g.start() for g in groups)
+    if 6 <= digits <= 12:
+        end = start + groups[-1].end()
+    elif 6 <= len(groups[0].group()) <= 12:
+        end = start + groups[0].end()  # "account 12345678 12-34-56": the first group is the account
+    else:
+        return
+    ctx.add(_P_LABELLED, start, end, "account", "rule:account", "digits after an account label")
+
+
+def _labelled_iban(ctx: _Context, start: int, value: str) -> None:
+    """An IBAN that fails its check digits is still hidden after an IBAN label (a typo is still PII)."""
+    if _iban_valid(_compact(value)):
+        return  # the IBAN detector reports it
+    end = start
+    count = 0
+    for i, group in enumerate(regex.finditer(r"[A-Za-z0-9]+", value)):
+        size = len(group.group())
+        if i > 0 and (size > 4 or (group.group().isalpha() and group.group().islower())):
+            break
+        count += size
+        if count > 34:
+            break
+        end = start + group.end()
+    ctx.add(
+        _P_LABELLED, start, end, "iban", "rule:iban", "IBAN-shaped after an IBAN label, check digits fail"
+    )
+
+
+#: python-stdnum validators by detector name.
+_VALIDATORS: dict[str, ModuleType] = {
+    "stdnum.es.dni": std_dni,
+    "stdnum.es.nie": std_nie,
+    "stdnum.cn.ric": std_ric,
+    "stdnum.it.codicefiscale": std_codicefiscale,
+    "stdnum.mx.curp": std_curp,
+    "stdnum.fr.nir": std_nir,
+    "stdnum.ch.ssn": std_ch_ssn,
+    "stdnum.kr.rrn": std_rrn,
+    "stdnum.br.cpf": std_cpf,
+    "stdnum.in_.aadhaar": std_aadhaar,
+    "stdnum.pl.pesel": std_pesel,
+    "stdnum.tr.tckimlik": std_tckimlik,
+    "stdnum.de.idnr": std_idnr,
+    "stdnum.jp.in_": std_jp_in,
+    "stdnum.nl.bsn": std_bsn,
+    "stdnum.ru.inn": std_inn,
+    "stdnum.us.ssn": std_ssn,
+    "stdnum.us.itin": std_itin,
+    "stdnum.be.nn": std_be_nn,
+    "stdnum.cl.rut": std_cl_rut,
+    "stdnum.ro.cnp": std_ro_cnp,
+    "stdnum.fi.hetu": std_fi_hetu,
+    "stdnum.ca.sin": std_ca_sin,
+    "stdnum.se.personnummer": std_se_pnr,
+    "stdnum.dk.cpr": std_dk_cpr,
+    "stdnum.no.fodselsnummer": std_no_fnr,
+}
+#: Identity numbers tried after an identity-number label, in order, with their compact lengths.
+_ID_LENGTHS = (
+    ("stdnum.es.dni", (9,)),
+    ("stdnum.es.nie", (9,)),
+    ("stdnum.cn.ric", (18,)),
+    ("stdnum.it.codicefiscale", (16,)),
+    ("stdnum.mx.curp", (18,)),
+    ("stdnum.fr.nir", (15,)),
+    ("stdnum.ch.ssn", (13,)),
+    ("stdnum.kr.rrn", (13,)),
+    ("stdnum.br.cpf", (11,)),
+    ("stdnum.in_.aadhaar", (12,)),
+    ("stdnum.pl.pesel", (11,)),
+    ("stdnum.tr.tckimlik", (11,)),
+    ("stdnum.de.idnr", (11,)),
+    ("stdnum.jp.in_", (12,)),
+    ("stdnum.nl.bsn", (9,)),
+    ("stdnum.ru.inn", (10, 12)),
+    ("stdnum.us.ssn", (9,)),
+    ("stdnum.us.itin", (9,)),
+    ("stdnum.ro.cnp", (13,)),
+    ("stdnum.be.nn", (11,)),
+    ("stdnum.fi.hetu", (10,)),
+    ("stdnum.se.personnummer", (10, 12)),
+    ("stdnum.dk.cpr", (10,)),
+    ("stdnum.no.fodselsnummer", (11,)),
+    ("stdnum.ca.sin", (9,)),
+    ("stdnum.cl.rut", (8, 9)),
+)
+
+
+@lru_cache(maxsize=8192)
+def _valid(name: str, value: str) -> bool:
+    """Whether python-stdnum's ``name`` validator accepts ``value``; a validator that fails says no."""
+    try:
+        if name == "stdnum.fi.hetu" and len(value) == 10:  # the century sign is not a letter or digit
+            return any(_VALIDATORS[name].is_valid(value[:6] + sign + value[6:]) for sign in "-A+")
+        return bool(_VALIDATORS[name].is_valid(value))
+    except Exception:
+        return False
+
+
+@lru_cache(maxsize=4096)
+def _national_id(compact: str) -> str | None:
+    """The first python-stdnum module that validates ``compact`` (already upper-case alphanumerics)."""
+    for name, lengths in _ID_LENGTHS:
+        if len(compact) in lengths and _valid(name, compact):
+            return name
+    return None
+
+
+def _labelled_id(ctx: _Context, start: int, value: str) -> None:
+    """After an identity-number label: the groups that hold digits, whether or not a checksum matches
+    (a typo in an identity number is still one); the checksum only names the detector."""
+    nino = _NINO_SHAPE.match(value)
+    if nino:  # "national insurance number QQ 12 34 56 C": the shape, whatever its prefix letters
+        ctx.add(
+            _P_LABELLED, start, start + nino.end(), "nino", "rule:nino", "NI-number shape after an ID label"
+        )
+        return
+    groups = list(_ALNUM_RUN.finditer(value))
+    k = 0
+    while k < len(groups) and any(c.isdigit() for c in groups[k].group()):
+        k += 1
+    if not k:
+        return
+    if k < len(groups) and _CHECK_CHARACTER.fullmatch(value, groups[k - 1].end(), groups[k].end()):
+        k += 1  # "48302157-H": the check letter is part of the number
+    end = start + groups[k - 1].end()
+    for j in range(k, 0, -1):
+        name = _national_id("".join(g.group() for g in groups[:j]).upper())
+        if name and (j == k or sum(c.isdigit() for g in groups[j:k] for c in g.group()) < 3):
+            # ("DNI 12345678Z 12": the two digits after the number are not part of it)
+            why = "valid number after an ID label"
+            ctx.add(_P_LABELLED, start, start + groups[j - 1].end(), "national_id", name, why)
+            return
+    if sum(c.isdigit() for g in groups[:k] for c in g.group()) >= 5:
+        why = "number after an ID label, no checksum matched"
+        ctx.add(_P_LABELLED, start, end, "national_id", "rule:national_id", why)
+
+
+_ALNUM_RUN = re.compile(r"[0-9A-Za-z]+")
+#: A check letter after an identity number: "-H", " Z" (a lower-case letter after a space is a word).
+_CHECK_CHARACTER = re.compile(r"[\-./]?[A-Za-z]|[ ][A-Z]")
+_NINO_SHAPE = re.compile(
+    r"[A-Za-z]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[A-Da-d](?![0-9A-Za-z])"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# E-mail addresses
+# --------------------------------------------------------------------------------------------------
+
+_EMAIL_DOMAIN = regex.compile(
+    r"@(?:[\p{L}\p{N}](?:[\p{L}\p{M}\p{N}\-]{0,61}[\p{L}\p{M}\p{N}])?\.){1,8}"
+    r"(?:[A-Za-z]{2,63}+(?![A-Za-z0-9\-])"
+    r"|xn--[A-Za-z0-9\-]{1,59}+(?![A-Za-z0-9\-])"
+    # Han top-level domains are two characters but for these few: the CJK text after an address is
+    # not part of it ("用户@例子.中国的邮箱")
+    r"|新加坡|我爱你|嘉里大酒店|\p{Han}{2}"
+    r"|[\p{Hiragana}\p{Katakana}]{2,12}+"
+    r"|\p{Cyrillic}{2,63}+|\p{Greek}{2,63}+|\p{Arabic}{2,63}+|\p{Hebrew}{2,63}+"
+    r"|[\p{Devanagari}\p{M}]{2,63}+|[\p{Thai}\p{M}]{2,63}+|\p{Hangul}{2,63}+)"
+)
+_LOCAL_SYMBOLS = r"\p{M}\p{N}._%+\-'"
+_SCRIPT_OF = regex.compile(
+    r"(?P<cjk>[\p{Han}\p{Hiragana}\p{Katakana}])|(?P<latin>\p{Latin})|(?P<cyrillic>\p{Cyrillic})"
+    r"|(?P<greek>\p{Greek})|(?P<arabic>\p{Arabic})|(?P<hebrew>\p{Hebrew})|(?P<devanagari>\p{Devanagari})"
+    r"|(?P<hangul>\p{Hangul})|(?P<thai>\p{Thai})"
+)
+_LOCAL_BY_SCRIPT = {
+    name: regex.compile(rf"(?r)[{letters}{_LOCAL_SYMBOLS}]{{1,64}}+")
+    for name, letters in (
+        ("cjk", r"\p{Han}\p{Hiragana}\p{Katakana}"),
+        ("latin", r"\p{Latin}"),
+        ("cyrillic", r"\p{Cyrillic}"),
+        ("greek", r"\p{Greek}"),
+        ("arabic", r"\p{Arabic}"),
+        ("hebrew", r"\p{Hebrew}"),
+        ("devanagari", r"\p{Devanagari}"),
+        ("hangul", r"\p{Hangul}"),
+        ("thai", r"\p{Thai}"),
+        ("other", r"\p{L}"),
+    )
+}
+# Where a CJK sentence glued to an all-CJK local part ends: "我的邮箱是用户@例子.中国".
+_CJK_LABEL_END = "是为為はがを：:"
+
+
+#: "@" followed by a first domain label and a dot: where the e-mail pattern is worth trying.
+_AT_DOMAIN = re.compile(r"@(?=[^\s@.]{1,63}\.)")
+
+
+def _detect_emails(ctx: _Context) -> None:
+    text = ctx.text
+    ascii_text = text.isascii()
+    for at_sign in _AT_DOMAIN.finditer(text):
+        m = _EMAIL_DOMAIN.match(text, at_sign.start())
+        if m is None:
+            continue
+        at = m.start()
+        script = "latin"
+        # (only ASCII before the "@": the nearest letter, if any, is Latin)
+        for i in () if ascii_text else range(at - 1, max(-1, at - 65), -1):
+            ch = text[i]
+            if ch.isalpha():
+                found = _SCRIPT_OF.match(ch)
+                script = found.lastgroup if found else "other"
+                break
+            if not (ch.isdigit() or ch in "._%+-'" or unicodedata.category(ch).startswith("M")):
+                break
+        local = _LOCAL_BY_SCRIPT[script].match(text, max(0, at - 64), at)
+        if local is None:
+            continue
+        start = local.start()
+        if script == "cjk":
+            cut = max(text.rfind(c, start, at) for c in _CJK_LABEL_END)
+            if 0 <= cut < at - 1:
+                start = cut + 1
+        while start < at and not (text[start].isalnum() or text[start] == "_"):
+            start += 1
+        if start >= at or m.end() - start > 254:
+            continue
+        tld = text[text.rfind(".", at, m.end()) + 1 : m.end()]
+        why = (
+            "address with a Unicode local part or domain"
+            if not text[start : m.end()].isascii()
+            else "address"
+        )
+        ctx.add(_P_EMAIL, start, m.end(), "email", "rule:email", f"{why}, domain .{tld.lower()}")
+
+
+# --------------------------------------------------------------------------------------------------
+# IBANs and the letter-led identity numbers (NINO, NIE, codice fiscale, CURP)
+# --------------------------------------------------------------------------------------------------
+
+_IBAN_CANDIDATE = re.compile(r"[A-Za-z]{2}[0-9]{2}(?:(?:[ ]{0,2}[\-.]?[ ]{0,2})?[A-Za-z0-9]){11,30}+")
+_LETTER_IDS = re.compile(
+    r"[A-Za-z](?<![A-Za-z0-9][A-Za-z])(?:"
+    r"(?P<nino>[A-Za-z][ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[A-Da-d])"
+    r"|(?P<nie>(?<=[XYZxyz])[ \-]?[0-9]{7}[ \-]?[A-Za-z])"
+    r"|(?P<cf>[A-Za-z]{5}[0-9LMNP-Vlmnp-v]{2}[A-Za-z][0-9LMNP-Vlmnp-v]{2}[A-Za-z][0-9LMNP-Vlmnp-v]{3}[A-Za-z])"
+    r"|(?P<curp>[A-Za-z]{3}[0-9]{6}[HMXhmx][A-Za-z]{5}[0-9A-Za-z][0-9])"
+    r")"
+)
+_LETTER_ID_END = re.compile(r"(?![A-Za-z0-9])")
+_NINO_FIRST = set("ABCEGHJKLMNOPRSTWXYZ")
+_NINO_SECOND = set("ABCEGHJKLMNPRSTWXYZ")
+_NINO_BAD_PREFIX = {"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"}
+
+
+@lru_cache(maxsize=128)
+def _iban_length(country: str) -> int:
+    """The IBAN length of ``country`` from python-stdnum's registry (0: no IBAN there)."""
+    from stdnum import numdb
+
+    try:
+        props = numdb.get("iban").info(country)[0][1]
+    except Exception:
+        return 0
+    bban = props.get("bban") if isinstance(props, dict) else None
+    if not bban:
+        return 0
+    return 4 + sum(int(n) for n in re.findall(r"([0-9]+)!", bban))
+
+
+def _detect_letter_led(ctx: _Context) -> None:
+    text = ctx.text
+    pos = 0
+    while (m := _IBAN_CANDIDATE.search(text, pos)) is not None:
+        length = _iban_prefix(m.group())
+        end = m.start() + length if length else 0
+        if end:
+            country = text[m.start() : m.start() + 2].upper()
+            ctx.add(_P_IBAN, m.start(), end, "iban", "stdnum.iban", f"valid IBAN (mod 97, length), {country}")
+            pos = end
+        else:
+            pos = m.start() + 1
+    for m in _LETTER_IDS.finditer(text):
+        if not _LETTER_ID_END.match(text, m.end()):
+            continue
+        kind = m.lastgroup
+        value = _compact(m.group())
+        if kind == "nino":
+            if value[0] in _NINO_FIRST and value[1] in _NINO_SECOND and value[:2] not in _NINO_BAD_PREFIX:
+                ctx.add(_P_NINO, m.start(), m.end(), "nino", "rule:nino", "UK NI number, valid prefix")
+        else:
+            name = _national_id(value)
+            if name:
+                ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", name, "checksum valid")
+
+
+@lru_cache(maxsize=1024)
+def _iban_prefix(candidate: str) -> int:
+    """How many characters of ``candidate`` make a valid IBAN (its country's length of letters and
+    digits, separators included), 0 if none: what follows may be glued to it ("…3000abc")."""
+    length = _iban_length(candidate[:2].upper())
+    if not length:
+        return 0
+    count = 0
+    for i, ch in enumerate(candidate):
+        if ch.isalnum():
+            count += 1
+            if count == length:
+                return i + 1 if _iban_valid(_compact(candidate[: i + 1])) else 0
+    return 0
+
+
+@lru_cache(maxsize=1024)
+def _iban_valid(compact: str) -> bool:
+    try:
+        return bool(std_iban.is_valid(compact))
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# Digit clusters: cards, phone numbers, numeric identity numbers, long numbers
+# --------------------------------------------------------------------------------------------------
+
+#: Six or more digits, with the separators digit groups have between them.
+_CLUSTER = re.compile(r"[0-9](?:[ ./()+\-,_]{0,3}[0-9]){5}[0-9 ./()+\-,_]*")
+_TWO_DIGITS = re.compile(r"[0-9]{2}")
+_CARD = re.compile(
+    rf"[0-9](?<![0-9][0-9])(?:"
+    rf"[0-9]{{12,18}}"
+    rf"|[0-9]{{3}}(?:{_SEP}[0-9]{{4}}){{3}}(?:{_SEP}[0-9]{{1,3}})?"
+    rf"|[0-9]{{3}}{_SEP}[0-9]{{6}}{_SEP}[0-9]{{4,5}}"
+    rf"|[0-9]{{3}}{_SEP}[0-9]{{4}}{_SEP}[0-9]{{4}}{_SEP}[0-9]{{1,3}}"
+    rf"|[0-9]{{3}}{_SEP}[0-9]{{4}}{_SEP}[0-9]{{5}}"
+    rf")(?![0-9])"
+)
+# Card numbers in other groupings, every group the same size and one separator throughout: single
+# digits, pairs, triples ("4 5 3 4 ...", "44 35 50 ..."), 4-4-4-4 joined by "_" or ",", two halves
+# (8 + 8, a number split over two lines) and the 6-digit BIN apart (6 + 10, 6 + 9). Luhn decides, and
+# nothing that fails it is reported (these shapes are common for other numbers).
+_XSEP = r"(?:[ ]{0,2}[-/._][ ]{0,2}|[ ]{1,3}|,)"
+_CARD_OTHER = re.compile(
+    r"(?<![0-9])(?<![0-9][-/._, ])(?:"
+    rf"[0-9](?P<s1>{_XSEP})[0-9](?:(?P=s1)[0-9]){{11,17}}"
+    rf"|[0-9]{{2}}(?P<s2>{_XSEP})[0-9]{{2}}(?:(?P=s2)[0-9]{{2}}){{4,7}}(?:(?P=s2)[0-9])?"
+    rf"|[0-9]{{3}}(?P<s3>{_XSEP})[0-9]{{3}}(?:(?P=s3)[0-9]{{3}}){{2,4}}(?:(?P=s3)[0-9]{{1,2}})?"
+    r"|[0-9]{4}(?P<s4>[_,])[0-9]{4}(?:(?P=s4)[0-9]{4}){1,3}(?:(?P=s4)[0-9]{1,3})?"
+    r"|[0-9]{4}(?P<s5>[_,])[0-9]{6}(?P=s5)[0-9]{4,5}"
+    rf"|[0-9]{{8}}{_XSEP}[0-9]{{8}}"
+    rf"|[0-9]{{6}}{_XSEP}[0-9]{{9,10}}"
+    rf")(?![0-9])(?!{_XSEP}[0-9])"
+)
+_PSEP = r"(?:[ ]{0,2}[\-./][ ]{0,2}|[ ]{1,2})"
+_PGROUP = r"(?:\([0-9]{1,5}\)|[0-9]{1,13}+)"
+_PHONE = re.compile(
+    r"(?:(?<![0-9_+])(?=\+)|(?<![0-9A-Za-z_+]))(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3})"
+    r"(?=[+(0-9][0-9 ./()+\-]{6})"
+    rf"(?:\+[ ]?)?{_PGROUP}(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{0,6}}+"
+    rf"(?![0-9])(?!{_PSEP}[0-9])"
+)
+_PHONE_TOKEN = re.compile(r"\([0-9]{1,5}\)|[0-9]+")
+_NUMERIC_SHAPES = re.compile(
+    r"[0-9](?<![0-9A-Za-z][0-9])(?:(?:"
+    r"(?P<ric>[0-9]{5}[ ]?[0-9]{8}[ ]?[0-9]{3}[0-9Xx])"
+    r"|(?P<nir>(?<=[1-478])[ ]?[0-9]{2}[ ]?[0-9]{2}[ ]?(?:[0-9]{2}|2[ABab])"
+    r"[ ]?[0-9]{3}[ ]?[0-9]{3}[ ]?[0-9]{2})"
+    r"|(?P<ahv>(?<=7)56[. ]?[0-9]{4}[. ]?[0-9]{4}[. ]?[0-9]{2})"
+    r"|(?P<cpf>[0-9]{2}\.[0-9]{3}\.[0-9]{3}-[0-9]{2})"
+    r"|(?P<rrn>[0-9]{5}-[0-9]{7})"
+    r"|(?P<aadhaar>(?<=[2-9])[0-9]{3}[ \-][0-9]{4}[ \-][0-9]{4})"
+    r"|(?P<dni>[0-9]{7}[ \-]?[A-Za-z])"
+    r")(?![0-9A-Za-z])(?![ \-./][0-9])"
+    # 123-45-6789 and 12-34-56 may be followed by another number ("12-34-56 87654321"), not by "-12"
+    r"|(?:(?P<ssn>[0-9]{2}-[0-9]{2}-[0-9]{4})|(?P<sort>[0-9]-[0-9]{2}-[0-9]{2}))(?![0-9A-Za-z])(?!-[0-9])"
+    r")"
+)
+_LONG_RUN = re.compile(r"[0-9](?<![0-9A-Za-z_][0-9])(?<![0-9][.,][0-9])[0-9]{7,}+(?![A-Za-z_])(?![.,][0-9])")
+_PHONE_WORDS = regex.compile(
+    r"(?:phone|tel|telephone|mobile|cell|call|ring|text|whatsapp|contact|móvil|movil|teléfono|telefono"
+    r"|llama|téléphone|portable|appel|handy|telefon|anrufen|cellulare|chiama|celular|telefone|ligue"
+    r"|telefoon|bel|komórka|zadzwoń|телефон|звон|手机|电话|電話|携帯|전화|휴대폰|핸드폰|cep|هاتف|جوال"
+    r"|फ़ोन|फोन|मोबाइल)",
+    regex.IGNORECASE,
+)
+
+
+def _detect_digit_clusters(ctx: _Context) -> None:
+    text = ctx.text
+    n = len(text)
+    regions: list[list[int]] = []
+    long_clusters: list[tuple[int, int]] = []  # where a card in another grouping may be (16+ characters)
+    covered = 0
+    for m in _CLUSTER.finditer(text):
+        start, end = m.span()
+        if end - start >= 16:
+            long_clusters.append((start, end))
+        if end - start > 64 and _TWO_DIGITS.search(text, start, end) is None:
+            continue  # "1 1 1 1 ...": no personal number is made of single digits
+        lo, hi = max(0, start - 16), min(n, end + 16)
+        covered += hi - lo
+        if regions and lo <= regions[-1][1]:
+            regions[-1][1] = hi
+        else:
+            regions.append([lo, hi])
+    for lo, hi in long_clusters:
+        for m in _CARD_OTHER.finditer(text, lo, hi):
+            why = _card_why(_digits(m.group()))
+            if why:
+                ctx.add(_P_CARD, m.start(), m.end(), "card", "stdnum.luhn", why, weak=_REFERENCE_ONLY)
+    if len(regions) > 32 and covered > (regions[-1][1] - regions[0][0]) // 4:
+        # Many clusters close together: one pass over the whole stretch costs less than one per cluster.
+        regions = [[regions[0][0], regions[-1][1]]]
+    for lo, hi in regions:
+        for m in _CARD.finditer(text, lo, hi):
+            _card(ctx, m)
+        for m in _NUMERIC_SHAPES.finditer(text, lo, hi):
+            _numeric_shape(ctx, m)
+        for m in _LONG_RUN.finditer(text, lo, hi):
+            _long_run(ctx, m.start(), m.end())
+        for m in _PHONE.finditer(text, lo, hi):
+            _phone(ctx, m.start(), m.end())
+
+
+_BRANDS = (
+    ("34", "American Express"),
+    ("37", "American Express"),
+    ("4", "Visa"),
+    ("51", "Mastercard"),
+    ("52", "Mastercard"),
+    ("53", "Mastercard"),
+    ("54", "Mastercard"),
+    ("55", "Mastercard"),
+    ("22", "Mastercard"),
+    ("23", "Mastercard"),
+    ("24", "Mastercard"),
+    ("25", "Mastercard"),
+    ("26", "Mastercard"),
+    ("27", "Mastercard"),
+    ("6011", "Discover"),
+    ("65", "Discover"),
+    ("64", "Discover"),
+    ("35", "JCB"),
+    ("36", "Diners Club"),
+    ("38", "Diners Club"),
+    ("30", "Diners Club"),
+    ("62", "UnionPay"),
+    ("5", "Maestro"),
+    ("6", "Maestro"),
+)
+
+
+@lru_cache(maxsize=4096)
+def _card_why(digits: str) -> str | None:
+    if not 13 <= len(digits) <= 19 or digits[0] not in "23456" or not std_luhn.is_valid(digits):
+        return None
+    if digits[0] == "2" and not (len(digits) == 16 and "2221" <= digits[:4] <= "2720"):
+        return None  # the 2-series is Mastercard's only: 16 digits, 2221-2720
+    if digits[0] == "3" and digits[1] not in "0456789":
+        return None  # Diners 30/36/38/39, Amex 34/37, JCB 35
+    brand = next((name for prefix, name in _BRANDS if digits.startswith(prefix)), f"issuer digit {digits[0]}")
+    return f"Luhn-valid {len(digits)} digits, {brand}"
+
+
+_MORE_GROUPS = re.compile(_SEP + "[0-9]")
+
+
+def _card(ctx: _Context, m: re.Match[str]) -> None:
+    found = _card_match(m.group())
+    if not found:
+        return
+    kind, length, detector, why = found
+    if kind == "card":  # a labelled order or transaction number may be Luhn-valid: the label says
+        ctx.add(_P_CARD, m.start(), m.start() + length, kind, detector, why, weak=_REFERENCE_ONLY)
+    elif not _MORE_GROUPS.match(ctx.text, m.end()):
+        # A card that fails Luhn (a typo): no date or amount looks like it, a labelled reference may.
+        ctx.add(_P_NUMBER, m.start(), m.start() + length, kind, detector, why, weak=_REFERENCE_ONLY)
+
+
+@lru_cache(maxsize=4096)
+def _card_match(candidate: str) -> tuple[str, int, str, str] | None:
+    """(kind, length, detector, why) for a card-shaped ``candidate``, None when it is not one."""
+    groups = list(_DIGIT_RUN.finditer(candidate))
+    digits = "".join(g.group() for g in groups)
+    why = _card_why(digits)
+    if why:
+        return "card", len(candidate), "stdnum.luhn", why
+    if len(groups) == 5:  # "4111 1111 1111 1111 123": a card and what follows it
+        why = _card_why(digits[:16])
+        if why:
+            return "card", groups[3].end(), "stdnum.luhn", why
+    if len(groups) > 1:
+        return "number", len(candidate), "rule:number", f"card-shaped {len(digits)} digits, fails Luhn"
+    return None
+
+
+_SHAPE_NAMES = {
+    "ric": "stdnum.cn.ric",
+    "nir": "stdnum.fr.nir",
+    "ahv": "stdnum.ch.ssn",
+    "cpf": "stdnum.br.cpf",
+    "rrn": "stdnum.kr.rrn",
+    "aadhaar": "stdnum.in_.aadhaar",
+    "dni": "stdnum.es.dni",
+}
+
+
+def _numeric_shape(ctx: _Context, m: re.Match[str]) -> None:
+    kind = m.lastgroup or ""
+    start, end = m.span()
+    value = m.group()
+    if kind == "ssn":
+        digits = _digits(value)
+        if _valid("stdnum.us.ssn", digits):
+            ctx.add(
+                _P_SSN, start, end, "ssn", "stdnum.us.ssn", "SSN format, valid area/group/serial", weak=_WEAK
+            )
+        elif _valid("stdnum.us.itin", digits):
+            ctx.add(_P_SSN, start, end, "national_id", "stdnum.us.itin", "valid US ITIN", weak=_WEAK)
+        return
+    if kind == "sort":
+        ctx.add(
+            _P_SORT, start, end, "sort_code", "rule:sort_code", "UK sort code format 12-34-56", weak=_WEAK
+        )
+        return
+    name = _SHAPE_NAMES.get(kind)
+    if name and _valid(name, _compact(value)):
+        weak = kind == "aadhaar"  # one Verhoeff digit: a protection (a reference...) wins
+        priority = _P_WEAK_ID if weak else _P_STRONG_ID
+        ctx.add(
+            priority,
+            start,
+            end,
+            "national_id",
+            name,
+            "checksum valid",
+            weak=_WEAK if weak else 0,
+        )
+
+
+# Unlabelled runs that a national-id checksum claims before a phone number does (1 in 100 or rarer
+# by chance), by length. Shorter checks (1 in 10: pesel, idnr, bsn, inn, jp) need a label.
+_RUN_IDS: dict[int, tuple[str, ...]] = {
+    11: ("stdnum.br.cpf", "stdnum.tr.tckimlik"),
+    12: ("stdnum.in_.aadhaar",),
+    13: ("stdnum.ch.ssn", "stdnum.kr.rrn"),
+    15: ("stdnum.fr.nir",),
+    18: ("stdnum.cn.ric",),
+}
+
+
+def _long_run(ctx: _Context, start: int, end: int) -> None:
+    text = ctx.text
+    size = end - start
+    if size == 8:
+        ctx.add(
+            _P_ACCOUNT,
+            start,
+            end,
+            "account",
+            "rule:account",
+            "8 digits (UK account number format)",
+            weak=_WEAK,
+        )
+        return
+    for name in _RUN_IDS.get(size, ()):
+        if _valid(name, text[start:end]):
+            ctx.add(_P_WEAK_ID, start, end, "national_id", name, "checksum valid", weak=_WEAK)
+            break
+    ctx.add(
+        _P_NUMBER,
+        start,
+        end,
+        "number",
+        "rule:number",
+        f"{size}-digit run, no validator claims it",
+        weak=_WEAK,
+    )
+
+
+# Phone numbers --------------------------------------------------------------------------------------
+
+
+class _RegionInfo(NamedTuple):
+    prefix: str
+    lengths: frozenset[int]
+
+
+@lru_cache(maxsize=256)
+def _region_info(region: str) -> _RegionInfo | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.general_desc is None:
+        return None
+    return _RegionInfo(metadata.national_prefix or "", frozenset(metadata.general_desc.possible_length or ()))
+
+
+_PHONE_CACHE: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _phone_region(ctx: _Context, candidate: str, international: bool) -> str | None:
+    """The region where ``candidate`` is a valid number ("" if none); None once the budget is spent."""
+    key = (candidate, () if international else ctx.regions)
+    cached = _PHONE_CACHE.get(key)
+    if cached is not None:
+        return cached
+    digits = _digits(candidate)
+    found = ""
+    if international:
+        ctx.phone_calls += 1
+        if ctx.phone_calls > PHONE_BUDGET:
+            return None
+        found = _parse_valid(candidate, None)
+    else:
+        for region in ctx.regions:
+            info = _region_info(region)
+            if info is None:
+                continue
+            if len(digits) not in info.lengths and not (
+                info.prefix
+                and digits.startswith(info.prefix)
+                and len(digits) - len(info.prefix) in info.lengths
+            ):
+                continue
+            ctx.phone_calls += 1
+            if ctx.phone_calls > PHONE_BUDGET:
+                return None
+            found = _parse_valid(candidate, region)
+            if found:
+                break
+    if len(_PHONE_CACHE) > 32768:
+        _PHONE_CACHE.clear()
+    _PHONE_CACHE[key] = found
+    return found
+
+
+def _parse_valid(candidate: str, region: str | None) -> str:
+    try:
+        number = phonenumbers.parse(candidate, region)
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.region_code_for_number(number) or region or "001"
+    except Exception:
+        pass
+    return ""
+
+
+_PHONE_OUTCOMES: dict[
+    tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]], tuple[tuple[int, int, str, bool], ...]
+] = {}
+
+
+def _phone(ctx: _Context, start: int, end: int) -> None:
+    text = ctx.text
+    i = bisect.bisect_right(ctx.strong_starts, start)
+    if i and ctx.strong_ends[i - 1] >= end:
+        return  # inside a card, an IBAN, an e-mail address...: nothing to look for
+    candidate = text[start:end]
+    outcome = _cached_phone_outcome(ctx, candidate, ())
+    # A national number must not take groups that a stronger finding or a protected span (a date, an
+    # amount...) holds: if one found does, the candidate is looked at again without them
+    # ("4111 1111 1111 1111 07700 900123", "2024-03-15 07700 900123").
+    blocked: tuple[tuple[int, int], ...] = ()
+    for spans in (lambda: ctx.strong_within(start, end), lambda: _local_protections(ctx, start, end)):
+        if not outcome or not any(
+            not international and not any(lo < e and b < hi for b, e in blocked)
+            for lo, hi, _, international in outcome
+        ):
+            break
+        more = tuple(
+            (max(s, start) - start, min(e, end) - start) for s, e in spans() if s < end and start < e
+        )
+        if more:
+            blocked = tuple(sorted({*blocked, *more}))
+            outcome = _cached_phone_outcome(ctx, candidate, blocked)
+    if outcome is None:  # the parse budget is spent: hide what looks like a number, unchecked
+        if len(_digits(candidate)) >= 9:
+            why = "phone-shaped, not checked: parse budget spent"
+            ctx.add(_P_NUMBER, start, end, "number", "rule:number", why, weak=_WEAK)
+        return
+    if not outcome:
+        _labelled_phone(ctx, start, end)
+        return
+    context: bool | None = None
+    for lo, hi, region, international in outcome:
+        if international:
+            how = "international" if candidate[lo] == "+" else "international (00)"
+            why = f"valid {how} number, {region}"
+            ctx.add(_P_PHONE_INTL, start + lo, start + hi, "phone", "phonenumbers", why)
+            continue
+        if context is None:
+            context = _PHONE_WORDS.search(text, max(0, start + lo - 40), start + lo) is not None
+        priority = _P_PHONE_CONTEXT if context else _P_PHONE
+        why = f"valid {region} number, national format"
+        ctx.add(priority, start + lo, start + hi, "phone", "phonenumbers", why, weak=_WEAK)
+
+
+#: A phone label right before a number: "my mobile is", "手機", "ring mig på", "whatsapp:".
+_PHONE_LABEL = regex.compile(
+    r"(?<![\p{L}])(?:(?:tele)?phone(?:[ ]number)?|tel\.?|mobile?|cell(?:[ ]?phone)?|whats[ ]?app"
+    r"|call[ ](?:me|us)(?:[ ](?:on|at))?|ring(?:[ ](?:me|mig|mij))?|text[ ](?:me|us)(?:[ ](?:on|at))?"
+    r"|handy|natel|móvil|movil"
+    r"|tel[ée]fono|téléphone|telephone|portable|telefon|telefone|telefoon|cellulare|celular|komórka|komorka"
+    r"|телефон|тел\.?|моб\.?|puhelin|matkapuhelin|contact)(?![\p{L}])"
+    r"|手机|手機|电话|電話|携帯|전화|휴대폰|핸드폰|هاتف|جوال|फ़ोन|फोन|मोबाइल"
+)
+_PHONE_LABEL_GAP = regex.compile(r"[^0-9\n]{0,24}")
+
+
+def _labelled_phone(ctx: _Context, start: int, end: int) -> None:
+    """A number no region validates is still a phone number right after a phone label, when it has
+    7-15 digits (8-digit Singapore, Hong Kong or Nordic numbers...)."""
+    text = ctx.text
+    size = len(_digits(text[start:end]))
+    if not 7 <= size <= 15 or text[start] == "(":
+        return
+    window = text[max(0, start - 40) : start]
+    last_digit = max(window.rfind(d) for d in "0123456789")
+    window = window[last_digit + 1 :].lower()
+    if not window.strip():
+        return
+    for m in _PHONE_LABEL.finditer(window):
+        if _PHONE_LABEL_GAP.fullmatch(window, m.end()):
+            why = f"{size} digits after a phone label"
+            ctx.add(_P_PHONE_CONTEXT, start, end, "phone", "rule:phone", why, weak=_WEAK)
+            return
+
+
+def _cached_phone_outcome(
+    ctx: _Context, candidate: str, blocked: tuple[tuple[int, int], ...]
+) -> tuple[tuple[int, int, str, bool], ...] | None:
+    key = (candidate, ctx.regions, blocked)
+    outcome = _PHONE_OUTCOMES.get(key)
+    if outcome is None:
+        computed = _phone_outcome(ctx, candidate, blocked)
+        if computed is None:
+            return None
+        if len(_PHONE_OUTCOMES) > 32768:
+            _PHONE_OUTCOMES.clear()
+        outcome = _PHONE_OUTCOMES[key] = computed
+    return outcome
+
+
+def _local_protections(ctx: _Context, start: int, end: int) -> list[tuple[int, int]]:
+    """The protected spans (patterns and labelled references) that may overlap ``[start, end)``."""
+    text = ctx.text
+    lo, hi = max(0, start - _PROTECTION_MAX), min(len(text), end + _PROTECTION_MAX)
+    spans = _protect_num_spans(text, lo, hi)
+    spans.extend(m.span() for m in _PROTECT_PREFIX.finditer(text, lo, hi))
+    spans.extend(span for span in ctx.soft if span[0] < end and start < span[1])
+    return spans
+
+
+def _phone_outcome(
+    ctx: _Context, candidate: str, blocked: tuple[tuple[int, int], ...]
+) -> tuple[tuple[int, int, str, bool], ...] | None:
+    """The valid phone numbers in a phone-shaped ``candidate``: (start, end, region, international).
+
+    The longest run of digit groups that ``phonenumbers`` validates wins; then the groups after it are
+    looked at. National-format windows overlapping a ``blocked`` span (a date, an amount...) are not
+    tried. None when the parse budget ran out.
+    """
+    tokens = [m.span() for m in _PHONE_TOKEN.finditer(candidate)]
+    found: list[tuple[int, int, str, bool]] = []
+    if candidate[0] == "+":
+        for j in range(len(tokens) - 1, -1, -1):
+            window = candidate[: tokens[j][1]]
+            if not 8 <= len(_digits(window)) <= 15:
+                continue
+            region = _phone_region(ctx, window, True)
+            if region is None:
+                return None
+            if region:
+                found.append((0, tokens[j][1], region, True))
+                break
+        return tuple(found)
+    i = 0
+    while i < len(tokens):
+        for j in range(len(tokens) - 1, i - 1, -1):
+            lo, hi = tokens[i][0], tokens[j][1]
+            window = candidate[lo:hi]
+            size = len(_digits(window))
+            international = window.startswith("00")
+            if not (10 <= size <= 17 if international else 9 <= size <= 13):
+                continue
+            if not international and (_self_protected(window) or any(lo < e and s < hi for s, e in blocked)):
+                continue  # a date, an amount, a timestamp...: never a national number
+            region = _phone_region(ctx, "+" + window[2:] if international else window, international)
+            if region is None:
+                return None
+            if region:
+                found.append((lo, hi, region, international))
+                i = j
+                break
+        i += 1
+    return tuple(found)
+
+
+@lru_cache(maxsize=4096)
+def _self_protected(window: str) -> bool:
+    return _PROTECT_NUM.search(window) is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# Protected spans: dates, times, timestamps, amounts, percentages, IPs, versions
+# --------------------------------------------------------------------------------------------------
+
+_CURRENCY_SYMBOL = "[$£€¥₹₽₩₺₪₫฿₴₦₱¢]"
+_CURRENCY_CODES = (  # noqa: SIM905 - a word list reads better as words
+    "EUR USD GBP CHF JPY CNY RMB INR RUB AUD CAD BRL SEK NOK DKK PLN CZK HUF MXN HKD SGD NZD ZAR TRY AED SAR "
+    "KRW EGP"
+).split()
+_CURRENCY_BEFORE = (
+    rf"(?:{_CURRENCY_SYMBOL}|(?:{'|'.join(_CURRENCY_CODES)})(?<![A-Za-z][A-Z]{{3}})"
+    r"|(?:Rs\.?|R\$|US\$|A\$|C\$|HK\$|S\$|Fr\.|kr\.?|zł|руб\.?))"
+)
+_CURRENCY_AFTER = (
+    rf"(?:{_CURRENCY_SYMBOL}|(?:{'|'.join(_CURRENCY_CODES)}|euros?|dollars?|pounds?|quid|bucks|pesos?|rupees?"
+    r"|rubles?|roubles?|francs?|yuan|yen|zł(?:otych)?|kr(?:onor|oner)?|lira|TL|reais|real|dirhams?"
+    r"|riyals?)(?![A-Za-z])|руб(?:лей|ля|ль)?\.?|р\.|元|円|块|萬|万|원)"
+)
+# After the first digit (already matched): the rest of a number as amounts write it.
+_AMOUNT_REST = (
+    r"(?:[0-9]{0,2}+(?:[,.'’ ][0-9]{3}){1,6}+(?:[.,][0-9]{1,2})?+|[0-9]{0,14}+(?:[.,][0-9]{1,2})?+)"
+)
+#: The longest text a protection pattern matches (a build stamp with its suffix).
+_PROTECTION_MAX = 64
+_DAY_REST = r"(?:(?<=0)[1-9]|(?<=[12])[0-9]?|(?<=3)[01]?|(?<=[4-9]))"
+_MONTH_REST = r"(?:(?<=0)[1-9]|(?<=1)[0-2]?|(?<=[2-9]))"
+_HOUR_REST = r"(?:(?<=[01])[0-9]?|(?<=2)[0-3]?|(?<=[3-9]))"
+_MONTH = r"(?:0?[1-9]|1[0-2])"
+_DAY = r"(?:0?[1-9]|[12][0-9]|3[01])"
+#: Protections that start with a digit: every alternative goes on from the first digit of a run.
+_PROTECT_NUM = re.compile(
+    r"(?<![0-9])[0-9](?:"
+    # ISO dates and timestamps: 2024-03-15, 2024-03-15T14:30:00Z, 2024/03/15 14:30
+    rf"(?:(?<=1)[89]|(?<=2)0)[0-9]{{2}}(?P<s1>[-/.]){_MONTH}(?P=s1){_DAY}"
+    r"(?:(?:T|[ ]{1,2})(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:[.,][0-9]{1,9})?)?"
+    r"(?:Z|[ ]?[+-][0-9]{2}:?[0-9]{2})?)?(?![0-9])"
+    # build stamps and model versions: 20261130-054108-c2db79
+    r"|(?<![A-Za-z][0-9])[0-9]{7}[-_T][0-9]{4,6}(?:[-_.][0-9A-Za-z]{1,40})?"
+    # day-month-year and month-day-year with a 4-digit year; 2-digit years as D-M-Y, or M/D/Y
+    rf"|{_DAY_REST}(?P<s2>[-/.]){_MONTH}(?P=s2)(?:1[89]|20)[0-9]{{2}}(?![0-9])"
+    rf"|{_MONTH_REST}(?P<s3>[-/.]){_DAY}(?P=s3)(?:1[89]|20)[0-9]{{2}}(?![0-9])"
+    rf"|{_DAY_REST}(?P<s4>[-/.]){_MONTH}(?P=s4)[0-9]{{2}}(?![0-9]|[-/.][0-9])"
+    rf"|{_MONTH_REST}/{_DAY}/[0-9]{{2}}(?![0-9]|[-/.][0-9])"
+    # compact timestamps: 20240315143022 (a valid date and time)
+    r"|(?:(?<=1)9|(?<=2)0)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])(?:[01][0-9]|2[0-3])[0-5][0-9]"
+    r"[0-5][0-9](?![0-9])"
+    # compact dates: 20240315, 15032024
+    r"|(?:(?<=1)9|(?<=2)0)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])(?![0-9])"
+    r"|(?:(?<=0)[1-9]|(?<=[12])[0-9]|(?<=3)[01])(?:0[1-9]|1[0-2])(?:19|20)[0-9]{2}(?![0-9])"
+    # card expiry: 12/26, 12/2026
+    r"|(?<![/][0-9])(?:(?<=0)[1-9]|(?<=1)[0-2])/(?:20)?[0-9]{2}(?![0-9/])"
+    # times: 14:30, 9:15 am, 14:30:00.250, 14h30
+    rf"|{_HOUR_REST}(?::[0-5][0-9]){{1,2}}(?:[.,][0-9]{{1,6}})?(?:[ ]?[AaPp]\.?[Mm]\.?)?(?![0-9])"
+    rf"|{_HOUR_REST}h[0-5][0-9](?![0-9])"
+    # versions: after a product name and "/" (Chrome/122.0.6261.112, Safari/537.36), with three dots or
+    # more (but for 06.12.34.56.78, a phone number in pairs), calendar versions (2024.03.1187)
+    r"|(?<=[A-Za-z]/[0-9])[0-9]{0,7}(?:\.[0-9A-Za-z]{1,10}){1,4}"
+    r"|(?<![.][0-9])(?!(?<=[0-9])[0-9](?:\.[0-9]{2}){3,6}(?![0-9]|\.[0-9]))[0-9]{0,7}(?:\.[0-9]{1,6}){3,6}"
+    r"(?![0-9]|\.[0-9])"
+    r"|(?<![.][0-9])(?:(?<=1)9|(?<=2)0)[0-9]{2}\.[0-9]{1,2}\.[0-9]{1,6}(?![0-9]|\.[0-9])"
+    # IPv4 addresses and x.y.z versions
+    r"|(?<![.][0-9])[0-9]{0,2}+(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])"
+    r"|(?<![.][0-9])[0-9]?+\.[0-9]{1,4}+\.[0-9]{1,6}+(?![0-9]|\.[0-9])"
+    # unix timestamps in seconds and milliseconds (2001-2033)
+    r"|(?<=1)[0-9]{9}(?:[0-9]{3})?(?![0-9])"
+    # amounts with the currency after: 1 250 000 EUR, 1.250.000,00 €, 50 euros
+    rf"|(?<![.,'’][0-9]){_AMOUNT_REST}[ ]?{_CURRENCY_AFTER}"
+    # numbers in a locale grouping: 1,250,000  1.250.000,00  1'250
+    r"|(?<![.,'’][0-9])[0-9]{0,2}+(?P<g>[,.'’])[0-9]{3}(?:(?P=g)[0-9]{3}){0,5}+(?:[.,][0-9]{1,2})?(?![0-9]|[.,'’][0-9])"
+    # percentages
+    r"|(?<![.,][0-9])[0-9]{0,2}+(?:[.,][0-9]{1,4}+)?[ ]?%"
+    r")"
+)
+#: Where :data:`_PROTECT_NUM` may match: the start of a run of digits whose length and the characters
+#: after it fit one of its alternatives (a necessary condition only, much cheaper to reject). Only the
+#: run itself is consumed, so no run start is skipped.
+_PROTECT_NUM_START = re.compile(
+    r"(?<=[A-Za-z]/)[0-9]"  # versions after a product name
+    r"|(?<![0-9])[0-9]{1,15}+(?="
+    r"(?P<s>[-/.])(?<![0-9]{3}[-/.])(?:0?[1-9]|[12][0-9]|3[01])(?P=s)[0-9]{2}"  # day/month first dates
+    r"|/(?<![0-9]{3}/)[0-9]{2}"  # card expiry
+    r"|[-/.](?<=[0-9]{4}[-/.])[0-9]{1,2}[-/.][0-9]"  # ISO dates, calendar versions
+    r"|[-_T](?<=[0-9]{8}[-_T])[0-9]{4}"  # build stamps
+    r"|[:h](?<![0-9]{3}[:h])[0-5][0-9]"  # times
+    r"|\.(?<![0-9]{9}\.)[0-9]{1,6}\.[0-9]"  # versions, IPv4
+    r"|[,.'’](?<![0-9]{4}[,.'’])[0-9]{3}"  # locale groupings
+    rf"|[ ](?<![0-9]{{4}}[ ])(?:[0-9]{{3}}[,.'’ ]){{0,5}}[0-9]{{3}}(?:[.,][0-9]{{1,2}})?[ ]?{_CURRENCY_AFTER}"
+    rf"|(?:[.,][0-9]{{1,4}})?[ ]?(?:%|{_CURRENCY_AFTER})"  # amounts, percentages (run <= 15)
+    r"|(?<=[0-9]{8})(?![0-9])"  # compact dates and timestamps, unix timestamps
+    r")"
+)
+
+
+def _protect_num_spans(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    """``[m.span() for m in _PROTECT_NUM.finditer(text, lo, hi)]``, trying only where it may match."""
+    spans: list[tuple[int, int]] = []
+    last = lo
+    match = _PROTECT_NUM.match
+    for candidate in _PROTECT_NUM_START.finditer(text, lo, hi):
+        pos = candidate.start()
+        if pos < last:
+            continue
+        m = match(text, pos, hi)
+        if m is not None:
+            last = m.end()
+            spans.append((pos, last))
+    return spans
+
+
+#: Protections that start with a currency or a version prefix: £1,250.00, CHF 1'250.00, v2.13.0.
+_PROTECT_PREFIX = re.compile(
+    r"(?=[$£€¥₹₽₩₺₪₫฿₴₦₱¢A-Zkzрv])"
+    rf"(?:{_CURRENCY_BEFORE}[ ]?[-−]?[0-9]{_AMOUNT_REST}"
+    r"|[vV](?<![0-9A-Za-z.][vV])(?:ersion[ ]?|er\.?[ ]?)?[0-9]{1,4}(?:\.[0-9A-Za-z]{1,8}){0,4}"
+    r"(?:[-+][0-9A-Za-z.]{1,40})?"
+    # build ids: UP1A.231005.007
+    r"|[A-Z](?<![0-9A-Za-z.][A-Z])[A-Z0-9]{1,10}(?:\.[0-9A-Za-z]{1,10}){2,4}(?![0-9A-Za-z]))"
+)

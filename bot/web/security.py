@@ -1,0 +1,264 @@
+"""The operator credential of the REST API: one bearer key (``TELLER_OPERATOR_API_KEY``).
+
+:class:`OperatorKey` is a FastAPI dependency; put it on any route only operators may call::
+
+    @app.delete("/api/customers/{channel}/{user_id}", dependencies=[Depends(operator_key)])
+
+- the key is not configured: **403**, the endpoint is off until it is;
+- no ``Authorization: Bearer …`` header, or the wrong key: **401** (``WWW-Authenticate: Bearer``);
+- the right key: the route runs.
+
+Keys are compared in constant time (:func:`hmac.compare_digest`). Refusals are logged without the
+presented value. :meth:`OperatorKey.admits` asks the same question without refusing, for routes
+that show everyone else less (``/healthz``) or nothing (the API docs, in production).
+
+The rest of the web app's hardening ("closed by default") is here too:
+
+- :class:`SecurityHeaders`: every response gets a Content-Security-Policy (the chat page loads its
+  script and style from ``/static``, nothing inline; no framing), ``X-Content-Type-Options:
+  nosniff``, ``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY`` and ``Cache-Control:
+  no-store`` (unless the route set its own);
+- :class:`JsonBodies`: a request with a body under ``/api/`` must say ``Content-Type:
+  application/json`` (415 otherwise), so a cross-site form cannot post to the API without a CORS
+  preflight; the Slack and Telegram webhooks, outside ``/api/``, keep their own formats;
+- :func:`add_docs`: ``/docs``, ``/redoc`` and ``/openapi.json``, each answering 404 to a request the
+  given check refuses (in production: one without the operator credential).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from pydantic import SecretStr
+from starlette.datastructures import MutableHeaders
+
+log = logging.getLogger(__name__)
+
+#: The actor operator API calls are recorded under (the key names no person).
+API_ACTOR = "api:operator"
+
+_bearer = HTTPBearer(auto_error=False, description="TELLER_OPERATOR_API_KEY", scheme_name="operator")
+
+
+class OperatorKey:
+    """A FastAPI dependency admitting requests that carry the operator key as a bearer token."""
+
+    def __init__(self, key: SecretStr | str | None) -> None:
+        raw = key.get_secret_value() if isinstance(key, SecretStr) else key
+        self._key = raw.encode() if raw else None
+
+    @property
+    def configured(self) -> bool:
+        return self._key is not None
+
+    def admits(self, request: Request) -> bool:
+        """Whether ``request`` carries the key (``Authorization: Bearer <key>``); never raises.
+        False while no key is configured."""
+        if self._key is None:
+            return False
+        scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+        presented = token.encode() if scheme.lower() == "bearer" else b""
+        return bool(presented) and hmac.compare_digest(presented, self._key)
+
+    async def __call__(
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+    ) -> str:
+        """The actor to record (:data:`API_ACTOR`); raises the 403 or 401 described above. In a module
+        with ``from __future__ import annotations``, put an instance made inside a function in the
+        route's ``dependencies``: a parameter's annotation is resolved from the module's globals."""
+        if self._key is None:
+            raise HTTPException(
+                status_code=403,
+                detail="operator endpoints are off: set TELLER_OPERATOR_API_KEY on the server to turn "
+                "them on",
+            )
+        presented = credentials.credentials.encode() if credentials is not None else b""
+        if not presented or not hmac.compare_digest(presented, self._key):
+            log.warning(
+                "operator_key_refused",
+                extra={
+                    "fields": {
+                        "path": request.url.path,
+                        "method": request.method,
+                        "reason": "wrong key" if presented else "no bearer credential",
+                    }
+                },
+            )
+            raise HTTPException(
+                status_code=401,
+                detail="an operator bearer credential is required (Authorization: Bearer <key>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return API_ACTOR
+
+
+# ---------------------------------------------------------------------------------- headers
+
+#: The policy of every response but the docs pages: the chat page's script and style are files of
+#: its own origin (``/static/chat.js``, ``/static/chat.css``), nothing inline, no framing.
+PAGE_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+HEADERS = (
+    ("content-security-policy", PAGE_POLICY),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    # Replies quote customers: no browser or proxy keeps a copy.
+    ("cache-control", "no-store"),
+)
+
+
+class SecurityHeaders:
+    """ASGI middleware: :data:`HEADERS` on every HTTP response, each unless the route set it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS:
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+# ---------------------------------------------------------------------------------- content type
+
+JSON_ONLY = "Content-Type must be application/json (optionally with charset=utf-8)"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def is_json(content_type: str) -> bool:
+    """``application/json``, with at most a ``charset=utf-8`` parameter (JSON is UTF-8)."""
+    media, *parameters = content_type.split(";")
+    if media.strip().lower() != "application/json":
+        return False
+    for parameter in filter(str.strip, parameters):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+class JsonBodies:
+    """ASGI middleware: under ``prefix``, a POST, PUT or PATCH (or any request that carries a body)
+    whose Content-Type is not JSON gets a 415 before anything reads it."""
+
+    def __init__(self, app: Any, prefix: str = "/api/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            headers = [(k.lower(), v) for k, v in scope.get("headers") or []]
+            has_body = scope["method"] in _BODY_METHODS or any(
+                k == b"transfer-encoding" or (k == b"content-length" and v.strip() not in (b"", b"0"))
+                for k, v in headers
+            )
+            types = [v.decode("latin-1") for k, v in headers if k == b"content-type"]
+            if has_body and not (types and all(is_json(t) for t in types)):
+                body = json.dumps({"detail": JSON_ONLY}).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 415,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------------- API docs
+
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+_CDN = "https://cdn.jsdelivr.net"
+
+
+def docs_policy(html: str) -> str:
+    """The Content-Security-Policy of a docs page: Swagger UI's or ReDoc's files from their CDN,
+    the page's own inline scripts by hash (never any other inline script), inline styles (both
+    inject them), and no framing."""
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in _INLINE_SCRIPT.findall(html)
+    ]
+    return "; ".join(
+        (
+            "default-src 'self'",
+            " ".join(["script-src 'self'", _CDN, *hashes]),
+            f"style-src 'self' {_CDN} https://fonts.googleapis.com 'unsafe-inline'",
+            "font-src 'self' https://fonts.gstatic.com",
+            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
+            "worker-src 'self' blob:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+def add_docs(app: FastAPI, allowed: Callable[[Request], bool]) -> None:
+    """``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc`` on ``app`` (created with its own
+    docs turned off); each answers 404, as if it did not exist, to a request ``allowed`` refuses."""
+
+    def check(request: Request) -> None:
+        if not allowed(request):
+            raise HTTPException(status_code=404, detail="Not Found")
+
+    def page(html: HTMLResponse) -> HTMLResponse:
+        text = bytes(html.body).decode()
+        return HTMLResponse(text, headers={"content-security-policy": docs_policy(text)})
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> JSONResponse:
+        check(request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request) -> HTMLResponse:
+        check(request)
+        return page(get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI"))
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        check(request)
+        return page(get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc"))

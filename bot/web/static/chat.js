@@ -1,0 +1,132 @@
+// The web chat page's script (bot/web/static/chat.html); no inline script: the CSP allows none.
+(() => {
+  const log = document.getElementById("log");
+  const form = document.getElementById("form");
+  const input = document.getElementById("text");
+  const userKey = "teller-user-id";
+  let userId = localStorage.getItem(userKey);
+  if (!userId) {
+    userId = "web-" + (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2));
+    localStorage.setItem(userKey, userId);
+  }
+
+  function bubble(text, who) {
+    const div = document.createElement("div");
+    div.className = "msg " + who;
+    div.textContent = text;
+    log.appendChild(div);
+    log.scrollTop = log.scrollHeight;
+    return div;
+  }
+
+  // A row of buttons under a reply; pressing one disables the row and calls onPress(choice).
+  function buttons(div, choices, className, onPress) {
+    const box = document.createElement("div");
+    box.className = className;
+    for (const choice of choices) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = choice.label;
+      b.dataset.value = choice.value;
+      b.addEventListener("click", () => {
+        box.querySelectorAll("button").forEach(x => x.disabled = true);
+        onPress(choice);
+      });
+      box.appendChild(b);
+    }
+    div.appendChild(box);
+  }
+
+  async function sendFeedback(div, messageId, choice) {
+    const helpful = choice.helpful === true;
+    const res = await fetch("/api/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message_id: messageId, helpful }) });
+    const note = document.createElement("div");
+    note.className = "thanks";
+    note.textContent = res.ok ? (helpful ? "Thanks for the feedback!" : "Sorry about that. We'll use this to improve.")
+                              : "Feedback could not be saved.";
+    div.appendChild(note);
+  }
+
+  function newId() {
+    return (window.crypto && crypto.randomUUID) ? crypto.randomUUID()
+      : Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+
+  // One id per message for all its attempts: a retry (network error, 5xx, 429) that reaches another
+  // replica is answered with the stored reply, never twice.
+  async function post(body) {
+    let res;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        res = await fetch("/api/messages", { method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body) });
+        if (res.status < 500 && res.status !== 429) return res;
+      } catch (e) {
+        if (attempt === 3) throw e;
+      }
+      await new Promise(r => setTimeout(r, 500 * 2 ** attempt));
+    }
+    return res;
+  }
+
+  async function send(text, shown) {
+    bubble(shown || text, "me");
+    try {
+      const res = await post({ user_id: userId, text, client_message_id: newId() });
+      if (!res.ok) {
+        const err = await res.json().catch(() => ({}));
+        bubble(typeof err.detail === "string" ? err.detail : "Something went wrong. Please try again.", "bot error");
+        return;
+      }
+      const data = await res.json();
+      if (data.route === "handoff" || data.route === "human") watchHandoff(data.message_id);
+      if (!data.reply) return;  // passed to the person handling the conversation
+      const div = bubble(data.reply, "bot");
+      div.dataset.route = data.route;
+      div.dataset.messageId = data.message_id;
+      const feedback = data.choices.filter(c => c.kind === "feedback");
+      const others = data.choices.filter(c => c.kind !== "feedback");
+      if (others.length) buttons(div, others, "choices", c => send(c.value, c.label));
+      if (feedback.length) buttons(div, feedback, "feedback", c => sendFeedback(div, data.message_id, c));
+    } catch (e) {
+      bubble("Teller can't be reached right now. Please try again in a moment.", "bot error");
+    }
+  }
+
+  // While a person handles the conversation, their messages are fetched every few seconds.
+  let lastSeen = null, watching = null, seenOpen = false;
+  function watchHandoff(messageId) {
+    if (lastSeen === null) lastSeen = messageId;
+    if (watching) return;
+    watching = setInterval(async () => {
+      const query = new URLSearchParams({ user_id: userId });
+      if (lastSeen) query.set("after", lastSeen);
+      const res = await fetch("/api/messages?" + query).catch(() => null);
+      if (!res || !res.ok) return;
+      const data = await res.json();
+      for (const m of data.messages) {
+        bubble(m.reply, "bot human");
+        lastSeen = m.message_id;
+      }
+      if (data.handoff_open) seenOpen = true;
+      else {  // closed by the operator (or no one is on duty to take it: nothing to wait for)
+        clearInterval(watching);
+        watching = null;
+        lastSeen = null;
+        if (seenOpen && data.closed_notice) bubble(data.closed_notice, "bot");
+        seenOpen = false;
+      }
+    }, 3000);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    send(text);
+  });
+  bubble("Hello! I'm Teller, Lumen Bank's assistant. How can I help?", "bot");
+  input.focus();
+})();

@@ -1,0 +1,140 @@
+"""The audit log (append-only, inside a caller's transaction or on its own), the customers' keyed
+pseudonyms, and ``teller audit``; on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.cli.privacy_admin import parse_since
+from bot.errors import InputError
+from bot.privacy.erasure import PSEUDONYM_KEY, Eraser, pseudonym
+from bot.settings import get_settings
+from bot.storage import AuditAction, AuditRepository, Clock, Database, Store
+
+
+def test_entries_are_recorded_and_read_back_newest_first_with_filters(url: str) -> None:
+    ticks = iter(range(1_700_000_000, 1_800_000_000, 60))  # one minute apart
+    store = Store(Database(url, clock=Clock(lambda: next(ticks) * 1_000_000_000)))
+    try:
+        first = store.audit.record("cli:ana", AuditAction.ERASURE, "p_1", {"counts": {"messages": 2}})
+        second = store.audit.record("system:retention", AuditAction.RETENTION, None, {"days": 30})
+        third = store.audit.record("api:operator", "kb.change", "faq_1")
+        future = store.audit.record("cli:ana", "something.new", None, {"x": [1, "é"]})
+        assert (first.action, second.action, third.action) == (
+            AuditAction.ERASURE,
+            AuditAction.RETENTION,
+            AuditAction.KB_CHANGE,
+        )
+        assert future.action == "something.new" and future.details == {"x": [1, "é"]}
+        assert store.audit.entries() == [future, third, second, first]
+        assert store.audit.entries(action=AuditAction.ERASURE) == [first]
+        assert store.audit.entries(actor="cli:ana") == [future, first]
+        assert store.audit.entries(since=second.at) == [future, third, second]
+        assert store.audit.entries(subject="p_1") == [first]
+        assert store.audit.entries(limit=2) == [future, third]
+        assert first.details == {"counts": {"messages": 2}} and third.details == {}
+        assert first.at < second.at < third.at
+        raw = store.database.rows(text("SELECT details FROM audit_log WHERE id = :id"), {"id": first.id})
+        assert json.loads(raw[0]["details"]) == {"counts": {"messages": 2}}
+    finally:
+        store.close()
+
+
+def test_an_entry_recorded_inside_a_transaction_goes_with_it(store: Store) -> None:
+    with store.database.transaction() as connection:
+        kept = store.audit.record_in(connection, "cli:ana", AuditAction.RETENTION, None, {"n": 1})
+    with pytest.raises(RuntimeError), store.database.transaction() as connection:
+        store.audit.record_in(connection, "cli:ana", AuditAction.ERASURE, "p_x", {"n": 2})
+        raise RuntimeError("the change failed: its audit entry must not stay")
+    assert store.audit.entries() == [kept]
+    with pytest.raises(ValueError, match="actor"):
+        store.audit.record(" ", AuditAction.ERASURE)
+
+
+def test_the_repository_can_only_add_and_read() -> None:
+    public = {name for name in vars(AuditRepository) if not name.startswith("_")}
+    assert public == {"record", "record_in", "entries"}
+
+
+def test_the_pseudonym_is_a_keyed_hmac_made_once_per_installation(url: str) -> None:
+    store, replica = Store(url), Store(url)
+    try:
+        alice = pseudonym(store, "web", "alice")
+        assert alice == pseudonym(replica, "web", "alice")  # one key, whichever replica made it
+        assert alice != pseudonym(store, "telegram", "alice") and alice != pseudonym(store, "web", "alice2")
+        key = store.deployment.get(PSEUDONYM_KEY)
+        assert key is not None and len(key.value) == 64
+        expected = hmac.new(bytes.fromhex(key.value), b"web:alice", hashlib.sha256).hexdigest()[:32]
+        assert alice == f"p_{expected}"
+        # Without the key, the plain hash of the id gives nothing away.
+        assert hashlib.sha256(b"web:alice").hexdigest()[:32] not in alice
+        assert store.deployment.setdefault(PSEUDONYM_KEY, "00" * 32).value == key.value
+    finally:
+        store.close()
+        replica.close()
+
+
+def test_since_accepts_iso_dates_and_times_in_any_zone() -> None:
+    assert parse_since("2026-11-30") == "2026-11-30T00:00:00.000000Z"
+    assert parse_since("2026-11-30T08:15Z") == "2026-11-30T08:15:00.000000Z"
+    assert parse_since("2026-11-30T09:15:02.5+01:00") == "2026-11-30T08:15:02.500000Z"
+    with pytest.raises(InputError, match="not an ISO date"):
+        parse_since("yesterday")
+
+
+# ------------------------------------------------------------------------------- teller audit
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A TELLER_HOME of its own (SQLite); the terminal user is robin."""
+    monkeypatch.setenv("TELLER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TELLER_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LOGNAME", "robin")
+    monkeypatch.setenv("USER", "robin")
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()
+
+
+def test_teller_audit_lists_filters_and_finds_a_customer_by_their_id(home: Path) -> None:
+    store = Store(home / "teller.db")
+    receipt = Eraser(store).erase("web", "alice", "api:operator")
+    store.audit.record("system:retention", AuditAction.RETENTION, None, {"counts": {"messages": 3}})
+    store.close()
+
+    result = runner.invoke(app, ["audit"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    table = " ".join(result.stdout.split())
+    assert "2 audit entries" in table and "api:operator" in table and "messages=3" in table
+    assert receipt.subject in table and "alice" not in table
+
+    result = runner.invoke(app, ["audit", "--json"])
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["action"] for e in lines] == ["retention", "erasure"]
+    assert lines[1]["subject"] == receipt.subject and lines[1]["details"]["counts"]["messages"] == 0
+
+    about = runner.invoke(app, ["audit", "--channel", "web", "--user", "alice", "--json"])
+    assert [json.loads(line)["id"] for line in about.stdout.splitlines()] == [receipt.audit_id]
+    nobody = runner.invoke(app, ["audit", "--channel", "web", "--user", "bob", "--json"])
+    assert nobody.exit_code == 0 and nobody.stdout == ""
+    only = runner.invoke(app, ["audit", "--action", "retention", "--json"])
+    assert [json.loads(line)["action"] for line in only.stdout.splitlines()] == ["retention"]
+    later = runner.invoke(app, ["audit", "--since", "2999-01-01"])
+    assert later.exit_code == 0 and "No audit entries match." in later.stdout
+
+    bad = runner.invoke(app, ["audit", "--action", "deleted"])
+    assert bad.exit_code == 2 and "unknown action 'deleted'" in bad.stderr
+    half = runner.invoke(app, ["audit", "--channel", "web"])
+    assert half.exit_code == 2 and "go together" in half.stderr

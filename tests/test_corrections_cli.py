@@ -1,0 +1,60 @@
+"""Corrections in the terminal: ``teller review choose`` shows the proposals it makes, ``teller review
+proposals`` lists them, ``accept`` and ``reject`` decide them one by one or ``--all``, and ``teller
+feedback list`` shows where each correction came from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bot.settings import get_settings
+from bot.storage import Store
+from tests.test_cli import json_lines, run
+from tests.test_corrections import CORRECTED, PARAPHRASES, UNRELATED, log
+
+
+def test_review_choose_proposes_and_proposals_are_decided_one_by_one_or_all(teller_env: Path) -> None:
+    store = Store(get_settings().database)
+    try:
+        log(store, [CORRECTED], "card_arrival")
+        log(store, PARAPHRASES + UNRELATED, "card_arrival")
+        messages = store.conversations.history()
+        reply = next(m for m in messages if m.direction == "out" and m.reply_to is not None)
+    finally:
+        store.close()
+    code, stdout, _ = run("flag", reply.id, "--json")
+    assert code == 0
+    item = json.loads(stdout)["item"]["id"]
+    code, stdout, _ = run("ask", CORRECTED, "--json")
+    read = json_lines(stdout)[0]["intent"]
+    label = next(x for x in ("card_arrival", "lost_or_stolen_card", "exchange_rate") if x != read)
+
+    code, stdout, _ = run("review", "choose", str(item), label)
+    assert code == 0 and f"Item {item} chosen ({label}); correction #1 recorded." in stdout
+    assert "may mean the same and are answered otherwise now" in stdout and "proposals" in stdout
+    code, stdout, _ = run("review", "proposals", "--json")
+    proposals = json_lines(stdout)
+    assert proposals and all(p["correction_id"] == 1 and p["label"] == label for p in proposals)
+    assert CORRECTED not in {p["text"] for p in proposals}
+    code, stdout, _ = run("review")
+    assert f"{len(proposals)} proposal(s) to correct like an earlier correction" in stdout
+
+    # One by one, then the rest all at once.
+    first, *rest = proposals
+    code, stdout, _ = run("review", "accept", str(first["id"]), "--json")
+    decided = json.loads(stdout)
+    [confirmed] = decided["confirmed"]
+    assert confirmed["correction"]["origin_id"] == 1 and confirmed["correction"]["label"] == label
+    assert confirmed["correction"]["action"] == "proposal" and confirmed["correction"]["author"].startswith(
+        "cli:"
+    )
+    code, stdout, _ = run("review", "reject", "--all")
+    assert code == 0 and f"Confirmed 0, rejected {len(rest)}." in stdout
+    code, stdout, _ = run("review", "proposals")
+    assert "No proposals open." in stdout
+    code, stdout, _ = run("review", "accept", str(first["id"]))
+    assert code == 0 and "Confirmed 0, rejected 0; 1 decided already." in stdout
+    code, _, stderr = run("review", "accept")
+    assert code == 2 and "give proposal numbers" in stderr
+    code, stdout, _ = run("feedback", "list")
+    assert "proposed from #1" in stdout

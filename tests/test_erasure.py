@@ -1,0 +1,495 @@
+"""Erasing one customer (``bot.privacy.erasure``), on SQLite and on a real PostgreSQL: everything of
+theirs goes, nothing of anyone else's; the receipt counts it; the audit log names them by
+pseudonym only. Then ``teller forget`` and ``DELETE /api/customers/{channel}/{user_id}``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.core import TellerCore
+from bot.errors import ConfigError, InputError
+from bot.policy import AnswerPolicy
+from bot.privacy.erasure import Eraser, pseudonym
+from bot.settings import get_settings
+from bot.storage import (
+    AuditAction,
+    CorrectionAction,
+    DeliveryKind,
+    Direction,
+    HandoffStatus,
+    NewCorrection,
+    NewExchange,
+    NewHandoff,
+    ReviewReason,
+    ReviewSource,
+    ReviewStatus,
+    Store,
+    StoredMessage,
+    schema,
+)
+from bot.web.app import create_app
+
+OPERATOR = "slack:UOPS"
+KEY = "k" * 32
+
+
+def say(
+    store: Store,
+    user: str,
+    text_: str,
+    route: str = "intent",
+    channel: str = "web",
+    conversation: str | None = None,
+    confidence: float = 0.9,
+) -> tuple[StoredMessage, StoredMessage]:
+    return store.conversations.record_exchange(
+        NewExchange(
+            channel,
+            conversation or user,
+            user,
+            text_,
+            f"Teller's answer to: {text_}",
+            route=route,
+            intent="card_arrival",
+            confidence=confidence,
+        )
+    )
+
+
+def keep_in_outbox(store: Store, message_id: str, written: str) -> None:
+    """A reply's text as written, waiting to be delivered (plain SQL: the outbox's own schema)."""
+    with store.database.transaction() as connection:
+        connection.execute(
+            schema.outbox.insert().values(
+                message_id=message_id, text=written, created_at=store.database.clock.now()
+            )
+        )
+
+
+@dataclass
+class World:
+    """Alice and Bob on the web chat; Alice's Telegram account (42) and Carol (43) in a group."""
+
+    alice: list[str] = field(default_factory=list)
+    bob: list[str] = field(default_factory=list)
+    group: list[str] = field(default_factory=list)
+    shared_item: int = 0
+    alice_item: int = 0
+    bob_text: str = ""
+    carol_reply: str = ""
+
+
+def populate(store: Store) -> World:
+    world = World()
+    # Alice: a handoff with relays both ways, closed (and the customer told so)...
+    a1_in, a1_out = say(store, "alice", "where is my zebra card", route="handoff")
+    handoff = store.handoffs.start(NewHandoff("web", a1_out.conversation_id, "alice", "alice", a1_out.id))
+    store.handoffs.set_thread(handoff.id, "COPS", "1700000000.000100")
+    relay_in = store.handoffs.record_relay(
+        handoff.id, Direction.IN, "my zebra iban is GB82 WEST 1234 5698 7654 32"
+    )
+    relay_out = store.handoffs.record_relay(handoff.id, Direction.OUT, "Looking, alice", author=OPERATOR)
+    store.deliveries.begin(relay_out.id, DeliveryKind.RELAY, "web", "alice")
+    store.handoffs.close(handoff.id, OPERATOR)
+    notice = f"{handoff.id}:closed"
+    store.deliveries.begin(notice, DeliveryKind.NOTICE, "web", "alice")
+    store.deliveries.delivered(notice, ["n1"], attempts=1)
+    # ... an answer she found unhelpful, that an operator flagged and Telegram never took.
+    a2_in, a2_out = say(store, "alice", "why was my zebra charged twice", confidence=0.3)
+    store.feedback.add_feedback(a2_out.id, False, "zebra useless", user_id="alice")
+    store.feedback.add_flag(a2_out.id, "wrong zebra", OPERATOR, "command")
+    store.deliveries.begin(a2_out.id, DeliveryKind.REPLY, "web", "alice")
+    store.deliveries.failed(a2_out.id, "blocked", 3, [])
+    keep_in_outbox(store, a2_out.id, "Call 0800 ZEBRA")
+    world.alice = [a1_in.id, a1_out.id, relay_in.id, relay_out.id, a2_in.id, a2_out.id]
+
+    # Bob: the same question as Alice's first (merged with it in the review queue), a helpful answer.
+    b1_in, b1_out = say(store, "bob", "where is my card please", route="handoff")
+    store.feedback.add_feedback(b1_out.id, True, None, user_id="bob")
+    store.deliveries.begin(b1_out.id, DeliveryKind.REPLY, "web", "bob")
+    keep_in_outbox(store, b1_out.id, "Bob's answer as written")
+    bob_handoff = store.handoffs.start(NewHandoff("web", b1_out.conversation_id, "bob", "bob", b1_out.id))
+    bob_relay = store.handoffs.record_relay(bob_handoff.id, Direction.IN, "still here")
+    world.bob = [b1_in.id, b1_out.id, bob_relay.id]
+    world.bob_text = b1_in.text
+
+    # The review queue: one item filing Alice's and Bob's question (Alice's text first), settled with
+    # a chosen intent; one holding only Alice's unhelpful answer, corrected with a new KB entry.
+    sources = [
+        ReviewSource(a1_out.id, a1_in.id, a1_in.text, ReviewReason.HANDOFF),
+        ReviewSource(b1_out.id, b1_in.id, b1_in.text, ReviewReason.HANDOFF),
+    ]
+    world.shared_item = store.review.create("where is my zebra card", a1_in.text, "handoff", None, sources)
+    store.review.resolve(
+        world.shared_item,
+        ReviewStatus.CHOSEN,
+        OPERATOR,
+        "card_arrival",
+        NewCorrection(a1_in.text, "where is my zebra card", CorrectionAction.CHOOSE, label="card_arrival"),
+    )
+    reasons = (ReviewReason.LOW_CONFIDENCE, ReviewReason.NOT_HELPFUL, ReviewReason.FLAGGED)
+    world.alice_item = store.review.create(
+        "why was my zebra charged twice",
+        a2_in.text,
+        "intent",
+        None,
+        [ReviewSource(a2_out.id, a2_in.id, a2_in.text, r) for r in reasons],
+    )
+    store.review.resolve(
+        world.alice_item,
+        ReviewStatus.CORRECTED,
+        OPERATOR,
+        "op_why_was_my_zebra_charged_twice",
+        NewCorrection(
+            a2_in.text,
+            "why was my zebra charged twice",
+            CorrectionAction.ANSWER,
+            kb_id="op_why_was_my_zebra_charged_twice",
+            answer="Card payments can show twice while pending.",
+        ),
+    )
+
+    # A Telegram group (-100) Alice's account 42 started and Carol (43) writes in too; Alice marked
+    # Carol's answer helpful.
+    t1 = say(store, "42", "hello from telegram", channel="telegram", conversation="-100")
+    t2_in, t2_out = say(store, "43", "carol asks", channel="telegram", conversation="-100")
+    store.feedback.add_feedback(t2_out.id, True, None, user_id="42")
+    store.feedback.add_feedback(t2_out.id, True, None, user_id="43")
+    world.group = [t1[0].id, t1[1].id, t2_in.id, t2_out.id]
+    world.carol_reply = t2_out.id
+    return world
+
+
+def dump(store: Store) -> str:
+    """Every row of every table, as text (to look for any trace of a customer)."""
+    with store.database.reading() as connection:
+        tables = {
+            table.name: [[str(v) for v in row] for row in connection.execute(select(table))]
+            for table in schema.metadata.sorted_tables
+        }
+    return json.dumps(tables, ensure_ascii=False)
+
+
+def count(store: Store, table: Any, *where: Any) -> int:
+    with store.database.reading() as connection:
+        return int(connection.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+# ------------------------------------------------------------------------------- the contract
+
+
+def test_erasure_removes_everything_of_one_customer_and_nothing_of_anyone_else(store: Store) -> None:
+    world = populate(store)
+    before = store.counts()
+    assert "alice" in dump(store) and "zebra" in dump(store)
+
+    receipt = Eraser(store).erase("web", "alice", "cli:robin")
+
+    assert receipt.counts == {
+        "messages": 6,
+        "conversations": 1,
+        "conversations_anonymised": 0,
+        "feedback": 1,
+        "flags": 1,
+        "review_sources": 4,
+        "review_items": 1,
+        "review_items_rewritten": 1,
+        "corrections": 1,
+        "corrections_rewritten": 1,
+        "proposals": 0,
+        "handoffs": 1,
+        "deliveries": 3,
+        "outbox": 1,
+    }
+    assert receipt.kb_entries == ("op_why_was_my_zebra_charged_twice",)
+    assert any("until the next retrain" in c for c in receipt.caveats)
+    assert any("Slack ops channel" in c for c in receipt.caveats)
+    # Not a trace of Alice's id or words anywhere in the database (her KB entry's id aside, which the
+    # receipt lists for an operator: it lives in the knowledge base, not here).
+    everything = dump(store).replace("op_why_was_my_zebra_charged_twice", "")
+    assert "alice" not in everything and "zebra" not in everything
+    m = schema.messages
+    assert count(store, m, m.c.id.in_(world.alice)) == 0
+    assert count(store, schema.handoffs, schema.handoffs.c.customer_user_id == "alice") == 0
+
+    # Everyone else's rows are all there.
+    after = store.counts()
+    assert after.messages == before.messages - 6 and count(store, m, m.c.id.in_(world.bob + world.group)) == 7
+    assert (after.feedback, after.flags, after.handoffs) == (before.feedback - 1, 0, 1)
+    assert store.deliveries.get(world.bob[1]) is not None and store.outbox.text(world.bob[1]) is not None
+    shared = store.review.item(world.shared_item)
+    assert shared.text == world.bob_text and shared.message_ids == (world.bob[1],)
+    assert shared.status is ReviewStatus.CHOSEN
+    [correction] = store.feedback.corrections()
+    assert (correction.item_id, correction.text, correction.label) == (
+        world.shared_item,
+        world.bob_text,
+        "card_arrival",
+    )
+    with pytest.raises(InputError):
+        store.review.item(world.alice_item)
+    assert [h.customer_user_id for h in store.handoffs.recent()] == ["bob"]
+    assert store.conversations.conversation_id("web", "alice") is None
+    assert store.conversations.conversation_id("web", "bob") is not None
+
+    # The audit entry: same transaction, pseudonym only.
+    [entry] = store.audit.entries()
+    assert (entry.action, entry.actor, entry.subject, entry.id) == (
+        AuditAction.ERASURE,
+        "cli:robin",
+        pseudonym(store, "web", "alice"),
+        receipt.audit_id,
+    )
+    assert entry.subject == receipt.subject and entry.details["counts"] == receipt.counts
+    assert entry.details["kb_entries"] == 1  # how many, not their ids (made from her words)
+    raw = store.database.rows(text("SELECT * FROM audit_log"))
+    assert "alice" not in json.dumps(raw) and "zebra" not in json.dumps(raw)
+
+    # Erasing again finds nothing, and says so (audited too).
+    again = Eraser(store).erase("web", "alice", "cli:robin")
+    assert again.total == 0 and again.subject == receipt.subject
+    assert len(store.audit.entries(action=AuditAction.ERASURE)) == 2
+
+
+def insert(store: Store, table: Any, **row: Any) -> int:
+    """A row written with plain SQL (for corrections and proposals made straight from the log)."""
+    with store.database.transaction() as connection:
+        key = connection.execute(table.insert().values(**row)).inserted_primary_key
+    return int(key[0])
+
+
+def test_corrections_and_proposals_made_from_the_customers_messages_go_too(store: Store) -> None:
+    now = store.database.clock.now()
+    a_in, _ = say(store, "alice", "zebra loan please")
+    b_in, _ = say(store, "bob", "a loan please")
+    c_in, _ = say(store, "carol", "loan wanted")
+    k, p = schema.corrections, schema.correction_proposals
+    common = {"action": "choose", "label": "loan", "author": OPERATOR, "created_at": now}
+    carols = insert(store, k, text=c_in.text, key="loan wanted", message_id=c_in.id, **common)
+    alices = insert(store, k, text=a_in.text, key="zebra loan please", message_id=a_in.id, **common)
+    # Bob's message corrected by confirming the proposal Alice's correction led to.
+    bobs = insert(
+        store, k, text=b_in.text, key="a loan please", message_id=b_in.id, origin_id=alices, **common
+    )
+    proposal = {"label": "loan", "status": "confirmed", "created_at": now}
+    insert(
+        store, p, correction_id=alices, message_id=b_in.id, text=b_in.text, key="a loan please", **proposal
+    )
+    insert(
+        store,
+        p,
+        correction_id=carols,
+        message_id=a_in.id,
+        text=a_in.text,
+        key="zebra loan please",
+        **proposal,
+    )
+    kept = insert(
+        store, p, correction_id=carols, message_id=b_in.id, text=b_in.text, key="a loan please", **proposal
+    )
+
+    receipt = Eraser(store).erase("web", "alice", "cli:robin")
+    assert (receipt.counts["corrections"], receipt.counts["proposals"]) == (1, 2)
+    assert any("until the next retrain" in c for c in receipt.caveats)
+    corrections = {c.id: c for c in store.feedback.corrections()}
+    assert set(corrections) == {carols, bobs}
+    assert store.database.rows(select(k.c.origin_id).where(k.c.id == bobs)) == [{"origin_id": None}]
+    assert [r["id"] for r in store.database.rows(select(p.c.id))] == [kept]
+    assert "zebra" not in dump(store) and "alice" not in dump(store)
+
+
+def test_a_group_conversation_keeps_other_peoples_messages_and_forgets_who_started_it(store: Store) -> None:
+    world = populate(store)
+    conversation = store.conversations.message(world.group[0]).conversation_id
+    receipt = Eraser(store).erase("telegram", "42", "api:operator")
+    assert receipt.counts["messages"] == 2 and receipt.counts["conversations"] == 0
+    assert receipt.counts["conversations_anonymised"] == 1
+    assert receipt.counts["feedback"] == 1  # Alice's verdict on Carol's answer
+    c, m, f = schema.conversations, schema.messages, schema.feedback
+    assert store.database.rows(select(c.c.user_id).where(c.c.id == conversation)) == [{"user_id": None}]
+    assert [r.id for r in store.conversations.history(conversation)] == world.group[2:]
+    assert count(store, f, f.c.message_id == world.carol_reply) == 1  # Carol's own stays
+    assert count(store, m, m.c.user_id == "42") == 0
+    # The web customers are untouched.
+    assert count(store, m, m.c.channel == "web") == 9
+
+
+def test_a_dry_run_counts_the_same_and_changes_nothing(store: Store) -> None:
+    populate(store)
+    pseudonym(store, "web", "alice")  # the installation's key, made once, is not the erasure's doing
+    before = dump(store)
+    preview = Eraser(store).erase("web", "alice", "cli:robin", dry_run=True)
+    assert preview.dry_run and preview.audit_id is None and preview.counts["messages"] == 6
+    assert dump(store) == before and store.audit.entries() == []
+    done = Eraser(store).erase("web", "alice", "cli:robin")
+    assert done.counts == preview.counts and not done.dry_run
+
+
+def test_an_unknown_customer_gets_a_receipt_of_zeros_and_is_audited(store: Store) -> None:
+    populate(store)
+    before = store.counts()
+    receipt = Eraser(store).erase("slack", "U_NOBODY", "api:operator")
+    assert receipt.total == 0 and set(receipt.counts.values()) == {0}
+    assert store.counts() == before
+    [entry] = store.audit.entries()
+    assert entry.subject == receipt.subject == pseudonym(store, "slack", "U_NOBODY")
+    assert "U_NOBODY" not in json.dumps(entry.details)
+
+
+def test_bad_customers_are_input_errors(tmp_path: Path) -> None:
+    store = Store(tmp_path / "t.db")
+    try:
+        with pytest.raises(InputError, match="unknown channel 'whatsapp'"):
+            Eraser(store).erase("whatsapp", "u1", "cli:robin")
+        with pytest.raises(InputError, match="user id is empty"):
+            Eraser(store).erase("web", "  ", "cli:robin")
+        assert store.audit.entries() == []
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------------------- teller forget
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A TELLER_HOME of its own (SQLite) holding the world above; the terminal user is robin."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("TELLER_HOME", str(home))
+    monkeypatch.delenv("TELLER_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LOGNAME", "robin")
+    monkeypatch.setenv("USER", "robin")
+    get_settings.cache_clear()
+    store = Store(home / "teller.db")
+    populate(store)
+    store.close()
+    yield home
+    get_settings.cache_clear()
+
+
+def test_teller_forget_erases_and_prints_the_receipt(home: Path) -> None:
+    refused = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice"])
+    assert refused.exit_code == 2 and "pass --yes" in refused.stderr
+
+    preview = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice", "--dry-run", "--json"])
+    assert preview.exit_code == 0, preview.output
+    assert json.loads(preview.stdout)["dry_run"] is True
+
+    result = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice", "--yes", "--json"])
+    assert result.exit_code == 0, result.output
+    receipt = json.loads(result.stdout)
+    assert receipt["counts"]["messages"] == 6 and receipt["actor"] == "cli:robin"
+    assert receipt["subject"].startswith("p_") and receipt["audit_id"] == 1
+
+    table = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice", "--yes"])
+    assert table.exit_code == 0 and "Nothing was stored about this customer." in table.stdout
+    store = Store(home / "teller.db")
+    try:
+        m = schema.messages
+        assert count(store, m, m.c.user_id == "alice") == 0 and count(store, m, m.c.user_id == "bob") == 3
+        assert [e.actor for e in store.audit.entries()] == ["cli:robin", "cli:robin"]
+    finally:
+        store.close()
+    unknown = runner.invoke(app, ["forget", "--channel", "fax", "--user", "alice", "--yes"])
+    assert unknown.exit_code == 2 and "unknown channel 'fax'" in unknown.stderr
+
+
+def test_teller_forget_asks_first_on_a_terminal(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.cli import privacy_admin
+
+    monkeypatch.setattr(privacy_admin, "_interactive", lambda: True)
+    declined = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice"], input="n\n")
+    assert declined.exit_code == 1 and "Nothing erased." in declined.stderr
+    assert "Erase web customer alice (" in declined.stderr and "This cannot be undone." in declined.stderr
+    store = Store(home / "teller.db")
+    try:
+        assert count(store, schema.messages, schema.messages.c.user_id == "alice") == 6
+        assert store.audit.entries() == []
+    finally:
+        store.close()
+    accepted = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice"], input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert "Erased web customer alice" in accepted.stdout and "Audit entry #1" in accepted.stdout
+    store = Store(home / "teller.db")
+    try:
+        assert count(store, schema.messages, schema.messages.c.user_id == "alice") == 0
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------------------- REST
+
+
+@pytest.fixture()
+def web(tmp_path: Path) -> Iterator[tuple[Store, World, TellerCore]]:
+    """A store holding the world above, behind a core with no model (erasure needs none)."""
+    store = Store(tmp_path / "web.db")
+    world = populate(store)
+    core = TellerCore(cast(AnswerPolicy, None), store)
+    yield store, world, core
+    core.close()
+
+
+def test_the_erasure_endpoint_is_off_without_a_key(web: tuple[Store, World, TellerCore]) -> None:
+    store, _, core = web
+    with TestClient(create_app(core)) as client:
+        response = client.delete("/api/customers/web/alice", headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status_code == 403 and "TELLER_OPERATOR_API_KEY" in response.json()["detail"]
+    assert count(store, schema.messages, schema.messages.c.user_id == "alice") == 6
+
+
+def test_the_erasure_endpoint_wants_the_operator_key(web: tuple[Store, World, TellerCore]) -> None:
+    store, world, core = web
+    with TestClient(create_app(core, operator_key=KEY)) as client:
+        missing = client.delete("/api/customers/web/alice")
+        wrong = client.delete("/api/customers/web/alice", headers={"Authorization": "Bearer " + "x" * 32})
+        basic = client.delete("/api/customers/web/alice", headers={"Authorization": f"Basic {KEY}"})
+        assert [r.status_code for r in (missing, wrong, basic)] == [401, 401, 401]
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert count(store, schema.messages, schema.messages.c.user_id == "alice") == 6
+
+        done = client.delete("/api/customers/web/alice", headers={"Authorization": f"Bearer {KEY}"})
+        assert done.status_code == 200
+        receipt = done.json()
+        assert receipt["counts"]["messages"] == 6 and receipt["actor"] == "api:operator"
+        assert receipt["kb_entries"] == ["op_why_was_my_zebra_charged_twice"]
+        assert receipt["subject"] == pseudonym(store, "web", "alice") and "alice" not in json.dumps(receipt)
+        m = schema.messages
+        assert count(store, m, m.c.user_id == "alice") == 0 and count(store, m, m.c.id.in_(world.bob)) == 3
+        [entry] = store.audit.entries()
+        assert (entry.actor, entry.id) == ("api:operator", receipt["audit_id"])
+
+        nobody = client.delete("/api/customers/telegram/999", headers={"Authorization": f"Bearer {KEY}"})
+        assert nobody.status_code == 200 and set(nobody.json()["counts"].values()) == {0}
+        bad = client.delete("/api/customers/fax/alice", headers={"Authorization": f"Bearer {KEY}"})
+        assert bad.status_code == 400 and "unknown channel" in bad.json()["detail"]
+        documented = client.get("/openapi.json").json()
+        assert "/api/customers/{channel}/{user_id}" in documented["paths"]
+    assert store.handoffs.recent(status=HandoffStatus.CLOSED) == []
+
+
+def test_a_short_operator_key_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELLER_OPERATOR_API_KEY", "secret")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="TELLER_OPERATOR_API_KEY"):
+            get_settings()
+        monkeypatch.setenv("TELLER_OPERATOR_API_KEY", KEY)
+        get_settings.cache_clear()
+        key = get_settings().operator_api_key
+        assert key is not None and key.get_secret_value() == KEY and KEY not in repr(get_settings())
+    finally:
+        get_settings.cache_clear()

@@ -1,0 +1,75 @@
+"""PII outside the store: uvicorn's error and access logs are redacted like Teller's own, and what a
+customer is told is never the redacted copy (replies, the bank's answers, operators' relays)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from bot.logs import configure_logging, uvicorn_log_config
+from tests.servers import free_port
+
+CARD = "4111111111111111"
+
+
+def test_uvicorn_tracebacks_and_access_lines_are_redacted(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    app = FastAPI()
+
+    @app.get("/boom")
+    def boom(user_id: str) -> None:
+        raise ValueError(f"could not handle card {CARD} of {user_id}")
+
+    log_file = configure_logging(tmp_path, "INFO")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=uvicorn_log_config("warning"))
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        response = httpx.get(f"http://127.0.0.1:{port}/boom", params={"user_id": "jane@example.com"})
+        assert response.status_code == 500 and CARD not in response.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    stderr = capfd.readouterr().err
+    assert "Traceback" in stderr and "[CARD]" in stderr  # the traceback is there, redacted
+    assert CARD not in stderr and "jane@example.com" not in stderr
+    lines = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
+    text = json.dumps(lines)
+    assert CARD not in text and "jane@example.com" not in text and "jane%40example.com" not in text
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert access and "/boom" in access[0]["event"]
+    assert any("[CARD]" in line.get("exception", "") for line in lines)
+
+
+def test_log_lines_are_json_and_redacted(tmp_path: Path) -> None:
+    path = configure_logging(tmp_path, "INFO")
+    logger = logging.getLogger("teller.test")
+    logger.info(
+        "message from %s",
+        "jane@bank.example",
+        extra={"fields": {"text": "card 4111111111111111", "nested": ["+44 20 7946 0958"]}},
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    entry = json.loads(path.read_text().splitlines()[-1])
+    assert entry["event"] == "message from [EMAIL]"
+    assert entry["text"] == "card [CARD]"
+    assert entry["nested"] == ["[PHONE]"]
+    assert "4111" not in path.read_text()

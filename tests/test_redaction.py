@@ -1,0 +1,752 @@
+"""bot.privacy.redaction: every kind, every separator, glued scripts, what must stay as typed,
+idempotence, offsets, the ``teller pii check`` command and the linear-time bound."""
+# ruff: noqa: RUF001 - other scripts and full-width digits are the point here
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.privacy.bench import HOSTILE_SHAPES, bench_redaction
+from bot.privacy.redaction import PLACEHOLDERS, Finding, _compact, _valid, scan
+from bot.privacy.redaction import redact as redact
+
+# --------------------------------------------------------------------------------------------------
+# Every kind
+# --------------------------------------------------------------------------------------------------
+
+KINDS = [
+    # (text, expected output, detector of the one finding)
+    ("my card 4111 1111 1111 1111 was stolen", "my card [CARD] was stolen", "stdnum.luhn"),
+    ("Amex 3782 822463 10005 charged twice", "Amex [CARD] charged twice", "stdnum.luhn"),
+    ("card 5500-0000-0000-0004 please", "card [CARD] please", "stdnum.luhn"),
+    ("IBAN GB82 WEST 1234 5698 7654 32 please", "IBAN [IBAN] please", "stdnum.iban"),
+    ("to DE89370400440532013000 today", "to [IBAN] today", "stdnum.iban"),
+    ("call +44 20 7946 0958 now", "call [PHONE] now", "phonenumbers"),
+    ("my number is 07700 900123", "my number is [PHONE]", "phonenumbers"),
+    ("ring (212) 555-0198 after 5", "ring [PHONE] after 5", "phonenumbers"),
+    ("appelez le 06 12 34 56 78", "appelez le [PHONE]", "phonenumbers"),
+    ("email me at john.doe@example.co.uk.", "email me at [EMAIL].", "rule:email"),
+    ("SSN 536-90-4399", "SSN [SSN]", "stdnum.us.ssn"),
+    ("it is 536-90-4399", "it is [SSN]", "stdnum.us.ssn"),
+    ("NI number AB123456C", "NI number [NINO]", "rule:nino"),
+    ("NI: AB 12 34 56 C thanks", "NI: [NINO] thanks", "rule:nino"),
+    ("DNI 12345678Z", "DNI [NATIONAL_ID]", "stdnum.es.dni"),
+    ("mi NIE es X2482300W", "mi NIE es [NATIONAL_ID]", "stdnum.es.nie"),
+    ("身份证110101199003074477", "身份证[NATIONAL_ID]", "stdnum.cn.ric"),
+    ("Aadhaar 2345 6789 0124", "Aadhaar [NATIONAL_ID]", "stdnum.in_.aadhaar"),
+    ("codice fiscale RSSMRA85T10A562S", "codice fiscale [NATIONAL_ID]", "stdnum.it.codicefiscale"),
+    ("PESEL 44051401359", "PESEL [NATIONAL_ID]", "stdnum.pl.pesel"),
+    ("sort code 12-34-56", "sort code [SORT_CODE]", "rule:sort_code"),
+    ("sort code 123456", "sort code [SORT_CODE]", "rule:sort_code"),
+    ("pay 20-00-00 please", "pay [SORT_CODE] please", "rule:sort_code"),
+    ("account number 12345678", "account number [ACCOUNT]", "rule:account"),
+    ("acct no: 1234567", "acct no: [ACCOUNT]", "rule:account"),
+    ("a/c 123456789012", "a/c [ACCOUNT]", "rule:account"),
+    ("número de cuenta: 0123456789", "número de cuenta: [ACCOUNT]", "rule:account"),
+    ("Kontonummer 1234567890", "Kontonummer [ACCOUNT]", "rule:account"),
+    ("money went to 87654321 yesterday", "money went to [ACCOUNT] yesterday", "rule:account"),
+    ("cvv 123", "cvv [CVV]", "rule:cvv"),
+    ("my CVC2 is 8471", "my CVC2 is [CVV]", "rule:cvv"),
+    ("security code: 392", "security code: [CVV]", "rule:cvv"),
+    ("my pin is 482113", "my pin is [PIN]", "rule:pin"),
+    ("PIN: 4821", "PIN: [PIN]", "rule:pin"),
+    ("the code is 482913", "the code is [OTP]", "rule:otp"),
+    ("OTP: 771204", "OTP: [OTP]", "rule:otp"),
+    ("verification code 5521", "verification code [OTP]", "rule:otp"),
+    ("2FA code 908172", "2FA code [OTP]", "rule:otp"),
+    ("验证码：482913", "验证码：[OTP]", "rule:otp"),
+    ("код: 771204", "код: [OTP]", "rule:otp"),
+    ("my password is hunter2", "my password is [PASSWORD]", "rule:password"),
+    ("passcode = Tr0ub4dor&3", "passcode = [PASSWORD]", "rule:password"),
+    ("pwd: x7#kLq", "pwd: [PASSWORD]", "rule:password"),
+    ("contraseña: Gato123", "contraseña: [PASSWORD]", "rule:password"),
+    ("mon mot de passe est azerty123", "mon mot de passe est [PASSWORD]", "rule:password"),
+    ("Passwort: Sommer2024", "Passwort: [PASSWORD]", "rule:password"),
+    ("Kennwort ist Blume77", "Kennwort ist [PASSWORD]", "rule:password"),
+    ("密码是abc12345", "密码是[PASSWORD]", "rule:password"),
+    ("пароль: qwerty123", "пароль: [PASSWORD]", "rule:password"),
+    ("DOB 15/03/1990", "DOB [DOB]", "rule:dob"),
+    ("d.o.b. 1990-03-15", "d.o.b. [DOB]", "rule:dob"),
+    ("I was born on 3 March 1990", "I was born on [DOB]", "rule:dob"),
+    ("birthday: March 3rd, 1990", "birthday: [DOB]", "rule:dob"),
+    ("fecha de nacimiento 15-03-1990", "fecha de nacimiento [DOB]", "rule:dob"),
+    ("née le 3 mars 1990", "née le [DOB]", "rule:dob"),
+    ("geboren am 15.03.1990", "geboren am [DOB]", "rule:dob"),
+    ("出生日期：1990年3月15日", "出生日期：[DOB]", "rule:dob"),
+    ("дата рождения 15.03.1990", "дата рождения [DOB]", "rule:dob"),
+    ("my number 123456789012", "my number [NUMBER]", "rule:number"),
+    ("a mistyped card 4111 1111 1111 1112", "a mistyped card [NUMBER]", "rule:number"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "detector"), KINDS)
+def test_every_kind_becomes_its_placeholder(text: str, expected: str, detector: str) -> None:
+    result = scan(text)
+    assert result.text == expected
+    assert [f.detector for f in result.findings] == [detector]
+
+
+def test_placeholders_are_typed_and_complete() -> None:
+    assert set(PLACEHOLDERS) == {
+        "card", "iban", "phone", "email", "ssn", "nino", "national_id", "sort_code", "account",
+        "cvv", "pin", "otp", "password", "dob", "number",
+    }  # fmt: skip
+    assert all(p == f"[{k.upper()}]" for k, p in PLACEHOLDERS.items())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my cvv is 123 and my pin is 4821", "my cvv is [CVV] and my pin is [PIN]"),
+        ("password: hunter2! and it still says wrong", "password: [PASSWORD] and it still says wrong"),
+        ("the pin of my card is 5813", "the pin of my card is [PIN]"),
+        ("el pin de mi tarjeta es 5813", "el pin de mi tarjeta es [PIN]"),
+        ("482913 is your verification code", "[OTP] is your verification code"),
+        ("got G-582014 as the sign-in code", "got [OTP] as the sign-in code"),
+        ("the 3 digits on the back are 615", "the 3 digits on the back are [CVV]"),
+        ("login jsmith88 pass Tr0ub4dor&3 not accepted", "login jsmith88 pass [PASSWORD] not accepted"),
+        ("my password Blue!Sky_99 expired", "my password [PASSWORD] expired"),
+        ("银行卡密码是739105，能帮我改一下吗", "银行卡密码是[PIN]，能帮我改一下吗"),
+        ("passport number 123456789", "passport number [NATIONAL_ID]"),
+        ("national insurance number QQ 12 34 56 C", "national insurance number [NINO]"),
+        ("NIR 1 85 05 78 006 084 36", "NIR [NATIONAL_ID]"),
+        ("IBAN DE89 3704 0044 0532 0130 01 (a typo)", "IBAN [IBAN] (a typo)"),
+    ],
+)
+def test_labelled_secrets_replace_the_value_only(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-15 07700 900123", "2024-03-15 [PHONE]"),
+        (
+            "12-34-56 87654321 is where the money should go",
+            "[SORT_CODE] [ACCOUNT] is where the money should go",
+        ),
+        ("4111 1111 1111 1111 4012 8888 8888 1881", "[CARD] [CARD]"),
+        ("card 4111 1111 1111 1111 exp 12/26 cvv 123", "card [CARD] exp 12/26 cvv [CVV]"),
+        ("call 020 7946 0958 or 020 7946 0959", "call [PHONE] or [PHONE]"),
+    ],
+)
+def test_neighbouring_values_are_told_apart(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my password is not working",
+        "the password is wrong apparently",
+        "my password is too short?",
+        "password reset please",
+        "error code 404 when I open the app",
+        "promo code 123456 does not work",
+        "postcode 123456",
+        "my zip code is 90210",
+        "the code is not arriving",
+        "my pin was blocked after 3 attempts",
+        "card ending 1234",
+        "transfer 1000000 please",
+        "the 3 cards I have are all blocked",
+        "I forgot my password to get into the app!",
+        "My passcode was denied.",
+        "I don't have my passcode to access the app.",
+        "my password is expiring soon",
+        "my password is easy to guess",
+    ],
+)
+def test_sentences_about_secrets_are_not_secrets(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my password is dragon", "my password is [PASSWORD]"),
+        ("my password is dragon? no, it was reset", "my password is [PASSWORD]? no, it was reset"),
+        ("mi contraseña es perro", "mi contraseña es [PASSWORD]"),
+    ],
+)
+def test_a_plain_word_after_password_is_is_the_password(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+# --------------------------------------------------------------------------------------------------
+# Separators, normalisation and glued scripts
+# --------------------------------------------------------------------------------------------------
+
+SEPARATORS = [
+    " ",
+    "\u00a0",
+    "\u202f",
+    "\u2009",
+    "\u3000",
+    "\t",
+    "\n",
+    "\u200b",
+    "\u2060",
+    "-",
+    " - ",
+    "/",
+    ".",
+]
+
+
+@pytest.mark.parametrize("sep", SEPARATORS, ids=[repr(s) for s in SEPARATORS])
+def test_a_card_is_found_whatever_separates_its_groups(sep: str) -> None:
+    card = sep.join(["4111", "1111", "1111", "1111"])
+    text = f"my card {card} was stolen"
+    result = scan(text)
+    assert result.text == "my card [CARD] was stolen"
+    [finding] = result.findings
+    assert text[finding.start : finding.end] == card
+
+
+# (6 + 10, the BIN apart, is a card grouping: see test_card_groupings_of_equal_groups_and_bin_split)
+@pytest.mark.parametrize("text", ["41111111 111111 11", "4111 111111111111"])
+def test_a_luhn_valid_number_in_an_arbitrary_grouping_is_not_a_card(text: str) -> None:
+    assert "card" not in {f.kind for f in scan(f"ref {text} here").findings} | {
+        f.kind for f in scan(text).findings
+    }
+
+
+def test_mixed_separators_and_zero_width_characters() -> None:
+    assert redact("card 4111\u200b1111 1111 1111 ok") == "card [CARD] ok"
+    assert redact("card 4111 \u200b1111-1111/1111 ok") == "card [CARD] ok"
+    assert redact("acct 1234\u200b5678") == "acct [ACCOUNT]"
+    assert redact("pass\u200bword: hunter2") == "pass\u200bword: [PASSWORD]"
+
+
+def test_full_width_digits_and_ideographic_spaces() -> None:
+    assert redact("我的卡号是４１１１\u3000１１１１\u3000１１１１\u3000１１１１") == "我的卡号是[CARD]"
+    assert redact("رقم البطاقة ٤١١١١١١١١١١١١١١١") == "رقم البطاقة [CARD]"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("我的卡号是4111111111111111", "我的卡号是[CARD]"),
+        ("мой номер карты4111111111111111", "мой номер карты[CARD]"),
+        ("pls cancel no.4111111111111111 asap", "pls cancel no.[CARD] asap"),
+        ("card#5555555555554444 blocked??", "card#[CARD] blocked??"),
+        ("(IBAN:DE89370400440532013000)", "(IBAN:[IBAN])"),
+        ("счётDE89370400440532013000", "счёт[IBAN]"),
+        ("我的账户是GB82WEST12345698765432", "我的账户是[IBAN]"),
+        ("我的手机号是13800138000", "我的手机号是[PHONE]"),
+        ("我的邮箱是john@x.com", "我的邮箱是[EMAIL]"),
+        ("john@x.com的邮箱", "[EMAIL]的邮箱"),
+        ("josé.garcía@example.com", "[EMAIL]"),
+        ("müller@straße.de", "[EMAIL]"),
+        ("用户@例子.中国", "[EMAIL]"),
+        ("почта:иван@почта.рф", "почта:[EMAIL]"),
+        ("NI:AB123456C.", "NI:[NINO]."),
+    ],
+)
+def test_values_glued_to_any_script_or_label_are_found(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_an_email_glued_to_cjk_does_not_take_the_sentence() -> None:
+    result = scan("我的邮箱是用户@例子.中国的")
+    [finding] = result.findings
+    assert result.text == "我的邮箱是[EMAIL]的"
+    assert "我的邮箱是用户@例子.中国的"[finding.start : finding.end] == "用户@例子.中国"
+
+
+def test_text_outside_findings_is_kept_byte_for_byte() -> None:
+    text = (
+        "Ｈｅｌｌｏ\u00a0\u200bthere,\ttab\nnew line "
+        "ｃａｒｄ ４１１１ １１１１ １１１１ １１１１ ｅｎｄ\u3000!"
+    )
+    result = scan(text)
+    [finding] = result.findings
+    assert result.text == text[: finding.start] + "[CARD]" + text[finding.end :]
+    assert text[finding.start : finding.end] == "４１１１ １１１１ １１１１ １１１１"
+
+
+# --------------------------------------------------------------------------------------------------
+# Precision: what must stay as typed
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "charged on 2024-03-15 14:30",
+        "charged on 15/03/2024 at 09:15 am",
+        "I paid £1,250.00 on 2024-01-15",
+        "Betrag 1.250.000,00 € überwiesen",
+        "my balance is 1 250 000 EUR",
+        "prix: 12 500,50 €",
+        "CHF 1'250.00 abgebucht",
+        "$3,400 twice",
+        "interest went from 3.5% to 4.25 %",
+        "I opened it in 2015",
+        "order #123456789 never arrived",
+        "ref 4829301847",
+        "Ref from the SMS: 4829301847",
+        "case ID 20240315-0042",
+        "ticket 55512345 still open",
+        "invoice INV-2024-00123 is wrong",
+        "transaction 9876543210 failed",
+        "pedido n.º 123456789 sin entregar",
+        "SKU 8801643-22, model SM-S918B",
+        "USPS tracking number 9400 1000 0000 0000 0000 00 says delivered",
+        "server 192.168.1.10 and 2001:db8::1",
+        "ISO 2024-03-15T14:30:00Z and 2024-03-15 14:30:00.250+01:00",
+        "unix 1710513000 and ms 1710513000123",
+        "app v2.13.0 and version 4.12.3",
+        "model 20261130-054108-c2db79 deployed",
+        "我在2024年3月15日转账了5000元",
+        "я перевёл 15000 рублей 15.03.2024",
+        "limit is 5000 per day and 20000 per month",
+    ],
+)
+def test_dates_times_amounts_and_references_stay_as_typed(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_a_strong_signal_wins_over_a_protection() -> None:
+    assert redact("card 4111111111111111 was declined") == "card [CARD] was declined"
+    assert redact("DOB 1990-03-15") == "DOB [DOB]"
+    assert redact("account 20240315") == "account [ACCOUNT]"
+
+
+def test_digits_inside_codes_are_not_numbers() -> None:
+    for text in ("SKU12345678901", "hash 3f4a1234567890bc", "build_123456789"):
+        assert redact(text) == text
+
+
+# --------------------------------------------------------------------------------------------------
+# Idempotence, offsets, findings, robustness
+# --------------------------------------------------------------------------------------------------
+
+ALL_TEXTS = [t for t, _, _ in KINDS] + [
+    "hi my card 4111 1111 1111 1111 and it got declined at 14:30 today for £1,250.00",
+    "12-34-56 87654321 is where the money should go",
+    "[CARD] and [PHONE] were already here, and [EMAIL] too",
+]
+
+
+@pytest.mark.parametrize("text", ALL_TEXTS)
+def test_redaction_is_idempotent(text: str) -> None:
+    once = redact(text)
+    assert redact(once) == once
+
+
+def test_placeholders_already_there_are_left_alone() -> None:
+    text = "my cvv is [CVV], card [CARD], call [PHONE]"
+    assert scan(text).findings == ()
+
+
+def test_findings_point_at_the_original_text() -> None:
+    text = "Mail\u00a0josé@example.com,\ncard ４１１１\u200b1111\u200b1111\u200b1111, cvv:\t123"
+    result = scan(text)
+    assert [f.kind for f in result.findings] == ["email", "card", "cvv"]
+    assert [text[f.start : f.end] for f in result.findings] == [
+        "josé@example.com",
+        "４１１１\u200b1111\u200b1111\u200b1111",
+        "123",
+    ]
+    for finding in result.findings:
+        assert isinstance(finding, Finding)
+        assert finding.placeholder == PLACEHOLDERS[finding.kind]
+        assert finding.why and text[finding.start : finding.end] not in finding.why
+    with pytest.raises(AttributeError):
+        result.findings[0].kind = "phone"  # type: ignore[misc]
+
+
+def test_why_names_the_card_network() -> None:
+    [finding] = scan("4111 1111 1111 1111").findings
+    assert finding.why == "Luhn-valid 16 digits, Visa"
+
+
+def test_regions_are_configurable() -> None:
+    assert scan("it is 612 345 678", regions=("ES",)).text == "it is [PHONE]"
+    assert scan("it is 612 345 678", regions=("GB",)).findings == ()
+    # after a phone label, a number in a phone grouping is one whatever the regions
+    assert scan("ring 612 345 678", regions=("GB",)).text == "ring [PHONE]"
+
+
+def test_empty_and_clean_texts_come_back_unchanged() -> None:
+    for text in ("", " ", "\n", "hello", "ça va? 😀", "\u200b"):
+        assert redact(text) == text
+        assert scan(text).findings == ()
+
+
+def test_never_raises_on_any_string() -> None:
+    rng = random.Random(7)
+    alphabet = (
+        "0123456789 +-/.()@#:=\t\n\u00a0\u200b\u3000abcxyzABCXYZ éßñ中文字卡号密码"
+        "пароль٤١١١４１１１\ud800\udfff\U0001f600[]"
+    )
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120)))
+        result = scan(text)
+        assert redact(result.text) == result.text
+        last = 0
+        for f in result.findings:
+            assert last <= f.start < f.end <= len(text)
+            assert f.detector != "fallback", f"detection failed on {text!r}"
+            last = f.end
+
+
+def test_a_failing_detector_still_hides_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.privacy import redaction
+
+    def broken(ctx: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(redaction, "_detect_digit_clusters", broken)
+    result = scan("card 4111 1111 1111 1111, mail a@b.co, 12 apples")
+    assert result.text == "card [NUMBER], mail [EMAIL] 12 apples"
+    assert {f.detector for f in result.findings} == {"fallback"}
+
+
+# --------------------------------------------------------------------------------------------------
+# teller pii check
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    from bot.settings import get_settings
+
+    monkeypatch.setenv("TELLER_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_cli_check_prints_what_would_be_stored_and_why(cli_home: Path) -> None:
+    from bot.cli import app
+
+    result = CliRunner().invoke(app, ["pii", "check", "card 4111 1111 1111 1111, cvv 123"])
+    assert result.exit_code == 0, result.output
+    assert "stored: card [CARD], cvv [CVV]" in result.stdout
+    assert "stdnum.luhn" in result.stdout and "Luhn-valid 16 digits, Visa" in result.stdout
+    assert "4•••••••••••••••••1" in result.stdout
+    assert "rule:cvv" in result.stdout and "•••" in result.stdout
+    assert "4111 1111" not in result.stdout and "123" not in result.stdout
+
+
+def test_cli_check_json_and_stdin(cli_home: Path) -> None:
+    from bot.cli import app
+
+    text = "mail josé@example.com or call +44 20 7946 0958\n"
+    result = CliRunner().invoke(app, ["pii", "check", "-", "--json"], input=text)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["text"] == "mail [EMAIL] or call [PHONE]\n"
+    assert [(f["kind"], f["detector"]) for f in record["findings"]] == [
+        ("email", "rule:email"),
+        ("phone", "phonenumbers"),
+    ]
+    email = record["findings"][0]
+    assert text[email["start"] : email["end"]] == "josé@example.com"
+    assert email["masked"] == "j••••••••••••••m"
+    assert "josé" not in result.stdout and "7946" not in result.stdout
+
+
+def test_cli_check_clean_text(cli_home: Path) -> None:
+    from bot.cli import app
+
+    result = CliRunner().invoke(app, ["pii", "check", "what is the exchange rate today?"])
+    assert result.exit_code == 0
+    assert "no personal data found" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# Linear time, bounded work
+# --------------------------------------------------------------------------------------------------
+
+
+def _calls(text: str) -> int:
+    """Python and C function calls made while scanning ``text`` (deterministic for a given text).
+
+    Calls inside ``phonenumbers`` are left out: at most PHONE_BUDGET parses per text, a constant that
+    warm caches can hide on the short text only (its parses are all cached, the long one's are not).
+    """
+    scan(text)  # warm the caches
+    count = 0
+    inside = 0  # phonenumbers frames on the stack
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        nonlocal count, inside
+        if "phonenumbers" in frame.f_code.co_filename:
+            inside += 1 if event == "call" else -1 if event == "return" else 0
+        elif event in ("call", "c_call") and not inside:
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        scan(text)
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def _cpu_ms(text: str, repeats: int = 5) -> float:
+    scan(text)
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        scan(text)
+        times.append(time.process_time() - start)
+    return statistics.median(times) * 1000
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE_SHAPES))
+def test_work_grows_linearly_with_the_length(shape: str) -> None:
+    """Four times the text makes at most ~4.5 times the function calls (a quadratic scan would make
+    16 times as many), and at most 8 times the CPU time (median of five runs; quadratic: 16)."""
+    make = HOSTILE_SHAPES[shape]
+    small, large = make(10_000), make(40_000)
+    assert _calls(large) <= 4.5 * _calls(small) + 200
+    ratio = _cpu_ms(large) / max(_cpu_ms(small), 0.5)
+    assert ratio <= 8, f"{shape}: 4x the text took {ratio:.1f}x the time"
+
+
+def test_bench_reports_every_shape() -> None:
+    result = bench_redaction(chars=2_000, repeats=1)
+    assert set(result) == {*HOSTILE_SHAPES, "all"}
+    for figures in result.values():
+        assert 0 <= figures["p50_ms"] <= figures["max_ms"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Second review: the causes it found
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # 1. a secret label before a longer number does not cut it
+        ("pin 5245 4993 9002 6498", "pin [CARD]"),
+        ("card + pin: 4604 2972 5793 5225 / 4821", "card + pin: [CARD] / [PIN]"),
+        (
+            "oops i typed the code 4227 9284 0355 7995 into the otp box",
+            "oops i typed the code [CARD] into the otp box",
+        ),
+        ("pin 1234 5678", "pin [PIN]"),
+        ("the verification code is 0770 090 0123", "the verification code is [PHONE]"),
+        ("my pin is 1234, card 4111 1111 1111 1111", "my pin is [PIN], card [CARD]"),
+    ],
+)
+def test_a_secret_label_before_a_longer_number_decides_on_the_whole_number(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4875–3173–0226–5808",  # en dash
+        "card 4768—3358—8991—0208",  # em dash
+        "card 4864−4438−6369−4427",  # minus sign
+        "card 4716‐2866‐7255‐9491",  # U+2010 hyphen
+        "card 4716\u20112866\u20117255\u20119491",  # non-breaking hyphen
+        "card 4885_6849_6318_8308",
+        "card 4910,2471,4762,4397",
+        "card 44 35 50 75 25 06 53 80",  # pairs
+        "card 4 5 3 4 0 6 3 9 5 6 0 5 0 1 4 5",  # single digits
+        "card 438922-2061509850",  # the BIN apart: 6 + 10
+        "card 413219 9482157123",
+        "card 40881471\r\n30917699",  # split over two lines
+        "card " + "\u200b".join("4855501661797022") + ".",  # zero-width spaces, a full stop after
+        "\u200b".join("4453335011225012") + " is it",
+    ],
+)
+def test_card_groupings_of_equal_groups_and_bin_split(text: str) -> None:
+    result = scan(text)
+    assert [f.kind for f in result.findings] == ["card"]
+    assert not any(ch.isdigit() for ch in result.text)
+
+
+def test_zero_width_space_does_not_swallow_the_space_after_a_number() -> None:
+    text = "card 4111\u200b1111\u200b1111\u200b1111 ok"
+    [finding] = scan(text).findings
+    assert text[finding.end :] == " ok"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the total was 1,250,000",
+        "appelle-moi au 06 12 34 56 78 demain",
+        "years 2019, 2020, 2021, 2022",
+        "on 14–03–2024 at 14:30",
+        "20 12 30 45 67 89 11 is not a card",  # 14 digits starting with 20: no issuer
+    ],
+)
+def test_new_card_groupings_keep_amounts_dates_and_phones(text: str) -> None:
+    assert "card" not in {f.kind for f in scan(text).findings}
+
+
+def test_french_phone_in_pairs_is_a_phone() -> None:
+    assert redact("appelle-moi au 06 12 34 56 78") == "appelle-moi au [PHONE]"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '{"card":"4449083716264368","cvv":"914","exp":"08/27"}',
+            '{"card":"[CARD]","cvv":"[CVV]","exp":"08/27"}',
+        ),
+        ('{"user":{"pin":"4921"}}', '{"user":{"pin":"[PIN]"}}'),
+        ('{"otp":"482913","status":"pending"}', '{"otp":"[OTP]","status":"pending"}'),
+        ('{"dob":"1985-03-14","balance":"£1,250.00"}', '{"dob":"[DOB]","balance":"£1,250.00"}'),
+        ("| dob | 14/03/1985 |\n| amount | £1,250.00 |", "| dob | [DOB] |\n| amount | £1,250.00 |"),
+        ("{'cvv': '914'}", "{'cvv': '[CVV]'}"),
+        ('{"password":"hunter2","user":"kim"}', '{"password":"[PASSWORD]","user":"kim"}'),
+    ],
+)
+def test_labelled_values_in_json_and_markdown(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("CID 4821 on the front of my amex", "CID [CVV] on the front of my amex"),
+        ("the security code on the back is 552", "the security code on the back is [CVV]"),
+        ("security code (on the back) is 552", "security code (on the back) is [CVV]"),
+        ("my cvv's 318", "my cvv's [CVV]"),
+        ("CVV-Code 318", "CVV-Code [CVV]"),
+        ("CVV код 447", "CVV код [CVV]"),
+        ("cvv (318)", "cvv ([CVV])"),
+        ("cvv 294", "cvv [CVV]"),
+        ("pin code is 9 9 3 1", "pin code is [PIN]"),
+        ("my pin's 7391", "my pin's [PIN]"),
+        ("pin -> 4821", "pin -> [PIN]"),
+        ("el código es 6 3 1 8 0 2", "el código es [OTP]"),
+        ("one time passcode 90 31 47 just came", "one time passcode [OTP] just came"),
+        ("got code 482913 but it says invalid", "got code [OTP] but it says invalid"),
+        ("the code they texted was 4829", "the code they texted was [OTP]"),
+        ('my password is "correct horse battery staple"', 'my password is "[PASSWORD]"'),
+        ("pass: Zx!9qLm", "pass: [PASSWORD]"),
+        ("mon mdp c'est Chaton!88", "mon mdp c'est [PASSWORD]"),
+        ("changed my password to Tr1cky_Pa55", "changed my password to [PASSWORD]"),
+        ("DOB 14-Mar-1985", "DOB [DOB]"),
+        ("DOB 14 Mar 85", "DOB [DOB]"),
+    ],
+)
+def test_secret_phrasings(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my password is 12 characters long",
+        "I forgot my PIN",
+        "the code never arrived",
+        "error code 404",
+        "use promo code SAVE20 at checkout",
+        "my boarding pass: AB1234",
+        "I want to reset my password to get in",
+    ],
+)
+def test_secret_words_in_ordinary_sentences_stay(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my mobile is 9123 4567",
+        "手機 9123 4567",
+        "ring mig på 32 12 34 56",
+        "mobil 40 61 23 45",
+        "Handy: 0151 2345 6789",
+        "телефон 8 (912) 345-67-89",
+    ],
+)
+def test_a_number_after_a_phone_label_is_a_phone(text: str) -> None:
+    result = scan(text)
+    assert [f.kind for f in result.findings] == ["phone"]
+    assert not any(ch.isdigit() for ch in result.text)
+
+
+def test_a_plus_number_glued_to_a_word_is_a_phone() -> None:
+    assert redact("whatsapp+6591234567") == "whatsapp[PHONE]"
+
+
+@pytest.mark.parametrize(
+    ("text", "detector"),
+    [
+        ("DNI: 48302157-H", "stdnum.es.dni"),
+        ("SIN 529 346 173", "stdnum.ca.sin"),
+        ("henkilötunnus 140385-123B", "stdnum.fi.hetu"),
+        ("rijksregisternummer 85.03.14-123.02", "stdnum.be.nn"),
+        ("RUT 12.345.678-5", "stdnum.cl.rut"),
+        ("CNP 1850314401239", "stdnum.ro.cnp"),  # 13 digits starting with 1: not a timestamp after a label
+        ("personnummer 850314-4282", "stdnum.se.personnummer"),
+    ],
+)
+def test_national_ids_with_their_check_characters(text: str, detector: str) -> None:
+    [finding] = scan(text).findings
+    assert finding.kind == "national_id"
+    assert finding.end == len(text)
+    # the first checksum that accepts the number names it (9 digits also pass ru.inn, us.ssn...)
+    assert finding.detector.startswith("stdnum.")
+    assert _valid(detector, _compact(text[finding.start : finding.end]))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "app version 4.12.1 on iOS 17.4.1, running 2024.03.1187",
+        "macOS 10.15.7, v2.0.1-beta.3, Chrome/122.0.6261.112",
+        "UA: Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/123.0.6312.86 Safari/537.36",
+        "Android 14; UP1A.231005.007; app 7.31.2",
+        "firmware 1.20.345.6789 installed",
+        "номер заказа 9876543210",
+        "numer zamówienia 5501234567",
+        "رقم الطلب 226520642792",
+        "ordine n. 5501234567",
+        "Transaktionsnummer 482019384756102938 fehlt",
+        "Buchungs-Nr. 5501234567",
+        "order 4111111111111111 was declined",  # a Luhn-valid number: the label says what it is
+        "at 20240315143022 it failed",  # compact timestamp
+    ],
+)
+def test_versions_references_and_timestamps_stay(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_a_card_label_still_wins_over_luhn_reference_rule() -> None:
+    assert redact("order paid with card 4111111111111111") == "order paid with card [CARD]"
+
+
+def test_a_flood_of_numbers_is_redacted_wholesale_and_nothing_leaks() -> None:
+    from bot.privacy.redaction import DENSE_MIN_CHARS, DENSE_VALUES
+
+    line = "card 4111 1111 1111 1111, cvv 123, pin 44 35, mail josé@example.com, my password is dragon. "
+    flood = line * (max(DENSE_VALUES, DENSE_MIN_CHARS // len(line)) // 4 + 2)
+    result = scan(flood)
+    assert result.findings and {f.detector for f in result.findings} == {"dense"}
+    for secret in ("4111", "123", "44 35", "josé", "dragon"):
+        assert secret not in result.text
+    assert result.text.startswith(
+        "card [NUMBER] cvv [NUMBER] pin [NUMBER] mail [EMAIL] my password is [PASSWORD]"
+    )
+    assert redact(result.text) == result.text
+    # An ordinary long message is not a flood: every detector runs, typed placeholders, dates kept.
+    calm = ("I was charged £1,250.00 on 2024-03-15 and want it back. " * 80) + "card 4111 1111 1111 1111"
+    assert len(calm) > DENSE_MIN_CHARS and redact(calm).endswith("card [CARD]")
+    assert "2024-03-15" in redact(calm)
