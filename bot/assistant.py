@@ -25,7 +25,7 @@ from bot.operators import Operators
 from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig, Thresholds
 from bot.service import TellerService
 from bot.settings import Settings
-from bot.storage import Store
+from bot.storage import AuditAction, Store
 
 if TYPE_CHECKING:
     from bot.model_swap import ModelSwapper
@@ -287,15 +287,22 @@ def activate_model(
     settings: Settings, version: str, actor: str | None = None, store: Store | None = None
 ) -> Path:
     """Make ``version`` the active model: the registry's pointer, then the database's record that
-    every replica follows within seconds (:class:`bot.model_swap.ModelSwapper`). Returns its path.
+    every replica follows within seconds (:class:`bot.model_swap.ModelSwapper`), then an
+    ``activation`` entry in the audit log (``actor``; the version and the one it replaced; a failed
+    audit write is logged, the activation stands). Returns its path.
 
     Raises :class:`nlu.NLUError` for an unknown version, :class:`bot.storage.StoreError`.
     """
-    path = ModelRegistry(settings.models).activate(version)
+    registry = ModelRegistry(settings.models)
+    local_previous = registry.active_version()
+    path = registry.activate(version)
     own = store is None
     store = store or open_store(settings)
     try:
+        previous = store.deployment.active_model() or local_previous
         store.deployment.set_active_model(version, actor)
+        details = {"version": version, "previous": previous}
+        store.audit.record_after(actor or "unknown", AuditAction.ACTIVATION, f"model:{version}", details)
     finally:
         if own:
             store.close()

@@ -166,6 +166,36 @@ class ImportOutcome:
     applied: bool = False
     embedded: int = 0
     entries: int = 0
+    #: Updated entries whose answer text changed (``updated`` also counts rephrasings, tags, …).
+    answers_changed: list[str] = field(default_factory=list)
+
+    def audit_details(self) -> dict[str, Any]:
+        """What the audit log keeps of an applied change (``kb.change``): entry ids only, no text.
+        ``intents`` says which intent's answer changed hands (``from`` one entry, or none, ``to``
+        another); ``answers_changed``, which existing entries got a new answer text."""
+        moves = [
+            {"intent": r.overlap.intent, "from": r.overlap.existing_id, "to": r.overlap.entry_id}
+            for r in self.resolutions
+            if r.action in ("superseded", "answers_intent") and r.overlap.intent
+        ]
+        moved = {(m["intent"], m["to"]) for m in moves}
+        moves += [
+            {"intent": intent, "from": None, "to": entry}
+            for entry, intent in self.linked.items()
+            if (intent, entry) not in moved
+        ]
+        return {
+            "command": self.mode,
+            "added": self.added,
+            "updated": self.updated,
+            "answers_changed": self.answers_changed,
+            "removed": self.removed,
+            "superseded": [{"id": old, "by": new} for old, new in self.superseded],
+            "unlinked": self.unlinked,
+            "intents": moves,
+            "lost_intents": self.lost_intents,
+            "entries": self.entries,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -384,6 +414,8 @@ class KnowledgeAdmin:
             notes=list(prepared.notes),
         )
         outcome.lost_intents = self._lost_intents(prepared, decisions)
+        was = {e.id: e for e in prepared.before}
+        outcome.answers_changed = [i for i in prepared.updated if was[i].answer != incoming[i].answer]
         if dry_run:
             outcome.entries = len(self.kb)
             return outcome

@@ -362,7 +362,7 @@ class OpsDesk:
             verdict = "Retraining finished" if outcome.promoted else "Retraining did not promote a model"
             self._later(board.amend, ref, f"{verdict} (requested by {actor}). {outcome.message}")
 
-        if not runner.start(progress, done, mode):
+        if not runner.start(progress, done, mode, actor=str(actor)):
             return "A retrain is already running; its progress is in the ops channel."
         return "Retraining started; progress and the result are posted in the ops channel."
 

@@ -23,7 +23,7 @@ from typing import Any
 from bot.assistant import activate_model, build_policy, calibrate_policy
 from bot.review import ReviewService
 from bot.settings import Settings
-from bot.storage import Database, Job, JobRepository, JobStatus
+from bot.storage import AuditAction, Database, Job, JobRepository, JobStatus
 from bot.storage.database import Lease
 from nlu import ModelRegistry, NLUError
 from nlu.corrections import Correction
@@ -39,6 +39,8 @@ Progress = Callable[[str, float], None]
 
 #: The cluster-wide lock a retrain holds (:meth:`bot.storage.Database.try_lock`).
 RETRAIN_LOCK = "teller-retrain"
+#: Who a retrain nobody named runs as, in the audit log.
+SYSTEM_ACTOR = "system:retrain"
 BUSY = "Not started: another retrain is running (on this or another process)."
 
 
@@ -90,23 +92,44 @@ class RetrainRunner:
         stages: Callable[[str, int, int], None] | None = None,
         mode: str = "continue",
         lease: Lease | None = None,
+        actor: str | None = None,
     ) -> RetrainOutcome:
         """Retrain, gate, and promote if the gate says so. Errors come back as an outcome.
 
         ``progress(stage, overall fraction)``, or ``stages(stage, done, total)`` per stage; ``mode``
         is the recipe (:data:`nlu.retraining.MODES`); ``lease``: the caller's hold of
-        :data:`RETRAIN_LOCK` (a worker takes it before it claims a job), else it is taken here."""
+        :data:`RETRAIN_LOCK` (a worker takes it before it claims a job), else it is taken here.
+        ``actor`` (default ``system:retrain``) is who asked for it: the audit log gets a ``retrain``
+        entry when it starts and one with its outcome, and the promotion an ``activation``."""
         started = time.perf_counter()
+        who = actor or SYSTEM_ACTOR
         if lease is not None:
-            return self._run(started, progress, stages, mode, lease)
+            return self._audited(who, mode, lambda: self._run(started, progress, stages, mode, lease, who))
         # One retrain at a time across the cluster (the registry's own file lock covers one host).
         own = self.review.store.database.try_lock(RETRAIN_LOCK)
         if own is None:
             return RetrainOutcome(False, BUSY, error=BUSY)
         try:
-            return self._run(started, progress, stages, mode, own)
+            return self._audited(who, mode, lambda: self._run(started, progress, stages, mode, own, who))
         finally:
             own.release()
+
+    def _audited(self, actor: str, mode: str, run: Callable[[], RetrainOutcome]) -> RetrainOutcome:
+        """Run a retrain between its two audit entries (``stage``: started, then its outcome)."""
+        audit = self.review.store.audit
+        audit.record_after(actor, AuditAction.RETRAIN, None, {"stage": "started", "mode": mode})
+        outcome = run()
+        result = outcome.result
+        stage = "promoted" if outcome.promoted else "failed" if outcome.error is not None else "refused"
+        details: dict[str, Any] = {"stage": stage, "mode": mode}
+        if result is not None:
+            details |= {"version": result.candidate.info.version, "active": result.active_version}
+            details["reasons"] = list(result.decision.reasons)
+        if outcome.error is not None:
+            details["error"] = outcome.error[:300]
+        version = details.get("version")
+        audit.record_after(actor, AuditAction.RETRAIN, f"model:{version}" if version else None, details)
+        return outcome
 
     def _run(
         self,
@@ -115,6 +138,7 @@ class RetrainRunner:
         stages: Callable[[str, int, int], None] | None,
         mode: str,
         lease: Lease,
+        actor: str = SYSTEM_ACTOR,
     ) -> RetrainOutcome:
         try:
             result = retrain(
@@ -177,7 +201,7 @@ class RetrainRunner:
                 error="retrain lock lost",
             )
         try:
-            self._promote(version)
+            self._promote(version, actor)
         except Exception as exc:
             log.error("promotion_failed", extra={"fields": {"candidate": version, "error": repr(exc)[:300]}})
             return RetrainOutcome(
@@ -200,6 +224,7 @@ class RetrainRunner:
         progress: Progress | None = None,
         done: Callable[[RetrainOutcome], None] | None = None,
         mode: str = "continue",
+        actor: str | None = None,
     ) -> bool:
         """Run in a background thread; False (and nothing started) if one is running already."""
         with self._guard:
@@ -207,7 +232,7 @@ class RetrainRunner:
                 return False
 
             def work() -> None:
-                outcome = self.run(progress, mode=mode)
+                outcome = self.run(progress, mode=mode, actor=actor)
                 if done is not None:
                     done(outcome)
 
@@ -219,7 +244,7 @@ class RetrainRunner:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _promote(self, version: str) -> None:
+    def _promote(self, version: str, actor: str = SYSTEM_ACTOR) -> None:
         """Calibrate the candidate's policy (as ``teller train`` does), activate it, swap it in."""
         registry = ModelRegistry(self.settings.models)
         policy = build_policy(
@@ -230,7 +255,7 @@ class RetrainRunner:
             stored_thresholds=False,
         )
         calibrate_policy(policy, registry.path(version))
-        activate_model(self.settings, version, actor="retrain", store=self.review.store)
+        activate_model(self.settings, version, actor=actor, store=self.review.store)
         if self.swap is not None:
             self.swap()
 
@@ -285,10 +310,11 @@ class QueuedRetrain:
         progress: Progress | None = None,
         done: Callable[[RetrainOutcome], None] | None = None,
         mode: str = "continue",
+        actor: str | None = None,
     ) -> bool:
         if self.running:
             return False
-        job = self.jobs.enqueue(RETRAIN_JOB, {"mode": mode}, self.actor)
+        job = self.jobs.enqueue(RETRAIN_JOB, {"mode": mode}, actor or self.actor)
 
         def follow() -> None:
             last: dict[str, Any] | None = None
@@ -355,7 +381,8 @@ def _work(jobs: JobRepository, runner: RetrainRunner, worker: str, job: Job, lea
             jobs.report(job.id, {"stage": stage, "fraction": round(fraction, 4)})
 
     try:
-        outcome = runner.run(report, mode=str(job.params.get("mode", "continue")), lease=lease)
+        mode = str(job.params.get("mode", "continue"))
+        outcome = runner.run(report, mode=mode, lease=lease, actor=job.requested_by)
     except Exception as exc:  # a bug must not kill the worker: the job fails, the worker goes on
         log.error("retrain_job_crashed", extra={"fields": {"job": job.id, "error": repr(exc)[:300]}})
         outcome = RetrainOutcome(False, f"Retraining failed: {exc!r}", error=repr(exc))

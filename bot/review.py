@@ -51,7 +51,7 @@ from bot.storage import (
     Suggestion,
     SuggestionKind,
 )
-from retrieval.entry import MAX_QUESTIONS, KBEntry, slugify
+from retrieval.entry import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_QUESTIONS, KBEntry, slugify
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -331,6 +331,10 @@ class ReviewService:
         answer = corrected_answer.strip()
         if not answer:
             raise InputError("the corrected answer is empty")
+        if len(answer) > MAX_ANSWER_CHARS:
+            raise InputError(
+                f"the corrected answer has {len(answer):,} characters; the limit is {MAX_ANSWER_CHARS:,}"
+            )
         with self._lock:
             item = self._open_item(item_id)
             kb = self.kb
@@ -454,7 +458,8 @@ class ReviewService:
             ),
             None,
         )
-        questions = [*item.texts]
+        # A customer's message can be longer than a phrasing may be: its start is what the encoder reads.
+        questions = [t[:MAX_QUESTION_CHARS].strip() for t in item.texts]
         if previous is not None:
             entry_id = previous
             questions = [*kb.get(previous).questions, *questions]

@@ -35,6 +35,7 @@ from nlu.data import Example
 from nlu.errors import ArtifactError
 from nlu.knn import Memory
 from nlu.runtime import export_onnx
+from nlu.textio import neutralise_cell, restore_cell
 
 if TYPE_CHECKING:
     from nlu.training import TrainedModel
@@ -121,14 +122,19 @@ def _read_examples(path: Path) -> list[Example]:
     if not path.is_file():
         return []
     with path.open(encoding="utf-8", newline="") as handle:
-        return [Example(row["text"], row["category"]) for row in csv.DictReader(handle)]
+        return [
+            Example(restore_cell(row["text"]), restore_cell(row["category"]))
+            for row in csv.DictReader(handle)
+        ]
 
 
 def _write_examples(path: Path, examples: list[Example]) -> None:
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "category"])
-        writer.writerows((e.text, e.label) for e in examples)
+        # Neutralised against formula injection (customers write corrections' texts; an operator may
+        # open the file in a spreadsheet), restored by :func:`_read_examples`.
+        writer.writerows((neutralise_cell(e.text), neutralise_cell(e.label)) for e in examples)
 
 
 def read_dev_split(directory: str | Path) -> list[Example]:

@@ -42,6 +42,7 @@ from nlu.encoder import BASE_ENCODER_NAME
 from nlu.errors import RetrainBusy, RetrainError
 from nlu.gate import GATE_FILE, GateDecision, evaluate_gate, frozen_for_comparison, record_gate
 from nlu.registry import ModelRegistry, ModelVersion
+from nlu.textio import neutralise_cell, restore_cell
 
 if TYPE_CHECKING:
     from nlu.training import TrainConfig
@@ -227,7 +228,8 @@ def read_frozen(model_path: str | Path) -> list[Example]:
     path = Path(model_path) / FROZEN_FILE
     if path.is_file():
         with path.open(encoding="utf-8", newline="") as handle:
-            return [Example(row["text"], row["category"]) for row in csv.DictReader(handle)]
+            rows = csv.DictReader(handle)
+            return [Example(restore_cell(row["text"]), restore_cell(row["category"])) for row in rows]
     return read_dev_split(model_path)
 
 
@@ -235,7 +237,7 @@ def _write_frozen(path: Path, frozen: Sequence[Example]) -> None:
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "category"])
-        writer.writerows((e.text, e.label) for e in frozen)
+        writer.writerows((neutralise_cell(e.text), neutralise_cell(e.label)) for e in frozen)
 
 
 def retrain(

@@ -46,3 +46,26 @@ def read_text(path: str | Path, encoding: str | None = None) -> str:
     if "\x00" in text:
         raise DataError(f"{path}: contains NUL characters; this looks like a binary file, not text")
     return text
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"), and the quote that
+#: neutralises it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CELL_QUOTE = "'"
+
+
+def neutralise_cell(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs: one ``'`` before a value that starts like
+    a formula (``=HYPERLINK(…)``, ``+``, ``-``, ``@``, tab, carriage return) and, so that
+    :func:`restore_cell` is its exact inverse, before a value that starts with ``'`` already.
+
+    For every CSV Teller writes; the ones it reads back go through :func:`restore_cell`. (A
+    spreadsheet hides the leading ``'``: it is its own text marker.)
+    """
+    return CELL_QUOTE + value if value.startswith((*FORMULA_STARTS, CELL_QUOTE)) else value
+
+
+def restore_cell(value: str) -> str:
+    """The inverse of :func:`neutralise_cell`: a leading ``'`` is dropped (``"'=1+1"`` -> ``"=1+1"``,
+    ``"''x"`` -> ``"'x"``), as a spreadsheet drops its text marker."""
+    return value[1:] if value.startswith(CELL_QUOTE) else value

@@ -1,8 +1,14 @@
 """The positioning brief: Markdown with the interview's answers, the score with its numbers, what
-would raise each term, and the evidence from the logs with a chart."""
+would raise each term, and the evidence from the logs with a chart.
+
+Text Teller did not write (customers' questions, the interview's answers) goes in through
+:func:`escape_markdown`, so it reads as written and never as markup: no link, image, HTML tag,
+emphasis or table cell of its own.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +17,26 @@ from positioning.engine import format_answer
 from positioning.evidence import Evidence
 from positioning.scoring import PositioningScore
 from positioning.script import Script
+
+#: Characters with a meaning inside a Markdown line (CommonMark and GitHub's tables, strikethrough),
+#: escaped with a backslash; ``<``, ``>`` and ``&`` become entities so no HTML tag or entity survives.
+_INLINE = re.compile(r"([\\`*_{}\[\]()!|~#])")
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: What starts a block when it opens a line: a list item, a quote, a numbered item, a heading.
+_BLOCK_START = re.compile(r"^(\s*\d*)([-+.)])")
+#: A bare URL GitHub would link by itself: its ``:`` or ``.`` is escaped.
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto)(:)|\b(www)(\.)")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` as one line of Markdown that renders as the text itself: markup characters
+    backslash-escaped (``**bold**`` -> ``\\*\\*bold\\*\\*``, ``| table |`` -> ``\\| table \\|``), HTML
+    as entities (``<script>`` -> ``&lt;script&gt;``), links defused (``[click](http://evil)`` ->
+    ``\\[click\\]\\(http\\://evil\\)``), line breaks as spaces (no new block can start)."""
+    text = " ".join(str(text).split())
+    text = "".join(_ENTITIES.get(c, c) for c in _INLINE.sub(r"\\\1", text))
+    text = _AUTOLINK.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"{m[3]}\\{m[4]}", text)
+    return _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}", text, count=1)
 
 
 @dataclass(frozen=True)
@@ -48,7 +74,7 @@ def render(
     title: str | None = None,
 ) -> str:
     product = str(answers.get("product", "the product"))
-    lines = [f"# Positioning brief: {title or product}", ""]
+    lines = [f"# Positioning brief: {escape_markdown(title or product)}", ""]
     lines += [
         f"**Positioning = P(D|U) x M = {result.p_d_given_u:.2f} x {result.m:.2f} = {result.score:.2f}**",
         "",
@@ -73,7 +99,7 @@ def render(
         who = n.coverage.intent or n.coverage.kb_id or "-"
         answer = f"{n.coverage.route}: {who}" if n.coverage.answered else f"{n.coverage.route} (not answered)"
         lines.append(
-            f"| {n.need} | {n.importance} | {answer} | {n.coverage.confidence:.2f} | "
+            f"| {escape_markdown(n.need)} | {n.importance} | {answer} | {n.coverage.confidence:.2f} | "
             f"{n.quality.accuracy:.0%} | {n.quality.flag_rate:.0%} | {n.satisfaction:.2f} |"
         )
     lines += ["", "## What would raise each term", "", "**P(D|U)**", ""]
@@ -100,8 +126,8 @@ def render(
         if evidence.candidate_needs:
             lines += ["", "**Candidate new needs** (unanswered questions, grouped by meaning):", ""]
             lines += [
-                f"- {c.label} ({c.size} question{'s' if c.size != 1 else ''}; e.g. "
-                + "; ".join(f"“{e}”" for e in c.examples)
+                f"- {escape_markdown(c.label)} ({c.size} question{'s' if c.size != 1 else ''}; e.g. "
+                + "; ".join(f"“{escape_markdown(e)}”" for e in c.examples)
                 + ")"
                 for c in evidence.candidate_needs
             ]
@@ -112,7 +138,7 @@ def render(
         lines += [f"### {step.title}", ""]
         for q in step.questions:
             if q.id in answers:
-                lines.append(f"- **{q.prompt}**  \n  {format_answer(answers[q.id])}")
+                lines.append(f"- **{q.prompt}**  \n  {escape_markdown(format_answer(answers[q.id]))}")
         lines.append("")
     return "\n".join(lines)
 

@@ -8,7 +8,15 @@ from typing import Any
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SPACE = re.compile(r"\s+")
+#: Phrasings per entry, and characters per phrasing: the encoder reads 128 tokens (about 500
+#: characters of English) of a phrasing, so a longer one adds nothing but bulk.
 MAX_QUESTIONS = 64
+MAX_QUESTION_CHARS = 500
+#: Characters of an answer: two Telegram messages (4,096 each) less a margin for what a reply adds
+#: around it (a clarifying lead-in, a handoff offer); the channels split a long answer at paragraph
+#: breaks, but an answer longer than this is a document, not a reply. An entry with a longer answer
+#: is refused (naming the entry and the limit).
+MAX_ANSWER_CHARS = 8000
 #: Answer passages embedded per entry (the whole answer and its sentences).
 MAX_PASSAGES = 64
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9£$€])|\n\s*\n|\n\s*[-*•]\s+")
@@ -58,8 +66,19 @@ class KBEntry:
             found.append("no question")
         if len(self.questions) > MAX_QUESTIONS:
             found.append(f"more than {MAX_QUESTIONS} questions")
+        longest = max((len(q) for q in self.questions), default=0)
+        if longest > MAX_QUESTION_CHARS:
+            found.append(
+                f"a question of entry {self.id!r} has {longest:,} characters; "
+                f"the limit is {MAX_QUESTION_CHARS:,}"
+            )
         if not self.answer.strip():
             found.append("empty answer")
+        elif len(self.answer) > MAX_ANSWER_CHARS:
+            found.append(
+                f"the answer of entry {self.id!r} has {len(self.answer):,} characters; "
+                f"the limit is {MAX_ANSWER_CHARS:,} (MAX_ANSWER_CHARS: two Telegram messages)"
+            )
         return found
 
     def to_dict(self) -> dict[str, Any]:

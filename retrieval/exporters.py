@@ -11,7 +11,9 @@ as a heading or a metadata line.
 - ``jsonl``: one ``{"id", "questions", "answer", "intent", "tags"}`` object per line, non-ASCII
   text as is (U+0085, U+2028 and U+2029 as ``\u`` escapes: Python splits lines at them).
 - ``csv``: ``id,question,answer,intent,tags`` with a header; phrasings joined by `` | ``, tags by
-  ``, ``; fields quoted where needed (an answer keeps its newlines inside quotes).
+  ``, ``; fields quoted where needed (an answer keeps its newlines inside quotes). A cell that a
+  spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) or that starts
+  with ``'`` gets a leading ``'`` (:func:`nlu.textio.neutralise_cell`); the CSV reader drops it.
 - ``md``: ``## first phrasing``, then ``id:``, ``intent:``, ``tags:``, ``also:`` lines, a blank
   line and the answer. Markdown reads lines, so an answer holding a line break other than ``\n``
   (``\r``, U+2028, ...) cannot be written as Markdown: that is refused, naming the entry.
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
+from nlu.textio import neutralise_cell
 from retrieval.entry import KBEntry
 from retrieval.errors import RetrievalError
 from retrieval.loaders import ESCAPE, PHRASING_SEPARATOR, TAG_SEPARATORS, markup_line
@@ -118,15 +121,14 @@ def _csv(entries: list[KBEntry]) -> str:
     writer.writerow(CSV_COLUMNS)
     for e in entries:
         _refuse_nul(e, "CSV")
-        writer.writerow(
-            [
-                e.id,
-                join_items(e.questions, PHRASING_SEPARATOR, f" {PHRASING_SEPARATOR} "),
-                e.answer,
-                e.intent or "",
-                join_items(e.tags, TAG_SEPARATORS, ", "),
-            ]
-        )
+        row = [
+            e.id,
+            join_items(e.questions, PHRASING_SEPARATOR, f" {PHRASING_SEPARATOR} "),
+            e.answer,
+            e.intent or "",
+            join_items(e.tags, TAG_SEPARATORS, ", "),
+        ]
+        writer.writerow([neutralise_cell(cell) for cell in row])
     return buffer.getvalue()
 
 

@@ -12,6 +12,9 @@ Escapes, so that every entry can be written out and read back exactly (:mod:`ret
   would start a new entry, or (as the answer's first line) an ``id:``, ``intent:``, ``tags:`` or
   ``also:`` line, is written with one leading backslash, which is dropped on reading; a line that
   starts with a backslash followed by such a line keeps all but one of its backslashes.
+- In a CSV cell, one leading ``'`` (a spreadsheet's text marker, and how ``teller kb export``
+  neutralises a cell a spreadsheet would run as a formula: ``'=1+1``, ``'-5 °C``) is dropped;
+  a cell that starts with a literal ``'`` is written ``''``.
 
 Files written before these escapes read as before, except the rare ``\|`` or ``\## `` they now
 give a literal ``|`` or ``## `` (as Markdown renders them).
@@ -27,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from nlu.errors import DataError
-from nlu.textio import read_text
-from retrieval.entry import KBEntry, slugify
+from nlu.textio import read_text, restore_cell
+from retrieval.entry import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, KBEntry, slugify
 from retrieval.errors import KBFormatError
 
 #: Several phrasings in one CSV cell or Markdown "also:" line are separated by " | ".
@@ -142,7 +145,9 @@ def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
 
             def cell(name: str, row: list[str] = row) -> str:
                 i = col.get(name)
-                return row[i] if i is not None and i < len(row) else ""
+                # A leading ' is a spreadsheet's text marker (and what `kb export` neutralises a
+                # formula-like cell with): dropped, so export and import round-trip exactly.
+                return restore_cell(row[i]) if i is not None and i < len(row) else ""
 
             entries.append(
                 (
@@ -157,6 +162,12 @@ def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
                 )
             )
     except csv.Error as exc:
+        if "field limit" in str(exc):  # csv's own cap (131,072 characters) is far above an entry's
+            raise KBFormatError(
+                f"{path}, line {reader.line_num}: a cell of over {csv.field_size_limit():,} characters; "
+                f"an answer may have at most {MAX_ANSWER_CHARS:,} (MAX_ANSWER_CHARS), a question "
+                f"{MAX_QUESTION_CHARS:,}"
+            ) from None
         raise KBFormatError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
     return entries
 

@@ -62,7 +62,7 @@ def test_an_entry_recorded_inside_a_transaction_goes_with_it(store: Store) -> No
 
 def test_the_repository_can_only_add_and_read() -> None:
     public = {name for name in vars(AuditRepository) if not name.startswith("_")}
-    assert public == {"record", "record_in", "entries"}
+    assert public == {"record", "record_after", "record_in", "entries"}
 
 
 def test_the_pseudonym_is_a_keyed_hmac_made_once_per_installation(url: str) -> None:

@@ -243,7 +243,7 @@ def test_erasure_removes_everything_of_one_customer_and_nothing_of_anyone_else(s
     assert store.conversations.conversation_id("web", "bob") is not None
 
     # The audit entry: same transaction, pseudonym only.
-    [entry] = store.audit.entries()
+    [entry] = store.audit.entries(action=AuditAction.ERASURE)
     assert (entry.action, entry.actor, entry.subject, entry.id) == (
         AuditAction.ERASURE,
         "cli:robin",
@@ -330,7 +330,7 @@ def test_a_dry_run_counts_the_same_and_changes_nothing(store: Store) -> None:
     before = dump(store)
     preview = Eraser(store).erase("web", "alice", "cli:robin", dry_run=True)
     assert preview.dry_run and preview.audit_id is None and preview.counts["messages"] == 6
-    assert dump(store) == before and store.audit.entries() == []
+    assert dump(store) == before and store.audit.entries(action=AuditAction.ERASURE) == []
     done = Eraser(store).erase("web", "alice", "cli:robin")
     assert done.counts == preview.counts and not done.dry_run
 
@@ -341,7 +341,7 @@ def test_an_unknown_customer_gets_a_receipt_of_zeros_and_is_audited(store: Store
     receipt = Eraser(store).erase("slack", "U_NOBODY", "api:operator")
     assert receipt.total == 0 and set(receipt.counts.values()) == {0}
     assert store.counts() == before
-    [entry] = store.audit.entries()
+    [entry] = store.audit.entries(action=AuditAction.ERASURE)
     assert entry.subject == receipt.subject == pseudonym(store, "slack", "U_NOBODY")
     assert "U_NOBODY" not in json.dumps(entry.details)
 
@@ -353,7 +353,7 @@ def test_bad_customers_are_input_errors(tmp_path: Path) -> None:
             Eraser(store).erase("whatsapp", "u1", "cli:robin")
         with pytest.raises(InputError, match="user id is empty"):
             Eraser(store).erase("web", "  ", "cli:robin")
-        assert store.audit.entries() == []
+        assert store.audit.entries(action=AuditAction.ERASURE) == []
     finally:
         store.close()
 
@@ -391,7 +391,7 @@ def test_teller_forget_erases_and_prints_the_receipt(home: Path) -> None:
     assert result.exit_code == 0, result.output
     receipt = json.loads(result.stdout)
     assert receipt["counts"]["messages"] == 6 and receipt["actor"] == "cli:robin"
-    assert receipt["subject"].startswith("p_") and receipt["audit_id"] == 1
+    assert receipt["subject"].startswith("p_") and isinstance(receipt["audit_id"], int)
 
     table = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice", "--yes"])
     assert table.exit_code == 0 and "Nothing was stored about this customer." in table.stdout
@@ -399,7 +399,10 @@ def test_teller_forget_erases_and_prints_the_receipt(home: Path) -> None:
     try:
         m = schema.messages
         assert count(store, m, m.c.user_id == "alice") == 0 and count(store, m, m.c.user_id == "bob") == 3
-        assert [e.actor for e in store.audit.entries()] == ["cli:robin", "cli:robin"]
+        assert [e.actor for e in store.audit.entries(action=AuditAction.ERASURE)] == [
+            "cli:robin",
+            "cli:robin",
+        ]
     finally:
         store.close()
     unknown = runner.invoke(app, ["forget", "--channel", "fax", "--user", "alice", "--yes"])
@@ -416,12 +419,12 @@ def test_teller_forget_asks_first_on_a_terminal(home: Path, monkeypatch: pytest.
     store = Store(home / "teller.db")
     try:
         assert count(store, schema.messages, schema.messages.c.user_id == "alice") == 6
-        assert store.audit.entries() == []
+        assert store.audit.entries(action=AuditAction.ERASURE) == []
     finally:
         store.close()
     accepted = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice"], input="y\n")
     assert accepted.exit_code == 0, accepted.output
-    assert "Erased web customer alice" in accepted.stdout and "Audit entry #1" in accepted.stdout
+    assert "Erased web customer alice" in accepted.stdout and "Audit entry #" in accepted.stdout
     store = Store(home / "teller.db")
     try:
         assert count(store, schema.messages, schema.messages.c.user_id == "alice") == 0
@@ -468,7 +471,7 @@ def test_the_erasure_endpoint_wants_the_operator_key(web: tuple[Store, World, Te
         assert receipt["subject"] == pseudonym(store, "web", "alice") and "alice" not in json.dumps(receipt)
         m = schema.messages
         assert count(store, m, m.c.user_id == "alice") == 0 and count(store, m, m.c.id.in_(world.bob)) == 3
-        [entry] = store.audit.entries()
+        [entry] = store.audit.entries(action=AuditAction.ERASURE)
         assert (entry.actor, entry.id) == ("api:operator", receipt["audit_id"])
 
         nobody = client.delete("/api/customers/telegram/999", headers={"Authorization": f"Bearer {KEY}"})

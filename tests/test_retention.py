@@ -205,7 +205,7 @@ def test_a_run_removes_what_is_older_than_the_cutoff_and_keeps_the_rest(
     before = dump(store)
     preview = retention.run(30, "cli:robin", dry_run=True)
     assert preview.counts == EXPECTED and preview.dry_run and preview.audit_id is None
-    assert dump(store) == before and store.audit.entries() == []
+    assert dump(store) == before and store.audit.entries(action=AuditAction.RETENTION) == []
 
     report = retention.run(30, "cli:robin")
     assert report.counts == EXPECTED and report.days == 30
@@ -223,7 +223,7 @@ def test_a_run_removes_what_is_older_than_the_cutoff_and_keeps_the_rest(
     mixed = store.review.item(world["mixed"])
     assert mixed.text == world["cat"] and mixed.count == 1
 
-    [entry] = store.audit.entries()
+    [entry] = store.audit.entries(action=AuditAction.RETENTION)
     assert (entry.action, entry.actor, entry.subject, entry.id) == (
         AuditAction.RETENTION,
         "cli:robin",
@@ -233,7 +233,7 @@ def test_a_run_removes_what_is_older_than_the_cutoff_and_keeps_the_rest(
     assert entry.details["counts"] == EXPECTED and entry.details["days"] == 30
     # Nothing left to do: a second run removes nothing (and, run by hand, is audited all the same).
     again = retention.run(30, "cli:robin")
-    assert again.total == 0 and len(store.audit.entries()) == 2
+    assert again.total == 0 and len(store.audit.entries(action=AuditAction.RETENTION)) == 2
 
 
 def test_the_cutoff_is_exclusive(store: Store, clock_: FakeTime) -> None:
@@ -296,11 +296,11 @@ def test_the_outbox_is_emptied_after_a_day_with_retention_off(store: Store, cloc
     assert report.cutoff is None and report.counts["outbox"] == 1 and report.total == 1
     assert ids(store, schema.outbox, "message_id") == {fresh.id}
     assert len(ids(store, schema.messages)) == 4  # retention is off: every message stays
-    [entry] = store.audit.entries()
+    [entry] = store.audit.entries(action=AuditAction.RETENTION)
     assert entry.details["counts"]["outbox"] == 1 and entry.details["days"] is None
     # Nothing to sweep, retention off, the periodic job: no audit entry for an empty run.
     assert Retention(store).run(None, "system:retention", audit_empty=False).audit_id is None
-    assert len(store.audit.entries()) == 1
+    assert len(store.audit.entries(action=AuditAction.RETENTION)) == 1
     with pytest.raises(InputError, match="at least 1 day"):
         Retention(store).run(0)
 
@@ -324,7 +324,7 @@ def test_the_periodic_service_runs_on_one_replica_and_stops_cleanly(store: Store
     time.sleep(0.2)
     assert service.runs == runs  # stopped means stopped
     assert len(ids(store, schema.messages)) == 4
-    entries = store.audit.entries()
+    entries = store.audit.entries(action=AuditAction.RETENTION)
     assert len(entries) >= 3 and {e.actor for e in entries} == {"system:retention"}
     assert entries[-1].details["counts"]["messages"] == 12  # the first run did the work
     assert sum(e.details["counts"]["messages"] for e in entries) == 12
@@ -341,7 +341,9 @@ def test_the_server_starts_and_stops_the_service(tmp_path: Path) -> None:
                 time.sleep(0.02)
             assert service.runs >= 2 and service._thread is not None
         assert service._thread is None
-        assert store.audit.entries() == []  # retention off and nothing in the outbox: nothing to record
+        assert (
+            store.audit.entries(action=AuditAction.RETENTION) == []
+        )  # retention off and nothing in the outbox: nothing to record
     finally:
         core.close()
 

@@ -22,7 +22,7 @@ class StubRunner:
     def __init__(self) -> None:
         self.modes: list[str] = []
 
-    def run(self, progress, mode: str = "continue", lease=None):  # type: ignore[no-untyped-def]
+    def run(self, progress, mode: str = "continue", lease=None, actor=None):  # type: ignore[no-untyped-def]
         assert lease is not None and lease.alive()  # the worker holds the retrain lock
         self.modes.append(mode)
         progress("training", 0.5)
@@ -72,7 +72,7 @@ def test_a_queued_retrain_runs_once_on_a_worker_and_reports_back(store: Store) -
 
 def test_a_crashing_retrain_fails_its_job_and_the_worker_goes_on(store: Store) -> None:
     class Broken:
-        def run(self, progress, mode: str = "continue", lease=None):  # type: ignore[no-untyped-def]
+        def run(self, progress, mode: str = "continue", lease=None, actor=None):  # type: ignore[no-untyped-def]
             raise RuntimeError("disk full")
 
     store.jobs.enqueue(RETRAIN_JOB, {"mode": "continue"})

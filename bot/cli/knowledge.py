@@ -4,14 +4,19 @@
 against the existing entries and the intents and resolves overlaps (``--on-overlap``). Questions to
 the operator (``ask`` mode, confirming removals) go to stderr, so ``--json`` output stays one
 document on stdout.
+
+Every change (``add``, ``sync``, ``remove``, ``supersede``, ``restore``; not a dry run) is recorded
+in the audit log as one ``kb.change`` entry by ``cli:<login name>`` with the entry ids it touched
+(``teller audit --action kb.change``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import click
 import typer
@@ -40,6 +45,27 @@ OnOverlapOpt = Annotated[
     ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+
+log = logging.getLogger(__name__)
+
+
+def _audit(settings: Settings, details: dict[str, Any], subject: str | None = None) -> None:
+    """Record a knowledge-base change (made already) in the audit log as ``kb.change`` by
+    ``cli:<login>``; if the database cannot take it, log it and go on (the change stands)."""
+    from bot.assistant import open_store
+    from bot.cli.operations import local_actor
+    from bot.storage import AuditAction, StoreError
+
+    actor = str(local_actor())
+    try:
+        store = open_store(settings)
+    except StoreError as exc:
+        log.error("audit_failed", extra={"fields": {"actor": actor, "details": details, "error": str(exc)}})
+        return
+    try:
+        store.audit.record_after(actor, AuditAction.KB_CHANGE, subject, details)
+    finally:
+        store.close()
 
 
 def _interactive() -> bool:
@@ -186,6 +212,7 @@ def kb_add(
         entries, cast("OnOverlap", on_overlap), choose=_ask if on_overlap == "ask" else None, dry_run=dry_run
     )
     if outcome.applied:
+        _audit(settings, outcome.audit_details())
         _refit(settings, kb, admin.policy)
     if as_json:
         emit_json(outcome.to_dict())
@@ -231,6 +258,7 @@ def kb_sync(
             err.print("Nothing changed.")
             raise typer.Exit(1)
     outcome = admin.finish(prepared, on_overlap, choose=_ask if on_overlap == "ask" else None)
+    _audit(settings, outcome.audit_details())
     _refit(settings, kb, admin.policy)
     if as_json:
         emit_json(outcome.to_dict())
@@ -331,6 +359,14 @@ def kb_restore(
     settings = get_settings()
     kb = open_kb(settings)
     record = kb.restore(entry_id)
+    details: dict[str, Any] = {
+        "command": "restore",
+        "restored": entry_id,
+        "superseded_by": record.superseded_by,
+    }
+    if record.moved_intent:
+        details["intents"] = [{"intent": record.moved_intent, "from": record.superseded_by, "to": entry_id}]
+    _audit(settings, details, entry_id)
     _refit(settings, kb)
     gave_back = (
         f"; `{record.superseded_by}` no longer answers intent `{record.moved_intent}`"
@@ -359,6 +395,10 @@ def kb_supersede(
     settings = get_settings()
     kb = open_kb(settings)
     record, lost = KnowledgeAdmin(kb).supersede(entry_id, by, reason)
+    details: dict[str, Any] = {"command": "supersede", "superseded": [{"id": entry_id, "by": by}]}
+    if record.moved_intent:
+        details["intents"] = [{"intent": record.moved_intent, "from": entry_id, "to": by}]
+    _audit(settings, {**details, "lost_intents": lost}, entry_id)
     _refit(settings, kb)
     took = f"; `{by}` now answers intent `{record.moved_intent}`" if record.moved_intent else ""
     out.print(f"`{entry_id}` superseded by `{by}`{took}.", highlight=False, soft_wrap=True)
@@ -380,6 +420,7 @@ def kb_remove(
     settings = get_settings()
     kb = open_kb(settings)
     entry = kb.remove(entry_id)
+    _audit(settings, {"command": "remove", "removed": [entry.id], "intent": entry.intent}, entry.id)
     _refit(settings, kb)
     out.print(f"Removed {entry.id!r}; {len(kb)} entries left.")
 

@@ -23,6 +23,7 @@ from bot.cli.app import (
     out,
     registry,
 )
+from bot.cli.operations import local_actor
 from bot.errors import InputError
 from bot.progress import progress_reporter
 from bot.settings import get_settings
@@ -116,7 +117,7 @@ def train(
         if activate:
             from bot.assistant import activate_model
 
-            activate_model(settings, result.info.version, actor="cli:train")
+            activate_model(settings, result.info.version, actor=str(local_actor()))
     except KeyboardInterrupt:
         err.print("Training interrupted; the active model is unchanged.")
         raise typer.Exit(130) from None
@@ -460,7 +461,8 @@ def retrain(
                 f"model ({registry(settings).active_version()}) keeps serving meanwhile."
             )
         with progress_reporter(err, enabled=not as_json) as progress:
-            outcome = runner.run(stages=progress, mode="scratch" if from_scratch else "continue")
+            mode = "scratch" if from_scratch else "continue"
+            outcome = runner.run(stages=progress, mode=mode, actor=str(local_actor()))
     finally:
         store.close()
     if outcome.error is not None:
@@ -631,5 +633,5 @@ def models_activate(
     """Make VERSION the active model (e.g. to roll back)."""
     from bot.assistant import activate_model
 
-    path = activate_model(get_settings(), version, actor="cli")
+    path = activate_model(get_settings(), version, actor=str(local_actor()))
     out.print(f"Active model: {version} ({path})")

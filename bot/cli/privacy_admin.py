@@ -173,6 +173,9 @@ def entry_record(entry: AuditEntry) -> dict[str, Any]:
 
 
 def _summary(details: dict[str, Any]) -> str:
+    if "counts" not in details and "cutoff" not in details:  # kb.change, correction, retrain, activation
+        parts = [f"{k}={_short(v)}" for k, v in details.items() if v not in (None, [], {}, "")]
+        return ", ".join(parts)[:300]
     counts = details.get("counts")
     parts = [f"{k}={v}" for k, v in counts.items() if v] if isinstance(counts, dict) else []
     if details.get("cutoff"):
@@ -180,6 +183,18 @@ def _summary(details: dict[str, Any]) -> str:
     if details.get("error"):
         parts.append(f"error: {details['error']}")
     return ", ".join(parts) or "nothing removed"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if set(value) == {"id", "by"}:
+            return f"{value['id']}->{value['by']}"
+        if set(value) == {"intent", "from", "to"}:
+            return f"{value['intent']}: {value['from']}->{value['to']}"
+        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 @app.command()
@@ -205,7 +220,8 @@ def audit(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per entry per line.")] = False,
 ) -> None:
-    """The audit log, newest first: erasures and retention runs, by whom, when, with their receipts.
+    """The audit log, newest first: erasures, retention runs, knowledge-base changes, corrections,
+    retrains and model activations, by whom, when, with their receipts.
 
     Customers are named by a keyed pseudonym only; --channel C --user U finds the entries about one
     customer (to check an erasure happened) without the log ever holding the id."""

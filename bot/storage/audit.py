@@ -14,13 +14,18 @@ A customer's id never goes into an entry in clear: callers put a keyed pseudonym
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.storage import schema
 from bot.storage.database import Database, inserted_id
+from bot.storage.errors import StoreError
 from bot.storage.records import AuditAction, AuditEntry
+
+log = logging.getLogger(__name__)
 
 _a = schema.audit_log
 
@@ -41,6 +46,33 @@ class AuditRepository:
         """Add an entry in a transaction of its own; returns it."""
         with self.db.transaction() as connection:
             return self.record_in(connection, actor, action, subject, details)
+
+    def record_after(
+        self,
+        actor: str,
+        action: AuditAction | str,
+        subject: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry | None:
+        """:meth:`record` for an action already done and committed on its own (a knowledge-base
+        change, a retrain, an activation): a database error is logged (``audit_failed``, with what
+        the entry would have said) and ``None`` returned, so the action is never lost for its record."""
+        try:
+            return self.record(actor, action, subject, details)
+        except (StoreError, SQLAlchemyError) as exc:
+            log.error(
+                "audit_failed",
+                extra={
+                    "fields": {
+                        "actor": actor,
+                        "action": str(action),
+                        "subject": subject,
+                        "details": details,
+                        "error": repr(exc)[:300],
+                    }
+                },
+            )
+            return None
 
     def record_in(
         self,

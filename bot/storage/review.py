@@ -16,9 +16,11 @@ from sqlalchemy import Connection, select, text
 from bot.errors import InputError
 from bot.privacy.redaction import redact
 from bot.storage import schema
+from bot.storage.audit import AuditRepository
 from bot.storage.database import Database, inserted_id
 from bot.storage.feedback import FeedbackRepository
 from bot.storage.records import (
+    AuditAction,
     Correction,
     NewCorrection,
     ReviewCandidate,
@@ -274,6 +276,10 @@ class ReviewRepository:
         return self.item(item_id), stored, superseded
 
 
+#: How the ids of entries written from a correction's answer start (:meth:`ReviewService._write_entry`).
+OPERATOR_ENTRY = "op_"
+
+
 def insert_correction(
     db: Database,
     connection: Connection,
@@ -308,6 +314,24 @@ def insert_correction(
         connection.execute(
             _k.update().where(_k.c.id.in_(superseded)).values(superseded_by=correction_id, superseded_at=now)
         )
+    # Audited in the same transaction: the correction and its record go together. Ids and labels
+    # only: the customer's text and an operator's answer stay in the corrections table, and so does
+    # the id of an entry written from a customer's words (``op_<their words>``, see
+    # :meth:`bot.review.ReviewService.wrong_answer`): the log says only that there is one.
+    kb_id = correction.kb_id
+    details: dict[str, Any] = {
+        "correction": correction_id,
+        "action": correction.action.value,
+        "label": correction.label,
+        "kb_id": "op_… (an operator's entry)" if kb_id and kb_id.startswith(OPERATOR_ENTRY) else kb_id,
+        "item": item_id,
+        "superseded": superseded,
+    }
+    if correction.origin_id is not None:
+        details["from_correction"] = correction.origin_id
+    AuditRepository(db).record_in(
+        connection, actor, AuditAction.CORRECTION, f"correction:{correction_id}", details
+    )
     return correction_id, superseded
 
 
