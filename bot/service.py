@@ -56,8 +56,6 @@ class Relayed:
 
     messages: tuple[StoredMessage, ...]
     handoff_open: bool
-    #: Whether the customer has a conversation at all (an unknown one has nothing to be told).
-    known: bool = True
     #: What to tell the customer when no handoff is open: why the last one closed (an operator
     #: closed it, or nobody replied in time); None for an unknown customer.
     notice: str | None = None
@@ -194,7 +192,7 @@ class TellerService:
         store = self.core.store
         conversation_id = store.conversations.conversation_id(channel, conversation)
         if conversation_id is None:
-            return Relayed((), False, known=False)
+            return Relayed((), False)  # an unknown customer has nothing to be told
         conversations = store.conversations
         seen = conversations.message(after) if after and conversations.exists(after) else None
         since = seen.created_at if seen is not None and seen.conversation_id == conversation_id else None

@@ -5,7 +5,6 @@ they are answered that way at once. Real slack-bolt with signed requests against
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from bot.channels.slack import PROPOSAL_PICK, PROPOSALS_ALL, PROPOSALS_NONE, PROPOSALS_TICKED, REVIEW_CHOOSE
@@ -13,6 +12,7 @@ from bot.core import Incoming
 from bot.storage import CorrectionAction
 from tests import fake_slack as sl
 from tests import test_operators_slack
+from tests.servers import wait_for
 from tests.test_corrections import CORRECTED, PARAPHRASES, UNRELATED, log
 from tests.test_operators_slack import FORM, OPERATOR, OPS, Stack, element, press
 
@@ -54,7 +54,7 @@ def test_proposals_are_posted_and_confirmed_in_bulk_in_slack(stack: Stack) -> No
     # A customer asks; an operator flags the answer and chooses the right intent in the review post.
     stack.event(sl.dm(CORRECTED, "1700000001.000100", user="UCUSTOMER"))
     stack.slack.wait_for("chat.postMessage", 1)
-    replies = _wait(
+    replies = wait_for(
         lambda: [m for m in store.conversations.history() if m.direction == "out" and m.platform_id]
     )
     channel, ts = (replies[0].platform_id or "").split(":")
@@ -63,9 +63,9 @@ def test_proposals_are_posted_and_confirmed_in_bulk_in_slack(stack: Stack) -> No
     press(stack, item_post, {**element(item_post, REVIEW_CHOOSE), "selected_option": {"value": label}})
 
     # Teller proposes the stored messages likely to mean the same, in one post within Slack's limits.
-    posted = _wait(lambda: [m for m in stack.ops_posts(1) if m.get("text", "").startswith("Correction #")])[
-        -1
-    ]
+    posted = wait_for(
+        lambda: [m for m in stack.ops_posts(1) if m.get("text", "").startswith("Correction #")]
+    )[-1]
     assert label in posted["text"]
     assert not sl.block_errors(posted["blocks"]) and len(posted["blocks"]) <= 50
     options = element(posted, PROPOSAL_PICK)["options"]
@@ -84,7 +84,9 @@ def test_proposals_are_posted_and_confirmed_in_bulk_in_slack(stack: Stack) -> No
 
     # The operator ticks the paraphrases and confirms them; the others are rejected.
     _press(stack, posted, PROPOSALS_TICKED, ticked=tuple(wanted))
-    update = _wait(lambda: [u for u in stack.slack.sent("chat.update") if "Confirmed" in json.dumps(u)])[-1]
+    update = wait_for(lambda: [u for u in stack.slack.sent("chat.update") if "Confirmed" in json.dumps(u)])[
+        -1
+    ]
     note = json.dumps(update.get("blocks", ""))
     assert f"Confirmed {len(wanted)}, rejected {len(options) - len(wanted)} by <@{OPERATOR}>" in note
     assert PROPOSALS_ALL not in note  # the buttons are gone
@@ -101,15 +103,7 @@ def test_proposals_are_posted_and_confirmed_in_bulk_in_slack(stack: Stack) -> No
         assert "proposed from #" in (store.conversations.message(answered.message_id).reason or "")
     # Pressing again (another operator, a stale post): nothing is decided twice.
     _press(stack, posted, PROPOSALS_NONE)
-    again = _wait(lambda: [u for u in stack.slack.sent("chat.update") if "decided already" in json.dumps(u)])
+    again = wait_for(
+        lambda: [u for u in stack.slack.sent("chat.update") if "decided already" in json.dumps(u)]
+    )
     assert "decided already by someone else" in json.dumps(again[-1].get("blocks", ""))
-
-
-def _wait(probe: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")

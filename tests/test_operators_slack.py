@@ -25,7 +25,7 @@ from bot.settings import get_settings
 from bot.web.app import create_app
 from tests import fake_slack as sl
 from tests import fake_telegram as tg
-from tests.servers import serve_in_thread
+from tests.servers import serve_in_thread, wait_for
 
 SECRET = "signing-secret"
 JSON = "application/json"
@@ -189,8 +189,8 @@ def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None
     assert (
         "Handoff" in opened["blocks"][0]["text"]["text"] and "telegram" in opened["blocks"][0]["text"]["text"]
     )
-    handoff = _wait(lambda: stack.core.store.handoffs.active_for("telegram", "42"))
-    _wait(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("telegram", "42"))
+    wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
     handoff = stack.core.store.handoffs.get(handoff.id)
 
     # The customer's next message goes to the thread, not to the policy (and gets no bot reply).
@@ -243,8 +243,8 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
     first = httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": HANDOFF_CHOICE}).json()
     assert first["route"] == "handoff"
     [opened] = stack.ops_posts(1)
-    handoff = _wait(lambda: stack.core.store.handoffs.active_for("web", user))
-    thread = _wait(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("web", user))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
 
     quiet = httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": "Still there?"}).json()
     assert quiet["reply"] == "" and quiet["route"] == "human"
@@ -259,7 +259,7 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
             "thread_ts": thread,
         }
     )
-    polled = _wait(
+    polled = wait_for(
         lambda: httpx.get(
             f"{stack.teller}/api/messages", params={"user_id": user, "after": first["message_id"]}
         ).json()["messages"]
@@ -274,7 +274,7 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
     assert fetched is not None and fetched.delivered and fetched.channel == "web"
     assert stack.core.store.outbox.text(relay_id) is None  # and its text as written is gone
     press(stack, opened, element(opened, "teller_handoff_close"), ts=thread)
-    state = _wait(
+    state = wait_for(
         lambda: (
             (s := httpx.get(f"{stack.teller}/api/messages", params={"user_id": user}).json())["handoff_open"]
             is False
@@ -282,16 +282,6 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
         )
     )
     assert state["closed_notice"] == CLOSED_NOTICE
-
-
-def _wait(probe: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_retrain_from_slack_is_for_operators_and_reports_in_the_ops_channel(stack: Stack) -> None:
@@ -305,7 +295,7 @@ def test_retrain_from_slack_is_for_operators_and_reports_in_the_ops_channel(stac
         "Retraining (continuing from the active model) requested by slack:UOPS: starting..."
     )
     # With no corrections in the queue there is nothing to learn: said so, and nothing changes.
-    [final] = _wait(lambda: [u for u in stack.slack.sent("chat.update") if "did not promote" in u["text"]])
+    [final] = wait_for(lambda: [u for u in stack.slack.sent("chat.update") if "did not promote" in u["text"]])
     assert final["channel"] == OPS and final["text"].startswith("Retraining did not promote a model")
     assert "nothing to learn" in final["text"] and "The active model is unchanged" in final["text"]
     assert stack.command("retrain sideways").startswith("Usage: `/teller retrain`")
@@ -326,12 +316,12 @@ def test_slack_text_is_translated_at_the_boundary_both_ways(stack: Stack) -> Non
             f"{stack.teller}/api/messages", json={"user_id": user, "text": HANDOFF_CHOICE}
         ).json()
     posts = stack.ops_posts(1)
-    handoff = _wait(lambda: stack.core.store.handoffs.active_for("web", user))
-    thread = _wait(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("web", user))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
     shown = json.dumps([p["blocks"] for p in posts]) + json.dumps([p.get("text") for p in stack.slack.sent()])
     assert "<!channel>" not in shown and "&lt;!channel&gt;" in shown
     httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": "fee < 5 & <@U99>?"})
-    relayed = _wait(
+    relayed = wait_for(
         lambda: [m for m in stack.slack.sent() if m.get("thread_ts") == thread and "fee" in m.get("text", "")]
     )
     assert relayed[0]["text"].endswith("fee &lt; 5 &amp; &lt;@U99&gt;?")
@@ -346,7 +336,7 @@ def test_slack_text_is_translated_at_the_boundary_both_ways(stack: Stack) -> Non
             "thread_ts": thread,
         }
     )
-    polled = _wait(
+    polled = wait_for(
         lambda: httpx.get(
             f"{stack.teller}/api/messages", params={"user_id": user, "after": first["message_id"]}
         ).json()["messages"]
@@ -368,7 +358,7 @@ def test_slack_messages_from_people_are_answered_and_from_bots_ignored(stack: St
     stack.event(
         {**sl.mention("<@UTELLER> what is the overdraft fee?", "1800000003.000006"), "subtype": "bot_message"}
     )
-    _wait(lambda: [m for m in stack.slack.sent() if m["channel"] == "D7"])
+    wait_for(lambda: [m for m in stack.slack.sent() if m["channel"] == "D7"])
     time.sleep(1.0)  # anything else would have been posted by now
     to_customers = [m for m in stack.slack.sent() if m["channel"] != OPS]
     assert [m["channel"] for m in to_customers] == ["D7"]
