@@ -337,6 +337,7 @@ def build_service(settings: Settings, core: TellerCore, swapper: ModelSwapper | 
 
     ops = OpsDesk(core.store, review, operators)
     ops.idle_minutes = settings.handoff_idle_minutes
+    ops.limits = settings.abuse_limits()  # one set, shared with the service
     swapper = swapper or ModelSwapper(settings, core)
     # A correction made here answers at once here; other replicas follow within a second.
     review.on_correction.append(lambda _: swapper.corrections.refresh())

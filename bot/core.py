@@ -22,18 +22,39 @@ from bot.text import clean
 
 log = logging.getLogger(__name__)
 
+#: The longest customer message Teller takes, in characters, on every path (the answer policy and a
+#: handoff's relay to operators alike); nlu reads at most this much of a text.
 MAX_TEXT = 4000
+
+
+def message_text(text: str) -> str:
+    """A customer's message as Teller takes it: control characters dropped, trimmed. Raises
+    :class:`InputError` when it is empty or longer than :data:`MAX_TEXT` characters (the customer is
+    asked to shorten rather than judged on a part only)."""
+    text = clean(text).strip()
+    if not text:
+        raise InputError("the message is empty")
+    if len(text) > MAX_TEXT:
+        raise InputError(
+            f"the message is too long for me ({len(text):,} characters): please send at most "
+            f"{MAX_TEXT:,}, or just your question"
+        )
+    return text
 
 
 @dataclass(frozen=True)
 class Incoming:
-    """A customer's message, as any channel sees it."""
+    """A customer's message, as any channel sees it. ``origin``: the client's network address when
+    the channel knows it (the web chat and REST API), for the per-address abuse limits."""
 
     channel: str
     conversation_id: str
     user_id: str
     message_id: str | None
     text: str
+    origin: str | None = None
+    #: The customer's segment, when the bank's backend names one (web and REST API only).
+    segment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,16 +111,7 @@ class TellerCore:
         """Answer a text message (or a pressed choice, whose value arrives as the text).
 
         ``replayed=False``: the caller has just looked for an earlier answer (:meth:`replay`)."""
-        text = clean(incoming.text).strip()
-        if not text:
-            raise InputError("the message is empty")
-        if len(text) > MAX_TEXT:
-            # Judged window by window up to here (nlu reads at most MAX_TEXT characters); past it,
-            # the customer is asked to shorten rather than judged on a part only.
-            raise InputError(
-                f"the message is too long for me ({len(text):,} characters): please send at most "
-                f"{MAX_TEXT:,}, or just your question"
-            )
+        text = message_text(incoming.text)
         earlier = self.replay(incoming) if replayed else None
         if earlier is not None:
             return earlier
@@ -123,6 +135,7 @@ class TellerCore:
                     latency_ms=round(latency_ms, 2),
                     choices=tuple((c.label, c.value) for c in decision.choices),
                     reason=decision.reason,
+                    segment=incoming.segment,
                 )
             )
         except DuplicateMessage:

@@ -3,7 +3,10 @@
 TellerError
 ├── ConfigError             a setting is missing or invalid
 ├── InputError              a user-supplied value cannot be used (HTTP 400, a CLI message)
+│   ├── NotFound            no such thing for this customer: unknown, or somebody else's (HTTP 404)
+│   └── Conflict            done once already, e.g. feedback on a reply (HTTP 409)
 ├── NotAuthorised           not an operator
+├── RateLimited             over an abuse limit (HTTP 429 with Retry-After; bot.abuse)
 ├── DeliveryError           a platform refused (or never took) an outgoing message
 └── StoreError              the database cannot be opened, migrated or written (HTTP 503)
     └── DuplicateMessage    a platform message stored before (bot.storage.errors)
@@ -22,6 +25,26 @@ class ConfigError(TellerError):
 
 class InputError(TellerError):
     """A user-supplied value (message, file, option) cannot be used."""
+
+
+class NotFound(InputError):
+    """Nothing with that id belongs to the asker. Unknown ids and other customers' ids get this
+    same error with the same words, so an answer never tells whether an id exists."""
+
+
+class Conflict(InputError):
+    """The action was taken once already and may be taken only once (feedback on a reply)."""
+
+
+class RateLimited(TellerError):
+    """Over an abuse limit (:mod:`bot.abuse`). ``retry_after``: whole seconds until the window
+    admits the request again (at least 1); ``scope``: which limit (``session``, ``address``,
+    ``overall``, ...), for logs and the refusal's wording."""
+
+    def __init__(self, message: str, retry_after: int, scope: str) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+        self.scope = scope
 
 
 class NotAuthorised(TellerError):

@@ -16,12 +16,20 @@ What is measured
 Why a retry reuses the ``client_message_id``
     A replica can store a message and die (or time out, or lose the connection) before the customer
     hears back. The server stores each customer message once per ``(channel, platform id)``, the web
-    platform id being ``"{user_id}:{client_message_id}"``, and answers a repeated id with the reply it
-    stored. So a retry under the same id (to whichever replica) is answered once and stored once,
-    while a retry under a new id would be a second message. This is what a real client must do, and it
-    makes the store check honest: ``check_store`` counts, by platform id, every message the run stored,
-    and tells *missing* (acknowledged, not stored: lost), *duplicated* (stored twice) and *stored but
-    never acknowledged* (e.g. a replica killed after storing, with the client out of attempts) apart.
+    platform id being a keyed digest of the customer and the ``client_message_id``, and answers a
+    repeated id with the reply it stored. So a retry under the same id (to whichever replica) is
+    answered once and stored once, while a retry under a new id would be a second message. This is what
+    a real client must do, and it makes the store check honest: ``check_store`` counts, by platform id,
+    every message the run stored, and tells *missing* (acknowledged, not stored: lost), *duplicated*
+    (stored twice) and *stored but never acknowledged* (e.g. a replica killed after storing, with the
+    client out of attempts) apart.
+
+Who the customers are
+    The generator speaks as a bank's backend (``TELLER_BACKEND_API_KEY`` on the replicas, the same
+    key here): each request names its customer (``load-<run>-<i>``) in ``X-Teller-Customer``. So the
+    per-address limits, meant for browsers, do not apply; the per-customer and overall limits do
+    (``TELLER_LIMIT_MESSAGES``, ``TELLER_LIMIT_MESSAGES_OVERALL``: raise them on the replicas for a
+    load test, or the run measures them).
 
 Retries: on a connection error, a timeout, or a 5xx or 429 response, the same message goes to the next
 URL (a dead replica's customers fail over, and stay on the replica that answered) after a pause that
@@ -159,7 +167,7 @@ def user_id(run_id: str, user: int) -> str:
 
 
 def platform_id(user: str, client_message_id: str) -> str:
-    """The id the web endpoint stores a customer message under (and deduplicates it by)."""
+    """The run's own id of a message (the store keeps a digest of it: :func:`check_store` maps)."""
     return f"{user}:{client_message_id}"
 
 
@@ -204,11 +212,12 @@ async def _send_message(
     position: int,
     body: dict[str, str],
     policy: RetryPolicy,
+    headers: dict[str, str],
 ) -> tuple[_Outcome, int]:
     """Send one message until it is acknowledged or out of attempts, starting on ``urls[position]``
     and moving to the next URL after each failed attempt; return its outcome and the URL position to
     use next (the one that answered, or the last one tried)."""
-    pid = platform_id(body["user_id"], body["client_message_id"])
+    pid = platform_id(headers["X-Teller-Customer"], body["client_message_id"])
     started = time.perf_counter()
     pause = policy.backoff
     attempt = 0
@@ -220,7 +229,10 @@ async def _send_message(
         asked: float | None = None
         try:
             response = await client.post(
-                url + CHAT_PATH, json=body, timeout=max(0.001, min(policy.timeout, remaining))
+                url + CHAT_PATH,
+                json=body,
+                headers=headers,
+                timeout=max(0.001, min(policy.timeout, remaining)),
             )
         except httpx.TransportError as exc:  # refused, reset, dropped, timed out
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -262,13 +274,15 @@ async def _customer(
     rng: random.Random,
     policy: RetryPolicy,
     outcomes: list[_Outcome],
+    backend_key: str,
 ) -> None:
     position = user % len(urls)
     if think > 0:  # customers arrive over the first pause, not all in the same millisecond
         await asyncio.sleep(rng.uniform(0, think))
     for i in range(count):
-        body = {"user_id": user_id(run_id, user), "text": rng.choice(texts), "client_message_id": str(i)}
-        outcome, position = await _send_message(client, urls, position, body, policy)
+        body = {"text": rng.choice(texts), "client_message_id": str(i)}
+        headers = {"Authorization": f"Bearer {backend_key}", "X-Teller-Customer": user_id(run_id, user)}
+        outcome, position = await _send_message(client, urls, position, body, policy, headers)
         outcomes.append(outcome)
         if think > 0:
             await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
@@ -286,6 +300,7 @@ async def run_load(
     deadline: float = 60.0,
     backoff: float = 0.2,
     max_backoff: float = 2.0,
+    backend_key: str = "",
 ) -> LoadResult:
     """``users`` customers at once, each sending ``messages`` messages (texts drawn from ``texts``) and
     waiting for every reply, spread round-robin over ``urls`` (base URLs of Teller replicas).
@@ -293,8 +308,11 @@ async def run_load(
     ``think``: mean pause (s) between a reply and the next message. ``timeout``: limit (s) of one
     attempt. A message is retried as the module docstring says: ``attempts`` attempts at most (the
     first included), none started ``deadline`` s after its first; pauses from ``backoff`` s doubling up
-    to ``max_backoff`` s.
+    to ``max_backoff`` s. ``backend_key``: the replicas' ``TELLER_BACKEND_API_KEY`` (the customers
+    are the run's, vouched for by this "backend"). Raises ``ValueError`` without URLs or a key.
     """
+    if not backend_key:
+        raise ValueError("no backend key: set TELLER_BACKEND_API_KEY on the replicas and pass the same key")
     targets = [u.rstrip("/") for u in ([urls] if isinstance(urls, str) else urls)]
     if not targets:
         raise ValueError("no URL to load")
@@ -319,6 +337,7 @@ async def run_load(
                     random.Random(seed * 1000 + u),
                     policy,
                     outcomes,
+                    backend_key,
                 )
                 for u in range(users)
             )
@@ -360,10 +379,23 @@ async def run_load(
     )
 
 
-def check_store(store: Store, run_id: str, acknowledged: Sequence[str]) -> StoreCheck:
+def check_store(
+    store: Store, run_id: str, acknowledged: Sequence[str], users: int, messages: int
+) -> StoreCheck:
     """Compare the customer messages of run ``run_id`` in ``store`` (web channel, by platform id) with
-    the platform ids the client had acknowledged (:attr:`LoadResult.acknowledged_ids`)."""
-    counts = store.conversations.platform_counts(WEB_CHANNEL, f"load-{run_id}-")
+    the ids the client had acknowledged (:attr:`LoadResult.acknowledged_ids`, ``customer:message``).
+    The run's ``users`` customers sent ``messages`` ids each; each is mapped to the digest the store
+    keeps (:meth:`bot.web.sessions.Identities.platform_id`)."""
+    from bot.web.sessions import Identities
+
+    identities = Identities.from_store(store)
+    counts: dict[str, int] = {}
+    for user in range(users):
+        customer = user_id(run_id, user)
+        who = identities.verified(customer)
+        own = {identities.platform_id(who, str(n)): platform_id(customer, str(n)) for n in range(messages)}
+        for pid, count in store.conversations.platform_counts(WEB_CHANNEL, who.user_id + ":").items():
+            counts[own.get(pid, pid)] = count
     acked = set(acknowledged)
     missing = sorted(a for a in acked if a not in counts)
     duplicated = sorted(p for p, n in counts.items() if n > 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -45,14 +46,24 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+#: Paths whose last segment names a customer (erasure): logged with that segment masked.
+_CUSTOMER_PATH = re.compile(r"^(/api/customers/[^/]+/).+$")
+
+
+def loggable_path(path: str) -> str:
+    """A request path fit for a log: no query string (percent-encoded, so redaction would not see
+    what it holds), and the customer's id of ``/api/customers/{channel}/{id}`` masked as ``…``."""
+    return _CUSTOMER_PATH.sub(r"\1…", path.split("?", 1)[0])
+
+
 class QueryDropped(logging.Filter):
-    """uvicorn's access lines without the query string: ``/api/messages?user_id=…`` is logged as
-    ``/api/messages`` (a query is percent-encoded, so redaction would not see what it holds)."""
+    """uvicorn's access lines through :func:`loggable_path`: ``/api/messages?after=…`` is logged as
+    ``/api/messages``, ``/api/customers/web/alice`` as ``/api/customers/web/…``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+            record.args = (args[0], args[1], loggable_path(args[2]), args[3], args[4])
         return True
 
 

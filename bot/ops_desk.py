@@ -31,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.abuse import AbuseLimits
 from bot.core import Incoming, Outgoing
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import InputError
@@ -52,6 +53,7 @@ from bot.storage import (
     StoreError,
 )
 from nlu.retraining import MODES
+from retrieval.entry import MAX_ANSWER_CHARS
 
 if TYPE_CHECKING:
     from bot.retraining import QueuedRetrain, RetrainOutcome, RetrainRunner
@@ -72,6 +74,10 @@ EXPIRED_NOTICE = (
 IDLE_ACTOR = "system:idle"
 #: Minutes of silence (either way) after which a handoff closes itself (TELLER_HANDOFF_IDLE_MINUTES).
 IDLE_MINUTES = 30
+#: The longest operator message relayed to a customer (characters): the longest answer Teller itself
+#: gives (a knowledge-base answer, :data:`retrieval.entry.MAX_ANSWER_CHARS`); channels split it at
+#: their own limits.
+MAX_RELAY = MAX_ANSWER_CHARS
 #: Handoffs whose first operator reply sets the wait a new customer is told to expect.
 WAIT_SAMPLE = 20
 
@@ -137,6 +143,8 @@ class OpsDesk:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-ops")
         review.on_correction.append(self._after_correction)
         self.idle_minutes = IDLE_MINUTES
+        #: Caps on handoffs and on review posts to the ops channel (:mod:`bot.abuse`).
+        self.limits = AbuseLimits()
 
     def attach_board(self, board: OpsBoard) -> None:
         self.board = board
@@ -170,14 +178,27 @@ class OpsDesk:
         self._later(self._to_thread, handoff.id, stored.text)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 
-    def after_reply(self, incoming: Incoming, reply: Outgoing) -> Handoff | None:
-        """Open a handoff when the policy handed off; file the reply for review if it qualifies.
+    def may_open_handoff(self, incoming: Incoming, reply: Outgoing) -> bool:
+        """Whether the handoff this reply asks for may be opened (counted if so): True unless the
+        reply hands off to a new handoff and the open handoffs in total, or those opened from the
+        customer's address this hour, are at their cap (:class:`bot.abuse.AbuseLimits`). A
+        customer who has a handoff open already is never refused: theirs is reused."""
+        if reply.route != Route.HANDOFF.value or self.board is None or reply.duplicate:
+            return True
+        handoffs = self.store.handoffs
+        if handoffs.active_for(incoming.channel, incoming.conversation_id) is not None:
+            return True
+        return self.limits.handoff(incoming.origin, handoffs.open_count())
+
+    def after_reply(self, incoming: Incoming, reply: Outgoing, open_handoff: bool = True) -> Handoff | None:
+        """Open a handoff when the policy handed off (unless ``open_handoff`` is False: a cap was
+        reached, see :meth:`may_open_handoff`); file the reply for review if it qualifies.
         Returns the handoff opened for this reply (None when none was).
 
         Idempotent, so that a redelivered message (``reply.duplicate``) finishes what a replica that
         died after storing the reply left undone: no second handoff for the same reply, no second
         filing."""
-        handed_off = reply.route == Route.HANDOFF.value and self.board is not None
+        handed_off = reply.route == Route.HANDOFF.value and self.board is not None and open_handoff
         if handed_off and reply.duplicate and self.store.handoffs.for_message(reply.message_id) is not None:
             handed_off = False
         handoff: Handoff | None = None
@@ -268,6 +289,15 @@ class OpsDesk:
         if handoff is None or not handoff.is_open:
             return False
         operator = self.operators.require(actor.channel, actor.user_id, "reply to customers")
+        if len(text) > MAX_RELAY:
+            if self.board is not None:
+                self._later(
+                    self.board.warn_in_thread,
+                    handoff,
+                    f"Not sent: the message has {len(text):,} characters and customers get at most "
+                    f"{MAX_RELAY:,} at a time. Please send it in shorter parts.",
+                )
+            return True
         try:
             stored = self.store.handoffs.record_relay(
                 handoff.id, Direction.OUT, text, author=str(operator), platform_id=platform_id
@@ -410,8 +440,12 @@ class OpsDesk:
 
     def _file(self, reply_id: str) -> None:
         for item in self.review.file_reply(reply_id):
-            if len(item.message_ids) == 1:  # new; a grown item was posted when it was new
+            if len(item.message_ids) != 1:  # grown: it was posted when it was new
+                continue
+            if self.limits.review_post():
                 self._post_item(item.id)
+            else:  # a burst: the item waits in the queue (`teller review`, /teller queue)
+                log.warning("review_post_deferred", extra={"fields": {"item": item.id}})
 
     def _after_correction(self, correction: Correction) -> None:
         """An operator corrected a message to an intent: propose messages that share its need (on

@@ -13,8 +13,14 @@ updates into the calls below and render what comes back; nothing else in an adap
   service raise :class:`bot.errors.NotAuthorised`).
 - **Product managers**: interview commands and briefs.
 
-Errors: :class:`bot.errors.InputError` (unusable input or unknown ids),
-:class:`bot.errors.NotAuthorised`, :class:`bot.errors.StoreError`.
+Every customer message passes the abuse limits (:mod:`bot.abuse`) and the one length cap
+(:data:`bot.core.MAX_TEXT`) here, whether the answer policy takes it or it is relayed to operators in
+a handoff.
+
+Errors: :class:`bot.errors.InputError` (unusable input), :class:`bot.errors.NotFound` (an id that is
+unknown or not the customer's: the same words either way), :class:`bot.errors.Conflict` (feedback
+given twice), :class:`bot.errors.RateLimited`, :class:`bot.errors.NotAuthorised`,
+:class:`bot.errors.StoreError`.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from bot.core import Incoming, Outgoing, TellerCore
+from bot.abuse import BUSY, AbuseLimits
+from bot.core import Incoming, Outgoing, TellerCore, message_text
 from bot.delivery import Courier, Sent, Transport
-from bot.errors import InputError
+from bot.errors import DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
 from bot.ops_desk import CLOSED_NOTICE, EXPIRED_NOTICE, IDLE_ACTOR
 from bot.storage import (
@@ -48,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: Routes whose replies are not customer messages of the store (an interview's prompts).
 UNSTORED_ROUTES = frozenset({"interview"})
+#: The one answer to feedback on a reply that is unknown, another customer's, or not Teller's.
+NO_SUCH_REPLY = "no reply of Teller's with that id in this conversation"
 
 
 @dataclass(frozen=True)
@@ -70,17 +79,24 @@ class TellerService:
         desk: PositioningDesk | None = None,
         ops: OpsDesk | None = None,
         courier: Courier | None = None,
+        limits: AbuseLimits | None = None,
     ) -> None:
         self.core = core
         self.desk = desk
         self.ops = ops
         self.courier = courier or (ops.courier if ops is not None else Courier(core.store.deliveries))
+        #: Shared with the ops desk (handoff caps, review posts); the defaults when neither has any.
+        self.limits = limits or (ops.limits if ops is not None else AbuseLimits())
 
     # ------------------------------------------------------------------------------ customers
 
     def handle(self, incoming: Incoming, private: bool = False) -> Outgoing:
         """Route and answer one message; the reply is stored, not sent (the web chat returns it in
-        its HTTP response). ``private``: it came in a one-to-one conversation with Teller (a DM)."""
+        its HTTP response). ``private``: it came in a one-to-one conversation with Teller (a DM).
+
+        Raises :class:`InputError` (empty, or longer than :data:`bot.core.MAX_TEXT`) and
+        :class:`RateLimited` (over an abuse limit; nothing is stored). A redelivered message is
+        answered as the first time without counting again."""
         if private and self.desk is not None:
             earlier = self.desk.replay(incoming)  # an interview message seen before: same reply
             if earlier is not None:
@@ -94,12 +110,20 @@ class TellerService:
             if self.ops is not None and not replayed.silent:
                 self.ops.after_reply(incoming, replayed)  # finishes what a crash may have cut short
             return replayed
+        # One cap and one set of limits for every path: the answer policy and a handoff's relay.
+        incoming = replace(incoming, text=message_text(incoming.text))
+        self.limits.message(incoming.channel, incoming.user_id, incoming.origin)
         if self.ops is not None and (relayed := self.ops.relay_in(incoming)) is not None:
             return relayed
         reply = self.core.handle(incoming, replayed=False)
-        if self.ops is not None and self.ops.after_reply(incoming, reply) is not None:
+        if self.ops is None:
+            return reply
+        may_open = self.ops.may_open_handoff(incoming, reply)
+        if self.ops.after_reply(incoming, reply, open_handoff=may_open) is not None:
             # Handed to a person: say roughly how long they wait, and when Teller takes over again.
             reply = replace(reply, text=f"{reply.text}\n\n{self.ops.waiting_notice()}")
+        elif not may_open:
+            reply = replace(reply, text=BUSY)  # no person can take it now (a cap was reached)
         return reply
 
     def message(
@@ -113,8 +137,14 @@ class TellerService:
         threaded reply goes, e.g. the Slack thread of the message) when the reply is threaded, else
         to the conversation itself (``incoming.conversation_id`` is always an address its channel
         can deliver to: operators' relays use it too). A replayed reply is sent again only if it
-        was never delivered."""
-        reply = self.handle(incoming, private)
+        was never delivered. A customer over an abuse limit gets one notice a minute and no answer
+        (a silent reply is returned)."""
+        try:
+            reply = self.handle(incoming, private)
+        except RateLimited as exc:
+            if self.limits.first_notice(incoming.channel, incoming.user_id):
+                self._notify(transport, incoming.conversation_id, str(exc))
+            return Outgoing(f"limited:{incoming.message_id}", "", route="limited", silent=True)
         if not reply.silent:
             target = address if address is not None and reply.threaded else incoming.conversation_id
             self.deliver(reply, transport, target)
@@ -141,6 +171,15 @@ class TellerService:
         if stored and not sent.delivered and not sent.skipped and self.ops is not None:
             self.ops.undelivered(reply.message_id)
         return sent
+
+    def _notify(self, transport: Transport[Any], address: str, text: str) -> None:
+        """Post a notice that is not a stored reply (best effort: not retried, not recorded)."""
+        notice = Outgoing("notice", text, route="limited", threaded=False)
+        try:
+            for part in transport.parts(address, notice):
+                transport.post(address, part)
+        except DeliveryError as exc:
+            log.warning("notice_not_sent", extra={"fields": {"reason": exc.reason[:200]}})
 
     def resume(self, delivery: Delivery, transport: Transport[Any]) -> bool:
         """Finish a stale pending delivery, whose sender stopped mid-way (a replica that crashed or
@@ -175,10 +214,31 @@ class TellerService:
         return True
 
     def feedback(
-        self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
+        self,
+        message_id: str,
+        helpful: bool,
+        comment: str | None = None,
+        user_id: str | None = None,
+        channel: str | None = None,
     ) -> Feedback:
-        """A customer's verdict on one of Teller's replies; "not helpful" is filed for review.
-        Raises :class:`InputError` for an unknown reply."""
+        """A customer's verdict on one of Teller's replies, once per reply; "not helpful" is filed for
+        review. With ``channel`` (every customer-facing adapter passes it), the reply must be
+        Teller's own answer to that ``user_id`` on that channel.
+
+        Raises :class:`NotFound` (:data:`NO_SUCH_REPLY`: the reply is unknown, another customer's,
+        or an operator's; the same words for each) and :class:`bot.errors.Conflict` (feedback on
+        this reply was given before)."""
+        if channel is not None:
+            conversations = self.core.store.conversations
+            reply = conversations.message(message_id) if conversations.exists(message_id) else None
+            if (
+                reply is None
+                or reply.direction != Direction.OUT
+                or reply.route in (None, HUMAN_ROUTE)
+                or reply.channel != channel
+                or reply.user_id != user_id
+            ):
+                raise NotFound(NO_SUCH_REPLY)
         entry = self.core.feedback(message_id, helpful, comment, user_id)
         if self.ops is not None:
             self.ops.after_feedback(message_id, helpful)

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.abuse import AbuseLimits, LimitSettings
 from bot.errors import ConfigError
 
 
@@ -182,15 +183,110 @@ class Settings(BaseSettings):
         "answer 403.",
     )
 
-    @field_validator("operator_api_key")
+    # Web customers' identity (bot/web/sessions.py).
+    session_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias="TELLER_SESSION_SECRET",
+        description="Key that signs web sessions, at least 16 characters (changing it ends every "
+        "session). Unset: a random key kept in the database, shared by every replica.",
+    )
+    session_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=366,
+        validation_alias="TELLER_SESSION_DAYS",
+        description="How long a web session (cookie or API token) lasts, in days.",
+    )
+    customer_token_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="TELLER_CUSTOMER_TOKEN_KEY",
+        description="Key of the HS256 JSON Web Tokens a bank's backend signs for its logged-in "
+        "customers (claims: sub = the bank's customer id, aud = teller, exp), at least 32 "
+        "characters. Unset: such tokens are refused.",
+    )
+    backend_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="TELLER_BACKEND_API_KEY",
+        description="Bearer key of a bank's backend that speaks for its authenticated customers, "
+        "naming each in the X-Teller-Customer header; at least 16 characters. Unset: refused.",
+    )
+    # Abuse limits (bot/abuse.py), in the `limits` library's notation.
+    limit_messages: str = Field(
+        default="20/minute",
+        validation_alias="TELLER_LIMIT_MESSAGES",
+        description="Messages one customer (web session, verified customer, Telegram or Slack "
+        "user) may send.",
+    )
+    limit_messages_per_address: str = Field(
+        default="60/minute",
+        validation_alias="TELLER_LIMIT_MESSAGES_PER_ADDRESS",
+        description="Web and REST messages from one client address.",
+    )
+    limit_messages_overall: str = Field(
+        default="1200/minute",
+        validation_alias="TELLER_LIMIT_MESSAGES_OVERALL",
+        description="Messages from everyone together (per replica with memory:// storage).",
+    )
+    limit_sessions: str = Field(
+        default="20/minute",
+        validation_alias="TELLER_LIMIT_SESSIONS",
+        description="New web sessions from one client address.",
+    )
+    limit_handoffs_per_address: str = Field(
+        default="5/hour",
+        validation_alias="TELLER_LIMIT_HANDOFFS_PER_ADDRESS",
+        description="Handoffs opened from one client address.",
+    )
+    max_open_handoffs: int = Field(
+        default=100,
+        ge=1,
+        validation_alias="TELLER_MAX_OPEN_HANDOFFS",
+        description="Open handoffs in total; beyond, customers are told the team cannot take them now.",
+    )
+    limit_review_posts: str = Field(
+        default="10/minute",
+        validation_alias="TELLER_LIMIT_REVIEW_POSTS",
+        description="Review items posted to the ops channel; beyond, they wait in the queue.",
+    )
+    limits_storage: str = Field(
+        default="memory://",
+        validation_alias="TELLER_LIMITS_STORAGE",
+        description="Where the limits count (a `limits` storage URI): memory:// per replica, or "
+        "redis://host:6379 shared (needs `pip install 'limits[redis]'`).",
+    )
+
+    @field_validator("operator_api_key", "session_secret", "backend_api_key")
     @classmethod
-    def _operator_key_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+    def _key_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().strip()) < 16:
             raise ValueError(
                 "is shorter than 16 characters: use a long random value (e.g. `openssl rand -hex 32`), "
-                "or unset it to turn the operator endpoints off"
+                "or unset it"
             )
         return value
+
+    @field_validator("customer_token_key")
+    @classmethod
+    def _token_key_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # RFC 7518 section 3.2: an HS256 key of at least 256 bits.
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("is shorter than 32 bytes (RFC 7518 asks HS256 keys of at least 256 bits)")
+        return value
+
+    def abuse_limits(self) -> AbuseLimits:
+        """The abuse limits these settings describe (raises :class:`ConfigError` for a bad one)."""
+        return AbuseLimits(
+            LimitSettings(
+                messages=self.limit_messages,
+                messages_per_address=self.limit_messages_per_address,
+                messages_overall=self.limit_messages_overall,
+                sessions_per_address=self.limit_sessions,
+                handoffs_per_address=self.limit_handoffs_per_address,
+                max_open_handoffs=self.max_open_handoffs,
+                review_posts=self.limit_review_posts,
+                storage=self.limits_storage,
+            )
+        )
 
     @field_validator("telegram_webhook_secret")
     @classmethod

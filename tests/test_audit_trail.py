@@ -59,6 +59,22 @@ def test_kb_add_sync_remove_are_audited_with_ids_and_actor(teller_env: Path, tmp
     assert code == 0 and "leeds_branch" in stdout
 
 
+def test_entries_named_from_a_customers_words_are_masked_in_the_audit_log(
+    teller_env: Path, tmp_path: Path
+) -> None:
+    """An operator's entry written from a review item is named after the customer's question
+    (``op_<their words>``); the append-only log would keep those words past an erasure."""
+    md = tmp_path / "op.md"
+    md.write_text(
+        "## my zebra ate my debit card at the zoo atm\nid: op_my_zebra_ate_my_debit_card\n\nCall us.\n"
+    )
+    assert run("kb", "add", str(md))[0] == 0
+    assert run("kb", "remove", "op_my_zebra_ate_my_debit_card")[0] == 0
+    changes = _kb_changes()
+    assert len(changes) == 2 and "zebra" not in str(changes)
+    assert changes[0]["subject"] == "op_… (an operator's entry)"
+
+
 def test_an_answer_over_the_limit_is_refused_quickly_naming_the_entry(
     teller_env: Path, tmp_path: Path
 ) -> None:

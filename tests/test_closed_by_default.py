@@ -237,7 +237,7 @@ def test_the_page_and_every_response_carry_security_headers(core: TellerCore) ->
     for path, kind in ((assets.scripts[0], "javascript"), (assets.styles[0], "css")):
         served = client.get(path)
         assert served.status_code == 200 and kind in served.headers["content-type"]  # nosniff-proof
-    reply = client.post("/api/messages", json={"user_id": "h1", "text": "hello"})
+    reply = client.post("/api/messages", json={"text": "hello"})  # the page's session cookie
     refused = client.post(
         "/api/messages", content=b"x" * 300_000, headers={"content-type": "application/json"}
     )
@@ -282,7 +282,7 @@ def test_api_bodies_must_be_json(core: TellerCore, content_type: str | None) -> 
     stored = core.store.conversations.count()
     headers: dict[str, Any] = {} if content_type is None else {"content-type": content_type}
     for path, body in (
-        ("/api/messages", b'{"user_id": "ct", "text": "hello"}'),
+        ("/api/messages", b'{"text": "hello"}'),
         ("/api/feedback", b'{"message_id": "m_1", "helpful": true}'),
     ):
         response = client.post(path, content=body, headers=headers)
@@ -292,12 +292,13 @@ def test_api_bodies_must_be_json(core: TellerCore, content_type: str | None) -> 
 
 def test_json_with_a_charset_is_accepted(core: TellerCore) -> None:
     client = TestClient(create_app(core))
+    client.get("/")  # the chat page's session
     for content_type in (
         "application/json",
         "application/json; charset=utf-8",
         "Application/JSON;charset=UTF-8",
     ):
-        body = b'{"user_id": "cs", "text": "hello"}'
+        body = b'{"text": "hello"}'
         assert (
             client.post("/api/messages", content=body, headers={"content-type": content_type}).status_code
             == 200

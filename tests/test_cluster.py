@@ -62,6 +62,9 @@ def start_replica(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     raise AssertionError("teller serve did not come up")
 
 
+KEY = "backend-key-of-the-cluster-test"
+
+
 def waited(condition: Callable[[], bool], limit: float) -> float:
     """Seconds until ``condition()`` held (polled every 50 ms); fails after ``limit`` seconds."""
     started = time.monotonic()
@@ -87,6 +90,9 @@ def cluster_env(
         "TELLER_DATABASE_URL": fresh_postgresql_url,
         "TELLER_MODELS": str(models),
         "HF_HUB_OFFLINE": "1",
+        # The load generator speaks as the bank's backend; limits that measure replicas, not abuse.
+        "TELLER_BACKEND_API_KEY": KEY,
+        "TELLER_LIMIT_MESSAGES": "10000/minute",
     }
     homes = []
     for name in ("a", "b"):
@@ -114,10 +120,10 @@ def test_two_replicas_on_one_postgresql(
     try:
         # 1. 30 customers x 10 messages spread over both replicas (`teller load` measures more:
         # docs/deployment.md).
-        run = asyncio.run(run_load([url_a, url_b], TEXTS, users=30, messages=10, timeout=30))
+        run = asyncio.run(run_load([url_a, url_b], TEXTS, users=30, messages=10, timeout=30, backend_key=KEY))
         assert run.errors == 0 and run.silent == 0 and run.acknowledged == run.sent == 300, run.error_samples
         assert min(run.acknowledged_by_url.values()) >= 100  # both replicas answered
-        check = check_store(store, run.run_id, run.acknowledged_ids)
+        check = check_store(store, run.run_id, run.acknowledged_ids, run.users, run.messages_per_user)
         assert (check.missing, check.duplicated, check.stored_not_acknowledged) == (0, 0, 0), check
 
         # 2. kill -9 of B mid-load: A answers the retries; nothing acknowledged is lost.
@@ -125,19 +131,30 @@ def test_two_replicas_on_one_postgresql(
 
         def load() -> None:
             result["run"] = asyncio.run(
-                run_load([url_a, url_b], TEXTS, users=20, messages=20, timeout=5, attempts=20, deadline=60)
+                run_load(
+                    [url_a, url_b],
+                    TEXTS,
+                    users=20,
+                    messages=20,
+                    timeout=5,
+                    attempts=20,
+                    deadline=60,
+                    backend_key=KEY,
+                )
             )
 
         worker = threading.Thread(target=load, daemon=True)
         worker.start()
-        waited(lambda: sum(store.conversations.platform_counts("web", "load-").values()) >= 300 + 100, 60)
+        waited(lambda: sum(store.conversations.platform_counts("web", "c_").values()) >= 300 + 100, 60)
         os.kill(b.pid, signal.SIGKILL)
         b.wait(timeout=10)
         assert worker.is_alive()
         worker.join(timeout=180)
         killed = result["run"]
         assert killed.errors == 0 and killed.acknowledged == killed.sent == 400, killed.error_samples
-        check = check_store(store, killed.run_id, killed.acknowledged_ids)
+        check = check_store(
+            store, killed.run_id, killed.acknowledged_ids, killed.users, killed.messages_per_user
+        )
         assert check.missing == 0 and check.duplicated == 0, check
         assert health(url_a)["status"] == "ok"
 
@@ -229,14 +246,18 @@ def test_a_handoff_is_relayed_by_any_replica_and_seen_from_any(
     from fastapi.testclient import TestClient
 
     from bot.web.app import create_app
+    from bot.web.sessions import Identities
 
     a, b = replicas
-    reply = a.handle(Incoming("web", "cust1", "cust1", "cust1:1", "I want to talk to a person"))
+    identities = Identities.from_store(a.store, backend_api_key=KEY)
+    cust = identities.verified("cust1").user_id  # the bank's backend vouches for customer cust1
+    reply = a.handle(Incoming("web", cust, cust, f"{cust}:1", "I want to talk to a person"))
     customer, _ = a.store.conversations.exchange(reply.message_id)
-    handoff = a.store.handoffs.start(NewHandoff("web", customer.conversation_id, "cust1", "cust1"))
+    handoff = a.store.handoffs.start(NewHandoff("web", customer.conversation_id, cust, cust))
     # The operator's reply reaches replica B (its Slack events), B stores the relay ...
     b.store.handoffs.record_relay(handoff.id, Direction.OUT, "Hello, this is Ana.", author="slack:UOPS")
     # ... and the customer polling replica A sees it.
-    with TestClient(create_app(a, [])) as client:
-        relayed = client.get("/api/messages", params={"user_id": "cust1"}).json()
+    with TestClient(create_app(a, [], identities=identities)) as client:
+        headers = {"Authorization": f"Bearer {KEY}", "X-Teller-Customer": "cust1"}
+        relayed = client.get("/api/messages", headers=headers).json()
     assert [m["reply"] for m in relayed["messages"]] == ["Hello, this is Ana."] and relayed["handoff_open"]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bot.loadtest import check_store, run_load
 from bot.storage import Store
@@ -37,7 +38,21 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     raise AssertionError("teller serve did not come up")
 
 
-def test_kill_9_under_load_loses_no_acknowledged_message(teller_env: Path) -> None:
+#: The load generator speaks as the bank's backend (bot/loadtest.py); limits high enough to measure
+#: the crash, not the abuse limits.
+KEY = "backend-key-of-the-crash-test"
+BACKEND = {"TELLER_BACKEND_API_KEY": KEY, "TELLER_LIMIT_MESSAGES": "10000/minute"}
+
+
+def as_customer(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEY}", "X-Teller-Customer": name}
+
+
+def test_kill_9_under_load_loses_no_acknowledged_message(
+    teller_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in BACKEND.items():
+        monkeypatch.setenv(name, value)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     processes = [start_server(port)]
@@ -48,7 +63,7 @@ def test_kill_9_under_load_loses_no_acknowledged_message(teller_env: Path) -> No
         # Enough attempts, and a deadline, to outlast the restart: every message is retried (with its
         # client_message_id) until the restarted server answers it.
         result["run"] = asyncio.run(
-            run_load(url, texts, users=20, messages=25, timeout=5, attempts=100, deadline=90)
+            run_load(url, texts, users=20, messages=25, timeout=5, attempts=100, deadline=90, backend_key=KEY)
         )
 
     store = Store(teller_env / "teller.db")
@@ -56,7 +71,7 @@ def test_kill_9_under_load_loses_no_acknowledged_message(teller_env: Path) -> No
         worker = threading.Thread(target=load, daemon=True)
         worker.start()
         deadline = time.monotonic() + 60
-        while len(store.conversations.platform_counts("web", "load-")) < 150:  # well into the run
+        while len(store.conversations.platform_counts("web", "c_")) < 150:  # well into the run
             assert time.monotonic() < deadline and worker.is_alive()
             time.sleep(0.02)
         os.kill(processes[0].pid, signal.SIGKILL)
@@ -72,7 +87,7 @@ def test_kill_9_under_load_loses_no_acknowledged_message(teller_env: Path) -> No
         assert not [kind for kind in run.failed_attempts if kind.startswith("HTTP")]  # no 5xx, no 429
         assert run.errors == 0 and run.acknowledged == run.sent == 20 * 25, run.error_samples
 
-        check = check_store(store, run.run_id, run.acknowledged_ids)
+        check = check_store(store, run.run_id, run.acknowledged_ids, run.users, run.messages_per_user)
         store.close()  # before the WAL check below
         assert check.missing == 0 and check.duplicated == 0, check
         # Everything stored was acknowledged: a message the killed server had stored was answered on
@@ -80,12 +95,9 @@ def test_kill_9_under_load_loses_no_acknowledged_message(teller_env: Path) -> No
         assert check.stored_not_acknowledged == 0 and check.stored == check.acknowledged == run.sent
 
         # The restarted server answers, and does not answer a retried message twice.
-        first = httpx.post(
-            url + "/api/messages", json={"user_id": "after", "text": "hi", "client_message_id": "1"}
-        )
-        again = httpx.post(
-            url + "/api/messages", json={"user_id": "after", "text": "hi", "client_message_id": "1"}
-        )
+        body = {"text": "hi", "client_message_id": "1"}
+        first = httpx.post(url + "/api/messages", json=body, headers=as_customer("after"))
+        again = httpx.post(url + "/api/messages", json=body, headers=as_customer("after"))
         assert first.status_code == 200 and first.json() == again.json()
 
         # SIGTERM with messages in flight: every one of them is still answered, then the database
@@ -94,7 +106,9 @@ def test_kill_9_under_load_loses_no_acknowledged_message(teller_env: Path) -> No
             async with httpx.AsyncClient(timeout=30) as client:
                 requests = [
                     client.post(
-                        url + "/api/messages", json={"user_id": f"late{i}", "text": "where is my card"}
+                        url + "/api/messages",
+                        json={"text": "where is my card"},
+                        headers=as_customer(f"late{i}"),
                     )
                     for i in range(20)
                 ]

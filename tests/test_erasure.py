@@ -160,11 +160,21 @@ def populate(store: Store) -> World:
     )
 
     # A Telegram group (-100) Alice's account 42 started and Carol (43) writes in too; Alice marked
-    # Carol's answer helpful.
+    # Carol's answer helpful, as did Carol (rows stored before feedback became the asker's only,
+    # once per reply: a store may hold such history).
     t1 = say(store, "42", "hello from telegram", channel="telegram", conversation="-100")
     t2_in, t2_out = say(store, "43", "carol asks", channel="telegram", conversation="-100")
     store.feedback.add_feedback(t2_out.id, True, None, user_id="42")
-    store.feedback.add_feedback(t2_out.id, True, None, user_id="43")
+    with store.database.transaction() as connection:
+        connection.execute(
+            schema.feedback.insert().values(
+                id="f_carol",
+                message_id=t2_out.id,
+                helpful=1,
+                user_id="43",
+                created_at=store.database.clock.now(),
+            )
+        )
     world.group = [t1[0].id, t1[1].id, t2_in.id, t2_out.id]
     world.carol_reply = t2_out.id
     return world
@@ -300,7 +310,7 @@ def test_corrections_and_proposals_made_from_the_customers_messages_go_too(store
 
     receipt = Eraser(store).erase("web", "alice", "cli:robin")
     assert (receipt.counts["corrections"], receipt.counts["proposals"]) == (1, 2)
-    assert any("until the next retrain" in c for c in receipt.caveats)
+    assert any("until the next retrain" in c and "teller models prune" in c for c in receipt.caveats)
     corrections = {c.id: c for c in store.feedback.corrections()}
     assert set(corrections) == {carols, bobs}
     assert store.database.rows(select(k.c.origin_id).where(k.c.id == bobs)) == [{"origin_id": None}]
@@ -496,3 +506,65 @@ def test_a_short_operator_key_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_pa
         assert key is not None and key.get_secret_value() == KEY and KEY not in repr(get_settings())
     finally:
         get_settings.cache_clear()
+
+
+# ------------------------------------------------------------------------------- found in review
+
+
+def test_an_id_with_spaces_is_erased_exactly_as_the_channel_stored_it(store: Store) -> None:
+    # The web chat stores its user_id as sent, spaces included: trimming it erased nobody.
+    say(store, " alice ", "spaced question")
+    say(store, "alice", "plain question")
+    receipt = Eraser(store).erase("web", " alice ", "api:operator")
+    assert receipt.counts["messages"] == 2 and receipt.counts["conversations"] == 1
+    m = schema.messages
+    assert count(store, m, m.c.user_id == " alice ") == 0 and count(store, m, m.c.user_id == "alice") == 2
+    assert receipt.subject == pseudonym(store, "web", " alice ") != pseudonym(store, "web", "alice")
+
+
+def test_the_notice_of_a_handoff_that_expired_goes_with_it(store: Store) -> None:
+    _, out = say(store, "42", "a person please", route="handoff", channel="telegram")
+    handoff = store.handoffs.start(NewHandoff("telegram", out.conversation_id, "42", "42", out.id))
+    assert store.handoffs.expire(handoff.id, "9999-12-31T00:00:00.000000Z", "system:idle") is not None
+    notice = f"{handoff.id}:expired"  # what OpsDesk.expire_idle sends the customer, to their chat id
+    store.deliveries.begin(notice, DeliveryKind.NOTICE, "telegram", "42")
+    store.deliveries.delivered(notice, ["t1"], attempts=1)
+    receipt = Eraser(store).erase("telegram", "42", "cli:robin")
+    assert receipt.counts["handoffs"] == 1 and receipt.counts["deliveries"] == 1
+    assert count(store, schema.deliveries) == 0
+
+
+def test_the_receipt_counts_the_briefs_that_may_quote_the_customer(store: Store) -> None:
+    def brief() -> None:
+        now = store.database.clock.now()
+        with store.database.transaction() as connection:
+            if connection.execute(select(schema.interviews.c.id)).first() is None:
+                connection.execute(
+                    schema.interviews.insert().values(
+                        id="iv1",
+                        user_id="slack:UPM",
+                        script_id="s",
+                        status="completed",
+                        state="{}",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            connection.execute(
+                schema.briefs.insert().values(
+                    interview_id="iv1",
+                    user_id="slack:UPM",
+                    days=30,
+                    markdown="# brief",
+                    score="{}",
+                    written_at=now,
+                )
+            )
+
+    brief()  # written before the customer ever wrote: cannot quote them
+    say(store, "alice", "why was my zebra charged twice", route="handoff")
+    brief()
+    brief()
+    receipt = Eraser(store).erase("web", "alice", "cli:robin")
+    assert any(c.startswith("2 positioning brief(s)") for c in receipt.caveats)
+    assert not any("brief" in c for c in Eraser(store).erase("web", "bob", "cli:robin").caveats)

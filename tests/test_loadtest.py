@@ -23,10 +23,11 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.loadtest import LoadResult, check_store, platform_id, retry_after, run_load
 from bot.storage import DuplicateMessage, NewExchange, Store
+from bot.web.sessions import Identities
 from tests.servers import free_port
 
 TEXTS = ["where is my card", "hello", "my transfer failed"]
-FAST = {"backoff": 0.01, "max_backoff": 0.05, "timeout": 5.0, "deadline": 10.0}
+FAST = {"backoff": 0.01, "max_backoff": 0.05, "timeout": 5.0, "deadline": 10.0, "backend_key": "k" * 16}
 
 
 @dataclass
@@ -84,6 +85,9 @@ def fake_server(handler: Handler) -> Iterator[Fake]:
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
             headers = dict(line.lower().split(":", 1) for line in head[1:] if ":" in line)
             body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
+            # The generator speaks as a bank's backend: the customer is named in a header.
+            assert headers.get("authorization", "").strip() == "bearer " + "k" * 16  # lines lowercased
+            body["user_id"] = headers.get("x-teller-customer", "").strip()
             fake.requests.append((time.monotonic(), body))
             pid = platform_id(body["user_id"], body["client_message_id"])
             counts[pid] += 1
@@ -291,15 +295,17 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert retry_after(httpx.Response(429)) is None
 
 
-def exchange(user: str, client_message_id: str, channel: str = "web") -> NewExchange:
-    """What the web endpoint stores for a customer message."""
+def exchange(store: Store, user: str, client_message_id: str, channel: str = "web") -> NewExchange:
+    """What the web endpoint stores for a message of the backend-vouched customer ``user``."""
+    identities = Identities.from_store(store)
+    who = identities.verified(user)
     return NewExchange(
         channel=channel,
-        conversation=user,
-        user_id=user,
+        conversation=who.user_id,
+        user_id=who.user_id,
         text="where is my card",
         reply="It is on its way.",
-        platform_id=platform_id(user, client_message_id),
+        platform_id=identities.platform_id(who, client_message_id),
     )
 
 
@@ -309,16 +315,16 @@ def test_check_store_tells_missing_and_stored_but_not_acknowledged_apart(tmp_pat
         run = "abcd1234"
         user = f"load-{run}-0"
         for cmid in ("0", "1", "2"):
-            store.conversations.record_exchange(exchange(user, cmid))
+            store.conversations.record_exchange(exchange(store, user, cmid))
         # Another run, and another channel, do not count.
-        store.conversations.record_exchange(exchange(f"load-other-{run}-0", "0"))
-        store.conversations.record_exchange(exchange(user, "0", channel="telegram"))
+        store.conversations.record_exchange(exchange(store, f"load-other-{run}-0", "0"))
+        store.conversations.record_exchange(exchange(store, user, "0", channel="telegram"))
         # A retry that reached the store again is refused by the constraint: never stored twice.
         with pytest.raises(DuplicateMessage):
-            store.conversations.record_exchange(exchange(user, "1"))
+            store.conversations.record_exchange(exchange(store, user, "1"))
 
         # The client got answers for 0, 1 and 3; 2 was stored but never answered; 3 is lost.
-        check = check_store(store, run, [f"{user}:0", f"{user}:1", f"{user}:3"])
+        check = check_store(store, run, [f"{user}:0", f"{user}:1", f"{user}:3"], users=1, messages=4)
     finally:
         store.close()
     assert (check.acknowledged, check.stored, check.missing, check.duplicated) == (3, 3, 1, 0)
@@ -337,6 +343,7 @@ def cli_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     from bot.settings import get_settings
 
     monkeypatch.setenv("TELLER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TELLER_BACKEND_API_KEY", "k" * 16)
     monkeypatch.delenv("TELLER_DATABASE_URL", raising=False)
     get_settings.cache_clear()
     yield tmp_path / "home"
@@ -368,6 +375,15 @@ def test_cli_load_over_several_urls_prints_the_payload(cli_home: Path) -> None:
     assert (payload["sent"], payload["acknowledged"], payload["errors"], payload["retried"]) == (4, 4, 0, 1)
     assert payload["acknowledged_by_url"] == {dead: 0, live.url: 4}
     assert "store" not in payload and "acknowledged_ids" not in payload
+
+
+def test_cli_load_needs_the_backend_key(cli_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.settings import get_settings
+
+    monkeypatch.delenv("TELLER_BACKEND_API_KEY")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["load", "--url", dead_url(), "--no-verify"])
+    assert result.exit_code == 2 and "TELLER_BACKEND_API_KEY" in result.stderr
 
 
 def test_cli_load_fails_on_errors_and_on_acknowledged_messages_missing_from_the_store(

@@ -26,6 +26,7 @@ from bot.web.app import create_app
 from tests import fake_slack as sl
 from tests import fake_telegram as tg
 from tests.servers import serve_in_thread, wait_for
+from tests.webclient import stored_user_id
 
 SECRET = "signing-secret"
 JSON = "application/json"
@@ -239,14 +240,15 @@ def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None
 
 
 def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> None:
-    user = "web-customer-1"
-    first = httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": HANDOFF_CHOICE}).json()
+    auth = {"Authorization": "Bearer " + httpx.post(f"{stack.teller}/api/sessions").json()["token"]}
+    user = stored_user_id(stack.core, headers=auth)
+    first = httpx.post(f"{stack.teller}/api/messages", json={"text": HANDOFF_CHOICE}, headers=auth).json()
     assert first["route"] == "handoff"
     [opened] = stack.ops_posts(1)
     handoff = wait_for(lambda: stack.core.store.handoffs.active_for("web", user))
     thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
 
-    quiet = httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": "Still there?"}).json()
+    quiet = httpx.post(f"{stack.teller}/api/messages", json={"text": "Still there?"}, headers=auth).json()
     assert quiet["reply"] == "" and quiet["route"] == "human"
     stack.event(
         {
@@ -261,7 +263,7 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
     )
     polled = wait_for(
         lambda: httpx.get(
-            f"{stack.teller}/api/messages", params={"user_id": user, "after": first["message_id"]}
+            f"{stack.teller}/api/messages", params={"after": first["message_id"]}, headers=auth
         ).json()["messages"]
     )
     # The customer reads the operator's words as written; the store keeps them redacted.
@@ -276,8 +278,7 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
     press(stack, opened, element(opened, "teller_handoff_close"), ts=thread)
     state = wait_for(
         lambda: (
-            (s := httpx.get(f"{stack.teller}/api/messages", params={"user_id": user}).json())["handoff_open"]
-            is False
+            (s := httpx.get(f"{stack.teller}/api/messages", headers=auth).json())["handoff_open"] is False
             and s
         )
     )
@@ -306,21 +307,21 @@ def test_retrain_from_slack_is_for_operators_and_reports_in_the_ops_channel(stac
 def test_slack_text_is_translated_at_the_boundary_both_ways(stack: Stack) -> None:
     """A customer's ``<!channel>`` pings nobody in the ops channel; an operator's "< £5 & waived"
     (escaped by Slack) reaches a web customer as written."""
-    user = "web-customer-2"
+    auth = {"Authorization": "Bearer " + httpx.post(f"{stack.teller}/api/sessions").json()["token"]}
+    user = stored_user_id(stack.core, headers=auth)
     first = httpx.post(
         f"{stack.teller}/api/messages",
-        json={"user_id": user, "text": "<!channel> I want to talk to a person"},
+        json={"text": "<!channel> I want to talk to a person"},
+        headers=auth,
     ).json()
     if first["route"] != "handoff":
-        first = httpx.post(
-            f"{stack.teller}/api/messages", json={"user_id": user, "text": HANDOFF_CHOICE}
-        ).json()
+        first = httpx.post(f"{stack.teller}/api/messages", json={"text": HANDOFF_CHOICE}, headers=auth).json()
     posts = stack.ops_posts(1)
     handoff = wait_for(lambda: stack.core.store.handoffs.active_for("web", user))
     thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
     shown = json.dumps([p["blocks"] for p in posts]) + json.dumps([p.get("text") for p in stack.slack.sent()])
     assert "<!channel>" not in shown and "&lt;!channel&gt;" in shown
-    httpx.post(f"{stack.teller}/api/messages", json={"user_id": user, "text": "fee < 5 & <@U99>?"})
+    httpx.post(f"{stack.teller}/api/messages", json={"text": "fee < 5 & <@U99>?"}, headers=auth)
     relayed = wait_for(
         lambda: [m for m in stack.slack.sent() if m.get("thread_ts") == thread and "fee" in m.get("text", "")]
     )
@@ -338,7 +339,7 @@ def test_slack_text_is_translated_at_the_boundary_both_ways(stack: Stack) -> Non
     )
     polled = wait_for(
         lambda: httpx.get(
-            f"{stack.teller}/api/messages", params={"user_id": user, "after": first["message_id"]}
+            f"{stack.teller}/api/messages", params={"after": first["message_id"]}, headers=auth
         ).json()["messages"]
     )
     assert [m["reply"] for m in polled] == [

@@ -38,6 +38,13 @@ def own_models(teller_env: Path, trained_models_dir: Path, monkeypatch: pytest.M
     models = teller_env.parent / "models"
     shutil.copytree(trained_models_dir, models)
     monkeypatch.setenv("TELLER_MODELS", str(models))
+    # A customer chatting through a retrain sends faster than the per-customer limit allows.
+    for limit in (
+        "TELLER_LIMIT_MESSAGES",
+        "TELLER_LIMIT_MESSAGES_PER_ADDRESS",
+        "TELLER_LIMIT_MESSAGES_OVERALL",
+    ):
+        monkeypatch.setenv(limit, "10000/minute")
     get_settings.cache_clear()
     return models
 
@@ -157,7 +164,8 @@ def test_the_server_refits_its_thresholds_when_the_kb_changes(
         k: stored["thresholds"][k] for k in ("faq", "faq_margin", "faq_fallback")
     }
     assert stored["kb_entries"] == len(kb) and "fitted" in stored
-    assert httpx.post(f"{url}/api/messages", json={"user_id": "u1", "text": "lockbox?"}).status_code == 200
+    auth = {"Authorization": "Bearer " + httpx.post(f"{url}/api/sessions").json()["token"]}
+    assert httpx.post(f"{url}/api/messages", json={"text": "lockbox?"}, headers=auth).status_code == 200
 
 
 def test_a_good_retrain_is_promoted_and_served_without_a_restart(
@@ -178,12 +186,13 @@ def test_a_good_retrain_is_promoted_and_served_without_a_restart(
 
     def chat() -> None:
         with httpx.Client(base_url=url, timeout=30) as client:
+            client.headers["Authorization"] = "Bearer " + client.post("/api/sessions").json()["token"]
             n = 0
             while not stop.is_set():
                 n += 1
                 response = client.post(
                     "/api/messages",
-                    json={"user_id": "steady", "text": fixes[n % len(fixes)][0], "client_message_id": str(n)},
+                    json={"text": fixes[n % len(fixes)][0], "client_message_id": str(n)},
                 )
                 (answered if response.status_code == 200 else failures).append(
                     response.json().get("message_id")

@@ -12,6 +12,7 @@ from bot.assistant import build_core
 from bot.core import TellerCore
 from bot.settings import get_settings
 from bot.web.app import create_app
+from tests.webclient import new_customer, page_customer, stored_user_id
 
 
 @pytest.fixture()
@@ -23,11 +24,12 @@ def core(teller_env: Path) -> Iterator[TellerCore]:
 
 @pytest.fixture()
 def client(core: TellerCore) -> TestClient:
-    return TestClient(create_app(core))
+    """A customer's browser: the chat page loaded, its session in the cookie jar."""
+    return page_customer(TestClient(create_app(core)))
 
 
 def test_messages_endpoint_answers_and_stores(client: TestClient, core: TellerCore) -> None:
-    response = client.post("/api/messages", json={"user_id": "alice", "text": "What's the overdraft fee?"})
+    response = client.post("/api/messages", json={"text": "What's the overdraft fee?"})
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"reply", "choices", "route", "intent", "message_id"}
@@ -39,7 +41,7 @@ def test_messages_endpoint_answers_and_stores(client: TestClient, core: TellerCo
 
 
 def test_retries_with_a_client_message_id_are_answered_once(client: TestClient, core: TellerCore) -> None:
-    body = {"user_id": "bob", "text": "hello", "client_message_id": "1"}
+    body = {"text": "hello", "client_message_id": "1"}
     first = client.post("/api/messages", json=body).json()
     second = client.post("/api/messages", json=body).json()
     assert first == second
@@ -47,14 +49,14 @@ def test_retries_with_a_client_message_id_are_answered_once(client: TestClient, 
 
 
 def test_choice_values_and_handoff_requests(client: TestClient) -> None:
-    chosen = client.post("/api/messages", json={"user_id": "carol", "text": "intent:card_arrival"}).json()
+    chosen = client.post("/api/messages", json={"text": "intent:card_arrival"}).json()
     assert (chosen["route"], chosen["intent"]) == ("intent", "card_arrival")
-    handoff = client.post("/api/messages", json={"user_id": "carol", "text": "handoff"}).json()
+    handoff = client.post("/api/messages", json={"text": "handoff"}).json()
     assert handoff["route"] == "handoff"
 
 
 def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:
-    reply = client.post("/api/messages", json={"user_id": "dan", "text": "What's the overdraft fee?"}).json()
+    reply = client.post("/api/messages", json={"text": "What's the overdraft fee?"}).json()
     response = client.post(
         "/api/feedback",
         json={"message_id": reply["message_id"], "helpful": False, "comment": "not what I asked"},
@@ -67,18 +69,21 @@ def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:
         "overdraft_fee",
     )
     assert client.post("/api/feedback", json={"message_id": "m_nope", "helpful": True}).status_code == 404
+    # Once per reply: a second verdict is refused, the first one stands.
+    again = client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": True})
+    assert again.status_code == 409 and len(core.store.feedback.feedback()) == 1
 
 
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ({"user_id": "x", "text": "   "}, 400),
-        ({"user_id": "x"}, 422),
-        ({"text": "hi"}, 422),
-        ({"user_id": "", "text": "hi"}, 422),
-        ({"user_id": "x", "text": "a" * 10_001}, 422),
+        ({"text": "   "}, 400),
+        ({}, 422),
+        # A client naming its customer is refused: identity is the session's.
+        ({"user_id": "alice", "text": "hi"}, 422),
+        ({"text": "a" * 10_001}, 422),
         # Longer than Teller judges: the customer is asked to shorten, not judged on a part.
-        ({"user_id": "x", "text": "my card " * 600}, 400),
+        ({"text": "my card " * 600}, 400),
     ],
 )
 def test_bad_requests_get_clear_errors(client: TestClient, body: dict, status: int) -> None:
@@ -106,9 +111,7 @@ def test_history_and_feedback_list_read_the_store(client: TestClient, teller_env
 
     from tests.test_cli import run
 
-    reply = client.post(
-        "/api/messages", json={"user_id": "erin", "text": "my email is erin@example.com"}
-    ).json()
+    reply = client.post("/api/messages", json={"text": "my email is erin@example.com"}).json()
     client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": True})
     code, stdout, _ = run("history", "--json")
     rows = [json.loads(line) for line in stdout.splitlines()]
@@ -126,9 +129,7 @@ def test_customers_read_the_banks_phone_numbers_only_the_store_is_redacted(
 
     answer = "Call our card team on 0345 850 6200, any day from 8am to 8pm."
     core.policy.kb.add([KBEntry.build("call-card-team", ["What number do I call about my card?"], answer)])
-    body = client.post(
-        "/api/messages", json={"user_id": "erin", "text": "What number do I call about my card?"}
-    ).json()
+    body = client.post("/api/messages", json={"text": "What number do I call about my card?"}).json()
     assert body["route"] == "faq" and body["reply"] == answer
     assert (
         core.store.conversations.message(body["message_id"]).text
@@ -137,11 +138,11 @@ def test_customers_read_the_banks_phone_numbers_only_the_store_is_redacted(
     # A retry (same client_message_id) reads exactly what the first answer said.
     first = client.post(
         "/api/messages",
-        json={"user_id": "erin", "text": "What number do I call about my card?", "client_message_id": "r1"},
+        json={"text": "What number do I call about my card?", "client_message_id": "r1"},
     ).json()
     again = client.post(
         "/api/messages",
-        json={"user_id": "erin", "text": "What number do I call about my card?", "client_message_id": "r1"},
+        json={"text": "What number do I call about my card?", "client_message_id": "r1"},
     ).json()
     assert first["reply"] == again["reply"] == answer and first["message_id"] == again["message_id"]
 
@@ -158,7 +159,7 @@ def test_an_unreachable_database_is_a_503_health_and_a_retryable_503_message(
     monkeypatch.setattr(core.store.conversations, "record_exchange", down)
     health = client.get("/healthz")
     assert health.status_code == 503 and health.json()["database"]["status"] == "unreachable"
-    reply = client.post("/api/messages", json={"user_id": "u9", "text": "hello", "client_message_id": "1"})
+    reply = client.post("/api/messages", json={"text": "hello", "client_message_id": "1"})
     assert (
         reply.status_code == 503
         and reply.headers["retry-after"] == "2"
@@ -169,13 +170,13 @@ def test_an_unreachable_database_is_a_503_health_and_a_retryable_503_message(
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        (b'{"user_id": "u1", "text": "hi \\ud83d there"}', 422),  # a lone surrogate
-        (b'{"user_id": "\\udc00", "text": "hi"}', 422),
-        (b'{"user_id": "u1", "text": "caf\xe9"}', 400),  # not UTF-8
+        (b'{"text": "hi \\ud83d there"}', 422),  # a lone surrogate
+        (b'{"text": "hi", "client_message_id": "\\udc00"}', 422),
+        (b'{"text": "caf\xe9"}', 400),  # not UTF-8
         (b"SECRET-4111111111111111", 422),  # not JSON
         (b"[1, 2, 3]", 422),
         (b"null", 422),
-        (b'{"user_id": "u1", "text": "' + b"SECRET " * 60_000 + b'"}', 413),  # oversized
+        (b'{"text": "' + b"SECRET " * 60_000 + b'"}', 413),  # oversized
     ],
 )
 def test_bad_bodies_get_a_clear_4xx_and_are_not_echoed(client: TestClient, body: bytes, status: int) -> None:
@@ -186,7 +187,7 @@ def test_bad_bodies_get_a_clear_4xx_and_are_not_echoed(client: TestClient, body:
 
 def test_an_oversized_chunked_body_is_refused_while_it_streams(client: TestClient) -> None:
     def chunks():  # type: ignore[no-untyped-def]
-        yield b'{"user_id": "u1", "text": "'
+        yield b'{"text": "'
         for _ in range(100):
             yield b"a" * 10_000
         yield b'"}'
@@ -198,25 +199,30 @@ def test_an_oversized_chunked_body_is_refused_while_it_streams(client: TestClien
 def test_control_characters_are_dropped_and_nul_never_reaches_the_store(
     client: TestClient, core: TellerCore
 ) -> None:
-    response = client.post("/api/messages", json={"user_id": "u\x00nul", "text": "where is\x00 my card\x07"})
+    response = client.post("/api/messages", json={"text": "where is\x00 my card\x07"})
     assert response.status_code == 200
     [incoming] = [m for m in core.store.conversations.history() if m.direction == "in"]
-    assert incoming.text == "where is my card" and incoming.user_id == "unul"
-    assert client.get("/api/messages", params={"user_id": "u\x00nul"}).status_code == 200
+    assert incoming.text == "where is my card" and incoming.user_id == stored_user_id(core, client)
+    assert client.get("/api/messages").status_code == 200
 
 
-def test_a_client_message_id_cannot_make_another_customers_platform_id(client: TestClient) -> None:
-    """``user_id:client_message_id`` is the platform id: a ``:`` in the id could collide with another
-    customer's ("alice" + "x:1" = "alice:x" + "1")."""
-    response = client.post(
-        "/api/messages", json={"user_id": "alice", "text": "hi", "client_message_id": "x:1"}
+def test_client_message_ids_are_per_customer_and_never_stored(client: TestClient, core: TellerCore) -> None:
+    """The same client_message_id from two customers is two messages, and the id a client chose
+    (here a card number) is kept only as a keyed digest."""
+    other = new_customer(client.app)
+    body = {"text": "hi", "client_message_id": "4111111111111111"}
+    first, second = (
+        client.post("/api/messages", json=body).json(),
+        other.post("/api/messages", json=body).json(),
     )
-    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == "body.client_message_id"
+    assert first["message_id"] != second["message_id"]
+    stored = [m.platform_id for m in core.store.conversations.history() if m.direction == "in"]
+    assert len(stored) == 2 and not any("4111" in (p or "") for p in stored)
 
 
 def test_polling_for_an_unknown_customer_says_nothing_was_closed(client: TestClient) -> None:
-    body = client.get("/api/messages", params={"user_id": "nobody-yet"}).json()
+    body = client.get("/api/messages").json()
     assert body == {"messages": [], "handoff_open": False, "closed_notice": None}
-    client.post("/api/messages", json={"user_id": "somebody", "text": "What's the overdraft fee?"})
-    known = client.get("/api/messages", params={"user_id": "somebody"}).json()
+    client.post("/api/messages", json={"text": "What's the overdraft fee?"})
+    known = client.get("/api/messages").json()
     assert known["messages"] == [] and known["handoff_open"] is False

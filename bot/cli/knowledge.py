@@ -49,6 +49,21 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would chan
 log = logging.getLogger(__name__)
 
 
+def _masked(value: Any) -> Any:
+    """``value`` with every id of an entry written from a customer's words (``op_<their words>``,
+    :meth:`bot.review.ReviewService.wrong_answer`) masked: the append-only audit log would keep
+    those words past an erasure. Lists, tuples and dicts are masked throughout."""
+    from bot.storage.review import OPERATOR_ENTRY
+
+    if isinstance(value, str):
+        return "op_… (an operator's entry)" if value.startswith(OPERATOR_ENTRY) else value
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
+
+
 def _audit(settings: Settings, details: dict[str, Any], subject: str | None = None) -> None:
     """Record a knowledge-base change (made already) in the audit log as ``kb.change`` by
     ``cli:<login>``; if the database cannot take it, log it and go on (the change stands)."""
@@ -57,6 +72,7 @@ def _audit(settings: Settings, details: dict[str, Any], subject: str | None = No
     from bot.storage import AuditAction, StoreError
 
     actor = str(local_actor())
+    details, subject = _masked(details), _masked(subject)
     try:
         store = open_store(settings)
     except StoreError as exc:

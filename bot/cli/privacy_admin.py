@@ -55,6 +55,7 @@ def forget(
 ) -> None:
     """Erase one customer: their messages, conversations, feedback, review items, corrections and
     handoffs, in one transaction, recorded in the audit log under a pseudonym; prints the receipt.
+    A web customer the bank's backend vouched for is named by the bank's customer id.
 
     Asks first on a terminal unless --yes; without a terminal, --yes is required (it cannot be
     undone). A customer Teller never heard of gets a receipt of zeros.
@@ -66,6 +67,10 @@ def forget(
     actor = str(local_actor())
     store = open_store(get_settings())
     try:
+        if channel == "web":  # a verified customer is named by the bank's id; stored as its digest
+            from bot.web.sessions import stored_user_id
+
+            user = stored_user_id(store, user)
         eraser = Eraser(store)
         if not dry_run and not yes:
             if not _interactive():

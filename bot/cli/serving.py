@@ -37,6 +37,7 @@ def serve(
     from bot.privacy.retention import RetentionService
     from bot.recovery import DeliveryRecovery
     from bot.web.app import create_app
+    from bot.web.sessions import Identities
 
     # The small matrix products of a request are faster on one BLAS thread, and idle BLAS threads
     # would spin against ONNX Runtime's pools; a server process runs nothing else.
@@ -68,6 +69,13 @@ def serve(
         background=[recovery, expiry, retention],
         operator_key=settings.operator_api_key,
         production=settings.production,
+        identities=Identities.from_store(
+            core.store,
+            settings.session_secret,
+            settings.session_days,
+            settings.customer_token_key,
+            settings.backend_api_key,
+        ),
     )
     host, port = host or settings.host, port or settings.port
     names = ", ".join(["web chat", *(c.name for c in channels)])
@@ -237,6 +245,14 @@ def load(
     from nlu.data import read_labelled_csv
 
     urls = url or ["http://127.0.0.1:8000"]
+    backend_key = get_settings().backend_api_key
+    if backend_key is None:
+        err.print(
+            "teller load speaks as the bank's backend: set TELLER_BACKEND_API_KEY here and on the "
+            "replicas (and raise TELLER_LIMIT_MESSAGES and TELLER_LIMIT_MESSAGES_OVERALL there, or the "
+            "run measures the abuse limits)."
+        )
+        raise typer.Exit(2)
     texts = [e.text for e in read_labelled_csv(BANKING77_TRAIN)] + [
         e.text for e in read_labelled_csv(CLINC150_OOS_DEV)
     ]
@@ -250,6 +266,7 @@ def load(
             timeout=timeout,
             attempts=attempts,
             deadline=deadline,
+            backend_key=backend_key.get_secret_value(),
         )
     )
     payload: dict[str, object] = result.to_dict()
@@ -261,7 +278,9 @@ def load(
 
         store = open_store(get_settings())
         try:
-            check = check_store(store, result.run_id, result.acknowledged_ids)
+            check = check_store(
+                store, result.run_id, result.acknowledged_ids, result.users, result.messages_per_user
+            )
         finally:
             store.close()
         payload["store"] = asdict(check)

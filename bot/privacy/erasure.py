@@ -12,7 +12,7 @@ What goes, table by table (``bot/storage/schema.py``):
 
 ==================== =========================================================================
 messages             the customer's messages, Teller's replies to them, relays in their handoffs
-outbox, deliveries   of those messages; and the "conversation closed" notices of their handoffs
+outbox, deliveries   of those messages; and the notices of their handoffs' end (closed, expired)
 feedback             on those replies, and any the customer gave on other replies of the channel
 flags                operators' flags on those replies
 review_sources       the filing of those messages in the review queue
@@ -34,8 +34,9 @@ conversations        those left with no message and no handoff; one that still h
 Kept, table by table, and said so in the receipt when it applies:
 
 ==================== =========================================================================
-interviews, briefs,  a product manager's positioning work (the bank's, not a customer's data)
-interview_turns
+interviews, briefs,  a product manager's positioning work (the bank's, not a customer's data);
+interview_turns      but a brief's evidence quotes examples of unanswered customer questions:
+                     the receipt counts the briefs written since the customer's first message
 kb_changes           the knowledge base's log: operators' entries written from a review item
                      the customer's messages were filed under may use their words as phrasings;
                      the receipt lists them (``kb_entries``) for an operator to review
@@ -96,6 +97,11 @@ KINDS = (
     "deliveries",
     "outbox",
 )
+#: The notices a handoff's customer is sent when it ends, each recorded as a delivery of
+#: ``"<handoff id>:<end>"`` (to the customer's address): an operator closed it (``closed``,
+#: :meth:`bot.ops_desk.OpsDesk.close_handoff`) or it expired idle (``expired``,
+#: :meth:`bot.ops_desk.OpsDesk.expire_idle`).
+NOTICES = ("closed", "expired")
 #: Tries when the customer writes while being erased (a new message's row refers to a
 #: conversation the erasure removes: the database refuses, and the erasure starts again).
 ATTEMPTS = 3
@@ -172,11 +178,14 @@ def pseudonym(store: Store, channel: str, user_id: str) -> str:
 
 
 def customer(channel: str, user_id: str) -> tuple[str, str]:
-    """``(channel, user_id)`` checked: a known channel, a non-empty id. Raises :class:`InputError`."""
-    channel, user_id = channel.strip().lower(), user_id.strip()
+    """``(channel, user_id)`` checked: a known channel, an id that is not blank. Raises
+    :class:`InputError`. The id is kept exactly as given, spaces included: the channels store ids
+    as they come (the web chat's ``" alice"`` is another customer than ``"alice"``), and an erasure
+    that trimmed it would find nothing and report zeros."""
+    channel = channel.strip().lower()
     if channel not in CHANNELS:
         raise InputError(f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
-    if not user_id:
+    if not user_id.strip():
         raise InputError("the user id is empty")
     return channel, user_id
 
@@ -253,9 +262,11 @@ class Eraser:
             )
         )
         ids = [str(i) for i in connection.execute(select(_m.c.id).where(mine)).scalars()]
+        # Before they go: a brief written since the customer first wrote may quote them.
+        first = connection.execute(select(func.min(_m.c.created_at)).where(mine)).scalar()
         purge_messages(connection, ids, CorrectionFate.DELETE, removed, kb_entries)
         for chunk in chunks(handoffs):
-            notices = [f"{h}:closed" for h in chunk]
+            notices = [f"{h}:{end}" for h in chunk for end in NOTICES]
             removed.deliveries += rowcount(connection.execute(delete(_d).where(_d.c.message_id.in_(notices))))
             removed.handoffs += rowcount(connection.execute(delete(_h).where(_h.c.id.in_(chunk))))
         used = or_(
@@ -277,18 +288,26 @@ class Eraser:
             at=self.store.database.clock.now(),
             counts=removed.counts(KINDS),
             kb_entries=tuple(sorted(kb_entries)),
-            caveats=self._caveats(connection, channel, user_id, removed, kb_entries),
+            caveats=self._caveats(connection, channel, user_id, removed, kb_entries, first),
             dry_run=dry_run,
         )
 
     def _caveats(
-        self, connection: Connection, channel: str, user_id: str, removed: Removed, kb_entries: set[str]
+        self,
+        connection: Connection,
+        channel: str,
+        user_id: str,
+        removed: Removed,
+        kb_entries: set[str],
+        first: str | None = None,
     ) -> tuple[str, ...]:
         caveats: list[str] = []
         if removed.corrections or removed.corrections_rewritten:
             caveats.append(
                 "Corrections made from this customer's messages are gone from the store, but a model "
-                "already trained on them keeps what it learned until the next retrain (teller retrain)."
+                "already trained on them keeps what it learned until the next retrain (teller retrain), "
+                "and every model version trained on them keeps their text in its files "
+                "(corrections.csv) until that version is deleted (teller models prune)."
             )
         if kb_entries:
             caveats.append(
@@ -305,4 +324,17 @@ class Eraser:
                 f"{interviews} positioning interview(s) run by this user id as a product manager are "
                 "kept: they are the bank's work, not customer data."
             )
+        if first is not None:
+            # A brief's evidence quotes up to three questions of each cluster of unanswered ones,
+            # from the messages stored when it was written: one written before the customer's first
+            # message cannot quote them; one written since may.
+            briefs = connection.execute(
+                select(func.count()).select_from(schema.briefs).where(schema.briefs.c.written_at >= first)
+            ).scalar_one()
+            if briefs:
+                caveats.append(
+                    f"{briefs} positioning brief(s) written since this customer's first message may "
+                    "quote their questions among the examples of unanswered ones; briefs are kept (in "
+                    "the database and under TELLER_HOME/briefs/): review them."
+                )
         return (*caveats, *ALWAYS)

@@ -84,6 +84,7 @@ class ConversationRepository:
                 "platform_id": exchange.platform_id,
                 "text": text,
                 "created_at": received,
+                "segment": exchange.segment,
             }
             out_row = {
                 "id": new_id("m"),
@@ -295,4 +296,5 @@ def message_from_row(row: dict[str, Any]) -> StoredMessage:
         choices=choices,
         author=row.get("author"),
         reason=row.get("reason"),
+        segment=row.get("segment"),
     )

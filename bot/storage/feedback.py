@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.errors import InputError
+from bot.errors import Conflict, InputError
 from bot.privacy.redaction import redact
 from bot.storage import schema
 from bot.storage.conversations import ConversationRepository, new_id
@@ -33,8 +33,11 @@ class FeedbackRepository:
     def add_feedback(
         self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
     ) -> Feedback:
-        """A customer's verdict on one of Teller's replies. Raises :class:`InputError` if
-        ``message_id`` is not a stored reply."""
+        """A customer's verdict on one of Teller's replies, once per reply. Raises
+        :class:`InputError` if ``message_id`` is not a stored reply, :class:`Conflict` if it has
+        feedback already (checked in the transaction that stores it; two replicas storing the same
+        reply's feedback in the same millisecond could both pass, which the per-customer rate
+        limit keeps rare)."""
         message = self.conversations.message(message_id)
         if message.direction != Direction.OUT:
             raise InputError(
@@ -49,6 +52,9 @@ class FeedbackRepository:
             "created_at": self.db.clock.now(),
         }
         with self.db.transaction() as connection:
+            given = connection.execute(select(_f.c.id).where(_f.c.message_id == message_id).limit(1))
+            if given.first() is not None:
+                raise Conflict("feedback on this reply was given already")
             connection.execute(_f.insert().values(**row))
         return _feedback(row)
 

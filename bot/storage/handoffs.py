@@ -174,6 +174,13 @@ class HandoffRepository:
         )
         return _handoff(rows[0]) if rows else None
 
+    def open_count(self) -> int:
+        """How many handoffs are open now, across the cluster."""
+        rows = self.db.rows(
+            select(func.count().label("n")).select_from(_h).where(_h.c.status == HandoffStatus.OPEN.value)
+        )
+        return int(rows[0]["n"])
+
     def for_message(self, message_id: str) -> Handoff | None:
         """The handoff opened for one of Teller's replies (``message_id``), open or closed, if any."""
         rows = self.db.rows(select(_h).where(_h.c.message_id == message_id).order_by(_h.c.opened_at).limit(1))

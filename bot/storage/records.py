@@ -98,6 +98,8 @@ class NewExchange:
     choices: tuple[tuple[str, str], ...] = ()
     #: Why the policy answered so (its rule and numbers; no customer text).
     reason: str | None = None
+    #: The customer's segment as the bank's backend named it (``retail``, ``premier``, ...), if any.
+    segment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class StoredMessage:
     author: str | None = None
     #: Why the policy gave a reply (None for customers' messages and relays).
     reason: str | None = None
+    #: The customer's segment the bank's backend named with the message (customers' messages only).
+    segment: str | None = None
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,12 @@ messages = Table(
     Column("author", Text),
     #: Why the reply was given (the policy's reason; no customer text in it).
     Column("reason", Text),
+    #: The customer's segment, as a bank's backend named it with the message (migration 0010).
+    Column("segment", Text),
     Index("idx_messages_conversation_id_created_at", "conversation_id", "created_at"),
+    # Retention sweeps by age, erasure by customer (migration 0010).
+    Index("idx_messages_created_at", "created_at"),
+    Index("idx_messages_channel_user_id", "channel", "user_id"),
     # One stored copy of each platform message, however often (and to whichever replica) it comes.
     Index(
         "messages_platform_in",

@@ -1,4 +1,12 @@
-"""FastAPI application: the web chat page at ``/``, the REST API under ``/api``, health and docs."""
+"""FastAPI application: the web chat page at ``/``, the REST API under ``/api``, health and docs.
+
+Customers are who their session says (:mod:`bot.web.sessions`): the page gets a signed cookie, API
+clients a bearer token from ``POST /api/sessions``, and a bank's backend may vouch for its own
+customers. Every read, message, feedback and handoff is the session's conversation; an id that is
+unknown and one that is somebody else's get the same 404. Abuse limits (:mod:`bot.abuse`) answer
+429 with ``Retry-After``; bodies over 64 KB get a 413 before they are read (1 MB for Slack's
+signed payloads); errors never echo what was sent.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +18,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from bot.channels import Channel, Service
 from bot.choices import ChoiceKind
 from bot.core import Incoming, Outgoing, TellerCore
-from bot.errors import InputError, TellerError
+from bot.errors import Conflict, InputError, NotFound, RateLimited, TellerError
 from bot.service import TellerService
 from bot.storage import HUMAN_ROUTE, StoreError
 from bot.text import clean, has_surrogates
-from bot.web.security import API_ACTOR, JsonBodies, OperatorKey, SecurityHeaders, add_docs
+from bot.web.security import API_ACTOR, HEADERS, JsonBodies, OperatorKey, SecurityHeaders, add_docs
+from bot.web.sessions import SESSION_COOKIE, Identities, WebCustomer, stored_user_id
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -40,26 +49,36 @@ def _text(value: str) -> str:
 
 #: A text field of a request body or query, checked by :func:`_text`.
 Text = Annotated[str, AfterValidator(_text)]
-#: Largest request body accepted on any route (bytes): a message is at most 10,000 characters
-#: (60 KB as JSON escapes at worst); Slack's interaction payloads stay well under this.
-MAX_BODY_BYTES = 256 * 1024
+#: Largest request body accepted (bytes): a message is at most 4,000 characters (24 KB as JSON
+#: escapes at worst). Slack's interaction payloads carry the whole message a button is on (up to 50
+#: blocks), so its signed events route takes up to ``MAX_SLACK_BODY_BYTES``.
+MAX_BODY_BYTES = 64 * 1024
+MAX_SLACK_BODY_BYTES = 1024 * 1024
+#: Largest message text a request may carry (characters): :data:`bot.core.MAX_TEXT`, checked once
+#: in the service; this bound only keeps the validator from reading megabytes first.
+MAX_TEXT_FIELD = 10_000
 
 
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes gets a 413, whether it says its length
     (refused before reading) or streams it chunked (refused once the count passes the limit)."""
 
-    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: Any, limit: int = MAX_BODY_BYTES, larger: tuple[tuple[str, int], ...] = ()
+    ) -> None:
         self.app = app
         self.limit = limit
+        #: ``(path prefix, limit)`` pairs for routes that take more (Slack's payloads).
+        self.larger = larger
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next((n for prefix, n in self.larger if scope["path"].startswith(prefix)), self.limit)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await self._refuse(send)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self._refuse(send, limit)
             return
         received = 0
         started = refused = False
@@ -69,12 +88,12 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     # Answer now and tell the app the client is gone: it stops reading, and whatever
                     # it would answer is dropped below.
                     if not started and not refused:
                         refused = True
-                        await self._refuse(send)
+                        await self._refuse(send, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -87,8 +106,8 @@ class BodyLimit:
 
         await self.app(scope, counted, watched)
 
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps({"detail": f"the request body is larger than {self.limit} bytes"}).encode()
+    async def _refuse(self, send: Any, limit: int) -> None:
+        body = json.dumps({"detail": f"the request body is larger than {limit:,} bytes"}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -103,18 +122,34 @@ class BodyLimit:
 
 
 class MessageIn(BaseModel):
-    user_id: Text = Field(
-        min_length=1, max_length=200, description="Stable id of the customer (one conversation each)."
-    )
+    """A customer's message. Who sent it is the session's business: a ``user_id`` field is refused
+    (422), since a client-chosen id is no identity."""
+
+    model_config = ConfigDict(extra="forbid")
+
     text: Text = Field(
-        max_length=10_000, description="The customer's message, or the value of a pressed choice."
+        max_length=MAX_TEXT_FIELD,
+        description="The customer's message (at most 4,000 characters), or the value of a pressed choice.",
     )
     client_message_id: Text | None = Field(
         default=None,
+        min_length=1,
         max_length=200,
-        pattern=r"^[^:]+$",
-        description="Optional id for safe retries: the same id is answered once. No ':'.",
+        description="Optional id for safe retries: the same id from the same session is answered once. "
+        "Stored only as a keyed digest.",
     )
+    segment: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,50}$",
+        description="The customer's segment (e.g. retail, premier), from a bank's backend only (backend "
+        "key or customer token): positioning measures what each segment gets.",
+    )
+
+
+class SessionOut(BaseModel):
+    token: str = Field(description="Send it as 'Authorization: Bearer <token>' on every call.")
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds the session lasts.")
 
 
 class ChoiceOut(BaseModel):
@@ -142,6 +177,8 @@ class RelayedOut(BaseModel):
 
 
 class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     message_id: Text = Field(min_length=1, max_length=100)
     helpful: bool
     comment: Text | None = Field(default=None, max_length=2000)
@@ -151,6 +188,13 @@ class FeedbackOut(BaseModel):
     feedback_id: str
     message_id: str
     helpful: bool
+
+
+def current_customer(request: Request) -> WebCustomer:
+    """FastAPI dependency: the customer of the request (the app's :class:`Identities` resolve it;
+    401 when there is no session that holds)."""
+    identities: Identities = request.app.state.identities
+    return identities.resolve(request)
 
 
 def message_out(reply: Outgoing) -> MessageOut:
@@ -174,6 +218,7 @@ def create_app(
     background: Sequence[Service] = (),
     operator_key: SecretStr | str | None = None,
     production: bool = False,
+    identities: Identities | None = None,
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
     ``channels``, then ``background`` work that needs the channels running (delivery recovery)
@@ -184,8 +229,12 @@ def create_app(
     (:class:`bot.web.security.OperatorKey`); without it they answer 403.
     ``production`` (``TELLER_ENV=production``): the API docs answer 404 and ``/healthz`` shows only
     its status, except to a request carrying that key.
+    ``identities`` resolve requests to customers (:class:`bot.web.sessions.Identities`; by default
+    from the store's generated keys, with no backend key and no customer tokens).
     """
     service = service or TellerService(core)
+    identities = identities or Identities.from_store(core.store)
+    limits = service.limits
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -220,7 +269,8 @@ def create_app(
         openapi_url=None,
     )
 
-    app.add_middleware(BodyLimit)
+    app.state.identities = identities
+    app.add_middleware(BodyLimit, larger=(("/slack/", MAX_SLACK_BODY_BYTES),))
     app.add_middleware(JsonBodies)  # 415 for a non-JSON body under /api/, before it is read
     app.add_middleware(SecurityHeaders)  # outermost: on every response, the refusals above included
 
@@ -235,7 +285,25 @@ def create_app(
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette answers this outside every middleware: the security headers are put on here.
+        return JSONResponse(
+            {"detail": "Teller hit an internal error; it is logged. Please try again."},
+            status_code=500,
+            headers=dict(HEADERS),
+        )
+
+    @app.exception_handler(RateLimited)
+    async def too_many(request: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc), "limit": exc.scope, "retry_after": exc.retry_after},
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     @app.exception_handler(StoreError)
     async def store_down(request: Request, exc: StoreError) -> JSONResponse:
@@ -247,22 +315,65 @@ def create_app(
             headers={"Retry-After": "2"},
         )
 
+    def address(request: Request) -> str | None:
+        # Behind a proxy, uvicorn's --forwarded-allow-ips makes this the client's, not the proxy's.
+        return request.client.host if request.client is not None else None
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def chat_page() -> str:
-        return (STATIC / "chat.html").read_text(encoding="utf-8")
+    def chat_page(request: Request) -> HTMLResponse:
+        page = HTMLResponse((STATIC / "chat.html").read_text(encoding="utf-8"))
+        if identities.page_customer(request) is None:  # first visit, or the session ran out
+            limits.session(address(request))
+            session = identities.issue()
+            page.set_cookie(
+                SESSION_COOKIE,
+                session.token,
+                max_age=session.max_age,
+                httponly=True,
+                samesite="strict",
+                secure=production or request.url.scheme == "https",
+                path="/",
+            )
+        return page
 
     # The page's script and style (the Content-Security-Policy allows no inline ones).
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"description": "No session, or one that is invalid or expired"},
+        429: {"description": "Over an abuse limit; Retry-After says when to try again"},
+    }
+
     @app.post(
-        "/api/messages", response_model=MessageOut, summary="Send a customer message, get Teller's reply"
+        "/api/sessions",
+        response_model=SessionOut,
+        status_code=201,
+        summary="Start a customer session (API clients): a bearer token for the calls that follow",
+        responses={429: refusals[429]},
     )
-    def post_message(body: MessageIn) -> MessageOut:
-        if not body.text.strip():
-            raise HTTPException(status_code=400, detail="text is empty")
-        message_id = f"{body.user_id}:{body.client_message_id}" if body.client_message_id else None
-        reply = service.handle(Incoming(WEB_CHANNEL, body.user_id, body.user_id, message_id, body.text))
-        return message_out(reply)
+    def start_session(request: Request) -> SessionOut:
+        limits.session(address(request))
+        session = identities.issue()
+        return SessionOut(token=session.token, expires_in=session.max_age)
+
+    @app.post(
+        "/api/messages",
+        response_model=MessageOut,
+        summary="Send a customer message, get Teller's reply",
+        responses=refusals,
+    )
+    def post_message(
+        body: MessageIn, request: Request, who: Annotated[WebCustomer, Depends(current_customer)]
+    ) -> MessageOut:
+        message_id = identities.platform_id(who, body.client_message_id) if body.client_message_id else None
+        if body.segment is not None and not who.verified:
+            raise InputError("segment is for customers the bank vouches for (backend key or customer token)")
+        # The per-address limits are for browsers: a bank's backend relays all of its customers.
+        origin = None if who.backend else address(request)
+        incoming = Incoming(
+            WEB_CHANNEL, who.user_id, who.user_id, message_id, body.text, origin, body.segment
+        )
+        return message_out(service.handle(incoming))
 
     @app.get(
         "/api/messages",
@@ -270,10 +381,10 @@ def create_app(
         summary="During a handoff: the operator's messages since the last one the page has",
     )
     def get_messages(
-        user_id: Annotated[Text, Query(min_length=1, max_length=200)],
+        who: Annotated[WebCustomer, Depends(current_customer)],
         after: Annotated[Text | None, Query(max_length=100)] = None,
     ) -> RelayedOut:
-        relayed = service.relayed(WEB_CHANNEL, user_id, after)
+        relayed = service.relayed(WEB_CHANNEL, who.user_id, after)
         return RelayedOut(
             messages=[
                 MessageOut(reply=m.text, choices=[], route=HUMAN_ROUTE, intent=None, message_id=m.id)
@@ -284,13 +395,19 @@ def create_app(
         )
 
     @app.post(
-        "/api/feedback", response_model=FeedbackOut, summary="Mark one of Teller's replies helpful or not"
+        "/api/feedback",
+        response_model=FeedbackOut,
+        summary="Mark one of Teller's replies to this session helpful or not (once per reply)",
+        responses={
+            **refusals,
+            404: {"description": "No reply of Teller's with that id in this session's conversation"},
+            409: {"description": "Feedback on that reply was given already"},
+        },
     )
-    def post_feedback(body: FeedbackIn) -> FeedbackOut:
-        try:
-            entry = service.feedback(body.message_id, body.helpful, body.comment)
-        except InputError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+    def post_feedback(
+        body: FeedbackIn, who: Annotated[WebCustomer, Depends(current_customer)]
+    ) -> FeedbackOut:
+        entry = service.feedback(body.message_id, body.helpful, body.comment, who.user_id, WEB_CHANNEL)
         return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)
 
     operator = OperatorKey(operator_key)
@@ -316,7 +433,13 @@ def create_app(
             Text, PathParam(min_length=1, max_length=50, description="web, telegram, slack or terminal")
         ],
         user_id: Annotated[
-            Text, PathParam(min_length=1, max_length=200, description="The channel's user id")
+            Text,
+            PathParam(
+                min_length=1,
+                max_length=200,
+                description="The channel's user id; on the web, the bank's customer id of a verified "
+                "customer (or a stored w_/c_ id)",
+            ),
         ],
     ) -> JSONResponse:
         """Everything Teller stored about the customer goes, in one transaction recorded in the audit
@@ -324,6 +447,8 @@ def create_app(
         customer gets a receipt of zeros."""
         from bot.privacy.erasure import Eraser
 
+        if channel.strip().lower() == WEB_CHANNEL:
+            user_id = stored_user_id(core.store, user_id)
         return JSONResponse(Eraser(core.store).erase(channel, user_id, API_ACTOR).to_dict())
 
     @app.get(

@@ -44,6 +44,8 @@ from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import SecretStr
 from starlette.datastructures import MutableHeaders
 
+from bot.logs import loggable_path
+
 log = logging.getLogger(__name__)
 
 #: The actor operator API calls are recorded under (the key names no person).
@@ -92,7 +94,7 @@ class OperatorKey:
                 "operator_key_refused",
                 extra={
                     "fields": {
-                        "path": request.url.path,
+                        "path": loggable_path(request.url.path),
                         "method": request.method,
                         "reason": "wrong key" if presented else "no bearer credential",
                     }
@@ -157,7 +159,6 @@ class SecurityHeaders:
 # ---------------------------------------------------------------------------------- content type
 
 JSON_ONLY = "Content-Type must be application/json (optionally with charset=utf-8)"
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def is_json(content_type: str) -> bool:
@@ -173,8 +174,8 @@ def is_json(content_type: str) -> bool:
 
 
 class JsonBodies:
-    """ASGI middleware: under ``prefix``, a POST, PUT or PATCH (or any request that carries a body)
-    whose Content-Type is not JSON gets a 415 before anything reads it."""
+    """ASGI middleware: under ``prefix``, a request that carries a body whose Content-Type is not
+    JSON gets a 415 before anything reads it."""
 
     def __init__(self, app: Any, prefix: str = "/api/") -> None:
         self.app = app
@@ -183,7 +184,8 @@ class JsonBodies:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith(self.prefix):
             headers = [(k.lower(), v) for k, v in scope.get("headers") or []]
-            has_body = scope["method"] in _BODY_METHODS or any(
+            # A request without a body (``POST /api/sessions``) has nothing to misread: no type needed.
+            has_body = any(
                 k == b"transfer-encoding" or (k == b"content-length" and v.strip() not in (b"", b"0"))
                 for k, v in headers
             )

@@ -200,7 +200,9 @@ class CustomerListeners:
         ack()
         helpful = action.get("action_id", "").endswith("_yes")
         try:
-            self.service.feedback(action.get("value", ""), helpful, None, body.get("user", {}).get("id"))
+            self.service.feedback(
+                action.get("value", ""), helpful, None, body.get("user", {}).get("id"), CHANNEL
+            )
         except InputError:
             return
         note = "Thanks for the feedback!" if helpful else "Thanks, we'll use this to improve."

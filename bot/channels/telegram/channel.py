@@ -53,7 +53,7 @@ from bot.channels.telegram.transport import (
 )
 from bot.choices import HANDOFF_CHOICE
 from bot.core import Incoming, Outgoing, TellerCore
-from bot.errors import InputError, sentence
+from bot.errors import Conflict, InputError, sentence
 from bot.service import TellerService
 from bot.storage.database import Lease
 
@@ -322,7 +322,10 @@ class TelegramChannel:
         if (feedback := feedback_token(data)) is not None:
             message_id, helpful = feedback
             try:
-                await asyncio.to_thread(self.service.feedback, message_id, helpful, None, user_id)
+                await asyncio.to_thread(self.service.feedback, message_id, helpful, None, user_id, CHANNEL)
+            except Conflict:
+                await _quietly(query.answer("You have rated this answer already."))
+                return
             except InputError:
                 await _quietly(query.answer("That answer is no longer on record."))
                 return

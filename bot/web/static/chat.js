@@ -3,12 +3,10 @@
   const log = document.getElementById("log");
   const form = document.getElementById("form");
   const input = document.getElementById("text");
-  const userKey = "teller-user-id";
-  let userId = localStorage.getItem(userKey);
-  if (!userId) {
-    userId = "web-" + (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2));
-    localStorage.setItem(userKey, userId);
-  }
+  // Who the customer is lives in the session cookie the server set with this page (HttpOnly: this
+  // script never sees it); every call below sends it, and names no customer itself.
+  localStorage.removeItem("teller-user-id");  // what older versions of the page kept
+  const ENDED = "Your session has ended. Reload the page to start a new conversation.";
 
   function bubble(text, who) {
     const div = document.createElement("div");
@@ -44,7 +42,8 @@
     const note = document.createElement("div");
     note.className = "thanks";
     note.textContent = res.ok ? (helpful ? "Thanks for the feedback!" : "Sorry about that. We'll use this to improve.")
-                              : "Feedback could not be saved.";
+                     : res.status === 409 ? "You have rated this answer already."
+                     : res.status === 401 ? ENDED : "Feedback could not be saved.";
     div.appendChild(note);
   }
 
@@ -53,15 +52,16 @@
       : Date.now().toString(36) + Math.random().toString(36).slice(2);
   }
 
-  // One id per message for all its attempts: a retry (network error, 5xx, 429) that reaches another
-  // replica is answered with the stored reply, never twice.
+  // One id per message for all its attempts: a retry (network error, 5xx) that reaches another
+  // replica is answered with the stored reply, never twice. A 429 is not retried: its message says
+  // how long to wait.
   async function post(body) {
     let res;
     for (let attempt = 0; attempt < 4; attempt++) {
       try {
         res = await fetch("/api/messages", { method: "POST", headers: { "Content-Type": "application/json" },
           body: JSON.stringify(body) });
-        if (res.status < 500 && res.status !== 429) return res;
+        if (res.status < 500) return res;
       } catch (e) {
         if (attempt === 3) throw e;
       }
@@ -73,10 +73,12 @@
   async function send(text, shown) {
     bubble(shown || text, "me");
     try {
-      const res = await post({ user_id: userId, text, client_message_id: newId() });
+      const res = await post({ text, client_message_id: newId() });
       if (!res.ok) {
         const err = await res.json().catch(() => ({}));
-        bubble(typeof err.detail === "string" ? err.detail : "Something went wrong. Please try again.", "bot error");
+        const detail = res.status === 401 ? ENDED : typeof err.detail === "string" ? err.detail
+                     : "Something went wrong. Please try again.";
+        bubble(detail, "bot error");
         return;
       }
       const data = await res.json();
@@ -100,7 +102,7 @@
     if (lastSeen === null) lastSeen = messageId;
     if (watching) return;
     watching = setInterval(async () => {
-      const query = new URLSearchParams({ user_id: userId });
+      const query = new URLSearchParams();
       if (lastSeen) query.set("after", lastSeen);
       const res = await fetch("/api/messages?" + query).catch(() => null);
       if (!res || !res.ok) return;

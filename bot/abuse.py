@@ -1,0 +1,168 @@
+"""Abuse limits: how much one customer, one client address and everyone together may ask of Teller.
+
+Every limit is a moving window of the well-kept `limits` library (``"20/minute"``, ``"5/hour"``; the
+library's notation), checked in one place here and applied by the application façade
+(:class:`bot.service.TellerService`) and the ops desk, whatever the channel:
+
+==========================  =========================  ==============================================
+limit (setting)             default                    beyond it
+==========================  =========================  ==============================================
+messages per customer       20/minute                  429 + Retry-After on the web and REST API; on
+(``TELLER_LIMIT_MESSAGES``)                            Telegram and Slack one notice per minute, the
+                                                       rest unanswered
+messages per client         60/minute                  the same (web and REST only: the address is
+address                                                what the HTTP server saw)
+(``TELLER_LIMIT_MESSAGES_PER_ADDRESS``)
+messages overall            1200/minute                the same, for everyone
+(``TELLER_LIMIT_MESSAGES_OVERALL``)
+new web sessions per        20/minute                  429 + Retry-After
+address (``TELLER_LIMIT_SESSIONS``)
+handoffs opened per client  5/hour                     no thread is opened; the customer is told the
+address (``TELLER_LIMIT_HANDOFFS_PER_ADDRESS``)        team cannot take the conversation now
+open handoffs in total      100                        the same
+(``TELLER_MAX_OPEN_HANDOFFS``)
+review posts to the ops     10/minute                  the item waits in the review queue (``teller
+channel                                                review``, ``/teller queue``) instead of being
+(``TELLER_LIMIT_REVIEW_POSTS``)                        posted
+feedback per reply          once                       409 (a unique check in the store, not here)
+==========================  =========================  ==============================================
+
+A customer has at most one open handoff (the store reuses the open one). Counters live in
+``TELLER_LIMITS_STORAGE`` (a `limits` storage URI): ``memory://`` (the default) counts per replica,
+so N replicas admit up to N times the per-address and overall figures; ``redis://host:6379`` (with
+``pip install 'limits[redis]'``) shares them. A request refused by one limit does not count
+against the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from bot.errors import ConfigError, RateLimited
+
+log = logging.getLogger(__name__)
+
+#: Words of the 429 refusal and of the one notice a push channel's customer gets per window.
+TOO_FAST = "You're sending messages faster than we can answer them. Please wait {seconds} s and try again."
+#: What a customer handed off is told when no handoff can be opened (a cap reached).
+BUSY = (
+    "Our team can't take new conversations right now. Please try again a little later; for "
+    "anything urgent, call us on the number on the back of your card."
+)
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """The limits, in the `limits` library's notation (``"<count>/<period>"``, or several separated
+    by ``;``); see the module's table for what each bounds."""
+
+    messages: str = "20/minute"
+    messages_per_address: str = "60/minute"
+    messages_overall: str = "1200/minute"
+    sessions_per_address: str = "20/minute"
+    handoffs_per_address: str = "5/hour"
+    max_open_handoffs: int = 100
+    review_posts: str = "10/minute"
+    storage: str = "memory://"
+
+
+#: One limit to check: the item, the identifiers it counts under, and the scope's name.
+_Check = tuple[RateLimitItem, tuple[str, ...], str]
+
+
+def _items(name: str, spec: str) -> tuple[RateLimitItem, ...]:
+    try:
+        return tuple(parse(part) for part in spec.split(";") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {spec!r} is not a limit such as '20/minute' ({exc})") from None
+
+
+class AbuseLimits:
+    """The limits of :class:`LimitSettings`, counted in its storage. Thread-safe.
+
+    Raises :class:`ConfigError` for a limit or storage it cannot read."""
+
+    def __init__(self, settings: LimitSettings | None = None) -> None:
+        self.settings = settings = settings or LimitSettings()
+        if settings.max_open_handoffs < 1:
+            raise ConfigError("TELLER_MAX_OPEN_HANDOFFS must be at least 1")
+        try:
+            storage = storage_from_string(settings.storage)
+        except Exception as exc:  # the library raises several kinds for an unusable URI
+            raise ConfigError(f"TELLER_LIMITS_STORAGE: cannot use {settings.storage!r} ({exc})") from None
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._messages = _items("TELLER_LIMIT_MESSAGES", settings.messages)
+        self._per_address = _items("TELLER_LIMIT_MESSAGES_PER_ADDRESS", settings.messages_per_address)
+        self._overall = _items("TELLER_LIMIT_MESSAGES_OVERALL", settings.messages_overall)
+        self._sessions = _items("TELLER_LIMIT_SESSIONS", settings.sessions_per_address)
+        self._handoffs = _items("TELLER_LIMIT_HANDOFFS_PER_ADDRESS", settings.handoffs_per_address)
+        self._review_posts = _items("TELLER_LIMIT_REVIEW_POSTS", settings.review_posts)
+        self._notice = parse("1/minute")
+
+    # ------------------------------------------------------------------------------ checks
+
+    def message(self, channel: str, user_id: str, address: str | None = None) -> None:
+        """Count one customer message; raises :class:`RateLimited` (and counts nothing) when the
+        customer, the client ``address`` (None: not known, e.g. Telegram) or everyone together is
+        over a limit."""
+        checks: list[_Check] = [(item, ("customer", channel, user_id), "customer") for item in self._messages]
+        if address:
+            checks += [(item, ("address", address), "address") for item in self._per_address]
+        checks += [(item, ("overall",), "overall") for item in self._overall]
+        self._take(checks, TOO_FAST)
+
+    def session(self, address: str | None) -> None:
+        """Count one new web session from ``address``; raises :class:`RateLimited`."""
+        if address:
+            self._take(
+                [(item, ("session", address), "sessions") for item in self._sessions],
+                "Too many new conversations from your address. Please wait {seconds} s and try again.",
+            )
+
+    def handoff(self, address: str | None, open_now: int) -> bool:
+        """Whether a handoff may be opened now (and counted, if so): fewer than
+        ``max_open_handoffs`` are open (``open_now``), and the client ``address`` has not opened its
+        hourly share."""
+        if open_now >= self.settings.max_open_handoffs:
+            log.warning("handoff_refused", extra={"fields": {"reason": "open handoffs", "open": open_now}})
+            return False
+        if not address:
+            return True
+        try:
+            self._take([(item, ("handoff", address), "handoffs") for item in self._handoffs], "")
+        except RateLimited:
+            log.warning("handoff_refused", extra={"fields": {"reason": "handoffs per address"}})
+            return False
+        return True
+
+    def review_post(self) -> bool:
+        """Whether one more review item may be posted to the ops channel now (and counted)."""
+        try:
+            self._take([(item, ("review_post",), "review posts") for item in self._review_posts], "")
+        except RateLimited:
+            return False
+        return True
+
+    def first_notice(self, channel: str, user_id: str) -> bool:
+        """Whether a customer over the message limit on a push channel should be told (once a
+        minute), rather than left unanswered."""
+        return self._limiter.hit(self._notice, "notice", channel, user_id)
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _take(self, checks: list[_Check], words: str) -> None:
+        for item, identifiers, scope in checks:
+            if not self._limiter.test(item, *identifiers):
+                reset, _ = self._limiter.get_window_stats(item, *identifiers)
+                seconds = max(1, math.ceil(reset - time.time()))
+                log.info("rate_limited", extra={"fields": {"scope": scope, "retry_after": seconds}})
+                raise RateLimited(words.format(seconds=seconds), seconds, scope)
+        for item, identifiers, _ in checks:
+            self._limiter.hit(item, *identifiers)

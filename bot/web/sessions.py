@@ -1,0 +1,242 @@
+"""Who a web or REST customer is: a session the server issued, or an id the bank's backend vouches for.
+
+A client never names its customer. Each request is resolved to a :class:`WebCustomer` from, in
+this order:
+
+1. ``Authorization: Bearer <token>``:
+
+   - the backend key (``TELLER_BACKEND_API_KEY``) with ``X-Teller-Customer: <the bank's customer
+     id>``: a bank's own server, which has authenticated the customer, speaks for them;
+   - a session token from ``POST /api/sessions`` (API clients);
+   - an HS256 JSON Web Token signed with ``TELLER_CUSTOMER_TOKEN_KEY`` whose ``sub`` is the bank's
+     customer id, ``aud`` is ``"teller"`` and ``exp`` is set (RFC 7519; PyJWT verifies signature,
+     audience and expiry): a bank's app hands its logged-in customer a short-lived token;
+
+   a bearer credential that is none of these (forged, expired, a JWT while no key is configured)
+   is a 401; it is never ignored in favour of a cookie.
+2. the ``teller_session`` cookie, set by the chat page (``GET /``): signed, ``HttpOnly``,
+   ``SameSite=Strict``, ``Secure`` in production or over HTTPS.
+3. nothing: a 401 that says how to get a session.
+
+Sessions are random 144-bit ids signed with itsdangerous (HMAC-SHA1 over the id and its issue
+time; ``TELLER_SESSION_DAYS`` long, 30 by default). The signing key is ``TELLER_SESSION_SECRET``,
+or a random key created once in the database's deployment settings, so every replica reading the
+same database accepts the same sessions. Rotating the secret ends every session.
+
+**Nothing a client sends is stored as an id.** The conversation's user id is a keyed digest:
+``w_`` + 32 hex digits of HMAC-SHA256 over the session id, or ``c_`` + the same over the bank's
+customer id, under a per-installation key (``web_customer_key``, created once, never rotated:
+a verified customer keeps their conversation across sessions and devices). A client's
+``client_message_id`` is stored only as a digest under the same key (:meth:`Identities.platform_id`).
+To erase a verified customer, name them by the bank's id: :func:`stored_user_id` maps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import jwt
+from fastapi import HTTPException, Request
+from fastapi.security.utils import get_authorization_scheme_param
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from bot.storage import Store
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "teller_session"
+#: Header naming the customer a backend-key request speaks for.
+CUSTOMER_HEADER = "x-teller-customer"
+#: Deployment settings holding the generated keys (64 hex digits each), created on first use.
+SESSION_KEY_SETTING, CUSTOMER_KEY_SETTING = "web_session_key", "web_customer_key"
+#: The ``aud`` claim a customer token must carry.
+AUDIENCE = "teller"
+#: Longest bank customer id accepted (characters).
+MAX_CUSTOMER_ID = 200
+_SALT = "teller.web.session"
+_STORED_FORM = re.compile(r"^[wc]_[0-9a-f]{32}$")
+#: What a refused credential is told (the same whatever was wrong with it).
+INVALID = (
+    "the session or token is invalid or has expired: start a new session (POST /api/sessions, or "
+    "reload the chat page)"
+)
+MISSING = (
+    "no session: open the chat page, or POST /api/sessions and send its token as 'Authorization: "
+    "Bearer <token>'"
+)
+
+
+@dataclass(frozen=True)
+class WebCustomer:
+    """The customer a request is from. ``user_id``: what the store keeps (``w_…`` or ``c_…``);
+    ``verified``: the bank vouched for them (backend key or signed token); ``backend``: the request
+    came from the bank's server itself (backend key), whose address is no customer's."""
+
+    user_id: str
+    verified: bool = False
+    backend: bool = False
+
+
+@dataclass(frozen=True)
+class Session:
+    """A newly issued session: the ``token`` to hand the client, and its customer."""
+
+    token: str
+    customer: WebCustomer
+    max_age: int
+
+
+def _secret(value: SecretStr | str | None) -> bytes | None:
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return raw.encode() if raw else None
+
+
+def _installation_key(store: Store, setting: str) -> bytes:
+    deployment = store.deployment
+    found = deployment.get(setting) or deployment.setdefault(
+        setting, secrets.token_hex(32), actor="system:web"
+    )
+    return bytes.fromhex(found.value)
+
+
+class Identities:
+    """Issues sessions and resolves requests to customers (see the module's docstring). Thread-safe."""
+
+    def __init__(
+        self,
+        signing_key: bytes,
+        customer_key: bytes,
+        session_days: float = 30.0,
+        customer_token_key: SecretStr | str | None = None,
+        backend_api_key: SecretStr | str | None = None,
+    ) -> None:
+        self._serializer = URLSafeTimedSerializer(signing_key, salt=_SALT)
+        self._customer_key = customer_key
+        self.max_age = int(session_days * 86400)
+        self._token_key = _secret(customer_token_key)
+        self._backend_key = _secret(backend_api_key)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: Store,
+        session_secret: SecretStr | str | None = None,
+        session_days: float = 30.0,
+        customer_token_key: SecretStr | str | None = None,
+        backend_api_key: SecretStr | str | None = None,
+    ) -> Identities:
+        """Keys from the settings, else the installation's generated ones (shared by replicas)."""
+        signing = _secret(session_secret) or _installation_key(store, SESSION_KEY_SETTING)
+        return cls(
+            signing,
+            customer_key(store),
+            session_days,
+            customer_token_key,
+            backend_api_key,
+        )
+
+    # ------------------------------------------------------------------------------ ids
+
+    def _digest(self, kind: str, value: str) -> str:
+        return hmac.new(self._customer_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def verified(self, customer_id: str) -> WebCustomer:
+        """The customer the bank knows as ``customer_id``."""
+        return WebCustomer("c_" + self._digest("customer", customer_id), verified=True)
+
+    def platform_id(self, customer: WebCustomer, client_message_id: str) -> str:
+        """The stored platform id of a client's message id: the same id from the same customer is
+        the same message (a retry), and the client's value is not kept."""
+        return f"{customer.user_id}:{self._digest('message', client_message_id)[:24]}"
+
+    # ------------------------------------------------------------------------------ sessions
+
+    def issue(self) -> Session:
+        """A new anonymous session."""
+        sid = secrets.token_urlsafe(18)
+        customer = WebCustomer("w_" + self._digest("session", sid))
+        return Session(self._serializer.dumps(sid), customer, self.max_age)
+
+    def session(self, token: str) -> WebCustomer | None:
+        """The session's customer; None for a token that is not a valid, unexpired session."""
+        try:
+            sid = self._serializer.loads(token, max_age=self.max_age)
+        except BadSignature:  # includes SignatureExpired
+            return None
+        return WebCustomer("w_" + self._digest("session", sid)) if isinstance(sid, str) else None
+
+    # ------------------------------------------------------------------------------ requests
+
+    def resolve(self, request: Request) -> WebCustomer:
+        """The customer ``request`` is from. Raises ``HTTPException`` 401 (no credential, or one
+        that does not hold) or 400 (a backend-key request naming no usable customer id)."""
+        scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+        if scheme:
+            customer = self._bearer(request, token) if scheme.lower() == "bearer" and token else None
+            if customer is None:
+                log.warning("customer_credential_refused", extra={"fields": {"path": request.url.path}})
+                raise HTTPException(401, INVALID, headers={"WWW-Authenticate": "Bearer"})
+            return customer
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            customer = self.session(cookie)
+            if customer is None:
+                raise HTTPException(401, INVALID)
+            return customer
+        raise HTTPException(401, MISSING, headers={"WWW-Authenticate": "Bearer"})
+
+    def page_customer(self, request: Request) -> WebCustomer | None:
+        """The chat page's session from its cookie; None when it has none that holds."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        return self.session(cookie) if cookie else None
+
+    def _bearer(self, request: Request, token: str) -> WebCustomer | None:
+        if self._backend_key is not None and hmac.compare_digest(token.encode(), self._backend_key):
+            customer_id = (request.headers.get(CUSTOMER_HEADER) or "").strip()
+            if not customer_id or len(customer_id) > MAX_CUSTOMER_ID or not customer_id.isprintable():
+                raise HTTPException(
+                    400,
+                    "the backend key needs the customer's id in X-Teller-Customer "
+                    f"(1-{MAX_CUSTOMER_ID} characters)",
+                )
+            return WebCustomer(self.verified(customer_id).user_id, verified=True, backend=True)
+        customer = self.session(token)
+        if customer is not None or self._token_key is None:
+            return customer
+        try:
+            claims = jwt.decode(
+                token,
+                self._token_key,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                options={"require": ["sub", "exp", "aud"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_CUSTOMER_ID:
+            return None
+        return self.verified(subject.strip())
+
+
+def customer_key(store: Store) -> bytes:
+    """The installation's key for customers' stored ids (created on first use)."""
+    return _installation_key(store, CUSTOMER_KEY_SETTING)
+
+
+def stored_user_id(store: Store, user_id: str) -> str:
+    """The stored web user id for what an operator typed: a stored id (``w_…``/``c_…``) as it is, or
+    an id stored in clear before sessions existed, else the bank's customer id of a verified
+    customer, mapped."""
+    if _STORED_FORM.match(user_id) or store.conversations.conversation_id("web", user_id) is not None:
+        return user_id
+    digest = hmac.new(customer_key(store), f"customer:{user_id}".encode(), hashlib.sha256)
+    return "c_" + digest.hexdigest()[:32]

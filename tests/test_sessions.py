@@ -1,0 +1,380 @@
+"""Customers reach only their own conversation (issue #15): the outsider's probes, written as tests.
+
+Two web customers, a flood, forged and oversized requests, feedback on another's reply, handoff and
+review-post caps, a bank backend vouching for its customers. Each probe is refused or limited; the
+figures (messages accepted per minute per session before 429, memory growth for a 100 MB body) are
+asserted here and printed by ``python -m pytest tests/test_sessions.py -s``.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+
+from bot.abuse import BUSY, AbuseLimits, LimitSettings
+from bot.assistant import build_core, build_service
+from bot.choices import HANDOFF_CHOICE
+from bot.core import MAX_TEXT, Incoming, Outgoing, TellerCore
+from bot.errors import RateLimited
+from bot.operators import Actor
+from bot.ops_desk import MAX_RELAY
+from bot.service import NO_SUCH_REPLY, TellerService
+from bot.settings import get_settings
+from bot.storage import Handoff, StoredMessage
+from bot.web.app import create_app
+from bot.web.sessions import SESSION_COOKIE, Identities
+from tests.servers import serve_in_thread
+from tests.webclient import api_session, new_customer, stored_user_id
+
+BACKEND_KEY = "backend-key-0123456789"
+TOKEN_KEY = "customer-token-key-0123456789abcdef"
+OPS = "COPS"
+
+
+@dataclass
+class Board:
+    """The ops channel, recorded (the Slack board's port, without Slack)."""
+
+    ops_channel: str | None = OPS
+    threads: list[str] = field(default_factory=list)
+    in_thread: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    reviews: list[int] = field(default_factory=list)
+
+    def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
+        self.threads.append(handoff.id)
+        return f"17000000{len(self.threads)}.0001"
+
+    def post_in_thread(self, handoff: Handoff, text: str) -> None:
+        self.in_thread.append(text)
+
+    def warn_in_thread(self, handoff: Handoff, text: str) -> None:
+        self.warnings.append(text)
+
+    def post_review(self, item: Any, labels: list[str]) -> None:
+        self.reviews.append(item.id)
+
+    def post_proposals(self, correction: Any, proposals: list[Any]) -> None:
+        pass
+
+    def announce(self, text: str) -> str:
+        return "1.0"
+
+    def amend(self, message_ref: str, text: str) -> None:
+        pass
+
+
+@dataclass
+class Bank:
+    core: TellerCore
+    service: TellerService
+    board: Board
+    app: Any
+
+
+@pytest.fixture()
+def bank(teller_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bank]:
+    monkeypatch.setenv("TELLER_OPERATORS", "UOPS")
+    get_settings.cache_clear()
+    settings = get_settings()
+    core = build_core(settings)
+    service = build_service(settings, core)
+    board = Board()
+    assert service.ops is not None
+    service.ops.attach_board(board)
+    identities = Identities.from_store(core.store, backend_api_key=BACKEND_KEY, customer_token_key=TOKEN_KEY)
+    app = create_app(core, service=service, identities=identities)
+    yield Bank(core, service, board, app)
+    service.close()
+    core.close()
+
+
+def limits(service: TellerService, **overrides: Any) -> None:
+    """Put new limits on the service and its ops desk (one shared set, as in `teller serve`)."""
+    service.limits = AbuseLimits(LimitSettings(**overrides))
+    assert service.ops is not None
+    service.ops.limits = service.limits
+
+
+# ------------------------------------------------------------------------------------ identity
+
+
+def test_two_customers_each_reach_only_their_own_conversation(bank: Bank) -> None:
+    alice, mallory = new_customer(bank.app), new_customer(bank.app)
+    # Alice is handed to a person; an operator writes to her.
+    first = alice.post("/api/messages", json={"text": HANDOFF_CHOICE}).json()
+    assert first["route"] == "handoff"
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    alice_id = stored_user_id(bank.core, alice)
+    handoff = bank.core.store.handoffs.active_for("web", alice_id)
+    assert handoff is not None and handoff.thread_ts is not None
+    bank.service.operator_reply(
+        OPS, handoff.thread_ts, Actor("slack", "UOPS"), "Your new card ships today.", "p1"
+    )
+    [relay] = alice.get("/api/messages").json()["messages"]
+    assert relay["reply"] == "Your new card ships today."
+
+    # Mallory cannot name Alice: a user_id in the body is refused, in the query ignored.
+    named = mallory.post("/api/messages", json={"user_id": alice_id, "text": "send my card to 1 Evil St"})
+    assert named.status_code == 422 and alice_id not in named.text
+    polled = mallory.get("/api/messages", params={"user_id": alice_id}).json()
+    assert polled == {"messages": [], "handoff_open": False, "closed_notice": None}
+    # What Mallory writes is her own conversation: nothing reaches Alice's handoff thread.
+    mallory.post("/api/messages", json={"text": "send my new card to 1 Evil Street"})
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    assert not any("Evil" in text for text in bank.board.in_thread)
+    # Her handoff request opens her own handoff; Alice's stays hers and Alice is still relayed.
+    mallory.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    assert bank.core.store.handoffs.active_for("web", alice_id) == handoff
+    assert alice.post("/api/messages", json={"text": "thanks!"}).json()["route"] == "human"
+
+    # Feedback on Alice's reply, on an operator's relay, or on an id that does not exist: one
+    # answer, the same words; nothing is recorded.
+    answers = [
+        client.post("/api/feedback", json={"message_id": mid, "helpful": False})
+        for client, mid in (
+            (mallory, first["message_id"]),  # Alice's reply
+            (mallory, "m_doesnotexist"),
+            (mallory, relay["message_id"]),  # the operator's reply to Alice
+            (alice, relay["message_id"]),  # an operator's reply is not Teller's to rate
+        )
+    ]
+    assert [(a.status_code, a.json()) for a in answers] == [(404, {"detail": NO_SUCH_REPLY})] * 4
+    assert bank.core.store.feedback.feedback() == []
+    assert (
+        alice.post("/api/feedback", json={"message_id": first["message_id"], "helpful": True}).status_code
+        == 200
+    )
+
+
+def test_forged_expired_and_missing_credentials_are_401(bank: Bank) -> None:
+    client = TestClient(bank.app)
+    body = {"text": "hello"}
+    assert client.post("/api/messages", json=body).status_code == 401  # no session at all
+    token = api_session(client)["Authorization"].split()[1]
+    forged = token[:-3] + ("abc" if not token.endswith("abc") else "xyz")
+    for headers in (
+        {"Authorization": f"Bearer {forged}"},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": f"Bearer {jwt.encode({'sub': 'alice', 'aud': 'teller', 'exp': 1}, TOKEN_KEY)}"},
+        {"Authorization": f"Bearer {jwt.encode({'sub': 'alice', 'aud': 'teller'}, TOKEN_KEY)}"},  # no exp
+        {"Authorization": f"Bearer {jwt.encode({'sub': 'alice', 'aud': 'x', 'exp': 2**40}, TOKEN_KEY)}"},
+        {"Authorization": f"Bearer {jwt.encode({'sub': 'alice', 'aud': 'teller', 'exp': 2**40}, 'k' * 40)}"},
+    ):
+        response = client.post("/api/messages", json=body, headers=headers)
+        assert response.status_code == 401, headers
+        assert "hello" not in response.text and token not in response.text
+    # A forged cookie is no session either, and a bad bearer is never traded for a good cookie.
+    client.cookies.set(SESSION_COOKIE, forged)
+    assert client.post("/api/messages", json=body).status_code == 401
+    page = new_customer(bank.app)
+    assert page.post("/api/messages", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    # An expired session: its signature holds, its age does not (sessions of one second here).
+    brief = Identities.from_store(bank.core.store, session_days=1 / 86400)
+    short = TestClient(create_app(bank.core, service=bank.service, identities=brief))
+    expired = {"Authorization": f"Bearer {brief.issue().token}"}
+    time.sleep(2.1)
+    assert short.post("/api/messages", json=body, headers=expired).status_code == 401
+    assert bank.core.store.conversations.count() == 0
+
+
+def test_the_page_cookie_is_httponly_strict_and_secure_in_production(bank: Bank) -> None:
+    cookie = TestClient(bank.app).get("/").headers["set-cookie"]
+    assert (
+        "httponly" in cookie.lower()
+        and "samesite=strict" in cookie.lower()
+        and "secure" not in cookie.lower()
+    )
+    production = create_app(bank.core, service=bank.service, production=True)
+    assert "secure" in TestClient(production).get("/").headers["set-cookie"].lower()
+
+
+def test_a_banks_backend_vouches_for_its_customers(bank: Bank) -> None:
+    """With the backend key, or a token the bank signed, a customer keeps one conversation across
+    devices; the bank's id is never stored, only its keyed digest."""
+    client = TestClient(bank.app)
+    backend = {"Authorization": f"Bearer {BACKEND_KEY}", "X-Teller-Customer": "cust-00417"}
+    token = jwt.encode({"sub": "cust-00417", "aud": "teller", "exp": int(time.time()) + 600}, TOKEN_KEY)
+    first = client.post("/api/messages", json={"text": "What's the overdraft fee?"}, headers=backend)
+    second = client.post(
+        "/api/messages", json={"text": "and the limit?"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert first.status_code == second.status_code == 200
+    stored = {m.user_id for m in bank.core.store.conversations.history()}
+    assert len(stored) == 1 and stored.pop().startswith("c_")
+    assert not any(
+        "00417" in (m.user_id + (m.platform_id or "")) for m in bank.core.store.conversations.history()
+    )
+    # The bank names the customer's segment; a client on its own cannot.
+    premier = client.post("/api/messages", json={"text": "hello", "segment": "premier"}, headers=backend)
+    assert premier.status_code == 200
+    segments = [m.segment for m in bank.core.store.conversations.history() if m.direction == "in"]
+    assert sorted(segments, key=str) == [None, None, "premier"]
+    claimed = new_customer(bank.app).post("/api/messages", json={"text": "hello", "segment": "premier"})
+    assert claimed.status_code == 400 and "segment" in claimed.json()["detail"]
+    missing = client.post(
+        "/api/messages", json={"text": "hi"}, headers={"Authorization": f"Bearer {BACKEND_KEY}"}
+    )
+    assert missing.status_code == 400 and "X-Teller-Customer" in missing.json()["detail"]
+    # Erasure names the customer by the bank's id.
+    operator = create_app(bank.core, service=bank.service, operator_key="operator-key-0123456789")
+    receipt = TestClient(operator).delete(
+        "/api/customers/web/cust-00417", headers={"Authorization": "Bearer operator-key-0123456789"}
+    )
+    assert receipt.status_code == 200 and bank.core.store.conversations.count() == 0
+
+
+# ------------------------------------------------------------------------------------ limits
+
+
+def test_a_flood_from_one_session_is_limited_with_retry_after(bank: Bank) -> None:
+    customer = new_customer(bank.app)
+    statuses = [customer.post("/api/messages", json={"text": f"hello {i}"}) for i in range(300)]
+    accepted = sum(r.status_code == 200 for r in statuses)
+    refused = [r for r in statuses if r.status_code == 429]
+    print(f"\nflood: {accepted} of 300 messages accepted in one session before 429 (limit 20/minute)")
+    assert accepted == 20 and len(refused) == 280
+    retry = int(refused[0].headers["retry-after"])
+    assert 1 <= retry <= 60 and refused[0].json()["limit"] == "customer"
+    assert bank.core.store.conversations.count() == 2 * 20  # the refused ones are not stored
+    # Another customer is not held back by the first one's flood.
+    assert new_customer(bank.app).post("/api/messages", json={"text": "hello"}).status_code == 200
+
+
+def test_throwaway_sessions_are_limited_per_address_and_overall(bank: Bank) -> None:
+    client = TestClient(bank.app)
+    tokens = []
+    for _ in range(25):
+        response = client.post("/api/sessions")
+        if response.status_code != 201:
+            break
+        tokens.append(response.json()["token"])
+    assert len(tokens) == 20 and response.status_code == 429 and "retry-after" in response.headers
+    limits(bank.service, messages_per_address="30/minute")
+    statuses = [
+        client.post(
+            "/api/messages", json={"text": "hi"}, headers={"Authorization": f"Bearer {t}"}
+        ).status_code
+        for t in tokens
+        for _ in range(2)
+    ]
+    assert statuses.count(200) == 30 and statuses.count(429) == 10
+
+
+def test_handoffs_are_capped_per_address_and_in_total(bank: Bank) -> None:
+    limits(bank.service, handoffs_per_address="3/hour", max_open_handoffs=5)
+    opened = []
+    for _ in range(5):
+        reply = new_customer(bank.app).post("/api/messages", json={"text": HANDOFF_CHOICE}).json()
+        opened.append(reply["reply"])
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    assert bank.core.store.handoffs.open_count() == 3 and len(bank.board.threads) == 3
+    assert opened[3:] == [BUSY, BUSY]
+    # The total cap, for customers the bank vouches for (no address limit on its backend).
+    limits(bank.service, max_open_handoffs=3)
+    backend = {"Authorization": f"Bearer {BACKEND_KEY}", "X-Teller-Customer": "cust-9"}
+    refused = (
+        TestClient(bank.app).post("/api/messages", json={"text": HANDOFF_CHOICE}, headers=backend).json()
+    )
+    assert refused["reply"] == BUSY and bank.core.store.handoffs.open_count() == 3
+
+
+def test_review_posts_to_the_ops_channel_are_limited_and_the_rest_wait_in_the_queue(bank: Bank) -> None:
+    limits(bank.service, review_posts="2/minute")
+    questions = [
+        "What's the overdraft fee?",
+        "How do I change my PIN?",
+        "My card has not arrived yet",
+        "Can I get a refund for this transaction?",
+        "How do I top up by bank transfer?",
+    ]
+    for question in questions:  # each answer marked not helpful is filed for review
+        customer = new_customer(bank.app)
+        reply = customer.post("/api/messages", json={"text": question}).json()
+        customer.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": False})
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    assert len(bank.board.reviews) == 2
+    waiting = bank.service.ops.review.items()  # type: ignore[union-attr]
+    assert len(waiting) >= 4 and len({i.id for i in waiting} - set(bank.board.reviews)) >= 2
+
+
+def test_text_is_capped_on_every_path_including_relays(bank: Bank) -> None:
+    customer = new_customer(bank.app)
+    customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    long = "please " * (MAX_TEXT // 7 + 10)
+    refused = customer.post("/api/messages", json={"text": long})
+    assert refused.status_code == 400 and "too long" in refused.json()["detail"]
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    assert not any("please please" in text for text in bank.board.in_thread)
+    # An operator's relay longer than a customer may get is not sent; the operator is told.
+    handoff = bank.core.store.handoffs.active_for("web", stored_user_id(bank.core, customer))
+    assert handoff is not None and handoff.thread_ts is not None
+    bank.service.operator_reply(OPS, handoff.thread_ts, Actor("slack", "UOPS"), "x" * (MAX_RELAY + 1), "p9")
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    assert customer.get("/api/messages").json()["messages"] == []
+    assert any("shorter parts" in w for w in bank.board.warnings)
+
+
+def test_push_channel_customers_over_the_limit_get_one_notice(bank: Bank) -> None:
+    class Transport:
+        name = "telegram"
+
+        def __init__(self) -> None:
+            self.posted: list[str] = []
+
+        def parts(self, address: str, outgoing: Outgoing) -> list[str]:
+            return [outgoing.text]
+
+        def post(self, address: str, part: str) -> str:
+            self.posted.append(part)
+            return str(len(self.posted))
+
+    limits(bank.service, messages="3/minute")
+    transport = Transport()
+    for i in range(10):
+        bank.service.message(Incoming("telegram", "42", "42", f"u{i}", "hello"), transport)
+    notices = [p for p in transport.posted if "faster than we can answer" in p]
+    assert len(transport.posted) == 3 + 1 and len(notices) == 1
+    with pytest.raises(RateLimited):
+        bank.service.handle(Incoming("telegram", "42", "42", "u99", "hello"))
+
+
+# ------------------------------------------------------------------------------------ bodies
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_a_100_mb_body_is_refused_before_it_is_read(bank: Bank) -> None:
+    """A request that says it carries 100 MB gets a 413 after its headers: the server reads none of
+    it (the socket is closed with the body unsent), so memory does not grow."""
+    with serve_in_thread(bank.app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        before = rss_kib()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 104857600\r\n\r\n" + b'{"text": "' + b"a" * 65_000
+            )
+            answer = ""
+            while "}" not in answer:  # the head and the JSON body may come in separate packets
+                chunk = sock.recv(4096).decode("latin-1")
+                if not chunk:
+                    break
+                answer += chunk
+        growth_mib = (rss_kib() - before) / 1024
+    print(f"\n100 MB body: {answer.splitlines()[0]}; server memory growth {growth_mib:.1f} MiB")
+    assert answer.startswith("HTTP/1.1 413") and "larger than 65,536 bytes" in answer
+    assert growth_mib < 5

@@ -1,0 +1,40 @@
+"""Web customers in tests: each one a client with its own session, as a browser or API client has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from bot.core import TellerCore
+from bot.web.sessions import SESSION_COOKIE, Identities
+
+
+def page_customer(client: TestClient) -> TestClient:
+    """``client`` after loading the chat page: its cookie jar holds the session the page got."""
+    assert client.get("/").status_code == 200 and SESSION_COOKIE in client.cookies
+    return client
+
+
+def new_customer(app: Any) -> TestClient:
+    """A new browser on ``app``: its own client, with the session the chat page gives it."""
+    return page_customer(TestClient(app))
+
+
+def api_session(client: TestClient | httpx.Client) -> dict[str, str]:
+    """Headers of a new API session (``POST /api/sessions``)."""
+    response = client.post("/api/sessions")
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+def stored_user_id(
+    core: TellerCore, client: TestClient | None = None, headers: dict[str, str] | None = None
+) -> str:
+    """The user id the store keeps for the customer of ``client`` (its cookie) or ``headers``
+    (a bearer session)."""
+    token = headers["Authorization"].split()[1] if headers else client.cookies[SESSION_COOKIE]  # type: ignore[union-attr]
+    customer = Identities.from_store(core.store).session(token)
+    assert customer is not None
+    return customer.user_id
