@@ -13,7 +13,8 @@ messages per customer       20/minute                  429 + Retry-After on the 
 messages per client         60/minute                  the same (web and REST only: the address is
 address                                                what the HTTP server saw)
 (``TELLER_LIMIT_MESSAGES_PER_ADDRESS``)
-messages overall            1200/minute                the same, for everyone
+messages overall, per        1200/minute                the same, for everyone on that channel (a web
+channel                                                flood does not silence Telegram)
 (``TELLER_LIMIT_MESSAGES_OVERALL``)
 new web sessions per        20/minute                  429 + Retry-After
 address (``TELLER_LIMIT_SESSIONS``)
@@ -31,13 +32,15 @@ A customer has at most one open handoff (the store reuses the open one). Counter
 ``TELLER_LIMITS_STORAGE`` (a `limits` storage URI): ``memory://`` (the default) counts per replica,
 so N replicas admit up to N times the per-address and overall figures; ``redis://host:6379`` (with
 ``pip install 'limits[redis]'``) shares them. A request refused by one limit does not count
-against the others.
+against the others; a replica tests and counts under one lock (across replicas, a shared storage's
+counts can let a burst exceed a limit by the requests in flight at that moment).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -105,6 +108,7 @@ class AbuseLimits:
         self._handoffs = _items("TELLER_LIMIT_HANDOFFS_PER_ADDRESS", settings.handoffs_per_address)
         self._review_posts = _items("TELLER_LIMIT_REVIEW_POSTS", settings.review_posts)
         self._notice = parse("1/minute")
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ checks
 
@@ -115,7 +119,8 @@ class AbuseLimits:
         checks: list[_Check] = [(item, ("customer", channel, user_id), "customer") for item in self._messages]
         if address:
             checks += [(item, ("address", address), "address") for item in self._per_address]
-        checks += [(item, ("overall",), "overall") for item in self._overall]
+        # Per channel: a web flood does not silence Telegram and Slack customers.
+        checks += [(item, ("overall", channel), "overall") for item in self._overall]
         self._take(checks, TOO_FAST)
 
     def session(self, address: str | None) -> None:
@@ -158,6 +163,10 @@ class AbuseLimits:
     # ------------------------------------------------------------------------------ internals
 
     def _take(self, checks: list[_Check], words: str) -> None:
+        with self._lock:  # test, then count, as one step (two requests at once are not both let in)
+            self._take_now(checks, words)
+
+    def _take_now(self, checks: list[_Check], words: str) -> None:
         for item, identifiers, scope in checks:
             if not self._limiter.test(item, *identifiers):
                 reset, _ = self._limiter.get_window_stats(item, *identifiers)

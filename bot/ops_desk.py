@@ -182,10 +182,14 @@ class OpsDesk:
         """Whether the handoff this reply asks for may be opened (counted if so): True unless the
         reply hands off to a new handoff and the open handoffs in total, or those opened from the
         customer's address this hour, are at their cap (:class:`bot.abuse.AbuseLimits`). A
-        customer who has a handoff open already is never refused: theirs is reused."""
-        if reply.route != Route.HANDOFF.value or self.board is None or reply.duplicate:
+        customer who has a handoff open already is never refused: theirs is reused. A redelivered
+        message (``reply.duplicate``) is judged again unless its handoff was opened the first time:
+        resending a refused request must not get past the caps."""
+        if reply.route != Route.HANDOFF.value or self.board is None:
             return True
         handoffs = self.store.handoffs
+        if reply.duplicate and handoffs.for_message(reply.message_id) is not None:
+            return True
         if handoffs.active_for(incoming.channel, incoming.conversation_id) is not None:
             return True
         return self.limits.handoff(incoming.origin, handoffs.open_count())

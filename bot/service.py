@@ -108,7 +108,11 @@ class TellerService:
         replayed = self.core.replay(incoming)
         if replayed is not None:
             if self.ops is not None and not replayed.silent:
-                self.ops.after_reply(incoming, replayed)  # finishes what a crash may have cut short
+                # Finishes what a crash may have cut short, under the same caps as the first time: a
+                # retry of a handoff refused at capacity is refused again (and told so again).
+                may_open = self.ops.may_open_handoff(incoming, replayed)
+                if self.ops.after_reply(incoming, replayed, open_handoff=may_open) is None and not may_open:
+                    return replace(replayed, text=BUSY)
             return replayed
         # One cap and one set of limits for every path: the answer policy and a handoff's relay.
         incoming = replace(incoming, text=message_text(incoming.text))

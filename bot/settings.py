@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", validation_alias="TELLER_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="TELLER_PORT")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        validation_alias="TELLER_FORWARDED_ALLOW_IPS",
+        description="Addresses of the reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are "
+        "believed (uvicorn's forwarded_allow_ips: comma-separated addresses or networks, or *). The "
+        "per-address abuse limits count the client address these give; the proxy must set the header "
+        "to the client's address, not append to what the client sent.",
+    )
     env: Literal["development", "production"] = Field(
         default="development",
         validation_alias="TELLER_ENV",

@@ -187,15 +187,13 @@ def test_forged_expired_and_missing_credentials_are_401(bank: Bank) -> None:
     assert bank.core.store.conversations.count() == 0
 
 
-def test_the_page_cookie_is_httponly_strict_and_secure_in_production(bank: Bank) -> None:
-    cookie = TestClient(bank.app).get("/").headers["set-cookie"]
-    assert (
-        "httponly" in cookie.lower()
-        and "samesite=strict" in cookie.lower()
-        and "secure" not in cookie.lower()
-    )
+def test_the_page_cookie_is_httponly_lax_and_host_only_secure_in_production(bank: Bank) -> None:
+    cookie = TestClient(bank.app).get("/").headers["set-cookie"].lower()
+    assert cookie.startswith("teller_session=") and "httponly" in cookie and "samesite=lax" in cookie
+    assert "secure" not in cookie
     production = create_app(bank.core, service=bank.service, production=True)
-    assert "secure" in TestClient(production).get("/").headers["set-cookie"].lower()
+    secure = TestClient(production).get("/").headers["set-cookie"].lower()
+    assert secure.startswith("__host-teller_session=") and "secure" in secure and "path=/" in secure
 
 
 def test_a_banks_backend_vouches_for_its_customers(bank: Bank) -> None:
@@ -272,13 +270,17 @@ def test_throwaway_sessions_are_limited_per_address_and_overall(bank: Bank) -> N
 
 def test_handoffs_are_capped_per_address_and_in_total(bank: Bank) -> None:
     limits(bank.service, handoffs_per_address="3/hour", max_open_handoffs=5)
-    opened = []
+    opened, customers = [], []
     for _ in range(5):
-        reply = new_customer(bank.app).post("/api/messages", json={"text": HANDOFF_CHOICE}).json()
-        opened.append(reply["reply"])
+        customers.append(new_customer(bank.app))
+        body = {"text": HANDOFF_CHOICE, "client_message_id": "h1"}
+        opened.append(customers[-1].post("/api/messages", json=body).json()["reply"])
     bank.service.ops.drain()  # type: ignore[union-attr]
     assert bank.core.store.handoffs.open_count() == 3 and len(bank.board.threads) == 3
     assert opened[3:] == [BUSY, BUSY]
+    # Resending a refused request (its client_message_id) is judged again: refused again.
+    again = customers[4].post("/api/messages", json={"text": HANDOFF_CHOICE, "client_message_id": "h1"})
+    assert again.json()["reply"] == BUSY and bank.core.store.handoffs.open_count() == 3
     # The total cap, for customers the bank vouches for (no address limit on its backend).
     limits(bank.service, max_open_handoffs=3)
     backend = {"Authorization": f"Bearer {BACKEND_KEY}", "X-Teller-Customer": "cust-9"}
@@ -378,3 +380,78 @@ def test_a_100_mb_body_is_refused_before_it_is_read(bank: Bank) -> None:
     print(f"\n100 MB body: {answer.splitlines()[0]}; server memory growth {growth_mib:.1f} MiB")
     assert answer.startswith("HTTP/1.1 413") and "larger than 65,536 bytes" in answer
     assert growth_mib < 5
+
+
+# ------------------------------------------------------------------------------------ review's probes
+
+
+def test_the_limits_hold_under_concurrent_requests_and_per_channel() -> None:
+    import threading
+
+    limits = AbuseLimits(LimitSettings(messages="20/minute", messages_overall="30/minute"))
+    admitted: list[bool] = []
+
+    def send() -> None:
+        try:
+            limits.message("web", "w_1", "203.0.113.9")
+            admitted.append(True)
+        except RateLimited:
+            admitted.append(False)
+
+    threads = [threading.Thread(target=send) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert admitted.count(True) == 20
+    for n in range(10):  # the web's overall share runs out ...
+        limits.message("web", f"w_other{n}", None)
+    with pytest.raises(RateLimited):
+        limits.message("web", "w_last", None)
+    limits.message("telegram", "42", None)  # ... and Telegram's customers are still answered
+
+
+def test_credentials_given_twice_are_refused_and_ids_are_read_as_utf8(bank: Bank) -> None:
+    client = TestClient(bank.app)
+    body = {"text": "hello"}
+    twice = [
+        ("authorization", f"Bearer {BACKEND_KEY}"),
+        ("x-teller-customer", "alice"),
+        ("x-teller-customer", "bob"),
+    ]
+    assert client.post("/api/messages", json=body, headers=twice).status_code == 400
+    # The same customer by header (UTF-8 bytes) and by token: one conversation.
+    header = {
+        "Authorization": f"Bearer {BACKEND_KEY}",
+        "X-Teller-Customer": "alïce".encode(),
+    }
+    assert client.post("/api/messages", json=body, headers=header).status_code == 200
+    token = jwt.encode({"sub": " alïce ", "aud": "teller", "exp": int(time.time()) + 600}, TOKEN_KEY)
+    assert (
+        client.post("/api/messages", json=body, headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
+    assert len({m.user_id for m in bank.core.store.conversations.history()}) == 1
+
+
+def test_customer_tokens_are_short_lived_and_carry_their_segment(bank: Bank) -> None:
+    client = TestClient(bank.app)
+    body = {"text": "hello"}
+
+    def bearer(**claims: Any) -> dict[str, str]:
+        return {"Authorization": "Bearer " + jwt.encode({"aud": "teller", **claims}, TOKEN_KEY)}
+
+    year = bearer(sub="c1", exp=int(time.time()) + 365 * 86400)
+    assert client.post("/api/messages", json=body, headers=year).status_code == 401
+    premier = bearer(sub="c1", exp=int(time.time()) + 600, segment="premier")
+    assert client.post("/api/messages", json=body, headers=premier).status_code == 200
+    claimed = client.post("/api/messages", json={**body, "segment": "private"}, headers=premier)
+    assert claimed.status_code == 400  # the token's holder cannot name another segment
+    assert [m.segment for m in bank.core.store.conversations.history() if m.direction == "in"] == ["premier"]
+
+
+def test_an_unexpected_field_is_named_without_echoing_it(bank: Bank) -> None:
+    customer = new_customer(bank.app)
+    response = customer.post("/api/messages", json={"text": "hi", "alice@example.com 4111 1111 1111 1111": 1})
+    assert response.status_code == 422 and "4111" not in response.text and "alice" not in response.text
+    assert response.json()["detail"][0]["loc"] == "body.(an unexpected field)"

@@ -97,6 +97,9 @@ def serve(
         port=port,
         log_config=uvicorn_log_config("warning"),
         timeout_graceful_shutdown=15,
+        # The client's address (per-address limits) and scheme (Secure cookie) behind a proxy.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     log.info("serve_stopped")
 

@@ -33,7 +33,7 @@ from bot.service import TellerService
 from bot.storage import HUMAN_ROUTE, StoreError
 from bot.text import clean, has_surrogates
 from bot.web.security import API_ACTOR, HEADERS, JsonBodies, OperatorKey, SecurityHeaders, add_docs
-from bot.web.sessions import SESSION_COOKIE, Identities, WebCustomer, stored_user_id
+from bot.web.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Identities, WebCustomer, stored_user_id
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -141,8 +141,9 @@ class MessageIn(BaseModel):
     segment: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_.-]{1,50}$",
-        description="The customer's segment (e.g. retail, premier), from a bank's backend only (backend "
-        "key or customer token): positioning measures what each segment gets.",
+        description="The customer's segment (e.g. retail, premier), from a bank's backend only (with the "
+        "backend key; a customer token names it in its `segment` claim): positioning measures what "
+        "each segment gets.",
     )
 
 
@@ -188,6 +189,15 @@ class FeedbackOut(BaseModel):
     feedback_id: str
     message_id: str
     helpful: bool
+
+
+def _where(error: Any) -> str:
+    """Where a validation error is, without echoing what was sent: an unexpected field is named only
+    as such (its name is the client's text, and may be anything)."""
+    parts = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "extra_forbidden":
+        parts = [*parts[:-1], "(an unexpected field)"]
+    return ".".join(part[:60] for part in parts)
 
 
 def current_customer(request: Request) -> WebCustomer:
@@ -278,8 +288,7 @@ def create_app(
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Say what is wrong and where, never echo what was sent (it may be huge, or a customer's PII).
         problems = [
-            {"loc": ".".join(str(part) for part in error.get("loc", ())), "msg": str(error.get("msg", ""))}
-            for error in exc.errors()
+            {"loc": _where(error), "msg": str(error.get("msg", ""))[:200]} for error in exc.errors()[:10]
         ]
         return JSONResponse({"detail": problems}, status_code=422)
 
@@ -316,22 +325,30 @@ def create_app(
         )
 
     def address(request: Request) -> str | None:
-        # Behind a proxy, uvicorn's --forwarded-allow-ips makes this the client's, not the proxy's.
+        # Behind a proxy trusted by TELLER_FORWARDED_ALLOW_IPS this is the client's, not the proxy's.
         return request.client.host if request.client is not None else None
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def chat_page(request: Request) -> HTMLResponse:
         page = HTMLResponse((STATIC / "chat.html").read_text(encoding="utf-8"))
         if identities.page_customer(request) is None:  # first visit, or the session ran out
-            limits.session(address(request))
+            try:
+                limits.session(address(request))
+            except RateLimited as exc:  # a page, not JSON, for a browser
+                return HTMLResponse(
+                    f"<!doctype html><title>Teller</title><p>{exc}</p>",
+                    status_code=429,
+                    headers={"Retry-After": str(exc.retry_after)},
+                )
             session = identities.issue()
+            secure = production or request.url.scheme == "https"
             page.set_cookie(
-                SESSION_COOKIE,
+                SECURE_SESSION_COOKIE if secure else SESSION_COOKIE,
                 session.token,
                 max_age=session.max_age,
                 httponly=True,
-                samesite="strict",
-                secure=production or request.url.scheme == "https",
+                samesite="lax",  # JSON-only POSTs stop cross-site requests; links keep the session
+                secure=secure,
                 path="/",
             )
         return page
@@ -366,13 +383,12 @@ def create_app(
         body: MessageIn, request: Request, who: Annotated[WebCustomer, Depends(current_customer)]
     ) -> MessageOut:
         message_id = identities.platform_id(who, body.client_message_id) if body.client_message_id else None
-        if body.segment is not None and not who.verified:
-            raise InputError("segment is for customers the bank vouches for (backend key or customer token)")
+        if body.segment is not None and not who.backend:
+            raise InputError("segment is named by the bank's backend (or in a customer token's claim)")
+        segment = body.segment if who.backend else who.segment
         # The per-address limits are for browsers: a bank's backend relays all of its customers.
         origin = None if who.backend else address(request)
-        incoming = Incoming(
-            WEB_CHANNEL, who.user_id, who.user_id, message_id, body.text, origin, body.segment
-        )
+        incoming = Incoming(WEB_CHANNEL, who.user_id, who.user_id, message_id, body.text, origin, segment)
         return message_out(service.handle(incoming))
 
     @app.get(

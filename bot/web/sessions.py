@@ -12,10 +12,16 @@ this order:
      customer id, ``aud`` is ``"teller"`` and ``exp`` is set (RFC 7519; PyJWT verifies signature,
      audience and expiry): a bank's app hands its logged-in customer a short-lived token;
 
-   a bearer credential that is none of these (forged, expired, a JWT while no key is configured)
-   is a 401; it is never ignored in favour of a cookie.
-2. the ``teller_session`` cookie, set by the chat page (``GET /``): signed, ``HttpOnly``,
-   ``SameSite=Strict``, ``Secure`` in production or over HTTPS.
+   a bearer credential that is none of these (forged, expired, a JWT while no key is configured,
+   a token valid for more than :data:`MAX_TOKEN_HOURS`) is a 401; it is never ignored in favour of
+   a cookie. ``Authorization`` or ``X-Teller-Customer`` given twice is a 400 (a proxy appending
+   one cannot be steered by the client). The bank's customer id is read as UTF-8 and trimmed, the
+   same from the header, a token's ``sub`` and ``teller forget``.
+2. the session cookie, set by the chat page (``GET /``): signed, ``HttpOnly``, ``SameSite=Lax``
+   (a link from another site keeps the customer's session; cross-site posts are refused anyway,
+   the API taking JSON only); in production or over HTTPS ``Secure`` and named
+   ``__Host-teller_session``, which no other subdomain can set (no session fixation);
+   ``teller_session`` otherwise.
 3. nothing: a 401 that says how to get a session.
 
 Sessions are random 144-bit ids signed with itsdangerous (HMAC-SHA1 over the id and its issue
@@ -38,6 +44,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +60,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "teller_session"
+#: The cookie's name when it is ``Secure`` (production, HTTPS): the ``__Host-`` prefix makes the
+#: browser refuse it from any other host or path (RFC 6265bis section 4.1.3.2).
+SECURE_SESSION_COOKIE = "__Host-teller_session"
+#: Longest a customer token may be valid for (hours from now to its ``exp``): they are short-lived.
+MAX_TOKEN_HOURS = 24
 #: Header naming the customer a backend-key request speaks for.
 CUSTOMER_HEADER = "x-teller-customer"
 #: Deployment settings holding the generated keys (64 hex digits each), created on first use.
@@ -78,11 +90,13 @@ MISSING = (
 class WebCustomer:
     """The customer a request is from. ``user_id``: what the store keeps (``w_…`` or ``c_…``);
     ``verified``: the bank vouched for them (backend key or signed token); ``backend``: the request
-    came from the bank's server itself (backend key), whose address is no customer's."""
+    came from the bank's server itself (backend key), whose address is no customer's; ``segment``:
+    the segment a customer token names (its ``segment`` claim)."""
 
     user_id: str
     verified: bool = False
     backend: bool = False
+    segment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,8 +163,8 @@ class Identities:
         return hmac.new(self._customer_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def verified(self, customer_id: str) -> WebCustomer:
-        """The customer the bank knows as ``customer_id``."""
-        return WebCustomer("c_" + self._digest("customer", customer_id), verified=True)
+        """The customer the bank knows as ``customer_id`` (trimmed)."""
+        return WebCustomer("c_" + self._digest("customer", customer_id.strip()), verified=True)
 
     def platform_id(self, customer: WebCustomer, client_message_id: str) -> str:
         """The stored platform id of a client's message id: the same id from the same customer is
@@ -178,6 +192,9 @@ class Identities:
     def resolve(self, request: Request) -> WebCustomer:
         """The customer ``request`` is from. Raises ``HTTPException`` 401 (no credential, or one
         that does not hold) or 400 (a backend-key request naming no usable customer id)."""
+        for header in ("authorization", CUSTOMER_HEADER):
+            if len(request.headers.getlist(header)) > 1:
+                raise HTTPException(400, f"the {header} header is given more than once")
         scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
         if scheme:
             customer = self._bearer(request, token) if scheme.lower() == "bearer" and token else None
@@ -185,7 +202,7 @@ class Identities:
                 log.warning("customer_credential_refused", extra={"fields": {"path": request.url.path}})
                 raise HTTPException(401, INVALID, headers={"WWW-Authenticate": "Bearer"})
             return customer
-        cookie = request.cookies.get(SESSION_COOKIE)
+        cookie = _cookie(request)
         if cookie:
             customer = self.session(cookie)
             if customer is None:
@@ -195,12 +212,12 @@ class Identities:
 
     def page_customer(self, request: Request) -> WebCustomer | None:
         """The chat page's session from its cookie; None when it has none that holds."""
-        cookie = request.cookies.get(SESSION_COOKIE)
+        cookie = _cookie(request)
         return self.session(cookie) if cookie else None
 
     def _bearer(self, request: Request, token: str) -> WebCustomer | None:
         if self._backend_key is not None and hmac.compare_digest(token.encode(), self._backend_key):
-            customer_id = (request.headers.get(CUSTOMER_HEADER) or "").strip()
+            customer_id = _utf8(request.headers.get(CUSTOMER_HEADER) or "").strip()
             if not customer_id or len(customer_id) > MAX_CUSTOMER_ID or not customer_id.isprintable():
                 raise HTTPException(
                     400,
@@ -221,10 +238,33 @@ class Identities:
             )
         except jwt.PyJWTError:
             return None
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_CUSTOMER_ID:
+        subject, segment, expires = claims.get("sub"), claims.get("segment"), claims.get("exp")
+        if not isinstance(subject, str) or len(subject.strip()) > MAX_CUSTOMER_ID:
             return None
-        return self.verified(subject.strip())
+        if not subject.strip() or not subject.strip().isprintable():
+            return None
+        if not isinstance(expires, int | float) or expires - time.time() > MAX_TOKEN_HOURS * 3600:
+            return None  # not short-lived: a leaked token would last too long
+        if segment is not None and not (isinstance(segment, str) and SEGMENT.fullmatch(segment)):
+            return None
+        return WebCustomer(self.verified(subject).user_id, verified=True, segment=segment)
+
+
+#: A segment's form (``retail``, ``premier``, ``sme-north``).
+SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,50}")
+
+
+def _cookie(request: Request) -> str | None:
+    return request.cookies.get(SECURE_SESSION_COOKIE) or request.cookies.get(SESSION_COOKIE)
+
+
+def _utf8(value: str) -> str:
+    """A header value as the UTF-8 it was sent in (ASGI servers hand headers over as Latin-1).
+    Raises ``HTTPException`` 400 for bytes that are not UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise HTTPException(400, "X-Teller-Customer must be UTF-8") from None
 
 
 def customer_key(store: Store) -> bytes:
@@ -238,5 +278,5 @@ def stored_user_id(store: Store, user_id: str) -> str:
     customer, mapped."""
     if _STORED_FORM.match(user_id) or store.conversations.conversation_id("web", user_id) is not None:
         return user_id
-    digest = hmac.new(customer_key(store), f"customer:{user_id}".encode(), hashlib.sha256)
+    digest = hmac.new(customer_key(store), f"customer:{user_id.strip()}".encode(), hashlib.sha256)
     return "c_" + digest.hexdigest()[:32]
