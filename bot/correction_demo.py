@@ -22,6 +22,12 @@ Measured on the 20 corrected messages, their unseen close paraphrases and unseen
 (same need, another situation; never in the log, never trained on) and the frozen set: answered
 right by the policy (with the corrections in force) before, immediately after the corrections (no
 retrain), after the bulk confirmation (no retrain) and after the retrain, and the model alone.
+
+After the retrain, each set also gets why the policy does not answer the messages the new model
+reads right (:func:`explain`: the rule that decided, and for a hand-off or a knowledge-base fallback
+which bar the intent rule missed: the scope similarity or the confidence), and what the policy would
+answer right with the thresholds the previous model was served with: whether a gap between the two
+rows of the table comes from the re-calibration or from the policy's own bars.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.assistant import build_core, build_service
@@ -43,7 +50,7 @@ from bot.core import Incoming, TellerCore
 from bot.errors import TellerError
 from bot.exemplars import DATA_DIR
 from bot.operators import CLI, Actor
-from bot.policy import AnswerPolicy, Decision, Route
+from bot.policy import AnswerPolicy, Decision, Route, Signals, Thresholds
 from bot.retraining import RetrainRunner
 from bot.service import TellerService
 from bot.settings import Settings
@@ -103,6 +110,67 @@ def measure(
         column.policy[name] = policy_share(policy, texts, labels) if policy is not None else None
         column.model[name] = model_share(classifier, texts, labels)
     return column
+
+
+@dataclass
+class Explained:
+    """Of a set's messages, how many the classifier reads right, how many of those the policy answers
+    right (with its thresholds, and with ``other`` thresholds), and why it does not answer the rest."""
+
+    total: int
+    model_right: int
+    answered: int
+    answered_other: int
+    reasons: Counter[str]
+
+
+#: Why the policy does not answer a message its classifier reads right (see :func:`explain`).
+OUT_OF_SCOPE = "out of scope (similarity to the nearest training example below the bar)"
+OUT_OF_SCOPE_UNSURE = "out of scope, and not answered in scope either (close runner-up or low confidence)"
+LOW_CONFIDENCE = "confidence below the intent bar"
+RUNNER_UP = "asked back (close runner-up)"
+KB_ENTRY = "answered by a knowledge-base entry of another intent"
+
+
+def _reason(policy: AnswerPolicy, s: Signals, decision: Decision, label: str, t: Thresholds) -> str:
+    features = s.features()
+    if decision.rule == "clarify":
+        return RUNNER_UP
+    if decision.rule in ("handoff", "best_entry"):  # fallbacks: the intent rule did not hold
+        if features["scope"] < t.in_scope:
+            in_scope = policy.decide(s, replace(t, in_scope=-1.0))  # the scope bar lifted
+            return OUT_OF_SCOPE if answered_right(policy, in_scope, label) else OUT_OF_SCOPE_UNSURE
+        if features["p1"] < t.intent:
+            return LOW_CONFIDENCE
+    if decision.route is Route.FAQ:
+        return KB_ENTRY
+    return decision.rule
+
+
+def explain(
+    policy: AnswerPolicy, texts: Sequence[str], labels: Sequence[str], other: Thresholds | None = None
+) -> Explained:
+    """Why ``policy`` does not answer right the messages its classifier reads right: the rule that
+    decided (for a hand-off or the best-entry fallback, the bar the intent rule missed: scope first,
+    then confidence; below the scope bar, whether it would answer right without that bar), counted;
+    and how many it would answer right with ``other`` thresholds."""
+    signals = policy.with_corrections(policy.signals(list(texts)))
+    t = policy.thresholds
+    assert t is not None
+    model_right = answered = answered_other = 0
+    reasons: Counter[str] = Counter()
+    for s, label in zip(signals, labels, strict=True):
+        decision = policy.decide(s)
+        if other is not None and answered_right(policy, policy.decide(s, other), label):
+            answered_other += 1
+        if answered_right(policy, decision, label):
+            answered += 1
+        if s.prediction.intent != label:
+            continue
+        model_right += 1
+        if not answered_right(policy, decision, label):
+            reasons[_reason(policy, s, decision, label, t)] += 1
+    return Explained(len(signals), model_right, answered, answered_other, reasons)
 
 
 def _pct(value: float | None) -> str:
@@ -199,6 +267,7 @@ def _demo(
         f"{MEASURED} corrected."
     )
     columns = [measure(policy, active, sets)]
+    former = policy.thresholds
 
     # 1. The log: what customers said, answered and stored.
     held_out = {text_key(t) for r in chosen for t in (r.text, r.close, r.paraphrase)}
@@ -256,6 +325,7 @@ def _demo(
 
     # 4. The retrain, gated; promoted and swapped in as a running server would.
     outcome = None
+    explained: dict[str, Explained] = {}
     if not args.no_retrain:
         print("Retraining (continuing from the active model) ...", flush=True)
         timings: dict[str, float] = {}
@@ -275,7 +345,11 @@ def _demo(
             print(f"Retrain: {minutes:.1f} min; gate: {'PROMOTE' if d.promote else 'REFUSE'}")
             for reason in d.reasons:
                 print(f"  - {reason}")
+            if served is not None:
+                explained = {name: explain(served, *sets[name], other=former) for name in sets}
     _table(sets, columns)
+    if explained:
+        _explanations(explained)
     print(f"\nDemo total {(time.perf_counter() - wall) / 60:.1f} min.")
     return 0
 
@@ -287,6 +361,18 @@ def _captured(core: TellerCore, texts: list[str], truth_of: dict[str, str]) -> i
         if decision.rule == "correction" and decision.intent != truth_of.get(text_key(text)):
             wrong += 1
     return wrong
+
+
+def _explanations(explained: dict[str, Explained]) -> None:
+    print("\nAfter the retrain, what the new model reads right and Teller does not answer right:")
+    for name, e in explained.items():
+        kept = e.model_right - sum(e.reasons.values())
+        why = "; ".join(f"{reason}: {n}" for reason, n in e.reasons.most_common()) or "none missed"
+        print(
+            f"- {name}: model right {e.model_right}/{e.total}, Teller right on {kept} of them ({why}); "
+            f"Teller right {e.answered}/{e.total}, "
+            f"with the previous model's thresholds {e.answered_other}/{e.total}"
+        )
 
 
 def _table(sets: dict[str, tuple[list[str], list[str]]], columns: list[Column]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,35 +19,62 @@ from typing import Any
 from bot.assistant import build_policy, open_store
 from bot.choices import INTERVIEW_PREFIX, Choice, interview_value
 from bot.core import Incoming, MultiSelect, Outgoing
-from bot.policy import AnswerPolicy, PolicyConfig, Route
+from bot.policy import AnswerPolicy
 from bot.settings import Settings
 from bot.storage import Store
-from nlu.artifact import metrics_of
-from positioning.brief import BriefFiles, write_brief
-from positioning.engine import ACTIVE, COMPLETED, InterviewEngine, InterviewState, Prompt
+from positioning.brief import BriefExtras, BriefFiles, write_brief
+from positioning.engine import ACTIVE, COMPLETED, InterviewEngine, InterviewState, Prompt, Suggestion
 from positioning.errors import PositioningError
 from positioning.evidence import LoggedExchange, gather
-from positioning.scoring import Coverage, PositioningScore, measured_quality, parse_needs, score
+from positioning.needs import (
+    CONFIRMED,
+    EDITED,
+    Candidate,
+    Need,
+    NeedLink,
+    Vectors,
+    format_link,
+    merge_links,
+    parse_link,
+    parse_needs,
+    parse_resolutions,
+    suggest_links,
+    with_coverage,
+)
+from positioning.options import Option, OptionSpec, Scored, compare, parse_options
+from positioning.outcomes import Outcomes, judge
+from positioning.rules import TELLER_ADVICE_RULE, Rules, product_rules
+from positioning.scoring import PositioningScore, parse_market_override, score
 from positioning.script import DEFAULT_SCRIPT, load_script
-from positioning.session import InterviewService, Reply
+from positioning.session import InterviewService, Reply, parse_start
+from positioning.trend import TREND_RUNS, run_of
 
 log = logging.getLogger(__name__)
 
 INTERVIEW_ROUTE = "interview"
 INTERVIEW_USAGE = (
     "`/teller interview` starts your interview or resumes the one in progress, in a direct message.\n"
-    "`/teller interview new` starts another one; `/teller interview list` shows yours; "
+    "`/teller interview new` starts another one; `/teller interview quick` (or `new quick`) asks at "
+    "most 12 questions, Teller's own figures prefilled; `/teller interview list` shows yours; "
     "`/teller interview resume ID` picks one up.\n"
     "`/teller interview status | back | skip | edit N | pause | cancel` act on the one in progress.\n"
-    "`/teller brief ID` posts the brief of a finished interview again.\n"
+    "`/teller brief ID` posts the brief of a finished interview again; `/teller brief ID compare "
+    "Name: need | 5; need | 3 || Other: need | 4` scores other options beside it.\n"
     "While an interview is in progress (and not paused), your direct messages to Teller are its answers."
 )
+
+
+#: Answers that refine the brief when an interview has them (see :meth:`PositioningDesk.write_brief`).
+OPTIONAL_ANSWERS = ("need_coverage", "need_links", "resolution", "market_match")
 
 
 @dataclass(frozen=True)
 class WrittenBrief:
     files: BriefFiles
     score: PositioningScore
+    #: The options scored side by side (the interview's own first among them), best first; empty
+    #: when none were asked for.
+    comparison: tuple[Scored, ...] = ()
 
 
 class PositioningDesk:
@@ -61,10 +88,14 @@ class PositioningDesk:
         script: Path = DEFAULT_SCRIPT,
     ) -> None:
         self.settings = settings
-        self.engine = InterviewEngine(load_script(script))
+        #: Days of customer messages the interview's suggestions look at.
+        self.suggest_days = 30
+        self.engine = InterviewEngine(load_script(script), suggest=self.suggest)
         self._own_store = store is None
         self.store = store or open_store(settings)
-        self.service = InterviewService(self.engine, self.store.interviews)
+        self.service = InterviewService(
+            self.engine, self.store.interviews, defaults=lambda: measured_defaults(self.settings, self.store)
+        )
         self._policy = policy
 
     @property
@@ -83,52 +114,230 @@ class PositioningDesk:
 
     # ------------------------------------------------------------------------------ briefs
 
-    def coverage(self, need: str) -> Coverage:
-        """Put the need to Teller as if a customer had asked it."""
-        policy = self.policy
-        signals = policy.signals([need])[0]
-        decision = policy.decide(signals)
-        if decision.route is Route.INTENT:
-            return Coverage("intent", decision.intent, decision.kb_id, decision.confidence, True)
-        if decision.route in (Route.FAQ, Route.ADVICE) and decision.kb_id:
-            # An advice request answered with the compliant general information counts as met.
-            hit = next((h for h in signals.hits if h.entry.id == decision.kb_id), None)
-            return Coverage(decision.route.value, None, decision.kb_id, hit.score if hit else 0.0, True)
-        return Coverage(decision.route.value, decision.intent, decision.kb_id, decision.confidence, False)
+    def probe(self, need: str) -> list[Candidate]:
+        """Teller's top candidates for a need's wording, as if a customer had asked it: the
+        classifier's three likeliest intents (probabilities) and the knowledge base's three best
+        entries (fused scores)."""
+        signals = self.policy.signals([need])[0]
+        found = [Candidate("intent", i, p, "classifier") for i, p in signals.prediction.alternatives[:3]]
+        return found + [Candidate("kb", h.entry.id, h.score, "retrieval") for h in signals.hits[:3]]
 
-    def write_brief(self, interview_id: str, days: int = 30, user_id: str | None = None) -> WrittenBrief:
-        """Score the interview against Teller and the last ``days`` of its log; write the brief."""
+    def logged_exchanges(self, since: str) -> list[LoggedExchange]:
+        """Every customer message since ``since`` (ISO time) with Teller's reply, who asked (the
+        conversation), when, on which channel and segment (as a bank's backend named it), whether the
+        reply was flagged or thumbed down, and
+        whether a handoff was opened for it (read through the conversation repository's database;
+        the store has no query of this shape yet)."""
+        from sqlalchemy import exists, select
+
+        from bot.storage import schema
+
+        m, f, g, h = schema.messages, schema.feedback, schema.flags, schema.handoffs
+        asked = m.alias("i")
+        flagged = exists().where(f.c.message_id == m.c.id, f.c.helpful == 0) | exists().where(
+            g.c.message_id == m.c.id
+        )
+        handed = exists().where(h.c.message_id == m.c.id)
+        rows = self.store.conversations.db.rows(
+            select(
+                asked.c.text,
+                asked.c.conversation_id,
+                asked.c.channel,
+                asked.c.segment,
+                asked.c.created_at,
+                m.c.route,
+                m.c.intent,
+                m.c.kb_id,
+                flagged.label("flagged"),
+                handed.label("handed_off"),
+            )
+            .join(asked, m.c.reply_to == asked.c.id)
+            .where(m.c.direction == "out", m.c.created_at >= since)
+            .order_by(m.c.created_at, m.c.id)
+        )
+        return [
+            LoggedExchange(
+                r["text"] or "",
+                r["route"] or "handoff",
+                r["intent"],
+                r["kb_id"],
+                bool(r["flagged"]),
+                customer=str(r["conversation_id"] or ""),
+                at=_seconds(r["created_at"]),
+                handed_off=bool(r["handed_off"]),
+                channel=str(r["channel"] or ""),
+                segment=r["segment"],
+            )
+            for r in rows
+        ]
+
+    def suggest(self, key: str, answers: dict[str, Any]) -> Suggestion | None:
+        """The interview's suggestions (the engine's ``suggest``): for ``links``, what serves each
+        need of the ``needs`` answer, from :func:`positioning.needs.suggest_links` over the last
+        :attr:`suggest_days` days of the log, one ``need | intent:..., kb:...`` line per need with
+        the reasons as its note. None for anything else."""
+        if key != "links" or not answers.get("needs"):
+            return None
+        needs = parse_needs(answers["needs"])
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - self.suggest_days * 86400))
+        exchanges = self.logged_exchanges(since)
+        vectors = Vectors(self.policy.kb.embedder.embed)
+        links = suggest_links([n.text for n in needs], self.probe, exchanges, vectors)
+        why = [f"{link.need}: {', '.join(link.why)}" for link in links if link.why]
+        nothing = [link.need for link in links if link.empty]
+        note = "why: " + "; ".join(why) if why else ""
+        if nothing:
+            note += ("; " if note else "") + "nothing in Teller fits " + ", ".join(nothing)
+        return Suggestion([format_link(link) for link in links], note or None)
+
+    def measure(
+        self, needs: list[Need], answers: dict[str, Any], exchanges: list[LoggedExchange], vectors: Vectors
+    ) -> tuple[list[NeedLink], Outcomes]:
+        """What serves each need (Teller's suggestion, replaced by the PM's links in the
+        ``need_links`` answer, if any: ``confirmed`` when they are the suggestion, else ``edited``)
+        and the measured outcomes (resolution rules from the ``resolution`` answer, if any)."""
+        suggested = suggest_links([n.text for n in needs], self.probe, exchanges, vectors)
+        by_need = {s.need.lower(): s for s in suggested}
+        given = []
+        for line in answers.get("need_links") or []:
+            link = parse_link(line)
+            was = by_need.get(link.need.lower())
+            same = was is not None and (set(was.intents), set(was.kb_ids), set(was.routes)) == (
+                set(link.intents),
+                set(link.kb_ids),
+                set(link.routes),
+            )
+            given.append(replace(link, status=CONFIRMED if same else EDITED))
+        links = merge_links(suggested, given)
+        rules = parse_resolutions(answers.get("resolution") or [])
+        return links, judge(exchanges, links, rules, vectors)
+
+    def write_brief(
+        self,
+        interview_id: str,
+        days: int = 30,
+        user_id: str | None = None,
+        options: Sequence[OptionSpec] = (),
+    ) -> WrittenBrief:
+        """Score the interview against the last ``days`` of Teller's log; write the brief.
+
+        Needs come from the ``needs`` answer (``need | importance [| competitor coverage]``);
+        optional answers refine it when the interview asks them: ``need_coverage`` (``need | 1-5``),
+        ``need_links`` (``need | intent:..., kb:...``), ``resolution`` (``need | outcome=...``) and
+        ``market_match`` (``0.8 | source``). The brief also shows the trend since the last
+        :data:`~positioning.trend.TREND_RUNS` briefs of the interview (kept in the store), launch
+        checks against :func:`measured_defaults`, recommendations within Teller's rules
+        (:data:`~positioning.rules.TELLER_ADVICE_RULE` and the PM's own), and, with ``options``
+        (:func:`positioning.options.parse_option`), those options scored beside the interview's on
+        the same log. Raises :class:`PositioningError` when the interview is not finished or an
+        answer or option does not parse.
+        """
         state = self.service.store.get(interview_id, user_id)
         if state.status != COMPLETED:
             raise PositioningError(f"interview {interview_id} is {state.status}; finish it first")
         answers = self.engine.answered(state)
-        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
-        exchanges = [
-            LoggedExchange(e.text, e.route or "handoff", e.intent, e.kb_id, e.flagged)
-            for e in self.store.conversations.exchanges(since)
-        ]
-        policy = self.policy
-        evidence = gather(exchanges, f"last {days} days", embed=policy.kb.embedder.embed)
-        per_intent = {
-            s["intent"]: s["recall"] for s in metrics_of(policy.classifier.path).get("per_intent", [])
-        }
-        config = PolicyConfig.load(policy.classifier.path)
-        held_out = config.calibration.get("held_out", {}) if config else {}
-        right, wrong = held_out.get("faq_answered_correctly", 0.0), held_out.get("faq_answered_wrongly", 0.0)
-        faq_accuracy = right / (right + wrong) if right + wrong else 0.0
-        result = score(
-            parse_needs(answers["needs"]),
-            self.coverage,
-            measured_quality(evidence, per_intent, faq_accuracy),
-            int(answers["gap_size"]),
-            int(answers["competitor_coverage"]),
+        # Answers the script does not ask (yet) but an interview may carry (set by another front end).
+        answers.update(
+            {
+                k: state.answers[k]
+                for k in OPTIONAL_ANSWERS
+                if k in state.answers and k not in self.engine.script.questions
+            }
         )
-        files = write_brief(self.brief_dir(interview_id), self.engine.script, answers, result, evidence)
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
+        exchanges = self.logged_exchanges(since)
+        policy = self.policy
+        vectors = Vectors(policy.kb.embedder.embed)
+        overall = answers.get("competitor_coverage")
+        needs = with_coverage(
+            parse_needs(answers["needs"]),
+            answers.get("need_coverage") or [],
+            int(overall) if overall is not None else None,
+        )
+        links, outcomes = self.measure(needs, answers, exchanges, vectors)
+        override = answers.get("market_match")
+        m_override = parse_market_override(str(override)) if override else None
+        rules = product_rules(answers, (TELLER_ADVICE_RULE,))
+        result = score(needs, outcomes, m_override, rules)
+        comparison: list[Scored] = []
+        if options:
+            own = Option(
+                "as interviewed",
+                tuple(needs),
+                tuple(links),
+                parse_resolutions(answers.get("resolution") or []),
+                m_override,
+                rules,
+            )
+            others = [self._option(o, needs, links, answers, exchanges, vectors, rules) for o in options]
+            comparison = compare([own, *others], exchanges, vectors)
+        history = [run_of(b.written_at, b.score) for b in self.store.interviews.briefs(interview_id)]
+        try:
+            measured = measured_defaults(self.settings, self.store, days)
+        except Exception:  # the launch checks then say "not measured"; the brief is written anyway
+            log.warning("brief_measured_figures_failed", exc_info=True)
+            measured = {}
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+        evidence = gather(
+            exchanges,
+            f"last {days} days",
+            embed=vectors,
+            unresolved=outcomes.unresolved,
+            resolved=outcomes.resolved,
+            need_of=outcomes.need_of,
+        )
+        files = write_brief(
+            self.brief_dir(interview_id),
+            self.engine.script,
+            answers,
+            result,
+            evidence,
+            extras=BriefExtras(history[-TREND_RUNS:], now, measured, rules, tuple(comparison)),
+        )
         # The files are this replica's; the database keeps every brief for any replica and for later.
         self.store.interviews.record_brief(
             interview_id, state.user_id, days, files.markdown.read_text(encoding="utf-8"), result.to_dict()
         )
-        return WrittenBrief(files, result)
+        return WrittenBrief(files, result, tuple(comparison))
+
+    def _option(
+        self,
+        spec: OptionSpec,
+        needs: list[Need],
+        links: list[NeedLink],
+        answers: dict[str, Any],
+        exchanges: list[LoggedExchange],
+        vectors: Vectors,
+        rules: Rules,
+    ) -> Option:
+        """An option to score beside the interview's: a need the interview lists keeps its links,
+        competitor coverage (unless the option rates it) and resolution rule; a new need gets
+        Teller's suggested links and the overall competitor rating."""
+        known = {n.text.lower(): n for n in needs}
+        link_of = {link.need.lower(): link for link in links}
+        rated = []
+        for n in spec.needs:
+            base = known.get(n.text.lower())
+            if n.competitor_coverage is None and base is not None and base.competitor_coverage is not None:
+                n = replace(
+                    n, competitor_coverage=base.competitor_coverage, coverage_source=base.coverage_source
+                )
+            rated.append(n)
+        overall = answers.get("competitor_coverage")
+        rated = with_coverage(rated, (), int(overall) if overall is not None else None)
+        new = [n.text for n in rated if n.text.lower() not in link_of]
+        suggested = (
+            {s.need.lower(): s for s in suggest_links(new, self.probe, exchanges, vectors)} if new else {}
+        )
+        option_links = [
+            replace(link_of[n.text.lower()], need=n.text)
+            if n.text.lower() in link_of
+            else suggested[n.text.lower()]
+            for n in rated
+        ]
+        rules_of = {k.lower(): r for k, r in parse_resolutions(answers.get("resolution") or []).items()}
+        resolutions = {n.text: rules_of[n.text.lower()] for n in rated if n.text.lower() in rules_of}
+        return Option(spec.name, tuple(rated), tuple(option_links), resolutions, spec.m_override, rules)
 
     # ------------------------------------------------------------------------------ chat
 
@@ -162,7 +371,7 @@ class PositioningDesk:
         if not self.may_interview(incoming.channel, incoming.user_id):
             return False
         state = self.service.store.active_for(self.user_key(incoming.channel, incoming.user_id))
-        return state is not None and not state.paused
+        return self.service.takes(state, incoming.text)
 
     def replay(self, incoming: Incoming) -> Outgoing | None:
         """The reply this platform message got when it was applied to an interview before (a
@@ -202,10 +411,11 @@ class PositioningDesk:
         word, _, rest = args.strip().partition(" ")
         word = word.lower()
         try:
-            if word in ("", "start"):
-                return self._chat_reply(key, self.service.start_or_resume(key))
-            if word == "new":
-                return self._chat_reply(key, self.service.start_or_resume(key, new=True))
+            start = parse_start(args)
+            if start is not None:
+                return self._chat_reply(
+                    key, self.service.start_or_resume(key, new=start.new, mode=start.mode)
+                )
             if word == "resume":
                 if not rest.strip():
                     return self._chat_reply(key, self.service.start_or_resume(key))
@@ -221,11 +431,25 @@ class PositioningDesk:
         return self._notice(f"Unknown interview command `{word}`.\n{INTERVIEW_USAGE}")
 
     def brief_reply(self, channel: str, user_id: str, interview_id: str, days: int = 30) -> Outgoing:
-        """``/teller brief ID``: the brief of one of the user's finished interviews, written afresh."""
+        """``/teller brief ID``: the brief of one of the user's finished interviews, written afresh.
+        ``ID compare Name: need | 5; need | 3 || Other: ...`` scores those options beside it
+        (:func:`positioning.options.parse_options`)."""
         if not self.may_interview(channel, user_id):
             return self.refusal(channel, user_id, "Positioning briefs")
+        interview_id, _, rest = interview_id.strip().partition(" ")
+        word, _, spec = rest.strip().partition(" ")
         try:
-            return self._brief_outgoing(self.user_key(channel, user_id), interview_id.strip(), days)
+            if rest.strip() and word.lower() not in ("compare", "options", "--option"):
+                raise PositioningError(
+                    f"`/teller brief {interview_id} {rest.strip()}`: expected `/teller brief ID` or "
+                    "`/teller brief ID compare Name: need | 5; need | 3 || Other: need | 4`"
+                )
+            options = parse_options(spec) if rest.strip() else []
+            if rest.strip() and not options:
+                raise PositioningError(
+                    "compare what? e.g. `compare Service first: track a card | 5; fees | 4`"
+                )
+            return self._brief_outgoing(self.user_key(channel, user_id), interview_id, days, options=options)
         except PositioningError as exc:
             return self._notice(str(exc))
 
@@ -281,7 +505,7 @@ class PositioningDesk:
 
     def _prompt_outgoing(self, state: InterviewState, prompt: Prompt, lead: str = "") -> Outgoing:
         q = prompt.question
-        number = [x.id for x in self.engine.script.ordered()].index(q.id) + 1
+        number = prompt.number
         body = prompt.render(progress=False, options=False)
         if q.type == "text" or q.type == "number":
             body += "\n_Reply with your answer._"
@@ -300,6 +524,13 @@ class PositioningDesk:
             low, high = int(q.minimum), int(q.maximum)
             if high - low <= 10:
                 choices = [Choice(str(v), f"{base}{v}") for v in range(low, high + 1)]
+        if (
+            q.suggest
+            and q.type == "list"
+            and prompt.suggestion is not None
+            and prompt.previous_answer is None
+        ):
+            choices.append(Choice("Confirm Teller's suggestion", f"{base}ok"))
         if state.history and state.history[0] != q.id:
             choices.append(Choice("« Back", interview_value(state.id, "back")))
         if not q.required:
@@ -315,15 +546,35 @@ class PositioningDesk:
             threaded=False,
         )
 
-    def _brief_outgoing(self, key: str, interview_id: str, days: int, intro: str = "") -> Outgoing:
-        brief = self.write_brief(interview_id, days, user_id=key)
+    def _brief_outgoing(
+        self, key: str, interview_id: str, days: int, intro: str = "", options: Sequence[OptionSpec] = ()
+    ) -> Outgoing:
+        brief = self.write_brief(interview_id, days, user_id=key, options=options)
         s = brief.score
+        p = "no traffic" if s.p_d_given_u is None else f"{s.p_d_given_u:.2f}"
+        m = "not measured" if s.m is None else f"{s.m:.2f}"
+        total = "not measurable yet" if s.score is None else f"{s.score:.2f}"
+        met = sum(n.measured and (n.satisfaction.value or 0.0) >= 0.5 for n in s.needs)
+        under = [n.need for n in s.needs if n.under_served]
         text = (
-            f"{intro}\n*Positioning = P(D|U) x M = {s.p_d_given_u:.2f} x {s.m:.2f} = {s.score:.2f}*\n"
-            f"Brief of interview {interview_id}: needs met {sum(n.coverage.answered for n in s.needs)}"
-            f" of {len(s.needs)}; the Markdown brief and its evidence chart are attached."
+            f"{intro}\n*Positioning = P(D|U) x M = {p} x {m} = {total}*\n"
+            f"Brief of interview {interview_id}: needs met (at least half their conversations resolved) "
+            f"{met} of {len(s.needs)}, {sum(not n.measured for n in s.needs)} without traffic"
+            + (f"; under-served: {', '.join(under)}" if under else "")
+            + "; the brief (Markdown, and one HTML file to share) and its charts are attached."
         ).strip()
-        files = (brief.files.markdown,) + ((brief.files.chart,) if brief.files.chart else ())
+        if brief.comparison:
+            text += "\n*Options side by side* (same log, best first):\n" + "\n".join(
+                f"• {s.option.name}: positioning "
+                + ("not measurable" if s.result.score is None else f"{s.result.score:.2f}")
+                + f" = P(D|U) {_term(s.result.p_d_given_u)} x M {_term(s.result.m)}"
+                for s in brief.comparison
+            )
+        files = (
+            brief.files.markdown,
+            *((brief.files.html,) if brief.files.html else ()),
+            *brief.files.charts,
+        )
         return Outgoing(
             f"{interview_id}:brief",
             text,
@@ -341,6 +592,19 @@ class PositioningDesk:
             route=INTERVIEW_ROUTE,
             threaded=False,
         )
+
+
+def _term(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _seconds(stamp: str | None) -> float:
+    """An ISO 8601 UTC time from the store (``2026-11-30T08:15:02.123456Z``) in seconds since the epoch."""
+    if not stamp:
+        return 0.0
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def turn_id(incoming: Incoming) -> str:
@@ -387,3 +651,64 @@ def _from_dict(data: dict[str, Any]) -> Outgoing:
         attachments=tuple(Path(p) for p in data.get("attachments", []) if Path(p).exists()),
         threaded=bool(data.get("threaded", False)),
     )
+
+
+#: Routes whose answer serves the customer (an advice reply only with a knowledge-base entry).
+_SERVING_ROUTES = ("intent", "faq")
+
+
+def measured_defaults(settings: Settings, store: Store, days: int = 30) -> dict[str, Any]:
+    """Teller's own figures, to prefill an interview's technical questions (keys of the script's
+    ``prefill``): ``model_version`` (the active model, its encoder, precision and intents),
+    ``accuracy`` (% on the model's held-out dev set), and over the last ``days`` of customer
+    messages ``latency_ms`` (95th percentile of Teller's replies) and ``containment`` (% of the
+    messages, small talk aside, answered by an intent or a knowledge-base entry, not thumbed down or
+    flagged, with no handoff). A figure that cannot be had is left out: its question is asked plainly.
+    """
+    import numpy as np
+    from sqlalchemy import select
+
+    from bot.assistant import active_version
+    from bot.storage import schema
+    from nlu.artifact import metrics_of, read_info
+    from nlu.errors import NLUError
+    from nlu.registry import ModelRegistry
+
+    figures: dict[str, Any] = {}
+    try:
+        version = active_version(settings, store)
+        if version:
+            path = ModelRegistry(settings.models).path(version)
+            info = read_info(path)
+            figures["model_version"] = (
+                f"{version} ({info.base_encoder}, {info.precision}, {info.num_labels} intents)"
+            )
+            accuracy = metrics_of(path).get("accuracy")
+            if isinstance(accuracy, (int, float)):
+                figures["accuracy"] = round(float(accuracy) * 100, 1)
+    except NLUError:
+        pass
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
+    m = schema.messages
+    latencies = [
+        r["latency_ms"]
+        for r in store.database.rows(
+            select(m.c.latency_ms).where(
+                m.c.direction == "out",
+                m.c.created_at >= since,
+                m.c.author.is_(None),
+                m.c.latency_ms.is_not(None),
+            )
+        )
+    ]
+    if latencies:
+        figures["latency_ms"] = round(float(np.percentile(latencies, 95)), 1)
+    exchanges = [e for e in store.conversations.exchanges(since) if e.route != "smalltalk"]
+    if exchanges:
+        served = [
+            e
+            for e in exchanges
+            if not e.flagged and (e.route in _SERVING_ROUTES or (e.route == "advice" and e.kb_id))
+        ]
+        figures["containment"] = round(100 * len(served) / len(exchanges), 1)
+    return figures

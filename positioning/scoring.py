@@ -1,182 +1,354 @@
-"""Positioning = P(D|U) x M, with every number traceable.
+"""Positioning = P(D|U) x M, from what customers got, with every number traced.
 
-- P(D|U), how well the product meets the target users' core needs: each need the PM listed, with its
-  importance, is put to Teller itself (classifier and knowledge base). A need Teller answers
-  counts with the confidence of that answer, times the measured quality of the intent or entry
-  that answers it (dev accuracy, and 1 - the share of its answers customers flagged). The
-  importance-weighted mean over the needs is P(D|U).
-- M, how well those needs match the gap in the market: (gap size - 1)/4 x (1 - (competitor
-  coverage - 1)/4), from the two 1-5 answers. A gap that matters and that competitors leave open
-  gives M = 1.
+- **P(D|U)**, how well the product meets the target users' core needs: the importance-weighted
+  mean of each need's *satisfaction*, the share of its customers' episodes that were resolved
+  (:mod:`positioning.outcomes`), over the needs that had traffic. A need without traffic shows
+  "no traffic" and is left out (the brief says how much importance that leaves unmeasured). The
+  interval is :func:`positioning.stats.weighted_mean`'s. Per customer segment (channel, or the
+  segment a bank's backend passes) the same mean over that segment's episodes.
+- **M**, how well the needs match the gap in the market: the openness competitors leave on each
+  need, ``1 - competitor coverage`` (coverage in [0, 1], rated per need), weighted by the need's
+  importance times its measured demand (its share of all messages):
+  ``M = sum(importance x demand x (1 - coverage)) / sum(importance x demand)``. A need customers do
+  not ask about has no weight, so it cannot carry the score. A figure from outside (the source
+  article's M = 0.8, a market study) may be entered with its source: it is used, and the measured
+  M is shown beside it.
+- **Opportunity** per need (Ulwick's outcome-driven innovation, "What Customers Want", 2005):
+  ``opportunity = importance + max(importance - satisfaction, 0)`` with both on 0-10 (importance
+  1-5 x 2, satisfaction x 10). Above 12 a need is marked under-served (Ulwick's "attractive
+  opportunity"); a satisfaction above its importance is over-served.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from positioning.errors import PositioningError
-from positioning.evidence import Evidence
+from positioning.needs import Need, parse_needs
+from positioning.outcomes import ASKED_AGAIN, FLAGGED, HANDED_OFF, NeedOutcome, Outcomes
+from positioning.rules import Rules
+from positioning.stats import Estimate, Rate, weighted_mean
 
-_NEED = re.compile(r"^(?P<need>.*\S)\s*\|\s*(?P<importance>[1-5])\s*$")
+__all__ = [
+    "UNDER_SERVED",
+    "MarketOverride",
+    "NeedScore",
+    "PositioningScore",
+    "opportunity",
+    "parse_market_override",
+    "parse_needs",
+    "score",
+]
+
+#: Ulwick's threshold of an attractive (under-served) opportunity, on the 0-20 opportunity scale.
+UNDER_SERVED = 12.0
 
 
 @dataclass(frozen=True)
-class Coverage:
-    """How Teller answers a need: the route, what answers it, and how sure it is."""
+class MarketOverride:
+    """An M entered rather than measured (in [0, 1]) and where it comes from."""
 
-    route: str
-    intent: str | None
-    kb_id: str | None
-    confidence: float
-    answered: bool
-
-
-#: Need text -> how Teller would answer it (injected by the application).
-CoverageFn = Callable[[str], Coverage]
-
-
-@dataclass(frozen=True)
-class Quality:
-    """Measured quality of an intent or KB entry: dev accuracy and the share of answers flagged."""
-
-    accuracy: float
-    flag_rate: float
+    value: float
     source: str
 
 
-@dataclass(frozen=True)
+def parse_market_override(text: str) -> MarketOverride:
+    """``"0.8 | the source article's market study"`` (or ``"80%"``); raises
+    :class:`PositioningError` when the figure is not in [0, 1] or the source is missing."""
+    raw, sep, source = text.partition("|")
+    raw = raw.strip().replace(",", ".")
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise PositioningError(
+            f"market match {text!r}: expected 'figure | source', e.g. '0.8 | study'"
+        ) from None
+    if not 0.0 <= value <= 1.0:
+        raise PositioningError(f"market match {value:g} must lie between 0 and 1")
+    if not sep or not source.strip():
+        raise PositioningError(f"market match {text!r}: say where the figure comes from ('0.8 | source')")
+    return MarketOverride(value, source.strip())
+
+
+def opportunity(importance: int, satisfaction: float) -> float:
+    """Ulwick's opportunity score, 0-20: ``imp + max(imp - sat, 0)`` with ``imp = 2 x importance``
+    (1-5 -> 2-10) and ``sat = 10 x satisfaction`` (0-1 -> 0-10)."""
+    imp, sat = 2.0 * importance, 10.0 * satisfaction
+    return imp + max(imp - sat, 0.0)
+
+
+@dataclass
 class NeedScore:
+    """One need, measured: satisfaction (with n and interval, None value without traffic), demand,
+    competitor coverage, its weight in M, and the opportunity (None without traffic)."""
+
     need: str
     importance: int
-    coverage: Coverage
-    quality: Quality
-    satisfaction: float
+    served_by: str
+    link_status: str
+    resolution: str
+    satisfaction: Rate
+    messages: int
+    demand: float
+    competitor_coverage: float
+    coverage_source: str
+    m_weight: float
+    opportunity: float | None
+    opportunity_range: tuple[float, float] | None
+    under_served: bool
+    over_served: bool
+    reasons: dict[str, int] = field(default_factory=dict)
+    other_answers: dict[str, int] = field(default_factory=dict)
+    by_segment: dict[str, Rate] = field(default_factory=dict)
+    examples: tuple[str, ...] = ()
+
+    @property
+    def measured(self) -> bool:
+        return self.satisfaction.trials > 0
 
 
 @dataclass
 class PositioningScore:
-    p_d_given_u: float
-    m: float
-    score: float
+    """The score of one positioning option. ``p_d_given_u``, ``m`` and ``score`` are None when
+    there is nothing to measure them on (no traffic for any need, and no M entered); each
+    ``*_formula`` is the computation written out with its numbers."""
+
+    p_d_given_u: float | None
+    m: float | None
+    score: float | None
     needs: list[NeedScore] = field(default_factory=list)
-    gap_size: int = 0
-    competitor_coverage: int = 0
+    p_interval: Estimate | None = None
+    p_formula: str = ""
+    m_measured: float | None = None
+    m_formula: str = ""
+    m_source: str = "measured"
+    score_formula: str = ""
+    #: Share of the needs' importance that had traffic (the part P(D|U) is measured on).
+    importance_measured: float = 0.0
+    #: P(D|U) per customer segment, with the episodes it rests on.
+    segments: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     raise_p: list[str] = field(default_factory=list)
     raise_m: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def measured_quality(
-    evidence: Evidence, intent_accuracy: dict[str, float], faq_accuracy: float
-) -> Callable[[Coverage], Quality]:
-    """Quality from measurements: an intent's dev accuracy (per-intent recall) and its flag rate in
-    the logs; for a KB entry, the FAQ accuracy measured at calibration and the entry's flag rate."""
-
-    def quality(coverage: Coverage) -> Quality:
-        if coverage.route == "intent" and coverage.intent:
-            figures = evidence.for_intent(coverage.intent)
-            return Quality(
-                intent_accuracy.get(coverage.intent, 0.0),
-                figures.flag_rate if figures else 0.0,
-                f"intent {coverage.intent}",
-            )
-        if coverage.kb_id:
-            return Quality(
-                faq_accuracy, evidence.entry_flag_rates.get(coverage.kb_id, 0.0), f"entry {coverage.kb_id}"
-            )
-        return Quality(0.0, 0.0, "none")
-
-    return quality
-
-
-def parse_needs(items: list[str]) -> list[tuple[str, int]]:
-    needs = []
-    for item in items:
-        match = _NEED.match(item)
-        if not match:
-            raise PositioningError(f"need {item!r} has no importance (expected 'need | 1-5')")
-        needs.append((match.group("need"), int(match.group("importance"))))
-    return needs
-
-
-def market_match(gap_size: int, competitor_coverage: int) -> float:
-    for name, value in (("gap size", gap_size), ("competitor coverage", competitor_coverage)):
-        if not 1 <= value <= 5:
-            raise PositioningError(f"{name} must be 1-5, got {value}")
-    return (gap_size - 1) / 4 * (1 - (competitor_coverage - 1) / 4)
+        data = asdict(self)
+        for n, need in zip(data["needs"], self.needs, strict=True):
+            n["satisfaction"] = need.satisfaction.to_dict()
+            n["by_segment"] = {s: r.to_dict() for s, r in need.by_segment.items()}
+        return data
 
 
 def score(
-    needs: list[tuple[str, int]],
-    coverage: CoverageFn,
-    quality: Callable[[Coverage], Quality],
-    gap_size: int,
-    competitor_coverage: int,
+    needs: Sequence[Need],
+    outcomes: Outcomes,
+    m_override: MarketOverride | None = None,
+    rules: Rules | None = None,
 ) -> PositioningScore:
-    """Score the needs and the market answers; suggestions say what would raise each term."""
+    """Score one option: its ``needs`` (with competitor coverage) against the measured
+    ``outcomes`` (from :func:`positioning.outcomes.judge` with a link for each need). ``rules``:
+    what the product must not do itself (:mod:`positioning.rules`); the ideas to raise P(D|U) never
+    ask it to answer a need they cover.
+
+    Raises :class:`PositioningError` when there are no needs, a need has no outcome, or a need has
+    no competitor coverage and no M is entered.
+    """
     if not needs:
         raise PositioningError("no needs to score")
     scored = []
-    for need, importance in needs:
-        cov = coverage(need)
-        q = quality(cov)
-        satisfaction = cov.confidence * q.accuracy * (1 - q.flag_rate) if cov.answered else 0.0
-        scored.append(NeedScore(need, importance, cov, q, satisfaction))
-    total = sum(n.importance for n in scored)
-    p = sum(n.importance * n.satisfaction for n in scored) / total
-    m = market_match(gap_size, competitor_coverage)
-    result = PositioningScore(p, m, p * m, scored, gap_size, competitor_coverage)
-    result.raise_p = _raise_p(scored, total)
-    result.raise_m = _raise_m(gap_size, competitor_coverage)
+    for need in needs:
+        measured = outcomes.for_need(need.text)
+        if measured is None:
+            raise PositioningError(f"need {need.text!r} has no measured outcome (no link given for it)")
+        if need.competitor_coverage is None and m_override is None:
+            raise PositioningError(f"need {need.text!r} has no competitor coverage (rate it 1-5 or 0-1)")
+        scored.append(_need_score(need, measured))
+
+    measured_parts = [(float(n.importance), n.satisfaction) for n in scored if n.measured]
+    estimate = weighted_mean(measured_parts)
+    total_importance = sum(n.importance for n in scored)
+    p = estimate.value if estimate else None
+    p_formula = _p_formula(scored, p)
+
+    m_measured, m_formula = _market(scored)
+    if m_override is not None:
+        m: float | None = m_override.value
+        m_source = f"entered: {m_override.source}"
+        m_formula = f"M = {m_override.value:.2f}, entered ({m_override.source}); measured: {m_formula}"
+    else:
+        m, m_source = m_measured, "measured"
+    value = p * m if p is not None and m is not None else None
+    result = PositioningScore(
+        p,
+        m,
+        value,
+        scored,
+        estimate,
+        p_formula,
+        m_measured,
+        m_formula,
+        m_source,
+        _score_formula(p, m, value, estimate),
+        sum(n.importance for n in scored if n.measured) / total_importance,
+        _segments(scored),
+    )
+    result.raise_p = _raise_p(scored, total_importance, rules)
+    result.raise_m = _raise_m(scored)
     return result
 
 
-def _raise_p(scored: list[NeedScore], total: int) -> list[str]:
-    """The needs whose shortfall costs P(D|U) most, and what would close it."""
+def _need_score(need: Need, measured: NeedOutcome) -> NeedScore:
+    rate = measured.satisfaction
+    coverage = need.competitor_coverage if need.competitor_coverage is not None else 0.0
+    opp = opportunity(need.importance, rate.value) if rate.value is not None else None
+    interval = rate.interval
+    opp_range = (
+        (opportunity(need.importance, interval[1]), opportunity(need.importance, interval[0]))
+        if interval
+        else None
+    )
+    return NeedScore(
+        need.text,
+        need.importance,
+        measured.link.describe(),
+        measured.link.status,
+        measured.resolution,
+        rate,
+        measured.messages,
+        measured.demand,
+        coverage,
+        need.coverage_source or ("not rated" if need.competitor_coverage is None else ""),
+        need.importance * measured.demand,
+        opp,
+        opp_range,
+        opp is not None and opp > UNDER_SERVED,
+        rate.value is not None and 10 * rate.value > 2 * need.importance,
+        measured.reasons,
+        measured.other_answers,
+        measured.by_segment,
+        measured.examples,
+    )
+
+
+def _p_formula(scored: Sequence[NeedScore], p: float | None) -> str:
+    measured = [n for n in scored if n.measured]
+    left_out = [n.need for n in scored if not n.measured]
+    tail = f" (left out, no traffic: {', '.join(left_out)})" if left_out else ""
+    if not measured:
+        return "P(D|U): no traffic for any need" + tail
+    terms = " + ".join(f"{n.importance}x{n.satisfaction.value:.2f}" for n in measured)
+    weights = sum(n.importance for n in measured)
+    return f"P(D|U) = ({terms}) / {weights} = {p:.2f}{tail}"
+
+
+def _market(scored: Sequence[NeedScore]) -> tuple[float | None, str]:
+    weighted = [n for n in scored if n.m_weight > 0]
+    if not weighted:
+        return None, "no demand measured for any need, so no M"
+    total = sum(n.m_weight for n in weighted)
+    m = sum(n.m_weight * (1 - n.competitor_coverage) for n in weighted) / total
+    terms = " + ".join(f"{n.importance}x{n.demand:.2f}x(1-{n.competitor_coverage:.2f})" for n in weighted)
+    weights = " + ".join(f"{n.importance}x{n.demand:.2f}" for n in weighted)
+    zero = [n.need for n in scored if n.m_weight <= 0]
+    tail = f" (no weight, no demand: {', '.join(zero)})" if zero else ""
+    return m, f"M = ({terms}) / ({weights}) = {m:.2f}{tail}"
+
+
+def _score_formula(p: float | None, m: float | None, value: float | None, estimate: Estimate | None) -> str:
+    if value is None or p is None or m is None:
+        return (
+            "Positioning: not measurable yet (" + ("no traffic for any need" if p is None else "no M") + ")"
+        )
+    low, high = (estimate.low * m, estimate.high * m) if estimate else (value, value)
+    return (
+        f"Positioning = {p:.2f} x {m:.2f} = {value:.2f} "
+        f"(the 95 % CI of P(D|U) carried through: {low:.2f}-{high:.2f})"
+    )
+
+
+def _segments(scored: Sequence[NeedScore]) -> dict[str, tuple[float | None, int]]:
+    names = sorted({s for n in scored for s in n.by_segment})
+    out: dict[str, tuple[float | None, int]] = {}
+    for name in names:
+        parts = [(float(n.importance), n.by_segment[name]) for n in scored if name in n.by_segment]
+        estimate = weighted_mean(parts)
+        out[name] = (estimate.value if estimate else None, sum(r.trials for _, r in parts))
+    return out
+
+
+def _raise_p(scored: Sequence[NeedScore], total: int, rules: Rules | None = None) -> list[str]:
+    """The needs whose shortfall costs P(D|U) most, and what would close it (never "answer it"
+    for a need Teller declines by design, such as investment advice)."""
     ideas = []
-    for n in sorted(scored, key=lambda n: -(n.importance * (1 - n.satisfaction)))[:5]:
-        gain = n.importance * (1 - n.satisfaction) / total
-        if gain < 0.005:
+    unmeasured = [n for n in scored if not n.measured]
+    for n in unmeasured:
+        ideas.append(
+            f"“{n.need}” has no traffic ({n.served_by}): confirm what serves it, or check that "
+            "customers need it at all; until then it is left out of P(D|U)."
+        )
+    measured = [n for n in scored if n.measured and n.satisfaction.value is not None]
+    for n in sorted(measured, key=lambda n: -(n.importance * (1 - (n.satisfaction.value or 0.0))))[:5]:
+        value = n.satisfaction.value or 0.0
+        gain = n.importance * (1 - value) / total
+        if gain < 0.005 or not n.reasons:
             continue
-        if not n.coverage.answered:
+        reason, count = next(iter(n.reasons.items()))
+        episodes = n.satisfaction.trials
+        share = f"{count} of {episodes} conversations"
+        rule = rules.declines(n.need) if rules else None
+        if rule is not None:
             ideas.append(
-                f"“{n.need}” is not answered today (Teller's route: {n.coverage.route}): add a "
-                f"knowledge-base entry or labelled examples for it (up to +{gain:.2f})."
+                f"“{n.need}”: {share} were not resolved ({reason}). Teller must not serve it itself "
+                f"({rule.source}): "
+                "count the adviser booking as resolved (a "
+                "resolution outcome for this need, e.g. outcome=adviser_call_booked) or leave the need "
+                f"out of this option (up to +{gain:.2f})."
             )
-        elif n.quality.flag_rate >= 0.1:
+        elif reason == "not answered (advice)":
             ideas.append(
-                f"“{n.need}” is answered by {n.coverage.intent or n.coverage.kb_id}, but "
-                f"{n.quality.flag_rate:.0%} of those answers are flagged: review and correct that answer "
-                f"(up to +{gain:.2f})."
+                f"“{n.need}”: {share} got Teller's advice refusal, by design. Either count an "
+                "adviser booking as resolved (a resolution outcome for this need) or leave the need "
+                f"out of this option (up to +{gain:.2f})."
             )
-        elif n.quality.accuracy < 0.9:
+        elif reason == HANDED_OFF:
             ideas.append(
-                f"“{n.need}” goes to {n.coverage.intent or n.coverage.kb_id}, recognised with "
-                f"{n.quality.accuracy:.0%} accuracy: add training examples (up to +{gain:.2f})."
+                f"“{n.need}”: {share} were handed off to a person: if Teller may answer them, add a "
+                f"knowledge-base entry or labelled examples (up to +{gain:.2f})."
+            )
+        elif reason == FLAGGED:
+            ideas.append(
+                f"“{n.need}”: {share} got an answer customers or operators flagged: review and correct "
+                f"{n.served_by} (up to +{gain:.2f})."
+            )
+        elif reason == ASKED_AGAIN:
+            ideas.append(
+                f"“{n.need}”: in {share} the customer had to ask again: the answer from {n.served_by} "
+                f"does not settle it (up to +{gain:.2f})."
+            )
+        elif reason.startswith("answered by"):
+            ideas.append(
+                f"“{n.need}”: {share} were {reason}, which is not linked to the need: link it if it "
+                f"serves the need, else add training examples (up to +{gain:.2f})."
             )
         else:
-            ideas.append(
-                f"“{n.need}” is answered with confidence {n.coverage.confidence:.2f}: more varied "
-                f"phrasings in training or the KB would firm it up (up to +{gain:.2f})."
-            )
+            ideas.append(f"“{n.need}”: {share} {reason} (up to +{gain:.2f}).")
     return ideas
 
 
-def _raise_m(gap_size: int, competitor_coverage: int) -> list[str]:
+def _raise_m(scored: Sequence[NeedScore]) -> list[str]:
     ideas = []
-    if competitor_coverage > 1:
+    covered = [n for n in scored if n.m_weight > 0 and n.competitor_coverage >= 0.5]
+    for n in sorted(covered, key=lambda n: -n.m_weight)[:3]:
         ideas.append(
-            f"Competitors already cover these needs ({competitor_coverage}/5): position on what they "
-            "leave out (speed, round-the-clock answers, a human when needed) rather than on the same needs."
+            f"Competitors already cover “{n.need}” ({n.competitor_coverage:.0%}) and it is "
+            f"{n.demand:.0%} of traffic: position on what they leave out there (speed, round-the-clock "
+            "answers, a human when needed) rather than on the need itself."
         )
-    if gap_size < 5:
+    idle = [n.need for n in scored if n.m_weight <= 0]
+    if idle:
         ideas.append(
-            f"The gap matters {gap_size}/5 to the users: interview them to find needs whose gap is "
-            "felt more, or target the persona who feels it most."
+            "No customer asks about " + ", ".join(f"“{x}”" for x in idle) + ": however open the "
+            "market, these needs carry no weight in M until there is demand."
         )
     return ideas

@@ -1,8 +1,23 @@
 """Interview scripts: steps of questions, as data (YAML), with answer types, validation and follow-ups.
 
 A question's answer type is one of ``text``, ``choice`` (one option), ``multi`` (several options),
-``number``, ``scale`` (an integer between ``min`` and ``max``) and ``list`` (items, one per line or
-separated by ``;``). ``when`` makes it a follow-up, asked only if an earlier answer matches.
+``number`` (``integer: true`` for a count), ``scale`` (an integer between ``min`` and ``max``) and
+``list`` (items, one per line or separated by ``;``). ``when`` makes it a follow-up, asked only if an
+earlier answer matches.
+
+``modes`` says which interviews ask a question: ``full`` (the default) and/or ``quick``, the short
+interview of at most :data:`QUICK_LIMIT` questions that still covers every step. ``prefill`` names
+the figure the caller may pass in (``defaults`` of :meth:`positioning.engine.InterviewEngine.start`,
+e.g. ``accuracy``) that the question shows as its answer until the PM keeps or changes it;
+``prefill_note`` says where that figure comes from.
+
+``format`` checks each item (or the text) of an answer against what the brief reads
+(:mod:`positioning.formats`: ``need_link``, ``need_rating``, ``need_resolution``, ``market_match``);
+such a list takes one item per line (its items may hold ";"). ``per`` names the earlier list question
+whose items the lines refer to (``needs``): the prompt numbers them, and a line may name one by its
+number. ``suggest`` names the caller's suggestion (``suggest`` of
+:class:`positioning.engine.InterviewEngine`, e.g. ``links``), worked out from the answers of the
+``suggest_from`` questions when the question is reached, and kept (with Enter or "ok") or edited.
 """
 
 from __future__ import annotations
@@ -17,6 +32,10 @@ import yaml
 from positioning.errors import ScriptError
 
 TYPES = ("text", "choice", "multi", "number", "scale", "list")
+FULL, QUICK = "full", "quick"
+MODES = (FULL, QUICK)
+#: The most questions a quick interview may ask.
+QUICK_LIMIT = 12
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 DEFAULT_SCRIPT = SCRIPTS_DIR / "five_step.yaml"
 
@@ -51,6 +70,21 @@ class Question:
     pattern_hint: str | None = None
     help: str | None = None
     when: Condition | None = None
+    #: The interviews that ask it (:data:`MODES`).
+    modes: tuple[str, ...] = (FULL,)
+    #: A ``number`` that is a count: "10.003" and "10,003" both read as 10003.
+    integer: bool = False
+    #: The key of the caller's defaults that prefills the answer, and what that figure is.
+    prefill: str | None = None
+    prefill_note: str | None = None
+    #: How each item (or the text) is checked (:data:`positioning.formats.FORMATS`), if at all.
+    format: str | None = None
+    #: The earlier list question whose items this question's lines refer to (by text or number).
+    per: str | None = None
+    #: The caller's suggestion this question shows (a key of the engine's ``suggest``), and the
+    #: questions it is worked out from (empty: every earlier answer).
+    suggest: str | None = None
+    suggest_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,8 +103,18 @@ class Script:
     questions: dict[str, Question] = field(default_factory=dict, compare=False)
     step_of: dict[str, int] = field(default_factory=dict, compare=False)
 
-    def ordered(self) -> list[Question]:
-        return [q for s in self.steps for q in s.questions]
+    def ordered(self, mode: str | None = None) -> list[Question]:
+        """The questions ``mode`` asks, in order. Without a mode: every question, those of the full
+        interview first (so their numbers are the full interview's), then those only others ask."""
+        every = [q for s in self.steps for q in s.questions]
+        if mode is not None:
+            return [q for q in every if mode in q.modes]
+        return [q for q in every if FULL in q.modes] + [q for q in every if FULL not in q.modes]
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The interviews this script offers (always ``full``)."""
+        return tuple(m for m in MODES if m == FULL or any(m in q.modes for q in self.questions.values()))
 
     def question(self, question_id: str) -> Question:
         try:
@@ -99,12 +143,30 @@ def _question(raw: dict[str, Any], where: str) -> Question:
         when = Condition(
             str(cond["question"]), tuple(str(v) for v in (values if isinstance(values, list) else [values]))
         )
+    modes = raw.get("modes", [FULL])
+    modes = tuple(str(m) for m in (modes if isinstance(modes, list) else [modes]))
+    if not modes or any(m not in MODES for m in modes):
+        raise ScriptError(f"{where}, question {raw['id']!r}: modes must be among {', '.join(MODES)}")
+    if raw.get("integer") and qtype != "number":
+        raise ScriptError(f"{where}, question {raw['id']!r}: only a number question can be an integer")
     pattern = raw.get("pattern")
     if pattern is not None:
         try:
             re.compile(pattern)
         except re.error as exc:
             raise ScriptError(f"{where}, question {raw['id']!r}: bad pattern ({exc})") from None
+    fmt = raw.get("format")
+    if fmt is not None:
+        from positioning.formats import FORMATS
+
+        if fmt not in FORMATS:
+            raise ScriptError(
+                f"{where}, question {raw['id']!r}: unknown format {fmt!r} (use {', '.join(FORMATS)})"
+            )
+        if qtype not in ("list", "text"):
+            raise ScriptError(f"{where}, question {raw['id']!r}: only a list or a text question has a format")
+    suggest_from = raw.get("suggest_from", [])
+    suggest_from = tuple(str(x) for x in (suggest_from if isinstance(suggest_from, list) else [suggest_from]))
     return Question(
         id=str(raw["id"]),
         prompt=str(raw["prompt"]).strip(),
@@ -119,6 +181,14 @@ def _question(raw: dict[str, Any], where: str) -> Question:
         pattern_hint=raw.get("pattern_hint"),
         help=raw.get("help"),
         when=when,
+        modes=modes,
+        integer=bool(raw.get("integer", False)),
+        prefill=str(raw["prefill"]) if raw.get("prefill") else None,
+        prefill_note=raw.get("prefill_note"),
+        format=str(fmt) if fmt else None,
+        per=str(raw["per"]) if raw.get("per") else None,
+        suggest=str(raw["suggest"]) if raw.get("suggest") else None,
+        suggest_from=suggest_from,
     )
 
 
@@ -147,9 +217,24 @@ def load_script(path: str | Path = DEFAULT_SCRIPT) -> Script:
                     f"{where}, question {q.id!r}: 'when' refers to {q.when.question!r}, "
                     "which is not an earlier question"
                 )
+            if q.when is not None and not set(q.modes) <= set(questions[q.when.question].modes):
+                raise ScriptError(
+                    f"{where}, question {q.id!r}: 'when' refers to {q.when.question!r}, "
+                    "which is not asked in every interview this follow-up is"
+                )
+            for ref in ([q.per] if q.per else []) + list(q.suggest_from):
+                if ref not in questions:
+                    raise ScriptError(f"{where}, question {q.id!r}: {ref!r} is not an earlier question")
+            if q.per and questions[q.per].type != "list":
+                raise ScriptError(f"{where}, question {q.id!r}: 'per' must name a list question")
             questions[q.id] = q
             step_of[q.id] = index
         steps.append(Step(str(raw_step.get("id", f"step{index + 1}")), str(raw_step.get("title", "")), qs))
+    quick = [q for q in questions.values() if QUICK in q.modes]
+    if quick and len(quick) > QUICK_LIMIT:
+        raise ScriptError(f"{path}: the quick interview asks {len(quick)} questions (at most {QUICK_LIMIT})")
+    if quick and any(not any(QUICK in q.modes for q in s.questions) for s in steps):
+        raise ScriptError(f"{path}: the quick interview must ask something in every step")
     return Script(
         str(data.get("id", path.stem)),
         str(data.get("title", "")),

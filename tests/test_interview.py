@@ -23,6 +23,10 @@ ANSWERS = {
     "competitor_coverage": "2",
     "gap": "Instant, accurate answers with a human when needed",
     "gap_size": "4",
+    "need_links": "track a card that hasn't arrived | intent:card_arrival",
+    "resolution": "investment advice | outcome=adviser_call_booked",
+    "need_coverage": "1 | 2\nunderstand a fee | 4",
+    "market_match": "0.8 | the source article",
     "model_family": "1",
     "pretraining": "Use a pretrained model as is",
     "adaptation": "2",
@@ -102,6 +106,9 @@ def test_progress_and_prompts(engine: InterviewEngine) -> None:
         "gap_size",
     ):
         turn = engine.answer(turn.state, ANSWERS[qid])
+    for optional in ("need_links", "resolution", "need_coverage", "market_match"):
+        assert turn.prompt.question.id == optional and not turn.prompt.question.required
+        turn = engine.skip(turn.state)
     assert turn.prompt.progress == "step 2 of 5"
     text = turn.prompt.render()
     assert "1. BERT-like encoder" in text and "step 2 of 5: Technical architecture" in text
@@ -197,7 +204,8 @@ def test_sessions_resume_after_a_restart_and_keep_users_apart(
     status = restarted.handle("alice", "status").text
     assert "step 1 of 5" in status and "2 answers" in status
     assert "Paused" in restarted.handle("alice", "pause").text
-    assert "cancelled" in restarted.handle("alice", "cancel").text
+    assert "Type yes to cancel it" in restarted.handle("alice", "cancel").text  # asks first
+    assert "cancelled" in restarted.handle("alice", "yes").text
     assert restarted.store.active_for("alice") is None
     # a new interview for the same user does not disturb the old one
     second = restarted.start_or_resume("alice", new=True)

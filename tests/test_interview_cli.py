@@ -11,8 +11,16 @@ from bot.assistant import build_core
 from bot.cli import app
 from bot.core import Incoming
 from bot.settings import get_settings
+from positioning.script import load_script
 from tests.test_cli import run
 from tests.test_interview import ANSWERS
+
+LISTS = {q.id for q in load_script().ordered() if q.type == "list"}
+
+
+def typed(*answers: str) -> str:
+    """What a PM types: each answer, and after a list's lines the empty line that ends it."""
+    return "".join(f"{ANSWERS.get(a, a)}\n" + ("\n" if a in LISTS else "") for a in answers)
 
 
 def test_terminal_interview_pause_resume_and_brief(teller_env: Path) -> None:
@@ -25,12 +33,11 @@ def test_terminal_interview_pause_resume_and_brief(teller_env: Path) -> None:
 
     runner = CliRunner()
     order = ["product", "target_users", "user_traits"]
-    first = runner.invoke(app, ["interview"], input="\n".join(ANSWERS[q] for q in order) + "\n")
+    first = runner.invoke(app, ["interview"], input=typed(*order))
     assert first.exit_code == 0 and "Paused" in first.stdout and "step 1 of 5" in first.stdout
 
     rest = [q for q in ANSWERS if q not in order]
-    script = "\n".join(["back", ANSWERS["user_traits"], *[ANSWERS[q] for q in rest]]) + "\n"
-    second = runner.invoke(app, ["interview"], input=script)
+    second = runner.invoke(app, ["interview"], input=typed("back", "user_traits", *rest))
     assert second.exit_code == 0, second.output
     assert "Resuming interview" in second.stdout and "is complete" in second.stdout
     brief_path = Path(second.stdout.split("Brief: ")[1].split()[0])
@@ -38,6 +45,8 @@ def test_terminal_interview_pause_resume_and_brief(teller_env: Path) -> None:
     assert "# Positioning brief: Teller, a chat assistant for Lumen Bank customers" in text
     assert "Positioning = P(D|U) x M" in text and "Messages: 3" in text
     assert "## The interview" in text and "Go-to-market and continuous optimisation" in text
+    # The needs, pasted one per line, are one answer of three needs (not answers to the next questions).
+    assert all(need in text for need in ("track a card", "understand a fee", "investment advice"))
 
     interview_id = brief_path.parent.name
     code, stdout, _ = run("brief", interview_id, "--json", "--days", "7")

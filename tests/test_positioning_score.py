@@ -1,4 +1,9 @@
-"""P(D|U) x M on a fixture log with known numbers, the evidence figures, clustering and the brief."""
+"""P(D|U) x M on a fixture log with known numbers, the evidence figures, clustering and the brief.
+
+Satisfaction is measured from outcomes (the share of a need's conversations resolved), no longer
+from the classifier's confidence on the PM's wording; M is continuous (per-need competitor coverage
+weighted by importance x measured demand), no longer the product of two 1-5 ratings.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,11 @@ import pytest
 from positioning.brief import write_brief
 from positioning.errors import PositioningError
 from positioning.evidence import LoggedExchange, gather
-from positioning.scoring import Coverage, market_match, measured_quality, parse_needs, score
+from positioning.needs import Need, NeedLink, parse_coverage, parse_needs, with_coverage
+from positioning.outcomes import judge
+from positioning.scoring import score
 from positioning.script import load_script
+from positioning.stats import Rate
 from tests.fakes import HashingEmbedder
 
 LOG = (
@@ -27,11 +35,11 @@ LOG = (
         LoggedExchange("weather forecast tomorrow", "handoff", None),
     ]
 )
-COVERAGE = {
-    "track a card that hasn't arrived": Coverage("intent", "card_arrival", "card_arrival", 0.9, True),
-    "know the overdraft fee": Coverage("faq", None, "overdraft_fee", 0.8, True),
-    "get investment advice": Coverage("handoff", None, None, 0.3, False),
-}
+LINKS = [
+    NeedLink("track a card that hasn't arrived", intents=("card_arrival",)),
+    NeedLink("know the overdraft fee", kb_ids=("overdraft_fee",)),
+    NeedLink("get investment advice", examples=("buy shares in acme",)),
+]
 
 
 def test_evidence_figures() -> None:
@@ -48,52 +56,91 @@ def test_evidence_figures() -> None:
     assert evidence.entry_flag_rates == {"card_arrival": 0.2, "overdraft_fee": 0.0}
 
 
-def test_unanswered_questions_cluster_into_candidate_needs() -> None:
-    evidence = gather(LOG, "fixture", embed=HashingEmbedder(dim=256).embed, distance=0.8)
-    sizes = sorted((c.size for c in evidence.candidate_needs), reverse=True)
-    assert sizes == [3, 2]
+def test_unresolved_questions_cluster_into_candidate_needs() -> None:
+    # Handoffs only (the old default): the weather and the share-buying questions.
+    handoffs = [e for e in LOG if e.route == "handoff"]
+    evidence = gather(LOG, "fixture", embed=HashingEmbedder(dim=256).embed, distance=0.8, unresolved=handoffs)
+    assert sorted((c.size for c in evidence.candidate_needs), reverse=True) == [3, 2]
     weather = evidence.candidate_needs[0]
-    assert "weather" in weather.label and len(weather.examples) == 3
+    assert "weather" in weather.label and len(weather.examples) == 3 and weather.messages == 3
+    # By default all unresolved traffic: the two thumbed-down card answers make a third group.
+    evidence = gather(LOG, "fixture", embed=HashingEmbedder(dim=256).embed, distance=0.8)
+    assert evidence.unresolved_messages == 7
+    assert sorted(c.messages for c in evidence.candidate_needs) == [2, 2, 3]
 
 
 def test_score_with_known_numbers() -> None:
-    evidence = gather(LOG, "fixture")
     needs = parse_needs(
-        ["track a card that hasn't arrived | 5", "know the overdraft fee | 3", "get investment advice | 2"]
+        [
+            "track a card that hasn't arrived | 5 | 2",
+            "know the overdraft fee | 3 | 0.5",
+            "get investment advice | 2 | 1",
+        ]
     )
-    quality = measured_quality(evidence, {"card_arrival": 0.95}, faq_accuracy=1.0)
-    result = score(needs, COVERAGE.__getitem__, quality, gap_size=4, competitor_coverage=2)
-    # card: 0.9 x 0.95 x (1 - 0.2) = 0.684; fee: 0.8 x 1.0 x 1.0 = 0.8; advice: handed off = 0
-    assert [n.satisfaction for n in result.needs] == pytest.approx([0.684, 0.8, 0.0])
-    assert result.p_d_given_u == pytest.approx((5 * 0.684 + 3 * 0.8) / 10)
-    assert result.m == pytest.approx(0.75 * 0.75)
-    assert result.score == pytest.approx(0.582 * 0.5625)
-    assert "get investment advice" in result.raise_p[0] and "not answered" in result.raise_p[0]
-    assert any("flagged" in idea for idea in result.raise_p)
-    assert len(result.raise_m) == 2
+    outcomes = judge(LOG, LINKS, embed=HashingEmbedder(dim=256).embed)
+    result = score(needs, outcomes)
+    # card: 8 of 10 resolved (2 thumbed down); fee: 5 of 5; advice: both share questions handed off.
+    assert [n.satisfaction for n in result.needs] == [Rate(8, 10), Rate(5, 5), Rate(0, 2)]
+    assert result.p_d_given_u == pytest.approx((5 * 0.8 + 3 * 1.0 + 2 * 0.0) / 10)
+    # M: importance x demand x (1 - coverage): card 5 x 10/20 x 0.75, fee 3 x 5/20 x 0.5, advice 2 x 2/20 x 1
+    weights = [5 * 0.5, 3 * 0.25, 2 * 0.1]
+    assert result.m == pytest.approx((weights[0] * 0.75 + weights[1] * 0.5 + weights[2] * 1.0) / sum(weights))
+    assert result.score == pytest.approx(result.p_d_given_u * result.m)
+    assert "get investment advice" in result.raise_p[0] and "handed off" in result.raise_p[0]
+    assert any("thumbed down" in idea or "flagged" in idea for idea in result.raise_p)
 
 
-def test_market_match_bounds_and_bad_needs() -> None:
-    assert market_match(5, 1) == 1.0 and market_match(1, 1) == 0.0 and market_match(5, 5) == 0.0
-    with pytest.raises(PositioningError):
-        market_match(6, 1)
+def test_coverage_parsing_and_bad_needs() -> None:
+    assert parse_coverage("1") == 0.0 and parse_coverage("5") == 1.0 and parse_coverage("3") == 0.5
+    assert parse_coverage("0.8") == 0.8 and parse_coverage("20%") == 0.2
+    for bad in ("6", "1.5", "lots"):
+        with pytest.raises(PositioningError):
+            parse_coverage(bad)
     with pytest.raises(PositioningError, match="no importance"):
         parse_needs(["fast answers"])
+    [a, b] = with_coverage(parse_needs(["a | 5", "b | 3 | 0.1"]), ["A | 4"], overall=2)
+    assert (a.competitor_coverage, a.coverage_source) == (0.75, "rated per need: 4")
+    assert b.competitor_coverage == 0.1
+    [c] = with_coverage([Need("c", 2)], overall=2)
+    assert (c.competitor_coverage, c.coverage_source) == (0.25, "overall rating 2/5")
+    with pytest.raises(PositioningError, match="no competitor coverage"):
+        score([Need("c", 2)], judge(LOG, [NeedLink("c")]))
 
 
 def test_brief_shows_the_formula_with_its_numbers_and_the_evidence(tmp_path: Path) -> None:
-    evidence = gather(LOG, "last 30 days", embed=HashingEmbedder(dim=256).embed, distance=0.8)
+    embed = HashingEmbedder(dim=256).embed
+    outcomes = judge(LOG, LINKS, embed=embed)
+    evidence = gather(
+        LOG,
+        "last 30 days",
+        embed=embed,
+        distance=0.8,
+        unresolved=outcomes.unresolved,
+        resolved=outcomes.resolved,
+        need_of=outcomes.need_of,
+    )
     needs = parse_needs(
         ["track a card that hasn't arrived | 5", "know the overdraft fee | 3", "get investment advice | 2"]
     )
-    result = score(needs, COVERAGE.__getitem__, measured_quality(evidence, {"card_arrival": 0.95}, 1.0), 4, 2)
-    answers = {"product": "Teller", "needs": [f"{n} | {i}" for n, i in needs], "gap_size": 4}
+    result = score(with_coverage(needs, overall=2), outcomes)
+    answers = {"product": "Teller", "needs": [f"{n.text} | {n.importance}" for n in needs], "gap_size": 4}
     files = write_brief(tmp_path, load_script(), answers, result, evidence)
     text = files.markdown.read_text()
     assert f"= {result.p_d_given_u:.2f} x {result.m:.2f} = {result.score:.2f}" in text
-    assert "5x0.68 + 3x0.80 + 2x0.00 / 10 = 0.58" in text
-    assert "(4 - 1)/4 x (1 - (2 - 1)/4) = 0.56" in text
-    assert "Containment (answered without a handoff): 75%" in text
-    assert "| card_arrival | 10 | 0% | 20% |" in text
+    assert "`P(D|U) = (5x0.80 + 3x1.00 + 2x0.00) / 10 = 0.70`" in text
+    assert "0.80 (8/10, 95 % CI 0.49-0.94)" in text and "0.00 (0/2, 95 % CI 0.00-0.66)" in text
+    assert "(5x0.50x(1-0.25) + 3x0.25x(1-0.25) + 2x0.10x(1-0.25))" in text
+    assert (
+        "Containment (answered without a handoff; counts refusals, clarify turns and flagged answers): 75%"
+        in text
+    )
+    assert (
+        "Resolved (answered, not flagged, not handed off, not asked again), per conversation: 0.65 (13/20"
+        in text
+    )
+    assert "| card arrival | 10 | 0% | 20% |" in text  # intents in words
     assert "Candidate new needs" in text and "## What would raise each term" in text
+    assert "“where is my card”. Already a listed need: “track a card that hasn't arrived”" in text
+    assert "weather forecast tomorrow: 3 messages (3 distinct; Teller's replies: handoff 3); e.g." in text
+    assert "## Opportunity map" in text
     assert files.chart is not None and files.chart.read_bytes().startswith(b"\x89PNG")

@@ -218,7 +218,11 @@ def test_full_interview_in_slack_with_buttons_progress_and_the_brief(
                 seen += 1
                 assert question_of(prompt, desk) == "pretraining"
                 back_done = True
-            answer(pm, prompt, question)
+            if question == "need_links":  # Teller's links for each need, confirmed with a button
+                assert "Teller suggests:" in prompt["text"] and "1. track a card" in prompt["text"]
+                pm.press(prompt, "Confirm Teller's suggestion")
+            else:
+                answer(pm, prompt, question)
             prompt = pm.next_message(seen)
             seen += 1
 
@@ -238,6 +242,13 @@ def test_full_interview_in_slack_with_buttons_progress_and_the_brief(
         assert answers["pretraining"] == "Use a pretrained model as is"
         assert answers["target_accuracy"] == 94
         assert answers["constraints"] == ["CPU only", "Under 10 ms per message"]
+        assert {"need_links", "resolution", "need_coverage", "market_match"} <= set(asked)
+        assert [line.split(" |")[0] for line in answers["need_links"]] == [
+            "track a card that hasn't arrived",
+            "understand a fee",
+            "investment advice",
+        ]
+        assert answers["market_match"] == "0.8 | the source article"
         # The PM's interview answers are not customer messages: only the customer's exchange is logged.
         assert core.store.conversations.count() == 2
 
@@ -316,13 +327,15 @@ def test_status_back_cancel_pause_and_stale_buttons(
 
         pm.command("interview dance")
         assert "Unknown interview command" in pm.next_message(11)["text"]
-        pm.command("interview cancel")
-        cancelled = pm.next_message(12)
+        pm.command("interview cancel")  # asks first; the DM "yes" confirms
+        assert "Type yes to cancel it" in pm.next_message(12)["text"]
+        pm.say("yes")
+        cancelled = pm.next_message(13)
         assert "was cancelled" in cancelled["text"]
         pm.say("What's the overdraft fee?")
-        assert "overdraft" in pm.next_message(13)["text"].lower()
+        assert "overdraft" in pm.next_message(14)["text"].lower()
         pm.command("interview list")
-        assert "cancelled" in pm.next_message(14)["text"]
+        assert "cancelled" in pm.next_message(15)["text"]
 
 
 def test_two_pms_at_once_and_resume_after_a_restart(
@@ -408,3 +421,153 @@ def test_an_answer_slack_delivers_again_is_not_applied_twice(
         assert len(pm.messages()) == 2  # delivered the first time: not sent again
         [state] = [s for s in core.store.interviews.for_user(f"slack:{pm.user}")]
         assert list(state.answers) == ["product"] and state.current == "target_users"
+
+
+# ------------------------------------------------------------------------- the quick interview
+
+#: Teller's own figures as the desk passes them (see the desk tests below for the wiring).
+FIGURES = {
+    "model_version": "toy-model (tiny encoder)",
+    "accuracy": 93.9,
+    "latency_ms": 14.2,
+    "containment": 61.5,
+}
+
+
+def test_quick_interview_in_slack_prefilled_with_pasted_lists_numbers_and_confirmed_cancel(
+    teller_env: Path, fake_api: tuple[sl.FakeSlack, str]
+) -> None:
+    """The quick interview end to end in Slack, with the fixes of #16: "quick" switches to it,
+    prefilled answers kept with "ok", a multi-line DM is one list answer, "1,250" is 1250, an
+    answer starting with "Back" is an answer, cancel asks and "no" carries on."""
+    fake, api = fake_api
+    with running(teller_env, fake, api) as (teller, _core, desk):
+        desk.service.defaults = lambda: dict(FIGURES)
+        pm = SlackPM(fake, teller, "UPM1")
+        pm.command("interview new")
+        first = pm.next_message(0)
+        assert "Type quick for the quick interview (12 questions" in first["text"]
+        pm.say("quick")
+        prompt = pm.next_message(1)
+        assert "to the quick interview (12 questions, 0 answered)" in prompt["text"]
+        seen, asked = 2, []
+        said = {
+            "product": "Back to basics banking: Teller, for Lumen Bank customers",
+            "model_version": "ok",
+            "target_accuracy": "ok",
+            "target_latency_ms": "1,250",
+            "target_containment": "OK",
+        }
+        cancel_done = False
+        while "Positioning = P(D|U) x M" not in prompt["text"]:
+            question = question_of(prompt, desk)
+            asked.append(question)
+            if question == "model_version":
+                assert "Prefilled from Teller: toy-model (tiny encoder)" in prompt["text"]
+            if question == "gap" and not cancel_done:
+                pm.command("interview cancel")
+                assert "Type yes to cancel it" in pm.next_message(seen)["text"]
+                pm.say("no")
+                prompt = pm.next_message(seen + 1)
+                seen += 2
+                assert "Not cancelled" in prompt["text"] and question_of(prompt, desk) == "gap"
+                cancel_done = True
+            if question in said:
+                pm.say(said[question])
+            else:
+                answer(pm, prompt, question)
+            prompt = pm.next_message(seen)
+            seen += 1
+
+        assert asked == [
+            "product",
+            "target_users",
+            "needs",
+            "competitors",
+            "competitor_coverage",
+            "gap",
+            "gap_size",
+            "model_version",
+            "target_accuracy",
+            "target_latency_ms",
+            "success_metric",
+            "target_containment",
+        ]
+        fake.wait_for("files.completeUploadExternal", 1)
+        brief = fake.files["brief.md"].decode()
+        assert "Positioning = P(D|U) x M" in brief and "Back to basics banking" in brief
+        [state] = desk.service.store.for_user("slack:UPM1")
+        answers = desk.engine.answered(state)
+        assert state.status == "completed" and state.mode == "quick" and len(answers) == 12
+        assert answers["product"] == said["product"]
+        assert answers["needs"] == [
+            "track a card that hasn't arrived | 5",
+            "understand a fee | 4",
+            "investment advice | 2",
+        ]
+        assert answers["model_version"] == FIGURES["model_version"] and answers["target_accuracy"] == 93.9
+        assert answers["target_latency_ms"] == 1250 and answers["target_containment"] == 61.5
+
+        # Options side by side (#16, item 4), by slash command, on the same customer traffic: one
+        # Teller serves and one led by the advice it declines by design.
+        for user, text in [
+            ("C1", "What's the overdraft fee?"),
+            ("C2", "What's the overdraft fee?"),
+            ("C3", "Which shares should I buy to get rich?"),
+            ("C4", "Should I invest my savings in stocks?"),
+        ]:
+            _core.handle(Incoming("web", user, user, None, text))
+        before = len(pm.messages())
+        assert (
+            pm.command(
+                f"brief {state.id} compare Service first: understand a fee | 5; track a card that hasn't "
+                "arrived | 4 || Advice led: investment advice | 5; portfolio analysis | 4",
+                in_dm=True,
+            )
+            == ""
+        )
+        reply = pm.next_message(before)
+        assert "Options side by side" in reply["text"]
+        lines = reply["text"].split("Options side by side")[1]
+        assert "as interviewed" in lines and lines.index("Service first") < lines.index("Advice led")
+        fake.wait_for("files.completeUploadExternal", 2)
+        brief = fake.files["brief.md"].decode()
+        assert "## Positioning options side by side" in brief and "## Executive summary" in brief
+        assert "## Trend since the last runs" in brief and "(this brief)" in brief
+        page = fake.files["brief.html"].decode()
+        assert page.startswith("<!DOCTYPE html>") and "Positioning options side by side" in page
+        refused = pm.command(f"brief {state.id} compare nothing here", in_dm=True)
+        assert refused == ""
+        assert "expected 'name: need | importance" in pm.next_message(before + 1)["text"]
+
+
+# The desk's side of the quick interview: start words, "resume" in the DM, Teller's own figures.
+
+
+def test_slash_command_starts_a_quick_interview(teller_env: Path) -> None:
+    desk = PositioningDesk(get_settings())
+    try:
+        reply = desk.command("slack", "UPM1", "new quick")
+        assert "(quick: 12 questions)" in reply.text
+    finally:
+        desk.close()
+
+
+def test_a_paused_pm_can_type_resume_in_the_dm(teller_env: Path) -> None:
+    desk = PositioningDesk(get_settings())
+    try:
+        desk.command("slack", "UPM1", "new")
+        desk.command("slack", "UPM1", "pause")
+        assert not desk.wants(Incoming("slack", "DUPM1", "UPM1", None, "What's the overdraft fee?"))
+        assert desk.wants(Incoming("slack", "DUPM1", "UPM1", None, "resume"))
+    finally:
+        desk.close()
+
+
+def test_the_desk_prefills_teller_s_own_figures(teller_env: Path) -> None:
+    desk = PositioningDesk(get_settings())
+    try:
+        assert desk.service.defaults is not None
+        assert "model_version" in desk.service.defaults()
+    finally:
+        desk.close()

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bot.cli.app import JsonOpt, app, emit_json, err, out
-from bot.settings import get_settings
-from positioning.engine import COMPLETED
+from bot.settings import Settings, get_settings
+from positioning.engine import CANCELLED, COMPLETED, QUICK
+
+if TYPE_CHECKING:
+    from bot.storage import Store
+
+
+def measured_defaults(settings: Settings, store: Store, days: int = 30) -> dict[str, Any]:
+    """Teller's own figures that prefill the interview's technical questions: see
+    :func:`bot.positioning_desk.measured_defaults` (the Slack desk uses them too)."""
+    from bot.positioning_desk import measured_defaults as measured
+
+    return measured(settings, store, days)
 
 
 @app.command()
@@ -16,48 +28,127 @@ def interview(
     new: Annotated[
         bool, typer.Option("--new", help="Start a new interview even if one is in progress.")
     ] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="The quick interview (at most 12 questions, Teller's own figures prefilled); "
+            "switches the one in progress to it unless --new.",
+        ),
+    ] = False,
     user: Annotated[
         str, typer.Option(help="Whose interviews (terminal users share one id by default).")
     ] = "terminal",
     days: Annotated[int, typer.Option(min=1, help="Days of customer messages the brief looks at.")] = 30,
 ) -> None:
-    """Walk through the five-step positioning method; the brief is written when it is complete."""
+    """Walk through the five-step positioning method; the brief is written when it is complete.
+
+    Type an answer, or a command alone on its line (back, skip, edit N, status, pause, resume,
+    cancel, quick, full) or after a slash (/back). A list takes one item per line; an empty line
+    ends it. A prefilled answer is kept with Enter or "ok".
+    """
     from bot.positioning_desk import PositioningDesk
 
-    desk = PositioningDesk(get_settings())
-    reply = desk.service.start_or_resume(user, new=new)
+    settings = get_settings()
+    desk = PositioningDesk(settings)
+    service = desk.service
+    service.defaults = lambda: measured_defaults(settings, desk.store, days)
+    desk.suggest_days = days
+    reply = service.start_or_resume(user, new=new, mode=QUICK if quick else None)
     out.print(reply.text, highlight=False, markup=False, soft_wrap=True)
     state = reply.state
-    while state.status not in (COMPLETED, "cancelled"):
+    while state.status not in (COMPLETED, CANCELLED):
+        prompt = service.current_prompt(state)
+        if prompt is not None and prompt.multiline:
+            hint = (
+                "(Press Enter to keep what Teller shows, or type one item per line; an empty line ends them.)"
+                if prompt.suggestion is not None
+                else "(One item per line; an empty line ends the list.)"
+            )
+            out.print(hint, highlight=False, markup=False)
         try:
-            line = input("> ")
+            text = service.read_answer(state, input)
         except (EOFError, KeyboardInterrupt):
             out.print(f"\nPaused; `teller interview` resumes interview {state.id}.")
             return
-        if not line.strip():
-            continue
-        reply = desk.service.handle(user, line, interview_id=state.id)
+        reply = service.handle(user, text, interview_id=state.id)
         state = reply.state
         out.print(reply.text, highlight=False, markup=False, soft_wrap=True)
+        if state.paused:
+            out.print(
+                "Type resume to carry on, or press Ctrl-D to stop (`teller interview` resumes it later).",
+                highlight=False,
+                markup=False,
+            )
     if state.status == COMPLETED:
         err.print("Writing the brief (scoring the needs against Teller and reading the logs)...")
         files = desk.write_brief(state.id, days).files
-        out.print(
-            f"Brief: {files.markdown}" + (f"\nChart: {files.chart}" if files.chart else ""), soft_wrap=True
-        )
+        out.print(_written(files), soft_wrap=True, highlight=False, markup=False)
+
+
+def _written(files: Any) -> str:
+    """Where the brief's files are: the Markdown, the HTML file and the charts."""
+    lines = [f"Brief: {files.markdown}"]
+    if files.html:
+        lines.append(f"HTML: {files.html}")
+    lines += [f"Chart: {c}" for c in files.charts]
+    return "\n".join(lines)
 
 
 @app.command()
 def brief(
     interview_id: Annotated[str, typer.Argument(metavar="ID", help="Interview id (e.g. iv_1a2b3c4d).")],
     days: Annotated[int, typer.Option(min=1, help="Days of customer messages to look at.")] = 30,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            help="Another positioning option to score beside the interview's, e.g. \"Service first: "
+            'track a card | 5; understand a fee | 4 | 2; m=0.8 | study" (repeatable).',
+        ),
+    ] = None,
+    options_file: Annotated[
+        Path | None,
+        typer.Option("--options", help="A file of options, one per line in the --option form (# comments)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Render the positioning brief of a completed interview again, with fresh evidence."""
+    """Render the positioning brief of a completed interview again, with fresh evidence: the trend
+    since its last briefs, and with --option/--options other options scored side by side."""
     from bot.positioning_desk import PositioningDesk
+    from positioning.options import parse_options
 
-    files = PositioningDesk(get_settings()).write_brief(interview_id, days).files
+    text = "\n".join(option or [])
+    if options_file is not None:
+        try:
+            text += "\n" + options_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {options_file}: {exc}", param_hint="--options") from None
+    specs = parse_options(text)
+    written = PositioningDesk(get_settings()).write_brief(interview_id, days, options=specs)
+    files = written.files
     if as_json:
-        emit_json({"markdown": str(files.markdown), "chart": str(files.chart) if files.chart else None})
+        emit_json(
+            {
+                "markdown": str(files.markdown),
+                "html": str(files.html) if files.html else None,
+                "chart": str(files.chart) if files.chart else None,
+                "charts": [str(c) for c in files.charts],
+                "score": written.score.score,
+                "options": [
+                    {
+                        "name": s.option.name,
+                        "p_d_given_u": s.result.p_d_given_u,
+                        "m": s.result.m,
+                        "score": s.result.score,
+                    }
+                    for s in written.comparison
+                ],
+            }
+        )
         return
-    out.print(f"Brief: {files.markdown}" + (f"\nChart: {files.chart}" if files.chart else ""), soft_wrap=True)
+    if written.comparison:
+        from positioning.brief import render_comparison
+
+        out.print(render_comparison(list(written.comparison)), soft_wrap=True, highlight=False, markup=False)
+    out.print(_written(files), soft_wrap=True, highlight=False, markup=False)

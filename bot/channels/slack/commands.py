@@ -94,7 +94,10 @@ class SlashCommands:
         desk = self.service.desk
         assert desk is not None
         if not args.strip():
-            ack(text="Usage: `/teller brief ID` (see `/teller interview list`).")
+            ack(
+                text="Usage: `/teller brief ID [compare A: need | 5; … || B: …]` "
+                "(see `/teller interview list`)."
+            )
             return
         if not desk.may_interview(CHANNEL, command.get("user_id", "")):  # said at once, no DM opened
             ack(text=desk.refusal(CHANNEL, command.get("user_id", ""), "Positioning briefs").text)

@@ -1,0 +1,300 @@
+"""What customers got: each logged message tied to a need, grouped into episodes, and each episode
+judged resolved or not.
+
+Definitions (all measured on the log, none on Teller's confidence):
+
+- **Attribution.** A message belongs to a need when its reply came from something linked to the
+  need (:meth:`NeedLink.serves`); otherwise, with an encoder, to the need whose prototype is
+  nearest if the cosine is at least ``similarity`` (prototypes: the need's wording, the PM's
+  example messages, and the mean vector of the messages the need's links answered). Otherwise it
+  belongs to no need.
+- **Episode** (the unit of satisfaction, "a customer's conversation about a need"): one customer's
+  consecutive messages attributed to the same need, each sent within ``repeat_window`` seconds of
+  the previous one. Messages of no need continue an episode when they are that close in time and
+  at least ``similarity`` alike. Without a customer id every message is its own episode.
+- **Asking again**: an episode in which the customer wrote again after a reply that was not a
+  clarifying question (the same customer's next message, within the window, tied to the same
+  need).
+- **Resolved** (default :class:`~positioning.needs.Resolution`): the last reply was given by one of
+  the rule's routes from something linked to the need, no reply in the episode was flagged or
+  thumbed down, none was handed off, the customer did not ask again, and the customer's next
+  message within the window was not handed off either ("followed by a handoff"). A bank may choose
+  an outcome (e.g. an adviser call booked) or its own check per need.
+
+Satisfaction of a need = resolved episodes / episodes, with a Wilson interval (:mod:`positioning.stats`);
+demand = the need's share of all messages.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from positioning.evidence import Embed, LoggedExchange, intent_words
+from positioning.needs import DEFAULT_RESOLUTION, NeedLink, Resolution, Vectors
+from positioning.stats import Rate
+
+RESOLVED = "resolved"
+HANDED_OFF = "handed off"
+FLAGGED = "flagged or thumbed down"
+ASKED_AGAIN = "asked again"
+FOLLOWED_BY_HANDOFF = "followed by a handoff"
+NO_OUTCOME = "outcome not recorded"
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One customer's messages about one need (``need`` None: about no listed need), oldest first,
+    and the verdict: ``reason`` is ``"resolved"`` or why not."""
+
+    need: str | None
+    customer: str
+    exchanges: tuple[LoggedExchange, ...]
+    resolved: bool
+    reason: str
+    segment: str
+
+
+@dataclass
+class NeedOutcome:
+    """A need's measured outcome: ``satisfaction`` (resolved episodes / episodes), ``messages``
+    attributed to it, ``demand`` (their share of all messages, 0-1), why episodes were not
+    resolved (reason -> episodes), answers given by things not linked to it (in words ->
+    messages), ``by_segment`` satisfaction per customer segment, and up to three unresolved
+    example messages."""
+
+    need: str
+    link: NeedLink
+    resolution: str
+    satisfaction: Rate
+    messages: int
+    demand: float
+    linked_messages: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    other_answers: dict[str, int] = field(default_factory=dict)
+    by_segment: dict[str, Rate] = field(default_factory=dict)
+    examples: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcomes:
+    """Every need's :class:`NeedOutcome`, every episode, and the messages of unresolved episodes
+    (all traffic, for clustering candidate needs); ``resolved`` is the strict share over all
+    episodes, of any need or none."""
+
+    messages: int
+    needs: list[NeedOutcome]
+    episodes: list[Episode]
+    unresolved: list[LoggedExchange]
+    resolved: Rate
+    repeat_window: float
+    similarity: float
+    attributed: dict[LoggedExchange, str] = field(default_factory=dict)
+
+    def for_need(self, need: str) -> NeedOutcome | None:
+        return next((n for n in self.needs if n.need == need), None)
+
+    def need_of(self, exchange: LoggedExchange) -> str | None:
+        """The listed need a logged message was attributed to, if any."""
+        return self.attributed.get(exchange)
+
+
+def judge(
+    exchanges: Sequence[LoggedExchange],
+    links: Sequence[NeedLink],
+    resolutions: Mapping[str, Resolution] | None = None,
+    embed: Embed | Vectors | None = None,
+    *,
+    similarity: float = 0.55,
+    repeat_window: float = 1800.0,
+) -> Outcomes:
+    """Attribute, group and judge ``exchanges`` (see the module's definitions).
+
+    ``links``: one per need (its ``need`` is the need's text); ``resolutions``: need text ->
+    rule (default :data:`~positioning.needs.DEFAULT_RESOLUTION`); ``embed``: texts -> L2-normalised
+    vectors (without it, only linked replies are attributed and repeats of no need are not
+    detected); ``similarity``: the cosine threshold of attribution; ``repeat_window``: seconds.
+    """
+    resolutions = resolutions or {}
+    vectors = embed if isinstance(embed, Vectors) or embed is None else Vectors(embed)
+    texts = [e.text for e in exchanges]
+    matrix = vectors(texts) if vectors is not None and texts else None
+    needs_of = _attribute(exchanges, links, vectors, matrix, similarity)
+    link_of = {link.need: link for link in links}
+
+    # Episodes: per customer, in time order.
+    by_customer: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(exchanges):
+        by_customer[e.customer or f"\x00{i}"].append(i)
+    episodes: list[Episode] = []
+    for customer, indices in by_customer.items():
+        indices.sort(key=lambda i: (exchanges[i].at, i))
+        groups: list[list[int]] = []
+        for i in indices:
+            if groups and _continues(
+                exchanges, needs_of, matrix, groups[-1][-1], i, repeat_window, similarity
+            ):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        for g, group in enumerate(groups):
+            following = groups[g + 1][0] if g + 1 < len(groups) else None
+            followed_by_handoff = (
+                following is not None
+                and exchanges[following].at - exchanges[group[-1]].at <= repeat_window
+                and _handed_off(exchanges[following])
+                and not customer.startswith("\x00")
+            )
+            need = needs_of[group[0]]
+            items = tuple(exchanges[i] for i in group)
+            rule = resolutions.get(need, DEFAULT_RESOLUTION) if need else DEFAULT_RESOLUTION
+            reason = _verdict(items, link_of.get(need) if need else None, rule, followed_by_handoff)
+            segment = items[0].segment or items[0].channel or "all"
+            episodes.append(
+                Episode(
+                    need,
+                    "" if customer.startswith("\x00") else customer,
+                    items,
+                    reason == RESOLVED,
+                    reason,
+                    segment,
+                )
+            )
+
+    total = len(exchanges)
+    results = []
+    for link in links:
+        mine = [ep for ep in episodes if ep.need == link.need]
+        messages = [e for ep in mine for e in ep.exchanges]
+        rule = resolutions.get(link.need, DEFAULT_RESOLUTION)
+        segments: dict[str, list[bool]] = defaultdict(list)
+        for ep in mine:
+            segments[ep.segment].append(ep.resolved)
+        others = Counter(_answer_words(e) for e in messages if e.route in rule.routes and not link.serves(e))
+        results.append(
+            NeedOutcome(
+                link.need,
+                link,
+                rule.describe(),
+                Rate(sum(ep.resolved for ep in mine), len(mine)),
+                len(messages),
+                len(messages) / total if total else 0.0,
+                sum(link.serves(e) for e in messages),
+                dict(Counter(ep.reason for ep in mine if not ep.resolved).most_common()),
+                dict(others.most_common(5)),
+                {s: Rate(sum(v), len(v)) for s, v in sorted(segments.items())},
+                tuple(dict.fromkeys(e.text for ep in mine if not ep.resolved for e in ep.exchanges))[:3],
+            )
+        )
+    unresolved = [e for ep in episodes if not ep.resolved for e in ep.exchanges]
+    return Outcomes(
+        total,
+        results,
+        episodes,
+        unresolved,
+        Rate(sum(ep.resolved for ep in episodes), len(episodes)),
+        repeat_window,
+        similarity,
+        {e: need for e, need in zip(exchanges, needs_of, strict=True) if need is not None},
+    )
+
+
+def _handed_off(e: LoggedExchange) -> bool:
+    return e.handed_off or e.route == "handoff"
+
+
+def _answer_words(e: LoggedExchange) -> str:
+    if e.route == "intent" and e.intent:
+        return f"intent {intent_words(e.intent)}"
+    return f"entry {e.kb_id}" if e.kb_id else e.route
+
+
+def _attribute(
+    exchanges: Sequence[LoggedExchange],
+    links: Sequence[NeedLink],
+    vectors: Vectors | None,
+    matrix: np.ndarray | None,
+    similarity: float,
+) -> list[str | None]:
+    """The need of each message (or None): its linked need, else the nearest by prototype."""
+    linked = [[j for j, link in enumerate(links) if link.serves(e)] for e in exchanges]
+    prototypes: list[np.ndarray] = []
+    if vectors is not None and matrix is not None and links:
+        for j, link in enumerate(links):
+            rows = [vectors([link.need])[0]]
+            if link.examples:
+                rows += list(vectors(list(link.examples)))
+            served = [i for i, js in enumerate(linked) if j in js]
+            if served:
+                centre = matrix[served].mean(axis=0)
+                norm = float(np.linalg.norm(centre))
+                if norm > 0:
+                    rows.append(centre / norm)
+            prototypes.append(np.stack(rows))
+    out: list[str | None] = []
+    for i, js in enumerate(linked):
+        sims = (
+            np.array([float(np.max(p @ matrix[i])) for p in prototypes])  # type: ignore[index]
+            if prototypes
+            else None
+        )
+        if len(js) == 1:
+            out.append(links[js[0]].need)
+        elif js:
+            best = max(js, key=lambda j: sims[j]) if sims is not None else js[0]
+            out.append(links[best].need)
+        elif sims is not None and sims.size and float(sims.max()) >= similarity:
+            out.append(links[int(np.argmax(sims))].need)
+        else:
+            out.append(None)
+    return out
+
+
+def _continues(
+    exchanges: Sequence[LoggedExchange],
+    needs_of: Sequence[str | None],
+    matrix: np.ndarray | None,
+    previous: int,
+    current: int,
+    window: float,
+    similarity: float,
+) -> bool:
+    """Does message ``current`` continue the episode that ``previous`` (the same customer's message
+    just before it) belongs to?"""
+    if exchanges[current].at - exchanges[previous].at > window:
+        return False
+    if needs_of[current] != needs_of[previous]:
+        return False
+    if needs_of[current] is not None:
+        return True
+    return matrix is not None and float(matrix[current] @ matrix[previous]) >= similarity
+
+
+def _verdict(
+    items: Sequence[LoggedExchange], link: NeedLink | None, rule: Resolution, followed_by_handoff: bool
+) -> str:
+    """``"resolved"`` or the first reason the episode was not."""
+    if rule.check is not None:
+        return RESOLVED if rule.check(items) else "the bank's check failed"
+    flagged = any(e.flagged for e in items)
+    if rule.outcome:
+        if flagged:
+            return FLAGGED
+        return RESOLVED if any(rule.outcome in e.outcomes for e in items) else NO_OUTCOME
+    if any(_handed_off(e) for e in items):
+        return HANDED_OFF
+    if flagged:
+        return FLAGGED
+    if any(e.route != "clarify" for e in items[:-1]):
+        return ASKED_AGAIN
+    last = items[-1]
+    if last.route not in rule.routes:
+        return f"not answered ({last.route})"
+    if link is not None and not link.serves(last):
+        return f"answered by {_answer_words(last)}"
+    if followed_by_handoff:
+        return FOLLOWED_BY_HANDOFF
+    return RESOLVED

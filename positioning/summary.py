@@ -1,0 +1,334 @@
+"""The brief's executive summary: a one-sentence positioning statement, launch checks and the few
+recommendations that matter most.
+
+- **Positioning statement** from April Dunford's components ("Obviously Awesome", 2019): the
+  competitive alternatives, the unique attributes, the value they deliver, the best-fit customers
+  and the market category. Each is taken from the interview's answers (``competitors``, ``gap``,
+  ``target_users``, ``product``), the value from what customers measurably got (the best-resolved
+  needs); :class:`Statement` keeps where each came from.
+- **Launch checks**: the PM's stated targets (``target_accuracy`` %, ``target_latency_ms``,
+  ``target_containment`` %, the ``success_metric``) held against the product's measured figures
+  (``accuracy``, ``latency_ms``, ``containment``, as the caller measures them), pass or fail.
+- **Recommendations**: the failed checks first, then the ideas that raise P(D|U) and M most
+  (already in line with the product's rules, :mod:`positioning.rules`), and never one that asks the
+  product to answer a need its rules decline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from positioning.rules import Rules
+from positioning.scoring import PositioningScore
+from positioning.stats import Rate
+
+PASS, FAIL, NO_TARGET, NOT_MEASURED = "pass", "fail", "no target stated", "not measured"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """Dunford's five components, each with where it came from (``sources``: component -> source)."""
+
+    product: str
+    category: str
+    customers: str
+    alternatives: str
+    unique: str
+    value: str
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def sentence(self) -> str:
+        """``"For <customers> who today turn to <alternatives>, <product> is <category> that offers
+        <unique attributes>, and <value>."``"""
+        return (
+            f"For {self.customers} who today turn to {self.alternatives}, {self.product} is "
+            f"{self.category} that offers {self.unique}, and {self.value}."
+        )
+
+    def components(self) -> list[tuple[str, str, str]]:
+        """``(component, text, source)`` in Dunford's order."""
+        return [
+            ("Competitive alternatives", self.alternatives, self.sources.get("alternatives", "")),
+            ("Unique attributes", self.unique, self.sources.get("unique", "")),
+            ("Value", self.value, self.sources.get("value", "")),
+            ("Best-fit customers", self.customers, self.sources.get("customers", "")),
+            ("Market category", self.category, self.sources.get("category", "")),
+        ]
+
+
+def _clean(text: Any) -> str:
+    """One line, no trailing full stop, a lower-case start unless it is a name or an acronym."""
+    text = " ".join(str(text or "").split()).rstrip(".。!")
+    if len(text) > 1 and text[0].isupper() and text[1].islower() and " " in text:
+        first = text.split(" ", 1)[0]
+        if first.lower() in {"the", "a", "an", "retail", "instant", "small", "young", "busy", "people"}:
+            text = text[0].lower() + text[1:]
+    return text
+
+
+def _name_and_category(product: str) -> tuple[str, str, str]:
+    """``"Teller, a chat assistant for X"`` -> ``("Teller", "a chat assistant for X", source)``."""
+    text = _clean(product)
+    for pattern in (
+        r"^(.+?)\s+is\s+(.+)$",
+        r"^(.+?)\s*[,\uff0c:\u2013\u2014]\s*(.+)$",
+        r"^(.+?)\s+-\s+(.+)$",
+    ):
+        match = re.match(pattern, text)
+        if match and len(match[1].split()) <= 5:
+            return match[1].strip(), match[2].strip(), "the product answer"
+    return text or "the product", "a customer-service assistant", "not stated: a default"
+
+
+def _alternatives(items: Any) -> str:
+    names = []
+    for item in items if isinstance(items, list) else [items] if items else []:
+        name = re.split(r"\s*[:\uff1a\u2013\u2014]\s*|\s+-\s+|\s*\(", str(item), maxsplit=1)[0].strip()
+        if name:
+            names.append(name[0].lower() + name[1:] if name[:2].istitle() and " " in name else name)
+    if not names:
+        return "what they use today"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _value(result: PositioningScore) -> tuple[str, str]:
+    measured = [n for n in result.needs if n.measured and n.satisfaction.value is not None]
+    good = sorted(
+        (n for n in measured if (n.satisfaction.value or 0.0) >= 0.5),
+        key=lambda n: (-n.importance, -(n.satisfaction.value or 0.0)),
+    )[:2]
+    if good:
+        parts = [
+            f"resolves {100 * (n.satisfaction.value or 0.0):.0f} % of conversations about “{n.need}” "
+            f"({n.satisfaction.successes} of {n.satisfaction.trials})"
+            for n in good
+        ]
+        return "it " + " and ".join(parts), "measured on Teller's log (resolved conversations)"
+    top = sorted(result.needs, key=lambda n: -n.importance)[:2]
+    needs = " and ".join(f"“{n.need}”" for n in top)
+    if measured:
+        return (
+            f"it is meant to serve {needs}, though no need is resolved in half its conversations yet",
+            "the needs listed; measured satisfaction below 0.5",
+        )
+    return f"it is meant to serve {needs} (no traffic measured yet)", "the needs listed (no traffic yet)"
+
+
+def positioning_statement(answers: Mapping[str, Any], result: PositioningScore) -> Statement:
+    """The statement from the interview's answers and the measured result (see the module)."""
+    product, category, category_source = _name_and_category(str(answers.get("product") or ""))
+    customers = _clean(answers.get("target_users")) or "the bank's customers"
+    unique = _clean(answers.get("gap")) or "answers competitors leave open"
+    value, value_source = _value(result)
+    return Statement(
+        product,
+        category,
+        customers,
+        _alternatives(answers.get("competitors")),
+        unique[0].lower() + unique[1:] if unique[:2].istitle() else unique,
+        value,
+        {
+            "alternatives": "the competitors answer",
+            "unique": "the gap answer",
+            "value": value_source,
+            "customers": "the target users answer",
+            "category": category_source,
+        },
+    )
+
+
+# ------------------------------------------------------------------------------ launch checks
+
+
+@dataclass(frozen=True)
+class LaunchCheck:
+    """One target against one measured figure: ``status`` is ``pass``, ``fail``, ``no target
+    stated`` or ``not measured``; ``target`` and ``measured`` as shown; ``note`` says how it is
+    measured."""
+
+    name: str
+    target: str
+    measured: str
+    status: str
+    note: str = ""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def _check(
+    name: str, target: float | None, measured: float | None, unit: str, higher: bool, note: str
+) -> LaunchCheck:
+    def show(v: float | None) -> str:
+        return "-" if v is None else f"{v:g}{unit}"
+
+    if measured is None:
+        status = NOT_MEASURED
+    elif target is None:
+        status = NO_TARGET
+    else:
+        status = PASS if (measured >= target if higher else measured <= target) else FAIL
+    bound = "at least" if higher else "at most"
+    return LaunchCheck(
+        name, f"{bound} {show(target)}" if target is not None else "-", show(measured), status, note
+    )
+
+
+#: Words of a success metric -> the figure that measures it.
+_METRICS = (
+    ("containment", "containment"),
+    ("contain", "containment"),
+    ("resolv", "resolved"),
+    ("resolu", "resolved"),
+    ("first contact", "resolved"),
+    ("first-contact", "resolved"),
+    ("accura", "accuracy"),
+    ("latenc", "latency_ms"),
+    ("response time", "latency_ms"),
+    ("csat", "p_d_given_u"),
+    ("satisf", "p_d_given_u"),
+    ("handoff", "handoff"),
+    ("escalat", "handoff"),
+)
+
+
+def launch_checks(
+    answers: Mapping[str, Any],
+    measured: Mapping[str, Any],
+    result: PositioningScore | None = None,
+    resolved: Rate | None = None,
+    handoff_rate: float | None = None,
+) -> list[LaunchCheck]:
+    """The PM's targets against the measured figures (see the module). ``measured``: ``accuracy``
+    (%), ``latency_ms`` (95th percentile) and ``containment`` (%), as the caller measures them;
+    ``resolved`` the strict resolved share of conversations and ``handoff_rate`` (0-1), from the
+    log, for a success metric that names them."""
+    checks = [
+        _check(
+            "Classifier accuracy",
+            _number(answers.get("target_accuracy")),
+            _number(measured.get("accuracy")),
+            " %",
+            True,
+            "held-out test set of the model in service",
+        ),
+        _check(
+            "Reply latency (95th percentile)",
+            _number(answers.get("target_latency_ms")),
+            _number(measured.get("latency_ms")),
+            " ms",
+            False,
+            "Teller's recent replies",
+        ),
+        _check(
+            "Containment",
+            _number(answers.get("target_containment")),
+            _number(measured.get("containment")),
+            " %",
+            True,
+            "answered by an intent or entry, not flagged, no handoff"
+            + (f"; strictly resolved: {resolved.text()}" if resolved is not None and resolved.trials else ""),
+        ),
+    ]
+    metric = str(answers.get("success_metric") or "").strip()
+    if metric:
+        kind = next((k for word, k in _METRICS if word in metric.lower()), None)
+        same = {c.name.split(" ")[0].lower(): c for c in checks}
+        if kind == "containment":
+            base = same["containment"]
+            checks.append(
+                LaunchCheck(f"Success metric: {metric}", base.target, base.measured, base.status, "as above")
+            )
+        elif kind == "accuracy":
+            base = same["classifier"]
+            checks.append(
+                LaunchCheck(f"Success metric: {metric}", base.target, base.measured, base.status, "as above")
+            )
+        elif kind == "latency_ms":
+            base = same["reply"]
+            checks.append(
+                LaunchCheck(f"Success metric: {metric}", base.target, base.measured, base.status, "as above")
+            )
+        elif kind == "resolved" and resolved is not None and resolved.trials:
+            checks.append(
+                LaunchCheck(
+                    f"Success metric: {metric}",
+                    "-",
+                    resolved.text(),
+                    NO_TARGET,
+                    "strictly resolved conversations",
+                )
+            )
+        elif kind == "p_d_given_u" and result is not None and result.p_d_given_u is not None:
+            shown = result.p_interval.text() if result.p_interval else f"{result.p_d_given_u:.2f}"
+            checks.append(
+                LaunchCheck(
+                    f"Success metric: {metric}",
+                    "-",
+                    shown,
+                    NO_TARGET,
+                    "P(D|U): importance-weighted resolved share",
+                )
+            )
+        elif kind == "handoff" and handoff_rate is not None:
+            checks.append(
+                LaunchCheck(
+                    f"Success metric: {metric}", "-", f"{handoff_rate:.0%}", NO_TARGET, "share handed off"
+                )
+            )
+        else:
+            checks.append(
+                LaunchCheck(
+                    f"Success metric: {metric}", "-", "-", NOT_MEASURED, "Teller does not measure this itself"
+                )
+            )
+    return checks
+
+
+# ------------------------------------------------------------------------------ recommendations
+
+#: What a recommendation must not ask of a need the product's rules decline.
+_SERVE_IT = re.compile(
+    r"(?i)knowledge-base entry|add an? entry|training examples|labelled examples|answer it"
+)
+
+
+def _advice_for(check: LaunchCheck) -> str:
+    if check.name.startswith("Classifier accuracy"):
+        return (
+            f"Accuracy is {check.measured}, short of the target ({check.target}): retrain with the "
+            "operators' corrections before launch, or lower the target with the risk team."
+        )
+    if check.name.startswith("Reply latency"):
+        return (
+            f"Replies take {check.measured} at the 95th percentile, over the target ({check.target}): "
+            "profile the serving path (quantised model, batching) before launch."
+        )
+    if check.name.startswith("Containment"):
+        return (
+            f"Containment is {check.measured}, short of the target ({check.target}): the under-served "
+            "needs below are where it is lost."
+        )
+    return f"{check.name}: {check.measured} against {check.target}."
+
+
+def recommendations(
+    result: PositioningScore, checks: Sequence[LaunchCheck] = (), rules: Rules | None = None, limit: int = 5
+) -> list[str]:
+    """The failed launch checks, then the ideas that raise P(D|U) and M, at most ``limit``; an idea
+    that asks the product to serve a need its ``rules`` decline is left out."""
+    ideas = [_advice_for(c) for c in checks if c.status == FAIL and not c.name.startswith("Success")]
+    declined = [n.need for n in result.needs if rules is not None and rules.declines(n.need)]
+    for idea in [*result.raise_p, *result.raise_m[:1]]:
+        if any(f"“{need}”" in idea for need in declined) and _SERVE_IT.search(idea):
+            continue
+        ideas.append(idea)
+    return ideas[:limit]

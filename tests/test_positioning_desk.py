@@ -1,0 +1,120 @@
+"""The brief on Teller's own store: outcomes read from the log (who asked, when, thumbs down,
+handoffs), links suggested from the classifier and the knowledge base, and the PM's optional answers
+(per-need coverage, confirmed links, resolution rules, an entered M)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.assistant import build_core
+from bot.core import Incoming
+from bot.positioning_desk import OPTIONAL_ANSWERS, PositioningDesk
+from bot.settings import get_settings
+from positioning.engine import COMPLETED
+from tests.test_interview import ANSWERS
+
+
+def _completed(desk: PositioningDesk, extra: dict[str, object]) -> str:
+    """A finished interview with the usual answers, plus ``extra`` answers set directly (questions
+    the interview may not ask yet)."""
+    turn = desk.engine.start("iv_desk0001", "terminal")
+    while not turn.finished and turn.prompt is not None:
+        if turn.prompt.question.id in OPTIONAL_ANSWERS:  # set in ``extra`` instead
+            turn = desk.engine.skip(turn.state)
+            continue
+        turn = desk.engine.answer(turn.state, ANSWERS[turn.prompt.question.id])
+        assert turn.error is None, turn.error
+    state = turn.state
+    assert state.status == COMPLETED
+    state.answers.update(extra)
+    desk.service.store.save(state)
+    return state.id
+
+
+def test_brief_reads_outcomes_from_the_store(teller_env: Path) -> None:
+    settings = get_settings()
+    core = build_core(settings)
+    desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
+    try:
+        replies = {}
+        for user, text in [
+            ("u1", "What's the overdraft fee?"),
+            ("u2", "What's the overdraft fee?"),
+            ("u3", "What's the overdraft fee?"),
+            ("u4", "what's the weather in Paris"),
+        ]:
+            segment = "premier" if user == "u2" else None  # as a bank's backend names it
+            replies[user] = core.handle(Incoming("web", user, user, None, text, segment=segment))
+        core.feedback(replies["u1"].message_id, False)  # thumbed down: not resolved
+
+        logged = desk.logged_exchanges("2000-01-01T00:00:00")
+        assert len(logged) == 4 and len({e.customer for e in logged}) == 4
+        assert all(e.at > 1.6e9 and e.channel == "web" for e in logged)
+        assert [e.flagged for e in logged] == [True, False, False, False]
+        assert [e.segment for e in logged] == [None, "premier", None, None]
+        fee_entry = replies["u2"].kb_id or ""
+
+        interview = _completed(
+            desk,
+            {
+                "needs": ["understand a fee | 4 | 2", "investment advice | 2 | 1", "open a safe box | 3 | 1"],
+                "need_links": [f"understand a fee | kb:{fee_entry}, intent:{replies['u2'].intent or 'x'}"],
+                "resolution": ["investment advice | outcome=adviser_call_booked"],
+                "market_match": "0.8 | the source article",
+            },
+        )
+        brief = desk.write_brief(interview, days=30)
+        fee, advice, safe = brief.score.needs
+        assert fee.link_status == "confirmed"
+        assert (fee.satisfaction.successes, fee.satisfaction.trials) == (2, 3)
+        assert "outcome 'adviser_call_booked'" in advice.resolution
+        assert safe.satisfaction.text() == "no traffic" and safe.opportunity is None
+        assert brief.score.m == 0.8 and brief.score.m_source == "entered: the source article"
+        text = brief.files.markdown.read_text()
+        assert "0.67 (2/3, 95 % CI 0.21-0.94)" in text
+        assert "M = 0.80, entered (the source article)" in text
+        assert brief.files.opportunity_chart is not None
+        kept = core.store.interviews.briefs(interview)
+        assert kept[-1].score["needs"][0]["satisfaction"]["trials"] == 3
+        print("\n" + text.split("## The interview")[0])
+    finally:
+        core.close()
+
+
+def test_the_interview_suggests_links_from_the_store_and_ok_confirms_them(teller_env: Path) -> None:
+    settings = get_settings()
+    core = build_core(settings)
+    desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
+    try:
+        fee = None
+        for user in ("u1", "u2", "u3"):
+            fee = core.handle(Incoming("web", user, user, None, "What's the overdraft fee?"))
+        assert fee is not None
+        turn = desk.engine.start("iv_links01", "slack:UPM1")
+        while turn.prompt is not None and turn.prompt.question.id != "need_links":
+            turn = desk.engine.answer(turn.state, ANSWERS[turn.prompt.question.id])
+        prompt = turn.prompt
+        assert prompt is not None and isinstance(prompt.suggestion, list) and len(prompt.suggestion) == 3
+        served = fee.kb_id or fee.intent or ""
+        fee_line = next(line for line in prompt.suggestion if line.startswith("understand a fee |"))
+        assert served and served in fee_line, (served, prompt.suggestion)
+        assert "Teller suggests:" in prompt.render() and "why: " in prompt.render()
+        # Slack shows a button that confirms the suggestion.
+        outgoing = desk._prompt_outgoing(turn.state, prompt)
+        confirm = next(c for c in outgoing.choices if c.label == "Confirm Teller's suggestion")
+        assert confirm.value.endswith(":need_links:ok")
+        kept = desk.engine.answer(turn.state, "ok")
+        assert kept.state.answers["need_links"] == prompt.suggestion
+        while not kept.finished and kept.prompt is not None:
+            kept = (
+                desk.engine.skip(kept.state)
+                if not kept.prompt.question.required
+                else desk.engine.answer(kept.state, ANSWERS[kept.prompt.question.id])
+            )
+        desk.service.store.save(kept.state)
+        brief = desk.write_brief("iv_links01", user_id="slack:UPM1")
+        statuses = {n.need: n.link_status for n in brief.score.needs}
+        assert statuses["understand a fee"] == "confirmed"
+        assert brief.score.needs[1].satisfaction.trials == 3
+    finally:
+        core.close()
