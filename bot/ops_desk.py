@@ -26,9 +26,11 @@ ops channel and a thread is always opened before anything is posted into it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.abuse import AbuseLimits
@@ -145,6 +147,7 @@ class OpsDesk:
         self.idle_minutes = IDLE_MINUTES
         #: Caps on handoffs and on review posts to the ops channel (:mod:`bot.abuse`).
         self.limits = AbuseLimits()
+        self._handoff_lock = threading.Lock()
 
     def attach_board(self, board: OpsBoard) -> None:
         self.board = board
@@ -177,6 +180,13 @@ class OpsDesk:
             return Outgoing(f"{handoff.id}:dup", "", route=HUMAN_ROUTE, duplicate=True, silent=True)
         self._later(self._to_thread, handoff.id, stored.text)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
+
+    def handoff_gate(self, reply: Outgoing) -> AbstractContextManager[object]:
+        """Held while a reply that hands off is judged against the caps and its handoff opened, so
+        that requests at the same moment cannot all see room for one more (on this replica; across
+        replicas the count and the insert are separate statements, and a burst may pass the total
+        cap by the handoffs opened in the same instant elsewhere). Other replies pass freely."""
+        return self._handoff_lock if reply.route == Route.HANDOFF.value else nullcontext()
 
     def may_open_handoff(self, incoming: Incoming, reply: Outgoing) -> bool:
         """Whether the handoff this reply asks for may be opened (counted if so): True unless the

@@ -103,6 +103,10 @@ class TellerService:
                 return earlier
             if self.desk.wants(incoming):
                 return self.desk.converse(incoming)
+        # One cap and one set of limits for every path: the answer policy, a handoff's relay and a
+        # resent message alike (a retry counts: resending cannot get past the limits).
+        incoming = replace(incoming, text=message_text(incoming.text))
+        self.limits.message(incoming.channel, incoming.user_id, incoming.origin)
         # A redelivery (or a retry that reached another replica) gets what was answered the first
         # time, whatever has happened since (a handoff opened meanwhile, say).
         replayed = self.core.replay(incoming)
@@ -110,24 +114,27 @@ class TellerService:
             if self.ops is not None and not replayed.silent:
                 # Finishes what a crash may have cut short, under the same caps as the first time: a
                 # retry of a handoff refused at capacity is refused again (and told so again).
-                may_open = self.ops.may_open_handoff(incoming, replayed)
-                if self.ops.after_reply(incoming, replayed, open_handoff=may_open) is None and not may_open:
-                    return replace(replayed, text=BUSY)
+                return self._after_reply(incoming, replayed, waiting=False)
             return replayed
-        # One cap and one set of limits for every path: the answer policy and a handoff's relay.
-        incoming = replace(incoming, text=message_text(incoming.text))
-        self.limits.message(incoming.channel, incoming.user_id, incoming.origin)
         if self.ops is not None and (relayed := self.ops.relay_in(incoming)) is not None:
             return relayed
         reply = self.core.handle(incoming, replayed=False)
-        if self.ops is None:
-            return reply
-        may_open = self.ops.may_open_handoff(incoming, reply)
-        if self.ops.after_reply(incoming, reply, open_handoff=may_open) is not None:
+        return reply if self.ops is None else self._after_reply(incoming, reply, waiting=True)
+
+    def _after_reply(self, incoming: Incoming, reply: Outgoing, waiting: bool) -> Outgoing:
+        """The ops desk's part after a reply: a handoff opened if the caps allow (judged and opened
+        as one step on this replica), the reply filed for review if it qualifies. Returns what the
+        customer is told: with the expected wait (``waiting``) when a handoff opened, the busy notice
+        when a cap refused one."""
+        assert self.ops is not None
+        with self.ops.handoff_gate(reply):
+            may_open = self.ops.may_open_handoff(incoming, reply)
+            opened = self.ops.after_reply(incoming, reply, open_handoff=may_open)
+        if opened is not None and waiting:
             # Handed to a person: say roughly how long they wait, and when Teller takes over again.
-            reply = replace(reply, text=f"{reply.text}\n\n{self.ops.waiting_notice()}")
-        elif not may_open:
-            reply = replace(reply, text=BUSY)  # no person can take it now (a cap was reached)
+            return replace(reply, text=f"{reply.text}\n\n{self.ops.waiting_notice()}")
+        if opened is None and not may_open:
+            return replace(reply, text=BUSY)  # no person can take it now (a cap was reached)
         return reply
 
     def message(
@@ -275,7 +282,9 @@ class TellerService:
         if store.handoffs.active_for(channel, conversation) is not None:
             return Relayed(messages, True)
         latest = store.handoffs.latest(conversation_id)
-        expired = latest is not None and latest.closed_by == IDLE_ACTOR
+        if latest is None:  # never handed to a person: nothing was closed
+            return Relayed(messages, False)
+        expired = latest.closed_by == IDLE_ACTOR
         return Relayed(messages, False, notice=EXPIRED_NOTICE if expired else CLOSED_NOTICE)
 
     def choice_value(self, message_id: str, index: int) -> str:

@@ -455,3 +455,36 @@ def test_an_unexpected_field_is_named_without_echoing_it(bank: Bank) -> None:
     response = customer.post("/api/messages", json={"text": "hi", "alice@example.com 4111 1111 1111 1111": 1})
     assert response.status_code == 422 and "4111" not in response.text and "alice" not in response.text
     assert response.json()["detail"][0]["loc"] == "body.(an unexpected field)"
+
+
+def test_concurrent_handoffs_never_pass_the_total_cap_and_resends_are_counted(bank: Bank) -> None:
+    import threading
+
+    limits(bank.service, max_open_handoffs=3, messages="5/minute")
+    replies: list[str] = []
+
+    def ask(n: int) -> None:
+        incoming = Incoming("web", f"c_{n}", f"c_{n}", f"c_{n}:1", HANDOFF_CHOICE)
+        replies.append(bank.service.handle(incoming).text)
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert bank.core.store.handoffs.open_count() == 3 and replies.count(BUSY) == 9
+    # Resending one message counts against the customer's limit like any other.
+    for _ in range(4):
+        bank.service.handle(Incoming("web", "c_0", "c_0", "c_0:1", HANDOFF_CHOICE))
+    with pytest.raises(RateLimited):
+        bank.service.handle(Incoming("web", "c_0", "c_0", "c_0:1", HANDOFF_CHOICE))
+
+
+def test_in_production_only_the_host_only_cookie_is_a_session(bank: Bank) -> None:
+    """A ``teller_session`` cookie a sibling subdomain could plant is not taken for the session."""
+    production = TestClient(create_app(bank.core, service=bank.service, production=True))
+    planted = Identities.from_store(bank.core.store).issue().token
+    production.cookies.set("teller_session", planted)
+    assert production.get("/api/messages").status_code == 401
+    page = production.get("/")
+    assert page.headers["set-cookie"].lower().startswith("__host-teller_session=")

@@ -279,6 +279,7 @@ def create_app(
         openapi_url=None,
     )
 
+    identities.secure_only = production
     app.state.identities = identities
     app.add_middleware(BodyLimit, larger=(("/slack/", MAX_SLACK_BODY_BYTES),))
     app.add_middleware(JsonBodies)  # 415 for a non-JSON body under /api/, before it is read

@@ -137,6 +137,9 @@ class Identities:
         self.max_age = int(session_days * 86400)
         self._token_key = _secret(customer_token_key)
         self._backend_key = _secret(backend_api_key)
+        #: Read only the ``__Host-`` cookie (production: a ``teller_session`` cookie planted by a
+        #: sibling subdomain must not be taken for the customer's session).
+        self.secure_only = False
 
     @classmethod
     def from_store(
@@ -202,7 +205,7 @@ class Identities:
                 log.warning("customer_credential_refused", extra={"fields": {"path": request.url.path}})
                 raise HTTPException(401, INVALID, headers={"WWW-Authenticate": "Bearer"})
             return customer
-        cookie = _cookie(request)
+        cookie = _cookie(request, self.secure_only)
         if cookie:
             customer = self.session(cookie)
             if customer is None:
@@ -212,7 +215,7 @@ class Identities:
 
     def page_customer(self, request: Request) -> WebCustomer | None:
         """The chat page's session from its cookie; None when it has none that holds."""
-        cookie = _cookie(request)
+        cookie = _cookie(request, self.secure_only)
         return self.session(cookie) if cookie else None
 
     def _bearer(self, request: Request, token: str) -> WebCustomer | None:
@@ -254,8 +257,9 @@ class Identities:
 SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,50}")
 
 
-def _cookie(request: Request) -> str | None:
-    return request.cookies.get(SECURE_SESSION_COOKIE) or request.cookies.get(SESSION_COOKIE)
+def _cookie(request: Request, secure_only: bool) -> str | None:
+    secure = request.cookies.get(SECURE_SESSION_COOKIE)
+    return secure if secure_only else secure or request.cookies.get(SESSION_COOKIE)
 
 
 def _utf8(value: str) -> str:
