@@ -46,6 +46,7 @@ from positioning.outcomes import Outcomes, judge
 from positioning.rules import TELLER_ADVICE_RULE, Rules, product_rules
 from positioning.scoring import PositioningScore, parse_market_override, score
 from positioning.script import DEFAULT_SCRIPT, load_script
+from positioning.segments import choose_target, map_persona, seen_segments
 from positioning.session import InterviewService, Reply, parse_start
 from positioning.trend import TREND_RUNS, run_of
 
@@ -175,11 +176,14 @@ class PositioningDesk:
         """The interview's suggestions (the engine's ``suggest``): for ``links``, what serves each
         need of the ``needs`` answer, from :func:`positioning.needs.suggest_links` over the last
         :attr:`suggest_days` days of the log, one ``need | intent:..., kb:...`` line per need with
-        the reasons as its note. None for anything else."""
+        the reasons as its note; for ``segments``, the target users' segments (:meth:`suggest_segments`).
+        None for anything else."""
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - self.suggest_days * 86400))
+        if key == "segments":
+            return self.suggest_segments(str(answers.get("target_users") or ""), self.logged_exchanges(since))
         if key != "links" or not answers.get("needs"):
             return None
         needs = parse_needs(answers["needs"])
-        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - self.suggest_days * 86400))
         exchanges = self.logged_exchanges(since)
         vectors = Vectors(self.policy.kb.embedder.embed)
         links = suggest_links([n.text for n in needs], self.probe, exchanges, vectors)
@@ -189,6 +193,22 @@ class PositioningDesk:
         if nothing:
             note += ("; " if note else "") + "nothing in Teller fits " + ", ".join(nothing)
         return Suggestion([format_link(link) for link in links], note or None)
+
+    def suggest_segments(self, persona: str, exchanges: list[LoggedExchange]) -> Suggestion | None:
+        """The segments and channels seen in ``exchanges`` (most messages first) that the persona
+        names, else all of them; the note lists every one with its messages. None without traffic."""
+        seen = seen_segments(exchanges)
+        if not seen:
+            return None
+        names = [name for name, _ in seen.most_common()]
+        named = map_persona(persona, names)
+        counts = ", ".join(f"{name} ({count} messages)" for name, count in seen.most_common())
+        why = (
+            "the persona names " + ", ".join(named)
+            if named
+            else "the persona names none of them, so all are suggested (U = everyone)"
+        )
+        return Suggestion(named or names, f"seen in the last {self.suggest_days} days: {counts}; {why}")
 
     def measure(
         self, needs: list[Need], answers: dict[str, Any], exchanges: list[LoggedExchange], vectors: Vectors
@@ -258,7 +278,8 @@ class PositioningDesk:
         override = answers.get("market_match")
         m_override = parse_market_override(str(override)) if override else None
         rules = product_rules(answers, (TELLER_ADVICE_RULE,))
-        result = score(needs, outcomes, m_override, rules)
+        target = choose_target(answers, [name for name, _ in seen_segments(exchanges).most_common()])
+        result = score(needs, outcomes, m_override, rules, target)
         comparison: list[Scored] = []
         if options:
             own = Option(
@@ -554,10 +575,11 @@ class PositioningDesk:
         p = "no traffic" if s.p_d_given_u is None else f"{s.p_d_given_u:.2f}"
         m = "not measured" if s.m is None else f"{s.m:.2f}"
         total = "not measurable yet" if s.score is None else f"{s.score:.2f}"
+        target = f"\n{s.target.text()}" if s.target is not None else ""
         met = sum(n.measured and (n.satisfaction.value or 0.0) >= 0.5 for n in s.needs)
         under = [n.need for n in s.needs if n.under_served]
         text = (
-            f"{intro}\n*Positioning = P(D|U) x M = {p} x {m} = {total}*\n"
+            f"{intro}\n*Positioning = P(D|U) x M = {p} x {m} = {total}*{target}\n"
             f"Brief of interview {interview_id}: needs met (at least half their conversations resolved) "
             f"{met} of {len(s.needs)}, {sum(not n.measured for n in s.needs)} without traffic"
             + (f"; under-served: {', '.join(under)}" if under else "")

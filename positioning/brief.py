@@ -202,6 +202,12 @@ def render(
     m_text = "not measured" if result.m is None else f"{result.m:.2f}"
     score_text = "not measurable yet" if result.score is None else f"{result.score:.2f}"
     lines += [f"**Positioning = P(D|U) x M = {_figure(result.p_d_given_u)} x {m_text} = {score_text}**", ""]
+    if result.target is not None:
+        lines += [
+            ("P(D|U) above is over all traffic. " if not result.target.everyone else "")
+            + escape_markdown(result.target.text()),
+            "",
+        ]
     lines += _summary_section(answers, result, evidence, extras)
     lines += ["## How the score is computed", ""]
     lines += [
@@ -218,6 +224,7 @@ def render(
         f"- {_code(result.score_formula)}",
         "",
     ]
+    lines += _target_section(result)
     lines += trend_lines(extras.history, run_now(result, extras.now), trend_chart)
     if extras.comparison:
         lines += [render_comparison(list(extras.comparison))]
@@ -315,6 +322,48 @@ def render(
                 lines.append(f"- **{q.prompt}**  \n  {escape_markdown(format_answer(answers[q.id]))}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _target_section(result: PositioningScore) -> list[str]:
+    """U, the target users: which segments (and how they were chosen), P(D|U) over their
+    conversations beside all traffic, and each target segment alone."""
+    t = result.target
+    if t is None:
+        return []
+    lines = ["## The target users (U)", ""]
+    if t.everyone:
+        lines += [
+            f"U = everyone ({escape_markdown(t.source)}): P(D|U) is over all traffic, "
+            + (t.all_traffic.text() if t.all_traffic else "no traffic")
+            + f", {t.all_conversations} conversations.",
+            "",
+        ]
+        return lines
+    lines += [
+        f"U = {escape_markdown(', '.join(t.segments))} ({escape_markdown(t.source)}); a conversation "
+        "counts for U when its segment (from the bank's backend) or its channel is one of these.",
+        "",
+        f"- {_code(t.formula)}",
+        "",
+        "| customers | P(D\\|U) (95 % CI) | conversations |",
+        "|---|---|---|",
+        f"| target users ({escape_markdown(', '.join(t.segments))}) | "
+        f"{t.estimate.text() if t.estimate else 'no traffic'} | {t.conversations} |",
+    ]
+    if len(t.per_segment) > 1:
+        lines += [
+            f"| {escape_markdown(name)} | {e.text() if e else 'no traffic'} | {n} |"
+            for name, (e, n) in t.per_segment.items()
+        ]
+    overall = t.all_traffic.text() if t.all_traffic else "no traffic"
+    lines += [f"| all traffic | {overall} | {t.all_conversations} |", ""]
+    if t.without_traffic:
+        lines += [
+            f"No conversation of these needs came from {escape_markdown(', '.join(t.without_traffic))}: "
+            "no P(D|U) for " + ("it" if len(t.without_traffic) == 1 else "them") + ".",
+            "",
+        ]
+    return lines
 
 
 def _summary_section(

@@ -5,7 +5,9 @@
   (:mod:`positioning.outcomes`), over the needs that had traffic. A need without traffic shows
   "no traffic" and is left out (the brief says how much importance that leaves unmeasured). The
   interval is :func:`positioning.stats.weighted_mean`'s. Per customer segment (channel, or the
-  segment a bank's backend passes) the same mean over that segment's episodes.
+  segment a bank's backend passes) the same mean over that segment's episodes, and for the target
+  users (U: the segments the PM named or the persona names, :mod:`positioning.segments`) beside
+  all traffic.
 - **M**, how well the needs match the gap in the market: the openness competitors leave on each
   need, ``1 - competitor coverage`` (coverage in [0, 1], rated per need), weighted by the need's
   importance times its measured demand (its share of all messages):
@@ -29,6 +31,7 @@ from positioning.errors import PositioningError
 from positioning.needs import Need, parse_needs
 from positioning.outcomes import ASKED_AGAIN, FLAGGED, HANDED_OFF, NeedOutcome, Outcomes
 from positioning.rules import Rules
+from positioning.segments import Target, TargetScore, score_target
 from positioning.stats import Estimate, Rate, weighted_mean
 
 __all__ = [
@@ -131,6 +134,9 @@ class PositioningScore:
     segments: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     raise_p: list[str] = field(default_factory=list)
     raise_m: list[str] = field(default_factory=list)
+    #: P(D|U) for the target users (the persona's segments) beside all traffic, when a target
+    #: was given to :func:`score`; the headline P(D|U) above is over all traffic.
+    target: TargetScore | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -145,11 +151,13 @@ def score(
     outcomes: Outcomes,
     m_override: MarketOverride | None = None,
     rules: Rules | None = None,
+    target: Target | None = None,
 ) -> PositioningScore:
     """Score one option: its ``needs`` (with competitor coverage) against the measured
     ``outcomes`` (from :func:`positioning.outcomes.judge` with a link for each need). ``rules``:
     what the product must not do itself (:mod:`positioning.rules`); the ideas to raise P(D|U) never
-    ask it to answer a need they cover.
+    ask it to answer a need they cover. ``target``: the target users' segments
+    (:func:`positioning.segments.choose_target`), measured into ``result.target``.
 
     Raises :class:`PositioningError` when there are no needs, a need has no outcome, or a need has
     no competitor coverage and no M is entered.
@@ -195,6 +203,8 @@ def score(
     )
     result.raise_p = _raise_p(scored, total_importance, rules)
     result.raise_m = _raise_m(scored)
+    if target is not None:
+        result.target = score_target({n.text: n.importance for n in needs}, outcomes, target)
     return result
 
 

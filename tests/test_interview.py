@@ -27,6 +27,7 @@ ANSWERS = {
     "resolution": "investment advice | outcome=adviser_call_booked",
     "need_coverage": "1 | 2\nunderstand a fee | 4",
     "market_match": "0.8 | the source article",
+    "target_segments": "retail\nweb",
     "model_family": "1",
     "pretraining": "Use a pretrained model as is",
     "adaptation": "2",
@@ -41,10 +42,12 @@ ANSWERS = {
     "application_scenarios": "1,3,5",
     "integration": "REST API, Web chat, Slack",
     "architecture_notes": "CPU only, on premises",
+    "target_latency_ms": "1,500",
     "promotion": "In-app banner to existing customers first",
     "feedback_channels": "1, 2",
     "iteration": "Monthly",
     "success_metric": "Containment rate",
+    "target_containment": "60",
 }
 
 
@@ -106,7 +109,7 @@ def test_progress_and_prompts(engine: InterviewEngine) -> None:
         "gap_size",
     ):
         turn = engine.answer(turn.state, ANSWERS[qid])
-    for optional in ("need_links", "resolution", "need_coverage", "market_match"):
+    for optional in ("need_links", "resolution", "need_coverage", "market_match", "target_segments"):
         assert turn.prompt.question.id == optional and not turn.prompt.question.required
         turn = engine.skip(turn.state)
     assert turn.prompt.progress == "step 2 of 5"

@@ -32,10 +32,11 @@ class Suggester:
         self.fail = fail
 
     def __call__(self, key: str, answers: dict[str, Any]) -> Suggestion | None:
+        if key != "links":  # the target users' segments: nothing to suggest here
+            return None
         self.calls.append(dict(answers))
         if self.fail:
             raise RuntimeError("the classifier is down")
-        assert key == "links"
         needs = [n.split("|")[0].strip() for n in answers["needs"]]
         lines = [line for line in SUGGESTED if line.split("|")[0].strip() in needs]
         lines += [f"{n} | " for n in needs if not any(line.startswith(n + " |") for line in lines)]
@@ -130,6 +131,8 @@ def test_coverage_resolution_and_m_are_checked_per_need() -> None:
     assert "between 0 and 1" in (engine.answer(turn.state, "1.8 | study").error or "")
     turn = engine.answer(turn.state, "0.8 | the source article's market study")
     assert turn.state.answers["market_match"] == "0.8 | the source article's market study"
+    assert turn.prompt is not None and turn.prompt.question.id == "target_segments"
+    turn = engine.skip(turn.state)
     assert turn.prompt is not None and turn.prompt.question.id == "model_family"
 
 

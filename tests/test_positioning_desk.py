@@ -118,3 +118,55 @@ def test_the_interview_suggests_links_from_the_store_and_ok_confirms_them(teller
         assert brief.score.needs[1].satisfaction.trials == 3
     finally:
         core.close()
+
+
+def test_the_persona_is_mapped_to_the_logs_segments(teller_env: Path) -> None:
+    """Full interview: Teller suggests the segments the persona names (the log's counts in the note),
+    "ok" keeps them, and the brief reports P(D|U) for them beside all traffic. Quick interview: no
+    question; the brief maps the persona itself."""
+    from positioning.engine import QUICK
+    from positioning.segments import MAPPED, NAMED
+
+    settings = get_settings()
+    core = build_core(settings)
+    desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
+    try:
+        for user, segment in [("u1", "retail"), ("u2", "retail"), ("u3", "premier")]:
+            core.handle(Incoming("web", user, user, None, "What's the overdraft fee?", segment=segment))
+        turn = desk.engine.start("iv_segs0001", "slack:UPM1")
+        while turn.prompt is not None and turn.prompt.question.id != "target_segments":
+            q = turn.prompt.question
+            turn = (
+                desk.engine.skip(turn.state)
+                if not q.required
+                else desk.engine.answer(turn.state, ANSWERS[q.id])
+            )
+        prompt = turn.prompt
+        assert prompt is not None and prompt.suggestion == ["retail"]  # "Retail customers of ..."
+        assert "retail (2 messages), premier (1 messages)" in (prompt.suggestion_note or "")
+        assert "web (3 messages)" in (prompt.suggestion_note or "")
+        turn = desk.engine.answer(turn.state, "ok")
+        assert turn.state.answers["target_segments"] == ["retail"]
+        while not turn.finished and turn.prompt is not None:  # the launch targets are asked too
+            turn = desk.engine.answer(turn.state, ANSWERS[turn.prompt.question.id])
+            assert turn.error is None, turn.error
+        desk.service.store.save(turn.state)
+        reply = desk._brief_outgoing("slack:UPM1", "iv_segs0001", 30)
+        brief = desk.write_brief("iv_segs0001", user_id="slack:UPM1")
+        t = brief.score.target
+        assert t is not None and t.segments == ("retail",) and t.source == NAMED
+        assert t.conversations == 2 and t.all_conversations == 3
+        assert "U = retail (named by the PM in the interview): P(D|U) = " in reply.text
+        text = brief.files.markdown.read_text()
+        assert "## The target users (U)" in text
+        assert "| at most 1500 ms |" in text and "| at least 60 % |" in text  # asked in full mode now
+
+        quick = desk.engine.start("iv_segs0002", "slack:UPM1", QUICK)
+        while not quick.finished and quick.prompt is not None:
+            quick = desk.engine.answer(quick.state, ANSWERS.get(quick.prompt.question.id, "ok"))
+            assert quick.error is None, quick.error
+        desk.service.store.save(quick.state)
+        mapped = desk.write_brief("iv_segs0002", user_id="slack:UPM1").score.target
+        assert mapped is not None and mapped.segments == ("retail",) and mapped.source == MAPPED
+    finally:
+        core.close()
