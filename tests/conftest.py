@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,12 @@ from tests.pg import postgresql_url as postgresql_url
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# One intra-op thread for torch (read when torch is first imported, which is after this; subprocesses
+# inherit it). The tiny BERTs the tests train run several times faster on one thread than on two, whose
+# OpenMP workers spin on every small op: 3x the CPU time, and far worse when the cores are shared.
+# tests/test_slow_real_encoder.py gives the real encoder torch's default back. ONNX Runtime sets its
+# own thread count and is not affected. An explicit OMP_NUM_THREADS wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TOY_INTENTS = ("card_arrival", "lost_or_stolen_card", "exchange_rate", "top_up_failed")
 
@@ -93,6 +99,39 @@ def trained_models_dir(
     )
     train_and_register(load_corpus([toy_csv]), ModelRegistry(models), config, encoder_dir=tiny_encoder_dir)
     return models
+
+
+@pytest.fixture(scope="session", autouse=True)
+def memoised_retrieval_embeddings() -> Iterator[None]:
+    """The retrieval encoder's vectors for a list of texts, computed once per session.
+
+    Every policy built embeds the same small-talk, advice and information examples, every fresh
+    knowledge base the same starter entries, and every calibration the same messages: the real
+    all-MiniLM-L6-v2 ran them again each time (most of a test's ``build_core``). Only identical calls
+    are answered from the memo (the same ONNX file, threads, batch size and list of texts, so the
+    same batches and bit-identical vectors); anything else runs the encoder as before.
+    """
+    import numpy as np
+
+    from retrieval.embedder import OnnxSentenceEmbedder
+
+    embed = OnnxSentenceEmbedder.embed
+    memo: dict[tuple[object, ...], np.ndarray] = {}
+
+    def memoised(self: OnnxSentenceEmbedder, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return embed(self, texts)
+        key = (str(self.cache_dir.resolve()), self._threads, self._batch_size, tuple(texts))
+        vectors = memo.get(key)
+        if vectors is None:
+            vectors = embed(self, texts)
+            memo[key] = vectors.copy()
+        return vectors.copy()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OnnxSentenceEmbedder, "embed", memoised)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,19 @@ INTENTS = (
 )
 
 
+@pytest.fixture()
+def default_torch_threads() -> Iterator[None]:
+    """Torch's own thread count (one per core) for the real encoder, not the suite's one (conftest.py)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("default_torch_threads")
 def test_real_encoder_fine_tunes_to_a_useful_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder_cache: Path
 ) -> None:
