@@ -9,6 +9,9 @@ kind           value                         meaning
 =============  ============================  =============================================
 ``intent``     ``intent:<label>``            "I meant this" (answer that intent)
 ``handoff``    ``handoff``                   talk to a person
+``handoff``    ``handoff:adviser``           book an adviser call (a handoff that also records
+                                             the outcome ``adviser_call_booked`` on the advice
+                                             reply it was offered under)
 ``feedback``   ``feedback:helpful`` / ``…``  the customer's verdict on the reply
 ``interview``  ``iv:<interview>:<rest>``     an answer in a positioning interview
 ``text``       anything else                 a value the channel sends back as typed text
@@ -35,6 +38,9 @@ class ChoiceKind(StrEnum):
 
 INTENT_PREFIX = "intent:"
 HANDOFF_CHOICE = "handoff"
+#: "Book an adviser call", under an advice reply: hands off like :data:`HANDOFF_CHOICE`, and the
+#: service records the outcome ``adviser_call_booked`` on that reply (:mod:`bot.storage.outcomes`).
+ADVISER_CHOICE = "handoff:adviser"
 FEEDBACK_HELPFUL = "feedback:helpful"
 FEEDBACK_NOT_HELPFUL = "feedback:not_helpful"
 INTERVIEW_PREFIX = "iv:"
@@ -65,7 +71,7 @@ def kind_of(value: str) -> ChoiceKind:
     """Which kind of choice ``value`` is (``text`` when it is none of Teller's)."""
     if value.startswith(INTENT_PREFIX):
         return ChoiceKind.INTENT
-    if value == HANDOFF_CHOICE:
+    if value in (HANDOFF_CHOICE, ADVISER_CHOICE):
         return ChoiceKind.HANDOFF
     if value in (FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL):
         return ChoiceKind.FEEDBACK

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.batching import DecisionBatcher
-from bot.choices import HANDOFF_CHOICE, Choice, intent_of
+from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, intent_of
 from bot.errors import InputError
 from bot.policy import AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact
@@ -210,6 +210,8 @@ class TellerCore:
         intent = intent_of(text)
         if intent is not None and intent in policy.classifier.labels:
             return policy.answer_for_intent(intent), policy.classifier.version
+        if text == ADVISER_CHOICE:
+            return policy.handoff("customer asked to book an adviser call"), policy.classifier.version
         if text == HANDOFF_CHOICE:
             return policy.handoff("customer asked for a person"), policy.classifier.version
         return self._batcher.decide(text)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.choices import HANDOFF_CHOICE, Choice, feedback_choices, intent_choice
+from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, feedback_choices, intent_choice
 from bot.errors import ConfigError
 from bot.exemplars import AdviceProbe, ExemplarSet
 from nlu import IntentClassifier, Prediction
@@ -114,6 +114,13 @@ class Thresholds:
     #: encoder cosine; the same canonical text counts as 1.0). Not fitted: calibrated once so that a
     #: correction cannot capture another intent's question (:data:`nlu.corrections.OVERRIDE_SIMILARITY`).
     correction: float = OVERRIDE_SIMILARITY
+    #: A second, confident tier of the intent rule: a message less like the training examples than
+    #: ``in_scope`` asks (a customer's own way of putting a known need), still answered when its
+    #: scope similarity reaches ``confident_scope`` and the classifier is at least
+    #: ``confident_intent`` sure (1.01: never). Fitted after the model's other thresholds, with an
+    #: out-of-scope message answered counted as a wrong answer (:func:`bot.calibration.fit_thresholds`).
+    confident_scope: float = 1.01
+    confident_intent: float = 1.01
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -354,6 +361,17 @@ RULES: tuple[Rule, ...] = (
         Route.INTENT,
         lambda f, t: _in_scope(f, t) & (f["p1"] >= t.intent) & (f["has_answer"] > 0),
         lambda f, t: f"intent {f['p1']:.2f} ≥ {t.intent:.2f}; {_scope(f, t)}",
+    ),
+    Rule(
+        "confident_intent",
+        Route.INTENT,
+        lambda f, t: (
+            (f["scope"] >= t.confident_scope) & (f["p1"] >= t.confident_intent) & (f["has_answer"] > 0)
+        ),
+        lambda f, t: (
+            f"intent {f['p1']:.2f} ≥ {t.confident_intent:.2f}, sure enough for the lower scope bar "
+            f"({f['scope']:.2f} ≥ {t.confident_scope:.2f}; {_scope(f, t)})"
+        ),
     ),
     Rule(
         "best_entry",
@@ -654,7 +672,7 @@ class AnswerPolicy:
                     Choice("Something else", HANDOFF_CHOICE),
                 ),
             )
-        if rule.name in ("intent", "agreement"):
+        if rule.name in ("intent", "confident_intent", "agreement"):
             hit = s.intent_hit(p.intent)
             entry = hit.entry if hit is not None else self.kb.for_intent(p.intent)
             assert entry is not None  # the rule's test needs the intent to have an answer
@@ -761,4 +779,4 @@ class AnswerPolicy:
 
     @staticmethod
     def _adviser_choices() -> tuple[Choice, ...]:
-        return (Choice("Book an adviser call", HANDOFF_CHOICE), *AnswerPolicy.feedback_choices())
+        return (Choice("Book an adviser call", ADVISER_CHOICE), *AnswerPolicy.feedback_choices())

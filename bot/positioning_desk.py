@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.assistant import build_policy, open_store
-from bot.choices import INTERVIEW_PREFIX, Choice, interview_value
+from bot.choices import INTERVIEW_PREFIX, Choice, interview_value, is_choice
 from bot.core import Incoming, MultiSelect, Outgoing
 from bot.policy import AnswerPolicy
 from bot.settings import Settings
@@ -25,11 +25,13 @@ from bot.storage import Store
 from positioning.brief import BriefExtras, BriefFiles, write_brief
 from positioning.engine import ACTIVE, COMPLETED, InterviewEngine, InterviewState, Prompt, Suggestion
 from positioning.errors import PositioningError
-from positioning.evidence import LoggedExchange, gather
+from positioning.evidence import LoggedExchange, gather, intent_words
 from positioning.needs import (
     CONFIRMED,
     EDITED,
+    ROUTES,
     Candidate,
+    KnownIds,
     Need,
     NeedLink,
     Vectors,
@@ -91,13 +93,21 @@ class PositioningDesk:
         self.settings = settings
         #: Days of customer messages the interview's suggestions look at.
         self.suggest_days = 30
-        self.engine = InterviewEngine(load_script(script), suggest=self.suggest)
+        self.engine = InterviewEngine(load_script(script), suggest=self.suggest, known=self.known_ids)
         self._own_store = store is None
         self.store = store or open_store(settings)
-        self.service = InterviewService(
-            self.engine, self.store.interviews, defaults=lambda: measured_defaults(self.settings, self.store)
-        )
+        self.service = InterviewService(self.engine, self.store.interviews, defaults=self.measured_figures)
         self._policy = policy
+
+    def measured_figures(self) -> dict[str, Any]:
+        """Teller's own figures for an interview (:func:`measured_defaults`), containment judged
+        with the knowledge base's encoder as the brief judges it (without it when it cannot load)."""
+        try:
+            embed: Vectors | None = Vectors(self.policy.kb.embedder.embed)
+        except Exception:  # information only: without the encoder, a repeat in other words goes unseen
+            log.warning("interview_encoder_unavailable", exc_info=True)
+            embed = None
+        return measured_defaults(self.settings, self.store, self.suggest_days, embed)
 
     @property
     def policy(self) -> AnswerPolicy:
@@ -115,6 +125,17 @@ class PositioningDesk:
 
     # ------------------------------------------------------------------------------ briefs
 
+    def known_ids(self) -> KnownIds:
+        """What a need's link may name: the intents of the classifier in service, the ids of the
+        knowledge base's entries, and Teller's routes (:data:`positioning.needs.ROUTES`). Read from
+        the answer policy each time (the model or the knowledge base may have changed)."""
+        policy = self.policy
+        return KnownIds(
+            frozenset(policy.classifier.labels),
+            frozenset(e.id for e in policy.kb.entries()),
+            frozenset(ROUTES),
+        )
+
     def probe(self, need: str) -> list[Candidate]:
         """Teller's top candidates for a need's wording, as if a customer had asked it: the
         classifier's three likeliest intents (probabilities) and the knowledge base's three best
@@ -129,54 +150,14 @@ class PositioningDesk:
         reply was flagged or thumbed down, and
         whether a handoff was opened for it (read through the conversation repository's database;
         the store has no query of this shape yet)."""
-        from sqlalchemy import exists, select
-
-        from bot.storage import schema
-
-        m, f, g, h = schema.messages, schema.feedback, schema.flags, schema.handoffs
-        asked = m.alias("i")
-        flagged = exists().where(f.c.message_id == m.c.id, f.c.helpful == 0) | exists().where(
-            g.c.message_id == m.c.id
-        )
-        handed = exists().where(h.c.message_id == m.c.id)
-        rows = self.store.conversations.db.rows(
-            select(
-                asked.c.text,
-                asked.c.conversation_id,
-                asked.c.channel,
-                asked.c.segment,
-                asked.c.created_at,
-                m.c.route,
-                m.c.intent,
-                m.c.kb_id,
-                flagged.label("flagged"),
-                handed.label("handed_off"),
-            )
-            .join(asked, m.c.reply_to == asked.c.id)
-            .where(m.c.direction == "out", m.c.created_at >= since)
-            .order_by(m.c.created_at, m.c.id)
-        )
-        return [
-            LoggedExchange(
-                r["text"] or "",
-                r["route"] or "handoff",
-                r["intent"],
-                r["kb_id"],
-                bool(r["flagged"]),
-                customer=str(r["conversation_id"] or ""),
-                at=_seconds(r["created_at"]),
-                handed_off=bool(r["handed_off"]),
-                channel=str(r["channel"] or ""),
-                segment=r["segment"],
-            )
-            for r in rows
-        ]
+        return logged_exchanges(self.store, since)
 
     def suggest(self, key: str, answers: dict[str, Any]) -> Suggestion | None:
         """The interview's suggestions (the engine's ``suggest``): for ``links``, what serves each
         need of the ``needs`` answer, from :func:`positioning.needs.suggest_links` over the last
         :attr:`suggest_days` days of the log, one ``need | intent:..., kb:...`` line per need with
-        the reasons as its note; for ``segments``, the target users' segments (:meth:`suggest_segments`).
+        the reasons as its note (only ids Teller still knows, :meth:`known_ids`); for ``segments``,
+        the target users' segments (:meth:`suggest_segments`).
         None for anything else."""
         since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - self.suggest_days * 86400))
         if key == "segments":
@@ -186,7 +167,24 @@ class PositioningDesk:
         needs = parse_needs(answers["needs"])
         exchanges = self.logged_exchanges(since)
         vectors = Vectors(self.policy.kb.embedder.embed)
-        links = suggest_links([n.text for n in needs], self.probe, exchanges, vectors)
+        known = self.known_ids()
+        links = [
+            # An entry answered in the log may have left the knowledge base since: not suggested.
+            replace(
+                link,
+                intents=tuple(i for i in link.intents if i in known.intents),
+                kb_ids=tuple(k for k in link.kb_ids if k in known.kb_ids),
+                why=tuple(
+                    w
+                    for w in link.why
+                    if not any(w.startswith(f"entry {k}:") for k in set(link.kb_ids) - known.kb_ids)
+                    and not any(
+                        w.startswith(f"intent {intent_words(i)}:") for i in set(link.intents) - known.intents
+                    )
+                ),
+            )
+            for link in suggest_links([n.text for n in needs], self.probe, exchanges, vectors)
+        ]
         why = [f"{link.need}: {', '.join(link.why)}" for link in links if link.why]
         nothing = [link.need for link in links if link.empty]
         note = "why: " + "; ".join(why) if why else ""
@@ -249,8 +247,10 @@ class PositioningDesk:
         checks against :func:`measured_defaults`, recommendations within Teller's rules
         (:data:`~positioning.rules.TELLER_ADVICE_RULE` and the PM's own), and, with ``options``
         (:func:`positioning.options.parse_option`), those options scored beside the interview's on
-        the same log. Raises :class:`PositioningError` when the interview is not finished or an
-        answer or option does not parse.
+        the same log. P(D|U), the interview's and every option's, is over the target users
+        (:func:`positioning.segments.choose_target`) when they have conversations of the needs,
+        else over all traffic (:func:`positioning.scoring.score`). Raises :class:`PositioningError`
+        when the interview is not finished or an answer or option does not parse.
         """
         state = self.service.store.get(interview_id, user_id)
         if state.status != COMPLETED:
@@ -289,8 +289,12 @@ class PositioningDesk:
                 parse_resolutions(answers.get("resolution") or []),
                 m_override,
                 rules,
+                target,
             )
-            others = [self._option(o, needs, links, answers, exchanges, vectors, rules) for o in options]
+            others = [
+                replace(self._option(o, needs, links, answers, exchanges, vectors, rules), target=target)
+                for o in options
+            ]
             comparison = compare([own, *others], exchanges, vectors)
         history = [run_of(b.written_at, b.score) for b in self.store.interviews.briefs(interview_id)]
         try:
@@ -299,11 +303,13 @@ class PositioningDesk:
             log.warning("brief_measured_figures_failed", exc_info=True)
             measured = {}
         now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+        # What customers asked is their own words: pressed buttons are outcomes, not questions.
+        asked = customers_words(exchanges)
         evidence = gather(
-            exchanges,
+            asked,
             f"last {days} days",
             embed=vectors,
-            unresolved=outcomes.unresolved,
+            unresolved=customers_words(outcomes.unresolved),
             resolved=outcomes.resolved,
             need_of=outcomes.need_of,
         )
@@ -313,7 +319,9 @@ class PositioningDesk:
             answers,
             result,
             evidence,
-            extras=BriefExtras(history[-TREND_RUNS:], now, measured, rules, tuple(comparison)),
+            extras=BriefExtras(
+                history[-TREND_RUNS:], now, measured, rules, tuple(comparison), asked=tuple(asked)
+            ),
         )
         # The files are this replica's; the database keeps every brief for any replica and for later.
         self.store.interviews.record_brief(
@@ -575,7 +583,7 @@ class PositioningDesk:
         p = "no traffic" if s.p_d_given_u is None else f"{s.p_d_given_u:.2f}"
         m = "not measured" if s.m is None else f"{s.m:.2f}"
         total = "not measurable yet" if s.score is None else f"{s.score:.2f}"
-        target = f"\n{s.target.text()}" if s.target is not None else ""
+        target = f"\n{s.p_scope}" if s.p_scope else ""
         met = sum(n.measured and (n.satisfaction.value or 0.0) >= 0.5 for n in s.needs)
         under = [n.need for n in s.needs if n.under_served]
         text = (
@@ -589,7 +597,7 @@ class PositioningDesk:
             text += "\n*Options side by side* (same log, best first):\n" + "\n".join(
                 f"• {s.option.name}: positioning "
                 + ("not measurable" if s.result.score is None else f"{s.result.score:.2f}")
-                + f" = P(D|U) {_term(s.result.p_d_given_u)} x M {_term(s.result.m)}"
+                + f" = P(D|U) {_term(s.result.p_d_given_u)} ({s.result.p_over}) x M {_term(s.result.m)}"
                 for s in brief.comparison
             )
         files = (
@@ -614,6 +622,62 @@ class PositioningDesk:
             route=INTERVIEW_ROUTE,
             threaded=False,
         )
+
+
+def logged_exchanges(store: Store, since: str) -> list[LoggedExchange]:
+    """See :meth:`PositioningDesk.logged_exchanges`."""
+    from sqlalchemy import exists, select
+
+    from bot.storage import schema
+
+    m, f, g, h = schema.messages, schema.feedback, schema.flags, schema.handoffs
+    asked = m.alias("i")
+    flagged = exists().where(f.c.message_id == m.c.id, f.c.helpful == 0) | exists().where(
+        g.c.message_id == m.c.id
+    )
+    handed = exists().where(h.c.message_id == m.c.id)
+    rows = store.conversations.db.rows(
+        select(
+            asked.c.text,
+            asked.c.conversation_id,
+            asked.c.channel,
+            asked.c.segment,
+            asked.c.created_at,
+            m.c.id.label("reply_id"),
+            m.c.route,
+            m.c.intent,
+            m.c.kb_id,
+            flagged.label("flagged"),
+            handed.label("handed_off"),
+        )
+        .join(asked, m.c.reply_to == asked.c.id)
+        .where(m.c.direction == "out", m.c.created_at >= since)
+        .order_by(m.c.created_at, m.c.id)
+    )
+    outcomes = store.outcomes.of_messages(r["reply_id"] for r in rows)  # business outcomes (issue #16)
+    return [
+        LoggedExchange(
+            r["text"] or "",
+            r["route"] or "handoff",
+            r["intent"],
+            r["kb_id"],
+            bool(r["flagged"]),
+            customer=str(r["conversation_id"] or ""),
+            at=_seconds(r["created_at"]),
+            handed_off=bool(r["handed_off"]),
+            channel=str(r["channel"] or ""),
+            segment=r["segment"],
+            outcomes=outcomes.get(r["reply_id"], frozenset()),
+        )
+        for r in rows
+    ]
+
+
+def customers_words(exchanges: Sequence[LoggedExchange]) -> list[LoggedExchange]:
+    """The messages a customer wrote: a pressed button (``handoff``, ``intent:...``, feedback;
+    :func:`bot.choices.is_choice`) is not an utterance, so it stays out of what customers asked and
+    of the candidate needs clustered from it."""
+    return [e for e in exchanges if not is_choice(e.text.strip())]
 
 
 def _term(value: float | None) -> str:
@@ -675,17 +739,18 @@ def _from_dict(data: dict[str, Any]) -> Outgoing:
     )
 
 
-#: Routes whose answer serves the customer (an advice reply only with a knowledge-base entry).
-_SERVING_ROUTES = ("intent", "faq")
-
-
-def measured_defaults(settings: Settings, store: Store, days: int = 30) -> dict[str, Any]:
+def measured_defaults(
+    settings: Settings, store: Store, days: int = 30, embed: Vectors | None = None
+) -> dict[str, Any]:
     """Teller's own figures, to prefill an interview's technical questions (keys of the script's
     ``prefill``): ``model_version`` (the active model, its encoder, precision and intents),
     ``accuracy`` (% on the model's held-out dev set), and over the last ``days`` of customer
     messages ``latency_ms`` (95th percentile of Teller's replies) and ``containment`` (% of the
-    messages, small talk aside, answered by an intent or a knowledge-base entry, not thumbed down or
-    flagged, with no handoff). A figure that cannot be had is left out: its question is asked plainly.
+    customers' conversations resolved without a person, as the brief measures it:
+    :data:`positioning.summary.CONTAINMENT_MEANS`, judged by :func:`positioning.outcomes.judge`;
+    ``containment_n`` the conversations; ``embed`` lets it catch a question asked again in other
+    words). A figure that cannot be had is left out. The interview shows the figures beside the
+    PM's targets; only facts (the model) are prefilled.
     """
     import numpy as np
     from sqlalchemy import select
@@ -725,12 +790,8 @@ def measured_defaults(settings: Settings, store: Store, days: int = 30) -> dict[
     ]
     if latencies:
         figures["latency_ms"] = round(float(np.percentile(latencies, 95)), 1)
-    exchanges = [e for e in store.conversations.exchanges(since) if e.route != "smalltalk"]
-    if exchanges:
-        served = [
-            e
-            for e in exchanges
-            if not e.flagged and (e.route in _SERVING_ROUTES or (e.route == "advice" and e.kb_id))
-        ]
-        figures["containment"] = round(100 * len(served) / len(exchanges), 1)
+    outcomes = judge(logged_exchanges(store, since), [], embed=embed)
+    if outcomes.resolved.trials:
+        figures["containment"] = round(100 * (outcomes.resolved.value or 0.0), 1)
+        figures["containment_n"] = outcomes.resolved.trials
     return figures

@@ -8,6 +8,9 @@ updates into the calls below and render what comes back; nothing else in an adap
   channel's :class:`~bot.delivery.Transport` with its delivery state recorded. A redelivered message
   gets the reply it got the first time, sent again only if it never arrived. :meth:`feedback` takes
   a verdict on a reply. A reply the platform finally refuses is filed for review.
+  Pressing "Book an adviser call" under an advice reply hands off like "talk to a person" and
+  records the outcome ``adviser_call_booked`` on that reply; a bank's backend records other outcomes
+  (:meth:`record_outcome`, ``POST /api/outcomes``).
 - **Operators**: replies in a handoff thread, flags, the review queue's actions, closing handoffs
   and retraining, each checked against the operator list in one place (the ops desk and the review
   service raise :class:`bot.errors.NotAuthorised`).
@@ -30,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bot.abuse import BUSY, AbuseLimits
+from bot.choices import ADVISER_CHOICE
 from bot.core import Incoming, Outgoing, TellerCore, message_text
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import DeliveryError, InputError, NotFound, RateLimited
@@ -41,9 +45,12 @@ from bot.storage import (
     DeliveryKind,
     Direction,
     Feedback,
+    Outcome,
     ReviewItem,
     StoredMessage,
+    StoreError,
 )
+from bot.storage.outcomes import ADVISER_CALL_BOOKED, BACKEND_SOURCE, NO_SUCH_ANSWER
 
 if TYPE_CHECKING:
     from bot.ops_desk import OpsDesk
@@ -96,7 +103,69 @@ class TellerService:
 
         Raises :class:`InputError` (empty, or longer than :data:`bot.core.MAX_TEXT`) and
         :class:`RateLimited` (over an abuse limit; nothing is stored). A redelivered message is
-        answered as the first time without counting again."""
+        answered as the first time without counting again. Pressing "Book an adviser call"
+        (:data:`~bot.choices.ADVISER_CHOICE`) also records the outcome ``adviser_call_booked`` on the
+        customer's latest reply that offered the button (:meth:`book_adviser_call`)."""
+        reply = self._handle(incoming, private)
+        if incoming.text.strip() == ADVISER_CHOICE and reply.route not in UNSTORED_ROUTES:
+            self.book_adviser_call(incoming, reply)
+        return reply
+
+    def book_adviser_call(self, incoming: Incoming, reply: Outgoing) -> Outcome | None:
+        """Record ``adviser_call_booked`` on the latest reply of the customer's that offered the
+        adviser button (the advice reply it was pressed under; once per reply, so a redelivery
+        records nothing new). A store failure is logged, never raised: the customer's handoff has
+        been answered already. None when no recent reply offered the button (the value typed)."""
+        try:
+            outcome = self.core.store.outcomes.book(
+                incoming.channel,
+                incoming.user_id,
+                ADVISER_CHOICE,
+                ADVISER_CALL_BOOKED,
+                before=reply.message_id,
+            )
+        except (StoreError, InputError) as exc:
+            log.error(
+                "outcome_not_recorded",
+                extra={"fields": {"outcome": ADVISER_CALL_BOOKED, "error": repr(exc)[:300]}},
+            )
+            return None
+        if outcome is not None:
+            log.info(
+                "outcome_recorded",
+                extra={"fields": {"message_id": outcome.message_id, "outcome": outcome.name}},
+            )
+        return outcome
+
+    def record_outcome(
+        self,
+        name: str,
+        actor: str,
+        message_id: str | None = None,
+        customer: tuple[str, str] | None = None,
+    ) -> tuple[Outcome, bool]:
+        """A bank's backend records business outcome ``name`` (a short slug) on one of Teller's
+        answers: ``message_id``, or without it the latest answer to ``customer`` (channel, stored user
+        id); with both, the answer must be that customer's. Audited under ``actor`` when new.
+        Returns the outcome and whether it is new (recording it again changes nothing).
+
+        Raises :class:`InputError` (a malformed name, or neither reply nor customer named) and
+        :class:`NotFound` (not one of Teller's answers, or not the customer's: the same words)."""
+        outcomes = self.core.store.outcomes
+        if message_id is None and customer is None:
+            raise InputError(
+                "name the reply (message_id) or the customer (X-Teller-Customer) the outcome is about"
+            )
+        if message_id is None:
+            assert customer is not None
+            message_id = outcomes.latest_answer(*customer).id
+        elif customer is not None:
+            answer = outcomes.answer(message_id)
+            if (answer.channel, answer.user_id) != customer:
+                raise NotFound(NO_SUCH_ANSWER)
+        return outcomes.record(message_id, name, BACKEND_SOURCE, actor=actor)
+
+    def _handle(self, incoming: Incoming, private: bool) -> Outgoing:
         if private and self.desk is not None:
             earlier = self.desk.replay(incoming)  # an interview message seen before: same reply
             if earlier is not None:

@@ -23,12 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from positioning.engine import format_answer
-from positioning.evidence import Evidence, intent_words
+from positioning.evidence import Evidence, LoggedExchange, intent_words
+from positioning.glyphs import chart_font, font_families, need_keys
 from positioning.options import Scored
 from positioning.rules import Rules
 from positioning.scoring import UNDER_SERVED, NeedScore, PositioningScore
 from positioning.script import Script
-from positioning.summary import FAIL, PASS, launch_checks, positioning_statement, recommendations
+from positioning.stats import Rate
+from positioning.summary import (
+    CONTAINMENT_MEANS,
+    FAIL,
+    PASS,
+    containment_text,
+    launch_checks,
+    positioning_statement,
+    recommendations,
+)
 from positioning.trend import Run, plot_trend, run_now, trend_lines
 
 #: Characters with a meaning inside a Markdown line (CommonMark and GitHub's tables, strikethrough),
@@ -75,13 +85,92 @@ class BriefExtras:
     and ``now`` this run's time (ISO 8601 UTC; default: now); ``measured``: the product's own
     figures for the launch checks (``accuracy`` %, ``latency_ms``, ``containment`` %); ``rules``: what
     the product must not do itself; ``comparison``: options scored side by side
-    (:func:`positioning.options.compare`)."""
+    (:func:`positioning.options.compare`); ``asked``: the customers' messages of the period (their
+    own words: no pressed buttons), grouped in the evidence by what answered them
+    (:func:`answered_by`); ``product_name``: the product's name when its answer names none."""
 
     history: Sequence[Run] = ()
     now: str | None = None
     measured: Mapping[str, Any] = field(default_factory=dict)
     rules: Rules | None = None
     comparison: Sequence[Scored] = ()
+    asked: Sequence[LoggedExchange] = ()
+    product_name: str = "Teller"
+
+
+#: The kinds of :class:`AnswerGroup`, in the order a chart colours them.
+INTENT, ENTRY, ADVICE_DECLINED, CLARIFIED, SMALL_TALK, NOT_ANSWERED = (
+    "intent",
+    "knowledge-base entry",
+    "advice declined",
+    "asked to clarify",
+    "small talk",
+    "handed off / not answered",
+)
+_KIND_COLOURS = {
+    INTENT: "#1d4ed8",
+    ENTRY: "#0891b2",
+    ADVICE_DECLINED: "#7c3aed",
+    CLARIFIED: "#9ca3af",
+    SMALL_TALK: "#d1d5db",
+    NOT_ANSWERED: "#dc2626",
+}
+
+
+@dataclass(frozen=True)
+class AnswerGroup:
+    """Messages grouped by what actually answered them: an intent that answered (``name`` its
+    label in words), a knowledge-base entry (its id in words), advice declined, a clarifying
+    question, small talk, or nothing (handed off / not answered); with the share handed off and the
+    share of answers flagged or thumbed down."""
+
+    kind: str
+    name: str
+    messages: int
+    handoff_rate: float
+    flag_rate: float
+
+    @property
+    def label(self) -> str:
+        if self.kind == INTENT:
+            return self.name
+        if self.kind == ENTRY:
+            return f"KB: {self.name}"
+        return self.kind
+
+
+def _answered(e: LoggedExchange) -> tuple[str, str]:
+    """What answered one message: ``(kind, name)``. The logged intent counts only when the reply
+    came from it (route ``intent``); for other routes it is the classifier's guess, not an answer."""
+    if e.route == "intent" and e.intent:
+        return INTENT, intent_words(e.intent)
+    if e.route == "faq":
+        return ENTRY, intent_words(e.kb_id) if e.kb_id else "entry not recorded"
+    if e.route == "advice":
+        return ADVICE_DECLINED, ""
+    if e.route == "clarify":
+        return CLARIFIED, ""
+    if e.route == "smalltalk":
+        return SMALL_TALK, ""
+    return NOT_ANSWERED, ""
+
+
+def answered_by(exchanges: Sequence[LoggedExchange]) -> list[AnswerGroup]:
+    """``exchanges`` grouped by what answered them (:class:`AnswerGroup`), most messages first."""
+    groups: dict[tuple[str, str], list[LoggedExchange]] = {}
+    for e in exchanges:
+        groups.setdefault(_answered(e), []).append(e)
+    found = [
+        AnswerGroup(
+            kind,
+            name,
+            len(items),
+            sum(e.handed_off or e.route == "handoff" for e in items) / len(items),
+            sum(e.flagged for e in items) / len(items),
+        )
+        for (kind, name), items in groups.items()
+    ]
+    return sorted(found, key=lambda g: (-g.messages, g.label))
 
 
 def write_brief(
@@ -99,12 +188,14 @@ def write_brief(
     extras = extras or BriefExtras()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    chart = directory / "evidence.png" if evidence.intents else None
+    groups = answered_by(extras.asked)
+    chart = directory / "evidence.png" if groups else None
     if chart is not None:
-        plot_evidence(evidence, chart)
+        plot_evidence(evidence, groups, chart)
     opportunity_chart = directory / "opportunity.png" if any(n.measured for n in result.needs) else None
+    keyed = False
     if opportunity_chart is not None:
-        plot_opportunity(result, opportunity_chart)
+        keyed = not plot_opportunity(result, opportunity_chart)
     trend_chart = directory / "trend.png" if extras.history else None
     if trend_chart is not None:
         plot_trend(extras.history, run_now(result, extras.now), trend_chart)
@@ -119,6 +210,7 @@ def write_brief(
         opportunity_chart.name if opportunity_chart else None,
         extras,
         trend_chart.name if trend_chart else None,
+        chart_keys=keyed,
     )
     markdown.write_text(text, encoding="utf-8")
     page = directory / "brief.html"
@@ -194,29 +286,45 @@ def render(
     opportunity_chart: str | None = None,
     extras: BriefExtras | None = None,
     trend_chart: str | None = None,
+    chart_keys: bool = False,
 ) -> str:
-    """The brief as Markdown (see the module's docstring)."""
+    """The brief as Markdown (see the module's docstring). ``chart_keys``: the opportunity chart
+    names the needs by key only (no font could draw their wording), so the key table goes beside it."""
     extras = extras or BriefExtras()
     product = str(answers.get("product", "the product"))
     lines = [f"# Positioning brief: {escape_markdown(title or product)}", ""]
     m_text = "not measured" if result.m is None else f"{result.m:.2f}"
     score_text = "not measurable yet" if result.score is None else f"{result.score:.2f}"
     lines += [f"**Positioning = P(D|U) x M = {_figure(result.p_d_given_u)} x {m_text} = {score_text}**", ""]
-    if result.target is not None:
-        lines += [
-            ("P(D|U) above is over all traffic. " if not result.target.everyone else "")
-            + escape_markdown(result.target.text()),
-            "",
-        ]
+    if result.p_scope:
+        lines += [escape_markdown(result.p_scope), ""]
     lines += _summary_section(answers, result, evidence, extras)
     lines += ["## How the score is computed", ""]
+    over = "the target users' conversations" if result.over_target else "all traffic"
     lines += [
         "- **P(D|U)** (how well the product meets the target users' core needs) = sum of importance x "
         "satisfaction / sum of importance, over the needs with traffic; satisfaction = the share of "
-        "the need's customer conversations that were resolved.  ",
+        f"the need's customer conversations that were resolved, here over {over}.  ",
         f"  {_code(result.p_formula)}"
         + (f"; 95 % CI {result.p_interval.low:.2f}-{result.p_interval.high:.2f}" if result.p_interval else "")
         + f"; needs with traffic carry {result.importance_measured:.0%} of the importance.",
+    ]
+    if result.over_target:
+        lines += [
+            "- For comparison, over all traffic (not used in the score):  ",
+            f"  {_code(result.p_all_formula)}"
+            + (
+                f"; 95 % CI {result.p_all_interval.low:.2f}-{result.p_all_interval.high:.2f}"
+                if result.p_all_interval
+                else ""
+            )
+            + ".",
+        ]
+    elif result.target is not None and not result.target.everyone:
+        lines += [
+            f"- {_code(result.target.formula)}: so P(D|U) above is over all traffic.",
+        ]
+    lines += [
         "- **M** (how well those needs match the gap in the market) = sum of importance x demand x "
         "(1 - competitor coverage) / sum of importance x demand; demand = the need's share of all "
         f"messages ({result.m_source}).  ",
@@ -228,9 +336,14 @@ def render(
     lines += trend_lines(extras.history, run_now(result, extras.now), trend_chart)
     if extras.comparison:
         lines += [render_comparison(list(extras.comparison))]
+    lines += ["## Core needs, as customers got them", ""]
+    if result.over_target:
+        lines += [
+            "Satisfaction below is over all traffic; the target users' own, which P(D|U) uses, is in "
+            "the section on U above.",
+            "",
+        ]
     lines += [
-        "## Core needs, as customers got them",
-        "",
         "| need | importance | served by | satisfaction (resolved/conversations, 95 % CI) | messages "
         "(demand) | competitor coverage | weight in M |",
         "|---|---|---|---|---|---|---|",
@@ -252,7 +365,7 @@ def render(
         if len(n.by_segment) > 1:
             detail.append("by segment: " + ", ".join(f"{s} {r.text()}" for s, r in n.by_segment.items()))
         lines.append(f"- **{escape_markdown(n.need)}**: {escape_markdown('; '.join(detail))}")
-    lines += ["", *_opportunity_section(result.needs, opportunity_chart)]
+    lines += ["", *_opportunity_section(result.needs, opportunity_chart, chart_keys)]
     if len(result.segments) > 1:
         lines += [
             "## P(D|U) by customer segment",
@@ -273,26 +386,24 @@ def render(
     lines += ["", f"## What customers actually asked ({evidence.period})", ""]
     if evidence.messages:
         lines += [f"- Messages: {evidence.messages}"]
-        if evidence.resolved is not None:
-            lines.append(
-                "- Resolved (answered, not flagged, not handed off, not asked again), per conversation: "
-                + evidence.resolved.text()
-            )
         lines += [
-            f"- Containment (answered without a handoff; counts refusals, clarify turns and flagged "
-            f"answers): {evidence.containment_rate:.0%}",
+            f"- Containment ({CONTAINMENT_MEANS}): {containment_text(evidence.resolved)}",
             f"- Handoff rate: {evidence.handoff_rate:.0%}; "
             f"answers flagged not helpful: {evidence.flag_rate:.0%}",
             "",
-            "| intent (the classifier's reading) | messages | handoff rate | flag rate |",
-            "|---|---|---|---|",
         ]
-        lines += [
-            f"| {intent_words(f.intent)} | {f.messages} | {f.handoff_rate:.0%} | {f.flag_rate:.0%} |"
-            for f in evidence.intents[:15]
-        ]
+        groups = answered_by(extras.asked)
+        if groups:
+            lines += [
+                "| what answered | messages | handed off | flagged or thumbed down |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {escape_markdown(g.label)} | {g.messages} | {g.handoff_rate:.0%} | {g.flag_rate:.0%} |"
+                for g in groups[:15]
+            ]
         if chart:
-            lines += ["", f"![top intents, handoff and flag rates]({chart})"]
+            lines += ["", f"![messages by what answered them]({chart})"]
         if evidence.candidate_needs:
             lines += [
                 "",
@@ -326,7 +437,8 @@ def render(
 
 def _target_section(result: PositioningScore) -> list[str]:
     """U, the target users: which segments (and how they were chosen), P(D|U) over their
-    conversations beside all traffic, and each target segment alone."""
+    conversations (the headline when they have any) beside all traffic, each target segment alone,
+    and each need's resolved share for U beside all traffic."""
     t = result.target
     if t is None:
         return []
@@ -339,9 +451,15 @@ def _target_section(result: PositioningScore) -> list[str]:
             "",
         ]
         return lines
+    used = (
+        "The headline P(D|U) is over these conversations; all traffic is shown for comparison."
+        if t.measured
+        else "None of these conversations is about a listed need, so the headline P(D|U) falls back "
+        "to all traffic."
+    )
     lines += [
         f"U = {escape_markdown(', '.join(t.segments))} ({escape_markdown(t.source)}); a conversation "
-        "counts for U when its segment (from the bank's backend) or its channel is one of these.",
+        f"counts for U when its segment (from the bank's backend) or its channel is one of these. {used}",
         "",
         f"- {_code(t.formula)}",
         "",
@@ -356,7 +474,19 @@ def _target_section(result: PositioningScore) -> list[str]:
             for name, (e, n) in t.per_segment.items()
         ]
     overall = t.all_traffic.text() if t.all_traffic else "no traffic"
-    lines += [f"| all traffic | {overall} | {t.all_conversations} |", ""]
+    lines += [f"| all traffic (comparison) | {overall} | {t.all_conversations} |", ""]
+    if t.measured:
+        lines += [
+            "| need | importance | resolved for U | resolved over all traffic |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {escape_markdown(n.need)} | {n.importance} | {t.by_need[n.need].text()} | "
+            f"{n.satisfaction.text()} |"
+            for n in result.needs
+            if n.need in t.by_need
+        ]
+        lines.append("")
     if t.without_traffic:
         lines += [
             f"No conversation of these needs came from {escape_markdown(', '.join(t.without_traffic))}: "
@@ -371,7 +501,7 @@ def _summary_section(
 ) -> list[str]:
     """The executive summary: the positioning statement and its components, the launch checks,
     the recommendations."""
-    statement = positioning_statement(answers, result)
+    statement = positioning_statement(answers, result, extras.product_name)
     lines = [
         "## Executive summary",
         "",
@@ -424,12 +554,14 @@ def _summary_section(
 
 def render_comparison(scored: list[Scored]) -> str:
     """Options side by side (best first, as :func:`positioning.options.compare` orders them): each
-    term with its interval, the needs with traffic and the under-served ones."""
+    term with its interval, whose conversations P(D|U) is over (the target users, or all traffic
+    when they have none of the option's needs), the needs with traffic and the under-served ones."""
     lines = [
         "## Positioning options side by side",
         "",
-        "| option | P(D\\|U) (95 % CI) | M | positioning | needs with traffic | under-served |",
-        "|---|---|---|---|---|---|",
+        "| option | P(D\\|U) (95 % CI) | over | M | positioning | needs with traffic (over those "
+        "conversations) | under-served |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in scored:
         r = s.result
@@ -442,23 +574,35 @@ def render_comparison(scored: list[Scored]) -> str:
         total = "not measurable" if r.score is None else f"{r.score:.2f}"
         under = ", ".join(n.need for n in r.needs if n.under_served) or "-"
         lines.append(
-            f"| {escape_markdown(s.option.name)} | {p} | {m} | {total} | "
-            f"{sum(n.measured for n in r.needs)} of {len(r.needs)} | {escape_markdown(under)} |"
+            f"| {escape_markdown(s.option.name)} | {p} | {escape_markdown(r.p_over)} | {m} | {total} | "
+            f"{_with_traffic(r)} of {len(r.needs)} | {escape_markdown(under)} |"
         )
     return "\n".join([*lines, ""])
 
 
-def _opportunity_section(needs: list[NeedScore], chart: str | None) -> list[str]:
+def _with_traffic(result: PositioningScore) -> int:
+    """The needs with traffic over the conversations the option's P(D|U) is over: the target users'
+    when it is over them, else all traffic."""
+    target = result.target if result.over_target else None
+    if target is not None:
+        return sum(target.by_need.get(n.need, Rate(0, 0)).trials > 0 for n in result.needs)
+    return sum(n.measured for n in result.needs)
+
+
+def _opportunity_section(needs: list[NeedScore], chart: str | None, keyed: bool = False) -> list[str]:
+    """The opportunity table (each need with its key, ``N1``...) and chart; with ``keyed``, the
+    key of the chart's labels (key -> need) beside it."""
     lines = [
         "## Opportunity map",
         "",
         "Opportunity = importance + max(importance - satisfaction, 0), both on 0-10 (importance 1-5 x 2, "
         f"satisfaction x 10; Ulwick, outcome-driven innovation). Above {UNDER_SERVED:g}: under-served.",
         "",
-        "| # | need | importance (0-10) | satisfaction (0-10) | opportunity | range (from the 95 % CI) | |",
+        "| key | need | importance (0-10) | satisfaction (0-10) | opportunity | range (from the 95 % CI) | |",
         "|---|---|---|---|---|---|---|",
     ]
-    number = {id(n): i for i, n in enumerate(needs, start=1)}
+    keys = need_keys([n.need for n in needs])
+    number = {id(n): keys[n.need] for n in needs}
     for n in sorted(needs, key=lambda n: -(n.opportunity if n.opportunity is not None else -1)):
         if n.opportunity is None or n.satisfaction.value is None:
             lines.append(
@@ -474,51 +618,123 @@ def _opportunity_section(needs: list[NeedScore], chart: str | None) -> list[str]
         )
     if chart:
         lines += ["", f"![opportunity map: importance against satisfaction]({chart})"]
+        if keyed:
+            lines += [
+                "",
+                "No font here can draw the needs' wording, so the chart names them by key:",
+                "",
+                "| key | need |",
+                "|---|---|",
+                *(f"| {keys[n.need]} | {escape_markdown(n.need)} |" for n in needs),
+            ]
     return [*lines, ""]
 
 
-def plot_evidence(evidence: Evidence, path: Path, top: int = 12) -> None:
-    """Two panels sharing the intents (in words): messages per top intent; handoff and flag rates."""
+def plot_evidence(evidence: Evidence, groups: Sequence[AnswerGroup], path: Path, top: int = 12) -> None:
+    """One chart, one axis: messages per group of what answered them (:func:`answered_by`: the
+    intent that answered, in words, the knowledge-base entry, advice declined, handed off / not
+    answered), coloured by kind, each bar marked with its handoff and flag rates; the title gives
+    containment as the brief defines it. Names a default font cannot draw are drawn with an
+    installed font that can, if any (:func:`positioning.glyphs.chart_font`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figures = evidence.intents[:top]
-    names = [intent_words(f.intent) for f in figures][::-1]
-    fig, (ax, ax2) = plt.subplots(
-        1, 2, sharey=True, figsize=(11, 0.45 * len(names) + 1.8), gridspec_kw={"width_ratios": [3, 2]}
-    )
-    ax.barh(names, [f.messages for f in figures][::-1], color="#1d4ed8")
+    shown = list(groups[:top])[::-1]
+    with plt.rc_context({"font.family": font_families(chart_font([g.label for g in shown])[1])}):
+        _plot_evidence(evidence, shown, path)
+
+
+def _plot_evidence(evidence: Evidence, shown: list[AnswerGroup], path: Path) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(shown) + 1.8))
+    counts = [g.messages for g in shown]
+    ax.barh([g.label for g in shown], counts, color=[_KIND_COLOURS[g.kind] for g in shown])
+    for i, g in enumerate(shown):
+        ax.annotate(
+            f" handed off {g.handoff_rate:.0%}, flagged {g.flag_rate:.0%}",
+            (g.messages, i),
+            va="center",
+            fontsize=8,
+            color="#374151",
+        )
+    ax.set_xlim(0, max(counts, default=1) * 1.45)
     ax.set_xlabel("messages")
-    ax.set_title("Messages per intent (classifier's reading)", fontsize=10)
-    y = range(len(names))
-    ax2.barh(
-        [i + 0.2 for i in y], [f.handoff_rate for f in figures][::-1], 0.4, color="#dc2626", label="handoff"
+    kinds = [k for k in _KIND_COLOURS if any(g.kind == k for g in shown)]
+    ax.legend(handles=[Patch(color=_KIND_COLOURS[k], label=k) for k in kinds], loc="lower right", fontsize=8)
+    resolved = evidence.resolved
+    contained = (
+        f"containment {100 * (resolved.value or 0.0):.0f} % ({resolved.successes}/{resolved.trials} "
+        "conversations resolved without a person)"
+        if resolved is not None and resolved.trials
+        else "containment not measured"
     )
-    ax2.barh(
-        [i - 0.2 for i in y], [f.flag_rate for f in figures][::-1], 0.4, color="#f59e0b", label="flagged"
-    )
-    ax2.set_xlim(0, 1)
-    ax2.set_xlabel("share of the intent's messages")
-    ax2.set_title("Handoff and flag rates", fontsize=10)
-    ax2.legend(loc="lower right")
-    fig.suptitle(
-        f"What customers asked ({evidence.period}): {evidence.messages} messages, "
-        f"containment {evidence.containment_rate:.0%}",
-        fontsize=11,
+    ax.set_title(
+        f"What answered customers ({evidence.period}): {evidence.messages} messages, {contained}",
+        fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_opportunity(result: PositioningScore, path: Path) -> None:
+def plot_opportunity(result: PositioningScore, path: Path) -> bool:
     """Importance (x, 0-10) against measured satisfaction (y, 0-10) with its 95 % interval per need;
-    the shaded area is under-served (opportunity above the threshold)."""
+    the shaded area is under-served (opportunity above the threshold). Each point is labelled with
+    the need's key (``N1``...) and its wording when a font has every glyph of it
+    (:func:`positioning.glyphs.chart_font`: the default font, else an installed one as a fallback);
+    returns whether the wording was drawn (False: keys only, the brief explains them)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = need_keys([n.need for n in result.needs])
+    shown = [n.need[:30] for n in result.needs if n.satisfaction.value is not None]
+    drawable, family = chart_font(shown)
+    with plt.rc_context({"font.family": font_families(family)}):
+        _plot_opportunity(result, path, keys, drawable)
+    return drawable
+
+
+#: Points per data unit of the opportunity chart (7 x 6 inches, both axes 0-10.5), and a label's
+#: size at 8 points: roughly, to keep labels apart.
+_PT_X, _PT_Y, _CHAR_W, _LINE_H = 41.0, 34.0, 4.8, 11.0
+
+
+def label_offsets(points: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[tuple[float, float]]:
+    """Where each point's label goes (offset in points from the point) so that no two labels
+    overlap: each label takes the first place, right or left of its point and then stepping up or
+    down, whose box meets no label placed before it (points placed in order of importance, then
+    satisfaction)."""
+    placed: list[tuple[float, float, float, float]] = []
+    out: list[tuple[float, float]] = [(6.0, 4.0)] * len(points)
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1], i))
+    for i in order:
+        (x, y), width = points[i], _CHAR_W * len(labels[i])
+        px, py = x * _PT_X, y * _PT_Y
+        candidates = [
+            (dx, dy)
+            for step in range(8)
+            for dy in ((4.0 + step * _LINE_H, -12.0 - step * _LINE_H) if step else (4.0, -12.0))
+            for dx in (6.0, -6.0 - width)
+        ]
+        for dx, dy in candidates:
+            box = (px + dx, py + dy, px + dx + width, py + dy + _LINE_H)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        else:
+            dx, dy = candidates[0]
+            box = (px + dx, py + dy, px + dx + width, py + dy + _LINE_H)
+        placed.append(box)
+        out[i] = (dx, dy)
+    return out
+
+
+def _plot_opportunity(result: PositioningScore, path: Path, keys: Mapping[str, str], wording: bool) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -527,20 +743,25 @@ def plot_opportunity(result: PositioningScore, path: Path) -> None:
     # opportunity > U  <=>  sat < 2 imp - U  (when sat < imp)
     ax.fill_between(imp, 0, np.clip(2 * imp - UNDER_SERVED, 0, 10), color="#fecaca", label="under-served")
     ax.plot([0, 10], [0, 10], color="#9ca3af", linewidth=1, linestyle="--", label="satisfaction = importance")
-    for number, n in enumerate(result.needs, start=1):
-        if n.satisfaction.value is None or n.satisfaction.interval is None:
-            continue
-        x, y = 2 * n.importance, 10 * n.satisfaction.value
-        low, high = n.satisfaction.interval
+    drawn = [n for n in result.needs if n.satisfaction.value is not None and n.satisfaction.interval]
+    points = [(2.0 * n.importance, 10 * (n.satisfaction.value or 0.0)) for n in drawn]
+    # The key refers to the brief's table; the wording only where a font can draw it.
+    labels = [
+        f"{keys[n.need]}{f' {n.need[:30]}' if wording else ''} (n={n.satisfaction.trials})" for n in drawn
+    ]
+    offsets = label_offsets(points, labels)
+    for n, (x, y), label, offset in zip(drawn, points, labels, offsets, strict=True):
+        low, high = n.satisfaction.interval or (0.0, 0.0)
         ax.errorbar(x, y, yerr=[[y - 10 * low], [10 * high - y]], fmt="o", color="#1d4ed8", capsize=4)
-        # The number refers to the brief's table; the wording only where the chart's font can show it.
-        name = f" {n.need[:30]}" if n.need.isascii() else ""
         ax.annotate(
-            f"#{number}{name} (n={n.satisfaction.trials})",
+            label,
             (x, y),
             textcoords="offset points",
-            xytext=(6, 4),
+            xytext=offset,
             fontsize=8,
+            arrowprops={"arrowstyle": "-", "color": "#9ca3af", "linewidth": 0.6}
+            if offset[1] > 8 or offset[1] < -16
+            else None,
         )
     ax.set_xlim(0, 10.5)
     ax.set_ylim(0, 10.5)

@@ -17,6 +17,7 @@ from typing import Any
 
 from positioning.errors import InterviewClosed, PositioningError
 from positioning.formats import check_items, item_names, numbered
+from positioning.needs import KnownIds
 from positioning.script import FULL as FULL  # re-exported: the modes an interview runs in
 from positioning.script import QUICK as QUICK
 from positioning.script import Question, Script
@@ -94,6 +95,18 @@ class Prompt:
     suggestion_note: str | None = None
     #: The items of the question's ``per`` question (the needs a line names), numbered from 1.
     names: tuple[str, ...] = ()
+    #: The caller's figure shown beside a target as information (the question's ``measured``), and
+    #: what it is; never what an empty answer gives (that is "no target stated").
+    measured: Any = None
+    measured_note: str | None = None
+
+    @property
+    def takes_empty(self) -> bool:
+        """Does an empty answer mean something here: keep the answer shown, or (an optional
+        question showing a measured figure) state none?"""
+        return self.suggestion is not None or (
+            self.question.measured is not None and not self.question.required
+        )
 
     @property
     def progress(self) -> str:
@@ -128,6 +141,11 @@ class Prompt:
                 lines += ["Current answer:", *(f"  {x}" for x in self.previous_answer)]
             else:
                 lines.append(f"Current answer: {format_answer(self.previous_answer)}")
+        if self.measured is not None:
+            note = f" ({self.measured_note})" if self.measured_note else ""
+            lines.append(f"For information, Teller measures: {format_answer(self.measured)}{note}.")
+        if self.question.measured is not None and self.suggestion is None:
+            lines.append("Type your target, or press Enter (or 'skip') to state none.")
         if self.suggestion is not None:
             if self.previous_answer is None:
                 if lines_of and isinstance(self.suggestion, list):
@@ -192,9 +210,31 @@ class InterviewEngine:
     Enter keeps the suggestion. A suggestion that fails is left out (the question is asked plainly).
     """
 
-    def __init__(self, script: Script, suggest: Suggest | None = None) -> None:
+    def __init__(
+        self,
+        script: Script,
+        suggest: Suggest | None = None,
+        known: Callable[[], KnownIds | None] | None = None,
+    ) -> None:
         self.script = script
         self.suggest = suggest
+        #: What a ``need_link`` answer may name (the classifier's intents, the knowledge base's
+        #: entries, Teller's routes), asked for only when such a question is answered; None, or a
+        #: call that fails: ids are not checked (routes still are).
+        self.known = known
+
+    def known_ids(self, question: Question) -> KnownIds | None:
+        """The ids ``question``'s answer may name, from the caller (None when it names none, or the
+        caller cannot say: the answer is then checked without them)."""
+        if question.format != "need_link" or self.known is None:
+            return None
+        try:
+            return self.known()
+        except Exception:  # the model or knowledge base cannot be read: accept ids unchecked
+            log.warning(
+                "interview_known_ids_failed", extra={"fields": {"question": question.id}}, exc_info=True
+            )
+            return None
 
     # ---------------------------------------------------------------------------------- queries
 
@@ -214,7 +254,9 @@ class InterviewEngine:
         previous = state.answers.get(q.id)
         default = self.default(state, q)
         note = q.prefill_note
-        if default is None:
+        if q.measured is not None and previous is not None:
+            default = previous  # a target stated earlier is kept with "ok", like any current answer
+        if default is None and q.measured is None:
             kept = state.suggested.get(q.id)
             if kept is not None and kept.get("value") not in (None, "", []):
                 default, note = kept["value"], kept.get("note")
@@ -229,7 +271,22 @@ class InterviewEngine:
             suggestion=(previous if previous is not None else default) if default is not None else None,
             suggestion_note=note if default is not None and previous is None else None,
             names=tuple(self.names(state.answers, q) or ()),
+            measured=self._measured(state, q),
+            measured_note=self._measured_note(state, q),
         )
+
+    def _measured(self, state: InterviewState, question: Question) -> Any:
+        key = question.measured
+        return state.defaults.get(key) if key is not None and state.defaults.get(key) != "" else None
+
+    def _measured_note(self, state: InterviewState, question: Question) -> str | None:
+        """The ``measured_note``, with how many conversations the figure rests on when the caller
+        says (``<key>_n``)."""
+        if question.measured is None or self._measured(state, question) is None:
+            return None
+        n = state.defaults.get(f"{question.measured}_n")
+        count = f"{n} conversation{'s' if n != 1 else ''}" if isinstance(n, int) else ""
+        return "; ".join(x for x in (question.measured_note, count) if x) or None
 
     def names(self, answers: dict[str, Any], question: Question) -> list[str] | None:
         """The items a per-need question's lines may name (its ``per`` answer's names), or None."""
@@ -287,9 +344,11 @@ class InterviewEngine:
         prompt = self.prompt(state)
         if prompt is not None and prompt.suggestion is not None and _keeps(raw):
             raw = prompt.suggestion
+        elif question.measured is not None and not question.required and _empty(raw):
+            return self.skip(state)  # no target stated (the figure shown is not the answer)
         try:
-            value = parse_answer(question, raw, self.names(state.answers, question))
-        except ValueError as exc:
+            value = parse_answer(question, raw, self.names(state.answers, question), self.known_ids(question))
+        except ValueError as exc:  # the state is unchanged: the same question, with the reason
             return Turn(state, self.prompt(state), str(exc))
         new = self._copy(state)
         new.answers[question.id] = value
@@ -393,7 +452,7 @@ class InterviewEngine:
         value = found.value if found is not None else None
         if value is not None:
             try:
-                value = parse_answer(q, value, self.names(answers, q))
+                value = parse_answer(q, value, self.names(answers, q), self.known_ids(q))
             except ValueError:
                 log.warning("interview_suggestion_invalid", extra={"fields": {"question": q.id}})
                 value = None
@@ -433,10 +492,13 @@ class InterviewEngine:
         return Turn(state, None)
 
 
-def parse_answer(question: Question, raw: Any, names: Sequence[str] | None = None) -> Any:
+def parse_answer(
+    question: Question, raw: Any, names: Sequence[str] | None = None, known: KnownIds | None = None
+) -> Any:
     """The answer in its typed form; ``ValueError`` with a message for the user when it is not valid.
     A question with a ``format`` checks it (:mod:`positioning.formats`); ``names`` are the needs its
-    lines may name (None: any)."""
+    lines may name (None: any), ``known`` the intents, entries and routes a link may name (None: ids
+    not checked)."""
     if question.type == "text":
         value = "" if raw is None or isinstance(raw, list) else str(raw).strip()
         if not value:
@@ -444,7 +506,7 @@ def parse_answer(question: Question, raw: Any, names: Sequence[str] | None = Non
         if question.pattern and not re.search(question.pattern, value):
             raise ValueError(question.pattern_hint or "that answer does not have the expected form")
         if question.format:
-            value = check_items(question.format, [value], names)[0]
+            value = check_items(question.format, [value], names, known)[0]
         return value
     if question.type in ("number", "scale"):
         whole = question.type == "scale" or question.integer
@@ -488,7 +550,7 @@ def parse_answer(question: Question, raw: Any, names: Sequence[str] | None = Non
         if bad:
             raise ValueError(f"{bad[0]!r}: {question.pattern_hint or 'does not have the expected form'}")
     if question.format:
-        items = check_items(question.format, items, names)
+        items = check_items(question.format, items, names, known)
     return items
 
 
@@ -555,6 +617,10 @@ def parse_number(text: str, whole: bool = False) -> float:
 def _keeps(raw: Any) -> bool:
     """Does ``raw`` keep the answer shown ("ok", or nothing)?"""
     return raw is None or (isinstance(raw, str) and raw.strip().lower() in KEEP_WORDS)
+
+
+def _empty(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and not raw.strip()) or raw == []
 
 
 def _option(question: Question, pick: str) -> str:

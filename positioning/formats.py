@@ -1,7 +1,8 @@
 """Answer formats the brief reads, checked while the PM answers (a question's ``format``).
 
 - ``need_link``: ``"need | intent:card_arrival, kb:overdraft_fee, route:advice, example:..."``
-  (:func:`positioning.needs.parse_link`): what serves the need in Teller.
+  (:func:`positioning.needs.parse_link`): what serves the need in Teller; every intent, entry and
+  route must be one Teller knows (:func:`positioning.needs.check_link`, ids passed in by the caller).
 - ``need_rating``: ``"need | 1-5"`` (or a share, ``0.25`` / ``25%``;
   :func:`positioning.needs.parse_coverage`): how well competitors already cover the need.
 - ``need_resolution``: ``"need | routes=intent,faq; outcome=adviser_call_booked"``
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from positioning.errors import PositioningError
-from positioning.needs import parse_coverage, parse_link, parse_resolution
+from positioning.needs import KnownIds, check_link, parse_coverage, parse_link, parse_resolution
 from positioning.scoring import parse_market_override
 
 FORMATS = ("need_link", "need_rating", "need_resolution", "market_match")
@@ -50,10 +51,12 @@ def _need(ref: str, names: Sequence[str] | None) -> str:
     raise ValueError(f"{ref!r} is not one of the needs ({numbered(names)})")
 
 
-def check(fmt: str, item: str, names: Sequence[str] | None = None) -> str:
+def check(fmt: str, item: str, names: Sequence[str] | None = None, known: KnownIds | None = None) -> str:
     """``item`` checked against ``fmt`` and written out in full (a need named by its number gets its
-    wording). ``names``: the needs a per-need line may name (None: any). Raises :class:`ValueError`
-    with a message for the PM."""
+    wording). ``names``: the needs a per-need line may name (None: any); ``known``: the intents,
+    entries and routes a ``need_link`` may name (None: routes checked against Teller's, ids not
+    checked; :func:`positioning.needs.check_link`). Raises :class:`ValueError` with a message for
+    the PM."""
     item = " ".join(str(item).split())
     try:
         if fmt == "market_match":
@@ -69,7 +72,7 @@ def check(fmt: str, item: str, names: Sequence[str] | None = None) -> str:
             raise ValueError(f"{item!r}: expected '{example}'")
         name, rest = _need(need, names), rest.strip()
         if fmt == "need_link":
-            parse_link(f"{name} | {rest}")
+            check_link(parse_link(f"{name} | {rest}"), known)
         elif fmt == "need_rating":
             parse_coverage(rest)
         elif fmt == "need_resolution":
@@ -81,10 +84,19 @@ def check(fmt: str, item: str, names: Sequence[str] | None = None) -> str:
         raise ValueError(str(exc)) from None
 
 
-def check_items(fmt: str, items: Sequence[str], names: Sequence[str] | None = None) -> list[str]:
-    """Every item checked (:func:`check`); a per-need format takes each need once. Raises
-    :class:`ValueError`."""
-    out = [check(fmt, i, names) for i in items]
+def check_items(
+    fmt: str, items: Sequence[str], names: Sequence[str] | None = None, known: KnownIds | None = None
+) -> list[str]:
+    """Every item checked (:func:`check`, ``known`` as there); a per-need format takes each need
+    once. Raises :class:`ValueError` naming every line at fault, one per line."""
+    out, problems = [], []
+    for item in items:
+        try:
+            out.append(check(fmt, item, names, known))
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("\n".join(problems))
     if fmt in PER_NEED:
         seen: set[str] = set()
         for line in out:

@@ -5,7 +5,8 @@ already cover it. A :class:`NeedLink` ties it to what answers it in Teller: inte
 entries, and (rarely) whole routes such as ``advice``. Teller suggests links
 (:func:`suggest_links`, from the need's wording put to the classifier and the knowledge base, and
 from the answers Teller gave to logged messages like it); the PM confirms or edits them
-(:func:`parse_link`). A :class:`Resolution` says what counts as resolved for a need (the bank's
+(:func:`parse_link`), each id checked against what Teller knows (:class:`KnownIds`,
+:func:`check_link`). A :class:`Resolution` says what counts as resolved for a need (the bank's
 choice; by default an answer from a linked intent or entry).
 
 Nothing here imports the application: the classifier and knowledge base come in as a
@@ -14,6 +15,7 @@ Nothing here imports the application: the classifier and knowledge base come in 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from positioning.errors import PositioningError
-from positioning.evidence import ANSWER_ROUTES, Embed, LoggedExchange, intent_words
+from positioning.evidence import ANSWER_ROUTES, ANSWERED_ROUTES, HANDOFF, Embed, LoggedExchange, intent_words
 
 SUGGESTED, CONFIRMED, EDITED = "suggested", "confirmed", "edited"
 
@@ -180,6 +182,55 @@ def parse_link(line: str, status: str = CONFIRMED) -> NeedLink:
     )
 
 
+#: Teller's routes, as its log names them: what a ``route:`` link may name.
+ROUTES = (*ANSWERED_ROUTES, HANDOFF)
+
+
+@dataclass(frozen=True)
+class KnownIds:
+    """What a link may name: the classifier's ``intents``, the knowledge base's entry ids
+    (``kb_ids``) and Teller's ``routes``. Passed in by the application (this package does not read
+    the model or the knowledge base itself)."""
+
+    intents: frozenset[str]
+    kb_ids: frozenset[str]
+    routes: frozenset[str] = frozenset(ROUTES)
+
+
+def _closest(name: str, known: Iterable[str], n: int = 3) -> str:
+    """``" (closest: card_arrival, card_delivery_estimate)"``, from :func:`difflib.get_close_matches`
+    (case-insensitive), or ``" (none is close)"``."""
+    by_lower: dict[str, str] = {}
+    for k in sorted(known):
+        by_lower.setdefault(k.lower(), k)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.5)
+    if not close:  # a fragment ("arrival") is closer to a name that contains it than difflib says
+        close = [k for k in by_lower if name.lower() in k][:n]
+    return f" (closest: {', '.join(by_lower[c] for c in close)})" if close else " (none is close)"
+
+
+def check_link(link: NeedLink, known: KnownIds | None = None) -> NeedLink:
+    """``link`` itself when every id it names exists (as Teller spells it): intents among
+    ``known.intents``, entries among ``known.kb_ids``, routes among ``known.routes`` (without
+    ``known``: routes among :data:`ROUTES`, ids not checked). Raises :class:`PositioningError`
+    naming every unknown id with the closest known ones (:mod:`difflib`)."""
+    kinds = [("route", "Teller's routes", link.routes, known.routes if known else frozenset(ROUTES))]
+    if known is not None:
+        kinds += [
+            ("intent", "the classifier's intents", link.intents, known.intents),
+            ("kb", "the knowledge base's entries", link.kb_ids, known.kb_ids),
+        ]
+    problems = [
+        f"{kind}:{name} is not one of {where}{_closest(name, ids)}"
+        for kind, where, given, ids in kinds
+        for name in given
+        if name not in ids
+    ]
+    if problems:
+        raise PositioningError(f"{link.need}: " + "; ".join(problems))
+    return link
+
+
 def format_link(link: NeedLink) -> str:
     """The inverse of :func:`parse_link` (what the interview shows the PM to confirm or edit)."""
     parts = [f"intent:{i}" for i in link.intents] + [f"kb:{k}" for k in link.kb_ids]
@@ -292,6 +343,15 @@ def suggest_links(
 
 # ---------------------------------------------------------------------------------- resolution
 
+#: Teller's route for an advice request: a refusal to advise, with an offer of an adviser call.
+ADVICE = "advice"
+#: Why ``routes=advice`` alone is refused (:class:`Resolution`, :func:`parse_resolution`).
+ADVICE_NEEDS_OUTCOME = (
+    "a reply on the advice route is Teller declining to advise, so it cannot count as resolved by "
+    "itself; count what the bank does next instead, e.g. 'routes=advice; outcome=adviser_call_booked' "
+    "(or just 'outcome=adviser_call_booked')"
+)
+
 
 #: A bank's own test of an episode (the customer's messages about the need, oldest first).
 EpisodeCheck = Callable[[Sequence[LoggedExchange]], bool]
@@ -302,16 +362,26 @@ class Resolution:
     """What counts as resolved for one need (the bank's choice).
 
     By default (``outcome`` and ``check`` unset), an episode is resolved when its last reply came
-    by one of ``routes`` from something linked to the need, nothing in it was flagged or handed
-    off, the customer did not ask again after an answer, and the customer's next message within the
-    window was not handed off. With ``outcome`` (e.g. ``"adviser_call_booked"`` for an advice
-    need), it is resolved when an exchange of the episode carries that business outcome and none
-    was flagged, whatever the route. ``check`` replaces both with the bank's own function.
+    by one of ``routes`` (never ``advice``: see below) from something linked to the need, nothing in
+    it was flagged or handed off, the customer did not ask again after an answer, and the
+    customer's next message within the window was not handed off. With ``outcome`` (e.g.
+    ``"adviser_call_booked"`` for an advice need), it is resolved when an exchange of the episode
+    carries that business outcome and none was flagged, whatever the route. ``check`` replaces
+    both with the bank's own function.
+
+    A reply on the ``advice`` route is Teller declining to advise (by design: it hands the customer
+    to an adviser), so it never resolves anything by itself: ``routes`` may name ``advice`` only
+    with an ``outcome`` (or a ``check``); otherwise :class:`PositioningError`
+    (:data:`ADVICE_NEEDS_OUTCOME`). With an outcome the routes play no part anyway.
     """
 
     routes: tuple[str, ...] = ANSWER_ROUTES
     outcome: str | None = None
     check: EpisodeCheck | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if ADVICE in self.routes and not self.outcome and self.check is None:
+            raise PositioningError(ADVICE_NEEDS_OUTCOME)
 
     def describe(self) -> str:
         if self.check is not None:
@@ -326,7 +396,8 @@ DEFAULT_RESOLUTION = Resolution()
 
 def parse_resolution(text: str) -> Resolution:
     """``"routes=intent,faq,advice; outcome=adviser_call_booked"`` (either part optional; empty:
-    the default). Raises :class:`PositioningError` for an unknown key."""
+    the default). Raises :class:`PositioningError` for an unknown key, and for ``routes`` naming
+    ``advice`` without an ``outcome`` (an advice reply is a refusal: :class:`Resolution`)."""
     routes: tuple[str, ...] = ANSWER_ROUTES
     outcome = None
     for part in (p.strip() for p in text.split(";")):
@@ -340,6 +411,8 @@ def parse_resolution(text: str) -> Resolution:
             routes = tuple(r.strip() for r in value.split(",") if r.strip())
         else:
             outcome = value.strip() or None
+    if ADVICE in routes and not outcome:
+        raise PositioningError(f"resolution {text.strip()!r}: {ADVICE_NEEDS_OUTCOME}")
     return Resolution(routes, outcome)
 
 

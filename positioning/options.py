@@ -3,7 +3,10 @@
 An option is a set of needs (with importance and competitor coverage), what serves each, the
 bank's resolution rules and an optional entered M. The log is the same for all; each option
 attributes it to its own needs (:func:`positioning.outcomes.judge`), so a message counts for the
-need of that option it belongs to.
+need of that option it belongs to. Every option follows the interview's rule for U: P(D|U) over the
+target users' conversations when they have any of the option's needs, else over all traffic (each
+option's ``result.p_over`` says which, so two options are compared on the same customers or the
+brief shows that they are not).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from positioning.needs import Need, NeedLink, Resolution, Vectors, parse_needs
 from positioning.outcomes import judge
 from positioning.rules import Rules
 from positioning.scoring import MarketOverride, PositioningScore, parse_market_override, score
+from positioning.segments import Target
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,10 @@ class Option:
     m_override: MarketOverride | None = None
     #: What the product must not do itself (its recommendations respect it).
     rules: Rules | None = None
+    #: The target users (:func:`positioning.segments.choose_target`): P(D|U) is over their
+    #: conversations of this option's needs when they have any, else over all traffic, as for the
+    #: interview's own score (:func:`positioning.scoring.score`).
+    target: Target | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ def compare(
                 judge(exchanges, o.links, o.resolutions, vectors, **judging),
                 o.m_override,
                 o.rules,
+                o.target,
             ),
         )
         for o in options

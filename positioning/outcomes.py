@@ -4,7 +4,16 @@ judged resolved or not.
 Definitions (all measured on the log, none on Teller's confidence):
 
 - **Attribution.** A message belongs to a need when its reply came from something linked to the
-  need (:meth:`NeedLink.serves`); otherwise, with an encoder, to the need whose prototype is
+  need (:meth:`NeedLink.serves`). Something linked to several needs (say ``route:advice`` for
+  both 理财建议 and 投资分析) serves each of them: its conversations count for every one of those
+  needs (one episode per need, each judged by that need's rule) and each need's outcome says the
+  link is shared (:attr:`NeedOutcome.shared_with`). Counting them twice does not bend P(D|U): it is
+  a weighted mean of per-need rates, not a sum over conversations, and each need's rate is what its
+  customers got. Demand (a share of all messages) may then add up to more than 1 over the needs;
+  M only uses it as relative weights. The overall resolved share and the unresolved traffic count
+  each conversation once (resolved when it is resolved for every need it counts for). Giving all of
+  the shared traffic to the most similar need instead would leave the other at "no traffic" though
+  its link answered customers. Otherwise, with an encoder, to the need whose prototype is
   nearest if the cosine is at least ``similarity`` (prototypes: the need's wording, the PM's
   example messages, and the mean vector of the messages the need's links answered). Otherwise it
   belongs to no need.
@@ -19,7 +28,11 @@ Definitions (all measured on the log, none on Teller's confidence):
   the rule's routes from something linked to the need, no reply in the episode was flagged or
   thumbed down, none was handed off, the customer did not ask again, and the customer's next
   message within the window was not handed off either ("followed by a handoff"). A bank may choose
-  an outcome (e.g. an adviser call booked) or its own check per need.
+  an outcome (e.g. an adviser call booked) or its own check per need. A reply on the ``advice``
+  route is Teller declining to advise: it never resolves an episode by itself, only through an
+  outcome the bank records (:class:`~positioning.needs.Resolution`). The outcome may be recorded
+  on an exchange of the episode or on the same customer's next message within the window when
+  that message belongs to no listed need (the "Book an adviser call" button press, a handoff).
 
 Satisfaction of a need = resolved episodes / episodes, with a Wilson interval (:mod:`positioning.stats`);
 demand = the need's share of all messages.
@@ -34,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from positioning.evidence import Embed, LoggedExchange, intent_words
-from positioning.needs import DEFAULT_RESOLUTION, NeedLink, Resolution, Vectors
+from positioning.needs import ADVICE, DEFAULT_RESOLUTION, NeedLink, Resolution, Vectors
 from positioning.stats import Rate
 
 RESOLVED = "resolved"
@@ -48,7 +61,9 @@ NO_OUTCOME = "outcome not recorded"
 @dataclass(frozen=True)
 class Episode:
     """One customer's messages about one need (``need`` None: about no listed need), oldest first,
-    and the verdict: ``reason`` is ``"resolved"`` or why not."""
+    and the verdict for that need: ``reason`` is ``"resolved"`` or why not. ``shared``: the other
+    listed needs the same messages count for (served by something linked to each), each with an
+    episode of its own."""
 
     need: str | None
     customer: str
@@ -56,6 +71,7 @@ class Episode:
     resolved: bool
     reason: str
     segment: str
+    shared: tuple[str, ...] = ()
 
 
 @dataclass
@@ -64,7 +80,8 @@ class NeedOutcome:
     attributed to it, ``demand`` (their share of all messages, 0-1), why episodes were not
     resolved (reason -> episodes), answers given by things not linked to it (in words ->
     messages), ``by_segment`` satisfaction per customer segment, and up to three unresolved
-    example messages."""
+    example messages. ``shared_with``: the other needs whose links serve some of the same
+    conversations (need -> conversations counted for both)."""
 
     need: str
     link: NeedLink
@@ -77,13 +94,15 @@ class NeedOutcome:
     other_answers: dict[str, int] = field(default_factory=dict)
     by_segment: dict[str, Rate] = field(default_factory=dict)
     examples: tuple[str, ...] = ()
+    shared_with: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class Outcomes:
-    """Every need's :class:`NeedOutcome`, every episode, and the messages of unresolved episodes
-    (all traffic, for clustering candidate needs); ``resolved`` is the strict share over all
-    episodes, of any need or none."""
+    """Every need's :class:`NeedOutcome`, every episode (a conversation shared by several needs
+    has one per need), and the messages of unresolved conversations (all traffic, each message
+    once, for clustering candidate needs); ``resolved`` is the strict share over all
+    conversations, of any need or none, each counted once."""
 
     messages: int
     needs: list[NeedOutcome]
@@ -130,6 +149,7 @@ def judge(
     for i, e in enumerate(exchanges):
         by_customer[e.customer or f"\x00{i}"].append(i)
     episodes: list[Episode] = []
+    conversations: list[tuple[bool, tuple[LoggedExchange, ...]]] = []
     for customer, indices in by_customer.items():
         indices.sort(key=lambda i: (exchanges[i].at, i))
         groups: list[list[int]] = []
@@ -140,29 +160,42 @@ def judge(
                 groups[-1].append(i)
             else:
                 groups.append([i])
+        anonymous = customer.startswith("\x00")
         for g, group in enumerate(groups):
-            following = groups[g + 1][0] if g + 1 < len(groups) else None
-            followed_by_handoff = (
+            following = groups[g + 1] if g + 1 < len(groups) and not anonymous else None
+            soon = (
                 following is not None
-                and exchanges[following].at - exchanges[group[-1]].at <= repeat_window
-                and _handed_off(exchanges[following])
-                and not customer.startswith("\x00")
+                and exchanges[following[0]].at - exchanges[group[-1]].at <= repeat_window
             )
-            need = needs_of[group[0]]
+            followed_by_handoff = soon and following is not None and _handed_off(exchanges[following[0]])
+            # Outcomes recorded on the customer's next message of no listed need (the adviser
+            # button pressed after an advice reply, say) belong to this conversation too.
+            later = (
+                frozenset().union(*(exchanges[i].outcomes for i in following))
+                if soon and following is not None and not needs_of[following[0]]
+                else frozenset()
+            )
+            needs = needs_of[group[0]]
             items = tuple(exchanges[i] for i in group)
-            rule = resolutions.get(need, DEFAULT_RESOLUTION) if need else DEFAULT_RESOLUTION
-            reason = _verdict(items, link_of.get(need) if need else None, rule, followed_by_handoff)
             segment = items[0].segment or items[0].channel or "all"
-            episodes.append(
-                Episode(
-                    need,
-                    "" if customer.startswith("\x00") else customer,
-                    items,
-                    reason == RESOLVED,
-                    reason,
-                    segment,
+            verdicts = []
+            for need in needs or (None,):
+                rule = resolutions.get(need, DEFAULT_RESOLUTION) if need else DEFAULT_RESOLUTION
+                link = link_of.get(need) if need else None
+                reason = _verdict(items, link, rule, followed_by_handoff, later)
+                verdicts.append(reason == RESOLVED)
+                episodes.append(
+                    Episode(
+                        need,
+                        "" if anonymous else customer,
+                        items,
+                        reason == RESOLVED,
+                        reason,
+                        segment,
+                        tuple(n for n in needs if n != need),
+                    )
                 )
-            )
+            conversations.append((all(verdicts), items))
 
     total = len(exchanges)
     results = []
@@ -174,11 +207,18 @@ def judge(
         for ep in mine:
             segments[ep.segment].append(ep.resolved)
         others = Counter(_answer_words(e) for e in messages if e.route in rule.routes and not link.serves(e))
+        shared = Counter(other for ep in mine for other in ep.shared)
+        description = rule.describe()
+        if shared:
+            description += "; its link is shared with " + ", ".join(
+                f"“{other}” ({count} conversation{'s' if count != 1 else ''} count for both)"
+                for other, count in shared.most_common()
+            )
         results.append(
             NeedOutcome(
                 link.need,
                 link,
-                rule.describe(),
+                description,
                 Rate(sum(ep.resolved for ep in mine), len(mine)),
                 len(messages),
                 len(messages) / total if total else 0.0,
@@ -187,18 +227,19 @@ def judge(
                 dict(others.most_common(5)),
                 {s: Rate(sum(v), len(v)) for s, v in sorted(segments.items())},
                 tuple(dict.fromkeys(e.text for ep in mine if not ep.resolved for e in ep.exchanges))[:3],
+                dict(shared.most_common()),
             )
         )
-    unresolved = [e for ep in episodes if not ep.resolved for e in ep.exchanges]
+    unresolved = [e for ok, items in conversations if not ok for e in items]
     return Outcomes(
         total,
         results,
         episodes,
         unresolved,
-        Rate(sum(ep.resolved for ep in episodes), len(episodes)),
+        Rate(sum(ok for ok, _ in conversations), len(conversations)),
         repeat_window,
         similarity,
-        {e: need for e, need in zip(exchanges, needs_of, strict=True) if need is not None},
+        {e: needs[0] for e, needs in zip(exchanges, needs_of, strict=True) if needs},
     )
 
 
@@ -218,8 +259,10 @@ def _attribute(
     vectors: Vectors | None,
     matrix: np.ndarray | None,
     similarity: float,
-) -> list[str | None]:
-    """The need of each message (or None): its linked need, else the nearest by prototype."""
+) -> list[tuple[str, ...]]:
+    """The needs of each message (possibly none): every need whose link served it (a link shared
+    by several needs serves each, see the module's definitions), else the nearest need by
+    prototype if it is close enough."""
     linked = [[j for j, link in enumerate(links) if link.serves(e)] for e in exchanges]
     prototypes: list[np.ndarray] = []
     if vectors is not None and matrix is not None and links:
@@ -234,28 +277,26 @@ def _attribute(
                 if norm > 0:
                     rows.append(centre / norm)
             prototypes.append(np.stack(rows))
-    out: list[str | None] = []
+    out: list[tuple[str, ...]] = []
     for i, js in enumerate(linked):
+        if js:
+            out.append(tuple(dict.fromkeys(links[j].need for j in js)))
+            continue
         sims = (
             np.array([float(np.max(p @ matrix[i])) for p in prototypes])  # type: ignore[index]
             if prototypes
             else None
         )
-        if len(js) == 1:
-            out.append(links[js[0]].need)
-        elif js:
-            best = max(js, key=lambda j: sims[j]) if sims is not None else js[0]
-            out.append(links[best].need)
-        elif sims is not None and sims.size and float(sims.max()) >= similarity:
-            out.append(links[int(np.argmax(sims))].need)
+        if sims is not None and sims.size and float(sims.max()) >= similarity:
+            out.append((links[int(np.argmax(sims))].need,))
         else:
-            out.append(None)
+            out.append(())
     return out
 
 
 def _continues(
     exchanges: Sequence[LoggedExchange],
-    needs_of: Sequence[str | None],
+    needs_of: Sequence[tuple[str, ...]],
     matrix: np.ndarray | None,
     previous: int,
     current: int,
@@ -268,22 +309,28 @@ def _continues(
         return False
     if needs_of[current] != needs_of[previous]:
         return False
-    if needs_of[current] is not None:
+    if needs_of[current]:
         return True
     return matrix is not None and float(matrix[current] @ matrix[previous]) >= similarity
 
 
 def _verdict(
-    items: Sequence[LoggedExchange], link: NeedLink | None, rule: Resolution, followed_by_handoff: bool
+    items: Sequence[LoggedExchange],
+    link: NeedLink | None,
+    rule: Resolution,
+    followed_by_handoff: bool,
+    later: frozenset[str] = frozenset(),
 ) -> str:
-    """``"resolved"`` or the first reason the episode was not."""
+    """``"resolved"`` or the first reason the episode was not. ``later``: outcomes recorded on the
+    customer's next message of no listed need, within the window (they count as this episode's)."""
     if rule.check is not None:
         return RESOLVED if rule.check(items) else "the bank's check failed"
     flagged = any(e.flagged for e in items)
     if rule.outcome:
         if flagged:
             return FLAGGED
-        return RESOLVED if any(rule.outcome in e.outcomes for e in items) else NO_OUTCOME
+        recorded = rule.outcome in later or any(rule.outcome in e.outcomes for e in items)
+        return RESOLVED if recorded else NO_OUTCOME
     if any(_handed_off(e) for e in items):
         return HANDED_OFF
     if flagged:
@@ -291,7 +338,8 @@ def _verdict(
     if any(e.route != "clarify" for e in items[:-1]):
         return ASKED_AGAIN
     last = items[-1]
-    if last.route not in rule.routes:
+    # An advice reply is Teller declining to advise: resolved only through an outcome (above).
+    if last.route == ADVICE or last.route not in rule.routes:
         return f"not answered ({last.route})"
     if link is not None and not link.serves(last):
         return f"answered by {_answer_words(last)}"

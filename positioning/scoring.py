@@ -4,10 +4,12 @@
   mean of each need's *satisfaction*, the share of its customers' episodes that were resolved
   (:mod:`positioning.outcomes`), over the needs that had traffic. A need without traffic shows
   "no traffic" and is left out (the brief says how much importance that leaves unmeasured). The
-  interval is :func:`positioning.stats.weighted_mean`'s. Per customer segment (channel, or the
-  segment a bank's backend passes) the same mean over that segment's episodes, and for the target
-  users (U: the segments the PM named or the persona names, :mod:`positioning.segments`) beside
-  all traffic.
+  interval is :func:`positioning.stats.weighted_mean`'s. The headline is over the target users'
+  conversations (U: the segments the PM named or the persona names, :mod:`positioning.segments`)
+  when they have any, with all traffic beside it for comparison; without a target, with U =
+  everyone, or with no conversation from the target users, it is over all traffic, and the brief
+  says so. Per customer segment (channel, or the segment a bank's backend passes) the same mean
+  over that segment's episodes.
 - **M**, how well the needs match the gap in the market: the openness competitors leave on each
   need, ``1 - competitor coverage`` (coverage in [0, 1], rated per need), weighted by the need's
   importance times its measured demand (its share of all messages):
@@ -47,6 +49,8 @@ __all__ = [
 
 #: Ulwick's threshold of an attractive (under-served) opportunity, on the 0-20 opportunity scale.
 UNDER_SERVED = 12.0
+#: What the headline P(D|U) is over when it is not the target users' conversations.
+ALL_TRAFFIC = "all traffic"
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,22 @@ class PositioningScore:
     raise_p: list[str] = field(default_factory=list)
     raise_m: list[str] = field(default_factory=list)
     #: P(D|U) for the target users (the persona's segments) beside all traffic, when a target
-    #: was given to :func:`score`; the headline P(D|U) above is over all traffic.
+    #: was given to :func:`score`.
     target: TargetScore | None = None
+    #: Whose conversations the headline P(D|U) is over: ``"target users (retail, sme)"`` or
+    #: ``"all traffic"``; ``p_scope`` says so in a sentence (and why, when it fell back).
+    p_over: str = ALL_TRAFFIC
+    p_scope: str = ""
+    #: P(D|U) over all traffic, the comparison beside a headline over the target users (the same
+    #: as the headline when that is over all traffic), with its interval and formula.
+    p_all_traffic: float | None = None
+    p_all_interval: Estimate | None = None
+    p_all_formula: str = ""
+
+    @property
+    def over_target(self) -> bool:
+        """Is the headline P(D|U) over the target users' conversations (not all traffic)?"""
+        return self.p_over != ALL_TRAFFIC
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -159,6 +177,11 @@ def score(
     ask it to answer a need they cover. ``target``: the target users' segments
     (:func:`positioning.segments.choose_target`), measured into ``result.target``.
 
+    The headline P(D|U) (and so the positioning score) is over the target users' conversations
+    when ``target`` names segments and one of them had a conversation of a need; otherwise (no
+    target, U = everyone, or no traffic from the target users) it is over all traffic.
+    ``result.p_over`` and ``result.p_scope`` say which; ``result.p_all_*`` is all traffic, beside it.
+
     Raises :class:`PositioningError` when there are no needs, a need has no outcome, or a need has
     no competitor coverage and no M is entered.
     """
@@ -174,10 +197,22 @@ def score(
         scored.append(_need_score(need, measured))
 
     measured_parts = [(float(n.importance), n.satisfaction) for n in scored if n.measured]
-    estimate = weighted_mean(measured_parts)
+    all_estimate = weighted_mean(measured_parts)
     total_importance = sum(n.importance for n in scored)
+    p_all = all_estimate.value if all_estimate else None
+    all_formula = _p_formula(scored, p_all)
+    measured_importance = sum(n.importance for n in scored if n.measured)
+    focus = (
+        score_target({n.text: n.importance for n in needs}, outcomes, target) if target is not None else None
+    )
+    if focus is not None and focus.measured:
+        estimate, p_formula = focus.estimate, _target_formula(focus, scored)
+        all_formula = _p_formula(scored, p_all, "P(D|all traffic)")
+        over = f"target users ({', '.join(focus.segments)})"
+        measured_importance = sum(n.importance for n in scored if focus.by_need[n.need].trials)
+    else:
+        estimate, p_formula, over = all_estimate, all_formula, ALL_TRAFFIC
     p = estimate.value if estimate else None
-    p_formula = _p_formula(scored, p)
 
     m_measured, m_formula = _market(scored)
     if m_override is not None:
@@ -198,14 +233,45 @@ def score(
         m_formula,
         m_source,
         _score_formula(p, m, value, estimate),
-        sum(n.importance for n in scored if n.measured) / total_importance,
+        measured_importance / total_importance,
         _segments(scored),
     )
     result.raise_p = _raise_p(scored, total_importance, rules)
     result.raise_m = _raise_m(scored)
-    if target is not None:
-        result.target = score_target({n.text: n.importance for n in needs}, outcomes, target)
+    result.target = focus
+    result.p_over, result.p_scope = over, _scope(focus, all_estimate)
+    result.p_all_traffic, result.p_all_interval, result.p_all_formula = p_all, all_estimate, all_formula
     return result
+
+
+def _target_formula(focus: TargetScore, scored: Sequence[NeedScore]) -> str:
+    """The target users' P(D|U) written out (``w x resolved/conversations`` per need), with the needs
+    they had no conversation of left out by name."""
+    left_out = [n.need for n in scored if not focus.by_need[n.need].trials]
+    tail = f" (left out, no traffic from the target users: {', '.join(left_out)})" if left_out else ""
+    return focus.formula + tail
+
+
+def _scope(focus: TargetScore | None, all_traffic: Estimate | None) -> str:
+    """Whose conversations the headline P(D|U) is over, in a sentence (and why all traffic, when it
+    falls back)."""
+    overall = all_traffic.text() if all_traffic else "no traffic"
+    if focus is None:
+        return "P(D|U) is over all traffic: no target users were given."
+    if focus.everyone:
+        return f"P(D|U) is over all traffic: U is everyone ({focus.source})."
+    names = ", ".join(focus.segments)
+    if not focus.measured:
+        return (
+            f"P(D|U) is over all traffic: the target users ({names}, {focus.source}) had no conversation "
+            "of these needs, so there is nothing of theirs to measure yet."
+        )
+    assert focus.estimate is not None
+    return (
+        f"P(D|U) is over the target users' conversations ({names}, {focus.source}; "
+        f"{focus.conversations} conversations); over all traffic it is {overall} "
+        f"({focus.all_conversations} conversations), for comparison."
+    )
 
 
 def _need_score(need: Need, measured: NeedOutcome) -> NeedScore:
@@ -241,15 +307,17 @@ def _need_score(need: Need, measured: NeedOutcome) -> NeedScore:
     )
 
 
-def _p_formula(scored: Sequence[NeedScore], p: float | None) -> str:
+def _p_formula(scored: Sequence[NeedScore], p: float | None, label: str = "P(D|U)") -> str:
+    """``"P(D|U) = (5x0.68 + 3x0.47) / 8 = 0.60"`` over all traffic (``label`` names it when it is
+    the comparison beside the target users')."""
     measured = [n for n in scored if n.measured]
     left_out = [n.need for n in scored if not n.measured]
     tail = f" (left out, no traffic: {', '.join(left_out)})" if left_out else ""
     if not measured:
-        return "P(D|U): no traffic for any need" + tail
+        return f"{label}: no traffic for any need" + tail
     terms = " + ".join(f"{n.importance}x{n.satisfaction.value:.2f}" for n in measured)
     weights = sum(n.importance for n in measured)
-    return f"P(D|U) = ({terms}) / {weights} = {p:.2f}{tail}"
+    return f"{label} = ({terms}) / {weights} = {p:.2f}{tail}"
 
 
 def _market(scored: Sequence[NeedScore]) -> tuple[float | None, str]:

@@ -9,7 +9,10 @@ earlier answer matches.
 interview of at most :data:`QUICK_LIMIT` questions that still covers every step. ``prefill`` names
 the figure the caller may pass in (``defaults`` of :meth:`positioning.engine.InterviewEngine.start`,
 e.g. ``accuracy``) that the question shows as its answer until the PM keeps or changes it;
-``prefill_note`` says where that figure comes from.
+``prefill_note`` says where that figure comes from. A *target* is never prefilled with the figure it
+is checked against: ``measured`` names the caller's figure shown beside it as information
+(``measured_note``: what it is), and such a question is optional, an empty answer meaning "no target
+stated".
 
 ``format`` checks each item (or the text) of an answer against what the brief reads
 (:mod:`positioning.formats`: ``need_link``, ``need_rating``, ``need_resolution``, ``market_match``);
@@ -77,6 +80,11 @@ class Question:
     #: The key of the caller's defaults that prefills the answer, and what that figure is.
     prefill: str | None = None
     prefill_note: str | None = None
+    #: The key of the caller's figure shown beside the question as information only (a target's
+    #: measured counterpart): never the answer; an empty answer is "none stated" (the question is
+    #: optional). And what that figure is.
+    measured: str | None = None
+    measured_note: str | None = None
     #: How each item (or the text) is checked (:data:`positioning.formats.FORMATS`), if at all.
     format: str | None = None
     #: The earlier list question whose items this question's lines refer to (by text or number).
@@ -147,6 +155,11 @@ def _question(raw: dict[str, Any], where: str) -> Question:
     modes = tuple(str(m) for m in (modes if isinstance(modes, list) else [modes]))
     if not modes or any(m not in MODES for m in modes):
         raise ScriptError(f"{where}, question {raw['id']!r}: modes must be among {', '.join(MODES)}")
+    if raw.get("measured") and (raw.get("prefill") or raw.get("required", True)):
+        raise ScriptError(
+            f"{where}, question {raw['id']!r}: a question that shows a measured figure is optional "
+            "(an empty answer: none stated) and not prefilled"
+        )
     if raw.get("integer") and qtype != "number":
         raise ScriptError(f"{where}, question {raw['id']!r}: only a number question can be an integer")
     pattern = raw.get("pattern")
@@ -185,6 +198,8 @@ def _question(raw: dict[str, Any], where: str) -> Question:
         integer=bool(raw.get("integer", False)),
         prefill=str(raw["prefill"]) if raw.get("prefill") else None,
         prefill_note=raw.get("prefill_note"),
+        measured=str(raw["measured"]) if raw.get("measured") else None,
+        measured_note=raw.get("measured_note"),
         format=str(fmt) if fmt else None,
         per=str(raw["per"]) if raw.get("per") else None,
         suggest=str(raw["suggest"]) if raw.get("suggest") else None,

@@ -8,10 +8,10 @@ skipped) they are mapped from the persona's own words: a segment or channel seen
 name occurs in the ``target_users`` answer ("Retail customers ..." -> ``retail``). With none named
 and none found, U is everyone: P(D|U) is over all traffic.
 
-P(D|U) for the target users is the same importance-weighted mean of resolved shares as the
-headline (:mod:`positioning.scoring`), over the episodes whose segment or channel is one of the
-target's; each target segment is shown on its own too, and one with no conversation of the needs
-says "no traffic".
+P(D|U) for the target users is the importance-weighted mean of resolved shares over the episodes
+whose segment or channel is one of the target's; it is the headline P(D|U) (:mod:`positioning.scoring`)
+whenever one of them has a conversation of a need, with all traffic beside it for comparison. Each
+target segment is shown on its own too, and one with no conversation of the needs says "no traffic".
 """
 
 from __future__ import annotations
@@ -54,14 +54,29 @@ def _words(name: str) -> str:
     return " ".join(re.split(r"[\s_\-]+", name.strip().lower()))
 
 
+#: Words that exclude what follows them in the persona's clause ("Retail customers, not premier").
+_NEGATION = re.compile(r"(?<!\w)(?:not|except|excluding|other than|no|apart from|but not|never)(?!\w)")
+#: What ends a negation's reach: a new clause.
+_CLAUSE = re.compile(r"[,;.:!?()\n]|(?<!\w)(?:but|and also|while|whereas)(?!\w)")
+
+
 def map_persona(persona: str, seen: Iterable[str]) -> list[str]:
     """The names in ``seen`` that the persona's text names, as whole words (a plural "s" allowed;
-    ``_`` and ``-`` in a name read as spaces), in the order of ``seen``."""
-    text = " ".join(re.split(r"[\s_\-]+", str(persona or "").lower()))
+    ``_`` and ``-`` in a name read as spaces), in the order of ``seen``. A name that comes after a
+    negation in its clause ("not", "except", "excluding", "other than", "no": "Retail customers,
+    not premier") is excluded, even when it is named elsewhere too."""
+    text = " ".join(re.split(r"[ \t_\-]+", str(persona or "").lower()))
+    negated: list[tuple[int, int]] = []  # spans of text under a negation, to the clause's end
+    for match in _NEGATION.finditer(text):
+        end = _CLAUSE.search(text, match.end())
+        negated.append((match.end(), end.start() if end else len(text)))
     found = []
     for name in seen:
         words = _words(name)
-        if words and re.search(rf"(?<!\w){re.escape(words)}(?:s|es)?(?!\w)", text):
+        if not words:
+            continue
+        hits = list(re.finditer(rf"(?<!\w){re.escape(words)}(?:s|es)?(?!\w)", text))
+        if hits and not any(a <= h.start() < b for h in hits for a, b in negated):
             found.append(name)
     return found
 
@@ -112,23 +127,39 @@ class TargetScore:
     all_conversations: int
     per_segment: dict[str, tuple[Estimate | None, int]] = field(default_factory=dict)
     formula: str = ""
+    #: Each need's resolved share over the target users' conversations (need text -> rate).
+    by_need: dict[str, Rate] = field(default_factory=dict)
 
     @property
     def everyone(self) -> bool:
         return not self.segments
 
     @property
+    def measured(self) -> bool:
+        """Does P(D|U) stand on the target users' own conversations (segments named or mapped, and
+        at least one conversation of a need from them)? Else the headline falls back to all traffic."""
+        return not self.everyone and self.estimate is not None
+
+    @property
     def without_traffic(self) -> list[str]:
         return [s for s, (_, n) in self.per_segment.items() if n == 0]
 
     def text(self) -> str:
-        """One paragraph for the brief and the chat: what U is and P(D|U) for it beside all traffic."""
+        """One paragraph for the brief and the chat: what U is and P(D|U) for it beside all traffic
+        (or, when the target users have no conversation of the needs, that it falls back to all
+        traffic)."""
         overall = _estimate(self.all_traffic, self.all_conversations)
         if self.everyone:
             return f"U = everyone ({self.source}): P(D|U) is over all traffic, {overall}."
+        if not self.measured:
+            return (
+                f"U = {', '.join(self.segments)} ({self.source}), but no conversation of these needs came "
+                f"from {'it' if len(self.segments) == 1 else 'them'}: P(D|U) falls back to all traffic, "
+                f"{overall}."
+            )
         parts = [
             f"U = {', '.join(self.segments)} ({self.source}): P(D|U) = "
-            f"{_estimate(self.estimate, self.conversations)}; over all traffic {overall}."
+            f"{_estimate(self.estimate, self.conversations)}; over all traffic, for comparison, {overall}."
         ]
         if len(self.per_segment) > 1:
             parts.append(
@@ -185,4 +216,14 @@ def score_target(importance: Mapping[str, int], outcomes: Outcomes, target: Targ
         )
     else:
         formula = f"P(D|U={', '.join(target.segments)}): no traffic from these segments for any need"
-    return TargetScore(target.segments, target.source, estimate, n, everything, total, per_segment, formula)
+    return TargetScore(
+        target.segments,
+        target.source,
+        estimate,
+        n,
+        everything,
+        total,
+        per_segment,
+        formula,
+        {need: r for need, _, r in rates},
+    )

@@ -26,6 +26,7 @@ from positioning.engine import (
     ACTIVE,
     COMPLETED,
     FULL,
+    KEEP_WORDS,
     QUICK,
     InterviewEngine,
     InterviewState,
@@ -83,6 +84,23 @@ def parse_command(text: str, script: Script | None = None) -> Command | None:
         return Command(word)
     if word == "edit" and " " not in rest and (rest.isdigit() or (script and rest in script.questions)):
         return Command(word, rest)
+    return None
+
+
+#: The commands still read as commands on a list's continuation lines (where "back" or "status"
+#: alone could be an item): these words alone, and any command with a slash ("/back", "/edit 3").
+CONTINUATION_COMMANDS = ("cancel", "pause")
+
+
+def continuation_command(text: str, script: Script | None = None) -> Command | None:
+    """The command a list's continuation line is, or None (an item): a slash command, or exactly
+    one of :data:`CONTINUATION_COMMANDS`."""
+    command = parse_command(text, script)
+    if command is None or command.name == "unknown":
+        return None
+    line = text.strip()
+    if line.startswith("/") or line.lower().rstrip(".!") in CONTINUATION_COMMANDS:
+        return command
     return None
 
 
@@ -191,16 +209,20 @@ class InterviewService:
     def read_answer(self, state: InterviewState, read: Callable[[str], str]) -> str:
         """One answer or command from a terminal, read line by line with ``read`` (``input``): for a
         list question, lines up to an empty one (a pasted list is one answer); an empty line alone is
-        read past unless it keeps a prefilled answer. ``EOFError`` ends a list early."""
+        read past unless it means something (it keeps a prefilled answer, or states no target:
+        :attr:`Prompt.takes_empty`). ``ok`` alone on the first line keeps the answer shown at once;
+        in a list's continuation lines an exact command (:data:`CONTINUATION_COMMANDS`) is still a
+        command, and the lines before it are dropped. ``EOFError`` ends a list early."""
         prompt = self.current_prompt(state)
         while True:
             line = read("> ")
-            if line.strip() or (prompt is not None and prompt.suggestion is not None) or state.pending:
+            if line.strip() or (prompt is not None and prompt.takes_empty) or state.pending:
                 break
         if (
             prompt is None
             or not prompt.multiline
             or not line.strip()
+            or (prompt.suggestion is not None and line.strip().lower() in KEEP_WORDS)
             or parse_command(line, self.engine.script)
         ):
             return line
@@ -212,6 +234,8 @@ class InterviewService:
                 break
             if not more.strip():
                 break
+            if continuation_command(more, self.engine.script):
+                return more
             lines.append(more)
         return "\n".join(lines)
 
@@ -345,7 +369,8 @@ class InterviewService:
 
     def _render(self, turn: Turn) -> str:
         if turn.error:
-            return f"{turn.error.capitalize()}.\n\n{turn.prompt.render() if turn.prompt else ''}".strip()
+            error = turn.error[:1].upper() + turn.error[1:]  # names keep their case ("Teller's")
+            return f"{error}.\n\n{turn.prompt.render() if turn.prompt else ''}".strip()
         if turn.state.status == COMPLETED:
             return f"Interview {turn.state.id} is complete. Thank you! The brief is being written."
         if turn.state.status != ACTIVE:

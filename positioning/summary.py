@@ -3,12 +3,16 @@ recommendations that matter most.
 
 - **Positioning statement** from April Dunford's components ("Obviously Awesome", 2019): the
   competitive alternatives, the unique attributes, the value they deliver, the best-fit customers
-  and the market category. Each is taken from the interview's answers (``competitors``, ``gap``,
-  ``target_users``, ``product``), the value from what customers measurably got (the best-resolved
-  needs); :class:`Statement` keeps where each came from.
+  and the market category. Each is taken from the interview's answers (``competitors``: the name
+  before each line's ``|``, as written; ``gap``; ``target_users``; ``product``, split into name and
+  category only on the documented forms, else all of it the category of Teller), the value from
+  what customers measurably got (the best-resolved needs); :class:`Statement` keeps where each
+  came from.
 - **Launch checks**: the PM's stated targets (``target_accuracy`` %, ``target_latency_ms``,
   ``target_containment`` %, the ``success_metric``) held against the product's measured figures
-  (``accuracy``, ``latency_ms``, ``containment``, as the caller measures them), pass or fail.
+  (``accuracy`` and ``latency_ms``, as the caller measures them; containment is the log's strictly
+  resolved conversations, :data:`CONTAINMENT_MEANS`, with n and its Wilson interval), pass or fail.
+  An answer the PM left empty is "no target stated": a target is never the measured figure itself.
 - **Recommendations**: the failed checks first, then the ideas that raise P(D|U) and M most
   (already in line with the product's rules, :mod:`positioning.rules`), and never one that asks the
   product to answer a need its rules decline.
@@ -18,11 +22,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from positioning.rules import Rules
-from positioning.scoring import PositioningScore
+from positioning.scoring import NeedScore, PositioningScore
 from positioning.stats import Rate
 
 PASS, FAIL, NO_TARGET, NOT_MEASURED = "pass", "fail", "no target stated", "not measured"
@@ -69,44 +73,77 @@ def _clean(text: Any) -> str:
     return text
 
 
-def _name_and_category(product: str) -> tuple[str, str, str]:
-    """``"Teller, a chat assistant for X"`` -> ``("Teller", "a chat assistant for X", source)``."""
+#: The documented forms of the product answer: "Name, category", "Name: category", "Name - category"
+#: (or an en or em dash), "Name is category". Anything else is the category as a whole.
+_PRODUCT_FORMS = (
+    r"^(.+?)\s+is\s+(.+)$",
+    r"^(.+?)\s*[,\uff0c:\uff1a\u2013\u2014]\s*(.+)$",
+    r"^(.+?)\s+-\s+(.+)$",
+)
+#: What a product's name cannot hold: sentence punctuation (a question, an exclamation, a clause).
+_NOT_A_NAME = re.compile('[?!:;,|()\\[\\]"\u201c\u201d\u2013\u2014\uff1f\uff01\uff1a\uff1b\uff0c]')
+
+
+def _is_name(text: str) -> bool:
+    """Does ``text`` read as a product's name: one to four words, no sentence punctuation, not
+    starting with a lower-case letter ("Teller", "Lumen Assist", "小助手")?"""
+    words = text.split()
+    return 1 <= len(words) <= 4 and not _NOT_A_NAME.search(text) and not text[:1].islower()
+
+
+def _name_and_category(product: str, default_name: str = "Teller") -> tuple[str, str, str, str]:
+    """``"Teller, a chat assistant for X"`` -> ``("Teller", "a chat assistant for X", name source,
+    category source)``. The answer is split only on the documented forms (:data:`_PRODUCT_FORMS`)
+    and only when the part before reads as a name (:func:`_is_name`); otherwise the whole answer is
+    the category and the name is ``default_name`` (Teller's own)."""
     text = _clean(product)
-    for pattern in (
-        r"^(.+?)\s+is\s+(.+)$",
-        r"^(.+?)\s*[,\uff0c:\u2013\u2014]\s*(.+)$",
-        r"^(.+?)\s+-\s+(.+)$",
-    ):
+    for pattern in _PRODUCT_FORMS:
         match = re.match(pattern, text)
-        if match and len(match[1].split()) <= 5:
-            return match[1].strip(), match[2].strip(), "the product answer"
-    return text or "the product", "a customer-service assistant", "not stated: a default"
+        if match and _is_name(match[1].strip()):
+            return match[1].strip(), match[2].strip(), "the product answer", "the product answer"
+    if not text:
+        return default_name, "a customer-service assistant", "Teller's settings", "not stated: a default"
+    return default_name, text, "Teller's settings", "the product answer"
+
+
+#: What separates a competitor's name from what it offers, on one line of the competitors answer.
+_COMPETITOR_FIELDS = re.compile(r"\s*[|:\uff1a\u2013\u2014]\s*|\s+-\s+|\s*\(")
 
 
 def _alternatives(items: Any) -> str:
-    names = []
+    """The competitors' names (the first field of each line: before ``|``, ``:``, a dash or
+    ``(``), as written, joined naturally: "Monzo chat or branch staff", "A, B or C"."""
+    names: list[str] = []
     for item in items if isinstance(items, list) else [items] if items else []:
-        name = re.split(r"\s*[:\uff1a\u2013\u2014]\s*|\s+-\s+|\s*\(", str(item), maxsplit=1)[0].strip()
-        if name:
-            names.append(name[0].lower() + name[1:] if name[:2].istitle() and " " in name else name)
+        name = " ".join(_COMPETITOR_FIELDS.split(str(item), maxsplit=1)[0].split()).rstrip(".")
+        if name and name.lower() not in (n.lower() for n in names):
+            names.append(name)
     if not names:
         return "what they use today"
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _value(result: PositioningScore) -> tuple[str, str]:
-    measured = [n for n in result.needs if n.measured and n.satisfaction.value is not None]
+    """The value customers measurably got: the best-resolved needs, over the same conversations as
+    the headline P(D|U) (the target users' when it is over them)."""
+    target = result.target if result.over_target else None
+
+    def rate(n: NeedScore) -> Rate:
+        return target.by_need.get(n.need, Rate(0, 0)) if target is not None else n.satisfaction
+
+    measured = [n for n in result.needs if rate(n).value is not None]
     good = sorted(
-        (n for n in measured if (n.satisfaction.value or 0.0) >= 0.5),
-        key=lambda n: (-n.importance, -(n.satisfaction.value or 0.0)),
+        (n for n in measured if (rate(n).value or 0.0) >= 0.5),
+        key=lambda n: (-n.importance, -(rate(n).value or 0.0)),
     )[:2]
     if good:
         parts = [
-            f"resolves {100 * (n.satisfaction.value or 0.0):.0f} % of conversations about “{n.need}” "
-            f"({n.satisfaction.successes} of {n.satisfaction.trials})"
+            f"resolves {100 * (rate(n).value or 0.0):.0f} % of conversations about “{n.need}” "
+            f"({rate(n).successes} of {rate(n).trials})"
             for n in good
         ]
-        return "it " + " and ".join(parts), "measured on Teller's log (resolved conversations)"
+        whose = "the target users' resolved conversations" if target is not None else "resolved conversations"
+        return "it " + " and ".join(parts), f"measured on Teller's log ({whose})"
     top = sorted(result.needs, key=lambda n: -n.importance)[:2]
     needs = " and ".join(f"“{n.need}”" for n in top)
     if measured:
@@ -117,9 +154,14 @@ def _value(result: PositioningScore) -> tuple[str, str]:
     return f"it is meant to serve {needs} (no traffic measured yet)", "the needs listed (no traffic yet)"
 
 
-def positioning_statement(answers: Mapping[str, Any], result: PositioningScore) -> Statement:
-    """The statement from the interview's answers and the measured result (see the module)."""
-    product, category, category_source = _name_and_category(str(answers.get("product") or ""))
+def positioning_statement(
+    answers: Mapping[str, Any], result: PositioningScore, default_name: str = "Teller"
+) -> Statement:
+    """The statement from the interview's answers and the measured result (see the module);
+    ``default_name`` names the product when its answer does not (:func:`_name_and_category`)."""
+    product, category, name_source, category_source = _name_and_category(
+        str(answers.get("product") or ""), default_name
+    )
     customers = _clean(answers.get("target_users")) or "the bank's customers"
     unique = _clean(answers.get("gap")) or "answers competitors leave open"
     value, value_source = _value(result)
@@ -136,6 +178,7 @@ def positioning_statement(answers: Mapping[str, Any], result: PositioningScore) 
             "value": value_source,
             "customers": "the target users answer",
             "category": category_source,
+            "name": name_source,
         },
     )
 
@@ -182,6 +225,35 @@ def _check(
     )
 
 
+#: What containment means, everywhere in the brief (one definition): the share of customers'
+#: conversations resolved without a person, in the strict sense of :mod:`positioning.outcomes`.
+CONTAINMENT_MEANS = (
+    "conversations resolved without a person: answered, not flagged or thumbed down, not followed by "
+    "a handoff or by the customer asking again; advice refusals are not contained"
+)
+
+
+def containment_text(resolved: Rate | None) -> str:
+    """Containment as the brief shows it: ``"46.0 % (63/137 conversations, 95 % CI 37.9-54.3 %)"``,
+    or ``"-"`` without conversations."""
+    if resolved is None or not resolved.trials or resolved.interval is None:
+        return "-"
+    low, high = resolved.interval
+    return (
+        f"{100 * (resolved.value or 0.0):.1f} % ({resolved.successes}/{resolved.trials} conversations, "
+        f"95 % CI {100 * low:.1f}-{100 * high:.1f} %)"
+    )
+
+
+def containment_check(target: float | None, resolved: Rate | None) -> LaunchCheck:
+    """The PM's containment target (%) against containment as the brief measures it
+    (:data:`CONTAINMENT_MEANS`, from ``resolved``: the strictly resolved conversations of the log);
+    pass on the point estimate, the interval shown beside it."""
+    measured = 100 * resolved.value if resolved is not None and resolved.value is not None else None
+    check = _check("Containment", target, measured, " %", True, CONTAINMENT_MEANS)
+    return replace(check, measured=containment_text(resolved)) if measured is not None else check
+
+
 #: Words of a success metric -> the figure that measures it.
 _METRICS = (
     ("containment", "containment"),
@@ -190,6 +262,7 @@ _METRICS = (
     ("resolu", "resolved"),
     ("first contact", "resolved"),
     ("first-contact", "resolved"),
+    ("without a person", "resolved"),
     ("accura", "accuracy"),
     ("latenc", "latency_ms"),
     ("response time", "latency_ms"),
@@ -208,9 +281,10 @@ def launch_checks(
     handoff_rate: float | None = None,
 ) -> list[LaunchCheck]:
     """The PM's targets against the measured figures (see the module). ``measured``: ``accuracy``
-    (%), ``latency_ms`` (95th percentile) and ``containment`` (%), as the caller measures them;
-    ``resolved`` the strict resolved share of conversations and ``handoff_rate`` (0-1), from the
-    log, for a success metric that names them."""
+    (%) and ``latency_ms`` (95th percentile), as the caller measures them (a ``containment`` figure
+    there is not read); ``resolved``: the strictly resolved conversations of the log, which *is*
+    containment (:func:`containment_check`, one definition everywhere); ``handoff_rate`` (0-1) for a
+    success metric that names handoffs."""
     checks = [
         _check(
             "Classifier accuracy",
@@ -228,21 +302,13 @@ def launch_checks(
             False,
             "Teller's recent replies",
         ),
-        _check(
-            "Containment",
-            _number(answers.get("target_containment")),
-            _number(measured.get("containment")),
-            " %",
-            True,
-            "answered by an intent or entry, not flagged, no handoff"
-            + (f"; strictly resolved: {resolved.text()}" if resolved is not None and resolved.trials else ""),
-        ),
+        containment_check(_number(answers.get("target_containment")), resolved),
     ]
     metric = str(answers.get("success_metric") or "").strip()
     if metric:
         kind = next((k for word, k in _METRICS if word in metric.lower()), None)
         same = {c.name.split(" ")[0].lower(): c for c in checks}
-        if kind == "containment":
+        if kind in ("containment", "resolved"):  # one figure: conversations resolved without a person
             base = same["containment"]
             checks.append(
                 LaunchCheck(f"Success metric: {metric}", base.target, base.measured, base.status, "as above")
@@ -256,16 +322,6 @@ def launch_checks(
             base = same["reply"]
             checks.append(
                 LaunchCheck(f"Success metric: {metric}", base.target, base.measured, base.status, "as above")
-            )
-        elif kind == "resolved" and resolved is not None and resolved.trials:
-            checks.append(
-                LaunchCheck(
-                    f"Success metric: {metric}",
-                    "-",
-                    resolved.text(),
-                    NO_TARGET,
-                    "strictly resolved conversations",
-                )
             )
         elif kind == "p_d_given_u" and result is not None and result.p_d_given_u is not None:
             shown = result.p_interval.text() if result.p_interval else f"{result.p_d_given_u:.2f}"

@@ -4,6 +4,8 @@ this one's.
 Every brief is kept with its date and its score (:meth:`PositioningScore.to_dict`); the caller
 reads the last runs back (:func:`run_of`) and the brief shows P(D|U), M, positioning and each need's
 satisfaction per run, with the change since the last run (:func:`trend_lines`, :func:`plot_trend`).
+P(D|U) follows the headline's rule in every run: over the target users when they had conversations
+of the needs, else all traffic; the table says which per run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from positioning.scoring import PositioningScore
+from positioning.scoring import ALL_TRAFFIC, PositioningScore
 
 #: How many earlier runs the brief shows.
 TREND_RUNS = 5
@@ -30,6 +32,8 @@ class Run:
     m: float | None
     score: float | None
     needs: Mapping[str, tuple[float | None, int]] = field(default_factory=dict)
+    #: Whose conversations ``p`` is over: ``"target users (retail)"`` or ``"all traffic"``.
+    over: str = ALL_TRAFFIC
 
     @property
     def label(self) -> str:
@@ -41,9 +45,29 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _headline(score: Mapping[str, Any]) -> tuple[float | None, float | None, str]:
+    """``(P(D|U), positioning, over)`` of a kept score under today's rule: P(D|U) over the target
+    users when they had conversations of the needs, else all traffic. A brief kept before that rule
+    (no ``p_over``) stored all traffic as its headline and the target users' figure beside it: the
+    target's figure is taken when there is one, and the positioning recomputed with its M."""
+    p, total = _number(score.get("p_d_given_u")), _number(score.get("score"))
+    if "p_over" in score:
+        return p, total, str(score.get("p_over") or ALL_TRAFFIC)
+    target = score.get("target")
+    if isinstance(target, Mapping) and target.get("segments"):
+        estimate = target.get("estimate")
+        value = _number(estimate.get("value")) if isinstance(estimate, Mapping) else None
+        if value is not None:
+            m = _number(score.get("m"))
+            over = f"target users ({', '.join(str(s) for s in target['segments'])})"
+            return value, value * m if m is not None else None, over
+    return p, total, ALL_TRAFFIC
+
+
 def run_of(at: str, score: Mapping[str, Any]) -> Run:
-    """A run from a kept brief: its date and its score as stored (``PositioningScore.to_dict()``).
-    Missing or malformed figures read as None (an old brief's score had other fields)."""
+    """A run from a kept brief: its date and its score as stored (``PositioningScore.to_dict()``),
+    P(D|U) under the same rule as this brief's (:func:`_headline`). Missing or malformed figures
+    read as None (an old brief's score had other fields)."""
     needs: dict[str, tuple[float | None, int]] = {}
     for n in score.get("needs") or []:
         if not isinstance(n, Mapping) or "need" not in n:
@@ -53,13 +77,8 @@ def run_of(at: str, score: Mapping[str, Any]) -> Run:
             needs[str(n["need"])] = (_number(sat.get("value")), int(sat.get("trials") or 0))
         else:  # briefs from before satisfaction was measured on outcomes: a bare figure
             needs[str(n["need"])] = (_number(sat), 0)
-    return Run(
-        at,
-        _number(score.get("p_d_given_u")),
-        _number(score.get("m")),
-        _number(score.get("score")),
-        needs,
-    )
+    p, total, over = _headline(score)
+    return Run(at, p, _number(score.get("m")), total, needs, over)
 
 
 def run_now(result: PositioningScore, at: str | None = None) -> Run:
@@ -71,6 +90,7 @@ def run_now(result: PositioningScore, at: str | None = None) -> Run:
         result.m,
         result.score,
         {n.need: (n.satisfaction.value, n.satisfaction.trials) for n in result.needs},
+        result.p_over,
     )
 
 
@@ -88,17 +108,25 @@ def _change(now: float | None, before: float | None) -> str:
 
 
 def trend_rows(history: Sequence[Run], current: Run) -> list[tuple[str, list[str], str]]:
-    """``(term, a cell per run (oldest first, this one last), change since the last run)``: the
-    three terms, then each of this run's needs."""
+    """``(term, a cell per run (oldest first, this one last), change since the last run)``: whose
+    conversations P(D|U) is over in each run, the three terms (a change of P(D|U) or positioning
+    across runs over other customers is marked ``(U changed)``), then each of this run's needs
+    (satisfaction over all traffic)."""
     runs = [*history, current]
     last = history[-1] if history else None
-    rows: list[tuple[str, list[str], str]] = []
+    moved = last is not None and last.over != current.over
+    rows: list[tuple[str, list[str], str]] = [
+        ("P(D|U) over", [r.over for r in runs], "U changed" if moved else "-"),
+    ]
     for term, get in (
         ("P(D|U)", lambda r: r.p),
         ("M", lambda r: r.m),
         ("Positioning", lambda r: r.score),
     ):
-        rows.append((term, [_cell(get(r)) for r in runs], _change(get(current), get(last)) if last else "-"))
+        change = _change(get(current), get(last)) if last else "-"
+        if moved and term != "M" and change != "-":
+            change += " (U changed)"
+        rows.append((term, [_cell(get(r)) for r in runs], change))
     for need, (value, _) in current.needs.items():
         cells = []
         for r in runs:

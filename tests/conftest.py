@@ -134,6 +134,36 @@ def memoised_retrieval_embeddings() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def memoised_language_detection() -> Iterator[None]:
+    """Each language gate's results for a list of texts, computed once per session (calibration asks
+    the same gate about the same messages for every model trained). A pure function of the gate and
+    the texts; other calls run the detector as before."""
+    import weakref
+
+    from nlu.language import LanguageGate, LanguageResult
+
+    detect = LanguageGate.detect
+    memos: weakref.WeakKeyDictionary[LanguageGate, dict[tuple[str, ...], list[LanguageResult]]]
+    memos = weakref.WeakKeyDictionary()
+
+    def memoised(self: LanguageGate, texts: Sequence[str]) -> list[LanguageResult]:
+        if isinstance(texts, str):
+            return detect(self, texts)  # its TypeError
+        key = tuple(texts)
+        if not all(isinstance(text, str) for text in key):
+            return detect(self, key)  # its TypeError
+        memo = memos.setdefault(self, {})
+        results = memo.get(key)
+        if results is None:
+            results = memo[key] = detect(self, key)
+        return list(results)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LanguageGate, "detect", memoised)
+        yield
+
+
 @pytest.fixture(scope="session")
 def embedder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One export of the retrieval encoder's ONNX graph for the whole session."""

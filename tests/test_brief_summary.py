@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from positioning.brief import BriefExtras, to_html, write_brief
+import pytest
+
+from positioning.brief import BriefExtras, answered_by, label_offsets, plot_evidence, to_html, write_brief
 from positioning.evidence import LoggedExchange, gather
 from positioning.needs import Need, NeedLink
 from positioning.outcomes import judge
@@ -17,6 +19,7 @@ from positioning.scoring import PositioningScore, score
 from positioning.script import load_script
 from positioning.stats import Rate
 from positioning.summary import (
+    CONTAINMENT_MEANS,
     FAIL,
     NO_TARGET,
     NOT_MEASURED,
@@ -62,8 +65,8 @@ def test_positioning_statement_from_dunford_s_components() -> None:
     statement = positioning_statement(ANSWERS, result)
     sentence = statement.sentence()
     assert sentence.startswith(
-        "For retail customers of a digital bank, 20-45, mobile first who today turn to big-bank phone "
-        "lines or generic chatbots, Teller is a chat assistant for Lumen Bank customers that offers "
+        "For retail customers of a digital bank, 20-45, mobile first who today turn to Big-bank phone "
+        "lines or Generic chatbots, Teller is a chat assistant for Lumen Bank customers that offers "
         "instant, accurate answers with a human when needed, and it resolves "
     )
     card = result.needs[0]
@@ -90,7 +93,9 @@ def test_launch_checks_hold_the_pm_s_targets_against_teller_s_figures() -> None:
     latency = checks["Reply latency (95th percentile)"]
     assert (latency.target, latency.measured, latency.status) == ("at most 250 ms", "14.2 ms", PASS)
     containment = checks["Containment"]
-    assert containment.status == FAIL and "strictly resolved: 0.49 (49/100" in containment.note
+    assert (containment.target, containment.status) == ("at least 70 %", FAIL)
+    assert containment.measured == "49.0 % (49/100 conversations, 95 % CI 39.4-58.7 %)"
+    assert containment.note == CONTAINMENT_MEANS
     assert checks["Success metric: Containment rate"].status == FAIL
     # No target stated, a figure Teller cannot measure, a metric it does not know.
     other = {c.name: c for c in launch_checks({"success_metric": "NPS"}, {"accuracy": 95.0})}
@@ -100,7 +105,7 @@ def test_launch_checks_hold_the_pm_s_targets_against_teller_s_figures() -> None:
     resolved = {
         c.name: c for c in launch_checks({"success_metric": "First-contact resolution"}, {}, None, Rate(3, 4))
     }
-    assert resolved["Success metric: First-contact resolution"].measured.startswith("0.75 (3/4")
+    assert resolved["Success metric: First-contact resolution"].measured.startswith("75.0 % (3/4 conv")
 
 
 def test_rules_come_from_the_product_and_the_pm_s_own_words() -> None:
@@ -164,12 +169,14 @@ def test_the_brief_opens_with_the_summary_and_exports_one_self_contained_html(tm
         {**ANSWERS, "product": "Teller <img src=x onerror=alert(1)>, a chat assistant"},
         result,
         gather(log, "last 30 days"),
-        extras=BriefExtras([earlier], "2026-11-30T09:00:00Z", MEASURED, rules),
+        extras=BriefExtras([earlier], "2026-11-30T09:00:00Z", MEASURED, rules, asked=log),
     )
     text = files.markdown.read_text()
     head = text.split("## How the score is computed")[0]
     assert "## Executive summary" in head and "> For retail customers" in head
-    assert "| Market category | a chat assistant |" in head
+    # Not one of the documented forms ("Name, category" with a name before the comma): the whole
+    # answer is the category, Teller the name.
+    assert "| Market category | Teller &lt;img src=x onerror=alert\\(1\\)&gt;, a chat assistant |" in head
     assert "| Classifier accuracy | at least 94 % | 93.9 % | **fail** |" in head
     assert "**Recommendations**" in head and "Within the product's rules: Teller's answer policy" in head
     assert (
@@ -207,3 +214,93 @@ def test_trend_reads_old_and_new_scores_and_shows_the_first_brief() -> None:
     assert old.needs[CARD.need] == (0.9, 0) and old.m is None
     lines = "\n".join(trend_lines([old], now))
     assert "| M | - |" in lines and "satisfaction: send money abroad | not a need then |" in lines
+
+
+def test_containment_is_one_strict_figure_everywhere_in_the_brief(tmp_path: Path) -> None:
+    """The launch check, the evidence and the chart's title all read the strictly resolved
+    conversations (with n and interval), never the lenient share of messages without a handoff."""
+    log = [
+        LoggedExchange("should I buy shares", "advice", "visa_or_mastercard", customer="a"),
+        LoggedExchange("my card has not come", "intent", "card_arrival", customer="b"),
+        LoggedExchange("what is this fee", "faq", "verify_source_of_funds", "fees", customer="c"),
+        LoggedExchange("pension advice please", "handoff", "verify_source_of_funds", customer="d"),
+    ]
+    evidence = gather(log, "last 30 days", resolved=Rate(2, 4))
+    assert evidence.containment_rate == 0.75  # the lenient figure the brief must not show
+    files = write_brief(
+        tmp_path,
+        load_script(),
+        ANSWERS,
+        scored(),
+        evidence,
+        extras=BriefExtras(measured=MEASURED, asked=log),
+    )
+    text = files.markdown.read_text()
+    assert (
+        "| Containment | at least 70 % | 50.0 % (2/4 conversations, 95 % CI 15.0-85.0 %) | **fail** |" in text
+    )
+    assert "- Containment (conversations resolved without a person" in text
+    assert "75%" not in text and "75 %" not in text and "61.5" not in text
+    # What answered, not the classifier's guess: the advice question was declined, the pension
+    # question handed off; "visa or mastercard" and "verify source of funds" never answered.
+    groups = {g.label: g.messages for g in answered_by(log)}
+    assert groups == {
+        "advice declined": 1,
+        "card arrival": 1,
+        "KB: fees": 1,
+        "handed off / not answered": 1,
+    }
+    asked = text.split("## What customers actually asked")[1].split("## The interview")[0]
+    assert "| what answered | messages |" in asked and "| advice declined | 1 |" in asked
+    assert "visa or mastercard" not in asked and "verify source of funds" not in asked
+    assert files.chart is not None and files.chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_evidence_chart_has_one_axis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.pyplot as plt
+
+    figures = []
+    real = plt.subplots
+
+    def spy(*args: object, **kwargs: object) -> object:
+        made = real(*args, **kwargs)  # type: ignore[arg-type]
+        figures.append(made[0])
+        return made
+
+    monkeypatch.setattr(plt, "subplots", spy)
+    log = [LoggedExchange("my card", "intent", "card_arrival"), LoggedExchange("x", "handoff")]
+    plot_evidence(gather(log, "p", resolved=Rate(1, 2)), answered_by(log), tmp_path / "e.png")
+    assert len(figures) == 1 and len(figures[0].axes) == 1
+    assert "containment 50 % (1/2 conversations" in figures[0].axes[0].get_title()
+
+
+def test_the_statement_names_alternatives_as_written_and_splits_the_product_only_on_its_forms() -> None:
+    result = scored()
+    answers = {
+        **ANSWERS,
+        "competitors": ["Monzo chat | instant answers", "branch staff | slow but personal"],
+        "product": "Back office? No: Teller, Lumen's assistant",
+    }
+    statement = positioning_statement(answers, result)
+    assert statement.alternatives == "Monzo chat or branch staff"
+    assert (statement.product, statement.category) == ("Teller", "Back office? No: Teller, Lumen's assistant")
+    assert "who today turn to Monzo chat or branch staff, Teller is Back office?" in statement.sentence()
+    three = positioning_statement({"competitors": ["A: x", "B (y)", "C - z"]}, result, "Lumen")
+    assert three.alternatives == "A, B or C" and three.product == "Lumen"
+    assert (
+        positioning_statement({"product": "Lumen Assist is a bank's chat"}, result).product == "Lumen Assist"
+    )
+
+
+def test_opportunity_labels_of_close_points_do_not_overlap() -> None:
+    points = [(8.0, 6.0), (8.0, 6.2), (8.0, 5.9), (2.0, 1.0)]
+    labels = ["N3 update my address (n=20)", "N1 track a card that has (n=31)", "N2 fee (n=9)", "N4 x (n=3)"]
+    offsets = label_offsets(points, labels)
+    boxes = [
+        (x * 41 + dx, y * 34 + dy, x * 41 + dx + 4.8 * len(t), y * 34 + dy + 11)
+        for (x, y), (dx, dy), t in zip(points, offsets, labels, strict=True)
+    ]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    assert offsets[3] == (6.0, 4.0)  # a point alone keeps the usual place

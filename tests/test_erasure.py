@@ -220,6 +220,7 @@ def test_erasure_removes_everything_of_one_customer_and_nothing_of_anyone_else(s
         "handoffs": 1,
         "deliveries": 3,
         "outbox": 1,
+        "outcomes": 0,
     }
     assert receipt.kb_entries == ("op_why_was_my_zebra_charged_twice",)
     assert any("until the next retrain" in c for c in receipt.caveats)

@@ -1,7 +1,9 @@
 """The full interview's optional per-need questions (#16, item 1): Teller's suggested links for each
 need, confirmed with Enter/"ok" or edited; per-need competitor coverage, resolution rules and an
 entered M; lines that name a need by its number; answers tied to needs that changed asked again.
-The quick interview does not ask them."""
+The quick interview asks only for the links. Every intent, entry and route a link names is checked
+against what Teller knows (passed in by the caller): an unknown one is refused with the closest known
+ones, and the PM types the lines again."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import pytest
 
 from bot.storage import Store
 from positioning.engine import COMPLETED, QUICK, InterviewEngine, Suggestion, Turn
+from positioning.errors import PositioningError
+from positioning.needs import KnownIds, NeedLink, check_link
 from positioning.script import DEFAULT_SCRIPT, QUICK_LIMIT, load_script
 from positioning.session import InterviewService
 from tests.test_interview import ANSWERS
@@ -51,13 +55,13 @@ def to_links(engine: InterviewEngine) -> Turn:
     return turn
 
 
-def test_full_interview_asks_the_optional_questions_and_quick_does_not() -> None:
+def test_full_interview_asks_the_optional_questions_and_quick_only_the_links() -> None:
     script = load_script(DEFAULT_SCRIPT)
     full = [q.id for q in script.ordered("full")]
     assert full[9:13] == OPTIONAL  # after the market questions, the numbers before them unchanged
     assert all(not script.question(q).required for q in OPTIONAL)
     quick = [q.id for q in script.ordered(QUICK)]
-    assert not set(OPTIONAL) & set(quick) and len(quick) <= QUICK_LIMIT == 12
+    assert set(OPTIONAL) & set(quick) == {"need_links"} and len(quick) <= QUICK_LIMIT == 12
 
 
 def test_teller_s_links_are_shown_per_need_and_ok_confirms_them() -> None:
@@ -204,3 +208,84 @@ def test_the_optional_questions_can_be_skipped(question: str) -> None:
         turn = engine.skip(turn.state)
     skipped = engine.skip(turn.state)
     assert skipped.error is None and question in skipped.state.skipped
+
+
+KNOWN = KnownIds(
+    frozenset({"card_arrival", "card_delivery_estimate", "lost_or_stolen_card", "exchange_rate"}),
+    frozenset({"overdraft_fee", "card_delivery", "whats_the_overdraft_fee"}),
+)
+
+
+def test_links_name_only_ids_teller_knows() -> None:
+    assert check_link(
+        NeedLink("fees", ("card_arrival",), ("overdraft_fee",), ("advice",)), KNOWN
+    ).intents == ("card_arrival",)
+    with pytest.raises(PositioningError) as caught:
+        check_link(
+            NeedLink("track a card", ("card_arival", "weather"), ("overdraft_fe",), ("advise",)), KNOWN
+        )
+    message = str(caught.value)
+    assert message.startswith("track a card: ")
+    assert "route:advise is not one of Teller's routes (closest: advice)" in message
+    assert "intent:card_arival is not one of the classifier's intents (closest: card_arrival" in message
+    assert "intent:weather is not one of the classifier's intents (none is close)" in message
+    assert "kb:overdraft_fe is not one of the knowledge base's entries (closest: overdraft_fee" in message
+    # Without the ids (the caller cannot say), routes are still checked against Teller's own.
+    assert check_link(NeedLink("x", ("anything",), ("any",)), None).kb_ids == ("any",)
+    with pytest.raises(PositioningError, match="route:faqs is not one of Teller's routes"):
+        check_link(NeedLink("x", routes=("faqs",)), None)
+
+
+def test_an_unknown_id_is_refused_with_the_closest_and_the_pm_types_it_again() -> None:
+    asked = []
+
+    def known() -> KnownIds:
+        asked.append(1)
+        return KNOWN
+
+    engine = InterviewEngine(load_script(DEFAULT_SCRIPT), suggest=Suggester(), known=known)
+    turn = to_links(engine)
+    assert turn.prompt is not None and turn.prompt.suggestion is not None  # the suggestion is valid
+    calls = len(asked)
+    refused = engine.answer(turn.state, "1 | intent:card_arival, kb:card_delivry\n3 | route:advice")
+    assert refused.error is not None
+    assert (
+        "track a card that hasn't arrived: intent:card_arival is not one of the classifier's intents "
+        "(closest: card_arrival" in refused.error
+    )
+    assert (
+        "kb:card_delivry is not one of the knowledge base's entries (closest: card_delivery)" in refused.error
+    )
+    # Nothing is lost: the same question, the same state, Teller's suggestion still shown.
+    assert refused.state == turn.state and refused.prompt == turn.prompt
+    assert len(asked) == calls + 1  # asked when the links were answered, not before each answer
+    bad_route = engine.answer(turn.state, "2 | route:faqs")
+    assert bad_route.error is not None and "route:faqs is not one of Teller's routes (closest: faq)" in (
+        bad_route.error
+    )
+    fixed = engine.answer(refused.state, "1 | intent:card_arrival, kb:card_delivery\n3 | route:advice")
+    assert fixed.error is None and fixed.state.answers["need_links"] == [
+        "track a card that hasn't arrived | intent:card_arrival, kb:card_delivery",
+        "investment advice | route:advice",
+    ]
+
+
+def test_a_suggestion_naming_an_unknown_id_is_not_shown_and_unreadable_ids_are_not_checked() -> None:
+    stale = InterviewEngine(
+        load_script(DEFAULT_SCRIPT),
+        suggest=Suggester(),
+        known=lambda: KnownIds(frozenset({"lost_or_stolen_card"}), frozenset()),
+    )
+    turn = to_links(stale)  # "intent:card_arrival" and "kb:overdraft_fee" are unknown here
+    assert turn.prompt is not None and turn.prompt.suggestion is None
+
+    def broken() -> KnownIds:
+        raise RuntimeError("the model cannot be read")
+
+    engine = InterviewEngine(load_script(DEFAULT_SCRIPT), suggest=Suggester(), known=broken)
+    turn = to_links(engine)
+    kept = engine.answer(turn.state, "1 | intent:anything_at_all")
+    assert kept.error is None
+    assert "route:nowhere is not one of Teller's routes" in (
+        engine.answer(turn.state, "1 | route:nowhere").error or ""
+    )

@@ -1,6 +1,7 @@
 """The quick interview (#16): at most 12 questions over the five steps, Teller's own figures
-prefilled (passed in by the caller) and kept with Enter or "ok", or replaced; the full interview
-unchanged; switching between them keeps the answers."""
+prefilled (passed in by the caller) and kept with Enter or "ok", or replaced; Teller's suggested
+links of every need confirmed in one question (in place of the gap's size, which the score does not
+read); the full interview unchanged; switching between them keeps the answers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.storage import Store
-from positioning.engine import COMPLETED, FULL, QUICK, InterviewEngine, Turn
+from positioning.engine import _NUMBER_ERROR, COMPLETED, FULL, QUICK, InterviewEngine, Turn
 from positioning.errors import PositioningError, ScriptError
 from positioning.script import DEFAULT_SCRIPT, QUICK_LIMIT, load_script
 from positioning.session import InterviewService
@@ -24,7 +25,7 @@ QUICK_QUESTIONS = [
     "competitors",
     "competitor_coverage",
     "gap",
-    "gap_size",
+    "need_links",
     "model_version",
     "target_accuracy",
     "target_latency_ms",
@@ -60,13 +61,15 @@ def test_the_quick_interview_asks_at_most_12_questions_over_the_five_steps(engin
     # full interview's question numbers when every question is listed.
     full = [q.id for q in engine.script.ordered(FULL)]
     assert full == list(ANSWERS) and [q.id for q in engine.script.ordered()][: len(full)] == full
-    prefilled = {q.id: q.prefill for q in quick if q.prefill}
-    assert prefilled == {
-        "model_version": "model_version",
+    # Facts are prefilled; a target only shows the figure it will be checked against.
+    assert {q.id: q.prefill for q in quick if q.prefill} == {"model_version": "model_version"}
+    shown = {q.id: q.measured for q in quick if q.measured}
+    assert shown == {
         "target_accuracy": "accuracy",
         "target_latency_ms": "latency_ms",
         "target_containment": "containment",
     }
+    assert not any(engine.script.question(q).required for q in shown)
 
 
 def run_quick(engine: InterviewEngine, typed: dict[str, str]) -> Turn:
@@ -78,10 +81,12 @@ def run_quick(engine: InterviewEngine, typed: dict[str, str]) -> Turn:
     return turn
 
 
-def test_prefilled_questions_show_teller_s_figure_and_keep_it_with_enter_or_ok(
+def test_facts_are_prefilled_and_targets_show_the_measured_figure_as_information_only(
     engine: InterviewEngine,
 ) -> None:
-    turn = engine.start("iv", "pm", QUICK, DEFAULTS)
+    """The model is prefilled (Enter or "ok" keeps it); a target shows Teller's figure beside it but
+    Enter means "no target stated", never the measured figure (else every launch check passes)."""
+    turn = engine.start("iv", "pm", QUICK, {**DEFAULTS, "containment_n": 137})
     seen = []
     while not turn.finished:
         prompt = turn.prompt
@@ -89,31 +94,34 @@ def test_prefilled_questions_show_teller_s_figure_and_keep_it_with_enter_or_ok(
         seen.append(prompt.question.id)
         if prompt.question.id == "target_accuracy":
             text = prompt.render()
-            assert "Prefilled from Teller: 93.9 (Teller's measured accuracy" in text
-            assert "Type ok (or press Enter) to keep it" in text
-            turn = engine.answer(turn.state, "")  # Enter
+            assert prompt.suggestion is None and prompt.takes_empty
+            assert "For information, Teller measures: 93.9 (Teller's measured accuracy" in text
+            assert "press Enter (or 'skip') to state none" in text and "Prefilled" not in text
+            assert engine.answer(turn.state, "ok").error == _NUMBER_ERROR  # "ok" keeps nothing here
+            turn = engine.answer(turn.state, "")  # Enter: no target stated
         elif prompt.question.id == "model_version":
             assert prompt.suggestion == DEFAULTS["model_version"]
             turn = engine.answer(turn.state, "OK")
         elif prompt.question.id == "target_latency_ms":
-            turn = engine.answer(turn.state, "1,250")  # a new value
+            turn = engine.answer(turn.state, "1,250")  # a target of the PM's own
         elif prompt.question.id == "target_containment":
-            turn = engine.answer(turn.state, "ok")
+            assert "Teller measures: 61.5 (" in prompt.render() and "137 conversations)" in prompt.render()
+            turn = engine.answer(turn.state, "   ")
         else:
             assert prompt.suggestion is None  # not prefilled: "ok" would be an answer
             turn = engine.answer(turn.state, ANSWERS[prompt.question.id])
         assert turn.error is None
     assert seen == QUICK_QUESTIONS and turn.state.status == COMPLETED
     answers = engine.answered(turn.state)
-    assert list(answers) == QUICK_QUESTIONS
-    assert answers["model_version"] == DEFAULTS["model_version"] and answers["target_accuracy"] == 93.9
-    assert answers["target_latency_ms"] == 1250 and answers["target_containment"] == 61.5
+    assert "target_accuracy" not in answers and "target_containment" not in answers
+    assert {"target_accuracy", "target_containment"} <= set(turn.state.skipped)
+    assert answers["model_version"] == DEFAULTS["model_version"] and answers["target_latency_ms"] == 1250
     assert answers["needs"] == [
         "track a card that hasn't arrived | 5",
         "understand a fee | 4",
         "investment advice | 2",
     ]
-    assert turn.state.defaults == DEFAULTS  # kept with the interview, for the brief's checks
+    assert turn.state.defaults["accuracy"] == 93.9  # kept with the interview, shown again on edit
 
 
 def test_back_to_a_prefilled_question_shows_the_answer_and_ok_keeps_it(engine: InterviewEngine) -> None:
@@ -137,12 +145,15 @@ def test_without_figures_the_questions_are_asked_plainly(engine: InterviewEngine
     assert refused.error == "please type an answer"
 
 
-def test_a_full_interview_is_prefilled_too_where_it_asks_the_same(engine: InterviewEngine) -> None:
+def test_a_full_interview_shows_the_figures_too_and_enter_states_no_target(engine: InterviewEngine) -> None:
     turn = engine.start("iv", "pm", FULL, DEFAULTS)
     while turn.prompt is not None and turn.prompt.question.id != "target_accuracy":
         turn = engine.answer(turn.state, ANSWERS[turn.prompt.question.id])
-    assert turn.prompt is not None and turn.prompt.suggestion == 93.9 and turn.prompt.count == len(ANSWERS)
-    assert engine.answer(turn.state, "ok").state.answers["target_accuracy"] == 93.9
+    assert turn.prompt is not None and turn.prompt.suggestion is None and turn.prompt.measured == 93.9
+    assert turn.prompt.count == len(ANSWERS)
+    enter = engine.answer(turn.state, "")
+    assert enter.error is None and "target_accuracy" not in enter.state.answers
+    assert engine.answer(turn.state, "95").state.answers["target_accuracy"] == 95
 
 
 def test_switching_modes_keeps_the_answers(engine: InterviewEngine) -> None:
@@ -209,3 +220,83 @@ def test_quick_scripts_are_checked(tmp_path: Path) -> None:
     )
     with pytest.raises(ScriptError, match="modes must be among"):
         load_script(path)
+
+
+def test_the_quick_interview_confirms_teller_s_links_in_one_question() -> None:
+    """One question shows Teller's links for every need: Enter or "ok" accepts them all, edited
+    lines replace those needs' links; the quick interview still asks 12 questions."""
+    from tests.test_interview_links import SUGGESTED, Suggester
+
+    suggest = Suggester()
+    engine = InterviewEngine(load_script(DEFAULT_SCRIPT), suggest=suggest)
+    turn = engine.start("iv", "pm", QUICK, DEFAULTS)
+    while turn.prompt is not None and turn.prompt.question.id != "need_links":
+        turn = engine.answer(turn.state, ANSWERS[turn.prompt.question.id])
+    prompt = turn.prompt
+    assert prompt is not None and prompt.number == 7 and prompt.count == 12
+    assert prompt.suggestion == [line.rstrip() for line in SUGGESTED]
+    text = prompt.render()
+    assert "Teller suggests:\n  track a card that hasn't arrived | intent:card_arrival\n" in text
+    assert "Type ok (or press Enter) to confirm it" in text
+    assert "gap_size" not in [q.id for q in engine.questions(turn.state)]
+    kept = engine.answer(turn.state, "")  # Enter
+    assert kept.error is None and kept.state.answers["need_links"] == [line.rstrip() for line in SUGGESTED]
+    assert kept.prompt is not None and kept.prompt.question.id == "model_version"
+    edited = engine.answer(turn.state, "3 | route:advice")
+    assert edited.error is None and edited.state.answers["need_links"] == ["investment advice | route:advice"]
+    done = edited
+    while not done.finished:
+        assert done.prompt is not None
+        done = engine.answer(
+            done.state, "ok" if done.prompt.suggestion is not None else ANSWERS[done.prompt.question.id]
+        )
+    assert list(engine.answered(done.state)) == QUICK_QUESTIONS
+
+
+def _at_links(tmp_path: Path) -> tuple[InterviewService, Store, Any]:
+    from tests.test_interview_links import Suggester
+
+    engine = InterviewEngine(load_script(DEFAULT_SCRIPT), suggest=Suggester())
+    store = Store(tmp_path / "links.db")
+    service = InterviewService(engine, store.interviews, defaults=lambda: dict(DEFAULTS))
+    state = service.start_or_resume("pm", mode=QUICK).state
+    while state.current != "need_links":
+        state = service.handle("pm", ANSWERS[state.current or ""]).state
+    return service, store, state
+
+
+def test_ok_confirms_a_list_suggestion_at_once_and_commands_work_in_a_continuation(tmp_path: Path) -> None:
+    service, store, state = _at_links(tmp_path)
+    try:
+
+        def reader(*lines: str) -> Any:
+            typed = iter(lines)
+            asked: list[str] = []
+
+            def read(prompt: str) -> str:
+                asked.append(prompt)
+                return next(typed)
+
+            return read, asked
+
+        read, asked = reader("ok", "never read")
+        assert service.read_answer(state, read) == "ok" and asked == ["> "]  # no "..." continuation
+        assert service.handle("pm", "ok").state.current == "model_version"
+        state = service.handle("pm", "back").state
+        assert state.current == "need_links"
+        for command in ("/pause", "cancel", "pause", "/cancel", "/back"):
+            read, _ = reader("1 | route:advice", command, "")
+            assert service.read_answer(state, read) == command
+        read, _ = reader("1 | route:advice", "back", "")  # a bare "back" may be an item: not a command
+        assert service.read_answer(state, read) == "1 | route:advice\nback"
+    finally:
+        store.close()
+
+
+def test_errors_keep_the_case_of_names(tmp_path: Path) -> None:
+    service, store, _state = _at_links(tmp_path)
+    try:
+        reply = service.handle("pm", "1 | route:adviec")
+        assert "is not one of Teller's routes" in reply.text
+    finally:
+        store.close()

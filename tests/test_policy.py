@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ T = Thresholds(
     bank_margin=0.1,
     agree_intent=0.3,
     agree_kb=0.2,
+    confident_scope=0.35,
+    confident_intent=0.85,
 )
 CARD = KBEntry.build("card_arrival", ["where is my card"], "Cards arrive in 3-5 days.", "card_arrival")
 LOST = KBEntry.build("lost_card", ["I lost my card"], "Freeze it in the app.", "lost_or_stolen_card")
@@ -305,3 +308,55 @@ def test_policy_config_round_trip(tmp_path: Path) -> None:
         loaded is not None and loaded.thresholds == T and loaded.calibration["held_out"]["oos_recall"] == 0.97
     )
     assert PolicyConfig.load(tmp_path / "nowhere") is None
+
+
+def test_the_confident_tier_answers_a_sure_reading_below_the_scope_bar_and_nothing_less_sure(
+    policy: AnswerPolicy,
+) -> None:
+    """Below ``in_scope`` (0.5) but above ``confident_scope`` (0.35): answered when the classifier
+    is at least ``confident_intent`` (0.85) sure, handed off otherwise; below both bars, handed off."""
+    sure = policy.decide(signals(p1=0.9, nearest=0.4))
+    assert (sure.route, sure.rule, sure.intent) == (Route.INTENT, "confident_intent", "card_arrival")
+    assert "0.90 ≥ 0.85" in sure.reason and "0.40 ≥ 0.35" in sure.reason
+    assert policy.decide(signals(p1=0.8, nearest=0.4)).route == Route.HANDOFF
+    assert policy.decide(signals(p1=0.99, nearest=0.3)).route == Route.HANDOFF
+    never = policy.decide(
+        signals(p1=0.99, nearest=0.4), replace(T, confident_scope=1.01, confident_intent=1.01)
+    )
+    assert never.route == Route.HANDOFF
+
+
+def test_the_confident_tier_is_fitted_only_where_it_answers_more_than_it_lets_in() -> None:
+    """In-scope messages whose scope similarity falls under the main bar but whose reading is sure
+    are won back by the tier; when out-of-scope messages read as surely, the tier stays off."""
+    rng = np.random.default_rng(3)
+
+    def data(oos_p1: tuple[float, float], oos_scope: tuple[float, float] = (0.1, 0.7)) -> Features:
+        cases = [
+            signals(p1=float(rng.uniform(0.7, 1.0)), nearest=float(rng.uniform(0.75, 1.0)))
+            for _ in range(500)
+        ]
+        # A customer's own wording of a known need: unlike the training examples, surely read.
+        cases += [
+            signals(p1=float(rng.uniform(0.9, 1.0)), nearest=float(rng.uniform(0.62, 0.7))) for _ in range(60)
+        ]
+        cases += [
+            signals(p1=float(rng.uniform(*oos_p1)), nearest=float(rng.uniform(*oos_scope)))
+            for _ in range(800)
+        ]
+        return Features.from_signals(cases, ["card_arrival"] * 560 + [OOS] * 800)
+
+    targets = Targets(min_oos_recall=0.99, max_false_handoff=0.2)
+    helped = data((0.2, 0.8))
+    t, feasible = fit_thresholds(helped, targets)
+    assert feasible and t.confident_intent <= 0.9 and t.confident_scope <= 0.62 < t.in_scope
+    assert (
+        score_routes(helped, t).answered_correctly
+        > score_routes(helped, replace(t, confident_scope=1.01, confident_intent=1.01)).answered_correctly
+    )
+    # Out-of-scope messages as surely read, and as close, as those in-scope ones: no tier that lets
+    # any of them in pays (at most one that reaches no out-of-scope message).
+    hurt = data((0.9, 1.0), (0.55, 0.7))
+    t, _ = fit_thresholds(hurt, targets)
+    assert t.confident_intent > 1.0 or t.confident_scope > 0.7
+    assert score_routes(hurt, t).oos_recall == 1.0

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.assistant import build_core
 from bot.core import Incoming
 from bot.positioning_desk import OPTIONAL_ANSWERS, PositioningDesk
@@ -156,7 +158,13 @@ def test_the_persona_is_mapped_to_the_logs_segments(teller_env: Path) -> None:
         t = brief.score.target
         assert t is not None and t.segments == ("retail",) and t.source == NAMED
         assert t.conversations == 2 and t.all_conversations == 3
-        assert "U = retail (named by the PM in the interview): P(D|U) = " in reply.text
+        # The headline is the target users' P(D|U), all traffic beside it (in the chat and the brief).
+        assert brief.score.over_target and t.estimate is not None
+        assert brief.score.p_d_given_u == pytest.approx(t.estimate.value)
+        assert (
+            "P(D|U) is over the target users' conversations (retail, named by the PM in the interview; "
+            "2 conversations); over all traffic it is " in reply.text
+        )
         text = brief.files.markdown.read_text()
         assert "## The target users (U)" in text
         assert "| at most 1500 ms |" in text and "| at least 60 % |" in text  # asked in full mode now
@@ -168,5 +176,30 @@ def test_the_persona_is_mapped_to_the_logs_segments(teller_env: Path) -> None:
         desk.service.store.save(quick.state)
         mapped = desk.write_brief("iv_segs0002", user_id="slack:UPM1").score.target
         assert mapped is not None and mapped.segments == ("retail",) and mapped.source == MAPPED
+    finally:
+        core.close()
+
+
+def test_pressed_buttons_are_not_what_customers_asked(teller_env: Path) -> None:
+    """A pressed "Book an adviser call" (``handoff``) or "Helpful" is stored like typed text, but it
+    is not a customer's question: it stays out of "what customers asked" and the candidate needs."""
+    settings = get_settings()
+    core = build_core(settings)
+    desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
+    try:
+        for user in ("u1", "u2", "u3"):
+            core.handle(Incoming("web", user, user, None, "which shares should I buy"))
+            core.handle(Incoming("web", user, user, None, "handoff"))  # the button's value
+        core.handle(Incoming("web", "u4", "u4", None, "intent:card_arrival"))
+        logged = desk.logged_exchanges("2000-01-01T00:00:00")
+        assert sum(e.text == "handoff" for e in logged) == 3
+        from bot.positioning_desk import customers_words
+
+        assert [e.text for e in customers_words(logged)] == ["which shares should I buy"] * 3
+        interview = _completed(desk, {"needs": ["understand a fee | 4 | 2"]})
+        text = desk.write_brief(interview, days=30).files.markdown.read_text()
+        asked = text.split("## What customers actually asked")[1].split("## The interview")[0]
+        assert "- Messages: 3" in asked
+        assert "“handoff”" not in asked and "handoff:" not in asked and "intent:card" not in asked
     finally:
         core.close()

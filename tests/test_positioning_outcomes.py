@@ -36,6 +36,7 @@ from positioning.outcomes import ASKED_AGAIN, FLAGGED, HANDED_OFF, judge
 from positioning.scoring import MarketOverride, parse_market_override, score
 from positioning.script import load_script
 from positioning.stats import Rate, wilson_interval
+from positioning.summary import containment_text
 from tests.fakes import HashingEmbedder
 
 EMBED = HashingEmbedder(dim=512).embed
@@ -407,7 +408,7 @@ def test_an_option_the_bot_cannot_serve_scores_below_one_it_serves() -> None:
     assert [s.option.name for s in both] == ["service", "advice-led"]
     assert [s.result.score for s in both] == pytest.approx([a.score, b.score])
     table = render_comparison(both)
-    assert "| advice-led | 0.00 (95 % CI 0.00-0.13) | 1.00 | 0.00 | 2 of 2 |" in table
+    assert "| advice-led | 0.00 (95 % CI 0.00-0.13) | all traffic | 1.00 | 0.00 | 2 of 2 |" in table
     print(f"\nserved option: {a.score_formula}\nadvice option: {b.score_formula}\n{table}")
 
 
@@ -422,7 +423,7 @@ def test_opportunity_map_marks_under_served_needs(tmp_path: Path) -> None:
     files = write_brief(tmp_path, load_script(), {"product": "Teller"}, result, gather(TRUTH.log, "t"))
     brief = files.markdown.read_text()
     assert re.search(
-        r"\| 3 \| send money abroad \| 10 \| \d\.\d \| 1\d\.\d \| [\d.]+-[\d.]+ \| \*\*under-served\*\* \|",
+        r"\| N3 \| send money abroad \| 10 \| \d\.\d \| 1\d\.\d \| [\d.]+-[\d.]+ \| \*\*under-served\*\* \|",
         brief,
     )
     assert files.opportunity_chart is not None and files.opportunity_chart.read_bytes().startswith(b"\x89PNG")
@@ -443,7 +444,7 @@ def test_candidate_needs_cluster_all_unresolved_traffic(tmp_path: Path) -> None:
     brief = write_brief(tmp_path, load_script(), {"product": "Teller"}, result, evidence).markdown.read_text()
     crypto_line = "16 messages (8 distinct; Teller's replies: handoff 16; classifier's guesses: fiat currency support 16)"  # noqa: E501
     assert crypto_line in brief
-    assert f"not asked again), per conversation: {outcomes.resolved.text()}" in brief
+    assert f"asking again; advice refusals are not contained): {containment_text(outcomes.resolved)}" in brief
 
 
 def test_direct_clustering_groups_by_meaning() -> None:

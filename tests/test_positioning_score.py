@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from positioning.brief import write_brief
+from positioning.brief import BriefExtras, write_brief
 from positioning.errors import PositioningError
 from positioning.evidence import LoggedExchange, gather
 from positioning.needs import Need, NeedLink, parse_coverage, parse_needs, with_coverage
@@ -124,21 +124,17 @@ def test_brief_shows_the_formula_with_its_numbers_and_the_evidence(tmp_path: Pat
     )
     result = score(with_coverage(needs, overall=2), outcomes)
     answers = {"product": "Teller", "needs": [f"{n.text} | {n.importance}" for n in needs], "gap_size": 4}
-    files = write_brief(tmp_path, load_script(), answers, result, evidence)
+    files = write_brief(tmp_path, load_script(), answers, result, evidence, extras=BriefExtras(asked=LOG))
     text = files.markdown.read_text()
     assert f"= {result.p_d_given_u:.2f} x {result.m:.2f} = {result.score:.2f}" in text
     assert "`P(D|U) = (5x0.80 + 3x1.00 + 2x0.00) / 10 = 0.70`" in text
     assert "0.80 (8/10, 95 % CI 0.49-0.94)" in text and "0.00 (0/2, 95 % CI 0.00-0.66)" in text
     assert "(5x0.50x(1-0.25) + 3x0.25x(1-0.25) + 2x0.10x(1-0.25))" in text
-    assert (
-        "Containment (answered without a handoff; counts refusals, clarify turns and flagged answers): 75%"
-        in text
-    )
-    assert (
-        "Resolved (answered, not flagged, not handed off, not asked again), per conversation: 0.65 (13/20"
-        in text
-    )
-    assert "| card arrival | 10 | 0% | 20% |" in text  # intents in words
+    # One containment figure: the conversations resolved without a person (not the 75 % of messages
+    # without a handoff).
+    assert "not followed by a handoff or by the customer asking again; advice refusals are not " in text
+    assert "): 65.0 % (13/20 conversations, 95 % CI " in text and "75%" not in text
+    assert "| card arrival | 10 | 0% | 20% |" in text  # what answered, intents in words
     assert "Candidate new needs" in text and "## What would raise each term" in text
     assert "“where is my card”. Already a listed need: “track a card that hasn't arrived”" in text
     assert "weather forecast tomorrow: 3 messages (3 distinct; Teller's replies: handoff 3); e.g." in text

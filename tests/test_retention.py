@@ -194,6 +194,7 @@ EXPECTED = {
     "handoffs": 1,
     "deliveries": 3,  # ann's reply, her handoff's notice, the old interview turn's
     "outbox": 2,  # ann's (with her message), eve's recent reply's (over a day old)
+    "outcomes": 0,
 }
 
 

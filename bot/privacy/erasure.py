@@ -15,6 +15,7 @@ messages             the customer's messages, Teller's replies to them, relays i
 outbox, deliveries   of those messages; and the notices of their handoffs' end (closed, expired)
 feedback             on those replies, and any the customer gave on other replies of the channel
 flags                operators' flags on those replies
+outcomes             business outcomes recorded on those replies (an adviser call booked, ...)
 review_sources       the filing of those messages in the review queue
 review_items         items left with no source; an item that still files other customers'
                      messages keeps them, and takes one of their texts if its own was the
@@ -96,6 +97,7 @@ KINDS = (
     "handoffs",
     "deliveries",
     "outbox",
+    "outcomes",
 )
 #: The notices a handoff's customer is sent when it ends, each recorded as a delivery of
 #: ``"<handoff id>:<end>"`` (to the customer's address): an operator closed it (``closed``,

@@ -5,7 +5,7 @@ Shared by erasure (:mod:`bot.privacy.erasure`, one customer's messages) and rete
 to any of them are added), in an order the foreign keys accept:
 
 - the outbox rows (texts as written on their way to the customer) and delivery records;
-- customers' feedback and operators' flags on them;
+- customers' feedback and operators' flags on them, and the business outcomes recorded on them;
 - the review sources that file them; a review item left with no source is removed, one that keeps
   sources from other messages gets the text of one of those if its own was among the removed;
 - corrections of removed review items, and corrections made from these messages directly
@@ -72,6 +72,7 @@ class Removed:
     handoffs: int = 0
     deliveries: int = 0
     outbox: int = 0
+    outcomes: int = 0
 
     def add(self, other: Removed) -> None:
         for f in fields(self):
@@ -129,6 +130,9 @@ def purge_messages(
         )
         removed.flags += rowcount(
             connection.execute(delete(schema.flags).where(schema.flags.c.message_id.in_(chunk)))
+        )
+        removed.outcomes += rowcount(
+            connection.execute(delete(schema.outcomes).where(schema.outcomes.c.message_id.in_(chunk)))
         )
         removed.proposals += rowcount(connection.execute(delete(_p).where(_p.c.message_id.in_(chunk))))
         if corrections == CorrectionFate.DELETE:

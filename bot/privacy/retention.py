@@ -6,8 +6,9 @@ A run (:meth:`Retention.run`, ``teller retention run``, or :class:`RetentionServ
 
 - every message stored before the cutoff, and Teller's replies to those (a reply is stamped a few
   milliseconds after its question: an exchange goes as a whole), with their outbox rows, delivery
-  records, feedback, flags and review-queue filings; a review item left with no filing goes, one
-  that keeps filings of newer messages takes the text of one of those if its own was removed;
+  records, feedback, flags, business outcomes and review-queue filings; a review item left with no
+  filing goes, one that keeps filings of newer messages takes the text of one of those if its own
+  was removed;
 - handoffs closed before the cutoff (open ones stay, however old: someone is still on them);
 - conversations left with no message and no handoff, untouched since the cutoff;
 - delivery records older than the cutoff whose message is gone (handoff notices, interview turns);
@@ -79,6 +80,7 @@ KINDS = (
     "handoffs",
     "deliveries",
     "outbox",
+    "outcomes",
 )
 
 _m, _c, _h, _d, _o = schema.messages, schema.conversations, schema.handoffs, schema.deliveries, schema.outbox

@@ -14,6 +14,7 @@
     ├── DeliveryRepository      delivery state of every message pushed to a platform
     ├── OutboxRepository        texts as written on their way to a customer (the stored copy is redacted)
     ├── JobRepository           work for ``teller worker`` (retrains)
+    ├── OutcomeRepository       business outcomes of replies (an adviser call booked), for positioning
     └── AuditRepository         the append-only audit log (erasures, retention runs, …)
 
 :class:`Store` opens the database and builds the repositories once; everything else takes the
@@ -46,6 +47,7 @@ from bot.storage.interviews import InterviewRepository
 from bot.storage.jobs import JobRepository
 from bot.storage.knowledge import KnowledgeLogRepository
 from bot.storage.outbox import OutboxRepository
+from bot.storage.outcomes import OutcomeRepository
 from bot.storage.proposals import Decided, LoggedMessage, ProposalRepository
 from bot.storage.records import (
     HUMAN_ROUTE,
@@ -71,6 +73,7 @@ from bot.storage.records import (
     NewExchange,
     NewHandoff,
     NewProposal,
+    Outcome,
     Proposal,
     ProposalStatus,
     ReviewCandidate,
@@ -123,6 +126,8 @@ __all__ = [
     "NewExchange",
     "NewHandoff",
     "NewProposal",
+    "Outcome",
+    "OutcomeRepository",
     "Proposal",
     "ProposalRepository",
     "ProposalStatus",
@@ -163,6 +168,7 @@ class Store:
         self.kb_log = KnowledgeLogRepository(self.database)
         self.jobs = JobRepository(self.database)
         self.audit = AuditRepository(self.database)
+        self.outcomes = OutcomeRepository(self.database, self.conversations, self.audit)
         self.deliveries = DeliveryRepository(self.database, self.outbox)
 
     def counts(self) -> Counts:

@@ -470,6 +470,8 @@ class AuditAction(StrEnum):
     CORRECTION = "correction"
     RETRAIN = "retrain"
     ACTIVATION = "activation"
+    #: A business outcome a bank's backend recorded for one of Teller's replies (``POST /api/outcomes``).
+    OUTCOME = "outcome"
 
 
 @dataclass(frozen=True)
@@ -485,3 +487,17 @@ class AuditEntry:
     action: AuditAction | str
     subject: str | None
     details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A business outcome of one of Teller's replies (``adviser_call_booked``, ``card_activated``):
+    what happened after it, as the customer's own button press or the bank's backend recorded it.
+    ``source``: who recorded it (``customer``: the customer pressed the button that books it;
+    ``api:backend``: the bank's backend, ``POST /api/outcomes``)."""
+
+    id: str
+    message_id: str
+    name: str
+    source: str
+    created_at: str

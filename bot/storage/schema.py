@@ -328,3 +328,17 @@ outbox = Table(
     Column("text", Text, nullable=False),
     Column("created_at", Text, nullable=False),
 )
+
+#: Business outcomes of Teller's replies (``adviser_call_booked``, …): a customer's button press or
+#: a bank's backend records them (migration 0011); positioning counts a need resolved by one when the
+#: bank says so. Removed with their message (erasure, retention).
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("message_id", Text, ForeignKey("messages.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Index("idx_outcomes_message_id_name", "message_id", "name", unique=True),
+)

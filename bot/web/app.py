@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
@@ -31,6 +31,7 @@ from bot.core import Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, NotFound, RateLimited, TellerError
 from bot.service import TellerService
 from bot.storage import HUMAN_ROUTE, StoreError
+from bot.storage.outcomes import BACKEND_SOURCE
 from bot.text import clean, has_surrogates
 from bot.web.security import API_ACTOR, HEADERS, JsonBodies, OperatorKey, SecurityHeaders, add_docs
 from bot.web.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Identities, WebCustomer, stored_user_id
@@ -189,6 +190,36 @@ class FeedbackOut(BaseModel):
     feedback_id: str
     message_id: str
     helpful: bool
+
+
+class OutcomeIn(BaseModel):
+    """A business outcome a bank's backend records on one of Teller's replies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: str = Field(
+        min_length=1,
+        max_length=50,
+        description="The outcome's name, a short slug (lower-case letters, digits, underscores; starting "
+        "with a letter), e.g. adviser_call_booked: what a need's resolution rule names (outcome=NAME).",
+    )
+    message_id: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The reply of Teller's the outcome follows (a message_id from POST /api/messages). "
+        "Without it, the latest reply to the customer named by X-Teller-Customer.",
+    )
+
+
+class OutcomeOut(BaseModel):
+    outcome_id: str
+    message_id: str
+    outcome: str
+    recorded_at: str
+    new: bool = Field(
+        description="False when this outcome was recorded on this reply before (nothing changed)."
+    )
 
 
 def _where(error: Any) -> str:
@@ -426,6 +457,41 @@ def create_app(
     ) -> FeedbackOut:
         entry = service.feedback(body.message_id, body.helpful, body.comment, who.user_id, WEB_CHANNEL)
         return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)
+
+    @app.post(
+        "/api/outcomes",
+        response_model=OutcomeOut,
+        status_code=201,
+        summary="Bank's backend only: record a business outcome (e.g. adviser_call_booked) of one of "
+        "Teller's replies",
+        responses={
+            200: {"description": "That outcome was recorded on that reply before; nothing changed"},
+            400: {"description": "A malformed outcome name, or neither message_id nor X-Teller-Customer"},
+            401: {"description": "No bearer credential, or not the backend key"},
+            403: {"description": "A customer's credential, or TELLER_BACKEND_API_KEY is not set"},
+            404: {"description": "Not one of Teller's replies (or not the named customer's)"},
+        },
+    )
+    def post_outcome(body: OutcomeIn, request: Request, response: Response) -> OutcomeOut:
+        """Positioning counts a need resolved by an outcome when the bank's rule for the need says so
+        (``outcome=NAME``); the "Book an adviser call" button records ``adviser_call_booked`` itself.
+        Recorded once per reply and name, in the audit log (``outcome``, actor ``api:backend``)."""
+        who = identities.backend(request)
+        outcome, new = service.record_outcome(
+            body.outcome,
+            BACKEND_SOURCE,
+            message_id=body.message_id,
+            customer=(WEB_CHANNEL, who.user_id) if who is not None else None,
+        )
+        if not new:
+            response.status_code = 200
+        return OutcomeOut(
+            outcome_id=outcome.id,
+            message_id=outcome.message_id,
+            outcome=outcome.name,
+            recorded_at=outcome.created_at,
+            new=new,
+        )
 
     operator = OperatorKey(operator_key)
 

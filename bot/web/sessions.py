@@ -213,6 +213,38 @@ class Identities:
             return customer
         raise HTTPException(401, MISSING, headers={"WWW-Authenticate": "Bearer"})
 
+    def backend(self, request: Request) -> WebCustomer | None:
+        """For an endpoint only a bank's backend may call (``POST /api/outcomes``): admits a request
+        carrying the backend key (``Authorization: Bearer <TELLER_BACKEND_API_KEY>``) and returns the
+        customer its ``X-Teller-Customer`` names, or None when it names none (the header is optional
+        here). Raises ``HTTPException`` 403 while no backend key is configured or for a customer's
+        credential (a session, a cookie, a customer token), 401 without a credential or with a wrong
+        one, 400 for a header given twice or an unusable customer id."""
+        for header in ("authorization", CUSTOMER_HEADER):
+            if len(request.headers.getlist(header)) > 1:
+                raise HTTPException(400, f"the {header} header is given more than once")
+        if self._backend_key is None:
+            raise HTTPException(
+                403, "backend endpoints are off: set TELLER_BACKEND_API_KEY on the server to turn them on"
+            )
+        scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+        if scheme.lower() == "bearer" and token and hmac.compare_digest(token.encode(), self._backend_key):
+            if request.headers.get(CUSTOMER_HEADER) is None:
+                return None
+            return self._bearer(request, token)
+        if (scheme.lower() == "bearer" and token and self._bearer(request, token) is not None) or (
+            not scheme and _cookie(request, self.secure_only)
+        ):
+            raise HTTPException(
+                403, "only the bank's backend (TELLER_BACKEND_API_KEY) may call this endpoint"
+            )
+        log.warning("backend_key_refused", extra={"fields": {"path": request.url.path}})
+        raise HTTPException(
+            401,
+            "the bank's backend key is required (Authorization: Bearer <TELLER_BACKEND_API_KEY>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
     def page_customer(self, request: Request) -> WebCustomer | None:
         """The chat page's session from its cookie; None when it has none that holds."""
         cookie = _cookie(request, self.secure_only)
