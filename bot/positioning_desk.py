@@ -26,6 +26,7 @@ from positioning.brief import BriefExtras, BriefFiles, write_brief
 from positioning.engine import ACTIVE, COMPLETED, InterviewEngine, InterviewState, Prompt, Suggestion
 from positioning.errors import PositioningError
 from positioning.evidence import LoggedExchange, gather, intent_words
+from positioning.needs import ADVICE as ROUTE_ADVICE
 from positioning.needs import (
     CONFIRMED,
     EDITED,
@@ -35,6 +36,7 @@ from positioning.needs import (
     Need,
     NeedLink,
     Vectors,
+    advice_resolutions,
     format_link,
     merge_links,
     parse_link,
@@ -43,12 +45,12 @@ from positioning.needs import (
     suggest_links,
     with_coverage,
 )
-from positioning.options import Option, OptionSpec, Scored, compare, parse_options
+from positioning.options import Option, OptionSpec, Scored, compare, option_target, parse_options
 from positioning.outcomes import Outcomes, judge
 from positioning.rules import TELLER_ADVICE_RULE, Rules, product_rules
 from positioning.scoring import PositioningScore, parse_market_override, score
 from positioning.script import DEFAULT_SCRIPT, load_script
-from positioning.segments import choose_target, map_persona, seen_segments
+from positioning.segments import choose_target, excluded_by_persona, map_persona, seen_segments
 from positioning.session import InterviewService, Reply, parse_start
 from positioning.trend import TREND_RUNS, run_of
 
@@ -62,7 +64,8 @@ INTERVIEW_USAGE = (
     "`/teller interview resume ID` picks one up.\n"
     "`/teller interview status | back | skip | edit N | pause | cancel` act on the one in progress.\n"
     "`/teller brief ID` posts the brief of a finished interview again; `/teller brief ID compare "
-    "Name: need | 5; need | 3 || Other: need | 4` scores other options beside it.\n"
+    "Name: need | 5; need | 3 || Other: need | 4; u=retail` scores other options beside it "
+    "(`u=` an option's own target users: segments or channels of the log, or `u=everyone`).\n"
     "While an interview is in progress (and not paused), your direct messages to Teller are its answers."
 )
 
@@ -144,6 +147,24 @@ class PositioningDesk:
         found = [Candidate("intent", i, p, "classifier") for i, p in signals.prediction.alternatives[:3]]
         return found + [Candidate("kb", h.entry.id, h.score, "retrieval") for h in signals.hits[:3]]
 
+    def advice_worded(self, need: str) -> bool:
+        """Is the need worded as a request for advice ("investment advice", "理财建议")? Teller's
+        own advice signal on the wording: the answer policy would route it as advice, or its
+        similarity to the advice phrasings reaches the policy's advice threshold (a need is a noun
+        phrase more often than a question, so the what-to-do test is not required). False when the
+        policy cannot tell (no thresholds, or it cannot load)."""
+        try:
+            policy = self.policy
+            signals = policy.signals([need])[0]
+            if policy.thresholds is None:
+                return False
+            if policy.decide(signals).route.value == ROUTE_ADVICE:
+                return True
+            return bool(signals.advice_score >= policy.thresholds.advice)
+        except Exception:  # a suggestion only: without the signal, no advice route is suggested
+            log.warning("advice_signal_unavailable", exc_info=True)
+            return False
+
     def logged_exchanges(self, since: str) -> list[LoggedExchange]:
         """Every customer message since ``since`` (ISO time) with Teller's reply, who asked (the
         conversation), when, on which channel and segment (as a bank's backend named it), whether the
@@ -183,7 +204,9 @@ class PositioningDesk:
                     )
                 ),
             )
-            for link in suggest_links([n.text for n in needs], self.probe, exchanges, vectors)
+            for link in suggest_links(
+                [n.text for n in needs], self.probe, exchanges, vectors, advice=self.advice_worded
+            )
         ]
         why = [f"{link.need}: {', '.join(link.why)}" for link in links if link.why]
         nothing = [link.need for link in links if link.empty]
@@ -200,13 +223,19 @@ class PositioningDesk:
             return None
         names = [name for name, _ in seen.most_common()]
         named = map_persona(persona, names)
+        excluded = excluded_by_persona(persona, names)
+        others = [name for name in names if name not in excluded]
         counts = ", ".join(f"{name} ({count} messages)" for name, count in seen.most_common())
-        why = (
-            "the persona names " + ", ".join(named)
-            if named
-            else "the persona names none of them, so all are suggested (U = everyone)"
-        )
-        return Suggestion(named or names, f"seen in the last {self.suggest_days} days: {counts}; {why}")
+        if named:
+            why = "the persona names " + ", ".join(named)
+        elif excluded and others:
+            why = (
+                f"the persona excludes {', '.join(excluded)} and names none of the others: they are suggested"
+            )
+        else:
+            why = "the persona names none of them, so all are suggested (U = everyone)"
+        suggested = named or (others if excluded and others else names)
+        return Suggestion(suggested, f"seen in the last {self.suggest_days} days: {counts}; {why}")
 
     def measure(
         self, needs: list[Need], answers: dict[str, Any], exchanges: list[LoggedExchange], vectors: Vectors
@@ -214,7 +243,9 @@ class PositioningDesk:
         """What serves each need (Teller's suggestion, replaced by the PM's links in the
         ``need_links`` answer, if any: ``confirmed`` when they are the suggestion, else ``edited``)
         and the measured outcomes (resolution rules from the ``resolution`` answer, if any)."""
-        suggested = suggest_links([n.text for n in needs], self.probe, exchanges, vectors)
+        suggested = suggest_links(
+            [n.text for n in needs], self.probe, exchanges, vectors, advice=self.advice_worded
+        )
         by_need = {s.need.lower(): s for s in suggested}
         given = []
         for line in answers.get("need_links") or []:
@@ -227,7 +258,9 @@ class PositioningDesk:
             )
             given.append(replace(link, status=CONFIRMED if same else EDITED))
         links = merge_links(suggested, given)
-        rules = parse_resolutions(answers.get("resolution") or [])
+        # A need linked to the advice route is resolved by the suggested outcome unless the PM
+        # said otherwise (an advice reply alone is a refusal).
+        rules = advice_resolutions(links, parse_resolutions(answers.get("resolution") or []))
         return links, judge(exchanges, links, rules, vectors)
 
     def write_brief(
@@ -248,7 +281,8 @@ class PositioningDesk:
         (:data:`~positioning.rules.TELLER_ADVICE_RULE` and the PM's own), and, with ``options``
         (:func:`positioning.options.parse_option`), those options scored beside the interview's on
         the same log. P(D|U), the interview's and every option's, is over the target users
-        (:func:`positioning.segments.choose_target`) when they have conversations of the needs,
+        (:func:`positioning.segments.choose_target`; an option's own ``u=``,
+        :func:`positioning.options.option_target`) when they have conversations of the needs,
         else over all traffic (:func:`positioning.scoring.score`). Raises :class:`PositioningError`
         when the interview is not finished or an answer or option does not parse.
         """
@@ -278,7 +312,8 @@ class PositioningDesk:
         override = answers.get("market_match")
         m_override = parse_market_override(str(override)) if override else None
         rules = product_rules(answers, (TELLER_ADVICE_RULE,))
-        target = choose_target(answers, [name for name, _ in seen_segments(exchanges).most_common()])
+        seen = [name for name, _ in seen_segments(exchanges).most_common()]
+        target = choose_target(answers, seen)
         result = score(needs, outcomes, m_override, rules, target)
         comparison: list[Scored] = []
         if options:
@@ -286,13 +321,16 @@ class PositioningDesk:
                 "as interviewed",
                 tuple(needs),
                 tuple(links),
-                parse_resolutions(answers.get("resolution") or []),
+                advice_resolutions(links, parse_resolutions(answers.get("resolution") or [])),
                 m_override,
                 rules,
                 target,
             )
             others = [
-                replace(self._option(o, needs, links, answers, exchanges, vectors, rules), target=target)
+                replace(
+                    self._option(o, needs, links, answers, exchanges, vectors, rules),
+                    target=option_target(o, seen, target),
+                )
                 for o in options
             ]
             comparison = compare([own, *others], exchanges, vectors)
@@ -302,6 +340,13 @@ class PositioningDesk:
         except Exception:  # the launch checks then say "not measured"; the brief is written anyway
             log.warning("brief_measured_figures_failed", exc_info=True)
             measured = {}
+        # Containment is one figure, whatever the needs and their rules: each conversation judged
+        # by the default rule (answered, not flagged, no person, not asked again), as the
+        # interview's prefill measures it; an adviser booked by the button is a person.
+        contained = judge(exchanges, [], embed=vectors).resolved
+        if contained.trials:
+            measured["containment"] = round(100 * (contained.value or 0.0), 1)
+            measured["containment_n"] = contained.trials
         now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
         # What customers asked is their own words: pressed buttons are outcomes, not questions.
         asked = customers_words(exchanges)
@@ -310,7 +355,7 @@ class PositioningDesk:
             f"last {days} days",
             embed=vectors,
             unresolved=customers_words(outcomes.unresolved),
-            resolved=outcomes.resolved,
+            resolved=contained,
             need_of=outcomes.need_of,
         )
         files = write_brief(
@@ -354,9 +399,20 @@ class PositioningDesk:
             rated.append(n)
         overall = answers.get("competitor_coverage")
         rated = with_coverage(rated, (), int(overall) if overall is not None else None)
+        unrated = [n.text for n in rated if n.competitor_coverage is None]
+        if unrated and spec.m_override is None:  # the quick interview rates each need, no overall
+            raise PositioningError(
+                f"option {spec.name!r}: rate competitors' coverage of {', '.join(unrated)} in the "
+                "option ('need | importance | coverage 1-5'), or enter M ('m=0.8 | source')"
+            )
         new = [n.text for n in rated if n.text.lower() not in link_of]
         suggested = (
-            {s.need.lower(): s for s in suggest_links(new, self.probe, exchanges, vectors)} if new else {}
+            {
+                s.need.lower(): s
+                for s in suggest_links(new, self.probe, exchanges, vectors, advice=self.advice_worded)
+            }
+            if new
+            else {}
         )
         option_links = [
             replace(link_of[n.text.lower()], need=n.text)
@@ -366,6 +422,7 @@ class PositioningDesk:
         ]
         rules_of = {k.lower(): r for k, r in parse_resolutions(answers.get("resolution") or []).items()}
         resolutions = {n.text: rules_of[n.text.lower()] for n in rated if n.text.lower() in rules_of}
+        resolutions = advice_resolutions(option_links, resolutions)
         return Option(spec.name, tuple(rated), tuple(option_links), resolutions, spec.m_override, rules)
 
     # ------------------------------------------------------------------------------ chat

@@ -554,14 +554,15 @@ def _summary_section(
 
 def render_comparison(scored: list[Scored]) -> str:
     """Options side by side (best first, as :func:`positioning.options.compare` orders them): each
-    term with its interval, whose conversations P(D|U) is over (the target users, or all traffic
-    when they have none of the option's needs), the needs with traffic and the under-served ones."""
+    option's U (its target users), each term with its interval, whose conversations P(D|U) is
+    over (the target users, or all traffic when they have none of the option's needs), the needs
+    with traffic and the under-served ones."""
     lines = [
         "## Positioning options side by side",
         "",
-        "| option | P(D\\|U) (95 % CI) | over | M | positioning | needs with traffic (over those "
+        "| option | U | P(D\\|U) (95 % CI) | over | M | positioning | needs with traffic (over those "
         "conversations) | under-served |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in scored:
         r = s.result
@@ -574,10 +575,17 @@ def render_comparison(scored: list[Scored]) -> str:
         total = "not measurable" if r.score is None else f"{r.score:.2f}"
         under = ", ".join(n.need for n in r.needs if n.under_served) or "-"
         lines.append(
-            f"| {escape_markdown(s.option.name)} | {p} | {escape_markdown(r.p_over)} | {m} | {total} | "
+            f"| {escape_markdown(s.option.name)} | {escape_markdown(_u_of(s))} | {p} | "
+            f"{escape_markdown(r.p_over)} | {m} | {total} | "
             f"{_with_traffic(r)} of {len(r.needs)} | {escape_markdown(under)} |"
         )
     return "\n".join([*lines, ""])
+
+
+def _u_of(scored: Scored) -> str:
+    """The option's target users: its segments, or ``everyone``."""
+    target = scored.option.target
+    return ", ".join(target.segments) if target is not None and target.segments else "everyone"
 
 
 def _with_traffic(result: PositioningScore) -> int:

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from positioning.errors import InterviewClosed, PositioningError
@@ -260,6 +260,8 @@ class InterviewEngine:
             kept = state.suggested.get(q.id)
             if kept is not None and kept.get("value") not in (None, "", []):
                 default, note = kept["value"], kept.get("note")
+        if q.required_for(state.mode) and not q.required:
+            q = replace(q, required=True)  # as this interview asks it (e.g. every need's rating)
         return Prompt(
             q,
             step + 1,
@@ -350,6 +352,9 @@ class InterviewEngine:
             value = parse_answer(question, raw, self.names(state.answers, question), self.known_ids(question))
         except ValueError as exc:  # the state is unchanged: the same question, with the reason
             return Turn(state, self.prompt(state), str(exc))
+        missing = self._unnamed(state, question, value)
+        if missing:
+            return Turn(state, self.prompt(state), f"please give a line for every need; missing: {missing}")
         new = self._copy(state)
         new.answers[question.id] = value
         if question.id in new.skipped:
@@ -368,10 +373,19 @@ class InterviewEngine:
             except ValueError:
                 del state.answers[q.id]
 
+    def _unnamed(self, state: InterviewState, question: Question, value: Any) -> str:
+        """The needs (numbered) a per-need answer leaves out when this interview requires every
+        one (``required_in``); empty otherwise."""
+        names = self.names(state.answers, question)
+        if not names or state.mode not in question.required_in or not isinstance(value, list):
+            return ""
+        given = {str(line).rpartition("|")[0].strip().lower() for line in value}
+        return "; ".join(f"{i}. {n}" for i, n in enumerate(names, start=1) if n.lower() not in given)
+
     def skip(self, state: InterviewState) -> Turn:
         self._check_active(state)
         question = self.script.question(state.current or "")
-        if question.required:
+        if question.required_for(state.mode):
             return Turn(state, self.prompt(state), "this question is required; it cannot be skipped")
         new = self._copy(state)
         new.answers.pop(question.id, None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -289,6 +289,7 @@ def suggest_links(
     min_messages: int = 2,
     min_score: float = 0.5,
     max_links: int = 3,
+    advice: AdviceWorded | None = None,
 ) -> list[NeedLink]:
     """Teller's suggestion of what serves each need, for the PM to confirm or edit.
 
@@ -300,6 +301,11 @@ def suggest_links(
     reason (so a lukewarm classifier guess alone, like "lost or stolen card" at 0.3 for "open a safe
     box", is not suggested: it would count another need's traffic as this one's). Returns one
     :class:`NeedLink` per need, in order, with status ``suggested`` (possibly empty: nothing fits).
+
+    A need worded as advice (``advice``, the application's advice signal: "investment advice",
+    "理财建议") also gets ``route:advice``: every reply declining to advise, not only those from one
+    knowledge-base entry. Such a reply resolves nothing by itself; :func:`advice_resolutions`
+    suggests the outcome that does.
     """
     vectors = embed if isinstance(embed, Vectors) or embed is None else Vectors(embed)
     answered = [e for e in exchanges if e.route in ANSWER_ROUTES and not e.flagged and e.text.strip()]
@@ -326,16 +332,19 @@ def suggest_links(
                     why[key].append(f"answered {count} of {len(near)} logged messages like it")
         kept = [k for k in scores if scores[k] >= min_score]
         best = sorted(kept, key=lambda k: (-scores[k], k))[:max_links]
+        worded = advice is not None and advice(need)
         links.append(
             NeedLink(
                 need,
                 tuple(i for kind, i in best if kind == "intent"),
                 tuple(i for kind, i in best if kind == "kb"),
+                routes=(ADVICE,) if worded else (),
                 why=tuple(
                     f"{'intent ' + intent_words(i) if kind == 'intent' else 'entry ' + i}: "
                     + ", ".join(why[(kind, i)])
                     for kind, i in best
-                ),
+                )
+                + ((ADVICE_WHY,) if worded else ()),
             )
         )
     return links
@@ -424,4 +433,30 @@ def parse_resolutions(items: Iterable[str]) -> dict[str, Resolution]:
         if not sep or not need.strip():
             raise PositioningError(f"resolution {item!r}: expected 'need | routes=...; outcome=...'")
         out[need.strip()] = parse_resolution(rule)
+    return out
+
+
+#: Is a need's wording a request for advice? (The application's advice signal, passed in.)
+AdviceWorded = Callable[[str], bool]
+#: The outcome that resolves an advice need by default: the customer booked the adviser call
+#: Teller offers with its refusal (``POST /api/outcomes``, or the "Book an adviser call" button).
+ADVICE_OUTCOME = "adviser_call_booked"
+#: The suggested resolution of a need linked to the advice route, as the PM writes it.
+ADVICE_RESOLUTION = f"routes={ADVICE}; outcome={ADVICE_OUTCOME}"
+#: Why ``route:advice`` is suggested (a link's ``why``).
+ADVICE_WHY = (
+    "route advice: the need is worded as advice, so every reply declining to advise counts for it "
+    f"(resolved when {ADVICE_OUTCOME.replace('_', ' ')}: '{ADVICE_RESOLUTION}')"
+)
+
+
+def advice_resolutions(links: Iterable[NeedLink], rules: Mapping[str, Resolution]) -> dict[str, Resolution]:
+    """``rules`` with the suggested resolution (:data:`ADVICE_RESOLUTION`) for every need linked to
+    the advice route that has no rule of its own: an advice reply is a refusal, so without an
+    outcome such a need could never be resolved."""
+    out = dict(rules)
+    have = {k.lower() for k in rules}
+    for link in links:
+        if ADVICE in link.routes and link.need.lower() not in have:
+            out[link.need] = parse_resolution(ADVICE_RESOLUTION)
     return out

@@ -3,16 +3,17 @@
 An option is a set of needs (with importance and competitor coverage), what serves each, the
 bank's resolution rules and an optional entered M. The log is the same for all; each option
 attributes it to its own needs (:func:`positioning.outcomes.judge`), so a message counts for the
-need of that option it belongs to. Every option follows the interview's rule for U: P(D|U) over the
-target users' conversations when they have any of the option's needs, else over all traffic (each
-option's ``result.p_over`` says which, so two options are compared on the same customers or the
-brief shows that they are not).
+need of that option it belongs to. An option may name its own target users (``u=retail``,
+``u=everyone``; :func:`option_target`), else it takes the interview's. Every option follows the
+interview's rule for U: P(D|U) over the target users' conversations when they have any of the
+option's needs, else over all traffic (each option's ``result.p_over`` says which, so two options
+are compared on the same customers or the brief shows that they are not).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from positioning.errors import PositioningError
@@ -21,7 +22,7 @@ from positioning.needs import Need, NeedLink, Resolution, Vectors, parse_needs
 from positioning.outcomes import judge
 from positioning.rules import Rules
 from positioning.scoring import MarketOverride, PositioningScore, parse_market_override, score
-from positioning.segments import Target
+from positioning.segments import EVERYONE, Target
 
 
 @dataclass(frozen=True)
@@ -82,24 +83,55 @@ class OptionSpec:
     name: str
     needs: tuple[Need, ...]
     m_override: MarketOverride | None = None
+    #: The option's own target users (``u=retail, premier``; ``()`` for ``u=everyone``); None: the
+    #: interview's (:func:`option_target`).
+    segments: tuple[str, ...] | None = None
+
+
+def option_target(spec: OptionSpec, seen: Iterable[str], default: Target) -> Target:
+    """The target users an option is scored over: its own ``u=`` segments (each must be a segment
+    or channel ``seen`` in the log), ``u=everyone`` for all traffic, else ``default`` (the
+    interview's). P(D|U) is then over their conversations when they have any of the option's
+    needs, else over all traffic (:func:`positioning.scoring.score` says which). Raises
+    :class:`PositioningError` naming an unknown segment with the known ones."""
+    if spec.segments is None:
+        return default
+    if not spec.segments:
+        return Target((), f"option {spec.name!r}: u=everyone")
+    known = list(dict.fromkeys(str(s).lower() for s in seen))
+    unknown = [s for s in spec.segments if s not in known]
+    if unknown:
+        listed = ", ".join(known) if known else "none: the log has no segments or channels yet"
+        raise PositioningError(
+            f"option {spec.name!r}: u={', '.join(unknown)} is not a segment or channel seen in the log "
+            f"(known: {listed}; or u=everyone)"
+        )
+    return Target(spec.segments, f"option {spec.name!r}: u={', '.join(spec.segments)}")
 
 
 def parse_option(text: str) -> OptionSpec:
-    """``"Service first: track a card | 5; understand a fee | 4 | 2; m=0.8 | market study"``: the
-    name before the first ``:``, then needs as in :func:`positioning.needs.parse_needs` separated by
-    ``;`` (or line breaks), and optionally ``m=figure | source``
-    (:func:`positioning.scoring.parse_market_override`). Raises :class:`PositioningError` naming
-    what does not parse."""
+    """``"Service first: track a card | 5; understand a fee | 4 | 2; m=0.8 | market study; u=retail"``:
+    the name before the first ``:``, then needs as in :func:`positioning.needs.parse_needs`
+    separated by ``;`` (or line breaks), optionally ``m=figure | source``
+    (:func:`positioning.scoring.parse_market_override`) and ``u=segment, channel`` (or
+    ``u=everyone``): the option's own target users (:func:`option_target`). Raises
+    :class:`PositioningError` naming what does not parse."""
     name, sep, rest = text.partition(":")
     if not sep or not name.strip():
         raise PositioningError(f"option {text.strip()!r}: expected 'name: need | importance; ...'")
     needs: list[Need] = []
     override = None
+    segments: tuple[str, ...] | None = None
     for item in (i.strip() for i in re.split(r"[;\n]", rest)):
         if not item:
             continue
         if re.match(r"(?i)m\s*=", item):
             override = parse_market_override(item.split("=", 1)[1])
+        elif re.match(r"(?i)u\s*=", item):
+            named = [s.strip().lower() for s in item.split("=", 1)[1].split(",") if s.strip()]
+            if not named:
+                raise PositioningError(f"option {name.strip()!r}: u= names no segment (or u=everyone)")
+            segments = () if any(s in EVERYONE for s in named) else tuple(dict.fromkeys(named))
         else:
             needs.extend(parse_needs([item]))
     if not needs:
@@ -107,7 +139,7 @@ def parse_option(text: str) -> OptionSpec:
     texts = [n.text.lower() for n in needs]
     if len(set(texts)) != len(texts):
         raise PositioningError(f"option {name.strip()!r} lists a need twice")
-    return OptionSpec(name.strip(), tuple(needs), override)
+    return OptionSpec(name.strip(), tuple(needs), override, segments)
 
 
 def parse_options(text: str) -> list[OptionSpec]:

@@ -19,8 +19,9 @@
   M is shown beside it.
 - **Opportunity** per need (Ulwick's outcome-driven innovation, "What Customers Want", 2005):
   ``opportunity = importance + max(importance - satisfaction, 0)`` with both on 0-10 (importance
-  1-5 x 2, satisfaction x 10). Above 12 a need is marked under-served (Ulwick's "attractive
-  opportunity"); a satisfaction above its importance is over-served.
+  1-5 x 2, satisfaction x 10). From 12 up a need is marked under-served (Ulwick's scale: 10-12
+  worth considering, 12-15 "low-hanging fruit", above 15 extreme); a satisfaction above its
+  importance is over-served.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from positioning.errors import PositioningError
 from positioning.needs import Need, parse_needs
-from positioning.outcomes import ASKED_AGAIN, FLAGGED, HANDED_OFF, NeedOutcome, Outcomes
+from positioning.outcomes import ASKED_AGAIN, FLAGGED, HANDED_OFF, NO_OUTCOME, NeedOutcome, Outcomes
 from positioning.rules import Rules
 from positioning.segments import Target, TargetScore, score_target
 from positioning.stats import Estimate, Rate, weighted_mean
@@ -298,7 +299,7 @@ def _need_score(need: Need, measured: NeedOutcome) -> NeedScore:
         need.importance * measured.demand,
         opp,
         opp_range,
-        opp is not None and opp > UNDER_SERVED,
+        opp is not None and opp >= UNDER_SERVED - 1e-9,
         rate.value is not None and 10 * rate.value > 2 * need.importance,
         measured.reasons,
         measured.other_answers,
@@ -375,7 +376,16 @@ def _raise_p(scored: Sequence[NeedScore], total: int, rules: Rules | None = None
         episodes = n.satisfaction.trials
         share = f"{count} of {episodes} conversations"
         rule = rules.declines(n.need) if rules else None
-        if rule is not None:
+        if reason == NO_OUTCOME:
+            # The bank already counts an outcome (an adviser call booked, say) as resolved: what is
+            # missing is the outcome itself, not a rule.
+            ideas.append(
+                f"“{n.need}”: {share} ended without the outcome the bank counts as resolved "
+                f"({n.resolution}): make that next step easier to take (offer it in the reply) and "
+                "check that the bank's backend records it (POST /api/outcomes) "
+                f"(up to +{gain:.2f})."
+            )
+        elif rule is not None:
             ideas.append(
                 f"“{n.need}”: {share} were not resolved ({reason}). Teller must not serve it itself "
                 f"({rule.source}): "

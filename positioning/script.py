@@ -21,6 +21,8 @@ whose items the lines refer to (``needs``): the prompt numbers them, and a line 
 number. ``suggest`` names the caller's suggestion (``suggest`` of
 :class:`positioning.engine.InterviewEngine`, e.g. ``links``), worked out from the answers of the
 ``suggest_from`` questions when the question is reached, and kept (with Enter or "ok") or edited.
+``required_in`` lists the modes in which an optional question is required after all (a per-need
+list then names every need).
 """
 
 from __future__ import annotations
@@ -93,6 +95,13 @@ class Question:
     #: questions it is worked out from (empty: every earlier answer).
     suggest: str | None = None
     suggest_from: tuple[str, ...] = ()
+    #: The modes in which an optional question is required after all; a per-need list (``per``)
+    #: must then name every need (the quick interview's competitor coverage of each need).
+    required_in: tuple[str, ...] = ()
+
+    def required_for(self, mode: str) -> bool:
+        """Is the question required in an interview of ``mode``?"""
+        return self.required or mode in self.required_in
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,10 @@ def _question(raw: dict[str, Any], where: str) -> Question:
             )
         if qtype not in ("list", "text"):
             raise ScriptError(f"{where}, question {raw['id']!r}: only a list or a text question has a format")
+    required_in = raw.get("required_in", [])
+    required_in = tuple(str(m) for m in (required_in if isinstance(required_in, list) else [required_in]))
+    if any(m not in modes for m in required_in):
+        raise ScriptError(f"{where}, question {raw['id']!r}: required_in must be among its modes")
     suggest_from = raw.get("suggest_from", [])
     suggest_from = tuple(str(x) for x in (suggest_from if isinstance(suggest_from, list) else [suggest_from]))
     return Question(
@@ -204,6 +217,7 @@ def _question(raw: dict[str, Any], where: str) -> Question:
         per=str(raw["per"]) if raw.get("per") else None,
         suggest=str(raw["suggest"]) if raw.get("suggest") else None,
         suggest_from=suggest_from,
+        required_in=required_in,
     )
 
 

@@ -81,6 +81,18 @@ def map_persona(persona: str, seen: Iterable[str]) -> list[str]:
     return found
 
 
+def excluded_by_persona(persona: str, seen: Iterable[str]) -> list[str]:
+    """The names in ``seen`` that the persona names only to exclude them ("not retail
+    customers"), in the order of ``seen``: named once the negations are ignored, but not by
+    :func:`map_persona`."""
+    seen = list(seen)
+    kept = set(map_persona(persona, seen))
+    named = map_persona(
+        _NEGATION.sub(" ", " ".join(re.split(r"[ \t_\-]+", str(persona or "").lower()))), seen
+    )
+    return [name for name in named if name not in kept]
+
+
 @dataclass(frozen=True)
 class Target:
     """The target users' segments (empty: everyone) and how they were chosen (``source``)."""

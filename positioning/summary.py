@@ -123,6 +123,20 @@ def _alternatives(items: Any) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
+_OUTCOME_RULE = re.compile(r"^outcome '([^']+)' recorded")
+
+
+def outcome_words(resolution: str) -> str | None:
+    """What happened when a need's resolution rule (:meth:`positioning.needs.Resolution.describe`,
+    a :class:`NeedScore`'s ``resolution``) is a business outcome: ``"outcome 'adviser_call_booked'
+    recorded, ..."`` -> ``"an adviser call booked"``; None for any other rule."""
+    match = _OUTCOME_RULE.match(resolution or "")
+    if not match:
+        return None
+    words = " ".join(match[1].replace("_", " ").replace("-", " ").split())
+    return ("an " if words[:1].lower() in "aeiou" else "a ") + words
+
+
 def _value(result: PositioningScore) -> tuple[str, str]:
     """The value customers measurably got: the best-resolved needs, over the same conversations as
     the headline P(D|U) (the target users' when it is over them)."""
@@ -137,13 +151,20 @@ def _value(result: PositioningScore) -> tuple[str, str]:
         key=lambda n: (-n.importance, -(rate(n).value or 0.0)),
     )[:2]
     if good:
-        parts = [
-            f"resolves {100 * (rate(n).value or 0.0):.0f} % of conversations about “{n.need}” "
-            f"({rate(n).successes} of {rate(n).trials})"
-            for n in good
-        ]
+        parts = []
+        for i, n in enumerate(good):
+            share, counts = (
+                f"{100 * (rate(n).value or 0.0):.0f} %",
+                f"({rate(n).successes} of {rate(n).trials})",
+            )
+            happened = outcome_words(n.resolution)
+            if happened:  # resolved by a business outcome: say what happened, not "resolves"
+                parts.append(f"{share} of conversations about “{n.need}” ended with {happened} {counts}")
+            else:
+                lead = "" if i and not outcome_words(good[i - 1].resolution) else "it "
+                parts.append(f"{lead}resolves {share} of conversations about “{n.need}” {counts}")
         whose = "the target users' resolved conversations" if target is not None else "resolved conversations"
-        return "it " + " and ".join(parts), f"measured on Teller's log ({whose})"
+        return " and ".join(parts), f"measured on Teller's log ({whose})"
     top = sorted(result.needs, key=lambda n: -n.importance)[:2]
     needs = " and ".join(f"“{n.need}”" for n in top)
     if measured:

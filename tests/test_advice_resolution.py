@@ -8,6 +8,8 @@ link answered the same 20 conversations.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from positioning.errors import PositioningError
@@ -134,3 +136,45 @@ def test_a_link_shared_by_two_needs_counts_its_conversations_for_each() -> None:
     result = score(parse_needs(["理财建议 | 5 | 1", "投资分析 | 3 | 1"]), outcomes)
     assert [n.satisfaction for n in result.needs] == [Rate(4, 20), Rate(4, 20)]
     assert all(n.measured for n in result.needs)
+
+
+def test_an_advice_worded_need_is_suggested_the_advice_route_and_the_adviser_call_outcome() -> None:
+    """#16: a need worded as advice gets ``route:advice`` (every advice-declined reply, not the one
+    entry retrieval found) and the resolution ``routes=advice; outcome=adviser_call_booked``."""
+    from positioning.needs import ADVICE_RESOLUTION, Candidate, advice_resolutions, format_link, suggest_links
+
+    # 20 advice refusals, 2 of them from the one entry retrieval finds for the wording; 5 booked.
+    log = _log(booked=5)
+    log = [replace(e, kb_id="advice_where_to_invest") if i < 2 else e for i, e in enumerate(log)]
+    probe = {"理财建议": [Candidate("kb", "advice_where_to_invest", 0.8, "retrieval")]}
+    links = suggest_links(
+        ["理财建议", "客户咨询"], lambda t: probe.get(t, []), log, advice=lambda t: "建议" in t
+    )
+    advice, service = links
+    assert format_link(advice) == "理财建议 | kb:advice_where_to_invest, route:advice"
+    assert any("worded as advice" in w and ADVICE_RESOLUTION in w for w in advice.why)
+    assert service.routes == ()
+    rules = advice_resolutions(links, {})
+    assert rules == {"理财建议": parse_resolution("routes=advice; outcome=adviser_call_booked")}
+    # The PM's own rule wins.
+    assert advice_resolutions(links, {"理财建议": Resolution(outcome="x")})["理财建议"].outcome == "x"
+    outcomes = judge(log, links, rules)
+    [need, _] = score(parse_needs(["理财建议 | 5 | 1", "客户咨询 | 3 | 1"]), outcomes).needs
+    assert need.satisfaction == Rate(5, 20)  # every advice conversation, 5 with an adviser call booked
+
+
+def test_the_summary_says_what_happened_for_a_need_resolved_by_an_outcome() -> None:
+    """#16: "16 % of conversations about X ended with an adviser call booked", not "resolves"."""
+    from positioning.summary import outcome_words, positioning_statement
+
+    links = [parse_link("理财建议 | route:advice"), SERVICE_LINK]
+    rules = parse_resolutions(["理财建议 | routes=advice; outcome=adviser_call_booked"])
+    result = score(
+        parse_needs(["理财建议 | 5 | 1", "客户咨询 | 3 | 1"]), judge(_log(booked=16), links, rules)
+    )
+    value = positioning_statement({"product": "Teller"}, result).value
+    assert value == (
+        "80 % of conversations about “理财建议” ended with an adviser call booked (16 of 20) and it "
+        "resolves 100 % of conversations about “客户咨询” (16 of 16)"
+    )
+    assert outcome_words(Resolution().describe()) is None

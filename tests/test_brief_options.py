@@ -115,6 +115,53 @@ def test_teller_brief_takes_options_on_the_command_line_and_from_a_file(
     options = tmp_path / "options.txt"
     options.write_text(f"# the two we argue about\n{SERVICE}\n{ADVICE}\n", encoding="utf-8")
     code, stdout, _ = run("brief", interview, "--options", str(options))
-    assert code == 0 and "| option | P(D\\|U) (95 % CI) |" in stdout and "HTML: " in stdout
+    assert code == 0 and "| option | U | P(D\\|U) (95 % CI) |" in stdout and "HTML: " in stdout
     code, _, stderr = run("brief", interview, "--option", "no name")
     assert code == 2 and "expected 'name: need | importance" in stderr
+
+
+def test_options_with_their_own_u_are_scored_over_their_segments() -> None:
+    """#16: ``u=`` gives an option its own target users; two options with the same needs and
+    different U get different P(D|U) on a log whose segments differ. Unknown names are refused."""
+    from positioning.evidence import LoggedExchange
+    from positioning.needs import NeedLink
+    from positioning.options import Option, compare, option_target
+    from positioning.segments import Target, seen_segments
+
+    # Retail customers get their fee answered; premier customers' answers are thumbed down.
+    log = [
+        LoggedExchange("overdraft fee?", "faq", None, "overdraft_fee", customer=f"r{i}", segment="retail")
+        for i in range(4)
+    ] + [
+        LoggedExchange(
+            "overdraft fee?", "faq", None, "overdraft_fee", flagged=True, customer=f"p{i}", segment="premier"
+        )
+        for i in range(4)
+    ]
+    seen = list(seen_segments(log))
+    interview = Target((), "the interview's")
+    retail = parse_option("Retail: understand a fee | 4 | 2; u=Retail")
+    premier = parse_option("Premier: understand a fee | 4 | 2; u=premier")
+    everyone = parse_option("All: understand a fee | 4 | 2; u=everyone")
+    plain = parse_option("Plain: understand a fee | 4 | 2")
+    assert (retail.segments, everyone.segments, plain.segments) == (("retail",), (), None)
+    assert option_target(plain, seen, interview) is interview
+    links = (NeedLink("understand a fee", kb_ids=("overdraft_fee",)),)
+    options = [
+        Option(s.name, s.needs, links, target=option_target(s, seen, interview))
+        for s in (retail, premier, everyone)
+    ]
+    by_name = {s.option.name: s.result for s in compare(options, log)}
+    assert by_name["Retail"].p_d_given_u == 1.0 and by_name["Retail"].p_over == "target users (retail)"
+    assert by_name["Premier"].p_d_given_u == 0.0 and by_name["Premier"].p_over == "target users (premier)"
+    assert by_name["All"].p_d_given_u == 0.5 and by_name["All"].p_over == "all traffic"
+    from positioning.brief import render_comparison
+
+    table = render_comparison(compare(options, log))
+    assert "| Retail | retail | " in table and "| All | everyone | " in table
+    with pytest.raises(
+        PositioningError, match=r"u=vip is not a segment or channel seen in the log \(known: retail, premier"
+    ):
+        option_target(parse_option("VIP: understand a fee | 4; u=vip"), seen, interview)
+    with pytest.raises(PositioningError, match="u= names no segment"):
+        parse_option("None: understand a fee | 4; u=")

@@ -61,7 +61,11 @@ def test_full_interview_asks_the_optional_questions_and_quick_only_the_links() -
     assert full[9:13] == OPTIONAL  # after the market questions, the numbers before them unchanged
     assert all(not script.question(q).required for q in OPTIONAL)
     quick = [q.id for q in script.ordered(QUICK)]
-    assert set(OPTIONAL) & set(quick) == {"need_links"} and len(quick) <= QUICK_LIMIT == 12
+    # The quick interview asks the links and (in place of one market-wide rating, #16) every
+    # need's competitor coverage, required there.
+    assert set(OPTIONAL) & set(quick) == {"need_links", "need_coverage"} and len(quick) <= QUICK_LIMIT == 12
+    assert script.question("need_coverage").required_for(QUICK)
+    assert not script.question("need_coverage").required_for("full")
 
 
 def test_teller_s_links_are_shown_per_need_and_ok_confirms_them() -> None:

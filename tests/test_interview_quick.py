@@ -16,16 +16,19 @@ from positioning.engine import _NUMBER_ERROR, COMPLETED, FULL, QUICK, InterviewE
 from positioning.errors import PositioningError, ScriptError
 from positioning.script import DEFAULT_SCRIPT, QUICK_LIMIT, load_script
 from positioning.session import InterviewService
-from tests.test_interview import ANSWERS
+from tests.test_interview import ANSWERS as FULL_ANSWERS
+
+#: The quick interview rates every need's competitor coverage (no overall rating).
+ANSWERS = {**FULL_ANSWERS, "need_coverage": "1 | 2\nunderstand a fee | 4\n3 | 1"}
 
 QUICK_QUESTIONS = [
     "product",
     "target_users",
     "needs",
     "competitors",
-    "competitor_coverage",
     "gap",
     "need_links",
+    "need_coverage",
     "model_version",
     "target_accuracy",
     "target_latency_ms",
@@ -233,7 +236,7 @@ def test_the_quick_interview_confirms_teller_s_links_in_one_question() -> None:
     while turn.prompt is not None and turn.prompt.question.id != "need_links":
         turn = engine.answer(turn.state, ANSWERS[turn.prompt.question.id])
     prompt = turn.prompt
-    assert prompt is not None and prompt.number == 7 and prompt.count == 12
+    assert prompt is not None and prompt.number == 6 and prompt.count == 12
     assert prompt.suggestion == [line.rstrip() for line in SUGGESTED]
     text = prompt.render()
     assert "Teller suggests:\n  track a card that hasn't arrived | intent:card_arrival\n" in text
@@ -241,7 +244,7 @@ def test_the_quick_interview_confirms_teller_s_links_in_one_question() -> None:
     assert "gap_size" not in [q.id for q in engine.questions(turn.state)]
     kept = engine.answer(turn.state, "")  # Enter
     assert kept.error is None and kept.state.answers["need_links"] == [line.rstrip() for line in SUGGESTED]
-    assert kept.prompt is not None and kept.prompt.question.id == "model_version"
+    assert kept.prompt is not None and kept.prompt.question.id == "need_coverage"
     edited = engine.answer(turn.state, "3 | route:advice")
     assert edited.error is None and edited.state.answers["need_links"] == ["investment advice | route:advice"]
     done = edited
@@ -281,7 +284,7 @@ def test_ok_confirms_a_list_suggestion_at_once_and_commands_work_in_a_continuati
 
         read, asked = reader("ok", "never read")
         assert service.read_answer(state, read) == "ok" and asked == ["> "]  # no "..." continuation
-        assert service.handle("pm", "ok").state.current == "model_version"
+        assert service.handle("pm", "ok").state.current == "need_coverage"
         state = service.handle("pm", "back").state
         assert state.current == "need_links"
         for command in ("/pause", "cancel", "pause", "/cancel", "/back"):
@@ -300,3 +303,42 @@ def test_errors_keep_the_case_of_names(tmp_path: Path) -> None:
         assert "is not one of Teller's routes" in reply.text
     finally:
         store.close()
+
+
+def test_quick_mode_rates_each_need_so_m_depends_on_demand(engine: InterviewEngine) -> None:
+    """#16: the quick interview asks competitors' coverage of every need (not one market-wide
+    rating), so M weighs each need's openness by its measured demand instead of being 1 - coverage."""
+    from positioning.needs import parse_needs, with_coverage
+    from positioning.outcomes import judge
+    from positioning.scoring import score
+    from tests.test_positioning_score import LINKS, LOG
+
+    typed = {"needs": "track a card that hasn't arrived | 5\nknow the overdraft fee | 3"}
+    turn = engine.start("iv", "pm", QUICK, DEFAULTS)
+    while turn.prompt is not None and turn.prompt.question.id != "need_coverage":
+        q = turn.prompt.question.id
+        turn = engine.answer(turn.state, typed.get(q, ANSWERS[q]))
+    prompt = turn.prompt
+    assert prompt is not None and prompt.question.required and "Optional" not in prompt.render()
+    assert "1. track a card that hasn't arrived; 2. know the overdraft fee" in prompt.render()
+    assert engine.skip(turn.state).error == "this question is required; it cannot be skipped"
+    partial = engine.answer(turn.state, "1 | 1")
+    assert partial.error == "please give a line for every need; missing: 2. know the overdraft fee"
+    done = run_quick(engine, {**typed, "need_coverage": "1 | 1\n2 | 5"})
+    answers = engine.answered(done.state)
+    assert "competitor_coverage" not in answers
+    needs = with_coverage(parse_needs(answers["needs"]), answers["need_coverage"], None)
+    assert [(n.competitor_coverage, n.coverage_source) for n in needs] == [
+        (0.0, "rated per need: 1"),
+        (1.0, "rated per need: 5"),
+    ]
+    links = LINKS[:2]
+    # Card: 10 of 20 messages, open (1 - 0); fee: 5 of 20, covered (1 - 1).
+    m = score(needs, judge(LOG, links)).m
+    assert m == pytest.approx((5 * 10 / 20) / (5 * 10 / 20 + 3 * 5 / 20))
+    # More fee traffic (the covered need) lowers M: it depends on demand, not only on coverage.
+    more_fees = LOG + [LOG[10]] * 15
+    assert score(needs, judge(more_fees, links)).m == pytest.approx(
+        (5 * 10 / 35) / (5 * 10 / 35 + 3 * 20 / 35)
+    )
+    assert score(needs, judge(more_fees, links)).m < m

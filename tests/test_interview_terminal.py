@@ -119,11 +119,12 @@ def test_terminal_quick_interview_with_teller_s_figures_prefilled(teller_env: Pa
     seed_traffic(store)
     figures = measured_defaults(settings, store)
     store.close()
-    market = ["product", "target_users", "needs", "competitors", "competitor_coverage", "gap"]
+    market = ["product", "target_users", "needs", "competitors", "gap"]
     lines = [ANSWERS[q] + ("\n" if q in ("needs", "competitors") else "") for q in market]
     # Teller's links: an unknown intent is refused (the closest named) and the question asked
     # again; Enter then confirms Teller's suggestion.
     lines += ["1 | intent:card_arival", "", ""]
+    lines += ["1 | 2", "2 | 4", "3 | 1", ""]  # competitors' coverage of every need, by number
     lines += ["", "", "1 250"]  # keep the model; no accuracy target (Enter); a latency target
     result = CliRunner().invoke(app, ["interview", "--quick"], input="\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
@@ -137,6 +138,11 @@ def test_terminal_quick_interview_with_teller_s_figures_prefilled(teller_env: Pa
     assert "target_accuracy" not in state.answers and "target_accuracy" in state.skipped
     assert state.answers["target_latency_ms"] == 1250
     assert len(state.answers["needs"]) == 3
+    assert state.answers["need_coverage"] == [
+        "track a card that hasn't arrived | 2",
+        "understand a fee | 4",
+        "investment advice | 1",
+    ]
     assert "intent:card_arival is not one of the classifier's intents (closest: card_arrival" in out
     assert [line.split(" |")[0] for line in state.answers["need_links"]] == [
         "track a card that hasn't arrived",

@@ -171,7 +171,9 @@ def test_the_persona_is_mapped_to_the_logs_segments(teller_env: Path) -> None:
 
         quick = desk.engine.start("iv_segs0002", "slack:UPM1", QUICK)
         while not quick.finished and quick.prompt is not None:
-            quick = desk.engine.answer(quick.state, ANSWERS.get(quick.prompt.question.id, "ok"))
+            qid = quick.prompt.question.id
+            typed = "1 | 2\n2 | 4\n3 | 1" if qid == "need_coverage" else ANSWERS.get(qid, "ok")
+            quick = desk.engine.answer(quick.state, typed)
             assert quick.error is None, quick.error
         desk.service.store.save(quick.state)
         mapped = desk.write_brief("iv_segs0002", user_id="slack:UPM1").score.target
@@ -201,5 +203,45 @@ def test_pressed_buttons_are_not_what_customers_asked(teller_env: Path) -> None:
         asked = text.split("## What customers actually asked")[1].split("## The interview")[0]
         assert "- Messages: 3" in asked
         assert "“handoff”" not in asked and "handoff:" not in asked and "intent:card" not in asked
+    finally:
+        core.close()
+
+
+def test_containment_is_one_figure_whatever_the_needs_rules(teller_env: Path) -> None:
+    """An adviser booked through the button resolves the advice need when the bank's rule says so,
+    but a person takes the call: containment counts it as not contained either way, and the
+    launch check, the evidence and the interview's prefill read the same figure."""
+    from bot.choices import ADVISER_CHOICE
+    from bot.positioning_desk import measured_defaults
+    from positioning.stats import Rate
+    from positioning.summary import containment_text
+
+    settings = get_settings()
+    core = build_core(settings)
+    desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
+    try:
+        routes = []
+        for user in ("u1", "u2", "u3"):
+            routes.append(core.handle(Incoming("web", user, user, None, "Which stocks should I buy?")).route)
+            core.handle(Incoming("web", user, user, None, ADVISER_CHOICE))
+        core.handle(Incoming("web", "u4", "u4", None, "What's the overdraft fee?"))
+        assert set(routes) == {"advice"}
+
+        def containment(extra: dict[str, object]) -> str:
+            interview = _completed(desk, {"needs": ["investment advice | 4 | 1"], **extra})
+            text = desk.write_brief(interview, days=30).files.markdown.read_text()
+            return next(line for line in text.splitlines() if line.startswith("- Containment"))
+
+        with_rule = containment(
+            {
+                "need_links": ["investment advice | route:advice"],
+                "resolution": ["investment advice | routes=advice; outcome=adviser_call_booked"],
+            }
+        )
+        assert with_rule == containment({"need_links": ["investment advice | route:advice"]})
+        # Only the fee question is contained (the button presses are conversations of their own).
+        assert with_rule.endswith(containment_text(Rate(1, 7)))
+        prefill = measured_defaults(settings, core.store, 30)
+        assert (prefill["containment"], prefill["containment_n"]) == (14.3, 7)
     finally:
         core.close()

@@ -408,7 +408,9 @@ def test_an_option_the_bot_cannot_serve_scores_below_one_it_serves() -> None:
     assert [s.option.name for s in both] == ["service", "advice-led"]
     assert [s.result.score for s in both] == pytest.approx([a.score, b.score])
     table = render_comparison(both)
-    assert "| advice-led | 0.00 (95 % CI 0.00-0.13) | all traffic | 1.00 | 0.00 | 2 of 2 |" in table
+    assert (
+        "| advice-led | everyone | 0.00 (95 % CI 0.00-0.13) | all traffic | 1.00 | 0.00 | 2 of 2 |" in table
+    )
     print(f"\nserved option: {a.score_formula}\nadvice option: {b.score_formula}\n{table}")
 
 

@@ -140,3 +140,43 @@ def test_brief_shows_the_formula_with_its_numbers_and_the_evidence(tmp_path: Pat
     assert "weather forecast tomorrow: 3 messages (3 distinct; Teller's replies: handoff 3); e.g." in text
     assert "## Opportunity map" in text
     assert files.chart is not None and files.chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_outcome_need_short_of_its_outcome_is_told_what_is_missing_and_twelve_is_under_served() -> None:
+    """When the bank already counts an adviser booking as resolved, the idea names the missing
+    booking, never "count the booking as resolved" again; an opportunity of exactly 12 (importance
+    4, satisfaction 0.4: 8 + 4) is under-served on Ulwick's scale."""
+    from positioning.needs import parse_resolution
+
+    advice = [
+        LoggedExchange("which shares should i buy", "advice", customer=f"c{i}", at=i * 10_000.0)
+        for i in range(4)
+    ]
+    booked = [
+        LoggedExchange(
+            "which shares should i buy",
+            "advice",
+            customer=f"b{i}",
+            at=i * 10_000.0,
+            outcomes=frozenset({"adviser_call_booked"}),
+        )
+        for i in range(2)
+    ]
+    cards = [
+        LoggedExchange(
+            "where is my card", "intent", "card_arrival", customer=f"k{i}", flagged=i < 3, at=i * 10_000.0
+        )
+        for i in range(5)
+    ]
+    links = [
+        NeedLink("investment advice", routes=("advice",)),
+        NeedLink("track a card", intents=("card_arrival",)),
+    ]
+    rules = {"investment advice": parse_resolution("routes=advice; outcome=adviser_call_booked")}
+    outcomes = judge(advice + booked + cards, links, rules)
+    result = score(parse_needs(["investment advice | 5 | 1", "track a card | 4 | 2"]), outcomes)
+    advice_idea = next(i for i in result.raise_p if "investment advice" in i)
+    assert "4 of 6 conversations ended without the outcome" in advice_idea
+    assert "POST /api/outcomes" in advice_idea and "count the adviser booking" not in advice_idea
+    card = next(n for n in result.needs if n.need == "track a card")
+    assert card.satisfaction == Rate(2, 5) and card.opportunity == pytest.approx(12.0) and card.under_served

@@ -249,3 +249,15 @@ def test_options_count_needs_with_traffic_over_the_conversations_p_is_over() -> 
     assert scored.result.over_target and all(n.measured for n in scored.result.needs)  # all traffic
     row = next(line for line in render_comparison([scored]).splitlines() if line.startswith("| Retail"))
     assert "| 1 of 2 |" in row
+
+
+def test_a_persona_that_only_excludes_a_segment_suggests_the_others() -> None:
+    """A persona of "高端客户, not retail customers" names no segment Teller has seen but excludes retail: the
+    suggestion is the others, never retail."""
+    from positioning.segments import excluded_by_persona
+
+    seen = ["web", "premier", "retail"]
+    assert map_persona("高端客户, not retail customers", seen) == []
+    assert excluded_by_persona("高端客户, not retail customers", seen) == ["retail"]
+    assert excluded_by_persona("Retail customers, not premier", seen) == ["premier"]
+    assert excluded_by_persona("retail customers", seen) == []

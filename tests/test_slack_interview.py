@@ -458,6 +458,7 @@ def test_quick_interview_in_slack_prefilled_with_pasted_lists_numbers_and_confir
             "target_accuracy": "skip",  # no target stated (the figure shown is information only)
             "target_latency_ms": "1,250",
             "target_containment": "60",
+            "need_coverage": "1 | 2\n2 | 4\ninvestment advice | 1",  # every need rated (#16)
         }
         cancel_done = False
         while "Positioning = P(D|U) x M" not in prompt["text"]:
@@ -502,9 +503,9 @@ def test_quick_interview_in_slack_prefilled_with_pasted_lists_numbers_and_confir
             "target_users",
             "needs",
             "competitors",
-            "competitor_coverage",
             "gap",
             "need_links",
+            "need_coverage",
             "model_version",
             "target_accuracy",
             "target_latency_ms",
@@ -545,7 +546,7 @@ def test_quick_interview_in_slack_prefilled_with_pasted_lists_numbers_and_confir
         assert (
             pm.command(
                 f"brief {state.id} compare Service first: understand a fee | 5; track a card that hasn't "
-                "arrived | 4 || Advice led: investment advice | 5; portfolio analysis | 4",
+                "arrived | 4 || Advice led: investment advice | 5; portfolio analysis | 4 | 2",
                 in_dm=True,
             )
             == ""

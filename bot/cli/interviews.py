@@ -104,7 +104,9 @@ def brief(
         typer.Option(
             "--option",
             help="Another positioning option to score beside the interview's, e.g. \"Service first: "
-            'track a card | 5; understand a fee | 4 | 2; m=0.8 | study" (repeatable).',
+            'track a card | 5; understand a fee | 4 | 2; m=0.8 | study; u=retail" (repeatable). '
+            "u= names the option's target users (segments or channels seen in the log, or "
+            "u=everyone); without it the interview's.",
         ),
     ] = None,
     options_file: Annotated[
@@ -138,6 +140,8 @@ def brief(
                 "options": [
                     {
                         "name": s.option.name,
+                        "u": list(s.option.target.segments) if s.option.target else [],
+                        "p_over": s.result.p_over,
                         "p_d_given_u": s.result.p_d_given_u,
                         "m": s.result.m,
                         "score": s.result.score,
