@@ -579,6 +579,13 @@ def render_comparison(scored: list[Scored]) -> str:
             f"{escape_markdown(r.p_over)} | {m} | {total} | "
             f"{_with_traffic(r)} of {len(r.needs)} | {escape_markdown(under)} |"
         )
+    # Every option's figures traced, as the interview's are: each option attributes the log to its
+    # own needs, so the same need may measure differently from one option to another.
+    lines += ["", "How each option's figures are computed:", ""]
+    for s in scored:
+        r = s.result
+        parts = [f for f in (r.p_formula, r.m_formula, r.score_formula) if f]
+        lines.append(f"- **{escape_markdown(s.option.name)}**: " + ("; ".join(parts) or "not measurable"))
     return "\n".join([*lines, ""])
 
 

@@ -348,6 +348,13 @@ class InterviewEngine:
             raw = prompt.suggestion
         elif question.measured is not None and not question.required and _empty(raw):
             return self.skip(state)  # no target stated (the figure shown is not the answer)
+        elif question.type == "list" and _only_ok(raw) and (prompt is None or prompt.suggestion is None):
+            # "ok" confirms what is shown; with nothing shown it is not an item of the list.
+            if not question.required:
+                return self.skip(state)
+            return Turn(
+                state, self.prompt(state), "there is nothing to keep yet: type the items, one per line"
+            )
         try:
             value = parse_answer(question, raw, self.names(state.answers, question), self.known_ids(question))
         except ValueError as exc:  # the state is unchanged: the same question, with the reason
@@ -631,6 +638,12 @@ def parse_number(text: str, whole: bool = False) -> float:
 def _keeps(raw: Any) -> bool:
     """Does ``raw`` keep the answer shown ("ok", or nothing)?"""
     return raw is None or (isinstance(raw, str) and raw.strip().lower() in KEEP_WORDS)
+
+
+def _only_ok(raw: Any) -> bool:
+    """Is ``raw`` just "ok" (or "okay"), typed alone or as the one line of a list?"""
+    items = raw if isinstance(raw, list) else [raw]
+    return len(items) == 1 and isinstance(items[0], str) and items[0].strip().lower() in KEEP_WORDS[1:]
 
 
 def _empty(raw: Any) -> bool:

@@ -55,7 +55,11 @@ def _words(name: str) -> str:
 
 
 #: Words that exclude what follows them in the persona's clause ("Retail customers, not premier").
-_NEGATION = re.compile(r"(?<!\w)(?:not|except|excluding|other than|no|apart from|but not|never)(?!\w)")
+_NEGATION = re.compile(
+    r"(?<!\w)(?:not|non|except|excluding|other than|no|apart from|but not|never|rather than|instead of)(?!\w)"
+)
+#: Words that exclude what comes before them in the clause ("premier customers; retail excluded").
+_AFTER_NEGATION = re.compile(r"(?<!\w)(?:excluded|not included|left out)(?!\w)")
 #: What ends a negation's reach: a new clause.
 _CLAUSE = re.compile(r"[,;.:!?()\n]|(?<!\w)(?:but|and also|while|whereas)(?!\w)")
 
@@ -63,13 +67,22 @@ _CLAUSE = re.compile(r"[,;.:!?()\n]|(?<!\w)(?:but|and also|while|whereas)(?!\w)"
 def map_persona(persona: str, seen: Iterable[str]) -> list[str]:
     """The names in ``seen`` that the persona's text names, as whole words (a plural "s" allowed;
     ``_`` and ``-`` in a name read as spaces), in the order of ``seen``. A name that comes after a
-    negation in its clause ("not", "except", "excluding", "other than", "no": "Retail customers,
-    not premier") is excluded, even when it is named elsewhere too."""
+    negation in its clause ("not", "except", "excluding", "other than", "rather than", "instead
+    of": "Retail customers, not premier"), right after "no" or "non" ("non-retail"), or before
+    "excluded" / "not included" / "left out" in its clause, is excluded, even when it is named
+    elsewhere too."""
     text = " ".join(re.split(r"[ \t_\-]+", str(persona or "").lower()))
     negated: list[tuple[int, int]] = []  # spans of text under a negation, to the clause's end
     for match in _NEGATION.finditer(text):
+        if match.group(0) in ("no", "non"):  # "non-retail", "no premier": the next word only
+            word = re.match(r"\s*\w+", text[match.end() :])
+            negated.append((match.end(), match.end() + (word.end() if word else 0)))
+            continue
         end = _CLAUSE.search(text, match.end())
         negated.append((match.end(), end.start() if end else len(text)))
+    for match in _AFTER_NEGATION.finditer(text):
+        starts = [m.end() for m in _CLAUSE.finditer(text, 0, match.start())]
+        negated.append((starts[-1] if starts else 0, match.start()))
     found = []
     for name in seen:
         words = _words(name)
@@ -87,9 +100,8 @@ def excluded_by_persona(persona: str, seen: Iterable[str]) -> list[str]:
     :func:`map_persona`."""
     seen = list(seen)
     kept = set(map_persona(persona, seen))
-    named = map_persona(
-        _NEGATION.sub(" ", " ".join(re.split(r"[ \t_\-]+", str(persona or "").lower()))), seen
-    )
+    plain = " ".join(re.split(r"[ \t_\-]+", str(persona or "").lower()))
+    named = map_persona(_AFTER_NEGATION.sub(" ", _NEGATION.sub(" ", plain)), seen)
     return [name for name in named if name not in kept]
 
 
@@ -120,9 +132,15 @@ def choose_target(answers: Mapping[str, Any], seen: Iterable[str]) -> Target:
         if any(n in EVERYONE for n in named):
             return Target((), EVERYONE_NAMED)
         return Target(tuple(dict.fromkeys(named)), NAMED)
-    mapped = map_persona(str(answers.get("target_users") or ""), seen)
+    persona = str(answers.get("target_users") or "")
+    seen = list(seen)
+    mapped = map_persona(persona, seen)
     if mapped:
         return Target(tuple(mapped), MAPPED)
+    excluded = excluded_by_persona(persona, seen)
+    others = [name for name in seen if name not in excluded]
+    if excluded and others:  # "anyone except retail": everyone the persona does not exclude
+        return Target(tuple(others), MAPPED)
     return Target((), NONE_FOUND)
 
 

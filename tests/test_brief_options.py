@@ -159,6 +159,10 @@ def test_options_with_their_own_u_are_scored_over_their_segments() -> None:
 
     table = render_comparison(compare(options, log))
     assert "| Retail | retail | " in table and "| All | everyone | " in table
+    # Each option's figures are traced below the table, with its own numbers.
+    traced = table.split("How each option's figures are computed:")[1]
+    retail_line = next(line for line in traced.splitlines() if line.startswith("- **Retail**"))
+    assert by_name["Retail"].p_formula and by_name["Retail"].p_formula in retail_line
     with pytest.raises(
         PositioningError, match=r"u=vip is not a segment or channel seen in the log \(known: retail, premier"
     ):

@@ -228,3 +228,18 @@ def test_broken_scripts_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ScriptError, match="not an earlier question"):
         load_script(path)
+
+
+def test_ok_on_a_list_with_nothing_shown_is_not_an_item(engine: InterviewEngine) -> None:
+    """ "ok" confirms what a prompt shows; on a list question that shows nothing it is refused
+    (never stored as the list's one item), and the interview stays on that question."""
+    turn = engine.start("iv", "pm")
+    while turn.prompt is not None and turn.prompt.question.id != "user_traits":
+        turn = engine.answer(turn.state, ANSWERS[turn.prompt.question.id])
+    assert turn.prompt is not None and turn.prompt.suggestion is None
+    for raw in ("ok", ["OK"], "okay"):
+        refused = engine.answer(turn.state, raw)
+        assert refused.error is not None and "nothing to keep" in refused.error
+        assert refused.state == turn.state
+    kept = engine.answer(turn.state, ["ok-ish traveller", "mobile-first"])
+    assert kept.error is None and kept.state.answers["user_traits"] == ["ok-ish traveller", "mobile-first"]

@@ -261,3 +261,24 @@ def test_a_persona_that_only_excludes_a_segment_suggests_the_others() -> None:
     assert excluded_by_persona("高端客户, not retail customers", seen) == ["retail"]
     assert excluded_by_persona("Retail customers, not premier", seen) == ["premier"]
     assert excluded_by_persona("retail customers", seen) == []
+
+
+@pytest.mark.parametrize(
+    ("persona", "target"),
+    [
+        ("Non-retail customers", ("web", "premier")),
+        ("premier customers rather than retail", ("premier",)),
+        ("Premier customers; retail excluded", ("premier",)),
+        ("Premier and non-retail customers", ("premier",)),
+        ("Anyone except retail", ("web", "premier")),
+        ("No-fee premier customers", ("premier",)),
+        ("no premier customers, retail only", ("retail",)),
+        ("Retail customers of a digital bank, mobile first", ("retail",)),
+    ],
+)
+def test_the_persona_s_negations_decide_u(persona: str, target: tuple[str, ...]) -> None:
+    """A third review's wordings: a negated segment is never U; one that only excludes gives the
+    others; "no" and "non" reach only the next word ("no-fee premier" is premier)."""
+    from positioning.segments import choose_target
+
+    assert choose_target({"target_users": persona}, ["web", "premier", "retail"]).segments == target

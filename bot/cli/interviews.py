@@ -17,10 +17,14 @@ if TYPE_CHECKING:
 
 def measured_defaults(settings: Settings, store: Store, days: int = 30) -> dict[str, Any]:
     """Teller's own figures that prefill the interview's technical questions: see
-    :func:`bot.positioning_desk.measured_defaults` (the Slack desk uses them too)."""
-    from bot.positioning_desk import measured_defaults as measured
+    :func:`bot.positioning_desk.measured_defaults`; containment judged with the knowledge base's
+    encoder (:meth:`bot.positioning_desk.PositioningDesk.measured_figures`), as the brief and the
+    Slack desk judge it, so the figure the PM sees is the one the launch check holds."""
+    from bot.positioning_desk import PositioningDesk
 
-    return measured(settings, store, days)
+    desk = PositioningDesk(settings, store=store)
+    desk.suggest_days = days
+    return desk.measured_figures()
 
 
 @app.command()
@@ -52,8 +56,8 @@ def interview(
     settings = get_settings()
     desk = PositioningDesk(settings)
     service = desk.service
-    service.defaults = lambda: measured_defaults(settings, desk.store, days)
     desk.suggest_days = days
+    service.defaults = desk.measured_figures
     reply = service.start_or_resume(user, new=new, mode=QUICK if quick else None)
     out.print(reply.text, highlight=False, markup=False, soft_wrap=True)
     state = reply.state
