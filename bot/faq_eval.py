@@ -24,17 +24,22 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import InputError
-from bot.policy import Decision, Route
+from bot.policy import AnswerPolicy, Decision, Route
 from bot.settings import Settings
 from nlu.errors import DataError
 from nlu.textio import read_text
 from retrieval.entry import KBEntry
 from retrieval.loaders import load_entries
+
+if TYPE_CHECKING:
+    from bot.knowledge import ImportOutcome
 
 ANSWERED = (Route.INTENT, Route.FAQ, Route.ADVICE)
 
@@ -128,16 +133,18 @@ def evaluate_operator_faq(settings: Settings, kb_file: Path, questions_file: Pat
         logging.disable(logging.NOTSET)
 
 
-def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[str, str]]) -> FaqEvaluation:
+@contextmanager
+def imported(settings: Settings, entries: list[KBEntry]) -> Iterator[tuple[AnswerPolicy, ImportOutcome]]:
+    """The answer policy over a scratch copy of the knowledge base in use with ``entries`` imported
+    as ``teller kb add`` imports them (the newer entry wins an overlap), its knowledge-base
+    thresholds re-fitted; the copy is deleted on exit and never reaches other replicas."""
     from bot.assistant import build_policy, follow_kb, open_kb
     from bot.knowledge import KnowledgeAdmin
 
     with tempfile.TemporaryDirectory(prefix="teller-faq-eval-") as scratch:
         home = Path(scratch)
-        source = open_kb(settings)
-        source.close()
+        open_kb(settings).close()
         shutil.copytree(settings.kb_dir, home / "kb")
-        # A scratch copy: nothing it does may reach other replicas through the change log.
         scratch_settings = settings.model_copy(
             update={"home": home, "cache": settings.cache_dir, "kb_replication": "off"}
         )
@@ -146,12 +153,16 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
             policy = build_policy(scratch_settings, kb=kb)
             outcome = KnowledgeAdmin(kb, policy).import_entries(entries, on_overlap="newer")
             follow_kb(policy)
-            thresholds = policy.thresholds
-            texts = [q for q, _ in questions]
-            signals = policy.signals(texts)
-            decisions = [policy.decide(s) for s in signals]
+            yield policy, outcome
         finally:
             kb.close()
+
+
+def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[str, str]]) -> FaqEvaluation:
+    with imported(settings, entries) as (policy, outcome):
+        thresholds = policy.thresholds
+        signals = policy.signals([q for q, _ in questions])
+        decisions = [policy.decide(s) for s in signals]
     outcomes = [
         Outcome(text, expected, d.route.value, d.kb_id, d.rule, _verdict(d, expected), d.reason)
         for (text, expected), d in zip(questions, decisions, strict=True)

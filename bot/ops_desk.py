@@ -174,7 +174,11 @@ class OpsDesk:
             return None
         try:
             stored = self.store.handoffs.record_relay(
-                handoff.id, Direction.IN, incoming.text, platform_id=incoming.message_id
+                handoff.id,
+                Direction.IN,
+                incoming.text,
+                platform_id=incoming.message_id,
+                segment=incoming.segment,
             )
         except DuplicateMessage:
             return Outgoing(f"{handoff.id}:dup", "", route=HUMAN_ROUTE, duplicate=True, silent=True)

@@ -50,7 +50,7 @@ from nlu.corrections import OVERRIDE_SIMILARITY, CorrectionMemory, OverrideMatch
 from nlu.knn import Memory
 from nlu.language import LanguageGate, LanguageResult, handoff_reply
 from retrieval.entry import KBEntry
-from retrieval.knowledge_base import Hit, Holdout, KnowledgeBase
+from retrieval.knowledge_base import DEFAULT_TOP_CONFIDENCE, Hit, Holdout, KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class Thresholds:
     faq: float
     #: ... when it matches the message this much better than the predicted intent's own answer.
     faq_margin: float
-    #: A knowledge-base match good enough to answer a message the classifier does not take.
+    #: A knowledge-base match sure enough to answer a message the classifier does not take (compared
+    #: with :class:`retrieval.knowledge_base.TopConfidence` of the search, not one entry's score).
     faq_fallback: float
     #: An advice request must also read as advice rather than as an information request (how a
     #: product, rate, fee or term works) by this probability (:class:`bot.exemplars.AdviceProbe`).
@@ -241,6 +242,8 @@ class Signals:
             if any(h.entry.intent == p.intent and not h.starter for h in self.hits[:AGREE_DEPTH])
             else 0.0,
             "top": top.score if top else 0.0,
+            # How likely the best entry is right, from the whole result list (its lead included).
+            "top_conf": DEFAULT_TOP_CONFIDENCE(self.hits),
             "top_dense": top.dense if top else -1.0,
             "has_answer": 1.0 if self.intent_has_answer else 0.0,
             "correction": self.correction.similarity if self.correction is not None else 0.0,
@@ -376,16 +379,18 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "best_entry",
         Route.FAQ,
-        lambda f, t: f["top"] >= t.faq_fallback,
-        lambda f, t: f"KB entry {f['top']:.2f} ≥ {t.faq_fallback:.2f}; {_scope(f, t)}",
+        lambda f, t: f["top_conf"] >= t.faq_fallback,
+        lambda f, t: (
+            f"KB entry {f['top']:.2f}, confidence {f['top_conf']:.2f} ≥ {t.faq_fallback:.2f}; {_scope(f, t)}"
+        ),
     ),
     Rule(
         "handoff",
         Route.HANDOFF,
         lambda f, t: np.ones(len(f["p1"]), dtype=bool),
         lambda f, t: (
-            f"no confident answer: intent {f['p1']:.2f}, {_scope(f, t)}, best KB match {f['top']:.2f} < "
-            f"{t.faq_fallback:.2f}"
+            f"no confident answer: intent {f['p1']:.2f}, {_scope(f, t)}, best KB match {f['top']:.2f} "
+            f"(confidence {f['top_conf']:.2f} < {t.faq_fallback:.2f})"
         ),
     ),
 )

@@ -125,7 +125,7 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
     t = policy.thresholds
     err.print(
         f"Answer policy re-fitted for {len(kb)} entries: a general entry answers from {t.faq:.2f}, "
-        f"any entry from {t.faq_fallback:.2f} (fused score).",
+        f"any entry from a search confidence of {t.faq_fallback:.2f}.",
         highlight=False,
     )
 

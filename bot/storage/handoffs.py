@@ -208,9 +208,11 @@ class HandoffRepository:
         text: str,
         author: str | None = None,
         platform_id: str | None = None,
+        segment: str | None = None,
     ) -> StoredMessage:
         """Store a message relayed during an open handoff: the customer's (``IN``, deduplicated by
-        ``platform_id`` like any customer message) or an operator's reply (``OUT``, ``author`` the
+        ``platform_id`` like any customer message, with the ``segment`` the bank named for the
+        customer, as an answered message keeps it) or an operator's reply (``OUT``, ``author`` the
         operator; deduplicated by ``platform_id`` within the conversation). Route ``human``, text
         redacted.
 
@@ -260,6 +262,7 @@ class HandoffRepository:
                 "author": author if direction == Direction.OUT else None,
                 "choices": "[]",
                 "created_at": now,
+                "segment": segment if direction == Direction.IN else None,
             }
             try:
                 with connection.begin_nested():
