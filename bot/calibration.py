@@ -96,9 +96,9 @@ class Features:
         np.ndarray
     )  # the best KB entry is the gold one (filed under the gold intent, or the gold entry)
     general_right: np.ndarray  # the best general KB entry is the gold entry
-    #: The message is from the classifier's dev split, whose labels know only the intents: a bank's
-    #: own entry that answers it is neither right nor wrong as far as they can tell (with a
-    #: starter-only knowledge base this never happens).
+    #: The message is from the classifier's dev split, whose labels know only the intents, or a
+    #: question written for a starter entry: a bank's own entry that answers it is neither right nor
+    #: wrong as far as they can tell (with a starter-only knowledge base this never happens).
     dev: np.ndarray
     general_operator: np.ndarray  # the best general entry is an operator's
     top_operator: np.ndarray  # the best entry is an operator's
@@ -534,6 +534,10 @@ class CalibrationSet:
                     continue
                 if ADVICE_TAG in kb.get(entry_id).tags:
                     label = ADVICE_LABEL + entry_id
+                # A question written for a starter entry knows nothing of the bank's own entries
+                # either: one of theirs answering it is not wrong as far as its label can tell (the
+                # bank's newer entry is the one customers get), as for a dev-split message.
+                is_dev = is_dev or kb.is_starter(entry_id)
             kept_signals.append(s)
             kept_labels.append(label)
             kept_dev.append(is_dev)

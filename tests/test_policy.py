@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.calibration import OOS, Features, Targets, fit_thresholds, score_routes
+from bot.calibration import OOS, CalibrationSet, Features, Targets, fit_thresholds, score_routes
 from bot.exemplars import ExemplarSet
 from bot.policy import (
     ROUTES,
@@ -360,3 +360,22 @@ def test_the_confident_tier_is_fitted_only_where_it_answers_more_than_it_lets_in
     t, _ = fit_thresholds(hurt, targets)
     assert t.confident_intent > 1.0 or t.confident_scope > 0.7
     assert score_routes(hurt, t).oos_recall == 1.0
+
+
+def test_a_starter_question_answered_by_the_banks_own_entry_is_not_counted_wrong(tmp_path: Path) -> None:
+    """The knowledge-base re-fit scores the starter's FAQ questions too; one the bank's newer entry
+    answers is neither right nor wrong (its label knows only the starter), so the re-fit does not
+    learn to hand off what the bank's entry answers. The starter's own questions still count."""
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([FEE], source="starter")
+    kb.add([BANK_FEES])
+    policy = AnswerPolicy(None, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+    texts = ["what do you charge", "what's the overdraft fee"]
+    cases = [replace(signals(p1=0.3, nearest=0.2), text=t, vector=kb.embedder.embed([t])[0]) for t in texts]
+    data = CalibrationSet(cases, ["kb:overdraft_fee", "kb:overdraft_fee"], [False, False])
+    features, _ = data.features(policy, self_test=False)
+    assert features.dev.tolist() == [True, True]
+    assert features.top_operator.tolist() == [True, False]
+    metrics = score_routes(features, replace(T, faq=1.0, bank=1.0, faq_fallback=0.0))
+    assert metrics.faq_answered_correctly == 0.5 and metrics.faq_answered_wrongly == 0.0
+    kb.close()
