@@ -19,19 +19,13 @@ import numpy as np
 
 from bot.settings import Settings, get_settings
 from nlu.corpora import CLINC150_OOS_DEV
-from retrieval.knowledge_base import Hit, TopConfidence
+from retrieval.knowledge_base import TopConfidence
 from retrieval.loaders import load_entries
 
 DEV = Path(__file__).resolve().parents[1] / "tests" / "data" / "operator_faq"
 FIT_BANK = "harbour"
 HELD_OUT_BANK = "cedar"
 OOS_SHARE = 0.005
-
-
-def _features(hits: list[Hit]) -> list[float]:
-    top = hits[0]
-    second = hits[1].score if len(hits) > 1 else 0.0
-    return [top.score, top.question_score, top.answer_score, top.lexical, top.score - second]
 
 
 def best_hits(settings: Settings, bank: str, oos: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -44,7 +38,7 @@ def best_hits(settings: Settings, bank: str, oos: list[str]) -> tuple[np.ndarray
         questions = [(r["text"], r["kb_id"]) for r in csv.DictReader(f)]
     with imported(settings, entries) as (policy, _):
         signals = policy.signals([q for q, _ in questions] + oos)
-    x = np.array([_features(s.hits) for s in signals])
+    x = np.array([TopConfidence.features(s.hits) for s in signals])
     right = np.array(
         [i < len(questions) and s.hits[0].entry.id == questions[i][1] for i, s in enumerate(signals)]
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -111,20 +112,21 @@ class TopConfidence:
     lexical: float
     gap: float
 
+    @staticmethod
+    def features(hits: Sequence[Hit]) -> np.ndarray:
+        """``[score, question, answer, lexical, gap]`` of the best hit of a non-empty result list,
+        in the order of the weights (what :mod:`bot.kb_confidence` fits them on)."""
+        top = hits[0]
+        second = hits[1].score if len(hits) > 1 else 0.0
+        row = [top.score, top.question_score, top.answer_score, top.lexical, top.score - second]
+        return np.array(row, dtype=np.float64)
+
     def __call__(self, hits: Sequence[Hit]) -> float:
         if not hits:
             return 0.0
-        top = hits[0]
-        second = hits[1].score if len(hits) > 1 else 0.0
-        z = (
-            self.bias
-            + self.score * top.score
-            + self.question * top.question_score
-            + self.answer * top.answer_score
-            + self.lexical * top.lexical
-            + self.gap * (top.score - second)
-        )
-        return float(1.0 / (1.0 + np.exp(-z)))
+        weights = np.array([self.score, self.question, self.answer, self.lexical, self.gap])
+        z = self.bias + float(weights @ self.features(hits))
+        return 1.0 / (1.0 + math.exp(-z))
 
 
 #: Fitted by logistic regression (scikit-learn, C = 1) on the best hit of each Harbour & Vale dev

@@ -28,7 +28,7 @@ from bot.operators import Actor
 from bot.ops_desk import MAX_RELAY
 from bot.service import NO_SUCH_REPLY, TellerService
 from bot.settings import get_settings
-from bot.storage import Handoff, StoredMessage
+from bot.storage import Handoff, NewHandoff, StoredMessage
 from bot.web.app import create_app
 from bot.web.sessions import SESSION_COOKIE, Identities
 from tests.servers import serve_in_thread
@@ -488,3 +488,23 @@ def test_in_production_only_the_host_only_cookie_is_a_session(bank: Bank) -> Non
     assert production.get("/api/messages").status_code == 401
     page = production.get("/")
     assert page.headers["set-cookie"].lower().startswith("__host-teller_session=")
+
+
+def test_a_message_relayed_during_a_handoff_keeps_the_segment_the_bank_named(bank: Bank) -> None:
+    """A customer whose conversation is with a person still belongs to their segment: the relayed
+    message is stored with it, as an answered one is (positioning counts messages by segment)."""
+    first = bank.core.handle(Incoming("web", "conv-seg", "c_seg", "m-seg-1", "hello", segment="premier"))
+    stored = bank.core.store.conversations.message(first.message_id)
+    bank.core.store.handoffs.start(
+        NewHandoff("web", stored.conversation_id, "c_seg", "conv-seg", first.message_id)
+    )
+    assert bank.service.ops is not None
+    relayed = bank.service.ops.relay_in(
+        Incoming("web", "conv-seg", "c_seg", "m-seg-2", "are you there?", segment="premier")
+    )
+    assert relayed is not None and relayed.route == "human"
+    inbound = [m for m in bank.core.store.conversations.history() if m.direction == "in"]
+    assert [(m.text, m.segment) for m in inbound if m.user_id == "c_seg"] == [
+        ("hello", "premier"),
+        ("are you there?", "premier"),
+    ]
