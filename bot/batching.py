@@ -4,6 +4,9 @@ Every channel thread hands its message to one worker and waits. The worker takes
 queued up (without waiting for more, so a lone message is not delayed), runs the policy on the
 batch, and hands each decision back. Under load this turns many small model runs fighting over two
 cores into a few batched ones; at rest it costs nothing.
+
+The batch's stage times (:mod:`bot.stages`) are collected in the worker and handed to each request
+of it, when the request collects them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from bot.policy import AnswerPolicy, Decision
+from bot.stages import StageTimes, collecting
+from bot.stages import current as current_stage_times
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+_Result = tuple[Decision, str, StageTimes]
 
 
 class DecisionBatcher:
@@ -33,9 +40,13 @@ class DecisionBatcher:
 
     def decide(self, text: str, timeout: float = 60.0) -> tuple[Decision, str]:
         """The policy's decision for ``text`` and the model version that made it."""
-        future: Future[tuple[Decision, str]] = Future()
+        future: Future[_Result] = Future()
         self._queue.put((text, future))
-        return future.result(timeout)
+        decision, version, stages = future.result(timeout)
+        times = current_stage_times()
+        if times is not None:
+            times.merge(stages)
+        return decision, version
 
     def close(self) -> None:
         self._queue.put(_STOP)
@@ -58,11 +69,12 @@ class DecisionBatcher:
                 batch.append(more)
             self._answer(batch)  # type: ignore[arg-type]
 
-    def _answer(self, batch: list[tuple[str, Future[tuple[Decision, str]]]]) -> None:
+    def _answer(self, batch: list[tuple[str, Future[_Result]]]) -> None:
         policy = self._policy()  # read once: a model swap never splits a batch
         version = policy.classifier.version
         try:
-            decisions = policy.answer_many([text for text, _ in batch])
+            with collecting() as stages:
+                decisions = policy.answer_many([text for text, _ in batch])
         except Exception as exc:  # one bad message must not fail its batch-mates: retry them one by one
             if len(batch) == 1:
                 batch[0][1].set_exception(exc)
@@ -71,4 +83,4 @@ class DecisionBatcher:
                 self._answer([one])
             return
         for (_, future), decision in zip(batch, decisions, strict=True):
-            future.set_result((decision, version))
+            future.set_result((decision, version, stages))

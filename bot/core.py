@@ -17,6 +17,7 @@ from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, intent_of
 from bot.errors import InputError
 from bot.policy import AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact
+from bot.stages import timed
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
 from bot.text import clean
 
@@ -119,25 +120,26 @@ class TellerCore:
         decision, model_version = self._decide(text)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
-            _, reply = self.store.conversations.record_exchange(
-                NewExchange(
-                    channel=incoming.channel,
-                    conversation=incoming.conversation_id,
-                    user_id=incoming.user_id,
-                    platform_id=incoming.message_id,
-                    text=text,
-                    reply=decision.answer,
-                    route=decision.route.value,
-                    intent=decision.intent,
-                    confidence=decision.confidence,
-                    kb_id=decision.kb_id,
-                    model_version=model_version,
-                    latency_ms=round(latency_ms, 2),
-                    choices=tuple((c.label, c.value) for c in decision.choices),
-                    reason=decision.reason,
-                    segment=incoming.segment,
+            with timed("store_write"):
+                _, reply = self.store.conversations.record_exchange(
+                    NewExchange(
+                        channel=incoming.channel,
+                        conversation=incoming.conversation_id,
+                        user_id=incoming.user_id,
+                        platform_id=incoming.message_id,
+                        text=text,
+                        reply=decision.answer,
+                        route=decision.route.value,
+                        intent=decision.intent,
+                        confidence=decision.confidence,
+                        kb_id=decision.kb_id,
+                        model_version=model_version,
+                        latency_ms=round(latency_ms, 2),
+                        choices=tuple((c.label, c.value) for c in decision.choices),
+                        reason=decision.reason,
+                        segment=incoming.segment,
+                    )
                 )
-            )
         except DuplicateMessage:
             # Another replica (or thread) stored this platform message first: its answer is the one.
             earlier = self.replay(incoming)
@@ -167,7 +169,8 @@ class TellerCore:
         person (it has no reply of Teller's) replays as silent."""
         if not incoming.message_id:
             return None
-        seen = self.store.conversations.seen(incoming.channel, incoming.message_id)
+        with timed("store_read"):
+            seen = self.store.conversations.seen(incoming.channel, incoming.message_id)
         if seen is None:
             return None
         stored, reply = seen

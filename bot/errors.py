@@ -8,6 +8,7 @@ TellerError
 ├── NotAuthorised           not an operator
 ├── RateLimited             over an abuse limit (HTTP 429 with Retry-After; bot.abuse)
 ├── DeliveryError           a platform refused (or never took) an outgoing message
+├── BenchServerError        the benchmark's `teller serve` did not start (bot.http_bench)
 └── StoreError              the database cannot be opened, migrated or written (HTTP 503)
     └── DuplicateMessage    a platform message stored before (bot.storage.errors)
 """

@@ -40,6 +40,7 @@ doubles from ``backoff`` up to ``max_backoff``, or what a ``Retry-After`` header
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import random
 import secrets
@@ -87,6 +88,7 @@ class LoadResult:
     latency_ms_p95: float
     latency_ms_p99: float
     latency_ms_max: float
+    latency_ms_mean: float
     seconds: float
     #: Acknowledgements per second.
     throughput_per_s: float
@@ -98,6 +100,9 @@ class LoadResult:
     error_samples: list[str] = field(default_factory=list)
     #: Platform ids (``user_id:client_message_id``) of a few silent replies.
     silent_samples: list[str] = field(default_factory=list)
+    #: Mean milliseconds per stage over the acknowledged messages, from the replicas'
+    #: ``Server-Timing`` headers (``TELLER_SERVER_TIMING``; empty without them): :mod:`bot.stages`.
+    stage_ms_mean: dict[str, float] = field(default_factory=dict)
     #: Platform ids of every acknowledged message, for :func:`check_store`.
     acknowledged_ids: list[str] = field(default_factory=list, repr=False)
 
@@ -159,6 +164,8 @@ class _Outcome:
     error: str | None = None
     #: What each failed attempt ran into (exception name or ``HTTP <status>``).
     failures: list[str] = field(default_factory=list)
+    #: The acknowledging response's ``Server-Timing`` stages (ms), if it had the header.
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 def user_id(run_id: str, user: int) -> str:
@@ -193,6 +200,21 @@ def retry_after(response: httpx.Response, now: datetime | None = None) -> float 
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """``{name: milliseconds}`` of a ``Server-Timing`` header (W3C Server Timing: comma-separated
+    metrics, each ``name`` with optional ``;dur=ms`` and ``;desc=...`` parameters); a metric without a
+    readable duration is left out, as is a malformed one."""
+    stages: dict[str, float] = {}
+    for metric in header.split(","):
+        name, *parameters = (part.strip() for part in metric.split(";"))
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if name and key.strip().lower() == "dur":
+                with contextlib.suppress(ValueError):
+                    stages[name] = stages.get(name, 0.0) + float(value.strip().strip('"'))
+    return stages
 
 
 def _reply_text(response: httpx.Response) -> str | None:
@@ -243,7 +265,15 @@ async def _send_message(
                 reply = _reply_text(response)
                 if reply is not None:
                     latency_ms = (time.perf_counter() - started) * 1000.0
-                    outcome = _Outcome(pid, attempt, url, latency_ms, not reply.strip(), failures=failures)
+                    outcome = _Outcome(
+                        pid,
+                        attempt,
+                        url,
+                        latency_ms,
+                        not reply.strip(),
+                        failures=failures,
+                        stages=server_timing(response.headers.get("server-timing", "")),
+                    )
                     return outcome, position
                 error = f"HTTP {response.status_code} without a reply: {response.text[:120]}"
                 again = False
@@ -352,6 +382,9 @@ async def run_load(
     for o in acked:
         by_url[o.url or ""] += 1
     failed_attempts = Counter(f for o in outcomes for f in o.failures)
+    stage_totals: Counter[str] = Counter()
+    for o in acked:
+        stage_totals.update(o.stages)
     return LoadResult(
         run_id=run_id,
         urls=targets,
@@ -369,12 +402,14 @@ async def run_load(
         latency_ms_p95=round(float(np.percentile(lat, 95)), 2),
         latency_ms_p99=round(float(np.percentile(lat, 99)), 2),
         latency_ms_max=round(float(lat.max()), 2),
+        latency_ms_mean=round(float(lat.mean()), 2),
         seconds=round(seconds, 2),
         throughput_per_s=round(len(acked) / seconds, 1) if seconds else 0.0,
         acknowledged_by_url=by_url,
         failed_attempts=dict(failed_attempts.most_common()),
         error_samples=[o.error or "" for o in failed[:SAMPLES]],
         silent_samples=[o.platform_id for o in silent[:SAMPLES]],
+        stage_ms_mean={name: round(total / len(acked), 3) for name, total in stage_totals.items()},
         acknowledged_ids=[o.platform_id for o in acked],
     )
 

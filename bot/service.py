@@ -39,6 +39,7 @@ from bot.delivery import Courier, Sent, Transport
 from bot.errors import DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
 from bot.ops_desk import CLOSED_NOTICE, EXPIRED_NOTICE, IDLE_ACTOR
+from bot.stages import timed
 from bot.storage import (
     HUMAN_ROUTE,
     Delivery,
@@ -175,7 +176,8 @@ class TellerService:
         # One cap and one set of limits for every path: the answer policy, a handoff's relay and a
         # resent message alike (a retry counts: resending cannot get past the limits).
         incoming = replace(incoming, text=message_text(incoming.text))
-        self.limits.message(incoming.channel, incoming.user_id, incoming.origin)
+        with timed("limits"):
+            self.limits.message(incoming.channel, incoming.user_id, incoming.origin)
         # A redelivery (or a retry that reached another replica) gets what was answered the first
         # time, whatever has happened since (a handoff opened meanwhile, say).
         replayed = self.core.replay(incoming)

@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
     )
+    server_timing: bool = Field(
+        default=False,
+        validation_alias="TELLER_SERVER_TIMING",
+        description="Add a Server-Timing header to every HTTP response: the request's time per stage "
+        "(bot.stages: limits, store, each encoder pass, retrieval, policy) in milliseconds. What "
+        "`teller bench` reads; off by default, as it tells clients how the server spends its time.",
+    )
     operators: str = Field(
         default="",
         validation_alias="TELLER_OPERATORS",

@@ -337,10 +337,24 @@ def bench(
             "stored vectors) and RSS growth. About 2 minutes and 7 GB at a million; 0 (default) skips it.",
         ),
     ] = 0,
+    http: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure end to end through HTTP: a `teller serve` child process on a scratch copy "
+            "(the active model, a copy of the knowledge base, a new store), one message at a time with "
+            "the share of time per stage, then a closed loop of --http-users customers."
+        ),
+    ] = True,
+    http_users: Annotated[int, typer.Option(min=1, help="Customers of the closed loop.")] = 50,
+    http_messages: Annotated[
+        int, typer.Option(min=1, help="Messages each closed-loop customer sends, one after another.")
+    ] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """Latency (p50/p95/p99) of one message, batched throughput, peak memory and load time; with
-    --kb-entries N, knowledge-base vector search at N entries too."""
+    """Latency (p50/p95/p99) of one message, batched throughput, peak memory and load time of the
+    classifier; end to end through HTTP (one message at a time with the share of time per stage, and
+    a closed loop of concurrent customers); with --kb-entries N, knowledge-base vector search at N
+    entries too."""
     from bot.privacy.bench import bench_redaction
     from nlu.artifact import read_dev_split
     from nlu.bench import run_benchmark
@@ -362,11 +376,19 @@ def bench(
     )
     kb_search = _bench_kb_search(settings, texts[:messages])
     redaction = bench_redaction()
+    http_figures = None
+    if http:
+        from bot.http_bench import bench_http
+
+        err.print("Starting a scratch `teller serve` for the HTTP figures ...")
+        http_figures = bench_http(settings, texts, messages, http_users, http_messages)
     # Last: its gigabytes of vectors would otherwise count in the model's peak memory.
     kb_scale = _bench_kb_scale(kb_entries) if kb_entries else None
     figures = {**result.to_dict(), "kb_search": kb_search, "redaction_40k": redaction}
     if kb_scale is not None:
         figures["kb_scale"] = kb_scale
+    if http_figures is not None:
+        figures["http"] = http_figures
     log.info("bench_finished", extra={"fields": figures})
     if as_json:
         emit_json(figures)
@@ -396,9 +418,49 @@ def bench(
         f"{redaction['all']['p50_ms']:.1f} / {redaction['all']['max_ms']:.1f} ms over "
         f"{len(redaction) - 1} shapes, hostile ones included (slowest shape p50 {worst['p50_ms']:.1f} ms)",
     )
+    for measure, value in http_rows(http_figures) if http_figures is not None else []:
+        table.add_row(measure, value)
     for measure, value in kb_scale_rows(kb_scale) if kb_scale is not None else []:
         table.add_row(measure, value)
     out.print(table)
+
+
+#: How ``teller bench`` names each stage of :mod:`bot.stages` (and ``http``, the rest).
+STAGE_LABELS = {
+    "limits": "abuse limits",
+    "store_read": "store: redelivery look-up",
+    "classifier": "classifier pass",
+    "base_encoder": "base encoder pass",
+    "retrieval": "retrieval",
+    "signals": "other signals",
+    "policy": "policy",
+    "store_write": "store: write",
+    "http": "HTTP, framework, client",
+}
+
+
+def http_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table rows of the HTTP part of ``teller bench``."""
+    one, loop = figures["sequential"], figures["closed_loop"]
+    rows = [
+        (
+            "HTTP, one message at a time: p50 / p95",
+            f"{one['latency_ms_p50']:.2f} / {one['latency_ms_p95']:.2f} ms over {one['messages']} "
+            f"messages ({one['errors']} errors; mean {one['latency_ms_mean']:.2f} ms, of which "
+            f"{one['server_ms_mean']:.2f} in the application)",
+        )
+    ]
+    for stage, share in one["stage_shares"].items():
+        ms = one["stage_ms_mean"].get(stage, one["latency_ms_mean"] * share)
+        rows.append((f"  share: {STAGE_LABELS.get(stage, stage)}", f"{share:6.1%}  ({ms:.2f} ms)"))
+    rows.append(
+        (
+            f"HTTP, closed loop of {loop['users']} customers",
+            f"{loop['throughput_per_s']:.0f} messages/s, p50 / p95 {loop['latency_ms_p50']:.1f} / "
+            f"{loop['latency_ms_p95']:.1f} ms, {loop['errors']} errors of {loop['messages']}",
+        )
+    )
+    return rows
 
 
 def _bench_kb_scale(entries: int) -> dict[str, Any]:

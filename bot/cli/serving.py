@@ -69,6 +69,7 @@ def serve(
         background=[recovery, expiry, retention],
         operator_key=settings.operator_api_key,
         production=settings.production,
+        server_timing=settings.server_timing,
         identities=Identities.from_store(
             core.store,
             settings.session_secret,

@@ -18,6 +18,7 @@ from bot.storage import schema
 from bot.storage.database import Database
 
 _o = schema.outbox
+_INSERT = _o.insert()
 
 #: Hours an undelivered text may wait before the retention sweep removes it.
 OUTBOX_HOURS = 24
@@ -33,7 +34,7 @@ class OutboxRepository:
         """Inside the transaction that stores ``message_id``: keep ``written`` when it differs from
         the ``stored`` (redacted) copy; nothing otherwise."""
         if written != stored:
-            connection.execute(_o.insert().values(message_id=message_id, text=written, created_at=now))
+            connection.execute(_INSERT, {"message_id": message_id, "text": written, "created_at": now})
 
     def text(self, message_id: str) -> str | None:
         """The text as written of a message still on its way, or None (never redacted, or gone)."""

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from time import perf_counter
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -24,16 +25,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from starlette.datastructures import MutableHeaders
 
 from bot.channels import Channel, Service
 from bot.choices import ChoiceKind
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, NotFound, RateLimited, TellerError
 from bot.service import TellerService
+from bot.stages import collecting
+from bot.stages import current as current_stage_times
 from bot.storage import HUMAN_ROUTE, StoreError
 from bot.storage.outcomes import BACKEND_SOURCE
 from bot.text import clean, has_surrogates
-from bot.web.security import API_ACTOR, HEADERS, JsonBodies, OperatorKey, SecurityHeaders, add_docs
+from bot.web.security import (
+    API_ACTOR,
+    HEADERS,
+    JsonBodies,
+    OnResponseStart,
+    OperatorKey,
+    SecurityHeaders,
+    add_docs,
+)
 from bot.web.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Identities, WebCustomer, stored_user_id
 
 log = logging.getLogger(__name__)
@@ -58,6 +70,22 @@ MAX_SLACK_BODY_BYTES = 1024 * 1024
 #: Largest message text a request may carry (characters): :data:`bot.core.MAX_TEXT`, checked once
 #: in the service; this bound only keeps the validator from reading megabytes first.
 MAX_TEXT_FIELD = 10_000
+
+
+class ServerTiming(OnResponseStart):
+    """ASGI middleware (``TELLER_SERVER_TIMING``): each HTTP response carries a ``Server-Timing``
+    header (W3C Server Timing) with the request's stage times (:mod:`bot.stages`, milliseconds) and
+    ``app``, from the request reaching the application to its response starting."""
+
+    async def call(self, scope: Any, receive: Any, send: Any) -> None:
+        with collecting():
+            await self.app(scope, receive, send)
+
+    def started(self, headers: MutableHeaders) -> None:
+        times = current_stage_times()
+        if times is not None:
+            times.add("app", perf_counter() - times.started)
+            headers.append("server-timing", times.header())
 
 
 class BodyLimit:
@@ -260,6 +288,7 @@ def create_app(
     operator_key: SecretStr | str | None = None,
     production: bool = False,
     identities: Identities | None = None,
+    server_timing: bool = False,
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
     ``channels``, then ``background`` work that needs the channels running (delivery recovery)
@@ -270,6 +299,8 @@ def create_app(
     (:class:`bot.web.security.OperatorKey`); without it they answer 403.
     ``production`` (``TELLER_ENV=production``): the API docs answer 404 and ``/healthz`` shows only
     its status, except to a request carrying that key.
+    ``server_timing`` (``TELLER_SERVER_TIMING``): every response says where its time went
+    (:class:`ServerTiming`).
     ``identities`` resolve requests to customers (:class:`bot.web.sessions.Identities`; by default
     from the store's generated keys, with no backend key and no customer tokens).
     """
@@ -315,6 +346,8 @@ def create_app(
     app.add_middleware(BodyLimit, larger=(("/slack/", MAX_SLACK_BODY_BYTES),))
     app.add_middleware(JsonBodies)  # 415 for a non-JSON body under /api/, before it is read
     app.add_middleware(SecurityHeaders)  # outermost: on every response, the refusals above included
+    if server_timing:
+        app.add_middleware(ServerTiming)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -135,8 +135,9 @@ HEADERS = (
 )
 
 
-class SecurityHeaders:
-    """ASGI middleware: :data:`HEADERS` on every HTTP response, each unless the route set it."""
+class OnResponseStart:
+    """ASGI middleware base: :meth:`started` edits the headers of every HTTP response as it starts;
+    :meth:`call` runs the application (a subclass may run it inside a context of its own)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -146,14 +147,26 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        async def with_headers(message: Any) -> None:
+        async def edited(message: Any) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in HEADERS:
-                    headers.setdefault(name, value)
+                self.started(MutableHeaders(scope=message))
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        await self.call(scope, receive, edited)
+
+    async def call(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    def started(self, headers: MutableHeaders) -> None:
+        raise NotImplementedError
+
+
+class SecurityHeaders(OnResponseStart):
+    """ASGI middleware: :data:`HEADERS` on every HTTP response, each unless the route set it."""
+
+    def started(self, headers: MutableHeaders) -> None:
+        for name, value in HEADERS:
+            headers.setdefault(name, value)
 
 
 # ---------------------------------------------------------------------------------- content type

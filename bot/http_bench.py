@@ -1,0 +1,169 @@
+"""End to end through HTTP, as ``teller bench`` measures it: one message at a time, then a closed loop
+of concurrent customers, against a real ``teller serve`` with its time split by stage.
+
+The server is a child process (``python -m bot.cli serve``) on a free port of 127.0.0.1 over a
+scratch ``TELLER_HOME``: a copy of the knowledge base in use, the same models and derived-file cache,
+a new SQLite store, no chat platforms, the abuse limits raised out of the way and
+``TELLER_SERVER_TIMING`` on. The bank's own store and knowledge base are never touched. Customers
+are :func:`bot.loadtest.run_load`'s (the bank's backend speaking for them, each message acknowledged
+before the next), in this process.
+
+Stage shares come from the sequential run: each stage's mean milliseconds (``Server-Timing``,
+:mod:`bot.stages`) over the mean latency the client saw; ``http`` is the rest (uvicorn, the
+framework, the hand-offs between threads, the client and the loopback network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.errors import TellerError
+from bot.loadtest import run_load
+from bot.settings import Settings
+from bot.stages import STAGES
+
+#: Seconds a server may take to answer its first request (models load, the index opens).
+START_TIMEOUT = 180.0
+#: Environment variables of the chat platforms: the benchmark's server runs none of them.
+_PLATFORM_PREFIXES = ("TELEGRAM_", "SLACK_")
+
+
+class BenchServerError(TellerError):
+    """The benchmark's server did not start (its stderr's last lines say why)."""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def bench_server(settings: Settings) -> Iterator[tuple[str, str]]:
+    """A ``teller serve`` child process over a scratch copy of the installation; yields its base URL
+    and the backend key it accepts. Stopped (SIGTERM, then SIGKILL after 20 s) and its scratch home
+    deleted on exit. Raises :class:`BenchServerError` if it exits or does not answer within
+    :data:`START_TIMEOUT` seconds."""
+    from bot.assistant import open_kb
+
+    port = _free_port()
+    key = secrets.token_urlsafe(32)
+    with tempfile.TemporaryDirectory(prefix="teller-bench-") as scratch:
+        home = Path(scratch)
+        open_kb(settings).close()  # a new installation's starter, if the bank has none yet
+        shutil.copytree(settings.kb_dir, home / "kb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_PLATFORM_PREFIXES)}
+        env.pop("TELLER_DATABASE_URL", None)
+        env.update(
+            {
+                "TELLER_HOME": str(home),
+                "TELLER_MODELS": str(Path(settings.models).resolve()),
+                "TELLER_CACHE": str(settings.cache_dir.resolve()),
+                "TELLER_KB_REPLICATION": "off",
+                "TELLER_BACKEND_API_KEY": key,
+                "TELLER_LIMIT_MESSAGES": "1000000/minute",
+                "TELLER_LIMIT_MESSAGES_OVERALL": "1000000/minute",
+                "TELLER_SERVER_TIMING": "true",
+                "TELLER_ENV": "development",
+                "TELLER_LOG_LEVEL": settings.log_level,
+                "HF_HUB_OFFLINE": "1",
+            }
+        )
+        stderr_path = home / "serve.err"
+        with open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(process, url, stderr_path)
+            yield url, key
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], url: str, stderr_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
+            why = " | ".join(tail)
+            raise BenchServerError(f"the benchmark's server exited ({process.returncode}): {why}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise BenchServerError(f"the benchmark's server did not answer within {START_TIMEOUT:.0f} s")
+
+
+def stage_shares(stage_ms: dict[str, float], latency_ms: float) -> dict[str, float]:
+    """Each stage's share of ``latency_ms`` (the client's mean latency) in ``[0, 1]``, in the order
+    of :data:`bot.stages.STAGES`, and ``http`` for the rest (never below 0). ``app`` (the server's
+    own total) is not a stage and is left out."""
+    shares = {name: stage_ms[name] / latency_ms for name in STAGES if name in stage_ms and latency_ms > 0}
+    shares["http"] = max(0.0, 1.0 - sum(shares.values())) if latency_ms > 0 else 0.0
+    return {name: round(share, 4) for name, share in shares.items()}
+
+
+def bench_http(
+    settings: Settings,
+    texts: Sequence[str],
+    sequential: int = 300,
+    users: int = 50,
+    messages: int = 20,
+    warmup: int = 30,
+) -> dict[str, Any]:
+    """Latency of ``sequential`` messages sent one at a time (after ``warmup`` unmeasured ones), with
+    mean milliseconds and share per stage, then a closed loop of ``users`` customers sending
+    ``messages`` each: throughput (messages/s), latency and errors. Latencies in ms, from a
+    message's first byte sent to its reply read. Raises :class:`BenchServerError`."""
+    with bench_server(settings) as (url, key):
+        asyncio.run(run_load(url, texts, users=1, messages=warmup, backend_key=key, seed=1))
+        one = asyncio.run(run_load(url, texts, users=1, messages=sequential, backend_key=key, seed=2))
+        loop = asyncio.run(run_load(url, texts, users=users, messages=messages, backend_key=key, seed=3))
+    app_ms = one.stage_ms_mean.get("app", 0.0)
+    return {
+        "sequential": {
+            "messages": one.sent,
+            "errors": one.errors,
+            "latency_ms_p50": one.latency_ms_p50,
+            "latency_ms_p95": one.latency_ms_p95,
+            "latency_ms_mean": one.latency_ms_mean,
+            "server_ms_mean": app_ms,
+            "stage_ms_mean": {k: v for k, v in one.stage_ms_mean.items() if k != "app"},
+            "stage_shares": stage_shares(one.stage_ms_mean, one.latency_ms_mean),
+        },
+        "closed_loop": {
+            "users": users,
+            "messages": loop.sent,
+            "errors": loop.errors,
+            "throughput_per_s": loop.throughput_per_s,
+            "latency_ms_p50": loop.latency_ms_p50,
+            "latency_ms_p95": loop.latency_ms_p95,
+        },
+    }

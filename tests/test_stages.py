@@ -1,0 +1,133 @@
+"""Where a message's time goes: stage times through the batcher, the Server-Timing header, the load
+generator reading it, and ``teller bench``'s HTTP figures against a real ``teller serve``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bot.assistant import build_core
+from bot.core import TellerCore
+from bot.http_bench import stage_shares
+from bot.loadtest import server_timing
+from bot.settings import get_settings
+from bot.stages import STAGES, StageTimes, collecting, timed
+from bot.web.app import create_app
+from tests.test_cli import run
+from tests.webclient import page_customer
+
+#: What a free-text message through ``POST /api/messages`` must report.
+MESSAGE_STAGES = {"limits", "store_read", "classifier", "base_encoder", "retrieval", "signals", "policy"}
+
+
+@pytest.fixture()
+def core(teller_env: Path) -> Iterator[TellerCore]:
+    core = build_core(get_settings())
+    yield core
+    core.close()
+
+
+def test_timed_adds_up_per_stage_only_where_a_collection_is_active() -> None:
+    with timed("policy"):  # no collection: nothing to add to, nothing fails
+        pass
+    with collecting() as times:
+        for _ in range(2):
+            with timed("policy"):
+                pass
+        with pytest.raises(ValueError), timed("retrieval"):
+            raise ValueError("a failing stage still counts its time")
+    assert set(times.seconds) == {"policy", "retrieval"}
+    assert all(seconds >= 0 for seconds in times.seconds.values())
+    header = times.header()
+    assert header.startswith("policy;dur=") and ", retrieval;dur=" in header
+
+
+def test_the_batcher_hands_each_request_the_stages_of_its_batch(core: TellerCore) -> None:
+    results: dict[str, StageTimes] = {}
+
+    def ask(text: str) -> None:
+        with collecting() as times:
+            core._batcher.decide(text)
+        results[text] = times
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in ("where is my card", "hi", "fees abroad")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for text, times in results.items():
+        assert {"classifier", "base_encoder", "retrieval", "signals", "policy"} <= set(times.seconds), text
+    # Outside any collection the batcher still answers (nothing is recorded anywhere).
+    decision, _ = core._batcher.decide("where is my card")
+    assert decision.reason
+
+
+def test_server_timing_is_off_by_default_and_names_every_stage_when_on(core: TellerCore) -> None:
+    plain = page_customer(TestClient(create_app(core)))
+    assert "server-timing" not in plain.post("/api/messages", json={"text": "where is my card"}).headers
+    timed_client = page_customer(TestClient(create_app(core, server_timing=True)))
+    response = timed_client.post(
+        "/api/messages", json={"text": "What's the overdraft fee?", "client_message_id": "m-1"}
+    )
+    assert response.status_code == 200
+    stages = server_timing(response.headers["server-timing"])
+    assert MESSAGE_STAGES | {"store_write", "app"} <= set(stages)
+    assert all(ms >= 0 for ms in stages.values())
+    assert sum(v for k, v in stages.items() if k != "app") <= stages["app"]
+    # A refused request still says how long it took, and nothing of a policy it never reached.
+    refused = timed_client.post("/api/messages", json={"text": ""})
+    assert refused.status_code == 400
+    assert "classifier" not in server_timing(refused.headers["server-timing"])
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("", {}),
+        ("db;dur=53, app;dur=47.2", {"db": 53.0, "app": 47.2}),
+        ('cache;desc="Cache Read";dur=23.2', {"cache": 23.2}),
+        ("miss, db;dur=x, ;dur=3, total;dur=1;dur=2", {"total": 3.0}),
+    ],
+)
+def test_server_timing_headers_are_read_as_the_w3c_format_says(header: str, expected: dict) -> None:
+    assert server_timing(header) == expected
+
+
+def test_stage_shares_leave_the_rest_to_http_and_never_go_negative() -> None:
+    shares = stage_shares({"classifier": 3.0, "base_encoder": 5.0, "app": 15.0}, 20.0)
+    assert shares == {"classifier": 0.15, "base_encoder": 0.25, "http": 0.6}
+    assert stage_shares({"classifier": 30.0}, 20.0)["http"] == 0.0
+    assert list(stage_shares({s: 1.0 for s in reversed(STAGES)}, 100.0))[:-1] == list(STAGES)
+
+
+def test_bench_measures_http_against_a_real_server_with_its_stages(teller_env: Path) -> None:
+    before = _stored_messages()
+    code, stdout, stderr = run(
+        "bench", "--json", "--messages", "20", "--http-users", "4", "--http-messages", "3"
+    )
+    assert code == 0, stderr
+    figures = json.loads(stdout)["http"]
+    one, loop = figures["sequential"], figures["closed_loop"]
+    assert one["messages"] == 20 and one["errors"] == 0
+    assert 0 < one["latency_ms_p50"] <= one["latency_ms_p95"]
+    assert 0 < one["server_ms_mean"] < one["latency_ms_mean"]
+    assert MESSAGE_STAGES | {"store_write"} <= set(one["stage_ms_mean"])
+    assert sum(one["stage_shares"].values()) == pytest.approx(1.0, abs=0.01)
+    assert loop["messages"] == 12 and loop["errors"] == 0 and loop["throughput_per_s"] > 0
+    # The benchmark's server had a scratch home: the bank's own store got none of its messages.
+    assert _stored_messages() == before
+
+
+def _stored_messages() -> int:
+    from bot.assistant import open_store
+
+    store = open_store(get_settings())
+    try:
+        return len(store.conversations.history(None, 10_000))
+    finally:
+        store.close()
