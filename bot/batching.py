@@ -6,7 +6,9 @@ batch, and hands each decision back. Under load this turns many small model runs
 cores into a few batched ones; at rest it costs nothing.
 
 The batch's stage times (:mod:`bot.stages`) are collected in the worker and handed to each request
-of it, when the request collects them.
+of it, when the request collects them. A batch that fails is answered again message by message;
+each request then gets the times of its own second run only (the failed run counts as time outside
+the stages).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ of concurrent customers, against a real ``teller serve`` with its time split by 
 The server is a child process (``python -m bot.cli serve``) on a free port of 127.0.0.1 over a
 scratch ``TELLER_HOME``: a copy of the knowledge base in use, the same models and derived-file cache,
 a new SQLite store, no chat platforms, the abuse limits raised out of the way and
-``TELLER_SERVER_TIMING`` on. The bank's own store and knowledge base are never touched. Customers
+``TELLER_SERVER_TIMING`` on. The bank's own store is never used; its knowledge base is only read
+(and created with its starter, as any command would, if there is none yet). Customers
 are :func:`bot.loadtest.run_load`'s (the bank's backend speaking for them, each message acknowledged
 before the next), in this process.
 
@@ -21,19 +22,20 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bot.errors import TellerError
-from bot.loadtest import run_load
+from bot.loadtest import LoadResult, run_load
 from bot.settings import Settings
 from bot.stages import STAGES
 
@@ -66,12 +68,15 @@ def bench_server(settings: Settings) -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="teller-bench-") as scratch:
         home = Path(scratch)
         open_kb(settings).close()  # a new installation's starter, if the bank has none yet
-        shutil.copytree(settings.kb_dir, home / "kb")
+        _copy_kb(settings.kb_dir, home / "kb")
+        # The child starts in the scratch home, so no .env of the bank's is read there, and every
+        # setting that could reach the bank's systems is named here rather than inherited.
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PLATFORM_PREFIXES)}
-        env.pop("TELLER_DATABASE_URL", None)
         env.update(
             {
                 "TELLER_HOME": str(home),
+                "TELLER_DATABASE_URL": str(home / "teller.db"),
+                "TELLER_LIMITS_STORAGE": "memory://",
                 "TELLER_MODELS": str(Path(settings.models).resolve()),
                 "TELLER_CACHE": str(settings.cache_dir.resolve()),
                 "TELLER_KB_REPLICATION": "off",
@@ -89,20 +94,53 @@ def bench_server(settings: Settings) -> Iterator[tuple[str, str]]:
             process = subprocess.Popen(
                 [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
                 env=env,
+                cwd=home,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                preexec_fn=_death_signal(),
             )
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(process, url, stderr_path)
             yield url, key
         finally:
-            process.send_signal(signal.SIGTERM)
             try:
+                process.send_signal(signal.SIGTERM)
                 process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """What the child runs before ``exec`` on Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, so that no
+    server outlives the benchmark's process (killed, or stopped without its clean-up). Resolved
+    here, in the parent, so the child only makes the system call (no import, no lock, after fork)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, sigterm)
+
+    return set_death_signal
+
+
+def _copy_kb(source: Path, target: Path) -> None:
+    """A consistent copy of a knowledge-base directory that a running server may be writing: each
+    SQLite database through SQLite's online backup (its WAL included), every other file as it is
+    (the index is replaced atomically, never written in place)."""
+    target.mkdir(parents=True)
+    for path in sorted(source.iterdir()):
+        if path.suffix == ".db":
+            with closing(sqlite3.connect(path)) as src, closing(sqlite3.connect(target / path.name)) as dst:
+                src.backup(dst)
+        elif path.is_file() and not path.name.endswith(("-wal", "-shm", "-journal")):
+            shutil.copy2(path, target / path.name)
 
 
 def _wait_until_up(process: subprocess.Popen[bytes], url: str, stderr_path: Path) -> None:
@@ -113,7 +151,7 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str, stderr_path: Path
             why = " | ".join(tail)
             raise BenchServerError(f"the benchmark's server exited ({process.returncode}): {why}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=2.0, trust_env=False).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -143,9 +181,15 @@ def bench_http(
     ``messages`` each: throughput (messages/s), latency and errors. Latencies in ms, from a
     message's first byte sent to its reply read. Raises :class:`BenchServerError`."""
     with bench_server(settings) as (url, key):
-        asyncio.run(run_load(url, texts, users=1, messages=warmup, backend_key=key, seed=1))
-        one = asyncio.run(run_load(url, texts, users=1, messages=sequential, backend_key=key, seed=2))
-        loop = asyncio.run(run_load(url, texts, users=users, messages=messages, backend_key=key, seed=3))
+
+        def load(customers: int, each: int, seed: int) -> LoadResult:
+            return asyncio.run(
+                run_load(url, texts, customers, each, seed=seed, backend_key=key, trust_env=False)
+            )
+
+        load(1, warmup, 1)
+        one = load(1, sequential, 2)
+        loop = load(users, messages, 3)
     app_ms = one.stage_ms_mean.get("app", 0.0)
     return {
         "sequential": {

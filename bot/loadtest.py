@@ -204,17 +204,44 @@ def retry_after(response: httpx.Response, now: datetime | None = None) -> float 
 
 def server_timing(header: str) -> dict[str, float]:
     """``{name: milliseconds}`` of a ``Server-Timing`` header (W3C Server Timing: comma-separated
-    metrics, each ``name`` with optional ``;dur=ms`` and ``;desc=...`` parameters); a metric without a
-    readable duration is left out, as is a malformed one."""
+    metrics, each a name with optional ``;dur=ms`` and ``;desc=...`` parameters, values plain or
+    quoted). Only a parameter's first occurrence counts, as the specification says; a metric
+    without a readable duration is left out, as is a malformed one. A name given twice adds up."""
     stages: dict[str, float] = {}
-    for metric in header.split(","):
-        name, *parameters = (part.strip() for part in metric.split(";"))
+    for metric in _split_unquoted(header, ","):
+        name, *parameters = (part.strip() for part in _split_unquoted(metric, ";"))
+        seen: set[str] = set()
         for parameter in parameters:
             key, _, value = parameter.partition("=")
-            if name and key.strip().lower() == "dur":
+            key = key.strip().lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            if name and key == "dur":
                 with contextlib.suppress(ValueError):
                     stages[name] = stages.get(name, 0.0) + float(value.strip().strip('"'))
     return stages
+
+
+def _split_unquoted(text: str, separator: str) -> list[str]:
+    """``text`` cut at each ``separator`` outside double quotes (a backslash escapes in quotes)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
 
 
 def _reply_text(response: httpx.Response) -> str | None:
@@ -331,6 +358,7 @@ async def run_load(
     backoff: float = 0.2,
     max_backoff: float = 2.0,
     backend_key: str = "",
+    trust_env: bool = True,
 ) -> LoadResult:
     """``users`` customers at once, each sending ``messages`` messages (texts drawn from ``texts``) and
     waiting for every reply, spread round-robin over ``urls`` (base URLs of Teller replicas).
@@ -339,7 +367,8 @@ async def run_load(
     attempt. A message is retried as the module docstring says: ``attempts`` attempts at most (the
     first included), none started ``deadline`` s after its first; pauses from ``backoff`` s doubling up
     to ``max_backoff`` s. ``backend_key``: the replicas' ``TELLER_BACKEND_API_KEY`` (the customers
-    are the run's, vouched for by this "backend"). Raises ``ValueError`` without URLs or a key.
+    are the run's, vouched for by this "backend"). ``trust_env=False`` ignores proxy variables (a
+    replica on this host). Raises ``ValueError`` without URLs or a key.
     """
     if not backend_key:
         raise ValueError("no backend key: set TELLER_BACKEND_API_KEY on the replicas and pass the same key")
@@ -353,7 +382,7 @@ async def run_load(
     outcomes: list[_Outcome] = []
     limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
     started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=trust_env) as client:
         await asyncio.gather(
             *(
                 _customer(

@@ -29,6 +29,7 @@ Everything is seeded; the same data, seed and thread count give bit-identical we
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -87,6 +88,11 @@ class TrainConfig:
     continue_learning_rate_factor: float = 0.4
     #: with this share of each batch corrections; the rest of the batch replays the base corpus.
     continue_corrections_share: float = 0.25
+    #: Fine-tuning steps run their forward pass in bfloat16 (``torch.autocast``; weights, gradients
+    #: and the optimiser stay float32), where the CPU computes bfloat16 natively (:func:`bf16_native`;
+    #: a run turns it off elsewhere, and the artifact records what ran); every embedding pass, and
+    #: every step elsewhere, is float32.
+    bf16: bool = True
 
     def corrections_per_batch(self) -> int:
         """Corrections in each batch of continued training (at least one, at most all but one)."""
@@ -225,7 +231,7 @@ def train(
     ``dev_examples`` replaces the stratified dev split; ``corrections`` override corpus labels and
     weigh ``config.correction_repeats`` times in fitting (see :func:`split_for_training`).
     """
-    config = config or TrainConfig()
+    config = for_this_cpu(config or TrainConfig())
     started = time.perf_counter()
     if config.epochs <= 0:
         raise TrainingError(f"epochs must be positive, got {config.epochs}")
@@ -359,7 +365,7 @@ def continue_training(
     for out-of-scope detection, as :func:`train` does. The label set is the model's: corrections
     must use its intents. Stages: "base", "train", "memory", "dev".
     """
-    config = config or TrainConfig()
+    config = for_this_cpu(config or TrainConfig())
     started = time.perf_counter()
     model_dir = Path(model_dir)
     if not corrections:
@@ -463,8 +469,7 @@ def _continue(
             group["lr"] = group["initial_lr"] * scale
         batch = [next(replayed) for _ in range(config.batch_size - per_batch)]
         batch += [next(corrected) for _ in range(per_batch)]
-        input_ids, mask = pad([ids[i] for i in batch])
-        logits, _ = model(torch.from_numpy(input_ids), torch.from_numpy(mask))
+        logits = _train_forward(model, [ids[i] for i in batch], config)
         loss = F.cross_entropy(logits, y[batch], label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -534,8 +539,7 @@ def _fine_tune(
             )
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * scale
-            input_ids, mask = pad([ids[i] for i in batch])
-            logits, _ = model(torch.from_numpy(input_ids), torch.from_numpy(mask))
+            logits = _train_forward(model, [ids[i] for i in batch], config)
             loss = F.cross_entropy(logits, y[batch], label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -548,6 +552,34 @@ def _fine_tune(
         epoch += 1
         history.append({"epoch": float(epoch), "loss": epoch_loss / max(1, batches)})
     return history
+
+
+def for_this_cpu(config: TrainConfig) -> TrainConfig:
+    """``config`` as it runs here: :attr:`TrainConfig.bf16` off where the CPU lacks native bfloat16."""
+    return config if not config.bf16 or bf16_native() else dataclasses.replace(config, bf16=False)
+
+
+def bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively: AVX512-BF16 or AMX on x86 (oneDNN's own check
+    says yes on any AVX512 CPU, where it emulates bfloat16 several times slower than float32), and
+    oneDNN's check elsewhere (aarch64's BF16 extension)."""
+    import platform
+
+    try:
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _train_forward(model: IntentModel, batch: Sequence[Sequence[int]], config: TrainConfig) -> torch.Tensor:
+    """The ``(batch, labels)`` float32 logits of one training batch (bfloat16 inside, see
+    :attr:`TrainConfig.bf16`)."""
+    input_ids, mask = pad(list(batch))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        logits, _ = model(torch.from_numpy(input_ids), torch.from_numpy(mask))
+    return logits.float()
 
 
 def _param_groups(model: IntentModel, config: TrainConfig) -> list[dict[str, Any]]:

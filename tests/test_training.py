@@ -16,7 +16,7 @@ from nlu.errors import TrainingError
 from nlu.model import IntentModel
 from nlu.scoring import Scorer
 from nlu.tokenization import TextEncoder, pad
-from nlu.training import TrainConfig, train
+from nlu.training import TrainConfig, _train_forward, bf16_native, for_this_cpu, train
 from tests.conftest import TOY_INTENTS, write_csv
 
 FAST = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-3, dev_fraction=0.25)
@@ -65,6 +65,27 @@ def test_same_seed_and_data_give_the_same_weights(tiny_encoder_dir: Path, toy_cs
     assert all(torch.equal(a[k], b[k]) for k in a)
     c = _state(train(corpus, tiny_encoder_dir, TrainConfig(**{**FAST.to_dict(), "seed": 1})).model)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_training_steps_run_in_bfloat16_only_where_the_cpu_has_it_and_give_float32_logits(
+    tiny_encoder_dir: Path,
+) -> None:
+    model = IntentModel.from_encoder(tiny_encoder_dir, 4).train()
+    batch = [[101, 7, 8, 9, 102], [101, 5, 102]]
+    torch.manual_seed(0)
+    full = _train_forward(model, batch, TrainConfig(bf16=False))
+    input_ids, mask = pad(batch)
+    torch.manual_seed(0)
+    plain, _ = model(torch.from_numpy(input_ids), torch.from_numpy(mask))
+    assert torch.equal(full, plain)  # off: the float32 forward pass, untouched
+    # A run asks for bfloat16 only where the CPU has it (and the artifact records what ran).
+    assert for_this_cpu(TrainConfig(bf16=True)).bf16 is bf16_native()
+    assert for_this_cpu(TrainConfig(bf16=False)).bf16 is False
+    torch.manual_seed(0)
+    half = _train_forward(model, batch, TrainConfig(bf16=True))
+    assert half.dtype == torch.float32 and half.shape == full.shape
+    assert not torch.equal(half, full)  # computed in bfloat16 ...
+    assert torch.allclose(half, full, atol=0.1)  # ... to bfloat16's precision
 
 
 def test_head_starts_from_the_linear_probe_not_noise(tiny_encoder_dir: Path, toy_csv: Path) -> None:

@@ -28,7 +28,7 @@ _c = schema.conversations
 _reply = _m.alias("o")
 
 # The statements of every message, built once: building one per call cost more than running it
-# (SQLite, 2026-12-01: the redelivery look-up 0.75 -> 0.19 ms, an exchange's write 1.0 -> 0.35 ms;
+# (SQLite, 2026-12-01: the redelivery look-up 0.75 -> 0.19 ms, an exchange's write 1.0 -> 0.36 ms;
 # under load, SQLAlchemy's statement building was the largest share of the GIL's time).
 #: A customer message by platform id, with Teller's reply to it (if any) as ``o_*`` columns.
 _SEEN = (

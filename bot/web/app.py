@@ -300,7 +300,7 @@ def create_app(
     ``production`` (``TELLER_ENV=production``): the API docs answer 404 and ``/healthz`` shows only
     its status, except to a request carrying that key.
     ``server_timing`` (``TELLER_SERVER_TIMING``): every response says where its time went
-    (:class:`ServerTiming`).
+    (:class:`ServerTiming`), to every client (logged as a warning in production).
     ``identities`` resolve requests to customers (:class:`bot.web.sessions.Identities`; by default
     from the store's generated keys, with no backend key and no customer tokens).
     """
@@ -348,6 +348,9 @@ def create_app(
     app.add_middleware(SecurityHeaders)  # outermost: on every response, the refusals above included
     if server_timing:
         app.add_middleware(ServerTiming)
+        if production:
+            # Every client, customers included, would see how long each stage took.
+            log.warning("server_timing_in_production", extra={"fields": {"setting": "TELLER_SERVER_TIMING"}})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
