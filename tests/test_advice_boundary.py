@@ -35,6 +35,11 @@ def test_advice_and_information_are_told_apart(embedder_cache: Path) -> None:
         embed(["how do you work out the interest I earn on my savings", "should I buy shares in Tesla"])
     )
     assert named[0] < 0.5 < named[1]
+    # Scored as scikit-learn's predict_proba scores it (float32), to rounding.
+    vectors = embed([r["text"] for r in rows])
+    assert probe._model is not None
+    expected = probe._model.predict_proba(vectors)[:, 1]
+    assert np.allclose(probe.probability(vectors), expected, rtol=0, atol=1e-6)
 
 
 def test_without_examples_the_probe_never_vetoes_advice() -> None:
