@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from bot.settings import Settings
 from nlu.errors import DataError
 from nlu.textio import read_text
 from retrieval.entry import KBEntry
+from retrieval.knowledge_base import copy_directory
 from retrieval.loaders import load_entries
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def imported(settings: Settings, entries: list[KBEntry]) -> Iterator[tuple[Answe
     with tempfile.TemporaryDirectory(prefix="teller-faq-eval-") as scratch:
         home = Path(scratch)
         open_kb(settings).close()
-        shutil.copytree(settings.kb_dir, home / "kb")
+        copy_directory(settings.kb_dir, home / "kb")
         scratch_settings = settings.model_copy(
             update={"home": home, "cache": settings.cache_dir, "kb_replication": "off"}
         )

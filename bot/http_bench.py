@@ -19,16 +19,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from bot.errors import TellerError
 from bot.loadtest import LoadResult, run_load
 from bot.settings import Settings
 from bot.stages import STAGES
+from retrieval.knowledge_base import copy_directory
 
 #: Seconds a server may take to answer its first request (models load, the index opens).
 START_TIMEOUT = 180.0
@@ -68,7 +67,7 @@ def bench_server(settings: Settings) -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="teller-bench-") as scratch:
         home = Path(scratch)
         open_kb(settings).close()  # a new installation's starter, if the bank has none yet
-        _copy_kb(settings.kb_dir, home / "kb")
+        copy_directory(settings.kb_dir, home / "kb")
         # The child starts in the scratch home, so no .env of the bank's is read there, and every
         # setting that could reach the bank's systems is named here rather than inherited.
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PLATFORM_PREFIXES)}
@@ -128,19 +127,6 @@ def _death_signal() -> Callable[[], None] | None:
         prctl(pr_set_pdeathsig, sigterm)
 
     return set_death_signal
-
-
-def _copy_kb(source: Path, target: Path) -> None:
-    """A consistent copy of a knowledge-base directory that a running server may be writing: each
-    SQLite database through SQLite's online backup (its WAL included), every other file as it is
-    (the index is replaced atomically, never written in place)."""
-    target.mkdir(parents=True)
-    for path in sorted(source.iterdir()):
-        if path.suffix == ".db":
-            with closing(sqlite3.connect(path)) as src, closing(sqlite3.connect(target / path.name)) as dst:
-                src.backup(dst)
-        elif path.is_file() and not path.name.endswith(("-wal", "-shm", "-journal")):
-            shutil.copy2(path, target / path.name)
 
 
 def _wait_until_up(process: subprocess.Popen[bytes], url: str, stderr_path: Path) -> None:

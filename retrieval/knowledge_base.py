@@ -24,10 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -974,6 +976,20 @@ class KnowledgeBase:
             else:
                 index.save(path)
         return index
+
+
+def copy_directory(source: Path, target: Path) -> None:
+    """A consistent copy of a knowledge base's directory that a running server may be writing (for a
+    scratch copy: an evaluation, a benchmark): each SQLite database through SQLite's online backup
+    (its write-ahead log included), every other file as it is (the index is replaced atomically,
+    never written in place). ``target`` must not exist yet."""
+    target.mkdir(parents=True)
+    for path in sorted(source.iterdir()):
+        if path.suffix == ".db":
+            with closing(sqlite3.connect(path)) as src, closing(sqlite3.connect(target / path.name)) as dst:
+                src.backup(dst)
+        elif path.is_file() and not path.name.endswith(("-wal", "-shm", "-journal")):
+            shutil.copy2(path, target / path.name)
 
 
 @dataclass(frozen=True)
