@@ -184,23 +184,12 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     if model is None:
         return None
     stored = _read_kb_calibration(kb.directory)
-    if (
-        stored is not None
-        and stored.get("model") == version
-        and stored.get("kb_revision") == kb.revision
-        and "entry_topics" in stored  # a fit from before topics were kept is stale
-    ):
+    if stored is not None and stored.get("model") == version and stored.get("kb_revision") == kb.revision:
         thresholds = Thresholds.from_dict({**model.thresholds.to_dict(), **stored["thresholds"]})
-        policy.entry_topics = _read_topics(stored.get("entry_topics"))
     elif refit:
-        # Fitted from the model's own thresholds, not from a previous fit's (this also sets
-        # policy.entry_topics for the knowledge base as it is now).
+        # Fitted from the model's own thresholds, not from a previous fit's.
         thresholds, report = calibrate_kb(policy, _calibration_set(policy), base=model.thresholds)
-        topics = {k: sorted(v) for k, v in sorted(policy.entry_topics.items())}
-        _write_kb_calibration(
-            kb.directory,
-            {"model": version, **report, "thresholds": _kb_part(thresholds), "entry_topics": topics},
-        )
+        _write_kb_calibration(kb.directory, {"model": version, **report, "thresholds": _kb_part(thresholds)})
         log.info(
             "kb_calibrated",
             extra={
@@ -230,19 +219,11 @@ KB_THRESHOLDS = (
     "bank_unless_intent",
     "agree_intent",
     "agree_kb",
-    "bank_topic",
 )
 
 
 def _kb_part(t: Thresholds) -> dict[str, float]:
     return {name: getattr(t, name) for name in KB_THRESHOLDS}
-
-
-def _read_topics(data: object) -> dict[str, frozenset[str]]:
-    """``entry_topics`` as stored in ``calibration.json`` (an older file has none: no topics)."""
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): frozenset(str(i) for i in v) for k, v in data.items() if isinstance(v, list)}
 
 
 def _read_kb_calibration(directory: Path) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ on messages it was not tuned on.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -30,7 +30,6 @@ from bot.policy import (
     Thresholds,
     first_rules,
 )
-from retrieval.entry import answer_passages
 from retrieval.knowledge_base import Hit, Holdout, KnowledgeBase
 
 OOS = "oos"
@@ -106,27 +105,11 @@ class Features:
     bank_right: np.ndarray  # the bank's best entry (``bank_entry`` rule) is the gold one
     #: The entry the intent and agreement rules would answer with is the gold entry.
     intent_entry_right: np.ndarray
-    #: For a message labelled with an intent: the bank's own entry that the ``general_entry``,
-    #: ``bank_entry`` or ``best_entry`` rule would answer with is about that intent, as the
-    #: classifier reads the entry's own texts (:func:`entry_intents`). Such an answer is right: the
-    #: bank's newer entry on a topic is the one its customers get.
-    general_covers: np.ndarray
-    bank_covers: np.ndarray
-    top_covers: np.ndarray
 
     @classmethod
     def from_signals(
-        cls,
-        signals: Sequence[Signals],
-        labels: Sequence[str],
-        dev: Sequence[bool] | None = None,
-        covers: Mapping[str, frozenset[str]] | None = None,
+        cls, signals: Sequence[Signals], labels: Sequence[str], dev: Sequence[bool] | None = None
     ) -> Features:
-        """Features of ``signals`` with their gold ``labels`` (an intent, ``oos``, ``kb:<id>`` or
-        ``advice:<id>``); ``dev`` marks messages whose labels know only the intents; ``covers`` maps
-        an operator entry's id to the intents it is about (:func:`entry_intents`; none: no entry
-        counts as covering an intent)."""
-        covers = covers or {}
         rows = [s.features() for s in signals]
         values = {key: np.array([r[key] for r in rows], dtype=np.float64) for key in rows[0]}
         entry = [
@@ -137,9 +120,6 @@ class Features:
             if hit is None:
                 return False
             return hit.entry.id == entry_id if entry_id is not None else hit.entry.intent == label
-
-        def covering(hit: Hit | None, label: str, entry_id: str | None) -> bool:
-            return hit is not None and entry_id is None and label in covers.get(hit.entry.id, ())
 
         pairs = list(zip(signals, labels, entry, strict=True))
         return cls(
@@ -163,11 +143,6 @@ class Features:
                 ],
                 dtype=bool,
             ),
-            np.array([covering(s.general, label, e) for s, label, e in pairs], dtype=bool),
-            np.array(
-                [covering(s.bank_hit(s.prediction.intent), label, e) for s, label, e in pairs], dtype=bool
-            ),
-            np.array([covering(s.top, label, e) for s, label, e in pairs], dtype=bool),
         )
 
     def subset(self, mask: np.ndarray) -> Features:
@@ -229,17 +204,10 @@ def score_routes(features: Features, thresholds: Thresholds) -> PolicyMetrics:
         | ((codes == _INTENT) & features.intent_entry_right),
         ((codes == _INTENT) & features.intent_right) | (faq_answer & (rules != _GENERAL) & entry_right),
     )
-    # A bank's own entry answering a dev-split message (see Features.dev): right when the entry is
-    # about the message's intent, else neither right nor wrong.
+    # A bank's own entry answering a dev-split message (see Features.dev).
     by_operator = np.select(
         [rules == _GENERAL, rules == _BANK], [features.general_operator, True], features.top_operator
     )
-    covers = np.select(
-        [rules == _GENERAL, rules == _BANK],
-        [features.general_covers, features.bank_covers],
-        features.top_covers,
-    )
-    correct |= features.dev & faq_answer & by_operator & covers
     neutral = features.dev & faq_answer & by_operator & ~correct
     return policy_metrics(codes, correct, features.out_of_scope, features.faq, neutral)
 
@@ -412,8 +380,8 @@ def refit_kb_thresholds(
     features: Features, thresholds: Thresholds, targets: Targets
 ) -> tuple[Thresholds, bool]:
     """Re-fit only the knowledge-base thresholds (``faq``, ``faq_margin``, ``faq_fallback``, then
-    ``bank`` and ``bank_margin``, then ``agree_*``, then ``bank_topic``), keeping the model's: what
-    a change of the knowledge base calls for (seconds, not minutes)."""
+    ``bank`` and ``bank_margin``, then ``agree_*``), keeping the model's: what a change of the
+    knowledge base calls for (seconds, not minutes)."""
     best, _ = _search(
         features,
         targets,
@@ -433,7 +401,7 @@ def refit_kb_thresholds(
             ]
         ),
     )
-    best, _ = _search(
+    return _search(
         features,
         targets,
         (
@@ -441,7 +409,6 @@ def refit_kb_thresholds(
             for p, kb in [(1.0, 1.0), *itertools.product(AGREE_INTENT_GRID, AGREE_KB_GRID)]
         ),
     )
-    return _search(features, targets, (replace(best, bank_topic=x) for x in (1.0, *KB_GRID)))
 
 
 def kb_positives(kb: KnowledgeBase) -> list[tuple[str, str, Holdout]]:
@@ -465,34 +432,6 @@ def kb_positives(kb: KnowledgeBase) -> list[tuple[str, str, Holdout]]:
             out.append((question, label, Holdout(entry.id, questions=(question,))))
 
     return out
-
-
-#: The classifier must read one of a bank entry's texts as an intent at least this surely for the
-#: entry to count as being about that intent (:func:`entry_intents`).
-COVER_PROBABILITY = 0.5
-
-
-def entry_intents(policy: AnswerPolicy) -> dict[str, frozenset[str]]:
-    """For each of the bank's own entries (not the starter's, not advice), the intents it is about:
-    the classifier's top intent of any of its phrasings or answer passages read with at least
-    :data:`COVER_PROBABILITY`. One batched classifier pass over those texts (about 1 s for 50
-    entries on 2 cores). Used to score the re-fit: a dev-split message of such an intent answered
-    with the entry is right, since the bank's newer entry on a topic is the one its customers get.
-    """
-    kb = policy.kb
-    owners: list[str] = []
-    texts: list[str] = []
-    for entry in kb.entries():
-        if kb.is_starter(entry.id) or ADVICE_TAG in entry.tags:
-            continue
-        for text in (*entry.questions, *answer_passages(entry.answer)):
-            owners.append(entry.id)
-            texts.append(text)
-    out: dict[str, set[str]] = {}
-    for owner, prediction in zip(owners, policy.classifier.predict(texts, top_k=1), strict=True):
-        if prediction.confidence >= COVER_PROBABILITY:
-            out.setdefault(owner, set()).add(prediction.intent)
-    return {k: frozenset(v) for k, v in out.items()}
 
 
 def calibrate(
@@ -586,10 +525,6 @@ class CalibrationSet:
         are dropped, advice entries get the advice label, and (``self_test``) every general entry adds
         its :func:`kb_positives`. Returns the features and the number of self-test questions."""
         kb = policy.kb
-        # What the bank's entries are about, for the bank_topic rule and for scoring: set on the
-        # policy before searching, as the knowledge base it describes is already the one searched.
-        covers = entry_intents(policy)
-        policy.entry_topics = covers
         kept_signals, kept_labels, kept_dev = [], [], []
         dev = self.dev or [False] * len(self.signals)
         for s, label, is_dev in zip(self.signals, self.labels, dev, strict=True):
@@ -612,7 +547,7 @@ class CalibrationSet:
             signals += policy.signals([t for t, _, _ in positives], [h for _, _, h in positives])
             kept_labels += [label for _, label, _ in positives]
             kept_dev += [False] * len(positives)
-        return Features.from_signals(signals, kept_labels, kept_dev, covers), len(positives)
+        return Features.from_signals(signals, kept_labels, kept_dev), len(positives)
 
 
 def calibrate_kb(

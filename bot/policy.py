@@ -112,9 +112,6 @@ class Thresholds:
     #: two independent readings, so lower bars for each (1.0 / 1.0 never fires).
     agree_intent: float = 1.0
     agree_kb: float = 1.0
-    #: The knowledge base's best entry is the bank's own, about the predicted intent (whose answer is
-    #: the starter's), and its fused score is at least this: the bank's entry answers (1.0: never).
-    bank_topic: float = 1.0
     #: An operator's correction in force answers a message this similar to the corrected one (base
     #: encoder cosine; the same canonical text counts as 1.0). Not fitted: calibrated once so that a
     #: correction cannot capture another intent's question (:data:`nlu.corrections.OVERRIDE_SIMILARITY`).
@@ -193,10 +190,6 @@ class Signals:
     #: and whether what it says can be answered (its intent has an answer, or its entry exists).
     correction: OverrideMatch | None = None
     correction_answerable: bool = False
-    #: The best entry is the bank's own (not the starter's) and about the predicted intent, as the
-    #: classifier reads that entry's own texts, while the intent's answer is the starter's
-    #: (:meth:`AnswerPolicy.topic`).
-    topic: bool = False
 
     @property
     def query(self) -> str:
@@ -256,7 +249,6 @@ class Signals:
             "has_answer": 1.0 if self.intent_has_answer else 0.0,
             "correction": self.correction.similarity if self.correction is not None else 0.0,
             "correction_ok": 1.0 if self.correction is not None and self.correction_answerable else 0.0,
-            "topic": 1.0 if self.topic else 0.0,
         }
 
 
@@ -329,15 +321,6 @@ RULES: tuple[Rule, ...] = (
         lambda f, t: (
             f"advice request {f['advice']:.2f} ≥ {t.advice:.2f}, asking what to do rather than how "
             f"something works ({f['advice_p']:.2f} ≥ {t.advice_probability:.2f})"
-        ),
-    ),
-    Rule(
-        "bank_topic",
-        Route.FAQ,
-        lambda f, t: (f["topic"] > 0) & (f["top"] >= t.bank_topic),
-        lambda f, t: (
-            f"the bank's own entry is the best match ({f['top']:.2f} ≥ {t.bank_topic:.2f}) and is about "
-            f"the predicted intent, whose answer is the starter's: the bank's newer entry answers"
         ),
     ),
     Rule(
@@ -519,9 +502,6 @@ class AnswerPolicy:
         #: ``(model version, knowledge-base revision)`` the knowledge-base thresholds were fitted for.
         self.kb_fit: tuple[str, int] | None = None
         self.k = k
-        #: The intents each of the bank's own entries is about (:func:`bot.calibration.entry_intents`),
-        #: set with the knowledge-base thresholds whenever they are fitted for a new revision.
-        self.entry_topics: Mapping[str, frozenset[str]] = {}
         #: Operators' corrections in force, answered before any other rule but the language's
         #: (:mod:`bot.corrections` keeps this current in every running server); None: none.
         self.corrections: CorrectionMemory | None = None
@@ -564,18 +544,9 @@ class AnswerPolicy:
                 float(advice_p[i]),
                 languages[i],
                 vectors[i],
-                topic=self.topic(hits[i], predictions[i].intent),
             )
             for i, text in enumerate(texts)
         ]
-
-    def topic(self, hits: Sequence[Hit], intent: str) -> bool:
-        """Whether the best of ``hits`` is the bank's own entry about ``intent`` (in
-        :attr:`entry_topics`) while none of the bank's entries among ``hits`` answers ``intent``
-        (the intent rule would answer with the starter's)."""
-        if not hits or hits[0].starter or intent not in self.entry_topics.get(hits[0].entry.id, ()):
-            return False
-        return not any(h.entry.intent == intent and not h.starter for h in hits)
 
     def _encode(self, texts: list[str]) -> tuple[list[Prediction], np.ndarray]:
         """The classifier's predictions and the base encoder's ``(n, dim)`` vectors of what it
@@ -601,12 +572,7 @@ class AnswerPolicy:
         vectors = np.stack([s.vector for s in signals if s.vector is not None])
         hits = self.kb.search_vectors(vectors, self.k, [s.query for s in signals])
         return [
-            replace(
-                s,
-                hits=h,
-                intent_has_answer=self.kb.for_intent(s.prediction.intent) is not None,
-                topic=self.topic(h, s.prediction.intent),
-            )
+            replace(s, hits=h, intent_has_answer=self.kb.for_intent(s.prediction.intent) is not None)
             for s, h in zip(signals, hits, strict=True)
         ]
 
@@ -744,7 +710,7 @@ class AnswerPolicy:
                 kb_id=entry.id,
                 choices=self.feedback_choices(),
             )
-        if rule.name in ("best_entry", "bank_topic"):
+        if rule.name == "best_entry":
             top = s.top
             assert top is not None
             return self._faq(top, f"{reason}: {top.entry.id}", p)

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nlu import Prediction
-
 
 class HashingEmbedder:
     """A deterministic bag-of-words embedder: texts sharing words get similar vectors. Counts its calls."""
@@ -29,22 +27,4 @@ class HashingEmbedder:
                 out[row, h % self.dim] += 1.0 if (h >> 8) % 2 else -1.0
             norm = np.linalg.norm(out[row])
             out[row] = out[row] / norm if norm else np.eye(self.dim, dtype=np.float32)[0]
-        return out
-
-
-class TableClassifier:
-    """An intent classifier that reads a text as the intent a table gives it, at that probability
-    (anything else: ``other`` at 0.1). Counts the texts it was asked about."""
-
-    def __init__(self, table: dict[str, tuple[str, float]] | None = None) -> None:
-        self.table = table or {}
-        self.labels = sorted({intent for intent, _ in self.table.values()} | {"other"})
-        self.asked: list[str] = []
-
-    def predict(self, texts: Sequence[str], top_k: int = 3) -> list[Prediction]:
-        self.asked.extend(texts)
-        out = []
-        for text in texts:
-            intent, p = self.table.get(text, ("other", 0.1))
-            out.append(Prediction(text, intent, p, [(intent, p)]))
         return out

@@ -27,7 +27,7 @@ from nlu.corrections import Override, OverrideMatch
 from nlu.language import LanguageResult, handoff_reply
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import Hit, KnowledgeBase
-from tests.fakes import HashingEmbedder, TableClassifier
+from tests.fakes import HashingEmbedder
 
 T = Thresholds(
     smalltalk=0.8,
@@ -46,7 +46,6 @@ T = Thresholds(
     agree_kb=0.2,
     confident_scope=0.35,
     confident_intent=0.85,
-    bank_topic=0.3,
 )
 CARD = KBEntry.build("card_arrival", ["where is my card"], "Cards arrive in 3-5 days.", "card_arrival")
 LOST = KBEntry.build("lost_card", ["I lost my card"], "Freeze it in the app.", "lost_or_stolen_card")
@@ -87,7 +86,6 @@ def signals(
     advice_p: float = 1.0,
     language: LanguageResult = SERVED,
     correction: tuple[str, float] | None = None,
-    topic: bool = False,
 ) -> Signals:
     """``correction``: the nearest operator correction in force, as (its intent, similarity)."""
     prediction = Prediction("text", intent, p1, [(intent, p1), (second, p2), ("other", 0.01)])
@@ -108,7 +106,6 @@ def signals(
         language,
         correction=match,
         correction_answerable=match is not None,
-        topic=topic,
     )
 
 
@@ -157,21 +154,6 @@ def signals(
             Route.FAQ,
             "fees",
             "bank_entry",
-        ),
-        # The bank's own entry is the best match and is about the predicted intent, whose answer is
-        # the starter's: the bank's entry answers, though it would not pass the bank_entry bars ...
-        (
-            signals(p1=0.95, hits=(hit(BANK_FEES, 0.5, starter=False), hit(CARD, 0.45)), topic=True),
-            Route.FAQ,
-            "fees",
-            "bank_topic",
-        ),
-        # ... and where it is about another topic, the intent's answer stands.
-        (
-            signals(p1=0.95, hits=(hit(BANK_FEES, 0.5, starter=False), hit(CARD, 0.45))),
-            Route.INTENT,
-            "card_arrival",
-            "intent",
         ),
         # A language Teller does not serve: handed off with a reply in that language.
         (signals(language=LanguageResult("es", 0.95, False, "lingua")), Route.HANDOFF, None, "language"),
@@ -259,7 +241,6 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
                 advice_p=float(rng.uniform(0, 1)),
                 language=SERVED if served else LanguageResult("fr", 0.9, False, "test"),
                 correction=corrected,
-                topic=bool(rng.random() < 0.15) and bool(entries) and not entries[0].starter,
             )
         )
     features = Features.from_signals(cases, ["card_arrival"] * len(cases))
@@ -388,8 +369,7 @@ def test_a_starter_question_answered_by_the_banks_own_entry_is_not_counted_wrong
     kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
     kb.add([FEE], source="starter")
     kb.add([BANK_FEES])
-    empty = ExemplarSet([], [], {})
-    policy = AnswerPolicy(TableClassifier(), kb, empty, empty, T)  # type: ignore[arg-type]
+    policy = AnswerPolicy(None, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
     texts = ["what do you charge", "what's the overdraft fee"]
     cases = [replace(signals(p1=0.3, nearest=0.2), text=t, vector=kb.embedder.embed([t])[0]) for t in texts]
     data = CalibrationSet(cases, ["kb:overdraft_fee", "kb:overdraft_fee"], [False, False])
@@ -398,56 +378,4 @@ def test_a_starter_question_answered_by_the_banks_own_entry_is_not_counted_wrong
     assert features.top_operator.tolist() == [True, False]
     metrics = score_routes(features, replace(T, faq=1.0, bank=1.0, faq_fallback=0.0))
     assert metrics.faq_answered_correctly == 0.5 and metrics.faq_answered_wrongly == 0.0
-    kb.close()
-
-
-def test_a_dev_message_answered_by_the_banks_entry_on_its_intent_counts_right(tmp_path: Path) -> None:
-    """In the knowledge-base re-fit, a dev-split message (labelled with an intent only) that the
-    bank's own entry answers is right when the classifier reads one of that entry's own texts as the
-    message's intent (the bank's newer entry on a topic is the one its customers get), and neither
-    right nor wrong otherwise. Without this, every such answer cost the re-fit a right answer and it
-    learnt to keep the bank's entries from answering topics they cover."""
-    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
-    kb.add([CARD, FEE], source="starter")
-    kb.add([BANK_FEES])
-    classifier = TableClassifier(
-        {
-            "what do you charge": ("card_payment_fee_charged", 0.8),
-            "Nothing for everyday banking.": ("other", 0.9),
-        }
-    )
-    empty = ExemplarSet([], [], {})
-    policy = AnswerPolicy(classifier, kb, empty, empty, T)  # type: ignore[arg-type]
-    texts = ["what do you charge for card payments", "what do you charge when my card arrives"]
-    cases = [
-        replace(signals(p1=0.3, nearest=0.2, intent="other"), text=t, vector=kb.embedder.embed([t])[0])
-        for t in texts
-    ]
-    data = CalibrationSet(cases, ["card_payment_fee_charged", "card_arrival"], [True, True])
-    features, _ = data.features(policy, self_test=False)
-    assert set(classifier.asked) == {"what do you charge", "Nothing for everyday banking."}  # the bank's only
-    assert features.bank_covers.tolist() == [True, False]
-    metrics = score_routes(features, replace(T, faq=1.0, bank=0.0, bank_margin=-1.0, bank_unless_intent=1.01))
-    assert metrics.routes["faq"] == 2
-    assert metrics.answered_correctly == 0.5 and metrics.answered_wrongly == 0.0
-    kb.close()
-
-
-def test_a_bank_entry_is_about_the_predicted_intent_only_while_the_intent_keeps_the_starters_answer(
-    tmp_path: Path,
-) -> None:
-    """``AnswerPolicy.topic``: the best hit must be the bank's own entry, that entry about the intent
-    (``entry_topics``), and no bank entry among the hits may already answer the intent."""
-    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
-    empty = ExemplarSet([], [], {})
-    policy = AnswerPolicy(TableClassifier(), kb, empty, empty, T)  # type: ignore[arg-type]
-    bank_fees, starter_card = hit(BANK_FEES, 0.6, starter=False), hit(CARD, 0.5)
-    assert not policy.topic([bank_fees, starter_card], "card_arrival")  # no topics known yet
-    policy.entry_topics = {"fees": frozenset({"card_arrival"})}
-    assert policy.topic([bank_fees, starter_card], "card_arrival")
-    assert not policy.topic([bank_fees, starter_card], "lost_or_stolen_card")
-    assert not policy.topic([starter_card, bank_fees], "card_arrival")  # the starter's is the best
-    # The bank linked its own entry to the intent: that entry answers it, by the intent rule.
-    assert not policy.topic([bank_fees, hit(BANK_CARD, 0.4, starter=False), starter_card], "card_arrival")
-    assert not policy.topic([], "card_arrival")
     kb.close()

@@ -164,9 +164,6 @@ def test_the_server_refits_its_thresholds_when_the_kb_changes(
         k: stored["thresholds"][k] for k in ("faq", "faq_margin", "faq_fallback")
     }
     assert stored["kb_entries"] == len(kb) and "fitted" in stored
-    # What each of the bank's entries is about travels with the fit, for every process that reads it.
-    assert {k: frozenset(v) for k, v in stored["entry_topics"].items()} == core.policy.entry_topics
-    assert t.bank_topic == stored["thresholds"]["bank_topic"]
     auth = {"Authorization": "Bearer " + httpx.post(f"{url}/api/sessions").json()["token"]}
     assert httpx.post(f"{url}/api/messages", json={"text": "lockbox?"}, headers=auth).status_code == 200
 
