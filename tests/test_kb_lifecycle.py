@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from bot.knowledge import KnowledgeAdmin, Overlap
 from retrieval.entry import KBEntry
 from retrieval.errors import EntryNotFoundError, RetrievalError
 from retrieval.exporters import export_entries
-from retrieval.knowledge_base import KnowledgeBase
+from retrieval.knowledge_base import KnowledgeBase, copy_directory
 from retrieval.loaders import load_entries
 from tests.fakes import HashingEmbedder
 from tests.test_cli import json_lines, run
@@ -476,3 +477,32 @@ def test_an_intent_the_model_does_not_know_is_reported(kb: KnowledgeBase) -> Non
     outcome = KnowledgeAdmin(kb, StubPolicy({})).import_entries([typo])
     assert outcome.applied and kb.get("late-card").intent == "card_arival"
     assert any("`card_arival`, which the model does not know" in n for n in outcome.notes)
+
+
+def test_a_scratch_copy_holds_what_is_still_in_the_write_ahead_log(tmp_path: Path) -> None:
+    """``copy_directory`` (the FAQ evaluation's and the HTTP benchmark's scratch copy) copies each
+    database through SQLite's backup, so rows a running server has written but not yet checkpointed
+    into the main file are in the copy, and the live WAL/SHM files are not copied beside it."""
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([KBEntry.build("lockers", ["Do you rent lockboxes?"], "Yes, at 12 branches.")])
+    kb.close()
+    writer = sqlite3.connect(tmp_path / "kb" / "kb.db")
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE pending (n INTEGER)")
+    writer.executemany("INSERT INTO pending VALUES (?)", [(i,) for i in range(50)])
+    writer.commit()  # still open: the rows live in kb.db-wal only
+    assert (tmp_path / "kb" / "kb.db-wal").stat().st_size > 0
+    try:
+        copy_directory(tmp_path / "kb", tmp_path / "copy")
+    finally:
+        writer.close()
+    copied = sqlite3.connect(tmp_path / "copy" / "kb.db")
+    try:
+        assert copied.execute("SELECT count(*) FROM pending").fetchone() == (50,)
+    finally:
+        copied.close()
+    assert not list((tmp_path / "copy").glob("*-wal")) and not list((tmp_path / "copy").glob("*-shm"))
+    copy = KnowledgeBase.open(tmp_path / "copy", HashingEmbedder(), seed=None)
+    assert "lockers" in copy
+    copy.close()
