@@ -65,6 +65,26 @@ def test_the_repository_can_only_add_and_read() -> None:
     assert public == {"record", "record_after", "record_in", "entries"}
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET actor = 'cli:mallory'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ],
+)
+def test_the_database_itself_refuses_to_change_or_remove_an_entry(store: Store, statement: str) -> None:
+    """Append-only for anyone with SQL access (migration 0012's triggers), not only in Teller's code."""
+    if statement.startswith("TRUNCATE") and not store.database.is_postgresql:
+        pytest.skip("SQLite has no TRUNCATE")
+    entry = store.audit.record("cli:ana", AuditAction.ERASURE, "p_1", {"n": 1})
+    with pytest.raises(Exception, match="append-only"), store.database.transaction() as connection:
+        connection.execute(text(statement))
+    assert store.audit.entries() == [entry]
+    # Adding stays possible.
+    assert store.audit.entries()[0] == entry and store.audit.record("cli:ana", "x.y").id > entry.id
+
+
 def test_the_pseudonym_is_a_keyed_hmac_made_once_per_installation(url: str) -> None:
     store, replica = Store(url), Store(url)
     try:

@@ -569,3 +569,31 @@ def test_the_receipt_counts_the_briefs_that_may_quote_the_customer(store: Store)
     receipt = Eraser(store).erase("web", "alice", "cli:robin")
     assert any(c.startswith("2 positioning brief(s)") for c in receipt.caveats)
     assert not any("brief" in c for c in Eraser(store).erase("web", "bob", "cli:robin").caveats)
+
+
+def test_an_erased_item_s_id_is_never_given_to_another_customer_s(store: Store) -> None:
+    """Operators act on review items and corrections by id (Slack buttons, the CLI, the audit log):
+    the newest item erased, the next one still gets a new id (SQLite ``AUTOINCREMENT``, migration
+    0012; PostgreSQL's sequences)."""
+    world = populate(store)
+    newest_correction = max(c.id for c in store.feedback.corrections())
+    assert world.alice_item == max(world.alice_item, world.shared_item)
+    Eraser(store).erase("web", "alice", "cli:robin")
+    assert count(store, schema.review_items, schema.review_items.c.id == world.alice_item) == 0
+    dave_in, dave_out = say(store, "dave", "why was my card charged twice", confidence=0.3)
+    item = store.review.create(
+        "why was my card charged twice",
+        dave_in.text,
+        "intent",
+        None,
+        [ReviewSource(dave_out.id, dave_in.id, dave_in.text, ReviewReason.LOW_CONFIDENCE)],
+    )
+    assert item > world.alice_item
+    store.review.resolve(
+        item,
+        ReviewStatus.CHOSEN,
+        OPERATOR,
+        "transaction_charged_twice",
+        NewCorrection(dave_in.text, "why was my card charged twice", CorrectionAction.CHOOSE, label="x"),
+    )
+    assert max(c.id for c in store.feedback.corrections()) > newest_correction

@@ -398,6 +398,60 @@ def test_a_sqlite_database_from_before_alembic_is_adopted(tmp_path: Path, versio
     store.close()
 
 
+def test_a_sqlite_store_at_0011_is_rebuilt_with_ids_never_reused_and_every_row_kept(tmp_path: Path) -> None:
+    """Migration 0012 rebuilds referenced tables (foreign keys off around it, checked before
+    commit): rows, ids, references and indexes survive, and an id is never given twice after."""
+    from alembic import command
+
+    from bot.storage.database import _config, _foreign_keys_off
+
+    path = tmp_path / "old.db"
+    old = Database(path, migrate=False)
+    with old.engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
+        config = _config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0011")
+    old.close()
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        """
+        INSERT INTO review_items (id, key, text, status) VALUES (1, 'a', 'a', 'open'), (2, 'b', 'b', 'open'),
+            (3, 'c', 'c', 'open');
+        INSERT INTO corrections (id, item_id, text, key, action) VALUES (1, 1, 'a', 'a', 'choose'),
+            (2, 3, 'c', 'c', 'choose');
+        INSERT INTO correction_proposals (id, correction_id, text, key, status, created_at)
+            VALUES (1, 2, 'c', 'c', 'open', 'now');
+        """
+    )
+    raw.commit()
+    raw.close()
+
+    store = Store(path)
+    assert store.database.revision() == store.database.head()
+    raw = sqlite3.connect(path)
+    for table in ("review_items", "corrections", "correction_proposals"):
+        sql = raw.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+        assert "AUTOINCREMENT" in sql, table
+    items = raw.execute("SELECT id, key FROM review_items ORDER BY id").fetchall()
+    assert items == [(1, "a"), (2, "b"), (3, "c")]
+    assert raw.execute("SELECT id, item_id FROM corrections ORDER BY id").fetchall() == [(1, 1), (2, 3)]
+    assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+    raw.close()
+    test_the_migrations_build_exactly_the_declared_schema(store)
+    # The newest item and correction go (as erasure removes them); new ones get new ids.
+    with store.database.transaction() as connection:
+        connection.execute(text("DELETE FROM correction_proposals"))
+        connection.execute(text("DELETE FROM corrections WHERE id = 2"))
+        connection.execute(text("DELETE FROM review_items WHERE id = 3"))
+    assert store.review.create("d", "d", None, None, []) == 4
+    # The store's own connections enforce foreign keys again after the migration.
+    with pytest.raises(sqlalchemy.exc.IntegrityError), store.database.transaction() as connection:
+        connection.execute(
+            text("INSERT INTO corrections (item_id, text, key, action) VALUES (99, 'z', 'z', 'x')")
+        )
+    store.close()
+
+
 def test_the_clock_never_repeats_or_goes_back() -> None:
     readings = iter([5_000_000_000_000_000_000, 5_000_000_000_000_000_000, 4_000_000_000_000_000_000])
     clock = Clock(lambda: next(readings))

@@ -42,7 +42,8 @@ kb_changes           the knowledge base's log: operators' entries written from a
                      the customer's messages were filed under may use their words as phrasings;
                      the receipt lists them (``kb_entries``) for an operator to review
                      (``teller kb list``, ``teller kb remove``)
-audit_log            append-only; it never holds the id in clear
+audit_log            append-only (the database's triggers refuse changes); it never holds the id
+                     in clear
 deployment, jobs     settings and retrain jobs: operators' and the system's, no customer data
 ==================== =========================================================================
 

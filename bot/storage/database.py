@@ -230,7 +230,7 @@ class Database:
         config = _config()
         scripts = ScriptDirectory.from_config(config)
         try:
-            with self.engine.connect() as connection:
+            with self.engine.connect() as connection, _foreign_keys_off(connection):
                 connection.execution_options(**{_WRITE: True})
                 with connection.begin():
                     if self.is_postgresql:
@@ -250,6 +250,8 @@ class Database:
                     config.attributes["connection"] = connection
                     command.upgrade(config, "head")
                     reached = str(_revision(connection))
+                    if not self.is_postgresql:
+                        _check_foreign_keys(connection, self.label)
             if reached != current:
                 log.info(
                     "database_migrated",
@@ -391,6 +393,38 @@ def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign-key enforcement off on ``connection`` while migrations run, on again after.
+
+    A migration that rebuilds a table other tables reference (Alembic's batch mode: copy, drop,
+    rename) must run with enforcement off, as SQLite's own ALTER TABLE procedure says
+    (https://www.sqlite.org/lang_altertable.html#otheralter): the pragma cannot change inside a
+    transaction, so it is set before ours begins, and :func:`_check_foreign_keys` checks the result
+    before commit. PostgreSQL: nothing to do."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_foreign_keys(connection: Connection, label: str) -> None:
+    """Raise :class:`StoreError` if a SQLite migration left a reference to a missing row (the
+    transaction then rolls back)."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({str(row[0]) for row in broken})
+        raise StoreError(
+            f"{label}: migration failed ({len(broken)} broken reference(s) in {', '.join(tables)})"
+        )
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -115,6 +115,7 @@ review_items = Table(
     Column("created_at", Text),
     Column("updated_at", Text),
     Index("idx_review_items_status_key", "status", "key"),
+    sqlite_autoincrement=True,
 )
 
 review_sources = Table(
@@ -149,6 +150,7 @@ corrections = Table(
     #: The stored customer message this correction is about, when it came from the log.
     Column("message_id", Text),
     Index("idx_corrections_superseded_by", "superseded_by"),
+    sqlite_autoincrement=True,
 )
 
 #: Stored customer messages Teller proposes to correct like one an operator just corrected (likely
@@ -177,6 +179,7 @@ correction_proposals = Table(
     Index("idx_correction_proposals_correction_id_key", "correction_id", "key", unique=True),
     Index("idx_correction_proposals_status_id", "status", "id"),
     Index("idx_correction_proposals_key", "key"),
+    sqlite_autoincrement=True,
 )
 
 handoffs = Table(
