@@ -3,11 +3,12 @@ of concurrent customers, against a real ``teller serve`` with its time split by 
 
 The server is a child process (``python -m bot.cli serve``) on a free port of 127.0.0.1 over a
 scratch ``TELLER_HOME``: a copy of the knowledge base in use, the same models and derived-file cache,
-a new SQLite store, no chat platforms, the abuse limits raised out of the way and
-``TELLER_SERVER_TIMING`` on. The bank's own store is never used; its knowledge base is only read
-(and created with its starter, as any command would, if there is none yet). Customers
-are :func:`bot.loadtest.run_load`'s (the bank's backend speaking for them, each message acknowledged
-before the next), in this process.
+a new SQLite store recording the model version benchmarked as the active one (so the server, and its
+hot-swap watcher, serve that version), the precision and inference threads benchmarked, no chat
+platforms, the abuse limits raised out of the way and ``TELLER_SERVER_TIMING`` on. The bank's own
+store is never used; its knowledge base is only read (and created with its starter, as any command
+would, if there is none yet). Customers are :func:`bot.loadtest.run_load`'s (the bank's backend
+speaking for them, each message acknowledged before the next), in this process.
 
 Stage shares come from the sequential run: each stage's mean milliseconds (``Server-Timing``,
 :mod:`bot.stages`) over the mean latency the client saw; ``http`` is the rest (uvicorn, the
@@ -55,12 +56,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def bench_server(settings: Settings) -> Iterator[tuple[str, str]]:
+def bench_server(
+    settings: Settings,
+    version: str | None = None,
+    precision: str | None = None,
+    threads: int | None = None,
+) -> Iterator[tuple[str, str]]:
     """A ``teller serve`` child process over a scratch copy of the installation; yields its base URL
-    and the backend key it accepts. Stopped (SIGTERM, then SIGKILL after 20 s) and its scratch home
-    deleted on exit. Raises :class:`BenchServerError` if it exits or does not answer within
-    :data:`START_TIMEOUT` seconds."""
+    and the backend key it accepts. It serves model ``version`` (default: the registry's active one)
+    at ``precision`` on ``threads`` inference threads (defaults: ``settings``'). Stopped (SIGTERM,
+    then SIGKILL after 20 s) and its scratch home deleted on exit. Raises :class:`BenchServerError`
+    if it exits or does not answer within :data:`START_TIMEOUT` seconds."""
     from bot.assistant import open_kb
+    from bot.storage import Store
 
     port = _free_port()
     key = secrets.token_urlsafe(32)
@@ -68,6 +76,13 @@ def bench_server(settings: Settings) -> Iterator[tuple[str, str]]:
         home = Path(scratch)
         open_kb(settings).close()  # a new installation's starter, if the bank has none yet
         copy_directory(settings.kb_dir, home / "kb")
+        if version is not None:
+            # The server serves, and its swapper keeps, the version its database records as active.
+            store = Store(str(home / "teller.db"))
+            try:
+                store.deployment.set_active_model(version, "teller bench")
+            finally:
+                store.close()
         # The child starts in the scratch home, so no .env of the bank's is read there, and every
         # setting that could reach the bank's systems is named here rather than inherited.
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PLATFORM_PREFIXES)}
@@ -85,9 +100,15 @@ def bench_server(settings: Settings) -> Iterator[tuple[str, str]]:
                 "TELLER_SERVER_TIMING": "true",
                 "TELLER_ENV": "development",
                 "TELLER_LOG_LEVEL": settings.log_level,
+                "TELLER_PRECISION": precision or settings.precision,
                 "HF_HUB_OFFLINE": "1",
             }
         )
+        threads = threads or settings.threads
+        if threads is None:
+            env.pop("TELLER_THREADS", None)
+        else:
+            env["TELLER_THREADS"] = str(threads)
         stderr_path = home / "serve.err"
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
@@ -161,12 +182,16 @@ def bench_http(
     users: int = 50,
     messages: int = 20,
     warmup: int = 30,
+    version: str | None = None,
+    precision: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Latency of ``sequential`` messages sent one at a time (after ``warmup`` unmeasured ones), with
     mean milliseconds and share per stage, then a closed loop of ``users`` customers sending
     ``messages`` each: throughput (messages/s), latency and errors. Latencies in ms, from a
-    message's first byte sent to its reply read. Raises :class:`BenchServerError`."""
-    with bench_server(settings) as (url, key):
+    message's first byte sent to its reply read. The server serves model ``version`` at
+    ``precision`` on ``threads`` threads (see :func:`bench_server`). Raises :class:`BenchServerError`."""
+    with bench_server(settings, version, precision, threads) as (url, key):
 
         def load(customers: int, each: int, seed: int) -> LoadResult:
             return asyncio.run(

@@ -4,20 +4,27 @@ generator reading it, and ``teller bench``'s HTTP figures against a real ``telle
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from bot.assistant import build_core
+from bot.assistant import active_version, build_core, open_store
 from bot.core import TellerCore
-from bot.http_bench import stage_shares
+from bot.http_bench import BenchServerError, stage_shares
 from bot.loadtest import server_timing
-from bot.settings import get_settings
+from bot.settings import Settings, get_settings
 from bot.stages import STAGES, StageTimes, collecting, timed
 from bot.web.app import create_app
+from nlu.registry import ModelRegistry
 from tests.test_cli import run
 from tests.webclient import page_customer
 
@@ -86,6 +93,26 @@ def test_server_timing_is_off_by_default_and_names_every_stage_when_on(core: Tel
     assert "classifier" not in server_timing(refused.headers["server-timing"])
 
 
+def test_server_timing_in_production_is_logged_as_a_warning(
+    core: TellerCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.web.app")
+    for env, timing, warned in [
+        ("production", "true", True),
+        ("production", "false", False),
+        ("development", "true", False),
+        ("development", "false", False),
+    ]:
+        caplog.clear()
+        # As `teller serve` builds its application from the settings.
+        settings = Settings(TELLER_ENV=env, TELLER_SERVER_TIMING=timing)
+        create_app(core, production=settings.production, server_timing=settings.server_timing)
+        warnings = [r for r in caplog.records if r.getMessage() == "server_timing_in_production"]
+        assert len(warnings) == warned, (env, timing)
+        assert all(r.levelno == logging.WARNING for r in warnings)
+        assert all(r.fields == {"setting": "TELLER_SERVER_TIMING"} for r in warnings)  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
@@ -127,6 +154,45 @@ def test_bench_measures_http_against_a_real_server_with_its_stages(teller_env: P
     assert loop["messages"] == 12 and loop["errors"] == 0 and loop["throughput_per_s"] > 0
     # The benchmark's server had a scratch home: the bank's own store got none of its messages.
     assert _stored_messages() == before
+
+
+def test_bench_http_serves_the_model_precision_and_threads_benchmarked(
+    teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two versions of the model; the one asked for is not the registry's active one.
+    models = tmp_path / "models-copy"
+    shutil.copytree(get_settings().models, models)
+    registry = ModelRegistry(models)
+    asked = "20990101-000000-asked"
+    shutil.copytree(registry.active_path(), registry.root / asked)
+    monkeypatch.setenv("TELLER_MODELS", str(models))
+    get_settings.cache_clear()
+    served: dict[str, Any] = {}
+
+    def serve(args: list[str], env: dict[str, str], cwd: Path, **_: Any) -> None:
+        # What the child's `teller serve` reads: its environment, in its working directory.
+        with pytest.MonkeyPatch.context() as child:
+            child.chdir(cwd)
+            for name in set(os.environ) - set(env):
+                child.delenv(name)
+            for name, value in env.items():
+                child.setenv(name, value)
+            settings = Settings()
+            store = open_store(settings)
+            try:
+                served["version"] = active_version(settings, store)
+            finally:
+                store.close()
+            served["precision"], served["threads"] = settings.serving_precision, settings.threads
+        raise BenchServerError("the test's stand-in for the server")
+
+    monkeypatch.setattr("bot.http_bench.subprocess", SimpleNamespace(Popen=serve, DEVNULL=subprocess.DEVNULL))
+    code, _, stderr = run(
+        "bench", "--model", asked, "--precision", "fp32", "--threads", "2", "--messages", "10", "--json"
+    )
+    assert code == 2 and "stand-in for the server" in stderr
+    assert registry.active_version() != asked
+    assert served == {"version": asked, "precision": "fp32", "threads": 2}
 
 
 def _stored_messages() -> int:

@@ -341,8 +341,9 @@ def bench(
         bool,
         typer.Option(
             help="Also measure end to end through HTTP: a `teller serve` child process on a scratch copy "
-            "(the active model, a copy of the knowledge base, a new store), one message at a time with "
-            "the share of time per stage, then a closed loop of --http-users customers."
+            "(the model, precision and threads benchmarked above, a copy of the knowledge base, a new "
+            "store), one message at a time with the share of time per stage, then a closed loop of "
+            "--http-users customers."
         ),
     ] = True,
     http_users: Annotated[int, typer.Option(min=1, help="Customers of the closed loop.")] = 50,
@@ -381,7 +382,16 @@ def bench(
         from bot.http_bench import bench_http
 
         err.print("Starting a scratch `teller serve` for the HTTP figures ...")
-        http_figures = bench_http(settings, texts, messages, http_users, http_messages)
+        http_figures = bench_http(
+            settings,
+            texts,
+            messages,
+            http_users,
+            http_messages,
+            version=path.name,
+            precision=precision,
+            threads=threads,
+        )
     # Last: its gigabytes of vectors would otherwise count in the model's peak memory.
     kb_scale = _bench_kb_scale(kb_entries) if kb_entries else None
     figures = {**result.to_dict(), "kb_search": kb_search, "redaction_40k": redaction}
