@@ -22,7 +22,7 @@ from bot.errors import ConfigError
 from bot.exemplars import DATA_DIR, load_advice, load_information, load_smalltalk
 from bot.kb_replication import KnowledgeReplicator, SyncResult
 from bot.operators import Operators
-from bot.policy import ADVICE_TAG, AnswerPolicy, PolicyConfig, Thresholds
+from bot.policy import ADVICE_TAG, RULE_NAMES, AnswerPolicy, PolicyConfig, Thresholds
 from bot.service import TellerService
 from bot.settings import Settings
 from bot.storage import AuditAction, Store
@@ -36,7 +36,7 @@ from nlu.data import read_labelled_csv
 from nlu.language import LanguageGate
 from retrieval.embedder import OnnxSentenceEmbedder
 from retrieval.errors import RetrievalError
-from retrieval.knowledge_base import KnowledgeBase
+from retrieval.knowledge_base import DEFAULT_FUSION, DEFAULT_TOP_CONFIDENCE, STARTER_PRIOR, KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,9 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     """Give ``policy`` the thresholds fitted for its knowledge base as it is now.
 
     The model's thresholds come from its artifact; those of :data:`KB_THRESHOLDS` depend on the
-    knowledge base and are re-fitted (seconds) whenever its revision moved since the last fit, then
-    kept in ``<kb>/calibration.json`` for every process that opens it. With
+    knowledge base and are re-fitted (seconds) whenever its revision moved since the last fit, or the
+    fit was made by a Teller that scores searches or decides otherwise (:data:`KB_FIT`), then kept
+    in ``<kb>/calibration.json`` for every process that opens it. With
     ``refit=False`` a stale fit is left alone. Returns whether the thresholds changed, or ``None``
     when they were not looked at (an uncalibrated model, or a stale fit left alone).
     """
@@ -184,12 +185,19 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     if model is None:
         return None
     stored = _read_kb_calibration(kb.directory)
-    if stored is not None and stored.get("model") == version and stored.get("kb_revision") == kb.revision:
+    if (
+        stored is not None
+        and stored.get("model") == version
+        and stored.get("kb_revision") == kb.revision
+        and stored.get("fit") == KB_FIT
+    ):
         thresholds = Thresholds.from_dict({**model.thresholds.to_dict(), **stored["thresholds"]})
     elif refit:
         # Fitted from the model's own thresholds, not from a previous fit's.
         thresholds, report = calibrate_kb(policy, _calibration_set(policy), base=model.thresholds)
-        _write_kb_calibration(kb.directory, {"model": version, **report, "thresholds": _kb_part(thresholds)})
+        _write_kb_calibration(
+            kb.directory, {"model": version, "fit": KB_FIT, **report, "thresholds": _kb_part(thresholds)}
+        )
         log.info(
             "kb_calibrated",
             extra={
@@ -208,6 +216,13 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     policy.kb_fit = (version, kb.revision)
     return changed
 
+
+#: What a knowledge-base fit depends on besides the model and the knowledge base's revision: how
+#: searches are scored (fusion, starter prior, the best entry's confidence), the rules and what the
+#: fit aims at. A fit stored by a Teller for which these differ (an upgrade) is re-fitted, not reused.
+KB_FIT = hashlib.sha256(
+    repr((DEFAULT_FUSION, STARTER_PRIOR, DEFAULT_TOP_CONFIDENCE, RULE_NAMES, Targets())).encode()
+).hexdigest()[:16]
 
 #: The thresholds that depend on the knowledge base (re-fitted whenever it changes).
 KB_THRESHOLDS = (

@@ -3,7 +3,9 @@
 ``python -m bot.kb_confidence`` imports the Harbour & Vale dev FAQ on top of the knowledge base in
 use (a scratch copy, as ``teller eval --kb`` does), searches with each of its customer questions
 (label: is the best entry the question's?) and each CLINC150 out-of-scope dev query (label: never),
-fits a logistic regression (scikit-learn, C = 1) on the best hit's features, and prints the weights
+fits a logistic regression (scikit-learn, C = 1) on the best hit's features
+(:meth:`retrieval.knowledge_base.TopConfidence.features`: its evidence, its lead over the others by
+each kind of evidence, the classifier agreeing it answers the predicted intent), and prints the weights
 and, for each dev bank, the share of its questions whose best entry is right and clears the
 confidence bar that lets through 0.5 % of the out-of-scope queries (the Cedar Mutual set is kept out
 of the fit). Development tool: nothing at run time calls it.
@@ -38,7 +40,9 @@ def best_hits(settings: Settings, bank: str, oos: list[str]) -> tuple[np.ndarray
         questions = [(r["text"], r["kb_id"]) for r in csv.DictReader(f)]
     with imported(settings, entries) as (policy, _):
         signals = policy.signals([q for q, _ in questions] + oos)
-    x = np.array([TopConfidence.features(s.hits) for s in signals])
+    x = np.array(
+        [TopConfidence.features(s.hits, s.prediction.intent, s.prediction.confidence) for s in signals]
+    )
     right = np.array(
         [i < len(questions) and s.hits[0].entry.id == questions[i][1] for i, s in enumerate(signals)]
     )

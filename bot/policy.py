@@ -244,7 +244,7 @@ class Signals:
             else 0.0,
             "top": top.score if top else 0.0,
             # How likely the best entry is right, from the whole result list (its lead included).
-            "top_conf": DEFAULT_TOP_CONFIDENCE(self.hits),
+            "top_conf": DEFAULT_TOP_CONFIDENCE(self.hits, p.intent, p.confidence),
             "top_dense": top.dense if top else -1.0,
             "has_answer": 1.0 if self.intent_has_answer else 0.0,
             "correction": self.correction.similarity if self.correction is not None else 0.0,

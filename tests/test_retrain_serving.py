@@ -141,7 +141,7 @@ def test_the_server_refits_its_thresholds_when_the_kb_changes(
     served: tuple[str, TellerCore, TellerService],
 ) -> None:
     """The knowledge base's thresholds follow every change, in the background, without a restart."""
-    from bot.assistant import KB_CALIBRATION_FILE
+    from bot.assistant import KB_CALIBRATION_FILE, KB_FIT, follow_kb
     from retrieval.entry import KBEntry
 
     url, core, _ = served
@@ -163,9 +163,21 @@ def test_the_server_refits_its_thresholds_when_the_kb_changes(
     assert {"faq": t.faq, "faq_margin": t.faq_margin, "faq_fallback": t.faq_fallback} == {
         k: stored["thresholds"][k] for k in ("faq", "faq_margin", "faq_fallback")
     }
-    assert stored["kb_entries"] == len(kb) and "fitted" in stored
+    assert stored["kb_entries"] == len(kb) and "fitted" in stored and stored["fit"] == KB_FIT
     auth = {"Authorization": "Bearer " + httpx.post(f"{url}/api/sessions").json()["token"]}
     assert httpx.post(f"{url}/api/messages", json={"text": "lockbox?"}, headers=auth).status_code == 200
+
+    # A fit stored by a Teller that scores searches otherwise (an older one) is re-fitted, not reused.
+    older = {
+        **stored,
+        "fit": "an older Teller",
+        "thresholds": {**stored["thresholds"], "faq_fallback": 0.999},
+    }
+    path.write_text(json.dumps(older), encoding="utf-8")
+    core.policy.kb_fit = None
+    follow_kb(core.policy)
+    assert core.policy.thresholds.faq_fallback == stored["thresholds"]["faq_fallback"] != 0.999
+    assert json.loads(path.read_text(encoding="utf-8"))["fit"] == KB_FIT
 
 
 def test_a_good_retrain_is_promoted_and_served_without_a_restart(

@@ -257,3 +257,23 @@ def test_index_switches_to_approximate_and_keeps_recall(tmp_path: Path) -> None:
     loaded = VectorIndex.load(tmp_path / "i.faiss", 32)
     assert loaded.kind == APPROX and len(loaded) == 2990
     assert set(loaded.search(vectors[20:21], 1)[1][0]) == {20}
+
+
+def test_the_best_entry_s_confidence_reads_the_whole_result_list() -> None:
+    """:class:`TopConfidence`: the best hit's evidence, its lead over the others by each kind of
+    evidence, and the classifier agreeing that the best entry answers its intent."""
+    from retrieval.knowledge_base import DEFAULT_TOP_CONFIDENCE, Hit, TopConfidence
+
+    def hit(id_: str, score: float, q: float, a: float, lex: float, intent: str | None = None) -> Hit:
+        return Hit(KBEntry.build(id_, [id_], "answer", intent=intent), score, id_, q, a, lex)
+
+    best = hit("lost-card", 0.6, 0.7, 0.5, 0.4, intent="lost_or_stolen_card")
+    other = hit("card-not-arrived", 0.4, 0.8, 0.3, 0.1)
+    f = TopConfidence.features([best, other], "lost_or_stolen_card", 0.9)
+    assert f.tolist() == pytest.approx([0.6, 0.7, 0.5, 0.4, 0.2, 0.0, 1.0, 1.0, -0.1, 0.2, 0.3, 0.9])
+    assert TopConfidence.features([best, other], "card_arrival", 0.9)[-1] == 0.0
+    assert TopConfidence.features([best], None)[5:8].tolist() == [1.0, 1.0, 1.0]
+    assert len(DEFAULT_TOP_CONFIDENCE.weights) == len(f)
+    assert DEFAULT_TOP_CONFIDENCE([]) == 0.0
+    agreeing = DEFAULT_TOP_CONFIDENCE([best, other], "lost_or_stolen_card", 0.9)
+    assert 0.0 < DEFAULT_TOP_CONFIDENCE([best, other], "card_arrival", 0.9) < agreeing < 1.0
