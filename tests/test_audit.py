@@ -74,7 +74,8 @@ def test_the_repository_can_only_add_and_read() -> None:
     ],
 )
 def test_the_database_itself_refuses_to_change_or_remove_an_entry(store: Store, statement: str) -> None:
-    """Append-only for anyone with SQL access (migration 0012's triggers), not only in Teller's code."""
+    """Append-only for anyone with SQL access (migration 0012's triggers), not only in Teller's code;
+    a later migration rebuilding the table would have to create them again."""
     if statement.startswith("TRUNCATE") and not store.database.is_postgresql:
         pytest.skip("SQLite has no TRUNCATE")
     entry = store.audit.record("cli:ana", AuditAction.ERASURE, "p_1", {"n": 1})

@@ -452,6 +452,35 @@ def test_a_sqlite_store_at_0011_is_rebuilt_with_ids_never_reused_and_every_row_k
     store.close()
 
 
+@pytest.mark.parametrize("at", ["0011", "head"])
+def test_a_reference_broken_before_does_not_stop_a_sqlite_store_from_starting(
+    tmp_path: Path, at: str
+) -> None:
+    """A row deleted by hand with enforcement off (the sqlite3 shell's default) leaves a reference to
+    nothing; the migration's check refuses only references it would break itself."""
+    from alembic import command
+
+    from bot.storage.database import _config, _foreign_keys_off
+
+    path = tmp_path / "t.db"
+    if at == "head":
+        Store(path).close()
+    else:
+        old = Database(path, migrate=False)
+        with old.engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
+            config = _config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, at)
+        old.close()
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO feedback (id, message_id, helpful) VALUES ('f_1', 'm_gone', 1)")
+    raw.commit()
+    raw.close()
+    store = Store(path)
+    assert store.database.revision() == store.database.head()
+    store.close()
+
+
 def test_the_clock_never_repeats_or_goes_back() -> None:
     readings = iter([5_000_000_000_000_000_000, 5_000_000_000_000_000_000, 4_000_000_000_000_000_000])
     clock = Clock(lambda: next(readings))

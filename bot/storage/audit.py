@@ -3,11 +3,13 @@
 Each entry says who acted (``actor``), what they did (:class:`~bot.storage.records.AuditAction`),
 on what (``subject``) and the receipt of it (``details``, JSON). The repository can add entries and
 read them, never change or remove one: there is no update or delete here, and nothing else in
-Teller writes to ``audit_log``. The database enforces it too, for anyone with SQL access: triggers
-refuse ``UPDATE`` and ``DELETE`` (and ``TRUNCATE`` on PostgreSQL) with "audit_log is append-only"
-(migration 0012). An action that changes data records its entry in the same
-transaction (:meth:`AuditRepository.record_in`), so the change and its record are committed
-together or not at all.
+Teller writes to ``audit_log``. The database guards it too against accidental changes by anyone
+with SQL access: triggers refuse ``UPDATE`` and ``DELETE`` (and ``TRUNCATE`` on PostgreSQL) with
+"audit_log is append-only" (migration 0012; the table's owner can still drop them, so a bank that
+wants it tamper-proof runs Teller under a role granted only ``INSERT`` and ``SELECT`` on it). An
+action that changes data records its entry in the same transaction
+(:meth:`AuditRepository.record_in`), so the change and its record are committed together or not at
+all.
 
 A customer's id never goes into an entry in clear: callers put a keyed pseudonym in ``subject``
 (see :mod:`bot.privacy.erasure`).

@@ -248,10 +248,15 @@ class Database:
                             f"({scripts.get_current_head()}); upgrade Teller"
                         )
                     config.attributes["connection"] = connection
+                    # SQLite: a migration must not leave a reference to a missing row; those already
+                    # there (a row deleted by hand with enforcement off) are the bank's to look at,
+                    # not a reason to refuse to start.
+                    check = current != scripts.get_current_head() and not self.is_postgresql
+                    known = _broken_references(connection) if check else set()
                     command.upgrade(config, "head")
                     reached = str(_revision(connection))
-                    if not self.is_postgresql:
-                        _check_foreign_keys(connection, self.label)
+                    if check:
+                        _check_foreign_keys(connection, self.label, known)
             if reached != current:
                 log.info(
                     "database_migrated",
@@ -416,14 +421,25 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
         raw.execute("PRAGMA foreign_keys = ON")
 
 
-def _check_foreign_keys(connection: Connection, label: str) -> None:
-    """Raise :class:`StoreError` if a SQLite migration left a reference to a missing row (the
-    transaction then rolls back)."""
-    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+def _broken_references(connection: Connection) -> set[tuple[Any, ...]]:
+    """SQLite's ``PRAGMA foreign_key_check``: (table, rowid, referenced table, key index) rows."""
+    return {tuple(row) for row in connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()}
+
+
+def _check_foreign_keys(connection: Connection, label: str, known: set[tuple[Any, ...]]) -> None:
+    """Raise :class:`StoreError` if a SQLite migration left a reference to a missing row that was
+    not ``known`` (broken) before it; the transaction then rolls back. References broken before are
+    logged (``broken_references``), not refused."""
+    broken = _broken_references(connection)
+    new = sorted(broken - known, key=repr)
+    if new:
+        tables = sorted({str(row[0]) for row in new})
+        raise StoreError(f"{label}: migration failed ({len(new)} broken reference(s) in {', '.join(tables)})")
     if broken:
         tables = sorted({str(row[0]) for row in broken})
-        raise StoreError(
-            f"{label}: migration failed ({len(broken)} broken reference(s) in {', '.join(tables)})"
+        log.warning(
+            "broken_references",
+            extra={"fields": {"database": label, "rows": len(broken), "tables": tables}},
         )
 
 

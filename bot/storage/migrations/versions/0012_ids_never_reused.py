@@ -10,7 +10,13 @@
   erased before this migration at the top of its table may still be given once more. PostgreSQL's
   sequences never hand out an id twice: nothing to do there.
 - ``audit_log``: ``UPDATE``, ``DELETE`` (and on PostgreSQL ``TRUNCATE``) are refused by triggers,
-  so the log is append-only for anyone with SQL access, not only in Teller's code.
+  a guard against accidental changes by anyone with SQL access, not only in Teller's code. Not
+  tamper-proof: whoever can write the SQLite file, or owns the table on PostgreSQL (Teller's own
+  role), can drop a trigger; for that, run Teller under a role granted only ``INSERT`` and
+  ``SELECT`` on ``audit_log``. A later migration that rebuilds ``audit_log`` on SQLite must create
+  the triggers again (``tests/test_audit.py`` checks they hold at head).
+
+The SQLite rebuild needs free disk space of about the three tables' size, and the file keeps it.
 
 Revision ID: 0012
 Revises: 0011
@@ -61,6 +67,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Teller never downgrades; run by hand, on SQLite it needs foreign-key enforcement off (as
+    :meth:`bot.storage.Database.upgrade` sets it, ``_foreign_keys_off``), or the rebuild is refused."""
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
