@@ -417,8 +417,8 @@ def test_a_sqlite_store_at_0011_is_rebuilt_with_ids_never_reused_and_every_row_k
         """
         INSERT INTO review_items (id, key, text, status) VALUES (1, 'a', 'a', 'open'), (2, 'b', 'b', 'open'),
             (3, 'c', 'c', 'open');
-        INSERT INTO corrections (id, item_id, text, key, action) VALUES (1, 1, 'a', 'a', 'choose'),
-            (2, 3, 'c', 'c', 'choose');
+        INSERT INTO corrections (id, item_id, text, key, action, superseded_by) VALUES
+            (1, 1, 'a', 'a', 'choose', NULL), (2, 3, 'c', 'c', 'choose', 7);
         INSERT INTO correction_proposals (id, correction_id, text, key, status, created_at)
             VALUES (1, 2, 'c', 'c', 'open', 'now');
         """
@@ -444,6 +444,12 @@ def test_a_sqlite_store_at_0011_is_rebuilt_with_ids_never_reused_and_every_row_k
         connection.execute(text("DELETE FROM corrections WHERE id = 2"))
         connection.execute(text("DELETE FROM review_items WHERE id = 3"))
     assert store.review.create("d", "d", None, None, []) == 4
+    # Correction 7 was erased before the migration, but correction 2 still names it as its successor.
+    with store.database.transaction() as connection:
+        connection.execute(
+            text("INSERT INTO corrections (item_id, text, key, action) VALUES (4, 'd', 'd', 'x')")
+        )
+        assert connection.execute(text("SELECT max(id) FROM corrections")).scalar() == 8
     # The store's own connections enforce foreign keys again after the migration.
     with pytest.raises(sqlalchemy.exc.IntegrityError), store.database.transaction() as connection:
         connection.execute(

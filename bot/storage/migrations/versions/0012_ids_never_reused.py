@@ -7,7 +7,8 @@
   newest item let the next customer's item take its id: a stale button or an audit entry would then
   point at someone else's item. On SQLite the three tables are rebuilt with ``AUTOINCREMENT``
   (``sqlite_sequence`` then remembers the largest id ever given; rows and ids are kept). An id
-  erased before this migration at the top of its table may still be given once more. PostgreSQL's
+  erased before this migration at the top of its table may still be given once more, unless a row
+  still names it (a correction's successor, origin or proposal). PostgreSQL's
   sequences never hand out an id twice: nothing to do there.
 - ``audit_log``: ``UPDATE``, ``DELETE`` (and on PostgreSQL ``TRUNCATE``) are refused by triggers,
   a guard against accidental changes by anyone with SQL access, not only in Teller's code. Not
@@ -46,6 +47,21 @@ def upgrade() -> None:
         for table in REBUILT:
             with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": True}):
                 pass
+        # A correction's id may live on where no foreign key guards it after the correction was
+        # erased (an older one's ``superseded_by``, a proposal's ``correction_id``/``result_id``, a
+        # newer one's ``origin_id``): the sequence starts above those too, so none is given again.
+        op.execute(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'corrections', 0 "
+            "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'corrections')"
+        )
+        op.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, "
+            "coalesce((SELECT max(superseded_by) FROM corrections), 0), "
+            "coalesce((SELECT max(origin_id) FROM corrections), 0), "
+            "coalesce((SELECT max(correction_id) FROM correction_proposals), 0), "
+            "coalesce((SELECT max(result_id) FROM correction_proposals), 0)) "
+            "WHERE name = 'corrections'"
+        )
         for event in ("UPDATE", "DELETE"):
             op.execute(
                 f"CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log "
