@@ -48,7 +48,7 @@ def test_teller_eval_measures_a_banks_faq(default_model_env: Settings) -> None:
     result = json.loads(stdout)
     assert result["questions"] == 245
     assert abs(result["right"] + result["wrong"] + result["handed_off"] - 1) < 1e-9
-    assert result["right"] >= RIGHT_FLOOR["harbour"] and result["wrong"] <= WRONG_CEILING
+    assert result["right"] >= RIGHT_FLOOR["harbour"] and result["wrong"] <= WRONG_CEILING["harbour"]
     assert result["retrieval_top5"] >= 0.9
     assert result["import_summary"]["superseded"], "the bank's entries supersede starter ones"
     # The real knowledge base was not touched.
@@ -61,11 +61,24 @@ def test_teller_eval_measures_a_banks_faq(default_model_env: Settings) -> None:
 def test_a_held_out_banks_faq(default_model_env: Settings) -> None:
     result = evaluate_operator_faq(default_model_env, DATA / "cedar_kb.csv", DATA / "cedar_questions.csv")
     assert result.questions == 218
-    assert result.right >= RIGHT_FLOOR["cedar"] and result.wrong <= WRONG_CEILING
+    assert result.right >= RIGHT_FLOOR["cedar"] and result.wrong <= WRONG_CEILING["cedar"]
     assert all(o.verdict in ("right", "wrong", "handed_off") for o in result.outcomes)
 
 
+@pytest.mark.slow
+def test_a_third_bank_written_after_the_search_confidence_was_fitted(default_model_env: Settings) -> None:
+    """Saltbush Mutual (Australian, 30 entries, 100 questions), written by a helper who used the
+    other banks' files for their format only, after :data:`retrieval.knowledge_base.
+    DEFAULT_TOP_CONFIDENCE` was fitted: nothing was fitted or chosen on it."""
+    result = evaluate_operator_faq(
+        default_model_env, DATA / "saltbush_kb.csv", DATA / "saltbush_questions.csv"
+    )
+    assert result.questions == 100
+    assert result.right >= RIGHT_FLOOR["saltbush"] and result.wrong <= WRONG_CEILING["saltbush"]
+
+
 #: Measured with the default model on a 2-core machine (README, "How well a bank's own FAQ answers"):
-#: right 63.7 % / 62.4 %, wrong 9.4 % / 8.3 %; the floors sit a few points under.
-RIGHT_FLOOR = {"harbour": 0.59, "cedar": 0.58}
-WRONG_CEILING = 0.12
+#: right 63.7 % / 62.4 % / 51 % (Harbour & Vale / Cedar Mutual / Saltbush), wrong 9.4 % / 8.3 % /
+#: 19 %; the floors and ceilings sit a few points away.
+RIGHT_FLOOR = {"harbour": 0.59, "cedar": 0.58, "saltbush": 0.46}
+WRONG_CEILING = {"harbour": 0.12, "cedar": 0.12, "saltbush": 0.23}
