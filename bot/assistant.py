@@ -218,8 +218,9 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
 
 
 #: What a knowledge-base fit depends on besides the model and the knowledge base's revision: how
-#: searches are scored (fusion, starter prior, the best entry's confidence), the rules and what the
-#: fit aims at. A fit stored by a Teller for which these differ (an upgrade) is re-fitted, not reused.
+#: searches are scored (fusion, starter prior, the best entry's confidence), the rules' names and
+#: what the fit aims at. A fit stored by a Teller for which these differ (an upgrade) is re-fitted,
+#: not reused; a change to a rule's test that keeps its name must change one of them too.
 KB_FIT = hashlib.sha256(
     repr((DEFAULT_FUSION, STARTER_PRIOR, DEFAULT_TOP_CONFIDENCE, RULE_NAMES, Targets())).encode()
 ).hexdigest()[:16]

@@ -142,6 +142,7 @@ class TopConfidence:
 
     @property
     def weights(self) -> np.ndarray:
+        """The weights in the order of :meth:`features`, shape ``(12,)`` (the bias apart)."""
         return np.array([getattr(self, f.name) for f in fields(self)[1:]], dtype=np.float64)
 
     def __call__(self, hits: Sequence[Hit], intent: str | None = None, probability: float = 0.0) -> float:
