@@ -7,8 +7,8 @@ fits a logistic regression (scikit-learn, C = 1) on the best hit's features
 (:meth:`retrieval.knowledge_base.TopConfidence.features`: its evidence, its lead over the others by
 each kind of evidence, the classifier agreeing it answers the predicted intent), and prints the weights
 and, for each dev bank, the share of its questions whose best entry is right and clears the
-confidence bar that lets through 0.5 % of the out-of-scope queries (the Cedar Mutual set is kept out
-of the fit). Development tool: nothing at run time calls it.
+confidence bar that lets through 0.5 % of the out-of-scope queries (the Cedar Mutual and Saltbush
+Mutual sets are kept out of the fit). Development tool: nothing at run time calls it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from retrieval.loaders import load_entries
 
 DEV = Path(__file__).resolve().parents[1] / "tests" / "data" / "operator_faq"
 FIT_BANK = "harbour"
-HELD_OUT_BANK = "cedar"
+#: Kept out of the fit: Cedar Mutual (looked at when the features were chosen) and Saltbush Mutual
+#: (written after the fit, never looked at before it).
+HELD_OUT_BANKS = ("cedar", "saltbush")
 OOS_SHARE = 0.005
 
 
@@ -56,7 +58,7 @@ def main() -> None:
     settings = get_settings()
     with open(CLINC150_OOS_DEV, encoding="utf-8") as f:
         oos = [r["text"] for r in csv.DictReader(f)]
-    data = {bank: best_hits(settings, bank, oos) for bank in (FIT_BANK, HELD_OUT_BANK)}
+    data = {bank: best_hits(settings, bank, oos) for bank in (FIT_BANK, *HELD_OUT_BANKS)}
     x, y, _ = data[FIT_BANK]
     model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
     weights = [round(float(w), 2) for w in model.coef_[0]]
