@@ -21,6 +21,7 @@ union of the dense and the lexical top lists.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -140,9 +141,10 @@ class TopConfidence:
         row.append(probability if intent is not None and top.entry.intent == intent else 0.0)
         return np.array(row, dtype=np.float64)
 
-    @property
+    @functools.cached_property
     def weights(self) -> np.ndarray:
-        """The weights in the order of :meth:`features`, shape ``(12,)`` (the bias apart)."""
+        """The weights in the order of :meth:`features`, shape ``(12,)`` (the bias apart); built
+        once, not per message."""
         return np.array([getattr(self, f.name) for f in fields(self)[1:]], dtype=np.float64)
 
     def __call__(self, hits: Sequence[Hit], intent: str | None = None, probability: float = 0.0) -> float:

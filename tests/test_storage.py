@@ -398,20 +398,25 @@ def test_a_sqlite_database_from_before_alembic_is_adopted(tmp_path: Path, versio
     store.close()
 
 
-def test_a_sqlite_store_at_0011_is_rebuilt_with_ids_never_reused_and_every_row_kept(tmp_path: Path) -> None:
-    """Migration 0012 rebuilds referenced tables (foreign keys off around it, checked before
-    commit): rows, ids, references and indexes survive, and an id is never given twice after."""
+def _sqlite_at(path: Path, revision: str) -> None:
+    """A new SQLite database at migration ``revision`` ("head": the newest), as Teller migrates."""
     from alembic import command
 
     from bot.storage.database import _config, _foreign_keys_off
 
-    path = tmp_path / "old.db"
     old = Database(path, migrate=False)
     with old.engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
         config = _config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "0011")
+        command.upgrade(config, revision)
     old.close()
+
+
+def test_a_sqlite_store_at_0011_is_rebuilt_with_ids_never_reused_and_every_row_kept(tmp_path: Path) -> None:
+    """Migration 0012 rebuilds referenced tables (foreign keys off around it, checked before
+    commit): rows, ids, references and indexes survive, and an id is never given twice after."""
+    path = tmp_path / "old.db"
+    _sqlite_at(path, "0011")
     raw = sqlite3.connect(path)
     raw.executescript(
         """
@@ -464,20 +469,8 @@ def test_a_reference_broken_before_does_not_stop_a_sqlite_store_from_starting(
 ) -> None:
     """A row deleted by hand with enforcement off (the sqlite3 shell's default) leaves a reference to
     nothing; the migration's check refuses only references it would break itself."""
-    from alembic import command
-
-    from bot.storage.database import _config, _foreign_keys_off
-
     path = tmp_path / "t.db"
-    if at == "head":
-        Store(path).close()
-    else:
-        old = Database(path, migrate=False)
-        with old.engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
-            config = _config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, at)
-        old.close()
+    _sqlite_at(path, at)
     raw = sqlite3.connect(path)
     raw.execute("INSERT INTO feedback (id, message_id, helpful) VALUES ('f_1', 'm_gone', 1)")
     raw.commit()
