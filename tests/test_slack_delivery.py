@@ -210,10 +210,21 @@ def test_every_reply_is_delivered_once_through_injected_429s_and_5xx(
     per_customer = [len(stack.to(f"D{i}")) for i in range(count)]
     assert per_customer == [1] * count, per_customer  # 100 % delivered, 0 duplicates
     # The ops channel: one post per handoff opened (the same redacted words for every customer, so
-    # told apart by count, not text), never a second one for the same handoff.
-    ops_posts = [p for p in stack.slack.sent("chat.postMessage") if p.get("channel") == OPS]
-    handoff_posts = [p for p in ops_posts if str(p.get("text")).startswith("Handoff:")]
+    # told apart by count, not text), never a second one for the same handoff. Ops posts go out on
+    # the ops worker after the customer's reply, each through its own retries: wait for them too.
     handoffs = stack.core.store.handoffs.recent(limit=count)
+
+    def ops_posts_now() -> list[dict[str, Any]]:
+        return [p for p in stack.slack.sent("chat.postMessage") if p.get("channel") == OPS]
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (
+        sum(1 for p in ops_posts_now() if str(p.get("text")).startswith("Handoff:")) < len(handoffs)
+    ):
+        time.sleep(0.1)
+    time.sleep(0.5)  # a second post of the same handoff, were there one, would show by now
+    ops_posts = ops_posts_now()
+    handoff_posts = [p for p in ops_posts if str(p.get("text")).startswith("Handoff:")]
     others = [str(p.get("text")) for p in ops_posts if p not in handoff_posts]
     assert (len(handoff_posts), len(others)) == (len(handoffs), len(set(others))), (
         len(handoff_posts),
