@@ -750,3 +750,86 @@ def test_a_flood_of_numbers_is_redacted_wholesale_and_nothing_leaks() -> None:
     calm = ("I was charged £1,250.00 on 2024-03-15 and want it back. " * 80) + "card 4111 1111 1111 1111"
     assert len(calm) > DENSE_MIN_CHARS and redact(calm).endswith("card [CARD]")
     assert "2024-03-15" in redact(calm)
+
+
+# --- Gaps an independent reviewer's corpus found (identity numbers, card groupings, labels) -----------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # India's PAN and Ireland's PPS number (python-stdnum's in_.pan, ie.pps), Australia's TFN
+        ("my PAN is BQRPS4821M", "my PAN is [NATIONAL_ID]"),
+        ("pan card no: bqrps4821m for kyc", "pan card no: [NATIONAL_ID] for kyc"),
+        ("PPSN 1234567T please", "PPSN [NATIONAL_ID] please"),
+        ("my pps number is 1234567TW", "my pps number is [NATIONAL_ID]"),
+        ("TFN 876 543 210", "TFN [NATIONAL_ID]"),
+        ("my social is 123-45-6789", "my social is [SSN]"),
+        # CVV, PIN and one-time codes in customers' other words
+        ("exp 03/28 ccv 664", "exp 03/28 ccv [CVV]"),
+        ("the three numbers on the back are 552", "the three numbers on the back are [CVV]"),
+        (
+            "the last 3 digits on the back of my card are 211",
+            "the last 3 digits on the back of my card are [CVV]",
+        ),
+        ("my mpin is 2580", "my mpin is [PIN]"),
+        ("code from the text: 660217", "code from the text: [OTP]"),
+        ("code reçu par SMS : 284017", "code reçu par SMS : [OTP]"),
+        # sort codes with other separators and labels; BSB and routing numbers
+        ("sort code 20/45/67", "sort code [SORT_CODE]"),
+        ("sort code 40.47.84", "sort code [SORT_CODE]"),
+        ("NSC 900017", "NSC [SORT_CODE]"),
+        ("BSB 062-000 acc 12345678", "BSB [SORT_CODE] acc [ACCOUNT]"),
+        ("routing number 021000021", "routing number [SORT_CODE]"),
+        # e-mail addresses written out of shape
+        ("email: sarah.wilson[at]outlook.com", "email: [EMAIL]"),
+        ("john dot smith at gmail dot com", "[EMAIL]"),
+        ("write to j.bloggs2 at outlook dot ie", "write to [EMAIL]"),
+        ("john.smith@gmail,com", "[EMAIL]"),
+        ("john.smith @gmail.com thanks", "[EMAIL] thanks"),
+        ("sarah (at) gmail (dot) com", "[EMAIL]"),
+    ],
+)
+def test_more_identity_numbers_labels_and_address_shapes(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I used a frying pan 123456 times",  # "pan" is a label only before a PAN-shaped value
+        "I shop at tesco.com on Fridays",
+        "I was at home dot com",
+        "meet me at 5 at the branch",
+        "look at www.bank.co.uk for rates",
+        "I have a routing question",
+        "the reference number is 7781234490",
+        "transaction reference no. 402918374650",
+        "complaint reference CMP-2024-004512",
+    ],
+)
+def test_sentences_and_labelled_references_stay(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Luhn fails in a card grouping: hidden whole, not read as a phone number plus a stray group
+        ("card 4526 0181 5908 3013", "card [NUMBER]"),
+        # Luhn-valid in a grouping of its own: hidden whole (as a number: the grouping is no card's)
+        ("card 4532 0151 1283 030 9 (sorry spacing)", "card [NUMBER] (sorry spacing)"),
+        ("CARD 4532 0151 12830309", "CARD [NUMBER]"),
+        # a sentence word between a reference word and a card does not make the card a reference
+        ("the payment is 4532 0151 1283 0309", "the payment is [CARD]"),
+        ("my order was 4532015112830309", "my order was [CARD]"),
+    ],
+)
+def test_a_card_number_is_hidden_whole_whatever_its_grouping(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_an_address_out_of_shape_is_found_after_long_prose() -> None:
+    prose = "I was at the bank at noon and looked at my statement at home. " * 60  # ~3,800 characters
+    assert redact(prose) == prose
+    assert redact(prose + "mail me: ann.lee [at] example.com") == prose + "mail me: [EMAIL]"

@@ -9,7 +9,10 @@ What is detected, and by what
 Libraries where one does the job, own rules only where none covers the kind (placeholder in brackets):
 
 - card [CARD]: 13-19 digits, issuer digit 2-6, Luhn (``stdnum.luhn``); ungrouped or in a card grouping
-  (4-4-4-4, 4-4-4-4-1..3, 4-6-5 Amex, 4-6-4 Diners, 4-4-4-1..3, 4-4-5), never an arbitrary one (8-6).
+  (4-4-4-4, 4-4-4-4-1..3, 4-6-5 Amex, 4-6-4 Diners, 4-4-4-1..3, 4-4-5), never an arbitrary one (8-6):
+  a Luhn-valid number in another grouping of 4-8 digits and more groups ("4532 0151 1283 030 9") is
+  hidden whole as [NUMBER], and 16-19 digits in a card grouping that fail Luhn win over a phone number
+  read in their first groups.
 - iban [IBAN]: ``stdnum.iban`` (mod 97, the country's length and national check); after an "IBAN" label
   an IBAN-shaped value that fails its check digits too (a typo is still personal data).
 - phone [PHONE]: ``phonenumbers``, valid numbers only: ``+`` and ``00`` numbers are parsed as
@@ -17,7 +20,11 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   only on candidates of at most 7 digit groups and 9-13 digits.
 - email [EMAIL]: own rule, Unicode-aware: the local part and the domain may be in any script
   (``josé.garcía@example.com``, ``用户@例子.中国``); the local part keeps to one script, so CJK or
-  Cyrillic text glued before a Latin address is not taken with it; at most 254 characters.
+  Cyrillic text glued before a Latin address is not taken with it; at most 254 characters. Also an
+  address written out of shape ("sarah[at]outlook.com", "john dot smith at gmail dot com",
+  "john.smith @gmail.com", "john.smith@gmail,com") ending in a common top-level domain, in texts of
+  up to :data:`OBFUSCATED_MAX_CHARS` characters; after a bare " at ", only when spelt out ("dot") or
+  with a dot, digit or underscore in the local part ("I shop at tesco.com" stays).
 - ssn [SSN]: ``stdnum.us.ssn`` on 123-45-6789; any 9 digits after an SSN label.
 - nino [NINO]: own rule (python-stdnum has none): AB123456C or AB 12 34 56 C with the valid prefix letters.
 - national_id [NATIONAL_ID]: python-stdnum, checksums included. Anywhere: es.dni, es.nie, cn.ric,
@@ -25,17 +32,21 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   dash). Unless something protected overlaps them: in_.aadhaar (4-4-4 or 12 digits), br.cpf and
   tr.tckimlik (11 digits), ch.ssn and kr.rrn (13), us.itin (9xx-xx-xxxx). After an identity-number label
   (DNI, PESEL, BSN, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
-  jp.in_, and a number no checksum accepts (a typo, or a document without a check digit).
-- sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label.
+  jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
+  number), and a number no checksum accepts (a typo, or a document without a check digit).
+- sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label
+  (sort code, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
+  (123-456 after "BSB") and US routing number (9 digits after "routing", "ABA", "RTN").
 - account [ACCOUNT]: own rule: 6-12 digits after an account label (account, acct, a/c, account
   no./number/#, cuenta, compte, Konto, conto, conta, rekening, счёт, 账号, 口座番号, 계좌번호...), or a
   bare run of exactly 8 digits.
-- cvv [CVV]: own rule: CVV/CVC/CVV2/security code (and translations, and "the 3 digits on the back") +
-  3-4 digits.
-- pin [PIN]: own rule: PIN (and translations, 暗証番号...) + 4-6 digits; also 密码/비밀번호 + 4-6 digits.
-- otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, TAN, 验证码, код... + 4-10
-  characters with a digit, or such a value before "is your verification code"; a bare "code" only as
-  "the code is 482913" (never an error, promo, zip, sort, post... code).
+- cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code (and translations, and "the 3 digits / three
+  numbers on the back (of my card)") + 3-4 digits.
+- pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits; also 密码/비밀번호 + 4-6
+  digits.
+- otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", TAN,
+  验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
+  a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
 - password [PASSWORD]: own rule: password/passcode/pwd/passphrase (contraseña, mot de passe,
   Passwort/Kennwort, senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= + a token that is
   not an ordinary word ("my password is not working" stays); without "is", only a token with a digit.
@@ -67,7 +78,9 @@ Precision
 Dates, times, ISO and unix timestamps (10 digits, 13-digit milliseconds), amounts with a currency or a
 locale grouping (``£1,250.00``, ``1.250.000,00 €``, ``1 250 000 EUR``, ``12 500,50 €``, ``CHF
 1'250.00``), percentages, IPv4 addresses, versions (``v2.13.0``, ``20261130-054108-c2db79``) and
-labelled order/reference/ticket/invoice/transaction/case/SKU numbers are *protected*: the weak
+labelled order/reference/ticket/invoice/transaction/case/SKU numbers ("transaction reference no.
+402918374650", "the reference number is 7781234490"; never past a word of the sentence: in "the
+payment was 4532 ..." the card is not the payment's reference) are *protected*: the weak
 detectors (national-format phones, bare 8-digit accounts, bare sort codes and SSNs, identity numbers a
 single check digit validates, and ``[NUMBER]``) give way to them; a card-shaped number failing Luhn
 gives way to a labelled reference only. Strong signals win over a protection: a Luhn-valid card in a
@@ -116,6 +129,7 @@ import phonenumbers
 import regex  # type: ignore[import-untyped]
 from stdnum import iban as std_iban
 from stdnum import luhn as std_luhn
+from stdnum.au import tfn as std_au_tfn
 from stdnum.be import nn as std_be_nn
 from stdnum.br import cpf as std_cpf
 from stdnum.ca import sin as std_ca_sin
@@ -128,7 +142,9 @@ from stdnum.es import dni as std_dni
 from stdnum.es import nie as std_nie
 from stdnum.fi import hetu as std_fi_hetu
 from stdnum.fr import nir as std_nir
+from stdnum.ie import pps as std_ie_pps
 from stdnum.in_ import aadhaar as std_aadhaar
+from stdnum.in_ import pan as std_in_pan
 from stdnum.it import codicefiscale as std_codicefiscale
 from stdnum.jp import in_ as std_jp_in
 from stdnum.kr import rrn as std_rrn
@@ -487,6 +503,7 @@ _P_IBAN = 90
 _P_LABELLED = 88  # labelled account, sort code, ssn, national id, iban
 _P_STRONG_ID = 85  # national ids with a strong checksum or shape
 _P_CARD = 80
+_P_CARD_SHAPE = 60  # 16-19 digits in a card grouping failing Luhn: longer than any phone number
 _P_NINO = 80
 _P_PHONE_INTL = 75
 _P_SSN = 70
@@ -541,6 +558,7 @@ class _Context:
         _detect_labels(self)
         if "@" in text:
             _detect_emails(self)
+        _detect_obfuscated_emails(self)
         if _ANY_DIGIT.search(text) is None:
             return
         _detect_letter_led(self)
@@ -725,6 +743,8 @@ _PASSWORD_WORDS = [
 ]
 _PIN_WORDS = [
     r"pin(?:[ -]?(?:code|number|no\.?|nr\.?|nummer|número|numero|код|kod))?",
+    r"mpin",
+    r"m-pin",
     r"pin码",
     r"pin碼",
     r"code[ ](?:pin|confidentiel)",
@@ -746,6 +766,7 @@ _CVV_WORDS = [
     r"cvc(?:[ ]?2(?![0-9]))?(?:[ \-]?(?:code|код|kod|c[óo]digo|nummer|number|no\.?))?",
     r"cid",
     r"cv2",
+    r"ccv",
     r"csc",
     r"card[ ]security[ ]code",
     r"security[ ]code",
@@ -777,7 +798,13 @@ _CVV_WORDS = [
         for n in ("3", "4", "three", "four")
         for sep in ("[ ]", "-")
     ),
-    *(rf"{n}[ ]digits[ ](?:on|at)[ ]the[ ](?:back|front)" for n in ("3", "4", "three", "four")),
+    *(
+        rf"{last}{n}[ ](?:digits|numbers)[ ](?:on|at)[ ]the[ ](?:back|front)(?:[ ]of[ ](?:the|my)[ ]card)?"
+        for n in ("3", "4", "three", "four")
+        for last in ("", "last[ ]")
+    ),
+    r"digits[ ](?:on|at)[ ]the[ ]back(?:[ ]of[ ](?:the|my)[ ]card)?",
+    r"numbers[ ](?:on|at)[ ]the[ ]back(?:[ ]of[ ](?:the|my)[ ]card)?",
     r"code[ ]on[ ]the[ ](?:back|front)",
     r"три[ ]цифры(?:[ ]на[ ](?:обороте|обратной[ ]стороне))?",
     r"код[ ]на[ ]обороте",
@@ -802,6 +829,9 @@ _OTP_WORDS = [
     r"mfa(?:[ ]code)?",
     r"two[ -]factor(?:[ ]auth(?:entication)?)?[ ]code",
     r"sms[ -]?code",
+    r"code[ ](?:from|in)[ ]the[ ](?:text|sms|message)",
+    r"code[ ](?:texted|sent)[ ]to[ ](?:me|my[ ](?:phone|mobile))",
+    r"code[ ]re[çc]u[ ]par[ ]sms",
     r"log-?in[ ]code",
     r"sign-?in[ ]code",
     r"security[ ]pin",
@@ -888,12 +918,23 @@ _ACCOUNT_WORDS = [
     r"رقم[ ]الحساب",
     r"खाता[ ](?:संख्या|नंबर|नं\.?)",
 ]
-_SORT_WORDS = [r"bank[ ]sort[ -]?code", r"sort[ -]?code", r"s/c"]
+_SORT_WORDS = [r"bank[ ]sort[ -]?code", r"sort[ -]?code", r"s/c", r"nsc", r"national[ ]sort[ ]code"]
+#: Australia's BSB (bank-state-branch, 123-456) and the US routing (ABA) number: a sort code's role.
+_BSB_WORDS = [r"bsb(?:[ ](?:no\.?|number|code))?"]
+_BSB_VALUE = r"(?P<v>[0-9]{3}[ \-]?[0-9]{3})(?![0-9])"
+_ROUTING_WORDS = [
+    r"routing(?:[ ](?:no\.?|number|#|code))?",
+    r"aba(?:[ ](?:no\.?|number|#|routing[ ]number))?",
+    r"rtn",
+    r"transit[ ](?:no\.?|number)",
+]
+_ROUTING_VALUE = r"(?P<v>[0-9]{9})(?![0-9])"
 _SSN_WORDS = [
     r"ssn",
     r"ss#",
     r"social[ ]security(?:[ ](?:number|no\.?|#))?",
     r"soc\.?[ ]sec\.?(?:[ ]no\.?)?",
+    r"social(?:[ ](?:number|no\.?|#))?",
 ]
 _IBAN_WORDS = [r"iban"]
 _ID_WORDS = [
@@ -961,6 +1002,10 @@ _ID_WORDS = [
     r"curp",
     r"rrn",
     r"resident[ ]registration[ ]number",
+    r"ppsn?(?:[ ](?:no\.?|number))?",
+    r"personal[ ]public[ ]service(?:[ ]number)?",
+    r"tfn",
+    r"tax[ ]file[ ](?:number|no\.?)",
     r"رقم[ ](?:الهوية(?:[ ]الوطنية)?|قومي)",
     r"الرقم[ ]القومي",
     # identity documents without a checksum python-stdnum knows
@@ -980,6 +1025,12 @@ _ID_WORDS = [
     r"führerschein(?:nummer)?",
     r"licencia[ ]de[ ]conducir",
 ]
+#: India's Permanent Account Number: after its label only a value of its shape counts ("pan" is a word).
+_PAN_WORDS = [
+    r"pan(?:[ ](?:no\.?|number|card(?:[ ](?:no\.?|number))?))?",
+    r"permanent[ ]account[ ]number",
+]
+_PAN_VALUE = r"(?P<v>[a-z]{5}[0-9]{4}[a-z])(?![0-9a-z])"
 _DOB_WORDS = [
     r"dob",
     r"d\.o\.b\.?",
@@ -1215,12 +1266,16 @@ _OTP_VALUE = (
     r"|(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9}+(?![a-z0-9]))"
 )
 _GROUPED_VALUE = r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+)(?![0-9])"
-_SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ \-]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
+_SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ \-./]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
 _SSN_VALUE = r"(?P<v>[0-9]{3}(?P<sep>[ \-]?)[0-9]{2}(?P=sep)[0-9]{4})(?![0-9])"
 _ID_VALUE = r"(?P<v>[0-9a-z](?:[0-9a-z]|[ .\-/](?=[0-9a-z])){5,29}+)"
 _IBAN_VALUE = r"(?P<v>[a-z]{2}[0-9]{2}(?:[ .\-]?[a-z0-9]){10,30}+)"
+# A value never starts with a word of the sentence: in "the payment was 4111 1111 1111 1111" the
+# number is not the payment's reference.
 _REF_VALUE = (
-    r"#?(?P<v>(?=[a-z0-9/_.\- ]{0,40}[0-9])[a-z0-9](?:[a-z0-9]|[\-/_.](?=[a-z0-9])|[ ](?=[0-9]{2})){2,40}+)"
+    r"#?(?!(?:is|was|are|were|has|had|will|to|for|of|on|in|at|the|an?|and|but|with|from|by|my|your)"
+    r"(?![a-z0-9]))"
+    r"(?P<v>(?=[a-z0-9/_.\- ]{0,40}[0-9])[a-z0-9](?:[a-z0-9]|[\-/_.](?=[a-z0-9])|[ ](?=[0-9]{2})){2,40}+)"
 )
 _MONTH_WORD = r"[\p{L}\p{M}]{3,12}\.?"
 _DATE_VALUE = (
@@ -1264,6 +1319,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("cvv", _CVV_WORDS, _OF_CARD + _ON_BACK + _FILL + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _OF_CARD + _FILL + _DIGITS_VALUE),
     ("sort", _SORT_WORDS, _FILL + _SORT_VALUE),
+    ("bsb", _BSB_WORDS, _FILL + _BSB_VALUE),
+    ("routing", _ROUTING_WORDS, _FILL + _ROUTING_VALUE),
     ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
@@ -1282,6 +1339,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("dob", _DOB_WORDS, _FILL + r"(?:the[ ])?" + _DATE_VALUE),
     ("ssn", _SSN_WORDS, _FILL + _SSN_VALUE),
     ("iban", _IBAN_WORDS, _FILL + _IBAN_VALUE),
+    ("id", _PAN_WORDS, _FILL + _PAN_VALUE),
     ("id", _ID_WORDS, _FILL + _ID_VALUE),
     ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
     (
@@ -1289,7 +1347,11 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         _REF_WORDS,
         r"(?:[ ](?:from|in|on|of)[ ](?:the|your|my|this|that)[ ]"
         r"(?:sms|text|message|e-?mail|letter|statement|app|receipt|invoice|call|website|confirmation))?"
+        # "transaction reference no.", "case ref", "complaint reference": a second reference word
+        r"(?:[ ](?:ref(?:erence)?|id|number)\.?(?![\p{L}]))?"
         r"(?:[ ]?(?:no\.?|nr\.?|number|num|id|#|n[º°o]\.?|n\.[º°o]\.?|n\.|code|号|番号|번호|номер))?"
+        # "the reference number is 7781234490": "is" only after a word that names the number
+        r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.))[ ](?:is|was))?"
         r"[ ]{0,3}[:#=]?[ ]{0,3}" + _REF_VALUE,
     ),
     ("code", _CODE_WORDS, ""),  # built by _label_pattern
@@ -1576,6 +1638,10 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
         ctx.add(_P_SECRET, start, end, "dob", "rule:dob", "date after a date-of-birth label")
     elif kind == "sort":
         ctx.add(_P_LABELLED, start, end, "sort_code", "rule:sort_code", "6 digits after a sort-code label")
+    elif kind == "bsb":
+        ctx.add(_P_LABELLED, start, end, "sort_code", "rule:bsb", "6 digits after a BSB label")
+    elif kind == "routing":
+        ctx.add(_P_LABELLED, start, end, "sort_code", "rule:routing", "9 digits after a routing-number label")
     elif kind == "ssn":
         if _valid("stdnum.us.ssn", _digits(value)):
             ctx.add(_P_LABELLED, start, end, "ssn", "stdnum.us.ssn", "valid SSN after an SSN label")
@@ -1669,6 +1735,9 @@ _VALIDATORS: dict[str, ModuleType] = {
     "stdnum.se.personnummer": std_se_pnr,
     "stdnum.dk.cpr": std_dk_cpr,
     "stdnum.no.fodselsnummer": std_no_fnr,
+    "stdnum.in_.pan": std_in_pan,
+    "stdnum.ie.pps": std_ie_pps,
+    "stdnum.au.tfn": std_au_tfn,
 }
 #: Identity numbers tried after an identity-number label, in order, with their compact lengths.
 _ID_LENGTHS = (
@@ -1698,6 +1767,9 @@ _ID_LENGTHS = (
     ("stdnum.no.fodselsnummer", (11,)),
     ("stdnum.ca.sin", (9,)),
     ("stdnum.cl.rut", (8, 9)),
+    ("stdnum.in_.pan", (10,)),
+    ("stdnum.ie.pps", (8, 9)),
+    ("stdnum.au.tfn", (8, 9)),
 )
 
 
@@ -1842,6 +1914,164 @@ def _detect_emails(ctx: _Context) -> None:
         ctx.add(_P_EMAIL, start, m.end(), "email", "rule:email", f"{why}, domain .{tld.lower()}")
 
 
+# An address written so that it is not one, as customers do to dodge filters or by a slip:
+# "sarah.wilson[at]outlook.com", "john dot smith at gmail dot com", "john.smith @gmail.com",
+# "john.smith@gmail,com". The domain must end in a common top-level domain; after a bare " at " the
+# address must also be spelt out ("dot") or have a dot, digit or underscore in its local part, so
+# "I shop at tesco.com" stays a sentence.
+_DOT = r"(?:[ ]?(?:\.|,|[\[({][ ]?dot[ ]?[\])}])[ ]?|[ ]dot[ ])"
+_COMMON_TLDS = frozenset(
+    [
+        "com",
+        "net",
+        "org",
+        "edu",
+        "gov",
+        "mil",
+        "int",
+        "info",
+        "biz",
+        "io",
+        "co",
+        "me",
+        "us",
+        "uk",
+        "ie",
+        "de",
+        "fr",
+        "es",
+        "it",
+        "nl",
+        "be",
+        "at",
+        "ch",
+        "pt",
+        "pl",
+        "se",
+        "no",
+        "dk",
+        "fi",
+        "in",
+        "ca",
+        "au",
+        "nz",
+        "za",
+        "sg",
+        "hk",
+        "jp",
+        "cn",
+        "kr",
+        "br",
+        "mx",
+        "ar",
+        "ru",
+        "tr",
+        "ae",
+    ]
+)
+_TLD = "(?:" + "|".join(sorted(_COMMON_TLDS)) + ")"
+_OBFUSCATED_DOMAIN = re.compile(
+    rf"[a-z0-9\-]{{1,63}}+(?:{_DOT}[a-z0-9\-]{{1,63}}+){{0,3}}{_DOT}{_TLD}(?![\w@])", re.IGNORECASE
+)
+#: Where such an address is joined: " at ", "[at]", "(at)", " @", "@ ", or "@" before "domain,tld";
+#: only before a domain ending in a common top-level domain (checked in the pattern: no work is done
+#: in Python for the "at" of a sentence).
+_OBFUSCATED_AT = re.compile(
+    r"(?: at |[\[({] ?at ?[\])}] ?| @ ?|@ |@(?=[a-z0-9\-]{1,63},))" rf"(?={_OBFUSCATED_DOMAIN.pattern})",
+    re.IGNORECASE,
+)
+#: Addresses out of shape are looked for in texts up to this long (a customer's message; the search
+#: costs about 1 ms per 10,000 characters of prose), at most :data:`OBFUSCATED_BUDGET` per text.
+OBFUSCATED_MAX_CHARS = 4_000
+OBFUSCATED_BUDGET = 64
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
+_NOT_A_LOCAL_PART = frozenset(
+    [
+        "i",
+        "me",
+        "we",
+        "us",
+        "you",
+        "him",
+        "her",
+        "them",
+        "it",
+        "is",
+        "was",
+        "are",
+        "were",
+        "be",
+        "been",
+        "am",
+        "stay",
+        "stayed",
+        "shop",
+        "shopped",
+        "look",
+        "looked",
+        "meet",
+        "met",
+        "arrive",
+        "arrived",
+        "here",
+        "there",
+        "home",
+        "work",
+        "live",
+        "lived",
+    ]
+)
+
+
+def _local_start(text: str, end: int) -> int | None:
+    """Where the local part ending at ``end`` starts (up to 64 characters, and up to three more
+    words joined by " dot "), or None when there is none or it runs on (glued to more text)."""
+    start = end
+    for _ in range(4):
+        j = start
+        while j > 0 and start - j < 64 and text[j - 1] in _LOCAL_CHARS:
+            j -= 1
+        if j == start or (j > 0 and (text[j - 1] in _LOCAL_CHARS or text[j - 1] == "@")):
+            return None if start == end else start
+        start = j
+        if start < 5 or text[start - 5 : start].lower() != " dot ":
+            break
+        start -= 5
+    while start < end and not (text[start].isalnum() or text[start] == "_"):
+        start += 1
+    return start if start < end else None
+
+
+def _detect_obfuscated_emails(ctx: _Context) -> None:
+    """Addresses written out of shape (see :data:`_OBFUSCATED_AT`); bounded work per joint."""
+    text = ctx.text
+    if len(text) > OBFUSCATED_MAX_CHARS:
+        return
+    for n, at in enumerate(_OBFUSCATED_AT.finditer(text)):
+        if n >= OBFUSCATED_BUDGET:
+            break
+        domain = _OBFUSCATED_DOMAIN.match(text, at.end())
+        if domain is None:
+            continue
+        low = domain.group().lower()
+        joint = at.group().strip().lower()
+        if joint == "@" and "," not in low and at.group() == "@":
+            continue  # a plain address: :func:`_detect_emails` reports it
+        end = at.start()
+        if text[at.start()] in "[({" and end > 0 and text[end - 1] == " ":
+            end -= 1  # "sarah [at] gmail.com"
+        start = _local_start(text, end)
+        if start is None:
+            continue
+        local = text[start:end].lower()
+        if joint == "at" and (
+            local in _NOT_A_LOCAL_PART
+            or not (" dot " in f" {local} " or " dot " in low or regex.search(r"[._0-9]", local))
+        ):
+            continue  # "I shop at tesco.com", "I was at home dot com"
+        ctx.add(_P_EMAIL, start, domain.end(), "email", "rule:email", "address written out of shape")
+
+
 # --------------------------------------------------------------------------------------------------
 # IBANs and the letter-led identity numbers (NINO, NIE, codice fiscale, CURP)
 # --------------------------------------------------------------------------------------------------
@@ -1958,6 +2188,9 @@ _CARD_OTHER = re.compile(
     rf"|[0-9]{{6}}{_XSEP}[0-9]{{9,10}}"
     rf")(?![0-9])(?!{_XSEP}[0-9])"
 )
+# A card number typed in a grouping of its own ("4487 5749 1186 252 0", "4768 4268 46563212"): a first
+# group of 4-8 digits and up to five more; the longest run of its groups with 13-19 digits passing Luhn.
+_CARD_LOOSE = re.compile(rf"(?<![0-9])(?<![0-9][-/. ])[0-9]{{4,8}}(?:{_SEP}[0-9]{{1,8}}){{1,5}}(?![0-9])")
 _PSEP = r"(?:[ ]{0,2}[\-./][ ]{0,2}|[ ]{1,2})"
 _PGROUP = r"(?:\([0-9]{1,5}\)|[0-9]{1,13}+)"
 _PHONE = re.compile(
@@ -2015,6 +2248,8 @@ def _detect_digit_clusters(ctx: _Context) -> None:
             why = _card_why(_digits(m.group()))
             if why:
                 ctx.add(_P_CARD, m.start(), m.end(), "card", "stdnum.luhn", why, weak=_REFERENCE_ONLY)
+        for m in _CARD_LOOSE.finditer(text, lo, hi):
+            _loose_card(ctx, m)
     if len(regions) > 32 and covered > (regions[-1][1] - regions[0][0]) // 4:
         # Many clusters close together: one pass over the whole stretch costs less than one per cluster.
         regions = [[regions[0][0], regions[-1][1]]]
@@ -2081,7 +2316,29 @@ def _card(ctx: _Context, m: re.Match[str]) -> None:
         ctx.add(_P_CARD, m.start(), m.start() + length, kind, detector, why, weak=_REFERENCE_ONLY)
     elif not _MORE_GROUPS.match(ctx.text, m.end()):
         # A card that fails Luhn (a typo): no date or amount looks like it, a labelled reference may.
-        ctx.add(_P_NUMBER, m.start(), m.start() + length, kind, detector, why, weak=_REFERENCE_ONLY)
+        # From 16 digits on no phone number is that long, so a phone read in its first groups loses.
+        priority = _P_CARD_SHAPE if len(_digits(m.group())) >= 16 else _P_NUMBER
+        ctx.add(priority, m.start(), m.start() + length, kind, detector, why, weak=_REFERENCE_ONLY)
+
+
+def _loose_card(ctx: _Context, m: re.Match[str]) -> None:
+    """A Luhn-valid card number in a grouping :data:`_CARD` does not know ("4487 5749 1186 252 0"): the
+    most groups from the first that hold 13-19 digits and pass, hidden whole as ``[NUMBER]`` (such a
+    grouping is not a card's, so the kind is not claimed; without this a phone number read in its
+    first groups left the last digits in the clear)."""
+    groups = list(_DIGIT_RUN.finditer(m.group()))
+    for k in range(len(groups), 1, -1):
+        digits = "".join(g.group() for g in groups[:k])
+        if len(digits) > 19:
+            continue
+        if len(digits) < 13:
+            return
+        why = _card_why(digits)
+        if why:
+            end = m.start() + groups[k - 1].end()
+            why = f"{why}, in a grouping no card uses"
+            ctx.add(_P_CARD_SHAPE, m.start(), end, "number", "stdnum.luhn", why, weak=_REFERENCE_ONLY)
+            return
 
 
 @lru_cache(maxsize=4096)
