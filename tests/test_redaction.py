@@ -833,3 +833,17 @@ def test_an_address_out_of_shape_is_found_after_long_prose() -> None:
     prose = "I was at the bank at noon and looked at my statement at home. " * 60  # ~3,800 characters
     assert redact(prose) == prose
     assert redact(prose + "mail me: ann.lee [at] example.com") == prose + "mail me: [EMAIL]"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sms code 571209 not received, got it now 571209", "sms code [OTP] not received, got it now [OTP]"),
+        ("my pin is 4921, yes 4921", "my pin is [PIN], yes [PIN]"),
+        # only the same value, standing on its own; a CVV's 3 digits are too often something else
+        ("password: Tr0ub4dor3 ... Tr0ub4dor3x", "password: [PASSWORD] ... Tr0ub4dor3x"),
+        ("cvv 123 and 123 again", "cvv [CVV] and 123 again"),
+    ],
+)
+def test_a_secret_typed_again_is_hidden_again(text: str, expected: str) -> None:
+    assert redact(text) == expected

@@ -57,7 +57,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
 
-For labelled values only the value is replaced: ``my cvv is 123`` becomes ``my cvv is [CVV]``.
+For labelled values only the value is replaced: ``my cvv is 123`` becomes ``my cvv is [CVV]``. A
+one-time code, PIN, CVV or password of 4 characters or more found once is hidden wherever else the
+same value is typed in the text ("sms code 571209 not received, got it now 571209").
 Placeholders already in the text are left alone, so ``redact(redact(x)) == redact(x)``.
 
 Normalisation
@@ -563,6 +565,7 @@ class _Context:
             return
         _detect_letter_led(self)
         _detect_digit_clusters(self)
+        _repeat_secrets(self)
 
     # Protected spans ------------------------------------------------------------------------------
 
@@ -1620,6 +1623,33 @@ _OTP_BEFORE = regex.compile(
     r"(?<![a-z0-9\-])(?P<v>(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9})"
     r"[ ]{1,3}(?:(?:is|was|as|=|:|—|-)[ ]{1,3})?(?:(?:your|my|the|a|an|new)[ ]{1,3}){0,2}$"
 )
+
+
+#: A secret (one-time code, PIN, CVV, password) found once is hidden wherever else it is typed in
+#: the text ("sms code 571209 not received, got it now 571209"): at most this many values, of at least
+#: :data:`_REPEAT_MIN` characters (shorter ones are too often something else).
+_REPEAT_VALUES = 8
+_REPEAT_MIN = 4
+
+
+def _repeat_secrets(ctx: _Context) -> None:
+    text = ctx.text
+    values = {
+        text[h.start : h.end]: h
+        for h in ctx.hits
+        if h.priority == _P_SECRET
+        and h.kind in ("otp", "pin", "cvv", "password")
+        and h.end - h.start >= _REPEAT_MIN
+    }
+    for value, hit in list(values.items())[:_REPEAT_VALUES]:
+        at = text.find(value)
+        while at >= 0:
+            end = at + len(value)
+            glued = (at > 0 and text[at - 1].isalnum()) or (end < len(text) and text[end].isalnum())
+            if at != hit.start and not glued:
+                why = f"the {hit.kind} found earlier in the text, typed again"
+                ctx.add(_P_SECRET, at, end, hit.kind, hit.detector, why)
+            at = text.find(value, end)
 
 
 def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> None:
