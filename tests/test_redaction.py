@@ -847,3 +847,17 @@ def test_an_address_out_of_shape_is_found_after_long_prose() -> None:
 )
 def test_a_secret_typed_again_is_hidden_again(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my memorable word: Rosebud", "my memorable word: [PASSWORD]"),
+        ("my mothers maiden name is Fitzgerald", "my mothers maiden name is [PASSWORD]"),
+        ("security answer was Fluffy", "security answer was [PASSWORD]"),
+        ("I forgot my memorable word", "I forgot my memorable word"),
+        ("my memorable word is not working", "my memorable word is not working"),
+    ],
+)
+def test_memorable_words_and_security_answers_are_secrets(text: str, expected: str) -> None:
+    assert redact(text) == expected

@@ -47,7 +47,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", TAN,
   验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
   a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
-- password [PASSWORD]: own rule: password/passcode/pwd/passphrase (contraseña, mot de passe,
+- password [PASSWORD]: own rule: password/passcode/pwd/passphrase, memorable word, security answer,
+  mother's maiden name (contraseña, mot de passe,
   Passwort/Kennwort, senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= + a token that is
   not an ordinary word ("my password is not working" stays); without "is", only a token with a digit.
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
@@ -720,6 +721,11 @@ _PASSWORD_WORDS = [
     r"pass[ ]?(?:word|wd|code|phrase)s?",
     r"pwd",
     r"pw",
+    # UK banks' memorable word and the answers to security questions are secrets of the same kind
+    r"memorable[ ](?:word|information|info|answer|name|place|date)",
+    r"security[ ](?:answer|word)",
+    r"secret[ ](?:answer|word)",
+    r"mother'?s[ ]maiden[ ]name",
     r"contraseña",
     r"contrasena",
     r"clave(?:[ ]de[ ]acceso)?",
