@@ -227,3 +227,20 @@ def test_polling_for_an_unknown_customer_says_nothing_was_closed(client: TestCli
     known = client.get("/api/messages").json()
     # Known, but never handed to a person: nothing was closed either.
     assert known == {"messages": [], "handoff_open": False, "closed_notice": None}
+
+
+def test_customer_text_is_shown_as_typed_in_operators_terminal_tables(
+    client: TestClient, teller_env: Path
+) -> None:
+    """Rich markup in a customer's words ("[/bold]", "[link=...]") neither crashes `teller history`
+    and `teller feedback list` nor styles or links anything in an operator's terminal."""
+    from tests.test_cli import run
+
+    reply = client.post("/api/messages", json={"text": "[/bold] [link=http://e.x]a[/link]"}).json()
+    client.post(
+        "/api/feedback", json={"message_id": reply["message_id"], "helpful": False, "comment": "[/oops]"}
+    )
+    code, stdout, stderr = run("history")
+    assert code == 0 and not stderr and "[/bold]" in stdout and "[link=" in stdout and "\x1b]8" not in stdout
+    code, stdout, stderr = run("feedback", "list")
+    assert code == 0 and not stderr and "[/oops]" in stdout

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from bot.errors import TellerError
@@ -34,7 +35,7 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             log.warning("command_failed", extra={"fields": {"error": str(exc), "kind": type(exc).__name__}})
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from bot.choices import Choice
 from bot.cli.app import EncodingOpt, JsonOpt, ModelOpt, app, emit_json, out
@@ -66,9 +67,9 @@ def ask(
             out.print(f"[red](empty message)[/red] {record['error']}")
         else:
             out.print(
-                f"[bold]{message[:100]}[/bold]\n  → {record['route']}"
+                f"[bold]{escape(message[:100])}[/bold]\n  → {record['route']}"
                 + (f" ({record['kb_id']})" if record["kb_id"] else "")
-                + f": {record['answer']}\n  [dim]{record['reason']}[/dim]",
+                + f": {escape(record['answer'])}\n  [dim]{escape(record['reason'])}[/dim]",
                 highlight=False,
             )
 
@@ -88,10 +89,10 @@ class TerminalTransport:
         return [outgoing]
 
     def post(self, address: str, part: Outgoing) -> str:
-        out.print(f"teller> {part.text}", highlight=False)
+        out.print(f"teller> {escape(part.text)}", highlight=False)
         self.options = [c for c in part.choices if not c.is_feedback]
         for number, choice in enumerate(self.options, start=1):
-            out.print(f"        [{number}] {choice.label}", highlight=False)
+            out.print(f"        [{number}] {escape(choice.label)}", highlight=False)
         if self.debug:
             detail = f"{part.route}" + (
                 f" {part.intent} {part.confidence:.2f}" if part.intent and part.confidence is not None else ""
@@ -134,7 +135,7 @@ def chat(
             try:
                 reply = service.message(Incoming(TERMINAL, conversation, user, None, text), transport)
             except InputError as exc:
-                out.print(f"teller> {exc}", highlight=False)
+                out.print(f"teller> {escape(str(exc))}", highlight=False)
                 continue
             if reply.route == Route.HANDOFF.value and service.ops is not None and service.ops.board is None:
                 out.print("        [dim](no ops channel is configured: nobody takes over here)[/dim]")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import click
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.app import EncodingOpt, JsonOpt, emit_json, err, kb_app, out
@@ -138,7 +139,7 @@ def _ask(entry: KBEntry, overlap: Overlap, options: tuple[Choice, ...]) -> Choic
         + (f" (`{overlap.existing_id}` stays, as a general entry)" if overlap.existing_id else ""),
         "keep": "keep both",
     }
-    err.print(f"\n{overlap.describe()}\n  {overlap.detail}", highlight=False)
+    err.print(f"\n{escape(overlap.describe())}\n  {escape(overlap.detail)}", highlight=False)
     for option in options:
         err.print(f"  ({keys[option]}) {label[option]}", highlight=False, markup=False)
     answer = click.prompt(
@@ -172,7 +173,7 @@ def _print_outcome(outcome: ImportOutcome, preview_only: bool = False) -> None:
             soft_wrap=True,
         )
     for note in outcome.notes:
-        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+        out.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     if outcome.lost_intents:
         lost = outcome.lost_intents
         out.print(
@@ -349,7 +350,7 @@ def kb_list(
             "id", "superseded by", "at", "intent moved", "reason", title=f"{len(records)} superseded"
         )
         for r in records:
-            table.add_row(r.entry.id, r.superseded_by, r.at, r.moved_intent or "", r.reason)
+            table.add_row(r.entry.id, r.superseded_by, r.at, r.moved_intent or "", escape(r.reason))
         out.print(table)
         if records:
             out.print("`teller kb restore ID` puts one back.")
@@ -361,7 +362,7 @@ def kb_list(
         return
     table = Table("id", "questions", "intent", "tags", title=f"{len(entries)} entries")
     for e in entries:
-        table.add_row(e.id, " | ".join(e.questions), e.intent or "", ", ".join(e.tags))
+        table.add_row(e.id, escape(" | ".join(e.questions)), e.intent or "", escape(", ".join(e.tags)))
     out.print(table)
 
 
@@ -468,5 +469,5 @@ def kb_search(
         return
     table = Table("score", "id", "matched question", "answer")
     for h in hits:
-        table.add_row(f"{h.score:.3f}", h.entry.id, h.question, h.entry.answer[:80])
+        table.add_row(f"{h.score:.3f}", h.entry.id, escape(h.question), escape(h.entry.answer[:80]))
     out.print(table)

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, out
@@ -125,7 +126,7 @@ def _list(show_all: bool, as_json: bool) -> None:
     if show_all:
         table.add_column("status")
     for item in items:
-        text = item.text[:80] + "".join(f"\n[dim]“{n[:70]}”[/dim]" for n in item.notes[:3])
+        text = escape(item.text[:80]) + "".join(f"\n[dim]“{escape(n[:70])}”[/dim]" for n in item.notes[:3])
         row = [str(item.id), str(item.count), reasons(item), text, suggestion_text(item.suggestion)]
         if show_all:
             row.append(f"{item.status} {item.resolution or ''}".strip())
@@ -333,7 +334,7 @@ def _print_proposals(proposals: list[Proposal], show_status: bool = False) -> No
             f"#{p.correction_id}",
             p.label or f"KB {p.kb_id}",
             f"{p.score:.2f}" if p.score is not None else "",
-            p.text[:80],
+            escape(p.text[:80]),
             p.model_intent or "",
         ]
         if show_status:
@@ -437,7 +438,7 @@ def print_flags_and_corrections(flags: list[Flag], corrections: list[Correction]
     if flags:
         table = Table("time", "who", "reply", "reason", "via", title=f"{len(flags)} flags")
         for f in flags:
-            table.add_row(f.created_at[:19], f.actor, f.message_id, f.reason or "", f.source)
+            table.add_row(f.created_at[:19], escape(f.actor), f.message_id, escape(f.reason or ""), f.source)
         out.print(table)
     if corrections:
         table = Table("#", "time", "who", "text", "label", title=f"{len(corrections)} corrections")
@@ -451,5 +452,5 @@ def print_flags_and_corrections(flags: list[Flag], corrections: list[Correction]
             status = f"superseded by #{c.superseded_by}" if c.superseded else "in force"
             if c.origin_id is not None:
                 status += f" (proposed from #{c.origin_id})"
-            table.add_row(str(c.id), c.created_at[:19], c.author, c.text[:60], label, status)
+            table.add_row(str(c.id), c.created_at[:19], escape(c.author), escape(c.text[:60]), label, status)
         out.print(table)

@@ -7,6 +7,7 @@ import threading
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, err, out
@@ -145,7 +146,7 @@ def history(
             m.created_at[:19],
             m.channel,
             "customer" if m.direction == "in" else "Teller",
-            m.text[:90],
+            escape(m.text[:90]),
             f"{m.route} {m.intent or ''}".strip() if m.route else "",
         )
     out.print(table)
@@ -192,9 +193,9 @@ def feedback_list(
         table.add_row(
             f.created_at[:19],
             "yes" if f.helpful else "no",
-            m.text[:70],
+            escape(m.text[:70]),
             f"{m.route} {m.intent or ''}".strip(),
-            f.comment or "",
+            escape(f.comment or ""),
         )
     out.print(table)
     print_flags_and_corrections(flags, corrections)
