@@ -339,9 +339,9 @@ class TellerService:
         seen = conversations.message(after) if after and conversations.exists(after) else None
         since = seen.created_at if seen is not None and seen.conversation_id == conversation_id else None
         messages = tuple(
-            m
-            for m in conversations.messages_since(conversation_id, since, limit=limit)
-            if m.direction == Direction.OUT and m.route == HUMAN_ROUTE
+            conversations.messages_since(
+                conversation_id, since, limit=limit, direction=Direction.OUT, route=HUMAN_ROUTE
+            )
         )
         # The operator's words as written (the stored copy is redacted), while they are on their way.
         written = store.outbox.texts([m.id for m in messages])

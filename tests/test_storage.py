@@ -141,6 +141,19 @@ def test_history_and_earlier_messages_keep_their_order(store: Store) -> None:
         store.conversations.set_platform_id(third.id, "x")  # a customer's message is not Teller's post
 
 
+def test_messages_since_filters_before_its_limit(store: Store) -> None:
+    """The web chat polls for operators' replies: 200 newer customer messages must not hide one."""
+    first, _ = exchange(store, "one")
+    for text in ("two", "three", "four"):
+        exchange(store, text)
+    conversation = first.conversation_id
+    since = store.conversations.messages_since
+    assert [m.text for m in since(conversation, None, limit=2, direction=Direction.IN)] == ["one", "two"]
+    replies = since(conversation, None, limit=3, direction=Direction.OUT, route="intent")
+    assert [(m.direction, m.text) for m in replies] == [(Direction.OUT, "reply")] * 3
+    assert since(conversation, None, limit=2, direction=Direction.OUT, route="human") == []
+
+
 def test_feedback_is_only_about_replies(store: Store) -> None:
     incoming, reply = exchange(store)
     entry = store.feedback.add_feedback(reply.id, False, "wrong answer, reach me at jo@example.com", "u1")

@@ -178,12 +178,24 @@ class ConversationRepository:
         return [message_from_row(r) for r in reversed(self.db.rows(query))]
 
     def messages_since(
-        self, conversation_id: str, after: str | None, limit: int = 100
+        self,
+        conversation_id: str,
+        after: str | None,
+        limit: int = 100,
+        *,
+        direction: Direction | None = None,
+        route: str | None = None,
     ) -> list[StoredMessage]:
-        """A conversation's messages stamped after ``after`` (ISO time; None: all), oldest first."""
+        """A conversation's messages stamped after ``after`` (ISO time; None: all), oldest first, at
+        most ``limit``; only those of ``direction`` and ``route`` when given (filtered before the
+        limit: a customer's 200 newer messages must not hide an operator's reply)."""
         query = select(_m).where(_m.c.conversation_id == conversation_id)
         if after:
             query = query.where(_m.c.created_at > after)
+        if direction is not None:
+            query = query.where(_m.c.direction == direction.value)
+        if route is not None:
+            query = query.where(_m.c.route == route)
         return [message_from_row(r) for r in self.db.rows(query.order_by(*_ORDER).limit(limit))]
 
     def exchanges(self, since: str) -> list[Exchange]:
