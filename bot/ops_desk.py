@@ -143,6 +143,9 @@ class OpsDesk:
         self.courier = Courier(store.deliveries)
         self.retrainer: RetrainRunner | QueuedRetrain | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-ops")
+        #: Filing review items (and what follows from it) runs apart, so that a burst of filings
+        #: never delays a handoff's thread, a relay or a notice on :attr:`_worker`.
+        self._review_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teller-review")
         review.on_correction.append(self._after_correction)
         self.idle_minutes = IDLE_MINUTES
         #: Caps on handoffs and on review posts to the ops channel (:mod:`bot.abuse`).
@@ -157,10 +160,12 @@ class OpsDesk:
         self.transports[transport.name] = transport
 
     def close(self) -> None:
+        self._review_worker.shutdown(wait=True)
         self._worker.shutdown(wait=True)
 
     def drain(self, timeout: float = 30.0) -> None:
         """Wait until everything queued for the ops board so far has been sent."""
+        self._review_worker.submit(lambda: None).result(timeout)
         self._worker.submit(lambda: None).result(timeout)
 
     # ------------------------------------------------------------------------------ customers
@@ -238,7 +243,7 @@ class OpsDesk:
             and reply.confidence is not None
             and reply.confidence < self.review.review_confidence
         ):
-            self._later(self._file, reply.message_id)
+            self._later_review(self._file, reply.message_id)
         return handoff if handoff is not None and handoff.message_id == reply.message_id else None
 
     def waiting_notice(self) -> str:
@@ -277,7 +282,7 @@ class OpsDesk:
 
     def after_feedback(self, message_id: str, helpful: bool) -> None:
         if not helpful:
-            self._later(self._file, message_id)
+            self._later_review(self._file, message_id)
 
     def relay_interrupted(self, channel: str, address: str) -> None:
         """An operator's message to this customer was cut off mid-send (its replica stopped): the
@@ -293,7 +298,7 @@ class OpsDesk:
 
     def undelivered(self, reply_id: str) -> None:
         """The customer's platform refused a reply for good: file it for a person to follow up."""
-        self._later(self._file, reply_id)
+        self._later_review(self._file, reply_id)
 
     # ------------------------------------------------------------------------------ operators
 
@@ -416,7 +421,14 @@ class OpsDesk:
 
     # ------------------------------------------------------------------------------ worker
 
-    def _later(self, job: Callable[..., None], *args: Any) -> Future[None]:
+    def _later_review(self, job: Callable[..., None], *args: Any) -> Future[None]:
+        """:meth:`_later` on the review worker (filing, which may take a while, never delays the
+        handoffs' posts)."""
+        return self._later(job, *args, worker=self._review_worker)
+
+    def _later(
+        self, job: Callable[..., None], *args: Any, worker: ThreadPoolExecutor | None = None
+    ) -> Future[None]:
         def run() -> None:
             for attempt in range(OPS_JOB_ATTEMPTS):
                 try:
@@ -436,7 +448,7 @@ class OpsDesk:
                     return
 
         try:
-            return self._worker.submit(run)
+            return (worker or self._worker).submit(run)
         except RuntimeError:  # shutting down: the ops channel is not told, the store has it all
             log.warning("ops_job_dropped", extra={"fields": {"job": job.__name__}})
             done: Future[None] = Future()
