@@ -820,6 +820,9 @@ def test_sentences_and_labelled_references_stay(text: str) -> None:
         # Luhn-valid in a grouping of its own: hidden whole (as a number: the grouping is no card's)
         ("card 4532 0151 1283 030 9 (sorry spacing)", "card [NUMBER] (sorry spacing)"),
         ("CARD 4532 0151 12830309", "CARD [NUMBER]"),
+        ("card 4 532 0151 1283 0309 was charged twice", "card [NUMBER] was charged twice"),
+        ("card 4\u200b532 0151 1283 0309", "card [NUMBER]"),  # a zero-width character inside a group
+        ("card 453 201 511 283 0309", "card [NUMBER]"),
         # a sentence word between a reference word and a card does not make the card a reference
         ("the payment is 4532 0151 1283 0309", "the payment is [CARD]"),
         ("my order was 4532015112830309", "my order was [CARD]"),

@@ -144,8 +144,8 @@ def test_history_and_earlier_messages_keep_their_order(store: Store) -> None:
 def test_messages_since_filters_before_its_limit(store: Store) -> None:
     """The web chat polls for operators' replies: 200 newer customer messages must not hide one."""
     first, _ = exchange(store, "one")
-    for text in ("two", "three", "four"):
-        exchange(store, text)
+    for words in ("two", "three", "four"):
+        exchange(store, words)
     conversation = first.conversation_id
     since = store.conversations.messages_since
     assert [m.text for m in since(conversation, None, limit=2, direction=Direction.IN)] == ["one", "two"]

@@ -10,9 +10,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 
 - card [CARD]: 13-19 digits, issuer digit 2-6, Luhn (``stdnum.luhn``); ungrouped or in a card grouping
   (4-4-4-4, 4-4-4-4-1..3, 4-6-5 Amex, 4-6-4 Diners, 4-4-4-1..3, 4-4-5), never an arbitrary one (8-6):
-  a Luhn-valid number in another grouping of 4-8 digits and more groups ("4532 0151 1283 030 9") is
-  hidden whole as [NUMBER], and 16-19 digits in a card grouping that fail Luhn win over a phone number
-  read in their first groups.
+  a Luhn-valid number in another grouping of up to seven groups ("4532 0151 1283 030 9", "4 111 1111
+  1111 1111", a zero-width character inside a group) is hidden whole as [NUMBER], and 16-19 digits in
+  a card grouping that fail Luhn win over a phone number read in their first groups.
 - iban [IBAN]: ``stdnum.iban`` (mod 97, the country's length and national check); after an "IBAN" label
   an IBAN-shaped value that fails its check digits too (a typo is still personal data).
 - phone [PHONE]: ``phonenumbers``, valid numbers only: ``+`` and ``00`` numbers are parsed as
@@ -2224,9 +2224,10 @@ _CARD_OTHER = re.compile(
     rf"|[0-9]{{6}}{_XSEP}[0-9]{{9,10}}"
     rf")(?![0-9])(?!{_XSEP}[0-9])"
 )
-# A card number typed in a grouping of its own ("4487 5749 1186 252 0", "4768 4268 46563212"): a first
-# group of 4-8 digits and up to five more; the longest run of its groups with 13-19 digits passing Luhn.
-_CARD_LOOSE = re.compile(rf"(?<![0-9])(?<![0-9][-/. ])[0-9]{{4,8}}(?:{_SEP}[0-9]{{1,8}}){{1,5}}(?![0-9])")
+# A card number typed in a grouping of its own ("4487 5749 1186 252 0", "4 111 1111 1111 1111", "411
+# 111 111 111 1111"): up to seven groups of 1-8 digits; the longest run of its groups from the first
+# with 13-19 digits passing Luhn.
+_CARD_LOOSE = re.compile(rf"(?<![0-9])(?<![0-9][-/. ])[0-9]{{1,8}}(?:{_SEP}[0-9]{{1,8}}){{1,6}}(?![0-9])")
 _PSEP = r"(?:[ ]{0,2}[\-./][ ]{0,2}|[ ]{1,2})"
 _PGROUP = r"(?:\([0-9]{1,5}\)|[0-9]{1,13}+)"
 _PHONE = re.compile(
