@@ -19,7 +19,7 @@ from bot.policy import AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact
 from bot.stages import timed
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
-from bot.text import clean
+from bot.text import clean, visible
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def message_text(text: str) -> str:
     :class:`InputError` when it is empty or longer than :data:`MAX_TEXT` characters (the customer is
     asked to shorten rather than judged on a part only)."""
     text = clean(text).strip()
-    if not text:
+    if not visible(text):  # nothing but spaces, zero-width characters or combining marks
         raise InputError("the message is empty")
     if len(text) > MAX_TEXT:
         raise InputError(

@@ -244,3 +244,25 @@ def test_customer_text_is_shown_as_typed_in_operators_terminal_tables(
     assert code == 0 and not stderr and "[/bold]" in stdout and "[link=" in stdout and "\x1b]8" not in stdout
     code, stdout, stderr = run("feedback", "list")
     assert code == 0 and not stderr and "[/oops]" in stdout
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\u200b\u200b", "\u0301\u0301 ", "\u2066\u2069", "\x85\x9b "],
+)
+def test_a_message_with_nothing_to_read_is_empty(client: TestClient, text: str) -> None:
+    response = client.post("/api/messages", json={"text": text})
+    assert response.status_code == 400 and "empty" in response.json()["detail"]
+
+
+def test_controls_between_words_keep_them_apart_and_overrides_are_dropped(
+    client: TestClient, core: TellerCore
+) -> None:
+    client.post("/api/messages", json={"text": "hello\x00world my card \u202egnissim si\u202c"})
+    [incoming] = [m for m in core.store.conversations.history() if m.direction == "in"]
+    assert incoming.text == "hello world my card gnissim si"
+
+
+def test_a_far_too_long_message_is_told_the_real_limit(client: TestClient) -> None:
+    response = client.post("/api/messages", json={"text": "a" * 10_001})
+    assert response.status_code == 422 and "4,000 characters" in str(response.json()["detail"])

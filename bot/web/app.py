@@ -24,12 +24,12 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from starlette.datastructures import MutableHeaders
 
 from bot.channels import Channel, Service
 from bot.choices import ChoiceKind
-from bot.core import Incoming, Outgoing, TellerCore
+from bot.core import MAX_TEXT, Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, NotFound, RateLimited, TellerError
 from bot.service import TellerService
 from bot.stages import collecting
@@ -157,7 +157,6 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: Text = Field(
-        max_length=MAX_TEXT_FIELD,
         description="The customer's message (at most 4,000 characters), or the value of a pressed choice.",
     )
     client_message_id: Text | None = Field(
@@ -167,6 +166,16 @@ class MessageIn(BaseModel):
         description="Optional id for safe retries: the same id from the same session is answered once. "
         "Stored only as a keyed digest.",
     )
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _not_huge(cls, value: object) -> object:
+        """Far over the limit: refused before anything reads it, naming the real limit (the service
+        checks the 4,000 characters on the text as cleaned)."""
+        if isinstance(value, str) and len(value) > MAX_TEXT_FIELD:
+            raise ValueError(f"the message is longer than the {MAX_TEXT:,} characters Teller reads")
+        return value
+
     segment: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_.-]{1,50}$",
