@@ -489,6 +489,12 @@ def test_the_erasure_endpoint_wants_the_operator_key(web: tuple[Store, World, Te
         assert nobody.status_code == 200 and set(nobody.json()["counts"].values()) == {0}
         bad = client.delete("/api/customers/fax/alice", headers={"Authorization": f"Bearer {KEY}"})
         assert bad.status_code == 400 and "unknown channel" in bad.json()["detail"]
+        # An id with a control character or bytes that are not UTF-8 is refused, not cleaned into
+        # someone else's ("al\x00ice" must never erase "alice").
+        for path in ("/api/customers/web/b%00ob", "/api/customers/web/b%07ob", "/api/customers/web/b%ffob"):
+            odd = client.delete(path, headers={"Authorization": f"Bearer {KEY}"})
+            assert odd.status_code == 422 and "control character" in str(odd.json()["detail"])
+        assert count(store, m, m.c.id.in_(world.bob)) == 3
         documented = client.get("/openapi.json").json()
         assert "/api/customers/{channel}/{user_id}" in documented["paths"]
     assert store.handoffs.recent(status=HandoffStatus.CLOSED) == []

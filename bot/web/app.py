@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -62,6 +63,20 @@ def _text(value: str) -> str:
 
 #: A text field of a request body or query, checked by :func:`_text`.
 Text = Annotated[str, AfterValidator(_text)]
+
+
+def _identifier(value: str) -> str:
+    """An id as given (no cleaning: a cleaned id could name someone else): refused (422) when it holds
+    a control or format character, or U+FFFD (bytes that were not UTF-8)."""
+    if has_surrogates(value) or any(
+        ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Cf") for ch in value
+    ):
+        raise ValueError("contains a control character or bytes that are not UTF-8")
+    return value
+
+
+#: An identifier in a path (a customer's id to erase): refused rather than cleaned.
+Identifier = Annotated[str, AfterValidator(_identifier)]
 #: Largest request body accepted (bytes): a message is at most 4,000 characters (24 KB as JSON
 #: escapes at worst). Slack's interaction payloads carry the whole message a button is on (up to 50
 #: blocks), so its signed events route takes up to ``MAX_SLACK_BODY_BYTES``.
@@ -558,10 +573,10 @@ def create_app(
     )
     def erase_customer(
         channel: Annotated[
-            Text, PathParam(min_length=1, max_length=50, description="web, telegram, slack or terminal")
+            Identifier, PathParam(min_length=1, max_length=50, description="web, telegram, slack or terminal")
         ],
         user_id: Annotated[
-            Text,
+            Identifier,
             PathParam(
                 min_length=1,
                 max_length=200,
