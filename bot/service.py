@@ -33,12 +33,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bot.abuse import BUSY, AbuseLimits
-from bot.choices import ADVISER_CHOICE
+from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE
 from bot.core import Incoming, Outgoing, TellerCore, message_text
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
 from bot.ops_desk import CLOSED_NOTICE, EXPIRED_NOTICE, IDLE_ACTOR
+from bot.policy import Route
 from bot.stages import timed
 from bot.storage import (
     HUMAN_ROUTE,
@@ -63,6 +64,12 @@ log = logging.getLogger(__name__)
 
 #: Routes whose replies are not customer messages of the store (an interview's prompts).
 UNSTORED_ROUTES = frozenset({"interview"})
+#: A handed-off message's reply where no person can take over (no ops channel configured): what the
+#: policy or small talk would have said ("I'll connect you with someone") would promise one.
+UNSTAFFED = (
+    "I'm sorry, I can't answer that here, and no one from our team can take over this chat. For "
+    "anything urgent, call us on the number on the back of your card."
+)
 #: The one answer to feedback on a reply that is unknown, another customer's, or not Teller's.
 NO_SUCH_REPLY = "no reply of Teller's with that id in this conversation"
 
@@ -110,6 +117,11 @@ class TellerService:
         reply = self._handle(incoming, private)
         if incoming.text.strip() == ADVISER_CHOICE and reply.route not in UNSTORED_ROUTES:
             self.book_adviser_call(incoming, reply)
+        if reply.route == Route.HANDOFF.value and (self.ops is None or self.ops.board is None):
+            # Nobody can take over here (no ops channel): promise no person, offer no button for one.
+            log.warning("handoff_unstaffed", extra={"fields": {"channel": incoming.channel}})
+            choices = tuple(c for c in reply.choices if c.value not in (HANDOFF_CHOICE, ADVISER_CHOICE))
+            return replace(reply, text=UNSTAFFED, choices=choices)
         return reply
 
     def book_adviser_call(self, incoming: Incoming, reply: Outgoing) -> Outcome | None:

@@ -203,7 +203,7 @@ def test_polling_conversation(fake: tuple[tg.FakeTelegram, str], core: TellerCor
     assert sent[0]["text"] == HELP
     assert "overdraft" in sent[1]["text"].lower()
     assert sent[2]["text"] == NOT_TEXT
-    assert "connect you" in sent[3]["text"].lower()
+    assert "no one from our team can take over" in sent[3]["text"]  # no ops channel here
     assert len(api.sent("answerCallbackQuery")) == 1
     assert api.sent("editMessageReplyMarkup")
     [(entry, message)] = core.store.feedback.feedback()

@@ -266,3 +266,11 @@ def test_controls_between_words_keep_them_apart_and_overrides_are_dropped(
 def test_a_far_too_long_message_is_told_the_real_limit(client: TestClient) -> None:
     response = client.post("/api/messages", json={"text": "a" * 10_001})
     assert response.status_code == 422 and "4,000 characters" in str(response.json()["detail"])
+
+
+def test_without_an_ops_channel_no_person_is_promised(client: TestClient) -> None:
+    """Nobody can take over without an ops channel: the customer is not told someone is coming, and
+    gets no "Talk to a person" button that would lead nowhere."""
+    body = client.post("/api/messages", json={"text": "I want to talk to a real person"}).json()
+    assert body["route"] == "handoff" and "no one from our team can take over" in body["reply"]
+    assert all(c["value"] not in ("handoff", "handoff:adviser") for c in body["choices"])
