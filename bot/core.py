@@ -14,12 +14,12 @@ from typing import Any
 
 from bot.batching import DecisionBatcher
 from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, intent_of
-from bot.errors import InputError
+from bot.errors import Conflict, InputError
 from bot.policy import AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact
 from bot.stages import timed
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
-from bot.text import clean, visible
+from bot.text import clean, storable, visible
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,11 @@ class TellerCore:
     def replay(self, incoming: Incoming) -> Outgoing | None:
         """What was answered to this platform message before (a redelivery, or a retry that reached
         another replica), marked ``duplicate``; None if it is new. A message that was relayed to a
-        person (it has no reply of Teller's) replays as silent."""
+        person (it has no reply of Teller's) replays as silent.
+
+        Raises :class:`Conflict` when the id came with other words the first time (a client reusing
+        its ``client_message_id`` for a new message would otherwise get the old answer, and the new
+        message would be lost without a word)."""
         if not incoming.message_id:
             return None
         with timed("store_read"):
@@ -174,6 +178,8 @@ class TellerCore:
         if seen is None:
             return None
         stored, reply = seen
+        if stored.text != redact(storable(incoming.text)):
+            raise Conflict("this message id was used before for a different message; send it with a new id")
         if reply is not None:
             return replace(_outgoing(reply, duplicate=True), text=self._as_sent(reply))
         return Outgoing(stored.id, "", route=stored.route or HUMAN_ROUTE, duplicate=True, silent=True)

@@ -220,6 +220,16 @@ def test_client_message_ids_are_per_customer_and_never_stored(client: TestClient
     assert len(stored) == 2 and not any("4111" in (p or "") for p in stored)
 
 
+def test_a_client_message_id_reused_for_other_words_is_refused(client: TestClient, core: TellerCore) -> None:
+    first = client.post("/api/messages", json={"text": "how do I top up", "client_message_id": "k1"})
+    again = client.post("/api/messages", json={"text": "how do I top up", "client_message_id": "k1"})
+    assert first.status_code == again.status_code == 200
+    assert again.json()["message_id"] == first.json()["message_id"]  # a retry: the same answer
+    other = client.post("/api/messages", json={"text": "my card was stolen", "client_message_id": "k1"})
+    assert other.status_code == 409 and "different message" in other.json()["detail"]
+    assert [m.text for m in core.store.conversations.history() if m.direction == "in"] == ["how do I top up"]
+
+
 def test_polling_for_an_unknown_customer_says_nothing_was_closed(client: TestClient) -> None:
     body = client.get("/api/messages").json()
     assert body == {"messages": [], "handoff_open": False, "closed_notice": None}

@@ -160,7 +160,10 @@ def _check_ask(on_overlap: str, dry_run: bool) -> None:
 def _print_outcome(outcome: ImportOutcome, preview_only: bool = False) -> None:
     kept_out = "kept out (superseded earlier; `teller kb restore ID` brings one back)"
     lines = [("+ add", outcome.added), ("~ update", outcome.updated), ("- remove", outcome.removed)]
-    for title, ids in [*(lines if outcome.mode == "sync" else []), (kept_out, outcome.kept_superseded)]:
+    # On add, an entry replaced because it has the id of one already there is named too (it may be
+    # a starter entry the bank's file happens to share an id with).
+    replaced = [("~ update (an entry with that id was there: replaced)", outcome.updated)]
+    for title, ids in [*(lines if outcome.mode == "sync" else replaced), (kept_out, outcome.kept_superseded)]:
         if ids:
             out.print(f"{title} ({len(ids)}): {', '.join(ids)}", highlight=False, soft_wrap=True)
     if outcome.mode == "sync":
@@ -168,7 +171,7 @@ def _print_outcome(outcome: ImportOutcome, preview_only: bool = False) -> None:
     for resolution in outcome.resolutions:
         overlap = resolution.overlap
         out.print(
-            f"{overlap.describe()}\n    {overlap.detail}\n    -> {resolution.note}",
+            f"{escape(overlap.describe())}\n    {escape(overlap.detail)}\n    -> {escape(resolution.note)}",
             highlight=False,
             soft_wrap=True,
         )
