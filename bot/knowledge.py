@@ -179,6 +179,7 @@ class ImportOutcome:
     notes: list[str] = field(default_factory=list)
     applied: bool = False
     embedded: int = 0
+    #: Entries in the knowledge base after the change (for a dry run: after it, were it applied).
     entries: int = 0
     #: Updated entries whose answer text changed (``updated`` also counts rephrasings, tags, …).
     answers_changed: list[str] = field(default_factory=list)
@@ -431,8 +432,9 @@ class KnowledgeAdmin:
         outcome.lost_intents = self._lost_intents(prepared, decisions)
         was = {e.id: e for e in prepared.before}
         outcome.answers_changed = [i for i in prepared.updated if was[i].answer != incoming[i].answer]
-        if dry_run:
-            outcome.entries = len(self.kb)
+        if dry_run:  # what the knowledge base would hold after it
+            gone = len(prepared.removed) + len(outcome.superseded)
+            outcome.entries = len(self.kb) + len(prepared.added) - gone
             return outcome
         self._apply(prepared, decisions, outcome)
         return outcome

@@ -243,6 +243,14 @@ def _parse_markdown(path: Path, text: str) -> list[tuple[int, KBEntry]]:
             }
             continue
         if current is None:
+            # A title or an introduction before the first entry is fine; an entry's field is not (it
+            # would be dropped: the operator meant it for an entry whose "## " line is missing).
+            orphan = _META.match(line.strip())
+            if orphan:
+                raise KBFormatError(
+                    f"{path}, line {number}: '{orphan.group(1).lower()}:' before the first '## question' "
+                    "heading belongs to no entry (an entry starts with a line '## <question>')"
+                )
             continue
         meta = _META.match(line.strip()) if current["meta"] else None
         if meta:

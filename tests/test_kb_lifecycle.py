@@ -46,6 +46,23 @@ def test_export_round_trips_exactly(tmp_path: Path, fmt: str) -> None:
     assert load_entries(path) == AWKWARD
 
 
+def test_an_entry_field_before_the_first_markdown_entry_is_refused_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "kb.md"
+    path.write_text("# Our FAQ\n\nAn introduction.\n\n## Where are you?\nHigh Street 1.\n", encoding="utf-8")
+    assert [e.id for e in load_entries(path)] == ["where_are_you"]  # a title and an intro are fine
+    path.write_text("id: orphan\nA lost answer.\n\n## Where are you?\nHigh Street 1.\n", encoding="utf-8")
+    with pytest.raises(RetrievalError, match="line 1: 'id:' before the first '## question' heading"):
+        load_entries(path)
+
+
+def test_a_dry_run_counts_the_entries_there_would_be(tmp_path: Path) -> None:
+    kb = KnowledgeBase(tmp_path / "kb", HashingEmbedder())
+    kb.add(AWKWARD[3:])
+    admin = KnowledgeAdmin(kb)
+    outcome = admin.import_entries(AWKWARD[:2], dry_run=True)
+    assert (outcome.applied, outcome.entries, len(kb)) == (False, 4, 2)
+
+
 def test_line_breaks_markdown_cannot_hold_are_refused_not_lost(tmp_path: Path) -> None:
     odd = KBEntry.build("odd", ["q?"], "windows\r\nline and a\u2028separator")
     with pytest.raises(RetrievalError, match=r"entry 'odd'.*U\+000D, U\+2028.*jsonl or csv"):

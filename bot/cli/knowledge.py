@@ -191,8 +191,11 @@ def _print_outcome(outcome: ImportOutcome, preview_only: bool = False) -> None:
         out.print(
             f"{len(outcome.added)} added, {len(outcome.updated)} updated, {len(outcome.unchanged)} unchanged"
             + (f", {len(outcome.superseded)} superseded" if outcome.superseded else "")
-            + f"; {outcome.entries} entries in the knowledge base."
-            + ("" if outcome.applied else " (dry run: nothing changed)"),
+            + (
+                f"; {outcome.entries} entries in the knowledge base."
+                if outcome.applied
+                else f"; {outcome.entries} entries in the knowledge base after it (dry run: nothing changed)."
+            ),
             highlight=False,
         )
     elif outcome.applied:
