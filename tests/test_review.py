@@ -12,7 +12,7 @@ import pytest
 from bot.errors import InputError, NotAuthorised
 from bot.operators import CLI, Actor, Operators
 from bot.policy import AnswerPolicy
-from bot.review import OPERATOR_TAG, ReviewService, normalise, same_text
+from bot.review import LONG_TEXT, OPERATOR_TAG, ReviewService, normalise, same_text
 from bot.settings import Settings
 from bot.storage import DuplicateMessage, NewExchange, NewHandoff, ReviewStatus, Store, StoredMessage
 from tests.conftest import TOY_INTENTS
@@ -356,3 +356,17 @@ def test_handoffs_are_found_by_conversation_and_thread_and_keep_their_transcript
     assert store.handoffs.recent(status="closed") == [closed]
     with pytest.raises(InputError, match="no conversation"):
         store.handoffs.start(NewHandoff("web", "c_nope", "u", "u"))
+
+
+def test_long_texts_are_the_same_question_only_when_nearly_word_for_word() -> None:
+    """Over LONG_TEXT characters texts are compared by word trigrams (linear time): a few words
+    changed is still the same text, the same vocabulary in other sentences is not."""
+    import random
+
+    words = ["card", "account", "transfer", "payment", "balance", "fee", "overdraft", "loan", "savings"]
+    first = " ".join(random.Random(0).choices(words, k=200))
+    assert len(first) > LONG_TEXT
+    tokens = first.split()
+    tokens[10], tokens[90] = "changed", "words"
+    assert same_text(first, " ".join(tokens))
+    assert not same_text(first, " ".join(random.Random(1).choices(words, k=200)))

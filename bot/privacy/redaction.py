@@ -2020,6 +2020,8 @@ _OBFUSCATED_AT = re.compile(
 #: costs about 1 ms per 10,000 characters of prose), at most :data:`OBFUSCATED_BUDGET` per text.
 OBFUSCATED_MAX_CHARS = 4_000
 OBFUSCATED_BUDGET = 64
+#: After a bare " at ", a local part with one of these is an address's, not a word of the sentence.
+_LOCAL_MARK = re.compile(r"[._0-9]")
 _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
 _NOT_A_LOCAL_PART = frozenset(
     [
@@ -2091,8 +2093,6 @@ def _detect_obfuscated_emails(ctx: _Context) -> None:
             continue
         low = domain.group().lower()
         joint = at.group().strip().lower()
-        if joint == "@" and "," not in low and at.group() == "@":
-            continue  # a plain address: :func:`_detect_emails` reports it
         end = at.start()
         if text[at.start()] in "[({" and end > 0 and text[end - 1] == " ":
             end -= 1  # "sarah [at] gmail.com"
@@ -2102,7 +2102,7 @@ def _detect_obfuscated_emails(ctx: _Context) -> None:
         local = text[start:end].lower()
         if joint == "at" and (
             local in _NOT_A_LOCAL_PART
-            or not (" dot " in f" {local} " or " dot " in low or regex.search(r"[._0-9]", local))
+            or not (" dot " in f" {local} " or " dot " in low or _LOCAL_MARK.search(local))
         ):
             continue  # "I shop at tesco.com", "I was at home dot com"
         ctx.add(_P_EMAIL, start, domain.end(), "email", "rule:email", "address written out of shape")
