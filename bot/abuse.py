@@ -13,9 +13,15 @@ messages per customer       20/minute                  429 + Retry-After on the 
 messages per client         60/minute                  the same (web and REST only: the address is
 address                                                what the HTTP server saw)
 (``TELLER_LIMIT_MESSAGES_PER_ADDRESS``)
-messages overall, per        1200/minute                the same, for everyone on that channel (a web
+messages overall, per       1200/minute                the same, for everyone on that channel (a web
 channel                                                flood does not silence Telegram)
-(``TELLER_LIMIT_MESSAGES_OVERALL``)
+(``TELLER_LIMIT_MESSAGES_
+OVERALL``)
+messages from anonymous     600/minute                 the same, for anonymous web customers only:
+web customers, per channel                             they count in the overall limit too, so a
+(``TELLER_LIMIT_MESSAGES_                              flood of anonymous sessions (new ones from
+ANONYMOUS``)                                           many addresses) leaves the rest of it to
+                                                       verified customers and the bank's backend
 new web sessions per        20/minute                  429 + Retry-After
 address (``TELLER_LIMIT_SESSIONS``)
 handoffs opened per client  5/hour                     no thread is opened; the customer is told the
@@ -69,6 +75,7 @@ class LimitSettings:
     messages: str = "20/minute"
     messages_per_address: str = "60/minute"
     messages_overall: str = "1200/minute"
+    messages_anonymous: str = "600/minute"
     sessions_per_address: str = "20/minute"
     handoffs_per_address: str = "5/hour"
     max_open_handoffs: int = 100
@@ -104,6 +111,7 @@ class AbuseLimits:
         self._messages = _items("TELLER_LIMIT_MESSAGES", settings.messages)
         self._per_address = _items("TELLER_LIMIT_MESSAGES_PER_ADDRESS", settings.messages_per_address)
         self._overall = _items("TELLER_LIMIT_MESSAGES_OVERALL", settings.messages_overall)
+        self._anonymous = _items("TELLER_LIMIT_MESSAGES_ANONYMOUS", settings.messages_anonymous)
         self._sessions = _items("TELLER_LIMIT_SESSIONS", settings.sessions_per_address)
         self._handoffs = _items("TELLER_LIMIT_HANDOFFS_PER_ADDRESS", settings.handoffs_per_address)
         self._review_posts = _items("TELLER_LIMIT_REVIEW_POSTS", settings.review_posts)
@@ -112,13 +120,18 @@ class AbuseLimits:
 
     # ------------------------------------------------------------------------------ checks
 
-    def message(self, channel: str, user_id: str, address: str | None = None) -> None:
+    def message(
+        self, channel: str, user_id: str, address: str | None = None, anonymous: bool = False
+    ) -> None:
         """Count one customer message; raises :class:`RateLimited` (and counts nothing) when the
-        customer, the client ``address`` (None: not known, e.g. Telegram) or everyone together is
+        customer, the client ``address`` (None: not known, e.g. Telegram), everyone together or
+        (``anonymous``: a web customer nobody vouched for) all anonymous customers together are
         over a limit."""
         checks: list[_Check] = [(item, ("customer", channel, user_id), "customer") for item in self._messages]
         if address:
             checks += [(item, ("address", address), "address") for item in self._per_address]
+        if anonymous:
+            checks += [(item, ("anonymous", channel), "anonymous") for item in self._anonymous]
         # Per channel: a web flood does not silence Telegram and Slack customers.
         checks += [(item, ("overall", channel), "overall") for item in self._overall]
         self._take(checks, TOO_FAST)

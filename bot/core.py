@@ -56,6 +56,9 @@ class Incoming:
     origin: str | None = None
     #: The customer's segment, when the bank's backend names one (web and REST API only).
     segment: str | None = None
+    #: A web customer nobody vouched for (no backend key, no signed token): counted in the
+    #: anonymous customers' share of the overall message limit too (:mod:`bot.abuse`).
+    anonymous: bool = False
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,12 @@ class Settings(BaseSettings):
         validation_alias="TELLER_LIMIT_MESSAGES_OVERALL",
         description="Messages from everyone together (per replica with memory:// storage).",
     )
+    limit_messages_anonymous: str = Field(
+        default="600/minute",
+        validation_alias="TELLER_LIMIT_MESSAGES_ANONYMOUS",
+        description="Messages from anonymous web customers together, a share of the overall limit "
+        "(per replica with memory:// storage).",
+    )
     limit_sessions: str = Field(
         default="20/minute",
         validation_alias="TELLER_LIMIT_SESSIONS",
@@ -295,6 +301,7 @@ class Settings(BaseSettings):
                 messages=self.limit_messages,
                 messages_per_address=self.limit_messages_per_address,
                 messages_overall=self.limit_messages_overall,
+                messages_anonymous=self.limit_messages_anonymous,
                 sessions_per_address=self.limit_sessions,
                 handoffs_per_address=self.limit_handoffs_per_address,
                 max_open_handoffs=self.max_open_handoffs,

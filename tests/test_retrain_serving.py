@@ -43,6 +43,7 @@ def own_models(teller_env: Path, trained_models_dir: Path, monkeypatch: pytest.M
         "TELLER_LIMIT_MESSAGES",
         "TELLER_LIMIT_MESSAGES_PER_ADDRESS",
         "TELLER_LIMIT_MESSAGES_OVERALL",
+        "TELLER_LIMIT_MESSAGES_ANONYMOUS",
     ):
         monkeypatch.setenv(limit, "10000/minute")
     get_settings.cache_clear()

@@ -411,6 +411,33 @@ def test_the_limits_hold_under_concurrent_requests_and_per_channel() -> None:
     limits.message("telegram", "42", None)  # ... and Telegram's customers are still answered
 
 
+def test_anonymous_customers_have_a_share_of_the_overall_limit_and_verified_ones_the_rest() -> None:
+    limits = AbuseLimits(LimitSettings(messages_overall="30/minute", messages_anonymous="10/minute"))
+    for n in range(10):  # anonymous sessions from many addresses ...
+        limits.message("web", f"s_{n}", f"203.0.113.{n}", anonymous=True)
+    with pytest.raises(RateLimited) as refused:  # ... fill their share,
+        limits.message("web", "s_new", "198.51.100.7", anonymous=True)
+    assert refused.value.scope == "anonymous"
+    for n in range(20):  # and verified customers still have the rest of the overall limit
+        limits.message("web", f"c_{n}", None)
+    with pytest.raises(RateLimited) as refused:
+        limits.message("web", "c_last", None)
+    assert refused.value.scope == "overall"
+
+
+def test_a_flood_of_anonymous_web_sessions_leaves_verified_customers_answered(bank: Bank) -> None:
+    assert get_settings().limit_messages_anonymous == "600/minute"  # the default: half the overall
+    limits(bank.service, messages_overall="30/minute", messages_anonymous="10/minute")
+    client = TestClient(bank.app)
+    for n in range(10):  # stand-in for many anonymous browsers' messages this minute
+        bank.service.limits.message("web", f"s_flood{n}", f"192.0.2.{n}", anonymous=True)
+    anonymous = {"Authorization": f"Bearer {client.post('/api/sessions').json()['token']}"}
+    refused = client.post("/api/messages", json={"text": "hello"}, headers=anonymous)
+    assert refused.status_code == 429 and "retry-after" in refused.headers
+    verified = {"Authorization": f"Bearer {BACKEND_KEY}", "X-Teller-Customer": "alice"}
+    assert client.post("/api/messages", json={"text": "hello"}, headers=verified).status_code == 200
+
+
 def test_credentials_given_twice_are_refused_and_ids_are_read_as_utf8(bank: Bank) -> None:
     client = TestClient(bank.app)
     body = {"text": "hello"}

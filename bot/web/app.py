@@ -480,7 +480,9 @@ def create_app(
         segment = body.segment if who.backend else who.segment
         # The per-address limits are for browsers: a bank's backend relays all of its customers.
         origin = None if who.backend else address(request)
-        incoming = Incoming(WEB_CHANNEL, who.user_id, who.user_id, message_id, body.text, origin, segment)
+        incoming = Incoming(
+            WEB_CHANNEL, who.user_id, who.user_id, message_id, body.text, origin, segment, not who.verified
+        )
         return message_out(service.handle(incoming))
 
     @app.get(
