@@ -864,3 +864,176 @@ def test_a_secret_typed_again_is_hidden_again(text: str, expected: str) -> None:
 )
 def test_memorable_words_and_security_answers_are_secrets(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+# --- Known misses fixed: word secrets, a PIN after "card ending 3012", letters typed for digits -------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my memorable word is butterfly", "my memorable word is [PASSWORD]"),
+        ("security answer is fluffy", "security answer is [PASSWORD]"),
+        ("mother's maiden name is smith", "mother's maiden name is [PASSWORD]"),
+        ("my mother's maiden name: smith", "my mother's maiden name: [PASSWORD]"),
+        ("memorable word = butterfly", "memorable word = [PASSWORD]"),
+        (
+            "my memorable word is pudding, it says incorrect",
+            "my memorable word is [PASSWORD], it says incorrect",
+        ),
+        ("my secret answer is rex", "my secret answer is [PASSWORD]"),
+        ("my memorable place is paris", "my memorable place is [PASSWORD]"),
+        ("my mother's maiden name is Ahmed", "my mother's maiden name is [PASSWORD]"),
+        # an answer, a name or a phrase may be several words, up to one that goes on with the sentence
+        ("my passphrase is correct horse battery staple", "my passphrase is [PASSWORD]"),
+        (
+            "my security answer is new york but it says wrong",
+            "my security answer is [PASSWORD] but it says wrong",
+        ),
+        (
+            "mother's maiden name is van der berg, can you check",
+            "mother's maiden name is [PASSWORD], can you check",
+        ),
+        (
+            "mother's maiden name is smith and my dob is 01/02/1980",
+            "mother's maiden name is [PASSWORD] and my dob is [DOB]",
+        ),
+        # a label in those words is still read
+        ("my security answer is rex pin 4921", "my security answer is [PASSWORD] pin [PIN]"),
+        ("mother's maiden name is smith dob 01/02/1980", "mother's maiden name is [PASSWORD] dob [DOB]"),
+        # a memorable *word* is one token: what follows is the sentence
+        ("my memorable word is butterfly i think", "my memorable word is [PASSWORD] i think"),
+        # after "password is": a word in -ly ending its clause is the password, digits as before
+        ("my password is butterfly", "my password is [PASSWORD]"),
+        ("my password is holly and it won't let me in", "my password is [PASSWORD] and it won't let me in"),
+        ("my password is hunter2", "my password is [PASSWORD]"),
+    ],
+)
+def test_a_word_after_a_word_secret_label_is_the_secret(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my memorable word is wrong",
+        "my memorable word is not working",
+        "my memorable word is case sensitive",
+        "is my memorable word case sensitive?",
+        "the security answer is case-sensitive?",
+        "my security answer is the same as before",
+        "my memorable word is locked",
+        "my memorable word is expired",
+        "my memorable word is forgotten",
+        "my memorable word is new",
+        "my memorable word is correct but it says wrong",
+        "my security answer is being rejected",
+        "my security answer is too long",
+        "my memorable word is showing as incorrect",
+        "my memorable word is asking for the 2nd and 5th letters",
+        "my memorable word is apparently wrong",
+        "my memorable word is 8 letters long",
+        "my memorable word is an animal",
+        "my memorable word is my dog's name",
+        "my memorable word is something I can't remember",
+        "my mother's maiden name is hyphenated",
+        "my mother's maiden name is on file",
+        "mother's maiden name is the security question",
+        "the passphrase is four words long",
+        "my passphrase is in my notes",
+        "my memorable word isn't working",
+        "my memorable word was changed yesterday",
+        "what is my memorable word",
+        "I forgot my memorable word",
+        # after "password is", the sentences that stay
+        "my password is wrong",
+        "my password is not working",
+        "my password is too long",
+        "my password is too short",
+        "my password is expired",
+        "my password is apparently wrong",
+        "my password is currently locked",
+        "my password is easily guessed",
+        "my password is silly",
+    ],
+)
+def test_a_state_after_a_word_secret_label_stays(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("the pin for card ending 3012 is 4921", "the pin for card ending 3012 is [PIN]"),
+        ("pin for my card ending in 3012: 4921", "pin for my card ending in 3012: [PIN]"),
+        ("the PIN for my card ending in ****3012 is 4921", "the PIN for my card ending in ****3012 is [PIN]"),
+        ("pin for card number ending with 3012 = 4921", "pin for card number ending with 3012 = [PIN]"),
+        ("pin for my debit card (ending 3012) is 4921", "pin for my debit card (ending 3012) is [PIN]"),
+        (
+            "pin for the card with the last 4 digits 3012 is 4921",
+            "pin for the card with the last 4 digits 3012 is [PIN]",
+        ),
+        ("pin for card 3012 is 4921", "pin for card 3012 is [PIN]"),
+        ("the cvv for card ending 3012 is 123", "the cvv for card ending 3012 is [CVV]"),
+        ("the password for card ending 3012 is hunter2", "the password for card ending 3012 is [PASSWORD]"),
+        ("card ending 3012, pin is 4921", "card ending 3012, pin is [PIN]"),
+    ],
+)
+def test_a_pin_after_the_card_ending_it_belongs_to(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    pins = [f for f in scan(text).findings if f.kind in ("pin", "cvv", "password")]
+    assert [text[f.start : f.end] for f in pins] == [text.rsplit(" ", 1)[1]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card ending 3012",
+        "my card ending 3012 was declined",
+        "the pin for card ending 3012 is wrong",
+        "what is the pin for card ending 3012",
+        "reset the pin for card ending 3012 2 days ago",
+        "pin for card ending 3012 was blocked on 12/03/2024",
+        "the pin for my card ending 3012 was changed in 2024",
+    ],
+)
+def test_the_last_four_digits_of_a_card_stay(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4532 O151 1283 0309", "[CARD]"),
+        ("my card is 4532 o151 1283 0309 thanks", "my card is [CARD] thanks"),
+        ("4532 O151 1283 O3O9", "[CARD]"),
+        ("4532-O151-1283-0309", "[CARD]"),
+        ("4111 l111 1111 1111", "[CARD]"),
+        ("4111 I111 1111 111l", "[CARD]"),
+        ("4111lll111111111", "[CARD]"),
+        ("3782 822463 1OOO5", "[CARD]"),
+        ("card 4111 I111 1111 1111 exp 12/26 cvv 123", "card [CARD] exp 12/26 cvv [CVV]"),
+    ],
+)
+def test_a_card_typed_with_letters_for_digits_is_a_card(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    cards = [f for f in scan(text).findings if f.kind == "card"]
+    assert len(cards) == 1 and cards[0].detector == "stdnum.luhn" and "read as 0 or 1" in cards[0].why
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111 I111 1111 1112",  # fails Luhn once read
+        "4532 O151 1283 0308",
+        "4111-1111-llll-1111",  # a group without a digit
+        "4532 OOOO OOOO OOOO",
+        "4532O151 1283 0309",  # not a card grouping
+        "room 4O1 at 12:00",
+        "Iphone 12 on order 2O24",
+        "flight BA2O1 lands at 10:15, seat 14I",
+    ],
+)
+def test_letters_for_digits_outside_a_valid_card_stay(text: str) -> None:
+    assert redact(text) == text

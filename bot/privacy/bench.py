@@ -84,6 +84,12 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
     "labels_and_digits": _labels_and_digits,
     "emails": _repeat("a@b.co "),
     "sort_codes": _repeat("12-34-56 "),
+    "letters_in_card_groups": _repeat(
+        "my card 4532 O151 1283 0309 was declined, I looked online and it looks like the bank blocked it"
+        " all; I would like to know how long it will take to unlock it, or should I call you? hello? "
+        "Ollie looked lOst in the lOng Old hall "
+    ),
+    "memorable_word_is": _repeat("memorable word is "),
 }
 
 

@@ -12,7 +12,11 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   (4-4-4-4, 4-4-4-4-1..3, 4-6-5 Amex, 4-6-4 Diners, 4-4-4-1..3, 4-4-5), never an arbitrary one (8-6):
   a Luhn-valid number in another grouping of up to seven groups ("4532 0151 1283 030 9", "4 111 1111
   1111 1111", a zero-width character inside a group) is hidden whole as [NUMBER], and 16-19 digits in
-  a card grouping that fail Luhn win over a phone number read in their first groups.
+  a card grouping that fail Luhn win over a phone number read in their first groups. A card typed
+  with the letter O/o for zero or l/I for one ("4532 O151 1283 0309") is a card when Luhn-valid with
+  the letters read as digits: only in a card's shape and grouping above (issuer digit first), every
+  group holding a digit, at most a third of it letters; not when it fails Luhn, nor in the other
+  groupings.
 - iban [IBAN]: ``stdnum.iban`` (mod 97, the country's length and national check); after an "IBAN" label
   an IBAN-shaped value that fails its check digits too (a typo is still personal data).
 - phone [PHONE]: ``phonenumbers``, valid numbers only: ``+`` and ``00`` numbers are parsed as
@@ -43,20 +47,40 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code (and translations, and "the 3 digits / three
   numbers on the back (of my card)") + 3-4 digits.
 - pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits; also 密码/비밀번호 + 4-6
-  digits.
+  digits. The card may be named between them: "the pin of my card is", "the pin for card ending
+  (in/with) 3012 is 4921", "pin for card ****3012: 4921" (so for a CVV or a password too); the last
+  four digits naming the card stay, as "card ending 3012" does.
 - otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", TAN,
   验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
   a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
-- password [PASSWORD]: own rule: password/passcode/pwd/passphrase, memorable word, security answer,
-  mother's maiden name (contraseña, mot de passe,
-  Passwort/Kennwort, senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= + a token that is
-  not an ordinary word ("my password is not working" stays); without "is", only a token with a digit.
+- password [PASSWORD]: own rule: password/passcode/pwd (contraseña, mot de passe, Passwort/Kennwort,
+  senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= +
+  a token that is not an ordinary word ("my password is not working", "is too short", "is expired"
+  stay); after "is", a lower-case word in -ed, -ing, -able, -ous, -ent... is the sentence ("my
+  passcode was denied"), but one in -ly that ends its clause is the password ("my password is
+  butterfly", "is holly and it won't work"), unless a common -ly adjective or adverb ("is silly", "is
+  apparently wrong"); without "is", only a token with a digit. Labels naming a secret that is itself a
+  word: memorable word, security word, secret word (one token), and security / secret / memorable
+  answer, memorable information / name / place, mother's maiden name, passphrase (up to four words,
+  "security answer is new york", up to a word that goes on with the sentence or names another secret:
+  "smith and ...", "rex pin 4921"): after is/was/:/= the words are the secret, lower-case plain words
+  included ("my memorable word is butterfly"), unless they are a state: one of the ordinary words as a
+  whole ("is correct", "is new"), or starting with a state or function word ("wrong", "not working",
+  "locked", "expired", "forgotten", "the same", "case sensitive", "too long", "being rejected", "an
+  animal"...), a lower-case word in -ed ("is hyphenated"), or a word in -ed / -ing going on with the
+  sentence ("is showing as incorrect").
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
   出生日期, дата рождения...
 - number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
+
+Not covered: names and postal addresses; the last four digits of a card ("card ending 3012"); a
+secret typed after a state word ("my memorable word is wrong, it's rosebud": the label is read once);
+letters for digits outside a card's shape (an IBAN, a phone, an account number, a PIN) or in a card
+that fails Luhn once read; a lower-case name in -ed after a maiden-name label ("is ahmed", read as
+"is hyphenated" is); a memorable word without "is" or a sign ("memorable word butterfly").
 
 For labelled values only the value is replaced: ``my cvv is 123`` becomes ``my cvv is [CVV]``. A
 one-time code, PIN, CVV or password of 4 characters or more found once is hidden wherever else the
@@ -96,17 +120,19 @@ harmless ones. Bare runs of 7 digits or fewer are kept unless labelled.
 
 Time bound
 ----------
-Linear in the length of the text. Patterns use bounded or possessive quantifiers (no nested
-unbounded repetition), and start with a cheap check so that most positions are rejected at once;
-the digit detectors only run around clusters of six or more digits, the protections only around weak
-findings. Every candidate is bounded (at most 7 digit groups, 64 characters for a password, 254 for
-an e-mail address) except a bare run of digits, which costs the same at any length; validators are
-cached; ``phonenumbers`` is called at most :data:`PHONE_BUDGET` times per text. The detectors cost
-a few microseconds per value found, so a text over :data:`DENSE_MIN_CHARS` characters with more than
-:data:`DENSE_VALUES` digit runs and ``@`` signs (a flood, not a customer's question) is redacted
-wholesale in one pass: every token holding a digit or ``@``, and the token after a password label,
-is hidden. 40,000 characters take at most a few milliseconds to about 15 ms, hostile shapes
-included (:func:`bot.privacy.bench.bench_redaction`, run by ``teller bench``).
+Linear in the length of the text. Patterns use bounded or possessive quantifiers (no nested unbounded
+repetition), and start with a cheap check so that most positions are rejected at once; the digit
+detectors only run around clusters of six or more digits, the card-with-letters one only around an O, o,
+l or I next to a digit, the protections only around weak findings. Every candidate is bounded (at most 7
+digit groups, 64 characters for a password and 3 more words of at most 32 for a security answer or
+passphrase, 254 for an e-mail address) except a bare run of digits, which costs the same at any length;
+validators are cached; ``phonenumbers`` is called at most :data:`PHONE_BUDGET` times per text. The
+detectors cost a few microseconds per value found, so a text over :data:`DENSE_MIN_CHARS` characters
+with more than :data:`DENSE_VALUES` digit runs and ``@`` signs (a flood, not a customer's question) is
+redacted wholesale in one pass: every token holding a digit or ``@``, and the token after a password,
+memorable word, security / secret answer or maiden name label, is hidden. 40,000 characters take at most
+a few milliseconds to about 15 ms, hostile shapes included (:func:`bot.privacy.bench.bench_redaction`,
+run by ``teller bench``).
 
 Errors
 ------
@@ -316,7 +342,8 @@ _DENSE_TOKEN = regex.compile(
 )
 _DENSE_SECRET = regex.compile(
     r"(?i)(?:password|passwd|pwd|passcode|passphrase|pass|mdp|contraseña|mot[ ]de[ ]passe|passwort"
-    r"|kennwort|senha|parola|пароль|密码|密碼|パスワード|비밀번호)[^\S\n]{0,3}"
+    r"|kennwort|senha|parola|пароль|密码|密碼|パスワード|비밀번호|memorable[ ]word|security[ ]answer"
+    r"|secret[ ]answer|maiden[ ]name)[^\S\n]{0,3}"
     r"(?:is|was|es|est|ist|c'est|:|=|是)?[^\S\n]{0,3}(?P<v>[^\s]{1,64}+)"
 )
 
@@ -566,6 +593,7 @@ class _Context:
             return
         _detect_letter_led(self)
         _detect_digit_clusters(self)
+        _detect_lookalike_cards(self)
         _repeat_secrets(self)
 
     # Protected spans ------------------------------------------------------------------------------
@@ -749,6 +777,22 @@ _PASSWORD_WORDS = [
     r"패스워드",
     r"كلمة[ ](?:المرور|السر)",
     r"पासवर्ड",
+]
+#: Labels naming a secret that is itself a word or a few: after "is" / ":" / "=" the words are the
+#: secret unless they are a state ("my memorable word is butterfly", but "... is not working").
+#: A memorable / security / secret *word* is one token; an answer, a name or a phrase may be up to
+#: four words ("security answer is new york").
+_SECRET_WORD_WORDS = [
+    r"memorable[ ]word",
+    r"security[ ]word",
+    r"secret[ ]word",
+]
+_SECRET_PHRASE_WORDS = [
+    r"memorable[ ](?:information|info|answer|name|place)",
+    r"security[ ]answer",
+    r"secret[ ]answer",
+    r"mother'?s[ ]maiden[ ]name",
+    r"pass[ ]?phrase",
 ]
 _PIN_WORDS = [
     r"pin(?:[ -]?(?:code|number|no\.?|nr\.?|nummer|número|numero|код|kod))?",
@@ -1223,13 +1267,26 @@ _FILL_REQUIRED = (
     rf"[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,2}}"
     r"[ ]{0,3}"
 )
-# "the pin of my card is", "el pin de mi tarjeta es", "le code de ma carte"...
+# Which card, by its last four digits: "card ending 3012", "card ending in ****3012", "card (ending
+# 3012)", "card number ending with 3012", "card with the last 4 digits 3012", and "card 3012" or
+# "card ****3012" right before "is" / ":" / "=". The last four are not personal data on their own and
+# stay; the value after them is the secret's.
+_CARD_ENDING = (
+    r"(?:(?:[ ](?:number|no\.?))?"
+    r"(?:[ ]?\(?[ ]?(?:that[ ])?(?:ending|ends|ended)(?:[ ](?:in|with))?"
+    r"|[ ](?:with[ ])?(?:the[ ])?last[ ](?:four|4)(?:[ ]digits)?(?:[ ](?:of|being))?)"
+    r"[ ]{0,3}[:#]?[ ]{0,3}(?:[*x•·.]{1,16}[ ]?)?[0-9]{4}(?![0-9])\)?"
+    r"|[ ](?:[*x•·.]{1,16}[ ]?)?[0-9]{4}(?![0-9])(?=[ ]{0,3}(?:is|was|[:=])(?![\p{L}])))"
+)
+# "the pin of my card is", "el pin de mi tarjeta es", "le code de ma carte", "the pin for card ending
+# 3012 is"...
 _OF_CARD = (
     r"(?:[ ](?:of|for|on|to|de|del|du|di|della|do|da|für|von|от|для|на)[ ]"
     r"(?:(?:my|the|your|this|mi|tu|la|ma|mon|ta|mia|tua|meu|minha|meiner|meine|der|моей|моего|этой)[ ])?"
     r"(?:(?:bank|debit|credit|visa|amex|new)[ ])?"
     r"(?:card|account|tarjeta|cuenta|carte|compte|karte|konto|carta|conto|cartão|cartao|conta|карты|сч[её]та"
-    r"|kaart|karty))?"
+    r"|kaart|karty)"
+    rf"(?:{_CARD_ENDING})?)?"
 )
 # "security code on the back (of my card) is", "CVV (on the back)"
 _ON_BACK = (
@@ -1268,6 +1325,25 @@ _ORDINARY_LOOKAHEAD = "|".join(sorted((regex.escape(w) for w in _ORDINARY), key=
 # A quoted password may hold spaces ("correct horse battery staple"); the quotes are not part of it.
 _QUOTED = r"\"[^\"\n]{1,64}\"|“[^”\n]{1,64}”|'[^'\n]{1,64}'"
 _PASSWORD_VALUE = rf"(?P<v>{_QUOTED}|(?!(?:{_ORDINARY_LOOKAHEAD})(?:[\s.,;:!?)\]]|$))[^\s\[]\S{{0,63}}+)"
+# After a memorable word, security answer... label: the value is the secret unless it is a state
+# (:func:`_secret_word_state`). One token after a *word* label; after an answer, a name or a phrase,
+# up to three more words of letters, up to a word that goes on with the sentence ("smith and ...") or
+# names another secret ("rex pin 4921": that label is read too, see :func:`_label_at`).
+_SECRET_WORD_VALUE = rf"(?P<v>{_QUOTED}|[^\s\[]\S{{0,63}}+)"
+_SENTENCE_GOES_ON = """
+    and but or so because cos coz since as which who that when while if though although yet then please
+    pls plz thanks thank thx i i'm im i've ive it it's its is was are were has have had can could would
+    will should do does did don't dont doesn't didn't can't cant cannot won't wont isn't wasn't not no
+    for to from with at on in by the my your a an also now still ok okay yes yeah lol how what why where
+    pin cvv cvc otp code password passcode pwd pass dob date born birthday account acct sort iban card
+    phone mobile tel email e-mail ssn memorable security secret mother's mothers maiden passphrase
+    """.split()  # noqa: SIM905 - a word list reads better as words
+_SECRET_PHRASE_VALUE = (
+    rf"(?P<v>{_QUOTED}|[^\s\[]\S{{0,63}}+"
+    r"(?:(?<=[\p{L}\p{M}])[ ](?!(?:"
+    + "|".join(sorted((regex.escape(w) for w in _SENTENCE_GOES_ON), key=len, reverse=True))
+    + r")(?![\p{L}'’\-]))[\p{L}\p{M}'’\-]{1,32}+(?=[\s.,;:!?)\]\"”']|$)){0,3})"
+)
 #: The first digit group after a CVV or PIN label; :func:`_secret_digits` looks at the groups after it.
 _DIGITS_VALUE = r"(?<![0-9])(?P<v>[0-9]{1,19}+)(?![0-9])"
 _OTP_VALUE = (
@@ -1331,6 +1407,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("bsb", _BSB_WORDS, _FILL + _BSB_VALUE),
     ("routing", _ROUTING_WORDS, _FILL + _ROUTING_VALUE),
     ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
+    ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
+    ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
     # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
@@ -1522,6 +1600,19 @@ def _label_at(text: str, low: str, pos: int, indexes: tuple[int, ...]) -> _Label
                 return None  # a card or a phone number after the label: their detectors decide
             start, end = start + secret[0], start + secret[1]
             return _LabelHit(kind, start - pos, end - pos, max(end, m.end()) - pos)
+        if kind in ("secret_word", "secret_phrase"):
+            quoted = low[start] in "\"“'"
+            span = _password_span(low, start, end)
+            if span is None:
+                return None  # "my memorable word is wrong", "security answer: [PASSWORD]"
+            start, end = span
+            if not quoted and end - start < 4 and _ANY_DIGIT.search(low, start, end):
+                return None  # "my memorable word is 8 letters long"
+            if not quoted and _secret_word_state(text, low, start, end):
+                return None  # "my memorable word is not working": a sentence about it, and final
+            # Labels in the words after the first are still read ("... is rex, pin 4921").
+            space = -1 if quoted else low.find(" ", start, end)
+            return _LabelHit("password", start - pos, end - pos, (end if space < 0 else space) - pos)
         if kind == "password":
             quoted = low[start] in "\"“'"
             span = _password_span(low, start, end)
@@ -1537,6 +1628,7 @@ def _label_at(text: str, low: str, pos: int, indexes: tuple[int, ...]) -> _Label
                 and m.start("sign") < 0
                 and _PLAIN_WORD.fullmatch(text, start, end)
                 and _SENTENCE_WORD.search(low, start, end)
+                and not _ly_word_ends_clause(low, start, end)
             ):
                 continue  # "my passcode was denied"; but "my password is dragon" is a password
             if low.startswith(_PIN_AS_PASSWORD, pos) and _PIN_DIGITS.fullmatch(low, start, end):
@@ -1616,6 +1708,77 @@ _PLAIN_WORD = regex.compile(r"[\p{Ll}\p{Lo}\p{M}'’\-]+")
 #: Word forms that continue a sentence ("denied", "expiring", "easily", "guessable", "useless"),
 #: and words of scripts other than Latin (a sentence in that language, not an ASCII password).
 _SENTENCE_WORD = regex.compile(r"(?:ed|ing|ly|able|ible|ful|less|ous|ive|ent|ant|ion|ions)$|[^\p{Latin}'’\-]")
+#: After a password label, a word in "-ly" that ends the clause is the password ("my password is
+#: butterfly", "... is holly and it won't work"), unless it is one of these adjectives and adverbs
+#: ("my password is silly"); followed by another word it is an adverb ("is apparently wrong").
+_LY_WORDS = frozenset(
+    """
+    only really likely unlikely early daily weekly monthly yearly hourly nightly silly ugly lovely friendly
+    unfriendly user-friendly lonely costly deadly elderly timely untimely orderly ghastly smelly
+    apparently actually currently obviously clearly easily quickly slowly badly poorly properly correctly
+    incorrectly recently suddenly completely totally literally definitely probably possibly certainly
+    mostly partly fully nearly entirely usually normally basically generally randomly temporarily
+    permanently automatically finally simply exactly especially seriously honestly technically
+    supposedly unfortunately hopefully originally initially previously immediately constantly
+    repeatedly frequently regularly rarely barely hardly merely securely safely manually wrongly
+    officially truly surely newly lately personally fairly extremely weirdly strangely
+    """.split()  # noqa: SIM905 - a word list reads better as words
+)
+#: Words after which a secret's clause is over: "butterfly and it won't work", "pudding please help".
+_CLAUSE_END = regex.compile(
+    r"[ ]{0,3}(?:$|[.,;:!?)\]\n]|(?:and|but|or|so|because|cos|coz|though|although|please|pls|plz|thanks"
+    r"|thank|thx|i|i'm|im|i've|it|it's|can|could|lol|btw|yes|yeah|ok|okay)(?![\p{L}'’\-]))"
+)
+
+
+def _ly_word_ends_clause(low: str, start: int, end: int) -> bool:
+    """Whether ``low[start:end]``, after a password label, is a word in "-ly" that ends its clause."""
+    return (
+        low.endswith("ly", start, end)
+        and low[start:end] not in _LY_WORDS
+        and _CLAUSE_END.match(low, end) is not None
+    )
+
+
+#: After a memorable word or security answer label, a value starting with one of these is a sentence
+#: about the secret ("is wrong", "is not working", "is the same", "is being rejected"); a value that is
+#: one of :data:`_ORDINARY` as a whole too ("is new", "is correct"), but not a value it only starts
+#: ("security answer is new york").
+_SECRET_WORD_LEAD = frozenset(
+    """
+    not no never wrong incorrect invalid expired expiring locked blocked suspended frozen disabled
+    deactivated reset changed changing working forgotten forgot lost missing compromised hacked stolen
+    denied declined rejected refused required needed mandatory case-sensitive case-insensitive too still
+    being been also now very really so just only definitely probably apparently actually currently always
+    the a an my your his her their our its it this that these those what how where why which who here
+    there please set saved stored sent shown hidden asked same different showing coming saying asking
+    getting going in on for at to of from with without about and or but if because as like less more
+    longer shorter all any some something nothing anything everything spelt misspelt misspelled written
+    kept given taken gone meant supposed capitalised capitalized lowercase uppercase pending failing
+    loading one two three four five six seven eight nine ten eleven twelve
+    """.split()  # noqa: SIM905 - a word list reads better as words
+)
+_CASE_SENSITIVE = regex.compile(r"case[ ](?:in)?sensitiv")
+_NEXT_WORD = regex.compile(r"[ ]{1,3}[\p{L}]")
+
+
+def _secret_word_state(text: str, low: str, start: int, end: int) -> bool:
+    """Whether the value ``text[start:end]`` after a memorable word / security answer label is a state
+    of the secret ("not working", "the same", "case sensitive"), not the secret itself. (A value that
+    is one of :data:`_ORDINARY` as a whole, "is new", is turned down before: :func:`_password_span`.)"""
+    value = low[start:end]
+    first = value.split(" ", 1)[0].rstrip(_TRAILING_PUNCT)
+    if first in _SECRET_WORD_LEAD or _CASE_SENSITIVE.match(value):
+        return True
+    if first != value or not first.endswith(("ed", "ing")):
+        return False
+    # "is hyphenated": a lower-case participle (but "is Ahmed" is a name, "is bed" too short to tell)
+    if first.endswith("ed") and len(first) >= 5 and text[start].islower():
+        return True
+    # "my memorable word is showing as incorrect": a verb, unless its clause ends ("is pudding, ...")
+    return _NEXT_WORD.match(low, end) is not None and _CLAUSE_END.match(low, end) is None
+
+
 #: Where 密码 / 비밀번호 ("password") followed by 4-6 digits is a card PIN.
 _PIN_AS_PASSWORD = ("密码", "密碼", "비밀번호")
 _PIN_DIGITS = re.compile(r"[0-9]{4,6}")
@@ -2228,6 +2391,26 @@ _CARD_OTHER = re.compile(
 # 111 111 111 1111"): up to seven groups of 1-8 digits; the longest run of its groups from the first
 # with 13-19 digits passing Luhn.
 _CARD_LOOSE = re.compile(rf"(?<![0-9])(?<![0-9][-/. ])[0-9]{{1,8}}(?:{_SEP}[0-9]{{1,8}}){{1,6}}(?![0-9])")
+# A card number with a letter typed for a digit in its groups, "4532 O151 1283 0309": O or o for 0, l or
+# I for 1, only in a card's shape (the issuer digit first, a grouping of _CARD), every group holding a
+# digit; hidden as a card when Luhn-valid once the letters are read as digits.
+_LOOKALIKE_DIGITS = str.maketrans("OoIl", "0011")
+#: Such a letter next to a digit: only around one is a card of that kind looked for.
+_LOOKALIKE_NEAR_DIGIT = re.compile(r"[OoIl](?:(?<=[0-9][OoIl])|(?=[0-9]))")
+#: How far a letter in such a card may be from its first digit: a card grouping is at most 19 digits
+#: and 4 separators of up to 5 characters (39).
+_LOOKALIKE_REACH = 50
+_LD = "[0-9OoIl]"
+_LOOKALIKE_CARD = re.compile(
+    rf"[2-6](?<![0-9A-Za-z][2-6])(?:"
+    rf"{_LD}{{12,18}}"
+    rf"|{_LD}{{3}}(?:{_SEP}{_LD}{{4}}){{3}}(?:{_SEP}{_LD}{{1,3}})?"
+    rf"|{_LD}{{3}}{_SEP}{_LD}{{6}}{_SEP}{_LD}{{4,5}}"
+    rf"|{_LD}{{3}}{_SEP}{_LD}{{4}}{_SEP}{_LD}{{4}}{_SEP}{_LD}{{1,3}}"
+    rf"|{_LD}{{3}}{_SEP}{_LD}{{4}}{_SEP}{_LD}{{5}}"
+    rf")(?![0-9A-Za-z])"
+)
+_LOOKALIKE_GROUP = re.compile(r"[0-9OoIl]+")
 _PSEP = r"(?:[ ]{0,2}[\-./][ ]{0,2}|[ ]{1,2})"
 _PGROUP = r"(?:\([0-9]{1,5}\)|[0-9]{1,13}+)"
 _PHONE = re.compile(
@@ -2299,6 +2482,42 @@ def _detect_digit_clusters(ctx: _Context) -> None:
             _long_run(ctx, m.start(), m.end())
         for m in _PHONE.finditer(text, lo, hi):
             _phone(ctx, m.start(), m.end())
+
+
+def _detect_lookalike_cards(ctx: _Context) -> None:
+    """Card numbers with O/o typed for 0 or l/I for 1 in their digit groups (:data:`_LOOKALIKE_CARD`)."""
+    text = ctx.text
+    if "O" not in text and "o" not in text and "I" not in text and "l" not in text:
+        return
+    # Where a card holding such a letter may start: up to _LOOKALIKE_REACH characters before it.
+    windows: list[list[int]] = []
+    for m in _LOOKALIKE_NEAR_DIGIT.finditer(text):
+        lo, hi = max(0, m.start() - _LOOKALIKE_REACH), m.start() + 1
+        if windows and lo <= windows[-1][1]:
+            windows[-1][1] = hi
+        else:
+            windows.append([lo, hi])
+    for lo, hi in windows:
+        # A match starting before hi ends before hi + 39: the end bound never cuts one short.
+        for m in _LOOKALIKE_CARD.finditer(text, lo, min(len(text), hi + 2 * _LOOKALIKE_REACH)):
+            if m.start() >= hi:
+                break
+            _lookalike_card(ctx, m)
+
+
+def _lookalike_card(ctx: _Context, m: re.Match[str]) -> None:
+    candidate = m.group()
+    digits = candidate.translate(_LOOKALIKE_DIGITS)
+    if digits == candidate:
+        return  # no letter in it: :func:`_card` decided
+    letters = sum(ch in "OoIl" for ch in candidate)
+    groups = _LOOKALIKE_GROUP.findall(candidate)
+    if 3 * letters > len(_digits(digits)) or not all(map(_ANY_DIGIT.search, groups)):
+        return  # mostly letters, or a group without a digit: a word, not a mistyped number
+    found = _card_match(digits)
+    if found and found[0] == "card":
+        why = f"{found[3]}, with a letter O or l read as 0 or 1"
+        ctx.add(_P_CARD, m.start(), m.start() + found[1], "card", "stdnum.luhn", why, weak=_REFERENCE_ONLY)
 
 
 _BRANDS = (
