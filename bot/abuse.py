@@ -34,6 +34,14 @@ channel                                                review``, ``/teller queue
 feedback per reply          once                       409 (a unique check in the store, not here)
 ==========================  =========================  ==============================================
 
+**A long message counts for more.** A message costs one unit per started
+:data:`CHARACTERS_PER_UNIT` characters in every message limit above (a 4,000-character message 8,
+a short one 1; never more than a limit holds, so the longest message is still admitted once the
+window is empty): it takes several of the classifier's windows and longer encoder passes. Measured
+through the answer policy (2 cores, another job running, 2026-12-01, median of 15): 32 ms for a
+45-character question, 145 ms at 500 characters, 333 ms at 1,000 (3 windows), 672 ms at 4,000 (8
+windows), so a unit costs 30-145 ms where a message alone would cost 30-670 ms.
+
 A customer has at most one open handoff (the store reuses the open one). Counters live in
 ``TELLER_LIMITS_STORAGE`` (a `limits` storage URI): ``memory://`` (the default) counts per replica,
 so N replicas admit up to N times the per-address and overall figures; ``redis://host:6379`` (with
@@ -83,6 +91,9 @@ class LimitSettings:
     storage: str = "memory://"
 
 
+#: A message costs one unit of the message limits per started this many characters (see above).
+CHARACTERS_PER_UNIT = 500
+
 #: One limit to check: the item, the identifiers it counts under, and the scope's name.
 _Check = tuple[RateLimitItem, tuple[str, ...], str]
 
@@ -121,12 +132,17 @@ class AbuseLimits:
     # ------------------------------------------------------------------------------ checks
 
     def message(
-        self, channel: str, user_id: str, address: str | None = None, anonymous: bool = False
+        self,
+        channel: str,
+        user_id: str,
+        address: str | None = None,
+        anonymous: bool = False,
+        characters: int = 0,
     ) -> None:
-        """Count one customer message; raises :class:`RateLimited` (and counts nothing) when the
-        customer, the client ``address`` (None: not known, e.g. Telegram), everyone together or
-        (``anonymous``: a web customer nobody vouched for) all anonymous customers together are
-        over a limit."""
+        """Count one customer message of ``characters`` (its cost: :data:`CHARACTERS_PER_UNIT`);
+        raises :class:`RateLimited` (and counts nothing) when the customer, the client ``address``
+        (None: not known, e.g. Telegram), everyone together or (``anonymous``: a web customer nobody
+        vouched for) all anonymous customers together are over a limit."""
         checks: list[_Check] = [(item, ("customer", channel, user_id), "customer") for item in self._messages]
         if address:
             checks += [(item, ("address", address), "address") for item in self._per_address]
@@ -134,7 +150,7 @@ class AbuseLimits:
             checks += [(item, ("anonymous", channel), "anonymous") for item in self._anonymous]
         # Per channel: a web flood does not silence Telegram and Slack customers.
         checks += [(item, ("overall", channel), "overall") for item in self._overall]
-        self._take(checks, TOO_FAST)
+        self._take(checks, TOO_FAST, max(1, -(-characters // CHARACTERS_PER_UNIT)))
 
     def session(self, address: str | None) -> None:
         """Count one new web session from ``address``; raises :class:`RateLimited`."""
@@ -175,16 +191,18 @@ class AbuseLimits:
 
     # ------------------------------------------------------------------------------ internals
 
-    def _take(self, checks: list[_Check], words: str) -> None:
+    def _take(self, checks: list[_Check], words: str, cost: int = 1) -> None:
         with self._lock:  # test, then count, as one step (two requests at once are not both let in)
-            self._take_now(checks, words)
+            self._take_now(checks, words, cost)
 
-    def _take_now(self, checks: list[_Check], words: str) -> None:
-        for item, identifiers, scope in checks:
-            if not self._limiter.test(item, *identifiers):
+    def _take_now(self, checks: list[_Check], words: str, cost: int = 1) -> None:
+        # A cost above what a limit holds would never be admitted: it takes that limit's whole window.
+        costs = [min(cost, item.amount) for item, _, _ in checks]
+        for (item, identifiers, scope), units in zip(checks, costs, strict=True):
+            if not self._limiter.test(item, *identifiers, cost=units):
                 reset, _ = self._limiter.get_window_stats(item, *identifiers)
                 seconds = max(1, math.ceil(reset - time.time()))
                 log.info("rate_limited", extra={"fields": {"scope": scope, "retry_after": seconds}})
                 raise RateLimited(words.format(seconds=seconds), seconds, scope)
-        for item, identifiers, _ in checks:
-            self._limiter.hit(item, *identifiers)
+        for (item, identifiers, _), units in zip(checks, costs, strict=True):
+            self._limiter.hit(item, *identifiers, cost=units)

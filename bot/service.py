@@ -189,7 +189,9 @@ class TellerService:
         # resent message alike (a retry counts: resending cannot get past the limits).
         incoming = replace(incoming, text=message_text(incoming.text))
         with timed("limits"):
-            self.limits.message(incoming.channel, incoming.user_id, incoming.origin, incoming.anonymous)
+            self.limits.message(
+                incoming.channel, incoming.user_id, incoming.origin, incoming.anonymous, len(incoming.text)
+            )
         # A redelivery (or a retry that reached another replica) gets what was answered the first
         # time, whatever has happened since (a handoff opened meanwhile, say).
         replayed = self.core.replay(incoming)

@@ -425,6 +425,23 @@ def test_anonymous_customers_have_a_share_of_the_overall_limit_and_verified_ones
     assert refused.value.scope == "overall"
 
 
+def test_a_long_message_costs_more_of_the_limits_but_the_longest_is_still_admitted() -> None:
+    limits = AbuseLimits(LimitSettings(messages="20/minute", messages_overall="1000/minute"))
+    limits.message("web", "c_long", None, characters=4000)  # 8 units
+    limits.message("web", "c_long", None, characters=3999)  # 8 units
+    with pytest.raises(RateLimited) as refused:  # 16 of 20 used: 8 more do not fit ...
+        limits.message("web", "c_long", None, characters=3501)
+    assert refused.value.scope == "customer"
+    for _ in range(4):  # ... 4 short ones do
+        limits.message("web", "c_long", None, characters=40)
+    with pytest.raises(RateLimited):
+        limits.message("web", "c_long", None, characters=1)
+    tight = AbuseLimits(LimitSettings(messages="5/minute"))
+    tight.message("web", "c_tight", None, characters=4000)  # costs the whole window, not more
+    with pytest.raises(RateLimited):
+        tight.message("web", "c_tight", None, characters=10)
+
+
 def test_a_flood_of_anonymous_web_sessions_leaves_verified_customers_answered(bank: Bank) -> None:
     assert get_settings().limit_messages_anonymous == "600/minute"  # the default: half the overall
     limits(bank.service, messages_overall="30/minute", messages_anonymous="10/minute")
