@@ -10,7 +10,12 @@ sync``). Either way each entry that is new, or whose phrasings changed, is check
 - **entry vs intent**: the intent classifier reads the entry's phrasings; when it is confident
   and the phrasing is close to its training data, the entry is what that intent answers, and the
   intent's current answer entry (:meth:`KnowledgeBase.for_intent`) is what customers get today.
-  An entry that names an intent in its file overlaps that intent's answer entry the same way.
+  An entry that names an intent in its file overlaps that intent's answer entry the same way;
+- **within the file**: the checked entries against each other, scored as entry vs entry
+  (:meth:`KnowledgeBase.overlaps_within`: each entry's most similar other entry, each pair once).
+  Two entries of one file on one topic compete for the same customers; such a pair is only
+  reported (``kind="import"``), with what would resolve it: merging the two, or ``teller kb
+  supersede`` after the import.
 
 **Resolution** (``on_overlap``): ``newer`` (the default) makes the operator's newer entry the one
 customers get: it supersedes the overlapping entry (:meth:`KnowledgeBase.supersede`, recorded and
@@ -19,9 +24,10 @@ intent nobody answers becomes that intent's answer (on ``add``; ``sync`` only su
 synced file says exactly what each entry is). Only *sure* overlaps are acted on; *possible* ones
 are reported with the command that would resolve them. ``keep`` keeps both (reported); ``ask``
 puts each overlap to the operator: supersede, make the new entry the intent's answer (the old entry
-stays as a general entry), or keep both. Entries of the same import never supersede each other, and
-an entry that already answers another intent never takes one over (reported as a conflict). Nothing
-is silently shadowed: every overlap found and what was done is in the outcome.
+stays as a general entry), or keep both. Entries of the same import never supersede each other (an
+overlap between two is reported), and an entry that already answers another intent never takes one
+over (reported as a conflict). Nothing is silently shadowed: every overlap found and what was done
+is in the outcome.
 
 **Thresholds, measured** (``python -m bot.overlap_eval`` reproduces this): two fictional banks'
 FAQ files (``tests/data/operator_faq``: Harbour & Vale, UK, 53 entries; Cedar Mutual, a US credit
@@ -68,8 +74,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bot.errors import InputError, TellerError
 from retrieval.entry import KBEntry
-from retrieval.knowledge_base import KnowledgeBase
-from retrieval.lifecycle import SupersededEntry
+from retrieval.knowledge_base import EntryVectors, KnowledgeBase
+from retrieval.lifecycle import EntryOverlap, SupersededEntry
 
 if TYPE_CHECKING:
     from bot.policy import AnswerPolicy
@@ -110,10 +116,12 @@ class Overlap:
     answers, if any), ``score`` the similarity. ``kind="intent"``: the entry is what ``intent``
     answers (``score``: the classifier's probability, 1.0 when the file names the intent);
     ``existing_id`` is that intent's answer entry now, or ``None`` if it has none.
+    ``kind="import"``: ``existing_id`` is an earlier entry of the same import (file order) most like
+    this one, ``score`` the similarity as for ``"entry"``, ``intent`` ``None``; never acted on.
     """
 
     entry_id: str
-    kind: Literal["entry", "intent"]
+    kind: Literal["entry", "intent", "import"]
     existing_id: str | None
     intent: str | None
     score: float
@@ -121,9 +129,12 @@ class Overlap:
     detail: str
 
     def describe(self) -> str:
-        if self.kind == "entry":
+        """One line for the operator, e.g. ``"`fee2` overlaps `fee` at 0.91"``."""
+        if self.kind in ("entry", "import"):
             verb = "overlaps" if self.sure else "may overlap"
             also = f" (the answer of intent `{self.intent}`)" if self.intent else ""
+            if self.kind == "import":
+                also = ", another entry of this file,"
             return f"`{self.entry_id}` {verb} `{self.existing_id}`{also} at {self.score:.2f}"
         now = f"its answer is `{self.existing_id}`" if self.existing_id else "no entry answers it"
         return f"`{self.entry_id}` is what intent `{self.intent}` answers ({self.score:.2f}; {now})"
@@ -161,7 +172,9 @@ class ImportOutcome:
 
     Ids by what happened to them; ``superseded`` as ``(old id, new id)``; ``linked`` maps an entry to
     the intent it now answers; ``lost_intents``: intents that had an answer entry and have none
-    after (the policy cannot answer them); ``applied`` is False for a dry run.
+    after (the policy cannot answer them); ``applied`` is False for a dry run. ``overlaps`` (and
+    ``resolutions``, one for each) include pairs of the import's own entries (``kind="import"``,
+    always ``reported``); ``notes`` start with what reading the file found (an ignored column).
     """
 
     mode: Literal["add", "sync"]
@@ -281,13 +294,15 @@ class KnowledgeAdmin:
         on_overlap: OnOverlap = "newer",
         choose: Chooser | None = None,
         dry_run: bool = False,
+        notes: Sequence[str] = (),
     ) -> ImportOutcome:
         """Add ``entries`` (an existing id is replaced) and resolve overlaps by ``on_overlap``.
 
-        ``ask`` needs ``choose`` unless ``dry_run``. Raises :class:`RetrievalError` for an invalid
-        entry or a repeated id (nothing changes), :class:`InputError` for a bad ``on_overlap``.
+        ``ask`` needs ``choose`` unless ``dry_run``; ``notes`` about the file go into the outcome
+        (:meth:`prepare`). Raises :class:`RetrievalError` for an invalid entry or a repeated id
+        (nothing changes), :class:`InputError` for a bad ``on_overlap``.
         """
-        prepared = self.prepare("add", entries)
+        prepared = self.prepare("add", entries, notes)
         return self.finish(prepared, on_overlap, choose, dry_run)
 
     def sync(
@@ -296,12 +311,13 @@ class KnowledgeAdmin:
         on_overlap: OnOverlap = "newer",
         choose: Chooser | None = None,
         dry_run: bool = False,
+        notes: Sequence[str] = (),
     ) -> ImportOutcome:
         """Make the knowledge base exactly ``entries`` (adds, updates, removals), checking the added
         and rephrased entries against the entries that remain; otherwise as :meth:`import_entries`.
         Entries an operator superseded stay out while their successor is in the file
         (``kept_superseded``), so syncing the same file twice changes nothing the second time."""
-        prepared = self.prepare("sync", entries)
+        prepared = self.prepare("sync", entries, notes)
         return self.finish(prepared, on_overlap, choose, dry_run)
 
     def supersede(
@@ -319,23 +335,25 @@ class KnowledgeAdmin:
         return record, sorted(before - {e.intent for e in kb.entries() if e.intent})
 
     def check(
-        self, entries: Sequence[KBEntry], pool: Sequence[KBEntry], claimed: dict[str, str] | None = None
+        self,
+        entries: Sequence[KBEntry],
+        pool: Sequence[KBEntry],
+        claimed: dict[str, str] | None = None,
+        vectors: EntryVectors | None = None,
     ) -> list[Overlap]:
         """The overlaps of ``entries`` with the ``pool`` of existing entries, sure ones first.
 
         ``claimed`` maps intents to entries of the same import that already answer them (such an
-        intent is not reported again).
+        intent is not reported again). ``vectors``: ``entries``' from
+        :meth:`KnowledgeBase.embed_entries`, if already embedded.
         """
         if not entries or not pool:
             return self._intent_overlaps(entries, pool, claimed or {}) if entries else []
         pool_by_id = {e.id: e for e in pool}
         found = []
-        for o in self.kb.overlaps(entries, POSSIBLE_SIMILARITY, among=list(pool_by_id)):
+        for o in self.kb.overlaps(entries, POSSIBLE_SIMILARITY, among=list(pool_by_id), vectors=vectors):
             existing = pool_by_id[o.existing_id]
-            detail = (
-                f"“{o.question}” ~ “{o.matched}” (questions {o.question_score:.2f}, "
-                f"answers {o.answer_score:.2f})"
-            )
+            detail = _similarity_detail(o)
             starter = self.kb.is_starter(existing.id)
             sure = o.score >= (STARTER_SURE_SIMILARITY if starter else SURE_SIMILARITY)
             found.append(Overlap(o.entry_id, "entry", o.existing_id, existing.intent, o.score, sure, detail))
@@ -354,9 +372,33 @@ class KnowledgeAdmin:
         order = {e.id: i for i, e in enumerate(entries)}
         return sorted(found, key=lambda o: (order[o.entry_id], not o.sure, -o.score))
 
-    def prepare(self, mode: Literal["add", "sync"], entries: Iterable[KBEntry]) -> Prepared:
+    def check_within(self, entries: Sequence[KBEntry], vectors: EntryVectors | None = None) -> list[Overlap]:
+        """The overlaps of ``entries`` (one import's checked entries) with each other, as
+        ``kind="import"`` overlaps: for each entry the other one most like it, scored and tiered as
+        an overlap with one of the bank's own existing entries (``POSSIBLE_SIMILARITY`` reported,
+        ``sure`` from ``SURE_SIMILARITY``); each pair once, carried by its later entry, in file order.
+        ``vectors`` as for :meth:`check`."""
+        return [
+            Overlap(
+                o.entry_id,
+                "import",
+                o.existing_id,
+                None,
+                o.score,
+                o.score >= SURE_SIMILARITY,
+                _similarity_detail(o),
+            )
+            for o in self.kb.overlaps_within(entries, POSSIBLE_SIMILARITY, vectors=vectors)
+        ]
+
+    def prepare(
+        self, mode: Literal["add", "sync"], entries: Iterable[KBEntry], notes: Sequence[str] = ()
+    ) -> Prepared:
         """Work out an import (``add``) or a sync of ``entries`` and find the overlaps, changing
-        nothing. Raises :class:`RetrievalError` for an invalid entry or a repeated id."""
+        nothing: with the existing entries and the intents (:meth:`check`), then among the checked
+        entries themselves (:meth:`check_within`, after those). ``notes``: what reading the file
+        found (:attr:`retrieval.loaders.LoadedFile.notes`), put first in the outcome's notes.
+        Raises :class:`RetrievalError` for an invalid entry or a repeated id."""
         kb = self.kb
         incoming = kb.validate(entries)
         kb.refresh()
@@ -380,7 +422,7 @@ class KnowledgeAdmin:
         after.update((e.id, e) for e in target)
         pool = [after[e.id] for e in before if e.id in after and e.id not in checked_ids]
         claimed = {e.intent: e.id for e in checked if e.intent}
-        notes = []
+        notes = list(notes)
         if self.policy is None:
             why = f" ({self.no_policy_reason})" if self.no_policy_reason else ""
             notes.append(f"entries were not checked against the intents: no intent model{why}")
@@ -392,7 +434,9 @@ class KnowledgeAdmin:
                         f"`{entry.id}` names intent `{entry.intent}`, which the model does not know: it "
                         "answers only as a knowledge-base entry (check the spelling, or retrain)"
                     )
-        overlaps = self.check(checked, pool, claimed)
+        # Embedded once for both checks (the real encoder is the slow part of an import).
+        vectors = self.kb.embed_entries(checked) if checked and (pool or len(checked) > 1) else None
+        overlaps = self.check(checked, pool, claimed, vectors) + self.check_within(checked, vectors)
         return Prepared(mode, target, added, updated, unchanged, removed, kept_out, overlaps, before, notes)
 
     def finish(
@@ -447,6 +491,9 @@ class KnowledgeAdmin:
         handled: dict[str, str] = {}
         answered_by: dict[str, str] = {}  # intent -> entry of this import that took it over
         for overlap in prepared.overlaps:
+            if overlap.kind == "import":  # entries of one import never supersede each other
+                decisions.resolutions.append(Resolution(overlap, "reported", _suggestion(overlap)))
+                continue
             entry = decisions.final[overlap.entry_id]
             target = overlap.existing_id
             if target is not None and target in handled:
@@ -597,7 +644,17 @@ def _answer_entry(intent: str, pool: Sequence[KBEntry]) -> KBEntry | None:
     return next((e for e in linked if e.id == intent), linked[0] if linked else None)
 
 
+def _similarity_detail(o: EntryOverlap) -> str:
+    return f"“{o.question}” ~ “{o.matched}” (questions {o.question_score:.2f}, answers {o.answer_score:.2f})"
+
+
 def _suggestion(overlap: Overlap) -> str:
+    if overlap.kind == "import":
+        return (
+            "both kept (entries of one file never supersede each other); if they answer the same "
+            "question, merge them into one entry (the other's phrasings as more questions), or after "
+            f"the import: `teller kb supersede {overlap.entry_id} --by {overlap.existing_id}`"
+        )
     if overlap.kind == "entry" and overlap.existing_id:
         return (
             f"possible overlap, left as is; if it is one: "

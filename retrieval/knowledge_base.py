@@ -44,7 +44,7 @@ from retrieval.errors import EntryNotFoundError, IndexCorruptError, RetrievalErr
 from retrieval.index import VectorIndex
 from retrieval.lexical import LexicalIndex, document_terms
 from retrieval.lifecycle import EntryOverlap, SupersededEntry, SyncPlan
-from retrieval.loaders import load_entries
+from retrieval.loaders import load_entries, read_entries
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ DEFAULT_KB_FILE = Path(__file__).resolve().parent / "data" / "default_kb.jsonl"
 DB_FILE = "kb.db"
 INDEX_FILE = "index.faiss"
 
+
+#: An entry list's phrasing vectors (one row each, entry by entry) and answer vectors (one row per
+#: entry): :meth:`KnowledgeBase.embed_entries`.
+EntryVectors = tuple[np.ndarray, np.ndarray]
+
+#: Entries scored at once by :meth:`KnowledgeBase.overlaps_within` (memory: their phrasings times
+#: all phrasings, 4 bytes each).
+_WITHIN_CHUNK = 256
 
 #: Vector ids per entry key: phrasings in ``[0, PASSAGE_SLOT)``, answer passages after.
 PASSAGE_SLOT = MAX_QUESTIONS
@@ -577,7 +585,10 @@ class KnowledgeBase:
             if self._meta("seeded") is not None:
                 return False
             if seed is not None:
-                self.add(load_entries(seed), source=STARTER if seed == DEFAULT_KB_FILE else OPERATOR)
+                loaded = read_entries(seed)
+                for note in loaded.notes:  # e.g. a column of the bank's file that Teller does not read
+                    log.warning("kb_starter_note", extra={"fields": {"note": note}})
+                self.add(loaded.entries, source=STARTER if seed == DEFAULT_KB_FILE else OPERATOR)
             self._set_meta("seeded", seed.name if seed is not None else "none")
         log.info("kb_started", extra={"fields": {"seed": str(seed) if seed else None, "entries": len(self)}})
         return True
@@ -808,6 +819,7 @@ class KnowledgeBase:
         threshold: float,
         among: Iterable[str] | None = None,
         candidates: int = 16,
+        vectors: EntryVectors | None = None,
     ) -> list[EntryOverlap]:
         """For each of ``entries``, the existing entry most like it, if its score reaches
         ``threshold`` (see :class:`EntryOverlap`; ``threshold=-1`` reports every best match).
@@ -815,7 +827,8 @@ class KnowledgeBase:
         Existing entries are those with ids in ``among`` (default: every entry not in ``entries``).
         The ``candidates`` best retrieval hits of each phrasing and answer are scored exactly: their
         phrasings and answers are embedded again, so the score does not depend on how the index
-        ranks (only on the embedder).
+        ranks (only on the embedder). ``vectors``: the entries' own, from :meth:`embed_entries`
+        (embedded here if not given). Raises :class:`ValueError` if ``vectors`` do not fit ``entries``.
         """
         entries = list(entries)
         if not entries:
@@ -825,9 +838,9 @@ class KnowledgeBase:
             pool = {i for i in (among if among is not None else self._entries) if i in self._entries} - own
             if not pool:
                 return []
-            questions = [q for e in entries for q in e.questions]
-            q_vectors = self.embedder.embed(questions)
-            a_vectors = self.embedder.embed([e.answer for e in entries])
+            q_vectors, a_vectors = (
+                _fitting(entries, vectors) if vectors is not None else self.embed_entries(entries)
+            )
             depth = min(len(self._entries), candidates + len(own))
             hits = self.search_vectors(np.concatenate([q_vectors, a_vectors]), depth)
             found: list[set[str]] = [set() for _ in entries]
@@ -849,15 +862,71 @@ class KnowledgeBase:
             for existing_id in sorted(found[n], key=self._keys.__getitem__):
                 i = column[existing_id]
                 block = q_sim[new_rows[n] : new_rows[n + 1], ex_rows[i] : ex_rows[i + 1]]
-                qi, ei = np.unravel_index(int(np.argmax(block)), block.shape)
-                question_score, answer_score = float(block[qi, ei]), float(a_sim[n, i])
-                score = (2 * question_score + answer_score) / 3
+                answer_score = float(a_sim[n, i])
+                score, question_score, qi, ei = _pair_score(block, answer_score)
                 if best is None or score > best.score:
                     matched = (entry.questions[qi], existing[i].questions[ei])
                     best = EntryOverlap(entry.id, existing_id, score, question_score, answer_score, *matched)
             if best is not None and best.score >= threshold:
                 results.append(best)
         return results
+
+    def overlaps_within(
+        self, entries: Sequence[KBEntry], threshold: float, vectors: EntryVectors | None = None
+    ) -> list[EntryOverlap]:
+        """The overlaps of ``entries`` with each other (one file's entries, before they are added),
+        scored as :meth:`overlaps` scores an entry against an existing one: for each entry, the other
+        entry most like it, if the score reaches ``threshold``.
+
+        Each pair is given once, as ``EntryOverlap(later entry, earlier entry, ...)`` in the order of
+        ``entries`` (``question`` is the later entry's phrasing, ``matched`` the earlier one's),
+        ordered by the later entry. Every pair is scored exactly, without the index (the entries need
+        not be in the knowledge base). ``vectors``: from :meth:`embed_entries` (embedded here if not
+        given). Raises :class:`ValueError` if ``vectors`` do not fit ``entries``.
+        """
+        entries = list(entries)
+        if len(entries) < 2:
+            return []
+        q_vectors, a_vectors = (
+            _fitting(entries, vectors) if vectors is not None else self.embed_entries(entries)
+        )
+        rows = np.cumsum([0] + [len(e.questions) for e in entries])
+        best = np.empty(len(entries), dtype=np.int64)  # each entry's most similar other entry
+        best_score = np.empty(len(entries))
+        for first in range(0, len(entries), _WITHIN_CHUNK):  # a block of entries at a time
+            last = min(first + _WITHIN_CHUNK, len(entries))
+            # Their phrasings' cosines with every phrasing, each entry's best pair with every other.
+            q_sim = q_vectors[rows[first] : rows[last]] @ q_vectors.T
+            per_entry = np.maximum.reduceat(q_sim, rows[:-1], axis=1)
+            question_scores = np.maximum.reduceat(per_entry, rows[first:last] - rows[first], axis=0)
+            scores = (2 * question_scores + a_vectors[first:last] @ a_vectors.T) / 3
+            scores[np.arange(last - first), np.arange(first, last)] = -np.inf
+            best[first:last] = scores.argmax(axis=1)
+            best_score[first:last] = scores.max(axis=1)
+        pairs: dict[tuple[int, int], EntryOverlap] = {}
+        for n in np.flatnonzero(best_score >= threshold - 1e-6):
+            later, earlier = max(int(n), int(best[n])), min(int(n), int(best[n]))
+            if (later, earlier) in pairs:
+                continue
+            # Scored again exactly as :meth:`overlaps` scores a pair (and the phrasings named).
+            block = q_vectors[rows[later] : rows[later + 1]] @ q_vectors[rows[earlier] : rows[earlier + 1]].T
+            answer_score = float(a_vectors[later] @ a_vectors[earlier])
+            score, question_score, qi, ei = _pair_score(block, answer_score)
+            if score >= threshold:
+                new, old = entries[later], entries[earlier]
+                pairs[(later, earlier)] = EntryOverlap(
+                    new.id, old.id, score, question_score, answer_score, new.questions[qi], old.questions[ei]
+                )
+        return [pairs[pair] for pair in sorted(pairs)]
+
+    def embed_entries(self, entries: Sequence[KBEntry]) -> EntryVectors:
+        """What :meth:`overlaps` and :meth:`overlaps_within` score ``entries`` by: the vectors of
+        their phrasings (one row each, entry by entry, in order) and of their whole answers (one row
+        per entry). Computed once, they can be passed to both."""
+        return (
+            self.embedder.embed([q for e in entries for q in e.questions]),
+            self.embedder.embed([e.answer for e in entries]),
+        )
 
     @staticmethod
     def validate(entries: Iterable[KBEntry]) -> list[KBEntry]:
@@ -1018,6 +1087,27 @@ class KnowledgeBase:
             else:
                 index.save(path)
         return index
+
+
+def _pair_score(q_block: np.ndarray, answer_score: float) -> tuple[float, float, int, int]:
+    """How alike two entries are (:class:`EntryOverlap`): ``q_block`` holds the cosines of one's
+    phrasings (rows) with the other's (columns), ``answer_score`` their answers' cosine. Returns
+    ``((2 * q + a) / 3, q, row, column)`` with ``q`` the best phrasing pair's cosine, at row, column."""
+    qi, ei = np.unravel_index(int(np.argmax(q_block)), q_block.shape)
+    question_score = float(q_block[qi, ei])
+    return (2 * question_score + answer_score) / 3, question_score, int(qi), int(ei)
+
+
+def _fitting(entries: Sequence[KBEntry], vectors: EntryVectors) -> EntryVectors:
+    """``vectors`` if they are :meth:`KnowledgeBase.embed_entries` of ``entries``' shape, else
+    :class:`ValueError`."""
+    q_vectors, a_vectors = vectors
+    if len(q_vectors) != sum(len(e.questions) for e in entries) or len(a_vectors) != len(entries):
+        raise ValueError(
+            f"{len(q_vectors)} phrasing and {len(a_vectors)} answer vectors for {len(entries)} entries "
+            f"with {sum(len(e.questions) for e in entries)} phrasings"
+        )
+    return vectors
 
 
 def copy_directory(source: Path, target: Path) -> None:

@@ -85,7 +85,8 @@ class SyncPlan:
 
 @dataclass(frozen=True)
 class EntryOverlap:
-    """An incoming entry and the existing entry most like it.
+    """An incoming entry and the existing entry most like it (:meth:`KnowledgeBase.overlaps`), or,
+    from :meth:`KnowledgeBase.overlaps_within`, an earlier entry of the same incoming list.
 
     ``score = (2 * question_score + answer_score) / 3``: ``question_score`` is the best cosine
     between a phrasing of each, ``answer_score`` the cosine of the two answers; ``question`` and

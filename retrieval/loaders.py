@@ -2,6 +2,14 @@ r"""Importing knowledge-base files: CSV, JSON Lines, or Markdown with one ``## q
 
 Every problem is reported with the file and line, and a file with any problem imports nothing.
 
+Columns (CSV) and keys (JSONL) Teller does not read are reported, not refused: a bank's spreadsheet
+may well carry a ``category`` or an ``owner`` column, and a note (:attr:`LoadedFile.notes`, printed
+by ``teller kb add``/``sync``) says it was ignored. One that looks like a misspelling of a field the
+file lacks (``intnet``, ``tag``) is refused, as a Markdown ``id:`` line that belongs to no entry is:
+its values would be dropped where the operator meant them to count. A missing required column
+names the column that looks like it (``anwser``); a column given twice is refused (only one could
+be read).
+
 Escapes, so that every entry can be written out and read back exactly (:mod:`retrieval.exporters`):
 
 - In a list cell (the CSV ``question`` and ``tags`` columns, the Markdown ``also:`` and ``tags:``
@@ -23,9 +31,12 @@ give a literal ``|`` or ``## `` (as Markdown renders them).
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +52,36 @@ TAG_SEPARATORS = ",;|"
 #: Before a separator (in a list cell) or a markup line (in a Markdown answer): take it literally.
 ESCAPE = "\\"
 _META = re.compile(r"^(id|intent|tags|also)\s*:\s*(.*)$", re.IGNORECASE)
+#: The CSV columns Teller reads (the first three required), and the JSONL keys.
+CSV_FIELDS = ("id", "question", "answer", "intent", "tags")
+JSONL_FIELDS = ("id", "questions", "question", "answer", "intent", "tags")
+#: How alike (:class:`difflib.SequenceMatcher` ratio) an unknown column must be to a field the file
+#: lacks to be taken for its misspelling: ``intnet``/``intent`` 0.83, ``tag``/``tags`` 0.86, but
+#: ``content``/``intent`` 0.77.
+MISSPELLING_SIMILARITY = 0.8
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """A knowledge-base file as read: its entries in file order, and ``notes`` on what in it was
+    ignored (one line each, naming the file: an unknown CSV column, an unknown JSONL key)."""
+
+    entries: list[KBEntry]
+    notes: list[str] = field(default_factory=list)
 
 
 def load_entries(path: str | Path, encoding: str | None = None) -> list[KBEntry]:
-    """Parse ``path`` by its suffix (``.csv``, ``.jsonl``/``.json``/``.ndjson``, ``.md``/``.markdown``)."""
+    """Parse ``path`` by its suffix (``.csv``, ``.jsonl``/``.json``/``.ndjson``, ``.md``/``.markdown``):
+    :func:`read_entries`'s entries. Raises :class:`KBFormatError` as it does."""
+    return read_entries(path, encoding).entries
+
+
+def read_entries(path: str | Path, encoding: str | None = None) -> LoadedFile:
+    """Parse ``path`` by its suffix, with notes on what was ignored (:class:`LoadedFile`).
+
+    Raises :class:`KBFormatError` (naming the file and line) for an unknown suffix, a directory, an
+    unreadable or empty file, a missing, repeated or misspelt column or key, or an invalid entry.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     parsers = {
@@ -65,11 +102,34 @@ def load_entries(path: str | Path, encoding: str | None = None) -> list[KBEntry]
         text = read_text(path, encoding)
     except DataError as exc:
         raise KBFormatError(str(exc)) from None
-    located = parsers[suffix](path, text)
+    located, notes = parsers[suffix](path, text)
     if not located:
         raise KBFormatError(f"{path}: no entries found")
     _check(path, located)
-    return [entry for _, entry in located]
+    return LoadedFile([entry for _, entry in located], notes)
+
+
+Parsed = tuple[list[tuple[int, KBEntry]], list[str]]
+
+
+def _shown(name: str) -> str:
+    return f"`{name if len(name) <= 60 else name[:59] + '…'}`"
+
+
+def _misspelt(name: str, absent: Sequence[str]) -> str | None:
+    """The field of ``absent`` (fields the file lacks) that ``name`` looks like a misspelling of."""
+    close = difflib.get_close_matches(name.lower(), absent, n=1, cutoff=MISSPELLING_SIMILARITY)
+    return close[0] if close else None
+
+
+def _misspellings(missing: Sequence[str], unknown: Sequence[str]) -> str:
+    """`` (`anwser` for answer?)`` when an unknown name looks like a missing field, else ``""``."""
+    guesses = []
+    for name in unknown:
+        meant = _misspelt(name, missing)
+        if meant is not None:
+            guesses.append(f"{_shown(name)} for {meant}?")
+    return f" ({'; '.join(guesses)})" if guesses else ""
 
 
 def _check(path: Path, located: list[tuple[int, KBEntry]]) -> None:
@@ -115,23 +175,51 @@ def markup_line(line: str, first: bool) -> bool:
     return line.startswith(ESCAPE) and markup_line(line[1:], first)
 
 
-def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
+def _parse_csv(path: Path, text: str) -> Parsed:
     # strict: an unterminated quote or text after a closing quote is an error, not a merged field.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         raise KBFormatError(f"{path}: the file is empty") from None
-    missing = [c for c in ("id", "question", "answer") if c not in header]
+    unknown = list(dict.fromkeys(h for h in header if h and h not in CSV_FIELDS))
+    missing = [c for c in CSV_FIELDS[:3] if c not in header]
     if missing:
         raise KBFormatError(
-            f"{path}, line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"(found {', '.join(h for h in header if h) or 'nothing'}); "
+            f"{path}, line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+            f"{_misspellings(missing, unknown)} (found {', '.join(h for h in header if h) or 'nothing'}); "
             "expected id,question,answer[,intent,tags]"
         )
-    col: dict[str, int] = {
-        name: header.index(name) for name in ("id", "question", "answer", "intent", "tags") if name in header
-    }
+    for name in CSV_FIELDS:
+        places = [str(i + 1) for i, h in enumerate(header) if h == name]
+        if len(places) > 1:
+            raise KBFormatError(
+                f"{path}, line 1: column {name} is given {len(places)} times (columns "
+                f"{', '.join(places)}); Teller reads one"
+                + ("; several phrasings go in one cell, separated by ' | '" if name == "question" else "")
+            )
+    for name in unknown:
+        meant = _misspelt(name, [c for c in CSV_FIELDS if c not in header])
+        if meant is not None:
+            raise KBFormatError(
+                f"{path}, line 1: column {_shown(name)} is not a field Teller reads; is it {meant} "
+                f"misspelt? Rename it (or remove it): its values would be ignored"
+            )
+    notes = []
+    if unknown:
+        some = len(unknown) > 1
+        phrasings = [n for n in unknown if "question" in n or "phrasing" in n]
+        notes.append(
+            f"{path}: column{'s' if some else ''} {', '.join(_shown(n) for n in unknown)} "
+            f"{'are not fields' if some else 'is not a field'} Teller reads; ignored "
+            "(it reads id, question, answer, intent, tags)"
+            + (
+                "; more phrasings of an entry go in its question cell, separated by ' | '"
+                if phrasings
+                else ""
+            )
+        )
+    col: dict[str, int] = {name: header.index(name) for name in CSV_FIELDS if name in header}
     entries = []
     try:
         for row in reader:
@@ -169,7 +257,7 @@ def _parse_csv(path: Path, text: str) -> list[tuple[int, KBEntry]]:
                 f"{MAX_QUESTION_CHARS:,}"
             ) from None
         raise KBFormatError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
-    return entries
+    return entries, notes
 
 
 def _as_list(value: Any) -> list[str]:
@@ -182,8 +270,9 @@ def _as_list(value: Any) -> list[str]:
     raise TypeError("expected a string or a list of strings")
 
 
-def _parse_jsonl(path: Path, text: str) -> list[tuple[int, KBEntry]]:
+def _parse_jsonl(path: Path, text: str) -> Parsed:
     entries = []
+    ignored: dict[str, list[int]] = {}  # unknown key -> the lines it is on
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -193,11 +282,22 @@ def _parse_jsonl(path: Path, text: str) -> list[tuple[int, KBEntry]]:
             raise KBFormatError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
             raise KBFormatError(f"{path}, line {number}: expected a JSON object")
+        unknown = [k for k in obj if k not in JSONL_FIELDS]
         missing = [k for k in ("id", "answer") if k not in obj] + (
             [] if "questions" in obj or "question" in obj else ["questions"]
         )
         if missing:
-            raise KBFormatError(f"{path}, line {number}: missing {', '.join(missing)}")
+            raise KBFormatError(
+                f"{path}, line {number}: missing {', '.join(missing)}{_misspellings(missing, unknown)}"
+            )
+        for key in unknown:
+            meant = _misspelt(key, [k for k in ("intent", "tags") if k not in obj])
+            if meant is not None:
+                raise KBFormatError(
+                    f"{path}, line {number}: key {_shown(key)} is not a field Teller reads; is it {meant} "
+                    "misspelt? Rename it (or remove it): its value would be ignored"
+                )
+            ignored.setdefault(key, []).append(number)
         try:
             questions = _as_list(obj.get("questions")) + _as_list(obj.get("question"))
             tags = _as_list(obj.get("tags"))
@@ -209,10 +309,16 @@ def _parse_jsonl(path: Path, text: str) -> list[tuple[int, KBEntry]]:
         except TypeError as exc:
             raise KBFormatError(f"{path}, line {number}: {exc}") from None
         entries.append((number, KBEntry.build(obj["id"], questions, obj["answer"], intent, tags)))
-    return entries
+    notes = [
+        f"{path}: key {_shown(key)} (line {lines[0]}"
+        + (f" and {len(lines) - 1} more" if len(lines) > 1 else "")
+        + ") is not a field Teller reads; ignored (it reads id, questions or question, answer, intent, tags)"
+        for key, lines in ignored.items()
+    ]
+    return entries, notes
 
 
-def _parse_markdown(path: Path, text: str) -> list[tuple[int, KBEntry]]:
+def _parse_markdown(path: Path, text: str) -> Parsed:
     """``## question`` starts an entry; ``id:``, ``intent:``, ``tags:`` and ``also:`` lines may follow it."""
     entries: list[tuple[int, KBEntry]] = []
     current: dict[str, Any] | None = None
@@ -268,4 +374,4 @@ def _parse_markdown(path: Path, text: str) -> list[tuple[int, KBEntry]]:
             current["meta"] = False
         current["body"].append(line)
     finish()
-    return entries
+    return entries, []

@@ -13,10 +13,10 @@ import pytest
 
 from bot.knowledge import KnowledgeAdmin, Overlap
 from retrieval.entry import KBEntry
-from retrieval.errors import EntryNotFoundError, RetrievalError
+from retrieval.errors import EntryNotFoundError, KBFormatError, RetrievalError
 from retrieval.exporters import export_entries
 from retrieval.knowledge_base import KnowledgeBase, copy_directory
-from retrieval.loaders import load_entries
+from retrieval.loaders import load_entries, read_entries
 from tests.fakes import HashingEmbedder
 from tests.test_cli import json_lines, run
 
@@ -44,6 +44,7 @@ def test_export_round_trips_exactly(tmp_path: Path, fmt: str) -> None:
     path = tmp_path / f"kb.{fmt}"
     path.write_text(export_entries(AWKWARD, fmt), encoding="utf-8", newline="")
     assert load_entries(path) == AWKWARD
+    assert read_entries(path).notes == []  # every column or key written is one Teller reads
 
 
 def test_an_entry_field_before_the_first_markdown_entry_is_refused_not_dropped(tmp_path: Path) -> None:
@@ -294,10 +295,17 @@ def test_keep_ask_and_same_import(kb: KnowledgeBase) -> None:
     outcome = KnowledgeAdmin(kb).import_entries([same_fee], on_overlap="keep")
     assert [r.action for r in outcome.resolutions] == ["kept"] and "fee" in kb and "fee2" in kb
     assert any("not checked against the intents" in n for n in outcome.notes)
-    # Two entries of one import never supersede each other, however alike.
+    # Two entries of one import never supersede each other, however alike: reported only.
     twins = [KBEntry.build(f"twin{i}", ["how do I order a cheque book"], "Ask in a branch.") for i in (1, 2)]
     outcome = KnowledgeAdmin(kb).import_entries(twins)
-    assert outcome.overlaps == [] and "twin1" in kb and "twin2" in kb
+    [twin] = outcome.resolutions
+    assert (twin.overlap.kind, twin.overlap.entry_id, twin.overlap.existing_id, twin.action) == (
+        "import",
+        "twin2",
+        "twin1",
+        "reported",
+    )
+    assert outcome.superseded == [] and "twin1" in kb and "twin2" in kb
     # ask: the operator chooses; here "answer": the new entry answers the intent, the old one stays.
     asked: list[tuple[str, tuple[str, ...]]] = []
 
@@ -323,6 +331,56 @@ def test_possible_overlaps_are_reported_not_acted_on(kb: KnowledgeBase) -> None:
     outcome = admin.import_entries([candidate])
     assert [r.action for r in outcome.resolutions] == ["reported"]
     assert "teller kb supersede fee --by fee_ask" in outcome.resolutions[0].note and "fee" in kb
+
+
+CHEQUES = [
+    KBEntry.build("cheques", ["how do I order a cheque book"], "Order a cheque book in the app."),
+    KBEntry.build("leeds", ["Do you have a branch in Leeds?"], "Not yet."),
+    KBEntry.build("new-cheque-book", ["order a new cheque book"], "Order a cheque book in the app."),
+    KBEntry.build("cheque-ask", ["how do I order a cheque book"], "Ask us."),
+]
+
+
+def test_entries_of_one_file_are_checked_against_each_other(kb: KnowledgeBase) -> None:
+    admin = KnowledgeAdmin(kb)
+    # sync: the entries already there (ENTRIES) are unchanged, so only the file's new ones are checked.
+    plan = admin.sync([*ENTRIES, *CHEQUES], dry_run=True)
+    found = [(o.entry_id, o.existing_id, o.sure, round(o.score, 2)) for o in plan.overlaps]
+    # Each pair once, carried by the later entry; alike questions and one answer (0.78) are sure, one
+    # question and unrelated answers ((2 * 1.0 + 0.0) / 3) possible; leeds is like none of them.
+    assert found == [("new-cheque-book", "cheques", True, 0.78), ("cheque-ask", "cheques", False, 0.67)]
+    assert [o.kind for o in plan.overlaps] == ["import", "import"]
+    assert (
+        plan.overlaps[0].describe()
+        == "`new-cheque-book` overlaps `cheques`, another entry of this file, at 0.78"
+    )
+    assert plan.overlaps[1].describe().startswith("`cheque-ask` may overlap `cheques`, another entry")
+    note = plan.resolutions[0].note
+    assert "merge them" in note and "`teller kb supersede new-cheque-book --by cheques`" in note
+    [as_dict] = [o for o in plan.to_dict()["overlaps"] if o["entry"] == "cheque-ask"]
+    assert (as_dict["kind"], as_dict["existing"], as_dict["sure"], as_dict["action"]) == (
+        "import",
+        "cheques",
+        False,
+        "reported",
+    )
+    # Reported, never acted on, not even put to the operator: all four go in.
+    asked: list[Overlap] = []
+
+    def choose(entry: KBEntry, overlap: Overlap, options: tuple[str, ...]) -> str:
+        asked.append(overlap)
+        return "keep"
+
+    outcome = admin.import_entries(CHEQUES, on_overlap="ask", choose=choose)
+    assert asked == [] and [r.action for r in outcome.resolutions] == ["reported", "reported"]
+    assert outcome.applied and outcome.superseded == [] and all(e.id in kb for e in CHEQUES)
+    # Scored as an entry is against an existing one (`cheques` is in the knowledge base now).
+    [against] = kb.overlaps([CHEQUES[2]], -1, among=["cheques"])
+    assert against.score == pytest.approx(outcome.overlaps[0].score)
+    # The same file again: nothing new or rephrased, nothing checked.
+    assert admin.import_entries(CHEQUES).overlaps == []
+    with pytest.raises(ValueError, match="answer vectors for 4 entries"):
+        kb.overlaps_within(CHEQUES, 0.58, vectors=kb.embed_entries(CHEQUES[:2]))
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -487,6 +545,80 @@ def test_csv_mistakes_are_named_with_their_line(tmp_path: Path) -> None:
         load_entries(unterminated)
     with pytest.raises(KBFormatError, match=r"is a directory"):
         load_entries(tmp_path)
+
+
+READS = "(it reads id, question, answer, intent, tags)"
+
+
+def test_a_column_teller_does_not_read_is_named_and_a_misspelt_one_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kb.csv"
+    path.write_text("id,question,answer,category,Owner\nfees,What do you charge?,Nothing.,fees,ann\n")
+    loaded = read_entries(path)
+    assert loaded.entries == [KBEntry.build("fees", ["What do you charge?"], "Nothing.")]
+    assert loaded.notes == [
+        f"{path}: columns `category`, `owner` are not fields Teller reads; ignored {READS}"
+    ]
+    path.write_text("id,question,answer,question 2\nfees,What do you charge?,Nothing.,Is it free?\n")
+    [note] = read_entries(path).notes
+    assert "`question 2` is not a field" in note and "go in its question cell, separated by ' | '" in note
+    # Where the column looks like a misspelling of one the file lacks, its values were meant to count.
+    path.write_text("id,question,answer,intnet\nfees,What do you charge?,Nothing.,card_fees\n")
+    with pytest.raises(
+        KBFormatError, match=r"line 1: column `intnet` is not a field Teller reads; is it intent"
+    ):
+        read_entries(path)
+    path.write_text("id,question,answer,tags,tag\nfees,What do you charge?,Nothing.,fees,x\n")
+    assert read_entries(path).notes == [f"{path}: column `tag` is not a field Teller reads; ignored {READS}"]
+    path.write_text("id,question,anwser\nfees,What do you charge?,Nothing.\n")
+    with pytest.raises(KBFormatError, match=r"missing column answer \(`anwser` for answer\?\) \(found id"):
+        read_entries(path)
+    path.write_text("id,question,answer,question\nfees,What do you charge?,Nothing.,Is it free?\n")
+    with pytest.raises(KBFormatError, match=r"column question is given 2 times \(columns 2, 4\)"):
+        read_entries(path)
+    jsonl = tmp_path / "kb.jsonl"
+    rows = [{"id": f"e{i}", "question": "Q?", "answer": "A.", "category": "x"} for i in range(3)]
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    [note] = read_entries(jsonl).notes
+    assert note.startswith(
+        f"{jsonl}: key `category` (line 1 and 2 more) is not a field Teller reads; ignored"
+    )
+    jsonl.write_text(json.dumps({"id": "e", "question": "Q?", "answer": "A.", "tag": "fees"}) + "\n")
+    with pytest.raises(KBFormatError, match=r"line 1: key `tag` is not a field Teller reads; is it tags"):
+        read_entries(jsonl)
+    jsonl.write_text(json.dumps({"id": "e", "qestions": ["Q?"], "answer": "A."}) + "\n")
+    with pytest.raises(KBFormatError, match=r"line 1: missing questions \(`qestions` for questions\?\)"):
+        read_entries(jsonl)
+
+
+PINS = (
+    "id,question,answer,category\n"
+    "reset-pin,How do I reset my PIN?,You can reset your PIN in the app: Cards > Manage > Reset PIN. "
+    "You'll get a code by text to confirm.,cards\n"
+    'forgot-pin,"I forgot my PIN, what now?","If you\'ve forgotten your PIN, open the app and go to '
+    'Cards > Reset PIN, or call us.",cards\n'
+)
+
+
+def test_kb_add_and_sync_name_overlaps_within_the_file_and_ignored_columns(
+    teller_env: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "pins.csv"
+    path.write_text(PINS)
+    code, stdout, _ = run("kb", "add", str(path), "--dry-run")
+    assert code == 0 and "(dry run: nothing changed)" in stdout
+    assert "`forgot-pin` overlaps `reset-pin`, another entry of this file, at 0." in stdout
+    assert "`teller kb supersede forgot-pin --by reset-pin`" in stdout
+    assert "note: " in stdout and "column `category` is not a field Teller reads; ignored" in stdout
+    code, stdout, _ = run("kb", "sync", str(path), "--dry-run", "--json")
+    plan = json.loads(stdout)
+    [pair] = [o for o in plan["overlaps"] if o["kind"] == "import"]
+    assert code == 0 and (pair["entry"], pair["existing"], pair["sure"], pair["action"]) == (
+        "forgot-pin",
+        "reset-pin",
+        True,
+        "reported",
+    )
+    assert any("column `category` is not a field Teller reads" in n for n in plan["notes"])
 
 
 def test_an_intent_the_model_does_not_know_is_reported(kb: KnowledgeBase) -> None:

@@ -220,19 +220,24 @@ def kb_add(
 ) -> None:
     """Add entries from FILE (entries with an existing id are replaced); a bad file changes nothing.
 
-    Each new or rephrased entry is checked against the existing entries and the intents; every
-    overlap is reported with what was done about it.
+    Each new or rephrased entry is checked against the existing entries and the intents, and the
+    file's entries against each other (reported only); every overlap is reported with what was done
+    about it. Columns or keys of FILE that Teller does not read are named (ignored).
     """
     from bot.assistant import open_kb
-    from retrieval.loaders import load_entries
+    from retrieval.loaders import read_entries
 
-    entries = load_entries(file, encoding)
+    loaded = read_entries(file, encoding)
     _check_ask(on_overlap, dry_run)
     settings = get_settings()
     kb = open_kb(settings)
     admin = _admin(settings, kb)
     outcome = admin.import_entries(
-        entries, cast("OnOverlap", on_overlap), choose=_ask if on_overlap == "ask" else None, dry_run=dry_run
+        loaded.entries,
+        cast("OnOverlap", on_overlap),
+        choose=_ask if on_overlap == "ask" else None,
+        dry_run=dry_run,
+        notes=loaded.notes,
     )
     if outcome.applied:
         _audit(settings, outcome.audit_details())
@@ -259,14 +264,14 @@ def kb_sync(
     Entries superseded earlier stay out while the entry that superseded them is in FILE.
     """
     from bot.assistant import open_kb
-    from retrieval.loaders import load_entries
+    from retrieval.loaders import read_entries
 
-    entries = load_entries(file, encoding)
+    loaded = read_entries(file, encoding)
     _check_ask(on_overlap, dry_run)
     settings = get_settings()
     kb = open_kb(settings)
     admin = _admin(settings, kb)
-    prepared = admin.prepare("sync", entries)
+    prepared = admin.prepare("sync", loaded.entries, loaded.notes)
     preview = admin.finish(prepared, on_overlap, dry_run=True)
     if dry_run:
         if as_json:
