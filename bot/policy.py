@@ -57,6 +57,15 @@ log = logging.getLogger(__name__)
 
 POLICY_FILE = "policy.json"
 ADVICE_TAG = "advice"
+#: The reply when nothing fits well enough to answer (rule ``handoff``). A handoff is opened at once
+#: (:meth:`bot.ops_desk.OpsDesk.after_reply`, and the expected wait is appended), so the reply says
+#: so rather than asking, and offers no "Talk to a person" button for what is already done. Without
+#: an ops channel it is replaced by :data:`bot.service.UNSTAFFED`; at a handoff cap, by
+#: :data:`bot.abuse.BUSY`.
+UNSURE = (
+    "I'm not sure I can answer that correctly, and I'd rather not guess, so I'm passing you to a "
+    "colleague from our team."
+)
 #: The small-talk category of "let me talk to a person": handed off, not chatted about.
 HUMAN_CATEGORY = "human"
 #: The classifier and the knowledge base agree when the bank's own entry for the predicted intent
@@ -714,14 +723,7 @@ class AnswerPolicy:
             top = s.top
             assert top is not None
             return self._faq(top, f"{reason}: {top.entry.id}", p)
-        return _decision(
-            Route.HANDOFF,
-            "I'm not sure I can answer that correctly, and I'd rather not guess. "
-            "Would you like me to connect you with someone from our team?",
-            f"{reason} (intent {p.intent})",
-            p,
-            choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
-        )
+        return _decision(Route.HANDOFF, UNSURE, f"{reason} (intent {p.intent})", p)
 
     def answer_for_intent(self, intent: str) -> Decision:
         """The answer to a chosen intent (a clarify button, or an operator's pick)."""

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from bot.calibration import OOS, CalibrationSet, Features, Targets, fit_thresholds, score_routes
+from bot.choices import HANDOFF_CHOICE
 from bot.exemplars import ExemplarSet
 from bot.policy import (
     ROUTES,
     RULE_ROUTES,
     RULES,
     SERVED,
+    UNSURE,
     AnswerPolicy,
     PolicyConfig,
     Route,
@@ -175,6 +177,14 @@ def test_each_route(
     assert decision.route is expected, decision.reason
     assert (decision.kb_id, decision.rule) == (kb_id, rule)
     assert decision.answer and decision.reason
+
+
+def test_a_low_confidence_handoff_says_it_hands_off_and_offers_no_button_for_it(policy: AnswerPolicy) -> None:
+    """The handoff opens at once (the ops desk): the reply says so, asks nothing, offers no button."""
+    decision = policy.decide(signals(p1=0.5, p2=0.1))
+    assert (decision.route, decision.rule, decision.answer) == (Route.HANDOFF, "handoff", UNSURE)
+    assert "?" not in decision.answer and "passing you to a colleague" in decision.answer
+    assert all(c.value != HANDOFF_CHOICE for c in decision.choices)
 
 
 def test_a_foreign_message_is_answered_in_its_language(policy: AnswerPolicy) -> None:

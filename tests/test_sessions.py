@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,13 @@ from fastapi.testclient import TestClient
 
 from bot.abuse import BUSY, AbuseLimits, LimitSettings
 from bot.assistant import build_core, build_service
-from bot.choices import HANDOFF_CHOICE
+from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE
 from bot.core import MAX_TEXT, Incoming, Outgoing, TellerCore
 from bot.errors import RateLimited
 from bot.operators import Actor
 from bot.ops_desk import MAX_RELAY
-from bot.service import NO_SUCH_REPLY, TellerService
+from bot.policy import UNSURE
+from bot.service import NO_SUCH_REPLY, UNSTAFFED, TellerService
 from bot.settings import get_settings
 from bot.storage import Handoff, NewHandoff, StoredMessage
 from bot.web.app import create_app
@@ -288,6 +289,40 @@ def test_handoffs_are_capped_per_address_and_in_total(bank: Bank) -> None:
         TestClient(bank.app).post("/api/messages", json={"text": HANDOFF_CHOICE}, headers=backend).json()
     )
     assert refused["reply"] == BUSY and bank.core.store.handoffs.open_count() == 3
+
+
+def _unsure_of_everything(bank: Bank) -> None:
+    """Every message falls through to the policy's last rule, ``handoff`` (no confident answer)."""
+    policy = bank.core.policy
+    assert policy.thresholds is not None
+    rules = "smalltalk advice in_scope intent faq faq_fallback bank agree_intent agree_kb"
+    never = dict.fromkeys((*rules.split(), "confident_scope", "confident_intent", "clarify_second"), 2.0)
+    policy.thresholds = replace(policy.thresholds, **never)
+
+
+def test_a_low_confidence_handoff_is_open_at_once_and_the_customer_is_told_so_not_asked(bank: Bank) -> None:
+    """The policy hands off when it is unsure, and the handoff opens at once (an ops thread, the
+    expected wait): the customer must be told so, not asked whether they would like it, nor offered
+    a "Talk to a person" button for what is already done."""
+    _unsure_of_everything(bank)
+    question = "I have a question about the letter you sent me last week"
+    reply = bank.service.handle(Incoming("web", "u1", "u1", "u1:1", question))
+    stored = bank.core.store.conversations.message(reply.message_id)
+    assert reply.route == "handoff" and (stored.reason or "").startswith("no confident answer")
+    handoff = bank.core.store.handoffs.active_for("web", "u1")
+    assert handoff is not None and handoff.message_id == reply.message_id  # opened, not offered
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    assert bank.board.threads == [handoff.id]
+    assert reply.text.startswith(UNSURE) and "passing you to a colleague" in reply.text
+    assert reply.text.endswith(bank.service.ops.waiting_notice())  # type: ignore[union-attr]
+    assert "?" not in reply.text and "would you like" not in reply.text.lower()
+    assert all(c.value not in (HANDOFF_CHOICE, ADVISER_CHOICE) for c in reply.choices)
+    assert stored.choices == ()
+    # Without an ops channel nobody is promised, and nothing is opened.
+    bank.service.ops.board = None  # type: ignore[union-attr]
+    alone = bank.service.handle(Incoming("web", "u2", "u2", "u2:1", question))
+    assert (alone.route, alone.text, alone.choices) == ("handoff", UNSTAFFED, ())
+    assert bank.core.store.handoffs.active_for("web", "u2") is None
 
 
 def test_review_posts_to_the_ops_channel_are_limited_and_the_rest_wait_in_the_queue(bank: Bank) -> None:
