@@ -17,7 +17,8 @@ conversations. The rules live here:
   actions;
 - when an operator corrects a message to an intent, the stored customer messages most likely to
   share that need are proposed in the ops channel, to confirm or reject in bulk;
-- an operator's words the customer's platform finally refuses are reported in the operator's thread.
+- an operator's words the customer's platform finally refuses are reported in the operator's thread,
+  and so are words to a customer erased while the handoff was open (nothing of them is kept).
 
 Slack calls run on one background worker, in order, so a customer's reply is never held up by the
 ops channel and a thread is always opened before anything is posted into it.
@@ -47,6 +48,7 @@ from bot.storage import (
     Direction,
     DuplicateMessage,
     Handoff,
+    HandoffStatus,
     NewHandoff,
     Proposal,
     ReviewItem,
@@ -71,6 +73,12 @@ CLOSED_NOTICE = (
 EXPIRED_NOTICE = (
     "I'm sorry: no colleague was free to reply in time. I'm Teller again: ask me anything, "
     "or ask for a person to try again."
+)
+#: Told in a handoff's thread when an operator replies there after its customer was erased.
+ERASED_NOTE = (
+    "Not delivered: this customer's data has been erased (right to erasure), so Teller can no "
+    "longer reach them, and your message was not kept. If the bank must still contact them, do it "
+    "through its own records."
 )
 #: ``closed_by`` of a handoff that closed itself after going idle.
 IDLE_ACTOR = "system:idle"
@@ -307,8 +315,12 @@ class OpsDesk:
     ) -> bool:
         """An operator wrote in an ops thread: relay it to the customer if the thread is an open
         handoff. False when the thread is not a handoff's (ordinary chatter). If the customer's
-        platform refuses it for good, the operator is told in the thread."""
+        platform refuses it for good, the operator is told in the thread; so too when the handoff
+        was open when its customer was erased (:meth:`_erased_reply`: True, nothing delivered)."""
         handoff = self.store.handoffs.by_thread(thread_ts, ops_channel)
+        if handoff is None and self.store.handoffs.erased_thread(thread_ts, ops_channel):
+            self._erased_reply(ops_channel, thread_ts, actor, text)
+            return True
         if handoff is None or not handoff.is_open:
             return False
         operator = self.operators.require(actor.channel, actor.user_id, "reply to customers")
@@ -344,6 +356,38 @@ class OpsDesk:
             )
         log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(operator)}})
         return True
+
+    def _erased_reply(self, ops_channel: str, thread_ts: str, actor: Actor, text: str) -> None:
+        """An operator replied in the thread of a handoff whose customer has been erased: nothing can
+        reach them (who and where they were is gone) and nothing is stored; the operator is told so
+        in the thread, and a line is logged without the reply's words."""
+        operator = self.operators.require(actor.channel, actor.user_id, "reply to customers")
+        log.warning(
+            "handoff_reply_not_delivered",
+            extra={
+                "fields": {
+                    "reason": "customer_erased",
+                    "ops_channel": ops_channel,
+                    "thread_ts": thread_ts,
+                    "operator": str(operator),
+                    "characters": len(text),
+                }
+            },
+        )
+        if self.board is not None:
+            # The board needs only the thread: the handoff's row went with the customer's data.
+            thread = Handoff(
+                id="erased",
+                channel="",
+                conversation_id="",
+                customer_user_id="",
+                customer_chat_id="",
+                status=HandoffStatus.CLOSED,
+                opened_at="",
+                ops_channel=ops_channel,
+                thread_ts=thread_ts,
+            )
+            self._later(self.board.warn_in_thread, thread, ERASED_NOTE)
 
     def close_handoff(self, handoff_id: str, actor: Actor) -> Handoff:
         self.operators.require(actor.channel, actor.user_id, "close handoffs")

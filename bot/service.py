@@ -394,7 +394,8 @@ class TellerService:
         self, ops_channel: str, thread_ts: str, actor: Actor, text: str, platform_id: str
     ) -> bool:
         """An operator wrote in an ops thread: relayed to the customer when the thread is an open
-        handoff (True); False for ordinary chatter."""
+        handoff (True); reported as not delivered in the thread when that customer was erased
+        (True); False for ordinary chatter."""
         return self._desk().operator_reply(ops_channel, thread_ts, actor, text, platform_id)
 
     def flag(self, message_id: str, reason: str | None, actor: Actor) -> ReviewItem:

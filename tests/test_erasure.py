@@ -541,6 +541,34 @@ def test_the_notice_of_a_handoff_that_expired_goes_with_it(store: Store) -> None
     assert count(store, schema.deliveries) == 0
 
 
+def test_only_where_an_open_handoffs_thread_was_is_kept(store: Store) -> None:
+    """For an operator still replying there (OpsDesk.operator_reply): the thread of each handoff open
+    when its customer is erased, and nothing of the customer's; none for a closed one or a dry run."""
+    _, first = say(store, "42", "a person please", route="handoff", channel="telegram")
+    closed = store.handoffs.start(NewHandoff("telegram", first.conversation_id, "42", "42", first.id))
+    store.handoffs.set_thread(closed.id, "COPS", "1700000000.000100")
+    store.handoffs.close(closed.id, OPERATOR)
+    _, again = say(store, "42", "a person again please", route="handoff", channel="telegram")
+    opened = store.handoffs.start(NewHandoff("telegram", again.conversation_id, "42", "42", again.id))
+    store.handoffs.set_thread(opened.id, "COPS", "1700000000.000200")
+    Eraser(store).erase("telegram", "42", "cli:robin", dry_run=True)
+    assert count(store, schema.erased_threads) == 0
+
+    receipt = Eraser(store).erase("telegram", "42", "cli:robin")
+
+    assert receipt.counts["handoffs"] == 2 and any("1 handoff(s)" in c for c in receipt.caveats)
+    rows = store.database.rows(select(schema.erased_threads))
+    assert [(r["ops_channel"], r["thread_ts"]) for r in rows] == [("COPS", "1700000000.000200")]
+    assert store.handoffs.erased_thread("1700000000.000200", "COPS")
+    assert not store.handoffs.erased_thread("1700000000.000100", "COPS")
+    assert not store.handoffs.erased_thread("1700000000.000200", "CELSEWHERE")
+    assert store.handoffs.by_thread("1700000000.000200", "COPS") is None
+    assert set(schema.erased_threads.c.keys()) == {"ops_channel", "thread_ts", "erased_at"}  # no customer
+    # Erasing again (a retried request) keeps one row, and finds nothing else.
+    assert Eraser(store).erase("telegram", "42", "cli:robin").total == 0
+    assert count(store, schema.erased_threads) == 1
+
+
 def test_the_receipt_counts_the_briefs_that_may_quote_the_customer(store: Store) -> None:
     def brief() -> None:
         now = store.database.clock.now()

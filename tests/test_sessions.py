@@ -8,6 +8,8 @@ asserted here and printed by ``python -m pytest tests/test_sessions.py -s``.
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from typing import Any
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from bot.abuse import BUSY, AbuseLimits, LimitSettings
 from bot.assistant import build_core, build_service
@@ -25,11 +28,11 @@ from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE
 from bot.core import MAX_TEXT, Incoming, Outgoing, TellerCore
 from bot.errors import RateLimited
 from bot.operators import Actor
-from bot.ops_desk import MAX_RELAY
+from bot.ops_desk import ERASED_NOTE, MAX_RELAY
 from bot.policy import UNSURE
 from bot.service import NO_SUCH_REPLY, UNSTAFFED, TellerService
 from bot.settings import get_settings
-from bot.storage import Handoff, NewHandoff, StoredMessage
+from bot.storage import Handoff, NewHandoff, StoredMessage, schema
 from bot.web.app import create_app
 from bot.web.sessions import SESSION_COOKIE, Identities
 from tests.servers import serve_in_thread
@@ -48,6 +51,8 @@ class Board:
     threads: list[str] = field(default_factory=list)
     in_thread: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: The thread each of :attr:`warnings` was posted in.
+    warned_threads: list[str | None] = field(default_factory=list)
     reviews: list[int] = field(default_factory=list)
 
     def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
@@ -59,6 +64,7 @@ class Board:
 
     def warn_in_thread(self, handoff: Handoff, text: str) -> None:
         self.warnings.append(text)
+        self.warned_threads.append(handoff.thread_ts)
 
     def post_review(self, item: Any, labels: list[str]) -> None:
         self.reviews.append(item.id)
@@ -587,3 +593,57 @@ def test_a_message_relayed_during_a_handoff_keeps_the_segment_the_bank_named(ban
         ("hello", "premier"),
         ("are you there?", "premier"),
     ]
+
+
+def test_an_operators_reply_after_the_customer_was_erased_is_reported_in_the_thread_and_not_kept(
+    bank: Bank, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Right to erasure while a handoff is open: the operator's next reply in its thread cannot reach
+    anyone. They are told so in the thread (not left believing it was delivered), a redacted line is
+    logged, and nothing of the reply is stored against the erased customer."""
+    customer = new_customer(bank.app)
+    customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    user = stored_user_id(bank.core, customer)
+    handoff = bank.core.store.handoffs.active_for("web", user)
+    assert handoff is not None and handoff.thread_ts is not None
+    key = "operator-key-0123456789abcdef0123456789"
+    with TestClient(create_app(bank.core, service=bank.service, operator_key=key)) as operator:
+        erased = operator.delete(f"/api/customers/web/{user}", headers={"Authorization": f"Bearer {key}"})
+    assert erased.status_code == 200 and erased.json()["counts"]["handoffs"] == 1
+    store = bank.core.store
+    before, warned = store.counts(), len(bank.board.warnings)
+
+    caplog.set_level(logging.INFO, logger="bot.ops_desk")
+    words = "Your refund reaches card 4111 1111 1111 1111 tomorrow, jo@example.com"
+    handled = bank.service.operator_reply(OPS, handoff.thread_ts, Actor("slack", "UOPS"), words, "COPS:9.1")
+    bank.service.ops.drain()  # type: ignore[union-attr]
+
+    assert handled  # a handoff's thread, not chatter
+    assert (
+        bank.board.warnings[warned:] == [ERASED_NOTE] and bank.board.warned_threads[-1] == handoff.thread_ts
+    )
+    assert "not delivered" in ERASED_NOTE.lower() and "erased" in ERASED_NOTE
+    # Nothing stored: no relay, no outbox text, no delivery; not a word of the reply, not the customer.
+    assert store.counts() == before and store.handoffs.active_for("web", user) is None
+    with store.database.reading() as connection:
+        rows = {
+            t.name: [tuple(map(str, r)) for r in connection.execute(select(t))]
+            for t in schema.metadata.sorted_tables
+        }
+    everything = json.dumps(rows)
+    assert "refund" not in everything and "4111" not in everything and user not in everything
+    assert rows["erased_threads"] == [(OPS, handoff.thread_ts, rows["erased_threads"][0][2])]
+    [line] = [r for r in caplog.records if r.getMessage() == "handoff_reply_not_delivered"]
+    fields = line.fields  # type: ignore[attr-defined]
+    assert (fields["reason"], fields["thread_ts"], fields["operator"]) == (
+        "customer_erased",
+        handoff.thread_ts,
+        "slack:UOPS",
+    )
+    assert "refund" not in caplog.text and "4111" not in caplog.text and user not in caplog.text
+    assert not any(r.getMessage() == "handoff_relayed" for r in caplog.records)
+    # Chatter in a thread that never relayed a handoff is still chatter.
+    assert not bank.service.operator_reply(
+        OPS, "1699999999.0001", Actor("slack", "UOPS"), "lunch?", "COPS:9.2"
+    )

@@ -47,6 +47,12 @@ audit_log            append-only (the database's triggers refuse changes); it ne
 deployment, jobs     settings and retrain jobs: operators' and the system's, no customer data
 ==================== =========================================================================
 
+Written: ``erased_threads``, the ops-channel thread (channel id and thread ts) of each handoff open
+when the customer is erased, and when; nothing of the customer's. An operator who replies in that
+thread afterwards is told there that the reply was not delivered
+(:meth:`bot.ops_desk.OpsDesk.operator_reply`), instead of it vanishing as chatter; retention
+removes the row after its cutoff.
+
 And outside the database: Slack's ops channel (handoff threads, review posts), the customer's own
 chat app, backups, log files. A correction superseded by one that is deleted stays superseded (the
 operator's later decision stands).
@@ -74,7 +80,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.errors import InputError
 from bot.privacy.purge import CorrectionFate, Removed, chunks, purge_messages, rowcount
-from bot.storage import AuditAction, Store, StoreError, schema
+from bot.storage import AuditAction, HandoffStatus, Store, StoreError, schema
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +116,7 @@ NOTICES = ("closed", "expired")
 ATTEMPTS = 3
 
 _m, _c, _h = schema.messages, schema.conversations, schema.handoffs
-_d, _f = schema.deliveries, schema.feedback
+_d, _f, _e = schema.deliveries, schema.feedback, schema.erased_threads
 
 ALWAYS = (
     "Copies Teller posted to the Slack ops channel (handoff threads, review items) are Slack's "
@@ -244,6 +250,26 @@ class Eraser:
                 select(_h.c.id).where(_h.c.channel == channel, _h.c.customer_user_id == user_id)
             ).scalars()
         ]
+        # Where an open handoff is relayed, so that an operator still replying there is told it went
+        # nowhere (nothing of the customer's is kept: the thread and when).
+        threads = {
+            (str(ops_channel or ""), str(ts))
+            for ops_channel, ts in connection.execute(
+                select(_h.c.ops_channel, _h.c.thread_ts).where(
+                    _h.c.channel == channel,
+                    _h.c.customer_user_id == user_id,
+                    _h.c.status == HandoffStatus.OPEN.value,
+                    _h.c.thread_ts.is_not(None),
+                )
+            )
+        }
+        if threads:
+            now = self.store.database.clock.now()
+            connection.execute(
+                self.store.database.insert(_e)
+                .values([{"ops_channel": c, "thread_ts": ts, "erased_at": now} for c, ts in sorted(threads)])
+                .on_conflict_do_nothing()
+            )
         conversations = set(
             connection.execute(select(_m.c.conversation_id).where(mine).distinct()).scalars()
         ) | set(
@@ -291,7 +317,7 @@ class Eraser:
             at=self.store.database.clock.now(),
             counts=removed.counts(KINDS),
             kb_entries=tuple(sorted(kb_entries)),
-            caveats=self._caveats(connection, channel, user_id, removed, kb_entries, first),
+            caveats=self._caveats(connection, channel, user_id, removed, kb_entries, first, len(threads)),
             dry_run=dry_run,
         )
 
@@ -303,8 +329,15 @@ class Eraser:
         removed: Removed,
         kb_entries: set[str],
         first: str | None = None,
+        open_threads: int = 0,
     ) -> tuple[str, ...]:
         caveats: list[str] = []
+        if open_threads:
+            caveats.append(
+                f"{open_threads} handoff(s) of this customer's were open: where their ops-channel "
+                "thread is, and when it was erased, is kept (nothing of the customer's), so that an "
+                "operator replying there is told the reply was not delivered."
+            )
         if removed.corrections or removed.corrections_rewritten:
             caveats.append(
                 "Corrections made from this customer's messages are gone from the store, but a model "

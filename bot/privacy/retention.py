@@ -12,6 +12,8 @@ A run (:meth:`Retention.run`, ``teller retention run``, or :class:`RetentionServ
 - handoffs closed before the cutoff (open ones stay, however old: someone is still on them);
 - conversations left with no message and no handoff, untouched since the cutoff;
 - delivery records older than the cutoff whose message is gone (handoff notices, interview turns);
+- the threads of handoffs whose customer was erased before the cutoff (``erased_threads``: an
+  operator replying there after that is no longer told the customer was erased);
 - and, on every run, outbox rows older than :data:`OUTBOX_HOURS` (24 h): the text as written of a
   message on its way to a customer is transient, retention on or off.
 
@@ -243,6 +245,9 @@ class Retention:
                 delete(_d).where(_d.c.updated_at < cutoff, ~exists().where(_m.c.id == _d.c.message_id))
             )
         )
+        # Where erased customers' handoffs were relayed (nothing of theirs; not counted).
+        erased = schema.erased_threads
+        connection.execute(delete(erased).where(erased.c.erased_at < cutoff))
         return False
 
     def _outbox(self, connection: Connection, before: str, removed: Removed) -> bool:

@@ -25,6 +25,7 @@ from bot.text import storable
 _h = schema.handoffs
 _c = schema.conversations
 _m = schema.messages
+_e = schema.erased_threads
 
 
 class HandoffRepository:
@@ -193,6 +194,12 @@ class HandoffRepository:
             query = query.where(_h.c.ops_channel == ops_channel)
         rows = self.db.rows(query.order_by(_h.c.opened_at.desc(), _h.c.id.desc()).limit(1))
         return _handoff(rows[0]) if rows else None
+
+    def erased_thread(self, thread_ts: str, ops_channel: str) -> bool:
+        """Whether an ops-channel thread relayed a handoff that was open when its customer was
+        erased (:mod:`bot.privacy.erasure` keeps where the thread was, nothing of the customer's)."""
+        query = select(_e.c.erased_at).where(_e.c.thread_ts == thread_ts, _e.c.ops_channel == ops_channel)
+        return bool(self.db.rows(query.limit(1)))
 
     def recent(self, status: HandoffStatus | None = None, limit: int = 100) -> list[Handoff]:
         """Handoffs, newest first."""

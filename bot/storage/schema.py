@@ -345,3 +345,15 @@ outcomes = Table(
     Column("created_at", Text, nullable=False),
     Index("idx_outcomes_message_id_name", "message_id", "name", unique=True),
 )
+
+#: The ops-channel thread of each handoff that was open when its customer was erased (migration
+#: 0013): only where the thread is and when, nothing of the customer's (no id, pseudonym or words).
+#: An operator replying there afterwards is told in the thread that the reply was not delivered
+#: (:meth:`bot.ops_desk.OpsDesk.operator_reply`). Removed by retention after its cutoff.
+erased_threads = Table(
+    "erased_threads",
+    metadata,
+    Column("ops_channel", Text, primary_key=True),
+    Column("thread_ts", Text, primary_key=True),
+    Column("erased_at", Text, nullable=False),
+)
