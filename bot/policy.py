@@ -662,7 +662,8 @@ class AnswerPolicy:
                 handoff_reply(s.language.language),
                 f"{reason} ({s.language.language}, {s.language.reason})",
                 p,
-                choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
+                # No "Talk to a person" button: the handoff is opened with this reply (an English
+                # button pressed would only post its value into the operator's thread).
             )
         if rule.name == "correction":
             return self._corrected(s, reason)

@@ -191,6 +191,7 @@ def test_a_foreign_message_is_answered_in_its_language(policy: AnswerPolicy) -> 
     decision = policy.decide(signals(language=LanguageResult("es", 0.95, False, "lingua")))
     assert decision.answer == handoff_reply("es") != handoff_reply("en")
     assert decision.language == "es" and "es" in decision.reason
+    assert decision.choices == ()  # the reply passes them on: no button asking whether to
 
 
 def test_a_correction_says_so_in_the_reason(policy: AnswerPolicy) -> None:
