@@ -34,13 +34,15 @@ channel                                                review``, ``/teller queue
 feedback per reply          once                       409 (a unique check in the store, not here)
 ==========================  =========================  ==============================================
 
-**A long message counts for more.** A message costs one unit per started
-:data:`CHARACTERS_PER_UNIT` characters in every message limit above (a 4,000-character message 8,
-a short one 1; never more than a limit holds, so the longest message is still admitted once the
-window is empty): it takes several of the classifier's windows and longer encoder passes. Measured
-through the answer policy (2 cores, another job running, 2026-12-01, median of 15): 32 ms for a
-45-character question, 145 ms at 500 characters, 333 ms at 1,000 (3 windows), 672 ms at 4,000 (8
-windows), so a unit costs 30-145 ms where a message alone would cost 30-670 ms.
+**A long message counts for more.** A message costs as many units of every message limit above as
+the classifier's windows it takes (:meth:`bot.core.TellerCore.message_cost`: 1 for a message that
+fits one window, up to 8 for 4,000 characters; never more than a limit holds, so the longest message
+is still admitted once the window is empty): by tokens, not characters, so 500 characters of digits
+and punctuation, which take 7 windows, cost 7. Measured through the answer policy (2 cores, another
+job running, 2026-12-01, median of 15): 32 ms for a 45-character question, 145 ms at 500 characters
+(1 window), 333 ms at 1,000 (3), 672 ms at 4,000 (8). A resent message (the same
+``client_message_id``, answered from the store) costs 1. A refusal's Retry-After is the time until
+the message's cost fits again, not only until one unit is free.
 
 A customer has at most one open handoff (the store reuses the open one). Counters live in
 ``TELLER_LIMITS_STORAGE`` (a `limits` storage URI): ``memory://`` (the default) counts per replica,
@@ -91,9 +93,6 @@ class LimitSettings:
     storage: str = "memory://"
 
 
-#: A message costs one unit of the message limits per started this many characters (see above).
-CHARACTERS_PER_UNIT = 500
-
 #: One limit to check: the item, the identifiers it counts under, and the scope's name.
 _Check = tuple[RateLimitItem, tuple[str, ...], str]
 
@@ -103,6 +102,11 @@ def _items(name: str, spec: str) -> tuple[RateLimitItem, ...]:
         return tuple(parse(part) for part in spec.split(";") if part.strip())
     except ValueError as exc:
         raise ConfigError(f"{name}: {spec!r} is not a limit such as '20/minute' ({exc})") from None
+
+
+def _rate(items: tuple[RateLimitItem, ...]) -> float:
+    """The tightest of ``items`` as messages per second (infinite for none)."""
+    return min((item.amount / item.get_expiry() for item in items), default=math.inf)
 
 
 class AbuseLimits:
@@ -123,6 +127,18 @@ class AbuseLimits:
         self._per_address = _items("TELLER_LIMIT_MESSAGES_PER_ADDRESS", settings.messages_per_address)
         self._overall = _items("TELLER_LIMIT_MESSAGES_OVERALL", settings.messages_overall)
         self._anonymous = _items("TELLER_LIMIT_MESSAGES_ANONYMOUS", settings.messages_anonymous)
+        if _rate(self._anonymous) >= _rate(self._overall):
+            # Allowed (a deployment with anonymous customers only), but then it protects no one.
+            log.warning(
+                "limits_anonymous_not_a_share",
+                extra={
+                    "fields": {
+                        "anonymous": settings.messages_anonymous,
+                        "overall": settings.messages_overall,
+                        "note": "anonymous web customers can take the whole overall limit",
+                    }
+                },
+            )
         self._sessions = _items("TELLER_LIMIT_SESSIONS", settings.sessions_per_address)
         self._handoffs = _items("TELLER_LIMIT_HANDOFFS_PER_ADDRESS", settings.handoffs_per_address)
         self._review_posts = _items("TELLER_LIMIT_REVIEW_POSTS", settings.review_posts)
@@ -137,11 +153,11 @@ class AbuseLimits:
         user_id: str,
         address: str | None = None,
         anonymous: bool = False,
-        characters: int = 0,
+        cost: int = 1,
     ) -> None:
-        """Count one customer message of ``characters`` (its cost: :data:`CHARACTERS_PER_UNIT`);
-        raises :class:`RateLimited` (and counts nothing) when the customer, the client ``address``
-        (None: not known, e.g. Telegram), everyone together or (``anonymous``: a web customer nobody
+        """Count one customer message costing ``cost`` units (see the module's docstring); raises
+        :class:`RateLimited` (and counts nothing) when the customer, the client ``address`` (None:
+        not known, e.g. Telegram), everyone together or (``anonymous``: a web customer nobody
         vouched for) all anonymous customers together are over a limit."""
         checks: list[_Check] = [(item, ("customer", channel, user_id), "customer") for item in self._messages]
         if address:
@@ -150,7 +166,7 @@ class AbuseLimits:
             checks += [(item, ("anonymous", channel), "anonymous") for item in self._anonymous]
         # Per channel: a web flood does not silence Telegram and Slack customers.
         checks += [(item, ("overall", channel), "overall") for item in self._overall]
-        self._take(checks, TOO_FAST, max(1, -(-characters // CHARACTERS_PER_UNIT)))
+        self._take(checks, TOO_FAST, max(1, cost))
 
     def session(self, address: str | None) -> None:
         """Count one new web session from ``address``; raises :class:`RateLimited`."""
@@ -201,7 +217,8 @@ class AbuseLimits:
         for (item, identifiers, scope), units in zip(checks, costs, strict=True):
             if not self._limiter.test(item, *identifiers, cost=units):
                 reset, _ = self._limiter.get_window_stats(item, *identifiers)
-                seconds = max(1, math.ceil(reset - time.time()))
+                # The window's oldest unit frees one: a message costing more may need the whole window.
+                seconds = max(1, math.ceil(reset - time.time()) if units == 1 else item.get_expiry())
                 log.info("rate_limited", extra={"fields": {"scope": scope, "retry_after": seconds}})
                 raise RateLimited(words.format(seconds=seconds), seconds, scope)
         for (item, identifiers, _), units in zip(checks, costs, strict=True):

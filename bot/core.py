@@ -106,6 +106,11 @@ class TellerCore:
         self.store = store
         self._batcher = DecisionBatcher(lambda: self.policy)
 
+    def message_cost(self, text: str) -> int:
+        """What answering ``text`` costs, in the abuse limits' units: the classifier windows it takes
+        (:meth:`nlu.IntentClassifier.windows_needed`; 1 for a message that fits one)."""
+        return self.policy.classifier.windows_needed(text)
+
     def close(self) -> None:
         """Finish queued work, then close the store. Idempotent."""
         self._batcher.close()

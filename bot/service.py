@@ -111,7 +111,8 @@ class TellerService:
 
         Raises :class:`InputError` (empty, or longer than :data:`bot.core.MAX_TEXT`) and
         :class:`RateLimited` (over an abuse limit; nothing is stored). A redelivered message is
-        answered as the first time without counting again. Pressing "Book an adviser call"
+        answered as the first time, counting one unit of the limits (a new one counts its
+        classifier windows, :meth:`TellerCore.message_cost`). Pressing "Book an adviser call"
         (:data:`~bot.choices.ADVISER_CHOICE`) also records the outcome ``adviser_call_booked`` on the
         customer's latest reply that offered the button (:meth:`book_adviser_call`)."""
         reply = self._handle(incoming, private)
@@ -185,16 +186,16 @@ class TellerService:
                 return earlier
             if self.desk.wants(incoming):
                 return self.desk.converse(incoming)
-        # One cap and one set of limits for every path: the answer policy, a handoff's relay and a
-        # resent message alike (a retry counts: resending cannot get past the limits).
         incoming = replace(incoming, text=message_text(incoming.text))
-        with timed("limits"):
-            self.limits.message(
-                incoming.channel, incoming.user_id, incoming.origin, incoming.anonymous, len(incoming.text)
-            )
         # A redelivery (or a retry that reached another replica) gets what was answered the first
         # time, whatever has happened since (a handoff opened meanwhile, say).
         replayed = self.core.replay(incoming)
+        # One cap and one set of limits for every path: the answer policy, a handoff's relay and a
+        # resent message alike. A resent one costs a unit (resending cannot get past the limits), a
+        # new one what reading it costs (its classifier windows).
+        with timed("limits"):
+            cost = 1 if replayed is not None else self.core.message_cost(incoming.text)
+            self.limits.message(incoming.channel, incoming.user_id, incoming.origin, incoming.anonymous, cost)
         if replayed is not None:
             if self.ops is not None and not replayed.silent:
                 # Finishes what a crash may have cut short, under the same caps as the first time: a

@@ -466,21 +466,42 @@ def test_anonymous_customers_have_a_share_of_the_overall_limit_and_verified_ones
     assert refused.value.scope == "overall"
 
 
-def test_a_long_message_costs_more_of_the_limits_but_the_longest_is_still_admitted() -> None:
+def test_a_costly_message_takes_more_of_the_limits_but_the_costliest_is_still_admitted() -> None:
     limits = AbuseLimits(LimitSettings(messages="20/minute", messages_overall="1000/minute"))
-    limits.message("web", "c_long", None, characters=4000)  # 8 units
-    limits.message("web", "c_long", None, characters=3999)  # 8 units
+    limits.message("web", "c_long", None, cost=8)
+    limits.message("web", "c_long", None, cost=8)
     with pytest.raises(RateLimited) as refused:  # 16 of 20 used: 8 more do not fit ...
-        limits.message("web", "c_long", None, characters=3501)
+        limits.message("web", "c_long", None, cost=8)
     assert refused.value.scope == "customer"
+    assert refused.value.retry_after == 60  # the oldest unit's expiry would free 1 of the 8
     for _ in range(4):  # ... 4 short ones do
-        limits.message("web", "c_long", None, characters=40)
+        limits.message("web", "c_long", None)
     with pytest.raises(RateLimited):
-        limits.message("web", "c_long", None, characters=1)
+        limits.message("web", "c_long", None)
     tight = AbuseLimits(LimitSettings(messages="5/minute"))
-    tight.message("web", "c_tight", None, characters=4000)  # costs the whole window, not more
+    tight.message("web", "c_tight", None, cost=8)  # costs the whole window, not more
     with pytest.raises(RateLimited):
-        tight.message("web", "c_tight", None, characters=10)
+        tight.message("web", "c_tight", None)
+
+
+def test_a_message_costs_its_classifier_windows_and_a_resent_one_a_single_unit(bank: Bank) -> None:
+    cost = bank.core.message_cost
+    assert cost("where is my card?") == 1
+    english = ("my card was declined at the shop and I do not know why it happened to me " * 60)[:4000]
+    digits = ("1.2,3;4-5/" * 50)[:499]  # few characters, many tokens
+    assert cost(english) > 1 and cost(digits) > 1
+    assert cost(digits) == bank.core.policy.classifier.predict([digits])[0].windows
+    limits(bank.service, messages=f"{2 * cost(english) + 1}/minute")
+    client = TestClient(bank.app)
+    headers = {"Authorization": f"Bearer {BACKEND_KEY}", "X-Teller-Customer": "carol"}
+    body = {"text": english, "client_message_id": "m-1"}
+    first = client.post("/api/messages", json=body, headers=headers)
+    assert first.status_code == 200
+    for _ in range(cost(english) + 1):  # retries of the same message: one unit each
+        again = client.post("/api/messages", json=body, headers=headers)
+        assert again.status_code == 200 and again.json()["message_id"] == first.json()["message_id"]
+    refused = client.post("/api/messages", json={"text": english}, headers=headers)
+    assert refused.status_code == 429  # a new long one no longer fits
 
 
 def test_a_flood_of_anonymous_web_sessions_leaves_verified_customers_answered(bank: Bank) -> None:
