@@ -499,6 +499,12 @@ class KnowledgeAdmin:
             if target is not None and target in handled:
                 decisions.resolutions.append(Resolution(overlap, "skipped", f"`{target}` {handled[target]}"))
                 continue
+            if target is not None and target in decisions.final:
+                # An entry of this file that did not change (so not checked itself): the file keeps it.
+                note = f"kept both: `{target}` is in this file too (entries of one file never supersede "
+                note += "each other)"
+                decisions.resolutions.append(Resolution(overlap, "kept", note))
+                continue
             intent = overlap.intent
             options: tuple[Choice, ...] = ("supersede", "keep")
             if intent is not None:

@@ -321,6 +321,16 @@ def test_keep_ask_and_same_import(kb: KnowledgeBase) -> None:
     assert outcome.unlinked == ["card_arrival"] and outcome.superseded == []
 
 
+def test_a_sync_never_supersedes_an_unchanged_entry_of_its_own_file(kb: KnowledgeBase) -> None:
+    # "hours" is rephrased into "fee"'s question (and answer); "fee" stays as it was: the file holds
+    # both, so after the sync the knowledge base holds both (a reviewer saw "fee" superseded).
+    target = [*ENTRIES[:2], KBEntry.build("hours", ["What is the overdraft fee?"], "19.9% EAR."), ENTRIES[3]]
+    outcome = KnowledgeAdmin(kb).sync(target)
+    [found] = [r for r in outcome.resolutions if r.overlap.existing_id == "fee"]
+    assert found.action == "kept" and "in this file too" in found.note
+    assert outcome.superseded == [] and kb.entries() == target
+
+
 def test_possible_overlaps_are_reported_not_acted_on(kb: KnowledgeBase) -> None:
     admin = KnowledgeAdmin(kb)
     # Same question, unrelated answer: (2 * 1.0 + 0.0) / 3 = 0.67, between the two thresholds.

@@ -919,6 +919,10 @@ def test_a_word_after_a_word_secret_label_is_the_secret(text: str, expected: str
     [
         "my memorable word is wrong",
         "my memorable word is not working",
+        "my memorable word is stuck",
+        "my security answer is broken",
+        "my memorable word is down again",
+        "security answer is done",
         "my memorable word is case sensitive",
         "is my memorable word case sensitive?",
         "the security answer is case-sensitive?",

@@ -334,9 +334,9 @@ class Eraser:
         caveats: list[str] = []
         if open_threads:
             caveats.append(
-                f"{open_threads} handoff(s) of this customer's were open: where their ops-channel "
-                "thread is, and when it was erased, is kept (nothing of the customer's), so that an "
-                "operator replying there is told the reply was not delivered."
+                f"{open_threads} handoff(s) of this customer's open: the erasure keeps where their "
+                "ops-channel thread is, and when (nothing of the customer's), so that an operator "
+                "replying there is told the reply was not delivered."
             )
         if removed.corrections or removed.corrections_rewritten:
             caveats.append(

@@ -1755,7 +1755,8 @@ _SECRET_WORD_LEAD = frozenset(
     getting going in on for at to of from with without about and or but if because as like less more
     longer shorter all any some something nothing anything everything spelt misspelt misspelled written
     kept given taken gone meant supposed capitalised capitalized lowercase uppercase pending failing
-    loading one two three four five six seven eight nine ten eleven twelve
+    loading one two three four five six seven eight nine ten eleven twelve stuck broken down unclear
+    odd fake done back messed weird confusing faulty bugged glitching glitchy unreadable unknown
     """.split()  # noqa: SIM905 - a word list reads better as words
 )
 _CASE_SENSITIVE = regex.compile(r"case[ ](?:in)?sensitiv")
