@@ -220,11 +220,13 @@ def _parse_csv(path: Path, text: str) -> Parsed:
             )
         )
     col: dict[str, int] = {name: header.index(name) for name in CSV_FIELDS if name in header}
+    filled: set[int] = set()  # columns with a value in some row
     entries = []
     try:
         for row in reader:
             if not any(c.strip() for c in row):
                 continue
+            filled.update(i for i, c in enumerate(row[: len(header)]) if c.strip())
             if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
                 raise KBFormatError(
                     f"{path}, line {reader.line_num}: {len(row)} fields but the header has {len(header)} "
@@ -257,6 +259,22 @@ def _parse_csv(path: Path, text: str) -> Parsed:
                 f"{MAX_QUESTION_CHARS:,}"
             ) from None
         raise KBFormatError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
+    # A misspelt column beside an empty one of the name it was meant to have ("intent" left blank,
+    # the intents typed under "intnet"): its values would be lost, as above.
+    empty = [name for name, i in col.items() if i not in filled]
+    for name in unknown:
+        meant = _misspelt(name, empty)
+        if meant is not None and header.index(name) in filled:
+            raise KBFormatError(
+                f"{path}, line 1: column {meant} is empty and column {_shown(name)}, which Teller does "
+                f"not read, is not: is it {meant} misspelt? Rename it (or remove one of them)"
+            )
+    nameless = [str(i + 1) for i, h in enumerate(header) if not h and i in filled]
+    if nameless:
+        notes.append(
+            f"{path}: column{'s' if len(nameless) > 1 else ''} {', '.join(nameless)} "
+            f"{'have' if len(nameless) > 1 else 'has'} values but no name in the header; ignored"
+        )
     return entries, notes
 
 

@@ -579,6 +579,12 @@ def test_a_column_teller_does_not_read_is_named_and_a_misspelt_one_refused(tmp_p
         read_entries(path)
     path.write_text("id,question,answer,tags,tag\nfees,What do you charge?,Nothing.,fees,x\n")
     assert read_entries(path).notes == [f"{path}: column `tag` is not a field Teller reads; ignored {READS}"]
+    # ... or of one the file has but left empty: "intent" blank, the intents typed under "intnet".
+    path.write_text("id,question,answer,intent,intnet\nfees,What do you charge?,Nothing.,,card_fees\n")
+    with pytest.raises(KBFormatError, match=r"column intent is empty and column `intnet`.*is it intent"):
+        read_entries(path)
+    path.write_text("id,question,answer,,\nfees,What do you charge?,Nothing.,card_fees,\n")
+    assert read_entries(path).notes == [f"{path}: column 4 has values but no name in the header; ignored"]
     path.write_text("id,question,anwser\nfees,What do you charge?,Nothing.\n")
     with pytest.raises(KBFormatError, match=r"missing column answer \(`anwser` for answer\?\) \(found id"):
         read_entries(path)
