@@ -790,6 +790,8 @@ _SECRET_WORD_WORDS = [
 _SECRET_PHRASE_WORDS = [
     r"memorable[ ](?:information|info|answer|name|place)",
     r"security[ ]answer",
+    r"security[ ]question[ ]answer",
+    r"answer[ ]to[ ](?:my|the)[ ](?:security|secret)[ ]question",
     r"secret[ ]answer",
     r"mother'?s[ ]maiden[ ]name",
     r"pass[ ]?phrase",
