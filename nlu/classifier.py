@@ -200,7 +200,8 @@ class IntentClassifier:
     def windows_needed(self, text: str) -> int:
         """How many windows of the model :meth:`predict` would run for ``text`` (1 for a text that
         fits; at most :data:`nlu.tokenization.MAX_WINDOWS`): what reading it costs, in units of one
-        encoder pass. Tokenizes only (well under a millisecond for 4,000 characters)."""
+        encoder pass. Tokenizes only: 0.02 ms for a short question, 7 ms for 4,000 characters (about
+        1 % of reading them; 2 cores, 2026-12-01)."""
         ids = self._tokenizer.encode([text])[0]
         if not self._tokenizer.was_truncated(ids):
             return 1
