@@ -57,7 +57,7 @@ class Board:
 
     def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
         self.threads.append(handoff.id)
-        return f"17000000{len(self.threads)}.0001"
+        return f"{1700000000 + len(self.threads)}.000100"  # Slack's shape: seconds.microseconds
 
     def post_in_thread(self, handoff: Handoff, text: str) -> None:
         self.in_thread.append(text)
