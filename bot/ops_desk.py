@@ -48,7 +48,7 @@ from bot.storage import (
     Direction,
     DuplicateMessage,
     Handoff,
-    HandoffStatus,
+    HandoffThread,
     NewHandoff,
     Proposal,
     ReviewItem,
@@ -120,8 +120,8 @@ class OpsBoard(Protocol):
         """Post a customer's words into the handoff's thread."""
         ...
 
-    def warn_in_thread(self, handoff: Handoff, text: str) -> None:
-        """Tell the operators in the handoff's thread something went wrong (Teller's own words)."""
+    def warn_in_thread(self, thread: HandoffThread, text: str) -> None:
+        """Tell the operators in a handoff's thread something went wrong (Teller's own words)."""
         ...
 
     def post_review(self, item: ReviewItem, labels: list[str]) -> None: ...
@@ -281,7 +281,7 @@ class OpsDesk:
             if self.board is not None:
                 self._later(
                     self.board.warn_in_thread,
-                    handoff,
+                    handoff.thread,
                     f"Closed after {self.idle_minutes} minutes without a message either way: nobody "
                     "replied in time. The customer was told Teller answers again; reach them another "
                     "way if they still need a person.",
@@ -299,7 +299,7 @@ class OpsDesk:
         if handoff is not None and self.board is not None:
             self._later(
                 self.board.warn_in_thread,
-                handoff,
+                handoff.thread,
                 "A message of yours may not have reached the customer: the server sending it "
                 "stopped. Please send it again.",
             )
@@ -328,7 +328,7 @@ class OpsDesk:
             if self.board is not None:
                 self._later(
                     self.board.warn_in_thread,
-                    handoff,
+                    handoff.thread,
                     f"Not sent: the message has {len(text):,} characters and customers get at most "
                     f"{MAX_RELAY:,} at a time. Please send it in shorter parts.",
                 )
@@ -350,7 +350,7 @@ class OpsDesk:
             )
             self._later(
                 self.board.warn_in_thread,
-                handoff,
+                handoff.thread,
                 f"Not delivered to the customer ({handoff.channel} said: {reason}). "
                 f"{seen}; try again or reach them another way.",
             )
@@ -374,20 +374,8 @@ class OpsDesk:
                 }
             },
         )
-        if self.board is not None:
-            # The board needs only the thread: the handoff's row went with the customer's data.
-            thread = Handoff(
-                id="erased",
-                channel="",
-                conversation_id="",
-                customer_user_id="",
-                customer_chat_id="",
-                status=HandoffStatus.CLOSED,
-                opened_at="",
-                ops_channel=ops_channel,
-                thread_ts=thread_ts,
-            )
-            self._later(self.board.warn_in_thread, thread, ERASED_NOTE)
+        if self.board is not None:  # the thread is all there is: the handoff went with the customer
+            self._later(self.board.warn_in_thread, HandoffThread(ops_channel, thread_ts), ERASED_NOTE)
 
     def close_handoff(self, handoff_id: str, actor: Actor) -> Handoff:
         self.operators.require(actor.channel, actor.user_id, "close handoffs")
@@ -400,7 +388,7 @@ class OpsDesk:
         if sent is not None and not sent.delivered and not sent.skipped and self.board is not None:
             self._later(
                 self.board.warn_in_thread,
-                closed,
+                closed.thread,
                 f"The customer was not told the conversation is closed ({closed.channel} said: "
                 f"{sent.error.reason if sent.error else 'unknown'}); Teller answers them again.",
             )

@@ -32,7 +32,7 @@ from bot.ops_desk import ERASED_NOTE, MAX_RELAY
 from bot.policy import UNSURE
 from bot.service import NO_SUCH_REPLY, UNSTAFFED, TellerService
 from bot.settings import get_settings
-from bot.storage import Handoff, NewHandoff, StoredMessage, schema
+from bot.storage import Handoff, HandoffThread, NewHandoff, StoredMessage, schema
 from bot.web.app import create_app
 from bot.web.sessions import SESSION_COOKIE, Identities
 from tests.servers import serve_in_thread
@@ -62,9 +62,9 @@ class Board:
     def post_in_thread(self, handoff: Handoff, text: str) -> None:
         self.in_thread.append(text)
 
-    def warn_in_thread(self, handoff: Handoff, text: str) -> None:
+    def warn_in_thread(self, thread: HandoffThread, text: str) -> None:
         self.warnings.append(text)
-        self.warned_threads.append(handoff.thread_ts)
+        self.warned_threads.append(thread.thread_ts)
 
     def post_review(self, item: Any, labels: list[str]) -> None:
         self.reviews.append(item.id)

@@ -341,6 +341,15 @@ class NewHandoff:
 
 
 @dataclass(frozen=True)
+class HandoffThread:
+    """Where a handoff is relayed in the ops channel: all the board needs to post into its thread
+    (a handoff's :attr:`Handoff.thread`; kept alone for one whose customer was erased)."""
+
+    ops_channel: str | None
+    thread_ts: str | None
+
+
+@dataclass(frozen=True)
 class Handoff:
     """A conversation handed to people: where the customer is, and the ops thread relaying it."""
 
@@ -360,6 +369,10 @@ class Handoff:
     @property
     def is_open(self) -> bool:
         return self.status == HandoffStatus.OPEN
+
+    @property
+    def thread(self) -> HandoffThread:
+        return HandoffThread(self.ops_channel, self.thread_ts)
 
 
 @dataclass(frozen=True)

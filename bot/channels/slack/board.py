@@ -20,7 +20,7 @@ from bot.channels.slack.blocks import (
 from bot.channels.slack.text import escape
 
 if TYPE_CHECKING:
-    from bot.storage import Correction, Handoff, Proposal, ReviewItem, StoredMessage
+    from bot.storage import Correction, Handoff, HandoffThread, Proposal, ReviewItem, StoredMessage
 
 
 class SlackOpsBoard:
@@ -40,18 +40,18 @@ class SlackOpsBoard:
 
     def post_in_thread(self, handoff: Handoff, text: str) -> None:
         """The customer's words (escaped: they ping nobody), split over several posts if long."""
-        self._thread(handoff, text, "*Customer:* ")
+        self._thread(handoff.thread, text, "*Customer:* ")
 
-    def warn_in_thread(self, handoff: Handoff, text: str) -> None:
-        self._thread(handoff, text, ":warning: ")
+    def warn_in_thread(self, thread: HandoffThread, text: str) -> None:
+        self._thread(thread, text, ":warning: ")
 
-    def _thread(self, handoff: Handoff, text: str, prefix: str) -> None:
+    def _thread(self, thread: HandoffThread, text: str, prefix: str) -> None:
         blocks = sections(text, prefix)
         for start in range(0, len(blocks), SECTIONS_PER_MESSAGE):
             group = blocks[start : start + SECTIONS_PER_MESSAGE]
             self.client.chat_postMessage(
-                channel=handoff.ops_channel or self.ops_channel or "",
-                thread_ts=handoff.thread_ts,
+                channel=thread.ops_channel or self.ops_channel or "",
+                thread_ts=thread.thread_ts,
                 text="\n\n".join(b["text"]["text"] for b in group),
                 blocks=group,
             )
