@@ -79,7 +79,7 @@ def export_onnx(
             opset_version=17,
         )
     config = model.encoder.config
-    _optimize(raw, fp32, int(config.num_attention_heads), int(config.hidden_size))
+    optimize_bert_graph(raw, fp32, int(config.num_attention_heads), int(config.hidden_size))
     raw.unlink()
     written = [fp32]
     if quantize:
@@ -89,8 +89,10 @@ def export_onnx(
     return written
 
 
-def _optimize(source: Path, target: Path, num_heads: int, hidden_size: int) -> None:
-    """Apply ONNX Runtime's BERT fusions; fall back to the plain graph if they do not apply."""
+def optimize_bert_graph(source: Path, target: Path, num_heads: int, hidden_size: int) -> None:
+    """Write ``source`` with ONNX Runtime's BERT fusions (attention, layer norm, GELU) applied to
+    ``target``; the plain graph is copied if they do not apply (logged as ``onnx_optimize_skipped``).
+    The fused graph gives the same outputs to float rounding."""
     try:
         from onnxruntime.transformers.optimizer import optimize_model
 

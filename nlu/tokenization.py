@@ -138,7 +138,35 @@ def pad(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     return input_ids, mask
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, so little compute is spent on padding."""
+#: Padded tokens (rows x the longest row's length) an inference batch may hold: :func:`length_sorted_batches`
+#: starts a new batch rather than exceed it. Measured on groups of 50 Banking77 questions (16 tokens on
+#: average, up to 80), as micro-batching hands them over under load, 2 cores, 2026-12-01: one padded batch
+#: of 50 ran the retrieval encoder (fp32) at 85 messages/s and the int8 classifier at 146; batches of at
+#: most 256 tokens at 273 and 358 (128: 277 / 366; 512: 228 / 332; one message at a time: 152 / 197).
+#: Attention grows with the square of the padded length, so a long row padded beside short ones costs
+#: more than running them apart.
+INFERENCE_BATCH_TOKENS = 256
+
+
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int | None = None
+) -> list[list[int]]:
+    """Indices grouped into batches of similar length, so little compute is spent on padding.
+
+    Rows are taken shortest first, at most ``batch_size`` per batch; with ``max_tokens``, a batch
+    also ends before its padded size (rows x longest length) would exceed it (a row longer than
+    ``max_tokens`` on its own is a batch of one). See :data:`INFERENCE_BATCH_TOKENS`.
+    """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * lengths[i] > max_tokens):
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches

@@ -64,14 +64,20 @@ class SentenceEmbedder:
 class OnnxSentenceEmbedder:
     """The same all-MiniLM-L6-v2 pipeline (transformer, mean pooling, normalisation), run by ONNX Runtime.
 
-    The graph is exported once from the sentence-transformers model into ``cache_dir`` and reused;
-    it gives the vectors :class:`SentenceEmbedder` gives (to float rounding) at a fraction of the
-    latency, which matters when every chat message is embedded.
+    The graph is exported once from the sentence-transformers model into ``cache_dir``, with ONNX
+    Runtime's BERT fusions applied (:func:`nlu.runtime.optimize_bert_graph`), and reused; it gives the
+    vectors :class:`SentenceEmbedder` gives (to float rounding) at a fraction of the latency, which
+    matters when every chat message is embedded. The fusions made one message's pass 18 % faster
+    (p50 6.84 -> 5.64 ms, 400 Banking77 questions, 2 threads, 2026-12-01; 7 % in an earlier
+    session's paired run), same vectors to 1e-6. Inputs are batched by length within
+    :data:`nlu.tokenization.INFERENCE_BATCH_TOKENS`.
     """
 
     name = SentenceEmbedder.name
     dim = SentenceEmbedder.dim
-    FILE = "all-MiniLM-L6-v2.onnx"
+    #: The graph's file in ``cache_dir`` (named for its fusions: a cache holding the earlier unfused
+    #: ``all-MiniLM-L6-v2.onnx`` exports this one once and leaves that one unused).
+    FILE = "all-MiniLM-L6-v2.fused.onnx"
 
     def __init__(self, cache_dir: str | Path, threads: int | None = None, batch_size: int = 64) -> None:
         self.cache_dir = Path(cache_dir)
@@ -104,21 +110,22 @@ class OnnxSentenceEmbedder:
             return self._session, self._tokenizer
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        from nlu.tokenization import length_sorted_batches, pad
+        from nlu.tokenization import INFERENCE_BATCH_TOKENS, length_sorted_batches, pad
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         session, tokenizer = self._load()
         ids = tokenizer.encode(list(texts))
-        for batch in length_sorted_batches([len(x) for x in ids], self._batch_size):
+        for batch in length_sorted_batches([len(x) for x in ids], self._batch_size, INFERENCE_BATCH_TOKENS):
             input_ids, mask = pad([ids[i] for i in batch])
             (out[batch],) = session.run(["embeddings"], {"input_ids": input_ids, "attention_mask": mask})
         return out
 
 
 def export_sentence_encoder(model_dir: Path, path: Path) -> None:
-    """Export the sentence-transformers model at ``model_dir`` (transformer, mean pooling) to ONNX."""
+    """Export the sentence-transformers model at ``model_dir`` (transformer, mean pooling) to ONNX at
+    ``path``, with ONNX Runtime's BERT fusions applied."""
     import os
     import warnings
 
@@ -126,6 +133,7 @@ def export_sentence_encoder(model_dir: Path, path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
     from nlu.model import mean_pool, quiet_transformers
+    from nlu.runtime import optimize_bert_graph
 
     with quiet_transformers():
         st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
@@ -161,4 +169,11 @@ def export_sentence_encoder(model_dir: Path, path: Path) -> None:
             },
             opset_version=17,
         )
-    os.replace(staging, path)
+    fused = path.with_name(f".{path.name}.{os.getpid()}.fused.tmp")
+    try:
+        config = transformer.config
+        optimize_bert_graph(staging, fused, int(config.num_attention_heads), int(config.hidden_size))
+        os.replace(fused, path)
+    finally:
+        staging.unlink(missing_ok=True)
+        fused.unlink(missing_ok=True)

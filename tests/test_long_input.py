@@ -19,7 +19,14 @@ from bot.exemplars import ExemplarSet
 from bot.policy import AnswerPolicy, Route, Thresholds, windows_note
 from nlu import IntentClassifier, ModelRegistry, Prediction
 from nlu.runtime import PRECISIONS, OnnxRunner
-from nlu.tokenization import MAX_CHARS, MAX_WINDOWS, TextEncoder, length_sorted_batches, pad
+from nlu.tokenization import (
+    INFERENCE_BATCH_TOKENS,
+    MAX_CHARS,
+    MAX_WINDOWS,
+    TextEncoder,
+    length_sorted_batches,
+    pad,
+)
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import KnowledgeBase
 from tests.fakes import HashingEmbedder
@@ -135,14 +142,15 @@ def test_the_strongest_window_wins_wherever_it_is(
 
 def read_as_before(classifier: IntentClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, nearest similarity)`` by the pre-window algorithm: each text's first
-    ``max_length`` tokens, in length-sorted batches of 64, spelled out from the artifact's files."""
+    ``max_length`` tokens, in length-sorted batches (as inference batches them), spelled out from the
+    artifact's files."""
     path = classifier.path
     tokenizer = TextEncoder(path / "encoder" / "tokenizer.json", classifier.info.max_length)
     runner = OnnxRunner(path / PRECISIONS[classifier.precision])
     ids = tokenizer.encode(texts)
     logits = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)
     sims: np.ndarray | None = None
-    for batch in length_sorted_batches([len(x) for x in ids], 64):
+    for batch in length_sorted_batches([len(x) for x in ids], 64, INFERENCE_BATCH_TOKENS):
         out_logits, _, out_sims = runner.run(*pad([ids[i] for i in batch]))
         sims = np.zeros((len(texts), out_sims.shape[1]), dtype=np.float32) if sims is None else sims
         logits[batch], sims[batch] = out_logits, out_sims
@@ -332,3 +340,20 @@ def test_the_real_model_reads_the_question_at_the_end_of_a_long_message() -> Non
 def test_the_real_model_test_messages_are_longer_than_a_window(encoder: TextEncoder) -> None:
     """(With the toy model's tokenizer, the same MiniLM one the default model uses.)"""
     assert all(len(windows) > 1 for windows in encoder.windows([t for _, t in REAL_LONG]))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_inference_batches_keep_within_the_token_budget(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = [int(n) for n in rng.integers(3, 130, size=70)] + [300]
+    batches = length_sorted_batches(lengths, 64, 256)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)  # shortest first, so little padding
+    for b in batches:
+        longest = max(lengths[i] for i in b)
+        assert len(b) <= 64
+        assert len(b) * longest <= 256 or len(b) == 1  # only a row over the budget alone exceeds it
+    assert [len(lengths) - 1] in batches  # the 300-token row, alone
+    # Without a budget, batches are as before: sorted, batch_size rows each.
+    assert [len(b) for b in length_sorted_batches(lengths, 64)] == [64, 7]
