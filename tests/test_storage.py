@@ -183,6 +183,26 @@ def test_an_operator_flags_a_reply_once(store: Store) -> None:
 # ------------------------------------------------------------------------------- review queue
 
 
+def test_a_new_text_is_matched_against_a_bounded_set_of_items(store: Store) -> None:
+    """Filing reads the items with the same key, then at most ``limit`` of a length that can be
+    that alike: the oldest open ones, the newest settled ones; never the whole history."""
+    ids = {}
+    for phrase in ["where is my card", "where is my card now", "where is my new card", "card", "x" * 40]:
+        ids[phrase] = store.review.create(phrase, phrase, "handoff", None, [])
+    store.review.resolve(ids["where is my new card"], ReviewStatus.IGNORED, "slack:U1")
+    key = "where is my card now"  # 20 characters: lengths 17-25 can be 0.9 alike
+    open_keys = store.review.keys_like(key, False, 0.9, 10)
+    assert [k.key for k in open_keys] == ["where is my card now", "where is my card"]
+    assert all(k.status is ReviewStatus.OPEN for k in open_keys)
+    assert [k.key for k in store.review.keys_like(key, True, 0.9, 10)] == ["where is my new card"]
+    # The limit bounds the near ones; the item with the same key is always read.
+    assert [k.key for k in store.review.keys_like(key, False, 0.9, 0)] == ["where is my card now"]
+    for i in range(5):
+        store.review.create(f"where is my card {i}x", "t", "handoff", None, [])
+    assert len(store.review.keys_like("where is my card", False, 0.9, 3)) == 4  # same key + 3, oldest first
+    assert store.review.keys_like("where is my card", False, 0.9, 3)[1].key == "where is my card now"
+
+
 def test_the_review_queue_files_merges_and_settles_once(store: Store) -> None:
     _, reply = store.conversations.record_exchange(
         NewExchange("web", "u1", "u1", "where is my card", "Let me pass you on", route="handoff")
@@ -210,7 +230,8 @@ def test_the_review_queue_files_merges_and_settles_once(store: Store) -> None:
     assert item.reasons == (ReviewReason.HANDOFF, ReviewReason.LOW_CONFIDENCE, ReviewReason.NOT_HELPFUL)
     assert item.notes == ("useless",) and item.texts == ("where is my card", "card not here")
     assert store.review.candidates(0.6) == []
-    assert [k.id for k in store.review.item_keys()] == [item_id]
+    assert [k.id for k in store.review.keys_like("where is my card", False, 0.9, 10)] == [item_id]
+    assert store.review.keys_like("where is my card", True, 0.9, 10) == []
     assert store.review.items(reply_id=low.id) == [item]
 
     settled, correction, superseded = store.review.resolve(
