@@ -155,8 +155,11 @@ def length_sorted_batches(
 
     Rows are taken shortest first, at most ``batch_size`` per batch; with ``max_tokens``, a batch
     also ends before its padded size (rows x longest length) would exceed it (a row longer than
-    ``max_tokens`` on its own is a batch of one). See :data:`INFERENCE_BATCH_TOKENS`.
+    ``max_tokens`` on its own is a batch of one). See :data:`INFERENCE_BATCH_TOKENS`. Raises
+    ``ValueError`` if ``batch_size`` is below 1.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     if max_tokens is None:
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -125,7 +125,9 @@ class OnnxSentenceEmbedder:
 
 def export_sentence_encoder(model_dir: Path, path: Path) -> None:
     """Export the sentence-transformers model at ``model_dir`` (transformer, mean pooling) to ONNX at
-    ``path``, with ONNX Runtime's BERT fusions applied."""
+    ``path``, with ONNX Runtime's BERT fusions applied (where they do not apply, the plain graph,
+    which gives the same vectors more slowly, and ``onnx_optimize_skipped`` is logged). Nothing is
+    left beside ``path`` if the export fails."""
     import os
     import warnings
 
@@ -152,25 +154,25 @@ def export_sentence_encoder(model_dir: Path, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Pooled().eval(),
-            example,
-            str(staging),
-            dynamo=False,
-            input_names=["input_ids", "attention_mask"],
-            output_names=["embeddings"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "tokens"},
-                "attention_mask": {0: "batch", 1: "tokens"},
-                "embeddings": {0: "batch"},
-            },
-            opset_version=17,
-        )
     fused = path.with_name(f".{path.name}.{os.getpid()}.fused.tmp")
+    example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
     try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Pooled().eval(),
+                example,
+                str(staging),
+                dynamo=False,
+                input_names=["input_ids", "attention_mask"],
+                output_names=["embeddings"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "embeddings": {0: "batch"},
+                },
+                opset_version=17,
+            )
         config = transformer.config
         optimize_bert_graph(staging, fused, int(config.num_attention_heads), int(config.hidden_size))
         os.replace(fused, path)

@@ -28,3 +28,23 @@ class HashingEmbedder:
             norm = np.linalg.norm(out[row])
             out[row] = out[row] / norm if norm else np.eye(self.dim, dtype=np.float32)[0]
         return out
+
+
+class PadRecorder:
+    """Wraps :func:`nlu.tokenization.pad` (patch it where the code under test looks it up) and
+    records each padded batch's ``(rows, width)``: what an inference run was handed."""
+
+    def __init__(self) -> None:
+        from nlu.tokenization import pad
+
+        self._pad = pad
+        self.shapes: list[tuple[int, int]] = []
+
+    def __call__(self, batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        ids, mask = self._pad(batch)
+        self.shapes.append((int(ids.shape[0]), int(ids.shape[1])))
+        return ids, mask
+
+    def within(self, budget: int) -> bool:
+        """Every batch held at most ``budget`` padded tokens, or was a single row."""
+        return all(rows * width <= budget or rows == 1 for rows, width in self.shapes)

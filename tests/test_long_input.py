@@ -29,7 +29,7 @@ from nlu.tokenization import (
 )
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import KnowledgeBase
-from tests.fakes import HashingEmbedder
+from tests.fakes import HashingEmbedder, PadRecorder
 
 STORY = (
     "We spent the summer at my aunt's farm by the sea, walking the dogs and painting the old barn. "
@@ -355,5 +355,20 @@ def test_inference_batches_keep_within_the_token_budget(seed: int) -> None:
         assert len(b) <= 64
         assert len(b) * longest <= 256 or len(b) == 1  # only a row over the budget alone exceeds it
     assert [len(lengths) - 1] in batches  # the 300-token row, alone
+    for a, b in itertools.pairwise(batches):  # and each batch as full as allowed
+        assert len(a) == 64 or (len(a) + 1) * lengths[b[0]] > 256
     # Without a budget, batches are as before: sorted, batch_size rows each.
     assert [len(b) for b in length_sorted_batches(lengths, 64)] == [64, 7]
+
+
+def test_the_classifier_runs_within_the_token_budget(
+    classifier: IntentClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nlu.classifier
+
+    recorder = PadRecorder()
+    monkeypatch.setattr(nlu.classifier, "pad", recorder)
+    texts = [("where is my card " * (1 + i % 7)).strip() for i in range(40)]
+    classifier.predict(texts)
+    assert sum(rows for rows, _ in recorder.shapes) == 40 and len(recorder.shapes) > 1
+    assert recorder.within(INFERENCE_BATCH_TOKENS)

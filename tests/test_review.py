@@ -370,3 +370,23 @@ def test_long_texts_are_the_same_question_only_when_nearly_word_for_word() -> No
     tokens[10], tokens[90] = "changed", "words"
     assert same_text(first, " ".join(tokens))
     assert not same_text(first, " ".join(random.Random(1).choices(words, k=200)))
+
+
+def test_a_near_duplicate_joins_the_newest_open_item_past_the_match_limit(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filing compares a text with the newest open items only (bounded work on a long queue): a
+    burst of variants of a new problem still lands on one item, however many older ones are open."""
+    import bot.review
+
+    monkeypatch.setattr(bot.review, "MATCH_LIMIT", 2)
+    store, service = desk.store, desk.service
+    for i, older in enumerate(["zqxwvutsrponmlkjihgfe", "plokijuhygtfrdeswaqzx", "mnbvcxzlkjhgfdsapoiuy"]):
+        say(store, older, route="handoff", user=f"old{i}")
+    service.refresh()
+    _, first = say(store, "where is my card now", route="handoff", user="a")
+    (item,) = service.file_reply(first.id)
+    _, variant = say(store, "Where is my cards now?", route="handoff", user="b")
+    (grown,) = service.file_reply(variant.id)
+    assert grown.id == item.id and grown.count == 2
+    assert len(service.items()) == 4

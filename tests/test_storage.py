@@ -184,8 +184,8 @@ def test_an_operator_flags_a_reply_once(store: Store) -> None:
 
 
 def test_a_new_text_is_matched_against_a_bounded_set_of_items(store: Store) -> None:
-    """Filing reads the items with the same key, then at most ``limit`` of a length that can be
-    that alike: the oldest open ones, the newest settled ones; never the whole history."""
+    """Filing reads the item with the same key, then at most ``limit`` of a length that can be
+    that alike, the newest: open ones listed oldest first, settled ones newest first."""
     ids = {}
     for phrase in ["where is my card", "where is my card now", "where is my new card", "card", "x" * 40]:
         ids[phrase] = store.review.create(phrase, phrase, "handoff", None, [])
@@ -198,9 +198,25 @@ def test_a_new_text_is_matched_against_a_bounded_set_of_items(store: Store) -> N
     # The limit bounds the near ones; the item with the same key is always read.
     assert [k.key for k in store.review.keys_like(key, False, 0.9, 0)] == ["where is my card now"]
     for i in range(5):
-        store.review.create(f"where is my card {i}x", "t", "handoff", None, [])
-    assert len(store.review.keys_like("where is my card", False, 0.9, 3)) == 4  # same key + 3, oldest first
-    assert store.review.keys_like("where is my card", False, 0.9, 3)[1].key == "where is my card now"
+        ids[i] = store.review.create(f"where is my card {i}x", "t", "handoff", None, [])
+    # The newest 3 of the open ones that can be alike, listed oldest first (ties go to the oldest).
+    assert [k.key for k in store.review.keys_like("where is my card", False, 0.9, 3)] == [
+        "where is my card",
+        "where is my card 2x",
+        "where is my card 3x",
+        "where is my card 4x",
+    ]
+    # Settled ones newest first: the newest settled is the one a repeat is matched with first.
+    store.review.resolve(ids[0], ReviewStatus.CONFIRMED, "slack:U1")
+    store.review.resolve(ids[4], ReviewStatus.IGNORED, "slack:U1")
+    assert [k.key for k in store.review.keys_like("where is my card 9x", True, 0.9, 10)] == [
+        "where is my card 4x",
+        "where is my card 0x",
+        "where is my new card",
+    ]
+    assert [k.key for k in store.review.keys_like("where is my card 9x", True, 0.9, 1)] == [
+        "where is my card 4x"
+    ]
 
 
 def test_the_review_queue_files_merges_and_settles_once(store: Store) -> None:

@@ -217,30 +217,36 @@ class ReviewRepository:
         return [_review_item(row, sources, notes) for row in items]
 
     def keys_like(self, key: str, settled: bool, ratio: float, limit: int) -> list[ReviewKey]:
-        """Items a new text with normalised ``key`` may join: the open ones (oldest first), or with
-        ``settled`` the settled ones (newest first). Those with ``key`` itself come first; then up
-        to ``limit`` whose key is of a length that can be ``ratio`` alike (difflib's ratio is at
-        most ``2 * min / (len a + len b)``, so lengths ``ratio / (2 - ratio)`` to ``(2 - ratio) /
-        ratio`` times ``len(key)``: 0.82-1.22 at 0.9), so filing a text is bounded work however long
+        """Items a new text with normalised ``key`` may join: open ones, or with ``settled`` settled
+        ones. The item with ``key`` itself comes first (the oldest open one, the newest settled
+        one); then, of a length that can be
+        ``ratio`` alike (difflib's ratio is at most ``2 * min / (len a + len b)``, so lengths
+        ``ratio / (2 - ratio)`` to ``(2 - ratio) / ratio`` times ``len(key)``: 0.82-1.22 at 0.9),
+        the ``limit`` newest, open ones listed oldest first and settled ones newest first (the
+        order :func:`bot.review._match` breaks ties in). Filing a text is bounded work however long
         the queue's history (see :data:`bot.review.MATCH_LIMIT`)."""
         statuses = (
             [s.value for s in ReviewStatus if s != ReviewStatus.OPEN]
             if settled
             else [ReviewStatus.OPEN.value]
         )
-        order = _r.c.id.desc() if settled else _r.c.id
         columns = (_r.c.id, _r.c.key, _r.c.status, _r.c.route)
         exact = self.db.rows(
-            select(*columns).where(_r.c.status.in_(statuses), _r.c.key == key).order_by(order)
+            select(*columns)
+            .where(_r.c.status.in_(statuses), _r.c.key == key)
+            .order_by(_r.c.id.desc() if settled else _r.c.id)
+            .limit(1)
         )
         lo = math.floor(len(key) * ratio / (2 - ratio))
         hi = math.ceil(len(key) * (2 - ratio) / ratio)
         near = self.db.rows(
             select(*columns)
             .where(_r.c.status.in_(statuses), func.length(_r.c.key).between(lo, hi), _r.c.key != key)
-            .order_by(order)
+            .order_by(_r.c.id.desc())
             .limit(limit)
         )
+        if not settled:
+            near.reverse()
         return [ReviewKey(r["id"], r["key"], ReviewStatus(r["status"]), r["route"]) for r in [*exact, *near]]
 
     def item(self, item_id: int) -> ReviewItem:
