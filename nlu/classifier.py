@@ -21,7 +21,7 @@ from nlu.artifact import ArtifactInfo, read_info, read_labels, read_memory
 from nlu.errors import ArtifactError, InvalidInputError
 from nlu.runtime import PRECISIONS, OnnxRunner
 from nlu.scoring import Scorer
-from nlu.tokenization import INFERENCE_BATCH_TOKENS, MAX_CHARS, TextEncoder, length_sorted_batches, pad
+from nlu.tokenization import MAX_CHARS, TextEncoder, length_sorted_batches, pad
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ class IntentClassifier:
         logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         embeddings: np.ndarray | None = None
         similarities: np.ndarray | None = None
-        for batch in length_sorted_batches([len(x) for x in ids], batch_size, INFERENCE_BATCH_TOKENS):
+        for batch in length_sorted_batches([len(x) for x in ids], batch_size):
             out_logits, out_embeddings, out_similarities = self._runner.run(*pad([ids[i] for i in batch]))
             if embeddings is None or similarities is None:
                 embeddings = np.zeros((len(ids), out_embeddings.shape[1]), dtype=np.float32)

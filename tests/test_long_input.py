@@ -19,17 +19,10 @@ from bot.exemplars import ExemplarSet
 from bot.policy import AnswerPolicy, Route, Thresholds, windows_note
 from nlu import IntentClassifier, ModelRegistry, Prediction
 from nlu.runtime import PRECISIONS, OnnxRunner
-from nlu.tokenization import (
-    INFERENCE_BATCH_TOKENS,
-    MAX_CHARS,
-    MAX_WINDOWS,
-    TextEncoder,
-    length_sorted_batches,
-    pad,
-)
+from nlu.tokenization import MAX_CHARS, MAX_WINDOWS, TextEncoder, length_sorted_batches, pad
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import KnowledgeBase
-from tests.fakes import HashingEmbedder, PadRecorder
+from tests.fakes import HashingEmbedder
 
 STORY = (
     "We spent the summer at my aunt's farm by the sea, walking the dogs and painting the old barn. "
@@ -142,15 +135,14 @@ def test_the_strongest_window_wins_wherever_it_is(
 
 def read_as_before(classifier: IntentClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, nearest similarity)`` by the pre-window algorithm: each text's first
-    ``max_length`` tokens, in length-sorted batches (as inference batches them), spelled out from the
-    artifact's files."""
+    ``max_length`` tokens, in length-sorted batches of 64, spelled out from the artifact's files."""
     path = classifier.path
     tokenizer = TextEncoder(path / "encoder" / "tokenizer.json", classifier.info.max_length)
     runner = OnnxRunner(path / PRECISIONS[classifier.precision])
     ids = tokenizer.encode(texts)
     logits = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)
     sims: np.ndarray | None = None
-    for batch in length_sorted_batches([len(x) for x in ids], 64, INFERENCE_BATCH_TOKENS):
+    for batch in length_sorted_batches([len(x) for x in ids], 64):
         out_logits, _, out_sims = runner.run(*pad([ids[i] for i in batch]))
         sims = np.zeros((len(texts), out_sims.shape[1]), dtype=np.float32) if sims is None else sims
         logits[batch], sims[batch] = out_logits, out_sims
@@ -359,16 +351,3 @@ def test_inference_batches_keep_within_the_token_budget(seed: int) -> None:
         assert len(a) == 64 or (len(a) + 1) * lengths[b[0]] > 256
     # Without a budget, batches are as before: sorted, batch_size rows each.
     assert [len(b) for b in length_sorted_batches(lengths, 64)] == [64, 7]
-
-
-def test_the_classifier_runs_within_the_token_budget(
-    classifier: IntentClassifier, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import nlu.classifier
-
-    recorder = PadRecorder()
-    monkeypatch.setattr(nlu.classifier, "pad", recorder)
-    texts = [("where is my card " * (1 + i % 7)).strip() for i in range(40)]
-    classifier.predict(texts)
-    assert sum(rows for rows, _ in recorder.shapes) == 40 and len(recorder.shapes) > 1
-    assert recorder.within(INFERENCE_BATCH_TOKENS)
