@@ -219,12 +219,11 @@ class ReviewRepository:
     def keys_like(self, key: str, settled: bool, ratio: float, limit: int) -> list[ReviewKey]:
         """Items a new text with normalised ``key`` may join: open ones, or with ``settled`` settled
         ones. The item with ``key`` itself comes first (the oldest open one, the newest settled
-        one); then, of a length that can be
-        ``ratio`` alike (difflib's ratio is at most ``2 * min / (len a + len b)``, so lengths
-        ``ratio / (2 - ratio)`` to ``(2 - ratio) / ratio`` times ``len(key)``: 0.82-1.22 at 0.9),
-        the ``limit`` newest, open ones listed oldest first and settled ones newest first (the
-        order :func:`bot.review._match` breaks ties in). Filing a text is bounded work however long
-        the queue's history (see :data:`bot.review.MATCH_LIMIT`)."""
+        one); then the ``limit`` newest of a length that can be ``ratio`` alike (difflib's ratio is
+        at most ``2 * min / (len a + len b)``, so lengths ``ratio / (2 - ratio)`` to ``(2 - ratio) /
+        ratio`` times ``len(key)``: 0.82-1.22 at 0.9), open ones listed oldest first and settled
+        ones newest first (the order :func:`bot.review._match` breaks ties in). Filing a text is
+        bounded work however long the queue's history (see :data:`bot.review.MATCH_LIMIT`)."""
         statuses = (
             [s.value for s in ReviewStatus if s != ReviewStatus.OPEN]
             if settled
