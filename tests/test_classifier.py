@@ -41,20 +41,23 @@ def test_long_emoji_and_non_latin_text_get_predictions(classifier: IntentClassif
         assert [c for _, c in p.alternatives] == sorted((c for _, c in p.alternatives), reverse=True)
 
 
-@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("int8", 0.15)])
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("int8", 0.0)])
 def test_batching_does_not_change_results(
     trained_models_dir: Path, toy_rows: list[tuple[str, str]], precision: str, tolerance: float
 ) -> None:
-    # Dynamic int8 quantises activations with one scale per batch, so batch-mates move confidences
-    # a little (on the real model: at most 0.14, and 8 of 1,002 dev messages change intent).
+    # Dynamic int8 quantises activations with one scale per batch tensor, so in a batch a message's
+    # confidences moved with its batch-mates (on the real model by up to 0.18, and 7 of 1,002 dev
+    # messages changed intent): an int8 model runs each message alone, and must give the very
+    # same figures however its messages come. A long message (several windows) is among them.
     classifier = IntentClassifier.load(ModelRegistry(trained_models_dir).active_path(), precision=precision)
-    texts = [t for t, _ in toy_rows]
+    texts = [t for t, _ in toy_rows] + [" ".join(t for t, _ in toy_rows[:60])]
     one_by_one = [classifier.predict_one(t) for t in texts]
-    batched = classifier.predict(texts, batch_size=7)
-    for a, b in zip(one_by_one, batched, strict=True):
-        assert a.confidence == pytest.approx(b.confidence, abs=tolerance)
-        if abs(a.alternatives[0][1] - a.alternatives[1][1]) > 2 * tolerance:
-            assert a.intent == b.intent
+    for batched in (classifier.predict(texts, batch_size=7), classifier.predict(texts[::-1])[::-1]):
+        for a, b in zip(one_by_one, batched, strict=True):
+            assert a.confidence == pytest.approx(b.confidence, abs=tolerance)
+            assert a.nearest_similarity == pytest.approx(b.nearest_similarity, abs=max(tolerance, 1e-6))
+            if tolerance == 0.0 or abs(a.alternatives[0][1] - a.alternatives[1][1]) > 2 * tolerance:
+                assert a.intent == b.intent
 
 
 def test_predict_is_thread_safe(classifier: IntentClassifier, toy_rows: list[tuple[str, str]]) -> None:

@@ -18,7 +18,7 @@ import pytest
 from bot.exemplars import ExemplarSet
 from bot.policy import AnswerPolicy, Route, Thresholds, windows_note
 from nlu import IntentClassifier, ModelRegistry, Prediction
-from nlu.runtime import PRECISIONS, OnnxRunner
+from nlu.runtime import BATCH_INDEPENDENT, PRECISIONS, OnnxRunner
 from nlu.tokenization import MAX_CHARS, MAX_WINDOWS, TextEncoder, length_sorted_batches, pad
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import KnowledgeBase
@@ -135,14 +135,17 @@ def test_the_strongest_window_wins_wherever_it_is(
 
 def read_as_before(classifier: IntentClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, nearest similarity)`` by the pre-window algorithm: each text's first
-    ``max_length`` tokens, in length-sorted batches of 64, spelled out from the artifact's files."""
+    ``max_length`` tokens, in length-sorted batches of 64 (one text per batch for a graph whose
+    results depend on batch-mates), spelled out from the artifact's files."""
     path = classifier.path
     tokenizer = TextEncoder(path / "encoder" / "tokenizer.json", classifier.info.max_length)
     runner = OnnxRunner(path / PRECISIONS[classifier.precision])
     ids = tokenizer.encode(texts)
     logits = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)
     sims: np.ndarray | None = None
-    for batch in length_sorted_batches([len(x) for x in ids], 64):
+    alone = classifier.precision not in BATCH_INDEPENDENT
+    batches = [[i] for i in range(len(ids))] if alone else length_sorted_batches([len(x) for x in ids], 64)
+    for batch in batches:
         out_logits, _, out_sims = runner.run(*pad([ids[i] for i in batch]))
         sims = np.zeros((len(texts), out_sims.shape[1]), dtype=np.float32) if sims is None else sims
         logits[batch], sims[batch] = out_logits, out_sims
