@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval import lexical
 from retrieval.entry import KBEntry, answer_passages
 from retrieval.knowledge_base import STARTER, Holdout, KnowledgeBase
 from retrieval.lexical import LexicalIndex, document_terms, terms
@@ -43,6 +44,44 @@ def test_score_is_the_share_of_the_query_an_entry_contains() -> None:
     assert index.score("safe deposit box", exclude={1: held}) == {}
     index.remove(1)
     assert index.score("lockboxes") == {} and len(index) == 1
+
+
+def per_document(index: LexicalIndex, query: str) -> dict[int, float]:
+    """The query scored document by document (the path held-out calibration takes)."""
+    sharing = {key for term in terms(query) for key in index._postings.get(term, ())}
+    scored = index.score(query, keys=sorted(sharing))
+    return {key: scored[key] for key in sharing if key in scored}
+
+
+@pytest.mark.parametrize("limit", [lexical.IMPACT_LIMIT, 3])
+def test_scoring_every_document_through_postings_is_exact_and_follows_every_change(
+    limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lexical, "IMPACT_LIMIT", limit)  # 3: past the limit, document by document
+    index = LexicalIndex()
+    index.set(1, BOXES.questions, BOXES.answer)
+    index.set(2, STATEMENTS.questions, STATEMENTS.answer)
+    queries = ["rent a lockbox at a branch", "paper statements fee", "fee for a box", "weather in london"]
+
+    def check() -> None:
+        for query in queries:
+            fast = index.score(query)
+            assert fast == per_document(index, query)
+            assert set(fast) == set(per_document(index, query))
+
+    check()
+    assert (index._impacts is not None) == (limit > 3)
+    first = index.score("fee for a box")
+    # Every change moves the average length, so every document's figures: nothing may be stale.
+    index.set(3, ["What does a box cost?"], "A safe deposit box costs £60 a year; a large one £90.")
+    check()
+    assert index.score("fee for a box")[1] != first[1]
+    index.set(1, ["Do you rent lockboxes?"], "Yes, at larger branches.")
+    check()
+    assert set(index.score("what does a box cost")) == {2, 3}
+    index.remove(3)
+    check()
+    assert set(index.score("what does a box cost")) == {2}
 
 
 def test_answer_passages_are_the_answer_and_its_sentences() -> None:
