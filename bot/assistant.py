@@ -126,8 +126,9 @@ def build_policy(
 #: The knowledge base's own thresholds, next to it: ``{"model", "kb_revision", "thresholds", ...}``.
 KB_CALIBRATION_FILE = "calibration.json"
 _calibration_sets: dict[str, CalibrationSet] = {}
-#: Bump when the pickled ``CalibrationSet``/``Signals`` change shape: older cache files are ignored.
-CALIBRATION_CACHE_FORMAT = 1
+#: Bump when the pickled ``CalibrationSet``/``Signals`` change shape, or the signals themselves (2: an
+#: int8 classifier reads each message alone, not in batches of 64): older cache files are ignored.
+CALIBRATION_CACHE_FORMAT = 2
 _calibration_lock = threading.Lock()
 
 
