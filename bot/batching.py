@@ -3,7 +3,9 @@
 Every channel thread hands its message to one worker and waits. The worker takes whatever has
 queued up (without waiting for more, so a lone message is not delayed), runs the policy on the
 batch, and hands each decision back. Under load this turns many small model runs fighting over two
-cores into a few batched ones; at rest it costs nothing.
+cores into a few batched ones (the retrieval encoder's; an int8 classifier still reads each message
+alone, so that its answer never depends on its batch-mates: see :mod:`nlu.classifier`); at rest it
+costs nothing.
 
 The batch's stage times (:mod:`bot.stages`) are collected in the worker and handed to each request
 of it, when the request collects them. A batch that fails is answered again message by message;

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from nlu.classifier import IntentClassifier
-from nlu.runtime import session_threads
+from nlu.runtime import BATCH_INDEPENDENT, session_threads
 
 
 @dataclass
@@ -84,7 +84,8 @@ def run_benchmark(
         latency_ms_p99=round(float(np.percentile(lat, 99)), 3),
         latency_ms_mean=round(float(lat.mean()), 3),
         batch_messages=len(batch),
-        batch_size=batch_size,
+        # An int8 model reads each message alone, however many come (nlu.runtime.BATCH_INDEPENDENT).
+        batch_size=batch_size if classifier.precision in BATCH_INDEPENDENT else 1,
         throughput_per_s=round(throughput, 1),
         rss_before_load_mb=round(rss_before, 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),

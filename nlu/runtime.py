@@ -145,7 +145,9 @@ class OnnxRunner:
         if not path.is_file():
             raise ArtifactError(f"{path}: no such ONNX model")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = session_threads(threads)
+        #: Cores the session's runs use (its intra-op threads).
+        self.threads = session_threads(threads)
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3

@@ -138,15 +138,15 @@ def pad(batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     return input_ids, mask
 
 
-#: Padded tokens (rows x the longest row's length) an inference batch of the retrieval encoder may
-#: hold: :func:`length_sorted_batches` starts a new batch rather than exceed it. Measured on groups of
-#: 50 Banking77 questions (16 tokens on average, up to 80), as micro-batching hands them over under
-#: load, 2 cores, 2026-12-01: one padded batch of 50 ran the retrieval encoder (fp32) at 85 messages/s,
-#: batches of at most 256 tokens at 273 (128: 277; 512: 228; one message at a time: 152). Attention
-#: grows with the square of the padded length, so a long row padded beside short ones costs more than
-#: running them apart. The int8 classifier gained as much (146 -> 358 messages/s) but is not batched
-#: so: its predictions changed with the batches (int8 scales activations over the whole batch, and
-#: a retrained test model answered 53 of 60 corrected messages right instead of at least 54).
+#: Padded tokens (rows x the longest row's length) an inference batch of an fp32 encoder (the retrieval
+#: encoder, an fp32 classifier) may hold: :func:`length_sorted_batches` starts a new batch rather than exceed
+#: it. Measured on groups of 50 Banking77 questions (16 tokens on average, up to 80), as micro-batching hands
+#: them over under load, 2 cores, 2026-12-01: one padded batch of 50 ran the retrieval encoder (fp32) at 85
+#: messages/s, batches of at most 256 tokens at 273 (128: 277; 512: 228; one message at a time: 152).
+#: Attention grows with the square of the padded length, so a long row padded beside short ones costs more
+#: than running them apart. The int8 classifier gained as much (146 -> 358 messages/s) but is not batched at
+#: all: its predictions changed with their batch-mates (int8 scales activations over the whole batch), so it
+#: reads each message alone (:data:`nlu.runtime.BATCH_INDEPENDENT`).
 INFERENCE_BATCH_TOKENS = 256
 
 

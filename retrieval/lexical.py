@@ -17,9 +17,8 @@ as evidence next to a cosine similarity:
 Terms are lower-cased Unicode words, English stop words dropped, Snowball-stemmed (the Porter2
 stemmer of the ``snowballstemmer`` package). The index is derived state: it is rebuilt from the
 entries when the knowledge base opens and updated entry by entry, so it can never disagree with
-them. Everything is in memory (about 1 KB per entry, twice that while each posting's tf and length
-norm are kept ready for scoring, up to :data:`IMPACT_LIMIT` postings); scoring touches only the
-entries that share a term with the query, term by term through the postings.
+them. Everything is in memory (about 1 KB per entry); scoring touches only the entries that share a
+term with the query, term by term through the postings.
 """
 
 from __future__ import annotations
@@ -33,10 +32,6 @@ from functools import lru_cache
 import snowballstemmer
 
 QUESTION_WEIGHT = 2.0
-#: Up to this many (term, document) postings the index keeps each one's tf and length norm ready
-#: for scoring (about 72 bytes each: 150 MB at the limit, some 40,000 entries); past it, every query
-#: is scored document by document, as before.
-IMPACT_LIMIT = 2_000_000
 K1 = 1.2
 B = 0.75
 
@@ -194,12 +189,10 @@ class LexicalIndex:
         self._lengths: dict[int, float] = {}
         self._postings: dict[str, set[int]] = {}
         self._total_length = 0.0
-        self._postings_count = 0
         self._lock = threading.RLock()
-        # term -> [(key, tf, length norm)] for every document holding it: what scoring a query
-        # against every document reads, derived from the above and dropped on every change (the
-        # norms follow the average length).
-        self._impacts: dict[str, list[tuple[int, float, float]]] | None = None
+        # Each document's BM25 length norm, derived from the above on first use after a change (every
+        # change moves the average length, so every norm): 0.5 ms for 1,000 documents.
+        self._norms: dict[int, float] | None = None
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -209,12 +202,11 @@ class LexicalIndex:
         counts = document_terms(questions, answer)
         with self._lock:
             self.remove(key)
-            self._impacts = None
+            self._norms = None
             self._docs[key] = counts
             length = float(sum(counts.values()))
             self._lengths[key] = length
             self._total_length += length
-            self._postings_count += len(counts)
             for term in counts:
                 self._postings.setdefault(term, set()).add(key)
 
@@ -223,9 +215,8 @@ class LexicalIndex:
             counts = self._docs.pop(key, None)
             if counts is None:
                 return
-            self._impacts = None
+            self._norms = None
             self._total_length -= self._lengths.pop(key)
-            self._postings_count -= len(counts)
             for term in counts:
                 keys = self._postings.get(term)
                 if keys is not None:
@@ -254,7 +245,7 @@ class LexicalIndex:
                 return {}
             weights = {t: self.idf(t) for t in query_terms}
             total = sum(weights.values())
-            if keys is None and not exclude and self._impacts_ready():
+            if keys is None and not exclude:
                 return self._score_all(weights, total)
             avg = self._total_length / len(self._docs) or 1.0
             if keys is None:
@@ -281,35 +272,28 @@ class LexicalIndex:
                     out[key] = s / total
             return out
 
-    def _impacts_ready(self) -> bool:
-        """Build the postings' tf and length norms if they are stale and within :data:`IMPACT_LIMIT`."""
-        if self._impacts is None:
-            if self._postings_count > IMPACT_LIMIT:
-                return False
-            avg = self._total_length / len(self._docs) or 1.0
-            norms = {key: K1 * (1.0 - B + B * length / avg) for key, length in self._lengths.items()}
-            self._impacts = {
-                term: [(key, self._docs[key][term], norms[key]) for key in keys]
-                for term, keys in self._postings.items()
-            }
-        return True
-
     def _score_all(self, weights: dict[str, float], total: float) -> dict[int, float]:
         """:meth:`score` against every document, term by term through the postings: the same sums in
-        the same order, so the same figures to the last bit, without visiting a document once per
-        query term (2 cores, the active model's 1,002 dev questions: 0.19 -> 0.10 ms a question
-        against the starter KB's 141 entries, 1.9 -> 0.57 ms against 1,000 documents, 2026-12-01)."""
-        impacts = self._impacts
-        assert impacts is not None
+        the same order, so the same figures to the last bit and the same key order, without visiting
+        a document once per query term (2 cores, the active model's 1,002 dev questions: 0.19 -> 0.10
+        ms a question against the starter KB's 141 entries, 2.1 -> 1.3 ms against 1,000 documents,
+        2026-12-01)."""
+        norms = self._norms
+        if norms is None:
+            avg = self._total_length / len(self._docs) or 1.0
+            norms = {key: K1 * (1.0 - B + B * length / avg) for key, length in self._lengths.items()}
+            self._norms = norms
+        docs = self._docs
         sums: dict[int, float] = {}
-        for t, w in weights.items():
-            for key, tf, norm in impacts.get(t, ()):
-                sums[key] = sums.get(key, 0.0) + w * tf / (tf + norm)
-        # In the order the per-document path gives (the union of the postings), which ties keep.
         candidates: set[int] = set()
-        for t in weights:
-            candidates |= self._postings.get(t, set())
-        return {key: sums[key] / total for key in candidates if sums.get(key, 0.0) > 0}
+        for t, w in weights.items():
+            keys = self._postings.get(t, set())
+            candidates |= keys
+            for key in keys:
+                tf = docs[key][t]
+                sums[key] = sums.get(key, 0.0) + w * tf / (tf + norms[key])
+        # In the order the per-document path gives (the union of the postings), which ties keep.
+        return {key: sums[key] / total for key in candidates if sums[key] > 0}
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best documents for ``query``, best first."""

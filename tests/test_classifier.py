@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from nlu import IntentClassifier, InvalidInputError, ModelRegistry
+from nlu.classifier import _alone
 from nlu.errors import ArtifactError, ModelNotFoundError
 
 
@@ -58,6 +60,45 @@ def test_batching_does_not_change_results(
             assert a.nearest_similarity == pytest.approx(b.nearest_similarity, abs=max(tolerance, 1e-6))
             if tolerance == 0.0 or abs(a.alternatives[0][1] - a.alternatives[1][1]) > 2 * tolerance:
                 assert a.intent == b.intent
+
+
+def test_a_call_never_waits_for_another_calls_work() -> None:
+    # A bulk call (a calibration, a retrain's gate) holds every helper thread; a live message's
+    # call must still finish, on its own thread, before the bulk call is let go.
+    release, lock = threading.Event(), threading.Lock()
+    running: list[int] = []
+
+    def slow(i: int) -> int:
+        with lock:
+            running.append(i)
+        release.wait(30)
+        return i
+
+    bulk = threading.Thread(target=_alone, args=(slow, list(range(6)), 2))
+    bulk.start()
+    while len(running) < 2:  # the bulk call's own thread and the one helper are both busy
+        threading.Event().wait(0.01)
+    results: list[list[int]] = []
+    live = threading.Thread(target=lambda: results.append(_alone(lambda x: x * 2, [1, 2, 3], 2)))
+    live.start()
+    live.join(10)
+    assert not live.is_alive() and results == [[2, 4, 6]]
+    release.set()
+    bulk.join(10)
+    assert sorted(running) == list(range(6))
+
+
+def test_one_at_a_time_runs_keep_order_and_raise_what_run_raises() -> None:
+    assert _alone(lambda x: x + 1, list(range(50)), 3) == list(range(1, 51))
+    assert _alone(lambda x: x + 1, [1, 2], 1) == [2, 3]
+
+    def fails(x: int) -> int:
+        if x == 7:
+            raise ValueError("seven")
+        return x
+
+    with pytest.raises(ValueError, match="seven"):
+        _alone(fails, list(range(20)), 2)
 
 
 def test_predict_is_thread_safe(classifier: IntentClassifier, toy_rows: list[tuple[str, str]]) -> None:

@@ -220,7 +220,7 @@ def policy_and_embedder(
     )
     smalltalk = ExemplarSet(["hello"], ["greeting"], {"greeting": "Hello!"})
     advice = ExemplarSet(["where should I invest"], ["advice"], {"advice": "Not advice."})
-    # fp32: int8 quantises activations per batch, so batch-mates would move confidences a little.
+    # fp32: the policy's figures below are compared with the fp32 graph's.
     fp32 = IntentClassifier.load(classifier.path, precision="fp32")
     return AnswerPolicy(fp32, kb, smalltalk, advice, T), embedder
 
