@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from retrieval import lexical
 from retrieval.entry import KBEntry, answer_passages
 from retrieval.knowledge_base import STARTER, Holdout, KnowledgeBase
 from retrieval.lexical import LexicalIndex, document_terms, terms
@@ -48,28 +47,13 @@ def test_score_is_the_share_of_the_query_an_entry_contains() -> None:
 
 
 def bm25_document_by_document(index: LexicalIndex, query: str) -> list[tuple[int, float]]:
-    """The scores as first written (each document visited once per query term), as ordered items."""
-    query_terms = list(dict.fromkeys(terms(query)))
-    if not query_terms or not len(index):
-        return []
-    weights = {t: index.idf(t) for t in query_terms}
-    total = sum(weights.values())
-    avg = index._total_length / len(index) or 1.0
+    """The scores of the path that visits each document once per query term (``keys=``), in the
+    order the union of the query terms' postings gives."""
+    by_document = index.score(query, keys=list(index._docs))
     candidates: set[int] = set()
-    for t in query_terms:
+    for t in dict.fromkeys(terms(query)):
         candidates |= index._postings.get(t, set())
-    out = []
-    for key in candidates:
-        doc = index._docs[key]
-        norm = lexical.K1 * (1.0 - lexical.B + lexical.B * index._lengths[key] / avg)
-        s = 0.0
-        for t, w in weights.items():
-            tf = doc.get(t, 0.0)
-            if tf > 0:
-                s += w * tf / (tf + norm)
-        if s > 0:
-            out.append((key, s / total))
-    return out
+    return [(key, by_document[key]) for key in candidates if key in by_document]
 
 
 def test_scoring_through_postings_gives_the_same_figures_in_the_same_order_after_every_change() -> None:
