@@ -166,6 +166,11 @@ def terms(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
 
 
+def _length_norm(length: float, avg: float) -> float:
+    """BM25's ``k1 (1 - b + b dl / avgdl)`` for a document of weighted length ``length``."""
+    return K1 * (1.0 - B + B * length / avg)
+
+
 #: Weighted term frequencies of a document.
 TermCounts = dict[str, float]
 
@@ -262,7 +267,7 @@ class LexicalIndex:
                 if removed:
                     doc = {t: v - removed.get(t, 0.0) for t, v in doc.items() if v - removed.get(t, 0.0) > 0}
                     length = max(length - float(sum(removed.values())), 0.0)
-                norm = K1 * (1.0 - B + B * length / avg)
+                norm = _length_norm(length, avg)
                 s = 0.0
                 for t, w in weights.items():
                     tf = doc.get(t, 0.0)
@@ -281,7 +286,7 @@ class LexicalIndex:
         norms = self._norms
         if norms is None:
             avg = self._total_length / len(self._docs) or 1.0
-            norms = {key: K1 * (1.0 - B + B * length / avg) for key, length in self._lengths.items()}
+            norms = {key: _length_norm(length, avg) for key, length in self._lengths.items()}
             self._norms = norms
         docs = self._docs
         sums: dict[int, float] = {}
