@@ -1044,3 +1044,51 @@ def test_a_card_typed_with_letters_for_digits_is_a_card(text: str, expected: str
 )
 def test_letters_for_digits_outside_a_valid_card_stay(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "the pin for my card ending 3012 is 4921 and for card ending 4455 is 1234",
+            "the pin for my card ending 3012 is [PIN] and for card ending 4455 is [PIN]",
+        ),
+        (
+            "pin for card ending 3012 is 4921, and for the one ending 4455 it is 1234",
+            "pin for card ending 3012 is [PIN], and for the one ending 4455 it is [PIN]",
+        ),
+        ("my pin is 4921 and for card 4455 is 1234", "my pin is [PIN] and for card 4455 is [PIN]"),
+        (
+            "my pin is 4921 and for my wife’s card it's 1234",
+            "my pin is [PIN] and for my wife’s card it's [PIN]",
+        ),
+        ("my cvv is 123 and on the other card 456", "my cvv is [CVV] and on the other card [CVV]"),
+        (
+            "the code they sent was 482913 and then a second one 119034",
+            "the code they sent was [OTP] and then a second one [OTP]",
+        ),
+        (
+            "my pin is 4921 and for the other one 5831 and for the business card ending 9999 is 5555",
+            "my pin is [PIN] and for the other one [PIN] and for the business card ending 9999 is [PIN]",
+        ),
+    ],
+)
+def test_a_second_secret_in_a_joined_clause_is_hidden_too(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Another thing named, or a value of another shape: not a second PIN.
+        ("my PIN is 4921 and my balance is 1234", "my PIN is [PIN] and my balance is 1234"),
+        ("my PIN is 4921 and for 2 years it worked", "my PIN is [PIN] and for 2 years it worked"),
+        (
+            "my pin is 4921 and then 1234 pounds went missing",
+            "my pin is [PIN] and then 1234 pounds went missing",
+        ),
+        ("my cvv is 123 and for the other card 45", "my cvv is [CVV] and for the other card 45"),
+    ],
+)
+def test_a_joined_clause_naming_something_else_stays(text: str, expected: str) -> None:
+    assert redact(text) == expected

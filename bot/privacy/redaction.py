@@ -49,7 +49,10 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits; also 密码/비밀번호 + 4-6
   digits. The card may be named between them: "the pin of my card is", "the pin for card ending
   (in/with) 3012 is 4921", "pin for card ****3012: 4921" (so for a CVV or a password too); the last
-  four digits naming the card stay, as "card ending 3012" does.
+  four digits naming the card stay, as "card ending 3012" does. Another value of the same kind (and
+  length) in a clause joined to a PIN, CVV or one-time code, without the label again, is one too:
+  "... is 4921 and for card ending 4455 is 1234", "... 482913 and then a second one 119034" (only
+  another card or "the other / second / new one": "... and my balance is 1234" stays).
 - otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", TAN,
   验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
   a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
@@ -594,6 +597,7 @@ class _Context:
         _detect_letter_led(self)
         _detect_digit_clusters(self)
         _detect_lookalike_cards(self)
+        _continued_secrets(self)
         _repeat_secrets(self)
 
     # Protected spans ------------------------------------------------------------------------------
@@ -1795,6 +1799,49 @@ _OTP_BEFORE = regex.compile(
     r"(?<![a-z0-9\-])(?P<v>(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9})"
     r"[ ]{1,3}(?:(?:is|was|as|=|:|—|-)[ ]{1,3})?(?:(?:your|my|the|a|an|new)[ ]{1,3}){0,2}$"
 )
+
+
+#: How many digits each kind of labelled secret has (a value of another length is something else).
+_SECRET_DIGITS = {"pin": (4, 6), "cvv": (3, 4), "otp": (4, 10)}
+#: A clause joined to a labelled secret that gives another value of the same kind without naming the
+#: label again: "... is 4921 and for card ending 4455 is 1234", "... and for the other one it's 1234",
+#: "... 482913 and then a second one 119034". Only these shapes (another card, the other / second / new
+#: one): "... and my balance is 1234" names something else and stays.
+_CONTINUED = regex.compile(
+    r"[ ]?,?[ ]{1,3}(?:and|&|plus|but|then)[ ]{1,3}(?:then[ ]{1,3})?"
+    r"(?:"
+    r"(?:for|on)[ ](?:(?:the|my|a|your|his|her|our|their)[ ])?(?:[\p{L}]+['’]s[ ])?"
+    r"(?:(?:other|second|new|old|next|another|joint|business|credit|debit|savings|spare)[ ])?"
+    r"(?:card|one|account)"
+    # the card's last four digits stay, as after a label ("card ending 3012")
+    r"(?:[ ](?:number[ ])?(?:ending(?:[ ](?:in|with))?[ ])?\**\d{4}"
+    r"(?=[ ]?,?[ ]{0,3}(?:it[ ]is|it's|it[ ]was|is|was|:|=)))?"
+    r"|(?:(?:a|the|my)[ ])?(?:second|other|new|next|latest|another)[ ](?:one|code|pin)"
+    r"|another"
+    r")"
+    r"[ ]?,?[ ]{0,3}(?:(?:it[ ]is|it's|it[ ]was|is|was|:|=)[ ]{0,3})?"
+    r"(?P<v>\d+)(?![\d\p{L}])",
+    regex.IGNORECASE,
+)
+
+
+def _continued_secrets(ctx: _Context) -> None:
+    """A PIN, CVV or one-time code followed, in the same sentence, by another value of its kind in a
+    joined clause that does not name the label again (:data:`_CONTINUED`): that value is one too."""
+    text = ctx.text
+    found = [h for h in ctx.hits if h.priority == _P_SECRET and h.kind in _SECRET_DIGITS]
+    while found:
+        hit = found.pop()
+        m = _CONTINUED.match(text, hit.end)
+        if m is None:
+            continue
+        low, high = _SECRET_DIGITS[hit.kind]
+        start, end = m.span("v")
+        if not low <= end - start <= high:
+            continue
+        why = f"another {hit.kind} in a clause joined to the one found earlier"
+        ctx.add(_P_SECRET, start, end, hit.kind, hit.detector, why)
+        found.append(_Hit(_P_SECRET, start, end, hit.kind, hit.detector, why, 0))
 
 
 #: A secret (one-time code, PIN, CVV, password) found once is hidden wherever else it is typed in
