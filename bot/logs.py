@@ -3,7 +3,8 @@
 Call ``log.info("event_name", extra={"fields": {...}})``; each line in ``<home>/logs/teller.jsonl``
 is one JSON object. Message, arguments, fields and tracebacks pass through
 :func:`bot.privacy.redaction.redact` first, uvicorn's error and access logs included
-(:func:`uvicorn_log_config`).
+(:func:`uvicorn_log_config`), after Teller's own configured secrets (bot tokens, signing secrets,
+keys, the database password) are replaced by ``[CREDENTIAL]`` wherever a record quotes one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,24 @@ from bot.privacy.redaction import redact
 LOG_FILE = "teller.jsonl"
 
 
+#: Teller's own secrets as configured (:meth:`bot.settings.Settings.secret_values`), longest first:
+#: a record quoting one (a request URL in an error, a token echoed by a library) has it replaced by
+#: ``[CREDENTIAL]`` before redaction, whatever its format. Set by :func:`configure_logging`.
+_OWN_SECRETS: tuple[str, ...] = ()
+#: Shorter values are not looked for: too likely to be ordinary text (settings ask for 16 or more).
+OWN_SECRET_MIN = 8
+
+
+def _clean(text: str) -> str:
+    for secret in _OWN_SECRETS:
+        if secret in text:
+            text = text.replace(secret, "[CREDENTIAL]")
+    return redact(text)
+
+
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return _clean(value)
     if isinstance(value, dict):
         return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -35,13 +52,13 @@ class RedactingFilter(logging.Filter):
     """Rewrites the message, its arguments and structured fields of a record before any handler sees it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = _clean(record.getMessage())
         record.args = None
         fields = getattr(record, "fields", None)
         if fields is not None:
             record.fields = _redact_value(fields)
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = _clean(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 
@@ -84,8 +101,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure_logging(log_dir: Path, level: str = "INFO") -> Path:
-    """Send all records to ``<log_dir>/teller.jsonl`` (rotated at 10 MB), redacted. Idempotent."""
+def configure_logging(log_dir: Path, level: str = "INFO", secrets: Iterable[str] = ()) -> Path:
+    """Send all records to ``<log_dir>/teller.jsonl`` (rotated at 10 MB), redacted, with each of
+    ``secrets`` (Teller's own tokens and keys) hidden wherever a record quotes it. Idempotent."""
+    global _OWN_SECRETS
+    _OWN_SECRETS = tuple(sorted({s for s in secrets if len(s) >= OWN_SECRET_MIN}, key=lambda s: (-len(s), s)))
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / LOG_FILE
     root = logging.getLogger()

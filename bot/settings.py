@@ -331,6 +331,27 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         return self.home / "logs"
 
+    def secret_values(self) -> list[str]:
+        """Every secret configured, in clear: each ``SecretStr`` setting (bot tokens, signing
+        secrets, keys) and the database URL's password. The log filter hides them wherever a record
+        quotes one (:func:`bot.logs.configure_logging`), whatever their format."""
+        values = [
+            value.get_secret_value()
+            for value in (getattr(self, name) for name in type(self).model_fields)
+            if isinstance(value, SecretStr)
+        ]
+        if self.database_url:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                password = make_url(self.database_url).password
+            except (ArgumentError, ValueError):
+                password = None
+            if password:
+                values.append(str(password))
+        return values
+
     @property
     def cache_dir(self) -> Path:
         return self.cache or self.home / "cache"

@@ -73,3 +73,34 @@ def test_log_lines_are_json_and_redacted(tmp_path: Path) -> None:
     assert entry["text"] == "card [CARD]"
     assert entry["nested"] == ["[PHONE]"]
     assert "4111" not in path.read_text()
+
+
+def test_tellers_own_secrets_never_reach_the_log_whatever_their_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.settings import get_settings
+
+    bot_token = "own-format-bot-secret-7Qx2"  # no issuer's format: only the configured value says so
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", bot_token)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret-value-0042")
+    monkeypatch.setenv("TELLER_DATABASE_URL", "postgresql://teller:db-pass-word-99@localhost/teller")
+    settings = get_settings()
+    assert {bot_token, "signing-secret-value-0042", "db-pass-word-99"} <= set(settings.secret_values())
+    path = configure_logging(tmp_path, "INFO", settings.secret_values())
+    logger = logging.getLogger("teller.test")
+    try:
+        raise ConnectionError(f"POST https://api.example/bot{bot_token}/sendMessage refused")
+    except ConnectionError:
+        logger.exception(
+            "send failed for %s",
+            f"https://api.example/bot{bot_token}/x",
+            extra={"fields": {"url": "postgresql://teller:db-pass-word-99@localhost/teller", "n": 1}},
+        )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = path.read_text()
+    assert bot_token not in text and "db-pass-word-99" not in text
+    entry = json.loads(text.splitlines()[-1])
+    assert entry["event"] == "send failed for https://api.example/bot[CREDENTIAL]/x"
+    assert "[CREDENTIAL]" in entry["exception"] and "[CREDENTIAL]" in entry["url"]
+    configure_logging(tmp_path, "INFO")  # the next test's logging knows no secrets again

@@ -99,7 +99,7 @@ def test_every_kind_becomes_its_placeholder(text: str, expected: str, detector: 
 def test_placeholders_are_typed_and_complete() -> None:
     assert set(PLACEHOLDERS) == {
         "card", "iban", "phone", "email", "ssn", "nino", "national_id", "sort_code", "account",
-        "cvv", "pin", "otp", "password", "dob", "number",
+        "cvv", "pin", "otp", "password", "dob", "credential", "number",
     }  # fmt: skip
     assert all(p == f"[{k.upper()}]" for k, p in PLACEHOLDERS.items())
 
@@ -1092,3 +1092,66 @@ def test_a_second_secret_in_a_joined_clause_is_hidden_too(text: str, expected: s
 )
 def test_a_joined_clause_naming_something_else_stays(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+# Example tokens in their issuers' documented formats (none is a live credential).
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+    "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "detector"),
+    [
+        (
+            "GET https://api.telegram.org/bot110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/getMe failed",
+            "GET https://api.telegram.org/bot[CREDENTIAL]/getMe failed",
+            "rule:telegram_bot_token",
+        ),
+        (
+            "token xoxb-1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+            "token [CREDENTIAL]",
+            "rule:slack_token",
+        ),
+        ("xapp-1-A0123456789-1234567890123-0123456789abcdef", "[CREDENTIAL]", "rule:slack_app_token"),
+        (f"Authorization: Bearer {JWT}", "Authorization: Bearer [CREDENTIAL]", "rule:jwt"),
+        (f"my token is {JWT}.", "my token is [CREDENTIAL].", "rule:jwt"),
+        (
+            "Authorization: Bearer 9f8e7d6c5b4a39281706f5e4",
+            "Authorization: Bearer [CREDENTIAL]",
+            "rule:bearer_token",
+        ),
+        ("key id AKIAIOSFODNN7EXAMPLE here", "key id [CREDENTIAL] here", "rule:aws_access_key_id"),
+        ("ghp_" + "a1B2" * 9, "[CREDENTIAL]", "rule:github_token"),
+        ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "[CREDENTIAL]", "rule:stripe_key"),
+        ("key=AIza" + "SyA1" * 8 + "bcd", "key=[CREDENTIAL]", "rule:google_api_key"),
+        (
+            "here:\n-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMIIEow+/=\n"
+            "-----END RSA PRIVATE KEY-----\nthanks",
+            "here:\n[CREDENTIAL]\nthanks",
+            "rule:private_key",
+        ),
+    ],
+)
+def test_access_tokens_and_keys_are_hidden_whole(text: str, expected: str, detector: str) -> None:
+    result = scan(text)
+    assert result.text == expected
+    assert [(f.kind, f.detector) for f in result.findings] == [("credential", detector)]
+    assert redact(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the meeting is at 10:30 and the bearer of bad news is late",
+        "time 12:34:56, ratio 123456:7890",
+        "order 123456789:ABCDEF",  # too short for a bot token
+        "AKIA is not a key on its own, nor is AKIAIOSFODNN7",
+        "Bearer token expired",  # no digit: a sentence, not a token
+        "sk_live is the prefix of a secret key",
+        "-----BEGIN PRIVATE KEY----- with no end",
+    ],
+)
+def test_token_lookalikes_stay(text: str) -> None:
+    assert redact(text) == text

@@ -69,7 +69,7 @@ def emit_json(data: Any) -> None:
 @app.callback()
 def _setup() -> None:
     settings = get_settings()
-    configure_logging(settings.log_dir, settings.log_level)
+    configure_logging(settings.log_dir, settings.log_level, settings.secret_values())
 
 
 def registry(settings: Settings) -> ModelRegistry:

@@ -90,6 +90,10 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
         "Ollie looked lOst in the lOng Old hall "
     ),
     "memorable_word_is": _repeat("memorable word is "),
+    "jwt_starts": _repeat("eyJ"),
+    "private_key_begins": _repeat("-----BEGIN PRIVATE KEY-----"),
+    "bearer_tokens": _repeat("Bearer a1"),
+    "bot_token_prefixes": _repeat("123456789:"),
 }
 
 

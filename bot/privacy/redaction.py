@@ -75,6 +75,11 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
   出生日期, дата рождения...
+- credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
+  their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
+  tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
+  ids, GitHub, Stripe secret and Google API keys, PEM private keys. (Teller's own configured
+  secrets, whatever their format, are hidden in the log by :mod:`bot.logs`.)
 - number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
@@ -218,6 +223,7 @@ PLACEHOLDERS: Final[Mapping[str, str]] = MappingProxyType(
         "otp": "[OTP]",
         "password": "[PASSWORD]",
         "dob": "[DOB]",
+        "credential": "[CREDENTIAL]",
         "number": "[NUMBER]",
     }
 )
@@ -531,6 +537,7 @@ _LONGEST_STRONG = 256
 
 # Priorities: the higher one wins an overlap (then the longer, then the earlier).
 _P_SECRET = 100  # labelled cvv, pin, otp, password, dob
+_P_CREDENTIAL = 98  # access tokens and keys in their issuers' formats
 _P_EMAIL = 95
 _P_IBAN = 90
 _P_LABELLED = 88  # labelled account, sort code, ssn, national id, iban
@@ -589,6 +596,7 @@ class _Context:
     def run(self) -> None:
         text = self.text
         _detect_labels(self)
+        _detect_credentials(self)
         if "@" in text:
             _detect_emails(self)
         _detect_obfuscated_emails(self)
@@ -2122,6 +2130,52 @@ _CJK_LABEL_END = "是为為はがを：:"
 
 #: "@" followed by a first domain label and a dot: where the e-mail pattern is worth trying.
 _AT_DOMAIN = re.compile(r"@(?=[^\s@.]{1,63}\.)")
+
+
+#: Access tokens and keys in the formats their issuers document, each starting at a token boundary
+#: (one match attempt per token: linear on any input). Name -> pattern.
+_CREDENTIALS: dict[str, str] = {
+    # Telegram Bot API: "<bot id>:<about 35 characters>", also inside a request URL (".../bot<token>/...").
+    "telegram_bot_token": r"(?<![0-9])[0-9]{6,12}:[A-Za-z0-9_-]{30,45}(?![A-Za-z0-9_-])",
+    # Slack: bot, user, app-level, refresh and configuration tokens.
+    "slack_token": r"(?<![A-Za-z0-9])xox[abposre]-[A-Za-z0-9-]{10,250}+",
+    "slack_app_token": r"(?<![A-Za-z0-9])xapp-[0-9]-[A-Za-z0-9-]{10,250}+",
+    # JSON Web Token: base64url header and payload of a JSON object ("eyJ" is '{"'), and a signature.
+    "jwt": r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,4000}+\.eyJ[A-Za-z0-9_-]{2,8000}+\.[A-Za-z0-9_-]{10,2000}+",
+    # AWS access key id.
+    "aws_access_key_id": (
+        r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?![A-Za-z0-9])"
+    ),
+    # GitHub personal access, OAuth, user-to-server, server-to-server and refresh tokens.
+    "github_token": r"(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{36,255}+|github_pat_[A-Za-z0-9_]{22,255}+)",
+    # Stripe secret and restricted keys; Google API keys.
+    "stripe_key": r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,255}+",
+    "google_api_key": r"(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])",
+    # A PEM private key, whole.
+    "private_key": (
+        r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,.]|-(?!----)){0,20000}+"
+        r"-----END[ A-Z]{0,40} PRIVATE KEY-----"
+    ),
+    # An HTTP bearer token (the value only), of a token's shape: 20+ characters with a digit.
+    "bearer_token": r"(?<=\b[Bb]earer[ ])(?=[A-Za-z0-9._~+/=-]{0,2000}?[0-9])[A-Za-z0-9._~+/-]{20,2000}+=*+",
+}
+_CREDENTIAL = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _CREDENTIALS.items()))
+#: Cheap test before the scan: every pattern holds one of these.
+_CREDENTIAL_HINT = re.compile(
+    r"[0-9]:|xox|xapp-|eyJ|A[KSGIRNP][A-Z]A|gh[pousr]_|github_pat_|_live_|_test_|AIza|PRIVATE KEY|earer "
+)
+
+
+def _detect_credentials(ctx: _Context) -> None:
+    """Access tokens and keys (:data:`_CREDENTIALS`): a bot's own token in a logged URL or error,
+    or a key a customer or operator pasted, is hidden whole as ``[CREDENTIAL]``."""
+    text = ctx.text
+    if _CREDENTIAL_HINT.search(text) is None:
+        return
+    for m in _CREDENTIAL.finditer(text):
+        name = m.lastgroup or "credential"
+        why = f"{name.replace('_', ' ')} in its issuer's format"
+        ctx.add(_P_CREDENTIAL, m.start(), m.end(), "credential", f"rule:{name}", why)
 
 
 def _detect_emails(ctx: _Context) -> None:
