@@ -25,27 +25,45 @@ LOG_FILE = "teller.jsonl"
 
 #: Teller's own secrets as configured (:meth:`bot.settings.Settings.secret_values`), longest first:
 #: a record quoting one (a request URL in an error, a token echoed by a library) has it replaced by
-#: ``[CREDENTIAL]`` before redaction, whatever its format. Set by :func:`configure_logging`.
+#: ``[CREDENTIAL]`` before redaction, whatever its format; so has a piece of one at least
+#: :data:`OWN_SECRET_PIECE` characters long that starts it (a message cut short by the code that
+#: logged it). Set by :func:`configure_logging`.
 _OWN_SECRETS: tuple[str, ...] = ()
-#: Shorter values are not looked for: too likely to be ordinary text (settings ask for 16 or more).
+#: Shorter secrets are not looked for (too likely to be ordinary text, and replaced everywhere):
+#: give every secret setting at least this many characters.
 OWN_SECRET_MIN = 8
+OWN_SECRET_PIECE = 12
+
+
+def _hide_own(text: str) -> str:
+    for secret in _OWN_SECRETS:
+        head = secret[:OWN_SECRET_PIECE]
+        at = text.find(head)
+        while at >= 0:
+            end = at + len(head)
+            while end - at < len(secret) and end < len(text) and text[end] == secret[end - at]:
+                end += 1
+            text = text[:at] + "[CREDENTIAL]" + text[end:]
+            at = text.find(head, at + len("[CREDENTIAL]"))
+    return text
 
 
 def _clean(text: str) -> str:
-    for secret in _OWN_SECRETS:
-        if secret in text:
-            text = text.replace(secret, "[CREDENTIAL]")
-    return redact(text)
+    return redact(_hide_own(text) if _OWN_SECRETS else text)
 
 
 def _redact_value(value: Any) -> Any:
+    """``value`` fit for the log: text cleaned, containers walked (keys too), numbers kept, and
+    anything else cleaned as the text the JSON formatter would write for it."""
     if isinstance(value, str):
         return _clean(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
+        return {_redact_value(k) if isinstance(k, str) else k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact_value(v) for v in value]
-    return value
+    return _clean(str(value))
 
 
 class RedactingFilter(logging.Filter):

@@ -333,24 +333,25 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret configured, in clear: each ``SecretStr`` setting (bot tokens, signing
-        secrets, keys) and the database URL's password. The log filter hides them wherever a record
-        quotes one (:func:`bot.logs.configure_logging`), whatever their format."""
-        values = [
-            value.get_secret_value()
-            for value in (getattr(self, name) for name in type(self).model_fields)
-            if isinstance(value, SecretStr)
-        ]
-        if self.database_url:
-            from sqlalchemy.engine import make_url
-            from sqlalchemy.exc import ArgumentError
+        secrets, keys) and the password of any URL setting (the database, the limits' storage, an
+        API base URL), also as percent-encoded in the URL. The log filter hides them wherever a
+        record quotes one (:func:`bot.logs.configure_logging`), whatever their format."""
+        from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-            try:
-                password = make_url(self.database_url).password
-            except (ArgumentError, ValueError):
-                password = None
-            if password:
-                values.append(str(password))
-        return values
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                values.append(value.get_secret_value())
+            elif isinstance(value, str) and "://" in value:
+                try:
+                    password = urlsplit(value).password
+                except ValueError:
+                    continue
+                if password:
+                    plain = unquote(password)
+                    values += [password, plain, quote(plain, safe=""), quote_plus(plain)]
+        return list(dict.fromkeys(v for v in values if v))
 
     @property
     def cache_dir(self) -> Path:

@@ -78,29 +78,45 @@ def test_log_lines_are_json_and_redacted(tmp_path: Path) -> None:
 def test_tellers_own_secrets_never_reach_the_log_whatever_their_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.settings import get_settings
+    from bot.settings import Settings
 
     bot_token = "own-format-bot-secret-7Qx2"  # no issuer's format: only the configured value says so
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", bot_token)
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret-value-0042")
-    monkeypatch.setenv("TELLER_DATABASE_URL", "postgresql://teller:db-pass-word-99@localhost/teller")
-    settings = get_settings()
-    assert {bot_token, "signing-secret-value-0042", "db-pass-word-99"} <= set(settings.secret_values())
-    path = configure_logging(tmp_path, "INFO", settings.secret_values())
+    monkeypatch.setenv("TELLER_DATABASE_URL", "postgresql://teller:db%40pass-word-99@localhost/teller")
+    monkeypatch.setenv("TELLER_LIMITS_STORAGE", "redis://:redis-pass-abcdef123@localhost:6379")
+    secrets = Settings().secret_values()  # type: ignore[call-arg]
+    assert {bot_token, "signing-secret-value-0042", "db@pass-word-99", "db%40pass-word-99"} <= set(secrets)
+    assert "redis-pass-abcdef123" in secrets
+    path = configure_logging(tmp_path, "INFO", secrets)
     logger = logging.getLogger("teller.test")
     try:
-        raise ConnectionError(f"POST https://api.example/bot{bot_token}/sendMessage refused")
-    except ConnectionError:
-        logger.exception(
-            "send failed for %s",
-            f"https://api.example/bot{bot_token}/x",
-            extra={"fields": {"url": "postgresql://teller:db-pass-word-99@localhost/teller", "n": 1}},
-        )
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    text = path.read_text()
-    assert bot_token not in text and "db-pass-word-99" not in text
-    entry = json.loads(text.splitlines()[-1])
-    assert entry["event"] == "send failed for https://api.example/bot[CREDENTIAL]/x"
-    assert "[CREDENTIAL]" in entry["exception"] and "[CREDENTIAL]" in entry["url"]
-    configure_logging(tmp_path, "INFO")  # the next test's logging knows no secrets again
+        try:
+            raise ConnectionError(f"POST https://api.example/bot{bot_token}/sendMessage refused")
+        except ConnectionError as exc:
+            logger.exception(
+                "send failed for %s: %s",
+                f"https://api.example/bot{bot_token}/x",
+                repr(exc)[: repr(exc).index(bot_token) + 15],  # cut inside the token by the code that logs it
+                extra={
+                    "fields": {
+                        "url": "postgresql://teller:db%40pass-word-99@localhost/teller",
+                        f"key {bot_token}": 1,
+                        "error": exc,
+                        "raw": bot_token.encode(),
+                        "limits": "redis://:redis-pass-abcdef123@localhost:6379",
+                    }
+                },
+            )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        text = path.read_text()
+        for secret in (bot_token, "db%40pass-word-99", "redis-pass-abcdef123", bot_token[:12]):
+            assert secret not in text
+        entry = json.loads(text.splitlines()[-1])
+        assert entry["event"].startswith("send failed for https://api.example/bot[CREDENTIAL]/x: ")
+        assert entry["event"].endswith("[CREDENTIAL]")
+        assert "[CREDENTIAL]" in entry["exception"] and "[CREDENTIAL]" in entry["url"]
+        assert "key [CREDENTIAL]" in entry and "[CREDENTIAL]" in entry["error"]
+    finally:
+        configure_logging(tmp_path, "INFO")  # the next test's logging knows no secrets again

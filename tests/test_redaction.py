@@ -1062,7 +1062,9 @@ def test_letters_for_digits_outside_a_valid_card_stay(text: str) -> None:
             "my pin is 4921 and for my wife’s card it's 1234",
             "my pin is [PIN] and for my wife’s card it's [PIN]",
         ),
-        ("my cvv is 123 and on the other card 456", "my cvv is [CVV] and on the other card [CVV]"),
+        ("my cvv is 123 and on the other card it's 456", "my cvv is [CVV] and on the other card it's [CVV]"),
+        ("my pin is 4921 and card ending 4455 is 1234", "my pin is [PIN] and card ending 4455 is [PIN]"),
+        ("my pin is 4921 and the old one was 1234", "my pin is [PIN] and the old one was [PIN]"),
         (
             "the code they sent was 482913 and then a second one 119034",
             "the code they sent was [OTP] and then a second one [OTP]",
@@ -1155,3 +1157,65 @@ def test_access_tokens_and_keys_are_hidden_whole(text: str, expected: str, detec
 )
 def test_token_lookalikes_stay(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A labelled secret's rule never leaves a token's tail: the credential wins whole.
+        ("the code is 110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "the code is [CREDENTIAL]"),
+        (f"my password is {JWT}{'x' * 80}", "my password is [CREDENTIAL]"),
+        # The numbers beside a token are read as beside a placeholder (one pass is enough).
+        ("sk_live_abcdefghijklmnop1234 +44 7911 123456", "[CREDENTIAL] [PHONE]"),
+        ("my pin is 4921 110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "my pin is [PIN] [CREDENTIAL]"),
+    ],
+)
+def test_a_credential_is_hidden_whole_beside_other_kinds(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Transaction 20261130:PAYMENT_RECEIVED_FROM_JOHN_SMITH_LTD",
+        "timestamp 1700000000:received-payment-confirmation-from-bank",
+        "order 1234567:ThisIsMyVeryLongOrderDescriptionHere",
+        "xoxo-hugs-and-kisses-to-you",
+        "sent xoxo-1234567890 love",
+        "ANPAANPAANPAANPAANPA",
+    ],
+)
+def test_banking_text_shaped_like_a_token_stays(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The value after "another card" is a whole card, a date, an amount, a year: not a second PIN.
+        (
+            "my cvv is 123 and for my other card 4111 1111 1111 1111",
+            "my cvv is [CVV] and for my other card [CARD]",
+        ),
+        ("my pin is 4921 and another 4111-1111-1111-1111", "my pin is [PIN] and another [CARD]"),
+        ("my pin is 4921 and the new one 2024-05-01", "my pin is [PIN] and the new one 2024-05-01"),
+        (
+            "my pin is 4921 and for my other account 1234.56 is the balance",
+            "my pin is [PIN] and for my other account 1234.56 is the balance",
+        ),
+        (
+            "my pin is 4921 and another 1000 was taken; I only had 1000 left",
+            "my pin is [PIN] and another 1000 was taken; I only had 1000 left",
+        ),
+        (
+            "the code is 482913 and the second one 2024 did not arrive",
+            "the code is [OTP] and the second one 2024 did not arrive",
+        ),
+        # A card's last four without "is" stay.
+        ("my cvv is 123 and for my other card 4455", "my cvv is [CVV] and for my other card 4455"),
+        ("my pin is 4921 and for my account 1234 please", "my pin is [PIN] and for my account 1234 please"),
+    ],
+)
+def test_a_joined_clause_never_cuts_or_invents_a_secret(text: str, expected: str) -> None:
+    assert redact(text) == expected

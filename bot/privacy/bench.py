@@ -90,10 +90,12 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
         "Ollie looked lOst in the lOng Old hall "
     ),
     "memorable_word_is": _repeat("memorable word is "),
+    # The credential patterns' literals, repeated (each shape stays under the dense path's number count).
     "jwt_starts": _repeat("eyJ"),
     "private_key_begins": _repeat("-----BEGIN PRIVATE KEY-----"),
-    "bearer_tokens": _repeat("Bearer a1"),
-    "bot_token_prefixes": _repeat("123456789:"),
+    "bearer_tokens": _repeat("Bearer abcdefghijklmnopqrstuvwxyz-"),
+    "bot_token_prefixes": _repeat("1234567:" + "aB" * 25 + " "),
+    "slack_prefixes": _repeat("xoxb-"),
 }
 
 

@@ -49,10 +49,12 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits; also 密码/비밀번호 + 4-6
   digits. The card may be named between them: "the pin of my card is", "the pin for card ending
   (in/with) 3012 is 4921", "pin for card ****3012: 4921" (so for a CVV or a password too); the last
-  four digits naming the card stay, as "card ending 3012" does. Another value of the same kind (and
-  length) in a clause joined to a PIN, CVV or one-time code, without the label again, is one too:
-  "... is 4921 and for card ending 4455 is 1234", "... 482913 and then a second one 119034" (only
-  another card or "the other / second / new one": "... and my balance is 1234" stays).
+  four digits naming the card stay, as "card ending 3012" does. Another value of the same length in
+  a clause joined to a PIN, CVV or one-time code, without the label again, is one too: "... is 4921
+  and for card ending 4455 is 1234", "... 482913 and then a second one 119034" (only another card or
+  account followed by is / was / : / =, or "the other / second / new / old one"; the value ends its
+  clause, so a card, a date or an amount after it is not cut: "... and my balance is 1234" and "...
+  and for my other card 4455" stay).
 - otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", TAN,
   验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
   a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
@@ -78,8 +80,11 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
-  ids, GitHub, Stripe secret and Google API keys, PEM private keys. (Teller's own configured
-  secrets, whatever their format, are hidden in the log by :mod:`bot.logs`.)
+  ids, GitHub, Stripe secret and Google API keys, PEM and PGP private keys. A credential wins over
+  any other kind it overlaps (a PIN label before a bot token does not leave the token's tail), and
+  the other detectors read the text with it masked, so numbers beside it are found as beside a
+  placeholder. (Teller's own configured secrets, whatever their format, are hidden in the log by
+  :mod:`bot.logs`.)
 - number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
@@ -537,7 +542,7 @@ _LONGEST_STRONG = 256
 
 # Priorities: the higher one wins an overlap (then the longer, then the earlier).
 _P_SECRET = 100  # labelled cvv, pin, otp, password, dob
-_P_CREDENTIAL = 98  # access tokens and keys in their issuers' formats
+_P_CREDENTIAL = 102  # access tokens and keys in their issuers' formats: ahead of any other kind
 _P_EMAIL = 95
 _P_IBAN = 90
 _P_LABELLED = 88  # labelled account, sort code, ssn, national id, iban
@@ -594,9 +599,9 @@ class _Context:
         return out
 
     def run(self) -> None:
+        _detect_credentials(self)
         text = self.text
         _detect_labels(self)
-        _detect_credentials(self)
         if "@" in text:
             _detect_emails(self)
         _detect_obfuscated_emails(self)
@@ -1809,26 +1814,29 @@ _OTP_BEFORE = regex.compile(
 )
 
 
-#: How many digits each kind of labelled secret has (a value of another length is something else).
-_SECRET_DIGITS = {"pin": (4, 6), "cvv": (3, 4), "otp": (4, 10)}
+#: The labelled secrets a joined clause can give another value of (:data:`_CONTINUED`).
+_CONTINUED_KINDS = ("pin", "cvv", "otp")
 #: A clause joined to a labelled secret that gives another value of the same kind without naming the
 #: label again: "... is 4921 and for card ending 4455 is 1234", "... and for the other one it's 1234",
-#: "... 482913 and then a second one 119034". Only these shapes (another card, the other / second / new
-#: one): "... and my balance is 1234" names something else and stays.
+#: "... 482913 and then a second one 119034". Only these shapes: another card or account, with "is",
+#: "was", ":" or "=" before the value ("... and for my other card 4455" keeps the card's last four),
+#: or "the other / second / new one". The value ends its clause (not the first group of a card,
+#: a date or an amount); "... and my balance is 1234" names something else and stays.
+_LINK = r"[ ]?,?[ ]{0,3}(?:it[ ]is|it's|its|it[ ]was|is|was|:|=)"
 _CONTINUED = regex.compile(
-    r"[ ]?,?[ ]{1,3}(?:and|&|plus|but|then)[ ]{1,3}(?:then[ ]{1,3})?"
+    r"[ ]?,?[ ]{1,3}(?:and|&|plus|but|or|then)[ ]{1,3}(?:then[ ]{1,3})?"
     r"(?:"
-    r"(?:for|on)[ ](?:(?:the|my|a|your|his|her|our|their)[ ])?(?:[\p{L}]+['’]s[ ])?"
-    r"(?:(?:other|second|new|old|next|another|joint|business|credit|debit|savings|spare)[ ])?"
-    r"(?:card|one|account)"
+    r"(?:(?:for|on)[ ]{1,3})?(?:(?:the|my|a|your|his|her|our|their)[ ]{1,3})?(?:[\p{L}]+['’]s[ ]{1,3})?"
+    r"(?:(?:other|second|new|old|next|another|joint|business|credit|debit|savings|spare)[ ]{1,3})?"
     # the card's last four digits stay, as after a label ("card ending 3012")
-    r"(?:[ ](?:number[ ])?(?:ending(?:[ ](?:in|with))?[ ])?\**\d{4}"
-    r"(?=[ ]?,?[ ]{0,3}(?:it[ ]is|it's|it[ ]was|is|was|:|=)))?"
-    r"|(?:(?:a|the|my)[ ])?(?:second|other|new|next|latest|another)[ ](?:one|code|pin)"
-    r"|another"
+    r"(?:card|account|one)(?:[ ](?:number[ ])?(?:ending(?:[ ](?:in|with))?[ ])?\**\d{4}(?="
+    + _LINK
+    + r"))?"
+    + _LINK
+    + r"|(?:for[ ]{1,3})?(?:(?:a|the|my)[ ]{1,3})?(?:second|other|new|next|latest|old|previous)[ ]{1,3}"
+    r"(?:one|code|pin)(?:" + _LINK + r")?"
     r")"
-    r"[ ]?,?[ ]{0,3}(?:(?:it[ ]is|it's|it[ ]was|is|was|:|=)[ ]{0,3})?"
-    r"(?P<v>\d+)(?![\d\p{L}])",
+    r"[ ]{0,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)",
     regex.IGNORECASE,
 )
 
@@ -1837,15 +1845,14 @@ def _continued_secrets(ctx: _Context) -> None:
     """A PIN, CVV or one-time code followed, in the same sentence, by another value of its kind in a
     joined clause that does not name the label again (:data:`_CONTINUED`): that value is one too."""
     text = ctx.text
-    found = [h for h in ctx.hits if h.priority == _P_SECRET and h.kind in _SECRET_DIGITS]
+    found = [h for h in ctx.hits if h.priority == _P_SECRET and h.kind in _CONTINUED_KINDS]
     while found:
         hit = found.pop()
         m = _CONTINUED.match(text, hit.end)
         if m is None:
             continue
-        low, high = _SECRET_DIGITS[hit.kind]
         start, end = m.span("v")
-        if not low <= end - start <= high:
+        if end - start != hit.end - hit.start:  # a PIN, CVV or code has the length of the first one
             continue
         why = f"another {hit.kind} in a clause joined to the one found earlier"
         ctx.add(_P_SECRET, start, end, hit.kind, hit.detector, why)
@@ -2132,50 +2139,106 @@ _CJK_LABEL_END = "是为為はがを：:"
 _AT_DOMAIN = re.compile(r"@(?=[^\s@.]{1,63}\.)")
 
 
-#: Access tokens and keys in the formats their issuers document, each starting at a token boundary
-#: (one match attempt per token: linear on any input). Name -> pattern.
-_CREDENTIALS: dict[str, str] = {
-    # Telegram Bot API: "<bot id>:<about 35 characters>", also inside a request URL (".../bot<token>/...").
-    "telegram_bot_token": r"(?<![0-9])[0-9]{6,12}:[A-Za-z0-9_-]{30,45}(?![A-Za-z0-9_-])",
-    # Slack: bot, user, app-level, refresh and configuration tokens.
-    "slack_token": r"(?<![A-Za-z0-9])xox[abposre]-[A-Za-z0-9-]{10,250}+",
-    "slack_app_token": r"(?<![A-Za-z0-9])xapp-[0-9]-[A-Za-z0-9-]{10,250}+",
-    # JSON Web Token: base64url header and payload of a JSON object ("eyJ" is '{"'), and a signature.
-    "jwt": r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,4000}+\.eyJ[A-Za-z0-9_-]{2,8000}+\.[A-Za-z0-9_-]{10,2000}+",
-    # AWS access key id.
-    "aws_access_key_id": (
-        r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?![A-Za-z0-9])"
+class _Credential(NamedTuple):
+    name: str
+    #: A literal every match contains (in lower case for a pattern that ignores case): the pattern is
+    #: only run on texts holding it.
+    hint: str
+    pattern: re.Pattern[str]
+
+
+def _token(name: str, hint: str, pattern: str, flags: int = 0) -> _Credential:
+    return _Credential(name, hint, re.compile(pattern, flags))
+
+
+#: Access tokens and keys in the formats their issuers document. Each pattern starts with its
+#: literal, then checks the character before it (a look-behind of fixed width), so a match is tried
+#: once per occurrence of the literal and takes at most its bounded length: linear on any input. The
+#: group ``v``, where there is one, is what is hidden; else the whole match.
+_CREDENTIALS: tuple[_Credential, ...] = (
+    # Telegram Bot API: "<bot id>:<35 characters>" (34 in the documentation's examples), mixed case
+    # with a digit, also inside a request URL (".../bot<token>/..."). Not "20261130:PAYMENT_...".
+    _token(
+        "telegram_bot_token",
+        ":",
+        r"(?<![0-9])[0-9]{6,12}:(?=[A-Za-z0-9_-]{0,34}[A-Z])(?=[A-Za-z0-9_-]{0,34}[a-z])"
+        r"(?=[A-Za-z0-9_-]{0,34}[0-9])[A-Za-z0-9_-]{34,35}(?![A-Za-z0-9_-])",
     ),
-    # GitHub personal access, OAuth, user-to-server, server-to-server and refresh tokens.
-    "github_token": r"(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{36,255}+|github_pat_[A-Za-z0-9_]{22,255}+)",
+    # Slack: bot, user, browser-session, refresh and configuration tokens (a digit after the dash),
+    # and app-level tokens.
+    _token(
+        "slack_token",
+        "xox",
+        r"xox[abcpre]-(?<![A-Za-z0-9]xox.-)[0-9][A-Za-z0-9-]{9,250}+",
+    ),
+    _token("slack_app_token", "xapp-", r"xapp-(?<![A-Za-z0-9]xapp-)[0-9]-[A-Za-z0-9-]{10,250}+"),
+    # JSON Web Token (and a JWE's first parts): base64url header and payload of a JSON object
+    # ("eyJ" is '{"'), then a signature, possibly empty (an unsigned token).
+    _token(
+        "jwt",
+        "eyJ",
+        r"eyJ(?<![A-Za-z0-9-]eyJ)[A-Za-z0-9_-]{5,4000}+\.eyJ[A-Za-z0-9_-]{2,8000}+\.[A-Za-z0-9_-]{0,2000}+",
+    ),
+    # AWS access key id (base32: it holds a digit).
+    _token(
+        "aws_access_key_id",
+        "A",
+        r"A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)(?<![A-Z0-9]A...)(?=[A-Z0-9]{0,15}[0-9])[A-Z0-9]{16}"
+        r"(?![A-Za-z0-9])",
+    ),
+    # GitHub personal access (classic and fine-grained), OAuth, user-to-server, server-to-server and
+    # refresh tokens.
+    _token("github_token", "gh", r"gh[pousr]_(?<![A-Za-z0-9]gh._)[A-Za-z0-9]{36,255}+"),
+    _token("github_token", "github_pat_", r"github_pat_(?<![A-Za-z0-9]github_pat_)[A-Za-z0-9_]{22,255}+"),
     # Stripe secret and restricted keys; Google API keys.
-    "stripe_key": r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,255}+",
-    "google_api_key": r"(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])",
-    # A PEM private key, whole.
-    "private_key": (
-        r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,.]|-(?!----)){0,20000}+"
-        r"-----END[ A-Z]{0,40} PRIVATE KEY-----"
+    _token(
+        "stripe_key", "k_", r"[sr]k_(?:live|test)_(?<![A-Za-z0-9][sr]k_(?:live|test)_)[A-Za-z0-9]{16,255}+"
     ),
-    # An HTTP bearer token (the value only), of a token's shape: 20+ characters with a digit.
-    "bearer_token": r"(?<=\b[Bb]earer[ ])(?=[A-Za-z0-9._~+/=-]{0,2000}?[0-9])[A-Za-z0-9._~+/-]{20,2000}+=*+",
-}
-_CREDENTIAL = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _CREDENTIALS.items()))
-#: Cheap test before the scan: every pattern holds one of these.
-_CREDENTIAL_HINT = re.compile(
-    r"[0-9]:|xox|xapp-|eyJ|A[KSGIRNP][A-Z]A|gh[pousr]_|github_pat_|_live_|_test_|AIza|PRIVATE KEY|earer "
+    _token("google_api_key", "AIza", r"AIza(?<![A-Za-z0-9_-]AIza)[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])"),
+    # A PEM or PGP private key, whole (its lines may be escaped, "\n", as in a JSON key file).
+    _token(
+        "private_key",
+        "PRIVATE KEY",
+        r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s:,.\\]|-(?!----)){0,20000}+"
+        r"-----END[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----",
+    ),
+    # An HTTP bearer token's value (the scheme is case-insensitive, RFC 7235): 20+ characters with a
+    # digit.
+    _token(
+        "bearer_token",
+        "bearer",
+        r"(?<![A-Za-z])bearer[ ]{1,3}"
+        r"(?P<v>(?=[A-Za-z0-9._~+/=-]{0,2000}?[0-9])[A-Za-z0-9._~+/-]{20,2000}+=*+)",
+        re.IGNORECASE,
+    ),
 )
+#: Stands in for a credential in the text the other detectors read: no detector takes it for part of
+#: a value, so the numbers beside a token are read as they would be beside a placeholder.
+_MASK = "\x00"
 
 
 def _detect_credentials(ctx: _Context) -> None:
     """Access tokens and keys (:data:`_CREDENTIALS`): a bot's own token in a logged URL or error,
-    or a key a customer or operator pasted, is hidden whole as ``[CREDENTIAL]``."""
+    or a key a customer or operator pasted, is hidden whole as ``[CREDENTIAL]``, ahead of any other
+    kind (a PIN label before a bot token does not leave the token's tail). The other detectors then
+    read the text with each token masked."""
     text = ctx.text
-    if _CREDENTIAL_HINT.search(text) is None:
-        return
-    for m in _CREDENTIAL.finditer(text):
-        name = m.lastgroup or "credential"
-        why = f"{name.replace('_', ' ')} in its issuer's format"
-        ctx.add(_P_CREDENTIAL, m.start(), m.end(), "credential", f"rule:{name}", why)
+    low = text.lower() if "earer" in text or "EARER" in text else ""
+    spans: list[tuple[int, int]] = []
+    for credential in _CREDENTIALS:
+        ignores_case = bool(credential.pattern.flags & re.IGNORECASE)
+        if credential.hint not in (low if ignores_case else text):
+            continue
+        for m in credential.pattern.finditer(text):
+            start, end = m.span("v") if "v" in credential.pattern.groupindex else m.span()
+            why = f"{credential.name.replace('_', ' ')} in its issuer's format"
+            ctx.add(_P_CREDENTIAL, start, end, "credential", f"rule:{credential.name}", why)
+            spans.append((start, end))
+    if spans:
+        masked = list(text)
+        for start, end in spans:
+            masked[start:end] = _MASK * (end - start)
+        ctx.text = "".join(masked)
 
 
 def _detect_emails(ctx: _Context) -> None:
