@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -71,6 +72,13 @@ class TrainConfig:
     label_smoothing: float = 0.0
     probe_c: float = 5.0
     freeze_embeddings: bool = True
+    #: This share of the encoder's layers, lowest first (rounded down: 2 of all-MiniLM-L6-v2's 6), is
+    #: kept as pre-trained like the embeddings: neither updated nor back-propagated through.
+    #: Measured (Banking77 train, default recipe, 2 cores, dev split of 1,002; int8 as served / fp32):
+    #: seed 0, none frozen 94.01 / 93.91 %, 2 frozen 94.31 / 94.51 %; seed 1 (another dev split)
+    #: 93.51 / 93.91 %, 93.41 / 93.91 % (fp32 served on both). Each fine-tuning step is about 15 %
+    #: cheaper (0.53 -> 0.44 s).
+    frozen_layer_share: float = 1 / 3
     knn_k: int = 10
     knn_tau: float = 0.05
     knn_weight: float = 0.3
@@ -104,6 +112,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.setdefault("frozen_layer_share", 0.0)  # written before layers could be frozen: none were
         return cls(**known)
 
 
@@ -582,10 +591,19 @@ def _train_forward(model: IntentModel, batch: Sequence[Sequence[int]], config: T
     return logits.float()
 
 
+#: An encoder parameter's layer ("encoder.layer.3.attention.self.query.weight" is layer 3).
+_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
+
+
 def _param_groups(model: IntentModel, config: TrainConfig) -> list[dict[str, Any]]:
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
+    frozen = int(model.encoder.config.num_hidden_layers * config.frozen_layer_share + 1e-9)
     for name, param in model.encoder.named_parameters():
+        layer = _LAYER.match(name)
+        if layer is not None and int(layer.group(1)) < frozen:
+            param.requires_grad_(False)
+            continue
         if config.freeze_embeddings and name.startswith("embeddings."):
             # 12M of the encoder's 23M parameters, touched sparsely by any batch: updating them
             # costs about a third of each step and does not help accuracy.

@@ -57,6 +57,21 @@ def test_frozen_embeddings_stay_put(tiny_encoder_dir: Path, toy_csv: Path) -> No
     )
 
 
+def test_the_lowest_share_of_layers_stays_as_pre_trained(tiny_encoder_dir: Path, toy_csv: Path) -> None:
+    fresh = IntentModel.from_encoder(tiny_encoder_dir, 4).encoder.encoder.layer
+    # The tiny encoder has 2 layers: the default third freezes none of them, a half the first.
+    assert int(2 * FAST.frozen_layer_share) == 0
+    config = TrainConfig(**{**FAST.to_dict(), "frozen_layer_share": 0.5})
+    trained = train(load_corpus([toy_csv]), tiny_encoder_dir, config).model.encoder.encoder.layer
+    for (name, before), after in zip(fresh[0].named_parameters(), trained[0].parameters(), strict=True):
+        assert torch.equal(before, after), name
+    assert not torch.equal(fresh[1].attention.self.query.weight, trained[1].attention.self.query.weight)
+    # An artifact written before layers could be frozen was trained with none frozen.
+    old = {k: v for k, v in FAST.to_dict().items() if k != "frozen_layer_share"}
+    assert TrainConfig.from_dict(old).frozen_layer_share == 0.0
+    assert TrainConfig.from_dict(config.to_dict()).frozen_layer_share == 0.5
+
+
 def test_same_seed_and_data_give_the_same_weights(tiny_encoder_dir: Path, toy_csv: Path) -> None:
     corpus = load_corpus([toy_csv])
     a = _state(train(corpus, tiny_encoder_dir, FAST).model)
