@@ -2199,7 +2199,8 @@ _CREDENTIALS: tuple[_Credential, ...] = (
     _token(
         "private_key",
         "PRIVATE KEY",
-        r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s:,.\\]|-(?!----)){0,20000}+"
+        # (an atomic group: Python 3.11.2's possessive quantifier on an alternation never matches)
+        r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----(?>(?:[A-Za-z0-9+/=\s:,.\\]|-(?!----)){0,20000})"
         r"-----END[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----",
     ),
     # An HTTP bearer token's value (the scheme is case-insensitive, RFC 7235): 20+ characters with a
