@@ -1856,7 +1856,7 @@ def _continued_secrets(ctx: _Context) -> None:
             continue
         why = f"another {hit.kind} in a clause joined to the one found earlier"
         ctx.add(_P_SECRET, start, end, hit.kind, hit.detector, why)
-        found.append(_Hit(_P_SECRET, start, end, hit.kind, hit.detector, why, 0))
+        found.append(ctx.hits[-1])  # and a third value may follow this one
 
 
 #: A secret (one-time code, PIN, CVV, password) found once is hidden wherever else it is typed in
