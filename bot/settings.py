@@ -316,6 +316,13 @@ class Settings(BaseSettings):
         # Telegram's setWebhook refuses any other secret_token: say so here, not as a Bad Request later.
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
             raise ValueError("must be 1 to 256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        # Telegram accepts one character; Teller asks for as many as its other keys: a short secret
+        # can be guessed, and the log filter does not look for one (bot.logs.OWN_SECRET_MIN).
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters (one is generated when unset; or run "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         return value
 
     @field_validator("database_url")

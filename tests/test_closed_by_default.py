@@ -121,6 +121,11 @@ def test_a_shared_database_needs_an_explicit_webhook_secret(settings: Settings, 
     check_telegram_webhook(webhook.model_copy(update={"database_url": None}))  # one process: generated
     with pytest.raises(ValueError, match="A-Z, a-z, 0-9"):
         Settings(TELEGRAM_WEBHOOK_SECRET="has spaces", _env_file=None)  # type: ignore[call-arg]
+    # Telegram would take "s3cret"; Teller asks for 16 characters, as for its other keys.
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        Settings(TELEGRAM_WEBHOOK_SECRET="s3cret", _env_file=None)  # type: ignore[call-arg]
+    long_enough = "s3cret-s3cret-16"
+    assert long_enough in Settings(TELEGRAM_WEBHOOK_SECRET=long_enough, _env_file=None).secret_values()  # type: ignore[call-arg]
 
 
 # ------------------------------------------------------------------------------------ interviews

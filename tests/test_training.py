@@ -11,12 +11,22 @@ import torch
 
 from nlu import IntentClassifier, ModelRegistry
 from nlu.artifact import read_dev_split, read_info, read_labels, read_memory
-from nlu.data import load_corpus
+from nlu.data import Example, load_corpus
 from nlu.errors import TrainingError
 from nlu.model import IntentModel
 from nlu.scoring import Scorer
 from nlu.tokenization import TextEncoder, pad
-from nlu.training import TrainConfig, _train_forward, bf16_native, for_this_cpu, train
+from nlu.training import (
+    TrainConfig,
+    _train_forward,
+    _train_forward_from_states,
+    bf16_native,
+    embed_from_states,
+    for_this_cpu,
+    forward_all,
+    frozen_states,
+    train,
+)
 from tests.conftest import TOY_INTENTS, write_csv
 
 FAST = TrainConfig(epochs=3, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-3, dev_fraction=0.25)
@@ -59,17 +69,67 @@ def test_frozen_embeddings_stay_put(tiny_encoder_dir: Path, toy_csv: Path) -> No
 
 def test_the_lowest_share_of_layers_stays_as_pre_trained(tiny_encoder_dir: Path, toy_csv: Path) -> None:
     fresh = IntentModel.from_encoder(tiny_encoder_dir, 4).encoder.encoder.layer
-    # The tiny encoder has 2 layers: the default third freezes none of them, a half the first.
-    assert int(2 * FAST.frozen_layer_share) == 0
+    # The tiny encoder has 2 layers: a half freezes the first, none frozen trains both (the default
+    # third, 2 of the real encoder's 6, freezes none of the tiny one's).
     config = TrainConfig(**{**FAST.to_dict(), "frozen_layer_share": 0.5})
+    assert int(2 * TrainConfig().frozen_layer_share) == 0
     trained = train(load_corpus([toy_csv]), tiny_encoder_dir, config).model.encoder.encoder.layer
     for (name, before), after in zip(fresh[0].named_parameters(), trained[0].parameters(), strict=True):
         assert torch.equal(before, after), name
     assert not torch.equal(fresh[1].attention.self.query.weight, trained[1].attention.self.query.weight)
+    none = TrainConfig(**{**FAST.to_dict(), "frozen_layer_share": 0.0})
+    unfrozen = train(load_corpus([toy_csv]), tiny_encoder_dir, none).model.encoder.encoder.layer
+    assert not torch.equal(fresh[0].attention.self.query.weight, unfrozen[0].attention.self.query.weight)
     # An artifact written before layers could be frozen was trained with none frozen.
     old = {k: v for k, v in FAST.to_dict().items() if k != "frozen_layer_share"}
     assert TrainConfig.from_dict(old).frozen_layer_share == 0.0
     assert TrainConfig.from_dict(config.to_dict()).frozen_layer_share == 0.5
+
+
+def test_the_frozen_layers_run_once_and_give_what_the_whole_encoder_gives(
+    tiny_encoder_dir: Path, toy_csv: Path
+) -> None:
+    corpus = load_corpus([toy_csv])
+    model = IntentModel.from_encoder(tiny_encoder_dir, 4)
+    ids = TextEncoder(Path(tiny_encoder_dir) / "tokenizer.json").encode(corpus.texts)
+    _, whole = forward_all(model, ids)
+    embeddings, states = frozen_states(model, ids, frozen=1)
+    assert states.flat.shape == (sum(len(x) for x in ids), model.hidden_size) and len(states) == len(ids)
+    assert np.allclose(embeddings, whole, atol=1e-6)  # the probe's pass is the whole encoder's
+    assert np.allclose(embed_from_states(model, states), whole, atol=1e-6)  # the memory pass too
+    # A training step from the states (dropout off) gives the logits of one from the tokens, for
+    # texts of different lengths and a text drawn twice (a correction's repeats).
+    batch = [3, 0, 3, len(ids) - 1]
+    model.eval()
+    input_ids, mask = pad([ids[i] for i in batch])
+    plain, _ = model(torch.from_numpy(input_ids), torch.from_numpy(mask))
+    picked = states.rows([0, 3, len(ids) - 1])
+    cached = _train_forward_from_states(model, picked, [1, 0, 1, 2], TrainConfig(bf16=False))
+    assert torch.allclose(cached, plain, atol=1e-5)
+    # The lowest layer's output never depends on a higher layer: changing layer 1 leaves the states.
+    with torch.no_grad():
+        model.encoder.encoder.layer[1].output.dense.weight.mul_(2.0)
+    changed, again = frozen_states(model, ids, frozen=1)
+    assert np.array_equal(again.flat, states.flat) and not np.allclose(changed, embeddings)
+
+
+def test_training_from_the_frozen_states_learns_and_takes_corrections(
+    tiny_encoder_dir: Path, toy_csv: Path
+) -> None:
+    corpus = load_corpus([toy_csv])
+    config = TrainConfig(**{**FAST.to_dict(), "frozen_layer_share": 0.5, "epochs": 6})
+    first = corpus.examples[0]
+    relabelled = next(label for label in TOY_INTENTS if label != first.label)
+    result = train(corpus, tiny_encoder_dir, config, corrections=[Example(first.text, relabelled)])
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.corrections == [Example(first.text, relabelled)]
+    # The memory holds each training text once, embedded by the fine-tuned model (the correction last).
+    assert len(result.memory) == result.train_size
+    ids = TextEncoder(Path(tiny_encoder_dir) / "tokenizer.json").encode([first.text])
+    _, own = forward_all(result.model, ids)
+    assert np.allclose(result.memory.embeddings[-1], own[0], atol=1e-5)
+    assert result.memory.targets[-1] == result.labels.index(relabelled)
 
 
 def test_same_seed_and_data_give_the_same_weights(tiny_encoder_dir: Path, toy_csv: Path) -> None:
