@@ -94,8 +94,14 @@ def trained_models_dir(
     from nlu.training import TrainConfig
 
     models = tmp_path_factory.mktemp("models")
+    # Random weights: all of the tiny BERT trains (the real encoder keeps its lowest half as pre-trained).
     config = TrainConfig(
-        epochs=3, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-3, dev_fraction=0.25
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-3,
+        head_learning_rate=1e-3,
+        dev_fraction=0.25,
+        frozen_layer_share=0.0,
     )
     train_and_register(load_corpus([toy_csv]), ModelRegistry(models), config, encoder_dir=tiny_encoder_dir)
     return models

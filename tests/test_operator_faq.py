@@ -87,8 +87,10 @@ def test_a_fourth_bank_written_by_a_reviewer(default_model_env: Settings) -> Non
     assert result.right >= RIGHT_FLOOR["rimu"] and result.wrong <= WRONG_CEILING["rimu"]
 
 
-#: Measured with the default model on a 2-core machine (README, "How well a bank's own FAQ answers"):
-#: right 63.3 % / 63.8 % / 53 % / 47.2 % (Harbour & Vale / Cedar Mutual / Saltbush / Rimu), wrong
-#: 9.8 % / 7.3 % / 17 % / 13.8 %; the floors and ceilings sit a few points away.
-RIGHT_FLOOR = {"harbour": 0.59, "cedar": 0.60, "saltbush": 0.48, "rimu": 0.43}
-WRONG_CEILING = {"harbour": 0.13, "cedar": 0.11, "saltbush": 0.21, "rimu": 0.17}
+#: Measured with the default model (seed 0) on a 2-core machine (README, "How well a bank's own FAQ
+#: answers"), 2026-12-02: right 63.7 % / 62.8 % / 53 % / 47.2 % (Harbour & Vale / Cedar Mutual /
+#: Saltbush / Rimu), wrong 10.2 % / 9.2 % / 20 % / 18.2 %; the floors and ceilings sit a few points
+#: away. (The recipe before: wrong 10.2 / 7.8 / 17 / 15.1 %; another seed of today's: 11.0 / 8.3 /
+#: 19 / 16.4 %.)
+RIGHT_FLOOR = {"harbour": 0.59, "cedar": 0.59, "saltbush": 0.48, "rimu": 0.43}
+WRONG_CEILING = {"harbour": 0.14, "cedar": 0.12, "saltbush": 0.23, "rimu": 0.21}

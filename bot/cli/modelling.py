@@ -45,7 +45,7 @@ def train(
             "--add", help="CSV added to the default corpus (or to --data); later files win conflicts."
         ),
     ] = None,
-    epochs: Annotated[float, typer.Option(min=0.01, help="Fine-tuning epochs.")] = 3.0,
+    epochs: Annotated[float, typer.Option(min=0.01, help="Fine-tuning epochs.")] = 2.0,
     seed: Annotated[int, typer.Option(help="Random seed; same seed and data give the same model.")] = 0,
     dev_fraction: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Stratified share held out as dev split.")
