@@ -709,7 +709,8 @@ class FrozenStates:
     """The output of the frozen layers (embeddings and the lowest encoder layers) for a list of
     texts: ``flat`` ``(tokens in all, hidden)`` float32, text ``i`` in rows
     ``starts[i] : starts[i] + lengths[i]``; ``frozen`` is how many encoder layers produced it.
-    About 1.5 KB per token (all-MiniLM-L6-v2: 384 floats): 8,997 Banking77 texts take ~240 MB."""
+    About 1.5 KB per token (all-MiniLM-L6-v2: 384 floats): 8,997 Banking77 texts (15 tokens each on
+    average) take about 210 MB."""
 
     flat: np.ndarray
     starts: np.ndarray
