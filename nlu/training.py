@@ -505,11 +505,12 @@ def _continue(
     optimizer = torch.optim.AdamW(
         _param_groups(
             model,
-            TrainConfig(
+            # The run's own config (the active model's, in retraining): its frozen layers stay
+            # frozen, and no more of them than it was trained with.
+            dataclasses.replace(
+                config,
                 learning_rate=config.learning_rate * factor,
                 head_learning_rate=config.head_learning_rate * factor,
-                weight_decay=config.weight_decay,
-                freeze_embeddings=config.freeze_embeddings,
             ),
         )
     )

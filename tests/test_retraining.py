@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from nlu import IntentClassifier, ModelRegistry
 from nlu.artifact import read_corrections, read_dev_split, read_info, read_memory
@@ -295,6 +296,31 @@ def test_continued_training_is_deterministic(
     assert all(bool((first[k] == second[k]).all()) for k in first)
     assert runs[0].train_size == len(base) - len(frozen) + len(fixes)
     assert runs[0].corrections == sorted(fixes, key=lambda e: (e.label, e.text))
+
+
+def test_continued_training_freezes_the_layers_the_model_was_trained_with(
+    trained_models_dir: Path, base: list[Example], spare_rows: dict[str, list[Example]]
+) -> None:
+    """The active tiny model trained all its layers (``frozen_layer_share`` 0.0): continuing it
+    with its own config trains its lowest layer too, whatever today's default share is."""
+    from nlu.data import Corpus
+    from nlu.model import IntentModel
+    from nlu.training import continue_training
+
+    active = ModelRegistry(trained_models_dir).active_path()
+    config = TrainConfig.from_dict({**read_info(active).training, "continue_steps": 20})
+    assert config.frozen_layer_share == 0.0 and TrainConfig().frozen_layer_share > 0.0
+    fixes = [e for rows in spare_rows.values() for e in rows[:2]]
+    run = continue_training(
+        active,
+        Corpus(base),
+        Path(read_info(active).base_encoder),
+        config,
+        dev_examples=read_dev_split(active),
+        corrections=fixes,
+    )
+    before = IntentModel.load(active).encoder.encoder.layer[0].attention.self.query.weight
+    assert not torch.equal(before, run.model.encoder.encoder.layer[0].attention.self.query.weight)
 
 
 @pytest.mark.parametrize(
