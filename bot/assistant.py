@@ -14,7 +14,15 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.calibration import CalibrationSet, Targets, calibrate, calibrate_kb
+from bot.calibration import (
+    COVER_PROBABILITY,
+    COVER_TOP_K,
+    TAKE_OVER_PROBABILITY,
+    CalibrationSet,
+    Targets,
+    calibrate,
+    calibrate_kb,
+)
 from bot.channels import Channel
 from bot.core import TellerCore
 from bot.corrections import CorrectionFollower
@@ -219,11 +227,21 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
 
 
 #: What a knowledge-base fit depends on besides the model and the knowledge base's revision: how
-#: searches are scored (fusion, starter prior, the best entry's confidence), the rules' names and
-#: what the fit aims at. A fit stored by a Teller for which these differ (an upgrade) is re-fitted,
-#: not reused; a change to a rule's test that keeps its name must change one of them too.
+#: searches are scored (fusion, starter prior, the best entry's confidence), the rules' names,
+#: what the fit aims at and how it judges the bank's entries (:func:`bot.calibration.entry_coverage`).
+#: A fit stored by a Teller for which these differ (an upgrade) is re-fitted, not reused; a change to
+#: a rule's test that keeps its name must change one of them too.
 KB_FIT = hashlib.sha256(
-    repr((DEFAULT_FUSION, STARTER_PRIOR, DEFAULT_TOP_CONFIDENCE, RULE_NAMES, Targets())).encode()
+    repr(
+        (
+            DEFAULT_FUSION,
+            STARTER_PRIOR,
+            DEFAULT_TOP_CONFIDENCE,
+            RULE_NAMES,
+            Targets(),
+            ("coverage", COVER_TOP_K, COVER_PROBABILITY, TAKE_OVER_PROBABILITY),
+        )
+    ).encode()
 ).hexdigest()[:16]
 
 #: The thresholds that depend on the knowledge base (re-fitted whenever it changes).
@@ -473,6 +491,11 @@ def calibrate_policy(policy: AnswerPolicy, model_path: Path, targets: Targets | 
             }
         },
     )
+    if any(not policy.kb.is_starter(e.id) for e in policy.kb.entries()):
+        # The joint fit judged on the labels alone; the bank's own entries are weighed by what they
+        # cover in the knowledge-base re-fit (the stored joint fit has no KB_FIT, so it re-fits now).
+        policy.kb_fit = None
+        follow_kb(policy)
     return config
 
 

@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.calibration import OOS, CalibrationSet, Features, Targets, fit_thresholds, score_routes
+from bot.calibration import (
+    OOS,
+    CalibrationSet,
+    Coverage,
+    Features,
+    Targets,
+    entry_coverage,
+    fit_thresholds,
+    score_routes,
+)
 from bot.choices import HANDOFF_CHOICE
 from bot.exemplars import ExemplarSet
 from bot.policy import (
@@ -389,4 +398,79 @@ def test_a_starter_question_answered_by_the_banks_own_entry_is_not_counted_wrong
     assert features.top_operator.tolist() == [True, False]
     metrics = score_routes(features, replace(T, faq=1.0, bank=1.0, faq_fallback=0.0))
     assert metrics.faq_answered_correctly == 0.5 and metrics.faq_answered_wrongly == 0.0
+    kb.close()
+
+
+#: A bank's own entry no intent is linked to, on the topic of intent card_arrival.
+BANK_WHERE = KBEntry.build("where-is-my-card", ["card still not here"], "New cards take five working days.")
+
+
+def test_coverage_judges_a_banks_entry_answering_a_dev_message() -> None:
+    """A dev-split message is labelled with its intent only. Without a coverage, the bank's entry
+    answering it is neither right nor wrong and the starter's answer is right; with one, the bank's
+    entry is right when it covers the intent and wrong when not, and the starter's answer to an
+    intent a bank's entry took over is not right."""
+    case = signals(p1=0.9, hits=(hit(BANK_WHERE, 0.6, starter=False), hit(CARD, 0.3)))
+    bank_rule = replace(T, bank=0.5, bank_margin=-1.0, bank_unless_intent=1.01)
+    plain = Features.from_signals([case], ["card_arrival"], [True])
+    assert plain.bank_right.tolist() == [False] and plain.intent_right.tolist() == [True]
+    neutral = score_routes(plain, bank_rule)
+    assert neutral.answered_correctly == 0.0 and neutral.answered_wrongly == 0.0
+
+    covered = Coverage({"where-is-my-card": frozenset({"card_arrival"})}, frozenset({"card_arrival"}))
+    judged = Features.from_signals([case], ["card_arrival"], [False], covered)
+    assert judged.bank_right.tolist() == [True] and judged.intent_right.tolist() == [False]
+    assert score_routes(judged, bank_rule).answered_correctly == 1.0
+    # The starter's answer, shadowing the bank's entry, is not right any more.
+    intent_rule = replace(T, faq=1.0, bank=1.0, faq_fallback=1.0)
+    assert score_routes(plain, intent_rule).answered_correctly == 1.0
+    assert score_routes(judged, intent_rule).answered_wrongly == 1.0
+
+    elsewhere = Coverage({"where-is-my-card": frozenset({"lost_or_stolen_card"})}, frozenset())
+    judged = Features.from_signals([case], ["card_arrival"], [False], elsewhere)
+    assert judged.bank_right.tolist() == [False] and judged.intent_right.tolist() == [True]
+    assert score_routes(judged, bank_rule).answered_wrongly == 1.0
+
+
+class _ReadsAs:
+    """A classifier stub: each text reads as the intents given for it."""
+
+    def __init__(self, readings: dict[str, list[tuple[str, float]]]) -> None:
+        self.readings = readings
+
+    def predict(self, texts: list[str], top_k: int = 3) -> list[Prediction]:
+        out = []
+        for t in texts:
+            alternatives = self.readings.get(t, [("other", 0.05)])[:top_k]
+            out.append(Prediction(t, alternatives[0][0], alternatives[0][1], alternatives))
+        return out
+
+
+def test_entry_coverage_reads_the_banks_own_entries(tmp_path: Path) -> None:
+    """Only the bank's own entries are read (phrasings and answer passages); an intent is taken over
+    when a passage reads as it first at 0.3 or more, and not when a bank's entry is linked to it."""
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([CARD, FEE], source="starter")
+    kb.add([BANK_WHERE, BANK_CARD])
+    classifier = _ReadsAs(
+        {
+            "card still not here": [("card_arrival", 0.6), ("card_delivery_estimate", 0.2), ("pin", 0.05)],
+            "New cards take five working days.": [("card_delivery_estimate", 0.25), ("card_arrival", 0.2)],
+            "where is my card": [("should_not_be_read", 1.0)],
+        }
+    )
+    policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+    coverage = entry_coverage(policy)
+    assert set(coverage.covers) == {"where-is-my-card", "card-delivery"}
+    assert coverage.covers["where-is-my-card"] == {"card_arrival", "card_delivery_estimate"}
+    assert "card_arrival" in coverage.covers["card-delivery"]  # its link
+    # card_arrival has the bank's linked entry; the answer read at 0.25 takes nothing over.
+    assert coverage.stale == frozenset()
+    kb.close()
+    # Without the linked entry, the starter's answer to card_arrival is taken over.
+    kb = KnowledgeBase.open(tmp_path / "kb2", HashingEmbedder(), seed=None)
+    kb.add([CARD, FEE], source="starter")
+    kb.add([BANK_WHERE])
+    policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+    assert entry_coverage(policy).stale == frozenset({"card_arrival"})
     kb.close()
