@@ -465,7 +465,9 @@ def calibration_data(model_path: Path) -> tuple[list[tuple[str, str]], list[str]
 def calibrate_policy(policy: AnswerPolicy, model_path: Path, targets: Targets | None = None) -> PolicyConfig:
     """Fit the thresholds on dev data and store them in the model's artifact as ``policy.json``."""
     in_scope, out_of_scope, faq = calibration_data(model_path)
-    thresholds, report = calibrate(policy, in_scope, out_of_scope, faq, targets)
+    # Built once and kept (in this process and the cache directory) for the knowledge-base re-fits.
+    data = _calibration_set(policy) if Path(model_path) == Path(policy.classifier.path) else None
+    thresholds, report = calibrate(policy, in_scope, out_of_scope, faq, targets, data=data)
     report["kb_entries"] = len(policy.kb)
     config = PolicyConfig(thresholds, report)
     config.save(model_path)

@@ -90,9 +90,10 @@ _GENERAL, _BANK = RULE_NAMES.index("general_entry"), RULE_NAMES.index("bank_entr
 #: when one of those passages reads as that intent first, at ``TAKE_OVER_PROBABILITY`` or more.
 #: Measured on the four operator-FAQ dev banks (2 cores, the default model; ``teller eval --kb``
 #: right / wrong): no coverage (before) Harbour 62.4 / 11.4 %, Cedar 63.8 / 8.3, Saltbush 53 / 20,
-#: Rimu 47.2 / 18.2; with it 66.5 / 7.8, 69.7 / 4.1, 63 / 11, 53.5 / 12.6. Taking over only on a
-#: phrasing or the whole answer read at 0.5 or more gave 62.9-64.1 / 9.8-11.0 on Harbour, 47.2 /
-#: 18.2 on Rimu; taking over every intent covered, 66.9 / 9.4 and 53.5 / 12.6.
+#: Rimu 47.2 / 18.2; with it 66.1 / 8.2, 69.3 / 4.6, 61 / 13, 62.9 / 9.4. (Measured while only the
+#: intent rule was judged so: taking over only on a phrasing or the whole answer read at 0.5 or
+#: more gave 62.9-64.1 / 9.8-11.0 on Harbour, 47.2 / 18.2 on Rimu; every intent covered taken
+#: over, 66.9 / 9.4 and 53.5 / 12.6; 0.3, 66.5 / 7.8 and 53.5 / 12.6.)
 COVER_TOP_K = 3
 COVER_PROBABILITY = 0.1
 TAKE_OVER_PROBABILITY = 0.3
@@ -184,9 +185,10 @@ class Features:
         """Features of ``signals`` labelled with ``labels`` (an intent, ``oos``, or ``kb:<id>``).
 
         With ``coverage`` (:func:`entry_coverage`), an intent-labelled message answered by a bank's
-        own entry is judged by it: right when the entry covers the intent, wrong otherwise; and the
-        intent's answer is not right when it is the starter's while a bank's entry covers the intent
-        (the bank's newer entry is the one its customers get).
+        own entry is judged by it (by whichever rule): right when the entry covers the intent, wrong
+        otherwise; and the starter's answer to an intent a bank's entry took over
+        (:attr:`Coverage.stale`) is not right, by the intent rule or any other (the bank's newer
+        entry is the one its customers get).
         """
         covers = coverage.covers if coverage is not None else {}
         stale = coverage.stale if coverage is not None else frozenset()
@@ -201,7 +203,9 @@ class Features:
                 return False
             if entry_id is not None:
                 return hit.entry.id == entry_id
-            return hit.entry.intent == label or (not hit.starter and label in covers.get(hit.entry.id, ()))
+            if hit.starter:  # the starter's answer, unless a bank's entry took its intent over
+                return hit.entry.intent == label and label not in stale
+            return hit.entry.intent == label or label in covers.get(hit.entry.id, ())
 
         pairs = list(zip(signals, labels, entry, strict=True))
         return cls(
@@ -211,7 +215,9 @@ class Features:
             np.array([label.startswith(ADVICE_LABEL) for label in labels]),
             np.array([s.prediction.intent == label and label not in stale for s, label, _ in pairs]),
             np.array([hit_is(s.top, label, e) for s, label, e in pairs]),
-            np.array([e is not None and hit_is(s.general, label, e) for s, label, e in pairs]),
+            np.array(
+                [(e is not None or bool(covers)) and hit_is(s.general, label, e) for s, label, e in pairs]
+            ),
             np.array(list(dev) if dev is not None else [False] * len(pairs), dtype=bool),
             np.array([s.general is not None and not s.general.starter for s in signals], dtype=bool),
             np.array([s.top is not None and not s.top.starter for s in signals], dtype=bool),
@@ -284,7 +290,8 @@ def score_routes(features: Features, thresholds: Thresholds) -> PolicyMetrics:
         (faq_answer & entry_right)
         | ((codes == _ADVICE) & features.advice)
         | ((codes == _INTENT) & features.intent_entry_right),
-        ((codes == _INTENT) & features.intent_right) | (faq_answer & (rules != _GENERAL) & entry_right),
+        # A general entry answers no intent, except a bank's own that covers it (Coverage).
+        ((codes == _INTENT) & features.intent_right) | (faq_answer & entry_right),
     )
     # A bank's own entry answering a dev-split message (see Features.dev).
     by_operator = np.select(
@@ -524,15 +531,19 @@ def calibrate(
     targets: Targets | None = None,
     seed: int = 0,
     self_test: bool = True,
+    data: CalibrationSet | None = None,
 ) -> tuple[Thresholds, dict[str, Any]]:
     """Thresholds fitted on all the data, and a report with two-fold held-out metrics.
+
+    ``data``, when given, is the :class:`CalibrationSet` already built from the same messages (so
+    its signals are not computed twice).
 
     ``in_scope`` pairs a message with its intent, ``faq`` with the id of the KB entry (one no intent
     covers) that should answer it. With ``self_test``, every entry also contributes the questions of
     :func:`kb_positives`.
     """
     targets = targets or Targets()
-    data = CalibrationSet.build(policy, in_scope, out_of_scope, faq)
+    data = data if data is not None else CalibrationSet.build(policy, in_scope, out_of_scope, faq)
     # The model's thresholds are fitted on the labels alone; what the bank's entries cover weighs in
     # the knowledge-base re-fit that follows (calibrate_kb, on every knowledge-base revision).
     features, self_test_count = data.features(policy, self_test, coverage=NO_COVERAGE)
@@ -638,7 +649,8 @@ class CalibrationSet:
         coverage = coverage if coverage is not None else entry_coverage(policy)
         if coverage.covers:
             # Judged by what the bank's entries cover, not neither right nor wrong (Features.dev).
-            kept_dev = [d and x.startswith(KB_LABEL) for d, x in zip(kept_dev, kept_labels, strict=True)]
+            entry_labels = (KB_LABEL, ADVICE_LABEL)
+            kept_dev = [d and x.startswith(entry_labels) for d, x in zip(kept_dev, kept_labels, strict=True)]
         return Features.from_signals(signals, kept_labels, kept_dev, coverage), len(positives)
 
 

@@ -89,9 +89,9 @@ def test_a_fourth_bank_written_by_a_reviewer(default_model_env: Settings) -> Non
 
 #: Measured with the default model (seed 0) on a 2-core machine (README, "How well a bank's own FAQ
 #: answers"), 2026-12-02, since the knowledge-base re-fit judges answers by what the bank's entries
-#: cover (bot.calibration.entry_coverage): right 66.5 % / 69.7 % / 63 % / 53.5 % (Harbour & Vale /
-#: Cedar Mutual / Saltbush / Rimu), wrong 7.8 % / 4.1 % / 11 % / 12.6 %; the floors and ceilings sit
+#: cover (bot.calibration.entry_coverage): right 66.1 % / 69.3 % / 61 % / 62.9 % (Harbour & Vale /
+#: Cedar Mutual / Saltbush / Rimu), wrong 8.2 % / 4.6 % / 13 % / 9.4 %; the floors and ceilings sit
 #: a few points away (a model trained with another seed moved these by 2-3 points before). Before
 #: that change: 62.4 / 63.8 / 53 / 47.2 % right, 11.4 / 8.3 / 20 / 18.2 % wrong.
-RIGHT_FLOOR = {"harbour": 0.61, "cedar": 0.64, "saltbush": 0.57, "rimu": 0.48}
-WRONG_CEILING = {"harbour": 0.12, "cedar": 0.09, "saltbush": 0.16, "rimu": 0.17}
+RIGHT_FLOOR = {"harbour": 0.61, "cedar": 0.64, "saltbush": 0.55, "rimu": 0.57}
+WRONG_CEILING = {"harbour": 0.12, "cedar": 0.09, "saltbush": 0.17, "rimu": 0.14}

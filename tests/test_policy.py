@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bot.calibration import (
+    NO_COVERAGE,
     OOS,
     CalibrationSet,
     Coverage,
@@ -431,6 +432,26 @@ def test_coverage_judges_a_banks_entry_answering_a_dev_message() -> None:
     assert judged.bank_right.tolist() == [False] and judged.intent_right.tolist() == [True]
     assert score_routes(judged, bank_rule).answered_wrongly == 1.0
 
+    # The same entry taken by the general-entry rule (it answers no intent) is judged the same way.
+    general_rule = replace(T, faq=0.5, faq_margin=-1.0)
+    judged = Features.from_signals([case], ["card_arrival"], [False], covered)
+    assert score_routes(judged, general_rule).answered_correctly == 1.0
+    judged = Features.from_signals([case], ["card_arrival"], [False], elsewhere)
+    assert score_routes(judged, general_rule).answered_wrongly == 1.0
+    # Without a coverage, a general entry answering an intent-labelled message is never right.
+    assert score_routes(Features.from_signals([case], ["card_arrival"]), general_rule).answered_wrongly == 1.0
+
+
+def test_a_taken_over_intents_starter_answer_is_not_right_by_any_rule() -> None:
+    """The starter's entry for an intent a bank's entry took over is not right by the best-entry
+    rule either (nor by the intent rule, above)."""
+    case = signals(p1=0.3, nearest=0.2, hits=(hit(CARD, 0.9), hit(BANK_WHERE, 0.2, starter=False)))
+    best = replace(T, faq=1.0, bank=1.0, faq_fallback=0.0)
+    assert score_routes(Features.from_signals([case], ["card_arrival"]), best).answered_correctly == 1.0
+    covered = Coverage({"where-is-my-card": frozenset({"card_arrival"})}, frozenset({"card_arrival"}))
+    taken = Features.from_signals([case], ["card_arrival"], [False], covered)
+    assert score_routes(taken, best).answered_wrongly == 1.0
+
 
 class _ReadsAs:
     """A classifier stub: each text reads as the intents given for it."""
@@ -473,4 +494,27 @@ def test_entry_coverage_reads_the_banks_own_entries(tmp_path: Path) -> None:
     kb.add([BANK_WHERE])
     policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
     assert entry_coverage(policy).stale == frozenset({"card_arrival"})
+    kb.close()
+
+
+def test_calibration_set_judges_dev_messages_by_coverage_only_with_a_banks_entries(tmp_path: Path) -> None:
+    """With a bank's own entry and a classifier, dev-split messages are judged by coverage (not
+    neutral); questions written for a starter FAQ or advice entry stay neutral either way; with the
+    starter alone nothing is judged by coverage."""
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([CARD, FEE, ADVICE], source="starter")
+    classifier = _ReadsAs({"card still not here": [("card_arrival", 0.9)]})
+    policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+    texts = ["my card is late", "what's the overdraft fee", "where should I invest"]
+    cases = [replace(signals(), text=t, vector=kb.embedder.embed([t])[0]) for t in texts]
+    data = CalibrationSet(cases, ["card_arrival", "kb:overdraft_fee", "kb:invest"], [True, False, False])
+    starter_only, _ = data.features(policy, self_test=False)
+    assert starter_only.dev.tolist() == [True, True, True]
+    assert entry_coverage(policy) == NO_COVERAGE
+    kb.add([BANK_WHERE])
+    judged, _ = data.features(policy, self_test=False)
+    assert judged.dev.tolist() == [False, True, True]
+    assert judged.intent_right.tolist()[0] is False  # card_arrival was taken over by BANK_WHERE
+    labels_alone, _ = data.features(policy, self_test=False, coverage=NO_COVERAGE)
+    assert labels_alone.dev.tolist() == [True, True, True] and labels_alone.intent_right.tolist()[0]
     kb.close()
