@@ -140,14 +140,16 @@ CALIBRATION_CACHE_FORMAT = 2
 _calibration_lock = threading.Lock()
 
 
-def _calibration_set(policy: AnswerPolicy) -> CalibrationSet:
+def _calibration_set(policy: AnswerPolicy, rebuild: bool = False) -> CalibrationSet:
     """The model's calibration messages with their signals, built once per model (about 20 s on two
     cores) and kept in this process and in ``<cache>/calibration-<key>.pkl`` (a derived file, keyed
     by the model version and the exact calibration data and example files), so that the next
-    command's re-fit takes seconds."""
+    command's re-fit takes seconds. ``rebuild`` computes the signals afresh and replaces both copies
+    (a full calibration: the key does not cover everything the signals depend on, such as the
+    knowledge base's advice entries or the serving precision)."""
     version = policy.classifier.version
     with _calibration_lock:
-        data = _calibration_sets.get(version)
+        data = None if rebuild else _calibration_sets.get(version)
         if data is not None:
             return data
         in_scope, out_of_scope, faq = calibration_data(policy.classifier.path)
@@ -157,7 +159,7 @@ def _calibration_set(policy: AnswerPolicy) -> CalibrationSet:
         for name in sorted(p.name for p in DATA_DIR.glob("*.yaml")):
             digest.update((DATA_DIR / name).read_bytes())
         path = policy.cache_dir / f"calibration-{digest.hexdigest()[:16]}.pkl" if policy.cache_dir else None
-        if path is not None and path.is_file():
+        if path is not None and path.is_file() and not rebuild:
             try:
                 with path.open("rb") as handle:
                     loaded = pickle.load(handle)  # our own derived file, never received from outside
@@ -239,7 +241,8 @@ KB_FIT = hashlib.sha256(
             DEFAULT_TOP_CONFIDENCE,
             RULE_NAMES,
             Targets(),
-            ("coverage", COVER_TOP_K, COVER_PROBABILITY, TAKE_OVER_PROBABILITY),
+            # 2: judged alike by every rule (general_entry, best_entry), advice questions neutral.
+            ("coverage", 2, COVER_TOP_K, COVER_PROBABILITY, TAKE_OVER_PROBABILITY),
         )
     ).encode()
 ).hexdigest()[:16]
@@ -466,7 +469,8 @@ def calibrate_policy(policy: AnswerPolicy, model_path: Path, targets: Targets | 
     """Fit the thresholds on dev data and store them in the model's artifact as ``policy.json``."""
     in_scope, out_of_scope, faq = calibration_data(model_path)
     # Built once and kept (in this process and the cache directory) for the knowledge-base re-fits.
-    data = _calibration_set(policy) if Path(model_path) == Path(policy.classifier.path) else None
+    same_model = Path(model_path) == Path(policy.classifier.path)
+    data = _calibration_set(policy, rebuild=True) if same_model else None
     thresholds, report = calibrate(policy, in_scope, out_of_scope, faq, targets, data=data)
     report["kb_entries"] = len(policy.kb)
     config = PolicyConfig(thresholds, report)

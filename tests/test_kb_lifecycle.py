@@ -671,3 +671,31 @@ def test_a_scratch_copy_holds_what_is_still_in_the_write_ahead_log(tmp_path: Pat
     copy = KnowledgeBase.open(tmp_path / "copy", HashingEmbedder(), seed=None)
     assert "lockers" in copy
     copy.close()
+
+
+def test_calibrating_with_a_banks_entries_builds_the_calibration_signals_once_and_refits_the_kb(
+    teller_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`teller calibrate` (and training) on a knowledge base with the bank's own entries computes the
+    calibration set's signals once per run, afresh (not from the cache), and re-fits the knowledge
+    base's thresholds with what those entries cover (the stored fit then carries KB_FIT)."""
+    from bot import assistant
+    from bot.calibration import CalibrationSet
+    from bot.settings import get_settings
+
+    policy = assistant.build_policy(get_settings())
+    policy.kb.add([KBEntry.build("safe-box", ["do you rent safe deposit boxes"], "Yes, at every branch.")])
+    built = []
+    real_build = CalibrationSet.build.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[CalibrationSet], *args: object, **kwargs: object) -> CalibrationSet:
+        built.append(1)
+        return real_build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(CalibrationSet, "build", classmethod(counting))
+    for run_number in (1, 2):
+        assistant.calibrate_policy(policy, policy.classifier.path)
+        assert len(built) == run_number
+    stored = json.loads((policy.kb.directory / assistant.KB_CALIBRATION_FILE).read_text())
+    assert stored["fit"] == assistant.KB_FIT and "intents_taken_over" in stored
+    assert stored["kb_revision"] == policy.kb.revision
