@@ -685,6 +685,13 @@ def test_calibrating_with_a_banks_entries_builds_the_calibration_signals_once_an
 
     policy = assistant.build_policy(get_settings())
     policy.kb.add([KBEntry.build("safe-box", ["do you rent safe deposit boxes"], "Yes, at every branch.")])
+    real_data = assistant.calibration_data
+
+    def fewer(path: Path) -> tuple[list[tuple[str, str]], list[str], list[tuple[str, str]]]:
+        in_scope, out_of_scope, faq = real_data(path)  # a slice keeps the test to seconds
+        return in_scope[:150], out_of_scope[:150], faq[:20]
+
+    monkeypatch.setattr(assistant, "calibration_data", fewer)
     built = []
     real_build = CalibrationSet.build.__func__  # type: ignore[attr-defined]
 
@@ -693,9 +700,22 @@ def test_calibrating_with_a_banks_entries_builds_the_calibration_signals_once_an
         return real_build(cls, *args, **kwargs)
 
     monkeypatch.setattr(CalibrationSet, "build", classmethod(counting))
-    for run_number in (1, 2):
-        assistant.calibrate_policy(policy, policy.classifier.path)
-        assert len(built) == run_number
+    asked = []
+    real_set = assistant._calibration_set
+
+    def spied(policy: object, rebuild: bool = False) -> CalibrationSet:
+        asked.append(rebuild)
+        return real_set(policy, rebuild)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(assistant, "_calibration_set", spied)
+    assistant.calibrate_policy(policy, policy.classifier.path)
+    assert len(built) == 1  # shared by the joint fit and the knowledge-base re-fit
+    assert asked[0] is True  # the calibration's own signals are computed afresh, not cached ones
+    monkeypatch.setattr(assistant, "_calibration_set", real_set)
+    assistant._calibration_set(policy)
+    assert len(built) == 1  # a re-fit takes it from the cache ...
+    assistant._calibration_set(policy, rebuild=True)
+    assert len(built) == 2  # ... a calibration (calibrate_policy asks for this) builds it afresh
     stored = json.loads((policy.kb.directory / assistant.KB_CALIBRATION_FILE).read_text())
     assert stored["fit"] == assistant.KB_FIT and "intents_taken_over" in stored
     assert stored["kb_revision"] == policy.kb.revision
