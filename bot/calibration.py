@@ -675,5 +675,12 @@ def calibrate_kb(
         "kb_revision": policy.kb.revision,
         "kb_self_test_messages": self_test,
         "intents_taken_over": sorted(coverage.stale),
+        # Read by operators in <kb>/calibration.json: why answered_wrongly can exceed the model's error.
+        "fitted_judged_by": (
+            "what the bank's own entries cover: the starter's answers to intents_taken_over count as "
+            "wrong, so answered_wrongly is not the classifier's error rate"
+            if coverage.covers
+            else "the labels alone"
+        ),
         "fitted": fitted.to_dict(),
     }
