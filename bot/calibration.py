@@ -26,6 +26,7 @@ from bot.policy import (
     AnswerPolicy,
     Decision,
     Route,
+    RuleTests,
     Signals,
     Thresholds,
     first_rules,
@@ -173,6 +174,11 @@ class Features:
     bank_right: np.ndarray  # the bank's best entry (``bank_entry`` rule) is the gold one
     #: The entry the intent and agreement rules would answer with is the gold entry.
     intent_entry_right: np.ndarray
+    #: The rules' tests on ``values``, remembered across a threshold search (:class:`RuleTests`).
+    tests: RuleTests = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.tests = RuleTests(self.values)
 
     @classmethod
     def from_signals(
@@ -236,7 +242,7 @@ class Features:
     def subset(self, mask: np.ndarray) -> Features:
         return Features(
             {k: v[mask] for k, v in self.values.items()},
-            *(getattr(self, f.name)[mask] for f in fields(self) if f.name != "values"),
+            *(getattr(self, f.name)[mask] for f in fields(self) if f.init and f.name != "values"),
         )
 
     def __len__(self) -> int:
@@ -255,35 +261,44 @@ def policy_metrics(
     as neither right nor wrong."""
     faq = np.zeros(len(codes), dtype=bool) if faq is None else faq
     ins = ~out_of_scope & ~faq
-    answered = (codes == _INTENT) | (codes == _FAQ) | (faq & (codes == _ADVICE))
+    is_intent, is_faq, is_handoff = codes == _INTENT, codes == _FAQ, codes == _HANDOFF
+    answered = is_intent | is_faq | (faq & (codes == _ADVICE))
     if neutral is not None:
         answered = answered & ~neutral
+    wrong = answered & ~correct
     n_in, n_oos, n_faq = int(ins.sum()), int(out_of_scope.sum()), int(faq.sum())
+    not_faq = len(codes) - n_faq
     counts = np.bincount(codes, minlength=len(ROUTES)) if len(codes) else np.zeros(len(ROUTES), dtype=int)
+
+    def share(values: np.ndarray, among: np.ndarray, n: int, empty: float = 0.0) -> float:
+        # The share of ``among`` (n of them) where ``values`` holds: a mean without the copy.
+        return np.count_nonzero(values & among) / n if n else empty
+
     return PolicyMetrics(
         in_scope=n_in,
         out_of_scope=n_oos,
-        answered_correctly=float(correct[ins].mean()) if n_in else 0.0,
-        answered_wrongly=float((answered & ~correct)[ins].mean()) if n_in else 0.0,
-        oos_recall=float((codes != _INTENT)[out_of_scope].mean()) if n_oos else 1.0,
-        false_handoff=float((codes == _HANDOFF)[ins].mean()) if n_in else 0.0,
-        clarify_rate=float((codes == _CLARIFY)[~faq].mean()) if (~faq).any() else 0.0,
+        answered_correctly=share(correct, ins, n_in),
+        answered_wrongly=share(wrong, ins, n_in),
+        oos_recall=share(~is_intent, out_of_scope, n_oos, 1.0),
+        false_handoff=share(is_handoff, ins, n_in),
+        clarify_rate=share(codes == _CLARIFY, ~faq, not_faq),
         routes={r.value: int(counts[i]) for i, r in enumerate(ROUTES)},
         faq_questions=n_faq,
-        faq_answered_correctly=float(correct[faq].mean()) if n_faq else 0.0,
-        faq_answered_wrongly=float((answered & ~correct)[faq].mean()) if n_faq else 0.0,
-        oos_answered_from_kb=float((codes == _FAQ)[out_of_scope].mean()) if n_oos else 0.0,
+        faq_answered_correctly=share(correct, faq, n_faq),
+        faq_answered_wrongly=share(wrong, faq, n_faq),
+        oos_answered_from_kb=share(is_faq, out_of_scope, n_oos),
     )
 
 
 def score_routes(features: Features, thresholds: Thresholds) -> PolicyMetrics:
     """What ``thresholds`` would do on ``features``: an answer is right when it is the gold intent's
     (by the classifier, or by an entry filed under that intent), or the gold KB entry's."""
-    rules = first_rules(features.values, thresholds)
+    rules = first_rules(features.values, thresholds, features.tests)
     codes = RULE_ROUTES[rules]
     faq_answer = codes == _FAQ
-    entry_right = np.select(
-        [rules == _GENERAL, rules == _BANK], [features.general_right, features.bank_right], features.top_right
+    by_general, by_bank = rules == _GENERAL, rules == _BANK
+    entry_right = np.where(
+        by_general, features.general_right, np.where(by_bank, features.bank_right, features.top_right)
     )
     correct = np.where(
         features.faq,
@@ -294,9 +309,7 @@ def score_routes(features: Features, thresholds: Thresholds) -> PolicyMetrics:
         ((codes == _INTENT) & features.intent_right) | (faq_answer & entry_right),
     )
     # A bank's own entry answering a dev-split message (see Features.dev).
-    by_operator = np.select(
-        [rules == _GENERAL, rules == _BANK], [features.general_operator, True], features.top_operator
-    )
+    by_operator = np.where(by_general, features.general_operator, by_bank | features.top_operator)
     neutral = features.dev & faq_answer & by_operator & ~correct
     return policy_metrics(codes, correct, features.out_of_scope, features.faq, neutral)
 

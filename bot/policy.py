@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -421,13 +421,62 @@ def windows_note(prediction: Prediction) -> str:
     return note
 
 
-def first_rules(f: Features, t: Thresholds) -> np.ndarray:
-    """For each message, the index in :data:`RULES` of the rule that decides it."""
+class _Reads:
+    """Thresholds that note which of their fields are read (:class:`RuleTests`)."""
+
+    def __init__(self, thresholds: Thresholds) -> None:
+        self._thresholds = thresholds
+        self.names: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        self.names.add(name)
+        return getattr(self._thresholds, name)
+
+
+class RuleTests:
+    """Each rule's test on one fixed set of features, remembered by the values of the thresholds
+    that test reads: a threshold search asks the same tests again and again (the knowledge-base
+    thresholds vary while the classifier's stay put, and the reverse), so each distinct test is
+    computed once. Which fields a rule reads is noted on its first call (every test reads all its
+    thresholds unconditionally: they are combined with ``&``, not ``and``).
+
+    At most :attr:`LIMIT` results are kept (each is one boolean per message); past it the memo is
+    cleared and refilled.
+    """
+
+    LIMIT = 20_000
+
+    def __init__(self, features: Features) -> None:
+        self.features = features
+        self._reads: dict[int, tuple[str, ...]] = {}
+        self._memo: dict[tuple[int, tuple[Any, ...]], np.ndarray] = {}
+
+    def test(self, index: int, thresholds: Thresholds) -> np.ndarray:
+        """``RULES[index].test`` of the features and ``thresholds``: a boolean array, one per message."""
+        names = self._reads.get(index)
+        if names is None:  # the first call: note what the test reads as it runs
+            reads = _Reads(thresholds)
+            result = np.asarray(RULES[index].test(self.features, cast(Thresholds, reads)), dtype=bool)
+            names = self._reads[index] = tuple(sorted(reads.names))
+        else:
+            cached = self._memo.get((index, tuple(getattr(thresholds, n) for n in names)))
+            if cached is not None:
+                return cached
+            result = np.asarray(RULES[index].test(self.features, thresholds), dtype=bool)
+        if len(self._memo) >= self.LIMIT:
+            self._memo.clear()
+        self._memo[(index, tuple(getattr(thresholds, n) for n in names))] = result
+        return result
+
+
+def first_rules(f: Features, t: Thresholds, tests: RuleTests | None = None) -> np.ndarray:
+    """For each message, the index in :data:`RULES` of the rule that decides it. ``tests``, when
+    given, remembers the rules' tests on ``f`` across calls (it must have been made for ``f``)."""
     n = len(f["p1"])
     out = np.full(n, len(RULES) - 1)
     undecided = np.ones(n, dtype=bool)
     for i, rule in enumerate(RULES[:-1]):
-        hit = undecided & rule.test(f, t)
+        hit = undecided & (tests.test(i, t) if tests is not None else rule.test(f, t))
         out[hit] = i
         undecided &= ~hit
     return out

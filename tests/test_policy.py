@@ -23,6 +23,7 @@ from bot.choices import HANDOFF_CHOICE
 from bot.exemplars import ExemplarSet
 from bot.policy import (
     ROUTES,
+    RULE_NAMES,
     RULE_ROUTES,
     RULES,
     SERVED,
@@ -30,6 +31,7 @@ from bot.policy import (
     AnswerPolicy,
     PolicyConfig,
     Route,
+    RuleTests,
     Signals,
     Thresholds,
     first_rules,
@@ -271,6 +273,26 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
     assert [RULES[i].name for i in rules] == [d.rule for d in decisions]
     assert [ROUTES[c] for c in codes] == [d.route for d in decisions]
     assert {RULES[i].name for i in rules} == {r.name for r in RULES}
+
+    # A threshold search remembers each rule's test by the thresholds it reads: the same rules
+    # whichever thresholds change, also once the memo was cleared at its limit.
+    tests, small = RuleTests(features.values), RuleTests(features.values)
+    small.LIMIT = 40
+    for _ in range(60):
+        t = replace(
+            T,
+            in_scope=float(rng.choice([0.3, 0.5, 0.7])),
+            faq=float(rng.choice([0.2, 0.5])),
+            bank=float(rng.choice([0.2, 0.6, 1.0])),
+            clarify_gap=float(rng.choice([-1.0, 0.2])),
+            agree_kb=float(rng.choice([0.05, 1.0])),
+        )
+        plain = first_rules(features.values, t)
+        assert (first_rules(features.values, t, tests) == plain).all()
+        assert (first_rules(features.values, t, small) == plain).all()
+    assert len(small._memo) <= small.LIMIT
+    # Each rule's key is the thresholds it reads, so "smalltalk" was remembered once, not 60 times.
+    assert sum(key[0] == RULE_NAMES.index("smalltalk") for key in tests._memo) == 1
 
 
 def test_calibration_meets_its_targets_on_separable_data() -> None:
