@@ -243,6 +243,8 @@ KB_FIT = hashlib.sha256(
             Targets(),
             # 2: judged alike by every rule (general_entry, best_entry), advice questions neutral.
             ("coverage", 2, COVER_TOP_K, COVER_PROBABILITY, TAKE_OVER_PROBABILITY),
+            # general_entry answers only with the best entry of all (Signals.features "general_top").
+            ("general_top", 1),
         )
     ).encode()
 ).hexdigest()[:16]

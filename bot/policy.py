@@ -244,6 +244,8 @@ class Signals:
             "advice": self.advice_score,
             "advice_p": self.advice_probability,
             "general": general.score if general else 0.0,
+            # The best general entry is the best entry of all (not one ranked under another).
+            "general_top": 1.0 if general is not None and general is top else 0.0,
             "intent_entry": intent_hit.score if intent_hit else 0.0,
             "bank": bank_hit.score if bank_hit else 0.0,
             # In scope: close to the intent's training examples or to the bank's own answer entry.
@@ -344,10 +346,15 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "general_entry",
         Route.FAQ,
-        lambda f, t: (f["general"] >= t.faq) & (f["general"] - f["intent_entry"] >= t.faq_margin),
         lambda f, t: (
-            f"general KB entry {f['general']:.2f} ≥ {t.faq:.2f}, against the predicted intent's answer "
-            f"{f['intent_entry']:.2f} (margin {f['general'] - f['intent_entry']:+.2f} ≥ {t.faq_margin:+.2f})"
+            (f["general_top"] > 0)
+            & (f["general"] >= t.faq)
+            & (f["general"] - f["intent_entry"] >= t.faq_margin)
+        ),
+        lambda f, t: (
+            f"general KB entry, the best match, {f['general']:.2f} ≥ {t.faq:.2f}, against the predicted "
+            f"intent's answer {f['intent_entry']:.2f} (margin {f['general'] - f['intent_entry']:+.2f} ≥ "
+            f"{t.faq_margin:+.2f})"
         ),
     ),
     Rule(

@@ -142,6 +142,13 @@ def signals(
             "general_entry",
         ),
         (signals(p1=0.95, hits=(hit(FEE, 0.80), hit(CARD, 0.78))), Route.INTENT, "card_arrival", "intent"),
+        # ... but not one ranked under another entry: the rules below judge the message.
+        (
+            signals(p1=0.95, hits=(hit(LOST, 0.95), hit(FEE, 0.92), hit(CARD, 0.5))),
+            Route.INTENT,
+            "card_arrival",
+            "intent",
+        ),
         (signals(p1=0.5, p2=0.4), Route.CLARIFY, None, "clarify"),
         (signals(p1=0.5, p2=0.1, hits=(hit(LOST, 0.8),)), Route.FAQ, "lost_card", "best_entry"),
         (signals(p1=0.5, p2=0.1), Route.HANDOFF, None, "handoff"),
