@@ -76,11 +76,14 @@ def load_entries(path: str | Path, encoding: str | None = None) -> list[KBEntry]
     return read_entries(path, encoding).entries
 
 
-def read_entries(path: str | Path, encoding: str | None = None) -> LoadedFile:
+def read_entries(path: str | Path, encoding: str | None = None, allow_empty: bool = False) -> LoadedFile:
     """Parse ``path`` by its suffix, with notes on what was ignored (:class:`LoadedFile`).
 
     Raises :class:`KBFormatError` (naming the file and line) for an unknown suffix, a directory, an
     unreadable or empty file, a missing, repeated or misspelt column or key, or an invalid entry.
+    With ``allow_empty``, a file that holds no entries (nothing at all, or only a CSV header) is
+    read as no entries instead (``teller kb sync --allow-empty``: the knowledge base emptied on
+    purpose).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -102,8 +105,12 @@ def read_entries(path: str | Path, encoding: str | None = None) -> LoadedFile:
         text = read_text(path, encoding)
     except DataError as exc:
         raise KBFormatError(str(exc)) from None
+    if allow_empty and not text.strip():
+        return LoadedFile([])
     located, notes = parsers[suffix](path, text)
     if not located:
+        if allow_empty:
+            return LoadedFile([], notes)
         raise KBFormatError(f"{path}: no entries found")
     _check(path, located)
     return LoadedFile([entry for _, entry in located], notes)

@@ -541,6 +541,36 @@ def test_kb_sync_bad_file_is_one_error_line_and_changes_nothing(teller_env: Path
     assert run("kb", "list", "--json")[1] == before
 
 
+def test_kb_sync_to_no_entries_is_refused_unless_allowed_and_then_empties_the_kb(
+    teller_env: Path, tmp_path: Path
+) -> None:
+    before = run("kb", "list", "--json")[1]
+    header_only = tmp_path / "none.csv"
+    header_only.write_text("id,question,answer\n")
+    code, stdout, stderr = run("kb", "sync", str(header_only), "--yes")
+    said = " ".join(stderr.split())  # the terminal wraps long lines
+    assert code == 2 and "no entries found, so the sync would remove every entry" in said
+    assert f"teller kb sync {header_only} --allow-empty" in said
+    assert "Traceback" not in stdout + stderr
+    assert run("kb", "list", "--json")[1] == before
+
+    code, stdout, _ = run("kb", "sync", str(header_only), "--allow-empty", "--dry-run", "--json")
+    preview = json.loads(stdout)
+    assert code == 0 and not preview["applied"] and len(preview["removed"]) == len(json_lines(before))
+    assert run("kb", "list", "--json")[1] == before
+
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("")
+    code, stdout, _ = run("kb", "sync", str(blank), "--allow-empty", "--yes", "--json")
+    assert code == 0 and json.loads(stdout)["applied"]
+    assert json_lines(run("kb", "list", "--json")[1]) == []
+    # A malformed file is still an error, allowed empty or not.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,question\n")
+    code, _, stderr = run("kb", "sync", str(bad), "--allow-empty")
+    assert code == 2 and "missing column answer" in stderr
+
+
 def test_csv_mistakes_are_named_with_their_line(tmp_path: Path) -> None:
     from retrieval.errors import KBFormatError
     from retrieval.loaders import load_entries

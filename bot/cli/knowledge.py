@@ -254,6 +254,14 @@ def kb_sync(
     dry_run: DryRunOpt = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove entries without asking.")] = False,
     on_overlap: OnOverlapOpt = "newer",
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="FILE may hold no entries (an empty file, or a CSV header alone): every entry is "
+            "removed and the knowledge base is left empty.",
+        ),
+    ] = False,
     encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -261,12 +269,18 @@ def kb_sync(
 
     Removals are confirmed on a terminal unless --yes; without a terminal (scripts, CI) the sync is
     applied. Added entries are checked for overlaps with the entries that remain, as `kb add` does.
-    Entries superseded earlier stay out while the entry that superseded them is in FILE.
+    Entries superseded earlier stay out while the entry that superseded them is in FILE. A FILE with
+    no entries is refused (a truncated export would empty the knowledge base) unless --allow-empty.
     """
     from bot.assistant import open_kb
     from retrieval.loaders import read_entries
 
-    loaded = read_entries(file, encoding)
+    loaded = read_entries(file, encoding, allow_empty=True)
+    if not loaded.entries and not allow_empty:
+        raise InputError(
+            f"{file}: no entries found, so the sync would remove every entry; to empty the knowledge "
+            f"base on purpose, run `teller kb sync {file} --allow-empty`"
+        )
     _check_ask(on_overlap, dry_run)
     settings = get_settings()
     kb = open_kb(settings)
