@@ -259,7 +259,8 @@ def policy_metrics(
     """Metrics from each message's route (index into ``ROUTES``), whether its answer was right, and
     whether it was out of scope (or, optionally, an FAQ-only question). A ``neutral`` answer counts
     as neither right nor wrong."""
-    faq = np.zeros(len(codes), dtype=bool) if faq is None else faq
+    correct, out_of_scope = np.asarray(correct, dtype=bool), np.asarray(out_of_scope, dtype=bool)
+    faq = np.zeros(len(codes), dtype=bool) if faq is None else np.asarray(faq, dtype=bool)
     ins = ~out_of_scope & ~faq
     is_intent, is_faq, is_handoff = codes == _INTENT, codes == _FAQ, codes == _HANDOFF
     answered = is_intent | is_faq | (faq & (codes == _ADVICE))

@@ -81,9 +81,11 @@ def read_entries(path: str | Path, encoding: str | None = None, allow_empty: boo
 
     Raises :class:`KBFormatError` (naming the file and line) for an unknown suffix, a directory, an
     unreadable or empty file, a missing, repeated or misspelt column or key, or an invalid entry.
-    With ``allow_empty``, a file that holds no entries (nothing at all, or only a CSV header) is
-    read as no entries instead (``teller kb sync --allow-empty``: the knowledge base emptied on
-    purpose).
+    With ``allow_empty``, a file that is empty on purpose (nothing but blank lines, or a CSV
+    header alone) is read as no entries instead (``teller kb sync --allow-empty``: the knowledge
+    base emptied on purpose). A file with other text but no entries (a Markdown file whose
+    questions are not ``## `` headings, say) is refused either way: read as empty, it would empty
+    the knowledge base.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -109,8 +111,14 @@ def read_entries(path: str | Path, encoding: str | None = None, allow_empty: boo
         return LoadedFile([])
     located, notes = parsers[suffix](path, text)
     if not located:
-        if allow_empty:
+        header_only = parsers[suffix] is _parse_csv and len([x for x in text.splitlines() if x.strip()]) == 1
+        if allow_empty and header_only:
             return LoadedFile([], notes)
+        if parsers[suffix] is _parse_markdown:
+            raise KBFormatError(
+                f"{path}: no entries found; each entry starts with a line '## question' (two hashes, "
+                "then a space)"
+            )
         raise KBFormatError(f"{path}: no entries found")
     _check(path, located)
     return LoadedFile([entry for _, entry in located], notes)

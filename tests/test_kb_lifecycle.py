@@ -545,13 +545,24 @@ def test_kb_sync_to_no_entries_is_refused_unless_allowed_and_then_empties_the_kb
     teller_env: Path, tmp_path: Path
 ) -> None:
     before = run("kb", "list", "--json")[1]
-    header_only = tmp_path / "none.csv"
-    header_only.write_text("id,question,answer\n")
-    code, stdout, stderr = run("kb", "sync", str(header_only), "--yes")
+    header_only = tmp_path / "no entries.csv"
+    header_only.write_text("id,question,answer\n\n")
+    code, stdout, stderr = run("kb", "sync", str(header_only), "--yes", "--dry-run")
     said = " ".join(stderr.split())  # the terminal wraps long lines
-    assert code == 2 and "no entries found, so the sync would remove every entry" in said
-    assert f"teller kb sync {header_only} --allow-empty" in said
+    assert code == 2 and "holds no entries: syncing to it would leave the knowledge base empty" in said
+    # The command to run, quoted for a shell, keeping the dry run asked for.
+    assert f"teller kb sync '{header_only}' --dry-run --allow-empty" in said
     assert "Traceback" not in stdout + stderr
+    assert run("kb", "list", "--json")[1] == before
+    # A file with text but no entries (Markdown questions that are not '## ' headings) is refused,
+    # --allow-empty or not: read as empty, it would empty the knowledge base.
+    headings = tmp_path / "faq.md"
+    headings.write_text("# Our FAQ\n\n### When are branches open?\nNine to five.\n##Fees?\nNone.\n")
+    for flags in ((), ("--allow-empty", "--yes")):
+        code, _, stderr = run("kb", "sync", str(headings), *flags)
+        said = " ".join(stderr.split())
+        assert code == 2 and "each entry starts with a line '## question'" in said
+        assert "--allow-empty" not in said
     assert run("kb", "list", "--json")[1] == before
 
     code, stdout, _ = run("kb", "sync", str(header_only), "--allow-empty", "--dry-run", "--json")

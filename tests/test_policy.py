@@ -302,6 +302,13 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
     assert sum(key[0] == RULE_NAMES.index("smalltalk") for key in tests._memo) == 1
 
 
+def test_metrics_of_no_messages_are_zero_not_an_error() -> None:
+    from bot.calibration import policy_metrics
+
+    m = policy_metrics(np.array([], dtype=np.int64), np.array([]), np.array([]))
+    assert (m.in_scope, m.answered_correctly, m.answered_wrongly, m.oos_recall) == (0, 0.0, 0.0, 1.0)
+
+
 def test_calibration_meets_its_targets_on_separable_data() -> None:
     rng = np.random.default_rng(0)
     n_in, n_out = 600, 600

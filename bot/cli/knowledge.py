@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -277,9 +278,11 @@ def kb_sync(
 
     loaded = read_entries(file, encoding, allow_empty=True)
     if not loaded.entries and not allow_empty:
+        again = ["teller", "kb", "sync", str(file), *(["--dry-run"] if dry_run else [])]
+        again += [*(["--encoding", encoding] if encoding else []), "--allow-empty"]
         raise InputError(
-            f"{file}: no entries found, so the sync would remove every entry; to empty the knowledge "
-            f"base on purpose, run `teller kb sync {file} --allow-empty`"
+            f"{file} holds no entries: syncing to it would leave the knowledge base empty. To empty "
+            f"it on purpose, run: {shlex.join(again)}"
         )
     _check_ask(on_overlap, dry_run)
     settings = get_settings()
