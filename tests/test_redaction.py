@@ -1142,6 +1142,34 @@ JWT = (
             "here:\n[CREDENTIAL]\nthanks",
             "rule:private_key",
         ),
+        # Pasted without its END line (cut off, or the rest sent apart).
+        (
+            "my key: -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+            "my key: [CREDENTIAL]",
+            "rule:private_key",
+        ),
+        (
+            "post to https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX failed",
+            "post to https://hooks.slack.com/[CREDENTIAL] failed",
+            "rule:slack_webhook",
+        ),
+        # A password in a connection URL, however short; the user and host stay readable.
+        (
+            "could not connect to postgresql://teller:pw1@db:5432/teller",
+            "could not connect to postgresql://teller:[CREDENTIAL]@db:5432/teller",
+            "rule:url_password",
+        ),
+        ("redis://:s3cr@cache:6379/0", "redis://:[CREDENTIAL]@cache:6379/0", "rule:url_password"),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws_secret_access_key = [CREDENTIAL]",
+            "rule:aws_secret_access_key",
+        ),
+        (
+            '{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}',
+            '{"SecretAccessKey": "[CREDENTIAL]"}',
+            "rule:aws_secret_access_key",
+        ),
     ],
 )
 def test_access_tokens_and_keys_are_hidden_whole(text: str, expected: str, detector: str) -> None:
@@ -1161,6 +1189,10 @@ def test_access_tokens_and_keys_are_hidden_whole(text: str, expected: str, detec
         "Bearer token expired",  # no digit: a sentence, not a token
         "sk_live is the prefix of a secret key",
         "-----BEGIN PRIVATE KEY----- with no end",
+        "see http://example.com:8080/path and postgresql://teller@db:5432/teller",
+        "meet at 10:30@the branch",
+        "what is the secret access key for my account? the hooks.slack.com page says nothing",
+        "secret_access_key = short",
     ],
 )
 def test_token_lookalikes_stay(text: str) -> None:

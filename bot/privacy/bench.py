@@ -96,6 +96,11 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
     "bearer_tokens": _repeat("Bearer abcdefghijklmnopqrstuvwxyz-"),
     "bot_token_prefixes": _repeat("1234567:" + "aB" * 25 + " "),
     "slack_prefixes": _repeat("xoxb-"),
+    "slack_webhooks": _repeat("hooks.slack.com/services/"),
+    "url_user_info": _repeat("://a:"),
+    "secret_access_keys": _repeat("secret_access_key="),
+    # One key header, then short "name: value" lines (a private key's header lines, never base64).
+    "private_key_then_lines": lambda n: ("-----BEGIN PRIVATE KEY-----" + "a:b\n" * n)[:n],
 }
 
 

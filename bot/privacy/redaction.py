@@ -80,11 +80,13 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
-  ids, GitHub, Stripe secret and Google API keys, PEM and PGP private keys. A credential wins over
-  any other kind it overlaps (a PIN label before a bot token does not leave the token's tail), and
-  the other detectors read the text with it masked, so numbers beside it are found as beside a
-  placeholder. (Teller's own configured secrets, whatever their format, are hidden in the log by
-  :mod:`bot.logs`.)
+  ids and (after their name) secret access keys, GitHub, Stripe secret and Google API keys, PEM and
+  PGP private keys (also pasted without their END line), Slack webhook URLs' secret paths, and the
+  password of a URL's user information (``postgresql://user:[CREDENTIAL]@host``, at any length). A
+  credential wins over any other kind it overlaps (a PIN label before a bot token does not leave
+  the token's tail), and the other detectors read the text with it masked, so numbers beside it are
+  found as beside a placeholder. (Teller's own configured secrets, whatever their format, are hidden
+  in the log by :mod:`bot.logs`.)
 - number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
@@ -2203,6 +2205,33 @@ _CREDENTIALS: tuple[_Credential, ...] = (
         r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----(?>(?:[A-Za-z0-9+/=\s:,.\\]|-(?!----)){0,20000})"
         r"-----END[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----",
     ),
+    # ... and one pasted without its END line (cut off, or the rest in another message): the header
+    # and what follows it, when 40 characters of base64 come within 300 characters (after header
+    # lines such as "Proc-Type: ..."). Bounded: the look-ahead stops at a "-----".
+    _token(
+        "private_key",
+        "PRIVATE KEY",
+        r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----(?=(?:[^-]|-(?!----)){0,300}?[A-Za-z0-9+/]{40})"
+        r"(?>(?:[A-Za-z0-9+/=\s:,.\\]|-(?!----)){40,20000})",
+    ),
+    # A Slack incoming webhook (or workflow trigger) URL: its path is the secret.
+    _token(
+        "slack_webhook",
+        "hooks.slack.com/",
+        r"(?<![A-Za-z0-9-])hooks\.slack\.com/(?P<v>(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,300}+)",
+    ),
+    # A password in a URL's user information (RFC 3986 3.2.1: "user:password@host", as in a
+    # database or broker connection URL): hidden whatever its length.
+    _token("url_password", "://", r"://[^\s:/@?#]{0,128}:(?P<v>[^\s@/?#]{1,256}+)@"),
+    # An AWS secret access key (40 characters of base64) after its name, as in a credentials file,
+    # an environment variable or a JSON policy ("aws_secret_access_key = ...", "SecretAccessKey":).
+    _token(
+        "aws_secret_access_key",
+        "ecret",
+        r"(?<![A-Za-z])(?:aws_?)?secret_?access_?key[\"']?[ \t]{0,3}[:=][ \t]{0,3}[\"']?"
+        r"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        re.IGNORECASE,
+    ),
     # An HTTP bearer token's value (the scheme is case-insensitive, RFC 7235): 20+ characters with a
     # digit.
     _token(
@@ -2224,11 +2253,14 @@ def _detect_credentials(ctx: _Context) -> None:
     kind (a PIN label before a bot token does not leave the token's tail). The other detectors then
     read the text with each token masked."""
     text = ctx.text
-    low = text.lower() if "earer" in text or "EARER" in text else ""
+    low: str | None = None  # lower-cased once, if a case-insensitive pattern asks
     spans: list[tuple[int, int]] = []
     for credential in _CREDENTIALS:
-        ignores_case = bool(credential.pattern.flags & re.IGNORECASE)
-        if credential.hint not in (low if ignores_case else text):
+        if credential.pattern.flags & re.IGNORECASE:
+            low = text.lower() if low is None else low
+            if credential.hint not in low:
+                continue
+        elif credential.hint not in text:
             continue
         for m in credential.pattern.finditer(text):
             start, end = m.span("v") if "v" in credential.pattern.groupindex else m.span()
