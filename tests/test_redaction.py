@@ -1170,6 +1170,24 @@ JWT = (
             '{"SecretAccessKey": "[CREDENTIAL]"}',
             "rule:aws_secret_access_key",
         ),
+        # (a second reviewer's cases)
+        (
+            "--aws-secret-access-key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "--aws-secret-access-key [CREDENTIAL]",
+            "rule:aws_secret_access_key",
+        ),
+        (
+            "<SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY</SecretAccessKey>",
+            "<SecretAccessKey>[CREDENTIAL]</SecretAccessKey>",
+            "rule:aws_secret_access_key",
+        ),
+        ("postgres://u:p@ss@db:5432/x", "postgres://u:[CREDENTIAL]@db:5432/x", "rule:url_password"),
+        ("https://user:" + "x" * 300 + "@host", "https://user:[CREDENTIAL]@host", "rule:url_password"),
+        (
+            '{"url":"https:\\/\\/HOOKS.SLACK.COM\\/services\\/T00000000\\/B00000000\\/XXXXXXXXXXXXXXXXXXXXXXXX"}',
+            '{"url":"https:\\/\\/HOOKS.SLACK.COM\\/[CREDENTIAL]"}',
+            "rule:slack_webhook",
+        ),
     ],
 )
 def test_access_tokens_and_keys_are_hidden_whole(text: str, expected: str, detector: str) -> None:
@@ -1193,6 +1211,8 @@ def test_access_tokens_and_keys_are_hidden_whole(text: str, expected: str, detec
         "meet at 10:30@the branch",
         "what is the secret access key for my account? the hooks.slack.com page says nothing",
         "secret_access_key = short",
+        # A port, then JSON or a log line: no URL holds a quote, so no password runs on to an "@".
+        '{"url":"http://example.com:8080","note":"call bob at the branch@noon"}',
     ],
 )
 def test_token_lookalikes_stay(text: str) -> None:
@@ -1208,6 +1228,16 @@ def test_token_lookalikes_stay(text: str) -> None:
         # The numbers beside a token are read as beside a placeholder (one pass is enough).
         ("sk_live_abcdefghijklmnop1234 +44 7911 123456", "[CREDENTIAL] [PHONE]"),
         ("my pin is 4921 110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "my pin is [PIN] [CREDENTIAL]"),
+        # The user of a connection URL may be an e-mail address: both hidden, in one pass.
+        ("postgres://user@domain.com:pw@db/x", "postgres://[EMAIL]:[CREDENTIAL]@db/x"),
+        # The console's CSV: the key id and its secret beside it.
+        ("AKIAIOSFODNN7EXAMPLE,wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "[CREDENTIAL],[CREDENTIAL]"),
+        # A key cut off before its END line takes its base64 lines, not the question after it.
+        (
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nab3=\n"
+            "Thanks, can you tell me my balance please.",
+            "[CREDENTIAL]\nThanks, can you tell me my balance please.",
+        ),
     ],
 )
 def test_a_credential_is_hidden_whole_beside_other_kinds(text: str, expected: str) -> None:

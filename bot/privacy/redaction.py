@@ -2205,32 +2205,52 @@ _CREDENTIALS: tuple[_Credential, ...] = (
         r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----(?>(?:[A-Za-z0-9+/=\s:,.\\]|-(?!----)){0,20000})"
         r"-----END[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----",
     ),
-    # ... and one pasted without its END line (cut off, or the rest in another message): the header
-    # and what follows it, when 40 characters of base64 come within 300 characters (after header
-    # lines such as "Proc-Type: ..."). Bounded: the look-ahead stops at a "-----".
+    # ... and one pasted without its END line (cut off, or the rest in another message): the header,
+    # what follows it up to the first 40 characters of base64 (header lines such as "Proc-Type:
+    # ...", at most 300 characters), the base64 lines (40 to 200 characters each, newlines escaped
+    # or not), and a shorter last line holding a digit, "+", "/" or "=" (never a word of the
+    # sentence after the key).
     _token(
         "private_key",
         "PRIVATE KEY",
-        r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----(?=(?:[^-]|-(?!----)){0,300}?[A-Za-z0-9+/]{40})"
-        r"(?>(?:[A-Za-z0-9+/=\s:,.\\]|-(?!----)){40,20000})",
+        r"-----BEGIN[ A-Z]{0,40} PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-(?!----)){0,300}?"
+        r"(?>(?:(?:\s|\\[rn]){0,4}[A-Za-z0-9+/]{40,200}+){1,600})"
+        r"(?:(?:\s|\\[rn]){0,4}(?=[A-Za-z0-9+/]{0,39}[0-9+/=])[A-Za-z0-9+/]{1,39}+={0,2}+(?![A-Za-z0-9+/=]))?",
     ),
-    # A Slack incoming webhook (or workflow trigger) URL: its path is the secret.
+    # A Slack incoming webhook (or workflow trigger) URL: its path is the secret (also with JSON's
+    # escaped slashes, and on Slack's GovSlack host).
     _token(
         "slack_webhook",
-        "hooks.slack.com/",
-        r"(?<![A-Za-z0-9-])hooks\.slack\.com/(?P<v>(?:services|workflows|triggers)/[A-Za-z0-9/_-]{20,300}+)",
+        "hooks.slack",
+        r"(?<![a-z0-9-])hooks\.slack(?:-gov)?\.com\\?/"
+        r"(?P<v>(?:services|workflows|triggers)(?:\\?/[a-z0-9_-]{1,100}+){2,6})",
+        re.IGNORECASE,
     ),
     # A password in a URL's user information (RFC 3986 3.2.1: "user:password@host", as in a
-    # database or broker connection URL): hidden whatever its length.
-    _token("url_password", "://", r"://[^\s:/@?#]{0,128}:(?P<v>[^\s@/?#]{1,256}+)@"),
+    # database or broker connection URL): hidden whatever its length, up to the last "@" before the
+    # host (an unescaped "@" in it too); the user name (an e-mail address, say) stays. Characters no
+    # URL holds (quotes, angle brackets...) end it, so JSON or a log line after a port is not taken.
+    _token(
+        "url_password",
+        "://",
+        r"://[^\s:/?#\"<>\\^`{|}]{0,128}:(?P<v>[^\s/?#\"<>\\^`{|}]{1,4096}(?<!@))@",
+    ),
     # An AWS secret access key (40 characters of base64) after its name, as in a credentials file,
-    # an environment variable or a JSON policy ("aws_secret_access_key = ...", "SecretAccessKey":).
+    # an environment variable, a command-line option, JSON or STS XML ("aws_secret_access_key =",
+    # "--aws-secret-access-key", "Secret access key:", "SecretAccessKey>", "AWS_SECRET_KEY=") ...
     _token(
         "aws_secret_access_key",
         "ecret",
-        r"(?<![A-Za-z])(?:aws_?)?secret_?access_?key[\"']?[ \t]{0,3}[:=][ \t]{0,3}[\"']?"
-        r"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        r"(?<![a-z])(?:aws[-_ ]?)?secret[-_ ]?(?:access[-_ ]?)?key[\"']?[ \t]{0,16}(?:[:=>][ \t]{0,16})?"
+        r"[\"']?(?P<v>[a-z0-9/+]{40})(?![a-z0-9/+=])",
         re.IGNORECASE,
+    ),
+    # ... or beside its access key id, as in the console's CSV download ("AKIA...,<secret>").
+    _token(
+        "aws_secret_access_key",
+        "A",
+        r"A(?:KIA|SIA)(?<![A-Z0-9]A...)[A-Z0-9]{16}[ \t]{0,3}[,;|\t ][ \t]{0,3}"
+        r"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
     ),
     # An HTTP bearer token's value (the scheme is case-insensitive, RFC 7235): 20+ characters with a
     # digit.
