@@ -12,6 +12,8 @@ on messages it was not tuned on.
 from __future__ import annotations
 
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -117,10 +119,46 @@ class Coverage:
 NO_COVERAGE = Coverage({}, frozenset())
 
 
+_Reading = tuple[tuple[str, float], ...]
+#: The classifier's best intents for an entry's text, by (model version, precision, text): each
+#: knowledge-base re-fit reads only the texts it has not read with that model (a bank's entries are
+#: read once, not on every change; the classifier's answer to a text does not depend on its batch,
+#: :mod:`nlu.classifier`). At most :data:`READINGS_LIMIT` are kept, the least recently used dropped.
+_READINGS: OrderedDict[tuple[str, str | None, str], _Reading] = OrderedDict()
+_READINGS_LOCK = threading.Lock()
+READINGS_LIMIT = 50_000
+
+
+def _readings(classifier: Any, texts: Sequence[str]) -> list[_Reading]:
+    """The top :data:`COVER_TOP_K` ``(intent, probability)`` of each text, best first, remembered per
+    model (a classifier without a ``version``, a test's stub, is asked every time)."""
+    version = getattr(classifier, "version", None)
+    if not isinstance(version, str):
+        return [tuple(p.alternatives) for p in classifier.predict(list(texts), top_k=COVER_TOP_K)]
+    model = (version, getattr(classifier, "precision", None))
+    known: dict[str, _Reading] = {}
+    with _READINGS_LOCK:
+        for text in dict.fromkeys(texts):
+            reading = _READINGS.get((*model, text))
+            if reading is not None:
+                _READINGS.move_to_end((*model, text))
+                known[text] = reading
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    if missing:
+        for text, prediction in zip(missing, classifier.predict(missing, top_k=COVER_TOP_K), strict=True):
+            known[text] = tuple(prediction.alternatives)
+        with _READINGS_LOCK:
+            for text in missing:
+                _READINGS[(*model, text)] = known[text]
+            while len(_READINGS) > READINGS_LIMIT:
+                _READINGS.popitem(last=False)
+    return [known[t] for t in texts]
+
+
 def entry_coverage(policy: AnswerPolicy) -> Coverage:
     """The :class:`Coverage` of ``policy``'s knowledge base: one classifier pass over every
     operator entry's phrasings and answer passages (none for a starter-only knowledge base; about
-    a second for 50 entries on 2 cores).
+    a second for 50 entries on 2 cores), of the texts this model has not read yet (:func:`_readings`).
 
     Why: a Banking77 dev message is labelled with its intent only; when a bank's entry answers it,
     the label alone cannot tell right from wrong, and the starter's answer to it may no longer be
@@ -142,11 +180,10 @@ def entry_coverage(policy: AnswerPolicy) -> Coverage:
     covers: dict[str, set[str]] = {e.id: {e.intent} if e.intent else set() for e in own}
     taken: set[str] = set()
     if texts:
-        predictions = policy.classifier.predict(texts, top_k=COVER_TOP_K)
-        for owner, prediction in zip(owners, predictions, strict=True):
-            covers[owner].update(name for name, p in prediction.alternatives if p >= COVER_PROBABILITY)
-            if prediction.confidence >= TAKE_OVER_PROBABILITY:
-                taken.add(prediction.intent)
+        for owner, alternatives in zip(owners, _readings(policy.classifier, texts), strict=True):
+            covers[owner].update(name for name, p in alternatives if p >= COVER_PROBABILITY)
+            if alternatives and alternatives[0][1] >= TAKE_OVER_PROBABILITY:
+                taken.add(alternatives[0][0])
     linked = {e.intent for e in own if e.intent}
     return Coverage({k: frozenset(v) for k, v in covers.items()}, frozenset(taken - linked))
 

@@ -39,7 +39,7 @@ from bot.policy import (
 from nlu import Prediction
 from nlu.corrections import Override, OverrideMatch
 from nlu.language import LanguageResult, handoff_reply
-from retrieval.entry import KBEntry
+from retrieval.entry import KBEntry, answer_passages
 from retrieval.knowledge_base import Hit, KnowledgeBase
 from tests.fakes import HashingEmbedder
 
@@ -530,6 +530,43 @@ def test_entry_coverage_reads_the_banks_own_entries(tmp_path: Path) -> None:
     kb.add([BANK_WHERE])
     policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
     assert entry_coverage(policy).stale == frozenset({"card_arrival"})
+    kb.close()
+
+
+def test_entry_coverage_reads_each_text_once_per_model(tmp_path: Path) -> None:
+    """A re-fit reads only the bank's texts the model has not read yet: the same coverage, and
+    after one more entry only that entry's texts are classified; another model reads them all."""
+
+    class Counting(_ReadsAs):
+        precision = "int8"
+
+        def __init__(self, version: str) -> None:
+            super().__init__({"card still not here": [("card_arrival", 0.6)]})
+            self.version = version
+            self.read: list[str] = []
+
+        def predict(self, texts: list[str], top_k: int = 3) -> list[Prediction]:
+            self.read += texts
+            return super().predict(texts, top_k)
+
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([CARD], source="starter")
+    kb.add([BANK_WHERE])
+    classifier = Counting(f"test-{tmp_path.name}")
+    policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+    first = entry_coverage(policy)
+    assert "card still not here" in classifier.read
+    classifier.read.clear()
+    assert entry_coverage(policy) == first and classifier.read == []
+    kb.add([BANK_FEES])
+    covered = entry_coverage(policy)
+    assert set(covered.covers) == {"where-is-my-card", "fees"}
+    assert sorted(classifier.read) == sorted(
+        dict.fromkeys([*BANK_FEES.questions, *answer_passages(BANK_FEES.answer)])
+    )
+    other = Counting(f"other-{tmp_path.name}")
+    policy.classifier = other
+    assert entry_coverage(policy) == covered and "card still not here" in other.read
     kb.close()
 
 
