@@ -572,8 +572,12 @@ def test_kb_sync_to_no_entries_is_refused_unless_allowed_and_then_empties_the_kb
 
     blank = tmp_path / "blank.jsonl"
     blank.write_text("")
-    code, stdout, _ = run("kb", "sync", str(blank), "--allow-empty", "--yes", "--json")
+    code, stdout, stderr = run("kb", "sync", str(blank), "--allow-empty", "--yes", "--json")
     assert code == 0 and json.loads(stdout)["applied"]
+    said = " ".join(stderr.split())
+    # No bars fitted over nothing to alarm the operator: what an empty knowledge base means instead.
+    assert "answers from" not in said
+    assert "The knowledge base is empty: no entry can answer" in said
     assert json_lines(run("kb", "list", "--json")[1]) == []
     # A malformed file is still an error, allowed empty or not.
     bad = tmp_path / "bad.csv"

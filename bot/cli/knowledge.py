@@ -125,6 +125,13 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
     except NLUError:
         return  # no model yet: `teller train` calibrates against the knowledge base as it is then
     t = policy.thresholds
+    if len(kb) == 0:
+        # Its bars are whatever the search found best over nothing: not worth reading.
+        err.print(
+            "The knowledge base is empty: no entry can answer, so every message the classifier does "
+            "not answer is handed off. The answer policy is re-fitted when entries are added."
+        )
+        return
     err.print(
         f"Answer policy re-fitted for {len(kb)} entries: a general entry answers from {t.faq:.2f}, "
         f"any entry from a search confidence of {t.faq_fallback:.2f}.",
