@@ -136,14 +136,15 @@ def _readings(classifier: Any, texts: Sequence[str]) -> list[_Reading]:
     if not isinstance(version, str):
         return [tuple(p.alternatives) for p in classifier.predict(list(texts), top_k=COVER_TOP_K)]
     model = (version, getattr(classifier, "precision", None))
+    unique = list(dict.fromkeys(texts))
     known: dict[str, _Reading] = {}
     with _READINGS_LOCK:
-        for text in dict.fromkeys(texts):
+        for text in unique:
             reading = _READINGS.get((*model, text))
             if reading is not None:
                 _READINGS.move_to_end((*model, text))
                 known[text] = reading
-    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    missing = [t for t in unique if t not in known]
     if missing:
         for text, prediction in zip(missing, classifier.predict(missing, top_k=COVER_TOP_K), strict=True):
             known[text] = tuple(prediction.alternatives)

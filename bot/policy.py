@@ -465,14 +465,16 @@ class RuleTests:
             reads = _Reads(thresholds)
             result = np.asarray(RULES[index].test(self.features, cast(Thresholds, reads)), dtype=bool)
             names = self._reads[index] = tuple(sorted(reads.names))
+            key = (index, tuple(getattr(thresholds, n) for n in names))
         else:
-            cached = self._memo.get((index, tuple(getattr(thresholds, n) for n in names)))
+            key = (index, tuple(getattr(thresholds, n) for n in names))
+            cached = self._memo.get(key)
             if cached is not None:
                 return cached
             result = np.asarray(RULES[index].test(self.features, thresholds), dtype=bool)
         if len(self._memo) >= self.LIMIT:
             self._memo.clear()
-        self._memo[(index, tuple(getattr(thresholds, n) for n in names))] = result
+        self._memo[key] = result
         return result
 
 

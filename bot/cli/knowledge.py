@@ -124,7 +124,6 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
             return  # the knowledge base did not change, or the fit came out the same
     except NLUError:
         return  # no model yet: `teller train` calibrates against the knowledge base as it is then
-    t = policy.thresholds
     if len(kb) == 0:
         # Its bars are whatever the search found best over nothing: not worth reading.
         err.print(
@@ -132,6 +131,7 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
             "not answer is handed off. The answer policy is re-fitted when entries are added."
         )
         return
+    t = policy.thresholds
     err.print(
         f"Answer policy re-fitted for {len(kb)} entries: a general entry answers from {t.faq:.2f}, "
         f"any entry from a search confidence of {t.faq_fallback:.2f}.",
