@@ -42,7 +42,7 @@ from nlu.artifact import read_base_memory, read_dev_split
 from nlu.corpora import CLINC150_OOS_DEV
 from nlu.data import read_labelled_csv
 from nlu.language import LanguageGate
-from retrieval.embedder import OnnxSentenceEmbedder
+from retrieval.embedder import OnnxSentenceEmbedder, embedder_key
 from retrieval.errors import RetrievalError
 from retrieval.knowledge_base import DEFAULT_FUSION, DEFAULT_TOP_CONFIDENCE, STARTER_PRIOR, KnowledgeBase
 
@@ -143,7 +143,8 @@ _calibration_lock = threading.Lock()
 def _calibration_set(policy: AnswerPolicy, rebuild: bool = False) -> CalibrationSet:
     """The model's calibration messages with their signals, built once per model (about 20 s on two
     cores) and kept in this process and in ``<cache>/calibration-<key>.pkl`` (a derived file, keyed
-    by the model version and the exact calibration data and example files), so that the next
+    by the model version, the retrieval encoder's graph (:func:`retrieval.embedder.embedder_key`) and
+    the exact calibration data and example files), so that the next
     command's re-fit takes seconds. ``rebuild`` computes the signals afresh and replaces both copies
     (a full calibration: the key does not cover everything the signals depend on, such as the
     knowledge base's advice entries or the serving precision)."""
@@ -153,7 +154,8 @@ def _calibration_set(policy: AnswerPolicy, rebuild: bool = False) -> Calibration
         if data is not None:
             return data
         in_scope, out_of_scope, faq = calibration_data(policy.classifier.path)
-        digest = hashlib.sha256(f"{CALIBRATION_CACHE_FORMAT}:{version}".encode())
+        embedder = embedder_key(policy.kb.embedder)
+        digest = hashlib.sha256(f"{CALIBRATION_CACHE_FORMAT}:{version}:{embedder}".encode())
         for text, label in [*in_scope, *((t, "oos") for t in out_of_scope), *faq]:
             digest.update(f"{text}\t{label}\n".encode())
         for name in sorted(p.name for p in DATA_DIR.glob("*.yaml")):

@@ -114,6 +114,46 @@ def optimize_bert_graph(source: Path, target: Path, num_heads: int, hidden_size:
         shutil.copyfile(source, target)
 
 
+#: Columns of a weight matrix that share one int8 scale in :func:`quantize_weights`. Blocks of 32 and
+#: 64 gave each message the same vector alone as in any batch (to 6e-8); blocks of 128 did not (2e-3
+#: apart), ONNX Runtime 1.32, 2026-12-02.
+WEIGHT_BLOCK = 64
+
+
+def quantize_weights(source: Path, target: Path, block_size: int = WEIGHT_BLOCK) -> None:
+    """Write ``source`` to ``target`` with every MatMul's weights in int8, ``block_size`` weights of a
+    column to a scale (ONNX Runtime's ``MatMulNBits``, 8 bits, symmetric, ``accuracy_level`` 4: the
+    activations are quantised per block of one row, so a sequence's result does not depend on its
+    batch-mates, unlike :func:`_quantize`). The fused attention's own weights stay fp32.
+
+    Measured on the retrieval encoder (600 Banking77 questions one at a time, 2 threads, 2 cores,
+    2026-12-02): cosine to the fp32 graph's vectors at least 0.9995 (mean 0.9998; dynamic int8
+    :func:`_quantize` 0.968), one pass 2.57 -> 1.80 ms. Raises what the quantiser raises.
+    """
+    import onnx
+
+    quantizer = _weight_quantizer()(
+        onnx.load(str(source)), bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4
+    )
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+
+
+def _weight_quantizer() -> Any:
+    """ONNX Runtime's ``MatMulNBitsQuantizer``. Its module calls ``logging.basicConfig`` at import
+    (a root handler at INFO, which would print unstructured, unredacted records beside Teller's own)
+    and logs every node it skips: the root logger is put back as it was and its own quietened."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    return MatMulNBitsQuantizer
+
+
 def _quantize(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of every MatMul except the one against the memory."""
     import onnx

@@ -1052,6 +1052,18 @@ class KnowledgeBase:
             self._set_meta("embedder", wanted)
         elif stored != wanted:
             raise IndexCorruptError(f"{self.directory}: built with embedder {stored}, not {wanted}")
+        # The graph the same model ran in (an fp32 export before int8 weights), apart from the
+        # model's name so that an earlier Teller, which knows no variants, still opens the knowledge
+        # base after a rollback: another graph's vectors are a little off this one's, so every
+        # entry is embedded again when the index opens.
+        variant = getattr(self.embedder, "variant", None) or ""
+        had = self._meta("embedder_variant") or ""
+        if had != variant:
+            with self._db.conn:
+                count = self._db.execute("UPDATE entries SET indexed = 0").rowcount
+                self._db.table("meta").upsert({"key": "embedder_variant", "value": variant}, pk="key")
+            if count:
+                log.info("kb_reembed", extra={"fields": {"from": had, "to": variant, "entries": count}})
 
     def _meta(self, key: str) -> str | None:
         rows = list(self._db.table("meta").rows_where("key = ?", [key]))

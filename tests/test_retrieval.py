@@ -111,6 +111,44 @@ def test_a_crash_between_database_and_index_is_repaired(kb: KnowledgeBase, tmp_p
     assert again.search("when are branches open", k=1)[0].entry.id == "branch_hours"
 
 
+class _Variant(HashingEmbedder):
+    """The same model run by another graph: vectors a little off the plain ones."""
+
+    variant = "w8"
+
+    def embed(self, texts: list[str]) -> np.ndarray:  # type: ignore[override]
+        vectors = super().embed(texts) + 0.01
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_another_graph_of_the_same_model_embeds_every_entry_again(kb: KnowledgeBase, tmp_path: Path) -> None:
+    kb.close()
+    variant = _Variant()
+    again = KnowledgeBase.open(tmp_path / "kb", variant, seed=None)
+    texts = [t for e in ENTRIES for t in (*e.questions, e.answer)]
+    assert sorted(variant.embedded) == sorted(texts)
+    assert (again.get_meta("embedder"), again.get_meta("embedder_variant")) == ("test-hashing:64", "w8")
+    query = variant.embed(["when are branches open"])
+    assert again.search_vectors(query, 1)[0][0].question_score == pytest.approx(1.0, abs=1e-5)
+    again.close()
+    # Opened by that graph again: nothing to embed; by the plain one: everything once more.
+    variant = _Variant()
+    KnowledgeBase.open(tmp_path / "kb", variant, seed=None).close()
+    plain = HashingEmbedder()
+    KnowledgeBase.open(tmp_path / "kb", plain, seed=None).close()
+    assert variant.embedded == [] and sorted(plain.embedded) == sorted(texts)
+
+
+def test_another_model_is_refused(kb: KnowledgeBase, tmp_path: Path) -> None:
+    from retrieval.errors import IndexCorruptError
+
+    kb.close()
+    other = HashingEmbedder()
+    other.name = "another-model"
+    with pytest.raises(IndexCorruptError, match="built with embedder test-hashing:64"):
+        KnowledgeBase.open(tmp_path / "kb", other, seed=None)
+
+
 def test_changes_from_another_process_are_picked_up(kb: KnowledgeBase, tmp_path: Path) -> None:
     """Two instances on one directory stand for the server and a terminal (own SQLite connections)."""
     embedder = HashingEmbedder()
