@@ -11,6 +11,7 @@ import os
 import pickle
 import threading
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,13 +155,7 @@ def _calibration_set(policy: AnswerPolicy, rebuild: bool = False) -> Calibration
         if data is not None:
             return data
         in_scope, out_of_scope, faq = calibration_data(policy.classifier.path)
-        embedder = embedder_key(policy.kb.embedder)
-        digest = hashlib.sha256(f"{CALIBRATION_CACHE_FORMAT}:{version}:{embedder}".encode())
-        for text, label in [*in_scope, *((t, "oos") for t in out_of_scope), *faq]:
-            digest.update(f"{text}\t{label}\n".encode())
-        for name in sorted(p.name for p in DATA_DIR.glob("*.yaml")):
-            digest.update((DATA_DIR / name).read_bytes())
-        path = policy.cache_dir / f"calibration-{digest.hexdigest()[:16]}.pkl" if policy.cache_dir else None
+        path = _calibration_cache_file(policy, in_scope, out_of_scope, faq)
         if path is not None and path.is_file() and not rebuild:
             try:
                 with path.open("rb") as handle:
@@ -181,12 +176,33 @@ def _calibration_set(policy: AnswerPolicy, rebuild: bool = False) -> Calibration
         return data
 
 
+def _calibration_cache_file(
+    policy: AnswerPolicy,
+    in_scope: Sequence[tuple[str, str]],
+    out_of_scope: Sequence[str],
+    faq: Sequence[tuple[str, str]],
+) -> Path | None:
+    """``<cache>/calibration-<key>.pkl`` for these calibration messages (None without a cache
+    directory): the key covers the model version, the retrieval encoder's graph, the messages and
+    the example files."""
+    if policy.cache_dir is None:
+        return None
+    embedder = embedder_key(policy.kb.embedder)
+    digest = hashlib.sha256(f"{CALIBRATION_CACHE_FORMAT}:{policy.classifier.version}:{embedder}".encode())
+    for text, label in [*in_scope, *((t, "oos") for t in out_of_scope), *faq]:
+        digest.update(f"{text}\t{label}\n".encode())
+    for name in sorted(p.name for p in DATA_DIR.glob("*.yaml")):
+        digest.update((DATA_DIR / name).read_bytes())
+    return policy.cache_dir / f"calibration-{digest.hexdigest()[:16]}.pkl"
+
+
 def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     """Give ``policy`` the thresholds fitted for its knowledge base as it is now.
 
     The model's thresholds come from its artifact; those of :data:`KB_THRESHOLDS` depend on the
     knowledge base and are re-fitted (seconds) whenever its revision moved since the last fit, or the
-    fit was made by a Teller that scores searches or decides otherwise (:data:`KB_FIT`), then kept
+    fit was made by a Teller that scores searches or decides otherwise (:data:`KB_FIT`) or over
+    another retrieval encoder graph (:func:`retrieval.embedder.embedder_key`), then kept
     in ``<kb>/calibration.json`` for every process that opens it. With
     ``refit=False`` a stale fit is left alone. Returns whether the thresholds changed, or ``None``
     when they were not looked at (an uncalibrated model, or a stale fit left alone).
@@ -203,13 +219,21 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
         and stored.get("model") == version
         and stored.get("kb_revision") == kb.revision
         and stored.get("fit") == KB_FIT
+        and stored.get("embedder") == embedder_key(kb.embedder)
     ):
         thresholds = Thresholds.from_dict({**model.thresholds.to_dict(), **stored["thresholds"]})
     elif refit:
         # Fitted from the model's own thresholds, not from a previous fit's.
         thresholds, report = calibrate_kb(policy, _calibration_set(policy), base=model.thresholds)
         _write_kb_calibration(
-            kb.directory, {"model": version, "fit": KB_FIT, **report, "thresholds": _kb_part(thresholds)}
+            kb.directory,
+            {
+                "model": version,
+                "fit": KB_FIT,
+                "embedder": embedder_key(kb.embedder),
+                **report,
+                "thresholds": _kb_part(thresholds),
+            },
         )
         log.info(
             "kb_calibrated",

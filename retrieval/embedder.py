@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from nlu.runtime import WEIGHT_BLOCK
 from retrieval.errors import RetrievalError
 
 
@@ -22,9 +23,9 @@ class Embedder(Protocol):
 
 
 def embedder_key(embedder: Embedder) -> str:
-    """What a knowledge base records of the embedder its vectors came from: ``name:dim``, then
-    ``:variant`` for a graph whose vectors differ slightly from the model's own
-    (:attr:`OnnxSentenceEmbedder.variant`)."""
+    """Which vectors an embedder gives: ``name:dim``, then ``:variant`` for a graph whose vectors
+    differ slightly from the model's own (:attr:`OnnxSentenceEmbedder.variant`). What derived files
+    fitted over those vectors are keyed by (the calibration cache, a knowledge base's stored fit)."""
     variant = getattr(embedder, "variant", None)
     return f"{embedder.name}:{embedder.dim}" + (f":{variant}" if variant else "")
 
@@ -73,13 +74,14 @@ class OnnxSentenceEmbedder:
     """The same all-MiniLM-L6-v2 pipeline (transformer, mean pooling, normalisation), run by ONNX Runtime.
 
     The graph is exported once from the sentence-transformers model into ``cache_dir``, with ONNX
-    Runtime's BERT fusions applied (:func:`nlu.runtime.optimize_bert_graph`), and reused; it gives the
-    vectors :class:`SentenceEmbedder` gives (to float rounding) at a fraction of the latency, which
-    matters when every chat message is embedded. The fusions made one message's pass 18 % faster
-    (p50 6.84 -> 5.64 ms, 400 Banking77 questions, 2 threads, 2026-12-01; 7 % in an earlier
-    session's paired run), same vectors to 1e-6. Its matrix multiplications then keep their weights
-    in int8 (:func:`nlu.runtime.quantize_weights`): vectors within cosine 0.9995 of the fp32 graph's,
-    the same for a message alone as in a batch, one pass 2.57 -> 1.80 ms alone and about 1 ms less
+    Runtime's BERT fusions applied (:func:`nlu.runtime.optimize_bert_graph`), and reused; it gives
+    nearly the vectors :class:`SentenceEmbedder` gives at a fraction of the latency, which matters
+    when every chat message is embedded. The fusions made one message's pass 18 % faster (p50 6.84 ->
+    5.64 ms, 400 Banking77 questions, 2 threads, 2026-12-01; 7 % in an earlier session's paired run),
+    same vectors to 1e-6. Its matrix multiplications then keep their weights in int8
+    (:func:`nlu.runtime.quantize_weights`): vectors within cosine 0.9995 of the fp32 graph's over
+    600 Banking77 questions (0.9986 over the starter's texts), the same for a message alone as in a
+    batch, one pass 2.57 -> 1.80 ms alone and about 1 ms less
     per message beside the classifier's pass, whose weights it no longer pushes out of the cache
     (400 Banking77 questions, 2 cores, 2026-12-02). The four dev banks' FAQ figures were the same to
     the right answer (wrong answers 53 -> 51 of 722). Inputs are batched by length within
@@ -88,13 +90,15 @@ class OnnxSentenceEmbedder:
 
     name = SentenceEmbedder.name
     dim = SentenceEmbedder.dim
-    #: The graph's numerics, beside ``name``: vectors stored by another variant of the same model
-    #: are embedded again (:class:`retrieval.knowledge_base.KnowledgeBase` keeps it in its meta).
-    variant = "w8"
+    #: The graph's numerics, beside ``name`` (int8 weights, :data:`nlu.runtime.WEIGHT_BLOCK` to a
+    #: scale): vectors stored by another graph of the same model are embedded again
+    #: (:class:`retrieval.knowledge_base.KnowledgeBase` keeps it in its meta). Not covered: another
+    #: ONNX Runtime version running the same graph, whose kernels may round differently.
+    variant = f"w8b{WEIGHT_BLOCK}"
     #: The graph's file in ``cache_dir`` (named for its fusions and weights: a cache holding an
     #: earlier export, ``all-MiniLM-L6-v2.onnx`` or ``.fused.onnx``, exports this one once and leaves
     #: that one unused).
-    FILE = "all-MiniLM-L6-v2.fused.w8.onnx"
+    FILE = f"all-MiniLM-L6-v2.fused.{variant}.onnx"
 
     def __init__(self, cache_dir: str | Path, threads: int | None = None, batch_size: int = 64) -> None:
         self.cache_dir = Path(cache_dir)

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 DEFAULT_KB_FILE = Path(__file__).resolve().parent / "data" / "default_kb.jsonl"
 DB_FILE = "kb.db"
 INDEX_FILE = "index.faiss"
+#: The meta key of the retrieval encoder's graph that embedded the entries (``variant@revision``).
+VARIANT_KEY = "embedder_variant"
 
 
 #: An entry list's phrasing vectors (one row each, entry by entry) and answer vectors (one row per
@@ -297,6 +299,9 @@ class KnowledgeBase:
         """Inside a write transaction: count one more change."""
         self._revision = int(self._meta("revision") or 0) + 1
         self._db.table("meta").upsert({"key": "revision", "value": str(self._revision)}, pk="key")
+        self._db.table("meta").upsert(
+            {"key": VARIANT_KEY, "value": self._variant_marker(self._revision)}, pk="key"
+        )
 
     def _db_version(self) -> int:
         """SQLite's ``data_version``: it moves when another connection (process) commits a change."""
@@ -1052,18 +1057,36 @@ class KnowledgeBase:
             self._set_meta("embedder", wanted)
         elif stored != wanted:
             raise IndexCorruptError(f"{self.directory}: built with embedder {stored}, not {wanted}")
-        # The graph the same model ran in (an fp32 export before int8 weights), apart from the
-        # model's name so that an earlier Teller, which knows no variants, still opens the knowledge
-        # base after a rollback: another graph's vectors are a little off this one's, so every
-        # entry is embedded again when the index opens.
-        variant = getattr(self.embedder, "variant", None) or ""
-        had = self._meta("embedder_variant") or ""
-        if had != variant:
+        # Which graph of the model embedded the entries (an fp32 export before int8 weights), kept
+        # apart from the model's name so that an earlier Teller, which knows no graphs, still opens
+        # the knowledge base after a rollback. Recorded with the revision it holds for, and moved on
+        # with every change this Teller commits: an earlier Teller's change moves the revision
+        # alone. Another graph's vectors, or an earlier Teller's, are a little off this graph's, so
+        # every entry is embedded again as the index opens, and the mark is written only then (a
+        # crash or a failed export in between leaves it stale, to be done at the next open).
+        revision = int(self._meta("revision") or 0)
+        marker = self._meta(VARIANT_KEY)
+        self._reembedding: str | None = None
+        if marker != self._variant_marker(revision):
             with self._db.conn:
                 count = self._db.execute("UPDATE entries SET indexed = 0").rowcount
-                self._db.table("meta").upsert({"key": "embedder_variant", "value": variant}, pk="key")
+            self._reembedding = marker or "none"
             if count:
-                log.info("kb_reembed", extra={"fields": {"from": had, "to": variant, "entries": count}})
+                log.info(
+                    "kb_reembed",
+                    extra={
+                        "fields": {
+                            "from": marker or "none",
+                            "to": self._variant_marker(revision),
+                            "entries": count,
+                        }
+                    },
+                )
+
+    def _variant_marker(self, revision: int) -> str:
+        """``variant@revision``: the embedder's graph (:attr:`OnnxSentenceEmbedder.variant`, empty for
+        the model's own) and the revision whose entries it embedded."""
+        return f"{getattr(self.embedder, 'variant', None) or ''}@{revision}"
 
     def _meta(self, key: str) -> str | None:
         rows = list(self._db.table("meta").rows_where("key = ?", [key]))
@@ -1087,9 +1110,10 @@ class KnowledgeBase:
         stale = np.array(sorted(present - expected), dtype=np.int64)
         todo = sorted(unmarked | {self._by_key[i // SLOTS] for i in expected - present})
         if len(stale) or todo:
-            log.warning(
-                "kb_index_repair", extra={"fields": {"stale_vectors": len(stale), "entries": len(todo)}}
-            )
+            if self._reembedding is None:  # else logged as kb_reembed, an upgrade's, not a repair
+                log.warning(
+                    "kb_index_repair", extra={"fields": {"stale_vectors": len(stale), "entries": len(todo)}}
+                )
             index.remove(stale)
             entries = [self._entries[i] for i in todo]
             if entries:
@@ -1098,6 +1122,9 @@ class KnowledgeBase:
                 self._mark_indexed(todo)
             else:
                 index.save(path)
+        if self._reembedding is not None:
+            self._set_meta(VARIANT_KEY, self._variant_marker(int(self._meta("revision") or 0)))
+            self._reembedding = None
         return index
 
 

@@ -75,3 +75,29 @@ def test_the_weight_quantiser_leaves_the_root_logger_as_it_was() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.split() == ["0", str(logging.WARNING)]
+
+
+def test_the_calibration_cache_is_keyed_by_the_encoder_graph(tmp_path: Path) -> None:
+    """Signals computed over one graph's vectors are not read back for another's."""
+    from types import SimpleNamespace
+
+    from bot.assistant import _calibration_cache_file
+    from retrieval.embedder import embedder_key
+    from tests.fakes import HashingEmbedder
+
+    class Variant(HashingEmbedder):
+        variant = "w8b64"
+
+    def policy(embedder: HashingEmbedder) -> object:
+        return SimpleNamespace(
+            cache_dir=tmp_path,
+            classifier=SimpleNamespace(version="v1"),
+            kb=SimpleNamespace(embedder=embedder),
+        )
+
+    messages = ([("where is my card", "card_arrival")], ["book me a flight"], [])
+    plain, other = HashingEmbedder(), Variant()
+    assert embedder_key(plain) == "test-hashing:64" and embedder_key(other) == "test-hashing:64:w8b64"
+    first = _calibration_cache_file(policy(plain), *messages)  # type: ignore[arg-type]
+    assert first == _calibration_cache_file(policy(HashingEmbedder()), *messages)  # type: ignore[arg-type]
+    assert first != _calibration_cache_file(policy(other), *messages)  # type: ignore[arg-type]

@@ -180,6 +180,19 @@ def test_the_server_refits_its_thresholds_when_the_kb_changes(
     assert core.policy.thresholds.faq_fallback == stored["thresholds"]["faq_fallback"] != 0.999
     assert json.loads(path.read_text(encoding="utf-8"))["fit"] == KB_FIT
 
+    # So is one fitted over another graph of the retrieval encoder (an fp32 export before int8).
+    from retrieval.embedder import embedder_key
+
+    refitted = json.loads(path.read_text(encoding="utf-8"))
+    assert refitted["embedder"] == embedder_key(kb.embedder)
+    path.write_text(
+        json.dumps({**refitted, "embedder": "another graph", "thresholds": older["thresholds"]}),
+        encoding="utf-8",
+    )
+    core.policy.kb_fit = None
+    follow_kb(core.policy)
+    assert core.policy.thresholds.faq_fallback == stored["thresholds"]["faq_fallback"] != 0.999
+
 
 def test_a_good_retrain_is_promoted_and_served_without_a_restart(
     served: tuple[str, TellerCore, TellerService], toy_csv: Path, own_models: Path

@@ -121,22 +121,70 @@ class _Variant(HashingEmbedder):
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+class _Broken(_Variant):
+    """That graph failing to export (or to run) at the first embedding."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:  # type: ignore[override]
+        raise RuntimeError("export failed")
+
+
+def _texts(entries: list[KBEntry]) -> list[str]:
+    return sorted(t for e in entries for t in (*e.questions, e.answer))
+
+
 def test_another_graph_of_the_same_model_embeds_every_entry_again(kb: KnowledgeBase, tmp_path: Path) -> None:
+    revision = kb.revision
     kb.close()
     variant = _Variant()
     again = KnowledgeBase.open(tmp_path / "kb", variant, seed=None)
-    texts = [t for e in ENTRIES for t in (*e.questions, e.answer)]
-    assert sorted(variant.embedded) == sorted(texts)
-    assert (again.get_meta("embedder"), again.get_meta("embedder_variant")) == ("test-hashing:64", "w8")
+    assert sorted(variant.embedded) == _texts(ENTRIES)
+    assert (again.get_meta("embedder"), again.get_meta("embedder_variant")) == (
+        "test-hashing:64",
+        f"w8@{revision}",
+    )
     query = variant.embed(["when are branches open"])
     assert again.search_vectors(query, 1)[0][0].question_score == pytest.approx(1.0, abs=1e-5)
+    # A change made by this graph keeps the mark up to date: nothing to embed at the next open.
+    new = KBEntry.build("lost_pin", ["i forgot my pin"], "Reset it in the app.", None, [])
+    again.add([new])
+    assert again.get_meta("embedder_variant") == f"w8@{revision + 1}"
     again.close()
-    # Opened by that graph again: nothing to embed; by the plain one: everything once more.
     variant = _Variant()
     KnowledgeBase.open(tmp_path / "kb", variant, seed=None).close()
+    assert variant.embedded == []
+    # Opened by the plain graph: everything once more.
     plain = HashingEmbedder()
     KnowledgeBase.open(tmp_path / "kb", plain, seed=None).close()
-    assert variant.embedded == [] and sorted(plain.embedded) == sorted(texts)
+    assert sorted(plain.embedded) == _texts([*ENTRIES, new])
+
+
+def test_a_change_by_a_teller_that_records_no_graph_is_embedded_again(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    """A rolled-back Teller moves the revision but not the graph's mark: its vectors are its own
+    graph's, so the next open by this one embeds every entry again."""
+    kb.close()
+    KnowledgeBase.open(tmp_path / "kb", _Variant(), seed=None).close()
+    earlier = KnowledgeBase.open(tmp_path / "kb", _Variant(), seed=None)
+    earlier._variant_marker = lambda revision: "earlier Teller"  # type: ignore[method-assign]
+    earlier.add([KBEntry.build("lost_pin", ["i forgot my pin"], "Reset it in the app.", None, [])])
+    earlier._db.execute("UPDATE meta SET value = ? WHERE key = 'embedder_variant'", ["w8@1"])
+    earlier._db.conn.commit()
+    earlier.close()
+    variant = _Variant()
+    KnowledgeBase.open(tmp_path / "kb", variant, seed=None).close()
+    assert len(variant.embedded) == len(_texts(ENTRIES)) + 2
+
+
+def test_a_failed_export_leaves_the_graph_unmarked(kb: KnowledgeBase, tmp_path: Path) -> None:
+    kb.close()
+    with pytest.raises(RuntimeError, match="export failed"):
+        KnowledgeBase.open(tmp_path / "kb", _Broken(), seed=None)
+    # An earlier Teller opening it meanwhile repairs with its own graph; this one still re-embeds.
+    KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None).close()
+    variant = _Variant()
+    KnowledgeBase.open(tmp_path / "kb", variant, seed=None).close()
+    assert sorted(variant.embedded) == _texts(ENTRIES)
 
 
 def test_another_model_is_refused(kb: KnowledgeBase, tmp_path: Path) -> None:
