@@ -116,16 +116,20 @@ class TellerCore:
         self._batcher.close()
         self.store.close()
 
-    def handle(self, incoming: Incoming, replayed: bool = True) -> Outgoing:
+    def handle(self, incoming: Incoming, replayed: bool = True, staffed: bool = True) -> Outgoing:
         """Answer a text message (or a pressed choice, whose value arrives as the text).
 
-        ``replayed=False``: the caller has just looked for an earlier answer (:meth:`replay`)."""
+        ``replayed=False``: the caller has just looked for an earlier answer (:meth:`replay`).
+        ``staffed=False``: no person can take over (no ops channel): what is stored and returned is
+        what such a customer is told (:func:`unstaffed`)."""
         text = message_text(incoming.text)
         earlier = self.replay(incoming) if replayed else None
         if earlier is not None:
             return earlier
         started = time.perf_counter()
         decision, model_version = self._decide(text)
+        if not staffed:
+            decision = unstaffed(decision)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             with timed("store_write"):
@@ -232,6 +236,25 @@ class TellerCore:
         if text == HANDOFF_CHOICE:
             return policy.handoff("customer asked for a person"), policy.classifier.version
         return self._batcher.decide(text)
+
+
+#: A handed-off message's reply where no person can take over (no ops channel configured): what the
+#: policy or small talk would have said ("I'll connect you with someone") would promise one.
+UNSTAFFED = (
+    "I'm sorry, I can't answer that here, and no one from our team can take over this chat. For "
+    "anything urgent, call us on the number on the back of your card."
+)
+#: The buttons that hand the conversation to a person ("Talk to a person", "Book an adviser call").
+PERSON_CHOICES = frozenset({HANDOFF_CHOICE, ADVISER_CHOICE})
+
+
+def unstaffed(decision: Decision) -> Decision:
+    """``decision`` as said where no person can take over: a handoff says so (:data:`UNSTAFFED`)
+    instead of promising someone, and no reply offers a button for a person."""
+    choices = tuple(c for c in decision.choices if c.value not in PERSON_CHOICES)
+    if decision.route == Route.HANDOFF:
+        return replace(decision, answer=UNSTAFFED, choices=choices)
+    return replace(decision, choices=choices)
 
 
 def _outgoing(reply: StoredMessage, duplicate: bool = False) -> Outgoing:

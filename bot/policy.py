@@ -60,7 +60,7 @@ ADVICE_TAG = "advice"
 #: The reply when nothing fits well enough to answer (rule ``handoff``). A handoff is opened at once
 #: (:meth:`bot.ops_desk.OpsDesk.after_reply`, and the expected wait is appended), so the reply says
 #: so rather than asking, and offers no "Talk to a person" button for what is already done. Without
-#: an ops channel it is replaced by :data:`bot.service.UNSTAFFED`; at a handoff cap, by
+#: an ops channel it is replaced by :data:`bot.core.UNSTAFFED`; at a handoff cap, by
 #: :data:`bot.abuse.BUSY`.
 UNSURE = (
     "I'm not sure I can answer that correctly, and I'd rather not guess, so I'm passing you to a "

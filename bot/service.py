@@ -33,8 +33,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bot.abuse import BUSY, AbuseLimits
-from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE
-from bot.core import Incoming, Outgoing, TellerCore, message_text
+from bot.choices import ADVISER_CHOICE
+from bot.core import PERSON_CHOICES, UNSTAFFED, Incoming, Outgoing, TellerCore, message_text
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
@@ -64,12 +64,6 @@ log = logging.getLogger(__name__)
 
 #: Routes whose replies are not customer messages of the store (an interview's prompts).
 UNSTORED_ROUTES = frozenset({"interview"})
-#: A handed-off message's reply where no person can take over (no ops channel configured): what the
-#: policy or small talk would have said ("I'll connect you with someone") would promise one.
-UNSTAFFED = (
-    "I'm sorry, I can't answer that here, and no one from our team can take over this chat. For "
-    "anything urgent, call us on the number on the back of your card."
-)
 #: The one answer to feedback on a reply that is unknown, another customer's, or not Teller's.
 NO_SUCH_REPLY = "no reply of Teller's with that id in this conversation"
 
@@ -115,15 +109,23 @@ class TellerService:
         classifier windows, :meth:`TellerCore.message_cost`). Pressing "Book an adviser call"
         (:data:`~bot.choices.ADVISER_CHOICE`) also records the outcome ``adviser_call_booked`` on the
         customer's latest reply that offered the button (:meth:`book_adviser_call`)."""
-        reply = self._handle(incoming, private)
-        if incoming.text.strip() == ADVISER_CHOICE and reply.route not in UNSTORED_ROUTES:
+        staffed = self.staffed
+        reply = self._handle(incoming, private, staffed)
+        if staffed and incoming.text.strip() == ADVISER_CHOICE and reply.route not in UNSTORED_ROUTES:
             self.book_adviser_call(incoming, reply)
-        if reply.route == Route.HANDOFF.value and (self.ops is None or self.ops.board is None):
-            # Nobody can take over here (no ops channel): promise no person, offer no button for one.
-            log.warning("handoff_unstaffed", extra={"fields": {"channel": incoming.channel}})
-            choices = tuple(c for c in reply.choices if c.value not in (HANDOFF_CHOICE, ADVISER_CHOICE))
-            return replace(reply, text=UNSTAFFED, choices=choices)
+        if not staffed and reply.route not in UNSTORED_ROUTES:
+            # Nobody can take over here (no ops channel): the core stored what is said (UNSTAFFED, no
+            # button for a person); a reply stored before it knew, replayed, is told the same.
+            if reply.route == Route.HANDOFF.value:
+                log.warning("handoff_unstaffed", extra={"fields": {"channel": incoming.channel}})
+                reply = replace(reply, text=UNSTAFFED)
+            reply = replace(reply, choices=tuple(c for c in reply.choices if c.value not in PERSON_CHOICES))
         return reply
+
+    @property
+    def staffed(self) -> bool:
+        """Whether a person can take a handed-off conversation over (an ops channel is configured)."""
+        return self.ops is not None and self.ops.board is not None
 
     def book_adviser_call(self, incoming: Incoming, reply: Outgoing) -> Outcome | None:
         """Record ``adviser_call_booked`` on the latest reply of the customer's that offered the
@@ -179,7 +181,7 @@ class TellerService:
                 raise NotFound(NO_SUCH_ANSWER)
         return outcomes.record(message_id, name, BACKEND_SOURCE, actor=actor)
 
-    def _handle(self, incoming: Incoming, private: bool) -> Outgoing:
+    def _handle(self, incoming: Incoming, private: bool, staffed: bool) -> Outgoing:
         if private and self.desk is not None:
             earlier = self.desk.replay(incoming)  # an interview message seen before: same reply
             if earlier is not None:
@@ -204,7 +206,7 @@ class TellerService:
             return replayed
         if self.ops is not None and (relayed := self.ops.relay_in(incoming)) is not None:
             return relayed
-        reply = self.core.handle(incoming, replayed=False)
+        reply = self.core.handle(incoming, replayed=False, staffed=staffed)
         return reply if self.ops is None else self._after_reply(incoming, reply, waiting=True)
 
     def _after_reply(self, incoming: Incoming, reply: Outgoing, waiting: bool) -> Outgoing:

@@ -17,10 +17,11 @@ from fastapi.testclient import TestClient
 
 from bot.assistant import build_core, build_service
 from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, ChoiceKind, kind_of
-from bot.core import TellerCore
+from bot.core import UNSTAFFED, TellerCore
 from bot.errors import InputError, NotFound
 from bot.positioning_desk import PositioningDesk
 from bot.privacy.erasure import Eraser
+from bot.privacy.redaction import redact
 from bot.service import TellerService
 from bot.settings import get_settings
 from bot.storage import AuditAction, NewExchange, Store
@@ -127,7 +128,11 @@ def _say(bank: Bank, customer: str, text: str) -> dict[str, object]:
 
 
 def test_the_adviser_button_books_a_call_and_the_advice_need_reads_resolved(bank: Bank) -> None:
+    from tests.test_sessions import Board
+
     store = bank.core.store
+    assert bank.service.ops is not None
+    bank.service.ops.attach_board(Board())  # an ops channel: someone can take the call
     advice = _say(bank, "cust-1", ADVICE_QUESTION)
     assert advice["route"] == "advice"
     button = next(c for c in advice["choices"] if c["label"] == "Book an adviser call")  # type: ignore[attr-defined]
@@ -154,6 +159,29 @@ def test_the_adviser_button_books_a_call_and_the_advice_need_reads_resolved(bank
     rules = parse_resolutions(["investment advice | outcome=adviser_call_booked"])
     assert judge(logged, links, rules).needs[0].satisfaction == Rate(1, 2)
     assert judge(logged, links).needs[0].satisfaction == Rate(0, 2)  # a refusal alone: never resolved
+
+
+def test_without_an_ops_channel_no_adviser_call_is_offered_or_booked_and_the_store_keeps_what_was_said(
+    bank: Bank,
+) -> None:
+    """Nobody can take a call or a chat over: the advice reply offers no button for a person, a
+    typed "handoff:adviser" books nothing, and the stored replies are the words the customer got
+    (redacted, as every stored text)."""
+    store = bank.core.store
+    assert bank.service.ops is not None and bank.service.ops.board is None
+    advice = _say(bank, "cust-1", ADVICE_QUESTION)
+    assert advice["route"] == "advice"
+    assert all(c["value"] not in (ADVISER_CHOICE, HANDOFF_CHOICE) for c in advice["choices"])  # type: ignore[attr-defined]
+    pressed = _say(bank, "cust-1", ADVISER_CHOICE)
+    person = _say(bank, "cust-1", "I want to talk to a person")
+    assert pressed["route"] == person["route"] == "handoff" and pressed["reply"] == UNSTAFFED
+    assert store.outcomes.of_messages([str(advice["message_id"]), str(pressed["message_id"])]) == {}
+    for said in (advice, pressed, person):
+        stored = store.conversations.message(str(said["message_id"]))
+        assert stored.text == redact(str(said["reply"])) and [v for _, v in stored.choices] == [
+            c["value"]  # type: ignore[index]
+            for c in said["choices"]  # type: ignore[attr-defined]
+        ]
 
 
 def test_the_bank_records_outcomes_through_the_api(bank: Bank) -> None:

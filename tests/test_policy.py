@@ -591,3 +591,30 @@ def test_calibration_set_judges_dev_messages_by_coverage_only_with_a_banks_entri
     labels_alone, _ = data.features(policy, self_test=False, coverage=NO_COVERAGE)
     assert labels_alone.dev.tolist() == [True, True, True] and labels_alone.intent_right.tolist()[0]
     kb.close()
+
+
+def test_an_infeasible_fit_hands_off_rather_than_answer_wrongly() -> None:
+    """Where in-scope messages have no answer of their own (a bank's FAQ alone, no starter), the
+    false-handoff target cannot be met: the closest setting must not buy fewer handoffs with wrong
+    answers (an earlier fallback summed the shortfalls and answered everything with any entry)."""
+    from bot.calibration import _search
+
+    rng = np.random.default_rng(3)
+    unanswered = [
+        replace(
+            signals(p1=0.9, nearest=0.9, hits=(hit(FEE, float(rng.uniform(0.3, 0.6)), starter=False),)),
+            intent_has_answer=False,
+        )
+        for _ in range(200)
+    ]
+    out = [signals(p1=0.5, nearest=0.2) for _ in range(190)]
+    # A few out-of-scope messages look like the entry: answering every message from it lets them in.
+    out += [signals(p1=0.5, nearest=0.2, hits=(hit(FEE, 0.5, starter=False),)) for _ in range(10)]
+    features = Features.from_signals(unanswered + out, ["card_arrival"] * 200 + [OOS] * 200)
+    targets = Targets(min_oos_recall=0.9, max_false_handoff=0.02)
+    never = replace(T, faq=1.01, faq_fallback=1.01, bank=1.01, agree_kb=1.01)
+    answer_all = replace(T, faq=0.05, faq_fallback=0.05, bank=0.05)
+    assert score_routes(features, answer_all).answered_wrongly == 1.0
+    assert score_routes(features, never).false_handoff == 1.0
+    chosen, feasible = _search(features, targets, [answer_all, never])
+    assert not feasible and chosen == never
