@@ -62,3 +62,23 @@ def test_eval_scores_the_policy_on_oos_rows(teller_env: Path, tmp_path: Path, to
     assert sum(policy["routes"].values()) == 82
     assert report["n"] == 80  # the classifier is scored on in-scope rows only
     assert "## Policy" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_removing_the_entry_that_answers_an_intent_warns_and_names_what_it_replaced(
+    teller_env: Path, tmp_path: Path
+) -> None:
+    md = tmp_path / "card.md"
+    md.write_text(
+        "## When will my new card arrive?\nid: bank-card-arrival\nintent: card_arrival\n\n"
+        "Cards from Harbour arrive within five working days.\n"
+    )
+    code, stdout, _ = run("kb", "add", str(md))
+    assert code == 0, stdout
+    code, stdout, _ = run("kb", "remove", "bank-card-arrival")
+    assert code == 0
+    said = " ".join(stdout.split())
+    assert "warning: intent `card_arrival` has no answer entry now" in said
+    assert "teller kb restore card_arrival" in said
+    assert run("kb", "restore", "card_arrival")[0] == 0
+    [top] = json_lines(run("ask", "where is my new card", "--json")[1])
+    assert top["kb_id"] == "card_arrival"

@@ -466,7 +466,8 @@ def kb_supersede(
 def kb_remove(
     entry_id: Annotated[str, typer.Argument(metavar="ID", help="Entry id from `teller kb list`.")],
 ) -> None:
-    """Remove one entry (and only its vectors from the index)."""
+    """Remove one entry (and only its vectors from the index). Warns when that leaves its intent
+    without an answer entry, naming the entry it superseded there (`kb restore` puts it back)."""
     from bot.assistant import open_kb
 
     settings = get_settings()
@@ -475,6 +476,23 @@ def kb_remove(
     _audit(settings, {"command": "remove", "removed": [entry.id], "intent": entry.intent}, entry.id)
     _refit(settings, kb)
     out.print(f"Removed {entry.id!r}; {len(kb)} entries left.")
+    if entry.intent is not None and kb.for_intent(entry.intent) is None:
+        earlier = [
+            r.entry.id
+            for r in kb.superseded()
+            if r.superseded_by == entry.id and entry.intent in (r.moved_intent, r.entry.intent)
+        ]
+        restore = (
+            f"; `teller kb restore {earlier[0]}` puts back the entry it took the intent from"
+            if earlier
+            else ""
+        )
+        out.print(
+            f"warning: intent `{entry.intent}` has no answer entry now: its messages are answered from "
+            f"the rest of the knowledge base or handed off{restore}.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @kb_app.command("search")
