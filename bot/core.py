@@ -248,10 +248,15 @@ UNSTAFFED = (
 PERSON_CHOICES = frozenset({HANDOFF_CHOICE, ADVISER_CHOICE})
 
 
+def without_person(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
+    """``choices`` less the buttons that hand the conversation to a person (:data:`PERSON_CHOICES`)."""
+    return tuple(c for c in choices if c.value not in PERSON_CHOICES)
+
+
 def unstaffed(decision: Decision) -> Decision:
     """``decision`` as said where no person can take over: a handoff says so (:data:`UNSTAFFED`)
     instead of promising someone, and no reply offers a button for a person."""
-    choices = tuple(c for c in decision.choices if c.value not in PERSON_CHOICES)
+    choices = without_person(decision.choices)
     if decision.route == Route.HANDOFF:
         return replace(decision, answer=UNSTAFFED, choices=choices)
     return replace(decision, choices=choices)

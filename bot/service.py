@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.abuse import BUSY, AbuseLimits
 from bot.choices import ADVISER_CHOICE
-from bot.core import PERSON_CHOICES, UNSTAFFED, Incoming, Outgoing, TellerCore, message_text
+from bot.core import UNSTAFFED, Incoming, Outgoing, TellerCore, message_text, without_person
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
@@ -108,7 +108,8 @@ class TellerService:
         answered as the first time, counting one unit of the limits (a new one counts its
         classifier windows, :meth:`TellerCore.message_cost`). Pressing "Book an adviser call"
         (:data:`~bot.choices.ADVISER_CHOICE`) also records the outcome ``adviser_call_booked`` on the
-        customer's latest reply that offered the button (:meth:`book_adviser_call`)."""
+        customer's latest reply that offered the button (:meth:`book_adviser_call`), where someone
+        can take the call (:attr:`staffed`; without an ops channel no reply offers it)."""
         staffed = self.staffed
         reply = self._handle(incoming, private, staffed)
         if staffed and incoming.text.strip() == ADVISER_CHOICE and reply.route not in UNSTORED_ROUTES:
@@ -119,7 +120,7 @@ class TellerService:
             if reply.route == Route.HANDOFF.value:
                 log.warning("handoff_unstaffed", extra={"fields": {"channel": incoming.channel}})
                 reply = replace(reply, text=UNSTAFFED)
-            reply = replace(reply, choices=tuple(c for c in reply.choices if c.value not in PERSON_CHOICES))
+            reply = replace(reply, choices=without_person(reply.choices))
         return reply
 
     @property

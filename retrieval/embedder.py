@@ -26,8 +26,13 @@ def embedder_key(embedder: Embedder) -> str:
     """Which vectors an embedder gives: ``name:dim``, then ``:variant`` for a graph whose vectors
     differ slightly from the model's own (:attr:`OnnxSentenceEmbedder.variant`). What derived files
     fitted over those vectors are keyed by (the calibration cache, a knowledge base's stored fit)."""
-    variant = getattr(embedder, "variant", None)
+    variant = embedder_variant(embedder)
     return f"{embedder.name}:{embedder.dim}" + (f":{variant}" if variant else "")
+
+
+def embedder_variant(embedder: Embedder) -> str:
+    """The embedder's graph (:attr:`OnnxSentenceEmbedder.variant`); empty for the model's own."""
+    return getattr(embedder, "variant", None) or ""
 
 
 class SentenceEmbedder:
@@ -81,9 +86,9 @@ class OnnxSentenceEmbedder:
     same vectors to 1e-6. Its matrix multiplications then keep their weights in int8
     (:func:`nlu.runtime.quantize_weights`): vectors within cosine 0.9995 of the fp32 graph's over
     600 Banking77 questions (0.9986 over the starter's texts), the same for a message alone as in a
-    batch, one pass 2.57 -> 1.80 ms alone and about 1 ms less
-    per message beside the classifier's pass, whose weights it no longer pushes out of the cache
-    (400 Banking77 questions, 2 cores, 2026-12-02). The four dev banks' FAQ figures were the same to
+    batch, one pass 2.57 -> 1.80 ms alone and about 1 ms less per message beside the classifier's
+    pass, whose weights it no longer pushes out of the cache (400 Banking77 questions, 2 cores,
+    2026-12-02). The four dev banks' FAQ figures were the same to
     the right answer (wrong answers 53 -> 51 of 722). Inputs are batched by length within
     :data:`nlu.tokenization.INFERENCE_BATCH_TOKENS`.
     """

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from retrieval.embedder import Embedder
+from retrieval.embedder import Embedder, embedder_variant
 from retrieval.entry import MAX_PASSAGES, MAX_QUESTIONS, KBEntry, answer_passages
 from retrieval.errors import EntryNotFoundError, IndexCorruptError, RetrievalError
 from retrieval.index import VectorIndex
@@ -1064,29 +1064,22 @@ class KnowledgeBase:
         # alone. Another graph's vectors, or an earlier Teller's, are a little off this graph's, so
         # every entry is embedded again as the index opens, and the mark is written only then (a
         # crash or a failed export in between leaves it stale, to be done at the next open).
-        revision = int(self._meta("revision") or 0)
         marker = self._meta(VARIANT_KEY)
-        self._reembedding: str | None = None
-        if marker != self._variant_marker(revision):
+        wanted_marker = self._variant_marker(int(self._meta("revision") or 0))
+        self._reembedding = marker != wanted_marker
+        if self._reembedding:
             with self._db.conn:
                 count = self._db.execute("UPDATE entries SET indexed = 0").rowcount
-            self._reembedding = marker or "none"
             if count:
                 log.info(
                     "kb_reembed",
-                    extra={
-                        "fields": {
-                            "from": marker or "none",
-                            "to": self._variant_marker(revision),
-                            "entries": count,
-                        }
-                    },
+                    extra={"fields": {"from": marker or "none", "to": wanted_marker, "entries": count}},
                 )
 
     def _variant_marker(self, revision: int) -> str:
         """``variant@revision``: the embedder's graph (:attr:`OnnxSentenceEmbedder.variant`, empty for
         the model's own) and the revision whose entries it embedded."""
-        return f"{getattr(self.embedder, 'variant', None) or ''}@{revision}"
+        return f"{embedder_variant(self.embedder)}@{revision}"
 
     def _meta(self, key: str) -> str | None:
         rows = list(self._db.table("meta").rows_where("key = ?", [key]))
@@ -1110,7 +1103,7 @@ class KnowledgeBase:
         stale = np.array(sorted(present - expected), dtype=np.int64)
         todo = sorted(unmarked | {self._by_key[i // SLOTS] for i in expected - present})
         if len(stale) or todo:
-            if self._reembedding is None:  # else logged as kb_reembed, an upgrade's, not a repair
+            if not self._reembedding:  # else logged as kb_reembed, an upgrade's, not a repair
                 log.warning(
                     "kb_index_repair", extra={"fields": {"stale_vectors": len(stale), "entries": len(todo)}}
                 )
@@ -1122,9 +1115,9 @@ class KnowledgeBase:
                 self._mark_indexed(todo)
             else:
                 index.save(path)
-        if self._reembedding is not None:
+        if self._reembedding:
             self._set_meta(VARIANT_KEY, self._variant_marker(int(self._meta("revision") or 0)))
-            self._reembedding = None
+            self._reembedding = False
         return index
 
 
