@@ -119,18 +119,14 @@ class OnnxSentenceEmbedder:
                 import onnxruntime as ort
 
                 from nlu.encoder import base_encoder_path
-                from nlu.runtime import session_threads
+                from nlu.runtime import serving_options, session_threads
                 from nlu.tokenization import TextEncoder
 
                 base = base_encoder_path()
                 path = self.cache_dir / self.FILE
                 if not path.is_file():
                     export_sentence_encoder(base, path)
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = session_threads(self._threads)
-                options.inter_op_num_threads = 1
-                options.log_severity_level = 3
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                options = serving_options(session_threads(self._threads), spin=True)
                 self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 self._tokenizer = TextEncoder(base / "tokenizer.json", max_length=256)
             return self._session, self._tokenizer

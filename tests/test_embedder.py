@@ -101,3 +101,21 @@ def test_the_calibration_cache_is_keyed_by_the_encoder_graph(tmp_path: Path) -> 
     first = _calibration_cache_file(policy(plain), *messages)  # type: ignore[arg-type]
     assert first == _calibration_cache_file(policy(HashingEmbedder()), *messages)  # type: ignore[arg-type]
     assert first != _calibration_cache_file(policy(other), *messages)  # type: ignore[arg-type]
+
+
+def test_the_encoder_spins_within_a_run_and_the_classifier_sleeps(
+    embedder_cache: Path, trained_models_dir: Path
+) -> None:
+    """The spin policy :func:`nlu.runtime.serving_options` documents: the retrieval encoder's pool
+    spins while a run lasts and stops after it; the classifier's (read two messages at once under
+    load) sleeps."""
+    from nlu.classifier import IntentClassifier
+    from nlu.registry import ModelRegistry
+
+    session, _ = OnnxSentenceEmbedder(embedder_cache)._load()
+    encoder = session.get_session_options()
+    assert encoder.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert encoder.get_session_config_entry("session.force_spinning_stop") == "1"
+    classifier = IntentClassifier.load(ModelRegistry(trained_models_dir).active_path())
+    options = classifier._runner._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
