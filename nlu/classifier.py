@@ -200,10 +200,12 @@ class IntentClassifier:
         else:
             batches = length_sorted_batches([len(x) for x in ids], batch_size, INFERENCE_BATCH_TOKENS)
 
-        def run(batch: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            return self._runner.run(*pad([ids[i] for i in batch]))
+        overlapping = alone and len(batches) > 1  # several runs at once (see OnnxRunner)
 
-        if alone and len(batches) > 1:
+        def run(batch: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return self._runner.run(*pad([ids[i] for i in batch]), overlapping=overlapping)
+
+        if overlapping:
             outputs = _alone(run, batches, self._runner.threads)
         else:
             outputs = [run(batch) for batch in batches]

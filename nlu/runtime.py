@@ -183,14 +183,15 @@ def serving_options(threads: int, *, spin: bool) -> Any:
     (``session.force_spinning_stop``), so nothing spins between runs; without, they sleep.
 
     Measured (the int8 classifier's pass then the retrieval encoder's, 2 intra-op threads each,
-    Banking77 questions, 2 cores, 2026-12-02, two rounds): one message at a time, p50 of the two
-    passes 3.86 / 4.07 ms with both sleeping, 3.62 / 3.56 with the encoder spinning, 2.91 / 3.48
-    with both spinning. Under load (batches of 8: the classifier reads messages alone, two at once
-    on its one session; the encoder reads the batch) 345 / 333, 341 / 363 and 295 / 272
-    messages/s: the classifier's concurrent runs lose to each other's spinning, the encoder's
-    single run does not. So the retrieval encoder spins and the classifier sleeps. Spinning
-    without the stop took 8.1 ms for the two passes: one session's idle spinners took the cores
-    from the next session's run."""
+    Banking77 questions, 2 cores, 2026-12-02): one message at a time, p50 of the two passes
+    3.29-3.63 ms with the classifier sleeping against 2.72-2.87 ms spinning (five rounds of 300,
+    alternated, the encoder spinning in both), and 3.86 / 4.07 ms with both sleeping against
+    3.62 / 3.56 ms with the encoder spinning (two rounds). Under load (batches of 8: the classifier
+    reads messages alone, two at once on one session; the encoder reads the batch) 345 / 333 messages/s
+    both sleeping, 341 / 363 the encoder spinning, 295 / 272 both spinning: runs that overlap lose to
+    each other's spinning, so the classifier keeps a sleeping session for them
+    (:class:`OnnxRunner`). Spinning without the stop took 8.1 ms for the two passes: one session's
+    idle spinners took the cores from the next session's run."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -209,7 +210,14 @@ def session_threads(threads: int | None = None) -> int:
 
 
 class OnnxRunner:
-    """One ONNX Runtime session; ``run`` is safe to call from several threads at once."""
+    """The classifier's ONNX graph in two ONNX Runtime sessions of the same file: one whose pool
+    spins within a run, for a run that has the cores to itself (a lone message, the usual case at
+    rest), and one whose pool sleeps, for runs that overlap (the classifier reading several messages
+    at once under load). See :func:`serving_options` for the measurements; the second session costs
+    the graph's size in memory once more (37 MB for the int8 classifier). ``run`` is safe to call
+    from several threads at once.
+
+    Raises :class:`ArtifactError` for a missing or unreadable file."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -219,18 +227,25 @@ class OnnxRunner:
             raise ArtifactError(f"{path}: no such ONNX model")
         #: Cores the session's runs use (its intra-op threads).
         self.threads = session_threads(threads)
-        options = serving_options(self.threads, spin=False)
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(
+                str(path), serving_options(self.threads, spin=True), providers=["CPUExecutionProvider"]
+            )
+            self._overlapping = ort.InferenceSession(
+                str(path), serving_options(self.threads, spin=False), providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own untyped errors on a corrupt file
             raise ArtifactError(f"{path}: cannot load ONNX model ({exc})") from None
         self.path = path
 
     def run(
-        self, input_ids: np.ndarray, attention_mask: np.ndarray
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, overlapping: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(logits, embeddings, similarities to the memory)`` for a padded batch."""
-        logits, embeddings, similarities = self._session.run(
+        """``(logits, embeddings, similarities to the memory)`` for a padded ``(batch, tokens)``
+        batch. ``overlapping``: other runs of this runner go on at the same time (the session whose
+        threads sleep takes it); the same results either way."""
+        session = self._overlapping if overlapping else self._session
+        logits, embeddings, similarities = session.run(
             list(OUTPUTS), {"input_ids": input_ids, "attention_mask": attention_mask}
         )
         return logits, embeddings, similarities

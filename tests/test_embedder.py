@@ -103,19 +103,31 @@ def test_the_calibration_cache_is_keyed_by_the_encoder_graph(tmp_path: Path) -> 
     assert first != _calibration_cache_file(policy(other), *messages)  # type: ignore[arg-type]
 
 
-def test_the_encoder_spins_within_a_run_and_the_classifier_sleeps(
+def test_sessions_spin_within_a_run_except_the_classifiers_overlapping_runs(
     embedder_cache: Path, trained_models_dir: Path
 ) -> None:
     """The spin policy :func:`nlu.runtime.serving_options` documents: the retrieval encoder's pool
-    spins while a run lasts and stops after it; the classifier's (read two messages at once under
-    load) sleeps."""
+    and the classifier's lone runs spin while a run lasts and stop after it; the classifier's runs
+    that overlap (several messages at once under load) take a session that sleeps, with the same
+    results."""
+    import numpy as np
+
     from nlu.classifier import IntentClassifier
     from nlu.registry import ModelRegistry
+    from nlu.tokenization import pad
 
     session, _ = OnnxSentenceEmbedder(embedder_cache)._load()
     encoder = session.get_session_options()
     assert encoder.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert encoder.get_session_config_entry("session.force_spinning_stop") == "1"
     classifier = IntentClassifier.load(ModelRegistry(trained_models_dir).active_path())
-    options = classifier._runner._session.get_session_options()
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    runner = classifier._runner
+    lone, overlapping = runner._session.get_session_options(), runner._overlapping.get_session_options()
+    assert lone.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert lone.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert overlapping.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    ids = classifier._tokenizer.encode(["where is my card", "I was charged twice for one coffee"])
+    for one in ids:
+        alone, beside = runner.run(*pad([one])), runner.run(*pad([one]), overlapping=True)
+        for a, b in zip(alone, beside, strict=True):
+            np.testing.assert_array_equal(a, b)
