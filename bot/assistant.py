@@ -114,7 +114,7 @@ def build_policy(
     policy = AnswerPolicy(
         classifier,
         kb,
-        load_smalltalk(),
+        load_smalltalk(bank=settings.bank),
         load_advice(extra=advice_questions),
         base_memory=base_memory,
         information=load_information(),
@@ -445,7 +445,7 @@ def build_channels(
     service = service or build_service(settings, core)
     channels: list[Channel] = []
     if settings.telegram_bot_token is not None:
-        from bot.channels.telegram import TelegramChannel
+        from bot.channels.telegram import TelegramChannel, help_text
 
         secret = settings.telegram_webhook_secret
         telegram = TelegramChannel(
@@ -457,6 +457,7 @@ def build_channels(
             service=service,
             # Telegram has one getUpdates consumer per bot: one replica polls, the others stand by.
             leadership=lambda: core.store.database.try_lock("telegram-polling"),
+            help=help_text(settings.bank),
         )
         channels.append(telegram)
         if service.ops is not None:

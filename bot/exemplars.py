@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from bot.errors import ConfigError
+from bot.settings import STARTER_BANK, bank_possessive
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SMALLTALK_FILE = DATA_DIR / "smalltalk.yaml"
@@ -63,11 +64,17 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
 
 
-def load_smalltalk(path: Path = SMALLTALK_FILE) -> ExemplarSet:
+#: What stands for the bank's name, in the possessive, in a small-talk reply.
+BANK_PLACEHOLDER = "{bank's}"
+
+
+def load_smalltalk(path: Path = SMALLTALK_FILE, bank: str = STARTER_BANK) -> ExemplarSet:
+    """The small talk Teller answers itself, its replies naming ``bank`` (the bank's name
+    customers see; "" for none, see :func:`bot.settings.bank_possessive`)."""
     data = _read_yaml(path)
     texts, categories, replies = [], [], {}
     for category, body in data.items():
-        replies[category] = body["reply"]
+        replies[category] = str(body["reply"]).replace(BANK_PLACEHOLDER, bank_possessive(bank))
         for example in body["examples"]:
             texts.append(str(example))
             categories.append(category)

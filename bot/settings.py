@@ -14,6 +14,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.abuse import AbuseLimits, LimitSettings
 from bot.errors import ConfigError
 
+#: The fictional bank of the Lumen starter knowledge base: the name customers see by default with it.
+STARTER_BANK = "Lumen Bank"
+
+
+def bank_possessive(bank: str) -> str:
+    """``"Harbour & Vale's"`` for a name (``"Barclays'"`` for one ending in s), ``"your bank's"``
+    for none: what comes before "assistant" in Teller's greetings."""
+    if not bank:
+        return "your bank's"
+    return f"{bank}'" if bank.endswith("s") else f"{bank}'s"
+
 
 def default_home() -> Path:
     """``$XDG_DATA_HOME/teller``, i.e. ``~/.local/share/teller`` by default."""
@@ -119,6 +130,14 @@ class Settings(BaseSettings):
         description="What a new knowledge base starts with: lumen (the fictional Lumen Bank's entries "
         "shipped with Teller), none (empty), or the path of a KB file (CSV, JSONL or Markdown). "
         "Read only when the knowledge base is first created.",
+    )
+    bank_name: str = Field(
+        default="",
+        max_length=60,
+        validation_alias="TELLER_BANK_NAME",
+        description="The bank's name as customers see it (the web chat's title, greetings, Telegram's "
+        "/help): e.g. 'Harbour & Vale'. Unset: 'Lumen Bank' with the Lumen starter "
+        "(TELLER_KB_STARTER=lumen), else no name ('your bank's assistant').",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
@@ -286,6 +305,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("bank_name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("the bank's name must be printable text on one line")
+        return value
+
     @field_validator("customer_token_key")
     @classmethod
     def _token_key_strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -400,6 +426,15 @@ class Settings(BaseSettings):
         if starter.lower() in ("none", ""):
             return None
         return Path(starter).expanduser()
+
+    @property
+    def bank(self) -> str:
+        """The bank's name customers see: ``TELLER_BANK_NAME``, else the starter's fictional bank
+        with the Lumen starter, else "" (no name)."""
+        name = " ".join(self.bank_name.split())
+        if name:
+            return name
+        return STARTER_BANK if self.kb_starter.strip().lower() == "lumen" else ""
 
     @property
     def reports_dir(self) -> Path:

@@ -71,6 +71,7 @@ def serve(
         operator_key=settings.operator_api_key,
         production=settings.production,
         server_timing=settings.server_timing,
+        bank=settings.bank,
         identities=Identities.from_store(
             core.store,
             settings.session_secret,

@@ -11,6 +11,7 @@ signed payloads); errors never echo what was sent.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import unicodedata
@@ -34,6 +35,7 @@ from bot.choices import ChoiceKind
 from bot.core import MAX_TEXT, Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, NotFound, RateLimited, TellerError
 from bot.service import TellerService
+from bot.settings import STARTER_BANK, bank_possessive
 from bot.stages import collecting
 from bot.stages import current as current_stage_times
 from bot.storage import HUMAN_ROUTE, StoreError
@@ -293,6 +295,21 @@ async def current_customer(request: Request) -> WebCustomer:
     return identities.resolve(request)
 
 
+def chat_page_html(bank: str) -> str:
+    """The web chat's page naming ``bank`` (HTML-escaped; "" for no name): its title, its header
+    and the greeting its script shows first (a data attribute: the page allows no inline script)."""
+    assistant = f"{bank_possessive(bank)} assistant"
+    fields = {
+        "title": f"Teller · {bank}" if bank else "Teller",
+        "assistant": assistant[:1].upper() + assistant[1:],
+        "greeting": f"Hello! I'm Teller, {assistant}. How can I help?",
+    }
+    page = (STATIC / "chat.html").read_text(encoding="utf-8")
+    for name, value in fields.items():
+        page = page.replace("{{" + name + "}}", html.escape(value, quote=True))
+    return page
+
+
 def message_out(reply: Outgoing) -> MessageOut:
     return MessageOut(
         reply=reply.text,
@@ -316,6 +333,7 @@ def create_app(
     production: bool = False,
     identities: Identities | None = None,
     server_timing: bool = False,
+    bank: str = STARTER_BANK,
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
     ``channels``, then ``background`` work that needs the channels running (delivery recovery)
@@ -326,6 +344,7 @@ def create_app(
     (:class:`bot.web.security.OperatorKey`); without it they answer 403.
     ``production`` (``TELLER_ENV=production``): the API docs answer 404 and ``/healthz`` shows only
     its status, except to a request carrying that key.
+    ``bank`` (:attr:`bot.settings.Settings.bank`): the bank's name the chat page shows ("" for none).
     ``server_timing`` (``TELLER_SERVER_TIMING``): every response says where its time went
     (:class:`ServerTiming`), to every client (logged as a warning in production).
     ``identities`` resolve requests to customers (:class:`bot.web.sessions.Identities`; by default
@@ -423,9 +442,11 @@ def create_app(
         # Behind a proxy trusted by TELLER_FORWARDED_ALLOW_IPS this is the client's, not the proxy's.
         return request.client.host if request.client is not None else None
 
+    chat_html = chat_page_html(bank)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def chat_page(request: Request) -> HTMLResponse:
-        page = HTMLResponse((STATIC / "chat.html").read_text(encoding="utf-8"))
+        page = HTMLResponse(chat_html)
         if identities.page_customer(request) is None:  # first visit, or the session ran out
             try:
                 limits.session(address(request))

@@ -12,6 +12,7 @@ from bot.channels.telegram.channel import (
     SECRET_HEADER,
     WEBHOOK_PATH,
     TelegramChannel,
+    help_text,
 )
 from bot.channels.telegram.transport import TelegramPart, TelegramTransport
 
@@ -23,4 +24,5 @@ __all__ = [
     "TelegramChannel",
     "TelegramPart",
     "TelegramTransport",
+    "help_text",
 ]

@@ -55,16 +55,26 @@ from bot.choices import HANDOFF_CHOICE
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, sentence
 from bot.service import TellerService
+from bot.settings import STARTER_BANK, bank_possessive
 from bot.storage.database import Lease
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-HELP = (
-    "I'm Teller, Lumen Bank's assistant. Ask me anything about your cards, payments, transfers, top-ups or "
-    "account, in your own words.\n\n/human talks to a person\n/help shows this message"
-)
+
+
+def help_text(bank: str) -> str:
+    """What ``/start`` and ``/help`` say, naming ``bank`` (the bank's name customers see, "" for none)."""
+    return (
+        f"I'm Teller, {bank_possessive(bank)} assistant. Ask me anything about your cards, payments, "
+        "transfers, top-ups or account, in your own words.\n\n"
+        "/human talks to a person\n/help shows this message"
+    )
+
+
+#: What ``/start`` and ``/help`` say with the starter's bank (the composition root passes the bank's own).
+HELP = help_text(STARTER_BANK)
 NOT_TEXT = "I can only read text messages for now. Could you type your question?"
 #: Retries of a request Telegram rate-limited (429), by python-telegram-bot's limiter, waiting
 #: Telegram's ``retry_after`` each time; what outlasts them is retried by the courier.
@@ -97,6 +107,7 @@ class TelegramChannel:
         rate_limit_retries: int = RATE_LIMIT_RETRIES,
         concurrent_updates: int = CONCURRENT_UPDATES,
         post_timeout: float = POST_TIMEOUT,
+        help: str = HELP,
     ) -> None:
         """Webhook mode: without ``webhook_secret`` a random one is generated, registered with
         ``setWebhook`` and required of every request (each start registers a new one; a cluster
@@ -107,6 +118,8 @@ class TelegramChannel:
         retry every ``lead_interval`` seconds and take over when the holder dies. Every replica
         can still send (handoff relays)."""
         self.core = core
+        #: What /start and /help say.
+        self.help = help
         self.service = service or TellerService(core)
         self.webhook_url = webhook_url
         #: Whether the webhook secret was generated here (none was configured).
@@ -285,13 +298,13 @@ class TelegramChannel:
         if words is None:  # a sticker, a photo without a caption...
             await self._say(where, NOT_TEXT)
         elif not words:  # only "@teller_bot"
-            await self._say(where, HELP)
+            await self._say(where, self.help)
         else:
             await self._answer(message, words, f"{message.chat.id}:{message.message_id}")
 
     async def _help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.message is not None:
-            await self._say(dialect.address_of(update.message), HELP)
+            await self._say(dialect.address_of(update.message), self.help)
 
     async def _human(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
@@ -308,7 +321,7 @@ class TelegramChannel:
         target = command[1] if command else None
         mine = target is not None and target.lower() == (self.me.username or "").lower()
         if not dialect.is_group(message.chat) or mine:
-            await self._say(dialect.address_of(message), HELP)
+            await self._say(dialect.address_of(message), self.help)
 
     async def _ignore(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.debug("telegram_ignored", extra={"fields": {"update_id": update.update_id}})

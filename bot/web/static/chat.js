@@ -129,6 +129,6 @@
     input.value = "";
     send(text);
   });
-  bubble("Hello! I'm Teller, Lumen Bank's assistant. How can I help?", "bot");
+  bubble(log.dataset.greeting || "Hello! I'm Teller. How can I help?", "bot");
   input.focus();
 })();
