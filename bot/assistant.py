@@ -381,6 +381,14 @@ def slack_configured(settings: Settings) -> bool:
     return settings.slack_app_token is not None or (bot_token is not None and signing is not None)
 
 
+def staffed(settings: Settings) -> bool:
+    """Whether a served Teller has people to take handoffs over: Slack configured with an ops
+    channel (``TELLER_OPS_CHANNEL``), the board :func:`build_channels` attaches. What a running
+    service says of itself is :attr:`bot.service.TellerService.staffed`; this is the same question
+    asked of the settings, for commands that start no channel (``teller ask``)."""
+    return slack_configured(settings) and bool(settings.ops_channel)
+
+
 def build_service(settings: Settings, core: TellerCore, swapper: ModelSwapper | None = None) -> TellerService:
     """The application façade every channel calls: positioning interviews (Slack DMs), handoffs and
     the review queue (operators), customer service and delivery. Everything follows the core's
@@ -479,7 +487,7 @@ def build_channels(
         channels.append(slack)
         if service.ops is not None:
             service.ops.register_transport(slack.transport)
-            if settings.ops_channel:
+            if staffed(settings):
                 service.ops.attach_board(slack.board)
     return channels
 

@@ -201,3 +201,28 @@ def test_chat_in_the_terminal_goes_through_the_application_service(teller_env: P
     assert customer[:2] == ["my card still has not arrived", "what is the weather like on mars"]
     replies = [m for m in stored if m.direction == "out"]
     assert len(replies) == len(customer) and delivered[DeliveryState.DELIVERED] == len(replies)
+
+
+def test_ask_tells_a_handoff_as_the_customer_would_be_told_it(
+    teller_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an ops channel nobody can take over: ``ask`` shows the unstaffed reply and no button
+    for a person; with Slack and an ops channel, the handoff's own words."""
+    from bot.core import PERSON_CHOICES, UNSTAFFED
+    from bot.settings import get_settings
+
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "TELLER_OPS_CHANNEL"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    code, stdout, _ = run("ask", "I want to talk to a human", "--json")
+    [alone] = json_lines(stdout)
+    assert code == 0 and alone["route"] == "handoff"
+    assert alone["answer"] == UNSTAFFED
+    assert not {c["value"] for c in alone["choices"]} & PERSON_CHOICES
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
+    monkeypatch.setenv("TELLER_OPS_CHANNEL", "C0OPS")
+    get_settings.cache_clear()
+    code, stdout, _ = run("ask", "I want to talk to a human", "--json")
+    [staffed] = json_lines(stdout)
+    assert code == 0 and staffed["route"] == "handoff" and staffed["answer"] != UNSTAFFED

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from bot.choices import Choice
 from bot.cli.app import EncodingOpt, JsonOpt, ModelOpt, app, emit_json, out
-from bot.core import Incoming, Outgoing
+from bot.core import Incoming, Outgoing, unstaffed
 from bot.errors import InputError
 from bot.policy import Decision, Route, Signals
 from bot.settings import get_settings
@@ -37,8 +37,10 @@ def ask(
     encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer one message, or a file of them (everything is loaded once)."""
-    from bot.assistant import build_policy
+    """Answer one message, or a file of them (everything is loaded once). A handoff reads as the
+    customer would be told it here: without an ops channel (no one can take over), the unstaffed
+    reply, with no button for a person."""
+    from bot.assistant import build_policy, staffed
     from nlu.data import read_messages
 
     if (text is None) == (batch is None):
@@ -52,7 +54,9 @@ def ask(
     messages = [text] if text is not None else read_messages(batch, encoding=encoding)  # type: ignore[arg-type]
     if not messages:
         raise InputError(f"{batch}: no messages in the file")
-    policy = build_policy(get_settings(), version)
+    settings = get_settings()
+    policy = build_policy(settings, version)
+    people = staffed(settings)
     valid = [m for m in messages if m.strip()]
     signals = iter(policy.signals(valid))
     for message in messages:
@@ -60,7 +64,8 @@ def ask(
             record: dict[str, Any] = {"text": message, "error": "empty message"}
         else:
             s = next(signals)
-            record = _record(s, policy.decide(s))
+            decision = policy.decide(s)
+            record = _record(s, decision if people else unstaffed(decision))
         if as_json:
             emit_json(record)
         elif "error" in record:
