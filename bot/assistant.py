@@ -23,6 +23,7 @@ from bot.calibration import (
     Targets,
     calibrate,
     calibrate_kb,
+    missed_targets,
 )
 from bot.channels import Channel
 from bot.core import TellerCore
@@ -246,6 +247,18 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
                 }
             },
         )
+        if not report["targets_met"]:
+            # The fit kept the fewest out-of-scope answers it could (bot.calibration._search): say so.
+            log.warning(
+                "kb_fit_misses_targets",
+                extra={
+                    "fields": {
+                        "model": version,
+                        "kb_revision": report["kb_revision"],
+                        "missed": missed_targets(report["fitted"], report["targets"]),
+                    }
+                },
+            )
     else:
         return None
     changed = thresholds != policy.thresholds
@@ -290,6 +303,12 @@ KB_THRESHOLDS = (
 
 def _kb_part(t: Thresholds) -> dict[str, float]:
     return {name: getattr(t, name) for name in KB_THRESHOLDS}
+
+
+def kb_fit_report(kb: KnowledgeBase) -> dict[str, Any] | None:
+    """The knowledge base's last threshold fit as stored in ``<kb>/calibration.json`` (its model,
+    revision, ``targets``, ``targets_met`` and ``fitted`` figures, ...), or None when it has none."""
+    return _read_kb_calibration(kb.directory)
 
 
 def _read_kb_calibration(directory: Path) -> dict[str, Any] | None:

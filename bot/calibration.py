@@ -406,6 +406,25 @@ def _feasible(m: PolicyMetrics, targets: Targets) -> bool:
     )
 
 
+def missed_targets(fitted: dict[str, Any], targets: dict[str, Any]) -> list[str]:
+    """What a fit's figures (``fitted``: :meth:`PolicyMetrics.to_dict`) miss of ``targets``
+    (:class:`Targets` as a dict), each as words for an operator, e.g. ``"out-of-scope answered from
+    the knowledge base 0.8 % (target at most 0.5 %)"``; empty when every target holds (the targets
+    :func:`_feasible` checks)."""
+    from_kb = "out-of-scope answered from the knowledge base"
+    checks = (
+        ("out-of-scope messages not answered", "oos_recall", "min_oos_recall", "at least"),
+        ("in-scope messages handed off", "false_handoff", "max_false_handoff", "at most"),
+        (from_kb, "oos_answered_from_kb", "max_oos_from_kb", "at most"),
+    )
+    missed = []
+    for words, figure, target, bound in checks:
+        value, goal = float(fitted.get(figure, 0.0)), float(targets.get(target, 0.0))
+        if (value < goal) if bound == "at least" else (value > goal):
+            missed.append(f"{words} {value:.1%} (target {bound} {goal:.1%})")
+    return missed
+
+
 def _search(
     features: Features, targets: Targets, candidates: Iterable[Thresholds]
 ) -> tuple[Thresholds, bool]:

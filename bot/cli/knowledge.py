@@ -110,7 +110,8 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
     """After a change: re-fit the answer policy's knowledge-base thresholds now (seconds), so the
     next `teller ask` and every running server (which would re-fit on its own) use them at once.
     A replicated knowledge base publishes the change to the other replicas first."""
-    from bot.assistant import build_policy, follow_kb, replicate_kb
+    from bot.assistant import build_policy, follow_kb, kb_fit_report, replicate_kb
+    from bot.calibration import missed_targets
     from nlu import NLUError
 
     synced = replicate_kb(kb)
@@ -137,6 +138,18 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
         f"any entry from a search confidence of {t.faq_fallback:.2f}.",
         highlight=False,
     )
+    report = kb_fit_report(kb)
+    if report is not None and report.get("targets_met") is False:
+        missed = missed_targets(report.get("fitted", {}), report.get("targets", {}))
+        figures = escape(str(kb.directory / "calibration.json"))
+        err.print(
+            "[yellow]Warning:[/yellow] the re-fit misses its targets ("
+            + escape("; ".join(missed) or "see calibration.json")
+            + "). It keeps out-of-scope questions out of the knowledge base first, so more messages "
+            "are handed off. Look for entries that overlap each other or the intents (`kb add` and "
+            f"`kb sync --dry-run` report them); the figures are in {figures}.",
+            highlight=False,
+        )
 
 
 def _ask(entry: KBEntry, overlap: Overlap, options: tuple[Choice, ...]) -> Choice:
