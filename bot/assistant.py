@@ -34,7 +34,7 @@ from bot.kb_replication import KnowledgeReplicator, SyncResult
 from bot.operators import Operators
 from bot.policy import ADVICE_TAG, RULE_NAMES, AnswerPolicy, PolicyConfig, Thresholds
 from bot.service import TellerService
-from bot.settings import Settings
+from bot.settings import STARTER_BANK, Settings
 from bot.storage import AuditAction, Store
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def build_policy(
     registry = ModelRegistry(settings.models)
     path = registry.path(version) if version else registry.active_path()
     classifier = IntentClassifier.load(path, precision=settings.serving_precision, threads=settings.threads)
-    kb = kb or open_kb(settings)
+    kb = kb if kb is not None else open_kb(settings)  # an empty one is falsy (len 0)
     advice_questions = [q for e in kb.entries() if ADVICE_TAG in e.tags for q in e.questions]
     # The base memory is comparable with retrieval vectors only if both come from the same encoder.
     base_memory = read_base_memory(path) if classifier.info.base_encoder == kb.embedder.name else None
@@ -115,7 +115,7 @@ def build_policy(
     policy = AnswerPolicy(
         classifier,
         kb,
-        load_smalltalk(bank=settings.bank),
+        load_smalltalk(bank=bank_name(settings, kb)),
         load_advice(extra=advice_questions),
         base_memory=base_memory,
         information=load_information(),
@@ -400,6 +400,17 @@ def slack_configured(settings: Settings) -> bool:
     return settings.slack_app_token is not None or (bot_token is not None and signing is not None)
 
 
+def bank_name(settings: Settings, kb: KnowledgeBase) -> str:
+    """The bank's name customers see: ``TELLER_BANK_NAME``; unset, the starter's fictional bank
+    (:data:`bot.settings.STARTER_BANK`) while ``kb`` still holds entries of the Lumen starter, whose
+    answers name it, else "" (no name: "your bank's assistant"). Read when Teller starts (a
+    server restarted after ``kb sync`` replaced the starter names no bank)."""
+    name = " ".join(settings.bank_name.split())
+    if name:
+        return name
+    return STARTER_BANK if any(kb.is_starter(e.id) for e in kb.entries()) else ""
+
+
 def staffed(settings: Settings) -> bool:
     """Whether a served Teller has people to take handoffs over: Slack configured with an ops
     channel (``TELLER_OPS_CHANNEL``), the board :func:`build_channels` attaches. What a running
@@ -484,7 +495,7 @@ def build_channels(
             service=service,
             # Telegram has one getUpdates consumer per bot: one replica polls, the others stand by.
             leadership=lambda: core.store.database.try_lock("telegram-polling"),
-            help=help_text(settings.bank),
+            help=help_text(bank_name(settings, core.policy.kb)),
         )
         channels.append(telegram)
         if service.ops is not None:

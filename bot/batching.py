@@ -50,7 +50,10 @@ class DecisionBatcher:
     def decide(self, text: str, timeout: float = 60.0) -> tuple[Decision, str]:
         """The policy's decision for ``text`` and the model version that made it."""
         future: Future[_Result] = Future()
-        if self._queue.empty() and self._running.acquire(blocking=False):
+        # Nothing queued nor taken by the worker and not yet answered (unfinished_tasks counts both:
+        # the worker marks its items done once answered), so a lone message never overtakes one
+        # the worker holds while it waits for the lock.
+        if self._queue.unfinished_tasks == 0 and self._running.acquire(blocking=False):
             try:
                 self._answer([(text, future)])
             finally:
@@ -84,7 +87,11 @@ class DecisionBatcher:
                         self._queue.put(_STOP)
                         break
                     batch.append(more)
-                self._answer(batch)  # type: ignore[arg-type]
+                try:
+                    self._answer(batch)  # type: ignore[arg-type]
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
 
     def _answer(self, batch: list[tuple[str, Future[_Result]]]) -> None:
         policy = self._policy()  # read once: a model swap never splits a batch

@@ -409,7 +409,7 @@ def _feasible(m: PolicyMetrics, targets: Targets) -> bool:
 def missed_targets(fitted: dict[str, Any], targets: dict[str, Any]) -> list[str]:
     """What a fit's figures (``fitted``: :meth:`PolicyMetrics.to_dict`) miss of ``targets``
     (:class:`Targets` as a dict), each as words for an operator, e.g. ``"out-of-scope answered from
-    the knowledge base 0.8 % (target at most 0.5 %)"``; empty when every target holds (the targets
+    the knowledge base 0.81% (target at most 0.50%)"``; empty when every target holds (the targets
     :func:`_feasible` checks)."""
     from_kb = "out-of-scope answered from the knowledge base"
     checks = (
@@ -421,7 +421,7 @@ def missed_targets(fitted: dict[str, Any], targets: dict[str, Any]) -> list[str]
     for words, figure, target, bound in checks:
         value, goal = float(fitted.get(figure, 0.0)), float(targets.get(target, 0.0))
         if (value < goal) if bound == "at least" else (value > goal):
-            missed.append(f"{words} {value:.1%} (target {bound} {goal:.1%})")
+            missed.append(f"{words} {value:.2%} (target {bound} {goal:.2%})")
     return missed
 
 

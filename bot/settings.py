@@ -136,8 +136,8 @@ class Settings(BaseSettings):
         max_length=60,
         validation_alias="TELLER_BANK_NAME",
         description="The bank's name as customers see it (the web chat's title, greetings, Telegram's "
-        "/help): e.g. 'Harbour & Vale'. Unset: 'Lumen Bank' with the Lumen starter "
-        "(TELLER_KB_STARTER=lumen), else no name ('your bank's assistant').",
+        "/help): e.g. 'Harbour & Vale'. Unset: 'Lumen Bank' while the knowledge base holds entries "
+        "of the Lumen starter, else no name ('your bank's assistant').",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
@@ -426,15 +426,6 @@ class Settings(BaseSettings):
         if starter.lower() in ("none", ""):
             return None
         return Path(starter).expanduser()
-
-    @property
-    def bank(self) -> str:
-        """The bank's name customers see: ``TELLER_BANK_NAME``, else the starter's fictional bank
-        with the Lumen starter, else "" (no name)."""
-        name = " ".join(self.bank_name.split())
-        if name:
-            return name
-        return STARTER_BANK if self.kb_starter.strip().lower() == "lumen" else ""
 
     @property
     def reports_dir(self) -> Path:

@@ -104,7 +104,9 @@ class IntentClassifier:
         precision = precision or info.precision
         if precision not in PRECISIONS:
             raise ArtifactError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-        runner = OnnxRunner(path / PRECISIONS[precision], threads=threads)
+        # Only a graph read message by message runs several at once (see _run).
+        overlapping = precision not in BATCH_INDEPENDENT
+        runner = OnnxRunner(path / PRECISIONS[precision], threads=threads, overlapping=overlapping)
         tokenizer = TextEncoder(path / "encoder" / "tokenizer.json", info.max_length)
         config = info.training
         scorer = Scorer(

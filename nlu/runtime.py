@@ -210,16 +210,17 @@ def session_threads(threads: int | None = None) -> int:
 
 
 class OnnxRunner:
-    """The classifier's ONNX graph in two ONNX Runtime sessions of the same file: one whose pool
-    spins within a run, for a run that has the cores to itself (a lone message, the usual case at
-    rest), and one whose pool sleeps, for runs that overlap (the classifier reading several messages
-    at once under load). See :func:`serving_options` for the measurements; the second session costs
-    the graph's size in memory once more (37 MB for the int8 classifier). ``run`` is safe to call
-    from several threads at once.
+    """The classifier's ONNX graph in ONNX Runtime: one session whose pool spins within a run, for a
+    run that has the cores to itself (a lone message, the usual case at rest), and, with
+    ``overlapping``, a second session of the same file whose pool sleeps, for runs that overlap (an
+    int8 classifier reading several messages at once under load; an fp32 one reads them in batches,
+    one run at a time, and needs none). See :func:`serving_options` for the measurements; the second
+    session costs about as much memory again (+49 MB measured for the int8 classifier, 2026-12-02).
+    ``run`` is safe to call from several threads at once.
 
     Raises :class:`ArtifactError` for a missing or unreadable file."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, overlapping: bool = True) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -231,8 +232,12 @@ class OnnxRunner:
             self._session = ort.InferenceSession(
                 str(path), serving_options(self.threads, spin=True), providers=["CPUExecutionProvider"]
             )
-            self._overlapping = ort.InferenceSession(
-                str(path), serving_options(self.threads, spin=False), providers=["CPUExecutionProvider"]
+            self._overlapping = (
+                ort.InferenceSession(
+                    str(path), serving_options(self.threads, spin=False), providers=["CPUExecutionProvider"]
+                )
+                if overlapping
+                else self._session
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors on a corrupt file
             raise ArtifactError(f"{path}: cannot load ONNX model ({exc})") from None
@@ -243,7 +248,7 @@ class OnnxRunner:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(logits, embeddings, similarities to the memory)`` for a padded ``(batch, tokens)``
         batch. ``overlapping``: other runs of this runner go on at the same time (the session whose
-        threads sleep takes it); the same results either way."""
+        threads sleep takes it, when the runner has one); the same results either way."""
         session = self._overlapping if overlapping else self._session
         logits, embeddings, similarities = session.run(
             list(OUTPUTS), {"input_ids": input_ids, "attention_mask": attention_mask}

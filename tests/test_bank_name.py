@@ -9,19 +9,32 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from bot.assistant import build_core
+from bot.assistant import bank_name, build_core
 from bot.channels.telegram import HELP, help_text
 from bot.exemplars import SMALLTALK_FILE, load_smalltalk
 from bot.settings import Settings, bank_possessive, get_settings
 from bot.web.app import chat_page_html, create_app
 
 
-def test_the_name_defaults_to_the_starters_bank_only_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_name_defaults_to_the_starters_bank_while_its_entries_are_there(
+    teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.assistant import bank_name, open_kb
+    from retrieval.entry import KBEntry
+
     monkeypatch.delenv("TELLER_BANK_NAME", raising=False)
-    assert Settings(TELLER_KB_STARTER="lumen").bank == "Lumen Bank"
-    assert Settings(TELLER_KB_STARTER="none").bank == ""
-    assert Settings(TELLER_KB_STARTER="bank.csv").bank == ""
-    assert Settings(TELLER_KB_STARTER="lumen", TELLER_BANK_NAME="  Harbour &  Vale ").bank == "Harbour & Vale"
+    get_settings.cache_clear()
+    settings = get_settings()
+    kb = open_kb(settings)
+    assert any(kb.is_starter(e.id) for e in kb.entries())
+    assert bank_name(settings, kb) == "Lumen Bank"
+    named = Settings(TELLER_BANK_NAME="  Harbour &  Vale ")
+    assert bank_name(named, kb) == "Harbour & Vale"
+    # The starter replaced by the bank's own entries (kb sync): no name, whatever TELLER_KB_STARTER says.
+    own = KBEntry(id="branches", questions=["Do you have branches?"], answer="One, in Leeds.")
+    kb.sync([own])
+    assert not any(kb.is_starter(e.id) for e in kb.entries())
+    assert bank_name(settings, kb) == ""
     with pytest.raises(ValidationError, match="printable"):
         Settings(TELLER_BANK_NAME="Harbour\nVale")
     with pytest.raises(ValidationError):
@@ -56,6 +69,8 @@ def test_the_chat_page_names_the_bank_escaped() -> None:
     assert "<small>Harbour &amp; Vale &lt;Ltd&gt;&#x27;s assistant</small>" in page
     assert 'data-greeting="Hello! I&#x27;m Teller, Harbour &amp; Vale &lt;Ltd&gt;&#x27;s assistant.' in page
     assert "Lumen" not in page and "{{" not in page
+    odd = chat_page_html("{{greeting}}")  # filled in one pass: a name is never read as a field
+    assert "<title>Teller · {{greeting}}</title>" in odd
     unnamed = chat_page_html("")
     assert "<title>Teller</title>" in unnamed and "<small>Your bank&#x27;s assistant</small>" in unnamed
 
@@ -66,8 +81,9 @@ def test_a_served_bank_greets_with_its_own_name(teller_env: Path, monkeypatch: p
     settings = get_settings()
     core = build_core(settings)
     try:
-        client = TestClient(create_app(core, bank=settings.bank))
+        client = TestClient(create_app(core, bank=bank_name(settings, core.policy.kb)))
         assert "Saltbush Mutual" in client.get("/").text
+        assert client.get("/static/chat.html").status_code == 404  # the template is not served raw
         greeting = core.policy.smalltalk.replies["greeting"]
         assert "Saltbush Mutual's assistant" in greeting
     finally:

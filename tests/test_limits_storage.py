@@ -16,7 +16,8 @@ from bot.errors import RateLimited
 
 
 def test_memory_uris_get_the_swept_storage_and_others_the_librarys() -> None:
-    assert isinstance(limits_storage("memory://"), SweptMemoryStorage)
+    for uri in ("memory://", "MEMORY://", " memory://", "memory://?anything=1", "memory:"):
+        assert isinstance(limits_storage(uri), SweptMemoryStorage), uri
     assert not isinstance(limits_storage("async+memory://"), SweptMemoryStorage)
     limits = AbuseLimits(LimitSettings(storage="memory://"))
     assert isinstance(limits._limiter.storage, SweptMemoryStorage)
@@ -52,9 +53,9 @@ def test_the_sweeper_drops_expired_entries(monkeypatch: pytest.MonkeyPatch) -> N
     assert not limiter.hit(item, "k")
     assert sum(map(len, storage.events.values())) == 2  # held until the window passes
     deadline = time.monotonic() + 5
-    while any(storage.events.values()) and time.monotonic() < deadline:
+    while storage.events and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(storage.events.values())
+    assert storage.events == {} and not storage.locks  # the key goes too, not only its events
     assert limiter.hit(item, "k")
 
 
@@ -65,3 +66,21 @@ def test_a_limit_over_the_swept_storage_still_refuses() -> None:
     with pytest.raises(RateLimited):
         limits.message("web", "alice")
     limits.message("web", "bob")
+
+
+def test_the_sweep_takes_the_guard_each_hit_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep holds the storage's guard for each key (AbuseLimits' own lock): a sweep never
+    runs inside a test-then-hit."""
+    guard = threading.Lock()
+    storage = SweptMemoryStorage("memory://", guard=guard)
+    limiter = MovingWindowRateLimiter(storage)
+    with guard:
+        assert limiter.hit(parse("5/second"), "k")
+        swept = threading.Thread(target=storage.sweep)
+        swept.start()
+        swept.join(0.2)
+        assert swept.is_alive()  # waiting for the guard
+    swept.join(5)
+    assert not swept.is_alive()
+    limits = AbuseLimits(LimitSettings())
+    assert limits._limiter.storage.guard is limits._lock  # type: ignore[attr-defined]

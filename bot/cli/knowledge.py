@@ -121,10 +121,11 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
         policy = policy or build_policy(settings, kb=kb, calibrate_if_missing=False)
         if policy.thresholds is None:
             return  # never calibrated: `teller calibrate` fits everything at once
-        if not follow_kb(policy):
-            return  # the knowledge base did not change, or the fit came out the same
+        changed = follow_kb(policy)
     except NLUError:
         return  # no model yet: `teller train` calibrates against the knowledge base as it is then
+    if changed is None:
+        return  # not looked at
     if len(kb) == 0:
         # Its bars are whatever the search found best over nothing: not worth reading.
         err.print(
@@ -132,18 +133,24 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
             "not answer is handed off. The answer policy is re-fitted when entries are added."
         )
         return
-    t = policy.thresholds
-    err.print(
-        f"Answer policy re-fitted for {len(kb)} entries: a general entry answers from {t.faq:.2f}, "
-        f"any entry from a search confidence of {t.faq_fallback:.2f}.",
-        highlight=False,
-    )
+    if changed:
+        t = policy.thresholds
+        err.print(
+            f"Answer policy re-fitted for {len(kb)} entries: a general entry answers from {t.faq:.2f}, "
+            f"any entry from a search confidence of {t.faq_fallback:.2f}.",
+            highlight=False,
+        )
+    # Whether or not the thresholds moved: the fit for the knowledge base as it is now.
     report = kb_fit_report(kb)
-    if report is not None and report.get("targets_met") is False:
+    if (
+        report is not None
+        and report.get("kb_revision") == policy.kb.revision
+        and report.get("targets_met") is False
+    ):
         missed = missed_targets(report.get("fitted", {}), report.get("targets", {}))
         figures = escape(str(kb.directory / "calibration.json"))
         err.print(
-            "[yellow]Warning:[/yellow] the re-fit misses its targets ("
+            "[yellow]Warning:[/yellow] the answer policy's fit misses its targets ("
             + escape("; ".join(missed) or "see calibration.json")
             + "). It keeps out-of-scope questions out of the knowledge base first, so more messages "
             "are handed off. Look for entries that overlap each other or the intents (`kb add` and "

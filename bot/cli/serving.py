@@ -32,7 +32,7 @@ def serve(
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from bot.assistant import build_channels, build_core, build_service, check_telegram_webhook
+    from bot.assistant import bank_name, build_channels, build_core, build_service, check_telegram_webhook
     from bot.handoff_expiry import HandoffExpiry
     from bot.model_swap import ModelSwapper
     from bot.privacy.retention import RetentionService
@@ -71,7 +71,7 @@ def serve(
         operator_key=settings.operator_api_key,
         production=settings.production,
         server_timing=settings.server_timing,
-        bank=settings.bank,
+        bank=bank_name(settings, core.policy.kb),
         identities=Identities.from_store(
             core.store,
             settings.session_secret,

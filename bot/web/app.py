@@ -14,6 +14,7 @@ import asyncio
 import html
 import json
 import logging
+import re
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -304,10 +305,10 @@ def chat_page_html(bank: str) -> str:
         "assistant": assistant[:1].upper() + assistant[1:],
         "greeting": f"Hello! I'm Teller, {assistant}. How can I help?",
     }
-    page = (STATIC / "chat.html").read_text(encoding="utf-8")
-    for name, value in fields.items():
-        page = page.replace("{{" + name + "}}", html.escape(value, quote=True))
-    return page
+    # A template beside the package, not under /static: served only filled in.
+    page = (Path(__file__).parent / "chat.html").read_text(encoding="utf-8")
+    # One pass over the template: a value holding "{{greeting}}" is not filled in again.
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: html.escape(fields[m.group(1)], quote=True), page)
 
 
 def message_out(reply: Outgoing) -> MessageOut:
@@ -344,7 +345,7 @@ def create_app(
     (:class:`bot.web.security.OperatorKey`); without it they answer 403.
     ``production`` (``TELLER_ENV=production``): the API docs answer 404 and ``/healthz`` shows only
     its status, except to a request carrying that key.
-    ``bank`` (:attr:`bot.settings.Settings.bank`): the bank's name the chat page shows ("" for none).
+    ``bank`` (:func:`bot.assistant.bank_name`): the bank's name the chat page shows ("" for none).
     ``server_timing`` (``TELLER_SERVER_TIMING``): every response says where its time went
     (:class:`ServerTiming`), to every client (logged as a warning in production).
     ``identities`` resolve requests to customers (:class:`bot.web.sessions.Identities`; by default

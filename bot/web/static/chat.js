@@ -1,4 +1,4 @@
-// The web chat page's script (bot/web/static/chat.html); no inline script: the CSP allows none.
+// The web chat page's script (bot/web/chat.html, a template Teller fills); no inline script: the CSP allows none.
 (() => {
   const log = document.getElementById("log");
   const form = document.getElementById("form");
