@@ -1289,3 +1289,123 @@ def test_banking_text_shaped_like_a_token_stays(text: str) -> None:
 )
 def test_a_joined_clause_never_cuts_or_invents_a_secret(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+# --- A password of several words is hidden whole, up to the end of its clause ----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my password is blue sky", "my password is [PASSWORD]"),
+        ("my password is correct horse battery staple", "my password is [PASSWORD]"),
+        ("password: blue sky", "password: [PASSWORD]"),
+        ("the passcode is red fox jumps", "the passcode is [PASSWORD]"),
+        ("password: correct horse battery staple", "password: [PASSWORD]"),
+        ("my password is Correct Horse Battery Staple", "my password is [PASSWORD]"),
+        ("my new password is red fox", "my new password is [PASSWORD]"),
+        ("my password is blue sky42", "my password is [PASSWORD]"),
+        ("the password for card ending 3012 is blue sky", "the password for card ending 3012 is [PASSWORD]"),
+        # "now" goes on with the sentence ("it's X now"), as after a one-word password
+        ("pwd = open sesame now", "pwd = [PASSWORD] now"),
+        # the labels the module reads in other languages, and their clause words
+        ("mi contraseña es cielo azul", "mi contraseña es [PASSWORD]"),
+        ("mi contraseña es cielo azul y no puedo entrar", "mi contraseña es [PASSWORD] y no puedo entrar"),
+        ("mon mot de passe est ciel bleu", "mon mot de passe est [PASSWORD]"),
+        (
+            "mon mot de passe est ciel bleu et je ne peux pas me connecter",
+            "mon mot de passe est [PASSWORD] et je ne peux pas me connecter",
+        ),
+        ("mein Passwort ist blauer Himmel", "mein Passwort ist [PASSWORD]"),
+        (
+            "mein Kennwort ist blauer Himmel und ich kann mich nicht anmelden",
+            "mein Kennwort ist [PASSWORD] und ich kann mich nicht anmelden",
+        ),
+        ("Passwort: blauer Himmel aber es geht nicht", "Passwort: [PASSWORD] aber es geht nicht"),
+        ("пароль: синее небо не подходит", "пароль: [PASSWORD] не подходит"),
+    ],
+)
+def test_a_password_of_several_words_is_hidden_whole(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected
+    [finding] = scan(text).findings
+    assert finding.kind == "password"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # the clause ends at a clause word, a punctuation mark, a line break or another script...
+        ("my password is blue sky and I can't log in", "my password is [PASSWORD] and I can't log in"),
+        ("my password is blue sky but it says wrong", "my password is [PASSWORD] but it says wrong"),
+        ("my password is blue sky so why is it locked", "my password is [PASSWORD] so why is it locked"),
+        ("my password is blue sky because I like it", "my password is [PASSWORD] because I like it"),
+        ("my password is blue sky which I set yesterday", "my password is [PASSWORD] which I set yesterday"),
+        ("my password is blue sky then it locked me out", "my password is [PASSWORD] then it locked me out"),
+        ("my password is blue sky not working", "my password is [PASSWORD] not working"),
+        ("my password is blue sky for the app", "my password is [PASSWORD] for the app"),
+        ("my password is blue sky. I can't log in", "my password is [PASSWORD]. I can't log in"),
+        ("my password is blue sky, help", "my password is [PASSWORD], help"),
+        ("password: blue sky\nHelp me please", "password: [PASSWORD]\nHelp me please"),
+        ("password: blue sky\r\nUsername: kim", "password: [PASSWORD]\r\nUsername: kim"),
+        ("password: blue sky\u2028Help me", "password: [PASSWORD]\u2028Help me"),
+        ("pass\u200bword: blue sky\nHelp me", "pass\u200bword: [PASSWORD]\nHelp me"),
+        ("password: blue sky\nkonto 1234567", "password: [PASSWORD]\nkonto [ACCOUNT]"),
+        # ...or with the first word that may not be a passphrase's after a doubtful first word
+        ("my password is correct horse battery staple too", "my password is [PASSWORD] too"),
+        # a label in the clause is read as one
+        ("my password is blue sky pin 4921", "my password is [PASSWORD] pin [PIN]"),
+        ("my password is blue sky, pin 4921", "my password is [PASSWORD], pin [PIN]"),
+        # and it is bounded: six words, 64 characters
+        (
+            "my password is blue sky mountain river stone lake forest tree",
+            "my password is [PASSWORD] forest tree",
+        ),
+        (f"password: {'a' * 40} {'b' * 20} {'c' * 10}", f"password: [PASSWORD] {'c' * 10}"),
+    ],
+)
+def test_a_passphrase_ends_with_its_clause(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_a_passphrase_finding_covers_its_words_only() -> None:
+    text = "Hi, my password is blue sky and I can't log in"
+    [finding] = scan(text).findings
+    assert (finding.kind, text[finding.start : finding.end]) == ("password", "blue sky")
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "I forgot my password",
+        "how do I reset my password?",
+        "my password is not working",
+        "my password is wrong",
+        "my password is expired",
+        "the password is too short",
+        "the password is too long for the field",
+        "my password is way too long",
+        "my password is 12 characters long",
+        "my password is max 20 characters",
+        "my password is correct but it won't let me in",
+        "my password is correct every time",
+        "my password is strong enough",
+        "my password is big enough",
+        "my password is easy to guess",
+        "my password is expiring soon",
+        "my password is the same as before",
+        "my password is one word",
+        "my password is in my notes",
+        "my password is apparently wrong",
+        "my passcode was denied by the app",
+        "my password was changed yesterday",
+        "mi contraseña es incorrecta",
+    ],
+)
+def test_sentences_about_a_password_lose_no_word(sentence: str) -> None:
+    """Sentences that only talk about a password stay whole, alone and after a passphrase."""
+    assert redact(sentence) == sentence
+    text = f"my password is blue sky. {sentence}"
+    assert redact(text) == f"my password is [PASSWORD]. {sentence}"
+    text = f"password: red fox jumps\n{sentence}"
+    assert redact(text) == f"password: [PASSWORD]\n{sentence}"

@@ -64,16 +64,28 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   stay); after "is", a lower-case word in -ed, -ing, -able, -ous, -ent... is the sentence ("my
   passcode was denied"), but one in -ly that ends its clause is the password ("my password is
   butterfly", "is holly and it won't work"), unless a common -ly adjective or adverb ("is silly", "is
-  apparently wrong"); without "is", only a token with a digit. Labels naming a secret that is itself a
-  word: memorable word, security word, secret word (one token), and security / secret / memorable
-  answer, memorable information / name / place, mother's maiden name, passphrase (up to four words,
-  "security answer is new york", up to a word that goes on with the sentence or names another secret:
-  "smith and ...", "rex pin 4921"): after is/was/:/= the words are the secret, lower-case plain words
-  included ("my memorable word is butterfly"), unless they are a state: one of the ordinary words as a
-  whole ("is correct", "is new"), or starting with a state or function word ("wrong", "not working",
-  "locked", "expired", "forgotten", "the same", "case sensitive", "too long", "being rejected", "an
-  animal"...), a lower-case word in -ed ("is hyphenated"), or a word in -ed / -ing going on with the
-  sentence ("is showing as incorrect").
+  apparently wrong"). The words after that token, to the end of its clause, are the password's too,
+  so a passphrase is hidden whole ("my password is blue sky and I can't log in" -> "my password is
+  [PASSWORD] and I can't log in"): the clause ends at a punctuation mark, a line break, a word that
+  goes on with the sentence (and, but, so, because, which, then, I, it, not, for, to, now..., y, pero,
+  et, mais, und, aber..., or a secret's label: "pin 4921" is read as one), a word in another script,
+  and after six words or 64 characters in all (a passphrase is a few words, and banks cap a password
+  at 20-32 characters: the bound keeps a clause that never ends from taking the message with it).
+  A first word that may be the sentence's (one of the ordinary words, "correct"; a word of three
+  letters or fewer; after "is", a word of the sentence as above) starts a passphrase only before two
+  more words that are neither (one after a short word), letters only: "correct horse battery staple",
+  "red fox jumps", "red fox" are passwords; "is correct but ...", "is strong enough", "is expiring
+  soon", "is way too long", "is 12 characters long" are not. Without is/was/:/=, only one token with
+  a digit ("my password Blue!Sky_99 expired"). Labels naming a secret that is itself a word:
+  memorable word, security word, secret word (one token), and security / secret / memorable answer,
+  memorable information / name / place, mother's maiden name, passphrase (up to four words, "security
+  answer is new york", up to a line break or a word that goes on with the sentence or names another
+  secret: "smith and ...", "rex pin 4921"): after is/was/:/= the words are the secret, lower-case
+  plain words included ("my memorable word is butterfly"), unless they are a state: one of the
+  ordinary words as a whole ("is correct", "is new"), or starting with a state or function word
+  ("wrong", "not working", "locked", "expired", "forgotten", "the same", "case sensitive", "too long",
+  "being rejected", "an animal"...), a lower-case word in -ed ("is hyphenated"), or a word in -ed /
+  -ing going on with the sentence ("is showing as incorrect").
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
   出生日期, дата рождения...
@@ -93,6 +105,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 
 Not covered: names and postal addresses; the last four digits of a card ("card ending 3012"); a
 secret typed after a state word ("my memorable word is wrong, it's rosebud": the label is read once);
+a passphrase starting with a state or function word ("my password is the quick brown fox"), or of
+two words, the first an ordinary word or a word of the sentence ("is butterfly kisses"), or its words
+past the sixth or the 64th character;
 letters for digits outside a card's shape (an IBAN, a phone, an account number, a PIN) or in a card
 that fails Luhn once read; a lower-case name in -ed after a maiden-name label ("is ahmed", read as
 "is hyphenated" is); a memorable word without "is" or a sign ("memorable word butterfly").
@@ -139,8 +154,9 @@ Linear in the length of the text. Patterns use bounded or possessive quantifiers
 repetition), and start with a cheap check so that most positions are rejected at once; the digit
 detectors only run around clusters of six or more digits, the card-with-letters one only around an O, o,
 l or I next to a digit, the protections only around weak findings. Every candidate is bounded (at most 7
-digit groups, 64 characters for a password and 3 more words of at most 32 for a security answer or
-passphrase, 254 for an e-mail address) except a bare run of digits, which costs the same at any length;
+digit groups; 64 characters and 5 more words of at most 32 for a password, cut to 64 characters in all;
+64 and 3 more words of at most 32 for a security answer or passphrase; 254 for an e-mail address) except
+a bare run of digits, which costs the same at any length;
 validators are cached; ``phonenumbers`` is called at most :data:`PHONE_BUDGET` times per text. The
 detectors cost a few microseconds per value found, so a text over :data:`DENSE_MIN_CHARS` characters
 with more than :data:`DENSE_VALUES` digit runs and ``@`` signs (a flood, not a customer's question) is
@@ -324,7 +340,7 @@ def _spans(text: str, regions: tuple[str, ...]) -> list[tuple[int, int, _Hit]]:
         return _dense_spans(text)
     try:
         norm = _normalise(text)
-        ctx = _Context(norm.text, regions)
+        ctx = _Context(norm.text, regions, _with_line_breaks(text, norm))
         ctx.run()
         if norm.source is None:
             chosen = [(hit.start, hit.end, hit) for hit in ctx.chosen()]
@@ -481,6 +497,23 @@ def _normalise_char(ch: str) -> str:
     return "".join(out)
 
 
+#: Line breaks (where ``str.splitlines`` breaks): the normalised copy reads them as spaces.
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _with_line_breaks(text: str, norm: _Normalised) -> str | None:
+    """``norm.text`` with "\n" where ``text`` breaks its line; None when it does not (the common case)."""
+    breaks = [m.start() for m in _LINE_BREAK.finditer(text)]
+    if not breaks:
+        return None
+    chars = list(norm.text)
+    for at in breaks:
+        i = at if norm.source is None else bisect.bisect_left(norm.source, at)
+        if i < len(chars) and (norm.source is None or norm.source[i] == at):
+            chars[i] = "\n"
+    return "".join(chars)
+
+
 def _normalise(text: str) -> _Normalised:
     if text.isascii():
         return _Normalised(text.translate(_ASCII_SPACES), None)
@@ -567,8 +600,11 @@ _PLACEHOLDER = regex.compile(r"\[(?:" + "|".join(p[1:-1] for p in PLACEHOLDERS.v
 class _Context:
     """One scan: the normalised text, the hits found so far and the protected spans."""
 
-    def __init__(self, text: str, regions: tuple[str, ...]) -> None:
+    def __init__(self, text: str, regions: tuple[str, ...], lines: str | None = None) -> None:
         self.text = text
+        #: ``text`` with a "\n" where the text as given breaks its line (the copy reads every space
+        #: as " "): a passphrase ends with its line (:func:`_passphrase_end`).
+        self.lines = text if lines is None else lines
         self.regions = regions
         self.hits: list[_Hit] = []
         self.hard: list[tuple[int, int]] = [m.span() for m in _PLACEHOLDER.finditer(text)]
@@ -1342,28 +1378,49 @@ _ORDINARY = frozenset(
     değil
     """.split()  # noqa: SIM905 - a word list reads better as words
 )
-_ORDINARY_LOOKAHEAD = "|".join(sorted((regex.escape(w) for w in _ORDINARY), key=len, reverse=True))
 # A quoted password may hold spaces ("correct horse battery staple"); the quotes are not part of it.
 _QUOTED = r"\"[^\"\n]{1,64}\"|“[^”\n]{1,64}”|'[^'\n]{1,64}'"
-_PASSWORD_VALUE = rf"(?P<v>{_QUOTED}|(?!(?:{_ORDINARY_LOOKAHEAD})(?:[\s.,;:!?)\]]|$))[^\s\[]\S{{0,63}}+)"
 # After a memorable word, security answer... label: the value is the secret unless it is a state
 # (:func:`_secret_word_state`). One token after a *word* label; after an answer, a name or a phrase,
 # up to three more words of letters, up to a word that goes on with the sentence ("smith and ...") or
-# names another secret ("rex pin 4921": that label is read too, see :func:`_label_at`).
+# names another secret ("rex pin 4921": that label is read too, see :func:`_label_at`), or a line break.
 _SECRET_WORD_VALUE = rf"(?P<v>{_QUOTED}|[^\s\[]\S{{0,63}}+)"
 _SENTENCE_GOES_ON = """
     and but or so because cos coz since as which who that when while if though although yet then please
     pls plz thanks thank thx i i'm im i've ive it it's its is was are were has have had can could would
     will should do does did don't dont doesn't didn't can't cant cannot won't wont isn't wasn't not no
     for to from with at on in by the my your a an also now still ok okay yes yeah lol how what why where
+    again anymore already soon today yesterday tomorrow tonight after before until till every enough
     pin cvv cvc otp code password passcode pwd pass dob date born birthday account acct sort iban card
     phone mobile tel email e-mail ssn memorable security secret mother's mothers maiden passphrase
+    y e o pero porque pues et mais ou donc parce und aber oder weil denn ich je ma ne nicht mas não non
+    perché en maar niet nie ve ama и но а или не что это я
     """.split()  # noqa: SIM905 - a word list reads better as words
+
+
+def _more_words(word: str, before: str, count: int) -> str:
+    """Up to ``count`` more words after a secret's first token (which ends in a character of
+    ``before``): each after one space, matched by ``word`` (bounded), never a word that goes on with
+    the sentence (:data:`_SENTENCE_GOES_ON`: "smith and ...", "blue sky but ..."), and ending at a
+    space, a punctuation mark or the end (the next word is not read past a comma: the clause is over)."""
+    goes_on = "|".join(sorted((regex.escape(w) for w in _SENTENCE_GOES_ON), key=len, reverse=True))
+    return (
+        rf"(?:(?<={before})[ ](?!(?:{goes_on})(?![\p{{L}}'’\-])){word}"
+        rf"(?=[\s.,;:!?)\]\"”']|$)){{0,{count}}}"
+    )
+
+
 _SECRET_PHRASE_VALUE = (
+    rf"(?P<v>{_QUOTED}|[^\s\[]\S{{0,63}}+" + _more_words(r"[\p{L}\p{M}'’\-]{1,32}+", r"[\p{L}\p{M}]", 3) + ")"
+)
+#: A password of several words ("blue sky", "correct horse battery staple"): after its first token,
+#: up to five more words (six in all) of at most 32 characters each, starting with a letter or a
+#: digit; the whole is cut to :data:`_PASSPHRASE_MAX` characters and at a line break
+#: (:func:`_passphrase_end`).
+_PASSWORD_VALUE = (
     rf"(?P<v>{_QUOTED}|[^\s\[]\S{{0,63}}+"
-    r"(?:(?<=[\p{L}\p{M}])[ ](?!(?:"
-    + "|".join(sorted((regex.escape(w) for w in _SENTENCE_GOES_ON), key=len, reverse=True))
-    + r")(?![\p{L}'’\-]))[\p{L}\p{M}'’\-]{1,32}+(?=[\s.,;:!?)\]\"”']|$)){0,3})"
+    + _more_words(r"[\p{L}\p{M}\p{N}][^\s\[]{0,31}+", r"[\p{L}\p{M}\p{N}]", 5)
+    + ")"
 )
 #: The first digit group after a CVV or PIN label; :func:`_secret_digits` looks at the groups after it.
 _DIGITS_VALUE = r"(?<![0-9])(?P<v>[0-9]{1,19}+)(?![0-9])"
@@ -1572,6 +1629,7 @@ class _LabelHit(NamedTuple):
 
 def _detect_labels(ctx: _Context) -> None:
     text = ctx.text
+    lines = ctx.lines
     # Same length: U+0130 is the only character whose lower case is longer.
     low = text.replace("\u0130", "i").lower()
     heads = list(_LATIN_HEADS.finditer(low))
@@ -1588,11 +1646,13 @@ def _detect_labels(ctx: _Context) -> None:
             continue  # a Cyrillic or Greek head inside a word
         head = m.group()
         window_start = max(0, pos - _LABEL_BEHIND)
-        key = (text[window_start : pos + _LABEL_AHEAD], pos - window_start)
+        # (``lines`` is ``text`` with its line breaks: a passphrase ends at one, see _passphrase_end)
+        key = (lines[window_start : pos + _LABEL_AHEAD], pos - window_start)
         if key in memo:
             found = memo[key]
         else:
-            found = memo[key] = _label_at(text, low, pos, _HEAD_KINDS.get(head) or _head_kinds(head))
+            indexes = _HEAD_KINDS.get(head) or _head_kinds(head)
+            found = memo[key] = _label_at(text, low, lines, pos, indexes)
         if found is None:
             continue
         start, end = pos + found.start, pos + found.end
@@ -1606,7 +1666,7 @@ def _head_kinds(matched: str) -> tuple[int, ...]:
     return tuple(sorted({i for head, idx in _HEAD_KINDS.items() if matched.startswith(head) for i in idx}))
 
 
-def _label_at(text: str, low: str, pos: int, indexes: tuple[int, ...]) -> _LabelHit | None:
+def _label_at(text: str, low: str, lines: str, pos: int, indexes: tuple[int, ...]) -> _LabelHit | None:
     for index in indexes:
         kind, pattern = _LABEL_RES[index]
         m = pattern.match(low, pos)
@@ -1623,6 +1683,8 @@ def _label_at(text: str, low: str, pos: int, indexes: tuple[int, ...]) -> _Label
             return _LabelHit(kind, start - pos, end - pos, max(end, m.end()) - pos)
         if kind in ("secret_word", "secret_phrase"):
             quoted = low[start] in "\"“'"
+            if not quoted:
+                end = _line_end(lines, start, end)
             span = _password_span(low, start, end)
             if span is None:
                 return None  # "my memorable word is wrong", "security answer: [PASSWORD]"
@@ -1640,20 +1702,23 @@ def _label_at(text: str, low: str, pos: int, indexes: tuple[int, ...]) -> _Label
             if span is None:
                 continue
             start, end = span
-            if not quoted and end - start < 4:
-                continue  # "my password is 12 characters long"
+            if not quoted:
+                # "my password is blue sky": the words of a passphrase, up to the end of its clause;
+                # None for "my password is 12 characters long", "is not working", "was denied"
+                after_word = "sign" in pattern.groupindex and m.start("sign") < 0
+                phrase_end = _passphrase_end(text, low, lines, start, end, after_word)
+                if phrase_end is None:
+                    continue
+                end = phrase_end
             if low.startswith("pass", pos) and _NOT_A_PASSWORD.search(low, max(0, pos - 12), pos):
                 continue  # "boarding pass: AB1234"
-            if (
-                "sign" in pattern.groupindex
-                and m.start("sign") < 0
-                and _PLAIN_WORD.fullmatch(text, start, end)
-                and _SENTENCE_WORD.search(low, start, end)
-                and not _ly_word_ends_clause(low, start, end)
-            ):
-                continue  # "my passcode was denied"; but "my password is dragon" is a password
             if low.startswith(_PIN_AS_PASSWORD, pos) and _PIN_DIGITS.fullmatch(low, start, end):
                 kind = "pin"  # 银行卡密码是739105: a card's "password" of digits is its PIN
+            # Labels in the words after the first are still read, as after a security answer, and
+            # those past the end of the password ("password: hunter2\nKonto 12345678").
+            space = -1 if quoted else low.find(" ", start, end)
+            label_end = m.end() if quoted else end if space < 0 else space
+            return _LabelHit(kind, start - pos, end - pos, label_end - pos)
         return _LabelHit(kind, start - pos, end - pos, m.end() - pos)
     if any(_LABEL_KINDS[i][0] in ("otp", "code") for i in indexes if i < len(_LABEL_KINDS)):
         # "G-582014 is your verification code", "482913 as the sign-in code"
@@ -1758,6 +1823,123 @@ def _ly_word_ends_clause(low: str, start: int, end: int) -> bool:
         low.endswith("ly", start, end)
         and low[start:end] not in _LY_WORDS
         and _CLAUSE_END.match(low, end) is not None
+    )
+
+
+#: A passphrase is at most this many characters (and six words, :data:`_PASSWORD_VALUE`): a bound on
+#: how much of a sentence a label can take when its clause does not end ("my password is blue sky
+#: mountain river stone", no full stop). 64 characters hold any passphrase a bank accepts (most cap a
+#: password at 20-32) and four or five common words; a longer value is cut at a word.
+_PASSPHRASE_MAX = 64
+_WORD = regex.compile(r"\S+")
+
+
+def _line_end(lines: str, start: int, end: int) -> int:
+    """``end``, or the end of the line ``lines[start:end]`` starts on (a secret never runs on to the
+    next line: "password: blue sky\nusername: bob"), before the spaces that end it."""
+    brk = lines.find("\n", start, end)
+    if brk < 0:
+        return end
+    while brk > start and lines[brk - 1] == " ":
+        brk -= 1
+    return brk
+
+
+def _script(word: str) -> str:
+    """The script of the first letter of ``word`` ("LATIN", "CYRILLIC", "CJK"...), "" without one."""
+    for ch in word:
+        if ch.isalpha():
+            return unicodedata.name(ch, "").split(" ", 1)[0]
+    return ""
+
+
+def _passphrase_end(text: str, low: str, lines: str, start: int, end: int, after_word: bool) -> int | None:
+    """Where the password that starts at ``start`` ends, within the value ``low[start:end]`` that
+    :data:`_PASSWORD_VALUE` read (its first token, then up to five more words up to one going on with
+    the sentence); None when the value is the sentence, not a password.
+
+    The value ends at a line break, before a word in another script than its first (the sentence goes
+    on in its language), and within :data:`_PASSPHRASE_MAX` characters (at a word). Its first word is
+    the password's, as when a password was one token, unless it is *doubtful*: a word of the sentence
+    (one of :data:`_ORDINARY`, "correct", "new", "strong"; or, after "is" / "was", ``after_word``, a
+    lower-case word of :data:`_SENTENCE_WORD`, "denied", "expiring", "easily", other than a word in
+    "-ly" ending its clause, "is butterfly"), or shorter than 4 characters ("red"; a short token with
+    a digit is never a password: "is 12 characters long"). A doubtful first word starts a passphrase
+    only when it is not a state or function word (:data:`_SECRET_WORD_LEAD`, :data:`_LY_WORDS`: "not",
+    "too", "the", "apparently") and is followed by two words of letters (one after a short word) that
+    are not words of the sentence either (:func:`_state_word`); the passphrase ends before the first
+    word that is. So "correct horse battery staple", "red fox jumps" and "red fox" are passwords, and
+    "is correct but ...", "is too short", "is expiring soon", "is strong enough", "is way too long"
+    are sentences about one: a sentence loses no word to a guess, and a passphrase of random words
+    rarely holds two of the sentence's words after its first.
+    """
+    end = _line_end(lines, start, end)
+    words = [(w.start(), w.end()) for w in _WORD.finditer(low, start, end)]
+    script = ""
+    for i, (w_start, w_end) in enumerate(words):
+        other = _script(low[w_start:w_end])
+        if script and other and other != script:
+            del words[i:]  # "пароль: Qwerty_2024 не подходит": the sentence goes on in its language
+            break
+        script = script or other
+    while len(words) > 1 and words[-1][1] - start > _PASSPHRASE_MAX:
+        words.pop()
+    if not words:
+        return None
+    end = words[-1][1]
+    while end > start and low[end - 1] in _TRAILING_PUNCT:
+        end -= 1
+    first_end = min(words[0][1], end)
+    while first_end > start and low[first_end - 1] in _TRAILING_PUNCT:
+        first_end -= 1
+    first = low[start:first_end]
+    if not first:
+        return None
+    short = len(first) < 4
+    if short and _ANY_DIGIT.search(first):
+        return None  # "my password is 12 characters long", "is 8 letters"
+    # A word of the sentence: "correct", "new", "strong"; after "is", "denied", "expiring", "easily"
+    sentence = first in _ORDINARY or (
+        after_word
+        and not short
+        and _PLAIN_WORD.fullmatch(text, start, first_end) is not None
+        and _SENTENCE_WORD.search(first) is not None
+        and not _ly_word_ends_clause(low, start, first_end)
+    )
+    if not sentence and not short:
+        return end  # "my password is dragon", "is blue sky", "is Tr0ub4dor&3"
+    if first in _SECRET_WORD_LEAD or first in _LY_WORDS:
+        return None  # "is not working", "is too short", "is apparently wrong", "is my dog's name"
+    taken = 0
+    for w_start, w_end in words[1:]:
+        word = low[w_start : min(w_end, end)].rstrip(_TRAILING_PUNCT)
+        if not _PASSPHRASE_WORD.fullmatch(word) or _state_word(text, word, w_start):
+            break  # "is correct every time", "is strong enough", "is expiring soon", "is max 20 chars"
+        taken += 1
+    if taken < (2 if sentence else 1):
+        return None
+    end = words[taken][1]
+    while end > start and low[end - 1] in _TRAILING_PUNCT:
+        end -= 1
+    return end
+
+
+#: After a doubtful first word (:func:`_passphrase_end`), the words of a passphrase: letters only.
+_PASSPHRASE_WORD = regex.compile(r"[\p{L}\p{M}'’\-]{1,32}")
+
+
+def _state_word(text: str, word: str, start: int) -> bool:
+    """Whether ``word`` (lower case; ``text[start:]`` as typed) reads as a word of a sentence about a
+    secret: one of :data:`_ORDINARY`, a state or function word, an adverb in "-ly", or a lower-case
+    word in -ed, -ing, -able... ("is correct every time", "is strong enough", "is hard coded")."""
+    return (
+        word in _ORDINARY
+        or word in _SECRET_WORD_LEAD
+        or word in _LY_WORDS
+        or (
+            _PLAIN_WORD.fullmatch(text, start, start + len(word)) is not None
+            and _SENTENCE_WORD.search(word) is not None
+        )
     )
 
 
