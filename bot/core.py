@@ -15,11 +15,12 @@ from typing import Any
 from bot.batching import DecisionBatcher
 from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, intent_of
 from bot.errors import Conflict, InputError
-from bot.policy import AnswerPolicy, Decision, Route
+from bot.policy import LANGUAGE_RULE, AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact
 from bot.stages import timed
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
 from bot.text import clean, storable, visible
+from nlu.language import HANDOFF_REPLIES, UNSTAFFED_REPLIES, unstaffed_reply
 
 log = logging.getLogger(__name__)
 
@@ -239,11 +240,10 @@ class TellerCore:
 
 
 #: A handed-off message's reply where no person can take over (no ops channel configured): what the
-#: policy or small talk would have said ("I'll connect you with someone") would promise one.
-UNSTAFFED = (
-    "I'm sorry, I can't answer that here, and no one from our team can take over this chat. For "
-    "anything urgent, call us on the number on the back of your card."
-)
+#: policy or small talk would have said ("I'll connect you with someone") would promise one. After a
+#: handoff for the customer's language it is said in that language (:func:`unstaffed`,
+#: :data:`nlu.language.UNSTAFFED_REPLIES`, where the English text is kept with its translations).
+UNSTAFFED = UNSTAFFED_REPLIES["en"]
 #: The buttons that hand the conversation to a person ("Talk to a person", "Book an adviser call").
 PERSON_CHOICES = frozenset({HANDOFF_CHOICE, ADVISER_CHOICE})
 
@@ -255,11 +255,29 @@ def without_person(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
 
 def unstaffed(decision: Decision) -> Decision:
     """``decision`` as said where no person can take over: a handoff says so (:data:`UNSTAFFED`)
-    instead of promising someone, and no reply offers a button for a person."""
+    instead of promising someone, and no reply offers a button for a person. A message handed off
+    for its language (rule ``language``, answered in the customer's language) is told so in that
+    language (:func:`unstaffed_reply` of :attr:`Decision.language`); every other handoff in English,
+    as the policy's replies are."""
     choices = without_person(decision.choices)
     if decision.route == Route.HANDOFF:
-        return replace(decision, answer=UNSTAFFED, choices=choices)
+        said = unstaffed_reply(decision.language) if decision.rule == LANGUAGE_RULE else UNSTAFFED
+        return replace(decision, answer=said, choices=choices)
     return replace(decision, choices=choices)
+
+
+def unstaffed_text(said: str) -> str:
+    """What a handoff reply that said ``said`` becomes where no person can take over, for a reply
+    known by its text alone (one stored before, replayed): an unstaffed reply
+    (:data:`UNSTAFFED_REPLIES`) stays as it is, a language handoff's
+    (:data:`nlu.language.HANDOFF_REPLIES`, alone or with the expected wait after it) becomes
+    :data:`UNSTAFFED` in its language, anything else :data:`UNSTAFFED`."""
+    if said in UNSTAFFED_REPLIES.values():
+        return said
+    for code, reply in HANDOFF_REPLIES.items():
+        if said.startswith(reply):  # as stored, or as sent with the expected wait after it
+            return unstaffed_reply(code)
+    return UNSTAFFED
 
 
 def _outgoing(reply: StoredMessage, duplicate: bool = False) -> Outgoing:

@@ -295,9 +295,13 @@ def _scope(f: Mapping[str, float], t: Thresholds) -> str:
     return f"in scope {f['scope']:.2f} {sign} {t.in_scope:.2f}"
 
 
+#: The rule that hands off a message written in a language Teller does not serve, with a reply in
+#: that language (:func:`nlu.language.handoff_reply`).
+LANGUAGE_RULE = "language"
+
 RULES: tuple[Rule, ...] = (
     Rule(
-        "language",
+        LANGUAGE_RULE,
         Route.HANDOFF,
         lambda f, t: f["served"] < 0.5,
         lambda f, t: "written in a language Teller does not serve",
@@ -714,7 +718,7 @@ class AnswerPolicy:
     def _render(self, rule: Rule, s: Signals, f: Mapping[str, float], t: Thresholds) -> Decision:
         p = s.prediction
         reason = rule.explain(f, t)
-        if rule.name == "language":
+        if rule.name == LANGUAGE_RULE:
             return _decision(
                 Route.HANDOFF,
                 handoff_reply(s.language.language),

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from bot.abuse import BUSY, AbuseLimits
 from bot.choices import ADVISER_CHOICE
-from bot.core import UNSTAFFED, Incoming, Outgoing, TellerCore, message_text, without_person
+from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
+from bot.core import Incoming, Outgoing, TellerCore, message_text, unstaffed_text, without_person
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
@@ -115,11 +116,12 @@ class TellerService:
         if staffed and incoming.text.strip() == ADVISER_CHOICE and reply.route not in UNSTORED_ROUTES:
             self.book_adviser_call(incoming, reply)
         if not staffed and reply.route not in UNSTORED_ROUTES:
-            # Nobody can take over here (no ops channel): the core stored what is said (UNSTAFFED, no
-            # button for a person); a reply stored before it knew, replayed, is told the same.
+            # Nobody can take over here (no ops channel): the core stored what is said (UNSTAFFED, in
+            # the customer's language after a handoff for it; no button for a person); a reply stored
+            # before it knew, replayed, is told the same.
             if reply.route == Route.HANDOFF.value:
                 log.warning("handoff_unstaffed", extra={"fields": {"channel": incoming.channel}})
-                reply = replace(reply, text=UNSTAFFED)
+                reply = replace(reply, text=unstaffed_text(reply.text))
             reply = replace(reply, choices=without_person(reply.choices))
         return reply
 

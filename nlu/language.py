@@ -188,6 +188,86 @@ HANDOFF_REPLIES: dict[str, str] = {
     ),
 }
 
+#: What a customer whose message was handed off for its language (:data:`HANDOFF_REPLIES`) is told
+#: instead where no person can take over (no ops channel: :func:`bot.core.unstaffed`), in the same
+#: languages; "en" is :data:`bot.core.UNSTAFFED`, said after any other handoff too.
+UNSTAFFED_REPLIES: dict[str, str] = {
+    "en": (
+        "I'm sorry, I can't answer that here, and no one from our team can take over this chat. For "
+        "anything urgent, call us on the number on the back of your card."
+    ),
+    "zh": (
+        "抱歉，我无法在这里回答这个问题，我们团队也没有人能接手这次对话。"
+        "如有紧急事项，请拨打您银行卡背面的电话联系我们。"
+    ),
+    "es": (
+        "Lo siento, no puedo responder a eso aquí y nadie de nuestro equipo puede hacerse cargo de este "
+        "chat. Para cualquier urgencia, llámenos al número que figura en el reverso de su tarjeta."
+    ),
+    "fr": (
+        "Désolé, je ne peux pas répondre à cela ici, et personne de notre équipe ne peut prendre le relais "
+        "dans cette conversation. Pour toute urgence, appelez-nous au numéro indiqué au dos de votre carte."
+    ),
+    "de": (
+        "Entschuldigung, das kann ich hier nicht beantworten, und niemand aus unserem Team kann diesen "
+        "Chat übernehmen. In dringenden Fällen rufen Sie uns bitte unter der Nummer auf der Rückseite "
+        "Ihrer Karte an."
+    ),
+    "it": (
+        "Mi dispiace, qui non posso rispondere e nessuno del nostro team può prendere in carico questa "
+        "chat. Per qualsiasi urgenza, ci chiami al numero riportato sul retro della sua carta."
+    ),
+    "pt": (
+        "Desculpe, não consigo responder a isso aqui, e ninguém da nossa equipe pode assumir esta "
+        "conversa. Para qualquer urgência, ligue para o número no verso do seu cartão."
+    ),
+    "nl": (
+        "Sorry, daar kan ik hier geen antwoord op geven, en niemand uit ons team kan dit gesprek "
+        "overnemen. Bel ons voor dringende zaken op het nummer op de achterkant van uw pas."
+    ),
+    "pl": (
+        "Przepraszam, nie mogę tu na to odpowiedzieć, a nikt z naszego zespołu nie może przejąć tej "
+        "rozmowy. W pilnych sprawach prosimy dzwonić pod numer podany na odwrocie karty."
+    ),
+    "ru": (
+        "Извините, я не могу ответить на это здесь, и никто из нашей команды не может подключиться к "
+        "этому чату. По срочным вопросам звоните нам по номеру на обратной стороне вашей карты."
+    ),
+    "uk": (
+        "Вибачте, я не можу відповісти на це тут, і ніхто з нашої команди не може підключитися до "
+        "цього чату. З термінових питань телефонуйте нам за номером на звороті вашої картки."
+    ),
+    "tr": (
+        "Üzgünüm, bu soruyu burada yanıtlayamıyorum ve ekibimizden kimse bu sohbeti devralamıyor. "
+        "Acil bir durumda kartınızın arkasındaki numaradan bizi arayın."
+    ),
+    "ar": (
+        "عذرًا، لا يمكنني الإجابة عن ذلك هنا، ولا يستطيع أحد من فريقنا تولّي هذه المحادثة. "
+        "للأمور العاجلة، اتصل بنا على الرقم الموجود على ظهر بطاقتك."
+    ),
+    "ja": (
+        "申し訳ありません。こちらではお答えできず、このチャットを引き継げる担当者もおりません。"
+        "お急ぎの場合は、カード裏面の電話番号までお電話ください。"
+    ),
+    "ko": (
+        "죄송합니다. 이 문의는 여기에서 답변드릴 수 없고, 이 채팅을 이어받을 수 있는 담당자도 없습니다. "
+        "급한 용무는 카드 뒷면의 번호로 전화해 주세요."
+    ),
+    "hi": (
+        "क्षमा करें, मैं यहाँ इसका जवाब नहीं दे सकता, और हमारी टीम का कोई भी सदस्य इस चैट को आगे नहीं "
+        "संभाल सकता। किसी भी ज़रूरी काम के लिए, अपने कार्ड के पीछे दिए गए नंबर पर हमें कॉल करें।"
+    ),
+    "ro": (
+        "Ne pare rău, nu vă pot răspunde la asta aici și nimeni din echipa noastră nu poate prelua "
+        "această conversație. Pentru orice urgență, sunați-ne la numărul de pe spatele cardului."
+    ),
+    "vi": (
+        "Xin lỗi, tôi không thể trả lời câu hỏi này ở đây và không ai trong nhóm của chúng tôi có thể "
+        "tiếp nhận cuộc trò chuyện này. Nếu có việc gấp, vui lòng gọi cho chúng tôi theo số điện thoại "
+        "ở mặt sau thẻ của bạn."
+    ),
+}
+
 #: Unicode name prefix of a letter -> script; scripts with a single language map straight to it below.
 _SCRIPT_PREFIXES: tuple[tuple[str, str], ...] = (
     ("LATIN", "latin"),
@@ -530,5 +610,15 @@ def handoff_reply(language: str) -> str:
 
     Falls back to the English message for a language without a translation.
     """
-    code = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
-    return HANDOFF_REPLIES.get(code, HANDOFF_REPLIES["en"])
+    return HANDOFF_REPLIES.get(language_code(language), HANDOFF_REPLIES["en"])
+
+
+def unstaffed_reply(language: str) -> str:
+    """:data:`UNSTAFFED_REPLIES` in ``language``, read as :func:`handoff_reply` reads it; English
+    for a language without a translation."""
+    return UNSTAFFED_REPLIES.get(language_code(language), UNSTAFFED_REPLIES["en"])
+
+
+def language_code(language: str) -> str:
+    """The ISO 639-1 part of a language tag, lower case: "pt-BR" -> "pt", " ZH_hans " -> "zh"."""
+    return re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]

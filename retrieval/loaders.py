@@ -8,7 +8,9 @@ by ``teller kb add``/``sync``) says it was ignored. One that looks like a misspe
 file lacks (``intnet``, ``tag``) is refused, as a Markdown ``id:`` line that belongs to no entry is:
 its values would be dropped where the operator meant them to count. A missing required column
 names the column that looks like it (``anwser``); a column given twice is refused (only one could
-be read).
+be read). So is a Markdown line where an entry's ``id:``/``intent:``/``tags:``/``also:`` lines go
+(:func:`misspelt_field`) whose key is close to one of those (``intnet:``, ``tag:``): read as the
+answer's first line, it would be published to customers.
 
 Escapes, so that every entry can be written out and read back exactly (:mod:`retrieval.exporters`):
 
@@ -18,14 +20,16 @@ Escapes, so that every entry can be written out and read back exactly (:mod:`ret
   an ordinary character, so ``C:\temp`` stays as written.
 - In a Markdown answer, a line that would otherwise be read as markup, i.e. a ``## `` heading that
   would start a new entry, or (as the answer's first line) an ``id:``, ``intent:``, ``tags:`` or
-  ``also:`` line, is written with one leading backslash, which is dropped on reading; a line that
-  starts with a backslash followed by such a line keeps all but one of its backslashes.
+  ``also:`` line or one refused as a misspelling of those (``Tag: ...``), is written with one
+  leading backslash, which is dropped on reading; a line that starts with a backslash followed by
+  such a line keeps all but one of its backslashes.
 - In a CSV cell, one leading ``'`` (a spreadsheet's text marker, and how ``teller kb export``
   neutralises a cell a spreadsheet would run as a formula: ``'=1+1``, ``'-5 °C``) is dropped;
   a cell that starts with a literal ``'`` is written ``''``.
 
 Files written before these escapes read as before, except the rare ``\|`` or ``\## `` they now
-give a literal ``|`` or ``## `` (as Markdown renders them).
+give a literal ``|`` or ``## `` (as Markdown renders them), and an answer's first line such as
+``\Tag: x`` (now ``Tag: x``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ TAG_SEPARATORS = ",;|"
 #: Before a separator (in a list cell) or a markup line (in a Markdown answer): take it literally.
 ESCAPE = "\\"
 _META = re.compile(r"^(id|intent|tags|also)\s*:\s*(.*)$", re.IGNORECASE)
+#: The keys of a Markdown entry's metadata lines.
+MARKDOWN_FIELDS = ("id", "intent", "tags", "also")
+#: A line that looks like ``word: value``: one word of letters, a colon.
+_FIELD_LIKE = re.compile(r"^([^\W\d_]+)\s*:", re.UNICODE)
 #: The CSV columns Teller reads (the first three required), and the JSONL keys.
 CSV_FIELDS = ("id", "question", "answer", "intent", "tags")
 JSONL_FIELDS = ("id", "questions", "question", "answer", "intent", "tags")
@@ -183,11 +191,50 @@ def split_items(cell: str, separators: str = PHRASING_SEPARATOR) -> list[str]:
 
 def markup_line(line: str, first: bool) -> bool:
     """Whether a Markdown answer line would be read as markup (so is written escaped): a ``## ``
-    heading, an ``id:``/``intent:``/``tags:``/``also:`` line when ``first`` (the answer's first
-    line), or an escaped such line."""
-    if line.startswith("## ") or (first and _META.match(line.strip()) is not None):
+    heading, an ``id:``/``intent:``/``tags:``/``also:`` line or a misspelt one
+    (:func:`misspelt_field`) when ``first`` (the answer's first line), or an escaped such line."""
+    if line.startswith("## ") or (
+        first and (_META.match(line.strip()) is not None or misspelt_field(line) is not None)
+    ):
         return True
     return line.startswith(ESCAPE) and markup_line(line[1:], first)
+
+
+def misspelt_field(line: str) -> tuple[str, str] | None:
+    """``(key as written, the field meant)`` when ``line`` looks like ``word: value`` and the word,
+    not itself a field of :data:`MARKDOWN_FIELDS`, is close to one: its singular or plural
+    (``tag``, ``ids``), or within an edit distance (letters inserted, deleted, replaced or two
+    swapped) of 2 of ``intent`` and of 1 of the four-letter ``tags``/``also`` and of ``id``
+    (``intnet``, ``itnent``, ``tgas``, ``aslo``, ``di``). Else None, as for "Note: ...", "Fees: none"
+    or "Tip: ...": a bound of 2 on the short keys would take those ("tip"/``id``, "tax"/``tags``).
+    Case is ignored."""
+    match = _FIELD_LIKE.match(line.strip())
+    if match is None:
+        return None
+    written = match.group(1)
+    word = written.lower()
+    if word in MARKDOWN_FIELDS:
+        return None
+    for name in MARKDOWN_FIELDS:
+        if word in (name + "s", name.removesuffix("s")) or _edit_distance(word, name) <= (
+            2 if len(name) > 4 else 1
+        ):
+            return written, name
+    return None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Letters inserted, deleted or replaced, or two adjacent ones swapped, to turn ``a`` into ``b``
+    (optimal string alignment)."""
+    previous: list[int] = []
+    row = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        before, previous, row = previous, row, [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], before[j - 2] + 1)
+    return row[len(b)]
 
 
 def _parse_csv(path: Path, text: str) -> Parsed:
@@ -352,7 +399,10 @@ def _parse_jsonl(path: Path, text: str) -> Parsed:
 
 
 def _parse_markdown(path: Path, text: str) -> Parsed:
-    """``## question`` starts an entry; ``id:``, ``intent:``, ``tags:`` and ``also:`` lines may follow it."""
+    """``## question`` starts an entry; ``id:``, ``intent:``, ``tags:`` and ``also:`` lines may follow it
+    (blank lines among them), up to the answer's first line. There, a line whose key looks like a
+    misspelling of those (:func:`misspelt_field`) is refused (:class:`KBFormatError`, naming its
+    line and the field meant): read as the answer, it would be published to customers."""
     entries: list[tuple[int, KBEntry]] = []
     current: dict[str, Any] | None = None
 
@@ -401,6 +451,13 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
             else:
                 current[key] = value
             continue
+        misspelt = misspelt_field(line) if current["meta"] else None
+        if misspelt is not None:
+            written, meant = misspelt
+            raise KBFormatError(
+                f"{path}, line {number}: unknown field '{written}:' (did you mean '{meant}:'?); "
+                f"an answer that starts so is written with a backslash first ('{ESCAPE}{written}: ...')"
+            )
         if line.startswith(ESCAPE) and markup_line(line[1:], first=current["meta"]):
             line = line[1:]
         if line.strip():

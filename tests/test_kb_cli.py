@@ -41,6 +41,23 @@ def test_kb_bad_file_names_the_line_and_changes_nothing(teller_env: Path, tmp_pa
     assert "no knowledge-base entry 'nope'" in run("kb", "remove", "nope")[2]
 
 
+def test_kb_add_and_sync_refuse_a_misspelt_markdown_field_with_its_line(
+    teller_env: Path, tmp_path: Path
+) -> None:
+    before = run("kb", "list", "--json")[1]
+    bad = tmp_path / "faq.md"
+    bad.write_text(
+        "## Do you have a branch in Leeds?\nid: leeds_branch\n\nNot yet.\n\n"
+        "## When will my card arrive?\nid: bank-card-arrival\nintnet: card_arrival\n\nFive days.\n"
+    )
+    for command in ("add", "sync"):
+        code, stdout, stderr = run("kb", command, str(bad), *(["--yes"] if command == "sync" else []))
+        said = " ".join(stderr.split())  # the terminal wraps long lines
+        assert code == 2 and said.startswith("error:") and "Traceback" not in stdout + stderr
+        assert "line 8: unknown field 'intnet:' (did you mean 'intent:'?)" in said
+    assert run("kb", "list", "--json")[1] == before
+
+
 def test_ask_reports_route_answer_and_reason(teller_env: Path) -> None:
     [faq] = json_lines(run("ask", "What's the overdraft fee?", "--json")[1])
     assert (faq["route"], faq["kb_id"]) == ("faq", "overdraft_fee")

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from nlu.corpora import BANKING77_TRAIN, CLINC150_OOS_DEV
-from nlu.language import HANDOFF_REPLIES, LanguageGate, LanguageResult, handoff_reply
+from nlu.language import (
+    HANDOFF_REPLIES,
+    UNSTAFFED_REPLIES,
+    LanguageGate,
+    LanguageResult,
+    handoff_reply,
+    unstaffed_reply,
+)
 
 SAMPLES = Path(__file__).parent / "data" / "language_samples.csv"
 
@@ -288,6 +295,20 @@ def test_handoff_reply_covers_the_languages_and_falls_back_to_english() -> None:
     assert handoff_reply("") == english
     assert handoff_reply("pt-BR") == HANDOFF_REPLIES["pt"]
     assert handoff_reply(" ZH_hans ") == HANDOFF_REPLIES["zh"]
+
+
+def test_the_unstaffed_reply_covers_the_same_languages_and_falls_back_to_english() -> None:
+    """Where no person can take over, a customer handed off for their language is told so in it."""
+    assert set(UNSTAFFED_REPLIES) == set(HANDOFF_REPLIES)
+    english = UNSTAFFED_REPLIES["en"]
+    assert english.startswith("I'm sorry, I can't answer that here, and no one from our team")
+    assert len(set(UNSTAFFED_REPLIES.values())) == len(UNSTAFFED_REPLIES)  # each one translated
+    assert all(text.strip() and len(text) < 260 for text in UNSTAFFED_REPLIES.values())
+    assert (
+        unstaffed_reply("zh") == UNSTAFFED_REPLIES["zh"]
+        and unstaffed_reply("pt-BR") == UNSTAFFED_REPLIES["pt"]
+    )
+    assert unstaffed_reply("xx") == unstaffed_reply("und") == unstaffed_reply("") == english
 
 
 def test_every_detected_language_has_a_reply(gate: LanguageGate) -> None:

@@ -20,6 +20,7 @@ from bot.calibration import (
     score_routes,
 )
 from bot.choices import HANDOFF_CHOICE
+from bot.core import UNSTAFFED, unstaffed
 from bot.exemplars import ExemplarSet
 from bot.policy import (
     ROUTES,
@@ -38,7 +39,7 @@ from bot.policy import (
 )
 from nlu import Prediction
 from nlu.corrections import Override, OverrideMatch
-from nlu.language import LanguageResult, handoff_reply
+from nlu.language import UNSTAFFED_REPLIES, LanguageResult, handoff_reply
 from retrieval.entry import KBEntry, answer_passages
 from retrieval.knowledge_base import Hit, KnowledgeBase
 from tests.fakes import HashingEmbedder
@@ -211,6 +212,21 @@ def test_a_foreign_message_is_answered_in_its_language(policy: AnswerPolicy) -> 
     assert decision.answer == handoff_reply("es") != handoff_reply("en")
     assert decision.language == "es" and "es" in decision.reason
     assert decision.choices == ()  # the reply passes them on: no button asking whether to
+
+
+def test_without_an_ops_channel_a_foreign_message_is_told_so_in_its_language(policy: AnswerPolicy) -> None:
+    """Nobody can take over: the language handoff's reply becomes the unstaffed one in the same
+    language; every other handoff's, the English one, whatever language the message is in."""
+    for code in ("zh", "es", "fr", "de", "pt-BR"):
+        decision = unstaffed(policy.decide(signals(language=LanguageResult(code, 0.95, False, "lingua"))))
+        assert decision.route == Route.HANDOFF and decision.language == code
+        assert decision.answer == UNSTAFFED_REPLIES[code[:2]] != UNSTAFFED
+    # A language without a translation: English, as the handoff reply itself is.
+    odd = unstaffed(policy.decide(signals(language=LanguageResult("und", 0.9, False, "script"))))
+    assert odd.answer == UNSTAFFED
+    # A language the bank serves is answered by the other rules, in English: so is the unstaffed reply.
+    served = unstaffed(policy.decide(signals(p1=0.5, p2=0.1, language=LanguageResult("es", 0.9, True, "t"))))
+    assert (served.rule, served.language, served.answer) == ("handoff", "es", UNSTAFFED)
 
 
 def test_a_correction_says_so_in_the_reason(policy: AnswerPolicy) -> None:

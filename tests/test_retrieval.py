@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from retrieval.entry import KBEntry
 from retrieval.errors import EntryNotFoundError, KBFormatError
+from retrieval.exporters import export_entries
 from retrieval.index import APPROX, EXACT, VectorIndex
 from retrieval.knowledge_base import DEFAULT_KB_FILE, KnowledgeBase
 from retrieval.loaders import load_entries
@@ -285,6 +287,62 @@ def test_csv_jsonl_and_markdown(tmp_path: Path) -> None:
         ("fees",),
     )
     assert (second.id, second.answer) == ("branch_hours", "Nine to five.")
+
+
+MISSPELT = "# Our FAQ\n\n## When will my card arrive?\nid: card_delivery\n{line}\ntags: cards\n\nFive days.\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "written", "meant"),
+    [
+        ("intnet: card_arrival", "intnet", "intent"),
+        ("tag: fees", "tag", "tags"),
+        ("Tgas: fees", "Tgas", "tags"),
+        ("aslo: where is my card", "aslo", "also"),
+        ("ids: card_delivery", "ids", "id"),
+        ("intents : card_arrival", "intents", "intent"),
+    ],
+)
+def test_a_misspelt_markdown_field_is_refused_not_published(
+    tmp_path: Path, line: str, written: str, meant: str
+) -> None:
+    """Among an entry's metadata lines, a key close to id/intent/tags/also is a typo: read as the
+    answer's first line, it would be published to customers."""
+    path = tmp_path / "kb.md"
+    path.write_text(MISSPELT.format(line=line), encoding="utf-8")
+    message = f"line 5: unknown field '{written}:' (did you mean '{meant}:'?)"
+    with pytest.raises(KBFormatError, match=re.escape(f"{path}, {message}")):
+        load_entries(path)
+
+
+def test_an_answer_may_start_with_a_word_and_a_colon(tmp_path: Path) -> None:
+    """Only a key close to a field counts, and only where the metadata lines go."""
+    path = tmp_path / "kb.md"
+    path.write_text(
+        "## When will my card arrive?\nid: card_delivery\n\nNote: cards arrive in 5 days.\n"
+        "tag: not metadata here\n\n## What do you charge?\ntags: fees\n\nFees: none\n\n"
+        "## Any tips?\n\nTip: keep your PIN to yourself.\n\n## Tax?\nTax: 20% on interest.\n\n"
+        "## Spelt as a field?\n\\Intnet: is how it is spelt, taken literally.\n",
+        encoding="utf-8",
+    )
+    assert [e.answer for e in load_entries(path)] == [
+        "Note: cards arrive in 5 days.\ntag: not metadata here",
+        "Fees: none",
+        "Tip: keep your PIN to yourself.",
+        "Tax: 20% on interest.",
+        "Intnet: is how it is spelt, taken literally.",
+    ]
+
+
+def test_an_answer_starting_like_a_misspelt_field_is_exported_escaped(tmp_path: Path) -> None:
+    entries = [
+        KBEntry.build("tagged", ["Tagged?"], "Tag: looks like a misspelt field\nTag: a later line"),
+        KBEntry.build("escaped", ["Escaped?"], "\\intnet: starts with a backslash"),
+    ]
+    path = tmp_path / "kb.md"
+    path.write_text(export_entries(entries, "md"), encoding="utf-8")
+    assert "\n\\Tag: looks like" in path.read_text() and "\nTag: a later line" in path.read_text()
+    assert load_entries(path) == entries
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from bot.settings import get_settings
 from bot.storage import Handoff, HandoffThread, NewHandoff, StoredMessage, schema
 from bot.web.app import create_app
 from bot.web.sessions import SESSION_COOKIE, Identities
+from nlu.language import UNSTAFFED_REPLIES, handoff_reply
 from tests.servers import serve_in_thread
 from tests.webclient import api_session, new_customer, stored_user_id
 
@@ -329,6 +330,23 @@ def test_a_low_confidence_handoff_is_open_at_once_and_the_customer_is_told_so_no
     alone = bank.service.handle(Incoming("web", "u2", "u2", "u2:1", question))
     assert (alone.route, alone.text, alone.choices) == ("handoff", UNSTAFFED, ())
     assert bank.core.store.handoffs.active_for("web", "u2") is None
+
+
+def test_without_an_ops_channel_a_customer_in_another_language_is_told_so_in_it(bank: Bank) -> None:
+    """A message in a language Teller does not serve is handed off with a reply in that language;
+    where nobody can take over, what replaces it (stored and said) is in that language too."""
+    chinese, spanish = "我的卡还没到", "¿Dónde está mi tarjeta nueva? La pedí hace dos semanas."
+    staffed = bank.service.handle(Incoming("web", "u1", "u1", "u1:1", chinese))
+    assert staffed.route == "handoff" and staffed.text.startswith(handoff_reply("zh"))
+    bank.service.ops.board = None  # type: ignore[union-attr]
+    for n, (text, code) in enumerate([(chinese, "zh"), (spanish, "es")], start=2):
+        alone = bank.service.handle(Incoming("web", f"u{n}", f"u{n}", f"u{n}:1", text))
+        assert (alone.route, alone.text, alone.choices) == ("handoff", UNSTAFFED_REPLIES[code], ())
+        assert bank.core.store.conversations.message(alone.message_id).text == UNSTAFFED_REPLIES[code]
+        assert bank.core.store.handoffs.active_for("web", f"u{n}") is None
+    # A reply stored while someone could take over, replayed now: told the same, in its language.
+    again = bank.service.handle(Incoming("web", "u1", "u1", "u1:1", chinese))
+    assert again.duplicate and again.text == UNSTAFFED_REPLIES["zh"]
 
 
 def test_review_posts_to_the_ops_channel_are_limited_and_the_rest_wait_in_the_queue(bank: Bank) -> None:
