@@ -94,6 +94,7 @@ POSSIBLE_SIMILARITY = 0.58
 #: Zealand, 47 entries, 159 questions) 45.3 / 15.1 -> 47.2 / 13.8 %; Banking77 dev with each bank's
 #: FAQ loaded 91.8 / 91.5 / 92.0 -> 91.7 / 92.3 / 92.0 % right.
 STARTER_SURE_SIMILARITY = POSSIBLE_SIMILARITY
+STARTER_SURE_ANSWER = 0.0
 #: Entry-vs-intent: the classifier's probability on a phrasing, and that phrasing's similarity to
 #: its nearest training example in the base encoder's space (``Signals.nearest``, the scope signal).
 INTENT_CONFIDENCE = 0.80
@@ -355,7 +356,9 @@ class KnowledgeAdmin:
             existing = pool_by_id[o.existing_id]
             detail = _similarity_detail(o)
             starter = self.kb.is_starter(existing.id)
-            sure = o.score >= (STARTER_SURE_SIMILARITY if starter else SURE_SIMILARITY)
+            sure = o.score >= SURE_SIMILARITY or (
+                starter and o.score >= STARTER_SURE_SIMILARITY and o.answer_score >= STARTER_SURE_ANSWER
+            )
             found.append(Overlap(o.entry_id, "entry", o.existing_id, existing.intent, o.score, sure, detail))
         # An entry overlap with the very entry an intent overlap names is one finding: merge them.
         for overlap in self._intent_overlaps(entries, pool, claimed or {}):
