@@ -49,7 +49,8 @@ sure + possible (entry >= 0.58)            0.74     0.87    48 of 65
 ======================================  =========  ======  ==========================
 
 (Measured with the one entry bar of 0.68. Since, an overlap with a *starter* entry is acted on from
-0.58, :data:`STARTER_SURE_SIMILARITY`: these pairs are all starter pairs, so the acted-on tier is
+0.58, :data:`STARTER_SURE_SIMILARITY`, when the answers are at least 0.3 alike
+(:data:`STARTER_SURE_ANSWER`): these pairs are all starter pairs, so the acted-on tier is
 now the second row's, precision traded for recall because a starter answer given where the bank
 wrote its own is the worse error; between two of the bank's own entries 0.68 still holds.)
 
@@ -94,7 +95,13 @@ POSSIBLE_SIMILARITY = 0.58
 #: Zealand, 47 entries, 159 questions) 45.3 / 15.1 -> 47.2 / 13.8 %; Banking77 dev with each bank's
 #: FAQ loaded 91.8 / 91.5 / 92.0 -> 91.7 / 92.3 / 92.0 % right.
 STARTER_SURE_SIMILARITY = POSSIBLE_SIMILARITY
-STARTER_SURE_ANSWER = 0.0
+#: ... and below :data:`SURE_SIMILARITY`, only when the two answers are at least this alike (cosine):
+#: a fresh-user trial saw an entry take a starter entry's intent over at 0.58-0.61 with answers
+#: 0.09-0.42 alike, i.e. a like question answered about something else. Measured through the
+#: whole policy (``teller eval --kb``, the four dev banks, 2026-12-02): 0.3 changed nothing (Harbour
+#: 66.9 / 7.8 %, Cedar 69.7 / 4.1, Saltbush 63 / 11, Rimu 62.9 / 7.5 right / wrong, as without it);
+#: 0.45 cost Cedar one right answer (69.3 %).
+STARTER_SURE_ANSWER = 0.3
 #: Entry-vs-intent: the classifier's probability on a phrasing, and that phrasing's similarity to
 #: its nearest training example in the base encoder's space (``Signals.nearest``, the scope signal).
 INTENT_CONFIDENCE = 0.80

@@ -865,3 +865,21 @@ def test_the_policy_keeps_the_knowledge_base_it_is_given_even_empty(
     kb = open_kb(get_settings())
     assert len(kb) == 0
     assert build_policy(get_settings(), kb=kb, calibrate_if_missing=False).kb is kb
+
+
+def test_a_starter_overlap_is_acted_on_only_when_the_answers_agree_somewhat(tmp_path: Path) -> None:
+    """With a starter entry the sure tier starts at 0.58, but only with answers at least
+    :data:`bot.knowledge.STARTER_SURE_ANSWER` alike: a like question answered about something else
+    (a weak overlap that took over an intent in a fresh-user trial) is reported, not acted on."""
+    from retrieval.knowledge_base import STARTER
+
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    starter = KBEntry.build("fee", ["What is the overdraft fee?"], "The overdraft fee is 19.9% EAR.")
+    kb.add([starter], source=STARTER)
+    admin = KnowledgeAdmin(kb)
+    cost = KBEntry.build("cost", ["What is the fee?"], "Overdrafts cost 15% EAR.")
+    [weak] = admin.check([cost], kb.entries())
+    assert 0.58 <= weak.score < 0.68 and "answers 0.19" in weak.detail and not weak.sure
+    own = KBEntry.build("own", ["overdraft fee"], "Our overdraft fee is 15% EAR.")
+    [agree] = admin.check([own], kb.entries())
+    assert 0.58 <= agree.score < 0.68 and "answers 0.62" in agree.detail and agree.sure
