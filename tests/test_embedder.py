@@ -126,6 +126,7 @@ def test_sessions_spin_within_a_run_except_the_classifiers_overlapping_runs(
     assert lone.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert lone.get_session_config_entry("session.force_spinning_stop") == "1"
     assert overlapping.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert overlapping.intra_op_num_threads == 1  # its runs come one per core
     # An fp32 classifier reads its batches one run at a time: one session, spinning.
     fp32 = IntentClassifier.load(ModelRegistry(trained_models_dir).active_path(), precision="fp32")
     assert fp32._runner._overlapping is fp32._runner._session
