@@ -149,12 +149,25 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
     ):
         missed = missed_targets(report.get("fitted", {}), report.get("targets", {}))
         figures = escape(str(kb.directory / "calibration.json"))
+        labels = policy.classifier.labels
+        unanswered = [intent for intent in labels if policy.kb.for_intent(intent) is None]
+        if unanswered:
+            why = (
+                f"{len(unanswered)} of the model's {len(labels)} intents have no answer entry, so its "
+                "held-out test messages on those topics are handed off: keep the starter's entries "
+                "for them or add entries that answer them (`kb add` reports which intent an entry "
+                "answers)"
+            )
+        else:
+            why = (
+                "the fit keeps out-of-scope questions out of the knowledge base first, so more "
+                "messages are handed off: look for entries that overlap each other or the intents "
+                "(`kb add` and `kb sync --dry-run` report them)"
+            )
         err.print(
             "[yellow]Warning:[/yellow] the answer policy's fit misses its targets ("
             + escape("; ".join(missed) or "see calibration.json")
-            + "). It keeps out-of-scope questions out of the knowledge base first, so more messages "
-            "are handed off. Look for entries that overlap each other or the intents (`kb add` and "
-            f"`kb sync --dry-run` report them); the figures are in {figures}.",
+            + f"). {escape(why[:1].upper() + why[1:])}; the figures are in {figures}.",
             highlight=False,
         )
 
