@@ -88,3 +88,14 @@ def test_a_served_bank_greets_with_its_own_name(teller_env: Path, monkeypatch: p
         assert "Saltbush Mutual's assistant" in greeting
     finally:
         core.close()
+
+
+def test_the_advice_reply_names_no_bank_number_or_regulator() -> None:
+    """Every bank's customers get it: the starter bank's phone number and regulator were in it."""
+    import re
+
+    from bot.exemplars import load_advice
+
+    reply = load_advice().replies["advice"]
+    assert "adviser" in reply
+    assert "Lumen" not in reply and "FCA" not in reply and not re.search(r"\d{3}", reply)
