@@ -14,6 +14,10 @@ The batch's stage times (:mod:`bot.stages`) are collected in the worker and hand
 of it, when the request collects them. A batch that fails is answered again message by message;
 each request then gets the times of its own second run only (the failed run counts as time outside
 the stages).
+
+:meth:`DecisionBatcher.close` answers what was queued before it, waits for a lone run still going in
+a caller's thread, and refuses what comes after it with :class:`bot.errors.ShuttingDown` at once
+(HTTP 503 with Retry-After), instead of leaving it to wait out its timeout for a worker that is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from bot.errors import ShuttingDown
 from bot.policy import AnswerPolicy, Decision
 from bot.stages import StageTimes, collecting
 from bot.stages import current as current_stage_times
@@ -44,31 +49,52 @@ class DecisionBatcher:
         self._queue: queue.Queue[object] = queue.Queue()
         #: Held by whoever runs the policy: the worker, or a caller answering its lone message.
         self._running = threading.Lock()
+        #: Guards ``_closed`` and the choice between answering inline and queueing, so that nothing
+        #: is queued behind the worker's stop nor started inline once :meth:`close` has begun.
+        self._admit = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="teller-batcher", daemon=True)
         self._thread.start()
 
     def decide(self, text: str, timeout: float = 60.0) -> tuple[Decision, str]:
-        """The policy's decision for ``text`` and the model version that made it."""
+        """The policy's decision for ``text`` and the model version that made it.
+
+        Raises :class:`ShuttingDown` once :meth:`close` has begun, and what the policy raised for
+        this message (a batch-mate's failure is not this message's: see the module docstring)."""
         future: Future[_Result] = Future()
-        # Nothing queued nor taken by the worker and not yet answered (unfinished_tasks counts both:
-        # the worker marks its items done once answered), so a lone message never overtakes one
-        # the worker holds while it waits for the lock.
-        if self._queue.unfinished_tasks == 0 and self._running.acquire(blocking=False):
+        with self._admit:
+            if self._closed:
+                raise ShuttingDown("Teller is shutting down; please send your message again in a moment.")
+            # Nothing queued nor taken by the worker and not yet answered (unfinished_tasks counts
+            # both: the worker marks its items done once answered), so a lone message never
+            # overtakes one the worker holds while it waits for the lock.
+            inline = self._queue.unfinished_tasks == 0 and self._running.acquire(blocking=False)
+            if not inline:
+                self._queue.put((text, future))
+        if inline:
             try:
                 self._answer([(text, future)])
             finally:
                 self._running.release()
-        else:
-            self._queue.put((text, future))
         decision, version, stages = future.result(timeout)
         times = current_stage_times()
         if times is not None:
             times.merge(stages)
         return decision, version
 
-    def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+    def close(self, timeout: float = 30.0) -> None:
+        """Answer what was queued, wait (up to ``timeout`` seconds each) for the worker and for a
+        lone run in a caller's thread, and refuse what comes after. Idempotent."""
+        with self._admit:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join(timeout)
+        if self._running.acquire(timeout=timeout):  # a lone run still answering in its caller's thread
+            self._running.release()
+        else:
+            log.warning("batcher_close_timeout", extra={"fields": {"timeout_s": timeout}})
 
     def _run(self) -> None:
         while True:

@@ -8,6 +8,7 @@ TellerError
 ├── NotAuthorised           not an operator
 ├── RateLimited             over an abuse limit (HTTP 429 with Retry-After; bot.abuse)
 ├── DeliveryError           a platform refused (or never took) an outgoing message
+├── ShuttingDown            the server is closing: nothing was answered, try again (HTTP 503)
 ├── BenchServerError        the benchmark's `teller serve` did not start (bot.http_bench)
 └── StoreError              the database cannot be opened, migrated or written (HTTP 503)
     └── DuplicateMessage    a platform message stored before (bot.storage.errors)
@@ -50,6 +51,12 @@ class RateLimited(TellerError):
 
 class NotAuthorised(TellerError):
     """Someone who is not an operator tried an operator command or button."""
+
+
+class ShuttingDown(TellerError):
+    """The message came while Teller was closing (:meth:`bot.batching.DecisionBatcher.close`):
+    nothing was answered or stored, so sending it again (to this replica once it is back, or to
+    another) is safe."""
 
 
 class DeliveryError(TellerError):

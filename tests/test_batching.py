@@ -8,7 +8,10 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from bot.batching import DecisionBatcher
+from bot.errors import ShuttingDown
 
 
 class RecordingPolicy:
@@ -104,3 +107,52 @@ def test_a_failing_lone_run_raises_in_its_caller() -> None:
         batcher._running.release()
     finally:
         batcher.close()
+
+
+def test_close_waits_for_a_lone_run_and_refuses_what_comes_after_at_once() -> None:
+    policy = RecordingPolicy(hold=True)
+    batcher = DecisionBatcher(lambda: policy)  # type: ignore[arg-type, return-value]
+    answers: list[str] = []
+    caller = threading.Thread(target=lambda: answers.append(batcher.decide("first")[0].answer))
+    caller.start()
+    assert policy.started.wait(10)  # answering inline, in the caller's thread, and held there
+    closing = threading.Thread(target=batcher.close)
+    closing.start()
+    time.sleep(0.05)
+    assert closing.is_alive()  # close waits for the lone run ...
+    started = time.monotonic()
+    with pytest.raises(ShuttingDown, match="shutting down"):
+        batcher.decide("too late")  # ... and refuses a new message at once, not after 60 s
+    assert time.monotonic() - started < 1.0
+    policy.release.set()
+    closing.join(10)
+    caller.join(10)
+    assert not closing.is_alive()
+    assert answers == ["re: first"]
+    assert [texts for texts, _ in policy.runs] == [["first"]]
+    batcher.close()  # idempotent
+
+
+def test_what_was_queued_before_close_is_answered() -> None:
+    policy = RecordingPolicy(hold=True)
+    batcher = DecisionBatcher(lambda: policy)  # type: ignore[arg-type, return-value]
+    answers: dict[str, str] = {}
+
+    def ask(text: str) -> None:
+        answers[text] = batcher.decide(text)[0].answer
+
+    threads = [threading.Thread(target=ask, args=("first",))]
+    threads[0].start()
+    assert policy.started.wait(10)
+    threads += [threading.Thread(target=ask, args=(f"m{i}",)) for i in range(3)]
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while batcher._queue.unfinished_tasks < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    closing = threading.Thread(target=batcher.close)
+    closing.start()
+    policy.release.set()
+    for thread in [*threads, closing]:
+        thread.join(10)
+    assert answers == {"first": "re: first", "m0": "re: m0", "m1": "re: m1", "m2": "re: m2"}

@@ -74,6 +74,17 @@ def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:
     assert again.status_code == 409 and len(core.store.feedback.feedback()) == 1
 
 
+def test_a_message_sent_while_teller_closes_gets_a_retryable_503_and_nothing_is_stored(
+    client: TestClient, core: TellerCore
+) -> None:
+    before = core.store.conversations.count()
+    core._batcher.close()  # what TellerCore.close does first on shutdown
+    reply = client.post("/api/messages", json={"text": "where is my card", "client_message_id": "late"})
+    assert reply.status_code == 503 and reply.headers["retry-after"] == "2"
+    assert "shutting down" in reply.json()["detail"]
+    assert core.store.conversations.count() == before
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [

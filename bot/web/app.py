@@ -34,7 +34,7 @@ from starlette.datastructures import MutableHeaders
 from bot.channels import Channel, Service
 from bot.choices import ChoiceKind
 from bot.core import MAX_TEXT, Incoming, Outgoing, TellerCore
-from bot.errors import Conflict, InputError, NotFound, RateLimited, TellerError
+from bot.errors import Conflict, InputError, NotFound, RateLimited, ShuttingDown, TellerError
 from bot.service import TellerService
 from bot.settings import STARTER_BANK, bank_possessive
 from bot.stages import collecting
@@ -428,6 +428,11 @@ def create_app(
             status_code=429,
             headers={"Retry-After": str(exc.retry_after)},
         )
+
+    @app.exception_handler(ShuttingDown)
+    async def shutting_down(request: Request, exc: ShuttingDown) -> JSONResponse:
+        # Nothing was answered or stored: sending it again is safe.
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(StoreError)
     async def store_down(request: Request, exc: StoreError) -> JSONResponse:
