@@ -411,6 +411,26 @@ def bank_name(settings: Settings, kb: KnowledgeBase) -> str:
     return STARTER_BANK if any(kb.is_starter(e.id) for e in kb.entries()) else ""
 
 
+def starter_notice(settings: Settings, kb: KnowledgeBase) -> str | None:
+    """What to tell whoever starts Teller when the bank has named itself (``TELLER_BANK_NAME``) but
+    entries of the fictional Lumen starter still answer its customers: those answers name Lumen's
+    app, products, phone numbers and fees, which no rewording would make the bank's. None when no
+    name is set or no starter entry is live. Read when Teller starts."""
+    name = " ".join(settings.bank_name.split())
+    if not name or name.casefold() == STARTER_BANK.casefold():
+        return None
+    live = sum(kb.is_starter(e.id) for e in kb.entries())
+    if not live:
+        return None
+    return (
+        f"{live} entries of the fictional {STARTER_BANK}'s starter still answer {name}'s customers, and "
+        f"they name {STARTER_BANK}'s app, products, phone numbers and fees: replace the knowledge base "
+        "with the bank's own (`teller kb sync FILE`), or remove the starter entries you do not want "
+        "(`teller kb list --starter` shows them; `teller kb remove ID`; an intent left without an "
+        "answer entry is handed off)."
+    )
+
+
 def staffed(settings: Settings) -> bool:
     """Whether a served Teller has people to take handoffs over: Slack configured with an ops
     channel (``TELLER_OPS_CHANNEL``), the board :func:`build_channels` attaches. What a running

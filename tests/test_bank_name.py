@@ -41,6 +41,25 @@ def test_the_name_defaults_to_the_starters_bank_while_its_entries_are_there(
         Settings(TELLER_BANK_NAME="x" * 61)
 
 
+def test_a_named_bank_is_told_when_starter_entries_still_answer_its_customers(
+    teller_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.assistant import open_kb, starter_notice
+    from retrieval.entry import KBEntry
+
+    monkeypatch.delenv("TELLER_BANK_NAME", raising=False)
+    get_settings.cache_clear()
+    kb = open_kb(get_settings())
+    live = sum(kb.is_starter(e.id) for e in kb.entries())
+    assert starter_notice(get_settings(), kb) is None  # no name of its own: the starter is Lumen's
+    assert starter_notice(Settings(TELLER_BANK_NAME="lumen  bank"), kb) is None
+    notice = starter_notice(Settings(TELLER_BANK_NAME="Harbour & Vale"), kb)
+    assert notice is not None and notice.startswith(f"{live} entries of the fictional Lumen Bank")
+    assert "Harbour & Vale's customers" in notice and "teller kb sync" in notice
+    kb.sync([KBEntry(id="branches", questions=["Do you have branches?"], answer="One, in Leeds.")])
+    assert starter_notice(Settings(TELLER_BANK_NAME="Harbour & Vale"), kb) is None
+
+
 def test_possessive_forms() -> None:
     assert bank_possessive("Harbour & Vale") == "Harbour & Vale's"
     assert bank_possessive("Barclays") == "Barclays'"

@@ -26,7 +26,10 @@ def test_kb_add_list_search_remove(teller_env: Path, tmp_path: Path) -> None:
         "questions": ["Do you have a branch in Leeds?"],
         "intent": None,
         "tags": ["branches"],
+        "source": "bank",
     }
+    starter = json_lines(run("kb", "list", "--json", "--starter")[1])
+    assert len(starter) == before and {e["source"] for e in starter} == {"starter"}
     assert run("kb", "remove", "leeds_branch")[0] == 0
     assert len(json_lines(run("kb", "list", "--json")[1])) == before
 

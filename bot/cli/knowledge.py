@@ -403,8 +403,13 @@ def kb_list(
     superseded: Annotated[
         bool, typer.Option("--superseded", help="List superseded entries (restorable) instead.")
     ] = False,
+    starter: Annotated[
+        bool,
+        typer.Option("--starter", help="Only the live entries of the shipped starter (Lumen Bank's)."),
+    ] = False,
 ) -> None:
-    """Every entry: id, questions, intent and tags (or, with --superseded, the superseded ones)."""
+    """Every entry: id, questions, intent, tags and source (the bank's, or the shipped starter's);
+    with --superseded, the superseded ones."""
     from bot.assistant import open_kb
 
     kb = open_kb(get_settings())
@@ -423,14 +428,29 @@ def kb_list(
         if records:
             out.print("`teller kb restore ID` puts one back.")
         return
-    entries = kb.entries()
+    entries = [e for e in kb.entries() if kb.is_starter(e.id) or not starter]
+
+    def source(entry_id: str) -> str:
+        return "starter" if kb.is_starter(entry_id) else "bank"
+
     if as_json:
         for e in entries:
-            emit_json({"id": e.id, "questions": list(e.questions), "intent": e.intent, "tags": list(e.tags)})
+            emit_json(
+                {
+                    "id": e.id,
+                    "questions": list(e.questions),
+                    "intent": e.intent,
+                    "tags": list(e.tags),
+                    "source": source(e.id),
+                }
+            )
         return
-    table = Table("id", "questions", "intent", "tags", title=f"{len(entries)} entries")
+    title = f"{len(entries)} {'starter ' if starter else ''}entries"
+    table = Table("id", "questions", "intent", "tags", "source", title=title)
     for e in entries:
-        table.add_row(e.id, escape(" | ".join(e.questions)), e.intent or "", escape(", ".join(e.tags)))
+        table.add_row(
+            e.id, escape(" | ".join(e.questions)), e.intent or "", escape(", ".join(e.tags)), source(e.id)
+        )
     out.print(table)
 
 

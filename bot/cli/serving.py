@@ -32,7 +32,14 @@ def serve(
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    from bot.assistant import bank_name, build_channels, build_core, build_service, check_telegram_webhook
+    from bot.assistant import (
+        bank_name,
+        build_channels,
+        build_core,
+        build_service,
+        check_telegram_webhook,
+        starter_notice,
+    )
     from bot.handoff_expiry import HandoffExpiry
     from bot.model_swap import ModelSwapper
     from bot.privacy.retention import RetentionService
@@ -87,6 +94,10 @@ def serve(
         f"({'API docs at /docs for the operator key' if settings.production else 'API docs at /docs'}). "
         "Ctrl-C to stop."
     )
+    notice = starter_notice(settings, core.policy.kb)
+    if notice is not None:
+        err.print(f"warning: {notice}", highlight=False, markup=False)
+        log.warning("starter_entries_live", extra={"fields": {"bank": bank_name(settings, core.policy.kb)}})
     log.info(
         "serve_started",
         extra={"fields": {"host": host, "port": port, "model": core.policy.classifier.version}},
