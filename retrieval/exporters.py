@@ -14,9 +14,11 @@ as a heading or a metadata line.
   ``, ``; fields quoted where needed (an answer keeps its newlines inside quotes). A cell that a
   spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) or that starts
   with ``'`` gets a leading ``'`` (:func:`nlu.textio.neutralise_cell`); the CSV reader drops it.
-- ``md``: ``## first phrasing``, then ``id:``, ``intent:``, ``tags:``, ``also:`` lines, a blank
-  line and the answer. Markdown reads lines, so an answer holding a line break other than ``\n``
-  (``\r``, U+2028, ...) cannot be written as Markdown: that is refused, naming the entry.
+- ``md``: ``## first phrasing``, then ``id:``, ``intent:``, ``tags:``, ``also:`` lines (each
+  once), a blank line, which ends the fields, and the answer; its first line escaped if it reads
+  as a field (``\Tags: ...``), although after the blank line it would not (for the Teller versions
+  that read it as a field). Markdown reads lines, so an answer holding a line break other than
+  ``\n`` (``\r``, U+2028, ...) cannot be written as Markdown: that is refused, naming the entry.
 
 A NUL character cannot be in a file the importers accept; an entry holding one is refused in
 every format but JSON Lines (where it is escaped).

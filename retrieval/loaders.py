@@ -10,7 +10,18 @@ its values would be dropped where the operator meant them to count. A missing re
 names the column that looks like it (``anwser``); a column given twice is refused (only one could
 be read). So is a Markdown line where an entry's ``id:``/``intent:``/``tags:``/``also:`` lines go
 (:func:`misspelt_field`) whose key is close to one of those (``intnet:``, ``tag:``): read as the
-answer's first line, it would be published to customers.
+answer's first line, it would be published to customers; and a Markdown field given twice in one
+entry (two ``tags:`` lines: one would be dropped; ``also:`` lines add up, so may repeat).
+
+A Markdown entry (:func:`_parse_markdown`) is its ``## question`` line, its fields (``id:``,
+``intent:``, ``tags:``, ``also:`` lines, each optional) directly under it, and the answer: the
+first line that is not a field, a blank line included, ends the fields, so once the answer starts
+(usually after a blank line) a line such as ``Tags: ...`` or ``Also: ...`` is answer text. As the
+``## `` line's very next line, with no field and no blank line between, it would read as a field:
+such an answer is written ``\Tags: ...``. An entry with no fields whose answer, after a blank
+line, starts with a line that reads as a field is refused, naming the line: files written before
+this rule could put a blank line between the ``## `` line and the fields, so it is not known
+whether a field or the answer was meant.
 
 Escapes, so that every entry can be written out and read back exactly (:mod:`retrieval.exporters`):
 
@@ -29,7 +40,10 @@ Escapes, so that every entry can be written out and read back exactly (:mod:`ret
 
 Files written before these escapes read as before, except the rare ``\|`` or ``\## `` they now
 give a literal ``|`` or ``## `` (as Markdown renders them), and an answer's first line such as
-``\Tag: x`` (now ``Tag: x``).
+``\Tag: x`` (now ``Tag: x``). Markdown files that put a blank line among an entry's fields read the
+fields after it as the answer's first lines, and those that put one between the ``## `` line and
+the fields are refused (as above); fields directly under the ``## `` line, as ``teller kb export``
+writes them and the README shows, read as before.
 """
 
 from __future__ import annotations
@@ -58,6 +72,13 @@ ESCAPE = "\\"
 _META = re.compile(r"^(id|intent|tags|also)\s*:\s*(.*)$", re.IGNORECASE)
 #: The keys of a Markdown entry's metadata lines.
 MARKDOWN_FIELDS = ("id", "intent", "tags", "also")
+#: Those an entry may give on several lines (each ``also:`` line adds phrasings); the others once.
+REPEATABLE_FIELDS = ("also",)
+#: How a field given twice holds several values on its one line.
+_SEVERAL = {"tags": "several tags go on it, separated by commas"}
+#: Where a Markdown line is in its entry: directly under the heading (the fields), after a blank
+#: line there (before the answer's first line), in the answer.
+_FIELDS, _GAP, _ANSWER = "fields", "gap", "answer"
 #: A line that looks like ``word: value``: one word of letters, a colon.
 _FIELD_LIKE = re.compile(r"^([^\W\d_]+)\s*:", re.UNICODE)
 #: The CSV columns Teller reads (the first three required), and the JSONL keys.
@@ -192,7 +213,12 @@ def split_items(cell: str, separators: str = PHRASING_SEPARATOR) -> list[str]:
 def markup_line(line: str, first: bool) -> bool:
     """Whether a Markdown answer line would be read as markup (so is written escaped): a ``## ``
     heading, an ``id:``/``intent:``/``tags:``/``also:`` line or a misspelt one
-    (:func:`misspelt_field`) when ``first`` (the answer's first line), or an escaped such line."""
+    (:func:`misspelt_field`) when ``first`` (the answer's first line), or an escaped such line.
+
+    Read after an entry's fields and a blank line, as ``teller kb export`` writes it, a first line
+    such as ``Tags: x`` is answer text without the escape; it is written escaped all the same, so
+    that the answer reads back exactly wherever it stands (directly under the ``## `` line, say) and
+    in the Teller versions that read it as a field."""
     if line.startswith("## ") or (
         first and (_META.match(line.strip()) is not None or misspelt_field(line) is not None)
     ):
@@ -399,10 +425,17 @@ def _parse_jsonl(path: Path, text: str) -> Parsed:
 
 
 def _parse_markdown(path: Path, text: str) -> Parsed:
-    """``## question`` starts an entry; ``id:``, ``intent:``, ``tags:`` and ``also:`` lines may follow it
-    (blank lines among them), up to the answer's first line. There, a line whose key looks like a
-    misspelling of those (:func:`misspelt_field`) is refused (:class:`KBFormatError`, naming its
-    line and the field meant): read as the answer, it would be published to customers."""
+    r"""``## question`` starts an entry. Its fields, ``id:``, ``intent:``, ``tags:`` and ``also:`` lines
+    (:data:`REPEATABLE_FIELDS` as often as wanted, the others once), are the lines directly under
+    the heading; the first other line, a blank one included, ends them and starts the answer, in
+    which a line such as ``Tags: ...`` is text. Refused (:class:`KBFormatError`, naming the line):
+
+    - among the fields, a line whose key looks like a misspelling of a field (:func:`misspelt_field`)
+      or a field given a second time: its value would be published, or one of the two dropped;
+    - in an entry with no fields, an answer whose first line, after a blank line, reads as a field
+      (or a misspelt one): files written before this rule could put a blank line between the
+      heading and the fields, so it is not known which was meant (``\Tags: ...`` is the answer).
+    """
     entries: list[tuple[int, KBEntry]] = []
     current: dict[str, Any] | None = None
 
@@ -428,7 +461,10 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
                 "intent": None,
                 "tags": [],
                 "body": [],
-                "meta": True,
+                "given": {},  # field -> the line it is on
+                # FIELDS: directly under the heading; GAP: after a blank line, before the answer's
+                # first line; ANSWER: from the answer's first line on.
+                "state": _FIELDS,
             }
             continue
         if current is None:
@@ -441,9 +477,28 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
                     "heading belongs to no entry (an entry starts with a line '## <question>')"
                 )
             continue
-        meta = _META.match(line.strip()) if current["meta"] else None
-        if meta:
+        state = current["state"]
+        meta = _META.match(line.strip()) if state != _ANSWER else None
+        misspelt = misspelt_field(line) if state != _ANSWER and meta is None else None
+        fieldlike = (meta.group(1), meta.group(1).lower()) if meta is not None else misspelt
+        if state == _GAP and not current["given"] and fieldlike is not None:
+            written, meant = fieldlike
+            raise KBFormatError(
+                f"{path}, line {number}: '{written}:' follows a blank line under its '## ' line: a field "
+                f"('{meant}:'{'' if meta is not None else '?'}) or the answer's first line? An entry's "
+                "fields go directly under its '## ' line (remove the blank line); an answer that starts "
+                f"so is written with a backslash first ('{ESCAPE}{written}: ...')"
+            )
+        if state == _FIELDS and meta:
             key, value = meta.group(1).lower(), meta.group(2).strip()
+            if key in current["given"] and key not in REPEATABLE_FIELDS:
+                raise KBFormatError(
+                    f"{path}, line {number}: field '{key}:' is given twice in this entry (first on line "
+                    f"{current['given'][key]}); an entry has one {key}: line"
+                    + (f" ({_SEVERAL[key]})" if key in _SEVERAL else "")
+                    + "; if it is the answer's first line, put a blank line before it"
+                )
+            current["given"].setdefault(key, number)
             if key == "also":
                 current["questions"].extend(split_items(value))
             elif key == "tags":
@@ -451,17 +506,19 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
             else:
                 current[key] = value
             continue
-        misspelt = misspelt_field(line) if current["meta"] else None
-        if misspelt is not None:
+        if state == _FIELDS and misspelt is not None:
             written, meant = misspelt
             raise KBFormatError(
                 f"{path}, line {number}: unknown field '{written}:' (did you mean '{meant}:'?); "
                 f"an answer that starts so is written with a backslash first ('{ESCAPE}{written}: ...')"
             )
-        if line.startswith(ESCAPE) and markup_line(line[1:], first=current["meta"]):
+        if line.startswith(ESCAPE) and markup_line(line[1:], first=state != _ANSWER):
             line = line[1:]
-        if line.strip():
-            current["meta"] = False
+        if not line.strip():
+            if state == _FIELDS:
+                current["state"] = _GAP
+        else:
+            current["state"] = _ANSWER
         current["body"].append(line)
     finish()
     return entries, []

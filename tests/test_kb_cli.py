@@ -44,20 +44,27 @@ def test_kb_bad_file_names_the_line_and_changes_nothing(teller_env: Path, tmp_pa
     assert "no knowledge-base entry 'nope'" in run("kb", "remove", "nope")[2]
 
 
-def test_kb_add_and_sync_refuse_a_misspelt_markdown_field_with_its_line(
+def test_kb_add_and_sync_refuse_a_misspelt_or_repeated_markdown_field_with_its_line(
     teller_env: Path, tmp_path: Path
 ) -> None:
     before = run("kb", "list", "--json")[1]
     bad = tmp_path / "faq.md"
-    bad.write_text(
-        "## Do you have a branch in Leeds?\nid: leeds_branch\n\nNot yet.\n\n"
-        "## When will my card arrive?\nid: bank-card-arrival\nintnet: card_arrival\n\nFive days.\n"
-    )
-    for command in ("add", "sync"):
-        code, stdout, stderr = run("kb", command, str(bad), *(["--yes"] if command == "sync" else []))
-        said = " ".join(stderr.split())  # the terminal wraps long lines
-        assert code == 2 and said.startswith("error:") and "Traceback" not in stdout + stderr
-        assert "line 8: unknown field 'intnet:' (did you mean 'intent:'?)" in said
+    first = "## Do you have a branch in Leeds?\nid: leeds_branch\n\nNot yet.\n\n"
+    for fields, message in [
+        ("intnet: card_arrival", "line 8: unknown field 'intnet:' (did you mean 'intent:'?)"),
+        (
+            "tags: cards\ntags: delivery",
+            "line 9: field 'tags:' is given twice in this entry (first on line 8)",
+        ),
+    ]:
+        bad.write_text(
+            f"{first}## When will my card arrive?\nid: bank-card-arrival\n{fields}\n\nFive days.\n"
+        )
+        for command in ("add", "sync"):
+            code, stdout, stderr = run("kb", command, str(bad), *(["--yes"] if command == "sync" else []))
+            said = " ".join(stderr.split())  # the terminal wraps long lines
+            assert code == 2 and said.startswith("error:") and "Traceback" not in stdout + stderr
+            assert message in said
     assert run("kb", "list", "--json")[1] == before
 
 

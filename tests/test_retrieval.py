@@ -14,7 +14,7 @@ from retrieval.errors import EntryNotFoundError, KBFormatError
 from retrieval.exporters import export_entries
 from retrieval.index import APPROX, EXACT, VectorIndex
 from retrieval.knowledge_base import DEFAULT_KB_FILE, KnowledgeBase
-from retrieval.loaders import load_entries
+from retrieval.loaders import ESCAPE, load_entries
 from tests.fakes import HashingEmbedder
 
 ENTRIES = [
@@ -342,6 +342,159 @@ def test_an_answer_starting_like_a_misspelt_field_is_exported_escaped(tmp_path: 
     path = tmp_path / "kb.md"
     path.write_text(export_entries(entries, "md"), encoding="utf-8")
     assert "\n\\Tag: looks like" in path.read_text() and "\nTag: a later line" in path.read_text()
+    assert load_entries(path) == entries
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "field", "first"),
+    [
+        ("id: card_delivery\nid: card-delivery", 5, "id", 4),
+        ("intent: card_arrival\ntags: cards\nIntent: card_delivery_estimate", 6, "intent", 4),
+        ("tags: cards\nalso: where is my card\ntags: delivery", 6, "tags", 4),
+        ("TAGS : cards\ntags:", 5, "tags", 4),
+    ],
+)
+def test_a_markdown_field_given_twice_is_refused_with_its_line(
+    tmp_path: Path, lines: str, line: int, field: str, first: int
+) -> None:
+    """One of the two would be dropped without a word: refused, naming the file, the line and the field."""
+    path = tmp_path / "kb.md"
+    path.write_text(f"# Our FAQ\n\n## When will my card arrive?\n{lines}\n\nFive days.\n", encoding="utf-8")
+    message = f"{path}, line {line}: field '{field}:' is given twice in this entry (first on line {first})"
+    with pytest.raises(KBFormatError, match=re.escape(message)):
+        load_entries(path)
+
+
+def test_also_lines_may_repeat_and_add_up(tmp_path: Path) -> None:
+    path = tmp_path / "kb.md"
+    path.write_text(
+        "## When will my card arrive?\nalso: where is my card\ntags: cards\n"
+        "Also: card delivery | card late\n\nFive days.\n",
+        encoding="utf-8",
+    )
+    [entry] = load_entries(path)
+    questions = ("When will my card arrive?", "where is my card", "card delivery", "card late")
+    assert (entry.questions, entry.tags, entry.answer) == (questions, ("cards",), "Five days.")
+
+
+def test_an_answer_may_start_with_a_field_name_once_the_fields_end(tmp_path: Path) -> None:
+    """A blank line (or any line that is not a field) ends an entry's fields: a line such as
+    "Tags: ..." after it is the answer's, even as its first line, and a line such as "tags: x" is a
+    field only directly under the '## ' line."""
+    path = tmp_path / "kb.md"
+    path.write_text(
+        "## Can I label payments?\nid: labels\ntags: app\n\nTags: add them to any payment in the app.\n\n"
+        "Also: search by them.\n\n"
+        "## Anything else?\nid: else\n\nAlso: we open on Saturdays.\nintent: not a field here\n\n"
+        "## Do I need ID?\nintent: verify_my_identity\n\nID: a passport or a driving licence.\n\n"
+        "## What is a tag?\nid: tag\n\n\n  tags: a word you give a payment\n\n"
+        "## Spelt as a field?\nid: spelt\n\nTag: or intnet: are words like any other here.\n\n"
+        "## Escaped?\nid: escaped\n\n\\Intent: the backslash is dropped, as before.\n",
+        encoding="utf-8",
+    )
+    assert [(e.id, e.answer, e.intent, e.tags) for e in load_entries(path)] == [
+        ("labels", "Tags: add them to any payment in the app.\n\nAlso: search by them.", None, ("app",)),
+        ("else", "Also: we open on Saturdays.\nintent: not a field here", None, ()),
+        ("do_i_need_id", "ID: a passport or a driving licence.", "verify_my_identity", ()),
+        ("tag", "tags: a word you give a payment", None, ()),
+        ("spelt", "Tag: or intnet: are words like any other here.", None, ()),
+        ("escaped", "Intent: the backslash is dropped, as before.", None, ()),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "written", "meant"),
+    [
+        ("## Do I need ID?\n\nID: a passport or a driving licence.\n", 5, "ID", "'id:'"),
+        ("## Where is my card?\n\nid: card_delivery\ntags: cards\n\nFive days.\n", 5, "id", "'id:'"),
+        ("## Can I label payments?\n\n\nTag: add one in the app.\n", 6, "Tag", "'tags:'?"),
+    ],
+)
+def test_a_field_after_a_blank_line_in_an_entry_without_fields_is_refused(
+    tmp_path: Path, text: str, line: int, written: str, meant: str
+) -> None:
+    """Files written before fields had to be directly under the '## ' line could put a blank line
+    there: a field or the answer's first line, either could be meant, so neither is guessed."""
+    path = tmp_path / "kb.md"
+    path.write_text("# Our FAQ\n\n" + text, encoding="utf-8")
+    message = f"{path}, line {line}: '{written}:' follows a blank line under its '## ' line"
+    with pytest.raises(KBFormatError, match=re.escape(message)) as caught:
+        load_entries(path)
+    assert f"a field ({meant}) or the answer's first line?" in str(caught.value)
+    assert f"('\\{written}: ...')" in str(caught.value)
+    path.write_text("# Our FAQ\n\n" + text.replace(f"\n{written}:", f"\n\\{written}:"), encoding="utf-8")
+    assert load_entries(path)[0].answer.startswith(f"{written}:")
+
+
+#: Answer lines that read, or once read, as markup: the fields in every case, misspellings of them,
+#: headings, and backslashes before them; and lines that never did.
+FIELD_LIKE_LINES = [
+    f"{slash}{key}{space}: {value}"
+    for key in (
+        "id",
+        "ID",
+        "Intent",
+        "intent",
+        "TAGS",
+        "Tags",
+        "also",
+        "Also",
+        "tag",
+        "Intnet",
+        "Note",
+        "Tip",
+    )
+    for slash in ("", "\\", "\\\\")
+    for space in ("", " ")
+    for value in ("x", "card_arrival | a, b", "")
+] + ["## not a heading", "\\## escaped heading", "\\\\## two", "plain text", "C:\\temp", "\\"]
+
+
+def _answers(count: int, seed: int = 0) -> list[str]:
+    """``count`` answers of one to four lines, each a field-like line or plain text, seeded."""
+    import random
+
+    rng = random.Random(seed)
+    answers = []
+    for _ in range(count):
+        lines = [rng.choice(FIELD_LIKE_LINES) for _ in range(rng.randint(1, 4))]
+        if rng.random() < 0.3:
+            lines.insert(rng.randint(1, len(lines)), "")
+        answers.append("\n".join(lines))
+    return answers
+
+
+@pytest.mark.parametrize("fields", ["none", "all"])
+def test_markdown_round_trips_answers_that_look_like_fields_exactly(tmp_path: Path, fields: str) -> None:
+    """Property-style: whatever an answer's lines look like (each field, misspelt or not, in any
+    case, a heading, backslashes before them), export then import gives back exactly the entries,
+    and so does the file with the first line's escape removed, where the blank line ends the fields."""
+    entries = []
+    for number, answer in enumerate([*FIELD_LIKE_LINES, *_answers(400)]):
+        entry = KBEntry.build(
+            f"e{number}",
+            [f"Question {number}?", *(["another | phrasing"] if fields == "all" else [])],
+            answer,
+            "card_arrival" if fields == "all" else None,
+            ["a,b", "c"] if fields == "all" else [],
+        )
+        if entry.answer.strip():
+            entries.append(entry)
+    text = export_entries(entries, "md")
+    path = tmp_path / "kb.md"
+    path.write_text(text, encoding="utf-8")
+    assert load_entries(path) == entries
+    # After the fields and their blank line, an answer's first line needs no escape (what a person
+    # writes by hand): "Tags: x" there is the answer's.
+    blocks = text.split("\n## ")
+    unescaped = []
+    for block, entry in zip(blocks, entries, strict=True):
+        head, _, answer = block.partition("\n\n")
+        first = entry.answer.split("\n")[0]
+        if answer.startswith(ESCAPE) and not first.startswith(("## ", ESCAPE)):
+            answer = answer[1:]
+        unescaped.append(f"{head}\n\n{answer}")
+    path.write_text("\n## ".join(unescaped), encoding="utf-8")
     assert load_entries(path) == entries
 
 
