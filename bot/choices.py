@@ -12,7 +12,10 @@ kind           value                         meaning
 ``handoff``    ``handoff:adviser``           book an adviser call (a handoff that also records
                                              the outcome ``adviser_call_booked`` on the advice
                                              reply it was offered under)
-``feedback``   ``feedback:helpful`` / ``…``  the customer's verdict on the reply
+``feedback``   ``feedback:helpful`` / ``…``  the customer's verdict on the reply; sent back
+                                             as text, it is recorded on their latest reply in
+                                             the conversation (any other ``feedback:<word>``
+                                             is refused: :func:`is_feedback_form`)
 ``interview``  ``iv:<interview>:<rest>``     an answer in a positioning interview
 ``text``       anything else                 a value the channel sends back as typed text
 =============  ============================  =============================================
@@ -24,6 +27,7 @@ index into the reply's choices as stored), which the service turns back into the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -41,8 +45,11 @@ HANDOFF_CHOICE = "handoff"
 #: "Book an adviser call", under an advice reply: hands off like :data:`HANDOFF_CHOICE`, and the
 #: service records the outcome ``adviser_call_booked`` on that reply (:mod:`bot.storage.outcomes`).
 ADVISER_CHOICE = "handoff:adviser"
-FEEDBACK_HELPFUL = "feedback:helpful"
-FEEDBACK_NOT_HELPFUL = "feedback:not_helpful"
+FEEDBACK_PREFIX = "feedback:"
+FEEDBACK_HELPFUL = f"{FEEDBACK_PREFIX}helpful"
+FEEDBACK_NOT_HELPFUL = f"{FEEDBACK_PREFIX}not_helpful"
+#: A value of the feedback form: ``feedback:`` and one word (letters, digits, ``_``, ``-``), no space.
+_FEEDBACK_FORM = re.compile(r"feedback:[A-Za-z0-9_-]*")
 INTERVIEW_PREFIX = "iv:"
 
 
@@ -102,6 +109,14 @@ def helpful(value: str) -> bool | None:
     if value == FEEDBACK_NOT_HELPFUL:
         return False
     return None
+
+
+def is_feedback_form(text: str) -> bool:
+    """Whether ``text`` is written as a feedback value, ``feedback:<word>`` with no space: one of
+    Teller's (:data:`FEEDBACK_HELPFUL`, :data:`FEEDBACK_NOT_HELPFUL`) or one it never offered
+    (``feedback:xyz``, a client's mistake). A customer's words that merely start so ("feedback: the
+    app is slow") are not of this form."""
+    return _FEEDBACK_FORM.fullmatch(text) is not None
 
 
 def feedback_choices() -> tuple[Choice, ...]:

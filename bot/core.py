@@ -219,10 +219,16 @@ class TellerCore:
         return reply.text
 
     def feedback(
-        self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
+        self,
+        message_id: str,
+        helpful: bool,
+        comment: str | None = None,
+        user_id: str | None = None,
+        platform: tuple[str, str] | None = None,
     ) -> Feedback:
-        """Record a customer's verdict on one of Teller's replies."""
-        entry = self.store.feedback.add_feedback(message_id, helpful, comment, user_id)
+        """Record a customer's verdict on one of Teller's replies (``platform``: the channel and id
+        of the message that carried it as text, :meth:`bot.storage.FeedbackRepository.add_feedback`)."""
+        entry = self.store.feedback.add_feedback(message_id, helpful, comment, user_id, platform)
         log.info("feedback", extra={"fields": {"message_id": message_id, "helpful": helpful}})
         return entry
 

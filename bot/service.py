@@ -7,7 +7,9 @@ updates into the calls below and render what comes back; nothing else in an adap
   customer in a handoff, or the answer policy), stores it, and delivers the reply through the
   channel's :class:`~bot.delivery.Transport` with its delivery state recorded. A redelivered message
   gets the reply it got the first time, sent again only if it never arrived. :meth:`feedback` takes
-  a verdict on a reply. A reply the platform finally refuses is filed for review.
+  a verdict on a reply; a feedback value sent as a message's text (``feedback:helpful``) is that
+  verdict on the customer's latest answer (:meth:`feedback_message`), never a question. A reply the
+  platform finally refuses is filed for review.
   Pressing "Book an adviser call" under an advice reply hands off like "talk to a person" and
   records the outcome ``adviser_call_booked`` on that reply; a bank's backend records other outcomes
   (:meth:`record_outcome`, ``POST /api/outcomes``).
@@ -33,11 +35,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bot.abuse import BUSY, AbuseLimits
-from bot.choices import ADVISER_CHOICE
+from bot.choices import ADVISER_CHOICE, FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, is_feedback_form
+from bot.choices import helpful as verdict_of
 from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
 from bot.core import Incoming, Outgoing, TellerCore, message_text, unstaffed_text, without_person
 from bot.delivery import Courier, Sent, Transport
-from bot.errors import DeliveryError, InputError, NotFound, RateLimited
+from bot.errors import Conflict, DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
 from bot.ops_desk import CLOSED_NOTICE, EXPIRED_NOTICE, IDLE_ACTOR
 from bot.policy import Route
@@ -54,6 +57,7 @@ from bot.storage import (
     StoreError,
 )
 from bot.storage.outcomes import ADVISER_CALL_BOOKED, BACKEND_SOURCE, NO_SUCH_ANSWER
+from bot.text import clean
 
 if TYPE_CHECKING:
     from bot.ops_desk import OpsDesk
@@ -63,10 +67,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Routes whose replies are not customer messages of the store (an interview's prompts).
-UNSTORED_ROUTES = frozenset({"interview"})
+#: The route of the acknowledgement of feedback sent as a message's text (:meth:`TellerService.
+#: feedback_message`): not a stored reply; its ``message_id`` is the reply the feedback is about.
+FEEDBACK_ROUTE = "feedback"
+#: Routes whose replies are not customer messages of the store (an interview's prompts, the
+#: acknowledgement of feedback sent as text).
+UNSTORED_ROUTES = frozenset({"interview", FEEDBACK_ROUTE})
 #: The one answer to feedback on a reply that is unknown, another customer's, or not Teller's.
 NO_SUCH_REPLY = "no reply of Teller's with that id in this conversation"
+#: Feedback sent as text before Teller answered anything in the conversation (HTTP 404).
+NO_REPLY_TO_RATE = "there is no reply of Teller's in this conversation to give feedback on yet"
+#: A ``feedback:<word>`` value Teller never offers (HTTP 400); the value itself is not echoed.
+UNKNOWN_FEEDBACK = (
+    f"that is not a feedback value of Teller's: send {FEEDBACK_HELPFUL} or {FEEDBACK_NOT_HELPFUL}"
+)
+#: What the customer is told for a verdict, "helpful" (True) or not (False), by button or as text.
+FEEDBACK_THANKS = {True: "Thanks for the feedback!", False: "Thanks, we'll use this to improve."}
 
 
 @dataclass(frozen=True)
@@ -189,8 +205,12 @@ class TellerService:
             earlier = self.desk.replay(incoming)  # an interview message seen before: same reply
             if earlier is not None:
                 return earlier
-            if self.desk.wants(incoming):
-                return self.desk.converse(incoming)
+        if is_feedback_form(clean(incoming.text).strip()):
+            # A feedback button's value sent back as text: a verdict on the latest answer, never a
+            # question, an interview's answer or words for the operator of an open handoff.
+            return self.feedback_message(incoming)
+        if private and self.desk is not None and self.desk.wants(incoming):
+            return self.desk.converse(incoming)
         incoming = replace(incoming, text=message_text(incoming.text))
         # A redelivery (or a retry that reached another replica) gets what was answered the first
         # time, whatever has happened since (a handoff opened meanwhile, say).
@@ -315,6 +335,55 @@ class TellerService:
             self.ops.relay_interrupted(delivery.channel, delivery.address)
         return True
 
+    def feedback_message(self, incoming: Incoming) -> Outgoing:
+        """A feedback value sent as a message's text (``feedback:helpful``, ``feedback:not_helpful``:
+        a pressed button's value, posted back as text by a REST client or a platform, as every other
+        choice's is): the customer's verdict on Teller's latest answer to them in this conversation,
+        recorded as :meth:`feedback` records a button's (once per answer; "not helpful" filed for
+        review), and acknowledged with :data:`FEEDBACK_THANKS` on route :data:`FEEDBACK_ROUTE`. The
+        acknowledgement is not stored; its ``message_id`` is the answer the feedback is about.
+        Nothing is classified, stored as the customer's message, or relayed to an operator. It
+        counts one unit of the abuse limits, as a message does.
+
+        The same platform message again (a redelivery, or a retry with the same
+        ``client_message_id``, reaching any replica) gets the same acknowledgement, marked
+        ``duplicate``, and records nothing.
+
+        Raises :class:`InputError` (:data:`UNKNOWN_FEEDBACK`: ``feedback:<word>`` that Teller never
+        offers, e.g. ``feedback:xyz``), :class:`NotFound` (:data:`NO_REPLY_TO_RATE`: Teller has not
+        answered this customer in this conversation yet), :class:`Conflict` (that answer has
+        feedback already, or the message id came before with other words) and
+        :class:`RateLimited`."""
+        incoming = replace(incoming, text=message_text(incoming.text))
+        # The id used before for a message stored as a question: Conflict if it had other words; the
+        # answer it got if it was this value (stored so before Teller read feedback values as such).
+        earlier = self.core.replay(incoming)
+        with timed("limits"):
+            self.limits.message(incoming.channel, incoming.user_id, incoming.origin, incoming.anonymous, 1)
+        if earlier is not None:
+            return earlier
+        verdict = verdict_of(incoming.text)
+        if verdict is None:
+            raise InputError(UNKNOWN_FEEDBACK)
+        feedback = self.core.store.feedback
+        platform = (incoming.channel, incoming.message_id) if incoming.message_id else None
+        if platform is not None and (given := feedback.by_platform(*platform)) is not None:
+            return _thanks(incoming, given, verdict, duplicate=True)
+        answer = self.core.store.conversations.latest_answer(
+            incoming.channel, incoming.conversation_id, incoming.user_id
+        )
+        if answer is None:
+            raise NotFound(NO_REPLY_TO_RATE)
+        try:
+            entry = self.feedback(answer.id, verdict, None, incoming.user_id, incoming.channel, platform)
+        except Conflict:
+            # The same message taken by another replica (or thread) a moment ago: its record stands.
+            given = feedback.by_platform(*platform) if platform is not None else None
+            if given is None:
+                raise  # feedback on that answer was given before, by a button or another message
+            return _thanks(incoming, given, verdict, duplicate=True)
+        return _thanks(incoming, entry, verdict, duplicate=False)
+
     def feedback(
         self,
         message_id: str,
@@ -322,10 +391,12 @@ class TellerService:
         comment: str | None = None,
         user_id: str | None = None,
         channel: str | None = None,
+        platform: tuple[str, str] | None = None,
     ) -> Feedback:
         """A customer's verdict on one of Teller's replies, once per reply; "not helpful" is filed for
         review. With ``channel`` (every customer-facing adapter passes it), the reply must be
-        Teller's own answer to that ``user_id`` on that channel.
+        Teller's own answer to that ``user_id`` on that channel. ``platform``: the channel and id of
+        the message that carried the verdict as its text (:meth:`feedback_message`).
 
         Raises :class:`NotFound` (:data:`NO_SUCH_REPLY`: the reply is unknown, another customer's,
         or an operator's; the same words for each) and :class:`bot.errors.Conflict` (feedback on
@@ -341,7 +412,7 @@ class TellerService:
                 or reply.user_id != user_id
             ):
                 raise NotFound(NO_SUCH_REPLY)
-        entry = self.core.feedback(message_id, helpful, comment, user_id)
+        entry = self.core.feedback(message_id, helpful, comment, user_id, platform)
         if self.ops is not None:
             self.ops.after_feedback(message_id, helpful)
         return entry
@@ -457,3 +528,20 @@ class TellerService:
             self.desk.close()
         if self.ops is not None:
             self.ops.close()
+
+
+def _thanks(incoming: Incoming, entry: Feedback, verdict: bool, duplicate: bool) -> Outgoing:
+    """The acknowledgement of feedback sent as text (:meth:`TellerService.feedback_message`),
+    delivered once per platform message (its delivery recorded under ``turn``). Raises
+    :class:`Conflict` when the message's id carried the other verdict the first time."""
+    if entry.helpful != verdict:
+        raise Conflict("this message id was used before for a different message; send it with a new id")
+    turn = f"fb:{incoming.channel}:{incoming.message_id}" if incoming.message_id else None
+    return Outgoing(
+        entry.message_id,
+        FEEDBACK_THANKS[entry.helpful],
+        route=FEEDBACK_ROUTE,
+        duplicate=duplicate,
+        threaded=True,
+        turn=turn,
+    )

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy import text
 
-from bot.errors import InputError
+from bot.errors import Conflict, InputError
 from bot.storage import (
     Clock,
     CorrectionAction,
@@ -166,6 +166,23 @@ def test_feedback_is_only_about_replies(store: Store) -> None:
     assert stored == entry and about.id == reply.id
     [logged] = store.conversations.exchanges("2000")
     assert logged.flagged and logged.text == "hello" and logged.route == "intent"
+
+
+def test_feedback_sent_as_a_message_is_stored_once_per_platform_message(store: Store) -> None:
+    _, first = exchange(store, "hello", user="u1")
+    _, second = exchange(store, "and again", user="u1")
+    assert store.conversations.latest_answer("web", "u1", "u1") == second
+    assert store.conversations.latest_answer("web", "u1", "u2") is None
+    assert store.conversations.latest_answer("web", "u2", "u1") is None
+    entry = store.feedback.add_feedback(first.id, True, user_id="u1", platform=("web", "p1"))
+    assert store.feedback.by_platform("web", "p1") == entry
+    assert store.feedback.by_platform("telegram", "p1") is None
+    # The same platform message on another reply (two replicas racing): the unique index refuses it.
+    with pytest.raises(Conflict):
+        store.feedback.add_feedback(second.id, True, user_id="u1", platform=("web", "p1"))
+    # Feedback without a platform message (a button, the endpoint) needs no platform id.
+    store.feedback.add_feedback(second.id, False, user_id="u1")
+    assert len(store.feedback.feedback()) == 2
 
 
 def test_an_operator_flags_a_reply_once(store: Store) -> None:

@@ -20,7 +20,7 @@ from bot.storage import schema
 from bot.storage.database import Database
 from bot.storage.errors import DuplicateMessage
 from bot.storage.outbox import OutboxRepository
-from bot.storage.records import Direction, Exchange, NewExchange, StoredMessage
+from bot.storage.records import HUMAN_ROUTE, Direction, Exchange, NewExchange, StoredMessage
 from bot.text import storable
 
 _m = schema.messages
@@ -248,6 +248,27 @@ class ConversationRepository:
             .limit(limit)
         )
         return [message_from_row(r) for r in rows]
+
+    def latest_answer(self, channel: str, external_id: str, user_id: str) -> StoredMessage | None:
+        """Teller's latest answer to ``user_id`` in a platform conversation (not an operator's
+        relay: a reply to a customer's message, with a route of the policy's); None if there is
+        none."""
+        rows = self.db.rows(
+            select(_m)
+            .join(_c, _m.c.conversation_id == _c.c.id)
+            .where(
+                _c.c.channel == channel,
+                _c.c.external_id == external_id,
+                _m.c.user_id == user_id,
+                _m.c.direction == Direction.OUT.value,
+                _m.c.reply_to.is_not(None),
+                _m.c.route.is_not(None),
+                _m.c.route != HUMAN_ROUTE,
+            )
+            .order_by(_m.c.created_at.desc(), _m.c.id.desc())
+            .limit(1)
+        )
+        return message_from_row(rows[0]) if rows else None
 
     def message_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
         """The stored message with this platform id on this channel (Teller's post first)."""

@@ -31,13 +31,21 @@ class FeedbackRepository:
         self.conversations = conversations
 
     def add_feedback(
-        self, message_id: str, helpful: bool, comment: str | None = None, user_id: str | None = None
+        self,
+        message_id: str,
+        helpful: bool,
+        comment: str | None = None,
+        user_id: str | None = None,
+        platform: tuple[str, str] | None = None,
     ) -> Feedback:
-        """A customer's verdict on one of Teller's replies, once per reply. Raises
+        """A customer's verdict on one of Teller's replies, once per reply. ``platform``: the
+        channel and platform id of the message that carried it, for feedback sent as a message's
+        text (:meth:`by_platform` finds it again; one row per platform message). Raises
         :class:`InputError` if ``message_id`` is not a stored reply, :class:`Conflict` if it has
         feedback already (checked in the transaction that stores it; two replicas storing the same
         reply's feedback in the same millisecond could both pass, which the per-customer rate
-        limit keeps rare)."""
+        limit keeps rare) or if feedback was stored under ``platform`` already (two replicas taking
+        the same redelivered message at once: the unique index decides)."""
         message = self.conversations.message(message_id)
         if message.direction != Direction.OUT:
             raise InputError(
@@ -50,13 +58,23 @@ class FeedbackRepository:
             "comment": redact(storable(comment)) if comment else None,
             "user_id": user_id,
             "created_at": self.db.clock.now(),
+            "channel": platform[0] if platform else None,
+            "platform_id": platform[1] if platform else None,
         }
         with self.db.transaction() as connection:
             given = connection.execute(select(_f.c.id).where(_f.c.message_id == message_id).limit(1))
             if given.first() is not None:
                 raise Conflict("feedback on this reply was given already")
-            connection.execute(_f.insert().values(**row))
+            insert = self.db.insert(_f).values(**row).on_conflict_do_nothing().returning(_f.c.id)
+            if connection.execute(insert).first() is None:  # only the platform message's index refuses
+                raise Conflict("feedback on this reply was given already")
         return _feedback(row)
+
+    def by_platform(self, channel: str, platform_id: str) -> Feedback | None:
+        """The feedback a platform message carried as its text (:meth:`add_feedback` with
+        ``platform``), None if it carried none."""
+        rows = self.db.rows(select(_f).where(_f.c.channel == channel, _f.c.platform_id == platform_id))
+        return _feedback(rows[0]) if rows else None
 
     def feedback(self, limit: int = 100) -> list[tuple[Feedback, StoredMessage]]:
         """The latest feedback, newest first, each with the reply it is about."""

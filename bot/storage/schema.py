@@ -81,7 +81,19 @@ feedback = Table(
     Column("comment", Text),
     Column("user_id", Text),
     Column("created_at", Text),
+    #: For feedback sent as a message's text (``feedback:helpful``): the channel and the platform's
+    #: id of that message, so a redelivery is acknowledged again, not recorded twice (migration 0014).
+    Column("channel", Text),
+    Column("platform_id", Text),
     Index("idx_feedback_message_id", "message_id"),
+    Index(
+        "feedback_platform",
+        "channel",
+        "platform_id",
+        unique=True,
+        sqlite_where=text("platform_id IS NOT NULL"),
+        postgresql_where=text("platform_id IS NOT NULL"),
+    ),
 )
 
 flags = Table(

@@ -176,7 +176,12 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: Text = Field(
-        description="The customer's message (at most 4,000 characters), or the value of a pressed choice.",
+        description="The customer's message (at most 4,000 characters), or the value of a pressed choice. "
+        "A feedback value (`feedback:helpful`, `feedback:not_helpful`) is the customer's verdict on Teller's "
+        "latest reply in this conversation, recorded as `POST /api/feedback` records it and acknowledged "
+        "with route `feedback` (its `message_id` is the reply rated; nothing is stored as a message): "
+        "404 before any reply, 409 when that reply has feedback already, 400 for any other "
+        "`feedback:<word>`.",
     )
     client_message_id: Text | None = Field(
         default=None,
@@ -211,8 +216,9 @@ class SessionOut(BaseModel):
 
 
 class ChoiceOut(BaseModel):
-    """A button: ``value`` is what to send back as the message's text (or, for ``kind``
-    ``feedback``, ``helpful`` is what to post to ``/api/feedback``)."""
+    """A button: ``value`` is what to send back as the message's text (for ``kind`` ``feedback``,
+    the verdict on the reply it came with, recorded on the latest reply; or post ``helpful`` to
+    ``/api/feedback`` with the reply's ``message_id``)."""
 
     label: str
     value: str
@@ -499,7 +505,14 @@ def create_app(
         "/api/messages",
         response_model=MessageOut,
         summary="Send a customer message, get Teller's reply",
-        responses=refusals,
+        responses={
+            **refusals,
+            404: {"description": "A feedback value sent before Teller replied in this conversation"},
+            409: {
+                "description": "A feedback value on a reply that has feedback already, or a "
+                "client_message_id used before for another message"
+            },
+        },
     )
     async def post_message(
         body: MessageIn, request: Request, who: Annotated[WebCustomer, Depends(current_customer)]

@@ -46,7 +46,7 @@ from bot.choices import parse_choice_ref
 from bot.core import Incoming
 from bot.errors import InputError, NotAuthorised, sentence
 from bot.operators import Actor
-from bot.service import TellerService
+from bot.service import FEEDBACK_THANKS, TellerService
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class CustomerListeners:
             )
         except InputError:
             return
-        note = "Thanks for the feedback!" if helpful else "Thanks, we'll use this to improve."
+        note = FEEDBACK_THANKS[helpful]
         settle(client, body.get("channel", {}).get("id", ""), body.get("message", {}), f"_{note}_")
 
 

@@ -54,7 +54,7 @@ from bot.channels.telegram.transport import (
 from bot.choices import HANDOFF_CHOICE
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, sentence
-from bot.service import TellerService
+from bot.service import FEEDBACK_THANKS, TellerService
 from bot.settings import STARTER_BANK, bank_possessive
 from bot.storage.database import Lease
 
@@ -342,9 +342,7 @@ class TelegramChannel:
             except InputError:
                 await _quietly(query.answer("That answer is no longer on record."))
                 return
-            await _quietly(
-                query.answer("Thanks for the feedback!" if helpful else "Thanks, we'll use this to improve.")
-            )
+            await _quietly(query.answer(FEEDBACK_THANKS[helpful]))
             await _quietly(query.edit_message_reply_markup(reply_markup=None))
             return
         if (token := choice_token(data)) is not None:  # a value too long for the button's data
