@@ -515,7 +515,7 @@ def build_channels(
             service=service,
             # Telegram has one getUpdates consumer per bot: one replica polls, the others stand by.
             leadership=lambda: core.store.database.try_lock("telegram-polling"),
-            help=help_text(bank_name(settings, core.policy.kb)),
+            help=help_text(bank_name(settings, core.policy.kb), staffed=staffed(settings)),
         )
         channels.append(telegram)
         if service.ops is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ class TellerCore:
 
         ``replayed=False``: the caller has just looked for an earlier answer (:meth:`replay`).
         ``staffed=False``: no person can take over (no ops channel): what is stored and returned is
-        what such a customer is told (:func:`unstaffed`)."""
+        what such a customer is told (:func:`unstaffed`, with the policy's
+        :attr:`~bot.policy.AnswerPolicy.unstaffed_words`)."""
         text = message_text(incoming.text)
         earlier = self.replay(incoming) if replayed else None
         if earlier is not None:
@@ -130,7 +132,7 @@ class TellerCore:
         started = time.perf_counter()
         decision, model_version = self._decide(text)
         if not staffed:
-            decision = unstaffed(decision)
+            decision = unstaffed(decision, self.policy.unstaffed_words)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             with timed("store_write"):
@@ -197,6 +199,17 @@ class TellerCore:
             return replace(_outgoing(reply, duplicate=True), text=self._as_sent(reply))
         return Outgoing(stored.id, "", route=stored.route or HUMAN_ROUTE, duplicate=True, silent=True)
 
+    def as_unstaffed(self, reply: Outgoing) -> Outgoing:
+        """``reply`` as told where no person can take over, for a reply known by its text and route
+        alone (one stored before, replayed): a handoff's text becomes :func:`unstaffed_text`, a reply
+        that offers a person (:attr:`~bot.policy.AnswerPolicy.unstaffed_words`) its unstaffed words,
+        and no button for a person is left. A reply already as told unstaffed stays as it is."""
+        if reply.route == Route.HANDOFF.value:
+            text = unstaffed_text(reply.text)
+        else:
+            text = self.policy.unstaffed_words.get(reply.text, reply.text)
+        return replace(reply, text=text, choices=without_person(reply.choices))
+
     def stored_reply(self, message_id: str) -> Outgoing:
         """One of Teller's stored replies as it was sent (to send it again). Raises
         :class:`InputError` for an unknown id."""
@@ -250,6 +263,13 @@ class TellerCore:
 #: handoff for the customer's language it is said in that language (:func:`unstaffed`,
 #: :data:`nlu.language.UNSTAFFED_REPLIES`, where the English text is kept with its translations).
 UNSTAFFED = UNSTAFFED_REPLIES["en"]
+#: What a text that would offer a person says instead where no one can take over (Telegram's /help;
+#: the small-talk replies' ``unstaffed`` words in bot/data/smalltalk.yaml say it too). It
+#: names no number: the one on the back of the customer's card is the bank's, whatever it is.
+NO_PERSON = (
+    "No one from our team can take over this chat; for anything I can't help with, call us on the "
+    "number on the back of your card."
+)
 #: The buttons that hand the conversation to a person ("Talk to a person", "Book an adviser call").
 PERSON_CHOICES = frozenset({HANDOFF_CHOICE, ADVISER_CHOICE})
 
@@ -259,17 +279,19 @@ def without_person(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
     return tuple(c for c in choices if c.value not in PERSON_CHOICES)
 
 
-def unstaffed(decision: Decision) -> Decision:
+def unstaffed(decision: Decision, words: Mapping[str, str]) -> Decision:
     """``decision`` as said where no person can take over: a handoff says so (:data:`UNSTAFFED`)
-    instead of promising someone, and no reply offers a button for a person. A message handed off
-    for its language (rule ``language``, answered in the customer's language) is told so in that
-    language (:func:`unstaffed_reply` of :attr:`Decision.language`); every other handoff in English,
-    as the policy's replies are."""
+    instead of promising someone, any other reply that offers a person says what ``words`` (the
+    policy's :attr:`~bot.policy.AnswerPolicy.unstaffed_words`) has for it instead ("who are you?":
+    no "I'll connect you"), and no reply offers a button for a person. A message handed off for its
+    language (rule ``language``, answered in the customer's language) is told so in that language
+    (:func:`unstaffed_reply` of :attr:`Decision.language`); every other handoff in English, as the
+    policy's replies are."""
     choices = without_person(decision.choices)
     if decision.route == Route.HANDOFF:
         said = unstaffed_reply(decision.language) if decision.rule == LANGUAGE_RULE else UNSTAFFED
         return replace(decision, answer=said, choices=choices)
-    return replace(decision, choices=choices)
+    return replace(decision, answer=words.get(decision.answer, decision.answer), choices=choices)
 
 
 def unstaffed_text(said: str) -> str:

@@ -35,6 +35,9 @@ class ExemplarSet:
     categories: list[str]
     replies: dict[str, str]
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    #: Per category whose reply offers a person, what is said instead where no person can take over
+    #: (no ops channel; :func:`bot.core.unstaffed`).
+    unstaffed: dict[str, str] = field(default_factory=dict)
 
     def embed_with(self, embed: Any) -> ExemplarSet:
         self.vectors = np.asarray(embed(self.texts), dtype=np.float32)
@@ -70,15 +73,20 @@ BANK_PLACEHOLDER = "{bank's}"
 
 def load_smalltalk(path: Path = SMALLTALK_FILE, bank: str = STARTER_BANK) -> ExemplarSet:
     """The small talk Teller answers itself, its replies naming ``bank`` (the bank's name
-    customers see; "" for none, see :func:`bot.settings.bank_possessive`)."""
+    customers see; "" for none, see :func:`bot.settings.bank_possessive`). A category's optional
+    ``unstaffed`` reply is what is said instead where no person can take over
+    (:attr:`ExemplarSet.unstaffed`)."""
     data = _read_yaml(path)
-    texts, categories, replies = [], [], {}
+    possessive = bank_possessive(bank)
+    texts, categories, replies, unstaffed = [], [], {}, {}
     for category, body in data.items():
-        replies[category] = str(body["reply"]).replace(BANK_PLACEHOLDER, bank_possessive(bank))
+        replies[category] = str(body["reply"]).replace(BANK_PLACEHOLDER, possessive)
+        if body.get("unstaffed"):
+            unstaffed[category] = str(body["unstaffed"]).replace(BANK_PLACEHOLDER, possessive)
         for example in body["examples"]:
             texts.append(str(example))
             categories.append(category)
-    return ExemplarSet(texts, categories, replies)
+    return ExemplarSet(texts, categories, replies, unstaffed=unstaffed)
 
 
 def load_advice(path: Path = ADVICE_FILE, extra: list[str] | None = None) -> ExemplarSet:

@@ -563,6 +563,13 @@ class AnswerPolicy:
         self.base_memory = base_memory
         self.kb = kb
         self.smalltalk = smalltalk.embed_with(kb.embedder.embed)
+        #: Each reply of the policy's that offers a person (a small-talk reply: "I'll connect you"),
+        #: with what is said instead where no person can take over (:func:`bot.core.unstaffed`).
+        self.unstaffed_words: dict[str, str] = {
+            smalltalk.replies[category]: said
+            for category, said in smalltalk.unstaffed.items()
+            if category in smalltalk.replies
+        }
         self.advice = advice.embed_with(kb.embedder.embed)
         self.information = (information or ExemplarSet([], [], {})).embed_with(kb.embedder.embed)
         self.advice_probe = AdviceProbe(self.advice, self.information)

@@ -38,7 +38,7 @@ from bot.abuse import BUSY, AbuseLimits
 from bot.choices import ADVISER_CHOICE, FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, is_feedback_form
 from bot.choices import helpful as verdict_of
 from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
-from bot.core import Incoming, Outgoing, TellerCore, message_text, unstaffed_text, without_person
+from bot.core import Incoming, Outgoing, TellerCore, message_text
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import Conflict, DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
@@ -133,12 +133,11 @@ class TellerService:
             self.book_adviser_call(incoming, reply)
         if not staffed and reply.route not in UNSTORED_ROUTES:
             # Nobody can take over here (no ops channel): the core stored what is said (UNSTAFFED, in
-            # the customer's language after a handoff for it; no button for a person); a reply stored
-            # before it knew, replayed, is told the same.
+            # the customer's language after a handoff for it; small talk that offers no person; no
+            # button for a person); a reply stored before it knew, replayed, is told the same.
             if reply.route == Route.HANDOFF.value:
                 log.warning("handoff_unstaffed", extra={"fields": {"channel": incoming.channel}})
-                reply = replace(reply, text=unstaffed_text(reply.text))
-            reply = replace(reply, choices=without_person(reply.choices))
+            reply = self.core.as_unstaffed(reply)
         return reply
 
     @property

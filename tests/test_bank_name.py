@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from bot.assistant import bank_name, build_core
 from bot.channels.telegram import HELP, help_text
+from bot.core import NO_PERSON
 from bot.exemplars import SMALLTALK_FILE, load_smalltalk
 from bot.settings import Settings, bank_possessive, get_settings
 from bot.web.app import chat_page_html, create_app
@@ -80,6 +81,19 @@ def test_small_talk_names_the_bank_and_nothing_is_left_of_the_starters() -> None
 def test_telegram_help_names_the_bank() -> None:
     assert help_text("Rimu Bank").startswith("I'm Teller, Rimu Bank's assistant.")
     assert "Lumen Bank's" in HELP and "/human" in help_text("")
+    assert help_text("Rimu Bank", staffed=False).startswith("I'm Teller, Rimu Bank's assistant.")
+
+
+def test_telegram_help_offers_a_person_only_where_one_can_take_over() -> None:
+    """Staffed, /help says what it always did; unstaffed (no ops channel) it offers no /human and
+    says where to turn instead, as the unstaffed small talk does."""
+    assert help_text("Rimu Bank") == (
+        "I'm Teller, Rimu Bank's assistant. Ask me anything about your cards, payments, transfers, "
+        "top-ups or account, in your own words.\n\n/human talks to a person\n/help shows this message"
+    )
+    alone = help_text("Rimu Bank", staffed=False)
+    assert "/human" not in alone and "person" not in alone and NO_PERSON in alone
+    assert alone.endswith("/help shows this message")
 
 
 def test_the_chat_page_names_the_bank_escaped() -> None:

@@ -207,8 +207,8 @@ def test_ask_tells_a_handoff_as_the_customer_would_be_told_it(
     teller_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without an ops channel nobody can take over: ``ask`` shows the unstaffed reply and no button
-    for a person; with Slack and an ops channel, the handoff's own words."""
-    from bot.core import PERSON_CHOICES, UNSTAFFED
+    for a person, and small talk offers no person; with Slack and an ops channel, their own words."""
+    from bot.core import NO_PERSON, PERSON_CHOICES, UNSTAFFED
     from bot.settings import get_settings
 
     for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "TELLER_OPS_CHANNEL"):
@@ -219,6 +219,10 @@ def test_ask_tells_a_handoff_as_the_customer_would_be_told_it(
     assert code == 0 and alone["route"] == "handoff"
     assert alone["answer"] == UNSTAFFED
     assert not {c["value"] for c in alone["choices"]} & PERSON_CHOICES
+    # Small talk offers no person either ("who are you?" said "I'll connect you").
+    code, stdout, _ = run("ask", "who are you", "--json")
+    [who] = json_lines(stdout)
+    assert code == 0 and who["route"] == "smalltalk" and NO_PERSON in who["answer"]
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret")
     monkeypatch.setenv("TELLER_OPS_CHANNEL", "C0OPS")
@@ -226,3 +230,6 @@ def test_ask_tells_a_handoff_as_the_customer_would_be_told_it(
     code, stdout, _ = run("ask", "I want to talk to a human", "--json")
     [staffed] = json_lines(stdout)
     assert code == 0 and staffed["route"] == "handoff" and staffed["answer"] != UNSTAFFED
+    code, stdout, _ = run("ask", "who are you", "--json")
+    [who] = json_lines(stdout)
+    assert code == 0 and who["route"] == "smalltalk" and "connect you" in who["answer"]

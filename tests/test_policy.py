@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from bot.calibration import (
     score_routes,
 )
 from bot.choices import HANDOFF_CHOICE
-from bot.core import UNSTAFFED, unstaffed
-from bot.exemplars import ExemplarSet
+from bot.core import NO_PERSON, UNSTAFFED, unstaffed
+from bot.exemplars import ExemplarSet, load_smalltalk
 from bot.policy import (
     ROUTES,
     RULE_NAMES,
@@ -218,15 +219,77 @@ def test_without_an_ops_channel_a_foreign_message_is_told_so_in_its_language(pol
     """Nobody can take over: the language handoff's reply becomes the unstaffed one in the same
     language; every other handoff's, the English one, whatever language the message is in."""
     for code in ("zh", "es", "fr", "de", "pt-BR"):
-        decision = unstaffed(policy.decide(signals(language=LanguageResult(code, 0.95, False, "lingua"))))
+        decision = unstaffed(
+            policy.decide(signals(language=LanguageResult(code, 0.95, False, "lingua"))),
+            policy.unstaffed_words,
+        )
         assert decision.route == Route.HANDOFF and decision.language == code
         assert decision.answer == UNSTAFFED_REPLIES[code[:2]] != UNSTAFFED
     # A language without a translation: English, as the handoff reply itself is.
-    odd = unstaffed(policy.decide(signals(language=LanguageResult("und", 0.9, False, "script"))))
+    odd = unstaffed(
+        policy.decide(signals(language=LanguageResult("und", 0.9, False, "script"))), policy.unstaffed_words
+    )
     assert odd.answer == UNSTAFFED
     # A language the bank serves is answered by the other rules, in English: so is the unstaffed reply.
-    served = unstaffed(policy.decide(signals(p1=0.5, p2=0.1, language=LanguageResult("es", 0.9, True, "t"))))
+    served = unstaffed(
+        policy.decide(signals(p1=0.5, p2=0.1, language=LanguageResult("es", 0.9, True, "t"))),
+        policy.unstaffed_words,
+    )
     assert (served.rule, served.language, served.answer) == ("handoff", "es", UNSTAFFED)
+
+
+#: Words that offer the customer a person (what no reply may say where no one can take over).
+OFFERS_PERSON = re.compile(r"connect you|talks? to (a|someone|our)|/human|(a|to a) (person|human) when", re.I)
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory: pytest.TempPathFactory) -> AnswerPolicy:
+    """A policy with Teller's own small talk (bot/data/smalltalk.yaml), for the bank "Cedar Mutual"."""
+    kb = KnowledgeBase.open(tmp_path_factory.mktemp("kb"), HashingEmbedder(), seed=None)
+    kb.add([CARD])
+    return AnswerPolicy(None, kb, load_smalltalk(bank="Cedar Mutual"), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+
+
+def test_without_an_ops_channel_no_small_talk_reply_offers_a_person(spoken: AnswerPolicy) -> None:
+    """A user trial: "who are you?" and "what can you do?" promised a person where no one could take
+    over. Unstaffed, every small-talk reply says what is true (where to turn instead); staffed,
+    each says what it always did."""
+    replies = spoken.smalltalk.replies
+    offering = {c for c, reply in replies.items() if OFFERS_PERSON.search(reply)}
+    assert {"bot_identity", "capabilities", "human"} <= offering  # what the trial saw
+    for category, reply in replies.items():
+        decision = spoken.decide(signals(small=(category, 0.99)))
+        assert decision.answer == reply  # staffed: the reply as written
+        alone = unstaffed(decision, spoken.unstaffed_words)
+        assert not OFFERS_PERSON.search(alone.answer), (category, alone.answer)
+        if category == "human":  # handed off: the unstaffed handoff reply
+            assert (decision.route, alone.answer) == (Route.HANDOFF, UNSTAFFED)
+        elif category in offering:
+            assert decision.route == Route.SMALLTALK and NO_PERSON in alone.answer
+            assert alone.answer == spoken.smalltalk.unstaffed[category]
+        else:
+            assert alone.answer == reply  # nothing to take back
+    # The unstaffed words name the bank as the staffed ones do.
+    assert "I'm Teller, Cedar Mutual's virtual assistant" in spoken.smalltalk.unstaffed["bot_identity"]
+    assert not any("{bank" in said for said in spoken.smalltalk.unstaffed.values())
+    # Said to a policy without small talk of its own, a reply keeps its words.
+    assert (
+        unstaffed(spoken.decide(signals(small=("bot_identity", 0.99))), {}).answer == replies["bot_identity"]
+    )
+
+
+def test_without_an_ops_channel_no_choice_asks_for_a_person(policy: AnswerPolicy) -> None:
+    """A button that leads nowhere is not shown: "Something else" (a handoff) under "Did you
+    mean?" and "Book an adviser call" under advice are left out unstaffed, offered staffed."""
+    clarify = policy.decide(signals(p1=0.5, p2=0.45))
+    advice = policy.decide(signals(advice=0.9))
+    assert clarify.route == Route.CLARIFY and advice.route == Route.ADVICE
+    for decision in (clarify, advice):
+        person = {c.value for c in decision.choices} & {HANDOFF_CHOICE, "handoff:adviser"}
+        assert person  # staffed: offered
+        alone = unstaffed(decision, policy.unstaffed_words)
+        assert not {c.value for c in alone.choices} & person
+        assert alone.choices == tuple(c for c in decision.choices if c.value not in person)
 
 
 def test_a_correction_says_so_in_the_reason(policy: AnswerPolicy) -> None:

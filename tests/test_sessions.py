@@ -349,6 +349,29 @@ def test_without_an_ops_channel_a_customer_in_another_language_is_told_so_in_it(
     assert again.duplicate and again.text == UNSTAFFED_REPLIES["zh"]
 
 
+def test_without_an_ops_channel_small_talk_offers_no_person(bank: Bank) -> None:
+    """A user trial: "who are you?" and "what can you do?" promised a person where no one could
+    take over. Staffed, the replies offer one; unstaffed, they say where to turn instead (stored and
+    said so), and a reply stored while staffed, replayed now, is told the same."""
+    smalltalk, words = bank.core.policy.smalltalk, bank.core.policy.unstaffed_words
+    questions = {"who are you": "bot_identity", "what can you do": "capabilities"}
+    for n, (question, category) in enumerate(questions.items(), start=1):
+        staffed = bank.service.handle(Incoming("web", "u1", "u1", f"u1:{n}", question))
+        assert (staffed.route, staffed.text) == ("smalltalk", smalltalk.replies[category])
+        assert "connect you" in staffed.text
+    bank.service.ops.board = None  # type: ignore[union-attr]
+    for n, (question, category) in enumerate(questions.items(), start=1):
+        alone = bank.service.handle(Incoming("web", "u2", "u2", f"u2:{n}", question))
+        assert (alone.route, alone.text) == ("smalltalk", smalltalk.unstaffed[category])
+        assert "connect you" not in alone.text and "number on the back of your card" in alone.text
+        assert bank.core.store.conversations.message(alone.message_id).text == alone.text
+        again = bank.service.handle(Incoming("web", "u1", "u1", f"u1:{n}", question))
+        assert again.duplicate and again.text == words[smalltalk.replies[category]] == alone.text
+    # Small talk that offers no one is said as written.
+    hello = bank.service.handle(Incoming("web", "u2", "u2", "u2:9", "hello"))
+    assert (hello.route, hello.text) == ("smalltalk", smalltalk.replies["greeting"])
+
+
 def test_review_posts_to_the_ops_channel_are_limited_and_the_rest_wait_in_the_queue(bank: Bank) -> None:
     limits(bank.service, review_posts="2/minute")
     questions = [

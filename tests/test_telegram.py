@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from bot.assistant import build_core, build_service
-from bot.channels.telegram import HELP, NOT_TEXT, SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
-from bot.core import TellerCore
+from bot.assistant import bank_name, build_channels, build_core, build_service, staffed
+from bot.channels.telegram import HELP, NOT_TEXT, SECRET_HEADER, WEBHOOK_PATH, TelegramChannel, help_text
+from bot.core import NO_PERSON, UNSTAFFED, TellerCore
 from bot.service import TellerService
 from bot.settings import Settings, get_settings
 from bot.storage import Database, DeliveryState
@@ -213,6 +214,41 @@ def test_polling_conversation(fake: tuple[tg.FakeTelegram, str], core: TellerCor
     assert all(m.channel == "telegram" for m in core.store.conversations.history())
     # Both stored replies were delivered and recorded so (help and "text only" are not stored).
     assert core.store.deliveries.states()[DeliveryState.DELIVERED] == 2
+
+
+def test_without_an_ops_channel_the_help_offers_no_person(
+    fake: tuple[tg.FakeTelegram, str], core: TellerCore
+) -> None:
+    """The help Teller's composition root gives the channel where nobody can take over (no Slack
+    ops channel): no /human, and where to turn instead; /human typed anyway is told the same."""
+    api, api_url = fake
+    settings = get_settings().model_copy(
+        update={"telegram_bot_token": SecretStr(TOKEN), "telegram_api_url": api_url}
+    )
+    assert not staffed(settings)
+    service = build_service(settings, core)
+    [channel] = build_channels(settings, core, service)
+    assert isinstance(channel, TelegramChannel)
+    channel.poll_timeout = 1
+
+    async def scenario() -> None:
+        await channel.start()
+        try:
+            api.push(tg.text(1, 42, 1, "/help"))
+            await asyncio.to_thread(api.wait_for, "sendMessage", 1)
+            api.push(tg.text(2, 42, 2, "/human"))
+            await asyncio.to_thread(api.wait_for, "sendMessage", 2)
+        finally:
+            await channel.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.close()
+    said, human = (m["text"] for m in api.sent())
+    assert said == help_text(bank_name(settings, core.policy.kb), staffed=False) != HELP
+    assert "/human" not in said and NO_PERSON in said
+    assert human == UNSTAFFED
 
 
 def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core: TellerCore) -> None:

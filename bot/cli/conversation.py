@@ -39,7 +39,7 @@ def ask(
 ) -> None:
     """Answer one message, or a file of them (everything is loaded once). A handoff reads as the
     customer would be told it here: without an ops channel (no one can take over), the unstaffed
-    reply, with no button for a person."""
+    reply, with no button for a person (and small talk that offers no person)."""
     from bot.assistant import build_policy, staffed
     from nlu.data import read_messages
 
@@ -65,7 +65,7 @@ def ask(
         else:
             s = next(signals)
             decision = policy.decide(s)
-            record = _record(s, decision if people else unstaffed(decision))
+            record = _record(s, decision if people else unstaffed(decision, policy.unstaffed_words))
         if as_json:
             emit_json(record)
         elif "error" in record:

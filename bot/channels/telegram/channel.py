@@ -52,7 +52,7 @@ from bot.channels.telegram.transport import (
     is_token,
 )
 from bot.choices import HANDOFF_CHOICE
-from bot.core import Incoming, Outgoing, TellerCore
+from bot.core import NO_PERSON, Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, sentence
 from bot.service import FEEDBACK_THANKS, TellerService
 from bot.settings import STARTER_BANK, bank_possessive
@@ -64,13 +64,17 @@ WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-def help_text(bank: str) -> str:
-    """What ``/start`` and ``/help`` say, naming ``bank`` (the bank's name customers see, "" for none)."""
-    return (
+def help_text(bank: str, staffed: bool = True) -> str:
+    """What ``/start`` and ``/help`` say, naming ``bank`` (the bank's name customers see, "" for none).
+    ``staffed=False`` (no person can take over: :func:`bot.assistant.staffed`, decided by the
+    composition root): no ``/human`` offered, :data:`bot.core.NO_PERSON` said instead."""
+    intro = (
         f"I'm Teller, {bank_possessive(bank)} assistant. Ask me anything about your cards, payments, "
-        "transfers, top-ups or account, in your own words.\n\n"
-        "/human talks to a person\n/help shows this message"
+        "transfers, top-ups or account, in your own words."
     )
+    if not staffed:
+        return f"{intro} {NO_PERSON}\n\n/help shows this message"
+    return f"{intro}\n\n/human talks to a person\n/help shows this message"
 
 
 #: What ``/start`` and ``/help`` say with the starter's bank (the composition root passes the bank's own).
