@@ -751,7 +751,8 @@ def _seconds(stamp: str | None) -> float:
 
 
 def turn_id(incoming: Incoming) -> str:
-    """The id an interview reply's delivery is recorded under: one per platform message."""
+    """The id an interview reply's delivery is recorded under: one per platform message (its prefix
+    is one of :data:`bot.service.TELLER_TURNS`)."""
     return f"iv:{incoming.channel}:{incoming.message_id}"
 
 

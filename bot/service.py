@@ -81,6 +81,12 @@ NO_REPLY_TO_RATE = "there is no reply of Teller's in this conversation to give f
 UNKNOWN_FEEDBACK = (
     f"that is not a feedback value of Teller's: send {FEEDBACK_HELPFUL} or {FEEDBACK_NOT_HELPFUL}"
 )
+#: The delivery id of an acknowledgement of feedback sent as text: this, the channel and the
+#: platform's message id (one per platform message, so a redelivery does not post it twice).
+FEEDBACK_TURN = "fb:"
+#: Delivery-id prefixes of Teller's own notices that are not stored: feedback acknowledgements and
+#: an interview's turns (:func:`bot.positioning_desk.turn_id`). None of them is an operator's words.
+TELLER_TURNS = (FEEDBACK_TURN, "iv:")
 #: What the customer is told for a verdict, "helpful" (True) or not (False), by button or as text.
 FEEDBACK_THANKS = {True: "Thanks for the feedback!", False: "Thanks, we'll use this to improve."}
 
@@ -330,7 +336,9 @@ class TellerService:
             return False
         reason = "interrupted: the replica sending it stopped, and a notice is not stored"
         store.deliveries.failed(delivery.message_id, reason, 0, list(delivery.platform_ids))
-        if self.ops is not None:
+        # Teller's own notices (an interview's turn, a thank-you for feedback) are no operator's
+        # words: telling the handoff's thread that a message of theirs may be lost would mislead.
+        if self.ops is not None and not delivery.message_id.startswith(TELLER_TURNS):
             self.ops.relay_interrupted(delivery.channel, delivery.address)
         return True
 
@@ -535,7 +543,7 @@ def _thanks(incoming: Incoming, entry: Feedback, verdict: bool, duplicate: bool)
     :class:`Conflict` when the message's id carried the other verdict the first time."""
     if entry.helpful != verdict:
         raise Conflict("this message id was used before for a different message; send it with a new id")
-    turn = f"fb:{incoming.channel}:{incoming.message_id}" if incoming.message_id else None
+    turn = f"{FEEDBACK_TURN}{incoming.channel}:{incoming.message_id}" if incoming.message_id else None
     return Outgoing(
         entry.message_id,
         FEEDBACK_THANKS[entry.helpful],

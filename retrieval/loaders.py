@@ -15,13 +15,12 @@ entry (two ``tags:`` lines: one would be dropped; ``also:`` lines add up, so may
 
 A Markdown entry (:func:`_parse_markdown`) is its ``## question`` line, its fields (``id:``,
 ``intent:``, ``tags:``, ``also:`` lines, each optional) directly under it, and the answer: the
-first line that is not a field, a blank line included, ends the fields, so once the answer starts
-(usually after a blank line) a line such as ``Tags: ...`` or ``Also: ...`` is answer text. As the
-``## `` line's very next line, with no field and no blank line between, it would read as a field:
-such an answer is written ``\Tags: ...``. An entry with no fields whose answer, after a blank
-line, starts with a line that reads as a field is refused, naming the line: files written before
-this rule could put a blank line between the ``## `` line and the fields, so it is not known
-whether a field or the answer was meant.
+first line that is not a field, a blank line included, ends the fields, so once the answer has
+started a line such as ``Tags: ...`` or ``Also: ...`` is answer text. Its first line is the one
+place where either could be meant: after a blank line that follows the fields (or the ``## `` line),
+a line that reads as a field (or a misspelt one) is refused, naming the line, since files written
+before this rule could put a blank line before or among the fields, and an answer that starts
+``Tags:`` is meant as text: neither is guessed. Such an answer is written ``\Tags: ...``.
 
 Escapes, so that every entry can be written out and read back exactly (:mod:`retrieval.exporters`):
 
@@ -40,10 +39,10 @@ Escapes, so that every entry can be written out and read back exactly (:mod:`ret
 
 Files written before these escapes read as before, except the rare ``\|`` or ``\## `` they now
 give a literal ``|`` or ``## `` (as Markdown renders them), and an answer's first line such as
-``\Tag: x`` (now ``Tag: x``). Markdown files that put a blank line among an entry's fields read the
-fields after it as the answer's first lines, and those that put one between the ``## `` line and
-the fields are refused (as above); fields directly under the ``## `` line, as ``teller kb export``
-writes them and the README shows, read as before.
+``\Tag: x`` (now ``Tag: x``). Markdown files that put a blank line before or among an entry's
+fields are refused at the first field after it (as above), never read otherwise without a word;
+fields directly under the ``## `` line, as ``teller kb export`` writes them and the README shows,
+read as before.
 """
 
 from __future__ import annotations
@@ -215,10 +214,8 @@ def markup_line(line: str, first: bool) -> bool:
     heading, an ``id:``/``intent:``/``tags:``/``also:`` line or a misspelt one
     (:func:`misspelt_field`) when ``first`` (the answer's first line), or an escaped such line.
 
-    Read after an entry's fields and a blank line, as ``teller kb export`` writes it, a first line
-    such as ``Tags: x`` is answer text without the escape; it is written escaped all the same, so
-    that the answer reads back exactly wherever it stands (directly under the ``## `` line, say) and
-    in the Teller versions that read it as a field."""
+    Unescaped, such a first line is read as a field directly under the ``## `` line and refused
+    after a blank line (either could be meant), so it is always written escaped."""
     if line.startswith("## ") or (
         first and (_META.match(line.strip()) is not None or misspelt_field(line) is not None)
     ):
@@ -432,9 +429,10 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
 
     - among the fields, a line whose key looks like a misspelling of a field (:func:`misspelt_field`)
       or a field given a second time: its value would be published, or one of the two dropped;
-    - in an entry with no fields, an answer whose first line, after a blank line, reads as a field
-      (or a misspelt one): files written before this rule could put a blank line between the
-      heading and the fields, so it is not known which was meant (``\Tags: ...`` is the answer).
+    - after a blank line that ends the fields (or follows the heading), a line that reads as a field
+      (or a misspelt one) before the answer's first line: files written before this rule could put
+      a blank line before or among the fields, and an answer may start ``Tags:``, so it is not known
+      which was meant (``\Tags: ...`` is the answer; no blank line among fields makes it a field).
     """
     entries: list[tuple[int, KBEntry]] = []
     current: dict[str, Any] | None = None
@@ -481,13 +479,14 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
         meta = _META.match(line.strip()) if state != _ANSWER else None
         misspelt = misspelt_field(line) if state != _ANSWER and meta is None else None
         fieldlike = (meta.group(1), meta.group(1).lower()) if meta is not None else misspelt
-        if state == _GAP and not current["given"] and fieldlike is not None:
+        if state == _GAP and fieldlike is not None:
             written, meant = fieldlike
             raise KBFormatError(
-                f"{path}, line {number}: '{written}:' follows a blank line under its '## ' line: a field "
+                f"{path}, line {number}: '{written}:' follows a blank line before the answer: a field "
                 f"('{meant}:'{'' if meta is not None else '?'}) or the answer's first line? An entry's "
-                "fields go directly under its '## ' line (remove the blank line); an answer that starts "
-                f"so is written with a backslash first ('{ESCAPE}{written}: ...')"
+                "fields go directly under its '## ' line with no blank line among them (remove the "
+                f"blank line); an answer that starts so is written with a backslash first "
+                f"('{ESCAPE}{written}: ...')"
             )
         if state == _FIELDS and meta:
             key, value = meta.group(1).lower(), meta.group(2).strip()
@@ -496,7 +495,8 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
                     f"{path}, line {number}: field '{key}:' is given twice in this entry (first on line "
                     f"{current['given'][key]}); an entry has one {key}: line"
                     + (f" ({_SEVERAL[key]})" if key in _SEVERAL else "")
-                    + "; if it is the answer's first line, put a blank line before it"
+                    + "; if it is the answer's first line, put a blank line before it and a backslash "
+                    + f"first ('{ESCAPE}{meta.group(1)}: ...')"
                 )
             current["given"].setdefault(key, number)
             if key == "also":

@@ -118,8 +118,11 @@ def test_close_waits_for_a_lone_run_and_refuses_what_comes_after_at_once() -> No
     assert policy.started.wait(10)  # answering inline, in the caller's thread, and held there
     closing = threading.Thread(target=batcher.close)
     closing.start()
+    deadline = time.monotonic() + 10
+    while not batcher._closed and time.monotonic() < deadline:  # close has begun ...
+        time.sleep(0.005)
     time.sleep(0.05)
-    assert closing.is_alive()  # close waits for the lone run ...
+    assert closing.is_alive()  # ... and waits for the lone run ...
     started = time.monotonic()
     with pytest.raises(ShuttingDown, match="shutting down"):
         batcher.decide("too late")  # ... and refuses a new message at once, not after 60 s

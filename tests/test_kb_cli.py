@@ -30,6 +30,8 @@ def test_kb_add_list_search_remove(teller_env: Path, tmp_path: Path) -> None:
     }
     starter = json_lines(run("kb", "list", "--json", "--starter")[1])
     assert len(starter) == before and {e["source"] for e in starter} == {"starter"}
+    code, _, stderr = run("kb", "list", "--starter", "--superseded")
+    assert code == 2 and "do not go together" in stderr
     assert run("kb", "remove", "leeds_branch")[0] == 0
     assert len(json_lines(run("kb", "list", "--json")[1])) == before
 

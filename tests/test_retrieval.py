@@ -14,7 +14,7 @@ from retrieval.errors import EntryNotFoundError, KBFormatError
 from retrieval.exporters import export_entries
 from retrieval.index import APPROX, EXACT, VectorIndex
 from retrieval.knowledge_base import DEFAULT_KB_FILE, KnowledgeBase
-from retrieval.loaders import ESCAPE, load_entries
+from retrieval.loaders import ESCAPE, load_entries, markup_line
 from tests.fakes import HashingEmbedder
 
 ENTRIES = [
@@ -378,26 +378,24 @@ def test_also_lines_may_repeat_and_add_up(tmp_path: Path) -> None:
 
 
 def test_an_answer_may_start_with_a_field_name_once_the_fields_end(tmp_path: Path) -> None:
-    """A blank line (or any line that is not a field) ends an entry's fields: a line such as
-    "Tags: ..." after it is the answer's, even as its first line, and a line such as "tags: x" is a
-    field only directly under the '## ' line."""
+    """A line such as "Tags: ..." is the answer's once the answer has started (any line after its
+    first), and its first line when escaped; "tags: x" is a field only among the lines directly under
+    the '## ' line."""
     path = tmp_path / "kb.md"
     path.write_text(
-        "## Can I label payments?\nid: labels\ntags: app\n\nTags: add them to any payment in the app.\n\n"
+        "## Can I label payments?\nid: labels\ntags: app\n\n\\Tags: add them to any payment in the app.\n\n"
         "Also: search by them.\n\n"
-        "## Anything else?\nid: else\n\nAlso: we open on Saturdays.\nintent: not a field here\n\n"
-        "## Do I need ID?\nintent: verify_my_identity\n\nID: a passport or a driving licence.\n\n"
-        "## What is a tag?\nid: tag\n\n\n  tags: a word you give a payment\n\n"
-        "## Spelt as a field?\nid: spelt\n\nTag: or intnet: are words like any other here.\n\n"
+        "## Anything else?\nid: else\n\nWe open on Saturdays.\nintent: not a field here\n\n"
+        "## Do I need ID?\nintent: verify_my_identity\n\n\\ID: a passport or a driving licence.\n\n"
+        "## Spelt as a field?\nid: spelt\n\nA tag or an intent. Tag: or intnet: are words here.\n\n"
         "## Escaped?\nid: escaped\n\n\\Intent: the backslash is dropped, as before.\n",
         encoding="utf-8",
     )
     assert [(e.id, e.answer, e.intent, e.tags) for e in load_entries(path)] == [
         ("labels", "Tags: add them to any payment in the app.\n\nAlso: search by them.", None, ("app",)),
-        ("else", "Also: we open on Saturdays.\nintent: not a field here", None, ()),
+        ("else", "We open on Saturdays.\nintent: not a field here", None, ()),
         ("do_i_need_id", "ID: a passport or a driving licence.", "verify_my_identity", ()),
-        ("tag", "tags: a word you give a payment", None, ()),
-        ("spelt", "Tag: or intnet: are words like any other here.", None, ()),
+        ("spelt", "A tag or an intent. Tag: or intnet: are words here.", None, ()),
         ("escaped", "Intent: the backslash is dropped, as before.", None, ()),
     ]
 
@@ -408,16 +406,22 @@ def test_an_answer_may_start_with_a_field_name_once_the_fields_end(tmp_path: Pat
         ("## Do I need ID?\n\nID: a passport or a driving licence.\n", 5, "ID", "'id:'"),
         ("## Where is my card?\n\nid: card_delivery\ntags: cards\n\nFive days.\n", 5, "id", "'id:'"),
         ("## Can I label payments?\n\n\nTag: add one in the app.\n", 6, "Tag", "'tags:'?"),
+        # After fields and a blank line: a field among them (a blank line in an older file) or an
+        # answer that starts so; before, the answer took the line and the field was lost.
+        ("## Where is my card?\nid: card\n\nintent: card_arrival\n\nFive days.\n", 6, "intent", "'intent:'"),
+        ("## Where is my card?\nid: card\n\nintnet: card_arrival\n\nFive days.\n", 6, "intnet", "'intent:'?"),
+        ("## Can I label payments?\nid: labels\ntags: app\n\nTags: add them.\n", 7, "Tags", "'tags:'"),
+        ("## Anything else?\nid: else\n\n\nalso: we open on Saturdays.\n", 7, "also", "'also:'"),
     ],
 )
-def test_a_field_after_a_blank_line_in_an_entry_without_fields_is_refused(
+def test_a_field_after_a_blank_line_before_the_answer_is_refused(
     tmp_path: Path, text: str, line: int, written: str, meant: str
 ) -> None:
     """Files written before fields had to be directly under the '## ' line could put a blank line
     there: a field or the answer's first line, either could be meant, so neither is guessed."""
     path = tmp_path / "kb.md"
     path.write_text("# Our FAQ\n\n" + text, encoding="utf-8")
-    message = f"{path}, line {line}: '{written}:' follows a blank line under its '## ' line"
+    message = f"{path}, line {line}: '{written}:' follows a blank line before the answer"
     with pytest.raises(KBFormatError, match=re.escape(message)) as caught:
         load_entries(path)
     assert f"a field ({meant}) or the answer's first line?" in str(caught.value)
@@ -484,8 +488,8 @@ def test_markdown_round_trips_answers_that_look_like_fields_exactly(tmp_path: Pa
     path = tmp_path / "kb.md"
     path.write_text(text, encoding="utf-8")
     assert load_entries(path) == entries
-    # After the fields and their blank line, an answer's first line needs no escape (what a person
-    # writes by hand): "Tags: x" there is the answer's.
+    # Written by hand without the first line's escape, such an answer is refused with its line,
+    # never read otherwise without a word.
     blocks = text.split("\n## ")
     unescaped = []
     for block, entry in zip(blocks, entries, strict=True):
@@ -494,8 +498,14 @@ def test_markdown_round_trips_answers_that_look_like_fields_exactly(tmp_path: Pa
         if answer.startswith(ESCAPE) and not first.startswith(("## ", ESCAPE)):
             answer = answer[1:]
         unescaped.append(f"{head}\n\n{answer}")
-    path.write_text("\n## ".join(unescaped), encoding="utf-8")
-    assert load_entries(path) == entries
+    for number, (block, entry) in enumerate(zip(unescaped, entries, strict=True)):
+        one = tmp_path / f"one{number}.md"
+        one.write_text(block if number == 0 else f"## {block}", encoding="utf-8")
+        try:
+            assert load_entries(one) == [entry]
+        except KBFormatError as exc:
+            assert "follows a blank line before the answer" in str(exc)
+            assert markup_line(entry.answer.split("\n")[0], first=True)
 
 
 @pytest.mark.parametrize(

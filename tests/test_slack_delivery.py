@@ -425,6 +425,36 @@ def test_an_operators_relay_cut_off_mid_send_is_sent_again_as_written(stack: Sta
     assert DeliveryRecovery(stack.service).sweep() == 0
 
 
+def test_a_notice_cut_off_mid_send_warns_the_operators_only_if_it_could_be_theirs(stack: Stack) -> None:
+    """A stale notice is marked failed (it is not stored, so cannot be sent again); the handoff's
+    thread hears of it unless it was Teller's own (a thank-you for feedback, an interview's turn)."""
+    from sqlalchemy import update
+
+    from bot.recovery import DeliveryRecovery
+    from bot.storage import DeliveryKind, schema
+
+    store = stack.core.store
+    thread = stack.handoff("D6", "U6", "1700000900.000100")
+    notices = ["fb:slack:D6:1.0", "iv:slack:D6:2.0", "n-3"]
+    for notice in notices:
+        store.deliveries.begin(notice, DeliveryKind.NOTICE, "slack", "D6")
+    with store.database.transaction() as connection:
+        connection.execute(
+            update(schema.deliveries)
+            .where(schema.deliveries.c.message_id.in_(notices))
+            .values(updated_at=store.database.clock.ago(600))
+        )
+    before = len(stack.to(OPS))
+    assert DeliveryRecovery(stack.service).sweep() == 3
+    for notice in notices:
+        delivery = store.deliveries.get(notice)
+        assert delivery is not None and delivery.state == DeliveryState.FAILED
+    warning = stack.wait(OPS, before + 1)[-1]
+    assert warning.get("thread_ts") == thread and "may not have reached" in warning["text"]
+    time.sleep(0.5)  # the desk posts from its worker: the other two would have come with this one
+    assert len(stack.to(OPS)) == before + 1
+
+
 @pytest.mark.parametrize(
     ("raw", "content_type"),
     [

@@ -413,6 +413,8 @@ def kb_list(
     from bot.assistant import open_kb
 
     kb = open_kb(get_settings())
+    if superseded and starter:
+        raise InputError("--superseded and --starter do not go together: superseded entries are not live")
     if superseded:
         records = kb.superseded()
         if as_json:

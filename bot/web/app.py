@@ -507,10 +507,18 @@ def create_app(
         summary="Send a customer message, get Teller's reply",
         responses={
             **refusals,
+            400: {
+                "description": "Unusable text: not UTF-8, control characters, or a feedback:<word> value "
+                "Teller never offers"
+            },
             404: {"description": "A feedback value sent before Teller replied in this conversation"},
             409: {
                 "description": "A feedback value on a reply that has feedback already, or a "
                 "client_message_id used before for another message"
+            },
+            503: {
+                "description": "Nothing answered or stored (the database is unreachable, or this server "
+                "is shutting down); Retry-After says when to send the same message again"
             },
         },
     )
