@@ -270,6 +270,11 @@ NO_PERSON = (
     "No one from our team can take over this chat; for anything I can't help with, call us on the "
     "number on the back of your card."
 )
+#: Prefixes of :attr:`Outgoing.turn`, the delivery ids of Teller's replies that are not stored
+#: messages: an interview's turn, and the acknowledgement of feedback sent as a message's text.
+INTERVIEW_TURN, FEEDBACK_TURN = "iv:", "fb:"
+#: Every such prefix: none of those deliveries carries an operator's words.
+TELLER_TURNS = (INTERVIEW_TURN, FEEDBACK_TURN)
 #: The buttons that hand the conversation to a person ("Talk to a person", "Book an adviser call").
 PERSON_CHOICES = frozenset({HANDOFF_CHOICE, ADVISER_CHOICE})
 

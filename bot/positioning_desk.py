@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.assistant import build_policy, open_store
 from bot.choices import INTERVIEW_PREFIX, Choice, interview_value, is_choice
-from bot.core import Incoming, MultiSelect, Outgoing
+from bot.core import INTERVIEW_TURN, Incoming, MultiSelect, Outgoing
 from bot.policy import AnswerPolicy
 from bot.settings import Settings
 from bot.storage import Store
@@ -752,8 +752,8 @@ def _seconds(stamp: str | None) -> float:
 
 def turn_id(incoming: Incoming) -> str:
     """The id an interview reply's delivery is recorded under: one per platform message (its prefix
-    is one of :data:`bot.service.TELLER_TURNS`)."""
-    return f"iv:{incoming.channel}:{incoming.message_id}"
+    is one of :data:`bot.core.TELLER_TURNS`)."""
+    return f"{INTERVIEW_TURN}{incoming.channel}:{incoming.message_id}"
 
 
 def _to_dict(reply: Outgoing) -> dict[str, Any]:

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 from bot.abuse import BUSY, AbuseLimits
 from bot.choices import ADVISER_CHOICE, FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, is_feedback_form
 from bot.choices import helpful as verdict_of
+from bot.core import FEEDBACK_TURN, TELLER_TURNS, Incoming, Outgoing, TellerCore, message_text
 from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
-from bot.core import Incoming, Outgoing, TellerCore, message_text
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import Conflict, DeliveryError, InputError, NotFound, RateLimited
 from bot.operators import Actor
@@ -81,12 +81,6 @@ NO_REPLY_TO_RATE = "there is no reply of Teller's in this conversation to give f
 UNKNOWN_FEEDBACK = (
     f"that is not a feedback value of Teller's: send {FEEDBACK_HELPFUL} or {FEEDBACK_NOT_HELPFUL}"
 )
-#: The delivery id of an acknowledgement of feedback sent as text: this, the channel and the
-#: platform's message id (one per platform message, so a redelivery does not post it twice).
-FEEDBACK_TURN = "fb:"
-#: Delivery-id prefixes of Teller's own notices that are not stored: feedback acknowledgements and
-#: an interview's turns (:func:`bot.positioning_desk.turn_id`). None of them is an operator's words.
-TELLER_TURNS = (FEEDBACK_TURN, "iv:")
 #: What the customer is told for a verdict, "helpful" (True) or not (False), by button or as text.
 FEEDBACK_THANKS = {True: "Thanks for the feedback!", False: "Thanks, we'll use this to improve."}
 

@@ -25,6 +25,14 @@ from bot.text import storable
 
 _m = schema.messages
 _c = schema.conversations
+#: The messages that are Teller's answers: replies to a customer's message with a route of the
+#: policy's (not an operator's relayed words).
+TELLER_ANSWER = and_(
+    _m.c.direction == Direction.OUT.value,
+    _m.c.reply_to.is_not(None),
+    _m.c.route.is_not(None),
+    _m.c.route != HUMAN_ROUTE,
+)
 _reply = _m.alias("o")
 
 # The statements of every message, built once: building one per call cost more than running it
@@ -260,10 +268,7 @@ class ConversationRepository:
                 _c.c.channel == channel,
                 _c.c.external_id == external_id,
                 _m.c.user_id == user_id,
-                _m.c.direction == Direction.OUT.value,
-                _m.c.reply_to.is_not(None),
-                _m.c.route.is_not(None),
-                _m.c.route != HUMAN_ROUTE,
+                TELLER_ANSWER,
             )
             .order_by(_m.c.created_at.desc(), _m.c.id.desc())
             .limit(1)

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from bot.errors import InputError, NotFound
 from bot.storage import schema
 from bot.storage.audit import AuditRepository
-from bot.storage.conversations import ConversationRepository, new_id
+from bot.storage.conversations import TELLER_ANSWER, ConversationRepository, new_id
 from bot.storage.database import Database
 from bot.storage.records import HUMAN_ROUTE, AuditAction, Direction, Outcome, StoredMessage
 
@@ -135,10 +135,7 @@ class OutcomeRepository:
             .where(
                 _m.c.channel == channel,
                 _m.c.user_id == user_id,
-                _m.c.direction == Direction.OUT.value,
-                _m.c.reply_to.is_not(None),
-                _m.c.route.is_not(None),
-                _m.c.route != HUMAN_ROUTE,
+                TELLER_ANSWER,
             )
             .order_by(_m.c.created_at.desc(), _m.c.id.desc())
             .limit(1)
