@@ -298,6 +298,7 @@ KB_THRESHOLDS = (
     "bank_unless_intent",
     "agree_intent",
     "agree_kb",
+    "suggest",
 )
 
 

@@ -8,6 +8,8 @@ of each choice in the API's JSON), so nobody spells ``intent:`` or ``feedback:he
 kind           value                         meaning
 =============  ============================  =============================================
 ``intent``     ``intent:<label>``            "I meant this" (answer that intent)
+``entry``      ``entry:<id>``                "I meant this" (answer that knowledge-base entry:
+                                             a suggestion when no entry was sure enough)
 ``handoff``    ``handoff``                   talk to a person
 ``handoff``    ``handoff:adviser``           book an adviser call (a handoff that also records
                                              the outcome ``adviser_call_booked`` on the advice
@@ -34,6 +36,7 @@ from enum import StrEnum
 
 class ChoiceKind(StrEnum):
     INTENT = "intent"
+    ENTRY = "entry"
     HANDOFF = "handoff"
     FEEDBACK = "feedback"
     INTERVIEW = "interview"
@@ -41,6 +44,7 @@ class ChoiceKind(StrEnum):
 
 
 INTENT_PREFIX = "intent:"
+ENTRY_PREFIX = "entry:"
 HANDOFF_CHOICE = "handoff"
 #: "Book an adviser call", under an advice reply: hands off like :data:`HANDOFF_CHOICE`, and the
 #: service records the outcome ``adviser_call_booked`` on that reply (:mod:`bot.storage.outcomes`).
@@ -78,6 +82,8 @@ def kind_of(value: str) -> ChoiceKind:
     """Which kind of choice ``value`` is (``text`` when it is none of Teller's)."""
     if value.startswith(INTENT_PREFIX):
         return ChoiceKind.INTENT
+    if value.startswith(ENTRY_PREFIX):
+        return ChoiceKind.ENTRY
     if value in (HANDOFF_CHOICE, ADVISER_CHOICE):
         return ChoiceKind.HANDOFF
     if value in (FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL):
@@ -88,9 +94,9 @@ def kind_of(value: str) -> ChoiceKind:
 
 
 def is_choice(text: str) -> bool:
-    """Whether a message is a pressed button of the answer policy's (intent, handoff, feedback)
-    rather than words of the customer's."""
-    return kind_of(text) in (ChoiceKind.INTENT, ChoiceKind.HANDOFF, ChoiceKind.FEEDBACK)
+    """Whether a message is a pressed button of the answer policy's (intent, entry, handoff,
+    feedback) rather than words of the customer's."""
+    return kind_of(text) in (ChoiceKind.INTENT, ChoiceKind.ENTRY, ChoiceKind.HANDOFF, ChoiceKind.FEEDBACK)
 
 
 def intent_choice(label: str, intent: str) -> Choice:
@@ -100,6 +106,15 @@ def intent_choice(label: str, intent: str) -> Choice:
 def intent_of(value: str) -> str | None:
     """The intent an ``intent:`` value names; None for other values."""
     return value.removeprefix(INTENT_PREFIX) if value.startswith(INTENT_PREFIX) else None
+
+
+def entry_choice(label: str, entry_id: str) -> Choice:
+    return Choice(label, f"{ENTRY_PREFIX}{entry_id}")
+
+
+def entry_of(value: str) -> str | None:
+    """The knowledge-base entry an ``entry:`` value names; None for other values."""
+    return value.removeprefix(ENTRY_PREFIX) if value.startswith(ENTRY_PREFIX) else None
 
 
 def helpful(value: str) -> bool | None:

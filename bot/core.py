@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.batching import DecisionBatcher
-from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, intent_of
+from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, entry_of, intent_of
 from bot.errors import Conflict, InputError
 from bot.policy import LANGUAGE_RULE, AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact
@@ -251,6 +251,14 @@ class TellerCore:
         intent = intent_of(text)
         if intent is not None and intent in policy.classifier.labels:
             return policy.answer_for_intent(intent), policy.classifier.version
+        entry_id = entry_of(text)
+        if entry_id is not None:
+            if entry_id in policy.kb:
+                return policy.answer_for_entry(entry_id), policy.classifier.version
+            # Offered by a suggestion, removed from the knowledge base since: a person answers.
+            return policy.handoff(f"customer chose entry {entry_id}, no longer in the knowledge base"), (
+                policy.classifier.version
+            )
         if text == ADVISER_CHOICE:
             return policy.handoff("customer asked to book an adviser call"), policy.classifier.version
         if text == HANDOFF_CHOICE:

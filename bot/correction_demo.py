@@ -136,7 +136,7 @@ def _reason(policy: AnswerPolicy, s: Signals, decision: Decision, label: str, t:
     features = s.features()
     if decision.rule == "clarify":
         return RUNNER_UP
-    if decision.rule in ("handoff", "best_entry"):  # fallbacks: the intent rule did not hold
+    if decision.rule in ("handoff", "suggest", "best_entry"):  # fallbacks: the intent rule did not hold
         if features["scope"] < t.in_scope:
             in_scope = policy.decide(s, replace(t, in_scope=-1.0))  # the scope bar lifted
             return OUT_OF_SCOPE if answered_right(policy, in_scope, label) else OUT_OF_SCOPE_UNSURE

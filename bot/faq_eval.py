@@ -9,7 +9,9 @@ of the questions file is answered by the policy. Each answer is:
 - **right**: answered (intent, FAQ or advice route) with the entry the question names;
 - **wrong**: answered with another entry;
 - **handed off**: anything else (a handoff, a clarifying question, small talk), which is not wrong
-  but is a failure for a question the bank has answered.
+  but is a failure for a question the bank has answered. Of these, **suggested** counts the
+  questions offered their entry among the best few to choose from (rule ``suggest``): the customer
+  can still get the answer with one press, but it was not given.
 
 The questions file is CSV with ``text`` and ``kb_id`` columns. ``teller eval --kb FILE --questions
 FILE`` prints the shares; the dev sets in ``tests/data/operator_faq`` (two fictional banks, written
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.choices import entry_of
 from bot.errors import InputError
 from bot.policy import AnswerPolicy, Decision, Route
 from bot.settings import Settings
@@ -55,16 +58,21 @@ class Outcome:
     rule: str
     verdict: str  # "right", "wrong" or "handed_off"
     reason: str = ""
+    #: Handed off, but offered the expected entry to choose from (rule ``suggest``).
+    suggested: bool = False
 
 
 @dataclass
 class FaqEvaluation:
-    """Shares of the questions answered right, answered wrongly and handed off (each in [0, 1])."""
+    """Shares of the questions answered right, answered wrongly and handed off (each in [0, 1],
+    summing to 1), and of those handed off after being offered their entry (``suggested``, part of
+    ``handed_off``)."""
 
     questions: int
     right: float
     wrong: float
     handed_off: float
+    suggested: float
     retrieval_top1: float
     retrieval_top5: float
     import_summary: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +124,10 @@ def _verdict(decision: Decision, expected: str) -> str:
     return "handed_off"
 
 
+def _suggested(decision: Decision, expected: str) -> bool:
+    return decision.route == Route.CLARIFY and any(entry_of(c.value) == expected for c in decision.choices)
+
+
 def evaluate_operator_faq(settings: Settings, kb_file: Path, questions_file: Path) -> FaqEvaluation:
     """Import ``kb_file`` into a copy of the knowledge base in use and answer ``questions_file``.
 
@@ -164,8 +176,9 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
         signals = policy.signals([q for q, _ in questions])
         decisions = [policy.decide(s) for s in signals]
     outcomes = [
-        Outcome(text, expected, d.route.value, d.kb_id, d.rule, _verdict(d, expected), d.reason)
+        Outcome(text, expected, d.route.value, d.kb_id, d.rule, _verdict(d, expected), d.reason, suggested)
         for (text, expected), d in zip(questions, decisions, strict=True)
+        for suggested in (_suggested(d, expected),)
     ]
     verdicts = Counter(o.verdict for o in outcomes)
     n = len(outcomes)
@@ -175,6 +188,7 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
         right=verdicts["right"] / n,
         wrong=verdicts["wrong"] / n,
         handed_off=verdicts["handed_off"] / n,
+        suggested=sum(o.suggested for o in outcomes) / n,
         retrieval_top1=sum(bool(r) and r[0] == e for r, (_, e) in zip(ranked, questions, strict=True)) / n,
         retrieval_top5=sum(e in r[:5] for r, (_, e) in zip(ranked, questions, strict=True)) / n,
         import_summary={

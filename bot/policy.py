@@ -42,7 +42,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, feedback_choices, intent_choice
+from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, entry_choice, feedback_choices, intent_choice
 from bot.errors import ConfigError
 from bot.exemplars import AdviceProbe, ExemplarSet
 from bot.stages import timed
@@ -66,6 +66,11 @@ UNSURE = (
     "I'm not sure I can answer that correctly, and I'd rather not guess, so I'm passing you to a "
     "colleague from our team."
 )
+#: The reply offering the knowledge base's best few entries when none was sure enough to answer
+#: (rule ``suggest``): the customer picks one, or asks for a person.
+SUGGEST = "I'm not sure I understood. Is your question one of these?"
+#: How many entries a suggestion offers at most (rule ``suggest``).
+SUGGEST_DEPTH = 3
 #: The small-talk category of "let me talk to a person": handed off, not chatted about.
 HUMAN_CATEGORY = "human"
 #: The classifier and the knowledge base agree when the bank's own entry for the predicted intent
@@ -132,6 +137,12 @@ class Thresholds:
     #: out-of-scope message answered counted as a wrong answer (:func:`bot.calibration.fit_thresholds`).
     confident_scope: float = 1.01
     confident_intent: float = 1.01
+    #: A message nothing answers, whose best knowledge-base match is at least this likely right
+    #: (:class:`retrieval.knowledge_base.TopConfidence`, as ``faq_fallback``), is offered the best
+    #: few entries to choose from instead of being handed off (rule ``suggest``; 1.01: never).
+    #: Fitted on every knowledge-base re-fit so that at most ``Targets.max_oos_suggested`` of the
+    #: out-of-scope messages get suggestions (:func:`bot.calibration.fit_suggest`).
+    suggest: float = 1.01
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -223,6 +234,22 @@ class Signals:
         """The best of the bank's own entries that does not answer ``intent``."""
         return next((h for h in self.hits if not h.starter and h.entry.intent != intent), None)
 
+    @property
+    def suggestions(self) -> list[Hit]:
+        """The entries a suggestion offers (rule ``suggest``): the best :data:`SUGGEST_DEPTH` hits
+        that are not advice (advice has its own route and its adviser), one per label."""
+        out: list[Hit] = []
+        labels: set[str] = set()
+        for h in self.hits:
+            label = h.entry.questions[0]
+            if ADVICE_TAG in h.entry.tags or label in labels:
+                continue
+            out.append(h)
+            labels.add(label)
+            if len(out) == SUGGEST_DEPTH:
+                break
+        return out
+
     def intent_hit(self, intent: str) -> Hit | None:
         """The best retrieved entry that answers ``intent`` (a bank may link several; its own come
         before the starter's)."""
@@ -258,6 +285,7 @@ class Signals:
             "top_conf": DEFAULT_TOP_CONFIDENCE(self.hits, p.intent, p.confidence),
             "top_dense": top.dense if top else -1.0,
             "has_answer": 1.0 if self.intent_has_answer else 0.0,
+            "suggestable": 1.0 if self.suggestions else 0.0,
             "correction": self.correction.similarity if self.correction is not None else 0.0,
             "correction_ok": 1.0 if self.correction is not None and self.correction_answerable else 0.0,
         }
@@ -403,6 +431,15 @@ RULES: tuple[Rule, ...] = (
         lambda f, t: f["top_conf"] >= t.faq_fallback,
         lambda f, t: (
             f"KB entry {f['top']:.2f}, confidence {f['top_conf']:.2f} ≥ {t.faq_fallback:.2f}; {_scope(f, t)}"
+        ),
+    ),
+    Rule(
+        "suggest",
+        Route.CLARIFY,
+        lambda f, t: (f["top_conf"] >= t.suggest) & (f["suggestable"] > 0),
+        lambda f, t: (
+            f"no confident answer, but the best KB entries are worth offering: confidence "
+            f"{f['top_conf']:.2f} ≥ {t.suggest:.2f} (< {t.faq_fallback:.2f} to answer); {_scope(f, t)}"
         ),
     ),
     Rule(
@@ -793,6 +830,18 @@ class AnswerPolicy:
             top = s.top
             assert top is not None
             return self._faq(top, f"{reason}: {top.entry.id}", p)
+        if rule.name == "suggest":
+            offered = s.suggestions
+            return _decision(
+                Route.CLARIFY,
+                SUGGEST,
+                f"{reason}: {', '.join(h.entry.id for h in offered)}",
+                p,
+                choices=(
+                    *(entry_choice(h.entry.questions[0], h.entry.id) for h in offered),
+                    Choice("Something else", HANDOFF_CHOICE),
+                ),
+            )
         return _decision(Route.HANDOFF, UNSURE, f"{reason} (intent {p.intent})", p)
 
     def answer_for_intent(self, intent: str) -> Decision:
@@ -805,6 +854,23 @@ class AnswerPolicy:
             entry.answer,
             f"customer chose {intent}",
             intent,
+            1.0,
+            entry.id,
+            self.feedback_choices(),
+        )
+
+    def answer_for_entry(self, entry_id: str) -> Decision:
+        """The answer of a chosen knowledge-base entry (a suggestion's button, rule ``suggest``).
+
+        Raises :class:`retrieval.errors.EntryNotFoundError` when the entry is no longer in the
+        knowledge base (removed since it was offered).
+        """
+        entry = self.kb.get(entry_id)
+        return Decision(
+            Route.FAQ,
+            entry.answer,
+            f"customer chose knowledge-base entry {entry_id} from a suggestion",
+            entry.intent,
             1.0,
             entry.id,
             self.feedback_choices(),

@@ -12,15 +12,17 @@ import pytest
 from bot.calibration import (
     NO_COVERAGE,
     OOS,
+    SUGGEST_FLOOR,
     CalibrationSet,
     Coverage,
     Features,
     Targets,
     entry_coverage,
+    fit_suggest,
     fit_thresholds,
     score_routes,
 )
-from bot.choices import HANDOFF_CHOICE
+from bot.choices import HANDOFF_CHOICE, ChoiceKind, is_choice
 from bot.core import NO_PERSON, UNSTAFFED, unstaffed
 from bot.exemplars import ExemplarSet, load_smalltalk
 from bot.policy import (
@@ -29,6 +31,7 @@ from bot.policy import (
     RULE_ROUTES,
     RULES,
     SERVED,
+    SUGGEST,
     UNSURE,
     AnswerPolicy,
     PolicyConfig,
@@ -62,6 +65,7 @@ T = Thresholds(
     agree_kb=0.2,
     confident_scope=0.35,
     confident_intent=0.85,
+    suggest=0.3,
 )
 CARD = KBEntry.build("card_arrival", ["where is my card"], "Cards arrive in 3-5 days.", "card_arrival")
 LOST = KBEntry.build("lost_card", ["I lost my card"], "Freeze it in the app.", "lost_or_stolen_card")
@@ -321,6 +325,62 @@ def test_clarify_offers_both_intents_and_a_way_out(policy: AnswerPolicy) -> None
         "handoff",
     ]
     assert policy.answer_for_intent("lost_or_stolen_card").answer == LOST.answer
+
+
+def test_a_message_nothing_answers_is_offered_the_best_entries_to_choose_from(policy: AnswerPolicy) -> None:
+    """Rule ``suggest``: no rule answers, but the search's confidence reaches ``suggest`` (0.3),
+    under ``faq_fallback`` (0.75): the best three entries that are not advice are offered, and a
+    person; the entry pressed is answered. Under the bar, or with nothing found, a handoff."""
+    case = signals(p1=0.5, p2=0.1, hits=(hit(LOST, 0.55), hit(FEE, 0.5), hit(ADVICE, 0.45), hit(CARD, 0.4)))
+    confidence = case.features()["top_conf"]
+    assert T.suggest <= confidence < T.faq_fallback
+    decision = policy.decide(case)
+    assert (decision.route, decision.rule, decision.kb_id) == (Route.CLARIFY, "suggest", None)
+    assert decision.answer == SUGGEST and "lost_card, overdraft_fee, card_arrival" in decision.reason
+    assert [(c.label, c.value) for c in decision.choices] == [
+        ("I lost my card", "entry:lost_card"),
+        ("what's the overdraft fee", "entry:overdraft_fee"),
+        ("where is my card", "entry:card_arrival"),
+        ("Something else", HANDOFF_CHOICE),
+    ]
+    assert decision.choices[0].kind == ChoiceKind.ENTRY and is_choice("entry:lost_card")
+    chosen = policy.answer_for_entry("overdraft_fee")
+    assert (chosen.route, chosen.kb_id, chosen.answer) == (Route.FAQ, "overdraft_fee", FEE.answer)
+    assert [c.is_feedback for c in chosen.choices] == [True, True]
+    # Where no person can take over, only the entries are offered.
+    alone = unstaffed(decision, policy.unstaffed_words)
+    offered = ["entry:lost_card", "entry:overdraft_fee", "entry:card_arrival"]
+    assert [c.value for c in alone.choices] == offered
+    assert alone.answer == SUGGEST
+    below = policy.decide(case, replace(T, suggest=confidence + 0.01))
+    assert (below.route, below.rule) == (Route.HANDOFF, "handoff")
+    assert policy.decide(signals(p1=0.5, p2=0.1)).rule == "handoff"
+    # Only advice found: nothing to offer (advice has its own route).
+    only_advice = signals(p1=0.5, p2=0.1, hits=(hit(ADVICE, 0.6),))
+    assert policy.decide(only_advice, replace(T, suggest=0.0, faq_fallback=1.01)).rule == "handoff"
+
+
+def test_the_suggestion_bar_lets_few_out_of_scope_messages_through() -> None:
+    """``fit_suggest``: at most ``max_oos_suggested`` of the out-of-scope messages are offered
+    entries; nothing already answered changes; no out-of-scope messages, no suggestions."""
+    rng = np.random.default_rng(5)
+
+    def found(score: float) -> tuple[Hit, ...]:
+        return (hit(LOST, score), hit(FEE, score * 0.8), hit(CARD, score * 0.6))
+
+    answered = [signals() for _ in range(100)]
+    unsure = [signals(p1=0.5, p2=0.1, hits=found(float(rng.uniform(0.3, 0.6)))) for _ in range(100)]
+    out = [signals(p1=0.5, p2=0.1, nearest=0.2, hits=found(float(rng.uniform(0.0, 0.6)))) for _ in range(400)]
+    features = Features.from_signals(answered + unsure + out, ["card_arrival"] * 200 + [OOS] * 400)
+    targets = Targets(max_oos_suggested=0.05)
+    t = fit_suggest(features, replace(T, suggest=1.01), targets)
+    assert SUGGEST_FLOOR <= t.suggest < T.faq_fallback
+    rules = np.array([RULES[i].name for i in first_rules(features.values, t)])
+    assert (rules[400:] == "suggest").sum() <= 0.05 * 400
+    assert (rules[:100] == "intent").all() and (rules[100:200] == "suggest").any()
+    assert replace(t, suggest=T.suggest) == replace(T, suggest=T.suggest)  # nothing else moved
+    none = Features.from_signals(answered + unsure, ["card_arrival"] * 200)
+    assert fit_suggest(none, T, targets).suggest == 1.01
 
 
 def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -> None:
@@ -691,7 +751,7 @@ def test_an_infeasible_fit_hands_off_rather_than_answer_wrongly() -> None:
     out += [signals(p1=0.5, nearest=0.2, hits=(hit(FEE, 0.5, starter=False),)) for _ in range(10)]
     features = Features.from_signals(unanswered + out, ["card_arrival"] * 200 + [OOS] * 200)
     targets = Targets(min_oos_recall=0.9, max_false_handoff=0.02)
-    never = replace(T, faq=1.01, faq_fallback=1.01, bank=1.01, agree_kb=1.01)
+    never = replace(T, faq=1.01, faq_fallback=1.01, bank=1.01, agree_kb=1.01, suggest=1.01)
     answer_all = replace(T, faq=0.05, faq_fallback=0.05, bank=0.05)
     assert score_routes(features, answer_all).answered_wrongly == 1.0
     assert score_routes(features, never).false_handoff == 1.0

@@ -55,6 +55,18 @@ def test_choice_values_and_handoff_requests(client: TestClient) -> None:
     assert handoff["route"] == "handoff"
 
 
+def test_a_suggested_entry_pressed_is_answered_with_that_entry(client: TestClient, core: TellerCore) -> None:
+    """A suggestion's button (``entry:<id>``, rule ``suggest``) answers with that entry, offering
+    feedback; an entry removed since it was offered is handed to a person, not answered."""
+    chosen = client.post("/api/messages", json={"text": "entry:overdraft_fee"}).json()
+    assert chosen["route"] == "faq" and chosen["reply"] == core.policy.kb.get("overdraft_fee").answer
+    assert {c["kind"] for c in chosen["choices"]} == {"feedback"}
+    stored = core.store.conversations.message(chosen["message_id"])
+    assert stored.kb_id == "overdraft_fee" and "chose knowledge-base entry" in stored.reason
+    gone = client.post("/api/messages", json={"text": "entry:no-such-entry"}).json()
+    assert gone["route"] == "handoff"
+
+
 def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:
     reply = client.post("/api/messages", json={"text": "What's the overdraft fee?"}).json()
     response = client.post(

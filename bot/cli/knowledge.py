@@ -135,9 +135,10 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
         return
     if changed:
         t = policy.thresholds
+        offered = f"; from {t.suggest:.2f} the best few are offered to choose from" if t.suggest <= 1 else ""
         err.print(
             f"Answer policy re-fitted for {len(kb)} entries: a general entry answers from {t.faq:.2f}, "
-            f"any entry from a search confidence of {t.faq_fallback:.2f}.",
+            f"any entry from a search confidence of {t.faq_fallback:.2f}{offered}.",
             highlight=False,
         )
     # Whether or not the thresholds moved: the fit for the knowledge base as it is now.

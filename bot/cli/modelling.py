@@ -297,7 +297,7 @@ def _evaluate_faq(kb_file: Path, questions: Path, as_json: bool) -> None:
     out.print(
         f"{result.questions} questions about {kb_file.name}: answered with the bank's entry "
         f"[bold]{result.right:.1%}[/bold], with a wrong entry {result.wrong:.1%}, handed off "
-        f"{result.handed_off:.1%}"
+        f"{result.handed_off:.1%} (of which offered the bank's entry to choose from {result.suggested:.1%})"
     )
     out.print(
         f"retrieval alone: right entry first {result.retrieval_top1:.1%}, "
@@ -312,7 +312,8 @@ def _evaluate_faq(kb_file: Path, questions: Path, as_json: bool) -> None:
     table = Table("verdict", "question", "expected", "answered with", "rule", title="Not right")
     for o in result.outcomes:
         if o.verdict != "right":
-            table.add_row(o.verdict.replace("_", " "), o.text[:70], o.expected, o.kb_id or "", o.rule)
+            verdict = "suggested" if o.suggested else o.verdict.replace("_", " ")
+            table.add_row(verdict, o.text[:70], o.expected, o.kb_id or "", o.rule)
     out.print(table)
 
 
