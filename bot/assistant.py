@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bot.calibration import (
     COVER_PROBABILITY,
     COVER_TOP_K,
+    SUGGEST_FLOOR,
     TAKE_OVER_PROBABILITY,
     CalibrationSet,
     Targets,
@@ -32,7 +33,16 @@ from bot.errors import ConfigError
 from bot.exemplars import DATA_DIR, load_advice, load_information, load_smalltalk
 from bot.kb_replication import KnowledgeReplicator, SyncResult
 from bot.operators import Operators
-from bot.policy import ADVICE_TAG, RULE_NAMES, AnswerPolicy, PolicyConfig, Thresholds
+from bot.policy import (
+    ADVICE_TAG,
+    OPERATOR_TAG,
+    RULE_NAMES,
+    SUGGEST_DEPTH,
+    SUGGEST_RELATIVE,
+    AnswerPolicy,
+    PolicyConfig,
+    Thresholds,
+)
 from bot.service import TellerService
 from bot.settings import STARTER_BANK, Settings
 from bot.storage import AuditAction, Store
@@ -284,6 +294,8 @@ KB_FIT = hashlib.sha256(
             ("coverage", 2, COVER_TOP_K, COVER_PROBABILITY, TAKE_OVER_PROBABILITY),
             # general_entry answers only with the best entry of all (Signals.features "general_top").
             ("general_top", 1),
+            # rule suggest: which hits are offered (Signals.suggestions) and the bar's floor.
+            ("suggest", SUGGEST_DEPTH, SUGGEST_RELATIVE, SUGGEST_FLOOR, OPERATOR_TAG, 1),
         )
     ).encode()
 ).hexdigest()[:16]

@@ -604,8 +604,8 @@ def fit_suggest(features: Features, thresholds: Thresholds, targets: Targets) ->
     stay as they were, and what was handed off is offered the best few entries first.
 
     Measured (operator-FAQ dev banks after ``kb add`` on the starter, CLINC150 out-of-scope dev, 2
-    cores, 2026-12-03): at 5 % the bar is 0.08-0.09, and 35 of Harbour & Vale's 46 handed-off
-    questions and 22 of Rimu's 45 are offered their entry among the best three.
+    cores, 2026-12-03): at 5 % the bar is 0.07-0.11, and 12.6 % of the 722 questions (32 of Harbour
+    & Vale's 245, 19 of Rimu's 159) are offered their entry among the best three.
     """
     never = replace(thresholds, suggest=1.01)
     oos = features.out_of_scope

@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from retrieval.entry import ENTRY_ID_PATTERN
+
 
 class ChoiceKind(StrEnum):
     INTENT = "intent"
@@ -82,7 +84,7 @@ def kind_of(value: str) -> ChoiceKind:
     """Which kind of choice ``value`` is (``text`` when it is none of Teller's)."""
     if value.startswith(INTENT_PREFIX):
         return ChoiceKind.INTENT
-    if value.startswith(ENTRY_PREFIX):
+    if value.startswith(ENTRY_PREFIX) and ENTRY_ID_PATTERN.match(value.removeprefix(ENTRY_PREFIX)):
         return ChoiceKind.ENTRY
     if value in (HANDOFF_CHOICE, ADVISER_CHOICE):
         return ChoiceKind.HANDOFF
@@ -113,8 +115,9 @@ def entry_choice(label: str, entry_id: str) -> Choice:
 
 
 def entry_of(value: str) -> str | None:
-    """The knowledge-base entry an ``entry:`` value names; None for other values."""
-    return value.removeprefix(ENTRY_PREFIX) if value.startswith(ENTRY_PREFIX) else None
+    """The knowledge-base entry an ``entry:`` value names; None for other values, and for text that
+    merely starts so ("entry: my card ..." is a customer's words, not a pressed button)."""
+    return value.removeprefix(ENTRY_PREFIX) if kind_of(value) == ChoiceKind.ENTRY else None
 
 
 def helpful(value: str) -> bool | None:

@@ -22,6 +22,7 @@ from bot.stages import timed
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
 from bot.text import clean, storable, visible
 from nlu.language import HANDOFF_REPLIES, UNSTAFFED_REPLIES, unstaffed_reply
+from retrieval.errors import EntryNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -252,13 +253,17 @@ class TellerCore:
         if intent is not None and intent in policy.classifier.labels:
             return policy.answer_for_intent(intent), policy.classifier.version
         entry_id = entry_of(text)
+        # Only a well-formed entry id is a pressed suggestion; anything else is the customer's
+        # words ("entry: my card ...") and is classified like any message.
         if entry_id is not None:
-            if entry_id in policy.kb:
+            try:
                 return policy.answer_for_entry(entry_id), policy.classifier.version
-            # Offered by a suggestion, removed from the knowledge base since: a person answers.
-            return policy.handoff(f"customer chose entry {entry_id}, no longer in the knowledge base"), (
-                policy.classifier.version
-            )
+            except EntryNotFoundError:
+                # Offered by a suggestion, removed since: a person answers. The reason does not
+                # repeat the value (the reason is stored as is, and a customer may type one).
+                return policy.handoff("customer chose an entry no longer in the knowledge base"), (
+                    policy.classifier.version
+                )
         if text == ADVISER_CHOICE:
             return policy.handoff("customer asked to book an adviser call"), policy.classifier.version
         if text == HANDOFF_CHOICE:

@@ -69,8 +69,19 @@ UNSURE = (
 #: The reply offering the knowledge base's best few entries when none was sure enough to answer
 #: (rule ``suggest``): the customer picks one, or asks for a person.
 SUGGEST = "I'm not sure I understood. Is your question one of these?"
+#: :data:`SUGGEST` where no person can take over (no "Something else" button to press).
+SUGGEST_UNSTAFFED = (
+    "I'm not sure I understood. Is your question one of these? If not, please call us on the number "
+    "on the back of your card."
+)
 #: How many entries a suggestion offers at most (rule ``suggest``).
 SUGGEST_DEPTH = 3
+#: An entry beside the best one is offered only if its fused score is at least this share of the
+#: best one's (rule ``suggest``): a button far weaker than the first is noise.
+SUGGEST_RELATIVE = 0.5
+#: Tag of the entries operators write through the review queue (:mod:`bot.review`): their phrasings
+#: are customers' own messages, so they are searched but never shown as a suggestion's button.
+OPERATOR_TAG = "operator"
 #: The small-talk category of "let me talk to a person": handed off, not chatted about.
 HUMAN_CATEGORY = "human"
 #: The classifier and the knowledge base agree when the bank's own entry for the predicted intent
@@ -237,15 +248,29 @@ class Signals:
     @property
     def suggestions(self) -> list[Hit]:
         """The entries a suggestion offers (rule ``suggest``): the best :data:`SUGGEST_DEPTH` hits
-        that are not advice (advice has its own route and its adviser), one per label."""
+        that are not advice (advice has its own route and its adviser) and were not written from a
+        customer's words (:data:`OPERATOR_TAG`: their phrasing would be shown to others), one per
+        label and per intent, a bank's own entry before the starter's on an intent both answer,
+        each after the first scoring at least :data:`SUGGEST_RELATIVE` of the first's."""
+        eligible = [
+            h for h in self.hits if ADVICE_TAG not in h.entry.tags and OPERATOR_TAG not in h.entry.tags
+        ]
+        banks = {h.entry.intent for h in eligible if not h.starter and h.entry.intent is not None}
         out: list[Hit] = []
         labels: set[str] = set()
-        for h in self.hits:
-            label = h.entry.questions[0]
-            if ADVICE_TAG in h.entry.tags or label in labels:
+        intents: set[str] = set()
+        for h in eligible:
+            label, intent = h.entry.questions[0], h.entry.intent
+            if label in labels or (
+                intent is not None and (intent in intents or (h.starter and intent in banks))
+            ):
                 continue
+            if out and h.score < SUGGEST_RELATIVE * out[0].score:
+                break
             out.append(h)
             labels.add(label)
+            if intent is not None:
+                intents.add(intent)
             if len(out) == SUGGEST_DEPTH:
                 break
         return out
@@ -607,6 +632,8 @@ class AnswerPolicy:
             for category, said in smalltalk.unstaffed.items()
             if category in smalltalk.replies
         }
+        # A suggestion's way out is "Something else" (a person): without one, say where to turn.
+        self.unstaffed_words[SUGGEST] = SUGGEST_UNSTAFFED
         self.advice = advice.embed_with(kb.embedder.embed)
         self.information = (information or ExemplarSet([], [], {})).embed_with(kb.embedder.embed)
         self.advice_probe = AdviceProbe(self.advice, self.information)

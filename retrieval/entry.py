@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+#: What an entry id looks like (letters, digits, ``_ . : -``, at most 128 characters).
+ENTRY_ID_PATTERN = _ID
 _SPACE = re.compile(r"\s+")
 #: Phrasings per entry, and characters per phrasing: the encoder reads 128 tokens (about 500
 #: characters of English) of a phrasing, so a longer one adds nothing but bulk.

@@ -26,12 +26,14 @@ from bot.choices import HANDOFF_CHOICE, ChoiceKind, is_choice
 from bot.core import NO_PERSON, UNSTAFFED, unstaffed
 from bot.exemplars import ExemplarSet, load_smalltalk
 from bot.policy import (
+    OPERATOR_TAG,
     ROUTES,
     RULE_NAMES,
     RULE_ROUTES,
     RULES,
     SERVED,
     SUGGEST,
+    SUGGEST_UNSTAFFED,
     UNSURE,
     AnswerPolicy,
     PolicyConfig,
@@ -351,13 +353,37 @@ def test_a_message_nothing_answers_is_offered_the_best_entries_to_choose_from(po
     alone = unstaffed(decision, policy.unstaffed_words)
     offered = ["entry:lost_card", "entry:overdraft_fee", "entry:card_arrival"]
     assert [c.value for c in alone.choices] == offered
-    assert alone.answer == SUGGEST
+    assert alone.answer == SUGGEST_UNSTAFFED and "number on the back of your card" in alone.answer
     below = policy.decide(case, replace(T, suggest=confidence + 0.01))
     assert (below.route, below.rule) == (Route.HANDOFF, "handoff")
     assert policy.decide(signals(p1=0.5, p2=0.1)).rule == "handoff"
     # Only advice found: nothing to offer (advice has its own route).
     only_advice = signals(p1=0.5, p2=0.1, hits=(hit(ADVICE, 0.6),))
     assert policy.decide(only_advice, replace(T, suggest=0.0, faq_fallback=1.01)).rule == "handoff"
+
+
+def test_a_suggestion_never_shows_customers_words_nor_a_weak_or_replaced_entry(policy: AnswerPolicy) -> None:
+    """Entries written from a customer's message in the review queue (tag ``operator``) are never
+    offered (their phrasing is that customer's words); the starter's answer to an intent a bank's
+    entry answers is left out; an entry far weaker than the best one is not offered."""
+    from_review = KBEntry.build(
+        "op_my_husband_dave", ["my husband Dave can't log in"], "Reset it.", None, [OPERATOR_TAG]
+    )
+    case = signals(
+        p1=0.5,
+        p2=0.1,
+        hits=(
+            hit(from_review, 0.6, starter=False),
+            hit(BANK_CARD, 0.55, starter=False),
+            hit(CARD, 0.5),
+            hit(FEE, 0.45),
+            hit(LOST, 0.2),
+        ),
+    )
+    assert [h.entry.id for h in case.suggestions] == ["card-delivery", "overdraft_fee"]
+    decision = policy.decide(case, replace(T, faq_fallback=1.01, suggest=0.0, bank=1.01, agree_kb=1.01))
+    assert decision.rule == "suggest"
+    assert "Dave" not in " ".join(c.label + c.value for c in decision.choices)
 
 
 def test_the_suggestion_bar_lets_few_out_of_scope_messages_through() -> None:

@@ -65,6 +65,22 @@ def test_a_suggested_entry_pressed_is_answered_with_that_entry(client: TestClien
     assert stored.kb_id == "overdraft_fee" and "chose knowledge-base entry" in stored.reason
     gone = client.post("/api/messages", json={"text": "entry:no-such-entry"}).json()
     assert gone["route"] == "handoff"
+    assert "no-such-entry" not in core.store.conversations.message(gone["message_id"]).reason
+
+
+def test_text_that_merely_starts_like_an_entry_choice_is_the_customers_words(
+    client: TestClient, core: TellerCore
+) -> None:
+    """ "entry: ..." with a space is not a pressed button: it is classified like any message, and
+    nothing of it reaches the stored reason unredacted."""
+    said = client.post(
+        "/api/messages", json={"text": "entry: What's the overdraft fee? card 4111 1111 1111 1111"}
+    )
+    body = said.json()
+    assert (
+        said.status_code == 200 and "chose" not in core.store.conversations.message(body["message_id"]).reason
+    )
+    assert "4111" not in core.store.conversations.message(body["message_id"]).reason
 
 
 def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:

@@ -297,7 +297,8 @@ def _evaluate_faq(kb_file: Path, questions: Path, as_json: bool) -> None:
     out.print(
         f"{result.questions} questions about {kb_file.name}: answered with the bank's entry "
         f"[bold]{result.right:.1%}[/bold], with a wrong entry {result.wrong:.1%}, handed off "
-        f"{result.handed_off:.1%} (of which offered the bank's entry to choose from {result.suggested:.1%})"
+        f"{result.handed_off:.1%} (offered the bank's entry to choose from first: "
+        f"{result.suggested:.1%} of all questions)"
     )
     out.print(
         f"retrieval alone: right entry first {result.retrieval_top1:.1%}, "
