@@ -176,9 +176,17 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
         signals = policy.signals([q for q, _ in questions])
         decisions = [policy.decide(s) for s in signals]
     outcomes = [
-        Outcome(text, expected, d.route.value, d.kb_id, d.rule, _verdict(d, expected), d.reason, suggested)
+        Outcome(
+            text,
+            expected,
+            d.route.value,
+            d.kb_id,
+            d.rule,
+            _verdict(d, expected),
+            d.reason,
+            suggested=_suggested(d, expected),
+        )
         for (text, expected), d in zip(questions, decisions, strict=True)
-        for suggested in (_suggested(d, expected),)
     ]
     verdicts = Counter(o.verdict for o in outcomes)
     n = len(outcomes)

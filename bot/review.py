@@ -34,8 +34,7 @@ from bot.choices import is_choice
 from bot.corrections import Spreader
 from bot.errors import ConfigError, InputError
 from bot.operators import Actor, Operators
-from bot.policy import OPERATOR_TAG as POLICY_OPERATOR_TAG
-from bot.policy import AnswerPolicy, Route
+from bot.policy import OPERATOR_TAG, AnswerPolicy, Route
 from bot.storage import (
     Correction,
     CorrectionAction,
@@ -70,9 +69,8 @@ SAME_TEXT_RATIO = 0.9
 #: At 20,000 items one look-up took 23 ms in SQL and 20 ms comparing (1,000: 34 + 40 ms; reading
 #: and comparing every item, as before: 220-315 + 340-720 ms), 2 cores, SQLite, 2026-12-01.
 MATCH_LIMIT = 500
-#: Tag of the knowledge-base entries operators write through the review queue (defined with the
-#: policy, which never offers them as suggestions: their phrasings are customers' own words).
-OPERATOR_TAG = POLICY_OPERATOR_TAG
+# OPERATOR_TAG (bot.policy) tags the knowledge-base entries operators write through the review queue;
+# it is defined with the policy, which never offers them as suggestions (their phrasings are customers').
 
 _DIGITS = re.compile(r"\d+")
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
