@@ -558,7 +558,9 @@ def refit_kb_thresholds(
     ``bank`` and ``bank_margin``, then ``agree_*``), keeping the model's: what a change of the
     knowledge base calls for (seconds, not minutes). ``suggest`` is fitted last
     (:func:`fit_suggest`), over the others as chosen without it, so no fit depends on the last
-    one's suggestions."""
+    one's suggestions. Whether the targets hold is judged on the thresholds returned, suggestions
+    on, as the report's ``fitted`` figures are (a suggestion is no handoff and no answer, so it can
+    only lower the false handoffs)."""
     thresholds = replace(thresholds, suggest=1.01)
     best, _ = _search(
         features,
@@ -587,7 +589,8 @@ def refit_kb_thresholds(
             for p, kb in [(1.0, 1.0), *itertools.product(AGREE_INTENT_GRID, AGREE_KB_GRID)]
         ),
     )
-    return fit_suggest(features, best, targets), feasible
+    final = fit_suggest(features, best, targets)
+    return final, feasible or bool(_feasible(score_routes(features, final), targets))
 
 
 #: The lowest bar a suggestion may have, whatever the out-of-scope set allows: below it the best

@@ -889,19 +889,22 @@ class AnswerPolicy:
     def answer_for_entry(self, entry_id: str) -> Decision:
         """The answer of a chosen knowledge-base entry (a suggestion's button, rule ``suggest``).
 
+        An entry superseded since it was offered is answered by the entry that superseded it (as the
+        search would now answer). An advice entry (never offered, but a customer may type its id)
+        is answered as the advice rule answers it, with the adviser's button.
+
         Raises :class:`retrieval.errors.EntryNotFoundError` when the entry is no longer in the
-        knowledge base (removed since it was offered).
+        knowledge base and no live entry superseded it (removed since it was offered).
         """
-        entry = self.kb.get(entry_id)
-        return Decision(
-            Route.FAQ,
-            entry.answer,
-            f"customer chose knowledge-base entry {entry_id} from a suggestion",
-            entry.intent,
-            1.0,
-            entry.id,
-            self.feedback_choices(),
-        )
+        entry = self.kb.current(entry_id)
+        reason = f"customer chose knowledge-base entry {entry_id} from a suggestion"
+        if entry.id != entry_id:
+            reason += f", answered by {entry.id}, which superseded it since"
+        if ADVICE_TAG in entry.tags:
+            return Decision(
+                Route.ADVICE, entry.answer, reason, entry.intent, 1.0, entry.id, self._adviser_choices()
+            )
+        return Decision(Route.FAQ, entry.answer, reason, entry.intent, 1.0, entry.id, self.feedback_choices())
 
     # ---------------------------------------------------------------------------------- helpers
 

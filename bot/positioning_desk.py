@@ -725,6 +725,7 @@ def logged_exchanges(store: Store, since: str) -> list[LoggedExchange]:
             channel=str(r["channel"] or ""),
             segment=r["segment"],
             outcomes=outcomes.get(r["reply_id"], frozenset()),
+            pressed=is_choice((r["text"] or "").strip()),
         )
         for r in rows
     ]

@@ -33,7 +33,9 @@ class LoggedExchange:
     asked: a conversation id; empty: unknown, so "asking again" is not detected), ``at`` (when, in
     seconds since the epoch), ``handed_off`` (a handoff to a human was opened for this reply),
     ``channel`` and ``segment`` (the customer segment a bank's backend passed, if any) and
-    ``outcomes`` (business outcomes recorded for the exchange, e.g. ``"adviser_call_booked"``).
+    ``outcomes`` (business outcomes recorded for the exchange, e.g. ``"adviser_call_booked"``);
+    ``pressed``: the message was a button the reply before it offered (an intent or entry a
+    clarifying question proposed, "Something else"), not words the customer wrote.
     """
 
     text: str
@@ -47,6 +49,7 @@ class LoggedExchange:
     channel: str = ""
     segment: str | None = None
     outcomes: frozenset[str] = frozenset()
+    pressed: bool = False
 
 
 @dataclass(frozen=True)

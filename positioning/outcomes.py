@@ -20,7 +20,10 @@ Definitions (all measured on the log, none on Teller's confidence):
 - **Episode** (the unit of satisfaction, "a customer's conversation about a need"): one customer's
   consecutive messages attributed to the same need, each sent within ``repeat_window`` seconds of
   the previous one. Messages of no need continue an episode when they are that close in time and
-  at least ``similarity`` alike. Without a customer id every message is its own episode.
+  at least ``similarity`` alike. A button the customer pressed on a clarifying question (an intent
+  or an entry it offered, :attr:`~positioning.evidence.LoggedExchange.pressed`) continues that
+  question's episode within the window, which then belongs to the need of the pressed button's
+  answer: one conversation, not two. Without a customer id every message is its own episode.
 - **Asking again**: an episode in which the customer wrote again after a reply that was not a
   clarifying question (the same customer's next message, within the window, tied to the same
   need).
@@ -175,7 +178,10 @@ def judge(
                 if soon and following is not None and not needs_of[following[0]]
                 else frozenset()
             )
-            needs = needs_of[group[0]]
+            # A clarifying question is tied to its need by the button pressed on it, when that is.
+            needs = next(
+                (needs_of[i] for i in group if exchanges[i].pressed and needs_of[i]), needs_of[group[0]]
+            )
             items = tuple(exchanges[i] for i in group)
             segment = items[0].segment or items[0].channel or "all"
             verdicts = []
@@ -307,6 +313,8 @@ def _continues(
     just before it) belongs to?"""
     if exchanges[current].at - exchanges[previous].at > window:
         return False
+    if exchanges[current].pressed and exchanges[previous].route == "clarify":
+        return True  # a button of the clarifying question: its answer
     if needs_of[current] != needs_of[previous]:
         return False
     if needs_of[current]:

@@ -353,6 +353,27 @@ class KnowledgeBase:
         except KeyError:
             raise EntryNotFoundError(f"no knowledge-base entry {entry_id!r}") from None
 
+    def current(self, entry_id: str) -> KBEntry:
+        """The live entry that stands for ``entry_id``: itself while live, else the live entry that
+        superseded it (followed through a chain of supersessions, at most one step per record).
+
+        Raises :class:`EntryNotFoundError` when it is neither live nor superseded by a live entry
+        (removed, or its successor removed in turn).
+        """
+        with self._lock:
+            live = self._entries.get(entry_id)
+            if live is not None:
+                return live
+            by = {r.entry.id: r.superseded_by for r in self.superseded()}
+            seen = {entry_id}
+            at = by.get(entry_id)
+            while at is not None and at not in seen:
+                if at in self._entries:
+                    return self._entries[at]
+                seen.add(at)
+                at = by.get(at)
+        raise EntryNotFoundError(f"no knowledge-base entry {entry_id!r} and none superseding it")
+
     def is_starter(self, entry_id: str) -> bool:
         """Whether the entry is the shipped starter's, untouched by an operator."""
         key = self._keys.get(entry_id)

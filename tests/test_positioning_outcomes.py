@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -253,6 +253,29 @@ def test_episodes_define_asking_again_by_customer_need_and_window() -> None:
     # second question is asking again.
     assert judge(log, LINKS[:1], embed=EMBED, repeat_window=60).needs[0].satisfaction == Rate(5, 5)
     assert judge(log, LINKS[:1], embed=EMBED, repeat_window=3 * 3600).needs[0].satisfaction == Rate(1, 3)
+
+
+def test_a_button_pressed_on_a_clarifying_question_is_the_same_conversation() -> None:
+    """Without an encoder, a clarifying question (a suggestion of entries, say) is tied to no need;
+    the entry the customer pressed on it answers within the window: one resolved conversation of
+    that need, not an unresolved one and a resolved one. A typed message after a clarifying
+    question is not a press, and "Something else" pressed makes the conversation a handoff."""
+    log = [
+        LoggedExchange("card??", "clarify", None, customer="c", at=0),
+        LoggedExchange(f"entry:{CARD.kb_id}", "faq", None, CARD.kb_id, customer="c", at=15, pressed=True),
+        LoggedExchange("fee??", "clarify", None, customer="d", at=0),
+        LoggedExchange("handoff", "handoff", None, customer="d", at=9, handed_off=True, pressed=True),
+    ]
+    outcomes = judge(log, LINKS[:1])
+    assert [(ep.need, ep.customer, ep.resolved) for ep in outcomes.episodes] == [
+        (CARD.need, "c", True),
+        (None, "d", False),
+    ]
+    assert outcomes.resolved == Rate(1, 2) and outcomes.needs[0].satisfaction == Rate(1, 1)
+    typed = [replace(e, pressed=False) for e in log[:2]]
+    assert judge(typed, LINKS[:1]).resolved == Rate(1, 2)  # two conversations: the question's unresolved
+    late = [log[0], replace(log[1], at=4000)]
+    assert judge(late, LINKS[:1]).resolved == Rate(1, 2)
 
 
 def test_the_bank_chooses_what_counts_as_resolved() -> None:

@@ -68,6 +68,27 @@ def test_a_suggested_entry_pressed_is_answered_with_that_entry(client: TestClien
     assert "no-such-entry" not in core.store.conversations.message(gone["message_id"]).reason
 
 
+def test_a_pressed_entry_superseded_since_is_answered_by_its_successor(
+    client: TestClient, core: TellerCore
+) -> None:
+    """An entry offered, then superseded before the press: the entry that superseded it answers
+    (as the search now would); an advice entry's id typed by hand is answered on the advice route."""
+    from retrieval.entry import KBEntry
+
+    kb = core.policy.kb
+    kb.add([KBEntry.build("bank-overdraft-fee", ["What does an overdraft cost?"], "It costs 5 a month.")])
+    kb.supersede("overdraft_fee", "bank-overdraft-fee")
+    chosen = client.post("/api/messages", json={"text": "entry:overdraft_fee"}).json()
+    assert (chosen["route"], chosen["reply"]) == ("faq", "It costs 5 a month.")
+    stored = core.store.conversations.message(chosen["message_id"])
+    assert stored.kb_id == "bank-overdraft-fee" and "superseded it" in stored.reason
+    kb.remove("bank-overdraft-fee")
+    gone = client.post("/api/messages", json={"text": "entry:overdraft_fee"}).json()
+    assert gone["route"] == "handoff"
+    advice = client.post("/api/messages", json={"text": "entry:advice_bitcoin"}).json()
+    assert advice["route"] == "advice" and advice["reply"] == kb.get("advice_bitcoin").answer
+
+
 def test_text_that_merely_starts_like_an_entry_choice_is_the_customers_words(
     client: TestClient, core: TellerCore
 ) -> None:
