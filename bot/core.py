@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.batching import DecisionBatcher
-from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, entry_of, intent_of
+from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, entry_of, intent_of, is_feedback_form
 from bot.errors import Conflict, InputError
 from bot.policy import LANGUAGE_RULE, AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact
@@ -186,11 +186,19 @@ class TellerCore:
 
         Raises :class:`Conflict` when the id came with other words the first time (a client reusing
         its ``client_message_id`` for a new message would otherwise get the old answer, and the new
-        message would be lost without a word)."""
+        message would be lost without a word), or when it carried a customer's feedback value
+        (``feedback:helpful``) and now carries anything else."""
         if not incoming.message_id:
             return None
         with timed("store_read"):
             seen = self.store.conversations.seen(incoming.channel, incoming.message_id)
+            rated = (
+                seen is None
+                and not is_feedback_form(incoming.text.strip())
+                and self.store.feedback.by_platform(incoming.channel, incoming.message_id) is not None
+            )
+        if rated:
+            raise Conflict("this message id was used before for feedback; send the message with a new id")
         if seen is None:
             return None
         stored, reply = seen

@@ -35,7 +35,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bot.abuse import BUSY, AbuseLimits
-from bot.choices import ADVISER_CHOICE, FEEDBACK_HELPFUL, FEEDBACK_NOT_HELPFUL, is_feedback_form
+from bot.choices import (
+    ADVISER_CHOICE,
+    FEEDBACK_HELPFUL,
+    FEEDBACK_NOT_HELPFUL,
+    FEEDBACK_PREFIX,
+    is_feedback_form,
+)
 from bot.choices import helpful as verdict_of
 from bot.core import FEEDBACK_TURN, TELLER_TURNS, Incoming, Outgoing, TellerCore, message_text
 from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
@@ -76,7 +82,7 @@ UNSTORED_ROUTES = frozenset({"interview", FEEDBACK_ROUTE})
 #: The one answer to feedback on a reply that is unknown, another customer's, or not Teller's.
 NO_SUCH_REPLY = "no reply of Teller's with that id in this conversation"
 #: Feedback sent as text before Teller answered anything in the conversation (HTTP 404).
-NO_REPLY_TO_RATE = "there is no reply of Teller's in this conversation to give feedback on yet"
+NO_REPLY_TO_RATE = "there is no answer of Teller's to give feedback on in this conversation yet"
 #: A ``feedback:<word>`` value Teller never offers (HTTP 400); the value itself is not echoed.
 UNKNOWN_FEEDBACK = (
     f"that is not a feedback value of Teller's: send {FEEDBACK_HELPFUL} or {FEEDBACK_NOT_HELPFUL}"
@@ -339,9 +345,10 @@ class TellerService:
     def feedback_message(self, incoming: Incoming) -> Outgoing:
         """A feedback value sent as a message's text (``feedback:helpful``, ``feedback:not_helpful``:
         a pressed button's value, posted back as text by a REST client or a platform, as every other
-        choice's is): the customer's verdict on Teller's latest answer to them in this conversation,
-        recorded as :meth:`feedback` records a button's (once per answer; "not helpful" filed for
-        review), and acknowledged with :data:`FEEDBACK_THANKS` on route :data:`FEEDBACK_ROUTE`. The
+        choice's is): the customer's verdict on Teller's latest answer to them in this conversation
+        that offered feedback buttons (a greeting's or a handoff's reply is never rated), recorded
+        as :meth:`feedback` records a button's (once per answer; "not helpful" filed for review), and
+        acknowledged with :data:`FEEDBACK_THANKS` on route :data:`FEEDBACK_ROUTE`. The
         acknowledgement is not stored; its ``message_id`` is the answer the feedback is about.
         Nothing is classified, stored as the customer's message, or relayed to an operator. It
         counts one unit of the abuse limits, as a message does.
@@ -371,7 +378,7 @@ class TellerService:
         if platform is not None and (given := feedback.by_platform(*platform)) is not None:
             return _thanks(incoming, given, verdict, duplicate=True)
         answer = self.core.store.conversations.latest_answer(
-            incoming.channel, incoming.conversation_id, incoming.user_id
+            incoming.channel, incoming.conversation_id, incoming.user_id, offering=FEEDBACK_PREFIX
         )
         if answer is None:
             raise NotFound(NO_REPLY_TO_RATE)

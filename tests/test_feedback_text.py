@@ -55,8 +55,8 @@ def ask(client: TestClient, text: str) -> dict[str, Any]:
 def test_a_feedback_value_sent_as_text_rates_the_latest_reply(
     client: TestClient, core: TellerCore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ask(client, "What's the overdraft fee?")
-    latest = ask(client, "How do I reset my PIN?")
+    ask(client, "hello")
+    latest = ask(client, "What's the overdraft fee?")
     stored = core.store.conversations.count()
     monkeypatch.setattr(TellerCore, "_decide", lambda self, text: pytest.fail(f"{text!r} was classified"))
 
@@ -84,6 +84,24 @@ def test_feedback_as_text_before_any_reply_is_a_404_and_nothing_is_stored(
     response = client.post("/api/messages", json={"text": "feedback:helpful"})
     assert (response.status_code, response.json()) == (404, {"detail": NO_REPLY_TO_RATE})
     assert core.store.conversations.count() == 0 and core.store.feedback.feedback() == []
+
+
+def test_feedback_as_text_rates_the_latest_answer_that_offered_it(
+    client: TestClient, core: TellerCore
+) -> None:
+    """A thumbs pressed on an answer and sent back as text after a greeting (whose reply offers no
+    buttons) rates that answer, not the greeting's reply; with no answer that offered feedback,
+    there is nothing to rate."""
+    fee = ask(client, "What's the overdraft fee?")
+    greeting = ask(client, "hello")
+    assert greeting["choices"] == [] and fee["choices"]
+    assert ask(client, "feedback:helpful")["message_id"] == fee["message_id"]
+    [(entry, _)] = core.store.feedback.feedback()
+    assert entry.message_id == fee["message_id"]
+    other = new_customer(client.app)
+    assert other.post("/api/messages", json={"text": "hello"}).json()["choices"] == []
+    response = other.post("/api/messages", json={"text": "feedback:not_helpful"})
+    assert (response.status_code, response.json()) == (404, {"detail": NO_REPLY_TO_RATE})
 
 
 def test_feedback_as_text_rates_only_the_senders_own_replies(client: TestClient, core: TellerCore) -> None:
@@ -199,7 +217,7 @@ def test_a_platform_message_carrying_feedback_is_acknowledged_once_and_filed_for
 def test_feedback_as_text_on_a_platform_is_an_error_the_adapter_says_politely(
     service: TellerService, core: TellerCore, never_classified: None
 ) -> None:
-    with pytest.raises(NotFound, match="no reply of Teller's in this conversation"):
+    with pytest.raises(NotFound, match="no answer of Teller's to give feedback on"):
         service.handle(Incoming("slack", "D1", "U1", "1", "feedback:helpful"), private=True)
     with pytest.raises(InputError, match="not a feedback value"):
         service.handle(Incoming("slack", "D1", "U1", "2", "feedback:xyz"), private=True)

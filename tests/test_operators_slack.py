@@ -160,6 +160,7 @@ def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptur
     reply = stack.command(f"flag {second.id} wrong card answer")
     assert reply.startswith("Flagged; filed as review item #")
     assert stack.command("flag m_missing") == "No message 'm_missing'."
+    assert "`/teller flag <message id> [reason]`" in stack.command("help")  # the ops desk runs here
     second_post = stack.ops_posts(2)[-1]
     [flag] = stack.core.store.feedback.flags(message_id=second.id)
     assert (flag.reason, flag.actor, flag.source) == ("wrong card answer", "slack:UOPS", "command")

@@ -48,6 +48,22 @@ def test_retries_with_a_client_message_id_are_answered_once(client: TestClient, 
     assert core.store.conversations.count() == 2
 
 
+def test_a_client_message_id_used_for_feedback_is_not_taken_for_a_question(
+    client: TestClient, core: TellerCore
+) -> None:
+    """A ``client_message_id`` that carried a feedback value before is refused (409) for other words,
+    as one reused for another question is; the feedback's retry is still acknowledged once."""
+    client.post("/api/messages", json={"text": "What's the overdraft fee?"})
+    rated = {"text": "feedback:helpful", "client_message_id": "fb-1"}
+    assert client.post("/api/messages", json=rated).status_code == 200
+    count = core.store.conversations.count()
+    reused = client.post("/api/messages", json={"text": "where is my card", "client_message_id": "fb-1"})
+    assert reused.status_code == 409 and "feedback" in reused.json()["detail"]
+    assert core.store.conversations.count() == count
+    again = client.post("/api/messages", json=rated)
+    assert again.status_code == 200 and len(core.store.feedback.feedback()) == 1
+
+
 def test_choice_values_and_handoff_requests(client: TestClient) -> None:
     chosen = client.post("/api/messages", json={"text": "intent:card_arrival"}).json()
     assert (chosen["route"], chosen["intent"]) == ("intent", "card_arrival")

@@ -12,7 +12,7 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, select
+from sqlalchemy import Connection, and_, bindparam, exists, func, select, true
 
 from bot.errors import InputError
 from bot.privacy.redaction import redact
@@ -257,10 +257,18 @@ class ConversationRepository:
         )
         return [message_from_row(r) for r in rows]
 
-    def latest_answer(self, channel: str, external_id: str, user_id: str) -> StoredMessage | None:
+    def latest_answer(
+        self, channel: str, external_id: str, user_id: str, offering: str | None = None
+    ) -> StoredMessage | None:
         """Teller's latest answer to ``user_id`` in a platform conversation (not an operator's
         relay: a reply to a customer's message, with a route of the policy's); None if there is
-        none."""
+        none. ``offering``: only an answer with a button whose value starts so (``feedback:``: an
+        answer the customer was offered to rate)."""
+        offered = (
+            _m.c.choices.contains(json.dumps({"value": offering})[1:-2], autoescape=True)
+            if offering is not None
+            else true()
+        )
         rows = self.db.rows(
             select(_m)
             .join(_c, _m.c.conversation_id == _c.c.id)
@@ -269,6 +277,7 @@ class ConversationRepository:
                 _c.c.external_id == external_id,
                 _m.c.user_id == user_id,
                 TELLER_ANSWER,
+                offered,
             )
             .order_by(_m.c.created_at.desc(), _m.c.id.desc())
             .limit(1)

@@ -18,7 +18,7 @@ from bot.channels.slack.blocks import (
     reply_parts,
 )
 from bot.channels.slack.channel import EVENTS_PATH, SlackChannel
-from bot.channels.slack.commands import HELP
+from bot.channels.slack.commands import HELP, help_text
 from bot.channels.slack.middleware import written_by_a_person
 from bot.channels.slack.transport import CHANNEL, SlackTransport
 
@@ -42,6 +42,7 @@ __all__ = [
     "WRONG_ANSWER_VIEW",
     "SlackChannel",
     "SlackTransport",
+    "help_text",
     "reply_parts",
     "written_by_a_person",
 ]

@@ -19,15 +19,31 @@ from bot.core import Outgoing
 from bot.errors import InputError, NotAuthorised, sentence
 from bot.service import TellerService
 
-HELP = (
-    "*Teller* answers customer questions about cards, payments, transfers, top-ups and accounts.\n"
-    "• Send me a direct message, or mention me in a channel: I answer in a thread.\n"
-    "• `/teller interview`: a product-positioning interview in a DM (`/teller interview help`).\n"
-    "• Operators: `/teller flag <message id> [reason]`, `/teller review` (post the open review items), "
-    "`/teller retrain [from-scratch]`; react with the flag emoji on an answer to flag it; reply in a "
-    "handoff thread to talk to the customer.\n"
-    "• `/teller help`: this message."
-)
+
+def help_text(interviews: bool = True, operators: bool = True) -> str:
+    """What ``/teller help`` says: the subcommands of the parts that are running (``interviews``:
+    positioning; ``operators``: the ops desk). A Teller with no ops channel lists no operators'
+    commands (they would be refused as unknown)."""
+    lines = [
+        "*Teller* answers customer questions about cards, payments, transfers, top-ups and accounts.",
+        "• Send me a direct message, or mention me in a channel: I answer in a thread.",
+    ]
+    if interviews:
+        lines.append(
+            "• `/teller interview`: a product-positioning interview in a DM (`/teller interview help`)."
+        )
+    if operators:
+        lines.append(
+            "• Operators: `/teller flag <message id> [reason]`, `/teller review` (post the open review "
+            "items), `/teller retrain [from-scratch]`; react with the flag emoji on an answer to flag "
+            "it; reply in a handoff thread to talk to the customer."
+        )
+    lines.append("• `/teller help`: this message.")
+    return "\n".join(lines)
+
+
+#: The help of a Teller with every part running.
+HELP = help_text()
 
 #: ``/teller <subcommand> [args]`` handlers, given the arguments, the command payload, Bolt's ``ack``
 #: (call it at once: Slack waits 3 seconds) and the Web API client.
@@ -41,7 +57,8 @@ class SlashCommands:
         self.service = service
         self.transport = transport
         self.ops_channel = ops_channel
-        self.subcommands: dict[str, Subcommand] = {"help": lambda _args, _cmd, ack, _client: ack(text=HELP)}
+        self.help = help_text(service.desk is not None, service.ops is not None)
+        self.subcommands: dict[str, Subcommand] = {"help": lambda _a, _c, ack, _client: ack(text=self.help)}
         if service.desk is not None:
             self.subcommands |= {"interview": self.interview, "brief": self.brief}
         if service.ops is not None:
@@ -55,7 +72,7 @@ class SlashCommands:
         name, args = (words[0].lower(), words[1] if len(words) > 1 else "") if words else ("help", "")
         handler = self.subcommands.get(name)
         if handler is None:
-            ack(text=f"Unknown subcommand `{name[:50]}`.\n{HELP}")
+            ack(text=f"Unknown subcommand `{name[:50]}`.\n{self.help}")
             return
         try:
             handler(args, command, ack, client)
