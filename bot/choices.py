@@ -15,8 +15,9 @@ kind           value                         meaning
                                              the outcome ``adviser_call_booked`` on the advice
                                              reply it was offered under)
 ``feedback``   ``feedback:helpful`` / ``…``  the customer's verdict on the reply; sent back
-                                             as text, it is recorded on their latest reply in
-                                             the conversation (any other ``feedback:<word>``
+                                             as text, it is recorded on their latest answer
+                                             in the conversation that offered feedback
+                                             buttons (any other ``feedback:<word>``
                                              is refused: :func:`is_feedback_form`)
 ``interview``  ``iv:<interview>:<rest>``     an answer in a positioning interview
 ``text``       anything else                 a value the channel sends back as typed text

@@ -897,10 +897,11 @@ class AnswerPolicy:
         knowledge base and no live entry superseded it (removed since it was offered).
         """
         entry = self.kb.current(entry_id)
-        reason = f"customer chose knowledge-base entry {entry_id} from a suggestion"
+        advice = ADVICE_TAG in entry.tags  # never offered: its id was typed
+        reason = f"customer chose knowledge-base entry {entry_id}" + ("" if advice else " from a suggestion")
         if entry.id != entry_id:
-            reason += f", answered by {entry.id}, which superseded it since"
-        if ADVICE_TAG in entry.tags:
+            reason += f"; answered by {entry.id}, which superseded it since"
+        if advice:
             return Decision(
                 Route.ADVICE, entry.answer, reason, entry.intent, 1.0, entry.id, self._adviser_choices()
             )

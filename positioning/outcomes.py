@@ -22,8 +22,8 @@ Definitions (all measured on the log, none on Teller's confidence):
   the previous one. Messages of no need continue an episode when they are that close in time and
   at least ``similarity`` alike. A button the customer pressed on a clarifying question (an intent
   or an entry it offered, :attr:`~positioning.evidence.LoggedExchange.pressed`) continues that
-  question's episode within the window, which then belongs to the need of the pressed button's
-  answer: one conversation, not two. Without a customer id every message is its own episode.
+  question's episode within the window; a question tied to no need then belongs to the need of the
+  pressed button's answer: one conversation, not two. Without a customer id every message is its own episode.
 - **Asking again**: an episode in which the customer wrote again after a reply that was not a
   clarifying question (the same customer's next message, within the window, tied to the same
   need).
@@ -178,9 +178,10 @@ def judge(
                 if soon and following is not None and not needs_of[following[0]]
                 else frozenset()
             )
-            # A clarifying question is tied to its need by the button pressed on it, when that is.
-            needs = next(
-                (needs_of[i] for i in group if exchanges[i].pressed and needs_of[i]), needs_of[group[0]]
+            # A clarifying question tied to no need is tied by the button pressed on it, if any (one
+            # tied to a need keeps it: a press does not move an episode to another need).
+            needs = needs_of[group[0]] or next(
+                (needs_of[i] for i in group if exchanges[i].pressed and needs_of[i]), ()
             )
             items = tuple(exchanges[i] for i in group)
             segment = items[0].segment or items[0].channel or "all"

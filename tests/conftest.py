@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -242,3 +243,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if POSTGRESQL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgresql)
+
+
+@pytest.fixture()
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's rich consoles 200 columns wide for one test, whatever ``COLUMNS`` said when
+    ``bot.cli.app`` was imported (they read it once; a test worker may have imported it earlier
+    under another width, and a table cut to 80 columns truncates what a test looks for)."""
+    cli = importlib.import_module("bot.cli.app")
+    for console in (cli.out, cli.err):
+        monkeypatch.setattr(console, "width", 200)

@@ -129,7 +129,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
 
 
-def test_teller_audit_lists_filters_and_finds_a_customer_by_their_id(home: Path) -> None:
+def test_teller_audit_lists_filters_and_finds_a_customer_by_their_id(home: Path, wide_console: None) -> None:
     store = Store(home / "teller.db")
     receipt = Eraser(store).erase("web", "alice", "api:operator")
     store.audit.record("system:retention", AuditAction.RETENTION, None, {"counts": {"messages": 3}})

@@ -233,6 +233,22 @@ def test_supersede_restore_and_a_running_server_follows(kb: KnowledgeBase, tmp_p
     assert server.refresh() is True and [e.id for e in server.entries()] == ["fee", "card_arrival"]
 
 
+def test_current_follows_a_chain_of_supersessions_to_the_live_entry(kb: KnowledgeBase) -> None:
+    """``current``: a live entry is itself; a superseded one is the live entry at the end of its
+    chain; restored, it is itself again; with no live successor, :class:`EntryNotFoundError`."""
+    kb.add([KBEntry.build("parcel", ["card post"], "Two days."), KBEntry.build("courier", ["card"], "One.")])
+    kb.supersede("card_arrival", "parcel")
+    kb.supersede("parcel", "courier")
+    assert kb.current("courier") == kb.current("parcel") == kb.current("card_arrival") == kb.get("courier")
+    kb.restore("parcel")
+    assert kb.current("card_arrival") == kb.get("parcel") and kb.current("parcel") == kb.get("parcel")
+    kb.remove("parcel")
+    with pytest.raises(EntryNotFoundError, match="none superseding it"):
+        kb.current("card_arrival")
+    with pytest.raises(EntryNotFoundError):
+        kb.current("never-was")
+
+
 def test_sync_keeps_superseded_entries_out(kb: KnowledgeBase) -> None:
     new = KBEntry.build("parcel", ["my new card has not come"], "Tracked: 2 days.")
     file = [*ENTRIES, new]

@@ -649,9 +649,6 @@ def test_labelled_values_in_json_and_markdown(text: str, expected: str) -> None:
         ("pass: Zx!9qLm", "pass: [PASSWORD]"),
         ("mon mdp c'est Chaton!88", "mon mdp c'est [PASSWORD]"),
         ("changed my password to Tr1cky_Pa55", "changed my password to [PASSWORD]"),
-        ("the password I use is Fido1987", "the password I use is [PASSWORD]"),
-        ("password is the same as before: Spring#21", "password is the same as before: [PASSWORD]"),
-        ("my pwd for the app is now Rover2019 ok", "my pwd for the app is now [PASSWORD] ok"),
         ("DOB 14-Mar-1985", "DOB [DOB]"),
         ("DOB 14 Mar 85", "DOB [DOB]"),
     ],
@@ -670,9 +667,6 @@ def test_secret_phrasings(text: str, expected: str) -> None:
         "use promo code SAVE20 at checkout",
         "my boarding pass: AB1234",
         "I want to reset my password to get in",
-        "my password stopped working after the update",
-        "password must have 8 chars and 1 number",
-        "reset my password. Order 12ab34 arrived",
     ],
 )
 def test_secret_words_in_ordinary_sentences_stay(text: str) -> None:

@@ -374,7 +374,7 @@ def test_the_setting_is_a_number_of_days_at_least_one(
 runner = CliRunner()
 
 
-def test_teller_retention_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_teller_retention_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wide_console: None) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("TELLER_HOME", str(home))
     monkeypatch.delenv("TELLER_DATABASE_URL", raising=False)

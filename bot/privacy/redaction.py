@@ -76,9 +76,7 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   more words that are neither (one after a short word), letters only: "correct horse battery staple",
   "red fox jumps", "red fox" are passwords; "is correct but ...", "is strong enough", "is expiring
   soon", "is way too long", "is 12 characters long" are not. Without is/was/:/=, only one token with
-  a digit ("my password Blue!Sky_99 expired"), or a token mixing letters and digits up to six words
-  later in the same clause ("the password I use is Fido1987", "is the same as before: Spring#21";
-  "my password has 12 characters" stays). Labels naming a secret that is itself a word:
+  a digit ("my password Blue!Sky_99 expired"). Labels naming a secret that is itself a word:
   memorable word, security word, secret word (one token), and security / secret / memorable answer,
   memorable information / name / place, mother's maiden name, passphrase (up to four words, "security
   answer is new york", up to a line break or a word that goes on with the sentence or names another
@@ -1496,14 +1494,6 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         "password",
         _PASSWORD_WORDS,
         r"[ ](?:to|into|as)[ ]{1,3}(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])[^\s\[]\S{3,63}+)",
-    ),
-    # A token mixing letters and digits a few words after the label, in the same clause: "the
-    # password I use is Fido1987", "my password is the same as before: Spring#21".
-    (
-        "password",
-        _PASSWORD_WORDS,
-        r"(?:[ ]{1,3}[^\s.,;!?\[]{1,32}+){1,6}?[ ]{1,3}"
-        r"(?P<v>(?=\S{0,63}[0-9])(?=\S{0,63}\p{L})[^\s\[]\S{3,63}+)",
     ),
     # "pass" alone only before a token mixing letters and digits: "pass Tr0ub4dor&3", "pass: Zx!9qLm"
     (

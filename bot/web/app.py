@@ -178,17 +178,18 @@ class MessageIn(BaseModel):
     text: Text = Field(
         description="The customer's message (at most 4,000 characters), or the value of a pressed choice. "
         "A feedback value (`feedback:helpful`, `feedback:not_helpful`) is the customer's verdict on Teller's "
-        "latest reply in this conversation, recorded as `POST /api/feedback` records it and acknowledged "
-        "with route `feedback` (its `message_id` is the reply rated; nothing is stored as a message): "
-        "404 before any reply, 409 when that reply has feedback already, 400 for any other "
-        "`feedback:<word>`.",
+        "latest answer in this conversation that offered feedback buttons, recorded as `POST /api/feedback` "
+        "records it and acknowledged with route `feedback` (its `message_id` is the reply rated; nothing "
+        "is stored as a message): 404 before such an answer, 409 when that reply has feedback already, "
+        "400 for any other `feedback:<word>`.",
     )
     client_message_id: Text | None = Field(
         default=None,
         min_length=1,
         max_length=200,
-        description="Optional id for safe retries: the same id from the same session is answered once. "
-        "Stored only as a keyed digest.",
+        description="Optional id for safe retries: the same id from the same session is answered once; "
+        "sent again with other words (another message, or a message after a feedback value) it is "
+        "refused with 409. Stored only as a keyed digest.",
     )
 
     @field_validator("text", mode="before")
