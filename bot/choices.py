@@ -83,7 +83,9 @@ class Choice:
 
 def kind_of(value: str) -> ChoiceKind:
     """Which kind of choice ``value`` is (``text`` when it is none of Teller's)."""
-    if value.startswith(INTENT_PREFIX):
+    # Only a well-formed name after the prefix is a pressed button (an intent's name, as an entry id,
+    # is letters, digits and _ . : -): "intent: my card ..." is a customer's words.
+    if value.startswith(INTENT_PREFIX) and ENTRY_ID_PATTERN.match(value.removeprefix(INTENT_PREFIX)):
         return ChoiceKind.INTENT
     if value.startswith(ENTRY_PREFIX) and ENTRY_ID_PATTERN.match(value.removeprefix(ENTRY_PREFIX)):
         return ChoiceKind.ENTRY
@@ -107,8 +109,9 @@ def intent_choice(label: str, intent: str) -> Choice:
 
 
 def intent_of(value: str) -> str | None:
-    """The intent an ``intent:`` value names; None for other values."""
-    return value.removeprefix(INTENT_PREFIX) if value.startswith(INTENT_PREFIX) else None
+    """The intent an ``intent:`` value names; None for other values, and for text that merely starts
+    so ("intent: my card ...")."""
+    return value.removeprefix(INTENT_PREFIX) if kind_of(value) == ChoiceKind.INTENT else None
 
 
 def entry_choice(label: str, entry_id: str) -> Choice:

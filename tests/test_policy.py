@@ -23,7 +23,7 @@ from bot.calibration import (
     refit_kb_thresholds,
     score_routes,
 )
-from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, ChoiceKind, is_choice
+from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, ChoiceKind, entry_of, intent_of, is_choice
 from bot.core import NO_PERSON, UNSTAFFED, unstaffed
 from bot.exemplars import ExemplarSet, load_smalltalk
 from bot.policy import (
@@ -347,6 +347,10 @@ def test_a_message_nothing_answers_is_offered_the_best_entries_to_choose_from(po
         ("Something else", HANDOFF_CHOICE),
     ]
     assert decision.choices[0].kind == ChoiceKind.ENTRY and is_choice("entry:lost_card")
+    # Text that merely starts like a button is the customer's words, for intents as for entries.
+    assert is_choice("intent:card_arrival") and intent_of("intent:card_arrival") == "card_arrival"
+    for typed in ("entry: my card is lost", "intent: where is my card", "intent:"):
+        assert not is_choice(typed) and intent_of(typed) is None and entry_of(typed) is None
     chosen = policy.answer_for_entry("overdraft_fee")
     assert (chosen.route, chosen.kb_id, chosen.answer) == (Route.FAQ, "overdraft_fee", FEE.answer)
     assert [c.is_feedback for c in chosen.choices] == [True, True]
