@@ -30,7 +30,8 @@ def help_text(interviews: bool = True, operators: bool = True) -> str:
     ]
     if interviews:
         lines.append(
-            "• `/teller interview`: a product-positioning interview in a DM (`/teller interview help`)."
+            "• `/teller interview`: a product-positioning interview in a DM (`/teller interview help`); "
+            "`/teller brief ID`: an interview's positioning brief."
         )
     if operators:
         lines.append(
