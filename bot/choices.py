@@ -48,6 +48,9 @@ class ChoiceKind(StrEnum):
 
 INTENT_PREFIX = "intent:"
 ENTRY_PREFIX = "entry:"
+#: What may follow :data:`INTENT_PREFIX` in a pressed button: an intent's name, right after it (a
+#: bank's own label may hold spaces, but does not start with one).
+_INTENT_NAME = re.compile(r"\S.{0,199}")
 HANDOFF_CHOICE = "handoff"
 #: "Book an adviser call", under an advice reply: hands off like :data:`HANDOFF_CHOICE`, and the
 #: service records the outcome ``adviser_call_booked`` on that reply (:mod:`bot.storage.outcomes`).
@@ -83,9 +86,10 @@ class Choice:
 
 def kind_of(value: str) -> ChoiceKind:
     """Which kind of choice ``value`` is (``text`` when it is none of Teller's)."""
-    # Only a well-formed name after the prefix is a pressed button (an intent's name, as an entry id,
-    # is letters, digits and _ . : -): "intent: my card ..." is a customer's words.
-    if value.startswith(INTENT_PREFIX) and ENTRY_ID_PATTERN.match(value.removeprefix(INTENT_PREFIX)):
+    # Only a name right after the prefix is a pressed button: "intent: my card ..." is a customer's
+    # words. An intent's name may hold any character (Banking77's ``reverted_card_payment?``; a
+    # bank's own labels, spaces included) but does not start with a space.
+    if value.startswith(INTENT_PREFIX) and _INTENT_NAME.fullmatch(value.removeprefix(INTENT_PREFIX)):
         return ChoiceKind.INTENT
     if value.startswith(ENTRY_PREFIX) and ENTRY_ID_PATTERN.match(value.removeprefix(ENTRY_PREFIX)):
         return ChoiceKind.ENTRY

@@ -26,8 +26,7 @@ Definitions (all measured on the log, none on Teller's confidence):
   pressed button's answer: one conversation, not two. Without a customer id every message is its own episode.
 - **Asking again**: an episode in which the customer wrote again after a reply that was not a
   clarifying question (the same customer's next message, within the window, tied to the same
-  need), or pressed, next and within the window, another answer of the clarifying question the
-  episode's answer came from (a second entry of the same suggestion).
+  need).
 - **Resolved** (default :class:`~positioning.needs.Resolution`): the last reply was given by one of
   the rule's routes from something linked to the need, no reply in the episode was flagged or
   thumbed down, none was handed off, the customer did not ask again, and the customer's next
@@ -58,8 +57,6 @@ RESOLVED = "resolved"
 HANDED_OFF = "handed off"
 FLAGGED = "flagged or thumbed down"
 ASKED_AGAIN = "asked again"
-#: The routes whose reply is an answer (a press that gets one is a pressed answer, not "Something else").
-ANSWER_ROUTES = ("intent", "faq", "advice")
 FOLLOWED_BY_HANDOFF = "followed by a handoff"
 NO_OUTCOME = "outcome not recorded"
 
@@ -174,14 +171,6 @@ def judge(
                 and exchanges[following[0]].at - exchanges[group[-1]].at <= repeat_window
             )
             followed_by_handoff = soon and following is not None and _handed_off(exchanges[following[0]])
-            # Another answer pressed next (a second entry of the same suggestion, the other intent of
-            # a "Did you mean A or B?"): an answer's own reply offers none, so this one did not do.
-            pressed_again = (
-                soon
-                and following is not None
-                and exchanges[following[0]].pressed
-                and exchanges[following[0]].route in ANSWER_ROUTES
-            )
             # Outcomes recorded on the customer's next message of no listed need (the adviser
             # button pressed after an advice reply, say) belong to this conversation too.
             later = (
@@ -200,7 +189,7 @@ def judge(
             for need in needs or (None,):
                 rule = resolutions.get(need, DEFAULT_RESOLUTION) if need else DEFAULT_RESOLUTION
                 link = link_of.get(need) if need else None
-                reason = _verdict(items, link, rule, followed_by_handoff, later, pressed_again)
+                reason = _verdict(items, link, rule, followed_by_handoff, later)
                 verdicts.append(reason == RESOLVED)
                 episodes.append(
                     Episode(
@@ -340,12 +329,9 @@ def _verdict(
     rule: Resolution,
     followed_by_handoff: bool,
     later: frozenset[str] = frozenset(),
-    pressed_again: bool = False,
 ) -> str:
     """``"resolved"`` or the first reason the episode was not. ``later``: outcomes recorded on the
-    customer's next message of no listed need, within the window (they count as this episode's);
-    ``pressed_again``: the customer's next message, within the window, pressed another answer of the
-    clarifying question this episode's answer came from (asking again, by button)."""
+    customer's next message of no listed need, within the window (they count as this episode's)."""
     if rule.check is not None:
         return RESOLVED if rule.check(items) else "the bank's check failed"
     flagged = any(e.flagged for e in items)
@@ -358,7 +344,7 @@ def _verdict(
         return HANDED_OFF
     if flagged:
         return FLAGGED
-    if pressed_again or any(e.route != "clarify" for e in items[:-1]):
+    if any(e.route != "clarify" for e in items[:-1]):
         return ASKED_AGAIN
     last = items[-1]
     # An advice reply is Teller declining to advise: resolved only through an outcome (above).

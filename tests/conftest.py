@@ -252,4 +252,4 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     under another width, and a table cut to 80 columns truncates what a test looks for)."""
     cli = importlib.import_module("bot.cli.app")
     for console in (cli.out, cli.err):
-        monkeypatch.setattr(console, "width", 200)
+        monkeypatch.setattr(console, "_width", 200)  # rich's own field: undone, it is as it was

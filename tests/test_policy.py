@@ -349,6 +349,9 @@ def test_a_message_nothing_answers_is_offered_the_best_entries_to_choose_from(po
     assert decision.choices[0].kind == ChoiceKind.ENTRY and is_choice("entry:lost_card")
     # Text that merely starts like a button is the customer's words, for intents as for entries.
     assert is_choice("intent:card_arrival") and intent_of("intent:card_arrival") == "card_arrival"
+    # Banking77's one label with a sign in it is a pressed button too.
+    assert intent_of("intent:reverted_card_payment?") == "reverted_card_payment?"
+    assert intent_of("intent:prêt immobilier") == "prêt immobilier"  # a bank's own label
     for typed in ("entry: my card is lost", "intent: where is my card", "intent:"):
         assert not is_choice(typed) and intent_of(typed) is None and entry_of(typed) is None
     chosen = policy.answer_for_entry("overdraft_fee")

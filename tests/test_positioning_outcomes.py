@@ -276,14 +276,6 @@ def test_a_button_pressed_on_a_clarifying_question_is_the_same_conversation() ->
     assert judge(typed, LINKS[:1]).resolved == Rate(1, 2)  # two conversations: the question's unresolved
     late = [log[0], replace(log[1], at=4000)]
     assert judge(late, LINKS[:1]).resolved == Rate(1, 2)
-    # A second entry of the same suggestion pressed next: the first one did not do (asked again);
-    # the second is judged on its own.
-    fee = LoggedExchange(f"entry:{FEE.kb_id}", "faq", None, FEE.kb_id, customer="c", at=40, pressed=True)
-    both = judge([*log[:2], fee], LINKS[:2])
-    assert [(ep.need, ep.resolved, ep.reason) for ep in both.episodes] == [
-        (CARD.need, False, ASKED_AGAIN),
-        (FEE.need, True, "resolved"),
-    ]
 
 
 def test_the_bank_chooses_what_counts_as_resolved() -> None:
