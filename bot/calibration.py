@@ -581,7 +581,7 @@ def refit_kb_thresholds(
             ]
         ),
     )
-    best, feasible = _search(
+    best, _ = _search(
         features,
         targets,
         (
@@ -590,7 +590,7 @@ def refit_kb_thresholds(
         ),
     )
     final = fit_suggest(features, best, targets)
-    return final, feasible or bool(_feasible(score_routes(features, final), targets))
+    return final, bool(_feasible(score_routes(features, final), targets))
 
 
 #: The lowest bar a suggestion may have, whatever the out-of-scope set allows: below it the best

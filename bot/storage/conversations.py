@@ -265,9 +265,7 @@ class ConversationRepository:
         none. ``offering``: only an answer with a button whose value starts so (``feedback:``: an
         answer the customer was offered to rate)."""
         offered = (
-            _m.c.choices.contains(json.dumps({"value": offering})[1:-2], autoescape=True)
-            if offering is not None
-            else true()
+            true() if offering is None else _m.c.choices.contains(_value_starting(offering), autoescape=True)
         )
         rows = self.db.rows(
             select(_m)
@@ -325,6 +323,13 @@ _ORDER = (_m.c.created_at, _m.c.direction, _m.c.id)
 
 def _choices_json(choices: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([{"label": label, "value": value} for label, value in choices])
+
+
+def _value_starting(prefix: str) -> str:
+    """The text :func:`_choices_json` writes for a choice whose value starts with ``prefix``
+    (``"value": "feedback:``), to find such a choice in the stored column."""
+    written = json.dumps({"value": prefix})  # '{"value": "<prefix>"}', as _choices_json spaces it
+    return written[1 : -len('"}')]
 
 
 def message_from_row(row: dict[str, Any]) -> StoredMessage:
