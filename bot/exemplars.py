@@ -11,6 +11,8 @@ the nearest examples of each kind is right for 52 (74 %).
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,25 +110,77 @@ class AdviceProbe:
     """P(advice | text) from a logistic regression (scikit-learn, C = 3, balanced classes) fitted on
     the embeddings of ``advice`` (positives) and ``information`` (negatives) examples at start-up
     (a fraction of a second). Only meaningful for finance questions: the policy asks it only when a
-    message is already close to the advice examples."""
+    message is already close to the advice examples.
 
-    def __init__(self, advice: ExemplarSet, information: ExemplarSet) -> None:
+    With a ``cache_dir``, the fitted weights are kept there as ``advice-probe-<key>.npz`` (a derived
+    file keyed by the exact example vectors and the fit's settings) and read back by the next
+    process: importing scikit-learn alone took 2.2 s of the 8.6 s a ``teller serve`` took to come
+    up, and of every CLI command that builds the answer policy (2 cores, 2026-12-03)."""
+
+    #: Bump when the fit or the file's fields change: older files are then ignored.
+    CACHE_FORMAT = 1
+    C = 3.0
+
+    def __init__(self, advice: ExemplarSet, information: ExemplarSet, cache_dir: Path | None = None) -> None:
+        self._weights: np.ndarray | None = None
+        self._bias = np.float32(0.0)
+        if not (len(advice.texts) and len(information.texts)):
+            return
+        x = np.concatenate([advice.vectors, information.vectors]).astype(np.float32)
+        y = np.r_[np.ones(len(advice.vectors)), np.zeros(len(information.vectors))]
+        path = self._cache_file(cache_dir, x, y)
+        if path is not None and self._load(path, x.shape[1]):
+            return
         from sklearn.linear_model import LogisticRegression
 
-        self._model: LogisticRegression | None = None
-        if len(advice.texts) and len(information.texts):
-            x = np.concatenate([advice.vectors, information.vectors])
-            y = np.r_[np.ones(len(advice.vectors)), np.zeros(len(information.vectors))]
-            self._model = LogisticRegression(C=3.0, max_iter=2000, class_weight="balanced").fit(x, y)
-            # Scored here as the model's own predict_proba would (the logistic of the decision
-            # function, in float32 as it does), without scikit-learn's input checks: 0.09 -> 0.003 ms
-            # of each message alone, 0.4 ms in the server's stage profile (2 cores, 2026-12-01).
-            self._weights = np.asarray(self._model.coef_[0], dtype=np.float32)
-            self._bias = np.float32(self._model.intercept_[0])
+        model = LogisticRegression(C=self.C, max_iter=2000, class_weight="balanced").fit(x, y)
+        # Scored here as the model's own predict_proba would (the logistic of the decision
+        # function, in float32 as it does), without scikit-learn's input checks: 0.09 -> 0.003 ms
+        # of each message alone, 0.4 ms in the server's stage profile (2 cores, 2026-12-01).
+        self._weights = np.asarray(model.coef_[0], dtype=np.float32)
+        self._bias = np.float32(model.intercept_[0])
+        if path is not None:
+            self._save(path)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether there were examples of both kinds to fit on (else every text reads as advice)."""
+        return self._weights is not None
+
+    @classmethod
+    def _cache_file(cls, cache_dir: Path | None, x: np.ndarray, y: np.ndarray) -> Path | None:
+        if cache_dir is None:
+            return None
+        digest = hashlib.sha256(f"{cls.CACHE_FORMAT}:{cls.C}:{x.shape}".encode())
+        digest.update(np.ascontiguousarray(x).tobytes())
+        digest.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+        return cache_dir / f"advice-probe-{digest.hexdigest()[:16]}.npz"
+
+    def _load(self, path: Path, dim: int) -> bool:
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                weights = np.asarray(stored["weights"], dtype=np.float32)
+                bias = np.float32(stored["bias"])
+        except (OSError, KeyError, ValueError):
+            return False  # missing or unreadable: fitted again and written anew
+        if weights.shape != (dim,) or not (np.isfinite(weights).all() and np.isfinite(bias)):
+            return False
+        self._weights, self._bias = weights, bias
+        return True
+
+    def _save(self, path: Path) -> None:
+        assert self._weights is not None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staging = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+            np.savez(staging, weights=self._weights, bias=self._bias)
+            os.replace(staging, path)
+        except OSError:
+            pass  # a cache: without it, the next process fits again
 
     def probability(self, vectors: np.ndarray) -> np.ndarray:
         """``(n,)`` probabilities that each vector's text asks for advice (1.0 without examples)."""
-        if self._model is None:
+        if self._weights is None:
             return np.ones(len(vectors), dtype=np.float64)
         z = np.asarray(vectors, dtype=np.float32) @ self._weights + self._bias
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -80.0, 80.0))), dtype=np.float64)

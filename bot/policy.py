@@ -636,10 +636,10 @@ class AnswerPolicy:
         self.unstaffed_words[SUGGEST] = SUGGEST_UNSTAFFED
         self.advice = advice.embed_with(kb.embedder.embed)
         self.information = (information or ExemplarSet([], [], {})).embed_with(kb.embedder.embed)
-        self.advice_probe = AdviceProbe(self.advice, self.information)
-        self.language = language
-        #: Where derived files may be kept (the calibration messages' signals).
+        #: Where derived files may be kept (the calibration messages' signals, the advice probe).
         self.cache_dir = cache_dir
+        self.advice_probe = AdviceProbe(self.advice, self.information, cache_dir)
+        self.language = language
         self.thresholds = thresholds
         #: ``(model version, knowledge-base revision)`` the knowledge-base thresholds were fitted for.
         self.kb_fit: tuple[str, int] | None = None

@@ -10,6 +10,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bot.exemplars import AdviceProbe, load_advice, load_information
 from retrieval.embedder import OnnxSentenceEmbedder
@@ -35,11 +36,48 @@ def test_advice_and_information_are_told_apart(embedder_cache: Path) -> None:
         embed(["how do you work out the interest I earn on my savings", "should I buy shares in Tesla"])
     )
     assert named[0] < 0.5 < named[1]
-    # Scored as scikit-learn's predict_proba scores it (float32), to rounding.
+    # Scored as scikit-learn's predict_proba scores the same fit (float32), to rounding.
+    from sklearn.linear_model import LogisticRegression
+
     vectors = embed([r["text"] for r in rows])
-    assert probe._model is not None
-    expected = probe._model.predict_proba(vectors)[:, 1]
-    assert np.allclose(probe.probability(vectors), expected, rtol=0, atol=1e-6)
+    x = np.concatenate([advice.vectors, information.vectors])
+    y = np.r_[np.ones(len(advice.vectors)), np.zeros(len(information.vectors))]
+    model = LogisticRegression(C=AdviceProbe.C, max_iter=2000, class_weight="balanced").fit(x, y)
+    expected = model.predict_proba(vectors)[:, 1]
+    assert probe.fitted and np.allclose(probe.probability(vectors), expected, rtol=0, atol=1e-6)
+
+
+def test_the_fit_is_kept_in_the_cache_and_read_back_without_fitting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.exemplars import ExemplarSet
+
+    rng = np.random.default_rng(0)
+    advice = ExemplarSet(["a"] * 12, ["advice"] * 12, {}, rng.normal(1.0, 1.0, (12, 8)).astype(np.float32))
+    information = ExemplarSet(["i"] * 15, ["information"] * 15, {}, rng.normal(-1.0, 1.0, (15, 8)))
+    queries = rng.normal(0.0, 1.5, (20, 8)).astype(np.float32)
+    fitted = AdviceProbe(advice, information, tmp_path / "cache")
+    [stored] = (tmp_path / "cache").glob("advice-probe-*.npz")
+    expected = fitted.probability(queries)
+    assert 0 < expected.min() < 0.5 < expected.max() < 1
+
+    import sklearn.linear_model
+
+    def no_fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fitted again although the cache holds the fit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sklearn.linear_model, "LogisticRegression", no_fit)
+        again = AdviceProbe(advice, information, tmp_path / "cache")
+    assert np.array_equal(again.probability(queries), expected)
+
+    # Other examples are another fit, and a damaged file is fitted again and rewritten.
+    other = ExemplarSet(["a"] * 12, ["advice"] * 12, {}, advice.vectors[::-1].copy())
+    AdviceProbe(other, information, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("advice-probe-*.npz"))) == 2
+    stored.write_bytes(b"not a numpy file")
+    assert np.array_equal(AdviceProbe(advice, information, tmp_path / "cache").probability(queries), expected)
+    assert np.load(stored)["weights"].shape == (8,)
 
 
 def test_without_examples_the_probe_never_vetoes_advice() -> None:

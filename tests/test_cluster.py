@@ -25,8 +25,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.assistant import build_policy, calibrate_policy
 from bot.core import Incoming, TellerCore
 from bot.loadtest import check_store, run_load
+from bot.policy import AnswerPolicy
+from bot.settings import Settings
 from bot.storage import Direction, NewHandoff, Store
 from tests.servers import free_port
 
@@ -100,6 +103,15 @@ def cluster_env(
         shutil.copytree(teller_env, home)
         homes.append({**base, "TELLER_HOME": str(home)})
     yield homes[0], homes[1]
+
+
+def _policy_to_calibrate(env: dict[str, str], version: str) -> tuple[AnswerPolicy, Path]:
+    """The policy ``teller calibrate --model VERSION`` builds under ``env``, and its artifact."""
+    settings = Settings(
+        TELLER_HOME=env["TELLER_HOME"], TELLER_MODELS=env["TELLER_MODELS"], TELLER_CACHE=env["TELLER_CACHE"]
+    )
+    policy = build_policy(settings, version, calibrate_if_missing=False, stored_thresholds=False)
+    return policy, policy.classifier.path
 
 
 def teller(env: dict[str, str], *args: str) -> str:
@@ -188,7 +200,9 @@ def test_two_replicas_on_one_postgresql(
         second = train_and_register(
             load_corpus([toy_csv]), models, config, activate=False, encoder_dir=tiny_encoder_dir
         ).info.version
-        teller(env_a, "calibrate", "--model", second)
+        # Calibrated here, as `teller calibrate` does (a CLI process would embed the calibration
+        # messages again: 15 s of the test); the activation, what replicas follow, goes through the CLI.
+        calibrate_policy(*_policy_to_calibrate(env_a, second))
         teller(env_a, "models", "activate", second)
         model_seconds = waited(lambda: all(health(u)["model"] == second for u in (url_a, url_b)), 5)
         assert first != second and store.deployment.active_model() == second
@@ -214,7 +228,6 @@ def test_two_replicas_on_one_postgresql(
 @pytest.fixture()
 def replicas(teller_env: Path, fresh_postgresql_url: str) -> Iterator[tuple[TellerCore, TellerCore]]:
     """Two cores (two replicas' stores) on one PostgreSQL, sharing one policy to save the load."""
-    from bot.assistant import build_policy
     from bot.settings import get_settings
 
     policy = build_policy(get_settings())
