@@ -62,6 +62,13 @@ class ExemplarSet:
         return np.asarray(sims.max(axis=1), dtype=np.float32)
 
 
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -119,6 +126,8 @@ class AdviceProbe:
 
     #: Bump when the fit or the file's fields change: older files are then ignored.
     CACHE_FORMAT = 1
+    #: How many fits the cache directory keeps (the newest).
+    CACHE_KEEP = 8
     C = 3.0
 
     def __init__(self, advice: ExemplarSet, information: ExemplarSet, cache_dir: Path | None = None) -> None:
@@ -175,6 +184,11 @@ class AdviceProbe:
             staging = path.with_name(f".{path.stem}.{os.getpid()}.npz")
             np.savez(staging, weights=self._weights, bias=self._bias)
             os.replace(staging, path)
+            # One file per set of examples (the knowledge base's questions are among them): the
+            # most recently written few are kept.
+            kept = sorted(path.parent.glob("advice-probe-*.npz"), key=_modified, reverse=True)
+            for old in kept[self.CACHE_KEEP :]:
+                old.unlink(missing_ok=True)
         except OSError:
             pass  # a cache: without it, the next process fits again
 

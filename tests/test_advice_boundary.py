@@ -79,6 +79,12 @@ def test_the_fit_is_kept_in_the_cache_and_read_back_without_fitting(
     assert np.array_equal(AdviceProbe(advice, information, tmp_path / "cache").probability(queries), expected)
     assert np.load(stored)["weights"].shape == (8,)
 
+    # Only the newest few fits are kept.
+    for n in range(AdviceProbe.CACHE_KEEP + 3):
+        more = ExemplarSet(["a"] * 12, ["advice"] * 12, {}, advice.vectors + np.float32(n + 1))
+        AdviceProbe(more, information, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("advice-probe-*.npz"))) == AdviceProbe.CACHE_KEEP
+
 
 def test_without_examples_the_probe_never_vetoes_advice() -> None:
     from bot.exemplars import ExemplarSet
