@@ -68,6 +68,7 @@ name in the question).
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -445,9 +446,11 @@ class KnowledgeAdmin:
             known = set(self.policy.classifier.labels)
             for entry in checked:
                 if entry.intent and entry.intent not in known:
+                    close = difflib.get_close_matches(entry.intent.strip().lower(), sorted(known), n=1)
+                    spelling = f"did you mean `{close[0]}`?" if close else "check the spelling"
                     notes.append(
                         f"`{entry.id}` names intent `{entry.intent}`, which the model does not know: it "
-                        "answers only as a knowledge-base entry (check the spelling, or retrain)"
+                        f"answers only as a knowledge-base entry ({spelling} or retrain)"
                     )
         # Embedded once for both checks (the real encoder is the slow part of an import).
         vectors = self.kb.embed_entries(checked) if checked and (pool or len(checked) > 1) else None

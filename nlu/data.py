@@ -100,6 +100,13 @@ def _csv_rows(path: Path, text: str, required: Sequence[str]) -> Iterable[tuple[
         for row in reader:
             if not any(cell.strip() for cell in row):
                 continue
+            if len(row) > len(header) and any(cell.strip() for cell in row[len(header) :]):
+                # csv.reader would hand the extra cells over and only the first ones be read: a
+                # message cut at its first unquoted comma, without a word.
+                raise DataError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields but the header has "
+                    f"{len(header)} (an unquoted comma in a message? Put such cells in double quotes)"
+                )
             values = {c: (row[i] if i < len(row) else "") for c, i in index.items()}
             yield reader.line_num, values
     except csv.Error as exc:

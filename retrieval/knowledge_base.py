@@ -732,7 +732,12 @@ class KnowledgeBase:
             self.refresh()
             record = next((r for r in self.superseded() if r.entry.id == old_id), None)
             if record is None:
-                where = "is in the knowledge base" if old_id in self._entries else "is not superseded"
+                where = (
+                    "is in the knowledge base"
+                    if old_id in self._entries
+                    else "is not superseded (a removed entry comes back only by adding it again from "
+                    "a file, e.g. one `teller kb export` wrote before)"
+                )
                 raise EntryNotFoundError(
                     f"entry {old_id!r} {where}; `teller kb list --superseded` lists the superseded ones"
                 )

@@ -47,6 +47,9 @@ def test_ask_one_message_as_json(teller_env: Path) -> None:
     assert record["alternatives"][0][0] == record["intent"]
 
 
+LONG = " ".join(["card"] * 900)
+
+
 def test_ask_batch_loads_the_model_once(
     teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -60,14 +63,16 @@ def test_ask_batch_loads_the_model_once(
     monkeypatch.setattr(IntentClassifier, "load", classmethod(counting_load))
     path = write_csv(
         tmp_path / "batch.csv",
-        [("1", "what is the exchange rate"), ("2", ""), ("3", "my top up failed")],
+        [("1", "what is the exchange rate"), ("2", ""), ("3", "my top up failed"), ("4", LONG)],
         header=("id", "text"),
     )
     code, stdout, _ = run("ask", "--batch", str(path), "--json")
     assert code == 0
     records = json_lines(stdout)
-    assert [r["text"] for r in records] == ["what is the exchange rate", "", "my top up failed"]
-    assert records[1] == {"text": "", "error": "empty message"}
+    assert [r["text"] for r in records] == ["what is the exchange rate", "", "my top up failed", LONG]
+    assert records[1] == {"text": "", "error": "the message is empty"}
+    # Refused as every channel refuses it, not judged on a part of it.
+    assert "too long for me (4,499 characters)" in records[3]["error"] and "route" not in records[3]
     assert records[0]["route"] in ROUTES and records[2]["intent"] in TOY_INTENTS
     assert len(loads) == 1
 
@@ -86,6 +91,7 @@ def test_ask_batch_plain_lines(teller_env: Path, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["ask", "   "], "the message is empty"),
+        (["ask", "where is my card " * 300], "the message is too long for me (5,099 characters)"),
         (["ask"], "give a message or --batch FILE"),
         (["ask", "--batch", "nope.csv"], "no such file"),
         (["models", "activate", "no-such-version"], "no model version 'no-such-version'"),

@@ -21,6 +21,21 @@ def test_read_labelled_csv_ignores_extra_columns_and_blank_rows(tmp_path: Path) 
     ]
 
 
+def test_a_row_with_more_fields_than_the_header_is_refused_not_cut(tmp_path: Path) -> None:
+    """An unquoted comma split a message: its first part was read as the whole message."""
+    path = tmp_path / "d.csv"
+    path.write_text("text,category\nmy card is lost,lost_or_stolen_card,\nmy card, it was stolen,x\n")
+    with pytest.raises(DataError, match=r"line 3: 3 fields but the header has 2 .*double quotes"):
+        read_labelled_csv(path)
+    lines = tmp_path / "m.csv"
+    lines.write_text("text\nhi, I lost my card\n")
+    with pytest.raises(DataError, match="line 2: 2 fields but the header has 1"):
+        read_messages(lines)
+    # Quoted, the comma is the message's; empty cells past the header are no message's words.
+    lines.write_text('text\n"hi, I lost my card",\n')
+    assert read_messages(lines) == ["hi, I lost my card"]
+
+
 def test_missing_columns_are_named(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "d.csv", [("hello", "x")], header=("message", "label"))
     with pytest.raises(DataError, match=r"missing columns 'text', 'category' \(found 'message', 'label'\)"):

@@ -702,7 +702,10 @@ def test_an_intent_the_model_does_not_know_is_reported(kb: KnowledgeBase) -> Non
     typo = KBEntry.build("late-card", ["where's my card"], "Five days.", "card_arival")
     outcome = KnowledgeAdmin(kb, StubPolicy({})).import_entries([typo])
     assert outcome.applied and kb.get("late-card").intent == "card_arival"
-    assert any("`card_arival`, which the model does not know" in n for n in outcome.notes)
+    assert any(
+        "`card_arival`, which the model does not know" in n and "did you mean `card_arrival`?" in n
+        for n in outcome.notes
+    )
 
 
 def test_a_scratch_copy_holds_what_is_still_in_the_write_ahead_log(tmp_path: Path) -> None:

@@ -139,6 +139,28 @@ def test_feedback_endpoint(client: TestClient, core: TellerCore) -> None:
     assert again.status_code == 409 and len(core.store.feedback.feedback()) == 1
 
 
+def test_validation_errors_speak_of_characters_and_feedback_takes_only_a_boolean(
+    client: TestClient, core: TellerCore
+) -> None:
+    reply = client.post("/api/messages", json={"text": "What's the overdraft fee?"}).json()
+    for loose in ("yes", "off", 1, "true"):
+        response = client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": loose})
+        assert response.status_code == 422, loose
+        assert response.json()["detail"][0]["loc"] == "body.helpful"
+    assert core.store.feedback.feedback() == []
+    long_comment = {"message_id": reply["message_id"], "helpful": True, "comment": "x" * 2001}
+    [problem] = client.post("/api/feedback", json=long_comment).json()["detail"]
+    assert problem == {"loc": "body.comment", "msg": "too long: at most 2,000 characters"}
+    [problem] = client.post("/api/messages", json={"text": "hi", "client_message_id": ""}).json()["detail"]
+    assert problem == {"loc": "body.client_message_id", "msg": "must not be empty (at least 1 character)"}
+    broken = client.post(
+        "/api/messages", content=b'{"text": "hi"', headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 422 and broken.json()["detail"][0]["msg"].startswith(
+        "the body is not valid JSON"
+    )
+
+
 def test_a_message_sent_while_teller_closes_gets_a_retryable_503_and_nothing_is_stored(
     client: TestClient, core: TellerCore
 ) -> None:

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from bot.choices import Choice
 from bot.cli.app import EncodingOpt, JsonOpt, ModelOpt, app, emit_json, out
-from bot.core import Incoming, Outgoing, unstaffed
+from bot.core import Incoming, Outgoing, message_text, unstaffed
 from bot.errors import InputError
 from bot.policy import Decision, Route, Signals
 from bot.settings import get_settings
@@ -49,19 +49,25 @@ def ask(
             if text is not None
             else "give a message or --batch FILE"
         )
-    if text is not None and not text.strip():
-        raise InputError("the message is empty")
+    if text is not None:
+        message_text(text)  # refused as a channel refuses it: empty, or too long to judge whole
     messages = [text] if text is not None else read_messages(batch, encoding=encoding)  # type: ignore[arg-type]
     if not messages:
         raise InputError(f"{batch}: no messages in the file")
     settings = get_settings()
     policy = build_policy(settings, version)
     people = staffed(settings)
-    valid = [m for m in messages if m.strip()]
-    signals = iter(policy.signals(valid))
+    # Each message as Teller takes it from a customer (bot.core.message_text), or why it is refused.
+    taken: list[str | InputError] = []
     for message in messages:
-        if not message.strip():
-            record: dict[str, Any] = {"text": message, "error": "empty message"}
+        try:
+            taken.append(message_text(message))
+        except InputError as refused:
+            taken.append(refused)
+    signals = iter(policy.signals([m for m in taken if isinstance(m, str)]))
+    for message, as_taken in zip(messages, taken, strict=True):
+        if isinstance(as_taken, InputError):
+            record: dict[str, Any] = {"text": message, "error": str(as_taken)}
         else:
             s = next(signals)
             decision = policy.decide(s)
@@ -69,7 +75,9 @@ def ask(
         if as_json:
             emit_json(record)
         elif "error" in record:
-            out.print(f"[red](empty message)[/red] {record['error']}")
+            out.print(
+                f"[red](refused)[/red] {escape(message[:100])}: {escape(record['error'])}", highlight=False
+            )
         else:
             out.print(
                 f"[bold]{escape(message[:100])}[/bold]\n  → {record['route']}"

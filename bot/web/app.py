@@ -27,7 +27,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 
@@ -245,7 +245,7 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message_id: Text = Field(min_length=1, max_length=100)
-    helpful: bool
+    helpful: StrictBool = Field(description='true or false (JSON booleans only, not "yes" or 1).')
     comment: Text | None = Field(default=None, max_length=2000)
 
 
@@ -292,6 +292,21 @@ def _where(error: Any) -> str:
     if error.get("type") == "extra_forbidden":
         parts = [*parts[:-1], "(an unexpected field)"]
     return ".".join(part[:60] for part in parts)
+
+
+def _problem(error: Any) -> str:
+    """A validation error in words for the client: a text's length in characters (pydantic says
+    "items" for a length checked after a validator, as every text field here is), invalid JSON as
+    such; never the input itself."""
+    kind, ctx = error.get("type"), error.get("ctx") or {}
+    if kind == "too_short" and "min_length" in ctx:
+        least = int(ctx["min_length"])
+        return f"must not be empty (at least {least} character{'s' if least != 1 else ''})"
+    if kind == "too_long" and "max_length" in ctx:
+        return f"too long: at most {int(ctx['max_length']):,} characters"
+    if kind == "json_invalid":
+        return "the body is not valid JSON" + (f" ({ctx['error']})" if ctx.get("error") else "")
+    return str(error.get("msg", ""))[:200]
 
 
 async def current_customer(request: Request) -> WebCustomer:
@@ -409,9 +424,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Say what is wrong and where, never echo what was sent (it may be huge, or a customer's PII).
-        problems = [
-            {"loc": _where(error), "msg": str(error.get("msg", ""))[:200]} for error in exc.errors()[:10]
-        ]
+        problems = [{"loc": _where(error), "msg": _problem(error)} for error in exc.errors()[:10]]
         return JSONResponse({"detail": problems}, status_code=422)
 
     @app.exception_handler(InputError)
