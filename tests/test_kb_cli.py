@@ -93,6 +93,24 @@ def test_eval_scores_the_policy_on_oos_rows(teller_env: Path, tmp_path: Path, to
     assert "## Policy" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_removing_an_entry_names_the_general_entry_it_superseded(teller_env: Path, tmp_path: Path) -> None:
+    md = tmp_path / "branches.md"
+    md.write_text(
+        "## What are your branch opening hours?\nid: bank-branches\n\n"
+        "Our branches in Leeds and York are open Monday to Friday 9am-5pm and Saturday 10am-1pm, "
+        "closed on Sundays and bank holidays; addresses are in the app under Help > Branches.\n"
+    )
+    code, stdout, _ = run("kb", "add", str(md))
+    assert code == 0, stdout
+    superseded = {e["id"] for e in json_lines(run("kb", "list", "--superseded", "--json")[1])}
+    assert "branches_and_hours" in superseded, stdout
+    code, stdout, _ = run("kb", "remove", "bank-branches")
+    said = " ".join(stdout.split())
+    assert code == 0 and "note: `branches_and_hours` was superseded by it and stays out of answers" in said
+    assert "`teller kb restore branches_and_hours` puts it back" in said
+    assert "warning" not in said  # no intent lost its answer
+
+
 def test_removing_the_entry_that_answers_an_intent_warns_and_names_what_it_replaced(
     teller_env: Path, tmp_path: Path
 ) -> None:

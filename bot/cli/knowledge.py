@@ -532,6 +532,22 @@ def kb_remove(
     _audit(settings, {"command": "remove", "removed": [entry.id], "intent": entry.intent}, entry.id)
     _refit(settings, kb)
     out.print(f"Removed {entry.id!r}; {len(kb)} entries left.")
+    # Entries it superseded stay superseded (their topic may now go unanswered): say how to bring
+    # them back. The one it took an intent from is named in the warning below instead.
+    replaced = [r for r in kb.superseded() if r.superseded_by == entry.id]
+    named_below = entry.intent is not None and kb.for_intent(entry.intent) is None
+    others = [
+        r.entry.id for r in replaced if not (named_below and entry.intent in (r.moved_intent, r.entry.intent))
+    ]
+    if others:
+        listed = ", ".join(f"`{i}`" for i in others)
+        out.print(
+            f"note: {listed} {'was' if len(others) == 1 else 'were'} superseded by it and "
+            f"{'stays' if len(others) == 1 else 'stay'} out of answers; `teller kb restore "
+            f"{others[0]}` puts {'it' if len(others) == 1 else 'one'} back.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if entry.intent is not None and kb.for_intent(entry.intent) is None:
         earlier = [
             r.entry.id
