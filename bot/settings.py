@@ -86,7 +86,10 @@ class Settings(BaseSettings):
     cache: Path | None = Field(
         default=None,
         validation_alias="TELLER_CACHE",
-        description="Rebuildable derived files (the retrieval encoder's ONNX graph); default <home>/cache.",
+        description=(
+            "Rebuildable derived files (the retrieval encoder's ONNX graph, calibration signals, the "
+            "advice probe's fit); default <home>/cache."
+        ),
     )
     host: str = Field(default="127.0.0.1", validation_alias="TELLER_HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="TELLER_PORT")
