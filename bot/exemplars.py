@@ -11,11 +11,13 @@ the nearest examples of each kind is right for 52 (74 %).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
@@ -126,9 +128,11 @@ class AdviceProbe:
 
     #: Bump when the fit or the file's fields change: older files are then ignored.
     CACHE_FORMAT = 1
-    #: How many fits the cache directory keeps (the newest).
+    #: How many fits the cache directory keeps (the most recently written or read).
     CACHE_KEEP = 8
     C = 3.0
+    #: scikit-learn's ``LogisticRegression`` settings; all of them are in the cache's key.
+    FIT: ClassVar[dict[str, Any]] = {"C": C, "max_iter": 2000, "class_weight": "balanced"}
 
     def __init__(self, advice: ExemplarSet, information: ExemplarSet, cache_dir: Path | None = None) -> None:
         self._weights: np.ndarray | None = None
@@ -142,7 +146,7 @@ class AdviceProbe:
             return
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(C=self.C, max_iter=2000, class_weight="balanced").fit(x, y)
+        model = LogisticRegression(**self.FIT).fit(x, y)
         # Scored here as the model's own predict_proba would (the logistic of the decision
         # function, in float32 as it does), without scikit-learn's input checks: 0.09 -> 0.003 ms
         # of each message alone, 0.4 ms in the server's stage profile (2 cores, 2026-12-01).
@@ -160,7 +164,7 @@ class AdviceProbe:
     def _cache_file(cls, cache_dir: Path | None, x: np.ndarray, y: np.ndarray) -> Path | None:
         if cache_dir is None:
             return None
-        digest = hashlib.sha256(f"{cls.CACHE_FORMAT}:{cls.C}:{x.shape}".encode())
+        digest = hashlib.sha256(f"{cls.CACHE_FORMAT}:{cls.FIT}:{x.shape}".encode())
         digest.update(np.ascontiguousarray(x).tobytes())
         digest.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
         return cache_dir / f"advice-probe-{digest.hexdigest()[:16]}.npz"
@@ -170,20 +174,30 @@ class AdviceProbe:
             with np.load(path, allow_pickle=False) as stored:
                 weights = np.asarray(stored["weights"], dtype=np.float32)
                 bias = np.float32(stored["bias"])
-        except (OSError, KeyError, ValueError):
-            return False  # missing or unreadable: fitted again and written anew
+        except Exception:
+            return False
         if weights.shape != (dim,) or not (np.isfinite(weights).all() and np.isfinite(bias)):
             return False
         self._weights, self._bias = weights, bias
+        with contextlib.suppress(OSError):
+            os.utime(path)  # in use: the pruning keeps the most recently used fits
         return True
 
     def _save(self, path: Path) -> None:
         assert self._weights is not None
+        staging: Path | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            staging = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-            np.savez(staging, weights=self._weights, bias=self._bias)
+            # A staging file of its own (threads of one process build policies too), complete on
+            # disk before it takes the cache file's name.
+            handle, name = tempfile.mkstemp(dir=path.parent, prefix=".advice-probe-", suffix=".npz")
+            staging = Path(name)
+            with os.fdopen(handle, "wb") as out:
+                np.savez(out, weights=self._weights, bias=self._bias)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(staging, path)
+            staging = None
             # One file per set of examples (the knowledge base's questions are among them): the
             # most recently written few are kept.
             kept = sorted(path.parent.glob("advice-probe-*.npz"), key=_modified, reverse=True)
@@ -191,6 +205,9 @@ class AdviceProbe:
                 old.unlink(missing_ok=True)
         except OSError:
             pass  # a cache: without it, the next process fits again
+        finally:
+            if staging is not None:
+                staging.unlink(missing_ok=True)
 
     def probability(self, vectors: np.ndarray) -> np.ndarray:
         """``(n,)`` probabilities that each vector's text asks for advice (1.0 without examples)."""

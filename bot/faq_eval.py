@@ -105,6 +105,13 @@ def read_questions(path: str | Path, known: set[str]) -> list[tuple[str, str]]:
         )
     rows = []
     for row in reader:
+        extra = row.get(None) or []  # DictReader's cells past the header
+        if any(cell.strip() for cell in extra):
+            raise InputError(
+                f"{path}, line {reader.line_num}: {len(reader.fieldnames or []) + len(extra)} fields but "
+                f"the header has {len(reader.fieldnames or [])} (an unquoted comma in a question? Put "
+                "such cells in double quotes)"
+            )
         question, entry_id = (row.get("text") or "").strip(), (row.get("kb_id") or "").strip()
         if not question:
             raise InputError(f"{path}, line {reader.line_num}: empty text")

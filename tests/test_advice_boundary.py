@@ -75,9 +75,13 @@ def test_the_fit_is_kept_in_the_cache_and_read_back_without_fitting(
     other = ExemplarSet(["a"] * 12, ["advice"] * 12, {}, advice.vectors[::-1].copy())
     AdviceProbe(other, information, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("advice-probe-*.npz"))) == 2
-    stored.write_bytes(b"not a numpy file")
-    assert np.array_equal(AdviceProbe(advice, information, tmp_path / "cache").probability(queries), expected)
-    assert np.load(stored)["weights"].shape == (8,)
+    whole = stored.read_bytes()
+    for damaged in (b"not a numpy file", b"", whole[: len(whole) // 2], whole[:-30] + b"\0" * 30):
+        stored.write_bytes(damaged)
+        probe = AdviceProbe(advice, information, tmp_path / "cache")
+        assert np.array_equal(probe.probability(queries), expected)
+        assert np.load(stored)["weights"].shape == (8,)
+    assert not list((tmp_path / "cache").glob(".*"))  # no staging file left behind
 
     # Only the newest few fits are kept.
     for n in range(AdviceProbe.CACHE_KEEP + 3):

@@ -107,9 +107,7 @@ def cluster_env(
 
 def _policy_to_calibrate(env: dict[str, str], version: str) -> tuple[AnswerPolicy, Path]:
     """The policy ``teller calibrate --model VERSION`` builds under ``env``, and its artifact."""
-    settings = Settings(
-        TELLER_HOME=env["TELLER_HOME"], TELLER_MODELS=env["TELLER_MODELS"], TELLER_CACHE=env["TELLER_CACHE"]
-    )
+    settings = Settings(**{key: value for key, value in env.items() if key.startswith("TELLER_")})
     policy = build_policy(settings, version, calibrate_if_missing=False, stored_thresholds=False)
     return policy, policy.classifier.path
 
@@ -202,7 +200,11 @@ def test_two_replicas_on_one_postgresql(
         ).info.version
         # Calibrated here, as `teller calibrate` does (a CLI process would embed the calibration
         # messages again: 15 s of the test); the activation, what replicas follow, goes through the CLI.
-        calibrate_policy(*_policy_to_calibrate(env_a, second))
+        policy, artifact = _policy_to_calibrate(env_a, second)
+        try:
+            calibrate_policy(policy, artifact)
+        finally:
+            policy.kb.close()
         teller(env_a, "models", "activate", second)
         model_seconds = waited(lambda: all(health(u)["model"] == second for u in (url_a, url_b)), 5)
         assert first != second and store.deployment.active_model() == second
