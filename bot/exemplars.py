@@ -192,6 +192,7 @@ class AdviceProbe:
             # disk before it takes the cache file's name.
             handle, name = tempfile.mkstemp(dir=path.parent, prefix=".advice-probe-", suffix=".npz")
             staging = Path(name)
+            os.chmod(staging, 0o644)  # as the cache's other files (mkstemp makes it the owner's alone)
             with os.fdopen(handle, "wb") as out:
                 np.savez(out, weights=self._weights, bias=self._bias)
                 out.flush()

@@ -58,6 +58,7 @@ def test_the_fit_is_kept_in_the_cache_and_read_back_without_fitting(
     queries = rng.normal(0.0, 1.5, (20, 8)).astype(np.float32)
     fitted = AdviceProbe(advice, information, tmp_path / "cache")
     [stored] = (tmp_path / "cache").glob("advice-probe-*.npz")
+    assert stored.stat().st_mode & 0o777 == 0o644
     expected = fitted.probability(queries)
     assert 0 < expected.min() < 0.5 < expected.max() < 1
 
