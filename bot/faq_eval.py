@@ -20,8 +20,6 @@ independently of Teller's data) are measured this way in the slow tests.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import tempfile
 from collections import Counter
@@ -35,8 +33,8 @@ from bot.choices import entry_of
 from bot.errors import InputError
 from bot.policy import AnswerPolicy, Decision, Route
 from bot.settings import Settings
+from nlu.data import read_rows
 from nlu.errors import DataError
-from nlu.textio import read_text
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import copy_directory
 from retrieval.loaders import load_entries
@@ -94,31 +92,16 @@ def read_questions(path: str | Path, known: set[str]) -> list[tuple[str, str]]:
     unknown id.
     """
     try:
-        text = read_text(Path(path))
-    except DataError as exc:
+        read = read_rows(Path(path), ("text", "kb_id"))
+    except DataError as exc:  # unreadable, a missing column, a row with more fields than the header
         raise InputError(str(exc)) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = {"text", "kb_id"} - set(reader.fieldnames or [])
-    if missing:
-        raise InputError(
-            f"{path}, line 1: missing column(s) {', '.join(sorted(missing))}; expected text,kb_id"
-        )
     rows = []
-    for row in reader:
-        extra = row.get(None) or []  # DictReader's cells past the header
-        if any(cell.strip() for cell in extra):
-            raise InputError(
-                f"{path}, line {reader.line_num}: {len(reader.fieldnames or []) + len(extra)} fields but "
-                f"the header has {len(reader.fieldnames or [])} (an unquoted comma in a question? Put "
-                "such cells in double quotes)"
-            )
-        question, entry_id = (row.get("text") or "").strip(), (row.get("kb_id") or "").strip()
+    for line, row in read:
+        question, entry_id = row["text"].strip(), row["kb_id"].strip()
         if not question:
-            raise InputError(f"{path}, line {reader.line_num}: empty text")
+            raise InputError(f"{path}, line {line}: empty text")
         if entry_id not in known:
-            raise InputError(
-                f"{path}, line {reader.line_num}: kb_id {entry_id!r} is not an entry of the FAQ file"
-            )
+            raise InputError(f"{path}, line {line}: kb_id {entry_id!r} is not an entry of the FAQ file")
         rows.append((question, entry_id))
     if not rows:
         raise InputError(f"{path}: no questions")

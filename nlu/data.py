@@ -113,12 +113,21 @@ def _csv_rows(path: Path, text: str, required: Sequence[str]) -> Iterable[tuple[
         raise DataError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
 
 
+def read_rows(
+    path: str | Path, columns: Sequence[str], encoding: str | None = None
+) -> list[tuple[int, dict[str, str]]]:
+    """``(line number, {column: cell})`` for every non-blank row of a CSV file whose header names
+    all ``columns`` (in any case; other columns are ignored). Raises :class:`DataError` for an
+    unreadable file, a missing column, malformed CSV or a row with more fields than the header."""
+    path = Path(path)
+    return list(_csv_rows(path, read_text(path, encoding), columns))
+
+
 def read_columns(
     path: str | Path, columns: Sequence[str], encoding: str | None = None
 ) -> list[dict[str, str]]:
     """The ``columns`` of every non-blank row of a CSV file whose header names them all."""
-    path = Path(path)
-    return [row for _, row in _csv_rows(path, read_text(path, encoding), columns)]
+    return [row for _, row in read_rows(path, columns, encoding)]
 
 
 def read_labelled_csv(path: str | Path, encoding: str | None = None) -> list[Example]:

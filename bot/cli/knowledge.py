@@ -548,12 +548,8 @@ def kb_remove(
             highlight=False,
             soft_wrap=True,
         )
-    if entry.intent is not None and kb.for_intent(entry.intent) is None:
-        earlier = [
-            r.entry.id
-            for r in kb.superseded()
-            if r.superseded_by == entry.id and entry.intent in (r.moved_intent, r.entry.intent)
-        ]
+    if named_below:
+        earlier = [r.entry.id for r in replaced if entry.intent in (r.moved_intent, r.entry.intent)]
         restore = (
             f"; `teller kb restore {earlier[0]}` puts back the entry it took the intent from"
             if earlier
