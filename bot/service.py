@@ -83,6 +83,12 @@ UNSTORED_ROUTES = frozenset({"interview", FEEDBACK_ROUTE})
 NO_SUCH_REPLY = "no reply of Teller's with that id in this conversation"
 #: Feedback sent as text before Teller answered anything in the conversation (HTTP 404).
 NO_REPLY_TO_RATE = "there is no answer of Teller's to give feedback on in this conversation yet"
+#: Feedback on a reply of Teller's that offered no feedback buttons (a clarifying question, a
+#: handoff, a greeting): HTTP 409, as the reply is the customer's but cannot be rated.
+NOT_RATEABLE = (
+    "that reply cannot be rated: only Teller's answers that offered feedback are (not a clarifying "
+    "question, a handoff or a greeting)"
+)
 #: A ``feedback:<word>`` value Teller never offers (HTTP 400); the value itself is not echoed.
 UNKNOWN_FEEDBACK = (
     f"that is not a feedback value of Teller's: send {FEEDBACK_HELPFUL} or {FEEDBACK_NOT_HELPFUL}"
@@ -408,7 +414,8 @@ class TellerService:
 
         Raises :class:`NotFound` (:data:`NO_SUCH_REPLY`: the reply is unknown, another customer's,
         or an operator's; the same words for each) and :class:`bot.errors.Conflict` (feedback on
-        this reply was given before)."""
+        this reply was given before; with ``channel``, also :data:`NOT_RATEABLE`: the reply offered
+        no feedback buttons)."""
         if channel is not None:
             conversations = self.core.store.conversations
             reply = conversations.message(message_id) if conversations.exists(message_id) else None
@@ -420,6 +427,8 @@ class TellerService:
                 or reply.user_id != user_id
             ):
                 raise NotFound(NO_SUCH_REPLY)
+            if not any(value.startswith(FEEDBACK_PREFIX) for _, value in reply.choices):
+                raise Conflict(NOT_RATEABLE)
         entry = self.core.feedback(message_id, helpful, comment, user_id, platform)
         if self.ops is not None:
             self.ops.after_feedback(message_id, helpful)

@@ -173,15 +173,20 @@ def load_corpus(paths: Sequence[str | Path], encoding: str | None = None) -> Cor
 def read_messages(path: str | Path, encoding: str | None = None) -> list[str]:
     """Read messages to classify: a CSV with a ``text`` column, or one message per line.
 
-    A ``.csv`` file must have the ``text`` column. Any other file is read as CSV when its first
-    line is a header naming ``text``, otherwise line by line (blank lines are skipped). CSV rows
-    keep their place even when empty, so the caller can report them.
+    A ``.csv`` file must have the ``text`` column. A ``.txt`` file is one message per line, whatever
+    its first line says ("text, please" or "text" is a customer's message there). Any other file is
+    read as CSV when its first line is a header naming ``text``, otherwise line by line. Blank
+    lines are skipped; CSV rows keep their place even when empty, so the caller can report them.
+
+    Raises :class:`DataError` (a ``.csv`` without the ``text`` column, a row with more fields than
+    the header, an unreadable file).
     """
     path = Path(path)
     content = read_text(path, encoding)
+    suffix = path.suffix.lower()
     first = content.split("\n", 1)[0]
     header_cells = [c.strip().strip('"').lower() for c in first.split(",")]
-    if path.suffix.lower() == ".csv" or TEXT_COLUMN in header_cells:
+    if suffix == ".csv" or (suffix != ".txt" and TEXT_COLUMN in header_cells):
         return [normalize_text(row[TEXT_COLUMN]) for _, row in _csv_rows(path, content, (TEXT_COLUMN,))]
     return [normalize_text(line) for line in content.splitlines() if line.strip()]
 

@@ -111,6 +111,13 @@ def test_read_messages_csv_or_lines(tmp_path: Path) -> None:
     lines = tmp_path / "m.txt"
     lines.write_text("first message\n\n  second  \n")
     assert read_messages(lines) == ["first message", "second"]
+    # A .txt file is lines, even when its first message reads like a CSV header; another suffix
+    # whose first line names the column is a CSV.
+    lines.write_text("text, please, when my card ships\ntext\n")
+    assert read_messages(lines) == ["text, please, when my card ships", "text"]
+    other = tmp_path / "m.messages"
+    other.write_text('text\n"hi, there"\n')
+    assert read_messages(other) == ["hi, there"]
     no_text = write_csv(tmp_path / "bad.csv", [("hi",)], header=("message",))
     with pytest.raises(DataError, match="missing column 'text'"):
         read_messages(no_text)

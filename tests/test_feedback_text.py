@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.assistant import build_core, build_service
+from bot.choices import HANDOFF_CHOICE
 from bot.core import Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, NotFound
-from bot.service import FEEDBACK_THANKS, NO_REPLY_TO_RATE, UNKNOWN_FEEDBACK, TellerService
+from bot.service import FEEDBACK_THANKS, NO_REPLY_TO_RATE, NOT_RATEABLE, UNKNOWN_FEEDBACK, TellerService
 from bot.settings import get_settings
 from bot.storage import ReviewReason
 from bot.web.app import create_app
@@ -119,13 +120,33 @@ def test_feedback_on_a_reply_rated_before_is_a_409_by_text_or_after_the_endpoint
     again = client.post("/api/messages", json={"text": "feedback:not_helpful"})
     assert again.status_code == 409 and again.json()["detail"] == "feedback on this reply was given already"
 
-    second = ask(client, "How do I reset my PIN?")
+    second = ask(client, "What's the overdraft fee?")
     button = client.post("/api/feedback", json={"message_id": second["message_id"], "helpful": True})
     assert button.status_code == 200
     assert client.post("/api/messages", json={"text": "feedback:helpful"}).status_code == 409
     # The verdicts given first stand, one per reply.
     given = {e.message_id: e.helpful for e, _ in core.store.feedback.feedback()}
     assert given == {first["message_id"]: True, second["message_id"]: True}
+
+
+def test_the_endpoint_rates_only_a_reply_that_offered_feedback(client: TestClient, core: TellerCore) -> None:
+    """A greeting's reply and a handoff are the customer's replies but offer no thumbs: rating one
+    by its id is a 409 that says why, and nothing is recorded or filed for review."""
+    greeting = ask(client, "hello")
+    handoff = ask(client, HANDOFF_CHOICE)
+    filed = core.store.review.items(status=None)
+    assert greeting["route"] == "smalltalk" and handoff["route"] == "handoff"
+    for reply in (greeting, handoff):
+        assert not any(c["value"].startswith("feedback:") for c in reply["choices"])
+        response = client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": False})
+        assert (response.status_code, response.json()) == (409, {"detail": NOT_RATEABLE})
+    assert core.store.feedback.feedback() == [] and core.store.review.items(status=None) == filed
+    # An answer with thumbs is still rated by its id.
+    answer = ask(client, "What's the overdraft fee?")
+    assert (
+        client.post("/api/feedback", json={"message_id": answer["message_id"], "helpful": True}).status_code
+        == 200
+    )
 
 
 def test_an_unknown_feedback_value_is_a_400_while_words_about_feedback_are_a_question(

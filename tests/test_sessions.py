@@ -30,7 +30,7 @@ from bot.errors import RateLimited
 from bot.operators import Actor
 from bot.ops_desk import ERASED_NOTE, MAX_RELAY
 from bot.policy import UNSURE
-from bot.service import NO_SUCH_REPLY, UNSTAFFED, TellerService
+from bot.service import NO_SUCH_REPLY, NOT_RATEABLE, UNSTAFFED, TellerService
 from bot.settings import get_settings
 from bot.storage import Handoff, HandoffThread, NewHandoff, StoredMessage, schema
 from bot.web.app import create_app
@@ -157,10 +157,9 @@ def test_two_customers_each_reach_only_their_own_conversation(bank: Bank) -> Non
     ]
     assert [(a.status_code, a.json()) for a in answers] == [(404, {"detail": NO_SUCH_REPLY})] * 4
     assert bank.core.store.feedback.feedback() == []
-    assert (
-        alice.post("/api/feedback", json={"message_id": first["message_id"], "helpful": True}).status_code
-        == 200
-    )
+    # Alice's own reply is found, and refused only because a handoff offers no feedback.
+    own = alice.post("/api/feedback", json={"message_id": first["message_id"], "helpful": True})
+    assert (own.status_code, own.json()) == (409, {"detail": NOT_RATEABLE})
 
 
 def test_forged_expired_and_missing_credentials_are_401(bank: Bank) -> None:

@@ -209,12 +209,18 @@ def test_history_and_feedback_list_read_the_store(client: TestClient, teller_env
 
     from tests.test_cli import run
 
-    reply = client.post("/api/messages", json={"text": "my email is erin@example.com"}).json()
-    client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": True})
+    reply = client.post(
+        "/api/messages", json={"text": "What's the overdraft fee? my email is erin@example.com"}
+    ).json()
+    rated = client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": True})
+    assert rated.status_code == 200, rated.text
     code, stdout, _ = run("history", "--json")
     rows = [json.loads(line) for line in stdout.splitlines()]
     assert code == 0 and [r["direction"] for r in rows] == ["in", "out"]
-    assert rows[0]["text"] == "my email is [EMAIL]" and rows[1]["id"] == reply["message_id"]
+    assert (
+        rows[0]["text"] == "What's the overdraft fee? my email is [EMAIL]"
+        and rows[1]["id"] == reply["message_id"]
+    )
     code, stdout, _ = run("feedback", "list", "--json")
     [entry] = [json.loads(line) for line in stdout.splitlines()]
     assert code == 0 and entry["message_id"] == reply["message_id"] and entry["helpful"] is True
@@ -344,10 +350,13 @@ def test_customer_text_is_shown_as_typed_in_operators_terminal_tables(
     and `teller feedback list` nor styles or links anything in an operator's terminal."""
     from tests.test_cli import run
 
-    reply = client.post("/api/messages", json={"text": "[/bold] [link=http://e.x]a[/link]"}).json()
-    client.post(
+    reply = client.post(
+        "/api/messages", json={"text": "What's the overdraft fee? [/bold] [link=http://e.x]a[/link]"}
+    ).json()
+    rated = client.post(
         "/api/feedback", json={"message_id": reply["message_id"], "helpful": False, "comment": "[/oops]"}
     )
+    assert rated.status_code == 200, rated.text
     code, stdout, stderr = run("history")
     assert code == 0 and not stderr and "[/bold]" in stdout and "[link=" in stdout and "\x1b]8" not in stdout
     code, stdout, stderr = run("feedback", "list")

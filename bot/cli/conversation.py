@@ -31,7 +31,8 @@ def _record(signals: Signals, decision: Decision) -> dict[str, Any]:
 def ask(
     text: Annotated[str | None, typer.Argument(help="The customer's message.")] = None,
     batch: Annotated[
-        Path | None, typer.Option("--batch", help="CSV with a text column, or one message per line.")
+        Path | None,
+        typer.Option("--batch", help="CSV with a text column, or one message per line (always, for .txt)."),
     ] = None,
     version: ModelOpt = None,
     encoding: EncodingOpt = None,

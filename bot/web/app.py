@@ -578,7 +578,10 @@ def create_app(
         responses={
             **refusals,
             404: {"description": "No reply of Teller's with that id in this session's conversation"},
-            409: {"description": "Feedback on that reply was given already"},
+            409: {
+                "description": "Feedback on that reply was given already, or the reply offered no "
+                "feedback (a clarifying question, a handoff, a greeting)"
+            },
         },
     )
     def post_feedback(
