@@ -140,9 +140,11 @@ def test_eval_defaults_to_the_model_dev_split(teller_env: Path) -> None:
 
 
 def test_bench_reports_every_figure(teller_env: Path) -> None:
-    code, stdout, _ = run("bench", "--json", "--messages", "20")
+    # The HTTP part (a `teller serve` child and a closed loop) is tests/test_stages.py's.
+    code, stdout, _ = run("bench", "--json", "--messages", "20", "--no-http")
     assert code == 0
     result = json.loads(stdout)
+    assert "http" not in result
     for key in (
         "latency_ms_p50",
         "latency_ms_p95",

@@ -1,9 +1,9 @@
 """Every replica is equal: two ``teller serve`` processes on one real PostgreSQL.
 
 The acceptance run of the scale-out issue, with the toy model: load spread over both replicas (every
-acknowledged message stored exactly once), ``kill -9`` of one mid-load (the other answers the
-retries, nothing acknowledged is lost), a knowledge-base change made through one replica's CLI
-searchable on the other within 5 s, and a model activation served by both within 5 s. In-process
+acknowledged message stored exactly once), a knowledge-base change made through one replica's CLI
+searchable on the other within 5 s, a model activation served by both within 5 s, and ``kill -9``
+of one mid-load (the other answers the retries, nothing acknowledged is lost). In-process
 tests cover what needs no second process: one platform message racing on two replicas, and a
 handoff relayed by whichever replica the operator's reply reaches.
 """
@@ -42,27 +42,35 @@ TEXTS = [
 ]
 
 
-def start_replica(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+def start_replicas(*envs: dict[str, str]) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """``teller serve`` under each of ``envs``, started together; each with its URL once it answers."""
+    started = []
+    for env in envs:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        started.append((process, f"http://127.0.0.1:{port}"))
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"teller serve exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
+    waiting = list(started)
+    while waiting and time.monotonic() < deadline:
+        for process, url in list(waiting):
+            if process.poll() is not None:
+                raise AssertionError(f"teller serve exited with {process.returncode}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    waiting.remove((process, url))
+            except httpx.HTTPError:
+                pass
         time.sleep(0.3)
-    process.kill()
-    raise AssertionError("teller serve did not come up")
+    if waiting:
+        for process, _ in started:
+            process.kill()
+        raise AssertionError("teller serve did not come up")
+    return started
 
 
 KEY = "backend-key-of-the-cluster-test"
@@ -124,7 +132,7 @@ def test_two_replicas_on_one_postgresql(
     cluster_env: tuple[dict[str, str], dict[str, str]], tmp_path: Path, toy_csv: Path, tiny_encoder_dir: Path
 ) -> None:
     env_a, env_b = cluster_env
-    (a, url_a), (b, url_b) = start_replica(env_a), start_replica(env_b)
+    (a, url_a), (b, url_b) = start_replicas(env_a, env_b)
     processes = [a, b]
     store = Store(env_a["TELLER_DATABASE_URL"])
     try:
@@ -136,7 +144,49 @@ def test_two_replicas_on_one_postgresql(
         check = check_store(store, run.run_id, run.acknowledged_ids, run.users, run.messages_per_user)
         assert (check.missing, check.duplicated, check.stored_not_acknowledged) == (0, 0, 0), check
 
-        # 2. kill -9 of B mid-load: A answers the retries; nothing acknowledged is lost.
+        # 2. A knowledge-base change through replica A's CLI is searchable on B within 5 s.
+        entries_b = health(url_b)["kb_entries"]
+        (tmp_path / "lockers.csv").write_text(
+            "id,question,answer\nsafe_deposit_boxes,do you rent safe deposit boxes at branches,"
+            '"Yes: boxes from 25 a year at 40 branches; book one in the app."\n',
+            encoding="utf-8",
+        )
+        started = time.monotonic()
+        teller(env_a, "kb", "add", str(tmp_path / "lockers.csv"))
+        cli_seconds = time.monotonic() - started
+        kb_seconds = waited(lambda: health(url_b)["kb_entries"] == entries_b + 1, 5)
+
+        # 3. A model activation (a rollback through the CLI) reaches both replicas within 5 s.
+        from nlu.data import load_corpus
+        from nlu.pipeline import train_and_register
+        from nlu.registry import ModelRegistry
+        from nlu.training import TrainConfig
+
+        models = ModelRegistry(env_a["TELLER_MODELS"])
+        first = models.active_version()
+        config = TrainConfig(
+            epochs=1, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-3, dev_fraction=0.25
+        )
+        second = train_and_register(
+            load_corpus([toy_csv]), models, config, activate=False, encoder_dir=tiny_encoder_dir
+        ).info.version
+        # Calibrated here, as `teller calibrate` does (a CLI process would embed the calibration
+        # messages again: 15 s of the test); the activation, what replicas follow, goes through the CLI.
+        policy, artifact = _policy_to_calibrate(env_a, second)
+        try:
+            calibrate_policy(policy, artifact)
+        finally:
+            policy.kb.close()
+        teller(env_a, "models", "activate", second)
+        model_seconds = waited(lambda: all(health(u)["model"] == second for u in (url_a, url_b)), 5)
+        assert first != second and store.deployment.active_model() == second
+        print(
+            f"\n`teller kb add` on A took {cli_seconds:.1f} s; B had the entry {kb_seconds:.2f} s after it "
+            f"returned; both served the new model {model_seconds:.2f} s after `models activate` returned"
+        )
+
+        # 4. kill -9 of B mid-load: A answers the retries; nothing acknowledged is lost. (Last: a
+        # replica's restart after it is test_crash.py's, on one server.)
         result = {}
 
         def load() -> None:
@@ -166,52 +216,7 @@ def test_two_replicas_on_one_postgresql(
             store, killed.run_id, killed.acknowledged_ids, killed.users, killed.messages_per_user
         )
         assert check.missing == 0 and check.duplicated == 0, check
-        assert health(url_a)["status"] == "ok"
-
-        # B comes back (a new process, same home) and catches up.
-        b, url_b = start_replica(env_b)
-        processes.append(b)
-
-        # 3. A knowledge-base change through replica A's CLI is searchable on B within 5 s.
-        entries_b = health(url_b)["kb_entries"]
-        (tmp_path / "lockers.csv").write_text(
-            "id,question,answer\nsafe_deposit_boxes,do you rent safe deposit boxes at branches,"
-            '"Yes: boxes from 25 a year at 40 branches; book one in the app."\n',
-            encoding="utf-8",
-        )
-        started = time.monotonic()
-        teller(env_a, "kb", "add", str(tmp_path / "lockers.csv"))
-        cli_seconds = time.monotonic() - started
-        kb_seconds = waited(lambda: health(url_b)["kb_entries"] == entries_b + 1, 5)
-
-        # 4. A model activation (a rollback through the CLI) reaches both replicas within 5 s.
-        from nlu.data import load_corpus
-        from nlu.pipeline import train_and_register
-        from nlu.registry import ModelRegistry
-        from nlu.training import TrainConfig
-
-        models = ModelRegistry(env_a["TELLER_MODELS"])
-        first = models.active_version()
-        config = TrainConfig(
-            epochs=1, batch_size=8, learning_rate=1e-3, head_learning_rate=1e-3, dev_fraction=0.25
-        )
-        second = train_and_register(
-            load_corpus([toy_csv]), models, config, activate=False, encoder_dir=tiny_encoder_dir
-        ).info.version
-        # Calibrated here, as `teller calibrate` does (a CLI process would embed the calibration
-        # messages again: 15 s of the test); the activation, what replicas follow, goes through the CLI.
-        policy, artifact = _policy_to_calibrate(env_a, second)
-        try:
-            calibrate_policy(policy, artifact)
-        finally:
-            policy.kb.close()
-        teller(env_a, "models", "activate", second)
-        model_seconds = waited(lambda: all(health(u)["model"] == second for u in (url_a, url_b)), 5)
-        assert first != second and store.deployment.active_model() == second
-        print(
-            f"\n`teller kb add` on A took {cli_seconds:.1f} s; B had the entry {kb_seconds:.2f} s after it "
-            f"returned; both served the new model {model_seconds:.2f} s after `models activate` returned"
-        )
+        assert health(url_a)["status"] == "ok" and health(url_a)["model"] == second
     finally:
         store.close()
         for process in processes:
