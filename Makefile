@@ -13,8 +13,9 @@ run: model  ## Set up, train the default model if none is active, and serve the 
 
 test: model  ## Set up, train the default model if none is active, and run the whole test suite.
 	# Two workers, each taking whole test files (their module fixtures are built once): the
-	# machines have two cores, and a worker holds up to about 6 GB while a slow test runs.
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	# machines have two cores, and a worker holds up to about 6 GB while a slow test runs. Files are
+	# handed out as collected, the longest first (tests/conftest.py, LONGEST_FILES).
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 model: install  ## Train the default intent model unless one is already active.
 	$(BIN)/teller train --if-missing

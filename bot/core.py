@@ -267,11 +267,8 @@ class TellerCore:
             try:
                 return policy.answer_for_entry(entry_id), policy.classifier.version
             except EntryNotFoundError:
-                # Offered by a suggestion, removed since: a person answers. The reason does not
-                # repeat the value (the reason is stored as is, and a customer may type one).
-                return policy.handoff("customer chose an entry no longer in the knowledge base"), (
-                    policy.classifier.version
-                )
+                # Offered by a suggestion, removed since: the customer is told and asked again.
+                return policy.entry_gone(), policy.classifier.version
         if text == ADVISER_CHOICE:
             return policy.handoff("customer asked to book an adviser call"), policy.classifier.version
         if text == HANDOFF_CHOICE:

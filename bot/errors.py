@@ -5,6 +5,7 @@ TellerError
 ├── InputError              a user-supplied value cannot be used (HTTP 400, a CLI message)
 │   ├── NotFound            no such thing for this customer: unknown, or somebody else's (HTTP 404)
 │   └── Conflict            done once already, e.g. feedback on a reply (HTTP 409)
+│       └── NotRateable     feedback on a reply that offered none (HTTP 409)
 ├── NotAuthorised           not an operator
 ├── RateLimited             over an abuse limit (HTTP 429 with Retry-After; bot.abuse)
 ├── DeliveryError           a platform refused (or never took) an outgoing message
@@ -35,7 +36,13 @@ class NotFound(InputError):
 
 
 class Conflict(InputError):
-    """The action was taken once already and may be taken only once (feedback on a reply)."""
+    """The action conflicts with the state of what it acts on: taken once already and allowed only
+    once (feedback on a reply), or not allowed on it (:class:`NotRateable`)."""
+
+
+class NotRateable(Conflict):
+    """Feedback on one of Teller's replies that offered no feedback buttons (a clarifying question, a
+    handoff, small talk): the reply is the customer's, but it is not rated."""
 
 
 class RateLimited(TellerError):

@@ -74,6 +74,15 @@ SUGGEST_UNSTAFFED = (
     "I'm not sure I understood. Is your question one of these? If not, please call us on the number "
     "on the back of your card."
 )
+#: The reply to a suggestion's button whose entry was removed since it was offered (and no live
+#: entry superseded it): the customer is told why and asked again, with a person a button away
+#: (:meth:`AnswerPolicy.entry_gone`), rather than handed off without a word about the button.
+ENTRY_GONE = "That option is no longer available, sorry. Could you ask your question again in your own words?"
+#: :data:`ENTRY_GONE` where no person can take over (no button for one).
+ENTRY_GONE_UNSTAFFED = (
+    "That option is no longer available, sorry. Could you ask your question again in your own words? "
+    "For anything I can't help with, please call us on the number on the back of your card."
+)
 #: How many entries a suggestion offers at most (rule ``suggest``).
 SUGGEST_DEPTH = 3
 #: An entry beside the best one is offered only if its fused score is at least this share of the
@@ -634,6 +643,7 @@ class AnswerPolicy:
         }
         # A suggestion's way out is "Something else" (a person): without one, say where to turn.
         self.unstaffed_words[SUGGEST] = SUGGEST_UNSTAFFED
+        self.unstaffed_words[ENTRY_GONE] = ENTRY_GONE_UNSTAFFED
         self.advice = advice.embed_with(kb.embedder.embed)
         self.information = (information or ExemplarSet([], [], {})).embed_with(kb.embedder.embed)
         #: Where derived files may be kept (the calibration messages' signals, the advice probe).
@@ -906,6 +916,21 @@ class AnswerPolicy:
                 Route.ADVICE, entry.answer, reason, entry.intent, 1.0, entry.id, self._adviser_choices()
             )
         return Decision(Route.FAQ, entry.answer, reason, entry.intent, 1.0, entry.id, self.feedback_choices())
+
+    @staticmethod
+    def entry_gone() -> Decision:
+        """The reply to a suggestion's button whose entry is gone (:meth:`answer_for_entry` raised
+        :class:`retrieval.errors.EntryNotFoundError`): route ``clarify``, :data:`ENTRY_GONE` with a
+        "Talk to a person" button. The reason does not repeat the pressed value (a customer may
+        type one, and the reason is stored as is)."""
+        return Decision(
+            Route.CLARIFY,
+            ENTRY_GONE,
+            "customer chose an entry no longer in the knowledge base; asked to rephrase",
+            None,
+            1.0,
+            choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
+        )
 
     # ---------------------------------------------------------------------------------- helpers
 

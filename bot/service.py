@@ -46,7 +46,7 @@ from bot.choices import helpful as verdict_of
 from bot.core import FEEDBACK_TURN, TELLER_TURNS, Incoming, Outgoing, TellerCore, message_text
 from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
 from bot.delivery import Courier, Sent, Transport
-from bot.errors import Conflict, DeliveryError, InputError, NotFound, RateLimited
+from bot.errors import Conflict, DeliveryError, InputError, NotFound, NotRateable, RateLimited
 from bot.operators import Actor
 from bot.ops_desk import CLOSED_NOTICE, EXPIRED_NOTICE, IDLE_ACTOR
 from bot.policy import Route
@@ -84,10 +84,11 @@ NO_SUCH_REPLY = "no reply of Teller's with that id in this conversation"
 #: Feedback sent as text before Teller answered anything in the conversation (HTTP 404).
 NO_REPLY_TO_RATE = "there is no answer of Teller's to give feedback on in this conversation yet"
 #: Feedback on a reply of Teller's that offered no feedback buttons (a clarifying question, a
-#: handoff, a greeting): HTTP 409, as the reply is the customer's but cannot be rated.
+#: handoff, small talk): :class:`NotRateable`, HTTP 409, as the reply is the customer's but is not
+#: rated.
 NOT_RATEABLE = (
     "that reply cannot be rated: only Teller's answers that offered feedback are (not a clarifying "
-    "question, a handoff or a greeting)"
+    "question, a handoff or small talk)"
 )
 #: A ``feedback:<word>`` value Teller never offers (HTTP 400); the value itself is not echoed.
 UNKNOWN_FEEDBACK = (
@@ -414,8 +415,8 @@ class TellerService:
 
         Raises :class:`NotFound` (:data:`NO_SUCH_REPLY`: the reply is unknown, another customer's,
         or an operator's; the same words for each) and :class:`bot.errors.Conflict` (feedback on
-        this reply was given before; with ``channel``, also :data:`NOT_RATEABLE`: the reply offered
-        no feedback buttons)."""
+        this reply was given before) and, with ``channel``, :class:`bot.errors.NotRateable` (a
+        Conflict, :data:`NOT_RATEABLE`: the reply offered no feedback buttons)."""
         if channel is not None:
             conversations = self.core.store.conversations
             reply = conversations.message(message_id) if conversations.exists(message_id) else None
@@ -428,7 +429,7 @@ class TellerService:
             ):
                 raise NotFound(NO_SUCH_REPLY)
             if not any(value.startswith(FEEDBACK_PREFIX) for _, value in reply.choices):
-                raise Conflict(NOT_RATEABLE)
+                raise NotRateable(NOT_RATEABLE)
         entry = self.core.feedback(message_id, helpful, comment, user_id, platform)
         if self.ops is not None:
             self.ops.after_feedback(message_id, helpful)

@@ -173,37 +173,8 @@ def memoised_language_detection() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def embedder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One export of the retrieval encoder's ONNX graph for the whole session: the one ``make test``'s
-    ``teller train`` left in Teller's default cache when this checkout's code made it
-    (:func:`fresh_default_cache_files`), else exported here (about 9 s of each worker's start)."""
-    from retrieval.embedder import OnnxSentenceEmbedder
-
-    cache = tmp_path_factory.mktemp("cache")
-    for path in fresh_default_cache_files(OnnxSentenceEmbedder.FILE):
-        shutil.copy2(path, cache / path.name)
-    return cache
-
-
-def fresh_default_cache_files(pattern: str) -> list[Path]:
-    """Files of Teller's default cache (what ``make test`` trained with) matching ``pattern`` and
-    written after every source and data file of this checkout was last changed: their keys and names
-    do not cover the code that made them, so an older file may come from other code. None when the
-    cache has none (a fresh machine before training, or a developer's stale cache)."""
-    from bot.settings import Settings, get_settings
-
-    get_settings.cache_clear()
-    cache = Settings().cache_dir
-    if not cache.is_dir():
-        return []
-    root = Path(__file__).resolve().parent.parent
-    kinds = {".py", ".yaml", ".csv", ".json", ".jsonl", ".txt"}
-    newest_source = max(
-        p.stat().st_mtime
-        for package in ("bot", "nlu", "retrieval")
-        for p in (root / package).rglob("*")
-        if p.suffix in kinds and "__pycache__" not in p.parts
-    )
-    return [p for p in sorted(cache.glob(pattern)) if p.is_file() and p.stat().st_mtime > newest_source]
+    """One export of the retrieval encoder's ONNX graph for the whole session."""
+    return tmp_path_factory.mktemp("cache")
 
 
 @pytest.fixture(scope="session")
@@ -267,11 +238,37 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+#: The test files that take longest, longest first, in seconds of one worker's time (a full local
+#: run with ``--durations=0`` on the 2-core Intel Xeon, 2026-12-03, each worker's shared set-up left
+#: out). ``make test`` hands out whole files, in the order collected (``--no-loadscope-reorder``):
+#: these go first, so that no worker is left alone on a long file at the end while the other waits.
+#: pytest-xdist's default order (files with the most tests first) put the one-test files with the
+#: longest tests (the two-replica and crash tests, the real encoder's fine-tune) last: the suite's
+#: final minutes ran on one core.
+LONGEST_FILES = {
+    "test_operator_faq.py": 200,
+    "test_cluster.py": 110,
+    "test_retrain_serving.py": 95,
+    "test_kb_lifecycle.py": 85,
+    "test_crash.py": 74,
+    "test_retraining.py": 70,
+    "test_slow_real_encoder.py": 65,
+    "test_slack_delivery.py": 58,
+    "test_retrain_cli.py": 53,
+    "test_sessions.py": 41,
+    "test_web.py": 40,
+    "test_cli.py": 35,
+    "test_kb_cli.py": 33,
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests using the PostgreSQL fixtures, so ``-m "not postgresql"`` leaves them out."""
+    """Mark tests using the PostgreSQL fixtures, so ``-m "not postgresql"`` leaves them out, and put
+    the :data:`LONGEST_FILES` first (longest first; each file's tests stay together and in order)."""
     for item in items:
         if POSTGRESQL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgresql)
+    items.sort(key=lambda item: -LONGEST_FILES.get(item.path.name, 0))  # stable: the rest as collected
 
 
 @pytest.fixture()

@@ -130,13 +130,15 @@ def test_feedback_on_a_reply_rated_before_is_a_409_by_text_or_after_the_endpoint
 
 
 def test_the_endpoint_rates_only_a_reply_that_offered_feedback(client: TestClient, core: TellerCore) -> None:
-    """A greeting's reply and a handoff are the customer's replies but offer no thumbs: rating one
-    by its id is a 409 that says why, and nothing is recorded or filed for review."""
+    """A greeting's reply, a clarifying question and a handoff are the customer's replies but offer
+    no thumbs: rating one by its id is a 409 that says why, and nothing is recorded or filed for
+    review."""
     greeting = ask(client, "hello")
+    question = ask(client, "entry:no-such-entry")  # a clarifying question: that option is gone
     handoff = ask(client, HANDOFF_CHOICE)
     filed = core.store.review.items(status=None)
-    assert greeting["route"] == "smalltalk" and handoff["route"] == "handoff"
-    for reply in (greeting, handoff):
+    assert (greeting["route"], question["route"], handoff["route"]) == ("smalltalk", "clarify", "handoff")
+    for reply in (greeting, question, handoff):
         assert not any(c["value"].startswith("feedback:") for c in reply["choices"])
         response = client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": False})
         assert (response.status_code, response.json()) == (409, {"detail": NOT_RATEABLE})

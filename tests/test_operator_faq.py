@@ -16,7 +16,6 @@ import pytest
 from bot.faq_eval import evaluate_operator_faq
 from bot.settings import Settings, get_settings
 from nlu import ModelRegistry
-from tests.conftest import fresh_default_cache_files
 
 DATA = Path(__file__).parent / "data" / "operator_faq"
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -39,11 +38,22 @@ def _seed_calibration_signals(cache: Path) -> None:
     """Copy the calibration messages' signals that ``make test``'s ``teller train`` left in Teller's
     default cache (``calibration-<key>.pkl``, keyed by the model version, the retrieval encoder and
     the calibration data) into the session's cache: the first bank's re-fit reads them instead of
-    running both encoders over about 2,700 messages again (20-30 s). Only files this checkout's code
-    wrote are copied (:func:`tests.conftest.fresh_default_cache_files`); a file whose key matches
-    nothing here is never read; none copied, they are computed as before."""
-    for path in fresh_default_cache_files("calibration-*.pkl"):
-        if not (cache / path.name).exists():
+    running both encoders over about 2,700 messages again (20-30 s). Only files written after every
+    source and data file of this checkout was last changed are copied (the key does not cover the
+    code that computes the signals: an older file may come from other code); a file whose key
+    matches nothing here is never read; none copied, they are computed as before."""
+    get_settings.cache_clear()
+    trained = Settings().cache_dir
+    root = Path(__file__).resolve().parent.parent
+    kinds = {".py", ".yaml", ".csv", ".json", ".jsonl", ".txt"}
+    newest_source = max(
+        p.stat().st_mtime
+        for package in ("bot", "nlu", "retrieval")
+        for p in (root / package).rglob("*")
+        if p.suffix in kinds and "__pycache__" not in p.parts
+    )
+    for path in trained.glob("calibration-*.pkl") if trained.is_dir() else ():
+        if path.stat().st_mtime > newest_source and not (cache / path.name).exists():
             shutil.copy2(path, cache / path.name)
 
 

@@ -194,6 +194,11 @@ def test_polling_conversation(fake: tuple[tg.FakeTelegram, str], core: TellerCor
             await asyncio.to_thread(api.wait_for, "answerCallbackQuery", 1)
             api.push(tg.text(7, 42, 5, "/human"))
             await asyncio.to_thread(api.wait_for, "sendMessage", 4)
+            # A forged thumbs on the handoff's reply (which offered none): told so, nothing recorded.
+            history = await asyncio.to_thread(core.store.conversations.history)
+            handoff_id = [m.id for m in history if m.direction == "out"][-1]
+            api.push(tg.pressed(8, 42, f"fb:1:{handoff_id}", "q2"))
+            await asyncio.to_thread(api.wait_for, "answerCallbackQuery", 2)
             await asyncio.sleep(0.5)  # anything else would have arrived by now
         finally:
             await channel.stop()
@@ -205,8 +210,9 @@ def test_polling_conversation(fake: tuple[tg.FakeTelegram, str], core: TellerCor
     assert "overdraft" in sent[1]["text"].lower()
     assert sent[2]["text"] == NOT_TEXT
     assert "no one from our team can take over" in sent[3]["text"]  # no ops channel here
-    assert len(api.sent("answerCallbackQuery")) == 1
-    assert api.sent("editMessageReplyMarkup")
+    answered = api.sent("answerCallbackQuery")
+    assert len(answered) == 2 and answered[1]["text"] == "This reply can't be rated."
+    assert len(api.sent("editMessageReplyMarkup")) == 1
     [(entry, message)] = core.store.feedback.feedback()
     assert entry.helpful is False and message.kb_id == "overdraft_fee" and entry.user_id == "42"
     routes = [m.route for m in core.store.conversations.history() if m.direction == "out"]

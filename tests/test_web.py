@@ -9,7 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.assistant import build_core
-from bot.core import TellerCore
+from bot.choices import HANDOFF_CHOICE
+from bot.core import TellerCore, unstaffed
+from bot.policy import ENTRY_GONE, ENTRY_GONE_UNSTAFFED
 from bot.settings import get_settings
 from bot.web.app import create_app
 from tests.webclient import new_customer, page_customer, stored_user_id
@@ -73,15 +75,26 @@ def test_choice_values_and_handoff_requests(client: TestClient) -> None:
 
 def test_a_suggested_entry_pressed_is_answered_with_that_entry(client: TestClient, core: TellerCore) -> None:
     """A suggestion's button (``entry:<id>``, rule ``suggest``) answers with that entry, offering
-    feedback; an entry removed since it was offered is handed to a person, not answered."""
+    feedback; an entry removed since it was offered is neither answered nor handed off: the
+    customer is told the option is gone and asked again (no person can take over here, so the
+    reply says where to turn and offers no button for one)."""
     chosen = client.post("/api/messages", json={"text": "entry:overdraft_fee"}).json()
     assert chosen["route"] == "faq" and chosen["reply"] == core.policy.kb.get("overdraft_fee").answer
     assert {c["kind"] for c in chosen["choices"]} == {"feedback"}
     stored = core.store.conversations.message(chosen["message_id"])
     assert stored.kb_id == "overdraft_fee" and "chose knowledge-base entry" in stored.reason
     gone = client.post("/api/messages", json={"text": "entry:no-such-entry"}).json()
-    assert gone["route"] == "handoff"
+    assert (gone["route"], gone["reply"], gone["choices"]) == ("clarify", ENTRY_GONE_UNSTAFFED, [])
     assert "no-such-entry" not in core.store.conversations.message(gone["message_id"]).reason
+    assert core.store.handoffs.active_for("web", stored_user_id(core, client)) is None
+
+
+def test_where_a_person_can_take_over_a_gone_option_offers_one(core: TellerCore) -> None:
+    staffed = core.policy.entry_gone()
+    assert (staffed.route.value, staffed.answer) == ("clarify", ENTRY_GONE)
+    assert [c.value for c in staffed.choices] == [HANDOFF_CHOICE]
+    alone = unstaffed(staffed, core.policy.unstaffed_words)
+    assert (alone.answer, alone.choices) == (ENTRY_GONE_UNSTAFFED, ())
 
 
 def test_a_pressed_entry_superseded_since_is_answered_by_its_successor(
@@ -100,7 +113,7 @@ def test_a_pressed_entry_superseded_since_is_answered_by_its_successor(
     assert stored.kb_id == "bank-overdraft-fee" and "superseded it" in stored.reason
     kb.remove("bank-overdraft-fee")
     gone = client.post("/api/messages", json={"text": "entry:overdraft_fee"}).json()
-    assert gone["route"] == "handoff"
+    assert (gone["route"], gone["reply"]) == ("clarify", ENTRY_GONE_UNSTAFFED)
     advice = client.post("/api/messages", json={"text": "entry:advice_bitcoin"}).json()
     assert advice["route"] == "advice" and advice["reply"] == kb.get("advice_bitcoin").answer
 

@@ -580,7 +580,7 @@ def create_app(
             404: {"description": "No reply of Teller's with that id in this session's conversation"},
             409: {
                 "description": "Feedback on that reply was given already, or the reply offered no "
-                "feedback (a clarifying question, a handoff, a greeting)"
+                "feedback (a clarifying question, a handoff, small talk)"
             },
         },
     )

@@ -53,7 +53,7 @@ from bot.channels.telegram.transport import (
 )
 from bot.choices import HANDOFF_CHOICE
 from bot.core import NO_PERSON, Incoming, Outgoing, TellerCore
-from bot.errors import Conflict, InputError, sentence
+from bot.errors import Conflict, InputError, NotRateable, sentence
 from bot.service import FEEDBACK_THANKS, TellerService
 from bot.settings import STARTER_BANK, bank_possessive
 from bot.storage.database import Lease
@@ -340,6 +340,9 @@ class TelegramChannel:
             message_id, helpful = feedback
             try:
                 await asyncio.to_thread(self.service.feedback, message_id, helpful, None, user_id, CHANNEL)
+            except NotRateable:
+                await _quietly(query.answer("This reply can't be rated."))
+                return
             except Conflict:
                 await _quietly(query.answer("You have rated this answer already."))
                 return
