@@ -834,6 +834,10 @@ def test_sentences_and_labelled_references_stay(text: str) -> None:
         # a sentence word between a reference word and a card does not make the card a reference
         ("the payment is 4532 0151 1283 0309", "the payment is [CARD]"),
         ("my order was 4532015112830309", "my order was [CARD]"),
+        # in a card's digit groups a Luhn-valid number is the card it looks like, even labelled
+        # as a reference (one run of digits after "order" stays: the label says what it is)
+        ("reference 4111-1111-1111-1111 exp 12/27", "reference [CARD] exp 12/27"),
+        ("transaction reference no. 4532 0151 1283 0309", "transaction reference no. [CARD]"),
     ],
 )
 def test_a_card_number_is_hidden_whole_whatever_its_grouping(text: str, expected: str) -> None:

@@ -2970,8 +2970,13 @@ def _card(ctx: _Context, m: re.Match[str]) -> None:
     if not found:
         return
     kind, length, detector, why = found
-    if kind == "card":  # a labelled order or transaction number may be Luhn-valid: the label says
-        ctx.add(_P_CARD, m.start(), m.start() + length, kind, detector, why, weak=_REFERENCE_ONLY)
+    if kind == "card":
+        # A labelled order or transaction number may be Luhn-valid, one run of digits ("order
+        # 4111111111111111"): the label says what it is. Written in a card's digit groups ("ref
+        # 4111-1111-1111-1111 exp 12/27") it is taken for the card it looks like, label or not.
+        grouped = not m.group()[:length].isdigit()
+        weak = 0 if grouped else _REFERENCE_ONLY
+        ctx.add(_P_CARD, m.start(), m.start() + length, kind, detector, why, weak=weak)
     elif not _MORE_GROUPS.match(ctx.text, m.end()):
         # A card that fails Luhn (a typo): no date or amount looks like it, a labelled reference may.
         # From 16 digits on no phone number is that long, so a phone read in its first groups loses.
