@@ -32,6 +32,17 @@ from nlu.errors import ArtifactError
 MAX_CHARS = 4000
 #: The most windows a long text is read in (see the module's docstring).
 MAX_WINDOWS = 8
+#: Full-width forms of ASCII (U+FF01-U+FF5E, typed by East Asian input methods: "my card" in them) and
+#: the ideographic space, read as the ASCII they stand for: the encoders' WordPiece vocabulary has
+#: none of them, so each word became [UNK] and a plain English question was handed off. One
+#: character for one, so a window's character offsets still point into the text as typed.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def _readable(text: str) -> str:
+    """What the tokenizer reads of ``text``: its first :data:`MAX_CHARS` characters, full-width
+    ASCII forms as ASCII (:data:`_FULL_WIDTH`)."""
+    return text[:MAX_CHARS].translate(_FULL_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -67,8 +78,9 @@ class TextEncoder:
         self.max_length = max_length
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids (with [CLS] and [SEP]) for each text: its first ``max_length`` tokens."""
-        encodings = self._tokenizer.encode_batch([t[:MAX_CHARS] for t in texts])
+        """Token ids (with [CLS] and [SEP]) for each text: its first ``max_length`` tokens (full-width
+        ASCII forms read as ASCII)."""
+        encodings = self._tokenizer.encode_batch([_readable(t) for t in texts])
         return [e.ids for e in encodings]
 
     def was_truncated(self, ids: Sequence[int]) -> bool:
@@ -95,7 +107,7 @@ class TextEncoder:
         if stride is not None and stride < 1:
             raise ValueError(f"stride must be at least 1, not {stride}")
         out: list[list[Window]] = []
-        encodings = self._whole.encode_batch([t[:MAX_CHARS] for t in texts])
+        encodings = self._whole.encode_batch([_readable(t) for t in texts])
         for text, encoding in zip(texts, encodings, strict=True):
             ids, offsets, special = encoding.ids, encoding.offsets, encoding.special_tokens_mask
             content = [i for i, s in enumerate(special) if not s]

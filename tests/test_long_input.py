@@ -91,6 +91,16 @@ def test_a_very_long_text_gets_at_most_max_windows_spread_from_start_to_end(enco
     assert len(few) == 3 and few[0].start == 0 and few[-1].end == windows[-1].end
 
 
+def test_full_width_ascii_reads_as_ascii_with_offsets_into_the_text_as_typed(encoder: TextEncoder) -> None:
+    """East Asian input methods type ASCII in its full-width forms (U+FF01-U+FF5E, the ideographic
+    space): each such word was [UNK] to the vocabulary."""
+    plain = "my card was stolen!"
+    typed = "".join("\u3000" if c == " " else chr(ord(c) + 0xFEE0) for c in plain)
+    assert typed != plain and encoder.encode([typed]) == encoder.encode([plain])
+    [[window]] = encoder.windows([typed])
+    assert (window.start, window.end) == (0, len(typed))
+
+
 def test_window_options_are_checked(encoder: TextEncoder) -> None:
     text = " ".join(f"word{i}" for i in range(150))
     [dense] = encoder.windows([text], stride=16, max_windows=100)
