@@ -64,7 +64,9 @@ class Outcome:
 class FaqEvaluation:
     """Shares of the questions answered right, answered wrongly and handed off (each in [0, 1],
     summing to 1), and of those handed off after being offered their entry (``suggested``, part of
-    ``handed_off``)."""
+    ``handed_off``). ``import_summary``: entries ``added`` and ``updated`` (counts), starter entries
+    ``superseded`` (``[old, new]`` pairs), and ``linked``, each of the file's entries that answers an
+    intent once imported (declared in the file or taken over in the import) with that intent."""
 
     questions: int
     right: float
@@ -163,6 +165,11 @@ def imported(settings: Settings, entries: list[KBEntry]) -> Iterator[tuple[Answe
 def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[str, str]]) -> FaqEvaluation:
     with imported(settings, entries) as (policy, outcome):
         thresholds = policy.thresholds
+        # Each of the file's entries that answers an intent once imported: declared in the file
+        # or taken over in the import (``outcome.linked`` names only the latter).
+        answering = {
+            e.id: intent for e in entries if e.id in policy.kb and (intent := policy.kb.get(e.id).intent)
+        }
         signals = policy.signals([q for q, _ in questions])
         decisions = [policy.decide(s) for s in signals]
     outcomes = [
@@ -193,7 +200,7 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
             "added": len(outcome.added),
             "updated": len(outcome.updated),
             "superseded": [list(p) for p in outcome.superseded],
-            "linked": outcome.linked,
+            "linked": answering,
         },
         thresholds=thresholds.to_dict() if thresholds is not None else {},
         by_rule=dict(Counter(f"{o.verdict}:{o.rule}" for o in outcomes)),

@@ -206,11 +206,12 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(
         default=None,
         ge=1,
+        le=36500,
         validation_alias="TELLER_RETENTION_DAYS",
         description="Days customer messages are kept: older ones (with their feedback, flags, review "
         "filings, deliveries, closed handoffs and emptied conversations) are removed every hour by "
         "`teller serve` and by `teller retention run`. Unset: kept until erased (texts awaiting "
-        "delivery are still dropped after 24 hours).",
+        "delivery are still dropped after 24 hours). At most 36,500 (a hundred years).",
     )
     operator_api_key: SecretStr | None = Field(
         default=None,

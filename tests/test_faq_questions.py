@@ -34,3 +34,27 @@ def test_a_bad_questions_file_names_the_line(tmp_path: Path, content: str, messa
     path.write_text(content)
     with pytest.raises(InputError, match=message):
         read_questions(path, {"lost-card"})
+
+
+def test_the_evaluation_names_every_entry_that_answers_an_intent(teller_env: Path, tmp_path: Path) -> None:
+    """An intent declared in the FAQ file counts as answered by its entry, as one taken over in the
+    import does (the summary named only the latter: "0 entries answer an intent")."""
+    from bot.faq_eval import evaluate_operator_faq
+    from bot.settings import get_settings
+
+    kb = tmp_path / "bank.csv"
+    kb.write_text(
+        "id,question,answer,intent\n"
+        "bank-card-arrival,When will my new card get here?,Cards arrive within 5 working days.,card_arrival\n"
+        "bank-lockers,Do you rent safe deposit boxes?,Yes: boxes from 25 a year at 40 branches.,\n",
+        encoding="utf-8",
+    )
+    questions = tmp_path / "questions.csv"
+    questions.write_text(
+        "text,kb_id\nmy card still hasn't come,bank-card-arrival\ncan I rent a locker,bank-lockers\n",
+        encoding="utf-8",
+    )
+    result = evaluate_operator_faq(get_settings(), kb, questions)
+    assert result.questions == 2
+    assert result.import_summary["linked"].get("bank-card-arrival") == "card_arrival"
+    assert "bank-lockers" not in result.import_summary["linked"]

@@ -392,6 +392,9 @@ def test_teller_retention_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, w
     try:
         off = runner.invoke(app, ["retention", "run", "--json"])
         assert off.exit_code == 0, off.output
+        # A period past any date (it printed "stored before -271764-03-22") is refused up front.
+        huge = runner.invoke(app, ["retention", "run", "--days", "100000000", "--dry-run"])
+        assert huge.exit_code == 2 and "36500" in huge.output
         assert json.loads(off.stdout)["cutoff"] is None and json.loads(off.stdout)["counts"]["messages"] == 0
 
         monkeypatch.setenv("TELLER_RETENTION_DAYS", "30")

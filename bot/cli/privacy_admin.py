@@ -109,7 +109,13 @@ def forget(
 @retention_app.command("run")
 def retention_run(
     days: Annotated[
-        int | None, typer.Option("--days", min=1, help="Keep this many days (default TELLER_RETENTION_DAYS).")
+        int | None,
+        typer.Option(
+            "--days",
+            min=1,
+            max=36500,
+            help="Keep this many days, at most 36,500 (default TELLER_RETENTION_DAYS).",
+        ),
     ] = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
