@@ -166,9 +166,16 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
     with imported(settings, entries) as (policy, outcome):
         thresholds = policy.thresholds
         # Each of the file's entries that answers an intent once imported: declared in the file
-        # or taken over in the import (``outcome.linked`` names only the latter).
+        # or taken over in the import (``outcome.linked`` names only the latter); an intent the
+        # model knows, and the one entry the policy answers it with.
+        labels = set(policy.classifier.labels)
         answering = {
-            e.id: intent for e in entries if e.id in policy.kb and (intent := policy.kb.get(e.id).intent)
+            e.id: intent
+            for e in entries
+            if e.id in policy.kb
+            and (intent := policy.kb.get(e.id).intent) in labels
+            and (chosen := policy.kb.for_intent(intent)) is not None
+            and chosen.id == e.id
         }
         signals = policy.signals([q for q, _ in questions])
         decisions = [policy.decide(s) for s in signals]

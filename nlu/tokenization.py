@@ -33,16 +33,25 @@ MAX_CHARS = 4000
 #: The most windows a long text is read in (see the module's docstring).
 MAX_WINDOWS = 8
 #: Full-width forms of ASCII (U+FF01-U+FF5E, typed by East Asian input methods: "my card" in them) and
-#: the ideographic space, read as the ASCII they stand for: the encoders' WordPiece vocabulary has
-#: none of them, so each word became [UNK] and a plain English question was handed off. One
-#: character for one, so a window's character offsets still point into the text as typed.
+#: the ideographic space, read as the ASCII they stand for: the encoders' WordPiece vocabulary has no
+#: full-width letters or digits, so each such word became [UNK] and a plain English question was
+#: handed off (its full-width punctuation it did have, now read as ASCII punctuation). One character
+#: for one, so a window's character offsets still point into the text as typed.
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+#: Names how texts are read before tokenizing (:func:`fold_full_width`): vectors embedded under
+#: another form are embedded again (:attr:`retrieval.embedder.OnnxSentenceEmbedder.text_form`).
+TEXT_FORM = "fw1"
+
+
+def fold_full_width(text: str) -> str:
+    """``text`` with full-width ASCII forms as ASCII (:data:`_FULL_WIDTH`), the same length."""
+    return text.translate(_FULL_WIDTH)
 
 
 def _readable(text: str) -> str:
     """What the tokenizer reads of ``text``: its first :data:`MAX_CHARS` characters, full-width
-    ASCII forms as ASCII (:data:`_FULL_WIDTH`)."""
-    return text[:MAX_CHARS].translate(_FULL_WIDTH)
+    ASCII forms as ASCII."""
+    return fold_full_width(text[:MAX_CHARS])
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from nlu.runtime import WEIGHT_BLOCK
+from nlu.tokenization import TEXT_FORM
 from retrieval.errors import RetrievalError
 
 
@@ -31,8 +32,11 @@ def embedder_key(embedder: Embedder) -> str:
 
 
 def embedder_variant(embedder: Embedder) -> str:
-    """The embedder's graph (:attr:`OnnxSentenceEmbedder.variant`); empty for the model's own."""
-    return getattr(embedder, "variant", None) or ""
+    """The embedder's graph (:attr:`OnnxSentenceEmbedder.variant`) and, after ``+``, how it reads
+    texts (:attr:`OnnxSentenceEmbedder.text_form`); empty for the model's own."""
+    variant = getattr(embedder, "variant", None) or ""
+    form = getattr(embedder, "text_form", None) or ""
+    return f"{variant}+{form}" if form else variant
 
 
 class SentenceEmbedder:
@@ -100,6 +104,9 @@ class OnnxSentenceEmbedder:
     #: (:class:`retrieval.knowledge_base.KnowledgeBase` keeps it in its meta). Not covered: another
     #: ONNX Runtime version running the same graph, whose kernels may round differently.
     variant = f"w8b{WEIGHT_BLOCK}"
+    #: How texts are read before tokenizing (:data:`nlu.tokenization.TEXT_FORM`): part of
+    #: :func:`embedder_variant`, not of :attr:`FILE` (the graph is the same).
+    text_form = TEXT_FORM
     #: The graph's file in ``cache_dir`` (named for its fusions and weights: a cache holding an
     #: earlier export, ``all-MiniLM-L6-v2.onnx`` or ``.fused.onnx``, exports this one once and leaves
     #: that one unused).

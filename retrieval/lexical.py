@@ -31,6 +31,8 @@ from functools import lru_cache
 
 import snowballstemmer
 
+from nlu.tokenization import fold_full_width
+
 QUESTION_WEIGHT = 2.0
 K1 = 1.2
 B = 0.75
@@ -162,8 +164,9 @@ def _stem(word: str) -> str:
 
 
 def terms(text: str) -> list[str]:
-    """The index terms of ``text``: lower-cased words, stop words dropped, stemmed."""
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
+    """The index terms of ``text``: lower-cased words (full-width ASCII forms read as ASCII, as the
+    encoders read them), stop words dropped, stemmed."""
+    return [_stem(w) for w in _WORD.findall(fold_full_width(text).lower()) if w not in STOP_WORDS]
 
 
 def _length_norm(length: float, avg: float) -> float:

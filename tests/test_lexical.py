@@ -131,3 +131,13 @@ def test_every_change_moves_the_revision_for_every_process(kb: KnowledgeBase, tm
     kb.remove("atm")
     assert kb.revision == before + 2
     assert kb.add([BOXES]).unchanged == ["safe-deposit-box"] and kb.revision == before + 2
+
+
+def test_full_width_ascii_forms_are_the_same_terms() -> None:
+    """Typed by an East Asian input method, a word's letters are full-width: the same index terms
+    as the ASCII word (the encoders read them so too)."""
+    from retrieval.lexical import terms
+
+    plain = "my card was stolen"
+    typed = "".join("\u3000" if c == " " else chr(ord(c) + 0xFEE0) for c in plain)
+    assert terms(typed) == terms(plain) == ["card", "stolen"]

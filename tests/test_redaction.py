@@ -838,6 +838,8 @@ def test_sentences_and_labelled_references_stay(text: str) -> None:
         # as a reference (one run of digits after "order" stays: the label says what it is)
         ("reference 4111-1111-1111-1111 exp 12/27", "reference [CARD] exp 12/27"),
         ("transaction reference no. 4532 0151 1283 0309", "transaction reference no. [CARD]"),
+        ("reference 4111_1111_1111_1111 exp 12/27", "reference [CARD] exp 12/27"),
+        ("reference 4532 O151 1283 0309", "reference [CARD]"),
     ],
 )
 def test_a_card_number_is_hidden_whole_whatever_its_grouping(text: str, expected: str) -> None:

@@ -2869,7 +2869,10 @@ def _detect_digit_clusters(ctx: _Context) -> None:
         for m in _CARD_OTHER.finditer(text, lo, hi):
             why = _card_why(_digits(m.group()))
             if why:
-                ctx.add(_P_CARD, m.start(), m.end(), "card", "stdnum.luhn", why, weak=_REFERENCE_ONLY)
+                # In a card's own groups (4-4-4-4 or 4-6-5 joined by "_" or ","), as for _CARD's
+                # groupings: the card it looks like, whatever label comes before it.
+                weak = 0 if m.group("s4") or m.group("s5") else _REFERENCE_ONLY
+                ctx.add(_P_CARD, m.start(), m.end(), "card", "stdnum.luhn", why, weak=weak)
         for m in _CARD_LOOSE.finditer(text, lo, hi):
             _loose_card(ctx, m)
     if len(regions) > 32 and covered > (regions[-1][1] - regions[0][0]) // 4:
@@ -2919,7 +2922,9 @@ def _lookalike_card(ctx: _Context, m: re.Match[str]) -> None:
     found = _card_match(digits)
     if found and found[0] == "card":
         why = f"{found[3]}, with a letter O or l read as 0 or 1"
-        ctx.add(_P_CARD, m.start(), m.start() + found[1], "card", "stdnum.luhn", why, weak=_REFERENCE_ONLY)
+        grouped = not candidate[: found[1]].isalnum()  # in groups: the card it looks like (_card)
+        weak = 0 if grouped else _REFERENCE_ONLY
+        ctx.add(_P_CARD, m.start(), m.start() + found[1], "card", "stdnum.luhn", why, weak=weak)
 
 
 _BRANDS = (
