@@ -80,8 +80,7 @@ SUGGEST_UNSTAFFED = (
 ENTRY_GONE = "That option is no longer available, sorry. Could you ask your question again in your own words?"
 #: :data:`ENTRY_GONE` where no person can take over (no button for one).
 ENTRY_GONE_UNSTAFFED = (
-    "That option is no longer available, sorry. Could you ask your question again in your own words? "
-    "For anything I can't help with, please call us on the number on the back of your card."
+    f"{ENTRY_GONE} For anything I can't help with, please call us on the number on the back of your card."
 )
 #: How many entries a suggestion offers at most (rule ``suggest``).
 SUGGEST_DEPTH = 3
