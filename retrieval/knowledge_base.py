@@ -43,7 +43,7 @@ from retrieval.entry import MAX_PASSAGES, MAX_QUESTIONS, KBEntry, answer_passage
 from retrieval.errors import EntryNotFoundError, IndexCorruptError, RetrievalError
 from retrieval.index import VectorIndex
 from retrieval.lexical import LexicalIndex, document_terms
-from retrieval.lifecycle import EntryOverlap, SupersededEntry, SyncPlan
+from retrieval.lifecycle import OPERATOR, STARTER, EntryOverlap, SupersededEntry, SyncPlan
 from retrieval.loaders import load_entries, read_entries
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,6 @@ PASSAGE_SLOT = MAX_QUESTIONS
 SLOTS = MAX_QUESTIONS + MAX_PASSAGES
 #: Below this many vectors every entry is a candidate of every search (one exact pass).
 _SCORE_ALL = 8192
-#: Where an entry came from (the ``source`` column).
-STARTER, OPERATOR = "starter", "operator"
 #: A starter entry's fused score is multiplied by this: the bank's own entries answer first and the
 #: shipped starter content only where none of them matches nearly as well ("the operator's newer
 #: entry is the one customers get", also where overlap detection missed the overlap). Applied
@@ -692,7 +690,8 @@ class KnowledgeBase:
             if moved_intent is not None and by.intent not in (None, moved_intent):
                 raise RetrievalError(f"entry {by_id!r} answers intent {by.intent!r}, not {moved_intent!r}")
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            record = SupersededEntry(old, by_id, now, reason, moved_intent)
+            source = STARTER if self.is_starter(old_id) else OPERATOR
+            record = SupersededEntry(old, by_id, now, reason, moved_intent, source)
             with self._db.conn:
                 self._db.table("superseded").upsert(
                     {
@@ -702,6 +701,7 @@ class KnowledgeBase:
                         "at": now,
                         "reason": reason,
                         "moved_intent": moved_intent,
+                        "source": source,
                     },
                     pk="id",
                 )
@@ -724,7 +724,8 @@ class KnowledgeBase:
         return found
 
     def restore(self, old_id: str) -> SupersededEntry:
-        """Put a superseded entry back (and take its intent back from the entry that superseded it).
+        """Put a superseded entry back, with the source it had (a starter entry is the starter's
+        again), and take its intent back from the entry that superseded it.
 
         Raises :class:`EntryNotFoundError` if ``old_id`` is not superseded.
         """
@@ -744,7 +745,7 @@ class KnowledgeBase:
             by = self._entries.get(record.superseded_by)
             if record.moved_intent is not None and by is not None and by.intent == record.moved_intent:
                 self.add([replace(by, intent=None)])
-            self.add([record.entry])
+            self.add([record.entry], source=record.source)
             with self._db.conn:
                 self._db.table("superseded").delete(old_id)
         log.info("kb_restored", extra={"fields": {"id": old_id, "was_superseded_by": record.superseded_by}})
@@ -820,6 +821,7 @@ class KnowledgeBase:
                                 "at": record.at,
                                 "reason": record.reason,
                                 "moved_intent": record.moved_intent,
+                                "source": record.source,
                             },
                             pk="id",
                         )
@@ -1058,23 +1060,29 @@ class KnowledgeBase:
                     "at": str,
                     "reason": str,
                     "moved_intent": str,
+                    "source": str,
                 },
                 pk="id",
-                not_null={"entry", "superseded_by", "at"},
+                not_null={"entry", "superseded_by", "at", "source"},
+                defaults={"source": OPERATOR},
             )
-        if "source" not in self._db.table("entries").columns_dict:
-            # Where an entry came from: the shipped starter, or an operator (file, review, sync).
-            self._db.table("entries").add_column("source", str, not_null_default=OPERATOR)
+        # Where an entry came from: the shipped starter, or an operator (file, review, sync); and a
+        # superseded entry's, which restore() gives it back (before, every one came back an
+        # operator's). Rows kept before the column are the starter's if the entry is word for word.
+        for table, entry_of in (
+            ("entries", self._entry),
+            ("superseded", lambda row: _superseded_record(row).entry),
+        ):
+            if "source" in self._db.table(table).columns_dict:
+                continue
+            self._db.table(table).add_column("source", str, not_null_default=OPERATOR)
             if self._meta("seeded") == DEFAULT_KB_FILE.name:
                 starter = {e.id: e for e in load_entries(DEFAULT_KB_FILE)}
-                same = [
-                    row["id"]
-                    for row in self._db.table("entries").rows
-                    if self._entry(row) == starter.get(row["id"])
-                ]
+                rows = self._db.table(table).rows
+                same = [row["id"] for row in rows if entry_of(row) == starter.get(row["id"])]
                 with self._db.conn:
                     self._db.execute(
-                        f"UPDATE entries SET source = ? WHERE id IN ({', '.join('?' * len(same))})",
+                        f"UPDATE {table} SET source = ? WHERE id IN ({', '.join('?' * len(same))})",
                         [STARTER, *same],
                     )
         stored = self._meta("embedder")
@@ -1193,4 +1201,11 @@ class KBState:
 def _superseded_record(row: dict[str, Any]) -> SupersededEntry:
     data = json.loads(row["entry"])
     entry = KBEntry(data["id"], tuple(data["questions"]), data["answer"], data["intent"], tuple(data["tags"]))
-    return SupersededEntry(entry, row["superseded_by"], row["at"], row["reason"] or "", row["moved_intent"])
+    return SupersededEntry(
+        entry,
+        row["superseded_by"],
+        row["at"],
+        row["reason"] or "",
+        row["moved_intent"],
+        row.get("source") or OPERATOR,
+    )

@@ -20,12 +20,19 @@ from typing import Any
 
 from retrieval.entry import KBEntry
 
+#: Where an entry came from (the ``source`` column of its table): the shipped starter, or an
+#: operator (a file, the review queue, a sync).
+STARTER, OPERATOR = "starter", "operator"
+SOURCES = (STARTER, OPERATOR)
+
 
 @dataclass(frozen=True)
 class SupersededEntry:
     """An entry taken out of the live knowledge base because ``superseded_by`` replaced it.
 
-    ``moved_intent`` is the intent the superseding entry took over from it (restoring gives it back).
+    ``moved_intent`` is the intent the superseding entry took over from it (restoring gives it back);
+    ``source`` where the entry came from (:data:`STARTER` or :data:`OPERATOR`), which it has again
+    once restored.
     """
 
     entry: KBEntry
@@ -33,6 +40,7 @@ class SupersededEntry:
     at: str
     reason: str = ""
     moved_intent: str | None = None
+    source: str = OPERATOR
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,18 +49,24 @@ class SupersededEntry:
             "at": self.at,
             "reason": self.reason,
             "moved_intent": self.moved_intent,
+            "source": self.source,
             "entry": self.entry.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SupersededEntry:
-        """The inverse of :meth:`to_dict`. Raises ``KeyError``/``TypeError`` for a malformed dict."""
+        """The inverse of :meth:`to_dict` (a record without ``source``, written before it was kept,
+        is an operator's). Raises ``KeyError``/``TypeError``/``ValueError`` for a malformed dict."""
+        source = str(data.get("source") or OPERATOR)
+        if source not in SOURCES:
+            raise ValueError(f"unknown entry source {source!r}")
         return cls(
             KBEntry.from_dict(data["entry"]),
             str(data["superseded_by"]),
             str(data["at"]),
             str(data.get("reason") or ""),
             data.get("moved_intent"),
+            source,
         )
 
 

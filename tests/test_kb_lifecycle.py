@@ -233,6 +233,39 @@ def test_supersede_restore_and_a_running_server_follows(kb: KnowledgeBase, tmp_p
     assert server.refresh() is True and [e.id for e in server.entries()] == ["fee", "card_arrival"]
 
 
+def test_a_restored_starter_entry_is_the_starters_again(tmp_path: Path) -> None:
+    """A superseded entry keeps its source: restored, a starter entry is the starter's again (it was
+    listed as the bank's own, and answered ahead of the bank's entries), on a replica too; a record
+    kept before sources were (no ``source`` column) is the starter's if its entry is word for word."""
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder())
+    starter = next(e for e in kb.entries() if kb.is_starter(e.id))
+    kb.add([KBEntry.build("parcel", ["where is my parcel"], "Tracked: 2 days.")])
+    kb.supersede(starter.id, "parcel")
+    assert [(r.entry.id, r.source) for r in kb.superseded()] == [(starter.id, "starter")]
+    state = kb.state()
+    assert state.superseded[starter.id]["source"] == "starter"
+    replica = KnowledgeBase.open(tmp_path / "replica", HashingEmbedder(), seed=None)
+    replica.apply(state.entries, state.superseded)
+    assert [r.source for r in replica.superseded()] == ["starter"]
+    replica.restore(starter.id)
+    assert replica.is_starter(starter.id)
+    replica.close()
+    kb.close()
+    db = sqlite3.connect(tmp_path / "kb" / "kb.db")
+    db.execute("ALTER TABLE superseded DROP COLUMN source")
+    db.commit()
+    db.close()
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder())
+    assert [r.source for r in kb.superseded()] == ["starter"]
+    kb.restore(starter.id)
+    assert kb.is_starter(starter.id) and kb.get(starter.id) == starter
+    kb.supersede("parcel", starter.id)  # the bank's own entry stays the bank's
+    assert [r.source for r in kb.superseded()] == ["operator"]
+    kb.restore("parcel")
+    assert not kb.is_starter("parcel")
+    kb.close()
+
+
 def test_current_follows_a_chain_of_supersessions_to_the_live_entry(kb: KnowledgeBase) -> None:
     """``current``: a live entry is itself; a superseded one is the live entry at the end of its
     chain; restored, it is itself again; with no live successor, :class:`EntryNotFoundError`."""
@@ -432,10 +465,14 @@ def test_kb_add_supersedes_by_default_and_restore_brings_it_back(teller_env: Pat
     hits = json_lines(run("kb", "search", "What's the overdraft fee?", "--json")[1])
     assert hits[0]["id"] == "overdraft-cost" and "overdraft_fee" not in [h["id"] for h in hits]
     superseded = json_lines(run("kb", "list", "--superseded", "--json")[1])
-    assert [(s["id"], s["superseded_by"]) for s in superseded] == [("overdraft_fee", "overdraft-cost")]
+    assert [(s["id"], s["superseded_by"], s["source"]) for s in superseded] == [
+        ("overdraft_fee", "overdraft-cost", "starter")
+    ]
     assert "overdraft_fee" in run("kb", "list", "--superseded")[1]
     code, stdout, _ = run("kb", "restore", "overdraft_fee")
     assert code == 0 and "Restored `overdraft_fee`" in stdout
+    listed = {e["id"]: e["source"] for e in json_lines(run("kb", "list", "--json")[1])}
+    assert (listed["overdraft_fee"], listed["overdraft-cost"]) == ("starter", "bank")  # as before
     assert "overdraft_fee" in [h["id"] for h in json_lines(run("kb", "search", "overdraft fee", "--json")[1])]
     assert run("kb", "list", "--superseded", "--json")[1] == ""
     code, _, stderr = run("kb", "restore", "overdraft_fee")

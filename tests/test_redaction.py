@@ -228,6 +228,39 @@ def test_mixed_separators_and_zero_width_characters() -> None:
     assert redact("pass\u200bword: hunter2") == "pass\u200bword: [PASSWORD]"
 
 
+#: Invisible characters other than the zero-width space (Unicode's Default_Ignorable_Code_Point):
+#: direction marks and embeddings, invisible operators, variation selectors, Hangul fillers, a tag.
+INVISIBLE = [
+    "\u200e",
+    "\u200f",
+    "\u202a",
+    "\u202e",
+    "\u2063",
+    "\u2067",
+    "\u061c",
+    "\u180e",
+    "\u034f",
+    "\ufe0f",
+    "\u115f",
+    "\u3164",
+    "\U000e0020",
+]
+
+
+@pytest.mark.parametrize("mark", INVISIBLE, ids=[f"U+{ord(m):04X}" for m in INVISIBLE])
+def test_invisible_characters_between_digit_groups_hide_nothing(mark: str) -> None:
+    """A direction mark or another invisible character typed (or pasted) between the groups of a
+    card, an IBAN or a phone number is read as the separator it stands for: each is found whole."""
+    card = mark.join(["4539", "1488", "0343", "6467"])
+    result = scan(f"card {card} was stolen")
+    assert result.text == "card [CARD] was stolen" and result.findings[0].end - result.findings[
+        0
+    ].start == len(card)
+    assert redact(f"iban GB82{mark}WEST{mark}1234{mark}5698{mark}7654{mark}32") == "iban [IBAN]"
+    assert redact(f"call me on 07911{mark}123456") == "call me on [PHONE]"
+    assert redact(f"card 4539{mark}1488 0343 6467 ok") == "card [CARD] ok"
+
+
 def test_full_width_digits_and_ideographic_spaces() -> None:
     assert redact("我的卡号是４１１１\u3000１１１１\u3000１１１１\u3000１１１１") == "我的卡号是[CARD]"
     assert redact("رقم البطاقة ٤١١١١١١١١١١١١١١١") == "رقم البطاقة [CARD]"

@@ -412,21 +412,26 @@ def kb_list(
     """Every entry: id, questions, intent, tags and source (the bank's, or the shipped starter's);
     with --superseded, the superseded ones."""
     from bot.assistant import open_kb
+    from retrieval.lifecycle import STARTER, SupersededEntry
 
     kb = open_kb(get_settings())
     if superseded and starter:
         raise InputError("--superseded and --starter do not go together: superseded entries are not live")
     if superseded:
         records = kb.superseded()
+
+        def was(record: SupersededEntry) -> str:  # the live list's words for a source
+            return "starter" if record.source == STARTER else "bank"
+
         if as_json:
             for r in records:
-                emit_json(r.to_dict())
+                emit_json({**r.to_dict(), "source": was(r)})
             return
-        table = Table(
-            "id", "superseded by", "at", "intent moved", "reason", title=f"{len(records)} superseded"
-        )
+        table = Table(title=f"{len(records)} superseded")
+        for name in ("id", "superseded by", "at", "intent moved", "source", "reason"):
+            table.add_column(name, no_wrap=name in ("id", "superseded by"))  # ids are copied whole
         for r in records:
-            table.add_row(r.entry.id, r.superseded_by, r.at, r.moved_intent or "", escape(r.reason))
+            table.add_row(r.entry.id, r.superseded_by, r.at, r.moved_intent or "", was(r), escape(r.reason))
         out.print(table)
         if records:
             out.print("`teller kb restore ID` puts one back.")

@@ -121,9 +121,10 @@ Normalisation
 -------------
 Detection runs on a normalised copy and replacements are made in the original. The copy is built per
 character: NFKC (full-width ``４１１１`` reads ``4111``), every Unicode space (U+00A0, U+202F,
-U+2000-U+200A, U+3000, tab, newline...) becomes ``' '``, zero-width characters (U+200B-U+200D,
-U+2060, U+FEFF, and the soft hyphen U+00AD) are dropped (but read as a space between the digit groups
-of a number whose other groups are separated by a space, a dash...), and other decimal digits
+U+2000-U+200A, U+3000, tab, newline...) becomes ``' '``, invisible characters (Unicode's
+Default_Ignorable_Code_Point: zero-width spaces and joiners, the soft hyphen, direction marks and
+embeddings, variation selectors, Hangul fillers, tags) are dropped (but read as a space between the
+digit groups of a number whose other groups are separated by a space, a dash...), and other decimal digits
 (Arabic-Indic, Devanagari...) read as ASCII digits. An offset map leads each character of the copy back to the
 original, so a finding covers exactly the characters typed. Boundaries are Unicode-aware: values glued
 to any script, punctuation or label (``我的卡号是4111…``, ``no.4111…``, ``(IBAN:DE89…)``) are found,
@@ -437,11 +438,22 @@ def _fallback_spans(text: str) -> list[tuple[int, int, _Hit]]:
 _ASCII_SPACES = str.maketrans("\t\n\r\v\f\x1c\x1d\x1e\x1f", " " * 9)
 #: Every Unicode space other than " " (mapped one for one, so offsets do not move).
 _OTHER_SPACES = re.compile("[\t\n\r\v\f\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
-_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
+#: Invisible characters (Unicode's Default_Ignorable_Code_Point, DerivedCoreProperties.txt): zero-width
+#: spaces and joiners, the soft hyphen, direction marks and embeddings (U+200E/F, U+202A-U+202E,
+#: U+2066-U+2069, U+061C), invisible operators, variation selectors, Hangul fillers, tags. As a
+#: character class (ranges) and as a set.
+_INVISIBLE_RANGES = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+_INVISIBLE_CLASS = "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in _INVISIBLE_RANGES)
+_ZERO_WIDTH = frozenset(chr(c) for a, b in _INVISIBLE_RANGES for c in range(a, b + 1))
 #: Zero-width characters and the non-ASCII decimal digits of the Basic Multilingual Plane (Unicode 14):
 #: NFKC keeps both, the normalised copy does not.
 _NEEDS_CHARACTER_WORK = re.compile(
-    "[\u200b-\u200d\u2060\ufeff\u00ad"
+    f"[{_INVISIBLE_CLASS}"
     "\u0660-\u0669\u06f0-\u06f9\u07c0-\u07c9\u0966-\u096f\u09e6-\u09ef\u0a66-\u0a6f\u0ae6-\u0aef"
     "\u0b66-\u0b6f\u0be6-\u0bef\u0c66-\u0c6f\u0ce6-\u0cef\u0d66-\u0d6f\u0de6-\u0def\u0e50-\u0e59"
     "\u0ed0-\u0ed9\u0f20-\u0f29\u1040-\u1049\u1090-\u1099\u17e0-\u17e9\u1810-\u1819\u1946-\u194f"
@@ -449,17 +461,17 @@ _NEEDS_CHARACTER_WORK = re.compile(
     "\ua620-\ua629\ua8d0-\ua8d9\ua900-\ua909\ua9d0-\ua9d9\ua9f0-\ua9f9\uaa50-\uaa59\uabf0-\uabf9]"
 )
 #: The characters whose normalised form differs from themselves (found only when some exist).
-_SPECIAL = regex.compile(r"[\p{NFKC_QC=N}\p{Nd}\u200b-\u200d\u2060\ufeff\u00ad--[0-9]]", regex.V1)
+_SPECIAL = regex.compile(r"[\p{NFKC_QC=N}\p{Nd}" + _INVISIBLE_CLASS + r"--[0-9]]", regex.V1)
 
 
 # A number ends with a digit: the space or dot after it is not one of its separators.
-_ZW_IN_NUMBER = re.compile("[0-9](?:[ \\-./\u200b-\u200d\u2060\ufeff\u00ad]*[0-9])*")
+_ZW_IN_NUMBER = re.compile(f"[0-9](?:[ \\-./{_INVISIBLE_CLASS}]*[0-9])*")
 #: Every dash-like character (Unicode Pd, the minus sign): read as "-" (one for one).
 _DASHES = re.compile(
     "[\u058a\u05be\u1400\u1806\u2010-\u2015\u2212\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u301c\u3030"
     "\ufe31\ufe32\ufe58\ufe63\uff0d]"
 )
-_ZW_TO_SPACE = str.maketrans(dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad", " "))
+_ZW_TO_SPACE = str.maketrans(dict.fromkeys("".join(_ZERO_WIDTH), " "))
 
 
 def _zero_width_as_space(m: re.Match[str]) -> str:
