@@ -11,6 +11,7 @@ import os
 import pickle
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from bot.calibration import (
     COVER_PROBABILITY,
     COVER_TOP_K,
+    KB_FIT_ORDERS,
+    KB_FIT_PASSES,
     SUGGEST_FLOOR,
     TAKE_OVER_PROBABILITY,
     CalibrationSet,
@@ -51,9 +54,10 @@ if TYPE_CHECKING:
     from bot.model_swap import ModelSwapper
 from nlu import IntentClassifier, ModelRegistry
 from nlu.artifact import read_base_memory, read_dev_split
-from nlu.corpora import CLINC150_OOS_DEV
+from nlu.corpora import BANKING77_TRAIN, CLINC150_OOS_DEV
 from nlu.data import read_labelled_csv
 from nlu.language import LanguageGate
+from nlu.spelling import DICTIONARY, MAX_EDITS, MIN_LENGTH, SpellingCorrector, words
 from retrieval.embedder import OnnxSentenceEmbedder, embedder_key
 from retrieval.errors import RetrievalError
 from retrieval.knowledge_base import DEFAULT_FUSION, DEFAULT_TOP_CONFIDENCE, STARTER_PRIOR, KnowledgeBase
@@ -99,6 +103,22 @@ def replicate_kb(kb: KnowledgeBase) -> SyncResult | None:
     return replicator.sync() if replicator is not None else None
 
 
+@functools.cache
+def _corpus_words() -> frozenset[str]:
+    """The training corpus's words found in at least two of its messages (a one-off is most often
+    a typo: "acount", "paymet")."""
+    with open(BANKING77_TRAIN, encoding="utf-8") as f:
+        seen = Counter(w for row in csv.DictReader(f) for w in words(row["text"]))
+    return frozenset(w for w, n in seen.items() if n >= 2)
+
+
+def speller(classifier: IntentClassifier) -> SpellingCorrector:
+    """The spelling correction of :func:`build_policy`'s policy: the training corpus's words as the
+    domain vocabulary (the knowledge base's are added by the policy), the model's tokenizer's whole
+    words known."""
+    return SpellingCorrector(_corpus_words(), known=classifier.whole_words())
+
+
 def build_policy(
     settings: Settings,
     version: str | None = None,
@@ -131,6 +151,7 @@ def build_policy(
         information=load_information(),
         language=language_gate(),
         cache_dir=settings.cache_dir,
+        speller=speller(classifier),
     )
     config = PolicyConfig.load(path) if stored_thresholds else None
     if config is None and calibrate_if_missing:
@@ -147,8 +168,9 @@ def build_policy(
 KB_CALIBRATION_FILE = "calibration.json"
 _calibration_sets: dict[str, CalibrationSet] = {}
 #: Bump when the pickled ``CalibrationSet``/``Signals`` change shape, or the signals themselves (2: an
-#: int8 classifier reads each message alone, not in batches of 64): older cache files are ignored.
-CALIBRATION_CACHE_FORMAT = 2
+#: int8 classifier reads each message alone, not in batches of 64; 3: misspelt words are corrected
+#: first, :mod:`nlu.spelling`): older cache files are ignored.
+CALIBRATION_CACHE_FORMAT = 3
 _calibration_lock = threading.Lock()
 
 
@@ -296,6 +318,10 @@ KB_FIT = hashlib.sha256(
             ("general_top", 1),
             # rule suggest: which hits are offered (Signals.suggestions) and the bar's floor.
             ("suggest", SUGGEST_DEPTH, SUGGEST_RELATIVE, SUGGEST_FLOOR, OPERATOR_TAG, 1),
+            # The search: rounds of coordinate search from each order of the groups.
+            ("search", KB_FIT_PASSES, KB_FIT_ORDERS),
+            # What the encoders read: misspelt words corrected (nlu.spelling).
+            ("spelling", MIN_LENGTH, MAX_EDITS, DICTIONARY),
         )
     ).encode()
 ).hexdigest()[:16]

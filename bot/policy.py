@@ -50,6 +50,7 @@ from nlu import IntentClassifier, Prediction
 from nlu.corrections import OVERRIDE_SIMILARITY, CorrectionMemory, OverrideMatch
 from nlu.knn import Memory
 from nlu.language import LanguageGate, LanguageResult, handoff_reply
+from nlu.spelling import SpellingCorrector, words
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import DEFAULT_TOP_CONFIDENCE, Hit, Holdout, KnowledgeBase
 
@@ -628,8 +629,13 @@ class AnswerPolicy:
         information: ExemplarSet | None = None,
         language: LanguageGate | None = None,
         cache_dir: Path | None = None,
+        speller: SpellingCorrector | None = None,
     ) -> None:
         self.classifier = classifier
+        #: Corrects misspelt words before the encoders and the keyword index read a message
+        #: (:mod:`nlu.spelling`); the knowledge base's own words are learnt as it changes.
+        self.speller = speller
+        self._speller_revision = -1
         self.base_memory = base_memory
         self.kb = kb
         self.smalltalk = smalltalk.embed_with(kb.embedder.embed)
@@ -699,6 +705,19 @@ class AnswerPolicy:
             for i, text in enumerate(texts)
         ]
 
+    def read(self, texts: Sequence[str]) -> list[str]:
+        """What the encoders and the keyword index read of ``texts``: each with its misspelt words
+        corrected (:attr:`speller`; the texts as they are without one). The language is told from
+        what was typed, and what is stored keeps it."""
+        if self.speller is None:
+            return list(texts)
+        revision = self.kb.revision
+        if revision != self._speller_revision:
+            entries = self.kb.entries()
+            self.speller.learn(w for e in entries for t in (*e.questions, e.answer) for w in words(t))
+            self._speller_revision = revision
+        return [self.speller.correct(t) for t in texts]
+
     def _encode(self, texts: list[str]) -> tuple[list[Prediction], np.ndarray]:
         """The classifier's predictions and the base encoder's ``(n, dim)`` vectors of what it
         judged (for a long text, the window the classifier kept).
@@ -709,7 +728,7 @@ class AnswerPolicy:
         against 19.8-23.3 ms sequential, within the run-to-run spread), 2026-12-01.
         """
         with timed("classifier"):
-            predictions = self.classifier.predict(texts)
+            predictions = self.classifier.predict(self.read(texts))
         with timed("base_encoder"):
             vectors = self.kb.embedder.embed([p.judged_text for p in predictions])
         return predictions, vectors

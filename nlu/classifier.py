@@ -224,6 +224,10 @@ class IntentClassifier:
         assert embeddings is not None and similarities is not None
         return logits, embeddings, similarities
 
+    def whole_words(self) -> set[str]:
+        """The words of letters the model's tokenizer knows whole (:meth:`TextEncoder.whole_words`)."""
+        return self._tokenizer.whole_words()
+
     def windows_needed(self, text: str) -> int:
         """How many windows of the model :meth:`predict` would run for ``text`` (1 for a text that
         fits; at most :data:`nlu.tokenization.MAX_WINDOWS`): what reading it costs, in units of one

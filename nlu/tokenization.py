@@ -86,6 +86,10 @@ class TextEncoder:
         self._whole = whole
         self.max_length = max_length
 
+    def whole_words(self) -> set[str]:
+        """The vocabulary's entries that are whole words of letters (not "##" pieces or symbols)."""
+        return {w for w in self._tokenizer.get_vocab() if w.isalpha()}
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids (with [CLS] and [SEP]) for each text: its first ``max_length`` tokens (full-width
         ASCII forms read as ASCII)."""

@@ -1,0 +1,75 @@
+"""Spelling correction before the encoders read a message (:mod:`nlu.spelling`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nlu.spelling import SpellingCorrector, words
+
+
+@pytest.fixture(scope="module")
+def speller() -> SpellingCorrector:
+    return SpellingCorrector(["debit", "topup", "cashpoint", "Zelle", "paperless"], known=["neighbor"])
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        ("stil no deit card in the mail", "still no debit card in the mail"),
+        ("freeze my card uwtil i figuer out where", "freeze my card until i figure out where"),
+        ("Waitibng for my card", "Waiting for my card"),  # the first word may start with a capital
+        ("my topuo failed", "my topup failed"),  # the domain's word, not a rarer English one
+        ("zelel payment", "zelle payment"),
+    ],
+)
+def test_misspelt_words_are_corrected(speller: SpellingCorrector, typed: str, read: str) -> None:
+    assert speller.correct(typed) == read
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "is it free to use cashpoints",  # a plural of a domain word is not another word
+        "My neighbor uses Zelle",  # known words
+        "send it to Queenstown",  # a capital mid-message: a name
+        "is my HELOC rate fixed",  # capitals kept
+        "my pin was blocked",  # words shorter than four letters are not read
+        "email jonh.smith@example.com or file reprot.pdf",  # parts of an address or a file name
+        "ref abc123x and order_numbr",  # joined to digits or an underscore
+        "i havent got it, isnt it sent",  # an apostrophe left out is the customer's way of writing
+        "¿Dónde está?",  # letters outside ASCII are not read as words
+        "",
+        "   ",
+    ],
+)
+def test_what_is_not_a_misspelt_word_is_left_as_typed(speller: SpellingCorrector, typed: str) -> None:
+    assert speller.correct(typed) == typed
+
+
+def test_spacing_and_punctuation_are_kept(speller: SpellingCorrector) -> None:
+    assert speller.correct("  stil, no card!!\n(waitibng)") == "  still, no card!!\n(waiting)"
+
+
+def test_words_learnt_later_are_known_and_offered(speller: SpellingCorrector) -> None:
+    fresh = SpellingCorrector()
+    assert fresh.correct("set up payid") == "set up paid"
+    fresh.learn(words("How do I set up PayID?"))
+    assert fresh.correct("set up payid") == "set up payid"
+    assert fresh.correct("set up paiyd") == "set up payid"  # the domain's word first
+
+
+def test_the_policy_reads_corrected_words_and_learns_the_banks_own(teller_env: object) -> None:
+    """What the encoders read is corrected, with the knowledge base's words learnt as it changes;
+    the signals keep the text as typed (what is stored and what the language is told from)."""
+    from bot.assistant import build_policy
+    from bot.settings import get_settings
+    from retrieval.entry import KBEntry
+
+    policy = build_policy(get_settings())
+    assert policy.read(["still waitibng for my card"]) == ["still waiting for my card"]
+    assert policy.read(["join kiwisavr"]) == ["join kiwisavr"]  # no word near it yet
+    policy.kb.add([KBEntry.build("kiwisaver", ["How do I join KiwiSaver?"], "Ask us in the app.")])
+    assert policy.read(["join kiwisavr", "my KiwiSaver"]) == ["join kiwisaver", "my KiwiSaver"]
+    [signals] = policy.signals(["still waitibng for my card"])
+    assert signals.text == "still waitibng for my card"
+    assert signals.prediction.text == "still waiting for my card"
