@@ -17,7 +17,7 @@ from bot.cli.app import JsonOpt, app, emit_json, err, out
 from bot.cli.operations import local_actor
 from bot.errors import InputError
 from bot.settings import get_settings
-from bot.storage import AuditAction, AuditEntry
+from bot.storage import AuditAction, AuditEntry, Store
 
 retention_app = typer.Typer(
     help="Retention: remove messages older than TELLER_RETENTION_DAYS (`teller serve` does it hourly).",
@@ -33,6 +33,19 @@ UserOpt = Annotated[str, typer.Option("--user", help="The customer's user id on 
 def _interactive() -> bool:
     """Whether someone can answer a question (stdin is a terminal)."""
     return sys.stdin.isatty()
+
+
+def stored_customer(store: Store, channel: str, user: str) -> str:
+    """The user id Teller stores for what an operator typed (``channel`` already checked by
+    :func:`bot.privacy.erasure.customer`): on the web, a verified customer named by the bank's
+    customer id is stored as its keyed digest (``c_…``, :func:`bot.web.sessions.stored_user_id`);
+    a stored id (``w_…``/``c_…``) and every other channel's id are kept as typed. ``teller forget``
+    and ``teller audit`` resolve an id the same way, as ``DELETE /api/customers/web/{id}`` does."""
+    if channel != "web":
+        return user
+    from bot.web.sessions import stored_user_id
+
+    return stored_user_id(store, user)
 
 
 def _counts_table(counts: dict[str, int], title: str | None = None) -> Table:
@@ -67,10 +80,7 @@ def forget(
     actor = str(local_actor())
     store = open_store(get_settings())
     try:
-        if channel == "web":  # a verified customer is named by the bank's id; stored as its digest
-            from bot.web.sessions import stored_user_id
-
-            user = stored_user_id(store, user)
+        user = stored_customer(store, channel, user)  # a verified web customer: the bank's id
         eraser = Eraser(store)
         if not dry_run and not yes:
             if not _interactive():
@@ -235,7 +245,9 @@ def audit(
     retrains and model activations, by whom, when, with their receipts.
 
     Customers are named by a keyed pseudonym only; --channel C --user U finds the entries about one
-    customer (to check an erasure happened) without the log ever holding the id."""
+    customer (to check an erasure happened) without the log ever holding the id. A web customer
+    is named as `teller forget` names them: by the bank's customer id of a verified customer (or
+    the stored w_/c_ id)."""
     from bot.assistant import open_store
     from bot.privacy.erasure import customer, pseudonym
 
@@ -246,7 +258,12 @@ def audit(
     start = parse_since(since) if since is not None else None
     store = open_store(get_settings())
     try:
-        subject = pseudonym(store, *customer(channel, user)) if channel and user else None
+        subject: set[str] | None = None
+        if channel and user:
+            channel, user = customer(channel, user)
+            # The id as stored (what forget and the API erase), and as typed: an entry recorded for
+            # an id erased exactly as given (Eraser called directly) is found too.
+            subject = {pseudonym(store, channel, u) for u in (stored_customer(store, channel, user), user)}
         entries = store.audit.entries(action=action, actor=actor, since=start, limit=limit, subject=subject)
     finally:
         store.close()
