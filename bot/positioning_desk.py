@@ -193,7 +193,7 @@ class PositioningDesk:
             self.store.close()
 
     def brief_dir(self, interview_id: str) -> Path:
-        return self.settings.home / "briefs" / interview_id
+        return self.settings.briefs_dir / interview_id
 
     # ------------------------------------------------------------------------------ briefs
 

@@ -67,7 +67,9 @@ def forget(
     as_json: JsonOpt = False,
 ) -> None:
     """Erase one customer: their messages, conversations, feedback, review items, corrections and
-    handoffs, in one transaction, recorded in the audit log under a pseudonym; prints the receipt.
+    handoffs, in one transaction, recorded in the audit log under a pseudonym, and their words in
+    positioning briefs (the database's and TELLER_HOME/briefs/), replaced by "[erased]"; prints
+    the receipt (--dry-run counts it all and changes nothing).
     A web customer the bank's backend vouched for is named by the bank's customer id.
 
     Asks first on a terminal unless --yes; without a terminal, --yes is required (it cannot be
@@ -78,10 +80,11 @@ def forget(
 
     channel, user = customer(channel, user)
     actor = str(local_actor())
-    store = open_store(get_settings())
+    settings = get_settings()
+    store = open_store(settings)
     try:
         user = stored_customer(store, channel, user)  # a verified web customer: the bank's id
-        eraser = Eraser(store)
+        eraser = Eraser(store, settings.briefs_dir)
         if not dry_run and not yes:
             if not _interactive():
                 raise InputError("erasing cannot be undone: pass --yes to erase without a terminal")
@@ -131,9 +134,10 @@ def retention_run(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove messages older than the retention period, with their feedback, flags, review
-    filings, deliveries, closed handoffs and emptied conversations; and texts that waited over a
-    day in the outbox. With retention off (no --days, TELLER_RETENTION_DAYS unset) only the outbox
-    is swept. Recorded in the audit log."""
+    filings, deliveries, closed handoffs and emptied conversations, and their quotes in positioning
+    briefs (replaced by "[erased]"); and texts that waited over a day in the outbox. With
+    retention off (no --days, TELLER_RETENTION_DAYS unset) only the outbox is swept. Recorded in
+    the audit log."""
     from bot.assistant import open_store
     from bot.privacy.retention import LOCK, Retention
 
@@ -149,7 +153,9 @@ def retention_run(
                     "a retention run is in progress (here or on another replica); try again shortly"
                 )
         try:
-            report = Retention(store).run(days, str(local_actor()), dry_run=dry_run)
+            report = Retention(store, briefs=settings.briefs_dir).run(
+                days, str(local_actor()), dry_run=dry_run
+            )
         finally:
             if lease is not None:
                 lease.release()
