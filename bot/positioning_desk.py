@@ -1,6 +1,10 @@
 """Positioning interviews inside Teller: the interview service, briefs grounded in Teller's own
 classifier, knowledge base and message log, and the interview as a chat (Slack DMs).
 
+A product manager's answers are redacted where Teller receives them (:class:`RedactingInterviewService`,
+the service every front end drives: the terminal, Slack): a card number, e-mail address or phone
+number pasted into an answer never reaches the interview's stored state, its replies or the brief.
+
 In a chat, a product manager's interview is keyed by channel and user (``slack:U123``), so the
 terminal's interviews and each PM's stay apart. Buttons carry values of the form
 ``iv:<interview>:<question>:<answer>`` (or ``iv:<interview>:back|skip``): a button pressed on an old
@@ -20,6 +24,7 @@ from bot.assistant import build_policy, open_store
 from bot.choices import INTERVIEW_PREFIX, Choice, interview_value, is_choice
 from bot.core import INTERVIEW_TURN, Incoming, MultiSelect, Outgoing
 from bot.policy import AnswerPolicy
+from bot.privacy.redaction import redact, scan
 from bot.settings import Settings
 from bot.storage import Store
 from positioning.brief import BriefExtras, BriefFiles, write_brief
@@ -51,7 +56,7 @@ from positioning.rules import TELLER_ADVICE_RULE, Rules, product_rules
 from positioning.scoring import PositioningScore, parse_market_override, score
 from positioning.script import DEFAULT_SCRIPT, load_script
 from positioning.segments import choose_target, excluded_by_persona, map_persona, seen_segments
-from positioning.session import InterviewService, Reply, parse_start
+from positioning.session import InterviewService, Reply, parse_command, parse_start
 from positioning.trend import TREND_RUNS, run_of
 
 log = logging.getLogger(__name__)
@@ -72,6 +77,68 @@ INTERVIEW_USAGE = (
 
 #: Answers that refine the brief when an interview has them (see :meth:`PositioningDesk.write_brief`).
 OPTIONAL_ANSWERS = ("need_coverage", "need_links", "resolution", "market_match")
+
+
+#: The answer types a product manager types freely, and so may paste personal data into: redacted.
+#: Numbers, scales and choices are parsed into a figure or one of the script's options (redacting
+#: "12345678" would turn a count into ``[ACCOUNT]``).
+FREE_TEXT = ("text", "list")
+
+
+class RedactingInterviewService(InterviewService):
+    """The interview service as Teller runs it: an answer to a free-text question (:data:`FREE_TEXT`)
+    is redacted (:func:`bot.privacy.redaction.scan`, as customers' messages are) before the engine
+    reads it, so what is checked, stored (``interviews.state``), shown back and written into the
+    brief is the redacted text. Commands (``back``, ``edit 3``, ...) and answers to other questions
+    pass as typed. Each redaction is logged (``interview_answer_redacted``: interview, question and
+    the kinds found, never the values)."""
+
+    def handle(self, user_id: str, text: str, interview_id: str | None = None) -> Reply:
+        """:meth:`InterviewService.handle` with ``text`` redacted when it answers a free-text
+        question. Raises what that raises (:class:`PositioningError`: no interview in progress)."""
+        return super().handle(user_id, self.redacted(user_id, text, interview_id), interview_id)
+
+    def redacted(self, user_id: str, text: str, interview_id: str | None = None) -> str:
+        """``text`` as the interview should take it: redacted if it answers the current question of
+        the user's interview (``interview_id``, else the one in progress) and that question is
+        free text; as given otherwise (a command, another type, no such interview)."""
+        if parse_command(text, self.engine.script) is not None:
+            return text
+        try:
+            state = self.store.get(interview_id, user_id) if interview_id else self.store.active_for(user_id)
+        except PositioningError:
+            return text  # handle() says so
+        prompt = self.engine.prompt(state) if state is not None else None
+        if state is None or prompt is None or prompt.question.type not in FREE_TEXT:
+            return text
+        found = scan(text)
+        if found.findings:
+            log.info(
+                "interview_answer_redacted",
+                extra={
+                    "fields": {
+                        "interview": state.id,
+                        "question": prompt.question.id,
+                        "kinds": sorted({f.kind for f in found.findings}),
+                    }
+                },
+            )
+        return found.text
+
+
+def redacted_answers(answers: dict[str, Any]) -> dict[str, Any]:
+    """``answers`` with every text (and every text item of a list) redacted: what a brief renders,
+    so that an interview stored before answers were redacted on receipt
+    (:class:`RedactingInterviewService`) does not carry personal data into it. Figures stay."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return {key: clean(value) for key, value in answers.items()}
 
 
 @dataclass(frozen=True)
@@ -99,7 +166,9 @@ class PositioningDesk:
         self.engine = InterviewEngine(load_script(script), suggest=self.suggest, known=self.known_ids)
         self._own_store = store is None
         self.store = store or open_store(settings)
-        self.service = InterviewService(self.engine, self.store.interviews, defaults=self.measured_figures)
+        self.service: InterviewService = RedactingInterviewService(
+            self.engine, self.store.interviews, defaults=self.measured_figures
+        )
         self._policy = policy
 
     def measured_figures(self) -> dict[str, Any]:
@@ -124,7 +193,7 @@ class PositioningDesk:
             self.store.close()
 
     def brief_dir(self, interview_id: str) -> Path:
-        return self.settings.home / "briefs" / interview_id
+        return self.settings.briefs_dir / interview_id
 
     # ------------------------------------------------------------------------------ briefs
 
@@ -298,6 +367,8 @@ class PositioningDesk:
                 if k in state.answers and k not in self.engine.script.questions
             }
         )
+        # Redacted on receipt since; an interview stored before is redacted here, for the brief.
+        answers = redacted_answers(answers)
         since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
         exchanges = self.logged_exchanges(since)
         policy = self.policy

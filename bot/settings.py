@@ -420,6 +420,12 @@ class Settings(BaseSettings):
         return self.home / "kb"
 
     @property
+    def briefs_dir(self) -> Path:
+        """Where positioning briefs are written, one directory per interview (erasure and
+        retention rewrite the quotes of the messages they remove there too)."""
+        return self.home / "briefs"
+
+    @property
     def kb_seed(self) -> Path | None:
         """The file a new knowledge base is filled from (``TELLER_KB_STARTER``), or None to start empty."""
         from retrieval.knowledge_base import DEFAULT_KB_FILE

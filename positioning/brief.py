@@ -10,14 +10,21 @@ data URIs, nothing fetched from elsewhere).
 Text Teller did not write (customers' questions, the interview's answers) goes in through
 :func:`escape_markdown`, so it reads as written and never as markup: no link, image, HTML tag,
 emphasis or table cell of its own.
+
+Customers' words appear in one place only: the candidate new needs, each labelled by its most
+central question and quoting up to three (``- label: 4 messages (2 distinct; …); e.g. “a”; “b”``).
+When those messages are erased or pass their retention, :func:`erase_quotes` replaces their quotes
+in a brief already written with :data:`ERASED`, and :func:`rewrite_files` puts the new text into
+``brief.md`` and renders ``brief.html`` again (the charts hold no customer text).
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,6 +242,100 @@ font-size:1.05rem}
 img{max-width:100%;height:auto;border:1px solid #e5e7eb}
 strong.pass{color:#15803d} strong.fail{color:#b91c1c}
 """.strip()
+
+
+#: What a quote of a customer's message reads once the message is erased or past its retention.
+ERASED = "[erased]"
+#: The line that opens the candidate new needs (the only lines that quote customers).
+_CANDIDATES = "**Candidate new needs**"
+#: What follows a candidate need's label: its messages and distinct questions.
+_LABEL_END = re.compile(r": \d+ messages? \(\d+ distinct")
+#: What ends a candidate need's line when it is a need already listed (the PM's words, not quoted).
+_LISTED = ". Already a listed need: “"
+
+
+def erase_quotes(markdown: str, texts: Iterable[str], placeholder: str = ERASED) -> tuple[str, int]:
+    """``(markdown with every quote of one of texts replaced by placeholder, quotes replaced)``.
+
+    ``markdown`` is a brief :func:`render` wrote; ``texts`` are customers' messages as stored (the
+    brief quotes them as :func:`escape_markdown` renders them, spaces folded, and compares them so).
+    A candidate need's label and its examples are each one whole message: one equal to a text is
+    replaced (identical words another customer wrote too, as the quote cannot tell whose they
+    were); nothing else in the brief changes (the PM's needs and answers, figures, headings).
+    ``(markdown, 0)`` when it quotes none of them. Never raises on strings."""
+    wanted = {escape_markdown(t) for t in texts if t and t.strip()}
+    if not wanted or _CANDIDATES not in markdown:
+        return markdown, 0
+    shown = escape_markdown(placeholder)
+    lines = markdown.split("\n")
+    replaced = 0
+    inside = False
+    for number, line in enumerate(lines):
+        if line.startswith(_CANDIDATES):
+            inside = True
+        elif inside and line.startswith("#"):
+            break
+        elif inside and line.startswith("- "):
+            lines[number], count = _erase_line(line, wanted, shown)
+            replaced += count
+    return ("\n".join(lines), replaced) if replaced else (markdown, 0)
+
+
+def _erase_line(line: str, wanted: set[str], shown: str) -> tuple[str, int]:
+    """One candidate need's line with its label and examples found in ``wanted`` shown as ``shown``."""
+    count = 0
+    ends = list(_LABEL_END.finditer(line))
+    label = next((m for m in ends if line[2 : m.start()] in wanted), None)
+    if label is not None:
+        line = f"- {shown}{line[label.start() :]}"
+        start = 2 + len(shown) + label.end() - label.start()
+        count += 1
+    else:
+        start = ends[0].end() if ends else 2
+    stop = line.rfind(_LISTED)
+    stop = stop if stop >= start else len(line)
+    body = line[start:stop]
+    opens = [i for i, c in enumerate(body) if c == "“"]
+    closes = [i for i, c in enumerate(body) if c == "”"]
+    quoted = {body[a + 1 : b] for a in opens for b in closes if b > a} & wanted
+    for text in sorted(quoted, key=len, reverse=True):
+        count += body.count(f"“{text}”")
+        body = body.replace(f"“{text}”", f"“{shown}”")
+    return line[:start] + body + line[stop:], count
+
+
+def rewrite_files(directory: str | Path, before: str, after: str, dry_run: bool = False) -> bool:
+    """Put ``after`` into the brief written in ``directory`` if its ``brief.md`` holds ``before``
+    (the brief as it was recorded), and render its ``brief.html`` again from it with the same title
+    and charts; each file replaced atomically. ``dry_run``: only say whether it would. Returns
+    whether the brief was (or would be) rewritten: False when the directory holds no brief, or
+    another one. Raises :class:`OSError` when a file cannot be read or written."""
+    directory = Path(directory)
+    markdown = directory / "brief.md"
+    try:
+        current = markdown.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    if current != before or before == after:
+        return False
+    if dry_run:
+        return True
+    page = directory / "brief.html"
+    title = "Positioning brief"
+    if page.is_file():
+        found = re.search(r"<title>(.*?)</title>", page.read_text(encoding="utf-8"), re.DOTALL)
+        title = html.unescape(found[1]) if found else title
+    images = {p.name: p.read_bytes() for p in sorted(directory.glob("*.png"))}
+    _replace(markdown, after)
+    _replace(page, to_html(after, images, title))
+    return True
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a staging file renamed over it (never half written)."""
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
 
 
 def to_html(markdown: str, images: Mapping[str, bytes], title: str = "Positioning brief") -> str:

@@ -355,6 +355,9 @@ class InterviewEngine:
             return Turn(
                 state, self.prompt(state), "there is nothing to keep yet: type the items, one per line"
             )
+        repeated = self._listed_twice(state, question)
+        if repeated:  # an answer kept from before lists were checked: no line could ever pass
+            return Turn(state, self.prompt(state), repeated)
         try:
             value = parse_answer(question, raw, self.names(state.answers, question), self.known_ids(question))
         except ValueError as exc:  # the state is unchanged: the same question, with the reason
@@ -380,6 +383,20 @@ class InterviewEngine:
             except ValueError:
                 del state.answers[q.id]
 
+    def _listed_twice(self, state: InterviewState, question: Question) -> str:
+        """For a per-item question whose list (``per``) names an item twice (an answer stored before
+        lists were checked for it), what to tell the PM: which item, and the ``edit`` that fixes
+        the list; empty otherwise."""
+        if question.per is None or not isinstance(state.answers.get(question.per), list):
+            return ""
+        try:
+            _check_unique(state.answers[question.per])
+        except ValueError as exc:
+            ids = [q.id for q in self.questions(state)]
+            number = ids.index(question.per) + 1 if question.per in ids else question.per
+            return f"the answer to question {number} ({question.per}): {exc}; type edit {number} to fix it"
+        return ""
+
     def _unnamed(self, state: InterviewState, question: Question, value: Any) -> str:
         """The needs (numbered) a per-need answer leaves out when this interview requires every
         one (``required_in``); empty otherwise."""
@@ -393,7 +410,12 @@ class InterviewEngine:
         self._check_active(state)
         question = self.script.question(state.current or "")
         if question.required_for(state.mode):
-            return Turn(state, self.prompt(state), "this question is required; it cannot be skipped")
+            repeated = self._listed_twice(state, question)
+            return Turn(
+                state,
+                self.prompt(state),
+                repeated or "this question is required; it cannot be skipped",
+            )
         new = self._copy(state)
         new.answers.pop(question.id, None)
         if question.id not in new.skipped:
@@ -570,9 +592,26 @@ def parse_answer(
         bad = [i for i in items if not re.search(question.pattern, i)]
         if bad:
             raise ValueError(f"{bad[0]!r}: {question.pattern_hint or 'does not have the expected form'}")
+    if question.unique:
+        _check_unique(items)
     if question.format:
         items = check_items(question.format, items, names, known)
     return items
+
+
+def _check_unique(items: Sequence[str]) -> None:
+    """``ValueError`` naming the first item whose name (:func:`positioning.formats.item_names`)
+    repeats an earlier one's, ignoring case and spaces: ``"track a card | 5"`` and ``"Track  a
+    card | 2"`` name the same need."""
+    first: dict[str, tuple[int, str]] = {}
+    for number, name in enumerate(item_names(items), start=1):
+        key = " ".join(name.casefold().split())
+        if key in first:
+            earlier, wording = first[key]
+            raise ValueError(
+                f"“{wording}” is listed twice (items {earlier} and {number}); list each one once, on one line"
+            )
+        first[key] = (number, " ".join(name.split()))
 
 
 #: Characters that group digits (never a decimal mark): spaces of every width, apostrophes.

@@ -22,13 +22,15 @@ number. ``suggest`` names the caller's suggestion (``suggest`` of
 :class:`positioning.engine.InterviewEngine`, e.g. ``links``), worked out from the answers of the
 ``suggest_from`` questions when the question is reached, and kept (with Enter or "ok") or edited.
 ``required_in`` lists the modes in which an optional question is required after all (a per-need
-list then names every need).
+list then names every need). ``unique`` makes a list refuse an item named twice (the text before an
+item's first ``|``, compared ignoring case and spaces); a list another question is ``per`` is always
+unique, since one line per item could never be given for an item listed twice.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,9 @@ class Question:
     #: The modes in which an optional question is required after all; a per-need list (``per``)
     #: must then name every need (the quick interview's competitor coverage of each need).
     required_in: tuple[str, ...] = ()
+    #: A list whose items must be named once each (see the module); set for every list a later
+    #: question is ``per``.
+    unique: bool = False
 
     def required_for(self, mode: str) -> bool:
         """Is the question required in an interview of ``mode``?"""
@@ -218,6 +223,7 @@ def _question(raw: dict[str, Any], where: str) -> Question:
         suggest=str(raw["suggest"]) if raw.get("suggest") else None,
         suggest_from=suggest_from,
         required_in=required_in,
+        unique=bool(raw.get("unique", False)),
     )
 
 
@@ -259,6 +265,11 @@ def load_script(path: str | Path = DEFAULT_SCRIPT) -> Script:
             questions[q.id] = q
             step_of[q.id] = index
         steps.append(Step(str(raw_step.get("id", f"step{index + 1}")), str(raw_step.get("title", "")), qs))
+    # A list that per-item questions name must name each item once: "one line per need" cannot be
+    # answered for a need listed twice.
+    named = {q.per for q in questions.values() if q.per}
+    questions = {k: replace(q, unique=True) if k in named else q for k, q in questions.items()}
+    steps = [replace(s, questions=tuple(questions[q.id] for q in s.questions)) for s in steps]
     quick = [q for q in questions.values() if QUICK in q.modes]
     if quick and len(quick) > QUICK_LIMIT:
         raise ScriptError(f"{path}: the quick interview asks {len(quick)} questions (at most {QUICK_LIMIT})")

@@ -159,3 +159,33 @@ def test_teller_audit_lists_filters_and_finds_a_customer_by_their_id(home: Path,
     assert bad.exit_code == 2 and "unknown action 'deleted'" in bad.stderr
     half = runner.invoke(app, ["audit", "--channel", "web"])
     assert half.exit_code == 2 and "go together" in half.stderr
+
+
+def test_teller_audit_finds_a_verified_web_customer_by_the_bank_s_id(home: Path) -> None:
+    """A web customer the bank's backend vouched for is stored (and erased, and pseudonymised) by
+    their keyed digest (``c_…``): ``teller audit`` maps the bank's id the way ``teller forget`` and
+    ``DELETE /api/customers/web/{id}`` do, so the erasure is found by the id the operator knows."""
+    from bot.storage import NewExchange
+    from bot.web.sessions import stored_user_id
+
+    store = Store(home / "teller.db")
+    stored = stored_user_id(store, "cust-pii-1")
+    assert stored.startswith("c_")
+    store.conversations.record_exchange(NewExchange("web", stored, stored, "where is my card", "On its way"))
+    store.close()
+
+    erased = runner.invoke(app, ["forget", "--channel", "web", "--user", "cust-pii-1", "--yes", "--json"])
+    assert erased.exit_code == 0, erased.output
+    receipt = json.loads(erased.stdout)
+    assert receipt["counts"]["messages"] == 2
+
+    about = runner.invoke(app, ["audit", "--channel", "web", "--user", "cust-pii-1", "--json"])
+    assert about.exit_code == 0, about.output
+    assert [json.loads(line)["id"] for line in about.stdout.splitlines()] == [receipt["audit_id"]]
+    table = runner.invoke(app, ["audit", "--channel", "web", "--user", "cust-pii-1"])
+    assert "No audit entries match." not in table.stdout and "cust-pii-1" not in table.stdout
+    # The stored id finds the same entry; another customer's id finds none.
+    by_stored = runner.invoke(app, ["audit", "--channel", "web", "--user", stored, "--json"])
+    assert by_stored.stdout == about.stdout
+    other = runner.invoke(app, ["audit", "--channel", "web", "--user", "cust-pii-2", "--json"])
+    assert other.exit_code == 0 and other.stdout == ""

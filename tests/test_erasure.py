@@ -4,7 +4,9 @@ pseudonym only. Then ``teller forget`` and ``DELETE /api/customers/{channel}/{us
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +223,8 @@ def test_erasure_removes_everything_of_one_customer_and_nothing_of_anyone_else(s
         "deliveries": 3,
         "outbox": 1,
         "outcomes": 0,
+        "briefs_rewritten": 0,
+        "brief_files_rewritten": 0,
     }
     assert receipt.kb_entries == ("op_why_was_my_zebra_charged_twice",)
     assert any("until the next retrain" in c for c in receipt.caveats)
@@ -391,6 +395,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def test_teller_forget_erases_and_prints_the_receipt(home: Path) -> None:
+    store = Store(home / "teller.db")
+    record_brief(store, home / "briefs", ["where is my zebra card", "where is my card please"])
+    store.close()
     refused = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice"])
     assert refused.exit_code == 2 and "pass --yes" in refused.stderr
 
@@ -403,6 +410,9 @@ def test_teller_forget_erases_and_prints_the_receipt(home: Path) -> None:
     receipt = json.loads(result.stdout)
     assert receipt["counts"]["messages"] == 6 and receipt["actor"] == "cli:robin"
     assert receipt["subject"].startswith("p_") and isinstance(receipt["audit_id"], int)
+    # Her words leave the brief TELLER_HOME/briefs holds (the database's copy too).
+    assert receipt["counts"]["briefs_rewritten"] == receipt["counts"]["brief_files_rewritten"] == 1
+    assert "zebra" not in (home / "briefs" / "iv_1" / "brief.md").read_text(encoding="utf-8")
 
     table = runner.invoke(app, ["forget", "--channel", "web", "--user", "alice", "--yes"])
     assert table.exit_code == 0 and "Nothing was stored about this customer." in table.stdout
@@ -464,9 +474,13 @@ def test_the_erasure_endpoint_is_off_without_a_key(web: tuple[Store, World, Tell
     assert count(store, schema.messages, schema.messages.c.user_id == "alice") == 6
 
 
-def test_the_erasure_endpoint_wants_the_operator_key(web: tuple[Store, World, TellerCore]) -> None:
+def test_the_erasure_endpoint_wants_the_operator_key(
+    web: tuple[Store, World, TellerCore], tmp_path: Path
+) -> None:
     store, world, core = web
-    with TestClient(create_app(core, operator_key=KEY)) as client:
+    root = tmp_path / "briefs"
+    record_brief(store, root, ["where is my zebra card", world.bob_text])
+    with TestClient(create_app(core, operator_key=KEY, briefs_dir=root)) as client:
         missing = client.delete("/api/customers/web/alice")
         wrong = client.delete("/api/customers/web/alice", headers={"Authorization": "Bearer " + "x" * 32})
         basic = client.delete("/api/customers/web/alice", headers={"Authorization": f"Basic {KEY}"})
@@ -480,6 +494,8 @@ def test_the_erasure_endpoint_wants_the_operator_key(web: tuple[Store, World, Te
         assert receipt["counts"]["messages"] == 6 and receipt["actor"] == "api:operator"
         assert receipt["kb_entries"] == ["op_why_was_my_zebra_charged_twice"]
         assert receipt["subject"] == pseudonym(store, "web", "alice") and "alice" not in json.dumps(receipt)
+        assert receipt["counts"]["briefs_rewritten"] == receipt["counts"]["brief_files_rewritten"] == 1
+        assert "zebra" not in (root / "iv_1" / "brief.html").read_text(encoding="utf-8")
         m = schema.messages
         assert count(store, m, m.c.user_id == "alice") == 0 and count(store, m, m.c.id.in_(world.bob)) == 3
         [entry] = store.audit.entries(action=AuditAction.ERASURE)
@@ -569,40 +585,97 @@ def test_only_where_an_open_handoffs_thread_was_is_kept(store: Store) -> None:
     assert count(store, schema.erased_threads) == 1
 
 
-def test_the_receipt_counts_the_briefs_that_may_quote_the_customer(store: Store) -> None:
-    def brief() -> None:
-        now = store.database.clock.now()
-        with store.database.transaction() as connection:
-            if connection.execute(select(schema.interviews.c.id)).first() is None:
-                connection.execute(
-                    schema.interviews.insert().values(
-                        id="iv1",
-                        user_id="slack:UPM",
-                        script_id="s",
-                        status="completed",
-                        state="{}",
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            connection.execute(
-                schema.briefs.insert().values(
-                    interview_id="iv1",
-                    user_id="slack:UPM",
-                    days=30,
-                    markdown="# brief",
-                    score="{}",
-                    written_at=now,
-                )
-            )
+def record_brief(store: Store, root: Path, texts: list[str], interview: str = "iv_1") -> str:
+    """A positioning brief quoting ``texts`` (unanswered questions), written under ``root`` as the
+    desk writes it (``<root>/<interview>/brief.md``) and recorded in the store; its Markdown."""
+    from positioning.engine import COMPLETED, InterviewState
+    from tests.test_brief_erasure import write_quoting_brief
 
-    brief()  # written before the customer ever wrote: cannot quote them
-    say(store, "alice", "why was my zebra charged twice", route="handoff")
-    brief()
-    brief()
+    if not store.interviews.for_user("slack:UPM"):
+        store.interviews.save(InterviewState(interview, "slack:UPM", "five-step", status=COMPLETED))
+    markdown = write_quoting_brief(root / interview, texts)
+    store.interviews.record_brief(interview, "slack:UPM", 30, markdown, {})
+    return markdown
+
+
+def briefs_quoting(store: Store, words: str) -> int:
+    return count(store, schema.briefs, schema.briefs.c.markdown.like(f"%{words}%"))
+
+
+def test_the_customer_s_words_leave_the_briefs_that_quote_them(store: Store, tmp_path: Path) -> None:
+    """GDPR Art. 17: a brief's quotes of the customer's messages read “[erased]” in every brief row
+    and in the brief files that are copies of them (HTML rendered again); other customers' quotes
+    and the rest of the brief stay; a dry run counts the same and changes nothing."""
+    root = tmp_path / "briefs"
+    say(store, "alice", "where is my card 156", route="handoff")
+    say(store, "alice", "where  is my card 156", route="handoff")  # stored with other spacing
+    say(store, "bob", "where is my card 157", route="handoff")
+    for _ in range(5):
+        record_brief(store, root, ["where is my card 156", "where is my card 157", "how do I close it"])
+    files = [root / "iv_1" / "brief.md", root / "iv_1" / "brief.html"]
+    assert briefs_quoting(store, "where is my card 156") == 5
+    assert all("where is my card 156" in f.read_text(encoding="utf-8") for f in files)
+    before = {f: f.read_bytes() for f in files}
+
+    preview = Eraser(store, root).erase("web", "alice", "cli:robin", dry_run=True)
+    assert preview.counts["briefs_rewritten"] == 5 and preview.counts["brief_files_rewritten"] == 1
+    assert briefs_quoting(store, "where is my card 156") == 5
+    assert {f: f.read_bytes() for f in files} == before
+
+    receipt = Eraser(store, root).erase("web", "alice", "cli:robin")
+    assert receipt.counts["messages"] == 4
+    assert receipt.counts["briefs_rewritten"] == 5 and receipt.counts["brief_files_rewritten"] == 1
+    assert briefs_quoting(store, "where is my card 156") == 0
+    assert briefs_quoting(store, "“where is my card 157”") == 5  # Bob's, not erased
+    assert all("“\\[erased\\]”" in b.markdown for b in store.interviews.briefs("iv_1"))
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        assert "where is my card 156" not in text and "where is my card 157" in text
+        assert "[erased]" in text.replace("\\", "")
+    assert any(
+        c.startswith("5 positioning brief(s) quoted this customer's messages") for c in receipt.caveats
+    )
+    assert any(f"in 1 brief file(s) under {root}" in c for c in receipt.caveats)
+    entry = store.audit.entries(action=AuditAction.ERASURE)[0]
+    assert entry.details["counts"]["briefs_rewritten"] == 5
+    # Nothing of hers is quoted any more: erasing her again finds nothing, and says nothing of briefs.
+    again = Eraser(store, root).erase("web", "alice", "cli:robin")
+    assert again.total == 0 and not any("brief" in c for c in again.caveats)
+
+
+def test_briefs_written_before_the_customer_wrote_and_files_out_of_reach(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A brief written before the customer's first message cannot quote them and is not read; without
+    a briefs directory the receipt says the files were not checked; a file that cannot be written
+    is named in the caveats (and logged), after the database is erased all the same."""
+    root = tmp_path / "briefs"
+    early = record_brief(store, root, ["where is my card 156"])  # the same words, before she wrote them
+    say(store, "alice", "where is my card 156", route="handoff")
+    record_brief(store, root, ["where is my card 156"], interview="iv_1")
     receipt = Eraser(store).erase("web", "alice", "cli:robin")
-    assert any(c.startswith("2 positioning brief(s)") for c in receipt.caveats)
-    assert not any("brief" in c for c in Eraser(store).erase("web", "bob", "cli:robin").caveats)
+    assert receipt.counts["briefs_rewritten"] == 1 and receipt.counts["brief_files_rewritten"] == 0
+    assert any("no brief files were checked" in c for c in receipt.caveats)
+    assert [b.markdown == early for b in store.interviews.briefs("iv_1")] == [True, False]
+
+    say(store, "bob", "my card 999 is late", route="handoff")
+    record_brief(store, root, ["my card 999 is late"])
+
+    def refused(*_: object, **__: object) -> bool:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("bot.privacy.briefs.rewrite_files", refused)
+    with caplog.at_level(logging.ERROR, logger="bot.privacy.briefs"):
+        receipt = Eraser(store, root).erase("web", "bob", "cli:robin")
+    failure = next(r for r in caplog.records if r.getMessage() == "brief_file_rewrite_failed")
+    assert failure.fields == {  # type: ignore[attr-defined]
+        "directory": str(root / "iv_1"),
+        "error": "PermissionError",
+        "reason": "Permission denied",
+    }
+    assert receipt.counts["briefs_rewritten"] == 1 and receipt.counts["brief_files_rewritten"] == 0
+    assert any("could not be rewritten" in c and str(root / "iv_1") in c for c in receipt.caveats)
+    assert briefs_quoting(store, "my card 999") == 0
 
 
 def test_an_erased_item_s_id_is_never_given_to_another_customer_s(store: Store) -> None:

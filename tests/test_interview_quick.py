@@ -342,3 +342,50 @@ def test_quick_mode_rates_each_need_so_m_depends_on_demand(engine: InterviewEngi
         (5 * 10 / 35) / (5 * 10 / 35 + 3 * 20 / 35)
     )
     assert score(needs, judge(more_fees, links)).m < m
+
+
+def _to_needs(engine: InterviewEngine, service: InterviewService) -> Any:
+    state = service.start_or_resume("terminal", new=True, mode=QUICK).state
+    for key in ("product", "target_users"):
+        state = service.handle("terminal", ANSWERS[key], interview_id=state.id).state
+    assert state.current == "needs"
+    return state
+
+
+@pytest.mark.parametrize(
+    "needs",
+    [
+        "track a card that hasn't arrived | 5\ntrack a card that hasn't arrived | 2",
+        "track a card that hasn't arrived | 5\n  Track a card  that hasn't ARRIVED| 2",
+    ],
+)
+def test_a_need_listed_twice_is_refused_when_the_needs_are_given(
+    engine: InterviewEngine, service: InterviewService, needs: str
+) -> None:
+    """One line per need cannot be answered for a need listed twice (case and spaces aside): the
+    list is refused at once, naming the need, instead of every later per-need answer failing."""
+    state = _to_needs(engine, service)
+    reply = service.handle("terminal", needs, interview_id=state.id)
+    assert reply.state.current == "needs" and "needs" not in reply.state.answers
+    assert "“track a card that hasn't arrived” is listed twice (items 1 and 2)" in reply.text
+    assert "list each one once" in reply.text
+    fixed = service.handle("terminal", "track a card that hasn't arrived | 5\nunderstand a fee | 4", state.id)
+    assert fixed.state.current == "competitors"
+    assert engine.script.question("needs").unique and not engine.script.question("competitors").unique
+
+
+def test_an_interview_stored_with_a_need_listed_twice_says_how_to_fix_it(
+    engine: InterviewEngine, service: InterviewService
+) -> None:
+    """An interview saved before lists were checked carries the repeated need: its per-need question
+    says which need is repeated and which ``edit`` fixes it, instead of refusing every answer."""
+    state = _to_needs(engine, service)
+    state.answers["needs"] = ["track a card | 5", "track a card | 2"]
+    state.current = "need_coverage"
+    service.store.save(state)
+    reply = service.handle("terminal", "track a card | 2", interview_id=state.id)
+    assert "“track a card” is listed twice" in reply.text and "type edit 3 to fix it" in reply.text
+    skipped = service.handle("terminal", "skip", interview_id=state.id)
+    assert "type edit 3 to fix it" in skipped.text
+    edited = service.handle("terminal", "edit 3", interview_id=state.id)
+    assert edited.state.current == "needs"

@@ -195,6 +195,8 @@ EXPECTED = {
     "deliveries": 3,  # ann's reply, her handoff's notice, the old interview turn's
     "outbox": 2,  # ann's (with her message), eve's recent reply's (over a day old)
     "outcomes": 0,
+    "briefs_rewritten": 0,
+    "brief_files_rewritten": 0,
 }
 
 
@@ -250,6 +252,39 @@ def test_the_cutoff_is_exclusive(store: Store, clock_: FakeTime) -> None:
     assert report.counts["messages"] == 2 and report.counts["conversations"] == 1
     assert ids(store, schema.messages) == {at_cutoff[0].id, at_cutoff[1].id}
     assert store.conversations.conversation_id("web", older[0].user_id) is None
+
+
+def test_quotes_of_messages_past_their_time_leave_the_briefs(
+    store: Store, clock_: FakeTime, tmp_path: Path
+) -> None:
+    """A brief written while a message was kept quotes it; once the message is past retention, so
+    is the quote: “[erased]” in the brief rows (each counted once, however many batches touch it)
+    and in their files, the newer messages' quotes kept; a dry run counts and changes nothing."""
+    from tests.test_erasure import record_brief
+
+    root = tmp_path / "briefs"
+    clock_.at(NOW - 40 * DAY)
+    say(store, "u1", "where is my card 156", route="handoff")
+    say(store, "u2", "my card 160 never came", route="handoff")
+    clock_.at(NOW - 5 * DAY)
+    say(store, "u3", "where is my card 157", route="handoff")
+    for _ in range(2):
+        record_brief(store, root, ["where is my card 156", "my card 160 never came", "where is my card 157"])
+    clock_.at(NOW)
+    page = root / "iv_1" / "brief.html"
+    before = page.read_bytes()
+
+    preview = Retention(store, batch=1, briefs=root).run(30, dry_run=True)
+    assert preview.counts["briefs_rewritten"] == 2 and preview.counts["brief_files_rewritten"] == 1
+    assert page.read_bytes() == before
+
+    report = Retention(store, batch=1, briefs=root).run(30)
+    assert report.counts["messages"] == 4
+    assert report.counts["briefs_rewritten"] == 2 and report.counts["brief_files_rewritten"] == 1
+    for text in [b.markdown for b in store.interviews.briefs("iv_1")] + [page.read_text(encoding="utf-8")]:
+        assert "card 156" not in text and "card 160" not in text and "where is my card 157" in text
+    assert store.audit.entries(action=AuditAction.RETENTION)[0].details["counts"]["briefs_rewritten"] == 2
+    assert Retention(store, briefs=root).run(30).counts["briefs_rewritten"] == 0
 
 
 def test_corrections_made_straight_from_old_messages_stay_unlinked(store: Store, clock_: FakeTime) -> None:

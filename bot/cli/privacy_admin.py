@@ -17,7 +17,7 @@ from bot.cli.app import JsonOpt, app, emit_json, err, out
 from bot.cli.operations import local_actor
 from bot.errors import InputError
 from bot.settings import get_settings
-from bot.storage import AuditAction, AuditEntry
+from bot.storage import AuditAction, AuditEntry, Store
 
 retention_app = typer.Typer(
     help="Retention: remove messages older than TELLER_RETENTION_DAYS (`teller serve` does it hourly).",
@@ -33,6 +33,19 @@ UserOpt = Annotated[str, typer.Option("--user", help="The customer's user id on 
 def _interactive() -> bool:
     """Whether someone can answer a question (stdin is a terminal)."""
     return sys.stdin.isatty()
+
+
+def stored_customer(store: Store, channel: str, user: str) -> str:
+    """The user id Teller stores for what an operator typed (``channel`` already checked by
+    :func:`bot.privacy.erasure.customer`): on the web, a verified customer named by the bank's
+    customer id is stored as its keyed digest (``c_…``, :func:`bot.web.sessions.stored_user_id`);
+    a stored id (``w_…``/``c_…``) and every other channel's id are kept as typed. ``teller forget``
+    and ``teller audit`` resolve an id the same way, as ``DELETE /api/customers/web/{id}`` does."""
+    if channel != "web":
+        return user
+    from bot.web.sessions import stored_user_id
+
+    return stored_user_id(store, user)
 
 
 def _counts_table(counts: dict[str, int], title: str | None = None) -> Table:
@@ -54,7 +67,9 @@ def forget(
     as_json: JsonOpt = False,
 ) -> None:
     """Erase one customer: their messages, conversations, feedback, review items, corrections and
-    handoffs, in one transaction, recorded in the audit log under a pseudonym; prints the receipt.
+    handoffs, in one transaction, recorded in the audit log under a pseudonym, and their words in
+    positioning briefs (the database's and TELLER_HOME/briefs/), replaced by "[erased]"; prints
+    the receipt (--dry-run counts it all and changes nothing).
     A web customer the bank's backend vouched for is named by the bank's customer id.
 
     Asks first on a terminal unless --yes; without a terminal, --yes is required (it cannot be
@@ -65,13 +80,11 @@ def forget(
 
     channel, user = customer(channel, user)
     actor = str(local_actor())
-    store = open_store(get_settings())
+    settings = get_settings()
+    store = open_store(settings)
     try:
-        if channel == "web":  # a verified customer is named by the bank's id; stored as its digest
-            from bot.web.sessions import stored_user_id
-
-            user = stored_user_id(store, user)
-        eraser = Eraser(store)
+        user = stored_customer(store, channel, user)  # a verified web customer: the bank's id
+        eraser = Eraser(store, settings.briefs_dir)
         if not dry_run and not yes:
             if not _interactive():
                 raise InputError("erasing cannot be undone: pass --yes to erase without a terminal")
@@ -121,9 +134,10 @@ def retention_run(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove messages older than the retention period, with their feedback, flags, review
-    filings, deliveries, closed handoffs and emptied conversations; and texts that waited over a
-    day in the outbox. With retention off (no --days, TELLER_RETENTION_DAYS unset) only the outbox
-    is swept. Recorded in the audit log."""
+    filings, deliveries, closed handoffs and emptied conversations, and their quotes in positioning
+    briefs (replaced by "[erased]"); and texts that waited over a day in the outbox. With
+    retention off (no --days, TELLER_RETENTION_DAYS unset) only the outbox is swept. Recorded in
+    the audit log."""
     from bot.assistant import open_store
     from bot.privacy.retention import LOCK, Retention
 
@@ -139,7 +153,9 @@ def retention_run(
                     "a retention run is in progress (here or on another replica); try again shortly"
                 )
         try:
-            report = Retention(store).run(days, str(local_actor()), dry_run=dry_run)
+            report = Retention(store, briefs=settings.briefs_dir).run(
+                days, str(local_actor()), dry_run=dry_run
+            )
         finally:
             if lease is not None:
                 lease.release()
@@ -235,7 +251,9 @@ def audit(
     retrains and model activations, by whom, when, with their receipts.
 
     Customers are named by a keyed pseudonym only; --channel C --user U finds the entries about one
-    customer (to check an erasure happened) without the log ever holding the id."""
+    customer (to check an erasure happened) without the log ever holding the id. A web customer
+    is named as `teller forget` names them: by the bank's customer id of a verified customer (or
+    the stored w_/c_ id)."""
     from bot.assistant import open_store
     from bot.privacy.erasure import customer, pseudonym
 
@@ -246,7 +264,12 @@ def audit(
     start = parse_since(since) if since is not None else None
     store = open_store(get_settings())
     try:
-        subject = pseudonym(store, *customer(channel, user)) if channel and user else None
+        subject: set[str] | None = None
+        if channel and user:
+            channel, user = customer(channel, user)
+            # The id as stored (what forget and the API erase), and as typed: an entry recorded for
+            # an id erased exactly as given (Eraser called directly) is found too.
+            subject = {pseudonym(store, channel, u) for u in (stored_customer(store, channel, user), user)}
         entries = store.audit.entries(action=action, actor=actor, since=start, limit=limit, subject=subject)
     finally:
         store.close()

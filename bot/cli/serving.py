@@ -67,7 +67,7 @@ def serve(
     expiry = HandoffExpiry(service)
     # Every hour, on one replica: messages past TELLER_RETENTION_DAYS go, and texts awaiting delivery
     # for over a day leave the outbox (whether retention is on or not).
-    retention = RetentionService(core.store, settings.retention_days)
+    retention = RetentionService(core.store, settings.retention_days, briefs=settings.briefs_dir)
     application = create_app(
         core,
         channels,
@@ -79,6 +79,7 @@ def serve(
         production=settings.production,
         server_timing=settings.server_timing,
         bank=bank_name(settings, core.policy.kb),
+        briefs_dir=settings.briefs_dir,
         identities=Identities.from_store(
             core.store,
             settings.session_secret,

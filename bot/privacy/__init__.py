@@ -4,5 +4,6 @@
   before anything is stored, logged or posted to operators.
 - :mod:`bot.privacy.retention` and :mod:`bot.privacy.erasure`: old messages removed on a schedule;
   one customer's data erased on request, with a receipt; both recorded in the audit log.
-  :mod:`bot.privacy.purge` removes messages with everything that hangs off them, for both.
+  :mod:`bot.privacy.purge` removes messages with everything that hangs off them, for both, and
+  :mod:`bot.privacy.briefs` their quotes in positioning briefs (rows and files).
 """

@@ -32,12 +32,21 @@ conversations        those left with no message and no handoff; one that still h
                      its ``user_id`` is cleared
 ==================== =========================================================================
 
+Changed:
+
+==================== =========================================================================
+briefs               positioning briefs quoting the customer's messages among their candidate
+                     new needs: each quote replaced by “[erased]” (:mod:`bot.privacy.briefs`;
+                     ``briefs_rewritten``); after the commit, the brief files under
+                     ``TELLER_HOME/briefs/`` that are copies of them are rewritten too, their
+                     HTML rendered again (``brief_files_rewritten``; a dry run counts them)
+==================== =========================================================================
+
 Kept, table by table, and said so in the receipt when it applies:
 
 ==================== =========================================================================
-interviews, briefs,  a product manager's positioning work (the bank's, not a customer's data);
-interview_turns      but a brief's evidence quotes examples of unanswered customer questions:
-                     the receipt counts the briefs written since the customer's first message
+interviews,          a product manager's positioning work (the bank's, not a customer's data;
+interview_turns      the answers are redacted on receipt), and the rest of every brief
 kb_changes           the knowledge base's log: operators' entries written from a review item
                      the customer's messages were filed under may use their words as phrasings;
                      the receipt lists them (``kb_entries``) for an operator to review
@@ -54,7 +63,8 @@ thread afterwards is told there that the reply was not delivered
 removes the row after its cutoff.
 
 And outside the database: Slack's ops channel (handoff threads, review posts), the customer's own
-chat app, backups, log files. A correction superseded by one that is deleted stays superseded (the
+chat app, backups, log files, and briefs already shared (uploaded to a Slack DM, downloaded) or kept
+on another replica's disk. A correction superseded by one that is deleted stays superseded (the
 operator's later decision stands).
 
 The audit entry (:class:`~bot.storage.AuditAction` ``erasure``) and the receipt name the customer
@@ -73,12 +83,14 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import InputError
+from bot.privacy.briefs import BriefFiles, BriefRewrite, rewrite_brief_files
 from bot.privacy.purge import CorrectionFate, Removed, chunks, purge_messages, rowcount
 from bot.storage import AuditAction, HandoffStatus, Store, StoreError, schema
 
@@ -105,6 +117,8 @@ KINDS = (
     "deliveries",
     "outbox",
     "outcomes",
+    "briefs_rewritten",
+    "brief_files_rewritten",
 )
 #: The notices a handoff's customer is sent when it ends, each recorded as a delivery of
 #: ``"<handoff id>:<end>"`` (to the customer's address): an operator closed it (``closed``,
@@ -200,46 +214,79 @@ def customer(channel: str, user_id: str) -> tuple[str, str]:
 
 
 class Eraser:
-    """Erases customers from a store. Thread-safe."""
+    """Erases customers from a store (and their words from the brief files under ``briefs``,
+    ``TELLER_HOME/briefs``; None: the database's briefs only, and the receipt says the files were
+    not checked). Thread-safe."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, briefs: Path | None = None) -> None:
         self.store = store
+        self.briefs = briefs
 
     def erase(self, channel: str, user_id: str, actor: str, dry_run: bool = False) -> ErasureReceipt:
         """Erase everything stored about ``user_id`` on ``channel`` (see the module's table) in one
-        transaction with its audit entry; ``dry_run`` counts the same rows and changes nothing (and
-        is not audited). Raises :class:`InputError` (unknown channel, empty id) or
-        :class:`StoreError`."""
+        transaction with its audit entry, then rewrite the brief files that quoted them; ``dry_run``
+        counts the same rows and files and changes nothing (and is not audited). Raises
+        :class:`InputError` (unknown channel, empty id) or :class:`StoreError`; a brief file that
+        cannot be rewritten is reported in the receipt's caveats (and logged), not raised."""
         channel, user_id = customer(channel, user_id)
         subject = pseudonym(self.store, channel, user_id)
         for attempt in range(1, ATTEMPTS + 1):
+            briefs: dict[int, BriefRewrite] = {}
             try:
                 with self.store.database.transaction() as connection:
-                    receipt = self._erase(connection, channel, user_id, subject, actor, dry_run)
+                    receipt = self._erase(connection, channel, user_id, subject, actor, dry_run, briefs)
                     if dry_run:
                         raise _DryRun(receipt)
                     entry = self.store.audit.record_in(
                         connection, actor, AuditAction.ERASURE, subject, receipt.audit_details()
                     )
             except _DryRun as preview:
-                return preview.receipt
+                return self._with_files(preview.receipt, briefs, dry_run=True)
             except IntegrityError:
                 if attempt == ATTEMPTS:
                     raise StoreError(
                         "the customer kept writing while being erased; nothing was erased, try again"
                     ) from None
                 continue
+            receipt = self._with_files(replace(receipt, audit_id=entry.id), briefs, dry_run=False)
             log.warning(
                 "customer_erased",
                 extra={
-                    "fields": {"subject": subject, "actor": actor, "rows": receipt.total, "audit": entry.id}
+                    "fields": {
+                        "subject": subject,
+                        "actor": actor,
+                        "rows": receipt.total,
+                        "briefs": receipt.counts["briefs_rewritten"],
+                        "brief_files": receipt.counts["brief_files_rewritten"],
+                        "audit": entry.id,
+                    }
                 },
             )
-            return replace(receipt, audit_id=entry.id)
+            return receipt
         raise AssertionError("unreachable")
 
+    def _with_files(
+        self, receipt: ErasureReceipt, briefs: dict[int, BriefRewrite], dry_run: bool
+    ) -> ErasureReceipt:
+        """``receipt`` with the brief files rewritten (or, ``dry_run``, that would be) counted, and
+        said in its caveats (the audit entry, written before, counts the rows)."""
+        files = rewrite_brief_files(self.briefs, briefs.values(), dry_run=dry_run)
+        counts = {**receipt.counts, "brief_files_rewritten": files.rewritten}
+        return replace(
+            receipt,
+            counts=counts,
+            caveats=(*_brief_caveats(len(briefs), files, self.briefs), *receipt.caveats),
+        )
+
     def _erase(
-        self, connection: Connection, channel: str, user_id: str, subject: str, actor: str, dry_run: bool
+        self,
+        connection: Connection,
+        channel: str,
+        user_id: str,
+        subject: str,
+        actor: str,
+        dry_run: bool,
+        briefs: dict[int, BriefRewrite],
     ) -> ErasureReceipt:
         removed = Removed()
         kb_entries: set[str] = set()
@@ -291,9 +338,8 @@ class Eraser:
             )
         )
         ids = [str(i) for i in connection.execute(select(_m.c.id).where(mine)).scalars()]
-        # Before they go: a brief written since the customer first wrote may quote them.
-        first = connection.execute(select(func.min(_m.c.created_at)).where(mine)).scalar()
-        purge_messages(connection, ids, CorrectionFate.DELETE, removed, kb_entries)
+        # Quotes of them in positioning briefs are replaced before the messages go.
+        purge_messages(connection, ids, CorrectionFate.DELETE, removed, kb_entries, briefs)
         for chunk in chunks(handoffs):
             notices = [f"{h}:{end}" for h in chunk for end in NOTICES]
             removed.deliveries += rowcount(connection.execute(delete(_d).where(_d.c.message_id.in_(notices))))
@@ -317,7 +363,7 @@ class Eraser:
             at=self.store.database.clock.now(),
             counts=removed.counts(KINDS),
             kb_entries=tuple(sorted(kb_entries)),
-            caveats=self._caveats(connection, channel, user_id, removed, kb_entries, first, len(threads)),
+            caveats=self._caveats(connection, channel, user_id, removed, kb_entries, len(threads)),
             dry_run=dry_run,
         )
 
@@ -328,7 +374,6 @@ class Eraser:
         user_id: str,
         removed: Removed,
         kb_entries: set[str],
-        first: str | None = None,
         open_threads: int = 0,
     ) -> tuple[str, ...]:
         caveats: list[str] = []
@@ -360,17 +405,28 @@ class Eraser:
                 f"{interviews} positioning interview(s) run by this user id as a product manager are "
                 "kept: they are the bank's work, not customer data."
             )
-        if first is not None:
-            # A brief's evidence quotes up to three questions of each cluster of unanswered ones,
-            # from the messages stored when it was written: one written before the customer's first
-            # message cannot quote them; one written since may.
-            briefs = connection.execute(
-                select(func.count()).select_from(schema.briefs).where(schema.briefs.c.written_at >= first)
-            ).scalar_one()
-            if briefs:
-                caveats.append(
-                    f"{briefs} positioning brief(s) written since this customer's first message may "
-                    "quote their questions among the examples of unanswered ones; briefs are kept (in "
-                    "the database and under TELLER_HOME/briefs/): review them."
-                )
         return (*caveats, *ALWAYS)
+
+
+def _brief_caveats(briefs: int, files: BriefFiles, root: Path | None) -> tuple[str, ...]:
+    """What the receipt says of the positioning briefs that quoted the customer: ``briefs`` rows
+    changed, ``files`` as :func:`bot.privacy.briefs.rewrite_brief_files` left them."""
+    if not briefs:
+        return ()
+    where = (
+        f"in {files.rewritten} brief file(s) under {root}"
+        if files.checked
+        else "in the database only: no brief files were checked (no briefs directory given)"
+    )
+    said = [
+        f"{briefs} positioning brief(s) quoted this customer's messages: each quote now reads "
+        f"“[erased]”, {where}. Copies shared before (uploaded to a Slack DM, downloaded) or on "
+        "another replica's disk are not reached: `teller brief ID` writes a brief again."
+    ]
+    if files.failed:
+        said.append(
+            f"{len(files.failed)} brief file(s) could not be rewritten (logged as brief_file_rewrite_failed) "
+            "and still quote this customer: " + ", ".join(files.failed) + "; delete them or write "
+            "the brief again."
+        )
+    return tuple(said)

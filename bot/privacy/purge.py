@@ -13,6 +13,8 @@ to any of them are added), in an order the foreign keys accept:
   ``origin_id`` of corrections proposed from them cleared) or kept with their link to the item or
   message cleared (retention: see that module for why);
 - proposals to correct these messages (``correction_proposals``; they quote the message);
+- quotes of them in positioning briefs, replaced by “[erased]” (:mod:`bot.privacy.briefs`; the
+  brief files follow once the caller's transaction is committed);
 - the messages.
 
 Conversations and handoffs are the callers' business: which of them go differs. Plain SQL
@@ -28,6 +30,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, or_, select, update
 
+from bot.privacy.briefs import BriefRewrite, erase_from_briefs
 from bot.storage import schema
 from bot.storage.records import CorrectionAction
 
@@ -35,7 +38,6 @@ _m = schema.messages
 _s = schema.review_sources
 _r = schema.review_items
 _k = schema.corrections
-_p = schema.correction_proposals
 _p = schema.correction_proposals
 
 #: Ids per ``IN (…)`` list: well under every SQLite build's limit on bound parameters, twice over.
@@ -73,6 +75,10 @@ class Removed:
     deliveries: int = 0
     outbox: int = 0
     outcomes: int = 0
+    #: Positioning briefs (rows) whose quotes of the messages were replaced, and brief files
+    #: rewritten to match (counted by the caller, after its transaction).
+    briefs_rewritten: int = 0
+    brief_files_rewritten: int = 0
 
     def add(self, other: Removed) -> None:
         for f in fields(self):
@@ -110,13 +116,20 @@ def purge_messages(
     corrections: CorrectionFate,
     removed: Removed,
     kb_entries: set[str] | None = None,
+    briefs: dict[int, BriefRewrite] | None = None,
 ) -> None:
     """Remove the messages ``message_ids`` (and the replies to them) with their dependent rows,
     counting into ``removed``. ``kb_entries`` collects the knowledge-base entries operators wrote
-    from a review item these messages were filed under (their phrasings came from those texts)."""
+    from a review item these messages were filed under (their phrasings came from those texts);
+    ``briefs`` the positioning briefs whose quotes of them were replaced, for the caller to rewrite
+    their files once committed (:func:`bot.privacy.briefs.rewrite_brief_files`)."""
     ids = with_replies(connection, message_ids)
     if not ids:
         return
+    briefs = {} if briefs is None else briefs
+    known = len(briefs)
+    erase_from_briefs(connection, ids, briefs)
+    removed.briefs_rewritten += len(briefs) - known
     items: set[int] = set()
     for chunk in chunks(ids):
         removed.outbox += rowcount(

@@ -28,7 +28,11 @@ is different: it deletes the corrections made from that customer's messages, sin
 linked to them.
 
 Interviews, briefs and their turns are the product managers' work, not customers' data: retention
-leaves them alone, and the audit log (append-only), the knowledge base and its change log too.
+leaves them in place, and the audit log (append-only), the knowledge base and its change log too.
+But a brief quotes customers' messages among its candidate new needs: those quotes go with the
+messages, replaced by “[erased]” in the ``briefs`` rows (in each batch's transaction,
+``briefs_rewritten``) and, once the run is over, in the brief files under ``TELLER_HOME/briefs``
+that are copies of them (``brief_files_rewritten``; :mod:`bot.privacy.briefs`), as erasure does.
 
 Messages go in batches of :data:`BATCH`, a transaction each, so a large first run holds no lock for
 long; every step is idempotent (deleting what is already gone deletes nothing), so two runs at once
@@ -46,11 +50,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, exists, or_, select
 
 from bot.errors import InputError, TellerError
+from bot.privacy.briefs import BriefRewrite, merge_rewrites, rewrite_brief_files
 from bot.privacy.purge import CorrectionFate, Removed, chunks, purge_messages, rowcount
 from bot.storage import AuditAction, HandoffStatus, Store, schema
 from bot.sweeps import PeriodicSweep
@@ -83,6 +89,8 @@ KINDS = (
     "deliveries",
     "outbox",
     "outcomes",
+    "briefs_rewritten",
+    "brief_files_rewritten",
 )
 
 _m, _c, _h, _d, _o = schema.messages, schema.conversations, schema.handoffs, schema.deliveries, schema.outbox
@@ -134,13 +142,16 @@ class _DryRun(Exception):
 
 
 class Retention:
-    """Runs retention over a store. Thread-safe (runs may even overlap: see the module)."""
+    """Runs retention over a store, and over the brief files under ``briefs``
+    (``TELLER_HOME/briefs``; None: the database's briefs only). Thread-safe (runs may even overlap:
+    see the module)."""
 
-    def __init__(self, store: Store, batch: int = BATCH) -> None:
+    def __init__(self, store: Store, batch: int = BATCH, briefs: Path | None = None) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
         self.store = store
         self.batch = batch
+        self.briefs = briefs
 
     def run(
         self, days: int | None, actor: str = SYSTEM_ACTOR, dry_run: bool = False, audit_empty: bool = True
@@ -163,23 +174,31 @@ class Retention:
             dry_run=dry_run,
         )
         removed = Removed()
+        briefs: dict[int, BriefRewrite] = {}
         if dry_run:
             try:
                 with db.transaction() as connection:
-                    for step in self._steps(report):
+                    for step in self._steps(report, briefs):
                         while step(connection, removed):
                             pass
                     raise _DryRun
             except _DryRun:
                 pass
+            removed.brief_files_rewritten = self._files(briefs, dry_run=True)
             return replace(report, counts=removed.counts(KINDS))
+        batch: dict[int, BriefRewrite] = {}  # the briefs of the transaction under way
         try:
-            for step in self._steps(report):
+            for step in self._steps(report, batch):
                 more = True
                 while more:
                     with db.transaction() as connection:
                         more = step(connection, removed)
+                    merge_rewrites(briefs, batch)  # committed: their files may follow
+                    batch.clear()
         except TellerError as exc:
+            # The batches committed stand: their briefs' files follow them.
+            removed.briefs_rewritten = len(briefs)
+            removed.brief_files_rewritten = self._files(briefs)
             failed = replace(report, counts=removed.counts(KINDS), error=str(exc)[:300])
             log.error("retention_failed", extra={"fields": failed.to_dict()})
             if removed.total:
@@ -187,6 +206,8 @@ class Retention:
                 with contextlib.suppress(TellerError):
                     self.store.audit.record(actor, AuditAction.RETENTION, None, failed.audit_details())
             raise
+        removed.briefs_rewritten = len(briefs)  # a brief changed by several batches counts once
+        removed.brief_files_rewritten = self._files(briefs)
         report = replace(report, counts=removed.counts(KINDS))
         if days is not None or removed.total or audit_empty:
             entry = self.store.audit.record(actor, AuditAction.RETENTION, None, report.audit_details())
@@ -194,21 +215,33 @@ class Retention:
         log.info("retention_run", extra={"fields": report.to_dict()})
         return report
 
-    def _steps(self, report: RetentionReport) -> list[Callable[[Connection, Removed], bool]]:
-        """The run's steps in order; each returns True while it has more to do (a next batch)."""
+    def _files(self, briefs: dict[int, BriefRewrite], dry_run: bool = False) -> int:
+        """The brief files rewritten (or, ``dry_run``, that would be) to match ``briefs``; a file
+        that cannot be is logged by :func:`bot.privacy.briefs.rewrite_brief_files` (and the next
+        run does not see it again: its brief no longer quotes the messages)."""
+        return rewrite_brief_files(self.briefs, briefs.values(), dry_run=dry_run).rewritten
+
+    def _steps(
+        self, report: RetentionReport, briefs: dict[int, BriefRewrite]
+    ) -> list[Callable[[Connection, Removed], bool]]:
+        """The run's steps in order; each returns True while it has more to do (a next batch).
+        ``briefs`` collects the positioning briefs whose quotes of removed messages were replaced."""
         steps: list[Callable[[Connection, Removed], bool]] = []
         cutoff = report.cutoff
         if cutoff is not None:
             steps += [
-                lambda connection, removed: self._messages(connection, cutoff, removed),
+                lambda connection, removed: self._messages(connection, cutoff, removed, briefs),
                 lambda connection, removed: self._rest(connection, cutoff, removed),
             ]
         outbox_cutoff = report.outbox_cutoff
         steps.append(lambda connection, removed: self._outbox(connection, outbox_cutoff, removed))
         return steps
 
-    def _messages(self, connection: Connection, cutoff: str, removed: Removed) -> bool:
-        """One batch of messages stored before ``cutoff``; True if there may be more."""
+    def _messages(
+        self, connection: Connection, cutoff: str, removed: Removed, briefs: dict[int, BriefRewrite]
+    ) -> bool:
+        """One batch of messages stored before ``cutoff`` (their quotes in briefs replaced, the
+        briefs changed added to ``briefs``); True if there may be more."""
         ids = [
             str(i)
             for i in connection.execute(
@@ -218,7 +251,7 @@ class Retention:
                 .limit(self.batch)
             ).scalars()
         ]
-        purge_messages(connection, ids, CorrectionFate.UNLINK, removed)
+        purge_messages(connection, ids, CorrectionFate.UNLINK, removed, briefs=briefs)
         return len(ids) == self.batch
 
     def _rest(self, connection: Connection, cutoff: str, removed: Removed) -> bool:
@@ -271,9 +304,10 @@ class RetentionService(PeriodicSweep):
         interval: float = INTERVAL,
         first_run_after: float = FIRST_RUN_AFTER,
         actor: str = SYSTEM_ACTOR,
+        briefs: Path | None = None,
     ) -> None:
         super().__init__(interval, first_run_after)
-        self.retention = Retention(store)
+        self.retention = Retention(store, briefs=briefs)
         self.store = store
         self.days = days
         self.actor = actor

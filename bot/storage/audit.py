@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -105,10 +106,12 @@ class AuditRepository:
         actor: str | None = None,
         since: str | None = None,
         limit: int = 100,
-        subject: str | None = None,
+        subject: str | Collection[str] | None = None,
     ) -> list[AuditEntry]:
-        """Entries, newest first: of one ``action``, ``actor`` or ``subject``, at or after ``since``
-        (an ISO time in the store's format, ``2026-11-30T08:15:02.123456Z``), at most ``limit``."""
+        """Entries, newest first: of one ``action``, ``actor`` or ``subject`` (or any of several
+        subjects: a customer's pseudonyms under the id as typed and as stored), at or after
+        ``since`` (an ISO time in the store's format, ``2026-11-30T08:15:02.123456Z``), at most
+        ``limit``."""
         query = select(_a).order_by(_a.c.id.desc()).limit(limit)
         if action is not None:
             query = query.where(_a.c.action == str(action))
@@ -116,8 +119,10 @@ class AuditRepository:
             query = query.where(_a.c.actor == actor)
         if since is not None:
             query = query.where(_a.c.at >= since)
-        if subject is not None:
+        if isinstance(subject, str):
             query = query.where(_a.c.subject == subject)
+        elif subject is not None:
+            query = query.where(_a.c.subject.in_(sorted(set(subject))))
         return [_entry(r) for r in self.db.rows(query)]
 
 

@@ -357,6 +357,7 @@ def create_app(
     identities: Identities | None = None,
     server_timing: bool = False,
     bank: str = STARTER_BANK,
+    briefs_dir: Path | None = None,
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
     ``channels``, then ``background`` work that needs the channels running (delivery recovery)
@@ -372,6 +373,8 @@ def create_app(
     (:class:`ServerTiming`), to every client (logged as a warning in production).
     ``identities`` resolve requests to customers (:class:`bot.web.sessions.Identities`; by default
     from the store's generated keys, with no backend key and no customer tokens).
+    ``briefs_dir`` (``TELLER_HOME/briefs``): where an erasure rewrites the brief files that quoted
+    the customer (None: the database's briefs only, and the receipt says so).
     """
     service = service or TellerService(core)
     identities = identities or Identities.from_store(core.store)
@@ -658,13 +661,14 @@ def create_app(
         ],
     ) -> JSONResponse:
         """Everything Teller stored about the customer goes, in one transaction recorded in the audit
-        log under a pseudonym; returns the receipt (rows removed per kind, caveats). An unknown
-        customer gets a receipt of zeros."""
+        log under a pseudonym, and their words in positioning briefs read "[erased]" (rows and
+        files: ``briefs_rewritten``, ``brief_files_rewritten``); returns the receipt (rows removed
+        per kind, caveats). An unknown customer gets a receipt of zeros."""
         from bot.privacy.erasure import Eraser
 
         if channel.strip().lower() == WEB_CHANNEL:
             user_id = stored_user_id(core.store, user_id)
-        return JSONResponse(Eraser(core.store).erase(channel, user_id, API_ACTOR).to_dict())
+        return JSONResponse(Eraser(core.store, briefs_dir).erase(channel, user_id, API_ACTOR).to_dict())
 
     @app.get(
         "/healthz",

@@ -1,0 +1,152 @@
+"""Customers' words in positioning briefs: erased with their messages.
+
+A positioning brief quotes customers' messages among its candidate new needs (the unanswered
+questions it clusters; :mod:`positioning.brief`). It is kept twice: as a row of ``briefs`` (its
+Markdown, every brief ever written) and as files on the replica that wrote it,
+``TELLER_HOME/briefs/<interview>/brief.md`` and ``brief.html`` (the newest brief of the interview).
+When messages go, by erasure (:mod:`bot.privacy.erasure`) or retention
+(:mod:`bot.privacy.retention`), their words go from the briefs too:
+
+1. :func:`erase_from_briefs`, inside the transaction that removes the messages and before it does
+   (it reads their texts): in every brief written since the first of them, each quote of one of the
+   customers' own messages (``direction`` ``in``) is replaced by “[erased]”
+   (:func:`positioning.brief.erase_quotes`: whole messages only, compared as the brief renders
+   them), and the row updated. Each brief changed is collected as a :class:`BriefRewrite`.
+2. :func:`rewrite_brief_files`, once that transaction is committed (files cannot be rolled back):
+   every brief file that is a copy of a changed row (its ``brief.md`` holds the row's text as it
+   was) gets the new text, and its ``brief.html`` is rendered again
+   (:func:`positioning.brief.rewrite_files`; atomic renames). A dry run counts the files it would
+   rewrite. A file that cannot be rewritten is logged (``brief_file_rewrite_failed``: its
+   directory and the error, no customer text) and reported, not raised: the database is already
+   right, and the caller says what is left.
+
+Quotes are matched, not tracked: a brief records no message ids, so briefs written before this
+existed are covered too. The same words written by another customer go as well, since a quote
+cannot tell whose words they were. Copies of a brief outside Teller's reach (uploaded to a Slack DM,
+downloaded, on another replica's disk) are the callers' caveat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy import Connection, func, select, update
+
+from bot.storage import schema
+from positioning.brief import erase_quotes, rewrite_files
+
+log = logging.getLogger(__name__)
+
+_m, _b = schema.messages, schema.briefs
+#: Message ids per ``IN (…)`` list (as :data:`bot.privacy.purge.CHUNK`).
+CHUNK = 400
+
+
+@dataclass(frozen=True)
+class BriefRewrite:
+    """One brief row whose quotes were replaced: its text before the first change and after the
+    last (a retention run may change a brief in several batches), and how many quotes went."""
+
+    brief_id: int
+    interview_id: str
+    before: str
+    after: str
+    quotes: int
+
+
+@dataclass(frozen=True)
+class BriefFiles:
+    """What :func:`rewrite_brief_files` did: brief directories (one per interview) rewritten (or,
+    on a dry run, that would be), those it could not rewrite, and whether any directory was given
+    to look in."""
+
+    rewritten: int = 0
+    failed: tuple[str, ...] = ()
+    checked: bool = True
+
+
+def erase_from_briefs(
+    connection: Connection, message_ids: Sequence[str], rewrites: dict[int, BriefRewrite]
+) -> int:
+    """Replace, in every brief written since the first of the messages ``message_ids``, the quotes
+    of those that customers wrote; inside the caller's transaction, before the messages go.
+    Returns how many brief rows changed in this call; each is added to (or merged into)
+    ``rewrites``, by brief id, for :func:`rewrite_brief_files`. Raises what the database raises."""
+    texts: set[str] = set()
+    first: str | None = None
+    for start in range(0, len(message_ids), CHUNK):
+        chunk = list(message_ids[start : start + CHUNK])
+        mine = (_m.c.id.in_(chunk), _m.c.direction == "in", _m.c.text.is_not(None))
+        texts.update(str(t) for t in connection.execute(select(_m.c.text).where(*mine).distinct()).scalars())
+        earliest = connection.execute(select(func.min(_m.c.created_at)).where(*mine)).scalar()
+        if earliest is not None and (first is None or earliest < first):
+            first = str(earliest)
+    if not texts or first is None:
+        return 0
+    changed = 0
+    # A brief written before the first of these messages cannot quote them.
+    rows = connection.execute(
+        select(_b.c.id, _b.c.interview_id, _b.c.markdown).where(_b.c.written_at >= first).order_by(_b.c.id)
+    ).all()
+    for row in rows:
+        after, quotes = erase_quotes(str(row.markdown), texts)
+        if not quotes:
+            continue
+        connection.execute(update(_b).where(_b.c.id == row.id).values(markdown=after))
+        changed += 1
+        kept = rewrites.get(int(row.id))
+        rewrites[int(row.id)] = (
+            BriefRewrite(int(row.id), str(row.interview_id), str(row.markdown), after, quotes)
+            if kept is None
+            else replace(kept, after=after, quotes=kept.quotes + quotes)
+        )
+    return changed
+
+
+def merge_rewrites(into: dict[int, BriefRewrite], more: dict[int, BriefRewrite]) -> None:
+    """Add ``more`` (a later transaction's rewrites) to ``into``: a brief in both keeps its text
+    from before the first change and takes the last one's."""
+    for brief_id, later in more.items():
+        kept = into.get(brief_id)
+        into[brief_id] = (
+            later if kept is None else replace(kept, after=later.after, quotes=kept.quotes + later.quotes)
+        )
+
+
+def rewrite_brief_files(
+    root: Path | None, rewrites: Iterable[BriefRewrite], dry_run: bool = False
+) -> BriefFiles:
+    """Give the brief files under ``root`` (``TELLER_HOME/briefs``) the new text of the rows in
+    ``rewrites`` (see the module); ``dry_run`` counts without writing. ``root`` None: nothing is
+    checked (``BriefFiles(checked=False)``). Never raises for a file: a failure is logged and
+    listed in ``failed``."""
+    if root is None:
+        return BriefFiles(checked=False)
+    by_interview: dict[str, list[BriefRewrite]] = {}
+    for rewrite in sorted(rewrites, key=lambda r: -r.brief_id):  # the newest brief is likeliest
+        by_interview.setdefault(rewrite.interview_id, []).append(rewrite)
+    rewritten, failed = 0, []
+    for interview_id, candidates in sorted(by_interview.items()):
+        # One directory per interview, holding the newest brief this replica wrote for it.
+        directory = root / interview_id
+        try:
+            if any(rewrite_files(directory, r.before, r.after, dry_run=dry_run) for r in candidates):
+                rewritten += 1
+        except OSError as exc:
+            failed.append(str(directory))
+            log.error(
+                "brief_file_rewrite_failed",
+                extra={
+                    "fields": {
+                        "directory": str(directory),
+                        "error": type(exc).__name__,
+                        "reason": exc.strerror or "",
+                    }
+                },
+            )
+    if rewritten and not dry_run:
+        log.info("brief_files_rewritten", extra={"fields": {"files": rewritten, "root": str(root)}})
+    return BriefFiles(rewritten, tuple(failed))

@@ -1,0 +1,97 @@
+"""Customers' words leave a brief already written (``positioning.brief.erase_quotes`` and
+``rewrite_files``): the quotes of erased messages, and nothing else, read “[erased]”, in the
+Markdown and in the HTML rendered again from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from positioning.brief import ERASED, BriefExtras, erase_quotes, escape_markdown, rewrite_files, write_brief
+from positioning.evidence import LoggedExchange, gather
+from positioning.needs import Need, NeedLink
+from positioning.outcomes import judge
+from positioning.scoring import score
+from positioning.script import load_script
+
+CARD = ["where is my card 156", "where   is my card 157", "my *card* [is](late) 158"]
+OTHER = "how do I close my account"
+SHOWN = f"“{escape_markdown(ERASED)}”"
+
+
+def by_topic(texts: Sequence[str]) -> np.ndarray:
+    """A stand-in encoder: card questions on one axis, the rest on the other."""
+    return np.asarray([[1.0, 0.0] if "card" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+
+
+def write_quoting_brief(directory: Path, texts: Sequence[str], product: str = "Teller") -> str:
+    """A brief (files in ``directory``) whose candidate new needs quote ``texts``, each an
+    unanswered customer question; its Markdown."""
+    log = [LoggedExchange(t, "handoff", customer=f"c{i}", at=100.0 + i) for i, t in enumerate(texts)]
+    needs = [Need("track a card", 5, 0.2)]
+    result = score(needs, judge(log, [NeedLink("track a card", intents=("card_arrival",))]))
+    answers = {"product": product, "needs": ["track a card | 5"]}
+    evidence = gather(log, "last 30 days", embed=by_topic)
+    files = write_brief(directory, load_script(), answers, result, evidence, extras=BriefExtras(asked=log))
+    return files.markdown.read_text(encoding="utf-8")
+
+
+def test_the_quotes_of_the_texts_and_nothing_else_are_replaced(tmp_path: Path) -> None:
+    markdown = write_quoting_brief(tmp_path, [*CARD, OTHER])
+    assert "“where is my card 156”" in markdown and "- how do I close my account: 1 message" in markdown
+
+    # Stored with other spacing than the brief folds it to: still the same quote.
+    after, count = erase_quotes(markdown, ["where is my card 156", "  where is my card 157 "])
+    assert count == 3  # the cluster's label (its most central question) is one of its examples
+    assert "my card 156" not in after and "my card 157" not in after
+    assert after.count(SHOWN) == 2 and "\\*card\\*" in after  # the third example stays
+    assert after.replace(SHOWN, "").count("“") == markdown.count("“") - 2
+    # Everything but the quotes is as it was.
+    assert after.split("## What customers actually asked")[0] == markdown.split("## What customers")[0]
+    assert after.split("## The interview")[1] == markdown.split("## The interview")[1]
+
+    # A label erased: the line keeps its counts.
+    alone, count = erase_quotes(markdown, [OTHER])
+    assert count == 2 and f"- {escape_markdown(ERASED)}: 1 message (1 distinct" in alone
+    assert OTHER not in alone
+
+    # Markup in a message is matched as the brief escaped it.
+    escaped, count = erase_quotes(markdown, ["my *card* [is](late) 158"])
+    assert count == 1 and "(late)" not in escaped.replace("\\", "") and "where is my card 156" in escaped
+
+
+def test_words_that_are_not_a_whole_quote_change_nothing(tmp_path: Path) -> None:
+    markdown = write_quoting_brief(tmp_path, [*CARD, OTHER], product="where is my card 156")
+    for texts in (["card"], ["where is my card"], ["Teller"], [""], []):
+        assert erase_quotes(markdown, texts) == (markdown, 0)
+    # The PM's product (the title, the interview's answers) is not a customer's quote.
+    after, _ = erase_quotes(markdown, ["where is my card 156"])
+    assert after.startswith("# Positioning brief: where is my card 156")
+    assert "where is my card 156" in after.split("## The interview")[1]
+    assert erase_quotes("# A brief with no candidate needs", ["anything"]) == (
+        "# A brief with no candidate needs",
+        0,
+    )
+
+
+def test_the_files_are_rewritten_only_when_they_hold_the_brief(tmp_path: Path) -> None:
+    markdown = write_quoting_brief(tmp_path, [*CARD, OTHER])
+    page = (tmp_path / "brief.html").read_text(encoding="utf-8")
+    assert "where is my card 156" in page and "data:image/png;base64," in page
+    after, _ = erase_quotes(markdown, [CARD[0]])
+
+    assert rewrite_files(tmp_path, markdown, after, dry_run=True)
+    assert (tmp_path / "brief.md").read_text(encoding="utf-8") == markdown  # a dry run writes nothing
+    assert rewrite_files(tmp_path, markdown, after)
+    assert (tmp_path / "brief.md").read_text(encoding="utf-8") == after
+    rewritten = (tmp_path / "brief.html").read_text(encoding="utf-8")
+    assert "where is my card 156" not in rewritten and "“[erased]”" in rewritten
+    assert rewritten.count("data:image/png;base64,") == page.count("data:image/png;base64,")
+    assert "<title>Positioning brief: Teller</title>" in rewritten
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    # Another brief, or none: left alone.
+    assert not rewrite_files(tmp_path, markdown, after)
+    assert not rewrite_files(tmp_path / "missing", markdown, after)
