@@ -249,6 +249,7 @@ class Eraser:
                     ) from None
                 continue
             receipt = self._with_files(replace(receipt, audit_id=entry.id), briefs, dry_run=False)
+            self.store.database.reclaim()  # the erased rows' bytes out of the SQLite files at once
             log.warning(
                 "customer_erased",
                 extra={

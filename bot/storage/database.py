@@ -163,6 +163,24 @@ class Database:
     def is_postgresql(self) -> bool:
         return self.dialect == "postgresql"
 
+    def reclaim(self) -> bool:
+        """After an erasure: on SQLite, move the write-ahead log into the database file and empty it
+        (``PRAGMA wal_checkpoint(TRUNCATE)``), so that, with ``secure_delete`` on, the deleted rows'
+        bytes are gone from both files. Returns whether it completed (False: a reader still needs
+        the log, which SQLite's next checkpoint empties; or PostgreSQL, whose deleted rows stay in
+        its pages until ``VACUUM``). Raises nothing: this is housekeeping after a committed change."""
+        if self.is_postgresql:
+            return False
+        try:
+            with self.engine.connect() as connection:
+                busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").scalar()
+        except SQLAlchemyError as exc:
+            log.warning(
+                "wal_checkpoint_failed", extra={"fields": {"database": self.label, "reason": _reason(exc)}}
+            )
+            return False
+        return not busy
+
     def _ping(self) -> None:
         try:
             with self.engine.connect() as connection:
