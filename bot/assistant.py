@@ -57,7 +57,8 @@ from nlu.artifact import read_base_memory, read_dev_split
 from nlu.corpora import BANKING77_TRAIN, CLINC150_OOS_DEV
 from nlu.data import read_labelled_csv
 from nlu.language import LanguageGate
-from nlu.spelling import DICTIONARY, MAX_EDITS, MIN_LENGTH, SpellingCorrector, words
+from nlu.spelling import SpellingCorrector, words
+from nlu.spelling import variant as spelling_variant
 from retrieval.embedder import OnnxSentenceEmbedder, embedder_key
 from retrieval.errors import RetrievalError
 from retrieval.knowledge_base import DEFAULT_FUSION, DEFAULT_TOP_CONFIDENCE, STARTER_PRIOR, KnowledgeBase
@@ -221,7 +222,10 @@ def _calibration_cache_file(
     if policy.cache_dir is None:
         return None
     embedder = embedder_key(policy.kb.embedder)
-    digest = hashlib.sha256(f"{CALIBRATION_CACHE_FORMAT}:{policy.classifier.version}:{embedder}".encode())
+    # The messages are read with misspelt words corrected (nlu.spelling): by the rules of the
+    # corrector's variant and the knowledge base's words when the signals were cached.
+    key = f"{CALIBRATION_CACHE_FORMAT}:{policy.classifier.version}:{embedder}:{spelling_variant()}"
+    digest = hashlib.sha256(key.encode())
     for text, label in [*in_scope, *((t, "oos") for t in out_of_scope), *faq]:
         digest.update(f"{text}\t{label}\n".encode())
     for name in sorted(p.name for p in DATA_DIR.glob("*.yaml")):
@@ -321,7 +325,7 @@ KB_FIT = hashlib.sha256(
             # The search: rounds of coordinate search from each order of the groups.
             ("search", KB_FIT_PASSES, KB_FIT_ORDERS),
             # What the encoders read: misspelt words corrected (nlu.spelling).
-            ("spelling", MIN_LENGTH, MAX_EDITS, DICTIONARY),
+            ("spelling", spelling_variant()),
         )
     ).encode()
 ).hexdigest()[:16]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -635,7 +636,9 @@ class AnswerPolicy:
         #: Corrects misspelt words before the encoders and the keyword index read a message
         #: (:mod:`nlu.spelling`); the knowledge base's own words are learnt as it changes.
         self.speller = speller
+        self._speller_lock = threading.Lock()
         self._speller_revision = -1
+        self._read_with: SpellingCorrector | None = None
         self.base_memory = base_memory
         self.kb = kb
         self.smalltalk = smalltalk.embed_with(kb.embedder.embed)
@@ -675,7 +678,9 @@ class AnswerPolicy:
         if not texts:
             return []
         texts = list(texts)
-        predictions, vectors = self._encode(texts)
+        with timed("signals"):
+            languages = self.language.detect(texts) if self.language is not None else [SERVED] * len(texts)
+        predictions, vectors = self._encode(texts, [language.served for language in languages])
         queries = [p.judged_text for p in predictions]
         with timed("retrieval"):
             hits = self.kb.search_vectors(vectors, self.k, queries, holdout)
@@ -683,7 +688,6 @@ class AnswerPolicy:
             small_cat, small_score = self.smalltalk.best(vectors)
             _, advice_score = self.advice.best(vectors)
             advice_p = self.advice_probe.probability(vectors)
-            languages = self.language.detect(texts) if self.language is not None else [SERVED] * len(texts)
             if self.base_memory is not None:
                 nearest = self.base_memory.similarities(vectors).max(axis=1)
             else:
@@ -705,20 +709,36 @@ class AnswerPolicy:
             for i, text in enumerate(texts)
         ]
 
-    def read(self, texts: Sequence[str]) -> list[str]:
+    def read(self, texts: Sequence[str], served: Sequence[bool] | None = None) -> list[str]:
         """What the encoders and the keyword index read of ``texts``: each with its misspelt words
-        corrected (:attr:`speller`; the texts as they are without one). The language is told from
-        what was typed, and what is stored keeps it."""
-        if self.speller is None:
+        corrected (:attr:`speller`, with the knowledge base's words as they are now), except those
+        ``served`` says are in a language Teller does not serve (all are, without it); the texts as
+        they are without a speller. The language is told from what was typed, and what is stored
+        keeps it."""
+        speller = self._kb_speller()
+        if speller is None:
             return list(texts)
-        revision = self.kb.revision
-        if revision != self._speller_revision:
-            entries = self.kb.entries()
-            self.speller.learn(w for e in entries for t in (*e.questions, e.answer) for w in words(t))
-            self._speller_revision = revision
-        return [self.speller.correct(t) for t in texts]
+        return [
+            t if served is not None and not served[i] else speller.correct(t) for i, t in enumerate(texts)
+        ]
 
-    def _encode(self, texts: list[str]) -> tuple[list[Prediction], np.ndarray]:
+    def _kb_speller(self) -> SpellingCorrector | None:
+        """:attr:`speller` with the knowledge base's words learnt, built anew when its revision
+        moved (the revision and the entries are read as one step, under its lock)."""
+        if self.speller is None:
+            return None
+        with self._speller_lock:
+            if self._speller_revision != self.kb.revision or self._read_with is None:
+                with self.kb.lock:
+                    revision, entries = self.kb.revision, self.kb.entries()
+                texts = (t for e in entries for t in (*e.questions, e.answer))
+                self._read_with = self.speller.with_domain(w for t in texts for w in words(t))
+                self._speller_revision = revision
+            return self._read_with
+
+    def _encode(
+        self, texts: list[str], served: Sequence[bool] | None = None
+    ) -> tuple[list[Prediction], np.ndarray]:
         """The classifier's predictions and the base encoder's ``(n, dim)`` vectors of what it
         judged (for a long text, the window the classifier kept).
 
@@ -728,7 +748,7 @@ class AnswerPolicy:
         against 19.8-23.3 ms sequential, within the run-to-run spread), 2026-12-01.
         """
         with timed("classifier"):
-            predictions = self.classifier.predict(self.read(texts))
+            predictions = self.classifier.predict(self.read(texts, served))
         with timed("base_encoder"):
             vectors = self.kb.embedder.embed([p.judged_text for p in predictions])
         return predictions, vectors

@@ -37,6 +37,8 @@ def test_misspelt_words_are_corrected(speller: SpellingCorrector, typed: str, re
         "email jonh.smith@example.com or file reprot.pdf",  # parts of an address or a file name
         "ref abc123x and order_numbr",  # joined to digits or an underscore
         "i havent got it, isnt it sent",  # an apostrophe left out is the customer's way of writing
+        "iban and bacs, my revolut via zelle or mpesa, usdt, bpay billers",  # finance terms shipped
+        "pay with gPay at mBank or PayPal",  # a capital inside: a brand
         "¿Dónde está?",  # letters outside ASCII are not read as words
         "",
         "   ",
@@ -50,12 +52,23 @@ def test_spacing_and_punctuation_are_kept(speller: SpellingCorrector) -> None:
     assert speller.correct("  stil, no card!!\n(waitibng)") == "  still, no card!!\n(waiting)"
 
 
-def test_words_learnt_later_are_known_and_offered(speller: SpellingCorrector) -> None:
+def test_a_corrector_with_more_domain_words_knows_and_offers_them() -> None:
     fresh = SpellingCorrector()
-    assert fresh.correct("set up payid") == "set up paid"
-    fresh.learn(words("How do I set up PayID?"))
-    assert fresh.correct("set up payid") == "set up payid"
-    assert fresh.correct("set up paiyd") == "set up payid"  # the domain's word first
+    assert fresh.correct("open a kiwisavr") == "open a kiwisavr"  # no known word one edit away
+    assert fresh.correct("my saltbush account") == "my saltbush account"  # in the word list
+    banks = fresh.with_domain(words("How do I join KiwiSaver?"))
+    assert banks.correct("open a kiwisavr") == "open a kiwisaver"
+    assert fresh.correct("open a kiwisavr") == "open a kiwisavr"  # the first is unchanged
+
+
+def test_correcting_from_many_threads_gives_what_one_thread_gives(speller: SpellingCorrector) -> None:
+    """symspellpy's edit distance reuses its work lists: lookups are made one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = ["deit stil waitibng uwtil figuer brnch walelet replcaement"] * 400
+    alone = [speller.correct(t) for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(speller.correct, texts)) == alone
 
 
 def test_the_policy_reads_corrected_words_and_learns_the_banks_own(teller_env: object) -> None:
@@ -70,6 +83,10 @@ def test_the_policy_reads_corrected_words_and_learns_the_banks_own(teller_env: o
     assert policy.read(["join kiwisavr"]) == ["join kiwisavr"]  # no word near it yet
     policy.kb.add([KBEntry.build("kiwisaver", ["How do I join KiwiSaver?"], "Ask us in the app.")])
     assert policy.read(["join kiwisavr", "my KiwiSaver"]) == ["join kiwisaver", "my KiwiSaver"]
+    # A message in a language Teller does not serve is read as typed.
+    assert policy.read(["ich habe meine karte verloren"], served=[False]) == ["ich habe meine karte verloren"]
+    [german] = policy.signals(["Ich habe meine Karte verloren, bitte sperren"])
+    assert not german.language.served and german.prediction.text == german.text
     [signals] = policy.signals(["still waitibng for my card"])
     assert signals.text == "still waitibng for my card"
     assert signals.prediction.text == "still waiting for my card"

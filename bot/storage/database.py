@@ -173,7 +173,12 @@ class Database:
             return False
         try:
             with self.engine.connect() as connection:
-                busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").scalar()
+                # A checkpoint that waits for readers holds off writers meanwhile: wait briefly.
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {RECLAIM_WAIT_MS}")
+                try:
+                    busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").scalar()
+                finally:
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except SQLAlchemyError as exc:
             log.warning(
                 "wal_checkpoint_failed", extra={"fields": {"database": self.label, "reason": _reason(exc)}}
@@ -461,14 +466,21 @@ def _check_foreign_keys(connection: Connection, label: str, known: set[tuple[Any
         )
 
 
+#: How long a SQLite statement waits for a lock before giving up (milliseconds).
+BUSY_TIMEOUT_MS = 30_000
+#: How long :meth:`Database.reclaim`'s checkpoint waits for readers (milliseconds): it holds off
+#: writers while it waits, and SQLite's own next checkpoint does the work if it cannot.
+RECLAIM_WAIT_MS = 200
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling skips DDL).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # secure_delete: a deleted row's bytes are overwritten with zeros, not left in free pages of the
     # file, so an erased customer's words do not stay readable in it (nor in backups copied from it).
-    pragmas = ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "busy_timeout = 30000")
-    for pragma in (*pragmas, "secure_delete = ON"):
+    pragmas = ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "secure_delete = ON")
+    for pragma in (*pragmas, f"busy_timeout = {BUSY_TIMEOUT_MS}"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
