@@ -125,5 +125,5 @@ def test_a_fourth_bank_written_by_a_reviewer(default_model_env: Settings) -> Non
 RIGHT_FLOOR = {"harbour": 0.61, "cedar": 0.64, "saltbush": 0.55, "rimu": 0.57}
 WRONG_CEILING = {"harbour": 0.12, "cedar": 0.09, "saltbush": 0.17, "rimu": 0.14}
 #: Offered their entry among the best three when none was sure enough to answer (rule ``suggest``),
-#: measured 2026-12-03 on a 2-core Intel Xeon: 13.1 % (Harbour & Vale), 11.9 % (Rimu).
+#: measured 2026-12-03 on a 2-core Intel Xeon: 13.1 % (Harbour & Vale), 13.8 % (Rimu).
 SUGGESTED_FLOOR = 0.10
