@@ -292,16 +292,26 @@ def _erase_line(line: str, wanted: set[str], shown: str) -> tuple[str, int]:
         count += 1
     else:
         start = ends[0].end() if ends else 2
-    stop = line.rfind(_LISTED)
-    stop = stop if stop >= start else len(line)
-    body = line[start:stop]
+    body = line[start:]
+    # The PM's listed need closes the line, opened right after the marker; an example's quote opens
+    # after "e.g. " or "; ", never right after it: a customer who typed the marker hides no quote.
+    need = [a for a, c in enumerate(body) if c == "“" and body.endswith(_LISTED, 0, a + 1)]
     opens = [i for i, c in enumerate(body) if c == "“"]
     closes = [i for i, c in enumerate(body) if c == "”"]
-    quoted = {body[a + 1 : b] for a in opens for b in closes if b > a} & wanted
-    for text in sorted(quoted, key=len, reverse=True):
-        count += body.count(f"“{text}”")
-        body = body.replace(f"“{text}”", f"“{shown}”")
-    return line[:start] + body + line[stop:], count
+    pairs = [
+        (a, b)
+        for a in opens
+        for b in closes
+        if b > a and body[a + 1 : b] in wanted and not (a in need and b == len(body) - 1)
+    ]
+    # Longest first; a quote inside one already replaced goes with it.
+    taken: list[tuple[int, int]] = []
+    for a, b in sorted(pairs, key=lambda p: (p[0] - p[1], p[0])):
+        if all(b < x or a > y for x, y in taken):
+            taken.append((a, b))
+    for a, b in sorted(taken, reverse=True):
+        body = f"{body[: a + 1]}{shown}{body[b:]}"
+    return line[:start] + body, count + len(taken)
 
 
 def rewrite_files(directory: str | Path, before: str, after: str, dry_run: bool = False) -> bool:

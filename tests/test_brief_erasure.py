@@ -95,3 +95,27 @@ def test_the_files_are_rewritten_only_when_they_hold_the_brief(tmp_path: Path) -
     # Another brief, or none: left alone.
     assert not rewrite_files(tmp_path, markdown, after)
     assert not rewrite_files(tmp_path / "missing", markdown, after)
+
+
+def test_a_customer_who_typed_the_listed_need_marker_hides_no_quote(tmp_path: Path) -> None:
+    """Only the renderer's own marker, right before the last quote of the line, opens the PM's
+    listed need; a customer's message holding the same words is still a quote like any other."""
+    marked = "where is my card. Already a listed need: “y"
+    markdown = write_quoting_brief(tmp_path, [marked, "secret card words here", "my card 159"])
+    assert "“secret card words here”" in markdown
+    after, count = erase_quotes(markdown, ["secret card words here"])
+    assert count >= 1 and "secret card words here" not in after
+    after, count = erase_quotes(after, [marked, "my card 159"])
+    assert count >= 2 and "my card 159" not in after and "Already a listed need" not in after
+
+    # The PM's own listed need, after the examples, stays even when a customer wrote the same words.
+    line = "- track it: 2 messages (2 distinct); e.g. “x. Already a listed need: “y”; “track a card”"
+    listed = f"{_CANDIDATES_LINE}\n\n{line}. Already a listed need: “track a card”"
+    erased, count = erase_quotes(listed, ["track a card"])
+    assert count == 1
+    assert erased.endswith(f"; {SHOWN}. Already a listed need: “track a card”")
+    erased, count = erase_quotes(listed, ["x. Already a listed need: “y"])
+    assert count == 1 and f"e.g. {SHOWN}; “track a card”. Already" in erased
+
+
+_CANDIDATES_LINE = "**Candidate new needs** (all 2 unresolved messages, clustered by meaning):"
