@@ -95,8 +95,11 @@ class RedactingInterviewService(InterviewService):
 
     def handle(self, user_id: str, text: str, interview_id: str | None = None) -> Reply:
         """:meth:`InterviewService.handle` with ``text`` redacted when it answers a free-text
-        question. Raises what that raises (:class:`PositioningError`: no interview in progress)."""
-        return super().handle(user_id, self.redacted(user_id, text, interview_id), interview_id)
+        question. Raises what that raises (:class:`PositioningError`: no interview in progress).
+        The user's lock is held from the decision to the store: a message handled meanwhile cannot
+        move the interview on to a free-text question the text would then answer unredacted."""
+        with self._lock(user_id):
+            return super().handle(user_id, self.redacted(user_id, text, interview_id), interview_id)
 
     def redacted(self, user_id: str, text: str, interview_id: str | None = None) -> str:
         """``text`` as the interview should take it: redacted if it answers the current question of
