@@ -21,10 +21,13 @@ in a brief already written with :data:`ERASED`, and :func:`rewrite_files` puts t
 from __future__ import annotations
 
 import base64
+import fcntl
 import html
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,19 +317,60 @@ def _erase_line(line: str, wanted: set[str], shown: str) -> tuple[str, int]:
     return line[:start] + body, count + len(taken)
 
 
-def rewrite_files(directory: str | Path, before: str, after: str, dry_run: bool = False) -> bool:
-    """Put ``after`` into the brief written in ``directory`` if its ``brief.md`` holds ``before``
-    (the brief as it was recorded), and render its ``brief.html`` again from it with the same title
-    and charts; each file replaced atomically. ``dry_run``: only say whether it would. Returns
-    whether the brief was (or would be) rewritten: False when the directory holds no brief, or
-    another one. Raises :class:`OSError` when a file cannot be read or written."""
+#: One lock per brief directory within a process (the file lock alone does not serialise threads
+#: of one process portably); see :func:`brief_lock`.
+_DIRECTORY_LOCKS: dict[str, threading.Lock] = {}
+_DIRECTORY_GUARD = threading.Lock()
+#: The file in a brief directory that processes lock while they write its brief.
+LOCK_FILE = ".brief.lock"
+
+
+@contextmanager
+def brief_lock(directory: str | Path) -> Iterator[None]:
+    """Hold the brief ``directory`` (created if missing) for writing its files: a lock per directory
+    within this process, and an exclusive ``flock`` on its :data:`LOCK_FILE` across processes.
+    Writing a brief and erasing quotes from it take it, so neither overwrites the other's words."""
     directory = Path(directory)
+    key = str(directory.resolve())
+    with _DIRECTORY_GUARD:
+        local = _DIRECTORY_LOCKS.setdefault(key, threading.Lock())
+    with local:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / LOCK_FILE, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def rewrite_files(directory: str | Path, texts: Iterable[str], dry_run: bool = False) -> bool:
+    """Erase the quotes of ``texts`` (customers' messages, as stored) from whatever brief
+    ``directory`` holds now (:func:`erase_quotes` on its ``brief.md``: idempotent, so erasures and
+    retention runs may reach it in any order), and render its ``brief.html`` again from the result
+    with the same title and charts; each file replaced atomically, under :func:`brief_lock`.
+    ``dry_run``: only say whether it would. Returns whether the brief was (or would be) rewritten:
+    False when the directory holds no brief or the brief quotes none of ``texts``. Raises
+    :class:`OSError` when a file cannot be read or written."""
+    directory = Path(directory)
+    texts = list(texts)
+    if not (directory / "brief.md").is_file():
+        return False
+    if dry_run:
+        return erase_from_files(directory, texts, dry_run=True)
+    with brief_lock(directory):
+        return erase_from_files(directory, texts)
+
+
+def erase_from_files(directory: Path, texts: Iterable[str], dry_run: bool = False) -> bool:
+    """:func:`rewrite_files` for a caller already holding :func:`brief_lock` on ``directory``."""
     markdown = directory / "brief.md"
     try:
         current = markdown.read_text(encoding="utf-8")
     except FileNotFoundError:
         return False
-    if current != before or before == after:
+    after, quotes = erase_quotes(current, texts)
+    if not quotes:
         return False
     if dry_run:
         return True
