@@ -27,7 +27,7 @@ from bot.policy import AnswerPolicy
 from bot.privacy.redaction import redact, scan
 from bot.settings import Settings
 from bot.storage import Store
-from positioning.brief import BriefExtras, BriefFiles, write_brief
+from positioning.brief import BriefExtras, BriefFiles, brief_lock, escape_markdown, put_markdown, write_brief
 from positioning.engine import ACTIVE, COMPLETED, InterviewEngine, InterviewState, Prompt, Suggestion
 from positioning.errors import PositioningError
 from positioning.evidence import LoggedExchange, gather, intent_words
@@ -432,20 +432,30 @@ class PositioningDesk:
             resolved=contained,
             need_of=outcomes.need_of,
         )
-        files = write_brief(
-            self.brief_dir(interview_id),
-            self.engine.script,
-            answers,
-            result,
-            evidence,
-            extras=BriefExtras(
-                history[-TREND_RUNS:], now, measured, rules, tuple(comparison), asked=tuple(asked)
-            ),
-        )
-        # The files are this replica's; the database keeps every brief for any replica and for later.
-        self.store.interviews.record_brief(
-            interview_id, state.user_id, days, files.markdown.read_text(encoding="utf-8"), result.to_dict()
-        )
+        directory = self.brief_dir(interview_id)
+        # The customers' messages the brief may quote: any erased or past retention while it was
+        # being written lose their quotes before the row is stored, and then from the files (held
+        # meanwhile, so an erasure's file rewrite comes after; bot.privacy.briefs).
+        quoted = {e.message_id: e.text for e in asked if e.message_id}
+        with brief_lock(directory):
+            files = write_brief(
+                directory,
+                self.engine.script,
+                answers,
+                result,
+                evidence,
+                extras=BriefExtras(
+                    history[-TREND_RUNS:], now, measured, rules, tuple(comparison), asked=tuple(asked)
+                ),
+            )
+            text = files.markdown.read_text(encoding="utf-8")
+            shown = {i: t for i, t in quoted.items() if escape_markdown(t) in text}
+            # The files are this replica's; the database keeps every brief for any replica and for later.
+            stored = self.store.interviews.record_brief(
+                interview_id, state.user_id, days, text, result.to_dict(), quoted=shown
+            )
+            if stored.markdown != text:
+                put_markdown(directory, stored.markdown)
         return WrittenBrief(files, result, tuple(comparison))
 
     def _option(
@@ -769,6 +779,7 @@ def logged_exchanges(store: Store, since: str) -> list[LoggedExchange]:
     handed = exists().where(h.c.message_id == m.c.id)
     rows = store.conversations.db.rows(
         select(
+            asked.c.id.label("message_id"),
             asked.c.text,
             asked.c.conversation_id,
             asked.c.channel,
@@ -800,6 +811,7 @@ def logged_exchanges(store: Store, since: str) -> list[LoggedExchange]:
             segment=r["segment"],
             outcomes=outcomes.get(r["reply_id"], frozenset()),
             pressed=is_choice((r["text"] or "").strip()),
+            message_id=str(r["message_id"] or ""),
         )
         for r in rows
     ]

@@ -374,15 +374,23 @@ def erase_from_files(directory: Path, texts: Iterable[str], dry_run: bool = Fals
         return False
     if dry_run:
         return True
+    put_markdown(directory, after)
+    return True
+
+
+def put_markdown(directory: str | Path, text: str) -> None:
+    """Replace the brief in ``directory`` by ``text`` (another version of it) and render its
+    ``brief.html`` again with the same title and charts; each file replaced atomically. The caller
+    holds :func:`brief_lock`. Raises :class:`OSError`."""
+    directory = Path(directory)
     page = directory / "brief.html"
     title = "Positioning brief"
     if page.is_file():
         found = re.search(r"<title>(.*?)</title>", page.read_text(encoding="utf-8"), re.DOTALL)
         title = html.unescape(found[1]) if found else title
     images = {p.name: p.read_bytes() for p in sorted(directory.glob("*.png"))}
-    _replace(markdown, after)
-    _replace(page, to_html(after, images, title))
-    return True
+    _replace(directory / "brief.md", text)
+    _replace(page, to_html(text, images, title))
 
 
 def _replace(path: Path, text: str) -> None:

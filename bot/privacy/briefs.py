@@ -39,6 +39,7 @@ from pathlib import Path
 from sqlalchemy import Connection, func, select, update
 
 from bot.storage import schema
+from bot.storage.interviews import serialise_briefs
 from positioning.brief import erase_quotes, rewrite_files
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,10 @@ def erase_from_briefs(
     """Replace, in every brief written since the first of the messages ``message_ids``, the quotes
     of those that customers wrote; inside the caller's transaction, before the messages go.
     Returns how many brief rows changed in this call; each is added to (or merged into)
-    ``rewrites``, by brief id, for :func:`rewrite_brief_files`. Raises what the database raises."""
+    ``rewrites``, by brief id, for :func:`rewrite_brief_files`. Raises what the database raises.
+    Serialised with recording a brief (:func:`bot.storage.interviews.serialise_briefs`): a brief
+    recorded meanwhile is either read here or saw these messages gone."""
+    serialise_briefs(connection)
     texts: set[str] = set()
     first: str | None = None
     for start in range(0, len(message_ids), CHUNK):
