@@ -27,7 +27,7 @@ from bot.policy import AnswerPolicy
 from bot.privacy.redaction import redact, scan
 from bot.settings import Settings
 from bot.storage import Store
-from positioning.brief import BriefExtras, BriefFiles, write_brief
+from positioning.brief import BriefExtras, BriefFiles, brief_lock, escape_markdown, put_markdown, write_brief
 from positioning.engine import ACTIVE, COMPLETED, InterviewEngine, InterviewState, Prompt, Suggestion
 from positioning.errors import PositioningError
 from positioning.evidence import LoggedExchange, gather, intent_words
@@ -95,8 +95,11 @@ class RedactingInterviewService(InterviewService):
 
     def handle(self, user_id: str, text: str, interview_id: str | None = None) -> Reply:
         """:meth:`InterviewService.handle` with ``text`` redacted when it answers a free-text
-        question. Raises what that raises (:class:`PositioningError`: no interview in progress)."""
-        return super().handle(user_id, self.redacted(user_id, text, interview_id), interview_id)
+        question. Raises what that raises (:class:`PositioningError`: no interview in progress).
+        The user's lock is held from the decision to the store: a message handled meanwhile cannot
+        move the interview on to a free-text question the text would then answer unredacted."""
+        with self._lock(user_id):
+            return super().handle(user_id, self.redacted(user_id, text, interview_id), interview_id)
 
     def redacted(self, user_id: str, text: str, interview_id: str | None = None) -> str:
         """``text`` as the interview should take it: redacted if it answers the current question of
@@ -429,20 +432,30 @@ class PositioningDesk:
             resolved=contained,
             need_of=outcomes.need_of,
         )
-        files = write_brief(
-            self.brief_dir(interview_id),
-            self.engine.script,
-            answers,
-            result,
-            evidence,
-            extras=BriefExtras(
-                history[-TREND_RUNS:], now, measured, rules, tuple(comparison), asked=tuple(asked)
-            ),
-        )
-        # The files are this replica's; the database keeps every brief for any replica and for later.
-        self.store.interviews.record_brief(
-            interview_id, state.user_id, days, files.markdown.read_text(encoding="utf-8"), result.to_dict()
-        )
+        directory = self.brief_dir(interview_id)
+        # The customers' messages the brief may quote: any erased or past retention while it was
+        # being written lose their quotes before the row is stored, and then from the files (held
+        # meanwhile, so an erasure's file rewrite comes after; bot.privacy.briefs).
+        quoted = {e.message_id: e.text for e in asked if e.message_id}
+        with brief_lock(directory):
+            files = write_brief(
+                directory,
+                self.engine.script,
+                answers,
+                result,
+                evidence,
+                extras=BriefExtras(
+                    history[-TREND_RUNS:], now, measured, rules, tuple(comparison), asked=tuple(asked)
+                ),
+            )
+            text = files.markdown.read_text(encoding="utf-8")
+            shown = {i: t for i, t in quoted.items() if escape_markdown(t) in text}
+            # The files are this replica's; the database keeps every brief for any replica and for later.
+            stored = self.store.interviews.record_brief(
+                interview_id, state.user_id, days, text, result.to_dict(), quoted=shown
+            )
+            if stored.markdown != text:
+                put_markdown(directory, stored.markdown)
         return WrittenBrief(files, result, tuple(comparison))
 
     def _option(
@@ -766,6 +779,7 @@ def logged_exchanges(store: Store, since: str) -> list[LoggedExchange]:
     handed = exists().where(h.c.message_id == m.c.id)
     rows = store.conversations.db.rows(
         select(
+            asked.c.id.label("message_id"),
             asked.c.text,
             asked.c.conversation_id,
             asked.c.channel,
@@ -797,6 +811,7 @@ def logged_exchanges(store: Store, since: str) -> list[LoggedExchange]:
             segment=r["segment"],
             outcomes=outcomes.get(r["reply_id"], frozenset()),
             pressed=is_choice((r["text"] or "").strip()),
+            message_id=str(r["message_id"] or ""),
         )
         for r in rows
     ]

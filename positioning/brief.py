@@ -21,10 +21,13 @@ in a brief already written with :data:`ERASED`, and :func:`rewrite_files` puts t
 from __future__ import annotations
 
 import base64
+import fcntl
 import html
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,43 +295,102 @@ def _erase_line(line: str, wanted: set[str], shown: str) -> tuple[str, int]:
         count += 1
     else:
         start = ends[0].end() if ends else 2
-    stop = line.rfind(_LISTED)
-    stop = stop if stop >= start else len(line)
-    body = line[start:stop]
+    body = line[start:]
+    # The PM's listed need closes the line, opened right after the marker; an example's quote opens
+    # after "e.g. " or "; ", never right after it: a customer who typed the marker hides no quote.
+    need = [a for a, c in enumerate(body) if c == "“" and body.endswith(_LISTED, 0, a + 1)]
     opens = [i for i, c in enumerate(body) if c == "“"]
     closes = [i for i, c in enumerate(body) if c == "”"]
-    quoted = {body[a + 1 : b] for a in opens for b in closes if b > a} & wanted
-    for text in sorted(quoted, key=len, reverse=True):
-        count += body.count(f"“{text}”")
-        body = body.replace(f"“{text}”", f"“{shown}”")
-    return line[:start] + body + line[stop:], count
+    pairs = [
+        (a, b)
+        for a in opens
+        for b in closes
+        if b > a and body[a + 1 : b] in wanted and not (a in need and b == len(body) - 1)
+    ]
+    # Longest first; a quote inside one already replaced goes with it.
+    taken: list[tuple[int, int]] = []
+    for a, b in sorted(pairs, key=lambda p: (p[0] - p[1], p[0])):
+        if all(b < x or a > y for x, y in taken):
+            taken.append((a, b))
+    for a, b in sorted(taken, reverse=True):
+        body = f"{body[: a + 1]}{shown}{body[b:]}"
+    return line[:start] + body, count + len(taken)
 
 
-def rewrite_files(directory: str | Path, before: str, after: str, dry_run: bool = False) -> bool:
-    """Put ``after`` into the brief written in ``directory`` if its ``brief.md`` holds ``before``
-    (the brief as it was recorded), and render its ``brief.html`` again from it with the same title
-    and charts; each file replaced atomically. ``dry_run``: only say whether it would. Returns
-    whether the brief was (or would be) rewritten: False when the directory holds no brief, or
-    another one. Raises :class:`OSError` when a file cannot be read or written."""
+#: One lock per brief directory within a process (the file lock alone does not serialise threads
+#: of one process portably); see :func:`brief_lock`.
+_DIRECTORY_LOCKS: dict[str, threading.Lock] = {}
+_DIRECTORY_GUARD = threading.Lock()
+#: The file in a brief directory that processes lock while they write its brief.
+LOCK_FILE = ".brief.lock"
+
+
+@contextmanager
+def brief_lock(directory: str | Path) -> Iterator[None]:
+    """Hold the brief ``directory`` (created if missing) for writing its files: a lock per directory
+    within this process, and an exclusive ``flock`` on its :data:`LOCK_FILE` across processes.
+    Writing a brief and erasing quotes from it take it, so neither overwrites the other's words."""
     directory = Path(directory)
+    key = str(directory.resolve())
+    with _DIRECTORY_GUARD:
+        local = _DIRECTORY_LOCKS.setdefault(key, threading.Lock())
+    with local:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / LOCK_FILE, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def rewrite_files(directory: str | Path, texts: Iterable[str], dry_run: bool = False) -> bool:
+    """Erase the quotes of ``texts`` (customers' messages, as stored) from whatever brief
+    ``directory`` holds now (:func:`erase_quotes` on its ``brief.md``: idempotent, so erasures and
+    retention runs may reach it in any order), and render its ``brief.html`` again from the result
+    with the same title and charts; each file replaced atomically, under :func:`brief_lock`.
+    ``dry_run``: only say whether it would. Returns whether the brief was (or would be) rewritten:
+    False when the directory holds no brief or the brief quotes none of ``texts``. Raises
+    :class:`OSError` when a file cannot be read or written."""
+    directory = Path(directory)
+    texts = list(texts)
+    if not (directory / "brief.md").is_file():
+        return False
+    if dry_run:
+        return erase_from_files(directory, texts, dry_run=True)
+    with brief_lock(directory):
+        return erase_from_files(directory, texts)
+
+
+def erase_from_files(directory: Path, texts: Iterable[str], dry_run: bool = False) -> bool:
+    """:func:`rewrite_files` for a caller already holding :func:`brief_lock` on ``directory``."""
     markdown = directory / "brief.md"
     try:
         current = markdown.read_text(encoding="utf-8")
     except FileNotFoundError:
         return False
-    if current != before or before == after:
+    after, quotes = erase_quotes(current, texts)
+    if not quotes:
         return False
     if dry_run:
         return True
+    put_markdown(directory, after)
+    return True
+
+
+def put_markdown(directory: str | Path, text: str) -> None:
+    """Replace the brief in ``directory`` by ``text`` (another version of it) and render its
+    ``brief.html`` again with the same title and charts; each file replaced atomically. The caller
+    holds :func:`brief_lock`. Raises :class:`OSError`."""
+    directory = Path(directory)
     page = directory / "brief.html"
     title = "Positioning brief"
     if page.is_file():
         found = re.search(r"<title>(.*?)</title>", page.read_text(encoding="utf-8"), re.DOTALL)
         title = html.unescape(found[1]) if found else title
     images = {p.name: p.read_bytes() for p in sorted(directory.glob("*.png"))}
-    _replace(markdown, after)
-    _replace(page, to_html(after, images, title))
-    return True
+    _replace(directory / "brief.md", text)
+    _replace(page, to_html(text, images, title))
 
 
 def _replace(path: Path, text: str) -> None:

@@ -35,7 +35,8 @@ class LoggedExchange:
     ``channel`` and ``segment`` (the customer segment a bank's backend passed, if any) and
     ``outcomes`` (business outcomes recorded for the exchange, e.g. ``"adviser_call_booked"``);
     ``pressed``: the message was a button the reply before it offered (an intent or entry a
-    clarifying question proposed, "Something else"), not words the customer wrote.
+    clarifying question proposed, "Something else"), not words the customer wrote;
+    ``message_id``: the customer's message as the log stores it (empty: unknown).
     """
 
     text: str
@@ -50,6 +51,7 @@ class LoggedExchange:
     segment: str | None = None
     outcomes: frozenset[str] = frozenset()
     pressed: bool = False
+    message_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -150,12 +150,14 @@ class InterviewService:
         self.engine = engine
         self.store = store
         self.defaults = defaults
-        self._locks: dict[str, threading.Lock] = {}
+        # Reentrant: a subclass may hold the user's lock around :meth:`handle` (to decide on the
+        # text against the state it is applied to).
+        self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
 
-    def _lock(self, user_id: str) -> threading.Lock:
+    def _lock(self, user_id: str) -> threading.RLock:
         with self._guard:
-            return self._locks.setdefault(user_id, threading.Lock())
+            return self._locks.setdefault(user_id, threading.RLock())
 
     def start_or_resume(
         self,

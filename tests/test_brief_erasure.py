@@ -76,15 +76,15 @@ def test_words_that_are_not_a_whole_quote_change_nothing(tmp_path: Path) -> None
     )
 
 
-def test_the_files_are_rewritten_only_when_they_hold_the_brief(tmp_path: Path) -> None:
+def test_the_files_lose_the_quotes_whatever_version_of_the_brief_they_hold(tmp_path: Path) -> None:
     markdown = write_quoting_brief(tmp_path, [*CARD, OTHER])
     page = (tmp_path / "brief.html").read_text(encoding="utf-8")
     assert "where is my card 156" in page and "data:image/png;base64," in page
     after, _ = erase_quotes(markdown, [CARD[0]])
 
-    assert rewrite_files(tmp_path, markdown, after, dry_run=True)
+    assert rewrite_files(tmp_path, [CARD[0]], dry_run=True)
     assert (tmp_path / "brief.md").read_text(encoding="utf-8") == markdown  # a dry run writes nothing
-    assert rewrite_files(tmp_path, markdown, after)
+    assert rewrite_files(tmp_path, [CARD[0]])
     assert (tmp_path / "brief.md").read_text(encoding="utf-8") == after
     rewritten = (tmp_path / "brief.html").read_text(encoding="utf-8")
     assert "where is my card 156" not in rewritten and "“[erased]”" in rewritten
@@ -92,6 +92,40 @@ def test_the_files_are_rewritten_only_when_they_hold_the_brief(tmp_path: Path) -
     assert "<title>Positioning brief: Teller</title>" in rewritten
     assert not list(tmp_path.glob(".*.tmp"))
 
-    # Another brief, or none: left alone.
-    assert not rewrite_files(tmp_path, markdown, after)
-    assert not rewrite_files(tmp_path / "missing", markdown, after)
+    # Nothing left to erase, or no brief: left alone.
+    assert not rewrite_files(tmp_path, [CARD[0]])
+    assert not rewrite_files(tmp_path, ["words no brief quotes"])
+    assert not rewrite_files(tmp_path / "missing", [CARD[0]])
+    assert not (tmp_path / "missing").exists()
+
+    # A file on another version of the brief (another erasure got there first, or a newer brief):
+    # these texts' quotes go from it all the same, in any order.
+    assert rewrite_files(tmp_path, [OTHER])
+    assert rewrite_files(tmp_path, [CARD[1]])
+    final = (tmp_path / "brief.md").read_text(encoding="utf-8")
+    assert final == erase_quotes(markdown, [OTHER, CARD[1], CARD[0]])[0]
+    assert not any(t in (tmp_path / "brief.html").read_text(encoding="utf-8") for t in (OTHER, "card 157"))
+
+
+def test_a_customer_who_typed_the_listed_need_marker_hides_no_quote(tmp_path: Path) -> None:
+    """Only the renderer's own marker, right before the last quote of the line, opens the PM's
+    listed need; a customer's message holding the same words is still a quote like any other."""
+    marked = "where is my card. Already a listed need: “y"
+    markdown = write_quoting_brief(tmp_path, [marked, "secret card words here", "my card 159"])
+    assert "“secret card words here”" in markdown
+    after, count = erase_quotes(markdown, ["secret card words here"])
+    assert count >= 1 and "secret card words here" not in after
+    after, count = erase_quotes(after, [marked, "my card 159"])
+    assert count >= 2 and "my card 159" not in after and "Already a listed need" not in after
+
+    # The PM's own listed need, after the examples, stays even when a customer wrote the same words.
+    line = "- track it: 2 messages (2 distinct); e.g. “x. Already a listed need: “y”; “track a card”"
+    listed = f"{_CANDIDATES_LINE}\n\n{line}. Already a listed need: “track a card”"
+    erased, count = erase_quotes(listed, ["track a card"])
+    assert count == 1
+    assert erased.endswith(f"; {SHOWN}. Already a listed need: “track a card”")
+    erased, count = erase_quotes(listed, ["x. Already a listed need: “y"])
+    assert count == 1 and f"e.g. {SHOWN}; “track a card”. Already" in erased
+
+
+_CANDIDATES_LINE = "**Candidate new needs** (all 2 unresolved messages, clustered by meaning):"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +85,38 @@ def test_answers_stored_before_are_redacted_for_the_brief() -> None:
         "needs": ["call [PHONE] | 5"],
         "labelled_examples": 12345678,
     }
+
+
+def test_an_answer_decided_on_while_another_moves_the_interview_on_is_still_redacted(
+    desk: PositioningDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two quick messages: the first is judged against a scale question (taken as typed), the second
+    answers that question meanwhile; the first must not then land, unredacted, on the free-text
+    question after it (``gap``)."""
+    service = desk.service
+    assert isinstance(service, RedactingInterviewService)
+    state = service.start_or_resume("terminal", new=True, mode=FULL, defaults={}).state
+    state.current = "competitor_coverage"
+    service.store.save(state)
+    decided, go = threading.Event(), threading.Event()
+    original = RedactingInterviewService.redacted
+
+    def slow(self: RedactingInterviewService, user_id: str, text: str, iid: str | None = None) -> str:
+        out = original(self, user_id, text, iid)
+        if "pm.jones" in text:
+            decided.set()
+            go.wait(5)
+        return out
+
+    monkeypatch.setattr(RedactingInterviewService, "redacted", slow)
+    first = threading.Thread(target=service.handle, args=("terminal", "mail pm.jones@bank.example", state.id))
+    first.start()
+    assert decided.wait(5)
+    second = threading.Thread(target=service.handle, args=("terminal", "3", state.id))
+    second.start()
+    second.join(0.5)  # fixed: waits for the first message's turn
+    go.set()
+    first.join(5)
+    second.join(5)
+    assert not first.is_alive() and not second.is_alive()
+    assert "pm.jones" not in _stored(desk, state.id)

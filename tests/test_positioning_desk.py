@@ -245,3 +245,39 @@ def test_containment_is_one_figure_whatever_the_needs_rules(teller_env: Path) ->
         assert (prefill["containment"], prefill["containment_n"]) == (14.3, 7)
     finally:
         core.close()
+
+
+def test_a_customer_erased_while_the_brief_is_written_is_not_quoted(
+    teller_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The brief reads the log, then spends seconds clustering and charting: a customer erased in
+    that gap (their erasure committed before the brief is recorded) is not quoted by the row nor by
+    the files written after."""
+    from bot.privacy.erasure import Eraser
+
+    settings = get_settings()
+    core = build_core(settings)
+    desk = PositioningDesk(settings, policy=lambda: core.policy, store=core.store)
+    gone = "what's the weather in Paris tonight"
+    try:
+        said = [("u1", gone), ("u2", "what's the weather in Rome"), ("u3", "is it raining in Oslo")]
+        for user, text in said:
+            core.handle(Incoming("web", user, user, None, text))
+        read = desk.logged_exchanges
+
+        def then_erased(since: str) -> list:  # type: ignore[type-arg]
+            exchanges = read(since)
+            assert any(e.text == gone and e.message_id for e in exchanges)
+            Eraser(core.store, settings.briefs_dir).erase("web", "u1", "cli:robin")
+            return exchanges
+
+        interview = _completed(desk, {"needs": ["understand a fee | 4 | 2"]})
+        monkeypatch.setattr(desk, "logged_exchanges", then_erased)
+        brief = desk.write_brief(interview, days=30)
+        stored = core.store.interviews.briefs(interview)[-1].markdown
+        assert "“[erased]”" in stored.replace("\\", "")  # it was quoted, and went
+        page = (brief.files.markdown.parent / "brief.html").read_text(encoding="utf-8")
+        for text in (stored, brief.files.markdown.read_text(encoding="utf-8"), page):
+            assert "Paris" not in text and "Rome" in text
+    finally:
+        core.close()

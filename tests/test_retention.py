@@ -287,6 +287,44 @@ def test_quotes_of_messages_past_their_time_leave_the_briefs(
     assert Retention(store, briefs=root).run(30).counts["briefs_rewritten"] == 0
 
 
+def test_an_erasure_committed_during_a_run_still_reaches_the_brief_file(
+    store: Store, clock_: FakeTime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention rewrites files at the end of its run; an erasure that commits (and rewrites files)
+    meanwhile finds the file on an older version of the brief than its row. Each erases its own
+    texts from whatever the file holds, so neither customer stays quoted in ``brief.md`` nor
+    ``brief.html``, whichever order they reach it in."""
+    from bot.privacy.erasure import Eraser
+    from tests.test_erasure import record_brief
+
+    root = tmp_path / "briefs"
+    clock_.at(NOW - 40 * DAY)
+    say(store, "u1", "where is my card 156", route="handoff")
+    clock_.at(NOW - 5 * DAY)
+    say(store, "alice", "my card 160 never came", route="handoff")
+    say(store, "u3", "where is my card 157", route="handoff")
+    record_brief(store, root, ["where is my card 156", "my card 160 never came", "where is my card 157"])
+    clock_.at(NOW)
+    files = Retention._files
+    receipts = []
+
+    def erasure_first(self: Retention, briefs: Any, dry_run: bool = False) -> int:
+        if not dry_run:
+            receipts.append(Eraser(store, root).erase("web", "alice", "cli:robin"))
+        return files(self, briefs, dry_run)
+
+    monkeypatch.setattr(Retention, "_files", erasure_first)
+    report = Retention(store, briefs=root).run(30)
+    assert report.counts["messages"] == 2 and report.counts["brief_files_rewritten"] == 1
+    assert receipts[0].counts["brief_files_rewritten"] == 1
+    for name in ("brief.md", "brief.html"):
+        text = (root / "iv_1" / name).read_text(encoding="utf-8")
+        assert "card 156" not in text and "card 160" not in text and "where is my card 157" in text
+    assert [b.markdown for b in store.interviews.briefs("iv_1")] == [
+        (root / "iv_1" / "brief.md").read_text(encoding="utf-8")
+    ]
+
+
 def test_corrections_made_straight_from_old_messages_stay_unlinked(store: Store, clock_: FakeTime) -> None:
     clock_.at(NOW - 40 * DAY)
     old, _ = say(store, "u1", "old loan question")

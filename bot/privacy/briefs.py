@@ -13,12 +13,15 @@ When messages go, by erasure (:mod:`bot.privacy.erasure`) or retention
    (:func:`positioning.brief.erase_quotes`: whole messages only, compared as the brief renders
    them), and the row updated. Each brief changed is collected as a :class:`BriefRewrite`.
 2. :func:`rewrite_brief_files`, once that transaction is committed (files cannot be rolled back):
-   every brief file that is a copy of a changed row (its ``brief.md`` holds the row's text as it
-   was) gets the new text, and its ``brief.html`` is rendered again
-   (:func:`positioning.brief.rewrite_files`; atomic renames). A dry run counts the files it would
-   rewrite. A file that cannot be rewritten is logged (``brief_file_rewrite_failed``: its
-   directory and the error, no customer text) and reported, not raised: the database is already
-   right, and the caller says what is left.
+   the brief file of every interview with a changed row has the same texts' quotes erased from
+   whatever it holds now, and its ``brief.html`` is rendered again
+   (:func:`positioning.brief.rewrite_files`: under a per-directory lock, atomic renames). Erasing
+   is idempotent and order-independent, so a file another erasure, a retention run or a brief
+   written meanwhile changed is still brought in line (a file is never compared with the row's
+   text: it may be another version of the brief). A dry run counts the files it would rewrite. A
+   file that cannot be rewritten is logged (``brief_file_rewrite_failed``: its directory and the
+   error, no customer text) and reported, not raised: the database is already right, and the
+   caller says what is left.
 
 Quotes are matched, not tracked: a brief records no message ids, so briefs written before this
 existed are covered too. The same words written by another customer go as well, since a quote
@@ -36,6 +39,7 @@ from pathlib import Path
 from sqlalchemy import Connection, func, select, update
 
 from bot.storage import schema
+from bot.storage.interviews import serialise_briefs
 from positioning.brief import erase_quotes, rewrite_files
 
 log = logging.getLogger(__name__)
@@ -48,13 +52,15 @@ CHUNK = 400
 @dataclass(frozen=True)
 class BriefRewrite:
     """One brief row whose quotes were replaced: its text before the first change and after the
-    last (a retention run may change a brief in several batches), and how many quotes went."""
+    last (a retention run may change a brief in several batches), how many quotes went, and the
+    customers' texts erased (for the brief's files, whatever version of it they hold)."""
 
     brief_id: int
     interview_id: str
     before: str
     after: str
     quotes: int
+    texts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,10 @@ def erase_from_briefs(
     """Replace, in every brief written since the first of the messages ``message_ids``, the quotes
     of those that customers wrote; inside the caller's transaction, before the messages go.
     Returns how many brief rows changed in this call; each is added to (or merged into)
-    ``rewrites``, by brief id, for :func:`rewrite_brief_files`. Raises what the database raises."""
+    ``rewrites``, by brief id, for :func:`rewrite_brief_files`. Raises what the database raises.
+    Serialised with recording a brief (:func:`bot.storage.interviews.serialise_briefs`): a brief
+    recorded meanwhile is either read here or saw these messages gone."""
+    serialise_briefs(connection)
     texts: set[str] = set()
     first: str | None = None
     for start in range(0, len(message_ids), CHUNK):
@@ -87,6 +96,7 @@ def erase_from_briefs(
     if not texts or first is None:
         return 0
     changed = 0
+    erased = frozenset(texts)
     # A brief written before the first of these messages cannot quote them.
     rows = connection.execute(
         select(_b.c.id, _b.c.interview_id, _b.c.markdown).where(_b.c.written_at >= first).order_by(_b.c.id)
@@ -99,9 +109,9 @@ def erase_from_briefs(
         changed += 1
         kept = rewrites.get(int(row.id))
         rewrites[int(row.id)] = (
-            BriefRewrite(int(row.id), str(row.interview_id), str(row.markdown), after, quotes)
+            BriefRewrite(int(row.id), str(row.interview_id), str(row.markdown), after, quotes, erased)
             if kept is None
-            else replace(kept, after=after, quotes=kept.quotes + quotes)
+            else replace(kept, after=after, quotes=kept.quotes + quotes, texts=kept.texts | erased)
         )
     return changed
 
@@ -112,7 +122,11 @@ def merge_rewrites(into: dict[int, BriefRewrite], more: dict[int, BriefRewrite])
     for brief_id, later in more.items():
         kept = into.get(brief_id)
         into[brief_id] = (
-            later if kept is None else replace(kept, after=later.after, quotes=kept.quotes + later.quotes)
+            later
+            if kept is None
+            else replace(
+                kept, after=later.after, quotes=kept.quotes + later.quotes, texts=kept.texts | later.texts
+            )
         )
 
 
@@ -125,15 +139,16 @@ def rewrite_brief_files(
     listed in ``failed``."""
     if root is None:
         return BriefFiles(checked=False)
-    by_interview: dict[str, list[BriefRewrite]] = {}
-    for rewrite in sorted(rewrites, key=lambda r: -r.brief_id):  # the newest brief is likeliest
-        by_interview.setdefault(rewrite.interview_id, []).append(rewrite)
+    by_interview: dict[str, set[str]] = {}
+    for rewrite in rewrites:
+        by_interview.setdefault(rewrite.interview_id, set()).update(rewrite.texts)
     rewritten, failed = 0, []
-    for interview_id, candidates in sorted(by_interview.items()):
-        # One directory per interview, holding the newest brief this replica wrote for it.
+    for interview_id, texts in sorted(by_interview.items()):
+        # One directory per interview, holding the newest brief this replica wrote for it: whichever
+        # version it is, none of these texts may stay quoted in it.
         directory = root / interview_id
         try:
-            if any(rewrite_files(directory, r.before, r.after, dry_run=dry_run) for r in candidates):
+            if rewrite_files(directory, texts, dry_run=dry_run):
                 rewritten += 1
         except OSError as exc:
             failed.append(str(directory))

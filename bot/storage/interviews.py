@@ -6,21 +6,34 @@ Implements the port :class:`positioning.store.InterviewStore`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, text
 
 from bot.storage import schema
 from bot.storage.database import Database, inserted_id
+from positioning.brief import erase_quotes
 from positioning.engine import ACTIVE, InterviewState
 from positioning.errors import InterviewNotFound
 
 _i = schema.interviews
 _b = schema.briefs
 _t = schema.interview_turns
+_m = schema.messages
+#: The name writers of ``briefs`` that must not interleave take turns on (:func:`serialise_briefs`).
+BRIEFS_LOCK = "briefs"
+
+
+def serialise_briefs(connection: Connection) -> None:
+    """Make this transaction and every other one that calls it (recording a brief, erasing quotes
+    from briefs) run one after the other: PostgreSQL, a transaction-level advisory lock; SQLite's
+    write transactions are serial already (``BEGIN IMMEDIATE``)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": BRIEFS_LOCK})
 
 
 @dataclass(frozen=True)
@@ -105,18 +118,44 @@ class InterviewRepository:
         return int(self.db.rows(select(func.count().label("n")).select_from(_i))[0]["n"])
 
     def record_brief(
-        self, interview_id: str, user_id: str | None, days: int, markdown: str, score: dict[str, Any]
+        self,
+        interview_id: str,
+        user_id: str | None,
+        days: int,
+        markdown: str,
+        score: dict[str, Any],
+        quoted: Mapping[str, str] | None = None,
     ) -> StoredBrief:
-        """Keep a brief just written (every one is kept: how positioning moved over time)."""
-        row = {
-            "interview_id": interview_id,
-            "user_id": user_id,
-            "days": days,
-            "markdown": markdown,
-            "score": json.dumps(score, sort_keys=True),
-            "written_at": self.db.clock.now(),
-        }
+        """Keep a brief just written (every one is kept: how positioning moved over time).
+
+        ``quoted``: the customers' messages (id -> text) the brief may quote. Those gone by now
+        (erased or past retention while the brief was being written) have their quotes replaced by
+        "[erased]" before the row is stored (:func:`positioning.brief.erase_quotes`), in the same
+        transaction as the insert, serialised with erasure's (:func:`serialise_briefs`): an erasure
+        either sees this row or removed its messages before it was checked. The returned brief holds
+        the Markdown as stored."""
         with self.db.transaction() as connection:
+            serialise_briefs(connection)
+            if quoted:
+                ids = list(quoted)
+                kept: set[str] = set()
+                for start in range(0, len(ids), 400):
+                    chunk = ids[start : start + 400]
+                    kept.update(
+                        str(i)
+                        for i in connection.execute(select(_m.c.id).where(_m.c.id.in_(chunk))).scalars()
+                    )
+                gone = {words for message_id, words in quoted.items() if message_id not in kept}
+                if gone:
+                    markdown, _ = erase_quotes(markdown, gone)
+            row = {
+                "interview_id": interview_id,
+                "user_id": user_id,
+                "days": days,
+                "markdown": markdown,
+                "score": json.dumps(score, sort_keys=True),
+                "written_at": self.db.clock.now(),
+            }
             brief_id = inserted_id(connection.execute(_b.insert().values(**row)))
         return _brief({**row, "id": brief_id})
 
