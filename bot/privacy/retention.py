@@ -212,6 +212,8 @@ class Retention:
         if days is not None or removed.total or audit_empty:
             entry = self.store.audit.record(actor, AuditAction.RETENTION, None, report.audit_details())
             report = replace(report, audit_id=entry.id)
+        if removed.total and not dry_run:
+            self.store.database.reclaim()  # the removed rows' bytes out of the SQLite files at once
         log.info("retention_run", extra={"fields": report.to_dict()})
         return report
 
