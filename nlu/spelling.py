@@ -39,7 +39,8 @@ import importlib.metadata
 import importlib.resources
 import re
 import threading
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -54,7 +55,8 @@ DICTIONARY = "frequency_dictionary_en_82_765.txt"
 #: How many of its most frequent words a correction may be (the 40,000th is "oocyte"); the
 #: rarer ones are still never corrected.
 SUGGESTED_WORDS = 40_000
-#: A word of the domain vocabulary counts as this frequent: it wins a tie with a rarer English word.
+#: A word of the domain vocabulary counts as this frequent, plus the times it was seen (the domain's
+#: own order among its words).
 DOMAIN_COUNT = 10**7
 
 #: English contractions as customers type them without the apostrophe: words as they are, though
@@ -166,17 +168,28 @@ class SpellingCorrector:
     thread-safe.
     """
 
-    def __init__(self, domain: Iterable[str] = (), known: Iterable[str] = ()) -> None:
+    def __init__(self, domain: Iterable[str] | Mapping[str, int] = (), known: Iterable[str] = ()) -> None:
         self._index, self._words = _base()
         self._own = SymSpell(max_dictionary_edit_distance=MAX_EDITS, prefix_length=7)
-        self._domain = frozenset(w.lower() for w in domain if w.isalpha())
-        for word in self._domain:
-            self._own.create_dictionary_entry(word, DOMAIN_COUNT)
+        # How often each domain word was seen (1 when only listed): between two domain words one
+        # edit away, the more frequent is the correction ("deit": "debit", not "edit").
+        counts: Counter[str] = Counter()
+        if isinstance(domain, Mapping):
+            for w, n in domain.items():
+                counts[w.lower()] += int(n)
+        else:
+            counts.update(w.lower() for w in domain)
+        self._counts = {w: n for w, n in counts.items() if w.isalpha()}
+        self._domain = frozenset(self._counts)
+        for word, seen in self._counts.items():
+            self._own.create_dictionary_entry(word, DOMAIN_COUNT + seen)
         self._known = frozenset(w.lower() for w in known if w.isalpha()) | finance_terms()
 
     def with_domain(self, more: Iterable[str]) -> SpellingCorrector:
-        """A corrector whose domain vocabulary is this one's and ``more``."""
-        return SpellingCorrector(self._domain.union(w.lower() for w in more), self._known)
+        """A corrector whose domain vocabulary is this one's and ``more`` (each occurrence counted)."""
+        counts = Counter(self._counts)
+        counts.update(w.lower() for w in more)
+        return SpellingCorrector(counts, self._known)
 
     def is_known(self, word: str) -> bool:
         """Whether ``word`` (any case) is a word as it is: in a vocabulary, a contraction written
@@ -220,8 +233,12 @@ class SpellingCorrector:
             ]
         if not found:
             return None
-        # The closest; among those, a domain word first, then the most frequent.
-        best = min(found, key=lambda s: (s.distance, s.term not in self._domain, -s.count))
+        # The closest; among those, a domain word first (the one the domain uses most), then the
+        # most frequent English word.
+        best = min(
+            found,
+            key=lambda s: (s.distance, s.term not in self._domain, -self._counts.get(s.term, 0), -s.count),
+        )
         return str(best.term)
 
 

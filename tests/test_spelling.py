@@ -48,6 +48,13 @@ def test_what_is_not_a_misspelt_word_is_left_as_typed(speller: SpellingCorrector
     assert speller.correct(typed) == typed
 
 
+def test_between_two_domain_words_the_more_frequent_is_the_correction() -> None:
+    """ "deit" is one edit from "debit" and from "edit": the word the domain uses more wins."""
+    assert SpellingCorrector({"debit": 900, "edit": 40}).correct("no deit card") == "no debit card"
+    assert SpellingCorrector({"debit": 40, "edit": 900}).correct("no deit card") == "no edit card"
+    assert SpellingCorrector(["edit"]).with_domain(["debit", "debit"]).correct("deit") == "debit"
+
+
 def test_spacing_and_punctuation_are_kept(speller: SpellingCorrector) -> None:
     assert speller.correct("  stil, no card!!\n(waitibng)") == "  still, no card!!\n(waiting)"
 
