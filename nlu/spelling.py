@@ -50,6 +50,8 @@ from symspellpy import SymSpell, Verbosity
 MIN_LENGTH = 4
 #: Edits a correction may be away from the word typed (SymSpell's ``max_edit_distance``).
 MAX_EDITS = 1
+#: Bump when how a correction is chosen changes (2: between domain words, the more frequent).
+VARIANT = 2
 #: The frequency list inside the symspellpy package.
 DICTIONARY = "frequency_dictionary_en_82_765.txt"
 #: How many of its most frequent words a correction may be (the 40,000th is "oocyte"); the
@@ -155,7 +157,8 @@ def variant() -> str:
     finance terms and the symspellpy version (for the keys of caches of what was read)."""
     terms = hashlib.sha256(FINANCE_TERMS.read_bytes()).hexdigest()[:8]
     version = importlib.metadata.version("symspellpy")
-    return f"sp{MAX_EDITS}-{MIN_LENGTH}-{SUGGESTED_WORDS}-{DOMAIN_COUNT}-{DICTIONARY}-{terms}-{version}"
+    rules = f"v{VARIANT}-{MAX_EDITS}-{MIN_LENGTH}-{SUGGESTED_WORDS}-{DOMAIN_COUNT}"
+    return f"{rules}-{DICTIONARY}-{terms}-{version}"
 
 
 class SpellingCorrector:
