@@ -230,18 +230,15 @@ class SpellingCorrector:
 
     def _suggest(self, word: str) -> str | None:
         with _LOOKUP_LOCK:
-            found = [
-                *self._own.lookup(word, Verbosity.CLOSEST, max_edit_distance=MAX_EDITS),
-                *self._index.lookup(word, Verbosity.CLOSEST, max_edit_distance=MAX_EDITS),
-            ]
+            own = self._own.lookup(word, Verbosity.CLOSEST, max_edit_distance=MAX_EDITS)
+            english = self._index.lookup(word, Verbosity.CLOSEST, max_edit_distance=MAX_EDITS)
+        # A domain word counts as the domain saw it (its own index), not as English does.
+        found = [*own, *(s for s in english if s.term not in self._domain)]
         if not found:
             return None
         # The closest; among those, a domain word first (the one the domain uses most), then the
         # most frequent English word.
-        best = min(
-            found,
-            key=lambda s: (s.distance, s.term not in self._domain, -self._counts.get(s.term, 0), -s.count),
-        )
+        best = min(found, key=lambda s: (s.distance, s.term not in self._domain, -s.count))
         return str(best.term)
 
 
