@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from bot.policy import AnswerPolicy, Decision, Route
 from bot.settings import Settings
 from nlu.data import read_rows
 from nlu.errors import DataError
+from nlu.typos import add_typos
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import copy_directory
 from retrieval.loaders import load_entries
@@ -66,7 +67,9 @@ class FaqEvaluation:
     summing to 1), and of those handed off after being offered their entry (``suggested``, part of
     ``handed_off``). ``import_summary``: entries ``added`` and ``updated`` (counts), starter entries
     ``superseded`` (``[old, new]`` pairs), and ``linked``, each of the file's entries that answers an
-    intent once imported (declared in the file or taken over in the import) with that intent."""
+    intent once imported (declared in the file or taken over in the import) with that intent.
+    ``typos``: the seed of the typing mistakes put into the questions (:mod:`nlu.typos`), None:
+    the questions as written."""
 
     questions: int
     right: float
@@ -79,6 +82,7 @@ class FaqEvaluation:
     thresholds: dict[str, float] = field(default_factory=dict)
     by_rule: dict[str, int] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
+    typos: int | None = None
 
     def to_dict(self, details: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -120,21 +124,32 @@ def _suggested(decision: Decision, expected: str) -> bool:
     return decision.route == Route.CLARIFY and any(entry_of(c.value) == expected for c in decision.choices)
 
 
-def evaluate_operator_faq(settings: Settings, kb_file: Path, questions_file: Path) -> FaqEvaluation:
-    """Import ``kb_file`` into a copy of the knowledge base in use and answer ``questions_file``.
+def evaluate_operator_faq(
+    settings: Settings, kb_file: Path, questions_file: Path, typos: int | None = None
+) -> FaqEvaluation:
+    """Import ``kb_file`` into a copy of the knowledge base in use and answer ``questions_file``;
+    with ``typos`` (a seed), the questions with typing mistakes put in (:func:`nlu.typos.add_typos`).
 
     Raises :class:`InputError` (bad questions file) or :class:`retrieval.errors.KBFormatError`
     (bad FAQ file) before anything is computed.
     """
     entries = load_entries(kb_file)
     questions = read_questions(questions_file, {e.id for e in entries})
+    if typos is not None:
+        questions = with_typos(questions, typos)
     # The scratch knowledge base's own events (imports, supersedes, re-fits) are not the real one's:
     # they stay out of the log, where an auditor would take them for real changes.
     logging.disable(logging.INFO)
     try:
-        return _evaluate(settings, entries, questions)
+        return replace(_evaluate(settings, entries, questions), typos=typos)
     finally:
         logging.disable(logging.NOTSET)
+
+
+def with_typos(questions: list[tuple[str, str]], seed: int) -> list[tuple[str, str]]:
+    """``(text, kb_id)`` questions with typing mistakes put into their texts (:func:`nlu.typos.add_typos`)."""
+    texts = add_typos([q for q, _ in questions], seed=seed)
+    return [(t, e) for t, (_, e) in zip(texts, questions, strict=True)]
 
 
 @contextmanager

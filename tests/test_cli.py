@@ -132,6 +132,29 @@ def test_eval_writes_json_markdown_and_png(teller_env: Path, toy_csv: Path, tmp_
     assert "## Most confused intent pairs" in (out / "report.md").read_text()
 
 
+def test_eval_with_typos_reads_the_messages_mistyped_the_same_way_each_time(
+    teller_env: Path, toy_csv: Path, tmp_path: Path
+) -> None:
+    runs = []
+    for i in range(2):
+        code, stdout, stderr = run(
+            "eval",
+            "--data",
+            str(toy_csv),
+            "--typos",
+            "--json",
+            "--no-policy",
+            "--out",
+            str(tmp_path / f"r{i}"),
+        )
+        assert code == 0, stderr
+        runs.append(json.loads(stdout))
+    assert runs[0]["context"]["data"].endswith("typos put in (seed 11)")
+    assert runs[0]["accuracy"] == runs[1]["accuracy"] and runs[0]["n"] == 80
+    code, stdout, _ = run("eval", "--data", str(toy_csv), "--typo-seed", "3", "--no-policy")
+    assert code == 0 and "typos put in (seed 3)" in stdout  # a seed implies --typos
+
+
 def test_eval_defaults_to_the_model_dev_split(teller_env: Path) -> None:
     code, stdout, _ = run("eval")
     assert code == 0
@@ -189,6 +212,16 @@ def test_console_script_never_prints_a_traceback(teller_env: Path, tmp_path: Pat
         )
         assert proc.returncode == 2, (args, proc.stderr)
         assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_settings_that_do_not_validate_print_one_error_line(teller_env: Path) -> None:
+    """Settings fail before logging is set up: the error line alone, no bare log-event line above it."""
+    env = {**os.environ, "TELLER_RETENTION_DAYS": "0"}
+    command = [sys.executable, "-m", "bot.cli", "retention", "run"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: invalid settings: TELLER_RETENTION_DAYS"), proc.stderr
+    assert "command_failed" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_chat_in_the_terminal_goes_through_the_application_service(teller_env: Path) -> None:

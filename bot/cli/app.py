@@ -34,7 +34,11 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
-            log.warning("command_failed", extra={"fields": {"error": str(exc), "kind": type(exc).__name__}})
+            # Before logging is set up (settings that do not validate), Python's last-resort handler
+            # would print a bare "command_failed" line above the error: the line below says it all.
+            if log.hasHandlers():
+                fields = {"error": str(exc), "kind": type(exc).__name__}
+                log.warning("command_failed", extra={"fields": fields})
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 
