@@ -155,7 +155,9 @@ def test_the_server_refits_its_thresholds_when_the_kb_changes(
     stored: dict = {}
     while time.monotonic() < deadline:
         stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        if stored.get("kb_revision") == kb.revision:
+        # The fit is written to the file first and handed to the policy just after: wait for both.
+        fitted_for = (core.policy.classifier.version, kb.revision)
+        if stored.get("kb_revision") == kb.revision and core.policy.kb_fit == fitted_for:
             break
         time.sleep(0.1)
     assert stored.get("kb_revision") == kb.revision and stored["model"] == core.policy.classifier.version
