@@ -36,16 +36,24 @@ MIN_LETTERS = 4
 DEFAULT_SEED = 11
 
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
-#: Each letter's neighbours on a QWERTY keyboard: left and right on its row, and the keys above and
-#: below that touch it.
-NEIGHBOURS: dict[str, str] = {}
-for _r, _row in enumerate(_ROWS):
-    for _c, _ch in enumerate(_row):
-        near = [_row[j] for j in (_c - 1, _c + 1) if 0 <= j < len(_row)]
-        for _other in (_r - 1, _r + 1):
-            if 0 <= _other < len(_ROWS):
-                near += [_ROWS[_other][j] for j in (_c - 1, _c, _c + 1) if 0 <= j < len(_ROWS[_other])]
-        NEIGHBOURS[_ch] = "".join(dict.fromkeys(near))
+
+
+def _keyboard_neighbours() -> dict[str, str]:
+    """Each letter's neighbours on a QWERTY keyboard: left and right on its row, and the keys above
+    and below that touch it."""
+    neighbours = {}
+    for r, row in enumerate(_ROWS):
+        for c, letter in enumerate(row):
+            near = [row[j] for j in (c - 1, c + 1) if 0 <= j < len(row)]
+            for other in (r - 1, r + 1):
+                if 0 <= other < len(_ROWS):
+                    near += [_ROWS[other][j] for j in (c - 1, c, c + 1) if 0 <= j < len(_ROWS[other])]
+            neighbours[letter] = "".join(dict.fromkeys(near))
+    return neighbours
+
+
+#: Each letter's neighbours on a QWERTY keyboard (:func:`_keyboard_neighbours`).
+NEIGHBOURS: dict[str, str] = _keyboard_neighbours()
 
 #: A word of ASCII letters only, between spaces or the ends of the text, with at most the usual
 #: punctuation around it: ``(card)``, ``"lost",`` but not ``hasn't``, ``card1234``, ``a.b@c.com``.

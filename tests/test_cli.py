@@ -133,8 +133,20 @@ def test_eval_writes_json_markdown_and_png(teller_env: Path, toy_csv: Path, tmp_
 
 
 def test_eval_with_typos_reads_the_messages_mistyped_the_same_way_each_time(
-    teller_env: Path, toy_csv: Path, tmp_path: Path
+    teller_env: Path, toy_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from nlu import IntentClassifier
+    from nlu.data import read_labelled_csv
+    from nlu.typos import add_typos
+
+    read: list[str] = []
+    predict = IntentClassifier.predict
+
+    def recording(self: IntentClassifier, texts: list[str], *args: object, **kwargs: object) -> object:
+        read.extend(texts)
+        return predict(self, texts, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IntentClassifier, "predict", recording)
     runs = []
     for i in range(2):
         code, stdout, stderr = run(
@@ -151,6 +163,10 @@ def test_eval_with_typos_reads_the_messages_mistyped_the_same_way_each_time(
         runs.append(json.loads(stdout))
     assert runs[0]["context"]["data"].endswith("typos put in (seed 11)")
     assert runs[0]["accuracy"] == runs[1]["accuracy"] and runs[0]["n"] == 80
+    # What the classifier read is the file's messages with the seed's mistakes, both times.
+    written = [e.text for e in read_labelled_csv(toy_csv)]
+    mistyped = add_typos(written, seed=11)
+    assert mistyped != written and read == mistyped + mistyped
     code, stdout, _ = run("eval", "--data", str(toy_csv), "--typo-seed", "3", "--no-policy")
     assert code == 0 and "typos put in (seed 3)" in stdout  # a seed implies --typos
 
