@@ -169,7 +169,8 @@ def imported(settings: Settings, entries: list[KBEntry]) -> Iterator[tuple[Answe
         )
         kb = open_kb(scratch_settings)
         try:
-            policy = build_policy(scratch_settings, kb=kb)
+            # The copy's fit is stale for the file about to be imported: fitted once, after it.
+            policy = build_policy(scratch_settings, kb=kb, refit_kb=False)
             outcome = KnowledgeAdmin(kb, policy).import_entries(entries, on_overlap="newer")
             follow_kb(policy)
             yield policy, outcome

@@ -24,6 +24,11 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # tests/test_slow_real_encoder.py gives the real encoder torch's default back. ONNX Runtime sets its
 # own thread count and is not affected. An explicit OMP_NUM_THREADS wins.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# One intra-op thread for Teller's ONNX sessions too (TELLER_THREADS; the default is every core up
+# to four, whose pools spin within a run): two workers share the two cores, and each worker's
+# sessions spinning on both slowed the other's. A full local run 752 -> 626 s (2 cores,
+# 2026-12-04). Tests of the thread setting set their own; an explicit TELLER_THREADS wins.
+os.environ.setdefault("TELLER_THREADS", "1")
 
 TOY_INTENTS = ("card_arrival", "lost_or_stolen_card", "exchange_rate", "top_up_failed")
 
@@ -171,10 +176,43 @@ def memoised_language_detection() -> Iterator[None]:
         yield
 
 
+def seed_from_default_cache(cache: Path, pattern: str) -> list[Path]:
+    """Copy into ``cache`` the files matching ``pattern`` in Teller's default cache that ``make
+    test``'s ``teller train`` left there, and return the copies. Only files written after every
+    source and data file of this checkout was last changed are copied (their names do not cover
+    the code that wrote them: an older file may come from other code), and none already in
+    ``cache``; with no default cache, nothing."""
+    from bot.settings import Settings
+
+    trained = Settings().cache_dir
+    if not trained.is_dir():
+        return []
+    root = Path(__file__).resolve().parent.parent
+    kinds = {".py", ".yaml", ".csv", ".json", ".jsonl", ".txt"}
+    newest_source = max(
+        p.stat().st_mtime
+        for package in ("bot", "nlu", "retrieval")
+        for p in (root / package).rglob("*")
+        if p.suffix in kinds and "__pycache__" not in p.parts
+    )
+    copied = []
+    for path in trained.glob(pattern):
+        if path.stat().st_mtime > newest_source and not (cache / path.name).exists():
+            shutil.copy2(path, cache / path.name)
+            copied.append(cache / path.name)
+    return copied
+
+
 @pytest.fixture(scope="session")
 def embedder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One export of the retrieval encoder's ONNX graph for the whole session."""
-    return tmp_path_factory.mktemp("cache")
+    """One export of the retrieval encoder's ONNX graph for the whole session: the one ``make
+    test``'s training exported just before (:func:`seed_from_default_cache`; 20-25 s a worker
+    saved), else exported by the first test that embeds."""
+    from retrieval.embedder import OnnxSentenceEmbedder
+
+    cache = tmp_path_factory.mktemp("cache")
+    seed_from_default_cache(cache, OnnxSentenceEmbedder.FILE)
+    return cache
 
 
 @pytest.fixture(scope="session")

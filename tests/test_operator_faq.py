@@ -8,7 +8,6 @@ under the figures measured in the session that set them (README, "How well a ban
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from bot.faq_eval import evaluate_operator_faq
 from bot.settings import Settings, get_settings
 from nlu import ModelRegistry
+from tests.conftest import seed_from_default_cache
 
 DATA = Path(__file__).parent / "data" / "operator_faq"
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -38,23 +38,10 @@ def _seed_calibration_signals(cache: Path) -> None:
     """Copy the calibration messages' signals that ``make test``'s ``teller train`` left in Teller's
     default cache (``calibration-<key>.pkl``, keyed by the model version, the retrieval encoder and
     the calibration data) into the session's cache: the first bank's re-fit reads them instead of
-    running both encoders over about 2,700 messages again (20-30 s). Only files written after every
-    source and data file of this checkout was last changed are copied (the key does not cover the
-    code that computes the signals: an older file may come from other code); a file whose key
-    matches nothing here is never read; none copied, they are computed as before."""
+    running both encoders over about 2,700 messages again (20-30 s). A file whose key matches
+    nothing here is never read; none copied, they are computed as before."""
     get_settings.cache_clear()
-    trained = Settings().cache_dir
-    root = Path(__file__).resolve().parent.parent
-    kinds = {".py", ".yaml", ".csv", ".json", ".jsonl", ".txt"}
-    newest_source = max(
-        p.stat().st_mtime
-        for package in ("bot", "nlu", "retrieval")
-        for p in (root / package).rglob("*")
-        if p.suffix in kinds and "__pycache__" not in p.parts
-    )
-    for path in trained.glob("calibration-*.pkl") if trained.is_dir() else ():
-        if path.stat().st_mtime > newest_source and not (cache / path.name).exists():
-            shutil.copy2(path, cache / path.name)
+    seed_from_default_cache(cache, "calibration-*.pkl")
 
 
 @pytest.mark.slow
