@@ -176,9 +176,9 @@ def memoised_language_detection() -> Iterator[None]:
         yield
 
 
-def seed_from_default_cache(cache: Path, pattern: str) -> list[Path]:
+def seed_from_default_cache(cache: Path, pattern: str) -> None:
     """Copy into ``cache`` the files matching ``pattern`` in Teller's default cache that ``make
-    test``'s ``teller train`` left there, and return the copies. Only files written after every
+    test``'s ``teller train`` left there. Only files written after every
     source and data file of this checkout was last changed are copied (their names do not cover
     the code that wrote them: an older file may come from other code), and none already in
     ``cache``; with no default cache, nothing."""
@@ -186,7 +186,7 @@ def seed_from_default_cache(cache: Path, pattern: str) -> list[Path]:
 
     trained = Settings().cache_dir
     if not trained.is_dir():
-        return []
+        return
     root = Path(__file__).resolve().parent.parent
     kinds = {".py", ".yaml", ".csv", ".json", ".jsonl", ".txt"}
     newest_source = max(
@@ -195,12 +195,9 @@ def seed_from_default_cache(cache: Path, pattern: str) -> list[Path]:
         for p in (root / package).rglob("*")
         if p.suffix in kinds and "__pycache__" not in p.parts
     )
-    copied = []
     for path in trained.glob(pattern):
         if path.stat().st_mtime > newest_source and not (cache / path.name).exists():
             shutil.copy2(path, cache / path.name)
-            copied.append(cache / path.name)
-    return copied
 
 
 @pytest.fixture(scope="session")
