@@ -94,6 +94,11 @@ SUGGEST_RELATIVE = 0.5
 OPERATOR_TAG = "operator"
 #: The small-talk category of "let me talk to a person": handed off, not chatted about.
 HUMAN_CATEGORY = "human"
+#: The small-talk category of a customer who says only that they are unhappy ("your service is
+#: terrible"): handed off with its own reply, as :data:`HUMAN_CATEGORY` is.
+COMPLAINT_CATEGORY = "complaint"
+#: Small-talk categories that hand the conversation to a person (rule ``human``).
+HANDOFF_CATEGORIES = frozenset({HUMAN_CATEGORY, COMPLAINT_CATEGORY})
 #: The classifier and the knowledge base agree when the bank's own entry for the predicted intent
 #: (not the starter's) is among the knowledge base's best few for the message.
 AGREE_DEPTH = 3
@@ -302,7 +307,7 @@ class Signals:
             "p2": p.alternatives[1][1] if len(p.alternatives) > 1 else 0.0,
             "nearest": self.nearest,
             "smalltalk": self.smalltalk_score,
-            "wants_human": 1.0 if self.smalltalk_category == HUMAN_CATEGORY else 0.0,
+            "wants_human": 1.0 if self.smalltalk_category in HANDOFF_CATEGORIES else 0.0,
             "advice": self.advice_score,
             "advice_p": self.advice_probability,
             "general": general.score if general else 0.0,
@@ -384,7 +389,9 @@ RULES: tuple[Rule, ...] = (
         "human",
         Route.HANDOFF,
         lambda f, t: _chat(f, t) & (f["wants_human"] > 0),
-        lambda f, t: f"customer asked for a person ({f['smalltalk']:.2f} ≥ {t.smalltalk:.2f})",
+        lambda f, t: (
+            f"customer asked for a person or said they are unhappy ({f['smalltalk']:.2f} ≥ {t.smalltalk:.2f})"
+        ),
     ),
     Rule(
         "smalltalk",
@@ -849,7 +856,9 @@ class AnswerPolicy:
         if rule.name == "correction":
             return self._corrected(s, reason)
         if rule.name == "human":
-            return _decision(Route.HANDOFF, self.smalltalk.replies[HUMAN_CATEGORY], reason, p)
+            category = s.smalltalk_category if s.smalltalk_category in HANDOFF_CATEGORIES else HUMAN_CATEGORY
+            reply = self.smalltalk.replies.get(category) or self.smalltalk.replies[HUMAN_CATEGORY]
+            return _decision(Route.HANDOFF, reply, f"{reason} ({category})", p)
         if rule.name == "smalltalk":
             category = s.smalltalk_category or "greeting"
             return _decision(Route.SMALLTALK, self.smalltalk.replies[category], f"{reason} ({category})", p)

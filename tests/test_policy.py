@@ -27,6 +27,7 @@ from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, ChoiceKind, entry_of, in
 from bot.core import NO_PERSON, UNSTAFFED, unstaffed
 from bot.exemplars import ExemplarSet, load_smalltalk
 from bot.policy import (
+    HANDOFF_CATEGORIES,
     OPERATOR_TAG,
     ROUTES,
     RULE_NAMES,
@@ -85,9 +86,13 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> AnswerPolicy:
     kb = KnowledgeBase.open(tmp_path_factory.mktemp("kb"), HashingEmbedder(), seed=None)
     kb.add([CARD, LOST, FEE, ADVICE])
     smalltalk = ExemplarSet(
-        ["hello", "talk to a person"],
-        ["greeting", "human"],
-        {"greeting": "Hello!", "human": "Connecting you."},
+        ["hello", "talk to a person", "you are useless"],
+        ["greeting", "human", "complaint"],
+        {
+            "greeting": "Hello!",
+            "human": "Connecting you.",
+            "complaint": "Sorry to hear that. Connecting you.",
+        },
     )
     advice = ExemplarSet(["where should I invest"], ["advice"], {"advice": "Not advice."})
     return AnswerPolicy(None, kb, smalltalk, advice, T)  # type: ignore[arg-type]
@@ -138,6 +143,8 @@ def signals(
         (signals(), Route.INTENT, "card_arrival", "intent"),
         (signals(small=("greeting", 0.95)), Route.SMALLTALK, None, "smalltalk"),
         (signals(small=("human", 0.9)), Route.HANDOFF, None, "human"),
+        # "You are useless": an unhappy customer with no question goes to a person too.
+        (signals(small=("complaint", 0.9)), Route.HANDOFF, None, "human"),
         (signals(small=("greeting", 0.85), hits=(hit(CARD, 0.9),)), Route.INTENT, "card_arrival", "intent"),
         (signals(advice=0.9, hits=(hit(ADVICE, 0.95),)), Route.ADVICE, "invest", "advice"),
         (signals(advice=0.9), Route.ADVICE, None, "advice"),
@@ -257,6 +264,17 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> AnswerPolicy:
     return AnswerPolicy(None, kb, load_smalltalk(bank="Cedar Mutual"), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
 
 
+def test_an_unhappy_customer_is_handed_off_with_the_complaint_reply(policy: AnswerPolicy) -> None:
+    """A trial: "I'm fed up with you lot" was answered with whatever intent came nearest. An unhappy
+    customer who asks nothing is handed to a person, told so in the complaint category's words, and
+    the reason names the category."""
+    decision = policy.decide(signals(small=("complaint", 0.9)))
+    assert (decision.route, decision.answer) == (Route.HANDOFF, "Sorry to hear that. Connecting you.")
+    assert decision.reason.endswith("(complaint)")
+    asked = policy.decide(signals(small=("human", 0.9)))
+    assert (asked.answer, asked.reason.endswith("(human)")) == ("Connecting you.", True)
+
+
 def test_without_an_ops_channel_no_small_talk_reply_offers_a_person(spoken: AnswerPolicy) -> None:
     """A user trial: "who are you?" and "what can you do?" promised a person where no one could take
     over. Unstaffed, every small-talk reply says what is true (where to turn instead); staffed,
@@ -269,7 +287,7 @@ def test_without_an_ops_channel_no_small_talk_reply_offers_a_person(spoken: Answ
         assert decision.answer == reply  # staffed: the reply as written
         alone = unstaffed(decision, spoken.unstaffed_words)
         assert not OFFERS_PERSON.search(alone.answer), (category, alone.answer)
-        if category == "human":  # handed off: the unstaffed handoff reply
+        if category in HANDOFF_CATEGORIES:  # handed off: the unstaffed handoff reply
             assert (decision.route, alone.answer) == (Route.HANDOFF, UNSTAFFED)
         elif category in offering:
             assert decision.route == Route.SMALLTALK and NO_PERSON in alone.answer
