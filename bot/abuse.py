@@ -31,7 +31,10 @@ open handoffs in total      100                        the same
 review posts to the ops     10/minute                  the item waits in the review queue (``teller
 channel                                                review``, ``/teller queue``) instead of being
 (``TELLER_LIMIT_REVIEW_POSTS``)                        posted
-feedback per reply          once                       409 (a unique check in the store, not here)
+feedback per reply          once                       409 (a unique check in the store, not here);
+                                                       each verdict also counts as one message
+                                                       above (``POST /api/feedback`` as a
+                                                       ``feedback:`` message's text does)
 ==========================  =========================  ==============================================
 
 **A long message counts for more.** A message costs as many units of every message limit above as

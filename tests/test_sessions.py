@@ -255,6 +255,29 @@ def test_a_flood_from_one_session_is_limited_with_retry_after(bank: Bank) -> Non
     assert new_customer(bank.app).post("/api/messages", json={"text": "hello"}).status_code == 200
 
 
+def test_a_flood_of_feedback_is_limited_like_messages(bank: Bank) -> None:
+    """`POST /api/feedback` had no limit of its own: a session could post verdicts on made-up ids
+    (each a look-up in the store) without end. A verdict now counts as a message: refused with 429
+    and Retry-After once the customer's share is used, recording nothing; a real verdict within the
+    share is recorded as before."""
+    limits(bank.service, messages="5/minute")
+    customer = new_customer(bank.app)
+    answer = customer.post("/api/messages", json={"text": "My card has not arrived yet"}).json()
+    made_up = [
+        customer.post("/api/feedback", json={"message_id": f"m{i}", "helpful": False}) for i in range(6)
+    ]
+    assert [r.status_code for r in made_up] == [404, 404, 404, 404, 429, 429]
+    assert made_up[-1].json()["limit"] == "customer" and int(made_up[-1].headers["retry-after"]) >= 1
+    refused = customer.post("/api/feedback", json={"message_id": answer["message_id"], "helpful": True})
+    assert refused.status_code == 429 and bank.core.store.feedback.feedback() == []
+    # Another customer's share is their own.
+    other = new_customer(bank.app)
+    theirs = other.post("/api/messages", json={"text": "My card has not arrived yet"}).json()
+    assert "feedback:helpful" in {c["value"] for c in theirs["choices"]}  # an answer that can be rated
+    rated = other.post("/api/feedback", json={"message_id": theirs["message_id"], "helpful": True})
+    assert rated.status_code == 200 and len(bank.core.store.feedback.feedback()) == 1
+
+
 def test_throwaway_sessions_are_limited_per_address_and_overall(bank: Bank) -> None:
     client = TestClient(bank.app)
     tokens = []

@@ -585,11 +585,18 @@ def create_app(
                 "description": "Feedback on that reply was given already, or the reply offered no "
                 "feedback (a clarifying question, a handoff, small talk)"
             },
+            429: {"description": "Over a message limit (a verdict counts as a message); see Retry-After"},
         },
     )
     def post_feedback(
-        body: FeedbackIn, who: Annotated[WebCustomer, Depends(current_customer)]
+        body: FeedbackIn, request: Request, who: Annotated[WebCustomer, Depends(current_customer)]
     ) -> FeedbackOut:
+        # A verdict counts one unit of the message limits, as one sent as a message's text does: a
+        # flood of them (made-up ids, each a look-up in the store) is refused with 429 like a flood
+        # of messages. Counted before anything is looked up, so a refused one records nothing.
+        service.limits.message(
+            WEB_CHANNEL, who.user_id, None if who.backend else address(request), not who.verified
+        )
         entry = service.feedback(body.message_id, body.helpful, body.comment, who.user_id, WEB_CHANNEL)
         return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)
 
