@@ -43,6 +43,7 @@ from bot.policy import (
     SUGGEST_DEPTH,
     SUGGEST_RELATIVE,
     AnswerPolicy,
+    KBExemplars,
     PolicyConfig,
     Thresholds,
 )
@@ -138,7 +139,8 @@ def build_policy(
     path = registry.path(version) if version else registry.active_path()
     classifier = IntentClassifier.load(path, precision=settings.serving_precision, threads=settings.threads)
     kb = kb if kb is not None else open_kb(settings)  # an empty one is falsy (len 0)
-    advice_questions = [q for e in kb.entries() if ADVICE_TAG in e.tags for q in e.questions]
+    examples = functools.partial(kb_exemplars, settings)
+    now = examples(kb)
     # The base memory is comparable with retrieval vectors only if both come from the same encoder.
     base_memory = read_base_memory(path) if classifier.info.base_encoder == kb.embedder.name else None
     if base_memory is not None and base_memory.embeddings.shape[1] != kb.embedder.dim:
@@ -146,13 +148,15 @@ def build_policy(
     policy = AnswerPolicy(
         classifier,
         kb,
-        load_smalltalk(bank=bank_name(settings, kb)),
-        load_advice(extra=advice_questions),
+        now.smalltalk,
+        now.advice,
         base_memory=base_memory,
         information=load_information(),
         language=language_gate(),
         cache_dir=settings.cache_dir,
         speller=speller(classifier),
+        bank=now.bank,
+        exemplars=examples,
     )
     config = PolicyConfig.load(path) if stored_thresholds else None
     if config is None and calibrate_if_missing:
@@ -245,6 +249,7 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     when they were not looked at (an uncalibrated model, or a stale fit left alone).
     """
     kb, version = policy.kb, policy.classifier.version
+    policy.follow_kb_exemplars()  # the bank's name and advice entries, before the re-fit reads them
     if policy.kb_fit == (version, kb.revision):
         return False  # fitted for this model and revision already: no file to read (server watch loop)
     model = PolicyConfig.load(policy.classifier.path)
@@ -443,11 +448,21 @@ def slack_configured(settings: Settings) -> bool:
     return settings.slack_app_token is not None or (bot_token is not None and signing is not None)
 
 
+def kb_exemplars(settings: Settings, kb: KnowledgeBase) -> KBExemplars:
+    """The policy's examples as ``kb`` has them now (:meth:`AnswerPolicy.follow_kb_exemplars`): the
+    bank's name (:func:`bank_name`), the small talk naming it, and the advice examples with the
+    knowledge base's advice questions (entries tagged :data:`ADVICE_TAG`) among them."""
+    with kb.lock:
+        name, entries = bank_name(settings, kb), kb.entries()
+    advice_questions = [q for e in entries if ADVICE_TAG in e.tags for q in e.questions]
+    return KBExemplars(name, load_smalltalk(bank=name), load_advice(extra=advice_questions))
+
+
 def bank_name(settings: Settings, kb: KnowledgeBase) -> str:
     """The bank's name customers see: ``TELLER_BANK_NAME``; unset, the starter's fictional bank
     (:data:`bot.settings.STARTER_BANK`) while ``kb`` still holds entries of the Lumen starter, whose
-    answers name it, else "" (no name: "your bank's assistant"). Read when Teller starts (a
-    server restarted after ``kb sync`` replaced the starter names no bank)."""
+    answers name it, else "" (no name: "your bank's assistant"). A running server follows it as the
+    knowledge base changes (:attr:`bot.policy.AnswerPolicy.bank`)."""
     name = " ".join(settings.bank_name.split())
     if name:
         return name
@@ -558,7 +573,7 @@ def build_channels(
             service=service,
             # Telegram has one getUpdates consumer per bot: one replica polls, the others stand by.
             leadership=lambda: core.store.database.try_lock("telegram-polling"),
-            help=help_text(bank_name(settings, core.policy.kb), staffed=staffed(settings)),
+            help=lambda: help_text(core.policy.bank, staffed=staffed(settings)),
         )
         channels.append(telegram)
         if service.ops is not None:

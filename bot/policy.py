@@ -622,6 +622,17 @@ class Decision:
         }
 
 
+@dataclass(frozen=True)
+class KBExemplars:
+    """What the policy's examples take from the knowledge base as it is now: the bank's name
+    customers see ("" for none), the small talk naming it, and the advice examples with the
+    knowledge base's advice questions among them (:func:`bot.assistant.kb_exemplars`)."""
+
+    bank: str
+    smalltalk: ExemplarSet
+    advice: ExemplarSet
+
+
 class AnswerPolicy:
     """Decides how Teller answers; safe to share between threads."""
 
@@ -638,7 +649,13 @@ class AnswerPolicy:
         language: LanguageGate | None = None,
         cache_dir: Path | None = None,
         speller: SpellingCorrector | None = None,
+        bank: str = "",
+        exemplars: Callable[[KnowledgeBase], KBExemplars] | None = None,
     ) -> None:
+        """``bank``: the bank's name customers see ("" for none). ``exemplars``: where the small
+        talk, the advice examples and the bank's name come from as the knowledge base changes
+        (:meth:`follow_kb_exemplars`); ``smalltalk``, ``advice`` and ``bank`` are what it gave for
+        the knowledge base as it is now. Without it, they stay as given."""
         self.classifier = classifier
         #: Corrects misspelt words before the encoders and the keyword index read a message
         #: (:mod:`nlu.spelling`); the knowledge base's own words are learnt as it changes.
@@ -648,22 +665,23 @@ class AnswerPolicy:
         self._read_with: SpellingCorrector | None = None
         self.base_memory = base_memory
         self.kb = kb
-        self.smalltalk = smalltalk.embed_with(kb.embedder.embed)
-        #: Each reply of the policy's that offers a person (a small-talk reply: "I'll connect you"),
-        #: with what is said instead where no person can take over (:func:`bot.core.unstaffed`).
-        self.unstaffed_words: dict[str, str] = {
-            smalltalk.replies[category]: said
-            for category, said in smalltalk.unstaffed.items()
-            if category in smalltalk.replies
-        }
-        # A suggestion's way out is "Something else" (a person): without one, say where to turn.
-        self.unstaffed_words[SUGGEST] = SUGGEST_UNSTAFFED
-        self.unstaffed_words[ENTRY_GONE] = ENTRY_GONE_UNSTAFFED
-        self.advice = advice.embed_with(kb.embedder.embed)
         self.information = (information or ExemplarSet([], [], {})).embed_with(kb.embedder.embed)
         #: Where derived files may be kept (the calibration messages' signals, the advice probe).
         self.cache_dir = cache_dir
-        self.advice_probe = AdviceProbe(self.advice, self.information, cache_dir)
+        #: The bank's name customers see ("" for none), as of the knowledge base's last change.
+        self.bank = bank
+        self.smalltalk: ExemplarSet
+        #: Each reply of the policy's that offers a person (a small-talk reply: "I'll connect you"),
+        #: with what is said instead where no person can take over (:func:`bot.core.unstaffed`).
+        self.unstaffed_words: dict[str, str]
+        self._use_smalltalk(smalltalk)
+        self.advice: ExemplarSet
+        self.advice_probe: AdviceProbe
+        self._use_advice(advice)
+        self._exemplars = exemplars
+        self._exemplars_lock = threading.Lock()
+        #: The knowledge base's revision the examples were taken from (given: as it is now).
+        self._exemplars_revision = kb.revision
         self.language = language
         self.thresholds = thresholds
         #: ``(model version, knowledge-base revision)`` the knowledge-base thresholds were fitted for.
@@ -672,6 +690,55 @@ class AnswerPolicy:
         #: Operators' corrections in force, answered before any other rule but the language's
         #: (:mod:`bot.corrections` keeps this current in every running server); None: none.
         self.corrections: CorrectionMemory | None = None
+
+    def _use_smalltalk(self, smalltalk: ExemplarSet) -> None:
+        smalltalk = smalltalk.embed_with(self.kb.embedder.embed)
+        unstaffed = {
+            smalltalk.replies[category]: said
+            for category, said in smalltalk.unstaffed.items()
+            if category in smalltalk.replies
+        }
+        # A suggestion's way out is "Something else" (a person): without one, say where to turn.
+        unstaffed[SUGGEST] = SUGGEST_UNSTAFFED
+        unstaffed[ENTRY_GONE] = ENTRY_GONE_UNSTAFFED
+        self.smalltalk, self.unstaffed_words = smalltalk, unstaffed
+
+    def _use_advice(self, advice: ExemplarSet) -> None:
+        advice = advice.embed_with(self.kb.embedder.embed)
+        probe = AdviceProbe(advice, self.information, self.cache_dir)
+        self.advice, self.advice_probe = advice, probe
+
+    def follow_kb_exemplars(self) -> bool:
+        """Take the small talk, the advice examples and the bank's name anew from the knowledge
+        base (the ``exemplars`` source) if its revision moved since they were taken: a running
+        server answers as a fresh process would after ``kb add`` gives the bank an advice entry or
+        ``kb sync`` replaces the starter (whose name the replies carried). Returns whether anything
+        changed. Re-embedding takes a fraction of a second; a message in flight meanwhile is read
+        with the examples it started with."""
+        if self._exemplars is None or self.kb.revision == self._exemplars_revision:
+            return False
+        with self._exemplars_lock:
+            revision = self.kb.revision  # read before the entries: a change meanwhile is taken next time
+            if revision == self._exemplars_revision:
+                return False
+            fresh = self._exemplars(self.kb)
+            changed = False
+            if (fresh.smalltalk.texts, fresh.smalltalk.replies, fresh.smalltalk.unstaffed) != (
+                self.smalltalk.texts,
+                self.smalltalk.replies,
+                self.smalltalk.unstaffed,
+            ):
+                self._use_smalltalk(fresh.smalltalk)
+                changed = True
+            if fresh.advice.texts != self.advice.texts or fresh.advice.replies != self.advice.replies:
+                self._use_advice(fresh.advice)
+                changed = True
+            changed = changed or fresh.bank != self.bank
+            self.bank = fresh.bank
+            self._exemplars_revision = revision
+        if changed:
+            log.info("kb_exemplars_followed", extra={"fields": {"kb_revision": revision}})
+        return changed
 
     # ---------------------------------------------------------------------------------- signals
 
@@ -685,6 +752,7 @@ class AnswerPolicy:
         if not texts:
             return []
         texts = list(texts)
+        self.follow_kb_exemplars()  # usually done already, on the server's re-fit thread
         with timed("signals"):
             languages = self.language.detect(texts) if self.language is not None else [SERVED] * len(texts)
         predictions, vectors = self._encode(texts, [language.served for language in languages])

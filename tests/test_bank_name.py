@@ -132,3 +132,55 @@ def test_the_advice_reply_names_no_bank_number_or_regulator() -> None:
     reply = load_advice().replies["advice"]
     assert "adviser" in reply
     assert "Lumen" not in reply and "FCA" not in reply and not re.search(r"\d{3}", reply)
+
+
+def test_a_running_server_follows_the_name_and_advice_entries_as_the_kb_changes(
+    teller_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial: after `kb sync` replaced the starter, a running server still greeted as "Lumen Bank's
+    assistant" and its page said Lumen until restarted; after `kb add` superseded the starter's
+    advice entry, it still took that entry's questions for advice examples (and the reverse after
+    `kb restore`), so it answered otherwise than `teller ask`. The served policy now takes both
+    from the knowledge base whenever its revision moves, as a fresh process would."""
+    from bot.assistant import follow_kb, kb_exemplars
+    from bot.policy import ADVICE_TAG
+    from retrieval.entry import KBEntry
+
+    monkeypatch.delenv("TELLER_BANK_NAME", raising=False)
+    get_settings.cache_clear()
+    settings = get_settings()
+    core = build_core(settings)
+    try:
+        policy, kb = core.policy, core.policy.kb
+        client = TestClient(create_app(core, bank=lambda: core.policy.bank))
+        assert policy.bank == "Lumen Bank" and "Lumen Bank" in client.get("/").text
+        before = len(policy.advice.texts)
+        pension = KBEntry(
+            id="pension-transfer",
+            questions=["Should I move my workplace pension to you?"],
+            answer="We don't offer pensions; an independent financial adviser can help you decide.",
+            tags=(ADVICE_TAG,),
+        )
+        kb.add([pension])
+        follow_kb(policy)  # what the server's re-fit thread runs after any change
+        assert "Should I move my workplace pension to you?" in policy.advice.texts
+        assert len(policy.advice.texts) == before + 1
+        # The starter replaced wholesale: no bank's name is left to say.
+        branches = KBEntry(id="branches", questions=["Do you have branches?"], answer="One, in Leeds.")
+        kb.sync([branches])
+        assert policy.signals(["hello"])[0].smalltalk_category == "greeting"  # follows on its own too
+        assert policy.bank == "" and "Lumen" not in policy.smalltalk.replies["greeting"]
+        assert "your bank's assistant" in policy.smalltalk.replies["greeting"]
+        page = client.get("/").text
+        assert "<title>Teller</title>" in page and "Lumen" not in page
+        assert "Should I move my workplace pension to you?" not in policy.advice.texts
+        # As a fresh process reads the same knowledge base.
+        fresh = kb_exemplars(settings, kb)
+        assert (fresh.bank, fresh.advice.texts, fresh.smalltalk.replies) == (
+            policy.bank,
+            policy.advice.texts,
+            policy.smalltalk.replies,
+        )
+        assert policy.follow_kb_exemplars() is False  # nothing moved since
+    finally:
+        core.close()

@@ -78,7 +78,7 @@ def serve(
         operator_key=settings.operator_api_key,
         production=settings.production,
         server_timing=settings.server_timing,
-        bank=bank_name(settings, core.policy.kb),
+        bank=lambda: core.policy.bank,
         briefs_dir=settings.briefs_dir,
         identities=Identities.from_store(
             core.store,

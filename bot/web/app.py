@@ -11,12 +11,13 @@ signed payloads); errors never echo what was sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import logging
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from time import perf_counter
@@ -318,6 +319,7 @@ async def current_customer(request: Request) -> WebCustomer:
     return identities.resolve(request)
 
 
+@functools.lru_cache(maxsize=4)
 def chat_page_html(bank: str) -> str:
     """The web chat's page naming ``bank`` (HTML-escaped; "" for no name): its title, its header
     and the greeting its script shows first (a data attribute: the page allows no inline script)."""
@@ -356,7 +358,7 @@ def create_app(
     production: bool = False,
     identities: Identities | None = None,
     server_timing: bool = False,
-    bank: str = STARTER_BANK,
+    bank: str | Callable[[], str] = STARTER_BANK,
     briefs_dir: Path | None = None,
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
@@ -368,7 +370,9 @@ def create_app(
     (:class:`bot.web.security.OperatorKey`); without it they answer 403.
     ``production`` (``TELLER_ENV=production``): the API docs answer 404 and ``/healthz`` shows only
     its status, except to a request carrying that key.
-    ``bank`` (:func:`bot.assistant.bank_name`): the bank's name the chat page shows ("" for none).
+    ``bank`` (:func:`bot.assistant.bank_name`): the bank's name the chat page shows ("" for none),
+    or what reads it for each page (``teller serve``: the served policy's, which follows the
+    knowledge base).
     ``server_timing`` (``TELLER_SERVER_TIMING``): every response says where its time went
     (:class:`ServerTiming`), to every client (logged as a warning in production).
     ``identities`` resolve requests to customers (:class:`bot.web.sessions.Identities`; by default
@@ -471,11 +475,9 @@ def create_app(
         # Behind a proxy trusted by TELLER_FORWARDED_ALLOW_IPS this is the client's, not the proxy's.
         return request.client.host if request.client is not None else None
 
-    chat_html = chat_page_html(bank)
-
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def chat_page(request: Request) -> HTMLResponse:
-        page = HTMLResponse(chat_html)
+        page = HTMLResponse(chat_page_html(bank() if callable(bank) else bank))
         if identities.page_customer(request) is None:  # first visit, or the session ran out
             try:
                 limits.session(address(request))

@@ -111,7 +111,7 @@ class TelegramChannel:
         rate_limit_retries: int = RATE_LIMIT_RETRIES,
         concurrent_updates: int = CONCURRENT_UPDATES,
         post_timeout: float = POST_TIMEOUT,
-        help: str = HELP,
+        help: str | Callable[[], str] = HELP,
     ) -> None:
         """Webhook mode: without ``webhook_secret`` a random one is generated, registered with
         ``setWebhook`` and required of every request (each start registers a new one; a cluster
@@ -122,7 +122,8 @@ class TelegramChannel:
         retry every ``lead_interval`` seconds and take over when the holder dies. Every replica
         can still send (handoff relays)."""
         self.core = core
-        #: What /start and /help say.
+        #: What /start and /help say, or what says it when asked (the bank's name follows the
+        #: knowledge base).
         self.help = help
         self.service = service or TellerService(core)
         self.webhook_url = webhook_url
@@ -302,13 +303,16 @@ class TelegramChannel:
         if words is None:  # a sticker, a photo without a caption...
             await self._say(where, NOT_TEXT)
         elif not words:  # only "@teller_bot"
-            await self._say(where, self.help)
+            await self._say(where, self._help_words())
         else:
             await self._answer(message, words, f"{message.chat.id}:{message.message_id}")
 
+    def _help_words(self) -> str:
+        return self.help() if callable(self.help) else self.help
+
     async def _help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.message is not None:
-            await self._say(dialect.address_of(update.message), self.help)
+            await self._say(dialect.address_of(update.message), self._help_words())
 
     async def _human(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
@@ -325,7 +329,7 @@ class TelegramChannel:
         target = command[1] if command else None
         mine = target is not None and target.lower() == (self.me.username or "").lower()
         if not dialect.is_group(message.chat) or mine:
-            await self._say(dialect.address_of(message), self.help)
+            await self._say(dialect.address_of(message), self._help_words())
 
     async def _ignore(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.debug("telegram_ignored", extra={"fields": {"update_id": update.update_id}})
