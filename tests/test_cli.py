@@ -230,6 +230,26 @@ def test_console_script_never_prints_a_traceback(teller_env: Path, tmp_path: Pat
         assert "error:" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_home_that_is_a_file_is_one_error_line(tmp_path: Path) -> None:
+    """A trial: TELLER_HOME naming a file (or a home holding a file named ``logs``) printed a
+    NotADirectoryError / FileExistsError traceback with exit status 1."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "logs").write_text("not a directory")
+    (tmp_path / "file").write_text("not a directory")
+    for home in (tmp_path / "file", tmp_path / "home"):
+        env = {**os.environ, "TELLER_HOME": str(home)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "ask", "hello"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+        assert "logs" in proc.stderr and "TELLER_HOME" in proc.stderr
+
+
 def test_settings_that_do_not_validate_print_one_error_line(teller_env: Path) -> None:
     """Settings fail before logging is set up: the error line alone, no bare log-event line above it."""
     env = {**os.environ, "TELLER_RETENTION_DAYS": "0"}
