@@ -76,6 +76,12 @@ SUGGEST_UNSTAFFED = (
     "I'm not sure I understood. Is your question one of these? If not, please call us on the number "
     "on the back of your card."
 )
+#: :data:`SUGGEST` and :data:`SUGGEST_UNSTAFFED` when only one entry is offered.
+SUGGEST_ONE = "I'm not sure I understood. Is this your question?"
+SUGGEST_ONE_UNSTAFFED = (
+    "I'm not sure I understood. Is this your question? If not, please call us on the number on the "
+    "back of your card."
+)
 #: The reply to a suggestion's button whose entry was removed since it was offered (and no live
 #: entry superseded it): the customer is told why and asked again, with a person a button away
 #: (:meth:`AnswerPolicy.entry_gone`), rather than handed off without a word about the button.
@@ -700,6 +706,7 @@ class AnswerPolicy:
         }
         # A suggestion's way out is "Something else" (a person): without one, say where to turn.
         unstaffed[SUGGEST] = SUGGEST_UNSTAFFED
+        unstaffed[SUGGEST_ONE] = SUGGEST_ONE_UNSTAFFED
         unstaffed[ENTRY_GONE] = ENTRY_GONE_UNSTAFFED
         self.smalltalk, self.unstaffed_words = smalltalk, unstaffed
 
@@ -986,7 +993,7 @@ class AnswerPolicy:
             offered = s.suggestions
             return _decision(
                 Route.CLARIFY,
-                SUGGEST,
+                SUGGEST if len(offered) > 1 else SUGGEST_ONE,
                 f"{reason}: {', '.join(h.entry.id for h in offered)}",
                 p,
                 choices=(

@@ -26,6 +26,10 @@ the English word-frequency list that ships inside that package (82,765 words), w
   ("havent", :data:`CONTRACTIONS`);
 - no word of the list is within one edit of it.
 
+Chat spellings of common words ("shud", "pls", "u", :data:`TEXT_SPEAK`) are spelt out first,
+whatever their length (in lower case or with a capital first letter only: "U" alone or "UR" may be
+a name or a code).
+
 Only a message in a language Teller serves is corrected (the policy asks the language gate first: a
 Spanish or German message is not made into English-looking words). What is stored and shown keeps
 what the customer typed; only what the encoders and the keyword index read is corrected. Raises
@@ -50,8 +54,9 @@ from symspellpy import SymSpell, Verbosity
 MIN_LENGTH = 4
 #: Edits a correction may be away from the word typed (SymSpell's ``max_edit_distance``).
 MAX_EDITS = 1
-#: Bump when how a correction is chosen changes (2: between domain words, the more frequent).
-VARIANT = 2
+#: Bump when how a correction is chosen changes (2: between domain words, the more frequent; 3:
+#: text-speak spelt out first, :data:`TEXT_SPEAK`).
+VARIANT = 3
 #: The frequency list inside the symspellpy package.
 DICTIONARY = "frequency_dictionary_en_82_765.txt"
 #: How many of its most frequent words a correction may be (the 40,000th is "oocyte"); the
@@ -111,6 +116,38 @@ CONTRACTIONS = frozenset(
         "youve",
     ]
 )
+#: Chat and text-message spellings of common words, spelt out before anything else, whatever their
+#: length: one edit away they read as other words ("shud" is one edit from "shut", two from
+#: "should": a student asking "what account shud i get" was read as closing an account). Only
+#: spellings that mean nothing else in a bank's chat (not "acc", "yr", "r", "cos").
+TEXT_SPEAK: Mapping[str, str] = {
+    "abt": "about",
+    "becoz": "because",
+    "bcos": "because",
+    "coz": "because",
+    "cuz": "because",
+    "cud": "could",
+    "cld": "could",
+    "pls": "please",
+    "plz": "please",
+    "plzz": "please",
+    "ppl": "people",
+    "shud": "should",
+    "shld": "should",
+    "smth": "something",
+    "sth": "something",
+    "thx": "thanks",
+    "thnx": "thanks",
+    "tmrw": "tomorrow",
+    "u": "you",
+    "ur": "your",
+    "wat": "what",
+    "wen": "when",
+    "wot": "what",
+    "wud": "would",
+    "wld": "would",
+}
+
 _WORD = re.compile(r"[A-Za-z]+")
 #: A word next to one of these is part of a longer token (a right single quotation mark included).
 _JOINERS = "'_/@\\" + chr(0x2019)
@@ -215,6 +252,13 @@ class SpellingCorrector:
 
         def one(m: re.Match[str]) -> str:
             word = m.group(0)
+            spelt = TEXT_SPEAK.get(word.lower())
+            if (
+                spelt is not None
+                and (word.islower() or word.istitle())
+                and not _attached(text, m.start(), m.end())
+            ):
+                return spelt.capitalize() if word[0].isupper() else spelt
             if len(word) < MIN_LENGTH or not word[1:].islower() or self.is_known(word):
                 return word  # short, capitals inside ("HELOC", "gPay", "PayPal"), or known
             if word[0].isupper() and m.start() != start:

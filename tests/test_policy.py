@@ -35,6 +35,8 @@ from bot.policy import (
     RULES,
     SERVED,
     SUGGEST,
+    SUGGEST_ONE,
+    SUGGEST_ONE_UNSTAFFED,
     SUGGEST_UNSTAFFED,
     UNSURE,
     AnswerPolicy,
@@ -346,6 +348,17 @@ def test_clarify_offers_both_intents_and_a_way_out(policy: AnswerPolicy) -> None
         "handoff",
     ]
     assert policy.answer_for_intent("lost_or_stolen_card").answer == LOST.answer
+
+
+def test_a_suggestion_of_one_entry_asks_about_that_one(policy: AnswerPolicy) -> None:
+    """A trial: one entry offered still read "Is your question one of these?"."""
+    case = signals(p1=0.5, p2=0.1, hits=(hit(LOST, 0.45), hit(FEE, 0.1)))
+    decision = policy.decide(case)
+    assert (decision.route, decision.rule) == (Route.CLARIFY, "suggest")
+    assert [c.value for c in decision.choices] == ["entry:lost_card", HANDOFF_CHOICE]
+    assert decision.answer == SUGGEST_ONE
+    alone = unstaffed(decision, policy.unstaffed_words)
+    assert alone.answer == SUGGEST_ONE_UNSTAFFED and [c.value for c in alone.choices] == ["entry:lost_card"]
 
 
 def test_a_message_nothing_answers_is_offered_the_best_entries_to_choose_from(policy: AnswerPolicy) -> None:

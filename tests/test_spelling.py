@@ -20,6 +20,10 @@ def speller() -> SpellingCorrector:
         ("Waitibng for my card", "Waiting for my card"),  # the first word may start with a capital
         ("my topuo failed", "my topup failed"),  # the domain's word, not a rarer English one
         ("zelel payment", "zelle payment"),
+        # Chat spellings, spelt out whatever their length (a trial: "shud" read as "shut").
+        ("im starting uni what account shud i get", "im starting uni what account should i get"),
+        ("U sent me the wrong card pls fix it thx", "You sent me the wrong card please fix it thanks"),
+        ("wat is ur fee", "what is your fee"),
     ],
 )
 def test_misspelt_words_are_corrected(speller: SpellingCorrector, typed: str, read: str) -> None:
@@ -39,6 +43,7 @@ def test_misspelt_words_are_corrected(speller: SpellingCorrector, typed: str, re
         "i havent got it, isnt it sent",  # an apostrophe left out is the customer's way of writing
         "iban and bacs, my revolut via zelle or mpesa, usdt, bpay billers",  # finance terms shipped
         "pay with gPay at mBank or PayPal",  # a capital inside: a brand
+        "UR 4477 and U2 or ref u_4",  # a chat spelling in capitals, or joined to a code, is not one
         "¿Dónde está?",  # letters outside ASCII are not read as words
         "",
         "   ",

@@ -24,7 +24,12 @@ TERMINAL = "terminal"
 
 
 def _record(signals: Signals, decision: Decision) -> dict[str, Any]:
-    return {**signals.prediction.to_dict(), **decision.to_dict()}
+    """One message's line of ``teller ask --json``: ``text`` as the customer typed it (as stored),
+    ``read_as`` what the encoders read (misspelt words corrected, :mod:`nlu.spelling`), then the
+    classifier's reading and the decision."""
+    prediction = signals.prediction.to_dict()
+    read_as = prediction.pop("text")
+    return {"text": signals.text, "read_as": read_as, **prediction, **decision.to_dict()}
 
 
 @app.command()

@@ -475,9 +475,12 @@ def create_app(
         # Behind a proxy trusted by TELLER_FORWARDED_ALLOW_IPS this is the client's, not the proxy's.
         return request.client.host if request.client is not None else None
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    # HEAD too: uptime monitors probe the page so (405 read as "down"); a probe gets no session.
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     def chat_page(request: Request) -> HTMLResponse:
         page = HTMLResponse(chat_page_html(bank() if callable(bank) else bank))
+        if request.method == "HEAD":
+            return page
         if identities.page_customer(request) is None:  # first visit, or the session ran out
             try:
                 limits.session(address(request))
