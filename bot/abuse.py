@@ -32,9 +32,10 @@ review posts to the ops     10/minute                  the item waits in the rev
 channel                                                review``, ``/teller queue``) instead of being
 (``TELLER_LIMIT_REVIEW_POSTS``)                        posted
 feedback per reply          once                       409 (a unique check in the store, not here);
-                                                       each verdict also counts as one message
-                                                       above (``POST /api/feedback`` as a
-                                                       ``feedback:`` message's text does)
+                                                       a verdict posted to ``POST /api/feedback``
+                                                       or sent as a ``feedback:`` message's text
+                                                       also counts as one message above (Slack's
+                                                       and Telegram's buttons do not)
 ==========================  =========================  ==============================================
 
 **A long message counts for more.** A message costs as many units of every message limit above as

@@ -157,6 +157,7 @@ def build_policy(
         speller=speller(classifier),
         bank=now.bank,
         exemplars=examples,
+        exemplars_revision=now.revision,
     )
     config = PolicyConfig.load(path) if stored_thresholds else None
     if config is None and calibrate_if_missing:
@@ -249,7 +250,7 @@ def follow_kb(policy: AnswerPolicy, refit: bool = True) -> bool | None:
     when they were not looked at (an uncalibrated model, or a stale fit left alone).
     """
     kb, version = policy.kb, policy.classifier.version
-    policy.follow_kb_exemplars()  # the bank's name and advice entries, before the re-fit reads them
+    policy.follow_kb_exemplars()  # the bank's name and advice entries (the server's re-fit thread)
     if policy.kb_fit == (version, kb.revision):
         return False  # fitted for this model and revision already: no file to read (server watch loop)
     model = PolicyConfig.load(policy.classifier.path)
@@ -453,9 +454,9 @@ def kb_exemplars(settings: Settings, kb: KnowledgeBase) -> KBExemplars:
     bank's name (:func:`bank_name`), the small talk naming it, and the advice examples with the
     knowledge base's advice questions (entries tagged :data:`ADVICE_TAG`) among them."""
     with kb.lock:
-        name, entries = bank_name(settings, kb), kb.entries()
+        revision, name, entries = kb.revision, bank_name(settings, kb), kb.entries()
     advice_questions = [q for e in entries if ADVICE_TAG in e.tags for q in e.questions]
-    return KBExemplars(name, load_smalltalk(bank=name), load_advice(extra=advice_questions))
+    return KBExemplars(name, load_smalltalk(bank=name), load_advice(extra=advice_questions), revision)
 
 
 def bank_name(settings: Settings, kb: KnowledgeBase) -> str:

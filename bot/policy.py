@@ -637,6 +637,8 @@ class KBExemplars:
     bank: str
     smalltalk: ExemplarSet
     advice: ExemplarSet
+    #: The knowledge base's revision they were read at.
+    revision: int = -1
 
 
 class AnswerPolicy:
@@ -657,11 +659,13 @@ class AnswerPolicy:
         speller: SpellingCorrector | None = None,
         bank: str = "",
         exemplars: Callable[[KnowledgeBase], KBExemplars] | None = None,
+        exemplars_revision: int | None = None,
     ) -> None:
         """``bank``: the bank's name customers see ("" for none). ``exemplars``: where the small
         talk, the advice examples and the bank's name come from as the knowledge base changes
-        (:meth:`follow_kb_exemplars`); ``smalltalk``, ``advice`` and ``bank`` are what it gave for
-        the knowledge base as it is now. Without it, they stay as given."""
+        (:meth:`follow_kb_exemplars`); ``smalltalk``, ``advice`` and ``bank`` are what it gave at
+        the knowledge base's revision ``exemplars_revision`` (default: as it is now). Without it,
+        they stay as given."""
         self.classifier = classifier
         #: Corrects misspelt words before the encoders and the keyword index read a message
         #: (:mod:`nlu.spelling`); the knowledge base's own words are learnt as it changes.
@@ -686,8 +690,8 @@ class AnswerPolicy:
         self._use_advice(advice)
         self._exemplars = exemplars
         self._exemplars_lock = threading.Lock()
-        #: The knowledge base's revision the examples were taken from (given: as it is now).
-        self._exemplars_revision = kb.revision
+        #: The knowledge base's revision the examples were taken at.
+        self._exemplars_revision = kb.revision if exemplars_revision is None else exemplars_revision
         self.language = language
         self.thresholds = thresholds
         #: ``(model version, knowledge-base revision)`` the knowledge-base thresholds were fitted for.
@@ -708,6 +712,9 @@ class AnswerPolicy:
         unstaffed[SUGGEST] = SUGGEST_UNSTAFFED
         unstaffed[SUGGEST_ONE] = SUGGEST_ONE_UNSTAFFED
         unstaffed[ENTRY_GONE] = ENTRY_GONE_UNSTAFFED
+        # The replies of earlier small talk keep their unstaffed words: a decision made with the old
+        # reply (the bank's name since changed), or a stored one replayed, still finds them.
+        unstaffed = {**getattr(self, "unstaffed_words", {}), **unstaffed}
         self.smalltalk, self.unstaffed_words = smalltalk, unstaffed
 
     def _use_advice(self, advice: ExemplarSet) -> None:
@@ -720,15 +727,16 @@ class AnswerPolicy:
         base (the ``exemplars`` source) if its revision moved since they were taken: a running
         server answers as a fresh process would after ``kb add`` gives the bank an advice entry or
         ``kb sync`` replaces the starter (whose name the replies carried). Returns whether anything
-        changed. Re-embedding takes a fraction of a second; a message in flight meanwhile is read
-        with the examples it started with."""
+        changed. Called by :func:`bot.assistant.follow_kb` (a server's re-fit thread), never on a
+        message's path: re-embedding and re-fitting the advice probe can take a second or two,
+        and messages meanwhile are read with the examples they find."""
         if self._exemplars is None or self.kb.revision == self._exemplars_revision:
             return False
         with self._exemplars_lock:
-            revision = self.kb.revision  # read before the entries: a change meanwhile is taken next time
-            if revision == self._exemplars_revision:
+            if self.kb.revision == self._exemplars_revision:
                 return False
             fresh = self._exemplars(self.kb)
+            revision = fresh.revision  # read with the entries: a change after it is taken next time
             changed = False
             if (fresh.smalltalk.texts, fresh.smalltalk.replies, fresh.smalltalk.unstaffed) != (
                 self.smalltalk.texts,
@@ -759,7 +767,6 @@ class AnswerPolicy:
         if not texts:
             return []
         texts = list(texts)
-        self.follow_kb_exemplars()  # usually done already, on the server's re-fit thread
         with timed("signals"):
             languages = self.language.detect(texts) if self.language is not None else [SERVED] * len(texts)
         predictions, vectors = self._encode(texts, [language.served for language in languages])

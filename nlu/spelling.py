@@ -27,8 +27,9 @@ the English word-frequency list that ships inside that package (82,765 words), w
 - no word of the list is within one edit of it.
 
 Chat spellings of common words ("shud", "pls", "u", :data:`TEXT_SPEAK`) are spelt out first,
-whatever their length (in lower case or with a capital first letter only: "U" alone or "UR" may be
-a name or a code).
+whatever their length: in lower case anywhere, with a capital first letter only as the message's
+first word ("U sent me the wrong card"; "transfer to Wen Li" and "J U Patel" are names), never in
+capitals ("UR") or joined to a code.
 
 Only a message in a language Teller serves is corrected (the policy asks the language gate first: a
 Spanish or German message is not made into English-looking words). What is stored and shown keeps
@@ -253,11 +254,10 @@ class SpellingCorrector:
         def one(m: re.Match[str]) -> str:
             word = m.group(0)
             spelt = TEXT_SPEAK.get(word.lower())
-            if (
-                spelt is not None
-                and (word.islower() or word.istitle())
-                and not _attached(text, m.start(), m.end())
-            ):
+            # In lower case anywhere; with a capital first letter only at the start of the message
+            # (elsewhere a name: "transfer to Wen Li", "J U Patel"); never joined to a code.
+            as_typed = word.islower() or (word.istitle() and m.start() == start)
+            if spelt is not None and as_typed and not _attached(text, m.start(), m.end()):
                 return spelt.capitalize() if word[0].isupper() else spelt
             if len(word) < MIN_LENGTH or not word[1:].islower() or self.is_known(word):
                 return word  # short, capitals inside ("HELOC", "gPay", "PayPal"), or known

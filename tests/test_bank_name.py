@@ -168,7 +168,8 @@ def test_a_running_server_follows_the_name_and_advice_entries_as_the_kb_changes(
         # The starter replaced wholesale: no bank's name is left to say.
         branches = KBEntry(id="branches", questions=["Do you have branches?"], answer="One, in Leeds.")
         kb.sync([branches])
-        assert policy.signals(["hello"])[0].smalltalk_category == "greeting"  # follows on its own too
+        assert policy.bank == "Lumen Bank"  # not on a message's path: the re-fit thread's work
+        follow_kb(policy)
         assert policy.bank == "" and "Lumen" not in policy.smalltalk.replies["greeting"]
         assert "your bank's assistant" in policy.smalltalk.replies["greeting"]
         page = client.get("/").text

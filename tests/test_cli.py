@@ -236,8 +236,9 @@ def test_a_home_that_is_a_file_is_one_error_line(tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "logs").write_text("not a directory")
     (tmp_path / "file").write_text("not a directory")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TELLER_")}
     for home in (tmp_path / "file", tmp_path / "home"):
-        env = {**os.environ, "TELLER_HOME": str(home)}
+        env = {**clean, "TELLER_HOME": str(home)}
         proc = subprocess.run(
             [sys.executable, "-m", "bot.cli", "ask", "hello"],
             capture_output=True,
@@ -247,7 +248,7 @@ def test_a_home_that_is_a_file_is_one_error_line(tmp_path: Path) -> None:
         )
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
-        assert "logs" in proc.stderr and "TELLER_HOME" in proc.stderr
+        assert f"{home}/logs" in proc.stderr and "TELLER_HOME" in proc.stderr, proc.stderr
 
 
 def test_settings_that_do_not_validate_print_one_error_line(teller_env: Path) -> None:

@@ -44,6 +44,7 @@ def test_misspelt_words_are_corrected(speller: SpellingCorrector, typed: str, re
         "iban and bacs, my revolut via zelle or mpesa, usdt, bpay billers",  # finance terms shipped
         "pay with gPay at mBank or PayPal",  # a capital inside: a brand
         "UR 4477 and U2 or ref u_4",  # a chat spelling in capitals, or joined to a code, is not one
+        "pay Wen Li and J U Patel",  # with a capital past the first word: a name
         "¿Dónde está?",  # letters outside ASCII are not read as words
         "",
         "   ",

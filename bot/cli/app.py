@@ -25,7 +25,8 @@ err = Console(stderr=True)
 
 #: Every error a user can cause; anything else is a bug and keeps its traceback.
 USER_ERRORS = (TellerError, NLUError, RetrievalError, PositioningError)
-#: Errors of a path in the environment rather than of Teller: one line and exit 2 as well.
+#: Errors of a path in the environment rather than of Teller (when they name the path): one line
+#: and exit 2 as well.
 PATH_ERRORS = (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
 
 
@@ -41,16 +42,21 @@ class _Group(TyperGroup):
             if log.hasHandlers():
                 fields = {"error": str(exc), "kind": type(exc).__name__}
                 log.warning("command_failed", extra={"fields": fields})
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except PATH_ERRORS as exc:
             # A path that names a file where a directory is needed, or one Teller may not write
-            # (TELLER_HOME=/etc/passwd): the environment's to fix, said in one line.
-            said = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
+            # (TELLER_HOME=/etc/passwd): the environment's to fix, said in one line. Only an error
+            # that names its path; any other (a socket's, say) keeps its traceback, as a bug's does.
+            if not exc.filename:
+                raise
+            said = f"{exc.strerror}: {exc.filename}"
             if log.hasHandlers():
                 log.warning("command_failed", extra={"fields": {"error": said, "kind": type(exc).__name__}})
             err.print(
-                f"[red]error:[/red] {escape(said)} (check TELLER_HOME and the paths given)", highlight=False
+                f"[red]error:[/red] {escape(said)} (check TELLER_HOME and the paths given)",
+                highlight=False,
+                soft_wrap=True,  # a path cut across lines cannot be copied
             )
             raise typer.Exit(2) from None
 

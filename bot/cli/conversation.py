@@ -24,9 +24,9 @@ TERMINAL = "terminal"
 
 
 def _record(signals: Signals, decision: Decision) -> dict[str, Any]:
-    """One message's line of ``teller ask --json``: ``text`` as the customer typed it (as stored),
-    ``read_as`` what the encoders read (misspelt words corrected, :mod:`nlu.spelling`), then the
-    classifier's reading and the decision."""
+    """One message's line of ``teller ask --json``: ``text`` as the customer typed it, ``read_as``
+    what the encoders read (misspelt words corrected, :mod:`nlu.spelling`; ``span``, for a long
+    message, indexes it), then the classifier's reading and the decision."""
     prediction = signals.prediction.to_dict()
     read_as = prediction.pop("text")
     return {"text": signals.text, "read_as": read_as, **prediction, **decision.to_dict()}
