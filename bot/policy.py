@@ -683,7 +683,7 @@ class AnswerPolicy:
         self.smalltalk: ExemplarSet
         #: Each reply of the policy's that offers a person (a small-talk reply: "I'll connect you"),
         #: with what is said instead where no person can take over (:func:`bot.core.unstaffed`).
-        self.unstaffed_words: dict[str, str]
+        self.unstaffed_words: dict[str, str] = {}
         self._use_smalltalk(smalltalk)
         self.advice: ExemplarSet
         self.advice_probe: AdviceProbe
@@ -714,7 +714,7 @@ class AnswerPolicy:
         unstaffed[ENTRY_GONE] = ENTRY_GONE_UNSTAFFED
         # The replies of earlier small talk keep their unstaffed words: a decision made with the old
         # reply (the bank's name since changed), or a stored one replayed, still finds them.
-        unstaffed = {**getattr(self, "unstaffed_words", {}), **unstaffed}
+        unstaffed = {**self.unstaffed_words, **unstaffed}
         self.smalltalk, self.unstaffed_words = smalltalk, unstaffed
 
     def _use_advice(self, advice: ExemplarSet) -> None:
@@ -737,20 +737,15 @@ class AnswerPolicy:
                 return False
             fresh = self._exemplars(self.kb)
             revision = fresh.revision  # read with the entries: a change after it is taken next time
-            changed = False
-            if (fresh.smalltalk.texts, fresh.smalltalk.replies, fresh.smalltalk.unstaffed) != (
-                self.smalltalk.texts,
-                self.smalltalk.replies,
-                self.smalltalk.unstaffed,
-            ):
+            # The small talk differs only by the bank's name it carries; the advice by its examples.
+            renamed, advice = fresh.bank != self.bank, fresh.advice.texts != self.advice.texts
+            if renamed:
                 self._use_smalltalk(fresh.smalltalk)
-                changed = True
-            if fresh.advice.texts != self.advice.texts or fresh.advice.replies != self.advice.replies:
+                self.bank = fresh.bank
+            if advice:
                 self._use_advice(fresh.advice)
-                changed = True
-            changed = changed or fresh.bank != self.bank
-            self.bank = fresh.bank
             self._exemplars_revision = revision
+            changed = renamed or advice
         if changed:
             log.info("kb_exemplars_followed", extra={"fields": {"kb_revision": revision}})
         return changed
@@ -938,9 +933,8 @@ class AnswerPolicy:
         if rule.name == "correction":
             return self._corrected(s, reason)
         if rule.name == "human":
-            category = s.smalltalk_category if s.smalltalk_category in HANDOFF_CATEGORIES else HUMAN_CATEGORY
-            reply = self.smalltalk.replies.get(category) or self.smalltalk.replies[HUMAN_CATEGORY]
-            return _decision(Route.HANDOFF, reply, f"{reason} ({category})", p)
+            category = s.smalltalk_category or HUMAN_CATEGORY  # one of HANDOFF_CATEGORIES (the test)
+            return _decision(Route.HANDOFF, self.smalltalk.replies[category], f"{reason} ({category})", p)
         if rule.name == "smalltalk":
             category = s.smalltalk_category or "greeting"
             return _decision(Route.SMALLTALK, self.smalltalk.replies[category], f"{reason} ({category})", p)

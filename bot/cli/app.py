@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,28 +37,25 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
-            # Before logging is set up (settings that do not validate), Python's last-resort handler
-            # would print a bare "command_failed" line above the error: the line below says it all.
-            if log.hasHandlers():
-                fields = {"error": str(exc), "kind": type(exc).__name__}
-                log.warning("command_failed", extra={"fields": fields})
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc), exc)
         except PATH_ERRORS as exc:
             # A path that names a file where a directory is needed, or one Teller may not write
             # (TELLER_HOME=/etc/passwd): the environment's to fix, said in one line. Only an error
             # that names its path; any other (a socket's, say) keeps its traceback, as a bug's does.
             if not exc.filename:
                 raise
-            said = f"{exc.strerror}: {exc.filename}"
-            if log.hasHandlers():
-                log.warning("command_failed", extra={"fields": {"error": said, "kind": type(exc).__name__}})
-            err.print(
-                f"[red]error:[/red] {escape(said)} (check TELLER_HOME and the paths given)",
-                highlight=False,
-                soft_wrap=True,  # a path cut across lines cannot be copied
-            )
-            raise typer.Exit(2) from None
+            _fail(f"{exc.strerror}: {exc.filename}", exc, " (check TELLER_HOME and the paths given)")
+
+
+def _fail(said: str, exc: Exception, hint: str = "") -> NoReturn:
+    """Log ``said`` (once logging is set up), print it as one ``error:`` line and exit with 2."""
+    # Before logging is set up (settings that do not validate), Python's last-resort handler
+    # would print a bare "command_failed" line above the error: the line below says it all.
+    if log.hasHandlers():
+        log.warning("command_failed", extra={"fields": {"error": said, "kind": type(exc).__name__}})
+    # Not wrapped at the terminal's width: a path cut across lines cannot be copied.
+    err.print(f"[red]error:[/red] {escape(said)}{hint}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 app = typer.Typer(

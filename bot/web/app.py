@@ -475,6 +475,10 @@ def create_app(
         # Behind a proxy trusted by TELLER_FORWARDED_ALLOW_IPS this is the client's, not the proxy's.
         return request.client.host if request.client is not None else None
 
+    def origin(request: Request, who: WebCustomer) -> str | None:
+        # The per-address limits are for browsers: a bank's backend relays all of its customers.
+        return None if who.backend else address(request)
+
     # HEAD too: uptime monitors probe the page so (405 read as "down"); a probe gets no session.
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     def chat_page(request: Request) -> HTMLResponse:
@@ -553,10 +557,15 @@ def create_app(
         if body.segment is not None and not who.backend:
             raise InputError("segment is named by the bank's backend (or in a customer token's claim)")
         segment = body.segment if who.backend else who.segment
-        # The per-address limits are for browsers: a bank's backend relays all of its customers.
-        origin = None if who.backend else address(request)
         incoming = Incoming(
-            WEB_CHANNEL, who.user_id, who.user_id, message_id, body.text, origin, segment, not who.verified
+            WEB_CHANNEL,
+            who.user_id,
+            who.user_id,
+            message_id,
+            body.text,
+            origin(request, who),
+            segment,
+            not who.verified,
         )
         return message_out(await run_in_threadpool(service.handle, incoming))
 
@@ -599,9 +608,7 @@ def create_app(
         # A verdict counts one unit of the message limits, as one sent as a message's text does: a
         # flood of them (made-up ids, each a look-up in the store) is refused with 429 like a flood
         # of messages. Counted before anything is looked up, so a refused one records nothing.
-        service.limits.message(
-            WEB_CHANNEL, who.user_id, None if who.backend else address(request), not who.verified
-        )
+        service.limits.message(WEB_CHANNEL, who.user_id, origin(request, who), not who.verified)
         entry = service.feedback(body.message_id, body.helpful, body.comment, who.user_id, WEB_CHANNEL)
         return FeedbackOut(feedback_id=entry.id, message_id=entry.message_id, helpful=entry.helpful)
 
