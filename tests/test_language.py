@@ -311,6 +311,27 @@ def test_the_unstaffed_reply_covers_the_same_languages_and_falls_back_to_english
     assert unstaffed_reply("xx") == unstaffed_reply("und") == unstaffed_reply("") == english
 
 
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("הכרטיס שלי לא עובד", "he"),
+        ("Η κάρτα μου δεν λειτουργεί", "el"),
+        ("บัตรของฉันใช้ไม่ได้", "th"),
+        ("کارت من هنوز نرسیده است", "fa"),
+        ("میرا کارڈ کام نہیں کر رہا", "ur"),
+    ],
+)
+def test_a_language_told_by_its_script_is_answered_in_it(
+    gate: LanguageGate, text: str, language: str
+) -> None:
+    """A customer whose script alone names the language is not told in English that Teller only
+    speaks English (a trial found Hebrew answered so)."""
+    result = gate.detect([text])[0]
+    assert (result.language, result.served) == (language, False)
+    assert handoff_reply(result.language) == HANDOFF_REPLIES[language] != HANDOFF_REPLIES["en"]
+    assert unstaffed_reply(result.language) == UNSTAFFED_REPLIES[language] != UNSTAFFED_REPLIES["en"]
+
+
 def test_every_detected_language_has_a_reply(gate: LanguageGate) -> None:
     for text, _ in _samples():
         result = gate.detect([text])[0]

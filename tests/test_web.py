@@ -359,6 +359,18 @@ def test_polling_for_an_unknown_customer_says_nothing_was_closed(client: TestCli
     assert known == {"messages": [], "handoff_open": False, "closed_notice": None}
 
 
+def test_polling_after_something_that_is_no_message_id_is_refused(client: TestClient) -> None:
+    """``after`` names a stored message (``m_`` and 16 hex digits); anything else is the client's
+    mistake, told as a 422, not answered as if it were absent."""
+    sent = client.post("/api/messages", json={"text": "What's the overdraft fee?"}).json()
+    for bad in ("abc", "m_123", sent["message_id"] + "0", " " + sent["message_id"], "'; drop table x"):
+        response = client.get("/api/messages", params={"after": bad})
+        assert response.status_code == 422, bad
+        assert response.json()["detail"][0]["loc"] == "query.after"
+    for good in (sent["message_id"], "m_" + "0" * 16):  # this one's, or one it does not know
+        assert client.get("/api/messages", params={"after": good}).json()["messages"] == []
+
+
 def test_customer_text_is_shown_as_typed_in_operators_terminal_tables(
     client: TestClient, teller_env: Path
 ) -> None:

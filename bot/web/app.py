@@ -41,6 +41,7 @@ from bot.settings import STARTER_BANK, bank_possessive
 from bot.stages import collecting
 from bot.stages import current as current_stage_times
 from bot.storage import HUMAN_ROUTE, StoreError
+from bot.storage.conversations import ID_PATTERN
 from bot.storage.outcomes import BACKEND_SOURCE
 from bot.text import clean, has_surrogates
 from bot.web.security import (
@@ -576,7 +577,13 @@ def create_app(
     )
     def get_messages(
         who: Annotated[WebCustomer, Depends(current_customer)],
-        after: Annotated[Text | None, Query(max_length=100)] = None,
+        after: Annotated[
+            str | None,
+            Query(
+                pattern=ID_PATTERN,
+                description="The message_id of the last message the page has (422 if it is not one).",
+            ),
+        ] = None,
     ) -> RelayedOut:
         relayed = service.relayed(WEB_CHANNEL, who.user_id, after)
         return RelayedOut(
