@@ -700,6 +700,10 @@ def test_secret_phrasings(text: str, expected: str) -> None:
         "use promo code SAVE20 at checkout",
         "my boarding pass: AB1234",
         "I want to reset my password to get in",
+        "what is a maiden name",
+        "I forgot my mother's maiden name",
+        "my maiden name is not accepted",
+        "can I change my surname back to my maiden name",
     ],
 )
 def test_secret_words_in_ordinary_sentences_stay(text: str) -> None:
@@ -934,6 +938,11 @@ def test_memorable_words_and_security_answers_are_secrets(text: str, expected: s
         ("my secret answer is rex", "my secret answer is [PASSWORD]"),
         ("my memorable place is paris", "my memorable place is [PASSWORD]"),
         ("my mother's maiden name is Ahmed", "my mother's maiden name is [PASSWORD]"),
+        # whoever's maiden name it is, and with a typographic apostrophe (a trial's miss: "mum's")
+        ("my mum's maiden name is Higgins", "my mum's maiden name is [PASSWORD]"),
+        ("moms maiden name is garcia", "moms maiden name is [PASSWORD]"),
+        ("mother’s maiden name: smith", "mother’s maiden name: [PASSWORD]"),
+        ("my maiden name was Patel", "my maiden name was [PASSWORD]"),
         # an answer, a name or a phrase may be several words, up to one that goes on with the sentence
         ("my passphrase is correct horse battery staple", "my passphrase is [PASSWORD]"),
         (

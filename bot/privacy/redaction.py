@@ -76,16 +76,16 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   more words that are neither (one after a short word), letters only: "correct horse battery staple",
   "red fox jumps", "red fox" are passwords; "is correct but ...", "is strong enough", "is expiring
   soon", "is way too long", "is 12 characters long" are not. Without is/was/:/=, only one token with
-  a digit ("my password Blue!Sky_99 expired"). Labels naming a secret that is itself a word:
-  memorable word, security word, secret word (one token), and security / secret / memorable answer,
-  memorable information / name / place, mother's maiden name, passphrase (up to four words, "security
-  answer is new york", up to a line break or a word that goes on with the sentence or names another
-  secret: "smith and ...", "rex pin 4921"): after is/was/:/= the words are the secret, lower-case
-  plain words included ("my memorable word is butterfly"), unless they are a state: one of the
-  ordinary words as a whole ("is correct", "is new"), or starting with a state or function word
-  ("wrong", "not working", "locked", "expired", "forgotten", "the same", "case sensitive", "too long",
-  "being rejected", "an animal"...), a lower-case word in -ed ("is hyphenated"), or a word in -ed /
-  -ing going on with the sentence ("is showing as incorrect").
+  a digit ("my password Blue!Sky_99 expired"). Labels naming a secret that is itself a word: memorable word,
+  security word, secret word (one token), and security / secret / memorable answer, memorable information /
+  name / place, a maiden name (mother's, mum's, one's own), passphrase (up to four words, "security answer
+  is new york", up to a line break or a word that goes on with the sentence or names another secret: "smith
+  and ...", "rex pin 4921"): after is/was/:/= the words are the secret, lower-case plain words included ("my
+  memorable word is butterfly"), unless they are a state: one of the ordinary words as a whole ("is
+  correct", "is new"), or starting with a state or function word ("wrong", "not working", "locked",
+  "expired", "forgotten", "the same", "case sensitive", "too long", "being rejected", "an animal"...), a
+  lower-case word in -ed ("is hyphenated"), or a word in -ed / -ing going on with the sentence ("is showing
+  as incorrect").
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
   出生日期, дата рождения...
@@ -820,7 +820,7 @@ _PASSWORD_WORDS = [
     r"memorable[ ](?:word|information|info|answer|name|place|date)",
     r"security[ ](?:answer|word)",
     r"secret[ ](?:answer|word)",
-    r"mother'?s[ ]maiden[ ]name",
+    r"maiden[ ]name",  # mother's, mum's, mom's or one's own
     r"contraseña",
     r"contrasena",
     r"clave(?:[ ]de[ ]acceso)?",
@@ -860,7 +860,7 @@ _SECRET_PHRASE_WORDS = [
     r"security[ ]question[ ]answer",
     r"answer[ ]to[ ](?:my|the)[ ](?:security|secret)[ ]question",
     r"secret[ ]answer",
-    r"mother'?s[ ]maiden[ ]name",
+    r"maiden[ ]name",  # mother's, mum's, mom's or one's own
     r"pass[ ]?phrase",
 ]
 _PIN_WORDS = [
