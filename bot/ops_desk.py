@@ -194,7 +194,11 @@ class OpsDesk:
                 segment=incoming.segment,
             )
         except DuplicateMessage:
-            return Outgoing(f"{handoff.id}:dup", "", route=HUMAN_ROUTE, duplicate=True, silent=True)
+            # The same message again (a client's retry racing its first attempt): answered with the
+            # stored message's id, which a web page may poll after (``GET /api/messages?after=``).
+            seen = self.store.conversations.seen(incoming.channel, incoming.message_id or "")
+            stored_id = seen[0].id if seen is not None else f"{handoff.id}:dup"
+            return Outgoing(stored_id, "", route=HUMAN_ROUTE, duplicate=True, silent=True)
         self._later(self._to_thread, handoff.id, stored.text)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 

@@ -251,6 +251,13 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
 
     quiet = httpx.post(f"{stack.teller}/api/messages", json={"text": "Still there?"}, headers=auth).json()
     assert quiet["reply"] == "" and quiet["route"] == "human"
+    # A retried message during the handoff is answered with the stored message's id, which the page
+    # may poll after (an id of another form would be refused, and the page would see nothing more).
+    retry = {"text": "Hello?", "client_message_id": "k-relay"}
+    sent, again = (httpx.post(f"{stack.teller}/api/messages", json=retry, headers=auth).json() for _ in "12")
+    assert sent["message_id"] == again["message_id"] and sent["message_id"].startswith("m_")
+    after_retry = {"after": again["message_id"]}
+    assert httpx.get(f"{stack.teller}/api/messages", params=after_retry, headers=auth).status_code == 200
     stack.event(
         {
             "type": "message",

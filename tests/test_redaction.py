@@ -704,6 +704,9 @@ def test_secret_phrasings(text: str, expected: str) -> None:
         "I forgot my mother's maiden name",
         "my maiden name is not accepted",
         "can I change my surname back to my maiden name",
+        # one's own maiden name is a name change to make, not a security answer
+        "my maiden name was Patel",
+        "My maiden name is Smith, can you update my account to my married name Jones?",
     ],
 )
 def test_secret_words_in_ordinary_sentences_stay(text: str) -> None:
@@ -741,6 +744,10 @@ def test_a_plus_number_glued_to_a_word_is_a_phone() -> None:
         ("RUT 12.345.678-5", "stdnum.cl.rut"),
         ("CNP 1850314401239", "stdnum.ro.cnp"),  # 13 digits starting with 1: not a timestamp after a label
         ("personnummer 850314-4282", "stdnum.se.personnummer"),
+        # labels a trial found read as a phone number's context, or not at all
+        ("belgian national number 85.07.30-033.28", "stdnum.be.nn"),
+        ("south african ID 8001015009087", "stdnum.za.idnr"),
+        ("german steuer id 65929970489", "stdnum.de.idnr"),
     ],
 )
 def test_national_ids_with_their_check_characters(text: str, detector: str) -> None:
@@ -938,11 +945,11 @@ def test_memorable_words_and_security_answers_are_secrets(text: str, expected: s
         ("my secret answer is rex", "my secret answer is [PASSWORD]"),
         ("my memorable place is paris", "my memorable place is [PASSWORD]"),
         ("my mother's maiden name is Ahmed", "my mother's maiden name is [PASSWORD]"),
-        # whoever's maiden name it is, and with a typographic apostrophe (a trial's miss: "mum's")
+        # a mum's or mom's, with a typographic apostrophe, or MMN (a trial's miss: "mum's")
         ("my mum's maiden name is Higgins", "my mum's maiden name is [PASSWORD]"),
         ("moms maiden name is garcia", "moms maiden name is [PASSWORD]"),
         ("mother’s maiden name: smith", "mother’s maiden name: [PASSWORD]"),
-        ("my maiden name was Patel", "my maiden name was [PASSWORD]"),
+        ("MMN: smith", "MMN: [PASSWORD]"),
         # an answer, a name or a phrase may be several words, up to one that goes on with the sentence
         ("my passphrase is correct horse battery staple", "my passphrase is [PASSWORD]"),
         (

@@ -363,11 +363,12 @@ def test_polling_after_something_that_is_no_message_id_is_refused(client: TestCl
     """``after`` names a stored message (``m_`` and 16 hex digits); anything else is the client's
     mistake, told as a 422, not answered as if it were absent."""
     sent = client.post("/api/messages", json={"text": "What's the overdraft fee?"}).json()
-    for bad in ("abc", "m_123", sent["message_id"] + "0", " " + sent["message_id"], "'; drop table x"):
+    bad_ids = ("abc", "m_123", sent["message_id"] + "0", " " + sent["message_id"], "h_" + "0" * 16, "x'; --")
+    for bad in bad_ids:
         response = client.get("/api/messages", params={"after": bad})
         assert response.status_code == 422, bad
         assert response.json()["detail"][0]["loc"] == "query.after"
-    for good in (sent["message_id"], "m_" + "0" * 16):  # this one's, or one it does not know
+    for good in (sent["message_id"], "m_" + "0" * 16, ""):  # this one's, one it does not know, none
         assert client.get("/api/messages", params={"after": good}).json()["messages"] == []
 
 

@@ -127,7 +127,7 @@ def chat(
     debug: Annotated[bool, typer.Option(help="Show each reply's route, intent and confidence.")] = False,
 ) -> None:
     """Chat with Teller in the terminal, as a customer would on any channel (stored, channel
-    ``terminal``); type quit or press Ctrl-D to leave. ``--version`` talks to another model than
+    ``terminal``); type quit or press Ctrl-D to leave. ``--model`` talks to another model than
     the active one."""
     from bot.assistant import build_core, build_service
 

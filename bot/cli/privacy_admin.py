@@ -68,7 +68,7 @@ def forget(
 ) -> None:
     """Erase one customer: their messages, conversations, feedback, review items, corrections and
     handoffs, in one transaction, recorded in the audit log under a pseudonym, and their words in
-    positioning briefs (the database's and TELLER_HOME/briefs/), replaced by "[erased]"; prints
+    positioning briefs (the database's and TELLER_HOME/briefs/), replaced by "\\[erased]"; prints
     the receipt (--dry-run counts it all and changes nothing).
     A web customer the bank's backend vouched for is named by the bank's customer id.
 
@@ -135,7 +135,7 @@ def retention_run(
 ) -> None:
     """Remove messages older than the retention period, with their feedback, flags, review
     filings, deliveries, closed handoffs and emptied conversations, and their quotes in positioning
-    briefs (replaced by "[erased]"); and texts that waited over a day in the outbox. With
+    briefs (replaced by "\\[erased]"); and texts that waited over a day in the outbox. With
     retention off (no --days, TELLER_RETENTION_DAYS unset) only the outbox is swept. Recorded in
     the audit log."""
     from bot.assistant import open_store

@@ -37,7 +37,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   tr.tckimlik (11 digits), ch.ssn and kr.rrn (13), us.itin (9xx-xx-xxxx). After an identity-number label
   (DNI, PESEL, BSN, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
-  number), and a number no checksum accepts (a typo, or a document without a check digit).
+  number), za.idnr (South African ID), be.nn (also after "national number"), and a number no
+  checksum accepts (a typo, or a document without a check digit).
 - sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label
   (sort code, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
   (123-456 after "BSB") and US routing number (9 digits after "routing", "ABA", "RTN").
@@ -78,7 +79,7 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   soon", "is way too long", "is 12 characters long" are not. Without is/was/:/=, only one token with
   a digit ("my password Blue!Sky_99 expired"). Labels naming a secret that is itself a word: memorable word,
   security word, secret word (one token), and security / secret / memorable answer, memorable information /
-  name / place, a maiden name (mother's, mum's, one's own), passphrase (up to four words, "security answer
+  name / place, a mother's (mum's, mom's) maiden name or MMN, passphrase (up to four words, "security answer
   is new york", up to a line break or a word that goes on with the sentence or names another secret: "smith
   and ...", "rex pin 4921"): after is/was/:/= the words are the secret, lower-case plain words included ("my
   memorable word is butterfly"), unless they are a state: one of the ordinary words as a whole ("is
@@ -219,6 +220,7 @@ from stdnum.se import personnummer as std_se_pnr
 from stdnum.tr import tckimlik as std_tckimlik
 from stdnum.us import itin as std_itin
 from stdnum.us import ssn as std_ssn
+from stdnum.za import idnr as std_za_idnr
 
 __all__ = [
     "DEFAULT_REGIONS",
@@ -820,7 +822,10 @@ _PASSWORD_WORDS = [
     r"memorable[ ](?:word|information|info|answer|name|place|date)",
     r"security[ ](?:answer|word)",
     r"secret[ ](?:answer|word)",
-    r"maiden[ ]name",  # mother's, mum's, mom's or one's own
+    r"mother['’]?s[ ]maiden[ ]name",
+    r"mum['’]?s[ ]maiden[ ]name",
+    r"mom['’]?s[ ]maiden[ ]name",
+    r"mmn",  # UK banks' abbreviation of mother's maiden name
     r"contraseña",
     r"contrasena",
     r"clave(?:[ ]de[ ]acceso)?",
@@ -860,7 +865,10 @@ _SECRET_PHRASE_WORDS = [
     r"security[ ]question[ ]answer",
     r"answer[ ]to[ ](?:my|the)[ ](?:security|secret)[ ]question",
     r"secret[ ]answer",
-    r"maiden[ ]name",  # mother's, mum's, mom's or one's own
+    r"mother['’]?s[ ]maiden[ ]name",
+    r"mum['’]?s[ ]maiden[ ]name",
+    r"mom['’]?s[ ]maiden[ ]name",
+    r"mmn",  # UK banks' abbreviation of mother's maiden name
     r"pass[ ]?phrase",
 ]
 _PIN_WORDS = [
@@ -1061,6 +1069,8 @@ _SSN_WORDS = [
 _IBAN_WORDS = [r"iban"]
 _ID_WORDS = [
     r"national[ ](?:id|identity|identification|insurance)(?:[ ](?:number|no\.?|card))?",
+    r"national[ ]number",  # Belgium's rijksregisternummer, in English
+    r"south[ ]african[ ]id(?:[ ](?:number|no\.?))?",
     r"id[ ](?:number|no\.?|card(?:[ ]number)?)",
     r"identity[ ](?:card[ ])?(?:number|no\.?)",
     r"identification[ ]number",
@@ -1078,7 +1088,7 @@ _ID_WORDS = [
     r"secu",
     r"nir",
     r"insee",
-    r"steuer-?id(?:entifikationsnummer)?",
+    r"steuer[- ]?id(?:entifikationsnummer)?",
     r"steueridentifikationsnummer",
     r"idnr",
     r"personalausweis(?:nummer)?",
@@ -2198,6 +2208,7 @@ _VALIDATORS: dict[str, ModuleType] = {
     "stdnum.in_.pan": std_in_pan,
     "stdnum.ie.pps": std_ie_pps,
     "stdnum.au.tfn": std_au_tfn,
+    "stdnum.za.idnr": std_za_idnr,
 }
 #: Identity numbers tried after an identity-number label, in order, with their compact lengths.
 _ID_LENGTHS = (
@@ -2230,6 +2241,7 @@ _ID_LENGTHS = (
     ("stdnum.in_.pan", (10,)),
     ("stdnum.ie.pps", (8, 9)),
     ("stdnum.au.tfn", (8, 9)),
+    ("stdnum.za.idnr", (13,)),
 )
 
 

@@ -52,13 +52,13 @@ _SEEN = (
 _INSERT = _m.insert()
 
 
-#: What :func:`new_id` makes, as a regular expression: a short lower-case prefix, ``_`` and 16 hex
-#: digits (``m_3f9a0c1d2e4b5a69``). An API that takes a stored id refuses anything else (422).
-ID_PATTERN = r"^[a-z]{1,3}_[0-9a-f]{16}$"
+#: A stored message's id (:func:`new_id` with prefix ``m``: ``m_3f9a0c1d2e4b5a69``) as a regular
+#: expression. An API that takes a message's id refuses anything else (422).
+MESSAGE_ID_PATTERN = r"^m_[0-9a-f]{16}$"
 
 
 def new_id(prefix: str) -> str:
-    """``<prefix>_`` and 16 random hex digits (:data:`ID_PATTERN`)."""
+    """``<prefix>_`` and 16 random hex digits (a message's: :data:`MESSAGE_ID_PATTERN`)."""
     return f"{prefix}_{secrets.token_hex(8)}"
 
 

@@ -41,7 +41,7 @@ from bot.settings import STARTER_BANK, bank_possessive
 from bot.stages import collecting
 from bot.stages import current as current_stage_times
 from bot.storage import HUMAN_ROUTE, StoreError
-from bot.storage.conversations import ID_PATTERN
+from bot.storage.conversations import MESSAGE_ID_PATTERN
 from bot.storage.outcomes import BACKEND_SOURCE
 from bot.text import clean, has_surrogates
 from bot.web.security import (
@@ -83,6 +83,17 @@ def _identifier(value: str) -> str:
 
 #: An identifier in a path (a customer's id to erase): refused rather than cleaned.
 Identifier = Annotated[str, AfterValidator(_identifier)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is blank")
+    return value
+
+
+#: A customer's id in a path: as :data:`Identifier`, and not only spaces (422, as ``teller forget``
+#: refuses it, rather than an audited receipt of zeros).
+CustomerId = Annotated[str, AfterValidator(_identifier), AfterValidator(_not_blank)]
 #: Largest request body accepted (bytes): a message is at most 4,000 characters (24 KB as JSON
 #: escapes at worst). Slack's interaction payloads carry the whole message a button is on (up to 50
 #: blocks), so its signed events route takes up to ``MAX_SLACK_BODY_BYTES``.
@@ -580,8 +591,9 @@ def create_app(
         after: Annotated[
             str | None,
             Query(
-                pattern=ID_PATTERN,
-                description="The message_id of the last message the page has (422 if it is not one).",
+                pattern=MESSAGE_ID_PATTERN + "|^$",
+                description="The message_id of the last message the page has (422 if it is not one; "
+                "empty or absent: from the start).",
             ),
         ] = None,
     ) -> RelayedOut:
@@ -662,7 +674,8 @@ def create_app(
     add_docs(app, operator_or_development)
 
     @app.delete(
-        "/api/customers/{channel}/{user_id}",
+        # ``:path``: a customer id may hold "/" ("a/b" is accepted from X-Teller-Customer).
+        "/api/customers/{channel}/{user_id:path}",
         # In dependencies, not a parameter: this module's annotations are strings, resolved from its
         # globals, and ``operator`` is local.
         dependencies=[Depends(operator)],
@@ -677,7 +690,7 @@ def create_app(
             Identifier, PathParam(min_length=1, max_length=50, description="web, telegram, slack or terminal")
         ],
         user_id: Annotated[
-            Identifier,
+            CustomerId,
             PathParam(
                 min_length=1,
                 max_length=200,

@@ -45,6 +45,7 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -166,8 +167,8 @@ class Identities:
         return hmac.new(self._customer_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def verified(self, customer_id: str) -> WebCustomer:
-        """The customer the bank knows as ``customer_id`` (trimmed)."""
-        return WebCustomer("c_" + self._digest("customer", customer_id.strip()), verified=True)
+        """The customer the bank knows as ``customer_id`` (read by :func:`customer_id_form`)."""
+        return WebCustomer("c_" + self._digest("customer", customer_id_form(customer_id)), verified=True)
 
     def platform_id(self, customer: WebCustomer, client_message_id: str) -> str:
         """The stored platform id of a client's message id: the same id from the same customer is
@@ -308,11 +309,32 @@ def customer_key(store: Store) -> bytes:
     return _installation_key(store, CUSTOMER_KEY_SETTING)
 
 
+def customer_id_form(customer_id: str) -> str:
+    """The bank's customer id as Teller reads it, from a header, a token, ``teller forget`` or the
+    erasure endpoint alike: trimmed and in Unicode's composed form (NFC), so that "Cüst" typed with
+    a combined ü (U+00FC) and with u and a combining diaeresis (U+0308, as macOS terminals and some
+    clients send it) is one customer, and erasing either form erases them."""
+    return unicodedata.normalize("NFC", customer_id.strip())
+
+
 def stored_user_id(store: Store, user_id: str) -> str:
     """The stored web user id for what an operator typed: a stored id (``w_…``/``c_…``) as it is, or
     an id stored in clear before sessions existed, else the bank's customer id of a verified
-    customer, mapped."""
+    customer, mapped (:func:`customer_id_form`; an id that a Teller of before stored in another
+    normal form, and only there, is found in that form)."""
     if _STORED_FORM.match(user_id) or store.conversations.conversation_id("web", user_id) is not None:
         return user_id
-    digest = hmac.new(customer_key(store), f"customer:{user_id.strip()}".encode(), hashlib.sha256)
-    return "c_" + digest.hexdigest()[:32]
+    key = customer_key(store)
+
+    def digest(form: str) -> str:
+        return "c_" + hmac.new(key, f"customer:{form}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    composed = digest(customer_id_form(user_id))
+    as_typed = digest(user_id.strip())
+    if (
+        as_typed != composed
+        and store.conversations.conversation_id("web", composed) is None
+        and store.conversations.conversation_id("web", as_typed) is not None
+    ):
+        return as_typed
+    return composed

@@ -105,6 +105,7 @@
       const query = new URLSearchParams();
       if (lastSeen) query.set("after", lastSeen);
       const res = await fetch("/api/messages?" + query).catch(() => null);
+      if (res && res.status === 422) { lastSeen = null; return; }  // not a message id: from the start
       if (!res || !res.ok) return;
       const data = await res.json();
       for (const m of data.messages) {
