@@ -58,6 +58,10 @@ _JSON_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"
 def format_for(path: str | Path) -> Format:
     """The export format a file name asks for (``kb.csv`` -> ``csv``); :class:`RetrievalError` if none."""
     suffix = Path(path).suffix.lower()
+    if Path(path).is_dir():
+        raise RetrievalError(
+            f"{path} is a directory; name the file to write (e.g. {Path(path) / 'kb.jsonl'})"
+        )
     if suffix not in SUFFIXES:
         raise RetrievalError(
             f"{path}: cannot tell the format from {suffix or 'a name without a suffix'}; "

@@ -736,8 +736,9 @@ class KnowledgeBase:
                 where = (
                     "is in the knowledge base"
                     if old_id in self._entries
-                    else "is not superseded (a removed entry comes back only by adding it again from "
-                    "a file, e.g. one `teller kb export` wrote before)"
+                    else "is not among the superseded entries (an entry removed with `teller kb remove` "
+                    "comes back only by adding it again from a file, e.g. one `teller kb export` wrote "
+                    "before)"
                 )
                 raise EntryNotFoundError(
                     f"entry {old_id!r} {where}; `teller kb list --superseded` lists the superseded ones"

@@ -373,6 +373,21 @@ def _as_list(value: Any) -> list[str]:
     raise TypeError("expected a string or a list of strings")
 
 
+class _RepeatedKey(ValueError):
+    """A JSON object names a key twice (its name is the message)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; raises :class:`_RepeatedKey` for a key given twice (plain
+    ``json.loads`` keeps the last value silently)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _RepeatedKey(key)
+        obj[key] = value
+    return obj
+
+
 def _parse_jsonl(path: Path, text: str) -> Parsed:
     entries = []
     ignored: dict[str, list[int]] = {}  # unknown key -> the lines it is on
@@ -380,9 +395,14 @@ def _parse_jsonl(path: Path, text: str) -> Parsed:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise KBFormatError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+        except _RepeatedKey as exc:
+            raise KBFormatError(
+                f"{path}, line {number}: key {_shown(str(exc))} is given twice in one entry (one of "
+                "the two values would be dropped)"
+            ) from None
         if not isinstance(obj, dict):
             raise KBFormatError(f"{path}, line {number}: expected a JSON object")
         unknown = [k for k in obj if k not in JSONL_FIELDS]
@@ -436,12 +456,15 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
     """
     entries: list[tuple[int, KBEntry]] = []
     current: dict[str, Any] | None = None
+    derived: dict[int, str] = {}  # line -> the id made from that entry's heading
 
     def finish() -> None:
         if current is None:
             return
         answer = "\n".join(current["body"]).strip()
         entry_id = current["id"] or slugify(current["questions"][0])
+        if not current["id"]:
+            derived[current["line"]] = entry_id
         entries.append(
             (
                 current["line"],
@@ -521,4 +544,15 @@ def _parse_markdown(path: Path, text: str) -> Parsed:
             current["state"] = _ANSWER
         current["body"].append(line)
     finish()
+    # Two headings that give the same id (one differing only in punctuation, say): said as such,
+    # with the way out, rather than as a plain duplicate id the file never wrote.
+    first: dict[str, int] = {}
+    for at, entry in entries:
+        if entry.id in first and at in derived:
+            raise KBFormatError(
+                f"{path}, line {at}: this heading gives the id {entry.id!r}, as the entry on line "
+                f"{first[entry.id]} does (an id is made from the heading's letters and digits): add an "
+                "'id:' line directly under one of the two headings"
+            )
+        first.setdefault(entry.id, at)
     return entries, []

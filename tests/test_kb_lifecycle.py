@@ -219,7 +219,7 @@ def test_supersede_restore_and_a_running_server_follows(kb: KnowledgeBase, tmp_p
     # The server's copy picks it up like any change from another process.
     assert server.refresh() is True and "card_arrival" not in server
     assert all(h.entry.id != "card_arrival" for h in server.search("where is my new card", k=5))
-    with pytest.raises(EntryNotFoundError, match="is not superseded"):
+    with pytest.raises(EntryNotFoundError, match="is not among the superseded entries"):
         kb.restore("nope")
     kb.restore("card_arrival")
     assert kb.get("card_arrival") == ENTRIES[1] and kb.get("parcel").intent is None

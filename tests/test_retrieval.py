@@ -365,6 +365,36 @@ def test_a_markdown_field_given_twice_is_refused_with_its_line(
         load_entries(path)
 
 
+def test_headings_without_latin_letters_get_ids_of_their_own(tmp_path: Path) -> None:
+    """An id made from a heading with no Latin letter or digit is ``entry_`` and a digest of the
+    heading (each was ``entry``, so a second such heading failed as a duplicate id)."""
+    path = tmp_path / "kb.md"
+    path.write_text(
+        "## 如何开户\n在网上开户。\n\n## 如何销户\n来分行。\n\n## ???\nAsk us.\n", encoding="utf-8"
+    )
+    ids = [e.id for e in load_entries(path)]
+    assert len(set(ids)) == 3 and all(re.fullmatch(r"entry_[0-9a-f]{8}", i) for i in ids)
+    assert ids == [e.id for e in load_entries(path)]  # the same file gives the same ids
+
+
+def test_two_headings_giving_one_id_say_to_add_an_id_line(tmp_path: Path) -> None:
+    path = tmp_path / "kb.md"
+    path.write_text("## What is X?\nIt is X.\n\n## What is X!\nStill X.\n", encoding="utf-8")
+    with pytest.raises(
+        KBFormatError, match=re.escape(f"{path}, line 4: this heading gives the id 'what_is_x'")
+    ):
+        load_entries(path)
+    path.write_text("## What is X?\nIt is X.\n\n## What is X!\nid: x-again\nStill X.\n", encoding="utf-8")
+    assert [e.id for e in load_entries(path)] == ["what_is_x", "x-again"]
+
+
+def test_a_jsonl_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kb.jsonl"
+    path.write_text('{"id": "a", "question": "q?", "answer": "A.", "id": "b"}\n', encoding="utf-8")
+    with pytest.raises(KBFormatError, match=re.escape(f"{path}, line 1: key `id` is given twice")):
+        load_entries(path)
+
+
 def test_also_lines_may_repeat_and_add_up(tmp_path: Path) -> None:
     path = tmp_path / "kb.md"
     path.write_text(
@@ -584,3 +614,11 @@ def test_the_best_entry_s_confidence_reads_the_whole_result_list() -> None:
     assert DEFAULT_TOP_CONFIDENCE([]) == 0.0
     agreeing = DEFAULT_TOP_CONFIDENCE([best, other], "lost_or_stolen_card", 0.9)
     assert 0.0 < DEFAULT_TOP_CONFIDENCE([best, other], "card_arrival", 0.9) < agreeing < 1.0
+
+
+def test_exporting_to_a_directory_says_so(tmp_path: Path) -> None:
+    from retrieval.errors import RetrievalError
+    from retrieval.exporters import format_for
+
+    with pytest.raises(RetrievalError, match="is a directory; name the file to write"):
+        format_for(tmp_path)
