@@ -373,17 +373,18 @@ def _as_list(value: Any) -> list[str]:
     raise TypeError("expected a string or a list of strings")
 
 
-class _RepeatedKey(ValueError):
-    """A JSON object names a key twice (its name is the message)."""
+class RepeatedKey(ValueError):
+    """A JSON object names a key twice (the key is the message). A ``ValueError``, as
+    :func:`json.loads` raises, not a :class:`KBFormatError`: callers say where it was."""
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object's pairs as a dict; raises :class:`_RepeatedKey` for a key given twice (plain
-    ``json.loads`` keeps the last value silently)."""
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads`: an object's pairs as a dict, raising
+    :class:`RepeatedKey` for a key given twice (plain ``json.loads`` keeps the last value silently)."""
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            raise _RepeatedKey(key)
+            raise RepeatedKey(key)
         obj[key] = value
     return obj
 
@@ -395,10 +396,10 @@ def _parse_jsonl(path: Path, text: str) -> Parsed:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, object_pairs_hook=_unique_keys)
+            obj = json.loads(line, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:
             raise KBFormatError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-        except _RepeatedKey as exc:
+        except RepeatedKey as exc:
             raise KBFormatError(
                 f"{path}, line {number}: key {_shown(str(exc))} is given twice in one entry (one of "
                 "the two values would be dropped)"

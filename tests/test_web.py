@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,6 +173,30 @@ def test_validation_errors_speak_of_characters_and_feedback_takes_only_a_boolean
     assert broken.status_code == 422 and broken.json()["detail"][0]["msg"].startswith(
         "the body is not valid JSON"
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "said"),
+    [
+        # Which "text" is the message? A proxy may read the first, FastAPI kept the last.
+        (b'{"text": "hi", "text": "my card is lost"}', 422, "'text' is given twice in one object"),
+        (b'{"text": "hi", "x": {"a": 1, "a": 2}}', 422, "'a' is given twice"),
+        (b'{"text": "\xff\xfe card"}', 400, "the body is not UTF-8"),
+        (b'{"text": "hi", "client_message_id": ' + b"9" * 5000 + b"}", 422, "has too many digits"),
+        (b"[" * 20_000 + b"]" * 20_000, 422, "nested too deeply"),
+        (b"[" * 100_000 + b"]" * 100_000, 413, "larger than"),  # the body limit comes first
+    ],
+)
+def test_bodies_fastapi_would_misread_are_refused_saying_why(
+    client: TestClient, core: TellerCore, raw: bytes, status: int, said: str
+) -> None:
+    response = client.post("/api/messages", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert said in json.dumps(response.json()["detail"])
+    assert response.headers["x-content-type-options"] == "nosniff"  # inside the security headers
+    assert core.store.conversations.count() == 0
+    # A well-formed body still reads as ever, every key once.
+    assert client.post("/api/messages", json={"text": "hi"}).status_code == 200
 
 
 def test_a_message_sent_while_teller_closes_gets_a_retryable_503_and_nothing_is_stored(

@@ -51,6 +51,7 @@ from bot.web.security import (
     OnResponseStart,
     OperatorKey,
     SecurityHeaders,
+    WellFormedJson,
     add_docs,
 )
 from bot.web.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Identities, WebCustomer, stored_user_id
@@ -431,6 +432,7 @@ def create_app(
 
     identities.secure_only = production
     app.state.identities = identities
+    app.add_middleware(WellFormedJson)  # inside the body limit: reads bodies it has bounded
     app.add_middleware(BodyLimit, larger=(("/slack/", MAX_SLACK_BODY_BYTES),))
     app.add_middleware(JsonBodies)  # 415 for a non-JSON body under /api/, before it is read
     app.add_middleware(SecurityHeaders)  # outermost: on every response, the refusals above included

@@ -21,6 +21,10 @@ The rest of the web app's hardening ("closed by default") is here too:
 - :class:`JsonBodies`: a request with a body under ``/api/`` must say ``Content-Type:
   application/json`` (415 otherwise), so a cross-site form cannot post to the API without a CORS
   preflight; the Slack and Telegram webhooks, outside ``/api/``, keep their own formats;
+- :class:`WellFormedJson`: such a body that is not UTF-8, names a key twice in one object, or holds
+  a number too long to read is refused saying which (400 / 422), where FastAPI said only "There
+  was an error parsing the body" or kept a repeated key's last value without a word (a proxy or
+  audit log reading the first would see another message than Teller answered);
 - :func:`add_docs`: ``/docs``, ``/redoc`` and ``/openapi.json``, each answering 404 to a request the
   given check refuses (in production: one without the operator credential).
 """
@@ -45,6 +49,7 @@ from pydantic import SecretStr
 from starlette.datastructures import MutableHeaders
 
 from bot.logs import loggable_path
+from retrieval.loaders import RepeatedKey, unique_keys
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +223,90 @@ class JsonBodies:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
+
+
+#: A key named in a refusal (the client's own text otherwise stays out of the answer).
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+
+def json_body_problem(body: bytes) -> tuple[int, Any] | None:
+    """``(status, detail)`` for a JSON body Teller refuses before FastAPI reads it, None for one it
+    may read (invalid JSON included: FastAPI's 422 says where it breaks). 400: not UTF-8 (RFC 8259
+    wants UTF-8). 422: a key given twice in one object, a number of more digits than Python reads
+    (4,300), nesting deeper than the parser goes."""
+    if not body.strip():
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return 400, "the body is not UTF-8 (JSON is sent as UTF-8)"
+    try:
+        json.loads(text, object_pairs_hook=unique_keys)
+    except RepeatedKey as exc:
+        key = str(exc)
+        named = f"'{key}'" if _PLAIN_KEY.fullmatch(key) else "a field"
+        return 422, [{"loc": "body", "msg": f"{named} is given twice in one object; send it once"}]
+    except json.JSONDecodeError:
+        return None
+    except RecursionError:
+        return 422, [{"loc": "body", "msg": "the body is nested too deeply"}]
+    except ValueError:  # int() of more than sys.get_int_max_str_digits() digits
+        return 422, [{"loc": "body", "msg": "a number in the body has too many digits"}]
+    return None
+
+
+class WellFormedJson:
+    """ASGI middleware: under ``prefix``, a request body is read whole (the body limit, outside
+    this, has bounded it), refused with :func:`json_body_problem`'s answer when it has one, and
+    otherwise handed on unchanged. Only requests that carry a body are read (:class:`JsonBodies`
+    has made sure it is JSON)."""
+
+    def __init__(self, app: Any, prefix: str = "/api/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left, or the body limit refused it
+                await self.app(scope, _replaying([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = json_body_problem(body)
+        if problem is not None:
+            status, detail = problem
+            payload = json.dumps({"detail": detail}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+            return
+        whole = {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, _replaying([whole], receive), send)
+
+
+def _replaying(messages: list[Any], receive: Any) -> Callable[[], Any]:
+    """A ``receive`` that gives ``messages`` first, then what ``receive`` gives."""
+    pending = list(messages)
+
+    async def replay() -> Any:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 # ---------------------------------------------------------------------------------- API docs
