@@ -82,6 +82,12 @@ _SCORE_ALL = 8192
 STARTER_PRIOR = 0.3
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_starter() -> dict[str, KBEntry]:
+    """The shipped starter's entries by id (read once per process)."""
+    return {e.id: e for e in load_entries(DEFAULT_KB_FILE)}
+
+
 @dataclass(frozen=True)
 class Fusion:
     """``score = sigmoid(bias + question * q + answer * a + lexical * l)``: how likely an entry is the
@@ -637,11 +643,22 @@ class KnowledgeBase:
     def sync(self, entries: Iterable[KBEntry]) -> SyncPlan:
         """Make the knowledge base exactly ``entries`` (recorded supersede decisions applied): add
         and update first, then remove, so only changed entries are embedded and no answer is missing
-        in between. Returns the plan it applied; invalid input changes nothing."""
+        in between. Returns the plan it applied; invalid input changes nothing.
+
+        An entry word for word the shipped starter's of the same id (:data:`DEFAULT_KB_FILE`) is the
+        starter's (:data:`STARTER_PRIOR`), whoever's it was, as the ``source`` column's migration
+        reads it: so a file ``teller kb export`` wrote brings the knowledge base back with the
+        starter's entries still the starter's, not every one of them the bank's own."""
         with self._lock:
             plan = self.plan_sync(entries)
+            shipped = _shipped_starter()
+            starter = [e for e in plan.entries if shipped.get(e.id) == e]
             if plan.added or plan.updated:
-                self.add(plan.entries)
+                self.add([e for e in plan.entries if shipped.get(e.id) != e])
+                self.add(starter, source=STARTER)
+            moved = [e.id for e in starter if not self.is_starter(e.id)]
+            if moved:
+                self._set_source(moved, STARTER)
             for entry_id in plan.removed:
                 self.remove(entry_id)
         log.info("kb_synced", extra={"fields": plan.to_dict() | {"entries": len(self)}})

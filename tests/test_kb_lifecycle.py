@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -195,6 +195,28 @@ def test_sync_plans_applies_and_is_then_a_no_op(kb: KnowledgeBase) -> None:
     embedder.embedded.clear()
     again = kb.sync(target)
     assert not again.changes and again.unchanged == [e.id for e in target] and embedder.embedded == []
+
+
+def test_an_exported_knowledge_base_synced_anywhere_keeps_the_starter_the_starters(tmp_path: Path) -> None:
+    """A trial found every starter entry the bank's own after ``kb export`` then ``kb sync`` into a
+    knowledge base started empty: word for word the shipped starter's, they are the starter's
+    again (and an edited one is the bank's)."""
+    from retrieval.knowledge_base import DEFAULT_KB_FILE
+
+    starter = load_entries(DEFAULT_KB_FILE)[:6]
+    edited = replace(starter[0], answer=starter[0].answer + " Ask in branch too.")
+    own = KBEntry.build("safe-boxes", ["do you rent safe deposit boxes"], "Yes, at 40 branches.")
+    empty = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    try:
+        empty.sync([edited, *starter[1:], own])
+        assert [e.id for e in empty.entries() if empty.is_starter(e.id)] == [e.id for e in starter[1:]]
+        # One that an earlier sync made the bank's (before this rule) is the starter's again.
+        empty._set_source([starter[1].id], "operator")
+        again = empty.sync([edited, *starter[1:], own])
+        assert (again.added, again.updated, again.removed) == ([], [], [])
+        assert empty.is_starter(starter[1].id) and not empty.is_starter(edited.id)
+    finally:
+        empty.close()
 
 
 def test_sync_refuses_bad_input_and_changes_nothing(kb: KnowledgeBase) -> None:
