@@ -617,6 +617,15 @@ def test_customer_tokens_are_short_lived_and_carry_their_segment(bank: Bank) -> 
     claimed = client.post("/api/messages", json={**body, "segment": "private"}, headers=premier)
     assert claimed.status_code == 400  # the token's holder cannot name another segment
     assert [m.segment for m in bank.core.store.conversations.history() if m.direction == "in"] == ["premier"]
+    # A card number as the segment (a trial's backend mistake) would be stored and reported as
+    # written: refused, from the backend's body and in a token's claim.
+    carded = bearer(sub="c1", exp=int(time.time()) + 600, segment="4111111111111111")
+    assert client.post("/api/messages", json=body, headers=carded).status_code == 401
+    backend = {"Authorization": f"Bearer {BACKEND_KEY}", "X-Teller-Customer": "c1"}
+    sent = client.post("/api/messages", json={**body, "segment": "4111111111111111"}, headers=backend)
+    assert sent.status_code == 422 and "4111" not in sent.text
+    assert sent.json()["detail"][0]["loc"] == "body.segment"
+    assert len([m for m in bank.core.store.conversations.history() if m.direction == "in"]) == 1
 
 
 def test_an_unexpected_field_is_named_without_echoing_it(bank: Bank) -> None:

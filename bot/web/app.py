@@ -54,7 +54,14 @@ from bot.web.security import (
     WellFormedJson,
     add_docs,
 )
-from bot.web.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Identities, WebCustomer, stored_user_id
+from bot.web.sessions import (
+    SECURE_SESSION_COOKIE,
+    SESSION_COOKIE,
+    Identities,
+    WebCustomer,
+    personal_segment,
+    stored_user_id,
+)
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -222,6 +229,13 @@ class MessageIn(BaseModel):
         "backend key; a customer token names it in its `segment` claim): positioning measures what "
         "each segment gets.",
     )
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_is_no_personal_data(cls, value: str | None) -> str | None:
+        if value is not None and personal_segment(value):
+            raise ValueError("looks like personal data (a card or account number), not a segment")
+        return value
 
 
 class SessionOut(BaseModel):

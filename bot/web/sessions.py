@@ -281,13 +281,24 @@ class Identities:
             return None
         if not isinstance(expires, int | float) or expires - time.time() > MAX_TOKEN_HOURS * 3600:
             return None  # not short-lived: a leaked token would last too long
-        if segment is not None and not (isinstance(segment, str) and SEGMENT.fullmatch(segment)):
+        if segment is not None and not (
+            isinstance(segment, str) and SEGMENT.fullmatch(segment) and not personal_segment(segment)
+        ):
             return None
         return WebCustomer(self.verified(subject).user_id, verified=True, segment=segment)
 
 
 #: A segment's form (``retail``, ``premier``, ``sme-north``).
 SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,50}")
+
+
+def personal_segment(segment: str) -> bool:
+    """Whether a segment's value is personal data the redactor would hide (a card or account
+    number sent by mistake as the segment): such a value is refused, for a segment is stored and
+    reported as written, never redacted."""
+    from bot.privacy.redaction import redact
+
+    return redact(segment) != segment
 
 
 def _cookie(request: Request, secure_only: bool) -> str | None:
