@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,11 +48,14 @@ def answer_passages(answer: str) -> list[str]:
 def slugify(text: str, max_length: int = 60) -> str:
     """A readable id from a question: ``"What's the overdraft fee?"`` -> ``"whats_the_overdraft_fee"``.
     A question with no Latin letter or digit ("如何开户", "???") gets ``entry_`` and the first 8 hex
-    digits of its SHA-1 (always the same for the same question, and two such questions do not share
-    an id, as they did when each was ``entry``)."""
+    digits of the SHA-1 of its letters and digits (always the same for the same question, and two
+    such questions do not share an id, as they did when each was ``entry``)."""
     slug = re.sub(r"[^a-z0-9]+", "_", text.lower().replace("'", "")).strip("_")
     if not slug:
-        return "entry_" + hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:8]
+        # Of its letters and digits, compatibility-folded, as a Latin slug ignores punctuation and
+        # case: "如何开户" and "如何开户 ?" are one id.
+        letters = "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
+        return "entry_" + hashlib.sha1((letters or text.strip()).encode("utf-8")).hexdigest()[:8]
     return slug[:max_length].rstrip("_")
 
 

@@ -651,12 +651,12 @@ class KnowledgeBase:
         starter's entries still the starter's, not every one of them the bank's own."""
         with self._lock:
             plan = self.plan_sync(entries)
-            shipped = _shipped_starter()
-            starter = [e for e in plan.entries if shipped.get(e.id) == e]
             if plan.added or plan.updated:
-                self.add([e for e in plan.entries if shipped.get(e.id) != e])
-                self.add(starter, source=STARTER)
-            moved = [e.id for e in starter if not self.is_starter(e.id)]
+                self.add(plan.entries)
+            # Then the sources, one cheap write: should it fail, the entries are written and the
+            # bank's, as every synced entry was before.
+            shipped = _shipped_starter()
+            moved = [e.id for e in plan.entries if shipped.get(e.id) == e and not self.is_starter(e.id)]
             if moved:
                 self._set_source(moved, STARTER)
             for entry_id in plan.removed:

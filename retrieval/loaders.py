@@ -404,6 +404,10 @@ def _parse_jsonl(path: Path, text: str) -> Parsed:
                 f"{path}, line {number}: key {_shown(str(exc))} is given twice in one entry (one of "
                 "the two values would be dropped)"
             ) from None
+        except RecursionError:
+            raise KBFormatError(f"{path}, line {number}: nested too deeply to be an entry") from None
+        except ValueError:  # int() of more digits than Python reads
+            raise KBFormatError(f"{path}, line {number}: a number of too many digits") from None
         if not isinstance(obj, dict):
             raise KBFormatError(f"{path}, line {number}: expected a JSON object")
         unknown = [k for k in obj if k not in JSONL_FIELDS]

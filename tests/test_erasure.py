@@ -539,13 +539,15 @@ def test_a_customer_id_in_either_unicode_form_is_one_customer_and_erased_whole(
 
     from bot.web.sessions import customer_key
 
-    legacy_form = "Zoë-" + "e\u0308"  # NFD tail, stored as typed before ids were composed
+    legacy_form = unicodedata.normalize("NFD", "Zoë-ë")  # as macOS sends it, stored as typed before
     legacy = (
         "c_"
         + hmac.new(customer_key(store), f"customer:{legacy_form}".encode(), hashlib.sha256).hexdigest()[:32]
     )
     say(store, legacy, "my zebra iban")
     assert stored_user_id(store, legacy_form) == legacy
+    # ... and by the composed form an operator types for it.
+    assert stored_user_id(store, unicodedata.normalize("NFC", legacy_form)) == legacy
     with TestClient(create_app(core, operator_key=KEY)) as client:
         auth = {"Authorization": f"Bearer {KEY}"}
         erased = client.delete(f"/api/customers/web/{decomposed}", headers=auth)

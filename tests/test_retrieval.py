@@ -375,6 +375,8 @@ def test_headings_without_latin_letters_get_ids_of_their_own(tmp_path: Path) -> 
     ids = [e.id for e in load_entries(path)]
     assert len(set(ids)) == 3 and all(re.fullmatch(r"entry_[0-9a-f]{8}", i) for i in ids)
     assert ids == [e.id for e in load_entries(path)]  # the same file gives the same ids
+    path.write_text("## 如何开户 ?\n在网上开户。\n", encoding="utf-8")  # punctuation does not move it
+    assert [e.id for e in load_entries(path)] == ids[:1]
 
 
 def test_two_headings_giving_one_id_say_to_add_an_id_line(tmp_path: Path) -> None:
@@ -393,6 +395,13 @@ def test_a_jsonl_key_given_twice_is_refused(tmp_path: Path) -> None:
     path.write_text('{"id": "a", "question": "q?", "answer": "A.", "id": "b"}\n', encoding="utf-8")
     with pytest.raises(KBFormatError, match=re.escape(f"{path}, line 1: key `id` is given twice")):
         load_entries(path)
+    for line, said in (
+        ('{"id": "a", "question": "q?", "answer": "A.", "n": ' + "9" * 5000 + "}", "too many digits"),
+        ("[" * 20_000 + "]" * 20_000, "nested too deeply"),
+    ):
+        path.write_text(line + "\n", encoding="utf-8")
+        with pytest.raises(KBFormatError, match=re.escape(f"{path}, line 1: ") + ".*" + said):
+            load_entries(path)
 
 
 def test_also_lines_may_repeat_and_add_up(tmp_path: Path) -> None:

@@ -181,6 +181,7 @@ def test_validation_errors_speak_of_characters_and_feedback_takes_only_a_boolean
         # Which "text" is the message? A proxy may read the first, FastAPI kept the last.
         (b'{"text": "hi", "text": "my card is lost"}', 422, "'text' is given twice in one object"),
         (b'{"text": "hi", "x": {"a": 1, "a": 2}}', 422, "'a' is given twice"),
+        (b'\xef\xbb\xbf{"text": "hi", "text": "lost"}', 422, "'text' is given twice"),  # after a BOM too
         (b'{"text": "\xff\xfe card"}', 400, "the body is not UTF-8"),
         (b'{"text": "hi", "client_message_id": ' + b"9" * 5000 + b"}", 422, "has too many digits"),
         (b"[" * 20_000 + b"]" * 20_000, 422, "nested too deeply"),

@@ -237,7 +237,7 @@ def json_body_problem(body: bytes) -> tuple[int, Any] | None:
     if not body.strip():
         return None
     try:
-        text = body.decode("utf-8")
+        text = body.decode("utf-8-sig")  # a byte-order mark, which Starlette's reading skips, too
     except UnicodeDecodeError:
         return 400, "the body is not UTF-8 (JSON is sent as UTF-8)"
     try:

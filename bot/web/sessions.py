@@ -284,6 +284,7 @@ class Identities:
         if segment is not None and not (
             isinstance(segment, str) and SEGMENT.fullmatch(segment) and not personal_segment(segment)
         ):
+            log.warning("customer_token_refused", extra={"fields": {"reason": "segment"}})
             return None
         return WebCustomer(self.verified(subject).user_id, verified=True, segment=segment)
 
@@ -292,13 +293,19 @@ class Identities:
 SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,50}")
 
 
-def personal_segment(segment: str) -> bool:
-    """Whether a segment's value is personal data the redactor would hide (a card or account
-    number sent by mistake as the segment): such a value is refused, for a segment is stored and
-    reported as written, never redacted."""
-    from bot.privacy.redaction import redact
+#: What a segment may not be (:func:`personal_segment`): values that identify a customer by
+#: themselves. Codes that merely hold digits ("cohort.202401011200", "promo-12345678") read as a
+#: phone or an account number to the redactor, and stay allowed.
+_PERSONAL_SEGMENT_KINDS = frozenset({"card", "iban", "email", "ssn", "nino", "national_id", "credential"})
 
-    return redact(segment) != segment
+
+def personal_segment(segment: str) -> bool:
+    """Whether a segment's value is personal data (a card number, an IBAN, an e-mail address, an
+    identity number sent by mistake as the segment): such a value is refused, for a segment is
+    stored and reported as written, never redacted."""
+    from bot.privacy.redaction import scan
+
+    return any(f.kind in _PERSONAL_SEGMENT_KINDS for f in scan(segment).findings)
 
 
 def _cookie(request: Request, secure_only: bool) -> str | None:
@@ -341,11 +348,11 @@ def stored_user_id(store: Store, user_id: str) -> str:
         return "c_" + hmac.new(key, f"customer:{form}".encode(), hashlib.sha256).hexdigest()[:32]
 
     composed = digest(customer_id_form(user_id))
-    as_typed = digest(user_id.strip())
-    if (
-        as_typed != composed
-        and store.conversations.conversation_id("web", composed) is None
-        and store.conversations.conversation_id("web", as_typed) is not None
-    ):
-        return as_typed
+    if store.conversations.conversation_id("web", composed) is not None:
+        return composed
+    # Stored by a Teller of before in the form it was sent in: decomposed, or as typed.
+    for form in (unicodedata.normalize("NFD", user_id.strip()), user_id.strip()):
+        legacy = digest(form)
+        if legacy != composed and store.conversations.conversation_id("web", legacy) is not None:
+            return legacy
     return composed
