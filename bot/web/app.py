@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
-import json
 import logging
 import re
 import unicodedata
@@ -53,6 +52,7 @@ from bot.web.security import (
     SecurityHeaders,
     WellFormedJson,
     add_docs,
+    send_json,
 )
 from bot.web.sessions import (
     SECURE_SESSION_COOKIE,
@@ -176,18 +176,7 @@ class BodyLimit:
         await self.app(scope, counted, watched)
 
     async def _refuse(self, send: Any, limit: int) -> None:
-        body = json.dumps({"detail": f"the request body is larger than {limit:,} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 413, f"the request body is larger than {limit:,} bytes")
 
 
 class MessageIn(BaseModel):
@@ -234,7 +223,10 @@ class MessageIn(BaseModel):
     @classmethod
     def _segment_is_no_personal_data(cls, value: str | None) -> str | None:
         if value is not None and personal_segment(value):
-            raise ValueError("looks like personal data (a card or account number), not a segment")
+            raise ValueError(
+                "looks like personal data (a card number, an IBAN, an e-mail address or an identity "
+                "number), not a segment"
+            )
         return value
 
 

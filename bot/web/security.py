@@ -209,18 +209,7 @@ class JsonBodies:
             )
             types = [v.decode("latin-1") for k, v in headers if k == b"content-type"]
             if has_body and not (types and all(is_json(t) for t in types)):
-                body = json.dumps({"detail": JSON_ONLY}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 415,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_json(send, 415, JSON_ONLY)
                 return
         await self.app(scope, receive, send)
 
@@ -256,10 +245,10 @@ def json_body_problem(body: bytes) -> tuple[int, Any] | None:
 
 
 class WellFormedJson:
-    """ASGI middleware: under ``prefix``, a request body is read whole (the body limit, outside
-    this, has bounded it), refused with :func:`json_body_problem`'s answer when it has one, and
-    otherwise handed on unchanged. Only requests that carry a body are read (:class:`JsonBodies`
-    has made sure it is JSON)."""
+    """ASGI middleware: under ``prefix``, a request's body is read whole (the body limit, outside
+    this, has bounded it; :class:`JsonBodies` has made sure a body there is JSON; a request without
+    one reads as empty), refused with :func:`json_body_problem`'s answer when it has one, and
+    otherwise handed on unchanged."""
 
     def __init__(self, app: Any, prefix: str = "/api/") -> None:
         self.app = app
@@ -273,7 +262,7 @@ class WellFormedJson:
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client left, or the body limit refused it
-                await self.app(scope, _replaying([message], receive), send)
+                await self.app(scope, _replaying(message, receive), send)
                 return
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -281,32 +270,28 @@ class WellFormedJson:
         body = b"".join(chunks)
         problem = json_body_problem(body)
         if problem is not None:
-            status, detail = problem
-            payload = json.dumps({"detail": detail}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(payload)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
+            await send_json(send, *problem)
             return
         whole = {"type": "http.request", "body": body, "more_body": False}
-        await self.app(scope, _replaying([whole], receive), send)
+        await self.app(scope, _replaying(whole, receive), send)
 
 
-def _replaying(messages: list[Any], receive: Any) -> Callable[[], Any]:
-    """A ``receive`` that gives ``messages`` first, then what ``receive`` gives."""
-    pending = list(messages)
+def _replaying(first: Any, receive: Any) -> Callable[[], Any]:
+    """A ``receive`` that gives ``first``, then what ``receive`` gives."""
+    pending = [first]
 
     async def replay() -> Any:
-        return pending.pop(0) if pending else await receive()
+        return pending.pop() if pending else await receive()
 
     return replay
+
+
+async def send_json(send: Any, status: int, detail: Any) -> None:
+    """Answer ``{"detail": detail}`` with ``status`` from ASGI middleware, before the app runs."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 # ---------------------------------------------------------------------------------- API docs
