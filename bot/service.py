@@ -240,6 +240,10 @@ class TellerService:
                 return self._after_reply(incoming, replayed, waiting=False)
             return replayed
         if self.ops is not None and (relayed := self.ops.relay_in(incoming)) is not None:
+            if relayed.duplicate:
+                # A retry that raced its first attempt past the replay above: judged as a replay now
+                # that the first is stored (the same words: its id; other words: Conflict, a 409).
+                return self.core.replay(incoming) or relayed
             return relayed
         reply = self.core.handle(incoming, replayed=False, staffed=staffed)
         return reply if self.ops is None else self._after_reply(incoming, reply, waiting=True)

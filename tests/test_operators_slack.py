@@ -18,7 +18,7 @@ import pytest
 from bot.assistant import build_channels, build_core, build_service
 from bot.channels.slack import EVENTS_PATH, REVIEW_CHOOSE, REVIEW_WRONG, WRONG_ANSWER_VIEW
 from bot.choices import HANDOFF_CHOICE
-from bot.core import TellerCore
+from bot.core import Incoming, Outgoing, TellerCore
 from bot.ops_desk import CLOSED_NOTICE
 from bot.service import TellerService
 from bot.settings import get_settings
@@ -258,6 +258,24 @@ def test_web_chat_customer_gets_operator_replies_by_polling(stack: Stack) -> Non
     assert sent["message_id"] == again["message_id"] and sent["message_id"].startswith("m_")
     after_retry = {"after": again["message_id"]}
     assert httpx.get(f"{stack.teller}/api/messages", params=after_retry, headers=auth).status_code == 200
+    # The id again with other words is a client's mistake, not a retry: 409, whether the first
+    # attempt was stored before this one was looked up or (a race) only while it was relayed.
+    reused = {"text": "Another question", "client_message_id": "k-relay"}
+    assert httpx.post(f"{stack.teller}/api/messages", json=reused, headers=auth).status_code == 409
+    replay, stale = stack.service.core.replay, [True]
+
+    def racing(incoming: Incoming) -> Outgoing | None:
+        if stale and stale.pop():
+            return None  # looked up before the first attempt was stored
+        return replay(incoming)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stack.service.core, "replay", racing)
+        raced = httpx.post(f"{stack.teller}/api/messages", json=reused, headers=auth)
+        assert raced.status_code == 409 and "different message" in raced.json()["detail"]
+        stale.append(True)
+        same = httpx.post(f"{stack.teller}/api/messages", json=retry, headers=auth).json()
+        assert same["message_id"] == sent["message_id"]
     stack.event(
         {
             "type": "message",
