@@ -546,6 +546,19 @@ def test_a_customer_id_in_either_unicode_form_is_one_customer_and_erased_whole(
     )
     say(store, legacy, "my zebra iban")
     assert stored_user_id(store, legacy_form) == legacy
+    # A backend now sending the composed form reaches the same conversation, not a second one that
+    # an erasure by the bank's id would miss; a new customer with such an id is stored composed.
+    assert identities.verified(unicodedata.normalize("NFC", legacy_form)).user_id == legacy
+    assert identities.verified(legacy_form).user_id == legacy
+    assert Identities(b"k" * 32, customer_key(store)).verified(legacy_form).user_id != legacy
+    fresh = unicodedata.normalize("NFD", "Zoë-new")
+    new_id = identities.verified(fresh).user_id
+    assert new_id == identities.verified(unicodedata.normalize("NFC", fresh)).user_id
+    assert (
+        new_id
+        == stored_user_id(store, fresh)
+        == "c_" + hmac.new(customer_key(store), "customer:Zoë-new".encode(), hashlib.sha256).hexdigest()[:32]
+    )
     # ... and by the composed form an operator types for it.
     assert stored_user_id(store, unicodedata.normalize("NFC", legacy_form)) == legacy
     with TestClient(create_app(core, operator_key=KEY)) as client:

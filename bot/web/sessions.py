@@ -46,6 +46,7 @@ import re
 import secrets
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -132,9 +133,13 @@ class Identities:
         session_days: float = 30.0,
         customer_token_key: SecretStr | str | None = None,
         backend_api_key: SecretStr | str | None = None,
+        known: Callable[[str], bool] | None = None,
     ) -> None:
         self._serializer = URLSafeTimedSerializer(signing_key, salt=_SALT)
         self._customer_key = customer_key
+        #: Whether a web user id has a conversation stored (:meth:`verified` keeps a customer a
+        #: Teller of before stored under another normal form of their id on that stored id).
+        self._known = known
         self.max_age = int(session_days * 86400)
         self._token_key = _secret(customer_token_key)
         self._backend_key = _secret(backend_api_key)
@@ -159,6 +164,7 @@ class Identities:
             session_days,
             customer_token_key,
             backend_api_key,
+            known=lambda user_id: store.conversations.conversation_id("web", user_id) is not None,
         )
 
     # ------------------------------------------------------------------------------ ids
@@ -167,8 +173,17 @@ class Identities:
         return hmac.new(self._customer_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def verified(self, customer_id: str) -> WebCustomer:
-        """The customer the bank knows as ``customer_id`` (read by :func:`customer_id_form`)."""
-        return WebCustomer("c_" + self._digest("customer", customer_id_form(customer_id)), verified=True)
+        """The customer the bank knows as ``customer_id`` (read by :func:`customer_id_form`). One a
+        Teller of before stored under another normal form of the id (:func:`legacy_forms`), and only
+        there, keeps that stored id: a backend sending the id in both forms after an upgrade would
+        otherwise start a second conversation, which an erasure by the bank's id would not reach.
+        The look-up costs one or two queries, and only for an id whose forms differ (non-ASCII)."""
+        composed = "c_" + self._digest("customer", customer_id_form(customer_id))
+        if self._known is not None:
+            legacy = ["c_" + self._digest("customer", form) for form in legacy_forms(customer_id)]
+            if legacy and not self._known(composed):
+                return WebCustomer(next((i for i in legacy if self._known(i)), composed), verified=True)
+        return WebCustomer(composed, verified=True)
 
     def platform_id(self, customer: WebCustomer, client_message_id: str) -> str:
         """The stored platform id of a client's message id: the same id from the same customer is
@@ -350,9 +365,17 @@ def stored_user_id(store: Store, user_id: str) -> str:
     composed = digest(customer_id_form(user_id))
     if store.conversations.conversation_id("web", composed) is not None:
         return composed
-    # Stored by a Teller of before in the form it was sent in: decomposed, or as typed.
-    for form in (unicodedata.normalize("NFD", user_id.strip()), user_id.strip()):
+    for form in legacy_forms(user_id):
         legacy = digest(form)
-        if legacy != composed and store.conversations.conversation_id("web", legacy) is not None:
+        if store.conversations.conversation_id("web", legacy) is not None:
             return legacy
     return composed
+
+
+def legacy_forms(customer_id: str) -> list[str]:
+    """The forms other than :func:`customer_id_form`'s under which a Teller of before stored
+    ``customer_id`` (the form it was sent in: decomposed, or as typed), in the order they are
+    looked for; empty for an id whose forms are all one (ASCII, say)."""
+    composed = customer_id_form(customer_id)
+    forms = (unicodedata.normalize("NFD", customer_id.strip()), customer_id.strip())
+    return [f for i, f in enumerate(forms) if f != composed and f not in forms[:i]]
