@@ -38,7 +38,12 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   (DNI, PESEL, BSN, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
   number), za.idnr (South African ID), be.nn (also after "national number"), and a number no
-  checksum accepts (a typo, or a document without a check digit).
+  checksum accepts (a typo, or a document without a check digit). Singapore's NRIC/FIN (S1234567D)
+  and Hong Kong's identity card number (A123456(3), the check in brackets or not), which
+  python-stdnum lacks, by :mod:`bot.privacy.sg_nric` and :mod:`bot.privacy.hk_hkid` (their published
+  check characters): anywhere when the check character matches, unless a labelled reference holds
+  them (1 in 11 match by chance); after NRIC, HKID, Hong Kong ID (any value, as above) or FIN (only
+  an NRIC-shaped value: "fin" is a French word).
 - sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label
   (sort code, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
   (123-456 after "BSB") and US routing number (9 digits after "routing", "ABA", "RTN").
@@ -221,6 +226,8 @@ from stdnum.tr import tckimlik as std_tckimlik
 from stdnum.us import itin as std_itin
 from stdnum.us import ssn as std_ssn
 from stdnum.za import idnr as std_za_idnr
+
+from bot.privacy import hk_hkid, sg_nric
 
 __all__ = [
     "DEFAULT_REGIONS",
@@ -1138,6 +1145,9 @@ _ID_WORDS = [
     r"personal[ ]public[ ]service(?:[ ]number)?",
     r"tfn",
     r"tax[ ]file[ ](?:number|no\.?)",
+    r"nric(?:[ ]?(?:/|or)[ ]?fin)?(?:[ ](?:no\.?|number))?",
+    r"hkid(?:[ ](?:no\.?|number|card))?",
+    r"hong[ ]kong[ ](?:id|identity)(?:[ ]card)?(?:[ ](?:no\.?|number))?",
     r"رقم[ ](?:الهوية(?:[ ]الوطنية)?|قومي)",
     r"الرقم[ ]القومي",
     # identity documents without a checksum python-stdnum knows
@@ -1163,6 +1173,9 @@ _PAN_WORDS = [
     r"permanent[ ]account[ ]number",
 ]
 _PAN_VALUE = r"(?P<v>[a-z]{5}[0-9]{4}[a-z])(?![0-9a-z])"
+#: Singapore's Foreign Identification Number: after "FIN" (a word in French) only a value of its shape.
+_FIN_WORDS = [r"fin(?:[ ](?:no\.?|number))?"]
+_FIN_VALUE = r"(?P<v>[stfgm][0-9]{7}[a-z])(?![0-9a-z])"
 _DOB_WORDS = [
     r"dob",
     r"d\.o\.b\.?",
@@ -1453,7 +1466,7 @@ _OTP_VALUE = (
 _GROUPED_VALUE = r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+)(?![0-9])"
 _SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ \-./]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
 _SSN_VALUE = r"(?P<v>[0-9]{3}(?P<sep>[ \-]?)[0-9]{2}(?P=sep)[0-9]{4})(?![0-9])"
-_ID_VALUE = r"(?P<v>[0-9a-z](?:[0-9a-z]|[ .\-/](?=[0-9a-z])){5,29}+)"
+_ID_VALUE = r"(?P<v>[0-9a-z](?:[0-9a-z]|[ .\-/](?=[0-9a-z])){5,29}+(?:[ ]?\([0-9a-z]\))?)"
 _IBAN_VALUE = r"(?P<v>[a-z]{2}[0-9]{2}(?:[ .\-]?[a-z0-9]){10,30}+)"
 # A value never starts with a word of the sentence: in "the payment was 4111 1111 1111 1111" the
 # number is not the payment's reference.
@@ -1527,6 +1540,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("ssn", _SSN_WORDS, _FILL + _SSN_VALUE),
     ("iban", _IBAN_WORDS, _FILL + _IBAN_VALUE),
     ("id", _PAN_WORDS, _FILL + _PAN_VALUE),
+    ("id", _FIN_WORDS, _FILL + _FIN_VALUE),
     ("id", _ID_WORDS, _FILL + _ID_VALUE),
     ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
     (
@@ -2209,6 +2223,9 @@ _VALIDATORS: dict[str, ModuleType] = {
     "stdnum.ie.pps": std_ie_pps,
     "stdnum.au.tfn": std_au_tfn,
     "stdnum.za.idnr": std_za_idnr,
+    # python-stdnum has none for these two: own modules in its shape, the published checks
+    "bot.privacy.sg_nric": sg_nric,
+    "bot.privacy.hk_hkid": hk_hkid,
 }
 #: Identity numbers tried after an identity-number label, in order, with their compact lengths.
 _ID_LENGTHS = (
@@ -2242,6 +2259,8 @@ _ID_LENGTHS = (
     ("stdnum.ie.pps", (8, 9)),
     ("stdnum.au.tfn", (8, 9)),
     ("stdnum.za.idnr", (13,)),
+    ("bot.privacy.sg_nric", (9,)),
+    ("bot.privacy.hk_hkid", (8, 9)),
 )
 
 
@@ -2281,23 +2300,33 @@ def _labelled_id(ctx: _Context, start: int, value: str) -> None:
     if not k:
         return
     if k < len(groups) and _CHECK_CHARACTER.fullmatch(value, groups[k - 1].end(), groups[k].end()):
-        k += 1  # "48302157-H": the check letter is part of the number
-    end = start + groups[k - 1].end()
+        k += 1  # "48302157-H", "AB987654(A)": the check letter is part of the number
     for j in range(k, 0, -1):
         name = _national_id("".join(g.group() for g in groups[:j]).upper())
         if name and (j == k or sum(c.isdigit() for g in groups[j:k] for c in g.group()) < 3):
             # ("DNI 12345678Z 12": the two digits after the number are not part of it)
             why = "valid number after an ID label"
-            ctx.add(_P_LABELLED, start, start + groups[j - 1].end(), "national_id", name, why)
+            ctx.add(_P_LABELLED, start, start + _id_end(value, groups[j - 1]), "national_id", name, why)
             return
     if sum(c.isdigit() for g in groups[:k] for c in g.group()) >= 5:
         why = "number after an ID label, no checksum matched"
+        end = start + _id_end(value, groups[k - 1])
         ctx.add(_P_LABELLED, start, end, "national_id", "rule:national_id", why)
 
 
+def _id_end(value: str, last: re.Match[str]) -> int:
+    """Where an identity number ending with the group ``last`` ends in ``value``: after the closing
+    bracket of a check character typed in brackets ("A123456(3)")."""
+    end = last.end()
+    if value.startswith(")", end) and value.startswith("(", last.start() - 1) and end - last.start() == 1:
+        return end + 1
+    return end
+
+
 _ALNUM_RUN = re.compile(r"[0-9A-Za-z]+")
-#: A check letter after an identity number: "-H", " Z" (a lower-case letter after a space is a word).
-_CHECK_CHARACTER = re.compile(r"[\-./]?[A-Za-z]|[ ][A-Z]")
+#: A check letter after an identity number: "-H", " Z" (a lower-case letter after a space is a word),
+#: Hong Kong's "(A)".
+_CHECK_CHARACTER = re.compile(r"[\-./]?[A-Za-z]|[ ][A-Z]|[ ]?\([Aa]")
 _NINO_SHAPE = re.compile(
     r"[A-Za-z]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[A-Da-d](?![0-9A-Za-z])"
 )
@@ -2708,6 +2737,8 @@ _LETTER_IDS = re.compile(
     r"|(?P<nie>(?<=[XYZxyz])[ \-]?[0-9]{7}[ \-]?[A-Za-z])"
     r"|(?P<cf>[A-Za-z]{5}[0-9LMNP-Vlmnp-v]{2}[A-Za-z][0-9LMNP-Vlmnp-v]{2}[A-Za-z][0-9LMNP-Vlmnp-v]{3}[A-Za-z])"
     r"|(?P<curp>[A-Za-z]{3}[0-9]{6}[HMXhmx][A-Za-z]{5}[0-9A-Za-z][0-9])"
+    r"|(?P<nric>(?<=[STFGMstfgm])[0-9]{7}[A-Za-z])"
+    r"|(?P<hkid>[A-Za-z]?[0-9]{6}(?:[ ]?\([0-9Aa]\)|[0-9Aa]))"
     r")"
 )
 _LETTER_ID_END = re.compile(r"(?![A-Za-z0-9])")
@@ -2751,6 +2782,13 @@ def _detect_letter_led(ctx: _Context) -> None:
         if kind == "nino":
             if value[0] in _NINO_FIRST and value[1] in _NINO_SECOND and value[:2] not in _NINO_BAD_PREFIX:
                 ctx.add(_P_NINO, m.start(), m.end(), "nino", "rule:nino", "UK NI number, valid prefix")
+        elif kind in ("nric", "hkid"):
+            # A check character that matches 1 in 11 by chance: a labelled reference ("booking ref
+            # AB1234567") keeps it.
+            module = "bot.privacy.sg_nric" if kind == "nric" else "bot.privacy.hk_hkid"
+            if _valid(module, value):
+                why = "check character valid"
+                ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", module, why, weak=_REFERENCE_ONLY)
         else:
             name = _national_id(value)
             if name:
