@@ -644,6 +644,57 @@ def test_french_phone_in_pairs_is_a_phone() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        # the whole number, international prefix included: "0044" was left before "[PHONE]"
+        ("0044 7700 900 123", "[PHONE]"),
+        ("call me on 0044 7700 900 123 please", "call me on [PHONE] please"),
+        ("0044 7700 900123", "[PHONE]"),
+        # Ofcom's drama range: possible in GB, not valid (not assigned), with + it was kept whole
+        ("+44 7700 900123", "[PHONE]"),
+        ("my mobile: +44 7700 900123.", "my mobile: [PHONE]."),
+        ("+447700900123", "[PHONE]"),
+        ("07700 900123 or +44 7700 900124", "[PHONE] or [PHONE]"),
+    ],
+)
+def test_a_possible_number_with_an_international_prefix_is_a_phone_whole(text: str, expected: str) -> None:
+    result = scan(text)
+    assert result.text == expected
+    assert all(f.kind == "phone" for f in result.findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["07700 900123", "my number is 07700 900 123", "07700-900-123", "07700900123", "ring 07700 900456 pls"],
+)
+def test_a_possible_number_of_the_banks_region_with_its_trunk_prefix_is_a_phone(text: str) -> None:
+    # A UK bank (regions=["GB"]): no region but Germany called "07700 900123" valid, so it was kept.
+    [finding] = scan(text, regions=["GB"]).findings
+    assert (finding.kind, finding.detector) == ("phone", "phonenumbers")
+    assert finding.why == "possible (not valid) GB number, national format"
+    digits = [ch for ch in text if ch.isdigit()]
+    assert [ch for ch in text[finding.start : finding.end] if ch.isdigit()] == digits
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I paid £1,200.00 on 12/05/2024 at 10:30 for 3 x 500",
+        "in 2024 I paid 1200 then 1300, 2 x 250",
+        "dial 0044 first, then 20 for London",
+        "order no. 07700 900123",  # a labelled reference keeps a possible number
+        "ref 0044 7700 900 123",
+        "invoice 0123 4567 890 from 03/04/2023",
+        "between 08.00 and 20.00 on 01-02-2024",
+        "1,200,000.00 EUR on 2024-05-12 10:30:00",
+        "07 700 900 123",  # four groups: not a common format of a GB number
+    ],
+)
+def test_possible_numbers_leave_ordinary_numbers_alone(text: str) -> None:
+    assert scan(text, regions=["GB"]).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         (
             '{"card":"4449083716264368","cvv":"914","exp":"08/27"}',
             '{"card":"[CARD]","cvv":"[CVV]","exp":"08/27"}',
