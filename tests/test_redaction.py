@@ -644,6 +644,57 @@ def test_french_phone_in_pairs_is_a_phone() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        # the whole number, international prefix included: "0044" was left before "[PHONE]"
+        ("0044 7700 900 123", "[PHONE]"),
+        ("call me on 0044 7700 900 123 please", "call me on [PHONE] please"),
+        ("0044 7700 900123", "[PHONE]"),
+        # Ofcom's drama range: possible in GB, not valid (not assigned), with + it was kept whole
+        ("+44 7700 900123", "[PHONE]"),
+        ("my mobile: +44 7700 900123.", "my mobile: [PHONE]."),
+        ("+447700900123", "[PHONE]"),
+        ("07700 900123 or +44 7700 900124", "[PHONE] or [PHONE]"),
+    ],
+)
+def test_a_possible_number_with_an_international_prefix_is_a_phone_whole(text: str, expected: str) -> None:
+    result = scan(text)
+    assert result.text == expected
+    assert all(f.kind == "phone" for f in result.findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["07700 900123", "my number is 07700 900 123", "07700-900-123", "07700900123", "ring 07700 900456 pls"],
+)
+def test_a_possible_number_of_the_banks_region_with_its_trunk_prefix_is_a_phone(text: str) -> None:
+    # A UK bank (regions=["GB"]): no region but Germany called "07700 900123" valid, so it was kept.
+    [finding] = scan(text, regions=["GB"]).findings
+    assert (finding.kind, finding.detector) == ("phone", "phonenumbers")
+    assert finding.why == "possible (not valid) GB number, national format"
+    digits = [ch for ch in text if ch.isdigit()]
+    assert [ch for ch in text[finding.start : finding.end] if ch.isdigit()] == digits
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I paid £1,200.00 on 12/05/2024 at 10:30 for 3 x 500",
+        "in 2024 I paid 1200 then 1300, 2 x 250",
+        "dial 0044 first, then 20 for London",
+        "order no. 07700 900123",  # a labelled reference keeps a possible number
+        "ref 0044 7700 900 123",
+        "invoice 0123 4567 890 from 03/04/2023",
+        "between 08.00 and 20.00 on 01-02-2024",
+        "1,200,000.00 EUR on 2024-05-12 10:30:00",
+        "07 700 900 123",  # four groups: not a common format of a GB number
+    ],
+)
+def test_possible_numbers_leave_ordinary_numbers_alone(text: str) -> None:
+    assert scan(text, regions=["GB"]).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
         (
             '{"card":"4449083716264368","cvv":"914","exp":"08/27"}',
             '{"card":"[CARD]","cvv":"[CVV]","exp":"08/27"}',
@@ -757,6 +808,67 @@ def test_national_ids_with_their_check_characters(text: str, detector: str) -> N
     # the first checksum that accepts the number names it (9 digits also pass ru.inn, us.ssn...)
     assert finding.detector.startswith("stdnum.")
     assert _valid(detector, _compact(text[finding.start : finding.end]))
+
+
+# Singapore NRIC/FIN: check letters worked out by hand from the published rule (weights 2, 7, 6, 5, 4,
+# 3, 2; + 4 for T and G, + 3 for M; r = sum % 11): 1234567 weighs 106, so S: r 7 -> "JZIHGFEDCBA"[7]
+# D; T: r 0 -> J; F: r 7 -> "XWUTRQPNMLK"[7] N; G: r 0 -> X; M: r 109 % 11 = 10 -> "KLJNPQRTUWX"[0] K.
+# 0000001 weighs 2: S -> I, T (6) -> E, F -> U, M (5) -> "KLJNPQRTUWX"[5] Q. 9876543 weighs 184: S
+# (r 8) -> C, T (188, r 1) -> Z.
+NRICS = [
+    "S1234567D", "T1234567J", "F1234567N", "G1234567X", "M1234567K",
+    "S0000001I", "T0000001E", "F0000001U", "M0000001Q", "S9876543C", "T9876543Z",
+]  # fmt: skip
+# Hong Kong: "A123456(3)": 36*9 + 10*8 + 1*7 + 2*6 + 3*5 + 4*4 + 5*3 + 6*2 = 481, 481 % 11 = 8,
+# 11 - 8 = 3; "AB987654(3)": 371 % 11 = 8 -> 3; "E364912(5)": 556 % 11 = 6 -> 5; "C840110(A)":
+# 36*9 + 12*8 + 8*7 + 4*6 + 0 + 1*4 + 1*3 + 0 = 507, 507 % 11 = 1, 11 - 1 = 10 -> A.
+HKIDS = ["A123456(3)", "AB987654(3)", "E364912(5)", "C840110(A)", "A1234563", "A123456 (3)"]
+
+
+@pytest.mark.parametrize("number", NRICS)
+def test_a_singapore_nric_or_fin_with_its_check_letter_is_a_national_id(number: str) -> None:
+    for text in (f"{number}", f"my NRIC is {number}, thanks", f"ic {number.lower()} pls"):
+        [finding] = scan(text).findings
+        assert (finding.kind, finding.detector) == ("national_id", "bot.privacy.sg_nric")
+        assert text[finding.start : finding.end].upper() == number
+
+
+@pytest.mark.parametrize("number", HKIDS)
+def test_a_hong_kong_id_with_its_check_digit_is_a_national_id(number: str) -> None:
+    for text in (f"{number}", f"my id is {number}, thanks", f"HKID: {number}"):
+        [finding] = scan(text).findings
+        assert (finding.kind, finding.detector) == ("national_id", "bot.privacy.hk_hkid")
+        assert text[finding.start : finding.end] == number  # the brackets too
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a wrong check character: not an identity number on its own ...
+        ("S1234567A", "S1234567A"),
+        ("T1234567D and M1234567J", "T1234567D and M1234567J"),
+        ("A123456(4) and AB987654(A)", "A123456(4) and AB987654(A)"),
+        # ... but after its label (a typo in an identity number is still one)
+        ("NRIC S1234567A", "NRIC [NATIONAL_ID]"),
+        ("my nric/fin no. is T1234567D.", "my nric/fin no. is [NATIONAL_ID]."),
+        ("FIN: G1234567A", "FIN: [NATIONAL_ID]"),
+        ("HKID A123456(4) thanks", "HKID [NATIONAL_ID] thanks"),
+        ("HKID AB987654(A)", "HKID [NATIONAL_ID]"),
+        ("hong kong id card number Z683365(5)", "hong kong id card number [NATIONAL_ID]"),
+        # "fin" is a French word: only an NRIC-shaped value after it
+        ("à la fin 1234567", "à la fin 1234567"),
+        ("la fin du mois 12345678", "la fin du mois [ACCOUNT]"),
+        # a labelled reference keeps a value whose check character matches by chance (1 in 11)
+        ("booking ref AB9876543", "booking ref AB9876543"),
+        ("order no. S1234567D", "order no. S1234567D"),
+        # letters and digits of a longer code
+        ("SKU S1234567DX", "SKU S1234567DX"),
+        ("XS1234567D", "XS1234567D"),
+        ("ABC123456(3)", "ABC123456(3)"),
+    ],
+)
+def test_singapore_and_hong_kong_ids_check_characters_and_labels(text: str, expected: str) -> None:
+    assert redact(text) == expected
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,15 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   groupings.
 - iban [IBAN]: ``stdnum.iban`` (mod 97, the country's length and national check); after an "IBAN" label
   an IBAN-shaped value that fails its check digits too (a typo is still personal data).
-- phone [PHONE]: ``phonenumbers``, valid numbers only: ``+`` and ``00`` numbers are parsed as
+- phone [PHONE]: ``phonenumbers``, valid numbers: ``+`` and ``00`` numbers are parsed as
   international; the others are tried in each region of :data:`DEFAULT_REGIONS` (or ``regions=``), and
-  only on candidates of at most 7 digit groups and 9-13 digits.
+  only on candidates of at most 7 digit groups and 9-13 digits. A number valid nowhere is still one
+  when ``phonenumbers`` calls it possible (a length its region's numbers have, and its general
+  pattern: unassigned ranges such as Ofcom's drama range 07700 900xxx are possible, not valid):
+  written with ``+`` or ``00`` (the whole number, "0044 7700 900 123", not the national number in its
+  last groups), or, with the trunk prefix of the first region (the bank's own) in at most three groups
+  joined by spaces or a dash ("07700 900123", "(020) 7946 0958", "07700-900-123"), where no valid
+  number is.
 - email [EMAIL]: own rule, Unicode-aware: the local part and the domain may be in any script
   (``josé.garcía@example.com``, ``用户@例子.中国``); the local part keeps to one script, so CJK or
   Cyrillic text glued before a Latin address is not taken with it; at most 254 characters. Also an
@@ -38,7 +44,12 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   (DNI, PESEL, BSN, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
   number), za.idnr (South African ID), be.nn (also after "national number"), and a number no
-  checksum accepts (a typo, or a document without a check digit).
+  checksum accepts (a typo, or a document without a check digit). Singapore's NRIC/FIN (S1234567D)
+  and Hong Kong's identity card number (A123456(3), the check in brackets or not), which
+  python-stdnum lacks, by :mod:`bot.privacy.sg_nric` and :mod:`bot.privacy.hk_hkid` (their published
+  check characters): anywhere when the check character matches, unless a labelled reference holds
+  them (1 in 11 match by chance); after NRIC, HKID, Hong Kong ID (any value, as above) or FIN (only
+  an NRIC-shaped value: "fin" is a French word).
 - sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label
   (sort code, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
   (123-456 after "BSB") and US routing number (9 digits after "routing", "ABA", "RTN").
@@ -110,8 +121,10 @@ a passphrase starting with a state or function word ("my password is the quick b
 two words, the first an ordinary word or a word of the sentence ("is butterfly kisses"), or its words
 past the sixth or the 64th character;
 letters for digits outside a card's shape (an IBAN, a phone, an account number, a PIN) or in a card
-that fails Luhn once read; a lower-case name in -ed after a maiden-name label ("is ahmed", read as
-"is hyphenated" is); a memorable word without "is" or a sign ("memorable word butterfly").
+that fails Luhn once read; a number only possible (not valid) in national format of four or more groups
+("07 700 900 123") or of another region than the first; a lower-case name in -ed after a maiden-name
+label ("is ahmed", read as "is hyphenated" is); a memorable word without "is" or a sign ("memorable
+word butterfly").
 
 For labelled values only the value is replaced: ``my cvv is 123`` becomes ``my cvv is [CVV]``. A
 one-time code, PIN, CVV or password of 4 characters or more found once is hidden wherever else the
@@ -180,7 +193,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import attrgetter
@@ -221,6 +234,8 @@ from stdnum.tr import tckimlik as std_tckimlik
 from stdnum.us import itin as std_itin
 from stdnum.us import ssn as std_ssn
 from stdnum.za import idnr as std_za_idnr
+
+from bot.privacy import hk_hkid, sg_nric
 
 __all__ = [
     "DEFAULT_REGIONS",
@@ -1138,6 +1153,9 @@ _ID_WORDS = [
     r"personal[ ]public[ ]service(?:[ ]number)?",
     r"tfn",
     r"tax[ ]file[ ](?:number|no\.?)",
+    r"nric(?:[ ]?(?:/|or)[ ]?fin)?(?:[ ](?:no\.?|number))?",
+    r"hkid(?:[ ](?:no\.?|number|card))?",
+    r"hong[ ]kong[ ](?:id|identity)(?:[ ]card)?(?:[ ](?:no\.?|number))?",
     r"رقم[ ](?:الهوية(?:[ ]الوطنية)?|قومي)",
     r"الرقم[ ]القومي",
     # identity documents without a checksum python-stdnum knows
@@ -1163,6 +1181,9 @@ _PAN_WORDS = [
     r"permanent[ ]account[ ]number",
 ]
 _PAN_VALUE = r"(?P<v>[a-z]{5}[0-9]{4}[a-z])(?![0-9a-z])"
+#: Singapore's Foreign Identification Number: after "FIN" (a word in French) only a value of its shape.
+_FIN_WORDS = [r"fin(?:[ ](?:no\.?|number))?"]
+_FIN_VALUE = r"(?P<v>[stfgm][0-9]{7}[a-z])(?![0-9a-z])"
 _DOB_WORDS = [
     r"dob",
     r"d\.o\.b\.?",
@@ -1453,7 +1474,7 @@ _OTP_VALUE = (
 _GROUPED_VALUE = r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+)(?![0-9])"
 _SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ \-./]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
 _SSN_VALUE = r"(?P<v>[0-9]{3}(?P<sep>[ \-]?)[0-9]{2}(?P=sep)[0-9]{4})(?![0-9])"
-_ID_VALUE = r"(?P<v>[0-9a-z](?:[0-9a-z]|[ .\-/](?=[0-9a-z])){5,29}+)"
+_ID_VALUE = r"(?P<v>[0-9a-z](?:[0-9a-z]|[ .\-/](?=[0-9a-z])){5,29}+(?:[ ]?\([0-9a-z]\))?)"
 _IBAN_VALUE = r"(?P<v>[a-z]{2}[0-9]{2}(?:[ .\-]?[a-z0-9]){10,30}+)"
 # A value never starts with a word of the sentence: in "the payment was 4111 1111 1111 1111" the
 # number is not the payment's reference.
@@ -1527,6 +1548,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("ssn", _SSN_WORDS, _FILL + _SSN_VALUE),
     ("iban", _IBAN_WORDS, _FILL + _IBAN_VALUE),
     ("id", _PAN_WORDS, _FILL + _PAN_VALUE),
+    ("id", _FIN_WORDS, _FILL + _FIN_VALUE),
     ("id", _ID_WORDS, _FILL + _ID_VALUE),
     ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
     (
@@ -2209,6 +2231,9 @@ _VALIDATORS: dict[str, ModuleType] = {
     "stdnum.ie.pps": std_ie_pps,
     "stdnum.au.tfn": std_au_tfn,
     "stdnum.za.idnr": std_za_idnr,
+    # python-stdnum has none for these two: own modules in its shape, the published checks
+    "bot.privacy.sg_nric": sg_nric,
+    "bot.privacy.hk_hkid": hk_hkid,
 }
 #: Identity numbers tried after an identity-number label, in order, with their compact lengths.
 _ID_LENGTHS = (
@@ -2242,6 +2267,8 @@ _ID_LENGTHS = (
     ("stdnum.ie.pps", (8, 9)),
     ("stdnum.au.tfn", (8, 9)),
     ("stdnum.za.idnr", (13,)),
+    ("bot.privacy.sg_nric", (9,)),
+    ("bot.privacy.hk_hkid", (8, 9)),
 )
 
 
@@ -2281,23 +2308,33 @@ def _labelled_id(ctx: _Context, start: int, value: str) -> None:
     if not k:
         return
     if k < len(groups) and _CHECK_CHARACTER.fullmatch(value, groups[k - 1].end(), groups[k].end()):
-        k += 1  # "48302157-H": the check letter is part of the number
-    end = start + groups[k - 1].end()
+        k += 1  # "48302157-H", "AB987654(A)": the check letter is part of the number
     for j in range(k, 0, -1):
         name = _national_id("".join(g.group() for g in groups[:j]).upper())
         if name and (j == k or sum(c.isdigit() for g in groups[j:k] for c in g.group()) < 3):
             # ("DNI 12345678Z 12": the two digits after the number are not part of it)
             why = "valid number after an ID label"
-            ctx.add(_P_LABELLED, start, start + groups[j - 1].end(), "national_id", name, why)
+            ctx.add(_P_LABELLED, start, start + _id_end(value, groups[j - 1]), "national_id", name, why)
             return
     if sum(c.isdigit() for g in groups[:k] for c in g.group()) >= 5:
         why = "number after an ID label, no checksum matched"
+        end = start + _id_end(value, groups[k - 1])
         ctx.add(_P_LABELLED, start, end, "national_id", "rule:national_id", why)
 
 
+def _id_end(value: str, last: re.Match[str]) -> int:
+    """Where an identity number ending with the group ``last`` ends in ``value``: after the closing
+    bracket of a check character typed in brackets ("A123456(3)")."""
+    end = last.end()
+    if value.startswith(")", end) and value.startswith("(", last.start() - 1) and end - last.start() == 1:
+        return end + 1
+    return end
+
+
 _ALNUM_RUN = re.compile(r"[0-9A-Za-z]+")
-#: A check letter after an identity number: "-H", " Z" (a lower-case letter after a space is a word).
-_CHECK_CHARACTER = re.compile(r"[\-./]?[A-Za-z]|[ ][A-Z]")
+#: A check letter after an identity number: "-H", " Z" (a lower-case letter after a space is a word),
+#: Hong Kong's "(A)".
+_CHECK_CHARACTER = re.compile(r"[\-./]?[A-Za-z]|[ ][A-Z]|[ ]?\([Aa]")
 _NINO_SHAPE = re.compile(
     r"[A-Za-z]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[A-Da-d](?![0-9A-Za-z])"
 )
@@ -2708,6 +2745,8 @@ _LETTER_IDS = re.compile(
     r"|(?P<nie>(?<=[XYZxyz])[ \-]?[0-9]{7}[ \-]?[A-Za-z])"
     r"|(?P<cf>[A-Za-z]{5}[0-9LMNP-Vlmnp-v]{2}[A-Za-z][0-9LMNP-Vlmnp-v]{2}[A-Za-z][0-9LMNP-Vlmnp-v]{3}[A-Za-z])"
     r"|(?P<curp>[A-Za-z]{3}[0-9]{6}[HMXhmx][A-Za-z]{5}[0-9A-Za-z][0-9])"
+    r"|(?P<nric>(?<=[STFGMstfgm])[0-9]{7}[A-Za-z])"
+    r"|(?P<hkid>[A-Za-z]?[0-9]{6}(?:[ ]?\([0-9Aa]\)|[0-9Aa]))"
     r")"
 )
 _LETTER_ID_END = re.compile(r"(?![A-Za-z0-9])")
@@ -2751,6 +2790,13 @@ def _detect_letter_led(ctx: _Context) -> None:
         if kind == "nino":
             if value[0] in _NINO_FIRST and value[1] in _NINO_SECOND and value[:2] not in _NINO_BAD_PREFIX:
                 ctx.add(_P_NINO, m.start(), m.end(), "nino", "rule:nino", "UK NI number, valid prefix")
+        elif kind in ("nric", "hkid"):
+            # A check character that matches 1 in 11 by chance: a labelled reference ("booking ref
+            # AB1234567") keeps it.
+            module = "bot.privacy.sg_nric" if kind == "nric" else "bot.privacy.hk_hkid"
+            if _valid(module, value):
+                why = "check character valid"
+                ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", module, why, weak=_REFERENCE_ONLY)
         else:
             name = _national_id(value)
             if name:
@@ -3150,58 +3196,101 @@ def _region_info(region: str) -> _RegionInfo | None:
     return _RegionInfo(metadata.national_prefix or "", frozenset(metadata.general_desc.possible_length or ()))
 
 
-_PHONE_CACHE: dict[tuple[str, tuple[str, ...]], str] = {}
+#: (candidate, regions) -> (the region where it is valid, the region where it is possible when it is
+#: valid nowhere: :func:`_possible_region`), "" for none.
+_PHONE_CACHE: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
 
 
 def _phone_region(ctx: _Context, candidate: str, international: bool) -> str | None:
     """The region where ``candidate`` is a valid number ("" if none); None once the budget is spent."""
+    check = _phone_check(ctx, candidate, international)
+    return None if check is None else check[0]
+
+
+def _possible_phone_region(ctx: _Context, candidate: str, international: bool) -> str | None:
+    """The region where ``candidate``, valid nowhere, is a possible number (:func:`_possible_region`):
+    an international one ("+44 7700 900123"), or one of the first region written with its national
+    (trunk) prefix ("07700 900123" in GB). "" if not; None once the budget is spent."""
+    check = _phone_check(ctx, candidate, international)
+    return None if check is None else check[1]
+
+
+def _phone_check(ctx: _Context, candidate: str, international: bool) -> tuple[str, str] | None:
+    """(:func:`_phone_region`, :func:`_possible_phone_region`) from the same parses, cached; None once
+    the budget is spent."""
     key = (candidate, () if international else ctx.regions)
     cached = _PHONE_CACHE.get(key)
     if cached is not None:
         return cached
     digits = _digits(candidate)
-    found = ""
+    found = possible = ""
     if international:
         ctx.phone_calls += 1
         if ctx.phone_calls > PHONE_BUDGET:
             return None
-        found = _parse_valid(candidate, None)
+        found, possible = _parse(candidate, None)
     else:
         for region in ctx.regions:
             info = _region_info(region)
             if info is None:
                 continue
+            trunk = bool(info.prefix) and digits.startswith(info.prefix)
             if len(digits) not in info.lengths and not (
-                info.prefix
-                and digits.startswith(info.prefix)
-                and len(digits) - len(info.prefix) in info.lengths
+                trunk and len(digits) - len(info.prefix) in info.lengths
             ):
                 continue
             ctx.phone_calls += 1
             if ctx.phone_calls > PHONE_BUDGET:
                 return None
-            found = _parse_valid(candidate, region)
+            found, maybe = _parse(candidate, region)
             if found:
+                possible = ""
                 break
+            if region == ctx.regions[0] and trunk and maybe == region:
+                possible = maybe
     if len(_PHONE_CACHE) > 32768:
         _PHONE_CACHE.clear()
-    _PHONE_CACHE[key] = found
-    return found
+    _PHONE_CACHE[key] = found, possible
+    return found, possible
 
 
 def _parse_valid(candidate: str, region: str | None) -> str:
+    return _parse(candidate, region)[0]
+
+
+@lru_cache(maxsize=4096)
+def _parse(candidate: str, region: str | None) -> tuple[str, str]:
+    """(the region where ``candidate`` is a valid number, the region where it is a possible one), ""
+    for neither. Possible (:func:`_possible_region`) is asked only of a number that is not valid."""
     try:
         number = phonenumbers.parse(candidate, region)
         if phonenumbers.is_valid_number(number):
-            return phonenumbers.region_code_for_number(number) or region or "001"
+            return phonenumbers.region_code_for_number(number) or region or "001", ""
+        return "", _possible_region(number)
     except Exception:
-        pass
-    return ""
+        return "", ""
 
 
-_PHONE_OUTCOMES: dict[
-    tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]], tuple[tuple[int, int, str, bool], ...]
-] = {}
+def _possible_region(number: phonenumbers.PhoneNumber) -> str:
+    """The main region of ``number``'s country code when ``phonenumbers`` calls it possible there:
+    a length that region's numbers have (``is_possible_number_with_reason``, IS_POSSIBLE: not a
+    local-only length) and its national number in the region's general pattern (the pattern every
+    number of the region matches, assigned or not: Ofcom's drama range 07700 900000-900999 is one).
+    "" if not."""
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return ""
+    region = phonenumbers.region_code_for_country_code(number.country_code or 0)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    pattern = metadata.general_desc.national_number_pattern if metadata and metadata.general_desc else None
+    if not pattern or re.fullmatch(pattern, str(number.national_number)) is None:
+        return ""
+    return region
+
+
+#: A phone-shaped text's numbers: (start, end, region, international, valid) each (valid: not just
+#: possible).
+_Outcome = tuple[tuple[int, int, str, bool, bool], ...]
+_PHONE_OUTCOMES: dict[tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]], _Outcome] = {}
 
 
 def _phone(ctx: _Context, start: int, end: int) -> None:
@@ -3218,7 +3307,7 @@ def _phone(ctx: _Context, start: int, end: int) -> None:
     for spans in (lambda: ctx.strong_within(start, end), lambda: _local_protections(ctx, start, end)):
         if not outcome or not any(
             not international and not any(lo < e and b < hi for b, e in blocked)
-            for lo, hi, _, international in outcome
+            for lo, hi, _, international, _ in outcome
         ):
             break
         more = tuple(
@@ -3236,16 +3325,21 @@ def _phone(ctx: _Context, start: int, end: int) -> None:
         _labelled_phone(ctx, start, end)
         return
     context: bool | None = None
-    for lo, hi, region, international in outcome:
+    for lo, hi, region, international, valid in outcome:
+        status = "valid" if valid else "possible (not valid)"
         if international:
-            how = "international" if candidate[lo] == "+" else "international (00)"
-            why = f"valid {how} number, {region}"
-            ctx.add(_P_PHONE_INTL, start + lo, start + hi, "phone", "phonenumbers", why)
+            plus = candidate[lo] == "+"
+            how = "international" if plus else "international (00)"
+            why = f"{status} {how} number, {region}"
+            # A possible number only gives way to what a valid one does not: "+" to a labelled
+            # reference, "00" (a reference's or an amount's leading zeros) to any protection.
+            weak = 0 if valid else _REFERENCE_ONLY if plus else _WEAK
+            ctx.add(_P_PHONE_INTL, start + lo, start + hi, "phone", "phonenumbers", why, weak=weak)
             continue
         if context is None:
             context = _PHONE_WORDS.search(text, max(0, start + lo - 40), start + lo) is not None
         priority = _P_PHONE_CONTEXT if context else _P_PHONE
-        why = f"valid {region} number, national format"
+        why = f"{status} {region} number, national format"
         ctx.add(priority, start + lo, start + hi, "phone", "phonenumbers", why, weak=_WEAK)
 
 
@@ -3282,7 +3376,7 @@ def _labelled_phone(ctx: _Context, start: int, end: int) -> None:
 
 def _cached_phone_outcome(
     ctx: _Context, candidate: str, blocked: tuple[tuple[int, int], ...]
-) -> tuple[tuple[int, int, str, bool], ...] | None:
+) -> _Outcome | None:
     key = (candidate, ctx.regions, blocked)
     outcome = _PHONE_OUTCOMES.get(key)
     if outcome is None:
@@ -3305,49 +3399,131 @@ def _local_protections(ctx: _Context, start: int, end: int) -> list[tuple[int, i
     return spans
 
 
-def _phone_outcome(
-    ctx: _Context, candidate: str, blocked: tuple[tuple[int, int], ...]
-) -> tuple[tuple[int, int, str, bool], ...] | None:
-    """The valid phone numbers in a phone-shaped ``candidate``: (start, end, region, international).
+#: A national number as customers write one with its trunk prefix: "07700 900123", "07700-900-123",
+#: "(020) 7946 0958", "07700900123": at most three digit groups joined by spaces or a dash, the first
+#: starting with the prefix 0 (not "00": an international number).
+_TRUNK_FORMAT = re.compile(r"\(?0[1-9][0-9]*+\)?(?:[ ]{0,2}-?[ ]{0,2}[0-9]++){0,2}")
+
+
+def _phone_outcome(ctx: _Context, candidate: str, blocked: tuple[tuple[int, int], ...]) -> _Outcome | None:
+    """The phone numbers in a phone-shaped ``candidate``: (start, end, region, international, valid).
 
     The longest run of digit groups that ``phonenumbers`` validates wins; then the groups after it are
     looked at. National-format windows overlapping a ``blocked`` span (a date, an amount...) are not
-    tried. None when the parse budget ran out.
+    tried. A number no region validates is still one when ``phonenumbers`` calls it possible
+    (:func:`_possible_region`): written with ``+`` or ``00``, or in the first region's national format
+    with its trunk prefix (:data:`_TRUNK_FORMAT`) where no valid number is. None when the parse budget
+    ran out.
     """
     tokens = [m.span() for m in _PHONE_TOKEN.finditer(candidate)]
-    found: list[tuple[int, int, str, bool]] = []
+    last = len(tokens) - 1
     if candidate[0] == "+":
-        for j in range(len(tokens) - 1, -1, -1):
-            window = candidate[: tokens[j][1]]
-            if not 8 <= len(_digits(window)) <= 15:
-                continue
-            region = _phone_region(ctx, window, True)
-            if region is None:
+
+        def plus(check: Callable[[_Context, str, bool], str | None]) -> Callable[[int, int], str | None]:
+            def region_of(_: int, hi: int) -> str | None:
+                return check(ctx, candidate[:hi], True) if 8 <= len(_digits(candidate[:hi])) <= 15 else ""
+
+            return region_of
+
+        for check, valid in ((_phone_region, True), (_possible_phone_region, False)):
+            # none valid: the longest possible one ("+44 7700 900123")
+            longest = _longest_window(tokens, 0, last, plus(check))
+            if longest is None:
                 return None
-            if region:
-                found.append((0, tokens[j][1], region, True))
-                break
-        return tuple(found)
+            if longest[1]:
+                return ((0, tokens[longest[0]][1], longest[1], True, valid),)
+        return ()
+
+    def national(lo: int, hi: int) -> str | None:
+        window = candidate[lo:hi]
+        size = len(_digits(window))
+        international = window.startswith("00")
+        if not (10 <= size <= 17 if international else 9 <= size <= 13):
+            return ""
+        if not international and (_self_protected(window) or any(lo < e and s < hi for s, e in blocked)):
+            return ""  # a date, an amount, a timestamp...: never a national number
+        return _phone_region(ctx, "+" + window[2:] if international else window, international)
+
+    def possible_00(lo: int, hi: int) -> str | None:
+        if not 10 <= len(_digits(candidate[lo:hi])) <= 17:
+            return ""
+        return _possible_phone_region(ctx, "+" + candidate[lo + 2 : hi], True)
+
+    found: list[tuple[int, int, str, bool, bool]] = []
     i = 0
     while i < len(tokens):
-        for j in range(len(tokens) - 1, i - 1, -1):
-            lo, hi = tokens[i][0], tokens[j][1]
-            window = candidate[lo:hi]
-            size = len(_digits(window))
-            international = window.startswith("00")
-            if not (10 <= size <= 17 if international else 9 <= size <= 13):
-                continue
-            if not international and (_self_protected(window) or any(lo < e and s < hi for s, e in blocked)):
-                continue  # a date, an amount, a timestamp...: never a national number
-            region = _phone_region(ctx, "+" + window[2:] if international else window, international)
-            if region is None:
+        longest = _longest_window(tokens, i, last, national)
+        if longest is None:
+            return None
+        valid = bool(longest[1])
+        if not valid and candidate.startswith("00", tokens[i][0]):
+            # None valid from an international prefix: the whole number when it is a possible one,
+            # not a national number read in its last groups ("0044 7700 900 123")
+            longest = _longest_window(tokens, i, last, possible_00)
+            if longest is None:
                 return None
-            if region:
-                found.append((lo, hi, region, international))
-                i = j
-                break
+        j, region = longest
+        if region:
+            lo, hi = tokens[i][0], tokens[j][1]
+            found.append((lo, hi, region, not valid or candidate.startswith("00", lo), valid))
+            i = j
         i += 1
+    if ctx.regions and _trunk_possible(ctx, candidate, tokens, blocked, found) is None:
+        return None
     return tuple(found)
+
+
+def _longest_window(
+    tokens: list[tuple[int, int]], i: int, last: int, region_of: Callable[[int, int], str | None]
+) -> tuple[int, str] | None:
+    """The longest run of the groups ``tokens[i..j]`` (``j`` from ``last`` down to ``i``) that
+    ``region_of(start, end)`` names a region for: ``(j, region)``, ``(-1, "")`` if none; None once the
+    parse budget is spent (``region_of`` said None)."""
+    for j in range(last, i - 1, -1):
+        region = region_of(tokens[i][0], tokens[j][1])
+        if region is None:
+            return None
+        if region:
+            return j, region
+    return -1, ""
+
+
+def _trunk_possible(
+    ctx: _Context,
+    candidate: str,
+    tokens: list[tuple[int, int]],
+    blocked: tuple[tuple[int, int], ...],
+    found: list[tuple[int, int, str, bool, bool]],
+) -> bool | None:
+    """Adds to ``found`` (sorted again) the numbers in the groups it leaves that are possible in the
+    first region, written with its trunk prefix in a common format (:data:`_TRUNK_FORMAT`): a bank's
+    logs keep no number its region could assign ("07700 900123" in GB: Ofcom's drama range, not
+    valid). None when the parse budget ran out."""
+    held = [(lo, hi) for lo, hi, *_ in found]
+
+    def trunk(lo: int, hi: int) -> str | None:
+        window = candidate[lo:hi]
+        if not 9 <= len(_digits(window)) <= 13 or _TRUNK_FORMAT.fullmatch(window) is None:
+            return ""
+        if any(lo < e and s < hi for s, e in (*held, *blocked)) or _self_protected(window):
+            return ""
+        return _possible_phone_region(ctx, window, False)
+
+    i = 0
+    added = False
+    while i < len(tokens):
+        longest = _longest_window(tokens, i, min(len(tokens) - 1, i + 2), trunk)
+        if longest is None:
+            return None
+        j, region = longest
+        if region:
+            found.append((tokens[i][0], tokens[j][1], region, False, False))
+            added = True
+            i = j
+        i += 1
+    if added:
+        found.sort()
+    return True
 
 
 @lru_cache(maxsize=4096)
