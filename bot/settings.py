@@ -142,6 +142,14 @@ class Settings(BaseSettings):
         "/help): e.g. 'Harbour & Vale'. Unset: 'Lumen Bank' while the knowledge base holds entries "
         "of the Lumen starter, else no name ('your bank's assistant').",
     )
+    phone_regions: str = Field(
+        default="",
+        validation_alias="TELLER_PHONE_REGIONS",
+        description="The bank's regions, ISO 3166 codes separated by commas (e.g. 'SG' or 'NZ,AU'): "
+        "phone numbers written without a country code are read there first when redacting (a "
+        "Singapore bank's '9123 4567'), before the built-in list of regions. Unset: that list "
+        "alone (GB first).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="TELLER_LOG_LEVEL"
     )
@@ -315,6 +323,25 @@ class Settings(BaseSettings):
         if not value.isprintable():
             raise ValueError("the bank's name must be printable text on one line")
         return value
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, value: str) -> str:
+        import phonenumbers
+
+        codes = [c.strip().upper() for c in value.split(",") if c.strip()]
+        unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not a region phone numbers are known for; use ISO 3166 "
+                "two-letter codes separated by commas, e.g. 'SG' or 'NZ,AU'"
+            )
+        return ",".join(dict.fromkeys(codes))
+
+    @property
+    def phone_region_list(self) -> tuple[str, ...]:
+        """``phone_regions`` as a tuple of codes (empty when unset)."""
+        return tuple(c for c in self.phone_regions.split(",") if c)
 
     @field_validator("customer_token_key")
     @classmethod

@@ -1576,3 +1576,47 @@ def test_sentences_about_a_password_lose_no_word(sentence: str) -> None:
     assert redact(text) == f"my password is [PASSWORD]. {sentence}"
     text = f"password: red fox jumps\n{sentence}"
     assert redact(text) == f"password: [PASSWORD]\n{sentence}"
+
+
+@pytest.fixture
+def singapore_bank() -> Iterator[None]:
+    from bot.privacy.redaction import configure_regions
+
+    assert configure_regions(["sg"])[:2] == ("SG", "GB")
+    try:
+        yield
+    finally:
+        configure_regions(())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my mobile number 9123 4567", "my mobile number [PHONE]"),
+        ("call 9123 4567 after 6", "call [PHONE] after 6"),
+        ("my number 8123-4567 thanks", "my number [PHONE] thanks"),
+        ("office 6123 4567", "office [PHONE]"),
+        ("ref 1234 5678", "ref 1234 5678"),  # valid nowhere in Singapore (no 1xxx numbers)
+        ("order 8123 4567 shipped", "order 8123 4567 shipped"),  # a labelled reference
+        ("I paid 2500 0000 on 12/05/2024", "I paid 2500 0000 on 12/05/2024"),
+        ("+65 9123 4567", "[PHONE]"),
+    ],
+)
+def test_eight_digit_numbers_are_phones_only_in_the_banks_own_regions(
+    singapore_bank: None, text: str, expected: str
+) -> None:
+    """A Singapore bank (``TELLER_PHONE_REGIONS=SG``): its customers write mobile numbers as eight
+    digits, which no region of the built-in list has; without the setting they are kept."""
+    assert redact(text) == expected
+
+
+def test_eight_digit_numbers_are_kept_without_a_banks_region() -> None:
+    assert redact("my number 9123 4567") == "my number 9123 4567"
+
+
+def test_an_unknown_phone_region_is_refused() -> None:
+    from bot.privacy.redaction import configure_regions
+
+    with pytest.raises(ValueError, match="XX"):
+        configure_regions(["XX"])
+    assert redact("my number 9123 4567") == "my number 9123 4567"

@@ -51,3 +51,27 @@ def test_an_empty_database_url_is_refused_rather_than_falling_back_to_sqlite(
     get_settings.cache_clear()
     settings = get_settings()
     assert settings.database == "postgresql://teller@db/teller" and settings.replicate_kb
+
+
+def test_the_banks_phone_regions_are_read_first_and_unknown_ones_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``TELLER_PHONE_REGIONS`` names the bank's regions (upper-cased, each once); a code
+    ``phonenumbers`` has no numbers for is refused at start, naming the variable and the code."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.privacy import redaction
+
+    monkeypatch.setenv("TELLER_PHONE_REGIONS", "sg, HK,sg")
+    assert get_settings().phone_region_list == ("SG", "HK")
+    try:
+        assert CliRunner().invoke(app, ["kb", "--help"]).exit_code == 0  # every command sets them up
+        assert redaction.redact("my number 9123 4567") == "my number [PHONE]"
+    finally:
+        redaction.configure_regions(())
+    assert redaction.redact("my number 9123 4567") == "my number 9123 4567"
+    monkeypatch.setenv("TELLER_PHONE_REGIONS", "SG,XX")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match=r"TELLER_PHONE_REGIONS.*XX"):
+        get_settings()

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from bot.errors import TellerError
 from bot.logs import configure_logging
+from bot.privacy.redaction import configure_regions
 from bot.settings import Settings, get_settings
 from nlu import IntentClassifier, ModelRegistry, NLUError
 from positioning.errors import PositioningError
@@ -89,6 +90,7 @@ def emit_json(data: Any) -> None:
 def _setup() -> None:
     settings = get_settings()
     configure_logging(settings.log_dir, settings.log_level, settings.secret_values())
+    configure_regions(settings.phone_region_list)  # before anything is redacted
 
 
 def registry(settings: Settings) -> ModelRegistry:

@@ -20,7 +20,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - iban [IBAN]: ``stdnum.iban`` (mod 97, the country's length and national check); after an "IBAN" label
   an IBAN-shaped value that fails its check digits too (a typo is still personal data).
 - phone [PHONE]: ``phonenumbers``, valid numbers: ``+`` and ``00`` numbers are parsed as
-  international; the others are tried in each region of :data:`DEFAULT_REGIONS` (or ``regions=``), and
+  international; the others are tried in each of the bank's regions (``TELLER_PHONE_REGIONS``,
+  :func:`configure_regions`), then of :data:`DEFAULT_REGIONS` (or in ``regions=``), and
   only on candidates of at most 7 digit groups and 9-13 digits. A number valid nowhere is still one
   when ``phonenumbers`` calls it possible (a length its region's numbers have, and its general
   pattern: unassigned ranges such as Ofcom's drama range 07700 900xxx are possible, not valid):
@@ -243,6 +244,7 @@ __all__ = [
     "PLACEHOLDERS",
     "Finding",
     "Scan",
+    "configure_regions",
     "redact",
     "scan",
 ]
@@ -307,6 +309,36 @@ class Scan:
     findings: tuple[Finding, ...]
 
 
+#: The regions tried for numbers written without a country code: the bank's own first
+#: (:func:`configure_regions`, ``TELLER_PHONE_REGIONS``), then :data:`DEFAULT_REGIONS`.
+_regions: tuple[str, ...] = DEFAULT_REGIONS
+#: The bank's own regions alone: an eight-digit number is read as a phone number only there.
+_bank_regions: tuple[str, ...] = ()
+
+
+def configure_regions(bank_regions: Sequence[str]) -> tuple[str, ...]:
+    """Read phone numbers written without a country code in ``bank_regions`` first (ISO 3166
+    codes, e.g. ``["SG"]``: a Singapore bank's "9123 4567" is a mobile number there and nowhere in
+    :data:`DEFAULT_REGIONS`), then in the default list; the first region is also the one whose
+    trunk-prefixed numbers count when merely possible, and a number of eight digits is read as a
+    phone number only when valid in one of the bank's regions (with none configured, never). For
+    the whole process, as the server and every CLI command read ``TELLER_PHONE_REGIONS`` at start.
+    Returns the regions now tried, in order. Raises :class:`ValueError` for a code
+    ``phonenumbers`` has no metadata for."""
+    global _regions, _bank_regions
+    codes = [c.strip().upper() for c in bank_regions if c.strip()]
+    unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
+    if unknown:
+        raise ValueError(f"unknown phone regions: {', '.join(unknown)}")
+    _bank_regions = tuple(dict.fromkeys(codes))
+    _regions = tuple(dict.fromkeys([*codes, *DEFAULT_REGIONS]))
+    _PHONE_CACHE.clear()
+    for cached in list(globals().values()):  # what was cached was read in the regions of before
+        if callable(getattr(cached, "cache_clear", None)):
+            cached.cache_clear()
+    return _regions
+
+
 def redact(text: str) -> str:
     """``text`` with every personal value replaced by its typed placeholder (see the module doc):
     ``redact("my cvv is 123, card 4111 1111 1111 1111")`` -> ``"my cvv is [CVV], card [CARD]"``.
@@ -314,7 +346,7 @@ def redact(text: str) -> str:
     Text without personal data is returned unchanged; ``redact(redact(x)) == redact(x)``. Never
     raises on a ``str``.
     """
-    spans = _spans(text, DEFAULT_REGIONS)
+    spans = _spans(text, _regions)
     if not spans:
         return text
     pieces: list[str] = []
@@ -333,9 +365,10 @@ def scan(text: str, *, regions: Sequence[str] | None = None) -> Scan:
     given (``text[f.start:f.end]`` is the value as typed, zero-width characters inside it included).
 
     ``regions``: ISO 3166 codes of the regions tried, in order, for phone numbers written without
-    ``+`` (default :data:`DEFAULT_REGIONS`; unknown codes are skipped). Never raises on a ``str``.
+    ``+`` (default: the bank's regions, :func:`configure_regions`, then :data:`DEFAULT_REGIONS`;
+    unknown codes are skipped). Never raises on a ``str``.
     """
-    spans = _spans(text, tuple(regions) if regions is not None else DEFAULT_REGIONS)
+    spans = _spans(text, tuple(regions) if regions is not None else _regions)
     if not spans:
         return Scan(text, ())
     pieces: list[str] = []
@@ -1828,8 +1861,8 @@ def _secret_digits(text: str, end: int, kind: str) -> tuple[int, int] | tuple[()
 
 @lru_cache(maxsize=1024)
 def _valid_phone_anywhere(candidate: str) -> bool:
-    """Whether ``candidate`` is a valid phone number in one of :data:`DEFAULT_REGIONS`."""
-    return any(_parse_valid(candidate, region) for region in DEFAULT_REGIONS)
+    """Whether ``candidate`` is a valid phone number in a region tried (:func:`configure_regions`)."""
+    return any(_parse_valid(candidate, region) for region in _regions)
 
 
 #: A word in lower-case letters only, after "password is": the sentence, not the password, when
@@ -3438,10 +3471,12 @@ def _phone_outcome(ctx: _Context, candidate: str, blocked: tuple[tuple[int, int]
         window = candidate[lo:hi]
         size = len(_digits(window))
         international = window.startswith("00")
-        if not (10 <= size <= 17 if international else 9 <= size <= 13):
+        if not (10 <= size <= 17 if international else (8 if _bank_regions else 9) <= size <= 13):
             return ""
         if not international and (_self_protected(window) or any(lo < e and s < hi for s, e in blocked)):
             return ""  # a date, an amount, a timestamp...: never a national number
+        if size < 9:  # eight digits: a number of the bank's own regions only (Singapore's, Hong Kong's)
+            return next((r for r in _bank_regions if _parse_valid(window, r)), "")
         return _phone_region(ctx, "+" + window[2:] if international else window, international)
 
     def possible_00(lo: int, hi: int) -> str | None:
