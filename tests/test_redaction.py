@@ -1620,3 +1620,38 @@ def test_an_unknown_phone_region_is_refused() -> None:
     with pytest.raises(ValueError, match="XX"):
         configure_regions(["XX"])
     assert redact("my number 9123 4567") == "my number 9123 4567"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Spaces or hyphens inside an NRIC, as typed for legibility or copied from a form.
+        ("NRIC: S 1234567 D", "NRIC: [NATIONAL_ID]"),
+        ("NRIC S-1234567-D", "NRIC [NATIONAL_ID]"),
+        # A Hong Kong check digit in square brackets goes with the number.
+        ("my id card A123456[3]", "my id card [NATIONAL_ID]"),
+        ("HKID: Z683365[5] thanks", "HKID: [NATIONAL_ID] thanks"),
+        # "NI number" and "NINO" label a National Insurance number whatever its prefix letters.
+        ("my NI number is QQ 12 34 56 C", "my NI number is [NINO]"),
+        ("NINO: QQ123456C", "NINO: [NINO]"),
+        ("ni no idea", "ni no idea"),
+    ],
+)
+def test_identity_numbers_typed_with_separators_brackets_or_short_labels(text: str, expected: str) -> None:
+    """A trial's findings: each was kept, or left its check digit ("[NATIONAL_ID][3]")."""
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In 2024 I paid 12000 and in 2025 15000",
+        "paid 2023 12500 total",
+        "budget 2026 150000",
+        "in 2025 15000 was paid",
+    ],
+)
+def test_a_year_and_an_amount_are_not_a_phone_number(text: str) -> None:
+    """ "2025 15000" read whole is a valid German number without its trunk prefix, which nobody
+    writes: the amount a customer disputes was stored as [PHONE]."""
+    assert redact(text) == text
