@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,6 +100,13 @@ class Outgoing:
     #: For a reply that is not a stored message (an interview's): the id its delivery is recorded
     #: under, one per platform message, so a redelivery does not send it twice.
     turn: str | None = None
+
+
+def _same_words(stored: str, again: str) -> bool:
+    """Whether a resent message's stored form is the first one's: the same words in another Unicode
+    normal form count as the same ("café" typed with é, or with e and U+0301 as a macOS text field
+    may send it on a retry)."""
+    return stored == again or unicodedata.normalize("NFC", stored) == unicodedata.normalize("NFC", again)
 
 
 class TellerCore:
@@ -202,7 +210,7 @@ class TellerCore:
         if seen is None:
             return None
         stored, reply = seen
-        if stored.text != redact(storable(incoming.text)):
+        if not _same_words(stored.text, redact(storable(incoming.text))):
             raise Conflict("this message id was used before for a different message; send it with a new id")
         if reply is not None:
             return replace(_outgoing(reply, duplicate=True), text=self._as_sent(reply))
@@ -333,12 +341,15 @@ def unstaffed_text(said: str) -> str:
 
 def _outgoing(reply: StoredMessage, duplicate: bool = False) -> Outgoing:
     choices = tuple(Choice(label, value) for label, value in reply.choices)
+    route = reply.route or Route.HANDOFF.value
     return Outgoing(
         reply.id,
         reply.text,
         choices,
-        reply.route or Route.HANDOFF.value,
-        reply.intent,
+        route,
+        # Small talk answers no intent: the classifier's guess for "hello" (edit_personal_details,
+        # say; kept in the store, as for every message) would read as traffic on that intent.
+        None if route == Route.SMALLTALK.value else reply.intent,
         reply.confidence,
         reply.kb_id,
         duplicate,

@@ -138,6 +138,10 @@ def test_the_endpoint_rates_only_a_reply_that_offered_feedback(client: TestClien
     handoff = ask(client, HANDOFF_CHOICE)
     filed = core.store.review.items(status=None)
     assert (greeting["route"], question["route"], handoff["route"]) == ("smalltalk", "clarify", "handoff")
+    # Small talk answers no intent (the classifier's guess for a greeting is noise), though the store
+    # keeps the classifier's reading of every message.
+    assert greeting["intent"] is None
+    assert core.store.conversations.message(greeting["message_id"]).route == "smalltalk"
     for reply in (greeting, question, handoff):
         assert not any(c["value"].startswith("feedback:") for c in reply["choices"])
         response = client.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": False})
@@ -187,6 +191,18 @@ def test_a_retried_feedback_message_is_acknowledged_again_and_recorded_once(
     assert client.post("/api/messages", json=ask_id).status_code == 200
     reused = client.post("/api/messages", json={**ask_id, "text": "feedback:helpful"})
     assert reused.status_code == 409 and len(core.store.feedback.feedback()) == 1
+
+
+def test_a_retry_of_the_same_words_in_another_unicode_form_is_the_same_message(client: TestClient) -> None:
+    """A client resending "café" typed as e + U+0301 (a macOS text field) gets the first answer, not
+    a 409 saying the id was used for a different message."""
+    body = {"text": "Can I use my card at a caf\u00e9 abroad?", "client_message_id": "nfd-1"}
+    first = client.post("/api/messages", json=body)
+    again = client.post("/api/messages", json={**body, "text": "Can I use my card at a cafe\u0301 abroad?"})
+    assert first.status_code == again.status_code == 200
+    assert first.json()["message_id"] == again.json()["message_id"]
+    other = client.post("/api/messages", json={**body, "text": "Can I use my card at a cafe abroad?"})
+    assert other.status_code == 409
 
 
 # ------------------------------------------------------------------------------------ service

@@ -251,7 +251,10 @@ class MessageOut(BaseModel):
     reply: str
     choices: list[ChoiceOut]
     route: str
-    intent: str | None
+    intent: str | None = Field(
+        description="The intent the classifier read in the message (the one answered on route "
+        "`intent`); null for small talk, feedback and operators' messages."
+    )
     message_id: str
 
 
@@ -305,11 +308,17 @@ class OutcomeOut(BaseModel):
     )
 
 
+#: An unexpected field's name that is echoed in a 422: a programmer's identifier ("user_id",
+#: "userId"), never a customer's words, an e-mail address or a number.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z_\-]{0,39}")
+
+
 def _where(error: Any) -> str:
-    """Where a validation error is, without echoing what was sent: an unexpected field is named only
-    as such (its name is the client's text, and may be anything)."""
+    """Where a validation error is, without echoing what was sent: an unexpected field is named when
+    its name reads as an identifier of a program's (``body.user_id``: an integrator sees which key
+    to drop), otherwise only as such (its name is the client's text, and may be anything)."""
     parts = [str(part) for part in error.get("loc", ())]
-    if error.get("type") == "extra_forbidden":
+    if error.get("type") == "extra_forbidden" and not (parts and _FIELD_NAME.fullmatch(parts[-1])):
         parts = [*parts[:-1], "(an unexpected field)"]
     return ".".join(part[:60] for part in parts)
 
