@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from bot.errors import TellerError
 from bot.logs import configure_logging
@@ -58,11 +58,31 @@ def _fail(said: str, exc: Exception, hint: str = "") -> NoReturn:
     raise typer.Exit(2) from None
 
 
+def _flag_type(display_type: Any) -> Any:
+    """Typer's type column, empty for a flag: ``--dry-run <bool>`` reads as if it took a value."""
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else display_type(self, ctx)
+
+    return display_type_rich
+
+
+# Every --help of every command is drawn by Typer's rich help (typer.rich_utils.rich_format_help),
+# and these two settings are all Teller changes in it. The options' type column comes from
+# TyperOption.display_type_rich (Typer from 0.2x; older ones show no type for a flag anyway); the
+# help option is made lazily per command, so only the class reaches it.
+if hasattr(TyperOption, "display_type_rich"):
+    TyperOption.display_type_rich = _flag_type(TyperOption.display_type_rich)  # type: ignore[method-assign]
+
 app = typer.Typer(
     cls=_Group,
     name="teller",
     help="Teller, a chat-first assistant for finance customer service.",
     no_args_is_help=True,
+    # Help text as Markdown (the root's mode is every subcommand's): a docstring's lines are
+    # reflowed to the terminal (its own line breaks cut the Commands table mid-sentence at 80
+    # columns) and ``code`` is drawn as code, not with its backticks.
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     add_completion=False,
 )
