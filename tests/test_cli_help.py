@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,13 +51,19 @@ def test_commands_are_surveyed() -> None:
 
 @pytest.mark.usefixtures("scratch_home")
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "teller")
-def test_help_shows_flags_as_flags_and_code_without_backticks(command: tuple[str, ...]) -> None:
+def test_help_shows_flags_as_flags_arguments_in_capitals_and_code_without_backticks(
+    command: tuple[str, ...],
+) -> None:
     text = help_of(*command)
     # A flag takes no value: "--dry-run <bool>" read as if it needed one.
     assert "<bool>" not in text
     assert "--help   " in text and "--help <" not in text
     # ``code`` and `code` in docstrings are drawn as code, never with their backticks.
     assert "`" not in text
+    # Arguments named in capitals, as the help's prose names them ("exactly FILE"), not "{file}".
+    [usage] = [line for line in text.splitlines() if "Usage:" in line]
+    assert re.search(r"[{\[][a-z_]+[}\]]", usage) is None, usage
+    assert "[[" not in usage and "...]" not in usage, usage  # "[[PROPOSAL]...]..." for review accept
     # Nothing wider than the terminal.
     assert max(len(line) for line in text.splitlines()) <= 80
 

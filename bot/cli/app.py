@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from bot.errors import TellerError
 from bot.logs import configure_logging
@@ -31,7 +31,12 @@ PATH_ERRORS = (NotADirectoryError, IsADirectoryError, FileExistsError, Permissio
 
 
 class _Group(TyperGroup):
-    """Turns Teller's own errors into one clear line on stderr and exit status 2, never a traceback."""
+    """Turns Teller's own errors into one clear line on stderr and exit status 2, never a traceback;
+    names every command's arguments as their help does (:func:`_name_arguments`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _name_arguments(self)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -45,6 +50,17 @@ class _Group(TyperGroup):
             if not exc.filename:
                 raise
             _fail(f"{exc.strerror}: {exc.filename}", exc, " (check TELLER_HOME and the paths given)")
+
+
+def _name_arguments(command: Any) -> None:
+    """An argument without a metavar is named in capitals, as its command's help names it ("Make
+    the knowledge base exactly FILE"): Typer's usage line showed ``{file}``. Every command of the
+    tree, once, as the root group is made (arguments are the commands' own; only --help is lazy)."""
+    for param in command.params:
+        if isinstance(param, TyperArgument) and param.metavar is None and param.nargs == 1 and param.name:
+            param.metavar = param.name.upper()
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _name_arguments(sub)
 
 
 def _fail(said: str, exc: Exception, hint: str = "") -> NoReturn:
