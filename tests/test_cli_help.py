@@ -58,6 +58,8 @@ def test_help_shows_flags_as_flags_arguments_in_capitals_and_code_without_backti
     # A flag takes no value: "--dry-run <bool>" read as if it needed one.
     assert "<bool>" not in text
     assert "--help   " in text and "--help <" not in text
+    # A number's range follows its type ("<int> [x>=1]"): "<int range> [x>=1]" took the help's room.
+    assert "range>" not in text
     # ``code`` and `code` in docstrings are drawn as code, never with their backticks.
     assert "`" not in text
     # Arguments named in capitals, as the help's prose names them ("exactly FILE"), not "{file}".

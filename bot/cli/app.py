@@ -74,21 +74,28 @@ def _fail(said: str, exc: Exception, hint: str = "") -> NoReturn:
     raise typer.Exit(2) from None
 
 
-def _flag_type(display_type: Any) -> Any:
-    """Typer's type column, empty for a flag: ``--dry-run <bool>`` reads as if it took a value."""
+def _type_column(display_type: Any) -> Any:
+    """Typer's type column, empty for a flag (``--dry-run <bool>`` reads as if it took a value), and
+    a number's range after its bare type (``<int> [x>=1]``, not ``<int range> [x>=1]``: at 80
+    columns each character of it is one fewer for the help beside it)."""
 
     def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
-        return None if self.is_flag else display_type(self, ctx)
+        if self.is_flag:
+            return None
+        if getattr(getattr(self, "type_descriptor", None), "is_ranged", False) and self.metavar is None:
+            return f"<{self.bare_type()}>"
+        return display_type(self, ctx)
 
     return display_type_rich
 
 
-# Every --help of every command is drawn by Typer's rich help (typer.rich_utils.rich_format_help),
-# and these two settings are all Teller changes in it. The options' type column comes from
+# Every --help of every command is drawn by Typer's rich help (typer.rich_utils.rich_format_help);
+# Teller changes three things in it, here: the type column (below), Markdown help text (the app's
+# rich_markup_mode) and the arguments' names (_Group). The type column comes from
 # TyperOption.display_type_rich (Typer from 0.2x; older ones show no type for a flag anyway); the
 # help option is made lazily per command, so only the class reaches it.
 if hasattr(TyperOption, "display_type_rich"):
-    TyperOption.display_type_rich = _flag_type(TyperOption.display_type_rich)  # type: ignore[method-assign]
+    TyperOption.display_type_rich = _type_column(TyperOption.display_type_rich)  # type: ignore[method-assign]
 
 app = typer.Typer(
     cls=_Group,
