@@ -77,7 +77,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bot.errors import InputError, TellerError
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import EntryVectors, KnowledgeBase
-from retrieval.lifecycle import EntryOverlap, SupersededEntry
+from retrieval.lifecycle import EntryOverlap, SourceChange, SupersededEntry
 
 if TYPE_CHECKING:
     from bot.policy import AnswerPolicy
@@ -209,11 +209,14 @@ class ImportOutcome:
     entries: int = 0
     #: Updated entries whose answer text changed (``updated`` also counts rephrasings, tags, …).
     answers_changed: list[str] = field(default_factory=list)
+    #: Entries that stay and change source on a sync (the starter's or the bank's), updated or not.
+    sources: list[SourceChange] = field(default_factory=list)
 
     def audit_details(self) -> dict[str, Any]:
         """What the audit log keeps of an applied change (``kb.change``): entry ids only, no text.
         ``intents`` says which intent's answer changed hands (``from`` one entry, or none, ``to``
-        another); ``answers_changed``, which existing entries got a new answer text."""
+        another); ``answers_changed``, which existing entries got a new answer text; ``sources``,
+        which entries became the starter's or the bank's (``{"id", "from", "to"}``)."""
         moves = [
             {"intent": r.overlap.intent, "from": r.overlap.existing_id, "to": r.overlap.entry_id}
             for r in self.resolutions
@@ -230,6 +233,7 @@ class ImportOutcome:
             "added": self.added,
             "updated": self.updated,
             "answers_changed": self.answers_changed,
+            "sources": [change.to_dict() for change in self.sources],
             "removed": self.removed,
             "superseded": [{"id": old, "by": new} for old, new in self.superseded],
             "unlinked": self.unlinked,
@@ -247,6 +251,7 @@ class ImportOutcome:
             "unchanged": self.unchanged,
             "removed": self.removed,
             "kept_superseded": self.kept_superseded,
+            "sources": [change.to_dict() for change in self.sources],
             "overlaps": [r.to_dict() for r in self.resolutions],
             "superseded": [{"id": old, "by": new} for old, new in self.superseded],
             "linked": self.linked,
@@ -273,6 +278,7 @@ class Prepared:
     overlaps: list[Overlap]
     before: list[KBEntry]
     notes: list[str]
+    sources: list[SourceChange] = field(default_factory=list)
 
 
 @dataclass
@@ -421,9 +427,15 @@ class KnowledgeAdmin:
         before = kb.entries()
         live = {e.id: e for e in before}
         ids = {e.id for e in incoming}
+        sources: list[SourceChange] = []
         if mode == "sync":
             plan = kb.plan_sync(incoming)
-            target, kept_out, removed = plan.entries, plan.kept_superseded, plan.removed
+            target, kept_out, removed, sources = (
+                plan.entries,
+                plan.kept_superseded,
+                plan.removed,
+                plan.sources,
+            )
         else:
             target, kept_out = kb.follow_decisions(incoming, staying=set(live) | ids)
             removed = []
@@ -455,7 +467,9 @@ class KnowledgeAdmin:
         # Embedded once for both checks (the real encoder is the slow part of an import).
         vectors = self.kb.embed_entries(checked) if checked and (pool or len(checked) > 1) else None
         overlaps = self.check(checked, pool, claimed, vectors) + self.check_within(checked, vectors)
-        return Prepared(mode, target, added, updated, unchanged, removed, kept_out, overlaps, before, notes)
+        return Prepared(
+            mode, target, added, updated, unchanged, removed, kept_out, overlaps, before, notes, sources
+        )
 
     def finish(
         self,
@@ -490,6 +504,7 @@ class KnowledgeAdmin:
             },
             unlinked=decisions.unlink,
             notes=list(prepared.notes),
+            sources=list(prepared.sources),
         )
         outcome.lost_intents = self._lost_intents(prepared, decisions)
         was = {e.id: e for e in prepared.before}
@@ -590,7 +605,9 @@ class KnowledgeAdmin:
             )
         final = list(decisions.final.values())
         if prepared.mode == "sync":
-            kb.sync(final)
+            # The sources as applied: an overlap's resolution (an intent taken over) can leave an
+            # entry no longer word for word the starter's.
+            outcome.sources = kb.sync(final).sources
         else:
             outcome.embedded = kb.add(final).embedded
         for old, new, intent, reason in decisions.supersede:

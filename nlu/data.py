@@ -179,10 +179,13 @@ def read_messages(path: str | Path, encoding: str | None = None) -> list[str]:
     lines are skipped; CSV rows keep their place even when empty, so the caller can report them.
 
     Raises :class:`DataError` (a ``.csv`` without the ``text`` column, a row with more fields than
-    the header, an unreadable file).
+    the header, an unreadable or binary file). Control characters are left in the messages (a NUL
+    too), for the caller to drop as it drops them from any message.
     """
     path = Path(path)
-    content = read_text(path, encoding)
+    # A NUL in a message is a control character like any other: bot.core.message_text drops it,
+    # as every channel and the REST API do; a file mostly NUL is still refused as binary.
+    content = read_text(path, encoding, stray_nul=True)
     suffix = path.suffix.lower()
     first = content.split("\n", 1)[0]
     header_cells = [c.strip().strip('"').lower() for c in first.split(",")]

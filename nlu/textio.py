@@ -16,11 +16,20 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def read_text(path: str | Path, encoding: str | None = None) -> str:
+#: A file of which at least this share of characters is NUL is not text, even when a reader takes a
+#: stray NUL in a message: UTF-16 or UTF-32 without a byte-order mark read as UTF-8 (every second or
+#: fourth character a NUL), or a binary file that happens to decode.
+BINARY_NUL_SHARE = 0.1
+
+
+def read_text(path: str | Path, encoding: str | None = None, *, stray_nul: bool = False) -> str:
     """Return the text of ``path``.
 
     Without ``encoding``, a byte-order mark decides (UTF-8, UTF-16 or UTF-32) and anything else must
     be UTF-8. A file that does not decode raises :class:`DataError` naming the line and the byte.
+    A NUL character makes the file binary (:class:`DataError`), unless ``stray_nul`` (customers'
+    messages, whose control characters, NUL included, the caller drops as every channel does): then
+    only a file at least :data:`BINARY_NUL_SHARE` NUL is.
     """
     path = Path(path)
     try:
@@ -43,7 +52,8 @@ def read_text(path: str | Path, encoding: str | None = None) -> str:
             f"{path}, line {line}: not valid {encoding} (byte 0x{raw[exc.start]:02x}). "
             "Save the file as UTF-8, or name its encoding with --encoding (e.g. --encoding cp1252)."
         ) from None
-    if "\x00" in text:
+    nuls = text.count("\x00")
+    if nuls and (not stray_nul or nuls >= BINARY_NUL_SHARE * len(text)):
         raise DataError(f"{path}: contains NUL characters; this looks like a binary file, not text")
     return text
 

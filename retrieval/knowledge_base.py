@@ -43,7 +43,7 @@ from retrieval.entry import MAX_PASSAGES, MAX_QUESTIONS, KBEntry, answer_passage
 from retrieval.errors import EntryNotFoundError, IndexCorruptError, RetrievalError
 from retrieval.index import VectorIndex
 from retrieval.lexical import LexicalIndex, document_terms
-from retrieval.lifecycle import OPERATOR, STARTER, EntryOverlap, SupersededEntry, SyncPlan
+from retrieval.lifecycle import OPERATOR, STARTER, EntryOverlap, SourceChange, SupersededEntry, SyncPlan
 from retrieval.loaders import load_entries, read_entries
 
 log = logging.getLogger(__name__)
@@ -626,9 +626,16 @@ class KnowledgeBase:
     def plan_sync(self, entries: Iterable[KBEntry]) -> SyncPlan:
         """What :meth:`sync` with ``entries`` would do, changing nothing.
 
+        Each entry's source after it: the starter's for an entry word for word the shipped
+        starter's of the same id (:data:`DEFAULT_KB_FILE`), whoever's it was, as the ``source``
+        column's migration reads it; otherwise the bank's for an entry the sync writes (added or
+        updated), and as it was for one it leaves. An entry that stays and changes source is in
+        ``sources``, whether its text changes or not.
+
         Raises :class:`RetrievalError` for an invalid entry or a duplicate id.
         """
         target = self.validate(entries)
+        shipped = _shipped_starter()
         with self._lock:
             self.refresh()
             ids = {e.id for e in target}
@@ -637,6 +644,11 @@ class KnowledgeBase:
             for entry in kept:
                 old = self._entries.get(entry.id)
                 (plan.unchanged if old == entry else plan.updated if old else plan.added).append(entry.id)
+                was = STARTER if self.is_starter(entry.id) else OPERATOR
+                after = STARTER if shipped.get(entry.id) == entry else was if old == entry else OPERATOR
+                plan.source_after[entry.id] = after
+                if old is not None and after != was:
+                    plan.sources.append(SourceChange(entry.id, was, after))
             plan.removed = [e.id for e in self.entries() if e.id not in ids]
             return plan
 
@@ -645,18 +657,19 @@ class KnowledgeBase:
         and update first, then remove, so only changed entries are embedded and no answer is missing
         in between. Returns the plan it applied; invalid input changes nothing.
 
-        An entry word for word the shipped starter's of the same id (:data:`DEFAULT_KB_FILE`) is the
-        starter's (:data:`STARTER_PRIOR`), whoever's it was, as the ``source`` column's migration
-        reads it: so a file ``teller kb export`` wrote brings the knowledge base back with the
-        starter's entries still the starter's, not every one of them the bank's own."""
+        Each entry gets the source the plan says (:meth:`plan_sync`): an entry word for word the
+        shipped starter's is the starter's (:data:`STARTER_PRIOR`), so a file ``teller kb export``
+        wrote brings the knowledge base back with the starter's entries still the starter's, not
+        every one of them the bank's own."""
         with self._lock:
             plan = self.plan_sync(entries)
             if plan.added or plan.updated:
-                self.add(plan.entries)
+                self.add(plan.entries)  # written as the bank's
             # Then the sources, one cheap write: should it fail, the entries are written and the
             # bank's, as every synced entry was before.
-            shipped = _shipped_starter()
-            moved = [e.id for e in plan.entries if shipped.get(e.id) == e and not self.is_starter(e.id)]
+            moved = [
+                i for i, source in plan.source_after.items() if source == STARTER and not self.is_starter(i)
+            ]
             if moved:
                 self._set_source(moved, STARTER)
             for entry_id in plan.removed:

@@ -70,22 +70,46 @@ class SupersededEntry:
         )
 
 
+@dataclass(frozen=True)
+class SourceChange:
+    """An entry that stays whose source a sync changes (:data:`STARTER` or :data:`OPERATOR`): one
+    word for word the shipped starter's becomes the starter's again, one of the starter's the file
+    rewrites becomes the bank's. Its text may be unchanged: then this is all the sync does to it."""
+
+    entry_id: str
+    old: str
+    new: str
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"id", "from", "to"}``, a source named as ``teller kb list`` names it (starter, bank)."""
+        return {"id": self.entry_id, "from": source_name(self.old), "to": source_name(self.new)}
+
+
+def source_name(source: str) -> str:
+    """A source as operators read it (``teller kb list``): ``starter`` or ``bank``."""
+    return "starter" if source == STARTER else "bank"
+
+
 @dataclass
 class SyncPlan:
     """What making the knowledge base exactly a file does, by entry id (file order; removals in key
     order). ``kept_superseded``: entries of the file an operator superseded, which stay out.
-    ``entries`` are the entries the knowledge base will hold (recorded decisions applied)."""
+    ``entries`` are the entries the knowledge base will hold (recorded decisions applied);
+    ``sources`` the entries that stay whose source changes (updated or not), and ``source_after``
+    each entry's source after the sync."""
 
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     kept_superseded: list[str] = field(default_factory=list)
+    sources: list[SourceChange] = field(default_factory=list)
     entries: list[KBEntry] = field(default_factory=list, repr=False)
+    source_after: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def changes(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.sources)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +118,7 @@ class SyncPlan:
             "removed": self.removed,
             "unchanged": self.unchanged,
             "kept_superseded": self.kept_superseded,
+            "sources": [change.to_dict() for change in self.sources],
         }
 
 

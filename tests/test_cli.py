@@ -117,6 +117,26 @@ def test_bad_batch_files_are_explained(teller_env: Path, tmp_path: Path) -> None
     assert code == 0 and json_lines(stdout)[0]["text"] == "mon caf\u00e9 card"
 
 
+def test_ask_batch_drops_a_nul_as_the_api_does(teller_env: Path, tmp_path: Path) -> None:
+    """A NUL in a message is a control character like any other: dropped, as ``POST /api/messages``
+    drops it (tests/test_web.py), not a refusal of the whole file; a file mostly NUL (UTF-16 without
+    its byte-order mark) is still not text."""
+    lines = tmp_path / "messages.txt"
+    lines.write_bytes(b"where is\x00 my card\x07\nhello\x00world\n")
+    code, stdout, stderr = run("ask", "--batch", str(lines), "--json")
+    assert code == 0, stderr
+    assert [r["text"] for r in json_lines(stdout)] == ["where is my card", "hello world"]
+    rows = tmp_path / "messages.csv"
+    rows.write_bytes(b'text\n"where is\x00 my card"\n')
+    code, stdout, stderr = run("ask", "--batch", str(rows), "--json")
+    assert code == 0, stderr
+    assert [r["text"] for r in json_lines(stdout)] == ["where is my card"]
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes("where is my card\n".encode("utf-16-le"))
+    code, _, stderr = run("ask", "--batch", str(utf16))
+    assert code == 2 and "binary file" in stderr
+
+
 def test_eval_writes_json_markdown_and_png(teller_env: Path, toy_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     code, stdout, _ = run("eval", "--data", str(toy_csv), "--json", "--out", str(out))

@@ -70,6 +70,19 @@ def test_binary_file_is_refused(tmp_path: Path) -> None:
         read_labelled_csv(path)
 
 
+def test_messages_keep_a_stray_nul_for_the_caller_to_drop(tmp_path: Path) -> None:
+    """Customers' messages: a NUL is left for bot.core.message_text to drop (as from any channel); a
+    corpus or a knowledge-base file holding one is still refused, and a messages file mostly NUL."""
+    path = tmp_path / "m.txt"
+    path.write_bytes(b"where is\x00 my card\n")
+    assert read_messages(path) == ["where is\x00 my card"]
+    with pytest.raises(DataError, match="binary"):
+        read_labelled_csv(path)
+    path.write_bytes("where is my card\n".encode("utf-16-le"))
+    with pytest.raises(DataError, match="binary"):
+        read_messages(path)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         read_labelled_csv(tmp_path / "nope.csv")

@@ -219,6 +219,39 @@ def test_an_exported_knowledge_base_synced_anywhere_keeps_the_starter_the_starte
         empty.close()
 
 
+def test_a_change_of_source_alone_is_in_the_sync_plan(tmp_path: Path) -> None:
+    """A trial found an entry whose only change was its source (the bank's -> the starter's) in
+    neither the dry run's plan nor the audit: the plan names every entry that stays and changes
+    source, its text changed or not."""
+    from retrieval.knowledge_base import DEFAULT_KB_FILE
+    from retrieval.lifecycle import SourceChange
+
+    starter = load_entries(DEFAULT_KB_FILE)[:3]
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    try:
+        kb.sync(starter)
+        kb._set_source([starter[1].id], "operator")  # the bank's, word for word the starter's
+        edited = replace(starter[0], answer=starter[0].answer + " Ask in branch too.")
+        target = [edited, *starter[1:]]
+        plan = kb.plan_sync(target)
+        assert (plan.updated, plan.unchanged) == ([edited.id], [starter[1].id, starter[2].id])
+        assert plan.sources == [
+            SourceChange(edited.id, "starter", "operator"),
+            SourceChange(starter[1].id, "operator", "starter"),
+        ]
+        assert plan.to_dict()["sources"] == [
+            {"id": edited.id, "from": "starter", "to": "bank"},
+            {"id": starter[1].id, "from": "bank", "to": "starter"},
+        ]
+        # A source change alone is a change (a sync that would make only it is not a no-op).
+        assert kb.plan_sync([starter[0], *starter[1:]]).changes
+        assert kb.sync(target).sources == plan.sources
+        assert [kb.is_starter(e.id) for e in target] == [False, True, True]
+        assert not kb.plan_sync(target).changes
+    finally:
+        kb.close()
+
+
 def test_sync_refuses_bad_input_and_changes_nothing(kb: KnowledgeBase) -> None:
     before = kb.entries()
     with pytest.raises(RetrievalError, match="duplicate id 'fee'"):
@@ -579,6 +612,46 @@ def test_kb_sync_dry_run_then_apply_then_no_op(teller_env: Path, tmp_path: Path)
     code, stdout, _ = run("kb", "sync", str(target), "--json")
     again = json.loads(stdout)
     assert (again["added"], again["updated"], again["removed"]) == ([], [], [])
+
+
+def test_kb_sync_shows_and_audits_an_entry_whose_only_change_is_its_source(
+    teller_env: Path, tmp_path: Path
+) -> None:
+    exported = tmp_path / "kb.jsonl"
+    assert run("kb", "export", "--out", str(exported))[0] == 0
+    rows = {json.loads(line)["id"]: line for line in exported.read_text().splitlines()}
+    listed = json_lines(run("kb", "list", "--json")[1])
+    entry_id = next(e["id"] for e in listed if e["source"] == "starter")
+    # `kb add` of an edit, then of the starter's words again: the bank's entry, word for word the
+    # starter's (the state before sync learnt to give such an entry back to the starter).
+    edit = json.loads(rows[entry_id])
+    edit["answer"] += " Edited."
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(edit) + "\n")
+    assert run("kb", "add", str(one))[0] == 0
+    one.write_text(rows[entry_id] + "\n")
+    assert run("kb", "add", str(one))[0] == 0
+    sources = {e["id"]: e["source"] for e in json_lines(run("kb", "list", "--json")[1])}
+    assert sources[entry_id] == "bank"
+
+    code, stdout, _ = run("kb", "sync", str(exported), "--dry-run")
+    assert code == 0 and f"~ source (1): {entry_id} bank -> starter" in stdout
+    assert "~ update" not in stdout and "Dry run: nothing changed." in stdout
+    code, stdout, _ = run("kb", "sync", str(exported), "--dry-run", "--json")
+    assert json.loads(stdout)["sources"] == [{"id": entry_id, "from": "bank", "to": "starter"}]
+
+    code, stdout, _ = run("kb", "sync", str(exported), "--yes")
+    assert (
+        code == 0 and f"~ source (1): {entry_id} bank -> starter" in stdout and "1 changed source" in stdout
+    )
+    code, stdout, _ = run("audit", "--action", "kb.change", "--json")
+    details = json_lines(stdout)[0]["details"]
+    assert details["command"] == "sync" and details["updated"] == []
+    assert details["sources"] == [{"id": entry_id, "from": "bank", "to": "starter"}]
+    sources = {e["id"]: e["source"] for e in json_lines(run("kb", "list", "--json")[1])}
+    assert sources[entry_id] == "starter"
+    code, stdout, _ = run("kb", "sync", str(exported), "--dry-run")
+    assert code == 0 and "~ source" not in stdout
 
 
 def test_kb_sync_warns_when_an_intent_loses_its_answer(teller_env: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from bot.errors import TellerError
 from bot.logs import configure_logging
@@ -32,7 +32,12 @@ PATH_ERRORS = (NotADirectoryError, IsADirectoryError, FileExistsError, Permissio
 
 
 class _Group(TyperGroup):
-    """Turns Teller's own errors into one clear line on stderr and exit status 2, never a traceback."""
+    """Turns Teller's own errors into one clear line on stderr and exit status 2, never a traceback;
+    names every command's arguments as their help does (:func:`_name_arguments`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _name_arguments(self)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -48,6 +53,17 @@ class _Group(TyperGroup):
             _fail(f"{exc.strerror}: {exc.filename}", exc, " (check TELLER_HOME and the paths given)")
 
 
+def _name_arguments(command: Any) -> None:
+    """An argument without a metavar is named in capitals, as its command's help names it ("Make
+    the knowledge base exactly FILE"): Typer's usage line showed ``{file}``. Every command of the
+    tree, once, as the root group is made (arguments are the commands' own; only --help is lazy)."""
+    for param in command.params:
+        if isinstance(param, TyperArgument) and param.metavar is None and param.nargs == 1 and param.name:
+            param.metavar = param.name.upper()
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _name_arguments(sub)
+
+
 def _fail(said: str, exc: Exception, hint: str = "") -> NoReturn:
     """Log ``said`` (once logging is set up), print it as one ``error:`` line and exit with 2."""
     # Before logging is set up (settings that do not validate), Python's last-resort handler
@@ -59,11 +75,38 @@ def _fail(said: str, exc: Exception, hint: str = "") -> NoReturn:
     raise typer.Exit(2) from None
 
 
+def _type_column(display_type: Any) -> Any:
+    """Typer's type column, empty for a flag (``--dry-run <bool>`` reads as if it took a value), and
+    a number's range after its bare type (``<int> [x>=1]``, not ``<int range> [x>=1]``: at 80
+    columns each character of it is one fewer for the help beside it)."""
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag:
+            return None
+        if getattr(getattr(self, "type_descriptor", None), "is_ranged", False) and self.metavar is None:
+            return f"<{self.bare_type()}>"
+        return display_type(self, ctx)
+
+    return display_type_rich
+
+
+# Every --help of every command is drawn by Typer's rich help (typer.rich_utils.rich_format_help);
+# Teller changes three things in it, here: the type column (below), Markdown help text (the app's
+# rich_markup_mode) and the arguments' names (_Group). The type column comes from
+# TyperOption.display_type_rich (Typer from 0.2x; older ones show no type for a flag anyway); the
+# help option is made lazily per command, so only the class reaches it.
+if hasattr(TyperOption, "display_type_rich"):
+    TyperOption.display_type_rich = _type_column(TyperOption.display_type_rich)  # type: ignore[method-assign]
+
 app = typer.Typer(
     cls=_Group,
     name="teller",
     help="Teller, a chat-first assistant for finance customer service.",
     no_args_is_help=True,
+    # Help text as Markdown (the root's mode is every subcommand's): a docstring's lines are
+    # reflowed to the terminal (its own line breaks cut the Commands table mid-sentence at 80
+    # columns) and ``code`` is drawn as code, not with its backticks.
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     add_completion=False,
 )

@@ -208,6 +208,10 @@ def _print_outcome(outcome: ImportOutcome, preview_only: bool = False) -> None:
     for title, ids in [*(lines if outcome.mode == "sync" else replaced), (kept_out, outcome.kept_superseded)]:
         if ids:
             out.print(f"{title} ({len(ids)}): {', '.join(ids)}", highlight=False, soft_wrap=True)
+    if outcome.sources:  # an entry that becomes the starter's (or the bank's), its text changed or not
+        named = [change.to_dict() for change in outcome.sources]  # starter, bank: as `kb list` says
+        moves = ", ".join(f"{c['id']} {c['from']} -> {c['to']}" for c in named)
+        out.print(f"~ source ({len(outcome.sources)}): {moves}", highlight=False, soft_wrap=True)
     if outcome.mode == "sync":
         out.print(f"= {len(outcome.unchanged)} unchanged", highlight=False)
     for resolution in outcome.resolutions:
@@ -244,6 +248,7 @@ def _print_outcome(outcome: ImportOutcome, preview_only: bool = False) -> None:
         out.print(
             f"Synced: {len(outcome.added)} added, {len(outcome.updated)} updated, "
             f"{len(outcome.removed)} removed"
+            + (f", {len(outcome.sources)} changed source" if outcome.sources else "")
             + (f", {len(outcome.superseded)} superseded" if outcome.superseded else "")
             + f"; {outcome.entries} entries in the knowledge base.",
             highlight=False,
@@ -307,7 +312,8 @@ def kb_sync(
     encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make the knowledge base exactly FILE: shows the adds, updates and removals, then applies them.
+    """Make the knowledge base exactly FILE: shows the adds, updates, removals and source changes,
+    then applies them.
 
     Removals are confirmed on a terminal unless --yes; without a terminal (scripts, CI) the sync is
     applied. Added entries are checked for overlaps with the entries that remain, as `kb add` does.

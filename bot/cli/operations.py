@@ -230,7 +230,7 @@ def _report(resolution: Resolution, as_json: bool, proposals: list[Proposal] | N
 
 IdsArg = Annotated[
     list[int] | None,
-    typer.Argument(metavar="[PROPOSAL]...", help="Proposal numbers from `teller review proposals`."),
+    typer.Argument(metavar="PROPOSAL", help="Proposal numbers from `teller review proposals`."),
 ]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every open proposal (of --correction, if given).")]
 OfOpt = Annotated[int | None, typer.Option("--correction", help="Only the proposals of this correction.")]
