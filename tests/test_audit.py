@@ -189,3 +189,46 @@ def test_teller_audit_finds_a_verified_web_customer_by_the_bank_s_id(home: Path)
     assert by_stored.stdout == about.stdout
     other = runner.invoke(app, ["audit", "--channel", "web", "--user", "cust-pii-2", "--json"])
     assert other.exit_code == 0 and other.stdout == ""
+
+
+def test_teller_audit_at_80_columns_folds_rather_than_cuts(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's finding: at 80 columns the pseudonym, kept on one line, left the other columns a
+    few letters wide, each cut with an ellipsis ("2026-1…", "api:o…", "messa…")."""
+    import importlib
+
+    cli = importlib.import_module("bot.cli.app")
+    monkeypatch.setattr(cli.out, "_width", 80)
+    store = Store(home / "teller.db")
+    receipt = Eraser(store).erase("web", "alice", "api:operator")
+    store.close()
+    result = runner.invoke(app, ["audit"])
+    assert result.exit_code == 0 and "…" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    cells = "".join(
+        "".join(part.strip() for part in line.split("│")[5:6]) for line in result.stdout.splitlines()
+    )
+    assert receipt.subject in cells  # whole, folded over lines
+
+
+def test_teller_history_names_what_answered(home: Path, wide_console: None) -> None:
+    """An FAQ answer is shown with its entry, an intent's with the intent; small talk with neither
+    (the classifier's guess for a greeting, kept in the store, is noise: "faq top_up_by_cash…" was
+    shown for a safe-deposit-box answer)."""
+    from bot.storage import NewExchange
+
+    store = Store(home / "teller.db")
+    for said, reply, route, intent, kb_id in (
+        ("can I rent a safe deposit box", "Yes, at our main branches.", "faq", "top_up_by_cash", "safe_box"),
+        ("hello", "Hi! How can I help?", "smalltalk", "edit_personal_details", None),
+        ("where is my card", "Cards arrive in 3-5 days.", "intent", "card_arrival", None),
+    ):
+        store.conversations.record_exchange(
+            NewExchange("web", "c1", "u1", said, reply, route=route, intent=intent, kb_id=kb_id)
+        )
+    store.close()
+    result = runner.invoke(app, ["history"])
+    assert result.exit_code == 0, result.output
+    routes = [line.split("│")[-2].strip() for line in result.stdout.splitlines() if line.count("│") > 4]
+    assert [r for r in routes if r] == ["faq safe_box", "smalltalk", "intent card_arrival"]

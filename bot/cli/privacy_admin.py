@@ -281,8 +281,10 @@ def audit(
         out.print("No audit entries" + (" match." if action or actor or since or subject else " yet."))
         return
     table = Table("#", "at (UTC)", "actor", "action", title=f"{len(entries)} audit entries")
-    table.add_column("subject", no_wrap=True)  # a pseudonym is looked for whole
-    table.add_column("details")
+    # Folded, not cut: a pseudonym is looked for whole, and at 80 columns a pseudonym kept on one
+    # line left every other column a few letters wide.
+    table.add_column("subject", overflow="fold")
+    table.add_column("details", overflow="fold")
     for entry in entries:
         table.add_row(
             str(entry.id),

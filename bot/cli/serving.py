@@ -153,14 +153,22 @@ def history(
                 }
             )
         return
-    table = Table("time", "channel", "who", "text", "route", title=f"{len(messages)} messages")
+    table = Table(title=f"{len(messages)} messages")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("channel")
+    table.add_column("who")
+    table.add_column("text", ratio=3)
+    table.add_column("route", ratio=1, overflow="fold")
     for m in messages:
+        # What answered: the knowledge-base entry of an FAQ answer, else the intent the classifier
+        # read (for small talk or a handoff, only its guess: not shown).
+        answered = m.kb_id if m.kb_id else m.intent if m.route in ("intent", "clarify") else None
         table.add_row(
-            m.created_at[:19],
+            m.created_at[:19].replace("T", " "),
             m.channel,
             "customer" if m.direction == "in" else "Teller",
             escape(m.text[:90]),
-            f"{m.route} {m.intent or ''}".strip() if m.route else "",
+            f"{m.route} {answered or ''}".strip() if m.route else "",
         )
     out.print(table)
 
