@@ -471,18 +471,21 @@ def bank_name(settings: Settings, kb: KnowledgeBase) -> str:
 
 
 def starter_notice(settings: Settings, kb: KnowledgeBase) -> str | None:
-    """What to tell whoever starts Teller when the bank has named itself (``TELLER_BANK_NAME``) but
-    entries of the fictional Lumen starter still answer its customers: those answers name Lumen's
-    app, products, phone numbers and fees, which no rewording would make the bank's. None when no
-    name is set or no starter entry is live. Read when Teller starts."""
+    """What to tell whoever starts Teller, or adds the bank's entries, when the bank has named
+    itself (``TELLER_BANK_NAME``) or has entries of its own in the knowledge base, but entries of the
+    fictional Lumen starter still answer its customers: those answers name Lumen's app, products,
+    phone numbers and fees, which no rewording would make the bank's. None when neither holds or
+    no starter entry is live. Read when Teller starts, and after ``teller kb add`` / ``kb sync``."""
     name = " ".join(settings.bank_name.split())
-    if not name or name.casefold() == STARTER_BANK.casefold():
+    entries = kb.entries()
+    live = sum(kb.is_starter(e.id) for e in entries)
+    own = len(entries) - live
+    named = bool(name) and name.casefold() != STARTER_BANK.casefold()
+    if not live or not (named or own):
         return None
-    live = sum(kb.is_starter(e.id) for e in kb.entries())
-    if not live:
-        return None
+    customers = f"{name}'s customers" if named else f"your customers beside your {own} own entries"
     return (
-        f"{live} entries of the fictional {STARTER_BANK}'s starter still answer {name}'s customers, and "
+        f"{live} entries of the fictional {STARTER_BANK}'s starter still answer {customers}, and "
         f"they name {STARTER_BANK}'s app, products, phone numbers and fees: replace the knowledge base "
         "with the bank's own (`teller kb sync FILE`), or remove the starter entries you do not want "
         "(`teller kb list --starter` shows them; `teller kb remove ID`; an intent left without an "

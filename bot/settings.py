@@ -329,11 +329,12 @@ class Settings(BaseSettings):
     def _known_regions(cls, value: str) -> str:
         import phonenumbers
 
-        codes = [c.strip().upper() for c in value.split(",") if c.strip()]
+        codes = [c.strip().upper() for c in re.split(r"[,;\s]+", value) if c.strip()]
         unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
         if unknown:
+            hint = " (the United Kingdom's code is GB)" if "UK" in unknown else ""
             raise ValueError(
-                f"{', '.join(unknown)}: not a region phone numbers are known for; use ISO 3166 "
+                f"{', '.join(unknown)}: not a region phone numbers are known for{hint}; use ISO 3166 "
                 "two-letter codes separated by commas, e.g. 'SG' or 'NZ,AU'"
             )
         return ",".join(dict.fromkeys(codes))
@@ -500,7 +501,11 @@ def get_settings() -> Settings:
     try:
         settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        # pydantic prefixes a validator's own words with "Value error, ": noise to whoever reads it.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
         raise ConfigError(f"invalid settings: {problems}") from None
     settings.home = settings.home.expanduser()
     settings.models = settings.models.expanduser()

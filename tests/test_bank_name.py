@@ -57,8 +57,13 @@ def test_a_named_bank_is_told_when_starter_entries_still_answer_its_customers(
     notice = starter_notice(Settings(TELLER_BANK_NAME="Harbour & Vale"), kb)
     assert notice is not None and notice.startswith(f"{live} entries of the fictional Lumen Bank")
     assert "Harbour & Vale's customers" in notice and "teller kb sync" in notice
+    # No name, but entries of the bank's own beside the starter's (a trial: kb add said nothing).
+    kb.add([KBEntry(id="safe_box", questions=["Do you rent safe deposit boxes?"], answer="Yes, from 40.")])
+    unnamed = starter_notice(get_settings(), kb)
+    assert unnamed is not None and "answer your customers beside your 1 own entries" in unnamed
     kb.sync([KBEntry(id="branches", questions=["Do you have branches?"], answer="One, in Leeds.")])
     assert starter_notice(Settings(TELLER_BANK_NAME="Harbour & Vale"), kb) is None
+    assert starter_notice(get_settings(), kb) is None
 
 
 def test_possessive_forms() -> None:

@@ -428,6 +428,14 @@ def test_teller_forget_erases_and_prints_the_receipt(home: Path) -> None:
         store.close()
     unknown = runner.invoke(app, ["forget", "--channel", "fax", "--user", "alice", "--yes"])
     assert unknown.exit_code == 2 and "unknown channel 'fax'" in unknown.stderr
+    # A Telegram customer named by their @username (never stored): the receipt says why it is empty.
+    handle = runner.invoke(app, ["forget", "--channel", "telegram", "--user", "@john[x]", "--yes", "--json"])
+    [caveat] = [c for c in json.loads(handle.stdout)["caveats"] if "cannot be a telegram user id" in c]
+    assert "numbers" in caveat and "john" not in caveat  # the caveats go to the audit log too
+    plain = runner.invoke(app, ["forget", "--channel", "telegram", "--user", "@john[x]", "--yes"])
+    assert "this id, and it cannot be a telegram user id" in " ".join(plain.stdout.split())
+    numeric = runner.invoke(app, ["forget", "--channel", "telegram", "--user", "12345", "--yes", "--json"])
+    assert not any("cannot be" in c for c in json.loads(numeric.stdout)["caveats"])
 
 
 def test_teller_forget_asks_first_on_a_terminal(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -73,5 +73,12 @@ def test_the_banks_phone_regions_are_read_first_and_unknown_ones_refused(
     assert redaction.redact("my number 9123 4567") == "my number 9123 4567"
     monkeypatch.setenv("TELLER_PHONE_REGIONS", "SG,XX")
     get_settings.cache_clear()
-    with pytest.raises(ConfigError, match=r"TELLER_PHONE_REGIONS.*XX"):
+    with pytest.raises(ConfigError, match=r"TELLER_PHONE_REGIONS: XX: not a region"):
         get_settings()
+    monkeypatch.setenv("TELLER_PHONE_REGIONS", "UK")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match=r"the United Kingdom's code is GB"):
+        get_settings()
+    monkeypatch.setenv("TELLER_PHONE_REGIONS", "SG; HK")  # a semicolon or a space separates too
+    get_settings.cache_clear()
+    assert get_settings().phone_region_list == ("SG", "HK")

@@ -293,6 +293,17 @@ def kb_add(
         emit_json(outcome.to_dict())
         return
     _print_outcome(outcome)
+    _starter_notice(settings, kb, outcome.applied)
+
+
+def _starter_notice(settings: Settings, kb: KnowledgeBase, applied: bool) -> None:
+    """After a change the bank made: a warning when the fictional starter still answers its
+    customers (:func:`bot.assistant.starter_notice`), as ``teller serve`` gives at start."""
+    from bot.assistant import starter_notice
+
+    notice = starter_notice(settings, kb) if applied else None
+    if notice is not None:
+        err.print(f"warning: {notice}", highlight=False, markup=False)
 
 
 @kb_app.command("sync")
@@ -356,6 +367,7 @@ def kb_sync(
         emit_json(outcome.to_dict())
         return
     _print_outcome(outcome)
+    _starter_notice(settings, kb, outcome.applied)
 
 
 @kb_app.command("export")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, err, out
@@ -113,7 +114,7 @@ def forget(
     if receipt.kb_entries:
         out.print("Knowledge-base entries to review: " + ", ".join(receipt.kb_entries), highlight=False)
     for caveat in receipt.caveats:
-        out.print(f"[dim]- {caveat}[/dim]", highlight=False)
+        out.print(f"[dim]- {escape(caveat)}[/dim]", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------- retention

@@ -81,6 +81,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -378,6 +379,12 @@ class Eraser:
         open_threads: int = 0,
     ) -> tuple[str, ...]:
         caveats: list[str] = []
+        form = _ID_FORMS.get(channel)
+        if not removed.total and form is not None and not form[0].fullmatch(user_id):
+            caveats.append(
+                f"Nothing is stored under this id, and it cannot be a {channel} user id: {form[1]}. "
+                "Find the customer's id in the conversation (teller history) and erase that."
+            )
         if open_threads:
             caveats.append(
                 f"{open_threads} handoff(s) of this customer's open: the erasure keeps where their "
@@ -407,6 +414,16 @@ class Eraser:
                 "kept: they are the bank's work, not customer data."
             )
         return (*caveats, *ALWAYS)
+
+
+#: The user ids a channel stores, and how to tell them in words: an operator erasing a Telegram
+#: customer by "@john" (a username, which Teller never stores) was given a receipt of zeros and no
+#: hint that nothing of theirs could have been found. (The caveat names no id: the receipt's
+#: caveats are in the audit entry, which holds the customer's pseudonym only.)
+_ID_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
+    "telegram": (re.compile(r"[0-9]{1,20}"), "Telegram's are numbers (e.g. 123456789), not @usernames"),
+    "slack": (re.compile(r"[UW][A-Z0-9]{2,30}"), "Slack's begin with U or W (e.g. U024BE7LH), not @names"),
+}
 
 
 def _brief_caveats(briefs: int, files: BriefFiles, root: Path | None) -> tuple[str, ...]:
