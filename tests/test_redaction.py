@@ -1655,3 +1655,32 @@ def test_a_year_and_an_amount_are_not_a_phone_number(text: str) -> None:
     """ "2025 15000" read whole is a valid German number without its trunk prefix, which nobody
     writes: the amount a customer disputes was stored as [PHONE]."""
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Several numbers in a row: each is hidden (the second and later were kept as typed).
+        ("+44 7911 123456 / +44 7911 654321", "[PHONE] / [PHONE]"),
+        ("+44 7911 123456 +44 7911 654321", "[PHONE] [PHONE]"),
+        ("+44 7911 123456\n+44 7911 654321\n+44 7911 111222", "[PHONE]\n[PHONE]\n[PHONE]"),
+        ("+44 7911 123456 07911 654321", "[PHONE] [PHONE]"),
+        # The country code in brackets, and a trunk prefix in brackets after it.
+        ("(+65) 9123 4567", "[PHONE]"),
+        ("call (+44) 7911 123456 now", "call [PHONE] now"),
+        ("+65 (0) 9123 4567", "[PHONE]"),
+        ("see (+5) items", "see (+5) items"),
+        # An HKID's letter typed apart from its digits, after its label.
+        ("HKID: A 123456 3", "HKID: [NATIONAL_ID]"),
+        ("my HKID is A 123456 (3)", "my HKID is [NATIONAL_ID]"),
+        ("my id is a 5 minute walk", "my id is a 5 minute walk"),
+        # An amount with its cents is not a phone number.
+        ("my balance is 1234567.89", "my balance is 1234567.89"),
+        ("call 06.12.34.56.78", "call [PHONE]"),
+    ],
+)
+def test_numbers_in_a_row_bracketed_codes_and_spaced_ids(text: str, expected: str) -> None:
+    """A trial's findings: only the first of several numbers was hidden (a list of 30 mobiles kept
+    29), "(+65) 9123 4567" and "+65 (0) 9123 4567" were kept, and so was an HKID typed "A 123456 3"
+    after its label; an amount with cents became [PHONE]."""
+    assert redact(text) == expected

@@ -2337,9 +2337,15 @@ def _labelled_id(ctx: _Context, start: int, value: str) -> None:
         )
         return
     groups = list(_ALNUM_RUN.finditer(value))
-    k = 0
+    # "HKID: A 123456 (3)": an identity number's letters typed apart from its digits
+    lead = int(
+        len(groups) > 1 and bool(_ID_LETTERS.fullmatch(groups[0].group())) and groups[1].group()[0].isdigit()
+    )
+    k = lead
     while k < len(groups) and any(c.isdigit() for c in groups[k].group()):
         k += 1
+    if k == lead:
+        k = 0
     if not k:
         return
     if k < len(groups) and _CHECK_CHARACTER.fullmatch(value, groups[k - 1].end(), groups[k].end()):
@@ -2369,6 +2375,9 @@ def _id_end(value: str, last: re.Match[str]) -> int:
 
 
 _ALNUM_RUN = re.compile(r"[0-9A-Za-z]+")
+#: The letters an identity number may begin with, typed apart from its digits (Hong Kong's one or
+#: two, Singapore's one).
+_ID_LETTERS = re.compile(r"[A-Za-z]{1,2}")
 #: A check letter after an identity number: "-H", " Z" (a lower-case letter after a space is a word),
 #: Hong Kong's "(A)" (or "[A]").
 _CHECK_CHARACTER = re.compile(r"[\-./]?[A-Za-z]|[ ][A-Z]|[ ]?[(\[][Aa]")
@@ -2923,9 +2932,11 @@ _LOOKALIKE_GROUP = re.compile(r"[0-9OoIl]+")
 _PSEP = r"(?:[ ]{0,2}[\-./][ ]{0,2}|[ ]{1,2})"
 _PGROUP = r"(?:\([0-9]{1,5}\)|[0-9]{1,13}+)"
 _PHONE = re.compile(
-    r"(?:(?<![0-9_+])(?=\+)|(?<![0-9A-Za-z_+]))(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3})"
+    # A "+" starts a number after another one ("+44 7911 123456 / +44 7911 654321"); digits do not
+    # start one right after a number and a separator (they are that number's groups).
+    r"(?:(?<![0-9_+])(?=\+)|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3}))"
     r"(?=[+(0-9][0-9 ./()+\-]{6})"
-    rf"(?:\+[ ]?)?{_PGROUP}(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{0,6}}+"
+    rf"(?:\+[ ]?|\(\+[0-9]{{1,3}}\)[ ]?)?{_PGROUP}(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{0,6}}+"
     rf"(?![0-9])(?!{_PSEP}[0-9])"
 )
 _PHONE_TOKEN = re.compile(r"\([0-9]{1,5}\)|[0-9]+")
@@ -3452,24 +3463,34 @@ def _phone_outcome(ctx: _Context, candidate: str, blocked: tuple[tuple[int, int]
     with its trunk prefix (:data:`_TRUNK_FORMAT`) where no valid number is. None when the parse budget
     ran out.
     """
+    if candidate.startswith("(+") and (close := candidate.find(")")) > 2:
+        # "(+65) 9123 4567": the country code in brackets, read as "+65  9123 4567" (same offsets)
+        candidate = "+" + candidate[2:close] + "  " + candidate[close + 1 :]
     tokens = [m.span() for m in _PHONE_TOKEN.finditer(candidate)]
     last = len(tokens) - 1
     if candidate[0] == "+":
 
         def plus(check: Callable[[_Context, str, bool], str | None]) -> Callable[[int, int], str | None]:
             def region_of(_: int, hi: int) -> str | None:
-                return check(ctx, candidate[:hi], True) if 8 <= len(_digits(candidate[:hi])) <= 15 else ""
+                # "+65 (0) 9123 4567": a trunk prefix in brackets is not dialled from abroad
+                number = candidate[:hi].replace("(0)", "   ")
+                return check(ctx, number, True) if 8 <= len(_digits(number)) <= 15 else ""
 
             return region_of
 
+        first: _Outcome = ()
+        end = 0
         for check, valid in ((_phone_region, True), (_possible_phone_region, False)):
             # none valid: the longest possible one ("+44 7700 900123")
             longest = _longest_window(tokens, 0, last, plus(check))
             if longest is None:
                 return None
             if longest[1]:
-                return ((0, tokens[longest[0]][1], longest[1], True, valid),)
-        return ()
+                first, end = ((0, tokens[longest[0]][1], longest[1], True, valid),), longest[0] + 1
+                break
+        # The numbers after it ("+44 7911 123456 / +44 7911 654321": the second was kept as typed).
+        rest = _phone_rest(ctx, candidate, tokens, max(end, 1), blocked)
+        return None if rest is None else (*first, *rest)
 
     def national(lo: int, hi: int) -> str | None:
         window = candidate[lo:hi]
@@ -3479,8 +3500,10 @@ def _phone_outcome(ctx: _Context, candidate: str, blocked: tuple[tuple[int, int]
             return ""
         if not international and (_self_protected(window) or any(lo < e and s < hi for s, e in blocked)):
             return ""  # a date, an amount, a timestamp...: never a national number
-        if not international and _YEAR_THEN_NUMBER.fullmatch(window):
-            return ""  # "in 2025 15000 was paid": a year and an amount, not a number without its 0
+        if not international and (_YEAR_THEN_NUMBER.fullmatch(window) or _DECIMAL_AMOUNT.fullmatch(window)):
+            # "in 2025 15000 was paid": a year and an amount, not a number without its 0; "my balance
+            # is 1234567.89": an amount with its cents
+            return ""
         if size < 9:  # eight digits: a number of the bank's own regions only (Singapore's, Hong Kong's)
             return next((r for r in _bank_regions if _parse_valid(window, r)), "")
         return _phone_region(ctx, "+" + window[2:] if international else window, international)
@@ -3512,6 +3535,32 @@ def _phone_outcome(ctx: _Context, candidate: str, blocked: tuple[tuple[int, int]
     if ctx.regions and _trunk_possible(ctx, candidate, tokens, blocked, found) is None:
         return None
     return tuple(found)
+
+
+def _phone_rest(
+    ctx: _Context,
+    candidate: str,
+    tokens: list[tuple[int, int]],
+    i: int,
+    blocked: tuple[tuple[int, int], ...],
+) -> _Outcome | None:
+    """The numbers of ``candidate`` from its ``i``-th digit group on (with the ``+`` before that
+    group, if any), at their offsets in ``candidate``: what follows an international number that
+    :func:`_phone_outcome` found first. None when the parse budget ran out."""
+    if i >= len(tokens):
+        return ()
+    lo = tokens[i][0]
+    if candidate[lo - 1 : lo] == "+":
+        lo -= 1
+    elif candidate[lo - 2 : lo] == "(+":
+        lo -= 2
+    shifted = tuple((max(b - lo, 0), e - lo) for b, e in blocked if e > lo)
+    rest = _phone_outcome(ctx, candidate[lo:], shifted)
+    if rest is None:
+        return None
+    return tuple(
+        (a + lo, b + lo, region, international, valid) for a, b, region, international, valid in rest
+    )
 
 
 def _longest_window(
@@ -3571,6 +3620,9 @@ def _trunk_possible(
 #: Italian number without its trunk prefix, which nobody writes so (a trial's finding: "in 2024 I
 #: paid 12000 and in 2025 15000" lost its amount to [PHONE]).
 _YEAR_THEN_NUMBER = re.compile(r"(?:19|20)[0-9]{2}[ ][0-9]{3,}")
+#: Digits, a point and two more: an amount and its cents ("1234567.89"), never a phone number's
+#: last group (numbers grouped with points pair all their digits: "06.12.34.56.78").
+_DECIMAL_AMOUNT = re.compile(r"[0-9]{3,}[.][0-9]{2}")
 
 
 @lru_cache(maxsize=4096)
