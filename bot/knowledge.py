@@ -456,7 +456,9 @@ class KnowledgeAdmin:
             notes.append(f"entries were not checked against the intents: no intent model{why}")
         else:
             known = set(self.policy.classifier.labels)
-            for entry in checked:
+            # New entries, and entries whose intent changes (a sync's rephrasing-free update too).
+            named = [e for e in target if e.id not in live or live[e.id].intent != e.intent]
+            for entry in named:
                 if entry.intent and entry.intent not in known:
                     close = difflib.get_close_matches(entry.intent.strip().lower(), sorted(known), n=1)
                     spelling = f"did you mean `{close[0]}`?" if close else "check the spelling"

@@ -614,6 +614,32 @@ def test_kb_sync_dry_run_then_apply_then_no_op(teller_env: Path, tmp_path: Path)
     assert (again["added"], again["updated"], again["removed"]) == ([], [], [])
 
 
+def test_kb_sync_of_a_cut_short_export_needs_yes_without_a_terminal(teller_env: Path, tmp_path: Path) -> None:
+    """A trial synced a byte-truncated export from a script: 137 of 141 entries went, exit 0, and the
+    cut-off last row changed an intent to one the model does not know without a word."""
+    exported = tmp_path / "kb.jsonl"
+    assert run("kb", "export", "--out", str(exported))[0] == 0
+    rows = [json.loads(line) for line in exported.read_text().splitlines()]
+    rows[2]["intent"] = "card_paym"  # the cut-off row: its intent truncated
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    before = run("kb", "list", "--json")[1]
+    code, stdout, stderr = run("kb", "sync", str(cut))
+    assert code == 2 and f"would remove {len(rows) - 3} of the {len(rows)} entries" in stderr
+    assert "Nothing changed" in stderr and "--yes" in stderr
+    assert run("kb", "list", "--json")[1] == before
+    code, stdout, _ = run("kb", "sync", str(cut), "--dry-run")
+    assert code == 0 and "names intent `card_paym`, which the model does not know" in stdout
+    code, stdout, _ = run("kb", "sync", str(cut), "--yes", "--json")
+    assert code == 0 and len(json.loads(stdout)["removed"]) == len(rows) - 3
+    assert run("kb", "sync", str(exported), "--yes")[0] == 0  # the whole export back
+    # The bank's own file in place of the starter, wholesale: what a first sync does, no --yes.
+    own = tmp_path / "own.md"
+    own.write_text("## Do you have a branch in Leeds?\nid: leeds_branch\n\nNot yet.\n")
+    code, stdout, _ = run("kb", "sync", str(own), "--json")
+    assert code == 0 and len(json.loads(stdout)["removed"]) == len(rows)
+
+
 def test_kb_sync_shows_and_audits_an_entry_whose_only_change_is_its_source(
     teller_env: Path, tmp_path: Path
 ) -> None:

@@ -327,7 +327,9 @@ def kb_sync(
     then applies them.
 
     Removals are confirmed on a terminal unless --yes; without a terminal (scripts, CI) the sync is
-    applied. Added entries are checked for overlaps with the entries that remain, as `kb add` does.
+    applied, but one that would remove more than 10 entries and more than half of the knowledge
+    base needs --yes (unless it replaces the starter wholesale). Added entries are checked for
+    overlaps with the entries that remain, as `kb add` does.
     Entries superseded earlier stay out while the entry that superseded them is in FILE. A FILE with
     no entries is refused (a truncated export would empty the knowledge base) unless --allow-empty.
     """
@@ -354,6 +356,7 @@ def kb_sync(
         else:
             _print_outcome(preview)
         return
+    _refuse_mass_removal(kb, preview, file, yes)
     if preview.removed and _interactive() and not yes:
         if not as_json:
             _print_outcome(preview, preview_only=True)
@@ -368,6 +371,32 @@ def kb_sync(
         return
     _print_outcome(outcome)
     _starter_notice(settings, kb, outcome.applied)
+
+
+#: A sync without a terminal (a script) that would remove more than this many entries, and more than
+#: half of the knowledge base, needs --yes: a fresh-user trial synced a truncated export, and 137
+#: of 141 entries went with exit code 0 (``kb restore`` cannot bring removed entries back).
+MASS_REMOVAL = 10
+
+
+def _refuse_mass_removal(kb: KnowledgeBase, preview: ImportOutcome, file: Path, yes: bool) -> None:
+    """Raise :class:`InputError` when a sync that nobody confirms (no terminal, no --yes) would
+    remove most of the knowledge base, unless it replaces the starter wholesale (every entry it
+    removes is the starter's, and FILE keeps none of the starter's): what a bank's first sync does."""
+    removed = len(preview.removed)
+    before = removed + len(preview.unchanged) + len(preview.updated)
+    if yes or _interactive() or removed <= MASS_REMOVAL or 2 * removed <= before:
+        return
+    wholesale = all(kb.is_starter(i) for i in preview.removed) and not any(
+        kb.is_starter(i) for i in (*preview.unchanged, *preview.updated)
+    )
+    if wholesale:
+        return
+    raise InputError(
+        f"syncing to {file} would remove {removed} of the {before} entries (the file keeps "
+        f"{before - removed}): is it a whole export, or was it cut short? Nothing changed. Check it "
+        "with --dry-run; if the knowledge base is to be exactly this file, run again with --yes."
+    )
 
 
 @kb_app.command("export")
