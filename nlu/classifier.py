@@ -107,7 +107,7 @@ class IntentClassifier:
         # Only a graph read message by message runs several at once (see _run).
         overlapping = precision not in BATCH_INDEPENDENT
         runner = OnnxRunner(path / PRECISIONS[precision], threads=threads, overlapping=overlapping)
-        tokenizer = TextEncoder(path / "encoder" / "tokenizer.json", info.max_length)
+        tokenizer = TextEncoder(path / "encoder" / "tokenizer.json", info.max_length, intents=True)
         config = info.training
         scorer = Scorer(
             len(labels),
