@@ -384,10 +384,17 @@ class KnowledgeBase:
         return key is not None and key in self._starter_keys
 
     def for_intent(self, intent: str) -> KBEntry | None:
-        """The entry that answers ``intent`` (the one with that id first, else the oldest linked one)."""
+        """The entry that answers ``intent``: the bank's own first (the oldest of them), else the one
+        with that id, else the oldest linked one. The bank's before the starter's, as the answer
+        policy picks among its search results: a starter entry restored beside the bank's entry on
+        its intent was the answer of a pressed "Did you mean" button while typed questions got the
+        bank's (a fresh-user trial's finding)."""
+        linked = [e for e in self._entries.values() if e.intent == intent]
+        own = [e for e in linked if not self.is_starter(e.id)]
+        if own:
+            return min(own, key=lambda e: self._keys[e.id])
         if intent in self._entries and self._entries[intent].intent == intent:
             return self._entries[intent]
-        linked = [e for e in self._entries.values() if e.intent == intent]
         return min(linked, key=lambda e: self._keys[e.id]) if linked else None
 
     def search(self, query: str, k: int = 5) -> list[Hit]:

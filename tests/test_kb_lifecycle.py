@@ -558,7 +558,11 @@ def test_an_entry_naming_an_intent_takes_it_over(teller_env: Path, tmp_path: Pat
     )
     listed = {e["id"]: e for e in json_lines(run("kb", "list", "--json")[1])}
     assert "card_arrival" not in listed and listed["card_delivery"]["intent"] == "card_arrival"
-    assert run("kb", "restore", "card_arrival")[0] == 0
+    code, stdout, _ = run("kb", "restore", "card_arrival")
+    # Two entries on one intent: the message says which one customers get, and how to change it.
+    said = " ".join(stdout.split())
+    assert code == 0 and "intent `card_arrival` is still answered by `card_delivery`" in said
+    assert "teller kb supersede card_delivery --by card_arrival" in said
     listed = {e["id"]: e for e in json_lines(run("kb", "list", "--json")[1])}
     assert (
         listed["card_arrival"]["intent"] == "card_arrival"

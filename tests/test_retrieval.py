@@ -59,6 +59,18 @@ def test_for_intent(kb: KnowledgeBase) -> None:
     assert kb.for_intent("exchange_rate") is None
 
 
+def test_for_intent_gives_the_banks_own_entry_before_the_starters(tmp_path: Path) -> None:
+    """As the answer policy picks among its search results: a starter entry restored beside the
+    bank's entry on its intent answered a pressed "Did you mean" button while typed questions got
+    the bank's."""
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add(ENTRIES, source="starter")
+    assert kb.for_intent("card_arrival") == kb.get("card_arrival")
+    ours = KBEntry.build("parcel", ["my new card has not come"], "Tracked: 2 days.", intent="card_arrival")
+    kb.add([ours])
+    assert kb.for_intent("card_arrival") == kb.get("parcel")
+
+
 def test_adding_and_removing_is_incremental(tmp_path: Path) -> None:
     embedder = HashingEmbedder()
     kb = KnowledgeBase.open(tmp_path / "kb", embedder, seed=None)

@@ -533,6 +533,14 @@ def kb_restore(
         if record.moved_intent
         else ""
     )
+    intent = kb.get(entry_id).intent
+    answering = kb.for_intent(intent) if intent else None
+    if answering is not None and answering.id != entry_id:
+        # Two entries on one intent: say which one customers get (a trial was left to guess).
+        gave_back += (
+            f"; intent `{intent}` is still answered by `{answering.id}` (the bank's own entry comes "
+            f"first; `teller kb supersede {answering.id} --by {entry_id}` makes it this one)"
+        )
     out.print(
         f"Restored `{entry_id}` (superseded by `{record.superseded_by}` on {record.at}){gave_back}; "
         f"{len(kb)} entries in the knowledge base.",
