@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -567,6 +568,37 @@ def test_an_entry_naming_an_intent_takes_it_over(teller_env: Path, tmp_path: Pat
     assert (
         listed["card_arrival"]["intent"] == "card_arrival"
         and listed["card_delivery"]["intent"] == "card_arrival"
+    )
+
+
+def test_an_entry_filed_under_an_intent_its_words_are_not_about_is_noted() -> None:
+    """A trial filed a GIRO set-up entry under an unrecognised direct debit: it then answered
+    "someone stole my debit card". The import notes an entry whose every phrasing the classifier
+    gives its filed intent at most 0.05 (reported, not refused)."""
+    from nlu import Prediction
+
+    readings = {
+        "How do I set up a GIRO arrangement?": [
+            ("automatic_top_up", 0.59),
+            ("direct_debit_payment_not_recognised", 0.0),
+        ],
+        "Set up GIRO": [("automatic_top_up", 0.4), ("direct_debit_payment_not_recognised", 0.03)],
+        "I lost my card": [("lost_or_stolen_card", 0.97)],
+    }
+
+    def predict(texts: list[str], top_k: int = 3) -> list[Prediction]:
+        return [Prediction(t, readings[t][0][0], readings[t][0][1], readings[t]) for t in texts]
+
+    classifier = SimpleNamespace(
+        predict=predict, labels=["automatic_top_up", "direct_debit_payment_not_recognised"]
+    )
+    admin = KnowledgeAdmin(cast(Any, None), cast(Any, SimpleNamespace(classifier=classifier)))
+    giro = KBEntry.build("giro", ["How do I set up a GIRO arrangement?", "Set up GIRO"], "Apply in the app.")
+    lost = KBEntry.build("ours_lost", ["I lost my card"], "Call us.", intent="lost_or_stolen_card")
+    [note] = admin._misfiled([replace(giro, intent="direct_debit_payment_not_recognised"), lost])
+    assert note.startswith("`giro` is filed under intent `direct_debit_payment_not_recognised`")
+    assert (
+        "“How do I set up a GIRO arrangement?” as `automatic_top_up` (0.59" in note and "0.03 at most" in note
     )
 
 
