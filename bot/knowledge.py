@@ -462,8 +462,11 @@ class KnowledgeAdmin:
             notes.append(f"entries were not checked against the intents: no intent model{why}")
         else:
             known = set(self.policy.classifier.labels)
-            # New entries, and entries whose intent changes (a sync's rephrasing-free update too).
-            named = [e for e in target if e.id not in live or live[e.id].intent != e.intent]
+            # New or rephrased entries, and entries whose intent changes (a sync's rephrasing-free
+            # update too).
+            named = [
+                e for e in target if e.id in checked_ids or e.id not in live or live[e.id].intent != e.intent
+            ]
             for entry in named:
                 if entry.intent and entry.intent not in known:
                     close = difflib.get_close_matches(entry.intent.strip().lower(), sorted(known), n=1)

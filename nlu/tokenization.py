@@ -55,15 +55,16 @@ def _readable(text: str) -> str:
     return fold_full_width(text[:MAX_CHARS])
 
 
-#: "debit" before "card(s)", which the intent model reads blanked (:class:`TextEncoder`'s
-#: ``card_kind``): in Banking77 "debit" is the direct debit's word (its 10,003 training questions say
-#: "debit card" 5 times, 2 of them labelled ``direct_debit_payment_not_recognised``), so "someone took
-#: my debit card" was read as an unrecognised direct debit at 0.96, and "I lost my debit card" at
-#: 0.47, where "my card" is a lost card. A customer's card is a card whatever its kind; "direct
+#: "debit" before "card(s)" ("debit card", "debit-card", "debitcard"), which the intent model reads
+#: blanked (:class:`TextEncoder`'s ``intents``): in Banking77 "debit" is the direct debit's word (its
+#: 10,003 training questions say "debit card" 5 times, 2 of them labelled
+#: ``direct_debit_payment_not_recognised``), so "someone took my debit card" was read as an
+#: unrecognised direct debit at 0.96, and "I lost my debit card" at 0.47, where "my card" is a lost
+#: card. A customer's card is a card whatever its kind; "direct
 #: debit" and "a debit I don't recognise" are read as written. Spaces for the word, one for each
 #: letter, so a window's offsets still point into the text as typed (WordPiece reads a run of spaces
 #: as one).
-_CARD_KIND = re.compile(r"\bdebit(?=[ ]cards?\b)", re.IGNORECASE)
+_CARD_KIND = re.compile(r"\bdebit(?=[\s\-]*cards?\b)", re.IGNORECASE)
 
 
 def _intent_readable(text: str) -> str:

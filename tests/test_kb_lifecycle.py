@@ -669,11 +669,14 @@ def test_kb_sync_of_a_cut_short_export_needs_yes_without_a_terminal(teller_env: 
     code, stdout, _ = run("kb", "sync", str(cut), "--yes", "--json")
     assert code == 0 and len(json.loads(stdout)["removed"]) == len(rows) - 3
     assert run("kb", "sync", str(exported), "--yes")[0] == 0  # the whole export back
-    # The bank's own file in place of the starter, wholesale: what a first sync does, no --yes.
-    own = tmp_path / "own.md"
-    own.write_text("## Do you have a branch in Leeds?\nid: leeds_branch\n\nNot yet.\n")
+    # The bank's own file in place of the starter, wholesale, one starter entry edited into its
+    # own: what a first sync does, no --yes.
+    own = tmp_path / "own.jsonl"
+    edited = {**rows[0], "answer": rows[0]["answer"] + " Ask in branch."}
+    leeds = {"id": "leeds_branch", "questions": ["Do you have a branch in Leeds?"], "answer": "Not yet."}
+    own.write_text(json.dumps(edited) + "\n" + json.dumps(leeds) + "\n")
     code, stdout, _ = run("kb", "sync", str(own), "--json")
-    assert code == 0 and len(json.loads(stdout)["removed"]) == len(rows)
+    assert code == 0 and len(json.loads(stdout)["removed"]) == len(rows) - 1
 
 
 def test_kb_sync_shows_and_audits_an_entry_whose_only_change_is_its_source(

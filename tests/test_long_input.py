@@ -112,6 +112,8 @@ def test_the_intent_model_reads_a_debit_card_as_a_card_and_a_direct_debit_as_wri
     for debit, card, read_from in (
         ("someone took my debit card", "someone took my card", 0),
         ("Debit Cards: how long to arrive?", "Cards: how long to arrive?", len("Debit ")),
+        ("my debit-card was stolen", "my -card was stolen", 0),
+        ("my debitcard was stolen", "my card was stolen", 0),
     ):
         assert intents.encode([debit]) == intents.encode([card]) != plain.encode([debit])
         [[window]] = intents.windows([debit])  # offsets into the text as typed

@@ -835,7 +835,9 @@ def test_a_singapore_nric_or_fin_with_its_check_letter_is_a_national_id(number: 
 
 @pytest.mark.parametrize("number", HKIDS)
 def test_a_hong_kong_id_with_its_check_digit_is_a_national_id(number: str) -> None:
-    for text in (f"{number}", f"my id is {number}, thanks", f"HKID: {number}"):
+    # Alone, only as the card prints it, the check digit in brackets ("A1234563" may be any code).
+    alone = (number, f"my id is {number}, thanks") if "(" in number else ()
+    for text in (*alone, f"my HKID is {number}, thanks", f"HKID: {number}"):
         [finding] = scan(text).findings
         assert (finding.kind, finding.detector) == ("national_id", "bot.privacy.hk_hkid")
         assert text[finding.start : finding.end] == number  # the brackets too
@@ -1684,3 +1686,23 @@ def test_numbers_in_a_row_bracketed_codes_and_spaced_ids(text: str, expected: st
     29), "(+65) 9123 4567" and "+65 (0) 9123 4567" were kept, and so was an HKID typed "A 123456 3"
     after its label; an amount with cents became [PHONE]."""
     assert redact(text) == expected
+
+
+def test_configuring_regions_forgets_what_was_read_before() -> None:
+    """A reviewer's finding: results cached under the default regions were reused after
+    ``configure_regions(["GB"])`` (the same list of regions, GB first), and after a reset."""
+    from bot.privacy.redaction import configure_regions
+
+    assert redact("0800 1111") == "0800 1111"
+    try:
+        configure_regions(["GB"])
+        assert redact("0800 1111") == "[PHONE]"  # eight digits: a number of the bank's region
+    finally:
+        configure_regions(())
+    assert redact("0800 1111") == "0800 1111"
+
+
+@pytest.mark.parametrize("text", ["my tracking code is A1234563", "flight A1234563 was cancelled"])
+def test_an_hkid_without_label_or_brackets_is_a_code(text: str) -> None:
+    assert redact(text) == text
+    assert redact(text.replace("A1234563", "A123456(3)")) != text.replace("A1234563", "A123456(3)")

@@ -321,8 +321,9 @@ def configure_regions(bank_regions: Sequence[str]) -> tuple[str, ...]:
     codes, e.g. ``["SG"]``: a Singapore bank's "9123 4567" is a mobile number there and nowhere in
     :data:`DEFAULT_REGIONS`), then in the default list; the first region is also the one whose
     trunk-prefixed numbers count when merely possible, and a number of eight digits is read as a
-    phone number only when valid in one of the bank's regions (with none configured, never). For
-    the whole process, as the server and every CLI command read ``TELLER_PHONE_REGIONS`` at start.
+    phone number only when valid in one of the bank's regions (with none configured, never; this
+    holds for :func:`scan` with ``regions=`` too). For the whole process, called once at start (the
+    server and every CLI command read ``TELLER_PHONE_REGIONS``), not while texts are being read.
     Returns the regions now tried, in order. Raises :class:`ValueError` for a code
     ``phonenumbers`` has no metadata for."""
     global _regions, _bank_regions
@@ -333,6 +334,7 @@ def configure_regions(bank_regions: Sequence[str]) -> tuple[str, ...]:
     _bank_regions = tuple(dict.fromkeys(codes))
     _regions = tuple(dict.fromkeys([*codes, *DEFAULT_REGIONS]))
     _PHONE_CACHE.clear()
+    _PHONE_OUTCOMES.clear()
     for cached in list(globals().values()):  # what was cached was read in the regions of before
         if callable(getattr(cached, "cache_clear", None)):
             cached.cache_clear()
@@ -2838,8 +2840,11 @@ def _detect_letter_led(ctx: _Context) -> None:
                 ctx.add(_P_NINO, m.start(), m.end(), "nino", "rule:nino", "UK NI number, valid prefix")
         elif kind in ("nric", "hkid"):
             # A check character that matches 1 in 11 by chance: a labelled reference ("booking ref
-            # AB1234567") keeps it.
+            # AB1234567") keeps it. Without a label, an HKID counts only with its check digit in
+            # brackets, as the card prints it: "promo code A1234563" and "flight A1234563" are codes.
             module = "bot.privacy.sg_nric" if kind == "nric" else "bot.privacy.hk_hkid"
+            if kind == "hkid" and not any(c in m.group() for c in "(["):
+                continue
             if _valid(module, value):
                 why = "check character valid"
                 ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", module, why, weak=_REFERENCE_ONLY)
