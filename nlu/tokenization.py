@@ -91,8 +91,8 @@ class TextEncoder:
     """Turns texts into token ids, truncated to ``max_length`` tokens, or into windows of that many."""
 
     def __init__(self, tokenizer_file: str | Path, max_length: int = 128, intents: bool = False) -> None:
-        """``intents``: the tokenizer of the intent model, which reads "debit card" as "card"
-        (:data:`_CARD_KIND`); the retrieval encoder's reads texts as they are."""
+        """``intents``: the tokenizer of the served intent model, which reads "debit card" as
+        "card" (:data:`_CARD_KIND`); training and the retrieval encoder read texts as they are."""
         self._read = _intent_readable if intents else _readable
         try:
             tokenizer = Tokenizer.from_file(str(tokenizer_file))
