@@ -1706,3 +1706,13 @@ def test_configuring_regions_forgets_what_was_read_before() -> None:
 def test_an_hkid_without_label_or_brackets_is_a_code(text: str) -> None:
     assert redact(text) == text
     assert redact(text.replace("A1234563", "A123456(3)")) != text.replace("A1234563", "A123456(3)")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I sent 150000000.00 IDR", "my balance is 1 234 567.89", "balance 1'234'567.89", "1.234.567,89 EUR"],
+)
+def test_an_amount_with_its_cents_keeps_its_whole_part(text: str) -> None:
+    """A reviewer's finding: the digits before the cents were read as a phone number
+    ("I sent [PHONE].00 IDR")."""
+    assert redact(text) == text

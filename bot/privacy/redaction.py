@@ -3505,9 +3505,13 @@ def _phone_outcome(ctx: _Context, candidate: str, blocked: tuple[tuple[int, int]
             return ""
         if not international and (_self_protected(window) or any(lo < e and s < hi for s, e in blocked)):
             return ""  # a date, an amount, a timestamp...: never a national number
-        if not international and (_YEAR_THEN_NUMBER.fullmatch(window) or _DECIMAL_AMOUNT.fullmatch(window)):
+        if not international and (
+            _YEAR_THEN_NUMBER.match(window)
+            or _DECIMAL_AMOUNT.fullmatch(window)
+            or _CENTS.match(candidate, hi) is not None
+        ):
             # "in 2025 15000 was paid": a year and an amount, not a number without its 0; "my balance
-            # is 1234567.89": an amount with its cents
+            # is 1234567.89", "150000000.00 IDR", "1 234 567.89": an amount with its cents
             return ""
         if size < 9:  # eight digits: a number of the bank's own regions only (Singapore's, Hong Kong's)
             return next((r for r in _bank_regions if _parse_valid(window, r)), "")
@@ -3625,9 +3629,13 @@ def _trunk_possible(
 #: Italian number without its trunk prefix, which nobody writes so (a trial's finding: "in 2024 I
 #: paid 12000 and in 2025 15000" lost its amount to [PHONE]).
 _YEAR_THEN_NUMBER = re.compile(r"(?:19|20)[0-9]{2}[ ][0-9]{3,}")
-#: Digits, a point and two more: an amount and its cents ("1234567.89"), never a phone number's
-#: last group (numbers grouped with points pair all their digits: "06.12.34.56.78").
-_DECIMAL_AMOUNT = re.compile(r"[0-9]{3,}[.][0-9]{2}")
+#: Digits, a point and two more: an amount and its cents ("1234567.89", or in thousands "1 234
+#: 567.89"), never a phone number's last group (numbers grouped with points pair all their digits:
+#: "06.12.34.56.78").
+_DECIMAL_AMOUNT = re.compile(r"[0-9]{3,}[.][0-9]{2}|[0-9]{1,3}(?:[ '’][0-9]{3})+[.,][0-9]{2}")
+#: Cents right after a window of digit groups ("150000000.00", "1 234 567.89", "1.234.567,89"): the
+#: window is an amount's whole part.
+_CENTS = re.compile(r"[.,][0-9]{2}(?![0-9])")
 
 
 @lru_cache(maxsize=4096)
