@@ -486,10 +486,10 @@ class KnowledgeAdmin:
     def _misfiled(self, entries: Sequence[KBEntry]) -> list[str]:
         """Notes on ``entries`` filed under an intent (new ones, or ones whose intent changes) whose
         phrasings the classifier gives the filed intent at most :data:`MISFILED_PROBABILITY` on each
-        (it reads them as something else): an entry filed
-        under an intent answers every question the classifier reads as that intent, so a careless
-        file (a GIRO set-up entry under ``direct_debit_payment_not_recognised``, in a trial) answers
-        the wrong customers. Reported, not refused: the bank may mean it."""
+        (it reads them as something else). An entry filed under an intent answers every question the
+        classifier reads as that intent, so a careless file (a GIRO set-up entry under
+        ``direct_debit_payment_not_recognised``, in a trial) answers the wrong customers. Reported,
+        not refused: the bank may mean it."""
         assert self.policy is not None
         rows = [(e, q) for e in entries for q in e.questions]
         if not rows:

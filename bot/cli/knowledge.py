@@ -379,14 +379,14 @@ def kb_sync(
 MASS_REMOVAL = 10
 
 
-def _refuse_mass_removal(kb: KnowledgeBase, preview: ImportOutcome, file: Path, yes: bool) -> None:
+def _refuse_mass_removal(kb: KnowledgeBase, preview: ImportOutcome, file: Path, confirmed: bool) -> None:
     """Raise :class:`InputError` when a sync that nobody confirms (no terminal, no --yes, no
     --allow-empty) would remove most of the knowledge base, unless it replaces the starter wholesale
     (every entry it removes is the starter's, and FILE keeps none of the starter's word for word):
     what a bank's first sync does, its edits of starter entries included."""
     removed = len(preview.removed)
     before = removed + len(preview.unchanged) + len(preview.updated)
-    if yes or _interactive() or removed <= MASS_REMOVAL or 2 * removed <= before:
+    if confirmed or _interactive() or removed <= MASS_REMOVAL or 2 * removed <= before:
         return
     # An edited starter entry becomes the bank's: only an unchanged one keeps the starter.
     wholesale = all(kb.is_starter(i) for i in preview.removed) and not any(

@@ -3625,9 +3625,9 @@ def _trunk_possible(
     return True
 
 
-#: A year and one more group of digits ("2025 15000"): read whole in national format, a German or
-#: Italian number without its trunk prefix, which nobody writes so (a trial's finding: "in 2024 I
-#: paid 12000 and in 2025 15000" lost its amount to [PHONE]).
+#: A window that starts with a year and another group of digits ("2025 15000"): read in national
+#: format, a German or Italian number without its trunk prefix, which nobody writes so (a trial's
+#: finding: "in 2024 I paid 12000 and in 2025 15000" lost its amount to [PHONE]).
 _YEAR_THEN_NUMBER = re.compile(r"(?:19|20)[0-9]{2}[ ][0-9]{3,}")
 #: Digits, a point and two more: an amount and its cents ("1234567.89", or in thousands "1 234
 #: 567.89"), never a phone number's last group (numbers grouped with points pair all their digits:
