@@ -1688,6 +1688,52 @@ def test_numbers_in_a_row_bracketed_codes_and_spaced_ids(text: str, expected: st
     assert redact(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # More digit groups in a row than one number has: every number of the list is hidden.
+        ("07911 123 456 / 07911 654 321 / 07911 111 222", "[PHONE] / [PHONE] / [PHONE]"),
+        ("07911 123 456\n07911 654 321\n07911 111 222", "[PHONE]\n[PHONE]\n[PHONE]"),
+        ("020 7946 0958 / 020 7946 0123 / 020 7946 0456", "[PHONE] / [PHONE] / [PHONE]"),
+        ("07911-123-456 / 07911-654-321 / 07911-111-222", "[PHONE] / [PHONE] / [PHONE]"),
+        ("07911 123 456 07911 654 321 07911 111 222", "[PHONE] [PHONE] [PHONE]"),
+        (
+            "+44 20 7946 0958 / 020 7946 0123 / 020 7946 0456 / 0161 496 0000",
+            "[PHONE] / [PHONE] / [PHONE] / [PHONE]",
+        ),
+        (
+            "numbers: " + " / ".join(f"07911 {i:03d} 456" for i in range(100, 130)),
+            "numbers: " + " / ".join(["[PHONE]"] * 30),
+        ),
+    ],
+)
+def test_a_list_of_national_numbers_longer_than_one_candidate(text: str, expected: str) -> None:
+    """A session's finding: a run of more than seven digit groups was no candidate at all, so three
+    national numbers in a row ("07911 123 456 / ...", one per line as pasted) were all kept; and a
+    "+44" number ahead of them was read as a card "in a grouping no card uses" across the slash,
+    leaving the next number's last group."""
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I paid 100 200 300 on those days",
+        "limit 500 1000 2000 5000",
+    ],
+)
+def test_amounts_in_a_row_are_not_a_number_without_its_trunk_prefix(text: str) -> None:
+    """Read without a trunk prefix "100 200 300" is a valid French number and "500 1000 2000" a
+    British one; in national format of three or more groups such regions need their 0. (Lists of
+    amounts valid in a region without a trunk prefix, "fees 15 20 25 30 35", are still hidden.)"""
+    assert redact(text) == text
+
+
+def test_a_number_without_its_trunk_prefix_in_two_groups_is_still_hidden() -> None:
+    assert redact("my number 7911 123456") == "my number [PHONE]"
+    assert redact("7911 123 456") == "[PHONE]"  # valid elsewhere, and hidden
+
+
 def test_configuring_regions_forgets_what_was_read_before() -> None:
     """A reviewer's finding: results cached under the default regions were reused after
     ``configure_regions(["GB"])`` (the same list of regions, GB first), and after a reset."""

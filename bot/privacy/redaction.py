@@ -22,7 +22,10 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - phone [PHONE]: ``phonenumbers``, valid numbers: ``+`` and ``00`` numbers are parsed as
   international; the others are tried in each of the bank's regions (``TELLER_PHONE_REGIONS``,
   :func:`configure_regions`), then of :data:`DEFAULT_REGIONS` (or in ``regions=``), and
-  only on candidates of at most 7 digit groups and 9-13 digits. A number valid nowhere is still one
+  on windows of at most 7 digit groups and 9-13 digits (a longer run, a list of numbers, is read
+  window by window); in national format of three or more groups, a region whose trunk prefix is 0
+  needs it (India, China, Brazil and Turkey excepted, whose mobiles are written without it), so
+  that a list of amounts is not read as a number without its 0. A number valid nowhere is still one
   when ``phonenumbers`` calls it possible (a length its region's numbers have, and its general
   pattern: unassigned ranges such as Ofcom's drama range 07700 900xxx are possible, not valid):
   written with ``+`` or ``00`` (the whole number, "0044 7700 900 123", not the national number in its
@@ -170,9 +173,10 @@ Linear in the length of the text. Patterns use bounded or possessive quantifiers
 repetition), and start with a cheap check so that most positions are rejected at once; the digit
 detectors only run around clusters of six or more digits, the card-with-letters one only around an O, o,
 l or I next to a digit, the protections only around weak findings. Every candidate is bounded (at most 7
-digit groups; 64 characters and 5 more words of at most 32 for a password, cut to 64 characters in all;
-64 and 3 more words of at most 32 for a security answer or passphrase; 254 for an e-mail address) except
-a bare run of digits, which costs the same at any length;
+digit groups, a longer run read in windows that move on by at least one group; 64 characters and 5 more
+words of at most 32 for a password, cut to 64 characters in all; 64 and 3 more words of at most 32 for a
+security answer or passphrase; 254 for an e-mail address) except a bare run of digits, which costs the
+same at any length;
 validators are cached; ``phonenumbers`` is called at most :data:`PHONE_BUDGET` times per text. The
 detectors cost a few microseconds per value found, so a text over :data:`DENSE_MIN_CHARS` characters
 with more than :data:`DENSE_VALUES` digit runs and ``@`` signs (a flood, not a customer's question) is
@@ -2913,7 +2917,7 @@ _CARD_OTHER = re.compile(
 # A card number typed in a grouping of its own ("4487 5749 1186 252 0", "4 111 1111 1111 1111", "411
 # 111 111 111 1111"): up to seven groups of 1-8 digits; the longest run of its groups from the first
 # with 13-19 digits passing Luhn.
-_CARD_LOOSE = re.compile(rf"(?<![0-9])(?<![0-9][-/. ])[0-9]{{1,8}}(?:{_SEP}[0-9]{{1,8}}){{1,6}}(?![0-9])")
+_CARD_LOOSE = re.compile(rf"(?<![0-9+])(?<![0-9+][-/. ])[0-9]{{1,8}}(?:{_SEP}[0-9]{{1,8}}){{1,6}}(?![0-9])")
 # A card number with a letter typed for a digit in its groups, "4532 O151 1283 0309": O or o for 0, l or
 # I for 1, only in a card's shape (the issuer digit first, a grouping of _CARD), every group holding a
 # digit; hidden as a card when Luhn-valid once the letters are read as digits.
@@ -2944,6 +2948,16 @@ _PHONE = re.compile(
     rf"(?:\+[ ]?|\(\+[0-9]{{1,3}}\)[ ]?)?{_PGROUP}(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{0,6}}+"
     rf"(?![0-9])(?!{_PSEP}[0-9])"
 )
+#: A run of more digit groups than one :data:`_PHONE` candidate takes (8 or more), as a list of
+#: numbers makes: "07911 123 456 / 07911 654 321 / 07911 111 222", one per line. Read window by
+#: window (:func:`_phone_run`).
+_PHONE_RUN = re.compile(
+    r"(?:(?<![0-9_+])\+[ ]?|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3}))"
+    rf"(?=[(0-9])(?:{_PGROUP})(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{7,}}+"
+    r"(?![0-9])"
+)
+#: The most digit groups one window of a long run holds (as :data:`_PHONE` does).
+_PHONE_WINDOW = 7
 _PHONE_TOKEN = re.compile(r"\([0-9]{1,5}\)|[0-9]+")
 _NUMERIC_SHAPES = re.compile(
     r"[0-9](?<![0-9A-Za-z][0-9])(?:(?:"
@@ -3010,6 +3024,8 @@ def _detect_digit_clusters(ctx: _Context) -> None:
             _long_run(ctx, m.start(), m.end())
         for m in _PHONE.finditer(text, lo, hi):
             _phone(ctx, m.start(), m.end())
+        for m in _PHONE_RUN.finditer(text, lo, hi):
+            _phone_run(ctx, m.start(), m.end())
 
 
 def _detect_lookalike_cards(ctx: _Context) -> None:
@@ -3254,6 +3270,18 @@ def _region_info(region: str) -> _RegionInfo | None:
 _PHONE_CACHE: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
 
 
+#: Regions whose trunk prefix is 0 but whose mobile numbers are commonly written without it (India's
+#: "98765 43210", China's "138 0013 8000", Brazil's "(11) 91234-5678", Turkey's "532 123 45 67").
+#: Elsewhere a number in national format of three or more digit groups counts only with its 0: there
+#: a customer writes "020 7946 0958", and read without it "100 200 300" is a valid French number and
+#: "500 1000 2000" a British one (lists of amounts). Two groups ("7911 123456") are still read.
+_WRITTEN_WITHOUT_TRUNK: Final = frozenset({"IN", "CN", "BR", "TR"})
+
+
+def _groups(candidate: str) -> int:
+    return len(_PHONE_TOKEN.findall(candidate))
+
+
 def _phone_region(ctx: _Context, candidate: str, international: bool) -> str | None:
     """The region where ``candidate`` is a valid number ("" if none); None once the budget is spent."""
     check = _phone_check(ctx, candidate, international)
@@ -3288,6 +3316,13 @@ def _phone_check(ctx: _Context, candidate: str, international: bool) -> tuple[st
             if info is None:
                 continue
             trunk = bool(info.prefix) and digits.startswith(info.prefix)
+            if (
+                info.prefix == "0"
+                and not trunk
+                and region not in _WRITTEN_WITHOUT_TRUNK
+                and _groups(candidate) > 2
+            ):
+                continue  # "100 200 300", "12 45 78 90 34": amounts, not a number without its 0
             if len(digits) not in info.lengths and not (
                 trunk and len(digits) - len(info.prefix) in info.lengths
             ):
@@ -3347,11 +3382,65 @@ _PHONE_OUTCOMES: dict[tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]], 
 
 
 def _phone(ctx: _Context, start: int, end: int) -> None:
-    text = ctx.text
     i = bisect.bisect_right(ctx.strong_starts, start)
     if i and ctx.strong_ends[i - 1] >= end:
         return  # inside a card, an IBAN, an e-mail address...: nothing to look for
-    candidate = text[start:end]
+    outcome = _phone_numbers(ctx, start, end)
+    if outcome is None:  # the parse budget is spent: hide what looks like a number, unchecked
+        _unchecked_number(ctx, start, end)
+    elif not outcome:
+        _labelled_phone(ctx, start, end)
+    else:
+        _add_phones(ctx, start, outcome)
+
+
+def _phone_run(ctx: _Context, start: int, end: int) -> None:
+    """A run of more digit groups than one phone candidate holds (a list of numbers, one per line or
+    between slashes), read :data:`_PHONE_WINDOW` groups at a time. A number found in a window is kept
+    unless it reaches the window's cut end (it may go on past it): the next window starts at the group
+    after the last number kept, or at that cut number's first group. Where a window holds none, the
+    next starts a few groups on, so that a number across the cut is read whole."""
+    tokens = [m.span() for m in _PHONE_TOKEN.finditer(ctx.text, start, end)]
+    i = 0
+    while i < len(tokens):
+        j = min(i + _PHONE_WINDOW, len(tokens))
+        lo, hi = tokens[i][0], tokens[j - 1][1]
+        if ctx.text[lo - 1 : lo] == "+":
+            lo -= 1  # an international number's "+" is part of it
+        elif ctx.text[lo - 2 : lo] == "+ ":
+            lo -= 2
+        outcome = _phone_numbers(ctx, lo, hi)
+        if outcome is None:
+            _unchecked_number(ctx, lo, hi)
+            i = j
+            continue
+        cut = j < len(tokens)
+        kept = tuple(found for found in outcome if not cut or lo + found[1] < hi or found[0] == 0)
+        if kept:
+            _add_phones(ctx, lo, kept)
+        ends = [lo + found[1] for found in kept]
+        cut_starts = [lo + found[0] for found in outcome if found not in kept]
+        if cut_starts:
+            nxt = next(k for k in range(i, j) if tokens[k][0] >= cut_starts[0])
+        elif ends:
+            nxt = next((k for k in range(i, len(tokens)) if tokens[k][0] >= max(ends)), len(tokens))
+        elif cut:
+            nxt = j - 3  # a number of up to four groups may start in the last three
+        else:
+            break
+        i = max(nxt, i + 1)
+
+
+def _unchecked_number(ctx: _Context, start: int, end: int) -> None:
+    if len(_digits(ctx.text[start:end])) >= 9:
+        why = "phone-shaped, not checked: parse budget spent"
+        ctx.add(_P_NUMBER, start, end, "number", "rule:number", why, weak=_WEAK)
+
+
+def _phone_numbers(ctx: _Context, start: int, end: int) -> _Outcome | None:
+    """The phone numbers in ``text[start:end]`` (offsets relative to ``start``), read without the
+    groups a stronger finding or a protection holds; None when the parse budget is spent."""
+    candidate = ctx.text[start:end]
     outcome = _cached_phone_outcome(ctx, candidate, ())
     # A national number must not take groups that a stronger finding or a protected span (a date, an
     # amount...) holds: if one found does, the candidate is looked at again without them
@@ -3369,19 +3458,17 @@ def _phone(ctx: _Context, start: int, end: int) -> None:
         if more:
             blocked = tuple(sorted({*blocked, *more}))
             outcome = _cached_phone_outcome(ctx, candidate, blocked)
-    if outcome is None:  # the parse budget is spent: hide what looks like a number, unchecked
-        if len(_digits(candidate)) >= 9:
-            why = "phone-shaped, not checked: parse budget spent"
-            ctx.add(_P_NUMBER, start, end, "number", "rule:number", why, weak=_WEAK)
-        return
-    if not outcome:
-        _labelled_phone(ctx, start, end)
-        return
+    return outcome
+
+
+def _add_phones(ctx: _Context, start: int, outcome: _Outcome) -> None:
+    """Adds the numbers of ``outcome`` (offsets relative to ``start``) as findings."""
+    text = ctx.text
     context: bool | None = None
     for lo, hi, region, international, valid in outcome:
         status = "valid" if valid else "possible (not valid)"
         if international:
-            plus = candidate[lo] == "+"
+            plus = text[start + lo] == "+"
             how = "international" if plus else "international (00)"
             why = f"{status} {how} number, {region}"
             # A possible number only gives way to what a valid one does not: "+" to a labelled
