@@ -266,7 +266,9 @@ class TellerCore:
         """A pressed choice is answered directly; free text goes through the batcher."""
         policy = self.policy
         intent = intent_of(text)
-        if intent is not None and intent in policy.classifier.labels:
+        if intent is not None and policy.has_answer(intent):
+            # An intent left without an answer entry since its button was offered (`kb remove`) is
+            # read as the text it is, as a typed message would be: no answer to give, no error.
             return policy.answer_for_intent(intent), policy.classifier.version
         entry_id = entry_of(text)
         # Only a well-formed entry id is a pressed suggestion; anything else is the customer's

@@ -235,6 +235,8 @@ class Signals:
     #: P(advice rather than information), :class:`bot.exemplars.AdviceProbe`.
     advice_probability: float = 1.0
     language: LanguageResult = SERVED
+    #: The knowledge base has an answer for each of the two intents a "Did you mean" would offer.
+    alternatives_have_answers: bool = True
     #: The message's retrieval-encoder vector, so a changed knowledge base can be searched again
     #: without embedding anew (calibration).
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -331,6 +333,7 @@ class Signals:
             "top_conf": DEFAULT_TOP_CONFIDENCE(self.hits, p.intent, p.confidence),
             "top_dense": top.dense if top else -1.0,
             "has_answer": 1.0 if self.intent_has_answer else 0.0,
+            "both_answered": 1.0 if self.alternatives_have_answers else 0.0,
             "suggestable": 1.0 if self.suggestions else 0.0,
             "correction": self.correction.similarity if self.correction is not None else 0.0,
             "correction_ok": 1.0 if self.correction is not None and self.correction_answerable else 0.0,
@@ -453,7 +456,12 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "clarify",
         Route.CLARIFY,
-        lambda f, t: _in_scope(f, t) & (f["p2"] >= t.clarify_second) & (f["p1"] - f["p2"] <= t.clarify_gap),
+        lambda f, t: (
+            _in_scope(f, t)
+            & (f["p2"] >= t.clarify_second)
+            & (f["p1"] - f["p2"] <= t.clarify_gap)
+            & (f["both_answered"] > 0)
+        ),
         lambda f, t: f"the top two intents are close ({f['p1']:.2f} and {f['p2']:.2f}); {_scope(f, t)}",
     ),
     Rule(
@@ -788,6 +796,7 @@ class AnswerPolicy:
                 float(nearest[i]),
                 float(advice_p[i]),
                 languages[i],
+                self._alternatives_answered(predictions[i]),
                 vectors[i],
             )
             for i, text in enumerate(texts)
@@ -846,9 +855,19 @@ class AnswerPolicy:
         vectors = np.stack([s.vector for s in signals if s.vector is not None])
         hits = self.kb.search_vectors(vectors, self.k, [s.query for s in signals])
         return [
-            replace(s, hits=h, intent_has_answer=self.kb.for_intent(s.prediction.intent) is not None)
+            replace(
+                s,
+                hits=h,
+                intent_has_answer=self.kb.for_intent(s.prediction.intent) is not None,
+                alternatives_have_answers=self._alternatives_answered(s.prediction),
+            )
             for s, h in zip(signals, hits, strict=True)
         ]
+
+    def _alternatives_answered(self, prediction: Prediction) -> bool:
+        """Whether the two intents a "Did you mean" would offer for ``prediction`` both have an answer
+        entry (a button for an intent without one could not be answered)."""
+        return all(self.kb.for_intent(label) is not None for label, _ in prediction.alternatives[:2])
 
     def with_corrections(self, signals: Sequence[Signals]) -> list[Signals]:
         """The same signals, each with the operator correction in force nearest to its message (by
@@ -1005,7 +1024,9 @@ class AnswerPolicy:
         return _decision(Route.HANDOFF, UNSURE, f"{reason} (intent {p.intent})", p)
 
     def answer_for_intent(self, intent: str) -> Decision:
-        """The answer to a chosen intent (a clarify button, or an operator's pick)."""
+        """The answer to a chosen intent (a clarify button, or an operator's pick). Raises
+        :class:`ConfigError` when the knowledge base has no answer entry for it (see
+        :meth:`has_answer`)."""
         entry = self.kb.for_intent(intent)
         if entry is None:
             raise ConfigError(f"no knowledge-base answer for intent {intent!r}")
@@ -1018,6 +1039,10 @@ class AnswerPolicy:
             entry.id,
             self.feedback_choices(),
         )
+
+    def has_answer(self, intent: str) -> bool:
+        """Whether ``intent`` is one of the classifier's and the knowledge base answers it."""
+        return intent in self.classifier.labels and self.kb.for_intent(intent) is not None
 
     def answer_for_entry(self, entry_id: str) -> Decision:
         """The answer of a chosen knowledge-base entry (a suggestion's button, rule ``suggest``).

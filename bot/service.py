@@ -139,10 +139,17 @@ class TellerService:
         classifier windows, :meth:`TellerCore.message_cost`). Pressing "Book an adviser call"
         (:data:`~bot.choices.ADVISER_CHOICE`) also records the outcome ``adviser_call_booked`` on the
         customer's latest reply that offered the button (:meth:`book_adviser_call`), where someone
-        can take the call (:attr:`staffed`; without an ops channel no reply offers it)."""
+        can take the call (:attr:`staffed`; without an ops channel no reply offers it), and not when
+        the handoff was refused at a cap (:data:`BUSY`) or the press is a redelivery."""
         staffed = self.staffed
         reply = self._handle(incoming, private, staffed)
-        if staffed and incoming.text.strip() == ADVISER_CHOICE and reply.route not in UNSTORED_ROUTES:
+        if (
+            staffed
+            and incoming.text.strip() == ADVISER_CHOICE
+            and reply.route not in UNSTORED_ROUTES
+            and not reply.duplicate  # booked the first time, on the reply it was pressed under
+            and reply.text != BUSY  # turned away at a handoff cap: no call was booked
+        ):
             self.book_adviser_call(incoming, reply)
         if not staffed and reply.route not in UNSTORED_ROUTES:
             # Nobody can take over here (no ops channel): the core stored what is said (UNSTAFFED, in

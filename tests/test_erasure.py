@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import sqlalchemy
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
@@ -625,6 +626,24 @@ def test_the_notice_of_a_handoff_that_expired_goes_with_it(store: Store) -> None
     receipt = Eraser(store).erase("telegram", "42", "cli:robin")
     assert receipt.counts["handoffs"] == 1 and receipt.counts["deliveries"] == 1
     assert count(store, schema.deliveries) == 0
+
+
+def test_the_acknowledgement_of_feedback_sent_as_text_goes_with_it(store: Store) -> None:
+    """A review's finding: the delivery of "Thanks for your feedback" to a customer who sent
+    ``feedback:helpful`` as a message's text (``fb:<channel>:<platform id>``, the platform id holding
+    their Telegram chat, which is their user id) was left after an erasure, id and all."""
+    _, out = say(store, "42", "where is my card", channel="telegram")
+    store.feedback.add_feedback(out.id, True, user_id="42", platform=("telegram", "42:12"))
+    thanks = "fb:telegram:42:12"  # what TellerService records for the acknowledgement
+    store.deliveries.begin(thanks, DeliveryKind.NOTICE, "telegram", "42")
+    store.deliveries.delivered(thanks, ["42:13"], attempts=1)
+    _, other = say(store, "43", "where is my card", channel="telegram")
+    store.feedback.add_feedback(other.id, True, user_id="43", platform=("telegram", "43:12"))
+    store.deliveries.begin("fb:telegram:43:12", DeliveryKind.NOTICE, "telegram", "43")
+    receipt = Eraser(store).erase("telegram", "42", "cli:robin")
+    assert receipt.counts["feedback"] == 1 and receipt.counts["deliveries"] >= 1
+    left = [str(r["message_id"]) for r in store.database.rows(sqlalchemy.select(schema.deliveries))]
+    assert thanks not in left and "fb:telegram:43:12" in left
 
 
 def test_only_where_an_open_handoffs_thread_was_is_kept(store: Store) -> None:

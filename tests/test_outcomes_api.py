@@ -161,6 +161,71 @@ def test_the_adviser_button_books_a_call_and_the_advice_need_reads_resolved(bank
     assert judge(logged, links).needs[0].satisfaction == Rate(0, 2)  # a refusal alone: never resolved
 
 
+def test_an_adviser_call_refused_at_the_cap_or_retried_later_books_nothing_more(
+    teller_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review's findings: pressing "Book an adviser call" when the handoff cap turned the customer
+    away ("Our team can't take new conversations right now") still recorded the call booked; and a
+    client's retry of a press (same ``client_message_id``) after a newer advice reply booked the
+    call on that newer reply, which nobody pressed."""
+    from tests.test_sessions import Board
+
+    monkeypatch.setenv("TELLER_MAX_OPEN_HANDOFFS", "1")
+    get_settings.cache_clear()
+    settings = get_settings()
+    core = build_core(settings)
+    service = build_service(settings, core)
+    identities = Identities.from_store(core.store, backend_api_key=BACKEND_KEY)
+    assert service.ops is not None
+    service.ops.attach_board(Board())
+    store = core.store
+    try:
+        with TestClient(create_app(core, service=service, identities=identities)) as client:
+            bank = Bank(core, service, client)
+
+            def say(customer: str, text: str, message_id: str | None = None) -> dict[str, object]:
+                body: dict[str, object] = {"text": text}
+                if message_id is not None:
+                    body["client_message_id"] = message_id
+                response = client.post(
+                    "/api/messages", json=body, headers={**BACKEND, "X-Teller-Customer": customer}
+                )
+                assert response.status_code == 200, response.text
+                answer: dict[str, object] = response.json()
+                return answer
+
+            _say(bank, "occupier", "I want to talk to a person")  # the one open handoff allowed
+            advice = say("cust-1", ADVICE_QUESTION)
+            refused = say("cust-1", ADVISER_CHOICE)
+            assert refused["route"] == "handoff" and "can't take new conversations" in str(refused["reply"])
+            assert store.outcomes.of_messages([str(advice["message_id"])]) == {}
+
+            occupied = store.handoffs.active_for("web", stored_user(core, "occupier"))
+            assert occupied is not None
+            store.handoffs.close(occupied.id, "test")
+            first = say("cust-2", ADVICE_QUESTION, "p0")
+            say("cust-2", ADVISER_CHOICE, "p1")
+            opened = store.handoffs.active_for("web", stored_user(core, "cust-2"))
+            assert opened is not None
+            store.handoffs.close(opened.id, "test")
+            later = say("cust-2", "Should I invest in bitcoin?", "p2")
+            assert later["route"] == "advice"
+            again = say("cust-2", ADVISER_CHOICE, "p1")  # the client's retry of its press
+            assert again["message_id"]
+            assert store.outcomes.of_messages([str(first["message_id"]), str(later["message_id"])]) == {
+                str(first["message_id"]): frozenset({"adviser_call_booked"})
+            }
+    finally:
+        service.close()
+        core.close()
+        get_settings.cache_clear()
+
+
+def stored_user(core: TellerCore, customer: str) -> str:
+    """The user id the store keeps for a backend's customer (a keyed digest, not the id sent)."""
+    return Identities.from_store(core.store, backend_api_key=BACKEND_KEY).verified(customer).user_id
+
+
 def test_without_an_ops_channel_no_adviser_call_is_offered_or_booked_and_the_store_keeps_what_was_said(
     bank: Bank,
 ) -> None:

@@ -350,6 +350,16 @@ def test_clarify_offers_both_intents_and_a_way_out(policy: AnswerPolicy) -> None
     assert policy.answer_for_intent("lost_or_stolen_card").answer == LOST.answer
 
 
+def test_clarify_never_offers_an_intent_the_knowledge_base_cannot_answer(policy: AnswerPolicy) -> None:
+    """A review's finding: the "Did you mean" rule offered the top two intents without checking that
+    each has an answer entry, and pressing one without (its entry removed by ``kb remove``) raised a
+    ConfigError, a 500 on the web and no reply on Telegram. The next rule judges the message."""
+    case = replace(signals(p1=0.5, p2=0.4), alternatives_have_answers=False)
+    assert case.features()["both_answered"] == 0.0
+    decision = policy.decide(case)
+    assert decision.rule != "clarify" and decision.route == Route.HANDOFF
+
+
 def test_a_suggestion_of_one_entry_asks_about_that_one(policy: AnswerPolicy) -> None:
     """A trial: one entry offered still read "Is your question one of these?"."""
     case = signals(p1=0.5, p2=0.1, hits=(hit(LOST, 0.45), hit(FEE, 0.1)))

@@ -1734,6 +1734,24 @@ def test_a_number_without_its_trunk_prefix_in_two_groups_is_still_hidden() -> No
     assert redact("7911 123 456") == "[PHONE]"  # valid elsewhere, and hidden
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "My IBAN is DE89 3704 0044 0532 0130 00 and my DOB is 12/03/1985",
+            "My IBAN is [IBAN] and my DOB is [DOB]",
+        ),
+        ("IBAN: DE89370400440532013000 DOB 12/03/1985", "IBAN: [IBAN] DOB [DOB]"),
+        ("IBAN DE89 3704 0044 0532 0130 01 dob 12/03/1985", "IBAN [IBAN] dob [DOB]"),
+        ("IBAN GB82 WEST 1234 5698 7654 32 and my pin is 4821", "IBAN [IBAN] and my pin is [PIN]"),
+    ],
+)
+def test_a_label_after_an_iban_is_still_read(text: str, expected: str) -> None:
+    """A trial's finding: the IBAN label's value took the words after the IBAN with it, so the
+    date of birth labelled after it was stored (and posted to the ops thread) as typed."""
+    assert redact(text) == expected
+
+
 def test_configuring_regions_forgets_what_was_read_before() -> None:
     """A reviewer's finding: results cached under the default regions were reused after
     ``configure_regions(["GB"])`` (the same list of regions, GB first), and after a reset."""

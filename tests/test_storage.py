@@ -185,6 +185,41 @@ def test_feedback_sent_as_a_message_is_stored_once_per_platform_message(store: S
     assert len(store.feedback.feedback()) == 2
 
 
+def _give_feedback(
+    replica: Store, reply_id: str, helpful: bool, barrier: threading.Barrier, outcomes: list[str]
+) -> None:
+    barrier.wait()
+    try:
+        replica.feedback.add_feedback(reply_id, helpful, user_id="u1")
+        outcomes.append("stored")
+    except Conflict:
+        outcomes.append("conflict")
+
+
+def test_feedback_on_one_reply_from_two_replicas_at_once_is_stored_once(url: str) -> None:
+    """A review's finding: on PostgreSQL (READ COMMITTED) two requests at once both found no
+    feedback and both stored theirs, helpful and not helpful on one reply (19 of 30 trials)."""
+    replicas = (Store(url), Store(url))
+    try:
+        for trial in range(8):
+            _, reply = exchange(replicas[0], f"question {trial}")
+            barrier = threading.Barrier(2)
+            outcomes: list[str] = []
+            threads = [
+                threading.Thread(target=_give_feedback, args=(replica, reply.id, helpful, barrier, outcomes))
+                for replica, helpful in zip(replicas, (True, False), strict=True)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(outcomes) == ["conflict", "stored"]
+        assert len(replicas[0].feedback.feedback()) == 8
+    finally:
+        for replica in replicas:
+            replica.close()
+
+
 def test_an_operator_flags_a_reply_once(store: Store) -> None:
     incoming, reply = exchange(store)
     first = store.feedback.add_flag(reply.id, " wrong, call 020 7946 0958 ", "slack:U1", "command")

@@ -74,6 +74,23 @@ def test_choice_values_and_handoff_requests(client: TestClient) -> None:
     assert handoff["route"] == "handoff"
 
 
+def test_an_intent_pressed_after_its_answer_was_removed_is_read_as_text(
+    client: TestClient, core: TellerCore
+) -> None:
+    """A review's finding: ``intent:X`` for an intent whose answer entry ``kb remove`` took raised a
+    ConfigError, a 500 that every retry repeated (on Telegram and Slack, no reply at all). It is
+    now read as the text it is, as a typed message would be, and stored."""
+    assert core.policy.has_answer("card_arrival")
+    core.policy.kb.remove("card_arrival")
+    assert not core.policy.has_answer("card_arrival")
+    response = client.post("/api/messages", json={"text": "intent:card_arrival"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["route"] != "intent" and body["reply"]
+    stored = core.store.conversations.message(body["message_id"])
+    assert stored.route == body["route"] and stored.confidence != 1.0
+
+
 def test_a_suggested_entry_pressed_is_answered_with_that_entry(client: TestClient, core: TellerCore) -> None:
     """A suggestion's button (``entry:<id>``, rule ``suggest``) answers with that entry, offering
     feedback; an entry removed since it was offered is neither answered nor handed off: the

@@ -12,7 +12,8 @@ What goes, table by table (``bot/storage/schema.py``):
 
 ==================== =========================================================================
 messages             the customer's messages, Teller's replies to them, relays in their handoffs
-outbox, deliveries   of those messages; and the notices of their handoffs' end (closed, expired)
+outbox, deliveries   of those messages; the notices of their handoffs' end (closed, expired);
+                     the acknowledgements of their feedback sent as text (``fb:…``)
 feedback             on those replies, and any the customer gave on other replies of the channel
 flags                operators' flags on those replies
 outcomes             business outcomes recorded on those replies (an adviser call booked, ...)
@@ -90,6 +91,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.core import FEEDBACK_TURN
 from bot.errors import InputError
 from bot.privacy.briefs import BriefFiles, BriefRewrite, rewrite_brief_files
 from bot.privacy.purge import CorrectionFate, Removed, chunks, purge_messages, rowcount
@@ -330,6 +332,19 @@ class Eraser:
             conversations.update(
                 connection.execute(select(_h.c.conversation_id).where(_h.c.id.in_(chunk))).scalars()
             )
+        # The acknowledgements of the customer's verdicts sent as a message's text, recorded as
+        # deliveries "fb:<channel>:<platform id>" (the platform id holds their chat: a Telegram
+        # private chat's id is the user's own). Read before the verdicts go.
+        acknowledged = [
+            f"{FEEDBACK_TURN}{c}:{pid}"
+            for c, pid in connection.execute(
+                select(_f.c.channel, _f.c.platform_id).where(
+                    _f.c.user_id == user_id, _f.c.channel == channel, _f.c.platform_id.is_not(None)
+                )
+            )
+        ]
+        for chunk in chunks(acknowledged):
+            removed.deliveries += rowcount(connection.execute(delete(_d).where(_d.c.message_id.in_(chunk))))
         # The customer's verdicts on other people's replies (a Telegram group, a Slack thread).
         removed.feedback += rowcount(
             connection.execute(

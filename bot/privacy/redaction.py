@@ -1804,6 +1804,12 @@ def _label_at(text: str, low: str, lines: str, pos: int, indexes: tuple[int, ...
             space = -1 if quoted else low.find(" ", start, end)
             label_end = m.end() if quoted else end if space < 0 else space
             return _LabelHit(kind, start - pos, end - pos, label_end - pos)
+        if kind == "iban":
+            # The value's pattern takes up to 30 more characters, words included ("DE89...3000 and my
+            # DOB is"): it ends where the IBAN's groups do, so that labels after it are still read (a
+            # trial's finding: the date of birth after an IBAN was kept).
+            end = start + _iban_extent(text[start:end])
+            return _LabelHit(kind, start - pos, end - pos, end - pos)
         return _LabelHit(kind, start - pos, end - pos, m.end() - pos)
     if any(_LABEL_KINDS[i][0] in ("otp", "code") for i in indexes if i < len(_LABEL_KINDS)):
         # "G-582014 is your verification code", "482913 as the sign-in code"
@@ -2225,19 +2231,28 @@ def _labelled_iban(ctx: _Context, start: int, value: str) -> None:
     """An IBAN that fails its check digits is still hidden after an IBAN label (a typo is still PII)."""
     if _iban_valid(_compact(value)):
         return  # the IBAN detector reports it
-    end = start
+    end = start + _iban_extent(value)
+    ctx.add(
+        _P_LABELLED, start, end, "iban", "rule:iban", "IBAN-shaped after an IBAN label, check digits fail"
+    )
+
+
+def _iban_extent(value: str) -> int:
+    """Where an IBAN typed after its label ends in ``value``: its first group and the groups of at
+    most four characters after it, not a lower-case word ("and"), up to its country's IBAN length
+    (34 for a country without one: "IBAN DE89370400440532013000 DOB ..." ends before "DOB")."""
+    end = 0
     count = 0
-    for i, group in enumerate(regex.finditer(r"[A-Za-z0-9]+", value)):
+    most = _iban_length(value[:2].upper()) or 34
+    for i, group in enumerate(_ALNUM_RUN.finditer(value)):
         size = len(group.group())
-        if i > 0 and (size > 4 or (group.group().isalpha() and group.group().islower())):
+        if i > 0 and (size > 4 or (group.group().isalpha() and group.group().islower()) or count >= most):
             break
         count += size
         if count > 34:
             break
-        end = start + group.end()
-    ctx.add(
-        _P_LABELLED, start, end, "iban", "rule:iban", "IBAN-shaped after an IBAN label, check digits fail"
-    )
+        end = group.end()
+    return end
 
 
 #: python-stdnum validators by detector name.

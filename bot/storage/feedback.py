@@ -42,10 +42,10 @@ class FeedbackRepository:
         channel and platform id of the message that carried it, for feedback sent as a message's
         text (:meth:`by_platform` finds it again; one row per platform message). Raises
         :class:`InputError` if ``message_id`` is not a stored reply, :class:`Conflict` if it has
-        feedback already (checked in the transaction that stores it; two replicas storing the same
-        reply's feedback in the same millisecond could both pass, which the per-customer rate
-        limit keeps rare) or if feedback was stored under ``platform`` already (two replicas taking
-        the same redelivered message at once: the unique index decides)."""
+        feedback already (checked in the transaction that stores it, serialised per reply across
+        replicas: :meth:`~bot.storage.database.Database.serialise`) or if feedback was stored under
+        ``platform`` already (two replicas taking the same redelivered message at once: the unique
+        index decides)."""
         message = self.conversations.message(message_id)
         if message.direction != Direction.OUT:
             raise InputError(
@@ -62,6 +62,9 @@ class FeedbackRepository:
             "platform_id": platform[1] if platform else None,
         }
         with self.db.transaction() as connection:
+            # PostgreSQL reads at READ COMMITTED: without this, two requests at once (a double click,
+            # two tabs) both found no feedback and both stored theirs (a review: 19 of 30 trials).
+            self.db.serialise(connection, f"feedback:{message_id}")
             given = connection.execute(select(_f.c.id).where(_f.c.message_id == message_id).limit(1))
             if given.first() is not None:
                 raise Conflict("feedback on this reply was given already")

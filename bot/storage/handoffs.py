@@ -113,24 +113,27 @@ class HandoffRepository:
                 return None
         return self.get(handoff_id)
 
-    def first_reply_waits(self, limit: int = 20) -> list[float]:
+    def first_reply_waits(self, limit: int = 20, scan: int = 500) -> list[float]:
         """Seconds from opening to the first operator reply, for the latest ``limit`` handoffs
-        that got one (newest first): what a waiting customer is told to expect."""
+        that got one (newest first), among the latest ``scan`` opened: what a waiting customer is
+        told to expect. Read on every handoff opened, so it never reads the whole history (a review
+        measured 55-75 ms at 100,000 handoffs when it did)."""
+        recent = select(_h).order_by(_h.c.opened_at.desc()).limit(scan).subquery()
         first = (
             select(func.min(_m.c.created_at))
             .where(
-                _m.c.conversation_id == _h.c.conversation_id,
+                _m.c.conversation_id == recent.c.conversation_id,
                 _m.c.direction == Direction.OUT.value,
                 _m.c.route == HUMAN_ROUTE,
-                _m.c.created_at >= _h.c.opened_at,
-                or_(_h.c.closed_at.is_(None), _m.c.created_at <= _h.c.closed_at),
+                _m.c.created_at >= recent.c.opened_at,
+                or_(recent.c.closed_at.is_(None), _m.c.created_at <= recent.c.closed_at),
             )
             .scalar_subquery()
         )
         query = (
-            select(_h.c.opened_at, first.label("first_reply"))
+            select(recent.c.opened_at, first.label("first_reply"))
             .where(first.is_not(None))
-            .order_by(_h.c.opened_at.desc())
+            .order_by(recent.c.opened_at.desc())
             .limit(limit)
         )
         return [

@@ -148,8 +148,9 @@ class OutcomeRepository:
         self, channel: str, user_id: str, value: str, name: str, before: str | None = None
     ) -> Outcome | None:
         """The customer pressed the button ``value`` that books ``name``: record it on the latest of
-        their answers from Teller (among the last :data:`RECENT`, before the message ``before`` if
-        given) that offered that button. None when no recent answer offered it (the value was
+        their answers from Teller (among the last :data:`RECENT`, stored before the message
+        ``before`` if given: the answer to the press, so that a later answer is never the one
+        booked) that offered that button. None when no recent answer offered it (the value was
         typed, say)."""
         query = (
             select(_m.c.id, _m.c.choices)
@@ -162,6 +163,9 @@ class OutcomeRepository:
             .order_by(_m.c.created_at.desc(), _m.c.id.desc())
             .limit(RECENT)
         )
+        if before is not None:
+            then = select(_m.c.created_at).where(_m.c.id == before).scalar_subquery()
+            query = query.where(_m.c.created_at <= then)
         for r in self.db.rows(query):
             if r["id"] == before:
                 continue

@@ -218,6 +218,11 @@ handoffs = Table(
         postgresql_where=text("status = 'open'"),
     ),
     Index("idx_handoffs_thread_ts", "thread_ts"),
+    # Migration 0015: the expected wait reads the latest handoffs; a conversation's latest; a
+    # message's.
+    Index("idx_handoffs_opened_at", "opened_at"),
+    Index("idx_handoffs_conversation_opened", "conversation_id", "opened_at"),
+    Index("idx_handoffs_message_id", "message_id"),
 )
 
 interviews = Table(
