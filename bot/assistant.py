@@ -444,6 +444,28 @@ def activate_model(
     return path
 
 
+def half_configured_channels(settings: Settings) -> list[str]:
+    """What is set for Slack but not enough to run it (a trial's finding: a bot token without a
+    signing secret or an app token started the web chat alone, and ``/slack/events`` was a 404 with
+    nothing said). Empty when Slack is off or fully configured."""
+    if slack_configured(settings):
+        return []
+    given = [
+        name
+        for name, value in (
+            ("SLACK_BOT_TOKEN", settings.slack_bot_token),
+            ("SLACK_SIGNING_SECRET", settings.slack_signing_secret),
+        )
+        if value is not None
+    ]
+    if not given:
+        return []
+    return [
+        f"{' and '.join(given)} set, but Slack is off: it needs SLACK_BOT_TOKEN with "
+        "SLACK_SIGNING_SECRET (events over HTTP at /slack/events) or with SLACK_APP_TOKEN (Socket Mode)"
+    ]
+
+
 def slack_configured(settings: Settings) -> bool:
     bot_token, signing = settings.slack_bot_token, settings.slack_signing_secret
     return settings.slack_app_token is not None or (bot_token is not None and signing is not None)

@@ -74,6 +74,12 @@ EXPIRED_NOTICE = (
     "I'm sorry: no colleague was free to reply in time. I'm Teller again: ask me anything, "
     "or ask for a person to try again."
 )
+#: Told the customer when a handoff an operator did reply in goes quiet and expires: "no colleague
+#: was free" would be untrue (a trial's finding).
+QUIET_NOTICE = (
+    "This conversation with our colleague has been quiet for a while, so I've closed it. I'm Teller "
+    "again: ask me anything, or ask for a person to talk to someone again."
+)
 #: Told in a handoff's thread when an operator replies there after its customer was erased.
 ERASED_NOTE = (
     "Not delivered: this customer's data has been erased (right to erasure), so Teller can no "
@@ -277,18 +283,21 @@ class OpsDesk:
                 "handoff_expired",
                 extra={"fields": {"handoff": handoff.id, "idle_minutes": self.idle_minutes}},
             )
-            notice = Outgoing(f"{handoff.id}:expired", EXPIRED_NOTICE, route=HUMAN_ROUTE, threaded=False)
+            answered = self._operator_replied(handoff.id)
+            words = QUIET_NOTICE if answered else EXPIRED_NOTICE
+            notice = Outgoing(f"{handoff.id}:expired", words, route=HUMAN_ROUTE, threaded=False)
             try:
                 self._send(handoff, notice, DeliveryKind.NOTICE)
             except InputError as exc:  # that channel is not running on this replica
                 log.error("handoff_expiry_notice_failed", extra={"fields": {"error": str(exc)}})
             if self.board is not None:
+                why = "the conversation went quiet" if answered else "nobody replied in time"
                 self._later(
                     self.board.warn_in_thread,
                     handoff.thread,
-                    f"Closed after {self.idle_minutes} minutes without a message either way: nobody "
-                    "replied in time. The customer was told Teller answers again; reach them another "
-                    "way if they still need a person.",
+                    f"Closed after {self.idle_minutes} minutes without a message either way: {why}. "
+                    "The customer was told Teller answers again; a reply here no longer reaches them, "
+                    "so reach them another way if they still need a person.",
                 )
         return expired
 
@@ -325,8 +334,11 @@ class OpsDesk:
         if handoff is None and self.store.handoffs.erased_thread(thread_ts, ops_channel):
             self._erased_reply(ops_channel, thread_ts, actor, text)
             return True
-        if handoff is None or not handoff.is_open:
+        if handoff is None:
             return False
+        if not handoff.is_open:
+            self._closed_reply(handoff, actor, text)
+            return True
         operator = self.operators.require(actor.channel, actor.user_id, "reply to customers")
         if len(text) > MAX_RELAY:
             if self.board is not None:
@@ -360,6 +372,44 @@ class OpsDesk:
             )
         log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(operator)}})
         return True
+
+    def _operator_replied(self, handoff_id: str) -> bool:
+        """Whether an operator's message was relayed to the customer in this handoff."""
+        return any(
+            m.direction == Direction.OUT and m.route == HUMAN_ROUTE
+            for m in self.store.handoffs.transcript(handoff_id)
+        )
+
+    def _closed_reply(self, handoff: Handoff, actor: Actor, text: str) -> None:
+        """An operator wrote in the thread of a handoff closed or expired since: nothing is relayed
+        (the customer is back with Teller), and the operator is told so in the thread (a trial's
+        finding: the reply was dropped with nothing said). A line is logged without its words."""
+        operator = self.operators.require(actor.channel, actor.user_id, "reply to customers")
+        expired = handoff.closed_by == IDLE_ACTOR
+        log.warning(
+            "handoff_reply_not_delivered",
+            extra={
+                "fields": {
+                    "reason": "handoff_expired" if expired else "handoff_closed",
+                    "handoff": handoff.id,
+                    "operator": str(operator),
+                    "characters": len(text),
+                }
+            },
+        )
+        if self.board is not None:
+            how = (
+                "expired (no message either way for a while)"
+                if expired
+                else f"was closed by {handoff.closed_by}"
+            )
+            self._later(
+                self.board.warn_in_thread,
+                handoff.thread,
+                f"Not delivered: this handoff {how} at {handoff.closed_at}, and the customer is back "
+                "with Teller. If they ask for a person again, a new handoff opens; to reach them now, "
+                "use another way.",
+            )
 
     def _erased_reply(self, ops_channel: str, thread_ts: str, actor: Actor, text: str) -> None:
         """An operator replied in the thread of a handoff whose customer has been erased: nothing can

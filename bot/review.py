@@ -27,7 +27,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from bot.choices import is_choice
@@ -56,6 +56,9 @@ from retrieval.entry import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_QUESTIONS,
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
+
+#: The policy's rule for a customer who asked for a person or complained (:data:`bot.policy.RULES`).
+PERSON_RULE = "human"
 
 OPEN = ReviewStatus.OPEN
 #: Reasons that need a person (their verdict, or an answer the customer never got); they always
@@ -283,7 +286,12 @@ class ReviewService:
                 decision = policy.decide(s)
             except ConfigError:  # an uncalibrated policy still has a classifier
                 decision = None
-            if decision is not None and decision.route is Route.FAQ and decision.kb_id is not None:
+            if decision is not None and decision.rule == PERSON_RULE:
+                # The customer asked for a person (or complained): the handoff was the answer, and
+                # the classifier's guess at such a message is no intent to confirm (a trial's
+                # finding: one confirm turned every "I want to talk to a human" into an answer).
+                suggestions.append(None)
+            elif decision is not None and decision.route is Route.FAQ and decision.kb_id is not None:
                 score = next((h.score for h in s.hits if h.entry.id == decision.kb_id), None)
                 intent = policy.kb.get(decision.kb_id).intent if decision.kb_id in policy.kb else None
                 suggestions.append(Suggestion(SuggestionKind.KB, intent, decision.kb_id, score, version))
@@ -328,12 +336,28 @@ class ReviewService:
         with self._lock:
             item = self._open_item(item_id)
             s = item.suggestion
+            if self._asks_for_person(item.text):
+                raise InputError(
+                    f"review item {item_id} is a customer asking for a person (or unhappy): the handoff "
+                    "was the answer, and a correction would stop such messages reaching anyone. Ignore "
+                    "it, or choose an intent if the customer asked for something else"
+                )
             if s is None or (s.intent is None and s.kb_id is None):
                 raise InputError(f"review item {item_id} has no suggestion; choose an intent instead")
             correction = NewCorrection(
                 item.text, item.key, CorrectionAction.CONFIRM, label=s.intent, kb_id=s.kb_id
             )
             return self._resolve(item, ReviewStatus.CONFIRMED, actor, s.intent or s.kb_id, correction)
+
+    def _asks_for_person(self, text: str) -> bool:
+        """Whether the policy in use hands ``text`` off because the customer asked for a person or
+        complained (rule :data:`PERSON_RULE`, whatever an operator corrected since)."""
+        policy = self.policy_provider()
+        [signals] = policy.signals([text])
+        try:
+            return policy.decide(replace(signals, correction=None)).rule == PERSON_RULE
+        except ConfigError:  # an uncalibrated policy: nothing to judge by
+            return False
 
     def choose(self, item_id: int, intent: str, actor: Actor) -> Resolution:
         """The item is about ``intent`` (one of the classifier's labels)."""

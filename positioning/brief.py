@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import html
+import json
 import os
 import re
 import threading
@@ -282,6 +283,39 @@ def erase_quotes(markdown: str, texts: Iterable[str], placeholder: str = ERASED)
             lines[number], count = _erase_line(line, wanted, shown)
             replaced += count
     return ("\n".join(lines), replaced) if replaced else (markdown, 0)
+
+
+def erase_from_score(score: str, texts: Iterable[str], placeholder: str = ERASED) -> tuple[str, int]:
+    """``(score with every string equal to one of texts replaced by placeholder, strings replaced)``.
+
+    ``score`` is the JSON of a brief's scoring result as stored beside its Markdown (the candidate
+    needs' labels and examples are customers' whole messages, as in :func:`erase_quotes`); strings
+    are compared with spaces folded, as the brief quotes them. ``(score, 0)`` when it holds none of
+    them, or is not JSON (nothing to walk). Never raises on strings."""
+    wanted = {" ".join(t.split()) for t in texts if t and t.strip()}
+    if not wanted:
+        return score, 0
+    try:
+        data = json.loads(score)
+    except ValueError:
+        return score, 0
+    replaced = 0
+
+    def walk(value: Any) -> Any:
+        nonlocal replaced
+        if isinstance(value, str):
+            if " ".join(value.split()) in wanted:
+                replaced += 1
+                return placeholder
+            return value
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    erased = walk(data)
+    return (json.dumps(erased, sort_keys=True), replaced) if replaced else (score, 0)
 
 
 def _erase_line(line: str, wanted: set[str], shown: str) -> tuple[str, int]:

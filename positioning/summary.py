@@ -313,7 +313,7 @@ def launch_checks(
             _number(measured.get("accuracy")),
             " %",
             True,
-            "held-out test set of the model in service",
+            "dev split of the model in service (held out of its training; its thresholds are fitted there)",
         ),
         _check(
             "Reply latency (95th percentile)",

@@ -4,6 +4,7 @@ Markdown and in the HTML rendered again from it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,3 +130,24 @@ def test_a_customer_who_typed_the_listed_need_marker_hides_no_quote(tmp_path: Pa
 
 
 _CANDIDATES_LINE = "**Candidate new needs** (all 2 unresolved messages, clustered by meaning):"
+
+
+def test_the_score_beside_a_brief_loses_the_same_quotes() -> None:
+    """Every string of the score JSON equal to an erased text (spaces folded) reads "[erased]",
+    nested at any depth; other strings, numbers and keys stay; not JSON: left as it is."""
+    from positioning.brief import erase_from_score
+
+    score = json.dumps(
+        {
+            "candidates": [{"label": "my  card\nis lost", "examples": ["my card is lost", "where is it"]}],
+            "m": 0.8,
+        }
+    )
+    after, count = erase_from_score(score, ["my card is lost"])
+    assert count == 2
+    data = json.loads(after)
+    assert (
+        data["candidates"][0] == {"label": ERASED, "examples": [ERASED, "where is it"]} and data["m"] == 0.8
+    )
+    assert erase_from_score(score, ["nothing like it"]) == (score, 0)
+    assert erase_from_score("not json {", ["not json {"]) == ("not json {", 0)

@@ -230,6 +230,14 @@ def test_models_list_and_activate(teller_env: Path, tmp_path: Path, monkeypatch:
     code, stdout, _ = run("models", "activate", entry["version"])
     assert code == 0 and entry["version"] in stdout
     assert run("ask", "hello", "--json")[0] == 0
+    # A retrain candidate the gate refused is not activated without --force (a trial's finding: it
+    # was, on every replica, with nothing said).
+    gate = {"active_version": "v-before", "promote": False, "reasons": ["frozen set 51.5% < 94.8% - 0.5"]}
+    (models / "intent" / entry["version"] / "gate.json").write_text(json.dumps(gate), encoding="utf-8")
+    code, _, stderr = run("models", "activate", entry["version"])
+    assert code == 2 and "the gate refused (frozen set 51.5% < 94.8% - 0.5)" in stderr and "--force" in stderr
+    code, stdout, stderr = run("models", "activate", entry["version"], "--force")
+    assert code == 0 and "warning" in stderr and entry["version"] in stdout
 
 
 def test_train_refuses_bad_data_before_touching_models(teller_env: Path, tmp_path: Path) -> None:
@@ -331,3 +339,29 @@ def test_ask_tells_a_handoff_as_the_customer_would_be_told_it(
     code, stdout, _ = run("ask", "who are you", "--json")
     [who] = json_lines(stdout)
     assert code == 0 and who["route"] == "smalltalk" and "connect you" in who["answer"]
+
+
+def test_ask_answers_with_the_corrections_in_force(teller_env: Path) -> None:
+    """A trial's finding: `teller ask` ignored operators' corrections that a server applies, so an
+    operator checking one from the terminal saw the answer from before it."""
+    from bot.settings import get_settings
+    from bot.storage import CorrectionAction, NewCorrection, ReviewStatus, Store
+
+    text = "my card is stuck in the machine"
+    before = json.loads(run("ask", text, "--json")[1])
+    assert before["rule"] != "correction"
+    store = Store(get_settings().database)
+    try:
+        item = store.review.create(text, text, "intent", None, [])
+        store.review.resolve(
+            item,
+            ReviewStatus.CHOSEN,
+            "cli:ana",
+            "exchange_rate",
+            NewCorrection(text, text, CorrectionAction.CHOOSE, "exchange_rate"),
+        )
+    finally:
+        store.close()
+    after = json.loads(run("ask", text, "--json")[1])
+    assert (after["rule"], after["route"]) == ("correction", "intent")
+    assert after["reason"].startswith("exchange_rate: operator correction #")  # "intent": the model's

@@ -683,7 +683,9 @@ def record_brief(store: Store, root: Path, texts: list[str], interview: str = "i
     if not store.interviews.for_user("slack:UPM"):
         store.interviews.save(InterviewState(interview, "slack:UPM", "five-step", status=COMPLETED))
     markdown = write_quoting_brief(root / interview, texts)
-    store.interviews.record_brief(interview, "slack:UPM", 30, markdown, {})
+    # The scoring result stored beside it quotes them too (a candidate need's label and examples).
+    score = {"candidates": [{"label": t, "examples": [t], "size": 1} for t in texts], "p_d_u": 0.5}
+    store.interviews.record_brief(interview, "slack:UPM", 30, markdown, score)
     return markdown
 
 
@@ -716,6 +718,10 @@ def test_the_customer_s_words_leave_the_briefs_that_quote_them(store: Store, tmp
     assert receipt.counts["briefs_rewritten"] == 5 and receipt.counts["brief_files_rewritten"] == 1
     assert briefs_quoting(store, "where is my card 156") == 0
     assert briefs_quoting(store, "“where is my card 157”") == 5  # Bob's, not erased
+    # The score JSON beside each brief too (a trial's finding: it kept them after the receipt).
+    scores = [b.score for b in store.interviews.briefs("iv_1")]
+    assert all("where is my card 156" not in json.dumps(x) for x in scores)
+    assert all("where is my card 157" in json.dumps(x) and "[erased]" in json.dumps(x) for x in scores)
     assert all("“\\[erased\\]”" in b.markdown for b in store.interviews.briefs("iv_1"))
     for f in files:
         text = f.read_text(encoding="utf-8")

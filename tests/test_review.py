@@ -220,6 +220,22 @@ def test_confirm_choose_and_ignore(desk: Desk) -> None:
     assert set(reopened.reasons) == {"handoff", "not_helpful"}
 
 
+def test_a_customer_asking_for_a_person_is_no_intent_to_confirm(desk: Desk) -> None:
+    """A trial's finding: a handoff item "I want to talk to a human" came with the classifier's
+    guess (edit_personal_details, 0.21); one confirm made every such message get that answer, and
+    no customer could reach a person. Such an item has no suggestion, and confirming is refused
+    with the reason; an operator may still choose an intent on purpose."""
+    store, service = desk.store, desk.service
+    text = "I want to talk to a person"
+    assert desk.policy.decide(desk.policy.signals([text])[0]).rule == "human"
+    say(store, text, route="handoff", confidence=0.21, intent="edit_personal_details", user="a")
+    [item] = service.refresh()
+    assert item.suggestion is None
+    with pytest.raises(InputError, match="is a customer asking for a person"):
+        service.confirm(item.id, OPS)
+    assert service.corrections() == []
+
+
 def test_a_wrong_answer_becomes_a_kb_entry_searchable_at_once(desk: Desk) -> None:
     store, service, kb = desk.store, desk.service, desk.policy.kb
     text = "Can I pay my council tax through Lumen?"

@@ -699,6 +699,56 @@ def test_a_message_relayed_during_a_handoff_keeps_the_segment_the_bank_named(ban
     ]
 
 
+def test_an_operators_reply_after_the_handoff_expired_is_reported_in_the_thread(
+    bank: Bank, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's findings: an operator's reply in the thread of a handoff that had expired was
+    dropped with nothing said (HTTP 200, nothing relayed, nothing logged); and the customer of a
+    handoff an operator had replied in was told "no colleague was free to reply in time"."""
+    from bot.ops_desk import EXPIRED_NOTICE, QUIET_NOTICE
+
+    customer = new_customer(bank.app)
+    customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    ops = bank.service.ops
+    assert ops is not None
+    ops.drain()
+    user = stored_user_id(bank.core, customer)
+    store = bank.core.store
+    handoff = store.handoffs.active_for("web", user)
+    assert handoff is not None and handoff.thread_ts is not None
+    operator = Actor("slack", "UOPS")
+    assert bank.service.operator_reply(OPS, handoff.thread_ts, operator, "Looking into it now", "COPS:9.1")
+    ops.drain()
+    with store.database.transaction() as connection:  # an hour without a message either way
+        then = store.database.clock.ago(3600)
+        connection.execute(schema.conversations.update().values(updated_at=then))
+        connection.execute(schema.handoffs.update().values(opened_at=then))
+    told: list[str] = []
+    send = ops._send
+    monkeypatch.setattr(
+        ops, "_send", lambda h, reply, kind: (told.append(reply.text), send(h, reply, kind))[1]
+    )
+    [expired] = ops.expire_idle()
+    ops.drain()
+    assert told == [QUIET_NOTICE] and QUIET_NOTICE != EXPIRED_NOTICE
+    assert "the conversation went quiet" in bank.board.warnings[-1]
+
+    caplog.set_level(logging.INFO, logger="bot.ops_desk")
+    warned = len(bank.board.warnings)
+    handled = bank.service.operator_reply(
+        OPS, handoff.thread_ts, operator, "Are you still there?", "COPS:9.2"
+    )
+    ops.drain()
+    assert handled
+    assert bank.board.warnings[warned:] and bank.board.warnings[-1].startswith(
+        "Not delivered: this handoff expired"
+    )
+    assert bank.board.warned_threads[-1] == handoff.thread_ts
+    [line] = [r for r in caplog.records if r.getMessage() == "handoff_reply_not_delivered"]
+    assert line.fields["reason"] == "handoff_expired"  # type: ignore[attr-defined]
+    assert not any("Are you still there?" in m.text for m in store.handoffs.transcript(expired.id))
+
+
 def test_an_operators_reply_after_the_customer_was_erased_is_reported_in_the_thread_and_not_kept(
     bank: Bank, caplog: pytest.LogCaptureFixture
 ) -> None:

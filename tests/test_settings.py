@@ -82,3 +82,19 @@ def test_the_banks_phone_regions_are_read_first_and_unknown_ones_refused(
     monkeypatch.setenv("TELLER_PHONE_REGIONS", "SG; HK")  # a semicolon or a space separates too
     get_settings.cache_clear()
     assert get_settings().phone_region_list == ("SG", "HK")
+
+
+def test_a_half_configured_slack_is_said_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial's finding: a bot token alone started the web chat only, with nothing said."""
+    from bot.assistant import half_configured_channels
+
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert half_configured_channels(get_settings()) == []
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    get_settings.cache_clear()
+    [problem] = half_configured_channels(get_settings())
+    assert problem.startswith("SLACK_BOT_TOKEN set, but Slack is off") and "SLACK_SIGNING_SECRET" in problem
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s" * 32)
+    get_settings.cache_clear()
+    assert half_configured_channels(get_settings()) == []

@@ -43,10 +43,12 @@ def ask(
     encoding: EncodingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer one message, or a file of them (everything is loaded once). A handoff reads as the
-    customer would be told it here: without an ops channel (no one can take over), the unstaffed
-    reply, with no button for a person (and small talk that offers no person)."""
-    from bot.assistant import build_policy, staffed
+    """Answer one message, or a file of them (everything is loaded once), with the operators'
+    corrections in force, as a server answers. A handoff reads as the customer would be told it
+    here: without an ops channel (no one can take over), the unstaffed reply, with no button for a
+    person (and small talk that offers no person)."""
+    from bot.assistant import build_policy, open_store, staffed
+    from bot.corrections import CorrectionFollower
     from nlu.data import read_messages
 
     if (text is None) == (batch is None):
@@ -62,6 +64,13 @@ def ask(
         raise InputError(f"{batch}: no messages in the file")
     settings = get_settings()
     policy = build_policy(settings, version)
+    # The operators' corrections in force answer here as they do on a server (a trial's finding: an
+    # operator checking a correction from the terminal saw the answer from before it).
+    store = open_store(settings)
+    try:
+        CorrectionFollower(store, lambda: policy).refresh(force=True)
+    finally:
+        store.close()
     people = staffed(settings)
     # Each message as Teller takes it from a customer (bot.core.message_text), or why it is refused.
     taken: list[str | InputError] = []
@@ -70,7 +79,7 @@ def ask(
             taken.append(message_text(message))
         except InputError as refused:
             taken.append(refused)
-    signals = iter(policy.signals([m for m in taken if isinstance(m, str)]))
+    signals = iter(policy.with_corrections(policy.signals([m for m in taken if isinstance(m, str)])))
     for message, as_taken in zip(messages, taken, strict=True):
         if isinstance(as_taken, InputError):
             record: dict[str, Any] = {"text": message, "error": str(as_taken)}

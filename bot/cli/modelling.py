@@ -778,9 +778,29 @@ def _size_mb(path: Path) -> float:
 @models_app.command("activate")
 def models_activate(
     version: Annotated[str, typer.Argument(help="Version from `teller models list`.")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Activate a retrain candidate the gate refused, all the same."),
+    ] = False,
 ) -> None:
-    """Make VERSION the active model (e.g. to roll back)."""
+    """Make VERSION the active model (e.g. to roll back). A retrain candidate the gate refused
+    ("retrain: refused" in `teller models list`: it scored worse than the model it was to replace)
+    is refused here too, with the gate's reasons, unless --force is given; every replica follows
+    an activation within seconds."""
     from bot.assistant import activate_model
+    from nlu.gate import read_gate
 
-    path = activate_model(get_settings(), version, actor=str(local_actor()))
+    settings = get_settings()
+    gate = read_gate(registry(settings).path(version)) or {}
+    if gate.get("promote") is False:
+        reasons = "; ".join(str(r) for r in gate.get("reasons") or []) or "no reason recorded"
+        replaced = gate.get("active_version") or "the model it was to replace"
+        if not force:
+            raise InputError(
+                f"{version} is a retrain candidate the gate refused ({reasons}). Activating it would "
+                f"put a model measured worse than {replaced} into service on every replica; pass "
+                "--force to activate it all the same."
+            )
+        err.print(f"warning: activating {version}, which the retrain gate refused ({reasons}).")
+    path = activate_model(settings, version, actor=str(local_actor()))
     out.print(f"Active model: {version} ({path})")

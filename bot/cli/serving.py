@@ -38,6 +38,7 @@ def serve(
         build_core,
         build_service,
         check_telegram_webhook,
+        half_configured_channels,
         starter_notice,
     )
     from bot.handoff_expiry import HandoffExpiry
@@ -52,6 +53,10 @@ def serve(
     threadpool_limits(limits=1, user_api="blas")
     settings = get_settings()
     check_telegram_webhook(settings)  # before the seconds build_core takes
+    settings.abuse_limits()  # a bad limit or limits storage is said now, not after loading the models
+    for problem in half_configured_channels(settings):
+        err.print(f"warning: {problem}", highlight=False, markup=False)
+        log.warning("channel_half_configured", extra={"fields": {"problem": problem}})
     core = build_core(settings)
     # The language detector's models load in the background, so the first customer waits for none.
     if core.policy.language is not None:

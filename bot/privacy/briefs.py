@@ -11,7 +11,9 @@ When messages go, by erasure (:mod:`bot.privacy.erasure`) or retention
    (it reads their texts): in every brief written since the first of them, each quote of one of the
    customers' own messages (``direction`` ``in``) is replaced by “[erased]”
    (:func:`positioning.brief.erase_quotes`: whole messages only, compared as the brief renders
-   them), and the row updated. Each brief changed is collected as a :class:`BriefRewrite`.
+   them), in its Markdown and in the scoring result stored beside it
+   (:func:`positioning.brief.erase_from_score`), and the row updated. Each brief changed is
+   collected as a :class:`BriefRewrite`.
 2. :func:`rewrite_brief_files`, once that transaction is committed (files cannot be rolled back):
    the brief file of every interview with a changed row has the same texts' quotes erased from
    whatever it holds now, and its ``brief.html`` is rendered again
@@ -40,7 +42,7 @@ from sqlalchemy import Connection, func, select, update
 
 from bot.storage import schema
 from bot.storage.interviews import serialise_briefs
-from positioning.brief import erase_quotes, rewrite_files
+from positioning.brief import erase_from_score, erase_quotes, rewrite_files
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +101,21 @@ def erase_from_briefs(
     erased = frozenset(texts)
     # A brief written before the first of these messages cannot quote them.
     rows = connection.execute(
-        select(_b.c.id, _b.c.interview_id, _b.c.markdown).where(_b.c.written_at >= first).order_by(_b.c.id)
+        select(_b.c.id, _b.c.interview_id, _b.c.markdown, _b.c.score)
+        .where(_b.c.written_at >= first)
+        .order_by(_b.c.id)
     ).all()
     for row in rows:
         after, quotes = erase_quotes(str(row.markdown), texts)
+        # The scoring result stored beside the Markdown holds the same quotes (a trial's finding:
+        # the receipt said every quote read "[erased]" while the row's score JSON kept them).
+        score, in_score = erase_from_score(str(row.score), texts)
+        if not quotes and not in_score:
+            continue
+        connection.execute(update(_b).where(_b.c.id == row.id).values(markdown=after, score=score))
+        changed += 1
         if not quotes:
             continue
-        connection.execute(update(_b).where(_b.c.id == row.id).values(markdown=after))
-        changed += 1
         kept = rewrites.get(int(row.id))
         rewrites[int(row.id)] = (
             BriefRewrite(int(row.id), str(row.interview_id), str(row.markdown), after, quotes, erased)

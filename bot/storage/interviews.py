@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, select, text
 
 from bot.storage import schema
 from bot.storage.database import Database, inserted_id
-from positioning.brief import erase_quotes
+from positioning.brief import erase_from_score, erase_quotes
 from positioning.engine import ACTIVE, InterviewState
 from positioning.errors import InterviewNotFound
 
@@ -130,12 +130,14 @@ class InterviewRepository:
 
         ``quoted``: the customers' messages (id -> text) the brief may quote. Those gone by now
         (erased or past retention while the brief was being written) have their quotes replaced by
-        "[erased]" before the row is stored (:func:`positioning.brief.erase_quotes`), in the same
+        "[erased]" before the row is stored (:func:`positioning.brief.erase_quotes`, and in the score
+        :func:`positioning.brief.erase_from_score`), in the same
         transaction as the insert, serialised with erasure's (:func:`serialise_briefs`): an erasure
         either sees this row or removed its messages before it was checked. The returned brief holds
         the Markdown as stored."""
         with self.db.transaction() as connection:
             serialise_briefs(connection)
+            gone: set[str] = set()
             if quoted:
                 ids = list(quoted)
                 kept: set[str] = set()
@@ -146,14 +148,16 @@ class InterviewRepository:
                         for i in connection.execute(select(_m.c.id).where(_m.c.id.in_(chunk))).scalars()
                     )
                 gone = {words for message_id, words in quoted.items() if message_id not in kept}
-                if gone:
-                    markdown, _ = erase_quotes(markdown, gone)
+            scored = json.dumps(score, sort_keys=True)
+            if gone:
+                markdown, _ = erase_quotes(markdown, gone)
+                scored, _ = erase_from_score(scored, gone)
             row = {
                 "interview_id": interview_id,
                 "user_id": user_id,
                 "days": days,
                 "markdown": markdown,
-                "score": json.dumps(score, sort_keys=True),
+                "score": scored,
                 "written_at": self.db.clock.now(),
             }
             brief_id = inserted_id(connection.execute(_b.insert().values(**row)))
