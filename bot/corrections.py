@@ -109,16 +109,17 @@ class CorrectionFollower:
         self._lock = threading.Lock()
 
     def refresh(self, force: bool = False) -> bool:
-        """Read the corrections in force again if one was stored since the memory was built (or
-        ``force``); returns whether the memory changed. One ``max(id)`` query when nothing did."""
+        """Read the corrections in force again if one was stored, removed or rewritten since the
+        memory was built (or ``force``); returns whether the memory changed. One aggregate query
+        (:meth:`~bot.storage.FeedbackRepository.corrections_head`) when nothing did."""
         with self._lock:
             policy = self.policy()
             head = self.store.feedback.corrections_head()
             current = policy.corrections
             if not force and current is not None and current.head == head:
                 return False
-            if not force and current is None and head == 0:
-                policy.corrections = CorrectionMemory([], np.zeros((0, 0)), head=0)
+            if not force and current is None and not head:
+                policy.corrections = CorrectionMemory([], np.zeros((0, 0)), head=head)
                 return False
             found = overrides(self.store.feedback.corrections(current_only=True))
             vectors = self._vectors.embed(policy.kb.embedder.embed, [o.text for o in found])

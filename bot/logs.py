@@ -9,6 +9,7 @@ keys, the database password) are replaced by ``[CREDENTIAL]`` wherever a record 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -93,13 +94,29 @@ def loggable_path(path: str) -> str:
 
 class QueryDropped(logging.Filter):
     """uvicorn's access lines through :func:`loggable_path`: ``/api/messages?after=…`` is logged as
-    ``/api/messages``, ``/api/customers/web/alice`` as ``/api/customers/web/…``."""
+    ``/api/messages``, ``/api/customers/web/alice`` as ``/api/customers/web/…``; and the client's
+    address through :func:`masked_address` ("203.0.113.0/24", not the customer's own address)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], loggable_path(args[2]), args[3], args[4])
+            record.args = (masked_address(args[0]), args[1], loggable_path(args[2]), args[3], args[4])
         return True
+
+
+def masked_address(client: object) -> str:
+    """A client's address as an access line keeps it: the network, not the host (IPv4 to its /24,
+    IPv6 to its /48, the port dropped), as web analytics' IP anonymisation does, since a customer's
+    IP address is personal data (GDPR recital 30). "-" for anything else."""
+    text = str(client)
+    host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text  # "1.2.3.4:5678"
+    host = host.strip("[]").split("]:")[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "-"
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 class JsonFormatter(logging.Formatter):

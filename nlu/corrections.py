@@ -162,7 +162,7 @@ class OverrideMatch:
 class CorrectionMemory:
     """Corrections in force and their base-encoder vectors (L2-normalised rows). Immutable."""
 
-    def __init__(self, overrides: Sequence[Override], vectors: np.ndarray, head: int = 0) -> None:
+    def __init__(self, overrides: Sequence[Override], vectors: np.ndarray, head: str = "") -> None:
         if len(overrides) != len(vectors):
             raise ValueError("overrides and vectors differ in length")
         self.overrides = list(overrides)
@@ -176,7 +176,7 @@ class CorrectionMemory:
         for i, key in enumerate(self.keys):  # the newest correction of a canonical text wins
             if key not in self._by_key or self.overrides[i].id > self.overrides[self._by_key[key]].id:
                 self._by_key[key] = i
-        #: The store's newest correction id when the memory was read (:mod:`bot.corrections`).
+        #: The store's signature of its corrections when the memory was read (:mod:`bot.corrections`).
         self.head = head
 
     def __len__(self) -> int:

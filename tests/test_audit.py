@@ -232,3 +232,23 @@ def test_teller_history_names_what_answered(home: Path, wide_console: None) -> N
     assert result.exit_code == 0, result.output
     routes = [line.split("│")[-2].strip() for line in result.stdout.splitlines() if line.count("│") > 4]
     assert [r for r in routes if r] == ["faq safe_box", "smalltalk", "intent card_arrival"]
+
+
+def test_teller_history_names_the_operator_of_a_relay(home: Path, wide_console: None) -> None:
+    """A trial's finding: an operator's message relayed to the customer read as Teller's, in the
+    table and the JSON (the store keeps its author)."""
+    from bot.storage import Direction, NewExchange, NewHandoff
+
+    store = Store(home / "teller.db")
+    _, reply = store.conversations.record_exchange(
+        NewExchange("web", "c1", "u1", "a person please", "Connecting you.", route="handoff")
+    )
+    handoff = store.handoffs.start(NewHandoff("web", reply.conversation_id, "u1", "c1", reply.id))
+    store.handoffs.record_relay(handoff.id, Direction.OUT, "Hi, Sam here", author="slack:UOPS")
+    store.close()
+    result = runner.invoke(app, ["history"])
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.stdout.splitlines() if "Hi, Sam here" in line]
+    assert "slack:UOPS" in row and "Teller" not in row
+    lines = [json.loads(line) for line in runner.invoke(app, ["history", "--json"]).stdout.splitlines()]
+    assert [m["author"] for m in lines if m["text"] == "Hi, Sam here"] == ["slack:UOPS"]

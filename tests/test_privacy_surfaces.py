@@ -55,6 +55,8 @@ def test_uvicorn_tracebacks_and_access_lines_are_redacted(
     assert CARD not in text and "jane@example.com" not in text and "jane%40example.com" not in text
     access = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert access and "/boom" in access[0]["event"]
+    # The client's address as its network only (a trial's finding: customers' IPs were logged whole).
+    assert access[0]["event"].startswith("127.0.0.0/24 - ") and "127.0.0.1" not in access[0]["event"]
     assert any("[CARD]" in line.get("exception", "") for line in lines)
 
 

@@ -1744,11 +1744,18 @@ def test_a_number_without_its_trunk_prefix_in_two_groups_is_still_hidden() -> No
         ("IBAN: DE89370400440532013000 DOB 12/03/1985", "IBAN: [IBAN] DOB [DOB]"),
         ("IBAN DE89 3704 0044 0532 0130 01 dob 12/03/1985", "IBAN [IBAN] dob [DOB]"),
         ("IBAN GB82 WEST 1234 5698 7654 32 and my pin is 4821", "IBAN [IBAN] and my pin is [PIN]"),
+        ("NI number QQ123456C and my DOB is 12/03/1985", "NI number [NINO] and my DOB is [DOB]"),
+        ("my NRIC is S1234567D and my DOB is 12/03/1985", "my NRIC is [NATIONAL_ID] and my DOB is [DOB]"),
+        (
+            "my passport number is 123456789 and my DOB is 12/03/1985",
+            "my passport number is [NATIONAL_ID] and my DOB is [DOB]",
+        ),
     ],
 )
-def test_a_label_after_an_iban_is_still_read(text: str, expected: str) -> None:
-    """A trial's finding: the IBAN label's value took the words after the IBAN with it, so the
-    date of birth labelled after it was stored (and posted to the ops thread) as typed."""
+def test_a_label_after_an_iban_or_an_id_is_still_read(text: str, expected: str) -> None:
+    """A trial's findings: the IBAN or identity-number label's value took the words after the
+    number with it, so the date of birth labelled after it was stored (and posted to the ops
+    thread) as typed."""
     assert redact(text) == expected
 
 

@@ -664,3 +664,33 @@ def test_an_interview_turn_is_kept_once_per_platform_message(store: Store) -> No
     again = store.interviews.remember_turn("slack", "D1:1.0", "slack:UPM", {"text": "something else"})
     assert first == again == store.interviews.turn("slack", "D1:1.0") == {"text": "Who are the users?"}
     assert store.interviews.turn("telegram", "D1:1.0") is None
+
+
+def test_the_corrections_signature_moves_when_one_is_removed_or_rewritten(store: Store) -> None:
+    """A trial's finding: servers follow corrections by a signature of the table; it was the newest
+    id alone, so an erased customer's older correction kept answering on every replica."""
+    assert store.feedback.corrections_head() == ""
+    heads = []
+    for n, said in enumerate(["my card is stuck", "where is my salary"]):
+        item = store.review.create(said, said, "intent", None, [])
+        store.review.resolve(
+            item,
+            ReviewStatus.CHOSEN,
+            "cli:ana",
+            f"intent_{n}",
+            NewCorrection(said, said, CorrectionAction.CHOOSE, f"intent_{n}"),
+        )
+        heads.append(store.feedback.corrections_head())
+    assert heads[0] != heads[1] != ""
+    oldest = min(c.id for c in store.feedback.corrections())
+    with store.database.transaction() as connection:  # erasure keeps a shared item's correction, reworded
+        connection.execute(
+            schema.corrections.update()
+            .where(schema.corrections.c.id == oldest)
+            .values(text="my card got stuck")
+        )
+    reworded = store.feedback.corrections_head()
+    assert reworded != heads[1]
+    with store.database.transaction() as connection:  # ... or removes it (the newest id stays)
+        connection.execute(schema.corrections.delete().where(schema.corrections.c.id == oldest))
+    assert store.feedback.corrections_head() not in (reworded, heads[1], "")

@@ -155,6 +155,7 @@ def history(
                     "model_version": m.model_version,
                     "latency_ms": m.latency_ms,
                     "created_at": m.created_at,
+                    "author": m.author,
                 }
             )
         return
@@ -171,7 +172,7 @@ def history(
         table.add_row(
             m.created_at[:19].replace("T", " "),
             m.channel,
-            "customer" if m.direction == "in" else "Teller",
+            "customer" if m.direction == "in" else m.author or "Teller",  # an operator's relay: who
             escape(m.text[:90]),
             f"{m.route} {answered or ''}".strip() if m.route else "",
         )

@@ -1742,7 +1742,13 @@ def _detect_labels(ctx: _Context) -> None:
             continue
         start, end = pos + found.start, pos + found.end
         done = pos + found.label_end
+        added = len(ctx.hits)
         _label_value(ctx, found.kind, start, end, text[start:end])
+        if len(ctx.hits) > added:
+            # Labels after what the value turned out to be are still read: a value's pattern may
+            # take the words after it ("NI number QQ123456C and my DOB is 12/03/1985": a trial's
+            # finding, the date of birth was kept).
+            done = min(done, max(hit.end for hit in ctx.hits[added:]))
 
 
 @lru_cache(maxsize=256)

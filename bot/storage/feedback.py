@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, cast, func, select
 
 from bot.errors import Conflict, InputError
 from bot.privacy.redaction import redact
@@ -124,10 +124,26 @@ class FeedbackRepository:
             query = query.limit(limit)
         return [correction_from_row(r) for r in self.db.rows(query)]
 
-    def corrections_head(self) -> int:
-        """The newest correction's id (0 when there is none): one cheap query that moves whenever a
-        correction is stored anywhere (a newer one superseding an older one is stored too)."""
-        return int(self.db.rows(select(func.coalesce(func.max(_k.c.id), 0).label("head")))[0]["head"])
+    def corrections_head(self) -> str:
+        """A signature of the corrections table ("" when it is empty): one cheap aggregate query
+        whose answer moves whenever a correction is stored anywhere (a newer one superseding an older
+        one is stored too), removed (erasure, retention: a trial found an erased customer's
+        correction still answering on every replica, the newest id unchanged) or has its text
+        replaced (erasure keeps a shared item's correction under another customer's words)."""
+        row = self.db.rows(
+            select(
+                func.count().label("n"),
+                func.coalesce(func.max(_k.c.id), 0).label("top"),
+                func.count(_k.c.superseded_by).label("superseded"),
+                func.coalesce(func.sum(func.length(_k.c.text)), 0).label("chars"),
+                func.coalesce(func.sum(cast(_k.c.id, BigInteger) * func.length(_k.c.text)), 0).label(
+                    "weighted"
+                ),
+            )
+        )[0]
+        if not row["n"]:
+            return ""
+        return ":".join(str(int(row[k])) for k in ("n", "top", "superseded", "chars", "weighted"))
 
 
 def correction_from_row(row: dict[str, Any]) -> Correction:
