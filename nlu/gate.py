@@ -61,6 +61,10 @@ class GateDecision:
     baseline_version: str | None = None
     baseline_frozen_accuracy: float | None = None
     drift_points: float | None = None
+    #: The mean probability each model gives the operators' labels on the corrections (None without
+    #: corrections): with as many right, a candidate surer of them by :data:`SURER_BY` learned them.
+    active_corrections_probability: float | None = None
+    candidate_corrections_probability: float | None = None
     #: Frozen messages an operator relabelled, scored with their new labels.
     relabelled_size: int = 0
     active_relabelled_accuracy: float | None = None
@@ -90,6 +94,13 @@ class GateDecision:
         }
 
 
+#: How much surer of the operators' labels (mean probability, 0..1) a candidate that gets no more
+#: corrections right than the active model must be to have learned them. Confirming the model's own
+#: top suggestion is the review queue's usual correction: the active model already reads it first,
+#: unsure (a trial: 0.36, a clarify), and what a retrain learns is to be sure (0.97, an answer).
+SURER_BY = 0.05
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
@@ -110,13 +121,17 @@ def decide(
     relabelled_size: int = 0,
     active_relabelled_correct: int = 0,
     candidate_relabelled_correct: int = 0,
+    active_corrections_probability: float | None = None,
+    candidate_corrections_probability: float | None = None,
 ) -> GateDecision:
     """The gate's rule on counts of correct predictions (pure; :func:`evaluate_gate` measures them).
 
     ``baseline_frozen_correct``: how many of the same frozen messages the baseline (the best model
     of the series ever promoted) got right; with ``drift_points``, the candidate may be at most that
     far below it. ``relabelled_*``: the frozen messages operators relabelled, with their new labels:
-    the candidate may not get fewer of them right than the active model."""
+    the candidate may not get fewer of them right than the active model. ``*_corrections_probability``:
+    the mean probability each model gives the operators' labels; a candidate that gets as many
+    corrections right (not more) has learned them when it is surer of them by :data:`SURER_BY`."""
     reasons: list[str] = []
     promote = True
     active_f = active_frozen_correct / frozen_size if frozen_size else 0.0
@@ -144,10 +159,30 @@ def decide(
         active_c = active_corrections_correct / corrections_size
         cand_c = candidate_corrections_correct / corrections_size
         better = candidate_corrections_correct > active_corrections_correct
-        promote &= better
+        surer = (
+            not better
+            and candidate_corrections_correct == active_corrections_correct
+            and active_corrections_probability is not None
+            and candidate_corrections_probability is not None
+            and candidate_corrections_probability >= active_corrections_probability + SURER_BY - _EPSILON
+        )
+        promote &= better or surer
+        sure = (
+            f"; the operators' labels at {candidate_corrections_probability:.2f} vs "
+            f"{active_corrections_probability:.2f} on average"
+            if active_corrections_probability is not None and candidate_corrections_probability is not None
+            else ""
+        )
+        verdict = (
+            "better"
+            if better
+            else f"as many right and surer of them (by at least {SURER_BY:.2f}): learned"
+            if surer
+            else "not better, so nothing was learned"
+        )
         reasons.append(
             f"corrections ({corrections_size} messages): candidate {_pct(cand_c)} vs active "
-            f"{_pct(active_c)}: " + ("better" if better else "not better, so nothing was learned")
+            f"{_pct(active_c)}{sure}: {verdict}"
         )
     baseline_f = None
     if baseline_frozen_correct is not None and frozen_size:
@@ -179,6 +214,8 @@ def decide(
         candidate_frozen_accuracy=cand_f,
         active_corrections_accuracy=active_c,
         candidate_corrections_accuracy=cand_c,
+        active_corrections_probability=active_corrections_probability if corrections_size else None,
+        candidate_corrections_probability=candidate_corrections_probability if corrections_size else None,
         frozen_size=frozen_size,
         corrections_size=corrections_size,
         frozen_dropped=frozen_dropped,
@@ -290,6 +327,17 @@ def series_baseline(active_path: str | Path, active: Scored, digest: str, positi
     return earlier
 
 
+def label_probability(classifier: IntentClassifier, examples: Sequence[Example]) -> float | None:
+    """The mean probability the served classifier gives each example's label (one batched
+    ``predict`` over every label); None without examples."""
+    if not examples:
+        return None
+    predictions = classifier.predict([e.text for e in examples], top_k=len(classifier.labels))
+    return sum(
+        dict(p.alternatives).get(e.label, 0.0) for p, e in zip(predictions, examples, strict=True)
+    ) / len(examples)
+
+
 def count_correct(classifier: IntentClassifier, examples: Sequence[Example]) -> int:
     """How many of ``examples`` the served classifier labels right (one batched ``predict``)."""
     return sum(right(classifier, examples))
@@ -325,11 +373,13 @@ def evaluate_gate(
     relabelled = [Example(frozen[i].text, label) for i, label in slices.relabelled]
     scored: list[Scored] = []
     counts: list[tuple[int, int]] = []
+    sureness: list[float | None] = []
     for path in (active_path, candidate_path):
         classifier = IntentClassifier.load(path, precision=precision)
         correct = right(classifier, frozen)
         scored.append(Scored(read_info(path).version, frozenset(i for i, ok in enumerate(correct) if ok)))
         counts.append((count_correct(classifier, fixes), count_correct(classifier, relabelled)))
+        sureness.append(label_probability(classifier, fixes))
         del classifier
     active, candidate = scored
     digest = frozen_digest(frozen)
@@ -350,6 +400,8 @@ def evaluate_gate(
         relabelled_size=len(relabelled),
         active_relabelled_correct=active_r,
         candidate_relabelled_correct=cand_r,
+        active_corrections_probability=sureness[0],
+        candidate_corrections_probability=sureness[1],
     )
     series = {
         "frozen": digest,

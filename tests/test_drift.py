@@ -25,7 +25,11 @@ class TableModel:
 
     answers: dict[str, str]
 
-    def predict(self, texts: list[str]) -> list[Prediction]:
+    @property
+    def labels(self) -> list[str]:
+        return sorted({*self.answers.values(), "other"})
+
+    def predict(self, texts: list[str], top_k: int = 3) -> list[Prediction]:
         return [
             Prediction(t, self.answers.get(t, "other"), 0.9, [(self.answers.get(t, "other"), 0.9)])
             for t in texts
@@ -52,6 +56,54 @@ def model(table: dict[Path, TableModel], directory: Path, right: set[int], learn
     answers = {e.text: (e.label if i in right else "other") for i, e in enumerate(FROZEN)}
     table[directory] = TableModel({**answers, **learned})
     return directory
+
+
+def test_a_candidate_surer_of_the_corrections_it_already_read_first_has_learned_them() -> None:
+    """A trial's finding: corrections that confirm the model's own top suggestion (the review
+    queue's usual one) could never pass the gate, which asked for more of them right at top-1: the
+    active model already read them first, unsure (0.36, a clarify). As many right and surer of the
+    operators' labels by SURER_BY is learning them; as many right and no surer is not."""
+    from nlu.gate import SURER_BY
+
+    surer = decide(
+        900,
+        899,
+        1000,
+        12,
+        12,
+        12,
+        0.5,
+        active_corrections_probability=0.36,
+        candidate_corrections_probability=0.97,
+    )
+    assert surer.promote and "the operators' labels at 0.97 vs 0.36 on average" in surer.reasons[1]
+    assert "as many right and surer of them" in surer.reasons[1]
+    assert surer.to_dict()["candidate_corrections_probability"] == pytest.approx(0.97)
+    same = decide(
+        900,
+        899,
+        1000,
+        12,
+        12,
+        12,
+        0.5,
+        active_corrections_probability=0.36,
+        candidate_corrections_probability=0.36 + SURER_BY / 2,
+    )
+    assert not same.promote and "not better, so nothing was learned" in same.reasons[1]
+    fewer = decide(
+        900,
+        899,
+        1000,
+        12,
+        11,
+        12,
+        0.5,
+        active_corrections_probability=0.36,
+        candidate_corrections_probability=0.9,
+    )
+    assert not fewer.promote  # surer on average, but one fewer right: not learned
+    assert not decide(900, 899, 1000, 12, 12, 12, 0.5).promote  # no probabilities: as before
 
 
 def test_the_gate_rule_with_a_baseline_and_a_relabelled_slice() -> None:
