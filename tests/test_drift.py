@@ -14,7 +14,7 @@ import pytest
 
 from nlu import Prediction
 from nlu.data import Example
-from nlu.gate import decide, evaluate_gate, frozen_slices, read_gate, record_gate
+from nlu.gate import GateDecision, decide, evaluate_gate, frozen_slices, read_gate, record_gate
 
 FROZEN = [Example(f"frozen message {i}", "card_arrival" if i % 2 else "exchange_rate") for i in range(1000)]
 
@@ -65,44 +65,20 @@ def test_a_candidate_surer_of_the_corrections_it_already_read_first_has_learned_
     operators' labels by SURER_BY is learning them; as many right and no surer is not."""
     from nlu.gate import SURER_BY
 
-    surer = decide(
-        900,
-        899,
-        1000,
-        12,
-        12,
-        12,
-        0.5,
-        active_corrections_probability=0.36,
-        candidate_corrections_probability=0.97,
-    )
+    def gate(candidate_right: int, sureness: float) -> GateDecision:
+        """12 corrections, the active model right on all of them at 0.36 on average."""
+        return decide(
+            900, 899, 1000, 12, candidate_right, 12, 0.5,
+            active_corrections_probability=0.36, candidate_corrections_probability=sureness,
+        )  # fmt: skip
+
+    surer = gate(12, 0.97)
     assert surer.promote and "the operators' labels at 0.97 vs 0.36 on average" in surer.reasons[1]
     assert "as many right and surer of them" in surer.reasons[1]
     assert surer.to_dict()["candidate_corrections_probability"] == pytest.approx(0.97)
-    same = decide(
-        900,
-        899,
-        1000,
-        12,
-        12,
-        12,
-        0.5,
-        active_corrections_probability=0.36,
-        candidate_corrections_probability=0.36 + SURER_BY / 2,
-    )
+    same = gate(12, 0.36 + SURER_BY / 2)
     assert not same.promote and "not better, so nothing was learned" in same.reasons[1]
-    fewer = decide(
-        900,
-        899,
-        1000,
-        12,
-        11,
-        12,
-        0.5,
-        active_corrections_probability=0.36,
-        candidate_corrections_probability=0.9,
-    )
-    assert not fewer.promote  # surer on average, but one fewer right: not learned
+    assert not gate(11, 0.9).promote  # surer on average, but one fewer right: not learned
     assert not decide(900, 899, 1000, 12, 12, 12, 0.5).promote  # no probabilities: as before
 
 
