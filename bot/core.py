@@ -301,6 +301,8 @@ NO_PERSON = (
 #: Prefixes of :attr:`Outgoing.turn`, the delivery ids of Teller's replies that are not stored
 #: messages: an interview's turn, and the acknowledgement of feedback sent as a message's text.
 INTERVIEW_TURN, FEEDBACK_TURN = "iv:", "fb:"
+#: The channel of `teller chat`: an operator trying Teller out in a terminal, never a customer.
+TERMINAL_CHANNEL = "terminal"
 #: Every such prefix: none of those deliveries carries an operator's words.
 TELLER_TURNS = (INTERVIEW_TURN, FEEDBACK_TURN)
 #: The buttons that hand the conversation to a person ("Talk to a person", "Book an adviser call").

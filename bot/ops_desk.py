@@ -80,6 +80,17 @@ QUIET_NOTICE = (
     "This conversation with our colleague has been quiet for a while, so I've closed it. I'm Teller "
     "again: ask me anything, or ask for a person to talk to someone again."
 )
+
+
+def expiry_notice(store: Store, handoff_id: str) -> str:
+    """What the customer of a handoff that expired is told: :data:`QUIET_NOTICE` when an operator's
+    message was relayed to them in it, else :data:`EXPIRED_NOTICE`."""
+    answered = any(
+        m.direction == Direction.OUT and m.route == HUMAN_ROUTE for m in store.handoffs.transcript(handoff_id)
+    )
+    return QUIET_NOTICE if answered else EXPIRED_NOTICE
+
+
 #: Told in a handoff's thread when an operator replies there after its customer was erased.
 ERASED_NOTE = (
     "Not delivered: this customer's data has been erased (right to erasure), so Teller can no "
@@ -283,8 +294,8 @@ class OpsDesk:
                 "handoff_expired",
                 extra={"fields": {"handoff": handoff.id, "idle_minutes": self.idle_minutes}},
             )
-            answered = self._operator_replied(handoff.id)
-            words = QUIET_NOTICE if answered else EXPIRED_NOTICE
+            words = expiry_notice(self.store, handoff.id)
+            answered = words == QUIET_NOTICE
             notice = Outgoing(f"{handoff.id}:expired", words, route=HUMAN_ROUTE, threaded=False)
             try:
                 self._send(handoff, notice, DeliveryKind.NOTICE)
@@ -372,13 +383,6 @@ class OpsDesk:
             )
         log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(operator)}})
         return True
-
-    def _operator_replied(self, handoff_id: str) -> bool:
-        """Whether an operator's message was relayed to the customer in this handoff."""
-        return any(
-            m.direction == Direction.OUT and m.route == HUMAN_ROUTE
-            for m in self.store.handoffs.transcript(handoff_id)
-        )
 
     def _closed_reply(self, handoff: Handoff, actor: Actor, text: str) -> None:
         """An operator wrote in the thread of a handoff closed or expired since: nothing is relayed

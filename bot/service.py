@@ -48,7 +48,7 @@ from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says 
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import Conflict, DeliveryError, InputError, NotFound, NotRateable, RateLimited
 from bot.operators import Actor
-from bot.ops_desk import CLOSED_NOTICE, EXPIRED_NOTICE, IDLE_ACTOR
+from bot.ops_desk import CLOSED_NOTICE, IDLE_ACTOR, expiry_notice
 from bot.policy import Route
 from bot.stages import timed
 from bot.storage import (
@@ -476,7 +476,7 @@ class TellerService:
         if latest is None:  # never handed to a person: nothing was closed
             return Relayed(messages, False)
         expired = latest.closed_by == IDLE_ACTOR
-        return Relayed(messages, False, notice=EXPIRED_NOTICE if expired else CLOSED_NOTICE)
+        return Relayed(messages, False, notice=expiry_notice(store, latest.id) if expired else CLOSED_NOTICE)
 
     def choice_value(self, message_id: str, index: int) -> str:
         """The value of the ``index``-th choice offered with a stored reply (for platforms whose

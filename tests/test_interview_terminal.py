@@ -106,6 +106,12 @@ def test_teller_s_own_figures(teller_env: Path) -> None:
         accuracy = metrics_of(ModelRegistry(settings.models).path(version))["accuracy"]
         assert figures["accuracy"] == round(accuracy * 100, 1)
         assert figures["latency_ms"] == round(float(np.percentile([10, 20, 30, 40, 5], 95)), 1)
+        # An operator's `teller chat` try-out (its first reply with the CLI's cold start) is no
+        # customer's wait (a trial's finding: one 2.2 s reply failed the latency launch check).
+        store.conversations.record_exchange(
+            NewExchange("terminal", "t1", "ops", "hello", "Hi!", route="smalltalk", latency_ms=2189.6)
+        )
+        assert measured_defaults(settings, store)["latency_ms"] == figures["latency_ms"]
         # Containment as the brief measures it: conversations resolved without a person (the card and
         # the entry answers; not the thumbed-down answer, the handoff or the small talk).
         assert (figures["containment"], figures["containment_n"]) == (40.0, 5)

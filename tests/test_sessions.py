@@ -731,6 +731,8 @@ def test_an_operators_reply_after_the_handoff_expired_is_reported_in_the_thread(
     [expired] = ops.expire_idle()
     ops.drain()
     assert told == [QUIET_NOTICE] and QUIET_NOTICE != EXPIRED_NOTICE
+    polled = customer.get("/api/messages").json()  # what the chat page shows, polling
+    assert polled["handoff_open"] is False and polled["closed_notice"] == QUIET_NOTICE
     assert "the conversation went quiet" in bank.board.warnings[-1]
 
     caplog.set_level(logging.INFO, logger="bot.ops_desk")

@@ -93,7 +93,11 @@ def worker(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    err.print(f"{name}: waiting for retrain jobs in {store.database.label} (Ctrl-C stops).")
+    if once:
+        err.print(f"{name}: running the retrain jobs queued in {store.database.label}, then exiting.")
+    else:
+        err.print(f"{name}: waiting for retrain jobs in {store.database.label} (Ctrl-C stops).")
+    ran = 0
     try:
         while not stop.is_set():
             try:
@@ -105,9 +109,12 @@ def worker(
                 stop.wait(max(poll, 5.0))
                 continue
             if job is not None:
+                ran += 1
                 out.print(f"Job {job.id} {job.status}: {(job.result or {}).get('message', '')}")
                 continue
             if once:
+                if not ran:
+                    err.print("No retrain job was queued.")
                 break
             stop.wait(poll)
     finally:

@@ -14,13 +14,13 @@ from rich.markup import escape
 
 from bot.choices import Choice
 from bot.cli.app import EncodingOpt, JsonOpt, ModelOpt, app, emit_json, out
-from bot.core import Incoming, Outgoing, message_text, unstaffed
+from bot.core import TERMINAL_CHANNEL, Incoming, Outgoing, message_text, unstaffed
 from bot.errors import InputError
 from bot.policy import Decision, Route, Signals
 from bot.settings import get_settings
 
 #: The terminal's channel name in the store.
-TERMINAL = "terminal"
+TERMINAL = TERMINAL_CHANNEL
 
 
 def _record(signals: Signals, decision: Decision) -> dict[str, Any]:
