@@ -123,6 +123,7 @@ def decide(
     candidate_relabelled_correct: int = 0,
     active_corrections_probability: float | None = None,
     candidate_corrections_probability: float | None = None,
+    corrections_kept: bool = False,
 ) -> GateDecision:
     """The gate's rule on counts of correct predictions (pure; :func:`evaluate_gate` measures them).
 
@@ -130,8 +131,10 @@ def decide(
     of the series ever promoted) got right; with ``drift_points``, the candidate may be at most that
     far below it. ``relabelled_*``: the frozen messages operators relabelled, with their new labels:
     the candidate may not get fewer of them right than the active model. ``*_corrections_probability``:
-    the mean probability each model gives the operators' labels; a candidate that gets as many
-    corrections right (not more) has learned them when it is surer of them by :data:`SURER_BY`."""
+    the mean probability each model gives the operators' labels on the corrections both read right;
+    a candidate that gets as many corrections right (not more), at least one and every one the
+    active model gets right (``corrections_kept``), has learned them when it is surer of those by
+    :data:`SURER_BY`."""
     reasons: list[str] = []
     promote = True
     active_f = active_frozen_correct / frozen_size if frozen_size else 0.0
@@ -161,7 +164,8 @@ def decide(
         better = candidate_corrections_correct > active_corrections_correct
         surer = (
             not better
-            and candidate_corrections_correct == active_corrections_correct
+            and corrections_kept
+            and candidate_corrections_correct == active_corrections_correct > 0
             and active_corrections_probability is not None
             and candidate_corrections_probability is not None
             and candidate_corrections_probability >= active_corrections_probability + SURER_BY - _EPSILON
@@ -327,15 +331,16 @@ def series_baseline(active_path: str | Path, active: Scored, digest: str, positi
     return earlier
 
 
-def label_probability(classifier: IntentClassifier, examples: Sequence[Example]) -> float | None:
-    """The mean probability the served classifier gives each example's label (one batched
-    ``predict`` over every label); None without examples."""
+def label_readings(classifier: IntentClassifier, examples: Sequence[Example]) -> list[tuple[bool, float]]:
+    """For each example: whether the served classifier labels it right, and the probability it gives
+    the example's label (one batched ``predict`` over every label)."""
     if not examples:
-        return None
+        return []
     predictions = classifier.predict([e.text for e in examples], top_k=len(classifier.labels))
-    return sum(
-        dict(p.alternatives).get(e.label, 0.0) for p, e in zip(predictions, examples, strict=True)
-    ) / len(examples)
+    return [
+        (p.intent == e.label, dict(p.alternatives).get(e.label, 0.0))
+        for p, e in zip(predictions, examples, strict=True)
+    ]
 
 
 def count_correct(classifier: IntentClassifier, examples: Sequence[Example]) -> int:
@@ -373,15 +378,22 @@ def evaluate_gate(
     relabelled = [Example(frozen[i].text, label) for i, label in slices.relabelled]
     scored: list[Scored] = []
     counts: list[tuple[int, int]] = []
-    sureness: list[float | None] = []
+    readings: list[list[tuple[bool, float]]] = []
     for path in (active_path, candidate_path):
         classifier = IntentClassifier.load(path, precision=precision)
         correct = right(classifier, frozen)
         scored.append(Scored(read_info(path).version, frozenset(i for i, ok in enumerate(correct) if ok)))
-        counts.append((count_correct(classifier, fixes), count_correct(classifier, relabelled)))
-        sureness.append(label_probability(classifier, fixes))
+        read = label_readings(classifier, fixes)
+        readings.append(read)
+        counts.append((sum(ok for ok, _ in read), count_correct(classifier, relabelled)))
         del classifier
     active, candidate = scored
+    # Sureness is compared on the corrections both models read right, and only counts for a
+    # candidate that keeps every one the active model gets right.
+    pairs = list(zip(*readings, strict=True))
+    both = [i for i, ((a, _), (c, _)) in enumerate(pairs) if a and c]
+    kept = all(c for (a, _), (c, _) in pairs if a)
+    sureness = [sum(r[i][1] for i in both) / len(both) if both else None for r in readings]
     digest = frozen_digest(frozen)
     baseline = series_baseline(active_path, active, digest, slices.kept)
     (active_c, active_r), (cand_c, cand_r) = counts
@@ -402,6 +414,7 @@ def evaluate_gate(
         candidate_relabelled_correct=cand_r,
         active_corrections_probability=sureness[0],
         candidate_corrections_probability=sureness[1],
+        corrections_kept=kept,
     )
     series = {
         "frozen": digest,

@@ -65,11 +65,15 @@ def test_a_candidate_surer_of_the_corrections_it_already_read_first_has_learned_
     operators' labels by SURER_BY is learning them; as many right and no surer is not."""
     from nlu.gate import SURER_BY
 
-    def gate(candidate_right: int, sureness: float) -> GateDecision:
-        """12 corrections, the active model right on all of them at 0.36 on average."""
+    def gate(
+        candidate_right: int, sureness: float, kept: bool = True, active_right: int = 12
+    ) -> GateDecision:
+        """12 corrections; the active model right on ``active_right`` of them, at 0.36 on average on
+        those both read right; ``kept``: the candidate right on each the active model gets right."""
         return decide(
-            900, 899, 1000, 12, candidate_right, 12, 0.5,
+            900, 899, 1000, active_right, candidate_right, 12, 0.5,
             active_corrections_probability=0.36, candidate_corrections_probability=sureness,
+            corrections_kept=kept,
         )  # fmt: skip
 
     surer = gate(12, 0.97)
@@ -79,6 +83,9 @@ def test_a_candidate_surer_of_the_corrections_it_already_read_first_has_learned_
     same = gate(12, 0.36 + SURER_BY / 2)
     assert not same.promote and "not better, so nothing was learned" in same.reasons[1]
     assert not gate(11, 0.9).promote  # surer on average, but one fewer right: not learned
+    # A review's findings: none right on either side, or as many right but other ones, is no learning.
+    assert not gate(0, 0.9, active_right=0).promote
+    assert not gate(6, 0.97, kept=False, active_right=6).promote
     assert not decide(900, 899, 1000, 12, 12, 12, 0.5).promote  # no probabilities: as before
 
 

@@ -1729,6 +1729,28 @@ def test_amounts_in_a_row_are_not_a_number_without_its_trunk_prefix(text: str) -
     assert redact(text) == text
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A country code without its "+": an international number (a review's finding: these were
+        # hidden only as German numbers without their 0, which the trunk rule no longer reads).
+        ("my number is 4420 7946 0958", "my number is [PHONE]"),
+        ("call me on 44 7911 123 456", "call me on [PHONE]"),
+        ("44-7911-123-456", "[PHONE]"),
+        ("whatsapp 49 171 1234567", "whatsapp [PHONE]"),
+        # A trunk prefix after a slash starts the next number of a list; a German area code's slash
+        # does not.
+        ("06 12 34 56 78 / 06 22 34 56 78 / 06 13 34 56 78", "[PHONE] / [PHONE] / [PHONE]"),
+        ("087 123 4567 / 087 765 4321 / 087 111 2222", "[PHONE] / [PHONE] / [PHONE]"),
+        ("call 030/12345678 or 0221 / 1234567", "call [PHONE] or [PHONE]"),
+        # Digits right after an area code in brackets are that number's, not the start of another.
+        ("(212) 736-1234 / (212) 736-4321 / (212) 736-9999", "[PHONE] / [PHONE] / [PHONE]"),
+    ],
+)
+def test_numbers_with_a_bare_country_code_and_lists_split_by_slashes(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
 def test_a_number_without_its_trunk_prefix_in_two_groups_is_still_hidden() -> None:
     assert redact("my number 7911 123456") == "my number [PHONE]"
     assert redact("7911 123 456") == "[PHONE]"  # valid elsewhere, and hidden

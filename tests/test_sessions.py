@@ -632,6 +632,41 @@ def test_customer_tokens_are_short_lived_and_carry_their_segment(bank: Bank) -> 
         assert coded.status_code == 200, code
 
 
+def test_a_refused_customer_token_logs_why(bank: Bank, caplog: pytest.LogCaptureFixture) -> None:
+    """A trial's finding: every refused bank token logged only ``customer_credential_refused``, so a
+    bank integrating its token signer had nothing to debug with. The reason is logged (never the
+    token or a claim's value); the 401 says no more than before."""
+    client = TestClient(bank.app)
+    now = int(time.time())
+    cases = {
+        "expired": jwt.encode({"sub": "c1", "aud": "teller", "exp": now - 60}, TOKEN_KEY),
+        "aud": jwt.encode({"sub": "c1", "aud": "other", "exp": now + 600}, TOKEN_KEY),
+        "signature": jwt.encode(
+            {"sub": "c1", "aud": "teller", "exp": now + 600}, "another-key-0123456789abcdef012345"
+        ),
+        "missing claim": jwt.encode({"sub": "c1", "aud": "teller"}, TOKEN_KEY),
+        "exp too far": jwt.encode({"sub": "c1", "aud": "teller", "exp": now + 365 * 86400}, TOKEN_KEY),
+        "algorithm (HS256 only)": jwt.encode(
+            {"sub": "c1", "aud": "teller", "exp": now + 600}, TOKEN_KEY, "HS512"
+        ),
+    }
+    caplog.set_level(logging.WARNING, logger="bot.web.sessions")
+    for reason, token in cases.items():
+        caplog.clear()
+        response = client.post(
+            "/api/messages", json={"text": "hi"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401, reason
+        [line] = [r for r in caplog.records if r.getMessage() == "customer_token_refused"]
+        assert line.fields == {"reason": reason}  # type: ignore[attr-defined]
+        assert token not in caplog.text
+    caplog.clear()  # a lapsed anonymous session is not a bank's token: nothing more to say
+    client.post(
+        "/api/messages", json={"text": "hi"}, headers={"Authorization": "Bearer not-a-session-at-all"}
+    )
+    assert not [r for r in caplog.records if r.getMessage() == "customer_token_refused"]
+
+
 def test_an_unexpected_field_is_named_only_when_it_reads_as_an_identifier(bank: Bank) -> None:
     customer = new_customer(bank.app)
     response = customer.post("/api/messages", json={"text": "hi", "alice@example.com 4111 1111 1111 1111": 1})

@@ -687,7 +687,7 @@ def test_the_corrections_signature_moves_when_one_is_removed_or_rewritten(store:
         connection.execute(
             schema.corrections.update()
             .where(schema.corrections.c.id == oldest)
-            .values(text="my card got stuck")
+            .values(text="my card is STUCK")  # the same length: a review's finding
         )
     reworded = store.feedback.corrections_head()
     assert reworded != heads[1]

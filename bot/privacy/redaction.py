@@ -23,9 +23,11 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   international; the others are tried in each of the bank's regions (``TELLER_PHONE_REGIONS``,
   :func:`configure_regions`), then of :data:`DEFAULT_REGIONS` (or in ``regions=``), and
   on windows of at most 7 digit groups and 9-13 digits (a longer run, a list of numbers, is read
-  window by window); in national format of three or more groups, a region whose trunk prefix is 0
-  needs it (India, China, Brazil and Turkey excepted, whose mobiles are written without it), so
-  that a list of amounts is not read as a number without its 0. A number valid nowhere is still one
+  window by window; a window never reads across a slash followed by a trunk prefix, the next number
+  of a list); in national format of three or more groups, a region whose trunk prefix is 0 needs
+  it (India, China, Brazil and Turkey excepted, whose mobiles are written without it), so that a
+  list of amounts is not read as a number without its 0; digits with their country code and no
+  "+" ("44 7911 123 456") are tried as an international number. A number valid nowhere is still one
   when ``phonenumbers`` calls it possible (a length its region's numbers have, and its general
   pattern: unassigned ranges such as Ofcom's drama range 07700 900xxx are possible, not valid):
   written with ``+`` or ``00`` (the whole number, "0044 7700 900 123", not the national number in its
@@ -2963,8 +2965,10 @@ _PSEP = r"(?:[ ]{0,2}[\-./][ ]{0,2}|[ ]{1,2})"
 _PGROUP = r"(?:\([0-9]{1,5}\)|[0-9]{1,13}+)"
 _PHONE = re.compile(
     # A "+" starts a number after another one ("+44 7911 123456 / +44 7911 654321"); digits do not
-    # start one right after a number and a separator (they are that number's groups).
-    r"(?:(?<![0-9_+])(?=\+)|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3}))"
+    # start one right after a number and a separator, nor after an area code in brackets ("(212)
+    # 736-4321"): they are that number's groups.
+    r"(?:(?<![0-9_+])(?=\+)|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3})"
+    r"(?<![0-9]\)[ ])(?<![0-9]\)))"
     r"(?=[+(0-9][0-9 ./()+\-]{6})"
     rf"(?:\+[ ]?|\(\+[0-9]{{1,3}}\)[ ]?)?{_PGROUP}(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{0,6}}+"
     rf"(?![0-9])(?!{_PSEP}[0-9])"
@@ -2973,7 +2977,8 @@ _PHONE = re.compile(
 #: numbers makes: "07911 123 456 / 07911 654 321 / 07911 111 222", one per line. Read window by
 #: window (:func:`_phone_run`).
 _PHONE_RUN = re.compile(
-    r"(?:(?<![0-9_+])\+[ ]?|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3}))"
+    r"(?:(?<![0-9_+])\+[ ]?|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3})"
+    r"(?<![0-9]\)[ ])(?<![0-9]\)))"
     rf"(?=[(0-9])(?:{_PGROUP})(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{7,}}+"
     r"(?![0-9])"
 )
@@ -3293,9 +3298,10 @@ _PHONE_CACHE: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
 
 #: Regions whose trunk prefix is 0 but whose mobile numbers are commonly written without it (India's
 #: "98765 43210", China's "138 0013 8000", Brazil's "(11) 91234-5678", Turkey's "532 123 45 67").
-#: Elsewhere a number in national format of three or more digit groups counts only with its 0: there
-#: a customer writes "020 7946 0958", and read without it "100 200 300" is a valid French number and
-#: "500 1000 2000" a British one (lists of amounts). Two groups ("7911 123456") are still read.
+#: Elsewhere three or more round figures in a row (each group ending in 0) count as a number of such
+#: a region only with its 0: read without it "100 200 300" is a valid French number and "500 1000
+#: 2000" a British one (lists of amounts). Other groupings are read as before, a number without its
+#: 0 included (a review found numbers typed with their country code and no "+" hidden only so).
 _WRITTEN_WITHOUT_TRUNK: Final = frozenset({"IN", "CN", "BR", "TR"})
 
 
@@ -3343,7 +3349,7 @@ def _phone_check(ctx: _Context, candidate: str, international: bool) -> tuple[st
                 and region not in _WRITTEN_WITHOUT_TRUNK
                 and _groups(candidate) > 2
             ):
-                continue  # "100 200 300", "12 45 78 90 34": amounts, not a number without its 0
+                continue  # "100 200 300", "500 1000 2000": amounts, not a number without its 0
             if len(digits) not in info.lengths and not (
                 trunk and len(digits) - len(info.prefix) in info.lengths
             ):
@@ -3357,6 +3363,14 @@ def _phone_check(ctx: _Context, candidate: str, international: bool) -> tuple[st
                 break
             if region == ctx.regions[0] and trunk and maybe == region:
                 possible = maybe
+        if not found and not digits.startswith("0") and 11 <= len(digits) <= 15:
+            # A number with its country code and no "+" ("44 7911 123 456", "4420 7946 0958"): valid
+            # as an international number (these were hidden only as German numbers without their 0,
+            # which the trunk rule above no longer reads; a review's finding)
+            ctx.phone_calls += 1
+            if ctx.phone_calls > PHONE_BUDGET:
+                return None
+            found = _parse("+" + digits, None)[0]
     if len(_PHONE_CACHE) > 32768:
         _PHONE_CACHE.clear()
     _PHONE_CACHE[key] = found, possible
@@ -3613,6 +3627,11 @@ def _phone_outcome(ctx: _Context, candidate: str, blocked: tuple[tuple[int, int]
             return ""
         if not international and (_self_protected(window) or any(lo < e and s < hi for s, e in blocked)):
             return ""  # a date, an amount, a timestamp...: never a national number
+        if _SLASH_THEN_TRUNK.search(window):
+            # "06 12 34 56 78 / 06 22 ...": a trunk prefix after a slash starts the next number of a
+            # list (a German area code's slash, "030 / 1234567", is followed by the subscriber's
+            # digits); read across it, the first number took the next one's 0 and left its digits
+            return ""
         if not international and (
             _YEAR_THEN_NUMBER.match(window)
             or _DECIMAL_AMOUNT.fullmatch(window)
@@ -3733,6 +3752,8 @@ def _trunk_possible(
     return True
 
 
+#: A slash, then a group starting with 0 (a trunk prefix): the next number of a list.
+_SLASH_THEN_TRUNK = re.compile(r"/[ ]*0")
 #: A window that starts with a year and another group of digits ("2025 15000"): read in national
 #: format, a German or Italian number without its trunk prefix, which nobody writes so (a trial's
 #: finding: "in 2024 I paid 12000 and in 2025 15000" lost its amount to [PHONE]).

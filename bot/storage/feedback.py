@@ -6,9 +6,11 @@ one transaction with the item); this repository reads them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy import select
 
 from bot.errors import Conflict, InputError
 from bot.privacy.redaction import redact
@@ -125,25 +127,24 @@ class FeedbackRepository:
         return [correction_from_row(r) for r in self.db.rows(query)]
 
     def corrections_head(self) -> str:
-        """A signature of the corrections table ("" when it is empty): one cheap aggregate query
-        whose answer moves whenever a correction is stored anywhere (a newer one superseding an older
-        one is stored too), removed (erasure, retention: a trial found an erased customer's
-        correction still answering on every replica, the newest id unchanged) or has its text
-        replaced (erasure keeps a shared item's correction under another customer's words)."""
-        row = self.db.rows(
-            select(
-                func.count().label("n"),
-                func.coalesce(func.max(_k.c.id), 0).label("top"),
-                func.count(_k.c.superseded_by).label("superseded"),
-                func.coalesce(func.sum(func.length(_k.c.text)), 0).label("chars"),
-                func.coalesce(func.sum(cast(_k.c.id, BigInteger) * func.length(_k.c.text)), 0).label(
-                    "weighted"
-                ),
-            )
-        )[0]
-        if not row["n"]:
+        """A signature of the corrections table ("" when it is empty) that moves whenever a
+        correction is stored anywhere (a newer one superseding an older one is stored too), removed
+        (erasure, retention: a trial found an erased customer's correction still answering on every
+        replica, the newest id unchanged) or changed (erasure keeps a shared item's correction under
+        another customer's words, whatever their length: a review's finding). A SHA-256 over each
+        row's id, state and words, read in one query (the table holds operators' corrections:
+        thousands at most, read every few seconds)."""
+        rows = self.db.rows(
+            select(_k.c.id, _k.c.superseded_by, _k.c.text, _k.c.label, _k.c.kb_id).order_by(_k.c.id)
+        )
+        if not rows:
             return ""
-        return ":".join(str(int(row[k])) for k in ("n", "top", "superseded", "chars", "weighted"))
+        digest = hashlib.sha256()
+        for r in rows:
+            digest.update(
+                json.dumps([r["id"], r["superseded_by"], r["text"], r["label"], r["kb_id"]]).encode()
+            )
+        return f"{len(rows)}:{digest.hexdigest()[:32]}"
 
 
 def correction_from_row(row: dict[str, Any]) -> Correction:

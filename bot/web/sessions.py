@@ -287,21 +287,44 @@ class Identities:
                 audience=AUDIENCE,
                 options={"require": ["sub", "exp", "aud"]},
             )
-        except jwt.PyJWTError:
+        except jwt.PyJWTError as exc:
+            if token.count(".") == 2:  # a JWT's shape: the bank's token, not a lapsed session
+                _token_refused(_JWT_REFUSALS.get(type(exc), type(exc).__name__))
             return None
         subject, segment, expires = claims.get("sub"), claims.get("segment"), claims.get("exp")
         if not isinstance(subject, str) or len(subject.strip()) > MAX_CUSTOMER_ID:
+            _token_refused("sub")
             return None
         if not subject.strip() or not subject.strip().isprintable():
+            _token_refused("sub")
             return None
         if not isinstance(expires, int | float) or expires - time.time() > MAX_TOKEN_HOURS * 3600:
-            return None  # not short-lived: a leaked token would last too long
+            _token_refused("exp too far")  # not short-lived: a leaked token would last too long
+            return None
         if segment is not None and not (
             isinstance(segment, str) and SEGMENT.fullmatch(segment) and not personal_segment(segment)
         ):
-            log.warning("customer_token_refused", extra={"fields": {"reason": "segment"}})
+            _token_refused("segment")
             return None
         return WebCustomer(self.verified(subject).user_id, verified=True, segment=segment)
+
+
+#: Why PyJWT refused a customer token, as ``customer_token_refused`` logs it (a bank integrating its
+#: token signer has the reason to go by; the 401 itself says no more than for a lapsed session).
+_JWT_REFUSALS: dict[type[Exception], str] = {
+    jwt.ExpiredSignatureError: "expired",
+    jwt.InvalidAudienceError: "aud",
+    jwt.MissingRequiredClaimError: "missing claim",
+    jwt.InvalidSignatureError: "signature",
+    jwt.InvalidAlgorithmError: "algorithm (HS256 only)",
+    jwt.ImmatureSignatureError: "not yet valid",
+    jwt.DecodeError: "malformed",
+}
+
+
+def _token_refused(reason: str) -> None:
+    """Log why a customer token was refused (no token, no claim values)."""
+    log.warning("customer_token_refused", extra={"fields": {"reason": reason}})
 
 
 #: A segment's form (``retail``, ``premier``, ``sme-north``).
