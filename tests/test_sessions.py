@@ -823,7 +823,9 @@ def test_an_operators_reply_after_the_customer_was_erased_is_reported_in_the_thr
             for t in schema.metadata.sorted_tables
         }
     everything = json.dumps(rows)
-    assert "refund" not in everything and "4111" not in everything and user not in everything
+    # (the card's groups, not "4111" alone: a random hex id holds "4111" now and then, as a CI run's
+    # handoff id h_003411144e5c6dc5 did)
+    assert "refund" not in everything and "4111 1111" not in everything and user not in everything
     assert rows["erased_threads"] == [(OPS, handoff.thread_ts, rows["erased_threads"][0][2])]
     [line] = [r for r in caplog.records if r.getMessage() == "handoff_reply_not_delivered"]
     fields = line.fields  # type: ignore[attr-defined]
@@ -837,7 +839,7 @@ def test_an_operators_reply_after_the_customer_was_erased_is_reported_in_the_thr
         [[r.getMessage(), getattr(r, "fields", None)] for r in caplog.records if r.name.startswith("bot")],
         default=str,
     )
-    assert "refund" not in teller and "4111" not in teller and user not in teller
+    assert "refund" not in teller and "4111 1111" not in teller and user not in teller
     assert not any(r.getMessage() == "handoff_relayed" for r in caplog.records)
     # Chatter in a thread that never relayed a handoff is still chatter.
     assert not bank.service.operator_reply(
