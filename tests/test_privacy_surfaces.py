@@ -122,3 +122,18 @@ def test_tellers_own_secrets_never_reach_the_log_whatever_their_format(
         assert "key [CREDENTIAL]" in entry and "[CREDENTIAL]" in entry["error"]
     finally:
         configure_logging(tmp_path, "INFO")  # the next test's logging knows no secrets again
+
+
+def test_a_new_home_its_database_and_logs_are_its_owner_s_only(tmp_path: Path) -> None:
+    """A trial's finding: TELLER_HOME, teller.db and the log were created readable by every local
+    user (0755/0644 under the usual umask)."""
+    import os
+    import stat
+
+    from bot.storage import Store
+
+    home = tmp_path / "home"
+    log = configure_logging(home / "logs", "INFO")
+    Store(home / "teller.db").close()
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in (home, home / "logs", log, home / "teller.db")}
+    assert modes == {"home": 0o700, "logs": 0o700, log.name: 0o600, "teller.db": 0o600}

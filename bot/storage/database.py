@@ -123,7 +123,11 @@ class Database:
         if self.dialect == "sqlite":
             path = Path(self.url.database or "")
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                # A new home and database readable by their owner only: the database holds customers'
+                # conversations (a trial found both created 0755/0644, readable by every local user).
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if self.url.database and self.url.database != ":memory:" and not path.exists():
+                    path.touch(mode=0o600)
             except OSError as exc:
                 raise StoreError(f"{path}: cannot create its directory ({exc})") from None
             self.engine: Engine = create_engine(
