@@ -35,6 +35,16 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.abuse import AbuseLimits
+from bot.choices import (
+    ADVISER_CHOICE,
+    FEEDBACK_HELPFUL,
+    FEEDBACK_NOT_HELPFUL,
+    HANDOFF_CHOICE,
+    ChoiceKind,
+    entry_of,
+    intent_of,
+    kind_of,
+)
 from bot.core import Incoming, Outgoing
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import InputError
@@ -80,6 +90,15 @@ QUIET_NOTICE = (
     "This conversation with our colleague has been quiet for a while, so I've closed it. I'm Teller "
     "again: ask me anything, or ask for a person to talk to someone again."
 )
+
+
+#: What the buttons that are no intent or entry say, for an operator reading a press.
+PRESSED = {
+    HANDOFF_CHOICE: "Talk to a person / Something else",
+    ADVISER_CHOICE: "Book an adviser call",
+    FEEDBACK_HELPFUL: "Helpful",
+    FEEDBACK_NOT_HELPFUL: "Not helpful",
+}
 
 
 def expiry_notice(store: Store, handoff_id: str) -> str:
@@ -216,8 +235,28 @@ class OpsDesk:
             seen = self.store.conversations.seen(incoming.channel, incoming.message_id or "")
             stored_id = seen[0].id if seen is not None else f"{handoff.id}:dup"
             return Outgoing(stored_id, "", route=HUMAN_ROUTE, duplicate=True, silent=True)
-        self._later(self._to_thread, handoff.id, stored.text)
+        self._later(self._to_thread, handoff.id, self._as_pressed(stored.text))
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
+
+    def _as_pressed(self, text: str) -> str:
+        """A button the customer pressed during the handoff (one left from before it), as the
+        operator should read it: what the button said, not its value ("entry:lost_card", a trial's
+        finding). Anything else as it is."""
+        kind = kind_of(text)
+        if kind == ChoiceKind.TEXT or kind == ChoiceKind.INTERVIEW:
+            return text
+        label: str | None = None
+        kb = self.review.policy_provider().kb
+        if kind == ChoiceKind.INTENT:
+            intent = intent_of(text) or ""
+            entry = kb.for_intent(intent)
+            label = entry.questions[0] if entry is not None else intent
+        elif kind == ChoiceKind.ENTRY:
+            entry_id = entry_of(text) or ""
+            label = kb.get(entry_id).questions[0] if entry_id in kb else entry_id
+        else:
+            label = PRESSED.get(text, text)
+        return f"(pressed a button from before: “{label}”)"
 
     def handoff_gate(self, reply: Outgoing) -> AbstractContextManager[object]:
         """Held while a reply that hands off is judged against the caps and its handoff opened, so

@@ -734,6 +734,30 @@ def test_a_message_relayed_during_a_handoff_keeps_the_segment_the_bank_named(ban
     ]
 
 
+def test_a_button_from_before_pressed_during_a_handoff_reads_as_its_label_in_the_thread(bank: Bank) -> None:
+    """A trial's finding: buttons left from before a handoff, pressed during it, reached the
+    operator as their values ("*Customer:* entry:lost_or_stolen_card", "handoff:adviser"). The
+    thread shows what the button said; what the customer sent is stored as it came."""
+    customer = new_customer(bank.app)
+    customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    ops = bank.service.ops
+    assert ops is not None
+    ops.drain()
+    before = len(bank.board.in_thread)
+    for value in ("entry:overdraft_fee", "intent:card_arrival", "handoff:adviser", "I still need help"):
+        assert customer.post("/api/messages", json={"text": value}).status_code == 200
+    ops.drain()
+    kb = bank.core.policy.kb
+    entry = kb.for_intent("card_arrival")
+    assert entry is not None
+    assert bank.board.in_thread[before:] == [
+        f"(pressed a button from before: “{kb.get('overdraft_fee').questions[0]}”)",
+        f"(pressed a button from before: “{entry.questions[0]}”)",
+        "(pressed a button from before: “Book an adviser call”)",
+        "I still need help",
+    ]
+
+
 def test_an_operators_reply_after_the_handoff_expired_is_reported_in_the_thread(
     bank: Bank, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
