@@ -1651,6 +1651,7 @@ def test_identity_numbers_typed_with_separators_brackets_or_short_labels(text: s
         "paid 2023 12500 total",
         "budget 2026 150000",
         "in 2025 15000 was paid",
+        "salary 2024 45000 2025 48000",
     ],
 )
 def test_a_year_and_an_amount_are_not_a_phone_number(text: str) -> None:

@@ -3634,11 +3634,13 @@ def _phone_outcome(ctx: _Context, candidate: str, blocked: tuple[tuple[int, int]
             return ""
         if not international and (
             _YEAR_THEN_NUMBER.match(window)
+            or (_NUMBER_THEN_YEAR.fullmatch(window) and _YEAR_THEN_NUMBER.match(candidate, hi - 4))
             or _DECIMAL_AMOUNT.fullmatch(window)
             or _CENTS.match(candidate, hi) is not None
         ):
-            # "in 2025 15000 was paid": a year and an amount, not a number without its 0; "my balance
-            # is 1234567.89", "150000000.00 IDR", "1 234 567.89": an amount with its cents
+            # "in 2025 15000 was paid": a year and an amount, not a number without its 0 (nor "45000
+            # 2025" in "salary 2024 45000 2025 48000": an amount, then the next year and its amount);
+            # "my balance is 1234567.89", "150000000.00 IDR", "1 234 567.89": an amount with its cents
             return ""
         if size < 9:  # eight digits: a number of the bank's own regions only (Singapore's, Hong Kong's)
             return next((r for r in _bank_regions if _parse_valid(window, r)), "")
@@ -3758,6 +3760,8 @@ _SLASH_THEN_TRUNK = re.compile(r"/[ ]*0")
 #: format, a German or Italian number without its trunk prefix, which nobody writes so (a trial's
 #: finding: "in 2024 I paid 12000 and in 2025 15000" lost its amount to [PHONE]).
 _YEAR_THEN_NUMBER = re.compile(r"(?:19|20)[0-9]{2}[ ][0-9]{3,}")
+#: An amount, then a year ("45000 2025"): read with what follows it as :data:`_YEAR_THEN_NUMBER`.
+_NUMBER_THEN_YEAR = re.compile(r"[0-9]{3,}[ ](?:19|20)[0-9]{2}")
 #: Digits, a point and two more: an amount and its cents ("1234567.89", or in thousands "1 234
 #: 567.89"), never a phone number's last group (numbers grouped with points pair all their digits:
 #: "06.12.34.56.78").
