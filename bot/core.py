@@ -139,7 +139,7 @@ class TellerCore:
         if earlier is not None:
             return earlier
         started = time.perf_counter()
-        decision, model_version = self._decide(text)
+        decision, model_version = self._decide(text, incoming)
         if not staffed:
             decision = unstaffed(decision, self.policy.unstaffed_words)
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -262,15 +262,20 @@ class TellerCore:
         log.info("feedback", extra={"fields": {"message_id": message_id, "helpful": helpful}})
         return entry
 
-    def _decide(self, text: str) -> tuple[Decision, str]:
-        """A pressed choice is answered directly; free text goes through the batcher."""
+    def _decide(self, text: str, incoming: Incoming) -> tuple[Decision, str]:
+        """A pressed choice is answered directly; free text goes through the batcher. An ``intent:``
+        or ``entry:`` value that no recent answer in the conversation offered is read as the text
+        it is (a review's finding: a client could send any such value and have it stored as the
+        customer's choice, confidence 1.0, past the language gate, corrections and review)."""
         policy = self.policy
         intent = intent_of(text)
+        entry_id = entry_of(text)
+        if (intent is not None or entry_id is not None) and not self._offered(text, incoming):
+            return self._batcher.decide(text)
         if intent is not None and policy.has_answer(intent):
             # An intent left without an answer entry since its button was offered (`kb remove`) is
             # read as the text it is, as a typed message would be: no answer to give, no error.
             return policy.answer_for_intent(intent), policy.classifier.version
-        entry_id = entry_of(text)
         # Only a well-formed entry id is a pressed suggestion; anything else is the customer's
         # words ("entry: my card ...") and is classified like any message.
         if entry_id is not None:
@@ -284,6 +289,16 @@ class TellerCore:
         if text == HANDOFF_CHOICE:
             return policy.handoff("customer asked for a person"), policy.classifier.version
         return self._batcher.decide(text)
+
+    def _offered(self, value: str, incoming: Incoming) -> bool:
+        with timed("store_read"):
+            return self.store.conversations.offered(
+                incoming.channel, incoming.conversation_id, value, OFFERED_RECENT
+            )
+
+
+#: How many of Teller's latest answers in a conversation a pressed value may come from.
+OFFERED_RECENT = 20
 
 
 #: A handed-off message's reply where no person can take over (no ops channel configured): what the

@@ -18,7 +18,7 @@ from bot.service import FEEDBACK_THANKS, NO_REPLY_TO_RATE, NOT_RATEABLE, UNKNOWN
 from bot.settings import get_settings
 from bot.storage import ReviewReason
 from bot.web.app import create_app
-from tests.webclient import new_customer, page_customer, stored_user_id
+from tests.webclient import new_customer, offer, page_customer, stored_user_id
 
 
 @pytest.fixture()
@@ -134,6 +134,7 @@ def test_the_endpoint_rates_only_a_reply_that_offered_feedback(client: TestClien
     no thumbs: rating one by its id is a 409 that says why, and nothing is recorded or filed for
     review."""
     greeting = ask(client, "hello")
+    offer(core, client, "entry:no-such-entry")
     question = ask(client, "entry:no-such-entry")  # a clarifying question: that option is gone
     handoff = ask(client, HANDOFF_CHOICE)
     filed = core.store.review.items(status=None)

@@ -14,6 +14,7 @@ from bot.assistant import build_core
 from bot.channels.slack import EVENTS_PATH, HELP, SlackChannel, help_text
 from bot.core import TellerCore
 from bot.settings import get_settings
+from bot.storage import NewExchange
 from bot.web.app import create_app
 from tests import fake_slack as sl
 from tests.servers import serve_in_thread
@@ -102,7 +103,19 @@ def test_mentions_and_choice_buttons(slack: tuple[sl.FakeSlack, str, TellerCore]
     [reply] = fake.wait_for("chat.postMessage", 1)
     assert (reply["channel"], reply["thread_ts"]) == ("C1", "1700000005.000200")
     assert "no one from our team can take over" in reply["text"]  # no ops channel in this stack
-    # A choice button (e.g. from a clarifying question) sends its value as the customer's answer.
+    # A choice button (e.g. from a clarifying question) sends its value as the customer's answer,
+    # honoured when one of Teller's answers in the thread offered it (recorded here as that answer).
+    core.store.conversations.record_exchange(
+        NewExchange(
+            "slack",
+            "C1:1700000005.000200",
+            "UCUSTOMER",
+            "where is it",
+            "Did you mean…",
+            route="clarify",
+            choices=(("Where is my card?", "intent:card_arrival"),),
+        )
+    )
     button = {
         "action_id": "teller_choice_0",
         "value": "intent:card_arrival",

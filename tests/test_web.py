@@ -15,7 +15,7 @@ from bot.core import TellerCore, unstaffed
 from bot.policy import ENTRY_GONE, ENTRY_GONE_UNSTAFFED
 from bot.settings import get_settings
 from bot.web.app import create_app
-from tests.webclient import new_customer, page_customer, stored_user_id
+from tests.webclient import new_customer, offer, page_customer, stored_user_id
 
 
 @pytest.fixture()
@@ -67,9 +67,16 @@ def test_a_client_message_id_used_for_feedback_is_not_taken_for_a_question(
     assert again.status_code == 200 and len(core.store.feedback.feedback()) == 1
 
 
-def test_choice_values_and_handoff_requests(client: TestClient) -> None:
+def test_choice_values_and_handoff_requests(client: TestClient, core: TellerCore) -> None:
+    """A pressed intent is answered when a recent answer offered it; sent without that, it is read
+    as the text it is (a review's finding: any client could store "customer chose X", confidence
+    1.0, past the language gate, corrections and review)."""
+    forged = client.post("/api/messages", json={"text": "intent:card_arrival"}).json()
+    assert "chose" not in core.store.conversations.message(forged["message_id"]).reason
+    offer(core, client, "intent:card_arrival")
     chosen = client.post("/api/messages", json={"text": "intent:card_arrival"}).json()
     assert (chosen["route"], chosen["intent"]) == ("intent", "card_arrival")
+    assert core.store.conversations.message(chosen["message_id"]).confidence == 1.0
     handoff = client.post("/api/messages", json={"text": "handoff"}).json()
     assert handoff["route"] == "handoff"
 
@@ -96,6 +103,7 @@ def test_a_suggested_entry_pressed_is_answered_with_that_entry(client: TestClien
     feedback; an entry removed since it was offered is neither answered nor handed off: the
     customer is told the option is gone and asked again (no person can take over here, so the
     reply says where to turn and offers no button for one)."""
+    offer(core, client, "entry:overdraft_fee", "entry:no-such-entry")
     chosen = client.post("/api/messages", json={"text": "entry:overdraft_fee"}).json()
     assert chosen["route"] == "faq" and chosen["reply"] == core.policy.kb.get("overdraft_fee").answer
     assert {c["kind"] for c in chosen["choices"]} == {"feedback"}
@@ -119,12 +127,13 @@ def test_a_pressed_entry_superseded_since_is_answered_by_its_successor(
     client: TestClient, core: TellerCore
 ) -> None:
     """An entry offered, then superseded before the press: the entry that superseded it answers
-    (as the search now would); an advice entry's id typed by hand is answered on the advice route."""
+    (as the search now would); an entry's id typed by hand, never offered, is read as text."""
     from retrieval.entry import KBEntry
 
     kb = core.policy.kb
     kb.add([KBEntry.build("bank-overdraft-fee", ["What does an overdraft cost?"], "It costs 5 a month.")])
     kb.supersede("overdraft_fee", "bank-overdraft-fee")
+    offer(core, client, "entry:overdraft_fee")
     chosen = client.post("/api/messages", json={"text": "entry:overdraft_fee"}).json()
     assert (chosen["route"], chosen["reply"]) == ("faq", "It costs 5 a month.")
     stored = core.store.conversations.message(chosen["message_id"])
@@ -132,8 +141,9 @@ def test_a_pressed_entry_superseded_since_is_answered_by_its_successor(
     kb.remove("bank-overdraft-fee")
     gone = client.post("/api/messages", json={"text": "entry:overdraft_fee"}).json()
     assert (gone["route"], gone["reply"]) == ("clarify", ENTRY_GONE_UNSTAFFED)
-    advice = client.post("/api/messages", json={"text": "entry:advice_bitcoin"}).json()
-    assert advice["route"] == "advice" and advice["reply"] == kb.get("advice_bitcoin").answer
+    # An entry's id typed by hand, never offered, is the customer's words, not a choice.
+    typed = client.post("/api/messages", json={"text": "entry:advice_bitcoin"}).json()
+    assert "chose" not in core.store.conversations.message(typed["message_id"]).reason
 
 
 def test_text_that_merely_starts_like_an_entry_choice_is_the_customers_words(

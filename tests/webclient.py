@@ -38,3 +38,22 @@ def stored_user_id(
     customer = Identities.from_store(core.store).session(token)
     assert customer is not None
     return customer.user_id
+
+
+def offer(core: TellerCore, client: TestClient, *values: str) -> None:
+    """Record an answer of Teller's to ``client``'s customer offering buttons with ``values`` (a
+    pressed ``intent:`` or ``entry:`` value is honoured only when a recent answer offered it)."""
+    from bot.storage import NewExchange
+
+    user = stored_user_id(core, client)
+    core.store.conversations.record_exchange(
+        NewExchange(
+            "web",
+            user,
+            user,
+            "which one?",
+            "Is your question one of these?",
+            route="clarify",
+            choices=tuple((value, value) for value in values),
+        )
+    )

@@ -287,6 +287,19 @@ class ConversationRepository:
         )
         return message_from_row(rows[0]) if rows else None
 
+    def offered(self, channel: str, external_id: str, value: str, recent: int = 20) -> bool:
+        """Whether one of Teller's latest ``recent`` answers in a platform conversation offered a
+        button whose value is ``value`` (a pressed ``intent:`` or ``entry:`` value is honoured only
+        then; anything else a client sends is read as the text it is)."""
+        rows = self.db.rows(
+            select(_m.c.choices)
+            .join(_c, _m.c.conversation_id == _c.c.id)
+            .where(_c.c.channel == channel, _c.c.external_id == external_id, TELLER_ANSWER)
+            .order_by(_m.c.created_at.desc(), _m.c.id.desc())
+            .limit(recent)
+        )
+        return any(value in {c.get("value") for c in json.loads(r["choices"] or "[]")} for r in rows)
+
     def message_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
         """The stored message with this platform id on this channel (Teller's post first)."""
         rows = self.db.rows(
