@@ -293,11 +293,11 @@ class TellerCore:
     def _offered(self, value: str, incoming: Incoming) -> bool:
         with timed("store_read"):
             return self.store.conversations.offered(
-                incoming.channel, incoming.conversation_id, value, OFFERED_RECENT
+                incoming.channel, incoming.conversation_id, incoming.user_id, value, OFFERED_RECENT
             )
 
 
-#: How many of Teller's latest answers in a conversation a pressed value may come from.
+#: How many of Teller's latest answers to a customer in a conversation a pressed value may come from.
 OFFERED_RECENT = 20
 
 

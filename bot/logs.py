@@ -158,6 +158,8 @@ def configure_logging(log_dir: Path, level: str = "INFO", secrets: Iterable[str]
     log_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # TELLER_HOME, when new: its owner's
     log_dir.mkdir(exist_ok=True, mode=0o700)
     path = log_dir / LOG_FILE
+    if not path.exists():
+        path.touch(mode=0o600)  # its owner's from the start, not only once the handler opens it
 
     root = logging.getLogger()
     for handler in list(root.handlers):

@@ -235,7 +235,7 @@ class OpsDesk:
             seen = self.store.conversations.seen(incoming.channel, incoming.message_id or "")
             stored_id = seen[0].id if seen is not None else f"{handoff.id}:dup"
             return Outgoing(stored_id, "", route=HUMAN_ROUTE, duplicate=True, silent=True)
-        self._later(self._to_thread, handoff.id, self._as_pressed(stored.text))
+        self._later(self._to_thread, handoff.id, stored.text)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 
     def _as_pressed(self, text: str) -> str:
@@ -595,7 +595,12 @@ class OpsDesk:
         assert self.board is not None
         handoff = self.store.handoffs.get(handoff_id)
         if handoff.thread_ts is not None:
-            self.board.post_in_thread(handoff, text)
+            try:
+                shown = self._as_pressed(text)
+            except Exception:  # the knowledge base changing meanwhile: the value as it came
+                log.exception("pressed_label_failed")
+                shown = text
+            self.board.post_in_thread(handoff, shown)
 
     def _file(self, reply_id: str) -> None:
         for item in self.review.file_reply(reply_id):

@@ -1744,6 +1744,8 @@ def test_amounts_in_a_row_are_not_a_number_without_its_trunk_prefix(text: str) -
         ("06 12 34 56 78 / 06 22 34 56 78 / 06 13 34 56 78", "[PHONE] / [PHONE] / [PHONE]"),
         ("087 123 4567 / 087 765 4321 / 087 111 2222", "[PHONE] / [PHONE] / [PHONE]"),
         ("call 030/12345678 or 0221 / 1234567", "call [PHONE] or [PHONE]"),
+        # A number with its trunk 0 whose last group reads as a year, another number after it.
+        ("06221 2024 06221 2025", "[PHONE] [PHONE]"),
         # Digits right after an area code in brackets are that number's, not the start of another.
         ("(212) 736-1234 / (212) 736-4321 / (212) 736-9999", "[PHONE] / [PHONE] / [PHONE]"),
     ],

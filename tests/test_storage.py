@@ -694,3 +694,24 @@ def test_the_corrections_signature_moves_when_one_is_removed_or_rewritten(store:
     with store.database.transaction() as connection:  # ... or removes it (the newest id stays)
         connection.execute(schema.corrections.delete().where(schema.corrections.c.id == oldest))
     assert store.feedback.corrections_head() not in (reworded, heads[1], "")
+
+
+def test_a_value_counts_as_offered_to_the_customer_it_was_offered_to(store: Store) -> None:
+    """A pressed value is honoured only when one of Teller's latest answers to that customer in that
+    conversation offered it; in a group chat, other members' traffic does not push it out, and
+    another member's press of it is their words (a review's findings)."""
+    offered = (("Where is my card?", "intent:card_arrival"),)
+    store.conversations.record_exchange(
+        NewExchange(
+            "telegram", "group", "alice", "where is it", "Did you mean…", route="clarify", choices=offered
+        )
+    )
+    for n in range(25):  # the group's other members talk meanwhile
+        store.conversations.record_exchange(
+            NewExchange("telegram", "group", f"m{n}", "hi", "Hello!", route="smalltalk")
+        )
+    offers = store.conversations.offered
+    assert offers("telegram", "group", "alice", "intent:card_arrival")
+    assert not offers("telegram", "group", "bob", "intent:card_arrival")
+    assert not offers("telegram", "elsewhere", "alice", "intent:card_arrival")
+    assert not offers("telegram", "group", "alice", "intent:lost_or_stolen_card")

@@ -3761,7 +3761,7 @@ _SLASH_THEN_TRUNK = re.compile(r"/[ ]*0")
 #: finding: "in 2024 I paid 12000 and in 2025 15000" lost its amount to [PHONE]).
 _YEAR_THEN_NUMBER = re.compile(r"(?:19|20)[0-9]{2}[ ][0-9]{3,}")
 #: An amount, then a year ("45000 2025"): read with what follows it as :data:`_YEAR_THEN_NUMBER`.
-_NUMBER_THEN_YEAR = re.compile(r"[0-9]{3,}[ ](?:19|20)[0-9]{2}")
+_NUMBER_THEN_YEAR = re.compile(r"[1-9][0-9]{2,}[ ](?:19|20)[0-9]{2}")  # not "07700 2019": a trunk 0
 #: Digits, a point and two more: an amount and its cents ("1234567.89", or in thousands "1 234
 #: 567.89"), never a phone number's last group (numbers grouped with points pair all their digits:
 #: "06.12.34.56.78").

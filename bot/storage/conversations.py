@@ -287,14 +287,20 @@ class ConversationRepository:
         )
         return message_from_row(rows[0]) if rows else None
 
-    def offered(self, channel: str, external_id: str, value: str, recent: int = 20) -> bool:
-        """Whether one of Teller's latest ``recent`` answers in a platform conversation offered a
-        button whose value is ``value`` (a pressed ``intent:`` or ``entry:`` value is honoured only
-        then; anything else a client sends is read as the text it is)."""
+    def offered(self, channel: str, external_id: str, user_id: str, value: str, recent: int = 20) -> bool:
+        """Whether one of Teller's latest ``recent`` answers to ``user_id`` in a platform conversation
+        offered a button whose value is ``value`` (a pressed ``intent:`` or ``entry:`` value is
+        honoured only then; anything else a client sends is read as the text it is). Counted per
+        customer: in a group chat other members' traffic does not push a customer's buttons out."""
         rows = self.db.rows(
             select(_m.c.choices)
             .join(_c, _m.c.conversation_id == _c.c.id)
-            .where(_c.c.channel == channel, _c.c.external_id == external_id, TELLER_ANSWER)
+            .where(
+                _c.c.channel == channel,
+                _c.c.external_id == external_id,
+                _m.c.user_id == user_id,
+                TELLER_ANSWER,
+            )
             .order_by(_m.c.created_at.desc(), _m.c.id.desc())
             .limit(recent)
         )
