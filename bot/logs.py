@@ -155,8 +155,10 @@ def configure_logging(log_dir: Path, level: str = "INFO", secrets: Iterable[str]
     ``secrets`` (Teller's own tokens and keys) hidden wherever a record quotes it. Idempotent."""
     global _OWN_SECRETS
     _OWN_SECRETS = tuple(sorted({s for s in secrets if len(s) >= OWN_SECRET_MIN}, key=lambda s: (-len(s), s)))
-    log_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # TELLER_HOME, when new: its owner's
-    log_dir.mkdir(exist_ok=True, mode=0o700)
+    new_home = not log_dir.parent.exists()
+    log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if new_home:  # TELLER_HOME made just now: its owner's (one that exists keeps its mode)
+        os.chmod(log_dir.parent, 0o700)
     path = log_dir / LOG_FILE
     if not path.exists():
         path.touch(mode=0o600)  # its owner's from the start, not only once the handler opens it
