@@ -243,9 +243,8 @@ class OpsDesk:
         operator should read it: what the button said, not its value ("entry:lost_card", a trial's
         finding). Anything else as it is."""
         kind = kind_of(text)
-        if kind == ChoiceKind.TEXT or kind == ChoiceKind.INTERVIEW:
+        if kind in (ChoiceKind.TEXT, ChoiceKind.INTERVIEW):
             return text
-        label: str | None = None
         kb = self.review.policy_provider().kb
         if kind == ChoiceKind.INTENT:
             intent = intent_of(text) or ""

@@ -12,7 +12,7 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, select, true
+from sqlalchemy import Connection, Select, and_, bindparam, exists, func, select, true
 
 from bot.errors import InputError
 from bot.privacy.redaction import redact
@@ -272,19 +272,7 @@ class ConversationRepository:
         offered = (
             true() if offering is None else _m.c.choices.contains(_value_starting(offering), autoescape=True)
         )
-        rows = self.db.rows(
-            select(_m)
-            .join(_c, _m.c.conversation_id == _c.c.id)
-            .where(
-                _c.c.channel == channel,
-                _c.c.external_id == external_id,
-                _m.c.user_id == user_id,
-                TELLER_ANSWER,
-                offered,
-            )
-            .order_by(_m.c.created_at.desc(), _m.c.id.desc())
-            .limit(1)
-        )
+        rows = self.db.rows(_answers_to(select(_m), channel, external_id, user_id).where(offered).limit(1))
         return message_from_row(rows[0]) if rows else None
 
     def offered(self, channel: str, external_id: str, user_id: str, value: str, recent: int = 20) -> bool:
@@ -292,18 +280,7 @@ class ConversationRepository:
         offered a button whose value is ``value`` (a pressed ``intent:`` or ``entry:`` value is
         honoured only then; anything else a client sends is read as the text it is). Counted per
         customer: in a group chat other members' traffic does not push a customer's buttons out."""
-        rows = self.db.rows(
-            select(_m.c.choices)
-            .join(_c, _m.c.conversation_id == _c.c.id)
-            .where(
-                _c.c.channel == channel,
-                _c.c.external_id == external_id,
-                _m.c.user_id == user_id,
-                TELLER_ANSWER,
-            )
-            .order_by(_m.c.created_at.desc(), _m.c.id.desc())
-            .limit(recent)
-        )
+        rows = self.db.rows(_answers_to(select(_m.c.choices), channel, external_id, user_id).limit(recent))
         return any(value in {c.get("value") for c in json.loads(r["choices"] or "[]")} for r in rows)
 
     def message_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
@@ -347,6 +324,17 @@ _ORDER = (_m.c.created_at, _m.c.direction, _m.c.id)
 
 def _choices_json(choices: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([{"label": label, "value": value} for label, value in choices])
+
+
+def _answers_to(query: Select[Any], channel: str, external_id: str, user_id: str) -> Select[Any]:
+    """``query`` over Teller's answers to ``user_id`` in a platform conversation, newest first."""
+    return (
+        query.join(_c, _m.c.conversation_id == _c.c.id)
+        .where(
+            _c.c.channel == channel, _c.c.external_id == external_id, _m.c.user_id == user_id, TELLER_ANSWER
+        )
+        .order_by(_m.c.created_at.desc(), _m.c.id.desc())
+    )
 
 
 def _value_starting(prefix: str) -> str:
