@@ -1721,13 +1721,36 @@ def test_a_list_of_national_numbers_longer_than_one_candidate(text: str, expecte
     [
         "I paid 100 200 300 on those days",
         "limit 500 1000 2000 5000",
+        # Valid Indian or Brazilian numbers read so, but numbers are not written in pairs without
+        # their 0 or "+" (a review's finding).
+        "fees 15 20 25 30 35",
+        "the fees were 5 10 15 20 25",
+        "scores 10 20 30 40 50 60 70 80",
     ],
 )
 def test_amounts_in_a_row_are_not_a_number_without_its_trunk_prefix(text: str) -> None:
     """Read without a trunk prefix "100 200 300" is a valid French number and "500 1000 2000" a
-    British one; in national format of three or more groups such regions need their 0. (Lists of
-    amounts valid in a region without a trunk prefix, "fees 15 20 25 30 35", are still hidden.)"""
+    British one; in national format of three or more groups such regions need their 0. Groups of one
+    or two digits without a 0 are amounts unless a phone word is near."""
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my number is 98 76 54 32 10", "my number is [PHONE]"),
+        ("98 76 54 32 10 is my whatsapp", "[PHONE] is my whatsapp"),
+        ("06 12 34 56 78", "[PHONE]"),
+        # Typed digit by digit: no window of seven groups held a whole number (a trial's finding).
+        ("ring me 9 8 7 6 5 4 3 2 1 0", "ring me [PHONE]"),
+        ("my number is 0 7 9 1 1 1 2 3 4 5 6 ok", "my number is [PHONE] ok"),
+        ("call + 4 4 7 9 1 1 1 2 3 4 5 6", "call [PHONE]"),
+        ("mobile 9 1 2 3 4 5 6 7", "mobile [PHONE]"),
+        ("steps 1 2 3 4 5 6 7 8 9 10", "steps 1 2 3 4 5 6 7 8 9 10"),
+    ],
+)
+def test_numbers_in_pairs_or_digit_by_digit_are_phones(text: str, expected: str) -> None:
+    assert redact(text) == expected
 
 
 @pytest.mark.parametrize(

@@ -3436,6 +3436,9 @@ def _phone_run(ctx: _Context, start: int, end: int) -> None:
     after the last number kept, or at that cut number's first group. Where a window holds none, the
     next starts a few groups on, so that a number across the cut is read whole."""
     tokens = [m.span() for m in _PHONE_TOKEN.finditer(ctx.text, start, end)]
+    if len(tokens) <= 15 and all(hi - lo == 1 for lo, hi in tokens):
+        _spelt_out_phone(ctx, start, end, len(tokens))
+        return
     i = 0
     while i < len(tokens):
         j = min(i + _PHONE_WINDOW, len(tokens))
@@ -3464,6 +3467,27 @@ def _phone_run(ctx: _Context, start: int, end: int) -> None:
         else:
             break
         i = max(nxt, i + 1)
+
+
+def _spelt_out_phone(ctx: _Context, start: int, end: int, size: int) -> None:
+    """A number typed digit by digit ("9 8 7 6 5 4 3 2 1 0", "+ 4 4 7 9 1 1 1 2 3 4 5 6"), 8-15
+    digits: read as the digits it spells, a phone number when a region validates them (with its "+",
+    an international one) or when a phone label comes right before it. Read in windows of seven
+    groups, as other runs are, no window held enough digits to be a number (a trial's finding)."""
+    text = ctx.text
+    international = text[start] == "+"
+    # Read as typed, so that a region whose numbers start with a trunk 0 needs it here as in any
+    # other grouping of three or more (:data:`_WRITTEN_WITHOUT_TRUNK`).
+    region = _phone_region(ctx, text[start:end], international) if size >= 8 else ""
+    if region is None:
+        _unchecked_number(ctx, start, end)
+    elif region:
+        context = _PHONE_WORDS.search(text, max(0, start - 40), start) is not None
+        why = f"valid {region} number typed digit by digit"
+        priority = _P_PHONE_INTL if international else _P_PHONE_CONTEXT if context else _P_PHONE
+        ctx.add(priority, start, end, "phone", "phonenumbers", why, weak=0 if international else _WEAK)
+    else:
+        _labelled_phone(ctx, start, end)
 
 
 def _unchecked_number(ctx: _Context, start: int, end: int) -> None:
@@ -3511,11 +3535,34 @@ def _add_phones(ctx: _Context, start: int, outcome: _Outcome) -> None:
             weak = 0 if valid else _REFERENCE_ONLY if plus else _WEAK
             ctx.add(_P_PHONE_INTL, start + lo, start + hi, "phone", "phonenumbers", why, weak=weak)
             continue
+        if _amounts_in_pairs(text, start + lo, start + hi):
+            continue
         if context is None:
             context = _PHONE_WORDS.search(text, max(0, start + lo - 40), start + lo) is not None
         priority = _P_PHONE_CONTEXT if context else _P_PHONE
         why = f"{status} {region} number, national format"
         ctx.add(priority, start + lo, start + hi, "phone", "phonenumbers", why, weak=_WEAK)
+
+
+#: Words that make digits written in pairs a phone number: :data:`_PHONE_WORDS`, or "number".
+_PAIRS_CUE = regex.compile(
+    _PHONE_WORDS.pattern + r"|(?<![\p{L}])(?:number|no\.|nr\.?)(?![\p{L}])", regex.IGNORECASE
+)
+
+
+def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]``, a number found in national format without a trunk 0, is four or
+    more groups of one or two digits ("fees 15 20 25 30 35", "5 10 15 20 25") with no phone word
+    within 40 characters before it or 30 after: a list of amounts or scores. Numbers are written in
+    pairs with their 0 ("06 12 34 56 78") or their "+"; without either, a region that writes its
+    numbers without the 0 (India's, Brazil's, Turkey's: :data:`_WRITTEN_WITHOUT_TRUNK`) groups them
+    otherwise ("98765 43210", "532 123 45 67"). A review's finding: such lists were hidden as
+    Indian or Brazilian numbers."""
+    groups = _PHONE_TOKEN.findall(text, start, end)
+    if len(groups) < 4 or any(len(g) > 2 for g in groups) or text[start] in "0(":
+        return False
+    before = _PAIRS_CUE.search(text, max(0, start - 40), start)
+    return before is None and _PAIRS_CUE.search(text, end, end + 30) is None
 
 
 #: A phone label right before a number: "my mobile is", "手機", "ring mig på", "whatsapp:".
