@@ -293,12 +293,8 @@ class TellerCore:
     def _offered(self, value: str, incoming: Incoming) -> bool:
         with timed("store_read"):
             return self.store.conversations.offered(
-                incoming.channel, incoming.conversation_id, incoming.user_id, value, OFFERED_RECENT
+                incoming.channel, incoming.conversation_id, incoming.user_id, value
             )
-
-
-#: How many of Teller's latest answers to a customer in a conversation a pressed value may come from.
-OFFERED_RECENT = 20
 
 
 #: A handed-off message's reply where no person can take over (no ops channel configured): what the

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.abuse import AbuseLimits
@@ -43,6 +44,7 @@ from bot.choices import (
     ChoiceKind,
     entry_of,
     intent_of,
+    is_choice,
     kind_of,
 )
 from bot.core import Incoming, Outgoing
@@ -242,9 +244,33 @@ class OpsDesk:
         """A button the customer pressed during the handoff (one left from before it), as the
         operator should read it: what the button said, not its value ("entry:lost_card", a trial's
         finding). Anything else as it is."""
+        label = self._pressed_label(text)
+        return text if label is None else f"(pressed a button from before: “{label}”)"
+
+    def _opening(self, transcript: list[StoredMessage]) -> list[StoredMessage]:
+        """The transcript a handoff's thread opens with, each button the customer pressed shown by
+        what it said ("(pressed “Where is my new card?”)"), not by its value ("intent:card_arrival",
+        a review's finding); a value no answer offered was read as the words it is, and stays so."""
+        shown = []
+        for m in transcript:
+            label = None
+            if m.direction == Direction.IN and is_choice(m.text):
+                try:
+                    if kind_of(m.text) not in (ChoiceKind.INTENT, ChoiceKind.ENTRY) or (
+                        self.store.conversations.was_offered(m.id)
+                    ):
+                        label = self._pressed_label(m.text)
+                except Exception:  # the knowledge base changing meanwhile: the value as it came
+                    log.exception("pressed_label_failed")
+            shown.append(m if label is None else replace(m, text=f"(pressed “{label}”)"))
+        return shown
+
+    def _pressed_label(self, text: str) -> str | None:
+        """What the button whose value is ``text`` said (an intent's or entry's first phrasing, or
+        :data:`PRESSED`); None for a text that is no button's value."""
         kind = kind_of(text)
         if kind in (ChoiceKind.TEXT, ChoiceKind.INTERVIEW):
-            return text
+            return None
         kb = self.review.policy_provider().kb
         if kind == ChoiceKind.INTENT:
             intent = intent_of(text) or ""
@@ -255,7 +281,7 @@ class OpsDesk:
             label = kb.get(entry_id).questions[0] if entry_id in kb else entry_id
         else:
             label = PRESSED.get(text, text)
-        return f"(pressed a button from before: “{label}”)"
+        return label
 
     def handoff_gate(self, reply: Outgoing) -> AbstractContextManager[object]:
         """Held while a reply that hands off is judged against the caps and its handoff opened, so
@@ -586,7 +612,7 @@ class OpsDesk:
     def _open_thread(self, handoff_id: str) -> None:
         assert self.board is not None
         handoff = self.store.handoffs.get(handoff_id)
-        ts = self.board.open_handoff(handoff, self.store.handoffs.transcript(handoff_id)[-12:])
+        ts = self.board.open_handoff(handoff, self._opening(self.store.handoffs.transcript(handoff_id)[-12:]))
         self.store.handoffs.set_thread(handoff_id, self.board.ops_channel or "", ts)
         log.info("handoff_opened", extra={"fields": {"handoff": handoff_id, "channel": handoff.channel}})
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from bot.choices import is_choice
+from bot.choices import ChoiceKind, is_choice, kind_of
 from bot.corrections import Spreader
 from bot.errors import ConfigError, InputError
 from bot.operators import Actor, Operators
@@ -269,8 +269,14 @@ class ReviewService:
 
     def _question(self, candidate: ReviewCandidate) -> str | None:
         """The customer's question behind a reply: the message itself, or for a pressed button
-        (a clarify choice, "talk to a person") the last typed message before it."""
-        if not is_choice(candidate.text):
+        (a clarify choice, "talk to a person") the last typed message before it. An ``intent:`` or
+        ``entry:`` value no recent answer offered was read as the words it is (:meth:`bot.core.
+        TellerCore._decide`), and is the question itself (a review's finding: the queue filed the
+        message before it, or nothing)."""
+        if not is_choice(candidate.text) or (
+            kind_of(candidate.text) in (ChoiceKind.INTENT, ChoiceKind.ENTRY)
+            and not self.store.conversations.was_offered(candidate.message_id)
+        ):
             return candidate.text
         earlier = self.store.conversations.customer_messages_before(candidate.message_id)
         return next((m.text for m in earlier if not is_choice(m.text)), None)

@@ -30,8 +30,10 @@ def say(
     intent: str | None = "card_arrival",
     user: str = "u1",
     kb_id: str | None = None,
+    choices: tuple[str, ...] = (),
 ) -> tuple[StoredMessage, StoredMessage]:
-    """A stored exchange with the route and confidence the test needs (no model involved)."""
+    """A stored exchange with the route and confidence the test needs (no model involved); the
+    reply offers buttons with the values ``choices``."""
     return store.conversations.record_exchange(
         NewExchange(
             channel="web",
@@ -43,6 +45,7 @@ def say(
             intent=intent,
             confidence=confidence,
             kb_id=kb_id,
+            choices=tuple((value, value) for value in choices),
         )
     )
 
@@ -156,12 +159,26 @@ def test_refresh_files_qualifying_replies_merges_near_duplicates_and_is_idempote
 
 def test_a_pressed_choice_is_filed_under_the_question_it_answers(desk: Desk) -> None:
     store, service = desk.store, desk.service
-    _, clarify = say(store, "money from abroad is missing", route="clarify", user="a")
+    offered = ("intent:exchange_rate", "intent:transfer_timing")
+    _, clarify = say(store, "money from abroad is missing", route="clarify", user="a", choices=offered)
     _, chosen = say(store, "intent:exchange_rate", confidence=1.0, user="a")
     store.feedback.add_feedback(chosen.id, False)
     [item] = service.refresh()
     assert item.text == "money from abroad is missing"
     assert item.message_ids == (clarify.id, chosen.id) and item.reasons == ("clarify", "not_helpful")
+
+
+def test_a_typed_choice_value_nothing_offered_is_its_own_question(desk: Desk) -> None:
+    """A review's finding: an ``intent:`` value no recent answer offered is read as the words it is,
+    and the queue filed the message before it instead (or nothing)."""
+    store, service = desk.store, desk.service
+    say(store, "money from abroad is missing", route="clarify", user="a", choices=("intent:exchange_rate",))
+    _, typed = say(store, "intent:card_arrival", route="handoff", confidence=0.2, user="a")
+    _, other = say(store, "entry:overdraft_fee", route="handoff", confidence=0.2, user="b")
+    items = {item.text: item for item in service.refresh()}
+    assert typed.id in items["intent:card_arrival"].message_ids
+    assert other.id in items["entry:overdraft_fee"].message_ids
+    assert store.conversations.was_offered(typed.id) is False
 
 
 def test_suggestions_come_from_the_current_policy(desk: Desk) -> None:

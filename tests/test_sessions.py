@@ -37,7 +37,7 @@ from bot.web.app import create_app
 from bot.web.sessions import SESSION_COOKIE, Identities
 from nlu.language import UNSTAFFED_REPLIES, handoff_reply
 from tests.servers import serve_in_thread
-from tests.webclient import api_session, new_customer, stored_user_id
+from tests.webclient import api_session, new_customer, offer, stored_user_id
 
 BACKEND_KEY = "backend-key-0123456789"
 TOKEN_KEY = "customer-token-key-0123456789abcdef"
@@ -55,9 +55,12 @@ class Board:
     #: The thread each of :attr:`warnings` was posted in.
     warned_threads: list[str | None] = field(default_factory=list)
     reviews: list[int] = field(default_factory=list)
+    #: The texts of the transcript each thread opened with.
+    openings: list[list[str]] = field(default_factory=list)
 
     def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
         self.threads.append(handoff.id)
+        self.openings.append([m.text for m in transcript])
         return f"{1700000000 + len(self.threads)}.000100"  # Slack's shape: seconds.microseconds
 
     def post_in_thread(self, handoff: Handoff, text: str) -> None:
@@ -755,6 +758,28 @@ def test_a_button_from_before_pressed_during_a_handoff_reads_as_its_label_in_the
         f"(pressed a button from before: “{entry.questions[0]}”)",
         "(pressed a button from before: “Book an adviser call”)",
         "I still need help",
+    ]
+
+
+def test_a_handoffs_thread_opens_with_pressed_buttons_by_their_labels(bank: Bank) -> None:
+    """A review's finding: the transcript a handoff's thread opened with showed the values of the
+    buttons the customer had pressed ("intent:card_arrival"); it shows what they said. A value no
+    answer offered was read as the customer's words, and is shown as typed."""
+    customer = new_customer(bank.app)
+    offer(bank.core, customer, "intent:card_arrival")
+    assert customer.post("/api/messages", json={"text": "intent:card_arrival"}).status_code == 200
+    assert customer.post("/api/messages", json={"text": "entry:overdraft_fee"}).status_code == 200
+    customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    ops = bank.service.ops
+    assert ops is not None
+    ops.drain()
+    entry = bank.core.policy.kb.for_intent("card_arrival")
+    assert entry is not None
+    opening = [t for t in bank.board.openings[-1] if t.startswith("(pressed") or ":" in t[:8]]
+    assert opening == [
+        f"(pressed “{entry.questions[0]}”)",
+        "entry:overdraft_fee",
+        "(pressed “Talk to a person / Something else”)",
     ]
 
 

@@ -62,6 +62,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
+#: How many of Teller's latest answers to a customer in a conversation a pressed value may come from.
+OFFERED_RECENT = 20
+
+
 class ConversationRepository:
     """Conversations and messages. Texts are redacted on the way in (before any transaction
     starts, so a long message holds no lock while it is scanned). Thread-safe."""
@@ -275,13 +279,34 @@ class ConversationRepository:
         rows = self.db.rows(_answers_to(select(_m), channel, external_id, user_id).where(offered).limit(1))
         return message_from_row(rows[0]) if rows else None
 
-    def offered(self, channel: str, external_id: str, user_id: str, value: str, recent: int = 20) -> bool:
+    def offered(
+        self, channel: str, external_id: str, user_id: str, value: str, recent: int = OFFERED_RECENT
+    ) -> bool:
         """Whether one of Teller's latest ``recent`` answers to ``user_id`` in a platform conversation
         offered a button whose value is ``value`` (a pressed ``intent:`` or ``entry:`` value is
         honoured only then; anything else a client sends is read as the text it is). Counted per
         customer: in a group chat other members' traffic does not push a customer's buttons out."""
         rows = self.db.rows(_answers_to(select(_m.c.choices), channel, external_id, user_id).limit(recent))
-        return any(value in {c.get("value") for c in json.loads(r["choices"] or "[]")} for r in rows)
+        return _offers(rows, value)
+
+    def was_offered(self, message_id: str, recent: int = OFFERED_RECENT) -> bool:
+        """Whether the stored customer message ``message_id``, a pressed-looking value, was one of the
+        buttons of Teller's latest ``recent`` answers to its sender in its conversation before it:
+        what :meth:`offered` told when it came in, so whether it was honoured as a press or read as
+        the words it is. Raises :class:`InputError` for an unknown id (as :meth:`message`)."""
+        message = self.message(message_id)
+        rows = self.db.rows(
+            select(_m.c.choices)
+            .where(
+                _m.c.conversation_id == message.conversation_id,
+                _m.c.user_id == message.user_id,
+                TELLER_ANSWER,
+                _m.c.created_at < message.created_at,
+            )
+            .order_by(_m.c.created_at.desc(), _m.c.id.desc())
+            .limit(recent)
+        )
+        return _offers(rows, message.text)
 
     def message_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
         """The stored message with this platform id on this channel (Teller's post first)."""
@@ -324,6 +349,11 @@ _ORDER = (_m.c.created_at, _m.c.direction, _m.c.id)
 
 def _choices_json(choices: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([{"label": label, "value": value} for label, value in choices])
+
+
+def _offers(rows: list[dict[str, Any]], value: str) -> bool:
+    """Whether one of ``rows`` (stored ``choices`` columns) offered a button whose value is ``value``."""
+    return any(value in {c.get("value") for c in json.loads(r["choices"] or "[]")} for r in rows)
 
 
 def _answers_to(query: Select[Any], channel: str, external_id: str, user_id: str) -> Select[Any]:
