@@ -137,3 +137,29 @@ def test_a_new_home_its_database_and_logs_are_its_owner_s_only(tmp_path: Path) -
     Store(home / "teller.db").close()
     modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in (home, home / "logs", log, home / "teller.db")}
     assert modes == {"home": 0o700, "logs": 0o700, log.name: 0o600, "teller.db": 0o600}
+
+
+def test_an_upgraded_database_readable_by_others_is_made_its_owner_s_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A review's finding: a database an older Teller made 0644 stayed readable by every local user
+    after an upgrade. It is its owner's now, the change logged; what it holds is kept."""
+    import os
+    import stat
+
+    from bot.storage import NewExchange, Store
+
+    path = tmp_path / "teller.db"
+    store = Store(path)
+    store.conversations.record_exchange(NewExchange("web", "c1", "c1", "hello", "hi", route="smalltalk"))
+    store.close()
+    os.chmod(path, 0o644)
+    with caplog.at_level(logging.WARNING):
+        store = Store(path)
+    try:
+        assert sorted(m.text for m in store.conversations.history()) == ["hello", "hi"]
+    finally:
+        store.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    events = [r.getMessage() for r in caplog.records]
+    assert "store_file_mode_tightened" in events

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -108,6 +109,25 @@ def _safe(raw: str) -> str:
         return raw.split("@")[-1]
 
 
+def _owner_only(path: Path) -> None:
+    """Make an existing SQLite database (and its ``-wal`` and ``-shm`` files) readable by its owner
+    only, when this process owns it: one created by an older Teller is 0644, readable by every local
+    user (a review's finding: new installations were made owner-only, upgraded ones kept their
+    modes). A file another user owns is left as it is. Logs ``store_file_mode_tightened``."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            status = file.stat()
+        except FileNotFoundError:
+            continue
+        if status.st_uid != os.getuid() or not status.st_mode & 0o077:
+            continue
+        os.chmod(file, 0o600)
+        log.warning(
+            "store_file_mode_tightened",
+            extra={"fields": {"path": str(file), "was": oct(status.st_mode & 0o777), "now": "0o600"}},
+        )
+
+
 class Database:
     """The engine, its transactions and its migrations. Thread-safe; one per process.
 
@@ -126,8 +146,11 @@ class Database:
                 # A new home and database readable by their owner only: the database holds customers'
                 # conversations (a trial found both created 0755/0644, readable by every local user).
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                if self.url.database and self.url.database != ":memory:" and not path.exists():
-                    path.touch(mode=0o600)
+                if self.url.database and self.url.database != ":memory:":
+                    if path.exists():
+                        _owner_only(path)
+                    else:
+                        path.touch(mode=0o600)
             except OSError as exc:
                 raise StoreError(f"{path}: cannot create its directory ({exc})") from None
             self.engine: Engine = create_engine(
