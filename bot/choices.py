@@ -62,6 +62,18 @@ FEEDBACK_NOT_HELPFUL = f"{FEEDBACK_PREFIX}not_helpful"
 _FEEDBACK_FORM = re.compile(r"feedback:[A-Za-z0-9_-]*")
 INTERVIEW_PREFIX = "iv:"
 
+#: What the answer policy's buttons that are no intent or entry say. :data:`HANDOFF_CHOICE` is
+#: "Something else" under a clarifying question and "Talk to a person" elsewhere.
+SOMETHING_ELSE, TALK_TO_A_PERSON = "Something else", "Talk to a person"
+ADVISER_LABEL, HELPFUL_LABEL, NOT_HELPFUL_LABEL = "Book an adviser call", "Helpful", "Not helpful"
+#: Those buttons by value, as an operator reading a press should see them (the ops desk).
+PRESSED_LABELS = {
+    HANDOFF_CHOICE: f"{TALK_TO_A_PERSON} / {SOMETHING_ELSE}",
+    ADVISER_CHOICE: ADVISER_LABEL,
+    FEEDBACK_HELPFUL: HELPFUL_LABEL,
+    FEEDBACK_NOT_HELPFUL: NOT_HELPFUL_LABEL,
+}
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -146,7 +158,7 @@ def is_feedback_form(text: str) -> bool:
 
 
 def feedback_choices() -> tuple[Choice, ...]:
-    return (Choice("Helpful", FEEDBACK_HELPFUL), Choice("Not helpful", FEEDBACK_NOT_HELPFUL))
+    return (Choice(HELPFUL_LABEL, FEEDBACK_HELPFUL), Choice(NOT_HELPFUL_LABEL, FEEDBACK_NOT_HELPFUL))
 
 
 def interview_value(interview_id: str, rest: str) -> str:

@@ -37,10 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.abuse import AbuseLimits
 from bot.choices import (
-    ADVISER_CHOICE,
-    FEEDBACK_HELPFUL,
-    FEEDBACK_NOT_HELPFUL,
-    HANDOFF_CHOICE,
+    PRESSED_LABELS,
     ChoiceKind,
     entry_of,
     intent_of,
@@ -92,15 +89,6 @@ QUIET_NOTICE = (
     "This conversation with our colleague has been quiet for a while, so I've closed it. I'm Teller "
     "again: ask me anything, or ask for a person to talk to someone again."
 )
-
-
-#: What the buttons that are no intent or entry say, for an operator reading a press.
-PRESSED = {
-    HANDOFF_CHOICE: "Talk to a person / Something else",
-    ADVISER_CHOICE: "Book an adviser call",
-    FEEDBACK_HELPFUL: "Helpful",
-    FEEDBACK_NOT_HELPFUL: "Not helpful",
-}
 
 
 def expiry_notice(store: Store, handoff_id: str) -> str:
@@ -267,7 +255,7 @@ class OpsDesk:
 
     def _pressed_label(self, text: str) -> str | None:
         """What the button whose value is ``text`` said (an intent's or entry's first phrasing, or
-        :data:`PRESSED`); None for a text that is no button's value."""
+        :data:`bot.choices.PRESSED_LABELS`); None for a text that is no button's value."""
         kind = kind_of(text)
         if kind in (ChoiceKind.TEXT, ChoiceKind.INTERVIEW):
             return None
@@ -280,7 +268,7 @@ class OpsDesk:
             entry_id = entry_of(text) or ""
             label = kb.get(entry_id).questions[0] if entry_id in kb else entry_id
         else:
-            label = PRESSED.get(text, text)
+            label = PRESSED_LABELS.get(text, text)
         return label
 
     def handoff_gate(self, reply: Outgoing) -> AbstractContextManager[object]:

@@ -43,7 +43,17 @@ from typing import Any, cast
 
 import numpy as np
 
-from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, entry_choice, feedback_choices, intent_choice
+from bot.choices import (
+    ADVISER_CHOICE,
+    ADVISER_LABEL,
+    HANDOFF_CHOICE,
+    SOMETHING_ELSE,
+    TALK_TO_A_PERSON,
+    Choice,
+    entry_choice,
+    feedback_choices,
+    intent_choice,
+)
 from bot.errors import ConfigError
 from bot.exemplars import AdviceProbe, ExemplarSet
 from bot.stages import timed
@@ -990,7 +1000,7 @@ class AnswerPolicy:
                 choices=(
                     intent_choice(a, first),
                     intent_choice(b, second),
-                    Choice("Something else", HANDOFF_CHOICE),
+                    Choice(SOMETHING_ELSE, HANDOFF_CHOICE),
                 ),
             )
         if rule.name in ("intent", "confident_intent", "agreement"):
@@ -1018,7 +1028,7 @@ class AnswerPolicy:
                 p,
                 choices=(
                     *(entry_choice(h.entry.questions[0], h.entry.id) for h in offered),
-                    Choice("Something else", HANDOFF_CHOICE),
+                    Choice(SOMETHING_ELSE, HANDOFF_CHOICE),
                 ),
             )
         return _decision(Route.HANDOFF, UNSURE, f"{reason} (intent {p.intent})", p)
@@ -1077,7 +1087,7 @@ class AnswerPolicy:
             "customer chose an entry no longer in the knowledge base; asked to rephrase",
             None,
             1.0,
-            choices=(Choice("Talk to a person", HANDOFF_CHOICE),),
+            choices=(Choice(TALK_TO_A_PERSON, HANDOFF_CHOICE),),
         )
 
     # ---------------------------------------------------------------------------------- helpers
@@ -1147,4 +1157,4 @@ class AnswerPolicy:
 
     @staticmethod
     def _adviser_choices() -> tuple[Choice, ...]:
-        return (Choice("Book an adviser call", ADVISER_CHOICE), *AnswerPolicy.feedback_choices())
+        return (Choice(ADVISER_LABEL, ADVISER_CHOICE), *AnswerPolicy.feedback_choices())
