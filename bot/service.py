@@ -478,6 +478,12 @@ class TellerService:
         expired = latest.closed_by == IDLE_ACTOR
         return Relayed(messages, False, notice=expiry_notice(store, latest.id) if expired else CLOSED_NOTICE)
 
+    def address_of_post(self, channel: str, platform_id: str) -> str | None:
+        """Where the conversation of Teller's post with this platform id is (the chat, or its forum
+        topic), for a press on a message the platform no longer shows in full (Telegram's
+        ``InaccessibleMessage``, which carries the chat but not the topic); None if unknown."""
+        return self.core.store.conversations.address_of_post(channel, platform_id)
+
     def choice_value(self, message_id: str, index: int) -> str:
         """The value of the ``index``-th choice offered with a stored reply (for platforms whose
         buttons cannot carry the value itself). Raises :class:`InputError`."""

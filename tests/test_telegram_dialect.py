@@ -146,6 +146,41 @@ def test_a_forum_topic_is_its_own_conversation_and_gets_the_replies(stack: Stack
     assert f"{chat}:7" in {x.address for x in delivery}
 
 
+def test_a_press_on_an_old_post_in_a_forum_topic_is_answered_in_that_topic(stack: Stack) -> None:
+    """A button pressed on a post older than 48 hours comes as an InaccessibleMessage: its chat, but
+    no topic. It was answered in the forum's General topic, where every member reads it; the topic
+    is now the one Teller's post was in (a review's finding)."""
+    chat = GROUP - 8
+    asked = tg.topic_message(stack.uid(), chat, stack.uid(), f"{tg.BOT_MENTION} {FEE}", thread_id=11)
+    asked["message"]["entities"] = [{"type": "mention", "offset": 0, "length": len(tg.BOT_MENTION)}]
+    stack.push(asked)
+    stack.replies(chat)
+    conversation = f"{chat}:11"
+    post = stack.until(
+        lambda: next(
+            (
+                m.platform_id
+                for m in stack.core.store.conversations.history()
+                if m.direction == Direction.OUT and m.platform_id and m.platform_id.startswith(f"{chat}:")
+            ),
+            None,
+        )
+    )
+    old = tg.pressed(stack.uid(), tg.MEMBER_ID, "handoff", "q-old")
+    old["callback_query"]["message"] = {
+        "message_id": int(post.rpartition(":")[2]),
+        "date": 0,  # Telegram's mark of an inaccessible message
+        "chat": {"id": chat, "type": "supergroup", "title": "Lumen customers", "is_forum": True},
+    }
+    stack.push(old)
+    second = stack.replies(chat, 2)[1]
+    assert second.get("message_thread_id") == 11
+    assert [m.text for m in customer_messages(stack, conversation)] == [FEE, "handoff"]
+    # Its keyboard is not edited away: Telegram refuses to edit an inaccessible message.
+    edits = stack.api.sent("editMessageReplyMarkup")
+    assert all(str(e.get("message_id")) != post.rpartition(":")[2] for e in edits)
+
+
 # ---------------------------------------------------------------------------------- private chats
 
 

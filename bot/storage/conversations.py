@@ -318,6 +318,22 @@ class ConversationRepository:
         )
         return message_from_row(rows[0]) if rows else None
 
+    def address_of_post(self, channel: str, platform_id: str) -> str | None:
+        """The platform conversation (its ``external_id``: the chat, or the chat and its forum
+        topic) of Teller's post with this platform id on this channel; None if no stored reply of
+        Teller's has it."""
+        rows = self.db.rows(
+            select(_c.c.external_id)
+            .join(_m, _m.c.conversation_id == _c.c.id)
+            .where(
+                _m.c.channel == channel,
+                _m.c.platform_id == platform_id,
+                _m.c.direction == Direction.OUT.value,
+            )
+            .limit(1)
+        )
+        return str(rows[0]["external_id"]) if rows else None
+
     def conversation_id(self, channel: str, external_id: str) -> str | None:
         """The store's id of a platform conversation, if it has one."""
         rows = self.db.rows(select(_c.c.id).where(_c.c.channel == channel, _c.c.external_id == external_id))

@@ -369,9 +369,19 @@ class TelegramChannel:
         message = query.message
         if message is None:
             return
-        await _quietly(query.edit_message_reply_markup(reply_markup=None))
+        if message.is_accessible:  # an inaccessible one cannot be edited (PTB raises TypeError)
+            await _quietly(query.edit_message_reply_markup(reply_markup=None))
         chat = message.chat
-        where = dialect.address_of(message) if isinstance(message, Message) else dialect.address(chat.id)
+        if isinstance(message, Message) and message.is_accessible:
+            where = dialect.address_of(message)
+        else:
+            # An inaccessible message (older than 48 hours, or deleted; PTB gives it as a Message or
+            # an InaccessibleMessage dated 0) names its chat but not its forum topic: the
+            # conversation is the one Teller's post was in, from the store, so a customer's press
+            # is not answered in the forum's General topic for all to read.
+            post = f"{chat.id}:{message.message_id}"
+            known = await asyncio.to_thread(self.service.address_of_post, CHANNEL, post)
+            where = known or dialect.address(chat.id)
         incoming = Incoming(CHANNEL, where, user_id, f"callback:{query.id}", data)
         await self._converse(incoming, chat)
 
