@@ -698,14 +698,20 @@ def test_the_corrections_signature_moves_when_one_is_removed_or_rewritten(store:
 
 def test_a_value_counts_as_offered_to_the_customer_it_was_offered_to(store: Store) -> None:
     """A pressed value is honoured only when one of Teller's latest answers to that customer in that
-    conversation offered it; in a group chat, other members' traffic does not push it out, and
-    another member's press of it is their words (a review's findings)."""
+    conversation offered it, or one of its latest answers there to anyone; in a group chat, other
+    members' traffic does not push it out for the customer it was offered to, and another member
+    may press it while it is among the group's latest answers (every member sees the buttons)."""
     offered = (("Where is my card?", "intent:card_arrival"),)
     store.conversations.record_exchange(
         NewExchange(
             "telegram", "group", "alice", "where is it", "Did you mean…", route="clarify", choices=offered
         )
     )
+    assert store.conversations.offered("telegram", "group", "bob", "intent:card_arrival")
+    pressed, _ = store.conversations.record_exchange(
+        NewExchange("telegram", "group", "bob", "intent:card_arrival", "It's on its way.", route="intent")
+    )
+    assert pressed.text == "intent:card_arrival" and store.conversations.was_offered(pressed.id)
     for n in range(25):  # the group's other members talk meanwhile
         store.conversations.record_exchange(
             NewExchange("telegram", "group", f"m{n}", "hi", "Hello!", route="smalltalk")

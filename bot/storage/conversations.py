@@ -282,31 +282,36 @@ class ConversationRepository:
     def offered(
         self, channel: str, external_id: str, user_id: str, value: str, recent: int = OFFERED_RECENT
     ) -> bool:
-        """Whether one of Teller's latest ``recent`` answers to ``user_id`` in a platform conversation
-        offered a button whose value is ``value`` (a pressed ``intent:`` or ``entry:`` value is
-        honoured only then; anything else a client sends is read as the text it is). Counted per
-        customer: in a group chat other members' traffic does not push a customer's buttons out."""
-        rows = self.db.rows(_answers_to(select(_m.c.choices), channel, external_id, user_id).limit(recent))
-        return _offers(rows, value)
+        """Whether one of Teller's latest ``recent`` answers in a platform conversation offered a
+        button whose value is ``value`` (a pressed ``intent:`` or ``entry:`` value is honoured only
+        then; anything else a client sends is read as the text it is): its answers to ``user_id``
+        first, so that in a group chat other members' traffic does not push a customer's buttons
+        out, then its answers to anyone there (every member of a group sees the buttons, and one may
+        press a button Teller offered another: a review's finding)."""
+        conversation = self.conversation_id(channel, external_id)
+        return conversation is not None and self._offered_in(conversation, user_id, value, recent)
 
     def was_offered(self, message_id: str, recent: int = OFFERED_RECENT) -> bool:
-        """Whether the stored customer message ``message_id``, a pressed-looking value, was one of the
-        buttons of Teller's latest ``recent`` answers to its sender in its conversation before it:
-        what :meth:`offered` told when it came in, so whether it was honoured as a press or read as
-        the words it is. Raises :class:`InputError` for an unknown id (as :meth:`message`)."""
+        """Whether the stored customer message ``message_id``, a pressed-looking value, was offered
+        by Teller's answers before it as :meth:`offered` counts them: what :meth:`offered` told when
+        it came in, so whether it was honoured as a press or read as the words it is. Raises
+        :class:`InputError` for an unknown id (as :meth:`message`)."""
         message = self.message(message_id)
-        rows = self.db.rows(
-            select(_m.c.choices)
-            .where(
-                _m.c.conversation_id == message.conversation_id,
-                _m.c.user_id == message.user_id,
-                TELLER_ANSWER,
-                _m.c.created_at < message.created_at,
-            )
-            .order_by(_m.c.created_at.desc(), _m.c.id.desc())
-            .limit(recent)
+        return self._offered_in(
+            message.conversation_id, message.user_id, message.text, recent, before=message.created_at
         )
-        return _offers(rows, message.text)
+
+    def _offered_in(
+        self, conversation_id: str, user_id: str, value: str, recent: int, before: str | None = None
+    ) -> bool:
+        answers = select(_m.c.choices).where(_m.c.conversation_id == conversation_id, TELLER_ANSWER)
+        if before is not None:
+            answers = answers.where(_m.c.created_at < before)
+        newest = (_m.c.created_at.desc(), _m.c.id.desc())
+        return any(
+            _offers(self.db.rows(query.order_by(*newest).limit(recent)), value)
+            for query in (answers.where(_m.c.user_id == user_id), answers)
+        )
 
     def message_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
         """The stored message with this platform id on this channel (Teller's post first)."""
