@@ -14,7 +14,10 @@ conversations. The rules live here:
 - an operator closes it with a button; the customer is told and Teller answers again;
 - replies that qualify for review (handoff, clarify, low confidence, not helpful, flagged, refused by
   the platform) are filed in the review queue and new items are posted to the ops channel with their
-  actions;
+  actions, each once: the replica about to post an item claims it in the store first, so an item
+  filed again (the same reply for another reason, a flag added again) or filed by two replicas at
+  the same moment is not posted again (an operator's ``/teller review`` posts the open items on
+  request);
 - when an operator corrects a message to an intent, the stored customer messages most likely to
   share that need are proposed in the ops channel, to confirm or reject in bulk;
 - an operator's words the customer's platform finally refuses are reported in the operator's thread,
@@ -61,6 +64,7 @@ from bot.storage import (
     NewHandoff,
     Proposal,
     ReviewItem,
+    ReviewStatus,
     Store,
     StoredMessage,
     StoreError,
@@ -506,10 +510,12 @@ class OpsDesk:
         return closed
 
     def flag(self, message_id: str, reason: str | None, actor: Actor, source: str = "command") -> ReviewItem:
-        """An operator flags an answer (by command or reaction); the item goes to the ops board."""
+        """An operator flags an answer (by command or reaction); the item goes to the ops board unless
+        it was posted there before (:meth:`_post_item`; an operator's flag is not held back by the
+        review-post limit)."""
         result = self.review.flag(message_id, reason, actor, source)
-        if self.board is not None and len(result.item.message_ids) == 1:
-            self._later(self._post_item, result.item.id)
+        if self.board is not None:
+            self._later(self._post_item, result.item)
         return result.item
 
     def flag_post(self, channel: str, platform_id: str, actor: Actor) -> ReviewItem | None:
@@ -521,10 +527,11 @@ class OpsDesk:
         return self.flag(message.id, "reaction", actor, source="reaction")
 
     def post_open_items(self, limit: int = 10) -> int:
-        """Post the open review items (oldest first) to the ops board; returns how many."""
+        """Post the open review items (oldest first) to the ops board, posted before or not (an
+        operator asked for them); returns how many."""
         items = self.review.items()[:limit]
         for item in items:
-            self._later(self._post_item, item.id)
+            self._later(self._post_item, item, True)
         return len(items)
 
     def start_retrain(self, actor: Actor, mode: str = "continue") -> str:
@@ -571,31 +578,33 @@ class OpsDesk:
     def _later(
         self, job: Callable[..., None], *args: Any, worker: ThreadPoolExecutor | None = None
     ) -> Future[None]:
-        def run() -> None:
-            for attempt in range(OPS_JOB_ATTEMPTS):
-                try:
-                    job(*args)
-                    return
-                except StoreError as exc:  # a database blip: filing and threads must not be lost
-                    if attempt + 1 == OPS_JOB_ATTEMPTS:
-                        log.error(
-                            "ops_job_failed", extra={"fields": {"job": job.__name__, "error": str(exc)[:300]}}
-                        )
-                        return
-                    time.sleep(2**attempt)
-                except Exception as exc:  # the ops channel being down must not affect customers
-                    log.error(
-                        "ops_job_failed", extra={"fields": {"job": job.__name__, "error": repr(exc)[:300]}}
-                    )
-                    return
-
         try:
-            return (worker or self._worker).submit(run)
+            return (worker or self._worker).submit(self._retrying, job, *args)
         except RuntimeError:  # shutting down: the ops channel is not told, the store has it all
             log.warning("ops_job_dropped", extra={"fields": {"job": job.__name__}})
             done: Future[None] = Future()
             done.set_result(None)
             return done
+
+    @staticmethod
+    def _retrying(job: Callable[..., None], *args: Any) -> None:
+        """Run ``job(*args)`` on the calling worker: a database failure is tried again
+        (:data:`OPS_JOB_ATTEMPTS` in all, pauses 1, 2, 4 ... s), any other failure logged, none
+        raised."""
+        for attempt in range(OPS_JOB_ATTEMPTS):
+            try:
+                job(*args)
+                return
+            except StoreError as exc:  # a database blip: filing and threads must not be lost
+                if attempt + 1 == OPS_JOB_ATTEMPTS:
+                    log.error(
+                        "ops_job_failed", extra={"fields": {"job": job.__name__, "error": str(exc)[:300]}}
+                    )
+                    return
+                time.sleep(2**attempt)
+            except Exception as exc:  # the ops channel being down must not affect customers
+                log.error("ops_job_failed", extra={"fields": {"job": job.__name__, "error": repr(exc)[:300]}})
+                return
 
     def _open_thread(self, handoff_id: str) -> None:
         assert self.board is not None
@@ -616,13 +625,13 @@ class OpsDesk:
             self.board.post_in_thread(handoff, shown)
 
     def _file(self, reply_id: str) -> None:
+        """File a reply for review (:meth:`ReviewService.file_reply`) and post each open item it
+        created or grew that was never posted (:meth:`_post_item`, within the review-post limit).
+        Each post is tried again on its own if the database fails, so that one failing neither
+        skips the others nor, this job being retried, files or posts anything twice."""
         for item in self.review.file_reply(reply_id):
-            if len(item.message_ids) != 1:  # grown: it was posted when it was new
-                continue
-            if self.limits.review_post():
-                self._post_item(item.id)
-            else:  # a burst: the item waits in the queue (`teller review`, /teller queue)
-                log.warning("review_post_deferred", extra={"fields": {"item": item.id}})
+            if item.status == ReviewStatus.OPEN:
+                self._retrying(self._post_item, item, False, True)
 
     def _after_correction(self, correction: Correction) -> None:
         """An operator corrected a message to an intent: propose messages that share its need (on
@@ -635,9 +644,40 @@ class OpsDesk:
         if proposals and self.board is not None:
             self.board.post_proposals(correction, proposals)
 
-    def _post_item(self, item_id: int) -> None:
-        if self.board is not None:
-            self.board.post_review(self.review.item(item_id), self.review.labels())
+    def _post_item(self, item: ReviewItem, again: bool = False, limited: bool = False) -> None:
+        """Post review ``item`` to the ops board, once: not when it was posted before, here or on
+        another replica, or is settled (the store's claim decides,
+        :meth:`~bot.storage.review.ReviewRepository.claim_post`). ``again``: an operator asked for
+        the queue, so it is posted whether or not it was before (and counts as posted from then on).
+        ``limited``: only within the review-post limit (:meth:`bot.abuse.AbuseLimits.review_post`);
+        beyond it the item waits in the queue (``teller review``, ``/teller review``) and is posted
+        when it is next filed, if there is room then. When the ops channel refuses the post, the
+        claim is given back (the item may be posted when it is next filed) and the error raised; a
+        post that reached Slack though its call failed (a timeout) may so be posted twice."""
+        board = self.board
+        if board is None:
+            return
+        claimed = self.store.review.claim_post(item.id)
+        if not claimed and not again:
+            return
+        if limited and not self.limits.review_post():  # a burst: the item waits in the queue
+            self._release_post(item.id)
+            log.warning("review_post_deferred", extra={"fields": {"item": item.id}})
+            return
+        try:
+            board.post_review(item, self.review.labels())
+        except BaseException:
+            if claimed:
+                self._release_post(item.id)
+            raise
+
+    def _release_post(self, item_id: int) -> None:
+        """Give back the claim of an item not posted after all (best effort: logged if it fails,
+        and the item then waits in the queue for an operator's ``/teller review``)."""
+        try:
+            self.store.review.release_post(item_id)
+        except StoreError as exc:
+            log.error("review_post_unclaimed", extra={"fields": {"item": item_id, "error": str(exc)[:300]}})
 
     def _send(self, handoff: Handoff, reply: Outgoing, kind: DeliveryKind) -> Sent | None:
         """Deliver to the handoff's customer; None for the web chat (it polls for its messages)."""

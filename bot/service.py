@@ -140,14 +140,19 @@ class TellerService:
         (:data:`~bot.choices.ADVISER_CHOICE`) also records the outcome ``adviser_call_booked`` on the
         customer's latest reply that offered the button (:meth:`book_adviser_call`), where someone
         can take the call (:attr:`staffed`; without an ops channel no reply offers it), and not when
-        the handoff was refused at a cap (:data:`BUSY`) or the press is a redelivery."""
+        the handoff was refused at a cap (:data:`BUSY`). A redelivered press books it too, on the
+        same reply: a replica that stored the press and stopped before booking leaves the booking
+        to the redelivery, and booking again records nothing new (once per reply, on any replica)."""
         staffed = self.staffed
         reply = self._handle(incoming, private, staffed)
         if (
             staffed
             and incoming.text.strip() == ADVISER_CHOICE
             and reply.route not in UNSTORED_ROUTES
-            and not reply.duplicate  # booked the first time, on the reply it was pressed under
+            # A redelivery too: the replica that stored the press may have died before booking. The
+            # booking is idempotent (a unique index on the reply and the outcome's name decides,
+            # across replicas) and lands on the reply the press came under (``before``), as the
+            # first time.
             and reply.text != BUSY  # turned away at a handoff cap: no call was booked
         ):
             self.book_adviser_call(incoming, reply)
@@ -167,11 +172,14 @@ class TellerService:
 
     def book_adviser_call(self, incoming: Incoming, reply: Outgoing) -> Outcome | None:
         """Record ``adviser_call_booked`` on the latest reply of the customer's that offered the
-        adviser button (the advice reply it was pressed under; once per reply, so a redelivery
-        records nothing new). A store failure is logged, never raised: the customer's handoff has
-        been answered already. None when no recent reply offered the button (the value typed)."""
+        adviser button before ``reply`` (the answer to the press; so the advice reply it was pressed
+        under). Idempotent: once per reply, so a redelivery, on this replica or another, records
+        nothing new, and books what a replica that stopped before booking left undone. A store
+        failure is logged, never raised: the customer's handoff has been answered already. Returns
+        the outcome (the one recorded earlier, if any); None when no recent reply offered the button
+        (the value typed) or the store failed."""
         try:
-            outcome = self.core.store.outcomes.book(
+            booked = self.core.store.outcomes.book(
                 incoming.channel,
                 incoming.user_id,
                 ADVISER_CHOICE,
@@ -184,7 +192,10 @@ class TellerService:
                 extra={"fields": {"outcome": ADVISER_CALL_BOOKED, "error": repr(exc)[:300]}},
             )
             return None
-        if outcome is not None:
+        if booked is None:
+            return None
+        outcome, new = booked
+        if new:
             log.info(
                 "outcome_recorded",
                 extra={"fields": {"message_id": outcome.message_id, "outcome": outcome.name}},

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from bot.assistant import build_core, build_service
 from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, ChoiceKind, kind_of
-from bot.core import UNSTAFFED, TellerCore
+from bot.core import UNSTAFFED, Incoming, TellerCore
 from bot.errors import InputError, NotFound
 from bot.positioning_desk import PositioningDesk
 from bot.privacy.erasure import Eraser
@@ -84,8 +84,11 @@ def test_outcomes_are_stored_once_per_reply_checked_audited_and_erased(store: St
 
     # The button's booking: on the latest of the customer's replies that offered it.
     assert store.outcomes.book("web", "bob", ADVISER_CHOICE, "adviser_call_booked") is None
-    booked = store.outcomes.book("web", "alice", ADVISER_CHOICE, "card_activated")
-    assert booked is not None and booked.message_id == advice and booked.source == "customer"
+    first = store.outcomes.book("web", "alice", ADVISER_CHOICE, "card_activated")
+    assert first is not None
+    booked, new = first
+    assert new and booked.message_id == advice and booked.source == "customer"
+    assert store.outcomes.book("web", "alice", ADVISER_CHOICE, "card_activated") == (booked, False)
     assert store.outcomes.of_messages([advice, other]) == {
         advice: frozenset({"adviser_call_booked", "card_activated"})
     }
@@ -304,3 +307,67 @@ def test_the_bank_records_outcomes_through_the_api(bank: Bank) -> None:
     with TestClient(create_app(bank.core, service=bank.service)) as plain:
         off = plain.post("/api/outcomes", json={"outcome": "x", "message_id": first}, headers=BACKEND)
         assert off.status_code == 403 and "TELLER_BACKEND_API_KEY" in off.json()["detail"]
+
+
+class Crash(BaseException):
+    """The process dying at this point: nothing after it runs, and no ``except Exception`` takes it."""
+
+
+def _crash(*_: object, **__: object) -> None:
+    raise Crash
+
+
+@pytest.mark.parametrize("dies_in", ["after_reply", "book_adviser_call"])
+def test_a_press_whose_replica_died_before_booking_is_booked_by_its_redelivery_once(
+    teller_env: Path, dies_in: str
+) -> None:
+    """A review's finding: a replica that stored the customer's press of "Book an adviser call" (the
+    platform message recorded with Teller's answer) and died before booking the call (``dies_in``:
+    before the handoff opened, or between the handoff and the booking) left the call unbooked for
+    good: the platform's redelivery was answered as a duplicate, and a duplicate booked nothing.
+    Now the redelivery books it, on the advice reply the press came under, once however many
+    replicas take a redelivery."""
+    from tests.test_sessions import Board
+
+    settings = get_settings()
+    press = Incoming("web", "cust-1", "cust-1", "press-1", ADVISER_CHOICE)
+
+    def replica() -> tuple[TellerCore, TellerService]:
+        core = build_core(settings)
+        service = build_service(settings, core)
+        assert service.ops is not None
+        service.ops.attach_board(Board())  # an ops channel: someone can take the call
+        return core, service
+
+    core, service = replica()
+    advice = service.handle(Incoming("web", "cust-1", "cust-1", "q-1", ADVICE_QUESTION))
+    assert advice.route == "advice" and ADVISER_CHOICE in [c.value for c in advice.choices]
+    if dies_in == "after_reply":
+        setattr(service.ops, "after_reply", _crash)  # noqa: B010 (an instance's method, for this test)
+    else:
+        setattr(service, "book_adviser_call", _crash)  # noqa: B010
+    with pytest.raises(Crash):
+        service.handle(press)
+    store = core.store
+    assert store.conversations.seen("web", "press-1") is not None  # the press and its answer are stored
+    assert store.outcomes.of_message(advice.message_id) == []  # ... and no call is booked
+    service.close()
+    core.close()
+
+    # The platform redelivers the press to a restarted replica, and again to another one (a retry).
+    replicas = [replica(), replica()]
+    try:
+        for _, restarted in replicas:
+            again = restarted.handle(press)
+            assert again.duplicate and again.route == "handoff"
+        store = replicas[0][0].store
+        [booked] = store.outcomes.of_message(advice.message_id)
+        assert (booked.name, booked.source) == ("adviser_call_booked", "customer")
+        handoff = store.handoffs.active_for("web", "cust-1")
+        assert handoff is not None and handoff.message_id == again.message_id  # it was handed off too
+        assert replicas[1][1].handle(press).duplicate
+        assert store.outcomes.of_message(advice.message_id) == [booked]  # booked once
+    finally:
+        for core, service in replicas:
+            service.close()
+            core.close()

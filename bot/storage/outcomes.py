@@ -146,12 +146,14 @@ class OutcomeRepository:
 
     def book(
         self, channel: str, user_id: str, value: str, name: str, before: str | None = None
-    ) -> Outcome | None:
+    ) -> tuple[Outcome, bool] | None:
         """The customer pressed the button ``value`` that books ``name``: record it on the latest of
         their answers from Teller (among the last :data:`RECENT`, stored before the message
         ``before`` if given: the answer to the press, so that a later answer is never the one
-        booked) that offered that button. None when no recent answer offered it (the value was
-        typed, say)."""
+        booked, and a redelivered press finds the same answer) that offered that button. Returns
+        the outcome and whether it is new (as :meth:`record`: booking the same answer again, on any
+        replica, records nothing); None when no recent answer offered it (the value was typed,
+        say)."""
         query = (
             select(_m.c.id, _m.c.choices)
             .where(
@@ -171,7 +173,7 @@ class OutcomeRepository:
                 continue
             offered = [c.get("value") for c in json.loads(r["choices"] or "[]")]
             if value in offered:
-                return self.record(r["id"], name, CUSTOMER_SOURCE)[0]
+                return self.record(r["id"], name, CUSTOMER_SOURCE)
         return None
 
 

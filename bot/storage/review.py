@@ -145,6 +145,29 @@ class ReviewRepository:
         with self.db.transaction() as connection:
             self._file(connection, item_id, sources)
 
+    def claim_post(self, item_id: int) -> bool:
+        """Claim open item ``item_id`` for posting to the ops channel, once: True for the one caller
+        (on any replica) whose conditional update took it, False when it was claimed before (posted
+        already, or being posted elsewhere), is settled, or does not exist. A claim whose post does
+        not happen is given back with :meth:`release_post`."""
+        with self.db.transaction() as connection:
+            claimed = connection.execute(
+                _r.update()
+                .where(
+                    _r.c.id == item_id,
+                    _r.c.status == ReviewStatus.OPEN.value,
+                    _r.c.posted_at.is_(None),
+                )
+                .values(posted_at=self.db.clock.now())
+            )
+        return claimed.rowcount == 1
+
+    def release_post(self, item_id: int) -> None:
+        """Give back a claim of :meth:`claim_post` whose post did not happen (the ops channel
+        failed, or the post limit deferred it): the item may be posted when it is next filed."""
+        with self.db.transaction() as connection:
+            connection.execute(_r.update().where(_r.c.id == item_id).values(posted_at=None))
+
     def set_suggestion(self, item_id: int, suggestion: Suggestion | None) -> None:
         with self.db.transaction() as connection:
             self._set_suggestion(connection, item_id, suggestion)

@@ -126,6 +126,9 @@ review_items = Table(
     Column("resolved_at", Text),
     Column("created_at", Text),
     Column("updated_at", Text),
+    #: When the item was claimed for posting to the ops channel (migration 0016; None: never): one
+    #: replica posts it, once (:meth:`bot.storage.review.ReviewRepository.claim_post`).
+    Column("posted_at", Text),
     Index("idx_review_items_status_key", "status", "key"),
     sqlite_autoincrement=True,
 )
