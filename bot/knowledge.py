@@ -448,15 +448,33 @@ class KnowledgeAdmin:
         added = [e.id for e in target if e.id not in live]
         updated = [e.id for e in target if e.id in live and live[e.id] != e]
         unchanged = [e.id for e in target if live.get(e.id) == e]
-        # Checked: new or rephrased entries (this import). The pool they are checked against: the
-        # other entries that stay, as they will be (entries of one import never supersede each other).
-        checked = [e for e in target if e.id not in live or live[e.id].questions != e.questions]
+        notes = list(notes)
+        retired = {r.entry.id: r for r in kb.superseded()}
+        for entry_id in added:
+            if (record := retired.get(entry_id)) is not None and record.entry != next(
+                e for e in target if e.id == entry_id
+            ):
+                # A trial's finding: the superseded record vanished from `kb list --superseded`
+                # with nothing said (it is kept, hidden while the id is live).
+                notes.append(
+                    f"`{entry_id}` takes the id of an entry `{record.superseded_by}` superseded: that "
+                    f"entry can be restored (`teller kb restore`) only once this `{entry_id}` is removed, "
+                    f"and a suggestion of it pressed before is answered with this one"
+                )
+        # Checked: new or rephrased entries (this import), and entries given another intent (a
+        # trial's finding: an update naming an intent another entry answers left both answering
+        # it, unchecked). The pool they are checked against: the other entries that stay, as they
+        # will be (entries of one import never supersede each other).
+        checked = [
+            e
+            for e in target
+            if e.id not in live or live[e.id].questions != e.questions or live[e.id].intent != e.intent
+        ]
         checked_ids = {e.id for e in checked}
         after = {e.id: e for e in before} if mode == "add" else {}
         after.update((e.id, e) for e in target)
         pool = [after[e.id] for e in before if e.id in after and e.id not in checked_ids]
         claimed = {e.intent: e.id for e in checked if e.intent}
-        notes = list(notes)
         if self.policy is None:
             why = f" ({self.no_policy_reason})" if self.no_policy_reason else ""
             notes.append(f"entries were not checked against the intents: no intent model{why}")
@@ -689,11 +707,14 @@ class KnowledgeAdmin:
     ) -> list[Overlap]:
         found = []
         readings: dict[str, tuple[str, float, str, float]] = {}
+        #: Per entry, the intents its phrasings are read as (whatever the confidence).
+        read_as: dict[str, list[tuple[str, str]]] = {}
         if self.policy is not None:
             phrasings = [(e.id, q) for e in entries if e.intent is None for q in e.questions]
             signals = self.policy.signals([q for _, q in phrasings]) if phrasings else []
             for (entry_id, question), s in zip(phrasings, signals, strict=True):
                 p = s.prediction
+                read_as.setdefault(entry_id, []).append((p.intent, question))
                 if p.confidence < INTENT_CONFIDENCE or s.nearest < INTENT_NEAREST:
                     continue
                 if entry_id not in readings or p.confidence > readings[entry_id][1]:
@@ -720,6 +741,14 @@ class KnowledgeAdmin:
                 alike = self._answers_alike(entry, answer)
                 sure = alike >= STARTER_SURE_ANSWER
                 detail += f"; answers {alike:.2f}"
+            others = [(i, q) for i, q in read_as.get(entry.id, []) if i != intent]
+            if others and entry.intent is None:
+                # One phrasing read as the intent, another as a different one: the entry is about
+                # more than that intent, and taking the intent over would answer its customers with
+                # the entry (a trial's finding: "Do you charge for using my card abroad? | What are
+                # the fees for spending in euros?" took over `top_up_by_card_charge`). Reported only.
+                sure = False
+                detail += f"; “{others[0][1]}” reads as {others[0][0]}"
             found.append(
                 Overlap(entry.id, "intent", answer.id if answer else None, intent, reading[1], sure, detail)
             )

@@ -55,7 +55,13 @@ class ModelRegistry:
     def active_path(self) -> Path:
         version = self.active_version()
         if version is None:
-            raise ModelNotFoundError(f"no active intent model in {self.root}; train one with `teller train`")
+            # The directory in full: the default `models` is relative to the current directory, and
+            # a trial run from elsewhere was sent to a 5-minute retrain instead of to TELLER_MODELS.
+            raise ModelNotFoundError(
+                f"no active intent model in {self.root.absolute()}; set TELLER_MODELS to the directory "
+                "that holds `intent/` (the default, `models`, is relative to the current directory), "
+                "or train one with `teller train`"
+            )
         try:
             return self.path(version)
         except ModelNotFoundError:

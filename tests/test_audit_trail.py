@@ -20,7 +20,9 @@ def _kb_changes() -> list[dict]:
     return json_lines(stdout)
 
 
-def test_kb_add_sync_remove_are_audited_with_ids_and_actor(teller_env: Path, tmp_path: Path) -> None:
+def test_kb_add_sync_remove_are_audited_with_ids_and_actor(
+    teller_env: Path, tmp_path: Path, wide_console: None
+) -> None:
     actor = str(local_actor())
     md = tmp_path / "extra.md"
     md.write_text(
@@ -57,6 +59,8 @@ def test_kb_add_sync_remove_are_audited_with_ids_and_actor(teller_env: Path, tmp
     assert removed["subject"] == "leeds_branch" and removed["details"]["removed"] == ["leeds_branch"]
     code, stdout, _ = run("audit", "--action", "kb.change")
     assert code == 0 and "leeds_branch" in stdout
+    # The lists of ids are shown (a trial found "[york_branch]" read as a style tag and dropped).
+    assert "removed=[york_branch]" in stdout and "added=[leeds_branch, york_branch]" in stdout
 
 
 def test_entries_named_from_a_customers_words_are_masked_in_the_audit_log(

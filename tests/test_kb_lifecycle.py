@@ -395,6 +395,55 @@ def test_entry_and_intent_overlaps_and_the_default_resolution(kb: KnowledgeBase)
     assert described["parcel"].startswith("`parcel` is what intent `card_arrival` answers (0.97")
 
 
+def test_an_entry_whose_phrasings_read_as_different_intents_takes_none_over(kb: KnowledgeBase) -> None:
+    """A trial's finding: one of an entry's phrasings read as an intent took the intent over, though
+    another read as a different one (the entry was about more than that intent, and the intent's
+    customers got it). Reported, not acted on."""
+    readings = {
+        "my card never came in the post": ("card_arrival", 0.97),
+        "I lost it": ("lost_or_stolen_card", 0.6),
+    }
+    admin = KnowledgeAdmin(kb, StubPolicy(readings))
+    parcel = KBEntry.build(
+        "parcel", ["my card never came in the post", "I lost it"], "Call us, we post another."
+    )
+    outcome = admin.import_entries([parcel])
+    [overlap] = [o for o in outcome.overlaps if o.kind == "intent"]
+    assert overlap.existing_id == "card_arrival" and not overlap.sure
+    assert "“I lost it” reads as lost_or_stolen_card" in overlap.detail
+    assert (
+        outcome.superseded == []
+        and outcome.linked == {}
+        and kb.for_intent("card_arrival") == kb.get("card_arrival")
+    )
+
+
+def test_an_update_giving_an_entry_an_intent_is_checked_like_a_new_entry(kb: KnowledgeBase) -> None:
+    """A trial's finding: `kb add` of a file giving an existing entry an intent another entry
+    answers left both answering it, with no overlap reported."""
+    admin = KnowledgeAdmin(kb)  # the intent the file names is checked without a model
+    admin.import_entries([KBEntry.build("parcel", ["is my card in the post"], "Tracked delivery.")])
+    linked = KBEntry.build("parcel", ["is my card in the post"], "Tracked delivery.", "card_arrival")
+    outcome = admin.import_entries([linked])
+    assert outcome.updated == ["parcel"]
+    assert [(o.kind, o.existing_id, o.intent) for o in outcome.overlaps] == [
+        ("intent", "card_arrival", "card_arrival")
+    ]
+    assert outcome.superseded == [("card_arrival", "parcel")]
+    assert [e.id for e in kb.entries() if e.intent == "card_arrival"] == ["parcel"]
+
+
+def test_an_entry_taking_a_superseded_entrys_id_is_noted(kb: KnowledgeBase) -> None:
+    """A trial's finding: a new entry with a superseded entry's id hid the superseded record from
+    `kb list --superseded`, with nothing said."""
+    admin = KnowledgeAdmin(kb)
+    kb.add([KBEntry.build("fee2", ["How much is the overdraft fee?"], "19.9% EAR, no fixed fee.")])
+    kb.supersede("fee", "fee2")
+    outcome = admin.import_entries([KBEntry.build("fee", ["what fees do you charge"], "See our tariff.")])
+    assert outcome.added == ["fee"]
+    assert any(n.startswith("`fee` takes the id of an entry `fee2` superseded") for n in outcome.notes)
+
+
 def test_keep_ask_and_same_import(kb: KnowledgeBase) -> None:
     same_fee = KBEntry.build("fee2", ["What is the overdraft fee?"], "19.9% EAR.")
     outcome = KnowledgeAdmin(kb).import_entries([same_fee], on_overlap="keep")

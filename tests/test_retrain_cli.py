@@ -116,3 +116,16 @@ def test_models_prune_waits_for_no_retrain(own_models: Path) -> None:
         code, _, stderr = run("models", "prune", "--keep", "0")
     assert code == 2 and "a retrain is already running" in stderr
     assert len(ModelRegistry(own_models).versions()) == 4
+
+
+def test_no_active_model_names_the_directory_in_full_and_teller_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial ran `teller ask` from another directory: "no active intent model in models/intent;
+    train one" sent them to a retrain, not to TELLER_MODELS (the default is relative)."""
+    from nlu.errors import ModelNotFoundError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError) as raised:
+        ModelRegistry("models").active_path()
+    assert str(tmp_path / "models") in str(raised.value) and "TELLER_MODELS" in str(raised.value)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.app import (
@@ -334,7 +335,7 @@ def _evaluate_faq(kb_file: Path, questions: Path, as_json: bool, typos: int | No
     for o in result.outcomes:
         if o.verdict != "right":
             verdict = "suggested" if o.suggested else o.verdict.replace("_", " ")
-            table.add_row(verdict, o.text[:70], o.expected, o.kb_id or "", o.rule)
+            table.add_row(verdict, escape(o.text[:70]), o.expected, o.kb_id or "", o.rule)
     out.print(table)
 
 

@@ -290,9 +290,11 @@ def audit(
         table.add_row(
             str(entry.id),
             entry.at[:19].replace("T", " "),
-            entry.actor,
+            escape(entry.actor),
             str(entry.action),
-            entry.subject or "",
-            _summary(entry.details),
+            escape(entry.subject or ""),
+            # Escaped: a list of ids is written "[a, b]", which rich read as a style tag and dropped
+            # (a trial found `kb.change` rows reading "added=, removed=").
+            escape(_summary(entry.details)),
         )
     out.print(table)
