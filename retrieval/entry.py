@@ -73,7 +73,8 @@ class KBEntry:
         """What is wrong with this entry (empty when it is valid)."""
         found = []
         if not _ID.match(self.id):
-            found.append(f"invalid id {self.id!r} (letters, digits, _ . : - only, at most 128)")
+            shown = repr(self.id) if len(self.id) <= 80 else f"{self.id[:60]!r}… ({len(self.id)} characters)"
+            found.append(f"invalid id {shown} (letters, digits, _ . : - only, at most 128)")
         if not self.questions or not all(q.strip() for q in self.questions):
             found.append("no question")
         if len(self.questions) > MAX_QUESTIONS:

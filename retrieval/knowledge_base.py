@@ -721,6 +721,13 @@ class KnowledgeBase:
         """
         with self._lock:
             self.refresh()
+            if old_id not in self._entries:
+                record = next((r for r in self.superseded() if r.entry.id == old_id), None)
+                if record is not None:  # a trial's finding: "no knowledge-base entry" said nothing of it
+                    raise EntryNotFoundError(
+                        f"entry {old_id!r} is superseded already, by {record.superseded_by!r} "
+                        "(`teller kb list --superseded`)"
+                    )
             old, by = self.get(old_id), self.get(by_id)
             if old_id == by_id:
                 raise RetrievalError(f"entry {old_id!r} cannot supersede itself")

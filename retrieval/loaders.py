@@ -389,6 +389,13 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+#: What a JSON array where a JSONL file's entry should be is told (a trial's finding).
+_ARRAY_HINT = (
+    " (a JSONL file holds one entry object per line, not a JSON array: `teller kb export --format "
+    "jsonl` writes one)"
+)
+
+
 def _parse_jsonl(path: Path, text: str) -> Parsed:
     entries = []
     ignored: dict[str, list[int]] = {}  # unknown key -> the lines it is on
@@ -398,7 +405,8 @@ def _parse_jsonl(path: Path, text: str) -> Parsed:
         try:
             obj = json.loads(line, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:
-            raise KBFormatError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+            hint = _ARRAY_HINT if line.lstrip().startswith("[") else ""
+            raise KBFormatError(f"{path}, line {number}: not valid JSON ({exc.msg}){hint}") from None
         except RepeatedKey as exc:
             raise KBFormatError(
                 f"{path}, line {number}: key {_shown(str(exc))} is given twice in one entry (one of "
@@ -409,7 +417,8 @@ def _parse_jsonl(path: Path, text: str) -> Parsed:
         except ValueError:  # int() of more digits than Python reads
             raise KBFormatError(f"{path}, line {number}: a number of too many digits") from None
         if not isinstance(obj, dict):
-            raise KBFormatError(f"{path}, line {number}: expected a JSON object")
+            hint = _ARRAY_HINT if isinstance(obj, list) else ""
+            raise KBFormatError(f"{path}, line {number}: expected a JSON object{hint}")
         unknown = [k for k in obj if k not in JSONL_FIELDS]
         missing = [k for k in ("id", "answer") if k not in obj] + (
             [] if "questions" in obj or "question" in obj else ["questions"]

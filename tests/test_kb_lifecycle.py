@@ -444,6 +444,23 @@ def test_an_entry_taking_a_superseded_entrys_id_is_noted(kb: KnowledgeBase) -> N
     assert any(n.startswith("`fee` takes the id of an entry `fee2` superseded") for n in outcome.notes)
 
 
+def test_careless_files_and_commands_say_what_to_do(kb: KnowledgeBase, tmp_path: Path) -> None:
+    """A trial's findings: a JSON array was "expected a JSON object" with no word of JSONL; a
+    5,000-character id was echoed whole; superseding an entry twice said "no knowledge-base entry"."""
+    entry = {"id": "a", "questions": ["q?"], "answer": "a."}
+    for text in (json.dumps([entry]), "[\n" + json.dumps(entry) + "\n]\n"):
+        path = tmp_path / "faq.jsonl"
+        path.write_text(text)
+        with pytest.raises(KBFormatError, match="one entry object per line, not a JSON array"):
+            load_entries(path)
+    [problem] = KBEntry.build("x" * 5000, ["q?"], "a.").problems()
+    assert problem.startswith("invalid id 'xxx") and "(5000 characters)" in problem and len(problem) < 200
+    kb.add([KBEntry.build("fee2", ["How much is the overdraft fee?"], "19.9% EAR.")])
+    kb.supersede("fee", "fee2")
+    with pytest.raises(EntryNotFoundError, match="'fee' is superseded already, by 'fee2'"):
+        kb.supersede("fee", "fee2")
+
+
 def test_keep_ask_and_same_import(kb: KnowledgeBase) -> None:
     same_fee = KBEntry.build("fee2", ["What is the overdraft fee?"], "19.9% EAR.")
     outcome = KnowledgeAdmin(kb).import_entries([same_fee], on_overlap="keep")
