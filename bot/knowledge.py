@@ -461,20 +461,21 @@ class KnowledgeAdmin:
                     f"entry can be restored (`teller kb restore`) only once this `{entry_id}` is removed, "
                     f"and a suggestion of it pressed before is answered with this one"
                 )
-        # Checked: new or rephrased entries (this import), and entries given another intent (a
-        # trial's finding: an update naming an intent another entry answers left both answering
-        # it, unchecked). The pool they are checked against: the other entries that stay, as they
-        # will be (entries of one import never supersede each other).
-        checked = [
-            e
-            for e in target
-            if e.id not in live or live[e.id].questions != e.questions or live[e.id].intent != e.intent
-        ]
+        # Checked: new or rephrased entries (this import). The pool they are checked against: the
+        # other entries that stay, as they will be (entries of one import never supersede each other).
+        checked = [e for e in target if e.id not in live or live[e.id].questions != e.questions]
         checked_ids = {e.id for e in checked}
+        # Entries given another intent, their words unchanged: checked against the intent only (a
+        # trial's finding: an update naming an intent another entry answers left both answering
+        # it, unchecked; they stay in the pool, so an entry the operator kept beside one of them
+        # is not superseded now).
+        renamed = [
+            e for e in target if e.id in live and e.id not in checked_ids and e.intent != live[e.id].intent
+        ]
         after = {e.id: e for e in before} if mode == "add" else {}
         after.update((e.id, e) for e in target)
         pool = [after[e.id] for e in before if e.id in after and e.id not in checked_ids]
-        claimed = {e.intent: e.id for e in checked if e.intent}
+        claimed = {e.intent: e.id for e in (*checked, *renamed) if e.intent}
         if self.policy is None:
             why = f" ({self.no_policy_reason})" if self.no_policy_reason else ""
             notes.append(f"entries were not checked against the intents: no intent model{why}")
@@ -497,6 +498,9 @@ class KnowledgeAdmin:
         # Embedded once for both checks (the real encoder is the slow part of an import).
         vectors = self.kb.embed_entries(checked) if checked and (pool or len(checked) > 1) else None
         overlaps = self.check(checked, pool, claimed, vectors) + self.check_within(checked, vectors)
+        for entry in renamed:
+            others = [e for e in pool if e.id != entry.id]
+            overlaps += self._intent_overlaps([entry], others, claimed) if entry.intent else []
         return Prepared(
             mode, target, added, updated, unchanged, removed, kept_out, overlaps, before, notes, sources
         )
@@ -707,16 +711,16 @@ class KnowledgeAdmin:
     ) -> list[Overlap]:
         found = []
         readings: dict[str, tuple[str, float, str, float]] = {}
-        #: Per entry, the intents its phrasings are read as (whatever the confidence).
+        #: Per entry, the intents its phrasings are read as surely (the bars an intent overlap needs).
         read_as: dict[str, list[tuple[str, str]]] = {}
         if self.policy is not None:
             phrasings = [(e.id, q) for e in entries if e.intent is None for q in e.questions]
             signals = self.policy.signals([q for _, q in phrasings]) if phrasings else []
             for (entry_id, question), s in zip(phrasings, signals, strict=True):
                 p = s.prediction
-                read_as.setdefault(entry_id, []).append((p.intent, question))
                 if p.confidence < INTENT_CONFIDENCE or s.nearest < INTENT_NEAREST:
                     continue
+                read_as.setdefault(entry_id, []).append((p.intent, question))
                 if entry_id not in readings or p.confidence > readings[entry_id][1]:
                     readings[entry_id] = (p.intent, p.confidence, question, s.nearest)
         for entry in entries:
@@ -743,10 +747,11 @@ class KnowledgeAdmin:
                 detail += f"; answers {alike:.2f}"
             others = [(i, q) for i, q in read_as.get(entry.id, []) if i != intent]
             if others and entry.intent is None:
-                # One phrasing read as the intent, another as a different one: the entry is about
-                # more than that intent, and taking the intent over would answer its customers with
-                # the entry (a trial's finding: "Do you charge for using my card abroad? | What are
-                # the fees for spending in euros?" took over `top_up_by_card_charge`). Reported only.
+                # One phrasing read surely as the intent, another as surely as a different one: the
+                # entry is about more than that intent, and taking the intent over would answer its
+                # customers with the entry (a trial's finding: "Do you charge for using my card
+                # abroad? | What are the fees for spending in euros?" took over
+                # `top_up_by_card_charge`). Reported only.
                 sure = False
                 detail += f"; “{others[0][1]}” reads as {others[0][0]}"
             found.append(

@@ -248,10 +248,12 @@ class OpsDesk:
             label = None
             if m.direction == Direction.IN and is_choice(m.text):
                 try:
-                    if kind_of(m.text) not in (ChoiceKind.INTENT, ChoiceKind.ENTRY) or (
-                        self.store.conversations.was_offered(m.id)
-                    ):
+                    if kind_of(m.text) not in (ChoiceKind.INTENT, ChoiceKind.ENTRY):
                         label = self._pressed_label(m.text)
+                    elif (answer := self.store.conversations.offering_answer(m.id)) is not None:
+                        # What the button said when it was pressed (a review's finding: read from
+                        # the knowledge base now, an intent without an entry showed its name).
+                        label = dict((v, lbl) for lbl, v in answer.choices).get(m.text)
                 except Exception:  # the knowledge base changing meanwhile: the value as it came
                     log.exception("pressed_label_failed")
             shown.append(m if label is None else replace(m, text=f"(pressed “{label}”)"))

@@ -272,13 +272,25 @@ class ReviewService:
         (a clarify choice, "talk to a person") the last typed message before it. An ``intent:`` or
         ``entry:`` value no recent answer offered was read as the words it is (:meth:`bot.core.
         TellerCore._decide`), and is the question itself (a review's finding: the queue filed the
-        message before it, or nothing)."""
-        if not is_choice(candidate.text) or (
-            kind_of(candidate.text) in (ChoiceKind.INTENT, ChoiceKind.ENTRY)
-            and not self.store.conversations.was_offered(candidate.message_id)
-        ):
+        message before it, or nothing); an offered one's question is the one its offering answer
+        answered."""
+        conversations = self.store.conversations
+        if not is_choice(candidate.text):
             return candidate.text
-        earlier = self.store.conversations.customer_messages_before(candidate.message_id)
+        if kind_of(candidate.text) in (ChoiceKind.INTENT, ChoiceKind.ENTRY):
+            answer = conversations.offering_answer(candidate.message_id)
+            if answer is None:
+                return candidate.text
+            # The question the offering answer answered: in a group, perhaps another member's (a
+            # review's finding: the last message typed before the press could be anybody's).
+            asked = (
+                conversations.message(answer.reply_to)
+                if answer.reply_to and conversations.exists(answer.reply_to)
+                else None
+            )
+            if asked is not None and not is_choice(asked.text):
+                return asked.text
+        earlier = conversations.customer_messages_before(candidate.message_id)
         return next((m.text for m in earlier if not is_choice(m.text)), None)
 
     def _suggest(self, texts: Sequence[str]) -> list[Suggestion | None]:

@@ -401,7 +401,7 @@ def test_an_entry_whose_phrasings_read_as_different_intents_takes_none_over(kb: 
     customers got it). Reported, not acted on."""
     readings = {
         "my card never came in the post": ("card_arrival", 0.97),
-        "I lost it": ("lost_or_stolen_card", 0.6),
+        "I lost it": ("lost_or_stolen_card", 0.9),
     }
     admin = KnowledgeAdmin(kb, StubPolicy(readings))
     parcel = KBEntry.build(
@@ -416,6 +416,11 @@ def test_an_entry_whose_phrasings_read_as_different_intents_takes_none_over(kb: 
         and outcome.linked == {}
         and kb.for_intent("card_arrival") == kb.get("card_arrival")
     )
+    # A phrasing the classifier reads as nothing in particular vetoes nothing.
+    admin = KnowledgeAdmin(kb, StubPolicy({"my card never came in the post": ("card_arrival", 0.97)}))
+    tracked = KBEntry.build("tracked", ["my card never came in the post", "zzz parcel tracking"], "Tracked.")
+    outcome = admin.import_entries([tracked])
+    assert outcome.linked == {"tracked": "card_arrival"}
 
 
 def test_an_update_giving_an_entry_an_intent_is_checked_like_a_new_entry(kb: KnowledgeBase) -> None:
@@ -431,6 +436,12 @@ def test_an_update_giving_an_entry_an_intent_is_checked_like_a_new_entry(kb: Kno
     ]
     assert outcome.superseded == [("card_arrival", "parcel")]
     assert [e.id for e in kb.entries() if e.intent == "card_arrival"] == ["parcel"]
+    # Its words unchanged, it is checked against the intent only: an entry kept beside it stays (a
+    # review's finding: checked as new, it superseded the entry the operator had kept).
+    fee2 = KBEntry.build("fee2", ["What is the overdraft fee?"], "19.9% EAR.")
+    admin.import_entries([fee2], on_overlap="keep")
+    outcome = admin.import_entries([replace(fee2, intent="lost_or_stolen_card")])
+    assert outcome.superseded == [] and "fee" in kb and kb.get("fee2").intent == "lost_or_stolen_card"
 
 
 def test_an_entry_taking_a_superseded_entrys_id_is_noted(kb: KnowledgeBase) -> None:

@@ -163,3 +163,26 @@ def test_an_upgraded_database_readable_by_others_is_made_its_owner_s_only(
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     events = [r.getMessage() for r in caplog.records]
     assert "store_file_mode_tightened" in events
+
+
+def test_a_database_whose_mode_cannot_be_changed_still_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A review's finding: a chmod refused (a mount that does not allow it, or a -wal file SQLite
+    removed meanwhile) stopped Teller starting; it is logged and the database opened as it is."""
+    import os
+
+    from bot.storage import Store
+
+    path = tmp_path / "teller.db"
+    Store(path).close()
+    os.chmod(path, 0o644)
+
+    def refused(*_: object) -> None:
+        raise PermissionError("Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refused)
+    with caplog.at_level(logging.WARNING):
+        store = Store(path)
+    store.close()
+    assert "store_file_mode_kept" in [r.getMessage() for r in caplog.records]

@@ -1731,7 +1731,7 @@ def test_a_list_of_national_numbers_longer_than_one_candidate(text: str, expecte
 def test_amounts_in_a_row_are_not_a_number_without_its_trunk_prefix(text: str) -> None:
     """Read without a trunk prefix "100 200 300" is a valid French number and "500 1000 2000" a
     British one; in national format of three or more groups such regions need their 0. Groups of one
-    or two digits without a 0 are amounts unless a phone word is near."""
+    or two digits, each a multiple of five, without a 0 are amounts unless a phone word is near."""
     assert redact(text) == text
 
 
@@ -1741,6 +1741,22 @@ def test_amounts_in_a_row_are_not_a_number_without_its_trunk_prefix(text: str) -
         ("my number is 98 76 54 32 10", "my number is [PHONE]"),
         ("98 76 54 32 10 is my whatsapp", "[PHONE] is my whatsapp"),
         ("06 12 34 56 78", "[PHONE]"),
+        # Without a cue word: a country code without its "+", or plain pairs (a review's findings:
+        # the first rule let every one of these through).
+        ("44 79 11 12 34 56", "[PHONE]"),
+        ("33 6 12 34 56 78", "[PHONE]"),
+        ("91 98 76 54 32 10", "[PHONE]"),
+        ("55 11 91 23 45 67 8", "[PHONE]"),
+        ("98 76 54 32 10", "[PHONE]"),
+        ("meine Nummer ist 98 76 54 32 10", "meine Nummer ist [PHONE]"),
+        ("mon numéro est le 6 12 34 56 78", "mon numéro est le [PHONE]"),
+        ("meu número é 11 91 23 45 67 8", "meu número é [PHONE]"),
+        ("benim numaram 5 32 12 34 56 7", "benim numaram [PHONE]"),
+        ("my numbers are 98 76 54 32 10 and 98 11 22 33 44", "my numbers are [PHONE] and [PHONE]"),
+        (
+            "call me on 98 76 54 32 10 or 98 11 22 33 44 or 97 11 22 33 44 or 96 11 22 33 44",
+            "call me on [PHONE] or [PHONE] or [PHONE] or [PHONE]",
+        ),
         # Typed digit by digit: no window of seven groups held a whole number (a trial's finding).
         ("ring me 9 8 7 6 5 4 3 2 1 0", "ring me [PHONE]"),
         ("my number is 0 7 9 1 1 1 2 3 4 5 6 ok", "my number is [PHONE] ok"),

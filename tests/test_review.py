@@ -168,6 +168,29 @@ def test_a_pressed_choice_is_filed_under_the_question_it_answers(desk: Desk) -> 
     assert item.message_ids == (clarify.id, chosen.id) and item.reasons == ("clarify", "not_helpful")
 
 
+def test_a_group_members_press_is_filed_under_the_question_its_button_answered(desk: Desk) -> None:
+    """A review's finding: in a group, a press of a button Teller offered another member was filed
+    under the last message typed before it, whoever typed it."""
+    store, service = desk.store, desk.service
+
+    def group(text: str, user: str, **kwargs: object) -> tuple[StoredMessage, StoredMessage]:
+        return store.conversations.record_exchange(
+            NewExchange(channel="telegram", conversation="grp", user_id=user, text=text, reply="ok", **kwargs)  # type: ignore[arg-type]
+        )
+
+    group(
+        "money from abroad is missing",
+        "alice",
+        route="clarify",
+        choices=(("Exchange rate", "intent:exchange_rate"),),
+    )
+    group("what time do branches open", "bob", route="intent", intent="atm_support", confidence=0.95)
+    _, chosen = group("intent:exchange_rate", "bob", route="intent", intent="exchange_rate", confidence=1.0)
+    store.feedback.add_feedback(chosen.id, False)
+    texts = {item.text for item in service.refresh()}
+    assert "money from abroad is missing" in texts and "what time do branches open" not in texts
+
+
 def test_a_typed_choice_value_nothing_offered_is_its_own_question(desk: Desk) -> None:
     """A review's finding: an ``intent:`` value no recent answer offered is read as the words it is,
     and the queue filed the message before it instead (or nothing)."""

@@ -40,9 +40,10 @@ def stored_user_id(
     return customer.user_id
 
 
-def offer(core: TellerCore, client: TestClient, *values: str) -> None:
+def offer(core: TellerCore, client: TestClient, *values: str, labels: dict[str, str] | None = None) -> None:
     """Record an answer of Teller's to ``client``'s customer offering buttons with ``values`` (a
-    pressed ``intent:`` or ``entry:`` value is honoured only when a recent answer offered it)."""
+    pressed ``intent:`` or ``entry:`` value is honoured only when a recent answer offered it), each
+    labelled ``labels[value]`` (default: the value)."""
     from bot.storage import NewExchange
 
     user = stored_user_id(core, client)
@@ -54,6 +55,6 @@ def offer(core: TellerCore, client: TestClient, *values: str) -> None:
             "which one?",
             "Is your question one of these?",
             route="clarify",
-            choices=tuple((value, value) for value in values),
+            choices=tuple(((labels or {}).get(value, value), value) for value in values),
         )
     )

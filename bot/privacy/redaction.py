@@ -3544,22 +3544,29 @@ def _add_phones(ctx: _Context, start: int, outcome: _Outcome) -> None:
         ctx.add(priority, start + lo, start + hi, "phone", "phonenumbers", why, weak=_WEAK)
 
 
-#: Words that make digits written in pairs a phone number: :data:`_PHONE_WORDS`, or "number".
+#: Words that make digits written in pairs a phone number: :data:`_PHONE_WORDS`, or a word for
+#: "number" (English, Spanish, Portuguese, French, Italian, German, Dutch, Polish, Turkish, Russian,
+#: Chinese, Japanese, Korean, Hindi, Arabic) or "reach".
 _PAIRS_CUE = regex.compile(
-    _PHONE_WORDS.pattern + r"|(?<![\p{L}])(?:number|no\.|nr\.?)(?![\p{L}])", regex.IGNORECASE
+    _PHONE_WORDS.pattern
+    + r"|(?<![\p{L}])(?:numbers?|num|no\.?|nr\.?|reach|sms|n[úu]mero|num[ée]ro|numero|nummer|numer"
+    r"|numara(?:m|sı)?|номер|mobil)(?![\p{L}])|号码|號碼|番号|번호|नंबर|رقم",
+    regex.IGNORECASE,
 )
 
 
 def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
-    """Whether ``text[start:end]``, a number found in national format without a trunk 0, is four or
-    more groups of one or two digits ("fees 15 20 25 30 35", "5 10 15 20 25") with no phone word
-    within 40 characters before it or 30 after: a list of amounts or scores. Numbers are written in
-    pairs with their 0 ("06 12 34 56 78") or their "+"; without either, a region that writes its
-    numbers without the 0 (India's, Brazil's, Turkey's: :data:`_WRITTEN_WITHOUT_TRUNK`) groups them
-    otherwise ("98765 43210", "532 123 45 67"). A review's finding: such lists were hidden as
-    Indian or Brazilian numbers."""
+    """Whether ``text[start:end]``, a number found in national format without a trunk 0, reads as a
+    list of amounts or scores: four or more groups of one or two digits, each a multiple of five
+    ("fees 15 20 25 30 35", "5 10 15 20 25", "10 20 30 40 50"), with no phone word or word for
+    "number" within 40 characters before it or 30 after. Such lists were hidden as Indian or
+    Brazilian numbers without their 0 (a review's finding). Digits in pairs are a phone number
+    otherwise: "33 6 12 34 56 78" (a country code without its "+"), "98 76 54 32 10" (the
+    chance that every group of a number ends in 0 or 5 is 1 in 5 to the power of its groups)."""
     groups = _PHONE_TOKEN.findall(text, start, end)
-    if len(groups) < 4 or any(len(g) > 2 for g in groups) or text[start] in "0(":
+    if len(groups) < 4 or text[start] in "0(":
+        return False
+    if any(len(g) > 2 or int(g) % 5 for g in groups):
         return False
     before = _PAIRS_CUE.search(text, max(0, start - 40), start)
     return before is None and _PAIRS_CUE.search(text, end, end + 30) is None

@@ -289,29 +289,37 @@ class ConversationRepository:
         out, then its answers to anyone there (every member of a group sees the buttons, and one may
         press a button Teller offered another: a review's finding)."""
         conversation = self.conversation_id(channel, external_id)
-        return conversation is not None and self._offered_in(conversation, user_id, value, recent)
+        return conversation is not None and self._offering(conversation, user_id, value, recent) is not None
 
     def was_offered(self, message_id: str, recent: int = OFFERED_RECENT) -> bool:
         """Whether the stored customer message ``message_id``, a pressed-looking value, was offered
         by Teller's answers before it as :meth:`offered` counts them: what :meth:`offered` told when
         it came in, so whether it was honoured as a press or read as the words it is. Raises
         :class:`InputError` for an unknown id (as :meth:`message`)."""
+        return self.offering_answer(message_id, recent) is not None
+
+    def offering_answer(self, message_id: str, recent: int = OFFERED_RECENT) -> StoredMessage | None:
+        """The answer of Teller's whose button the stored customer message ``message_id`` pressed,
+        as :meth:`was_offered` finds it (its ``choices`` hold the button's label, its ``reply_to``
+        the question it answered; in a group, perhaps another member's); None if none offered it.
+        Raises :class:`InputError` for an unknown id."""
         message = self.message(message_id)
-        return self._offered_in(
+        return self._offering(
             message.conversation_id, message.user_id, message.text, recent, before=message.created_at
         )
 
-    def _offered_in(
+    def _offering(
         self, conversation_id: str, user_id: str, value: str, recent: int, before: str | None = None
-    ) -> bool:
-        answers = select(_m.c.choices).where(_m.c.conversation_id == conversation_id, TELLER_ANSWER)
+    ) -> StoredMessage | None:
+        answers = select(_m).where(_m.c.conversation_id == conversation_id, TELLER_ANSWER)
         if before is not None:
             answers = answers.where(_m.c.created_at < before)
         newest = (_m.c.created_at.desc(), _m.c.id.desc())
-        return any(
-            _offers(self.db.rows(query.order_by(*newest).limit(recent)), value)
-            for query in (answers.where(_m.c.user_id == user_id), answers)
-        )
+        for query in (answers.where(_m.c.user_id == user_id), answers):
+            for row in self.db.rows(query.order_by(*newest).limit(recent)):
+                if _offers([row], value):
+                    return message_from_row(row)
+        return None
 
     def message_by_platform_id(self, channel: str, platform_id: str) -> StoredMessage | None:
         """The stored message with this platform id on this channel (Teller's post first)."""

@@ -113,15 +113,21 @@ def _owner_only(path: Path) -> None:
     """Make an existing SQLite database (and its ``-wal`` and ``-shm`` files) readable by its owner
     only, when this process owns it: one created by an older Teller is 0644, readable by every local
     user (a review's finding: new installations were made owner-only, upgraded ones kept their
-    modes). A file another user owns is left as it is. Logs ``store_file_mode_tightened``."""
+    modes). A file another user owns is left as it is. Logs ``store_file_mode_tightened``; never
+    raises (a file that cannot be changed is logged, ``store_file_mode_kept``, and opened as it is)."""
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
             status = file.stat()
-        except FileNotFoundError:
+            if status.st_uid != os.getuid() or not status.st_mode & 0o077:
+                continue
+            os.chmod(file, 0o600)
+        except FileNotFoundError:  # a -wal or -shm file SQLite removed meanwhile
             continue
-        if status.st_uid != os.getuid() or not status.st_mode & 0o077:
+        except OSError as exc:  # not permitted on this mount: Teller starts, the mode is reported
+            log.warning(
+                "store_file_mode_kept", extra={"fields": {"path": str(file), "error": str(exc)[:200]}}
+            )
             continue
-        os.chmod(file, 0o600)
         log.warning(
             "store_file_mode_tightened",
             extra={"fields": {"path": str(file), "was": oct(status.st_mode & 0o777), "now": "0o600"}},
