@@ -48,14 +48,37 @@ def read_text(path: str | Path, encoding: str | None = None, *, stray_nul: bool 
         raise DataError(f"{path}: unknown encoding {encoding!r}") from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
+        example = _utf16(raw) or "cp1252"
         raise DataError(
             f"{path}, line {line}: not valid {encoding} (byte 0x{raw[exc.start]:02x}). "
-            "Save the file as UTF-8, or name its encoding with --encoding (e.g. --encoding cp1252)."
+            f"Save the file as UTF-8, or name its encoding with --encoding (e.g. --encoding {example})."
         ) from None
     nuls = text.count("\x00")
     if nuls and (not stray_nul or nuls >= BINARY_NUL_SHARE * len(text)):
+        if (utf16 := _utf16(raw)) is not None and encoding != utf16:
+            raise DataError(
+                f"{path}: contains NUL characters: it looks like {utf16.upper()} without a byte-order "
+                f"mark; name its encoding with --encoding {utf16}, or save it as UTF-8"
+            )
         raise DataError(f"{path}: contains NUL characters; this looks like a binary file, not text")
     return text
+
+
+def _utf16(raw: bytes) -> str | None:
+    """``"utf-16-le"`` or ``"utf-16-be"`` when ``raw`` reads as UTF-16 text without a byte-order mark
+    (mostly Latin text: in its first 4,096 bytes at least a third of the bytes on one side of each
+    pair are NUL and almost none on the other), else None. A trial's finding: such a file was told
+    to try cp1252, then that it was binary."""
+    head = raw[:4096]
+    pairs = len(head) // 2
+    if pairs < 2:
+        return None
+    even, odd = head[0 : pairs * 2 : 2].count(0) / pairs, head[1 : pairs * 2 : 2].count(0) / pairs
+    if odd >= 1 / 3 and even <= 0.02:
+        return "utf-16-le"
+    if even >= 1 / 3 and odd <= 0.02:
+        return "utf-16-be"
+    return None
 
 
 #: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"), and the quote that

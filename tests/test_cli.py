@@ -120,7 +120,7 @@ def test_bad_batch_files_are_explained(teller_env: Path, tmp_path: Path) -> None
 def test_ask_batch_drops_a_nul_as_the_api_does(teller_env: Path, tmp_path: Path) -> None:
     """A NUL in a message is a control character like any other: dropped, as ``POST /api/messages``
     drops it (tests/test_web.py), not a refusal of the whole file; a file mostly NUL (UTF-16 without
-    its byte-order mark) is still not text."""
+    its byte-order mark) is still not read, and is told its encoding."""
     lines = tmp_path / "messages.txt"
     lines.write_bytes(b"where is\x00 my card\x07\nhello\x00world\n")
     code, stdout, stderr = run("ask", "--batch", str(lines), "--json")
@@ -134,7 +134,7 @@ def test_ask_batch_drops_a_nul_as_the_api_does(teller_env: Path, tmp_path: Path)
     utf16 = tmp_path / "utf16.txt"
     utf16.write_bytes("where is my card\n".encode("utf-16-le"))
     code, _, stderr = run("ask", "--batch", str(utf16))
-    assert code == 2 and "binary file" in stderr
+    assert code == 2 and "--encoding utf-16-le" in stderr
 
 
 def test_eval_writes_json_markdown_and_png(teller_env: Path, toy_csv: Path, tmp_path: Path) -> None:

@@ -79,8 +79,23 @@ def test_messages_keep_a_stray_nul_for_the_caller_to_drop(tmp_path: Path) -> Non
     with pytest.raises(DataError, match="binary"):
         read_labelled_csv(path)
     path.write_bytes("where is my card\n".encode("utf-16-le"))
-    with pytest.raises(DataError, match="binary"):
+    with pytest.raises(
+        DataError, match=r"looks like UTF-16-LE without a byte-order mark.*--encoding utf-16-le"
+    ):
         read_messages(path)
+
+
+def test_utf16_without_a_bom_is_named(tmp_path: Path) -> None:
+    """A trial's finding: UTF-16 without a byte-order mark was told to try cp1252, then that it was
+    a binary file; it is told to name utf-16-le (or -be), and reads so."""
+    path = tmp_path / "u16.csv"
+    path.write_bytes("text,category\nit costs \u00a35,a\n".encode("utf-16-le"))
+    with pytest.raises(DataError, match=r"e\.g\. --encoding utf-16-le"):
+        read_labelled_csv(path)
+    with pytest.raises(DataError, match="--encoding utf-16-be"):
+        path.write_bytes("text,category\nhello,a\n".encode("utf-16-be"))
+        read_labelled_csv(path)
+    assert read_labelled_csv(path, encoding="utf-16-be") == [Example("hello", "a")]
 
 
 def test_missing_file(tmp_path: Path) -> None:
