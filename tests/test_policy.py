@@ -216,6 +216,30 @@ def test_each_route(
     assert decision.answer and decision.reason
 
 
+def test_a_sure_intent_no_entry_answers_any_more_is_not_answered_with_another_intents_entry(
+    policy: AnswerPolicy,
+) -> None:
+    """A trial's finding: with the bank's lost-card entry removed, "I lost my card" (the classifier
+    sure of `lost_or_stolen_card`) was answered with the card-delivery entry. Handed off now; an
+    entry no intent covers still answers (it may be the bank's own on the topic), and with an answer
+    entry, or an unsure classifier, nothing changes."""
+
+    def lost(p1: float, *hits: Hit, answered: bool = False) -> Signals:
+        return replace(
+            signals(p1=p1, intent="lost_or_stolen_card", second="card_arrival", hits=hits),
+            intent_has_answer=answered,
+        )
+
+    decision = policy.decide(lost(0.99, hit(BANK_CARD, 0.65, starter=False)))
+    assert (decision.route, decision.rule) == (Route.HANDOFF, "unanswered_intent"), decision.reason
+    assert "no entry answers now, and the best entry answers another intent" in decision.reason
+    card = hit(BANK_CARD, 0.65, starter=False)
+    assert policy.decide(lost(0.99, card, answered=True)).rule != "unanswered_intent"
+    assert policy.decide(lost(0.6, card)).rule != "unanswered_intent"
+    general = policy.decide(lost(0.99, hit(BANK_FEES, 0.65, starter=False)))
+    assert (general.route, general.kb_id) == (Route.FAQ, "fees")
+
+
 def test_a_low_confidence_handoff_says_it_hands_off_and_offers_no_button_for_it(policy: AnswerPolicy) -> None:
     """The handoff opens at once (the ops desk): the reply says so, asks nothing, offers no button."""
     decision = policy.decide(signals(p1=0.5, p2=0.1))
@@ -475,6 +499,7 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
     """Calibration scores thresholds with ``first_rules`` over arrays; ``decide`` uses the same rules
     on one message. Every rule is reached by some case."""
     rng = np.random.default_rng(1)
+    other = np.random.default_rng(2)  # the intent and whether it has an answer, apart from the rest
     cases = []
     for _ in range(600):
         p1 = float(rng.uniform(0.2, 1.0))
@@ -487,19 +512,20 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
         small = (str(rng.choice(["greeting", "human"])), float(rng.uniform(0.5, 1.0)))
         served = rng.random() > 0.05
         corrected = ("lost_or_stolen_card", float(rng.uniform(0.97, 1.0))) if rng.random() < 0.1 else None
-        cases.append(
-            signals(
-                p1,
-                float(rng.uniform(0, 1 - p1)),
-                float(rng.uniform(0.2, 1.0)),
-                tuple(entries),
-                small,
-                float(rng.uniform(0.4, 1.0)),
-                advice_p=float(rng.uniform(0, 1)),
-                language=SERVED if served else LanguageResult("fr", 0.9, False, "test"),
-                correction=corrected,
-            )
+        case = signals(
+            p1,
+            float(rng.uniform(0, 1 - p1)),
+            float(rng.uniform(0.2, 1.0)),
+            tuple(entries),
+            small,
+            float(rng.uniform(0.4, 1.0)),
+            intent=str(other.choice(["card_arrival", "lost_or_stolen_card"])),
+            advice_p=float(rng.uniform(0, 1)),
+            language=SERVED if served else LanguageResult("fr", 0.9, False, "test"),
+            correction=corrected,
         )
+        # An intent whose answer entry was removed, now and then (rule `unanswered_intent`).
+        cases.append(replace(case, intent_has_answer=bool(other.random() > 0.15)))
     features = Features.from_signals(cases, ["card_arrival"] * len(cases))
     rules = first_rules(features.values, T)
     codes = RULE_ROUTES[rules]
