@@ -450,15 +450,14 @@ class KnowledgeAdmin:
         unchanged = [e.id for e in target if live.get(e.id) == e]
         notes = list(notes)
         retired = {r.entry.id: r for r in kb.superseded()}
-        for entry_id in added:
-            if (record := retired.get(entry_id)) is not None and record.entry != next(
-                e for e in target if e.id == entry_id
-            ):
+        for entry in target:
+            record = retired.get(entry.id)
+            if entry.id not in live and record is not None and record.entry != entry:
                 # A trial's finding: the superseded record vanished from `kb list --superseded`
                 # with nothing said (it is kept, hidden while the id is live).
                 notes.append(
-                    f"`{entry_id}` takes the id of an entry `{record.superseded_by}` superseded: that "
-                    f"entry can be restored (`teller kb restore`) only once this `{entry_id}` is removed, "
+                    f"`{entry.id}` takes the id of an entry `{record.superseded_by}` superseded: that "
+                    f"entry can be restored (`teller kb restore`) only once this `{entry.id}` is removed, "
                     f"and a suggestion of it pressed before is answered with this one"
                 )
         # Checked: new or rephrased entries (this import). The pool they are checked against: the
@@ -470,7 +469,9 @@ class KnowledgeAdmin:
         # it, unchecked; they stay in the pool, so an entry the operator kept beside one of them
         # is not superseded now).
         renamed = [
-            e for e in target if e.id in live and e.id not in checked_ids and e.intent != live[e.id].intent
+            e
+            for e in target
+            if e.intent and e.id in live and e.id not in checked_ids and e.intent != live[e.id].intent
         ]
         after = {e.id: e for e in before} if mode == "add" else {}
         after.update((e.id, e) for e in target)
@@ -499,8 +500,7 @@ class KnowledgeAdmin:
         vectors = self.kb.embed_entries(checked) if checked and (pool or len(checked) > 1) else None
         overlaps = self.check(checked, pool, claimed, vectors) + self.check_within(checked, vectors)
         for entry in renamed:
-            others = [e for e in pool if e.id != entry.id]
-            overlaps += self._intent_overlaps([entry], others, claimed) if entry.intent else []
+            overlaps += self._intent_overlaps([entry], [e for e in pool if e.id != entry.id], claimed)
         return Prepared(
             mode, target, added, updated, unchanged, removed, kept_out, overlaps, before, notes, sources
         )

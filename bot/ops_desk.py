@@ -253,7 +253,7 @@ class OpsDesk:
                     elif (answer := self.store.conversations.offering_answer(m.id)) is not None:
                         # What the button said when it was pressed (a review's finding: read from
                         # the knowledge base now, an intent without an entry showed its name).
-                        label = dict((v, lbl) for lbl, v in answer.choices).get(m.text)
+                        label = next((lbl for lbl, value in answer.choices if value == m.text), None)
                 except Exception:  # the knowledge base changing meanwhile: the value as it came
                     log.exception("pressed_label_failed")
             shown.append(m if label is None else replace(m, text=f"(pressed “{label}”)"))

@@ -317,7 +317,7 @@ class ConversationRepository:
         newest = (_m.c.created_at.desc(), _m.c.id.desc())
         for query in (answers.where(_m.c.user_id == user_id), answers):
             for row in self.db.rows(query.order_by(*newest).limit(recent)):
-                if _offers([row], value):
+                if _offers(row, value):
                     return message_from_row(row)
         return None
 
@@ -380,9 +380,9 @@ def _choices_json(choices: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([{"label": label, "value": value} for label, value in choices])
 
 
-def _offers(rows: list[dict[str, Any]], value: str) -> bool:
-    """Whether one of ``rows`` (stored ``choices`` columns) offered a button whose value is ``value``."""
-    return any(value in {c.get("value") for c in json.loads(r["choices"] or "[]")} for r in rows)
+def _offers(row: dict[str, Any], value: str) -> bool:
+    """Whether a stored answer (its ``choices`` column) offered a button whose value is ``value``."""
+    return any(c.get("value") == value for c in json.loads(row["choices"] or "[]"))
 
 
 def _answers_to(query: Select[Any], channel: str, external_id: str, user_id: str) -> Select[Any]:

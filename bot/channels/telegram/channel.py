@@ -369,10 +369,10 @@ class TelegramChannel:
         message = query.message
         if message is None:
             return
-        if message.is_accessible:  # an inaccessible one cannot be edited (PTB raises TypeError)
-            await _quietly(query.edit_message_reply_markup(reply_markup=None))
         chat = message.chat
         if isinstance(message, Message) and message.is_accessible:
+            # (an inaccessible one is not edited either: PTB raises TypeError for it)
+            await _quietly(query.edit_message_reply_markup(reply_markup=None))
             where = dialect.address_of(message)
         else:
             # An inaccessible message (older than 48 hours, or deleted; PTB gives it as a Message or
