@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -102,6 +103,9 @@ ENTRY_GONE_UNSTAFFED = (
 )
 #: How many entries a suggestion offers at most (rule ``suggest``).
 SUGGEST_DEPTH = 3
+#: How many texts' signals :meth:`AnswerPolicy.signals` keeps for reuse (about 2 KB each: a 384-d
+#: vector and ten hits). Review filing asks within a second of the answer, far fewer messages later.
+RECENT_SIGNALS = 512
 #: An entry beside the best one is offered only if its fused score is at least this share of the
 #: best one's (rule ``suggest``): a button far weaker than the first is noise.
 SUGGEST_RELATIVE = 0.5
@@ -747,6 +751,10 @@ class AnswerPolicy:
         #: Operators' corrections in force, answered before any other rule but the language's
         #: (:mod:`bot.corrections` keeps this current in every running server); None: none.
         self.corrections: CorrectionMemory | None = None
+        #: The signals of the latest texts read, by :meth:`_reading_key` (:meth:`signals` with
+        #: ``reuse``): review filing asks again about the message just answered.
+        self._recent: OrderedDict[tuple[str, str, int, int], Signals] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def _use_smalltalk(self, smalltalk: ExemplarSet) -> None:
         smalltalk = smalltalk.embed_with(self.kb.embedder.embed)
@@ -799,16 +807,51 @@ class AnswerPolicy:
 
     # ---------------------------------------------------------------------------------- signals
 
-    def signals(self, texts: Sequence[str], holdout: Sequence[Holdout | None] | None = None) -> list[Signals]:
+    def signals(
+        self,
+        texts: Sequence[str],
+        holdout: Sequence[Holdout | None] | None = None,
+        reuse: bool = False,
+    ) -> list[Signals]:
         """Classifier, retrieval, exemplar and language evidence for each text (batched).
 
         For a text longer than the classifier's window, everything but the language is about the
         window the classifier kept (:attr:`Signals.query`; see the module's docstring).
         ``holdout`` (calibration only) leaves, per text, some of one entry's texts out of retrieval.
+        ``reuse``: a text among the latest :data:`RECENT_SIGNALS` read with the same model, the
+        same knowledge-base revision and the same examples gets the signals it was given then,
+        without reading it again (review filing asks about the message just answered: the second
+        reading had cost a whole message's encoder passes on the server's cores). The signals of
+        every text read without ``holdout`` are kept for that.
         """
         if not texts:
             return []
         texts = list(texts)
+        if reuse and holdout is None:
+            keys = [self._reading_key(t) for t in texts]
+            with self._recent_lock:
+                known = [self._recent.get(key) for key in keys]
+            missing = [t for t, s in zip(texts, known, strict=True) if s is None]
+            fresh = iter(self.signals(missing) if missing else [])
+            return [s if s is not None else next(fresh) for s in known]
+        found = self._read(texts, holdout)
+        if holdout is None:
+            keys = [self._reading_key(t) for t in texts]
+            with self._recent_lock:
+                for key, s in zip(keys, found, strict=True):
+                    self._recent[key] = s
+                    self._recent.move_to_end(key)
+                while len(self._recent) > RECENT_SIGNALS:
+                    self._recent.popitem(last=False)
+        return found
+
+    def _reading_key(self, text: str) -> tuple[str, str, int, int]:
+        """What a text's signals depend on besides the text: the model, the knowledge base's revision
+        (its entries, the speller's words) and that of the small-talk and advice examples."""
+        return text, self.classifier.version, self.kb.revision, self._exemplars_revision
+
+    def _read(self, texts: list[str], holdout: Sequence[Holdout | None] | None) -> list[Signals]:
+        """:meth:`signals` of ``texts``, read now."""
         with timed("signals"):
             languages = self.language.detect(texts) if self.language is not None else [SERVED] * len(texts)
         predictions, vectors = self._encode(texts, [language.served for language in languages])

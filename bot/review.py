@@ -299,7 +299,7 @@ class ReviewService:
         policy = self.policy_provider()
         version = policy.classifier.version
         suggestions: list[Suggestion | None] = []
-        for s in policy.signals(list(texts)):
+        for s in policy.signals(list(texts), reuse=True):
             try:
                 decision = policy.decide(s)
             except ConfigError:  # an uncalibrated policy still has a classifier

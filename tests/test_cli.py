@@ -365,3 +365,20 @@ def test_ask_answers_with_the_corrections_in_force(teller_env: Path) -> None:
     after = json.loads(run("ask", text, "--json")[1])
     assert (after["rule"], after["route"]) == ("correction", "intent")
     assert after["reason"].startswith("exchange_rate: operator correction #")  # "intent": the model's
+
+
+def test_a_long_step_shows_a_spinner_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kb add`` and ``kb sync`` say what they are doing while it takes seconds, on a terminal's
+    stderr; a script's stderr stays as it was, and a step asking questions shows no spinner."""
+    import importlib
+    import io
+
+    from rich.console import Console
+
+    cli_app = importlib.import_module("bot.cli.app")
+    for terminal, enabled, shown in ((True, True, True), (False, True, False), (True, False, False)):
+        buffer = io.StringIO()
+        monkeypatch.setattr(cli_app, "err", Console(file=buffer, force_terminal=terminal))
+        with cli_app.working("Checking 3 entries [against] the intents…", enabled=enabled):
+            pass
+        assert ("Checking 3 entries [against] the intents…" in buffer.getvalue()) is shown

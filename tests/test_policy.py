@@ -756,6 +756,22 @@ class _ReadsAs:
         return out
 
 
+class _Counting(_ReadsAs):
+    """A classifier stub of model ``version`` that reads "card still not here" as ``card_arrival``
+    and keeps every text it read."""
+
+    precision = "int8"
+
+    def __init__(self, version: str) -> None:
+        super().__init__({"card still not here": [("card_arrival", 0.6)]})
+        self.version = version
+        self.read: list[str] = []
+
+    def predict(self, texts: list[str], top_k: int = 3) -> list[Prediction]:
+        self.read += texts
+        return super().predict(texts, top_k)
+
+
 def test_entry_coverage_reads_the_banks_own_entries(tmp_path: Path) -> None:
     """Only the bank's own entries are read (phrasings and answer passages); an intent is taken over
     when a passage reads as it first at 0.3 or more, and not when a bank's entry is linked to it."""
@@ -790,22 +806,10 @@ def test_entry_coverage_reads_each_text_once_per_model(tmp_path: Path) -> None:
     """A re-fit reads only the bank's texts the model has not read yet: the same coverage, and
     after one more entry only that entry's texts are classified; another model reads them all."""
 
-    class Counting(_ReadsAs):
-        precision = "int8"
-
-        def __init__(self, version: str) -> None:
-            super().__init__({"card still not here": [("card_arrival", 0.6)]})
-            self.version = version
-            self.read: list[str] = []
-
-        def predict(self, texts: list[str], top_k: int = 3) -> list[Prediction]:
-            self.read += texts
-            return super().predict(texts, top_k)
-
     kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
     kb.add([CARD], source="starter")
     kb.add([BANK_WHERE])
-    classifier = Counting(f"test-{tmp_path.name}")
+    classifier = _Counting(f"test-{tmp_path.name}")
     policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
     first = entry_coverage(policy)
     assert "card still not here" in classifier.read
@@ -817,7 +821,7 @@ def test_entry_coverage_reads_each_text_once_per_model(tmp_path: Path) -> None:
     assert sorted(classifier.read) == sorted(
         dict.fromkeys([*BANK_FEES.questions, *answer_passages(BANK_FEES.answer)])
     )
-    other = Counting(f"other-{tmp_path.name}")
+    other = _Counting(f"other-{tmp_path.name}")
     policy.classifier = other
     assert entry_coverage(policy) == covered and "card still not here" in other.read
     kb.close()
@@ -871,3 +875,25 @@ def test_an_infeasible_fit_hands_off_rather_than_answer_wrongly() -> None:
     assert score_routes(features, never).false_handoff == 1.0
     chosen, feasible = _search(features, targets, [answer_all, never])
     assert not feasible and chosen == never
+
+
+def test_review_filing_reuses_the_signals_of_the_message_just_answered(tmp_path: Path) -> None:
+    """``signals(reuse=True)`` reads again only a text not read with this model, knowledge-base
+    revision and examples; the answer path always reads, and keeps what it read."""
+
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([CARD])
+    classifier = _Counting("one")
+    policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+    [answered] = policy.signals(["card still not here"])
+    assert policy.signals(["card still not here", "hello there"], reuse=True)[0] is answered
+    assert classifier.read == ["card still not here", "hello there"]
+    policy.signals(["card still not here"])  # a customer's message is always read
+    assert classifier.read[-1] == "card still not here" and len(classifier.read) == 3
+    kb.add([FEE])  # another revision: its hits may differ
+    again = policy.signals(["card still not here"], reuse=True)[0]
+    assert again is not answered and len(classifier.read) == 4
+    policy.classifier = _Counting("two")  # another model
+    assert policy.signals(["card still not here"], reuse=True)[0] is not again
+    assert policy.classifier.read == ["card still not here"]  # type: ignore[attr-defined]
+    kb.close()

@@ -24,7 +24,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.app import EncodingOpt, JsonOpt, emit_json, err, kb_app, out
+from bot.cli.app import EncodingOpt, JsonOpt, emit_json, err, kb_app, out, working
 from bot.errors import InputError
 from bot.settings import Settings, get_settings
 
@@ -100,7 +100,8 @@ def _admin(settings: Settings, kb: KnowledgeBase) -> KnowledgeAdmin:
 
     try:
         # The model's thresholds come along (no calibration now): :func:`_refit` needs them after.
-        policy = build_policy(settings, kb=kb, calibrate_if_missing=False)
+        with working("Loading the intent model…"):
+            policy = build_policy(settings, kb=kb, calibrate_if_missing=False)
     except NLUError as exc:
         return KnowledgeAdmin(kb, no_policy_reason=str(exc))
     return KnowledgeAdmin(kb, policy)
@@ -121,7 +122,8 @@ def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = 
         policy = policy or build_policy(settings, kb=kb, calibrate_if_missing=False)
         if policy.thresholds is None:
             return  # never calibrated: `teller calibrate` fits everything at once
-        changed = follow_kb(policy)
+        with working(f"Re-fitting the answer policy for {len(kb)} entries…"):
+            changed = follow_kb(policy)
     except NLUError:
         return  # no model yet: `teller train` calibrates against the knowledge base as it is then
     if changed is None:
@@ -279,13 +281,14 @@ def kb_add(
     settings = get_settings()
     kb = open_kb(settings)
     admin = _admin(settings, kb)
-    outcome = admin.import_entries(
-        loaded.entries,
-        cast("OnOverlap", on_overlap),
-        choose=_ask if on_overlap == "ask" else None,
-        dry_run=dry_run,
-        notes=loaded.notes,
-    )
+    with working(_checking(loaded.entries), enabled=on_overlap != "ask"):
+        outcome = admin.import_entries(
+            loaded.entries,
+            cast("OnOverlap", on_overlap),
+            choose=_ask if on_overlap == "ask" else None,
+            dry_run=dry_run,
+            notes=loaded.notes,
+        )
     if outcome.applied:
         _audit(settings, outcome.audit_details())
         _refit(settings, kb, admin.policy)
@@ -294,6 +297,12 @@ def kb_add(
         return
     _print_outcome(outcome)
     _starter_notice(settings, kb, outcome.applied)
+
+
+def _checking(entries: list[KBEntry]) -> str:
+    """What :func:`working` says while ``entries`` are embedded and checked for overlaps."""
+    n = len(entries)
+    return f"Checking {n} {'entry' if n == 1 else 'entries'} against the knowledge base and the intents…"
 
 
 def _starter_notice(settings: Settings, kb: KnowledgeBase, applied: bool) -> None:
@@ -348,8 +357,9 @@ def kb_sync(
     settings = get_settings()
     kb = open_kb(settings)
     admin = _admin(settings, kb)
-    prepared = admin.prepare("sync", loaded.entries, loaded.notes)
-    preview = admin.finish(prepared, on_overlap, dry_run=True)
+    with working(_checking(loaded.entries)):
+        prepared = admin.prepare("sync", loaded.entries, loaded.notes)
+        preview = admin.finish(prepared, on_overlap, dry_run=True)
     if dry_run:
         if as_json:
             emit_json(preview.to_dict())
@@ -363,7 +373,8 @@ def kb_sync(
         if not typer.confirm(f"Remove {len(preview.removed)} entries?", default=False, err=True):
             err.print("Nothing changed.")
             raise typer.Exit(1)
-    outcome = admin.finish(prepared, on_overlap, choose=_ask if on_overlap == "ask" else None)
+    with working("Applying the changes…", enabled=on_overlap != "ask"):
+        outcome = admin.finish(prepared, on_overlap, choose=_ask if on_overlap == "ask" else None)
     _audit(settings, outcome.audit_details())
     _refit(settings, kb, admin.policy)
     if as_json:
