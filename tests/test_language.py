@@ -346,3 +346,23 @@ def test_language_module_does_not_import_bot() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_three_english_function_words_skip_the_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three different English function words decide English before the detector's pass; two do
+    not (the detector still judges "Hola, my card is not working" and every foreign sample)."""
+    gate = LanguageGate()
+    asked: list[str] = []
+    real = gate._confidences
+
+    def counted(texts: list[str]) -> list[dict[str, float]]:
+        asked.extend(texts)
+        return real(texts)
+
+    monkeypatch.setattr(gate, "_confidences", counted)
+    sure = gate.detect_one("why has my card still not arrived")
+    assert sure.language == "en" and sure.served and "without the detector" in sure.reason
+    assert asked == []
+    assert gate.detect_one("Hola, my card is not working").language == "en"
+    assert asked == ["Hola my card is not working"]
+    assert gate.detect_one("Ho perso la mia carta di credito").language == "it"
