@@ -77,4 +77,11 @@ def test_real_encoder_fine_tunes_to_a_useful_model(
     # The policy was calibrated before activation and answers from the knowledge base.
     assert set(info["policy"]["held_out"]) >= {"answered_correctly", "oos_recall", "false_handoff"}
     assert answer["route"] == "intent" and answer["kb_id"] == "lost_or_stolen_card"
+    # Banking77 has no intent for asking one's balance: told where to find it, not answered with
+    # `balance_not_updated_after_bank_transfer` (a trial's finding).
+    result = runner.invoke(app, ["ask", "whats my balance pls", "--json"])
+    assert result.exit_code == 0, result.output
+    balance = json.loads(result.stdout)
+    assert (balance["route"], balance["rule"]) == ("smalltalk", "smalltalk"), balance["reason"]
+    assert "can't see your accounts" in balance["answer"]
     get_settings.cache_clear()
