@@ -8,14 +8,25 @@ of the questions file is answered by the policy. Each answer is:
 
 - **right**: answered (intent, FAQ or advice route) with the entry the question names;
 - **wrong**: answered with another entry;
-- **handed off**: anything else (a handoff, a clarifying question, small talk), which is not wrong
-  but is a failure for a question the bank has answered. Of these, **suggested** counts the
-  questions offered their entry among the best few to choose from (rule ``suggest``): the customer
-  can still get the answer with one press, but it was not given.
+- **handed off**: anything else (a handoff, a clarifying question, small talk, the advice reply
+  offering an adviser without an entry), which is not wrong but is a failure for a question the
+  bank has answered. Of these, **suggested** counts the questions offered their entry among the
+  best few to choose from (rule ``suggest``): the customer can still get the answer with one press,
+  but it was not given.
 
-The questions file is CSV with ``text`` and ``kb_id`` columns. ``teller eval --kb FILE --questions
-FILE`` prints the shares; the dev sets in ``tests/data/operator_faq`` (two fictional banks, written
-independently of Teller's data) are measured this way in the slow tests.
+The questions file is CSV with ``text`` and ``kb_id`` columns. A row whose ``kb_id`` is empty is a
+question no entry of the FAQ answers ("tell me a joke", "what's my exact balance", a complaint),
+which Teller should not answer from the FAQ; each such row is:
+
+- **not answered**: handed off, clarified, small talk or the advice reply without an entry (as
+  **handed off** above);
+- **answered**: answered on one of the routes above (intent, FAQ or advice) with any entry.
+
+The shares above (and retrieval top-1/top-5) are over the questions that name an entry only, so
+adding such rows to a file does not move them; the empty-id rows get their own count and shares.
+``teller eval --kb FILE --questions FILE`` prints the shares; the dev sets in
+``tests/data/operator_faq`` (fictional banks, written independently of Teller's data) are measured
+this way in the slow tests.
 """
 
 from __future__ import annotations
@@ -44,6 +55,10 @@ if TYPE_CHECKING:
     from bot.knowledge import ImportOutcome
 
 ANSWERED = (Route.INTENT, Route.FAQ, Route.ADVICE)
+#: The verdicts of a question no entry answers (an empty ``kb_id``): answered with an entry anyway,
+#: or not (handed off, clarified, small talk).
+NO_ENTRY_ANSWERED = "answered"
+NO_ENTRY_NOT_ANSWERED = "not_answered"
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,9 @@ class Outcome:
     route: str
     kb_id: str | None
     rule: str
-    verdict: str  # "right", "wrong" or "handed_off"
+    #: "right", "wrong" or "handed_off"; for a question no entry answers (``expected`` empty),
+    #: :data:`NO_ENTRY_ANSWERED` or :data:`NO_ENTRY_NOT_ANSWERED`.
+    verdict: str
     reason: str = ""
     #: Handed off, but offered the expected entry to choose from (rule ``suggest``).
     suggested: bool = False
@@ -63,24 +80,35 @@ class Outcome:
 
 @dataclass
 class FaqEvaluation:
-    """Shares of the questions answered right, answered wrongly and handed off (each in [0, 1],
-    summing to 1), and of those handed off after being offered their entry (``suggested``, part of
-    ``handed_off``). ``import_summary``: entries ``added`` and ``updated`` (counts), starter entries
-    ``superseded`` (``[old, new]`` pairs), and ``linked``, each of the file's entries that answers an
-    intent once imported (declared in the file or taken over in the import) with that intent.
-    ``typos``: the seed of the typing mistakes put into the questions (:mod:`nlu.typos`), None:
-    the questions as written."""
+    """Of the ``questions`` that name an entry: shares answered right, answered wrongly and handed
+    off (each in [0, 1], summing to 1), and of those handed off after being offered their entry
+    (``suggested``, part of ``handed_off``); ``by_rule`` counts them by ``verdict:rule``. These and
+    the retrieval shares are None when no question names an entry.
+
+    Of the ``no_entry_questions`` (an empty ``kb_id``: no entry answers them): shares answered from
+    the FAQ anyway and not answered (summing to 1; None when there are none), counted by
+    ``verdict:rule`` in ``no_entry_by_rule``.
+
+    ``import_summary``: entries ``added`` and ``updated`` (counts), starter entries ``superseded``
+    (``[old, new]`` pairs), and ``linked``, each of the file's entries that answers an intent once
+    imported (declared in the file or taken over in the import) with that intent. ``outcomes``:
+    every question, in the file's order. ``typos``: the seed of the typing mistakes put into the
+    questions (:mod:`nlu.typos`), None: the questions as written."""
 
     questions: int
-    right: float
-    wrong: float
-    handed_off: float
-    suggested: float
-    retrieval_top1: float
-    retrieval_top5: float
+    right: float | None
+    wrong: float | None
+    handed_off: float | None
+    suggested: float | None
+    retrieval_top1: float | None
+    retrieval_top5: float | None
     import_summary: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     by_rule: dict[str, int] = field(default_factory=dict)
+    no_entry_questions: int = 0
+    no_entry_answered: float | None = None
+    no_entry_not_answered: float | None = None
+    no_entry_by_rule: dict[str, int] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     typos: int | None = None
 
@@ -92,7 +120,9 @@ class FaqEvaluation:
 
 
 def read_questions(path: str | Path, known: set[str]) -> list[tuple[str, str]]:
-    """``(text, kb_id)`` rows of a questions CSV; every ``kb_id`` must be an entry of the FAQ file.
+    """``(text, kb_id)`` rows of a questions CSV; a ``kb_id`` is an entry of the FAQ file, or empty
+    (the cell blank or left out): a question no entry answers, which Teller should not answer from
+    the FAQ (``kb_id`` ``""``).
 
     Raises :class:`InputError` naming the file and line for a missing column, an empty text or an
     unknown id.
@@ -106,7 +136,7 @@ def read_questions(path: str | Path, known: set[str]) -> list[tuple[str, str]]:
         question, entry_id = row["text"].strip(), row["kb_id"].strip()
         if not question:
             raise InputError(f"{path}, line {line}: empty text")
-        if entry_id not in known:
+        if entry_id and entry_id not in known:
             raise InputError(f"{path}, line {line}: kb_id {entry_id!r} is not an entry of the FAQ file")
         rows.append((question, entry_id))
     if not rows:
@@ -115,13 +145,21 @@ def read_questions(path: str | Path, known: set[str]) -> list[tuple[str, str]]:
 
 
 def _verdict(decision: Decision, expected: str) -> str:
-    if decision.route in ANSWERED and decision.kb_id is not None:
+    """``expected``: the entry that answers the question, "" for none."""
+    answered = decision.route in ANSWERED and decision.kb_id is not None
+    if not expected:
+        return NO_ENTRY_ANSWERED if answered else NO_ENTRY_NOT_ANSWERED
+    if answered:
         return "right" if decision.kb_id == expected else "wrong"
     return "handed_off"
 
 
 def _suggested(decision: Decision, expected: str) -> bool:
-    return decision.route == Route.CLARIFY and any(entry_of(c.value) == expected for c in decision.choices)
+    return (
+        bool(expected)
+        and decision.route == Route.CLARIFY
+        and any(entry_of(c.value) == expected for c in decision.choices)
+    )
 
 
 def evaluate_operator_faq(
@@ -147,7 +185,8 @@ def evaluate_operator_faq(
 
 
 def with_typos(questions: list[tuple[str, str]], seed: int) -> list[tuple[str, str]]:
-    """``(text, kb_id)`` questions with typing mistakes put into their texts (:func:`nlu.typos.add_typos`)."""
+    """``(text, kb_id)`` questions with typing mistakes put into their texts (:func:`nlu.typos.add_typos`);
+    the ids, an empty one too, as they were."""
     texts = add_typos([q for q, _ in questions], seed=seed)
     return [(t, e) for t, (_, e) in zip(texts, questions, strict=True)]
 
@@ -195,6 +234,28 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
         }
         signals = policy.signals([q for q, _ in questions])
         decisions = [policy.decide(s) for s in signals]
+    return replace(
+        measure(questions, decisions, [[h.entry.id for h in s.hits] for s in signals]),
+        import_summary={
+            "added": len(outcome.added),
+            "updated": len(outcome.updated),
+            "superseded": [list(p) for p in outcome.superseded],
+            "linked": answering,
+        },
+        thresholds=thresholds.to_dict() if thresholds is not None else {},
+    )
+
+
+def _share(count: int, n: int) -> float | None:
+    return count / n if n else None
+
+
+def measure(
+    questions: list[tuple[str, str]], decisions: list[Decision], ranked: list[list[str]]
+) -> FaqEvaluation:
+    """The figures of :class:`FaqEvaluation` (no import summary, no thresholds) for ``(text, kb_id)``
+    ``questions`` (``kb_id`` "": no entry answers it), the policy's decision on each and the entry
+    ids the search ranked for each, best first."""
     outcomes = [
         Outcome(
             text,
@@ -208,24 +269,22 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
         )
         for (text, expected), d in zip(questions, decisions, strict=True)
     ]
+    named = [(o, r) for o, r in zip(outcomes, ranked, strict=True) if o.expected]
+    no_entry = [o for o in outcomes if not o.expected]
     verdicts = Counter(o.verdict for o in outcomes)
-    n = len(outcomes)
-    ranked = [[h.entry.id for h in s.hits] for s in signals]
+    n, m = len(named), len(no_entry)
     return FaqEvaluation(
         questions=n,
-        right=verdicts["right"] / n,
-        wrong=verdicts["wrong"] / n,
-        handed_off=verdicts["handed_off"] / n,
-        suggested=sum(o.suggested for o in outcomes) / n,
-        retrieval_top1=sum(bool(r) and r[0] == e for r, (_, e) in zip(ranked, questions, strict=True)) / n,
-        retrieval_top5=sum(e in r[:5] for r, (_, e) in zip(ranked, questions, strict=True)) / n,
-        import_summary={
-            "added": len(outcome.added),
-            "updated": len(outcome.updated),
-            "superseded": [list(p) for p in outcome.superseded],
-            "linked": answering,
-        },
-        thresholds=thresholds.to_dict() if thresholds is not None else {},
-        by_rule=dict(Counter(f"{o.verdict}:{o.rule}" for o in outcomes)),
+        right=_share(verdicts["right"], n),
+        wrong=_share(verdicts["wrong"], n),
+        handed_off=_share(verdicts["handed_off"], n),
+        suggested=_share(sum(o.suggested for o, _ in named), n),
+        retrieval_top1=_share(sum(bool(r) and r[0] == o.expected for o, r in named), n),
+        retrieval_top5=_share(sum(o.expected in r[:5] for o, r in named), n),
+        by_rule=dict(Counter(f"{o.verdict}:{o.rule}" for o, _ in named)),
+        no_entry_questions=m,
+        no_entry_answered=_share(verdicts[NO_ENTRY_ANSWERED], m),
+        no_entry_not_answered=_share(verdicts[NO_ENTRY_NOT_ANSWERED], m),
+        no_entry_by_rule=dict(Counter(f"{o.verdict}:{o.rule}" for o in no_entry)),
         outcomes=outcomes,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -215,7 +216,9 @@ def evaluate_cmd(
     questions: Annotated[
         Path | None,
         typer.Option(
-            "--questions", help="CSV text,kb_id: customer questions and the entry that answers each."
+            "--questions",
+            help="CSV text,kb_id: customer questions and the entry that answers each; an empty kb_id: "
+            "no entry answers the question (it should be handed off), measured apart.",
         ),
     ] = None,
     typos: Annotated[
@@ -233,7 +236,8 @@ def evaluate_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Classifier metrics (accuracy, macro-F1, per intent, confusions, ECE) and answer-policy metrics;
-    with --kb and --questions, how a bank's own FAQ answers its customers (right / wrong / handed off).
+    with --kb and --questions, how a bank's own FAQ answers its customers (right / wrong / handed off),
+    and how often the questions it does not answer (empty kb_id) are answered anyway.
     With --typos, the same with typing mistakes put in (how careless input is read)."""
     if (kb_file is None) != (questions is None):
         raise InputError("--kb and --questions go together")
@@ -307,24 +311,47 @@ def evaluate_cmd(
     out.print(f"Report: {files.markdown}\nConfusion matrix: {files.confusion_png}\nJSON: {files.json}")
 
 
+#: How a question no entry answers was not answered, by the route of the reply.
+NOT_ANSWERED_ROUTES = {
+    "handoff": "handed off",
+    "clarify": "clarified",
+    "smalltalk": "small talk",
+    "advice": "offered an adviser",
+}
+
+
 def _evaluate_faq(kb_file: Path, questions: Path, as_json: bool, typos: int | None = None) -> None:
-    from bot.faq_eval import evaluate_operator_faq
+    from bot.faq_eval import NO_ENTRY_NOT_ANSWERED, evaluate_operator_faq
 
     result = evaluate_operator_faq(get_settings(), kb_file, questions, typos)
     if as_json:
         emit_json(result.to_dict(details=True))
         return
-    out.print(
-        f"{result.questions} questions about {kb_file.name}"
-        f"{f' (typos put in, seed {typos})' if typos is not None else ''}: answered with the bank's entry "
-        f"[bold]{result.right:.1%}[/bold], with a wrong entry {result.wrong:.1%}, handed off "
-        f"{result.handed_off:.1%} (offered the bank's entry to choose from first: "
-        f"{result.suggested:.1%} of all questions)"
-    )
-    out.print(
-        f"retrieval alone: right entry first {result.retrieval_top1:.1%}, "
-        f"in the top 5 {result.retrieval_top5:.1%}"
-    )
+    typed = f" (typos put in, seed {typos})" if typos is not None else ""
+    if result.questions:
+        out.print(
+            f"{result.questions} questions about {kb_file.name}{typed}: answered with the bank's entry "
+            f"[bold]{result.right:.1%}[/bold], with a wrong entry {result.wrong:.1%}, handed off "
+            f"{result.handed_off:.1%} (offered the bank's entry to choose from first: "
+            f"{result.suggested:.1%} of all questions)"
+        )
+        out.print(
+            f"retrieval alone: right entry first {result.retrieval_top1:.1%}, "
+            f"in the top 5 {result.retrieval_top5:.1%}"
+        )
+    else:
+        out.print(
+            f"{result.no_entry_questions} questions about {kb_file.name}{typed}, none naming an entry (every "
+            "kb_id is empty): no share answered right, wrong or handed off"
+        )
+    if result.no_entry_questions:
+        routes = Counter(o.route for o in result.outcomes if o.verdict == NO_ENTRY_NOT_ANSWERED)
+        ways = ", ".join(f"{NOT_ANSWERED_ROUTES.get(r, r)} {count}" for r, count in routes.most_common())
+        out.print(
+            f"{result.no_entry_questions} questions no entry answers (kb_id empty): not answered "
+            f"[bold]{result.no_entry_not_answered:.1%}[/bold]{f' ({ways})' if ways else ''}, answered "
+            f"from the FAQ anyway {result.no_entry_answered:.1%}"
+        )
     summary = result.import_summary
     out.print(
         f"import: {summary.get('added', 0)} added, {summary.get('updated', 0)} updated, "
@@ -333,9 +360,9 @@ def _evaluate_faq(kb_file: Path, questions: Path, as_json: bool, typos: int | No
     )
     table = Table("verdict", "question", "expected", "answered with", "rule", title="Not right")
     for o in result.outcomes:
-        if o.verdict != "right":
+        if o.verdict not in ("right", NO_ENTRY_NOT_ANSWERED):
             verdict = "suggested" if o.suggested else o.verdict.replace("_", " ")
-            table.add_row(verdict, escape(o.text[:70]), o.expected, o.kb_id or "", o.rule)
+            table.add_row(verdict, escape(o.text[:70]), o.expected or "(none)", o.kb_id or "", o.rule)
     out.print(table)
 
 
