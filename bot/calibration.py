@@ -25,6 +25,7 @@ from bot.policy import (
     ROUTES,
     RULE_NAMES,
     RULE_ROUTES,
+    RULES,
     AnswerPolicy,
     Decision,
     Route,
@@ -374,6 +375,26 @@ def evaluate_policy(
     return policy_metrics(codes, correct, np.array([label == OOS for label in labels])), decisions
 
 
+#: The rules that answer with the small-talk examples: their common bar is fitted to the messages
+#: they could take.
+CHAT_RULES = ("human", "smalltalk")
+
+
+def _chat_reach(f: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """The small-talk score of each message of ``rows`` (a boolean mask) that a small-talk rule
+    (:data:`CHAT_RULES`) would take at some bar, 0 for the others: what the bar must keep out.
+    Rule ``smalltalk`` takes only a message nearer its examples than any of the intents' training
+    examples, so a Banking77 question like "I don't see any change in my balance" (0.71 from "what is
+    my balance", 1.0 from itself) does not raise the bar for every category."""
+    sub = {name: values[rows] for name, values in f.items()}
+    open_bar = Thresholds(-1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    reach = np.zeros(int(rows.sum()), dtype=bool)
+    for rule in RULES:
+        if rule.name in CHAT_RULES:
+            reach |= np.asarray(rule.test(sub, open_bar), dtype=bool)
+    return np.where(reach, sub["smalltalk"], 0.0)
+
+
 def _diversion_threshold(scores: np.ndarray, share: float) -> float:
     """The lowest threshold that lets at most ``share`` of ``scores`` reach it."""
     if len(scores) == 0:
@@ -487,7 +508,7 @@ def fit_thresholds(features: Features, targets: Targets) -> tuple[Thresholds, bo
     """The best thresholds on ``features``; the flag says whether every target could be met."""
     ins = ~features.out_of_scope & ~features.faq
     f = features.values
-    smalltalk = max(_diversion_threshold(f["smalltalk"][ins], targets.max_in_scope_diversion), 0.5)
+    smalltalk = max(_diversion_threshold(_chat_reach(f, ins), targets.max_in_scope_diversion), 0.5)
     advice = max(_diversion_threshold(f["advice"][ins], targets.max_in_scope_diversion), 0.5)
     nearest = f["scope"][ins]
     scope_grid = sorted({float(np.quantile(nearest, q)) for q in np.linspace(0.0, 0.12, 13)})

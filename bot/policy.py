@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -57,6 +58,7 @@ from bot.choices import (
 )
 from bot.errors import ConfigError
 from bot.exemplars import AdviceProbe, ExemplarSet
+from bot.privacy.redaction import redact
 from bot.stages import timed
 from nlu import IntentClassifier, Prediction
 from nlu.corrections import OVERRIDE_SIMILARITY, CorrectionMemory, OverrideMatch
@@ -103,9 +105,11 @@ ENTRY_GONE_UNSTAFFED = (
 )
 #: How many entries a suggestion offers at most (rule ``suggest``).
 SUGGEST_DEPTH = 3
-#: How many texts' signals :meth:`AnswerPolicy.signals` keeps for reuse (about 2 KB each: a 384-d
-#: vector and ten hits). Review filing asks within a second of the answer, far fewer messages later.
+#: How many texts' signals :meth:`AnswerPolicy.signals` keeps for reuse (about 7 KB each, 40 KB for
+#: a 10,000-character message: a 384-d vector, ten hits, the text), and for how long (seconds).
+#: Review filing asks within a second of the answer, far fewer messages later.
 RECENT_SIGNALS = 512
+RECENT_SECONDS = 120.0
 #: An entry beside the best one is offered only if its fused score is at least this share of the
 #: best one's (rule ``suggest``): a button far weaker than the first is noise.
 SUGGEST_RELATIVE = 0.5
@@ -434,8 +438,13 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "smalltalk",
         Route.SMALLTALK,
-        _chat,
-        lambda f, t: f"small talk {f['smalltalk']:.2f} ≥ {t.smalltalk:.2f}",
+        # Closer to its examples than to any of the intents' training examples too: "I don't see
+        # any change in my balance" (a Banking77 question) is 0.71 from "what is my balance".
+        lambda f, t: _chat(f, t) & (f["smalltalk"] > f["nearest"]),
+        lambda f, t: (
+            f"small talk {f['smalltalk']:.2f} ≥ {t.smalltalk:.2f}, nearer than any intent's example "
+            f"({f['nearest']:.2f})"
+        ),
     ),
     Rule(
         "advice",
@@ -751,9 +760,10 @@ class AnswerPolicy:
         #: Operators' corrections in force, answered before any other rule but the language's
         #: (:mod:`bot.corrections` keeps this current in every running server); None: none.
         self.corrections: CorrectionMemory | None = None
-        #: The signals of the latest texts read, by :meth:`_reading_key` (:meth:`signals` with
-        #: ``reuse``): review filing asks again about the message just answered.
-        self._recent: OrderedDict[tuple[str, str, int, int], Signals] = OrderedDict()
+        #: The signals of the latest texts read, by :meth:`_reading_key`, with when they were read
+        #: (``time.monotonic()``; :meth:`signals` with ``reuse``): review filing asks again about
+        #: the message just answered.
+        self._recent: OrderedDict[tuple[str, str, int, int], tuple[float, Signals]] = OrderedDict()
         self._recent_lock = threading.Lock()
 
     def _use_smalltalk(self, smalltalk: ExemplarSet) -> None:
@@ -818,30 +828,41 @@ class AnswerPolicy:
         For a text longer than the classifier's window, everything but the language is about the
         window the classifier kept (:attr:`Signals.query`; see the module's docstring).
         ``holdout`` (calibration only) leaves, per text, some of one entry's texts out of retrieval.
-        ``reuse``: a text among the latest :data:`RECENT_SIGNALS` read with the same model, the
-        same knowledge-base revision and the same examples gets the signals it was given then,
-        without reading it again (review filing asks about the message just answered: the second
-        reading had cost a whole message's encoder passes on the server's cores). The signals of
-        every text read without ``holdout`` are kept for that.
+        ``reuse``: a text among the latest :data:`RECENT_SIGNALS` read in the last
+        :data:`RECENT_SECONDS` with the same model, the same knowledge-base revision and the same
+        examples gets the signals it was given then, without reading it again (review filing asks
+        about the message just answered: the second reading had cost a whole message's encoder
+        passes on the server's cores). The signals of every text read without ``holdout`` are kept
+        for that, unless redaction would change the text: the store keeps such a message redacted,
+        so it is never asked about in its own words, and they are not kept in memory.
         """
         if not texts:
             return []
         texts = list(texts)
         if reuse and holdout is None:
             keys = [self._reading_key(t) for t in texts]
+            now = time.monotonic()
             with self._recent_lock:
-                known = [self._recent.get(key) for key in keys]
+                kept = [self._recent.get(key) for key in keys]
+            known = [k[1] if k is not None and now - k[0] <= RECENT_SECONDS else None for k in kept]
             missing = [t for t, s in zip(texts, known, strict=True) if s is None]
             fresh = iter(self.signals(missing) if missing else [])
             return [s if s is not None else next(fresh) for s in known]
+        # Keyed before reading: a knowledge-base change landing meanwhile must not label signals
+        # read before it as read after it.
+        keys = [self._reading_key(t) for t in texts] if holdout is None else []
         found = self._read(texts, holdout)
-        if holdout is None:
-            keys = [self._reading_key(t) for t in texts]
+        if keys:
+            keeping = [(key, s) for key, s in zip(keys, found, strict=True) if redact(key[0]) == key[0]]
+            now = time.monotonic()
             with self._recent_lock:
-                for key, s in zip(keys, found, strict=True):
-                    self._recent[key] = s
+                for key, s in keeping:
+                    self._recent[key] = (now, s)
                     self._recent.move_to_end(key)
-                while len(self._recent) > RECENT_SIGNALS:
+                while self._recent and (
+                    len(self._recent) > RECENT_SIGNALS
+                    or now - next(iter(self._recent.values()))[0] > RECENT_SECONDS
+                ):
                     self._recent.popitem(last=False)
         return found
 

@@ -366,3 +366,13 @@ def test_three_english_function_words_skip_the_detector(monkeypatch: pytest.Monk
     assert gate.detect_one("Hola, my card is not working").language == "en"
     assert asked == ["Hola my card is not working"]
     assert gate.detect_one("Ho perso la mia carta di credito").language == "it"
+    # A reviewer's: foreign messages quoting an English error hold three such words too; their
+    # letters, or the share of English words, leave them to the detector (which names these two).
+    quoting = {
+        "Dzień dobry, przy płatności kartą pojawia się komunikat „Your card has been declined, please "
+        "contact your bank”. Co się dzieje?": "pl",
+        "Ik heb mijn been gebroken en kan niet naar het filiaal komen, kunnen jullie mijn pas "
+        "opsturen? Thanks for the help": "nl",
+    }
+    for text, language in quoting.items():
+        assert gate.detect_one(text).language == language, text

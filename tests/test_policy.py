@@ -145,6 +145,11 @@ def signals(
         (signals(), Route.INTENT, "card_arrival", "intent"),
         (signals(small=("greeting", 0.95)), Route.SMALLTALK, None, "smalltalk"),
         (signals(small=("human", 0.9)), Route.HANDOFF, None, "human"),
+        # Small talk nearer an intent's training example than its own examples is that intent's:
+        # "I don't see any change in my balance" is 0.71 from "what is my balance" ...
+        (signals(small=("account_lookup", 0.8), nearest=0.95), Route.INTENT, "card_arrival", "intent"),
+        # ... but a person is asked for whatever the intents' examples say.
+        (signals(small=("human", 0.8), nearest=0.95), Route.HANDOFF, None, "human"),
         # "You are useless": an unhappy customer with no question goes to a person too.
         (signals(small=("complaint", 0.9)), Route.HANDOFF, None, "human"),
         (signals(small=("greeting", 0.85), hits=(hit(CARD, 0.9),)), Route.INTENT, "card_arrival", "intent"),
@@ -897,3 +902,67 @@ def test_review_filing_reuses_the_signals_of_the_message_just_answered(tmp_path:
     assert policy.signals(["card still not here"], reuse=True)[0] is not again
     assert policy.classifier.read == ["card still not here"]  # type: ignore[attr-defined]
     kb.close()
+
+
+def test_signals_with_personal_data_or_too_old_are_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message redaction would change is stored redacted, so it is never asked about in its own
+    words: its signals (and its text) are not kept. Kept signals are reused for
+    ``RECENT_SECONDS`` only."""
+    import bot.policy as policy_module
+
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([CARD])
+    classifier = _Counting("one")
+    policy = AnswerPolicy(classifier, kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+    card = "my card 4111 1111 1111 1111 was declined"
+    policy.signals([card, "card still not here"])
+    assert [key[0] for key in policy._recent] == ["card still not here"]
+    policy.signals([card], reuse=True)
+    assert classifier.read.count(card) == 2
+    clock = [1000.0]
+    monkeypatch.setattr(policy_module.time, "monotonic", lambda: clock[0])
+    policy.signals(["card still not here"])
+    clock[0] += policy_module.RECENT_SECONDS + 1
+    policy.signals(["card still not here"], reuse=True)
+    assert classifier.read.count("card still not here") == 3
+    kb.close()
+
+
+def test_signals_read_across_a_knowledge_base_change_are_kept_under_the_revision_they_were_read_at(
+    tmp_path: Path,
+) -> None:
+    """A reviewer's race: ``kb add`` landing while a message is read must not label its signals as
+    read after the change, where they would be reused with the old hits."""
+    kb = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    kb.add([CARD])
+    policy = AnswerPolicy(_Counting("one"), kb, ExemplarSet([], [], {}), ExemplarSet([], [], {}), T)  # type: ignore[arg-type]
+    read = policy._read
+    before = kb.revision
+
+    def changing(texts: list[str], holdout: object) -> list[Signals]:
+        found = read(texts, None)
+        kb.add([FEE])
+        return found
+
+    policy._read = changing  # type: ignore[method-assign,assignment]
+    policy.signals(["card still not here"])
+    assert [key[2] for key in policy._recent] == [before] and kb.revision != before
+    kb.close()
+
+
+def test_the_small_talk_bar_is_fitted_to_what_the_small_talk_rules_could_take() -> None:
+    """An in-scope message nearer an intent's training example than the small-talk examples cannot
+    be taken as small talk (rule ``smalltalk``), so it does not raise the bar; one asking for a
+    person (rule ``human``) or nearer the examples does, and so does nothing below a KB entry."""
+    from bot.calibration import _chat_reach
+
+    f = {
+        "smalltalk": np.array([0.9, 0.9, 0.9, 0.9]),
+        "nearest": np.array([0.95, 0.95, 0.5, 0.5]),
+        "wants_human": np.array([0.0, 1.0, 0.0, 0.0]),
+        "top_dense": np.array([0.1, 0.1, 0.1, 0.95]),
+    }
+    assert _chat_reach(f, np.ones(4, dtype=bool)).tolist() == [0.0, 0.9, 0.9, 0.0]
+    assert _chat_reach(f, np.array([False, True, False, False])).tolist() == [0.9]
