@@ -262,6 +262,9 @@ class Signals:
     #: and whether what it says can be answered (its intent has an answer, or its entry exists).
     correction: OverrideMatch | None = None
     correction_answerable: bool = False
+    #: ``nearest`` is in the base encoder's space, the small-talk examples' (a base memory was
+    #: shipped with the model); rule ``smalltalk`` compares the two only then.
+    nearest_in_base: bool = True
 
     @property
     def query(self) -> str:
@@ -332,6 +335,8 @@ class Signals:
             "p1": p.confidence,
             "p2": p.alternatives[1][1] if len(p.alternatives) > 1 else 0.0,
             "nearest": self.nearest,
+            # The nearest training example, where comparable with the small-talk examples.
+            "chat_nearest": self.nearest if self.nearest_in_base else -1.0,
             "smalltalk": self.smalltalk_score,
             "wants_human": 1.0 if self.smalltalk_category in HANDOFF_CATEGORIES else 0.0,
             "advice": self.advice_score,
@@ -440,10 +445,14 @@ RULES: tuple[Rule, ...] = (
         Route.SMALLTALK,
         # Closer to its examples than to any of the intents' training examples too: "I don't see
         # any change in my balance" (a Banking77 question) is 0.71 from "what is my balance".
-        lambda f, t: _chat(f, t) & (f["smalltalk"] > f["nearest"]),
+        lambda f, t: _chat(f, t) & (f["smalltalk"] > f["chat_nearest"]),
         lambda f, t: (
-            f"small talk {f['smalltalk']:.2f} ≥ {t.smalltalk:.2f}, nearer than any intent's example "
-            f"({f['nearest']:.2f})"
+            f"small talk {f['smalltalk']:.2f} ≥ {t.smalltalk:.2f}"
+            + (
+                f", nearer than any intent's example ({f['chat_nearest']:.2f})"
+                if f["chat_nearest"] >= 0
+                else ""
+            )
         ),
     ),
     Rule(
@@ -901,6 +910,7 @@ class AnswerPolicy:
                 languages[i],
                 self._alternatives_answered(predictions[i]),
                 vectors[i],
+                nearest_in_base=self.base_memory is not None,
             )
             for i, text in enumerate(texts)
         ]

@@ -960,9 +960,21 @@ def test_the_small_talk_bar_is_fitted_to_what_the_small_talk_rules_could_take() 
 
     f = {
         "smalltalk": np.array([0.9, 0.9, 0.9, 0.9]),
-        "nearest": np.array([0.95, 0.95, 0.5, 0.5]),
+        "chat_nearest": np.array([0.95, 0.95, 0.5, 0.5]),
         "wants_human": np.array([0.0, 1.0, 0.0, 0.0]),
         "top_dense": np.array([0.1, 0.1, 0.1, 0.95]),
     }
     assert _chat_reach(f, np.ones(4, dtype=bool)).tolist() == [0.0, 0.9, 0.9, 0.0]
     assert _chat_reach(f, np.array([False, True, False, False])).tolist() == [0.9]
+
+
+def test_without_a_base_memory_small_talk_is_not_compared_with_the_classifiers_nearest(
+    policy: AnswerPolicy,
+) -> None:
+    """Without a base memory ``nearest`` is the classifier's own similarity, in another space than
+    the small-talk examples': a greeting is small talk whatever it says (CI found every "hello" of a
+    model without one handed off)."""
+    case = replace(signals(small=("greeting", 0.85), nearest=0.95), nearest_in_base=False)
+    decision = policy.decide(case)
+    assert (decision.route, decision.rule) == (Route.SMALLTALK, "smalltalk"), decision.reason
+    assert "nearer" not in decision.reason
