@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from bot.errors import Conflict, InputError
 from bot.privacy.redaction import redact
@@ -21,6 +21,11 @@ from bot.storage.records import Correction, CorrectionAction, Direction, Feedbac
 from bot.text import storable
 
 _f = schema.feedback
+#: The feedback a platform message carried, built once (every message with a platform id is looked
+#: up here before it is answered: see ``_SEEN`` in :mod:`bot.storage.conversations`).
+_BY_PLATFORM = select(_f).where(
+    _f.c.channel == bindparam("channel"), _f.c.platform_id == bindparam("platform_id")
+)
 _g = schema.flags
 _k = schema.corrections
 
@@ -78,7 +83,7 @@ class FeedbackRepository:
     def by_platform(self, channel: str, platform_id: str) -> Feedback | None:
         """The feedback a platform message carried as its text (:meth:`add_feedback` with
         ``platform``), None if it carried none."""
-        rows = self.db.rows(select(_f).where(_f.c.channel == channel, _f.c.platform_id == platform_id))
+        rows = self.db.rows(_BY_PLATFORM, {"channel": channel, "platform_id": platform_id})
         return _feedback(rows[0]) if rows else None
 
     def feedback(self, limit: int = 100) -> list[tuple[Feedback, StoredMessage]]:
