@@ -394,7 +394,18 @@ def _chat_reach(f: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     examples, so a Banking77 question like "I don't see any change in my balance" (0.71 from "what is
     my balance", 1.0 from itself) does not raise the bar for every category."""
     sub = {name: values[rows] for name, values in f.items()}
-    open_bar = Thresholds(-1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    # Only the small-talk bar matters to these rules: open, the others shut.
+    open_bar = Thresholds(
+        smalltalk=-1.0,
+        advice=1.0,
+        in_scope=1.0,
+        intent=1.0,
+        clarify_gap=1.0,
+        clarify_second=1.0,
+        faq=1.0,
+        faq_margin=1.0,
+        faq_fallback=1.0,
+    )
     reach = np.zeros(int(rows.sum()), dtype=bool)
     for rule in RULES:
         if rule.name in CHAT_RULES:
