@@ -98,7 +98,7 @@ def test_every_kind_becomes_its_placeholder(text: str, expected: str, detector: 
 def test_placeholders_are_typed_and_complete() -> None:
     assert set(PLACEHOLDERS) == {
         "card", "iban", "phone", "email", "ssn", "nino", "national_id", "sort_code", "account",
-        "cvv", "pin", "otp", "password", "dob", "credential", "number",
+        "cvv", "pin", "otp", "password", "dob", "expiry", "credential", "number",
     }  # fmt: skip
     assert all(p == f"[{k.upper()}]" for k, p in PLACEHOLDERS.items())
 
@@ -135,7 +135,7 @@ def test_labelled_secrets_replace_the_value_only(text: str, expected: str) -> No
             "[SORT_CODE] [ACCOUNT] is where the money should go",
         ),
         ("4111 1111 1111 1111 4012 8888 8888 1881", "[CARD] [CARD]"),
-        ("card 4111 1111 1111 1111 exp 12/26 cvv 123", "card [CARD] exp 12/26 cvv [CVV]"),
+        ("card 4111 1111 1111 1111 exp 12/26 cvv 123", "card [CARD] exp [EXPIRY] cvv [CVV]"),
         ("call 020 7946 0958 or 020 7946 0959", "call [PHONE] or [PHONE]"),
     ],
 )
@@ -932,7 +932,7 @@ def test_a_flood_of_numbers_is_redacted_wholesale_and_nothing_leaks() -> None:
         ("TFN 876 543 210", "TFN [NATIONAL_ID]"),
         ("my social is 123-45-6789", "my social is [SSN]"),
         # CVV, PIN and one-time codes in customers' other words
-        ("exp 03/28 ccv 664", "exp 03/28 ccv [CVV]"),
+        ("exp 03/28 ccv 664", "exp [EXPIRY] ccv [CVV]"),
         ("the three numbers on the back are 552", "the three numbers on the back are [CVV]"),
         (
             "the last 3 digits on the back of my card are 211",
@@ -994,9 +994,9 @@ def test_sentences_and_labelled_references_stay(text: str) -> None:
         ("my order was 4532015112830309", "my order was [CARD]"),
         # in a card's digit groups a Luhn-valid number is the card it looks like, even labelled
         # as a reference (one run of digits after "order" stays: the label says what it is)
-        ("reference 4111-1111-1111-1111 exp 12/27", "reference [CARD] exp 12/27"),
+        ("reference 4111-1111-1111-1111 exp 12/27", "reference [CARD] exp [EXPIRY]"),
         ("transaction reference no. 4532 0151 1283 0309", "transaction reference no. [CARD]"),
-        ("reference 4111_1111_1111_1111 exp 12/27", "reference [CARD] exp 12/27"),
+        ("reference 4111_1111_1111_1111 exp 12/27", "reference [CARD] exp [EXPIRY]"),
         ("reference 4532 O151 1283 0309", "reference [CARD]"),
     ],
 )
@@ -1197,7 +1197,7 @@ def test_the_last_four_digits_of_a_card_stay(text: str) -> None:
         ("4111 I111 1111 111l", "[CARD]"),
         ("4111lll111111111", "[CARD]"),
         ("3782 822463 1OOO5", "[CARD]"),
-        ("card 4111 I111 1111 1111 exp 12/26 cvv 123", "card [CARD] exp 12/26 cvv [CVV]"),
+        ("card 4111 I111 1111 1111 exp 12/26 cvv 123", "card [CARD] exp [EXPIRY] cvv [CVV]"),
     ],
 )
 def test_a_card_typed_with_letters_for_digits_is_a_card(text: str, expected: str) -> None:
@@ -1851,3 +1851,59 @@ def test_an_amount_with_its_cents_keeps_its_whole_part(text: str) -> None:
     """A reviewer's finding: the digits before the cents were read as a phone number
     ("I sent [PHONE].00 IDR")."""
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A card's expiry: after its label, or right after the card number with the code after it
+        # (a pasted card line: number, expiry and code are what a card-not-present payment needs).
+        ("card 4111 1111 1111 1111, cvv 123, exp 12/25 pls", "card [CARD], cvv [CVV], exp [EXPIRY] pls"),
+        ("Expiry: 11/26", "Expiry: [EXPIRY]"),
+        ("exp 0428", "exp [EXPIRY]"),
+        ("it expires march 2027", "it expires [EXPIRY]"),
+        ("valid thru 09/2028", "valid thru [EXPIRY]"),
+        ("4111 1111 1111 1111 12/26 123", "[CARD] [EXPIRY] [CVV]"),
+        ("4111 1111 1111 1111, 12/26", "[CARD], [EXPIRY]"),
+        # A date of birth a few words after its label, the label's clause only.
+        ("my DOB on the account is wrong, it says 01/01/1970 but it's 11/01/1970",
+         "my DOB on the account is wrong, it says [DOB] but it's [DOB]"),
+        ("DOB on file is wrong: 14/02/1985", "DOB on file is wrong: [DOB]"),
+        # A PIN being set or changed.
+        ("new pin should be 1357 pls", "new pin should be [PIN] pls"),
+        ("pin changed to 4921", "pin changed to [PIN]"),
+        ("set my pin as 4921", "set my pin as [PIN]"),
+        # New Zealand's account numbers and IRD numbers; "sc" before six digits.
+        ("my NZ account is 12-3456-7890123-00", "my NZ account is [ACCOUNT]"),
+        ("02 0248 0123456 002", "[ACCOUNT]"),
+        ("IRD number 49-091-850", "IRD number [NATIONAL_ID]"),
+        ("sc 404784 acc 71234567", "sc [SORT_CODE] acc [ACCOUNT]"),
+    ],
+)  # fmt: skip
+def test_card_details_dates_of_birth_and_pins_said_in_passing(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected  # idempotent: "[DOB]" is no date-of-birth label
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the expiry date of my card passed",
+        "my card expired on 12/03/2024 what now",
+        "I expect 12/25 delivery",
+        "paid £12.50 on 12/03 at 10:30",
+        "my pin should be 4 digits right?",
+        "my card expires in may",
+        "card ending 1234 exp soon",
+        "the sc game is on 12/03",
+    ],
+)
+def test_what_only_looks_like_card_details_stays(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_a_second_date_after_a_date_of_birth_found_is_not_one() -> None:
+    assert (
+        redact("my dob is 3 March 1990 and the payment on 4 March 2024 failed")
+        == "my dob is [DOB] and the payment on 4 March 2024 failed"
+    )

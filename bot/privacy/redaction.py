@@ -47,7 +47,7 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   it.codicefiscale, mx.curp, fr.nir, ch.ssn (756...), br.cpf (123.456.789-09), kr.rrn (with its
   dash). Unless something protected overlaps them: in_.aadhaar (4-4-4 or 12 digits), br.cpf and
   tr.tckimlik (11 digits), ch.ssn and kr.rrn (13), us.itin (9xx-xx-xxxx). After an identity-number label
-  (DNI, PESEL, BSN, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
+  (DNI, PESEL, BSN, IRD, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
   number), za.idnr (South African ID), be.nn (also after "national number"), and a number no
   checksum accepts (a typo, or a document without a check digit). Singapore's NRIC/FIN (S1234567D)
@@ -57,14 +57,16 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   them (1 in 11 match by chance); after NRIC, HKID, Hong Kong ID (any value, as above) or FIN (only
   an NRIC-shaped value: "fin" is a French word).
 - sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label
-  (sort code, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
+  (sort code, s/c, sc, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
   (123-456 after "BSB") and US routing number (9 digits after "routing", "ABA", "RTN").
 - account [ACCOUNT]: own rule: 6-12 digits after an account label (account, acct, a/c, account
-  no./number/#, cuenta, compte, Konto, conto, conta, rekening, счёт, 账号, 口座番号, 계좌번호...), or a
-  bare run of exactly 8 digits.
+  no./number/#, cuenta, compte, Konto, conto, conta, rekening, счёт, 账号, 口座番号, 계좌번호...), a
+  bare run of exactly 8 digits, or a New Zealand account number as printed (2-4-7-2/3 digits
+  joined by dashes or spaces, "12-3456-7890123-00", anywhere).
 - cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code (and translations, and "the 3 digits / three
   numbers on the back (of my card)") + 3-4 digits.
-- pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits; also 密码/비밀번호 + 4-6
+- pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits, also being set or
+  changed ("pin should be", "pin changed to", "set my pin as"); also 密码/비밀번호 + 4-6
   digits. The card may be named between them: "the pin of my card is", "the pin for card ending
   (in/with) 3012 is 4921", "pin for card ****3012: 4921" (so for a CVV or a password too); the last
   four digits naming the card stay, as "card ending 3012" does. Another value of the same length in
@@ -106,7 +108,13 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   as incorrect").
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
-  出生日期, дата рождения...
+  出生日期, дата рождения...; and, when none follows the label at once, every date with a four-digit
+  year in the English label's clause ("DOB on file is wrong: 14/02/1985", "it says 01/01/1970 but it's
+  11/01/1970"; up to 80 characters, to the sentence's end).
+- expiry [EXPIRY]: own rule: a card's expiry date (MM/YY, MM/YYYY, MMYY, "march 2027") after exp,
+  expiry (date), expires, expiring, valid thru... (a passport's expiry too); and MM/YY right after a
+  card number, with 3-4 digits after it as its [CVV] ("4111 1111 1111 1111 12/26 123"): with the
+  number they are what a card-not-present payment needs (PCI DSS).
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
@@ -272,6 +280,7 @@ PLACEHOLDERS: Final[Mapping[str, str]] = MappingProxyType(
         "otp": "[OTP]",
         "password": "[PASSWORD]",
         "dob": "[DOB]",
+        "expiry": "[EXPIRY]",
         "credential": "[CREDENTIAL]",
         "number": "[NUMBER]",
     }
@@ -715,9 +724,12 @@ class _Context:
         _detect_obfuscated_emails(self)
         if _ANY_DIGIT.search(text) is None:
             return
+        _detect_nz_accounts(self)
         _detect_letter_led(self)
         _detect_digit_clusters(self)
         _detect_lookalike_cards(self)
+        _detect_card_details(self)
+        _detect_nearby_dob(self)
         _continued_secrets(self)
         _repeat_secrets(self)
 
@@ -1104,7 +1116,14 @@ _ACCOUNT_WORDS = [
     r"رقم[ ]الحساب",
     r"खाता[ ](?:संख्या|नंबर|नं\.?)",
 ]
-_SORT_WORDS = [r"bank[ ]sort[ -]?code", r"sort[ -]?code", r"s/c", r"nsc", r"national[ ]sort[ ]code"]
+_SORT_WORDS = [
+    r"bank[ ]sort[ -]?code",
+    r"sort[ -]?code",
+    r"s/c",
+    r"sc",  # "sc 404784 acc 71234567": only before six digits (the value's pattern)
+    r"nsc",
+    r"national[ ]sort[ ]code",
+]
 #: Australia's BSB (bank-state-branch, 123-456) and the US routing (ABA) number: a sort code's role.
 _BSB_WORDS = [r"bsb(?:[ ](?:no\.?|number|code))?"]
 _BSB_VALUE = r"(?P<v>[0-9]{3}[ \-]?[0-9]{3})(?![0-9])"
@@ -1125,6 +1144,7 @@ _SSN_WORDS = [
 _IBAN_WORDS = [r"iban"]
 _ID_WORDS = [
     r"national[ ](?:id|identity|identification|insurance)(?:[ ](?:number|no\.?|card))?",
+    r"ird(?:[ ](?:number|no\.?|num))?",  # New Zealand's tax number (8-9 digits)
     r"national[ ]number",  # Belgium's rijksregisternummer, in English
     r"ni[ ](?:number|no\.?)",  # the UK's National Insurance number, as customers name it
     r"nino",
@@ -1431,6 +1451,12 @@ _OF_CARD = (
     r"|kaart|karty)"
     rf"(?:{_CARD_ENDING})?)?"
 )
+# "new pin should be 1357", "pin changed to 4921", "set my pin as 4921": a PIN being set or changed.
+_PIN_CHANGE = (
+    r"(?:[ ](?:should|must|shall|would|needs[ ]to|has[ ]to|is[ ]going[ ]to)[ ]be"
+    r"|[ ](?:changed|set|reset|updated|changes|changing)(?=[ ](?:to|as)(?![\p{L}]))"
+    r"|[ ]as(?![\p{L}]))?"
+)
 # "security code on the back (of my card) is", "CVV (on the back)"
 _ON_BACK = (
     r"(?:[ ]\(?(?:on|at)[ ](?:the[ ])?(?:back|front|reverse)(?:[ ]of[ ](?:the|my|your)(?:[ ]card)?)?\)?)?"
@@ -1566,7 +1592,7 @@ def _head(pattern: str) -> str:
 # kind matching at a position wins ("PIN code" is a PIN, "security code" a CVV, and so on).
 _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("cvv", _CVV_WORDS, _OF_CARD + _ON_BACK + _FILL + _DIGITS_VALUE),
-    ("pin", _PIN_WORDS, _OF_CARD + _FILL + _DIGITS_VALUE),
+    ("pin", _PIN_WORDS, _OF_CARD + _PIN_CHANGE + _FILL + _DIGITS_VALUE),
     ("sort", _SORT_WORDS, _FILL + _SORT_VALUE),
     ("bsb", _BSB_WORDS, _FILL + _BSB_VALUE),
     ("routing", _ROUTING_WORDS, _FILL + _ROUTING_VALUE),
@@ -3052,6 +3078,96 @@ def _detect_digit_clusters(ctx: _Context) -> None:
             _phone(ctx, m.start(), m.end())
         for m in _PHONE_RUN.finditer(text, lo, hi):
             _phone_run(ctx, m.start(), m.end())
+
+
+#: New Zealand's bank account number as printed: bank (2 digits), branch (4), account (7) and suffix
+#: (2-3), joined by dashes or spaces, the same throughout ("12-3456-7890123-00"). ``phonenumbers``
+#: reads its middle groups as a phone number.
+_NZ_ACCOUNT = re.compile(
+    r"(?<![0-9\-])[0-9]{2}(?P<sep>[ \-])[0-9]{4}(?P=sep)[0-9]{7}(?P=sep)[0-9]{2,3}(?![0-9])"
+)
+
+
+def _detect_nz_accounts(ctx: _Context) -> None:
+    for m in _NZ_ACCOUNT.finditer(ctx.text):
+        why = "New Zealand account number, 2-4-7-2/3 digits"
+        ctx.add(_P_LABELLED, m.start(), m.end(), "account", "rule:nz_account", why)
+
+
+#: A card's expiry date after its label: "exp 12/25", "Expiry: 11/26", "exp 0428", "expiring
+#: 10/2027", "valid thru 09/28", "expires march 2027". MM/YY or MM/YYYY (``/``, ``-`` or ``.``), MMYY,
+#: or a month's name and the year, right after the label (a passport's expiry is hidden too).
+_EXPIRY_LABEL = regex.compile(
+    r"(?<![\p{L}\p{N}])(?:exp(?:iry|iration|ires|iring|ired|\.)?(?:[ ]date)?"
+    r"|valid[ ](?:thru|through|until|till)"
+    r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad|ablaufdatum|g[üu]ltig[ ]bis"
+    r"|date[ ]d['’]expiration)"
+    r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}[ ]{0,3}"
+    r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?[/\-.][ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
+    r"|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[\p{L}]{0,6}\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
+    r"(?![0-9/])",
+    regex.IGNORECASE,
+)
+#: Right after a card number, what a pasted card line goes on with: its expiry (MM/YY or MM/YYYY,
+#: an "exp" label or not) and then, optionally, its security code (3-4 digits, a CVV label or not):
+#: "4111 1111 1111 1111 12/26 123", "[card], exp 12/26, cvv 123".
+_AFTER_CARD = regex.compile(
+    r"[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:exp(?:iry|ires)?\.?|valid[ ]thru)[ ]{0,3}[:\-]?[ ]{0,3})?"
+    r"(?P<exp>(?:0[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2})(?![0-9/])"
+    r"(?:[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:cvv2?|cvc2?|csc|cv2)[ ]{0,3}[:\-]?[ ]{0,3})?"
+    r"(?P<cvv>[0-9]{3,4})(?![0-9]))?",
+    regex.IGNORECASE,
+)
+
+
+def _detect_card_details(ctx: _Context) -> None:
+    """A card's expiry date: after an expiry label, and (with the security code after it) right after
+    a card number. With the number, they are what a card-not-present payment needs (PCI DSS)."""
+    text = ctx.text
+    for m in _EXPIRY_LABEL.finditer(text):
+        why = "date after a card-expiry label"
+        ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
+    for card in [h for h in ctx.hits if h.kind == "card"]:
+        m = _AFTER_CARD.match(text, card.end)
+        if m is None:
+            continue
+        why = "month/year right after a card number"
+        ctx.add(_P_SECRET, m.start("exp"), m.end("exp"), "expiry", "rule:expiry", why)
+        if m.group("cvv"):
+            why = "3-4 digits after a card and its expiry"
+            ctx.add(_P_SECRET, m.start("cvv"), m.end("cvv"), "cvv", "rule:cvv", why)
+
+
+#: A date of birth said a few words after its label ("DOB on file is wrong: 14/02/1985", "my DOB
+#: says 01/01/1970 but it's 11/01/1970"): every date with a four-digit year in the label's clause,
+#: up to :data:`_DOB_REACH` characters on, ending at a sentence's end; not when the label's own
+#: value was found right after it ("my dob is 3 March 1990 and the payment on 4 March 2024 failed":
+#: the second date is the payment's).
+_DOB_NEAR = regex.compile(
+    r"(?<![\p{L}\p{N}\[])(?:dob|d\.o\.b\.?|date[ ]of[ ]birth|birth[ ]?date|birthday)(?![\p{L}\]])",
+    regex.IGNORECASE,
+)
+_DOB_REACH = 80
+_SENTENCE_END = regex.compile(r"[.!?](?:\s|$)|\n")
+_NEAR_DATE = regex.compile(r"(?<![0-9])" + _DATE_VALUE, regex.IGNORECASE)
+_FOUR_DIGIT_YEAR = regex.compile(r"(?<![0-9])(?:19|20)[0-9]{2}(?![0-9])")
+
+
+def _detect_nearby_dob(ctx: _Context) -> None:
+    text = ctx.text
+    found = sorted(h.start for h in ctx.hits if h.kind == "dob")  # the labels' own values
+    for label in _DOB_NEAR.finditer(text):
+        end = min(len(text), label.end() + _DOB_REACH)
+        i = bisect.bisect_left(found, label.start())
+        if (i < len(found) and found[i] < end) or "[DOB]" in text[label.end() : end]:
+            continue  # the label's value was found (or hidden before: redact(redact(x)) == redact(x))
+        stop = _SENTENCE_END.search(text, label.end(), end)
+        if stop is not None:
+            end = stop.start()
+        for m in _NEAR_DATE.finditer(text, label.end(), end):
+            if _FOUR_DIGIT_YEAR.search(m.group("v")):
+                why = "date in the clause of a date-of-birth label"
+                ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
 
 
 def _detect_lookalike_cards(ctx: _Context) -> None:
