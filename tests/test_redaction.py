@@ -1896,6 +1896,10 @@ def test_card_details_dates_of_birth_and_pins_said_in_passing(text: str, expecte
         "my card expires in may",
         "card ending 1234 exp soon",
         "the sc game is on 12/03",
+        # amounts in the currencies of customers' families abroad (IDR was read as a German phone)
+        "transfer 400000000 IDR to my family",
+        "IDR 400000000 was debited",
+        "paid 1500000 VND",
     ],
 )
 def test_what_only_looks_like_card_details_stays(text: str) -> None:

@@ -3953,7 +3953,8 @@ def _self_protected(window: str) -> bool:
 _CURRENCY_SYMBOL = "[$£€¥₹₽₩₺₪₫฿₴₦₱¢]"
 _CURRENCY_CODES = (  # noqa: SIM905 - a word list reads better as words
     "EUR USD GBP CHF JPY CNY RMB INR RUB AUD CAD BRL SEK NOK DKK PLN CZK HUF MXN HKD SGD NZD ZAR TRY AED SAR "
-    "KRW EGP"
+    "KRW EGP IDR THB VND MYR PHP NGN KES PKR BDT LKR ILS UAH ARS CLP COP PEN TWD QAR KWD BHD OMR MAD GHS "
+    "RON BGN ISK"
 ).split()
 _CURRENCY_BEFORE = (
     rf"(?:{_CURRENCY_SYMBOL}|(?:{'|'.join(_CURRENCY_CODES)})(?<![A-Za-z][A-Z]{{3}})"
