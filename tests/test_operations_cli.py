@@ -126,3 +126,22 @@ def test_a_settled_item_cannot_be_settled_again(queue: dict[str, str]) -> None:
     assert run("review", "ignore", "1")[0] == 0
     code, _, stderr = run("review", "confirm", "1")
     assert code == 2 and "review item 1 is ignored already (by cli:robin)" in stderr
+
+
+def test_a_corrected_answer_is_published_to_the_other_replicas_at_once(
+    queue: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With replication on, `review wrong` appends its entry to the change log before it exits (a
+    trial found it only there after the next `teller kb` command: other replicas never saw it)."""
+    monkeypatch.setenv("TELLER_KB_REPLICATION", "on")
+    run("review")
+    code, _, _ = run("review", "wrong", "2", "The overdraft fee is 5 pounds a month.")
+    assert code == 0
+    store = Store(Path(os.environ["TELLER_HOME"]) / "teller.db")
+    try:
+        logged = {c.item_id: c for c in store.kb_log.since(0)}
+    finally:
+        store.close()
+    [entry_id] = [i for i in logged if i.startswith("op_")]
+    payload = logged[entry_id].payload
+    assert payload is not None and "5 pounds" in json.dumps(payload)

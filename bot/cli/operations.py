@@ -173,11 +173,15 @@ def review_wrong(
 ) -> None:
     """Teller's answer was wrong: ANSWER becomes a knowledge-base entry, searchable at once.
 
-    The entry answers the item's questions from now on, with no retraining. A server already running
-    in another process keeps its own copy of the knowledge base and sees the entry once restarted.
+    The entry answers the item's questions from now on, with no retraining. As after `teller kb add`,
+    the answer policy is re-fitted for it and, with replication on (PostgreSQL), it is published to
+    the change log now: every running server follows it within seconds.
     """
+    from bot.cli.knowledge import _refit
+
     with review_service() as service:
         _report(service.wrong_answer(item, answer, local_actor()), as_json)
+        _refit(get_settings(), service.kb, service.policy_provider())
 
 
 @review_app.command("ignore")
