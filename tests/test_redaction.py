@@ -1873,6 +1873,8 @@ def test_an_amount_with_its_cents_keeps_its_whole_part(text: str) -> None:
         ("new pin should be 1357 pls", "new pin should be [PIN] pls"),
         ("pin changed to 4921", "pin changed to [PIN]"),
         ("set my pin as 4921", "set my pin as [PIN]"),
+        ("my pin is four nine two one", "my pin is [PIN]"),
+        ("security code is nine nine nine", "security code is [CVV]"),
         # New Zealand's account numbers and IRD numbers; "sc" before six digits.
         ("my NZ account is 12-3456-7890123-00", "my NZ account is [ACCOUNT]"),
         ("02 0248 0123456 002", "[ACCOUNT]"),
@@ -1893,6 +1895,8 @@ def test_card_details_dates_of_birth_and_pins_said_in_passing(text: str, expecte
         "I expect 12/25 delivery",
         "paid £12.50 on 12/03 at 10:30",
         "my pin should be 4 digits right?",
+        "my pin is one of the four I use",
+        "pin two three",
         "my card expires in may",
         "card ending 1234 exp soon",
         "the sc game is on 12/03",

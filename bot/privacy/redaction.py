@@ -65,16 +65,16 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   joined by dashes or spaces, "12-3456-7890123-00", anywhere).
 - cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code (and translations, and "the 3 digits / three
   numbers on the back (of my card)") + 3-4 digits.
-- pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits, also being set or
-  changed ("pin should be", "pin changed to", "set my pin as"); also 密码/비밀번호 + 4-6
-  digits. The card may be named between them: "the pin of my card is", "the pin for card ending
-  (in/with) 3012 is 4921", "pin for card ****3012: 4921" (so for a CVV or a password too); the last
-  four digits naming the card stay, as "card ending 3012" does. Another value of the same length in
-  a clause joined to a PIN, CVV or one-time code, without the label again, is one too: "... is 4921
-  and for card ending 4455 is 1234", "... 482913 and then a second one 119034" (only another card or
-  account followed by is / was / : / =, or "the other / second / new / old one"; the value ends its
-  clause, so a card, a date or an amount after it is not cut: "... and my balance is 1234" and "...
-  and for my other card 4455" stay).
+- pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits, also being set or changed
+  ("pin should be", "pin changed to", "set my pin as"), or 4-6 number words ("four nine two one"; 3-4
+  after a CVV label); also 密码/비밀번호 + 4-6 digits. The card may be named between them: "the pin of my
+  card is", "the pin for card ending (in/with) 3012 is 4921", "pin for card ****3012: 4921" (so for a
+  CVV or a password too); the last four digits naming the card stay, as "card ending 3012" does.
+  Another value of the same length in a clause joined to a PIN, CVV or one-time code, without the
+  label again, is one too: "... is 4921 and for card ending 4455 is 1234", "... 482913 and then a
+  second one 119034" (only another card or account followed by is / was / : / =, or "the other /
+  second / new / old one"; the value ends its clause, so a card, a date or an amount after it is not
+  cut: "... and my balance is 1234" and "... and for my other card 4455" stay).
 - otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", TAN,
   验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
   a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
@@ -722,6 +722,7 @@ class _Context:
         if "@" in text:
             _detect_emails(self)
         _detect_obfuscated_emails(self)
+        _detect_spelt_secrets(self)
         if _ANY_DIGIT.search(text) is None:
             return
         _detect_nz_accounts(self)
@@ -3168,6 +3169,26 @@ def _detect_nearby_dob(ctx: _Context) -> None:
             if _FOUR_DIGIT_YEAR.search(m.group("v")):
                 why = "date in the clause of a date-of-birth label"
                 ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
+
+
+_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+#: A PIN or a card's security code spelt out in number words, after its label: "my pin is four
+#: nine two one", "cvv: one two three" (4-6 words for a PIN, 3-4 for a code).
+_SPELT_SECRET = regex.compile(
+    r"(?<![\p{L}\p{N}])(?:(?P<pin>pin(?:[ ](?:code|number))?)|(?P<cvv>cvv2?|cvc2?|security[ ]code))"
+    r"(?:[ ](?:is|was|will[ ]be|should[ ]be)|[ ]?[:=])?[ ]{1,3}"
+    rf"(?P<v>{_DIGIT_WORD}(?:[ ,\-]{{1,2}}{_DIGIT_WORD}){{2,5}})(?![\p{{L}}])",
+    regex.IGNORECASE,
+)
+
+
+def _detect_spelt_secrets(ctx: _Context) -> None:
+    for m in _SPELT_SECRET.finditer(ctx.text):
+        words = len(regex.findall(_DIGIT_WORD, m.group("v"), regex.IGNORECASE))
+        kind, fits = ("pin", 4 <= words <= 6) if m.group("pin") else ("cvv", 3 <= words <= 4)
+        if fits:
+            why = f"{words} number words after a {kind.upper()} label"
+            ctx.add(_P_SECRET, m.start("v"), m.end("v"), kind, f"rule:{kind}", why)
 
 
 def _detect_lookalike_cards(ctx: _Context) -> None:
