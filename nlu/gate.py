@@ -152,7 +152,7 @@ def decide(
         promote &= verdict == "within the tolerance"
         reasons.append(
             f"frozen set ({frozen_size} messages): candidate {_pct(cand_f)} vs active {_pct(active_f)} "
-            f"({change:+.1f} points; at most -{tolerance_points:g} allowed): {verdict}"
+            f"({change:+.1f} points; {_allowed(tolerance_points)}): {verdict}"
         )
     active_c = cand_c = None
     if not corrections_size:
@@ -197,8 +197,8 @@ def decide(
             promote &= bounded
             reasons.append(
                 f"against the best model of the series ({baseline_version or 'unknown'}, "
-                f"{_pct(baseline_f)} on the same frozen messages): {total:+.1f} points in all; at most "
-                f"-{drift_points:g} allowed: "
+                f"{_pct(baseline_f)} on the same frozen messages): {total:+.1f} points in all; "
+                f"{_allowed(drift_points)}: "
                 + ("within the cumulative bound" if bounded else "beyond the cumulative bound")
             )
     active_r = cand_r = None
@@ -424,3 +424,8 @@ def evaluate_gate(
         "candidate": candidate.to_dict(),
     }
     return replace(decision, series=series)
+
+
+def _allowed(points: float) -> str:
+    """What a bound of ``points`` allows, in words ("no drop allowed" for 0, not "at most -0")."""
+    return "no drop allowed" if points <= 0 else f"a drop of at most {points:g} allowed"

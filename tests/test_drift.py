@@ -100,7 +100,7 @@ def test_the_gate_rule_with_a_baseline_and_a_relabelled_slice() -> None:
     )
     assert (
         not beyond.promote
-        and "-1.1 points in all; at most -1 allowed: beyond the cumulative bound" in (beyond.reasons[2])
+        and "-1.1 points in all; a drop of at most 1 allowed: beyond the cumulative" in (beyond.reasons[2])
     )
     assert "within the tolerance" in beyond.reasons[0] and "better" in beyond.reasons[1]
     # No bound: the baseline is reported, never a reason to refuse.

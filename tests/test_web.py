@@ -445,6 +445,19 @@ def test_customer_text_is_shown_as_typed_in_operators_terminal_tables(
     assert code == 0 and not stderr and "[/oops]" in stdout
 
 
+def test_history_shows_ids_to_flag_and_refuses_an_unknown_conversation(client: TestClient) -> None:
+    """A trial found no way from `teller history`'s table to `teller flag`: ids were in --json only."""
+    from tests.test_cli import run
+
+    reply = client.post("/api/messages", json={"text": "What's the overdraft fee?"}).json()
+    code, stdout, _ = run("history", "--ids")
+    assert code == 0 and reply["message_id"] in stdout
+    code, stdout, _ = run("history")
+    assert code == 0 and reply["message_id"] not in stdout and "--ids" in stdout
+    code, _, stderr = run("history", "--conversation", "nope")
+    assert code == 2 and "no stored messages in conversation 'nope'" in stderr
+
+
 @pytest.mark.parametrize(
     "text",
     ["\u200b\u200b", "\u0301\u0301 ", "\u2066\u2069", "\x85\x9b "],

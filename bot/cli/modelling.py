@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from bot.cli.app import (
     EncodingOpt,
@@ -610,8 +610,10 @@ def retrain(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Teach the model the operators' corrections and promote it only if it is no worse on the frozen
-    evaluation set and better on the corrections. By default the active model is fine-tuned further
+    """Teach the model the operators' corrections and promote it only if it is better on the
+    corrections and loses at most the tolerance on the frozen evaluation set (--tolerance, default
+    TELLER_RETRAIN_TOLERANCE, 0.5 points) and at most TELLER_RETRAIN_DRIFT (1 point) against the
+    best model of its series. By default the active model is fine-tuned further
     (corrections mixed with its training corpus, or --data, replayed); --from-scratch trains a new one on the
     corpus plus the corrections. A running `teller serve` picks a promoted model up within seconds."""
     from bot.assistant import build_policy, open_store
@@ -736,15 +738,16 @@ def models_list(as_json: JsonOpt = False) -> None:
         return
     table = Table(
         "",
-        "version",
-        "created",
-        "dev accuracy",
-        "frozen set",
-        "train size",
-        "precision",
-        "origin",
-        caption="frozen set: the series' frozen-set score, then its change against the parent / against "
-        "the best model of the series, in points",
+        # Whole on any terminal: the version is what `teller models activate` takes.
+        Column("version", no_wrap=True, min_width=max(len(v.info.version) for v in versions)),
+        # The rest wraps on a narrow terminal rather than losing characters.
+        *(Column(h, overflow="fold") for h in ("created", "dev accuracy", "frozen set", "train size")),
+        Column("precision", no_wrap=True, min_width=len("precision")),
+        Column("origin", overflow="fold"),
+        caption="dev accuracy: the training run's own score on its dev split, before export; frozen set: "
+        "the series' frozen-set score through the serving path (the precision served), as the retrain "
+        "gate measured it, then its change against the parent / against the best model of the series, "
+        "in points",
     )
     for v in versions:
         acc = v.info.dev.get("accuracy")
@@ -756,7 +759,7 @@ def models_list(as_json: JsonOpt = False) -> None:
         table.add_row(
             "*" if v.active else "",
             v.info.version,
-            v.info.created_at,
+            v.info.created_at[:16].replace("T", " "),  # to the minute (UTC); --json has it whole
             f"{acc:.2%}" if acc is not None else "-",
             shown,
             str(v.info.train_size),

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, err, out
+from bot.errors import InputError
 from bot.logs import uvicorn_log_config
 from bot.settings import get_settings
 
@@ -128,6 +129,9 @@ def serve(
 def history(
     conversation: Annotated[str | None, typer.Option(help="Only this conversation id.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many messages.")] = 50,
+    ids: Annotated[
+        bool, typer.Option("--ids", help="Show each message's id (what `teller flag` takes).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The latest stored messages (PII already redacted), oldest first."""
@@ -138,6 +142,8 @@ def history(
         messages = store.conversations.history(conversation, limit)
     finally:
         store.close()
+    if conversation is not None and not messages:
+        raise InputError(f"no stored messages in conversation {conversation!r}")
     if as_json:
         for m in messages:
             emit_json(
@@ -159,7 +165,12 @@ def history(
                 }
             )
         return
-    table = Table(title=f"{len(messages)} messages")
+    table = Table(
+        title=f"{len(messages)} messages",
+        caption=None if ids else "--ids: each message's id, to flag a reply (`teller flag ID`)",
+    )
+    if ids:
+        table.add_column("id", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("channel")
     table.add_column("who")
@@ -170,6 +181,7 @@ def history(
         # read (for small talk or a handoff, only its guess: not shown).
         answered = m.kb_id if m.kb_id else m.intent if m.route in ("intent", "clarify") else None
         table.add_row(
+            *([m.id] if ids else []),
             m.created_at[:19].replace("T", " "),
             m.channel,
             "customer" if m.direction == "in" else m.author or "Teller",  # an operator's relay: who
