@@ -1861,7 +1861,8 @@ def test_an_amount_with_its_cents_keeps_its_whole_part(text: str) -> None:
         ("card 4111 1111 1111 1111, cvv 123, exp 12/25 pls", "card [CARD], cvv [CVV], exp [EXPIRY] pls"),
         ("Expiry: 11/26", "Expiry: [EXPIRY]"),
         ("exp 0428", "exp [EXPIRY]"),
-        ("it expires march 2027", "it expires [EXPIRY]"),
+        ("my card expires march 2027", "my card expires [EXPIRY]"),
+        ("my pin has been changed to 4921", "my pin has been changed to [PIN]"),
         ("valid thru 09/2028", "valid thru [EXPIRY]"),
         ("4111 1111 1111 1111 12/26 123", "[CARD] [EXPIRY] [CVV]"),
         ("4111 1111 1111 1111, 12/26", "[CARD], [EXPIRY]"),
@@ -1875,11 +1876,13 @@ def test_an_amount_with_its_cents_keeps_its_whole_part(text: str) -> None:
         ("set my pin as 4921", "set my pin as [PIN]"),
         ("my pin is four nine two one", "my pin is [PIN]"),
         ("security code is nine nine nine", "security code is [CVV]"),
-        # New Zealand's account numbers and IRD numbers; "sc" before six digits.
+        ("card 4111111111111111, 12/26, 150.00 charged", "card [CARD], [EXPIRY], 150.00 charged"),
+        ("paid by card 4111 1111 1111 1111 12/25 1200 pounds", "paid by card [CARD] [EXPIRY] 1200 pounds"),
+        # New Zealand's account numbers and IRD numbers.
         ("my NZ account is 12-3456-7890123-00", "my NZ account is [ACCOUNT]"),
         ("02 0248 0123456 002", "[ACCOUNT]"),
         ("IRD number 49-091-850", "IRD number [NATIONAL_ID]"),
-        ("sc 404784 acc 71234567", "sc [SORT_CODE] acc [ACCOUNT]"),
+        ("s/c 404784 acc 71234567", "s/c [SORT_CODE] acc [ACCOUNT]"),
     ],
 )  # fmt: skip
 def test_card_details_dates_of_birth_and_pins_said_in_passing(text: str, expected: str) -> None:
@@ -1900,6 +1903,16 @@ def test_card_details_dates_of_birth_and_pins_said_in_passing(text: str, expecte
         "my card expires in may",
         "card ending 1234 exp soon",
         "the sc game is on 12/03",
+        "Please send to SC 123456 ticket",
+        # dates of other things near a date-of-birth label (a reviewer's findings)
+        "my dob is fine, but the payment on 14/02/2024 failed",
+        "Birthday gift: I sent £50 on 12/05/2023 to my niece",
+        # "expires" of something else than a card; times and ranges after an expiry word
+        "my fixed rate expires march 2026",
+        "the ISA allowance expires 04/26",
+        "my session expires at 11.30",
+        "the offer expires 9-10 working days after",
+        "I've tried the pin one, two, three, four times",
         # amounts in the currencies of customers' families abroad (IDR was read as a German phone)
         "transfer 400000000 IDR to my family",
         "IDR 400000000 was debited",

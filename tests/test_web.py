@@ -456,6 +456,7 @@ def test_history_shows_ids_to_flag_and_refuses_an_unknown_conversation(client: T
     assert code == 0 and reply["message_id"] not in stdout and "--ids" in stdout
     code, _, stderr = run("history", "--conversation", "nope")
     assert code == 2 and "no stored messages in conversation 'nope'" in stderr
+    assert run("history", "--conversation", "nope", "--json")[:2] == (0, "")
 
 
 @pytest.mark.parametrize(

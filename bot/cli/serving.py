@@ -142,7 +142,7 @@ def history(
         messages = store.conversations.history(conversation, limit)
     finally:
         store.close()
-    if conversation is not None and not messages:
+    if conversation is not None and not messages and not as_json:  # --json: no lines, as before
         raise InputError(f"no stored messages in conversation {conversation!r}")
     if as_json:
         for m in messages:

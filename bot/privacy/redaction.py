@@ -57,7 +57,7 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   them (1 in 11 match by chance); after NRIC, HKID, Hong Kong ID (any value, as above) or FIN (only
   an NRIC-shaped value: "fin" is a French word).
 - sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label
-  (sort code, s/c, sc, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
+  (sort code, s/c, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
   (123-456 after "BSB") and US routing number (9 digits after "routing", "ABA", "RTN").
 - account [ACCOUNT]: own rule: 6-12 digits after an account label (account, acct, a/c, account
   no./number/#, cuenta, compte, Konto, conto, conta, rekening, счёт, 账号, 口座番号, 계좌번호...), a
@@ -108,13 +108,16 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   as incorrect").
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
-  出生日期, дата рождения...; and, when none follows the label at once, every date with a four-digit
-  year in the English label's clause ("DOB on file is wrong: 14/02/1985", "it says 01/01/1970 but it's
-  11/01/1970"; up to 80 characters, to the sentence's end).
+  出生日期, дата рождения...; and, when none follows the label at once, every date in the 80
+  characters after an English label, up to the sentence's end, whose four-digit year is at least ten
+  years ago ("DOB on file is wrong: 14/02/1985", "it says 01/01/1970 but it's 11/01/1970"; "my dob is
+  fine, but the payment on 14/02/2024 failed" keeps the payment's date).
 - expiry [EXPIRY]: own rule: a card's expiry date (MM/YY, MM/YYYY, MMYY, "march 2027") after exp,
-  expiry (date), expires, expiring, valid thru... (a passport's expiry too); and MM/YY right after a
-  card number, with 3-4 digits after it as its [CVV] ("4111 1111 1111 1111 12/26 123"): with the
-  number they are what a card-not-present payment needs (PCI DSS).
+  expiry (date), expiration, valid thru... (a passport's expiry too), or after expires / expiring /
+  expired within a few words of "card" ("my card expires 10/27"; "my fixed rate expires march 2026"
+  stays); and MM/YY right after a card number, with 3-4 digits after it as its [CVV] ("4111 1111 1111
+  1111 12/26 123"; not an amount: "12/26, 150.00 charged"): with the number they are what a
+  card-not-present payment needs (PCI DSS).
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
@@ -206,6 +209,7 @@ e-mail-like token and every number of three digits or more is hidden, with detec
 from __future__ import annotations
 
 import bisect
+import datetime
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -1121,7 +1125,6 @@ _SORT_WORDS = [
     r"bank[ ]sort[ -]?code",
     r"sort[ -]?code",
     r"s/c",
-    r"sc",  # "sc 404784 acc 71234567": only before six digits (the value's pattern)
     r"nsc",
     r"national[ ]sort[ ]code",
 ]
@@ -1145,7 +1148,7 @@ _SSN_WORDS = [
 _IBAN_WORDS = [r"iban"]
 _ID_WORDS = [
     r"national[ ](?:id|identity|identification|insurance)(?:[ ](?:number|no\.?|card))?",
-    r"ird(?:[ ](?:number|no\.?|num))?",  # New Zealand's tax number (8-9 digits)
+    r"ird(?:[ ](?:number|no\.?|num))?",  # New Zealand's tax number: any value after it, as above
     r"national[ ]number",  # Belgium's rijksregisternummer, in English
     r"ni[ ](?:number|no\.?)",  # the UK's National Insurance number, as customers name it
     r"nino",
@@ -1455,7 +1458,8 @@ _OF_CARD = (
 # "new pin should be 1357", "pin changed to 4921", "set my pin as 4921": a PIN being set or changed.
 _PIN_CHANGE = (
     r"(?:[ ](?:should|must|shall|would|needs[ ]to|has[ ]to|is[ ]going[ ]to)[ ]be"
-    r"|[ ](?:changed|set|reset|updated|changes|changing)(?=[ ](?:to|as)(?![\p{L}]))"
+    r"|[ ](?:(?:was|has[ ]been|is[ ]being|got)[ ])?(?:changed|set|reset|updated|changes|changing)"
+    r"(?=[ ](?:to|as)(?![\p{L}]))"
     r"|[ ]as(?![\p{L}]))?"
 )
 # "security code on the back (of my card) is", "CVV (on the back)"
@@ -3099,14 +3103,17 @@ def _detect_nz_accounts(ctx: _Context) -> None:
 #: 10/2027", "valid thru 09/28", "expires march 2027". MM/YY or MM/YYYY (``/``, ``-`` or ``.``), MMYY,
 #: or a month's name and the year, right after the label (a passport's expiry is hidden too).
 _EXPIRY_LABEL = regex.compile(
-    r"(?<![\p{L}\p{N}])(?:exp(?:iry|iration|ires|iring|ired|\.)?(?:[ ]date)?"
+    r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ ]date)?"
+    # the verbs only of a card: "my card expires 10/27", not "my fixed rate expires march 2026"
+    r"|(?<=card[\p{L} ]{0,24})(?:expires|expiring|expired|exp)"
     r"|valid[ ](?:thru|through|until|till)"
     r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad|ablaufdatum|g[üu]ltig[ ]bis"
     r"|date[ ]d['’]expiration)"
     r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}[ ]{0,3}"
-    r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?[/\-.][ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
+    # MM/YY, MM/YYYY or MMYY (not "11.30", a time; not "9-10 working days")
+    r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
     r"|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[\p{L}]{0,6}\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
-    r"(?![0-9/])",
+    r"(?![0-9/.,:])",
     regex.IGNORECASE,
 )
 #: Right after a card number, what a pasted card line goes on with: its expiry (MM/YY or MM/YYYY,
@@ -3116,7 +3123,8 @@ _AFTER_CARD = regex.compile(
     r"[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:exp(?:iry|ires)?\.?|valid[ ]thru)[ ]{0,3}[:\-]?[ ]{0,3})?"
     r"(?P<exp>(?:0[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2})(?![0-9/])"
     r"(?:[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:cvv2?|cvc2?|csc|cv2)[ ]{0,3}[:\-]?[ ]{0,3})?"
-    r"(?P<cvv>[0-9]{3,4})(?![0-9]))?",
+    r"(?P<cvv>[0-9]{3,4})"
+    r"(?![0-9]|[.,][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€])))?",
     regex.IGNORECASE,
 )
 
@@ -3152,6 +3160,9 @@ _DOB_REACH = 80
 _SENTENCE_END = regex.compile(r"[.!?](?:\s|$)|\n")
 _NEAR_DATE = regex.compile(r"(?<![0-9])" + _DATE_VALUE, regex.IGNORECASE)
 _FOUR_DIGIT_YEAR = regex.compile(r"(?<![0-9])(?:19|20)[0-9]{2}(?![0-9])")
+#: A year that can be a customer's year of birth: at least ten years ago ("my dob is fine, but the
+#: payment on 14/02/2024 failed" keeps the payment's date; a birthday gift sent last year too).
+_BIRTH_YEAR_MAX = datetime.date.today().year - 10
 
 
 def _detect_nearby_dob(ctx: _Context) -> None:
@@ -3166,7 +3177,8 @@ def _detect_nearby_dob(ctx: _Context) -> None:
         if stop is not None:
             end = stop.start()
         for m in _NEAR_DATE.finditer(text, label.end(), end):
-            if _FOUR_DIGIT_YEAR.search(m.group("v")):
+            year = _FOUR_DIGIT_YEAR.search(m.group("v"))
+            if year is not None and int(year.group()) <= _BIRTH_YEAR_MAX:
                 why = "date in the clause of a date-of-birth label"
                 ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
 
@@ -3176,8 +3188,8 @@ _DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
 #: nine two one", "cvv: one two three" (4-6 words for a PIN, 3-4 for a code).
 _SPELT_SECRET = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?P<pin>pin(?:[ ](?:code|number))?)|(?P<cvv>cvv2?|cvc2?|security[ ]code))"
-    r"(?:[ ](?:is|was|will[ ]be|should[ ]be)|[ ]?[:=])?[ ]{1,3}"
-    rf"(?P<v>{_DIGIT_WORD}(?:[ ,\-]{{1,2}}{_DIGIT_WORD}){{2,5}})(?![\p{{L}}])",
+    r"(?:[ ](?:is|was|will[ ]be|should[ ]be)|[ ]?[:=])[ ]{1,3}"
+    rf"(?P<v>{_DIGIT_WORD}(?:[ ,\-]{{1,2}}{_DIGIT_WORD}){{2,5}})(?![\p{{L}}]|[ ,\-]{{1,2}}{_DIGIT_WORD})",
     regex.IGNORECASE,
 )
 
