@@ -1877,6 +1877,11 @@ def test_an_amount_with_its_cents_keeps_its_whole_part(text: str) -> None:
         ("my pin is four nine two one", "my pin is [PIN]"),
         ("security code is nine nine nine", "security code is [CVV]"),
         ("card 4111111111111111, 12/26, 150.00 charged", "card [CARD], [EXPIRY], 150.00 charged"),
+        ("4111 1111 1111 1111 12/26 1234 5678", "[CARD] [EXPIRY] 1234 5678"),
+        # A card after another number's digit groups (a year, a phone number) was left in the clear.
+        ("paid on 14/02/2024 4111 1111 1111 1111", "paid on 14/02/2024 [CARD]"),
+        ("call 020 7946 0958 4111 1111 1111 1111", "call [PHONE] [CARD]"),
+        ("order 1234 5678 9012 5555 5555 5555 4444", "order 1234 5678 9012 [CARD]"),
         ("paid by card 4111 1111 1111 1111 12/25 1200 pounds", "paid by card [CARD] [EXPIRY] 1200 pounds"),
         # New Zealand's account numbers and IRD numbers.
         ("my NZ account is 12-3456-7890123-00", "my NZ account is [ACCOUNT]"),

@@ -3073,8 +3073,11 @@ def _detect_digit_clusters(ctx: _Context) -> None:
         # Many clusters close together: one pass over the whole stretch costs less than one per cluster.
         regions = [[regions[0][0], regions[-1][1]]]
     for lo, hi in regions:
-        for m in _CARD.finditer(text, lo, hi):
-            _card(ctx, m)
+        at = lo
+        while (found := _CARD.search(text, at, hi)) is not None:
+            # No card read from this group on: one may start at a later group of the same run ("paid on
+            # 14/02/2024 4111 1111 1111 1111" read "2024 4111 1111 1111" and left the card in the clear).
+            at = found.end() if _card(ctx, found) else found.start() + 1
         for m in _NUMERIC_SHAPES.finditer(text, lo, hi):
             _numeric_shape(ctx, m)
         for m in _LONG_RUN.finditer(text, lo, hi):
@@ -3124,7 +3127,7 @@ _AFTER_CARD = regex.compile(
     r"(?P<exp>(?:0[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2})(?![0-9/])"
     r"(?:[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:cvv2?|cvc2?|csc|cv2)[ ]{0,3}[:\-]?[ ]{0,3})?"
     r"(?P<cvv>[0-9]{3,4})"
-    r"(?![0-9]|[.,][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€])))?",
+    r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€])))?",
     regex.IGNORECASE,
 )
 
@@ -3284,10 +3287,11 @@ def _card_why(digits: str) -> str | None:
 _MORE_GROUPS = re.compile(_SEP + "[0-9]")
 
 
-def _card(ctx: _Context, m: re.Match[str]) -> None:
+def _card(ctx: _Context, m: re.Match[str]) -> bool:
+    """Report what ``m`` (a :data:`_CARD` match) holds; True when a Luhn-valid card was found."""
     found = _card_match(m.group())
     if not found:
-        return
+        return False
     kind, length, detector, why = found
     if kind == "card":
         # A labelled order or transaction number may be Luhn-valid, one run of digits ("order
@@ -3296,11 +3300,13 @@ def _card(ctx: _Context, m: re.Match[str]) -> None:
         grouped = not m.group()[:length].isdigit()
         weak = 0 if grouped else _REFERENCE_ONLY
         ctx.add(_P_CARD, m.start(), m.start() + length, kind, detector, why, weak=weak)
-    elif not _MORE_GROUPS.match(ctx.text, m.end()):
+        return True
+    if not _MORE_GROUPS.match(ctx.text, m.end()):
         # A card that fails Luhn (a typo): no date or amount looks like it, a labelled reference may.
         # From 16 digits on no phone number is that long, so a phone read in its first groups loses.
         priority = _P_CARD_SHAPE if len(_digits(m.group())) >= 16 else _P_NUMBER
         ctx.add(priority, m.start(), m.start() + length, kind, detector, why, weak=_REFERENCE_ONLY)
+    return False
 
 
 def _loose_card(ctx: _Context, m: re.Match[str]) -> None:
