@@ -615,7 +615,8 @@ def retrain(
     TELLER_RETRAIN_TOLERANCE, 0.5 points) and at most TELLER_RETRAIN_DRIFT (1 point) against the
     best model of its series. By default the active model is fine-tuned further
     (corrections mixed with its training corpus, or --data, replayed); --from-scratch trains a new one on the
-    corpus plus the corrections. A running `teller serve` picks a promoted model up within seconds."""
+    corpus plus the corrections. A running `teller serve` picks a promoted model up within seconds.
+    Exits 0 when the candidate is promoted, 1 when it is not (the active model stays), 2 on an error."""
     from bot.assistant import build_policy, open_store
     from bot.operators import Operators
     from bot.retraining import RetrainRunner
@@ -658,8 +659,11 @@ def retrain(
                 "seconds": round(result.seconds, 1) if result else None,
             }
         )
-        return
-    out.print(outcome.message, soft_wrap=True, highlight=False, markup=False)
+    else:
+        out.print(outcome.message, soft_wrap=True, highlight=False, markup=False)
+    if not outcome.promoted:
+        # Ran, and the active model stays: exit 1, so that a script can tell (errors exit 2).
+        raise typer.Exit(1)
 
 
 def _origin(path: Path, retraining: dict[str, Any]) -> str:
