@@ -99,7 +99,7 @@ def _admin(settings: Settings, kb: KnowledgeBase) -> KnowledgeAdmin:
     from nlu import NLUError
 
     try:
-        # The model's thresholds come along (no calibration now): :func:`_refit` needs them after.
+        # The model's thresholds come along (no calibration now): :func:`refit_after_change` needs them after.
         with working("Loading the intent model…"):
             policy = build_policy(settings, kb=kb, calibrate_if_missing=False)
     except NLUError as exc:
@@ -107,7 +107,7 @@ def _admin(settings: Settings, kb: KnowledgeBase) -> KnowledgeAdmin:
     return KnowledgeAdmin(kb, policy)
 
 
-def _refit(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = None) -> None:
+def refit_after_change(settings: Settings, kb: KnowledgeBase, policy: AnswerPolicy | None = None) -> None:
     """After a change: re-fit the answer policy's knowledge-base thresholds now (seconds), so the
     next `teller ask` and every running server (which would re-fit on its own) use them at once.
     A replicated knowledge base publishes the change to the other replicas first."""
@@ -291,7 +291,7 @@ def kb_add(
         )
     if outcome.applied:
         _audit(settings, outcome.audit_details())
-        _refit(settings, kb, admin.policy)
+        refit_after_change(settings, kb, admin.policy)
     if as_json:
         emit_json(outcome.to_dict())
         return
@@ -376,7 +376,7 @@ def kb_sync(
     with working("Applying the changes…", enabled=on_overlap != "ask"):
         outcome = admin.finish(prepared, on_overlap, choose=_ask if on_overlap == "ask" else None)
     _audit(settings, outcome.audit_details())
-    _refit(settings, kb, admin.policy)
+    refit_after_change(settings, kb, admin.policy)
     if as_json:
         emit_json(outcome.to_dict())
         return
@@ -540,7 +540,7 @@ def kb_restore(
     if record.moved_intent:
         details["intents"] = [{"intent": record.moved_intent, "from": record.superseded_by, "to": entry_id}]
     _audit(settings, details, entry_id)
-    _refit(settings, kb)
+    refit_after_change(settings, kb)
     gave_back = (
         f"; `{record.superseded_by}` no longer answers intent `{record.moved_intent}`"
         if record.moved_intent
@@ -580,7 +580,7 @@ def kb_supersede(
     if record.moved_intent:
         details["intents"] = [{"intent": record.moved_intent, "from": entry_id, "to": by}]
     _audit(settings, {**details, "lost_intents": lost}, entry_id)
-    _refit(settings, kb)
+    refit_after_change(settings, kb)
     took = f"; `{by}` now answers intent `{record.moved_intent}`" if record.moved_intent else ""
     out.print(f"`{entry_id}` superseded by `{by}`{took}.", highlight=False, soft_wrap=True)
     if lost:
@@ -603,7 +603,7 @@ def kb_remove(
     kb = open_kb(settings)
     entry = kb.remove(entry_id)
     _audit(settings, {"command": "remove", "removed": [entry.id], "intent": entry.intent}, entry.id)
-    _refit(settings, kb)
+    refit_after_change(settings, kb)
     out.print(f"Removed {entry.id!r}; {len(kb)} entries left.")
     # Entries it superseded stay superseded (their topic may now go unanswered): say how to bring
     # them back. The one it took an intent from is named in the warning below instead.

@@ -177,11 +177,11 @@ def review_wrong(
     the answer policy is re-fitted for it and, with replication on (PostgreSQL), it is published to
     the change log now: every running server follows it within seconds.
     """
-    from bot.cli.knowledge import _refit
+    from bot.cli.knowledge import refit_after_change
 
     with review_service() as service:
         _report(service.wrong_answer(item, answer, local_actor()), as_json)
-        _refit(get_settings(), service.kb, service.policy_provider())
+        refit_after_change(get_settings(), service.kb, service.policy_provider())
 
 
 @review_app.command("ignore")

@@ -1121,13 +1121,7 @@ _ACCOUNT_WORDS = [
     r"رقم[ ]الحساب",
     r"खाता[ ](?:संख्या|नंबर|नं\.?)",
 ]
-_SORT_WORDS = [
-    r"bank[ ]sort[ -]?code",
-    r"sort[ -]?code",
-    r"s/c",
-    r"nsc",
-    r"national[ ]sort[ ]code",
-]
+_SORT_WORDS = [r"bank[ ]sort[ -]?code", r"sort[ -]?code", r"s/c", r"nsc", r"national[ ]sort[ ]code"]
 #: Australia's BSB (bank-state-branch, 123-456) and the US routing (ABA) number: a sort code's role.
 _BSB_WORDS = [r"bsb(?:[ ](?:no\.?|number|code))?"]
 _BSB_VALUE = r"(?P<v>[0-9]{3}[ \-]?[0-9]{3})(?![0-9])"
@@ -3102,9 +3096,10 @@ def _detect_nz_accounts(ctx: _Context) -> None:
         ctx.add(_P_LABELLED, m.start(), m.end(), "account", "rule:nz_account", why)
 
 
-#: A card's expiry date after its label: "exp 12/25", "Expiry: 11/26", "exp 0428", "expiring
-#: 10/2027", "valid thru 09/28", "expires march 2027". MM/YY or MM/YYYY (``/``, ``-`` or ``.``), MMYY,
-#: or a month's name and the year, right after the label (a passport's expiry is hidden too).
+#: A card's expiry date after its label: "exp 12/25", "Expiry: 11/26", "exp 0428", "valid thru
+#: 09/28", "my card expires march 2027" (the verbs only within a few words after "card"). MM/YY or
+#: MM/YYYY (with ``/``), MMYY, or a month's name and the year, right after the label (a passport's
+#: expiry is hidden too).
 _EXPIRY_LABEL = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ ]date)?"
     # the verbs only of a card: "my card expires 10/27", not "my fixed rate expires march 2026"
@@ -3151,10 +3146,10 @@ def _detect_card_details(ctx: _Context) -> None:
 
 
 #: A date of birth said a few words after its label ("DOB on file is wrong: 14/02/1985", "my DOB
-#: says 01/01/1970 but it's 11/01/1970"): every date with a four-digit year in the label's clause,
-#: up to :data:`_DOB_REACH` characters on, ending at a sentence's end; not when the label's own
-#: value was found right after it ("my dob is 3 March 1990 and the payment on 4 March 2024 failed":
-#: the second date is the payment's).
+#: says 01/01/1970 but it's 11/01/1970"): every date whose four-digit year can be a birth year
+#: (:data:`_BIRTH_YEAR_MAX`) up to :data:`_DOB_REACH` characters on, ending at a sentence's end; not
+#: when the label's own value was found right after it ("my dob is 3 March 1990 and the payment on
+#: 4 March 2024 failed": the second date is the payment's).
 _DOB_NEAR = regex.compile(
     r"(?<![\p{L}\p{N}\[])(?:dob|d\.o\.b\.?|date[ ]of[ ]birth|birth[ ]?date|birthday)(?![\p{L}\]])",
     regex.IGNORECASE,
