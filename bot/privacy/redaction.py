@@ -3067,11 +3067,18 @@ def _detect_digit_clusters(ctx: _Context) -> None:
         # Many clusters close together: one pass over the whole stretch costs less than one per cluster.
         regions = [[regions[0][0], regions[-1][1]]]
     for lo, hi in regions:
-        at = lo
+        at, retrying_until = lo, -1
         while (found := _CARD.search(text, at, hi)) is not None:
             # No card read from this group on: one may start at a later group of the same run ("paid on
             # 14/02/2024 4111 1111 1111 1111" read "2024 4111 1111 1111" and left the card in the clear).
-            at = found.end() if _card(ctx, found) else found.start() + 1
+            # Read again, a window reports only a Luhn-valid card that no 4-digit group follows (a
+            # list of numbers, "years 2019 2020 2021 2022 2023", keeps its groups as typed).
+            again = found.start() < retrying_until
+            if _card(ctx, found, again=again):
+                at = found.end()
+            else:
+                retrying_until = retrying_until if again else found.end()
+                at = found.start() + 1
         for m in _NUMERIC_SHAPES.finditer(text, lo, hi):
             _numeric_shape(ctx, m)
         for m in _LONG_RUN.finditer(text, lo, hi):
@@ -3280,14 +3287,19 @@ def _card_why(digits: str) -> str | None:
 
 
 _MORE_GROUPS = re.compile(_SEP + "[0-9]")
+_FOUR_MORE = re.compile(_SEP + "[0-9]{4}")
 
 
-def _card(ctx: _Context, m: re.Match[str]) -> bool:
-    """Report what ``m`` (a :data:`_CARD` match) holds; True when a Luhn-valid card was found."""
+def _card(ctx: _Context, m: re.Match[str], again: bool = False) -> bool:
+    """Report what ``m`` (a :data:`_CARD` match) holds; True when a Luhn-valid card was found. With
+    ``again`` (a window read again from a later group of a run, see :func:`_detect_digit_clusters`),
+    only a card that no further 4-digit group follows, and never a typo."""
     found = _card_match(m.group())
     if not found:
         return False
     kind, length, detector, why = found
+    if again and (kind != "card" or _FOUR_MORE.match(ctx.text, m.start() + length)):
+        return False
     if kind == "card":
         # A labelled order or transaction number may be Luhn-valid, one run of digits ("order
         # 4111111111111111"): the label says what it is. Written in a card's digit groups ("ref
