@@ -1896,6 +1896,57 @@ def test_card_details_dates_of_birth_and_pins_said_in_passing(text: str, expecte
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A card after a reference's or an account's first group was left in the clear (or its last
+        # twelve digits were): the reference or account is the first group, the card is the card.
+        ("ref 123456 4111111111111111", "ref 123456 [CARD]"),
+        ("order 12345678 378282246310005", "order 12345678 [CARD]"),
+        ("acct 12345678 4111.1111.1111.1111", "acct [ACCOUNT] [CARD]"),
+        # A PIN right before a sort code was kept (the two read as one phone number).
+        ("my pin is 0428 12-34-56", "my pin is [PIN] [SORT_CODE]"),
+        ("set my pin as 0428 12-34-56", "set my pin as [PIN] [SORT_CODE]"),
+        # An IBAN with a typo in it, unlabelled: its country's length and national format.
+        ("sent money to DE89370400440532013001 (I think one digit is off)",
+         "sent money to [IBAN] (I think one digit is off)"),
+        ("GB29 NWBK 6016 1331 9268 18", "[IBAN]"),
+        # A card's expiry after the card in words.
+        ("card 4111 1111 1111 1111 expiring 10/2027", "card [CARD] expiring [EXPIRY]"),
+        ("the number is 4929 8230 2347 5127 and it expires march 2027",
+         "the number is [CARD] and it expires [EXPIRY]"),
+        # Labels customers use: "acc", "N digit code", UTR, a secret question's answer.
+        ("BSB 062-000 acc 1234 5678", "BSB [SORT_CODE] acc [ACCOUNT]"),
+        ("the 6 digit code 482913 expired", "the 6 digit code [OTP] expired"),
+        ("enter 6-digit code: 123456", "enter 6-digit code: [OTP]"),
+        ("NI: JG103724B, UTR 1234567890", "NI: [NINO], UTR [NATIONAL_ID]"),
+        ("my secret question answer: rex", "my secret question answer: [PASSWORD]"),
+        # An address with its dots written in brackets.
+        ("my email is john(dot)smith(at)gmail(dot)com", "my email is [EMAIL]"),
+        # What is not part of them stays.
+        ("card 4111 1111 1111 1111 and it expires soon", "card [CARD] and it expires soon"),
+        ("account 12345678.12", "account [ACCOUNT].12"),
+    ],
+)  # fmt: skip
+def test_values_after_other_numbers_and_in_customers_words(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 4111111111111111",  # a labelled Luhn-valid run is the order's number
+        "ref AB1234567",
+        "model DE12 3456 789 0123",  # not in fours
+        "the 6 digit code is wrong",
+        "acc 12",
+    ],
+)
+def test_near_misses_of_those_stay(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "the expiry date of my card passed",

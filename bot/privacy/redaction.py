@@ -18,7 +18,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   group holding a digit, at most a third of it letters; not when it fails Luhn, nor in the other
   groupings.
 - iban [IBAN]: ``stdnum.iban`` (mod 97, the country's length and national check); after an "IBAN" label
-  an IBAN-shaped value that fails its check digits too (a typo is still personal data).
+  an IBAN-shaped value that fails its check digits too (a typo is still personal data); without a
+  label, one of its country's length and national format (python-stdnum's registry) whose check
+  digits fail, written whole or in groups of four.
 - phone [PHONE]: ``phonenumbers``, valid numbers: ``+`` and ``00`` numbers are parsed as
   international; the others are tried in each of the bank's regions (``TELLER_PHONE_REGIONS``,
   :func:`configure_regions`), then of :data:`DEFAULT_REGIONS` (or in ``regions=``), and
@@ -47,7 +49,7 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   it.codicefiscale, mx.curp, fr.nir, ch.ssn (756...), br.cpf (123.456.789-09), kr.rrn (with its
   dash). Unless something protected overlaps them: in_.aadhaar (4-4-4 or 12 digits), br.cpf and
   tr.tckimlik (11 digits), ch.ssn and kr.rrn (13), us.itin (9xx-xx-xxxx). After an identity-number label
-  (DNI, PESEL, BSN, IRD, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
+  (DNI, PESEL, BSN, IRD, UTR, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
   number), za.idnr (South African ID), be.nn (also after "national number"), and a number no
   checksum accepts (a typo, or a document without a check digit). Singapore's NRIC/FIN (S1234567D)
@@ -59,7 +61,7 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - sort_code [SORT_CODE]: own rule: 12-34-56 that is not a date, or 6 digits after a sort-code label
   (sort code, s/c, NSC; groups joined by a space, ``-``, ``/`` or ``.``); the same role's Australian BSB
   (123-456 after "BSB") and US routing number (9 digits after "routing", "ABA", "RTN").
-- account [ACCOUNT]: own rule: 6-12 digits after an account label (account, acct, a/c, account
+- account [ACCOUNT]: own rule: 6-12 digits after an account label (account, acct, acc, a/c, account
   no./number/#, cuenta, compte, Konto, conto, conta, rekening, счёт, 账号, 口座番号, 계좌번호...), a
   bare run of exactly 8 digits, or a New Zealand account number as printed (2-4-7-2/3 digits
   joined by dashes or spaces, "12-3456-7890123-00", anywhere).
@@ -75,8 +77,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   second one 119034" (only another card or account followed by is / was / : / =, or "the other /
   second / new / old one"; the value ends its clause, so a card, a date or an amount after it is not
   cut: "... and my balance is 1234" and "... and for my other card 4455" stay).
-- otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", TAN,
-  验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
+- otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", "6 digit
+  code", TAN, 验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
   a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
 - password [PASSWORD]: own rule: password/passcode/pwd (contraseña, mot de passe, Passwort/Kennwort,
   senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= +
@@ -116,8 +118,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   expiry (date), expiration, valid thru... (a passport's expiry too), or after expires / expiring /
   expired within a few words of "card" ("my card expires 10/27"; "my fixed rate expires march 2026"
   stays); and MM/YY right after a card number, with 3-4 digits after it as its [CVV] ("4111 1111 1111
-  1111 12/26 123"; not an amount: "12/26, 150.00 charged"): with the number they are what a
-  card-not-present payment needs (PCI DSS).
+  1111 12/26 123"; not an amount: "12/26, 150.00 charged"), or after the card in words ("expiring
+  10/2027", "and it expires march 2027"): with the number they are what a card-not-present
+  payment needs (PCI DSS).
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
@@ -769,7 +772,12 @@ class _Context:
         if hit.weak == _REFERENCE_ONLY:
             self._protections()
             i = bisect.bisect_left(self._reference_starts, hit.end)
-            return i > 0 and self._references[i - 1][1] > hit.start
+            if i == 0 or self._references[i - 1][1] <= hit.start:
+                return False
+            # A Luhn-valid card that is a group of its own after the reference's first ("ref 123456
+            # 4111111111111111"): the reference is the first group, the card is the card.
+            ref_start = self._references[i - 1][0]
+            return not (hit.kind == "card" and " " in self.text[ref_start : hit.start])
         return False
 
     def protected(self, start: int, end: int) -> bool:
@@ -936,6 +944,7 @@ _SECRET_PHRASE_WORDS = [
     r"memorable[ ](?:information|info|answer|name|place)",
     r"security[ ]answer",
     r"security[ ]question[ ]answer",
+    r"secret[ ]question[ ]answer",
     r"answer[ ]to[ ](?:my|the)[ ](?:security|secret)[ ]question",
     r"secret[ ]answer",
     r"mother['’]?s[ ]maiden[ ]name",
@@ -1037,6 +1046,7 @@ _OTP_WORDS = [
     r"code[ ]re[çc]u[ ]par[ ]sms",
     r"log-?in[ ]code",
     r"sign-?in[ ]code",
+    r"digits?[ ]code",  # "the 6 digit code 482913 expired"
     r"security[ ]pin",
     r"access[ ]code",
     r"tan",
@@ -1088,7 +1098,7 @@ _ACCOUNT_WORDS = [
     r"bank[ ]account" + _ACCOUNT_SUFFIX,
     r"account" + _ACCOUNT_SUFFIX,
     r"acct\.?" + _ACCOUNT_SUFFIX,
-    r"acc[ ]?(?:no\.?|#)",
+    r"acc(?:[ ]?(?:no\.?|#))?",
     r"a/c" + _ACCOUNT_SUFFIX,
     r"número[ ]de[ ]cuenta",
     r"numero[ ]de[ ]cuenta",
@@ -1143,6 +1153,8 @@ _IBAN_WORDS = [r"iban"]
 _ID_WORDS = [
     r"national[ ](?:id|identity|identification|insurance)(?:[ ](?:number|no\.?|card))?",
     r"ird(?:[ ](?:number|no\.?|num))?",  # New Zealand's tax number: any value after it, as above
+    r"utr(?:[ ](?:number|no\.?))?",  # the UK's Unique Taxpayer Reference (10 digits, no checksum)
+    r"unique[ ]tax(?:payer)?[ ]reference",
     r"national[ ]number",  # Belgium's rijksregisternummer, in English
     r"ni[ ](?:number|no\.?)",  # the UK's National Insurance number, as customers name it
     r"nino",
@@ -1871,6 +1883,10 @@ _NOT_A_PASSWORD = re.compile(r"(?:boarding|bus|season|day|ski|travel|rail|hall|f
 _SECRET_WINDOW = 128
 
 
+#: A sort code (12-34-56, one separator throughout) after a secret's digits and a space.
+_SORT_AFTER_SECRET = re.compile(r"[ ]{1,3}[0-9]{2}(?P<sep>[\-./])[0-9]{2}(?P=sep)[0-9]{2}")
+
+
 @lru_cache(maxsize=2048)
 def _secret_digits(text: str, end: int, kind: str) -> tuple[int, int] | tuple[()] | None:
     """The span of the secret in ``text``, which starts with the label's value ``text[:end]`` (digits).
@@ -1901,6 +1917,8 @@ def _secret_digits(text: str, end: int, kind: str) -> tuple[int, int] | tuple[()
             if after is not None and lo <= len(after.group(1)) <= hi:
                 return after.span(1)
             return ()
+    if lo <= sizes[0] <= hi and _SORT_AFTER_SECRET.fullmatch(text, end, run_end):
+        return start, end  # "my pin is 0428 12-34-56": the PIN, then a sort code (its own detector's)
     if 9 <= total <= 13 and _valid_phone_anywhere(text[start:run_end]):
         return ()
     return start, run_end
@@ -2248,10 +2266,17 @@ def _password_span(low: str, start: int, end: int) -> tuple[int, int] | None:
     return start, end
 
 
+#: Digit groups going on after a labelled value with another separator (``.``, ``/``, ``,``, ``_``).
+_MORE_GROUPS_AFTER = re.compile(r"[./,_][0-9]")
+
+
 def _labelled_account(ctx: _Context, start: int, value: str) -> None:
     groups = list(_DIGIT_RUN.finditer(value))
     digits = sum(g.end() - g.start() for g in groups)
-    if 6 <= digits <= 12:
+    # The value read cut short inside a longer number ("acct 12345678 4111.1111.1111.1111": "12345678
+    # 4111", the card's first group): the first group is the account, the rest is that number's.
+    cut = _MORE_GROUPS_AFTER.match(ctx.text, start + len(value)) is not None
+    if 6 <= digits <= 12 and not (cut and len(groups) > 1):
         end = start + groups[-1].end()
     elif 6 <= len(groups[0].group()) <= 12:
         end = start + groups[0].end()  # "account 12345678 12-34-56": the first group is the account
@@ -2787,9 +2812,15 @@ _NOT_A_LOCAL_PART = frozenset(
 )
 
 
+#: A dot written out between two words of a local part, ending where the later word starts:
+#: " dot ", "(dot)", "[dot]", "{dot}" ("john(dot)smith(at)gmail(dot)com").
+_DOT_BEFORE = re.compile(r"(?:[ ]dot[ ]|[ ]?[\[({][ ]?dot[ ]?[\])}][ ]?)\Z", re.IGNORECASE)
+
+
 def _local_start(text: str, end: int) -> int | None:
     """Where the local part ending at ``end`` starts (up to 64 characters, and up to three more
-    words joined by " dot "), or None when there is none or it runs on (glued to more text)."""
+    words joined by a dot written out, :data:`_DOT_BEFORE`), or None when there is none or it runs
+    on (glued to more text)."""
     start = end
     for _ in range(4):
         j = start
@@ -2798,9 +2829,10 @@ def _local_start(text: str, end: int) -> int | None:
         if j == start or (j > 0 and (text[j - 1] in _LOCAL_CHARS or text[j - 1] == "@")):
             return None if start == end else start
         start = j
-        if start < 5 or text[start - 5 : start].lower() != " dot ":
+        joint = _DOT_BEFORE.search(text, max(0, start - 9), start)
+        if joint is None:
             break
-        start -= 5
+        start = joint.start()
     while start < end and not (text[start].isalnum() or text[start] == "_"):
         start += 1
     return start if start < end else None
@@ -2876,10 +2908,17 @@ def _detect_letter_led(ctx: _Context) -> None:
     while (m := _IBAN_CANDIDATE.search(text, pos)) is not None:
         length = _iban_prefix(m.group())
         end = m.start() + length if length else 0
+        country = text[m.start() : m.start() + 2].upper()
         if end:
-            country = text[m.start() : m.start() + 2].upper()
             ctx.add(_P_IBAN, m.start(), end, "iban", "stdnum.iban", f"valid IBAN (mod 97, length), {country}")
             pos = end
+        elif length := _iban_shaped(m.group()):
+            # A typo in an IBAN is still the customer's account ("sent money to DE89370400440532013001
+            # (I think one digit is off)"): its country's length and national format, the check
+            # digits failing. A labelled reference may hold one.
+            why = f"IBAN-shaped for {country} (length and national format), check digits fail"
+            ctx.add(_P_IBAN, m.start(), m.start() + length, "iban", "rule:iban", why, weak=_REFERENCE_ONLY)
+            pos = m.start() + length
         else:
             pos = m.start() + 1
     for m in _LETTER_IDS.finditer(text):
@@ -2920,6 +2959,50 @@ def _iban_prefix(candidate: str) -> int:
             if count == length:
                 return i + 1 if _iban_valid(_compact(candidate[: i + 1])) else 0
     return 0
+
+
+@lru_cache(maxsize=1024)
+def _iban_shaped(candidate: str) -> int:
+    """How many characters of ``candidate`` make an IBAN of its country's length whose national part
+    has that country's format (python-stdnum's registry: "8!n10!n" for Germany, "4!a6!n8!n" for the
+    UK) but whose check digits fail, ungrouped or in groups of four; 0 if none, or when more letters or
+    digits follow."""
+    length = _iban_length(candidate[:2].upper())
+    if not length:
+        return 0
+    compact = ""
+    for i, ch in enumerate(candidate):
+        if ch.isalnum():
+            compact += ch
+            if len(compact) == length:
+                end = i + 1
+                break
+    else:
+        return 0
+    if end < len(candidate) and candidate[end].isalnum():
+        return 0  # glued to more: not this country's IBAN
+    groups = _ALNUM_RUN.findall(candidate[:end])
+    if len(groups) > 1 and any(len(g) != 4 for g in groups[:-1]):
+        return 0  # an IBAN is written whole or in fours
+    structure = _iban_structure(compact[:2].upper())
+    return end if structure is not None and structure.match(compact[4:].upper()) else 0
+
+
+@lru_cache(maxsize=128)
+def _iban_structure(country: str) -> re.Pattern[str] | None:
+    """The national part's format of ``country``'s IBAN as a pattern (python-stdnum's registry)."""
+    from stdnum import numdb
+
+    try:
+        props = numdb.get("iban").info(country)[0][1]
+    except Exception:
+        return None
+    bban = props.get("bban") if isinstance(props, dict) else None
+    if not bban:
+        return None
+    classes = {"n": "[0-9]", "a": "[A-Z]", "c": "[A-Z0-9]"}
+    body = re.sub(r"([0-9]+)!([nac])", lambda m: f"{classes[m.group(2)]}{{{m.group(1)}}}", bban)
+    return re.compile(body + "$")
 
 
 @lru_cache(maxsize=1024)
@@ -3125,8 +3208,12 @@ _EXPIRY_LABEL = regex.compile(
 #: an "exp" label or not) and then, optionally, its security code (3-4 digits, a CVV label or not):
 #: "4111 1111 1111 1111 12/26 123", "[card], exp 12/26, cvv 123".
 _AFTER_CARD = regex.compile(
-    r"[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:exp(?:iry|ires)?\.?|valid[ ]thru)[ ]{0,3}[:\-]?[ ]{0,3})?"
-    r"(?P<exp>(?:0[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2})(?![0-9/])"
+    r"[ ]{0,3}[,;|]?[ ]{0,3}(?:(?P<label>(?:and[ ]{1,3})?(?:it[ ]{1,3})?"
+    r"(?:exp(?:iry|ires|iring)?\.?|valid[ ]thru)(?:[ ]{1,3}(?:on|in|at|date))?)[ ]{0,3}[:\-]?[ ]{0,3})?"
+    # MM/YY or MM/YYYY; after a label also a month's name and the year ("... and it expires march 2027")
+    r"(?P<exp>(?:0[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}"
+    r"|(?(label)(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]{0,6}\.?,?[ ]20[0-9]{2}|(?!)))"
+    r"(?![0-9/])"
     r"(?:[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:cvv2?|cvc2?|csc|cv2)[ ]{0,3}[:\-]?[ ]{0,3})?"
     r"(?P<cvv>[0-9]{3,4})"
     r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€])))?",
