@@ -589,7 +589,7 @@ class KnowledgeAdmin:
         answered_by: dict[str, str] = {}  # intent -> entry of this import that took it over
         for overlap in prepared.overlaps:
             if overlap.kind == "import":  # entries of one import never supersede each other
-                decisions.resolutions.append(Resolution(overlap, "reported", _suggestion(overlap)))
+                decisions.resolutions.append(Resolution(overlap, "reported", suggestion(overlap)))
                 continue
             entry = decisions.final[overlap.entry_id]
             target = overlap.existing_id
@@ -621,7 +621,7 @@ class KnowledgeAdmin:
                 decisions.resolutions.append(Resolution(overlap, "ask", "the operator will be asked"))
                 continue
             if choice == "report":
-                decisions.resolutions.append(Resolution(overlap, "reported", _suggestion(overlap)))
+                decisions.resolutions.append(Resolution(overlap, "reported", suggestion(overlap)))
                 continue
             note = ""
             if choice == "keep":
@@ -776,7 +776,8 @@ def _similarity_detail(o: EntryOverlap) -> str:
     return f"“{o.question}” ~ “{o.matched}” (questions {o.question_score:.2f}, answers {o.answer_score:.2f})"
 
 
-def _suggestion(overlap: Overlap) -> str:
+def suggestion(overlap: Overlap) -> str:
+    """What resolves an overlap that is only reported, as a command or an edit for the operator."""
     if overlap.kind == "import":
         return (
             "both kept (entries of one file never supersede each other); if they answer the same "

@@ -33,6 +33,7 @@ from functools import lru_cache
 from bot.choices import ChoiceKind, is_choice, kind_of
 from bot.corrections import Spreader
 from bot.errors import ConfigError, InputError
+from bot.knowledge import KnowledgeAdmin, Overlap
 from bot.operators import Actor, Operators
 from bot.policy import OPERATOR_TAG, AnswerPolicy, Route
 from bot.storage import (
@@ -129,12 +130,15 @@ class FlagResult:
 
 @dataclass(frozen=True)
 class Resolution:
-    """What settling an item did: the item, its correction (and what that superseded), a new KB entry."""
+    """What settling an item did: the item, its correction (and what that superseded), a new KB
+    entry and, for that entry, what Teller already answers that it overlaps
+    (:meth:`bot.knowledge.KnowledgeAdmin.check`: reported, never acted on)."""
 
     item: ReviewItem
     correction: Correction | None = None
     superseded: tuple[int, ...] = ()
     kb_entry: KBEntry | None = None
+    overlaps: tuple[Overlap, ...] = ()
 
 
 @dataclass
@@ -397,7 +401,12 @@ class ReviewService:
     def wrong_answer(self, item_id: int, corrected_answer: str, actor: Actor) -> Resolution:
         """Teller's answer was wrong: ``corrected_answer`` becomes a knowledge-base entry for the
         item's texts (embedded and searchable at once) and the item's correction points to it. A
-        text corrected this way before keeps its entry, whose answer is replaced."""
+        text corrected this way before keeps its entry, whose answer is replaced.
+
+        The entry is checked as ``teller kb add`` checks one (:meth:`KnowledgeAdmin.check`), and
+        its overlaps come back in the resolution, only reported: the entry that answered wrongly
+        is usually among them, and it still answers its own questions, so nothing is superseded
+        here (``teller kb supersede`` does it when the two are one topic)."""
         self.operators.require(actor.channel, actor.user_id, "correct answers")
         answer = corrected_answer.strip()
         if not answer:
@@ -414,7 +423,23 @@ class ReviewService:
                 item.text, item.key, CorrectionAction.ANSWER, kb_id=entry.id, answer=answer
             )
             resolution = self._resolve(item, ReviewStatus.CORRECTED, actor, entry.id, correction)
-        return Resolution(resolution.item, resolution.correction, resolution.superseded, entry)
+        overlaps = self._overlaps(kb, entry)
+        return Resolution(resolution.item, resolution.correction, resolution.superseded, entry, overlaps)
+
+    def _overlaps(self, kb: KnowledgeBase, entry: KBEntry) -> tuple[Overlap, ...]:
+        """What ``entry`` overlaps among the other entries and the intents (the intents only when a
+        model is loaded). A failed check is logged and reports nothing: the operator's entry stands."""
+        try:
+            policy: AnswerPolicy | None = self.policy_provider()
+        except Exception:  # no model yet: the entries alone are compared
+            policy = None
+        try:
+            pool = [e for e in kb.entries() if e.id != entry.id]
+            return tuple(KnowledgeAdmin(kb, policy).check([entry], pool))
+        except Exception as exc:
+            fields = {"entry": entry.id, "error": repr(exc)[:300]}
+            log.error("review_overlap_check_failed", extra={"fields": fields})
+            return ()
 
     def ignore(self, item_id: int, actor: Actor) -> Resolution:
         """Nothing to learn here; later automatic signals for the same text stay quiet."""
@@ -535,7 +560,9 @@ class ReviewService:
             entry_id = previous
             questions = [*kb.get(previous).questions, *questions]
         else:
-            entry_id = f"op_{slugify(item.text, 50)}"
+            # Named for the operator's answer, not the customer's words: an id is shown in logs,
+            # receipts and the change log, which erasing the customer does not rewrite.
+            entry_id = f"op_{slugify(answer, 50)}"
             if entry_id in kb:
                 entry_id = f"{entry_id}_{item.id}"
         # The newest phrasings win if there are more than an entry can hold.

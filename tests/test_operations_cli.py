@@ -62,19 +62,24 @@ def test_review_actions_and_their_effect_in_feedback_list(queue: dict[str, str])
     code, stdout, _ = run(
         "review", "wrong", "3", "Cards arrive within 5 working days; track yours in the app."
     )
-    assert code == 0 and " ".join(stdout.split()) == (
-        "Item 3 corrected (op_my_card_hasnt_arrived_yet); knowledge-base entry "
-        "'op_my_card_hasnt_arrived_yet' added and indexed; correction #3 recorded, superseding #1."
+    entry = "op_cards_arrive_within_5_working_days_track_yours_in"
+    flat = " ".join(stdout.split())
+    assert code == 0 and flat.startswith(
+        f"Item 3 corrected ({entry}); knowledge-base entry "
+        f"'{entry}' added and indexed; correction #3 recorded, superseding #1."
     )
+    # Checked as `kb add` checks an entry, and only reported, with the command that would resolve it.
+    assert f"`{entry}` overlaps" in flat and "still answers its own questions" in flat
+    assert f"--by {entry}`" in flat
     [top] = json_lines(run("kb", "search", "my card hasn't arrived yet", "--json", "-k", "1")[1])
-    assert top["id"] == "op_my_card_hasnt_arrived_yet" and top["answer"].startswith("Cards arrive")
+    assert top["id"] == entry and top["answer"].startswith("Cards arrive")
     records = json_lines(run("feedback", "list", "--json")[1])
     kinds = [r["kind"] for r in records]
     assert kinds == ["feedback", "feedback", "correction", "correction", "correction"]
     corrections = {r["id"]: r for r in records if r["kind"] == "correction"}
     assert corrections[1]["superseded"] and corrections[1]["superseded_by"] == 3
     assert corrections[1]["label"] == "card_arrival" and corrections[1]["author"] == "cli:robin"
-    assert not corrections[3]["superseded"] and corrections[3]["kb_id"] == "op_my_card_hasnt_arrived_yet"
+    assert not corrections[3]["superseded"] and corrections[3]["kb_id"] == entry
     code, stdout, _ = run("feedback", "list")
     stdout = " ".join(stdout.split())
     assert code == 0 and "3 corrections" in stdout and "superseded by #3" in stdout and "in force" in stdout

@@ -174,7 +174,12 @@ def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptur
     answer = "New cards arrive within 5 working days; you can follow the delivery in the Lumen app."
     values = {"answer": {"answer": {"type": "plain_text_input", "value": answer}}}
     stack.post(sl.view_submission_body(view, values), FORM)
-    stack.slack.wait_for("chat.update", 2)
+    [*_, updated] = stack.slack.wait_for("chat.update", 2)
+    # The settled post names what the new entry overlaps (only reported) and how to resolve it.
+    blocks = json.loads(updated["blocks"]) if isinstance(updated["blocks"], str) else updated["blocks"]
+    note = blocks[-1]["elements"][0]["text"]
+    assert "nothing superseded" in note and "teller kb supersede" in note
+    assert "--by op_new_cards_arrive" in note
     kb = stack.core.policy.kb
     hits = kb.search("my new card still hasn't arrived", k=3)
     assert any(h.entry.answer == answer for h in hits)

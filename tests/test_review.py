@@ -285,7 +285,8 @@ def test_a_wrong_answer_becomes_a_kb_entry_searchable_at_once(desk: Desk) -> Non
     before = len(kb)
     result = service.wrong_answer(item.id, "Yes: add your council as a payee and pay it like any bill.", OPS)
     entry = result.kb_entry
-    assert entry is not None and entry.id == "op_can_i_pay_my_council_tax_through_lumen"
+    # Named for the operator's answer, not the customer's words (which erasure cannot reach in ids).
+    assert entry is not None and entry.id == "op_yes_add_your_council_as_a_payee_and_pay_it_like_an"
     assert len(kb) == before + 1 and OPERATOR_TAG in entry.tags and entry.intent is None
     assert set(entry.questions) == set(item.texts)
     [top] = kb.search("can I pay council tax with Lumen", k=1)
@@ -305,6 +306,20 @@ def test_a_wrong_answer_becomes_a_kb_entry_searchable_at_once(desk: Desk) -> Non
     assert result.correction.id in second.superseded
     with pytest.raises(InputError, match="empty"):
         service.wrong_answer(item2.id, "   ", OPS)
+
+
+def test_a_wrong_answer_reports_what_its_entry_overlaps_and_supersedes_nothing(desk: Desk) -> None:
+    store, service, kb = desk.store, desk.service, desk.policy.kb
+    say(store, "my card has not arrived yet", confidence=0.2, user="a")
+    [item] = service.refresh()
+    before = {e.id for e in kb.entries()}
+    result = service.wrong_answer(item.id, "Cards take up to 5 working days; track yours in the app.", OPS)
+    assert result.kb_entry is not None
+    overlapping = {o.existing_id for o in result.overlaps if o.kind == "entry"}
+    assert overlapping and overlapping <= before  # the starter's card entries, on the same topic
+    assert all(o.entry_id == result.kb_entry.id for o in result.overlaps)
+    # Only reported: every entry that was there still answers its own questions.
+    assert before <= {e.id for e in kb.entries()} and kb.superseded() == []
 
 
 def test_corrections_newest_wins_and_superseded_ones_are_kept(desk: Desk) -> None:

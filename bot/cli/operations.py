@@ -18,6 +18,7 @@ from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, out
 from bot.errors import InputError
+from bot.knowledge import Overlap, suggestion
 from bot.operators import CLI, Actor, Operators
 from bot.policy import AnswerPolicy
 from bot.review import Resolution, ReviewService
@@ -208,6 +209,7 @@ def _report(resolution: Resolution, as_json: bool, proposals: list[Proposal] | N
                 "correction": correction_record(correction) if correction else None,
                 "superseded": list(resolution.superseded),
                 "kb_id": resolution.kb_entry.id if resolution.kb_entry else None,
+                "overlaps": [o.to_dict() for o in resolution.overlaps],
                 "proposals": [proposal_record(p) for p in proposals or []],
             }
         )
@@ -222,12 +224,30 @@ def _report(resolution: Resolution, as_json: bool, proposals: list[Proposal] | N
     if resolution.superseded:
         message += f", superseding #{', #'.join(str(i) for i in resolution.superseded)}"
     out.print(message + ".", highlight=False)
+    for overlap in resolution.overlaps:
+        out.print(
+            f"{escape(overlap.describe())}\n    {escape(overlap.detail)}\n"
+            f"    -> {escape(_review_suggestion(overlap))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if proposals:
         out.print(
             f"{len(proposals)} other stored message(s) may mean the same and are answered otherwise now:",
             highlight=False,
         )
         _print_proposals(proposals)
+
+
+def _review_suggestion(overlap: Overlap) -> str:
+    """What to do about an overlap of an operator's corrected answer (only reported: the entry that
+    answered wrongly keeps answering its own questions)."""
+    if overlap.kind == "entry" and overlap.existing_id:
+        return (
+            f"left as is: `{overlap.existing_id}` still answers its own questions; if the two are one "
+            f"topic: `teller kb supersede {overlap.existing_id} --by {overlap.entry_id}`"
+        )
+    return suggestion(overlap)
 
 
 # ---------------------------------------------------------------------------------------- proposals

@@ -51,7 +51,8 @@ interview_turns      the answers are redacted on receipt), and the rest of every
 kb_changes           the knowledge base's log: operators' entries written from a review item
                      the customer's messages were filed under may use their words as phrasings;
                      the receipt lists them (``kb_entries``) for an operator to review
-                     (``teller kb list``, ``teller kb remove``)
+                     (``teller kb list``, ``teller kb remove``); their ids come from the
+                     operator's answer (entries made before session 52: from the customer's text)
 audit_log            append-only (the database's triggers refuse changes); it never holds the id
                      in clear
 deployment, jobs     settings and retrain jobs: operators' and the system's, no customer data

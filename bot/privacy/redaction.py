@@ -78,7 +78,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   second / new / old one"; the value ends its clause, so a card, a date or an amount after it is not
   cut: "... and my balance is 1234" and "... and for my other card 4455" stay).
 - otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", "6 digit
-  code", TAN, 验证码, код... + 4-10 characters with a digit, or such a value before "is your verification code";
+  code", TAN, 验证码, код... + 4-10 characters with a digit, or such a value before "is your
+  verification code";
   a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
 - password [PASSWORD]: own rule: password/passcode/pwd (contraseña, mot de passe, Passwort/Kennwort,
   senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= +

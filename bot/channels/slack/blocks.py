@@ -20,6 +20,9 @@ from bot.core import Outgoing
 from bot.delivery import split_text
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bot.knowledge import Overlap
     from bot.operators import Actor
     from bot.storage import Correction, Handoff, Proposal, ReviewItem, StoredMessage
 
@@ -353,6 +356,24 @@ def wrong_answer_view(item: ReviewItem, channel: str, ts: str) -> dict[str, Any]
 def settled_note(item: ReviewItem, actor: Actor) -> str:
     what = f": {escape(item.resolution)}" if item.resolution else ""
     return f"{item.status.capitalize()} by <@{actor.user_id}>{what}"
+
+
+#: How many overlaps of an operator's corrected answer the settled review post names.
+OVERLAPS_SHOWN = 3
+
+
+def overlaps_note(overlaps: Sequence[Overlap]) -> str:
+    """The overlaps of an operator's corrected answer (only reported, see
+    :meth:`bot.review.ReviewService.wrong_answer`), one line each, with the command that would make
+    the new entry the only answer of a topic; "" for none."""
+    lines = []
+    for overlap in overlaps[:OVERLAPS_SHOWN]:
+        line = f"• {escape(overlap.describe())}"
+        if overlap.kind == "entry" and overlap.existing_id:
+            line += f"; if one topic: `teller kb supersede {overlap.existing_id} --by {overlap.entry_id}`"
+        lines.append(line)
+    more = len(overlaps) - OVERLAPS_SHOWN
+    return "\n".join(lines + ([f"… and {more} more"] if more > 0 else []))
 
 
 def ticked(body: dict[str, Any]) -> list[str]:

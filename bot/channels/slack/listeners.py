@@ -33,6 +33,7 @@ from bot.channels.slack.blocks import (
     REVIEW_CONFIRM,
     REVIEW_WRONG,
     WRONG_ANSWER_VIEW,
+    overlaps_note,
     review_blocks,
     settled,
     settled_note,
@@ -345,7 +346,11 @@ class OperatorListeners:
             "text": f"Review item #{item.id}",
             "blocks": review_blocks(item, []),
         }
-        settle(client, meta.get("channel", ""), original, f"_{settled_note(item, who)}_")
+        note = f"_{settled_note(item, who)}_"
+        if resolution.overlaps:
+            note += "\nThe new entry, checked as `teller kb add` checks one (nothing superseded):\n"
+            note += overlaps_note(resolution.overlaps)
+        settle(client, meta.get("channel", ""), original, note)
 
     def on_handoff_close(
         self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
