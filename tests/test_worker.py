@@ -97,12 +97,18 @@ def test_one_retrain_at_a_time_across_processes(teller_env: Path) -> None:
 
 def test_teller_worker_once_runs_what_is_queued_and_db_commands_report(teller_env: Path) -> None:
     head = max(p.name[:4] for p in MIGRATIONS.glob("[0-9]*.py"))  # the newest migration's revision
+    # `db status` reads only: an empty database is reported as behind and left empty.
+    code, stdout, stderr = run("db", "status", "--json")
+    assert code == 0 and '"revision": null' in stdout and '"pending": true' in stdout
+    code, stdout, stderr = run("db", "status")
+    assert code == 0 and "teller db upgrade" in stderr and "revision: None" in stdout
     code, stdout, _ = run("db", "upgrade", "--json")
     assert code == 0 and f'"to": "{head}"' in stdout
     code, stdout, _ = run("db", "upgrade")
     assert code == 0 and "already" in stdout
     code, stdout, _ = run("db", "status", "--json")
-    assert code == 0 and f'"revision": "{head}"' in stdout
+    assert code == 0 and f'"revision": "{head}"' in stdout and '"pending": false' in stdout
+    assert '"counts"' in stdout
     code, stdout, stderr = run("worker", "--once")
     # Nothing queued: said so, not "waiting ... (Ctrl-C stops)" before exiting at once (a trial's finding).
     assert code == 0 and "No retrain job was queued." in stderr and "Ctrl-C" not in stderr

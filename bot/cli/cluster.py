@@ -42,16 +42,34 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
 @db_app.command("status")
 def db_status(as_json: JsonOpt = False) -> None:
     """Revision, the active model it records, how many rows each kind of data has, and how many
-    outgoing messages are pending, delivered and failed (the newest failures with their reason)."""
-    from bot.assistant import open_store
-    from bot.storage import DeliveryState
+    outgoing messages are pending, delivered and failed (the newest failures with their reason).
 
-    store = open_store(get_settings())
+    Read-only: a database behind this Teller's migrations is reported as such (``pending``), with
+    nothing else read, and left as it is (`teller db upgrade` migrates it)."""
+    from bot.storage import DeliveryState, Store
+
+    store = Store(get_settings().database, migrate=False)
     try:
-        record = {
+        revision, head = store.database.revision(), store.database.head()
+        record: dict[str, object] = {
             "database": store.database.label,
-            "revision": store.database.revision(),
-            "head": store.database.head(),
+            "revision": revision,
+            "head": head,
+            "pending": revision != head,
+        }
+        if revision != head:
+            if as_json:
+                emit_json(record)
+            else:
+                for key, value in record.items():
+                    out.print(f"{key}: {value}")
+                err.print(
+                    f"The database is at revision {revision or 'none (empty)'}, this Teller's is {head}: "
+                    "`teller db upgrade` migrates it (replicas also do when they start).",
+                    soft_wrap=True,
+                )
+            return
+        record |= {
             "active_model": store.deployment.active_model(),
             "kb_log_seq": store.kb_log.head(),
             "counts": store.counts().__dict__,
