@@ -221,6 +221,15 @@ class Settings(BaseSettings):
         "`teller serve` and by `teller retention run`. Unset: kept until erased (texts awaiting "
         "delivery are still dropped after 24 hours). At most 36,500 (a hundred years).",
     )
+    customer_erasure: Literal["anonymous", "all", "off"] = Field(
+        default="anonymous",
+        validation_alias="TELLER_CUSTOMER_ERASURE",
+        description="Who may erase their own conversations from the web chat ('Delete my "
+        "conversation', DELETE /api/conversation): `anonymous` (default) customers the bank has "
+        "not vouched for, whom no one else can name for erasure; `all`, verified customers too; "
+        "`off`, nobody (erasure is then the operators': `teller forget`, DELETE /api/customers/...). "
+        "A bank that must keep its verified customers' conversations as records keeps the default.",
+    )
     operator_api_key: SecretStr | None = Field(
         default=None,
         validation_alias="TELLER_OPERATOR_API_KEY",

@@ -241,6 +241,56 @@ def test_a_banks_backend_vouches_for_its_customers(bank: Bank) -> None:
     assert receipt.status_code == 200 and bank.core.store.conversations.count() == 0
 
 
+def test_a_customer_deletes_their_own_conversation_from_the_web_chat(bank: Bank) -> None:
+    """An anonymous customer, whom no one else can name for erasure, erases themselves ("Delete my
+    conversation"); a customer the bank vouches for asks the bank (TELLER_CUSTOMER_ERASURE)."""
+    from bot.storage import AuditAction
+
+    store = bank.core.store
+    alice, bob = new_customer(bank.app), new_customer(bank.app)
+    assert 'data-erasure="on"' in alice.get("/").text
+    for text in ("What's the overdraft fee?", "my card 4111 1111 1111 1111 was declined"):
+        assert alice.post("/api/messages", json={"text": text}).status_code == 200
+    assert bob.post("/api/messages", json={"text": "hello"}).status_code == 200
+    alice_id, bob_id = stored_user_id(bank.core, alice), stored_user_id(bank.core, bob)
+
+    assert TestClient(bank.app).delete("/api/conversation").status_code == 401  # no session
+    erased = alice.delete("/api/conversation")
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["messages"] == 4 and erased.json()["conversations"] == 1
+    history = store.conversations.history()
+    assert {m.user_id for m in history} == {bob_id} and len(history) == 2
+    [entry] = store.audit.entries(action=AuditAction.ERASURE)
+    assert entry.actor == "web:customer" and alice_id not in json.dumps(entry.details)
+    # The same session goes on, with a new conversation.
+    assert alice.post("/api/messages", json={"text": "hello again"}).status_code == 200
+
+    # Verified by the bank: refused by default, nothing erased; the bank's backend neither.
+    token = jwt.encode({"sub": "cust-00417", "aud": "teller", "exp": int(time.time()) + 600}, TOKEN_KEY)
+    verified = {"Authorization": f"Bearer {token}"}
+    client = TestClient(bank.app)
+    assert client.post("/api/messages", json={"text": "hello"}, headers=verified).status_code == 200
+    before = store.conversations.count()
+    refused = client.delete("/api/conversation", headers=verified)
+    assert refused.status_code == 403 and "ask us" in refused.json()["detail"]
+    backend = {"Authorization": f"Bearer {BACKEND_KEY}", "X-Teller-Customer": "cust-00417"}
+    assert client.delete("/api/conversation", headers=backend).status_code == 403
+    assert store.conversations.count() == before
+
+    # "all": verified customers too; "off": nobody, and the page shows no button.
+    everyone = create_app(
+        bank.core, service=bank.service, identities=bank.app.state.identities, customer_erasure="all"
+    )
+    assert TestClient(everyone).delete("/api/conversation", headers=verified).status_code == 200
+    assert store.conversations.count() == before - 2
+    nobody = create_app(
+        bank.core, service=bank.service, identities=bank.app.state.identities, customer_erasure="off"
+    )
+    carol = new_customer(nobody)
+    assert 'data-erasure="off"' in carol.get("/").text
+    assert carol.delete("/api/conversation").status_code == 403
+
+
 # ------------------------------------------------------------------------------------ limits
 
 

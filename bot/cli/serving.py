@@ -86,6 +86,7 @@ def serve(
         server_timing=settings.server_timing,
         bank=lambda: core.policy.bank,
         briefs_dir=settings.briefs_dir,
+        customer_erasure=settings.customer_erasure,
         identities=Identities.from_store(
             core.store,
             settings.session_secret,

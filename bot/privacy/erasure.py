@@ -1,5 +1,8 @@
 """Erasing one customer: everything Teller stored about them, in one transaction, with a receipt.
 
+Asked for by an operator (``teller forget``, ``DELETE /api/customers/{channel}/{user_id}``) or, on
+the web chat, by the customer themselves (``DELETE /api/conversation``, ``TELLER_CUSTOMER_ERASURE``).
+
 A customer is a channel and that channel's user id, as the channels store it in
 ``messages.user_id`` and ``conversations.user_id``: the web chat's ``user_id``, a Telegram user id
 (``from_user.id``; in a private chat it is also the chat id, the conversation's ``external_id``), a

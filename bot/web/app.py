@@ -22,7 +22,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -66,6 +66,9 @@ from bot.web.sessions import (
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 WEB_CHANNEL = "web"
+#: Who an erasure asked for from the web chat is recorded as (never the customer's id: the audit
+#: entry names them by pseudonym).
+CUSTOMER_ACTOR = "web:customer"
 
 
 def _text(value: str) -> str:
@@ -272,6 +275,17 @@ class FeedbackIn(BaseModel):
     comment: Text | None = Field(default=None, max_length=2000)
 
 
+class ErasedOut(BaseModel):
+    """What erasing the session's customer removed (rows per kind; the audit log records it under a
+    pseudonym, :mod:`bot.privacy.erasure`)."""
+
+    messages: int = Field(description="Messages: the customer's, Teller's replies, relays in handoffs.")
+    conversations: int
+    feedback: int
+    handoffs: int
+    at: str = Field(description="When, UTC.")
+
+
 class FeedbackOut(BaseModel):
     feedback_id: str
     message_id: str
@@ -348,14 +362,16 @@ async def current_customer(request: Request) -> WebCustomer:
 
 
 @functools.lru_cache(maxsize=4)
-def chat_page_html(bank: str) -> str:
+def chat_page_html(bank: str, erasure: bool = True) -> str:
     """The web chat's page naming ``bank`` (HTML-escaped; "" for no name): its title, its header
-    and the greeting its script shows first (a data attribute: the page allows no inline script)."""
+    and the greeting its script shows first (a data attribute: the page allows no inline script);
+    with ``erasure``, its "Delete my conversation" button (``DELETE /api/conversation``)."""
     assistant = f"{bank_possessive(bank)} assistant"
     fields = {
         "title": f"Teller · {bank}" if bank else "Teller",
         "assistant": assistant[:1].upper() + assistant[1:],
         "greeting": f"Hello! I'm Teller, {assistant}. How can I help?",
+        "erasure": "on" if erasure else "off",
     }
     # A template beside the package, not under /static: served only filled in.
     page = (Path(__file__).parent / "chat.html").read_text(encoding="utf-8")
@@ -388,6 +404,7 @@ def create_app(
     server_timing: bool = False,
     bank: str | Callable[[], str] = STARTER_BANK,
     briefs_dir: Path | None = None,
+    customer_erasure: str = "anonymous",
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
     ``channels``, then ``background`` work that needs the channels running (delivery recovery)
@@ -407,6 +424,8 @@ def create_app(
     from the store's generated keys, with no backend key and no customer tokens).
     ``briefs_dir`` (``TELLER_HOME/briefs``): where an erasure rewrites the brief files that quoted
     the customer (None: the database's briefs only, and the receipt says so).
+    ``customer_erasure`` (``TELLER_CUSTOMER_ERASURE``): who may erase themselves from the web chat
+    (``anonymous``, ``all`` or ``off``; :meth:`erase_own`).
     """
     service = service or TellerService(core)
     identities = identities or Identities.from_store(core.store)
@@ -511,7 +530,7 @@ def create_app(
     # HEAD too: uptime monitors probe the page so (405 read as "down"); a probe gets no session.
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     def chat_page(request: Request) -> HTMLResponse:
-        page = HTMLResponse(chat_page_html(bank() if callable(bank) else bank))
+        page = HTMLResponse(chat_page_html(bank() if callable(bank) else bank, customer_erasure != "off"))
         if request.method == "HEAD":
             return page
         if identities.page_customer(request) is None:  # first visit, or the session ran out
@@ -681,6 +700,39 @@ def create_app(
             outcome=outcome.name,
             recorded_at=outcome.created_at,
             new=new,
+        )
+
+    @app.delete(
+        "/api/conversation",
+        response_model=ErasedOut,
+        summary="Erase this session's customer: their conversations, feedback and handoffs, as an "
+        "operator's erasure does",
+        responses={
+            **refusals,
+            403: {
+                "description": "Self-service erasure is off for this customer (TELLER_CUSTOMER_ERASURE): "
+                "a verified customer asks the bank, which erases with its operator credential"
+            },
+        },
+    )
+    def erase_own(request: Request, who: Annotated[WebCustomer, Depends(current_customer)]) -> ErasedOut:
+        """Everything Teller stored about the session's customer goes (:mod:`bot.privacy.erasure`),
+        in one transaction audited as ``web:customer`` under a pseudonym. An anonymous customer has
+        no other way: no one else can name them. Counts against the message limits (429)."""
+        from bot.privacy.erasure import Eraser
+
+        if who.backend or customer_erasure == "off" or (customer_erasure == "anonymous" and who.verified):
+            refused = "Deleting the conversation here is not available; please ask us to do it."
+            raise HTTPException(status_code=403, detail=refused)
+        service.limits.message(WEB_CHANNEL, who.user_id, origin(request, who), not who.verified)
+        receipt = Eraser(core.store, briefs_dir).erase(WEB_CHANNEL, who.user_id, CUSTOMER_ACTOR)
+        counts = receipt.counts
+        return ErasedOut(
+            messages=counts.get("messages", 0),
+            conversations=counts.get("conversations", 0) + counts.get("conversations_anonymised", 0),
+            feedback=counts.get("feedback", 0),
+            handoffs=counts.get("handoffs", 0),
+            at=receipt.at,
         )
 
     operator = OperatorKey(operator_key)

@@ -123,6 +123,27 @@
     }, 3000);
   }
 
+  // "Delete my conversation": everything Teller stored about this customer is erased (the server
+  // may refuse: a customer the bank has verified asks the bank instead).
+  const forget = document.getElementById("forget");
+  if (forget && forget.dataset.erasure === "on") {
+    forget.hidden = false;
+    forget.addEventListener("click", async () => {
+      if (!window.confirm("Delete this conversation and everything Teller stored about it? This cannot be undone.")) return;
+      const res = await fetch("/api/conversation", { method: "DELETE" }).catch(() => null);
+      if (res && res.ok) {
+        if (watching) { clearInterval(watching); watching = null; }
+        lastSeen = null; seenOpen = false;
+        log.replaceChildren();
+        bubble("Your conversation has been deleted.", "bot");
+        return;
+      }
+      const err = res ? await res.json().catch(() => ({})) : {};
+      bubble(res && res.status === 401 ? ENDED : typeof err.detail === "string" ? err.detail
+             : "The conversation could not be deleted. Please try again.", "bot error");
+    });
+  }
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value.trim();
