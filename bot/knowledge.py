@@ -776,6 +776,22 @@ def _similarity_detail(o: EntryOverlap) -> str:
     return f"“{o.question}” ~ “{o.matched}” (questions {o.question_score:.2f}, answers {o.answer_score:.2f})"
 
 
+def correction_suggestion(overlap: Overlap) -> str:
+    """What to do about an overlap of an operator's corrected answer (``teller review wrong``), only
+    reported: the entry that answered wrongly keeps answering its own questions."""
+    new, old = overlap.entry_id, overlap.existing_id
+    if overlap.kind == "entry" and old:
+        return f"left as is: `{old}` still answers its own questions; if the two are one topic: " + (
+            f"`teller kb supersede {old} --by {new}`"
+        )
+    if overlap.kind == "intent" and old:
+        return f"left as is; to make `{new}` the intent's answer: `teller kb supersede {old} --by {new}`"
+    return (
+        f"left as is; to make `{new}` the answer of intent `{overlap.intent}`, give it `intent: "
+        f"{overlap.intent}` in the knowledge-base file (`teller kb export`, then `teller kb sync`)"
+    )
+
+
 def suggestion(overlap: Overlap) -> str:
     """What resolves an overlap that is only reported, as a command or an edit for the operator."""
     if overlap.kind == "import":

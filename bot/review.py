@@ -398,7 +398,9 @@ class ReviewService:
             )
             return self._resolve(item, ReviewStatus.CHOSEN, actor, intent, correction)
 
-    def wrong_answer(self, item_id: int, corrected_answer: str, actor: Actor) -> Resolution:
+    def wrong_answer(
+        self, item_id: int, corrected_answer: str, actor: Actor, check_overlaps: bool = True
+    ) -> Resolution:
         """Teller's answer was wrong: ``corrected_answer`` becomes a knowledge-base entry for the
         item's texts (embedded and searchable at once) and the item's correction points to it. A
         text corrected this way before keeps its entry, whose answer is replaced.
@@ -406,7 +408,9 @@ class ReviewService:
         The entry is checked as ``teller kb add`` checks one (:meth:`KnowledgeAdmin.check`), and
         its overlaps come back in the resolution, only reported: the entry that answered wrongly
         is usually among them, and it still answers its own questions, so nothing is superseded
-        here (``teller kb supersede`` does it when the two are one topic)."""
+        here (``teller kb supersede`` does it when the two are one topic). Without
+        ``check_overlaps``, none are looked for (:meth:`overlaps` does it later: a Slack form must
+        be acknowledged within 3 seconds, and the check takes about one on two busy cores)."""
         self.operators.require(actor.channel, actor.user_id, "correct answers")
         answer = corrected_answer.strip()
         if not answer:
@@ -423,12 +427,14 @@ class ReviewService:
                 item.text, item.key, CorrectionAction.ANSWER, kb_id=entry.id, answer=answer
             )
             resolution = self._resolve(item, ReviewStatus.CORRECTED, actor, entry.id, correction)
-        overlaps = self._overlaps(kb, entry)
+        overlaps = self.overlaps(entry) if check_overlaps else ()
         return Resolution(resolution.item, resolution.correction, resolution.superseded, entry, overlaps)
 
-    def _overlaps(self, kb: KnowledgeBase, entry: KBEntry) -> tuple[Overlap, ...]:
-        """What ``entry`` overlaps among the other entries and the intents (the intents only when a
-        model is loaded). A failed check is logged and reports nothing: the operator's entry stands."""
+    def overlaps(self, entry: KBEntry) -> tuple[Overlap, ...]:
+        """What ``entry`` (in the knowledge base) overlaps among the other entries and the intents
+        (the intents only when a model is loaded). A failed check is logged and reports nothing:
+        the operator's entry stands."""
+        kb = self.kb
         try:
             policy: AnswerPolicy | None = self.policy_provider()
         except Exception:  # no model yet: the entries alone are compared
@@ -561,10 +567,14 @@ class ReviewService:
             questions = [*kb.get(previous).questions, *questions]
         else:
             # Named for the operator's answer, not the customer's words: an id is shown in logs,
-            # receipts and the change log, which erasing the customer does not rewrite.
-            entry_id = f"op_{slugify(answer, 50)}"
-            if entry_id in kb:
-                entry_id = f"{entry_id}_{item.id}"
+            # receipts and the change log, which erasing the customer does not rewrite. Never an
+            # existing entry's ("Yes." and "Yes!" are one slug): kb.add would replace that entry.
+            base = f"op_{slugify(answer, 50)}"
+            entry_id = base if base not in kb else f"{base}_{item.id}"
+            n = 1
+            while entry_id in kb:
+                n += 1
+                entry_id = f"{base}_{item.id}_{n}"
         # The newest phrasings win if there are more than an entry can hold.
         unique = list(dict.fromkeys(questions))[-MAX_QUESTIONS:]
         entry = KBEntry.build(entry_id, unique, answer, tags=[OPERATOR_TAG])

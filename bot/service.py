@@ -66,10 +66,12 @@ from bot.storage.outcomes import ADVISER_CALL_BOOKED, BACKEND_SOURCE, NO_SUCH_AN
 from bot.text import clean
 
 if TYPE_CHECKING:
+    from bot.knowledge import Overlap
     from bot.ops_desk import OpsDesk
     from bot.positioning_desk import PositioningDesk
     from bot.review import Resolution
     from bot.storage import Decided, Handoff
+    from retrieval.entry import KBEntry
 
 log = logging.getLogger(__name__)
 
@@ -553,8 +555,14 @@ class TellerService:
     def ignore(self, item_id: int, actor: Actor) -> Resolution:
         return self._desk().review.ignore(item_id, actor)
 
-    def wrong_answer(self, item_id: int, answer: str, actor: Actor) -> Resolution:
-        return self._desk().review.wrong_answer(item_id, answer, actor)
+    def wrong_answer(
+        self, item_id: int, answer: str, actor: Actor, check_overlaps: bool = True
+    ) -> Resolution:
+        return self._desk().review.wrong_answer(item_id, answer, actor, check_overlaps)
+
+    def entry_overlaps(self, entry: KBEntry) -> tuple[Overlap, ...]:
+        """What an operator's new entry overlaps (:meth:`bot.review.ReviewService.overlaps`)."""
+        return self._desk().review.overlaps(entry)
 
     def decide_proposals(self, confirm: list[int], reject: list[int], actor: Actor) -> Decided:
         """Confirm and reject proposals to correct stored messages like an earlier correction."""

@@ -1918,10 +1918,15 @@ def test_card_details_dates_of_birth_and_pins_said_in_passing(text: str, expecte
         ("BSB 062-000 acc 1234 5678", "BSB [SORT_CODE] acc [ACCOUNT]"),
         ("the 6 digit code 482913 expired", "the 6 digit code [OTP] expired"),
         ("enter 6-digit code: 123456", "enter 6-digit code: [OTP]"),
-        ("NI: JG103724B, UTR 1234567890", "NI: [NINO], UTR [NATIONAL_ID]"),
+        ("NI: JG103724B, unique taxpayer reference 1234567890",
+         "NI: [NINO], unique taxpayer reference [NATIONAL_ID]"),
         ("my secret question answer: rex", "my secret question answer: [PASSWORD]"),
         # An address with its dots written in brackets.
         ("my email is john(dot)smith(at)gmail(dot)com", "my email is [EMAIL]"),
+        ("reach me at mary(dot)jones@example.co.uk", "reach me at [EMAIL]"),
+        # (a reviewer's findings on the first version: an amount after a grouped account, a card)
+        ("account 1234 5678 12.50 was charged", "account [ACCOUNT] 12.50 was charged"),
+        ("account 1234 5678 4111.1111.1111.1111", "account [ACCOUNT] [CARD]"),
         # What is not part of them stays.
         ("card 4111 1111 1111 1111 and it expires soon", "card [CARD] and it expires soon"),
         ("account 12345678.12", "account [ACCOUNT].12"),
@@ -1940,6 +1945,12 @@ def test_values_after_other_numbers_and_in_customers_words(text: str, expected: 
         "model DE12 3456 789 0123",  # not in fours
         "the 6 digit code is wrong",
         "acc 12",
+        # (a reviewer's findings on the first version)
+        "my order is ORDERNO1234567890123 thanks",  # inside a word
+        "the serial number is BE12345678901234",  # as short as a serial
+        "voucher NO12 3456 7890 123",
+        "the UTR no. SBIN324123456789 shows success",  # India's transfer reference
+        "4111111111111111 and it expires maybe 2027".replace("4111111111111111", "the card"),
     ],
 )
 def test_near_misses_of_those_stay(text: str) -> None:

@@ -320,6 +320,17 @@ def test_a_wrong_answer_reports_what_its_entry_overlaps_and_supersedes_nothing(d
     assert all(o.entry_id == result.kb_entry.id for o in result.overlaps)
     # Only reported: every entry that was there still answers its own questions.
     assert before <= {e.id for e in kb.entries()} and kb.superseded() == []
+    # Answers with one slug never share an id (kb.add would replace the earlier entry).
+    ids = set()
+    questions = ("can I buy gold bars", "do you rent lockers", "is there a coin counter", "do you do wills")
+    for n, (question, answer) in enumerate(zip(questions, ("Yes.", "Yes!", "Yes?", "yes"), strict=True)):
+        say(store, question, confidence=0.2, user=f"u{n}")
+        [open_item] = service.refresh()
+        made = service.wrong_answer(open_item.id, answer, OPS, check_overlaps=False)
+        assert made.kb_entry is not None and made.overlaps == ()
+        ids.add(made.kb_entry.id)
+        assert kb.get(made.kb_entry.id).answer == answer
+    assert len(ids) == 4 and all(i.startswith("op_yes") for i in ids)
 
 
 def test_corrections_newest_wins_and_superseded_ones_are_kept(desk: Desk) -> None:

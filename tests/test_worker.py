@@ -3,6 +3,7 @@ once, the replica reports progress and the outcome; one retrain at a time across
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -97,11 +98,19 @@ def test_one_retrain_at_a_time_across_processes(teller_env: Path) -> None:
 
 def test_teller_worker_once_runs_what_is_queued_and_db_commands_report(teller_env: Path) -> None:
     head = max(p.name[:4] for p in MIGRATIONS.glob("[0-9]*.py"))  # the newest migration's revision
-    # `db status` reads only: an empty database is reported as behind and left empty.
+    # `db status` reads only: no database is made where there is none ...
+    database = teller_env / "teller.db"
+    database.unlink(missing_ok=True)
+    code, _, stderr = run("db", "status")
+    assert code == 2 and "no database there" in stderr and not database.exists()
+    # ... and an empty one is reported as behind and left as it was, its journal mode too.
+    sqlite3.connect(database).close()
+    before = database.read_bytes()
     code, stdout, stderr = run("db", "status", "--json")
     assert code == 0 and '"revision": null' in stdout and '"pending": true' in stdout
     code, stdout, stderr = run("db", "status")
     assert code == 0 and "teller db upgrade" in stderr and "revision: None" in stdout
+    assert database.read_bytes() == before
     code, stdout, _ = run("db", "upgrade", "--json")
     assert code == 0 and f'"to": "{head}"' in stdout
     code, stdout, _ = run("db", "upgrade")
@@ -109,6 +118,14 @@ def test_teller_worker_once_runs_what_is_queued_and_db_commands_report(teller_en
     code, stdout, _ = run("db", "status", "--json")
     assert code == 0 and f'"revision": "{head}"' in stdout and '"pending": false' in stdout
     assert '"counts"' in stdout
+    # A database a newer Teller migrated: not "pending" (upgrading would fail), but newer.
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    code, stdout, stderr = run("db", "status", "--json")
+    assert code == 0 and '"pending": false' in stdout and '"newer": true' in stdout
+    assert "upgrade Teller" in run("db", "status")[2]
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = :head", {"head": head})
     code, stdout, stderr = run("worker", "--once")
     # Nothing queued: said so, not "waiting ... (Ctrl-C stops)" before exiting at once (a trial's finding).
     assert code == 0 and "No retrain job was queued." in stderr and "Ctrl-C" not in stderr

@@ -46,16 +46,18 @@ def db_status(as_json: JsonOpt = False) -> None:
 
     Read-only: a database behind this Teller's migrations is reported as such (``pending``), with
     nothing else read, and left as it is (`teller db upgrade` migrates it)."""
-    from bot.storage import DeliveryState, Store
+    from bot.storage import Database, DeliveryState, Store
 
-    store = Store(get_settings().database, migrate=False)
+    store = Store(Database(get_settings().database, migrate=False, read_only=True))
     try:
         revision, head = store.database.revision(), store.database.head()
+        newer = revision is not None and not store.database.knows(revision)
         record: dict[str, object] = {
             "database": store.database.label,
             "revision": revision,
             "head": head,
-            "pending": revision != head,
+            "pending": revision != head and not newer,
+            "newer": newer,
         }
         if revision != head:
             if as_json:
@@ -63,11 +65,18 @@ def db_status(as_json: JsonOpt = False) -> None:
             else:
                 for key, value in record.items():
                     out.print(f"{key}: {value}")
-                err.print(
-                    f"The database is at revision {revision or 'none (empty)'}, this Teller's is {head}: "
-                    "`teller db upgrade` migrates it (replicas also do when they start).",
-                    soft_wrap=True,
-                )
+                at = revision or "none (empty, or from before migrations)"
+                if newer:
+                    says = (
+                        f"The database is at revision {at}, newer than this Teller's ({head}): "
+                        "upgrade Teller."
+                    )
+                else:
+                    says = (
+                        f"The database is at revision {at}, this Teller's is {head}: `teller db upgrade` "
+                        "migrates it (replicas also do when they start)."
+                    )
+                err.print(says, soft_wrap=True)
             return
         record |= {
             "active_model": store.deployment.active_model(),

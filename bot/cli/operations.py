@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, out
 from bot.errors import InputError
-from bot.knowledge import Overlap, suggestion
+from bot.knowledge import correction_suggestion
 from bot.operators import CLI, Actor, Operators
 from bot.policy import AnswerPolicy
 from bot.review import Resolution, ReviewService
@@ -227,7 +227,7 @@ def _report(resolution: Resolution, as_json: bool, proposals: list[Proposal] | N
     for overlap in resolution.overlaps:
         out.print(
             f"{escape(overlap.describe())}\n    {escape(overlap.detail)}\n"
-            f"    -> {escape(_review_suggestion(overlap))}",
+            f"    -> {escape(correction_suggestion(overlap))}",
             highlight=False,
             soft_wrap=True,
         )
@@ -237,17 +237,6 @@ def _report(resolution: Resolution, as_json: bool, proposals: list[Proposal] | N
             highlight=False,
         )
         _print_proposals(proposals)
-
-
-def _review_suggestion(overlap: Overlap) -> str:
-    """What to do about an overlap of an operator's corrected answer (only reported: the entry that
-    answered wrongly keeps answering its own questions)."""
-    if overlap.kind == "entry" and overlap.existing_id:
-        return (
-            f"left as is: `{overlap.existing_id}` still answers its own questions; if the two are one "
-            f"topic: `teller kb supersede {overlap.existing_id} --by {overlap.entry_id}`"
-        )
-    return suggestion(overlap)
 
 
 # ---------------------------------------------------------------------------------------- proposals

@@ -49,7 +49,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   it.codicefiscale, mx.curp, fr.nir, ch.ssn (756...), br.cpf (123.456.789-09), kr.rrn (with its
   dash). Unless something protected overlaps them: in_.aadhaar (4-4-4 or 12 digits), br.cpf and
   tr.tckimlik (11 digits), ch.ssn and kr.rrn (13), us.itin (9xx-xx-xxxx). After an identity-number label
-  (DNI, PESEL, BSN, IRD, UTR, ИНН, 身份证, マイナンバー, passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
+  (DNI, PESEL, BSN, IRD, unique taxpayer reference, ИНН, 身份证, マイナンバー, passport...) also pl.pesel,
+  de.idnr, nl.bsn, ru.inn,
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
   number), za.idnr (South African ID), be.nn (also after "national number"), and a number no
   checksum accepts (a typo, or a document without a check digit). Singapore's NRIC/FIN (S1234567D)
@@ -1154,7 +1155,7 @@ _IBAN_WORDS = [r"iban"]
 _ID_WORDS = [
     r"national[ ](?:id|identity|identification|insurance)(?:[ ](?:number|no\.?|card))?",
     r"ird(?:[ ](?:number|no\.?|num))?",  # New Zealand's tax number: any value after it, as above
-    r"utr(?:[ ](?:number|no\.?))?",  # the UK's Unique Taxpayer Reference (10 digits, no checksum)
+    # The UK's Unique Taxpayer Reference, spelt out ("UTR" alone is also India's transfer reference)
     r"unique[ ]tax(?:payer)?[ ]reference",
     r"national[ ]number",  # Belgium's rijksregisternummer, in English
     r"ni[ ](?:number|no\.?)",  # the UK's National Insurance number, as customers name it
@@ -2275,9 +2276,12 @@ def _labelled_account(ctx: _Context, start: int, value: str) -> None:
     groups = list(_DIGIT_RUN.finditer(value))
     digits = sum(g.end() - g.start() for g in groups)
     # The value read cut short inside a longer number ("acct 12345678 4111.1111.1111.1111": "12345678
-    # 4111", the card's first group): the first group is the account, the rest is that number's.
-    cut = _MORE_GROUPS_AFTER.match(ctx.text, start + len(value)) is not None
-    if 6 <= digits <= 12 and not (cut and len(groups) > 1):
+    # 4111", the card's first group; "account 1234 5678 12.50 was charged": an amount's): its last
+    # group is that number's, the groups before it the account's.
+    if len(groups) > 1 and _MORE_GROUPS_AFTER.match(ctx.text, start + len(value)) is not None:
+        groups = groups[:-1]
+        digits = sum(g.end() - g.start() for g in groups)
+    if 6 <= digits <= 12:
         end = start + groups[-1].end()
     elif 6 <= len(groups[0].group()) <= 12:
         end = start + groups[0].end()  # "account 12345678 12-34-56": the first group is the account
@@ -2663,6 +2667,10 @@ def _detect_credentials(ctx: _Context) -> None:
         ctx.text = "".join(masked)
 
 
+#: A dot written out in brackets, glued to the words it joins, ending where the later word starts.
+_DOT_GLUED_BEFORE = re.compile(r"[\[({]dot[\])}]\Z", re.IGNORECASE)
+
+
 def _detect_emails(ctx: _Context) -> None:
     text = ctx.text
     ascii_text = text.isascii()
@@ -2691,6 +2699,14 @@ def _detect_emails(ctx: _Context) -> None:
                 start = cut + 1
         while start < at and not (text[start].isalnum() or text[start] == "_"):
             start += 1
+        # Words of the local part joined by a dot written out ("mary(dot)jones@example.co.uk").
+        while (joint := _DOT_GLUED_BEFORE.search(text, max(0, start - 5), start)) is not None:
+            word = joint.start()
+            while word > 0 and text[word - 1] in _LOCAL_CHARS and joint.start() - word < 64:
+                word -= 1
+            if word == joint.start():
+                break
+            start = word
         if start >= at or m.end() - start > 254:
             continue
         tld = text[text.rfind(".", at, m.end()) + 1 : m.end()]
@@ -2913,7 +2929,7 @@ def _detect_letter_led(ctx: _Context) -> None:
         if end:
             ctx.add(_P_IBAN, m.start(), end, "iban", "stdnum.iban", f"valid IBAN (mod 97, length), {country}")
             pos = end
-        elif length := _iban_shaped(m.group()):
+        elif (m.start() == 0 or not text[m.start() - 1].isalnum()) and (length := _iban_shaped(m.group())):
             # A typo in an IBAN is still the customer's account ("sent money to DE89370400440532013001
             # (I think one digit is off)"): its country's length and national format, the check
             # digits failing. A labelled reference may hold one.
@@ -2962,6 +2978,12 @@ def _iban_prefix(candidate: str) -> int:
     return 0
 
 
+#: The shortest IBANs (Norway's 15, Belgium's 16 characters) are all digits after the country: as
+#: short as product serials and vouchers ("voucher NO12 3456 7890 123"). A failing one is hidden only
+#: from this length (the Netherlands', Denmark's and Finland's 18 up).
+_IBAN_SHAPED_MIN = 18
+
+
 @lru_cache(maxsize=1024)
 def _iban_shaped(candidate: str) -> int:
     """How many characters of ``candidate`` make an IBAN of its country's length whose national part
@@ -2969,8 +2991,8 @@ def _iban_shaped(candidate: str) -> int:
     UK) but whose check digits fail, ungrouped or in groups of four; 0 if none, or when more letters or
     digits follow."""
     length = _iban_length(candidate[:2].upper())
-    if not length:
-        return 0
+    if length < _IBAN_SHAPED_MIN:
+        return 0  # no IBAN there, or one as short as a serial number ("BE12345678901234")
     compact = ""
     for i, ch in enumerate(candidate):
         if ch.isalnum():
@@ -3191,6 +3213,11 @@ def _detect_nz_accounts(ctx: _Context) -> None:
 #: 09/28", "my card expires march 2027" (the verbs only within a few words after "card"). MM/YY or
 #: MM/YYYY (with ``/``), MMYY, or a month's name and the year, right after the label (a passport's
 #: expiry is hidden too).
+#: A month's English name or its abbreviation, and nothing longer ("maybe" is no May).
+_MONTH_NAME = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)(?![a-z])"
+)
 _EXPIRY_LABEL = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ ]date)?"
     # the verbs only of a card: "my card expires 10/27", not "my fixed rate expires march 2026"
@@ -3201,7 +3228,7 @@ _EXPIRY_LABEL = regex.compile(
     r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}[ ]{0,3}"
     # MM/YY, MM/YYYY or MMYY (not "11.30", a time; not "9-10 working days")
     r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
-    r"|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[\p{L}]{0,6}\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
+    r"|" + _MONTH_NAME + r"\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
     r"(?![0-9/.,:])",
     regex.IGNORECASE,
 )
@@ -3213,7 +3240,7 @@ _AFTER_CARD = regex.compile(
     r"(?:exp(?:iry|ires|iring)?\.?|valid[ ]thru)(?:[ ]{1,3}(?:on|in|at|date))?)[ ]{0,3}[:\-]?[ ]{0,3})?"
     # MM/YY or MM/YYYY; after a label also a month's name and the year ("... and it expires march 2027")
     r"(?P<exp>(?:0[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}"
-    r"|(?(label)(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]{0,6}\.?,?[ ]20[0-9]{2}|(?!)))"
+    r"|(?(label)" + _MONTH_NAME + r"\.?,?[ ]20[0-9]{2}|(?!)))"
     r"(?![0-9/])"
     r"(?:[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:cvv2?|cvc2?|csc|cv2)[ ]{0,3}[:\-]?[ ]{0,3})?"
     r"(?P<cvv>[0-9]{3,4})"

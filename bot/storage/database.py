@@ -141,12 +141,26 @@ class Database:
     this Teller.
     """
 
-    def __init__(self, url: str | Path | URL, migrate: bool = True, clock: Clock | None = None) -> None:
+    def __init__(
+        self, url: str | Path | URL, migrate: bool = True, clock: Clock | None = None, read_only: bool = False
+    ) -> None:
         self.url = url if isinstance(url, URL) else database_url(url)
         self.clock = clock or Clock()
         self.dialect = self.url.get_backend_name()
         self.label = self.url.render_as_string(hide_password=True)
-        if self.dialect == "sqlite":
+        if read_only and migrate:
+            raise ValueError("a read-only database is not migrated")
+        if self.dialect == "sqlite" and read_only:
+            # To look, not to set up: no directory, file, mode or journal made or changed.
+            path = Path(self.url.database or "")
+            if not path.is_file():
+                raise StoreError(f"{path}: no database there (nothing has run with this TELLER_HOME yet)")
+            self.engine: Engine = create_engine(
+                self.url, connect_args={"check_same_thread": False, "timeout": 30}
+            )
+            event.listen(self.engine, "connect", _sqlite_connect_reading)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        elif self.dialect == "sqlite":
             path = Path(self.url.database or "")
             try:
                 # A new home and database readable by their owner only: the database holds customers'
@@ -159,9 +173,7 @@ class Database:
                         path.touch(mode=0o600)
             except OSError as exc:
                 raise StoreError(f"{path}: cannot create its directory ({exc})") from None
-            self.engine: Engine = create_engine(
-                self.url, connect_args={"check_same_thread": False, "timeout": 30}
-            )
+            self.engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
@@ -280,6 +292,10 @@ class Database:
         """The revision the database is at (None: empty)."""
         with self.reading() as connection:
             return _revision(connection)
+
+    def knows(self, revision: str) -> bool:
+        """Whether ``revision`` is one of this Teller's migrations (False: a newer Teller's)."""
+        return _known(ScriptDirectory.from_config(_config()), revision)
 
     def upgrade(self) -> str:
         """Apply every pending migration; return the revision reached. Idempotent; replicas may race."""
@@ -514,6 +530,15 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # file, so an erased customer's words do not stay readable in it (nor in backups copied from it).
     pragmas = ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "secure_delete = ON")
     for pragma in (*pragmas, f"busy_timeout = {BUSY_TIMEOUT_MS}"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_connect_reading(dbapi_connection: Any, _record: Any) -> None:
+    """A connection that only reads: the connection's own settings, not the file's journal mode."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in ("foreign_keys = ON", f"busy_timeout = {BUSY_TIMEOUT_MS}"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 

@@ -366,12 +366,11 @@ def overlaps_note(overlaps: Sequence[Overlap]) -> str:
     """The overlaps of an operator's corrected answer (only reported, see
     :meth:`bot.review.ReviewService.wrong_answer`), one line each, with the command that would make
     the new entry the only answer of a topic; "" for none."""
+    from bot.knowledge import correction_suggestion
+
     lines = []
     for overlap in overlaps[:OVERLAPS_SHOWN]:
-        line = f"• {escape(overlap.describe())}"
-        if overlap.kind == "entry" and overlap.existing_id:
-            line += f"; if one topic: `teller kb supersede {overlap.existing_id} --by {overlap.entry_id}`"
-        lines.append(line)
+        lines.append(f"• {escape(overlap.describe())}: {escape(correction_suggestion(overlap))}")
     more = len(overlaps) - OVERLAPS_SHOWN
     return "\n".join(lines + ([f"… and {more} more"] if more > 0 else []))
 

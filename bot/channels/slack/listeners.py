@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from slack_bolt import App
@@ -335,12 +336,15 @@ class OperatorListeners:
             ack()
             return
         try:
-            resolution = self.service.wrong_answer(item_id, answer, who)
+            # The overlap check after the acknowledgement: Slack wants one within 3 seconds.
+            resolution = self.service.wrong_answer(item_id, answer, who, check_overlaps=False)
         except (NotAuthorised, InputError) as exc:
             ack(response_action="errors", errors={"answer": str(exc)[:150]})
             return
         ack()
         item = resolution.item
+        if resolution.kb_entry is not None:
+            resolution = replace(resolution, overlaps=self.service.entry_overlaps(resolution.kb_entry))
         original = {
             "ts": meta.get("ts"),
             "text": f"Review item #{item.id}",
