@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import random
 import shutil
 import sys
@@ -230,11 +231,17 @@ def _run(args: argparse.Namespace) -> int:
             }
         )
         print("Building a scratch Teller (starter knowledge base, the active model) ...", flush=True)
+        # The scratch Teller has no ops channel by design: its handoffs are not news, and their
+        # warnings (Python's last-resort handler, unstructured) would land in the report.
+        quiet = logging.getLogger("bot.service")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         core = build_core(settings)
         service = build_service(settings, core)
         try:
             return _demo(args, settings, core, service, wall)
         finally:
+            quiet.setLevel(level)
             service.close()
             core.close()
             if args.workdir is None:

@@ -391,7 +391,8 @@ def reasons(item: ReviewItem) -> str:
 def suggestion_text(s: Suggestion | None) -> str:
     if s is None:
         return ""
-    confidence = f" ({s.confidence:.2f})" if s.confidence is not None else ""
+    # The model in use now, which may read the text surer than the one that filed it ("low confidence").
+    confidence = f" (model now {s.confidence:.2f})" if s.confidence is not None else ""
     return f"KB {s.kb_id}{confidence}" if s.kind == "kb" else f"intent {s.intent}{confidence}"
 
 

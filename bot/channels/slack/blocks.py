@@ -212,7 +212,8 @@ def review_blocks(item: ReviewItem, labels: list[str]) -> list[dict[str, Any]]:
     suggested = (
         f"intent `{s.intent}`" if s and s.intent else f"KB entry `{s.kb_id}`" if s and s.kb_id else None
     )
-    confidence = f" ({s.confidence:.2f})" if s and s.confidence is not None else ""
+    # The model in use now, which may read the text surer than the one that filed it ("low confidence").
+    confidence = f" (model now {s.confidence:.2f})" if s and s.confidence is not None else ""
     head = (
         f"*Review #{item.id}* · {', '.join(sorted(set(item.reasons)))} · {len(item.message_ids)} message(s)"
     )
