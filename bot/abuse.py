@@ -28,6 +28,10 @@ handoffs opened per client  5/hour                     no thread is opened; the 
 address (``TELLER_LIMIT_HANDOFFS_PER_ADDRESS``)        team cannot take the conversation now
 open handoffs in total      100                        the same
 (``TELLER_MAX_OPEN_HANDOFFS``)
+erasures a web customer     3/hour per customer,       429 + Retry-After; each erasure is a large
+asks for                    30/hour per address        transaction under the store's write lock and
+(``TELLER_LIMIT_ERASURES``,                            an audit row kept for good (an office behind
+``..._PER_ADDRESS``)                                   one address holds many customers)
 review posts to the ops     10/minute                  the item waits in the review queue (``teller
 channel                                                review``, ``/teller queue``) instead of being
 (``TELLER_LIMIT_REVIEW_POSTS``)                        posted
@@ -98,6 +102,8 @@ class LimitSettings:
     handoffs_per_address: str = "5/hour"
     max_open_handoffs: int = 100
     review_posts: str = "10/minute"
+    erasures: str = "3/hour"
+    erasures_per_address: str = "30/hour"
     storage: str = "memory://"
 
 
@@ -250,6 +256,10 @@ class AbuseLimits:
         self._sessions = _items("TELLER_LIMIT_SESSIONS", settings.sessions_per_address)
         self._handoffs = _items("TELLER_LIMIT_HANDOFFS_PER_ADDRESS", settings.handoffs_per_address)
         self._review_posts = _items("TELLER_LIMIT_REVIEW_POSTS", settings.review_posts)
+        self._erasures = _items("TELLER_LIMIT_ERASURES", settings.erasures)
+        self._erasures_per_address = _items(
+            "TELLER_LIMIT_ERASURES_PER_ADDRESS", settings.erasures_per_address
+        )
         self._notice = parse("1/minute")
 
     # ------------------------------------------------------------------------------ checks
@@ -298,6 +308,14 @@ class AbuseLimits:
             log.warning("handoff_refused", extra={"fields": {"reason": "handoffs per address"}})
             return False
         return True
+
+    def erasure(self, channel: str, user_id: str, address: str | None = None) -> None:
+        """Count one erasure a customer asks for themselves (``DELETE /api/conversation``); raises
+        :class:`RateLimited` when the customer or the client ``address`` is over its share."""
+        checks: list[_Check] = [(item, ("erasure", channel, user_id), "erasures") for item in self._erasures]
+        if address:
+            checks += [(item, ("erasure", address), "erasures") for item in self._erasures_per_address]
+        self._take(checks, "The conversation was deleted a moment ago. Please wait {seconds} s.")
 
     def review_post(self) -> bool:
         """Whether one more review item may be posted to the ops channel now (and counted)."""

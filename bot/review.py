@@ -570,9 +570,11 @@ class ReviewService:
             # receipts and the change log, which erasing the customer does not rewrite. Never an
             # existing entry's ("Yes." and "Yes!" are one slug): kb.add would replace that entry.
             base = f"op_{slugify(answer, 50)}"
-            entry_id = base if base not in kb else f"{base}_{item.id}"
+            # nor a superseded one's, which its successor and the corrections pointing at it name
+            taken = {record.entry.id for record in kb.superseded()}
+            entry_id = base if base not in kb and base not in taken else f"{base}_{item.id}"
             n = 1
-            while entry_id in kb:
+            while entry_id in kb or entry_id in taken:
                 n += 1
                 entry_id = f"{base}_{item.id}_{n}"
         # The newest phrasings win if there are more than an entry can hold.

@@ -309,6 +309,17 @@ class Settings(BaseSettings):
         validation_alias="TELLER_LIMIT_REVIEW_POSTS",
         description="Review items posted to the ops channel; beyond, they wait in the queue.",
     )
+    limit_erasures: str = Field(
+        default="3/hour",
+        validation_alias="TELLER_LIMIT_ERASURES",
+        description="Erasures a web customer asks for themselves (DELETE /api/conversation), per "
+        "customer; beyond, 429 with Retry-After.",
+    )
+    limit_erasures_per_address: str = Field(
+        default="30/hour",
+        validation_alias="TELLER_LIMIT_ERASURES_PER_ADDRESS",
+        description="The same, per client address (many customers may share one).",
+    )
     limits_storage: str = Field(
         default="memory://",
         validation_alias="TELLER_LIMITS_STORAGE",
@@ -373,6 +384,8 @@ class Settings(BaseSettings):
                 handoffs_per_address=self.limit_handoffs_per_address,
                 max_open_handoffs=self.max_open_handoffs,
                 review_posts=self.limit_review_posts,
+                erasures=self.limit_erasures,
+                erasures_per_address=self.limit_erasures_per_address,
                 storage=self.limits_storage,
             )
         )

@@ -1927,6 +1927,26 @@ def test_card_details_dates_of_birth_and_pins_said_in_passing(text: str, expecte
         # (a reviewer's findings on the first version: an amount after a grouped account, a card)
         ("account 1234 5678 12.50 was charged", "account [ACCOUNT] 12.50 was charged"),
         ("account 1234 5678 4111.1111.1111.1111", "account [ACCOUNT] [CARD]"),
+        # A trial's phrasings of secrets (a compliance officer's, session 52): the service named
+        # between label and value, the value before its label, a code with where it came from.
+        ("the password for my app is hunter2", "the password for my app is [PASSWORD]"),
+        ("password for online banking: Rosebud#77", "password for online banking: [PASSWORD]"),
+        ("le mot de passe de mon appli est Chat456", "le mot de passe de mon appli est [PASSWORD]"),
+        ("mon code secret est 5678", "mon code secret est [PIN]"),
+        ("4821 is my pin", "[PIN] is my pin"),
+        ("my pin? 4821", "my pin? [PIN]"),
+        ("the new pin I chose is 7788", "the new pin I chose is [PIN]"),
+        ("code 123456 from the SMS", "code [OTP] from the SMS"),
+        ("I got 654321 by text", "I got [OTP] by text"),
+        ("mom maiden name is Jones", "mom maiden name is [PASSWORD]"),
+        ("my first pet was called Fluffy", "my first pet was called [PASSWORD]"),
+        # Accounts: before an amount in thousands, before a card; UTR's ten digits; expiry months.
+        ("account 12345678 2 500.00 taken", "account [ACCOUNT] 2 500.00 taken"),
+        ("account 12 34 56 78 9.99 taken", "account [ACCOUNT] 9.99 taken"),
+        ("account number 1234 5678 4111 1111 1111 1111", "account number [ACCOUNT] [CARD]"),
+        ("my UTR is 1234567890 for self assessment", "my UTR is [NATIONAL_ID] for self assessment"),
+        ("card expiry: febuary 2027", "card expiry: [EXPIRY]"),
+        ("expiry date: marzo 2027", "expiry date: [EXPIRY]"),
         # What is not part of them stays.
         ("card 4111 1111 1111 1111 and it expires soon", "card [CARD] and it expires soon"),
         ("account 12345678.12", "account [ACCOUNT].12"),
@@ -1951,6 +1971,11 @@ def test_values_after_other_numbers_and_in_customers_words(text: str, expected: 
         "voucher NO12 3456 7890 123",
         "the UTR no. SBIN324123456789 shows success",  # India's transfer reference
         "4111111111111111 and it expires maybe 2027".replace("4111111111111111", "the card"),
+        "IMPS UTR SBIN324123456789 credited",
+        "the fee 2024 is my pin problem",
+        "password for my account is not working",
+        "my first pet was called what?",
+        "the card expires decade 2030",
     ],
 )
 def test_near_misses_of_those_stay(text: str) -> None:

@@ -262,8 +262,16 @@ def test_a_customer_deletes_their_own_conversation_from_the_web_chat(bank: Bank)
     assert {m.user_id for m in history} == {bob_id} and len(history) == 2
     [entry] = store.audit.entries(action=AuditAction.ERASURE)
     assert entry.actor == "web:customer" and alice_id not in json.dumps(entry.details)
+    # Nothing stored: zeros, and nothing audited (each audit row is kept for good).
+    again = alice.delete("/api/conversation")
+    assert again.status_code == 200 and again.json()["messages"] == 0
+    assert len(store.audit.entries(action=AuditAction.ERASURE)) == 1
     # The same session goes on, with a new conversation.
     assert alice.post("/api/messages", json={"text": "hello again"}).status_code == 200
+    # Three erasures an hour (TELLER_LIMIT_ERASURES): each is a large transaction under the lock.
+    assert alice.delete("/api/conversation").status_code == 200
+    limited = alice.delete("/api/conversation")
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
 
     # Verified by the bank: refused by default, nothing erased; the bank's backend neither.
     token = jwt.encode({"sub": "cust-00417", "aud": "teller", "exp": int(time.time()) + 600}, TOKEN_KEY)

@@ -49,8 +49,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   it.codicefiscale, mx.curp, fr.nir, ch.ssn (756...), br.cpf (123.456.789-09), kr.rrn (with its
   dash). Unless something protected overlaps them: in_.aadhaar (4-4-4 or 12 digits), br.cpf and
   tr.tckimlik (11 digits), ch.ssn and kr.rrn (13), us.itin (9xx-xx-xxxx). After an identity-number label
-  (DNI, PESEL, BSN, IRD, unique taxpayer reference, ИНН, 身份证, マイナンバー, passport...) also pl.pesel,
-  de.idnr, nl.bsn, ru.inn,
+  (DNI, PESEL, BSN, IRD, unique taxpayer reference (and ten digits after UTR), ИНН, 身份证, マイナンバー,
+  passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
   number), za.idnr (South African ID), be.nn (also after "national number"), and a number no
   checksum accepts (a typo, or a document without a check digit). Singapore's NRIC/FIN (S1234567D)
@@ -735,6 +735,8 @@ class _Context:
         if _ANY_DIGIT.search(text) is None:
             return
         _detect_nz_accounts(self)
+        _detect_utr(self)
+        _detect_secrets_said_around(self)
         _detect_letter_led(self)
         _detect_digit_clusters(self)
         _detect_lookalike_cards(self)
@@ -949,11 +951,17 @@ _SECRET_PHRASE_WORDS = [
     r"secret[ ]question[ ]answer",
     r"answer[ ]to[ ](?:my|the)[ ](?:security|secret)[ ]question",
     r"secret[ ]answer",
-    r"mother['’]?s[ ]maiden[ ]name",
-    r"mum['’]?s[ ]maiden[ ]name",
-    r"mom['’]?s[ ]maiden[ ]name",
+    r"mother(?:['’]?s)?[ ]maiden[ ]name",
+    r"mum(?:['’]?s)?[ ]maiden[ ]name",
+    r"mom(?:['’]?s)?[ ]maiden[ ]name",
     r"mmn",  # UK banks' abbreviation of mother's maiden name
     r"pass[ ]?phrase",
+    r"first[ ]pet['’]s[ ]name",
+]
+#: A security question's answer said as a fact, the verb in the label: "my first pet was called Fluffy".
+_SECRET_CALLED_WORDS = [
+    r"first[ ]pet[ ](?:is|was)[ ](?:called|named)",
+    r"first[ ]pet[ ](?:called|named)",
 ]
 _PIN_WORDS = [
     r"pin(?:[ -]?(?:code|number|no\.?|nr\.?|nummer|número|numero|код|kod))?",
@@ -961,7 +969,7 @@ _PIN_WORDS = [
     r"m-pin",
     r"pin码",
     r"pin碼",
-    r"code[ ](?:pin|confidentiel)",
+    r"code[ ](?:pin|confidentiel|secret)",  # "code secret": the French name of a card's PIN
     r"código[ ]pin",
     r"codigo[ ]pin",
     r"codice[ ]pin",
@@ -1436,7 +1444,7 @@ _CONNECT_WORD = (
 )
 # Signs between a label and its value, JSON and Markdown included: {"cvv":"914"}, | dob | 14/03/1985 |,
 # "cvv (318)", "my pin's 7391".
-_CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→]|是|为|為|は|が|는|은|이|가|هو|هي)"
+_CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→?]|是|为|為|は|が|는|은|이|가|هو|هي)"
 _FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,3}}[ ]{{0,3}}"
 _FILL_REQUIRED = (
     rf"[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,2}}"
@@ -1460,7 +1468,11 @@ _OF_CARD = (
     r"(?:(?:my|the|your|this|mi|tu|la|ma|mon|ta|mia|tua|meu|minha|meiner|meine|der|моей|моего|этой)[ ])?"
     r"(?:(?:bank|debit|credit|visa|amex|new)[ ])?"
     r"(?:card|account|tarjeta|cuenta|carte|compte|karte|konto|carta|conto|cartão|cartao|conta|карты|сч[её]та"
-    r"|kaart|karty)"
+    r"|kaart|karty"
+    # the service it opens: "the password for my app is", "password for online banking:", "la
+    # contraseña de mi app es", "le mot de passe de mon appli est"
+    r"|(?:online|internet|mobile|phone|telephone|web)[ ]banking|(?:banking[ ])?app(?:lication)?|appli"
+    r"|aplicaci[óo]n|login|log-?in|website|portal)"
     rf"(?:{_CARD_ENDING})?)?"
 )
 # "new pin should be 1357", "pin changed to 4921", "set my pin as 4921": a PIN being set or changed.
@@ -1468,7 +1480,9 @@ _PIN_CHANGE = (
     r"(?:[ ](?:should|must|shall|would|needs[ ]to|has[ ]to|is[ ]going[ ]to)[ ]be"
     r"|[ ](?:(?:was|has[ ]been|is[ ]being|got)[ ])?(?:changed|set|reset|updated|changes|changing)"
     r"(?=[ ](?:to|as)(?![\p{L}]))"
-    r"|[ ]as(?![\p{L}]))?"
+    r"|[ ]as(?![\p{L}])"
+    # "the new pin I chose is 7788"
+    r"|[ ](?:i|we)[ ](?:chose|picked|set|want(?:ed)?|use|used|have|got)(?=[ ](?:is|was|as|to)(?![\p{L}])))?"
 )
 # "security code on the back (of my card) is", "CVV (on the back)"
 _ON_BACK = (
@@ -1553,7 +1567,12 @@ _OTP_VALUE = (
     r"(?<![0-9])(?P<v>[0-9]{1,19}+(?![0-9a-z])"
     r"|(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9}+(?![a-z0-9]))"
 )
-_GROUPED_VALUE = r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+)(?![0-9])"
+# Up to 20 characters of digit groups, or, when more groups follow, a card's four or five after the
+# account's ("account number 1234 5678 4111 1111 1111 1111": the value read whole, split below).
+_GROUPED_VALUE = (
+    r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+(?![0-9])"
+    r"|[0-9]{1,12}(?:[ \-][0-9]{1,12}){0,3}[ \-](?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{1,6}){3,4})(?![0-9]))"
+)
 _SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ \-./]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
 _SSN_VALUE = r"(?P<v>[0-9]{3}(?P<sep>[ \-]?)[0-9]{2}(?P=sep)[0-9]{4})(?![0-9])"
 _ID_VALUE = r"(?P<v>[0-9a-z](?:[0-9a-z]|[ .\-/](?=[0-9a-z])){5,29}+(?:[ ]?(?:\([0-9a-z]\)|\[[0-9a-z]\]))?)"
@@ -1612,6 +1631,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
     ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
+    ("secret_phrase", _SECRET_CALLED_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
     # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
@@ -2268,8 +2288,9 @@ def _password_span(low: str, start: int, end: int) -> tuple[int, int] | None:
     return start, end
 
 
-#: Digit groups going on after a labelled value with another separator (``.``, ``/``, ``,``, ``_``).
-_MORE_GROUPS_AFTER = re.compile(r"[./,_][0-9]")
+#: Digit groups going on after a labelled value with another separator: ``.``, ``,`` or ``_`` (an
+#: amount, a card in dots), or a date's ``/dd/yy``; not a ``/`` suffix of the account ("12 3456 7890/2").
+_MORE_GROUPS_AFTER = re.compile(r"[.,_][0-9]|/[0-9]{1,2}/[0-9]{2}")
 
 
 def _labelled_account(ctx: _Context, start: int, value: str) -> None:
@@ -2279,8 +2300,20 @@ def _labelled_account(ctx: _Context, start: int, value: str) -> None:
     # 4111", the card's first group; "account 1234 5678 12.50 was charged": an amount's): its last
     # group is that number's, the groups before it the account's.
     if len(groups) > 1 and _MORE_GROUPS_AFTER.match(ctx.text, start + len(value)) is not None:
-        groups = groups[:-1]
+        amount = groups.pop()
+        # ... and so are the 1-3 digit groups before three digits, its thousands ("12345678 2 500.00",
+        # "1 234 567,89"; not "12 34 56 78 9.99", whose amount is "9.99").
+        while len(groups) > 1 and len(amount.group()) == 3 and len(groups[-1].group()) <= 3:
+            amount = groups.pop()
         digits = sum(g.end() - g.start() for g in groups)
+    if digits > 12:
+        # An account and then a card: the account is the groups before the card's.
+        for k in range(len(groups) - 1, 0, -1):
+            before = sum(g.end() - g.start() for g in groups[:k])
+            if 6 <= before <= 12 and _card_why("".join(g.group() for g in groups[k:])):
+                end = start + groups[k - 1].end()
+                ctx.add(_P_LABELLED, start, end, "account", "rule:account", "digits after an account label")
+                return
     if 6 <= digits <= 12:
         end = start + groups[-1].end()
     elif 6 <= len(groups[0].group()) <= 12:
@@ -3203,6 +3236,21 @@ _NZ_ACCOUNT = re.compile(
 )
 
 
+#: The UK's Unique Taxpayer Reference after "UTR": ten digits (and an optional K). "UTR" is also
+#: India's transfer reference (12 digits, or 16-22 letters and digits), which stays.
+_UTR = regex.compile(
+    r"(?<![\p{L}\p{N}])utr(?:[ ](?:number|no\.?|ref(?:erence)?))?(?:[ ]?[:#=]|[ ]is)?[ ]{0,3}"
+    r"(?P<v>[0-9]{5}[ ]?[0-9]{5}[Kk]?)(?![\p{L}\p{N}]|[ .\-/][0-9])",
+    regex.IGNORECASE,
+)
+
+
+def _detect_utr(ctx: _Context) -> None:
+    for m in _UTR.finditer(ctx.text):
+        why = "ten digits after UTR (UK Unique Taxpayer Reference)"
+        ctx.add(_P_LABELLED, m.start("v"), m.end("v"), "national_id", "rule:utr", why)
+
+
 def _detect_nz_accounts(ctx: _Context) -> None:
     for m in _NZ_ACCOUNT.finditer(ctx.text):
         why = "New Zealand account number, 2-4-7-2/3 digits"
@@ -3213,10 +3261,14 @@ def _detect_nz_accounts(ctx: _Context) -> None:
 #: 09/28", "my card expires march 2027" (the verbs only within a few words after "card"). MM/YY or
 #: MM/YYYY (with ``/``), MMYY, or a month's name and the year, right after the label (a passport's
 #: expiry is hidden too).
-#: A month's English name or its abbreviation, and nothing longer ("maybe" is no May).
+#: A month's name, as customers type it: English, abbreviated or misspelt ("febuary", "Janurary"),
+#: Spanish, French, German, Italian ("marzo", "juni", "août"): a month's first three letters and up
+#: to seven more, except the words that start like one ("maybe", "market", "junior", "decade").
 _MONTH_NAME = (
-    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)(?![a-z])"
+    r"(?!(?:maybe|mayor|market|marked|married|marching|marine|junior|julep|decade|decent|decid|novel"
+    r"|augur|janitor|octopus|aprons?)(?![\p{L}]))"
+    r"(?:jan|ene|gen|feb|fév|fev|mar|mär|apr|avr|abr|may|mai|mag|jun|jui|giu|jul|lug|aug|ago|aoû|aou"
+    r"|sep|set|okt|oct|ott|nov|dec|déc|dic|dez)[\p{L}]{0,7}(?![\p{L}])"
 )
 _EXPIRY_LABEL = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ ]date)?"
@@ -3312,6 +3364,38 @@ _SPELT_SECRET = regex.compile(
     rf"(?P<v>{_DIGIT_WORD}(?:[ ,\-]{{1,2}}{_DIGIT_WORD}){{2,5}})(?![\p{{L}}]|[ ,\-]{{1,2}}{_DIGIT_WORD})",
     regex.IGNORECASE,
 )
+
+
+#: A secret said before its label: "4821 is my pin", "123 is the cvv"; a one-time code said with
+#: where it came from: "code 123456 from the SMS", "I got 654321 by text".
+_SECRET_BEFORE_LABEL = regex.compile(
+    r"(?<![\p{L}\p{N}.,/\-])(?P<v>[0-9]{3,6})[ ]+(?:is|was|will[ ]be)[ ]+(?:my|the)[ ]+"
+    r"(?:new[ ]+|old[ ]+|(?:debit[ ]+|credit[ ]+)?card(?:['’]s)?[ ]+)?"
+    r"(?:(?P<pin>pin(?:[ ](?:number|code))?)|(?P<cvv>cvv2?|cvc2?|security[ ]code))(?![\p{L}])"
+    # the label ends the clause ("4821 is my pin, ..."), not "... is my pin problem"
+    r"(?=[ ]*(?:$|[.,!?;:)\n]|(?:and|but|so|for|on|of|please|pls|thanks|btw)(?![\p{L}])))",
+    regex.IGNORECASE,
+)
+_OTP_FROM_TEXT = regex.compile(
+    r"(?:(?<![\p{L}])code[ ]+(?P<v>[0-9]{4,8})[ ]+(?:from|in|via)[ ]+(?:the[ ]+|your[ ]+|a[ ]+|my[ ]+)?"
+    r"|(?<![\p{L}])(?:got|received|recieved|was[ ]sent|sent[ ]me)[ ]+(?:the[ ]+code[ ]+|a[ ]+code[ ]+)?"
+    r"(?P<v>[0-9]{4,8})[ ]+(?:by|via|in[ ]+(?:a|the|an))[ ]+)"
+    r"(?:sms|text|message|e-?mail)(?![\p{L}])",
+    regex.IGNORECASE,
+)
+
+
+def _detect_secrets_said_around(ctx: _Context) -> None:
+    """:data:`_SECRET_BEFORE_LABEL` and :data:`_OTP_FROM_TEXT`."""
+    for m in _SECRET_BEFORE_LABEL.finditer(ctx.text):
+        digits = m.end("v") - m.start("v")
+        kind, fits = ("pin", 4 <= digits <= 6) if m.group("pin") else ("cvv", 3 <= digits <= 4)
+        if fits:
+            why = f"{digits} digits said to be the {kind.upper()}"
+            ctx.add(_P_SECRET, m.start("v"), m.end("v"), kind, f"rule:{kind}", why)
+    for m in _OTP_FROM_TEXT.finditer(ctx.text):
+        why = "digits of a code received by text or e-mail"
+        ctx.add(_P_SECRET, m.start("v"), m.end("v"), "otp", "rule:otp", why)
 
 
 def _detect_spelt_secrets(ctx: _Context) -> None:

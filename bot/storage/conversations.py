@@ -185,6 +185,11 @@ class ConversationRepository:
         answer = {c.name: rows[0][f"o_{c.name}"] for c in _reply.columns}
         return message_from_row(rows[0]), message_from_row(answer) if answer["id"] is not None else None
 
+    def holds_customer(self, channel: str, user_id: str) -> bool:
+        """Whether any message of ``user_id`` on ``channel`` is stored (theirs, or sent to them)."""
+        query = select(_m.c.id).where(_m.c.channel == channel, _m.c.user_id == user_id).limit(1)
+        return bool(self.db.rows(query))
+
     def history(self, conversation_id: str | None = None, limit: int = 50) -> list[StoredMessage]:
         """The latest ``limit`` messages (of one conversation, or all), oldest first."""
         query = (

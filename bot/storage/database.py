@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,8 +156,12 @@ class Database:
             path = Path(self.url.database or "")
             if not path.is_file():
                 raise StoreError(f"{path}: no database there (nothing has run with this TELLER_HOME yet)")
+            # SQLite's read-only mode: a write-ahead log left behind is read, not checkpointed into
+            # the file, and nothing is created beside it.
+            uri = f"{path.resolve().as_uri()}?mode=ro"
             self.engine: Engine = create_engine(
-                self.url, connect_args={"check_same_thread": False, "timeout": 30}
+                "sqlite://",
+                creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30),
             )
             event.listen(self.engine, "connect", _sqlite_connect_reading)
             event.listen(self.engine, "begin", _sqlite_begin)

@@ -69,6 +69,15 @@ WEB_CHANNEL = "web"
 #: Who an erasure asked for from the web chat is recorded as (never the customer's id: the audit
 #: entry names them by pseudonym).
 CUSTOMER_ACTOR = "web:customer"
+#: What a customer who erased themselves is told stays (the operators' receipt says it in detail).
+CUSTOMER_KEPT = (
+    "Copies our staff received while helping you (in their team chat) are removed by us, not here.",
+    "Backups keep what they hold until they expire.",
+)
+CUSTOMER_KEPT_KB = (
+    "Your words may remain as an example question in our help answers; our staff have been told to "
+    "review them."
+)
 
 
 def _text(value: str) -> str:
@@ -284,6 +293,11 @@ class ErasedOut(BaseModel):
     feedback: int
     handoffs: int
     at: str = Field(description="When, UTC.")
+    kept: list[str] = Field(
+        default_factory=list,
+        description="What Teller could not delete itself (copies in the bank's operators' tools, "
+        "backups): the bank's to remove.",
+    )
 
 
 class FeedbackOut(BaseModel):
@@ -718,21 +732,33 @@ def create_app(
     def erase_own(request: Request, who: Annotated[WebCustomer, Depends(current_customer)]) -> ErasedOut:
         """Everything Teller stored about the session's customer goes (:mod:`bot.privacy.erasure`),
         in one transaction audited as ``web:customer`` under a pseudonym. An anonymous customer has
-        no other way: no one else can name them. Counts against the message limits (429)."""
+        no other way: no one else can name them. Limited per customer and per address
+        (``TELLER_LIMIT_ERASURES``, 429); a customer with nothing stored gets zeros, and nothing is
+        audited."""
         from bot.privacy.erasure import Eraser
 
         if who.backend or customer_erasure == "off" or (customer_erasure == "anonymous" and who.verified):
             refused = "Deleting the conversation here is not available; please ask us to do it."
             raise HTTPException(status_code=403, detail=refused)
-        service.limits.message(WEB_CHANNEL, who.user_id, origin(request, who), not who.verified)
+        service.limits.erasure(WEB_CHANNEL, who.user_id, origin(request, who))
+        if not core.store.conversations.holds_customer(WEB_CHANNEL, who.user_id):
+            # Nothing to erase: no transaction, no audit row (each is kept for good), no checkpoint.
+            now = core.store.database.clock.now()
+            return ErasedOut(messages=0, conversations=0, feedback=0, handoffs=0, at=now)
         receipt = Eraser(core.store, briefs_dir).erase(WEB_CHANNEL, who.user_id, CUSTOMER_ACTOR)
         counts = receipt.counts
+        if receipt.kb_entries:
+            # Operators' entries written from the customer's words: theirs to review (the audit row
+            # keeps only how many).
+            fields = {"audit_id": receipt.audit_id, "kb_entries": list(receipt.kb_entries)}
+            log.warning("erasure_left_kb_entries", extra={"fields": fields})
         return ErasedOut(
             messages=counts.get("messages", 0),
             conversations=counts.get("conversations", 0) + counts.get("conversations_anonymised", 0),
             feedback=counts.get("feedback", 0),
             handoffs=counts.get("handoffs", 0),
             at=receipt.at,
+            kept=[*CUSTOMER_KEPT, *([CUSTOMER_KEPT_KB] if receipt.kb_entries else [])],
         )
 
     operator = OperatorKey(operator_key)

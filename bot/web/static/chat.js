@@ -132,10 +132,11 @@
       if (!window.confirm("Delete this conversation and everything Teller stored about it? This cannot be undone.")) return;
       const res = await fetch("/api/conversation", { method: "DELETE" }).catch(() => null);
       if (res && res.ok) {
+        const data = await res.json().catch(() => ({}));
         if (watching) { clearInterval(watching); watching = null; }
         lastSeen = null; seenOpen = false;
         log.replaceChildren();
-        bubble("Your conversation has been deleted.", "bot");
+        bubble(["Your conversation has been deleted.", ...(data.kept || [])].join("\n"), "bot");
         return;
       }
       const err = res ? await res.json().catch(() => ({})) : {};
