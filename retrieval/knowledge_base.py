@@ -21,10 +21,12 @@ union of the dense and the lexical top lists.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import math
+import os
 import shutil
 import sqlite3
 import threading
@@ -255,10 +257,15 @@ class KnowledgeBase:
         self.directory = Path(directory)
         self.fusion = fusion
         self.starter_prior = STARTER_PRIOR
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Its owner's only, as the home around it: operators' entries may hold customers' words.
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(OSError):  # not ours to change (a shared, read-only mount)
+            os.chmod(self.directory, 0o700)
         self.embedder = embedder
         self._lock = threading.RLock()
         connection = sqlite3.connect(self.directory / DB_FILE, check_same_thread=False)
+        # A removed entry's bytes are overwritten, not left in free pages (see :meth:`remove`).
+        connection.execute("PRAGMA secure_delete = ON")
         self._db = sqlite_utils.Database(connection)
         self._db.enable_wal()
         self._migrate()
@@ -602,6 +609,9 @@ class KnowledgeBase:
             self.lexical.remove(key)
             self.index.remove(self._all_ids(key))
             self.index.save(self.directory / INDEX_FILE)
+            # ... and out of the write-ahead log too (its old pages held the entry's text).
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         log.info("kb_removed", extra={"fields": {"id": entry_id}})
         return entry
 
