@@ -395,6 +395,34 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
 
 
+def test_an_access_request_hands_out_what_is_stored_about_one_customer_and_is_audited(home: Path) -> None:
+    result = runner.invoke(app, ["access-request", "--channel", "web", "--user", "alice"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    store = Store(home / "teller.db")
+    try:
+        stored = [m for m in store.conversations.history(limit=1000) if m.user_id == "alice"]
+        assert {m["id"] for m in document["messages"]} == {m.id for m in stored} and len(stored) == 6
+        assert any("zebra" in m["text"] for m in document["messages"])  # her words, as stored
+        assert "GB82" not in result.stdout  # ... redacted as stored
+        assert len(document["handoffs"]) == 1 and document["handoffs"][0]["status"] == "closed"
+        assert document["subject"] == pseudonym(store, "web", "alice") and '"user_id"' not in result.stdout
+        assert document["not_included"]
+        [entry] = store.audit.entries(action=AuditAction.ACCESS)
+        assert (entry.actor, entry.subject) == ("cli:robin", document["subject"])
+        assert entry.id == document["audit_id"]
+        assert entry.details["counts"]["messages"] == 6
+    finally:
+        store.close()
+    # Bob's messages are not in Alice's document; someone Teller never heard of gets an empty one.
+    assert not any("bob" in json.dumps(m) for m in document["messages"])
+    unknown = runner.invoke(app, ["access-request", "--channel", "telegram", "--user", "999"])
+    nobody = json.loads(unknown.stdout)
+    assert nobody["messages"] == nobody["feedback"] == nobody["handoffs"] == []
+    bad = runner.invoke(app, ["access-request", "--channel", "fax", "--user", "alice"])
+    assert bad.exit_code == 2 and "unknown channel" in bad.stderr
+
+
 def test_teller_forget_erases_and_prints_the_receipt(home: Path) -> None:
     store = Store(home / "teller.db")
     record_brief(store, home / "briefs", ["where is my zebra card", "where is my card please"])

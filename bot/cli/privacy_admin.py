@@ -117,6 +117,28 @@ def forget(
         out.print(f"[dim]- {escape(caveat)}[/dim]", highlight=False)
 
 
+# ---------------------------------------------------------------------------------------- access
+
+
+@app.command("access-request")
+def access_request(channel: ChannelOpt, user: UserOpt) -> None:
+    """A customer's right of access: everything Teller stores about them (their messages and the
+    replies, feedback, handoffs, outcomes), as one JSON document on stdout, recorded in the audit
+    log under their pseudonym. Names the customer as `teller forget` does (a verified web customer
+    by the bank's customer id). A customer Teller never heard of gets an empty document."""
+    from bot.assistant import open_store
+    from bot.privacy.access import access_request as build
+    from bot.privacy.erasure import customer
+
+    channel, user = customer(channel, user)
+    store = open_store(get_settings())
+    try:
+        document = build(store, channel, stored_customer(store, channel, user), str(local_actor()))
+    finally:
+        store.close()
+    emit_json(document)
+
+
 # ---------------------------------------------------------------------------------------- retention
 
 

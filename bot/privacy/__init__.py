@@ -6,4 +6,6 @@
   one customer's data erased on request, with a receipt; both recorded in the audit log.
   :mod:`bot.privacy.purge` removes messages with everything that hangs off them, for both, and
   :mod:`bot.privacy.briefs` their quotes in positioning briefs (rows and files).
+- :mod:`bot.privacy.access`: everything stored about one customer handed out on request (the right
+  of access), recorded in the audit log.
 """
