@@ -18,7 +18,7 @@ from bot.batching import DecisionBatcher
 from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, entry_of, intent_of, is_feedback_form
 from bot.errors import Conflict, InputError
 from bot.policy import LANGUAGE_RULE, AnswerPolicy, Decision, Route
-from bot.privacy.redaction import redact
+from bot.privacy.redaction import redact, scan
 from bot.stages import timed
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
 from bot.text import clean, storable, visible
@@ -102,6 +102,23 @@ class Outgoing:
     turn: str | None = None
 
 
+#: What a customer who sent a PIN, a card's security code, a password, a one-time code or an access
+#: token is told first (their stored message holds only its placeholder, :mod:`bot.privacy.redaction`).
+SECRET_WARNING = (
+    "Please never send your PIN, passwords or security codes in a chat: we will never ask for them. "
+    "We have not kept what you sent."
+)
+#: The kinds of :mod:`bot.privacy.redaction` that :data:`SECRET_WARNING` is about (PCI DSS's
+#: sensitive authentication data, and credentials).
+SECRET_KINDS = frozenset({"pin", "cvv", "password", "otp", "credential"})
+
+
+def sends_secrets(text: str) -> bool:
+    """Whether ``text`` holds one of :data:`SECRET_KINDS` (a redaction scan: about 0.1 ms for a
+    short message)."""
+    return any(f.kind in SECRET_KINDS for f in scan(text).findings)
+
+
 def _same_words(stored: str, again: str) -> bool:
     """Whether a resent message's stored form is the first one's: the same words in another Unicode
     normal form count as the same ("café" typed with é, or with e and U+0301 as a macOS text field
@@ -142,6 +159,8 @@ class TellerCore:
         decision, model_version = self._decide(text, incoming)
         if not staffed:
             decision = unstaffed(decision, self.policy.unstaffed_words)
+        if decision.answer and decision.language == "en" and sends_secrets(text):
+            decision = replace(decision, answer=f"{SECRET_WARNING}\n\n{decision.answer}")
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             with timed("store_write"):

@@ -221,6 +221,16 @@ class Settings(BaseSettings):
         "`teller serve` and by `teller retention run`. Unset: kept until erased (texts awaiting "
         "delivery are still dropped after 24 hours). At most 36,500 (a hundred years).",
     )
+    privacy_notice: str = Field(
+        default=(
+            "We keep this conversation to answer you and to improve our answers, with card numbers, "
+            "codes and similar details removed; our staff may read it."
+        ),
+        max_length=500,
+        validation_alias="TELLER_PRIVACY_NOTICE",
+        description="The line under the web chat telling customers what is kept (the bank's own "
+        "privacy notice in one sentence, perhaps with where to read the rest); empty: none shown.",
+    )
     customer_erasure: Literal["anonymous", "all", "off"] = Field(
         default="anonymous",
         validation_alias="TELLER_CUSTOMER_ERASURE",

@@ -111,6 +111,10 @@ def test_the_chat_page_names_the_bank_escaped() -> None:
     assert "<title>Teller · {{greeting}}</title>" in odd
     unnamed = chat_page_html("")
     assert "<title>Teller</title>" in unnamed and "<small>Your bank&#x27;s assistant</small>" in unnamed
+    # The bank's privacy notice (TELLER_PRIVACY_NOTICE), escaped; none: an empty attribute.
+    noticed = chat_page_html("X", notice='We keep "this" <30 days>')
+    assert 'data-notice="We keep &quot;this&quot; &lt;30 days&gt;"' in noticed
+    assert 'data-notice=""' in unnamed
 
 
 def test_a_served_bank_greets_with_its_own_name(teller_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,6 +43,22 @@ def test_messages_endpoint_answers_and_stores(client: TestClient, core: TellerCo
     assert stored.model_version == core.policy.classifier.version and stored.latency_ms is not None
 
 
+def test_a_customer_who_sends_a_secret_is_told_not_to_and_it_is_not_kept(
+    client: TestClient, core: TellerCore
+) -> None:
+    from bot.core import SECRET_WARNING
+
+    response = client.post("/api/messages", json={"text": "my pin is 4921, what's the overdraft fee?"})
+    body = response.json()
+    assert response.status_code == 200 and body["reply"].startswith(SECRET_WARNING)
+    assert "overdraft" in body["reply"].lower()  # ... and the question is answered
+    [asked] = [m for m in core.store.conversations.history() if m.direction == "in"]
+    assert "4921" not in asked.text and "[PIN]" in asked.text
+    # A card number is personal data, not a secret: no warning (it is redacted all the same).
+    plain = client.post("/api/messages", json={"text": "card 4111 1111 1111 1111, what's the overdraft fee?"})
+    assert not plain.json()["reply"].startswith(SECRET_WARNING)
+
+
 def test_retries_with_a_client_message_id_are_answered_once(client: TestClient, core: TellerCore) -> None:
     body = {"text": "hello", "client_message_id": "1"}
     first = client.post("/api/messages", json=body).json()

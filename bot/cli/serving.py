@@ -87,6 +87,7 @@ def serve(
         bank=lambda: core.policy.bank,
         briefs_dir=settings.briefs_dir,
         customer_erasure=settings.customer_erasure,
+        privacy_notice=settings.privacy_notice,
         identities=Identities.from_store(
             core.store,
             settings.session_secret,

@@ -376,16 +376,18 @@ async def current_customer(request: Request) -> WebCustomer:
 
 
 @functools.lru_cache(maxsize=4)
-def chat_page_html(bank: str, erasure: bool = True) -> str:
+def chat_page_html(bank: str, erasure: bool = True, notice: str = "") -> str:
     """The web chat's page naming ``bank`` (HTML-escaped; "" for no name): its title, its header
     and the greeting its script shows first (a data attribute: the page allows no inline script);
-    with ``erasure``, its "Delete my conversation" button (``DELETE /api/conversation``)."""
+    with ``erasure``, its "Delete my conversation" button (``DELETE /api/conversation``); ``notice``
+    (``TELLER_PRIVACY_NOTICE``), the line under the form saying what is kept ("" for none)."""
     assistant = f"{bank_possessive(bank)} assistant"
     fields = {
         "title": f"Teller · {bank}" if bank else "Teller",
         "assistant": assistant[:1].upper() + assistant[1:],
         "greeting": f"Hello! I'm Teller, {assistant}. How can I help?",
         "erasure": "on" if erasure else "off",
+        "notice": notice,
     }
     # A template beside the package, not under /static: served only filled in.
     page = (Path(__file__).parent / "chat.html").read_text(encoding="utf-8")
@@ -419,6 +421,7 @@ def create_app(
     bank: str | Callable[[], str] = STARTER_BANK,
     briefs_dir: Path | None = None,
     customer_erasure: str = "anonymous",
+    privacy_notice: str = "",
 ) -> FastAPI:
     """The HTTP application around ``core``; ``services`` (e.g. the model swapper), then
     ``channels``, then ``background`` work that needs the channels running (delivery recovery)
@@ -439,7 +442,8 @@ def create_app(
     ``briefs_dir`` (``TELLER_HOME/briefs``): where an erasure rewrites the brief files that quoted
     the customer (None: the database's briefs only, and the receipt says so).
     ``customer_erasure`` (``TELLER_CUSTOMER_ERASURE``): who may erase themselves from the web chat
-    (``anonymous``, ``all`` or ``off``; :meth:`erase_own`).
+    (``anonymous``, ``all`` or ``off``; :meth:`erase_own`). ``privacy_notice``
+    (``TELLER_PRIVACY_NOTICE``): the chat page's line saying what is kept.
     """
     service = service or TellerService(core)
     identities = identities or Identities.from_store(core.store)
@@ -544,7 +548,8 @@ def create_app(
     # HEAD too: uptime monitors probe the page so (405 read as "down"); a probe gets no session.
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     def chat_page(request: Request) -> HTMLResponse:
-        page = HTMLResponse(chat_page_html(bank() if callable(bank) else bank, customer_erasure != "off"))
+        name = bank() if callable(bank) else bank
+        page = HTMLResponse(chat_page_html(name, customer_erasure != "off", privacy_notice))
         if request.method == "HEAD":
             return page
         if identities.page_customer(request) is None:  # first visit, or the session ran out

@@ -123,6 +123,14 @@
     }, 3000);
   }
 
+  // What is kept, as the bank words it (TELLER_PRIVACY_NOTICE), with the button that removes it.
+  const notice = document.getElementById("notice");
+  if (notice && notice.dataset.notice) {
+    const erasable = document.getElementById("forget")?.dataset.erasure === "on";
+    notice.textContent = notice.dataset.notice + (erasable ? " “Delete my conversation” removes it." : "");
+    notice.hidden = false;
+  }
+
   // "Delete my conversation": everything Teller stored about this customer is erased (the server
   // may refuse: a customer the bank has verified asks the bank instead).
   const forget = document.getElementById("forget");
