@@ -106,8 +106,10 @@ class Outgoing:
 #: token is told first (their stored message holds only its placeholder, :mod:`bot.privacy.redaction`).
 SECRET_WARNING = (
     "Please never send your PIN, passwords or security codes in a chat: we will never ask for them. "
-    "We have not kept what you sent."
+    "We have not stored it."
 )
+#: How a reply begins with it: the warning, a blank line, then the answer.
+SECRET_PREFIX = SECRET_WARNING + "\n\n"
 #: The kinds of :mod:`bot.privacy.redaction` that :data:`SECRET_WARNING` is about (PCI DSS's
 #: sensitive authentication data, and credentials).
 SECRET_KINDS = frozenset({"pin", "cvv", "password", "otp", "credential"})
@@ -160,7 +162,7 @@ class TellerCore:
         if not staffed:
             decision = unstaffed(decision, self.policy.unstaffed_words)
         if decision.answer and decision.language == "en" and sends_secrets(text):
-            decision = replace(decision, answer=f"{SECRET_WARNING}\n\n{decision.answer}")
+            decision = replace(decision, answer=SECRET_PREFIX + decision.answer)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             with timed("store_write"):
@@ -240,10 +242,14 @@ class TellerCore:
         alone (one stored before, replayed): a handoff's text becomes :func:`unstaffed_text`, a reply
         that offers a person (:attr:`~bot.policy.AnswerPolicy.unstaffed_words`) its unstaffed words,
         and no button for a person is left. A reply already as told unstaffed stays as it is."""
+        # A reply that begins with the warning about a secret keeps it (see :data:`SECRET_WARNING`).
+        warned = reply.text.startswith(SECRET_PREFIX)
+        said = reply.text[len(SECRET_PREFIX) :] if warned else reply.text
         if reply.route == Route.HANDOFF.value:
-            text = unstaffed_text(reply.text)
+            text = unstaffed_text(said)
         else:
-            text = self.policy.unstaffed_words.get(reply.text, reply.text)
+            text = self.policy.unstaffed_words.get(said, said)
+        text = SECRET_PREFIX + text if warned else text
         return replace(reply, text=text, choices=without_person(reply.choices))
 
     def stored_reply(self, message_id: str) -> Outgoing:

@@ -396,7 +396,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def test_an_access_request_hands_out_what_is_stored_about_one_customer_and_is_audited(home: Path) -> None:
-    result = runner.invoke(app, ["access-request", "--channel", "web", "--user", "alice"])
+    result = runner.invoke(app, ["access", "--channel", "web", "--user", "alice"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     store = Store(home / "teller.db")
@@ -416,10 +416,10 @@ def test_an_access_request_hands_out_what_is_stored_about_one_customer_and_is_au
         store.close()
     # Bob's messages are not in Alice's document; someone Teller never heard of gets an empty one.
     assert not any("bob" in json.dumps(m) for m in document["messages"])
-    unknown = runner.invoke(app, ["access-request", "--channel", "telegram", "--user", "999"])
+    unknown = runner.invoke(app, ["access", "--channel", "telegram", "--user", "999"])
     nobody = json.loads(unknown.stdout)
     assert nobody["messages"] == nobody["feedback"] == nobody["handoffs"] == []
-    bad = runner.invoke(app, ["access-request", "--channel", "fax", "--user", "alice"])
+    bad = runner.invoke(app, ["access", "--channel", "fax", "--user", "alice"])
     assert bad.exit_code == 2 and "unknown channel" in bad.stderr
 
 

@@ -54,6 +54,12 @@ def test_a_customer_who_sends_a_secret_is_told_not_to_and_it_is_not_kept(
     assert "overdraft" in body["reply"].lower()  # ... and the question is answered
     [asked] = [m for m in core.store.conversations.history() if m.direction == "in"]
     assert "4921" not in asked.text and "[PIN]" in asked.text
+    # Handed off where no one can take over: the warning, then what such a customer is told.
+    from bot.core import UNSTAFFED
+
+    human = client.post("/api/messages", json={"text": "my password is Hunter22! I want to talk to a person"})
+    assert human.json()["route"] == "handoff", human.json()
+    assert human.json()["reply"] == f"{SECRET_WARNING}\n\n{UNSTAFFED}"
     # A card number is personal data, not a secret: no warning (it is redacted all the same).
     plain = client.post("/api/messages", json={"text": "card 4111 1111 1111 1111, what's the overdraft fee?"})
     assert not plain.json()["reply"].startswith(SECRET_WARNING)

@@ -120,7 +120,7 @@ def forget(
 # ---------------------------------------------------------------------------------------- access
 
 
-@app.command("access-request")
+@app.command("access")
 def access_request(channel: ChannelOpt, user: UserOpt) -> None:
     """A customer's right of access: everything Teller stores about them (their messages and the
     replies, feedback, handoffs, outcomes), as one JSON document on stdout, recorded in the audit

@@ -1,6 +1,6 @@
 """A customer's right of access: everything Teller stores about one customer, as one document.
 
-``teller access-request --channel C --user U`` answers a data-subject access request (GDPR Art. 15)
+``teller access --channel C --user U`` answers a data-subject access request (GDPR Art. 15)
 from the store, in one read transaction, and records it in the audit log (``access``) under the
 customer's keyed pseudonym, as an erasure is (:mod:`bot.privacy.erasure`). The document holds, for
 the customer named as ``teller forget`` names them:

@@ -478,7 +478,7 @@ class AuditAction(StrEnum):
     reserved for knowledge-base changes, corrections, retrains and model activations."""
 
     ERASURE = "erasure"
-    #: A customer's stored data handed out (``teller access-request``, :mod:`bot.privacy.access`).
+    #: A customer's stored data handed out (``teller access``, :mod:`bot.privacy.access`).
     ACCESS = "access"
     RETENTION = "retention"
     KB_CHANGE = "kb.change"

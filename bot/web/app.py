@@ -70,10 +70,10 @@ WEB_CHANNEL = "web"
 #: entry names them by pseudonym).
 CUSTOMER_ACTOR = "web:customer"
 #: What a customer who erased themselves is told stays (the operators' receipt says it in detail).
-CUSTOMER_KEPT = (
-    "Copies our staff received while helping you (in their team chat) are removed by us, not here.",
-    "Backups keep what they hold until they expire.",
+CUSTOMER_KEPT_STAFF = (
+    "Copies our staff received while helping you (in their team chat) are removed by us, not here."
 )
+CUSTOMER_KEPT_BACKUPS = "Backups keep what they hold until they expire."
 CUSTOMER_KEPT_KB = (
     "Your words may remain as an example question in our help answers; our staff have been told to "
     "review them."
@@ -763,7 +763,12 @@ def create_app(
             feedback=counts.get("feedback", 0),
             handoffs=counts.get("handoffs", 0),
             at=receipt.at,
-            kept=[*CUSTOMER_KEPT, *([CUSTOMER_KEPT_KB] if receipt.kb_entries else [])],
+            kept=[
+                # staff saw the conversation only through a handoff or the review queue
+                *([CUSTOMER_KEPT_STAFF] if counts.get("handoffs") or counts.get("review_sources") else []),
+                CUSTOMER_KEPT_BACKUPS,
+                *([CUSTOMER_KEPT_KB] if receipt.kb_entries else []),
+            ],
         )
 
     operator = OperatorKey(operator_key)
