@@ -7,7 +7,7 @@ the customer named as ``teller forget`` names them:
 
 - ``messages``: what they wrote and every message to them (Teller's replies, operators' relays),
   as stored, redaction applied, oldest first, with what answered each (route, intent, entry);
-- ``feedback``: their verdicts and comments on replies;
+- ``feedback``: their verdicts and comments on replies (in a group, on others' replies too);
 - ``handoffs``: their conversations handed to a person (when, and how they ended);
 - ``outcomes``: business outcomes the bank recorded on replies to them (an adviser call booked).
 
@@ -29,8 +29,10 @@ from bot.storage import AuditAction, Store, schema
 NOT_INCLUDED = (
     "Copies outside Teller's database: posts in the bank's ops channel (Slack), the customer's own "
     "chat app, backups and log files.",
-    "Operators' records made from the customer's messages (review items, corrections, knowledge-base "
-    "entries): the bank's, handled by an erasure as its receipt says.",
+    "Operators' records made from the customer's messages (flags, review items, corrections, "
+    "knowledge-base entries): the bank's, handled by an erasure as its receipt says.",
+    "In a group chat, a message another member wrote while this customer's conversation was with a "
+    "person is stored as theirs (relayed to the operator) and is in this document.",
 )
 
 
@@ -68,7 +70,11 @@ def access_request(store: Store, channel: str, user_id: str, actor: str) -> dict
             dict(row)
             for row in connection.execute(
                 select(f.c.message_id, f.c.helpful, f.c.comment, f.c.created_at)
-                .where(f.c.user_id == user_id, f.c.message_id.in_(theirs))
+                # on any reply of the channel: in a group, theirs on others' replies too (as erased)
+                .where(
+                    f.c.user_id == user_id,
+                    f.c.message_id.in_(select(m.c.id).where(m.c.channel == channel)),
+                )
                 .order_by(f.c.created_at)
             ).mappings()
         ]
