@@ -43,7 +43,7 @@ from bot.choices import (
     is_feedback_form,
 )
 from bot.choices import helpful as verdict_of
-from bot.core import FEEDBACK_TURN, TELLER_TURNS, Incoming, Outgoing, TellerCore, message_text
+from bot.core import FEEDBACK_TURN, SECRET_PREFIX, TELLER_TURNS, Incoming, Outgoing, TellerCore, message_text
 from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import Conflict, DeliveryError, InputError, NotFound, NotRateable, RateLimited
@@ -155,7 +155,7 @@ class TellerService:
             # booking is idempotent (a unique index on the reply and the outcome's name decides,
             # across replicas) and lands on the reply the press came under (``before``), as the
             # first time.
-            and reply.text != BUSY  # turned away at a handoff cap: no call was booked
+            and not reply.text.endswith(BUSY)  # turned away at a handoff cap: no call was booked
         ):
             self.book_adviser_call(incoming, reply)
         if not staffed and reply.route not in UNSTORED_ROUTES:
@@ -281,7 +281,9 @@ class TellerService:
             # Handed to a person: say roughly how long they wait, and when Teller takes over again.
             return replace(reply, text=f"{reply.text}\n\n{self.ops.waiting_notice()}")
         if opened is None and not may_open:
-            return replace(reply, text=BUSY)  # no person can take it now (a cap was reached)
+            # No person can take it now (a cap was reached); a warning about a secret stays first.
+            warned = reply.text.startswith(SECRET_PREFIX)
+            return replace(reply, text=SECRET_PREFIX + BUSY if warned else BUSY)
         return reply
 
     def message(

@@ -379,6 +379,12 @@ def test_handoffs_are_capped_per_address_and_in_total(bank: Bank) -> None:
         TestClient(bank.app).post("/api/messages", json={"text": HANDOFF_CHOICE}, headers=backend).json()
     )
     assert refused["reply"] == BUSY and bank.core.store.handoffs.open_count() == 3
+    # A secret sent with the request: the warning stays first, before the busy notice.
+    from bot.core import SECRET_PREFIX
+
+    body = {"text": "my password is Hunter22! I want to talk to a person"}
+    warned = TestClient(bank.app).post("/api/messages", json=body, headers=backend).json()
+    assert warned["route"] == "handoff" and warned["reply"] == SECRET_PREFIX + BUSY
 
 
 def _unsure_of_everything(bank: Bank) -> None:
