@@ -115,6 +115,12 @@ SECRET_PREFIX = SECRET_WARNING + "\n\n"
 SECRET_KINDS = frozenset({"pin", "cvv", "password", "otp", "credential"})
 
 
+def split_warning(text: str) -> tuple[str, str]:
+    """``(SECRET_PREFIX, the rest)`` for a reply that begins with the warning, else ``("", text)``:
+    a reply told otherwise (unstaffed, busy) keeps the warning first."""
+    return (SECRET_PREFIX, text[len(SECRET_PREFIX) :]) if text.startswith(SECRET_PREFIX) else ("", text)
+
+
 def sends_secrets(text: str) -> bool:
     """Whether ``text`` holds one of :data:`SECRET_KINDS` (a redaction scan: about 0.1 ms for a
     short message)."""
@@ -242,15 +248,12 @@ class TellerCore:
         alone (one stored before, replayed): a handoff's text becomes :func:`unstaffed_text`, a reply
         that offers a person (:attr:`~bot.policy.AnswerPolicy.unstaffed_words`) its unstaffed words,
         and no button for a person is left. A reply already as told unstaffed stays as it is."""
-        # A reply that begins with the warning about a secret keeps it (see :data:`SECRET_WARNING`).
-        warned = reply.text.startswith(SECRET_PREFIX)
-        said = reply.text[len(SECRET_PREFIX) :] if warned else reply.text
+        warning, said = split_warning(reply.text)
         if reply.route == Route.HANDOFF.value:
             text = unstaffed_text(said)
         else:
             text = self.policy.unstaffed_words.get(said, said)
-        text = SECRET_PREFIX + text if warned else text
-        return replace(reply, text=text, choices=without_person(reply.choices))
+        return replace(reply, text=warning + text, choices=without_person(reply.choices))
 
     def stored_reply(self, message_id: str) -> Outgoing:
         """One of Teller's stored replies as it was sent (to send it again). Raises

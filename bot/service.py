@@ -43,7 +43,7 @@ from bot.choices import (
     is_feedback_form,
 )
 from bot.choices import helpful as verdict_of
-from bot.core import FEEDBACK_TURN, SECRET_PREFIX, TELLER_TURNS, Incoming, Outgoing, TellerCore, message_text
+from bot.core import FEEDBACK_TURN, TELLER_TURNS, Incoming, Outgoing, TellerCore, message_text, split_warning
 from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import Conflict, DeliveryError, InputError, NotFound, NotRateable, RateLimited
@@ -282,8 +282,7 @@ class TellerService:
             return replace(reply, text=f"{reply.text}\n\n{self.ops.waiting_notice()}")
         if opened is None and not may_open:
             # No person can take it now (a cap was reached); a warning about a secret stays first.
-            warned = reply.text.startswith(SECRET_PREFIX)
-            return replace(reply, text=SECRET_PREFIX + BUSY if warned else BUSY)
+            return replace(reply, text=split_warning(reply.text)[0] + BUSY)
         return reply
 
     def message(

@@ -49,6 +49,7 @@ def db_status(as_json: JsonOpt = False) -> None:
     from bot.storage import Database, DeliveryState, Store
 
     store = Store(Database(get_settings().database, migrate=False, read_only=True))
+    behind: str | None = None  # what to do first, for a database not at this Teller's revision
     try:
         revision, head = store.database.revision(), store.database.head()
         newer = revision is not None and not store.database.knows(revision)
@@ -59,35 +60,25 @@ def db_status(as_json: JsonOpt = False) -> None:
             "pending": revision != head and not newer,
             "newer": newer,
         }
-        if revision != head:
-            if as_json:
-                emit_json(record)
-            else:
-                for key, value in record.items():
-                    out.print(f"{key}: {value}")
-                at = revision or "none (empty, or from before migrations)"
-                if newer:
-                    says = (
-                        f"The database is at revision {at}, newer than this Teller's ({head}): "
-                        "upgrade Teller."
-                    )
-                else:
-                    says = (
-                        f"The database is at revision {at}, this Teller's is {head}: `teller db upgrade` "
-                        "migrates it (replicas also do when they start)."
-                    )
-                err.print(says, soft_wrap=True)
-            return
-        record |= {
-            "active_model": store.deployment.active_model(),
-            "kb_log_seq": store.kb_log.head(),
-            "counts": store.counts().__dict__,
-            "deliveries": {state.value: n for state, n in store.deliveries.states().items()},
-            "failed_deliveries": [
-                {"message_id": d.message_id, "channel": d.channel, "reason": d.reason, "at": d.updated_at}
-                for d in store.deliveries.recent(DeliveryState.FAILED, limit=5)
-            ],
-        }
+        at = revision or "none (empty, or from before migrations)"
+        if newer:
+            behind = f"The database is at revision {at}, newer than this Teller's ({head}): upgrade Teller."
+        elif revision != head:
+            behind = (
+                f"The database is at revision {at}, this Teller's is {head}: `teller db upgrade` "
+                "migrates it (replicas also do when they start)."
+            )
+        else:  # only a database at this Teller's revision is read further
+            record |= {
+                "active_model": store.deployment.active_model(),
+                "kb_log_seq": store.kb_log.head(),
+                "counts": store.counts().__dict__,
+                "deliveries": {state.value: n for state, n in store.deliveries.states().items()},
+                "failed_deliveries": [
+                    {"message_id": d.message_id, "channel": d.channel, "reason": d.reason, "at": d.updated_at}
+                    for d in store.deliveries.recent(DeliveryState.FAILED, limit=5)
+                ],
+            }
     finally:
         store.close()
     if as_json:
@@ -95,6 +86,8 @@ def db_status(as_json: JsonOpt = False) -> None:
         return
     for key, value in record.items():
         out.print(f"{key}: {value}")
+    if behind is not None:
+        err.print(behind, soft_wrap=True)
 
 
 @app.command()

@@ -2938,18 +2938,24 @@ _NINO_BAD_PREFIX = {"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"}
 
 
 @lru_cache(maxsize=128)
-def _iban_length(country: str) -> int:
-    """The IBAN length of ``country`` from python-stdnum's registry (0: no IBAN there)."""
+def _iban_bban(country: str) -> str | None:
+    """The national part's format of ``country``'s IBAN in python-stdnum's registry ("8!n10!n" for
+    Germany), None for a country without IBANs."""
     from stdnum import numdb
 
     try:
         props = numdb.get("iban").info(country)[0][1]
     except Exception:
-        return 0
+        return None
     bban = props.get("bban") if isinstance(props, dict) else None
-    if not bban:
-        return 0
-    return 4 + sum(int(n) for n in re.findall(r"([0-9]+)!", bban))
+    return str(bban) if bban else None
+
+
+@lru_cache(maxsize=128)
+def _iban_length(country: str) -> int:
+    """The IBAN length of ``country`` (0: no IBAN there)."""
+    bban = _iban_bban(country)
+    return 4 + sum(int(n) for n in re.findall(r"([0-9]+)!", bban)) if bban else 0
 
 
 def _detect_letter_led(ctx: _Context) -> None:
@@ -3046,15 +3052,9 @@ def _iban_shaped(candidate: str) -> int:
 
 @lru_cache(maxsize=128)
 def _iban_structure(country: str) -> re.Pattern[str] | None:
-    """The national part's format of ``country``'s IBAN as a pattern (python-stdnum's registry)."""
-    from stdnum import numdb
-
-    try:
-        props = numdb.get("iban").info(country)[0][1]
-    except Exception:
-        return None
-    bban = props.get("bban") if isinstance(props, dict) else None
-    if not bban:
+    """The national part's format of ``country``'s IBAN as a pattern (:func:`_iban_bban`)."""
+    bban = _iban_bban(country)
+    if bban is None:
         return None
     classes = {"n": "[0-9]", "a": "[A-Z]", "c": "[A-Z0-9]"}
     body = re.sub(r"([0-9]+)!([nac])", lambda m: f"{classes[m.group(2)]}{{{m.group(1)}}}", bban)

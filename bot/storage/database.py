@@ -530,20 +530,21 @@ RECLAIM_WAIT_MS = 200
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling skips DDL).
     dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
     # secure_delete: a deleted row's bytes are overwritten with zeros, not left in free pages of the
     # file, so an erased customer's words do not stay readable in it (nor in backups copied from it).
-    pragmas = ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "secure_delete = ON")
-    for pragma in (*pragmas, f"busy_timeout = {BUSY_TIMEOUT_MS}"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+    _pragmas(dbapi_connection, "journal_mode = WAL", "synchronous = NORMAL", "secure_delete = ON")
 
 
 def _sqlite_connect_reading(dbapi_connection: Any, _record: Any) -> None:
     """A connection that only reads: the connection's own settings, not the file's journal mode."""
     dbapi_connection.isolation_level = None
+    _pragmas(dbapi_connection)
+
+
+def _pragmas(dbapi_connection: Any, *pragmas: str) -> None:
+    """``pragmas``, then the foreign keys and the busy timeout every connection has."""
     cursor = dbapi_connection.cursor()
-    for pragma in ("foreign_keys = ON", f"busy_timeout = {BUSY_TIMEOUT_MS}"):
+    for pragma in (*pragmas, "foreign_keys = ON", f"busy_timeout = {BUSY_TIMEOUT_MS}"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
