@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
@@ -110,10 +110,18 @@ ERASED_NOTE = (
     "longer reach them, and your message was not kept. If the bank must still contact them, do it "
     "through its own records."
 )
+#: Told in an open handoff's thread when its customer is erased while the service runs.
+ERASED_NOW_NOTE = (
+    "This customer's data has just been erased (right to erasure), and this handoff with it: "
+    "nothing more reaches them from this thread, and nothing of theirs is kept."
+)
 #: ``closed_by`` of a handoff that closed itself after going idle.
 IDLE_ACTOR = "system:idle"
 #: Minutes of silence (either way) after which a handoff closes itself (TELLER_HANDOFF_IDLE_MINUTES).
 IDLE_MINUTES = 30
+#: Before a message relayed from a group chat's member other than the handed-off customer.
+OTHER_MEMBER = "(another person in this chat)"
+
 #: The longest operator message relayed to a customer (characters): the longest answer Teller itself
 #: gives (a knowledge-base answer, :data:`retrieval.entry.MAX_ANSWER_CHARS`); channels split it at
 #: their own limits.
@@ -222,6 +230,7 @@ class OpsDesk:
                 incoming.text,
                 platform_id=incoming.message_id,
                 segment=incoming.segment,
+                sender=incoming.user_id,
             )
         except DuplicateMessage:
             # The same message again (a client's retry racing its first attempt): answered with the
@@ -229,7 +238,8 @@ class OpsDesk:
             seen = self.store.conversations.seen(incoming.channel, incoming.message_id or "")
             stored_id = seen[0].id if seen is not None else f"{handoff.id}:dup"
             return Outgoing(stored_id, "", route=HUMAN_ROUTE, duplicate=True, silent=True)
-        self._later(self._to_thread, handoff.id, stored.text)
+        other = stored.user_id != handoff.customer_user_id
+        self._later(self._to_thread, handoff.id, stored.text, other)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 
     def _as_pressed(self, text: str) -> str:
@@ -473,6 +483,14 @@ class OpsDesk:
                 "use another way.",
             )
 
+    def customer_erased(self, threads: Iterable[tuple[str, str]]) -> None:
+        """A customer with open handoffs was erased (:attr:`ErasureReceipt.open_threads`, channel id
+        and thread ts): each thread is told, so that no operator goes on writing there unaware."""
+        if self.board is None:
+            return
+        for ops_channel, thread_ts in threads:
+            self._later(self.board.warn_in_thread, HandoffThread(ops_channel, thread_ts), ERASED_NOW_NOTE)
+
     def _erased_reply(self, ops_channel: str, thread_ts: str, actor: Actor, text: str) -> None:
         """An operator replied in the thread of a handoff whose customer has been erased: nothing can
         reach them (who and where they were is gone) and nothing is stored; the operator is told so
@@ -615,7 +633,9 @@ class OpsDesk:
         self.store.handoffs.set_thread(handoff_id, self.board.ops_channel or "", ts)
         log.info("handoff_opened", extra={"fields": {"handoff": handoff_id, "channel": handoff.channel}})
 
-    def _to_thread(self, handoff_id: str, text: str) -> None:
+    def _to_thread(self, handoff_id: str, text: str, other_member: bool = False) -> None:
+        """Post a relayed message in the handoff's thread; ``other_member``: written by someone in
+        the (group) chat other than the handed-off customer, and marked so."""
         assert self.board is not None
         handoff = self.store.handoffs.get(handoff_id)
         if handoff.thread_ts is not None:
@@ -624,7 +644,7 @@ class OpsDesk:
             except Exception:  # the knowledge base changing meanwhile: the value as it came
                 log.exception("pressed_label_failed")
                 shown = text
-            self.board.post_in_thread(handoff, shown)
+            self.board.post_in_thread(handoff, f"{OTHER_MEMBER} {shown}" if other_member else shown)
 
     def _file(self, reply_id: str) -> None:
         """File a reply for review (:meth:`ReviewService.file_reply`) and post each open item it

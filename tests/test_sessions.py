@@ -28,7 +28,7 @@ from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE
 from bot.core import MAX_TEXT, Incoming, Outgoing, TellerCore
 from bot.errors import RateLimited
 from bot.operators import Actor
-from bot.ops_desk import ERASED_NOTE, MAX_RELAY
+from bot.ops_desk import ERASED_NOTE, ERASED_NOW_NOTE, MAX_RELAY, OTHER_MEMBER
 from bot.policy import UNSURE
 from bot.service import NO_SUCH_REPLY, NOT_RATEABLE, UNSTAFFED, TellerService
 from bot.settings import get_settings
@@ -801,6 +801,30 @@ def test_a_message_relayed_during_a_handoff_keeps_the_segment_the_bank_named(ban
     ]
 
 
+def test_a_group_members_message_relayed_during_a_handoff_is_stored_as_theirs(bank: Bank) -> None:
+    """A group chat (one conversation, several people): during one member's handoff another
+    member's message was stored as the handed-off customer's, so that customer's access request
+    showed someone else's words and their erasure removed them. It is stored as its sender's and
+    marked as another person's in the operators' thread."""
+    first = bank.core.handle(Incoming("telegram", "group-1", "alice", "g:1", "hello"))
+    stored = bank.core.store.conversations.message(first.message_id)
+    bank.core.store.handoffs.start(
+        NewHandoff("telegram", stored.conversation_id, "alice", "group-1", first.message_id)
+    )
+    ops = bank.service.ops
+    assert ops is not None
+    handoff = bank.core.store.handoffs.active_for("telegram", "group-1")
+    assert handoff is not None
+    bank.core.store.handoffs.set_thread(handoff.id, "C-ops", "1700000000.000001")
+    for sender, message_id, text in (("alice", "g:2", "any news?"), ("bob", "g:3", "me too, same problem")):
+        assert ops.relay_in(Incoming("telegram", "group-1", sender, message_id, text)) is not None
+    ops.drain()
+    inbound = {m.text: m.user_id for m in bank.core.store.conversations.history() if m.direction == "in"}
+    assert inbound["any news?"] == "alice"
+    assert inbound["me too, same problem"] == "bob"
+    assert bank.board.in_thread[-2:] == ["any news?", f"{OTHER_MEMBER} me too, same problem"]
+
+
 def test_a_button_from_before_pressed_during_a_handoff_reads_as_its_label_in_the_thread(bank: Bank) -> None:
     """A trial's finding: buttons left from before a handoff, pressed during it, reached the
     operator as their values ("*Customer:* entry:lost_or_stolen_card", "handoff:adviser"). The
@@ -897,6 +921,26 @@ def test_an_operators_reply_after_the_handoff_expired_is_reported_in_the_thread(
     assert not any("Are you still there?" in m.text for m in store.handoffs.transcript(expired.id))
 
 
+def test_a_customer_who_deletes_their_conversation_during_a_handoff_is_told_in_its_thread(bank: Bank) -> None:
+    """A reviewer's finding: a customer's own "Delete my conversation" during an open handoff left
+    its ops thread as it was, the operator writing on to nobody until a reply bounced. The thread
+    is told at once; another customer's handoff thread is not."""
+    alice, bob = new_customer(bank.app), new_customer(bank.app)
+    for customer in (alice, bob):
+        customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    ops = bank.service.ops
+    assert ops is not None
+    ops.drain()
+    store = bank.core.store
+    mine = store.handoffs.active_for("web", stored_user_id(bank.core, alice))
+    assert mine is not None and mine.thread_ts is not None
+    warned = len(bank.board.warnings)
+    assert alice.delete("/api/conversation").status_code == 200
+    ops.drain()
+    assert bank.board.warnings[warned:] == [ERASED_NOW_NOTE]
+    assert bank.board.warned_threads[-1] == mine.thread_ts
+
+
 def test_an_operators_reply_after_the_customer_was_erased_is_reported_in_the_thread_and_not_kept(
     bank: Bank, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -913,6 +957,9 @@ def test_an_operators_reply_after_the_customer_was_erased_is_reported_in_the_thr
     with TestClient(create_app(bank.core, service=bank.service, operator_key=key)) as operator:
         erased = operator.delete(f"/api/customers/web/{user}", headers={"Authorization": f"Bearer {key}"})
     assert erased.status_code == 200 and erased.json()["counts"]["handoffs"] == 1
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    # The thread is told at once that the handoff went with the customer.
+    assert bank.board.warnings[-1] == ERASED_NOW_NOTE and bank.board.warned_threads[-1] == handoff.thread_ts
     store = bank.core.store
     before, warned = store.counts(), len(bank.board.warnings)
 

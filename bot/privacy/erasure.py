@@ -162,6 +162,9 @@ class ErasureReceipt:
     caveats: tuple[str, ...] = ()
     dry_run: bool = False
     audit_id: int | None = None
+    #: The ops-channel threads (channel id, thread ts) of the customer's handoffs that were open:
+    #: a running service tells the operators there that the handoff went with the customer.
+    open_threads: tuple[tuple[str, str], ...] = ()
 
     @property
     def total(self) -> int:
@@ -386,6 +389,7 @@ class Eraser:
             kb_entries=tuple(sorted(kb_entries)),
             caveats=self._caveats(connection, channel, user_id, removed, kb_entries, len(threads)),
             dry_run=dry_run,
+            open_threads=tuple(sorted(threads)),
         )
 
     def _caveats(

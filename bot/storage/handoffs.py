@@ -219,12 +219,15 @@ class HandoffRepository:
         author: str | None = None,
         platform_id: str | None = None,
         segment: str | None = None,
+        sender: str | None = None,
     ) -> StoredMessage:
         """Store a message relayed during an open handoff: the customer's (``IN``, deduplicated by
         ``platform_id`` like any customer message, with the ``segment`` the bank named for the
         customer, as an answered message keeps it) or an operator's reply (``OUT``, ``author`` the
         operator; deduplicated by ``platform_id`` within the conversation). Route ``human``, text
-        redacted.
+        redacted. An ``IN`` message is stored as its ``sender``'s (a group chat's other members
+        write in the same conversation: their words are theirs to see or erase, not the handed-off
+        customer's); without one, as the handed-off customer's. ``OUT`` messages are the customer's.
 
         Raises :class:`InputError` (empty text, no author, unknown or closed handoff) or
         :class:`DuplicateMessage`.
@@ -265,7 +268,7 @@ class HandoffRepository:
                 "conversation_id": conversation_id,
                 "direction": direction.value,
                 "channel": channel,
-                "user_id": user_id,
+                "user_id": sender if direction == Direction.IN and sender else user_id,
                 "platform_id": platform_id,
                 "text": stored,
                 "route": HUMAN_ROUTE,

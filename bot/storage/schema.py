@@ -86,6 +86,7 @@ feedback = Table(
     Column("channel", Text),
     Column("platform_id", Text),
     Index("idx_feedback_message_id", "message_id"),
+    Index("idx_feedback_user_id", "user_id"),  # erasure and access (migration 0017)
     Index(
         "feedback_platform",
         "channel",

@@ -751,6 +751,8 @@ def create_app(
             now = core.store.database.clock.now()
             return ErasedOut(messages=0, conversations=0, feedback=0, handoffs=0, at=now)
         receipt = Eraser(core.store, briefs_dir).erase(WEB_CHANNEL, who.user_id, CUSTOMER_ACTOR)
+        if service.ops is not None:
+            service.ops.customer_erased(receipt.open_threads)
         counts = receipt.counts
         if receipt.kb_entries:
             # Operators' entries written from the customer's words: theirs to review (the audit row
@@ -812,7 +814,10 @@ def create_app(
 
         if channel.strip().lower() == WEB_CHANNEL:
             user_id = stored_user_id(core.store, user_id)
-        return JSONResponse(Eraser(core.store, briefs_dir).erase(channel, user_id, API_ACTOR).to_dict())
+        receipt = Eraser(core.store, briefs_dir).erase(channel, user_id, API_ACTOR)
+        if service.ops is not None:
+            service.ops.customer_erased(receipt.open_threads)
+        return JSONResponse(receipt.to_dict())
 
     @app.get(
         "/healthz",
