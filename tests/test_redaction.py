@@ -2023,3 +2023,25 @@ def test_a_second_date_after_a_date_of_birth_found_is_not_one() -> None:
         redact("my dob is 3 March 1990 and the payment on 4 March 2024 failed")
         == "my dob is [DOB] and the payment on 4 March 2024 failed"
     )
+
+
+def test_recurring_texts_are_remembered_only_when_clean_and_forgotten_when_regions_change() -> None:
+    """``redact_recurring`` (log fields): the same result as ``redact``; a clean short text is not
+    read again, a text holding personal data is never remembered, and a text clean in the default
+    regions is read anew once the bank's regions make it a phone number."""
+    from bot.privacy import redaction
+
+    redaction.configure_regions(())
+    known = redaction._KNOWN_CLEAN
+    for text in ("card_arrival", "web", "m_9f3a2b1c5d6e7f80", "card 4111 1111 1111 1111", "x" * 300):
+        assert redaction.redact_recurring(text) == redact(text)
+    assert "card_arrival" in known._texts and "web" in known._texts
+    assert not any("4111" in t for t in known._texts) and "x" * 300 not in known._texts
+    local = "call 9123 4567 after 6"
+    assert redaction.redact_recurring(local) == local and local in known._texts
+    try:
+        redaction.configure_regions(["sg"])
+        assert local not in known._texts
+        assert redaction.redact_recurring(local) == "call [PHONE] after 6"
+    finally:
+        redaction.configure_regions(())
