@@ -90,6 +90,10 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
         "Ollie looked lOst in the lOng Old hall "
     ),
     "memorable_word_is": _repeat("memorable word is "),
+    # Security questions and answers, one-time codes said in a sentence (session 53's rules).
+    "security_questions": _repeat("what is your first pet ? "),
+    "security_answer_pairs": _repeat("security answers: first car = Fiesta, "),
+    "codes_said": _repeat("got codes, your bank code is "),
     # The credential patterns' literals, repeated (each shape stays under the dense path's number count).
     "jwt_starts": _repeat("eyJ"),
     "private_key_begins": _repeat("-----BEGIN PRIVATE KEY-----"),

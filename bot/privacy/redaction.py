@@ -81,7 +81,11 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", "6 digit
   code", TAN, 验证码, код... + 4-10 characters with a digit, or such a value before "is your
   verification code";
-  a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code).
+  a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code);
+  and as banks' texts and customers say them (4-8 digits, whole or in groups): "Your OTP for txn of
+  INR 12,000.00 at FLIPKART is 582041", "Your Harbour Bank code is 77 31 58" (not "your promo /
+  sort / reference code is"), "code 739 204 came by sms", "a text from you with code 664120",
+  "i got two codes, 902114 and 118630"; pushTAN, Transaktionsnummer, "code from the app".
 - password [PASSWORD]: own rule: password/passcode/pwd (contraseña, mot de passe, Passwort/Kennwort,
   senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= +
   a token that is not an ordinary word ("my password is not working", "is too short", "is expired"
@@ -109,7 +113,15 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   correct", "is new"), or starting with a state or function word ("wrong", "not working", "locked",
   "expired", "forgotten", "the same", "case sensitive", "too long", "being rejected", "an animal"...), a
   lower-case word in -ed ("is hyphenated"), or a word in -ed / -ing going on with the sentence ("is showing
-  as incorrect").
+  as incorrect"). A capitalised name straight after a maiden-name label is the name ("mother's maiden
+  name Henderson"); a security question in brackets may come between ("the answer to my security question
+  (city I was born in) is Galway"); after "security answers:" each "question - answer" or "question =
+  answer" pair's answer ("favourite teacher = Mrs Patel, first car = Fiesta"); and after a security
+  question asked with its question mark, its answer ("what was the name of your first school? St
+  Brigid's": capitalised words, or one lower-case word ending the sentence).
+- A passcode of digits is read as a PIN ("my phone banking passcode is 55 21 09"), and so is a
+  telephone-banking PIN (telepin); a PIN, CVV or code said with doubt is still one ("my pin, i think
+  its 0007 or maybe 7000": both).
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
   出生日期, дата рождения...; and, when none follows the label at once, every date in the 80
@@ -122,7 +134,10 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   stays); and MM/YY right after a card number, with 3-4 digits after it as its [CVV] ("4111 1111 1111
   1111 12/26 123"; not an amount: "12/26, 150.00 charged"), or after the card in words ("expiring
   10/2027", "and it expires march 2027"): with the number they are what a card-not-present
-  payment needs (PCI DSS).
+  payment needs (PCI DSS). Also: Spanish, Italian, German labels (caduca, scadenza, verfällt), a
+  few words between the label and the date ("expiry date on the new card says 07/30"), the card's
+  last digits before the verb ("card ending 3181 - expires 12/27"), a sentence's full stop after
+  the date, and MMYY right after a card number when its security code follows ("... 7257 0926 552").
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
@@ -770,6 +785,7 @@ class _Context:
             _detect_emails(self)
         _detect_obfuscated_emails(self)
         _detect_spelt_secrets(self)
+        _detect_security_answers(self)
         if _ANY_DIGIT.search(text) is None:
             return
         _detect_nz_accounts(self)
@@ -993,8 +1009,15 @@ _SECRET_PHRASE_WORDS = [
     r"mum(?:['’]?s)?[ ]maiden[ ]name",
     r"mom(?:['’]?s)?[ ]maiden[ ]name",
     r"mmn",  # UK banks' abbreviation of mother's maiden name
+    r"maiden[ ]name[ ]of[ ](?:my|your|the)[ ](?:mother|mum|mom)",
     r"pass[ ]?phrase",
     r"first[ ]pet['’]s[ ]name",
+]
+#: A maiden name's labels, after which a capitalised word is the name even with no "is" between.
+_MAIDEN_WORDS = [
+    r"mother(?:['’]?s)?[ ]maiden[ ]name",
+    r"mum(?:['’]?s)?[ ]maiden[ ]name",
+    r"mom(?:['’]?s)?[ ]maiden[ ]name",
 ]
 #: A security question's answer said as a fact, the verb in the label: "my first pet was called Fluffy".
 _SECRET_CALLED_WORDS = [
@@ -1005,6 +1028,9 @@ _PIN_WORDS = [
     r"pin(?:[ -]?(?:code|number|no\.?|nr\.?|nummer|número|numero|код|kod))?",
     r"mpin",
     r"m-pin",
+    r"tele-?pin",
+    r"telephone[ ]banking[ ]pin",
+    r"phone[ ]banking[ ]pin",
     r"pin码",
     r"pin碼",
     r"code[ ](?:pin|confidentiel|secret)",  # "code secret": the French name of a card's PIN
@@ -1020,6 +1046,8 @@ _PIN_WORDS = [
     r"الرقم[ ]السري",
     r"पिन",
 ]
+#: A passcode made of digits is read as a PIN is (its digit groups together).
+_PASSCODE_WORDS = [r"pass[ ]?code", r"pass[ ]?number"]
 _CVV_WORDS = [
     r"cvv(?:[ ]?2(?![0-9]))?(?:[ \-]?(?:code|код|kod|c[óo]digo|nummer|number|no\.?))?",
     r"cvv码",
@@ -1089,7 +1117,7 @@ _OTP_WORDS = [
     r"mfa(?:[ ]code)?",
     r"two[ -]factor(?:[ ]auth(?:entication)?)?[ ]code",
     r"sms[ -]?code",
-    r"code[ ](?:from|in)[ ]the[ ](?:text|sms|message)",
+    r"code[ ](?:from|in)[ ]the[ ](?:text|sms|message|app|authenticator(?:[ ]app)?|e-?mail)",
     r"code[ ](?:texted|sent)[ ]to[ ](?:me|my[ ](?:phone|mobile))",
     r"code[ ]re[çc]u[ ]par[ ]sms",
     r"log-?in[ ]code",
@@ -1100,6 +1128,11 @@ _OTP_WORDS = [
     r"tan",
     r"mtan",
     r"m-tan",
+    r"push-?tan(?:-app)?",
+    r"photo-?tan(?:-app)?",
+    r"chip-?tan",
+    r"sms-?tan",
+    r"transaktionsnummer",
     r"código[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
     r"codigo[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
     r"clave[ ]din[áa]mica",
@@ -1483,7 +1516,12 @@ _CONNECT_WORD = (
 # Signs between a label and its value, JSON and Markdown included: {"cvv":"914"}, | dob | 14/03/1985 |,
 # "cvv (318)", "my pin's 7391".
 _CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→?]|是|为|為|は|が|는|은|이|가|هو|هي)"
-_FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,3}}[ ]{{0,3}}"
+# A customer unsure of the value: "my pin, i think its 0007", "pin maybe 4821".
+_HEDGE = (
+    r",?[ ]{0,3}(?:i[ ](?:think|believe|guess|reckon)|maybe|perhaps|probably)"
+    r"(?:[ ]{1,3}(?:it['’]?s|its|it[ ](?:is|was)))?(?![\p{L}'’])"
+)
+_FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM}|{_HEDGE})){{0,3}}[ ]{{0,3}}"
 _FILL_REQUIRED = (
     rf"[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,2}}"
     r"[ ]{0,3}"
@@ -1663,6 +1701,8 @@ def _head(pattern: str) -> str:
 _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("cvv", _CVV_WORDS, _OF_CARD + _ON_BACK + _FILL + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _OF_CARD + _PIN_CHANGE + _FILL + _DIGITS_VALUE),
+    # a passcode of digits, grouped as a PIN's may be: "my phone banking passcode is 55 21 09"
+    ("pin", _PASSCODE_WORDS, _FILL + _DIGITS_VALUE),
     ("sort", _SORT_WORDS, _FILL + _SORT_VALUE),
     ("bsb", _BSB_WORDS, _FILL + _BSB_VALUE),
     ("routing", _ROUTING_WORDS, _FILL + _ROUTING_VALUE),
@@ -1670,6 +1710,15 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
     ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
     ("secret_phrase", _SECRET_CALLED_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
+    # the question in brackets between: "the answer to my security question (city I was born in) is Galway"
+    (
+        "secret_phrase",
+        _SECRET_PHRASE_WORDS,
+        r"[ ]{0,3}\([^()\n]{1,48}\)" + _PASSWORD_FILL + _SECRET_PHRASE_VALUE,
+    ),
+    # a name straight after the label: "mother's maiden name Henderson"
+    # (read on the lower-cased text: :func:`_label_at` checks the name's capital in the text)
+    ("secret_name", _MAIDEN_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
     # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
@@ -1871,7 +1920,11 @@ def _label_at(text: str, low: str, lines: str, pos: int, indexes: tuple[int, ...
                 return None  # a card or a phone number after the label: their detectors decide
             start, end = start + secret[0], start + secret[1]
             return _LabelHit(kind, start - pos, end - pos, max(end, m.end()) - pos)
-        if kind in ("secret_word", "secret_phrase"):
+        if kind == "secret_name" and not text[start].isupper():
+            continue  # "mother's maiden name question": only a name straight after the label
+        if kind in ("secret_word", "secret_phrase") and _QA_PAIR.match(text, start):
+            return None  # "security question answer: first pet - biscuit": the pair's answer, below
+        if kind in ("secret_word", "secret_phrase", "secret_name"):
             quoted = low[start] in "\"“'"
             if not quoted:
                 end = _line_end(lines, start, end)
@@ -2221,6 +2274,8 @@ _CONTINUED = regex.compile(
     + _LINK
     + r"|(?:for[ ]{1,3})?(?:(?:a|the|my)[ ]{1,3})?(?:second|other|new|next|latest|old|previous)[ ]{1,3}"
     r"(?:one|code|pin)(?:" + _LINK + r")?"
+    # "my pin is 0007 or maybe 7000"
+    r"|(?:maybe|perhaps|possibly|probably)(?:" + _LINK + r")?"
     r")"
     r"[ ]{0,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)",
     regex.IGNORECASE,
@@ -3315,16 +3370,25 @@ _MONTH_NAME = (
 _EXPIRY_LABEL = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ ]date)?"
     # the verbs only of a card: "my card expires 10/27", not "my fixed rate expires march 2026"
-    r"|(?<=card[\p{L} ]{0,24})(?:expires|expiring|expired|exp)"
+    # (a card's last digits may come between: "the card ending 3181 - expires 12/27")
+    r"|(?<=card[\p{L}\p{N} \-,]{0,24})(?:expires|expiring|expired|exp)"
     r"|valid[ ](?:thru|through|until|till)"
-    r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad|ablaufdatum|g[üu]ltig[ ]bis"
-    r"|date[ ]d['’]expiration)"
-    r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}[ ]{0,3}"
+    r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad|caduca"
+    r"|ablaufdatum|g[üu]ltig[ ]bis|verf[äa]llt|scadenza"
+    r"|date[ ]d['’]expiration|expire[ ](?:le|fin|en))"
+    # ("expiry date on the new card says 07/30")
+    r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?|the|my|new|old|card|says|shows|reads)"
+    r"(?![\p{L}])){0,6}[ ]{0,3}"
     # MM/YY, MM/YYYY or MMYY (not "11.30", a time; not "9-10 working days")
     r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
     r"|" + _MONTH_NAME + r"\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
-    r"(?![0-9/.,:])",
+    # (a sentence may end after it: "Expiry: 10/25. Security code ...")
+    r"(?![0-9/:]|[.,][0-9])",
     regex.IGNORECASE,
+)
+#: After a security code's 3-4 digits: not more of a number, nor a currency ("150 pounds").
+_NOT_AN_AMOUNT_AFTER = (
+    r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€]))"
 )
 #: Right after a card number, what a pasted card line goes on with: its expiry (MM/YY or MM/YYYY,
 #: an "exp" label or not) and then, optionally, its security code (3-4 digits, a CVV label or not):
@@ -3334,11 +3398,12 @@ _AFTER_CARD = regex.compile(
     r"(?:exp(?:iry|ires|iring)?\.?|valid[ ]thru)(?:[ ]{1,3}(?:on|in|at|date))?)[ ]{0,3}[:\-]?[ ]{0,3})?"
     # MM/YY or MM/YYYY; after a label also a month's name and the year ("... and it expires march 2027")
     r"(?P<exp>(?:0[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}"
+    # MMYY without its slash only with the security code after it: "5210 ... 7257 0926 552"
+    r"|(?:0[1-9]|1[0-2])[0-9]{2}(?=[ ]{1,3}[0-9]{3,4}" + _NOT_AN_AMOUNT_AFTER + r")"
     r"|(?(label)" + _MONTH_NAME + r"\.?,?[ ]20[0-9]{2}|(?!)))"
     r"(?![0-9/])"
     r"(?:[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:cvv2?|cvc2?|csc|cv2)[ ]{0,3}[:\-]?[ ]{0,3})?"
-    r"(?P<cvv>[0-9]{3,4})"
-    r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€])))?",
+    r"(?P<cvv>[0-9]{3,4})" + _NOT_AN_AMOUNT_AFTER + r")?",
     regex.IGNORECASE,
 )
 
@@ -3427,8 +3492,102 @@ _OTP_FROM_TEXT = regex.compile(
 )
 
 
+#: A one-time code's digits, whole or in groups ("582041", "739 204", "77 31 58", "0 0 4 7 1 9").
+_OTP_DIGITS = (
+    r"(?P<v>[0-9]{2,4}(?:[ \-][0-9]{2,4}){1,3}|[0-9](?:[ ][0-9]){3,7}|[0-9]{4,8})"
+    r"(?![0-9]|[.,][0-9]|[ \-][0-9])"
+)
+#: The word before "code" that makes it something else than a one-time code ("your sort code is",
+#: "your promo code is", "your reference code is").
+_NOT_OTP_CODE = (
+    r"(?<!(?:sort|promo|promotional|reference|ref|discount|voucher|post|zip|postal|area|country|dialling"
+    r"|branch|swift|bic|tax|error|tariff|product|offer|coupon|referral|invite|invitation|gift|tracking"
+    r"|booking|qr|bar|source|fault|status|reason|transaction|merchant|routing|transit|ifsc|bsb|customer"
+    r"|membership|member|client|user|account|iban)[ ])"
+)
+#: One-time codes said the ways a bank's text message and its customers say them: "Your OTP for txn
+#: of INR 12,000.00 at FLIPKART is 582041", "Your Teller Bank code is 77 31 58", "code 739 204 came
+#: by sms", "Got a text from you with code 664120", "i got two codes, 902114 and 118630".
+_OTP_SAID = [
+    regex.compile(
+        r"(?<![\p{L}])your[ ]+(?:[\p{L}&'’\-]+[ ]+){0,3}"
+        r"(?:otp|one[ -]?time[ ](?:password|passcode|code|pin)|" + _NOT_OTP_CODE + r"code)"
+        # "for txn of INR 12,000.00 at FLIPKART": a full stop only inside a number
+        r"(?:[ ]+(?:for|to)[ ](?:[^.!?\n]|\.(?=[0-9])){0,60}?)?[ ]+is[ ]*:?[ ]*" + _OTP_DIGITS,
+        regex.IGNORECASE,
+    ),
+    regex.compile(
+        r"(?<![\p{L}])code[ ]+" + _OTP_DIGITS + r"[ ]+(?:came|arrived|was[ ]sent|sent)[ ]+(?:by|via|in)[ ]+"
+        r"(?:the[ ]+|a[ ]+|an[ ]+)?(?:sms|text|message|e-?mail)(?![\p{L}])",
+        regex.IGNORECASE,
+    ),
+    regex.compile(
+        r"(?<![\p{L}])(?:text|sms|message|e-?mail)[ ]+(?:[\p{L}]+[ ]+){0,4}?with[ ]+(?:the[ ]+|a[ ]+)?"
+        r"(?:(?:one[ -]?time|verification|security)[ ]+)?code[ ]*:?[ ]*" + _OTP_DIGITS,
+        regex.IGNORECASE,
+    ),
+    regex.compile(
+        r"(?<![\p{L}])(?:got|received|recieved|have|two|2)[ ]+(?:one[ -]?time[ ]+|verification[ ]+)?codes"
+        r"[ ]*[,:]?[ ]+"
+        + _OTP_DIGITS.replace("?P<v>", "?P<v>", 1)
+        + r"(?:[ ]*,?[ ]+(?:and|or|&)[ ]+(?P<w>[0-9]{4,8})(?![0-9]))?",
+        regex.IGNORECASE,
+    ),
+]
+
+
+#: Answers to security questions written as question and answer: after a security-answer label,
+#: each "question - answer" or "question = answer" pair ("security answers: favourite teacher = Mrs
+#: Patel, first car = Fiesta"); and a security question asked, then answered after its question mark
+#: ("what was the name of your first school? St Brigid's").
+_SECURITY_ANSWERS_LABEL = regex.compile(
+    r"(?<![\p{L}])(?:security|secret|memorable)[ ](?:question[ ])?(?:answers?|questions?)[ ]*[:\-–][ ]*",
+    regex.IGNORECASE,
+)
+_QA_PAIR = regex.compile(
+    # the sign between: "=" or ":", or a dash with a space beside it (not "case-sensitive")
+    r"(?P<q>(?:[\p{L}'’]+[ ]){0,4}[\p{L}'’]+)(?:[ ]*[=:][ ]*|[ ]+[-–][ ]*|[ ]*[-–][ ]+)"
+    r"(?P<a>[^\s,;=\-–:][^,;\n=]{0,39}?)(?=[ ]*(?:[,;\n]|$|\.(?:\s|$)|[ ]and[ ]))",
+    regex.IGNORECASE,
+)
+_QA_NEXT = regex.compile(r"[ ]*(?:[,;]|and)[ ]*", regex.IGNORECASE)
+_SECURITY_QUESTION = regex.compile(
+    r"(?<![\p{L}])(?:what|what['’]s|whats|who|where|which|name[ ]of)(?:[ ][\p{L}'’]+){0,8}?[ ](?:your|my)"
+    r"(?:[ ][\p{L}'’]+){0,3}?[ ](?:first|favou?rite|childhood|maiden|oldest|eldest|best[ ]friend['’]?s?"
+    r"|born|birth|pet['’]?s?|school|teacher|car|street|hero|nickname|middle[ ]name)"
+    r"(?:[ ][\p{L}'’]+){0,4}?[ ]?\?[ ]*"
+    # a name (capitalised words), or one word in lower case ending the sentence ("... pet? rex")
+    r"(?P<a>(?-i:[\p{Lu}\p{N}][\p{L}\p{N}'’\-]*(?:[ ][\p{Lu}\p{N}][\p{L}\p{N}'’\-]*){0,3})"
+    r"|(?!(?:i|it|its|it['’]s|is|can|how|what|why|when|where|who|the|a|an|my|your|do|does|did|please"
+    r"|pls|thanks|ok|okay|yes|no|not|and|but|so|that|this)(?![\p{L}'’]))(?-i:\p{Ll}[\p{L}'’\-]*)"
+    r"(?=[ ]*(?:[.!\n]|$)))"
+    r"(?=[ ]*(?:[.,;!\n]|$))",
+    regex.IGNORECASE,
+)
+
+
+def _detect_security_answers(ctx: _Context) -> None:
+    """:data:`_SECURITY_ANSWERS_LABEL` with :data:`_QA_PAIR`, and :data:`_SECURITY_QUESTION`."""
+    text = ctx.text
+    low = text.lower()
+    if "answer" in low or "question" in low:
+        for label in _SECURITY_ANSWERS_LABEL.finditer(text):
+            at = label.end()
+            while (pair := _QA_PAIR.match(text, at)) is not None:
+                why = "answer after its security question"
+                ctx.add(_P_SECRET, pair.start("a"), pair.end("a"), "password", "rule:password", why)
+                more = _QA_NEXT.match(text, pair.end())
+                if more is None:
+                    break
+                at = more.end()
+    if "?" in text:
+        for m in _SECURITY_QUESTION.finditer(text):
+            why = "answer written after a security question"
+            ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
+
+
 def _detect_secrets_said_around(ctx: _Context) -> None:
-    """:data:`_SECRET_BEFORE_LABEL` and :data:`_OTP_FROM_TEXT`."""
+    """:data:`_SECRET_BEFORE_LABEL`, :data:`_OTP_FROM_TEXT` and :data:`_OTP_SAID`."""
     for m in _SECRET_BEFORE_LABEL.finditer(ctx.text):
         digits = m.end("v") - m.start("v")
         kind, fits = ("pin", 4 <= digits <= 6) if m.group("pin") else ("cvv", 3 <= digits <= 4)
@@ -3438,6 +3597,14 @@ def _detect_secrets_said_around(ctx: _Context) -> None:
     for m in _OTP_FROM_TEXT.finditer(ctx.text):
         why = "digits of a code received by text or e-mail"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "otp", "rule:otp", why)
+    for pattern in _OTP_SAID:
+        for m in pattern.finditer(ctx.text):
+            for group in ("v", "w"):
+                if group in pattern.groupindex and m.group(group):
+                    digits = sum(c.isdigit() for c in m.group(group))
+                    if 4 <= digits <= 8:
+                        why = f"{digits} digits said to be a one-time code"
+                        ctx.add(_P_SECRET, m.start(group), m.end(group), "otp", "rule:otp", why)
 
 
 def _detect_spelt_secrets(ctx: _Context) -> None:
