@@ -2123,6 +2123,29 @@ def test_recurring_texts_are_remembered_only_when_clean_and_forgotten_when_regio
         ("Where was your first job? it's for the app", "Where was your first job? it's for the app"),
         ("what time does your branch open? 9am?", "what time does your branch open? 9am?"),
         ("the security answer is case-sensitive?", "the security answer is case-sensitive?"),
+        # numbers spelt out or typed a digit at a time
+        (
+            "the long number is four nine six seven five one one two zero zero seven five four six"
+            " seven eight",
+            "the long number is [CARD]",
+        ),
+        ("2 7 2 0 - 3 6 7 4 - 9 5 7 6 - 3 0 4 5 ... thats my mastercard", "[CARD] ... thats my mastercard"),
+        (
+            "acc number seven six seven three three three six six, sort code four zero, four seven,"
+            " zero eight",
+            "acc number [ACCOUNT], sort code [SORT_CODE]",
+        ),
+        ("account 0 9 1 5 6 1 6 5 sort 4 0 4 7 0 8", "account [ACCOUNT] sort [SORT_CODE]"),
+        ("zero seven seven zero zero nine zero zero five one two", "[PHONE]"),
+        ("ssn four zero six, eight eight, seven seven one two", "ssn [SSN]"),
+        ("one two three four five six seven", "one two three four five six seven"),
+        ("steps 1 2 3 4 5 6 7 8 9 10", "steps 1 2 3 4 5 6 7 8 9 10"),
+        # identity documents' labels
+        ("driver license # D4127785 (California)", "driver license # [NATIONAL_ID] (California)"),
+        (
+            "Ausweisnummer LZ6311T48, für die Kontoeröffnung",
+            "Ausweisnummer [NATIONAL_ID], für die Kontoeröffnung",
+        ),
     ],
 )
 def test_secrets_found_by_an_independent_dev_set(text: str, expected: str) -> None:

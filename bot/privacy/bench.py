@@ -94,6 +94,8 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
     "security_questions": _repeat("what is your first pet ? "),
     "security_answer_pairs": _repeat("security answers: first car = Fiesta, "),
     "codes_said": _repeat("got codes, your bank code is "),
+    "digits_spelt": _repeat("four nine six seven "),
+    "digits_one_by_one": _repeat("4 9 6 7 - "),
     # The credential patterns' literals, repeated (each shape stays under the dense path's number count).
     "jwt_starts": _repeat("eyJ"),
     "private_key_begins": _repeat("-----BEGIN PRIVATE KEY-----"),

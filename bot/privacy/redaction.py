@@ -151,6 +151,12 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
+- Numbers spelt out ("four nine six seven ...", "oh" and "nought" for 0) or typed a digit at a time
+  ("2 7 2 0 - 3 6 7 4 - ..."), at least six digits (:func:`_detect_disguised_numbers`): read as
+  the digits they give, a Luhn-valid 13-19 is a [CARD]; after a sort-code, account or SSN label (40
+  characters before), 6 / 6-12 / 9 digits are a [SORT_CODE], [ACCOUNT], [SSN]; a valid phone number
+  spelt out, or spaced out after a phone word, a [PHONE]; any other 8 or more spelt out a [NUMBER].
+  Digits a space apart with no label are left to the digit detectors ("steps 1 2 3 4 5 6").
 
 Not covered: names and postal addresses; the last four digits of a card ("card ending 3012"); a
 secret typed after a state word ("my memorable word is wrong, it's rosebud": the label is read once);
@@ -786,6 +792,7 @@ class _Context:
         _detect_obfuscated_emails(self)
         _detect_spelt_secrets(self)
         _detect_security_answers(self)
+        _detect_disguised_numbers(self)
         if _ANY_DIGIT.search(text) is None:
             return
         _detect_nz_accounts(self)
@@ -1324,7 +1331,11 @@ _ID_WORDS = [
     r"여권(?:[ ]?번호)?",
     r"جواز[ ]السفر",
     r"पासपोर्ट",
-    r"driv(?:er'?s|ing)[ ]licen[cs]e(?:[ ](?:no\.?|number|#))?",
+    r"driv(?:er['’]?s?|ing)[ ]licen[cs]e(?:[ ](?:no\.?|number|#))?",
+    r"ausweis(?:nummer|[ ]?nr\.?)?",
+    r"personalausweis(?:nummer|[ ]?nr\.?)?",
+    r"identity[ ]card(?:[ ](?:no\.?|number))?",
+    r"id[ ]card[ ](?:no\.?|number)",
     r"permis[ ]de[ ]conduire",
     r"führerschein(?:nummer)?",
     r"licencia[ ]de[ ]conducir",
@@ -3463,6 +3474,78 @@ def _detect_nearby_dob(ctx: _Context) -> None:
 
 
 _DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+#: Digits typed so that no number shows: spelt out ("four nine six seven ..."), or one at a time with
+#: spaces ("2 7 2 0 - 3 6 7 4 - ..."). A run of at least :data:`_DISGUISED_MIN` digits is read as
+#: the number it spells (:func:`_detect_disguised_numbers`).
+_DIGIT_VALUES: Final[Mapping[str, str]] = MappingProxyType(
+    {"zero": "0", "oh": "0", "nought": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+)  # fmt: skip
+_DISGUISED_MIN = 6
+_SPELT_RUN = regex.compile(
+    r"(?<![\p{L}\p{N}])(?:zero|oh|nought|one|two|three|four|five|six|seven|eight|nine)"
+    r"(?:[ ]{0,2}[,\-]?[ ]{1,2}(?:zero|oh|nought|one|two|three|four|five|six|seven|eight|nine)){5,}"
+    r"(?![\p{L}\p{N}])",
+    regex.IGNORECASE,
+)
+_SPACED_RUN = re.compile(
+    r"(?<![0-9A-Za-z])[0-9](?:[ ]{1,2}(?:[-–/][ ]{1,2})?[0-9](?![0-9])){5,}(?![0-9A-Za-z])"
+)
+#: What the words before a disguised number say it is (the nearest such label within 40 characters).
+_DISGUISED_LABELS = regex.compile(
+    r"(?<![\p{L}])(?:(?P<sort>sort[ ]?code|sort|s/?c)"
+    r"|(?P<account>acc(?:oun)?t?(?:[ ]?(?:number|no|num|#))?|a/c)"
+    r"|(?P<ssn>ssn|social[ ]security(?:[ ]number)?)|(?P<card>card(?:[ ]number)?|long[ ]number)"
+    r"|(?P<phone>phone|mobile|number|tel|cell|call))(?![\p{L}])",
+    regex.IGNORECASE,
+)
+
+
+def _detect_disguised_numbers(ctx: _Context) -> None:
+    """Numbers spelt out or typed a digit at a time (:data:`_SPELT_RUN`, :data:`_SPACED_RUN`), read
+    as the digits they give: a Luhn-valid 13-19 digits is a card; after a sort-code label, 6 digits
+    are a sort code; after an account label, 6-12 an account; after "SSN", 9 an SSN; a valid phone
+    number in a region tried is a phone; any other run of 8 digits or more a [NUMBER]. Shorter runs
+    are left to the labels' own rules (a PIN or a code spelt out)."""
+    text = ctx.text
+    runs = [
+        (
+            m.start(),
+            m.end(),
+            "".join(_DIGIT_VALUES[w.lower()] for w in regex.findall(r"[\p{L}]+", m.group())),
+            True,
+        )
+        for m in _SPELT_RUN.finditer(text)
+    ]
+    runs += [
+        (m.start(), m.end(), "".join(c for c in m.group() if c.isdigit()), False)
+        for m in _SPACED_RUN.finditer(text)
+    ]
+    for start, end, digits, spelt in runs:
+        label = None
+        for m in _DISGUISED_LABELS.finditer(text, max(0, start - 40), start):
+            label = m.lastgroup
+        n = len(digits)
+        if 13 <= n <= 19 and std_luhn.is_valid(digits):
+            kind, why = "card", f"{n} digits spelt or spaced out, Luhn-valid"
+        elif label == "sort" and n == 6:
+            kind, why = "sort_code", "6 digits spelt or spaced out after a sort-code label"
+        elif label == "account" and 6 <= n <= 12:
+            kind, why = "account", f"{n} digits spelt or spaced out after an account label"
+        elif label == "ssn" and n == 9:
+            kind, why = "ssn", "9 digits spelt or spaced out after an SSN label"
+        elif 9 <= n <= 15 and (spelt or label == "phone") and _valid_phone_anywhere(digits):
+            kind, why = "phone", f"{n} digits spelt or spaced out, a valid phone number"
+        elif label == "card" and 13 <= n <= 19:
+            kind, why = "card", f"{n} digits spelt or spaced out after a card label"
+        elif spelt and n >= 8:
+            kind, why = "number", f"{n} digits spelt out"
+        else:
+            continue  # digits a space apart without a label: the digit detectors' ("steps 1 2 3 ...")
+        # Below the phone detectors, which read a spaced-out number with its "+" ("call + 4 4 7 9 ...").
+        ctx.add(_P_WEAK_ID, start, end, kind, "rule:disguised", why)
+
+
 #: A PIN or a card's security code spelt out in number words, after its label: "my pin is four
 #: nine two one", "cvv: one two three" (4-6 words for a PIN, 3-4 for a code).
 _SPELT_SECRET = regex.compile(
