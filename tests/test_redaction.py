@@ -2152,3 +2152,62 @@ def test_secrets_found_by_an_independent_dev_set(text: str, expected: str) -> No
     """Misses of a dev set a helper wrote without reading the rules (343 messages, 2026-12-05), and
     the look-alikes each rule must leave alone."""
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a reviewer's ordinary messages that the first version of session 53's rules hid
+        "Where is my first statement? Thanks!",
+        "What happened to my car loan? help",
+        "what is your favourite product? Savings",
+        "whats my first pet question for? lol",
+        "what is your first pet? Thanks",
+        "Mother's maiden name Verification failed",
+        "my mother's maiden name I forgot",
+        "Mother's Maiden Name Question",
+        "my mother's maiden name Has to be entered?",
+        "mother's maiden name\nHello, can you help",
+        "security answers: locked out - please reset",
+        "security answers: first car - I don't remember",
+        "Security questions - help: I can't remember them",
+        "security answers: pet = forgotten, car = unknown",
+        "Reference code 20231145 was sent by email",
+        "Promo code 2024 came by email",
+        "the app shows an error message with code 5001",
+        "I got a text from Royal Mail with code 7731",
+        "the ATM showed two codes, 5001 and 5002",
+        "I received codes 2019 and 2020 on my tax form",
+        "your store code is 4410",
+        "your parcel code is 4431 2290",
+        "Le virement expire le 12/05",
+        "Scadenza: 10/06 per la rata",
+        "mi oferta caduca 10/06",
+        "Gutschein verfällt 12/25",
+        "I paid by card, the offer expires 03/26",
+        "the ISA expiry date is on the 04/26",
+        "I set my pin probably 2019",
+        "pin maybe 2020 when I opened the account",
+        "can you sort this out, the menu made me press 1 2 3 4 5 6",
+        "the acc menu: 3 3 3 3 3 3",
+        "my account was charged one, two, three, four, five, six times",
+        "I've called one, two, three, four, five, six, seven, eight times now",
+        "my gym pass number is 4421",
+    ],
+)
+def test_ordinary_messages_near_session_53s_rules_stay(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my passcode is i think its 0007",
+        "sort code for john.smith.longname@example.com: two oh four five six seven",
+        "my sort code for the IBAN GB29 NWBK 6016 1331 9268 19 is 2 0 4 5 6 7",
+        "security answers:\nteacher - Mrs Patel\ncar - Fiesta",
+    ],
+)
+def test_redacting_twice_changes_nothing_more(text: str) -> None:
+    once = redact(text)
+    assert redact(once) == once

@@ -236,6 +236,7 @@ from __future__ import annotations
 
 import bisect
 import datetime
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -1054,7 +1055,7 @@ _PIN_WORDS = [
     r"पिन",
 ]
 #: A passcode made of digits is read as a PIN is (its digit groups together).
-_PASSCODE_WORDS = [r"pass[ ]?code", r"pass[ ]?number"]
+_PASSCODE_WORDS = [r"pass[ ]?code"]
 _CVV_WORDS = [
     r"cvv(?:[ ]?2(?![0-9]))?(?:[ \-]?(?:code|код|kod|c[óo]digo|nummer|number|no\.?))?",
     r"cvv码",
@@ -1528,10 +1529,7 @@ _CONNECT_WORD = (
 # "cvv (318)", "my pin's 7391".
 _CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→?]|是|为|為|は|が|는|은|이|가|هو|هي)"
 # A customer unsure of the value: "my pin, i think its 0007", "pin maybe 4821".
-_HEDGE = (
-    r",?[ ]{0,3}(?:i[ ](?:think|believe|guess|reckon)|maybe|perhaps|probably)"
-    r"(?:[ ]{1,3}(?:it['’]?s|its|it[ ](?:is|was)))?(?![\p{L}'’])"
-)
+_HEDGE = r",?[ ]{0,3}i[ ](?:think|believe|guess|reckon)[ ]{1,3}(?:it['’]?s|its|it[ ](?:is|was))(?![\p{L}'’])"
 _FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM}|{_HEDGE})){{0,3}}[ ]{{0,3}}"
 _FILL_REQUIRED = (
     rf"[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,2}}"
@@ -1582,6 +1580,8 @@ _PASSWORD_FILL = (
     r"|(?:is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|это|será|sera|wird|will[ ]be|be|hat|tiene"
     r"|c['’]est)"
     r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?)[ ]{0,3}"
+    # "my password is i think hunter2"
+    r"(?:i[ ](?:think|believe|guess|reckon)(?:[ ]{1,3}(?:it['’]?s|its|it[ ](?:is|was)))?[ ]{1,3})?"
 )
 _DET_BEFORE = r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua)[ ])"
 
@@ -1596,7 +1596,7 @@ _ORDINARY = frozenset(
     definitely probably exactly very really always never ever please here there mine yours one
     password passcode pin code blank case-sensitive outdated temporary easy hard simple complex
     weird strange similar unique obvious common personal private important great better worse usual
-    normal random default there's isn't wasn't
+    normal random default there's isn't wasn't i think believe guess reckon maybe probably perhaps
     es est ist nicht falsch gesperrt abgelaufen pas oublié bloqué expiré incorrecto incorrecta
     bloqueado bloqueada caducado caducada olvidado olvidada mi tu su el la le les der die das mein meine
     non não nao errado errada sbagliato sbagliata bloccato scaduto niet fout geblokkeerd nie błędne
@@ -1916,6 +1916,39 @@ def _head_kinds(matched: str) -> tuple[int, ...]:
     return tuple(sorted({i for head, idx in _HEAD_KINDS.items() if matched.startswith(head) for i in idx}))
 
 
+#: Capitalised words that start a sentence about a maiden name, not the name ("mother's maiden name
+#: Verification failed", "... name I forgot", "... name Thanks").
+_NOT_A_NAME = frozenset(
+    """
+    i verification question questions thanks thank yesterday today tomorrow has have is was isn't wasn't
+    security please help reset changed change wrong failed fails hello hi not doesn't can can't could
+    should keeps won't will would does did do the my your a an it its it's that this what why how when
+    where who which again also only just still field box answer and but or so ok okay yes no
+    """.split()  # noqa: SIM905 - a word list reads better as words
+)
+
+
+def _maiden_name_end(text: str, lines: str, pos: int, start: int) -> int | None:
+    """Where a maiden name said straight after its label ends ("mother's maiden name Henderson"):
+    one capitalised word on the label's line, not a word of :data:`_NOT_A_NAME`, ending its clause;
+    None otherwise, and for a label in title case ("Mother's Maiden Name Question": a heading)."""
+    if (
+        "\n" in lines[pos:start]
+        or not text[start].isupper()
+        or any(c.isupper() for c in text[pos + 1 : start])
+    ):
+        return None
+    end = start
+    while end < len(text) and (text[end].isalpha() or text[end] in "'’-"):
+        end += 1
+    if text[start:end].lower() in _NOT_A_NAME:
+        return None
+    after = text[end : end + 5]
+    if after and not (after[0] in ".,;:!?)\n" or after.startswith((" and", " \n")) or after.isspace()):
+        return None  # "... name Has to be entered?": the sentence goes on
+    return end
+
+
 def _label_at(text: str, low: str, lines: str, pos: int, indexes: tuple[int, ...]) -> _LabelHit | None:
     for index in indexes:
         kind, pattern = _LABEL_RES[index]
@@ -1931,8 +1964,11 @@ def _label_at(text: str, low: str, lines: str, pos: int, indexes: tuple[int, ...
                 return None  # a card or a phone number after the label: their detectors decide
             start, end = start + secret[0], start + secret[1]
             return _LabelHit(kind, start - pos, end - pos, max(end, m.end()) - pos)
-        if kind == "secret_name" and not text[start].isupper():
-            continue  # "mother's maiden name question": only a name straight after the label
+        if kind == "secret_name":
+            name_end = _maiden_name_end(text, lines, pos, start)
+            if name_end is None:
+                continue  # "mother's maiden name question", "... name Verification failed"
+            return _LabelHit("password", start - pos, name_end - pos, name_end - pos)
         if kind in ("secret_word", "secret_phrase") and _QA_PAIR.match(text, start):
             return None  # "security question answer: first pet - biscuit": the pair's answer, below
         if kind in ("secret_word", "secret_phrase", "secret_name"):
@@ -3382,14 +3418,18 @@ _EXPIRY_LABEL = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ ]date)?"
     # the verbs only of a card: "my card expires 10/27", not "my fixed rate expires march 2026"
     # (a card's last digits may come between: "the card ending 3181 - expires 12/27")
-    r"|(?<=card[\p{L}\p{N} \-,]{0,24})(?:expires|expiring|expired|exp)"
+    r"|(?<=card[\p{L}\p{N} \-]{0,24})(?:expires|expiring|expired|exp)"
     r"|valid[ ](?:thru|through|until|till)"
-    r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad|caduca"
-    r"|ablaufdatum|g[üu]ltig[ ]bis|verf[äa]llt|scadenza"
-    r"|date[ ]d['’]expiration|expire[ ](?:le|fin|en))"
-    # ("expiry date on the new card says 07/30")
-    r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?|the|my|new|old|card|says|shows|reads)"
-    r"(?![\p{L}])){0,6}[ ]{0,3}"
+    r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad"
+    r"|ablaufdatum|g[üu]ltig[ ]bis|date[ ]d['’]expiration"
+    # the verbs and the words for a due date only of a card: "mi tarjeta ... caduca 04/28" (not "mi
+    # oferta caduca 10/06", "Gutschein verfällt 12/25", "la polizza ha scadenza 12/26")
+    r"|(?<=(?:tarjeta|carta|karte|carte|card)[\p{L}\p{N} \-,]{0,40})"
+    r"(?:caduca|scadenza|verf[äa]llt|expire(?:[ ](?:le|en|fin))?))"
+    r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}"
+    # "expiry date on the new card says 07/30"
+    r"(?:[ ]{0,3}(?:on|of)[ ](?:the[ ]|my[ ]|your[ ])?(?:new[ ]|old[ ]|debit[ ]|credit[ ])?card"
+    r"(?:[ ](?:says|shows|reads|is|was))?(?:[ ]{0,3}[:=\-])?)?[ ]{0,3}"
     # MM/YY, MM/YYYY or MMYY (not "11.30", a time; not "9-10 working days")
     r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
     r"|" + _MONTH_NAME + r"\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
@@ -3501,6 +3541,24 @@ _DISGUISED_LABELS = regex.compile(
 )
 
 
+#: Between a label and the number it names (:func:`_detect_disguised_numbers`).
+_DISGUISED_LINK = regex.compile(
+    r"(?:[ ]|[:=#\-,.]|is|was|number|no|num|code|my|the|it['’]?s|its)*", regex.IGNORECASE
+)
+#: Just before digits that are not a number of the customer's: a phone menu's keys.
+_DISGUISED_NOT = regex.compile(
+    r"(?<![\p{L}])(?:press|dial|option|options|extension|ext|key|keys)(?![\p{L}])", regex.IGNORECASE
+)
+#: At most this many disguised runs are read per text (each may be tried as a phone number).
+_DISGUISED_RUNS = 32
+
+
+def _counting(digits: str) -> bool:
+    """Whether ``digits`` count up or down by one ("123456", "987654") or repeat one digit ("333333")."""
+    steps = {int(b) - int(a) for a, b in itertools.pairwise(digits)}
+    return len(steps) == 1 and steps <= {-1, 0, 1}
+
+
 def _detect_disguised_numbers(ctx: _Context) -> None:
     """Numbers spelt out or typed a digit at a time (:data:`_SPELT_RUN`, :data:`_SPACED_RUN`), read
     as the digits they give: a Luhn-valid 13-19 digits is a card; after a sort-code label, 6 digits
@@ -3521,11 +3579,14 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
         (m.start(), m.end(), "".join(c for c in m.group() if c.isdigit()), False)
         for m in _SPACED_RUN.finditer(text)
     ]
-    for start, end, digits, spelt in runs:
+    for start, end, digits, spelt in runs[:_DISGUISED_RUNS]:
+        n = len(digits)
+        if _counting(digits) or _DISGUISED_NOT.search(text, max(0, start - 16), start):
+            continue  # "one, two, three, four, five, six times", "press 1 2 3 4 5 6"
         label = None
         for m in _DISGUISED_LABELS.finditer(text, max(0, start - 40), start):
-            label = m.lastgroup
-        n = len(digits)
+            # the label's value: only its connecting words between ("sort code is 4 0 4 7 0 8")
+            label = m.lastgroup if _DISGUISED_LINK.fullmatch(text, m.end(), start) else None
         if 13 <= n <= 19 and std_luhn.is_valid(digits):
             kind, why = "card", f"{n} digits spelt or spaced out, Luhn-valid"
         elif label == "sort" and n == 6:
@@ -3534,7 +3595,11 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
             kind, why = "account", f"{n} digits spelt or spaced out after an account label"
         elif label == "ssn" and n == 9:
             kind, why = "ssn", "9 digits spelt or spaced out after an SSN label"
-        elif 9 <= n <= 15 and (spelt or label == "phone") and _valid_phone_anywhere(digits):
+        elif (
+            9 <= n <= 15
+            and (label == "phone" or (spelt and digits[0] == "0"))
+            and _valid_phone_anywhere(digits)
+        ):
             kind, why = "phone", f"{n} digits spelt or spaced out, a valid phone number"
         elif label == "card" and 13 <= n <= 19:
             kind, why = "card", f"{n} digits spelt or spaced out after a card label"
@@ -3581,39 +3646,53 @@ _OTP_DIGITS = (
     r"(?![0-9]|[.,][0-9]|[ \-][0-9])"
 )
 #: The word before "code" that makes it something else than a one-time code ("your sort code is",
-#: "your promo code is", "your reference code is").
-_NOT_OTP_CODE = (
-    r"(?<!(?:sort|promo|promotional|reference|ref|discount|voucher|post|zip|postal|area|country|dialling"
-    r"|branch|swift|bic|tax|error|tariff|product|offer|coupon|referral|invite|invitation|gift|tracking"
-    r"|booking|qr|bar|source|fault|status|reason|transaction|merchant|routing|transit|ifsc|bsb|customer"
-    r"|membership|member|client|user|account|iban)[ ])"
+#: "your promo code is", "reference code 20231145 was sent by email"); "bank" is not one of them here
+#: ("Your Harbour Bank code is 77 31 58"): after "your ... bank code is" only 4-6 digits count.
+_NOT_OTP_BEFORE = (
+    r"(?<!(?:" + _NOT_OTP_CODE.replace("|bank|", "|") + r"|tariff|transaction|merchant|routing|transit"
+    r"|ifsc|bsb|customer|membership|member|client|user|account|iban|ticket|parcel|order|delivery)[ ])"
+)
+#: A one-time code of 4-6 digits, whole or in groups (after a bare "code", where a longer number is
+#: more likely something else: "your bank code is 37040044" is a German bank's sort number).
+_OTP_DIGITS_SHORT = (
+    r"(?P<v>[0-9]{3}[ \-][0-9]{3}|[0-9]{2}[ ][0-9]{2}[ ][0-9]{2}|[0-9](?:[ ][0-9]){3,5}|[0-9]{4,6})"
+    r"(?![0-9]|[.,][0-9]|[ \-][0-9])"
 )
 #: One-time codes said the ways a bank's text message and its customers say them: "Your OTP for txn
 #: of INR 12,000.00 at FLIPKART is 582041", "Your Teller Bank code is 77 31 58", "code 739 204 came
 #: by sms", "Got a text from you with code 664120", "i got two codes, 902114 and 118630".
 _OTP_SAID = [
     regex.compile(
-        r"(?<![\p{L}])your[ ]+(?:[\p{L}&'’\-]+[ ]+){0,3}"
-        r"(?:otp|one[ -]?time[ ](?:password|passcode|code|pin)|" + _NOT_OTP_CODE + r"code)"
+        r"(?<![\p{L}])your[ ]+(?:[\p{L}&'’\-]+[ ]+){0,3}(?:otp|one[ -]?time[ ](?:password|passcode|code|pin))"
         # "for txn of INR 12,000.00 at FLIPKART": a full stop only inside a number
         r"(?:[ ]+(?:for|to)[ ](?:[^.!?\n]|\.(?=[0-9])){0,60}?)?[ ]+is[ ]*:?[ ]*" + _OTP_DIGITS,
         regex.IGNORECASE,
     ),
     regex.compile(
-        r"(?<![\p{L}])code[ ]+" + _OTP_DIGITS + r"[ ]+(?:came|arrived|was[ ]sent|sent)[ ]+(?:by|via|in)[ ]+"
+        r"(?<![\p{L}])your[ ]+(?:[\p{L}&'’\-]+[ ]+){0,3}" + _NOT_OTP_BEFORE + r"code"
+        r"(?:[ ]+(?:for|to)[ ](?:[^.!?\n]|\.(?=[0-9])){0,60}?)?[ ]+is[ ]*:?[ ]*" + _OTP_DIGITS_SHORT,
+        regex.IGNORECASE,
+    ),
+    regex.compile(
+        r"(?<![\p{L}])"
+        + _NOT_OTP_BEFORE
+        + r"code[ ]+"
+        + _OTP_DIGITS_SHORT
+        + r"[ ]+(?:came|arrived|was[ ]sent|sent)[ ]+(?:by|via|in)[ ]+"
         r"(?:the[ ]+|a[ ]+|an[ ]+)?(?:sms|text|message|e-?mail)(?![\p{L}])",
         regex.IGNORECASE,
     ),
     regex.compile(
-        r"(?<![\p{L}])(?:text|sms|message|e-?mail)[ ]+(?:[\p{L}]+[ ]+){0,4}?with[ ]+(?:the[ ]+|a[ ]+)?"
+        # from the bank: "Got a text from you with code 664120" (not "a text from Royal Mail with code")
+        r"(?<![\p{L}])(?:text|sms|message|e-?mail)[ ]+from[ ]+(?:you|us|the[ ]bank|your[ ]bank|my[ ]bank)"
+        r"[ ]+with[ ]+(?:the[ ]+|a[ ]+)?"
         r"(?:(?:one[ -]?time|verification|security)[ ]+)?code[ ]*:?[ ]*" + _OTP_DIGITS,
         regex.IGNORECASE,
     ),
     regex.compile(
         r"(?<![\p{L}])(?:got|received|recieved|have|two|2)[ ]+(?:one[ -]?time[ ]+|verification[ ]+)?codes"
-        r"[ ]*[,:]?[ ]+"
-        + _OTP_DIGITS.replace("?P<v>", "?P<v>", 1)
-        + r"(?:[ ]*,?[ ]+(?:and|or|&)[ ]+(?P<w>[0-9]{4,8})(?![0-9]))?",
+        # six digits each, as one-time codes are ("two codes, 5001 and 5002" on an ATM are not)
+        r"[ ]*[,:]?[ ]+(?P<v>[0-9]{6})(?![0-9])(?:[ ]*,?[ ]+(?:and|or|&)[ ]+(?P<w>[0-9]{6})(?![0-9]))?",
         regex.IGNORECASE,
     ),
 ]
@@ -3624,34 +3703,55 @@ _OTP_SAID = [
 #: Patel, first car = Fiesta"); and a security question asked, then answered after its question mark
 #: ("what was the name of your first school? St Brigid's").
 _SECURITY_ANSWERS_LABEL = regex.compile(
-    r"(?<![\p{L}])(?:security|secret|memorable)[ ](?:question[ ])?(?:answers?|questions?)[ ]*[:\-–][ ]*",
+    r"(?<![\p{L}])(?:security|secret|memorable)[ ](?:question[ ])?(?:answers?|questions?)[ ]*[:\-–]\s*",
     regex.IGNORECASE,
 )
+#: A security question's topic, one of which a question of :data:`_QA_PAIR` names.
+_QA_TOPIC_WORDS = (
+    r"pet|car|school|teacher|maiden|name|city|town|born|birth|street|nickname|friend|film|movie|book"
+    r"|food|colou?r|team|boss|job|employer|hero|sport|song|band|place|holiday|animal|cousin|sibling"
+    r"|brother|sister|concert|house"
+)
 _QA_PAIR = regex.compile(
+    r"(?P<q>(?=(?:[\p{L}'’]+[ ]){0,4}?(?:" + _QA_TOPIC_WORDS + r")(?:['’]?s)?(?![\p{L}]))"
+    r"(?:[\p{L}'’]+[ ]){0,4}[\p{L}'’]+)"
     # the sign between: "=" or ":", or a dash with a space beside it (not "case-sensitive")
-    r"(?P<q>(?:[\p{L}'’]+[ ]){0,4}[\p{L}'’]+)(?:[ ]*[=:][ ]*|[ ]+[-–][ ]*|[ ]*[-–][ ]+)"
+    r"(?:[ ]*[=:][ ]*|[ ]+[-–][ ]*|[ ]*[-–][ ]+)"
+    # the answer, not a complaint ("first car - I don't remember", "pet = forgotten")
+    r"(?!(?:i|i['’]m|i['’]ve|don['’]?t|not|no|none|n/a|forgot(?:ten)?|unknown|please|pls|help|can['’]?t"
+    r"|cannot|wrong|it|it['’]s|its|keeps?|locked|reset|same|blank|empty)(?![\p{L}'’]))"
     r"(?P<a>[^\s,;=\-–:][^,;\n=]{0,39}?)(?=[ ]*(?:[,;\n]|$|\.(?:\s|$)|[ ]and[ ]))",
     regex.IGNORECASE,
 )
-_QA_NEXT = regex.compile(r"[ ]*(?:[,;]|and)[ ]*", regex.IGNORECASE)
+_QA_NEXT = regex.compile(r"[ ]*(?:[,;\n]|and)[ ]*", regex.IGNORECASE)
+#: What a security question asks about, after "your": "your first pet", "your mother's maiden name".
+_SECURITY_TOPIC = (
+    r"(?:first[ ](?:pet|school|teacher|car|job|boss|employer|house|street|concert|girlfriend|boyfriend"
+    r"|love|phone|kiss)|favou?rite[ ](?:teacher|film|movie|book|food|colou?r|sport|team|song|band|singer"
+    r"|actor|place|city|holiday|animal|author|dish)|childhood[ ](?:nickname|best[ ]friend|hero|home|pet"
+    r"|street)|(?:mother|mum|mom|father|dad)['’]?s[ ](?:maiden|middle)[ ]name|best[ ]friend['’]?s?[ ]name"
+    r"|oldest[ ](?:sibling|cousin|brother|sister)|place[ ]of[ ]birth|(?:city|town)[ ]of[ ]birth"
+    r"|nickname|pet['’]?s[ ]name)"
+)
 _SECURITY_QUESTION = regex.compile(
-    r"(?<![\p{L}])(?:what|what['’]s|whats|who|where|which|name[ ]of)(?:[ ][\p{L}'’]+){0,8}?[ ](?:your|my)"
-    r"(?:[ ][\p{L}'’]+){0,3}?[ ](?:first|favou?rite|childhood|maiden|oldest|eldest|best[ ]friend['’]?s?"
-    r"|born|birth|pet['’]?s?|school|teacher|car|street|hero|nickname|middle[ ]name)"
-    r"(?:[ ][\p{L}'’]+){0,4}?[ ]?\?[ ]*"
-    # a name (capitalised words), or one word in lower case ending the sentence ("... pet? rex")
+    r"(?<![\p{L}])(?:what|what['’]s|whats|who|where|which|name[ ]of)(?:[ ][\p{L}'’]+){0,6}?[ ]your"
+    r"(?:[ ][\p{L}'’]+){0,2}?[ ]" + _SECURITY_TOPIC + r"(?:[ ][\p{L}'’]+){0,3}?[ ]?\?[ ]*"
+    # a name (capitalised words), or one word in lower case ending the sentence ("... pet? rex"),
+    # never a closing word ("... statement? Thanks!")
+    r"(?!(?:i|it|its|it['’]s|is|can|how|what|why|when|where|who|the|a|an|my|your|do|does|did|please"
+    r"|pls|thanks|thank|thx|cheers|regards|help|urgent|anyone|ok|okay|yes|no|not|and|but|so|that|this"
+    r"|tomorrow|today|yesterday|hello|hi|lol|sorry|asap|now)(?![\p{L}'’]))"
     r"(?P<a>(?-i:[\p{Lu}\p{N}][\p{L}\p{N}'’\-]*(?:[ ][\p{Lu}\p{N}][\p{L}\p{N}'’\-]*){0,3})"
-    r"|(?!(?:i|it|its|it['’]s|is|can|how|what|why|when|where|who|the|a|an|my|your|do|does|did|please"
-    r"|pls|thanks|ok|okay|yes|no|not|and|but|so|that|this)(?![\p{L}'’]))(?-i:\p{Ll}[\p{L}'’\-]*)"
-    r"(?=[ ]*(?:[.!\n]|$)))"
+    r"|(?-i:\p{Ll}[\p{L}'’\-]*)(?=[ ]*(?:[.!\n]|$)))"
     r"(?=[ ]*(?:[.,;!\n]|$))",
     regex.IGNORECASE,
 )
 
 
 def _detect_security_answers(ctx: _Context) -> None:
-    """:data:`_SECURITY_ANSWERS_LABEL` with :data:`_QA_PAIR`, and :data:`_SECURITY_QUESTION`."""
-    text = ctx.text
+    """:data:`_SECURITY_ANSWERS_LABEL` with :data:`_QA_PAIR`, and :data:`_SECURITY_QUESTION` (read
+    with the text's line breaks: a pair a line ends with its line)."""
+    text = ctx.lines
     low = text.lower()
     if "answer" in low or "question" in low:
         for label in _SECURITY_ANSWERS_LABEL.finditer(text):
