@@ -2140,6 +2140,34 @@ def test_recurring_texts_are_remembered_only_when_clean_and_forgotten_when_regio
         ("ssn four zero six, eight eight, seven seven one two", "ssn [SSN]"),
         ("one two three four five six seven", "one two three four five six seven"),
         ("steps 1 2 3 4 5 6 7 8 9 10", "steps 1 2 3 4 5 6 7 8 9 10"),
+        # keys and tokens after their names; an AWS secret after its key id
+        (
+            "token request: client_id=teller-biz-4471&client_secret=cc8c928344b16103485a1c292be01e4f&grant",
+            "token request: client_id=teller-biz-4471&client_secret=[CREDENTIAL]&grant",
+        ),
+        ("API key: c2d031c41885221c25f6aaf76fdc6c36 (for the feed)", "API key: [CREDENTIAL] (for the feed)"),
+        ('refresh_token: "rt_9Xk2LpQ7vN4mZs8TfW1cYb6HjD3aRe0U"', 'refresh_token: "[CREDENTIAL]"'),
+        ("x-api-key: 7Fq2-Kd9P-Lm4X-Zr8T-Wn3B", "x-api-key: [CREDENTIAL]"),
+        (
+            "webhook secret whsec_UOLc877EgNB6bfbdUwFDrzIe3mGxHoL4 since May",
+            "webhook secret [CREDENTIAL] since May",
+        ),
+        (
+            "AKIA9HW7DZ7PO4ZIYACD / +fT3pG/h8msMlc/T1ah9sdbEl7oX8nrEHAluvtdg rotated",
+            "[CREDENTIAL] / [CREDENTIAL] rotated",
+        ),
+        ("the token is invalid", "the token is invalid"),
+        ("the secret to saving is consistency2024andmore", "the secret to saving is consistency2024andmore"),
+        # more expiry labels, and a quoted date
+        (
+            "karta 2720 2588 6442 9633, CVV 903, ważna do 10/26.",
+            "karta [CARD], CVV [CVV], ważna do [EXPIRY].",
+        ),
+        ("vervaldatum 03/27", "vervaldatum [EXPIRY]"),
+        ("válido hasta 02/30", "válido hasta [EXPIRY]"),
+        ("cvv '732' exp '06/28'", "cvv '[CVV]' exp '[EXPIRY]'"),
+        # a phone typed a digit at a time, three spaces between groups, after "telephone"
+        ("Contact telephone:   0 7 7 0 0   9 0 0   5 1 3\nEmail", "Contact telephone:   [PHONE]\nEmail"),
         # identity documents' labels
         ("driver license # D4127785 (California)", "driver license # [NATIONAL_ID] (California)"),
         (

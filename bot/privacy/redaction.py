@@ -2817,6 +2817,24 @@ _CREDENTIALS: tuple[_Credential, ...] = (
 _MASK = "\x00"
 
 
+#: A key, secret or token after its name, in the forms configuration, code and HTTP use ("API key:
+#: c2d0...", "client_secret=7f3c...", 'refresh_token: "rt_9Xk2..."', "x-api-key: 7Fq2-Kd9P-...",
+#: "SENDGRID_API_KEY=SG.3Sc...", "webhook secret whsec_UOLc..."): a value of 16-200 characters of
+#: letters with digits, as keys are, not a word ("the token is invalid", "my api key is abc").
+_LABELLED_KEY = regex.compile(
+    # at a word's start, or after "_" or "-" ("SENDGRID_API_KEY", "x-api-key")
+    r"(?:(?<=[_\-])|(?<![\p{L}\p{N}_\-]))(?:api[_\- ]?key|secret(?:[_\- ]?key)?|client[_\- ]secret"
+    r"|(?:access|refresh|auth|bearer|session|id|api)[_\- ]token|webhook[_\- ]secret|signing[_\- ]secret"
+    r"|private[_\- ]key|x-api-key|token|passkey)"
+    r"[\"']?(?:[ ]{0,3}(?:[:=]|is|was)[ ]{0,3}|[ ]{1,3})[\"']?"
+    r"(?P<v>(?=[A-Za-z0-9+/_.\-=]{0,200}[0-9])(?=[A-Za-z0-9+/_.\-=]{0,200}[A-Za-z])"
+    r"[A-Za-z0-9+/_.\-]{16,200}=*)(?![A-Za-z0-9+/_.\-=])",
+    regex.IGNORECASE,
+)
+#: An AWS secret access key (40 characters of base64) written after its access key id: "AKIA... / +fT3p...".
+_AWS_SECRET_AFTER_ID = regex.compile(r"[ ]{0,3}[/:,;|][ ]{0,3}(?P<v>[A-Za-z0-9+/]{40})(?![A-Za-z0-9+/=])")
+
+
 def _detect_credentials(ctx: _Context) -> None:
     """Access tokens and keys (:data:`_CREDENTIALS`): a bot's own token in a logged URL or error,
     or a key a customer or operator pasted, is hidden whole as ``[CREDENTIAL]``, ahead of any other
@@ -2837,6 +2855,29 @@ def _detect_credentials(ctx: _Context) -> None:
             why = f"{credential.name.replace('_', ' ')} in its issuer's format"
             ctx.add(_P_CREDENTIAL, start, end, "credential", f"rule:{credential.name}", why)
             spans.append((start, end))
+    low = text.lower() if low is None else low
+    # Each pattern is tried only where its literal is (a key's name; an AWS key id found above).
+    for word in ("key", "secret", "token"):
+        at = low.find(word)
+        while at >= 0:
+            m = _LABELLED_KEY.search(text, max(0, at - 16), min(len(text), at + 260))
+            if m is not None and not any(a <= m.start("v") < b for a, b in spans):
+                why = "a key or token after its name"
+                ctx.add(_P_CREDENTIAL, m.start("v"), m.end("v"), "credential", "rule:labelled_key", why)
+                spans.append(m.span("v"))
+            at = low.find(word, at + len(word))
+    for _, end in [s for s in spans if text.startswith(("AKIA", "ASIA"), s[0])]:
+        m = _AWS_SECRET_AFTER_ID.match(text, end)
+        if m is not None:
+            ctx.add(
+                _P_CREDENTIAL,
+                m.start("v"),
+                m.end("v"),
+                "credential",
+                "rule:labelled_key",
+                "an AWS secret after its key id",
+            )
+            spans.append(m.span("v"))
     if spans:
         masked = list(text)
         for start, end in spans:
@@ -3421,7 +3462,8 @@ _EXPIRY_LABEL = regex.compile(
     r"|(?<=card[\p{L}\p{N} \-]{0,24})(?:expires|expiring|expired|exp)"
     r"|valid[ ](?:thru|through|until|till)"
     r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad"
-    r"|ablaufdatum|g[üu]ltig[ ]bis|date[ ]d['’]expiration"
+    r"|ablaufdatum|g[üu]ltig[ ]bis|date[ ]d['’]expiration|vervaldatum|geldig[ ]tot|wa[żz]na[ ]do"
+    r"|v[áa]lid[oa][ ]hasta|valable[ ]jusqu['’][àa]|valida[ ]fino[ ]al"
     # the verbs and the words for a due date only of a card: "mi tarjeta ... caduca 04/28" (not "mi
     # oferta caduca 10/06", "Gutschein verfällt 12/25", "la polizza ha scadenza 12/26")
     r"|(?<=(?:tarjeta|carta|karte|carte|card)[\p{L}\p{N} \-,]{0,40})"
@@ -3429,7 +3471,7 @@ _EXPIRY_LABEL = regex.compile(
     r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}"
     # "expiry date on the new card says 07/30"
     r"(?:[ ]{0,3}(?:on|of)[ ](?:the[ ]|my[ ]|your[ ])?(?:new[ ]|old[ ]|debit[ ]|credit[ ])?card"
-    r"(?:[ ](?:says|shows|reads|is|was))?(?:[ ]{0,3}[:=\-])?)?[ ]{0,3}"
+    r"(?:[ ](?:says|shows|reads|is|was))?(?:[ ]{0,3}[:=\-])?)?[ ]{0,3}[\"'‘’“”]?"
     # MM/YY, MM/YYYY or MMYY (not "11.30", a time; not "9-10 working days")
     r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
     r"|" + _MONTH_NAME + r"\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
@@ -3529,14 +3571,14 @@ _SPELT_RUN = regex.compile(
     regex.IGNORECASE,
 )
 _SPACED_RUN = re.compile(
-    r"(?<![0-9A-Za-z])[0-9](?:[ ]{1,2}(?:[-–/][ ]{1,2})?[0-9](?![0-9])){5,}(?![0-9A-Za-z])"
+    r"(?<![0-9A-Za-z])[0-9](?:[ ]{1,3}(?:[-–][ ]{1,2})?[0-9](?![0-9])){5,}(?![0-9A-Za-z])"
 )
 #: What the words before a disguised number say it is (the nearest such label within 40 characters).
 _DISGUISED_LABELS = regex.compile(
     r"(?<![\p{L}])(?:(?P<sort>sort[ ]?code|sort|s/?c)"
     r"|(?P<account>acc(?:oun)?t?(?:[ ]?(?:number|no|num|#))?|a/c)"
     r"|(?P<ssn>ssn|social[ ]security(?:[ ]number)?)|(?P<card>card(?:[ ]number)?|long[ ]number)"
-    r"|(?P<phone>phone|mobile|number|tel|cell|call))(?![\p{L}])",
+    r"|(?P<phone>(?:tele)?phone|mobile|number|tel|cell|call))(?![\p{L}])",
     regex.IGNORECASE,
 )
 
