@@ -95,6 +95,7 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
     "security_answer_pairs": _repeat("security answers: first car = Fiesta, "),
     "codes_said": _repeat("got codes, your bank code is "),
     "digits_spelt": _repeat("four nine six seven "),
+    "key_names": _repeat("api_key=a1b2c3d4 token: "),
     "digits_one_by_one": _repeat("4 9 6 7 - "),
     # The credential patterns' literals, repeated (each shape stays under the dense path's number count).
     "jwt_starts": _repeat("eyJ"),
