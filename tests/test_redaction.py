@@ -2163,9 +2163,17 @@ def test_recurring_texts_are_remembered_only_when_clean_and_forgotten_when_regio
             "karta 2720 2588 6442 9633, CVV 903, ważna do 10/26.",
             "karta [CARD], CVV [CVV], ważna do [EXPIRY].",
         ),
-        ("vervaldatum 03/27", "vervaldatum [EXPIRY]"),
-        ("válido hasta 02/30", "válido hasta [EXPIRY]"),
-        ("cvv '732' exp '06/28'", "cvv '[CVV]' exp '[EXPIRY]'"),
+        ("kaart 4518 1756 0480 6353 vervaldatum 03/27", "kaart [CARD] vervaldatum [EXPIRY]"),
+        ("mi tarjeta es válida hasta el 12/26", "mi tarjeta es válida hasta el [EXPIRY]"),
+        ("De voucher is geldig tot 12/27.", "De voucher is geldig tot 12/27."),
+        ("L'offre est valable jusqu'à 12/26", "L'offre est valable jusqu'à 12/26"),
+        ("loyalty token ABC123DEF456GHI7 at the till", "loyalty token ABC123DEF456GHI7 at the till"),
+        (
+            "USDT token 0xdAC17F958D2ee523a2206206994597C13D831ec7 sent",
+            "USDT token 0xdAC17F958D2ee523a2206206994597C13D831ec7 sent",
+        ),
+        ("the secret rzp_secret_yV4J1TQt7frRgjix7YSdn60LNJMRLdHb2U9LhOS0 now", "the secret [CREDENTIAL] now"),
+        ("api key (live): c2d031c41885221c25f6aaf76fdc6c36", "api key (live): [CREDENTIAL]"),
         # a phone typed a digit at a time, three spaces between groups, after "telephone"
         ("Contact telephone:   0 7 7 0 0   9 0 0   5 1 3\nEmail", "Contact telephone:   [PHONE]\nEmail"),
         # identity documents' labels

@@ -239,7 +239,7 @@ import datetime
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import attrgetter
@@ -2823,16 +2823,53 @@ _MASK = "\x00"
 #: letters with digits, as keys are, not a word ("the token is invalid", "my api key is abc").
 _LABELLED_KEY = regex.compile(
     # at a word's start, or after "_" or "-" ("SENDGRID_API_KEY", "x-api-key")
-    r"(?:(?<=[_\-])|(?<![\p{L}\p{N}_\-]))(?:api[_\- ]?key|secret(?:[_\- ]?key)?|client[_\- ]secret"
-    r"|(?:access|refresh|auth|bearer|session|id|api)[_\- ]token|webhook[_\- ]secret|signing[_\- ]secret"
-    r"|private[_\- ]key|x-api-key|token|passkey)"
-    r"[\"']?(?:[ ]{0,3}(?:[:=]|is|was)[ ]{0,3}|[ ]{1,3})[\"']?"
-    r"(?P<v>(?=[A-Za-z0-9+/_.\-=]{0,200}[0-9])(?=[A-Za-z0-9+/_.\-=]{0,200}[A-Za-z])"
-    r"[A-Za-z0-9+/_.\-]{16,200}=*)(?![A-Za-z0-9+/_.\-=])",
+    # (never "token" or "secret" alone: "loyalty token ABC123DEF456GHI7", "Trade secret NDA-2024-...")
+    r"(?:(?<=[_\-])|(?<![\p{L}\p{N}_\-]))(?:(?:api|access|signing|subscription|secret)[_\- ]?keys?"
+    r"|(?:client|api|webhook|signing|app)[_\- ]secret"
+    r"|(?:access|refresh|auth|bearer|session|id|api)[_\- ]token|private[_\- ]key|x-api-key|passkey)"
+    r"(?:[ ]\((?:live|test|prod|sandbox)\))?"
+    r"[\"'`]?(?:[ ]{0,3}(?:[:=\-]|is:?|was:?)[ ]{0,3}|[ ]{1,3})[\"'`]?"
+    # a key's characters, at least one digit and one letter among them, read whole (however long:
+    # a value cut short would leave its tail for the other detectors, and redacting twice would differ)
+    r"(?P<v>(?=[A-Za-z0-9+/_.~%\-]{0,4096}?[0-9])(?=[A-Za-z0-9+/_.~%\-]{0,4096}?[A-Za-z])"
+    r"(?<![A-Za-z0-9+/_.~%\-])[A-Za-z0-9+/_.~%\-]{16,4096}+=*)(?![A-Za-z0-9+/_.~%\-=])",
     regex.IGNORECASE,
+)
+#: A long random value after a bare "token" or "secret": at least 24 characters with lower- and
+#: upper-case letters and digits, as generated keys are ("the secret rzp_secret_yV4J1TQt7frR..."),
+#: where references are in one case ("loyalty token ABC123DEF456GHI7", "Token TKN20240115000123")
+#: and a blockchain address starts with 0x ("USDT token 0xdAC17F958D2ee523a2206206994597C13D831ec7").
+_BARE_KEY = regex.compile(
+    r"(?<![\p{L}\p{N}_\-])(?i:token|secret)[\"'`]?(?:[ ]{0,3}(?:[:=]|(?i:is|was))[ ]{0,3}|[ ]{1,3})[\"'`]?"
+    r"(?P<v>(?!0x)(?=[A-Za-z0-9+/_.~%\-]{0,4096}?[0-9])(?=[A-Za-z0-9+/_.~%\-]{0,4096}?[a-z])"
+    r"(?=[A-Za-z0-9+/_.~%\-]{0,4096}?[A-Z])[A-Za-z0-9+/_.~%\-]{24,4096}+=*)(?![A-Za-z0-9+/_.~%\-=])"
 )
 #: An AWS secret access key (40 characters of base64) written after its access key id: "AKIA... / +fT3p...".
 _AWS_SECRET_AFTER_ID = regex.compile(r"[ ]{0,3}[/:,;|][ ]{0,3}(?P<v>[A-Za-z0-9+/]{40})(?![A-Za-z0-9+/=])")
+
+
+#: The words a key's name ends with, and how far before one its name may start (characters).
+_KEY_WORDS = ("key", "secret", "token")
+_KEY_NAME_REACH = 16
+
+
+def _labelled_keys(text: str, low: str) -> Iterator[regex.Match[str]]:
+    """:data:`_LABELLED_KEY` and :data:`_BARE_KEY` matches, tried only at the word starts just before
+    each "key", "secret" or "token" (a scan of the whole text costs the same on any text, and a search
+    of a window round each word re-reads the windows: 85 ms for 4,000 characters of "token=")."""
+    tried: set[int] = set()
+    for word in _KEY_WORDS:
+        at = low.find(word)
+        while at >= 0:
+            for start in range(max(0, at - _KEY_NAME_REACH), at + 1):
+                if start in tried or (start > 0 and text[start - 1].isalnum()):
+                    continue  # not a word's start ("_" and "-" start one: "SENDGRID_API_KEY")
+                tried.add(start)
+                m = _LABELLED_KEY.match(text, start) or _BARE_KEY.match(text, start)
+                if m is not None:
+                    yield m
+                    break
+            at = low.find(word, at + len(word))
 
 
 def _detect_credentials(ctx: _Context) -> None:
@@ -2856,16 +2893,11 @@ def _detect_credentials(ctx: _Context) -> None:
             ctx.add(_P_CREDENTIAL, start, end, "credential", f"rule:{credential.name}", why)
             spans.append((start, end))
     low = text.lower() if low is None else low
-    # Each pattern is tried only where its literal is (a key's name; an AWS key id found above).
-    for word in ("key", "secret", "token"):
-        at = low.find(word)
-        while at >= 0:
-            m = _LABELLED_KEY.search(text, max(0, at - 16), min(len(text), at + 260))
-            if m is not None and not any(a <= m.start("v") < b for a, b in spans):
-                why = "a key or token after its name"
-                ctx.add(_P_CREDENTIAL, m.start("v"), m.end("v"), "credential", "rule:labelled_key", why)
-                spans.append(m.span("v"))
-            at = low.find(word, at + len(word))
+    for m in _labelled_keys(text, low):
+        if not any(a <= m.start("v") < b for a, b in spans):
+            why = "a key or token after its name"
+            ctx.add(_P_CREDENTIAL, m.start("v"), m.end("v"), "credential", "rule:labelled_key", why)
+            spans.append(m.span("v"))
     for _, end in [s for s in spans if text.startswith(("AKIA", "ASIA"), s[0])]:
         m = _AWS_SECRET_AFTER_ID.match(text, end)
         if m is not None:
@@ -3462,16 +3494,19 @@ _EXPIRY_LABEL = regex.compile(
     r"|(?<=card[\p{L}\p{N} \-]{0,24})(?:expires|expiring|expired|exp)"
     r"|valid[ ](?:thru|through|until|till)"
     r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad"
-    r"|ablaufdatum|g[üu]ltig[ ]bis|date[ ]d['’]expiration|vervaldatum|geldig[ ]tot|wa[żz]na[ ]do"
-    r"|v[áa]lid[oa][ ]hasta|valable[ ]jusqu['’][àa]|valida[ ]fino[ ]al"
-    # the verbs and the words for a due date only of a card: "mi tarjeta ... caduca 04/28" (not "mi
-    # oferta caduca 10/06", "Gutschein verfällt 12/25", "la polizza ha scadenza 12/26")
-    r"|(?<=(?:tarjeta|carta|karte|carte|card)[\p{L}\p{N} \-,]{0,40})"
-    r"(?:caduca|scadenza|verf[äa]llt|expire(?:[ ](?:le|en|fin))?))"
+    r"|ablaufdatum|g[üu]ltig[ ]bis|date[ ]d['’]expiration"
+    # the verbs and the words for a due date or "valid until" only of a card: "mi tarjeta ... caduca
+    # 04/28", "karta ... ważna do 10/26" (not "mi oferta caduca 10/06", "Gutschein verfällt 12/25",
+    # "la polizza ha scadenza 12/26", "De voucher is geldig tot 12/27", "Offerta valida fino al 12/25")
+    r"|(?<=(?:tarjeta|carta|karta|karte|carte|card|kaart|pas|cvv|cvc)[\p{L}\p{N} \-,]{0,64})"
+    r"(?:caduca|scadenza|verf[äa]llt|expire(?:[ ](?:le|en|fin))?|vervaldatum"
+    r"|geldig[ ](?:tot(?:[ ]en[ ]met)?|t/m)"
+    r"|wa[żz]na[ ]do(?:[ ]ko[ńn]ca)?|data[ ]wa[żz]no[śs]ci|v[áa]lid[oa][ ]hasta(?:[ ]el)?"
+    r"|valable[ ]jusqu['’](?:[àa]|au)|valida[ ]fino[ ](?:al|a)))"
     r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}"
     # "expiry date on the new card says 07/30"
     r"(?:[ ]{0,3}(?:on|of)[ ](?:the[ ]|my[ ]|your[ ])?(?:new[ ]|old[ ]|debit[ ]|credit[ ])?card"
-    r"(?:[ ](?:says|shows|reads|is|was))?(?:[ ]{0,3}[:=\-])?)?[ ]{0,3}[\"'‘’“”]?"
+    r"(?:[ ](?:says|shows|reads|is|was))?(?:[ ]{0,3}[:=\-])?)?[ ]{0,3}"
     # MM/YY, MM/YYYY or MMYY (not "11.30", a time; not "9-10 working days")
     r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
     r"|" + _MONTH_NAME + r"\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
@@ -3571,14 +3606,14 @@ _SPELT_RUN = regex.compile(
     regex.IGNORECASE,
 )
 _SPACED_RUN = re.compile(
-    r"(?<![0-9A-Za-z])[0-9](?:[ ]{1,3}(?:[-–][ ]{1,2})?[0-9](?![0-9])){5,}(?![0-9A-Za-z])"
+    r"(?<![0-9A-Za-z])[0-9](?:[ ]{1,4}(?:[-–/][ ]{1,2})?[0-9](?![0-9])){5,}(?![0-9A-Za-z])"
 )
 #: What the words before a disguised number say it is (the nearest such label within 40 characters).
 _DISGUISED_LABELS = regex.compile(
     r"(?<![\p{L}])(?:(?P<sort>sort[ ]?code|sort|s/?c)"
     r"|(?P<account>acc(?:oun)?t?(?:[ ]?(?:number|no|num|#))?|a/c)"
     r"|(?P<ssn>ssn|social[ ]security(?:[ ]number)?)|(?P<card>card(?:[ ]number)?|long[ ]number)"
-    r"|(?P<phone>(?:tele)?phone|mobile|number|tel|cell|call))(?![\p{L}])",
+    r"|(?P<phone>(?:tele)?phone|mobile|tel|cell|call))(?![\p{L}])",
     regex.IGNORECASE,
 )
 
@@ -3639,7 +3674,8 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
             kind, why = "ssn", "9 digits spelt or spaced out after an SSN label"
         elif (
             9 <= n <= 15
-            and (label == "phone" or (spelt and digits[0] == "0"))
+            and digits[0] == "0"
+            and (label == "phone" or spelt)
             and _valid_phone_anywhere(digits)
         ):
             kind, why = "phone", f"{n} digits spelt or spaced out, a valid phone number"
