@@ -2857,19 +2857,38 @@ def _labelled_keys(text: str, low: str) -> Iterator[regex.Match[str]]:
     """:data:`_LABELLED_KEY` and :data:`_BARE_KEY` matches, tried only at the word starts just before
     each "key", "secret" or "token" (a scan of the whole text costs the same on any text, and a search
     of a window round each word re-reads the windows: 85 ms for 4,000 characters of "token=")."""
+    occurrences = sorted(at for word in _KEY_WORDS for at in _positions(low, word))
+    if not occurrences:
+        return
+    starts = [m.start() for m in _WORD_START.finditer(text)]
     tried: set[int] = set()
-    for word in _KEY_WORDS:
-        at = low.find(word)
-        while at >= 0:
-            for start in range(max(0, at - _KEY_NAME_REACH), at + 1):
-                if start in tried or (start > 0 and text[start - 1].isalnum()):
-                    continue  # not a word's start ("_" and "-" start one: "SENDGRID_API_KEY")
-                tried.add(start)
-                m = _LABELLED_KEY.match(text, start) or _BARE_KEY.match(text, start)
-                if m is not None:
-                    yield m
-                    break
-            at = low.find(word, at + len(word))
+    done = -1  # the end of the last value found: the words inside it are not names
+    for at in occurrences:
+        if at < done:
+            continue
+        i = bisect.bisect_left(starts, at - _KEY_NAME_REACH)
+        while i < len(starts) and starts[i] <= at:
+            start = starts[i]
+            i += 1
+            if start in tried:
+                continue
+            tried.add(start)
+            m = _LABELLED_KEY.match(text, start) or _BARE_KEY.match(text, start)
+            if m is not None:
+                yield m
+                done = m.end()
+                break
+
+
+#: Where a word starts: a letter after anything but a letter or digit ("_" and "-" start one).
+_WORD_START = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]")
+
+
+def _positions(text: str, word: str) -> Iterator[int]:
+    at = text.find(word)
+    while at >= 0:
+        yield at
+        at = text.find(word, at + len(word))
 
 
 def _detect_credentials(ctx: _Context) -> None:
@@ -3498,7 +3517,9 @@ _EXPIRY_LABEL = regex.compile(
     # the verbs and the words for a due date or "valid until" only of a card: "mi tarjeta ... caduca
     # 04/28", "karta ... ważna do 10/26" (not "mi oferta caduca 10/06", "Gutschein verfällt 12/25",
     # "la polizza ha scadenza 12/26", "De voucher is geldig tot 12/27", "Offerta valida fino al 12/25")
-    r"|(?<=(?:tarjeta|carta|karta|karte|carte|card|kaart|pas|cvv|cvc)[\p{L}\p{N} \-,]{0,64})"
+    # (the words first, then the card before them: the look back is made only where one is)
+    r"|(?=caduca|scadenza|verf|expire|vervaldatum|geldig|wa[żz]na|data[ ]wa|v[áa]lid|valable|valida)"
+    r"(?<=(?:tarjeta|carta|karta|karte|carte|card|kaart|pas|cvv|cvc)[\p{L}\p{N} \-,]{0,64})"
     r"(?:caduca|scadenza|verf[äa]llt|expire(?:[ ](?:le|en|fin))?|vervaldatum"
     r"|geldig[ ](?:tot(?:[ ]en[ ]met)?|t/m)"
     r"|wa[żz]na[ ]do(?:[ ]ko[ńn]ca)?|data[ ]wa[żz]no[śs]ci|v[áa]lid[oa][ ]hasta(?:[ ]el)?"
