@@ -3510,7 +3510,7 @@ _EXPIRY_LABEL = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ ]date)?"
     # the verbs only of a card: "my card expires 10/27", not "my fixed rate expires march 2026"
     # (a card's last digits may come between: "the card ending 3181 - expires 12/27")
-    r"|(?<=card[\p{L}\p{N} \-]{0,24})(?:expires|expiring|expired|exp)"
+    r"|(?=exp)(?<=card[\p{L}\p{N} \-]{0,24})(?:expires|expiring|expired|exp)"
     r"|valid[ ](?:thru|through|until|till)"
     r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad"
     r"|ablaufdatum|g[üu]ltig[ ]bis|date[ ]d['’]expiration"
@@ -3879,6 +3879,9 @@ def _detect_secrets_said_around(ctx: _Context) -> None:
     for m in _OTP_FROM_TEXT.finditer(ctx.text):
         why = "digits of a code received by text or e-mail"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "otp", "rule:otp", why)
+    low = ctx.text.lower()
+    if "code" not in low and "otp" not in low and "one" not in low:
+        return  # every pattern of _OTP_SAID names a code
     for pattern in _OTP_SAID:
         for m in pattern.finditer(ctx.text):
             for group in ("v", "w"):
