@@ -630,7 +630,18 @@ class OpsDesk:
         assert self.board is not None
         handoff = self.store.handoffs.get(handoff_id)
         ts = self.board.open_handoff(handoff, self._opening(self.store.handoffs.transcript(handoff_id)[-12:]))
-        self.store.handoffs.set_thread(handoff_id, self.board.ops_channel or "", ts)
+        ops_channel = self.board.ops_channel or ""
+        try:
+            self.store.handoffs.set_thread(handoff_id, ops_channel, ts)
+        except InputError:
+            # The customer was erased while the thread was being opened (a reviewer's finding: the
+            # thread then went on unmarked): it is recorded as erased and the operators are told.
+            if self.store.handoffs.lookup(handoff_id) is not None:
+                raise
+            self.store.handoffs.mark_erased_thread(ops_channel, ts)
+            self.board.warn_in_thread(HandoffThread(ops_channel, ts), ERASED_NOW_NOTE)
+            log.warning("handoff_erased_while_opening", extra={"fields": {"thread_ts": ts}})
+            return
         log.info("handoff_opened", extra={"fields": {"handoff": handoff_id, "channel": handoff.channel}})
 
     def _to_thread(self, handoff_id: str, text: str, other_member: bool = False) -> None:

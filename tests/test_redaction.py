@@ -2247,3 +2247,22 @@ def test_ordinary_messages_near_session_53s_rules_stay(text: str) -> None:
 def test_redacting_twice_changes_nothing_more(text: str) -> None:
     once = redact(text)
     assert redact(once) == once
+
+
+def test_a_clean_text_remembered_under_other_regions_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reviewer's finding: a thread that read a text under the old regions could keep it after
+    `configure_regions` emptied the cache, and a phone number reached the log. The cache is tied to
+    the regions it was filled under, whoever changed them."""
+    from bot.privacy import redaction
+
+    redaction.configure_regions(())
+    local = "call 9123 4567 after 6"
+    assert redaction.redact_recurring(local) == local
+    try:
+        singapore = redaction.configure_regions(["sg"])
+        monkeypatch.setattr(redaction, "_regions", singapore)
+        redaction._KNOWN_CLEAN._texts[local] = None  # as a late writer under the old regions would
+        redaction._KNOWN_CLEAN._regions = ()
+        assert redaction.redact_recurring(local) == "call [PHONE] after 6"
+    finally:
+        redaction.configure_regions(())

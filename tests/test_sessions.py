@@ -941,6 +941,33 @@ def test_a_customer_who_deletes_their_conversation_during_a_handoff_is_told_in_i
     assert bank.board.warned_threads[-1] == mine.thread_ts
 
 
+def test_a_customer_erased_while_their_handoffs_thread_opens_is_recorded_and_told(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reviewer's finding: erased between the thread's first post and its recording, the handoff
+    was gone, the thread unmarked and no one told. The thread is recorded as erased (a later reply
+    there is reported, not relayed) and the operators are told at once."""
+    from bot.privacy.erasure import Eraser
+
+    customer = new_customer(bank.app)
+    user = stored_user_id(bank.core, customer)
+    opened = bank.board.open_handoff
+
+    def erased_meanwhile(handoff: Handoff, transcript: list[StoredMessage]) -> str:
+        ts = opened(handoff, transcript)
+        Eraser(bank.core.store).erase("web", user, "test")
+        return ts
+
+    monkeypatch.setattr(bank.board, "open_handoff", erased_meanwhile)
+    customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    ops = bank.service.ops
+    assert ops is not None
+    ops.drain()
+    ts = f"{1700000000 + len(bank.board.threads)}.000100"
+    assert bank.board.warnings[-1] == ERASED_NOW_NOTE and bank.board.warned_threads[-1] == ts
+    assert bank.core.store.handoffs.erased_thread(ts, OPS)
+
+
 def test_an_operators_reply_after_the_customer_was_erased_is_reported_in_the_thread_and_not_kept(
     bank: Bank, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -390,9 +390,11 @@ def configure_regions(bank_regions: Sequence[str]) -> tuple[str, ...]:
 
 class _KnownClean:
     """Short texts :func:`redact` left unchanged, remembered so that they are not read again; a
-    text it changed is never kept (nothing personal stays in memory). Emptied, as the module's
-    other caches are, when :func:`configure_regions` changes what counts as a phone number, and
-    whole when full (recurring texts come back at once)."""
+    text it changed is never kept (nothing personal stays in memory). Remembered for the phone
+    regions they were read in: emptied when :func:`configure_regions` changes them (as the module's
+    other caches are) and whenever the regions in force are not those (a text read under the old
+    regions by another thread while they changed is not kept: a reviewer's finding), and whole when
+    full (recurring texts come back at once)."""
 
     #: The longest text remembered (characters) and how many are.
     LONGEST = 200
@@ -400,19 +402,24 @@ class _KnownClean:
 
     def __init__(self) -> None:
         self._texts: dict[str, None] = {}
+        self._regions: tuple[str, ...] | None = None
 
     def redact(self, text: str) -> str:
-        if text in self._texts:
+        regions = _regions
+        if self._regions is not regions:
+            self._texts, self._regions = {}, regions  # a new dict: a late writer's insert is lost
+        texts = self._texts
+        if text in texts:
             return text
-        cleaned = redact(text)
-        if cleaned is text and len(text) <= self.LONGEST:
-            if len(self._texts) >= self.SIZE:
-                self._texts.clear()
-            self._texts[text] = None
+        cleaned = _redacted(text, regions)
+        if cleaned is text and len(text) <= self.LONGEST and _regions is regions:
+            if len(texts) >= self.SIZE:
+                texts.clear()
+            texts[text] = None
         return cleaned
 
     def cache_clear(self) -> None:
-        self._texts.clear()
+        self._texts, self._regions = {}, None
 
 
 _KNOWN_CLEAN = _KnownClean()
@@ -432,7 +439,12 @@ def redact(text: str) -> str:
     Text without personal data is returned unchanged; ``redact(redact(x)) == redact(x)``. Never
     raises on a ``str``.
     """
-    spans = _spans(text, _regions)
+    return _redacted(text, _regions)
+
+
+def _redacted(text: str, regions: tuple[str, ...]) -> str:
+    """:func:`redact` with phone numbers read in ``regions``."""
+    spans = _spans(text, regions)
     if not spans:
         return text
     pieces: list[str] = []

@@ -141,12 +141,17 @@ class HandoffRepository:
             for r in self.db.rows(query)
         ]
 
+    def lookup(self, handoff_id: str) -> Handoff | None:
+        """The handoff, or None if there is none (never was, or erased)."""
+        rows = self.db.rows(select(_h).where(_h.c.id == handoff_id))
+        return _handoff(rows[0]) if rows else None
+
     def get(self, handoff_id: str) -> Handoff:
         """Raises :class:`InputError` if there is no such handoff."""
-        rows = self.db.rows(select(_h).where(_h.c.id == handoff_id))
-        if not rows:
+        handoff = self.lookup(handoff_id)
+        if handoff is None:
             raise InputError(f"no handoff {handoff_id!r}")
-        return _handoff(rows[0])
+        return handoff
 
     def active(self, conversation_id: str) -> Handoff | None:
         """The open handoff of a conversation (the store's id), if any."""
@@ -203,6 +208,17 @@ class HandoffRepository:
         erased (:mod:`bot.privacy.erasure` keeps where the thread was, nothing of the customer's)."""
         query = select(_e.c.erased_at).where(_e.c.thread_ts == thread_ts, _e.c.ops_channel == ops_channel)
         return bool(self.db.rows(query.limit(1)))
+
+    def mark_erased_thread(self, ops_channel: str, thread_ts: str) -> None:
+        """Record an ops-channel thread whose handoff was erased before the thread was recorded
+        (erased while the thread was being opened): an operator replying there is told, as for a
+        thread :mod:`bot.privacy.erasure` recorded itself. Recording it twice changes nothing."""
+        with self.db.transaction() as connection:
+            connection.execute(
+                self.db.insert(_e)
+                .values(ops_channel=ops_channel, thread_ts=thread_ts, erased_at=self.db.clock.now())
+                .on_conflict_do_nothing()
+            )
 
     def recent(self, status: HandoffStatus | None = None, limit: int = 100) -> list[Handoff]:
         """Handoffs, newest first."""
