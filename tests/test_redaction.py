@@ -2176,6 +2176,18 @@ def test_recurring_texts_are_remembered_only_when_clean_and_forgotten_when_regio
         ("api key (live): c2d031c41885221c25f6aaf76fdc6c36", "api key (live): [CREDENTIAL]"),
         # a phone typed a digit at a time, three spaces between groups, after "telephone"
         ("Contact telephone:   0 7 7 0 0   9 0 0   5 1 3\nEmail", "Contact telephone:   [PHONE]\nEmail"),
+        # "double" and "triple" said aloud; a date of birth spaced round its signs; a second one
+        (
+            "you can reach me on oh seven seven double oh nine double oh three four five",
+            "you can reach me on [PHONE]",
+        ),
+        ("Date of birth:   14 / 02 / 1976\nNational", "Date of birth:   [DOB]\nNational"),
+        (
+            "My son's DOB is 21/07/2011 and mine is 30/01/1980, we want",
+            "My son's DOB is [DOB] and mine is [DOB], we want",
+        ),
+        ("the payment 14 / 02 / 2024 failed", "the payment 14 / 02 / 2024 failed"),
+        ("my dob is 3 March 1990 and mine is the same", "my dob is [DOB] and mine is the same"),
         # identity documents' labels
         ("driver license # D4127785 (California)", "driver license # [NATIONAL_ID] (California)"),
         (

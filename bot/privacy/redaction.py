@@ -1688,6 +1688,8 @@ _DATE_VALUE = (
     r"(?P<v>"
     r"[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
     r"|[0-9]{1,2}[-/. ][0-9]{1,2}[-/. ][0-9]{2,4}"
+    # spaced round its signs, as a form copied from a PDF: "14 / 02 / 1976"
+    r"|[0-9]{1,2}[ ]{1,2}[-/.][ ]{1,2}[0-9]{1,2}[ ]{1,2}[-/.][ ]{1,2}[0-9]{2,4}"
     r"|[0-9]{1,2}(?:st|nd|rd|th|er|º|ª|o|\.)?(?:[ ]?(?:de[ ]|of[ ])?|[-/.])"
     + _MONTH_WORD
     + r"(?:,?(?:[ ]de[ ]|[ ]del[ ]|[ ])|[-/.])(?:[0-9]{4}|[0-9]{2})"
@@ -3605,8 +3607,22 @@ _FOUR_DIGIT_YEAR = regex.compile(r"(?<![0-9])(?:19|20)[0-9]{2}(?![0-9])")
 _BIRTH_YEAR_MAX = datetime.date.today().year - 10
 
 
+#: Another person's date of birth given right after one found: "My son's DOB is 21/07/2011 and mine
+#: is 30/01/1980", "..., my wife's is 3 March 1982".
+_DOB_CONTINUED = regex.compile(
+    r"[ ]?,?[ ]{0,3}(?:(?:and|&)[ ]{1,3})?(?:mine|his|hers|my[ ][\p{L}]+['’]s|(?:my|his|her)[ ][\p{L}]+['’]s)"
+    r"[ ]{1,3}(?:is|was|:)[ ]{0,3}" + _DATE_VALUE,
+    regex.IGNORECASE,
+)
+
+
 def _detect_nearby_dob(ctx: _Context) -> None:
     text = ctx.text
+    for hit in [h for h in ctx.hits if h.kind == "dob"]:
+        m = _DOB_CONTINUED.match(text, hit.end)
+        if m is not None:
+            why = "date of birth given right after another"
+            ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
     found = sorted(h.start for h in ctx.hits if h.kind == "dob")  # the labels' own values
     for label in _DOB_NEAR.finditer(text):
         end = min(len(text), label.end() + _DOB_REACH)
@@ -3632,9 +3648,25 @@ _DIGIT_VALUES: Final[Mapping[str, str]] = MappingProxyType(
      "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
 )  # fmt: skip
 _DISGUISED_MIN = 6
+
+
+def _spelt_digits(spelt: str) -> str:
+    """The digits a run of spelt digits gives: "oh seven double oh nine" -> "07009"."""
+    out: list[str] = []
+    times = 1
+    for word in regex.findall(r"[\p{L}]+", spelt.lower()):
+        if word in ("double", "triple"):
+            times = 2 if word == "double" else 3
+            continue
+        out.append(_DIGIT_VALUES[word] * times)
+        times = 1
+    return "".join(out)
+
+
+#: A spelt digit, "double" or "triple" before one as said aloud ("double oh", "triple five").
+_SPELT_DIGIT = r"(?:(?:double|triple)[ ])?(?:zero|oh|nought|one|two|three|four|five|six|seven|eight|nine)"
 _SPELT_RUN = regex.compile(
-    r"(?<![\p{L}\p{N}])(?:zero|oh|nought|one|two|three|four|five|six|seven|eight|nine)"
-    r"(?:[ ]{0,2}[,\-]?[ ]{1,2}(?:zero|oh|nought|one|two|three|four|five|six|seven|eight|nine)){5,}"
+    r"(?<![\p{L}\p{N}])" + _SPELT_DIGIT + r"(?:[ ]{0,2}[,\-]?[ ]{1,2}" + _SPELT_DIGIT + r"){4,}"
     r"(?![\p{L}\p{N}])",
     regex.IGNORECASE,
 )
@@ -3680,7 +3712,7 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
         (
             m.start(),
             m.end(),
-            "".join(_DIGIT_VALUES[w.lower()] for w in regex.findall(r"[\p{L}]+", m.group())),
+            _spelt_digits(m.group()),
             True,
         )
         for m in _SPELT_RUN.finditer(text)
