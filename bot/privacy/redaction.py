@@ -1018,6 +1018,12 @@ _SECRET_WORD_WORDS = [
     r"security[ ]word",
     r"secret[ ]word",
 ]
+#: A maiden name's labels, after which a capitalised word is the name even with no "is" between.
+_MAIDEN_WORDS = [
+    r"mother(?:['’]?s)?[ ]maiden[ ]name",
+    r"mum(?:['’]?s)?[ ]maiden[ ]name",
+    r"mom(?:['’]?s)?[ ]maiden[ ]name",
+]
 _SECRET_PHRASE_WORDS = [
     r"memorable[ ](?:information|info|answer|name|place)",
     r"security[ ]answer",
@@ -1025,19 +1031,11 @@ _SECRET_PHRASE_WORDS = [
     r"secret[ ]question[ ]answer",
     r"answer[ ]to[ ](?:my|the)[ ](?:security|secret)[ ]question",
     r"secret[ ]answer",
-    r"mother(?:['’]?s)?[ ]maiden[ ]name",
-    r"mum(?:['’]?s)?[ ]maiden[ ]name",
-    r"mom(?:['’]?s)?[ ]maiden[ ]name",
+    *_MAIDEN_WORDS,
     r"mmn",  # UK banks' abbreviation of mother's maiden name
     r"maiden[ ]name[ ]of[ ](?:my|your|the)[ ](?:mother|mum|mom)",
     r"pass[ ]?phrase",
     r"first[ ]pet['’]s[ ]name",
-]
-#: A maiden name's labels, after which a capitalised word is the name even with no "is" between.
-_MAIDEN_WORDS = [
-    r"mother(?:['’]?s)?[ ]maiden[ ]name",
-    r"mum(?:['’]?s)?[ ]maiden[ ]name",
-    r"mom(?:['’]?s)?[ ]maiden[ ]name",
 ]
 #: A security question's answer said as a fact, the verb in the label: "my first pet was called Fluffy".
 _SECRET_CALLED_WORDS = [
@@ -1541,7 +1539,9 @@ _CONNECT_WORD = (
 # "cvv (318)", "my pin's 7391".
 _CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→?]|是|为|為|は|が|는|은|이|가|هو|هي)"
 # A customer unsure of the value: "my pin, i think its 0007", "pin maybe 4821".
-_HEDGE = r",?[ ]{0,3}i[ ](?:think|believe|guess|reckon)[ ]{1,3}(?:it['’]?s|its|it[ ](?:is|was))(?![\p{L}'’])"
+_I_THINK = r"i[ ](?:think|believe|guess|reckon)"
+_IT_IS = r"(?:it['’]?s|its|it[ ](?:is|was))"
+_HEDGE = r",?[ ]{0,3}" + _I_THINK + r"[ ]{1,3}" + _IT_IS + r"(?![\p{L}'’])"
 _FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM}|{_HEDGE})){{0,3}}[ ]{{0,3}}"
 _FILL_REQUIRED = (
     rf"[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,2}}"
@@ -1593,7 +1593,7 @@ _PASSWORD_FILL = (
     r"|c['’]est)"
     r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?)[ ]{0,3}"
     # "my password is i think hunter2"
-    r"(?:i[ ](?:think|believe|guess|reckon)(?:[ ]{1,3}(?:it['’]?s|its|it[ ](?:is|was)))?[ ]{1,3})?"
+    r"(?:" + _I_THINK + r"(?:[ ]{1,3}" + _IT_IS + r")?[ ]{1,3})?"
 )
 _DET_BEFORE = r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua)[ ])"
 
@@ -3610,7 +3610,7 @@ _BIRTH_YEAR_MAX = datetime.date.today().year - 10
 #: Another person's date of birth given right after one found: "My son's DOB is 21/07/2011 and mine
 #: is 30/01/1980", "..., my wife's is 3 March 1982".
 _DOB_CONTINUED = regex.compile(
-    r"[ ]?,?[ ]{0,3}(?:(?:and|&)[ ]{1,3})?(?:mine|his|hers|my[ ][\p{L}]+['’]s|(?:my|his|her)[ ][\p{L}]+['’]s)"
+    r"[ ]?,?[ ]{0,3}(?:(?:and|&)[ ]{1,3})?(?:mine|his|hers|(?:my|his|her)[ ][\p{L}]+['’]s)"
     r"[ ]{1,3}(?:is|was|:)[ ]{0,3}" + _DATE_VALUE,
     regex.IGNORECASE,
 )
@@ -3664,7 +3664,7 @@ def _spelt_digits(spelt: str) -> str:
 
 
 #: A spelt digit, "double" or "triple" before one as said aloud ("double oh", "triple five").
-_SPELT_DIGIT = r"(?:(?:double|triple)[ ])?(?:zero|oh|nought|one|two|three|four|five|six|seven|eight|nine)"
+_SPELT_DIGIT = r"(?:(?:double|triple)[ ])?(?:" + "|".join(_DIGIT_VALUES) + ")"
 _SPELT_RUN = regex.compile(
     r"(?<![\p{L}\p{N}])" + _SPELT_DIGIT + r"(?:[ ]{0,2}[,\-]?[ ]{1,2}" + _SPELT_DIGIT + r"){4,}"
     r"(?![\p{L}\p{N}])",
@@ -3723,7 +3723,7 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
     ]
     for start, end, digits, spelt in runs[:_DISGUISED_RUNS]:
         n = len(digits)
-        if _counting(digits) or _DISGUISED_NOT.search(text, max(0, start - 16), start):
+        if n < _DISGUISED_MIN or _counting(digits) or _DISGUISED_NOT.search(text, max(0, start - 16), start):
             continue  # "one, two, three, four, five, six times", "press 1 2 3 4 5 6"
         label = None
         for m in _DISGUISED_LABELS.finditer(text, max(0, start - 40), start):
@@ -3804,16 +3804,22 @@ _OTP_DIGITS_SHORT = (
 #: One-time codes said the ways a bank's text message and its customers say them: "Your OTP for txn
 #: of INR 12,000.00 at FLIPKART is 582041", "Your Teller Bank code is 77 31 58", "code 739 204 came
 #: by sms", "Got a text from you with code 664120", "i got two codes, 902114 and 118630".
+#: What a bank's text puts between its code's name and the code: "for txn of INR 12,000.00 at
+#: FLIPKART is" (a full stop only inside a number).
+_OTP_FOR_IS = r"(?:[ ]+(?:for|to)[ ](?:[^.!?\n]|\.(?=[0-9])){0,60}?)?[ ]+is[ ]*:?[ ]*"
 _OTP_SAID = [
     regex.compile(
         r"(?<![\p{L}])your[ ]+(?:[\p{L}&'’\-]+[ ]+){0,3}(?:otp|one[ -]?time[ ](?:password|passcode|code|pin))"
-        # "for txn of INR 12,000.00 at FLIPKART": a full stop only inside a number
-        r"(?:[ ]+(?:for|to)[ ](?:[^.!?\n]|\.(?=[0-9])){0,60}?)?[ ]+is[ ]*:?[ ]*" + _OTP_DIGITS,
+        + _OTP_FOR_IS
+        + _OTP_DIGITS,
         regex.IGNORECASE,
     ),
     regex.compile(
-        r"(?<![\p{L}])your[ ]+(?:[\p{L}&'’\-]+[ ]+){0,3}" + _NOT_OTP_BEFORE + r"code"
-        r"(?:[ ]+(?:for|to)[ ](?:[^.!?\n]|\.(?=[0-9])){0,60}?)?[ ]+is[ ]*:?[ ]*" + _OTP_DIGITS_SHORT,
+        r"(?<![\p{L}])your[ ]+(?:[\p{L}&'’\-]+[ ]+){0,3}"
+        + _NOT_OTP_BEFORE
+        + r"code"
+        + _OTP_FOR_IS
+        + _OTP_DIGITS_SHORT,
         regex.IGNORECASE,
     ),
     regex.compile(

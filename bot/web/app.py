@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from time import perf_counter
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -62,6 +62,9 @@ from bot.web.sessions import (
     personal_segment,
     stored_user_id,
 )
+
+if TYPE_CHECKING:
+    from bot.privacy.erasure import ErasureReceipt
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -721,6 +724,16 @@ def create_app(
             new=new,
         )
 
+    def erase(channel: str, user_id: str, actor: str) -> ErasureReceipt:
+        """Erase one customer (:class:`bot.privacy.erasure.Eraser`) and tell the operators in the
+        threads of their handoffs that were open."""
+        from bot.privacy.erasure import Eraser
+
+        receipt = Eraser(core.store, briefs_dir).erase(channel, user_id, actor)
+        if service.ops is not None:
+            service.ops.customer_erased(receipt.open_threads)
+        return receipt
+
     @app.delete(
         "/api/conversation",
         response_model=ErasedOut,
@@ -740,8 +753,6 @@ def create_app(
         no other way: no one else can name them. Limited per customer and per address
         (``TELLER_LIMIT_ERASURES``, 429); a customer with nothing stored gets zeros, and nothing is
         audited."""
-        from bot.privacy.erasure import Eraser
-
         if who.backend or customer_erasure == "off" or (customer_erasure == "anonymous" and who.verified):
             refused = "Deleting the conversation here is not available; please ask us to do it."
             raise HTTPException(status_code=403, detail=refused)
@@ -750,9 +761,7 @@ def create_app(
             # Nothing to erase: no transaction, no audit row (each is kept for good), no checkpoint.
             now = core.store.database.clock.now()
             return ErasedOut(messages=0, conversations=0, feedback=0, handoffs=0, at=now)
-        receipt = Eraser(core.store, briefs_dir).erase(WEB_CHANNEL, who.user_id, CUSTOMER_ACTOR)
-        if service.ops is not None:
-            service.ops.customer_erased(receipt.open_threads)
+        receipt = erase(WEB_CHANNEL, who.user_id, CUSTOMER_ACTOR)
         counts = receipt.counts
         if receipt.kb_entries:
             # Operators' entries written from the customer's words: theirs to review (the audit row
@@ -810,14 +819,9 @@ def create_app(
         log under a pseudonym, and their words in positioning briefs read "[erased]" (rows and
         files: ``briefs_rewritten``, ``brief_files_rewritten``); returns the receipt (rows removed
         per kind, caveats). An unknown customer gets a receipt of zeros."""
-        from bot.privacy.erasure import Eraser
-
         if channel.strip().lower() == WEB_CHANNEL:
             user_id = stored_user_id(core.store, user_id)
-        receipt = Eraser(core.store, briefs_dir).erase(channel, user_id, API_ACTOR)
-        if service.ops is not None:
-            service.ops.customer_erased(receipt.open_threads)
-        return JSONResponse(receipt.to_dict())
+        return JSONResponse(erase(channel, user_id, API_ACTOR).to_dict())
 
     @app.get(
         "/healthz",
