@@ -1828,13 +1828,20 @@ def test_configuring_regions_forgets_what_was_read_before() -> None:
     ``configure_regions(["GB"])`` (the same list of regions, GB first), and after a reset."""
     from bot.privacy.redaction import configure_regions
 
-    assert redact("0800 1111") == "0800 1111"
+    assert redact("08001111") == "[ACCOUNT]"  # eight digits: a UK account number
     try:
         configure_regions(["GB"])
-        assert redact("0800 1111") == "[PHONE]"  # eight digits: a number of the bank's region
+        assert redact("08001111") == "[PHONE]"  # eight digits: a number of the bank's region
     finally:
         configure_regions(())
-    assert redact("0800 1111") == "0800 1111"
+    assert redact("08001111") == "[ACCOUNT]"
+    assert redact("8216 4490") == "8216 4490"
+    try:
+        configure_regions(["SG"])
+        assert redact("8216 4490") == "[PHONE]"  # a Singapore mobile
+    finally:
+        configure_regions(())
+    assert redact("8216 4490") == "8216 4490"
 
 
 @pytest.mark.parametrize("text", ["my tracking code is A1234563", "flight A1234563 was cancelled"])
@@ -2261,7 +2268,7 @@ def test_redacting_twice_changes_nothing_more(text: str) -> None:
     assert redact(once) == once
 
 
-def test_a_clean_text_remembered_under_other_regions_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_clean_text_remembered_under_other_regions_is_read_again() -> None:
     """A reviewer's finding: a thread that read a text under the old regions could keep it after
     `configure_regions` emptied the cache, and a phone number reached the log. The cache is tied to
     the regions it was filled under, whoever changed them."""
@@ -2271,10 +2278,112 @@ def test_a_clean_text_remembered_under_other_regions_is_read_again(monkeypatch: 
     local = "call 9123 4567 after 6"
     assert redaction.redact_recurring(local) == local
     try:
-        singapore = redaction.configure_regions(["sg"])
-        monkeypatch.setattr(redaction, "_regions", singapore)
+        redaction.configure_regions(["sg"])
         redaction._KNOWN_CLEAN._texts[local] = None  # as a late writer under the old regions would
         redaction._KNOWN_CLEAN._regions = ()
         assert redaction.redact_recurring(local) == "call [PHONE] after 6"
     finally:
         redaction.configure_regions(())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # An organisation's freephone, shared-cost or UK 03 line, written as its country groups it.
+        ("I rang 0345 300 0116 like it says online", "I rang 0345 300 0116 like it says online"),
+        ("is 0800 028 4176 your fraud line?", "is 0800 028 4176 your fraud line?"),
+        ("call 1-800-432-1000 is what they told me", "call 1-800-432-1000 is what they told me"),
+        ("their line +44 345 300 0116 was busy", "their line +44 345 300 0116 was busy"),
+        # Not so grouped: the digits are also other countries' landlines (Halle, Berlin), hidden.
+        ("call 030/12345678 tomorrow", "call [PHONE] tomorrow"),
+        ("ring 03453000116 please", "ring [PHONE] please"),
+        # A personal number stays hidden, and so do digits only a business number without its
+        # trunk prefix would read ("8003 4417 29" is a UK freephone number without its 0).
+        ("my mobile is 07911 238450", "my mobile is [PHONE]"),
+        ("call me on 9823145670", "call me on [PHONE]"),
+        ("UK premium rate reads PH mobiles: 0918 227 4490", "UK premium rate reads PH mobiles: [PHONE]"),
+    ],
+)
+def test_an_organisations_number_is_not_personal_data(text: str, expected: str) -> None:
+    """Four labelled sets written independently all marked a bank's or a merchant's freephone and
+    03 numbers as values to keep: an agent needs them, and they identify no one."""
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A secret asked for, then given: how fraud victims write to their bank.
+        (
+            "they asked for my TAC. I gave them 558102. Then RM18,700 was transferred out",
+            "they asked for my TAC. I gave them [OTP]. Then RM18,700 was transferred out",
+        ),
+        (
+            "he needed my pin to 'cancel the transaction'. I told him 7 3 9 1. then they took $800",
+            "he needed my pin to 'cancel the transaction'. I told him [PIN]. then they took $800",
+        ),
+        (
+            "asked me to reply with my online banking password. I sent HuskyMom#77 before I realized",
+            "asked me to reply with my online banking password. I sent [PASSWORD] before I realized",
+        ),
+        (
+            "it asked for the 3 numbers on the back so I put 482, then £1,199 went to CURRYS",
+            "it asked for the 3 numbers on the back so I put [CVV], then £1,199 went to CURRYS",
+        ),
+        ("I gave him the code, 482913, and he hung up", "I gave him the code, [OTP], and he hung up"),
+        ("I gave them my current PIN which is 2580.", "I gave them my current PIN which is [PIN]."),
+        # ... not an amount, a count, a shape no such secret has, or a secret two sentences back
+        ("I forgot my PIN so I sent 1000 to my son", "I forgot my PIN so I sent 1000 to my son"),
+        ("the code didn't arrive so I sent 2 messages", "the code didn't arrive so I sent 2 messages"),
+        ("what is a password? I sent money to Bob", "what is a password? I sent money to Bob"),
+        (
+            "I changed my PIN. Then I went to the shop. I typed 4455 there",
+            "I changed my PIN. Then I went to the shop. I typed 4455 there",
+        ),
+        ("my password expired. I typed something wrong", "my password expired. I typed something wrong"),
+        # A second value of the secret: "or", and a correction.
+        (
+            "whether my PIN is 4471 or 4417. Can you send a reminder?",
+            "whether my PIN is [PIN] or [PIN]. Can you send a reminder?",
+        ),
+        (
+            "the code is 7 7 2 9 1 4 no wait I read it wrong, 7 7 2 9 4 1",
+            "the code is [OTP] no wait I read it wrong, [OTP]",
+        ),
+        ("my pin is 1234 or 5 times wrong", "my pin is [PIN] or 5 times wrong"),
+        # What the answer is for, before "is"; and the answer in the next sentence.
+        (
+            "Mom's maiden name for the security question is Fitzgerald.",
+            "Mom's maiden name for the security question is [PASSWORD].",
+        ),
+        (
+            "Security answer for 'first school' is St Bartholomew's Primary - it was accepted",
+            "Security answer for 'first school' is [PASSWORD] - it was accepted",
+        ),
+        ("the password for the app is not working", "the password for the app is not working"),
+        (
+            "Security question was mother's maiden name. It's Okonkwo. The man said it was wrong",
+            "Security question was mother's maiden name. It's [PASSWORD]. The man said it was wrong",
+        ),
+        (
+            "characters 2, 5 and 7 of my memorable word. The word is CHARLOTTE so that's H, L and T",
+            "characters 2, 5 and 7 of my memorable word. The word is [PASSWORD] so that's H, L and T",
+        ),
+        ("my memorable word. It's Wrong apparently", "my memorable word. It's Wrong apparently"),
+        # Tokens: a Stripe webhook secret, and a JWT-shaped token whose payload is not JSON.
+        (
+            "Webhook secret for the payments feed is whsec_19FlY0mG1ylvuhfJXqIEnomef2mSJ5CM, rotate?",
+            "Webhook secret for the payments feed is [CREDENTIAL], rotate?",
+        ),
+        (
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.irYkPvdRHUNL9yf4StfxDPNV2a.hcyXic6YOZq0M7qO60lI5Qfec ok",
+            "[CREDENTIAL] ok",
+        ),
+    ],
+)
+def test_secrets_given_named_again_or_corrected(text: str, expected: str) -> None:
+    """Misses of a labelled set written without reading the rules (session 54): secrets told in a
+    scam's story, a second value or a correction, an answer's purpose before "is" or the answer in
+    the next sentence, and two token formats."""
+    assert redact(text) == expected
+    assert redact(expected) == expected

@@ -141,13 +141,13 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
-  ids and (after their name) secret access keys, GitHub, Stripe secret and Google API keys, PEM and
-  PGP private keys (also pasted without their END line), Slack webhook URLs' secret paths, and the
-  password of a URL's user information (``postgresql://user:[CREDENTIAL]@host``, at any length). A
-  credential wins over any other kind it overlaps (a PIN label before a bot token does not leave
-  the token's tail), and the other detectors read the text with it masked, so numbers beside it are
-  found as beside a placeholder. (Teller's own configured secrets, whatever their format, are hidden
-  in the log by :mod:`bot.logs`.)
+  ids and (after their name) secret access keys, GitHub, Stripe secret and webhook signing keys,
+  Google API keys, PEM and PGP private keys (also pasted without their END line), Slack webhook
+  URLs' secret paths, and the password of a URL's user information
+  (``postgresql://user:[CREDENTIAL]@host``, at any length). A credential wins over any other kind it
+  overlaps (a PIN label before a bot token does not leave the token's tail), and the other
+  detectors read the text with it masked, so numbers beside it are found as beside a placeholder.
+  (Teller's own configured secrets, whatever their format, are hidden in the log by :mod:`bot.logs`.)
 - number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
@@ -811,6 +811,7 @@ class _Context:
         _detect_nz_accounts(self)
         _detect_utr(self)
         _detect_secrets_said_around(self)
+        _detect_secrets_given(self)
         _detect_letter_led(self)
         _detect_digit_clusters(self)
         _detect_lookalike_cards(self)
@@ -1137,6 +1138,7 @@ _OTP_WORDS = [
     r"sms[ -]?code",
     r"code[ ](?:from|in)[ ]the[ ](?:text|sms|message|app|authenticator(?:[ ]app)?|e-?mail)",
     r"code[ ](?:texted|sent)[ ]to[ ](?:me|my[ ](?:phone|mobile))",
+    r"code[ ](?:texted|sent)[ ](?:by|via|in[ ]a)[ ](?:text|sms|message|e-?mail)",
     r"code[ ]re[çc]u[ ]par[ ]sms",
     r"log-?in[ ]code",
     r"sign-?in[ ]code",
@@ -1588,6 +1590,9 @@ _ON_BACK = (
 # Between a password label and the password: a word ("is", "was"...) or a sign (":", "=", 是...). After a
 # word only a token that cannot be an ordinary word counts ("my passcode was denied" is a sentence).
 _PASSWORD_FILL = (
+    # what it is for, before "is": "maiden name for the security question is", "security answer for
+    # 'first school' is", "password for online banking was"
+    r"(?:[ ]{1,3}for[ ][^.!?\n:=]{1,40}?(?=[ ]{1,3}(?:is|was)[ ]))?"
     r"[ ]{0,3}[\"'”]?[ ]{0,3}(?:(?P<sign>[:=：\-–—]|是|为|為|は|が|는|은|이|가)"
     r"|(?:is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|это|será|sera|wird|will[ ]be|be|hat|tiene"
     r"|c['’]est)"
@@ -2318,7 +2323,8 @@ _OTP_BEFORE = regex.compile(
 _CONTINUED_KINDS = ("pin", "cvv", "otp")
 #: A clause joined to a labelled secret that gives another value of the same kind without naming the
 #: label again: "... is 4921 and for card ending 4455 is 1234", "... and for the other one it's 1234",
-#: "... 482913 and then a second one 119034". Only these shapes: another card or account, with "is",
+#: "... 482913 and then a second one 119034", "... is 4471 or 4417", and a correction ("... 7 7 2 9 1 4 no
+#: wait I read it wrong, 7 7 2 9 4 1"). Only these shapes: another card or account, with "is",
 #: "was", ":" or "=" before the value ("... and for my other card 4455" keeps the card's last four),
 #: or "the other / second / new one". The value ends its clause (not the first group of a card,
 #: a date or an amount); "... and my balance is 1234" names something else and stays.
@@ -2338,7 +2344,12 @@ _CONTINUED = regex.compile(
     # "my pin is 0007 or maybe 7000"
     r"|(?:maybe|perhaps|possibly|probably)(?:" + _LINK + r")?"
     r")"
-    r"[ ]{0,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)",
+    r"[ ]{0,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
+    # "my PIN is 4471 or 4417": a value right after "or"
+    r"|[ ]?,?[ ]{1,3}or[ ]{1,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
+    # a correction: "the code is 7 7 2 9 1 4 no wait I read it wrong, 7 7 2 9 4 1"
+    r"|[ ]?[,.;!]?[ ]{1,3}(?:no[ ]wait|wait|sorry|oops|i[ ]mean[t]?|actually|correction|typo)"
+    r"(?![\p{L}])[^.!?\n0-9]{0,40}?(?P<v>\d(?:[ \-]?\d){2,18}+)(?![\d\p{L}]|[ \-./,:]?\d)",
     regex.IGNORECASE,
 )
 
@@ -2435,6 +2446,11 @@ def _password_span(low: str, start: int, end: int) -> tuple[int, int] | None:
         end = start + cjk.start()
     while end > start and low[end - 1] in _TRAILING_PUNCT:
         end -= 1
+    # a dash after a space ends the answer: "St Bartholomew's Primary - it was accepted"
+    while end - start > 2 and low[end - 1] in "-–—" and low[end - 2] == " ":
+        end -= 2
+        while end > start and low[end - 1] == " ":
+            end -= 1
     while start < end and low[start] in _LEADING_PUNCT:
         start += 1
     if start >= end or low[start:end] in _ORDINARY or _PLACEHOLDER.fullmatch(low[start:end].upper()):
@@ -2745,6 +2761,14 @@ _CREDENTIALS: tuple[_Credential, ...] = (
         "eyJ",
         r"eyJ(?<![A-Za-z0-9-]eyJ)[A-Za-z0-9_-]{5,4000}+\.eyJ[A-Za-z0-9_-]{2,8000}+\.[A-Za-z0-9_-]{0,2000}+",
     ),
+    # ... and a token of the same shape whose payload is not JSON (a JWE's encrypted key, or a
+    # header pasted before some other signed content): a JSON header and two more base64url parts
+    # of at least 20 characters each.
+    _token(
+        "jwt",
+        "eyJ",
+        r"eyJ(?<![A-Za-z0-9-]eyJ)[A-Za-z0-9_-]{5,4000}+\.[A-Za-z0-9_-]{20,8000}+\.[A-Za-z0-9_-]{20,2000}+",
+    ),
     # AWS access key id (base32: it holds a digit).
     _token(
         "aws_access_key_id",
@@ -2760,6 +2784,8 @@ _CREDENTIALS: tuple[_Credential, ...] = (
     _token(
         "stripe_key", "k_", r"[sr]k_(?:live|test)_(?<![A-Za-z0-9][sr]k_(?:live|test)_)[A-Za-z0-9]{16,255}+"
     ),
+    # Stripe webhook signing secret.
+    _token("stripe_webhook_secret", "whsec_", r"whsec_(?<![A-Za-z0-9]whsec_)[A-Za-z0-9]{24,255}+"),
     _token("google_api_key", "AIza", r"AIza(?<![A-Za-z0-9_-]AIza)[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])"),
     # A PEM or PGP private key, whole (its lines may be escaped, "\n", as in a JSON key file).
     _token(
@@ -3897,6 +3923,21 @@ _SECURITY_QUESTION = regex.compile(
 )
 
 
+#: A security answer named, then given at the start of the next sentence: "Security question was
+#: mother's maiden name. It's Okonkwo.", "characters 2, 5 and 7 of my memorable word. The word is
+#: CHARLOTTE so that's H, L and T". The answer is one to four capitalised words (not a word of
+#: :data:`_NOT_A_NAME`) ending its clause.
+_ANSWER_NEXT = regex.compile(
+    r"(?<![\p{L}])(?:maiden[ ]name|memorable[ ](?:word|name|place|date|answer)|security[ ](?:answer|question)"
+    r"|secret[ ](?:word|answer|question)|first[ ](?:pet|school|car)|favou?rite[ ](?:teacher|film|book|food))"
+    r"[^.!?\n]{0,40}[.!?:][ ]{1,3}"
+    r"(?:it['’]?s|it[ ](?:is|was)|the[ ](?:word|answer|name)[ ](?:is|was)|(?:the[ ])?answer[ ]?(?:is|was|:))"
+    r"[ ]{1,3}(?P<a>(?-i:\p{Lu}[\p{L}'’\-]+(?:[ ]\p{Lu}[\p{L}'’\-]+){0,3}))"
+    r"(?=[ ]*(?:[.,;!?\n]|$|(?:so|and|but|which|if|is|was)(?![\p{L}])))",
+    regex.IGNORECASE,
+)
+
+
 def _detect_security_answers(ctx: _Context) -> None:
     """:data:`_SECURITY_ANSWERS_LABEL` with :data:`_QA_PAIR`, and :data:`_SECURITY_QUESTION` (read
     with the text's line breaks: a pair a line ends with its line)."""
@@ -3916,6 +3957,103 @@ def _detect_security_answers(ctx: _Context) -> None:
         for m in _SECURITY_QUESTION.finditer(text):
             why = "answer written after a security question"
             ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
+    for m in _ANSWER_NEXT.finditer(text):
+        if m.group("a").split(" ")[0].lower() not in _NOT_A_NAME:
+            why = "answer given in the sentence after its question"
+            ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
+
+
+#: A secret asked for, then told: a secret's name, and in the same sentence or the next one the
+#: customer saying they gave it, and what they gave. How fraud victims write to their bank: "they
+#: asked for my TAC. I gave them 558102", "needed my pin to 'cancel the transaction'. I told him 7 3
+#: 9 1", "asked me to reply with my online banking password. I sent HuskyMom#77", "the 3 numbers on
+#: the back so I put 482". What was given must have the secret's shape (:func:`_given_secret`).
+_SECRET_NAMES = (
+    r"(?:(?P<otp>otp|tac|one[ -]?time[ ](?:code|passcode|password|pin)"
+    r"|(?:verification|security|sms|text|login|log-in|sign-in|2fa)[ ]code|code)"
+    r"|(?P<pin>pin(?:[ ](?:number|code))?|m-?pin|passcode)"
+    r"|(?P<cvv>cvv2?|cvc2?|(?:3|three)[ ](?:numbers|digits)[ ](?:on|at)[ ]the[ ]back)"
+    r"|(?P<password>password|passwort|passphrase|contrase[ñn]a|mot[ ]de[ ]passe))(?![\p{L}])"
+)
+_GIVING = (
+    r"(?:i|we)[ ]+(?:then[ ]+|just[ ]+|already[ ]+|stupidly[ ]+|accidentally[ ]+)?"
+    r"(?:gave|told|sent|texted|read|typed|entered|put|keyed|shared|said|replied(?:[ ]with)?|provided)"
+    r"(?:[ ]+(?:them|him|her|it|the[ ]+(?:caller|scammer|guy|man|woman|lady|person|agent)))?"
+    r"(?:[ ]+(?:out|in|back|over))?"
+)
+_GIVEN_VALUE = (
+    r"[ ]*(?:[:,\-–][ ]*|(?:as|which[ ]+(?:is|was))[ ]+)?"
+    r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){2,15}+(?![0-9])|[^\s'\"“”‘’]{4,64}+)"
+)
+_GIVEN_SECRET = (
+    regex.compile(
+        r"(?<![\p{L}])"
+        + _SECRET_NAMES
+        # the rest of its sentence and the start of the next (at most one sentence's end between
+        # them: :func:`_given_secret`)
+        + r"(?P<gap>(?:[^\n]|\n(?!\n)){0,160}?)(?<![\p{L}'’])"
+        + _GIVING
+        + r"(?:[ ]+(?:the[ ]+(?:code|number|pin|digits|password)|it|my[ ]+(?:code|pin|password)))?"
+        + _GIVEN_VALUE,
+        regex.IGNORECASE,
+    ),
+    # ... or named as what was given: "I gave him the code, 482913"
+    regex.compile(
+        r"(?<![\p{L}'’])(?P<gap>)"
+        + _GIVING
+        + r"[ ]+(?:the|my|our)[ ]+(?:[\p{L}\-]+[ ]+){0,2}?"
+        + _SECRET_NAMES
+        + _GIVEN_VALUE,
+        regex.IGNORECASE,
+    ),
+)
+#: After a number given: what makes it an amount or a count, not a secret ("I sent 1000 to my son").
+_GIVEN_NOT_SECRET = regex.compile(
+    r"[ ]*(?:dollars?|pounds?|euros?|quid|bucks|rupees?|ringgit|pesos?|usd|gbp|eur|inr|aud|cad|sgd"
+    r"|to|into|from|for|times|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|%|x(?![\p{L}]))"
+    r"(?![\p{L}])",
+    regex.IGNORECASE,
+)
+#: A sentence's end: a full stop, question or exclamation mark before a space or a line's end (not
+#: inside a number), or a line break.
+_SENTENCE_END = regex.compile(r"[.!?]+(?=[ ]|\n|$)|\n")
+#: A number going on: another digit group, or digits after a sign.
+_LONGER_NUMBER = regex.compile(r"[ \-./,]?[0-9]")
+#: Digits a secret of each kind has.
+_GIVEN_DIGITS = {"otp": (4, 8), "pin": (4, 6), "cvv": (3, 4)}
+
+
+def _detect_secrets_given(ctx: _Context) -> None:
+    """:data:`_GIVEN_SECRET`: a secret asked for and given."""
+    for pattern in _GIVEN_SECRET:
+        for m in pattern.finditer(ctx.text):
+            _given_secret(ctx, m)
+
+
+def _given_secret(ctx: _Context, m: regex.Match[str]) -> None:
+    if len(_SENTENCE_END.findall(m.group("gap"))) > 1:
+        return
+    kind = next(k for k in ("otp", "pin", "cvv", "password") if m.group(k))
+    value = m.group("v")
+    start = m.start("v")
+    if kind == "password":
+        value = value.rstrip(".,!?;:)")
+        # a password is a made-up string: a digit or a sign in it, or a capital after its first letter
+        made_up = any(not c.isalpha() for c in value) or any(c.isupper() for c in value[1:])
+        if len(value) < 6 or not made_up or "@" in value or "://" in value or value[0] in "£$€¥₹#":
+            return
+        ctx.add(_P_SECRET, start, start + len(value), "password", "rule:password", "a password told")
+        return
+    if not value[0].isdigit() or any(c.isalpha() for c in value):
+        return
+    if _LONGER_NUMBER.match(ctx.text, m.end("v")):
+        return  # the first group of a longer number (a card's): its own detector decides
+    digits = sum(c.isdigit() for c in value)
+    low, high = _GIVEN_DIGITS[kind]
+    if not low <= digits <= high or _GIVEN_NOT_SECRET.match(ctx.text, m.end("v")):
+        return
+    why = f"{digits} digits told after a {kind} was asked for"
+    ctx.add(_P_SECRET, start, m.end("v"), kind, f"rule:{kind}", why)
 
 
 def _detect_secrets_said_around(ctx: _Context) -> None:
@@ -4438,15 +4576,77 @@ def _add_phones(ctx: _Context, start: int, outcome: _Outcome) -> None:
             # A possible number only gives way to what a valid one does not: "+" to a labelled
             # reference, "00" (a reference's or an amount's leading zeros) to any protection.
             weak = 0 if valid else _REFERENCE_ONLY if plus else _WEAK
+            if valid and _business_number(text[start + lo : start + hi], None):
+                _protect_business(ctx, start + lo, start + hi)
+                continue
             ctx.add(_P_PHONE_INTL, start + lo, start + hi, "phone", "phonenumbers", why, weak=weak)
             continue
         if _amounts_in_pairs(text, start + lo, start + hi):
+            continue
+        if valid and _business_number(text[start + lo : start + hi], region):
+            _protect_business(ctx, start + lo, start + hi)
             continue
         if context is None:
             context = _PHONE_WORDS.search(text, max(0, start + lo - 40), start + lo) is not None
         priority = _P_PHONE_CONTEXT if context else _P_PHONE
         why = f"{status} {region} number, national format"
         ctx.add(priority, start + lo, start + hi, "phone", "phonenumbers", why, weak=_WEAK)
+
+
+#: ``phonenumbers``' types of number that an organisation holds, not a person: freephone (0800,
+#: 1-800), shared cost (0845, 1300) and universal access numbers (UK 03, 0345). Not premium rate:
+#: the UK's 09 numbers are written as the Philippines' mobiles are ("0918 227 4490").
+#: A bank's helpline, a merchant's or a scammer's line is not a customer's personal data, and the
+#: agent needs it ("I rang 0345 300 0116 and waited 47 minutes", "is 0800 028 4176 your fraud
+#: line?"): four labelled sets written independently (sessions 51-53) all marked such numbers to
+#: be kept or either way, none to be hidden.
+_BUSINESS_TYPES = frozenset(
+    {
+        phonenumbers.PhoneNumberType.TOLL_FREE,
+        phonenumbers.PhoneNumberType.SHARED_COST,
+        phonenumbers.PhoneNumberType.UAN,
+    }
+)
+
+
+def _business_number(candidate: str, region: str | None) -> bool:
+    """Whether ``candidate``, valid in ``region`` (None: written with its country code), is one of
+    :data:`_BUSINESS_TYPES` there, written in that region's own grouping of such a number
+    (``phonenumbers``' national or international format; a North American number's leading 1 aside).
+
+    The grouping is the only evidence of which country's number it is where the other regions'
+    numbers read the same digits: "0345 300 0116" is a UK bank's line, and a landline in Halle or
+    Bergamo; "030/12345678" a UK 03 number read without its grouping, and a Berlin landline. So
+    "0345 300 0116" and "1-800-328-4120" are kept and "030/12345678", "03457 404 404" or
+    "03453000116" are not; a bank whose own region reads them otherwise names it first
+    (``TELLER_PHONE_REGIONS``).
+    """
+    written = _DIGIT_RUN.findall(candidate)
+    if len(written) < 2:
+        return False
+    return _business_reading(tuple(written), region)
+
+
+@lru_cache(maxsize=4096)
+def _business_reading(written: tuple[str, ...], region: str | None) -> bool:
+    try:
+        number = phonenumbers.parse(" ".join(written) if region else "+" + " ".join(written), region)
+    except phonenumbers.NumberParseException:
+        return False
+    if phonenumbers.number_type(number) not in _BUSINESS_TYPES:
+        return False
+    formats = phonenumbers.PhoneNumberFormat
+    style = formats.NATIONAL if region else formats.INTERNATIONAL
+    groups = tuple(_DIGIT_RUN.findall(phonenumbers.format_number(number, style)))
+    if region and number.country_code == 1 and written[0] == "1":
+        written = written[1:]
+    return written == groups
+
+
+def _protect_business(ctx: _Context, start: int, end: int) -> None:
+    """An organisation's number stays, and no weaker reading (an account, a number) takes it."""
+    ctx.soft.append((start, end))
+    ctx.protect_ready = False
 
 
 #: Words that make digits written in pairs a phone number: :data:`_PHONE_WORDS`, or a word for
