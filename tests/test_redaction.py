@@ -2387,3 +2387,57 @@ def test_secrets_given_named_again_or_corrected(text: str, expected: str) -> Non
     the next sentence, and two token formats."""
     assert redact(text) == expected
     assert redact(expected) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Labels as customers and their forms write them.
+        ("Name Gareth Pugh, SC 09-01-28, Acc 55102938", "Name Gareth Pugh, SC [SORT_CODE], Acc [ACCOUNT]"),
+        ("sc 404784 acc 71234567", "sc [SORT_CODE] acc [ACCOUNT]"),
+        ("Please send to SC 123456 ticket", "Please send to SC 123456 ticket"),
+        ('{"sort_code": "112233", "amount": 250.00}', '{"sort_code": "[SORT_CODE]", "amount": 250.00}'),
+        ("PAN card: AQTPM 7302 K", "PAN card: [NATIONAL_ID]"),
+        ("Reisepassnummer C4J7F2L9X", "Reisepassnummer [NATIONAL_ID]"),
+        ("DL# D4829137 (California)", "DL# [NATIONAL_ID] (California)"),
+        ("Licence number is PATEL 806154 AR9KL", "Licence number is [NATIONAL_ID]"),
+        ("card 4202.6355.3217.5511 exp 10.27 and the cvc 339", "card [CARD] exp [EXPIRY] and the cvc [CVV]"),
+        ("meeting at 10.27 exp. time", "meeting at 10.27 exp. time"),
+        ("here u go 4990302430119325 exp 0928 sec code 771", "here u go [CARD] exp [EXPIRY] sec code [CVV]"),
+        (
+            "asked me to read back the 6-digit code and i did, it was 390118, then £2,950 left",
+            "asked me to read back the 6-digit code and i did, it was [OTP], then £2,950 left",
+        ),
+        # Security answers as a form's fields, and a memorable word's letters by position.
+        (
+            "First school: St Bride's Primary. First car: a red Fiat Panda.",
+            "First school: [PASSWORD]. First car: [PASSWORD].",
+        ),
+        ("Answer to 'city where we met': Bulawayo", "Answer to 'city where we met': [PASSWORD]"),
+        (
+            "for the security question the answer is Biscuit, that was my first dog's name",
+            "for the security question the answer is [PASSWORD], that was my first dog's name",
+        ),
+        (
+            "you asked for the 2nd 5th and 8th letters: E, O, R",
+            "you asked for the 2nd 5th and 8th letters: [PASSWORD]",
+        ),
+        ("the 3rd, 4th and 7th characters are l, m, e", "the 3rd, 4th and 7th characters are [PASSWORD]"),
+        ("my first car: I don't remember", "my first car: I don't remember"),
+        ("the 1st and 2nd payments are 50 and 60", "the 1st and 2nd payments are 50 and 60"),
+        # A made-up token in a message about a password; not an amount or an address.
+        (
+            "the password I gave was wrong, it's actually Marmalade#77 not Marmelade#77",
+            "the password I gave was wrong, it's actually [PASSWORD] not [PASSWORD]",
+        ),
+        (
+            "password reset fails; I'm sending A$10,000 from order #08-1134",
+            "password reset fails; I'm sending A$10,000 from order #08-1134",
+        ),
+        ("bypass the 2FA: abc#123def", "bypass the 2FA: abc#123def"),
+    ],
+)
+def test_labels_forms_and_made_up_passwords(text: str, expected: str) -> None:
+    """Misses of a labelled set written without reading the rules (session 54, `/tmp/pii54`)."""
+    assert redact(text) == expected
+    assert redact(expected) == expected

@@ -241,7 +241,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from operator import attrgetter
 from types import MappingProxyType, ModuleType
 from typing import Any, Final, NamedTuple
@@ -784,6 +784,11 @@ class _Context:
                 self.strong_starts.insert(i, start)
                 self.strong_ends.insert(i, end)
 
+    @cached_property
+    def low(self) -> str:
+        """The text in lower case (for quick tests of the words a pattern needs)."""
+        return self.text.lower()
+
     def strong_within(self, start: int, end: int) -> list[tuple[int, int]]:
         """The hits that no phone number can win against, overlapping ``[start, end)``."""
         i = bisect.bisect_left(self.strong_starts, end)
@@ -805,6 +810,7 @@ class _Context:
         _detect_obfuscated_emails(self)
         _detect_spelt_secrets(self)
         _detect_security_answers(self)
+        _detect_made_up_passwords(self)
         _detect_disguised_numbers(self)
         if _ANY_DIGIT.search(text) is None:
             return
@@ -812,6 +818,7 @@ class _Context:
         _detect_utr(self)
         _detect_secrets_said_around(self)
         _detect_secrets_given(self)
+        _detect_uk_licences(self)
         _detect_letter_led(self)
         _detect_digit_clusters(self)
         _detect_lookalike_cards(self)
@@ -1077,6 +1084,7 @@ _CVV_WORDS = [
     r"csc",
     r"card[ ]security[ ]code",
     r"security[ ]code",
+    r"sec\.?[ ]code",
     r"card[ ]verification[ ](?:code|value|number)",
     r"código[ ]de[ ]seguridad",
     r"codigo[ ]de[ ]seguridad",
@@ -1232,7 +1240,13 @@ _ACCOUNT_WORDS = [
     r"رقم[ ]الحساب",
     r"खाता[ ](?:संख्या|नंबर|नं\.?)",
 ]
-_SORT_WORDS = [r"bank[ ]sort[ -]?code", r"sort[ -]?code", r"s/c", r"nsc", r"national[ ]sort[ ]code"]
+_SORT_WORDS = [
+    r"bank[ ]sort[ _-]?code",
+    r"sort[ _-]?code",
+    r"s/c",
+    r"nsc",
+    r"national[ ]sort[ ]code",
+]
 #: Australia's BSB (bank-state-branch, 123-456) and the US routing (ABA) number: a sort code's role.
 _BSB_WORDS = [r"bsb(?:[ ](?:no\.?|number|code))?"]
 _BSB_VALUE = r"(?P<v>[0-9]{3}[ \-]?[0-9]{3})(?![0-9])"
@@ -1345,6 +1359,7 @@ _ID_WORDS = [
     r"جواز[ ]السفر",
     r"पासपोर्ट",
     r"driv(?:er['’]?s?|ing)[ ]licen[cs]e(?:[ ](?:no\.?|number|#))?",
+    r"dl(?:[ ]?#|[ ](?:no\.?|number))",
     r"ausweis(?:nummer|[ ]?nr\.?)?",
     r"personalausweis(?:nummer|[ ]?nr\.?)?",
     r"identity[ ]card(?:[ ](?:no\.?|number))?",
@@ -1358,7 +1373,7 @@ _PAN_WORDS = [
     r"pan(?:[ ](?:no\.?|number|card(?:[ ](?:no\.?|number))?))?",
     r"permanent[ ]account[ ]number",
 ]
-_PAN_VALUE = r"(?P<v>[a-z]{5}[0-9]{4}[a-z])(?![0-9a-z])"
+_PAN_VALUE = r"(?P<v>[a-z]{5}[ ]?[0-9]{4}[ ]?[a-z])(?![0-9a-z])"
 #: Singapore's Foreign Identification Number: after "FIN" (a word in French) only a value of its shape.
 _FIN_WORDS = [r"fin(?:[ ](?:no\.?|number))?"]
 _FIN_VALUE = r"(?P<v>[stfgm][0-9]{7}[a-z])(?![0-9a-z])"
@@ -1678,6 +1693,12 @@ _GROUPED_VALUE = (
     r"|[0-9]{1,12}(?:[ \-][0-9]{1,12}){0,3}[ \-](?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{1,6}){3,4})(?![0-9]))"
 )
 _SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ \-./]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
+#: After "sc": a sort code in pairs, or six digits with an account number's label right after them
+#: ("sc 404784 acc 71234567"; "SC 123456" alone may be anything).
+_SORT_VALUE_APART = (
+    r"(?P<v>[0-9]{2}(?P<sep>[ \-])[0-9]{2}(?P=sep)[0-9]{2}(?![0-9])"
+    r"|[0-9]{6}(?=[ ]{0,2}[,;/]?[ ]{1,3}(?:acc|a/c|acct|account)(?![a-z])))"
+)
 _SSN_VALUE = r"(?P<v>[0-9]{3}(?P<sep>[ \-]?)[0-9]{2}(?P=sep)[0-9]{4})(?![0-9])"
 _ID_VALUE = r"(?P<v>[0-9a-z](?:[0-9a-z]|[ .\-/](?=[0-9a-z])){5,29}+(?:[ ]?(?:\([0-9a-z]\)|\[[0-9a-z]\]))?)"
 _IBAN_VALUE = r"(?P<v>[a-z]{2}[0-9]{2}(?:[ .\-]?[a-z0-9]){10,30}+)"
@@ -1734,6 +1755,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     # a passcode of digits, grouped as a PIN's may be: "my phone banking passcode is 55 21 09"
     ("pin", _PASSCODE_WORDS, _FILL + _DIGITS_VALUE),
     ("sort", _SORT_WORDS, _FILL + _SORT_VALUE),
+    # "SC 09-01-28, Acc 55102938"
+    ("sort", [r"sc"], _FILL + _SORT_VALUE_APART),
     ("bsb", _BSB_WORDS, _FILL + _BSB_VALUE),
     ("routing", _ROUTING_WORDS, _FILL + _ROUTING_VALUE),
     ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
@@ -2617,6 +2640,11 @@ def _national_id(compact: str) -> str | None:
 def _labelled_id(ctx: _Context, start: int, value: str) -> None:
     """After an identity-number label: the groups that hold digits, whether or not a checksum matches
     (a typo in an identity number is still one); the checksum only names the detector."""
+    pan = _PAN_SHAPE.match(value)
+    if pan:  # "PAN card: AQTPM 7302 K": India's PAN typed in groups
+        why = "PAN shape after an ID label"
+        ctx.add(_P_LABELLED, start, start + pan.end(), "national_id", "rule:national_id", why)
+        return
     nino = _NINO_SHAPE.match(value)
     if nino:  # "national insurance number QQ 12 34 56 C": the shape, whatever its prefix letters
         ctx.add(
@@ -2644,7 +2672,9 @@ def _labelled_id(ctx: _Context, start: int, value: str) -> None:
             why = "valid number after an ID label"
             ctx.add(_P_LABELLED, start, start + _id_end(value, groups[j - 1]), "national_id", name, why)
             return
-    if sum(c.isdigit() for g in groups[:k] for c in g.group()) >= 5:
+    digits = sum(c.isdigit() for g in groups[:k] for c in g.group())
+    # ("Reisepassnummer C4J7F2L9X": one group of letters and digits, as passports are)
+    if digits >= 5 or (k == 1 and 6 <= len(groups[0].group()) <= 12 and digits >= 3):
         why = "number after an ID label, no checksum matched"
         end = start + _id_end(value, groups[k - 1])
         ctx.add(_P_LABELLED, start, end, "national_id", "rule:national_id", why)
@@ -2668,6 +2698,9 @@ _ID_LETTERS = re.compile(r"[A-Za-z]{1,2}")
 #: A check letter after an identity number: "-H", " Z" (a lower-case letter after a space is a word),
 #: Hong Kong's "(A)" (or "[A]").
 _CHECK_CHARACTER = re.compile(r"[\-./]?[A-Za-z]|[ ][A-Z]|[ ]?[(\[][Aa]")
+_PAN_SHAPE = re.compile(
+    r"[A-Za-z]{5}[ ][0-9]{4}[ ]?[A-Za-z](?![0-9A-Za-z])|[A-Za-z]{5}[0-9]{4}[ ][A-Za-z](?![0-9A-Za-z])"
+)
 _NINO_SHAPE = re.compile(
     r"[A-Za-z]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[A-Da-d](?![0-9A-Za-z])"
 )
@@ -3575,6 +3608,13 @@ _EXPIRY_LABEL = regex.compile(
     r"(?![0-9/:]|[.,][0-9])",
     regex.IGNORECASE,
 )
+#: MM.YY after "exp", "expiry" or "expiration" itself (not after a verb, where "11.30" is a time):
+#: "card 4202.6355.3217.5511 exp 10.27".
+_EXPIRY_DOTTED = regex.compile(
+    r"(?<![\p{L}\p{N}])(?:exp\.?|expiry|expiration)(?:[ ]date)?[ ]{0,3}[:=\-]?[ ]{0,3}"
+    r"(?P<v>(?:0[1-9]|1[0-2])\.(?:20)?[0-9]{2})(?![0-9]|[.,][0-9])",
+    regex.IGNORECASE,
+)
 #: After a security code's 3-4 digits: not more of a number, nor a currency ("150 pounds").
 _NOT_AN_AMOUNT_AFTER = (
     r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€]))"
@@ -3603,6 +3643,9 @@ def _detect_card_details(ctx: _Context) -> None:
     text = ctx.text
     for m in _EXPIRY_LABEL.finditer(text):
         why = "date after a card-expiry label"
+        ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
+    for m in _EXPIRY_DOTTED.finditer(text) if "xp" in text or "XP" in text else ():
+        why = "month.year after a card-expiry label"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
     for card in [h for h in ctx.hits if h.kind == "card"]:
         m = _AFTER_CARD.match(text, card.end)
@@ -3938,6 +3981,48 @@ _ANSWER_NEXT = regex.compile(
 )
 
 
+#: A security question's topic as a form's field, and its answer: "First school: St Bride's Primary.
+#: First car: a red Fiat Panda.", "Answer to 'city where your parents met': Bulawayo", "for the
+#: security question the answer is Biscuit". The answer runs to the end of its clause (at most 40
+#: characters).
+_TOPIC_ANSWER = regex.compile(
+    r"(?:(?<![\p{L}])(?:(?:my|your)[ ])?(?:first|favou?rite|childhood|oldest|eldest)[ ]"
+    r"(?:school|car|pet|teacher|friend|street|film|movie|book|food|team|boss|job)(?:['’]s)?(?:[ ]name)?"
+    r"[ ]*[:=][ ]*"
+    r"|(?<![\p{L}])answer[ ]to[ ][\"'‘“][^\"'’”\n]{1,60}[\"'’”][ ]*(?:[:=\-][ ]*|is[ ]+|was[ ]+)"
+    r"|(?<![\p{L}])security[ ]question[^.!?\n]{0,24}?the[ ]answer[ ](?:is|was)[ ]+)"
+    r"(?P<a>[^\s.,;!?\[][^.,;!?\n\[]{0,39}?)(?=[ ]*(?:[.,;!?\n]|$))",
+    regex.IGNORECASE,
+)
+#: What says there is no answer: "first car: I don't remember", "first school: not sure".
+_NO_ANSWER = regex.compile(
+    r"(?:i|not|no|none|n/a|na|unknown|don['’]?t|dont|can['’]?t|cannot|forgot|forgotten|same|what|which"
+    r"|wrong|correct|right|blank|empty|missing|the[ ]same|it|that|this)(?![\p{L}'’])",
+    regex.IGNORECASE,
+)
+#: Letters of a memorable word asked for by position, and given: "you asked for the 2nd 5th and 8th
+#: letters: E, O, R", "the 3rd, 4th and 7th characters are l, m, e". One to six single letters or
+#: digits, apart.
+_ORDINAL = (
+    r"(?:[0-9]{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last)"
+)
+_POSITION_LETTERS = regex.compile(
+    r"(?<![\p{L}\p{N}])" + _ORDINAL + r"(?:[ ]*,?[ ]*(?:and[ ]+|&[ ]*)?" + _ORDINAL + r"){1,5}"
+    r"[ ]+(?:letters?|characters?|chars?|digits?)(?:[ ]+of[ ]+(?:my|the|your)[ ]+[\p{L} ]{1,30}?)?"
+    r"[ ]*(?:are|were|is|:|=|-|–|would[ ]be|will[ ]be)[ ]*"
+    r"(?P<a>[\p{L}\p{N}](?![\p{L}\p{N}])(?:[ ]*(?:,|&|and|[ ])[ ]*[\p{L}\p{N}](?![\p{L}\p{N}])){1,5})",
+    regex.IGNORECASE,
+)
+
+
+#: Words :data:`_TOPIC_ANSWER` and :data:`_ANSWER_NEXT` need (one of them), and
+#: :data:`_POSITION_LETTERS`, in lower case (a quick test before the patterns).
+_TOPIC_HINT = (
+    "first", "favo", "childhood", "oldest", "eldest", "answer", "question", "maiden", "memorable", "secret",
+)  # fmt: skip
+_POSITION_HINT = ("lett", "char", "digit")
+
+
 def _detect_security_answers(ctx: _Context) -> None:
     """:data:`_SECURITY_ANSWERS_LABEL` with :data:`_QA_PAIR`, and :data:`_SECURITY_QUESTION` (read
     with the text's line breaks: a pair a line ends with its line)."""
@@ -3957,7 +4042,15 @@ def _detect_security_answers(ctx: _Context) -> None:
         for m in _SECURITY_QUESTION.finditer(text):
             why = "answer written after a security question"
             ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
-    for m in _ANSWER_NEXT.finditer(text):
+    # (each pattern only where a word it needs is: most messages hold none)
+    topic = any(word in low for word in _TOPIC_HINT)
+    position = any(word in low for word in _POSITION_HINT)
+    for pattern, hint in ((_TOPIC_ANSWER, topic), (_POSITION_LETTERS, position)):
+        for m in pattern.finditer(text) if hint else ():
+            if _NO_ANSWER.match(m.group("a")) is None:
+                why = "security answer after its question, or a memorable word's letters"
+                ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
+    for m in _ANSWER_NEXT.finditer(text) if topic else ():
         if m.group("a").split(" ")[0].lower() not in _NOT_A_NAME:
             why = "answer given in the sentence after its question"
             ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
@@ -3977,9 +4070,21 @@ _SECRET_NAMES = (
 )
 _GIVING = (
     r"(?:i|we)[ ]+(?:then[ ]+|just[ ]+|already[ ]+|stupidly[ ]+|accidentally[ ]+)?"
-    r"(?:gave|told|sent|texted|read|typed|entered|put|keyed|shared|said|replied(?:[ ]with)?|provided)"
+    r"(?:(?:gave|told|sent|texted|read|typed|entered|put|keyed|shared|said|replied(?:[ ]with)?|provided)"
     r"(?:[ ]+(?:them|him|her|it|the[ ]+(?:caller|scammer|guy|man|woman|lady|person|agent)))?"
     r"(?:[ ]+(?:out|in|back|over))?"
+    # "asked me to read back the 6-digit code and i did, it was 390118"
+    r"|did[ ]*[,;]?[ ]*(?:it|that|the[ ]code)[ ]+(?:was|is))"
+)
+#: Quick tests (substrings, then plain ``re``) for :data:`_GIVING`: most messages hold none.
+_GIVING_VERBS = (
+    "gave", "told", "sent", "texted", "read", "typed", "entered", "put", "keyed", "shared", "said",
+    "replied", "provided", "did",
+)  # fmt: skip
+_GIVING_HINT = re.compile(
+    r"\b(?:i|we)\s+(?:\w+\s+)?(?:gave|told|sent|texted|read|typed|entered|put|keyed|shared|said|replied"
+    r"|provided|did)\b",
+    re.IGNORECASE,
 )
 _GIVEN_VALUE = (
     r"[ ]*(?:[:,\-–][ ]*|(?:as|which[ ]+(?:is|was))[ ]+)?"
@@ -4014,17 +4119,88 @@ _GIVEN_NOT_SECRET = regex.compile(
     r"(?![\p{L}])",
     regex.IGNORECASE,
 )
-#: A sentence's end: a full stop, question or exclamation mark before a space or a line's end (not
-#: inside a number), or a line break.
-_SENTENCE_END = regex.compile(r"[.!?]+(?=[ ]|\n|$)|\n")
 #: A number going on: another digit group, or digits after a sign.
 _LONGER_NUMBER = regex.compile(r"[ \-./,]?[0-9]")
 #: Digits a secret of each kind has.
 _GIVEN_DIGITS = {"otp": (4, 8), "pin": (4, 6), "cvv": (3, 4)}
 
 
+#: A message about a password: any made-up token in it is taken for one ("Sorry the password I gave
+#: before was wrong, it's actually Marmalade#77 not Marmelade#77"). Made up: letters, digits and a
+#: sign a password holds (not an amount's currency, "A$10,000"; not an address, "x@y.com").
+#: The words naming a password (English, German, Spanish, French, Dutch, Portuguese, Polish).
+_PASSWORD_TALK = (
+    "password", "passwort", "passphrase", "pwd", "contraseña", "contrasena", "mot de passe", "wachtwoord",
+    "senha", "hasło", "haslo",
+)  # fmt: skip
+#: A sign a made-up password holds, and what ends a token around it.
+_PASSWORD_SIGN = re.compile(r"[!#$%^&*+=?~£€§]")
+_TOKEN_STOP = re.compile(r"[\s\"'“”‘’()\[\]<>]")
+_NOT_MADE_UP = regex.compile(r"[A-Za-z]{0,3}[$£€¥₹][0-9.,]+[kKmM]?|[^@]*@[^@]*\.[^@]*|.*://.*|#?[0-9\-]+")
+
+
+def _detect_made_up_passwords(ctx: _Context) -> None:
+    """A made-up token (6-40 characters holding a letter, a digit and a sign of
+    :data:`_PASSWORD_SIGN`) of a message naming a password (:data:`_PASSWORD_TALK`, as a word)."""
+    low = ctx.low
+    if not any(_word_in(low, word) for word in _PASSWORD_TALK):
+        return
+    text = ctx.text
+    done = 0
+    for sign in _PASSWORD_SIGN.finditer(text):
+        if sign.start() < done:
+            continue  # in the token just read
+        # the token around the sign, read at most 40 characters either way (a longer one is none)
+        lo = max(0, sign.start() - 40)
+        stops = list(_TOKEN_STOP.finditer(text, lo, sign.start()))
+        start = stops[-1].end() if stops else lo
+        after = _TOKEN_STOP.search(text, sign.end(), sign.end() + 41)
+        end = after.start() if after else min(len(text), sign.end() + 41)
+        done = end
+        if (start == lo and lo > 0 and not stops) or (after is None and end < len(text)):
+            continue
+        token = text[start:end].rstrip(".,;:!?")
+        if (
+            6 <= len(token) <= 40
+            and any(c.isalpha() for c in token)
+            and any(c.isdigit() for c in token)
+            and _PASSWORD_SIGN.search(token)
+            and _NOT_MADE_UP.fullmatch(token) is None
+        ):
+            why = "a made-up token in a message about a password"
+            ctx.add(_P_SECRET, start, start + len(token), "password", "rule:password", why)
+
+
+def _word_in(low: str, word: str) -> bool:
+    """Whether ``word`` is in ``low`` at a word's start."""
+    at = low.find(word)
+    while at >= 0:
+        if at == 0 or not low[at - 1].isalpha():
+            return True
+        at = low.find(word, at + 1)
+    return False
+
+
+#: The UK's driving licence number: five letters of the surname (padded with 9), six digits of the
+#: birth date (the month's tens plus 5 for a woman), two initials (9 for none), a digit and two check
+#: letters, then two digits of the issue (DVLA's format): "PATEL 806154 AR9KL".
+_UK_LICENCE = regex.compile(
+    r"(?<![A-Za-z0-9])[A-Z9]{5}[ ]?[0-9][0156][0-9]{4}[ ]?[A-Z9]{2}[0-9][A-Z]{2}(?:[ ]?[0-9]{2})?"
+    r"(?![A-Za-z0-9])"
+)
+
+
+def _detect_uk_licences(ctx: _Context) -> None:
+    for m in _UK_LICENCE.finditer(ctx.text):
+        why = "UK driving licence number's shape"
+        ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", "rule:national_id", why)
+
+
 def _detect_secrets_given(ctx: _Context) -> None:
     """:data:`_GIVEN_SECRET`: a secret asked for and given."""
+    low = ctx.low
+    if not any(verb in low for verb in _GIVING_VERBS) or _GIVING_HINT.search(ctx.text) is None:
+        return
     for pattern in _GIVEN_SECRET:
         for m in pattern.finditer(ctx.text):
             _given_secret(ctx, m)
@@ -4067,7 +4243,7 @@ def _detect_secrets_said_around(ctx: _Context) -> None:
     for m in _OTP_FROM_TEXT.finditer(ctx.text):
         why = "digits of a code received by text or e-mail"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "otp", "rule:otp", why)
-    low = ctx.text.lower()
+    low = ctx.low
     if "code" not in low and "otp" not in low and "one" not in low:
         return  # every pattern of _OTP_SAID names a code
     for pattern in _OTP_SAID:
