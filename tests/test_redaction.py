@@ -98,7 +98,7 @@ def test_every_kind_becomes_its_placeholder(text: str, expected: str, detector: 
 def test_placeholders_are_typed_and_complete() -> None:
     assert set(PLACEHOLDERS) == {
         "card", "iban", "phone", "email", "ssn", "nino", "national_id", "sort_code", "account",
-        "cvv", "pin", "otp", "password", "dob", "expiry", "credential", "number",
+        "cvv", "pin", "otp", "password", "dob", "expiry", "credential", "username", "number",
     }  # fmt: skip
     assert all(p == f"[{k.upper()}]" for k, p in PLACEHOLDERS.items())
 
@@ -1516,7 +1516,8 @@ def test_a_password_of_several_words_is_hidden_whole(text: str, expected: str) -
         ("my password is blue sky. I can't log in", "my password is [PASSWORD]. I can't log in"),
         ("my password is blue sky, help", "my password is [PASSWORD], help"),
         ("password: blue sky\nHelp me please", "password: [PASSWORD]\nHelp me please"),
-        ("password: blue sky\r\nUsername: kim", "password: [PASSWORD]\r\nUsername: kim"),
+        # (the next line's user name is a finding of its own)
+        ("password: blue sky\r\nUsername: kim", "password: [PASSWORD]\r\nUsername: [USERNAME]"),
         ("password: blue sky\u2028Help me", "password: [PASSWORD]\u2028Help me"),
         ("pass\u200bword: blue sky\nHelp me", "pass\u200bword: [PASSWORD]\nHelp me"),
         ("password: blue sky\nkonto 1234567", "password: [PASSWORD]\nkonto [ACCOUNT]"),
@@ -2441,3 +2442,82 @@ def test_labels_forms_and_made_up_passwords(text: str, expected: str) -> None:
     """Misses of a labelled set written without reading the rules (session 54, `/tmp/pii54`)."""
     assert redact(text) == expected
     assert redact(expected) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A pasted table: the columns its header names.
+        (
+            "name,sort_code,account,amount\nJ Patel,20-11-44,73920185,120.00",
+            "name,sort_code,account,amount\nJ Patel,[SORT_CODE],[ACCOUNT],120.00",
+        ),
+        ("date;description;amount\n01/03;TESCO;12.50\n02/03;AMAZON;30.00", None),
+        # A card's security code right after it, named by its place.
+        (
+            "number 4377 6357 5739 1396\nexpires 09 / 27\nback 220",
+            "number [CARD]\nexpires [EXPIRY]\nback [CVV]",
+        ),
+        (
+            "i read it out 4385 7133 8485 4183 and then the 3 numbers 617, then",
+            "i read it out [CARD] and then the 3 numbers [CVV], then",
+        ),
+        (
+            "card 4385 7133 8485 4183 and then the 3 numbers 617 pounds",
+            "card [CARD] and then the 3 numbers 617 pounds",
+        ),
+        # A memorable word given; a South African ID as printed; user names.
+        (
+            "They asked for my memorable word and I typed it into the link: Caravaggio. And",
+            "They asked for my memorable word and I typed it into the link: [PASSWORD]. And",
+        ),
+        ("they wanted my memorable word and I said no", None),
+        ("my id is 780328 6060 082", "my id is [NATIONAL_ID]"),
+        ("ref 123456 7890 123 ok", None),
+        ("username: dkowalski88 password: Warsaw2019$$", "username: [USERNAME] password: [PASSWORD]"),
+        ("Login ID priya.r.1990 — locked out", "Login ID [USERNAME] — locked out"),
+        # (an IP address stays: earlier reviewers' corpora label it a value to keep)
+        (
+            "user=ana.silva.lx ip=94.63.118.201 error=TIMEOUT",
+            "user=[USERNAME] ip=94.63.118.201 error=TIMEOUT",
+        ),
+        ("my username is wrong", None),
+        ("the user experience is bad", None),
+    ],
+)
+def test_tables_codes_by_place_and_user_names(text: str, expected: str | None) -> None:
+    """Misses of a labelled set written without reading the rules (session 54, `/tmp/pii54`)."""
+    assert redact(text) == (text if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A terminal's, a merchant's or an order's number is the business's: it stays.
+        (
+            "our card terminal (TID 21849377) drops payments",
+            "our card terminal (TID 21849377) drops payments",
+        ),
+        ("ATM in Lisbon, terminal ID 10472839 at 19:47", "ATM in Lisbon, terminal ID 10472839 at 19:47"),
+        (
+            "aan Coolblue op 9 mei, ordernummer 78123456, is",
+            "aan Coolblue op 9 mei, ordernummer 78123456, is",
+        ),
+        ("mid March my account 12345678 was", "mid March my account [ACCOUNT] was"),
+        # What a code is for before "is", and a code used to approve something.
+        (
+            "OTP for the PayLah top up is 170546, can confirm",
+            "OTP for the PayLah top up is [OTP], can confirm",
+        ),
+        ("Used code 993104 to approve a £1,250.00 payment", "Used code [OTP] to approve a £1,250.00 payment"),
+        ("error code 4040 to confirm", "error code 4040 to confirm"),
+        # Identity documents' labels; a sort code with spaced dashes.
+        ("California DL D4827716", "California DL [NATIONAL_ID]"),
+        ("dl 2 files please", "dl 2 files please"),
+        ("Dowód osobisty AYZ 482917, ważny do 2029", "Dowód osobisty [NATIONAL_ID], ważny do 2029"),
+        ("Sort Code\n60 - 83 - 71\nAccount", "Sort Code\n[SORT_CODE]\nAccount"),
+    ],
+)
+def test_business_numbers_codes_for_something_and_document_labels(text: str, expected: str) -> None:
+    """Session 53's second dev set (`/tmp/pii53b`) and session 54's (`/tmp/pii54`)."""
+    assert redact(text) == expected

@@ -322,7 +322,8 @@ def test_customers_read_the_banks_phone_numbers_only_the_store_is_redacted(
 ) -> None:
     from retrieval.entry import KBEntry
 
-    answer = "Call our card team on 0345 850 6200, any day from 8am to 8pm."
+    # (a landline: a freephone or 03 number is an organisation's, and stays in the store)
+    answer = "Call our card team on 020 7946 0958, any day from 8am to 8pm."
     core.policy.kb.add([KBEntry.build("call-card-team", ["What number do I call about my card?"], answer)])
     body = client.post("/api/messages", json={"text": "What number do I call about my card?"}).json()
     assert body["route"] == "faq" and body["reply"] == answer

@@ -148,6 +148,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   overlaps (a PIN label before a bot token does not leave the token's tail), and the other
   detectors read the text with it masked, so numbers beside it are found as beside a placeholder.
   (Teller's own configured secrets, whatever their format, are hidden in the log by :mod:`bot.logs`.)
+- username [USERNAME]: own rule: the token after a user name's label (username, user name, user
+  ID, login ID, login name, "user=" in a log line): a person's login identifies them, and is half
+  of what signs in as them.
 - number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
@@ -314,6 +317,7 @@ PLACEHOLDERS: Final[Mapping[str, str]] = MappingProxyType(
         "dob": "[DOB]",
         "expiry": "[EXPIRY]",
         "credential": "[CREDENTIAL]",
+        "username": "[USERNAME]",
         "number": "[NUMBER]",
     }
 )
@@ -811,14 +815,15 @@ class _Context:
         _detect_spelt_secrets(self)
         _detect_security_answers(self)
         _detect_made_up_passwords(self)
+        _detect_secrets_given(self)  # (a password or a memorable word needs no digit)
         _detect_disguised_numbers(self)
         if _ANY_DIGIT.search(text) is None:
             return
         _detect_nz_accounts(self)
         _detect_utr(self)
         _detect_secrets_said_around(self)
-        _detect_secrets_given(self)
-        _detect_uk_licences(self)
+        _detect_shaped_ids(self)
+        _detect_table_columns(self)
         _detect_letter_led(self)
         _detect_digit_clusters(self)
         _detect_lookalike_cards(self)
@@ -1202,6 +1207,22 @@ _NOT_OTP_CODE = (
     r"|store|shop|fund|isin|sic|naics|ean|upc|sku|hs|promotion|return|fault|bar|morse|dress|cheat"
 )
 _CODE_WORDS = [r"code", r"código", r"codigo", r"codice", r"kod"]
+#: A user name's labels, and the name: a token with a letter in it ("dkowalski88", "priya.r.1990").
+_USERNAME_WORDS = [
+    r"user[ ]?name",
+    r"user[ ]?id",
+    r"user",  # "user=ana.silva.lx" in a log line: only before "=" or ":" (:data:`_USERNAME_VALUE`)
+    r"log-?in[ ](?:id|name)",
+    r"sign-?in[ ](?:id|name)",
+    r"benutzer(?:name|kennung)",
+    r"nom[ ]d['’]utilisateur",
+    r"identifiant",
+    r"usuario",
+]
+_USERNAME_VALUE = (
+    r"(?<=(?:name|id|[=:]|kennung|utilisateur|identifiant|usuario)[ ]{0,3})"
+    r"(?P<v>(?=[^\s]{0,63}[a-z])[a-z0-9](?:[a-z0-9._\-]|@(?=[a-z0-9])){2,63}+)(?![a-z0-9._\-@])"
+)
 _ACCOUNT_SUFFIX = r"(?:[ ]?(?:no\.?|number|num\.?|nr\.?|#))?"
 _ACCOUNT_WORDS = [
     r"bank[ ]account" + _ACCOUNT_SUFFIX,
@@ -1359,7 +1380,8 @@ _ID_WORDS = [
     r"جواز[ ]السفر",
     r"पासपोर्ट",
     r"driv(?:er['’]?s?|ing)[ ]licen[cs]e(?:[ ](?:no\.?|number|#))?",
-    r"dl(?:[ ]?#|[ ](?:no\.?|number))",
+    r"dl(?:[ ]?#|[ ](?:no\.?|number))?",  # (an ID label's value holds five digits or more)
+    r"dow[óo]d(?:[ ]osobisty)?",
     r"ausweis(?:nummer|[ ]?nr\.?)?",
     r"personalausweis(?:nummer|[ ]?nr\.?)?",
     r"identity[ ]card(?:[ ](?:no\.?|number))?",
@@ -1418,6 +1440,22 @@ _DOB_WORDS = [
 ]
 _REF_WORDS = [
     r"order",
+    # a card terminal's or a merchant's id, a card scheme's acquirer reference number: the business's
+    # ("terminal ID 10472839", "TID 21849377", "MID 000112233445566", "The ARN for the refund is ...")
+    r"terminal(?:[ ](?:id|no\.?|number))?",
+    r"tid",
+    r"merchant[ ](?:id|no\.?|number)",
+    r"mid",
+    r"arn",
+    r"acquirer[ ]reference(?:[ ]number)?",
+    r"reservation(?:[ ](?:no\.?|number))?",
+    r"reserva",
+    r"réservation",
+    r"ordernummer",
+    r"bestelnummer",
+    r"factuurnummer",
+    r"referentie",
+    r"referencia[ ]de[ ]operaci[óo]n",
     r"ref(?:erence)?\.?",
     r"ticket",
     r"invoice",
@@ -1692,7 +1730,7 @@ _GROUPED_VALUE = (
     r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+(?![0-9])"
     r"|[0-9]{1,12}(?:[ \-][0-9]{1,12}){0,3}[ \-](?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{1,6}){3,4})(?![0-9]))"
 )
-_SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ \-./]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
+_SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ ]?[\-./][ ]?|[ ]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
 #: After "sc": a sort code in pairs, or six digits with an account number's label right after them
 #: ("sc 404784 acc 71234567"; "SC 123456" alone may be anything).
 _SORT_VALUE_APART = (
@@ -1760,6 +1798,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("bsb", _BSB_WORDS, _FILL + _BSB_VALUE),
     ("routing", _ROUTING_WORDS, _FILL + _ROUTING_VALUE),
     ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
+    # what the code is for, before "is": "OTP for the PayLah top up is 170546"
+    ("otp", _OTP_WORDS, r"[ ]{1,3}for[ ][^.!?\n:=]{1,40}?[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}" + _OTP_VALUE),
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
     ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
     ("secret_phrase", _SECRET_CALLED_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
@@ -1793,6 +1833,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("id", _FIN_WORDS, _FILL + _FIN_VALUE),
     ("id", _ID_WORDS, _FILL + _ID_VALUE),
     ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
+    ("username", _USERNAME_WORDS, _FILL + _USERNAME_VALUE),
     (
         "ref",
         _REF_WORDS,
@@ -2453,6 +2494,17 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
         _labelled_iban(ctx, start, value)
     elif kind == "id":
         _labelled_id(ctx, start, value)
+    # (an address after the label is the e-mail rule's)
+    elif kind == "username" and value.lower() not in _NOT_A_USERNAME and "@" not in value:
+        ctx.add(_P_LABELLED, start, end, "username", "rule:username", "token after a user-name label")
+
+
+#: Words after a user-name label that are the sentence, not the name.
+_NOT_A_USERNAME = frozenset(
+    """is was and the my your not wrong incorrect invalid locked blocked and or but please help
+    field box name id login password doesnt doesn't isnt isn't won't wont has have had for of on in
+    to at with from reset forgot forgotten changed change same correct right""".split()  # noqa: SIM905
+)
 
 
 _CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
@@ -2694,7 +2746,7 @@ def _id_end(value: str, last: re.Match[str]) -> int:
 _ALNUM_RUN = re.compile(r"[0-9A-Za-z]+")
 #: The letters an identity number may begin with, typed apart from its digits (Hong Kong's one or
 #: two, Singapore's one).
-_ID_LETTERS = re.compile(r"[A-Za-z]{1,2}")
+_ID_LETTERS = re.compile(r"[A-Za-z]{1,3}")
 #: A check letter after an identity number: "-H", " Z" (a lower-case letter after a space is a word),
 #: Hong Kong's "(A)" (or "[A]").
 _CHECK_CHARACTER = re.compile(r"[\-./]?[A-Za-z]|[ ][A-Z]|[ ]?[(\[][Aa]")
@@ -3631,8 +3683,17 @@ _AFTER_CARD = regex.compile(
     r"|(?:0[1-9]|1[0-2])[0-9]{2}(?=[ ]{1,3}[0-9]{3,4}" + _NOT_AN_AMOUNT_AFTER + r")"
     r"|(?(label)" + _MONTH_NAME + r"\.?,?[ ]20[0-9]{2}|(?!)))"
     r"(?![0-9/])"
-    r"(?:[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:cvv2?|cvc2?|csc|cv2)[ ]{0,3}[:\-]?[ ]{0,3})?"
+    r"(?:[ ]{0,3}[,;|]?[ ]{0,3}(?:(?:cvv2?|cvc2?|csc|cv2|back|(?:sec\.?|security)(?:[ ]code)?)"
+    r"[ ]{0,3}[:\-]?[ ]{0,3})?"
     r"(?P<cvv>[0-9]{3,4})" + _NOT_AN_AMOUNT_AFTER + r")?",
+    regex.IGNORECASE,
+)
+#: Right after a card number, its security code named by what it is: "4385 7133 8485 4183 and then
+#: the 3 numbers 617".
+_CODE_AFTER_CARD = regex.compile(
+    r"[ ]{0,3}[,;]?[ ]{0,3}(?:and[ ]+)?(?:then[ ]+)?(?:the[ ]+)?(?:3|three|4|four)[ ]+(?:numbers|digits)"
+    r"(?:[ ]+(?:on|at)[ ]+the[ ]+back)?[ ]{0,3}[:\-]?[ ]{0,3}(?:(?:is|are|was|were)[ ]+)?"
+    r"(?P<cvv>[0-9]{3,4})" + _NOT_AN_AMOUNT_AFTER,
     regex.IGNORECASE,
 )
 
@@ -3650,6 +3711,10 @@ def _detect_card_details(ctx: _Context) -> None:
     for card in [h for h in ctx.hits if h.kind == "card"]:
         m = _AFTER_CARD.match(text, card.end)
         if m is None:
+            code = _CODE_AFTER_CARD.match(text, card.end)
+            if code is not None:
+                why = "3-4 digits named as a card's security code right after it"
+                ctx.add(_P_SECRET, code.start("cvv"), code.end("cvv"), "cvv", "rule:cvv", why)
             continue
         why = "month/year right after a card number"
         ctx.add(_P_SECRET, m.start("exp"), m.end("exp"), "expiry", "rule:expiry", why)
@@ -3907,6 +3972,15 @@ _OTP_SAID = [
         r"(?:(?:one[ -]?time|verification|security)[ ]+)?code[ ]*:?[ ]*" + _OTP_DIGITS,
         regex.IGNORECASE,
     ),
+    # a code used to approve something: "Used code 993104 to approve a £1,250.00 payment"
+    regex.compile(
+        r"(?<![\p{L}])"
+        + _NOT_OTP_BEFORE
+        + r"code[ ]+"
+        + _OTP_DIGITS_SHORT
+        + r"[ ]+to[ ]+(?:approve|authori[sz]e|confirm|verify|log[ ]?in|sign[ ]in|complete)(?![\p{L}])",
+        regex.IGNORECASE,
+    ),
     regex.compile(
         r"(?<![\p{L}])(?:got|received|recieved|have|two|2)[ ]+(?:one[ -]?time[ ]+|verification[ ]+)?codes"
         # six digits each, as one-time codes are ("two codes, 5001 and 5002" on an ATM are not)
@@ -4066,13 +4140,15 @@ _SECRET_NAMES = (
     r"|(?:verification|security|sms|text|login|log-in|sign-in|2fa)[ ]code|code)"
     r"|(?P<pin>pin(?:[ ](?:number|code))?|m-?pin|passcode)"
     r"|(?P<cvv>cvv2?|cvc2?|(?:3|three)[ ](?:numbers|digits)[ ](?:on|at)[ ]the[ ]back)"
-    r"|(?P<password>password|passwort|passphrase|contrase[ñn]a|mot[ ]de[ ]passe))(?![\p{L}])"
+    r"|(?P<password>password|passwort|passphrase|contrase[ñn]a|mot[ ]de[ ]passe)"
+    r"|(?P<word>memorable[ ](?:word|name|place)|secret[ ]word|maiden[ ]name))(?![\p{L}])"
 )
 _GIVING = (
     r"(?:i|we)[ ]+(?:then[ ]+|just[ ]+|already[ ]+|stupidly[ ]+|accidentally[ ]+)?"
     r"(?:(?:gave|told|sent|texted|read|typed|entered|put|keyed|shared|said|replied(?:[ ]with)?|provided)"
     r"(?:[ ]+(?:them|him|her|it|the[ ]+(?:caller|scammer|guy|man|woman|lady|person|agent)))?"
     r"(?:[ ]+(?:out|in|back|over))?"
+    r"(?:[ ]+(?:in|into|on)[ ]+(?:the|a|their|that)[ ]+(?:link|site|website|form|app|box|page|field))?"
     # "asked me to read back the 6-digit code and i did, it was 390118"
     r"|did[ ]*[,;]?[ ]*(?:it|that|the[ ]code)[ ]+(?:was|is))"
 )
@@ -4181,6 +4257,63 @@ def _word_in(low: str, word: str) -> bool:
     return False
 
 
+#: A pasted table's column headers that name personal data, and the kind of each column's values
+#: (read on the header in lower case, "_" and "-" as spaces): "name,sort_code,account,amount".
+_COLUMN_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), kind)
+    for pattern, kind in (
+        (r"(?:bank )?sort ?code|s/?c|sortcode|bsb|routing(?: (?:no|number))?|aba", "sort_code"),
+        (r"(?:bank )?(?:account|acct|acc|a/c)(?: (?:no|nr|num|number|#))?\.?|account number", "account"),
+        (r"iban", "iban"),
+        (r"(?:credit |debit )?card(?: (?:no|num|number|#))?\.?|pan", "card"),
+        (r"dob|d\.o\.b\.?|date of birth|birth ?date|birthday", "dob"),
+        (r"(?:phone|mobile|tel|telephone|cell)(?: (?:no|number|#))?\.?", "phone"),
+        (r"e ?mail(?: address)?", "email"),
+        (r"ssn|social security(?: (?:no|number))?", "ssn"),
+        (r"nino|ni (?:no|number)|national insurance(?: (?:no|number))?", "nino"),
+        (r"passport(?: (?:no|number))?|national id|id (?:no|number)|tax id|tin|nric|aadhaa?r", "national_id"),
+        (r"cvv2?|cvc2?|security code", "cvv"),
+        (r"pin", "pin"),
+        (r"password|passcode", "password"),
+    )
+)
+_TABLE_SEPARATORS = (",", ";", "\t", "|")
+
+
+def _detect_table_columns(ctx: _Context) -> None:
+    """The values of a pasted table's columns whose header names personal data (:data:`_COLUMN_KINDS`):
+    a header line of at least three cells, then the rows after it with as many cells."""
+    lines = ctx.lines
+    if "\n" not in lines:
+        return
+    offset = 0
+    header: list[str | None] | None = None
+    sep = ""
+    for line in lines.split("\n"):
+        if header is not None and line.count(sep) == len(header) - 1:
+            at = offset
+            for cell, kind in zip(line.split(sep), header, strict=True):
+                value = cell.strip().strip("\"'")
+                if kind is not None and value and (_ANY_DIGIT.search(value) or "@" in value):
+                    start = at + cell.index(value)
+                    why = f"a value in a table's {kind} column"
+                    ctx.add(_P_LABELLED, start, start + len(value), kind, "rule:table", why)
+                at += len(cell) + len(sep)
+        else:
+            header = None
+            sep = max(_TABLE_SEPARATORS, key=line.count)
+            if line.count(sep) >= 2:
+                kinds = [_column_kind(cell) for cell in line.split(sep)]
+                if any(kinds):
+                    header = kinds
+        offset += len(line) + 1
+
+
+def _column_kind(cell: str) -> str | None:
+    name = cell.strip().strip("\"'").lower().replace("_", " ").replace("-", " ")
+    return next((kind for pattern, kind in _COLUMN_KINDS if pattern.fullmatch(name)), None)
+
+
 #: The UK's driving licence number: five letters of the surname (padded with 9), six digits of the
 #: birth date (the month's tens plus 5 for a woman), two initials (9 for none), a digit and two check
 #: letters, then two digits of the issue (DVLA's format): "PATEL 806154 AR9KL".
@@ -4190,10 +4323,20 @@ _UK_LICENCE = regex.compile(
 )
 
 
-def _detect_uk_licences(ctx: _Context) -> None:
+#: South Africa's identity number as it is printed, 6-4-3 ("780328 6060 082"): its birth date and
+#: Luhn check digit (python-stdnum's za.idnr).
+_ZA_ID_GROUPED = re.compile(r"(?<![0-9])[0-9]{6}[ ][0-9]{4}[ ][0-9]{3}(?![0-9])")
+
+
+def _detect_shaped_ids(ctx: _Context) -> None:
+    """:data:`_UK_LICENCE`, and :data:`_ZA_ID_GROUPED` when its checks hold."""
     for m in _UK_LICENCE.finditer(ctx.text):
         why = "UK driving licence number's shape"
         ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", "rule:national_id", why)
+    for m in _ZA_ID_GROUPED.finditer(ctx.text):
+        if std_za_idnr.is_valid(m.group().replace(" ", "")):
+            why = "South African identity number, 6-4-3, date and check digit valid"
+            ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", "stdnum.za.idnr", why)
 
 
 def _detect_secrets_given(ctx: _Context) -> None:
@@ -4209,9 +4352,17 @@ def _detect_secrets_given(ctx: _Context) -> None:
 def _given_secret(ctx: _Context, m: regex.Match[str]) -> None:
     if len(_SENTENCE_END.findall(m.group("gap"))) > 1:
         return
-    kind = next(k for k in ("otp", "pin", "cvv", "password") if m.group(k))
+    kind = next(k for k in ("otp", "pin", "cvv", "password", "word") if m.group(k))
     value = m.group("v")
     start = m.start("v")
+    if kind == "word":
+        # a memorable word or a maiden name: one word of letters, not a word of the sentence
+        word = value.rstrip(".,;:!?")
+        if len(word) < 3 or not word.isalpha() or word.lower() in _NOT_A_NAME or word.lower() in _ORDINARY:
+            return
+        why = "a memorable word told"
+        ctx.add(_P_SECRET, start, start + len(word), "password", "rule:password", why)
+        return
     if kind == "password":
         value = value.rstrip(".,!?;:)")
         # a password is a made-up string: a digit or a sign in it, or a capital after its first letter
