@@ -1,4 +1,5 @@
-"""Handoffs nobody picks up close themselves, so a customer is never left talking to no one.
+"""Handoffs nobody picks up close themselves, so a customer is never left talking to no one; and what
+the ops channel refused is posted again.
 
 A handoff with no message either way for ``TELLER_HANDOFF_IDLE_MINUTES`` (default 30) is closed by
 :meth:`bot.ops_desk.OpsDesk.expire_idle`: the customer is told Teller answers again (pushed on
@@ -27,6 +28,12 @@ class HandoffExpiry(PeriodicSweep):
         self.service = service
 
     def sweep(self) -> int:
-        """Close the idle handoffs; returns how many this replica closed."""
+        """Close the idle handoffs; returns how many this replica closed. Also posts again what the
+        ops channel refused: handoffs left without a thread and customer messages not relayed
+        (:meth:`~bot.ops_desk.OpsDesk.open_missing_threads`, :meth:`~bot.ops_desk.OpsDesk.retry_relays`)."""
         ops = self.service.ops
-        return len(ops.expire_idle()) if ops is not None else 0
+        if ops is None:
+            return 0
+        ops.open_missing_threads()
+        ops.retry_relays()
+        return len(ops.expire_idle())

@@ -79,6 +79,14 @@ log = logging.getLogger(__name__)
 
 #: Tries of a queued ops job when the database fails (pauses 1, 2, 4 ... s).
 OPS_JOB_ATTEMPTS = 4
+#: Seconds a replica's claim on posting a handoff's thread holds (:meth:`HandoffRepository.claim_thread`):
+#: longer than one post with the Slack client's own retries takes. A handoff still without a thread
+#: this long after it opened is posted by the handoff sweep (:meth:`OpsDesk.open_missing_threads`).
+THREAD_LEASE_SECONDS = 120
+#: At most this many customer messages per handoff wait in memory for the ops channel to take them
+#: again (:meth:`OpsDesk.retry_relays`); the oldest beyond it are dropped, with a warning, as the
+#: store keeps them all.
+PENDING_RELAYS_MAX = 50
 CLOSED_NOTICE = (
     "Our colleague has closed this conversation. I'm Teller again: ask me anything, "
     "or say you'd like a person."
@@ -197,6 +205,12 @@ class OpsDesk:
         #: Caps on handoffs and on review posts to the ops channel (:mod:`bot.abuse`).
         self.limits = AbuseLimits()
         self._handoff_lock = threading.Lock()
+        #: Customer messages the ops channel refused, per handoff, in order: posted before anything
+        #: newer of that handoff, by the next relay or the handoff sweep (:meth:`retry_relays`).
+        #: Kept in memory only: a restart loses them (the store has them, and a thread opened later
+        #: opens with the latest of them).
+        self._pending_relays: dict[str, list[tuple[str, bool]]] = {}
+        self._pending_lock = threading.Lock()
 
     def attach_board(self, board: OpsBoard) -> None:
         self.board = board
@@ -369,7 +383,7 @@ class OpsDesk:
                 self._send(handoff, notice, DeliveryKind.NOTICE)
             except InputError as exc:  # that channel is not running on this replica
                 log.error("handoff_expiry_notice_failed", extra={"fields": {"error": str(exc)}})
-            if self.board is not None:
+            if self.board is not None and handoff.thread_ts is not None:
                 why = "the conversation went quiet" if answered else "nobody replied in time"
                 self._later(
                     self.board.warn_in_thread,
@@ -626,13 +640,49 @@ class OpsDesk:
                 log.error("ops_job_failed", extra={"fields": {"job": job.__name__, "error": repr(exc)[:300]}})
                 return
 
+    def open_missing_threads(self) -> int:
+        """Queue the posting of every open handoff left without a thread for
+        :data:`THREAD_LEASE_SECONDS` (its post failed: Slack down longer than its client retries,
+        or the replica died first), oldest first; returns how many were queued. Run by every
+        replica's handoff sweep; the store's claim lets one post each."""
+        if self.board is None:
+            return 0
+        before = self.store.database.clock.ago(THREAD_LEASE_SECONDS)
+        missing = self.store.handoffs.threadless(before)
+        for handoff in missing:
+            log.warning("handoff_thread_retried", extra={"fields": {"handoff": handoff.id}})
+            self._later(self._open_thread, handoff.id)
+        return len(missing)
+
     def _open_thread(self, handoff_id: str) -> None:
+        """Post a handoff's thread with its latest messages, once (the store's claim), and record
+        it. A post the ops channel refuses gives the claim back and raises: the handoff sweep
+        posts it later (:meth:`open_missing_threads`). Recording it is retried on its own when the
+        database fails, so a blip after the post never posts the handoff twice."""
         assert self.board is not None
-        handoff = self.store.handoffs.get(handoff_id)
-        ts = self.board.open_handoff(handoff, self._opening(self.store.handoffs.transcript(handoff_id)[-12:]))
-        ops_channel = self.board.ops_channel or ""
+        handoffs = self.store.handoffs
+        if not handoffs.claim_thread(handoff_id, self.store.database.clock.ago(THREAD_LEASE_SECONDS)):
+            return  # posted already, being posted elsewhere, or closed meanwhile
         try:
-            self.store.handoffs.set_thread(handoff_id, ops_channel, ts)
+            handoff = handoffs.get(handoff_id)
+            ts = self.board.open_handoff(handoff, self._opening(handoffs.transcript(handoff_id)[-12:]))
+        except BaseException:
+            self._give_back_thread(handoff_id)
+            raise
+        self._retrying(self._record_thread, handoff_id, self.board.ops_channel or "", ts)
+
+    def _give_back_thread(self, handoff_id: str) -> None:
+        try:
+            self.store.handoffs.release_thread(handoff_id)
+        except StoreError as exc:  # the claim lapses by itself after THREAD_LEASE_SECONDS
+            log.error(
+                "handoff_thread_unclaimed", extra={"fields": {"handoff": handoff_id, "error": str(exc)[:300]}}
+            )
+
+    def _record_thread(self, handoff_id: str, ops_channel: str, ts: str) -> None:
+        assert self.board is not None
+        try:
+            handoff = self.store.handoffs.set_thread(handoff_id, ops_channel, ts)
         except InputError:
             # The customer was erased while the thread was being opened (a reviewer's finding: the
             # thread then went on unmarked): it is recorded as erased and the operators are told.
@@ -646,16 +696,54 @@ class OpsDesk:
 
     def _to_thread(self, handoff_id: str, text: str, other_member: bool = False) -> None:
         """Post a relayed message in the handoff's thread; ``other_member``: written by someone in
-        the (group) chat other than the handed-off customer, and marked so."""
+        the (group) chat other than the handed-off customer, and marked so. Messages the ops channel
+        refused before go first, in order; one it refuses now waits for the next relay or the
+        handoff sweep (:meth:`retry_relays`). Without a thread yet, nothing is posted: the thread,
+        when it opens, opens with the handoff's latest messages."""
+        with self._pending_lock:
+            queue = self._pending_relays.setdefault(handoff_id, [])
+            queue.append((text, other_member))
+            if len(queue) > PENDING_RELAYS_MAX:
+                del queue[: len(queue) - PENDING_RELAYS_MAX]
+                log.warning("relay_dropped", extra={"fields": {"handoff": handoff_id}})
+        # (retried here alone when the database fails, so the message is never queued twice)
+        self._retrying(self._flush_relays, handoff_id)
+
+    def retry_relays(self) -> int:
+        """Queue another try for every handoff with customer messages the ops channel refused;
+        returns how many handoffs. Run by the handoff sweep."""
+        with self._pending_lock:
+            waiting = [h for h, queue in self._pending_relays.items() if queue]
+        for handoff_id in waiting:
+            self._later(self._flush_relays, handoff_id)
+        return len(waiting)
+
+    def _flush_relays(self, handoff_id: str) -> None:
+        """Post a handoff's waiting relays in order (on the ops worker, so never two at once); stops
+        at the first the ops channel refuses (raised, and logged by :meth:`_retrying`)."""
         assert self.board is not None
         handoff = self.store.handoffs.get(handoff_id)
-        if handoff.thread_ts is not None:
+        if handoff.thread_ts is None or not handoff.is_open:
+            with self._pending_lock:  # the thread, when it opens, shows them; a closed one never will
+                self._pending_relays.pop(handoff_id, None)
+            return
+        while True:
+            with self._pending_lock:
+                queue = self._pending_relays.get(handoff_id)
+                if not queue:
+                    self._pending_relays.pop(handoff_id, None)
+                    return
+                text, other_member = queue[0]
             try:
                 shown = self._as_pressed(text)
             except Exception:  # the knowledge base changing meanwhile: the value as it came
                 log.exception("pressed_label_failed")
                 shown = text
             self.board.post_in_thread(handoff, f"{OTHER_MEMBER} {shown}" if other_member else shown)
+            with self._pending_lock:
+                queue = self._pending_relays.get(handoff_id)
+                if queue:
+                    queue.pop(0)
 
     def _file(self, reply_id: str) -> None:
         """File a reply for review (:meth:`ReviewService.file_reply`) and post each open item it

@@ -199,7 +199,7 @@ def test_items_stored_before_the_upgrade_count_as_posted_and_are_not_posted_agai
             ),
             {"at": created},
         )
-    assert database.upgrade() == "0017"
+    assert database.upgrade() == "0018"
     database.close()
     store = Store(url)
     try:

@@ -367,6 +367,24 @@ def test_handoffs_relay_and_close(store: Store) -> None:
     assert store.handoffs.recent(status=HandoffStatus.CLOSED) == [closed] and store.counts().handoffs == 1
 
 
+def test_a_handoffs_thread_is_claimed_once_and_a_stale_claim_taken_over(store: Store) -> None:
+    _, reply = exchange(store, user="tg-8")
+    handoff = store.handoffs.start(NewHandoff("telegram", reply.conversation_id, "tg-8", "chat-8"))
+    clock = store.database.clock
+    assert store.handoffs.threadless(clock.ago(-60)) == [handoff]  # opened before a minute from now
+    assert store.handoffs.claim_thread(handoff.id, clock.ago(120))
+    assert not store.handoffs.claim_thread(handoff.id, clock.ago(120))  # claimed: one poster
+    assert store.handoffs.threadless(clock.ago(120)) == []  # its claim is young
+    assert store.handoffs.claim_thread(handoff.id, clock.ago(-1))  # a stale claim is taken over
+    store.handoffs.release_thread(handoff.id)
+    assert store.handoffs.get(handoff.id).thread_claimed_at is None
+    store.handoffs.set_thread(handoff.id, "COPS", "1700000000.000300")
+    assert not store.handoffs.claim_thread(handoff.id, clock.ago(-1))  # it has its thread
+    assert store.handoffs.threadless(clock.ago(-60)) == []
+    store.handoffs.release_thread(handoff.id)  # changes nothing once the thread is recorded
+    assert store.handoffs.get(handoff.id).thread_ts == "1700000000.000300"
+
+
 # ------------------------------------------------------------------------------- interviews
 
 

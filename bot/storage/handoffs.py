@@ -72,6 +72,50 @@ class HandoffRepository:
                 raise InputError(f"no handoff {handoff_id!r}")
         return self.get(handoff_id)
 
+    def claim_thread(self, handoff_id: str, stale_before: str) -> bool:
+        """Claim posting open handoff ``handoff_id``'s thread to the ops channel: True for the one
+        caller (on any replica) whose conditional update took it; False when it has a thread, is
+        closed, or another caller claimed it at or after ``stale_before`` (an ISO time: a claim
+        older than that was left by a replica that died or gave up, and is taken over)."""
+        with self.db.transaction() as connection:
+            claimed = connection.execute(
+                _h.update()
+                .where(
+                    _h.c.id == handoff_id,
+                    _h.c.status == HandoffStatus.OPEN.value,
+                    _h.c.thread_ts.is_(None),
+                    or_(_h.c.thread_claimed_at.is_(None), _h.c.thread_claimed_at < stale_before),
+                )
+                .values(thread_claimed_at=self.db.clock.now())
+            )
+        return claimed.rowcount == 1
+
+    def release_thread(self, handoff_id: str) -> None:
+        """Give back a claim of :meth:`claim_thread` whose post did not happen (the ops channel
+        refused it): the handoff sweep posts it later."""
+        with self.db.transaction() as connection:
+            connection.execute(
+                _h.update()
+                .where(_h.c.id == handoff_id, _h.c.thread_ts.is_(None))
+                .values(thread_claimed_at=None)
+            )
+
+    def threadless(self, before: str, limit: int = 100) -> list[Handoff]:
+        """Open handoffs opened before ``before`` (an ISO time) that have no thread and no claim
+        younger than ``before``, oldest first: those whose post failed or was never made."""
+        rows = self.db.rows(
+            select(_h)
+            .where(
+                _h.c.status == HandoffStatus.OPEN.value,
+                _h.c.thread_ts.is_(None),
+                _h.c.opened_at < before,
+                or_(_h.c.thread_claimed_at.is_(None), _h.c.thread_claimed_at < before),
+            )
+            .order_by(_h.c.opened_at, _h.c.id)
+            .limit(limit)
+        )
+        return [_handoff(r) for r in rows]
+
     def close(self, handoff_id: str, closed_by: str) -> Handoff:
         """Close a handoff; closing a closed one changes nothing and returns it."""
         with self.db.transaction() as connection:

@@ -365,6 +365,9 @@ class Handoff:
     thread_ts: str | None = None
     closed_at: str | None = None
     closed_by: str | None = None
+    #: When a replica claimed posting the thread (None: nobody is; see
+    #: :meth:`~bot.storage.handoffs.HandoffRepository.claim_thread`).
+    thread_claimed_at: str | None = None
 
     @property
     def is_open(self) -> bool:

@@ -213,6 +213,7 @@ handoffs = Table(
     Column("opened_at", Text),
     Column("closed_at", Text),
     Column("closed_by", Text),
+    Column("thread_claimed_at", Text),  # who is posting its thread, since when (migration 0018)
     # At most one open handoff per conversation, whichever replica opens it.
     Index(
         "handoffs_open",

@@ -1,0 +1,102 @@
+"""What the ops channel refused is posted later, once (a reviewer's findings, session 54).
+
+- A handoff whose first post Slack refused (down for longer than the client's own retries) was never
+  posted: the customer was told a colleague would reply, and their messages went nowhere. Now the
+  claim is given back and the handoff sweep posts it, with the messages written meanwhile.
+- A customer's message Slack refused during a handoff was lost; now it goes first with the next.
+- A database blip just after the thread was posted ran the whole job again: the handoff was posted
+  twice and an operator answering under the first post was ignored. Now only the recording is
+  tried again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from bot import ops_desk
+from bot.storage import StoreError
+from tests import fake_telegram as tg
+from tests import test_operators_slack
+from tests.servers import wait_for
+from tests.test_operators_slack import OPS, Stack
+
+#: The fixture of the operators' tests: Teller with Slack and Telegram on fakes.
+stack = test_operators_slack.stack
+
+
+def _handoff_posts(stack: Stack) -> list[dict[str, Any]]:
+    return [
+        m for m in stack.slack.sent() if m["channel"] == OPS and str(m.get("text")).startswith("Handoff:")
+    ]
+
+
+def test_a_handoff_slack_refused_is_posted_by_the_sweep(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handoffs = stack.core.store.handoffs
+    # The ops channel answers 503 to the first post and to the client's three retries.
+    stack.slack.fail_next("chat.postMessage", 503, n=4, channel=OPS)
+    stack.telegram.push(tg.text(1, 42, 1, "/human"))
+    handoff = wait_for(lambda: handoffs.active_for("telegram", "42"))
+    stack.slack.wait_for_attempts("chat.postMessage", 4, timeout=60)
+    wait_for(lambda: handoffs.get(handoff.id).thread_claimed_at is None, timeout=20)  # given back
+    assert handoffs.get(handoff.id).thread_ts is None and not _handoff_posts(stack)
+    stack.telegram.push(tg.text(2, 42, 2, "someone spent 900 GBP on my card, please block it"))
+    wait_for(lambda: len([m for m in handoffs.transcript(handoff.id) if "900 GBP" in m.text]) == 1)
+
+    # The sweep, once the lease has passed (no lease here), posts it with what was written meanwhile.
+    monkeypatch.setattr(ops_desk, "THREAD_LEASE_SECONDS", 0)
+    assert stack.service.ops is not None
+    assert stack.service.ops.open_missing_threads() == 1
+    [post] = wait_for(lambda: _handoff_posts(stack), timeout=20)
+    assert "900 GBP" in str(post.get("blocks"))
+    wait_for(lambda: handoffs.get(handoff.id).thread_ts, timeout=20)
+    assert stack.service.ops.open_missing_threads() == 0  # posted once
+    stack.service.ops.drain()
+    assert len(_handoff_posts(stack)) == 1
+
+
+def test_a_relay_slack_refused_goes_first_with_the_next(stack: Stack) -> None:
+    handoffs = stack.core.store.handoffs
+    stack.telegram.push(tg.text(1, 42, 1, "/human"))
+    handoff = wait_for(lambda: handoffs.active_for("telegram", "42"))
+    thread = wait_for(lambda: handoffs.get(handoff.id).thread_ts)
+    stack.slack.fail_next("chat.postMessage", 503, n=4, channel=OPS)
+    stack.telegram.push(tg.text(2, 42, 2, "The payment was 950 GBP to ACME LTD yesterday"))
+    stack.slack.wait_for_attempts("chat.postMessage", 5, timeout=60)
+    assert stack.service.ops is not None
+    stack.service.ops.drain()
+    stack.telegram.push(tg.text(3, 42, 3, "Please block my card now"))
+
+    def in_thread() -> list[str]:
+        return [str(m["text"]) for m in stack.slack.sent() if m.get("thread_ts") == thread]
+
+    wait_for(lambda: any("block my card" in t for t in in_thread()), timeout=20)
+    shown = in_thread()
+    first = next(i for i, t in enumerate(shown) if "950 GBP" in t)
+    assert first < next(i for i, t in enumerate(shown) if "block my card" in t)
+    assert stack.service.ops.retry_relays() == 0  # nothing left waiting
+
+
+def test_a_database_blip_after_the_post_posts_the_thread_once(stack: Stack) -> None:
+    handoffs = stack.core.store.handoffs
+    real = handoffs.set_thread
+    failures = [1]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:  # one blip, as a PostgreSQL failover gives
+        if failures:
+            failures.pop()
+            raise StoreError("could not connect to server: Connection refused")
+        return real(*args, **kwargs)
+
+    handoffs.set_thread = flaky  # type: ignore[method-assign]
+    stack.telegram.push(tg.text(1, 42, 1, "/human"))
+    handoff = wait_for(lambda: handoffs.active_for("telegram", "42"))
+    wait_for(lambda: handoffs.get(handoff.id).thread_ts, timeout=30)
+    assert stack.service.ops is not None
+    stack.service.ops.drain()
+    time.sleep(0.3)
+    assert len(_handoff_posts(stack)) == 1
