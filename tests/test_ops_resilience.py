@@ -100,3 +100,38 @@ def test_a_database_blip_after_the_post_posts_the_thread_once(stack: Stack) -> N
     stack.service.ops.drain()
     time.sleep(0.3)
     assert len(_handoff_posts(stack)) == 1
+
+
+def test_words_after_human_reach_the_operator(stack: Stack) -> None:
+    """Telegram's "/human <words>": the words follow the request as the customer's next message
+    (they were dropped, and the operator read only "pressed Talk to a person")."""
+    words = "my card was stolen an hour ago and someone spent 900 GBP, please block it"
+    stack.telegram.push(tg.text(1, 42, 1, f"/human {words}"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("telegram", "42"))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    wait_for(
+        lambda: (
+            [m for m in stack.slack.sent() if m.get("thread_ts") == thread and "900 GBP" in str(m)]
+            or [m for m in _handoff_posts(stack) if "900 GBP" in str(m.get("blocks"))]
+        ),
+        timeout=20,
+    )
+    stored = [m.text for m in stack.core.store.handoffs.transcript(handoff.id)]
+    assert sum("900 GBP" in t for t in stored) == 1
+
+
+def test_a_double_tap_on_a_button_is_answered_once(stack: Stack) -> None:
+    api = stack.telegram
+    api.push(tg.text(1, 42, 1, "card"))
+    [answer] = api.wait_for("sendMessage", 1)
+    choice = next(
+        b["callback_data"]
+        for row in (answer.get("reply_markup") or {}).get("inline_keyboard") or []
+        for b in row
+        if not b["callback_data"].startswith("fb:")
+    )
+    # Two queries (two ids) for the same button of the same message, before the keyboard is gone.
+    api.push(tg.pressed(10, 42, choice, "qA"), tg.pressed(11, 42, choice, "qB"))
+    api.wait_for("answerCallbackQuery", 2)
+    time.sleep(1.5)
+    assert len(api.sent()) == 2  # the answer to "card", and one answer to the press
