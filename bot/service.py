@@ -98,6 +98,12 @@ UNKNOWN_FEEDBACK = (
 )
 #: What the customer is told for a verdict, "helpful" (True) or not (False), by button or as text.
 FEEDBACK_THANKS = {True: "Thanks for the feedback!", False: "Thanks, we'll use this to improve."}
+#: What a customer is told who sends a photo, a file or anything else without words during a handoff
+#: (the operators read that they did): Teller passes only words on, which it can redact.
+ATTACHMENT_IN_HANDOFF = (
+    "I can't pass photos or files on to our team. Please describe what it shows in words: they are "
+    "reading this conversation."
+)
 
 
 @dataclass(frozen=True)
@@ -491,6 +497,15 @@ class TellerService:
             return Relayed(messages, False)
         expired = latest.closed_by == IDLE_ACTOR
         return Relayed(messages, False, notice=expiry_notice(store, latest.id) if expired else CLOSED_NOTICE)
+
+    def attachment(self, channel: str, conversation_id: str, kind: str) -> str | None:
+        """A customer sent something without words (``kind``: "a photo", "a file"...): during an open
+        handoff its operators are told (nothing of it is stored or passed on: no redaction reads a
+        picture) and :data:`ATTACHMENT_IN_HANDOFF` is what the customer is told; None otherwise (the
+        channel says what it says to anything it cannot read)."""
+        if self.ops is not None and self.ops.attachment_in(channel, conversation_id, kind):
+            return ATTACHMENT_IN_HANDOFF
+        return None
 
     def address_of_post(self, channel: str, platform_id: str) -> str | None:
         """Where the conversation of Teller's post with this platform id is (the chat, or its forum

@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 
 from bot import ops_desk
+from bot.choices import HANDOFF_CHOICE
+from bot.service import ATTACHMENT_IN_HANDOFF
 from bot.storage import StoreError
+from tests import fake_slack as sl
 from tests import fake_telegram as tg
 from tests import test_operators_slack
 from tests.servers import wait_for
@@ -135,3 +138,35 @@ def test_a_double_tap_on_a_button_is_answered_once(stack: Stack) -> None:
     api.wait_for("answerCallbackQuery", 2)
     time.sleep(1.5)
     assert len(api.sent()) == 2  # the answer to "card", and one answer to the press
+
+
+def test_a_photo_during_a_handoff_is_named_to_the_operator(stack: Stack) -> None:
+    """Telegram: a photo (a screenshot of the payment, say) during a handoff got "I can only read text"
+    and the operator never knew; now the operator reads that one came, and the customer is asked to
+    say it in words. Nothing of it is stored or passed on."""
+    stack.telegram.push(tg.text(1, 42, 1, "/human"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("telegram", "42"))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    before = len(stack.telegram.sent())
+    stack.telegram.push(tg.photo(2, 42, 2))
+    told = wait_for(lambda: stack.telegram.sent()[before:], timeout=20)
+    assert told[0]["text"] == ATTACHMENT_IN_HANDOFF
+    wait_for(
+        lambda: [m for m in stack.slack.sent() if m.get("thread_ts") == thread and "a photo" in m["text"]]
+    )
+    assert len(stack.core.store.handoffs.transcript(handoff.id)) == len(
+        [m for m in stack.core.store.handoffs.transcript(handoff.id) if "photo" not in m.text]
+    )
+
+
+def test_a_file_in_a_slack_handoff_is_named_to_the_operator(stack: Stack) -> None:
+    stack.event(sl.dm(HANDOFF_CHOICE, "1700000001.000100", user="UCUST", channel="D9"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("slack", "D9"))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    stack.event(sl.file_share("", "1700000003.000100", user="UCUST", channel="D9"))
+    wait_for(
+        lambda: [m for m in stack.slack.sent() if m["channel"] == "D9" and m["text"] == ATTACHMENT_IN_HANDOFF]
+    )
+    wait_for(
+        lambda: [m for m in stack.slack.sent() if m.get("thread_ts") == thread and "a file" in m["text"]]
+    )

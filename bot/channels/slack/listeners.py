@@ -45,7 +45,7 @@ from bot.channels.slack.blocks import (
 from bot.channels.slack.text import readable
 from bot.channels.slack.transport import CHANNEL, SlackTransport
 from bot.choices import parse_choice_ref
-from bot.core import Incoming
+from bot.core import Incoming, Outgoing
 from bot.errors import InputError, NotAuthorised, sentence
 from bot.operators import Actor
 from bot.service import FEEDBACK_THANKS, TellerService
@@ -114,6 +114,10 @@ class CustomerListeners:
         app.action(MULTI_PICK_ACTION)(lambda ack: ack())  # ticking a box: wait for Submit
         app.action(MULTI_SUBMIT_ACTION)(self.on_multi_submit)
 
+    def say(self, client: WebClient, channel: str, text: str) -> None:
+        """One of the channel's own messages, delivered with retries like any other, not stored."""
+        self.service.courier.send(self.transport, channel, Outgoing("", text))
+
     def answer(
         self,
         client: WebClient,
@@ -140,8 +144,14 @@ class CustomerListeners:
                 self.operators.on_thread_reply(event=event, body=body, client=client)
             return  # channel chatter is not a question for Teller
         text = readable(event.get("text", "")).strip()
-        if text:  # a file without a caption says nothing to answer
+        if text:
             self._event(event, client, text, event["channel"])
+        elif event.get("files"):
+            # A file without a caption says nothing to answer; during a handoff the operators are
+            # told, and the customer is told to say it in words (the service decides).
+            said = self.service.attachment(CHANNEL, event["channel"], "a file")
+            if said is not None:
+                self.say(client, event["channel"], said)
 
     def on_mention(self, event: dict[str, Any], client: WebClient) -> None:
         if event.get("channel") == self.ops_channel:

@@ -302,7 +302,10 @@ class TelegramChannel:
         words = dialect.words(message, self.me)
         where = dialect.address_of(message)
         if words is None:  # a sticker, a photo without a caption...
-            await self._say(where, NOT_TEXT)
+            # (during a handoff its operators are told; the service says what the customer reads)
+            kind = dialect.attachment_kind(message)
+            said = await asyncio.to_thread(self.service.attachment, CHANNEL, where, kind)
+            await self._say(where, said or NOT_TEXT)
         elif not words:  # only "@teller_bot"
             await self._say(where, self._help_words())
         else:

@@ -97,6 +97,32 @@ def words(message: Message, bot: User) -> str | None:
     return cut(text, spans)
 
 
+#: What a message without words carries, as the operators read it ("sent a photo"), by the
+#: attribute of python-telegram-bot's ``Message`` that holds it; first match wins.
+_ATTACHMENTS = (
+    ("photo", "a photo"),
+    ("document", "a file"),
+    ("video", "a video"),
+    ("video_note", "a video"),
+    ("animation", "an animation"),
+    ("voice", "a voice message"),
+    ("audio", "an audio file"),
+    ("sticker", "a sticker"),
+    ("location", "a location"),
+    ("venue", "a location"),
+    ("contact", "a contact card"),
+    ("poll", "a poll"),
+)
+
+
+def attachment_kind(message: Message) -> str:
+    """What a message without words holds, for the operators ("a photo", "a contact card"); its
+    content is never read (a contact's phone number, a photo's subject)."""
+    return next(
+        (said for name, said in _ATTACHMENTS if getattr(message, name, None)), "something without words"
+    )
+
+
 def cut(text: str, spans: Iterable[tuple[int, int]]) -> str:
     """``text`` without the ``(offset, length)`` spans, counted in UTF-16 code units as Telegram
     counts entities. The pieces left are joined by a single space, and the punctuation that only
