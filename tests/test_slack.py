@@ -160,3 +160,31 @@ def test_slash_command(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
     assert "Operators" in HELP and "/teller interview" in HELP
     response = post(teller, sl.command_body("frobnicate now", "http://127.0.0.1:1/unused"), FORM)
     assert "Unknown subcommand `frobnicate`" in response.text
+
+
+def test_a_customers_words_in_the_ops_channel_are_verbatim() -> None:
+    """A customer's "@channel" typed as plain words must ping no one in the ops channel: Slack parses
+    "certain mentions" in a ``mrkdwn`` text object unless it is ``verbatim`` (a reviewer's finding).
+    Teller's answers to customers keep Slack's links of URLs."""
+    from bot.channels.slack.blocks import sections
+
+    [shown] = sections("urgent @channel @here please", "*Customer:* ", verbatim=True)
+    assert shown["text"]["verbatim"] is True
+    [answer] = sections("See https://example.com/help")
+    assert "verbatim" not in answer["text"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        ("I asked <@U0ABCDEF> and <#C0SECRET>", "I asked a colleague and another channel"),
+        ("ask <@U0ABCDEF|sam> in <#C0GEN|general>", "ask @sam in #general"),
+        ("<!channel> fee &amp; rate", "@channel fee & rate"),
+    ],
+)
+def test_slack_text_reads_as_a_person_wrote_it(raw: str, read: str) -> None:
+    """An operator's mention without its label (as Slack sends them now) reaches the customer as
+    words, not as an internal id (a reviewer's finding)."""
+    from bot.channels.slack.text import readable
+
+    assert readable(raw) == read

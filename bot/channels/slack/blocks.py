@@ -71,15 +71,21 @@ def _escaped_length(text: str) -> int:
     return len(escape(text))
 
 
-def sections(text: str, prefix: str = "") -> list[dict[str, Any]]:
+def sections(text: str, prefix: str = "", verbatim: bool = False) -> list[dict[str, Any]]:
     """``text`` (a person's or Teller's words) escaped, as ``mrkdwn`` sections of at most 3,000
     characters each, split at paragraph, line, sentence or word boundaries; ``prefix`` (Teller's own
-    mrkdwn, not escaped) starts the first."""
+    mrkdwn, not escaped) starts the first. ``verbatim``: Slack leaves the plain text as it is (no
+    links made of URLs or channel names, and none of the "certain mentions" it otherwise parses in
+    a ``mrkdwn`` text object, Block Kit's text object reference): for a customer's words in the ops
+    channel, where a typed "@channel" must ping no one."""
     pieces = [p for p in split_text(text, SECTION_TEXT - len(prefix), _escaped_length) if p]
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": (prefix if i == 0 else "") + escape(piece)}}
-        for i, piece in enumerate(pieces)
-    ]
+    out = []
+    for i, piece in enumerate(pieces):
+        shown: dict[str, Any] = {"type": "mrkdwn", "text": (prefix if i == 0 else "") + escape(piece)}
+        if verbatim:
+            shown["verbatim"] = True
+        out.append({"type": "section", "text": shown})
+    return out
 
 
 def _plain(text: str, limit: int) -> dict[str, str]:
@@ -185,7 +191,8 @@ def handoff_blocks(handoff: Handoff, transcript: list[StoredMessage]) -> list[di
     )
     body: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": intro}}]
     for message in transcript:
-        body.extend(sections(message.text, f"*{'Customer' if message.direction == 'in' else 'Teller'}:* "))
+        who = "Customer" if message.direction == "in" else "Teller"
+        body.extend(sections(message.text, f"*{who}:* ", verbatim=True))
     # The thread's first message keeps the newest of the transcript when it is very long.
     body = body[:1] + body[1:][-(MAX_BLOCKS - 2) :]
     body.append(
@@ -218,7 +225,7 @@ def review_blocks(item: ReviewItem, labels: list[str]) -> list[dict[str, Any]]:
         f"*Review #{item.id}* · {', '.join(sorted(set(item.reasons)))} · {len(item.message_ids)} message(s)"
     )
     out: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}]
-    out.extend(sections(item.text))
+    out.extend(sections(item.text, verbatim=True))  # a customer's words: they ping no one
     out.append(
         {
             "type": "context",
@@ -282,7 +289,7 @@ def proposal_blocks(correction: Correction, proposals: list[Proposal]) -> list[d
     for i, p in enumerate(shown, start=1):
         now = f", read now as `{p.model_intent}`" if p.model_intent else ""
         score = f"{p.score:.2f}" if p.score is not None else "?"
-        out.extend(sections(p.text, f"*{i}.* _(score {score}{now})_ "))
+        out.extend(sections(p.text, f"*{i}.* _(score {score}{now})_ ", verbatim=True))
     ids = ",".join(str(p.id) for p in shown)
     pick = {
         "type": "checkboxes",
@@ -343,7 +350,7 @@ def wrong_answer_view(item: ReviewItem, channel: str, ts: str) -> dict[str, Any]
         "submit": _plain("Save answer", 24),
         "close": _plain("Cancel", 24),
         "blocks": [
-            *sections(item.text)[: MAX_BLOCKS - 1],
+            *sections(item.text, verbatim=True)[: MAX_BLOCKS - 1],
             {
                 "type": "input",
                 "block_id": "answer",

@@ -46,7 +46,7 @@ class SlackOpsBoard:
         self._thread(thread, text, ":warning: ")
 
     def _thread(self, thread: HandoffThread, text: str, prefix: str) -> None:
-        blocks = sections(text, prefix)
+        blocks = sections(text, prefix, verbatim=True)
         for start in range(0, len(blocks), SECTIONS_PER_MESSAGE):
             group = blocks[start : start + SECTIONS_PER_MESSAGE]
             self.client.chat_postMessage(

@@ -21,10 +21,12 @@ _SPECIAL = {"channel": "@channel", "here": "@here", "everyone": "@everyone"}
 def _spelled(token: str) -> str:
     """One ``<…>`` form as a person would write it."""
     target, _, label = token.partition("|")
+    # Slack sends mentions without their label now: the internal id means nothing to a customer
+    # reading an operator's words, so it is not shown (a reviewer's finding).
     if target.startswith("@"):  # <@U123> or <@U123|name>
-        return f"@{label or target[1:]}"
+        return f"@{label}" if label else "a colleague"
     if target.startswith("#"):  # <#C123> or <#C123|general>
-        return f"#{label or target[1:]}"
+        return f"#{label}" if label else "another channel"
     if target.startswith("!"):  # <!channel>, <!here>, <!subteam^S1|@team>, <!date^…|fallback>
         name = target[1:].split("^", 1)[0]
         return label or _SPECIAL.get(name, f"@{name}")
