@@ -696,8 +696,9 @@ def test_possible_numbers_leave_ordinary_numbers_alone(text: str) -> None:
     ("text", "expected"),
     [
         (
+            # (the expiry too, since its key's closing quote is read as part of its label)
             '{"card":"4449083716264368","cvv":"914","exp":"08/27"}',
-            '{"card":"[CARD]","cvv":"[CVV]","exp":"08/27"}',
+            '{"card":"[CARD]","cvv":"[CVV]","exp":"[EXPIRY]"}',
         ),
         ('{"user":{"pin":"4921"}}', '{"user":{"pin":"[PIN]"}}'),
         ('{"otp":"482913","status":"pending"}', '{"otp":"[OTP]","status":"pending"}'),
@@ -2520,4 +2521,24 @@ def test_tables_codes_by_place_and_user_names(text: str, expected: str | None) -
 )
 def test_business_numbers_codes_for_something_and_document_labels(text: str, expected: str) -> None:
     """Session 53's second dev set (`/tmp/pii53b`) and session 54's (`/tmp/pii54`)."""
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "My IBAN for the transfer from Switzerland is CH63 0483 0123 4567 8009, ok",
+            "My IBAN for the transfer from Switzerland is [IBAN], ok",
+        ),
+        ("my account for the salary is 12345678", "my account for the salary is [ACCOUNT]"),
+        ("the account for my business is closed", "the account for my business is closed"),
+        ("cvv '732' exp '06/28'", "cvv '[CVV]' exp '[EXPIRY]'"),
+        ('{"exp": "06/28", "expiry_date": "06/2028"}', '{"exp": "[EXPIRY]", "expiry_date": "[EXPIRY]"}'),
+        ("the CVV, 336, before I realised", "the CVV, [CVV], before I realised"),
+        ("my PIN, 3 times wrong", "my PIN, 3 times wrong"),
+    ],
+)
+def test_what_a_value_is_for_quotes_and_commas(text: str, expected: str) -> None:
+    """Session 53's dev sets (`/tmp/pii53b`, `/tmp/pii53c`)."""
     assert redact(text) == expected

@@ -1785,11 +1785,17 @@ def _head(pattern: str) -> str:
     return "".join(out)
 
 
+#: What a value is for, between its label and "is": "OTP for the PayLah top up is", "IBAN for the
+#: transfer from Switzerland is" (at most 40 characters, in one sentence).
+_FOR_WHAT = r"[ ]{1,3}for[ ][^.!?\n:=]{1,40}?[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}"
 # Each kind: label words, the filler between label and value, the value. Order matters: the first
 # kind matching at a position wins ("PIN code" is a PIN, "security code" a CVV, and so on).
 _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("cvv", _CVV_WORDS, _OF_CARD + _ON_BACK + _FILL + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _OF_CARD + _PIN_CHANGE + _FILL + _DIGITS_VALUE),
+    # set off by commas: "my card number and the CVV, 336, before I realised"
+    ("cvv", _CVV_WORDS, r",[ ]{1,3}(?P<v>[0-9]{3,4})(?=[ ]{0,3}(?:[,.;)!]|$))"),
+    ("pin", _PIN_WORDS, r",[ ]{1,3}(?P<v>[0-9]{4,6})(?=[ ]{0,3}(?:[,.;)!]|$))"),
     # a passcode of digits, grouped as a PIN's may be: "my phone banking passcode is 55 21 09"
     ("pin", _PASSCODE_WORDS, _FILL + _DIGITS_VALUE),
     ("sort", _SORT_WORDS, _FILL + _SORT_VALUE),
@@ -1799,7 +1805,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("routing", _ROUTING_WORDS, _FILL + _ROUTING_VALUE),
     ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
     # what the code is for, before "is": "OTP for the PayLah top up is 170546"
-    ("otp", _OTP_WORDS, r"[ ]{1,3}for[ ][^.!?\n:=]{1,40}?[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}" + _OTP_VALUE),
+    ("otp", _OTP_WORDS, _FOR_WHAT + _OTP_VALUE),
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
     ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
     ("secret_phrase", _SECRET_CALLED_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
@@ -1829,10 +1835,13 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("dob", _DOB_WORDS, _FILL + r"(?:the[ ])?" + _DATE_VALUE),
     ("ssn", _SSN_WORDS, _FILL + _SSN_VALUE),
     ("iban", _IBAN_WORDS, _FILL + _IBAN_VALUE),
+    # "My IBAN for the transfer from Switzerland is CH63 ...", "account for my salary is 12345678"
+    ("iban", _IBAN_WORDS, _FOR_WHAT + _IBAN_VALUE),
     ("id", _PAN_WORDS, _FILL + _PAN_VALUE),
     ("id", _FIN_WORDS, _FILL + _FIN_VALUE),
     ("id", _ID_WORDS, _FILL + _ID_VALUE),
     ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
+    ("account", _ACCOUNT_WORDS, _FOR_WHAT + _GROUPED_VALUE),
     ("username", _USERNAME_WORDS, _FILL + _USERNAME_VALUE),
     (
         "ref",
@@ -3632,7 +3641,7 @@ _MONTH_NAME = (
     r"|sep|set|okt|oct|ott|nov|dec|déc|dic|dez)[\p{L}]{0,7}(?![\p{L}])"
 )
 _EXPIRY_LABEL = regex.compile(
-    r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ ]date)?"
+    r"(?<![\p{L}\p{N}])(?:(?:exp\.?|expiry|expiration)(?:[ _]date)?"
     # the verbs only of a card: "my card expires 10/27", not "my fixed rate expires march 2026"
     # (a card's last digits may come between: "the card ending 3181 - expires 12/27")
     r"|(?=exp)(?<=card[\p{L}\p{N} \-]{0,24})(?:expires|expiring|expired|exp)"
@@ -3649,10 +3658,13 @@ _EXPIRY_LABEL = regex.compile(
     r"|geldig[ ](?:tot(?:[ ]en[ ]met)?|t/m)"
     r"|wa[żz]na[ ]do(?:[ ]ko[ńn]ca)?|data[ ]wa[żz]no[śs]ci|v[áa]lid[oa][ ]hasta(?:[ ]el)?"
     r"|valable[ ]jusqu['’](?:[àa]|au)|valida[ ]fino[ ](?:al|a)))"
+    r"[\"']?"  # a JSON key's closing quote: {"exp": "06/28"}
     r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}"
     # "expiry date on the new card says 07/30"
     r"(?:[ ]{0,3}(?:on|of)[ ](?:the[ ]|my[ ]|your[ ])?(?:new[ ]|old[ ]|debit[ ]|credit[ ])?card"
     r"(?:[ ](?:says|shows|reads|is|was))?(?:[ ]{0,3}[:=\-])?)?[ ]{0,3}"
+    # (in quotes, as a pasted form or JSON has it: exp '06/28')
+    r"[\"'‘“]?"
     # MM/YY, MM/YYYY or MMYY (not "11.30", a time; not "9-10 working days")
     r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2}|(?:0[1-9]|1[0-2])[0-9]{2}"
     r"|" + _MONTH_NAME + r"\.?,?[ ](?:20[0-9]{2}|[0-9]{2}))"
