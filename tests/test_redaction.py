@@ -2542,3 +2542,9 @@ def test_business_numbers_codes_for_something_and_document_labels(text: str, exp
 def test_what_a_value_is_for_quotes_and_commas(text: str, expected: str) -> None:
     """Session 53's dev sets (`/tmp/pii53b`, `/tmp/pii53c`)."""
     assert redact(text) == expected
+
+
+def test_a_polish_account_number_without_its_country_code() -> None:
+    assert redact("nr rachunku 42 8168 5641 2264 0158 8854 1538 (mBank)") == "nr rachunku [IBAN] (mBank)"
+    kept = "ref 12 3456 7890 1234 5678 9012 3456 ok"  # the check digits fail: not an NRB
+    assert redact(kept) == kept

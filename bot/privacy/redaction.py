@@ -20,7 +20,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - iban [IBAN]: ``stdnum.iban`` (mod 97, the country's length and national check); after an "IBAN" label
   an IBAN-shaped value that fails its check digits too (a typo is still personal data); without a
   label, one of its country's length and national format (python-stdnum's registry) whose check
-  digits fail, written whole or in groups of four.
+  digits fail, written whole or in groups of four; a Polish account number (NRB) written without
+  "PL" when valid with it.
 - phone [PHONE]: ``phonenumbers``, valid numbers: ``+`` and ``00`` numbers are parsed as
   international; the others are tried in each of the bank's regions (``TELLER_PHONE_REGIONS``,
   :func:`configure_regions`), then of :data:`DEFAULT_REGIONS` (or in ``regions=``), and
@@ -4335,16 +4336,25 @@ _UK_LICENCE = regex.compile(
 )
 
 
+#: Poland's account number (NRB) as Poles write it, without "PL": 26 digits, 2 then six groups of four
+#: ("42 8168 5641 2264 0158 8854 1538"), an IBAN's check digits valid with "PL" before them.
+_PL_NRB = re.compile(r"(?<![0-9])[0-9]{2}(?:[ ]?[0-9]{4}){6}(?![0-9])")
+
+
 #: South Africa's identity number as it is printed, 6-4-3 ("780328 6060 082"): its birth date and
 #: Luhn check digit (python-stdnum's za.idnr).
 _ZA_ID_GROUPED = re.compile(r"(?<![0-9])[0-9]{6}[ ][0-9]{4}[ ][0-9]{3}(?![0-9])")
 
 
 def _detect_shaped_ids(ctx: _Context) -> None:
-    """:data:`_UK_LICENCE`, and :data:`_ZA_ID_GROUPED` when its checks hold."""
+    """:data:`_UK_LICENCE`, and :data:`_PL_NRB` and :data:`_ZA_ID_GROUPED` when their checks hold."""
     for m in _UK_LICENCE.finditer(ctx.text):
         why = "UK driving licence number's shape"
         ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", "rule:national_id", why)
+    for m in _PL_NRB.finditer(ctx.text):
+        if std_iban.is_valid("PL" + m.group().replace(" ", "")):
+            why = "Polish account number (NRB): valid as an IBAN with PL"
+            ctx.add(_P_IBAN, m.start(), m.end(), "iban", "stdnum.iban", why)
     for m in _ZA_ID_GROUPED.finditer(ctx.text):
         if std_za_idnr.is_valid(m.group().replace(" ", "")):
             why = "South African identity number, 6-4-3, date and check digit valid"
