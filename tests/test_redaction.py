@@ -2548,3 +2548,32 @@ def test_a_polish_account_number_without_its_country_code() -> None:
     assert redact("nr rachunku 42 8168 5641 2264 0158 8854 1538 (mBank)") == "nr rachunku [IBAN] (mBank)"
     kept = "ref 12 3456 7890 1234 5678 9012 3456 ok"  # the check digits fail: not an NRB
     assert redact(kept) == kept
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "expected"),
+    [
+        ("Can you confirm your date of birth?", "12/03/1985", "[DOB]"),
+        ("Can you confirm your date of birth?", "yes it's 12 march 1985", "yes it's [DOB]"),
+        ("What are the 3 digits on the back of your card?", "its 774", "its [CVV]"),
+        ("Please read me the code we just sent you", "119275", "[OTP]"),
+        ("What's your sort code?", "20-11-44", "[SORT_CODE]"),
+        ("What's your memorable word?", "Caravaggio", "[PASSWORD]"),
+        ("What is your account number?", "41 87 26 09", "[ACCOUNT]"),
+        # not what was asked, or nothing asked: as :func:`redact` reads it
+        ("What's your sort code?", "I don't know it, sorry", "I don't know it, sorry"),
+        (
+            "Can you confirm your date of birth?",
+            "I paid 120 on 12/03/2024 though",
+            "I paid 120 on 12/03/2024 though",
+        ),
+        ("How much was the payment?", "£120 on 12/03/2024", "£120 on 12/03/2024"),
+        (None, "my card 4111 1111 1111 1111", "my card [CARD]"),
+    ],
+)
+def test_a_reply_is_read_as_the_answer_to_its_question(
+    question: str | None, answer: str, expected: str
+) -> None:
+    from bot.privacy.redaction import redact_answer
+
+    assert redact_answer(answer, question) == expected

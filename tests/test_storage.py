@@ -367,6 +367,26 @@ def test_handoffs_relay_and_close(store: Store) -> None:
     assert store.handoffs.recent(status=HandoffStatus.CLOSED) == [closed] and store.counts().handoffs == 1
 
 
+def test_a_customers_reply_is_read_as_the_answer_to_the_operators_question(store: Store) -> None:
+    """An operator verifying the customer ("Can you confirm your date of birth?"): the bare answer
+    ("12/03/1985") is hidden as what was asked; the same words unasked stay as they are."""
+    _, reply = exchange(store, user="tg-9")
+    handoff = store.handoffs.start(NewHandoff("telegram", reply.conversation_id, "tg-9", "chat-9"))
+    first = store.handoffs.record_relay(
+        handoff.id, Direction.IN, "payment of 120 on 12/03/2024", platform_id="a"
+    )
+    assert first.text == "payment of 120 on 12/03/2024"
+    store.handoffs.record_relay(
+        handoff.id, Direction.OUT, "Can you confirm your date of birth?", author="slack:UOPS"
+    )
+    answer = store.handoffs.record_relay(handoff.id, Direction.IN, "yes it's 12/03/1985", platform_id="b")
+    assert answer.text == "yes it's [DOB]"
+    store.handoffs.record_relay(
+        handoff.id, Direction.OUT, "And the 3 digits on the back?", author="slack:UOPS"
+    )
+    assert store.handoffs.record_relay(handoff.id, Direction.IN, "774", platform_id="c").text == "[CVV]"
+
+
 def test_a_handoffs_thread_is_claimed_once_and_a_stale_claim_taken_over(store: Store) -> None:
     _, reply = exchange(store, user="tg-8")
     handoff = store.handoffs.start(NewHandoff("telegram", reply.conversation_id, "tg-8", "chat-8"))

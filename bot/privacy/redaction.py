@@ -295,6 +295,7 @@ __all__ = [
     "Scan",
     "configure_regions",
     "redact",
+    "redact_answer",
     "redact_recurring",
     "scan",
 ]
@@ -445,6 +446,69 @@ def redact(text: str) -> str:
     raises on a ``str``.
     """
     return _redacted(text, _regions)
+
+
+#: What an operator's question asks the customer for, and the label the answer is then read after
+#: (:func:`redact_answer`). Read on the question in lower case; the first that matches decides.
+_ASKED_FOR: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), label)
+    for pattern, label in (
+        (r"\b(?:date of birth|d\.?o\.?b\b|birth ?date|birthday|born)", "date of birth:"),
+        (r"\bsort ?code", "sort code:"),
+        (r"\biban\b", "iban:"),
+        (r"\baccount (?:number|no\b)", "account number:"),
+        (r"\b(?:security code|cvv|cvc|(?:3|three) (?:digits|numbers) on the back)", "cvv:"),
+        (r"\b(?:card number|long number on (?:the front of )?your card)", "card number:"),
+        (
+            r"\b(?:one[ -]time|verification|authori[sz]ation|sms|text(?:ed)?) (?:code|passcode)|\botp\b"
+            r"|\bcode (?:we|i) (?:just )?(?:sent|texted)",
+            "otp:",
+        ),
+        (r"\bmemorable (?:word|name|place)", "memorable word:"),
+        (r"\bmaiden name", "mother's maiden name:"),
+        (r"\bpin\b", "pin:"),
+        (r"\b(?:password|passcode)", "password:"),
+        (r"\b(?:national insurance|ni number)", "national insurance number:"),
+        (r"\b(?:social security|ssn\b)", "ssn:"),
+        (r"\bpassport", "passport number:"),
+        (r"\b(?:phone|mobile|contact) number", "phone number:"),
+        (r"\be-?mail", "email:"),
+    )
+)
+#: What a reply may start with before the value: "yes, it's", "sure:", "mine is".
+_REPLY_LEAD = re.compile(
+    r"(?:(?:yes|yeah|yep|sure|ok|okay|of course|hi|hello|sorry)\b[ ,.!:-]*)*"
+    r"(?:(?:it['’]?s|its|it is|it was|that['’]?s|that is|mine is|my [a-z ]{1,30}? is)\b[ :,-]*)?",
+    re.IGNORECASE,
+)
+#: Replies longer than this are read as they are: a label put before a long text would reach words
+#: far from the answer.
+_ANSWER_MAX = 200
+
+
+def redact_answer(text: str, question: str | None) -> str:
+    """:func:`redact` of a customer's reply to ``question`` (a person's last words to them, in a
+    handoff): when the question asks for a personal value (:data:`_ASKED_FOR`: a date of birth, a
+    sort code, a security code...), a short reply is read as if labelled by it, so a bare answer is
+    hidden too ("12/03/1985" after "Can you confirm your date of birth?", "its 774" after "the 3
+    digits on the back"); whatever :func:`redact` hides stays hidden. Without such a question, or
+    for a reply over :data:`_ANSWER_MAX` characters, exactly :func:`redact`."""
+    plain = redact(text)
+    if not question or len(text) > _ANSWER_MAX:
+        return plain
+    asked = question.lower()
+    label = next((label for pattern, label in _ASKED_FOR if pattern.search(asked)), None)
+    if label is None:
+        return plain
+    lead = _REPLY_LEAD.match(text)
+    start = lead.end() if lead else 0
+    prefix = label + " "
+    read = redact(prefix + text[start:])
+    if not read.startswith(prefix) or read[len(prefix) :] == text[start:]:
+        return plain  # the label itself was read otherwise, or the reply holds nothing more
+    answered = text[:start] + read[len(prefix) :]
+    # every value the plain reading found stays hidden (both readings agree on the text around them)
+    return answered if answered.count("[") >= plain.count("[") else plain
 
 
 def _redacted(text: str, regions: tuple[str, ...]) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import InputError
-from bot.privacy.redaction import redact
+from bot.privacy.redaction import redact, redact_answer
 from bot.storage import schema
 from bot.storage.conversations import message_from_row, new_id
 from bot.storage.database import Database
@@ -298,7 +298,12 @@ class HandoffRepository:
         if direction == Direction.OUT and not author:
             raise InputError("an operator's message needs its author")
         written = storable(text)
-        stored = redact(written)  # before the transaction: no lock held while scanning
+        # before the transaction: no lock held while scanning. A customer's reply is read as the
+        # answer to the last words said to them ("12/03/1985" after "your date of birth?").
+        if direction == Direction.IN:
+            stored = redact_answer(written, self._last_said(handoff_id))
+        else:
+            stored = redact(written)
         with self.db.transaction() as connection:
             found = connection.execute(
                 select(_h.c.conversation_id, _h.c.channel, _h.c.customer_user_id, _h.c.status).where(
@@ -346,6 +351,18 @@ class HandoffRepository:
             if direction == Direction.OUT:  # the customer reads the operator's words as written
                 self.outbox.keep(connection, str(row["id"]), written, stored, now)
         return message_from_row(row)
+
+    def _last_said(self, handoff_id: str) -> str | None:
+        """The text of the latest message to the customer in a handoff's conversation (an
+        operator's question, or Teller's last answer), None if none or no such handoff."""
+        rows = self.db.rows(
+            select(_m.c.text)
+            .join(_h, _h.c.conversation_id == _m.c.conversation_id)
+            .where(_h.c.id == handoff_id, _m.c.direction == Direction.OUT.value)
+            .order_by(_m.c.created_at.desc(), _m.c.id.desc())
+            .limit(1)
+        )
+        return str(rows[0]["text"]) if rows else None
 
     def transcript(self, handoff_id: str) -> list[StoredMessage]:
         """The conversation of a handoff, from its first message up to the handoff's close, oldest first."""
