@@ -2577,3 +2577,62 @@ def test_a_reply_is_read_as_the_answer_to_its_question(
     from bot.privacy.redaction import redact_answer
 
     assert redact_answer(answer, question) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A review of this session's rules (session 54): ordinary messages they hid parts of.
+        "I got a code from the bank to confirm, then I sent 2500 on Monday to my landlord",
+        "I forgot my PIN so I put 2000 in my savings instead",
+        "the app asked for a verification code, I entered 2024 by mistake as the year",
+        "they asked my zip code and i gave them 90210",
+        "my password stopped working so I told NatWest about it",
+        "they asked for my memorable word but I told them nothing",
+        "i changed my password and now the payment to ref INV#20245 failed",
+        "I forgot my password and the fee was €15,50+tax",
+        "forgot password; my business is called Smith&Sons2 Ltd",
+        "I failed the security question. It's Monday and I still cant get in",
+        "security question keeps failing, the answer is definitely right",
+        "My first job: paid weekly into this account",
+        'Answer to "did you make this transaction": Yes I did',
+        "the 2nd and 3rd digits of the reference are 4 and 7",
+        "card, pin, password all stolen\n12 March, 3pm, outside Tesco",
+        "Phone, email, post - none worked\nI tried 3 times, 2 days, 1 week ago",
+        "Card,Date,Amount\nending 4455,01/03,45.20",
+        "My username keeps getting locked, can you help?",
+        "Username: unknown",
+        "the user ID number on my card letter is missing",
+        "DL 15/03/2025 for the mortgage docs",
+        "I expect the refund exp 11.30 tomorrow",
+        "I called 03457 404 404 and nobody answered",
+        "I rang 0800 9 123 123 yesterday about my santander card",
+    ],
+)
+def test_what_this_sessions_rules_must_leave_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my username is dkowalski88", "my username is [USERNAME]"),
+        ("mein Benutzername ist kmueller12", "mein Benutzername ist [USERNAME]"),
+        ("pin was 0007 - sorry, 0070", "pin was [PIN] - sorry, [PIN]"),
+        ("The caller asked for my pin. I said 7 3 9 1", "The caller asked for my pin. I said [PIN]"),
+        (
+            "my security question is my first pet, answer: Rex",
+            "my security question is my first pet, answer: [PASSWORD]",
+        ),
+        (
+            "changed it to Tr0ub4dor&3, my online banking password",
+            "changed it to [PASSWORD], my online banking password",
+        ),
+        ('Answer to "first school": St Mary\'s. The ref was INV#2024A', None),
+    ],
+)
+def test_what_this_sessions_rules_must_still_find(text: str, expected: str | None) -> None:
+    once = redact(text)
+    if expected is not None:
+        assert once == expected
+    assert redact(once) == once  # a placeholder ("[PASSWORD]") never names a password itself

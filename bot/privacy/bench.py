@@ -97,6 +97,12 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
     "digits_spelt": _repeat("four nine six seven "),
     "key_names": _repeat("api_key=a1b2c3d4 token: "),
     "digits_one_by_one": _repeat("4 9 6 7 - "),
+    # corrections and values given after a secret's name, chained (a review's finding: 27 s at 40,000)
+    "corrections": _repeat("otp 123456 no wait let me check it again please wait "),
+    "pins_corrected": _repeat("pin 1234, sorry, 4321, "),
+    "secrets_given": _repeat("they asked for the code and I gave them 558102. "),
+    "password_tokens": _repeat("password Tr0ub4dor&3 A$1,200+fee "),
+    "table_rows": lambda n: "name,sort_code,account\n" + "J Patel,20-11-44,73920185\n" * (n // 26),
     # The credential patterns' literals, repeated (each shape stays under the dense path's number count).
     "jwt_starts": _repeat("eyJ"),
     "private_key_begins": _repeat("-----BEGIN PRIVATE KEY-----"),

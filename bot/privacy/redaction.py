@@ -1276,7 +1276,6 @@ _CODE_WORDS = [r"code", r"código", r"codigo", r"codice", r"kod"]
 _USERNAME_WORDS = [
     r"user[ ]?name",
     r"user[ ]?id",
-    r"user",  # "user=ana.silva.lx" in a log line: only before "=" or ":" (:data:`_USERNAME_VALUE`)
     r"log-?in[ ](?:id|name)",
     r"sign-?in[ ](?:id|name)",
     r"benutzer(?:name|kennung)",
@@ -1284,9 +1283,11 @@ _USERNAME_WORDS = [
     r"identifiant",
     r"usuario",
 ]
-_USERNAME_VALUE = (
-    r"(?<=(?:name|id|[=:]|kennung|utilisateur|identifiant|usuario)[ ]{0,3})"
-    r"(?P<v>(?=[^\s]{0,63}[a-z])[a-z0-9](?:[a-z0-9._\-]|@(?=[a-z0-9])){2,63}+)(?![a-z0-9._\-@])"
+_USERNAME_VALUE = r"(?P<v>(?=[^\s]{0,63}[a-z])[a-z0-9](?:[a-z0-9._\-]|@(?=[a-z0-9])){2,63}+)(?![a-z0-9._\-@])"
+#: ... a made-up one (a digit, a dot or an underscore in it), right after the label: "Login ID priya.r.1990".
+_USERNAME_MADE_UP = (
+    r"[ ]{1,3}(?P<v>(?=[^\s]{0,63}[a-z])(?=[^\s]{0,63}[0-9._])[a-z0-9](?:[a-z0-9._\-]|@(?=[a-z0-9])){2,63}+)"
+    r"(?![a-z0-9._\-@])"
 )
 _ACCOUNT_SUFFIX = r"(?:[ ]?(?:no\.?|number|num\.?|nr\.?|#))?"
 _ACCOUNT_WORDS = [
@@ -1445,7 +1446,7 @@ _ID_WORDS = [
     r"جواز[ ]السفر",
     r"पासपोर्ट",
     r"driv(?:er['’]?s?|ing)[ ]licen[cs]e(?:[ ](?:no\.?|number|#))?",
-    r"dl(?:[ ]?#|[ ](?:no\.?|number))?",  # (an ID label's value holds five digits or more)
+    r"dl(?:[ ]?#|[ ](?:no\.?|number))",
     r"dow[óo]d(?:[ ]osobisty)?",
     r"ausweis(?:nummer|[ ]?nr\.?)?",
     r"personalausweis(?:nummer|[ ]?nr\.?)?",
@@ -1506,15 +1507,13 @@ _DOB_WORDS = [
 _REF_WORDS = [
     r"order",
     # a card terminal's or a merchant's id, a card scheme's acquirer reference number: the business's
-    # ("terminal ID 10472839", "TID 21849377", "MID 000112233445566", "The ARN for the refund is ...")
+    # ("terminal ID 10472839", "TID 21849377", "ARN: ...")
     r"terminal(?:[ ](?:id|no\.?|number))?",
     r"tid",
     r"merchant[ ](?:id|no\.?|number)",
-    r"mid",
     r"arn",
     r"acquirer[ ]reference(?:[ ]number)?",
     r"reservation(?:[ ](?:no\.?|number))?",
-    r"reserva",
     r"réservation",
     r"ordernummer",
     r"bestelnummer",
@@ -1905,9 +1904,14 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("id", _PAN_WORDS, _FILL + _PAN_VALUE),
     ("id", _FIN_WORDS, _FILL + _FIN_VALUE),
     ("id", _ID_WORDS, _FILL + _ID_VALUE),
+    # "California DL D4827716": after "DL" alone, only a number led by its letters
+    ("id", [r"dl"], r"[ ]{1,3}(?P<v>[a-z]{1,2}[0-9]{5,12})(?![0-9a-z])"),
     ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
     ("account", _ACCOUNT_WORDS, _FOR_WHAT + _GROUPED_VALUE),
-    ("username", _USERNAME_WORDS, _FILL + _USERNAME_VALUE),
+    # after "is", ":", "=", "-", "'s"; a made-up name right after the label; "user=" in a log line
+    ("username", _USERNAME_WORDS, _FILL_REQUIRED + r"[\"']?" + _USERNAME_VALUE),
+    ("username", _USERNAME_WORDS, _USERNAME_MADE_UP),
+    ("username", [r"user"], r"[ ]{0,2}[=:][ ]{0,2}" + _USERNAME_VALUE),
     (
         "ref",
         _REF_WORDS,
@@ -2457,6 +2461,8 @@ _OTP_BEFORE = regex.compile(
 )
 
 
+#: At most this many values found by :data:`_CONTINUED` in one text.
+_CONTINUED_MAX = 16
 #: The labelled secrets a joined clause can give another value of (:data:`_CONTINUED`).
 _CONTINUED_KINDS = ("pin", "cvv", "otp")
 #: A clause joined to a labelled secret that gives another value of the same kind without naming the
@@ -2485,9 +2491,10 @@ _CONTINUED = regex.compile(
     r"[ ]{0,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
     # "my PIN is 4471 or 4417": a value right after "or"
     r"|[ ]?,?[ ]{1,3}or[ ]{1,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
-    # a correction: "the code is 7 7 2 9 1 4 no wait I read it wrong, 7 7 2 9 4 1"
-    r"|[ ]?[,.;!]?[ ]{1,3}(?:no[ ]wait|wait|sorry|oops|i[ ]mean[t]?|actually|correction|typo)"
-    r"(?![\p{L}])[^.!?\n0-9]{0,40}?(?P<v>\d(?:[ \-]?\d){2,18}+)(?![\d\p{L}]|[ \-./,:]?\d)",
+    # a correction: "the code is 7 7 2 9 1 4 no wait I read it wrong, 7 7 2 9 4 1" (in the sentence)
+    r"|[ ]?[,;!\-]?[ ]{1,3}sorry[ ]*,?[ ]{1,3}(?P<v>\d(?:[ \-]?\d){2,18}+)(?![\d\p{L}]|[ \-./,:]?\d)"
+    r"|[ ]?[,;!]?[ ]{1,3}(?:no[ ]wait|sorry[ ,]+i[ ]mean[t]?|i[ ]mean[t]?|correction|typo|oops)"
+    r"(?![\p{L}])[^.!?\n0-9£$€]{0,40}?(?P<v>\d(?:[ \-]?\d){2,18}+)(?![\d\p{L}]|[ \-./,:]?\d)",
     regex.IGNORECASE,
 )
 
@@ -2497,14 +2504,23 @@ def _continued_secrets(ctx: _Context) -> None:
     joined clause that does not name the label again (:data:`_CONTINUED`): that value is one too."""
     text = ctx.text
     found = [h for h in ctx.hits if h.priority == _P_SECRET and h.kind in _CONTINUED_KINDS]
-    while found:
+    seen: set[int] = set()
+    budget = _CONTINUED_MAX
+    while found and budget > 0:
         hit = found.pop()
+        if hit.end in seen:
+            continue  # (each value's clause is read once: chains stay linear)
+        seen.add(hit.end)
         m = _CONTINUED.match(text, hit.end)
         if m is None:
             continue
         start, end = m.span("v")
         if end - start != hit.end - hit.start:  # a PIN, CVV or code has the length of the first one
             continue
+        before = text[max(0, start - 8) : start].lower()
+        if _GIVEN_NOT_SECRET.match(text, end) or before.endswith(("ending ", "card ", "account ")):
+            continue  # an amount ("... 1500 pounds"), a card's last four ("card ending 4455")
+        budget -= 1
         why = f"another {hit.kind} in a clause joined to the one found earlier"
         ctx.add(_P_SECRET, start, end, hit.kind, hit.detector, why)
         found.append(ctx.hits[-1])  # and a third value may follow this one
@@ -2569,7 +2585,12 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
     elif kind == "id":
         _labelled_id(ctx, start, value)
     # (an address after the label is the e-mail rule's)
-    elif kind == "username" and value.lower() not in _NOT_A_USERNAME and "@" not in value:
+    elif (
+        kind == "username"
+        and value.lower() not in _NOT_A_USERNAME
+        and value.lower() not in _ORDINARY
+        and "@" not in value
+    ):
         ctx.add(_P_LABELLED, start, end, "username", "rule:username", "token after a user-name label")
 
 
@@ -2577,7 +2598,8 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
 _NOT_A_USERNAME = frozenset(
     """is was and the my your not wrong incorrect invalid locked blocked and or but please help
     field box name id login password doesnt doesn't isnt isn't won't wont has have had for of on in
-    to at with from reset forgot forgotten changed change same correct right""".split()  # noqa: SIM905
+    to at with from reset forgot forgotten changed change same correct right unknown missing new
+    old my mine number on""".split()  # noqa: SIM905
 )
 
 
@@ -3782,7 +3804,8 @@ def _detect_card_details(ctx: _Context) -> None:
     for m in _EXPIRY_LABEL.finditer(text):
         why = "date after a card-expiry label"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
-    for m in _EXPIRY_DOTTED.finditer(text) if "xp" in text or "XP" in text else ():
+    dotted = ("xp" in text or "XP" in text) and ("card" in ctx.low or any(h.kind == "card" for h in ctx.hits))
+    for m in _EXPIRY_DOTTED.finditer(text) if dotted else ():
         why = "month.year after a card-expiry label"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
     for card in [h for h in ctx.hits if h.kind == "card"]:
@@ -4125,10 +4148,19 @@ _ANSWER_NEXT = regex.compile(
     r"(?<![\p{L}])(?:maiden[ ]name|memorable[ ](?:word|name|place|date|answer)|security[ ](?:answer|question)"
     r"|secret[ ](?:word|answer|question)|first[ ](?:pet|school|car)|favou?rite[ ](?:teacher|film|book|food))"
     r"[^.!?\n]{0,40}[.!?:][ ]{1,3}"
-    r"(?:it['’]?s|it[ ](?:is|was)|the[ ](?:word|answer|name)[ ](?:is|was)|(?:the[ ])?answer[ ]?(?:is|was|:))"
+    r"(?:(?P<named>the[ ](?:word|answer|name)[ ](?:is|was)|(?:the[ ])?answer[ ]?(?:is|was|:))"
+    r"|it['’]?s|it[ ](?:is|was))"
     r"[ ]{1,3}(?P<a>(?-i:\p{Lu}[\p{L}'’\-]+(?:[ ]\p{Lu}[\p{L}'’\-]+){0,3}))"
-    r"(?=[ ]*(?:[.,;!?\n]|$|(?:so|and|but|which|if|is|was)(?![\p{L}])))",
+    # the answer ends its sentence ("It's Okonkwo."), or goes on only after "the word is ..."
+    # ("It's Monday and I still can't get in" is the day)
+    r"(?=[ ]*(?:[.,;!?\n]|$)|(?(named)[ ]+(?:so|and|but|which)(?![\p{L}])|(?!)))",
     regex.IGNORECASE,
+)
+#: Words of a sentence that start it capitalised after "It's": days, months, feasts.
+_NOT_AN_ANSWER_WORD = frozenset(
+    """monday tuesday wednesday thursday friday saturday sunday january february march april may june
+    july august september october november december christmas easter today tomorrow ok okay fine
+    correct wrong right true false""".split()  # noqa: SIM905
 )
 
 
@@ -4138,17 +4170,22 @@ _ANSWER_NEXT = regex.compile(
 #: characters).
 _TOPIC_ANSWER = regex.compile(
     r"(?:(?<![\p{L}])(?:(?:my|your)[ ])?(?:first|favou?rite|childhood|oldest|eldest)[ ]"
-    r"(?:school|car|pet|teacher|friend|street|film|movie|book|food|team|boss|job)(?:['’]s)?(?:[ ]name)?"
+    r"(?:school|car|pet|teacher|friend|street|film|movie|book|food)(?:['’]s)?(?:[ ]name)?"
     r"[ ]*[:=][ ]*"
     r"|(?<![\p{L}])answer[ ]to[ ][\"'‘“][^\"'’”\n]{1,60}[\"'’”][ ]*(?:[:=\-][ ]*|is[ ]+|was[ ]+)"
-    r"|(?<![\p{L}])security[ ]question[^.!?\n]{0,24}?the[ ]answer[ ](?:is|was)[ ]+)"
-    r"(?P<a>[^\s.,;!?\[][^.,;!?\n\[]{0,39}?)(?=[ ]*(?:[.,;!?\n]|$))",
+    r"|(?<![\p{L}])security[ ]question[^.!?\n]{0,24}?(?:the[ ]answer[ ](?:is|was)|answer[ ]*:)[ ]+"
+    r"(?=(?-i:[\p{Lu}\p{N}])))"
+    # at most five words, one of them capitalised ("a red Fiat Panda"), not a sentence ("paid weekly
+    # into this account", "started 2019 at Tesco")
+    r"(?P<a>(?=[^.,;!?\n\[]{0,39}?(?-i:\p{Lu}))[^\s.,;!?\[\p{N}][^\s.,;!?\n\[]*"
+    r"(?:[ ][^\s.,;!?\n\[(]+){0,4}?)(?=[ ]*(?:[.,;!?\n(]|$))",
     regex.IGNORECASE,
 )
 #: What says there is no answer: "first car: I don't remember", "first school: not sure".
 _NO_ANSWER = regex.compile(
     r"(?:i|not|no|none|n/a|na|unknown|don['’]?t|dont|can['’]?t|cannot|forgot|forgotten|same|what|which"
-    r"|wrong|correct|right|blank|empty|missing|the[ ]same|it|that|this)(?![\p{L}'’])",
+    r"|wrong|correct|right|blank|empty|missing|the[ ]same|it|that|this|yes|yeah|absolutely|definitely"
+    r"|always|still|to|probably|maybe|never|\p{L}+ed|\p{L}+ing)(?![\p{L}'’])",
     regex.IGNORECASE,
 )
 #: Letters of a memorable word asked for by position, and given: "you asked for the 2nd 5th and 8th
@@ -4159,7 +4196,7 @@ _ORDINAL = (
 )
 _POSITION_LETTERS = regex.compile(
     r"(?<![\p{L}\p{N}])" + _ORDINAL + r"(?:[ ]*,?[ ]*(?:and[ ]+|&[ ]*)?" + _ORDINAL + r"){1,5}"
-    r"[ ]+(?:letters?|characters?|chars?|digits?)(?:[ ]+of[ ]+(?:my|the|your)[ ]+[\p{L} ]{1,30}?)?"
+    r"[ ]+(?:letters?|characters?|chars?)(?:[ ]+of[ ]+(?:my|the|your)[ ]+[\p{L} ]{1,30}?)?"
     r"[ ]*(?:are|were|is|:|=|-|–|would[ ]be|will[ ]be)[ ]*"
     r"(?P<a>[\p{L}\p{N}](?![\p{L}\p{N}])(?:[ ]*(?:,|&|and|[ ])[ ]*[\p{L}\p{N}](?![\p{L}\p{N}])){1,5})",
     regex.IGNORECASE,
@@ -4171,7 +4208,7 @@ _POSITION_LETTERS = regex.compile(
 _TOPIC_HINT = (
     "first", "favo", "childhood", "oldest", "eldest", "answer", "question", "maiden", "memorable", "secret",
 )  # fmt: skip
-_POSITION_HINT = ("lett", "char", "digit")
+_POSITION_HINT = ("lett", "char")
 
 
 def _detect_security_answers(ctx: _Context) -> None:
@@ -4202,7 +4239,8 @@ def _detect_security_answers(ctx: _Context) -> None:
                 why = "security answer after its question, or a memorable word's letters"
                 ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
     for m in _ANSWER_NEXT.finditer(text) if topic else ():
-        if m.group("a").split(" ")[0].lower() not in _NOT_A_NAME:
+        first = m.group("a").split(" ")[0].lower()
+        if first not in _NOT_A_NAME and first not in _NOT_AN_ANSWER_WORD:
             why = "answer given in the sentence after its question"
             ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
 
@@ -4214,7 +4252,7 @@ def _detect_security_answers(ctx: _Context) -> None:
 #: the back so I put 482". What was given must have the secret's shape (:func:`_given_secret`).
 _SECRET_NAMES = (
     r"(?:(?P<otp>otp|tac|one[ -]?time[ ](?:code|passcode|password|pin)"
-    r"|(?:verification|security|sms|text|login|log-in|sign-in|2fa)[ ]code|code)"
+    r"|(?:verification|security|sms|text|login|log-in|sign-in|2fa)[ ]code|" + _NOT_OTP_BEFORE + r"code)"
     r"|(?P<pin>pin(?:[ ](?:number|code))?|m-?pin|passcode)"
     r"|(?P<cvv>cvv2?|cvc2?|(?:3|three)[ ](?:numbers|digits)[ ](?:on|at)[ ]the[ ]back)"
     r"|(?P<password>password|passwort|passphrase|contrase[ñn]a|mot[ ]de[ ]passe)"
@@ -4222,8 +4260,9 @@ _SECRET_NAMES = (
 )
 _GIVING = (
     r"(?:i|we)[ ]+(?:then[ ]+|just[ ]+|already[ ]+|stupidly[ ]+|accidentally[ ]+)?"
-    r"(?:(?:gave|told|sent|texted|read|typed|entered|put|keyed|shared|said|replied(?:[ ]with)?|provided)"
-    r"(?:[ ]+(?:them|him|her|it|the[ ]+(?:caller|scammer|guy|man|woman|lady|person|agent)))?"
+    r"(?:(?P<verb>gave|told|sent|texted|read|typed|entered|put|keyed|shared|said|replied(?:[ ]with)?"
+    r"|provided)"
+    r"(?P<to>[ ]+(?:them|him|her|it|the[ ]+(?:caller|scammer|guy|man|woman|lady|person|agent)))?"
     r"(?:[ ]+(?:out|in|back|over))?"
     r"(?:[ ]+(?:in|into|on)[ ]+(?:the|a|their|that)[ ]+(?:link|site|website|form|app|box|page|field))?"
     # "asked me to read back the 6-digit code and i did, it was 390118"
@@ -4251,7 +4290,7 @@ _GIVEN_SECRET = (
         # them: :func:`_given_secret`)
         + r"(?P<gap>(?:[^\n]|\n(?!\n)){0,160}?)(?<![\p{L}'’])"
         + _GIVING
-        + r"(?:[ ]+(?:the[ ]+(?:code|number|pin|digits|password)|it|my[ ]+(?:code|pin|password)))?"
+        + r"(?P<obj>[ ]+(?:the[ ]+(?:code|number|pin|digits|password)|it|my[ ]+(?:code|pin|password)))?"
         + _GIVEN_VALUE,
         regex.IGNORECASE,
     ),
@@ -4268,10 +4307,23 @@ _GIVEN_SECRET = (
 #: After a number given: what makes it an amount or a count, not a secret ("I sent 1000 to my son").
 _GIVEN_NOT_SECRET = regex.compile(
     r"[ ]*(?:dollars?|pounds?|euros?|quid|bucks|rupees?|ringgit|pesos?|usd|gbp|eur|inr|aud|cad|sgd"
-    r"|to|into|from|for|times|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|%|x(?![\p{L}]))"
+    r"|to|into|from|for|times|minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|%|x(?![\p{L}])"
+    r"|on|yesterday|today|tonight|via|by|through|at|aside|instead|in[ ]+(?:my|the|cash|savings)"
+    r"|(?:was|is|were)[ ]+(?:the|my)[ ]+(?:amount|total|fee|price|balance|limit|year))"
     r"(?![\p{L}])",
     regex.IGNORECASE,
 )
+#: Verbs that say a number was given to someone only with that someone or the secret named ("I sent
+#: them 558102"; "I sent 2500 on Monday" is money).
+_GIVEN_NEEDS_OBJECT = frozenset(
+    {"sent", "put", "said", "shared", "provided", "texted", "replied", "replied with"}
+)
+#: Words told that are the sentence, not a memorable word: "I told them nothing".
+_NOT_TOLD = frozenset(
+    """nothing everything anything something goodbye absolutely straight never nope yes no sorry
+    wrong right okay fine please thanks""".split()  # noqa: SIM905
+)
+_YEAR = re.compile(r"(?:19|20)[0-9]{2}")
 #: A number going on: another digit group, or digits after a sign.
 _LONGER_NUMBER = regex.compile(r"[ \-./,]?[0-9]")
 #: Digits a secret of each kind has.
@@ -4287,9 +4339,16 @@ _PASSWORD_TALK = (
     "senha", "hasło", "haslo",
 )  # fmt: skip
 #: A sign a made-up password holds, and what ends a token around it.
-_PASSWORD_SIGN = re.compile(r"[!#$%^&*+=?~£€§]")
+_PASSWORD_SIGN = re.compile(r"[!#$%^&*=?~§]")
+#: ... where "&" counts only beside a digit ("Tr0ub4dor&3"; "Smith&Sons2" is a business's name).
+_AMPERSAND_ONLY = re.compile(r"[^!#$%^*=?~§]*")
+_AMPERSAND_BY_DIGIT = re.compile(r"[0-9]&|&[0-9]")
 _TOKEN_STOP = re.compile(r"[\s\"'“”‘’()\[\]<>]")
-_NOT_MADE_UP = regex.compile(r"[A-Za-z]{0,3}[$£€¥₹][0-9.,]+[kKmM]?|[^@]*@[^@]*\.[^@]*|.*://.*|#?[0-9\-]+")
+_NOT_MADE_UP = regex.compile(
+    r"[A-Za-z]{0,3}[$£€¥₹][0-9.,]+[kKmM]?|.*[$£€¥₹][0-9].*|[^@]*@[^@]*\.[^@]*|.*://.*|.*/.*|www\..*|#?[0-9\-]+"
+    # a reference with its name: "order#A12345", "ref#2024", "ticket#INC0012345"
+    r"|(?i:order|ref|ticket|invoice|inv|payment|txn|case|pos|no|item|booking|tx|id)[#:].*",
+)
 
 
 def _detect_made_up_passwords(ctx: _Context) -> None:
@@ -4315,9 +4374,10 @@ def _detect_made_up_passwords(ctx: _Context) -> None:
         token = text[start:end].rstrip(".,;:!?")
         if (
             6 <= len(token) <= 40
-            and any(c.isalpha() for c in token)
+            and any(c.islower() for c in token)  # (not a reference in capitals: "INV#20245")
             and any(c.isdigit() for c in token)
             and _PASSWORD_SIGN.search(token)
+            and (not _AMPERSAND_ONLY.fullmatch(token) or _AMPERSAND_BY_DIGIT.search(token))
             and _NOT_MADE_UP.fullmatch(token) is None
         ):
             why = "a made-up token in a message about a password"
@@ -4328,7 +4388,7 @@ def _word_in(low: str, word: str) -> bool:
     """Whether ``word`` is in ``low`` at a word's start."""
     at = low.find(word)
     while at >= 0:
-        if at == 0 or not low[at - 1].isalpha():
+        if at == 0 or not (low[at - 1].isalpha() or low[at - 1] == "["):  # (not "[PASSWORD]")
             return True
         at = low.find(word, at + 1)
     return False
@@ -4340,12 +4400,8 @@ _COLUMN_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), kind)
     for pattern, kind in (
         (r"(?:bank )?sort ?code|s/?c|sortcode|bsb|routing(?: (?:no|number))?|aba", "sort_code"),
-        (r"(?:bank )?(?:account|acct|acc|a/c)(?: (?:no|nr|num|number|#))?\.?|account number", "account"),
-        (r"iban", "iban"),
-        (r"(?:credit |debit )?card(?: (?:no|num|number|#))?\.?|pan", "card"),
+        (r"(?:bank )?(?:account|acct|acc|a/c) (?:no|nr|num|number|#)\.?|account|acct|a/c", "account"),
         (r"dob|d\.o\.b\.?|date of birth|birth ?date|birthday", "dob"),
-        (r"(?:phone|mobile|tel|telephone|cell)(?: (?:no|number|#))?\.?", "phone"),
-        (r"e ?mail(?: address)?", "email"),
         (r"ssn|social security(?: (?:no|number))?", "ssn"),
         (r"nino|ni (?:no|number)|national insurance(?: (?:no|number))?", "nino"),
         (r"passport(?: (?:no|number))?|national id|id (?:no|number)|tax id|tin|nric|aadhaa?r", "national_id"),
@@ -4355,6 +4411,20 @@ _COLUMN_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 _TABLE_SEPARATORS = (",", ";", "\t", "|")
+#: The shape a value of each column kind has (its digits, and what else it may hold): a cell that
+#: is not one is left (a card, an IBAN, a phone number or an address in a table are found by their
+#: own detectors wherever they are).
+_COLUMN_SHAPES = {
+    "sort_code": re.compile(r"[0-9]{2}[ \-./]?[0-9]{2}[ \-./]?[0-9]{2}|[0-9]{3}[ \-]?[0-9]{3}|[0-9]{9}"),
+    "account": re.compile(r"[0-9][0-9 \-]{4,20}[0-9]"),
+    "dob": re.compile(r"[0-9]{1,4}[ \-./][0-9]{1,2}[ \-./][0-9]{1,4}|[0-9]{1,2} [A-Za-z]{3,9} [0-9]{4}"),
+    "ssn": re.compile(r"[0-9]{3}[ \-]?[0-9]{2}[ \-]?[0-9]{4}"),
+    "nino": re.compile(r"[A-Za-z]{2} ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-Da-d]"),
+    "national_id": re.compile(r"(?=.*[0-9].*[0-9].*[0-9])[A-Za-z0-9][A-Za-z0-9 \-/]{4,24}"),
+    "cvv": re.compile(r"[0-9]{3,4}"),
+    "pin": re.compile(r"[0-9]{4,6}"),
+    "password": re.compile(r"\S{4,64}"),
+}
 
 
 def _detect_table_columns(ctx: _Context) -> None:
@@ -4371,7 +4441,7 @@ def _detect_table_columns(ctx: _Context) -> None:
             at = offset
             for cell, kind in zip(line.split(sep), header, strict=True):
                 value = cell.strip().strip("\"'")
-                if kind is not None and value and (_ANY_DIGIT.search(value) or "@" in value):
+                if kind is not None and (shape := _COLUMN_SHAPES.get(kind)) and shape.fullmatch(value):
                     start = at + cell.index(value)
                     why = f"a value in a table's {kind} column"
                     ctx.add(_P_LABELLED, start, start + len(value), kind, "rule:table", why)
@@ -4379,8 +4449,11 @@ def _detect_table_columns(ctx: _Context) -> None:
         else:
             header = None
             sep = max(_TABLE_SEPARATORS, key=line.count)
-            if line.count(sep) >= 2:
-                kinds = [_column_kind(cell) for cell in line.split(sep)]
+            cells = line.split(sep)
+            # a header: three cells or more, each a short name ("card, pin, password all stolen" is
+            # a sentence)
+            if len(cells) >= 3 and all(0 < len(c.strip()) <= 24 and not _ANY_DIGIT.search(c) for c in cells):
+                kinds = [_column_kind(cell) for cell in cells]
                 if any(kinds):
                     header = kinds
         offset += len(line) + 1
@@ -4442,17 +4515,26 @@ def _given_secret(ctx: _Context, m: regex.Match[str]) -> None:
     value = m.group("v")
     start = m.start("v")
     if kind == "word":
-        # a memorable word or a maiden name: one word of letters, not a word of the sentence
+        # a memorable word or a maiden name: one capitalised word of letters, not one of the sentence
         word = value.rstrip(".,;:!?")
-        if len(word) < 3 or not word.isalpha() or word.lower() in _NOT_A_NAME or word.lower() in _ORDINARY:
+        lower = word.lower()
+        if (
+            len(word) < 3
+            or not word.isalpha()
+            or not word[0].isupper()
+            or lower in _NOT_A_NAME
+            or lower in _ORDINARY
+            or lower in _NOT_TOLD
+            or lower.endswith("ly")
+        ):
             return
         why = "a memorable word told"
         ctx.add(_P_SECRET, start, start + len(word), "password", "rule:password", why)
         return
     if kind == "password":
         value = value.rstrip(".,!?;:)")
-        # a password is a made-up string: a digit or a sign in it, or a capital after its first letter
-        made_up = any(not c.isalpha() for c in value) or any(c.isupper() for c in value[1:])
+        # a password is a made-up string: a digit or a sign in it ("PayPal", "NatWest" are names)
+        made_up = any(not c.isalpha() for c in value)
         if len(value) < 6 or not made_up or "@" in value or "://" in value or value[0] in "£$€¥₹#":
             return
         ctx.add(_P_SECRET, start, start + len(value), "password", "rule:password", "a password told")
@@ -4465,6 +4547,13 @@ def _given_secret(ctx: _Context, m: regex.Match[str]) -> None:
     low, high = _GIVEN_DIGITS[kind]
     if not low <= digits <= high or _GIVEN_NOT_SECRET.match(ctx.text, m.end("v")):
         return
+    verb = (m.group("verb") or "").lower()
+    named = m.group("to") or ("obj" in m.re.groupindex and m.group("obj")) or m.re is _GIVEN_SECRET[1]
+    one_by_one = " " in value.strip() and all(len(g) == 1 for g in value.split())
+    if verb in _GIVEN_NEEDS_OBJECT and not named and kind != "cvv" and not one_by_one:
+        return  # "I sent 2500 on Monday": money, unless sent to someone or named as the code
+    if verb in ("typed", "entered", "put") and _YEAR.fullmatch(value):
+        return  # "I entered 2024 by mistake as the year"
     why = f"{digits} digits told after a {kind} was asked for"
     ctx.add(_P_SECRET, start, m.end("v"), kind, f"rule:{kind}", why)
 
@@ -5053,6 +5142,10 @@ def _business_reading(written: tuple[str, ...], region: str | None) -> bool:
     groups = tuple(_DIGIT_RUN.findall(phonenumbers.format_number(number, style)))
     if region and number.country_code == 1 and written[0] == "1":
         written = written[1:]
+    if region == "GB" and 4 <= len(written[0]) <= 5 and written[0].startswith(("03", "080")):
+        # UK banks print their lines in several groupings ("03457 404 404", "0800 9 123 123",
+        # "03457 30 20 11"): a whole 03 or 080 prefix in the first group is the UK's grouping
+        return sum(map(len, written)) == 11
     return written == groups
 
 
