@@ -82,7 +82,7 @@ OPS_JOB_ATTEMPTS = 4
 #: Seconds a replica's claim on posting a handoff's thread holds (:meth:`HandoffRepository.claim_thread`):
 #: longer than one post with the Slack client's own retries takes. A handoff still without a thread
 #: this long after it opened is posted by the handoff sweep (:meth:`OpsDesk.open_missing_threads`).
-THREAD_LEASE_SECONDS = 120
+THREAD_LEASE_SECONDS = 300
 #: At most this many customer messages per handoff wait in memory for the ops channel to take them
 #: again (:meth:`OpsDesk.retry_relays`); the oldest beyond it are dropped, with a warning, as the
 #: store keeps them all.
@@ -211,6 +211,13 @@ class OpsDesk:
         #: opens with the latest of them).
         self._pending_relays: dict[str, list[tuple[str, bool]]] = {}
         self._pending_lock = threading.Lock()
+        #: Threads posted whose recording the database refused past its retries: recorded by the
+        #: handoff sweep, so the sweep never posts them a second time.
+        self._unrecorded: dict[str, tuple[str, str]] = {}
+        #: Handoffs with a thread post or a relay flush queued on this replica: the sweep does not
+        #: queue another while one waits (Slack down, a backlog would grow with every sweep).
+        self._queued_threads: set[str] = set()
+        self._queued_flushes: set[str] = set()
 
     def attach_board(self, board: OpsBoard) -> None:
         self.board = board
@@ -659,29 +666,47 @@ class OpsDesk:
         replica's handoff sweep; the store's claim lets one post each."""
         if self.board is None:
             return 0
+        for handoff_id, (ops_channel, ts) in list(self._unrecorded.items()):
+            self._later(self._record_thread, handoff_id, ops_channel, ts)
         before = self.store.database.clock.ago(THREAD_LEASE_SECONDS)
-        missing = self.store.handoffs.threadless(before)
+        missing = [h for h in self.store.handoffs.threadless(before) if h.id not in self._queued_threads]
         for handoff in missing:
             log.warning("handoff_thread_retried", extra={"fields": {"handoff": handoff.id}})
-            self._later(self._open_thread, handoff.id)
+            self._queued_threads.add(handoff.id)
+            self._later(self._open_thread, handoff.id, True)
         return len(missing)
 
-    def _open_thread(self, handoff_id: str) -> None:
-        """Post a handoff's thread with its latest messages, once (the store's claim), and record
-        it. A post the ops channel refuses gives the claim back and raises: the handoff sweep
-        posts it later (:meth:`open_missing_threads`). Recording it is retried on its own when the
-        database fails, so a blip after the post never posts the handoff twice."""
+    def _open_thread(self, handoff_id: str, late: bool = False) -> None:
+        """Post a handoff's thread, once (the store's claim), and record it. It opens with the
+        conversation up to the reply that handed off; what the customer writes after goes in as
+        relays (:meth:`_to_thread`), so nothing shows twice or is lost to a post racing a relay.
+        ``late`` (the sweep, after a refused post): it opens with the latest messages, those
+        written meanwhile included, and this replica's waiting relays of it are dropped. A post
+        the ops channel refuses gives the claim back and raises. Recording it is retried on its
+        own when the database fails, and past the retries by the sweep, so a database outage
+        after the post never posts the handoff twice."""
         assert self.board is not None
+        self._queued_threads.discard(handoff_id)
         handoffs = self.store.handoffs
         if not handoffs.claim_thread(handoff_id, self.store.database.clock.ago(THREAD_LEASE_SECONDS)):
             return  # posted already, being posted elsewhere, or closed meanwhile
         try:
             handoff = handoffs.get(handoff_id)
-            ts = self.board.open_handoff(handoff, self._opening(handoffs.transcript(handoff_id)[-12:]))
+            transcript = handoffs.transcript(handoff_id)
+            if not late:
+                upto = next((i for i, m in enumerate(transcript) if m.id == handoff.message_id), None)
+                if upto is not None:
+                    transcript = transcript[: upto + 1]
+            ts = self.board.open_handoff(handoff, self._opening(transcript[-12:]))
         except BaseException:
             self._give_back_thread(handoff_id)
             raise
-        self._retrying(self._record_thread, handoff_id, self.board.ops_channel or "", ts)
+        ops_channel = self.board.ops_channel or ""
+        self._unrecorded[handoff_id] = (ops_channel, ts)
+        self._retrying(self._record_thread, handoff_id, ops_channel, ts)
+        if late:
+            with self._pending_lock:  # the thread opened with them
+                self._pending_relays.pop(handoff_id, None)
 
     def _give_back_thread(self, handoff_id: str) -> None:
         try:
@@ -701,17 +726,21 @@ class OpsDesk:
             if self.store.handoffs.lookup(handoff_id) is not None:
                 raise
             self.store.handoffs.mark_erased_thread(ops_channel, ts)
+            self._unrecorded.pop(handoff_id, None)
             self.board.warn_in_thread(HandoffThread(ops_channel, ts), ERASED_NOW_NOTE)
             log.warning("handoff_erased_while_opening", extra={"fields": {"thread_ts": ts}})
             return
+        self._unrecorded.pop(handoff_id, None)
         log.info("handoff_opened", extra={"fields": {"handoff": handoff_id, "channel": handoff.channel}})
+        # what the customer wrote while the thread was being posted goes in now
+        if handoff_id in self._pending_relays:
+            self._flush_relays(handoff_id)
 
     def _to_thread(self, handoff_id: str, text: str, other_member: bool = False) -> None:
         """Post a relayed message in the handoff's thread; ``other_member``: written by someone in
         the (group) chat other than the handed-off customer, and marked so. Messages the ops channel
         refused before go first, in order; one it refuses now waits for the next relay or the
-        handoff sweep (:meth:`retry_relays`). Without a thread yet, nothing is posted: the thread,
-        when it opens, opens with the handoff's latest messages."""
+        handoff sweep (:meth:`retry_relays`). Without a thread yet, it waits for the thread."""
         with self._pending_lock:
             queue = self._pending_relays.setdefault(handoff_id, [])
             queue.append((text, other_member))
@@ -725,19 +754,28 @@ class OpsDesk:
         """Queue another try for every handoff with customer messages the ops channel refused;
         returns how many handoffs. Run by the handoff sweep."""
         with self._pending_lock:
-            waiting = [h for h, queue in self._pending_relays.items() if queue]
+            waiting = [
+                h for h, queue in self._pending_relays.items() if queue and h not in self._queued_flushes
+            ]
+            self._queued_flushes.update(waiting)
         for handoff_id in waiting:
-            self._later(self._flush_relays, handoff_id)
+            self._later(self._flush_relays, handoff_id, True)
         return len(waiting)
 
-    def _flush_relays(self, handoff_id: str) -> None:
+    def _flush_relays(self, handoff_id: str, swept: bool = False) -> None:
         """Post a handoff's waiting relays in order (on the ops worker, so never two at once); stops
-        at the first the ops channel refuses (raised, and logged by :meth:`_retrying`)."""
+        at the first the ops channel refuses (raised, and logged by :meth:`_retrying`). Those of a
+        handoff closed or erased meanwhile are dropped; without a thread yet, they wait for it."""
         assert self.board is not None
-        handoff = self.store.handoffs.get(handoff_id)
-        if handoff.thread_ts is None or not handoff.is_open:
-            with self._pending_lock:  # the thread, when it opens, shows them; a closed one never will
+        if swept:
+            with self._pending_lock:
+                self._queued_flushes.discard(handoff_id)
+        handoff = self.store.handoffs.lookup(handoff_id)
+        if handoff is None or not handoff.is_open:
+            with self._pending_lock:  # erased, or closed: no thread will ever show them
                 self._pending_relays.pop(handoff_id, None)
+            return
+        if handoff.thread_ts is None:
             return
         while True:
             with self._pending_lock:

@@ -498,12 +498,19 @@ class TellerService:
         expired = latest.closed_by == IDLE_ACTOR
         return Relayed(messages, False, notice=expiry_notice(store, latest.id) if expired else CLOSED_NOTICE)
 
-    def attachment(self, channel: str, conversation_id: str, kind: str) -> str | None:
+    def attachment(self, channel: str, conversation_id: str, user_id: str, kind: str) -> str | None:
         """A customer sent something without words (``kind``: "a photo", "a file"...): during an open
         handoff its operators are told (nothing of it is stored or passed on: no redaction reads a
         picture) and :data:`ATTACHMENT_IN_HANDOFF` is what the customer is told; None otherwise (the
-        channel says what it says to anything it cannot read)."""
-        if self.ops is not None and self.ops.attachment_in(channel, conversation_id, kind):
+        channel says what it says to anything it cannot read). Each counts as a message of the
+        abuse limits: beyond them, "" (nothing is said, and the operators are not told)."""
+        if self.ops is None or self.core.store.handoffs.active_for(channel, conversation_id) is None:
+            return None
+        try:
+            self.limits.message(channel, user_id)
+        except RateLimited:
+            return ""
+        if self.ops.attachment_in(channel, conversation_id, kind):
             return ATTACHMENT_IN_HANDOFF
         return None
 

@@ -149,8 +149,8 @@ class CustomerListeners:
         elif event.get("files"):
             # A file without a caption says nothing to answer; during a handoff the operators are
             # told, and the customer is told to say it in words (the service decides).
-            said = self.service.attachment(CHANNEL, event["channel"], "a file")
-            if said is not None:
+            said = self.service.attachment(CHANNEL, event["channel"], event.get("user", ""), "a file")
+            if said:
                 self.say(client, event["channel"], said)
 
     def on_mention(self, event: dict[str, Any], client: WebClient) -> None:
