@@ -30,6 +30,10 @@ from tests.test_operators_slack import OPS, Stack
 stack = test_operators_slack.stack
 
 
+def _said_in(running: Stack, thread: str, words: str) -> list[dict[str, Any]]:
+    return [m for m in running.slack.sent() if m.get("thread_ts") == thread and words in str(m["text"])]
+
+
 def _handoff_posts(stack: Stack) -> list[dict[str, Any]]:
     return [
         m for m in stack.slack.sent() if m["channel"] == OPS and str(m.get("text")).startswith("Handoff:")
@@ -170,3 +174,21 @@ def test_a_file_in_a_slack_handoff_is_named_to_the_operator(stack: Stack) -> Non
     wait_for(
         lambda: [m for m in stack.slack.sent() if m.get("thread_ts") == thread and "a file" in m["text"]]
     )
+
+
+@pytest.fixture()
+def limited(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELLER_LIMIT_MESSAGES", "5/minute")
+
+
+def test_photos_during_a_handoff_count_against_the_message_limit(limited: None, stack: Stack) -> None:
+    """A review's finding: photos during a handoff were not counted, so each one was a note in the
+    ops thread and a message back to the customer, without end."""
+    api, chat = stack.telegram, 42
+    api.push(tg.text(1, chat, 1, "/human"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("telegram", str(chat)))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts, timeout=20)
+    api.push(*[tg.photo(10 + i, chat, 10 + i) for i in range(12)])
+    wait_for(lambda: len(_said_in(stack, thread, "sent a photo")) >= 4, timeout=30)
+    time.sleep(2)
+    assert len(_said_in(stack, thread, "sent a photo")) <= 5
