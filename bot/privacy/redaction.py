@@ -4209,6 +4209,8 @@ _TOPIC_HINT = (
     "first", "favo", "childhood", "oldest", "eldest", "answer", "question", "maiden", "memorable", "secret",
 )  # fmt: skip
 _POSITION_HINT = ("lett", "char")
+_TOPIC_HINT_ANY = re.compile("|".join(_TOPIC_HINT))
+_POSITION_HINT_ANY = re.compile("|".join(_POSITION_HINT))
 
 
 def _detect_security_answers(ctx: _Context) -> None:
@@ -4231,8 +4233,8 @@ def _detect_security_answers(ctx: _Context) -> None:
             why = "answer written after a security question"
             ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
     # (each pattern only where a word it needs is: most messages hold none)
-    topic = any(word in low for word in _TOPIC_HINT)
-    position = any(word in low for word in _POSITION_HINT)
+    topic = _TOPIC_HINT_ANY.search(low) is not None
+    position = _POSITION_HINT_ANY.search(low) is not None
     for pattern, hint in ((_TOPIC_ANSWER, topic), (_POSITION_LETTERS, position)):
         for m in pattern.finditer(text) if hint else ():
             if _NO_ANSWER.match(m.group("a")) is None:
@@ -4273,6 +4275,7 @@ _GIVING_VERBS = (
     "gave", "told", "sent", "texted", "read", "typed", "entered", "put", "keyed", "shared", "said",
     "replied", "provided", "did",
 )  # fmt: skip
+_GIVING_VERBS_ANY = re.compile("|".join(_GIVING_VERBS))
 _GIVING_HINT = re.compile(
     r"\b(?:i|we)\s+(?:\w+\s+)?(?:gave|told|sent|texted|read|typed|entered|put|keyed|shared|said|replied"
     r"|provided|did)\b",
@@ -4338,6 +4341,8 @@ _PASSWORD_TALK = (
     "password", "passwort", "passphrase", "pwd", "contraseña", "contrasena", "mot de passe", "wachtwoord",
     "senha", "hasło", "haslo",
 )  # fmt: skip
+#: One quick test for any of them (plain ``re``, no look-behind: fast on any text).
+_PASSWORD_TALK_ANY = re.compile("|".join(re.escape(w) for w in _PASSWORD_TALK))
 #: A sign a made-up password holds, and what ends a token around it.
 _PASSWORD_SIGN = re.compile(r"[!#$%^&*=?~§]")
 #: ... where "&" counts only beside a digit ("Tr0ub4dor&3"; "Smith&Sons2" is a business's name).
@@ -4355,7 +4360,7 @@ def _detect_made_up_passwords(ctx: _Context) -> None:
     """A made-up token (6-40 characters holding a letter, a digit and a sign of
     :data:`_PASSWORD_SIGN`) of a message naming a password (:data:`_PASSWORD_TALK`, as a word)."""
     low = ctx.low
-    if not any(_word_in(low, word) for word in _PASSWORD_TALK):
+    if _PASSWORD_TALK_ANY.search(low) is None or not any(_word_in(low, word) for word in _PASSWORD_TALK):
         return
     text = ctx.text
     done = 0
@@ -4500,8 +4505,7 @@ def _detect_shaped_ids(ctx: _Context) -> None:
 
 def _detect_secrets_given(ctx: _Context) -> None:
     """:data:`_GIVEN_SECRET`: a secret asked for and given."""
-    low = ctx.low
-    if not any(verb in low for verb in _GIVING_VERBS) or _GIVING_HINT.search(ctx.text) is None:
+    if _GIVING_VERBS_ANY.search(ctx.low) is None or _GIVING_HINT.search(ctx.text) is None:
         return
     for pattern in _GIVEN_SECRET:
         for m in pattern.finditer(ctx.text):
