@@ -827,3 +827,30 @@ def test_an_erased_item_s_id_is_never_given_to_another_customer_s(store: Store) 
         NewCorrection(dave_in.text, "why was my card charged twice", CorrectionAction.CHOOSE, label="x"),
     )
     assert max(c.id for c in store.feedback.corrections()) > newest_correction
+
+
+def test_teller_forget_tells_the_open_handoffs_thread(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`teller forget` of a customer whose handoff is open tells its ops-channel thread at once, as a
+    running server does (the operator learned it only when a reply bounced); without Slack it says
+    the thread was not told."""
+    from tests import fake_slack as sl
+    from tests.servers import serve_in_thread
+
+    store = Store(home / "teller.db")
+    _, reply = store.conversations.record_exchange(
+        NewExchange("telegram", "77", "77", "a person please", "Connecting you.", route="handoff")
+    )
+    handoff = store.handoffs.start(NewHandoff("telegram", reply.conversation_id, "77", "77"))
+    store.handoffs.set_thread(handoff.id, "COPS", "1700000000.000100")
+    store.close()
+    slack = sl.FakeSlack()
+    with serve_in_thread(slack.app) as api:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+        monkeypatch.setenv("SLACK_API_URL", f"{api}/api/")
+        monkeypatch.setenv("TELLER_OPS_CHANNEL", "COPS")
+        get_settings.cache_clear()
+        result = runner.invoke(app, ["forget", "--channel", "telegram", "--user", "77", "--yes"])
+        assert result.exit_code == 0, result.output
+        assert "Told 1 open handoff thread(s)" in result.stdout
+        [note] = [m for m in slack.sent() if m.get("thread_ts") == "1700000000.000100"]
+        assert note["channel"] == "COPS" and "erased" in note["text"].lower()

@@ -6,6 +6,7 @@ Actions are recorded in the audit log as ``cli:<login name>`` (see :mod:`bot.cli
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -17,8 +18,10 @@ from rich.table import Table
 from bot.cli.app import JsonOpt, app, emit_json, err, out
 from bot.cli.operations import local_actor
 from bot.errors import InputError
-from bot.settings import get_settings
+from bot.settings import Settings, get_settings
 from bot.storage import AuditAction, AuditEntry, Store
+
+log = logging.getLogger(__name__)
 
 retention_app = typer.Typer(
     help="Retention: remove messages older than TELLER_RETENTION_DAYS (`teller serve` does it hourly).",
@@ -101,6 +104,7 @@ def forget(
         receipt = eraser.erase(channel, user, actor, dry_run=dry_run)
     finally:
         store.close()
+    told = _tell_open_threads(settings, receipt.open_threads) if not dry_run else None
     if as_json:
         emit_json(receipt.to_dict())
         return
@@ -115,6 +119,37 @@ def forget(
         out.print("Knowledge-base entries to review: " + ", ".join(receipt.kb_entries), highlight=False)
     for caveat in receipt.caveats:
         out.print(f"[dim]- {escape(caveat)}[/dim]", highlight=False)
+    if told:
+        out.print(told, highlight=False)
+
+
+def _tell_open_threads(settings: Settings, threads: tuple[tuple[str, str], ...]) -> str | None:
+    """Tell each ops-channel thread of the erased customer's open handoffs at once, as a running
+    server does (:data:`bot.ops_desk.ERASED_NOW_NOTE`), when Slack is configured; before, an operator
+    learned it only when a reply bounced. Returns what to print (None: nothing to tell). A Slack
+    failure is reported, not raised: the erasure is done, and a reply there is still refused."""
+    if not threads:
+        return None
+    if settings.slack_bot_token is None or not settings.ops_channel:
+        return f"{len(threads)} open handoff thread(s) not told: Slack is not configured here."
+    from bot.channels.slack.board import SlackOpsBoard
+    from bot.channels.slack.transport import web_client
+    from bot.ops_desk import ERASED_NOW_NOTE
+    from bot.storage import HandoffThread
+
+    board = SlackOpsBoard(
+        web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url), settings.ops_channel
+    )
+    failed = 0
+    for ops_channel, thread_ts in threads:
+        try:
+            board.warn_in_thread(HandoffThread(ops_channel, thread_ts), ERASED_NOW_NOTE)
+        except Exception as exc:  # Slack down or refusing: said, not raised
+            failed += 1
+            log.warning("erased_thread_not_told", extra={"fields": {"error": type(exc).__name__}})
+    if failed:
+        return f"{failed} of {len(threads)} open handoff thread(s) could not be told (Slack refused)."
+    return f"Told {len(threads)} open handoff thread(s) in the ops channel."
 
 
 # ---------------------------------------------------------------------------------------- access
