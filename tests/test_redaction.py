@@ -2636,3 +2636,36 @@ def test_what_this_sessions_rules_must_still_find(text: str, expected: str | Non
     if expected is not None:
         assert once == expected
     assert redact(once) == once  # a placeholder ("[PASSWORD]") never names a password itself
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        # A second review (session 54): replies to a memorable-word, maiden-name or password question
+        # that are no such word stay as written.
+        ("What's your memorable word?", "Are you allowed to ask that?"),
+        ("What's your mother's maiden name?", "Can you call me instead?"),
+        ("What's your mother's maiden name?", "Adopted, so not sure"),
+        ("What's your password?", "Thanks but no"),
+        ("What's your memorable word?", "OK thanks"),
+        ("What's your memorable word?", "Scam"),
+    ],
+)
+def test_a_reply_that_is_no_secret_word_stays(question: str, answer: str) -> None:
+    from bot.privacy.redaction import redact_answer
+
+    assert redact_answer(answer, question) == answer
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my password is shorter than 8 characters, is that allowed?",
+        'the API returns {"status": "failed", "code": 4012, "message": "limit exceeded"}',
+        "I forgot my memorable word so I told Monzo",
+        "Is 1800 033 103 the right number in Ireland?",
+        "I tried 1800 555 123 in Australia, it's free right?",
+    ],
+)
+def test_what_a_second_review_found_hidden(text: str) -> None:
+    assert redact(text) == text

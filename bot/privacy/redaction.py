@@ -481,6 +481,26 @@ _REPLY_LEAD = re.compile(
     r"(?:(?:it['’]?s|its|it is|it was|that['’]?s|that is|mine is|my [a-z ]{1,30}? is)\b[ :,-]*)?",
     re.IGNORECASE,
 )
+#: The labels whose answer is a word, and the replies that are none: a question back, a word of the
+#: conversation ("Thanks", "Scam", "Hold on"), or more than a name's three words.
+_WORD_LABELS = frozenset({"memorable word:", "mother's maiden name:", "password:"})
+_NOT_A_WORD_ANSWER = frozenset(
+    """thanks thank cheers stop wait hold hang sorry ok okay yes yeah yep no nope why pardon seriously
+    never none dunno lol hi hello hey adopted give can could is are am current debit credit scam fraud
+    help please what who how when where which really sure fine great good bad not don't dont can't
+    cant i i'm im it's its it that this they we you your my me human person bot agent""".split()  # noqa: SIM905
+)
+
+
+def _a_word_answer(reply: str) -> bool:
+    """Whether ``reply`` may be a memorable word, a maiden name or a password: one to three words,
+    not a question, none of them a word of the conversation."""
+    words = reply.strip().rstrip(".!").split()
+    if not 1 <= len(words) <= 3 or reply.strip().endswith("?"):
+        return False
+    return not any(w.strip(",.!?;:'\"").lower() in _NOT_A_WORD_ANSWER for w in words)
+
+
 #: Replies longer than this are read as they are: a label put before a long text would reach words
 #: far from the answer.
 _ANSWER_MAX = 200
@@ -502,6 +522,8 @@ def redact_answer(text: str, question: str | None) -> str:
         return plain
     lead = _REPLY_LEAD.match(text)
     start = lead.end() if lead else 0
+    if label in _WORD_LABELS and not _a_word_answer(text[start:]):
+        return plain  # "Can you call me instead?", "Thanks but no", "Adopted, so not sure"
     prefix = label + " "
     read = redact(prefix + text[start:])
     if not read.startswith(prefix) or read[len(prefix) :] == text[start:]:
@@ -1723,6 +1745,7 @@ _DET_BEFORE = r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|
 _ORDINARY = frozenset(
     """
     not wrong incorrect invalid expired locked blocked reset changed working the my your too still a an
+    shorter longer over under greater less more stronger weaker need needs doesn't does didn't don't
     being also now same correct right set required case different weak strong long short missing lost
     forgotten forgot mandatory compromised hacked stolen updated saved stored empty new old sent shown
     needed valid accepted rejected refused disabled enabled active in on for what that this it his her
@@ -1928,7 +1951,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
 ]
 # After "code" (any language) the value needs "is" or ":" unless "your"/"my"... comes before it,
 # and "error code", "promo code"... are never one-time codes; "код" (ru) needs neither.
-_CODE_BEFORE = rf"(?<!(?:{_NOT_OTP_CODE})[ \-]?)"
+_CODE_BEFORE = rf"(?<!(?:{_NOT_OTP_CODE})[ \-]?)(?<![\"'])"  # (nor a JSON key: {{"code": 4012}})
 # "the code they texted was 4829", "the code you sent me is"
 _CODE_CLAUSE = (
     r"(?:[ ](?:they|you|u|the[ ]bank|it|i|we|that[ ]i|that[ ]you)[ ]"
@@ -4519,8 +4542,11 @@ def _given_secret(ctx: _Context, m: regex.Match[str]) -> None:
     value = m.group("v")
     start = m.start("v")
     if kind == "word":
-        # a memorable word or a maiden name: one capitalised word of letters, not one of the sentence
+        # a memorable word or a maiden name: one capitalised word of letters, not one of the sentence;
+        # "told" needs whom ("I told him Caravaggio"; "I told Monzo" names whom)
         word = value.rstrip(".,;:!?")
+        if (m.group("verb") or "").lower() == "told" and not m.group("to"):
+            return
         lower = word.lower()
         if (
             len(word) < 3
@@ -5127,10 +5153,23 @@ def _business_number(candidate: str, region: str | None) -> bool:
     "03453000116" are not; a bank whose own region reads them otherwise names it first
     (``TELLER_PHONE_REGIONS``).
     """
-    written = _DIGIT_RUN.findall(candidate)
+    written = tuple(_DIGIT_RUN.findall(candidate))
     if len(written) < 2:
         return False
-    return _business_reading(tuple(written), region)
+    if _business_reading(written, region):
+        return True
+    # another country's freephone in its own grouping ("1800 033 103": read as India's first, where
+    # 1800 numbers are grouped otherwise, and Ireland's and Australia's as written)
+    return (
+        region is not None
+        and written[0].startswith("1")
+        and any(_business_reading(written, other) for other in _FREEPHONE_REGIONS if other != region)
+    )
+
+
+#: Countries whose 1800 and 1300 numbers customers quote, tried in their own grouping when the region
+#: a number starting with 1 was read in finds none.
+_FREEPHONE_REGIONS = ("IE", "AU", "US", "CA", "SG")
 
 
 @lru_cache(maxsize=4096)
