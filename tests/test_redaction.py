@@ -2669,3 +2669,20 @@ def test_a_reply_that_is_no_secret_word_stays(question: str, answer: str) -> Non
 )
 def test_what_a_second_review_found_hidden(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I don't recognise PAYPAL *STEAMGAMES 4029357733", None),
+        ("AMAZON PRIME*2T4RF 8885550199 on my statement", None),
+        ("my *new* number 07911 123456", "my *new* number [PHONE]"),
+        ("the offer is valid until 12/25", None),
+        ("my card is valid until 12/27", "my card is valid until [EXPIRY]"),
+        ("VALID THRU 09/29", "VALID THRU [EXPIRY]"),
+    ],
+)
+def test_merchant_descriptors_and_offers_stay(text: str, expected: str | None) -> None:
+    """A card statement's merchant descriptor carries the merchant's number; an offer is valid until
+    a date (a second review's findings, session 54)."""
+    assert redact(text) == (text if expected is None else expected)

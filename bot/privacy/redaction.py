@@ -3755,7 +3755,10 @@ _EXPIRY_LABEL = regex.compile(
     # the verbs only of a card: "my card expires 10/27", not "my fixed rate expires march 2026"
     # (a card's last digits may come between: "the card ending 3181 - expires 12/27")
     r"|(?=exp)(?<=card[\p{L}\p{N} \-]{0,24})(?:expires|expiring|expired|exp)"
-    r"|valid[ ](?:thru|through|until|till)"
+    # "VALID THRU" as cards print it; "valid until/till/through" only of a card ("the offer is valid
+    # until 12/25" is the offer's)
+    r"|valid[ ]thru"
+    r"|(?=valid)(?<=(?:card|cards|cvv|cvc|valid[ ]from)[\p{L}\p{N} \-,/]{0,48})valid[ ](?:through|until|till)"
     r"|good[ ]thru|fecha[ ]de[ ](?:vencimiento|caducidad)|vencimiento|caducidad"
     r"|ablaufdatum|g[üu]ltig[ ]bis|date[ ]d['’]expiration"
     # the verbs and the words for a due date or "valid until" only of a card: "mi tarjeta ... caduca
@@ -5115,7 +5118,9 @@ def _add_phones(ctx: _Context, start: int, outcome: _Outcome) -> None:
             continue
         if _amounts_in_pairs(text, start + lo, start + hi):
             continue
-        if valid and _business_number(text[start + lo : start + hi], region):
+        if (valid and _business_number(text[start + lo : start + hi], region)) or _DESCRIPTOR_BEFORE.search(
+            text, max(0, start + lo - 32), start + lo
+        ):
             _protect_business(ctx, start + lo, start + hi)
             continue
         if context is None:
@@ -5190,6 +5195,12 @@ def _business_reading(written: tuple[str, ...], region: str | None) -> bool:
         # "03457 30 20 11"): a whole 03 or 080 prefix in the first group is the UK's grouping
         return sum(map(len, written)) == 11
     return written == groups
+
+
+#: A card statement's merchant descriptor right before a number ("PAYPAL *STEAMGAMES 4029357733",
+#: "AMAZON PRIME*2T4RF 8885550199", "SQ *COFFEE 0207..."): the merchant's phone number, printed by
+#: the card scheme, not the customer's. A name in capitals with the scheme's "*", on the same line.
+_DESCRIPTOR_BEFORE = re.compile(r"[A-Z0-9]{2,}[ ]?\*[ ]?[A-Z0-9][A-Z0-9 .&'-]{1,24}[ ]$")
 
 
 def _protect_business(ctx: _Context, start: int, end: int) -> None:
