@@ -2,7 +2,9 @@
 
 :func:`redact` returns the text to store; :func:`scan` also says what was found, where (offsets in the
 text as given) and why (:class:`Scan`, :class:`Finding`). Text without personal data comes back
-unchanged, and everything outside a finding stays exactly as typed.
+unchanged, and everything outside a finding stays exactly as typed. :func:`redact_answer` reads a
+customer's short reply as the answer to the question put to them ("12/03/1985" after "your date of
+birth?"), for a handoff's relays.
 
 What is detected, and by what
 -----------------------------
@@ -36,7 +38,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   written with ``+`` or ``00`` (the whole number, "0044 7700 900 123", not the national number in its
   last groups), or, with the trunk prefix of the first region (the bank's own) in at most three groups
   joined by spaces or a dash ("07700 900123", "(020) 7946 0958", "07700-900-123"), where no valid
-  number is.
+  number is. Kept: an organisation's number (freephone, shared cost, UK 03: ``phonenumbers``' types,
+  in its country's grouping, :data:`_BUSINESS_TYPES`) and a merchant's after its card-statement
+  descriptor ("PAYPAL *STEAMGAMES 4029357733").
 - email [EMAIL]: own rule, Unicode-aware: the local part and the domain may be in any script
   (``josé.garcía@example.com``, ``用户@例子.中国``); the local part keeps to one script, so CJK or
   Cyrillic text glued before a Latin address is not taken with it; at most 254 characters. Also an
