@@ -2678,6 +2678,7 @@ def test_what_a_second_review_found_hidden(text: str) -> None:
         ("AMAZON PRIME*2T4RF 8885550199 on my statement", None),
         ("my *new* number 07911 123456", "my *new* number [PHONE]"),
         ("the offer is valid until 12/25", None),
+        ("my savings account 2025-03-14 shows the wrong balance", None),  # an ISO date, not an account
         ("my card is valid until 12/27", "my card is valid until [EXPIRY]"),
         ("VALID THRU 09/29", "VALID THRU [EXPIRY]"),
     ],

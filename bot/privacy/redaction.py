@@ -2661,7 +2661,13 @@ def _password_span(low: str, start: int, end: int) -> tuple[int, int] | None:
 _MORE_GROUPS_AFTER = re.compile(r"[.,_][0-9]|/[0-9]{1,2}/[0-9]{2}")
 
 
+#: An ISO date (2025-03-14), which no account number is: "my savings account 2025-03-14 shows ...".
+_ISO_DATE = re.compile(r"(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])")
+
+
 def _labelled_account(ctx: _Context, start: int, value: str) -> None:
+    if _ISO_DATE.fullmatch(value.strip()):
+        return
     groups = list(_DIGIT_RUN.finditer(value))
     digits = sum(g.end() - g.start() for g in groups)
     # The value read cut short inside a longer number ("acct 12345678 4111.1111.1111.1111": "12345678
