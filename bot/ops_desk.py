@@ -669,7 +669,8 @@ class OpsDesk:
         for handoff_id, (ops_channel, ts) in list(self._unrecorded.items()):
             self._later(self._record_thread, handoff_id, ops_channel, ts)
         before = self.store.database.clock.ago(THREAD_LEASE_SECONDS)
-        missing = [h for h in self.store.handoffs.threadless(before) if h.id not in self._queued_threads]
+        waiting = self._queued_threads | self._unrecorded.keys()  # (posted, or about to be)
+        missing = [h for h in self.store.handoffs.threadless(before) if h.id not in waiting]
         for handoff in missing:
             log.warning("handoff_thread_retried", extra={"fields": {"handoff": handoff.id}})
             self._queued_threads.add(handoff.id)
@@ -681,7 +682,7 @@ class OpsDesk:
         conversation up to the reply that handed off; what the customer writes after goes in as
         relays (:meth:`_to_thread`), so nothing shows twice or is lost to a post racing a relay.
         ``late`` (the sweep, after a refused post): it opens with the latest messages, those
-        written meanwhile included, and this replica's waiting relays of it are dropped. A post
+        written meanwhile included, and this replica's waiting relays it shows are dropped. A post
         the ops channel refuses gives the claim back and raises. Recording it is retried on its
         own when the database fails, and past the retries by the sweep, so a database outage
         after the post never posts the handoff twice."""
@@ -697,15 +698,31 @@ class OpsDesk:
                 upto = next((i for i, m in enumerate(transcript) if m.id == handoff.message_id), None)
                 if upto is not None:
                     transcript = transcript[: upto + 1]
-            ts = self.board.open_handoff(handoff, self._opening(transcript[-12:]))
+            opening = transcript[-12:]
+            ts = self.board.open_handoff(handoff, self._opening(opening))
         except BaseException:
             self._give_back_thread(handoff_id)
             raise
+        if late:  # the thread opened with them: not posted again when it is recorded
+            self._drop_waiting(handoff_id, [m.text for m in opening if m.direction == Direction.IN])
         ops_channel = self.board.ops_channel or ""
         self._unrecorded[handoff_id] = (ops_channel, ts)
         self._retrying(self._record_thread, handoff_id, ops_channel, ts)
-        if late:
-            with self._pending_lock:  # the thread opened with them
+
+    def _drop_waiting(self, handoff_id: str, shown: list[str]) -> None:
+        """Drop a handoff's waiting relays whose text a post showed, one for each time it did."""
+        left = list(shown)
+        with self._pending_lock:
+            queue = self._pending_relays.get(handoff_id, [])
+            kept = []
+            for text, other_member in queue:
+                if text in left:
+                    left.remove(text)
+                else:
+                    kept.append((text, other_member))
+            if kept:
+                self._pending_relays[handoff_id] = kept
+            else:
                 self._pending_relays.pop(handoff_id, None)
 
     def _give_back_thread(self, handoff_id: str) -> None:

@@ -244,3 +244,28 @@ def test_sweeps_queue_one_post_per_handoff_while_slack_is_down(
     finally:
         desk.close()
         store.close()
+
+
+def test_a_late_thread_does_not_post_again_what_it_opened_with(
+    pg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first post refused, the customer writes meanwhile (it waits), the sweep opens the thread
+    with the latest messages, that one included: recording the thread does not post it again."""
+    monkeypatch.setattr(ops_desk, "THREAD_LEASE_SECONDS", 0)
+    store, desk, board = _replica(pg)
+    try:
+        handoff = _handoff(store)
+        board.refuse = True
+        desk._later(desk._open_thread, handoff.id)
+        desk.drain()
+        desk.relay_in(_said("tg-9", "someone spent 900 GBP", 1))
+        desk.drain()
+        board.refuse = False
+        assert desk.open_missing_threads() == 1
+        desk.drain()
+        assert any("900 GBP" in t for opening in board.openings for t in opening)
+        assert not any("900 GBP" in t for t in board.in_thread)
+        assert desk.retry_relays() == 0
+    finally:
+        desk.close()
+        store.close()
