@@ -263,17 +263,12 @@ class OpsDesk:
         self._later(self._to_thread, handoff.id, stored.text, other)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 
-    def attachment_in(self, channel: str, conversation_id: str, kind: str) -> bool:
-        """A customer with an open handoff sent ``kind`` ("a photo"), which Teller does not pass on:
-        the operators read that they did, in the thread. False when no handoff is open there."""
-        if self.board is None:
-            return False
-        handoff = self.store.handoffs.active_for(channel, conversation_id)
-        if handoff is None:
-            return False
-        note = f"(sent {kind}: Teller passes on words only, and asked them to describe it)"
-        self._later(self._to_thread, handoff.id, note)
-        return True
+    def attachment_in(self, handoff: Handoff, kind: str) -> None:
+        """The customer of open ``handoff`` sent ``kind`` ("a photo"), which Teller does not pass on:
+        the operators read that they did, in the thread."""
+        if self.board is not None:
+            note = f"(sent {kind}: Teller passes on words only, and asked them to describe it)"
+            self._later(self._to_thread, handoff.id, note)
 
     def _as_pressed(self, text: str) -> str:
         """A button the customer pressed during the handoff (one left from before it), as the

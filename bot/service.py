@@ -504,15 +504,17 @@ class TellerService:
         picture) and :data:`ATTACHMENT_IN_HANDOFF` is what the customer is told; None otherwise (the
         channel says what it says to anything it cannot read). Each counts as a message of the
         abuse limits: beyond them, "" (nothing is said, and the operators are not told)."""
-        if self.ops is None or self.core.store.handoffs.active_for(channel, conversation_id) is None:
+        if self.ops is None or self.ops.board is None:
+            return None
+        handoff = self.core.store.handoffs.active_for(channel, conversation_id)
+        if handoff is None:
             return None
         try:
             self.limits.message(channel, user_id)
         except RateLimited:
             return ""
-        if self.ops.attachment_in(channel, conversation_id, kind):
-            return ATTACHMENT_IN_HANDOFF
-        return None
+        self.ops.attachment_in(handoff, kind)
+        return ATTACHMENT_IN_HANDOFF
 
     def address_of_post(self, channel: str, platform_id: str) -> str | None:
         """Where the conversation of Teller's post with this platform id is (the chat, or its forum
