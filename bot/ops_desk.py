@@ -47,7 +47,7 @@ from bot.choices import (
     is_choice,
     kind_of,
 )
-from bot.core import Incoming, Outgoing
+from bot.core import SECRET_WARNING, Incoming, Outgoing, sends_secrets
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import InputError
 from bot.operators import Actor, Operators
@@ -55,6 +55,7 @@ from bot.policy import Route
 from bot.review import ReviewService
 from bot.storage import (
     HUMAN_ROUTE,
+    TELLER_AUTHOR,
     Correction,
     DeliveryKind,
     Direction,
@@ -107,7 +108,8 @@ def expiry_notice(store: Store, handoff_id: str) -> str:
     """What the customer of a handoff that expired is told: :data:`QUIET_NOTICE` when an operator's
     message was relayed to them in it, else :data:`EXPIRED_NOTICE`."""
     answered = any(
-        m.direction == Direction.OUT and m.route == HUMAN_ROUTE for m in store.handoffs.transcript(handoff_id)
+        m.direction == Direction.OUT and m.route == HUMAN_ROUTE and m.author != TELLER_AUTHOR
+        for m in store.handoffs.transcript(handoff_id)
     )
     return QUIET_NOTICE if answered else EXPIRED_NOTICE
 
@@ -261,6 +263,14 @@ class OpsDesk:
             return Outgoing(stored_id, "", route=HUMAN_ROUTE, duplicate=True, silent=True)
         other = stored.user_id != handoff.customer_user_id
         self._later(self._to_thread, handoff.id, stored.text, other)
+        if sends_secrets(incoming.text):
+            # Told at once, as an answered message is (the operator reads only the placeholder, and
+            # may not reply for minutes): stored as the message's reply, so a redelivery gets it too.
+            try:
+                warning = self.store.handoffs.answer_relay(stored, SECRET_WARNING)
+            except DuplicateMessage:  # a redelivery that raced this one stored it first
+                return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
+            return Outgoing(warning.id, SECRET_WARNING, route=HUMAN_ROUTE)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 
     def attachment_in(self, handoff: Handoff, kind: str) -> None:

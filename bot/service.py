@@ -53,6 +53,7 @@ from bot.policy import Route
 from bot.stages import timed
 from bot.storage import (
     HUMAN_ROUTE,
+    TELLER_AUTHOR,
     Delivery,
     DeliveryKind,
     Direction,
@@ -469,8 +470,9 @@ class TellerService:
     def relayed(self, channel: str, conversation: str, after: str | None = None, limit: int = 200) -> Relayed:
         """For a channel whose customers fetch their messages (the web chat polls during a
         handoff): the operators' messages after the message ``after`` (oldest first, at most
-        ``limit``), each recorded as delivered now that it is fetched, and whether a person still
-        handles the conversation."""
+        ``limit``; Teller's own warnings, which answered the message that brought them, left
+        out), each recorded as delivered now that it is fetched, and whether a person still handles
+        the conversation."""
         store = self.core.store
         conversation_id = store.conversations.conversation_id(channel, conversation)
         if conversation_id is None:
@@ -479,9 +481,12 @@ class TellerService:
         seen = conversations.message(after) if after and conversations.exists(after) else None
         since = seen.created_at if seen is not None and seen.conversation_id == conversation_id else None
         messages = tuple(
-            conversations.messages_since(
+            m
+            for m in conversations.messages_since(
                 conversation_id, since, limit=limit, direction=Direction.OUT, route=HUMAN_ROUTE
             )
+            # Teller's own warning was the answer to the message that brought it (the HTTP response)
+            if m.author != TELLER_AUTHOR
         )
         # The operator's words as written (the stored copy is redacted), while they are on their way.
         written = store.outbox.texts([m.id for m in messages])

@@ -25,10 +25,10 @@ from sqlalchemy import select
 from bot.abuse import BUSY, AbuseLimits, LimitSettings
 from bot.assistant import build_core, build_service
 from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE
-from bot.core import MAX_TEXT, Incoming, Outgoing, TellerCore
+from bot.core import MAX_TEXT, SECRET_WARNING, Incoming, Outgoing, TellerCore
 from bot.errors import RateLimited
 from bot.operators import Actor
-from bot.ops_desk import ERASED_NOTE, ERASED_NOW_NOTE, MAX_RELAY, OTHER_MEMBER
+from bot.ops_desk import ERASED_NOTE, ERASED_NOW_NOTE, EXPIRED_NOTICE, MAX_RELAY, OTHER_MEMBER, expiry_notice
 from bot.policy import UNSURE
 from bot.service import NO_SUCH_REPLY, NOT_RATEABLE, UNSTAFFED, TellerService
 from bot.settings import get_settings
@@ -163,6 +163,46 @@ def test_two_customers_each_reach_only_their_own_conversation(bank: Bank) -> Non
     # Alice's own reply is found, and refused only because a handoff offers no feedback.
     own = alice.post("/api/feedback", json={"message_id": first["message_id"], "helpful": True})
     assert (own.status_code, own.json()) == (409, {"detail": NOT_RATEABLE})
+
+
+def test_a_customer_who_sends_a_secret_during_a_handoff_is_warned_at_once(bank: Bank) -> None:
+    """A PIN relayed to a person reaches the thread as its placeholder, and the customer is told at
+    once, as an answered message is, that it was not kept; the warning is no operator's reply."""
+    alice = new_customer(bank.app)
+    assert alice.post("/api/messages", json={"text": HANDOFF_CHOICE}).json()["route"] == "handoff"
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    alice_id = stored_user_id(bank.core, alice)
+    handoff = bank.core.store.handoffs.active_for("web", alice_id)
+    assert handoff is not None and handoff.thread_ts is not None
+
+    plain = alice.post("/api/messages", json={"text": "is anyone there?"}).json()
+    assert plain["reply"] == "" and plain["route"] == "human"
+    sent = {"text": "my pin is 4921 if that helps", "client_message_id": "pin-1"}
+    warned = alice.post("/api/messages", json=sent).json()
+    assert warned["reply"] == SECRET_WARNING and warned["route"] == "human"
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    assert bank.board.in_thread[-1] == "my pin is [PIN] if that helps"
+    assert not any("4921" in text for text in bank.board.in_thread)
+    # Sent again (a retry): the same warning, stored once.
+    again = alice.post("/api/messages", json=sent).json()
+    assert again["reply"] == SECRET_WARNING and again["message_id"] == warned["message_id"]
+    # The page polls for the operators' words from the handoff's start: not the warning again.
+    polled = alice.get("/api/messages", params={"after": plain["message_id"]}).json()
+    assert polled["messages"] == [] and polled["handoff_open"] is True
+    # Not an operator's reply: no expected wait from it, and the expiry notice says nobody answered.
+    assert bank.core.store.handoffs.first_reply_waits() == []
+    assert expiry_notice(bank.core.store, handoff.id) == EXPIRED_NOTICE
+    # The operator's next question is what her next answer is read against, not the warning.
+    bank.service.operator_reply(
+        OPS, handoff.thread_ts, Actor("slack", "UOPS"), "What is your date of birth?", "p1"
+    )
+    alice.post("/api/messages", json={"text": "12/03/1985"})
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    assert bank.board.in_thread[-1] == "[DOB]"
+    assert [m["reply"] for m in alice.get("/api/messages").json()["messages"]] == [
+        "What is your date of birth?"
+    ]
+    assert len(bank.core.store.handoffs.first_reply_waits()) == 1
 
 
 def test_forged_expired_and_missing_credentials_are_401(bank: Bank) -> None:

@@ -51,6 +51,7 @@ from bot.storage.outcomes import OutcomeRepository
 from bot.storage.proposals import Decided, LoggedMessage, ProposalRepository
 from bot.storage.records import (
     HUMAN_ROUTE,
+    TELLER_AUTHOR,
     AuditAction,
     AuditEntry,
     Correction,
@@ -91,6 +92,7 @@ from bot.storage.review import ReviewRepository
 
 __all__ = [
     "HUMAN_ROUTE",
+    "TELLER_AUTHOR",
     "AuditAction",
     "AuditEntry",
     "AuditRepository",

@@ -19,7 +19,15 @@ from bot.storage.conversations import message_from_row, new_id
 from bot.storage.database import Database
 from bot.storage.errors import DuplicateMessage
 from bot.storage.outbox import OutboxRepository
-from bot.storage.records import HUMAN_ROUTE, Direction, Handoff, HandoffStatus, NewHandoff, StoredMessage
+from bot.storage.records import (
+    HUMAN_ROUTE,
+    TELLER_AUTHOR,
+    Direction,
+    Handoff,
+    HandoffStatus,
+    NewHandoff,
+    StoredMessage,
+)
 from bot.text import storable
 
 _h = schema.handoffs
@@ -169,6 +177,7 @@ class HandoffRepository:
                 _m.c.conversation_id == recent.c.conversation_id,
                 _m.c.direction == Direction.OUT.value,
                 _m.c.route == HUMAN_ROUTE,
+                _m.c.author != TELLER_AUTHOR,  # Teller's own warning is no operator's reply
                 _m.c.created_at >= recent.c.opened_at,
                 or_(recent.c.closed_at.is_(None), _m.c.created_at <= recent.c.closed_at),
             )
@@ -352,13 +361,60 @@ class HandoffRepository:
                 self.outbox.keep(connection, str(row["id"]), written, stored, now)
         return message_from_row(row)
 
+    def answer_relay(self, message: StoredMessage, text: str) -> StoredMessage:
+        """Store what Teller itself tells the sender of ``message``, a customer's message relayed
+        in an open handoff (the warning to one who sent a secret, :data:`bot.core.SECRET_WARNING`):
+        its reply (``reply_to``), route ``human``, author :data:`TELLER_AUTHOR`, text redacted (the
+        outbox keeps it as written until it is delivered). A redelivery of ``message`` replays it
+        (:meth:`bot.core.TellerCore.replay`). It is not an operator's reply: the expected wait, the
+        expiry notice and the reading of the customer's next answer leave it out.
+
+        Raises :class:`InputError` (empty text, or ``message`` is no customer's) or
+        :class:`DuplicateMessage` (``message`` has its reply already).
+        """
+        if not text.strip():
+            raise InputError("the message is empty")
+        if message.direction != Direction.IN or message.conversation_id is None:
+            raise InputError("only a customer's message is answered")
+        written = storable(text)
+        stored = redact(written)
+        with self.db.transaction() as connection:
+            self.db.serialise(connection, f"answer:{message.id}")
+            answered = connection.execute(
+                select(_m.c.id).where(_m.c.reply_to == message.id, _m.c.direction == Direction.OUT.value)
+            ).first()
+            if answered is not None:
+                raise DuplicateMessage(f"message {message.id} has its reply already")
+            now = self.db.clock.now()
+            row = {
+                "id": new_id("m"),
+                "conversation_id": message.conversation_id,
+                "direction": Direction.OUT.value,
+                "channel": message.channel,
+                "user_id": message.user_id,
+                "reply_to": message.id,
+                "text": stored,
+                "route": HUMAN_ROUTE,
+                "author": TELLER_AUTHOR,
+                "choices": "[]",
+                "created_at": now,
+            }
+            connection.execute(_m.insert().values(**row))
+            self.outbox.keep(connection, str(row["id"]), written, stored, now)
+        return message_from_row(row)
+
     def _last_said(self, handoff_id: str) -> str | None:
         """The text of the latest message to the customer in a handoff's conversation (an
-        operator's question, or Teller's last answer), None if none or no such handoff."""
+        operator's question, or Teller's last answer; not the warning :meth:`answer_relay` stores,
+        which asks for nothing), None if none or no such handoff."""
         rows = self.db.rows(
             select(_m.c.text)
             .join(_h, _h.c.conversation_id == _m.c.conversation_id)
-            .where(_h.c.id == handoff_id, _m.c.direction == Direction.OUT.value)
+            .where(
+                _h.c.id == handoff_id,
+                _m.c.direction == Direction.OUT.value,
+                or_(_m.c.author.is_(None), _m.c.author != TELLER_AUTHOR),
+            )
             .order_by(_m.c.created_at.desc(), _m.c.id.desc())
             .limit(1)
         )

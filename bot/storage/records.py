@@ -71,6 +71,10 @@ class SuggestionKind(StrEnum):
 
 #: The route of a message relayed between a customer and an operator during a handoff.
 HUMAN_ROUTE = "human"
+#: The author of a message Teller itself says during a handoff (the warning to a customer who sent a
+#: secret, :meth:`bot.storage.handoffs.HandoffRepository.answer_relay`); an operator is always
+#: ``channel:user``, so it is never theirs.
+TELLER_AUTHOR = "Teller"
 
 
 @dataclass(frozen=True)
