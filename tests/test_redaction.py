@@ -2687,3 +2687,69 @@ def test_merchant_descriptors_and_offers_stay(text: str, expected: str | None) -
     """A card statement's merchant descriptor carries the merchant's number; an offer is valid until
     a date (a second review's findings, session 54)."""
     assert redact(text) == (text if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        # asked back, then given
+        ("do you need the cvc? its 658", "do you need the cvc? its [CVV]"),
+        ("you asked for my pin? fine its 7319", "you asked for my pin? fine its [PIN]"),
+        (
+            "my memorable info? its blackpool1985 so l, k and o",
+            "my memorable info? its [PASSWORD] so l, k and o",
+        ),
+        # a PIN changed from one value to another, and "or" in other languages
+        ("Change my PIN from 1357 to 8642 please", "Change my PIN from [PIN] to [PIN] please"),
+        ("el pin es 5820 o 5028, no me acuerdo", "el pin es [PIN] o [PIN], no me acuerdo"),
+        # who gave or keeps it, between the label and "is"
+        ("her pin she wrote on a post-it is 1940 and", "her pin she wrote on a post-it is [PIN] and"),
+        ("el código que me llegó por SMS es 583 201, no", "el código que me llegó por SMS es [OTP], no"),
+        (
+            "got a text with a code 390271 which I didn't ask for",
+            "got a text with a code [OTP] which I didn't ask for",
+        ),
+        # labels: an ATM's PIN, BLIK, a secret word, a maiden name, a birthday, Quebec's NAS
+        ("PIN del bancomat 30571, bloccato", "PIN del bancomat [PIN], bloccato"),
+        ("kod BLIK 739 481 – oszustwo?", "kod BLIK [OTP] – oszustwo?"),
+        ("la parola segreta è girasole", "la parola segreta è [PASSWORD]"),
+        ("Maiden name of mother - O'Sullivan", "Maiden name of mother - [PASSWORD]"),
+        ("b-day 19/11/01", "b-day [DOB]"),
+        ("mon NAS est 209-956-937", "mon NAS est [NATIONAL_ID]"),
+        ("numéro national belge 85.07.30-477.69 et", "numéro national belge [NATIONAL_ID] et"),
+        # a Japanese era's date of birth
+        ("生年月日：昭和63年4月2日", "生年月日：[DOB]"),
+        # a form pasted line by line
+        (
+            "Sort code\n30-90-89\nSecurity answer\nRover",
+            "Sort code\n[SORT_CODE]\nSecurity answer\n[PASSWORD]",
+        ),
+        ("Memorable word\nbutterfly\nthanks", "Memorable word\n[PASSWORD]\nthanks"),
+    ],
+)
+def test_secrets_given_in_session_55s_shapes_are_hidden(text: str, stored: str) -> None:
+    assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "same pin from 2019 to 2024",
+        "my password? its not working",
+        "what is my pin? it's 4 digits right",
+        "The password\nis wrong",
+        "Password:\nnot set yet",
+        "mother's maiden name\nHello, can you help",
+        "the NAS drive has 256 GB",
+        # an organisation's line named right before its number
+        "j'ai appelé votre service client au 09 69 32 15 15, taux",
+        "御行のフリーダイヤル0120-123-456にかけても",
+        "I called the fraud line on 020 7946 0123 twice",
+    ],
+)
+def test_ordinary_messages_near_session_55s_rules_stay(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_a_number_after_customer_service_words_that_is_the_customers_own_is_hidden() -> None:
+    assert redact("customer service, my number is 07700 900123") == "customer service, my number is [PHONE]"

@@ -906,6 +906,7 @@ class _Context:
         _detect_spelt_secrets(self)
         _detect_security_answers(self)
         _detect_made_up_passwords(self)
+        _detect_form_lines(self)
         _detect_secrets_given(self)  # (a password or a memorable word needs no digit)
         _detect_disguised_numbers(self)
         if _ANY_DIGIT.search(text) is None:
@@ -1121,6 +1122,13 @@ _SECRET_WORD_WORDS = [
     r"memorable[ ]word",
     r"security[ ]word",
     r"secret[ ]word",
+    r"parola[ ](?:segreta|chiave)",
+    r"palabra[ ](?:secreta|clave)",
+    r"mot[ ]secret",
+    r"palavra[ ](?:secreta|passe)",
+    r"geheimwort",
+    r"секретное[ ]слово",
+    r"кодовое[ ]слово",
 ]
 #: A maiden name's labels, after which a capitalised word is the name even with no "is" between.
 _MAIDEN_WORDS = [
@@ -1137,7 +1145,7 @@ _SECRET_PHRASE_WORDS = [
     r"secret[ ]answer",
     *_MAIDEN_WORDS,
     r"mmn",  # UK banks' abbreviation of mother's maiden name
-    r"maiden[ ]name[ ]of[ ](?:my|your|the)[ ](?:mother|mum|mom)",
+    r"maiden[ ]name[ ]of[ ](?:(?:my|your|the)[ ])?(?:mother|mum|mom)",
     r"pass[ ]?phrase",
     r"first[ ]pet['’]s[ ]name",
 ]
@@ -1269,7 +1277,8 @@ _OTP_WORDS = [
     r"código[ ]de[ ](?:verifica[çc][ãa]o|confirma[çc][ãa]o)",
     r"codigo[ ]de[ ](?:verifica[çc][ãa]o|confirma[çc][ãa]o)",
     r"verificatiecode",
-    r"kod[ ](?:weryfikacyjny|sms|jednorazowy|otp|potwierdzaj[ąa]cy)",
+    r"kod[ ](?:weryfikacyjny|sms|jednorazowy|otp|potwierdzaj[ąa]cy|blik)",
+    r"blik(?:[ ](?:code|kod))?",
     r"код[ ](?:подтверждения|из[ ](?:смс|sms)|верификации)",
     r"одноразовый[ ](?:код|пароль)",
     r"смс-?код",
@@ -1430,7 +1439,7 @@ _ID_WORDS = [
     r"आधार(?:[ ]संख्या|[ ]नंबर)?",
     r"ahv(?:-?(?:nr\.?|nummer))?",
     r"rijksregister(?:nummer)?",
-    r"numéro[ ]national",
+    r"numéro[ ]national(?:[ ]belge)?",
     r"insz",
     r"rut",
     r"run",
@@ -1441,6 +1450,8 @@ _ID_WORDS = [
     r"hetu",
     r"sin",
     r"social[ ]insurance(?:[ ](?:number|no\.?|#))?",
+    r"nas",  # Quebec: numéro d'assurance sociale
+    r"num[ée]ro[ ]d['’]assurance[ ]sociale",
     r"personnummer",
     r"personnr\.?",
     r"cpr(?:-?(?:nummer|nr\.?))?",
@@ -1498,6 +1509,9 @@ _DOB_WORDS = [
     r"birth[ ]?date",
     r"born(?:[ ]on)?",
     r"birthday",
+    r"bday",
+    r"b-day",
+    r"b[ ]day",
     r"fecha[ ]de[ ]nacimiento",
     r"f\.[ ]?nac\.?",
     r"nacid[oa][ ]el",
@@ -1686,7 +1700,9 @@ _CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→?]|�
 # A customer unsure of the value: "my pin, i think its 0007", "pin maybe 4821".
 _I_THINK = r"i[ ](?:think|believe|guess|reckon)"
 _IT_IS = r"(?:it['’]?s|its|it[ ](?:is|was))"
-_HEDGE = r",?[ ]{0,3}" + _I_THINK + r"[ ]{1,3}" + _IT_IS + r"(?![\p{L}'’])"
+# The customer asks back, then gives it: "do you need the cvc? its 658", "my pin? fine, it's 7319".
+_ASKED_IT_IS = r"\?[ ]{0,3}(?:(?:ok|okay|fine|sure|yes|yeah|well|right)[ ]?[,.!]?[ ]{0,3})?" + _IT_IS
+_HEDGE = r"(?:,?[ ]{0,3}" + _I_THINK + r"[ ]{1,3}" + _IT_IS + r"|" + _ASKED_IT_IS + r")(?![\p{L}'’])"
 _FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM}|{_HEDGE})){{0,3}}[ ]{{0,3}}"
 _FILL_REQUIRED = (
     rf"[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,2}}"
@@ -1710,7 +1726,7 @@ _OF_CARD = (
     r"(?:(?:my|the|your|this|mi|tu|la|ma|mon|ta|mia|tua|meu|minha|meiner|meine|der|моей|моего|этой)[ ])?"
     r"(?:(?:bank|debit|credit|visa|amex|new)[ ])?"
     r"(?:card|account|tarjeta|cuenta|carte|compte|karte|konto|carta|conto|cartão|cartao|conta|карты|сч[её]та"
-    r"|kaart|karty"
+    r"|kaart|karty|bancomat|atm|cash[ ]card|cajero|geldautomat"
     # the service it opens: "the password for my app is", "password for online banking:", "la
     # contraseña de mi app es", "le mot de passe de mon appli est"
     r"|(?:online|internet|mobile|phone|telephone|web)[ ]banking|(?:banking[ ])?app(?:lication)?|appli"
@@ -1723,6 +1739,8 @@ _PIN_CHANGE = (
     r"|[ ](?:(?:was|has[ ]been|is[ ]being|got)[ ])?(?:changed|set|reset|updated|changes|changing)"
     r"(?=[ ](?:to|as)(?![\p{L}]))"
     r"|[ ]as(?![\p{L}])"
+    # "change my PIN from 1357 to 8642" (the new one follows: :data:`_CONTINUED`)
+    r"|[ ]from(?=[ ]{1,3}(?!(?:19|20)[0-9]{2}(?![0-9]))[0-9])"  # (not a year: "pin from 2019 to 2024")
     # "the new pin I chose is 7788"
     r"|[ ](?:i|we)[ ](?:chose|picked|set|want(?:ed)?|use|used|have|got)(?=[ ](?:is|was|as|to)(?![\p{L}])))?"
 )
@@ -1739,7 +1757,9 @@ _PASSWORD_FILL = (
     r"[ ]{0,3}[\"'”]?[ ]{0,3}(?:(?P<sign>[:=：\-–—]|是|为|為|は|が|는|은|이|가)"
     r"|(?:is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|это|será|sera|wird|will[ ]be|be|hat|tiene"
     r"|c['’]est)"
-    r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?)[ ]{0,3}"
+    r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?"
+    r"|" + _ASKED_IT_IS + r"(?![\p{L}'’])"
+    r")[ ]{0,3}"
     # "my password is i think hunter2"
     r"(?:" + _I_THINK + r"(?:[ ]{1,3}" + _IT_IS + r")?[ ]{1,3})?"
 )
@@ -1851,6 +1871,8 @@ _DATE_VALUE = (
     r"|" + _MONTH_WORD + r"[ ][0-9]{1,2}(?:st|nd|rd|th)?,?[ ][0-9]{4}"
     r"|[0-9]{4}[ ]?年[ ]?[0-9]{1,2}[ ]?月[ ]?[0-9]{1,2}[ ]?[日号]?"
     r"|[0-9]{4}[ ]?년[ ]?[0-9]{1,2}[ ]?월[ ]?[0-9]{1,2}[ ]?일"
+    # a Japanese era's year: "昭和63年4月2日" (Showa 63, 1988)
+    r"|(?:昭和|平成|令和|大正)[ ]?(?:[0-9]{1,2}|元)[ ]?年[ ]?[0-9]{1,2}[ ]?月[ ]?[0-9]{1,2}[ ]?日"
     r"|[0-9]{8}"
     r")(?![0-9])"
 )
@@ -1879,11 +1901,19 @@ def _head(pattern: str) -> str:
 #: What a value is for, between its label and "is": "OTP for the PayLah top up is", "IBAN for the
 #: transfer from Switzerland is" (at most 40 characters, in one sentence).
 _FOR_WHAT = r"[ ]{1,3}for[ ][^.!?\n:=]{1,40}?[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}"
+#: Who gave or keeps the value, between its label and "is": "her pin she wrote on a post-it is 1940",
+#: "the code that they sent me was" (at most 30 characters, no digit, in one sentence).
+_CLAUSE_IS = (
+    r"[ ]{1,3}(?:(?:that|which)[ ])?(?:she|he|i|they|we|you|u|the[ ]bank)[ ][^.!?\n:=0-9]{1,30}?"
+    r"[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}"
+)
 # Each kind: label words, the filler between label and value, the value. Order matters: the first
 # kind matching at a position wins ("PIN code" is a PIN, "security code" a CVV, and so on).
 _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("cvv", _CVV_WORDS, _OF_CARD + _ON_BACK + _FILL + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _OF_CARD + _PIN_CHANGE + _FILL + _DIGITS_VALUE),
+    ("cvv", _CVV_WORDS, _CLAUSE_IS + _DIGITS_VALUE),
+    ("pin", _PIN_WORDS, _CLAUSE_IS + _DIGITS_VALUE),
     # set off by commas: "my card number and the CVV, 336, before I realised"
     ("cvv", _CVV_WORDS, r",[ ]{1,3}(?P<v>[0-9]{3,4})(?=[ ]{0,3}(?:[,.;)!]|$))"),
     ("pin", _PIN_WORDS, r",[ ]{1,3}(?P<v>[0-9]{4,6})(?=[ ]{0,3}(?:[,.;)!]|$))"),
@@ -1897,6 +1927,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
     # what the code is for, before "is": "OTP for the PayLah top up is 170546"
     ("otp", _OTP_WORDS, _FOR_WHAT + _OTP_VALUE),
+    ("otp", _OTP_WORDS, _CLAUSE_IS + _OTP_VALUE),
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
     ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
     ("secret_phrase", _SECRET_CALLED_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
@@ -1959,10 +1990,16 @@ _CODE_BEFORE = rf"(?<!(?:{_NOT_OTP_CODE})[ \-]?)(?<![\"'])"  # (nor a JSON key: 
 # "the code they texted was 4829", "the code you sent me is"
 _CODE_CLAUSE = (
     r"(?:[ ](?:they|you|u|the[ ]bank|it|i|we|that[ ]i|that[ ]you)[ ]"
-    r"(?:texted|sent|gave|emailed|got|received|just[ ](?:sent|texted|got))(?:[ ](?:me|us|you))?)?"
+    r"(?:texted|sent|gave|emailed|got|received|just[ ](?:sent|texted|got))(?:[ ](?:me|us|you))?"
+    # "el código que me llegó por SMS es", "le code que j'ai reçu est", "il codice che mi è arrivato è"
+    r"|[ ](?:que|qui|che|den|das)[ ][^.!?\n:=0-9]{1,30}?(?=[ ](?:es|era|est|était|è|ist|war)[ ]))?"
 )
 # "got code 482913", "received code 4829": a code someone was sent (never "use code SAVE10")
-_GOT_BEFORE = r"(?<=(?<![\p{L}])(?:got|received|receive|texted|sent)[ ](?:the[ ])?)"
+# "got a code 390271", "a text with a code 390271"
+_GOT_BEFORE = (
+    r"(?<=(?<![\p{L}])(?:(?:got|received|receive|texted|sent)[ ](?:(?:the|a|an|another)[ ])?"
+    r"|(?:text|sms|message|e-?mail)[ ](?:with|containing)[ ](?:a|the)[ ]))"
+)
 
 
 _CJK_START = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
@@ -2516,8 +2553,8 @@ _CONTINUED = regex.compile(
     r"|(?:maybe|perhaps|possibly|probably)(?:" + _LINK + r")?"
     r")"
     r"[ ]{0,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
-    # "my PIN is 4471 or 4417": a value right after "or"
-    r"|[ ]?,?[ ]{1,3}or[ ]{1,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
+    # "my PIN is 4471 or 4417", "el pin es 5820 o 5028": a value right after "or"; "from 1357 to 8642"
+    r"|[ ]?,?[ ]{1,3}(?:or|to|o|ou|oder|of|lub|albo|или|либо)[ ]{1,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
     # a correction: "the code is 7 7 2 9 1 4 no wait I read it wrong, 7 7 2 9 4 1" (in the sentence)
     r"|[ ]?[,;!\-]?[ ]{1,3}sorry[ ]*,?[ ]{1,3}(?P<v>\d(?:[ \-]?\d){2,18}+)(?![\d\p{L}]|[ \-./,:]?\d)"
     r"|[ ]?[,;!]?[ ]{1,3}(?:no[ ]wait|sorry[ ,]+i[ ]mean[t]?|i[ ]mean[t]?|correction|typo|oops)"
@@ -4468,6 +4505,39 @@ _COLUMN_SHAPES = {
 }
 
 
+#: A form pasted line by line: a line that is only a secret's label ("Security answer", "Password:"),
+#: and the next line, one to four words, its value ("Sort code\n30-90-89\nSecurity answer\nRover").
+_FORM_LABEL_LINE = regex.compile(
+    r"^[ \t]*(?:(?:my|your|the)[ ])?(?:"
+    + "|".join(_PASSWORD_WORDS + _SECRET_PHRASE_WORDS + _SECRET_WORD_WORDS)
+    + r")[ \t]*[:：=]?[ \t]*\n[ \t]*(?P<a>[^\s:：=\[][^\n:：=\[]{0,39}?)[ \t]*(?=\n|$)",
+    regex.IGNORECASE | regex.MULTILINE,
+)
+#: First words of a line that says something of the secret rather than giving it.
+_FORM_VERBS = frozenset(
+    """is was are were has have had keeps kept won't wont doesnt doesn't didnt didn't can could would will
+    help please thanks thank hello hi hey you me i we what why how where when""".split()  # noqa: SIM905
+)
+_FORM_HINT = re.compile(r"pass|memorable|secret|security|maiden|mmn|wor|wort|senha|clave|пароль|hasło|haslo")
+
+
+def _detect_form_lines(ctx: _Context) -> None:
+    """:data:`_FORM_LABEL_LINE`'s values (read with the text's line breaks), unless the value says
+    there is none ("not set", "don't know")."""
+    lines = ctx.lines
+    if "\n" not in lines or _FORM_HINT.search(ctx.low) is None:
+        return
+    for m in _FORM_LABEL_LINE.finditer(lines):
+        value = m.group("a")
+        words = value.split()
+        first = words[0].lower()
+        said = {w.strip(",.!?;'’\"").lower() for w in words}
+        if len(words) > 4 or _NO_ANSWER.match(value) is not None or first in _ORDINARY or said & _FORM_VERBS:
+            continue  # "not set", "I forgot it", "is wrong", "Hello, can you help"
+        why = "the line after a line that is a secret's label"
+        ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
+
+
 def _detect_table_columns(ctx: _Context) -> None:
     """The values of a pasted table's columns whose header names personal data (:data:`_COLUMN_KINDS`):
     a header line of at least three cells, then the rows after it with as many cells."""
@@ -5121,15 +5191,19 @@ def _add_phones(ctx: _Context, start: int, outcome: _Outcome) -> None:
             # A possible number only gives way to what a valid one does not: "+" to a labelled
             # reference, "00" (a reference's or an amount's leading zeros) to any protection.
             weak = 0 if valid else _REFERENCE_ONLY if plus else _WEAK
-            if valid and _business_number(text[start + lo : start + hi], None):
+            if (valid and _business_number(text[start + lo : start + hi], None)) or _HELPLINE_BEFORE.search(
+                text, max(0, start + lo - 48), start + lo
+            ):
                 _protect_business(ctx, start + lo, start + hi)
                 continue
             ctx.add(_P_PHONE_INTL, start + lo, start + hi, "phone", "phonenumbers", why, weak=weak)
             continue
         if _amounts_in_pairs(text, start + lo, start + hi):
             continue
-        if (valid and _business_number(text[start + lo : start + hi], region)) or _DESCRIPTOR_BEFORE.search(
-            text, max(0, start + lo - 32), start + lo
+        if (
+            (valid and _business_number(text[start + lo : start + hi], region))
+            or _DESCRIPTOR_BEFORE.search(text, max(0, start + lo - 32), start + lo)
+            or _HELPLINE_BEFORE.search(text, max(0, start + lo - 48), start + lo)
         ):
             _protect_business(ctx, start + lo, start + hi)
             continue
@@ -5211,6 +5285,23 @@ def _business_reading(written: tuple[str, ...], region: str | None) -> bool:
 #: "AMAZON PRIME*2T4RF 8885550199", "SQ *COFFEE 0207..."): the merchant's phone number, printed by
 #: the card scheme, not the customer's. A name in capitals with the scheme's "*", on the same line.
 _DESCRIPTOR_BEFORE = re.compile(r"[A-Z0-9]{2,}[ ]?\*[ ]?[A-Z0-9][A-Z0-9 .&'-]{1,24}[ ]$")
+
+
+#: An organisation's line named right before its number: "your customer service on 0345 ...", "votre
+#: service client au 09 69 32 15 15", "御行のフリーダイヤル0120-123-456", "fraud line: ...". Whoever the
+#: number belongs to, it is not the customer's own (a bank's line, a merchant's, a caller's claim).
+_HELPLINE_BEFORE = regex.compile(
+    r"(?:(?<![\p{L}])(?:help[ ]?line|hot[ ]?line|free[ ]?phone|toll[ -]?free"
+    r"|customer[ ](?:service|services|care|support)(?:[ ](?:line|team|number|desk))?"
+    r"|fraud[ ](?:line|team|department|hotline)"
+    r"|service[ ]client(?:s|èle)?|num[ée]ro[ ]vert|numero[ ]verde|servizio[ ]clienti"
+    r"|atenci[óo]n[ ]al[ ]cliente|servi[çc]o[ ]de[ ]atendimento|kundenservice|kundendienst|servicehotline"
+    r"|klantenservice|infolinia|горяч(?:ая|ую|ей)[ ]лини[яюи])"
+    r"|客服(?:电话|熱線|热线|電話)?|客户服务(?:电话|热线)?|フリーダイヤル|コールセンター|고객센터)"
+    r"[ ]{0,3}(?:(?:number|no\.?|line|nummer|num[ée]ro|n[úu]mero|numer)[ ]{0,3})?"
+    r"(?:(?:at|on|is|au|al|est|es|ist|è|é|:|-|–|=|：)[ ]{0,3}){0,2}$",
+    regex.IGNORECASE,
+)
 
 
 def _protect_business(ctx: _Context, start: int, end: int) -> None:
