@@ -2753,3 +2753,74 @@ def test_ordinary_messages_near_session_55s_rules_stay(text: str) -> None:
 
 def test_a_number_after_customer_service_words_that_is_the_customers_own_is_hidden() -> None:
     assert redact("customer service, my number is 07700 900123") == "customer service, my number is [PHONE]"
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        # a conversation pasted into one message: the answers to the questions that ask for a value
+        (
+            "Agent: Can you confirm your date of birth?\nMe: 03/04/1979\nAgent: Thanks.",
+            "Agent: Can you confirm your date of birth?\nMe: [DOB]\nAgent: Thanks.",
+        ),
+        (
+            "Conseiller : Pouvez-vous me confirmer votre date de naissance ?\nMoi : 10/04/1985",
+            "Conseiller : Pouvez-vous me confirmer votre date de naissance ?\nMoi : [DOB]",
+        ),
+        (
+            'Agent: What\'s the answer to your security question "first pet"?\nMe: Biscuit',
+            'Agent: What\'s the answer to your security question "first pet"?\nMe: [PASSWORD]',
+        ),
+        (
+            "Agent: I'll need the 3 digit security code from the back.\nCustomer: 4\nCustomer: sorry, 947",
+            "Agent: I'll need the 3 digit security code from the back.\nCustomer: 4\nCustomer: sorry, [CVV]",
+        ),
+        # a secret word spelt out, in a text that gives it
+        (
+            "my mother's maiden name is Whitlock. W H I T L O C K. Thanks",
+            "my mother's maiden name is [PASSWORD]. [PASSWORD]. Thanks",
+        ),
+        # digits spelt out in other languages
+        (
+            "mi tarjeta es cuatro cero siete uno seis dos cero dos uno ocho tres dos dos cero cero siete",
+            "mi tarjeta es [CARD]",
+        ),
+        ("und die PIN ist vier zwo sieben eins", "und die PIN ist [PIN]"),
+        # a bank's text message naming what the code is for
+        (
+            "Ihre mTAN für die Überweisung über 1.250,00 EUR an M. Schulz lautet: 604318. Gültig bis 14:35",
+            "Ihre mTAN für die Überweisung über 1.250,00 EUR an M. Schulz lautet: [OTP]. Gültig bis 14:35",
+        ),
+        (
+            "il codice OTP per autorizzare il bonifico di 2.500,00 EUR è 718204. Non",
+            "il codice OTP per autorizzare il bonifico di 2.500,00 EUR è [OTP]. Non",
+        ),
+    ],
+)
+def test_pasted_conversations_spelt_words_and_bank_texts_are_read(text: str, stored: str) -> None:
+    assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Agent: Can you confirm your date of birth?\nMe: can you call me instead?",
+        "Agent: And the first line of your address?\nMe: 14 Elm Grove",
+        "I called the F B I about it, my password is fine",
+        "the rent is due one day late",
+        "un deux trois quatre cinq six",
+        # a parcel's tracking number, with its carrier between; references
+        "Seguimiento SEUR: 0740938271650",
+        "Spedizione BRT 0512345678901",
+        "kargo takip no: 7281940356, tutar",
+        "kreeg kenmerk KL-2024-55102, maar",
+        "order_id=ORD-77120394",
+        "Reference you gave me last time was 66120934. Sort it out",
+        # an organisation's line, a word or a bracket between
+        "J'ai appelé le service client (0 800 123 456, le numéro indiqué sur votre site)",
+        "Ik heb jullie klantenservice gebeld (020 123 4567 volgens jullie website)",
+        "コールセンター（0120-123-456、平日9:00〜17:00）",
+    ],
+)
+def test_ordinary_messages_near_session_55s_later_rules_stay(text: str) -> None:
+    assert redact(text) == text

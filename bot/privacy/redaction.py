@@ -457,7 +457,12 @@ def redact(text: str) -> str:
 _ASKED_FOR: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), label)
     for pattern, label in (
-        (r"\b(?:date of birth|d\.?o\.?b\b|birth ?date|birthday|born)", "date of birth:"),
+        (
+            r"\b(?:date of birth|d\.?o\.?b\b|birth ?date|birthday|born|date de naissance|geburtsdatum"
+            r"|data di nascita|fecha de nacimiento|data de nascimento|geboortedatum|data urodzenia"
+            r"|дата рождения)|生年月日|出生日期",
+            "date of birth:",
+        ),
         (r"\bsort ?code", "sort code:"),
         (r"\biban\b", "iban:"),
         (r"\baccount (?:number|no\b)", "account number:"),
@@ -470,6 +475,7 @@ _ASKED_FOR: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\bmemorable (?:word|name|place)", "memorable word:"),
         (r"\bmaiden name", "mother's maiden name:"),
+        (r"\bsecurity (?:question|answer)|\bfirst pet\b|\bfirst school\b", "security answer:"),
         (r"\bpin\b", "pin:"),
         (r"\b(?:password|passcode)", "password:"),
         (r"\b(?:national insurance|ni number)", "national insurance number:"),
@@ -479,6 +485,15 @@ _ASKED_FOR: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\be-?mail", "email:"),
     )
 )
+#: Words one of :data:`_ASKED_FOR`'s questions holds (a quick test on a whole text).
+_ASKED_HINTS = (
+    "birth", "dob", "d.o.b", "born", "naissance", "geburt", "nascita", "nacimiento", "nascimento", "geboorte",
+    "urodzenia", "рождения", "生年月日", "出生日期", "sort", "iban", "account", "security", "cvv", "cvc",
+    "digits", "numbers", "card", "code", "otp", "memorable", "maiden", "pin", "pass", "insurance",
+    "ni number", "social", "ssn", "passport", "number", "mail", "first pet", "first school",
+)  # fmt: skip
+#: Any of :data:`_ASKED_FOR`'s questions (a quick test on a line before finding which).
+_ASKED_ANY = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _ASKED_FOR))
 #: What a reply may start with before the value: "yes, it's", "sure:", "mine is".
 _REPLY_LEAD = re.compile(
     r"(?:(?:yes|yeah|yep|sure|ok|okay|of course|hi|hello|sorry)\b[ ,.!:-]*)*"
@@ -487,7 +502,7 @@ _REPLY_LEAD = re.compile(
 )
 #: The labels whose answer is a word, and the replies that are none: a question back, a word of the
 #: conversation ("Thanks", "Scam", "Hold on"), or more than a name's three words.
-_WORD_LABELS = frozenset({"memorable word:", "mother's maiden name:", "password:"})
+_WORD_LABELS = frozenset({"memorable word:", "mother's maiden name:", "password:", "security answer:"})
 _NOT_A_WORD_ANSWER = frozenset(
     """thanks thank cheers stop wait hold hang sorry ok okay yes yeah yep no nope why pardon seriously
     never none dunno lol hi hello hey adopted give can could is are am current debit credit scam fraud
@@ -907,6 +922,8 @@ class _Context:
         _detect_security_answers(self)
         _detect_made_up_passwords(self)
         _detect_form_lines(self)
+        _detect_transcript_answers(self)
+        _detect_spelt_words(self)
         _detect_secrets_given(self)  # (a password or a memorable word needs no digit)
         _detect_disguised_numbers(self)
         if _ANY_DIGIT.search(text) is None:
@@ -1544,8 +1561,27 @@ _DOB_WORDS = [
     r"تاريخ[ ]الميلاد",
     r"जन्म[ ]?(?:तिथि|तारीख)",
 ]
+#: A parcel's tracking number's labels (a carrier's name may come between: :data:`_LABEL_KINDS`).
+_TRACKING_WORDS = [
+    r"tracking",
+    r"seguimiento",
+    r"spedizione",
+    r"suivi(?:[ ]colis)?",
+    r"rastreamento",
+    r"rastreio",
+    r"sendung",
+    r"paczka",
+    r"przesyłka",
+    r"kargo(?:[ ]takip)?",
+    r"takip",
+    r"pakket",
+    r"трек(?:-?номер)?",
+]
 _REF_WORDS = [
     r"order",
+    r"order[_\-]?(?:id|no|number|ref)",
+    r"kenmerk",
+    r"refer[êe]ncia(?:[ ]mb)?",
     # a card terminal's or a merchant's id, a card scheme's acquirer reference number: the business's
     # ("terminal ID 10472839", "TID 21849377", "ARN: ...")
     r"terminal(?:[ ](?:id|no\.?|number))?",
@@ -1854,7 +1890,8 @@ _IBAN_VALUE = r"(?P<v>[a-z]{2}[0-9]{2}(?:[ .\-]?[a-z0-9]){10,30}+)"
 # A value never starts with a word of the sentence: in "the payment was 4111 1111 1111 1111" the
 # number is not the payment's reference.
 _REF_VALUE = (
-    r"#?(?!(?:is|was|are|were|has|had|will|to|for|of|on|in|at|the|an?|and|but|with|from|by|my|your)"
+    r"#?(?!(?:is|was|are|were|has|had|will|to|for|of|on|in|at|the|an?|and|but|with|from|by|my|your"
+    r"|you|u|i|we|they|she|he)"
     r"(?![a-z0-9]))"
     r"(?P<v>(?=[a-z0-9/_.\- ]{0,40}[0-9])[a-z0-9](?:[a-z0-9]|[\-/_.](?=[a-z0-9])|[ ](?=[0-9]{2})){2,40}+)"
 )
@@ -1901,6 +1938,14 @@ def _head(pattern: str) -> str:
 #: What a value is for, between its label and "is": "OTP for the PayLah top up is", "IBAN for the
 #: transfer from Switzerland is" (at most 40 characters, in one sentence).
 _FOR_WHAT = r"[ ]{1,3}for[ ][^.!?\n:=]{1,40}?[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}"
+#: A bank's text message naming what a one-time code is for, in its language: "Ihre mTAN für die
+#: Überweisung über 1.250,00 EUR an M. Schulz lautet: 604318", "il codice OTP per autorizzare il
+#: bonifico di 2.500,00 EUR è 718204" (at most 64 characters, an amount's or an initial's dot in them).
+_FOR_WHAT_SMS = (
+    r"[ ]{1,3}(?:for|für|fur|pour|per|para|voor|dla|для|om)[ ]"
+    r"(?:[^.!?\n:=]|(?<=[0-9])[.,](?=[0-9])|(?<=(?<![\p{L}])\p{L})\.(?=[ ])){1,64}?"
+    r"[ ]{1,3}(?:is|was|ist|lautet|lauten|est|è|es|é|jest|to|это|—)(?:[ ]{0,3}:)?[ ]{0,3}"
+)
 #: Who gave or keeps the value, between its label and "is": "her pin she wrote on a post-it is 1940",
 #: "the code that they sent me was" (at most 30 characters, no digit, in one sentence).
 _CLAUSE_IS = (
@@ -1928,6 +1973,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     # what the code is for, before "is": "OTP for the PayLah top up is 170546"
     ("otp", _OTP_WORDS, _FOR_WHAT + _OTP_VALUE),
     ("otp", _OTP_WORDS, _CLAUSE_IS + _OTP_VALUE),
+    ("otp", _OTP_WORDS, _FOR_WHAT_SMS + _OTP_VALUE),
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
     ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
     ("secret_phrase", _SECRET_CALLED_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
@@ -1979,8 +2025,18 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         r"(?:[ ](?:ref(?:erence)?|id|number)\.?(?![\p{L}]))?"
         r"(?:[ ]?(?:no\.?|nr\.?|number|num|id|#|n[º°o]\.?|n\.[º°o]\.?|n\.|code|号|番号|번호|номер))?"
         # "the reference number is 7781234490": "is" only after a word that names the number
-        r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.))[ ](?:is|was))?"
+        r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.|mb))[ ](?:is|was|é|es|est|ist|è))?"
         r"[ ]{0,3}[:#=]?[ ]{0,3}" + _REF_VALUE,
+    ),
+    # "Reference you gave me last time was 66120934"
+    ("ref", [r"ref(?:erence)?", r"case", r"ticket", r"complaint"], _CLAUSE_IS + _REF_VALUE),
+    # a parcel's tracking number, the carrier named between: "Seguimiento SEUR: 0740938271650",
+    # "Spedizione BRT 0512345678901", "Paczka InPost nr 5201...", "kargo takip no: 7281940356"
+    (
+        "ref",
+        _TRACKING_WORDS,
+        r"(?:[ ][a-z][a-z0-9]{1,9})?(?:[ ]?(?:no\.?|nr\.?|number|n[º°o]\.?))?[ ]{0,3}[:#=]?[ ]{0,3}"
+        + _REF_VALUE,
     ),
     ("code", _CODE_WORDS, ""),  # built by _label_pattern
 ]
@@ -3946,14 +4002,28 @@ def _detect_nearby_dob(ctx: _Context) -> None:
                 ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
 
 
-_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
 #: Digits typed so that no number shows: spelt out ("four nine six seven ..."), or one at a time with
 #: spaces ("2 7 2 0 - 3 6 7 4 - ..."). A run of at least :data:`_DISGUISED_MIN` digits is read as
 #: the number it spells (:func:`_detect_disguised_numbers`).
+#: The digits' words in the languages whose words are written apart (English first; then Spanish,
+#: French, German, Italian, Portuguese, Dutch, Polish and Russian, as a voice assistant writes
+#: them down). A run needs :data:`_DISGUISED_MIN` of them in a row, so "due", "un" or "acht"
+#: alone are words, not digits.
+_DIGIT_NAMES: Final = (
+    ("0", "zero oh nought cero zéro null nul ноль нуль"),
+    ("1", "one uno una un une eins ein um uma een jeden jedna один одна"),
+    ("2", "two dos deux zwei zwo due dois duas twee dwa dwie два две"),
+    ("3", "three tres trois drei tre três drie trzy три"),
+    ("4", "four cuatro quatre vier quattro quatro cztery четыре"),
+    ("5", "five cinco cinq fünf funf cinque vijf pięć piec пять"),
+    ("6", "six seis sechs sei zes sześć szesc шесть"),
+    ("7", "seven siete sept sieben sette sete zeven siedem семь"),
+    ("8", "eight ocho huit acht otto oito osiem восемь"),
+    ("9", "nine nueve neuf neun nove negen dziewięć dziewiec девять"),
+)
 _DIGIT_VALUES: Final[Mapping[str, str]] = MappingProxyType(
-    {"zero": "0", "oh": "0", "nought": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
-)  # fmt: skip
+    {word: digit for digit, words in _DIGIT_NAMES for word in words.split()}
+)
 _DISGUISED_MIN = 6
 
 
@@ -3971,7 +4041,9 @@ def _spelt_digits(spelt: str) -> str:
 
 
 #: A spelt digit, "double" or "triple" before one as said aloud ("double oh", "triple five").
-_SPELT_DIGIT = r"(?:(?:double|triple)[ ])?(?:" + "|".join(_DIGIT_VALUES) + ")"
+#: One digit's word (:data:`_DIGIT_NAMES`), as a whole word.
+_DIGIT_WORD = _trie_pattern(list(_DIGIT_VALUES)) + r"(?![\p{L}])"
+_SPELT_DIGIT = r"(?:(?:double|triple)[ ])?" + _DIGIT_WORD
 _SPELT_RUN = regex.compile(
     r"(?<![\p{L}\p{N}])" + _SPELT_DIGIT + r"(?:[ ]{0,2}[,\-]?[ ]{1,2}" + _SPELT_DIGIT + r"){4,}"
     r"(?![\p{L}\p{N}])",
@@ -4065,7 +4137,7 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
 #: nine two one", "cvv: one two three" (4-6 words for a PIN, 3-4 for a code).
 _SPELT_SECRET = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?P<pin>pin(?:[ ](?:code|number))?)|(?P<cvv>cvv2?|cvc2?|security[ ]code))"
-    r"(?:[ ](?:is|was|will[ ]be|should[ ]be)|[ ]?[:=])[ ]{1,3}"
+    r"(?:[ ](?:is|was|will[ ]be|should[ ]be|ist|es|est|è|é|jest|это)|[ ]?[:=])[ ]{1,3}"
     rf"(?P<v>{_DIGIT_WORD}(?:[ ,\-]{{1,2}}{_DIGIT_WORD}){{2,5}})(?![\p{{L}}]|[ ,\-]{{1,2}}{_DIGIT_WORD})",
     regex.IGNORECASE,
 )
@@ -4536,6 +4608,82 @@ def _detect_form_lines(ctx: _Context) -> None:
             continue  # "not set", "I forgot it", "is wrong", "Hello, can you help"
         why = "the line after a line that is a secret's label"
         ctx.add(_P_SECRET, m.start("a"), m.end("a"), "password", "rule:password", why)
+
+
+#: A line of a pasted conversation: who speaks, a colon, what they said ("Agent: And your date of
+#: birth?", "Me: 03/04/1979", "Conseiller : ...", "Agent (Kelly): ...").
+_SPEAKER_LINE = regex.compile(
+    r"^[ \t]*(?P<who>\p{L}[\p{L}\p{N} ()'’.\-]{0,29}?)[ \t]*[:：][ \t]*(?P<said>[^\n]{1,"
+    + str(_ANSWER_MAX)
+    + r"})[ \t]*$",
+    regex.MULTILINE,
+)
+#: At most this many lines of a pasted conversation are read as answers (each is a scan of its own).
+_TRANSCRIPT_ANSWERS = 24
+
+
+def _detect_transcript_answers(ctx: _Context) -> None:
+    """A conversation pasted into one message: each line of the other speaker right after a line
+    that asks for a personal value (:data:`_ASKED_FOR`) is read as :func:`redact_answer` reads a
+    reply to that question ("Agent: Can you confirm your date of birth?\nMe: 03/04/1979")."""
+    lines = ctx.lines
+    if "\n" not in lines or (":" not in lines and "：" not in lines):
+        return
+    low = ctx.low
+    if not any(word in low for word in _ASKED_HINTS):
+        return
+    asker: str | None = None
+    label: str | None = None
+    last_end = -2
+    budget = _TRANSCRIPT_ANSWERS
+    for m in _SPEAKER_LINE.finditer(lines):
+        who = m.group("who").strip().lower()
+        if m.start() != last_end + 1:
+            asker = label = None  # not the next line: another part of the message
+        last_end = m.end()
+        if label is not None and who != asker:
+            if budget <= 0:
+                return
+            budget -= 1
+            offset = m.start("said")
+            for start, end, hit in _answer_spans(m.group("said"), label, ctx.regions):
+                why = f"an answer in a pasted conversation to a question asking for {label.rstrip(':')}"
+                ctx.add(hit.priority, offset + start, offset + end, hit.kind, hit.detector, why, hit.weak)
+            continue
+        said = m.group("said").lower()
+        label = None
+        if _ASKED_ANY.search(said) is not None:
+            label = next((lab for pattern, lab in _ASKED_FOR if pattern.search(said)), None)
+        asker = who
+
+
+#: A word spelt out a letter at a time: "H-A-R-G-R-E-A-V-E-S", "W H I T L O C K" (four letters or more).
+_SPELT_WORD = regex.compile(r"(?<![\p{L}\p{N}])\p{Lu}(?:(?:[ ]?[\-.][ ]?|[ ])\p{Lu}){3,39}(?![\p{L}\p{N}])")
+
+
+def _detect_spelt_words(ctx: _Context) -> None:
+    """In a text that gives a password, a memorable word or a maiden name, that word spelt out a
+    letter at a time ("my mother's maiden name is Whitlock. W H I T L O C K") is one too."""
+    if not any(h.kind == "password" for h in ctx.hits):
+        return
+    for m in _SPELT_WORD.finditer(ctx.text):
+        why = "a word spelt out letter by letter in a text that gives a secret word"
+        ctx.add(_P_SECRET, m.start(), m.end(), "password", "rule:password", why)
+
+
+def _answer_spans(reply: str, label: str, regions: tuple[str, ...]) -> list[tuple[int, int, _Hit]]:
+    """The values of ``reply`` read as an answer to a question asking for ``label``'s value (offsets
+    in ``reply``): :func:`redact_answer`'s reading, as spans."""
+    lead = _REPLY_LEAD.match(reply)
+    start = lead.end() if lead else 0
+    if label in _WORD_LABELS and not _a_word_answer(reply[start:]):
+        return []
+    prefix = label + " "
+    return [
+        (s - len(prefix) + start, e - len(prefix) + start, hit)
+        for s, e, hit in _spans(prefix + reply[start:], regions)
+        if s >= len(prefix)
+    ]
 
 
 def _detect_table_columns(ctx: _Context) -> None:
@@ -5296,10 +5444,12 @@ _HELPLINE_BEFORE = regex.compile(
     r"|fraud[ ](?:line|team|department|hotline)"
     r"|service[ ]client(?:s|èle)?|num[ée]ro[ ]vert|numero[ ]verde|servizio[ ]clienti"
     r"|atenci[óo]n[ ]al[ ]cliente|servi[çc]o[ ]de[ ]atendimento|kundenservice|kundendienst|servicehotline"
-    r"|klantenservice|infolinia|горяч(?:ая|ую|ей)[ ]лини[яюи])"
+    r"|klantenservice|infolinia|горяч(?:ая|ую|ей)[ ]лини[яюи]|خدمة[ ]العملاء)"
     r"|客服(?:电话|熱線|热线|電話)?|客户服务(?:电话|热线)?|フリーダイヤル|コールセンター|고객센터)"
+    # a word between ("klantenservice gebeld (", "خدمة العملاء للبنك"), and a bracket
+    r"(?:[ ]{1,3}\p{L}{1,12})?"
     r"[ ]{0,3}(?:(?:number|no\.?|line|nummer|num[ée]ro|n[úu]mero|numer)[ ]{0,3})?"
-    r"(?:(?:at|on|is|au|al|est|es|ist|è|é|:|-|–|=|：)[ ]{0,3}){0,2}$",
+    r"(?:(?:at|on|is|au|al|est|es|ist|è|é|:|-|–|=|：|\(|（)[ ]{0,3}){0,2}$",
     regex.IGNORECASE,
 )
 
