@@ -297,6 +297,7 @@ def _demo(
     for i, row in enumerate(chosen):
         reply = service.handle(Incoming("web", f"asker-{i}", f"asker-{i}", None, row.text))
         item = service.ops.flag(reply.message_id, "wrong answer", OPERATOR)
+        assert item is not None  # a typed question's answer is always filed
         resolution = review.choose(item.id, row.category, OPERATOR)
         assert resolution.correction is not None
         corrections.append(resolution.correction.id)

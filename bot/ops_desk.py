@@ -567,12 +567,14 @@ class OpsDesk:
         log.info("handoff_closed", extra={"fields": {"handoff": handoff_id, "operator": str(actor)}})
         return closed
 
-    def flag(self, message_id: str, reason: str | None, actor: Actor, source: str = "command") -> ReviewItem:
+    def flag(
+        self, message_id: str, reason: str | None, actor: Actor, source: str = "command"
+    ) -> ReviewItem | None:
         """An operator flags an answer (by command or reaction); the item goes to the ops board unless
         it was posted there before (:meth:`_post_item`; an operator's flag is not held back by the
-        review-post limit)."""
+        review-post limit). None when the flag filed no item (:data:`bot.review.NOTHING_TO_REVIEW`)."""
         result = self.review.flag(message_id, reason, actor, source)
-        if self.board is not None:
+        if self.board is not None and result.item is not None:
             self._later(self._post_item, result.item)
         return result.item
 

@@ -120,12 +120,20 @@ def same_text(a: str, b: str) -> bool:
     return similarity(a, b) >= SAME_TEXT_RATIO
 
 
+#: Told to an operator whose flag filed no review item (:class:`FlagResult` without one).
+NOTHING_TO_REVIEW = (
+    "the reply answered a button pressed with no question typed before it (such as a request for a "
+    "person), so there is nothing to correct in the review queue"
+)
+
+
 @dataclass(frozen=True)
 class FlagResult:
-    """A flag and the open review item its reply is filed under."""
+    """A flag and the open review item its reply is filed under; no item when the reply answered no
+    question a person could correct (:data:`NOTHING_TO_REVIEW`)."""
 
     flag: Flag
-    item: ReviewItem
+    item: ReviewItem | None
 
 
 @dataclass(frozen=True)
@@ -343,11 +351,19 @@ class ReviewService:
         with self._lock:
             self._file(self.store.review.candidates(self.review_confidence, reply_id=reply.id))
         items = self.store.review.items(status=None, reply_id=reply.id)
-        item = next((i for i in reversed(items) if i.status == OPEN), None) or items[-1]
+        # A reply to a button pressed with no question typed before it (a customer's first message
+        # "Talk to a person", Telegram's /human) files nothing: there is no question to label (a
+        # reviewer's finding: this raised IndexError, and the Slack command answered HTTP 400).
+        item = next((i for i in reversed(items) if i.status == OPEN), None) or (items[-1] if items else None)
         log.info(
             "answer_flagged",
             extra={
-                "fields": {"message_id": reply.id, "actor": str(actor), "source": source, "item": item.id}
+                "fields": {
+                    "message_id": reply.id,
+                    "actor": str(actor),
+                    "source": source,
+                    "item": item.id if item is not None else None,
+                }
             },
         )
         return FlagResult(flag, item)

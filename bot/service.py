@@ -553,7 +553,9 @@ class TellerService:
         (True); False for ordinary chatter."""
         return self._desk().operator_reply(ops_channel, thread_ts, actor, text, platform_id)
 
-    def flag(self, message_id: str, reason: str | None, actor: Actor) -> ReviewItem:
+    def flag(self, message_id: str, reason: str | None, actor: Actor) -> ReviewItem | None:
+        """Flag one of Teller's replies; the review item it is filed under, None when there is
+        nothing to review (:data:`bot.review.NOTHING_TO_REVIEW`)."""
         return self._desk().flag(message_id, reason, actor)
 
     def flag_post(self, channel: str, platform_id: str, actor: Actor) -> ReviewItem | None:

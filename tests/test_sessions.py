@@ -205,6 +205,23 @@ def test_a_customer_who_sends_a_secret_during_a_handoff_is_warned_at_once(bank: 
     assert len(bank.core.store.handoffs.first_reply_waits()) == 1
 
 
+def test_flagging_the_reply_to_a_first_request_for_a_person_files_no_item_and_raises_nothing(
+    bank: Bank,
+) -> None:
+    """A reviewer's finding: the reply to "Talk to a person" pressed with nothing typed before it
+    had no question to file, and flagging it raised IndexError (Slack's command answered 400)."""
+    alice = new_customer(bank.app)
+    reply = alice.post("/api/messages", json={"text": HANDOFF_CHOICE}).json()
+    assert reply["route"] == "handoff"
+    assert bank.service.flag(reply["message_id"], "rude", Actor("slack", "UOPS")) is None
+    flags = bank.core.store.database.rows(select(schema.flags.c.message_id))
+    assert [row["message_id"] for row in flags] == [reply["message_id"]]
+    # A typed question's answer is still filed as before (another customer: Alice is with a person).
+    asked = new_customer(bank.app).post("/api/messages", json={"text": "my card has not arrived"}).json()
+    item = bank.service.flag(asked["message_id"], None, Actor("slack", "UOPS"))
+    assert item is not None and item.text == "my card has not arrived"
+
+
 def test_forged_expired_and_missing_credentials_are_401(bank: Bank) -> None:
     client = TestClient(bank.app)
     body = {"text": "hello"}

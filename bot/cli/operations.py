@@ -21,7 +21,7 @@ from bot.errors import InputError
 from bot.knowledge import correction_suggestion
 from bot.operators import CLI, Actor, Operators
 from bot.policy import AnswerPolicy
-from bot.review import Resolution, ReviewService
+from bot.review import NOTHING_TO_REVIEW, Resolution, ReviewService
 from bot.settings import get_settings
 from bot.storage import (
     Correction,
@@ -371,12 +371,16 @@ def flag(
     """Flag one of Teller's answers as wrong; it goes to the review queue at once."""
     with review_service() as service:
         result = service.flag(message_id, reason, local_actor(), source="cli")
+    item = result.item
     if as_json:
-        emit_json({"flag": flag_record(result.flag), "item": item_record(result.item)})
+        emit_json({"flag": flag_record(result.flag), "item": item_record(item) if item is not None else None})
+        return
+    if item is None:
+        out.print(f"Flagged {result.flag.message_id}, but {NOTHING_TO_REVIEW}.", highlight=False)
         return
     out.print(
-        f"Flagged {result.flag.message_id}; review item {result.item.id} "
-        f"({result.item.count} message{'s' if result.item.count != 1 else ''}).",
+        f"Flagged {result.flag.message_id}; review item {item.id} "
+        f"({item.count} message{'s' if item.count != 1 else ''}).",
         highlight=False,
     )
 

@@ -17,6 +17,7 @@ from bot.channels.slack.listeners import actor
 from bot.channels.slack.transport import CHANNEL, SlackTransport
 from bot.core import Outgoing
 from bot.errors import InputError, NotAuthorised, sentence
+from bot.review import NOTHING_TO_REVIEW
 from bot.service import TellerService
 
 
@@ -129,6 +130,9 @@ class SlashCommands:
             ack(text="Usage: `/teller flag <message id> [reason]`")
             return
         item = self.service.flag(message_id, reason.strip() or None, actor(command))
+        if item is None:
+            ack(text=f"Flagged, but {NOTHING_TO_REVIEW}.")
+            return
         ack(text=f"Flagged; filed as review item #{item.id}.")
 
     def review(self, args: str, command: dict[str, Any], ack: Callable[..., None], client: WebClient) -> None:
