@@ -104,6 +104,13 @@ QUIET_NOTICE = (
 )
 
 
+#: Told in a handoff's thread when an operator attaches a file there (:meth:`OpsDesk.operator_attachment`).
+OPERATOR_FILE_NOTE = (
+    "The file you attached was not sent to the customer: Teller passes on words only. Describe what "
+    "they need in words, or send it to them another way."
+)
+
+
 def expiry_notice(store: Store, handoff_id: str) -> str:
     """What the customer of a handoff that expired is told: :data:`QUIET_NOTICE` when an operator's
     message was relayed to them in it, else :data:`EXPIRED_NOTICE`."""
@@ -273,12 +280,23 @@ class OpsDesk:
             return Outgoing(warning.id, SECRET_WARNING, route=HUMAN_ROUTE)
         return Outgoing(stored.id, "", route=HUMAN_ROUTE, silent=True)
 
-    def attachment_in(self, handoff: Handoff, kind: str) -> None:
+    def attachment_in(self, handoff: Handoff, kind: str, with_words: bool = False) -> None:
         """The customer of open ``handoff`` sent ``kind`` ("a photo"), which Teller does not pass on:
-        the operators read that they did, in the thread."""
+        the operators read that they did, in the thread (``with_words``: with the message relayed
+        just before, its caption)."""
         if self.board is not None:
-            note = f"(sent {kind}: Teller passes on words only, and asked them to describe it)"
+            if with_words:
+                note = f"(sent {kind} with the message above: Teller passes on words only, and told them so)"
+            else:
+                note = f"(sent {kind}: Teller passes on words only, and asked them to describe it)"
             self._later(self._to_thread, handoff.id, note)
+
+    def operator_attachment(self, ops_channel: str, thread_ts: str) -> None:
+        """An operator attached a file in the thread of an open handoff: it is not passed on, and
+        they are told so there (a reviewer's finding: the words went, the file was dropped unsaid)."""
+        handoff = self.store.handoffs.by_thread(thread_ts, ops_channel)
+        if handoff is not None and handoff.is_open and self.board is not None:
+            self._later(self.board.warn_in_thread, handoff.thread, OPERATOR_FILE_NOTE)
 
     def _as_pressed(self, text: str) -> str:
         """A button the customer pressed during the handoff (one left from before it), as the

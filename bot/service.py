@@ -105,6 +105,11 @@ ATTACHMENT_IN_HANDOFF = (
     "I can't pass photos or files on to our team. Please describe what it shows in words: they are "
     "reading this conversation."
 )
+#: What a customer in a handoff is told of a photo or file sent with words (the words went on).
+ATTACHMENT_WITH_WORDS = (
+    "I've passed your message on, but I can't pass photos or files to our team. If it shows something "
+    "they need, please describe it in words."
+)
 
 
 @dataclass(frozen=True)
@@ -469,7 +474,8 @@ class TellerService:
 
     def relayed(self, channel: str, conversation: str, after: str | None = None, limit: int = 200) -> Relayed:
         """For a channel whose customers fetch their messages (the web chat polls during a
-        handoff): the operators' messages after the message ``after`` (oldest first, at most
+        handoff): the operators' messages after the message ``after``, or without it (or with an id
+        not of this conversation) since the latest handoff opened (oldest first, at most
         ``limit``; Teller's own warnings, which answered the message that brought them, left
         out), each recorded as delivered now that it is fetched, and whether a person still handles
         the conversation."""
@@ -480,6 +486,12 @@ class TellerService:
         conversations = store.conversations
         seen = conversations.message(after) if after and conversations.exists(after) else None
         since = seen.created_at if seen is not None and seen.conversation_id == conversation_id else None
+        latest = store.handoffs.latest(conversation_id)
+        if since is None and latest is not None:
+            # From the latest handoff's start: a page reloaded during one shows what the operators
+            # said in it (a reviewer's finding: it polled after the customer's next message, and
+            # every operator message before that was lost to it), not earlier handoffs' words.
+            since = _just_before(latest.opened_at)
         messages = tuple(
             m
             for m in conversations.messages_since(
@@ -497,29 +509,50 @@ class TellerService:
                 store.deliveries.delivered(message.id, [message.id], attempts=1)
         if store.handoffs.active_for(channel, conversation) is not None:
             return Relayed(messages, True)
-        latest = store.handoffs.latest(conversation_id)
+        latest = store.handoffs.latest(conversation_id)  # (again: it may have closed meanwhile)
         if latest is None:  # never handed to a person: nothing was closed
             return Relayed(messages, False)
         expired = latest.closed_by == IDLE_ACTOR
         return Relayed(messages, False, notice=expiry_notice(store, latest.id) if expired else CLOSED_NOTICE)
 
-    def attachment(self, channel: str, conversation_id: str, user_id: str, kind: str) -> str | None:
-        """A customer sent something without words (``kind``: "a photo", "a file"...): during an open
-        handoff its operators are told (nothing of it is stored or passed on: no redaction reads a
-        picture) and :data:`ATTACHMENT_IN_HANDOFF` is what the customer is told; None otherwise (the
-        channel says what it says to anything it cannot read). Each counts as a message of the
-        abuse limits: beyond them, "" (nothing is said, and the operators are not told)."""
+    def attachment(
+        self, channel: str, conversation_id: str, user_id: str, kind: str, with_words: bool = False
+    ) -> str | None:
+        """A customer sent something Teller does not read (``kind``: "a photo", "a file"...): during
+        an open handoff its operators are told (nothing of it is stored or passed on: no redaction
+        reads a picture) and :data:`ATTACHMENT_IN_HANDOFF` is what the customer is told; None
+        otherwise (the channel says what it says to anything it cannot read). ``with_words``: it came
+        with words (a caption), handled first as a message of their own; the customer is told
+        :data:`ATTACHMENT_WITH_WORDS`. Without words each counts as a message of the abuse limits:
+        beyond them, "" (nothing is said, and the operators are not told)."""
         if self.ops is None or self.ops.board is None:
             return None
         handoff = self.core.store.handoffs.active_for(channel, conversation_id)
         if handoff is None:
             return None
-        try:
-            self.limits.message(channel, user_id)
-        except RateLimited:
-            return ""
-        self.ops.attachment_in(handoff, kind)
-        return ATTACHMENT_IN_HANDOFF
+        if not with_words:  # (the words were counted as the message they are)
+            try:
+                self.limits.message(channel, user_id)
+            except RateLimited:
+                return ""
+        self.ops.attachment_in(handoff, kind, with_words)
+        return ATTACHMENT_WITH_WORDS if with_words else ATTACHMENT_IN_HANDOFF
+
+    def operator_attachment(self, ops_channel: str, thread_ts: str) -> None:
+        """An operator attached a file in a handoff's thread: not passed on, and they are told so."""
+        self._desk().operator_attachment(ops_channel, thread_ts)
+
+    def thread_message(self, incoming: Incoming, transport: Transport[Any], address: str) -> Outgoing | None:
+        """A message in a channel thread that does not name Teller (a Slack channel's thread, say):
+        during an open handoff of that thread's conversation it is the customer's (or another
+        member's) words for the operators, relayed as :meth:`message` relays them; otherwise it is
+        the channel's own chatter, neither stored nor answered (None)."""
+        if (
+            self.ops is None
+            or self.core.store.handoffs.active_for(incoming.channel, incoming.conversation_id) is None
+        ):
+            return None
+        return self.message(incoming, transport, address)
 
     def address_of_post(self, channel: str, platform_id: str) -> str | None:
         """Where the conversation of Teller's post with this platform id is (the chat, or its forum
@@ -614,6 +647,12 @@ class TellerService:
             self.desk.close()
         if self.ops is not None:
             self.ops.close()
+
+
+def _just_before(moment: str) -> str:
+    """An ISO time that sorts just before ``moment`` (the store's ``...Z`` stamps compare as text), so
+    that "stamped after it" includes ``moment`` itself."""
+    return moment[:-1] if moment.endswith("Z") else moment
 
 
 def _thanks(incoming: Incoming, entry: Feedback, verdict: bool, duplicate: bool) -> Outgoing:

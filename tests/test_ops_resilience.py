@@ -18,13 +18,14 @@ import pytest
 
 from bot import ops_desk
 from bot.choices import HANDOFF_CHOICE
-from bot.service import ATTACHMENT_IN_HANDOFF
+from bot.ops_desk import OPERATOR_FILE_NOTE
+from bot.service import ATTACHMENT_IN_HANDOFF, ATTACHMENT_WITH_WORDS
 from bot.storage import StoreError
 from tests import fake_slack as sl
 from tests import fake_telegram as tg
 from tests import test_operators_slack
 from tests.servers import wait_for
-from tests.test_operators_slack import OPS, Stack
+from tests.test_operators_slack import OPERATOR, OPS, Stack
 
 #: The fixture of the operators' tests: Teller with Slack and Telegram on fakes.
 stack = test_operators_slack.stack
@@ -174,6 +175,72 @@ def test_a_file_in_a_slack_handoff_is_named_to_the_operator(stack: Stack) -> Non
     wait_for(
         lambda: [m for m in stack.slack.sent() if m.get("thread_ts") == thread and "a file" in m["text"]]
     )
+
+
+def test_a_photo_with_a_caption_during_a_handoff_relays_the_words_and_names_the_photo(stack: Stack) -> None:
+    """A reviewer's finding: a captioned photo or file relayed its caption only, and neither the
+    operator nor the customer was told the attachment itself was not passed on."""
+    stack.telegram.push(tg.text(1, 42, 1, "/human"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("telegram", "42"))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    stack.telegram.wait_for("sendMessage", 1)
+    stack.telegram.push(tg.photo(2, 42, 2, caption="here is the screenshot of the charge"))
+    wait_for(lambda: [m for m in stack.telegram.sent() if m["text"] == ATTACHMENT_WITH_WORDS], timeout=20)
+    wait_for(lambda: _said_in(stack, thread, "sent a photo with the message above"))
+    said = [str(m["text"]) for m in _said_in(stack, thread, "")]
+    words = next(i for i, t in enumerate(said) if "screenshot of the charge" in t)
+    assert words < next(i for i, t in enumerate(said) if "sent a photo with the message above" in t)
+
+
+def test_a_file_with_a_comment_in_a_slack_handoff_relays_the_words_and_names_the_file(stack: Stack) -> None:
+    stack.event(sl.dm(HANDOFF_CHOICE, "1700000001.000100", user="UCUST", channel="D9"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("slack", "D9"))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    stack.event(sl.file_share("my passport", "1700000003.000100", user="UCUST", channel="D9"))
+    wait_for(
+        lambda: [m for m in stack.slack.sent() if m["channel"] == "D9" and m["text"] == ATTACHMENT_WITH_WORDS]
+    )
+    wait_for(lambda: _said_in(stack, thread, "my passport"))
+    wait_for(lambda: _said_in(stack, thread, "sent a file with the message above"))
+
+
+def test_an_operators_file_is_not_passed_on_and_they_are_told(stack: Stack) -> None:
+    stack.event(sl.dm(HANDOFF_CHOICE, "1700000001.000100", user="UCUST", channel="D9"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("slack", "D9"))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    for ts, comment in (("1800000000.000010", "please sign the attached form"), ("1800000000.000011", "")):
+        shared = sl.file_share(comment, ts, user=OPERATOR, channel=OPS, channel_type="channel")
+        stack.event({**shared, "thread_ts": thread})
+    wait_for(
+        lambda: [m for m in stack.slack.sent() if m["channel"] == "D9" and "sign the attached" in m["text"]]
+    )
+    wait_for(lambda: len(_said_in(stack, thread, OPERATOR_FILE_NOTE)) == 2)
+    assert not [
+        m for m in stack.slack.sent("chat.postEphemeral") if "empty" in str(m.get("text", "")).lower()
+    ]
+
+
+def test_a_customers_replies_in_a_slack_channel_thread_reach_the_operator(stack: Stack) -> None:
+    """A reviewer's finding: in a channel, the customer's answers in the thread of a handoff were
+    dropped unless they named Teller again. Chatter in other threads stays unread and unstored."""
+    stack.event(sl.mention("I want to talk to a person", "1700000001.000100", channel="CPUB", user="UCHAN"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("slack", "CPUB:1700000001.000100"))
+    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    reply = {
+        "type": "message",
+        "channel_type": "channel",
+        "channel": "CPUB",
+        "user": "UCHAN",
+        "text": "my card was charged twice yesterday",
+        "ts": "1700000002.000100",
+        "thread_ts": "1700000001.000100",
+    }
+    stack.event(reply)
+    wait_for(lambda: _said_in(stack, thread, "charged twice yesterday"))
+    other = {**reply, "ts": "1700000003.000100", "thread_ts": "1700000000.000500", "text": "lunch at 1?"}
+    stack.event(other)
+    time.sleep(1)
+    assert not [m for m in stack.core.store.conversations.history(limit=500) if "lunch" in m.text]
 
 
 @pytest.fixture()

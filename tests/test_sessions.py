@@ -222,6 +222,35 @@ def test_flagging_the_reply_to_a_first_request_for_a_person_files_no_item_and_ra
     assert item is not None and item.text == "my card has not arrived"
 
 
+def test_a_page_loaded_again_during_a_handoff_gets_what_the_operators_said_in_it(bank: Bank) -> None:
+    """A reviewer's finding: a reloaded page polled only after the customer's next message, so the
+    operators' messages before it never reached the page. Without ``after`` the poll reads from the
+    latest handoff's start: this one's messages, not an earlier handoff's."""
+    alice = new_customer(bank.app)
+    ops = Actor("slack", "UOPS")
+    alice.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    alice_id = stored_user_id(bank.core, alice)
+    first = bank.core.store.handoffs.active_for("web", alice_id)
+    assert first is not None and first.thread_ts is not None
+    bank.service.operator_reply(OPS, first.thread_ts, ops, "Hello from the first handoff.", "p1")
+    bank.service.close_handoff(first.id, ops)
+    alice.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    bank.service.ops.drain()  # type: ignore[union-attr]
+    second = bank.core.store.handoffs.active_for("web", alice_id)
+    assert second is not None and second.thread_ts is not None and second.id != first.id
+    bank.service.operator_reply(OPS, second.thread_ts, ops, "Your card has been blocked.", "p2")
+    # The page is loaded again: its first poll has no `after`.
+    reloaded = alice.get("/api/messages").json()
+    assert [m["reply"] for m in reloaded["messages"]] == ["Your card has been blocked."]
+    assert reloaded["handoff_open"] is True
+    # The customer writes; the page polls after its own last operator message, and misses nothing.
+    bank.service.operator_reply(OPS, second.thread_ts, ops, "Anything else?", "p3")
+    alice.post("/api/messages", json={"text": "thanks"})
+    after = alice.get("/api/messages", params={"after": reloaded["messages"][-1]["message_id"]}).json()
+    assert [m["reply"] for m in after["messages"]] == ["Anything else?"]
+
+
 def test_forged_expired_and_missing_credentials_are_401(bank: Bank) -> None:
     client = TestClient(bank.app)
     body = {"text": "hello"}

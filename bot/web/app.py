@@ -651,7 +651,7 @@ def create_app(
             Query(
                 pattern=MESSAGE_ID_PATTERN + "|^$",
                 description="The message_id of the last message the page has (422 if it is not one; "
-                "empty or absent: from the start).",
+                "empty or absent: from the start of the latest handoff).",
             ),
         ] = None,
     ) -> RelayedOut:

@@ -56,6 +56,11 @@ _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 F = TypeVar("F", bound=Callable[..., None])
 
 
+#: The kinds of channel-thread message a customer writes (plain, with a file, also sent to the
+#: channel); edits, deletions and bots' messages are not theirs to relay.
+_THREAD_SUBTYPES = (None, "file_share", "thread_broadcast")
+
+
 def refusing(listener: F) -> F:
     """Show a refusal (:class:`NotAuthorised`, :class:`InputError`) to the person who acted, only
     to them, instead of failing the listener."""
@@ -138,20 +143,52 @@ class CustomerListeners:
         except InputError as exc:
             client.chat_postMessage(channel=channel, thread_ts=thread, text=sentence(exc))
 
-    def on_message(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+    def on_message(
+        self, event: dict[str, Any], body: dict[str, Any], client: WebClient, context: dict[str, Any]
+    ) -> None:
         if event.get("channel_type") != "im":
             if event.get("thread_ts") and event.get("channel") == self.ops_channel:
                 self.operators.on_thread_reply(event=event, body=body, client=client)
-            return  # channel chatter is not a question for Teller
+            elif (
+                event.get("thread_ts") and event.get("user") and event.get("subtype") in (None, "file_share")
+            ):
+                self._in_thread(event, client, context.get("bot_user_id"))
+            return  # other channel chatter is not a question for Teller
         text = readable(event.get("text", "")).strip()
         if text:
             self._event(event, client, text, event["channel"])
-        elif event.get("files"):
-            # A file without a caption says nothing to answer; during a handoff the operators are
-            # told, and the customer is told to say it in words (the service decides).
-            said = self.service.attachment(CHANNEL, event["channel"], event.get("user", ""), "a file")
-            if said:
-                self.say(client, event["channel"], said)
+        if event.get("files"):
+            # Teller reads no file; during a handoff the operators are told, and the customer is told
+            # to say it in words, or that only their words went on (the service decides).
+            self._attachment(client, event, event["channel"], event["channel"], bool(text))
+
+    def _attachment(
+        self, client: WebClient, event: dict[str, Any], conversation: str, address: str, with_words: bool
+    ) -> None:
+        user = event.get("user", "")
+        said = self.service.attachment(CHANNEL, conversation, user, "a file", with_words=with_words)
+        if said:
+            self.say(client, address, said)
+
+    def _in_thread(self, event: dict[str, Any], client: WebClient, bot_user: str | None) -> None:
+        """A message in a channel thread that does not name Teller: the service relays it when the
+        thread's conversation is in a handoff (a reviewer's finding: the customer's answers to the
+        operator in the thread were dropped unless they named Teller again), and ignores it
+        otherwise. One that names Teller is its ``app_mention``'s (Slack sends both)."""
+        raw = event.get("text", "")
+        if bot_user and f"<@{bot_user}" in raw:
+            return
+        channel, thread = event["channel"], event["thread_ts"]
+        conversation = f"{channel}:{thread}"
+        text = readable(_MENTION.sub("", raw)).strip()  # (as its app_mention reads it, if it had one)
+        if text:
+            incoming = Incoming(CHANNEL, conversation, event["user"], f"{channel}:{event['ts']}", text)
+            try:
+                self.service.thread_message(incoming, self.transport, conversation)
+            except InputError as exc:
+                client.chat_postMessage(channel=channel, thread_ts=thread, text=sentence(exc))
+        if event.get("files"):
+            self._attachment(client, event, conversation, conversation, bool(text))
 
     def on_mention(self, event: dict[str, Any], client: WebClient) -> None:
         if event.get("channel") == self.ops_channel:
@@ -241,13 +278,17 @@ class OperatorListeners:
     def on_thread_reply(self, *, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         if self.service.ops is None:
             return
-        self.service.operator_reply(
-            event["channel"],
-            event["thread_ts"],
-            Actor(CHANNEL, event.get("user", "")),
-            readable(event.get("text", "")),
-            f"{event['channel']}:{event['ts']}",
-        )
+        text = readable(event.get("text", ""))
+        if text.strip() or not event.get("files"):
+            self.service.operator_reply(
+                event["channel"],
+                event["thread_ts"],
+                Actor(CHANNEL, event.get("user", "")),
+                text,
+                f"{event['channel']}:{event['ts']}",
+            )
+        if event.get("files"):  # not passed on: the operator is told so in the thread
+            self.service.operator_attachment(event["channel"], event["thread_ts"])
 
     def on_reaction(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         item = event.get("item", {})

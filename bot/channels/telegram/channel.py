@@ -313,6 +313,17 @@ class TelegramChannel:
             await self._say(where, self._help_words())
         else:
             await self._answer(message, words, f"{message.chat.id}:{message.message_id}")
+            carried = dialect.attached(message)
+            if carried is not None:
+                # The words went on as a message; the photo or file did not (the service says what
+                # the customer reads, in the conversation's turn: after the words).
+                who = str((message.from_user or message.sender_chat or message.chat).id)
+                self._conversations.submit(where, lambda: self._attached(where, who, carried))
+
+    async def _attached(self, where: str, sender: str, kind: str) -> None:
+        said = await asyncio.to_thread(self.service.attachment, CHANNEL, where, sender, kind, True)
+        if said:
+            await self._notify(where, said)
 
     def _help_words(self) -> str:
         return self.help() if callable(self.help) else self.help

@@ -115,6 +115,11 @@ _ATTACHMENTS = (
 )
 
 
+def attached(message: Message) -> str | None:
+    """What a message carries besides its words ("a photo" with a caption), None for text alone."""
+    return next((said for name, said in _ATTACHMENTS if getattr(message, name, None)), None)
+
+
 def attachment_kind(message: Message) -> str:
     """What a message without words holds, for the operators ("a photo", "a contact card"); its
     content is never read (a contact's phone number, a photo's subject)."""

@@ -153,6 +153,22 @@
     });
   }
 
+  // A page loaded again during a handoff: what the operators said in it, and polling on (a
+  // reviewer's finding: the page polled only after the customer's next message, and every
+  // operator message before it was lost to it).
+  async function resume() {
+    const res = await fetch("/api/messages").catch(() => null);
+    if (!res || !res.ok) return;
+    const data = await res.json().catch(() => null);
+    if (!data || !data.handoff_open || watching) return;
+    for (const m of data.messages) {
+      bubble(m.reply, "bot human");
+      lastSeen = m.message_id;
+    }
+    seenOpen = true;
+    watchHandoff(lastSeen);
+  }
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value.trim();
@@ -161,5 +177,6 @@
     send(text);
   });
   bubble(log.dataset.greeting || "Hello! I'm Teller. How can I help?", "bot");
+  resume();
   input.focus();
 })();
