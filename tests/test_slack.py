@@ -131,6 +131,15 @@ def test_mentions_and_choice_buttons(slack: tuple[sl.FakeSlack, str, TellerCore]
     assert post(teller, sl.interaction_body(button, message, channel="C1"), FORM).status_code == 200
     chosen = fake.wait_for("chat.postMessage", 2)[1]
     assert chosen["thread_ts"] == "1700000005.000200"
+    # A double click (a second action, its own trigger id, before the buttons are gone) is the same
+    # press: answered and stored once (a reviewer's finding; Telegram's double taps were already).
+    assert post(teller, sl.interaction_body(button, message, channel="C1"), FORM).status_code == 200
+    time.sleep(1.0)
+    assert len(fake.sent()) == 2
+    pressed = [
+        m for m in core.store.conversations.history() if m.direction == "in" and m.text == button["value"]
+    ]
+    assert len(pressed) == 1
     assert [m.intent for m in core.store.conversations.history() if m.direction == "out"][
         -1
     ] == "card_arrival"

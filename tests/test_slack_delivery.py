@@ -22,12 +22,12 @@ import pytest
 
 from bot.assistant import build_channels, build_core, build_service
 from bot.channels.slack import EVENTS_PATH, reply_parts
-from bot.channels.slack.blocks import MAX_BLOCKS, MAX_TEXT, SECTION_TEXT
+from bot.channels.slack.blocks import MAX_BLOCKS, MAX_TEXT, SECTION_TEXT, handoff_blocks
 from bot.choices import HANDOFF_CHOICE, Choice, feedback_choices
 from bot.core import Outgoing, TellerCore
 from bot.service import TellerService
 from bot.settings import get_settings
-from bot.storage import DeliveryState, ReviewReason
+from bot.storage import DeliveryState, Direction, Handoff, HandoffStatus, ReviewReason, StoredMessage
 from bot.web.app import create_app
 from tests import fake_slack as sl
 from tests.servers import serve_in_thread
@@ -576,3 +576,29 @@ def test_a_message_keeps_a_handoff_open_and_the_wait_comes_from_recent_first_rep
         "Colleagues usually reply within about 2 minutes."
     )
     assert waiting_notice([], 45).endswith("If nobody has replied within 45 minutes, I'll answer you again.")
+
+
+def test_a_handoffs_first_post_keeps_within_slacks_characters_and_blocks() -> None:
+    """A reviewer's finding: twelve long answers made a handoff's first post of 47,640 characters
+    (27 blocks), over Slack's 40,000; the newest part is kept and the older named as not shown."""
+    handoff = Handoff(
+        "h_1", "telegram", "c_1", "42", "42", HandoffStatus.OPEN, "2026-12-05T09:00:00.000000Z", "m_0"
+    )
+    transcript = [
+        StoredMessage(
+            f"m_{i}",
+            "c_1",
+            Direction.IN if i % 2 == 0 else Direction.OUT,
+            "telegram",
+            "42",
+            f"message {i} " + "x" * 7_990,
+            f"2026-12-05T08:{i:02d}:00.000000Z",
+        )
+        for i in range(12)
+    ]
+    blocks = handoff_blocks(handoff, transcript)
+    texts = [str(b.get("text", {}).get("text", "")) for b in blocks if b["type"] == "section"]
+    assert len(blocks) <= MAX_BLOCKS and sum(map(len, texts)) <= MAX_TEXT
+    assert any("message 11" in t for t in texts) and not any("message 0 " in t for t in texts)
+    assert any("not shown" in str(b) for b in blocks if b["type"] == "context")
+    assert blocks[-1]["type"] == "actions"

@@ -88,6 +88,11 @@ def sections(text: str, prefix: str = "", verbatim: bool = False) -> list[dict[s
     return out
 
 
+def _context(text: str) -> dict[str, Any]:
+    """A context block of one mrkdwn line (small print)."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
 def _plain(text: str, limit: int) -> dict[str, str]:
     """A ``plain_text`` object; a label over Slack's limit ends in an ellipsis (labels are Teller's
     own short words, never a customer's message)."""
@@ -190,11 +195,25 @@ def handoff_blocks(handoff: Handoff, transcript: list[StoredMessage]) -> list[di
         "them; they see your replies on their own channel."
     )
     body: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": intro}}]
-    for message in transcript:
-        who = "Customer" if message.direction == "in" else "Teller"
-        body.extend(sections(message.text, f"*{who}:* ", verbatim=True))
-    # The thread's first message keeps the newest of the transcript when it is very long.
-    body = body[:1] + body[1:][-(MAX_BLOCKS - 2) :]
+    said = [
+        sections(m.text, f"*{'Customer' if m.direction == 'in' else 'Teller'}:* ", verbatim=True)
+        for m in transcript
+    ]
+    # The thread's first message keeps the newest of the transcript, whole messages, when it is very
+    # long: within Slack's blocks and its 40,000 characters (a reviewer's finding: twelve long
+    # answers made a post of 47,640 characters in 27 blocks), the older ones named as not shown.
+    kept: list[list[dict[str, Any]]] = []
+    blocks, room = MAX_BLOCKS - 3, MAX_TEXT - len(intro) - 200  # (the note; the fallback's words)
+    for parts in reversed(said):
+        size = sum(len(b["text"]["text"]) for b in parts)
+        if len(parts) > blocks or size > room:
+            break
+        kept.append(parts)
+        blocks, room = blocks - len(parts), room - size
+    left_out = len(said) - len(kept)
+    if left_out:
+        body.append(_context(f"_{left_out} earlier message(s) of the conversation are not shown here._"))
+    body.extend(b for parts in reversed(kept) for b in parts)
     body.append(
         {
             "type": "actions",

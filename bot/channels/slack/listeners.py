@@ -10,9 +10,11 @@ refusal (not an operator, an unknown id) is shown to that person only, by :func:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -54,6 +56,17 @@ log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 F = TypeVar("F", bound=Callable[..., None])
+
+
+def press_id(channel: str, post_ts: str | None, user: str, value: str) -> str | None:
+    """The message id of a button press: one per person, button and post within ten minutes, so a
+    double click (two actions, two trigger ids, before the buttons are gone) is one message,
+    answered once (a reviewer's finding; Telegram's presses are keyed the same way). None without
+    the post's ts."""
+    if not post_ts:
+        return None
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"press:{channel}:{post_ts}:{user}:{digest}:{int(time.time() // 600)}"
 
 
 #: The kinds of channel-thread message a customer writes (plain, with a file, also sent to the
@@ -215,13 +228,15 @@ class CustomerListeners:
                 value = self.service.choice_value(*ref)
             except InputError:
                 return
+        user = body.get("user", {}).get("id", "")
         self.answer(
             client,
             channel,
             thread,
-            body.get("user", {}).get("id", ""),
+            user,
             value,
-            f"action:{body.get('trigger_id') or action.get('action_ts')}",
+            press_id(channel, message.get("ts"), user, value)
+            or f"action:{body.get('trigger_id') or action.get('action_ts')}",
             channel if private else f"{channel}:{thread}",
         )
 
