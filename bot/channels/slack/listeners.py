@@ -69,11 +69,6 @@ def press_id(channel: str, post_ts: str | None, user: str, value: str) -> str | 
     return f"press:{channel}:{post_ts}:{user}:{digest}:{int(time.time() // 600)}"
 
 
-#: The kinds of channel-thread message a customer writes (plain, with a file, also sent to the
-#: channel); edits, deletions and bots' messages are not theirs to relay.
-_THREAD_SUBTYPES = (None, "file_share", "thread_broadcast")
-
-
 def refusing(listener: F) -> F:
     """Show a refusal (:class:`NotAuthorised`, :class:`InputError`) to the person who acted, only
     to them, instead of failing the listener."""
@@ -162,9 +157,7 @@ class CustomerListeners:
         if event.get("channel_type") != "im":
             if event.get("thread_ts") and event.get("channel") == self.ops_channel:
                 self.operators.on_thread_reply(event=event, body=body, client=client)
-            elif (
-                event.get("thread_ts") and event.get("user") and event.get("subtype") in (None, "file_share")
-            ):
+            elif event.get("thread_ts") and event.get("user"):  # (a person's: the middleware's filter)
                 self._in_thread(event, client, context.get("bot_user_id"))
             return  # other channel chatter is not a question for Teller
         text = readable(event.get("text", "")).strip()
