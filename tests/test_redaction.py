@@ -2824,3 +2824,19 @@ def test_pasted_conversations_spelt_words_and_bank_texts_are_read(text: str, sto
 )
 def test_ordinary_messages_near_session_55s_later_rules_stay(text: str) -> None:
     assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("我的手机号是幺三九幺二三四五六七八麻烦", "我的手机号是[NUMBER]麻烦"),
+        ("携帯は〇九〇の一二三四の五六七八です", "携帯は[PHONE]です"),
+        ("제 번호는 공일공 구팔칠육 오사삼이 입니다", "제 번호는 [PHONE] 입니다"),
+        # numerals in words and amounts stay
+        ("我一二三年级", "我一二三年级"),
+        ("这个月一万二千三百元", "这个月一万二千三百元"),
+        ("사이 이사 오일", "사이 이사 오일"),
+    ],
+)
+def test_numbers_said_in_cjk_numerals_are_read_as_digits(text: str, stored: str) -> None:
+    assert redact(text) == stored

@@ -4049,6 +4049,21 @@ _SPELT_RUN = regex.compile(
     r"(?![\p{L}\p{N}])",
     regex.IGNORECASE,
 )
+#: Digits said in Chinese or Japanese numerals ("幺三九幺二三四五六七八", "〇九〇の一二三四の五六七八") or in
+#: Sino-Korean syllables ("공일공 구팔칠육 오사삼이"), as a voice assistant writes a number down: at
+#: least seven in a row (groups apart by a space, a dash or の), so "一二" in a word stays a word.
+_CJK_DIGITS: Final[Mapping[str, str]] = MappingProxyType(
+    {**dict.fromkeys("〇零", "0"), **dict.fromkeys("一幺", "1"), **dict.fromkeys("二两", "2"), "三": "3",
+     "四": "4", "五": "5", "六": "6", "七": "7", "八": "8", "九": "9", **dict.fromkeys("공영", "0"),
+     "일": "1", "이": "2", "삼": "3", "사": "4", "오": "5", **dict.fromkeys("육륙", "6"), "칠": "7",
+     "팔": "8", "구": "9"}
+)  # fmt: skip
+_CJK_DIGIT_RUN = regex.compile(
+    r"(?<![〇零一幺二两三四五六七八九十百千万])[〇零一幺二两三四五六七八九]{2,}"
+    r"(?:[ \-の]?[〇零一幺二两三四五六七八九]{2,})*(?![〇零一幺二两三四五六七八九十百千万])"
+    r"|(?<![\p{Hangul}])[공영일이삼사오육륙칠팔구]{2,}"
+    r"(?:[ \-][공영일이삼사오육륙칠팔구]{2,})+(?![\p{Hangul}])"
+)
 _SPACED_RUN = re.compile(
     r"(?<![0-9A-Za-z])[0-9](?:[ ]{1,4}(?:[-–/][ ]{1,2})?[0-9](?![0-9])){5,}(?![0-9A-Za-z])"
 )
@@ -4099,6 +4114,10 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
     runs += [
         (m.start(), m.end(), "".join(c for c in m.group() if c.isdigit()), False)
         for m in _SPACED_RUN.finditer(text)
+    ]
+    runs += [
+        (m.start(), m.end(), "".join(_CJK_DIGITS.get(c, "") for c in m.group()), True)
+        for m in _CJK_DIGIT_RUN.finditer(text)
     ]
     for start, end, digits, spelt in runs[:_DISGUISED_RUNS]:
         n = len(digits)
