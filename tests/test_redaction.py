@@ -1016,8 +1016,9 @@ def test_an_address_out_of_shape_is_found_after_long_prose() -> None:
     [
         ("sms code 571209 not received, got it now 571209", "sms code [OTP] not received, got it now [OTP]"),
         ("my pin is 4921, yes 4921", "my pin is [PIN], yes [PIN]"),
-        # only the same value, standing on its own; a CVV's 3 digits are too often something else
-        ("password: Tr0ub4dor3 ... Tr0ub4dor3x", "password: [PASSWORD] ... Tr0ub4dor3x"),
+        # a CVV's 3 digits are too often something else; a password's variant is the password changed
+        # (session 55: a token starting with its first five characters)
+        ("password: Tr0ub4dor3 ... Tr0ub4dor3x", "password: [PASSWORD] ... [PASSWORD]"),
         ("cvv 123 and 123 again", "cvv [CVV] and 123 again"),
     ],
 )
@@ -2839,4 +2840,33 @@ def test_ordinary_messages_near_session_55s_later_rules_stay(text: str) -> None:
     ],
 )
 def test_numbers_said_in_cjk_numerals_are_read_as_digits(text: str, stored: str) -> None:
+    assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        # a date of birth corrected
+        ("DOB 14/02/1990 wait no 14/02/1991 I always do", "DOB [DOB] wait no [DOB] I always do"),
+        # a password changed or corrected: a token like it
+        (
+            "I typed my password Summer2023! like five times. I changed it in January to Summer2024! sorry",
+            "I typed my password [PASSWORD] like five times. I changed it in January to [PASSWORD] sorry",
+        ),
+        (
+            "la password è Gatto_Nero88, anzi no, l'ho cambiata ieri in Gatto_Nero89",
+            "la password è [PASSWORD], anzi no, l'ho cambiata ieri in [PASSWORD]",
+        ),
+        # what only looks like it stays
+        (
+            "dob 01/02/1985, sorry payment on 14/03/2024 failed",
+            "dob [DOB], sorry payment on 14/03/2024 failed",
+        ),
+        (
+            "my password is hunter22 and my order hunt-2024 arrived",
+            "my password is [PASSWORD] and my order hunt-2024 arrived",
+        ),
+    ],
+)
+def test_corrected_dates_of_birth_and_changed_passwords_are_hidden(text: str, stored: str) -> None:
     assert redact(text) == stored

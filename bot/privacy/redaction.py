@@ -924,6 +924,7 @@ class _Context:
         _detect_form_lines(self)
         _detect_transcript_answers(self)
         _detect_spelt_words(self)
+        _detect_password_variants(self)
         _detect_secrets_given(self)  # (a password or a memorable word needs no digit)
         _detect_disguised_numbers(self)
         if _ANY_DIGIT.search(text) is None:
@@ -3974,7 +3975,11 @@ _BIRTH_YEAR_MAX = datetime.date.today().year - 10
 #: is 30/01/1980", "..., my wife's is 3 March 1982".
 _DOB_CONTINUED = regex.compile(
     r"[ ]?,?[ ]{0,3}(?:(?:and|&)[ ]{1,3})?(?:mine|his|hers|(?:my|his|her)[ ][\p{L}]+['’]s)"
-    r"[ ]{1,3}(?:is|was|:)[ ]{0,3}" + _DATE_VALUE,
+    r"[ ]{1,3}(?:is|was|:)[ ]{0,3}"
+    + _DATE_VALUE
+    # a correction: "DOB 14/02/1990 wait no 14/02/1991", "... sorry I mean 15/02/1990"
+    + r"|[ ]?[,;!.]?[ ]{1,3}(?:no[ ]wait|wait[ ]no|sorry|i[ ]mean[t]?|correction|typo|oops)"
+    r"(?![\p{L}])[^.!?0-9£$€]{0,24}?" + _DATE_VALUE,
     regex.IGNORECASE,
 )
 
@@ -3983,7 +3988,8 @@ def _detect_nearby_dob(ctx: _Context) -> None:
     text = ctx.text
     for hit in [h for h in ctx.hits if h.kind == "dob"]:
         m = _DOB_CONTINUED.match(text, hit.end)
-        if m is not None:
+        year = _FOUR_DIGIT_YEAR.search(m.group("v")) if m is not None else None
+        if m is not None and (year is None or int(year.group()) <= _BIRTH_YEAR_MAX):
             why = "date of birth given right after another"
             ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
     found = sorted(h.start for h in ctx.hits if h.kind == "dob")  # the labels' own values
@@ -4688,6 +4694,30 @@ def _detect_spelt_words(ctx: _Context) -> None:
     for m in _SPELT_WORD.finditer(ctx.text):
         why = "a word spelt out letter by letter in a text that gives a secret word"
         ctx.add(_P_SECRET, m.start(), m.end(), "password", "rule:password", why)
+
+
+#: A made-up token: a letter and a digit or a sign in it, six characters or more.
+_TOKEN = regex.compile(
+    r"(?<![^\s\"'“”‘’(\[,;:])(?=[^\s]{0,63}\p{L})(?=[^\s]{0,63}[\p{N}!@#$%^&*_+=?~])[^\s]{6,64}"
+)
+#: Trailing punctuation of a sentence, not of a password ("... Summer2024, sorry").
+_TOKEN_TAIL = ".,;:)\"'”’"
+
+
+def _detect_password_variants(ctx: _Context) -> None:
+    """In a text that gives a password, another made-up token starting with the same five
+    characters is the password too, changed or corrected: "my password Summer2023! ... I changed it
+    in January to Summer2024!", "hasło to Kotek2019, nie, czekaj ... Kotek2020!"."""
+    found = {ctx.text[h.start : h.end] for h in ctx.hits if h.kind == "password" and h.end - h.start >= 6}
+    if not found:
+        return
+    heads = {v[:5].lower() for v in found}
+    for m in _TOKEN.finditer(ctx.text):
+        token = m.group().rstrip(_TOKEN_TAIL)
+        # (the same one asked about: "my password is dragon? no, ...")
+        if len(token) >= 6 and token[:5].lower() in heads and token.rstrip("?!") not in found:
+            why = "a made-up token like the password given in the same text"
+            ctx.add(_P_SECRET, m.start(), m.start() + len(token), "password", "rule:password", why)
 
 
 def _answer_spans(reply: str, label: str, regions: tuple[str, ...]) -> list[tuple[int, int, _Hit]]:
