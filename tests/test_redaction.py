@@ -2870,3 +2870,27 @@ def test_numbers_said_in_cjk_numerals_are_read_as_digits(text: str, stored: str)
 )
 def test_corrected_dates_of_birth_and_changed_passwords_are_hidden(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("Born ........ 05 Jun 1995\nCVV ......... 208", "Born ........ [DOB]\nCVV ......... [CVV]"),
+        ("security_answer: Greenbank Primary", "security_answer: [PASSWORD]"),
+        ("nazwisko panieńskie matki: Zielińska", "nazwisko panieńskie matki: [PASSWORD]"),
+        ("a senha que cadastrei é Flamengo@1981, mas", "a senha que cadastrei é [PASSWORD], mas"),
+        (
+            "OTP for txn of Rs.4,999.00 at FLIPKART is 839201. Valid",
+            "OTP for txn of Rs.4,999.00 at FLIPKART is [OTP]. Valid",
+        ),
+        ("رمز التحقق الخاص بك هو 604927. لا", "رمز التحقق الخاص بك هو [OTP]. لا"),
+        ("口座番号：普通 3051927", "口座番号：普通 [ACCOUNT]"),
+        (
+            "Оператор: Назовите, пожалуйста, дату рождения.\nЯ: 12.09.1985",
+            "Оператор: Назовите, пожалуйста, дату рождения.\nЯ: [DOB]",
+        ),
+        ("wait... 2 days later my card came", "wait... 2 days later my card came"),
+    ],
+)
+def test_forms_with_leaders_field_names_and_more_languages_labels(text: str, stored: str) -> None:
+    assert redact(text) == stored

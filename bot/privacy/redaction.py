@@ -460,7 +460,7 @@ _ASKED_FOR: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (
             r"\b(?:date of birth|d\.?o\.?b\b|birth ?date|birthday|born|date de naissance|geburtsdatum"
             r"|data di nascita|fecha de nacimiento|data de nascimento|geboortedatum|data urodzenia"
-            r"|дата рождения)|生年月日|出生日期",
+            r"|дат[аyу] рождения|doğum tarih)|生年月日|出生日期|تاريخ (?:ال)?ميلاد|जन्म ?तिथि|जन्म की तारीख",
             "date of birth:",
         ),
         (r"\bsort ?code", "sort code:"),
@@ -488,7 +488,8 @@ _ASKED_FOR: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 #: Words one of :data:`_ASKED_FOR`'s questions holds (a quick test on a whole text).
 _ASKED_HINTS = (
     "birth", "dob", "d.o.b", "born", "naissance", "geburt", "nascita", "nacimiento", "nascimento", "geboorte",
-    "urodzenia", "рождения", "生年月日", "出生日期", "sort", "iban", "account", "security", "cvv", "cvc",
+    "urodzenia", "рождения", "doğum", "生年月日", "出生日期", "ميلاد", "जन्म", "sort", "iban", "account",
+    "security", "cvv", "cvc",
     "digits", "numbers", "card", "code", "otp", "memorable", "maiden", "pin", "pass", "insurance",
     "ni number", "social", "ssn", "passport", "number", "mail", "first pet", "first school",
 )  # fmt: skip
@@ -1157,6 +1158,16 @@ _MAIDEN_WORDS = [
 _SECRET_PHRASE_WORDS = [
     r"memorable[ ](?:information|info|answer|name|place)",
     r"security[ ]answer",
+    r"security_answer",
+    r"nazwisko[ ]panie[ńn]skie(?:[ ]matki)?",
+    r"apellido[ ]de[ ]soltera(?:[ ]de[ ](?:mi[ ]|tu[ ]|su[ ])?madre)?",
+    r"nom[ ]de[ ]jeune[ ]fille(?:[ ]de[ ](?:ma[ ]|votre[ ])?m[èe]re)?",
+    r"mädchenname(?:[ ]der[ ]mutter|[ ](?:meiner|ihrer)[ ]mutter)?",
+    r"madchenname(?:[ ]der[ ]mutter|[ ](?:meiner|ihrer)[ ]mutter)?",
+    r"cognome[ ](?:da[ ]nubile|di[ ]nascita)[ ]della[ ]madre",
+    r"nome[ ]de[ ]solteira(?:[ ]da[ ]m[ãa]e)?",
+    r"meisjesnaam(?:[ ]van[ ](?:mijn[ ]|uw[ ])?moeder)?",
+    r"девичья[ ]фамилия(?:[ ]матери)?",
     r"security[ ]question[ ]answer",
     r"secret[ ]question[ ]answer",
     r"answer[ ]to[ ](?:my|the)[ ](?:security|secret)[ ]question",
@@ -1729,11 +1740,12 @@ _REF_WORDS = [
 
 _CONNECT_WORD = (
     r"(?:no\.?|nr\.?|number|num\.?|n[º°o]\.?|is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|to"
-    r"|это|будет|será|sera|wird|will[ ]be|be|of|de|di|da|del|do|c['’]est)(?![\p{L}'’])"
+    r"|это|будет|será|sera|wird|will[ ]be|be|of|de|di|da|del|do|c['’]est|الخاص[ ]بك|الخاصة[ ]بك"
+    r"|普通預金|普通|当座)(?![\p{L}'’])"
 )
 # Signs between a label and its value, JSON and Markdown included: {"cvv":"914"}, | dob | 14/03/1985 |,
 # "cvv (318)", "my pin's 7391".
-_CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→?]|是|为|為|は|が|는|은|이|가|هو|هي)"
+_CONNECT_SYM = r"(?:['’]s(?![\p{L}])|[:=#：\-–—\"'“”„«»|(>→?]|\.{2,40}|是|为|為|は|が|는|은|이|가|هو|هي)"
 # A customer unsure of the value: "my pin, i think its 0007", "pin maybe 4821".
 _I_THINK = r"i[ ](?:think|believe|guess|reckon)"
 _IT_IS = r"(?:it['’]?s|its|it[ ](?:is|was))"
@@ -1944,8 +1956,15 @@ _FOR_WHAT = r"[ ]{1,3}for[ ][^.!?\n:=]{1,40}?[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3
 #: bonifico di 2.500,00 EUR è 718204" (at most 64 characters, an amount's or an initial's dot in them).
 _FOR_WHAT_SMS = (
     r"[ ]{1,3}(?:for|für|fur|pour|per|para|voor|dla|для|om)[ ]"
-    r"(?:[^.!?\n:=]|(?<=[0-9])[.,](?=[0-9])|(?<=(?<![\p{L}])\p{L})\.(?=[ ])){1,64}?"
+    r"(?:[^.!?\n:=]|(?<=[0-9])[.,](?=[0-9])|(?<=(?<![\p{L}])\p{L})\.(?=[ ])"
+    r"|(?<=(?<![\p{L}])\p{L}{1,3})\.(?=[0-9])){1,64}?"
     r"[ ]{1,3}(?:is|was|ist|lautet|lauten|est|è|es|é|jest|to|это|—)(?:[ ]{0,3}:)?[ ]{0,3}"
+)
+#: What the customer did with it, between its label and "is", in Portuguese, Spanish, French and
+#: Italian: "a senha que cadastrei é", "el pin que me dieron es", "le code que j'ai reçu est".
+_REL_CLAUSE_IS = (
+    r"[ ]{1,3}(?:que|qui|che)[ ][^.!?\n:=0-9]{1,30}?[ ]{1,3}(?:é|es|est|è|era|était|foi|fue)"
+    r"[ ]{1,3}:?[ ]{0,3}"
 )
 #: Who gave or keeps the value, between its label and "is": "her pin she wrote on a post-it is 1940",
 #: "the code that they sent me was" (at most 30 characters, no digit, in one sentence).
@@ -1960,6 +1979,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("pin", _PIN_WORDS, _OF_CARD + _PIN_CHANGE + _FILL + _DIGITS_VALUE),
     ("cvv", _CVV_WORDS, _CLAUSE_IS + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _CLAUSE_IS + _DIGITS_VALUE),
+    ("pin", _PIN_WORDS, _REL_CLAUSE_IS + _DIGITS_VALUE),
     # set off by commas: "my card number and the CVV, 336, before I realised"
     ("cvv", _CVV_WORDS, r",[ ]{1,3}(?P<v>[0-9]{3,4})(?=[ ]{0,3}(?:[,.;)!]|$))"),
     ("pin", _PIN_WORDS, r",[ ]{1,3}(?P<v>[0-9]{4,6})(?=[ ]{0,3}(?:[,.;)!]|$))"),
@@ -1989,6 +2009,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("secret_name", _MAIDEN_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
+    ("password", _PASSWORD_WORDS, _REL_CLAUSE_IS + _PASSWORD_VALUE),
     # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
     (
         "password",
