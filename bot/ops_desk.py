@@ -291,10 +291,13 @@ class OpsDesk:
                 note = f"(sent {kind}: Teller passes on words only, and asked them to describe it)"
             self._later(self._to_thread, handoff.id, note)
 
-    def operator_attachment(self, ops_channel: str, thread_ts: str) -> None:
+    def operator_attachment(self, ops_channel: str, thread_ts: str, actor: Actor) -> None:
         """An operator attached a file in the thread of an open handoff: it is not passed on, and
-        they are told so there (a reviewer's finding: the words went, the file was dropped unsaid)."""
+        they are told so there (a reviewer's finding: the words went, the file was dropped unsaid).
+        Raises :class:`bot.errors.NotAuthorised` for someone who is not an operator."""
         handoff = self.store.handoffs.by_thread(thread_ts, ops_channel)
+        if handoff is not None:
+            self.operators.require(actor.channel, actor.user_id, "reply to customers")
         if handoff is not None and handoff.is_open and self.board is not None:
             self._later(self.board.warn_in_thread, handoff.thread, OPERATOR_FILE_NOTE)
 

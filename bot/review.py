@@ -37,6 +37,7 @@ from bot.knowledge import KnowledgeAdmin, Overlap
 from bot.operators import Actor, Operators
 from bot.policy import OPERATOR_TAG, AnswerPolicy, Route
 from bot.storage import (
+    HUMAN_ROUTE,
     Correction,
     CorrectionAction,
     Decided,
@@ -348,6 +349,15 @@ class ReviewService:
         self.operators.require(actor.channel, actor.user_id, "flag answers")
         _, reply = self.store.conversations.exchange(message_id)
         flag = self.store.feedback.add_flag(reply.id, reason, str(actor), source)
+        if reply.route == HUMAN_ROUTE:
+            # Words said during a handoff (Teller's warning about a secret, an operator's relay)
+            # answer no question of the model's: nothing to label (a reviewer's finding: flagging the
+            # warning filed the customer's relayed "my pin is [PIN]" with an intent to confirm).
+            log.info(
+                "answer_flagged",
+                extra={"fields": {"message_id": reply.id, "actor": str(actor), "item": None}},
+            )
+            return FlagResult(flag, None)
         with self._lock:
             self._file(self.store.review.candidates(self.review_confidence, reply_id=reply.id))
         items = self.store.review.items(status=None, reply_id=reply.id)

@@ -538,9 +538,10 @@ class TellerService:
         self.ops.attachment_in(handoff, kind, with_words)
         return ATTACHMENT_WITH_WORDS if with_words else ATTACHMENT_IN_HANDOFF
 
-    def operator_attachment(self, ops_channel: str, thread_ts: str) -> None:
-        """An operator attached a file in a handoff's thread: not passed on, and they are told so."""
-        self._desk().operator_attachment(ops_channel, thread_ts)
+    def operator_attachment(self, ops_channel: str, thread_ts: str, actor: Actor) -> None:
+        """An operator attached a file in a handoff's thread: not passed on, and they are told so
+        (:class:`bot.errors.NotAuthorised` for someone who is not an operator)."""
+        self._desk().operator_attachment(ops_channel, thread_ts, actor)
 
     def thread_message(self, incoming: Incoming, transport: Transport[Any], address: str) -> Outgoing | None:
         """A message in a channel thread that does not name Teller (a Slack channel's thread, say):

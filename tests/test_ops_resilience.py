@@ -215,6 +215,16 @@ def test_an_operators_file_is_not_passed_on_and_they_are_told(stack: Stack) -> N
         lambda: [m for m in stack.slack.sent() if m["channel"] == "D9" and "sign the attached" in m["text"]]
     )
     wait_for(lambda: len(_said_in(stack, thread, OPERATOR_FILE_NOTE)) == 2)
+    # Someone who is not an operator is refused, and no note is posted for their file.
+    intruder = sl.file_share("", "1800000000.000012", user="UINTRUDER", channel=OPS, channel_type="channel")
+    stack.event({**intruder, "thread_ts": thread})
+    wait_for(
+        lambda: [
+            m for m in stack.slack.sent("chat.postEphemeral") if "only operators" in str(m["text"]).lower()
+        ]
+    )
+    time.sleep(0.5)
+    assert len(_said_in(stack, thread, OPERATOR_FILE_NOTE)) == 2
     assert not [
         m for m in stack.slack.sent("chat.postEphemeral") if "empty" in str(m.get("text", "")).lower()
     ]

@@ -2894,3 +2894,52 @@ def test_corrected_dates_of_birth_and_changed_passwords_are_hidden(text: str, st
 )
 def test_forms_with_leaders_field_names_and_more_languages_labels(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        # a second reviewer's findings
+        ("customer service my 07700 900123", "customer service my [PHONE]"),
+        ("klantenservice mijn 0612345678", "klantenservice mijn [PHONE]"),
+        ("customer service on 07700 900123 is my own mobile", "customer service on [PHONE] is my own mobile"),
+        ("Agent: What's your PIN?\r\nMe: 4921", "Agent: What's your PIN?\r\nMe: [PIN]"),
+        ("Agent: Your date of birth?\n\nMe: 03/04/1979", "Agent: Your date of birth?\n\nMe: [DOB]"),
+        (
+            "[10:02] Agent: And your date of birth?\n[10:03] Me: 03/04/1979",
+            "[10:02] Agent: And your date of birth?\n[10:03] Me: [DOB]",
+        ),
+        (
+            "Your OTP for the transfer to Mr. Smith is 551204",
+            "Your OTP for the transfer to Mr. Smith is [OTP]",
+        ),
+        (
+            "Uw code voor de betaling van 45,90 EUR is 551204",
+            "Uw code voor de betaling van 45,90 EUR is [OTP]",
+        ),
+        (
+            "O seu código para a compra de 45,90 EUR é 551204",
+            "O seu código para a compra de 45,90 EUR é [OTP]",
+        ),
+        ("Ваш код для перевода 5 000,00 RUB — 551204", "Ваш код для перевода 5 000,00 RUB — [OTP]"),
+        (
+            "Votre code de sécurité pour le paiement de 45,90 EUR chez AMAZON est 123456",
+            "Votre code de sécurité pour le paiement de 45,90 EUR chez AMAZON est [OTP]",
+        ),
+        ("PIN changed from 1234 to 5678", "PIN changed from [PIN] to [PIN]"),
+        ("change PIN from 1234 → 5678", "change PIN from [PIN] → [PIN]"),
+        ("Мой пин-код четыре девять два один", "Мой пин-код [PIN]"),
+        ("Mijn pincode is vier negen twee een", "Mijn pincode is [PIN]"),
+        (
+            "my memorable word is pineapple p-i-n-e-a-p-p-l-e ok",
+            "my memorable word is [PASSWORD] [PASSWORD] ok",
+        ),
+        ("my password is HUNTER2 H U N T E R 2", "my password is [PASSWORD]"),
+        (
+            "My password is Rosebud1! and then the man from B A N K said OK",
+            "My password is [PASSWORD] and then the man from B A N K said OK",
+        ),
+    ],
+)
+def test_a_second_reviewers_redaction_findings(text: str, stored: str) -> None:
+    assert redact(text) == stored

@@ -203,6 +203,9 @@ def test_a_customer_who_sends_a_secret_during_a_handoff_is_warned_at_once(bank: 
         "What is your date of birth?"
     ]
     assert len(bank.core.store.handoffs.first_reply_waits()) == 1
+    # Flagging the warning files nothing: it answers no question of the model's (a reviewer's finding).
+    assert bank.service.flag(warned["message_id"], None, Actor("slack", "UOPS")) is None
+    assert not bank.core.store.review.items(status=None)
 
 
 def test_flagging_the_reply_to_a_first_request_for_a_person_files_no_item_and_raises_nothing(

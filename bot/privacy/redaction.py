@@ -1298,6 +1298,7 @@ _OTP_WORDS = [
     r"codigo[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
     r"clave[ ]din[áa]mica",
     r"code[ ](?:de[ ]v[ée]rification|de[ ]confirmation|sms|otp|[àa][ ]usage[ ]unique|unique)",
+    r"code[ ]de[ ]s[ée]curit[ée]",  # (after the CVV's reading: "... pour le paiement de 45,90 EUR est")
     r"bestätigungs-?code",
     r"bestatigungs-?code",
     r"verifizierungs-?code",
@@ -1789,7 +1790,8 @@ _PIN_CHANGE = (
     r"(?=[ ](?:to|as)(?![\p{L}]))"
     r"|[ ]as(?![\p{L}])"
     # "change my PIN from 1357 to 8642" (the new one follows: :data:`_CONTINUED`)
-    r"|[ ]from(?=[ ]{1,3}(?!(?:19|20)[0-9]{2}(?![0-9]))[0-9])"  # (not a year: "pin from 2019 to 2024")
+    r"|(?:[ ](?:(?:was|has[ ]been|got)[ ])?(?:changed|went|moved|switched|changes))?[ ]from"
+    r"(?=[ ]{1,3}(?!(?:19|20)[0-9]{2}(?![0-9]))[0-9])"  # (not a year: "pin from 2019 to 2024")
     # "the new pin I chose is 7788"
     r"|[ ](?:i|we)[ ](?:chose|picked|set|want(?:ed)?|use|used|have|got)(?=[ ](?:is|was|as|to)(?![\p{L}])))?"
 )
@@ -1812,7 +1814,9 @@ _PASSWORD_FILL = (
     # "my password is i think hunter2"
     r"(?:" + _I_THINK + r"(?:[ ]{1,3}" + _IT_IS + r")?[ ]{1,3})?"
 )
-_DET_BEFORE = r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua)[ ])"
+_DET_BEFORE = (
+    r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua|uw|jouw|ваш)[ ])"
+)
 
 # Ordinary words after "password is": the sentence is about the password, not the password itself.
 _ORDINARY = frozenset(
@@ -1957,8 +1961,8 @@ _FOR_WHAT = r"[ ]{1,3}for[ ][^.!?\n:=]{1,40}?[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3
 _FOR_WHAT_SMS = (
     r"[ ]{1,3}(?:for|für|fur|pour|per|para|voor|dla|для|om)[ ]"
     r"(?:[^.!?\n:=]|(?<=[0-9])[.,](?=[0-9])|(?<=(?<![\p{L}])\p{L})\.(?=[ ])"
-    r"|(?<=(?<![\p{L}])\p{L}{1,3})\.(?=[0-9])){1,64}?"
-    r"[ ]{1,3}(?:is|was|ist|lautet|lauten|est|è|es|é|jest|to|это|—)(?:[ ]{0,3}:)?[ ]{0,3}"
+    r"|(?<=(?<![\p{L}])\p{L}{1,3})\.(?=[0-9])|(?<=(?<![\p{L}])\p{L}{1,4})\.(?=[ ])){1,64}?"
+    r"[ ]{1,3}(?:is|was|ist|lautet|lauten|est|è|es|é|jest|to|это|—|–|-)(?:[ ]{0,3}:)?[ ]{0,3}"
 )
 #: What the customer did with it, between its label and "is", in Portuguese, Spanish, French and
 #: Italian: "a senha que cadastrei é", "el pin que me dieron es", "le code que j'ai reçu est".
@@ -2090,7 +2094,8 @@ def _label_pattern(kind: str, words: list[str], rest: str) -> str:
     if kind == "code":
         code = "(?:" + "|".join(words) + r")(?![\p{Ll}\p{Lu}\p{Lt}])"
         return (
-            rf"{_SPACED_BEFORE}(?:{_DET_BEFORE}{code}{_CODE_CLAUSE}{_FILL}|{_GOT_BEFORE}{code}[ ]{{1,3}}"
+            rf"{_SPACED_BEFORE}(?:{_DET_BEFORE}{code}{_CODE_CLAUSE}{_FILL}|{_DET_BEFORE}{code}{_FOR_WHAT_SMS}"
+            rf"|{_GOT_BEFORE}{code}[ ]{{1,3}}"
             rf"|{_CODE_BEFORE}{code}{_CODE_CLAUSE}{_FILL_REQUIRED})" + _OTP_VALUE
         )
     if spaced:
@@ -2104,13 +2109,14 @@ _LABEL_RES: list[tuple[str, Any]] = [
     (kind, regex.compile(_label_pattern(kind, words, rest))) for kind, words, rest in _LABEL_KINDS
 ]
 _LABEL_RES.append(("otp", regex.compile(_SPACED_BEFORE + r"код(?![\p{L}])" + _FILL + _OTP_VALUE)))
+_LABEL_RES.append(("otp", regex.compile(_SPACED_BEFORE + r"код(?![\p{L}])" + _FOR_WHAT_SMS + _OTP_VALUE)))
 
 
 def _label_heads() -> dict[str, tuple[int, ...]]:
     """Head -> the label patterns (indexes into ``_LABEL_RES``) that may start with it, in order."""
     heads: dict[str, list[int]] = {}
     words = [(i, w) for i, (_, ws, _) in enumerate(_LABEL_KINDS) for w in ws]
-    words.append((len(_LABEL_RES) - 1, "код"))
+    words += [(len(_LABEL_RES) - 2, "код"), (len(_LABEL_RES) - 1, "код")]  # (the two appended last)
     for index, word in words:
         head = _head(word)
         if len(head) < 2:
@@ -2632,7 +2638,8 @@ _CONTINUED = regex.compile(
     r")"
     r"[ ]{0,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
     # "my PIN is 4471 or 4417", "el pin es 5820 o 5028": a value right after "or"; "from 1357 to 8642"
-    r"|[ ]?,?[ ]{1,3}(?:or|to|o|ou|oder|of|lub|albo|или|либо)[ ]{1,3}(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
+    r"|[ ]?,?[ ]{1,3}(?:or|to|o|ou|oder|of|lub|albo|или|либо|→|->|=>)[ ]{1,3}"
+    r"(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
     # a correction: "the code is 7 7 2 9 1 4 no wait I read it wrong, 7 7 2 9 4 1" (in the sentence)
     r"|[ ]?[,;!\-]?[ ]{1,3}sorry[ ]*,?[ ]{1,3}(?P<v>\d(?:[ \-]?\d){2,18}+)(?![\d\p{L}]|[ \-./,:]?\d)"
     r"|[ ]?[,;!]?[ ]{1,3}(?:no[ ]wait|sorry[ ,]+i[ ]mean[t]?|i[ ]mean[t]?|correction|typo|oops)"
@@ -4182,8 +4189,9 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
 #: A PIN or a card's security code spelt out in number words, after its label: "my pin is four
 #: nine two one", "cvv: one two three" (4-6 words for a PIN, 3-4 for a code).
 _SPELT_SECRET = regex.compile(
-    r"(?<![\p{L}\p{N}])(?:(?P<pin>pin(?:[ ](?:code|number))?)|(?P<cvv>cvv2?|cvc2?|security[ ]code))"
-    r"(?:[ ](?:is|was|will[ ]be|should[ ]be|ist|es|est|è|é|jest|это)|[ ]?[:=])[ ]{1,3}"
+    r"(?<![\p{L}\p{N}])(?:(?P<pin>pin(?:[ -]?(?:code|number|код|kod))?|pincode|пин(?:-?код)?|geheimzahl"
+    r"|c[óo]digo[ ]pin|code[ ]pin)|(?P<cvv>cvv2?|cvc2?|security[ ]code))"
+    r"(?:[ ](?:is|was|will[ ]be|should[ ]be|ist|es|est|è|é|jest|это|—)|[ ]?[:=])?[ ]{1,3}"
     rf"(?P<v>{_DIGIT_WORD}(?:[ ,\-]{{1,2}}{_DIGIT_WORD}){{2,5}})(?![\p{{L}}]|[ ,\-]{{1,2}}{_DIGIT_WORD})",
     regex.IGNORECASE,
 )
@@ -4659,9 +4667,9 @@ def _detect_form_lines(ctx: _Context) -> None:
 #: A line of a pasted conversation: who speaks, a colon, what they said ("Agent: And your date of
 #: birth?", "Me: 03/04/1979", "Conseiller : ...", "Agent (Kelly): ...").
 _SPEAKER_LINE = regex.compile(
-    r"^[ \t]*(?P<who>\p{L}[\p{L}\p{N} ()'’.\-]{0,29}?)[ \t]*[:：][ \t]*(?P<said>[^\n]{1,"
-    + str(_ANSWER_MAX)
-    + r"})[ \t]*$",
+    # (a chat export's time first: "[10:02] Agent: ...")
+    r"^[ \t]*(?:\[[^\]\n]{1,24}\][ \t]*)?(?P<who>\p{L}[\p{L}\p{N} ()'’.\-]{0,29}?)[ \t]*[:：][ \t]*"
+    r"(?P<said>[^\n]{1," + str(_ANSWER_MAX) + r"})[ \t]*$",
     regex.MULTILINE,
 )
 #: At most this many lines of a pasted conversation are read as answers (each is a scan of its own).
@@ -4684,8 +4692,8 @@ def _detect_transcript_answers(ctx: _Context) -> None:
     budget = _TRANSCRIPT_ANSWERS
     for m in _SPEAKER_LINE.finditer(lines):
         who = m.group("who").strip().lower()
-        if m.start() != last_end + 1:
-            asker = label = None  # not the next line: another part of the message
+        if last_end >= 0 and lines[last_end : m.start()].strip():
+            asker = label = None  # not the next turn (blank lines between are): another part
         last_end = m.end()
         if label is not None and who != asker:
             if budget <= 0:
@@ -4704,17 +4712,44 @@ def _detect_transcript_answers(ctx: _Context) -> None:
 
 
 #: A word spelt out a letter at a time: "H-A-R-G-R-E-A-V-E-S", "W H I T L O C K" (four letters or more).
-_SPELT_WORD = regex.compile(r"(?<![\p{L}\p{N}])\p{Lu}(?:(?:[ ]?[\-.][ ]?|[ ])\p{Lu}){3,39}(?![\p{L}\p{N}])")
+_SPELT_WORD = regex.compile(
+    r"(?<![\p{L}\p{N}])(?:[\p{Lu}\p{N}](?:(?:[ ]?[\-.][ ]?|[ ])[\p{Lu}\p{N}]){3,39}"
+    r"|[\p{Ll}\p{N}](?:[ ]?[\-.][ ]?[\p{Ll}\p{N}]){3,39})(?![\p{L}\p{N}])"
+)
+
+
+_SPELT_SEP = regex.compile(r"[\s\-.]")
+_SPELT_BETWEEN = regex.compile(
+    r"[\s.,;:!\-—()\"'’]*(?:(?:that['’]?s|it['’]?s|its|so|i\.?e\.?|spelt|spelled|spelling|as[ ]in)"
+    r"[\s.,;:!\-—()\"'’]*)*",
+    regex.IGNORECASE,
+)
 
 
 def _detect_spelt_words(ctx: _Context) -> None:
     """In a text that gives a password, a memorable word or a maiden name, that word spelt out a
     letter at a time ("my mother's maiden name is Whitlock. W H I T L O C K") is one too."""
-    if not any(h.kind == "password" for h in ctx.hits):
+    given = [h for h in ctx.hits if h.kind == "password"]
+    if not given:
         return
-    for m in _SPELT_WORD.finditer(ctx.text):
-        why = "a word spelt out letter by letter in a text that gives a secret word"
-        ctx.add(_P_SECRET, m.start(), m.end(), "password", "rule:password", why)
+    text = ctx.text
+    words = {_SPELT_SEP.sub("", text[h.start : h.end]).lower() for h in given}
+    spans = sorted((h.start, h.end) for h in given)
+    ends = [end for _, end in spans]
+    for m in _SPELT_WORD.finditer(text):
+        spelt = _SPELT_SEP.sub("", m.group()).lower()
+        i = bisect.bisect_right(ends, m.start())
+        # right after the word, only words that say it is spelt between ("... rosebud, that's r-o-s-e...");
+        # not "B A N K said OK" further on (a reviewer's finding)
+        near = i > 0 and _SPELT_BETWEEN.fullmatch(text, ends[i - 1], m.start()) is not None
+        inside = any(lo < m.end() and m.start() < hi for lo, hi in spans)
+        if spelt in words or near or inside:
+            start, end = m.start(), m.end()
+            for lo, hi in spans:  # one hit over the word and its spelling where they overlap
+                if lo < end and start < hi:
+                    start, end = min(start, lo), max(end, hi)
+            why = "a word spelt out letter by letter in a text that gives a secret word"
+            ctx.add(_P_SECRET, start, end, "password", "rule:password", why)
 
 
 #: A made-up token: a letter and a digit or a sign in it, six characters or more.
@@ -4917,7 +4952,9 @@ def _detect_spelt_secrets(ctx: _Context) -> None:
     for m in _SPELT_SECRET.finditer(ctx.text):
         words = len(regex.findall(_DIGIT_WORD, m.group("v"), regex.IGNORECASE))
         kind, fits = ("pin", 4 <= words <= 6) if m.group("pin") else ("cvv", 3 <= words <= 4)
-        if fits:
+        # (not a count: "I've tried the pin one, two, three, four times")
+        digits = _spelt_digits(m.group("v"))
+        if fits and not (_counting(digits) and len(set(digits)) > 1):
             why = f"{words} number words after a {kind.upper()} label"
             ctx.add(_P_SECRET, m.start("v"), m.end("v"), kind, f"rule:{kind}", why)
 
@@ -5409,8 +5446,8 @@ def _add_phones(ctx: _Context, start: int, outcome: _Outcome) -> None:
             # A possible number only gives way to what a valid one does not: "+" to a labelled
             # reference, "00" (a reference's or an amount's leading zeros) to any protection.
             weak = 0 if valid else _REFERENCE_ONLY if plus else _WEAK
-            if (valid and _business_number(text[start + lo : start + hi], None)) or _HELPLINE_BEFORE.search(
-                text, max(0, start + lo - 48), start + lo
+            if (valid and _business_number(text[start + lo : start + hi], None)) or _helpline(
+                text, start + lo, start + hi
             ):
                 _protect_business(ctx, start + lo, start + hi)
                 continue
@@ -5421,7 +5458,7 @@ def _add_phones(ctx: _Context, start: int, outcome: _Outcome) -> None:
         if (
             (valid and _business_number(text[start + lo : start + hi], region))
             or _DESCRIPTOR_BEFORE.search(text, max(0, start + lo - 32), start + lo)
-            or _HELPLINE_BEFORE.search(text, max(0, start + lo - 48), start + lo)
+            or _helpline(text, start + lo, start + hi)
         ):
             _protect_business(ctx, start + lo, start + hi)
             continue
@@ -5516,12 +5553,31 @@ _HELPLINE_BEFORE = regex.compile(
     r"|atenci[óo]n[ ]al[ ]cliente|servi[çc]o[ ]de[ ]atendimento|kundenservice|kundendienst|servicehotline"
     r"|klantenservice|infolinia|горяч(?:ая|ую|ей)[ ]лини[яюи]|خدمة[ ]العملاء)"
     r"|客服(?:电话|熱線|热线|電話)?|客户服务(?:电话|热线)?|フリーダイヤル|コールセンター|고객센터)"
-    # a word between ("klantenservice gebeld (", "خدمة العملاء للبنك"), and a bracket
-    r"(?:[ ]{1,3}\p{L}{1,12})?"
+    # a word between, of calling or of the bank ("klantenservice gebeld (", "خدمة العملاء للبنك"), never
+    # the customer's own ("customer service, my 07700 ...": a reviewer's finding), and a bracket
+    r"(?:[ ]{1,3}(?:called|rang|phoned|dialled|dialed|gebeld|appelé|llamé|angerufen|chiamato|liguei"
+    r"|للبنك|اتصلت))?"
     r"[ ]{0,3}(?:(?:number|no\.?|line|nummer|num[ée]ro|n[úu]mero|numer)[ ]{0,3})?"
     r"(?:(?:at|on|is|au|al|est|es|ist|è|é|:|-|–|=|：|\(|（)[ ]{0,3}){0,2}$",
     regex.IGNORECASE,
 )
+
+
+#: After a number: the customer says it is theirs ("... on 07700 900123 is my own mobile").
+_MINE_AFTER = regex.compile(
+    r"[ ,]{0,3}(?:(?:is|it['’]?s|that['’]?s|=|-|—)[ ]{0,3})?"
+    r"(?:my|mine|our|mijn|mein|meine|mon|ma|mi|mio|mia|meu|minha|мой|моя)(?![\p{L}])",
+    regex.IGNORECASE,
+)
+
+
+def _helpline(text: str, start: int, end: int) -> bool:
+    """Whether the number ``text[start:end]`` is named an organisation's line right before it
+    (:data:`_HELPLINE_BEFORE`) and not said to be the customer's own right after it."""
+    return (
+        _HELPLINE_BEFORE.search(text, max(0, start - 48), start) is not None
+        and _MINE_AFTER.match(text, end) is None
+    )
 
 
 def _protect_business(ctx: _Context, start: int, end: int) -> None:

@@ -296,7 +296,9 @@ class OperatorListeners:
                 f"{event['channel']}:{event['ts']}",
             )
         if event.get("files"):  # not passed on: the operator is told so in the thread
-            self.service.operator_attachment(event["channel"], event["thread_ts"])
+            self.service.operator_attachment(
+                event["channel"], event["thread_ts"], Actor(CHANNEL, event.get("user", ""))
+            )
 
     def on_reaction(self, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         item = event.get("item", {})
