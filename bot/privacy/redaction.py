@@ -4729,14 +4729,15 @@ _SPELT_BETWEEN = regex.compile(
 def _detect_spelt_words(ctx: _Context) -> None:
     """In a text that gives a password, a memorable word or a maiden name, that word spelt out a
     letter at a time ("my mother's maiden name is Whitlock. W H I T L O C K") is one too."""
-    given = [h for h in ctx.hits if h.kind == "password"]
+    text = ctx.text
+    runs = list(_SPELT_WORD.finditer(text))
+    given = [h for h in ctx.hits if h.kind == "password"] if runs else []
     if not given:
         return
-    text = ctx.text
     words = {_SPELT_SEP.sub("", text[h.start : h.end]).lower() for h in given}
     spans = sorted((h.start, h.end) for h in given)
     ends = [end for _, end in spans]
-    for m in _SPELT_WORD.finditer(text):
+    for m in runs:
         spelt = _SPELT_SEP.sub("", m.group()).lower()
         i = bisect.bisect_right(ends, m.start())
         # right after the word, only words that say it is spelt between ("... rosebud, that's r-o-s-e...");
@@ -4753,9 +4754,8 @@ def _detect_spelt_words(ctx: _Context) -> None:
 
 
 #: A made-up token: a letter and a digit or a sign in it, six characters or more.
-_TOKEN = regex.compile(
-    r"(?<![^\s\"'“”‘’(\[,;:])(?=[^\s]{0,63}\p{L})(?=[^\s]{0,63}[\p{N}!@#$%^&*_+=?~])[^\s]{6,64}"
-)
+_TOKEN = regex.compile(r"(?<![^\s\"'“”‘’(\[,;:])[^\s]{6,64}")
+_MADE_UP = regex.compile(r"^(?=.*\p{L}).*[\p{N}!@#$%^&*_+=?~]")
 #: Trailing punctuation of a sentence, not of a password ("... Summer2024, sorry").
 _TOKEN_TAIL = ".,;:)\"'”’"
 
@@ -4770,8 +4770,13 @@ def _detect_password_variants(ctx: _Context) -> None:
     heads = {v[:5].lower() for v in found}
     for m in _TOKEN.finditer(ctx.text):
         token = m.group().rstrip(_TOKEN_TAIL)
-        # (the same one asked about: "my password is dragon? no, ...")
-        if len(token) >= 6 and token[:5].lower() in heads and token.rstrip("?!") not in found:
+        # (the same one asked about: "my password is dragon? no, ..."); a made-up one only
+        if (
+            len(token) >= 6
+            and token[:5].lower() in heads
+            and token.rstrip("?!") not in found
+            and _MADE_UP.search(token) is not None
+        ):
             why = "a made-up token like the password given in the same text"
             ctx.add(_P_SECRET, m.start(), m.start() + len(token), "password", "rule:password", why)
 
