@@ -2943,3 +2943,53 @@ def test_forms_with_leaders_field_names_and_more_languages_labels(text: str, sto
 )
 def test_a_second_reviewers_redaction_findings(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        (
+            "card blocked after wrong pin, I thought it was 8630 but maybe",
+            "card blocked after wrong pin, I thought it was [PIN] but maybe",
+        ),
+        (
+            "Forgot MPIN for mobile banking, old one was 973658, how",
+            "Forgot MPIN for mobile banking, old one was [PIN], how",
+        ),
+        (
+            "Olvidé el PIN de la tarjeta, creo que era 2096 o algo así",
+            "Olvidé el PIN de la tarjeta, creo que era [PIN] o algo así",
+        ),
+        ("falscher PIN. Ich dachte, es wäre 1222. Wie", "falscher PIN. Ich dachte, es wäre [PIN]. Wie"),
+        ("les di el código 780627. Luego", "les di el código [OTP]. Luego"),
+        ("o código que chegou por SMS foi 042681, mas", "o código que chegou por SMS foi [OTP], mas"),
+        (
+            "minha senha da internet é Flamengo@81 e não entra",
+            "minha senha da internet é [PASSWORD] e não entra",
+        ),
+        (
+            "Réponse à ma question secrète : Minouche, c'était",
+            "Réponse à ma question secrète : [PASSWORD], c'était",
+        ),
+        # an amount spent at a shop's web address, India's payment references, air waybills
+        ("card 6011 0012 8169 8508, $249.00 at BESTBUY.COM", "card [CARD], $249.00 at BESTBUY.COM"),
+        ("I paid 45.99 at amazon.co.uk yesterday", "I paid 45.99 at amazon.co.uk yesterday"),
+        ("UPI failed, UTR 412398765012, date 12-04-2024", "UPI failed, UTR 412398765012, date 12-04-2024"),
+        ("my UTR 1234567890 for self assessment", "my UTR [NATIONAL_ID] for self assessment"),
+        (
+            "dispatched via Blue Dart, AWB 50412398761. Courier",
+            "dispatched via Blue Dart, AWB 50412398761. Courier",
+        ),
+        # not a PIN: an amount, a year
+        (
+            "my pin got blocked, it was 1500 pounds I tried to take out",
+            "my pin got blocked, it was 1500 pounds I tried to take out",
+        ),
+        (
+            "new pin arrived. it was 2019 when I last changed it",
+            "new pin arrived. it was 2019 when I last changed it",
+        ),
+    ],
+)
+def test_pii58s_shapes_after_its_held_out_figure(text: str, stored: str) -> None:
+    assert redact(text) == stored

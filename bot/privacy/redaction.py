@@ -1159,6 +1159,12 @@ _SECRET_PHRASE_WORDS = [
     r"memorable[ ](?:information|info|answer|name|place)",
     r"security[ ]answer",
     r"security_answer",
+    r"réponse[ ][àa][ ](?:ma|la|votre)[ ]question[ ](?:secr[èe]te|de[ ]s[ée]curit[ée])",
+    r"reponse[ ][àa][ ](?:ma|la|votre)[ ]question[ ](?:secr[èe]te|de[ ]s[ée]curit[ée])",
+    r"respuesta[ ]a[ ](?:mi|la|su)[ ]pregunta[ ](?:secreta|de[ ]seguridad)",
+    r"antwort[ ]auf[ ](?:meine|die|ihre)[ ]sicherheitsfrage",
+    r"risposta[ ]alla[ ]domanda[ ](?:segreta|di[ ]sicurezza)",
+    r"resposta[ ][àa][ ](?:minha[ ]|sua[ ])?pergunta[ ](?:secreta|de[ ]seguran[çc]a)",
     r"nazwisko[ ]panie[ńn]skie(?:[ ]matki)?",
     r"apellido[ ]de[ ]soltera(?:[ ]de[ ](?:mi[ ]|tu[ ]|su[ ])?madre)?",
     r"nom[ ]de[ ]jeune[ ]fille(?:[ ]de[ ](?:ma[ ]|votre[ ])?m[èe]re)?",
@@ -1577,6 +1583,9 @@ _DOB_WORDS = [
 #: A parcel's tracking number's labels (a carrier's name may come between: :data:`_LABEL_KINDS`).
 _TRACKING_WORDS = [
     r"tracking",
+    r"awb",
+    r"air[ ]?waybill",
+    r"consignment",
     r"seguimiento",
     r"spedizione",
     r"suivi(?:[ ]colis)?",
@@ -1592,6 +1601,9 @@ _TRACKING_WORDS = [
 ]
 _REF_WORDS = [
     r"order",
+    # India's Unique Transaction Reference of a UPI/IMPS payment (12 digits; the UK's UTR, a
+    # taxpayer's 10 digits, is personal: :data:`_UTR`)
+    r"utr(?=(?:[ ](?:no\.?|number))?[ ]?[:#]?[ ]?[0-9]{12}(?![0-9]))",
     r"order[_\-]?(?:id|no|number|ref)",
     r"kenmerk",
     r"refer[êe]ncia(?:[ ]mb)?",
@@ -1741,7 +1753,7 @@ _REF_WORDS = [
 
 _CONNECT_WORD = (
     r"(?:no\.?|nr\.?|number|num\.?|n[º°o]\.?|is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|to"
-    r"|это|будет|será|sera|wird|will[ ]be|be|of|de|di|da|del|do|c['’]est|الخاص[ ]بك|الخاصة[ ]بك"
+    r"|это|будет|será|sera|wird|will[ ]be|be|of|de|di|da|del|do|c['’]est|foi|fue|الخاص[ ]بك|الخاصة[ ]بك"
     r"|普通預金|普通|当座)(?![\p{L}'’])"
 )
 # Signs between a label and its value, JSON and Markdown included: {"cvv":"914"}, | dob | 14/03/1985 |,
@@ -1780,6 +1792,7 @@ _OF_CARD = (
     # the service it opens: "the password for my app is", "password for online banking:", "la
     # contraseña de mi app es", "le mot de passe de mon appli est"
     r"|(?:online|internet|mobile|phone|telephone|web)[ ]banking|(?:banking[ ])?app(?:lication)?|appli"
+    r"|internet"
     r"|aplicaci[óo]n|login|log-?in|website|portal)"
     rf"(?:{_CARD_ENDING})?)?"
 )
@@ -1815,7 +1828,8 @@ _PASSWORD_FILL = (
     r"(?:" + _I_THINK + r"(?:[ ]{1,3}" + _IT_IS + r")?[ ]{1,3})?"
 )
 _DET_BEFORE = (
-    r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua|uw|jouw|ваш)[ ])"
+    r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua|uw|jouw|ваш"
+    r"|el|le|il|la|o|het|der|den|das|die)[ ])"
 )
 
 # Ordinary words after "password is": the sentence is about the password, not the password itself.
@@ -1970,6 +1984,18 @@ _REL_CLAUSE_IS = (
     r"[ ]{1,3}(?:que|qui|che)[ ][^.!?\n:=0-9]{1,30}?[ ]{1,3}(?:é|es|est|è|era|était|foi|fue)"
     r"[ ]{1,3}:?[ ]{0,3}"
 )
+#: A PIN the customer believes it was, said after its label in the same or the next sentence: "card
+#: blocked after wrong pin, I thought it was 8630", "Forgot MPIN ..., old one was 973658", "PIN
+#: bloccato ... creo que era 2096", "falscher PIN. Ich dachte, es wäre 1222". Not a year, an amount,
+#: a time or a count ("it was 1500 pounds", "it was 2019").
+_PIN_THOUGHT = (
+    r"[^!?\n0-9]{0,60}?[ ,](?:i[ ]thought[ ]it[ ]was|i[ ]think[ ]it['’]?s|it[ ]was|old[ ]one[ ]was"
+    r"|mine[ ]is|creo[ ]que[ ]era|pensé[ ]que[ ]era|es[ ]wäre|es[ ]war|c['’]était|je[ ]crois[ ]que[ ]c['’]est"
+    r"|pensavo[ ]fosse|achei[ ]que[ ]era)(?:[ ](?:maybe|probably|peut-être|vielleicht|quizás|forse))?[ ]{1,3}"
+    r"(?!(?:19[0-9]{2}|20[0-3][0-9])(?![0-9]))"
+    r"(?<![0-9])(?P<v>[0-9]{4,6})(?![0-9]|[.,][0-9]|[ ]?(?:pounds|euros?|dollars?|eur|gbp|usd|€|£|\$|%|times"
+    r"|days|hours|minutes|mins|am|pm|h|x)(?![\p{L}]))"
+)
 #: Who gave or keeps the value, between its label and "is": "her pin she wrote on a post-it is 1940",
 #: "the code that they sent me was" (at most 30 characters, no digit, in one sentence).
 _CLAUSE_IS = (
@@ -1984,6 +2010,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("cvv", _CVV_WORDS, _CLAUSE_IS + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _CLAUSE_IS + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _REL_CLAUSE_IS + _DIGITS_VALUE),
+    ("pin", _PIN_WORDS, _PIN_THOUGHT),
     # set off by commas: "my card number and the CVV, 336, before I realised"
     ("cvv", _CVV_WORDS, r",[ ]{1,3}(?P<v>[0-9]{3,4})(?=[ ]{0,3}(?:[,.;)!]|$))"),
     ("pin", _PIN_WORDS, r",[ ]{1,3}(?P<v>[0-9]{4,6})(?=[ ]{0,3}(?:[,.;)!]|$))"),
@@ -2074,7 +2101,7 @@ _CODE_CLAUSE = (
     r"(?:[ ](?:they|you|u|the[ ]bank|it|i|we|that[ ]i|that[ ]you)[ ]"
     r"(?:texted|sent|gave|emailed|got|received|just[ ](?:sent|texted|got))(?:[ ](?:me|us|you))?"
     # "el código que me llegó por SMS es", "le code que j'ai reçu est", "il codice che mi è arrivato è"
-    r"|[ ](?:que|qui|che|den|das)[ ][^.!?\n:=0-9]{1,30}?(?=[ ](?:es|era|est|était|è|ist|war)[ ]))?"
+    r"|[ ](?:que|qui|che|den|das)[ ][^.!?\n:=0-9]{1,30}?(?=[ ](?:es|era|est|était|è|ist|war|foi|fue|é)[ ]))?"
 )
 # "got code 482913", "received code 4829": a code someone was sent (never "use code SAVE10")
 # "got a code 390271", "a text with a code 390271"
@@ -3500,6 +3527,9 @@ def _local_start(text: str, end: int) -> int | None:
     return start if start < end else None
 
 
+_AMOUNT = re.compile(r"[0-9][0-9.,]*")
+
+
 def _detect_obfuscated_emails(ctx: _Context) -> None:
     """Addresses written out of shape (see :data:`_OBFUSCATED_AT`); bounded work per joint."""
     text = ctx.text
@@ -3520,6 +3550,8 @@ def _detect_obfuscated_emails(ctx: _Context) -> None:
         if start is None:
             continue
         local = text[start:end].lower()
+        if _AMOUNT.fullmatch(local):
+            continue  # "$249.00 at BESTBUY.COM": an amount, and where it was spent
         if joint == "at" and (
             local in _NOT_A_LOCAL_PART
             or not (" dot " in f" {local} " or " dot " in low or _LOCAL_MARK.search(local))
