@@ -2993,3 +2993,28 @@ def test_a_second_reviewers_redaction_findings(text: str, stored: str) -> None:
 )
 def test_pii58s_shapes_after_its_held_out_figure(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("et mon mail c'est camille point durand arobase example point fr", "et mon mail c'est [EMAIL]"),
+        ("il mio indirizzo è mario punto rossi chiocciola example punto it", "il mio indirizzo è [EMAIL]"),
+        ("Agent: और जन्मतिथि?\nमैं: 21/08/1992", "Agent: और जन्मतिथि?\nमैं: [DOB]"),
+        ("Nasci a 2 de março de 1966.", "Nasci a [DOB]."),
+        ("пароль от интернет-банка был Медведь2022, а", "пароль от интернет-банка был [PASSWORD], а"),
+        (
+            "Mijn pincode is 4490. Nee wacht, de nieuwe is 4409",
+            "Mijn pincode is [PIN]. Nee wacht, de nieuwe is [PIN]",
+        ),
+        # words that only look like it stay
+        ("à ce point je ne sais pas", "à ce point je ne sais pas"),
+        ("I shop at tesco point com", "I shop at tesco point com"),
+        (
+            "my pin is 1234. Sorry I meant the card arrived on 12/05",
+            "my pin is [PIN]. Sorry I meant the card arrived on 12/05",
+        ),
+    ],
+)
+def test_addresses_spoken_in_other_languages_and_more_answers(text: str, stored: str) -> None:
+    assert redact(text) == stored

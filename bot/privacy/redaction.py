@@ -1553,6 +1553,7 @@ _DOB_WORDS = [
     r"nacid[oa][ ]el",
     r"nac[íi][ ]el",
     r"nasci(?:do|da)?[ ]em",
+    r"nasci[ ]a",
     r"date[ ]de[ ]naissance",
     r"née?[ ]le",
     r"geburtsdatum",
@@ -1788,7 +1789,7 @@ _OF_CARD = (
     r"(?:(?:my|the|your|this|mi|tu|la|ma|mon|ta|mia|tua|meu|minha|meiner|meine|der|моей|моего|этой)[ ])?"
     r"(?:(?:bank|debit|credit|visa|amex|new)[ ])?"
     r"(?:card|account|tarjeta|cuenta|carte|compte|karte|konto|carta|conto|cartão|cartao|conta|карты|сч[её]та"
-    r"|kaart|karty|bancomat|atm|cash[ ]card|cajero|geldautomat"
+    r"|kaart|karty|bancomat|atm|cash[ ]card|cajero|geldautomat|интернет-банка|онлайн-банка|приложения"
     # the service it opens: "the password for my app is", "password for online banking:", "la
     # contraseña de mi app es", "le mot de passe de mon appli est"
     r"|(?:online|internet|mobile|phone|telephone|web)[ ]banking|(?:banking[ ])?app(?:lication)?|appli"
@@ -1819,8 +1820,8 @@ _PASSWORD_FILL = (
     # 'first school' is", "password for online banking was"
     r"(?:[ ]{1,3}for[ ][^.!?\n:=]{1,40}?(?=[ ]{1,3}(?:is|was)[ ]))?"
     r"[ ]{0,3}[\"'”]?[ ]{0,3}(?:(?P<sign>[:=：\-–—]|是|为|為|は|が|는|은|이|가)"
-    r"|(?:is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|это|será|sera|wird|will[ ]be|be|hat|tiene"
-    r"|c['’]est)"
+    r"|(?:is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|это|был|была|será|sera|wird|will[ ]be|be"
+    r"|hat|tiene|c['’]est)"
     r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?"
     r"|" + _ASKED_IT_IS + r"(?![\p{L}'’])"
     r")[ ]{0,3}"
@@ -2669,7 +2670,8 @@ _CONTINUED = regex.compile(
     r"(?P<v>\d+)(?![\d\p{L}]|[ \-./,:]?\d)"
     # a correction: "the code is 7 7 2 9 1 4 no wait I read it wrong, 7 7 2 9 4 1" (in the sentence)
     r"|[ ]?[,;!\-]?[ ]{1,3}sorry[ ]*,?[ ]{1,3}(?P<v>\d(?:[ \-]?\d){2,18}+)(?![\d\p{L}]|[ \-./,:]?\d)"
-    r"|[ ]?[,;!]?[ ]{1,3}(?:no[ ]wait|sorry[ ,]+i[ ]mean[t]?|i[ ]mean[t]?|correction|typo|oops)"
+    r"|[ ]?[,;!.]?[ ]{1,3}(?:no[ ]wait|sorry[ ,]+i[ ]mean[t]?|i[ ]mean[t]?|correction|typo|oops|nee[ ]wacht"
+    r"|nein[ ]warte|non[ ]attends|no[ ]espera|no[ ]aspetta|não[ ]espera|nie[ ]czekaj)"
     r"(?![\p{L}])[^.!?\n0-9£$€]{0,40}?(?P<v>\d(?:[ \-]?\d){2,18}+)(?![\d\p{L}]|[ \-./,:]?\d)",
     regex.IGNORECASE,
 )
@@ -3395,7 +3397,7 @@ def _detect_emails(ctx: _Context) -> None:
 # "john.smith@gmail,com". The domain must end in a common top-level domain; after a bare " at " the
 # address must also be spelt out ("dot") or have a dot, digit or underscore in its local part, so
 # "I shop at tesco.com" stays a sentence.
-_DOT = r"(?:[ ]?(?:\.|,|[\[({][ ]?dot[ ]?[\])}])[ ]?|[ ]dot[ ])"
+_DOT = r"(?:[ ]?(?:\.|,|[\[({][ ]?dot[ ]?[\])}])[ ]?|[ ](?:dot|point|punto|punkt|ponto)[ ])"
 _COMMON_TLDS = frozenset(
     [
         "com",
@@ -3453,7 +3455,11 @@ _OBFUSCATED_DOMAIN = re.compile(
 #: only before a domain ending in a common top-level domain (checked in the pattern: no work is done
 #: in Python for the "at" of a sentence).
 _OBFUSCATED_AT = re.compile(
-    r"(?: at |[\[({] ?at ?[\])}] ?| @ ?|@ |@(?=[a-z0-9\-]{1,63},))" rf"(?={_OBFUSCATED_DOMAIN.pattern})",
+    # (the sign's name in French, Spanish and Portuguese, Italian, German: "camille point durand
+    # arobase example point fr")
+    r"(?: at | (?:arobase|arroba|chiocciola|klammeraffe) |[\[({] ?at ?[\])}] ?| @ ?|@ "
+    r"|@(?=[a-z0-9\-]{1,63},))"
+    rf"(?={_OBFUSCATED_DOMAIN.pattern})",
     re.IGNORECASE,
 )
 #: Addresses out of shape are looked for in texts up to this long (a customer's message; the search
@@ -3503,7 +3509,9 @@ _NOT_A_LOCAL_PART = frozenset(
 
 #: A dot written out between two words of a local part, ending where the later word starts:
 #: " dot ", "(dot)", "[dot]", "{dot}" ("john(dot)smith(at)gmail(dot)com").
-_DOT_BEFORE = re.compile(r"(?:[ ]dot[ ]|[ ]?[\[({][ ]?dot[ ]?[\])}][ ]?)\Z", re.IGNORECASE)
+_DOT_BEFORE = re.compile(
+    r"(?:[ ](?:dot|point|punto|punkt|ponto)[ ]|[ ]?[\[({][ ]?dot[ ]?[\])}][ ]?)\Z", re.IGNORECASE
+)
 
 
 def _local_start(text: str, end: int) -> int | None:
@@ -4700,7 +4708,7 @@ def _detect_form_lines(ctx: _Context) -> None:
 #: birth?", "Me: 03/04/1979", "Conseiller : ...", "Agent (Kelly): ...").
 _SPEAKER_LINE = regex.compile(
     # (a chat export's time first: "[10:02] Agent: ...")
-    r"^[ \t]*(?:\[[^\]\n]{1,24}\][ \t]*)?(?P<who>\p{L}[\p{L}\p{N} ()'’.\-]{0,29}?)[ \t]*[:：][ \t]*"
+    r"^[ \t]*(?:\[[^\]\n]{1,24}\][ \t]*)?(?P<who>\p{L}[\p{L}\p{M}\p{N} ()'’.\-]{0,29}?)[ \t]*[:：][ \t]*"
     r"(?P<said>[^\n]{1," + str(_ANSWER_MAX) + r"})[ \t]*$",
     regex.MULTILINE,
 )
