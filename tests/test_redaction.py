@@ -3018,3 +3018,15 @@ def test_pii58s_shapes_after_its_held_out_figure(text: str, stored: str) -> None
 )
 def test_addresses_spoken_in_other_languages_and_more_answers(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("the code they texted me is four eight two nine one three", "the code they texted me is [OTP]"),
+        ("security code on the back is nine one two", "security code on the back is [CVV]"),
+        ("the code is one two three four five six seven", "the code is one two three four five six seven"),
+    ],
+)
+def test_one_time_codes_and_security_codes_said_aloud(text: str, stored: str) -> None:
+    assert redact(text) == stored

@@ -4230,9 +4230,12 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
 #: nine two one", "cvv: one two three" (4-6 words for a PIN, 3-4 for a code).
 _SPELT_SECRET = regex.compile(
     r"(?<![\p{L}\p{N}])(?:(?P<pin>pin(?:[ -]?(?:code|number|код|kod))?|pincode|пин(?:-?код)?|geheimzahl"
-    r"|c[óo]digo[ ]pin|code[ ]pin)|(?P<cvv>cvv2?|cvc2?|security[ ]code))"
+    r"|c[óo]digo[ ]pin|code[ ]pin)|(?P<cvv>cvv2?|cvc2?|security[ ]code)"
+    # a one-time code said aloud: "the code they texted me is four eight two nine one three"
+    r"|(?P<otp>(?<=(?:the|my|your)[ ])code|otp|one[ -]time[ ](?:code|passcode)|verification[ ]code))"
+    r"(?:[ ]on[ ]the[ ]back|[ ](?:they|you|the[ ]bank)[ ](?:texted|sent|gave)(?:[ ](?:me|us))?)?"
     r"(?:[ ](?:is|was|will[ ]be|should[ ]be|ist|es|est|è|é|jest|это|—)|[ ]?[:=])?[ ]{1,3}"
-    rf"(?P<v>{_DIGIT_WORD}(?:[ ,\-]{{1,2}}{_DIGIT_WORD}){{2,5}})(?![\p{{L}}]|[ ,\-]{{1,2}}{_DIGIT_WORD})",
+    rf"(?P<v>{_DIGIT_WORD}(?:[ ,\-]{{1,2}}{_DIGIT_WORD}){{2,7}})(?![\p{{L}}]|[ ,\-]{{1,2}}{_DIGIT_WORD})",
     regex.IGNORECASE,
 )
 
@@ -4996,7 +4999,12 @@ def _detect_secrets_said_around(ctx: _Context) -> None:
 def _detect_spelt_secrets(ctx: _Context) -> None:
     for m in _SPELT_SECRET.finditer(ctx.text):
         words = len(regex.findall(_DIGIT_WORD, m.group("v"), regex.IGNORECASE))
-        kind, fits = ("pin", 4 <= words <= 6) if m.group("pin") else ("cvv", 3 <= words <= 4)
+        if m.group("pin"):
+            kind, fits = "pin", 4 <= words <= 6
+        elif m.group("otp"):
+            kind, fits = "otp", 4 <= words <= 8
+        else:
+            kind, fits = "cvv", 3 <= words <= 4
         # (not a count: "I've tried the pin one, two, three, four times")
         digits = _spelt_digits(m.group("v"))
         if fits and not (_counting(digits) and len(set(digits)) > 1):
