@@ -3030,3 +3030,52 @@ def test_addresses_spoken_in_other_languages_and_more_answers(text: str, stored:
 )
 def test_one_time_codes_and_security_codes_said_aloud(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a third reviewer's over-redactions: kept now
+        "PIN blocked at the ATM, it was 2300 CHF I wanted to withdraw",
+        "pin falló en el cajero, creo que era 1500 pesos lo que quería sacar",
+        "My PIN was declined at the petrol station. It was 2145 when it happened",
+        "Meine PIN wurde abgelehnt, es war 1430 Uhr",
+        "The PIN pad at the counter was broken, it was 4200 series model",
+        "il codice 1001 del prodotto non è disponibile",
+        "Me sale el código 5001 al pagar",
+        "The app says the code for this error is 4012",
+        "the code for the 20% discount is SAVE20",
+        "der Code für den Rabatt ist 2024",
+        "the merchant category code is 5411",
+        "the decline code was 1015",
+        "Agent: For security we will never ask for your PIN. How much did you try to withdraw?\nMe: 2000",
+        "Agent: I won't ask for your PIN. What year did you open the account?\nMe: 2015",
+        "o código de barras é 7891234567895",
+        "我二〇二三-二〇二四学年的学费已经付了",
+    ],
+)
+def test_a_third_reviewers_ordinary_messages_stay(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        (
+            "My password was paypal2020 and now I see PAYPAL*STEAMGAMES charges",
+            "My password was [PASSWORD] and now I see PAYPAL*STEAMGAMES charges",
+        ),
+        (
+            "password: Teller#2024, the app is Teller-v4.12.3 on Android",
+            "password: [PASSWORD], the app is Teller-v4.12.3 on Android",
+        ),
+        (
+            "My password was Rover99. 2-0-2-4 is when I opened the account",
+            "My password was [PASSWORD]. 2-0-2-4 is when I opened the account",
+        ),
+        ("la clave que me dieron es la misma de 2019", "la clave que me dieron es la misma de 2019"),
+        ("I gave them the code 482913 on the phone", "I gave them the code [OTP] on the phone"),
+    ],
+)
+def test_a_third_reviewers_near_misses_keep_what_is_not_the_secret(text: str, stored: str) -> None:
+    assert redact(text) == stored

@@ -1338,6 +1338,7 @@ _OTP_WORDS = [
 _NOT_OTP_CODE = (
     r"error|promo(?:tional)?|post|postal|zip|sort|area|country|dial(?:l?ing)?|discount|coupon|voucher"
     r"|referral|status|reason|product|bank|swift|bic|branch|tracking|source|qr|http|exit|response|mcc"
+    r"|category|decline|declined|transit|routing|institution|merchant|terminal|transaction"
     r"|tax|gift|iso|currency|program|item|article|style|colou?r|booking|confirmation|reference|ref"
     r"|invite|invitation|activation|offer|region|language|airport|station|event|course|class|site"
     r"|store|shop|fund|isin|sic|naics|ean|upc|sku|hs|promotion|return|fault|bar|morse|dress|cheat"
@@ -1602,6 +1603,10 @@ _TRACKING_WORDS = [
 ]
 _REF_WORDS = [
     r"order",
+    r"código[ ]de[ ]barras",
+    r"codigo[ ]de[ ]barras",
+    r"barcode",
+    r"gtin",
     # India's Unique Transaction Reference of a UPI/IMPS payment (12 digits; the UK's UTR, a
     # taxpayer's 10 digits, is personal: :data:`_UTR`)
     r"utr(?=(?:[ ](?:no\.?|number))?[ ]?[:#]?[ ]?[0-9]{12}(?![0-9]))",
@@ -1829,8 +1834,7 @@ _PASSWORD_FILL = (
     r"(?:" + _I_THINK + r"(?:[ ]{1,3}" + _IT_IS + r")?[ ]{1,3})?"
 )
 _DET_BEFORE = (
-    r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua|uw|jouw|ваш"
-    r"|el|le|il|la|o|het|der|den|das|die)[ ])"
+    r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua|uw|jouw|ваш)[ ])"
 )
 
 # Ordinary words after "password is": the sentence is about the password, not the password itself.
@@ -1977,6 +1981,9 @@ _FOR_WHAT_SMS = (
     r"[ ]{1,3}(?:for|für|fur|pour|per|para|voor|dla|для|om)[ ]"
     r"(?:[^.!?\n:=]|(?<=[0-9])[.,](?=[0-9])|(?<=(?<![\p{L}])\p{L})\.(?=[ ])"
     r"|(?<=(?<![\p{L}])\p{L}{1,3})\.(?=[0-9])|(?<=(?<![\p{L}])\p{L}{1,4})\.(?=[ ])){1,64}?"
+    # what a bank's code is for: a payment, a transfer, a login (not a discount or an error)
+    r"(?<=(?:pay|pag|paie|pago|betal|zahl|trans|überw|uberw|bonif|txn|purchas|compra|achat|kauf|login"
+    r"|log-in|sign|autori|перев|плат|оплат|przelew|płat|acc|konto|compte|cuenta|conta)[^!?\n:=]{0,60})"
     r"[ ]{1,3}(?:is|was|ist|lautet|lauten|est|è|es|é|jest|to|это|—|–|-)(?:[ ]{0,3}:)?[ ]{0,3}"
 )
 #: What the customer did with it, between its label and "is", in Portuguese, Spanish, French and
@@ -1994,8 +2001,10 @@ _PIN_THOUGHT = (
     r"|mine[ ]is|creo[ ]que[ ]era|pensé[ ]que[ ]era|es[ ]wäre|es[ ]war|c['’]était|je[ ]crois[ ]que[ ]c['’]est"
     r"|pensavo[ ]fosse|achei[ ]que[ ]era)(?:[ ](?:maybe|probably|peut-être|vielleicht|quizás|forse))?[ ]{1,3}"
     r"(?!(?:19[0-9]{2}|20[0-3][0-9])(?![0-9]))"
-    r"(?<![0-9])(?P<v>[0-9]{4,6})(?![0-9]|[.,][0-9]|[ ]?(?:pounds|euros?|dollars?|eur|gbp|usd|€|£|\$|%|times"
-    r"|days|hours|minutes|mins|am|pm|h|x)(?![\p{L}]))"
+    r"(?<![0-9])(?P<v>[0-9]{4,6})(?![0-9]|[.,][0-9])"
+    # the digits end their clause ("it was 8630 but maybe", "creo que era 2096 o algo así"), not "it
+    # was 2300 CHF", "it was 2145 when it happened", "it was 4200 series" (a reviewer's findings)
+    r"(?=[ ]*(?:[.,;!?)]|$|(?:but|and|or|maybe|if|so|pero|o|y|aber|oder|mais|ou|et|ma|mas|en|of)(?![\p{L}])))"
 )
 #: Who gave or keeps the value, between its label and "is": "her pin she wrote on a post-it is 1940",
 #: "the code that they sent me was" (at most 30 characters, no digit, in one sentence).
@@ -2041,7 +2050,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("secret_name", _MAIDEN_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
-    ("password", _PASSWORD_WORDS, _REL_CLAUSE_IS + _PASSWORD_VALUE),
+    ("password", _PASSWORD_WORDS, _REL_CLAUSE_IS + r"(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])[^\s\[]\S{3,63}+)"),
     # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
     (
         "password",
@@ -2079,7 +2088,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         r"(?:[ ](?:ref(?:erence)?|id|number)\.?(?![\p{L}]))?"
         r"(?:[ ]?(?:no\.?|nr\.?|number|num|id|#|n[º°o]\.?|n\.[º°o]\.?|n\.|code|号|番号|번호|номер))?"
         # "the reference number is 7781234490": "is" only after a word that names the number
-        r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.|mb))[ ](?:is|was|é|es|est|ist|è))?"
+        r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.|mb|barras|barcode|gtin))"
+        r"[ ](?:is|was|é|es|est|ist|è))?"
         r"[ ]{0,3}[:#=]?[ ]{0,3}" + _REF_VALUE,
     ),
     # "Reference you gave me last time was 66120934"
@@ -2108,7 +2118,10 @@ _CODE_CLAUSE = (
 # "got a code 390271", "a text with a code 390271"
 _GOT_BEFORE = (
     r"(?<=(?<![\p{L}])(?:(?:got|received|receive|texted|sent)[ ](?:(?:the|a|an|another)[ ])?"
-    r"|(?:text|sms|message|e-?mail)[ ](?:with|containing)[ ](?:a|the)[ ]))"
+    r"|(?:text|sms|message|e-?mail)[ ](?:with|containing)[ ](?:a|the)[ ]"
+    # a code given away: "les di el código 780627", "I gave them the code 482913"
+    r"|(?:di|dí|gave(?:[ ]them|[ ]him|[ ]her)?|dei|donné|ho[ ]dato|gegeben)"
+    r"[ ](?:el|le|il|o|la|the|den|das)[ ]))"
 )
 
 
@@ -4138,6 +4151,7 @@ _CJK_DIGIT_RUN = regex.compile(
     r"|(?<![\p{Hangul}])[공영일이삼사오육륙칠팔구]{2,}"
     r"(?:[ \-][공영일이삼사오육륙칠팔구]{2,})+(?![\p{Hangul}])"
 )
+_YEARS = re.compile(r"(?:19|20)[0-9]{2}(?:19|20)[0-9]{2}")
 _SPACED_RUN = re.compile(
     r"(?<![0-9A-Za-z])[0-9](?:[ ]{1,4}(?:[-–/][ ]{1,2})?[0-9](?![0-9])){5,}(?![0-9A-Za-z])"
 )
@@ -4190,8 +4204,10 @@ def _detect_disguised_numbers(ctx: _Context) -> None:
         for m in _SPACED_RUN.finditer(text)
     ]
     runs += [
-        (m.start(), m.end(), "".join(_CJK_DIGITS.get(c, "") for c in m.group()), True)
+        (m.start(), m.end(), digits, True)
         for m in _CJK_DIGIT_RUN.finditer(text)
+        # (not two years joined: "二〇二三-二〇二四学年", the 2023-2024 school year)
+        if not _YEARS.fullmatch(digits := "".join(_CJK_DIGITS.get(c, "") for c in m.group()))
     ]
     for start, end, digits, spelt in runs[:_DISGUISED_RUNS]:
         n = len(digits)
@@ -4715,6 +4731,8 @@ _SPEAKER_LINE = regex.compile(
     r"(?P<said>[^\n]{1," + str(_ANSWER_MAX) + r"})[ \t]*$",
     regex.MULTILINE,
 )
+#: The last sentence of a turn that ends in a question mark (or the last question in it).
+_LAST_QUESTION = regex.compile(r"[^.!?]*\?[^?]*$")
 #: At most this many lines of a pasted conversation are read as answers (each is a scan of its own).
 _TRANSCRIPT_ANSWERS = 24
 
@@ -4748,6 +4766,9 @@ def _detect_transcript_answers(ctx: _Context) -> None:
                 ctx.add(hit.priority, offset + start, offset + end, hit.kind, hit.detector, why, hit.weak)
             continue
         said = m.group("said").lower()
+        if "?" in said:  # the question asked ("We never ask for your PIN. How much was it?")
+            asked = _LAST_QUESTION.search(said)
+            said = asked.group() if asked is not None else said
         label = None
         if _ASKED_ANY.search(said) is not None:
             label = next((lab for pattern, lab in _ASKED_FOR if pattern.search(said)), None)
@@ -4787,6 +4808,7 @@ def _detect_spelt_words(ctx: _Context) -> None:
         # not "B A N K said OK" further on (a reviewer's finding)
         near = i > 0 and _SPELT_BETWEEN.fullmatch(text, ends[i - 1], m.start()) is not None
         inside = any(lo < m.end() and m.start() < hi for lo, hi in spans)
+        near = near and len(spelt) >= 5 and not spelt.isdigit()  # (not "R.S.V.P.", "2-0-2-4")
         if spelt in words or near or inside:
             start, end = m.start(), m.end()
             for lo, hi in spans:  # one hit over the word and its spelling where they overlap
@@ -4801,6 +4823,19 @@ _TOKEN = regex.compile(r"(?<![^\s\"'“”‘’(\[,;:])[^\s]{6,64}")
 _MADE_UP = regex.compile(r"^(?=.*\p{L}).*[\p{N}!@#$%^&*_+=?~]")
 #: Trailing punctuation of a sentence, not of a password ("... Summer2024, sorry").
 _TOKEN_TAIL = ".,;:)\"'”’"
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance of two short strings (at most 64 characters each); 4 for lengths more
+    than 3 apart."""
+    if abs(len(a) - len(b)) > 3:
+        return 4
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
 
 
 def _detect_password_variants(ctx: _Context) -> None:
@@ -4819,6 +4854,9 @@ def _detect_password_variants(ctx: _Context) -> None:
             and token[:5].lower() in heads
             and token.rstrip("?!") not in found
             and _MADE_UP.search(token) is not None
+            # a few edits from it ("Summer2023!" -> "Summer2024!"), not a merchant's descriptor or an
+            # app's version sharing its start ("PAYPAL*STEAMGAMES", "Teller-v4.12.3": a reviewer's)
+            and any(_edits(token, v) <= 3 for v in found if v[:5].lower() == token[:5].lower())
         ):
             why = "a made-up token like the password given in the same text"
             ctx.add(_P_SECRET, m.start(), m.start() + len(token), "password", "rule:password", why)
