@@ -30,7 +30,9 @@ index into the reply's choices as stored), which the service turns back into the
 
 from __future__ import annotations
 
+import hashlib
 import re
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -168,6 +170,15 @@ def interview_value(interview_id: str, rest: str) -> str:
 
 #: A reference to a stored reply's choice, for buttons too small for its value.
 CHOICE_REF_PREFIX = "ch:"
+
+
+def press_id(chat: str, post: str, user: str, value: str) -> str:
+    """The platform message id of a button press: one per person, button value and post within ten
+    minutes (``press:<chat>:<post>:<user>:<value digest>:<10-minute bucket>``), so that a double
+    tap or click (two callbacks before the buttons are gone) is one message, answered once, and a
+    press days later on a post whose buttons could not be removed is a new one."""
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"press:{chat}:{post}:{user}:{digest}:{int(time.time() // 600)}"
 
 
 def choice_ref(reply_id: str, index: int) -> str:

@@ -296,9 +296,10 @@ class OpsDesk:
         they are told so there (a reviewer's finding: the words went, the file was dropped unsaid).
         Raises :class:`bot.errors.NotAuthorised` for someone who is not an operator."""
         handoff = self.store.handoffs.by_thread(thread_ts, ops_channel)
-        if handoff is not None:
-            self.operators.require(actor.channel, actor.user_id, "reply to customers")
-        if handoff is not None and handoff.is_open and self.board is not None:
+        if handoff is None:
+            return  # a file in some other thread: ordinary chatter
+        self.operators.require(actor.channel, actor.user_id, "reply to customers")
+        if handoff.is_open and self.board is not None:
             self._later(self.board.warn_in_thread, handoff.thread, OPERATOR_FILE_NOTE)
 
     def _as_pressed(self, text: str) -> str:

@@ -123,8 +123,8 @@ def same_text(a: str, b: str) -> bool:
 
 #: Told to an operator whose flag filed no review item (:class:`FlagResult` without one).
 NOTHING_TO_REVIEW = (
-    "the reply answered a button pressed with no question typed before it (such as a request for a "
-    "person), so there is nothing to correct in the review queue"
+    "the reply answered no question the model read (a request for a person pressed with nothing typed "
+    "before it, or words said during a handoff), so there is nothing to correct in the review queue"
 )
 
 
@@ -349,22 +349,19 @@ class ReviewService:
         self.operators.require(actor.channel, actor.user_id, "flag answers")
         _, reply = self.store.conversations.exchange(message_id)
         flag = self.store.feedback.add_flag(reply.id, reason, str(actor), source)
-        if reply.route == HUMAN_ROUTE:
-            # Words said during a handoff (Teller's warning about a secret, an operator's relay)
-            # answer no question of the model's: nothing to label (a reviewer's finding: flagging the
-            # warning filed the customer's relayed "my pin is [PIN]" with an intent to confirm).
-            log.info(
-                "answer_flagged",
-                extra={"fields": {"message_id": reply.id, "actor": str(actor), "item": None}},
+        item = None
+        # Words said during a handoff (Teller's warning about a secret, an operator's relay) answer
+        # no question of the model's: nothing to label (a reviewer's finding: flagging the warning
+        # filed the customer's relayed "my pin is [PIN]" with an intent to confirm).
+        if reply.route != HUMAN_ROUTE:
+            with self._lock:
+                self._file(self.store.review.candidates(self.review_confidence, reply_id=reply.id))
+            items = self.store.review.items(status=None, reply_id=reply.id)
+            # A reply to a button pressed with no question typed before it (a first "Talk to a
+            # person", Telegram's /human) files nothing either (a reviewer's finding: IndexError).
+            item = next((i for i in reversed(items) if i.status == OPEN), None) or (
+                items[-1] if items else None
             )
-            return FlagResult(flag, None)
-        with self._lock:
-            self._file(self.store.review.candidates(self.review_confidence, reply_id=reply.id))
-        items = self.store.review.items(status=None, reply_id=reply.id)
-        # A reply to a button pressed with no question typed before it (a customer's first message
-        # "Talk to a person", Telegram's /human) files nothing: there is no question to label (a
-        # reviewer's finding: this raised IndexError, and the Slack command answered HTTP 400).
-        item = next((i for i in reversed(items) if i.status == OPEN), None) or (items[-1] if items else None)
         log.info(
             "answer_flagged",
             extra={

@@ -35,6 +35,13 @@ def _said_in(running: Stack, thread: str, words: str) -> list[dict[str, Any]]:
     return [m for m in running.slack.sent() if m.get("thread_ts") == thread and words in str(m["text"])]
 
 
+def _slack_dm_handoff(stack: Stack) -> str:
+    """A Slack DM customer (D9) asks for a person; the ts of the handoff's thread once it is open."""
+    stack.event(sl.dm(HANDOFF_CHOICE, "1700000001.000100", user="UCUST", channel="D9"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("slack", "D9"))
+    return str(wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts))
+
+
 def _handoff_posts(stack: Stack) -> list[dict[str, Any]]:
     return [
         m for m in stack.slack.sent() if m["channel"] == OPS and str(m.get("text")).startswith("Handoff:")
@@ -165,9 +172,7 @@ def test_a_photo_during_a_handoff_is_named_to_the_operator(stack: Stack) -> None
 
 
 def test_a_file_in_a_slack_handoff_is_named_to_the_operator(stack: Stack) -> None:
-    stack.event(sl.dm(HANDOFF_CHOICE, "1700000001.000100", user="UCUST", channel="D9"))
-    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("slack", "D9"))
-    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    thread = _slack_dm_handoff(stack)
     stack.event(sl.file_share("", "1700000003.000100", user="UCUST", channel="D9"))
     wait_for(
         lambda: [m for m in stack.slack.sent() if m["channel"] == "D9" and m["text"] == ATTACHMENT_IN_HANDOFF]
@@ -193,9 +198,7 @@ def test_a_photo_with_a_caption_during_a_handoff_relays_the_words_and_names_the_
 
 
 def test_a_file_with_a_comment_in_a_slack_handoff_relays_the_words_and_names_the_file(stack: Stack) -> None:
-    stack.event(sl.dm(HANDOFF_CHOICE, "1700000001.000100", user="UCUST", channel="D9"))
-    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("slack", "D9"))
-    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    thread = _slack_dm_handoff(stack)
     stack.event(sl.file_share("my passport", "1700000003.000100", user="UCUST", channel="D9"))
     wait_for(
         lambda: [m for m in stack.slack.sent() if m["channel"] == "D9" and m["text"] == ATTACHMENT_WITH_WORDS]
@@ -205,9 +208,7 @@ def test_a_file_with_a_comment_in_a_slack_handoff_relays_the_words_and_names_the
 
 
 def test_an_operators_file_is_not_passed_on_and_they_are_told(stack: Stack) -> None:
-    stack.event(sl.dm(HANDOFF_CHOICE, "1700000001.000100", user="UCUST", channel="D9"))
-    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("slack", "D9"))
-    thread = wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
+    thread = _slack_dm_handoff(stack)
     for ts, comment in (("1800000000.000010", "please sign the attached form"), ("1800000000.000011", "")):
         shared = sl.file_share(comment, ts, user=OPERATOR, channel=OPS, channel_type="channel")
         stack.event({**shared, "thread_ts": thread})

@@ -10,11 +10,9 @@ refusal (not an operator, an unknown id) is shown to that person only, by :func:
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -46,7 +44,7 @@ from bot.channels.slack.blocks import (
 )
 from bot.channels.slack.text import readable
 from bot.channels.slack.transport import CHANNEL, SlackTransport
-from bot.choices import parse_choice_ref
+from bot.choices import parse_choice_ref, press_id
 from bot.core import Incoming, Outgoing
 from bot.errors import InputError, NotAuthorised, sentence
 from bot.operators import Actor
@@ -56,17 +54,6 @@ log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
 F = TypeVar("F", bound=Callable[..., None])
-
-
-def press_id(channel: str, post_ts: str | None, user: str, value: str) -> str | None:
-    """The message id of a button press: one per person, button and post within ten minutes, so a
-    double click (two actions, two trigger ids, before the buttons are gone) is one message,
-    answered once (a reviewer's finding; Telegram's presses are keyed the same way). None without
-    the post's ts."""
-    if not post_ts:
-        return None
-    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
-    return f"press:{channel}:{post_ts}:{user}:{digest}:{int(time.time() // 600)}"
 
 
 def refusing(listener: F) -> F:
@@ -166,15 +153,16 @@ class CustomerListeners:
         if event.get("files"):
             # Teller reads no file; during a handoff the operators are told, and the customer is told
             # to say it in words, or that only their words went on (the service decides).
-            self._attachment(client, event, event["channel"], event["channel"], bool(text))
+            self._attachment(client, event, event["channel"], bool(text))
 
     def _attachment(
-        self, client: WebClient, event: dict[str, Any], conversation: str, address: str, with_words: bool
+        self, client: WebClient, event: dict[str, Any], conversation: str, with_words: bool
     ) -> None:
+        """A file the customer shared (in ``conversation``, also where they are told)."""
         user = event.get("user", "")
         said = self.service.attachment(CHANNEL, conversation, user, "a file", with_words=with_words)
         if said:
-            self.say(client, address, said)
+            self.say(client, conversation, said)
 
     def _in_thread(self, event: dict[str, Any], client: WebClient, bot_user: str | None) -> None:
         """A message in a channel thread that does not name Teller: the service relays it when the
@@ -194,7 +182,7 @@ class CustomerListeners:
             except InputError as exc:
                 client.chat_postMessage(channel=channel, thread_ts=thread, text=sentence(exc))
         if event.get("files"):
-            self._attachment(client, event, conversation, conversation, bool(text))
+            self._attachment(client, event, conversation, bool(text))
 
     def on_mention(self, event: dict[str, Any], client: WebClient) -> None:
         if event.get("channel") == self.ops_channel:
@@ -228,8 +216,11 @@ class CustomerListeners:
             thread,
             user,
             value,
-            press_id(channel, message.get("ts"), user, value)
-            or f"action:{body.get('trigger_id') or action.get('action_ts')}",
+            # a double click (two actions, two trigger ids, before the buttons are gone) is one
+            # press, answered once (a reviewer's finding)
+            press_id(channel, message["ts"], user, value)
+            if message.get("ts")
+            else f"action:{body.get('trigger_id') or action.get('action_ts')}",
             channel if private else f"{channel}:{thread}",
         )
 

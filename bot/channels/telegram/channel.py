@@ -19,12 +19,10 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import hashlib
 import hmac
 import json
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,7 +51,7 @@ from bot.channels.telegram.transport import (
     feedback_token,
     is_token,
 )
-from bot.choices import HANDOFF_CHOICE
+from bot.choices import HANDOFF_CHOICE, press_id
 from bot.core import NO_PERSON, Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, NotRateable, sentence
 from bot.service import FEEDBACK_THANKS, TellerService
@@ -412,8 +410,7 @@ class TelegramChannel:
         # finding). A post whose keyboard cannot be removed (too old) keeps each press its own: a
         # press days later is a new one.
         if isinstance(message, Message) and message.is_accessible:
-            digest = hashlib.sha256(data.encode()).hexdigest()[:16]
-            press = f"press:{chat.id}:{message.message_id}:{user_id}:{digest}:{int(time.time() // 600)}"
+            press = press_id(str(chat.id), str(message.message_id), user_id, data)
         else:
             press = f"callback:{query.id}"
         incoming = Incoming(CHANNEL, where, user_id, press, data)
