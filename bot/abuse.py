@@ -276,6 +276,11 @@ class AbuseLimits:
         :class:`RateLimited` (and counts nothing) when the customer, the client ``address`` (None:
         not known, e.g. Telegram), everyone together or (``anonymous``: a web customer nobody
         vouched for) all anonymous customers together are over a limit."""
+        self._take(self._message_checks(channel, user_id, address, anonymous), TOO_FAST, max(1, cost))
+
+    def _message_checks(
+        self, channel: str, user_id: str, address: str | None, anonymous: bool
+    ) -> list[_Check]:
         checks: list[_Check] = [(item, ("customer", channel, user_id), "customer") for item in self._messages]
         if address:
             checks += [(item, ("address", address), "address") for item in self._per_address]
@@ -283,7 +288,7 @@ class AbuseLimits:
             checks += [(item, ("anonymous", channel), "anonymous") for item in self._anonymous]
         # Per channel: a web flood does not silence Telegram and Slack customers.
         checks += [(item, ("overall", channel), "overall") for item in self._overall]
-        self._take(checks, TOO_FAST, max(1, cost))
+        return checks
 
     def session(self, address: str | None) -> None:
         """Count one new web session from ``address``; raises :class:`RateLimited`."""
@@ -309,13 +314,21 @@ class AbuseLimits:
             return False
         return True
 
-    def erasure(self, channel: str, user_id: str, address: str | None = None) -> None:
-        """Count one erasure a customer asks for themselves (``DELETE /api/conversation``); raises
-        :class:`RateLimited` when the customer or the client ``address`` is over its share."""
+    def erasure(
+        self, channel: str, user_id: str, address: str | None = None, anonymous: bool = False
+    ) -> None:
+        """Count one erasure a customer asks for themselves (``DELETE /api/conversation``), which is
+        also one message of the message limits (as :meth:`message` counts it); raises
+        :class:`RateLimited`, and counts nothing, when the customer or the client ``address`` is over
+        its share of either."""
         checks: list[_Check] = [(item, ("erasure", channel, user_id), "erasures") for item in self._erasures]
         if address:
             checks += [(item, ("erasure", address), "erasures") for item in self._erasures_per_address]
-        self._take(checks, "The conversation was deleted a moment ago. Please wait {seconds} s.")
+        messages = self._message_checks(channel, user_id, address, anonymous)
+        with self._lock:  # both tested before either is counted
+            self._test(messages, TOO_FAST)
+            self._test(checks, "Your conversation can be deleted again in {seconds} s.")
+            self._hit(messages + checks)
 
     def review_post(self) -> bool:
         """Whether one more review item may be posted to the ops channel now (and counted)."""
@@ -338,6 +351,11 @@ class AbuseLimits:
             self._take_now(checks, words, cost)
 
     def _take_now(self, checks: list[_Check], words: str, cost: int = 1) -> None:
+        self._test(checks, words, cost)
+        self._hit(checks, cost)
+
+    def _test(self, checks: list[_Check], words: str, cost: int = 1) -> None:
+        """Raise :class:`RateLimited` with ``words`` if one of ``checks`` cannot take ``cost`` now."""
         # A cost above what a limit holds would never be admitted: it takes that limit's whole window.
         costs = [min(cost, item.amount) for item, _, _ in checks]
         for (item, identifiers, scope), units in zip(checks, costs, strict=True):
@@ -347,5 +365,7 @@ class AbuseLimits:
                 seconds = max(1, math.ceil(reset - time.time()) if units == 1 else item.get_expiry())
                 log.info("rate_limited", extra={"fields": {"scope": scope, "retry_after": seconds}})
                 raise RateLimited(words.format(seconds=seconds), seconds, scope)
-        for (item, identifiers, _), units in zip(checks, costs, strict=True):
-            self._limiter.hit(item, *identifiers, cost=units)
+
+    def _hit(self, checks: list[_Check], cost: int = 1) -> None:
+        for item, identifiers, _ in checks:
+            self._limiter.hit(item, *identifiers, cost=min(cost, item.amount))

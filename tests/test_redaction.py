@@ -1043,6 +1043,47 @@ def test_memorable_words_and_security_answers_are_secrets(text: str, expected: s
     assert redact(text) == expected
 
 
+# --- A reviewer's finding: "is" said short ("password's"), and a login given as a pair ---------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("My password's Hunter2xyz", "My password's [PASSWORD]"),
+        ("my password’s Hunter2xyz", "my password’s [PASSWORD]"),
+        ("pw's Hunter2xyz", "pw's [PASSWORD]"),
+        ("my pwd's hunter2", "my pwd's [PASSWORD]"),
+        ("my memorable word's butterfly", "my memorable word's [PASSWORD]"),
+        ("my security answer's new york", "my security answer's [PASSWORD]"),
+        ("login: janedoe88 / s3cretP@ss", "login: [USERNAME] / [PASSWORD]"),
+        ("my login: jdoe88/Passw0rd", "my login: [USERNAME]/[PASSWORD]"),
+        ("sign-in: bob@example.com / qwerty123", "sign-in: [EMAIL] / [PASSWORD]"),
+        ("user: admin / admin", "user: [USERNAME] / [PASSWORD]"),
+    ],
+)
+def test_a_secret_after_an_apostrophe_s_or_a_user_name_and_a_slash(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the password's wrong",
+        "my password's been reset",
+        "password's expired, can you help",
+        "my password's got a symbol in it",
+        "my password's stopped working",
+        "memorable word's wrong",
+        "my password's too long",
+        "login failed / error 500",
+        "username: jdoe88 / not working",
+        "the login/logout buttons 2 / 3",
+    ],
+)
+def test_a_sentence_about_a_password_after_apostrophe_s_stays(text: str) -> None:
+    assert redact(text).replace("[USERNAME]", "jdoe88") == text
+
+
 # --- Known misses fixed: word secrets, a PIN after "card ending 3012", letters typed for digits -------
 
 

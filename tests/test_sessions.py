@@ -428,6 +428,32 @@ def test_a_flood_of_feedback_is_limited_like_messages(bank: Bank) -> None:
     assert rated.status_code == 200 and len(bank.core.store.feedback.feedback()) == 1
 
 
+def test_deleting_the_conversation_counts_as_a_message(bank: Bank) -> None:
+    """README: `DELETE /api/conversation` "counts as one message of the abuse limits". A reviewer
+    found it counted only against the erasure limits: a customer at the message limit could still
+    erase, and an erasure left the message share as it was. Refused by either limit, it counts
+    against neither."""
+    limits(bank.service, messages="3/minute")
+    customer = new_customer(bank.app)
+    for i in range(2):
+        assert customer.post("/api/messages", json={"text": f"hello {i}"}).status_code == 200
+    assert customer.delete("/api/conversation").status_code == 200  # the third unit
+    refused = customer.post("/api/messages", json={"text": "hello again"})
+    assert refused.status_code == 429 and refused.json()["limit"] == "customer"
+    over = customer.delete("/api/conversation")
+    assert over.status_code == 429 and over.json()["limit"] == "customer"
+
+    limits(bank.service, erasures="1/hour")
+    other = new_customer(bank.app)
+    assert other.delete("/api/conversation").status_code == 200
+    erasures = other.delete("/api/conversation")
+    assert erasures.status_code == 429 and erasures.json()["limit"] == "erasures"
+    assert "deleted again in" in erasures.json()["detail"]
+    # The refused erasure took no message unit: the default share (20/minute) less the one erasure.
+    statuses = [other.post("/api/messages", json={"text": f"hi {i}"}).status_code for i in range(20)]
+    assert statuses.count(200) == 19 and statuses[-1] == 429
+
+
 def test_throwaway_sessions_are_limited_per_address_and_overall(bank: Bank) -> None:
     client = TestClient(bank.app)
     tokens = []

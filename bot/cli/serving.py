@@ -47,6 +47,7 @@ def serve(
     from bot.privacy.retention import RetentionService
     from bot.recovery import DeliveryRecovery
     from bot.web.app import create_app
+    from bot.web.protocol import http_protocol
     from bot.web.sessions import Identities
 
     # The small matrix products of a request are faster on one BLAS thread, and idle BLAS threads
@@ -114,10 +115,15 @@ def serve(
     # On SIGTERM or SIGINT uvicorn stops accepting, lets in-flight requests finish (up to 15 s), runs
     # the application's shutdown (channels stop, the database is closed) and exits by that signal.
     # uvicorn's own error and access logs are redacted like every other record.
+    # Requests bounded in head size and arrival time (bot.web.protocol): a proxy in front bounds them
+    # too, but `--host 0.0.0.0` may face clients directly.
+    http, http_options = http_protocol()
     uvicorn.run(
         application,
         host=host,
         port=port,
+        http=http,
+        **http_options,
         log_config=uvicorn_log_config("warning"),
         timeout_graceful_shutdown=15,
         # The client's address (per-address limits) and scheme (Secure cookie) behind a proxy.

@@ -154,8 +154,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   detectors read the text with it masked, so numbers beside it are found as beside a placeholder.
   (Teller's own configured secrets, whatever their format, are hidden in the log by :mod:`bot.logs`.)
 - username [USERNAME]: own rule: the token after a user name's label (username, user name, user
-  ID, login ID, login name, "user=" in a log line): a person's login identifies them, and is half
-  of what signs in as them.
+  ID, login ID, login name, "user=" / "login:" / "sign-in:" before it): a person's login identifies
+  them, and is half of what signs in as them. The other half given with it as a pair, after a slash
+  or a bar ("login: janedoe88 / s3cretP@ss"), is a [PASSWORD].
 - number [NUMBER]: own rule: a bare run of 9 or more digits that nothing else claims; a card-shaped
   number that fails Luhn (a typo); a phone-shaped number left unchecked once :data:`PHONE_BUDGET` is
   spent.
@@ -1828,6 +1829,8 @@ _PASSWORD_FILL = (
     r"|(?:is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|это|был|была|será|sera|wird|will[ ]be|be"
     r"|hat|tiene|c['’]est)"
     r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?"
+    # "is" said short, right after the label: "my password's Hunter2", "memorable word's rosebud"
+    r"|(?<=\p{L})['’]s(?![\p{L}'’])"
     r"|" + _ASKED_IT_IS + r"(?![\p{L}'’])"
     r")[ ]{0,3}"
     # "my password is i think hunter2"
@@ -1855,6 +1858,7 @@ _ORDINARY = frozenset(
     non não nao errado errada sbagliato sbagliata bloccato scaduto niet fout geblokkeerd nie błędne
     zablokowane не неверный неправильный забыл забыла заблокирован истёк истек yanlış hatalı unuttum
     değil
+    been gone got gotten stopped started become became
     """.split()  # noqa: SIM905 - a word list reads better as words
 )
 # A quoted password may hold spaces ("correct horse battery staple"); the quotes are not part of it.
@@ -2078,7 +2082,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     # after "is", ":", "=", "-", "'s"; a made-up name right after the label; "user=" in a log line
     ("username", _USERNAME_WORDS, _FILL_REQUIRED + r"[\"']?" + _USERNAME_VALUE),
     ("username", _USERNAME_WORDS, _USERNAME_MADE_UP),
-    ("username", [r"user"], r"[ ]{0,2}[=:][ ]{0,2}" + _USERNAME_VALUE),
+    ("username", [r"user", r"log-?in", r"sign-?in"], r"[ ]{0,2}[=:][ ]{0,2}" + _USERNAME_VALUE),
     (
         "ref",
         _REF_WORDS,
@@ -2775,15 +2779,21 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
         _labelled_iban(ctx, start, value)
     elif kind == "id":
         _labelled_id(ctx, start, value)
-    # (an address after the label is the e-mail rule's)
-    elif (
-        kind == "username"
-        and value.lower() not in _NOT_A_USERNAME
-        and value.lower() not in _ORDINARY
-        and "@" not in value
-    ):
-        ctx.add(_P_LABELLED, start, end, "username", "rule:username", "token after a user-name label")
+    elif kind == "username":
+        low = value.lower()
+        # (an address after the label is the e-mail rule's)
+        if low not in _NOT_A_USERNAME and low not in _ORDINARY and "@" not in value:
+            ctx.add(_P_LABELLED, start, end, "username", "rule:username", "token after a user-name label")
+        # a login given as a pair, its password after a slash or a bar: "login: janedoe88 /
+        # s3cretP@ss", "username jdoe | Pa55word!"
+        pair = _PAIR_PASSWORD.match(ctx.text, end)
+        if pair is not None and pair.group("v").lower() not in _ORDINARY and low not in _NOT_A_USERNAME:
+            first, last = pair.span("v")
+            ctx.add(_P_LABELLED, first, last, "password", "rule:password", "after a user name and a slash")
 
+
+#: The second of a login given as a pair, after the user name: " / s3cretP@ss", "|hunter22".
+_PAIR_PASSWORD = regex.compile(r"[\"']?[ ]{0,2}[/|][ ]{0,2}(?P<v>[^\s\[/|][^\s\[]{3,63}+)")
 
 #: Words after a user-name label that are the sentence, not the name.
 _NOT_A_USERNAME = frozenset(

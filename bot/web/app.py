@@ -756,7 +756,7 @@ def create_app(
         if who.backend or customer_erasure == "off" or (customer_erasure == "anonymous" and who.verified):
             refused = "Deleting the conversation here is not available; please ask us to do it."
             raise HTTPException(status_code=403, detail=refused)
-        service.limits.erasure(WEB_CHANNEL, who.user_id, origin(request, who))
+        service.limits.erasure(WEB_CHANNEL, who.user_id, origin(request, who), not who.verified)
         if not core.store.conversations.holds_customer(WEB_CHANNEL, who.user_id):
             # Nothing to erase: no transaction, no audit row (each is kept for good), no checkpoint.
             now = core.store.database.clock.now()

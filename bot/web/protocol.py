@@ -1,0 +1,142 @@
+"""HTTP/1.1 for ``teller serve``: uvicorn's httptools protocol with a bound on a request's head and
+on how long a request may take to arrive.
+
+uvicorn's httptools protocol (the fast one, taken when httptools is installed) reads request
+headers without a size limit and waits for a slow request for ever: a reviewer sent a 161 MB header
+and was answered 200 (the server grew by 190 MB for it), and a body declared as 100 bytes of which
+one was sent held its connection open for over 100 s. A proxy in front (``deploy/nginx.conf``:
+8 KB header buffers, 60 s client timeouts) stops both, but ``teller serve --host 0.0.0.0`` may face
+clients directly. :class:`BoundedHttpToolsProtocol` keeps uvicorn's protocol and adds, per request:
+
+- **head** (request line and headers): at most :data:`MAX_HEAD_BYTES`; more gets
+  ``431 Request Header Fields Too Large`` and the connection is closed (what the client still sends
+  is read and dropped for :data:`LINGER_SECONDS` first);
+- **time**: from a request's first byte until its body's last, at most :data:`REQUEST_SECONDS`;
+  a request still arriving then gets ``408 Request Timeout`` if Teller has not started answering
+  it, and its connection is closed either way (the application sees the client disconnect).
+
+The bounds count what the parser is fed, so a chunk holding the end of one request and the start
+of the next is counted whole toward the next (a pipelined client gets no less than the limit
+less one read). Where httptools is missing, uvicorn's h11 protocol runs with h11's own bound on an
+incomplete head (:data:`MAX_HEAD_BYTES`) and no request timeout: :func:`http_protocol` says which.
+"""
+
+from __future__ import annotations
+
+import logging
+from asyncio import TimerHandle
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: A request's line and headers together, in bytes. nginx reads at most 4 buffers of 8 KB (its
+#: ``large_client_header_buffers`` default); a browser's request with cookies is 1-4 KB.
+MAX_HEAD_BYTES = 64 * 1024
+#: Seconds from a request's first byte to its body's last (nginx's ``client_header_timeout`` and
+#: ``client_body_timeout`` default to 60 s each, between two reads).
+REQUEST_SECONDS = 30.0
+#: After a refusal, the client's further bytes are read and dropped for this long before the
+#: connection closes (as nginx's ``lingering_close`` does): closed at once with bytes unread, the
+#: kernel resets the connection and the client may lose the refusal before reading it.
+LINGER_SECONDS = 2.0
+
+
+def _response(status: bytes, text: str) -> bytes:
+    body = text.encode("ascii")
+    return b"".join(
+        [
+            b"HTTP/1.1 " + status + b"\r\n",
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+TOO_LARGE = _response(b"431 Request Header Fields Too Large", "Request headers too large.")
+TOO_SLOW = _response(b"408 Request Timeout", "The request took too long to arrive.")
+
+
+def http_protocol() -> tuple[Any, dict[str, Any]]:
+    """``(http, options)`` for ``uvicorn.run(..., http=http, **options)``: the bounded httptools
+    protocol, or uvicorn's h11 with its head limit where httptools is not installed."""
+    try:
+        return _bounded(), {}
+    except ImportError:
+        return "h11", {"h11_max_incomplete_event_size": MAX_HEAD_BYTES}
+
+
+def _bounded() -> type:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's :class:`HttpToolsProtocol`, its requests bounded in head size and arrival time
+        (see the module's docstring)."""
+
+        #: Bytes fed to the parser since the current request's first byte, until its headers end.
+        _head_bytes = 0
+        #: Whether the current request's headers are still arriving.
+        _in_head = True
+        #: Whether a request has begun and its body is not complete.
+        _arriving = False
+        _deadline: TimerHandle | None = None
+        _refused = False
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            if not self._arriving:
+                self._arriving = True
+                self._arm()
+            if self._in_head:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse(TOO_LARGE, "head")
+                    return
+            super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            self._arriving, self._in_head, self._head_bytes = False, True, 0
+            super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(REQUEST_SECONDS, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if self.transport is None or self.transport.is_closing():
+                return
+            started = self.cycle is not None and not self._in_head and self.cycle.response_started
+            if started:  # Teller is answering what arrived: only the connection goes
+                self._refused = True
+                log.warning("http_request_refused", extra={"fields": {"reason": "slow"}})
+                self.transport.close()
+                return
+            self._refuse(TOO_SLOW, "slow")
+
+        def _refuse(self, response: bytes, reason: str) -> None:
+            self._refused = True  # what the client still sends is dropped
+            self._disarm()
+            log.warning("http_request_refused", extra={"fields": {"reason": reason}})
+            self.transport.write(response)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    return BoundedHttpToolsProtocol

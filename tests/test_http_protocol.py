@@ -1,0 +1,124 @@
+"""The served HTTP protocol bounds a request's head and its arrival time (:mod:`bot.web.protocol`).
+
+A reviewer sent `teller serve` (uvicorn with httptools, default settings) a 161 MB header and was
+answered 200, and held a connection for over 100 s with a body declared as 100 bytes of which one
+was sent. Driven here over real sockets against uvicorn running the protocol `teller serve` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from bot.web import protocol
+from tests.servers import serve_in_thread
+
+
+async def echo(request: Request) -> PlainTextResponse:
+    body = await request.body()
+    if body == b"slow":
+        await asyncio.sleep(1.0)  # the application's own time is not the client's
+    return PlainTextResponse(f"got {len(body)}")
+
+
+APP = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST"])])
+
+
+@pytest.fixture
+def address(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
+    monkeypatch.setattr(protocol, "REQUEST_SECONDS", 0.5)
+    http, options = protocol.http_protocol()
+    assert not isinstance(http, str)  # httptools is installed: the bounded protocol runs
+    with serve_in_thread(APP, http=http, **options) as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def exchange(address: tuple[str, int], *parts: bytes, pause: float = 0.0) -> tuple[bytes, float]:
+    """Send ``parts`` (``pause`` seconds apart), read until the server closes; the bytes read and
+    the seconds it took."""
+    started = time.monotonic()
+    with socket.create_connection(address, timeout=10) as sock:
+        try:
+            for part in parts:
+                sock.sendall(part)
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server refused and closed before the rest was sent
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received, time.monotonic() - started
+
+
+def post(body: bytes, close: bool = True) -> bytes:
+    connection = b"Connection: close\r\n" if close else b""
+    return (
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        + connection
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+def test_ordinary_requests_pass_also_kept_alive_and_pipelined(address: tuple[str, int]) -> None:
+    received, _ = exchange(address, post(b"hello", close=False) + post(b"hi there"))
+    assert received.count(b"HTTP/1.1 200") == 2 and b"got 5" in received and b"got 8" in received
+    # A head just under the bound passes.
+    big = b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Big: " + b"a" * 60_000 + b"\r\n\r\n"
+    received, _ = exchange(address, big)
+    assert received.startswith(b"HTTP/1.1 200")
+
+
+def test_a_head_over_the_bound_gets_431_and_the_server_goes_on(address: tuple[str, int]) -> None:
+    head = b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 200_000 + b"\r\nConnection: close\r\n\r\n"
+    received, _ = exchange(address, head)
+    assert received.startswith(b"HTTP/1.1 431") and b"too large" in received
+    # Sent in small pieces it is counted all the same.
+    pieces = [head[i : i + 8192] for i in range(0, len(head), 8192)]
+    with socket.create_connection(address, timeout=10) as sock:
+        try:
+            for piece in pieces:
+                sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed once the bound was passed
+        assert sock.recv(65536).startswith(b"HTTP/1.1 431")
+    assert exchange(address, post(b"after"))[0].startswith(b"HTTP/1.1 200")
+
+
+def test_a_request_that_does_not_arrive_in_time_gets_408(address: tuple[str, int]) -> None:
+    # A body declared as 100 bytes, of which one is sent.
+    received, took = exchange(address, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{")
+    assert received.startswith(b"HTTP/1.1 408") and took < 5
+    # Headers that never end.
+    received, took = exchange(address, b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+    assert received.startswith(b"HTTP/1.1 408") and took < 5
+    # A trickle that would go on for ever is cut at the bound, not at each read.
+    trickle = [b"GET /echo HTTP/1.1\r\n"] + [b"X-%d: 1\r\n" % i for i in range(12)]
+    received, took = exchange(address, *trickle, pause=0.1)
+    assert received.startswith(b"HTTP/1.1 408") and took < 3
+
+
+def test_the_applications_own_time_is_not_bounded(address: tuple[str, int]) -> None:
+    received, took = exchange(address, post(b"slow"))
+    assert received.startswith(b"HTTP/1.1 200") and b"got 4" in received and took >= 1.0
+    # A keep-alive connection idle between requests is uvicorn's keep-alive timeout's, not ours.
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(post(b"one", close=False))
+        first = sock.recv(65536)
+        time.sleep(0.8)  # longer than the bound, shorter than uvicorn's 5 s keep-alive
+        sock.sendall(post(b"two"))
+        second = b""
+        while chunk := sock.recv(65536):
+            second += chunk
+    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200") and b"got 3" in second
