@@ -35,6 +35,10 @@ asks for                    30/hour per address        transaction under the sto
 review posts to the ops     10/minute                  the item waits in the review queue (``teller
 channel                                                review``, ``/teller queue``) instead of being
 (``TELLER_LIMIT_REVIEW_POSTS``)                        posted
+replies one customer's      5/hour per customer        the verdict is kept (positioning counts it)
+"not helpful" files for                                but files nothing for review: one customer
+review (``TELLER_LIMIT_                                cannot fill the queue and the ops channel's
+REVIEW_FILINGS``)                                      posts every customer's items share
 feedback per reply          once                       409 (a unique check in the store, not here);
                                                        a verdict posted to ``POST /api/feedback``
                                                        or sent as a ``feedback:`` message's text
@@ -102,6 +106,7 @@ class LimitSettings:
     handoffs_per_address: str = "5/hour"
     max_open_handoffs: int = 100
     review_posts: str = "10/minute"
+    review_filings: str = "5/hour"
     erasures: str = "3/hour"
     erasures_per_address: str = "30/hour"
     storage: str = "memory://"
@@ -256,6 +261,7 @@ class AbuseLimits:
         self._sessions = _items("TELLER_LIMIT_SESSIONS", settings.sessions_per_address)
         self._handoffs = _items("TELLER_LIMIT_HANDOFFS_PER_ADDRESS", settings.handoffs_per_address)
         self._review_posts = _items("TELLER_LIMIT_REVIEW_POSTS", settings.review_posts)
+        self._review_filings = _items("TELLER_LIMIT_REVIEW_FILINGS", settings.review_filings)
         self._erasures = _items("TELLER_LIMIT_ERASURES", settings.erasures)
         self._erasures_per_address = _items(
             "TELLER_LIMIT_ERASURES_PER_ADDRESS", settings.erasures_per_address
@@ -335,6 +341,20 @@ class AbuseLimits:
         try:
             self._take([(item, ("review_post",), "review posts") for item in self._review_posts], "")
         except RateLimited:
+            return False
+        return True
+
+    def review_filing(self, channel: str, user_id: str) -> bool:
+        """Whether one customer's "not helpful" verdict may file its reply for review now (and
+        counted, if so): the review queue and the ops channel's posts are every customer's, and one
+        customer's thumbs-down on every reply took them all (a reviewer's finding)."""
+        checks: list[_Check] = [
+            (item, ("review_filing", channel, user_id), "review filings") for item in self._review_filings
+        ]
+        try:
+            self._take(checks, "")
+        except RateLimited:
+            log.warning("review_filing_limited", extra={"fields": {"channel": channel}})
             return False
         return True
 

@@ -81,6 +81,7 @@ from retrieval.lifecycle import EntryOverlap, SourceChange, SupersededEntry
 
 if TYPE_CHECKING:
     from bot.policy import AnswerPolicy
+    from bot.storage import Correction
     from nlu import Prediction
 
 log = logging.getLogger(__name__)
@@ -806,3 +807,21 @@ def suggestion(overlap: Overlap) -> str:
             f"`teller kb supersede {overlap.existing_id} --by {overlap.entry_id}`"
         )
     return f"left as is; to make it the intent's answer, give `{overlap.entry_id}` intent `{overlap.intent}`"
+
+
+def unanswerable_corrections(kb: KnowledgeBase, corrections: Iterable[Correction]) -> dict[int, str]:
+    """Why each correction in force (not superseded) among ``corrections`` cannot be answered with
+    the knowledge base as it is now, by correction id: its entry was removed, or no entry answers
+    its intent. The answer policy passes such a correction by (:meth:`bot.policy.AnswerPolicy.signals`,
+    ``correction_answerable``) and answers the message as if it had none, so an operator is told
+    rather than left reading "in force" (a reviewer's finding after ``teller kb remove``)."""
+    reasons = {}
+    for c in corrections:
+        if c.superseded:
+            continue
+        if c.label is not None:
+            if kb.for_intent(c.label) is None:
+                reasons[c.id] = f"no entry answers intent {c.label} now"
+        elif c.kb_id is not None and c.kb_id not in kb:
+            reasons[c.id] = f"entry {c.kb_id} was removed"
+    return reasons

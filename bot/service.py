@@ -446,7 +446,8 @@ class TellerService:
         platform: tuple[str, str] | None = None,
     ) -> Feedback:
         """A customer's verdict on one of Teller's replies, once per reply; "not helpful" is filed for
-        review. With ``channel`` (every customer-facing adapter passes it), the reply must be
+        review (at most ``TELLER_LIMIT_REVIEW_FILINGS`` a customer: beyond, the verdict is kept and
+        files nothing). With ``channel`` (every customer-facing adapter passes it), the reply must be
         Teller's own answer to that ``user_id`` on that channel. ``platform``: the channel and id of
         the message that carried the verdict as its text (:meth:`feedback_message`).
 
@@ -468,7 +469,9 @@ class TellerService:
             if not any(value.startswith(FEEDBACK_PREFIX) for _, value in reply.choices):
                 raise NotRateable(NOT_RATEABLE)
         entry = self.core.feedback(message_id, helpful, comment, user_id, platform)
-        if self.ops is not None:
+        if self.ops is not None and (
+            helpful or channel is None or self.limits.review_filing(channel, user_id or "")
+        ):
             self.ops.after_feedback(message_id, helpful)
         return entry
 

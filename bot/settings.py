@@ -319,6 +319,12 @@ class Settings(BaseSettings):
         validation_alias="TELLER_LIMIT_REVIEW_POSTS",
         description="Review items posted to the ops channel; beyond, they wait in the queue.",
     )
+    limit_review_filings: str = Field(
+        default="5/hour",
+        validation_alias="TELLER_LIMIT_REVIEW_FILINGS",
+        description='Review items one customer\'s "not helpful" verdicts file, per customer; beyond, '
+        "the verdict is kept but files nothing.",
+    )
     limit_erasures: str = Field(
         default="3/hour",
         validation_alias="TELLER_LIMIT_ERASURES",
@@ -394,6 +400,7 @@ class Settings(BaseSettings):
                 handoffs_per_address=self.limit_handoffs_per_address,
                 max_open_handoffs=self.max_open_handoffs,
                 review_posts=self.limit_review_posts,
+                review_filings=self.limit_review_filings,
                 erasures=self.limit_erasures,
                 erasures_per_address=self.limit_erasures_per_address,
                 storage=self.limits_storage,

@@ -46,8 +46,9 @@ class Need:
 
 def parse_coverage(raw: str) -> float:
     """A competitor-coverage figure in [0, 1]: an integer 1-5 is the interview's scale
-    (``(r - 1) / 4``: 1 -> 0.0, 5 -> 1.0); a decimal (``0.25``) or a percentage (``25%``) is a share.
-    Raises :class:`PositioningError` for anything else."""
+    (``(r - 1) / 4``: 1 -> 0.0, 5 -> 1.0), written "4.0" too; a decimal below 1 (``0.25``) or a
+    percentage (``25%``) is a share. Raises :class:`PositioningError` for anything else, and for "1.0",
+    which could be either (the rating 1 or the share 1: opposite ends)."""
     text = raw.strip().replace(",", ".")
     try:
         if text.endswith("%"):
@@ -59,6 +60,15 @@ def parse_coverage(raw: str) -> float:
             return (rating - 1) / 4
         else:
             value = float(text)
+            if value == 1.0:
+                # "1.0": the share 1 (fully met) or the rating 1 (not at all)? A reviewer's "1.0" on
+                # the 1-5 question was read as fully met, the opposite of "1".
+                raise PositioningError(
+                    f"competitor coverage {raw!r} is ambiguous: write 1 for the rating 'not at all', "
+                    "or 100% for fully met"
+                )
+            if value in (2.0, 3.0, 4.0, 5.0):  # "4.0": the rating 4, written with a decimal
+                return (value - 1) / 4
     except ValueError:
         raise PositioningError(f"competitor coverage {raw!r} is not a number") from None
     if not 0.0 <= value <= 1.0:

@@ -124,6 +124,16 @@ class Outcomes:
         return self.attributed.get(exchange)
 
 
+def _channel_segment(channel: str | None, segmented: bool) -> str:
+    """The segment a conversation without one counts under: its channel, named as such when other
+    conversations of the log have a segment ("web (no segment)"): a reviewer found the brief's
+    segment table give "web" 0.00 over 3 conversations (the web ones without a backend segment)
+    beside an option for "web" at 0.91 (every web conversation, segments or not)."""
+    if not channel:
+        return "all"
+    return f"{channel} (no segment)" if segmented else channel
+
+
 def judge(
     exchanges: Sequence[LoggedExchange],
     links: Sequence[NeedLink],
@@ -143,6 +153,7 @@ def judge(
     resolutions = resolutions or {}
     vectors = embed if isinstance(embed, Vectors) or embed is None else Vectors(embed)
     texts = [e.text for e in exchanges]
+    segmented = any(e.segment for e in exchanges)
     matrix = vectors(texts) if vectors is not None and texts else None
     needs_of = _attribute(exchanges, links, vectors, matrix, similarity)
     link_of = {link.need: link for link in links}
@@ -184,7 +195,7 @@ def judge(
                 (needs_of[i] for i in group if exchanges[i].pressed and needs_of[i]), ()
             )
             items = tuple(exchanges[i] for i in group)
-            segment = items[0].segment or items[0].channel or "all"
+            segment = items[0].segment or _channel_segment(items[0].channel, segmented)
             verdicts = []
             for need in needs or (None,):
                 rule = resolutions.get(need, DEFAULT_RESOLUTION) if need else DEFAULT_RESOLUTION

@@ -237,7 +237,7 @@ def score(
         measured_importance / total_importance,
         _segments(scored),
     )
-    result.raise_p = _raise_p(scored, total_importance, rules)
+    result.raise_p = _raise_p(scored, rules, focus if focus is not None and focus.measured else None)
     result.raise_m = _raise_m(scored)
     result.target = focus
     result.p_over, result.p_scope = over, _scope(focus, all_estimate)
@@ -356,9 +356,16 @@ def _segments(scored: Sequence[NeedScore]) -> dict[str, tuple[float | None, int]
     return out
 
 
-def _raise_p(scored: Sequence[NeedScore], total: int, rules: Rules | None = None) -> list[str]:
+def _raise_p(
+    scored: Sequence[NeedScore], rules: Rules | None = None, focus: TargetScore | None = None
+) -> list[str]:
     """The needs whose shortfall costs P(D|U) most, and what would close it (never "answer it"
-    for a need Teller declines by design, such as investment advice)."""
+    for a need Teller declines by design, such as investment advice). Each "up to +x" is what the
+    headline P(D|U) would gain were every conversation of that need resolved: worked out over the
+    same conversations and needs as the headline (``focus``: the target users', when the headline
+    is theirs), ``importance x (1 - satisfaction) / importance of the needs measured`` (a reviewer
+    found it over all traffic and every need's importance, unmeasured ones included, while the
+    headline was the target users' over the needs they brought)."""
     ideas = []
     unmeasured = [n for n in scored if not n.measured]
     for n in unmeasured:
@@ -366,15 +373,28 @@ def _raise_p(scored: Sequence[NeedScore], total: int, rules: Rules | None = None
             f"“{n.need}” has no traffic ({n.served_by}): confirm what serves it, or check that "
             "customers need it at all; until then it is left out of P(D|U)."
         )
-    measured = [n for n in scored if n.measured and n.satisfaction.value is not None]
-    for n in sorted(measured, key=lambda n: -(n.importance * (1 - (n.satisfaction.value or 0.0))))[:5]:
-        value = n.satisfaction.value or 0.0
+
+    def satisfaction(n: NeedScore) -> float | None:
+        rate = focus.by_need.get(n.need) if focus is not None else n.satisfaction
+        return rate.value if rate is not None else None
+
+    measured = [n for n in scored if n.measured and satisfaction(n) is not None]
+    if focus is not None:
+        for n in scored:
+            if n.measured and satisfaction(n) is None:
+                ideas.append(
+                    f"“{n.need}”: the target users had no conversation of it, so it does not move their "
+                    "P(D|U); it is measured over all traffic only."
+                )
+    total = sum(n.importance for n in measured)
+    for n in sorted(measured, key=lambda n: -(n.importance * (1 - (satisfaction(n) or 0.0))))[:5]:
+        value = satisfaction(n) or 0.0
         gain = n.importance * (1 - value) / total
         if gain < 0.005 or not n.reasons:
             continue
         reason, count = next(iter(n.reasons.items()))
         episodes = n.satisfaction.trials
-        share = f"{count} of {episodes} conversations"
+        share = f"{count} of {episodes} conversations" + (" of all traffic" if focus is not None else "")
         rule = rules.declines(n.need) if rules else None
         if reason == NO_OUTCOME:
             # The bank already counts an outcome (an adviser call booked, say) as resolved: what is

@@ -19,7 +19,7 @@ from bot.operators import CLI, Actor
 from bot.review import ReviewService, normalise
 from bot.service import TellerService
 from bot.settings import get_settings
-from bot.storage import CorrectionAction, NewExchange, ProposalStatus, ReviewStatus, Store
+from bot.storage import CorrectionAction, NewExchange, Proposal, ProposalStatus, ReviewStatus, Store
 from nlu.corrections import OVERRIDE_SIMILARITY, CorrectionMemory, Override, canonical, cross_intent_ceiling
 from retrieval.embedder import OnnxSentenceEmbedder
 
@@ -225,6 +225,52 @@ def test_a_correction_proposes_what_other_customers_said_and_bulk_decisions_spre
     assert teller.review.proposals() == []
     with pytest.raises(Exception, match="no proposal 999"):
         teller.review.decide_proposals([999], [], ANA)
+
+
+def superseded_after_proposing(teller: Replica) -> tuple[int, list[Proposal]]:
+    """An operator corrects :data:`CORRECTED`, which proposes the logged paraphrases; then another
+    operator corrects it to another intent. The first correction's id and its proposals."""
+    label = other_intent(teller, CORRECTED)
+    log(teller.core.store, PARAPHRASES, "card_arrival")
+    first = teller.correct(CORRECTED, label)
+    proposals = teller.review.propose(first)
+    if not proposals:
+        pytest.skip("the toy model answers every paraphrase with the corrected intent already")
+    newer = next(x for x in teller.core.policy.classifier.labels if x not in (label, "card_arrival"))
+    teller.correct(CORRECTED, newer, BOB)
+    return first, proposals
+
+
+def test_a_superseded_corrections_proposals_are_withdrawn_and_cannot_be_confirmed(teller: Replica) -> None:
+    """A reviewer confirmed a proposal of a correction already superseded by a newer one for the
+    same text: the old intent went into force for the proposed message, and into the next model."""
+    store = teller.core.store
+    first, proposals = superseded_after_proposing(teller)
+    # Withdrawn with their correction: no longer open, listed with their status.
+    assert teller.review.proposals(first) == []
+    listed = teller.review.proposals(first, status=None)
+    assert [p.status for p in listed] == [ProposalStatus.WITHDRAWN] * len(proposals)
+    decided = teller.review.decide_proposals([proposals[0].id], [], ANA)
+    assert not decided.confirmed and [p.id for p in decided.skipped] == [proposals[0].id]
+    assert decided.skipped_note() == "; 1 withdrawn (their correction was superseded)"
+    assert "operator correction" not in teller.ask(proposals[0].text, "later")[1]
+    assert [c.id for c in store.feedback.corrections() if c.origin_id == first] == []
+
+
+def test_a_proposal_left_open_by_an_older_store_is_withdrawn_when_decided(teller: Replica) -> None:
+    """A store written before proposals were withdrawn with their correction may hold open ones of a
+    superseded correction: deciding one withdraws it instead."""
+    from sqlalchemy import update
+
+    from bot.storage import schema
+
+    store = teller.core.store
+    _, proposals = superseded_after_proposing(teller)
+    table = schema.correction_proposals
+    with store.database.transaction() as connection:  # as an older store left it
+        connection.execute(update(table).values(status=ProposalStatus.OPEN.value))
+    decided = teller.review.decide_proposals([], [proposals[0].id], ANA)
+    assert not decided.rejected and decided.skipped[0].status is ProposalStatus.WITHDRAWN
 
 
 def test_only_operators_decide_proposals(teller: Replica) -> None:

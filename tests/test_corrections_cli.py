@@ -58,3 +58,30 @@ def test_review_choose_proposes_and_proposals_are_decided_one_by_one_or_all(tell
     assert code == 2 and "give proposal numbers" in stderr
     code, stdout, _ = run("feedback", "list")
     assert "proposed from #1" in stdout
+
+
+def test_removing_the_entry_a_correction_answers_with_says_so_and_the_list_shows_it(teller_env: Path) -> None:
+    """A reviewer removed the entry an operator's correction answered with: `kb remove` said nothing
+    of it, and `feedback list` still called the correction "in force" while the policy passed it by."""
+    store = Store(get_settings().database)
+    try:
+        log(store, [CORRECTED], "card_arrival")
+        reply = next(m for m in store.conversations.history() if m.direction == "out")
+    finally:
+        store.close()
+    code, stdout, _ = run("flag", reply.id, "--json")
+    item = json.loads(stdout)["item"]["id"]
+    code, stdout, _ = run("review", "choose", str(item), "lost_or_stolen_card")
+    assert code == 0 and "correction #1 recorded" in stdout
+    code, stdout, _ = run("kb", "list", "--json")
+    [entry] = [e["id"] for e in json_lines(stdout) if e.get("intent") == "lost_or_stolen_card"]
+    code, stdout, _ = run("feedback", "list")
+    assert "in force" in stdout
+
+    code, stdout, _ = run("kb", "remove", entry)
+    assert code == 0 and "correction #1 answered with it and no longer applies" in " ".join(stdout.split())
+    code, stdout, _ = run("feedback", "list")
+    assert "not applied: no entry answers intent" in " ".join(stdout.split())
+    code, stdout, _ = run("feedback", "list", "--json")
+    [record] = [r for r in json_lines(stdout) if r["kind"] == "correction"]
+    assert record["not_applied"] == "no entry answers intent lost_or_stolen_card now"

@@ -93,9 +93,14 @@ def test_score_with_known_numbers() -> None:
 def test_coverage_parsing_and_bad_needs() -> None:
     assert parse_coverage("1") == 0.0 and parse_coverage("5") == 1.0 and parse_coverage("3") == 0.5
     assert parse_coverage("0.8") == 0.8 and parse_coverage("20%") == 0.2
-    for bad in ("6", "1.5", "lots"):
+    for bad in ("6", "1.5", "lots", "6.0"):
         with pytest.raises(PositioningError):
             parse_coverage(bad)
+    # A reviewer's "1.0" on the 1-5 question was read as the share 1 (fully met), the opposite of
+    # "1": refused as ambiguous; "4.0" is the rating 4, "100%" the share.
+    with pytest.raises(PositioningError, match="ambiguous"):
+        parse_coverage("1.0")
+    assert parse_coverage("4.0") == 0.75 and parse_coverage("100%") == 1.0 and parse_coverage("0.0") == 0.0
     with pytest.raises(PositioningError, match="no importance"):
         parse_needs(["fast answers"])
     [a, b] = with_coverage(parse_needs(["a | 5", "b | 3 | 0.1"]), ["A | 4"], overall=2)

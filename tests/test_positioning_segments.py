@@ -4,6 +4,7 @@ traffic, with n and interval; a named segment without traffic says so; no segmen
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,51 @@ def test_the_persona_s_negations_decide_u(persona: str, target: tuple[str, ...])
     from positioning.segments import choose_target
 
     assert choose_target({"target_users": persona}, ["web", "premier", "retail"]).segments == target
+
+
+def test_what_would_raise_p_is_worked_out_over_the_headlines_conversations() -> None:
+    """A reviewer found the "up to +x" of each idea worked out over all traffic and over the
+    importance of every need, one without traffic included, while the headline P(D|U) was the target
+    users' over the needs they brought. Each gain is now what the headline itself would gain."""
+    import re
+
+    log, resolved = _log()
+    outcomes = judge(log, [*LINKS, NeedLink("open a safe deposit box", kb_ids=("lockers",))])
+    needs = [*NEEDS, Need("open a safe deposit box", 4, 0.4)]  # no conversation of it at all
+    result = score(needs, outcomes, None, None, Target(("retail",), NAMED))
+    assert result.over_target and result.p_d_given_u is not None
+    card, fee = resolved["retail/track a card"] / 60, resolved["retail/understand a fee"] / 60
+    gains = {
+        need: float(m.group(1))
+        for idea in result.raise_p
+        for need in ("track a card", "understand a fee")
+        if need in idea and (m := re.search(r"up to \+([0-9.]+)", idea))
+    }
+    # Resolving every retail conversation of a need raises the retail P(D|U) by exactly this.
+    assert gains["track a card"] == pytest.approx(5 * (1 - card) / 8, abs=0.005)
+    assert gains["understand a fee"] == pytest.approx(3 * (1 - fee) / 8, abs=0.005)
+    assert result.p_d_given_u + gains["track a card"] == pytest.approx((5 + 3 * fee) / 8, abs=0.005)
+    assert any("safe deposit box" in idea and "no traffic" in idea for idea in result.raise_p)
+
+
+def test_a_channel_row_among_segments_says_it_holds_the_conversations_without_one() -> None:
+    """A reviewer found "web 0.00 (3)" in the brief's segment table (the web conversations without a
+    backend segment) beside an option for "web" at 0.91 (every web conversation)."""
+    log, _ = _log(per_cell=3)
+    log.append(
+        LoggedExchange(
+            "track a card please, no segment",
+            "intent",
+            "card_arrival",
+            None,
+            customer="anon-1",
+            at=5000.0,
+            channel="web",
+            segment=None,
+        )
+    )
+    result = score(NEEDS, judge(log, LINKS))
+    assert set(result.segments) == {"retail", "premier", "web (no segment)"}
+    # Without a segment anywhere, a channel is the segment and is named plainly.
+    plain = [replace(e, segment=None) for e in log]
+    assert set(score(NEEDS, judge(plain, LINKS)).segments) == {"web", "telegram"}

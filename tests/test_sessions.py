@@ -595,6 +595,41 @@ def test_review_posts_to_the_ops_channel_are_limited_and_the_rest_wait_in_the_qu
     assert len(waiting) >= 4 and len({i.id for i in waiting} - set(bank.board.reviews)) >= 2
 
 
+def test_one_customers_not_helpful_verdicts_file_a_limited_number_of_review_items(bank: Bank) -> None:
+    """A reviewer's finding: one customer pressing "not helpful" on every reply filed an item for
+    each, taking the review queue and the ops channel's posts that every customer shares. Beyond
+    TELLER_LIMIT_REVIEW_FILINGS the verdict is kept (positioning counts it) and files nothing."""
+    limits(bank.service, review_filings="1/hour")
+    ops = bank.service.ops
+    assert ops is not None
+    questions = [
+        "What's the overdraft fee?",
+        "How do I change my PIN?",
+        "My card has not arrived yet",
+        "How do I top up by bank transfer?",
+    ]
+    spammer = new_customer(bank.app)
+    rated = []
+    for question in questions:  # (a reply that offered no feedback buttons cannot be rated: 409)
+        reply = spammer.post("/api/messages", json={"text": question}).json()
+        verdict = spammer.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": False})
+        if verdict.status_code == 200:
+            rated.append(question)
+    ops.drain()
+
+    def filed() -> int:  # (unsure answers are filed on their own: those are not counted)
+        return sum(i.text in rated for i in ops.review.items())
+
+    assert len(rated) >= 2 and filed() == 1
+    assert [f.helpful for f, _ in bank.core.store.feedback.feedback()] == [False] * len(rated)
+    # Another customer's verdict is filed as before.
+    other = new_customer(bank.app)
+    reply = other.post("/api/messages", json={"text": rated[-1]}).json()
+    assert other.post("/api/feedback", json={"message_id": reply["message_id"], "helpful": False}).is_success
+    ops.drain()
+    assert filed() == 2
+
+
 def test_text_is_capped_on_every_path_including_relays(bank: Bank) -> None:
     customer = new_customer(bank.app)
     customer.post("/api/messages", json={"text": HANDOFF_CHOICE})

@@ -634,6 +634,33 @@ def kb_remove(
             highlight=False,
             soft_wrap=True,
         )
+    _corrections_gone_with(settings, kb, entry)
+
+
+def _corrections_gone_with(settings: Settings, kb: KnowledgeBase, entry: KBEntry) -> None:
+    """Warn of the operators' corrections in force that answered with ``entry`` (or with its intent,
+    now unanswered): the policy passes them by from now on (a reviewer found them still listed as
+    "in force", with no word at removal)."""
+    from bot.assistant import open_store
+    from bot.knowledge import unanswerable_corrections
+
+    store = open_store(settings)
+    try:
+        corrections = store.feedback.corrections(current_only=True)
+    finally:
+        store.close()
+    mine = [c for c in corrections if c.kb_id == entry.id or (entry.intent and c.label == entry.intent)]
+    gone = sorted(unanswerable_corrections(kb, mine))
+    if gone:
+        listed = ", ".join(f"#{i}" for i in gone)
+        out.print(
+            f"warning: operators' correction{'s' if len(gone) > 1 else ''} {listed} answered with it and "
+            f"no longer appl{'y' if len(gone) > 1 else 'ies'}: those messages are answered as if never "
+            "corrected (`teller feedback list` shows them; `teller kb restore` or a new correction "
+            "brings an answer back).",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @kb_app.command("search")

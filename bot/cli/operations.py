@@ -330,8 +330,7 @@ def _decided(decided: Decided, as_json: bool) -> None:
     made = ", ".join(f"#{c.id}" for _, c in decided.confirmed)
     message = f"Confirmed {len(decided.confirmed)}" + (f" (corrections {made})" if made else "")
     message += f", rejected {len(decided.rejected)}"
-    if decided.skipped:
-        message += f"; {len(decided.skipped)} decided already"
+    message += decided.skipped_note()
     out.print(message + ".", highlight=False)
 
 
@@ -432,7 +431,9 @@ def flag_record(f: Flag) -> dict[str, Any]:
     return {"kind": "flag", **asdict(f)}
 
 
-def correction_record(c: Correction) -> dict[str, Any]:
+def correction_record(c: Correction, not_applied: dict[int, str] | None = None) -> dict[str, Any]:
+    """``not_applied``: why corrections in force cannot be answered now, by id
+    (:func:`bot.knowledge.unanswerable_corrections`)."""
     return {
         "kind": "correction",
         "id": c.id,
@@ -448,11 +449,16 @@ def correction_record(c: Correction) -> dict[str, Any]:
         "superseded_at": c.superseded_at,
         "origin_id": c.origin_id,
         "message_id": c.message_id,
+        **({"not_applied": not_applied[c.id]} if not_applied and c.id in not_applied else {}),
     }
 
 
-def print_flags_and_corrections(flags: list[Flag], corrections: list[Correction]) -> None:
-    """The operators' part of ``teller feedback list``: flags, then corrections with supersession."""
+def print_flags_and_corrections(
+    flags: list[Flag], corrections: list[Correction], not_applied: dict[int, str] | None = None
+) -> None:
+    """The operators' part of ``teller feedback list``: flags, then corrections with supersession
+    (``not_applied``: why corrections in force cannot be answered now, by id)."""
+    not_applied = not_applied or {}
     if flags:
         table = Table("time", "who", "reply", "reason", "via", title=f"{len(flags)} flags")
         for f in flags:
@@ -467,7 +473,12 @@ def print_flags_and_corrections(flags: list[Flag], corrections: list[Correction]
                 label = f"new KB entry {c.kb_id}"
             elif c.kb_id and not c.label:
                 label = f"KB {c.kb_id}"
-            status = f"superseded by #{c.superseded_by}" if c.superseded else "in force"
+            if c.superseded:
+                status = f"superseded by #{c.superseded_by}"
+            elif c.id in not_applied:
+                status = f"not applied: {not_applied[c.id]}"
+            else:
+                status = "in force"
             if c.origin_id is not None:
                 status += f" (proposed from #{c.origin_id})"
             table.add_row(str(c.id), c.created_at[:19], escape(c.author), escape(c.text[:60]), label, status)

@@ -205,16 +205,27 @@ def feedback_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Feedback on Teller's replies, newest first, with the reply it is about; then operators' flags
-    and corrections (who, when, label, superseded or in force)."""
-    from bot.assistant import open_store
+    and corrections (who, when, label; superseded, in force, or not applied because the entry or
+    intent answer it names is gone)."""
+    from bot.assistant import open_kb, open_store
     from bot.cli.operations import correction_record, flag_record, print_flags_and_corrections
+    from bot.knowledge import unanswerable_corrections
 
-    store = open_store(get_settings())
+    settings = get_settings()
+    store = open_store(settings)
     try:
         entries = store.feedback.feedback(limit)
         flags, corrections = store.feedback.flags(limit), store.feedback.corrections(limit=limit)
     finally:
         store.close()
+    if any(not c.superseded for c in corrections):
+        kb = open_kb(settings)
+        try:
+            not_applied = unanswerable_corrections(kb, corrections)
+        finally:
+            kb.close()
+    else:
+        not_applied = {}
     if as_json:
         for f, m in entries:
             emit_json(
@@ -232,7 +243,7 @@ def feedback_list(
                     "kb_id": m.kb_id,
                 }
             )
-        for record in [*map(flag_record, flags), *map(correction_record, corrections)]:
+        for record in [*map(flag_record, flags), *(correction_record(c, not_applied) for c in corrections)]:
             emit_json(record)
         return
     table = Table("time", "helpful", "reply", "route", "comment", title=f"{len(entries)} feedback entries")
@@ -245,7 +256,7 @@ def feedback_list(
             escape(f.comment or ""),
         )
     out.print(table)
-    print_flags_and_corrections(flags, corrections)
+    print_flags_and_corrections(flags, corrections, not_applied)
 
 
 @app.command()

@@ -49,11 +49,21 @@ class LoggedMessage:
 @dataclass(frozen=True)
 class Decided:
     """What deciding proposals did: confirmed ones with the correction each made, rejected ones, and
-    those another operator had decided already (left as they were)."""
+    those left undecided: another operator had decided them already, or their correction was
+    superseded (status withdrawn)."""
 
     confirmed: tuple[tuple[Proposal, Correction], ...] = ()
     rejected: tuple[Proposal, ...] = ()
     skipped: tuple[Proposal, ...] = ()
+
+    def skipped_note(self, others: str = "") -> str:
+        """ "; 2 withdrawn (their correction was superseded); 1 decided already" (each part only where
+        it counts any), for the operator's confirmation; ``others`` goes after "decided already"."""
+        withdrawn = sum(p.status is ProposalStatus.WITHDRAWN for p in self.skipped)
+        note = f"; {withdrawn} withdrawn (their correction was superseded)" if withdrawn else ""
+        if len(self.skipped) > withdrawn:
+            note += f"; {len(self.skipped) - withdrawn} decided already{others}"
+        return note
 
 
 class ProposalRepository:
@@ -157,7 +167,8 @@ class ProposalRepository:
     ) -> Decided:
         """Confirm (each becomes a correction of its text with the proposal's intent or entry, by
         ``actor``, from the proposal's correction; open review items for the same text are settled
-        with it) and reject proposals, in one transaction. Proposals decided already are skipped."""
+        with it) and reject proposals, in one transaction. Proposals decided already are skipped, and
+        so are those whose correction was superseded (withdrawn, if they were still open)."""
         now = self.db.clock.now()
         wanted = list(dict.fromkeys([*confirm, *reject]))
         before = {p.id: p for p in self.list(None, ids=wanted)} if wanted else {}
@@ -165,18 +176,28 @@ class ProposalRepository:
         rejected: list[int] = []
         skipped: list[int] = []
         with self.db.transaction() as connection:
+            # Proposals of a correction superseded since (or before this rule, in an older store)
+            # are withdrawn, not decided.
+            origins = {p.correction_id for p in before.values()}
+            gone = set(
+                connection.execute(
+                    select(_k.c.id).where(_k.c.id.in_(origins), _k.c.superseded_by.is_not(None))
+                ).scalars()
+            )
             for proposal_id in wanted:
                 proposal = before.get(proposal_id)
                 if proposal is None:
                     continue
                 accept = proposal_id in confirm
                 status = ProposalStatus.CONFIRMED if accept else ProposalStatus.REJECTED
+                if proposal.correction_id in gone:
+                    status, accept = ProposalStatus.WITHDRAWN, False
                 settled = connection.execute(
                     _p.update()
                     .where(_p.c.id == proposal_id, _p.c.status == ProposalStatus.OPEN.value)
                     .values(status=status.value, decided_by=actor, decided_at=now)
                 )
-                if settled.rowcount != 1:
+                if settled.rowcount != 1 or status is ProposalStatus.WITHDRAWN:
                     skipped.append(proposal_id)
                     continue
                 if not accept:

@@ -62,6 +62,9 @@ class ProposalStatus(StrEnum):
     OPEN = "open"
     CONFIRMED = "confirmed"
     REJECTED = "rejected"
+    #: Its correction was superseded by a newer one for the same text before it was decided: what it
+    #: proposed is no longer what the operators say.
+    WITHDRAWN = "withdrawn"
 
 
 class SuggestionKind(StrEnum):

@@ -24,6 +24,7 @@ from bot.storage.records import (
     AuditAction,
     Correction,
     NewCorrection,
+    ProposalStatus,
     ReviewCandidate,
     ReviewItem,
     ReviewKey,
@@ -38,6 +39,7 @@ from bot.text import storable
 _r = schema.review_items
 _s = schema.review_sources
 _k = schema.corrections
+_p = schema.correction_proposals
 
 
 class ReviewRepository:
@@ -364,6 +366,13 @@ def insert_correction(
     if superseded:
         connection.execute(
             _k.update().where(_k.c.id.in_(superseded)).values(superseded_by=correction_id, superseded_at=now)
+        )
+        # What the superseded corrections proposed for other messages is withdrawn with them: a
+        # reviewer found one accepted after its correction was superseded, then trained into a model.
+        connection.execute(
+            _p.update()
+            .where(_p.c.correction_id.in_(superseded), _p.c.status == ProposalStatus.OPEN.value)
+            .values(status=ProposalStatus.WITHDRAWN.value, decided_by=actor, decided_at=now)
         )
     # Audited in the same transaction: the correction and its record go together. Ids and labels
     # only: the customer's text and an operator's answer stay in the corrections table, and so does

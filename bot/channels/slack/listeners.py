@@ -368,8 +368,7 @@ class OperatorListeners:
             reject = [i for i in shown if i not in picked]
         decided = self.service.decide_proposals(confirm, reject, who)
         note = f"Confirmed {len(decided.confirmed)}, rejected {len(decided.rejected)} by <@{who.user_id}>"
-        if decided.skipped:
-            note += f"; {len(decided.skipped)} decided already by someone else"
+        note += decided.skipped_note(" by someone else")
         settle(client, body.get("channel", {}).get("id", ""), body.get("message", {}), f"_{note}_")
 
     def on_wrong_answer(
