@@ -249,10 +249,13 @@ class TellerCore:
         that offers a person (:attr:`~bot.policy.AnswerPolicy.unstaffed_words`) its unstaffed words,
         and no button for a person is left. A reply already as told unstaffed stays as it is."""
         warning, said = split_warning(reply.text)
+        words = self.policy.unstaffed_words
         if reply.route == Route.HANDOFF.value:
-            text = unstaffed_text(said)
+            # A customer who asked for a person is told so in the small talk's unstaffed words
+            # (:func:`unstaffed`), already said, or said for a reply stored staffed.
+            text = said if said in words.values() else words.get(said) or unstaffed_text(said)
         else:
-            text = self.policy.unstaffed_words.get(said, said)
+            text = words.get(said, said)
         return replace(reply, text=warning + text, choices=without_person(reply.choices))
 
     def stored_reply(self, message_id: str) -> Outgoing:
@@ -354,8 +357,9 @@ def without_person(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
 
 
 def unstaffed(decision: Decision, words: Mapping[str, str]) -> Decision:
-    """``decision`` as said where no person can take over: a handoff says so (:data:`UNSTAFFED`)
-    instead of promising someone, any other reply that offers a person says what ``words`` (the
+    """``decision`` as said where no person can take over: a handoff says so (:data:`UNSTAFFED`; for
+    a customer who asked for a person or complained, rule ``human``, its small talk's ``unstaffed``
+    words) instead of promising someone, any other reply that offers a person says what ``words`` (the
     policy's :attr:`~bot.policy.AnswerPolicy.unstaffed_words`) has for it instead ("who are you?":
     no "I'll connect you"), and no reply offers a button for a person. A message handed off for its
     language (rule ``language``, answered in the customer's language) is told so in that language
@@ -363,7 +367,12 @@ def unstaffed(decision: Decision, words: Mapping[str, str]) -> Decision:
     policy's replies are."""
     choices = without_person(decision.choices)
     if decision.route == Route.HANDOFF:
-        said = unstaffed_reply(decision.language) if decision.rule == LANGUAGE_RULE else UNSTAFFED
+        if decision.rule == LANGUAGE_RULE:
+            said = unstaffed_reply(decision.language)
+        else:
+            # A customer who asked for a person, or said only that they are unhappy, is answered as
+            # such (the small talk's ``unstaffed`` words), not with "I can't answer that here".
+            said = words.get(decision.answer, UNSTAFFED) if decision.rule == "human" else UNSTAFFED
         return replace(decision, answer=said, choices=choices)
     return replace(decision, answer=words.get(decision.answer, decision.answer), choices=choices)
 

@@ -846,7 +846,16 @@ class OpsDesk:
         created or grew that was never posted (:meth:`_post_item`, within the review-post limit).
         Each post is tried again on its own if the database fails, so that one failing neither
         skips the others nor, this job being retried, files or posts anything twice."""
-        for item in self.review.file_reply(reply_id):
+        try:
+            items = self.review.file_reply(reply_id)
+        except Exception:
+            if self.store.conversations.exists(reply_id):
+                raise
+            # The customer erased their conversation meanwhile (a trial deleted it 40 ms after a
+            # handoff, and the filing failed on the gone reply, logged as an error): nothing to file.
+            log.info("review_filing_skipped", extra={"fields": {"reason": "reply erased"}})
+            return
+        for item in items:
             if item.status == ReviewStatus.OPEN:
                 self._retrying(self._post_item, item, False, True)
 

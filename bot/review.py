@@ -149,6 +149,19 @@ class Resolution:
     kb_entry: KBEntry | None = None
     overlaps: tuple[Overlap, ...] = ()
 
+    @property
+    def not_applied(self) -> str | None:
+        """Why the correction does not take effect now, for an intent no knowledge-base entry
+        answers (a trial's finding: it was recorded and did nothing, without a word); else None."""
+        c = self.correction
+        if c is None or not c.label or c.kb_id is not None:
+            return None
+        return (
+            f"no knowledge-base entry answers intent {c.label} now, so this correction does not apply "
+            f"until one does (`teller kb restore` the entry that answered it, or `teller kb add` one "
+            f"with intent {c.label})"
+        )
+
 
 @dataclass
 class _Group:

@@ -270,10 +270,18 @@ def _parse_csv(path: Path, text: str) -> Parsed:
     unknown = list(dict.fromkeys(h for h in header if h and h not in CSV_FIELDS))
     missing = [c for c in CSV_FIELDS[:3] if c not in header]
     if missing:
+        # Excel saves "CSV" with semicolons where the decimal mark is a comma (much of Europe).
+        other = next((sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), None)
+        hint = (
+            f"; the header is separated by {'a tab' if other == chr(9) else repr(other)}: save the file "
+            "as comma-separated CSV"
+            if other
+            else ""
+        )
         raise KBFormatError(
             f"{path}, line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
             f"{_misspellings(missing, unknown)} (found {', '.join(h for h in header if h) or 'nothing'}); "
-            "expected id,question,answer[,intent,tags]"
+            f"expected id,question,answer[,intent,tags]{hint}"
         )
     for name in CSV_FIELDS:
         places = [str(i + 1) for i, h in enumerate(header) if h == name]

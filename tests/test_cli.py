@@ -323,7 +323,9 @@ def test_ask_tells_a_handoff_as_the_customer_would_be_told_it(
     code, stdout, _ = run("ask", "I want to talk to a human", "--json")
     [alone] = json_lines(stdout)
     assert code == 0 and alone["route"] == "handoff"
-    assert alone["answer"] == UNSTAFFED
+    # Told no one can take over, as asked (not "I can't answer that here": a trial's finding).
+    assert alone["answer"] != UNSTAFFED and NO_PERSON in alone["answer"]
+    assert alone["answer"].startswith("Sorry. No one from our team")
     assert not {c["value"] for c in alone["choices"]} & PERSON_CHOICES
     # Small talk offers no person either ("who are you?" said "I'll connect you").
     code, stdout, _ = run("ask", "who are you", "--json")
@@ -382,3 +384,17 @@ def test_a_long_step_shows_a_spinner_on_a_terminal_only(monkeypatch: pytest.Monk
         with cli_app.working("Checking 3 entries [against] the intents…", enabled=enabled):
             pass
         assert ("Checking 3 entries [against] the intents…" in buffer.getvalue()) is shown
+
+
+def test_serve_on_a_port_in_use_says_so_before_claiming_to_be_up(teller_env: Path) -> None:
+    """A trial's `teller serve` on a port in use printed "Teller (model ...) on http://..." first
+    and only then failed (uvicorn binds last, after the models load)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, stdout, stderr = run("serve", "--port", str(port))
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in stderr
+    assert "on http://" not in stdout + stderr

@@ -78,10 +78,34 @@ def test_removing_the_entry_a_correction_answers_with_says_so_and_the_list_shows
     code, stdout, _ = run("feedback", "list")
     assert "in force" in stdout
 
+    # A sync whose file leaves the entry out says so in its dry run.
+    export = teller_env / "export.jsonl"
+    code, stdout, _ = run("kb", "export", "--format", "jsonl", "--out", str(export))
+    lines = [line for line in export.read_text().splitlines() if f'"id": "{entry}"' not in line]
+    export.write_text("\n".join(lines) + "\n")
+    code, stdout, _ = run("kb", "sync", str(export), "--dry-run")
+    assert code == 0 and "correction #1 answers with it or its intent and would no longer apply" in " ".join(
+        stdout.split()
+    )
+
     code, stdout, _ = run("kb", "remove", entry)
-    assert code == 0 and "correction #1 answered with it and no longer applies" in " ".join(stdout.split())
+    said = " ".join(stdout.split())
+    assert code == 0 and "correction #1 answers with it or its intent and no longer applies" in said
     code, stdout, _ = run("feedback", "list")
     assert "not applied: no entry answers intent" in " ".join(stdout.split())
     code, stdout, _ = run("feedback", "list", "--json")
     [record] = [r for r in json_lines(stdout) if r["kind"] == "correction"]
     assert record["not_applied"] == "no entry answers intent lost_or_stolen_card now"
+
+    # Choosing an intent no entry answers now is recorded, with a warning that it does not apply yet.
+    log_store = Store(get_settings().database)
+    try:
+        log(log_store, ["my card still has not come"], "card_arrival")
+        reply = log_store.conversations.history()[-1]  # the answer to it
+    finally:
+        log_store.close()
+    code, stdout, _ = run("flag", reply.id, "--json")
+    item = json.loads(stdout)["item"]["id"]
+    code, stdout, _ = run("review", "choose", str(item), "lost_or_stolen_card")
+    said = " ".join(stdout.split())
+    assert code == 0 and "warning: no knowledge-base entry answers intent lost_or_stolen_card now" in said

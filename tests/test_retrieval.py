@@ -643,3 +643,15 @@ def test_exporting_to_a_directory_says_so(tmp_path: Path) -> None:
 
     with pytest.raises(RetrievalError, match="is a directory; name the file to write"):
         format_for(tmp_path)
+
+
+def test_a_semicolon_separated_faq_file_is_named_as_such(tmp_path: Path) -> None:
+    """A trial's FAQ saved by Excel in a European locale (semicolons) got "missing columns id,
+    question, answer (found id;question;answer)" with no word of the separator."""
+    from retrieval.loaders import load_entries
+
+    for sep, said in ((";", "';'"), ("\t", "a tab")):
+        path = tmp_path / "faq.csv"
+        path.write_text(sep.join(["id", "question", "answer"]) + "\n" + sep.join(["a", "b?", "c"]) + "\n")
+        with pytest.raises(KBFormatError, match=f"separated by {said}: save the file as comma-separated CSV"):
+            load_entries(path)

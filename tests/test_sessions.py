@@ -630,6 +630,31 @@ def test_one_customers_not_helpful_verdicts_file_a_limited_number_of_review_item
     assert filed() == 2
 
 
+def test_a_filing_for_a_reply_erased_meanwhile_is_skipped_without_an_error(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial deleted its conversation 40 ms after a handoff: the review filing queued for the
+    handoff's reply failed on the gone reply (a foreign key) and was logged as an error, paging an
+    ops team for a harmless race. A reply erased meanwhile is skipped; any other failure still
+    raises (and is retried and logged by the ops desk's worker)."""
+    from sqlalchemy.exc import IntegrityError
+
+    ops = bank.service.ops
+    assert ops is not None
+    customer = new_customer(bank.app)
+    reply = customer.post("/api/messages", json={"text": "What's the overdraft fee?"}).json()
+    ops.drain()
+
+    def fails(reply_id: str) -> list[Any]:
+        raise IntegrityError("INSERT INTO review_sources", {}, Exception("FOREIGN KEY constraint failed"))
+
+    monkeypatch.setattr(ops.review, "file_reply", fails)
+    with pytest.raises(IntegrityError):  # the reply is there: not a race, raised
+        ops._file(reply["message_id"])
+    assert customer.delete("/api/conversation").status_code == 200
+    ops._file(reply["message_id"])  # erased meanwhile: skipped
+
+
 def test_text_is_capped_on_every_path_including_relays(bank: Bank) -> None:
     customer = new_customer(bank.app)
     customer.post("/api/messages", json={"text": HANDOFF_CHOICE})

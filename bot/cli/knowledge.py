@@ -16,6 +16,7 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -360,11 +361,14 @@ def kb_sync(
     with working(_checking(loaded.entries)):
         prepared = admin.prepare("sync", loaded.entries, loaded.notes)
         preview = admin.finish(prepared, on_overlap, dry_run=True)
+    removed = [kb.get(i) for i in preview.removed]
     if dry_run:
         if as_json:
             emit_json(preview.to_dict())
         else:
             _print_outcome(preview)
+            after = [e for e in kb.entries() if e.id not in set(preview.removed)] + list(loaded.entries)
+            _corrections_gone_with(settings, removed, after, would=True)
         return
     _refuse_mass_removal(kb, preview, file, yes or allow_empty)
     if preview.removed and _interactive() and not yes:
@@ -381,6 +385,7 @@ def kb_sync(
         emit_json(outcome.to_dict())
         return
     _print_outcome(outcome)
+    _corrections_gone_with(settings, removed, kb.entries())
     _starter_notice(settings, kb, outcome.applied)
 
 
@@ -488,8 +493,13 @@ def kb_list(
                 emit_json({**r.to_dict(), "source": was(r)})
             return
         table = Table(title=f"{len(records)} superseded")
+        widths = {
+            "id": max((len(r.entry.id) for r in records), default=2),
+            "superseded by": max((len(r.superseded_by) for r in records), default=13),
+        }
         for name in ("id", "superseded by", "at", "intent moved", "source", "reason"):
-            table.add_column(name, no_wrap=name in ("id", "superseded by"))  # ids are copied whole
+            # ids are copied whole: never cut, however narrow the terminal (or a pipe's 80 columns)
+            table.add_column(name, no_wrap=name in widths, min_width=widths.get(name))
         for r in records:
             table.add_row(r.entry.id, r.superseded_by, r.at, r.moved_intent or "", was(r), escape(r.reason))
         out.print(table)
@@ -514,7 +524,12 @@ def kb_list(
             )
         return
     title = f"{len(entries)} {'starter ' if starter else ''}entries"
-    table = Table("id", "questions", "intent", "tags", "source", title=title)
+    table = Table(title=title)
+    # The id is copied whole (`kb remove ID`): never cut, however narrow the terminal (a trial's
+    # `teller kb list | grep op_` showed "op_sorry_to_he…").
+    table.add_column("id", no_wrap=True, min_width=max((len(e.id) for e in entries), default=2))
+    for name in ("questions", "intent", "tags", "source"):
+        table.add_column(name)
     for e in entries:
         table.add_row(
             e.id, escape(" | ".join(e.questions)), e.intent or "", escape(", ".join(e.tags)), source(e.id)
@@ -634,33 +649,51 @@ def kb_remove(
             highlight=False,
             soft_wrap=True,
         )
-    _corrections_gone_with(settings, kb, entry)
+    _corrections_gone_with(settings, [entry], kb.entries())
 
 
-def _corrections_gone_with(settings: Settings, kb: KnowledgeBase, entry: KBEntry) -> None:
-    """Warn of the operators' corrections in force that answered with ``entry`` (or with its intent,
-    now unanswered): the policy passes them by from now on (a reviewer found them still listed as
-    "in force", with no word at removal)."""
+def _corrections_gone_with(
+    settings: Settings, removed: Sequence[KBEntry], after: Sequence[KBEntry], would: bool = False
+) -> None:
+    """Warn of the operators' corrections in force that answered with one of the ``removed`` entries
+    (or with its intent, which no entry of ``after``, the knowledge base as it is or will be,
+    answers): the policy passes them by from then on. A reviewer found them still listed as "in
+    force" after `kb remove`, and a trial found `kb sync` removing operators' review-queue answers
+    (``op_`` entries, in no bank's file) without a word. ``would``: said of a sync not yet made."""
     from bot.assistant import open_store
-    from bot.knowledge import unanswerable_corrections
 
     store = open_store(settings)
     try:
         corrections = store.feedback.corrections(current_only=True)
     finally:
         store.close()
-    mine = [c for c in corrections if c.kb_id == entry.id or (entry.intent and c.label == entry.intent)]
-    gone = sorted(unanswerable_corrections(kb, mine))
-    if gone:
-        listed = ", ".join(f"#{i}" for i in gone)
-        out.print(
-            f"warning: operators' correction{'s' if len(gone) > 1 else ''} {listed} answered with it and "
-            f"no longer appl{'y' if len(gone) > 1 else 'ies'}: those messages are answered as if never "
-            "corrected (`teller feedback list` shows them; `teller kb restore` or a new correction "
-            "brings an answer back).",
-            highlight=False,
-            soft_wrap=True,
+    ids = {e.id for e in removed}
+    intents = {e.intent for e in removed if e.intent} - {e.intent for e in after if e.intent}
+    kept = {e.id for e in after}
+    gone = sorted(
+        c.id
+        for c in corrections
+        if (c.label in intents if c.label else c.kb_id is not None and c.kb_id in ids - kept)
+    )
+    if not gone:
+        return
+    listed = ", ".join(f"#{i}" for i in gone)
+    several = len(gone) > 1
+    out.print(
+        f"warning: operators' correction{'s' if several else ''} {listed} "
+        f"{'answer' if several else 'answers'} with {'entries' if len(ids) > 1 else 'it'} or "
+        f"{'intents' if len(ids) > 1 else 'its intent'} and "
+        + (
+            "would no longer apply: those messages would be answered as if never corrected"
+            if would
+            else f"no longer appl{'y' if several else 'ies'}: those messages are answered as if never "
+            "corrected"
         )
+        + " (`teller feedback list` shows them; `teller kb restore` or a new correction brings an answer "
+        "back).",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @kb_app.command("search")

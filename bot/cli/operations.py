@@ -211,6 +211,7 @@ def _report(resolution: Resolution, as_json: bool, proposals: list[Proposal] | N
                 "kb_id": resolution.kb_entry.id if resolution.kb_entry else None,
                 "overlaps": [o.to_dict() for o in resolution.overlaps],
                 "proposals": [proposal_record(p) for p in proposals or []],
+                **({"not_applied": resolution.not_applied} if resolution.not_applied else {}),
             }
         )
         return
@@ -224,6 +225,8 @@ def _report(resolution: Resolution, as_json: bool, proposals: list[Proposal] | N
     if resolution.superseded:
         message += f", superseding #{', #'.join(str(i) for i in resolution.superseded)}"
     out.print(message + ".", highlight=False)
+    if (unanswered := resolution.not_applied) is not None:
+        out.print(f"warning: {unanswered}", highlight=False, soft_wrap=True)
     for overlap in resolution.overlaps:
         out.print(
             f"{escape(overlap.describe())}\n    {escape(overlap.detail)}\n"

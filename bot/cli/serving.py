@@ -56,6 +56,8 @@ def serve(
     settings = get_settings()
     check_telegram_webhook(settings)  # before the seconds build_core takes
     settings.abuse_limits()  # a bad limit or limits storage is said now, not after loading the models
+    host, port = host or settings.host, port or settings.port
+    _check_can_listen(host, port)  # a port in use is said now, not after "Teller ... on http://..."
     for problem in half_configured_channels(settings):
         err.print(f"warning: {problem}", highlight=False, markup=False)
         log.warning("channel_half_configured", extra={"fields": {"problem": problem}})
@@ -97,7 +99,6 @@ def serve(
             settings.backend_api_key,
         ),
     )
-    host, port = host or settings.host, port or settings.port
     names = ", ".join(["web chat", *(c.name for c in channels)])
     err.print(
         f"Teller (model {core.policy.classifier.version}; {names}) on http://{host}:{port}/  "
@@ -131,6 +132,22 @@ def serve(
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     log.info("serve_stopped")
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Raise :class:`InputError` when ``host:port`` cannot be listened on (in use, or an address
+    this machine does not have), before the models load: a trial's `teller serve` on a port in use
+    printed that Teller was up, then failed (uvicorn binds last). Bound as uvicorn binds it
+    (``SO_REUSEADDR``), then released."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @app.command()

@@ -337,7 +337,10 @@ class OperatorListeners:
             resolution = self.service.choose(item_id, action.get("selected_option", {}).get("value", ""), who)
         else:
             resolution = self.service.ignore(item_id, who)
-        settle(client, channel, message, f"_{settled_note(resolution.item, who)}_")
+        note = settled_note(resolution.item, who)
+        if resolution.not_applied is not None:
+            note += f"; {resolution.not_applied}"
+        settle(client, channel, message, f"_{note}_")
 
     def on_proposals(
         self, ack: Callable[[], None], body: dict[str, Any], action: dict[str, Any], client: WebClient
