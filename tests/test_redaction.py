@@ -3120,3 +3120,24 @@ def test_a_third_reviewers_ordinary_messages_stay(text: str) -> None:
 )
 def test_a_third_reviewers_near_misses_keep_what_is_not_the_secret(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+# --- A fourth held-out set's findings (329 messages in 15 languages, written apart from these rules) -
+
+
+def _held_out_59() -> list[tuple[str, list[str], list[str]]]:
+    path = Path(__file__).parent / "data" / "pii_held_out_59.json"
+    return [tuple(case) for case in json.loads(path.read_text(encoding="utf-8"))]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("text", "secrets", "clean"), _held_out_59())
+def test_the_fourth_held_out_sets_misses_and_over_redactions_mended(
+    text: str, secrets: list[str], clean: list[str]
+) -> None:
+    """Labels in other languages (expiry: validade, 有効期限, son kullanma; birth: doğum tarihim, janm
+    tithi; user names: Gebruikersnaam, ログインID; "code de validation"; a password after what it
+    opens; "وكلمة المرور"; "pin numbr") and references read as phone numbers (operazione n.,
+    номер операции, 注文番号は, PR-2025-..., FV/03/2025/118, a UEN "201912345K")."""
+    said = redact(text)
+    assert not [s for s in secrets if s in said], said
+    assert not [c for c in clean if c not in said], said

@@ -1132,6 +1132,7 @@ _PASSWORD_WORDS = [
     r"비밀번호",
     r"패스워드",
     r"كلمة[ ](?:المرور|السر)",
+    r"وكلمة[ ](?:المرور|السر)",  # "and the password", the conjunction written onto the word
     r"पासवर्ड",
 ]
 #: Labels naming a secret that is itself a word or a few: after "is" / ":" / "=" the words are the
@@ -1191,7 +1192,7 @@ _SECRET_CALLED_WORDS = [
     r"first[ ]pet[ ](?:called|named)",
 ]
 _PIN_WORDS = [
-    r"pin(?:[ -]?(?:code|number|no\.?|nr\.?|nummer|número|numero|код|kod))?",
+    r"pin(?:[ -]?(?:code|number|numbr|nmber|numer|no\.?|nr\.?|nummer|número|numero|код|kod))?",
     r"mpin",
     r"m-pin",
     r"tele-?pin",
@@ -1293,6 +1294,8 @@ _OTP_WORDS = [
     r"digits?[ ]code",  # "the 6 digit code 482913 expired"
     r"security[ ]pin",
     r"access[ ]code",
+    r"backup[ ]codes?",
+    r"recovery[ ]codes?",
     r"tan",
     r"mtan",
     r"m-tan",
@@ -1304,7 +1307,7 @@ _OTP_WORDS = [
     r"código[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
     r"codigo[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
     r"clave[ ]din[áa]mica",
-    r"code[ ](?:de[ ]v[ée]rification|de[ ]confirmation|sms|otp|[àa][ ]usage[ ]unique|unique)",
+    r"code[ ](?:de[ ]v[ée]rification|de[ ]confirmation|de[ ]validation|sms|otp|[àa][ ]usage[ ]unique|unique)",
     r"code[ ]de[ ]s[ée]curit[ée]",  # (after the CVV's reading: "... pour le paiement de 45,90 EUR est")
     r"bestätigungs-?code",
     r"bestatigungs-?code",
@@ -1355,6 +1358,20 @@ _USERNAME_WORDS = [
     r"nom[ ]d['’]utilisateur",
     r"identifiant",
     r"usuario",
+    r"nombre[ ]de[ ]usuario",
+    r"nome[ ]de[ ]usu[áa]rio",
+    r"nome[ ]utente",
+    r"gebruikersnaam",
+    r"nazwa[ ]u[żz]ytkownika",
+    r"имя[ ]пользователя",
+    r"логин",
+    r"kullan[ıi]c[ıi][ ]ad[ıi]",
+    r"ログインid",
+    r"ユーザー(?:名|id)",
+    r"用户名",
+    r"用戶名",
+    r"아이디",
+    r"사용자[ ]?이름",
 ]
 _USERNAME_VALUE = r"(?P<v>(?=[^\s]{0,63}[a-z])[a-z0-9](?:[a-z0-9._\-]|@(?=[a-z0-9])){2,63}+)(?![a-z0-9._\-@])"
 #: ... a made-up one (a digit, a dot or an underscore in it), right after the label: "Login ID priya.r.1990".
@@ -1578,8 +1595,9 @@ _DOB_WORDS = [
     r"誕生日",
     r"생년월일",
     r"생일",
-    r"doğum[ ]tarihi",
-    r"dogum[ ]tarihi",
+    r"doğum[ ]tarihi(?:m|n|niz)?",
+    r"dogum[ ]tarihi(?:m|n|niz)?",
+    r"janm[ ]?(?:tithi|tarikh|tareekh|din)",
     r"تاريخ[ ]الميلاد",
     r"जन्म[ ]?(?:तिथि|तारीख)",
 ]
@@ -1628,6 +1646,15 @@ _REF_WORDS = [
     r"factuurnummer",
     r"referentie",
     r"referencia[ ]de[ ]operaci[óo]n",
+    r"operaci[óo]n",
+    r"operazione(?:[ ]n\.?)?",
+    r"номер[ ]операции",
+    r"операци[ияю]",
+    r"protocolo[ ]de[ ]atendimento",
+    r"terminale",
+    r"승인[ ]?번호",
+    r"운송장(?:[ ]?번호)?",
+    r"लेनदेन[ ](?:संख्या|आईडी)",
     r"ref(?:erence)?\.?",
     r"ticket",
     r"invoice",
@@ -2054,6 +2081,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("secret_name", _MAIDEN_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
+    # what it opens between: "пароль от приложения Qwerty_1984", "password for the app Tr1cky!"
+    ("password", _PASSWORD_WORDS, _OF_CARD + r"[ ]{1,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
     ("password", _PASSWORD_WORDS, _REL_CLAUSE_IS + r"(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])[^\s\[]\S{3,63}+)"),
     # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
     (
@@ -2094,7 +2123,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         # "the reference number is 7781234490": "is" only after a word that names the number
         r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.|mb|barras|barcode|gtin))"
         r"[ ](?:is|was|é|es|est|ist|è))?"
-        r"[ ]{0,3}[:#=]?[ ]{0,3}" + _REF_VALUE,
+        r"[ ]{0,3}(?:[:#=]|は|是|는|은)?[ ]{0,3}" + _REF_VALUE,
     ),
     # "Reference you gave me last time was 66120934"
     ("ref", [r"ref(?:erence)?", r"case", r"ticket", r"complaint"], _CLAUSE_IS + _REF_VALUE),
@@ -3807,10 +3836,13 @@ _PHONE = re.compile(
     # start one right after a number and a separator, nor after an area code in brackets ("(212)
     # 736-4321"): they are that number's groups.
     r"(?:(?<![0-9_+])(?=\+)|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3})"
-    r"(?<![0-9]\)[ ])(?<![0-9]\)))"
+    r"(?<![0-9]\)[ ])(?<![0-9]\))"
+    # a reference's digits after its capitals and a dash or slash: "PR-2025-118274", "FV/03/2025/118"
+    r"(?<![A-Z]{2}[\-/]))"
     r"(?=[+(0-9][0-9 ./()+\-]{6})"
     rf"(?:\+[ ]?|\(\+[0-9]{{1,3}}\)[ ]?)?{_PGROUP}(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{0,6}}+"
-    rf"(?![0-9])(?!{_PSEP}[0-9])"
+    # nor digits with a letter glued after them: a company's UEN "201912345K", a code "09431A"
+    rf"(?![0-9A-Za-z])(?!{_PSEP}[0-9])"
 )
 #: A run of more digit groups than one :data:`_PHONE` candidate takes (8 or more), as a list of
 #: numbers makes: "07911 123 456 / 07911 654 321 / 07911 111 222", one per line. Read window by
@@ -3960,9 +3992,14 @@ _EXPIRY_LABEL = regex.compile(
     # 04/28", "karta ... ważna do 10/26" (not "mi oferta caduca 10/06", "Gutschein verfällt 12/25",
     # "la polizza ha scadenza 12/26", "De voucher is geldig tot 12/27", "Offerta valida fino al 12/25")
     # (the words first, then the card before them: the look back is made only where one is)
-    r"|(?=caduca|scadenza|verf|expire|vervaldatum|geldig|wa[żz]na|data[ ]wa|v[áa]lid|valable|valida)"
-    r"(?<=(?:tarjeta|carta|karta|karte|carte|card|kaart|pas|cvv|cvc)[\p{L}\p{N} \-,]{0,64})"
-    r"(?:caduca|scadenza|verf[äa]llt|expire(?:[ ](?:le|en|fin))?|vervaldatum"
+    r"|(?=caduca|scadenza|verf|expire|vervaldatum|geldig|wa[żz]na|data[ ]wa|v[áa]lid|valable|valida"
+    r"|validade|vencimento|有效期|有効期限|son[ ]kullanma)"
+    r"(?<=(?:tarjeta|carta|karta|karte|carte|card|kaart|pas|cvv|cvc|cart[ãa]o|cvc2|卡|カード|kart)"
+    r"[\p{L}\p{N} \-,:：、，]{0,64})"
+    # Portuguese, Chinese, Japanese, Turkish: "validade 11/27", "有效期限 07/29", "有効期限 08/27",
+    # "son kullanma tarihi 01/28"
+    r"(?:validade|vencimento|有效期(?:限|至)?|有効期限|son[ ]kullanma(?:[ ]tarihi)?"
+    r"|caduca|scadenza|verf[äa]llt|expire(?:[ ](?:le|en|fin))?|vervaldatum"
     r"|geldig[ ](?:tot(?:[ ]en[ ]met)?|t/m)"
     r"|wa[żz]na[ ]do(?:[ ]ko[ńn]ca)?|data[ ]wa[żz]no[śs]ci|v[áa]lid[oa][ ]hasta(?:[ ]el)?"
     r"|valable[ ]jusqu['’](?:[àa]|au)|valida[ ]fino[ ](?:al|a)))"
