@@ -816,6 +816,7 @@ def unanswerable_corrections(kb: KnowledgeBase, corrections: Iterable[Correction
     ``correction_answerable``) and answers the message as if it had none, so an operator is told
     rather than left reading "in force" (a reviewer's finding after ``teller kb remove``)."""
     reasons = {}
+    superseded = {r.entry.id: r.superseded_by for r in kb.superseded()}
     for c in corrections:
         if c.superseded:
             continue
@@ -823,5 +824,10 @@ def unanswerable_corrections(kb: KnowledgeBase, corrections: Iterable[Correction
             if kb.for_intent(c.label) is None:
                 reasons[c.id] = f"no entry answers intent {c.label} now"
         elif c.kb_id is not None and c.kb_id not in kb:
-            reasons[c.id] = f"entry {c.kb_id} was removed"
+            by = superseded.get(c.kb_id)
+            reasons[c.id] = (
+                f"entry {c.kb_id} is superseded by {by} (`teller kb restore` brings it back)"
+                if by is not None
+                else f"entry {c.kb_id} was removed"
+            )
     return reasons

@@ -60,9 +60,8 @@ def test_review_choose_proposes_and_proposals_are_decided_one_by_one_or_all(tell
     assert "proposed from #1" in stdout
 
 
-def test_removing_the_entry_a_correction_answers_with_says_so_and_the_list_shows_it(teller_env: Path) -> None:
-    """A reviewer removed the entry an operator's correction answered with: `kb remove` said nothing
-    of it, and `feedback list` still called the correction "in force" while the policy passed it by."""
+def flagged_item() -> int:
+    """A customer's :data:`CORRECTED` in the log, its answer flagged: the review item's id."""
     store = Store(get_settings().database)
     try:
         log(store, [CORRECTED], "card_arrival")
@@ -70,7 +69,14 @@ def test_removing_the_entry_a_correction_answers_with_says_so_and_the_list_shows
     finally:
         store.close()
     code, stdout, _ = run("flag", reply.id, "--json")
-    item = json.loads(stdout)["item"]["id"]
+    assert code == 0, stdout
+    return int(json.loads(stdout)["item"]["id"])
+
+
+def test_removing_the_entry_a_correction_answers_with_says_so_and_the_list_shows_it(teller_env: Path) -> None:
+    """A reviewer removed the entry an operator's correction answered with: `kb remove` said nothing
+    of it, and `feedback list` still called the correction "in force" while the policy passed it by."""
+    item = flagged_item()
     code, stdout, _ = run("review", "choose", str(item), "lost_or_stolen_card")
     assert code == 0 and "correction #1 recorded" in stdout
     code, stdout, _ = run("kb", "list", "--json")
@@ -84,15 +90,16 @@ def test_removing_the_entry_a_correction_answers_with_says_so_and_the_list_shows
     lines = [line for line in export.read_text().splitlines() if f'"id": "{entry}"' not in line]
     export.write_text("\n".join(lines) + "\n")
     code, stdout, _ = run("kb", "sync", str(export), "--dry-run")
-    assert code == 0 and "correction #1 answers with it or its intent and would no longer apply" in " ".join(
-        stdout.split()
-    )
+    said = " ".join(stdout.split())
+    assert code == 0 and "correction #1 answers with an entry or an intent this change takes out" in said
+    assert "would no longer apply" in said
 
     code, stdout, _ = run("kb", "remove", entry)
     said = " ".join(stdout.split())
-    assert code == 0 and "correction #1 answers with it or its intent and no longer applies" in said
+    assert code == 0 and "correction #1 answers with an entry or an intent this change takes out" in said
+    assert "no longer applies" in said
     code, stdout, _ = run("feedback", "list")
-    assert "not applied: no entry answers intent" in " ".join(stdout.split())
+    assert "not applied (intent unanswered)" in " ".join(stdout.split())
     code, stdout, _ = run("feedback", "list", "--json")
     [record] = [r for r in json_lines(stdout) if r["kind"] == "correction"]
     assert record["not_applied"] == "no entry answers intent lost_or_stolen_card now"
@@ -109,3 +116,22 @@ def test_removing_the_entry_a_correction_answers_with_says_so_and_the_list_shows
     code, stdout, _ = run("review", "choose", str(item), "lost_or_stolen_card")
     said = " ".join(stdout.split())
     assert code == 0 and "warning: no knowledge-base entry answers intent lost_or_stolen_card now" in said
+
+
+def test_superseding_the_entry_a_correction_answers_with_says_so(teller_env: Path) -> None:
+    """A reviewer: `kb supersede` of an operator's review-queue entry warned of nothing, and `feedback
+    list` then said the entry "was removed" where `kb restore` brings it back."""
+    item = flagged_item()
+    code, stdout, _ = run("review", "wrong", str(item), "Cash machines keep a card after three wrong PINs.")
+    assert code == 0, stdout
+    code, stdout, _ = run("feedback", "list", "--json")
+    [record] = [r for r in json_lines(stdout) if r["kind"] == "correction"]
+    entry = record["kb_id"]
+    code, stdout, _ = run("kb", "list", "--json")
+    other = next(e["id"] for e in json_lines(stdout) if e["id"] != entry)
+    code, stdout, _ = run("kb", "supersede", entry, "--by", other)
+    said = " ".join(stdout.split())
+    assert code == 0 and "correction #1 answers with an entry or an intent this change takes out" in said
+    code, stdout, _ = run("feedback", "list", "--json")
+    [record] = [r for r in json_lines(stdout) if r["kind"] == "correction"]
+    assert record["not_applied"].startswith(f"entry {entry} is superseded by {other}")

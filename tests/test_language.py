@@ -29,6 +29,9 @@ KNOWN_MISSES = {"Comment changer mon code PIN ?"}
 
 #: Short or odd English banking messages: typos, slang, brand and place names, codes, mixed languages.
 TRICKY_ENGLISH = [
+    # French merchants in lower case (a reviewer's finding when the foreign bar went to 0.55)
+    "paid carrefour bordeaux twice",
+    "charge le pain quotidien twice",
     "top up not working",
     "card declined at tesco",
     "pin?",

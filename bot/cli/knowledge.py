@@ -282,6 +282,7 @@ def kb_add(
     settings = get_settings()
     kb = open_kb(settings)
     admin = _admin(settings, kb)
+    before = kb.entries()
     with working(_checking(loaded.entries), enabled=on_overlap != "ask"):
         outcome = admin.import_entries(
             loaded.entries,
@@ -297,6 +298,8 @@ def kb_add(
         emit_json(outcome.to_dict())
         return
     _print_outcome(outcome)
+    if outcome.applied:  # its supersessions take entries (and intents) out of answers
+        _corrections_gone_with(settings, before, kb.entries())
     _starter_notice(settings, kb, outcome.applied)
 
 
@@ -361,14 +364,13 @@ def kb_sync(
     with working(_checking(loaded.entries)):
         prepared = admin.prepare("sync", loaded.entries, loaded.notes)
         preview = admin.finish(prepared, on_overlap, dry_run=True)
-    removed = [kb.get(i) for i in preview.removed]
+    before = kb.entries()
     if dry_run:
         if as_json:
             emit_json(preview.to_dict())
         else:
             _print_outcome(preview)
-            after = [e for e in kb.entries() if e.id not in set(preview.removed)] + list(loaded.entries)
-            _corrections_gone_with(settings, removed, after, would=True)
+            _corrections_gone_with(settings, before, prepared.entries, would=True)
         return
     _refuse_mass_removal(kb, preview, file, yes or allow_empty)
     if preview.removed and _interactive() and not yes:
@@ -385,7 +387,7 @@ def kb_sync(
         emit_json(outcome.to_dict())
         return
     _print_outcome(outcome)
-    _corrections_gone_with(settings, removed, kb.entries())
+    _corrections_gone_with(settings, before, kb.entries())
     _starter_notice(settings, kb, outcome.applied)
 
 
@@ -590,6 +592,7 @@ def kb_supersede(
 
     settings = get_settings()
     kb = open_kb(settings)
+    before = kb.entries()
     record, lost = KnowledgeAdmin(kb).supersede(entry_id, by, reason)
     details: dict[str, Any] = {"command": "supersede", "superseded": [{"id": entry_id, "by": by}]}
     if record.moved_intent:
@@ -604,6 +607,7 @@ def kb_supersede(
             highlight=False,
             soft_wrap=True,
         )
+    _corrections_gone_with(settings, before, kb.entries())
 
 
 @kb_app.command("remove")
@@ -649,40 +653,37 @@ def kb_remove(
             highlight=False,
             soft_wrap=True,
         )
-    _corrections_gone_with(settings, [entry], kb.entries())
+    _corrections_gone_with(settings, [*kb.entries(), entry], kb.entries())
 
 
 def _corrections_gone_with(
-    settings: Settings, removed: Sequence[KBEntry], after: Sequence[KBEntry], would: bool = False
+    settings: Settings, before: Sequence[KBEntry], after: Sequence[KBEntry], would: bool = False
 ) -> None:
-    """Warn of the operators' corrections in force that answered with one of the ``removed`` entries
-    (or with its intent, which no entry of ``after``, the knowledge base as it is or will be,
-    answers): the policy passes them by from then on. A reviewer found them still listed as "in
-    force" after `kb remove`, and a trial found `kb sync` removing operators' review-queue answers
-    (``op_`` entries, in no bank's file) without a word. ``would``: said of a sync not yet made."""
+    """Warn of the operators' corrections in force that answered with an entry of ``before`` (the
+    knowledge base before a change) that ``after`` no longer has, or with an intent that no entry of
+    ``after`` answers: the policy passes them by from then on. A reviewer found them still listed as
+    "in force" after `kb remove`, and a trial found `kb sync` removing operators' review-queue answers
+    (``op_`` entries, in no bank's file) without a word. ``would``: said of a change not yet made."""
     from bot.assistant import open_store
 
+    ids = {e.id for e in before} - {e.id for e in after}
+    intents = {e.intent for e in before if e.intent} - {e.intent for e in after if e.intent}
+    if not ids and not intents:
+        return
     store = open_store(settings)
     try:
         corrections = store.feedback.corrections(current_only=True)
     finally:
         store.close()
-    ids = {e.id for e in removed}
-    intents = {e.intent for e in removed if e.intent} - {e.intent for e in after if e.intent}
-    kept = {e.id for e in after}
-    gone = sorted(
-        c.id
-        for c in corrections
-        if (c.label in intents if c.label else c.kb_id is not None and c.kb_id in ids - kept)
-    )
+    gone = sorted(c.id for c in corrections if (c.label in intents if c.label else c.kb_id in ids))
     if not gone:
         return
     listed = ", ".join(f"#{i}" for i in gone)
     several = len(gone) > 1
     out.print(
         f"warning: operators' correction{'s' if several else ''} {listed} "
-        f"{'answer' if several else 'answers'} with {'entries' if len(ids) > 1 else 'it'} or "
-        f"{'intents' if len(ids) > 1 else 'its intent'} and "
+        f"{'answer' if several else 'answers'} with an entry or an intent this change takes out of "
+        "answers, and "
         + (
             "would no longer apply: those messages would be answered as if never corrected"
             if would

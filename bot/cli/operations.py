@@ -469,7 +469,7 @@ def print_flags_and_corrections(
         out.print(table)
     if corrections:
         table = Table("#", "time", "who", "text", "label", title=f"{len(corrections)} corrections")
-        table.add_column("status", no_wrap=True)
+        table.add_column("status", no_wrap=True)  # short: the reasons in full are in --json
         for c in corrections:
             label = c.label or ""
             if c.kb_id and c.action == "answer":
@@ -479,7 +479,9 @@ def print_flags_and_corrections(
             if c.superseded:
                 status = f"superseded by #{c.superseded_by}"
             elif c.id in not_applied:
-                status = f"not applied: {not_applied[c.id]}"
+                reason = not_applied[c.id]
+                gone = "entry superseded" if " is superseded" in reason else "entry removed"
+                status = f"not applied ({'intent unanswered' if reason.startswith('no entry') else gone})"
             else:
                 status = "in force"
             if c.origin_id is not None:

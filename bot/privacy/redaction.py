@@ -1857,7 +1857,8 @@ _PASSWORD_FILL = (
     r"|hat|tiene|c['’]est)"
     r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?"
     # "is" said short, right after the label: "my password's Hunter2", "memorable word's rosebud"
-    r"|(?<=\p{L})['’]s(?![\p{L}'’])"
+    # (or a possessive: "the password's requirements": :func:`_label_at` tells them apart)
+    r"|(?<=\p{L})(?P<apos>['’]s)(?![\p{L}'’])"
     r"|" + _ASKED_IT_IS + r"(?![\p{L}'’])"
     r")[ ]{0,3}"
     # "my password is i think hunter2"
@@ -2081,8 +2082,13 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("secret_name", _MAIDEN_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
-    # what it opens between: "пароль от приложения Qwerty_1984", "password for the app Tr1cky!"
-    ("password", _PASSWORD_WORDS, _OF_CARD + r"[ ]{1,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
+    # what it opens between: "пароль от приложения Qwerty_1984", "password for the app Tr1cky!8"
+    # (8 characters or more, letters and digits: not a version or a time, "v2.3", "iOS17", "10mins")
+    (
+        "password",
+        _PASSWORD_WORDS,
+        _OF_CARD + r"[ ]{1,3}(?P<v>(?=\S{0,63}[0-9])(?=\S{0,63}\p{L})[^\s\[]\S{7,63}+)(?![ ]ago(?![\p{L}]))",
+    ),
     ("password", _PASSWORD_WORDS, _REL_CLAUSE_IS + r"(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])[^\s\[]\S{3,63}+)"),
     # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
     (
@@ -2332,6 +2338,15 @@ def _maiden_name_end(text: str, lines: str, pos: int, start: int) -> int | None:
     return end
 
 
+#: After a secret's label and "'s", what reads as "is" rather than as a possessive: a value with a
+#: digit or a sign in it ("password's Hunter2xyz"), or one word ending its clause ("memorable word's
+#: butterfly"); not "the password's requirements are confusing", "memorable word's first letter".
+_SAID_SHORT = regex.compile(
+    r"[\"'“‘]?(?:(?=[^\s\[]{0,63}[^\p{L}\s\[])[^\s\[]{1,64}"
+    r"|[\p{L}\p{M}'’\-]{1,32}[\"'”’]?[ ]{0,2}(?:[.,;:!?)\n]|$))"
+)
+
+
 def _label_at(text: str, low: str, lines: str, pos: int, indexes: tuple[int, ...]) -> _LabelHit | None:
     for index in indexes:
         kind, pattern = _LABEL_RES[index]
@@ -2339,6 +2354,8 @@ def _label_at(text: str, low: str, lines: str, pos: int, indexes: tuple[int, ...
         if m is None:
             continue
         start, end = m.span("v")
+        if "apos" in pattern.groupindex and m.start("apos") >= 0 and not _SAID_SHORT.match(low, start):
+            continue  # "the password's requirements are confusing": a possessive, not "is"
         if kind in _SECRET_LENGTHS and "0" <= low[start] <= "9" and low[end - 1] <= "9":
             secret = _secret_digits(low[start : start + _SECRET_WINDOW], end - start, kind)
             if secret is None:
@@ -2822,7 +2839,10 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
 
 
 #: The second of a login given as a pair, after the user name: " / s3cretP@ss", "|hunter22".
-_PAIR_PASSWORD = regex.compile(r"[\"']?[ ]{0,2}[/|][ ]{0,2}(?P<v>[^\s\[/|][^\s\[]{3,63}+)")
+_PAIR_PASSWORD = regex.compile(
+    # (with a digit or a sign in it: "login: jdoe / email", "username: marco | account 1234" are not)
+    r"[\"']?[ ]{0,2}[/|][ ]{0,2}(?P<v>(?=[^\s\[]{0,63}[0-9!@#$%^&*_+=?~])[^\s\[/|][^\s\[]{3,63}+)"
+)
 
 #: Words after a user-name label that are the sentence, not the name.
 _NOT_A_USERNAME = frozenset(
@@ -3838,11 +3858,13 @@ _PHONE = re.compile(
     r"(?:(?<![0-9_+])(?=\+)|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3})"
     r"(?<![0-9]\)[ ])(?<![0-9]\))"
     # a reference's digits after its capitals and a dash or slash: "PR-2025-118274", "FV/03/2025/118"
-    r"(?<![A-Z]{2}[\-/]))"
+    # (a number with its trunk 0 or "+" is still one there: "TEL-07700 900123", "UK-07911 123456")
+    r"(?:(?<![A-Z]{2}[\-/])|(?=[0+(])(?![0-9]{1,4}/)))"
     r"(?=[+(0-9][0-9 ./()+\-]{6})"
     rf"(?:\+[ ]?|\(\+[0-9]{{1,3}}\)[ ]?)?{_PGROUP}(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{0,6}}+"
-    # nor digits with a letter glued after them: a company's UEN "201912345K", a code "09431A"
-    rf"(?![0-9A-Za-z])(?!{_PSEP}[0-9])"
+    # nor digits with one capital glued after them, as a Singapore company's UEN ends ("201912345K");
+    # a word glued after a number leaves it one ("07911 123456pls", "123456x")
+    rf"(?![0-9])(?![A-Z](?![A-Za-z]))(?!{_PSEP}[0-9])"
 )
 #: A run of more digit groups than one :data:`_PHONE` candidate takes (8 or more), as a list of
 #: numbers makes: "07911 123 456 / 07911 654 321 / 07911 111 222", one per line. Read window by

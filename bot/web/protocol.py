@@ -11,14 +11,17 @@ clients directly. :class:`BoundedHttpToolsProtocol` keeps uvicorn's protocol and
 - **head** (request line and headers): at most :data:`MAX_HEAD_BYTES`; more gets
   ``431 Request Header Fields Too Large`` and the connection is closed (what the client still sends
   is read and dropped for :data:`LINGER_SECONDS` first);
+- **trailers** (header lines after a chunked body): at most :data:`MAX_HEAD_BYTES` too; more and
+  the connection is closed;
 - **time**: from a request's first byte until its body's last, at most :data:`REQUEST_SECONDS`;
-  a request still arriving then gets ``408 Request Timeout`` if Teller has not started answering
-  it, and its connection is closed either way (the application sees the client disconnect).
+  a request still arriving then gets ``408 Request Timeout`` where nothing is being answered on
+  the connection (the application waiting for the body sees the client disconnect; its own answer
+  is dropped), and only its connection is closed where an answer is under way.
 
-The bounds count what the parser is fed, so a chunk holding the end of one request and the start
-of the next is counted whole toward the next (a pipelined client gets no less than the limit
-less one read). Where httptools is missing, uvicorn's h11 protocol runs with h11's own bound on an
-incomplete head (:data:`MAX_HEAD_BYTES`) and no request timeout: :func:`http_protocol` says which.
+Only a request's head counts toward its bound (its end found across reads), not the body that
+may arrive with it in one write. Where httptools is missing, uvicorn's h11 protocol runs with
+h11's own bound on an incomplete head (:data:`MAX_HEAD_BYTES`) and no request timeout:
+:func:`http_protocol` says which.
 """
 
 from __future__ import annotations
@@ -74,10 +77,14 @@ def _bounded() -> type:
         """uvicorn's :class:`HttpToolsProtocol`, its requests bounded in head size and arrival time
         (see the module's docstring)."""
 
-        #: Bytes fed to the parser since the current request's first byte, until its headers end.
+        #: Bytes of the current request's head (request line and headers) received so far.
         _head_bytes = 0
+        #: The last bytes of the head received, to find its end ("\r\n\r\n") across reads.
+        _tail = b""
         #: Whether the current request's headers are still arriving.
         _in_head = True
+        #: Bytes of trailers (header lines after a chunked body) of the current request.
+        _trailer_bytes = 0
         #: Whether a request has begun and its body is not complete.
         _arriving = False
         _deadline: TimerHandle | None = None
@@ -90,19 +97,36 @@ def _bounded() -> type:
                 self._arriving = True
                 self._arm()
             if self._in_head:
-                self._head_bytes += len(data)
+                # Only the head counts: a client writing the head and the start of a large body at
+                # once (curl, a proxy) is not refused for its body (a reviewer's finding).
+                window = self._tail + data
+                end = window.find(b"\r\n\r\n")
+                if end < 0:
+                    self._head_bytes += len(data)
+                    self._tail = window[-3:]
+                else:
+                    self._head_bytes += max(0, end + 4 - len(self._tail))
+                    self._tail = b""
                 if self._head_bytes > MAX_HEAD_BYTES:
                     self._refuse(TOO_LARGE, "head")
                     return
             super().data_received(data)
 
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if not self._in_head:  # a trailer, after a chunked body: bounded as the head is
+                self._trailer_bytes += len(name) + len(value) + 4
+                if self._trailer_bytes > MAX_HEAD_BYTES:
+                    self._drop("trailers")
+                    return
+            super().on_header(name, value)
+
         def on_headers_complete(self) -> None:
-            self._in_head = False
+            self._in_head, self._tail = False, b""
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             self._disarm()
-            self._arriving, self._in_head, self._head_bytes = False, True, 0
+            self._arriving, self._in_head, self._head_bytes, self._trailer_bytes = False, True, 0, 0
             super().on_message_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -122,15 +146,36 @@ def _bounded() -> type:
             self._deadline = None
             if self.transport is None or self.transport.is_closing():
                 return
-            started = self.cycle is not None and not self._in_head and self.cycle.response_started
-            if started:  # Teller is answering what arrived: only the connection goes
+            cycle = self.cycle
+            answering = cycle is not None and not cycle.response_complete
+            if answering and cycle is not None and (cycle.response_started or self._in_head):
+                # Teller is answering (this request, or the one before it on this connection): nothing
+                # may be written here, only the connection goes.
+                self._drop("slow")
+            elif answering:
+                # The application has this request and waits for its body: the 408 goes, and the
+                # connection with it at once, so that the application's own answer is dropped
+                # (uvicorn drops what is sent on a lost connection) rather than written after it.
                 self._refused = True
                 log.warning("http_request_refused", extra={"fields": {"reason": "slow"}})
+                self.transport.write(TOO_SLOW)
                 self.transport.close()
-                return
-            self._refuse(TOO_SLOW, "slow")
+            else:
+                self._refuse(TOO_SLOW, "slow")
+
+        def _drop(self, reason: str) -> None:
+            self._refused = True
+            self._disarm()
+            log.warning("http_request_refused", extra={"fields": {"reason": reason}})
+            self.transport.close()
 
         def _refuse(self, response: bytes, reason: str) -> None:
+            """Answer ``response`` where nothing of the application's is under way on the connection,
+            then read and drop what the client still sends for :data:`LINGER_SECONDS`."""
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                self._drop(reason)  # a request before it is still being answered
+                return
             self._refused = True  # what the client still sends is dropped
             self._disarm()
             log.warning("http_request_refused", extra={"fields": {"reason": reason}})
