@@ -1060,6 +1060,12 @@ def test_memorable_words_and_security_answers_are_secrets(text: str, expected: s
         ("my login: jdoe88/Passw0rd", "my login: [USERNAME]/[PASSWORD]"),
         ("sign-in: bob@example.com / qwerty123", "sign-in: [EMAIL] / [PASSWORD]"),
         ("user: admin / adm1n!", "user: [USERNAME] / [PASSWORD]"),
+        # the fourth held-out set's: a relative clause, and two PINs offered as alternatives
+        ("my mums maiden name which is O'Sullivan and", "my mums maiden name which is [PASSWORD] and"),
+        (
+            "Forgot my pin, i think its either 2580 or 1379??",
+            "Forgot my pin, i think its either [PIN] or [PIN]??",
+        ),
     ],
 )
 def test_a_secret_after_an_apostrophe_s_or_a_user_name_and_a_slash(text: str, expected: str) -> None:
@@ -1085,6 +1091,8 @@ def test_a_secret_after_an_apostrophe_s_or_a_user_name_and_a_slash(text: str, ex
         "my password's expiry date passed",
         "my memorable word's first letter is capital",
         "the password's strength meter says weak",
+        "my password which is not working",
+        "the password that was sent to me expired",
         "login: jdoe88 / email",
         "username: jdoe88 / thanks",
         "password for the app v2.3 not accepted",

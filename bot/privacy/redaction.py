@@ -1798,7 +1798,10 @@ _I_THINK = r"i[ ](?:think|believe|guess|reckon)"
 _IT_IS = r"(?:it['’]?s|its|it[ ](?:is|was))"
 # The customer asks back, then gives it: "do you need the cvc? its 658", "my pin? fine, it's 7319".
 _ASKED_IT_IS = r"\?[ ]{0,3}(?:(?:ok|okay|fine|sure|yes|yeah|well|right)[ ]?[,.!]?[ ]{0,3})?" + _IT_IS
-_HEDGE = r"(?:,?[ ]{0,3}" + _I_THINK + r"[ ]{1,3}" + _IT_IS + r"|" + _ASKED_IT_IS + r")(?![\p{L}'’])"
+_HEDGE = (
+    # "my pin, i think its either 2580 or 1379": both are read (the second as a correction's)
+    r"(?:,?[ ]{0,3}" + _I_THINK + r"[ ]{1,3}" + _IT_IS + r"(?:[ ]either)?|" + _ASKED_IT_IS + r")(?![\p{L}'’])"
+)
 _FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM}|{_HEDGE})){{0,3}}[ ]{{0,3}}"
 _FILL_REQUIRED = (
     rf"[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM})){{0,2}}"
@@ -1854,7 +1857,7 @@ _PASSWORD_FILL = (
     r"(?:[ ]{1,3}for[ ][^.!?\n:=]{1,40}?(?=[ ]{1,3}(?:is|was)[ ]))?"
     r"[ ]{0,3}[\"'”]?[ ]{0,3}(?:(?P<sign>[:=：\-–—]|是|为|為|は|が|는|은|이|가)"
     r"|(?:is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|это|был|была|será|sera|wird|will[ ]be|be"
-    r"|hat|tiene|c['’]est)"
+    r"|hat|tiene|c['’]est|(?:which|that)[ ](?:is|was))"
     r"(?![\p{L}'’])(?:[ ]{0,3}(?P<sign>[:=：]))?"
     # "is" said short, right after the label: "my password's Hunter2", "memorable word's rosebud"
     # (or a possessive: "the password's requirements": :func:`_label_at` tells them apart)
