@@ -3174,6 +3174,7 @@ def test_the_fourth_held_out_sets_misses_and_over_redactions_mended(
         "MOB-07911 123456",
         "UK-07911 123456",
         "WA/07911 123456",
+        "NY-212-555-0187",
     ],
 )
 def test_a_phone_number_with_a_word_glued_after_or_a_prefix_before_is_still_one(text: str) -> None:

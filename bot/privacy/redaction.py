@@ -3861,8 +3861,9 @@ _PHONE = re.compile(
     r"(?:(?<![0-9_+])(?=\+)|(?<![0-9A-Za-z_+])(?<![0-9][ ./\-])(?<![0-9][ ./\-]{2})(?<![0-9][ ./\-]{3})"
     r"(?<![0-9]\)[ ])(?<![0-9]\))"
     # a reference's digits after its capitals and a dash or slash: "PR-2025-118274", "FV/03/2025/118"
-    # (a number with its trunk 0 or "+" is still one there: "TEL-07700 900123", "UK-07911 123456")
-    r"(?:(?<![A-Z]{2}[\-/])|(?=[0+(])(?![0-9]{1,4}/)))"
+    # (a number with its trunk 0 or "+" is still one there: "TEL-07700 900123", "UK-07911 123456",
+    # and one in North America's 3-3-4: "NY-212-555-0187")
+    r"(?:(?<![A-Z]{2}[\-/])|(?=[0+(])(?![0-9]{1,4}/)|(?=[2-9][0-9]{2}-[0-9]{3}-[0-9]{4}(?![0-9\-]))))"
     r"(?=[+(0-9][0-9 ./()+\-]{6})"
     rf"(?:\+[ ]?|\(\+[0-9]{{1,3}}\)[ ]?)?{_PGROUP}(?:(?:{_PSEP}|(?<=\))[ ]?|[ ]?(?=\())(?:{_PGROUP})){{0,6}}+"
     # nor digits with one capital glued after them, as a Singapore company's UEN ends ("201912345K");
