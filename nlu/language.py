@@ -116,6 +116,13 @@ MIN_LATIN_WORDS = 3
 #: foreign if either pair holds. See the module docstring for how they were measured.
 FOREIGN_RULES: tuple[tuple[float, float], ...] = ((0.075, 0.25), (0.20, 0.55))
 
+#: The same for a Latin text with an English banking word (:data:`_ENGLISH_BANKING_WORDS`) and no
+#: function word: the bar before the 0.55 one (an English customer's "paid carrefour bordeaux twice",
+#: en 0.14 / fr 0.62, stays English; "le payment a été refusé deux fois", fr 0.92, and "mi card
+#: está bloqueada desde ayer", es 0.62 with English near 0, are still foreign: a reviewer found them
+#: kept as English when such a word counted as a function word).
+FOREIGN_RULES_WITH_BANKING_WORDS: tuple[tuple[float, float], ...] = ((0.075, 0.25), (0.20, 0.70))
+
 #: The same for a Latin text that contains an English function word.
 FOREIGN_RULE_WITH_ENGLISH_WORDS: tuple[float, float] = (0.01, 0.90)
 
@@ -150,11 +157,12 @@ _ENGLISH_MARKERS: frozenset[str] = frozenset({
     "for", "at", "about", "after", "before", "into", "please", "pls", "plz", "thanks", "thank", "thx",
     "any", "some", "our", "us", "if", "up", "out", "just", "still", "yet", "than",
 })
-#: Banking words only English spells so (not a French, Spanish, German... word too). Like a function
-#: word, one of them keeps a text English unless the detector is all but sure of another language
-#: (:data:`FOREIGN_RULE_WITH_ENGLISH_WORDS`): an English customer naming a French merchant in lower
-#: case ("paid carrefour bordeaux twice", en 0.14 / fr 0.62) is not handed off in French (a
-#: reviewer's finding). They do not count toward :data:`SURE_ENGLISH_MARKERS`.
+#: Banking words only English spells so (not a French, Spanish, German... word too). With one of
+#: them (and no function word) a text is foreign by :data:`FOREIGN_RULES_WITH_BANKING_WORDS`: an
+#: English customer naming a French merchant in lower case ("paid carrefour bordeaux twice", en 0.14
+#: / fr 0.62) is not handed off in French (a reviewer's finding), and a foreign customer's loanword
+#: ("le payment a été refusé") does not make the text English. They do not count toward
+#: :data:`SURE_ENGLISH_MARKERS`.
 _ENGLISH_BANKING_WORDS: frozenset[str] = frozenset({
     "paid", "charged", "twice", "refund", "refunded", "money", "card", "cards", "payment", "payments",
     "withdraw", "withdrawal", "deposit", "received", "yesterday", "today",
@@ -565,7 +573,8 @@ class LanguageGate:
             if not isinstance(text, str):
                 raise TypeError(f"texts must be strings, got {type(text).__name__}")
         results: list[LanguageResult | None] = []
-        pending: list[tuple[int, list[str], bool]] = []  # (index, Latin words, has an English word)
+        # (index, Latin words, has an English function word, has an English banking word)
+        pending: list[tuple[int, list[str], bool, bool]] = []
         for index, text in enumerate(texts):
             result, latin = self._by_script(text)
             results.append(result)
@@ -576,12 +585,12 @@ class LanguageGate:
                     reason = f"{markers} English function words; English without the detector"
                     results[index] = self._result(DEFAULT_LANGUAGE, 0.0, reason)
                 else:
-                    english = markers > 0 or not _ENGLISH_BANKING_WORDS.isdisjoint(w.lower() for w in latin)
-                    pending.append((index, latin, english))
+                    banking = not _ENGLISH_BANKING_WORDS.isdisjoint(w.lower() for w in latin)
+                    pending.append((index, latin, markers > 0, banking))
         if pending:
-            confidences = self._confidences([" ".join(words) for _, words, _ in pending])
-            for (index, _, has_marker), values in zip(pending, confidences, strict=True):
-                results[index] = self._decide_latin(values, has_marker)
+            confidences = self._confidences([" ".join(words) for _, words, _, _ in pending])
+            for (index, _, has_marker, banking), values in zip(pending, confidences, strict=True):
+                results[index] = self._decide_latin(values, has_marker, banking)
         return [r for r in results if r is not None]
 
     def detect_one(self, text: str) -> LanguageResult:
@@ -636,11 +645,16 @@ class LanguageGate:
         share = values.get(language, 0.0) / max(sum(values.get(c, 0.0) for c in candidates), 1e-9)
         return self._result(language, share, f"cyrillic script, {language} {share:.2f} of ru+uk")
 
-    def _decide_latin(self, values: dict[str, float], has_marker: bool) -> LanguageResult:
+    def _decide_latin(
+        self, values: dict[str, float], has_marker: bool, banking: bool = False
+    ) -> LanguageResult:
         english = values.get("en", 0.0)
         others = [(value, code) for code, value in values.items() if code != "en"]
         top, foreign = max(others) if others else (0.0, "en")
-        rules = (FOREIGN_RULE_WITH_ENGLISH_WORDS,) if has_marker else FOREIGN_RULES
+        if has_marker:
+            rules: tuple[tuple[float, float], ...] = (FOREIGN_RULE_WITH_ENGLISH_WORDS,)
+        else:
+            rules = FOREIGN_RULES_WITH_BANKING_WORDS if banking else FOREIGN_RULES
         figures = f"en {english:.2f}, {foreign} {top:.2f}"
         if any(english <= max_en and top >= min_foreign for max_en, min_foreign in rules):
             return self._result(foreign, top, f"latin text, {figures}")

@@ -8,6 +8,7 @@ was sent. Driven here over real sockets against uvicorn running the protocol `te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -173,3 +174,51 @@ def test_nothing_is_written_over_an_answer_under_way(address: tuple[str, int]) -
         while chunk := sock.recv(65536):
             received += chunk
     assert not received.startswith(b"HTTP/1.1 408")
+
+
+def test_a_big_head_after_another_request_or_blank_lines_in_one_write_is_refused(
+    address: tuple[str, int],
+) -> None:
+    """A reviewer's finding: only the first head's end in a read was counted, so a small request
+    followed in the same write by one with a 180 KB header, or a head after blank lines, passed."""
+    big = b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 180_000 + b"\r\nConnection: close\r\n\r\n"
+    received, _ = exchange(address, b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n" + big)
+    assert received.count(b"HTTP/1.1 200") == 1 and b"HTTP/1.1 431" in received
+    received, _ = exchange(address, b"\r\n\r\n" + big)
+    assert received.startswith(b"HTTP/1.1 431")
+
+
+def test_a_trailer_line_that_never_ends_is_cut(address: tuple[str, int]) -> None:
+    """A trailer line that never ends reaches no parser callback: the request's bytes are bounded."""
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    started = time.monotonic()
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(head + b"5\r\nhello\r\n0\r\nX-T: ")
+        try:
+            for _ in range(8):
+                sock.sendall(b"a" * 1_000_000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(100) == b""  # closed, no answer
+    assert time.monotonic() - started < protocol.REQUEST_SECONDS + 5
+
+
+def test_a_slow_pipelined_request_does_not_replace_the_answer_to_the_one_before(
+    address: tuple[str, int],
+) -> None:
+    """A reviewer's finding: uvicorn holds a pipelined request until the one before is answered;
+    its deadline fired meanwhile and its 408 went out in place of that answer."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"POST /unread?s=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        time.sleep(0.05)
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        time.sleep(0.05)
+        received = b""
+        sock.settimeout(3)
+        try:
+            while b"done" not in received and (chunk := sock.recv(65536)):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    assert received.startswith(b"HTTP/1.1 200") and b"done" in received

@@ -379,3 +379,22 @@ def test_three_english_function_words_skip_the_detector(monkeypatch: pytest.Monk
     }
     for text, language in quoting.items():
         assert gate.detect_one(text).language == language, text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("mi card está bloqueada desde ayer", "es"),
+        ("le payment a été refusé deux fois", "fr"),
+        ("la mia card è bloccata da ieri", "it"),
+        ("quero o refund do pagamento de hoje", "pt"),
+        ("mi tarjeta fue charged dos veces", "es"),
+        ("la carte a été refusée, je veux mon money", "fr"),
+    ],
+)
+def test_an_english_banking_loanword_leaves_a_foreign_text_foreign(
+    gate: LanguageGate, text: str, language: str
+) -> None:
+    """A reviewer's finding: when an English banking word counted as a function word, one loanword
+    ("card", "payment", "refund") kept these as English, even at French 0.92."""
+    assert gate.detect_one(text).language == language

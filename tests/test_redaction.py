@@ -1060,6 +1060,13 @@ def test_memorable_words_and_security_answers_are_secrets(text: str, expected: s
         ("my login: jdoe88/Passw0rd", "my login: [USERNAME]/[PASSWORD]"),
         ("sign-in: bob@example.com / qwerty123", "sign-in: [EMAIL] / [PASSWORD]"),
         ("user: admin / adm1n!", "user: [USERNAME] / [PASSWORD]"),
+        # a reviewer's, on the rules that kept possessives: the word before another clause is read
+        ("my password's hunter and I can't log in", "my password's [PASSWORD] and I can't log in"),
+        ("my memorable word's rosebud I think", "my memorable word's [PASSWORD] I think"),
+        ("login: jdoe / sunshine", "login: [USERNAME] / [PASSWORD]"),
+        ("username: marco | letmein", "username: [USERNAME] | [PASSWORD]"),
+        ("password for online banking abc123", "password for online banking [PASSWORD]"),
+        ("пароль от приложения Qw1984", "пароль от приложения [PASSWORD]"),
         # the fourth held-out set's: a relative clause, and two PINs offered as alternatives
         ("my mums maiden name which is O'Sullivan and", "my mums maiden name which is [PASSWORD] and"),
         (
@@ -1098,6 +1105,9 @@ def test_a_secret_after_an_apostrophe_s_or_a_user_name_and_a_slash(text: str, ex
         "password for the app v2.3 not accepted",
         "password for online banking 10mins ago",
         "password for the app iOS17 not working",
+        "password for the app iOS17.2.1",
+        "password for the app v2.3.14b",
+        "password for the app 10minutes",
     ],
 )
 def test_a_sentence_about_a_password_after_apostrophe_s_stays(text: str) -> None:

@@ -1867,6 +1867,14 @@ _PASSWORD_FILL = (
     # "my password is i think hunter2"
     r"(?:" + _I_THINK + r"(?:[ ]{1,3}" + _IT_IS + r")?[ ]{1,3})?"
 )
+#: A software version or a length of time, not a password: "v2.3.14b", "ios17.2.1", "android14",
+#: "10mins", "2hrs" (read on the lower-cased text).
+_VERSION_OR_TIME = (
+    r"(?:(?:v|ios|android|version)?[0-9]+(?:\.[0-9a-z]+)*[a-z]?"
+    r"|[0-9]+(?:mins?|minutes?|hrs?|hours?|days?|secs?|seconds?|am|pm|st|nd|rd|th|gb|mb|kb))"
+    r"(?=[\s,.;:!?)]|$)"
+)
+
 _DET_BEFORE = (
     r"(?<=(?<![\p{L}])(?:your|my|ur|the|this|tu|su|votre|ton|dein|ihr|il[ ]tuo|seu|sua|uw|jouw|ваш)[ ])"
 )
@@ -2085,12 +2093,14 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("secret_name", _MAIDEN_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
     ("password", _PASSWORD_WORDS, _OF_CARD + _PASSWORD_FILL + _PASSWORD_VALUE),
     ("password", _PASSWORD_WORDS, r"[ ]{0,3}(?P<v>(?=\S{0,63}[0-9])[^\s\[]\S{3,63}+)"),
-    # what it opens between: "пароль от приложения Qwerty_1984", "password for the app Tr1cky!8"
-    # (8 characters or more, letters and digits: not a version or a time, "v2.3", "iOS17", "10mins")
+    # what it opens between: "пароль от приложения Qwerty_1984", "password for the app Tr1cky1"
+    # (6 characters or more, letters and digits; not a version or a time: "v2.3", "iOS17.2.1",
+    # "10mins", "10minutes ago")
     (
         "password",
         _PASSWORD_WORDS,
-        _OF_CARD + r"[ ]{1,3}(?P<v>(?=\S{0,63}[0-9])(?=\S{0,63}\p{L})[^\s\[]\S{7,63}+)(?![ ]ago(?![\p{L}]))",
+        _OF_CARD + r"[ ]{1,3}(?!" + _VERSION_OR_TIME + r")"
+        r"(?P<v>(?=\S{0,63}[0-9])(?=\S{0,63}\p{L})[^\s\[]\S{5,63}+)(?![ ]ago(?![\p{L}]))",
     ),
     ("password", _PASSWORD_WORDS, _REL_CLAUSE_IS + r"(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])[^\s\[]\S{3,63}+)"),
     # "changed my password to Tr1cky_Pa55": after "to", only a token with a digit or a symbol
@@ -2346,7 +2356,10 @@ def _maiden_name_end(text: str, lines: str, pos: int, start: int) -> int | None:
 #: butterfly"); not "the password's requirements are confusing", "memorable word's first letter".
 _SAID_SHORT = regex.compile(
     r"[\"'“‘]?(?:(?=[^\s\[]{0,63}[^\p{L}\s\[])[^\s\[]{1,64}"
-    r"|[\p{L}\p{M}'’\-]{1,32}[\"'”’]?[ ]{0,2}(?:[.,;:!?)\n]|$))"
+    r"|[\p{L}\p{M}'’\-]{1,32}[\"'”’]?[ ]{0,2}(?:[.,;:!?)\n]|$"
+    # ... or before a word that starts another clause: "my password's hunter and I can't log in",
+    # "memorable word's rosebud I think" (a reviewer's finding)
+    r"|(?:and|but|so|or|i|though|because|cos|lol|haha|pls|please|yet|which|it)(?![\p{L}'’])))"
 )
 
 
@@ -2836,15 +2849,24 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
         # a login given as a pair, its password after a slash or a bar: "login: janedoe88 /
         # s3cretP@ss", "username jdoe | Pa55word!"
         pair = _PAIR_PASSWORD.match(ctx.text, end)
-        if pair is not None and pair.group("v").lower() not in _ORDINARY and low not in _NOT_A_USERNAME:
+        second = pair.group("v").lower().rstrip(".,;:!?)") if pair is not None else ""
+        if (
+            pair is not None
+            and second not in _ORDINARY
+            and second not in _NOT_A_PAIR
+            and low not in _NOT_A_USERNAME
+        ):
             first, last = pair.span("v")
             ctx.add(_P_LABELLED, first, last, "password", "rule:password", "after a user name and a slash")
 
 
 #: The second of a login given as a pair, after the user name: " / s3cretP@ss", "|hunter22".
-_PAIR_PASSWORD = regex.compile(
-    # (with a digit or a sign in it: "login: jdoe / email", "username: marco | account 1234" are not)
-    r"[\"']?[ ]{0,2}[/|][ ]{0,2}(?P<v>(?=[^\s\[]{0,63}[0-9!@#$%^&*_+=?~])[^\s\[/|][^\s\[]{3,63}+)"
+_PAIR_PASSWORD = regex.compile(r"[\"']?[ ]{0,2}[/|][ ]{0,2}(?P<v>[^\s\[/|][^\s\[]{3,63}+)")
+#: Words after a user name and a slash that go on with the sentence, not its password: "login: jdoe /
+#: email", "username: marco | account 12345678", "username: jdoe / thanks".
+_NOT_A_PAIR = frozenset(
+    """email e-mail mail thanks thank today tomorrow yesterday account phone mobile number address name
+    password passcode pin app web online login username user id card code help support""".split()  # noqa: SIM905
 )
 
 #: Words after a user-name label that are the sentence, not the name.

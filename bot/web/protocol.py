@@ -38,10 +38,17 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Seconds from a request's first byte to its body's last (nginx's ``client_header_timeout`` and
 #: ``client_body_timeout`` default to 60 s each, between two reads).
 REQUEST_SECONDS = 30.0
+#: Every byte of one request (head, body, trailers): above the largest body a route takes (1 MB,
+#: Slack's signed payloads) with room; beyond, the connection is closed.
+MAX_REQUEST_BYTES = 2 * 1024 * 1024 + MAX_HEAD_BYTES
 #: After a refusal, the client's further bytes are read and dropped for this long before the
 #: connection closes (as nginx's ``lingering_close`` does): closed at once with bytes unread, the
 #: kernel resets the connection and the client may lose the refusal before reading it.
 LINGER_SECONDS = 2.0
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing a request refused there."""
 
 
 def _response(status: bytes, text: str) -> bytes:
@@ -83,8 +90,13 @@ def _bounded() -> type:
         _tail = b""
         #: Whether the current request's headers are still arriving.
         _in_head = True
+        #: Bytes of the current request's line and headers as the parser hands them over (a head
+        #: that ends within a read, or a pipelined request's after another's in one read).
+        _parsed_head = 0
         #: Bytes of trailers (header lines after a chunked body) of the current request.
         _trailer_bytes = 0
+        #: Every byte received since the current request's first (head, body, trailers).
+        _request_bytes = 0
         #: Whether a request has begun and its body is not complete.
         _arriving = False
         _deadline: TimerHandle | None = None
@@ -96,6 +108,12 @@ def _bounded() -> type:
             if not self._arriving:
                 self._arriving = True
                 self._arm()
+            self._request_bytes += len(data)
+            if self._request_bytes > MAX_REQUEST_BYTES:
+                # Beyond any body a route takes (bot.web.app's body limits: 1 MB at most): a trailer
+                # line that never ends, say, which no callback would ever see.
+                self._drop("request too large")
+                return
             if self._in_head:
                 # Only the head counts: a client writing the head and the start of a large body at
                 # once (curl, a proxy) is not refused for its body (a reviewer's finding).
@@ -112,13 +130,33 @@ def _bounded() -> type:
                     return
             super().data_received(data)
 
+        def on_message_begin(self) -> None:
+            self._parsed_head = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._count_head(len(url))
+            super().on_url(url)
+
         def on_header(self, name: bytes, value: bytes) -> None:
             if not self._in_head:  # a trailer, after a chunked body: bounded as the head is
                 self._trailer_bytes += len(name) + len(value) + 4
                 if self._trailer_bytes > MAX_HEAD_BYTES:
                     self._drop("trailers")
-                    return
+                    raise _Refused
+            else:
+                self._count_head(len(name) + len(value) + 4)
             super().on_header(name, value)
+
+        def _count_head(self, size: int) -> None:
+            self._parsed_head += size
+            if self._parsed_head > MAX_HEAD_BYTES:
+                self._refuse(TOO_LARGE, "head")
+                raise _Refused  # stops the parser; uvicorn's 400 for it is not sent (below)
+
+        def send_400_response(self, msg: str) -> None:
+            if not self._refused:  # a refusal of ours was answered already
+                super().send_400_response(msg)
 
         def on_headers_complete(self) -> None:
             self._in_head, self._tail = False, b""
@@ -126,7 +164,8 @@ def _bounded() -> type:
 
         def on_message_complete(self) -> None:
             self._disarm()
-            self._arriving, self._in_head, self._head_bytes, self._trailer_bytes = False, True, 0, 0
+            self._arriving, self._in_head, self._head_bytes, self._tail = False, True, 0, b""
+            self._trailer_bytes = self._request_bytes = 0
             super().on_message_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -145,6 +184,11 @@ def _bounded() -> type:
         def _too_slow(self) -> None:
             self._deadline = None
             if self.transport is None or self.transport.is_closing():
+                return
+            if self.pipeline:
+                # An earlier request on this connection is still being answered (uvicorn holds this
+                # one, reading paused, until it is): its time is not this request's to run out.
+                self._arm()
                 return
             cycle = self.cycle
             answering = cycle is not None and not cycle.response_complete
