@@ -22,6 +22,7 @@ import numpy as np
 
 from bot.policy import (
     ADVICE_TAG,
+    PERSON_RULE,
     ROUTES,
     RULE_NAMES,
     RULE_ROUTES,
@@ -384,7 +385,7 @@ SMALLTALK_FLOOR = 0.55
 
 #: The rules that answer with the small-talk examples: their common bar is fitted to the messages
 #: they could take.
-CHAT_RULES = ("human", "smalltalk")
+CHAT_RULES = (PERSON_RULE, "smalltalk")
 
 
 def _chat_reach(f: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 from bot.batching import DecisionBatcher
 from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, entry_of, intent_of, is_feedback_form
 from bot.errors import Conflict, InputError
-from bot.policy import LANGUAGE_RULE, AnswerPolicy, Decision, Route
+from bot.policy import LANGUAGE_RULE, PERSON_RULE, AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact, scan
 from bot.stages import timed
 from bot.storage import HUMAN_ROUTE, DuplicateMessage, Feedback, NewExchange, Store, StoredMessage
@@ -358,13 +358,13 @@ def without_person(choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
 
 def unstaffed(decision: Decision, words: Mapping[str, str]) -> Decision:
     """``decision`` as said where no person can take over: a handoff says so (:data:`UNSTAFFED`; for
-    a customer who asked for a person or complained, rule ``human``, its small talk's ``unstaffed``
-    words) instead of promising someone, any other reply that offers a person says what ``words`` (the
-    policy's :attr:`~bot.policy.AnswerPolicy.unstaffed_words`) has for it instead ("who are you?":
-    no "I'll connect you"), and no reply offers a button for a person. A message handed off for its
-    language (rule ``language``, answered in the customer's language) is told so in that language
-    (:func:`unstaffed_reply` of :attr:`Decision.language`); every other handoff in English, as the
-    policy's replies are."""
+    a customer who asked for a person or complained, :data:`~bot.policy.PERSON_RULE`, its small
+    talk's ``unstaffed`` words) instead of promising someone, any other reply that offers a person
+    says what ``words`` (the policy's :attr:`~bot.policy.AnswerPolicy.unstaffed_words`) has for it
+    instead ("who are you?": no "I'll connect you"), and no reply offers a button for a person. A
+    message handed off for its language (rule ``language``, answered in the customer's language) is
+    told so in that language (:func:`unstaffed_reply` of :attr:`Decision.language`); every other
+    handoff in English, as the policy's replies are."""
     choices = without_person(decision.choices)
     if decision.route == Route.HANDOFF:
         if decision.rule == LANGUAGE_RULE:
@@ -372,7 +372,7 @@ def unstaffed(decision: Decision, words: Mapping[str, str]) -> Decision:
         else:
             # A customer who asked for a person, or said only that they are unhappy, is answered as
             # such (the small talk's ``unstaffed`` words), not with "I can't answer that here".
-            said = words.get(decision.answer, UNSTAFFED) if decision.rule == "human" else UNSTAFFED
+            said = words.get(decision.answer, UNSTAFFED) if decision.rule == PERSON_RULE else UNSTAFFED
         return replace(decision, answer=said, choices=choices)
     return replace(decision, answer=words.get(decision.answer, decision.answer), choices=choices)
 

@@ -809,7 +809,16 @@ def suggestion(overlap: Overlap) -> str:
     return f"left as is; to make it the intent's answer, give `{overlap.entry_id}` intent `{overlap.intent}`"
 
 
-def unanswerable_corrections(kb: KnowledgeBase, corrections: Iterable[Correction]) -> dict[int, str]:
+@dataclass(frozen=True)
+class NotApplied:
+    """Why an operator's correction in force does not apply now: ``kind`` in a few words (a table's
+    status: "intent unanswered", "entry superseded", "entry removed"), ``reason`` in full."""
+
+    kind: str
+    reason: str
+
+
+def unanswerable_corrections(kb: KnowledgeBase, corrections: Iterable[Correction]) -> dict[int, NotApplied]:
     """Why each correction in force (not superseded) among ``corrections`` cannot be answered with
     the knowledge base as it is now, by correction id: its entry was removed, or no entry answers
     its intent. The answer policy passes such a correction by (:meth:`bot.policy.AnswerPolicy.signals`,
@@ -822,12 +831,15 @@ def unanswerable_corrections(kb: KnowledgeBase, corrections: Iterable[Correction
             continue
         if c.label is not None:
             if kb.for_intent(c.label) is None:
-                reasons[c.id] = f"no entry answers intent {c.label} now"
+                reasons[c.id] = NotApplied("intent unanswered", f"no entry answers intent {c.label} now")
         elif c.kb_id is not None and c.kb_id not in kb:
             by = superseded.get(c.kb_id)
             reasons[c.id] = (
-                f"entry {c.kb_id} is superseded by {by} (`teller kb restore` brings it back)"
+                NotApplied(
+                    "entry superseded",
+                    f"entry {c.kb_id} is superseded by {by} (`teller kb restore` brings it back)",
+                )
                 if by is not None
-                else f"entry {c.kb_id} was removed"
+                else NotApplied("entry removed", f"entry {c.kb_id} was removed")
             )
     return reasons

@@ -403,6 +403,9 @@ def _scope(f: Mapping[str, float], t: Thresholds) -> str:
     return f"in scope {f['scope']:.2f} {sign} {t.in_scope:.2f}"
 
 
+#: The rule for a customer who asked for a person or said only that they are unhappy: handed off,
+#: with the small talk's words for it.
+PERSON_RULE = "human"
 #: The rule that hands off a message written in a language Teller does not serve, with a reply in
 #: that language (:func:`nlu.language.handoff_reply`).
 LANGUAGE_RULE = "language"
@@ -433,7 +436,7 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
-        "human",
+        PERSON_RULE,
         Route.HANDOFF,
         lambda f, t: _chat(f, t) & (f["wants_human"] > 0),
         lambda f, t: (
@@ -1064,7 +1067,7 @@ class AnswerPolicy:
             )
         if rule.name == "correction":
             return self._corrected(s, reason)
-        if rule.name == "human":
+        if rule.name == PERSON_RULE:
             category = s.smalltalk_category or HUMAN_CATEGORY  # one of HANDOFF_CATEGORIES (the test)
             return _decision(Route.HANDOFF, self.smalltalk.replies[category], f"{reason} ({category})", p)
         if rule.name == "smalltalk":

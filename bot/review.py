@@ -35,7 +35,7 @@ from bot.corrections import Spreader
 from bot.errors import ConfigError, InputError
 from bot.knowledge import KnowledgeAdmin, Overlap
 from bot.operators import Actor, Operators
-from bot.policy import OPERATOR_TAG, AnswerPolicy, Route
+from bot.policy import OPERATOR_TAG, PERSON_RULE, AnswerPolicy, Route
 from bot.storage import (
     HUMAN_ROUTE,
     Correction,
@@ -58,9 +58,6 @@ from retrieval.entry import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_QUESTIONS,
 from retrieval.knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
-
-#: The policy's rule for a customer who asked for a person or complained (:data:`bot.policy.RULES`).
-PERSON_RULE = "human"
 
 OPEN = ReviewStatus.OPEN
 #: Reasons that need a person (their verdict, or an answer the customer never got); they always
@@ -409,7 +406,7 @@ class ReviewService:
 
     def _asks_for_person(self, text: str) -> bool:
         """Whether the policy in use hands ``text`` off because the customer asked for a person or
-        complained (rule :data:`PERSON_RULE`, whatever an operator corrected since)."""
+        complained (rule :data:`bot.policy.PERSON_RULE`, whatever an operator corrected since)."""
         policy = self.policy_provider()
         [signals] = policy.signals([text])
         try:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bot.cli.app import JsonOpt, app, emit_json, out
 from bot.errors import InputError
-from bot.knowledge import correction_suggestion
+from bot.knowledge import NotApplied, correction_suggestion
 from bot.operators import CLI, Actor, Operators
 from bot.policy import AnswerPolicy
 from bot.review import NOTHING_TO_REVIEW, Resolution, ReviewService
@@ -434,7 +434,7 @@ def flag_record(f: Flag) -> dict[str, Any]:
     return {"kind": "flag", **asdict(f)}
 
 
-def correction_record(c: Correction, not_applied: dict[int, str] | None = None) -> dict[str, Any]:
+def correction_record(c: Correction, not_applied: dict[int, NotApplied] | None = None) -> dict[str, Any]:
     """``not_applied``: why corrections in force cannot be answered now, by id
     (:func:`bot.knowledge.unanswerable_corrections`)."""
     return {
@@ -452,12 +452,12 @@ def correction_record(c: Correction, not_applied: dict[int, str] | None = None) 
         "superseded_at": c.superseded_at,
         "origin_id": c.origin_id,
         "message_id": c.message_id,
-        **({"not_applied": not_applied[c.id]} if not_applied and c.id in not_applied else {}),
+        **({"not_applied": not_applied[c.id].reason} if not_applied and c.id in not_applied else {}),
     }
 
 
 def print_flags_and_corrections(
-    flags: list[Flag], corrections: list[Correction], not_applied: dict[int, str] | None = None
+    flags: list[Flag], corrections: list[Correction], not_applied: dict[int, NotApplied] | None = None
 ) -> None:
     """The operators' part of ``teller feedback list``: flags, then corrections with supersession
     (``not_applied``: why corrections in force cannot be answered now, by id)."""
@@ -479,9 +479,7 @@ def print_flags_and_corrections(
             if c.superseded:
                 status = f"superseded by #{c.superseded_by}"
             elif c.id in not_applied:
-                reason = not_applied[c.id]
-                gone = "entry superseded" if " is superseded" in reason else "entry removed"
-                status = f"not applied ({'intent unanswered' if reason.startswith('no entry') else gone})"
+                status = f"not applied ({not_applied[c.id].kind})"
             else:
                 status = "in force"
             if c.origin_id is not None:

@@ -18,10 +18,13 @@ clients directly. :class:`BoundedHttpToolsProtocol` keeps uvicorn's protocol and
   the connection (the application waiting for the body sees the client disconnect; its own answer
   is dropped), and only its connection is closed where an answer is under way.
 
-Only a request's head counts toward its bound (its end found across reads), not the body that
-may arrive with it in one write. Where httptools is missing, uvicorn's h11 protocol runs with
-h11's own bound on an incomplete head (:data:`MAX_HEAD_BYTES`) and no request timeout:
-:func:`http_protocol` says which.
+Only a request's head counts toward its bound, not the body that may arrive with it in one write:
+a head is counted as the parser hands its lines over, and one still unfinished after a read is
+counted by the bytes received (at most one read over the bound before the refusal). Every byte of
+one request is bounded too (:data:`MAX_REQUEST_BYTES`).
+
+Where httptools is missing, uvicorn's h11 protocol runs with h11's own bound on an incomplete head
+(:data:`MAX_HEAD_BYTES`) and no request timeout: :func:`http_protocol` says which.
 """
 
 from __future__ import annotations
@@ -84,10 +87,8 @@ def _bounded() -> type:
         """uvicorn's :class:`HttpToolsProtocol`, its requests bounded in head size and arrival time
         (see the module's docstring)."""
 
-        #: Bytes of the current request's head (request line and headers) received so far.
+        #: Bytes received since the current request's first while its head was unfinished.
         _head_bytes = 0
-        #: The last bytes of the head received, to find its end ("\r\n\r\n") across reads.
-        _tail = b""
         #: Whether the current request's headers are still arriving.
         _in_head = True
         #: Bytes of the current request's line and headers as the parser hands them over (a head
@@ -115,20 +116,14 @@ def _bounded() -> type:
                 self._drop("request too large")
                 return
             if self._in_head:
-                # Only the head counts: a client writing the head and the start of a large body at
-                # once (curl, a proxy) is not refused for its body (a reviewer's finding).
-                window = self._tail + data
-                end = window.find(b"\r\n\r\n")
-                if end < 0:
-                    self._head_bytes += len(data)
-                    self._tail = window[-3:]
-                else:
-                    self._head_bytes += max(0, end + 4 - len(self._tail))
-                    self._tail = b""
-                if self._head_bytes > MAX_HEAD_BYTES:
-                    self._refuse(TOO_LARGE, "head")
-                    return
+                self._head_bytes += len(data)
             super().data_received(data)
+            # A head still unfinished after this read was all head: bounded here, since the parser
+            # hands a header line over (to :meth:`_count_head`) only once it ends. A head that ended
+            # in this read was counted there, and the body after it is no head's (a reviewer's
+            # finding: a head and a large body written at once, as curl does, were refused).
+            if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self._refused:
+                self._refuse(TOO_LARGE, "head")
 
         def on_message_begin(self) -> None:
             self._parsed_head = 0
@@ -159,12 +154,12 @@ def _bounded() -> type:
                 super().send_400_response(msg)
 
         def on_headers_complete(self) -> None:
-            self._in_head, self._tail = False, b""
+            self._in_head = False
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             self._disarm()
-            self._arriving, self._in_head, self._head_bytes, self._tail = False, True, 0, b""
+            self._arriving, self._in_head, self._head_bytes = False, True, 0
             self._trailer_bytes = self._request_bytes = 0
             super().on_message_complete()
 
