@@ -13,9 +13,9 @@ sync``). Either way each entry that is new, or whose phrasings changed, is check
   An entry that names an intent in its file overlaps that intent's answer entry the same way;
 - **within the file**: the checked entries against each other, scored as entry vs entry
   (:meth:`KnowledgeBase.overlaps_within`: each entry's most similar other entry, each pair once).
-  Two entries of one file on one topic compete for the same customers; such a pair is only
-  reported (``kind="import"``), with what would resolve it: merging the two, or ``teller kb
-  supersede`` after the import.
+  Two entries of one file on one topic compete for the same customers; such a pair (sure, or the
+  same question twice: :data:`WITHIN_FILE_SAME_QUESTION`) is only reported (``kind="import"``),
+  with what would resolve it: merging the two, or ``teller kb supersede`` after the import.
 
 **Resolution** (``on_overlap``): ``newer`` (the default) makes the operator's newer entry the one
 customers get: it supersedes the overlapping entry (:meth:`KnowledgeBase.supersede`, recorded and
@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -118,6 +119,13 @@ INTENT_CONFIDENCE = 0.80
 #: an intent is (the default model, 2026-12-04).
 MISFILED_PROBABILITY = 0.05
 INTENT_NEAREST = 0.75
+#: Two entries of one file are reported in the possible tier only when their questions are at least
+#: this alike (the same question twice, with different answers): one operator's file holds distinct
+#: topics, and its possible pairs were noise. Of the 24 possible-tier pairs within the four dev
+#: banks' files and a fifth bank's written by a trial (Karoo Mutual, 45 entries), none was one
+#: topic (e.g. "How do I change or reset my card PIN?" ~ "What should I do if my card is lost or
+#: stolen?", answers 0.71 alike); their questions were at most 0.72 alike (2026-12-05).
+WITHIN_FILE_SAME_QUESTION = 0.85
 
 OnOverlap = Literal["newer", "keep", "ask"]
 ON_OVERLAP: tuple[OnOverlap, ...] = ("newer", "keep", "ask")
@@ -157,7 +165,8 @@ class Overlap:
                 also = ", another entry of this file,"
             return f"`{self.entry_id}` {verb} `{self.existing_id}`{also} at {self.score:.2f}"
         now = f"its answer is `{self.existing_id}`" if self.existing_id else "no entry answers it"
-        return f"`{self.entry_id}` is what intent `{self.intent}` answers ({self.score:.2f}; {now})"
+        verb = "is" if self.sure else "may be"
+        return f"`{self.entry_id}` {verb} what intent `{self.intent}` answers ({self.score:.2f}; {now})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,6 +227,9 @@ class ImportOutcome:
     answers_changed: list[str] = field(default_factory=list)
     #: Entries that stay and change source on a sync (the starter's or the bank's), updated or not.
     sources: list[SourceChange] = field(default_factory=list)
+    #: Of ``updated``, the starter's untouched entries an ``add`` replaced because the file has an
+    #: entry with the same id (the starter's text is not kept; a sync says so in ``sources``).
+    starter_replaced: list[str] = field(default_factory=list)
 
     def audit_details(self) -> dict[str, Any]:
         """What the audit log keeps of an applied change (``kb.change``): entry ids only, no text.
@@ -259,6 +271,7 @@ class ImportOutcome:
             "removed": self.removed,
             "kept_superseded": self.kept_superseded,
             "sources": [change.to_dict() for change in self.sources],
+            "starter_replaced": self.starter_replaced,
             "overlaps": [r.to_dict() for r in self.resolutions],
             "superseded": [{"id": old, "by": new} for old, new in self.superseded],
             "linked": self.linked,
@@ -404,9 +417,10 @@ class KnowledgeAdmin:
     def check_within(self, entries: Sequence[KBEntry], vectors: EntryVectors | None = None) -> list[Overlap]:
         """The overlaps of ``entries`` (one import's checked entries) with each other, as
         ``kind="import"`` overlaps: for each entry the other one most like it, scored and tiered as
-        an overlap with one of the bank's own existing entries (``POSSIBLE_SIMILARITY`` reported,
-        ``sure`` from ``SURE_SIMILARITY``); each pair once, carried by its later entry, in file order.
-        ``vectors`` as for :meth:`check`."""
+        an overlap with one of the bank's own existing entries, but reported only when sure (from
+        ``SURE_SIMILARITY``) or when the two ask the same question
+        (:data:`WITHIN_FILE_SAME_QUESTION`); each pair once, carried by its later entry, in file
+        order. ``vectors`` as for :meth:`check`."""
         return [
             Overlap(
                 o.entry_id,
@@ -418,6 +432,7 @@ class KnowledgeAdmin:
                 _similarity_detail(o),
             )
             for o in self.kb.overlaps_within(entries, POSSIBLE_SIMILARITY, vectors=vectors)
+            if o.score >= SURE_SIMILARITY or o.question_score >= WITHIN_FILE_SAME_QUESTION
         ]
 
     def prepare(
@@ -572,6 +587,8 @@ class KnowledgeAdmin:
             sources=list(prepared.sources),
         )
         outcome.lost_intents = self._lost_intents(prepared, decisions)
+        if prepared.mode == "add":
+            outcome.starter_replaced = [i for i in prepared.updated if self.kb.is_starter(i)]
         was = {e.id: e for e in prepared.before}
         outcome.answers_changed = [i for i in prepared.updated if was[i].answer != incoming[i].answer]
         if dry_run:  # what the knowledge base would hold after it
@@ -745,7 +762,13 @@ class KnowledgeAdmin:
                 # Read as the starter's intent but answering something else: reported, not acted on.
                 alike = self._answers_alike(entry, answer)
                 sure = alike >= STARTER_SURE_ANSWER
-                detail += f"; answers {alike:.2f}"
+                if sure:
+                    detail += f"; answers {alike:.2f}"
+                else:  # floored, so that a value just under the bar does not print as the bar
+                    detail += (
+                        f"; answers {math.floor(alike * 100) / 100:.2f}, under the "
+                        f"{STARTER_SURE_ANSWER:.2f} a starter entry's intent needs to be taken over"
+                    )
             others = [(i, q) for i, q in read_as.get(entry.id, []) if i != intent]
             if others and entry.intent is None:
                 # One phrasing read surely as the intent, another as surely as a different one: the

@@ -169,7 +169,8 @@ class InterviewService:
         """Resume the user's interview in progress (switched to ``mode`` if one is given), or start
         one (``new``: always) in ``mode`` (default ``full``). ``defaults`` replace the service's."""
         with self._lock(user_id):
-            state = None if new else self.store.active_for(user_id)
+            previous = self.store.active_for(user_id)
+            state = None if new else previous
             if state is not None:
                 if mode is not None and mode != state.mode:
                     return self._switched(state, mode, defaults)
@@ -181,9 +182,21 @@ class InterviewService:
             intro = (
                 f"Interview {turn.state.id}: {self.engine.script.title}{kind}. {HELP}"
                 + self._mode_hint(mode)
+                + self._still_open(previous)
                 + "\n\n"
             )
             return Reply(intro + (turn.prompt.render() if turn.prompt else ""), turn.state, turn)
+
+    def _still_open(self, previous: InterviewState | None) -> str:
+        """What a new interview's first reply says of the one that was in progress: it is kept
+        (not cancelled), and can be resumed by its id."""
+        if previous is None:
+            return ""
+        answered = len(self.engine.answered(previous))
+        return (
+            f" Interview {previous.id} ({answered} answers so far) stays in progress: "
+            "resume it by its id, or cancel it there."
+        )
 
     def _mode_hint(self, mode: str) -> str:
         """What a new interview's first reply says about the other mode."""

@@ -53,3 +53,34 @@ def test_terminal_interview_pause_resume_and_brief(teller_env: Path) -> None:
     assert code == 0 and json.loads(stdout)["markdown"] == str(brief_path)
     code, _, stderr = run("brief", "iv_missing")
     assert code == 2 and "no interview 'iv_missing'" in stderr
+
+
+def test_a_new_interview_names_the_one_left_in_progress_and_both_can_be_listed_and_resumed(
+    teller_env: Path,
+) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["interview"], input=typed("product"))
+    assert first.exit_code == 0, first.output
+    first_id = first.stdout.split("Interview ")[1].split(":")[0]
+    second = runner.invoke(app, ["interview", "--new"], input="")
+    assert second.exit_code == 0, second.output
+    second_id = second.stdout.split("Interview ")[1].split(":")[0]
+    assert second_id != first_id
+    assert f"Interview {first_id} (1 answers so far) stays in progress" in second.stdout
+
+    listed = runner.invoke(app, ["interview", "--list"])
+    assert listed.exit_code == 0 and listed.stdout.index(second_id) < listed.stdout.index(first_id)
+    assert "1 answers" in listed.stdout and "`" not in listed.stdout
+
+    resumed = runner.invoke(app, ["interview", "--resume", first_id], input="")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"Resuming interview {first_id} (1 answers so far)" in resumed.stdout
+    code, _, stderr = run("interview", "--resume", "iv_missing")
+    assert code == 2 and "no interview 'iv_missing'" in stderr
+    code, _, stderr = run("interview", "--resume", first_id, "--new")
+    assert code == 2 and "--resume carries on" in stderr
+
+
+def test_no_interviews_listed_says_how_to_start_one(teller_env: Path) -> None:
+    listed = CliRunner().invoke(app, ["interview", "--list"])
+    assert listed.exit_code == 0 and "No interviews yet" in listed.stdout

@@ -130,3 +130,27 @@ def test_removing_the_entry_that_answers_an_intent_warns_and_names_what_it_repla
     listed = {e["id"]: e for e in json_lines(run("kb", "list", "--json")[1])}
     # Back as it was: the starter's answer to its intent (not listed as the bank's own).
     assert (listed["card_arrival"]["source"], listed["card_arrival"]["intent"]) == ("starter", "card_arrival")
+
+
+def test_an_added_entry_with_a_starter_entrys_id_is_named_as_replacing_the_starters(
+    teller_env: Path, tmp_path: Path
+) -> None:
+    md = tmp_path / "hours.md"
+    md.write_text(
+        "## When are you open?\nid: branches_and_hours\n\nOur one branch in Hull opens 9am-4pm on weekdays.\n"
+        "\n## Can I bank on a Sunday?\nid: bank-sunday\n\nOnly in the app; branches are closed on Sundays.\n"
+    )
+    code, stdout, _ = run("kb", "add", str(md), "--dry-run", "--json")
+    plan = json.loads(stdout)
+    assert code == 0 and plan["updated"] == ["branches_and_hours"]
+    assert plan["starter_replaced"] == ["branches_and_hours"]
+    code, stdout, _ = run("kb", "add", str(md))
+    said = " ".join(stdout.split())
+    assert code == 0 and "a starter entry had that id: replaced by yours" in said
+    assert "(1): branches_and_hours" in said and "an entry with that id was there" not in said
+    # Now the bank's: adding it again changed replaces the bank's own entry, said as such.
+    md.write_text(md.read_text().replace("9am-4pm", "9am-5pm"))
+    code, stdout, _ = run("kb", "add", str(md), "--dry-run")
+    said = " ".join(stdout.split())
+    assert "an entry with that id was there: replaced) (1): branches_and_hours" in said
+    assert "a starter entry had that id" not in said

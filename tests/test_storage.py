@@ -489,6 +489,19 @@ def test_the_migrations_build_exactly_the_declared_schema(store: Store) -> None:
     assert store.database.upgrade() == store.database.head()  # again: nothing to do
 
 
+def test_of_two_processes_upgrading_only_the_one_that_migrated_says_so(url: str) -> None:
+    """``migrated_from`` is read under the migration lock (a two-replica trial saw two of three
+    racing `teller db upgrade` print "upgraded from empty": the revision was read before the lock)."""
+    first, second = Database(url, migrate=False), Database(url, migrate=False)
+    try:
+        assert second.revision() is None  # read before either migrates, as the old command did
+        assert first.upgrade() == first.head() and first.migrated_from is None
+        assert second.upgrade() == second.head() and second.migrated_from == second.head()
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_newer_schema_is_refused(url: str) -> None:
     Store(url).close()
     database = Database(url, migrate=False)

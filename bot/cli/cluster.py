@@ -26,8 +26,9 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
     settings = get_settings()
     database = Database(settings.database, migrate=False)
     try:
-        before = database.revision()
         after = database.upgrade()
+        # Read under the migration lock: of processes racing, only the one that migrated says so.
+        before = database.migrated_from
     finally:
         database.close()
     if as_json:

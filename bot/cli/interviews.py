@@ -40,6 +40,15 @@ def interview(
             "switches the one in progress to it unless --new.",
         ),
     ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", metavar="ID", help="Carry on with this interview of yours (--list shows them)."
+        ),
+    ] = None,
+    listing: Annotated[
+        bool, typer.Option("--list", help="List your interviews, most recent first, and exit.")
+    ] = False,
     user: Annotated[
         str, typer.Option(help="Whose interviews (terminal users share one id by default).")
     ] = "terminal",
@@ -58,7 +67,20 @@ def interview(
     service = desk.service
     desk.suggest_days = days
     service.defaults = desk.measured_figures
-    reply = service.start_or_resume(user, new=new, mode=QUICK if quick else None)
+    if listing:
+        if not service.store.for_user(user):
+            out.print("No interviews yet: `teller interview` starts one.", highlight=False, markup=False)
+        else:
+            out.print(desk.list_text(user).replace("`", ""), highlight=False, markup=False)
+        return
+    if resume is not None and (new or quick):
+        raise typer.BadParameter(
+            "--resume carries on with an interview as it is; leave out --new and --quick"
+        )
+    if resume is not None:
+        reply = service.resume(user, resume)
+    else:
+        reply = service.start_or_resume(user, new=new, mode=QUICK if quick else None)
     out.print(reply.text, highlight=False, markup=False, soft_wrap=True)
     state = reply.state
     while state.status not in (COMPLETED, CANCELLED):

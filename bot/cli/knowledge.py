@@ -207,7 +207,18 @@ def _print_outcome(outcome: ImportOutcome, preview_only: bool = False) -> None:
     lines = [("+ add", outcome.added), ("~ update", outcome.updated), ("- remove", outcome.removed)]
     # On add, an entry replaced because it has the id of one already there is named too (it may be
     # a starter entry the bank's file happens to share an id with).
-    replaced = [("~ update (an entry with that id was there: replaced)", outcome.updated)]
+    starter = set(outcome.starter_replaced)
+    replaced = [
+        (
+            "~ update (an entry with that id was there: replaced)",
+            [i for i in outcome.updated if i not in starter],
+        ),
+        (
+            "~ update (a starter entry had that id: replaced by yours, the starter's text is not kept; "
+            "another id keeps both)",
+            outcome.starter_replaced,
+        ),
+    ]
     for title, ids in [*(lines if outcome.mode == "sync" else replaced), (kept_out, outcome.kept_superseded)]:
         if ids:
             out.print(f"{title} ({len(ids)}): {', '.join(ids)}", highlight=False, soft_wrap=True)

@@ -149,6 +149,7 @@ class Database:
         self.clock = clock or Clock()
         self.dialect = self.url.get_backend_name()
         self.label = self.url.render_as_string(hide_password=True)
+        self.migrated_from: str | None = None  # set by upgrade()
         if read_only and migrate:
             raise ValueError("a read-only database is not migrated")
         if self.dialect == "sqlite" and read_only:
@@ -303,7 +304,9 @@ class Database:
         return _known(ScriptDirectory.from_config(_config()), revision)
 
     def upgrade(self) -> str:
-        """Apply every pending migration; return the revision reached. Idempotent; replicas may race."""
+        """Apply every pending migration; return the revision reached. Idempotent; replicas may race.
+        :attr:`migrated_from` is then the revision this call found under the migration lock (None:
+        an empty database), so that of racing processes only the one that migrated says so."""
         config = _config()
         scripts = ScriptDirectory.from_config(config)
         try:
@@ -319,6 +322,7 @@ class Database:
                     current = _revision(connection)
                     if current is None:
                         current = _adopt(connection)
+                    self.migrated_from = current
                     if current is not None and not _known(scripts, current):
                         raise StoreError(
                             f"{self.label}: schema revision {current} is newer than this Teller "
