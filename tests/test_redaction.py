@@ -3155,12 +3155,13 @@ def test_a_third_reviewers_near_misses_keep_what_is_not_the_secret(text: str, st
 # --- A fourth held-out set's findings (329 messages in 15 languages, written apart from these rules) -
 
 
-def _held_out_59() -> list[tuple[str, list[str], list[str]]]:
-    path = Path(__file__).parent / "data" / "pii_held_out_59.json"
+def _held_out(number: int) -> list[tuple[str, list[str], list[str]]]:
+    """A held-out set's cases as ``(text, secrets to hide, look-alikes to keep)``."""
+    path = Path(__file__).parent / "data" / f"pii_held_out_{number}.json"
     return [tuple(case) for case in json.loads(path.read_text(encoding="utf-8"))]  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("text", "secrets", "clean"), _held_out_59())
+@pytest.mark.parametrize(("text", "secrets", "clean"), _held_out(59))
 def test_the_fourth_held_out_sets_misses_and_over_redactions_mended(
     text: str, secrets: list[str], clean: list[str]
 ) -> None:
@@ -3191,3 +3192,33 @@ def test_a_phone_number_with_a_word_glued_after_or_a_prefix_before_is_still_one(
     """A reviewer's finding on the first version of the reference rules ("PR-2025-118274",
     "201912345K" not phones): these numbers leaked."""
     assert "[PHONE]" in redact(text)
+
+
+# --- A fifth held-out set's findings (302 messages in 15 languages, written apart from these rules) --
+
+
+@pytest.mark.parametrize(("text", "secrets", "clean"), _held_out(60))
+def test_the_fifth_held_out_sets_misses_and_over_redactions_mended(
+    text: str, secrets: list[str], clean: list[str]
+) -> None:
+    """A card number after "just in case:", HTTP Basic credentials, "me llegó el código", "ورمز
+    التحقق", a PAN after "पैन नंबर", a UPI id; kept: a helpline after "Servicenummer" or "müşteri
+    hizmetleri", references after "CRO", "betalingskenmerk" and "dekont no"."""
+    test_the_fourth_held_out_sets_misses_and_over_redactions_mended(text, secrets, clean)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("Authorization: Basic Authentication fails", "Authorization: Basic Authentication fails"),
+        ("Authorization: basic dXNlcjpwYXNz", "Authorization: basic [CREDENTIAL]"),
+        ("case: 4937445638268133", "case: 4937445638268133"),  # a case number stays one
+        ("pay to 9876543210@ybl now", "pay to [ACCOUNT] now"),
+        ("mail me at a@ybl.com", "mail me at [EMAIL]"),
+        ("me llegó el código postal 28001", "me llegó el código postal 28001"),
+        ("el NIP es 4821", "el NIP es [PIN]"),
+        ("ricevuto il codice 483920", "ricevuto il codice [OTP]"),
+    ],
+)
+def test_the_fifth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
+    assert redact(text) == stored

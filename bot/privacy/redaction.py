@@ -70,7 +70,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
 - account [ACCOUNT]: own rule: 6-12 digits after an account label (account, acct, acc, a/c, account
   no./number/#, cuenta, compte, Konto, conto, conta, rekening, счёт, 账号, 口座番号, 계좌번호...), a
   bare run of exactly 8 digits, or a New Zealand account number as printed (2-4-7-2/3 digits
-  joined by dashes or spaces, "12-3456-7890123-00", anywhere).
+  joined by dashes or spaces, "12-3456-7890123-00", anywhere); an Indian UPI payment address
+  (``name@okaxis``: a handle of NPCI's list, :data:`_UPI_ID`).
 - cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code (and translations, and "the 3 digits / three
   numbers on the back (of my card)") + 3-4 digits.
 - pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits, also being set or changed
@@ -145,7 +146,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   the date, and MMYY right after a card number when its security code follows ("... 7257 0926 552").
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
-  tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value, AWS access key
+  tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value and Basic
+  credentials ("Authorization: Basic ..."), AWS access key
   ids and (after their name) secret access keys, GitHub, Stripe secret and webhook signing keys,
   Google API keys, PEM and PGP private keys (also pasted without their END line), Slack webhook
   URLs' secret paths, and the password of a URL's user information
@@ -919,6 +921,7 @@ class _Context:
         _detect_labels(self)
         if "@" in text:
             _detect_emails(self)
+            _detect_upi_ids(self)
         _detect_obfuscated_emails(self)
         _detect_spelt_secrets(self)
         _detect_security_answers(self)
@@ -1195,6 +1198,7 @@ _PIN_WORDS = [
     r"pin(?:[ -]?(?:code|number|numbr|nmber|numer|no\.?|nr\.?|nummer|número|numero|код|kod))?",
     r"mpin",
     r"m-pin",
+    r"nip",  # Mexico's and Quebec's word for a card's PIN (número de identificación personal)
     r"tele-?pin",
     r"telephone[ ]banking[ ]pin",
     r"phone[ ]banking[ ]pin",
@@ -1317,6 +1321,7 @@ _OTP_WORDS = [
     r"código[ ]de[ ](?:verifica[çc][ãa]o|confirma[çc][ãa]o)",
     r"codigo[ ]de[ ](?:verifica[çc][ãa]o|confirma[çc][ãa]o)",
     r"verificatiecode",
+    r"inlogcode",
     r"kod[ ](?:weryfikacyjny|sms|jednorazowy|otp|potwierdzaj[ąa]cy|blik)",
     r"blik(?:[ ](?:code|kod))?",
     r"код[ ](?:подтверждения|из[ ](?:смс|sms)|верификации)",
@@ -1336,6 +1341,7 @@ _OTP_WORDS = [
     r"dogrulama[ ]kodu",
     r"onay[ ]kodu",
     r"رمز[ ](?:التحقق|التأكيد)",
+    r"ورمز[ ](?:التحقق|التأكيد)",  # "and the code" (the conjunction is written joined)
     r"ओटीपी",
 ]
 # "code" alone is an OTP only as "the code is 123456" (or "your code 123456"), never after these.
@@ -1552,6 +1558,7 @@ _ID_WORDS = [
 _PAN_WORDS = [
     r"pan(?:[ ](?:no\.?|number|card(?:[ ](?:no\.?|number))?))?",
     r"permanent[ ]account[ ]number",
+    r"पैन(?:[ ]?(?:नंबर|नम्बर|कार्ड(?:[ ]?(?:नंबर|नम्बर))?))?",
 ]
 _PAN_VALUE = r"(?P<v>[a-z]{5}[ ]?[0-9]{4}[ ]?[a-z])(?![0-9a-z])"
 #: Singapore's Foreign Identification Number: after "FIN" (a word in French) only a value of its shape.
@@ -1631,6 +1638,10 @@ _REF_WORDS = [
     r"utr(?=(?:[ ](?:no\.?|number))?[ ]?[:#]?[ ]?[0-9]{12}(?![0-9]))",
     r"order[_\-]?(?:id|no|number|ref)",
     r"kenmerk",
+    r"betalingskenmerk",
+    # Italy's bank transfer reference (Codice di Riferimento Operazione), Turkey's receipt number
+    r"cro",
+    r"dekont(?:[ ](?:no\.?|numaras[ıi]))?",
     r"refer[êe]ncia(?:[ ]mb)?",
     # a card terminal's or a merchant's id, a card scheme's acquirer reference number: the business's
     # ("terminal ID 10472839", "TID 21849377", "ARN: ...")
@@ -1663,7 +1674,7 @@ _REF_WORDS = [
     r"txn",
     r"trx",
     r"tx",
-    r"case",
+    r"case(?<!in[ ]case)",  # not "just in case: <card>"
     r"claim",
     r"booking",
     r"confirmation",
@@ -2171,6 +2182,8 @@ _CODE_CLAUSE = (
 _GOT_BEFORE = (
     r"(?<=(?<![\p{L}])(?:(?:got|received|receive|texted|sent)[ ](?:(?:the|a|an|another)[ ])?"
     r"|(?:text|sms|message|e-?mail)[ ](?:with|containing)[ ](?:a|the)[ ]"
+    # "me llegó el código 447902", "j'ai reçu le code 582014", "mi è arrivato il codice"
+    r"|(?:lleg[óo]|recib[íi]|reçu|arrivato|ricevuto|chegou|recebi)[ ](?:el|le|il|o|un|um)[ ]"
     # a code given away: "les di el código 780627", "I gave them the code 482913"
     r"|(?:di|dí|gave(?:[ ]them|[ ]him|[ ]her)?|dei|donné|ho[ ]dato|gegeben)"
     r"[ ](?:el|le|il|o|la|the|den|das)[ ]))"
@@ -3313,6 +3326,15 @@ _CREDENTIALS: tuple[_Credential, ...] = (
         r"(?P<v>(?=[A-Za-z0-9._~+/=-]{0,2000}?[0-9])[A-Za-z0-9._~+/-]{20,2000}+=*+)",
         re.IGNORECASE,
     ),
+    # HTTP Basic credentials (base64 of "user:password", RFC 7617) after "Authorization: Basic".
+    _token(
+        "basic_credentials",
+        "authorization",
+        # a capital or digit after the first character: not a word ("Basic Authentication")
+        r"(?<![A-Za-z])authorization[ ]{0,3}[:=][ ]{0,3}basic[ ]{1,3}"
+        r"(?P<v>[A-Za-z0-9+/](?=[A-Za-z0-9+/]{0,2000}?(?-i:[A-Z0-9+/]))[A-Za-z0-9+/]{7,2000}+=*+)(?![A-Za-z0-9+/=])",
+        re.IGNORECASE,
+    ),
 )
 #: Stands in for a credential in the text the other detectors read: no detector takes it for part of
 #: a value, so the numbers beside a token are read as they would be beside a placeholder.
@@ -3440,6 +3462,24 @@ def _detect_credentials(ctx: _Context) -> None:
 
 #: A dot written out in brackets, glued to the words it joins, ending where the later word starts.
 _DOT_GLUED_BEFORE = re.compile(r"[\[({]dot[\])}]\Z", re.IGNORECASE)
+
+
+#: India's UPI payment address (a "VPA": ``name@handle``, no top-level domain), with the handle of
+#: a payment app or bank from NPCI's published list of UPI handles (the common ones): it names the
+#: customer's bank account as an account number does ("mera UPI ID ravi.sharma88@okaxis hai").
+_UPI_ID = re.compile(
+    r"(?<![A-Za-z0-9._\-])[A-Za-z0-9][A-Za-z0-9._\-]{1,63}@"
+    r"(?:ok(?:axis|hdfcbank|icici|sbi)|ybl|ibl|axl|apl|yapl|paytm|pt(?:axis|hdfc|sbi|yes)|upi|axisbank"
+    r"|hdfcbank|icici|sbi|kotak|barodampay|pnb|unionbank|idfcbank|indus|federal|rbl|yesbank|aubank"
+    r"|airtel|jio|freecharge|fbl|abfspay|ikwik|waaxis|wahdfcbank|waicici|wasbi|naviaxis|superyes)"
+    r"(?![A-Za-z0-9_@\-]|\.[A-Za-z])",
+    re.IGNORECASE,
+)
+
+
+def _detect_upi_ids(ctx: _Context) -> None:
+    for m in _UPI_ID.finditer(ctx.text):
+        ctx.add(_P_EMAIL, m.start(), m.end(), "account", "rule:upi_id", "UPI payment address (VPA)")
 
 
 def _detect_emails(ctx: _Context) -> None:
@@ -5737,7 +5777,8 @@ _HELPLINE_BEFORE = regex.compile(
     r"|fraud[ ](?:line|team|department|hotline)"
     r"|service[ ]client(?:s|èle)?|num[ée]ro[ ]vert|numero[ ]verde|servizio[ ]clienti"
     r"|atenci[óo]n[ ]al[ ]cliente|servi[çc]o[ ]de[ ]atendimento|kundenservice|kundendienst|servicehotline"
-    r"|klantenservice|infolinia|горяч(?:ая|ую|ей)[ ]лини[яюи]|خدمة[ ]العملاء)"
+    r"|service-?nummer|klantenservice|infolinia|m[üu][şs]teri[ ]hizmetleri|[çc]a[ğg]r[ıi][ ]merkezi"
+    r"|горяч(?:ая|ую|ей)[ ]лини[яюи]|خدمة[ ]العملاء)"
     r"|客服(?:电话|熱線|热线|電話)?|客户服务(?:电话|热线)?|フリーダイヤル|コールセンター|고객센터)"
     # a word between, of calling or of the bank ("klantenservice gebeld (", "خدمة العملاء للبنك"), never
     # the customer's own ("customer service, my 07700 ...": a reviewer's finding), and a bracket
