@@ -3202,8 +3202,7 @@ def test_the_fifth_held_out_sets_misses_and_over_redactions_mended(
     text: str, secrets: list[str], clean: list[str]
 ) -> None:
     """A card number after "just in case:", HTTP Basic credentials, "me llegó el código", "ورمز
-    التحقق", a PAN after "पैन नंबर", a UPI id; kept: a helpline after "Servicenummer" or "müşteri
-    hizmetleri", references after "CRO", "betalingskenmerk" and "dekont no"."""
+    التحقق", a PAN after "पैन नंबर", a UPI id."""
     test_the_fourth_held_out_sets_misses_and_over_redactions_mended(text, secrets, clean)
 
 
@@ -3216,8 +3215,18 @@ def test_the_fifth_held_out_sets_misses_and_over_redactions_mended(
         ("pay to 9876543210@ybl now", "pay to [ACCOUNT] now"),
         ("mail me at a@ybl.com", "mail me at [EMAIL]"),
         ("me llegó el código postal 28001", "me llegó el código postal 28001"),
-        ("el NIP es 4821", "el NIP es [PIN]"),
         ("ricevuto il codice 483920", "ricevuto il codice [OTP]"),
+        # A reviewer's: a case reference after "in case" stays one; quoted headers; a PAN card's
+        # number; more UPI handles. Not kept as helplines or references (they shielded a customer's
+        # own mobile or card): "müşteri hizmetleri", "CRO"; "NIP" is Poland's tax id, not a PIN.
+        ("In case no. 48213377 the court ordered", "In case no. 48213377 the court ordered"),
+        ("in case, 4937445638268133", "in case, [CARD]"),
+        ('{"Authorization": "Basic YWxpY2U6d29uZGVybGFuZA=="}', '{"Authorization": "Basic [CREDENTIAL]"}'),
+        ("पैन कार्ड का नंबर ABCDE1234F", "पैन कार्ड का नंबर [NATIONAL_ID]"),
+        ("ravi@kmbl pe bhejo", "[ACCOUNT] pe bhejo"),
+        ("müşteri hizmetleri 0532 123 45 67 numaramı aramadı", "müşteri hizmetleri [PHONE] numaramı aramadı"),
+        ("CRO 4937445638268133", "CRO [CARD]"),
+        ("faktura z NIP 2023", "faktura z NIP 2023"),
     ],
 )
 def test_the_fifth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:

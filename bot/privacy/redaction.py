@@ -1198,7 +1198,6 @@ _PIN_WORDS = [
     r"pin(?:[ -]?(?:code|number|numbr|nmber|numer|no\.?|nr\.?|nummer|número|numero|код|kod))?",
     r"mpin",
     r"m-pin",
-    r"nip",  # Mexico's and Quebec's word for a card's PIN (número de identificación personal)
     r"tele-?pin",
     r"telephone[ ]banking[ ]pin",
     r"phone[ ]banking[ ]pin",
@@ -1558,7 +1557,7 @@ _ID_WORDS = [
 _PAN_WORDS = [
     r"pan(?:[ ](?:no\.?|number|card(?:[ ](?:no\.?|number))?))?",
     r"permanent[ ]account[ ]number",
-    r"पैन(?:[ ]?(?:नंबर|नम्बर|कार्ड(?:[ ]?(?:नंबर|नम्बर))?))?",
+    r"पैन(?:[ ]?(?:नंबर|नम्बर|संख्या|कार्ड(?:[ ]?(?:का[ ])?(?:नंबर|नम्बर|संख्या))?))?",
 ]
 _PAN_VALUE = r"(?P<v>[a-z]{5}[ ]?[0-9]{4}[ ]?[a-z])(?![0-9a-z])"
 #: Singapore's Foreign Identification Number: after "FIN" (a word in French) only a value of its shape.
@@ -1638,10 +1637,6 @@ _REF_WORDS = [
     r"utr(?=(?:[ ](?:no\.?|number))?[ ]?[:#]?[ ]?[0-9]{12}(?![0-9]))",
     r"order[_\-]?(?:id|no|number|ref)",
     r"kenmerk",
-    r"betalingskenmerk",
-    # Italy's bank transfer reference (Codice di Riferimento Operazione), Turkey's receipt number
-    r"cro",
-    r"dekont(?:[ ](?:no\.?|numaras[ıi]))?",
     r"refer[êe]ncia(?:[ ]mb)?",
     # a card terminal's or a merchant's id, a card scheme's acquirer reference number: the business's
     # ("terminal ID 10472839", "TID 21849377", "ARN: ...")
@@ -1674,7 +1669,7 @@ _REF_WORDS = [
     r"txn",
     r"trx",
     r"tx",
-    r"case(?<!in[ ]case)",  # not "just in case: <card>"
+    r"case(?:(?<!in[ ]case)|(?![ ]?[:,]))",  # not "just in case: <card>" ("in case no. 4821..." is one)
     r"claim",
     r"booking",
     r"confirmation",
@@ -3331,7 +3326,7 @@ _CREDENTIALS: tuple[_Credential, ...] = (
         "basic_credentials",
         "authorization",
         # a capital or digit after the first character: not a word ("Basic Authentication")
-        r"(?<![A-Za-z])authorization[ ]{0,3}[:=][ ]{0,3}basic[ ]{1,3}"
+        r"(?<![A-Za-z])authorization[\"']?[ ]{0,3}[:=][ ]{0,3}[\"']?[ ]{0,3}basic[ ]{1,3}"
         r"(?P<v>[A-Za-z0-9+/](?=[A-Za-z0-9+/]{0,2000}?(?-i:[A-Z0-9+/]))[A-Za-z0-9+/]{7,2000}+=*+)(?![A-Za-z0-9+/=])",
         re.IGNORECASE,
     ),
@@ -3471,7 +3466,8 @@ _UPI_ID = re.compile(
     r"(?<![A-Za-z0-9._\-])[A-Za-z0-9][A-Za-z0-9._\-]{1,63}@"
     r"(?:ok(?:axis|hdfcbank|icici|sbi)|ybl|ibl|axl|apl|yapl|paytm|pt(?:axis|hdfc|sbi|yes)|upi|axisbank"
     r"|hdfcbank|icici|sbi|kotak|barodampay|pnb|unionbank|idfcbank|indus|federal|rbl|yesbank|aubank"
-    r"|airtel|jio|freecharge|fbl|abfspay|ikwik|waaxis|wahdfcbank|waicici|wasbi|naviaxis|superyes)"
+    r"|airtel|jio|freecharge|fbl|abfspay|ikwik|waaxis|wahdfcbank|waicici|wasbi|naviaxis|superyes"
+    r"|okbizaxis|axisb|kmbl|idfcfirst|cnrb|boi|rapl|yescred|jupiteraxis|pingpay)"
     r"(?![A-Za-z0-9_@\-]|\.[A-Za-z])",
     re.IGNORECASE,
 )
@@ -5777,8 +5773,7 @@ _HELPLINE_BEFORE = regex.compile(
     r"|fraud[ ](?:line|team|department|hotline)"
     r"|service[ ]client(?:s|èle)?|num[ée]ro[ ]vert|numero[ ]verde|servizio[ ]clienti"
     r"|atenci[óo]n[ ]al[ ]cliente|servi[çc]o[ ]de[ ]atendimento|kundenservice|kundendienst|servicehotline"
-    r"|service-?nummer|klantenservice|infolinia|m[üu][şs]teri[ ]hizmetleri|[çc]a[ğg]r[ıi][ ]merkezi"
-    r"|горяч(?:ая|ую|ей)[ ]лини[яюи]|خدمة[ ]العملاء)"
+    r"|klantenservice|infolinia|горяч(?:ая|ую|ей)[ ]лини[яюи]|خدمة[ ]العملاء)"
     r"|客服(?:电话|熱線|热线|電話)?|客户服务(?:电话|热线)?|フリーダイヤル|コールセンター|고객센터)"
     # a word between, of calling or of the bank ("klantenservice gebeld (", "خدمة العملاء للبنك"), never
     # the customer's own ("customer service, my 07700 ...": a reviewer's finding), and a bracket
