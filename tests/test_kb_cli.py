@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.test_cli import json_lines, run
 
 
@@ -154,3 +156,27 @@ def test_an_added_entry_with_a_starter_entrys_id_is_named_as_replacing_the_start
     said = " ".join(stdout.split())
     assert "an entry with that id was there: replaced) (1): branches_and_hours" in said
     assert "a starter entry had that id" not in said
+
+
+def test_kb_list_prints_a_record_per_entry_on_a_narrow_terminal(
+    teller_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns the table's columns beside the longest id were cut to "…" (a trial's finding):
+    below :data:`bot.cli.knowledge.NARROW_COLUMNS` each entry is a record, its id whole."""
+    from bot.cli.app import out
+
+    md = tmp_path / "hours.md"
+    md.write_text("## When are you open on Sundays?\nid: sunday-opening-hours-in-our-branches\n\nNever.\n")
+    assert run("kb", "add", str(md))[0] == 0
+    monkeypatch.setattr(out, "width", 80)
+    code, stdout, _ = run("kb", "list")
+    assert code == 0 and "…" not in stdout and "┃" not in stdout
+    assert "sunday-opening-hours-in-our-branches  (bank)\n    When are you open on Sundays?" in stdout
+    assert "card_arrival  (starter; intent card_arrival; tags: cards)" in stdout
+    assert run("kb", "supersede", "card_arrival", "--by", "sunday-opening-hours-in-our-branches")[0] == 0
+    code, stdout, _ = run("kb", "list", "--superseded")
+    assert code == 0 and stdout.startswith("1 superseded\ncard_arrival  superseded by sunday-opening")
+    assert "intent card_arrival moved" in stdout and "`teller kb restore ID`" in stdout
+    monkeypatch.setattr(out, "width", 200)
+    code, stdout, _ = run("kb", "list")
+    assert code == 0 and "┃ id" in stdout and "sunday-opening-hours-in-our-branches" in stdout

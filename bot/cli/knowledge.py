@@ -476,6 +476,11 @@ def kb_export(
     err.print(f"Exported {len(entries)} entries to {out_file} ({chosen}).", highlight=False)
 
 
+#: Below this terminal width `kb list` prints a record per entry instead of a table (at 80 columns
+#: the table's columns beside a long id were cut to "…", a trial's finding).
+NARROW_COLUMNS = 120
+
+
 @kb_app.command("list")
 def kb_list(
     as_json: JsonOpt = False,
@@ -504,6 +509,19 @@ def kb_list(
         if as_json:
             for r in records:
                 emit_json({**r.to_dict(), "source": was(r)})
+            return
+        if out.width < NARROW_COLUMNS:  # a record per entry: a table's columns would be cut to "…"
+            out.print(f"{len(records)} superseded", highlight=False)
+            for r in records:
+                moved = f"; intent {r.moved_intent} moved" if r.moved_intent else ""
+                out.print(
+                    f"{r.entry.id}  superseded by {r.superseded_by} at {r.at} ({was(r)}{moved})\n"
+                    f"    {escape(r.reason)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            if records:
+                out.print("`teller kb restore ID` puts one back.")
             return
         table = Table(title=f"{len(records)} superseded")
         widths = {
@@ -537,6 +555,17 @@ def kb_list(
             )
         return
     title = f"{len(entries)} {'starter ' if starter else ''}entries"
+    if out.width < NARROW_COLUMNS:  # a record per entry: a table's columns would be cut to "…"
+        out.print(title, highlight=False)
+        for e in entries:
+            about = [source(e.id)] + ([f"intent {e.intent}"] if e.intent else [])
+            about += [f"tags: {', '.join(e.tags)}"] if e.tags else []
+            out.print(
+                f"{e.id}  ({escape('; '.join(about))})\n    {escape(' | '.join(e.questions))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        return
     table = Table(title=title)
     # The id is copied whole (`kb remove ID`): never cut, however narrow the terminal (a trial's
     # `teller kb list | grep op_` showed "op_sorry_to_he…").
