@@ -239,6 +239,7 @@ def _evaluate(settings: Settings, entries: list[KBEntry], questions: list[tuple[
         import_summary={
             "added": len(outcome.added),
             "updated": len(outcome.updated),
+            "unchanged": len(outcome.unchanged),
             "superseded": [list(p) for p in outcome.superseded],
             "linked": answering,
         },

@@ -170,6 +170,24 @@ def test_the_evaluation_names_every_entry_that_answers_an_intent(teller_env: Pat
     assert result.questions == 2
     assert result.import_summary["linked"].get("bank-card-arrival") == "card_arrival"
     assert "bank-lockers" not in result.import_summary["linked"]
+    assert (result.import_summary["added"], result.import_summary["unchanged"]) == (2, 0)
+
+
+def test_the_evaluation_of_a_file_added_before_says_its_entries_were_there(
+    teller_env: Path, tmp_path: Path, wide_console: None
+) -> None:
+    """A trial ran `kb add` first, then `teller eval --kb` of the same file, and read "import: 0
+    added, 0 updated" as an import that did nothing."""
+    from tests.test_cli import run
+
+    kb = tmp_path / "bank.csv"
+    kb.write_text(BANK_FAQ, encoding="utf-8")
+    questions = tmp_path / "questions.csv"
+    questions.write_text("text,kb_id\nmy card still hasn't come,bank-card-arrival\n", encoding="utf-8")
+    assert run("kb", "add", str(kb))[0] == 0
+    code, stdout, stderr = run("eval", "--kb", str(kb), "--questions", str(questions))
+    assert code == 0, stderr
+    assert "import: 0 added, 0 updated (2 in the knowledge base already, as in the file), " in stdout
 
 
 def test_teller_eval_prints_the_questions_no_entry_answers(

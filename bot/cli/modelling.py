@@ -354,7 +354,10 @@ def _evaluate_faq(kb_file: Path, questions: Path, as_json: bool, typos: int | No
         )
     summary = result.import_summary
     out.print(
-        f"import: {summary.get('added', 0)} added, {summary.get('updated', 0)} updated, "
+        f"import: {summary.get('added', 0)} added, {summary.get('updated', 0)} updated"
+        # a file `kb add`ed before: its entries are measured as they are in the knowledge base
+        + (f" ({n} in the knowledge base already, as in the file)" if (n := summary.get("unchanged")) else "")
+        + ", "
         f"{len(summary.get('superseded', []))} starter entries superseded, {len(summary.get('linked', {}))} "
         "entries answer an intent"
     )
