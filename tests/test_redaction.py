@@ -3231,3 +3231,39 @@ def test_the_fifth_held_out_sets_misses_and_over_redactions_mended(
 )
 def test_the_fifth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+# --- A sixth held-out set's findings (300 messages: how customers paste, forward and dictate) -------
+
+
+@pytest.mark.parametrize(("text", "secrets", "clean"), _held_out(61))
+def test_the_sixth_held_out_sets_misses_and_over_redactions_mended(
+    text: str, secrets: list[str], clean: list[str]
+) -> None:
+    """An expiry near a card after a short or foreign label, in a table cell or brackets, or with O
+    for 0 ("| Expiry | 09/28 |", "exp (06/26)", "VALID THRU O8/27", "val", "scad.", "期限"); a code
+    before an emoji and "there's your code"; "el código SMS que me llegó es"; "código do SMS"; "Die
+    PIN ist doch"; a sort code in a link's query; an e-mail URL-encoded; a date of birth under a
+    prefixed JSON key; a KRA PIN; kept: a contact centre's number, a NIBSS session id."""
+    test_the_fourth_held_out_sets_misses_and_over_redactions_mended(text, secrets, clean)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        # with a card, a date with no expiry label stays a date; without a card, "val" and "期限" are words
+        ("card 4111 1111 1111 1111 charged on 03/25 for £20", "card [CARD] charged on 03/25 for £20"),
+        ("val 03/29 is the promo end", "val 03/29 is the promo end"),
+        ("期限：09/27 までに支払う", "期限：09/27 までに支払う"),
+        ("123456 that's the order number", "123456 that's the order number"),
+        ("the 2019 👉 that's the year", "the 2019 👉 that's the year"),
+        ("zwrot miał być do 14.04.2025, a BLIK pokazuje", "zwrot miał być do 14.04.2025, a BLIK pokazuje"),
+        ('{"orderDate":"2024-11-23"}', '{"orderDate":"2024-11-23"}'),
+        ("sort=asc&acct=1", "sort=asc&acct=1"),
+        # a session id's label shields only a session id's length, never a card
+        ("session id 4111111111111111", "session id [CARD]"),
+        ("the call center 07911 123456 is my mobile", "the call center [PHONE] is my mobile"),
+    ],
+)
+def test_the_sixth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
+    assert redact(text) == stored

@@ -47,7 +47,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   address written out of shape ("sarah[at]outlook.com", "john dot smith at gmail dot com",
   "john.smith @gmail.com", "john.smith@gmail,com") ending in a common top-level domain, in texts of
   up to :data:`OBFUSCATED_MAX_CHARS` characters; after a bare " at ", only when spelt out ("dot") or
-  with a dot, digit or underscore in the local part ("I shop at tesco.com" stays).
+  with a dot, digit or underscore in the local part ("I shop at tesco.com" stays); an address
+  URL-encoded in a link ("?email=priya.nair%40gmail.com").
 - ssn [SSN]: ``stdnum.us.ssn`` on 123-45-6789; any 9 digits after an SSN label.
 - nino [NINO]: own rule (python-stdnum has none): AB123456C or AB 12 34 56 C with the valid prefix letters.
 - national_id [NATIONAL_ID]: python-stdnum, checksums included. Anywhere: es.dni, es.nie, cn.ric,
@@ -57,7 +58,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   (DNI, PESEL, BSN, IRD, unique taxpayer reference (and ten digits after UTR), ИНН, 身份证, マイナンバー,
   passport...) also pl.pesel, de.idnr, nl.bsn, ru.inn,
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
-  number), za.idnr (South African ID), be.nn (also after "national number"), and a number no
+  number), za.idnr (South African ID), be.nn (also after "national number"), Kenya's KRA PIN (after
+  "KRA PIN", its shape A123456789B), and a number no
   checksum accepts (a typo, or a document without a check digit). Singapore's NRIC/FIN (S1234567D)
   and Hong Kong's identity card number (A123456(3), the check in brackets or not), which
   python-stdnum lacks, by :mod:`bot.privacy.sg_nric` and :mod:`bot.privacy.hk_hkid` (their published
@@ -133,7 +135,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   出生日期, дата рождения...; and, when none follows the label at once, every date in the 80
   characters after an English label, up to the sentence's end, whose four-digit year is at least ten
   years ago ("DOB on file is wrong: 14/02/1985", "it says 01/01/1970 but it's 11/01/1970"; "my dob is
-  fine, but the payment on 14/02/2024 failed" keeps the payment's date).
+  fine, but the payment on 14/02/2024 failed" keeps the payment's date); a date under a JSON key
+  naming it, a prefix glued on (``"customerDob":"1984-11-23"``).
 - expiry [EXPIRY]: own rule: a card's expiry date (MM/YY, MM/YYYY, MMYY, "march 2027") after exp,
   expiry (date), expiration, valid thru... (a passport's expiry too), or after expires / expiring /
   expired within a few words of "card" ("my card expires 10/27"; "my fixed rate expires march 2026"
@@ -143,7 +146,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   payment needs (PCI DSS). Also: Spanish, Italian, German labels (caduca, scadenza, verfällt), a
   few words between the label and the date ("expiry date on the new card says 07/30"), the card's
   last digits before the verb ("card ending 3181 - expires 12/27"), a sentence's full stop after
-  the date, and MMYY right after a card number when its security code follows ("... 7257 0926 552").
+  the date, and MMYY right after a card number when its security code follows ("... 7257 0926 552");
+  near a card number (:data:`_EXPIRY_NEAR_CARD`), after a short or foreign label, in a table cell or
+  brackets, or with O for 0 ("| Expiry | 09/28 |", "exp (06/26)", "VALID THRU O8/27", "val", "scad.").
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value and Basic
@@ -936,6 +941,11 @@ class _Context:
             return
         _detect_nz_accounts(self)
         _detect_utr(self)
+        _detect_kra_pins(self)
+        if "%40" in text:
+            _detect_encoded_emails(self)
+        if '"' in text or "'" in text:
+            _detect_json_dob(self)
         _detect_secrets_said_around(self)
         _detect_shaped_ids(self)
         _detect_table_columns(self)
@@ -1308,6 +1318,7 @@ _OTP_WORDS = [
     r"sms-?tan",
     r"transaktionsnummer",
     r"código[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
+    r"código[ ]do[ ]sms",
     r"codigo[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
     r"clave[ ]din[áa]mica",
     r"code[ ](?:de[ ]v[ée]rification|de[ ]confirmation|de[ ]validation|sms|otp|[àa][ ]usage[ ]unique|unique)",
@@ -1428,6 +1439,7 @@ _SORT_WORDS = [
     r"s/c",
     r"nsc",
     r"national[ ]sort[ ]code",
+    r"sort(?==[0-9])",  # a query string's key: "?acct=41827733&sort=254742"
 ]
 #: Australia's BSB (bank-state-branch, 123-456) and the US routing (ABA) number: a sort code's role.
 _BSB_WORDS = [r"bsb(?:[ ](?:no\.?|number|code))?"]
@@ -1667,6 +1679,8 @@ _REF_WORDS = [
     r"inv\.?",
     r"transaction",
     r"txn",
+    # a NIBSS (Nigeria) transfer's session id: "Session ID 100004250311120455661020118"
+    r"session[ ]id(?=[ ]{0,3}[:#]?[ ]{0,3}[0-9]{20,36}(?![0-9]))",  # (30 digits: never a card)
     r"trx",
     r"tx",
     r"case(?:(?<!in[ ]case)|(?![ ]?[:,]))",  # not "just in case: <card>" ("in case no. 4821..." is one)
@@ -1792,9 +1806,9 @@ _REF_WORDS = [
 ]
 
 _CONNECT_WORD = (
-    r"(?:no\.?|nr\.?|number|num\.?|n[º°o]\.?|is|was|are|es|era|est|était|ist|war|lautet|è|é|jest|to"
-    r"|это|будет|será|sera|wird|will[ ]be|be|of|de|di|da|del|do|c['’]est|foi|fue|الخاص[ ]بك|الخاصة[ ]بك"
-    r"|普通預金|普通|当座)(?![\p{L}'’])"
+    r"(?:no\.?|nr\.?|number|num\.?|n[º°o]\.?|is|was|are|es|era|est|était|ist(?:[ ]doch)?|war|lautet|è|é"
+    r"|jest|to|это|будет|será|sera|wird|will[ ]be|be|of|de|di|da|del|do|c['’]est|foi|fue"
+    r"|الخاص[ ]بك|الخاصة[ ]بك|普通預金|普通|当座)(?![\p{L}'’])"
 )
 # Signs between a label and its value, JSON and Markdown included: {"cvv":"914"}, | dob | 14/03/1985 |,
 # "cvv (318)", "my pin's 7391".
@@ -2061,6 +2075,13 @@ _CLAUSE_IS = (
     r"[ ]{1,3}(?:(?:that|which)[ ])?(?:she|he|i|they|we|you|u|the[ ]bank)[ ][^.!?\n:=0-9]{1,30}?"
     r"[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}"
 )
+# "the code they texted was 4829", "the code you sent me is"
+_CODE_CLAUSE = (
+    r"(?:[ ](?:they|you|u|the[ ]bank|it|i|we|that[ ]i|that[ ]you)[ ]"
+    r"(?:texted|sent|gave|emailed|got|received|just[ ](?:sent|texted|got))(?:[ ](?:me|us|you))?"
+    # "el código que me llegó por SMS es", "le code que j'ai reçu est", "il codice che mi è arrivato è"
+    r"|[ ](?:que|qui|che|den|das)[ ][^.!?\n:=0-9]{1,30}?(?=[ ](?:es|era|est|était|è|ist|war|foi|fue|é)[ ]))?"
+)
 # Each kind: label words, the filler between label and value, the value. Order matters: the first
 # kind matching at a position wins ("PIN code" is a PIN, "security code" a CVV, and so on).
 _LABEL_KINDS: list[tuple[str, list[str], str]] = [
@@ -2085,6 +2106,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("otp", _OTP_WORDS, _FOR_WHAT + _OTP_VALUE),
     ("otp", _OTP_WORDS, _CLAUSE_IS + _OTP_VALUE),
     ("otp", _OTP_WORDS, _FOR_WHAT_SMS + _OTP_VALUE),
+    # who sent it between: "el código SMS que me llegó es 104648", "the OTP they texted me is"
+    ("otp", _OTP_WORDS, _CODE_CLAUSE + _FILL_REQUIRED + _OTP_VALUE),
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
     ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
     ("secret_phrase", _SECRET_CALLED_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
@@ -2165,13 +2188,6 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
 # After "code" (any language) the value needs "is" or ":" unless "your"/"my"... comes before it,
 # and "error code", "promo code"... are never one-time codes; "код" (ru) needs neither.
 _CODE_BEFORE = rf"(?<!(?:{_NOT_OTP_CODE})[ \-]?)(?<![\"'])"  # (nor a JSON key: {{"code": 4012}})
-# "the code they texted was 4829", "the code you sent me is"
-_CODE_CLAUSE = (
-    r"(?:[ ](?:they|you|u|the[ ]bank|it|i|we|that[ ]i|that[ ]you)[ ]"
-    r"(?:texted|sent|gave|emailed|got|received|just[ ](?:sent|texted|got))(?:[ ](?:me|us|you))?"
-    # "el código que me llegó por SMS es", "le code que j'ai reçu est", "il codice che mi è arrivato è"
-    r"|[ ](?:que|qui|che|den|das)[ ][^.!?\n:=0-9]{1,30}?(?=[ ](?:es|era|est|était|è|ist|war|foi|fue|é)[ ]))?"
-)
 # "got code 482913", "received code 4829": a code someone was sent (never "use code SAVE10")
 # "got a code 390271", "a text with a code 390271"
 _GOT_BEFORE = (
@@ -2720,7 +2736,10 @@ _OTP_LABEL = regex.compile(
 )
 _OTP_BEFORE = regex.compile(
     r"(?<![a-z0-9\-])(?P<v>(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9})"
-    r"[ ]{1,3}(?:(?:is|was|as|=|:|—|-)[ ]{1,3})?(?:(?:your|my|the|a|an|new)[ ]{1,3}){0,2}$"
+    # (emoji or a pointing hand between: "🙏 612915 that's the code", "👉 366199 👈 there's your code")
+    r"(?:[ ]{1,3}|[ ]{0,3}[\p{So}\p{Sk}\p{Cf}\ufe0f]{1,8}[ ]{0,3})"
+    r"(?:(?:is|was|as|=|:|—|-|that['’]?s|that[ ]is|there['’]?s|here['’]?s|it['’]?s)[ ]{1,3})?"
+    r"(?:(?:your|my|the|a|an|new)[ ]{1,3}){0,2}$"
 )
 
 
@@ -4036,6 +4055,44 @@ _UTR = regex.compile(
 )
 
 
+#: Kenya's KRA PIN (a taxpayer's: A or P, nine digits, a letter) after its label: "PIN" alone is a
+#: card's, so only "KRA PIN" names it.
+_KRA_PIN = regex.compile(
+    r"(?<![\p{L}\p{N}])kra[ ]?pin(?:[ ](?:no\.?|number))?(?:[ ]?[:#=]|[ ]is)?[ ]{0,3}"
+    r"(?P<v>[ap][0-9]{9}[a-z])(?![\p{L}\p{N}])",
+    regex.IGNORECASE,
+)
+#: An e-mail address URL-encoded in a link's query ("?email=priya.nair.1994%40gmail.com&token=...").
+_ENCODED_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._+\-]{1,64}%40[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,4}"
+    r"\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
+)
+#: A date of birth under a JSON or form key with a prefix glued to it (``"customerDob":"1984-11-23"``,
+#: ``'applicant_date_of_birth': '23/11/1984'``): the key names it, whatever the prefix.
+_JSON_DOB = regex.compile(
+    r"[\"'][a-z_]{0,24}(?:dob|date_?of_?birth|birth_?date|birthday)[\"'][ ]{0,3}:[ ]{0,3}[\"']?"
+    r"(?P<v>(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}[/.\-][0-9]{1,2}[/.\-](?:19|20)[0-9]{2})(?![0-9])",
+    regex.IGNORECASE,
+)
+
+
+def _detect_kra_pins(ctx: _Context) -> None:
+    for m in _KRA_PIN.finditer(ctx.text):
+        why = "Kenya's KRA PIN after its label"
+        ctx.add(_P_LABELLED, m.start("v"), m.end("v"), "national_id", "rule:kra_pin", why)
+
+
+def _detect_encoded_emails(ctx: _Context) -> None:
+    for m in _ENCODED_EMAIL.finditer(ctx.text):
+        ctx.add(_P_EMAIL, m.start(), m.end(), "email", "rule:email", "address URL-encoded (%40)")
+
+
+def _detect_json_dob(ctx: _Context) -> None:
+    for m in _JSON_DOB.finditer(ctx.text):
+        why = "date under a date-of-birth key"
+        ctx.add(_P_LABELLED, m.start("v"), m.end("v"), "dob", "rule:dob", why)
+
+
 def _detect_utr(ctx: _Context) -> None:
     for m in _UTR.finditer(ctx.text):
         why = "ten digits after UTR (UK Unique Taxpayer Reference)"
@@ -4108,6 +4165,20 @@ _EXPIRY_DOTTED = regex.compile(
     r"(?P<v>(?:0[1-9]|1[0-2])\.(?:20)?[0-9]{2})(?![0-9]|[.,][0-9])",
     regex.IGNORECASE,
 )
+#: Near a card number (:data:`_EXPIRY_NEAR_CARD_REACH` characters either side), a month/year after
+#: a short or foreign label, in a table cell or brackets, or read off a photo with O for 0: "|
+#: Expiry | 09/28 |", "exp (06/26)", "VALID THRU O8/27", "val 03/29", "scad. 07/27", "期限: 09/27",
+#: "срок 07/27" (a held-out set's misses: the labels above need a card word right before them, or
+#: take no bracket, bar or OCR "O"). Only with a card found: "val" and "期限" alone are other words.
+_EXPIRY_NEAR_CARD = regex.compile(
+    r"(?<![\p{L}\p{N}])(?:exp\.?|expiry|expires|expiration|valid[ ]thru|val\.?|validade|venc\.?"
+    r"|vencimiento|vencimento|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?|срок(?:[ ]действия)?"
+    r"|有效期(?:限|至)?|期限|有効期限|g[üu]ltig(?:[ ]bis)?|son[ ]kullanma(?:[ ]tarihi)?)"
+    r"(?![\p{L}])(?:[ ]{0,3}[:=\-|(（：][ ]{0,3}){0,2}[ ]{0,3}"
+    r"(?P<v>(?:[0O][1-9]|1[0-2O])[ ]?/[ ]?(?:20)?[0-9O][0-9O])(?![0-9/])",
+    regex.IGNORECASE,
+)
+_EXPIRY_NEAR_CARD_REACH = 160
 #: After a security code's 3-4 digits: not more of a number, nor a currency ("150 pounds").
 _NOT_AN_AMOUNT_AFTER = (
     r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€]))"
@@ -4150,7 +4221,13 @@ def _detect_card_details(ctx: _Context) -> None:
     for m in _EXPIRY_DOTTED.finditer(text) if dotted else ():
         why = "month.year after a card-expiry label"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
-    for card in [h for h in ctx.hits if h.kind == "card"]:
+    cards = [h for h in ctx.hits if h.kind == "card"]
+    for m in _EXPIRY_NEAR_CARD.finditer(text) if cards else ():
+        reach = _EXPIRY_NEAR_CARD_REACH
+        if any(c.start - reach <= m.start() <= c.end + reach for c in cards):
+            why = "month/year after an expiry label near a card number"
+            ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
+    for card in cards:
         m = _AFTER_CARD.match(text, card.end)
         if m is None:
             code = _CODE_AFTER_CARD.match(text, card.end)
@@ -5770,6 +5847,7 @@ _DESCRIPTOR_BEFORE = re.compile(r"[A-Z0-9]{2,}[ ]?\*[ ]?[A-Z0-9][A-Z0-9 .&'-]{1,
 _HELPLINE_BEFORE = regex.compile(
     r"(?:(?<![\p{L}])(?:help[ ]?line|hot[ ]?line|free[ ]?phone|toll[ -]?free"
     r"|customer[ ](?:service|services|care|support)(?:[ ](?:line|team|number|desk))?"
+    r"|(?:contact|call)[ ]cent(?:re|er)"
     r"|fraud[ ](?:line|team|department|hotline)"
     r"|service[ ]client(?:s|èle)?|num[ée]ro[ ]vert|numero[ ]verde|servizio[ ]clienti"
     r"|atenci[óo]n[ ]al[ ]cliente|servi[çc]o[ ]de[ ]atendimento|kundenservice|kundendienst|servicehotline"
