@@ -1439,7 +1439,9 @@ _SORT_WORDS = [
     r"s/c",
     r"nsc",
     r"national[ ]sort[ ]code",
-    r"sort(?==[0-9])",  # a query string's key: "?acct=41827733&sort=254742"
+    # a query string's key beside an account's: "?acct=41827733&sort=254742"
+    r"sort(?<=(?:acct|acc|account)[_a-z]{0,8}=[0-9]{6,10}&sort)(?==[0-9]{6}(?![0-9]))",
+    r"sort(?==[0-9]{6}&(?:acct|acc|account)[_a-z]{0,8}=[0-9])",
 ]
 #: Australia's BSB (bank-state-branch, 123-456) and the US routing (ABA) number: a sort code's role.
 _BSB_WORDS = [r"bsb(?:[ ](?:no\.?|number|code))?"]
@@ -2082,6 +2084,15 @@ _CODE_CLAUSE = (
     # "el código que me llegó por SMS es", "le code que j'ai reçu est", "il codice che mi è arrivato è"
     r"|[ ](?:que|qui|che|den|das)[ ][^.!?\n:=0-9]{1,30}?(?=[ ](?:es|era|est|était|è|ist|war|foi|fue|é)[ ]))?"
 )
+# "que me llegó", "que recebi", "che mi è arrivato", "que j'ai reçu", "die ich bekommen habe": a
+# clause of receiving the code, no comma in it (a reviewer: "el código SMS que no me llega y el
+# importe es 2500" must keep the amount)
+_RECEIVED_CLAUSE = (
+    r"[ ](?:que|qui|che|die|den|das)[ ](?:[^.!?\n:=0-9,]{0,16}[ ])?"
+    r"(?:lleg[óo]|recib[íi]|mandaron|enviaron|chegou|recebi|mandaram|enviaram|arrivato|ricevuto|reçu"
+    r"|bekommen(?:[ ]habe)?|erhalten(?:[ ]habe)?|kreeg|ontvangen|heb[ ]ontvangen|got|received)"
+    r"(?=[ ](?:es|era|est|était|è|ist|war|foi|fue|é|is|was)[ ])"
+)
 # Each kind: label words, the filler between label and value, the value. Order matters: the first
 # kind matching at a position wins ("PIN code" is a PIN, "security code" a CVV, and so on).
 _LABEL_KINDS: list[tuple[str, list[str], str]] = [
@@ -2106,8 +2117,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("otp", _OTP_WORDS, _FOR_WHAT + _OTP_VALUE),
     ("otp", _OTP_WORDS, _CLAUSE_IS + _OTP_VALUE),
     ("otp", _OTP_WORDS, _FOR_WHAT_SMS + _OTP_VALUE),
-    # who sent it between: "el código SMS que me llegó es 104648", "the OTP they texted me is"
-    ("otp", _OTP_WORDS, _CODE_CLAUSE + _FILL_REQUIRED + _OTP_VALUE),
+    # who sent it between: "el código SMS que me llegó es 104648" (a clause of receiving, no comma)
+    ("otp", _OTP_WORDS, _RECEIVED_CLAUSE + _FILL_REQUIRED + _OTP_VALUE),
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
     ("secret_phrase", _SECRET_PHRASE_WORDS, _PASSWORD_FILL + _SECRET_PHRASE_VALUE),
     ("secret_phrase", _SECRET_CALLED_WORDS, r"[ ]{1,3}" + _SECRET_PHRASE_VALUE),
@@ -2735,10 +2746,12 @@ _OTP_LABEL = regex.compile(
     + r"|(?<=(?:your|my|the|a|new)[ ])code)(?![\p{Ll}\p{Lu}\p{Lt}])"
 )
 _OTP_BEFORE = regex.compile(
-    r"(?<![a-z0-9\-])(?P<v>(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9})"
-    # (emoji or a pointing hand between: "🙏 612915 that's the code", "👉 366199 👈 there's your code")
-    r"(?:[ ]{1,3}|[ ]{0,3}[\p{So}\p{Sk}\p{Cf}\ufe0f]{1,8}[ ]{0,3})"
-    r"(?:(?:is|was|as|=|:|—|-|that['’]?s|that[ ]is|there['’]?s|here['’]?s|it['’]?s)[ ]{1,3})?"
+    r"(?:(?<![a-z0-9\-])(?P<v>(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9})"
+    r"[ ]{1,3}(?:(?:is|was|as|=|:|—|-)[ ]{1,3})?"
+    # six to eight digits, an emoji or "that's" between: "🙏 612915 that's the code", "👉 366199 👈
+    # there's your code" (not "WELCOME25 that's the code for 10% off", a promotion's)
+    r"|(?<![a-z0-9\-])(?P<v>[0-9]{6,8})(?:[ ]{1,3}|[ ]{0,3}[\p{So}\p{Sk}\p{Cf}\ufe0f]{1,8}[ ]{0,3})"
+    r"(?:(?:is|was|as|=|:|—|-|that['’]?s|that[ ]is|there['’]?s|here['’]?s|it['’]?s)[ ]{1,3})?)"
     r"(?:(?:your|my|the|a|an|new)[ ]{1,3}){0,2}$"
 )
 
@@ -4058,19 +4071,23 @@ _UTR = regex.compile(
 #: Kenya's KRA PIN (a taxpayer's: A or P, nine digits, a letter) after its label: "PIN" alone is a
 #: card's, so only "KRA PIN" names it.
 _KRA_PIN = regex.compile(
-    r"(?<![\p{L}\p{N}])kra[ ]?pin(?:[ ](?:no\.?|number))?(?:[ ]?[:#=]|[ ]is)?[ ]{0,3}"
+    r"(?<![\p{L}\p{N}])kra[ \-]?pin(?:[ ](?:no\.?|number|certificate))?(?:[ ]?[:#=\-]|[ ](?:is|was))?"
+    r"[ ]{0,3}:?[ ]{0,3}"
     r"(?P<v>[ap][0-9]{9}[a-z])(?![\p{L}\p{N}])",
     regex.IGNORECASE,
 )
 #: An e-mail address URL-encoded in a link's query ("?email=priya.nair.1994%40gmail.com&token=...").
 _ENCODED_EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._+\-]{1,64}%40[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,4}"
-    r"\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
+    r"\.(?!(?:png|jpe?g|gif|webp|svg|pdf|docx?|xlsx?|csv|txt|zip|html?|js|css)(?![A-Za-z0-9]))[A-Za-z]{2,24}"
+    r"(?![A-Za-z0-9\-])"
 )
 #: A date of birth under a JSON or form key with a prefix glued to it (``"customerDob":"1984-11-23"``,
 #: ``'applicant_date_of_birth': '23/11/1984'``): the key names it, whatever the prefix.
 _JSON_DOB = regex.compile(
-    r"[\"'][a-z_]{0,24}(?:dob|date_?of_?birth|birth_?date|birthday)[\"'][ ]{0,3}:[ ]{0,3}[\"']?"
+    # (a prefix ends at "_" or before a capital: "customerDob", "applicant_dob", not "rebirth_date")
+    r"[\"'](?:[A-Za-z0-9]{0,24}_|[A-Za-z0-9]{0,24}(?<=[a-z0-9])(?=(?-i:Dob|DOB|Date|Birth)))?"
+    r"(?:dob|date_?of_?birth|birth_?date)[\"'][ ]{0,3}:[ ]{0,3}[\"']?"
     r"(?P<v>(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}|[0-9]{1,2}[/.\-][0-9]{1,2}[/.\-](?:19|20)[0-9]{2})(?![0-9])",
     regex.IGNORECASE,
 )
@@ -4171,14 +4188,15 @@ _EXPIRY_DOTTED = regex.compile(
 #: "срок 07/27" (a held-out set's misses: the labels above need a card word right before them, or
 #: take no bracket, bar or OCR "O"). Only with a card found: "val" and "期限" alone are other words.
 _EXPIRY_NEAR_CARD = regex.compile(
-    r"(?<![\p{L}\p{N}])(?:exp\.?|expiry|expires|expiration|valid[ ]thru|val\.?|validade|venc\.?"
-    r"|vencimiento|vencimento|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?|срок(?:[ ]действия)?"
-    r"|有效期(?:限|至)?|期限|有効期限|g[üu]ltig(?:[ ]bis)?|son[ ]kullanma(?:[ ]tarihi)?)"
-    r"(?![\p{L}])(?:[ ]{0,3}[:=\-|(（：][ ]{0,3}){0,2}[ ]{0,3}"
-    r"(?P<v>(?:[0O][1-9]|1[0-2O])[ ]?/[ ]?(?:20)?[0-9O][0-9O])(?![0-9/])",
+    r"(?<![\p{L}\p{N}])(?:exp\.?|expiry(?:[ ]date)?|expiration(?:[ ]date)?|valid[ ]thru|val\.?|validade"
+    r"|venc\.?|vencimiento|vencimento|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?|срок(?:[ ]действия)?"
+    r"|有效期(?:限|至)?|期限|有効期限|g[üu]ltig[ ]bis|son[ ]kullanma(?:[ ]tarihi)?)"
+    r"(?![\p{L}])(?:[ ]{0,3}[:=\-|(（：\[][ ]{0,3}){0,2}[ ]{0,3}"
+    # (not the first date of a range: "val 01/24 - 12/27" is valid from 01/24)
+    r"(?P<v>(?:[0O][1-9]|1[0-2O])[ ]?/[ ]?(?:2[0O])?[0-9O][0-9O])(?![0-9/])(?![ ]?[\-–][ ]?[0-9O]{1,2}/)",
     regex.IGNORECASE,
 )
-_EXPIRY_NEAR_CARD_REACH = 160
+_EXPIRY_NEAR_CARD_REACH = 60
 #: After a security code's 3-4 digits: not more of a number, nor a currency ("150 pounds").
 _NOT_AN_AMOUNT_AFTER = (
     r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€]))"
@@ -4223,8 +4241,8 @@ def _detect_card_details(ctx: _Context) -> None:
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
     cards = [h for h in ctx.hits if h.kind == "card"]
     for m in _EXPIRY_NEAR_CARD.finditer(text) if cards else ():
-        reach = _EXPIRY_NEAR_CARD_REACH
-        if any(c.start - reach <= m.start() <= c.end + reach for c in cards):
+        # after the card, as a pasted card's lines go on (an offer's or a bill's date before it stays)
+        if any(c.end <= m.start() <= c.end + _EXPIRY_NEAR_CARD_REACH for c in cards):
             why = "month/year after an expiry label near a card number"
             ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
     for card in cards:
@@ -5847,7 +5865,6 @@ _DESCRIPTOR_BEFORE = re.compile(r"[A-Z0-9]{2,}[ ]?\*[ ]?[A-Z0-9][A-Z0-9 .&'-]{1,
 _HELPLINE_BEFORE = regex.compile(
     r"(?:(?<![\p{L}])(?:help[ ]?line|hot[ ]?line|free[ ]?phone|toll[ -]?free"
     r"|customer[ ](?:service|services|care|support)(?:[ ](?:line|team|number|desk))?"
-    r"|(?:contact|call)[ ]cent(?:re|er)"
     r"|fraud[ ](?:line|team|department|hotline)"
     r"|service[ ]client(?:s|èle)?|num[ée]ro[ ]vert|numero[ ]verde|servizio[ ]clienti"
     r"|atenci[óo]n[ ]al[ ]cliente|servi[çc]o[ ]de[ ]atendimento|kundenservice|kundendienst|servicehotline"
