@@ -63,6 +63,9 @@ class Incoming:
     #: A web customer nobody vouched for (no backend key, no signed token): counted in the
     #: anonymous customers' share of the overall message limit too (:mod:`bot.abuse`).
     anonymous: bool = False
+    #: The text is the value of a button the platform says was pressed (a Telegram callback query, a
+    #: Slack block action), not typed: a stale one is told the option is gone, not classified.
+    pressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,11 @@ class TellerCore:
         intent = intent_of(text)
         entry_id = entry_of(text)
         if (intent is not None or entry_id is not None) and not self._offered(text, incoming):
+            if incoming.pressed:
+                # A real button on an old post (its answer out of the recent ones, erased or purged):
+                # "that option is no longer available", not "I didn't understand entry:..." (a
+                # platform trial's finding).
+                return policy.entry_gone(), policy.classifier.version
             return self._batcher.decide(text)
         if intent is not None and policy.has_answer(intent):
             # An intent left without an answer entry since its button was offered (`kb remove`) is

@@ -20,9 +20,10 @@ does the rest, the same for every platform:
   platform's reason). A failed reply is filed in the review queue by the caller (reason
   ``undelivered``); a failed operator relay is reported in the operator's thread.
 
-Rate limits are first handled by the platform libraries themselves (python-telegram-bot's
-``AIORateLimiter``, slack_sdk's ``RateLimitErrorRetryHandler``); the courier's retries are for what
-outlasts them and for server errors.
+Rate limits are first handled by the platform libraries themselves where that holds up no other
+conversation (slack_sdk's ``RateLimitErrorRetryHandler``; python-telegram-bot's ``AIORateLimiter``
+paces requests, but its retries would hold every chat's, so a Telegram 429 comes here); the
+courier's retries are for those, for what outlasts the library's and for server errors.
 """
 
 from __future__ import annotations

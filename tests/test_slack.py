@@ -143,6 +143,12 @@ def test_mentions_and_choice_buttons(slack: tuple[sl.FakeSlack, str, TellerCore]
     assert [m.intent for m in core.store.conversations.history() if m.direction == "out"][
         -1
     ] == "card_arrival"
+    # A button no recent answer offered (an old post): the option is gone, not "I didn't understand".
+    stale = button | {"value": "entry:exchange_rate"}
+    old_post = message | {"ts": "1700000006.500000"}
+    assert post(teller, sl.interaction_body(stale, old_post, channel="C1"), FORM).status_code == 200
+    gone = fake.wait_for("chat.postMessage", 3)[2]
+    assert gone["text"].startswith("That option is no longer available")
     # Plain channel chatter without a mention, and the bot's own messages, are ignored.
     chatter = {
         "type": "message",
@@ -156,7 +162,7 @@ def test_mentions_and_choice_buttons(slack: tuple[sl.FakeSlack, str, TellerCore]
     post(teller, sl.event_body("Ev3", chatter), JSON)
     post(teller, sl.event_body("Ev4", own), JSON)
     time.sleep(0.5)
-    assert len(fake.sent()) == 2
+    assert len(fake.sent()) == 3
 
 
 def test_slash_command(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:

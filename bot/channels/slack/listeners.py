@@ -127,10 +127,11 @@ class CustomerListeners:
         text: str,
         message_id: str,
         conversation: str,
+        pressed: bool = False,
     ) -> None:
         """Answer in the thread of the message (``thread``); unthreaded replies (an interview's next
-        question) go to the conversation itself."""
-        incoming = Incoming(CHANNEL, conversation, user, message_id, text)
+        question) go to the conversation itself. ``pressed``: ``text`` is a pressed button's value."""
+        incoming = Incoming(CHANNEL, conversation, user, message_id, text, pressed=pressed)
         try:
             self.service.message(
                 incoming, self.transport, f"{channel}:{thread}", private=channel.startswith("D")
@@ -222,6 +223,7 @@ class CustomerListeners:
             if message.get("ts")
             else f"action:{body.get('trigger_id') or action.get('action_ts')}",
             channel if private else f"{channel}:{thread}",
+            pressed=True,
         )
 
     def on_multi_submit(
