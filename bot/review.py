@@ -399,8 +399,14 @@ class ReviewService:
                 )
             if s is None or (s.intent is None and s.kb_id is None):
                 raise InputError(f"review item {item_id} has no suggestion; choose an intent instead")
+            # An intent's suggestion is answered by that intent's entry, looked up as `choose` does
+            # (it was stored without one, and every confirm warned the correction did not apply).
+            kb_id = s.kb_id
+            if kb_id is None and s.intent is not None:
+                entry = self.kb.for_intent(s.intent)
+                kb_id = entry.id if entry else None
             correction = NewCorrection(
-                item.text, item.key, CorrectionAction.CONFIRM, label=s.intent, kb_id=s.kb_id
+                item.text, item.key, CorrectionAction.CONFIRM, label=s.intent, kb_id=kb_id
             )
             return self._resolve(item, ReviewStatus.CONFIRMED, actor, s.intent or s.kb_id, correction)
 

@@ -238,6 +238,11 @@ def test_confirm_choose_and_ignore(desk: Desk) -> None:
         first.suggestion.intent,
         "slack:UOPS",
     )
+    # The intent's answer entry is the correction's, as `choose` finds it: a trial saw every confirm
+    # warn "no knowledge-base entry answers intent ... so this correction does not apply".
+    answering = desk.service.kb.for_intent(first.suggestion.intent or "")
+    assert answering is not None and confirmed.correction.kb_id == answering.id
+    assert confirmed.not_applied is None
     with pytest.raises(InputError, match="unknown intent 'exchange_rat'; did you mean exchange_rate"):
         service.choose(second.id, "exchange_rat", OPS)
     chosen = service.choose(second.id, "exchange_rate", BOB)
