@@ -65,6 +65,7 @@ from nlu.corrections import OVERRIDE_SIMILARITY, CorrectionMemory, OverrideMatch
 from nlu.knn import Memory
 from nlu.language import LanguageGate, LanguageResult, handoff_reply
 from nlu.spelling import SpellingCorrector, words
+from retrieval.entry import OPERATOR_TAG as ENTRY_OPERATOR_TAG
 from retrieval.entry import KBEntry
 from retrieval.knowledge_base import DEFAULT_TOP_CONFIDENCE, Hit, Holdout, KnowledgeBase
 
@@ -114,8 +115,9 @@ RECENT_SECONDS = 120.0
 #: best one's (rule ``suggest``): a button far weaker than the first is noise.
 SUGGEST_RELATIVE = 0.5
 #: Tag of the entries operators write through the review queue (:mod:`bot.review`): their phrasings
-#: are customers' own messages, so they are searched but never shown as a suggestion's button.
-OPERATOR_TAG = "operator"
+#: are customers' own messages, so they are searched with the starter's prior, never shown as a
+#: suggestion's button, and never the bank's own entry that outranks an intent (rule ``bank_entry``).
+OPERATOR_TAG = ENTRY_OPERATOR_TAG
 #: The small-talk category of "let me talk to a person": handed off, not chatted about.
 HUMAN_CATEGORY = "human"
 #: The small-talk category of a customer who says only that they are unhappy ("your service is
@@ -286,8 +288,17 @@ class Signals:
         return next((h for h in self.hits if ADVICE_TAG in h.entry.tags), None)
 
     def bank_hit(self, intent: str) -> Hit | None:
-        """The best of the bank's own entries that does not answer ``intent``."""
-        return next((h for h in self.hits if not h.starter and h.entry.intent != intent), None)
+        """The best of the bank's own entries that does not answer ``intent`` (not one an operator
+        wrote for a customer's message: a trial saw one such answer take "how do I receive money
+        from abroad" from intent ``receiving_money``)."""
+        return next(
+            (
+                h
+                for h in self.hits
+                if not h.starter and h.entry.intent != intent and OPERATOR_TAG not in h.entry.tags
+            ),
+            None,
+        )
 
     @property
     def suggestions(self) -> list[Hit]:

@@ -15,6 +15,10 @@ _SPACE = re.compile(r"\s+")
 #: Phrasings per entry, and characters per phrasing: the encoder reads 128 tokens (about 500
 #: characters of English) of a phrasing, so a longer one adds nothing but bulk.
 MAX_QUESTIONS = 64
+#: Tag of the entries operators write through the review queue (``teller review wrong``): their
+#: phrasings are customers' own messages, written to answer those; searched with the starter's prior
+#: (:data:`retrieval.knowledge_base.STARTER_PRIOR`), never shown as a suggestion's button.
+OPERATOR_TAG = "operator"
 MAX_QUESTION_CHARS = 500
 #: Characters of an answer: two Telegram messages (4,096 each) less a margin for what a reply adds
 #: around it (a clarifying lead-in, a handoff offer); the channels split a long answer at paragraph

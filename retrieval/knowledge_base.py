@@ -41,7 +41,7 @@ import numpy as np
 import sqlite_utils
 
 from retrieval.embedder import Embedder, embedder_variant
-from retrieval.entry import MAX_PASSAGES, MAX_QUESTIONS, KBEntry, answer_passages
+from retrieval.entry import MAX_PASSAGES, MAX_QUESTIONS, OPERATOR_TAG, KBEntry, answer_passages
 from retrieval.errors import EntryNotFoundError, IndexCorruptError, RetrievalError
 from retrieval.index import VectorIndex
 from retrieval.lexical import LexicalIndex, document_terms
@@ -280,10 +280,13 @@ class KnowledgeBase:
         keys: dict[str, int] = {}
         by_key: dict[int, str] = {}
         starter: set[int] = set()
+        operator: set[int] = set()
         for row in self._db.table("entries").rows:
             entry = self._entry(row)
             if row.get("source") == STARTER:
                 starter.add(row["key"])
+            if OPERATOR_TAG in entry.tags:
+                operator.add(row["key"])
             entries[entry.id] = entry
             keys[entry.id] = row["key"]
             by_key[row["key"]] = entry.id
@@ -293,6 +296,7 @@ class KnowledgeBase:
         # Whole new mappings: a reader that does not take the lock sees the old or the new, never half.
         self._entries, self._keys, self._by_key, self.lexical = entries, keys, by_key, lexical
         self._starter_keys = starter
+        self._operator_keys = operator
         self.index = self._open_index(self._approx_threshold)
 
     @property
@@ -491,8 +495,12 @@ class KnowledgeBase:
             best_slot = np.concatenate([best_slot, np.full(len(extra), -1)])
         lex = np.array([lexical.get(key, 0.0) for key in key_list], dtype=np.float64)
         fused = self.fusion(q, a, lex)
-        if self._starter_keys:
-            starter = np.fromiter((key in self._starter_keys for key in key_list), bool, len(key_list))
+        if self._starter_keys or self._operator_keys:
+            # the starter's entries, and those an operator wrote for a customer's message (a trial saw
+            # one, as the bank's own, take its neighbours' questions, a starter entry's own phrasing
+            # among them): behind the bank's curated entries, level with the starter's
+            lesser = self._starter_keys | self._operator_keys
+            starter = np.fromiter((key in lesser for key in key_list), bool, len(key_list))
             fused = np.where(starter, fused * self.starter_prior, fused)
         hits = []
         for i in np.argsort(-fused, kind="stable"):
@@ -577,6 +585,9 @@ class KnowledgeBase:
                 self._by_key[keys[entry.id]] = entry.id
                 self.lexical.set(keys[entry.id], entry.questions, entry.answer)
                 (self._starter_keys.add if source == STARTER else self._starter_keys.discard)(keys[entry.id])
+                (self._operator_keys.add if OPERATOR_TAG in entry.tags else self._operator_keys.discard)(
+                    keys[entry.id]
+                )
             if reembed:
                 self._replace_vectors([keys[e.id] for e in reembed], vectors, reembed)
                 self._mark_indexed(sorted(reembed_ids))
@@ -606,6 +617,7 @@ class KnowledgeBase:
                 self._bump_revision()
             del self._entries[entry_id], self._keys[entry_id], self._by_key[key]
             self._starter_keys.discard(key)
+            self._operator_keys.discard(key)
             self.lexical.remove(key)
             self.index.remove(self._all_ids(key))
             self.index.save(self.directory / INDEX_FILE)

@@ -121,6 +121,29 @@ def test_the_banks_entries_outrank_the_starters(kb: KnowledgeBase) -> None:
     assert not kb.is_starter("statements_starter")
 
 
+def test_an_operators_entry_for_a_customers_message_ranks_as_the_starters(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    """A trial's finding: an entry written by ``teller review wrong`` (tagged operator) ranked as the
+    bank's own and took its neighbours' questions, a starter entry's own phrasing among them. It
+    carries the starter's prior, and keeps it after a restart and until the tag goes."""
+    from retrieval.entry import OPERATOR_TAG
+    from retrieval.knowledge_base import STARTER_PRIOR
+
+    same = ["How do I stop paper statements?"]
+    kb.add([KBEntry.build("op_statements", same, STATEMENTS.answer, tags=[OPERATOR_TAG])])
+    kb.add([KBEntry.build("own_statements", same, STATEMENTS.answer)])
+    hits = {h.entry.id: h for h in kb.search("stop paper statements", k=3)}
+    assert hits["op_statements"].score == pytest.approx(hits["own_statements"].score * STARTER_PRIOR)
+    assert not hits["op_statements"].starter and not kb.is_starter("op_statements")
+    reopened = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
+    again = {h.entry.id: h for h in reopened.search("stop paper statements", k=3)}
+    assert again["op_statements"].score == pytest.approx(hits["op_statements"].score)
+    kb.add([KBEntry.build("op_statements", same, STATEMENTS.answer)])  # the tag taken off
+    hits = {h.entry.id: h for h in kb.search("stop paper statements", k=3)}
+    assert hits["op_statements"].score == pytest.approx(hits["own_statements"].score)
+
+
 def test_every_change_moves_the_revision_for_every_process(kb: KnowledgeBase, tmp_path: Path) -> None:
     other = KnowledgeBase.open(tmp_path / "kb", HashingEmbedder(), seed=None)
     before = kb.revision

@@ -980,3 +980,17 @@ def test_without_a_base_memory_small_talk_is_not_compared_with_the_classifiers_n
     decision = policy.decide(case)
     assert (decision.route, decision.rule) == (Route.SMALLTALK, "smalltalk"), decision.reason
     assert "nearer" not in decision.reason
+
+
+def test_an_operators_entry_is_never_the_banks_own_that_outranks_an_intent() -> None:
+    """A trial: an answer written by ``teller review wrong`` for "can I send money to a friend abroad
+    in dollars" took "how do I receive money from abroad" from intent ``receiving_money``; such an
+    entry (tagged operator) is not the bank's own entry of rule ``bank_entry``."""
+    from bot.policy import OPERATOR_TAG
+
+    written = KBEntry.build("op_send_abroad", ["can I send money abroad in dollars"], "Use Send abroad.")
+    tagged = KBEntry.build("op_tagged", written.questions, written.answer, tags=[OPERATOR_TAG])
+    own = signals(hits=(hit(written, 0.9, starter=False),))
+    assert own.bank_hit("receiving_money") is not None
+    operators = signals(hits=(hit(tagged, 0.9, starter=False),))
+    assert operators.bank_hit("receiving_money") is None

@@ -15,6 +15,7 @@ from bot.policy import AnswerPolicy
 from bot.review import LONG_TEXT, OPERATOR_TAG, ReviewService, normalise, same_text
 from bot.settings import Settings
 from bot.storage import DuplicateMessage, NewExchange, NewHandoff, ReviewStatus, Store, StoredMessage
+from retrieval.knowledge_base import STARTER_PRIOR
 from tests.conftest import TOY_INTENTS
 
 OPS = Actor("slack", "UOPS")
@@ -295,7 +296,9 @@ def test_a_wrong_answer_becomes_a_kb_entry_searchable_at_once(desk: Desk) -> Non
     assert len(kb) == before + 1 and OPERATOR_TAG in entry.tags and entry.intent is None
     assert set(entry.questions) == set(item.texts)
     [top] = kb.search("can I pay council tax with Lumen", k=1)
-    assert top.entry.id == entry.id and top.score > 0.8
+    # (searched with the starter's prior: written for a customer's message, it ranks behind the
+    # bank's curated entries; a trial saw one take its neighbours' questions)
+    assert top.entry.id == entry.id and top.score > 0.8 * STARTER_PRIOR
     assert result.item.status == "corrected" and result.item.resolution == entry.id
     assert result.correction is not None
     assert (result.correction.label, result.correction.kb_id) == (None, entry.id)
