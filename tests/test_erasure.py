@@ -854,3 +854,43 @@ def test_teller_forget_tells_the_open_handoffs_thread(home: Path, monkeypatch: p
         assert "Told 1 open handoff thread(s)" in result.stdout
         [note] = [m for m in slack.sent() if m.get("thread_ts") == "1700000000.000100"]
         assert note["channel"] == "COPS" and "erased" in note["text"].lower()
+
+
+def test_a_correction_keeps_its_text_when_another_customer_said_it_word_for_word(store: Store) -> None:
+    """A trial erased the customer whose thumbs-down produced a correction: its text was rewritten
+    to another, merely similar, text of its review item, and the text the operator corrected (still
+    asked word for word by others) was answered wrongly again. Words another customer's message
+    says exactly are theirs too: the correction keeps them; with nobody else saying them, the
+    correction takes the item's remaining text, as before."""
+    text, similar = "how long does an international transfer take", "how long do international transfers take"
+    for asker in ("dana", "erin"):
+        say(store, asker, text)
+    said = {}
+    for erased_too in (False, True):
+        a_in, a_out = say(store, "frank", text, confidence=0.2)
+        b_in, b_out = say(store, "gina", similar, confidence=0.2)
+        item = store.review.create(
+            text,
+            a_in.text,
+            "intent",
+            None,
+            [
+                ReviewSource(a_out.id, a_in.id, a_in.text, ReviewReason.LOW_CONFIDENCE),
+                ReviewSource(b_out.id, b_in.id, b_in.text, ReviewReason.LOW_CONFIDENCE),
+            ],
+        )
+        store.review.resolve(
+            item,
+            ReviewStatus.CHOSEN,
+            OPERATOR,
+            "transfer_timing",
+            NewCorrection(text, text, CorrectionAction.CHOOSE, label="transfer_timing"),
+        )
+        if erased_too:  # nobody else says it any more
+            for asker in ("dana", "erin"):
+                Eraser(store).erase("web", asker, "cli:robin")
+        Eraser(store).erase("web", "frank", "cli:robin")
+        [correction] = [c for c in store.feedback.corrections() if c.item_id == item]
+        said[erased_too] = correction.text
+        Eraser(store).erase("web", "gina", "cli:robin")
+    assert said == {False: text, True: similar}
