@@ -51,7 +51,7 @@ from bot.core import Incoming, TellerCore
 from bot.errors import TellerError
 from bot.exemplars import DATA_DIR
 from bot.operators import CLI, Actor
-from bot.policy import AnswerPolicy, Decision, Route, Signals, Thresholds
+from bot.policy import CORRECTION_RULE, AnswerPolicy, Decision, Route, Signals, Thresholds
 from bot.retraining import RetrainRunner
 from bot.service import TellerService
 from bot.settings import Settings
@@ -366,7 +366,7 @@ def _captured(core: TellerCore, texts: list[str], truth_of: dict[str, str]) -> i
     """Messages answered by an operator's correction that names another intent than theirs."""
     wrong = 0
     for text, decision in zip(texts, core.policy.answer_many(texts), strict=True):
-        if decision.rule == "correction" and decision.intent != truth_of.get(text_key(text)):
+        if decision.rule == CORRECTION_RULE and decision.intent != truth_of.get(text_key(text)):
             wrong += 1
     return wrong
 

@@ -417,6 +417,8 @@ def _scope(f: Mapping[str, float], t: Thresholds) -> str:
 #: The rule for a customer who asked for a person or said only that they are unhappy: handed off,
 #: with the small talk's words for it.
 PERSON_RULE = "human"
+#: The rule for a message an operator corrected (the same text, or nearly): answered as corrected.
+CORRECTION_RULE = "correction"
 #: The rule that hands off a message written in a language Teller does not serve, with a reply in
 #: that language (:func:`nlu.language.handoff_reply`).
 LANGUAGE_RULE = "language"
@@ -436,7 +438,7 @@ RULES: tuple[Rule, ...] = (
         lambda f, t: "written in a language Teller does not serve",
     ),
     Rule(
-        "correction",
+        CORRECTION_RULE,
         Route.INTENT,
         lambda f, t: (f["correction"] >= t.correction) & (f["correction_ok"] > 0),
         lambda f, t: (
@@ -1076,7 +1078,7 @@ class AnswerPolicy:
                 # No "Talk to a person" button: the handoff is opened with this reply (an English
                 # button pressed would only post its value into the operator's thread).
             )
-        if rule.name == "correction":
+        if rule.name == CORRECTION_RULE:
             return self._corrected(s, reason)
         if rule.name == PERSON_RULE:
             category = s.smalltalk_category or HUMAN_CATEGORY  # one of HANDOFF_CATEGORIES (the test)

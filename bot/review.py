@@ -22,6 +22,7 @@ item.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import re
@@ -35,7 +36,7 @@ from bot.corrections import Spreader
 from bot.errors import ConfigError, InputError
 from bot.knowledge import KnowledgeAdmin, Overlap
 from bot.operators import Actor, Operators
-from bot.policy import OPERATOR_TAG, PERSON_RULE, AnswerPolicy, Route
+from bot.policy import CORRECTION_RULE, OPERATOR_TAG, PERSON_RULE, AnswerPolicy, Route
 from bot.storage import (
     HUMAN_ROUTE,
     Correction,
@@ -322,7 +323,12 @@ class ReviewService:
         policy = self.policy_provider()
         version = policy.classifier.version
         suggestions: list[Suggestion | None] = []
-        for s in policy.signals(list(texts), reuse=True):
+        signals = policy.signals(list(texts), reuse=True)
+        # as the message is answered now, an operator's correction first (signals without vectors,
+        # a stub's, are read without corrections)
+        with contextlib.suppress(ConfigError):
+            signals = policy.with_corrections(signals)
+        for s in signals:
             try:
                 decision = policy.decide(s)
             except ConfigError:  # an uncalibrated policy still has a classifier
@@ -331,6 +337,11 @@ class ReviewService:
                 # The customer asked for a person (or complained): the handoff was the answer, and
                 # the classifier's guess at such a message is no intent to confirm (a trial's
                 # finding: one confirm turned every "I want to talk to a human" into an answer).
+                suggestions.append(None)
+            elif decision is not None and decision.rule == CORRECTION_RULE:
+                # Answered as an operator corrected it: the classifier's own guess is what the
+                # operator corrected away from, and confirming it would undo the correction (a
+                # trial's finding). The operator chooses again.
                 suggestions.append(None)
             elif decision is not None and decision.route is Route.FAQ and decision.kb_id is not None:
                 score = next((h.score for h in s.hits if h.entry.id == decision.kb_id), None)

@@ -480,3 +480,21 @@ def test_a_near_duplicate_joins_the_newest_open_item_past_the_match_limit(
     (grown,) = service.file_reply(variant.id)
     assert grown.id == item.id and grown.count == 2
     assert len(service.items()) == 4
+
+
+def test_a_corrected_messages_new_item_suggests_nothing_to_undo_the_correction(desk: Desk) -> None:
+    """A trial: a thumbs-down on an answer an operator's correction gave filed an item suggesting
+    the intent the operator had corrected away from; confirming it would undo the correction."""
+    store, service = desk.store, desk.service
+    text = "what rate do you use for euros"
+    say(store, text, route="handoff", user="a")
+    [item] = service.refresh()
+    service.choose(item.id, "exchange_rate", OPS)
+    from bot.corrections import CorrectionFollower
+
+    CorrectionFollower(store, lambda: desk.policy).refresh()  # as a running server follows them
+    assert desk.policy.answer(text).rule == "correction"
+    assert service._suggest([text]) == [None]
+    # an uncorrected text still gets the classifier's suggestion
+    [other] = service._suggest(["I still have not received my new card"])
+    assert other is not None and other.intent is not None
