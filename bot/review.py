@@ -432,14 +432,26 @@ class ReviewService:
             return False
 
     def choose(self, item_id: int, intent: str, actor: Actor) -> Resolution:
-        """The item is about ``intent`` (one of the classifier's labels)."""
+        """The item is about ``intent`` (one of the classifier's labels), or is answered by the
+        knowledge-base entry with that id (a live one: a trial could only write a copy of an entry's
+        answer with ``wrong``, which then competed with the entry). Raises :class:`InputError` for
+        anything else, with the nearest intents."""
         self.operators.require(actor.channel, actor.user_id, "choose intents")
         labels = self.labels()
+        if intent not in labels and intent in self.kb:
+            with self._lock:
+                item = self._open_item(item_id)
+                chosen = self.kb.get(intent)
+                label = chosen.intent if chosen.intent in labels else None
+                correction = NewCorrection(
+                    item.text, item.key, CorrectionAction.CHOOSE, label=label, kb_id=chosen.id
+                )
+                return self._resolve(item, ReviewStatus.CHOSEN, actor, chosen.id, correction)
         if intent not in labels:
             close = difflib.get_close_matches(intent, labels, n=3, cutoff=0.5)
             known = ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
             hint = f"; did you mean {', '.join(close)}?" if close else f"; the model knows {known}"
-            raise InputError(f"unknown intent {intent!r}{hint}")
+            raise InputError(f"unknown intent {intent!r} (and no knowledge-base entry has that id){hint}")
         with self._lock:
             item = self._open_item(item_id)
             entry = self.kb.for_intent(intent)

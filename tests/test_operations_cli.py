@@ -113,7 +113,8 @@ def test_flag_from_the_terminal(queue: dict[str, str]) -> None:
         (["review", "confirm", "99"], "no review item 99"),
         (
             ["review", "choose", "1", "card_arival"],
-            "unknown intent 'card_arival'; did you mean card_arrival?",
+            "unknown intent 'card_arival' (and no knowledge-base entry has that id); "
+            "did you mean card_arrival?",
         ),
         (["review", "wrong", "1", "  "], "the corrected answer is empty"),
         (["flag", "m_nope"], "no message 'm_nope'"),

@@ -244,7 +244,7 @@ def test_confirm_choose_and_ignore(desk: Desk) -> None:
     answering = desk.service.kb.for_intent(first.suggestion.intent or "")
     assert answering is not None and confirmed.correction.kb_id == answering.id
     assert confirmed.not_applied is None
-    with pytest.raises(InputError, match="unknown intent 'exchange_rat'; did you mean exchange_rate"):
+    with pytest.raises(InputError, match=r"unknown intent 'exchange_rat' \(and no knowledge-base entry"):
         service.choose(second.id, "exchange_rat", OPS)
     chosen = service.choose(second.id, "exchange_rate", BOB)
     assert chosen.correction is not None and chosen.correction.label == "exchange_rate"
@@ -498,3 +498,21 @@ def test_a_corrected_messages_new_item_suggests_nothing_to_undo_the_correction(d
     # an uncorrected text still gets the classifier's suggestion
     [other] = service._suggest(["I still have not received my new card"])
     assert other is not None and other.intent is not None
+
+
+def test_an_item_can_be_answered_by_an_existing_entry(desk: Desk) -> None:
+    """A trial could only correct to an intent, or write a copy of an entry's answer with
+    ``wrong`` (which then competed with the entry): ``choose`` takes an entry's id too."""
+    from bot.corrections import CorrectionFollower
+
+    store, service, kb = desk.store, desk.service, desk.policy.kb
+    general = next(e for e in kb.entries() if e.intent is None and "advice" not in e.tags)
+    text = "do you have anything about this at all"
+    say(store, text, route="handoff", user="a")
+    [item] = service.refresh()
+    chosen = service.choose(item.id, general.id, OPS)
+    assert chosen.correction is not None and chosen.item.resolution == general.id
+    assert (chosen.correction.label, chosen.correction.kb_id) == (None, general.id)
+    CorrectionFollower(store, lambda: desk.policy).refresh()
+    assert desk.policy.answer(text).kb_id == general.id
+    assert general.id in kb  # nothing written, nothing superseded

@@ -157,10 +157,16 @@ def review_confirm(item: ItemArg, as_json: JsonOpt = False) -> None:
 @review_app.command("choose")
 def review_choose(
     item: ItemArg,
-    intent: Annotated[str, typer.Argument(help="One of the model's intents.")],
+    intent: Annotated[
+        str,
+        typer.Argument(
+            metavar="INTENT|ENTRY", help="One of the model's intents, or a knowledge-base entry's id."
+        ),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
-    """The item is about INTENT: record that label (then see the proposals it makes)."""
+    """The item is about INTENT: record that label (then see the proposals it makes); or it is
+    answered by the knowledge-base entry ENTRY (`teller kb list`), which answers it from now on."""
     with review_service() as service:
         resolution = service.choose(item, intent, local_actor())
         _report(resolution, as_json, _proposed(service, resolution))
