@@ -499,7 +499,7 @@ class KnowledgeBase:
             # the starter's entries, and those an operator wrote for a customer's message (a trial saw
             # one, as the bank's own, take its neighbours' questions, a starter entry's own phrasing
             # among them): behind the bank's curated entries, level with the starter's
-            lesser = self._starter_keys | self._operator_keys
+            lesser = self._starter_keys | self._operator_keys if self._operator_keys else self._starter_keys
             starter = np.fromiter((key in lesser for key in key_list), bool, len(key_list))
             fused = np.where(starter, fused * self.starter_prior, fused)
         hits = []
