@@ -157,9 +157,8 @@ def purge_messages(
         filed = or_(_s.c.reply_id.in_(chunk), _s.c.message_id.in_(chunk))
         items.update(int(i) for i in connection.execute(select(_s.c.item_id).where(filed)).scalars())
         removed.review_sources += rowcount(connection.execute(delete(_s).where(filed)))
-    erased = set(ids)
     for item_id in sorted(items):
-        _settle_item(connection, item_id, corrections, removed, kb_entries, erased)
+        _settle_item(connection, item_id, corrections, removed, kb_entries)
     for chunk in chunks(ids):
         # Proposals to correct these messages go; corrections made from them (confirmed proposals,
         # which hold their text) go on erasure and lose the link on retention, like the others.
@@ -179,13 +178,9 @@ def _settle_item(
     fate: CorrectionFate,
     removed: Removed,
     kb_entries: set[str] | None,
-    erased: set[str] | None = None,
 ) -> None:
     """A review item some of whose sources were just removed: removed too if none is left,
-    otherwise its text (and, on erasure, its corrections' text) made one that is left. A
-    correction's text that another customer's message (not among ``erased``) says word for word
-    stays: it is theirs too, and the operator corrected exactly it (a trial saw a correction moved
-    onto a merely similar text, leaving the text it was made for answered wrongly again)."""
+    otherwise its text (and, on erasure, its corrections' text) made one that is left."""
     item = connection.execute(select(_r.c.text).where(_r.c.id == item_id)).first()
     if item is None:
         return
@@ -216,21 +211,13 @@ def _settle_item(
         removed.review_items_rewritten += 1
     if fate == CorrectionFate.DELETE:
         for correction in own:
-            if correction.text not in remaining and not _said_by_others(connection, correction.text, erased):
+            if correction.text not in remaining:
                 connection.execute(
                     update(_k)
                     .where(_k.c.id == correction.id)
                     .values(text=remaining[0], key=_key(remaining[0]))
                 )
                 removed.corrections_rewritten += 1
-
-
-def _said_by_others(connection: Connection, text: str, erased: set[str] | None) -> bool:
-    """Whether a customer's message not among ``erased`` says ``text`` word for word."""
-    said = connection.execute(
-        select(_m.c.id).where(_m.c.text == text, _m.c.direction == "in").limit(len(erased or ()) + 1)
-    ).scalars()
-    return any(message_id not in (erased or set()) for message_id in said)
 
 
 def _drop_corrections(
