@@ -442,7 +442,10 @@ class ReviewService:
             with self._lock:
                 item = self._open_item(item_id)
                 chosen = self.kb.get(intent)
-                label = chosen.intent if chosen.intent in labels else None
+                # its intent as the label (what a retrain learns) only when the intent is answered
+                # with this very entry: else the correction would answer with the intent's entry
+                answers = chosen.intent in labels and self.kb.for_intent(chosen.intent or "") == chosen
+                label = chosen.intent if answers else None
                 correction = NewCorrection(
                     item.text, item.key, CorrectionAction.CHOOSE, label=label, kb_id=chosen.id
                 )

@@ -854,3 +854,33 @@ def test_teller_forget_tells_the_open_handoffs_thread(home: Path, monkeypatch: p
         assert "Told 1 open handoff thread(s)" in result.stdout
         [note] = [m for m in slack.sent() if m.get("thread_ts") == "1700000000.000100"]
         assert note["channel"] == "COPS" and "erased" in note["text"].lower()
+
+
+def test_an_erased_customers_words_leave_a_correction_even_when_another_said_them_too(store: Store) -> None:
+    """A reviewer broke a first attempt to keep a correction's text while another customer's message
+    said it word for word: once that customer was erased too, nothing looked at the correction
+    again and the first customer's words stayed in it. Erasure rewrites the correction at once."""
+    text, similar = "how long does an international transfer take", "how long do international transfers take"
+    say(store, "dana", text)  # the same words, never filed for review
+    a_in, a_out = say(store, "frank", text, confidence=0.2)
+    b_in, b_out = say(store, "gina", similar, confidence=0.2)
+    item = store.review.create(
+        text,
+        a_in.text,
+        "intent",
+        None,
+        [
+            ReviewSource(a_out.id, a_in.id, a_in.text, ReviewReason.LOW_CONFIDENCE),
+            ReviewSource(b_out.id, b_in.id, b_in.text, ReviewReason.LOW_CONFIDENCE),
+        ],
+    )
+    store.review.resolve(
+        item,
+        ReviewStatus.CHOSEN,
+        OPERATOR,
+        "transfer_timing",
+        NewCorrection(text, text, CorrectionAction.CHOOSE, label="transfer_timing"),
+    )
+    Eraser(store).erase("web", "frank", "cli:robin")
+    Eraser(store).erase("web", "dana", "cli:robin")
+    assert [c.text for c in store.feedback.corrections() if c.item_id == item] == [similar]

@@ -257,6 +257,26 @@ def test_without_an_ops_channel_the_help_offers_no_person(
     assert human == UNSTAFFED
 
 
+@pytest.mark.parametrize("webhook", [True, False])
+def test_the_channel_starts_through_a_429_on_its_start_up_calls(
+    fake: tuple[tg.FakeTelegram, str], core: TellerCore, webhook: bool
+) -> None:
+    """A reviewer: with the rate limiter's retries off (a 429 is the courier's), one 429 on
+    setWebhook (or, polling, deleteWebhook) raised out of ``start`` and left the channel stopped."""
+    api, api_url = fake
+    api.fail_next("setWebhook" if webhook else "deleteWebhook", 429, n=1, retry_after=1)
+    hook = {"webhook_url": "https://t.example/telegram/webhook", "webhook_secret": "s"} if webhook else {}
+    channel = TelegramChannel(core, TOKEN, api_url=api_url, poll_timeout=1, **hook)  # type: ignore[arg-type]
+
+    async def start_and_stop() -> None:
+        await channel.start()
+        await channel.stop()
+
+    asyncio.run(start_and_stop())
+    statuses = [a.status for a in api.attempted("setWebhook" if webhook else "deleteWebhook")]
+    assert statuses[:2] == [429, 200]
+
+
 def test_webhook_mode_checks_the_secret(fake: tuple[tg.FakeTelegram, str], core: TellerCore) -> None:
     api, api_url = fake
     channel = TelegramChannel(

@@ -89,6 +89,10 @@ NOT_TEXT = "I can only read text messages for now. Could you type your question?
 #: to the courier, which waits Telegram's ``retry_after`` for that conversation alone (on its own
 #: thread), and a refused courtesy (a press's answer, a keyboard's removal) is not retried at all.
 RATE_LIMIT_RETRIES = 0
+#: ... but the start-up calls no courier sends (``setWebhook``, ``deleteWebhook``) are retried by it,
+#: waiting Telegram's ``retry_after``: replicas starting at once are refused "retry after 1", and one
+#: 429 must not leave the channel stopped (a reviewer's finding). Nothing else waits on them.
+START_RETRIES = 3
 #: Updates python-telegram-bot handles at once (a handler only queues the work: short).
 CONCURRENT_UPDATES = 4
 #: Conversations answered at once, each on a thread of the channel's own pool while the service
@@ -182,7 +186,10 @@ class TelegramChannel:
                     extra={"fields": {"hint": "set TELEGRAM_WEBHOOK_SECRET to keep one across restarts"}},
                 )
             await self.app.bot.set_webhook(
-                self.webhook_url, secret_token=self.webhook_secret, allowed_updates=Update.ALL_TYPES
+                self.webhook_url,
+                secret_token=self.webhook_secret,
+                allowed_updates=Update.ALL_TYPES,
+                rate_limit_args=START_RETRIES,
             )
         elif self._leadership is None:
             await self._start_polling()
@@ -195,7 +202,7 @@ class TelegramChannel:
         return self.app.updater is not None and self.app.updater.running
 
     async def _start_polling(self) -> None:
-        await self.app.bot.delete_webhook()
+        await self.app.bot.delete_webhook(rate_limit_args=START_RETRIES)
         assert self.app.updater is not None
         await self.app.updater.start_polling(timeout=int(self.poll_timeout), allowed_updates=Update.ALL_TYPES)
 
