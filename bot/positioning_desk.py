@@ -57,6 +57,7 @@ from positioning.scoring import PositioningScore, parse_market_override, score
 from positioning.script import DEFAULT_SCRIPT, load_script
 from positioning.segments import choose_target, excluded_by_persona, map_persona, seen_segments
 from positioning.session import InterviewService, Reply, parse_command, parse_start
+from positioning.session import answers as answers_count
 from positioning.trend import TREND_RUNS, run_of
 
 log = logging.getLogger(__name__)
@@ -633,7 +634,7 @@ class PositioningDesk:
             detail = where.progress if where and s.status == ACTIVE else s.status
             paused = ", paused" if s.paused and s.status == ACTIVE else ""
             answers = len(self.engine.answered(s))
-            lines.append(f"• `{s.id}`: {detail}{paused}, {answers} answers, {s.updated_at}")
+            lines.append(f"• `{s.id}`: {detail}{paused}, {answers_count(answers)}, {s.updated_at}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------------------ internals

@@ -104,6 +104,11 @@ def continuation_command(text: str, script: Script | None = None) -> Command | N
     return None
 
 
+def answers(count: int) -> str:
+    """``"1 answer"``, ``"3 answers"``: how many answers an interview has."""
+    return f"{count} answer" + ("" if count == 1 else "s")
+
+
 @dataclass(frozen=True)
 class StartRequest:
     """What ``/teller interview [new] [quick|full]`` (or ``start``) asks for."""
@@ -194,7 +199,7 @@ class InterviewService:
             return ""
         answered = len(self.engine.answered(previous))
         return (
-            f" Interview {previous.id} ({answered} answers so far) stays in progress: "
+            f" Interview {previous.id} ({answers(answered)} so far) stays in progress: "
             "resume it by its id, or cancel it there."
         )
 
@@ -266,7 +271,9 @@ class InterviewService:
         state = replace(state, paused=False, pending=None, updated_at=timestamp())
         self.store.save(state)
         prompt = self.engine.prompt(state)
-        intro = intro or f"Resuming interview {state.id} ({len(self.engine.answered(state))} answers so far)."
+        intro = (
+            intro or f"Resuming interview {state.id} ({answers(len(self.engine.answered(state)))} so far)."
+        )
         return Reply(intro + "\n" + (prompt.render() if prompt else ""), state, Turn(state, prompt))
 
     def _defaults(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -376,7 +383,7 @@ class InterviewService:
         prompt = self.engine.prompt(state)
         where = prompt.progress if prompt else state.status
         kind = f" ({state.mode} interview)" if state.mode != FULL else ""
-        lines = [f"Interview {state.id}{kind}: {where}, {len(answered)} answers."]
+        lines = [f"Interview {state.id}{kind}: {where}, {answers(len(answered))}."]
         for number, q in enumerate(self.engine.questions(state), start=1):
             if q.id in answered:
                 lines.append(f"  {number}. {q.id}: {format_answer(answered[q.id])[:80]}")

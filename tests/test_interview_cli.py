@@ -66,15 +66,15 @@ def test_a_new_interview_names_the_one_left_in_progress_and_both_can_be_listed_a
     assert second.exit_code == 0, second.output
     second_id = second.stdout.split("Interview ")[1].split(":")[0]
     assert second_id != first_id
-    assert f"Interview {first_id} (1 answers so far) stays in progress" in second.stdout
+    assert f"Interview {first_id} (1 answer so far) stays in progress" in second.stdout
 
     listed = runner.invoke(app, ["interview", "--list"])
     assert listed.exit_code == 0 and listed.stdout.index(second_id) < listed.stdout.index(first_id)
-    assert "1 answers" in listed.stdout and "`" not in listed.stdout
+    assert "1 answer," in listed.stdout and "`" not in listed.stdout
 
     resumed = runner.invoke(app, ["interview", "--resume", first_id], input="")
     assert resumed.exit_code == 0, resumed.output
-    assert f"Resuming interview {first_id} (1 answers so far)" in resumed.stdout
+    assert f"Resuming interview {first_id} (1 answer so far)" in resumed.stdout
     code, _, stderr = run("interview", "--resume", "iv_missing")
     assert code == 2 and "no interview 'iv_missing'" in stderr
     code, _, stderr = run("interview", "--resume", first_id, "--new")

@@ -279,7 +279,7 @@ def test_status_back_cancel_pause_and_stale_buttons(
 
         pm.command("interview status", in_dm=True)
         status = pm.next_message(2)
-        assert "step 1 of 5, 1 answers" in status["text"] and "product: Teller" in status["text"]
+        assert "step 1 of 5, 1 answer" in status["text"] and "product: Teller" in status["text"]
 
         pm.command("interview back")
         again = pm.next_message(3)
