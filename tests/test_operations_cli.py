@@ -76,6 +76,8 @@ def test_review_actions_and_their_effect_in_feedback_list(queue: dict[str, str])
     records = json_lines(run("feedback", "list", "--json")[1])
     kinds = [r["kind"] for r in records]
     assert kinds == ["feedback", "feedback", "correction", "correction", "correction"]
+    # each rated reply with the customer's question it answered (a trial read only the replies)
+    assert all(r["question"] and r["question"] != r["reply"] for r in records if r["kind"] == "feedback")
     corrections = {r["id"]: r for r in records if r["kind"] == "correction"}
     assert corrections[1]["superseded"] and corrections[1]["superseded_by"] == 3
     assert corrections[1]["label"] == "card_arrival" and corrections[1]["author"] == "cli:robin"
@@ -83,6 +85,7 @@ def test_review_actions_and_their_effect_in_feedback_list(queue: dict[str, str])
     code, stdout, _ = run("feedback", "list")
     stdout = " ".join(stdout.split())
     assert code == 0 and "3 corrections" in stdout and "superseded by #3" in stdout and "in force" in stdout
+    assert "question" in stdout
     code, stdout, _ = run("review", "--all", "--json")
     assert [r["status"] for r in json_lines(stdout)] == ["chosen", "confirmed", "corrected"]
     assert "The review queue is empty." in run("review")[1]

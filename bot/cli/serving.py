@@ -224,9 +224,9 @@ def feedback_list(
     limit: Annotated[int, typer.Option(min=1, help="How many entries.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """Feedback on Teller's replies, newest first, with the reply it is about; then operators' flags
-    and corrections (who, when, label; superseded, in force, or not applied because the entry or
-    intent answer it names is gone)."""
+    """Feedback on Teller's replies, newest first, with the question and the reply it is about; then
+    operators' flags and corrections (who, when, label; superseded, in force, or not applied because
+    the entry or intent answer it names is gone)."""
     from bot.assistant import open_kb, open_store
     from bot.cli.operations import correction_record, flag_record, print_flags_and_corrections
     from bot.knowledge import unanswerable_corrections
@@ -236,6 +236,13 @@ def feedback_list(
     try:
         entries = store.feedback.feedback(limit)
         flags, corrections = store.feedback.flags(limit), store.feedback.corrections(limit=limit)
+        # the customer's question each rated reply answered (a trial read only Teller's replies)
+        conversations = store.conversations
+        asked = {
+            m.id: conversations.message(m.reply_to).text
+            for _, m in entries
+            if m.reply_to and conversations.exists(m.reply_to)
+        }
     finally:
         store.close()
     if any(not c.superseded for c in corrections):
@@ -257,6 +264,7 @@ def feedback_list(
                     "comment": f.comment,
                     "user_id": f.user_id,
                     "created_at": f.created_at,
+                    "question": asked.get(m.id),
                     "reply": m.text,
                     "route": m.route,
                     "intent": m.intent,
@@ -266,11 +274,14 @@ def feedback_list(
         for record in [*map(flag_record, flags), *(correction_record(c, not_applied) for c in corrections)]:
             emit_json(record)
         return
-    table = Table("time", "helpful", "reply", "route", "comment", title=f"{len(entries)} feedback entries")
+    table = Table(
+        "time", "helpful", "question", "reply", "route", "comment", title=f"{len(entries)} feedback entries"
+    )
     for f, m in entries:
         table.add_row(
             f.created_at[:19],
             "yes" if f.helpful else "no",
+            escape((asked.get(m.id) or "")[:70]),
             escape(m.text[:70]),
             f"{m.route} {m.intent or ''}".strip(),
             escape(f.comment or ""),
