@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,9 @@ from bot.cli.app import JsonOpt, app, emit_json, err, out
 from bot.errors import InputError
 from bot.logs import uvicorn_log_config
 from bot.settings import get_settings
+
+if TYPE_CHECKING:
+    from bot.storage import Store
 
 log = logging.getLogger("teller.cli")
 feedback_app = typer.Typer(help="Customer and operator feedback on Teller's answers.", no_args_is_help=True)
@@ -237,12 +240,7 @@ def feedback_list(
         entries = store.feedback.feedback(limit)
         flags, corrections = store.feedback.flags(limit), store.feedback.corrections(limit=limit)
         # the customer's question each rated reply answered (a trial read only Teller's replies)
-        conversations = store.conversations
-        asked = {
-            m.id: conversations.message(m.reply_to).text
-            for _, m in entries
-            if m.reply_to and conversations.exists(m.reply_to)
-        }
+        asked = {m.id: _question(store, m.reply_to) for _, m in entries}
     finally:
         store.close()
     if any(not c.superseded for c in corrections):
@@ -288,6 +286,16 @@ def feedback_list(
         )
     out.print(table)
     print_flags_and_corrections(flags, corrections, not_applied)
+
+
+def _question(store: Store, message_id: str | None) -> str | None:
+    """The text of the customer's message ``message_id``; None without one (erased, or none)."""
+    if message_id is None:
+        return None
+    try:
+        return store.conversations.message(message_id).text
+    except InputError:
+        return None
 
 
 @app.command()

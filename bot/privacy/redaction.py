@@ -926,7 +926,7 @@ class _Context:
         _detect_labels(self)
         if "@" in text:
             _detect_emails(self)
-            _detect_upi_ids(self)
+        _detect_shaped(self, _SHAPED_ANY)
         _detect_obfuscated_emails(self)
         _detect_spelt_secrets(self)
         _detect_security_answers(self)
@@ -939,13 +939,7 @@ class _Context:
         _detect_disguised_numbers(self)
         if _ANY_DIGIT.search(text) is None:
             return
-        _detect_nz_accounts(self)
-        _detect_utr(self)
-        _detect_kra_pins(self)
-        if "%40" in text:
-            _detect_encoded_emails(self)
-        if '"' in text or "'" in text:
-            _detect_json_dob(self)
+        _detect_shaped(self, _SHAPED_DIGITS)
         _detect_secrets_said_around(self)
         _detect_shaped_ids(self)
         _detect_table_columns(self)
@@ -3505,11 +3499,6 @@ _UPI_ID = re.compile(
 )
 
 
-def _detect_upi_ids(ctx: _Context) -> None:
-    for m in _UPI_ID.finditer(ctx.text):
-        ctx.add(_P_EMAIL, m.start(), m.end(), "account", "rule:upi_id", "UPI payment address (VPA)")
-
-
 def _detect_emails(ctx: _Context) -> None:
     text = ctx.text
     ascii_text = text.isascii()
@@ -4093,33 +4082,50 @@ _JSON_DOB = regex.compile(
 )
 
 
-def _detect_kra_pins(ctx: _Context) -> None:
-    for m in _KRA_PIN.finditer(ctx.text):
-        why = "Kenya's KRA PIN after its label"
-        ctx.add(_P_LABELLED, m.start("v"), m.end("v"), "national_id", "rule:kra_pin", why)
+@dataclass(frozen=True)
+class _Shaped:
+    """A value its pattern alone finds (its group ``v``, else the whole match), tried only where one
+    of ``hints`` occurs in the lower-cased text (none: always)."""
+
+    pattern: Any
+    priority: int
+    kind: str
+    rule: str
+    why: str
+    hints: tuple[str, ...] = ()
 
 
-def _detect_encoded_emails(ctx: _Context) -> None:
-    for m in _ENCODED_EMAIL.finditer(ctx.text):
-        ctx.add(_P_EMAIL, m.start(), m.end(), "email", "rule:email", "address URL-encoded (%40)")
+#: Shaped values that need no digit (a UPI id may have none) ...
+_SHAPED_ANY = (_Shaped(_UPI_ID, _P_EMAIL, "account", "rule:upi_id", "UPI payment address (VPA)", ("@",)),)
+#: ... and those read only in a text with a digit.
+_SHAPED_DIGITS = (
+    _Shaped(
+        _NZ_ACCOUNT, _P_LABELLED, "account", "rule:nz_account", "New Zealand account number, 2-4-7-2/3 digits"
+    ),
+    _Shaped(
+        _UTR,
+        _P_LABELLED,
+        "national_id",
+        "rule:utr",
+        "ten digits after UTR (UK Unique Taxpayer Reference)",
+        ("utr",),
+    ),
+    _Shaped(
+        _KRA_PIN, _P_LABELLED, "national_id", "rule:kra_pin", "Kenya's KRA PIN after its label", ("kra",)
+    ),
+    _Shaped(_ENCODED_EMAIL, _P_EMAIL, "email", "rule:email", "address URL-encoded (%40)", ("%40",)),
+    _Shaped(_JSON_DOB, _P_LABELLED, "dob", "rule:dob", "date under a date-of-birth key", ('"', "'")),
+)
 
 
-def _detect_json_dob(ctx: _Context) -> None:
-    for m in _JSON_DOB.finditer(ctx.text):
-        why = "date under a date-of-birth key"
-        ctx.add(_P_LABELLED, m.start("v"), m.end("v"), "dob", "rule:dob", why)
-
-
-def _detect_utr(ctx: _Context) -> None:
-    for m in _UTR.finditer(ctx.text):
-        why = "ten digits after UTR (UK Unique Taxpayer Reference)"
-        ctx.add(_P_LABELLED, m.start("v"), m.end("v"), "national_id", "rule:utr", why)
-
-
-def _detect_nz_accounts(ctx: _Context) -> None:
-    for m in _NZ_ACCOUNT.finditer(ctx.text):
-        why = "New Zealand account number, 2-4-7-2/3 digits"
-        ctx.add(_P_LABELLED, m.start(), m.end(), "account", "rule:nz_account", why)
+def _detect_shaped(ctx: _Context, rules: Sequence[_Shaped]) -> None:
+    low = ctx.low
+    for rule in rules:
+        if rule.hints and not any(hint in low for hint in rule.hints):
+            continue
+        for m in rule.pattern.finditer(ctx.text):
+            start, end = m.span("v") if "v" in rule.pattern.groupindex else m.span()
+            ctx.add(rule.priority, start, end, rule.kind, rule.rule, rule.why)
 
 
 #: A card's expiry date after its label: "exp 12/25", "Expiry: 11/26", "exp 0428", "valid thru
