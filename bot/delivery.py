@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+import regex  # type: ignore[import-untyped]
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -243,8 +244,10 @@ def utf16_length(text: str) -> int:
 def split_text(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
     """``text`` as consecutive pieces of at most ``limit`` (as ``measure`` counts), split at the
     latest paragraph break that fits, else line break, sentence end or space, and only as a last
-    resort inside a word (never inside a character). Joined with the breaks they were split at,
-    the pieces give the text back, give or take the whitespace at the splits.
+    resort inside a word: between two user-perceived characters (Unicode grapheme clusters, UAX
+    #29, so a flag, a skin-toned or joined emoji or an accented letter typed as two code points
+    stays whole), inside one only if it alone is longer than ``limit``. Joined with the breaks
+    they were split at, the pieces give the text back, give or take the whitespace at the splits.
 
     Raises ValueError for a ``limit`` under 1.
     """
@@ -261,6 +264,7 @@ def split_text(text: str, limit: int, measure: Callable[[str], int] = len) -> li
                 cut = found[-1]
                 break
         if cut is None:
+            head = _whole_graphemes(rest, head)
             pieces.append(head)
             rest = rest[len(head) :].lstrip()
         else:
@@ -269,6 +273,27 @@ def split_text(text: str, limit: int, measure: Callable[[str], int] = len) -> li
     if rest:
         pieces.append(rest)
     return pieces or [""]
+
+
+def _whole_graphemes(text: str, head: str) -> str:
+    """``head`` (a prefix of ``text``) cut back to the end of its last grapheme cluster that ends
+    inside it; ``head`` itself if no cluster ends inside it (one cluster longer than the limit)."""
+    if len(head) == len(text):
+        return head
+    end = 0
+    for cluster in _GRAPHEME.finditer(text, 0, min(len(text), len(head) + _LONGEST_CLUSTER)):
+        if cluster.end() > len(head):
+            break
+        end = cluster.end()
+    return head[:end] if end else head
+
+
+#: One extended grapheme cluster (the ``regex`` module's ``\X``, UAX #29).
+_GRAPHEME = regex.compile(r"\X")
+#: Code points read past a prefix to find whether its last cluster goes on: a cluster going on
+#: further (a Zalgo text's hundreds of combining marks) starts the next piece, and is cut as code
+#: points there if it alone is longer than the limit.
+_LONGEST_CLUSTER = 64
 
 
 def _fitting_prefix(text: str, limit: int, measure: Callable[[str], int]) -> str:

@@ -100,6 +100,7 @@ TOO_LONG = "Bad Request: message is too long"
 EMPTY = "Bad Request: message text is empty"
 CAPTION_TOO_LONG = "Bad Request: message caption is too long"
 BUTTON_DATA_INVALID = "Bad Request: BUTTON_DATA_INVALID"
+REPLY_NOT_FOUND = "Bad Request: message to be replied not found"
 #: ``description`` of a forced failure with this status, unless the test gives one.
 DESCRIPTIONS = {
     400: "Bad Request: chat not found",
@@ -208,6 +209,9 @@ class FakeTelegram:
         self._random = random.Random(seed)
         self._rules: list[_Rule] = []
         self._messages: dict[tuple[str, int], dict[str, Any]] = {}
+        #: Users' messages of pushed updates, by chat and id: what a send may reply to, besides
+        #: the messages this fake sent.
+        self._received: dict[tuple[str, int], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._next_message = 1000
         self.app = self._build()
@@ -228,6 +232,9 @@ class FakeTelegram:
                 for key in ("message", "edited_message", "channel_post", "edited_channel_post"):
                     if isinstance(update.get(key), dict) and "chat" in update[key]:
                         self._note_chat(update[key]["chat"])
+                        if "message_id" in update[key]:
+                            said = update[key]
+                            self._received[(str(said["chat"]["id"]), said["message_id"])] = said
                 query = update.get("callback_query")
                 if isinstance(query, dict) and isinstance(query.get("message"), dict):
                     self._note_chat(query["message"]["chat"])
@@ -332,6 +339,25 @@ class FakeTelegram:
         with self._lock:
             self._messages[(str(chat_id), number)] = message
         return message
+
+    def _replied(self, params: dict[str, Any]) -> dict[str, Any] | str | None:
+        """The message a send replies to (``reply_parameters``, or the older
+        ``reply_to_message_id``); None when it replies to none, or when the message is unknown and
+        ``allow_sending_without_reply`` lets it go as a plain message; :data:`REPLY_NOT_FOUND`
+        when it is unknown and must be replied to (Telegram's answer)."""
+        reply = params.get("reply_parameters")
+        if isinstance(reply, dict):
+            target, lenient = reply.get("message_id"), bool(reply.get("allow_sending_without_reply"))
+        elif params.get("reply_to_message_id") is not None:
+            target, lenient = params["reply_to_message_id"], bool(params.get("allow_sending_without_reply"))
+        else:
+            return None
+        key = (str(params.get("chat_id")), target)
+        with self._lock:
+            found = self._messages.get(key) or self._received.get(key)
+        if found is not None:
+            return {k: v for k, v in found.items() if k != "reply_to_message"}
+        return None if lenient else REPLY_NOT_FOUND
 
     def _edited(self, params: dict[str, Any], markup_only: bool) -> Any:
         if "inline_message_id" in params:
@@ -495,11 +521,19 @@ class FakeTelegram:
             elif method == "getUpdates":
                 result = await self._get_updates(params)
             elif method == "sendMessage":
+                replied = self._replied(params)
+                if replied is REPLY_NOT_FOUND:
+                    response, description = self._failure(400, description=REPLY_NOT_FOUND)
+                    with self._lock:
+                        self.attempts.append(Attempt(method, params, 400, False, description))
+                    return response
+                extra = {"reply_to_message": replied} if isinstance(replied, dict) else {}
                 result = self._message(
                     params["chat_id"],
                     params["text"],
                     params.get("reply_markup"),
                     params.get("message_thread_id"),
+                    **extra,
                 )
             elif method in ("editMessageText", "editMessageReplyMarkup"):
                 result = self._edited(params, markup_only=method == "editMessageReplyMarkup")

@@ -176,3 +176,15 @@ def test_a_pending_delivery_is_taken_over_only_after_its_lease(store: Store) -> 
     time.sleep(0.01)
     resumed = store.deliveries.take(message_id, DeliveryKind.REPLY, "fake", "chat", lease=0.001)
     assert resumed is not None and resumed.platform_ids == ("chat:1",)
+
+
+def test_a_hard_split_never_cuts_inside_a_user_perceived_character() -> None:
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji, five code points, 8 UTF-16 units
+    flag = "\U0001f1ec\U0001f1e7"  # one flag, two regional indicators
+    text = "x" + (family + flag + "e\u0301") * 300  # no space; the limit falls inside the family
+    parts = split_text(text, 4096, utf16_length)
+    assert "".join(parts) == text and all(utf16_length(p) <= 4096 for p in parts)
+    for part in parts[:-1]:
+        assert part.endswith("e\u0301") or part.endswith(flag) or part.endswith(family)
+        assert not part.endswith("\u200d") and not part.endswith("e")
+    assert split_text("e" + "\u0301" * 30, 10)[0] == "e" + "\u0301" * 9  # one cluster over the limit

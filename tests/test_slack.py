@@ -203,3 +203,25 @@ def test_slack_text_reads_as_a_person_wrote_it(raw: str, read: str) -> None:
     from bot.channels.slack.text import readable
 
     assert readable(raw) == read
+
+
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        ("*Important:* call us &amp; _ask_ for ~Sam~ Jo", "Important: call us & ask for Sam Jo"),
+        ("run `teller kb` or ```\nteller kb sync\n```", "run teller kb or teller kb sync"),
+        ("*_both_* and _*both*_", "both and both"),
+        (
+            "5 * 3 * 2 = 30, file_name_v2, a*b*c, rate 2*, * item, **x**",
+            "5 * 3 * 2 = 30, file_name_v2, a*b*c, rate 2*, * item, **x**",
+        ),
+        ("<https://x.example/_a_b_> *now*", "https://x.example/_a_b_ now"),
+        ("ask <@U0ABCDEF|sam_t> *today*", "ask @sam_t today"),
+    ],
+)
+def test_an_operators_slack_marks_are_dropped_for_the_customer(raw: str, read: str) -> None:
+    """Telegram and the web chat show text as typed: Slack's emphasis would read as stray marks.
+    Only what Slack itself would format goes; a link or a mention is not touched."""
+    from bot.channels.slack.text import unformatted
+
+    assert unformatted(raw) == read

@@ -13,6 +13,8 @@ from telegram import Bot, Message, MessageEntity, Update, User
 
 from bot.channels.telegram import HELP, NOT_TEXT
 from bot.channels.telegram import dialect as d
+from bot.channels.telegram.transport import TelegramTransport
+from bot.core import Outgoing
 from bot.storage import Direction, StoredMessage
 from tests import fake_telegram as tg
 from tests.test_telegram import Stack, module_settings, telegram_stack
@@ -129,6 +131,37 @@ def test_commands_addressed_to_teller_in_a_group(stack: Stack) -> None:
     assert "no one from our team can take over" in stack.replies(chat, 3)[2]["text"].lower()  # no ops channel
 
 
+def test_an_answer_in_a_group_replies_to_the_members_message_and_in_a_private_chat_does_not(
+    stack: Stack,
+) -> None:
+    chat = GROUP - 9
+    first, second = mention(stack, chat), mention(stack, chat, "my card hasn't arrived", from_id=6)
+    stack.push(first)
+    stack.replies(chat, 1)
+    stack.push(second)
+    answers = stack.replies(chat, 2)
+    # Two members share the chat's conversation: each answer says whose question it answers.
+    asked = [u["message"]["message_id"] for u in (first, second)]
+    assert [a["reply_parameters"]["message_id"] for a in answers] == asked
+    assert all(a["reply_parameters"]["allow_sending_without_reply"] for a in answers)
+    private = 4216
+    stack.push(tg.text(stack.uid(), private, stack.uid(), FEE))
+    [answer] = stack.replies(private)
+    assert "reply_parameters" not in answer and "reply_to_message_id" not in answer
+
+
+def test_a_group_answer_whose_question_was_deleted_is_sent_all_the_same(stack: Stack) -> None:
+    """Telegram refuses a reply to a message it no longer has unless the send allows it; Teller's
+    does (a member may delete the question before the answer goes)."""
+    chat = GROUP - 10
+    stack.api.note_chats(tg.group_text(stack.uid(), chat, stack.uid(), FEE))
+    gone = f"{chat}/999999"
+    sent = stack.service.courier.send(stack.channel.transport, gone, Outgoing("", "About your question"))
+    assert sent.delivered
+    [answer] = stack.to(chat)
+    assert answer["reply_parameters"]["message_id"] == 999999
+
+
 def test_a_forum_topic_is_its_own_conversation_and_gets_the_replies(stack: Stack) -> None:
     chat = GROUP - 6
     in_topic = tg.topic_message(stack.uid(), chat, stack.uid(), f"{tg.BOT_MENTION} {FEE}", thread_id=7)
@@ -143,7 +176,7 @@ def test_a_forum_topic_is_its_own_conversation_and_gets_the_replies(stack: Stack
     assert "overdraft" in by_topic[7].lower() and by_topic[9] == HELP and len(replies) == 2
     assert [m.text for m in customer_messages(stack, f"{chat}:7")] == [FEE]
     delivery = stack.until(lambda: stack.core.store.deliveries.recent(limit=500))
-    assert f"{chat}:7" in {x.address for x in delivery}
+    assert f"{chat}:7/{in_topic['message']['message_id']}" in {x.address for x in delivery}
 
 
 def test_a_press_on_an_old_post_in_a_forum_topic_is_answered_in_that_topic(stack: Stack) -> None:
@@ -310,6 +343,19 @@ def test_who_a_message_is_for() -> None:
     chain = tg.reply_to_bot(8, GROUP, 8, "hi")
     chain["message"]["message_thread_id"] = 1
     assert d.address_of(as_message(chain)) == str(GROUP) and d.replies_to(as_message(chain), BOT)
+
+
+def test_reply_addresses_and_only_an_answers_first_part_replies() -> None:
+    assert d.parse_reply_address("-100:7/55") == (-100, 7, 55) and d.parse_address("-100:7/55") == (-100, 7)
+    assert d.parse_reply_address("-100/55") == (-100, None, 55)
+    assert d.parse_reply_address("42") == (42, None, None)
+    for bad in ("-100/", "-100/x", "x/5"):
+        with pytest.raises(ValueError):
+            d.parse_reply_address(bad)
+    transport = TelegramTransport(Bot("123:x"))
+    parts = transport.parts("-100/55", Outgoing("m", "word " * 2000))
+    assert len(parts) == 3 and [p.reply_to for p in parts] == [55, None, None]
+    assert [p.reply_to for p in transport.parts("-100", Outgoing("m", "hello"))] == [None]
 
 
 def test_addresses() -> None:

@@ -42,7 +42,7 @@ from bot.channels.slack.blocks import (
     ticked_proposals,
     wrong_answer_view,
 )
-from bot.channels.slack.text import readable
+from bot.channels.slack.text import readable, unformatted
 from bot.channels.slack.transport import CHANNEL, SlackTransport
 from bot.choices import parse_choice_ref, press_id
 from bot.core import Incoming, Outgoing
@@ -279,7 +279,7 @@ class OperatorListeners:
     def on_thread_reply(self, *, event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
         if self.service.ops is None:
             return
-        text = readable(event.get("text", ""))
+        text = unformatted(event.get("text", ""))
         if text.strip() or not event.get("files"):
             self.service.operator_reply(
                 event["channel"],

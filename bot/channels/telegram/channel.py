@@ -434,18 +434,19 @@ class TelegramChannel:
     async def _answer(self, message: Message, text: str, message_id: str) -> None:
         sender = message.from_user or message.sender_chat or message.chat
         incoming = Incoming(CHANNEL, dialect.address_of(message), str(sender.id), message_id, text)
-        await self._converse(incoming, message.chat)
+        await self._converse(incoming, message.chat, dialect.reply_address(message))
 
-    async def _converse(self, incoming: Incoming, chat: Chat) -> None:
+    async def _converse(self, incoming: Incoming, chat: Chat, to: str | None = None) -> None:
         """Queue the message: the service answers and delivers it (in a worker thread: it blocks),
-        in its turn in the conversation."""
+        in its turn in the conversation, to ``to`` (default: the conversation itself)."""
         where = incoming.conversation_id
+        to = to or where
 
         async def job() -> None:
             private = chat.type == Chat.PRIVATE
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._workers, self.service.message, incoming, self.transport, where, private
+                    self._workers, self.service.message, incoming, self.transport, to, private
                 )
             except InputError as exc:
                 await self._notify(where, sentence(exc))

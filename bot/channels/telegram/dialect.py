@@ -11,6 +11,10 @@ Pure functions over python-telegram-bot's objects; no network.
   conversation per chat with the topic only in the address, would let a handoff opened in one
   topic swallow the messages of every other topic, and a handoff records one address to relay
   to. In a group without topics the members share one conversation, as they share the chat.
+- **Replies in groups.** Teller's answer to a member's message in a group is sent as a reply to
+  that message (its delivery address is ``"<conversation>/<message_id>"``), so the members who
+  share the chat see whose question it answers; Telegram still sends it if the message was
+  deleted meanwhile. In a private chat, and for an operator's relay, it is the conversation itself.
 - **Groups.** In groups and supergroups Teller answers only what is addressed to it: a message
   that mentions it (``@username`` or a text mention of the bot's user), a reply to one of its
   messages, or a command for it (handled by the command handlers, which already ignore
@@ -36,9 +40,27 @@ def address(chat_id: int, thread_id: int | None = None) -> str:
 
 
 def parse_address(value: str) -> tuple[int, int | None]:
-    """``(chat_id, message_thread_id)`` of an address. Raises ValueError for anything else."""
-    chat, _, thread = value.partition(":")
-    return int(chat), (int(thread) if thread else None)
+    """``(chat_id, message_thread_id)`` of an address (a reply's ``/<message_id>`` is left out).
+    Raises ValueError for anything else."""
+    chat_id, thread_id, _ = parse_reply_address(value)
+    return chat_id, thread_id
+
+
+def parse_reply_address(value: str) -> tuple[int, int | None, int | None]:
+    """``(chat_id, message_thread_id, message_id replied to)`` of a delivery address
+    (``"<chat_id>[:<thread_id>][/<message_id>]"``). Raises ValueError for anything else."""
+    where, slash, replied = value.partition("/")
+    chat, _, thread = where.partition(":")
+    if slash and not replied:
+        raise ValueError(f"{value!r} names no message to reply to")
+    return int(chat), (int(thread) if thread else None), (int(replied) if replied else None)
+
+
+def reply_address(message: Message) -> str:
+    """Where Teller's answer to ``message`` goes: in a group, a reply to it in its conversation;
+    elsewhere the conversation itself (:func:`address_of`)."""
+    where = address_of(message)
+    return f"{where}/{message.message_id}" if is_group(message.chat) else where
 
 
 def address_of(message: Message) -> str:

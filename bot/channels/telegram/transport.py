@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -40,7 +40,7 @@ from telegram.error import (
     TimedOut,
 )
 
-from bot.channels.telegram.dialect import parse_address
+from bot.channels.telegram.dialect import parse_reply_address
 from bot.choices import CHOICE_REF_PREFIX, choice_ref, parse_choice_ref
 from bot.core import Outgoing
 from bot.delivery import split_text, utf16_length
@@ -58,11 +58,13 @@ POST_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class TelegramPart:
-    """One ``sendMessage``: plain text (no parse mode, so a split never breaks markup) and the
-    inline keyboard, if this part carries it."""
+    """One ``sendMessage``: plain text (no parse mode, so a split never breaks markup), the
+    inline keyboard, if this part carries it, and the message it replies to (the first part of an
+    answer in a group: :func:`bot.channels.telegram.dialect.reply_address`)."""
 
     text: str
     keyboard: InlineKeyboardMarkup | None = None
+    reply_to: int | None = None
 
 
 def fits(data: str) -> bool:
@@ -167,14 +169,22 @@ class TelegramTransport:
         pieces = split_text(outgoing.text, MAX_TEXT, utf16_length)
         if pieces == [""]:
             raise DeliveryError("the message is empty: Telegram takes no empty text")
+        try:
+            replied = parse_reply_address(address)[2]
+        except ValueError:
+            raise DeliveryError(f"{address!r} is not a Telegram chat") from None
         markup = keyboard(outgoing)
-        return [TelegramPart(p, markup if i == len(pieces) - 1 else None) for i, p in enumerate(pieces)]
+        return [
+            TelegramPart(p, markup if i == len(pieces) - 1 else None, replied if i == 0 else None)
+            for i, p in enumerate(pieces)
+        ]
 
     def post(self, address: str, part: TelegramPart) -> str:
-        """Send one part to ``address`` (``"<chat_id>"`` or ``"<chat_id>:<topic>"``); returns
-        ``"<chat_id>:<message_id>"``. Blocks; must not be called on the channel's event loop."""
+        """Send one part to ``address`` (``"<chat_id>"`` or ``"<chat_id>:<topic>"``, either with a
+        ``/<message_id>`` the answer replies to); returns ``"<chat_id>:<message_id>"``. Blocks;
+        must not be called on the channel's event loop."""
         try:
-            chat_id, thread_id = parse_address(address)
+            chat_id, thread_id, _ = parse_reply_address(address)
         except ValueError:
             raise DeliveryError(f"{address!r} is not a Telegram chat") from None
         loop = self._loop
@@ -192,9 +202,19 @@ class TelegramTransport:
             raise delivery_error(exc) from exc
 
     async def _send(self, chat_id: int, thread_id: int | None, part: TelegramPart) -> str:
+        # A reply whose message is gone (deleted meanwhile) is sent all the same, as a plain message.
+        replied = (
+            ReplyParameters(part.reply_to, allow_sending_without_reply=True)
+            if part.reply_to is not None
+            else None
+        )
         try:
             message = await self.bot.send_message(
-                chat_id, part.text, reply_markup=part.keyboard, message_thread_id=thread_id
+                chat_id,
+                part.text,
+                reply_markup=part.keyboard,
+                message_thread_id=thread_id,
+                reply_parameters=replied,
             )
         except TelegramError as exc:
             raise delivery_error(exc) from exc
