@@ -66,6 +66,10 @@ class Incoming:
     #: The text is the value of a button the platform says was pressed (a Telegram callback query, a
     #: Slack block action), not typed: a stale one is told the option is gone, not classified.
     pressed: bool = False
+    #: The text is an ``entry:`` value a link the bank published named (Telegram's
+    #: ``t.me/<bot>?start=<entry id>``): answered with that entry as if it had been offered, or told
+    #: the option is gone when the knowledge base has no such entry.
+    linked: bool = False
 
 
 @dataclass(frozen=True)
@@ -298,13 +302,15 @@ class TellerCore:
 
     def _decide(self, text: str, incoming: Incoming) -> tuple[Decision, str]:
         """A pressed choice is answered directly; free text goes through the batcher. An ``intent:``
-        or ``entry:`` value that no recent answer in the conversation offered is read as the text
-        it is (a review's finding: a client could send any such value and have it stored as the
-        customer's choice, confidence 1.0, past the language gate, corrections and review)."""
+        or ``entry:`` value that no recent answer in the conversation offered (nor a link of the
+        bank's, :attr:`Incoming.linked`) is read as the text it is (a review's finding: a client
+        could send any such value and have it stored as the customer's choice, confidence 1.0,
+        past the language gate, corrections and review)."""
         policy = self.policy
         intent = intent_of(text)
         entry_id = entry_of(text)
-        if (intent is not None or entry_id is not None) and not self._offered(text, incoming):
+        named = intent is not None or entry_id is not None
+        if named and not (incoming.linked or self._offered(text, incoming)):
             if incoming.pressed:
                 # A real button on an old post (its answer out of the recent ones, erased or purged):
                 # "that option is no longer available", not "I didn't understand entry:..." (a
@@ -315,6 +321,8 @@ class TellerCore:
             # An intent left without an answer entry since its button was offered (`kb remove`) is
             # read as the text it is, as a typed message would be: no answer to give, no error.
             return policy.answer_for_intent(intent), policy.classifier.version
+        if incoming.linked and entry_id is None:  # a link names entries only
+            return policy.entry_gone(), policy.classifier.version
         # Only a well-formed entry id is a pressed suggestion; anything else is the customer's
         # words ("entry: my card ...") and is classified like any message.
         if entry_id is not None:

@@ -15,6 +15,7 @@ from bot.channels.telegram import HELP, NOT_TEXT
 from bot.channels.telegram import dialect as d
 from bot.channels.telegram.transport import TelegramTransport
 from bot.core import Outgoing
+from bot.policy import ENTRY_GONE
 from bot.storage import Direction, StoredMessage
 from tests import fake_telegram as tg
 from tests.test_telegram import Stack, module_settings, telegram_stack
@@ -148,6 +149,29 @@ def test_an_answer_in_a_group_replies_to_the_members_message_and_in_a_private_ch
     stack.push(tg.text(stack.uid(), private, stack.uid(), FEE))
     [answer] = stack.replies(private)
     assert "reply_parameters" not in answer and "reply_to_message_id" not in answer
+
+
+def test_a_deep_links_entry_is_answered_and_any_other_start_payload_gets_the_help(stack: Stack) -> None:
+    """``t.me/<bot>?start=<entry id>`` on the bank's site opens the chat on that entry's answer; a
+    payload that names no entry (renamed since) is told the option is gone; an account-linking token
+    or a payload Telegram would not send is neither stored nor read."""
+    chat = 4217
+    stack.push(tg.text(stack.uid(), chat, stack.uid(), "/start overdraft_fee"))
+    [answer] = stack.replies(chat)
+    assert "overdraft" in answer["text"].lower()
+    [stored] = customer_messages(stack, str(chat))
+    reply = stack.core.store.conversations.exchange(stored.id)[1]
+    assert reply is not None and reply.kb_id == "overdraft_fee" and reply.route == "faq"
+    stack.push(tg.text(stack.uid(), chat, stack.uid(), "/start no_such_entry"))
+    assert stack.replies(chat, 2)[1]["text"].startswith(ENTRY_GONE)
+    for other in ("/start", "/start a.b", "/start two words", "/start " + "x" * 65):
+        stack.push(tg.text(stack.uid(), chat, stack.uid(), other))
+    assert [m["text"] for m in stack.replies(chat, 6)[2:]] == [HELP] * 4
+    stack.settle()
+    assert [m.text for m in customer_messages(stack, str(chat))] == [
+        "entry:overdraft_fee",
+        "entry:no_such_entry",
+    ]
 
 
 def test_a_group_answer_whose_question_was_deleted_is_sent_all_the_same(stack: Stack) -> None:

@@ -23,6 +23,7 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,7 +53,7 @@ from bot.channels.telegram.transport import (
     feedback_token,
     is_token,
 )
-from bot.choices import HANDOFF_CHOICE, press_id
+from bot.choices import ENTRY_ID_PATTERN, HANDOFF_CHOICE, entry_choice, press_id
 from bot.core import NO_PERSON, Incoming, Outgoing, TellerCore
 from bot.errors import Conflict, InputError, NotRateable, sentence
 from bot.service import FEEDBACK_THANKS, TellerService
@@ -81,6 +82,8 @@ def help_text(bank: str, staffed: bool = True) -> str:
 #: What ``/start`` and ``/help`` say with the starter's bank (the composition root passes the bank's own).
 HELP = help_text(STARTER_BANK)
 NOT_TEXT = "I can only read text messages for now. Could you type your question?"
+#: A deep link's ``start`` parameter, as Telegram allows it (Bot API, "Deep linking").
+DEEP_LINK_PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Retries of a request Telegram rate-limited (429) by python-telegram-bot's limiter: none. Its
 #: limiter (python-telegram-bot 22) holds *every* request, all chats', while it waits out one
 #: chat's ``retry_after``: one group at Telegram's 20 messages a minute delayed every customer's
@@ -166,7 +169,8 @@ class TelegramChannel:
         app.add_handler(MessageHandler(~filters.UpdateType.MESSAGE, self._ignore))
         app.add_handler(MessageHandler(filters.StatusUpdate.ALL, self._ignore))
         # Command handlers answer "/help" and "/help@<this bot>", never "/help@another_bot".
-        app.add_handler(CommandHandler(["start", "help"], self._help))
+        app.add_handler(CommandHandler("start", self._start))
+        app.add_handler(CommandHandler("help", self._help))
         app.add_handler(CommandHandler("human", self._human))
         app.add_handler(MessageHandler(filters.COMMAND, self._other_command))
         app.add_handler(MessageHandler(filters.ALL, self._message))
@@ -342,6 +346,30 @@ class TelegramChannel:
     async def _help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.message is not None:
             await self._say(dialect.address_of(update.message), self._help_words())
+
+    async def _start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``/start``: the help; ``/start <payload>`` from a deep link the bank published
+        (``t.me/<bot>?start=<entry id>``, Telegram's payload: 1-64 of ``A-Z a-z 0-9 _ -``) is the
+        knowledge-base entry of that id, answered as if offered (:attr:`Incoming.linked`; an id the
+        knowledge base no longer has is told the option is gone). Any other payload (an app's
+        account-linking token, say) is neither stored nor read: the help."""
+        message = update.message
+        if message is None:
+            return
+        payload = context.args[0] if context.args and len(context.args) == 1 else ""
+        if not DEEP_LINK_PAYLOAD.fullmatch(payload) or not ENTRY_ID_PATTERN.match(payload):
+            await self._say(dialect.address_of(message), self._help_words())
+            return
+        sender = message.from_user or message.sender_chat or message.chat
+        incoming = Incoming(
+            CHANNEL,
+            dialect.address_of(message),
+            str(sender.id),
+            f"{message.chat.id}:{message.message_id}",
+            entry_choice("", payload).value,
+            linked=True,
+        )
+        await self._converse(incoming, message.chat, dialect.reply_address(message))
 
     async def _human(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """``/human``: a person is asked for; words after the command ("/human my card was stolen")
