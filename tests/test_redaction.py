@@ -3288,3 +3288,48 @@ def test_the_sixth_held_out_sets_misses_and_over_redactions_mended(
 )
 def test_the_sixth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+# --- A seventh held-out set's findings (266 messages: the Americas, Africa, the Nordics, Southeast
+# Asia and the Middle East, in 15 languages) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "secrets", "clean"), _held_out(62))
+def test_the_seventh_held_out_sets_misses_and_over_redactions_mended(
+    text: str, secrets: list[str], clean: list[str]
+) -> None:
+    """An expiry near a card after "vence", "udløb", "voimassa", "תוקף"; a six-digit code in two
+    groups ("804 117"), Malaysia's TAC, "kode OTP nya"; "tanggal lahir"; identity numbers after
+    "cédula", "RFC", "kad pengenalan saya", "henkilötunnukseni on", "BVN" (glued), and MyKad,
+    henkilötunnus and a personnummer by their printed shape and check; a Canadian transit-institution-
+    account; Norway's 4.2.5 account; a PIX random key; "كلمة السر القديمة كانت"; kept: "conf#",
+    "confirmation # for ... is", OCR, KID, lainanumero, "no transaksi", "nombor rujukan", "REF-"."""
+    test_the_fourth_held_out_sets_misses_and_over_redactions_mended(text, secrets, clean)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("my kid 12 loves the app", "my kid 12 loves the app"),  # "KID" is Norway's only before 6+ digits
+        ("otp for INR 12 000 purchase", "otp for INR 12 000 purchase"),
+        ("the code 804 117", "the code [OTP]"),
+        # a UUID is a PIX key only where PIX or a "chave" is named
+        (
+            "error id 9d5d44f6-0e06-4e12-9fac-fd64a48673fa on login",
+            "error id 9d5d44f6-0e06-4e12-9fac-fd64a48673fa on login",
+        ),
+        ("pix 9d5d44f6-0e06-4e12-9fac-fd64a48673fa", "pix [ACCOUNT]"),
+        # a MyKad's date and birthplace code, a personnummer's century and Luhn must hold
+        ("order 991399-01-5309", "order 991399-01-5309"),
+        ("ticket 20240315-1234", "ticket 20240315-1234"),
+        ("la oferta vence 10/27", "la oferta vence 10/27"),  # no card: an offer's date
+        ("hetu on 180784-554T ok", "hetu on [NATIONAL_ID] ok"),  # Finnish "on" (is) stays
+        (
+            "the reference for the bill payment is 4417 2093 8815",
+            "the reference for the bill payment is 4417 2093 8815",
+        ),
+        ("the reference for my card is 4111 1111 1111 1111", "the reference for my card is [CARD]"),
+    ],
+)
+def test_the_seventh_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
+    assert redact(text) == stored

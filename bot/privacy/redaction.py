@@ -60,7 +60,11 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   jp.in_, in_.pan (after "PAN", only its shape AAAAA9999A), ie.pps (PPS, PPSN), au.tfn (TFN, tax file
   number), za.idnr (South African ID), be.nn (also after "national number"), Kenya's KRA PIN (after
   "KRA PIN", its shape A123456789B), and a number no
-  checksum accepts (a typo, or a document without a check digit). Singapore's NRIC/FIN (S1234567D)
+  checksum accepts (a typo, or a document without a check digit); the labels include cédula, RFC,
+  kad pengenalan, henkilötunnus (inflected), BVN, NIN, NIK, KTP, Emirates ID, Iqama, תעודת זהות.
+  Malaysia's MyKad as printed (700904-01-5309: birth date and birthplace code valid), Finland's
+  henkilötunnus (180784-554T) and Sweden's personnummer with its century (19770330-6758), by their
+  shape and check, anywhere. Singapore's NRIC/FIN (S1234567D)
   and Hong Kong's identity card number (A123456(3), the check in brackets or not), which
   python-stdnum lacks, by :mod:`bot.privacy.sg_nric` and :mod:`bot.privacy.hk_hkid` (their published
   check characters): anywhere when the check character matches, unless a labelled reference holds
@@ -73,7 +77,10 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   no./number/#, cuenta, compte, Konto, conto, conta, rekening, счёт, 账号, 口座番号, 계좌번호...), a
   bare run of exactly 8 digits, or a New Zealand account number as printed (2-4-7-2/3 digits
   joined by dashes or spaces, "12-3456-7890123-00", anywhere); an Indian UPI payment address
-  (``name@okaxis``: a handle of NPCI's list, :data:`_UPI_ID`).
+  (``name@okaxis``: a handle of NPCI's list, :data:`_UPI_ID`); a Canadian transit-institution-
+  account ("41374-001-3220421", anywhere); Norway's account as printed after its label
+  ("Kontonummer 9710.87.74839"); a Brazilian PIX random key (a UUID, in a text naming PIX or a
+  "chave").
 - cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code (and translations, and "the 3 digits / three
   numbers on the back (of my card)") + 3-4 digits.
 - pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits, also being set or changed
@@ -87,8 +94,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   second / new / old one"; the value ends its clause, so a card, a date or an amount after it is not
   cut: "... and my balance is 1234" and "... and for my other card 4455" stay).
 - otp [OTP]: own rule: OTP, one-time/verification/2FA/auth/sign-in code, "code from the text", "6 digit
-  code", TAN, 验证码, код... + 4-10 characters with a digit, or such a value before "is your
-  verification code";
+  code", TAN, Malaysia's TAC, 验证码, код... + 4-10 characters with a digit or six digits in two or
+  three groups ("804 117", "77 31 58"), or such a value before "is your verification code";
   a bare "code" only as "the code is 482913" (never an error, promo, zip, sort, post... code);
   and as banks' texts and customers say them (4-8 digits, whole or in groups): "Your OTP for txn of
   INR 12,000.00 at FLIPKART is 582041", "Your Harbour Bank code is 77 31 58" (not "your promo /
@@ -210,7 +217,9 @@ Dates, times, ISO and unix timestamps (10 digits, 13-digit milliseconds), amount
 locale grouping (``£1,250.00``, ``1.250.000,00 €``, ``1 250 000 EUR``, ``12 500,50 €``, ``CHF
 1'250.00``), percentages, IPv4 addresses, versions (``v2.13.0``, ``20261130-054108-c2db79``) and
 labelled order/reference/ticket/invoice/transaction/case/SKU numbers ("transaction reference no.
-402918374650", "the reference number is 7781234490"; never past a word of the sentence: in "the
+402918374650", "the reference number is 7781234490", "the confirmation # for the bill payment is
+4417 2093 8815", "REF-88213047", Sweden's OCR and Norway's KID numbers, "lainanumero", "no
+transaksi", "nombor rujukan"; never past a word of the sentence: in "the
 payment was 4532 ..." the card is not the payment's reference) are *protected*: the weak
 detectors (national-format phones, bare 8-digit accounts, bare sort codes and SSNs, identity numbers a
 single check digit validates, and ``[NUMBER]``) give way to them; a card-shaped number failing Luhn
@@ -286,6 +295,7 @@ from stdnum.it import codicefiscale as std_codicefiscale
 from stdnum.jp import in_ as std_jp_in
 from stdnum.kr import rrn as std_rrn
 from stdnum.mx import curp as std_curp
+from stdnum.my import nric as std_my_nric
 from stdnum.nl import bsn as std_bsn
 from stdnum.no import fodselsnummer as std_no_fnr
 from stdnum.pl import pesel as std_pesel
@@ -1138,8 +1148,10 @@ _PASSWORD_WORDS = [
     r"パスワード",
     r"비밀번호",
     r"패스워드",
-    r"كلمة[ ](?:المرور|السر)",
-    r"وكلمة[ ](?:المرور|السر)",  # "and the password", the conjunction written onto the word
+    # (the old / new one, was / is: "كلمة السر القديمة كانت ...")
+    r"كلمة[ ](?:المرور|السر)(?:[ ](?:القديمة|الجديدة))?(?:[ ](?:كانت|هي))?",
+    # "and the password", the conjunction written onto the word
+    r"وكلمة[ ](?:المرور|السر)(?:[ ](?:القديمة|الجديدة))?(?:[ ](?:كانت|هي))?",
     r"पासवर्ड",
 ]
 #: Labels naming a secret that is itself a word or a few: after "is" / ":" / "=" the words are the
@@ -1281,7 +1293,11 @@ _CVV_WORDS = [
     r"卡背面(?:的)?(?:三位数|3位数)",
 ]
 _OTP_WORDS = [
-    r"otp(?:[ ]code)?",
+    r"otp(?:[ ]code|[ ]?nya)?",  # (Indonesian "OTP-nya": its OTP)
+    # Malaysia's Transaction Authorisation Code, Indonesian and Malay "code" + OTP/verification
+    r"tac",
+    r"kode[ ](?:otp|verifikasi|keamanan|tac)",
+    r"kod[ ](?:tac|pengesahan|keselamatan)",
     r"one[ -]?time[ ](?:pass(?:code|word)?|code|pin|key)",
     r"verification[ ](?:code|pin|number)",
     r"verify[ ]code",
@@ -1315,7 +1331,8 @@ _OTP_WORDS = [
     r"código[ ]do[ ]sms",
     r"codigo[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
     r"clave[ ]din[áa]mica",
-    r"code[ ](?:de[ ]v[ée]rification|de[ ]confirmation|de[ ]validation|sms|otp|[àa][ ]usage[ ]unique|unique)",
+    r"code[ ](?:de[ ]v[ée]rification|de[ ]confirmation|de[ ]validation|sms|otp|[àa][ ]usage[ ]unique|unique)"
+    r"(?:[ ]re[çc]u(?:[ ]par[ ](?:sms|e-?mail|texto))?)?",
     r"code[ ]de[ ]s[ée]curit[ée]",  # (after the CVV's reading: "... pour le paiement de 45,90 EUR est")
     r"bestätigungs-?code",
     r"bestatigungs-?code",
@@ -1411,6 +1428,11 @@ _ACCOUNT_WORDS = [
     r"numero[ ]da[ ]conta",
     r"conta(?:[ ]corrente)?",
     r"rekening(?:nummer)?",
+    r"akaun(?:[ ]saya)?",  # Malay
+    r"no\.?[ ]akaun",
+    r"nombor[ ]akaun",
+    r"nomor[ ]rekening",  # Indonesian
+    r"no\.?[ ]rek(?:ening)?\.?",
     r"numer[ ](?:konta|rachunku)",
     r"rachunek",
     r"номер[ ]сч[её]та",
@@ -1513,9 +1535,10 @@ _ID_WORDS = [
     r"run",
     r"cnp",
     r"cod[ ]numeric[ ]personal",
-    r"henkilötunnus",
-    r"henkilotunnus",
-    r"hetu",
+    # (Finnish "on"/"oli": is/was, which the value would otherwise start with)
+    r"henkilötunnus(?:[ ](?:on|oli))?",
+    r"henkilotunnus(?:[ ](?:on|oli))?",
+    r"hetu(?:[ ](?:on|oli))?",
     r"sin",
     r"social[ ]insurance(?:[ ](?:number|no\.?|#))?",
     r"nas",  # Quebec: numéro d'assurance sociale
@@ -1560,6 +1583,26 @@ _ID_WORDS = [
     r"permis[ ]de[ ]conduire",
     r"führerschein(?:nummer)?",
     r"licencia[ ]de[ ]conducir",
+    r"cédula(?:[ ]de[ ](?:ciudadan[íi]a|identidad))?",
+    r"cedula(?:[ ]de[ ](?:ciudadan[íi]a|identidad))?",
+    r"rfc",  # Mexico's taxpayer registry code (a person's holds the birth date)
+    r"kad[ ]pengenalan(?:[ ]saya)?",  # Malaysia's MyKad, in Malay ("saya": my)
+    r"mykad",
+    r"no\.?[ ]kp",
+    r"ic[ ](?:no\.?|number|num)",
+    r"i/c[ ](?:no\.?|number|num)",
+    r"henkilötunnu(?:kse(?:ni|si|nne|mme)|ksen)(?:[ ](?:on|oli))?",  # (inflected: "my ... code is")
+    r"bvn",  # Nigeria's Bank Verification Number, and its National Identification Number
+    r"nin",
+    r"nik",  # Indonesia's population number, on the KTP
+    r"ktp",
+    r"teudat[ ]zehut",
+    r"תעודת[ ]זהות",
+    r"emirates[ ]id(?:[ ](?:no\.?|number))?",
+    r"iqama(?:[ ](?:no\.?|number))?",
+    r"رقم[ ]الإقامة",
+    r"philsys(?:[ ](?:no\.?|number))?",
+    r"sss(?:[ ](?:no\.?|number))?",
 ]
 #: India's Permanent Account Number: after its label only a value of its shape counts ("pan" is a word).
 _PAN_WORDS = [
@@ -1614,6 +1657,15 @@ _DOB_WORDS = [
     r"janm[ ]?(?:tithi|tarikh|tareekh|din)",
     r"تاريخ[ ]الميلاد",
     r"जन्म[ ]?(?:तिथि|तारीख)",
+    r"tanggal[ ]lahir",  # Indonesian
+    r"tgl\.?[ ]lahir",
+    r"tarikh[ ]lahir",  # Malay
+    r"ngày[ ]sinh",  # Vietnamese
+    r"วันเกิด",  # Thai
+    r"födelsedatum",
+    r"fødselsdato",
+    r"syntymäaika",
+    r"תאריך[ ]לידה",
 ]
 #: A parcel's tracking number's labels (a carrier's name may come between: :data:`_LABEL_KINDS`).
 _TRACKING_WORDS = [
@@ -1670,6 +1722,27 @@ _REF_WORDS = [
     r"운송장(?:[ ]?번호)?",
     r"लेनदेन[ ](?:संख्या|आईडी)",
     r"ref(?:erence)?\.?",
+    # "conf# 285526144", "conf no. 4417..." (a confirmation's number, abbreviated)
+    r"conf\.?(?=[ ]?(?:#|no\.?|nr\.?|number))",
+    # Nordic payment references: Sweden's OCR number, Norway's KID (a word in English: only before
+    # six digits or more), and the words for a reference, an invoice or a loan number
+    r"ocr(?:-?(?:nummer|nr\.?))?",
+    r"kid(?:-?(?:nummer|nr\.?))?(?=[ ]{0,3}[:#=]?[ ]{0,3}[0-9]{6})",
+    r"referens(?:nummer)?",
+    r"referanse(?:nummer)?",
+    r"referencenummer",
+    r"fakturanummer",
+    r"fakturanr\.?",
+    r"viitenumero",
+    r"viite",
+    r"laskunumero",
+    r"lainanumero",
+    r"lånenummer",
+    r"lånnummer",
+    # Indonesian and Malay: a transaction's, a reference's number
+    r"transaksi",
+    r"rujukan",
+    r"referensi",
     r"ticket",
     r"invoice",
     r"inv\.?",
@@ -1963,13 +2036,17 @@ _PASSWORD_VALUE = (
 #: The first digit group after a CVV or PIN label; :func:`_secret_digits` looks at the groups after it.
 _DIGITS_VALUE = r"(?<![0-9])(?P<v>[0-9]{1,19}+)(?![0-9])"
 _OTP_VALUE = (
-    r"(?<![0-9])(?P<v>[0-9]{1,19}+(?![0-9a-z])"
+    # six digits in two or three groups, as banks' texts print them ("804 117", "77 31 58")
+    r"(?<![0-9])(?P<v>[0-9]{3}[ \-][0-9]{3}(?![ \-]?[0-9])|[0-9]{2}[ ][0-9]{2}[ ][0-9]{2}(?![ \-]?[0-9])"
+    r"|[0-9]{1,19}+(?![0-9a-z])"
     r"|(?=[a-z\-]{0,9}[0-9])[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){3,9}+(?![a-z0-9]))"
 )
 # Up to 20 characters of digit groups, or, when more groups follow, a card's four or five after the
 # account's ("account number 1234 5678 4111 1111 1111 1111": the value read whole, split below).
 _GROUPED_VALUE = (
-    r"(?P<v>[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+(?![0-9])"
+    # (Norway's account number as printed, 4.2.5: "9710.87.74839")
+    r"(?P<v>[0-9]{4}\.[0-9]{2}\.[0-9]{5}(?![0-9.])"
+    r"|[0-9](?:[0-9]|[ \-](?=[0-9])){5,19}+(?![0-9])"
     r"|[0-9]{1,12}(?:[ \-][0-9]{1,12}){0,3}[ \-](?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{1,6}){3,4})(?![0-9]))"
 )
 _SORT_VALUE = r"(?P<v>[0-9]{2}(?P<sep>[ ]?[\-./][ ]?|[ ]?)[0-9]{2}(?P=sep)[0-9]{2})(?![0-9])"
@@ -2067,6 +2144,12 @@ _PIN_THOUGHT = (
 )
 #: Who gave or keeps the value, between its label and "is": "her pin she wrote on a post-it is 1940",
 #: "the code that they sent me was" (at most 30 characters, no digit, in one sentence).
+#: The words of a number that may say what it is for before its value ("the confirmation # for
+#: the bill payment is ...").
+_NUMBER_NAMING_REF_WORDS = (
+    *("confirmation", "reference", "ref", "transaction", "receipt"),
+    *("invoice", "order", "booking", "ticket", "case"),
+)
 _CLAUSE_IS = (
     r"[ ]{1,3}(?:(?:that|which)[ ])?(?:she|he|i|they|we|you|u|the[ ]bank)[ ][^.!?\n:=0-9]{1,30}?"
     r"[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}"
@@ -2176,10 +2259,18 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         # "the reference number is 7781234490": "is" only after a word that names the number
         r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.|mb|barras|barcode|gtin))"
         r"[ ](?:is|was|é|es|est|ist|è))?"
-        r"[ ]{0,3}(?:[:#=]|は|是|는|은)?[ ]{0,3}" + _REF_VALUE,
+        # (a dash glued between: "REF-88213047")
+        r"[ ]{0,3}(?:[:#=]|(?<=[\p{L}.])-(?=[0-9a-z])|は|是|는|은)?[ ]{0,3}" + _REF_VALUE,
     ),
     # "Reference you gave me last time was 66120934"
     ("ref", [r"ref(?:erence)?", r"case", r"ticket", r"complaint"], _CLAUSE_IS + _REF_VALUE),
+    # "The confirmation # for the bill payment to Hydro One is 4417 2093 8815": a number's word,
+    # what it is for, then "is" (as an account's "account for my salary is")
+    (
+        "ref",
+        [word + r"(?:[ ]?#|[ ](?:no\.?|number|id))?" for word in _NUMBER_NAMING_REF_WORDS],
+        _FOR_WHAT + _REF_VALUE,
+    ),
     # a parcel's tracking number, the carrier named between: "Seguimiento SEUR: 0740938271650",
     # "Spedizione BRT 0512345678901", "Paczka InPost nr 5201...", "kargo takip no: 7281940356"
     (
@@ -4050,6 +4141,13 @@ _NZ_ACCOUNT = re.compile(
 
 #: The UK's Unique Taxpayer Reference after "UTR": ten digits (and an optional K). "UTR" is also
 #: India's transfer reference (12 digits, or 16-22 letters and digits), which stays.
+#: A Canadian account as a cheque's MICR line and payroll forms give it: the branch's transit
+#: number (5), the institution (3) and the account (7-12), joined by dashes.
+_CA_CHEQUE_ACCOUNT = regex.compile(r"(?<![0-9\-])[0-9]{5}-[0-9]{3}-[0-9]{7,12}(?![0-9\-])")
+#: A Brazilian PIX random key (chave aleatória): a UUID, in a text that names PIX or a "chave".
+_PIX_KEY = regex.compile(
+    r"(?<![0-9A-Fa-f\-])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![0-9A-Fa-f\-])"
+)
 _UTR = regex.compile(
     r"(?<![\p{L}\p{N}])utr(?:[ ](?:number|no\.?|ref(?:erence)?))?(?:[ ]?[:#=]|[ ]is)?[ ]{0,3}"
     r"(?P<v>[0-9]{5}[ ]?[0-9]{5}[Kk]?)(?![\p{L}\p{N}]|[ .\-/][0-9])",
@@ -4115,6 +4213,14 @@ _SHAPED_DIGITS = (
     ),
     _Shaped(_ENCODED_EMAIL, _P_EMAIL, "email", "rule:email", "address URL-encoded (%40)", ("%40",)),
     _Shaped(_JSON_DOB, _P_LABELLED, "dob", "rule:dob", "date under a date-of-birth key", ('"', "'")),
+    _Shaped(
+        _CA_CHEQUE_ACCOUNT,
+        _P_LABELLED,
+        "account",
+        "rule:ca_account",
+        "Canadian transit-institution-account, 5-3-7..12 digits",
+    ),
+    _Shaped(_PIX_KEY, _P_LABELLED, "account", "rule:pix_key", "PIX random key (a UUID)", ("pix", "chave")),
 )
 
 
@@ -4196,7 +4302,10 @@ _EXPIRY_DOTTED = regex.compile(
 _EXPIRY_NEAR_CARD = regex.compile(
     r"(?<![\p{L}\p{N}])(?:exp\.?|expiry(?:[ ]date)?|expiration(?:[ ]date)?|valid[ ]thru|val\.?|validade"
     r"|venc\.?|vencimiento|vencimento|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?|срок(?:[ ]действия)?"
-    r"|有效期(?:限|至)?|期限|有効期限|g[üu]ltig[ ]bis|son[ ]kullanma(?:[ ]tarihi)?)"
+    r"|有效期(?:限|至)?|期限|有効期限|g[üu]ltig[ ]bis|son[ ]kullanma(?:[ ]tarihi)?"
+    # Spanish "vence", Danish, Norwegian, Swedish, Finnish, Hebrew, Indonesian/Malay, Arabic
+    r"|vence|udl[øo]b(?:er|sdato)?|utl[øo]p(?:er|sdato)?|giltig[ ](?:t\.?o\.?m\.?|till)|voimassa(?:[ ]asti)?"
+    r"|תוקף|berlaku(?:[ ](?:hingga|sampai))?|tamat(?:[ ]tempoh)?|تاريخ[ ]الانتهاء|الصلاحية|صالحة[ ]حتى)"
     r"(?![\p{L}])(?:[ ]{0,3}[:=\-|(（：\[][ ]{0,3}){0,2}[ ]{0,3}"
     # (not the first date of a range: "val 01/24 - 12/27" is valid from 01/24)
     r"(?P<v>(?:[0O][1-9]|1[0-2O])[ ]?/[ ]?(?:2[0O])?[0-9O][0-9O])(?![0-9/])(?![ ]?[\-–][ ]?[0-9O]{1,2}/)",
@@ -5165,8 +5274,29 @@ _PL_NRB = re.compile(r"(?<![0-9])[0-9]{2}(?:[ ]?[0-9]{4}){6}(?![0-9])")
 _ZA_ID_GROUPED = re.compile(r"(?<![0-9])[0-9]{6}[ ][0-9]{4}[ ][0-9]{3}(?![0-9])")
 
 
+#: Identity numbers whose printed shape and check are distinctive enough to be read without a
+#: label: Malaysia's MyKad (YYMMDD-PB-###G, its dashes as the card prints them: birth date and
+#: birthplace code checked), Finland's henkilötunnus (DDMMYY, the century sign, three digits and
+#: the check character), Sweden's personnummer with its century (19YYMMDD-NNNN, Luhn).
+_SHAPED_CHECKED_IDS = (
+    (re.compile(r"(?<![0-9\-])[0-9]{6}-[0-9]{2}-[0-9]{4}(?![0-9\-])"), std_my_nric, "stdnum.my.nric"),
+    (
+        re.compile(r"(?<![0-9A-Za-z])[0-9]{6}[\-+A-FU-Y][0-9]{3}[0-9A-Ya-y](?![0-9A-Za-z])"),
+        std_fi_hetu,
+        "stdnum.fi.hetu",
+    ),
+    (re.compile(r"(?<![0-9\-])19[0-9]{6}-[0-9]{4}(?![0-9\-])"), std_se_pnr, "stdnum.se.personnummer"),
+)
+
+
 def _detect_shaped_ids(ctx: _Context) -> None:
-    """:data:`_UK_LICENCE`, and :data:`_PL_NRB` and :data:`_ZA_ID_GROUPED` when their checks hold."""
+    """:data:`_UK_LICENCE`, and :data:`_PL_NRB`, :data:`_ZA_ID_GROUPED` and
+    :data:`_SHAPED_CHECKED_IDS` when their checks hold."""
+    for pattern, validator, name in _SHAPED_CHECKED_IDS:
+        for m in pattern.finditer(ctx.text):
+            if validator.is_valid(m.group()):
+                why = "identity number's printed shape, date and check valid"
+                ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", name, why, weak=_REFERENCE_ONLY)
     for m in _UK_LICENCE.finditer(ctx.text):
         why = "UK driving licence number's shape"
         ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", "rule:national_id", why)
