@@ -66,10 +66,11 @@ class Incoming:
     #: The text is the value of a button the platform says was pressed (a Telegram callback query, a
     #: Slack block action), not typed: a stale one is told the option is gone, not classified.
     pressed: bool = False
-    #: The text is an ``entry:`` value a link the bank published named (Telegram's
-    #: ``t.me/<bot>?start=<entry id>``): answered with that entry as if it had been offered, or told
-    #: the option is gone when the knowledge base has no such entry.
-    linked: bool = False
+    #: The knowledge-base entry a link the bank published named (Telegram's
+    #: ``t.me/<bot>?start=<entry id>``): answered with that entry, or told the option is gone when
+    #: the knowledge base has no such entry. The service gives ``text`` as the entry's question
+    #: (what the customer asks by opening the link: stored, reviewed and relayed as such).
+    linked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,15 +303,19 @@ class TellerCore:
 
     def _decide(self, text: str, incoming: Incoming) -> tuple[Decision, str]:
         """A pressed choice is answered directly; free text goes through the batcher. An ``intent:``
-        or ``entry:`` value that no recent answer in the conversation offered (nor a link of the
-        bank's, :attr:`Incoming.linked`) is read as the text it is (a review's finding: a client
+        or ``entry:`` value that no recent answer in the conversation offered is read as the text
+        it is (a review's finding: a client
         could send any such value and have it stored as the customer's choice, confidence 1.0,
         past the language gate, corrections and review)."""
         policy = self.policy
+        if incoming.linked is not None:  # a link of the bank's names the entry
+            try:
+                return policy.answer_for_entry(incoming.linked), policy.classifier.version
+            except EntryNotFoundError:
+                return policy.entry_gone(), policy.classifier.version
         intent = intent_of(text)
         entry_id = entry_of(text)
-        named = intent is not None or entry_id is not None
-        if named and not (incoming.linked or self._offered(text, incoming)):
+        if (intent is not None or entry_id is not None) and not self._offered(text, incoming):
             if incoming.pressed:
                 # A real button on an old post (its answer out of the recent ones, erased or purged):
                 # "that option is no longer available", not "I didn't understand entry:..." (a
@@ -321,8 +326,6 @@ class TellerCore:
             # An intent left without an answer entry since its button was offered (`kb remove`) is
             # read as the text it is, as a typed message would be: no answer to give, no error.
             return policy.answer_for_intent(intent), policy.classifier.version
-        if incoming.linked and entry_id is None:  # a link names entries only
-            return policy.entry_gone(), policy.classifier.version
         # Only a well-formed entry id is a pressed suggestion; anything else is the customer's
         # words ("entry: my card ...") and is classified like any message.
         if entry_id is not None:

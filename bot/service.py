@@ -65,6 +65,7 @@ from bot.storage import (
 )
 from bot.storage.outcomes import ADVISER_CALL_BOOKED, BACKEND_SOURCE, NO_SUCH_ANSWER
 from bot.text import clean
+from retrieval.errors import EntryNotFoundError
 
 if TYPE_CHECKING:
     from bot.knowledge import Overlap
@@ -158,6 +159,8 @@ class TellerService:
         same reply: a replica that stored the press and stopped before booking leaves the booking
         to the redelivery, and booking again records nothing new (once per reply, on any replica)."""
         staffed = self.staffed
+        if incoming.linked is not None:
+            incoming = self._asked_by_link(incoming)
         reply = self._handle(incoming, private, staffed)
         if (
             staffed
@@ -296,6 +299,15 @@ class TellerService:
             # No person can take it now (a cap was reached); a warning about a secret stays first.
             return replace(reply, text=split_warning(reply.text)[0] + BUSY)
         return reply
+
+    def _asked_by_link(self, incoming: Incoming) -> Incoming:
+        """A link's message as the customer asking its entry's first question (what review, a
+        handoff's operators and positioning read); as it came when there is no such entry."""
+        try:
+            question = self.core.policy.kb.get(incoming.linked or "").questions[0]
+        except (EntryNotFoundError, IndexError):
+            return incoming
+        return replace(incoming, text=question)
 
     def message(
         self,

@@ -3298,38 +3298,93 @@ def test_the_sixth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> 
 def test_the_seventh_held_out_sets_misses_and_over_redactions_mended(
     text: str, secrets: list[str], clean: list[str]
 ) -> None:
-    """An expiry near a card after "vence", "udløb", "voimassa", "תוקף"; a six-digit code in two
-    groups ("804 117"), Malaysia's TAC, "kode OTP nya"; "tanggal lahir"; identity numbers after
-    "cédula", "RFC", "kad pengenalan saya", "henkilötunnukseni on", "BVN" (glued), and MyKad,
-    henkilötunnus and a personnummer by their printed shape and check; a Canadian transit-institution-
-    account; Norway's 4.2.5 account; a PIX random key; "كلمة السر القديمة كانت"; kept: "conf#",
-    "confirmation # for ... is", OCR, KID, lainanumero, "no transaksi", "nombor rujukan", "REF-"."""
+    """An expiry near a card after "udløb", "voimassa", "תוקף", or right after it after "vence"; a
+    six-digit code in two groups ("804 117"), Malaysia's TAC, "kode OTP nya"; "tanggal lahir";
+    identity numbers after "cédula", "RFC", "kad pengenalan saya", "henkilötunnukseni on", "BVN"
+    (glued on too), and MyKad and a henkilötunnus by their printed shape and check; a Canadian
+    transit-institution-account; Norway's 4.2.5 account; a PIX random key; "كلمة السر القديمة
+    كانت"; kept: "conf#", OCR, KID, lainanumero, "no transaksi", "nombor rujukan", "REF-"."""
     test_the_fourth_held_out_sets_misses_and_over_redactions_mended(text, secrets, clean)
 
 
 @pytest.mark.parametrize(
     ("text", "stored"),
     [
+        # A reviewer's findings on the first version: a reference's "for ... is" let any secret
+        # through, "kid" kept a child's phone number, the Malay and Indonesian labels took words,
+        # the shapes took file names and batch numbers, "vence" took an instalment's due date.
+        (
+            "I raised a case for my blocked card, my pin is 4921",
+            "I raised a case for my blocked card, my pin is [PIN]",
+        ),
+        (
+            "the transaction for £45 at Tesco is 4111111111111111",
+            "the transaction for £45 at Tesco is [CARD]",
+        ),
+        (
+            "There is an order for my wife, her phone is 07911 123456",
+            "There is an order for my wife, her phone is [PHONE]",
+        ),
+        ("Please call my kid 07911123456 if I don't answer", "Please call my kid [PHONE] if I don't answer"),
+        ("TAC 5minit tak sampai", "TAC 5minit tak sampai"),
+        ("kode verifikasi 3kali salah", "kode verifikasi 3kali salah"),
+        ("Pagué el TAC 2024 con mi tarjeta", "Pagué el TAC 2024 con mi tarjeta"),
+        ("Kode OTP Anda adalah 804117", "Kode OTP Anda adalah [OTP]"),
+        ("nomor rekening saya adalah 1640215877", "nomor rekening saya adalah [ACCOUNT]"),
+        ("Baki akaun 150000 tapi", "Baki akaun 150000 tapi"),
+        ("Saldo no rek 250000 kok berkurang", "Saldo no rek 250000 kok berkurang"),
+        ("My order 12345-678-1234567 never arrived", "My order 12345-678-1234567 never arrived"),
+        ("The file statement_150324-1150.pdf", "The file statement_150324-1150.pdf"),
+        ("My statement batch 231231-14-0001", "My statement batch 231231-14-0001"),
+        ("tarjeta 4111 1111 1111 1111 y la cuota vence 05/12", "tarjeta [CARD] y la cuota vence 05/12"),
+        ("tarjeta 4111 1111 1111 1111 vence el 12/27", "tarjeta [CARD] vence el [EXPIRY]"),
+        ("kort 4111 1111 1111 1111 giltigt till 12/27", "kort [CARD] giltigt till [EXPIRY]"),
+        ("min fødselsdato er 17.08.1985", "min fødselsdato er [DOB]"),
+        ("kontonummeret mitt er 9710.87.74839", "kontonummeret mitt er [ACCOUNT]"),
+        ("code de vérification reçu par mail : 482913", "code de vérification reçu par mail : [OTP]"),
         ("my kid 12 loves the app", "my kid 12 loves the app"),  # "KID" is Norway's only before 6+ digits
         ("otp for INR 12 000 purchase", "otp for INR 12 000 purchase"),
         ("the code 804 117", "the code [OTP]"),
-        # a UUID is a PIX key only where PIX or a "chave" is named
+        # a UUID is a PIX key only after "pix" or where a "chave" is named ("pixel" is not "pix")
         (
-            "error id 9d5d44f6-0e06-4e12-9fac-fd64a48673fa on login",
-            "error id 9d5d44f6-0e06-4e12-9fac-fd64a48673fa on login",
+            "My Pixel 8 app crashed, error id 9d5d44f6-0e06-4e12-9fac-fd64a48673fa",
+            "My Pixel 8 app crashed, error id 9d5d44f6-0e06-4e12-9fac-fd64a48673fa",
         ),
         ("pix 9d5d44f6-0e06-4e12-9fac-fd64a48673fa", "pix [ACCOUNT]"),
-        # a MyKad's date and birthplace code, a personnummer's century and Luhn must hold
-        ("order 991399-01-5309", "order 991399-01-5309"),
-        ("ticket 20240315-1234", "ticket 20240315-1234"),
+        ("order 991399-01-5309", "order 991399-01-5309"),  # a MyKad's date must hold
         ("la oferta vence 10/27", "la oferta vence 10/27"),  # no card: an offer's date
         ("hetu on 180784-554T ok", "hetu on [NATIONAL_ID] ok"),  # Finnish "on" (is) stays
-        (
-            "the reference for the bill payment is 4417 2093 8815",
-            "the reference for the bill payment is 4417 2093 8815",
-        ),
-        ("the reference for my card is 4111 1111 1111 1111", "the reference for my card is [CARD]"),
+        ("Auto loan #AL-00291774 payoff", "Auto loan #AL-00291774 payoff"),
+        ("MOB-07911123456", "MOB-[PHONE]"),
+        ("Réf. opération 2503110044871", "Réf. opération 2503110044871"),
+        ("business ABN 51 824 753 556, looking", "business ABN 51 824 753 556, looking"),
     ],
 )
 def test_the_seventh_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
+    assert redact(text) == stored
+
+
+# --- An eighth held-out set's findings (295 messages, 919 look-alikes: precision first) -----------------
+
+
+@pytest.mark.parametrize(("text", "secrets", "clean"), _held_out(63))
+def test_the_eighth_held_out_sets_misses_and_over_redactions_mended(
+    text: str, secrets: list[str], clean: list[str]
+) -> None:
+    """Kept: "the ref on the bill is", a rental agreement's, an energy certificate's and a meter
+    point's (MPRN) numbers; hidden: a password changed "from" it, "the security code you sent was"
+    and six digits, "un SMS con codice"."""
+    test_the_fourth_held_out_sets_misses_and_over_redactions_mended(text, secrets, clean)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("changed password from home to work", "changed password from home to work"),  # words, no digit
+        ("the security code you sent was 123", "the security code you sent was [CVV]"),  # 3-4: a card's
+        ("the ref from the app is my card 4111 1111 1111 1111", "the ref from the app is my card [CARD]"),
+        ("MPRN is 10008123456.", "MPRN is 10008123456."),
+    ],
+)
+def test_the_eighth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
     assert redact(text) == stored

@@ -1293,11 +1293,7 @@ _CVV_WORDS = [
     r"卡背面(?:的)?(?:三位数|3位数)",
 ]
 _OTP_WORDS = [
-    r"otp(?:[ ]code|[ ]?nya)?",  # (Indonesian "OTP-nya": its OTP)
-    # Malaysia's Transaction Authorisation Code, Indonesian and Malay "code" + OTP/verification
-    r"tac",
-    r"kode[ ](?:otp|verifikasi|keamanan|tac)",
-    r"kod[ ](?:tac|pengesahan|keselamatan)",
+    r"otp(?:[ ]code)?",
     r"one[ -]?time[ ](?:pass(?:code|word)?|code|pin|key)",
     r"verification[ ](?:code|pin|number)",
     r"verify[ ]code",
@@ -1332,7 +1328,7 @@ _OTP_WORDS = [
     r"codigo[ ](?:de[ ]verificaci[óo]n|otp|sms|de[ ]confirmaci[óo]n|de[ ]un[ ]solo[ ]uso|de[ ]acceso)",
     r"clave[ ]din[áa]mica",
     r"code[ ](?:de[ ]v[ée]rification|de[ ]confirmation|de[ ]validation|sms|otp|[àa][ ]usage[ ]unique|unique)"
-    r"(?:[ ]re[çc]u(?:[ ]par[ ](?:sms|e-?mail|texto))?)?",
+    r"(?:[ ]re[çc]u(?:[ ]par[ ](?:sms|e-?mail|mail|texto))?)?",
     r"code[ ]de[ ]s[ée]curit[ée]",  # (after the CVV's reading: "... pour le paiement de 45,90 EUR est")
     r"bestätigungs-?code",
     r"bestatigungs-?code",
@@ -1375,6 +1371,20 @@ _NOT_OTP_CODE = (
     r"|store|shop|fund|isin|sic|naics|ean|upc|sku|hs|promotion|return|fault|bar|morse|dress|cheat"
 )
 _CODE_WORDS = [r"code", r"código", r"codigo", r"codice", r"kod"]
+#: Malaysia's Transaction Authorisation Code and the Indonesian and Malay words for a one-time or
+#: verification code: only digits follow them as the code ("TAC 5minit", "kode verifikasi 3kali"
+#: are words), after "Anda/saya/nya" and "adalah/ialah" (is).
+_MY_ID_OTP_WORDS = [
+    # (a TAC has six digits: "TAC 2024" is something else)
+    r"tac(?=[ ](?:anda|kamu|saya|awak|adalah|ialah)|[ ]{0,3}[:=]?[ ]{0,3}[0-9]{3}[ \-]?[0-9]{3}(?![0-9]))",
+    r"otp[ ]?-?nya",
+    r"kode[ ](?:otp|verifikasi|keamanan|tac)",
+    r"kod[ ](?:otp|tac|pengesahan|keselamatan)",
+]
+_MY_ID_OTP_REST = (
+    r"(?:[ ](?:anda|kamu|saya|awak|nya))?(?:[ ]{0,3}(?:adalah|ialah|is|:|=))?[ ]{0,3}"
+    r"(?P<v>[0-9]{4,8}|[0-9]{3}[ \-][0-9]{3})(?![0-9]|[ \-][0-9])"
+)
 #: A user name's labels, and the name: a token with a letter in it ("dkowalski88", "priya.r.1990").
 _USERNAME_WORDS = [
     r"user[ ]?name",
@@ -1428,11 +1438,15 @@ _ACCOUNT_WORDS = [
     r"numero[ ]da[ ]conta",
     r"conta(?:[ ]corrente)?",
     r"rekening(?:nummer)?",
-    r"akaun(?:[ ]saya)?",  # Malay
-    r"no\.?[ ]akaun",
-    r"nombor[ ]akaun",
-    r"nomor[ ]rekening",  # Indonesian
-    r"no\.?[ ]rek(?:ening)?\.?",
+    # Malay and Indonesian, with "my" and "is" (not "baki akaun", "saldo rekening": a balance)
+    r"akaun[ ]saya(?:[ ](?:ialah|adalah))?",
+    r"no\.?[ ]akaun(?:[ ]saya)?(?:[ ](?:ialah|adalah))?",
+    r"nombor[ ]akaun(?:[ ]saya)?(?:[ ](?:ialah|adalah))?",
+    r"nomor[ ]rekening(?:[ ]saya)?(?:[ ](?:adalah|ialah))?",
+    r"rekening[ ]saya(?:[ ](?:adalah|ialah))?",
+    r"no\.?[ ]rek(?:ening)?\.?(?:[ ]saya)?(?<!saldo[ ]no\.?[ ]rek(?:ening)?\.?)",
+    # Norwegian and Danish, inflected: "kontonummeret mitt er"
+    r"kontonummer(?:et)?(?:[ ](?:mitt|mit|mitt[ ]er|mit[ ]er|er))",
     r"numer[ ](?:konta|rachunku)",
     r"rachunek",
     r"номер[ ]сч[её]та",
@@ -1602,7 +1616,6 @@ _ID_WORDS = [
     r"iqama(?:[ ](?:no\.?|number))?",
     r"رقم[ ]الإقامة",
     r"philsys(?:[ ](?:no\.?|number))?",
-    r"sss(?:[ ](?:no\.?|number))?",
 ]
 #: India's Permanent Account Number: after its label only a value of its shape counts ("pan" is a word).
 _PAN_WORDS = [
@@ -1657,15 +1670,15 @@ _DOB_WORDS = [
     r"janm[ ]?(?:tithi|tarikh|tareekh|din)",
     r"تاريخ[ ]الميلاد",
     r"जन्म[ ]?(?:तिथि|तारीख)",
-    r"tanggal[ ]lahir",  # Indonesian
-    r"tgl\.?[ ]lahir",
-    r"tarikh[ ]lahir",  # Malay
+    r"tanggal[ ]lahir(?:[ ]saya)?(?:[ ](?:adalah|ialah))?",  # Indonesian
+    r"tgl\.?[ ]lahir(?:[ ]saya)?",
+    r"tarikh[ ]lahir(?:[ ]saya)?(?:[ ](?:adalah|ialah))?",  # Malay
     r"ngày[ ]sinh",  # Vietnamese
     r"วันเกิด",  # Thai
-    r"födelsedatum",
-    r"fødselsdato",
-    r"syntymäaika",
-    r"תאריך[ ]לידה",
+    r"födelsedatum(?:[ ]är)?",
+    r"fødselsdato(?:en)?(?:[ ]er)?",
+    r"syntymäaika(?:ni)?(?:[ ]on)?",
+    r"תאריך[ ]ה?לידה(?:[ ]שלי)?",
 ]
 #: A parcel's tracking number's labels (a carrier's name may come between: :data:`_LABEL_KINDS`).
 _TRACKING_WORDS = [
@@ -1722,12 +1735,31 @@ _REF_WORDS = [
     r"운송장(?:[ ]?번호)?",
     r"लेनदेन[ ](?:संख्या|आईडी)",
     r"ref(?:erence)?\.?",
+    r"réf\.?",
+    # a business's or a security's identifier, never a person's: a UK company number, Australia's
+    # ABN and ACN, CUSIP, SEDOL
+    r"company[ ](?:registration[ ])?(?:number|no\.?)",
+    r"abn",
+    r"acn",
+    r"cusip",
+    r"sedol",
+    r"振込番号",
+    r"取引番号",
+    # a rental agreement's, a certificate's (an energy rating's), a meter point's number (Ireland's
+    # MPRN, Britain's MPAN)
+    r"rental[ ]agreement(?:[ ](?:no\.?|number))?",
+    r"cert(?:ificate)?[ ](?:no\.?|number)",
+    r"mprn(?:[ ](?:is|was))?",
+    r"mpan(?:[ ](?:is|was))?",
+    r"meter[ ](?:point[ ])?(?:no\.?|number|ref(?:erence)?)",
     # "conf# 285526144", "conf no. 4417..." (a confirmation's number, abbreviated)
     r"conf\.?(?=[ ]?(?:#|no\.?|nr\.?|number))",
     # Nordic payment references: Sweden's OCR number, Norway's KID (a word in English: only before
     # six digits or more), and the words for a reference, an invoice or a loan number
     r"ocr(?:-?(?:nummer|nr\.?))?",
-    r"kid(?:-?(?:nummer|nr\.?))?(?=[ ]{0,3}[:#=]?[ ]{0,3}[0-9]{6})",
+    # (not a child: "my kid 07911123456")
+    r"kid(?<!(?:my|his|her|our|your|their|the|a)[ ]kid)(?:-?(?:nummer|nr\.?))?"
+    r"(?=[ ]{0,3}[:#=]?[ ]{0,3}[0-9]{6})",
     r"referens(?:nummer)?",
     r"referanse(?:nummer)?",
     r"referencenummer",
@@ -2144,12 +2176,6 @@ _PIN_THOUGHT = (
 )
 #: Who gave or keeps the value, between its label and "is": "her pin she wrote on a post-it is 1940",
 #: "the code that they sent me was" (at most 30 characters, no digit, in one sentence).
-#: The words of a number that may say what it is for before its value ("the confirmation # for
-#: the bill payment is ...").
-_NUMBER_NAMING_REF_WORDS = (
-    *("confirmation", "reference", "ref", "transaction", "receipt"),
-    *("invoice", "order", "booking", "ticket", "case"),
-)
 _CLAUSE_IS = (
     r"[ ]{1,3}(?:(?:that|which)[ ])?(?:she|he|i|they|we|you|u|the[ ]bank)[ ][^.!?\n:=0-9]{1,30}?"
     r"[ ]{1,3}(?:is|was)[ ]{1,3}:?[ ]{0,3}"
@@ -2190,6 +2216,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("bsb", _BSB_WORDS, _FILL + _BSB_VALUE),
     ("routing", _ROUTING_WORDS, _FILL + _ROUTING_VALUE),
     ("otp", _OTP_WORDS, _FILL + _OTP_VALUE),
+    ("otp", _MY_ID_OTP_WORDS, _MY_ID_OTP_REST),
     # what the code is for, before "is": "OTP for the PayLah top up is 170546"
     ("otp", _OTP_WORDS, _FOR_WHAT + _OTP_VALUE),
     ("otp", _OTP_WORDS, _CLAUSE_IS + _OTP_VALUE),
@@ -2226,6 +2253,14 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         _PASSWORD_WORDS,
         r"[ ](?:to|into|as)[ ]{1,3}(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])[^\s\[]\S{3,63}+)",
     ),
+    # "changed my password from Tottenham1882 to something else": the old one, after "from"
+    (
+        "password",
+        _PASSWORD_WORDS,
+        r"[ ]from[ ]{1,3}(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])(?=\S{0,63}\p{L})[^\s\[]\S{3,63}+)(?=[ ]to[ ])",
+    ),
+    # "the security code you sent was 611688": five digits or more are not a card's (3-4)
+    ("otp", [r"security[ ]code"], _CLAUSE_IS + r"(?P<v>[0-9]{5,8})(?![0-9])"),
     # "pass" alone only before a token mixing letters and digits: "pass Tr0ub4dor&3", "pass: Zx!9qLm"
     (
         "password",
@@ -2244,6 +2279,12 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("id", [r"dl"], r"[ ]{1,3}(?P<v>[a-z]{1,2}[0-9]{5,12})(?![0-9a-z])"),
     ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
     ("account", _ACCOUNT_WORDS, _FOR_WHAT + _GROUPED_VALUE),
+    # a PIX random key after "pix": "pix 9d5d44f6-0e06-4e12-9fac-fd64a48673fa"
+    (
+        "pix",
+        [r"pix(?:[ ]key)?"],
+        _FILL + r"(?P<v>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9a-f\-])",
+    ),
     # after "is", ":", "=", "-", "'s"; a made-up name right after the label; "user=" in a log line
     ("username", _USERNAME_WORDS, _FILL_REQUIRED + r"[\"']?" + _USERNAME_VALUE),
     ("username", _USERNAME_WORDS, _USERNAME_MADE_UP),
@@ -2252,25 +2293,19 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         "ref",
         _REF_WORDS,
         r"(?:[ ](?:from|in|on|of)[ ](?:the|your|my|this|that)[ ]"
-        r"(?:sms|text|message|e-?mail|letter|statement|app|receipt|invoice|call|website|confirmation))?"
+        r"(?:sms|text|message|e-?mail|letter|statement|app|receipt|invoice|call|website|confirmation|bill))?"
         # "transaction reference no.", "case ref", "complaint reference": a second reference word
-        r"(?:[ ](?:ref(?:erence)?|id|number)\.?(?![\p{L}]))?"
+        r"(?:[ ](?:ref(?:erence)?|id|number|op[ée]ration|operaci[óo]n|operazione)\.?(?![\p{L}]))?"
         r"(?:[ ]?(?:no\.?|nr\.?|number|num|id|#|n[º°o]\.?|n\.[º°o]\.?|n\.|code|号|番号|번호|номер))?"
         # "the reference number is 7781234490": "is" only after a word that names the number
-        r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.|mb|barras|barcode|gtin))"
+        r"(?:(?<=(?:ref|reference|number|no|no\.|id|num|nr|nr\.|mb|barras|barcode|gtin|[ ]#"
+        r"|[ ](?:sms|text|message|e-?mail|letter|statement|app|receipt|invoice|website|bill)))"
         r"[ ](?:is|was|é|es|est|ist|è))?"
         # (a dash glued between: "REF-88213047")
         r"[ ]{0,3}(?:[:#=]|(?<=[\p{L}.])-(?=[0-9a-z])|は|是|는|은)?[ ]{0,3}" + _REF_VALUE,
     ),
     # "Reference you gave me last time was 66120934"
-    ("ref", [r"ref(?:erence)?", r"case", r"ticket", r"complaint"], _CLAUSE_IS + _REF_VALUE),
-    # "The confirmation # for the bill payment to Hydro One is 4417 2093 8815": a number's word,
-    # what it is for, then "is" (as an account's "account for my salary is")
-    (
-        "ref",
-        [word + r"(?:[ ]?#|[ ](?:no\.?|number|id))?" for word in _NUMBER_NAMING_REF_WORDS],
-        _FOR_WHAT + _REF_VALUE,
-    ),
+    ("ref", [r"ref(?:erence)?", r"case", r"ticket", r"complaint", r"arn"], _CLAUSE_IS + _REF_VALUE),
     # a parcel's tracking number, the carrier named between: "Seguimiento SEUR: 0740938271650",
     # "Spedizione BRT 0512345678901", "Paczka InPost nr 5201...", "kargo takip no: 7281940356"
     (
@@ -2289,6 +2324,8 @@ _CODE_BEFORE = rf"(?<!(?:{_NOT_OTP_CODE})[ \-]?)(?<![\"'])"  # (nor a JSON key: 
 _GOT_BEFORE = (
     r"(?<=(?<![\p{L}])(?:(?:got|received|receive|texted|sent)[ ](?:(?:the|a|an|another)[ ])?"
     r"|(?:text|sms|message|e-?mail)[ ](?:with|containing)[ ](?:a|the)[ ]"
+    # "un SMS con codice 994788", "um SMS com o código 482913", "un mensaje con el código"
+    r"|(?:sms|messaggio|mensaje|mensagem)[ ](?:con|com)[ ](?:(?:il|el|o|un|uno|um)[ ])?"
     # "me llegó el código 447902", "j'ai reçu le code 582014", "mi è arrivato il codice"
     r"|(?:lleg[óo]|recib[íi]|reçu|arrivato|ricevuto|chegou|recebi)[ ](?:el|le|il|o|un|um)[ ]"
     # a code given away: "les di el código 780627", "I gave them the code 482913"
@@ -2962,6 +2999,8 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
             ctx.add(_P_LABELLED, start, end, "ssn", "rule:ssn", "9 digits after an SSN label")
     elif kind == "account":
         _labelled_account(ctx, start, value)
+    elif kind == "pix":
+        ctx.add(_P_LABELLED, start, end, "account", "rule:pix_key", "PIX random key (a UUID) after 'pix'")
     elif kind == "iban":
         _labelled_iban(ctx, start, value)
     elif kind == "id":
@@ -4144,7 +4183,7 @@ _NZ_ACCOUNT = re.compile(
 #: A Canadian account as a cheque's MICR line and payroll forms give it: the branch's transit
 #: number (5), the institution (3) and the account (7-12), joined by dashes.
 _CA_CHEQUE_ACCOUNT = regex.compile(r"(?<![0-9\-])[0-9]{5}-[0-9]{3}-[0-9]{7,12}(?![0-9\-])")
-#: A Brazilian PIX random key (chave aleatória): a UUID, in a text that names PIX or a "chave".
+#: A Brazilian PIX random key (chave aleatória): a UUID, in a text that names a "chave" (key).
 _PIX_KEY = regex.compile(
     r"(?<![0-9A-Fa-f\-])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![0-9A-Fa-f\-])"
 )
@@ -4191,6 +4230,8 @@ class _Shaped:
     rule: str
     why: str
     hints: tuple[str, ...] = ()
+    #: 0, or :data:`_REFERENCE_ONLY`: a labelled reference of that shape keeps it.
+    weak: int = 0
 
 
 #: Shaped values that need no digit (a UPI id may have none) ...
@@ -4219,8 +4260,18 @@ _SHAPED_DIGITS = (
         "account",
         "rule:ca_account",
         "Canadian transit-institution-account, 5-3-7..12 digits",
+        weak=_REFERENCE_ONLY,
     ),
-    _Shaped(_PIX_KEY, _P_LABELLED, "account", "rule:pix_key", "PIX random key (a UUID)", ("pix", "chave")),
+    # (after "pix" itself: a label, :data:`_LABEL_KINDS`; "pix" is inside "pixel")
+    _Shaped(
+        _PIX_KEY,
+        _P_LABELLED,
+        "account",
+        "rule:pix_key",
+        "PIX random key (a UUID)",
+        ("chave",),
+        _REFERENCE_ONLY,
+    ),
 )
 
 
@@ -4231,7 +4282,7 @@ def _detect_shaped(ctx: _Context, rules: Sequence[_Shaped]) -> None:
             continue
         for m in rule.pattern.finditer(ctx.text):
             start, end = m.span("v") if "v" in rule.pattern.groupindex else m.span()
-            ctx.add(rule.priority, start, end, rule.kind, rule.rule, rule.why)
+            ctx.add(rule.priority, start, end, rule.kind, rule.rule, rule.why, weak=rule.weak)
 
 
 #: A card's expiry date after its label: "exp 12/25", "Expiry: 11/26", "exp 0428", "valid thru
@@ -4303,15 +4354,25 @@ _EXPIRY_NEAR_CARD = regex.compile(
     r"(?<![\p{L}\p{N}])(?:exp\.?|expiry(?:[ ]date)?|expiration(?:[ ]date)?|valid[ ]thru|val\.?|validade"
     r"|venc\.?|vencimiento|vencimento|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?|срок(?:[ ]действия)?"
     r"|有效期(?:限|至)?|期限|有効期限|g[üu]ltig[ ]bis|son[ ]kullanma(?:[ ]tarihi)?"
-    # Spanish "vence", Danish, Norwegian, Swedish, Finnish, Hebrew, Indonesian/Malay, Arabic
-    r"|vence|udl[øo]b(?:er|sdato)?|utl[øo]p(?:er|sdato)?|giltig[ ](?:t\.?o\.?m\.?|till)|voimassa(?:[ ]asti)?"
-    r"|תוקף|berlaku(?:[ ](?:hingga|sampai))?|tamat(?:[ ]tempoh)?|تاريخ[ ]الانتهاء|الصلاحية|صالحة[ ]حتى)"
+    # the nouns and "valid until" of Danish, Norwegian, Swedish, Finnish, Hebrew, Malay, Arabic
+    # (their verbs, and Spanish "vence", only right after the card: :data:`_EXPIRY_VERB_AFTER_CARD`)
+    r"|udl[øo]bsdato|utl[øo]psdato|gyldig[ ]til|giltigt?[ ](?:t\.?o\.?m\.?|till)|voimassa(?:[ ]asti)?"
+    r"|תוקף(?:[ ]עד)?|tamat[ ]tempoh|tarikh[ ]luput|تاريخ[ ]الانتهاء|الصلاحية|صالحة[ ]حتى)"
     r"(?![\p{L}])(?:[ ]{0,3}[:=\-|(（：\[][ ]{0,3}){0,2}[ ]{0,3}"
     # (not the first date of a range: "val 01/24 - 12/27" is valid from 01/24)
     r"(?P<v>(?:[0O][1-9]|1[0-2O])[ ]?/[ ]?(?:2[0O])?[0-9O][0-9O])(?![0-9/])(?![ ]?[\-–][ ]?[0-9O]{1,2}/)",
     regex.IGNORECASE,
 )
 _EXPIRY_NEAR_CARD_REACH = 60
+#: Right after a card number, a verb of its expiry and the month/year: "tarjeta [card] vence 10/27",
+#: "kortet [card] udløb 04/26", "kad [card] tamat 12/27" ("... y la cuota vence 05/12", a due date,
+#: is not the card's).
+_EXPIRY_VERB_AFTER_CARD = regex.compile(
+    r"[ ]{0,3}[,;:\-]?[ ]{0,3}(?:vence|venceu|vencia|udl[øo]b(?:er)?|utl[øo]p(?:er)?|berlaku|tamat|luput)"
+    r"(?:[ ](?:el|em|en|på|til|hingga|sampai|s/d|pada))?[ ]{0,3}:?[ ]{0,3}"
+    r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2})(?![0-9/])",
+    regex.IGNORECASE,
+)
 #: After a security code's 3-4 digits: not more of a number, nor a currency ("150 pounds").
 _NOT_AN_AMOUNT_AFTER = (
     r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€]))"
@@ -4361,6 +4422,10 @@ def _detect_card_details(ctx: _Context) -> None:
             why = "month/year after an expiry label near a card number"
             ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
     for card in cards:
+        verb = _EXPIRY_VERB_AFTER_CARD.match(text, card.end)
+        if verb is not None:
+            why = "month/year after an expiry verb right after a card number"
+            ctx.add(_P_SECRET, verb.start("v"), verb.end("v"), "expiry", "rule:expiry", why)
         m = _AFTER_CARD.match(text, card.end)
         if m is None:
             code = _CODE_AFTER_CARD.match(text, card.end)
@@ -5276,17 +5341,37 @@ _ZA_ID_GROUPED = re.compile(r"(?<![0-9])[0-9]{6}[ ][0-9]{4}[ ][0-9]{3}(?![0-9])"
 
 #: Identity numbers whose printed shape and check are distinctive enough to be read without a
 #: label: Malaysia's MyKad (YYMMDD-PB-###G, its dashes as the card prints them: birth date and
-#: birthplace code checked), Finland's henkilötunnus (DDMMYY, the century sign, three digits and
-#: the check character), Sweden's personnummer with its century (19YYMMDD-NNNN, Luhn).
+#: birthplace code checked) and Finland's henkilötunnus (DDMMYY, the century sign, three digits and
+#: the check character), of a customer's plausible age (:func:`_adult_birth_year`: a batch number
+#: "231231-14-0001" or a file's "150324-1150" is not one). Not in a file name ("_", ".").
 _SHAPED_CHECKED_IDS = (
-    (re.compile(r"(?<![0-9\-])[0-9]{6}-[0-9]{2}-[0-9]{4}(?![0-9\-])"), std_my_nric, "stdnum.my.nric"),
     (
-        re.compile(r"(?<![0-9A-Za-z])[0-9]{6}[\-+A-FU-Y][0-9]{3}[0-9A-Ya-y](?![0-9A-Za-z])"),
+        re.compile(r"(?<![0-9A-Za-z_\-])[0-9]{6}-[0-9]{2}-[0-9]{4}(?![0-9A-Za-z_\-]|\.[0-9A-Za-z])"),
+        std_my_nric,
+        "stdnum.my.nric",
+    ),
+    (
+        re.compile(r"(?<![0-9A-Za-z_])[0-9]{6}[\-+A-FU-Y][0-9]{3}[0-9A-Ya-y](?![0-9A-Za-z_]|\.[0-9A-Za-z])"),
         std_fi_hetu,
         "stdnum.fi.hetu",
     ),
-    (re.compile(r"(?<![0-9\-])19[0-9]{6}-[0-9]{4}(?![0-9\-])"), std_se_pnr, "stdnum.se.personnummer"),
 )
+#: The years of birth of customers aged 16 to 100 (this year's).
+_ADULT_BIRTH_YEARS = range(datetime.date.today().year - 100, datetime.date.today().year - 15)
+
+
+def _adult_birth_year(value: str, name: str) -> bool:
+    """Whether ``value`` (a MyKad or a henkilötunnus) names a birth year of :data:`_ADULT_BIRTH_YEARS`."""
+    try:
+        born = std_my_nric.get_birth_date(value) if name == "stdnum.my.nric" else std_fi_hetu.compact(value)
+    except Exception:
+        return False
+    if isinstance(born, datetime.date):
+        return born.year in _ADULT_BIRTH_YEARS
+    # the henkilötunnus's century sign: + 1800s, - and U-Y 1900s, A-F 2000s (Finland's 2023 reform)
+    sign = str(born)[6].upper()
+    century = 1800 if sign == "+" else 2000 if sign in "ABCDEF" else 1900
+    return century + int(str(born)[4:6]) in _ADULT_BIRTH_YEARS
 
 
 def _detect_shaped_ids(ctx: _Context) -> None:
@@ -5294,7 +5379,7 @@ def _detect_shaped_ids(ctx: _Context) -> None:
     :data:`_SHAPED_CHECKED_IDS` when their checks hold."""
     for pattern, validator, name in _SHAPED_CHECKED_IDS:
         for m in pattern.finditer(ctx.text):
-            if validator.is_valid(m.group()):
+            if validator.is_valid(m.group()) and _adult_birth_year(m.group(), name):
                 why = "identity number's printed shape, date and check valid"
                 ctx.add(_P_STRONG_ID, m.start(), m.end(), "national_id", name, why, weak=_REFERENCE_ONLY)
     for m in _UK_LICENCE.finditer(ctx.text):
@@ -6442,5 +6527,8 @@ _PROTECT_PREFIX = re.compile(
     r"|[vV](?<![0-9A-Za-z.][vV])(?:ersion[ ]?|er\.?[ ]?)?[0-9]{1,4}(?:\.[0-9A-Za-z]{1,8}){0,4}"
     r"(?:[-+][0-9A-Za-z.]{1,40})?"
     # build ids: UP1A.231005.007
-    r"|[A-Z](?<![0-9A-Za-z.][A-Z])[A-Z0-9]{1,10}(?:\.[0-9A-Za-z]{1,10}){2,4}(?![0-9A-Za-z]))"
+    r"|[A-Z](?<![0-9A-Za-z.][A-Z])[A-Z0-9]{1,10}(?:\.[0-9A-Za-z]{1,10}){2,4}(?![0-9A-Za-z])"
+    # a reference's capitals, a dash and its 4-9 digits: "AL-00291774", "CASE-ZA-771420" (not a
+    # phone number's first group, "TEL-07700 900123", nor a whole one, "MOB-07911123456")
+    r"|[A-Z](?<![0-9A-Za-z.\-][A-Z])[A-Z]{1,5}(?:-[A-Z]{2,5}){0,2}-[0-9]{4,9}(?![0-9A-Za-z]|[ \-./][0-9]))"
 )

@@ -6,9 +6,11 @@ posted ``mrkdwn`` the same way, so customer text posted raw can ping a channel (
 fake a link. Source: Slack's "Formatting text for app surfaces" (escaping, and the ``<…>`` forms).
 
 - :func:`readable` turns incoming Slack text into what a person meant, for the policy and relays.
-- :func:`unformatted` also drops Slack's emphasis marks (``*bold*``, ``_italic_``, ``~strike~``,
-  `` `code` `` and code blocks), for an operator's words relayed to a customer: Telegram and the
-  web chat show text as typed, where the marks would read as stray asterisks and underscores.
+- :func:`unformatted` also drops Slack's bold and italic marks (``*bold*``, ``_italic_``) and code
+  marks (`` `code` `` and code blocks, whose text is kept as typed), for an operator's words
+  relayed to a customer: Telegram and the web chat show text as typed, where the marks would read
+  as stray asterisks and underscores. Strikethrough keeps its tildes (a struck-out figure must not
+  read as current).
   A mark counts only as Slack reads it: at a word's edge, around words with no space inside
   the marks (``5 * 3 * 2``, ``file_name_v2`` and ``*`` alone stay as they are).
 - :func:`escape` makes any text (a customer's, an operator's) inert in a ``mrkdwn`` or ``text``
@@ -48,18 +50,18 @@ def readable(text: str) -> str:
 
 #: Slack's emphasis: the mark, then words touching it at both ends, then the same mark, with no
 #: word character or the same mark on either side (``a*b*c`` is not bold in Slack either).
+#: Strikethrough (``~£25~``) keeps its marks: without them a withdrawn figure would read as current.
 _EMPHASIS = [
-    re.compile(rf"(?<![\w{m}]){m}(?=[^\s{m}])([^\n{m}]*?[^\s{m}]){m}(?![\w{m}])") for m in (r"\*", "_", "~")
+    re.compile(rf"(?<![\w{m}]){m}(?=[^\s{m}])([^\n{m}]*?[^\s{m}]){m}(?![\w{m}])") for m in (r"\*", "_")
 ]
-_CODE_BLOCK = re.compile(r"```\n?(.*?)\n?```", re.DOTALL)
-_CODE = re.compile(r"`([^`\n]+)`")
-#: ``<…>`` forms stand in as private-use characters (never word characters) while marks are read.
+_CODE = re.compile(r"```\n?(.*?)\n?```|`([^`\n]+)`", re.DOTALL)
+#: ``<…>`` forms and code stand in as private-use characters (never word characters) while marks
+#: are read, so neither a link's nor code's own ``*`` and ``_`` are taken for emphasis.
 _HELD, _MOST_HELD = 0xF0000, 60000
 
 
 def _unmarked(text: str) -> str:
-    """``text`` without Slack's code and emphasis marks (``<…>`` forms are not read here)."""
-    text = _CODE.sub(r"\1", _CODE_BLOCK.sub(r"\1", text))
+    """``text`` (forms and code held) without Slack's emphasis marks."""
     for _ in range(2):  # nested emphasis (*_both_*, _*both*_) comes off one mark at a time
         for pattern in _EMPHASIS:
             text = pattern.sub(r"\1", text)
@@ -67,19 +69,27 @@ def _unmarked(text: str) -> str:
 
 
 def unformatted(text: str) -> str:
-    """:func:`readable` text without Slack's emphasis and code marks (the words inside kept). The
-    marks are read before the ``<…>`` forms are spelled out, so a link's underscores stay."""
-    forms: list[str] = []
+    """:func:`readable` text without Slack's bold, italic and code marks (the words inside kept; code
+    as typed). A link's label loses its marks unless it is the link itself."""
+    held: list[str] = []
 
-    def hold(match: re.Match[str]) -> str:
+    def hold(value: str) -> str:
+        held.append(value)
+        return chr(_HELD + len(held) - 1)
+
+    def form(match: re.Match[str]) -> str:
         target, bar, label = match.group(1).partition("|")
-        forms.append(f"<{target}{bar}{_unmarked(label)}>")  # a link's label may be emphasised
-        return chr(_HELD + len(forms) - 1)
+        bare = re.sub(r"^(?:https?://|mailto:)", "", target)
+        if label and label not in (target, bare):
+            label = _unmarked(label)  # a link's label may be emphasised
+        return hold(f"<{target}{bar}{label}>")
 
-    holdable = len(_ANGLE.findall(text)) <= _MOST_HELD and not any(ord(c) >= _HELD for c in text)
-    held = _ANGLE.sub(hold, text) if holdable else text
-    held = _unmarked(held)
-    restored = "".join(forms[ord(c) - _HELD] if _HELD <= ord(c) < _HELD + len(forms) else c for c in held)
+    if len(_ANGLE.findall(text)) + text.count("`") > _MOST_HELD or any(ord(c) >= _HELD for c in text):
+        return readable(text)
+    text = _ANGLE.sub(form, text)
+    text = _CODE.sub(lambda m: hold(m.group(1) if m.group(1) is not None else m.group(2)), text)
+    text = _unmarked(text)
+    restored = "".join(held[ord(c) - _HELD] if _HELD <= ord(c) < _HELD + len(held) else c for c in text)
     return readable(restored)
 
 

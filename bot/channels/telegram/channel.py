@@ -350,9 +350,9 @@ class TelegramChannel:
     async def _start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """``/start``: the help; ``/start <payload>`` from a deep link the bank published
         (``t.me/<bot>?start=<entry id>``, Telegram's payload: 1-64 of ``A-Z a-z 0-9 _ -``) is the
-        knowledge-base entry of that id, answered as if offered (:attr:`Incoming.linked`; an id the
-        knowledge base no longer has is told the option is gone). Any other payload (an app's
-        account-linking token, say) is neither stored nor read: the help."""
+        knowledge-base entry of that id (:attr:`Incoming.linked`: stored as the customer asking its
+        question; an id the knowledge base no longer has is told the option is gone). Any other
+        payload (an app's account-linking token, say) is neither stored nor read: the help."""
         message = update.message
         if message is None:
             return
@@ -367,7 +367,7 @@ class TelegramChannel:
             str(sender.id),
             f"{message.chat.id}:{message.message_id}",
             entry_choice("", payload).value,
-            linked=True,
+            linked=payload,
         )
         await self._converse(incoming, message.chat, dialect.reply_address(message))
 
