@@ -3350,7 +3350,30 @@ def test_the_seventh_held_out_sets_misses_and_over_redactions_mended(
             "My Pixel 8 app crashed, error id 9d5d44f6-0e06-4e12-9fac-fd64a48673fa",
             "My Pixel 8 app crashed, error id 9d5d44f6-0e06-4e12-9fac-fd64a48673fa",
         ),
-        ("pix 9d5d44f6-0e06-4e12-9fac-fd64a48673fa", "pix [ACCOUNT]"),
+        ("chave pix 9d5d44f6-0e06-4e12-9fac-fd64a48673fa", "chave pix [ACCOUNT]"),
+        # A second reviewer's: a reference never starts with an Indonesian or Malay word, "kid"
+        # alone is a child, a capitals-dash prefix keeps no phone or account, a balance is no
+        # account, a payment's receipt id no PIX key, "vence el 10/12" after a card a due date.
+        ("transaksi ke 081234567890 gagal", "transaksi ke [PHONE] gagal"),
+        ("Kid: 07911123456", "Kid: [PHONE]"),
+        ("account AC-12345678", "account AC-[ACCOUNT]"),
+        ("TAC-nya 482913", "TAC-nya [OTP]"),
+        ("saldo no rek saya 2500000", "saldo no rek saya 2500000"),
+        ("baki akaun saya ialah 150000", "baki akaun saya ialah 150000"),
+        (
+            "I changed my password from iPhone15 to my laptop",
+            "I changed my password from iPhone15 to my laptop",
+        ),
+        (
+            "la tarjeta 4111 1111 1111 1111 vence el 10/12 el pago minimo",
+            "la tarjeta [CARD] vence el 10/12 el pago minimo",
+        ),
+        (
+            "comprovante do pix 9d5d44f6-0e06-4e12-9fac-fd64a48673fa",
+            "comprovante do pix 9d5d44f6-0e06-4e12-9fac-fd64a48673fa",
+        ),
+        ("serial 850512-14-5023", "serial 850512-14-5023"),
+        ("Mandatsreferenz VF-55120348", "Mandatsreferenz VF-55120348"),
         ("order 991399-01-5309", "order 991399-01-5309"),  # a MyKad's date must hold
         ("la oferta vence 10/27", "la oferta vence 10/27"),  # no card: an offer's date
         ("hetu on 180784-554T ok", "hetu on [NATIONAL_ID] ok"),  # Finnish "on" (is) stays
@@ -3372,15 +3395,14 @@ def test_the_eighth_held_out_sets_misses_and_over_redactions_mended(
     text: str, secrets: list[str], clean: list[str]
 ) -> None:
     """Kept: "the ref on the bill is", a rental agreement's, an energy certificate's and a meter
-    point's (MPRN) numbers; hidden: a password changed "from" it, "the security code you sent was"
-    and six digits, "un SMS con codice"."""
+    point's (MPRN) numbers; hidden: "the security code you sent was" and six digits, "un SMS con
+    codice"."""
     test_the_fourth_held_out_sets_misses_and_over_redactions_mended(text, secrets, clean)
 
 
 @pytest.mark.parametrize(
     ("text", "stored"),
     [
-        ("changed password from home to work", "changed password from home to work"),  # words, no digit
         ("the security code you sent was 123", "the security code you sent was [CVV]"),  # 3-4: a card's
         ("the ref from the app is my card 4111 1111 1111 1111", "the ref from the app is my card [CARD]"),
         ("MPRN is 10008123456.", "MPRN is 10008123456."),

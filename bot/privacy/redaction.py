@@ -1378,6 +1378,7 @@ _MY_ID_OTP_WORDS = [
     # (a TAC has six digits: "TAC 2024" is something else)
     r"tac(?=[ ](?:anda|kamu|saya|awak|adalah|ialah)|[ ]{0,3}[:=]?[ ]{0,3}[0-9]{3}[ \-]?[0-9]{3}(?![0-9]))",
     r"otp[ ]?-?nya",
+    r"tac[ ]?-?nya",
     r"kode[ ](?:otp|verifikasi|keamanan|tac)",
     r"kod[ ](?:otp|tac|pengesahan|keselamatan)",
 ]
@@ -1439,12 +1440,12 @@ _ACCOUNT_WORDS = [
     r"conta(?:[ ]corrente)?",
     r"rekening(?:nummer)?",
     # Malay and Indonesian, with "my" and "is" (not "baki akaun", "saldo rekening": a balance)
-    r"akaun[ ]saya(?:[ ](?:ialah|adalah))?",
-    r"no\.?[ ]akaun(?:[ ]saya)?(?:[ ](?:ialah|adalah))?",
+    r"akaun(?<!(?:baki|saldo)[ ]akaun)[ ]saya(?:[ ](?:ialah|adalah))?",
+    r"no\.?[ ]akaun(?<!(?:baki|saldo)[ ]no\.?[ ]akaun)(?:[ ]saya)?(?:[ ](?:ialah|adalah))?",
     r"nombor[ ]akaun(?:[ ]saya)?(?:[ ](?:ialah|adalah))?",
     r"nomor[ ]rekening(?:[ ]saya)?(?:[ ](?:adalah|ialah))?",
-    r"rekening[ ]saya(?:[ ](?:adalah|ialah))?",
-    r"no\.?[ ]rek(?:ening)?\.?(?:[ ]saya)?(?<!saldo[ ]no\.?[ ]rek(?:ening)?\.?)",
+    r"rekening(?<!saldo[ ]rekening)[ ]saya(?:[ ](?:adalah|ialah))?",
+    r"no\.?[ ]rek(?:ening)?\.?(?<!saldo[ ]no\.?[ ]rek(?:ening)?\.?)(?:[ ]saya)?",
     # Norwegian and Danish, inflected: "kontonummeret mitt er"
     r"kontonummer(?:et)?(?:[ ](?:mitt|mit|mitt[ ]er|mit[ ]er|er))",
     r"numer[ ](?:konta|rachunku)",
@@ -1752,14 +1753,19 @@ _REF_WORDS = [
     r"mprn(?:[ ](?:is|was))?",
     r"mpan(?:[ ](?:is|was))?",
     r"meter[ ](?:point[ ])?(?:no\.?|number|ref(?:erence)?)",
+    # a direct debit's mandate reference and its creditor's id (SEPA)
+    r"mandatsreferenz",
+    r"mandate[ ]ref(?:erence)?",
+    r"gläubiger-?id",
+    r"batch(?:[ ](?:no\.?|number))?",
+    r"serial(?:[ ](?:no\.?|number))?",
     # "conf# 285526144", "conf no. 4417..." (a confirmation's number, abbreviated)
     r"conf\.?(?=[ ]?(?:#|no\.?|nr\.?|number))",
     # Nordic payment references: Sweden's OCR number, Norway's KID (a word in English: only before
     # six digits or more), and the words for a reference, an invoice or a loan number
     r"ocr(?:-?(?:nummer|nr\.?))?",
-    # (not a child: "my kid 07911123456")
-    r"kid(?<!(?:my|his|her|our|your|their|the|a)[ ]kid)(?:-?(?:nummer|nr\.?))?"
-    r"(?=[ ]{0,3}[:#=]?[ ]{0,3}[0-9]{6})",
+    # (only as "KID-nummer", "KID-nr": "kid" alone is a child, "my kid 07911123456")
+    r"kid-?(?:nummer|nr\.?)",
     r"referens(?:nummer)?",
     r"referanse(?:nummer)?",
     r"referencenummer",
@@ -2095,7 +2101,9 @@ _IBAN_VALUE = r"(?P<v>[a-z]{2}[0-9]{2}(?:[ .\-]?[a-z0-9]){10,30}+)"
 # number is not the payment's reference.
 _REF_VALUE = (
     r"#?(?!(?:is|was|are|were|has|had|will|to|for|of|on|in|at|the|an?|and|but|with|from|by|my|your"
-    r"|you|u|i|we|they|she|he)"
+    r"|you|u|i|we|they|she|he"
+    # Indonesian and Malay ("transaksi ke 0812...": to whom, not the transaction's number)
+    r"|ke|dari|saya|untuk|di|yang|dan|ini|itu|anda|kamu|oleh|pada|kepada)"
     r"(?![a-z0-9]))"
     r"(?P<v>(?=[a-z0-9/_.\- ]{0,40}[0-9])[a-z0-9](?:[a-z0-9]|[\-/_.](?=[a-z0-9])|[ ](?=[0-9]{2})){2,40}+)"
 )
@@ -2253,12 +2261,6 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         _PASSWORD_WORDS,
         r"[ ](?:to|into|as)[ ]{1,3}(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])[^\s\[]\S{3,63}+)",
     ),
-    # "changed my password from Tottenham1882 to something else": the old one, after "from"
-    (
-        "password",
-        _PASSWORD_WORDS,
-        r"[ ]from[ ]{1,3}(?P<v>(?=\S{0,63}[0-9!@#$%^&*_+=?~])(?=\S{0,63}\p{L})[^\s\[]\S{3,63}+)(?=[ ]to[ ])",
-    ),
     # "the security code you sent was 611688": five digits or more are not a card's (3-4)
     ("otp", [r"security[ ]code"], _CLAUSE_IS + r"(?P<v>[0-9]{5,8})(?![0-9])"),
     # "pass" alone only before a token mixing letters and digits: "pass Tr0ub4dor&3", "pass: Zx!9qLm"
@@ -2279,10 +2281,11 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("id", [r"dl"], r"[ ]{1,3}(?P<v>[a-z]{1,2}[0-9]{5,12})(?![0-9a-z])"),
     ("account", _ACCOUNT_WORDS, _FILL + _GROUPED_VALUE),
     ("account", _ACCOUNT_WORDS, _FOR_WHAT + _GROUPED_VALUE),
-    # a PIX random key after "pix": "pix 9d5d44f6-0e06-4e12-9fac-fd64a48673fa"
+    # a PIX random key after its name: "chave pix 9d5d44f6-...", "pix key: ..." (not "do pix", a
+    # payment's receipt, whose ids may be UUIDs too)
     (
         "pix",
-        [r"pix(?:[ ]key)?"],
+        [r"chave[ ]pix(?:[ ]aleat[óo]ria)?", r"pix[ ]key", r"chave[ ]aleat[óo]ria"],
         _FILL + r"(?P<v>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![0-9a-f\-])",
     ),
     # after "is", ":", "=", "-", "'s"; a made-up name right after the label; "user=" in a log line
@@ -3000,7 +3003,7 @@ def _label_value(ctx: _Context, kind: str, start: int, end: int, value: str) -> 
     elif kind == "account":
         _labelled_account(ctx, start, value)
     elif kind == "pix":
-        ctx.add(_P_LABELLED, start, end, "account", "rule:pix_key", "PIX random key (a UUID) after 'pix'")
+        ctx.add(_P_LABELLED, start, end, "account", "rule:pix_key", "PIX random key (a UUID) after its name")
     elif kind == "iban":
         _labelled_iban(ctx, start, value)
     elif kind == "id":
@@ -4269,7 +4272,7 @@ _SHAPED_DIGITS = (
         "account",
         "rule:pix_key",
         "PIX random key (a UUID)",
-        ("chave",),
+        ("chave ", "chave:", "chave,", "chave."),  # (not "chaves")
         _REFERENCE_ONLY,
     ),
 )
@@ -4370,9 +4373,12 @@ _EXPIRY_NEAR_CARD_REACH = 60
 _EXPIRY_VERB_AFTER_CARD = regex.compile(
     r"[ ]{0,3}[,;:\-]?[ ]{0,3}(?:vence|venceu|vencia|udl[øo]b(?:er)?|utl[øo]p(?:er)?|berlaku|tamat|luput)"
     r"(?:[ ](?:el|em|en|på|til|hingga|sampai|s/d|pada))?[ ]{0,3}:?[ ]{0,3}"
-    r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?[0-9]{2})(?![0-9/])",
+    r"(?P<v>(?:0?[1-9]|1[0-2])[ ]?/[ ]?(?:20)?(?P<yy>[0-9]{2}))(?![0-9/])",
     regex.IGNORECASE,
 )
+#: The two-digit years a card in use may expire in: last year to ten years ahead ("vence el 10/12"
+#: after a card is a due date, the 10th of December).
+_CARD_YEARS = range((datetime.date.today().year - 1) % 100, (datetime.date.today().year + 10) % 100 + 1)
 #: After a security code's 3-4 digits: not more of a number, nor a currency ("150 pounds").
 _NOT_AN_AMOUNT_AFTER = (
     r"(?![0-9]|[ .,\-/][0-9]|[ ]?(?:pounds?|quid|dollars?|euros?|gbp|usd|eur|aud|nzd|[$£€]))"
@@ -4423,7 +4429,7 @@ def _detect_card_details(ctx: _Context) -> None:
             ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
     for card in cards:
         verb = _EXPIRY_VERB_AFTER_CARD.match(text, card.end)
-        if verb is not None:
+        if verb is not None and int(verb.group("yy")) in _CARD_YEARS:
             why = "month/year after an expiry verb right after a card number"
             ctx.add(_P_SECRET, verb.start("v"), verb.end("v"), "expiry", "rule:expiry", why)
         m = _AFTER_CARD.match(text, card.end)
@@ -6528,7 +6534,10 @@ _PROTECT_PREFIX = re.compile(
     r"(?:[-+][0-9A-Za-z.]{1,40})?"
     # build ids: UP1A.231005.007
     r"|[A-Z](?<![0-9A-Za-z.][A-Z])[A-Z0-9]{1,10}(?:\.[0-9A-Za-z]{1,10}){2,4}(?![0-9A-Za-z])"
-    # a reference's capitals, a dash and its 4-9 digits: "AL-00291774", "CASE-ZA-771420" (not a
-    # phone number's first group, "TEL-07700 900123", nor a whole one, "MOB-07911123456")
-    r"|[A-Z](?<![0-9A-Za-z.\-][A-Z])[A-Z]{1,5}(?:-[A-Z]{2,5}){0,2}-[0-9]{4,9}(?![0-9A-Za-z]|[ \-./][0-9]))"
+    # a reference's capitals, a dash and its digits: "#AL-00291774" (after "#": 4-9 digits),
+    # "CASE-ZA-771420", "CMP-88213" (4-7 digits); never after a phone's or an account's own prefix
+    # ("MOB-91234567", "AC-12345678"), nor a phone's first group ("TEL-07700 900123")
+    r"|(?!(?:TEL|TLF|MOB|HP|PH|PHONE|CELL|WA|FAX|AC|ACC|ACCT|ACNO|AN)-)"
+    r"(?:[A-Z](?<=\#[A-Z])[A-Z]{1,5}(?:-[A-Z]{2,5}){0,2}-[0-9]{4,9}"
+    r"|[A-Z](?<![0-9A-Za-z.\-][A-Z])[A-Z]{1,5}(?:-[A-Z]{2,5}){0,2}-[0-9]{4,7})(?![0-9A-Za-z]|[ \-./][0-9]))"
 )
