@@ -3410,3 +3410,36 @@ def test_the_eighth_held_out_sets_misses_and_over_redactions_mended(
 )
 def test_the_eighth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+# --- A ninth held-out set's findings (222 documents pasted into a chat: e-mails, forms, tables, chat
+# exports) -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "secrets", "clean"), _held_out(64))
+def test_the_ninth_held_out_sets_misses_and_over_redactions_mended(
+    text: str, secrets: list[str], clean: list[str]
+) -> None:
+    """An expiry after a form's dotted leader ("Expiry ....... 11/2030"); a spreadsheet's
+    tab-separated rows under "Sort code", "Account number" headers (normalising had made the tabs
+    spaces); "caduca" near a card and "el código de atrás"; "né(e) le"; kept: SIRET, P.IVA, KvK and
+    btw numbers, an employer's NIP, a Polish loan's "kredyt nr", an ARN after a dotted leader."""
+    test_the_fourth_held_out_sets_misses_and_over_redactions_mended(text, secrets, clean)
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        (
+            "Name\tSort code\tAccount number\nJ Patel\t607046\t74164954",
+            "Name\tSort code\tAccount number\nJ Patel\t[SORT_CODE]\t[ACCOUNT]",
+        ),
+        ("Name\tNotes\tAmount\nJ Patel\t607046\t74164954", "Name\tNotes\tAmount\nJ Patel\t607046\t[ACCOUNT]"),
+        ("Expiry date ....... 11/2030", "Expiry date ....... [EXPIRY]"),
+        ("la oferta caduca 10/26", "la oferta caduca 10/26"),  # no card: an offer's date
+        ("NIP pracodawcy: 017-598-36-25", "NIP pracodawcy: 017-598-36-25"),  # an employer's tax id
+        ("VAT number GB123456789", "VAT number GB123456789"),
+    ],
+)
+def test_the_ninth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
+    assert redact(text) == stored

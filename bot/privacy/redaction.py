@@ -618,7 +618,8 @@ def _spans(text: str, regions: tuple[str, ...]) -> list[tuple[int, int, _Hit]]:
         return _dense_spans(text)
     try:
         norm = _normalise(text)
-        ctx = _Context(norm.text, regions, _with_line_breaks(text, norm))
+        lines = _with_line_breaks(text, norm)
+        ctx = _Context(norm.text, regions, lines, _with_tabs(text, norm, lines) if "\t" in text else None)
         ctx.run()
         if norm.source is None:
             chosen = [(hit.start, hit.end, hit) for hit in ctx.chosen()]
@@ -803,6 +804,16 @@ def _with_line_breaks(text: str, norm: _Normalised) -> str | None:
     return "".join(chars)
 
 
+def _with_tabs(text: str, norm: _Normalised, lines: str | None) -> str:
+    """``lines`` (or ``norm.text``) with "\t" where ``text`` has a tab."""
+    chars = list(norm.text if lines is None else lines)
+    for m in re.finditer("\t", text):
+        i = m.start() if norm.source is None else bisect.bisect_left(norm.source, m.start())
+        if i < len(chars) and (norm.source is None or norm.source[i] == m.start()):
+            chars[i] = "\t"
+    return "".join(chars)
+
+
 def _normalise(text: str) -> _Normalised:
     if text.isascii():
         return _Normalised(text.translate(_ASCII_SPACES), None)
@@ -889,11 +900,16 @@ _PLACEHOLDER = regex.compile(r"\[(?:" + "|".join(p[1:-1] for p in PLACEHOLDERS.v
 class _Context:
     """One scan: the normalised text, the hits found so far and the protected spans."""
 
-    def __init__(self, text: str, regions: tuple[str, ...], lines: str | None = None) -> None:
+    def __init__(
+        self, text: str, regions: tuple[str, ...], lines: str | None = None, cells: str | None = None
+    ) -> None:
         self.text = text
         #: ``text`` with a "\n" where the text as given breaks its line (the copy reads every space
         #: as " "): a passphrase ends with its line (:func:`_passphrase_end`).
         self.lines = text if lines is None else lines
+        #: ``lines`` with the tabs of the text as given (a spreadsheet's cells; normalising made them
+        #: spaces), for :func:`_detect_table_columns`.
+        self.cells = self.lines if cells is None else cells
         self.regions = regions
         self.hits: list[_Hit] = []
         self.hard: list[tuple[int, int]] = [m.span() for m in _PLACEHOLDER.finditer(text)]
@@ -1248,6 +1264,9 @@ _CVV_WORDS = [
     r"card[ ]verification[ ](?:code|value|number)",
     r"código[ ]de[ ]seguridad",
     r"codigo[ ]de[ ]seguridad",
+    # "el código de atrás 206", "o código de trás": the card's code on its back
+    r"código[ ]de[ ](?:atr[áa]s|tr[áa]s)",
+    r"codigo[ ]de[ ](?:atr[áa]s|tr[áa]s)",
     r"cryptogramme(?:[ ]visuel)?",
     r"code[ ]de[ ]s[ée]curit[ée]",
     r"kartenprüf(?:nummer|ziffer|code)",
@@ -1646,6 +1665,7 @@ _DOB_WORDS = [
     r"nasci[ ]a",
     r"date[ ]de[ ]naissance",
     r"née?[ ]le",
+    r"né\(e\)[ ]le",
     r"geburtsdatum",
     r"geb\.(?:[ ]am)?",
     r"geboren(?:[ ]am|[ ]op)?",
@@ -1742,6 +1762,20 @@ _REF_WORDS = [
     r"company[ ](?:registration[ ])?(?:number|no\.?)",
     r"abn",
     r"acn",
+    # a business's registration and VAT numbers: France's SIRET/SIREN, Italy's partita IVA, the
+    # Netherlands' KvK and btw numbers, an employer's Polish NIP ("NIP" alone is also a card's PIN)
+    r"siret",
+    r"siren",
+    r"p\.[ ]?iva",
+    r"partita[ ]iva",
+    r"kvk(?:-?nummer)?",
+    r"btw(?:-?nummer)?",
+    r"vat(?:[ ](?:no\.?|number|reg(?:istration)?(?:[ ](?:no\.?|number))?))",
+    r"nip[ ](?:pracodawcy|firmy|sprzedawcy|sklepu)",
+    # a Polish loan's, application's or agreement's number
+    r"kredytu?[ ]nr\.?",
+    r"wniosk?(?:ek|u)[ ]nr\.?",
+    r"umow[ay][ ]nr\.?",
     r"cusip",
     r"sedol",
     r"振込番号",
@@ -2305,7 +2339,8 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         r"|[ ](?:sms|text|message|e-?mail|letter|statement|app|receipt|invoice|website|bill)))"
         r"[ ](?:is|was|é|es|est|ist|è))?"
         # (a dash glued between: "REF-88213047")
-        r"[ ]{0,3}(?:[:#=]|(?<=[\p{L}.])-(?=[0-9a-z])|は|是|는|은)?[ ]{0,3}" + _REF_VALUE,
+        # (a form's dotted leader: "ARN .......... 0263...")
+        r"[ ]{0,3}(?:[:#=]|\.{2,40}|(?<=[\p{L}.])-(?=[0-9a-z])|は|是|는|은)?[ ]{0,3}" + _REF_VALUE,
     ),
     # "Reference you gave me last time was 66120934"
     ("ref", [r"ref(?:erence)?", r"case", r"ticket", r"complaint", r"arn"], _CLAUSE_IS + _REF_VALUE),
@@ -4328,7 +4363,7 @@ _EXPIRY_LABEL = regex.compile(
     r"|wa[żz]na[ ]do(?:[ ]ko[ńn]ca)?|data[ ]wa[żz]no[śs]ci|v[áa]lid[oa][ ]hasta(?:[ ]el)?"
     r"|valable[ ]jusqu['’](?:[àa]|au)|valida[ ]fino[ ](?:al|a)))"
     r"[\"']?"  # a JSON key's closing quote: {"exp": "06/28"}
-    r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}"
+    r"(?:[ ]{0,3}(?:[:=\-]|\.{2,40}|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}"
     # "expiry date on the new card says 07/30"
     r"(?:[ ]{0,3}(?:on|of)[ ](?:the[ ]|my[ ]|your[ ])?(?:new[ ]|old[ ]|debit[ ]|credit[ ])?card"
     r"(?:[ ](?:says|shows|reads|is|was))?(?:[ ]{0,3}[:=\-])?)?[ ]{0,3}"
@@ -4355,7 +4390,8 @@ _EXPIRY_DOTTED = regex.compile(
 #: take no bracket, bar or OCR "O"). Only with a card found: "val" and "期限" alone are other words.
 _EXPIRY_NEAR_CARD = regex.compile(
     r"(?<![\p{L}\p{N}])(?:exp\.?|expiry(?:[ ]date)?|expiration(?:[ ]date)?|valid[ ]thru|val\.?|validade"
-    r"|venc\.?|vencimiento|vencimento|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?|срок(?:[ ]действия)?"
+    r"|venc\.?|vencimiento|vencimento|caduca|caducidad|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?"
+    r"|срок(?:[ ]действия)?"
     r"|有效期(?:限|至)?|期限|有効期限|g[üu]ltig[ ]bis|son[ ]kullanma(?:[ ]tarihi)?"
     # the nouns and "valid until" of Danish, Norwegian, Swedish, Finnish, Hebrew, Malay, Arabic
     # (their verbs, and Spanish "vence", only right after the card: :data:`_EXPIRY_VERB_AFTER_CARD`)
@@ -5292,7 +5328,7 @@ def _answer_spans(reply: str, label: str, regions: tuple[str, ...]) -> list[tupl
 def _detect_table_columns(ctx: _Context) -> None:
     """The values of a pasted table's columns whose header names personal data (:data:`_COLUMN_KINDS`):
     a header line of at least three cells, then the rows after it with as many cells."""
-    lines = ctx.lines
+    lines = ctx.cells
     if "\n" not in lines:
         return
     offset = 0
