@@ -100,6 +100,8 @@ HOSTILE_SHAPES: dict[str, Callable[[int], str]] = {
     # corrections and values given after a secret's name, chained (a review's finding: 27 s at 40,000)
     "corrections": _repeat("otp 123456 no wait let me check it again please wait "),
     "pins_corrected": _repeat("pin 1234, sorry, 4321, "),
+    # a form's dotted leaders after an expiry label, next to a card (a review's finding: 1.6 s)
+    "expiry_dotted_leaders": _repeat("card 4111 1111 1111 1111 " + ("exp " + "." * 40 + " ") * 50),
     "secrets_given": _repeat("they asked for the code and I gave them 558102. "),
     "password_tokens": _repeat("password Tr0ub4dor&3 A$1,200+fee "),
     "table_rows": lambda n: "name,sort_code,account\n" + "J Patel,20-11-44,73920185\n" * (n // 26),

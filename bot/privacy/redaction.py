@@ -1762,20 +1762,18 @@ _REF_WORDS = [
     r"company[ ](?:registration[ ])?(?:number|no\.?)",
     r"abn",
     r"acn",
-    # a business's registration and VAT numbers: France's SIRET/SIREN, Italy's partita IVA, the
-    # Netherlands' KvK and btw numbers, an employer's Polish NIP ("NIP" alone is also a card's PIN)
-    r"siret",
-    r"siren",
-    r"p\.[ ]?iva",
-    r"partita[ ]iva",
-    r"kvk(?:-?nummer)?",
-    r"btw(?:-?nummer)?",
-    r"vat(?:[ ](?:no\.?|number|reg(?:istration)?(?:[ ](?:no\.?|number))?))",
-    r"nip[ ](?:pracodawcy|firmy|sprzedawcy|sklepu)",
-    # a Polish loan's, application's or agreement's number
-    r"kredytu?[ ]nr\.?",
-    r"wniosk?(?:ek|u)[ ]nr\.?",
-    r"umow[ay][ ]nr\.?",
+    # a business's registration numbers, each only before a number of its own length: France's
+    # SIRET (14) and SIREN (9), Italy's partita IVA (11), the Netherlands' KvK (8) and btw number
+    # (NL + 9 + B + 2; "btw" alone is "by the way"), an employer's Polish NIP (10; "NIP" alone is
+    # also a card's PIN)
+    r"siret(?=[ ]{0,3}[:#]?[ ]{0,3}[0-9]{14}(?![0-9]))",
+    r"siren(?=[ ]{0,3}[:#]?[ ]{0,3}[0-9]{9}(?![0-9]))",
+    r"p\.[ ]?iva(?=[^0-9\n]{0,24}[0-9]{11}(?![0-9]))",
+    r"partita[ ]iva(?=[^0-9\n]{0,24}[0-9]{11}(?![0-9]))",
+    r"kvk(?:-?nummer)?(?=[^0-9\n]{0,24}[0-9]{8}(?![0-9]))",
+    r"btw(?:-?nummer|[ ]nummer)(?=[ ]{0,3}[:#]?[ ]{0,3}nl[0-9]{9}b[0-9]{2})",
+    r"nip[ ](?:pracodawcy|firmy|sprzedawcy|sklepu)"
+    r"(?=[ ]{0,3}[:#]?[ ]{0,3}[0-9]{3}-?[0-9]{3}-?[0-9]{2}-?[0-9]{2}(?![0-9]))",
     r"cusip",
     r"sedol",
     r"振込番号",
@@ -2339,8 +2337,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
         r"|[ ](?:sms|text|message|e-?mail|letter|statement|app|receipt|invoice|website|bill)))"
         r"[ ](?:is|was|é|es|est|ist|è))?"
         # (a dash glued between: "REF-88213047")
-        # (a form's dotted leader: "ARN .......... 0263...")
-        r"[ ]{0,3}(?:[:#=]|\.{2,40}|(?<=[\p{L}.])-(?=[0-9a-z])|は|是|는|은)?[ ]{0,3}" + _REF_VALUE,
+        r"[ ]{0,3}(?:[:#=]|(?<=[\p{L}.])-(?=[0-9a-z])|は|是|는|은)?[ ]{0,3}" + _REF_VALUE,
     ),
     # "Reference you gave me last time was 66120934"
     ("ref", [r"ref(?:erence)?", r"case", r"ticket", r"complaint", r"arn"], _CLAUSE_IS + _REF_VALUE),
@@ -4358,12 +4355,14 @@ _EXPIRY_LABEL = regex.compile(
     # Portuguese, Chinese, Japanese, Turkish: "validade 11/27", "有效期限 07/29", "有効期限 08/27",
     # "son kullanma tarihi 01/28"
     r"(?:validade|vencimento|有效期(?:限|至)?|有効期限|son[ ]kullanma(?:[ ]tarihi)?"
-    r"|caduca|scadenza|verf[äa]llt|expire(?:[ ](?:le|en|fin))?|vervaldatum"
+    r"|(?<!(?:oferta|promoci[óo]n|promo|pago|cup[óo]n|voucher|vale|descuento|bono|plazo)[ ])caduca"
+    r"|scadenza|verf[äa]llt|expire(?:[ ](?:le|en|fin))?|vervaldatum"
     r"|geldig[ ](?:tot(?:[ ]en[ ]met)?|t/m)"
     r"|wa[żz]na[ ]do(?:[ ]ko[ńn]ca)?|data[ ]wa[żz]no[śs]ci|v[áa]lid[oa][ ]hasta(?:[ ]el)?"
     r"|valable[ ]jusqu['’](?:[àa]|au)|valida[ ]fino[ ](?:al|a)))"
     r"[\"']?"  # a JSON key's closing quote: {"exp": "06/28"}
-    r"(?:[ ]{0,3}(?:[:=\-]|\.{2,40}|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}"
+    r"(?:[ ]{0,3}\.{2,40}+)?"  # a form's dotted leader: "Expiry ....... 11/2030"
+    r"(?:[ ]{0,3}(?:[:=\-]|is|was|on|of|date|in|at|end(?:[ ]of)?)(?![\p{L}])){0,3}"
     # "expiry date on the new card says 07/30"
     r"(?:[ ]{0,3}(?:on|of)[ ](?:the[ ]|my[ ]|your[ ])?(?:new[ ]|old[ ]|debit[ ]|credit[ ])?card"
     r"(?:[ ](?:says|shows|reads|is|was))?(?:[ ]{0,3}[:=\-])?)?[ ]{0,3}"
@@ -4390,7 +4389,9 @@ _EXPIRY_DOTTED = regex.compile(
 #: take no bracket, bar or OCR "O"). Only with a card found: "val" and "期限" alone are other words.
 _EXPIRY_NEAR_CARD = regex.compile(
     r"(?<![\p{L}\p{N}])(?:exp\.?|expiry(?:[ ]date)?|expiration(?:[ ]date)?|valid[ ]thru|val\.?|validade"
-    r"|venc\.?|vencimiento|vencimento|caduca|caducidad|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?"
+    r"|venc\.?|vencimiento|vencimento|scad\.?|scadenza|expire(?:[ ](?:le|en|fin))?"
+    # (not an offer's, a payment's or a voucher's: "la oferta caduca 12/25")
+    r"|(?<!(?:oferta|promoci[óo]n|promo|pago|cup[óo]n|voucher|vale|descuento|bono|plazo)[ ])caduc(?:a|idad)"
     r"|срок(?:[ ]действия)?"
     r"|有效期(?:限|至)?|期限|有効期限|g[üu]ltig[ ]bis|son[ ]kullanma(?:[ ]tarihi)?"
     # the nouns and "valid until" of Danish, Norwegian, Swedish, Finnish, Hebrew, Malay, Arabic
