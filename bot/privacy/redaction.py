@@ -1236,6 +1236,15 @@ _PIN_WORDS = [
     r"pin码",
     r"pin碼",
     r"code[ ](?:pin|confidentiel|secret)",  # "code secret": the French name of a card's PIN
+    # "NIP": a card's PIN in Mexico and Quebec, only said of a card or as one's own ("NIP" alone is
+    # also Poland's tax number: "faktura z NIP 2023")
+    r"nip[ ]de[ ](?:mi|la|tu|su|ma|votre|la[ ]tarjeta|mi[ ]tarjeta|ma[ ]carte|la[ ]carte)"
+    r"(?:[ ](?:tarjeta|carte)(?:[ ]de[ ](?:d[ée]bito|cr[ée]dito))?)?"
+    # (the card's number may come between: "el NIP de mi tarjeta 4111 1111 1111 1111 es 9031")
+    r"(?:[ ][0-9](?:[0-9]|[ \-](?=[0-9])){11,22}(?![0-9]))?",
+    r"mi[ ]nip",
+    r"mon[ ]nip",
+    r"nip[ ](?:es|est|era|était)(?=[ ]{1,3}[0-9])",
     r"código[ ]pin",
     r"codigo[ ]pin",
     r"codice[ ]pin",
