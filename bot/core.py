@@ -304,9 +304,9 @@ class TellerCore:
     def _decide(self, text: str, incoming: Incoming) -> tuple[Decision, str]:
         """A pressed choice is answered directly; free text goes through the batcher. An ``intent:``
         or ``entry:`` value that no recent answer in the conversation offered is read as the text
-        it is (a review's finding: a client
-        could send any such value and have it stored as the customer's choice, confidence 1.0,
-        past the language gate, corrections and review)."""
+        it is (a review's finding: a client could send any such value and have it stored as the
+        customer's choice, confidence 1.0, past the language gate, corrections and review). A link
+        of the bank's (:attr:`Incoming.linked`) is answered with the entry it names."""
         policy = self.policy
         if incoming.linked is not None:  # a link of the bank's names the entry
             try:

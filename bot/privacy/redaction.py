@@ -62,9 +62,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   "KRA PIN", its shape A123456789B), and a number no
   checksum accepts (a typo, or a document without a check digit); the labels include cédula, RFC,
   kad pengenalan, henkilötunnus (inflected), BVN, NIN, NIK, KTP, Emirates ID, Iqama, תעודת זהות.
-  Malaysia's MyKad as printed (700904-01-5309: birth date and birthplace code valid), Finland's
-  henkilötunnus (180784-554T) and Sweden's personnummer with its century (19770330-6758), by their
-  shape and check, anywhere. Singapore's NRIC/FIN (S1234567D)
+  Malaysia's MyKad as printed (700904-01-5309: birth date and birthplace code valid) and Finland's
+  henkilötunnus (180784-554T), by their shape and check, anywhere, when they name a customer aged
+  16 to 100 and are not in a file name. Singapore's NRIC/FIN (S1234567D)
   and Hong Kong's identity card number (A123456(3), the check in brackets or not), which
   python-stdnum lacks, by :mod:`bot.privacy.sg_nric` and :mod:`bot.privacy.hk_hkid` (their published
   check characters): anywhere when the check character matches, unless a labelled reference holds
@@ -79,8 +79,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   joined by dashes or spaces, "12-3456-7890123-00", anywhere); an Indian UPI payment address
   (``name@okaxis``: a handle of NPCI's list, :data:`_UPI_ID`); a Canadian transit-institution-
   account ("41374-001-3220421", anywhere); Norway's account as printed after its label
-  ("Kontonummer 9710.87.74839"); a Brazilian PIX random key (a UUID, in a text naming PIX or a
-  "chave").
+  ("Kontonummer 9710.87.74839"); a Brazilian PIX random key (a UUID after "chave pix", "pix key"
+  or "chave aleatória", or in a text naming a "chave").
 - cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code (and translations, and "the 3 digits / three
   numbers on the back (of my card)") + 3-4 digits.
 - pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits, also being set or changed
@@ -217,9 +217,9 @@ Dates, times, ISO and unix timestamps (10 digits, 13-digit milliseconds), amount
 locale grouping (``£1,250.00``, ``1.250.000,00 €``, ``1 250 000 EUR``, ``12 500,50 €``, ``CHF
 1'250.00``), percentages, IPv4 addresses, versions (``v2.13.0``, ``20261130-054108-c2db79``) and
 labelled order/reference/ticket/invoice/transaction/case/SKU numbers ("transaction reference no.
-402918374650", "the reference number is 7781234490", "the confirmation # for the bill payment is
-4417 2093 8815", "REF-88213047", Sweden's OCR and Norway's KID numbers, "lainanumero", "no
-transaksi", "nombor rujukan"; never past a word of the sentence: in "the
+402918374650", "the reference number is 7781234490", "REF-88213047", Sweden's OCR number and
+Norway's KID-nummer, "lainanumero", "no transaksi", "nombor rujukan"; never past a word of the
+sentence: in "the
 payment was 4532 ..." the card is not the payment's reference) are *protected*: the weak
 detectors (national-format phones, bare 8-digit accounts, bare sort codes and SSNs, identity numbers a
 single check digit validates, and ``[NUMBER]``) give way to them; a card-shaped number failing Luhn
@@ -794,23 +794,22 @@ _LINE_BREAK = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 def _with_line_breaks(text: str, norm: _Normalised) -> str | None:
     """``norm.text`` with "\n" where ``text`` breaks its line; None when it does not (the common case)."""
     breaks = [m.start() for m in _LINE_BREAK.finditer(text)]
-    if not breaks:
-        return None
-    chars = list(norm.text)
-    for at in breaks:
-        i = at if norm.source is None else bisect.bisect_left(norm.source, at)
-        if i < len(chars) and (norm.source is None or norm.source[i] == at):
-            chars[i] = "\n"
-    return "".join(chars)
+    return _put_back(norm.text, norm, breaks, "\n") if breaks else None
 
 
 def _with_tabs(text: str, norm: _Normalised, lines: str | None) -> str:
     """``lines`` (or ``norm.text``) with "\t" where ``text`` has a tab."""
-    chars = list(norm.text if lines is None else lines)
-    for m in re.finditer("\t", text):
-        i = m.start() if norm.source is None else bisect.bisect_left(norm.source, m.start())
-        if i < len(chars) and (norm.source is None or norm.source[i] == m.start()):
-            chars[i] = "\t"
+    tabs = [m.start() for m in re.finditer("\t", text)]
+    return _put_back(norm.text if lines is None else lines, norm, tabs, "\t")
+
+
+def _put_back(normalised: str, norm: _Normalised, positions: list[int], char: str) -> str:
+    """``normalised`` with ``char`` at the characters that came from ``positions`` of the text."""
+    chars = list(normalised)
+    for at in positions:
+        i = at if norm.source is None else bisect.bisect_left(norm.source, at)
+        if i < len(chars) and (norm.source is None or norm.source[i] == at):
+            chars[i] = char
     return "".join(chars)
 
 
@@ -1802,8 +1801,8 @@ _REF_WORDS = [
     r"serial(?:[ ](?:no\.?|number))?",
     # "conf# 285526144", "conf no. 4417..." (a confirmation's number, abbreviated)
     r"conf\.?(?=[ ]?(?:#|no\.?|nr\.?|number))",
-    # Nordic payment references: Sweden's OCR number, Norway's KID (a word in English: only before
-    # six digits or more), and the words for a reference, an invoice or a loan number
+    # Nordic payment references: Sweden's OCR number, Norway's KID-nummer, and the words for a
+    # reference, an invoice or a loan number
     r"ocr(?:-?(?:nummer|nr\.?))?",
     # (only as "KID-nummer", "KID-nr": "kid" alone is a child, "my kid 07911123456")
     r"kid-?(?:nummer|nr\.?)",

@@ -360,16 +360,8 @@ class TelegramChannel:
         if not DEEP_LINK_PAYLOAD.fullmatch(payload) or not ENTRY_ID_PATTERN.match(payload):
             await self._say(dialect.address_of(message), self._help_words())
             return
-        sender = message.from_user or message.sender_chat or message.chat
-        incoming = Incoming(
-            CHANNEL,
-            dialect.address_of(message),
-            str(sender.id),
-            f"{message.chat.id}:{message.message_id}",
-            entry_choice("", payload).value,
-            linked=payload,
-        )
-        await self._converse(incoming, message.chat, dialect.reply_address(message))
+        message_id = f"{message.chat.id}:{message.message_id}"
+        await self._answer(message, entry_choice("", payload).value, message_id, linked=payload)
 
     async def _human(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """``/human``: a person is asked for; words after the command ("/human my card was stolen")
@@ -459,9 +451,10 @@ class TelegramChannel:
 
     # ------------------------------------------------------------------------------ replies
 
-    async def _answer(self, message: Message, text: str, message_id: str) -> None:
+    async def _answer(self, message: Message, text: str, message_id: str, linked: str | None = None) -> None:
         sender = message.from_user or message.sender_chat or message.chat
-        incoming = Incoming(CHANNEL, dialect.address_of(message), str(sender.id), message_id, text)
+        where = dialect.address_of(message)
+        incoming = Incoming(CHANNEL, where, str(sender.id), message_id, text, linked=linked)
         await self._converse(incoming, message.chat, dialect.reply_address(message))
 
     async def _converse(self, incoming: Incoming, chat: Chat, to: str | None = None) -> None:
