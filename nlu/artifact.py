@@ -223,7 +223,7 @@ def _write_into(
     for name in TOKENIZER_FILES:
         if (encoder_dir / name).is_file():
             shutil.copy2(encoder_dir / name, staging / "encoder" / name)
-    export_onnx(trained.model, trained.memory, staging, quantize=quantize)
+    export_onnx(trained.model, staging, quantize=quantize)
     _write_json(staging / LABELS_FILE, trained.labels)
     _write_memory(staging / MEMORY_FILE, trained.memory)
     _write_memory(staging / BASE_MEMORY_FILE, trained.base_memory)

@@ -144,7 +144,7 @@ class IntentClassifier:
         texts = list(texts)
         # Every text's first window, batched exactly as a text that fits is always read ...
         ids = self._tokenizer.encode(texts)
-        logits, embeddings, similarities = self._run(ids, batch_size)
+        logits, embeddings = self._run(ids, batch_size)
         # ... then the further windows of those that fill it, in batches of their own, so that a
         # long message leaves the results of its short batch-mates untouched.
         long = [i for i, x in enumerate(ids) if self._tokenizer.was_truncated(x)]
@@ -152,12 +152,12 @@ class IntentClassifier:
         extra = [(i, w) for i in long for w in range(1, len(windows[i]))]
         if extra:
             more = self._run([windows[i][w].ids for i, w in extra], batch_size)
-            logits, embeddings, similarities = (
-                np.concatenate([a, b]) for a, b in zip((logits, embeddings, similarities), more, strict=True)
+            logits, embeddings = (
+                np.concatenate([a, b]) for a, b in zip((logits, embeddings), more, strict=True)
             )
         # Row r of the scores is text ``rows[r][0]``'s window ``rows[r][1]``.
         rows = [(i, 0) for i in range(len(texts))] + extra
-        probs, nearest = self.scorer(logits, similarities)
+        probs, nearest = self.scorer.from_embeddings(logits, embeddings)
         # Each text's kept row: its first window, unless a further window's top intent is more probable.
         kept = list(range(len(texts)))
         best = probs.max(axis=1)
@@ -187,8 +187,8 @@ class IntentClassifier:
             )
         return predictions
 
-    def _run(self, ids: list[list[int]], batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(logits, embeddings, similarities)``, one row per token-id list, batched by length
+    def _run(self, ids: list[list[int]], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits, embeddings)``, one row per token-id list, batched by length
         (at most ``batch_size`` lists and :data:`~nlu.tokenization.INFERENCE_BATCH_TOKENS` padded tokens).
 
         A graph whose results depend on batch-mates (int8, see :data:`nlu.runtime.BATCH_INDEPENDENT`)
@@ -204,7 +204,7 @@ class IntentClassifier:
 
         overlapping = alone and len(batches) > 1  # several runs at once (see OnnxRunner)
 
-        def run(batch: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def run(batch: list[int]) -> tuple[np.ndarray, np.ndarray]:
             return self._runner.run(*pad([ids[i] for i in batch]), overlapping=overlapping)
 
         if overlapping:
@@ -213,16 +213,13 @@ class IntentClassifier:
             outputs = [run(batch) for batch in batches]
         logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         embeddings: np.ndarray | None = None
-        similarities: np.ndarray | None = None
-        for batch, (out_logits, out_embeddings, out_similarities) in zip(batches, outputs, strict=True):
-            if embeddings is None or similarities is None:
+        for batch, (out_logits, out_embeddings) in zip(batches, outputs, strict=True):
+            if embeddings is None:
                 embeddings = np.zeros((len(ids), out_embeddings.shape[1]), dtype=np.float32)
-                similarities = np.zeros((len(ids), out_similarities.shape[1]), dtype=np.float32)
             logits[batch] = out_logits
             embeddings[batch] = out_embeddings
-            similarities[batch] = out_similarities
-        assert embeddings is not None and similarities is not None
-        return logits, embeddings, similarities
+        assert embeddings is not None
+        return logits, embeddings
 
     def whole_words(self) -> set[str]:
         """The words of letters the model's tokenizer knows whole (:meth:`TextEncoder.whole_words`)."""

@@ -1,12 +1,16 @@
 """Serving runtime: the intent model exported to ONNX and run by ONNX Runtime.
 
 Eager PyTorch spends most of a single-message call in Python and dispatch overhead. The exported
-graph is optimised with ONNX Runtime's transformer fusions (attention, skip-LayerNorm, GELU), and
-the similarity of the message to every training example in the memory is computed inside the
-same graph, so one ``run`` does all the heavy arithmetic on one thread pool. Dynamic int8
-quantisation of the encoder's matrix multiplications roughly halves latency again on CPUs with
-VNNI; the memory product stays fp32 so similarities keep full precision. The accuracy int8 costs
-is measured when an artifact is written and kept in its metadata; ``fp32`` stays available.
+graph (the encoder and the head: ``logits`` and the pooled, normalised ``embeddings``) is optimised
+with ONNX Runtime's transformer fusions (attention, skip-LayerNorm, GELU). Dynamic int8
+quantisation of its matrix multiplications roughly halves latency again on CPUs with VNNI. The
+accuracy int8 costs is measured when an artifact is written and kept in its metadata; ``fp32``
+stays available.
+
+The message's nearest training examples are read outside the graph (:meth:`nlu.knn.Memory.top`).
+Graphs exported before 2026-12-05 also computed the similarity to every training example as a third
+output; :class:`OnnxRunner` drops that product when it loads one, so an older artifact serves as a
+new one does.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import numpy as np
 from nlu.errors import ArtifactError
 
 if TYPE_CHECKING:
-    from nlu.knn import Memory
     from nlu.model import IntentModel
 
 log = logging.getLogger(__name__)
@@ -41,30 +44,12 @@ PRECISIONS = {"fp32": ONNX_FP32, "int8": ONNX_INT8}
 #: is run one sequence at a time.
 BATCH_INDEPENDENT = frozenset({"fp32"})
 INPUTS = ("input_ids", "attention_mask")
-OUTPUTS = ("logits", "embeddings", "similarities")
+OUTPUTS = ("logits", "embeddings")
+#: The third output of graphs exported before 2026-12-05 (the product with the memory).
+_LEGACY_OUTPUT = "similarities"
 
 
-def _serving_module(model: IntentModel, memory: Memory) -> Any:
-    import torch
-
-    class ServingGraph(torch.nn.Module):
-        """The intent model plus one product with the memory: ``(logits, embeddings, similarities)``."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-            self.register_buffer("memory_t", torch.from_numpy(np.ascontiguousarray(memory.embeddings.T)))
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            logits, embeddings = self.model(input_ids, attention_mask)
-            return logits, embeddings, embeddings @ self.memory_t
-
-    return ServingGraph().eval()
-
-
-def export_onnx(
-    model: IntentModel, memory: Memory, directory: str | Path, quantize: bool = True
-) -> list[Path]:
+def export_onnx(model: IntentModel, directory: str | Path, quantize: bool = True) -> list[Path]:
     """Write ``model.onnx`` (and ``model.int8.onnx``) into ``directory``; return the files written."""
     import torch
 
@@ -77,7 +62,7 @@ def export_onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _serving_module(model, memory),
+            model,
             example,
             str(raw),
             dynamo=False,
@@ -161,19 +146,35 @@ _QUANTIZER_IMPORT = threading.Lock()
 
 
 def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation of every MatMul except the one against the memory."""
+    """Dynamic int8 quantisation of every MatMul."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    graph = onnx.load(str(source), load_external_data=False).graph
-    keep_fp32 = [node.name for node in graph.node if "similarities" in node.output]
     quantize_dynamic(
         str(source),
         str(target),
         weight_type=QuantType.QInt8,
-        nodes_to_exclude=keep_fp32,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
+
+
+def _without_memory_product(path: Path) -> bytes:
+    """A graph exported before 2026-12-05, serialised without its product with the memory (its
+    ``similarities`` output, the MatMul behind it and the memory it read)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    product = [node for node in graph.node if _LEGACY_OUTPUT in node.output]
+    read = {name for node in product for name in node.input}
+    for node in product:
+        graph.node.remove(node)
+    still_read = {name for node in graph.node for name in node.input}
+    for initializer in [i for i in graph.initializer if i.name in read and i.name not in still_read]:
+        graph.initializer.remove(initializer)
+    for output in [o for o in graph.output if o.name == _LEGACY_OUTPUT]:
+        graph.output.remove(output)
+    return bytes(model.SerializeToString())
 
 
 def serving_options(threads: int, *, spin: bool) -> Any:
@@ -233,13 +234,19 @@ class OnnxRunner:
         #: Cores the session's runs use (its intra-op threads).
         self.threads = session_threads(threads)
         try:
+            graph: str | bytes = str(path)
             self._session = ort.InferenceSession(
-                str(path), serving_options(self.threads, spin=True), providers=["CPUExecutionProvider"]
+                graph, serving_options(self.threads, spin=True), providers=["CPUExecutionProvider"]
             )
+            if any(output.name == _LEGACY_OUTPUT for output in self._session.get_outputs()):
+                graph = _without_memory_product(path)
+                self._session = ort.InferenceSession(
+                    graph, serving_options(self.threads, spin=True), providers=["CPUExecutionProvider"]
+                )
             # Runs that overlap come ``threads`` at a time (one per core): each reads on one thread.
             self._overlapping = (
                 ort.InferenceSession(
-                    str(path), serving_options(1, spin=False), providers=["CPUExecutionProvider"]
+                    graph, serving_options(1, spin=False), providers=["CPUExecutionProvider"]
                 )
                 if overlapping
                 else self._session
@@ -250,12 +257,13 @@ class OnnxRunner:
 
     def run(
         self, input_ids: np.ndarray, attention_mask: np.ndarray, overlapping: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(logits, embeddings, similarities to the memory)`` for a padded ``(batch, tokens)``
-        batch. ``overlapping``: other runs of this runner go on at the same time (the session whose
-        threads sleep takes it, when the runner has one); the same results either way."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits, embeddings)``, ``(batch, labels)`` and ``(batch, dim)``, for a padded
+        ``(batch, tokens)`` batch. ``overlapping``: other runs of this runner go on at the same time
+        (the session whose threads sleep takes it, when the runner has one); the same results either
+        way."""
         session = self._overlapping if overlapping else self._session
-        logits, embeddings, similarities = session.run(
+        logits, embeddings = session.run(
             list(OUTPUTS), {"input_ids": input_ids, "attention_mask": attention_mask}
         )
-        return logits, embeddings, similarities
+        return logits, embeddings

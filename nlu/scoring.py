@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nlu.calibration import softmax
-from nlu.knn import Memory, knn_vote, mix
+from nlu.knn import Memory, knn_vote, mix, vote
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,20 @@ class Scorer:
         votes, nearest = knn_vote(
             similarities, self.memory.targets, self.num_labels, self.knn_k, self.knn_tau
         )
+        return (mix(probs, votes, self.knn_weight) if self.knn_weight > 0 else probs), nearest
+
+    def from_embeddings(self, logits: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What ``self(logits, memory.similarities(embeddings))`` gives (to float rounding), reading
+        only each embedding's ``knn_k`` nearest examples (:meth:`nlu.knn.Memory.top`) instead of its
+        similarity to every one. ``logits`` ``(n, num_labels)``, ``embeddings`` ``(n, dim)``
+        normalised; returns ``(probabilities (n, num_labels), nearest similarity (n,))``."""
+        probs = softmax(logits, self.temperature)
+        if self.memory is None:
+            return probs, np.zeros(len(logits), dtype=np.float32)
+        if len(self.memory) == 0:
+            return probs if self.knn_weight <= 0 else mix(
+                probs, np.full_like(probs, 1.0 / self.num_labels), self.knn_weight
+            ), np.zeros(len(logits), dtype=np.float32)
+        sims, ids = self.memory.top(embeddings, max(1, self.knn_k) if self.knn_weight > 0 else 1)
+        votes, nearest = vote(sims, self.memory.targets[ids], self.num_labels, self.knn_tau)
         return (mix(probs, votes, self.knn_weight) if self.knn_weight > 0 else probs), nearest

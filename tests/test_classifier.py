@@ -128,3 +128,40 @@ def test_loading_errors_are_typed(tmp_path: Path, trained_models_dir: Path) -> N
         ModelRegistry(tmp_path).active_path()
     with pytest.raises(ModelNotFoundError, match="invalid model version"):
         ModelRegistry(trained_models_dir).path("../etc")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_graph_exported_with_the_memory_product_serves_as_a_new_one(
+    trained_models_dir: Path, tmp_path: Path, precision: str
+) -> None:
+    """Graphs exported before 2026-12-05 had a third output, every training example's similarity;
+    a bank's older artifact loads without it and predicts as the artifact's own graph does."""
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from nlu.artifact import read_memory
+    from nlu.runtime import PRECISIONS
+
+    source = ModelRegistry(trained_models_dir).active_path()
+    legacy = tmp_path / source.name
+    shutil.copytree(source, legacy)
+    graph_file = legacy / PRECISIONS[precision]
+    model = onnx.load(str(graph_file))
+    memory = read_memory(legacy)
+    model.graph.initializer.append(numpy_helper.from_array(memory.embeddings.T.copy(), "memory_t"))
+    model.graph.node.append(helper.make_node("MatMul", ["embeddings", "memory_t"], ["similarities"]))
+    model.graph.output.append(
+        helper.make_tensor_value_info("similarities", onnx.TensorProto.FLOAT, ["batch", len(memory)])
+    )
+    onnx.save(model, str(graph_file))
+    texts = ["where is my card", "I was charged twice for one coffee", "top up failed"]
+    old = IntentClassifier.load(legacy, precision=precision)
+    assert [o.name for o in old._runner._session.get_outputs()] == ["logits", "embeddings"]
+    new = IntentClassifier.load(source, precision=precision)
+    for a, b in zip(old.predict(texts), new.predict(texts), strict=True):
+        assert a.intent == b.intent
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-6)
+        np.testing.assert_allclose(a.nearest_similarity, b.nearest_similarity, atol=1e-6)

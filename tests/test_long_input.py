@@ -173,15 +173,16 @@ def read_as_before(classifier: IntentClassifier, texts: list[str]) -> tuple[np.n
     runner = OnnxRunner(path / PRECISIONS[classifier.precision])
     ids = tokenizer.encode(texts)
     logits = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)
-    sims: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
     alone = classifier.precision not in BATCH_INDEPENDENT
     batches = [[i] for i in range(len(ids))] if alone else length_sorted_batches([len(x) for x in ids], 64)
     for batch in batches:
-        out_logits, _, out_sims = runner.run(*pad([ids[i] for i in batch]))
-        sims = np.zeros((len(texts), out_sims.shape[1]), dtype=np.float32) if sims is None else sims
-        logits[batch], sims[batch] = out_logits, out_sims
-    assert sims is not None
-    return classifier.scorer(logits, sims)
+        out_logits, out_embeddings = runner.run(*pad([ids[i] for i in batch]))
+        if embeddings is None:
+            embeddings = np.zeros((len(texts), out_embeddings.shape[1]), dtype=np.float32)
+        logits[batch], embeddings[batch] = out_logits, out_embeddings
+    assert embeddings is not None
+    return classifier.scorer.from_embeddings(logits, embeddings)
 
 
 def test_short_texts_are_read_exactly_as_before(
