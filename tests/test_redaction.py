@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.privacy.bench import HOSTILE_SHAPES, bench_redaction
-from bot.privacy.redaction import PLACEHOLDERS, Finding, _compact, _valid, scan
+from bot.privacy.redaction import PLACEHOLDERS, Finding, Scan, _compact, _valid, scan
 from bot.privacy.redaction import redact as redact
 
 # --------------------------------------------------------------------------------------------------
@@ -2340,6 +2340,45 @@ def test_ordinary_messages_near_session_53s_rules_stay(text: str) -> None:
 def test_redacting_twice_changes_nothing_more(text: str) -> None:
     once = redact(text)
     assert redact(once) == once
+
+
+def test_messages_found_clean_are_read_once_and_nothing_personal_is_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``redact`` and ``scan`` remember a clean message (read several times on its way: the secrets
+    check, the policy's memo, the store) and read it once; a message holding personal data is read
+    every time and never kept; a bank's regions read a remembered text anew."""
+    from bot.privacy import redaction
+
+    redaction.configure_regions(())
+    reads: list[str] = []
+    spans = redaction._spans
+
+    def counted(text: str, regions: tuple[str, ...]) -> list[tuple[int, int, object]]:
+        reads.append(text)
+        return spans(text, regions)
+
+    monkeypatch.setattr(redaction, "_spans", counted)
+    known = redaction._KNOWN_CLEAN_MESSAGES
+    clean, personal = "is there a fee for a second card?", "my card is 4111 1111 1111 1111"
+    local = "call 9123 4567 after 6"
+    for _ in range(3):
+        assert redact(clean) == clean and scan(clean) == Scan(clean, ())
+        assert redact(personal) == "my card is [CARD]" and scan(personal).findings
+        assert redact(local) == local
+    assert reads.count(clean) == 1 and reads.count(personal) == 6 and reads.count(local) == 1
+    assert clean in known._texts and not any("4111" in t for t in known._texts)
+    # Regions asked for by name are not the memo's: the text is read in them.
+    assert scan(clean, regions=["GB"]) == Scan(clean, ()) and reads.count(clean) == 2
+    long = "where is my card " * 150  # 2,550 characters: read every time
+    redact(long), redact(long)
+    assert reads.count(long) == 2 and long not in known._texts
+    try:
+        redaction.configure_regions(["sg"])
+        assert local not in known._texts
+        assert redact(local) == "call [PHONE] after 6" and scan(local).findings
+    finally:
+        redaction.configure_regions(())
 
 
 def test_a_clean_text_remembered_under_other_regions_is_read_again() -> None:
