@@ -44,5 +44,7 @@ class Scorer:
                 probs, np.full_like(probs, 1.0 / self.num_labels), self.knn_weight
             ), np.zeros(len(logits), dtype=np.float32)
         sims, ids = self.memory.top(embeddings, max(1, self.knn_k) if self.knn_weight > 0 else 1)
+        if (ids < 0).any():  # a NaN embedding: as every similarity's scoring reads it (NaN throughout)
+            return self(logits, self.memory.similarities(embeddings))
         votes, nearest = vote(sims, self.memory.targets[ids], self.num_labels, self.knn_tau)
         return (mix(probs, votes, self.knn_weight) if self.knn_weight > 0 else probs), nearest

@@ -75,3 +75,32 @@ def test_scoring_from_embeddings_is_scoring_from_every_similarity(batch: int, we
     expected = scorer(logits, np.zeros((batch, 0), dtype=np.float32))
     for got, want in zip(scorer.from_embeddings(logits, embeddings), expected, strict=True):
         np.testing.assert_allclose(got, want, atol=1e-7)
+
+
+def test_a_memory_refuses_queries_of_another_size_and_survives_a_copy() -> None:
+    import copy
+    import pickle
+
+    memory = Memory(_unit(50, 8, 4), np.arange(50) % 3)
+    with pytest.raises(ValueError, match=r"\(n, 8\)"):
+        memory.top(_unit(2, 16, 1), 3)
+    with pytest.raises(ValueError, match=r"\(n, 8\)"):
+        memory.top(np.ones(8, dtype=np.float32), 3)
+    queries = _unit(3, 8, 9)
+    expected = memory.top(queries, 4)
+    for again in (copy.deepcopy(memory), pickle.loads(pickle.dumps(memory))):
+        for got, want in zip(again.top(queries, 4), expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_a_nan_embedding_is_scored_as_every_similarity_scores_it() -> None:
+    memory = Memory(_unit(40, 8, 6).astype(np.float16).astype(np.float32), np.arange(40) % 5)
+    scorer = Scorer(5, 1.0, memory, knn_k=10, knn_tau=0.05, knn_weight=0.3)
+    embeddings = np.vstack([_unit(1, 8, 2), np.full((1, 8), np.nan, dtype=np.float32)])
+    logits = np.zeros((2, 5), dtype=np.float32)
+    probs, nearest = scorer.from_embeddings(logits, embeddings)
+    want_probs, want_nearest = scorer(logits, memory.similarities(embeddings))
+    np.testing.assert_allclose(nearest[0], want_nearest[0], atol=1e-6)
+    np.testing.assert_array_equal(np.isnan(probs), np.isnan(want_probs))
+    assert np.isnan(probs[1]).all() and np.isnan(nearest[1]) and not np.isnan(probs[0]).any()
+    np.testing.assert_allclose(probs[0], want_probs[0], atol=1e-6)

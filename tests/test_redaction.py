@@ -2116,13 +2116,13 @@ def test_recurring_texts_are_remembered_only_when_clean_and_forgotten_when_regio
     known = redaction._KNOWN_CLEAN
     for text in ("card_arrival", "web", "m_9f3a2b1c5d6e7f80", "card 4111 1111 1111 1111", "x" * 300):
         assert redaction.redact_recurring(text) == redact(text)
-    assert "card_arrival" in known._texts and "web" in known._texts
-    assert not any("4111" in t for t in known._texts) and "x" * 300 not in known._texts
+    assert "card_arrival" in known._state[0] and "web" in known._state[0]
+    assert not any("4111" in t for t in known._state[0]) and "x" * 300 not in known._state[0]
     local = "call 9123 4567 after 6"
-    assert redaction.redact_recurring(local) == local and local in known._texts
+    assert redaction.redact_recurring(local) == local and local in known._state[0]
     try:
         redaction.configure_regions(["sg"])
-        assert local not in known._texts
+        assert local not in known._state[0]
         assert redaction.redact_recurring(local) == "call [PHONE] after 6"
     finally:
         redaction.configure_regions(())
@@ -2367,18 +2367,25 @@ def test_messages_found_clean_are_read_once_and_nothing_personal_is_remembered(
         assert redact(personal) == "my card is [CARD]" and scan(personal).findings
         assert redact(local) == local
     assert reads.count(clean) == 1 and reads.count(personal) == 6 and reads.count(local) == 1
-    assert clean in known._texts and not any("4111" in t for t in known._texts)
+    assert clean in known._state[0] and not any("4111" in t for t in known._state[0])
     # Regions asked for by name are not the memo's: the text is read in them.
     assert scan(clean, regions=["GB"]) == Scan(clean, ()) and reads.count(clean) == 2
     long = "where is my card " * 150  # 2,550 characters: read every time
     redact(long), redact(long)
-    assert reads.count(long) == 2 and long not in known._texts
+    assert reads.count(long) == 2 and long not in known._state[0]
     try:
         redaction.configure_regions(["sg"])
-        assert local not in known._texts
+        assert local not in known._state[0]
         assert redact(local) == "call [PHONE] after 6" and scan(local).findings
     finally:
         redaction.configure_regions(())
+    # Not kept more than two minutes: the memo empties once its oldest text is that old.
+    redact(clean)
+    started = known._state[2]
+    monkeypatch.setattr(redaction.time, "monotonic", lambda: started + 121.0)
+    assert not known.is_clean(clean)
+    redact(clean)
+    assert reads.count(clean) == 4 and known._state[2] == started + 121.0
 
 
 def test_a_clean_text_remembered_under_other_regions_is_read_again() -> None:
@@ -2391,10 +2398,17 @@ def test_a_clean_text_remembered_under_other_regions_is_read_again() -> None:
     local = "call 9123 4567 after 6"
     assert redaction.redact_recurring(local) == local
     try:
+        old = redaction._regions
         redaction.configure_regions(["sg"])
-        redaction._KNOWN_CLEAN._texts[local] = None  # as a late writer under the old regions would
-        redaction._KNOWN_CLEAN._regions = ()
+        for known in (redaction._KNOWN_CLEAN, redaction._KNOWN_CLEAN_MESSAGES):
+            # A late writer that read the text under the old regions, after a reader under the new
+            # ones started the memo afresh (a reviewer's second finding): not kept.
+            assert not known.is_clean("hello")
+            known.remember_if_clean("hello", "hello", redaction._regions)
+            known.remember_if_clean(local, local, old)
+            assert local not in known._state[0] and "hello" in known._state[0]
         assert redaction.redact_recurring(local) == "call [PHONE] after 6"
+        assert redact(local) == "call [PHONE] after 6"
     finally:
         redaction.configure_regions(())
 

@@ -263,6 +263,8 @@ import bisect
 import datetime
 import itertools
 import re
+import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -418,27 +420,31 @@ def configure_regions(bank_regions: Sequence[str]) -> tuple[str, ...]:
 
 class _KnownClean:
     """Texts :func:`redact` left unchanged, remembered so that they are not read again; a text it
-    changed is never kept (nothing personal stays in memory). Remembered for the phone regions they
-    were read in: emptied when :func:`configure_regions` changes them (as the module's other caches
-    are) and whenever the regions in force are not those (a text read under the old regions by
-    another thread while they changed is not kept: a reviewer's finding), and whole when full
-    (recurring texts come back at once). ``longest``: the longest text remembered (characters);
-    ``size``: how many are."""
+    changed is never kept (nothing personal it finds stays in memory). Remembered for the phone
+    regions they were read in: emptied when :func:`configure_regions` changes them (as the module's
+    other caches are), and a text read under other regions than those in force when it would be
+    remembered is not kept (a text read under the old regions by another thread while they changed:
+    a reviewer's finding, twice). Emptied whole when full (recurring texts come back at once) and,
+    with ``max_age``, once its oldest text is that many seconds old. ``longest``: the longest text
+    remembered (characters); ``size``: how many are. Thread-safe: writers take a lock; a reader
+    reads one snapshot of (texts, regions, since)."""
 
-    def __init__(self, longest: int, size: int) -> None:
+    def __init__(self, longest: int, size: int, max_age: float | None = None) -> None:
         self.longest = longest
         self.size = size
-        self._texts: dict[str, None] = {}
-        self._regions: tuple[str, ...] | None = None
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._state: tuple[dict[str, None], tuple[str, ...] | None, float] = ({}, None, 0.0)
 
     def redact(self, text: str) -> str:
         return text if self.is_clean(text) else self.read(text)
 
     def is_clean(self, text: str) -> bool:
         """Whether ``text`` was found clean before, under the regions in force."""
-        if self._regions is not _regions:
-            self._texts, self._regions = {}, _regions  # a new dict: a late writer's insert is lost
-        return text in self._texts
+        texts, regions, since = self._state
+        if regions is not _regions or (self.max_age is not None and time.monotonic() - since > self.max_age):
+            return False
+        return text in texts
 
     def read(self, text: str) -> str:
         """:func:`redact` of ``text``, read now, remembered if clean."""
@@ -448,18 +454,27 @@ class _KnownClean:
         return cleaned
 
     def remember_if_clean(self, text: str, cleaned: str, regions: tuple[str, ...]) -> None:
-        """Remember ``text`` when ``cleaned`` (what it was read as, in ``regions``) is the text itself."""
-        if cleaned != text or len(text) > self.longest or regions is not _regions:
+        """Remember ``text`` when ``cleaned`` (what it was read as, in ``regions``) is the text itself
+        and ``regions`` are still those in force."""
+        if cleaned != text or len(text) > self.longest:
             return
-        if self._regions is not regions:
-            self._texts, self._regions = {}, regions
-        texts = self._texts
-        if len(texts) >= self.size:
-            texts.clear()
-        texts[text] = None
+        with self._lock:
+            if regions is not _regions:
+                return
+            texts, remembered, since = self._state
+            now = time.monotonic()
+            if (
+                remembered is not regions
+                or len(texts) >= self.size
+                or (self.max_age is not None and now - since > self.max_age)
+            ):
+                texts = {}
+                self._state = (texts, regions, now)
+            texts[text] = None
 
     def cache_clear(self) -> None:
-        self._texts, self._regions = {}, None
+        with self._lock:
+            self._state = ({}, None, 0.0)
 
 
 #: Log records' fields (a channel, a route, an intent, a model version): short and recurring.
@@ -467,8 +482,11 @@ _KNOWN_CLEAN = _KnownClean(longest=200, size=4096)
 #: Messages and answers: one message's text is read several times on its way (the secrets check,
 #: the policy's memo of readings, the store) and a knowledge base's answers recur. A clean one is read
 #: once: 5 readings a message before, each 50 us for a Banking77 question and 560 us for a starter
-#: answer (453 characters on average; 2 cores, AMD EPYC, 2026-12-05). At most 2 MB of text.
-_KNOWN_CLEAN_MESSAGES = _KnownClean(longest=2000, size=1024)
+#: answer (453 characters on average; 2 cores, AMD EPYC, 2026-12-05). At most 1,024 texts of 2,000
+#: characters (2 million characters: 8 MB if every one is an emoji), none kept more than two minutes,
+#: as the policy's memo of readings (names and street addresses are not among what redaction finds,
+#: so a message holding only those counts as clean).
+_KNOWN_CLEAN_MESSAGES = _KnownClean(longest=2000, size=1024, max_age=120.0)
 
 
 def redact_recurring(text: str) -> str:
