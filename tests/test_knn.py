@@ -104,3 +104,15 @@ def test_a_nan_embedding_is_scored_as_every_similarity_scores_it() -> None:
     np.testing.assert_array_equal(np.isnan(probs), np.isnan(want_probs))
     assert np.isnan(probs[1]).all() and np.isnan(nearest[1]) and not np.isnan(probs[0]).any()
     np.testing.assert_allclose(probs[0], want_probs[0], atol=1e-6)
+
+
+def test_a_bulk_search_on_every_core_reads_each_query_as_alone() -> None:
+    from nlu.knn import _BULK
+
+    memory = Memory(_unit(2000, 32, 11).astype(np.float16).astype(np.float32), np.arange(2000) % 9)
+    queries = _unit(_BULK + 44, 32, 12)
+    sims, ids = memory.top(queries, 10)
+    for i in (0, 1, _BULK - 1, _BULK + 43):
+        alone_sims, alone_ids = memory.top(queries[i : i + 1], 10)
+        np.testing.assert_array_equal(sims[i], alone_sims[0])
+        np.testing.assert_array_equal(ids[i], alone_ids[0])
