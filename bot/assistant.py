@@ -145,6 +145,8 @@ def build_policy(
     base_memory = read_base_memory(path) if classifier.info.base_encoder == kb.embedder.name else None
     if base_memory is not None and base_memory.embeddings.shape[1] != kb.embedder.dim:
         base_memory = None
+    if base_memory is not None:
+        base_memory.prepare()  # its search index now, not on the first message
     policy = AnswerPolicy(
         classifier,
         kb,

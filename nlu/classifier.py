@@ -112,7 +112,7 @@ class IntentClassifier:
         scorer = Scorer(
             len(labels),
             info.temperature,
-            read_memory(path),
+            read_memory(path).prepare(),
             int(config.get("knn_k", 10)),
             float(config.get("knn_tau", 0.05)),
             float(config.get("knn_weight", 0.0)),

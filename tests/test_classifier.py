@@ -160,6 +160,7 @@ def test_a_graph_exported_with_the_memory_product_serves_as_a_new_one(
     texts = ["where is my card", "I was charged twice for one coffee", "top up failed"]
     old = IntentClassifier.load(legacy, precision=precision)
     assert [o.name for o in old._runner._session.get_outputs()] == ["logits", "embeddings"]
+    assert old.scorer.memory is not None and old.scorer.memory._index  # searched from the first message
     new = IntentClassifier.load(source, precision=precision)
     for a, b in zip(old.predict(texts), new.predict(texts), strict=True):
         assert a.intent == b.intent

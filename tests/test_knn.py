@@ -116,3 +116,12 @@ def test_a_bulk_search_on_every_core_reads_each_query_as_alone() -> None:
         alone_sims, alone_ids = memory.top(queries[i : i + 1], 10)
         np.testing.assert_array_equal(sims[i], alone_sims[0])
         np.testing.assert_array_equal(ids[i], alone_ids[0])
+
+
+def test_prepare_builds_the_index_before_the_first_query() -> None:
+    memory = Memory(_unit(30, 8, 13), np.arange(30) % 3)
+    assert not memory._index
+    assert memory.prepare() is memory and len(memory._index) == 1
+    index = memory._index[0]
+    memory.top(_unit(1, 8, 14), 2)
+    assert memory._index == [index]  # built once
