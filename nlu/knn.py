@@ -130,11 +130,12 @@ def knn_vote(
     similarities: np.ndarray, targets: np.ndarray, num_labels: int, k: int, tau: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, nearest_similarity)`` per row of ``similarities`` (queries x memory)."""
-    n = len(similarities)
-    if similarities.shape[1] == 0:
-        return np.full((n, num_labels), 1.0 / num_labels, dtype=np.float32), np.zeros(n, dtype=np.float32)
     k = min(k, similarities.shape[1])
-    top = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
+    top = (
+        np.argpartition(-similarities, k - 1, axis=1)[:, :k]
+        if k > 0
+        else np.zeros((len(similarities), 0), dtype=np.int64)
+    )
     return vote(np.take_along_axis(similarities, top, axis=1), targets[top], num_labels, tau)
 
 

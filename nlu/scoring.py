@@ -36,15 +36,12 @@ class Scorer:
         only each embedding's ``knn_k`` nearest examples (:meth:`nlu.knn.Memory.top`) instead of its
         similarity to every one. ``logits`` ``(n, num_labels)``, ``embeddings`` ``(n, dim)``
         normalised; returns ``(probabilities (n, num_labels), nearest similarity (n,))``."""
-        probs = softmax(logits, self.temperature)
         if self.memory is None:
-            return probs, np.zeros(len(logits), dtype=np.float32)
-        if len(self.memory) == 0:
-            return probs if self.knn_weight <= 0 else mix(
-                probs, np.full_like(probs, 1.0 / self.num_labels), self.knn_weight
-            ), np.zeros(len(logits), dtype=np.float32)
+            return self(logits, np.zeros((len(logits), 0), dtype=np.float32))
+        # An empty memory gives no neighbours (k of 0): the uniform vote, as every similarity's scoring.
         sims, ids = self.memory.top(embeddings, max(1, self.knn_k) if self.knn_weight > 0 else 1)
         if (ids < 0).any():  # a NaN embedding: as every similarity's scoring reads it (NaN throughout)
             return self(logits, self.memory.similarities(embeddings))
         votes, nearest = vote(sims, self.memory.targets[ids], self.num_labels, self.knn_tau)
+        probs = softmax(logits, self.temperature)
         return (mix(probs, votes, self.knn_weight) if self.knn_weight > 0 else probs), nearest
