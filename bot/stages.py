@@ -12,8 +12,10 @@ Stage names (:data:`STAGES`, in the order a message meets them):
 
 - ``limits``: the abuse limits (:mod:`bot.abuse`);
 - ``store_read``: the redelivery look-up before answering (:meth:`bot.core.TellerCore.replay`);
-- ``classifier``: the fine-tuned intent classifier's pass (tokenising and the ONNX run);
-- ``base_encoder``: the base sentence encoder's pass for retrieval and the scope signal;
+- ``classifier``: the fine-tuned intent classifier's pass (tokenising and the ONNX run; only its
+  upper layers where the base encoder's pass hands it the frozen layers' output, :mod:`nlu.trunk`);
+- ``base_encoder``: the base sentence encoder's pass for retrieval and the scope signal (first, and
+  with the frozen layers' output, where the classifier shares it);
 - ``retrieval``: the knowledge-base search (dense, BM25, fusion);
 - ``signals``: the other evidence (small talk, advice, language, nearest training example);
 - ``policy``: the decision table and the reply (:meth:`bot.policy.AnswerPolicy.decide`);

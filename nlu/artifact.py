@@ -5,7 +5,11 @@ A directory ``<version>/`` holds everything needed to serve, audit and reproduce
     encoder/            fine-tuned encoder (Hugging Face format) and its tokenizer
     head.safetensors    linear head
     model.onnx          encoder + head for ONNX Runtime (fp32)
-    model.int8.onnx     the same, matrix multiplications quantised to int8
+    trunk.onnx          int8: the embeddings and the frozen lowest layers, as the retrieval
+                        encoder computes them (a model with frozen layers, :mod:`nlu.trunk`)
+    upper.int8.onnx     int8: the fine-tuned layers and the head, from the trunk's output
+    model.int8.onnx     int8: the whole model (a model without frozen layers, or written before
+                        2026-12-05)
     labels.json         intent names, in output order
     teller_model.json   version, creation time, training config, data hash, calibration, precision
     metrics.json        dev metrics (accuracy, macro-F1, per intent, confusions, ECE)
@@ -223,7 +227,11 @@ def _write_into(
     for name in TOKENIZER_FILES:
         if (encoder_dir / name).is_file():
             shutil.copy2(encoder_dir / name, staging / "encoder" / name)
-    export_onnx(trained.model, staging, quantize=quantize)
+    from nlu.training import frozen_layers
+
+    export_onnx(
+        trained.model, staging, quantize=quantize, shared_layers=frozen_layers(trained.model, trained.config)
+    )
     _write_json(staging / LABELS_FILE, trained.labels)
     _write_memory(staging / MEMORY_FILE, trained.memory)
     _write_memory(staging / BASE_MEMORY_FILE, trained.base_memory)

@@ -6,6 +6,11 @@ most :data:`~nlu.tokenization.MAX_WINDOWS`), every window is classified, and the
 window with the strongest in-scope evidence, the highest top-intent probability: a customer who
 tells a story before asking is judged on the question, not on the story's start. The prediction
 says how many windows were judged, which one it kept and where that window lies in the text.
+
+An int8 model with frozen lowest layers is served as two graphs (:mod:`nlu.trunk`): its trunk (those
+layers, computed as the retrieval encoder computes them) and its upper layers. ``predict`` takes the
+trunk's output from the caller where the caller has it (``shared``: the retrieval encoder's pass over
+the same message) and computes it otherwise; the answer is the same either way.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from nlu.errors import ArtifactError, InvalidInputError
 from nlu.runtime import BATCH_INDEPENDENT, PRECISIONS, OnnxRunner
 from nlu.scoring import Scorer
 from nlu.tokenization import INFERENCE_BATCH_TOKENS, MAX_CHARS, TextEncoder, length_sorted_batches, pad
+from nlu.trunk import TRUNK_FILE, UPPER_INT8_FILE, Trunk
+
+#: What another pass over a message has of the frozen layers' output (:mod:`nlu.trunk`): the token
+#: ids it read and its ``(tokens, hidden)`` states, used where the classifier reads the same ids.
+SharedTrunk = tuple[Sequence[int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class IntentClassifier:
         tokenizer: TextEncoder,
         scorer: Scorer,
         precision: str,
+        trunk: Trunk | None = None,
     ) -> None:
         self.path = path
         self.info = info
@@ -90,6 +101,8 @@ class IntentClassifier:
         self.scorer = scorer
         self._runner = runner
         self._tokenizer = tokenizer
+        #: The trunk graph of a split model (``runner`` then runs its upper layers), else None.
+        self._trunk = trunk
 
     @classmethod
     def load(
@@ -106,7 +119,12 @@ class IntentClassifier:
             raise ArtifactError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         # Only a graph read message by message runs several at once (see _run).
         overlapping = precision not in BATCH_INDEPENDENT
-        runner = OnnxRunner(path / PRECISIONS[precision], threads=threads, overlapping=overlapping)
+        trunk = None
+        if precision == "int8" and (path / TRUNK_FILE).is_file():
+            runner = OnnxRunner(path / UPPER_INT8_FILE, threads=threads, overlapping=overlapping)
+            trunk = Trunk(path / TRUNK_FILE, runner.threads)
+        else:
+            runner = OnnxRunner(path / PRECISIONS[precision], threads=threads, overlapping=overlapping)
         tokenizer = TextEncoder(path / "encoder" / "tokenizer.json", info.max_length, intents=True)
         config = info.training
         scorer = Scorer(
@@ -117,20 +135,35 @@ class IntentClassifier:
             float(config.get("knn_tau", 0.05)),
             float(config.get("knn_weight", 0.0)),
         )
-        return cls(path, info, labels, runner, tokenizer, scorer, precision)
+        return cls(path, info, labels, runner, tokenizer, scorer, precision, trunk)
 
     @property
     def version(self) -> str:
         return self.info.version
 
-    def predict(self, texts: Sequence[str], top_k: int = 3, batch_size: int = 64) -> list[Prediction]:
+    @property
+    def trunk_key(self) -> str | None:
+        """The key of the frozen layers this classifier starts from (:func:`nlu.trunk.trunk_key`):
+        a pass whose graph carries the same key may hand :meth:`predict` their output. None for a
+        model served whole (fp32, or int8 without frozen layers)."""
+        return self._trunk.key if self._trunk is not None else None
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        top_k: int = 3,
+        batch_size: int = 64,
+        shared: Sequence[SharedTrunk | None] | None = None,
+    ) -> list[Prediction]:
         """Classify ``texts``: one :class:`Prediction` per text, in order, with the ``top_k`` best intents.
 
         A text longer than the model's window is classified window by window (see the module's
         docstring) and predicted by its most confident window. Every window is run in batches of
         at most ``batch_size`` (an int8 model runs each alone: its answer must not depend on what
-        it was batched with, see :meth:`_run`). Raises :class:`InvalidInputError` if any text is
-        empty or not a string.
+        it was batched with, see :meth:`_run`). ``shared`` (one entry per text, from a pass whose
+        graph carries :attr:`trunk_key`) spares a split model its trunk for each text whose first
+        window has the same token ids; it is ignored otherwise. Raises :class:`InvalidInputError`
+        if any text is empty or not a string, ``ValueError`` if ``shared`` is not one per text.
         """
         if isinstance(texts, str):
             raise InvalidInputError("predict() takes a list of messages, not a single string")
@@ -142,9 +175,17 @@ class IntentClassifier:
         if not texts:
             return []
         texts = list(texts)
+        if shared is not None and len(shared) != len(texts):
+            raise ValueError(f"shared has {len(shared)} entries for {len(texts)} texts")
         # Every text's first window, batched exactly as a text that fits is always read ...
         ids = self._tokenizer.encode(texts)
-        logits, embeddings = self._run(ids, batch_size)
+        states: list[np.ndarray | None] | None = None
+        if shared is not None and self._trunk is not None:
+            states = [
+                given[1] if given is not None and list(given[0]) == ids[i] else None
+                for i, given in enumerate(shared)
+            ]
+        logits, embeddings = self._run(ids, batch_size, states)
         # ... then the further windows of those that fill it, in batches of their own, so that a
         # long message leaves the results of its short batch-mates untouched.
         long = [i for i, x in enumerate(ids) if self._tokenizer.was_truncated(x)]
@@ -187,14 +228,19 @@ class IntentClassifier:
             )
         return predictions
 
-    def _run(self, ids: list[list[int]], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        self, ids: list[list[int]], batch_size: int, states: Sequence[np.ndarray | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(logits, embeddings)``, one row per token-id list, batched by length
         (at most ``batch_size`` lists and :data:`~nlu.tokenization.INFERENCE_BATCH_TOKENS` padded tokens).
 
         A graph whose results depend on batch-mates (int8, see :data:`nlu.runtime.BATCH_INDEPENDENT`)
         runs every list alone instead, so a message gets the same answer however busy Teller is:
         several at once (:func:`_alone`; 2 cores, active model's dev split: 193-203 messages/s
-        against 122-127 one after another and 288-310 in batches of 64, 2026-12-01).
+        against 122-127 one after another and 288-310 in batches of 64, 2026-12-01). A split
+        model's trunk reads in batches (its output does not depend on batch-mates) the lists that
+        ``states`` (one ``(tokens, hidden)`` array or None per list) does not cover; its upper
+        layers then read each list alone.
         """
         alone = self.precision not in BATCH_INDEPENDENT
         if alone:
@@ -203,8 +249,14 @@ class IntentClassifier:
             batches = length_sorted_batches([len(x) for x in ids], batch_size, INFERENCE_BATCH_TOKENS)
 
         overlapping = alone and len(batches) > 1  # several runs at once (see OnnxRunner)
+        hidden = self._trunk_states(ids, batch_size, states) if self._trunk is not None else None
 
         def run(batch: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            if hidden is not None:  # alone (a split model is int8): its states as they are
+                (i,) = batch
+                return self._runner.run(
+                    hidden[i][None], np.ones((1, len(ids[i])), dtype=np.int64), overlapping=overlapping
+                )
             return self._runner.run(*pad([ids[i] for i in batch]), overlapping=overlapping)
 
         if overlapping:
@@ -220,6 +272,21 @@ class IntentClassifier:
             embeddings[batch] = out_embeddings
         assert embeddings is not None
         return logits, embeddings
+
+    def _trunk_states(
+        self, ids: list[list[int]], batch_size: int, states: Sequence[np.ndarray | None] | None
+    ) -> list[np.ndarray]:
+        """Each list's ``(tokens, hidden)`` trunk output: from ``states`` where given, else from the
+        trunk graph in batches by length."""
+        assert self._trunk is not None
+        out: list[np.ndarray | None] = list(states) if states is not None else [None] * len(ids)
+        missing = [i for i, state in enumerate(out) if state is None]
+        lengths = [len(ids[i]) for i in missing]
+        for batch in length_sorted_batches(lengths, batch_size, INFERENCE_BATCH_TOKENS):
+            hidden = self._trunk.run(*pad([ids[missing[j]] for j in batch]))
+            for row, j in enumerate(batch):
+                out[missing[j]] = hidden[row, : lengths[j]]
+        return cast(list[np.ndarray], out)
 
     def whole_words(self) -> set[str]:
         """The words of letters the model's tokenizer knows whole (:meth:`TextEncoder.whole_words`)."""

@@ -7,6 +7,10 @@ quantisation of its matrix multiplications roughly halves latency again on CPUs 
 accuracy int8 costs is measured when an artifact is written and kept in its metadata; ``fp32``
 stays available.
 
+A model fine-tuned with frozen lowest layers (the default) is written for int8 as two graphs, its
+trunk and its upper layers, so that the retrieval encoder's pass can stand in for the trunk
+(:mod:`nlu.trunk`).
+
 The message's nearest training examples are read outside the graph (:meth:`nlu.knn.Memory.top`).
 Graphs exported before 2026-12-05 also computed the similarity to every training example as a third
 output; :class:`OnnxRunner` drops that product when it loads one, so an older artifact serves as a
@@ -49,8 +53,12 @@ OUTPUTS = ("logits", "embeddings")
 _LEGACY_OUTPUT = "similarities"
 
 
-def export_onnx(model: IntentModel, directory: str | Path, quantize: bool = True) -> list[Path]:
-    """Write ``model.onnx`` (and ``model.int8.onnx``) into ``directory``; return the files written."""
+def export_onnx(
+    model: IntentModel, directory: str | Path, quantize: bool = True, shared_layers: int = 0
+) -> list[Path]:
+    """Write ``model.onnx`` into ``directory`` and, with ``quantize``, its int8 graphs: with
+    ``shared_layers`` (the frozen lowest layers, see :mod:`nlu.trunk`) ``trunk.onnx`` and
+    ``upper.int8.onnx``, else ``model.int8.onnx``. Returns the files written."""
     import torch
 
     directory = Path(directory)
@@ -75,7 +83,13 @@ def export_onnx(model: IntentModel, directory: str | Path, quantize: bool = True
     optimize_bert_graph(raw, fp32, int(config.num_attention_heads), int(config.hidden_size))
     raw.unlink()
     written = [fp32]
-    if quantize:
+    if quantize and shared_layers > 0:
+        from nlu.trunk import TRUNK_FILE, UPPER_INT8_FILE, export_trunk, export_upper
+
+        export_trunk(model.encoder, shared_layers, directory / TRUNK_FILE)
+        export_upper(model, shared_layers, directory / UPPER_INT8_FILE)
+        written += [directory / TRUNK_FILE, directory / UPPER_INT8_FILE]
+    elif quantize:
         int8 = directory / ONNX_INT8
         _quantize(fp32, int8)
         written.append(int8)
@@ -254,16 +268,20 @@ class OnnxRunner:
         except Exception as exc:  # onnxruntime raises its own untyped errors on a corrupt file
             raise ArtifactError(f"{path}: cannot load ONNX model ({exc})") from None
         self.path = path
+        #: The graph's first input: ``input_ids`` (a whole model's), or ``hidden`` (the upper layers'
+        #: of a split one, :mod:`nlu.trunk`).
+        self.first_input = self._session.get_inputs()[0].name
 
     def run(
         self, input_ids: np.ndarray, attention_mask: np.ndarray, overlapping: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(logits, embeddings)``, ``(batch, labels)`` and ``(batch, dim)``, for a padded
-        ``(batch, tokens)`` batch. ``overlapping``: other runs of this runner go on at the same time
-        (the session whose threads sleep takes it, when the runner has one); the same results either
-        way."""
+        ``(batch, tokens)`` batch (``input_ids``: the token ids, or for an upper graph the trunk's
+        ``(batch, tokens, hidden)`` states). ``overlapping``: other runs of this runner go on at the
+        same time (the session whose threads sleep takes it, when the runner has one); the same
+        results either way."""
         session = self._overlapping if overlapping else self._session
         logits, embeddings = session.run(
-            list(OUTPUTS), {"input_ids": input_ids, "attention_mask": attention_mask}
+            list(OUTPUTS), {self.first_input: input_ids, "attention_mask": attention_mask}
         )
         return logits, embeddings

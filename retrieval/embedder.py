@@ -11,6 +11,7 @@ import numpy as np
 
 from nlu.runtime import WEIGHT_BLOCK
 from nlu.tokenization import TEXT_FORM
+from nlu.trunk import HIDDEN, SHARED_LAYERS, graph_key
 from retrieval.errors import RetrievalError
 
 
@@ -107,10 +108,12 @@ class OnnxSentenceEmbedder:
     #: How texts are read before tokenizing (:data:`nlu.tokenization.TEXT_FORM`): part of
     #: :func:`embedder_variant`, not of :attr:`FILE` (the graph is the same).
     text_form = TEXT_FORM
-    #: The graph's file in ``cache_dir`` (named for its fusions and weights: a cache holding an
-    #: earlier export, ``all-MiniLM-L6-v2.onnx`` or ``.fused.onnx``, exports this one once and leaves
-    #: that one unused).
-    FILE = f"all-MiniLM-L6-v2.fused.{variant}.onnx"
+    #: The graph's file in ``cache_dir`` (named for its fusions, weights and the layer whose output
+    #: it also gives, :data:`nlu.trunk.SHARED_LAYERS`: a cache holding an earlier export,
+    #: ``all-MiniLM-L6-v2.onnx``, ``.fused.onnx`` or ``.fused.w8b64.onnx``, exports this one once and
+    #: leaves that one unused). Its vectors are those of ``.fused.w8b64.onnx`` bit for bit (1,002
+    #: Banking77 questions, 2026-12-05), so :attr:`variant` stays.
+    FILE = f"all-MiniLM-L6-v2.fused.{variant}.h{SHARED_LAYERS}.onnx"
 
     def __init__(self, cache_dir: str | Path, threads: int | None = None, batch_size: int = 64) -> None:
         self.cache_dir = Path(cache_dir)
@@ -139,75 +142,63 @@ class OnnxSentenceEmbedder:
             return self._session, self._tokenizer
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32 unit vectors. Raises :class:`RetrievalError` if the
+        packaged encoder is missing."""
+        return self._embed(texts, states=False)[0]
+
+    @property
+    def trunk_key(self) -> str | None:
+        """The key of the lowest layers' output :meth:`embed_states` also gives
+        (:func:`nlu.trunk.trunk_key`), or None for a graph without it. Loads the graph."""
+        session, _ = self._load()
+        return graph_key(session)
+
+    def embed_states(self, texts: Sequence[str]) -> tuple[np.ndarray, list[tuple[list[int], np.ndarray]]]:
+        """:meth:`embed`'s vectors and, for each text, the token ids read and the ``(tokens,
+        hidden)`` float32 output of the lowest :data:`nlu.trunk.SHARED_LAYERS` layers on the way
+        (an intent classifier with the same :attr:`trunk_key` starts from it). Raises
+        :class:`RetrievalError` as :meth:`embed` does, and for a graph without that output."""
+        if self.trunk_key is None:
+            raise RetrievalError(f"{self.FILE}: this graph gives no {HIDDEN!r} output")
+        vectors, states = self._embed(texts, states=True)
+        return vectors, states
+
+    def _embed(
+        self, texts: Sequence[str], *, states: bool
+    ) -> tuple[np.ndarray, list[tuple[list[int], np.ndarray]]]:
         from nlu.tokenization import INFERENCE_BATCH_TOKENS, length_sorted_batches, pad
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
+            return out, []
         session, tokenizer = self._load()
         ids = tokenizer.encode(list(texts))
+        hidden: list[np.ndarray] = [np.empty(0)] * len(texts) if states else []
+        outputs = ["embeddings", HIDDEN] if states else ["embeddings"]
         for batch in length_sorted_batches([len(x) for x in ids], self._batch_size, INFERENCE_BATCH_TOKENS):
             input_ids, mask = pad([ids[i] for i in batch])
-            (out[batch],) = session.run(["embeddings"], {"input_ids": input_ids, "attention_mask": mask})
-        return out
+            results = session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})
+            out[batch] = results[0]
+            if states:
+                for row, i in enumerate(batch):
+                    hidden[i] = results[1][row, : len(ids[i])]
+        return out, list(zip(ids, hidden, strict=True)) if states else []
 
 
 def export_sentence_encoder(model_dir: Path, path: Path) -> None:
     """Export the sentence-transformers model at ``model_dir`` (transformer, mean pooling) to ONNX at
     ``path``, with ONNX Runtime's BERT fusions applied (where they do not apply, the plain graph,
     which gives the same vectors more slowly, and ``onnx_optimize_skipped`` is logged), its
-    MatMul weights in int8 (:func:`nlu.runtime.quantize_weights`). Nothing is left beside ``path``
-    if the export fails."""
-    import os
-    import warnings
-
-    import torch
+    MatMul weights in int8 (:func:`nlu.runtime.quantize_weights`), and the output of its lowest
+    :data:`nlu.trunk.SHARED_LAYERS` layers beside the vectors (:func:`nlu.trunk.export_encoder_with_trunk`).
+    Nothing is left beside ``path`` if the export fails."""
     from sentence_transformers import SentenceTransformer
 
-    from nlu.model import mean_pool, quiet_transformers
-    from nlu.runtime import optimize_bert_graph, quantize_weights
+    from nlu.model import quiet_transformers
+    from nlu.trunk import export_encoder_with_trunk
 
     with quiet_transformers():
         st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     first: Any = st[0]
-    transformer: Any = first.auto_model.eval()
-    transformer.config._attn_implementation = "eager"
-
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.transformer = transformer
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            return mean_pool(hidden, attention_mask)
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fused = path.with_name(f".{path.name}.{os.getpid()}.fused.tmp")
-    weights = path.with_name(f".{path.name}.{os.getpid()}.w8.tmp")
-    example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                Pooled().eval(),
-                example,
-                str(staging),
-                dynamo=False,
-                input_names=["input_ids", "attention_mask"],
-                output_names=["embeddings"],
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "tokens"},
-                    "attention_mask": {0: "batch", 1: "tokens"},
-                    "embeddings": {0: "batch"},
-                },
-                opset_version=17,
-            )
-        config = transformer.config
-        optimize_bert_graph(staging, fused, int(config.num_attention_heads), int(config.hidden_size))
-        quantize_weights(fused, weights)
-        os.replace(weights, path)
-    finally:
-        for left in (staging, fused, weights):
-            left.unlink(missing_ok=True)
+    export_encoder_with_trunk(first.auto_model, path)

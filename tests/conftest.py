@@ -89,28 +89,32 @@ def toy_csv(tmp_path_factory: pytest.TempPathFactory, toy_rows: list[tuple[str, 
     return write_csv(tmp_path_factory.mktemp("data") / "toy.csv", toy_rows)
 
 
-@pytest.fixture(scope="session")
-def trained_models_dir(
-    tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, toy_csv: Path
-) -> Path:
-    """A models directory holding one active artifact trained on the toy corpus with the tiny BERT."""
+def train_toy_model(models: Path, encoder_dir: Path, data: Path, frozen_layer_share: float = 0.0) -> Path:
+    """Train the toy corpus on the tiny BERT into (and activate it in) ``models``; return ``models``."""
     from nlu.data import load_corpus
     from nlu.pipeline import train_and_register
     from nlu.registry import ModelRegistry
     from nlu.training import TrainConfig
 
-    models = tmp_path_factory.mktemp("models")
-    # Random weights: all of the tiny BERT trains (the real encoder keeps its lowest half as pre-trained).
     config = TrainConfig(
         epochs=3,
         batch_size=8,
         learning_rate=1e-3,
         head_learning_rate=1e-3,
         dev_fraction=0.25,
-        frozen_layer_share=0.0,
+        frozen_layer_share=frozen_layer_share,
     )
-    train_and_register(load_corpus([toy_csv]), ModelRegistry(models), config, encoder_dir=tiny_encoder_dir)
+    train_and_register(load_corpus([data]), ModelRegistry(models), config, encoder_dir=encoder_dir)
     return models
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(
+    tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, toy_csv: Path
+) -> Path:
+    """A models directory holding one active artifact trained on the toy corpus with the tiny BERT."""
+    # Random weights: all of the tiny BERT trains (the real encoder keeps its lowest half as pre-trained).
+    return train_toy_model(tmp_path_factory.mktemp("models"), tiny_encoder_dir, toy_csv)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -84,4 +84,18 @@ def test_real_encoder_fine_tunes_to_a_useful_model(
     balance = json.loads(result.stdout)
     assert (balance["route"], balance["rule"]) == ("smalltalk", "smalltalk"), balance["reason"]
     assert "can't see your accounts" in balance["answer"]
+
+    # The frozen layers are the retrieval encoder's: the served policy shares its pass with the
+    # classifier (nlu.trunk), and the classifier's answers are the very same either way.
+    from bot.assistant import build_policy
+
+    policy = build_policy(get_settings())
+    embedder = policy.kb.embedder
+    assert policy.classifier.trunk_key is not None
+    assert policy.classifier.trunk_key == getattr(embedder, "trunk_key", None)
+    texts = ["where is my new card", "I lost my debit card", "what rate do you give for dollars"]
+    vectors, states = embedder.embed_states(texts)  # type: ignore[attr-defined]
+    assert (vectors == embedder.embed(texts)).all()
+    alone, shared = policy.classifier.predict(texts), policy.classifier.predict(texts, shared=states)
+    assert [p.to_dict() for p in alone] == [p.to_dict() for p in shared]
     get_settings.cache_clear()

@@ -1,0 +1,190 @@
+"""A model with frozen lowest layers, served as trunk and upper graphs that share the retrieval
+encoder's pass (:mod:`nlu.trunk`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nlu import IntentClassifier, ModelRegistry
+from nlu.classifier import Prediction
+from nlu.tokenization import TextEncoder, pad
+from nlu.trunk import HIDDEN, TRUNK_FILE, UPPER_INT8_FILE, export_encoder_with_trunk, graph_key, trunk_key
+from tests.conftest import train_toy_model
+
+
+@pytest.fixture(scope="module")
+def split_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, toy_csv: Path) -> Path:
+    """The toy corpus on the tiny BERT with its lower layer frozen (1 of 2), as the real encoder
+    keeps 3 of 6."""
+    return train_toy_model(tmp_path_factory.mktemp("split-models"), tiny_encoder_dir, toy_csv, 0.5)
+
+
+@pytest.fixture(scope="module")
+def split(split_models_dir: Path) -> IntentClassifier:
+    return IntentClassifier.load(ModelRegistry(split_models_dir).active_path())
+
+
+@pytest.fixture(scope="module")
+def encoder_graph(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    """The tiny BERT as the retrieval encoder's graph is written: vectors and its lowest layer's output."""
+    from nlu.model import _load_encoder
+
+    path = tmp_path_factory.mktemp("encoder-graph") / "tiny.onnx"
+    export_encoder_with_trunk(_load_encoder(tiny_encoder_dir), path, layers=1)
+    return path
+
+
+def _shared(
+    encoder_graph: Path, tiny_encoder_dir: Path, texts: list[str]
+) -> list[tuple[list[int], np.ndarray]]:
+    """What the retrieval encoder's pass hands the classifier: ids as it reads them, and states."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(encoder_graph), providers=["CPUExecutionProvider"])
+    ids = TextEncoder(tiny_encoder_dir / "tokenizer.json", max_length=256).encode(texts)
+    out = []
+    for x in ids:
+        _, hidden = session.run(
+            ["embeddings", HIDDEN], dict(zip(("input_ids", "attention_mask"), pad([x]), strict=True))
+        )
+        out.append((x, hidden[0]))
+    return out
+
+
+def _same(a: list[Prediction], b: list[Prediction]) -> bool:
+    return all(
+        x.to_dict() == y.to_dict() and np.array_equal(x.embedding, y.embedding)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+TEXTS = [
+    "my card still hasn't arrived",
+    "what is the exchange rate for euros",
+    "I lost my debit card yesterday",  # the classifier reads "debit" blanked: its ids differ
+    "top up failed again " * 40,  # beyond the classifier's 128 tokens: read in windows
+]
+
+
+def test_a_model_with_frozen_layers_is_written_as_trunk_and_upper(
+    split_models_dir: Path, tiny_encoder_dir: Path
+) -> None:
+    from nlu.model import _load_encoder
+
+    path = ModelRegistry(split_models_dir).active_path()
+    assert (path / TRUNK_FILE).is_file() and (path / UPPER_INT8_FILE).is_file()
+    assert not (path / "model.int8.onnx").exists()
+    classifier = IntentClassifier.load(path)
+    # The frozen layer is the base encoder's, weight for weight: the same key as its own graph's.
+    assert classifier.trunk_key == trunk_key(_load_encoder(tiny_encoder_dir), 1)
+    assert IntentClassifier.load(path, precision="fp32").trunk_key is None
+
+
+def test_a_model_without_frozen_layers_has_no_trunk(trained_models_dir: Path) -> None:
+    path = ModelRegistry(trained_models_dir).active_path()
+    assert (path / "model.int8.onnx").is_file() and not (path / TRUNK_FILE).exists()
+    assert IntentClassifier.load(path).trunk_key is None
+
+
+def test_the_split_model_answers_alike_alone_and_batched(
+    split: IntentClassifier, toy_rows: list[tuple[str, str]]
+) -> None:
+    texts = [t for t, _ in toy_rows][:30] + TEXTS
+    alone = [split.predict_one(t) for t in texts]
+    assert _same(alone, split.predict(texts, batch_size=7))
+    assert _same(alone, split.predict(texts[::-1])[::-1])
+
+
+def test_the_encoders_states_give_the_very_same_answers(
+    split: IntentClassifier, encoder_graph: Path, tiny_encoder_dir: Path
+) -> None:
+    import onnxruntime as ort
+
+    assert (
+        graph_key(ort.InferenceSession(str(encoder_graph), providers=["CPUExecutionProvider"]))
+        == split.trunk_key
+    )
+    shared = _shared(encoder_graph, tiny_encoder_dir, TEXTS)
+    assert _same(split.predict(TEXTS), split.predict(TEXTS, shared=shared))
+
+
+def test_states_are_used_only_for_the_same_token_ids(
+    split: IntentClassifier, encoder_graph: Path, tiny_encoder_dir: Path
+) -> None:
+    shared = _shared(encoder_graph, tiny_encoder_dir, TEXTS)
+    noise = [(ids, np.random.default_rng(0).normal(size=h.shape).astype(np.float32) * 5) for ids, h in shared]
+    mixed = split.predict(TEXTS, shared=noise)
+    plain = split.predict(TEXTS)
+    # The first two are read with the same ids: the noise is what the classifier read ...
+    assert not _same(mixed[:2], plain[:2])
+    # ... the "debit card" message (blanked for the classifier) and the long one (256 against 128
+    # tokens) are not: the classifier ran its own trunk for them.
+    assert _same(mixed[2:], plain[2:])
+
+
+def test_shared_states_must_be_one_per_text(split: IntentClassifier) -> None:
+    with pytest.raises(ValueError, match="2 entries for 1 texts"):
+        split.predict(["my card"], shared=[None, None])
+    assert _same(split.predict(["my card"], shared=[None]), split.predict(["my card"]))
+
+
+class _TinyEncoder:
+    """The retrieval encoder's interface over the tiny BERT's graph (vectors and trunk states)."""
+
+    def __init__(self, graph: Path, tokenizer: Path, key: str | None) -> None:
+        import onnxruntime as ort
+
+        self._session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        self._tokenizer = TextEncoder(tokenizer, max_length=256)
+        self.trunk_key = key
+        self.calls: list[str] = []
+
+    def _run(self, texts: list[str]) -> tuple[np.ndarray, list[tuple[list[int], np.ndarray]]]:
+        ids = self._tokenizer.encode(texts)
+        vectors, states = [], []
+        for x in ids:
+            vector, hidden = self._session.run(
+                ["embeddings", HIDDEN], dict(zip(("input_ids", "attention_mask"), pad([x]), strict=True))
+            )
+            vectors.append(vector[0])
+            states.append((x, hidden[0]))
+        return np.array(vectors), states
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append("embed")
+        return self._run(list(texts))[0]
+
+    def embed_states(self, texts: list[str]) -> tuple[np.ndarray, list[tuple[list[int], np.ndarray]]]:
+        self.calls.append("embed_states")
+        return self._run(list(texts))
+
+
+def test_the_policy_reads_each_message_once_where_the_encoders_share_a_trunk(
+    split: IntentClassifier, encoder_graph: Path, tiny_encoder_dir: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from bot.policy import AnswerPolicy
+
+    def encode(key: str | None) -> tuple[list[Prediction], np.ndarray, list[str]]:
+        encoder = _TinyEncoder(encoder_graph, tiny_encoder_dir / "tokenizer.json", key)
+        policy = SimpleNamespace(
+            classifier=split,
+            kb=SimpleNamespace(embedder=encoder),
+            read=lambda texts, served: list(texts),
+            _trunk_shared=None,
+        )
+        policy._shares_trunk = lambda: AnswerPolicy._shares_trunk(policy)  # type: ignore[arg-type]
+        predictions, vectors = AnswerPolicy._encode(policy, TEXTS)  # type: ignore[arg-type]
+        return predictions, vectors, encoder.calls
+
+    shared, shared_vectors, shared_calls = encode(split.trunk_key)
+    apart, apart_vectors, apart_calls = encode("another model's trunk")
+    # One pass of the encoder for all four, then the long message's kept window embedded again ...
+    assert shared_calls == ["embed_states", "embed"] and apart_calls == ["embed"]
+    # ... and the same predictions and vectors as two passes give.
+    assert _same(shared, apart)
+    assert np.array_equal(shared_vectors, apart_vectors)
