@@ -125,6 +125,12 @@ HUMAN_CATEGORY = "human"
 COMPLAINT_CATEGORY = "complaint"
 #: Small-talk categories that hand the conversation to a person (rule ``human``).
 HANDOFF_CATEGORIES = frozenset({HUMAN_CATEGORY, COMPLAINT_CATEGORY})
+#: Messages the base encoder reads at once where it hands the classifier its states
+#: (:meth:`AnswerPolicy._encode`).
+_SHARED_CHUNK = 256
+#: What :meth:`AnswerPolicy._shares_trunk` compares the two passes on.
+_TRUNK_PROBE = "Where is the card I ordered last week? It still has not arrived."
+
 #: The classifier and the knowledge base agree when the bank's own entry for the predicted intent
 #: (not the starter's) is among the knowledge base's best few for the message.
 AGREE_DEPTH = 3
@@ -979,10 +985,15 @@ class AnswerPolicy:
         read = self.read(texts, served)
         if self._shares_trunk():
             embedder = cast(Any, self.kb.embedder)
-            with timed("base_encoder"):
-                vectors, states = embedder.embed_states(read)
-            with timed("classifier"):
-                predictions = self.classifier.predict(read, shared=states)
+            predictions, parts = [], []
+            for start in range(0, len(read), _SHARED_CHUNK):  # states held at once stay bounded
+                chunk = read[start : start + _SHARED_CHUNK]
+                with timed("base_encoder"):
+                    vectors, states = embedder.embed_states(chunk)
+                with timed("classifier"):
+                    predictions += self.classifier.predict(chunk, shared=states)
+                parts.append(vectors)
+            vectors = np.concatenate(parts)
             again = [i for i, p in enumerate(predictions) if p.span is not None]
             if again:
                 with timed("base_encoder"):
@@ -996,12 +1007,19 @@ class AnswerPolicy:
 
     def _shares_trunk(self) -> bool:
         """Whether the knowledge base's encoder computes the classifier's frozen layers as its trunk
-        does (the same :func:`nlu.trunk.trunk_key`), read once per classifier and encoder."""
+        does: the same key (:mod:`nlu.trunk`) and, on a probe message, the same states bit for bit
+        (:meth:`nlu.classifier.IntentClassifier.same_trunk`). Read once per classifier and encoder;
+        a mismatch behind equal keys is logged as ``trunk_not_shared``."""
         classifier, embedder = self.classifier, self.kb.embedder
         known = self._trunk_shared
         if known is None or known[0] is not classifier or known[1] is not embedder:
             wanted = getattr(classifier, "trunk_key", None)  # None: a model served whole
             shared = wanted is not None and getattr(embedder, "trunk_key", None) == wanted
+            if shared:
+                _, states = cast(Any, embedder).embed_states([_TRUNK_PROBE])
+                shared = classifier.same_trunk(states[0])
+                if not shared:
+                    log.warning("trunk_not_shared", extra={"fields": {"model": classifier.version}})
             known = self._trunk_shared = (classifier, embedder, shared)
         return known[2]
 

@@ -228,10 +228,11 @@ def _write_into(
         if (encoder_dir / name).is_file():
             shutil.copy2(encoder_dir / name, staging / "encoder" / name)
     from nlu.training import frozen_layers
+    from nlu.trunk import split_layers
 
-    export_onnx(
-        trained.model, staging, quantize=quantize, shared_layers=frozen_layers(trained.model, trained.config)
-    )
+    frozen = frozen_layers(trained.model, trained.config)
+    shared = split_layers(trained.model, frozen, trained.config.freeze_embeddings) if quantize else 0
+    export_onnx(trained.model, staging, quantize=quantize, shared_layers=shared)
     _write_json(staging / LABELS_FILE, trained.labels)
     _write_memory(staging / MEMORY_FILE, trained.memory)
     _write_memory(staging / BASE_MEMORY_FILE, trained.base_memory)

@@ -85,7 +85,7 @@ def run_benchmark(
         latency_ms_mean=round(float(lat.mean()), 3),
         batch_messages=len(batch),
         # An int8 model reads each message alone, however many come (nlu.runtime.BATCH_INDEPENDENT);
-        # a split one's trunk reads them in batches of batch_size (nlu.trunk).
+        # a split one (nlu.trunk) reads them alone in its upper layers, in batches in its trunk.
         batch_size=batch_size if classifier.precision in BATCH_INDEPENDENT else 1,
         throughput_per_s=round(throughput, 1),
         rss_before_load_mb=round(rss_before, 1),

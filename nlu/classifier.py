@@ -33,6 +33,7 @@ from nlu.trunk import TRUNK_FILE, UPPER_INT8_FILE, Trunk
 
 #: What another pass over a message has of the frozen layers' output (:mod:`nlu.trunk`): the token
 #: ids it read and its ``(tokens, hidden)`` states, used where the classifier reads the same ids.
+#: (A caller checks them once with :meth:`IntentClassifier.same_trunk`.)
 SharedTrunk = tuple[Sequence[int], np.ndarray]
 
 
@@ -120,7 +121,7 @@ class IntentClassifier:
         # Only a graph read message by message runs several at once (see _run).
         overlapping = precision not in BATCH_INDEPENDENT
         trunk = None
-        if precision == "int8" and (path / TRUNK_FILE).is_file():
+        if precision == "int8" and (path / UPPER_INT8_FILE).is_file():
             runner = OnnxRunner(path / UPPER_INT8_FILE, threads=threads, overlapping=overlapping)
             trunk = Trunk(path / TRUNK_FILE, runner.threads)
         else:
@@ -147,6 +148,17 @@ class IntentClassifier:
         a pass whose graph carries the same key may hand :meth:`predict` their output. None for a
         model served whole (fp32, or int8 without frozen layers)."""
         return self._trunk.key if self._trunk is not None else None
+
+    def same_trunk(self, shared: SharedTrunk) -> bool:
+        """Whether ``shared`` (token ids and their ``(tokens, hidden)`` states from another pass) is
+        what this classifier's own trunk gives for those ids, bit for bit: the check before a
+        caller hands :meth:`predict` such states (keys can agree while kernels do not). False for
+        a model served whole."""
+        if self._trunk is None:
+            return False
+        ids, states = list(shared[0]), np.asarray(shared[1])
+        own = self._trunk.run(*pad([ids]))[0]
+        return bool(own.shape == states.shape and np.array_equal(own, states))
 
     def predict(
         self,
@@ -242,6 +254,8 @@ class IntentClassifier:
         ``states`` (one ``(tokens, hidden)`` array or None per list) does not cover; its upper
         layers then read each list alone.
         """
+        if self._trunk is not None:
+            return self._run_split(ids, batch_size, states)
         alone = self.precision not in BATCH_INDEPENDENT
         if alone:
             batches = [[i] for i in range(len(ids))]
@@ -249,14 +263,8 @@ class IntentClassifier:
             batches = length_sorted_batches([len(x) for x in ids], batch_size, INFERENCE_BATCH_TOKENS)
 
         overlapping = alone and len(batches) > 1  # several runs at once (see OnnxRunner)
-        hidden = self._trunk_states(ids, batch_size, states) if self._trunk is not None else None
 
         def run(batch: list[int]) -> tuple[np.ndarray, np.ndarray]:
-            if hidden is not None:  # alone (a split model is int8): its states as they are
-                (i,) = batch
-                return self._runner.run(
-                    hidden[i][None], np.ones((1, len(ids[i])), dtype=np.int64), overlapping=overlapping
-                )
             return self._runner.run(*pad([ids[i] for i in batch]), overlapping=overlapping)
 
         if overlapping:
@@ -271,6 +279,33 @@ class IntentClassifier:
             logits[batch] = out_logits
             embeddings[batch] = out_embeddings
         assert embeddings is not None
+        return logits, embeddings
+
+    def _run_split(
+        self, ids: list[list[int]], batch_size: int, states: Sequence[np.ndarray | None] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_run` for a split model, :data:`_SPLIT_CHUNK` lists at a time (so that the trunk's
+        states held at once stay bounded: about 26 KB a message, found in review): the trunk's
+        states of a chunk, then its upper layers for each list alone."""
+        logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        embeddings = np.zeros((len(ids), 0), dtype=np.float32)
+        for start in range(0, len(ids), _SPLIT_CHUNK):
+            part = list(range(start, min(len(ids), start + _SPLIT_CHUNK)))
+            given = [states[i] for i in part] if states is not None else None
+            hidden = self._trunk_states([ids[i] for i in part], batch_size, given)
+            overlapping = len(part) > 1  # several runs at once (see OnnxRunner)
+
+            def run(j: int, hidden: list[np.ndarray] = hidden, overlapping: bool = overlapping) -> Any:
+                mask = np.ones((1, len(hidden[j])), dtype=np.int64)
+                return self._runner.run(hidden[j][None], mask, overlapping=overlapping)
+
+            items = list(range(len(part)))
+            outputs = _alone(run, items, self._runner.threads) if overlapping else [run(0)]
+            for j, (out_logits, out_embeddings) in zip(items, outputs, strict=True):
+                if embeddings.shape[1] == 0:
+                    embeddings = np.zeros((len(ids), out_embeddings.shape[1]), dtype=np.float32)
+                logits[part[j]] = out_logits[0]
+                embeddings[part[j]] = out_embeddings[0]
         return logits, embeddings
 
     def _trunk_states(
@@ -305,6 +340,9 @@ class IntentClassifier:
     def predict_one(self, text: str, top_k: int = 3) -> Prediction:
         return self.predict([text], top_k=top_k)[0]
 
+
+#: A split model reads this many token-id lists at a time (see :meth:`IntentClassifier._run_split`).
+_SPLIT_CHUNK = 256
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")

@@ -3,33 +3,43 @@
 The intent model is fine-tuned with its embeddings and lowest layers frozen (3 of
 all-MiniLM-L6-v2's 6, :attr:`nlu.training.TrainConfig.frozen_layer_share`): they stay the base
 encoder's, weight for weight, and the retrieval encoder runs the same base encoder on every message
-anyway. So an artifact's int8 classifier is written as two graphs:
+anyway. So an artifact's int8 classifier is written as two graphs (where the frozen layers are the
+packaged base encoder's lowest :data:`SHARED_LAYERS` and its embeddings, :func:`split_layers`):
 
 ``trunk.onnx``
     the embeddings and the frozen layers, matrix weights in int8, 64 to a scale
     (:func:`nlu.runtime.quantize_weights`, as the retrieval encoder's), output ``hidden``
     ``(batch, tokens, hidden size)``: what the frozen layers give, for a message the classifier
-    reads on its own (a calibration, ``teller eval``, the retraining gate);
+    reads with other token ids than the retrieval encoder (it reads "debit card" blanked, and a
+    message longer than its window in windows) or on its own (``teller eval``, the retraining
+    gate, the precision check);
 ``upper.int8.onnx``
     the fine-tuned layers, mean pooling and the head (dynamic int8, :func:`nlu.runtime._quantize`),
     from ``hidden`` and the attention mask to ``logits`` and ``embeddings``.
 
 The retrieval encoder's graph (:func:`export_encoder_with_trunk`) gives the same ``hidden`` beside
-its sentence vector. Both graphs carry a key (:func:`trunk_key`, in the ONNX metadata under
-:data:`KEY`): where the classifier's trunk and the retrieval encoder's carry the same key and a
-message's token ids are the same for both, the classifier starts from the retrieval encoder's
-``hidden`` and runs only its upper layers (:meth:`nlu.classifier.IntentClassifier.predict`'s
-``shared``). Measured on the active model's dev split (1,002 questions, 2 cores, ONNX Runtime 1.32,
+its sentence vector. Both graphs carry a key in their ONNX metadata (:data:`KEY`: the frozen
+weights, :func:`trunk_key`, the ONNX Runtime that exported the graph and whether its attention was
+fused). Where the keys agree and, on a probe message, the states agree bit for bit
+(:meth:`nlu.classifier.IntentClassifier.same_trunk`), the answer policy has the retrieval encoder
+read first and hands its ``hidden`` to the classifier for each message whose token ids are the
+same for both (:meth:`nlu.classifier.IntentClassifier.predict`'s ``shared``); the classifier then
+runs only its upper layers, with the very answers its own trunk would give.
+
+Measured on the active model's dev split (1,002 questions, 2 cores, ONNX Runtime 1.32,
 2026-12-05): the retrieval graph's ``hidden`` equals the trunk's bit for bit, alone and in batches
 of up to 64, and its sentence vectors equal those of the graph without the extra output; one
 message's two passes 3.7-4.1 -> 2.8-3.2 ms p50 (the classifier's six int8 layers and the retrieval
 encoder's six, against the retrieval encoder's six and the classifier's upper three); 2,004
-messages in groups of 24, 279-290 -> 361-365 messages/s. Dev accuracy (served path, nearest-example
-vote included) 94.81 % with the classifier's own six dynamic-int8 layers, 94.51 % with the shared
-trunk (three messages of 1,002; fp32 94.61 %).
+messages in groups of 24, 279-290 -> 361-365 messages/s. The cost: the trunk's int8 weights
+(batch-independent, and the retrieval encoder's vectors keep within cosine 0.9995 of fp32's) are
+read about twice as slowly as dynamic int8's, so the classifier benchmarked on its own is slower.
+Accuracy of the split graphs against the whole model in dynamic int8, the same fine-tuned weights,
+dev accuracy with the nearest-example vote, seed 0 / seed 1 dev splits: 94.51 / 93.81 % against
+94.81 / 93.01 % (fp32 94.61 / 93.51 %).
 
-A graph of a model trained with no frozen layers (or written before 2026-12-05) has no trunk: its
-``model.int8.onnx`` is served as before.
+A model trained otherwise, or written before 2026-12-05, has no trunk: its ``model.int8.onnx`` is
+served whole as before.
 """
 
 from __future__ import annotations
@@ -78,6 +88,17 @@ def trunk_key(encoder: Any, layers: int) -> str:
     return digest.hexdigest()[:32]
 
 
+def _graph_key(weights: str, graph: Any, layers: int) -> str:
+    """The key a graph carries: its weights' :func:`trunk_key`, the ONNX Runtime version that
+    exported it and whether every one of its ``layers`` layers' attention was fused (a graph the
+    fusions left plain computes the same layers with other kernels and its attention weights in
+    int8: up to 0.075 apart, found in review). 32 hex digits."""
+    import onnxruntime as ort
+
+    fused = sum(node.op_type == "Attention" for node in graph.graph.node) == layers
+    return hashlib.sha256(f"{weights};ort={ort.__version__};fused={fused}".encode()).hexdigest()[:32]
+
+
 def graph_key(session: Any) -> str | None:
     """The :data:`KEY` an ONNX Runtime session's graph carries (None if it carries none)."""
     value = session.get_modelmeta().custom_metadata_map.get(KEY)
@@ -94,10 +115,12 @@ def _export(
     *,
     weights: str,
     key: str | None,
+    layers: int,
 ) -> None:
-    """``module`` to ONNX at ``path``: BERT fusions, then its MatMul weights in int8 (``weights``
-    "nbits": :func:`nlu.runtime.quantize_weights`; "dynamic": :func:`nlu.runtime._quantize`), with
-    ``key`` in its metadata. Nothing is left beside ``path`` if it fails."""
+    """``module`` (``layers`` BERT layers) to ONNX at ``path``: BERT fusions, then its MatMul
+    weights in int8 (``weights`` "nbits": :func:`nlu.runtime.quantize_weights`; "dynamic":
+    :func:`nlu.runtime._quantize`), with ``key`` (a :func:`trunk_key`) made the graph's own
+    (:func:`_graph_key`) in its metadata. Nothing is left beside ``path`` if it fails."""
     import onnx
     import torch
 
@@ -130,7 +153,7 @@ def _export(
             _quantize(fused, quantized)
         if key is not None:
             graph = onnx.load(str(quantized))
-            onnx.helper.set_model_props(graph, {KEY: key})
+            onnx.helper.set_model_props(graph, {KEY: _graph_key(key, onnx.load(str(fused)), layers)})
             onnx.save(graph, str(quantized))
         os.replace(quantized, path)
     finally:
@@ -143,9 +166,9 @@ def _eager(encoder: Any) -> Any:
     return encoder
 
 
-def export_trunk(encoder: Any, layers: int, path: Path) -> str:
+def export_trunk(encoder: Any, layers: int, path: Path) -> None:
     """Write ``encoder``'s embeddings and lowest ``layers`` layers as a graph ``(input_ids,
-    attention_mask)`` -> ``hidden`` at ``path``; return its :func:`trunk_key`."""
+    attention_mask)`` -> ``hidden`` at ``path``, keyed (:data:`KEY`)."""
     import torch
 
     lower = _eager(copy.deepcopy(encoder)).eval()
@@ -160,7 +183,6 @@ def export_trunk(encoder: Any, layers: int, path: Path) -> str:
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    key = trunk_key(encoder, layers)
     example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
     _export(
         Trunk(),
@@ -170,9 +192,9 @@ def export_trunk(encoder: Any, layers: int, path: Path) -> str:
         path,
         lower.config,
         weights="nbits",
-        key=key,
+        key=trunk_key(encoder, layers),
+        layers=layers,
     )
-    return key
 
 
 def export_encoder_with_trunk(encoder: Any, path: Path, layers: int = SHARED_LAYERS) -> None:
@@ -211,6 +233,7 @@ def export_encoder_with_trunk(encoder: Any, path: Path, layers: int = SHARED_LAY
         encoder.config,
         weights="nbits",
         key=key,
+        layers=int(encoder.config.num_hidden_layers),
     )
 
 
@@ -260,13 +283,34 @@ def export_upper(model: IntentModel, layers: int, path: Path) -> None:
         model.encoder.config,
         weights="dynamic",
         key=None,
+        layers=len(upper),
     )
+
+
+def split_layers(model: IntentModel, frozen: int, freeze_embeddings: bool) -> int:
+    """How many layers an int8 artifact of ``model`` (``frozen`` lowest layers kept as pre-trained)
+    puts in its trunk: :data:`SHARED_LAYERS` where the retrieval encoder's pass can stand in for
+    them (its embeddings frozen too, and those weights the packaged base encoder's,
+    :func:`nlu.encoder.base_encoder_path`), else 0 (written whole: a split it could never share
+    only costs, found in review)."""
+    from nlu.encoder import base_encoder_path
+    from nlu.errors import NLUError
+    from nlu.model import _load_encoder
+
+    if frozen != SHARED_LAYERS or not freeze_embeddings:
+        return 0
+    try:
+        base = _load_encoder(base_encoder_path())
+    except NLUError:
+        return 0
+    same = trunk_key(model.encoder, SHARED_LAYERS) == trunk_key(base, SHARED_LAYERS)
+    return SHARED_LAYERS if same else 0
 
 
 class Trunk:
     """An artifact's ``trunk.onnx`` in ONNX Runtime: ``hidden`` for padded token ids, batched (its
     int8 weights give each sequence the same output alone as in any batch). ``key`` is the graph's
-    :func:`trunk_key`. Raises :class:`ArtifactError` for a missing or unreadable file."""
+    (:data:`KEY`). Raises :class:`ArtifactError` for a missing or unreadable file."""
 
     def __init__(self, path: str | Path, threads: int) -> None:
         import onnxruntime as ort
@@ -286,6 +330,6 @@ class Trunk:
         self.path = path
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """``(batch, tokens, hidden)`` float32 for a padded ``(batch, tokens)`` batch."""
+        """``(batch, tokens, hidden)`` float32 for a padded ``(batch, tokens)`` int64 batch."""
         (hidden,) = self._session.run([HIDDEN], {"input_ids": input_ids, "attention_mask": attention_mask})
         return np.asarray(hidden)

@@ -91,9 +91,9 @@ class OnnxSentenceEmbedder:
     same vectors to 1e-6. Its matrix multiplications then keep their weights in int8
     (:func:`nlu.runtime.quantize_weights`): vectors within cosine 0.9995 of the fp32 graph's over
     600 Banking77 questions (0.9986 over the starter's texts), the same for a message alone as in a
-    batch, one pass 2.57 -> 1.80 ms alone and about 1 ms less per message beside the classifier's
-    pass, whose weights it no longer pushes out of the cache (400 Banking77 questions, 2 cores,
-    2026-12-02). The four dev banks' FAQ figures were the same to
+    batch to 6e-8 (not bit for bit), one pass 2.57 -> 1.80 ms alone and about 1 ms less per
+    message beside the classifier's pass, whose weights it no longer pushes out of the cache (400
+    Banking77 questions, 2 cores, 2026-12-02). The four dev banks' FAQ figures were the same to
     the right answer (wrong answers 53 -> 51 of 722). Inputs are batched by length within
     :data:`nlu.tokenization.INFERENCE_BATCH_TOKENS`.
     """

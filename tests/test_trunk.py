@@ -11,7 +11,7 @@ import pytest
 from nlu import IntentClassifier, ModelRegistry
 from nlu.classifier import Prediction
 from nlu.tokenization import TextEncoder, pad
-from nlu.trunk import HIDDEN, TRUNK_FILE, UPPER_INT8_FILE, export_encoder_with_trunk, graph_key, trunk_key
+from nlu.trunk import HIDDEN, TRUNK_FILE, UPPER_INT8_FILE, export_encoder_with_trunk, graph_key
 from tests.conftest import train_toy_model
 
 
@@ -19,7 +19,10 @@ from tests.conftest import train_toy_model
 def split_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, toy_csv: Path) -> Path:
     """The toy corpus on the tiny BERT with its lower layer frozen (1 of 2), as the real encoder
     keeps 3 of 6."""
-    return train_toy_model(tmp_path_factory.mktemp("split-models"), tiny_encoder_dir, toy_csv, 0.5)
+    # The tiny BERT stands for the packaged base encoder here (its lowest layer for the real one's 3).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("nlu.trunk.split_layers", lambda model, frozen, freeze_embeddings: frozen)
+        return train_toy_model(tmp_path_factory.mktemp("split-models"), tiny_encoder_dir, toy_csv, 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +73,17 @@ TEXTS = [
 
 
 def test_a_model_with_frozen_layers_is_written_as_trunk_and_upper(
-    split_models_dir: Path, tiny_encoder_dir: Path
+    split_models_dir: Path, encoder_graph: Path
 ) -> None:
-    from nlu.model import _load_encoder
+    import onnxruntime as ort
 
     path = ModelRegistry(split_models_dir).active_path()
     assert (path / TRUNK_FILE).is_file() and (path / UPPER_INT8_FILE).is_file()
     assert not (path / "model.int8.onnx").exists()
     classifier = IntentClassifier.load(path)
     # The frozen layer is the base encoder's, weight for weight: the same key as its own graph's.
-    assert classifier.trunk_key == trunk_key(_load_encoder(tiny_encoder_dir), 1)
+    encoder = ort.InferenceSession(str(encoder_graph), providers=["CPUExecutionProvider"])
+    assert classifier.trunk_key is not None and classifier.trunk_key == graph_key(encoder)
     assert IntentClassifier.load(path, precision="fp32").trunk_key is None
 
 
@@ -89,9 +93,11 @@ def test_a_model_without_frozen_layers_has_no_trunk(trained_models_dir: Path) ->
     assert IntentClassifier.load(path).trunk_key is None
 
 
+@pytest.mark.parametrize("chunk", [256, 7])
 def test_the_split_model_answers_alike_alone_and_batched(
-    split: IntentClassifier, toy_rows: list[tuple[str, str]]
+    split: IntentClassifier, toy_rows: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
+    monkeypatch.setattr("nlu.classifier._SPLIT_CHUNK", chunk)  # the trunk's states a chunk at a time
     texts = [t for t, _ in toy_rows][:30] + TEXTS
     alone = [split.predict_one(t) for t in texts]
     assert _same(alone, split.predict(texts, batch_size=7))
@@ -183,8 +189,88 @@ def test_the_policy_reads_each_message_once_where_the_encoders_share_a_trunk(
 
     shared, shared_vectors, shared_calls = encode(split.trunk_key)
     apart, apart_vectors, apart_calls = encode("another model's trunk")
-    # One pass of the encoder for all four, then the long message's kept window embedded again ...
-    assert shared_calls == ["embed_states", "embed"] and apart_calls == ["embed"]
+    # The probe that checks the two passes agree, one pass of the encoder for all four, then the
+    # long message's kept window embedded again ...
+    assert shared_calls == ["embed_states", "embed_states", "embed"] and apart_calls == ["embed"]
     # ... and the same predictions and vectors as two passes give.
     assert _same(shared, apart)
     assert np.array_equal(shared_vectors, apart_vectors)
+
+
+def test_states_that_differ_in_the_last_bit_are_not_the_same_trunk(
+    split: IntentClassifier, encoder_graph: Path, tiny_encoder_dir: Path
+) -> None:
+    [(ids, hidden)] = _shared(encoder_graph, tiny_encoder_dir, ["where is my card"])
+    assert split.same_trunk((ids, hidden))
+    assert not split.same_trunk((ids, np.nextafter(hidden, np.float32(np.inf))))
+    assert not split.same_trunk((ids[:-1], hidden[:-1]))
+
+
+def test_the_policy_does_not_share_a_trunk_whose_states_differ(
+    split: IntentClassifier, encoder_graph: Path, tiny_encoder_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Keys can agree while the kernels do not (another ONNX Runtime, a graph the fusions left
+    plain): the probe tells, and each classifier then runs its own trunk."""
+    from types import SimpleNamespace
+
+    from bot.policy import AnswerPolicy
+
+    encoder = _TinyEncoder(encoder_graph, tiny_encoder_dir / "tokenizer.json", split.trunk_key)
+    run = encoder._run
+    encoder._run = lambda texts: (run(texts)[0], [(i, h * np.float32(1.0001)) for i, h in run(texts)[1]])  # type: ignore[method-assign]
+    policy = SimpleNamespace(classifier=split, kb=SimpleNamespace(embedder=encoder), _trunk_shared=None)
+    assert not AnswerPolicy._shares_trunk(policy)  # type: ignore[arg-type]
+    assert "trunk_not_shared" in caplog.text
+    assert not AnswerPolicy._shares_trunk(policy)  # type: ignore[arg-type]
+    assert encoder.calls == ["embed_states"]  # probed once per classifier and encoder
+
+
+def test_a_graph_the_fusions_left_plain_carries_another_key(
+    tmp_path: Path, tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import onnxruntime as ort
+
+    from nlu.model import _load_encoder
+    from nlu.trunk import export_trunk
+
+    encoder = _load_encoder(tiny_encoder_dir)
+    export_trunk(encoder, 1, tmp_path / "fused.onnx")
+    monkeypatch.setattr(
+        "nlu.runtime.optimize_bert_graph", lambda source, target, *_: shutil.copyfile(source, target)
+    )
+    export_trunk(encoder, 1, tmp_path / "plain.onnx")
+    keys = {
+        graph_key(ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"]))
+        for f in ("fused.onnx", "plain.onnx")
+    }
+    assert len(keys) == 2 and None not in keys
+
+
+def test_only_the_packaged_base_encoders_layers_are_split(tiny_encoder_dir: Path) -> None:
+    from types import SimpleNamespace
+
+    from nlu.encoder import base_encoder_path
+    from nlu.model import _load_encoder
+    from nlu.trunk import SHARED_LAYERS, split_layers
+
+    base = SimpleNamespace(encoder=_load_encoder(base_encoder_path()))
+    assert split_layers(base, SHARED_LAYERS, True) == SHARED_LAYERS  # type: ignore[arg-type]
+    assert split_layers(base, SHARED_LAYERS, False) == 0  # type: ignore[arg-type]
+    assert split_layers(base, SHARED_LAYERS - 1, True) == 0  # type: ignore[arg-type]
+    assert split_layers(base, 6, True) == 0  # type: ignore[arg-type]
+    tiny = SimpleNamespace(encoder=_load_encoder(tiny_encoder_dir))
+    assert split_layers(tiny, SHARED_LAYERS, True) == 0  # type: ignore[arg-type]
+
+
+def test_a_split_artifact_missing_its_trunk_says_so(split_models_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from nlu.errors import ArtifactError
+
+    copy = tmp_path / "model"
+    shutil.copytree(ModelRegistry(split_models_dir).active_path(), copy)
+    (copy / TRUNK_FILE).unlink()
+    with pytest.raises(ArtifactError, match=r"trunk\.onnx: no such ONNX model"):
+        IntentClassifier.load(copy)
