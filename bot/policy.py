@@ -983,7 +983,7 @@ class AnswerPolicy:
         against 19.8-23.3 ms sequential, within the run-to-run spread), 2026-12-01.
         """
         read = self.read(texts, served)
-        if self._shares_trunk():
+        if read and self._shares_trunk():
             embedder = cast(Any, self.kb.embedder)
             predictions, parts = [], []
             for start in range(0, len(read), _SHARED_CHUNK):  # states held at once stay bounded
@@ -1009,18 +1009,34 @@ class AnswerPolicy:
         """Whether the knowledge base's encoder computes the classifier's frozen layers as its trunk
         does: the same key (:mod:`nlu.trunk`) and, on a probe message, the same states bit for bit
         (:meth:`nlu.classifier.IntentClassifier.same_trunk`). Read once per classifier and encoder;
-        a mismatch behind equal keys is logged as ``trunk_not_shared``."""
+        a split classifier that cannot share is logged as ``trunk_not_shared`` (with why), a probe
+        that fails as ``trunk_probe_failed`` (that batch reads apart, the next probes again)."""
         classifier, embedder = self.classifier, self.kb.embedder
         known = self._trunk_shared
         if known is None or known[0] is not classifier or known[1] is not embedder:
             wanted = getattr(classifier, "trunk_key", None)  # None: a model served whole
-            shared = wanted is not None and getattr(embedder, "trunk_key", None) == wanted
-            if shared:
-                _, states = cast(Any, embedder).embed_states([_TRUNK_PROBE])
-                shared = classifier.same_trunk(states[0])
-                if not shared:
-                    log.warning("trunk_not_shared", extra={"fields": {"model": classifier.version}})
-            known = self._trunk_shared = (classifier, embedder, shared)
+            if wanted is None:
+                known = self._trunk_shared = (classifier, embedder, False)
+                return False
+            have = getattr(embedder, "trunk_key", None)
+            why = "keys differ" if have != wanted else ""
+            if not why:
+                try:
+                    _, states = cast(Any, embedder).embed_states([_TRUNK_PROBE])
+                    same = classifier.same_trunk(states[0])
+                except Exception as exc:  # this batch reads apart; the next one probes again
+                    log.warning("trunk_probe_failed", extra={"fields": {"error": type(exc).__name__}})
+                    return False
+                why = "" if same else "states differ"
+            if why:  # e.g. a model exported by another ONNX Runtime than the encoder's cached graph
+                fields = {
+                    "model": classifier.version,
+                    "reason": why,
+                    "model_key": wanted,
+                    "encoder_key": have,
+                }
+                log.warning("trunk_not_shared", extra={"fields": fields})
+            known = self._trunk_shared = (classifier, embedder, not why)
         return known[2]
 
     def research(self, signals: Sequence[Signals]) -> list[Signals]:

@@ -294,15 +294,14 @@ def split_layers(model: IntentModel, frozen: int, freeze_embeddings: bool) -> in
     :func:`nlu.encoder.base_encoder_path`), else 0 (written whole: a split it could never share
     only costs, found in review)."""
     from nlu.encoder import base_encoder_path
-    from nlu.errors import NLUError
     from nlu.model import _load_encoder
 
     if frozen != SHARED_LAYERS or not freeze_embeddings:
         return 0
     try:
         base = _load_encoder(base_encoder_path())
-    except NLUError:
-        return 0
+    except Exception:  # no package, or an incomplete one (transformers raises OSError, ValueError...)
+        return 0  # the model is written whole: it could not share anyway
     same = trunk_key(model.encoder, SHARED_LAYERS) == trunk_key(base, SHARED_LAYERS)
     return SHARED_LAYERS if same else 0
 

@@ -111,9 +111,10 @@ class OnnxSentenceEmbedder:
     #: The graph's file in ``cache_dir`` (named for its fusions, weights and the layer whose output
     #: it also gives, :data:`nlu.trunk.SHARED_LAYERS`: a cache holding an earlier export,
     #: ``all-MiniLM-L6-v2.onnx``, ``.fused.onnx`` or ``.fused.w8b64.onnx``, exports this one once and
-    #: leaves that one unused). Its vectors are those of ``.fused.w8b64.onnx`` bit for bit (1,002
-    #: Banking77 questions, 2026-12-05), so :attr:`variant` stays.
-    FILE = f"all-MiniLM-L6-v2.fused.{variant}.h{SHARED_LAYERS}.onnx"
+    #: leaves that one unused; so does one holding ``.h3.onnx``, whose key named the weights alone).
+    #: Its vectors are those of ``.fused.w8b64.onnx`` bit for bit (1,002 Banking77 questions,
+    #: 2026-12-05), so :attr:`variant` stays.
+    FILE = f"all-MiniLM-L6-v2.fused.{variant}.trunk{SHARED_LAYERS}.onnx"
 
     def __init__(self, cache_dir: str | Path, threads: int | None = None, batch_size: int = 64) -> None:
         self.cache_dir = Path(cache_dir)

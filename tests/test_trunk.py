@@ -168,9 +168,15 @@ class _TinyEncoder:
         return self._run(list(texts))
 
 
+@pytest.mark.parametrize("chunk", [256, 3])
 def test_the_policy_reads_each_message_once_where_the_encoders_share_a_trunk(
-    split: IntentClassifier, encoder_graph: Path, tiny_encoder_dir: Path
+    split: IntentClassifier,
+    encoder_graph: Path,
+    tiny_encoder_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
 ) -> None:
+    monkeypatch.setattr("bot.policy._SHARED_CHUNK", chunk)  # the policy's states a chunk at a time
     from types import SimpleNamespace
 
     from bot.policy import AnswerPolicy
@@ -184,14 +190,18 @@ def test_the_policy_reads_each_message_once_where_the_encoders_share_a_trunk(
             _trunk_shared=None,
         )
         policy._shares_trunk = lambda: AnswerPolicy._shares_trunk(policy)  # type: ignore[arg-type]
-        predictions, vectors = AnswerPolicy._encode(policy, TEXTS)  # type: ignore[arg-type]
+        texts = [*TEXTS, "card not here", *TEXTS[::-1]]  # across chunks of 3
+        predictions, vectors = AnswerPolicy._encode(policy, texts)  # type: ignore[arg-type]
+        assert AnswerPolicy._encode(policy, [])[1].shape[0] == 0  # type: ignore[arg-type]
         return predictions, vectors, encoder.calls
 
     shared, shared_vectors, shared_calls = encode(split.trunk_key)
     apart, apart_vectors, apart_calls = encode("another model's trunk")
     # The probe that checks the two passes agree, one pass of the encoder for all four, then the
     # long message's kept window embedded again ...
-    assert shared_calls == ["embed_states", "embed_states", "embed"] and apart_calls == ["embed"]
+    passes = ["embed_states"] * (1 if chunk > len(TEXTS) * 2 + 1 else 3)
+    # (and the empty call reads nothing apart: one empty "embed" each)
+    assert shared_calls == ["embed_states", *passes, "embed", "embed"] and apart_calls == ["embed"] * 2
     # ... and the same predictions and vectors as two passes give.
     assert _same(shared, apart)
     assert np.array_equal(shared_vectors, apart_vectors)
@@ -274,3 +284,68 @@ def test_a_split_artifact_missing_its_trunk_says_so(split_models_dir: Path, tmp_
     (copy / TRUNK_FILE).unlink()
     with pytest.raises(ArtifactError, match=r"trunk\.onnx: no such ONNX model"):
         IntentClassifier.load(copy)
+
+
+def test_the_base_encoder_with_one_weight_changed_is_not_split() -> None:
+    import torch
+
+    from nlu.encoder import base_encoder_path
+    from nlu.model import _load_encoder
+    from nlu.trunk import SHARED_LAYERS, split_layers
+
+    class Model:
+        encoder = _load_encoder(base_encoder_path())
+
+    assert split_layers(Model(), SHARED_LAYERS, True) == SHARED_LAYERS  # type: ignore[arg-type]
+    with torch.no_grad():
+        Model.encoder.encoder.layer[1].output.dense.weight[0, 0] += 1e-3  # a fine-tuned frozen layer
+    assert split_layers(Model(), SHARED_LAYERS, True) == 0  # type: ignore[arg-type]
+
+
+def test_a_graph_exported_by_another_onnx_runtime_carries_another_key(
+    tmp_path: Path, tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime as ort
+
+    from nlu.model import _load_encoder
+    from nlu.trunk import export_trunk
+
+    encoder = _load_encoder(tiny_encoder_dir)
+    export_trunk(encoder, 1, tmp_path / "this.onnx")
+    monkeypatch.setattr(ort, "__version__", "0.0.1")
+    export_trunk(encoder, 1, tmp_path / "other.onnx")
+    keys = [
+        graph_key(ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"]))
+        for f in ("this.onnx", "other.onnx")
+    ]
+    assert keys[0] is not None and keys[1] is not None and keys[0] != keys[1]
+
+
+def test_a_split_classifier_whose_key_the_encoder_lacks_says_why(
+    split: IntentClassifier, encoder_graph: Path, tiny_encoder_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from bot.policy import AnswerPolicy
+
+    encoder = _TinyEncoder(encoder_graph, tiny_encoder_dir / "tokenizer.json", "an older graph's key")
+    policy = SimpleNamespace(classifier=split, kb=SimpleNamespace(embedder=encoder), _trunk_shared=None)
+    assert not AnswerPolicy._shares_trunk(policy)  # type: ignore[arg-type]
+    assert "trunk_not_shared" in caplog.text and encoder.calls == []
+
+
+def test_a_probe_that_fails_reads_apart_and_probes_again(
+    split: IntentClassifier, encoder_graph: Path, tiny_encoder_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from bot.policy import AnswerPolicy
+
+    encoder = _TinyEncoder(encoder_graph, tiny_encoder_dir / "tokenizer.json", split.trunk_key)
+    states = encoder.embed_states
+    encoder.embed_states = lambda texts: (_ for _ in ()).throw(RuntimeError("busy"))  # type: ignore[method-assign]
+    policy = SimpleNamespace(classifier=split, kb=SimpleNamespace(embedder=encoder), _trunk_shared=None)
+    assert not AnswerPolicy._shares_trunk(policy)  # type: ignore[arg-type]
+    assert "trunk_probe_failed" in caplog.text and policy._trunk_shared is None
+    encoder.embed_states = states  # type: ignore[method-assign]
+    assert AnswerPolicy._shares_trunk(policy)  # type: ignore[arg-type]
