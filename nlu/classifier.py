@@ -288,7 +288,7 @@ class IntentClassifier:
         states held at once stay bounded: about 26 KB a message, found in review): the trunk's
         states of a chunk, then its upper layers for each list alone."""
         logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
-        embeddings = np.zeros((len(ids), 0), dtype=np.float32)
+        embeddings: np.ndarray | None = None
         for start in range(0, len(ids), _SPLIT_CHUNK):
             part = list(range(start, min(len(ids), start + _SPLIT_CHUNK)))
             given = [states[i] for i in part] if states is not None else None
@@ -302,10 +302,11 @@ class IntentClassifier:
             items = list(range(len(part)))
             outputs = _alone(run, items, self._runner.threads) if overlapping else [run(0)]
             for j, (out_logits, out_embeddings) in zip(items, outputs, strict=True):
-                if embeddings.shape[1] == 0:
+                if embeddings is None:
                     embeddings = np.zeros((len(ids), out_embeddings.shape[1]), dtype=np.float32)
                 logits[part[j]] = out_logits[0]
                 embeddings[part[j]] = out_embeddings[0]
+        assert embeddings is not None  # predict() never runs an empty list
         return logits, embeddings
 
     def _trunk_states(

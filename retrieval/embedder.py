@@ -122,6 +122,7 @@ class OnnxSentenceEmbedder:
         self._batch_size = batch_size
         self._session: Any = None
         self._tokenizer: Any = None
+        self._trunk_key: str | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> tuple[Any, Any]:
@@ -140,6 +141,7 @@ class OnnxSentenceEmbedder:
                 options = serving_options(session_threads(self._threads), spin=True)
                 self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 self._tokenizer = TextEncoder(base / "tokenizer.json", max_length=256)
+                self._trunk_key = graph_key(self._session)  # read once, not per message
             return self._session, self._tokenizer
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -151,8 +153,8 @@ class OnnxSentenceEmbedder:
     def trunk_key(self) -> str | None:
         """The key of the lowest layers' output :meth:`embed_states` also gives
         (:func:`nlu.trunk.trunk_key`), or None for a graph without it. Loads the graph."""
-        session, _ = self._load()
-        return graph_key(session)
+        self._load()
+        return self._trunk_key
 
     def embed_states(self, texts: Sequence[str]) -> tuple[np.ndarray, list[tuple[list[int], np.ndarray]]]:
         """:meth:`embed`'s vectors and, for each text, the token ids read and the ``(tokens,

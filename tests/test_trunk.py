@@ -44,17 +44,7 @@ def _shared(
     encoder_graph: Path, tiny_encoder_dir: Path, texts: list[str]
 ) -> list[tuple[list[int], np.ndarray]]:
     """What the retrieval encoder's pass hands the classifier: ids as it reads them, and states."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(encoder_graph), providers=["CPUExecutionProvider"])
-    ids = TextEncoder(tiny_encoder_dir / "tokenizer.json", max_length=256).encode(texts)
-    out = []
-    for x in ids:
-        _, hidden = session.run(
-            ["embeddings", HIDDEN], dict(zip(("input_ids", "attention_mask"), pad([x]), strict=True))
-        )
-        out.append((x, hidden[0]))
-    return out
+    return _TinyEncoder(encoder_graph, tiny_encoder_dir / "tokenizer.json", None)._run(texts)[1]
 
 
 def _same(a: list[Prediction], b: list[Prediction]) -> bool:
