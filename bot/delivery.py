@@ -10,10 +10,11 @@ does the rest, the same for every platform:
   sent again;
 - each part is posted in order; a transient failure (rate limit, 5xx, network) is retried with
   exponential backoff and jitter (tenacity), never shorter than the platform's Retry-After, for at
-  most ``ATTEMPTS`` tries and ``PART_DEADLINE`` seconds; each accepted part is recorded, so a retry
-  or a later send resumes after it and never duplicates what the customer has. A post that timed
-  out may have arrived: it is retried all the same (at least once: a rare duplicate rather than a
-  lost answer);
+  most ``ATTEMPTS`` tries and ``PART_DEADLINE`` seconds (a Retry-After longer than what is left, or
+  than ``RETRY_AFTER_MAX``, fails the part at once rather than post before it has passed); each
+  accepted part is recorded, so a retry or a later send resumes after it and never duplicates what
+  the customer has. A post that timed out may have arrived: it is retried all the same (at least
+  once: a rare duplicate rather than a lost answer);
 - state writes are retried through database blips (once the platform has a message, losing the
   record of it would send it again);
 - the message ends ``delivered`` (with the platform's id of every part) or ``failed`` (with the
@@ -46,6 +47,7 @@ from tenacity import (
     stop_after_delay,
     wait_exponential,
 )
+from tenacity.stop import stop_base
 
 from bot.core import Outgoing
 from bot.errors import DeliveryError
@@ -58,7 +60,8 @@ log = logging.getLogger(__name__)
 #: half a minute for an answer that a briefly failing platform delays; past two minutes the reply
 #: goes to a person (review queue) instead.
 ATTEMPTS, PART_DEADLINE = 6, 120.0
-#: Backoff: first pause and ceiling, in seconds; a Retry-After is honoured up to ``RETRY_AFTER_MAX``.
+#: Backoff: first pause and ceiling, in seconds; a Retry-After is waited out up to ``RETRY_AFTER_MAX``
+#: (a longer one, or one outlasting the part's deadline, fails the part at once: never posted early).
 BACKOFF_INITIAL, BACKOFF_MAX, RETRY_AFTER_MAX = 0.5, 20.0, 60.0
 #: Seconds a pending delivery stays its sender's without a touch (each attempt touches it); after
 #: that a redelivery or :mod:`bot.recovery` takes it over. Longer than any live gap: one post waits
@@ -120,6 +123,24 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, DeliveryError) and error.transient
 
 
+class _ToldToWaitTooLong(stop_base):
+    """A stop condition: the platform's Retry-After is longer than ``RETRY_AFTER_MAX`` or than what
+    is left of the part's ``deadline`` (seconds). Posting again before it has passed would be
+    refused again and, on Telegram, lengthens the flood wait: the part fails at once instead (a
+    reviewer's trial: a 300 s ``retry_after`` was tried again at 60 and 120 s, then failed)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, state: RetryCallState) -> bool:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if not isinstance(error, DeliveryError) or not error.retry_after:
+            return False
+        left = self.deadline - (state.seconds_since_start or 0.0)
+        return error.retry_after > min(RETRY_AFTER_MAX, left)
+
+
 class Courier:
     """Sends messages through a :class:`Transport` and records their delivery state. Thread-safe.
 
@@ -177,7 +198,9 @@ class Courier:
         sent = list(accepted)
         for index, part in enumerate(parts[len(accepted) :], start=len(accepted)):
             retrying = Retrying(
-                stop=stop_after_attempt(self.attempts) | stop_after_delay(self.part_deadline),
+                stop=stop_after_attempt(self.attempts)
+                | stop_after_delay(self.part_deadline)
+                | _ToldToWaitTooLong(self.part_deadline),
                 wait=_wait,
                 retry=retry_if_exception(_transient),
                 reraise=True,

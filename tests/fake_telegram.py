@@ -208,6 +208,8 @@ class FakeTelegram:
         self.server_error_body = server_error_body
         self._random = random.Random(seed)
         self._rules: list[_Rule] = []
+        #: Groups upgraded to supergroups: old chat id -> new (:meth:`migrate`).
+        self._migrated: dict[str, int] = {}
         self._messages: dict[tuple[str, int], dict[str, Any]] = {}
         #: Users' messages of pushed updates, by chat and id: what a send may reply to, besides
         #: the messages this fake sent.
@@ -306,10 +308,18 @@ class FakeTelegram:
         with self._lock:
             self._rules.append(_Rule(method, chat_id, status, None, None, description))
 
+    def migrate(self, old: int, new: int) -> None:
+        """The group ``old`` became the supergroup ``new``: a send to ``old`` is refused as Telegram
+        refuses it (400 "group chat was upgraded to a supergroup chat", ``parameters.migrate_to_chat_id``),
+        until :meth:`clear_failures`."""
+        with self._lock:
+            self._migrated[str(old)] = new
+
     def clear_failures(self) -> None:
         """Drop forced failures and stop random ones (``fail_rate`` back to 0)."""
         with self._lock:
             self._rules.clear()
+            self._migrated.clear()
             self.fail_rate = 0.0
 
     # ---------------------------------------------------------------------------- server side
@@ -502,8 +512,15 @@ class FakeTelegram:
             # python-telegram-bot posts form-encoded fields; non-string values are JSON-encoded.
             params = await self._params(request)
             refusal: tuple[Response, str] | None = None
-            injected = self._injected(method, params)
-            if injected is not None:
+            with self._lock:
+                moved = self._migrated.get(str(params.get("chat_id")))
+            injected = self._injected(method, params) if moved is None else None
+            if moved is not None:
+                text = "Bad Request: group chat was upgraded to a supergroup chat"
+                body = {"ok": False, "error_code": 400, "description": text}
+                body["parameters"] = {"migrate_to_chat_id": moved}
+                refusal = JSONResponse(body, status_code=400), text
+            elif injected is not None:
                 refusal = self._failure(*injected)
             elif (limit := self._limit_error(method, params)) is not None:
                 refusal = self._failure(400, description=limit)
@@ -512,7 +529,12 @@ class FakeTelegram:
                 with self._lock:
                     self.attempts.append(
                         Attempt(
-                            method, params, response.status_code, False, description, injected is not None
+                            method,
+                            params,
+                            response.status_code,
+                            False,
+                            description,
+                            injected is not None or moved is not None,
                         )
                     )
                 return response

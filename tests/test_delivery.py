@@ -109,6 +109,35 @@ def test_transient_failures_are_retried_with_backoff_and_retry_after(store: Stor
     assert len(pauses) == 2 and 0 < pauses[0] <= 0.5 and pauses[1] >= 7  # Retry-After honoured
 
 
+def test_a_retry_after_the_courier_cannot_wait_out_fails_the_part_without_posting_early(store: Store) -> None:
+    """Told to wait 300 s (over RETRY_AFTER_MAX), the courier posted again at 60 and 120 s, each
+    refused again (on Telegram, a longer flood wait), then failed: now it fails at once."""
+    transport, message_id, pauses = ScriptedTransport(), reply_id(store), []
+    refused = DeliveryError("Too Many Requests: retry after 300", transient=True, retry_after=300)
+    transport.failures["alpha one."] = [refused] * 3
+    sent = Courier(store.deliveries, sleep=pauses.append).send(
+        transport, "chat", Outgoing(message_id, THREE_PARTS), message_id
+    )
+    assert not sent.delivered and sent.attempts == 1 and transport.posts == 1 and pauses == []
+    failed = store.deliveries.get(message_id)
+    assert failed is not None and failed.state == DeliveryState.FAILED
+    assert failed.reason == "Too Many Requests: retry after 300"
+    # One within RETRY_AFTER_MAX but longer than what is left of the part's deadline: the same.
+    transport, message_id, pauses = ScriptedTransport(), reply_id(store, "again"), []
+    transport.failures["alpha one."] = [DeliveryError("ratelimited", transient=True, retry_after=45)]
+    sent = Courier(store.deliveries, sleep=pauses.append, part_deadline=30).send(
+        transport, "chat", Outgoing(message_id, THREE_PARTS), message_id
+    )
+    assert not sent.delivered and transport.posts == 1 and pauses == []
+    # ... and one that fits is waited out and posted after it (as before).
+    transport, message_id, pauses = ScriptedTransport(), reply_id(store, "third"), []
+    transport.failures["alpha one."] = [DeliveryError("ratelimited", transient=True, retry_after=20)]
+    sent = Courier(store.deliveries, sleep=pauses.append, part_deadline=30).send(
+        transport, "chat", Outgoing(message_id, THREE_PARTS), message_id
+    )
+    assert sent.delivered and pauses[0] >= 20
+
+
 def test_a_transient_failure_that_never_ends_fails_after_its_attempts(store: Store) -> None:
     transport, message_id = ScriptedTransport(), reply_id(store)
     transport.failures["alpha one."] = [DeliveryError("HTTP 502", transient=True)] * 10

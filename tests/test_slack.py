@@ -6,6 +6,8 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -39,6 +41,35 @@ def post(teller: str, body: str, content_type: str, **kwargs: object) -> httpx.R
     return httpx.post(
         teller + EVENTS_PATH, content=body, headers=sl.signed(SECRET, body, content_type, **kwargs)
     )
+
+
+def offer_card_choice(core: TellerCore) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Teller's clarifying answer in thread C1:1700000005.000200 offering "Where is my card?"
+    (recorded as that answer), and ``(button, message)``: its button and the message it is on."""
+    core.store.conversations.record_exchange(
+        NewExchange(
+            "slack",
+            "C1:1700000005.000200",
+            "UCUSTOMER",
+            "where is it",
+            "Did you mean…",
+            route="clarify",
+            choices=(("Where is my card?", "intent:card_arrival"),),
+        )
+    )
+    button = {
+        "action_id": "teller_choice_0",
+        "value": "intent:card_arrival",
+        "type": "button",
+        "text": {"type": "plain_text", "text": "Where is my card?"},
+    }
+    message = {
+        "ts": "1700000006.000000",
+        "thread_ts": "1700000005.000200",
+        "text": "Did you mean…",
+        "blocks": [],
+    }
+    return button, message
 
 
 def test_bad_and_stale_signatures_are_rejected(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
@@ -105,29 +136,7 @@ def test_mentions_and_choice_buttons(slack: tuple[sl.FakeSlack, str, TellerCore]
     assert "no one from our team can take over" in reply["text"].lower()  # no ops channel in this stack
     # A choice button (e.g. from a clarifying question) sends its value as the customer's answer,
     # honoured when one of Teller's answers in the thread offered it (recorded here as that answer).
-    core.store.conversations.record_exchange(
-        NewExchange(
-            "slack",
-            "C1:1700000005.000200",
-            "UCUSTOMER",
-            "where is it",
-            "Did you mean…",
-            route="clarify",
-            choices=(("Where is my card?", "intent:card_arrival"),),
-        )
-    )
-    button = {
-        "action_id": "teller_choice_0",
-        "value": "intent:card_arrival",
-        "type": "button",
-        "text": {"type": "plain_text", "text": "Where is my card?"},
-    }
-    message = {
-        "ts": "1700000006.000000",
-        "thread_ts": "1700000005.000200",
-        "text": "Did you mean…",
-        "blocks": [],
-    }
+    button, message = offer_card_choice(core)
     assert post(teller, sl.interaction_body(button, message, channel="C1"), FORM).status_code == 200
     chosen = fake.wait_for("chat.postMessage", 2)[1]
     assert chosen["thread_ts"] == "1700000005.000200"
@@ -234,3 +243,111 @@ def test_an_operators_slack_marks_are_dropped_for_the_customer(raw: str, read: s
     from bot.channels.slack.text import unformatted
 
     assert unformatted(raw) == read
+
+
+# ------------------------------------------------ Slack's dialect at its edges (a reviewer's platform trial)
+
+
+def _said(core: TellerCore) -> list[str]:
+    return [m.text for m in core.store.conversations.history() if m.direction == "in"]
+
+
+def test_unreadable_signature_headers_get_401_not_500(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:
+    """slack_sdk's check raised on a timestamp that is not a whole number and on a signature that is
+    not ASCII: both were a 500 with a traceback."""
+    fake, teller, core = slack
+    body = sl.event_body("EvHdr", sl.dm("hello", "1.0"))
+    good = sl.signed(SECRET, body, JSON)
+    for timestamp in ("1e3", "abc", "", "9" * 5000):
+        headers = good | {"X-Slack-Request-Timestamp": timestamp}
+        response = httpx.post(teller + EVENTS_PATH, content=body, headers=headers)
+        assert response.status_code == 401, (timestamp[:10], response.text)
+    raw = {k: v.encode() for k, v in good.items()} | {"X-Slack-Signature": b"v0=\xe9\xe9"}
+    response = httpx.post(teller + EVENTS_PATH, content=body, headers=raw)
+    assert response.status_code == 401 and "signature" in response.json()["detail"]
+    assert post(teller, body, JSON).status_code == 200  # the same body, signed: read
+    fake.wait_for("chat.postMessage", 1)
+    assert _said(core) == ["hello"]
+
+
+def test_payloads_no_listener_takes_are_acknowledged_once(
+    slack: tuple[sl.FakeSlack, str, TellerCore],
+) -> None:
+    """Bolt answered 404 "unhandled request", which Slack counts as a failed delivery (and
+    delivers again, and turns event subscriptions off for an app that fails often)."""
+    fake, teller, core = slack
+    events = [
+        {"type": "reaction_removed", "user": "U1", "reaction": "x", "item": {"type": "message"}},
+        {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home"},
+        {"type": "member_joined_channel", "user": "U1", "channel": "C1"},
+    ]
+    for i, event in enumerate(events):
+        body = sl.event_body(f"EvUnhandled{i}", event | {"event_ts": "1.0"})
+        first = post(teller, body, JSON)
+        again = post(teller, body, JSON, retry=1)
+        assert (first.status_code, again.status_code) == (200, 200), (event["type"], first.text)
+    other_button = {"action_id": "another_apps_button", "value": "x", "type": "button"}
+    message = {"ts": "1700000006.000000", "text": "hi", "blocks": []}
+    assert post(teller, sl.interaction_body(other_button, message, channel="C1"), FORM).status_code == 200
+    base = {"team": {"id": "T1"}, "user": {"id": "U1"}, "api_app_id": "A1"}
+    closed = base | {"type": "view_closed", "view": {"id": "V1", "callback_id": "someone_elses_modal"}}
+    assert post(teller, urlencode({"payload": json.dumps(closed)}), FORM).status_code == 200
+    options = base | {"type": "block_suggestion", "action_id": "x", "block_id": "b", "value": "q"}
+    response = post(teller, urlencode({"payload": json.dumps(options)}), FORM)
+    assert response.status_code == 200 and response.json() == {"options": []}
+    limited = {
+        "token": "x",
+        "type": "app_rate_limited",
+        "team_id": "T1",
+        "minute_rate_limited": 1,
+        "api_app_id": "A1",
+    }
+    assert post(teller, json.dumps(limited), JSON).status_code == 200
+    command = {"command": "/balance", "text": "", "user_id": "U1", "channel_id": "C1", "team_id": "T1"}
+    response = post(teller, urlencode(command), FORM)
+    assert response.status_code == 200 and "no command /balance" in response.text
+    time.sleep(0.5)
+    assert not fake.sent() and core.store.conversations.count() == 0  # acknowledged, nothing answered
+
+
+def test_a_choice_is_answered_when_its_buttons_cannot_be_removed(
+    slack: tuple[sl.FakeSlack, str, TellerCore],
+) -> None:
+    """Removing the buttons (``chat.update``) is a courtesy: it failed with ``message_not_found``
+    and the listener ended there, the customer's pick neither stored nor answered."""
+    fake, teller, core = slack
+    button, message = offer_card_choice(core)
+    fake.fail_next("chat.update", 200, n=1, error="message_not_found")
+    assert post(teller, sl.interaction_body(button, message, channel="C1"), FORM).status_code == 200
+    [answer] = fake.wait_for("chat.postMessage", 1)
+    assert answer["thread_ts"] == "1700000005.000200" and "card" in answer["text"].lower()
+    assert [(a.method, a.error) for a in fake.attempted("chat.update")] == [
+        ("chat.update", "message_not_found")
+    ]
+    assert _said(core)[-1] == "intent:card_arrival"
+
+
+def test_me_messages_and_teller_named_in_a_dm_are_read_as_the_customer_wrote_them(
+    slack: tuple[sl.FakeSlack, str, TellerCore],
+) -> None:
+    fake, teller, core = slack
+    me = sl.dm("What's the overdraft fee?", "1700000011.000100") | {"subtype": "me_message"}
+    assert post(teller, sl.event_body("EvMe", me), JSON).status_code == 200
+    fake.wait_for("chat.postMessage", 1)
+    named = sl.dm(f"<@{sl.BOT_USER}> how do I order a new card?", "1700000012.000100")
+    assert post(teller, sl.event_body("EvNamed", named), JSON).status_code == 200
+    fake.wait_for("chat.postMessage", 2)
+    # A colleague named in a DM stays named (readable); only Teller's own name comes off.
+    colleague = sl.dm("<@UCOLLEAGUE> said I should ask about the overdraft fee", "1700000013.000100")
+    assert post(teller, sl.event_body("EvColleague", colleague), JSON).status_code == 200
+    fake.wait_for("chat.postMessage", 3)
+    alone = sl.dm(f"<@{sl.BOT_USER}>", "1700000014.000100")
+    assert post(teller, sl.event_body("EvAlone", alone), JSON).status_code == 200
+    fake.wait_for("chat.postMessage", 4)
+    said = _said(core)
+    assert said[:3] == [
+        "What's the overdraft fee?",
+        "how do I order a new card?",
+        "a colleague said I should ask about the overdraft fee",
+    ]
+    assert len(fake.sent()) == 4  # Teller named alone is answered, as a mention alone is

@@ -225,6 +225,9 @@ def test_a_refused_reply_is_recorded_filed_for_review_and_sent_when_redelivered(
     assert record is not None and record.reason == "Forbidden: bot was blocked by the user"
     assert record.attempts == 1 and record.address == str(chat)  # permanent: not retried
     assert stack.service.ops is not None
+    # The delivering thread records FAILED, then queues the filing (TellerService.deliver): seeing
+    # FAILED does not mean the filing is queued yet, so drain() alone may return before it.
+    stack.until(lambda: ReviewReason.UNDELIVERED in _filed(stack, reply))
     stack.service.ops.drain()
     [item] = [i for i in stack.service.ops.review.items() if reply in i.message_ids]
     assert ReviewReason.UNDELIVERED in item.reasons
@@ -236,6 +239,32 @@ def test_a_refused_reply_is_recorded_filed_for_review_and_sent_when_redelivered(
     assert "overdraft" in answer["text"].lower()
     delivered(stack, reply)
     assert len(stack.core.store.conversations.history(_conversation(stack, chat))) == 2
+
+
+def test_a_reply_to_a_group_upgraded_to_a_supergroup_reaches_the_supergroup(stack: Stack) -> None:
+    """Telegram refuses a send to a group that became a supergroup and names its new id
+    (``migrate_to_chat_id``): the reply goes there, once (a reviewer's trial: it was recorded failed,
+    filed for review, and never reached the supergroup)."""
+    group, supergroup = -4205, -1004205
+    stack.api.note_chats(
+        {"update_id": 0, "message": {"message_id": 1, "chat": {"id": supergroup, "type": "supergroup"}}}
+    )
+    stack.api.migrate(group, supergroup)
+    stack.push(tg.mention(stack.uid(), chat_id=group, message_id=stack.uid(), chat_type="group"))
+    [answer] = stack.replies(supergroup)
+    assert "overdraft" in answer["text"].lower() and "reply_parameters" not in answer
+    reply = stack.until(lambda: _reply_or_none(stack, group))
+    delivered(stack, reply)
+    record = stack.core.store.deliveries.get(reply)
+    assert record is not None and [p.split(":")[0] for p in record.platform_ids] == [str(supergroup)]
+    tried = [
+        (str(a.params.get("chat_id")), a.status) for a in stack.api.attempted() if a.method == "sendMessage"
+    ]
+    assert [t for t in tried if t[0] in (str(group), str(supergroup))] == [
+        (str(group), 400),
+        (str(supergroup), 200),
+    ]
+    stack.api.clear_failures()
 
 
 def test_server_errors_and_429_are_retried_by_the_courier(stack: Stack) -> None:
@@ -346,6 +375,12 @@ def _reply_or_none(stack: Stack, chat: int) -> str | None:
         return None
     out = [m for m in stack.core.store.conversations.history(stored) if m.direction == "out"]
     return out[-1].id if out else None
+
+
+def _filed(stack: Stack, reply: str) -> set[ReviewReason]:
+    """The reasons ``reply`` is filed for review under (none while it is not filed)."""
+    assert stack.service.ops is not None
+    return {r for i in stack.service.ops.review.items() if reply in i.message_ids for r in i.reasons}
 
 
 def _conversation(stack: Stack, chat: int) -> str | None:

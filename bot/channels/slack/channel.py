@@ -34,7 +34,14 @@ from slack_sdk.signature import SignatureVerifier
 from bot.channels.slack.board import SlackOpsBoard
 from bot.channels.slack.commands import SlashCommands
 from bot.channels.slack.listeners import CustomerListeners, OperatorListeners
-from bot.channels.slack.middleware import FirstDelivery, people_only, problem, refusal, well_formed
+from bot.channels.slack.middleware import (
+    FirstDelivery,
+    acknowledge_the_rest,
+    people_only,
+    problem,
+    refusal,
+    well_formed,
+)
 from bot.channels.slack.transport import CHANNEL, SlackTransport, web_client
 from bot.core import TellerCore
 from bot.service import TellerService
@@ -93,6 +100,7 @@ class SlackChannel:
         operators.register(self.app)
         self.commands = SlashCommands(self.service, self.transport, ops_channel)
         self.commands.register(self.app)
+        acknowledge_the_rest(self.app)  # last: only what no listener above takes
         self.app.error(self._on_error)
         self._socket: Any = None
 
@@ -123,7 +131,7 @@ class SlackChannel:
                 raw.decode("utf-8")
             except UnicodeDecodeError:  # Slack sends UTF-8 only (and its signature is over text)
                 return to_starlette_response(refusal("the body is not UTF-8"))
-            if self._verifier is not None and not self._verifier.is_valid_request(raw, dict(request.headers)):
+            if self._verifier is not None and not _signed(self._verifier, raw, dict(request.headers)):
                 log.warning("slack_signature_rejected")
                 return JSONResponse({"detail": "invalid or missing Slack signature"}, status_code=401)
             # Signed by Slack (or Socket-less test mode) but not what Bolt can read: say so with a
@@ -138,6 +146,11 @@ class SlackChannel:
                 return to_starlette_response(refusal(wrong))
             # Bolt acks, and hands the listener to its thread pool.
             response = await asyncio.to_thread(self.app.dispatch, bolt_request)
+            if response.status == 404:
+                # No listener kind covers it (``app_rate_limited``: Slack dropping events for an
+                # app over its limit); the rest is acknowledged by middleware.acknowledge_the_rest.
+                log.warning("slack_unhandled", extra={"fields": {"type": str(body.get("type"))[:50]}})
+                return Response(status_code=200)
             if response.status == 500:
                 # Bolt's own matching failed on a payload our checks let through (a field of the
                 # wrong type deep inside): the payload, not Teller, is at fault.
@@ -151,3 +164,13 @@ class SlackChannel:
             "slack_listener_failed",
             extra={"fields": {"error": repr(error)[:300], "type": body.get("type") if body else None}},
         )
+
+
+def _signed(verifier: SignatureVerifier, raw: bytes, headers: dict[str, str]) -> bool:
+    """Whether Slack signed ``raw`` (slack_sdk's check), False for headers it cannot read: a
+    timestamp that is not a whole number ("1e3": ``int`` raised ``ValueError``) and a signature
+    that is not ASCII (``hmac.compare_digest`` raised ``TypeError``), both a 500 before."""
+    try:
+        return bool(verifier.is_valid_request(raw, headers))
+    except (ValueError, TypeError):
+        return False

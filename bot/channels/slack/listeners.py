@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 
 from bot.channels.slack.blocks import (
     CHOICE_ACTION,
@@ -80,11 +81,30 @@ def refusing(listener: F) -> F:
 
 
 def settle(client: WebClient, channel: str, message: dict[str, Any], note: str) -> None:
-    """Replace a posted message's buttons by ``note`` (a choice made, an item settled)."""
-    if message.get("ts"):
+    """Replace a posted message's buttons by ``note`` (a choice made, an item settled).
+
+    A courtesy, as Telegram's keyboard removal is: when Slack refuses it (``message_not_found``,
+    ``cant_update_message``, a 5xx or 429 that outlasts the client's retries) or cannot be reached,
+    it is logged (``slack_courtesy_failed``) and the press is still answered; a reviewer found a
+    failed update ended the listener, and the customer's pick was neither stored nor answered. The
+    buttons then stay: a second press of the same choice is the same press (:func:`press_id`),
+    answered once."""
+    if not message.get("ts"):
+        return
+    try:
         client.chat_update(
             channel=channel, ts=message["ts"], text=message.get("text", ""), blocks=settled(message, note)
         )
+    except (SlackClientError, OSError) as exc:
+        log.info("slack_courtesy_failed", extra={"fields": {"call": "chat.update", "error": repr(exc)[:300]}})
+
+
+def _named(text: str, bot_user: str | None) -> str | None:
+    """``text`` without its mentions of Teller (``bot_user``), or None if it names Teller nowhere."""
+    if not bot_user:
+        return None
+    mention = re.compile(rf"<@{re.escape(bot_user)}(\|[^>]*)?>")
+    return mention.sub("", text) if mention.search(text) else None
 
 
 def actor(body: dict[str, Any]) -> Actor:
@@ -148,8 +168,13 @@ class CustomerListeners:
             elif event.get("thread_ts") and event.get("user"):  # (a person's: the middleware's filter)
                 self._in_thread(event, client, context.get("bot_user_id"))
             return  # other channel chatter is not a question for Teller
-        text = readable(event.get("text", "")).strip()
-        if text:
+        raw = event.get("text", "")
+        bot_user = context.get("bot_user_id")
+        named = _named(raw, bot_user)
+        if named is not None:
+            raw = named  # "@Teller what's the fee?" in a DM asks what the fee is (not "a colleague ...")
+        text = readable(raw).strip()
+        if text or named is not None:  # Teller named alone: answered as a mention alone is
             self._event(event, client, text, event["channel"])
         if event.get("files"):
             # Teller reads no file; during a handoff the operators are told, and the customer is told

@@ -12,23 +12,28 @@ In order (after Bolt's own signature check and self-event filter):
 3. :class:`FirstDelivery`: an event Slack delivers again (same ``event_id``, e.g. after a slow
    acknowledgement) is acknowledged and dropped; the store's unique platform ids catch the rest
    across replicas.
+
+After Teller's listeners, :func:`acknowledge_the_rest` acknowledges whatever none of them takes
+(Bolt would answer 404, which Slack counts as a failed delivery).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from threading import Lock
 from typing import Any
 
-from slack_bolt import BoltResponse
+from slack_bolt import App, BoltResponse
 
 log = logging.getLogger(__name__)
 
-#: Message subtypes that are a person writing (with a file, or a thread reply sent to the channel);
-#: every other subtype (edits, deletions, joins, bot messages) is not a message for Teller.
-HUMAN_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
+#: Message subtypes that are a person writing (with a file, a thread reply sent to the channel, or
+#: ``/me`` before the words: a reviewer's DM "/me what's the overdraft fee?" went unanswered); every
+#: other subtype (edits, deletions, joins, bot messages) is not a message for Teller.
+HUMAN_SUBTYPES = frozenset({"file_share", "thread_broadcast", "me_message"})
 #: Events whose text Teller reads (the others, reactions say, have no author text to filter on).
 MESSAGE_EVENTS = frozenset({"message", "app_mention"})
 
@@ -121,3 +126,53 @@ class FirstDelivery:
             return BoltResponse(status=200, body="")
         next()
         return None
+
+
+#: Matches any event type, action id, callback id or command (:func:`acknowledge_the_rest`).
+_ANYTHING = re.compile(".*")
+
+
+def acknowledge_the_rest(app: App) -> None:
+    """Listeners for whatever Teller's own listeners do not take, registered after them (Bolt runs
+    the first listener that matches): events (a reaction removed, the App Home opened, a member
+    joining), buttons and modals of other apps' or older versions' messages, another slash command
+    pointed at Teller, an options request. Each is acknowledged (a 200, or a Socket Mode ack) and
+    logged (``slack_unhandled``, its type and name only), where Bolt answers 404 "unhandled request":
+    Slack counts a 404 as a failed delivery, delivers it again, and turns event subscriptions off
+    for an app that fails too often (a reviewer's finding)."""
+
+    def unhandled(body: dict[str, Any]) -> None:
+        event: dict[str, Any] = body["event"] if isinstance(body.get("event"), dict) else {}
+        actions: list[Any] = body["actions"] if isinstance(body.get("actions"), list) else []
+        first: dict[str, Any] = actions[0] if actions and isinstance(actions[0], dict) else {}
+        log.info(
+            "slack_unhandled",
+            extra={
+                "fields": {
+                    "type": str(body.get("type") or ("command" if "command" in body else ""))[:50],
+                    "name": str(event.get("type") or first.get("action_id") or body.get("command") or "")[
+                        :80
+                    ],
+                }
+            },
+        )
+
+    def acknowledge(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        ack()
+        unhandled(body)
+
+    def no_options(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        ack(options=[])
+        unhandled(body)
+
+    def unknown_command(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        ack(text=f"Teller has no command {str(body.get('command', ''))[:50]}. Try /teller help.")
+        unhandled(body)
+
+    app.event(_ANYTHING)(acknowledge)
+    app.action(_ANYTHING)(acknowledge)
+    app.view(_ANYTHING)(acknowledge)
+    app.view_closed(_ANYTHING)(acknowledge)
+    app.shortcut(_ANYTHING)(acknowledge)
+    app.options(_ANYTHING)(no_options)
+    app.command(_ANYTHING)(unknown_command)

@@ -14,8 +14,10 @@ parts of a reply and posts them one by one, retrying what it says is transient.
 - **Errors**, mapped once: ``RetryAfter`` (what outlasted python-telegram-bot's own rate limiter)
   is transient with Telegram's ``retry_after``; ``TimedOut`` and other ``NetworkError``\\ s (5xx,
   connection failures) are transient; ``BadRequest`` (message too long, chat not found, invalid
-  button data), ``Forbidden`` (the customer blocked the bot), ``InvalidToken``, ``ChatMigrated``
-  and anything else of Telegram's are permanent, with Telegram's own words as the reason.
+  button data), ``Forbidden`` (the customer blocked the bot), ``InvalidToken`` and anything else
+  of Telegram's are permanent, with Telegram's own words as the reason.
+- **A group upgraded to a supergroup** (``ChatMigrated``: Telegram gives the new chat id) gets the
+  part at its new id, once; a second migration is permanent.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dtm
+import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
@@ -45,6 +48,8 @@ from bot.choices import CHOICE_REF_PREFIX, choice_ref, parse_choice_ref
 from bot.core import Outgoing
 from bot.delivery import split_text, utf16_length
 from bot.errors import DeliveryError
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 #: Telegram's limits: characters of a message (UTF-16 code units), bytes of a button's data.
@@ -201,7 +206,9 @@ class TelegramTransport:
             pending.cancel()
             raise delivery_error(exc) from exc
 
-    async def _send(self, chat_id: int, thread_id: int | None, part: TelegramPart) -> str:
+    async def _send(
+        self, chat_id: int, thread_id: int | None, part: TelegramPart, moved: bool = False
+    ) -> str:
         # A reply whose message is gone (deleted meanwhile) is sent all the same, as a plain message.
         replied = (
             ReplyParameters(part.reply_to, allow_sending_without_reply=True)
@@ -216,6 +223,15 @@ class TelegramTransport:
                 message_thread_id=thread_id,
                 reply_parameters=replied,
             )
+        except ChatMigrated as exc:
+            if moved or exc.new_chat_id == chat_id:
+                raise delivery_error(exc) from exc
+            # The group became a supergroup, under a new id (Telegram's ``migrate_to_chat_id``): the
+            # part goes there, once, as a plain message (the old group's message ids are not the
+            # new one's, and a group had no topics). A reviewer's trial: the reply was recorded
+            # failed and filed for review, and nothing reached the supergroup.
+            log.info("telegram_chat_migrated", extra={"fields": {"chat": chat_id, "to": exc.new_chat_id}})
+            return await self._send(exc.new_chat_id, None, replace(part, reply_to=None), moved=True)
         except TelegramError as exc:
             raise delivery_error(exc) from exc
         return f"{chat_id}:{message.message_id}"
