@@ -570,6 +570,16 @@ class TellerService:
             return None
         return self.message(incoming, transport, address)
 
+    def conversation_moved(self, channel: str, old: str, new: str) -> bool:
+        """A platform conversation goes on under a new id (a Telegram group upgraded to a
+        supergroup): its history, its open handoff and the choices Teller offered in it follow
+        (:meth:`bot.storage.ConversationRepository.move`). False when nothing moved: no conversation
+        under ``old``, or one under ``new`` already (the supergroup's first message came first)."""
+        moved = self.core.store.conversations.move(channel, old, new)
+        fields = {"channel": channel, "from": old, "to": new}
+        log.info("conversation_moved" if moved else "conversation_not_moved", extra={"fields": fields})
+        return moved is not None
+
     def address_of_post(self, channel: str, platform_id: str) -> str | None:
         """Where the conversation of Teller's post with this platform id is (the chat, or its forum
         topic), for a press on a message the platform no longer shows in full (Telegram's

@@ -367,6 +367,23 @@ def test_handoffs_relay_and_close(store: Store) -> None:
     assert store.handoffs.recent(status=HandoffStatus.CLOSED) == [closed] and store.counts().handoffs == 1
 
 
+def test_a_conversation_moves_to_a_new_platform_id_with_its_open_handoff(store: Store) -> None:
+    """A Telegram group upgraded to a supergroup: its conversation (history, open handoff) goes on
+    under the new chat id; nothing is merged into a conversation the new id has already."""
+    _, reply = exchange(store, user="-4210", channel="telegram")
+    handoff = store.handoffs.start(NewHandoff("telegram", reply.conversation_id, "7", "-4210"))
+    assert store.conversations.move("telegram", "-4210", "-1004210") == reply.conversation_id
+    assert store.conversations.conversation_id("telegram", "-1004210") == reply.conversation_id
+    assert store.conversations.conversation_id("telegram", "-4210") is None
+    assert store.handoffs.active_for("telegram", "-1004210") == handoff
+    assert store.conversations.move("telegram", "-4210", "-1004210") is None  # moved once
+    exchange(store, user="-4211", channel="telegram")
+    exchange(store, user="-1004211", channel="telegram")  # the supergroup spoke first
+    assert store.conversations.move("telegram", "-4211", "-1004211") is None
+    assert store.conversations.conversation_id("telegram", "-4211") is not None  # left as it was
+    assert store.conversations.move("web", "-4210", "x") is None  # another channel's ids are apart
+
+
 def test_a_customers_reply_is_read_as_the_answer_to_the_operators_question(store: Store) -> None:
     """An operator verifying the customer ("Can you confirm your date of birth?"): the bare answer
     ("12/03/1985") is hidden as what was asked; the same words unasked stay as they are."""

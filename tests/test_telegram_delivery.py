@@ -267,6 +267,29 @@ def test_a_reply_to_a_group_upgraded_to_a_supergroup_reaches_the_supergroup(stac
     stack.api.clear_failures()
 
 
+def test_a_groups_conversation_goes_on_in_its_supergroup(stack: Stack) -> None:
+    """Telegram's service messages of the upgrade (``migrate_to_chat_id`` in the old group,
+    ``migrate_from_chat_id`` in the supergroup, either first) move the conversation once; the
+    supergroup's next message continues it (it started a new one, a reviewer's trial)."""
+    for group, supergroup, first in ((-4207, -1004207, "to"), (-4208, -1004208, "from")):
+        stack.push(tg.mention(stack.uid(), chat_id=group, message_id=stack.uid(), chat_type="group"))
+        stack.replies(group)
+        before = stack.until(lambda g=group: _conversation(stack, g))
+        to_new = tg.message(stack.uid(), group, stack.uid(), chat_type="group", migrate_to_chat_id=supergroup)
+        from_old = tg.message(
+            stack.uid(), supergroup, stack.uid(), chat_type="supergroup", migrate_from_chat_id=group
+        )
+        stack.push(*((to_new, from_old) if first == "to" else (from_old, to_new)))
+        stack.until(lambda s=supergroup: _conversation(stack, s))
+        stack.push(tg.mention(stack.uid(), chat_id=supergroup, message_id=stack.uid()))
+        stack.replies(supergroup)
+        assert _conversation(stack, supergroup) == before and _conversation(stack, group) is None
+        assert len(stack.core.store.conversations.history(before)) == 4  # two questions, two answers
+    # Nothing under the old id (or the new id taken already): nothing moves.
+    assert not stack.service.conversation_moved("telegram", "-4209", "-1004209")
+    assert not stack.service.conversation_moved("telegram", str(-1004207), str(-1004208))
+
+
 def test_server_errors_and_429_are_retried_by_the_courier(stack: Stack) -> None:
     chat = 5104
     stack.api.fail_next("sendMessage", 502, n=2, chat_id=chat)

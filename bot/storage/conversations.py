@@ -12,7 +12,8 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, exists, func, select, true
+from sqlalchemy import Connection, Select, and_, bindparam, exists, func, select, true, update
+from sqlalchemy.exc import IntegrityError
 
 from bot.errors import InputError
 from bot.privacy.redaction import redact
@@ -351,6 +352,32 @@ class ConversationRepository:
             .limit(1)
         )
         return str(rows[0]["external_id"]) if rows else None
+
+    def move(self, channel: str, old_external_id: str, new_external_id: str) -> str | None:
+        """Make the stored conversation of ``old_external_id`` the one ``new_external_id`` continues
+        (a Telegram group upgraded to a supergroup gets a new chat id). Returns its store id, or None
+        when nothing moved: no conversation under the old id, or one under the new id already
+        (nothing is merged). Idempotent; replicas moving it at once move it once."""
+        try:
+            return self._move(channel, old_external_id, new_external_id)
+        except IntegrityError:  # the new id's first message was stored meanwhile: it stays apart
+            return None
+
+    def _move(self, channel: str, old_external_id: str, new_external_id: str) -> str | None:
+        with self.db.transaction() as connection:
+            self.db.serialise(connection, f"move:{channel}:{old_external_id}")
+            taken = connection.execute(
+                select(_c.c.id).where(_c.c.channel == channel, _c.c.external_id == new_external_id)
+            ).first()
+            if taken is not None:
+                return None
+            moved = connection.execute(
+                update(_c)
+                .where(_c.c.channel == channel, _c.c.external_id == old_external_id)
+                .values(external_id=new_external_id)
+                .returning(_c.c.id)
+            ).first()
+            return str(moved[0]) if moved is not None else None
 
     def conversation_id(self, channel: str, external_id: str) -> str | None:
         """The store's id of a platform conversation, if it has one."""

@@ -167,6 +167,8 @@ class TelegramChannel:
         app.add_handler(TypeHandler(Update, self._drop_duplicates), group=-1)
         # Edits, channel posts and business messages are not questions to Teller.
         app.add_handler(MessageHandler(~filters.UpdateType.MESSAGE, self._ignore))
+        # A group upgraded to a supergroup: its conversation goes on under the new chat id.
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self._migrated))
         app.add_handler(MessageHandler(filters.StatusUpdate.ALL, self._ignore))
         # Command handlers answer "/help" and "/help@<this bot>", never "/help@another_bot".
         app.add_handler(CommandHandler("start", self._start))
@@ -386,6 +388,22 @@ class TelegramChannel:
         mine = target is not None and target.lower() == (self.me.username or "").lower()
         if not dialect.is_group(message.chat) or mine:
             await self._say(dialect.address_of(message), self._help_words())
+
+    async def _migrated(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Telegram's service messages of a group's upgrade: ``migrate_to_chat_id`` in the old group,
+        ``migrate_from_chat_id`` in the new supergroup (either may come first, or alone); the
+        conversation moves once (a reviewer's trial: the supergroup's next message started a new
+        conversation, and a handoff open in the group no longer reached its customers)."""
+        message = update.effective_message
+        if message is None:
+            return
+        if message.migrate_to_chat_id:
+            old, new = message.chat_id, message.migrate_to_chat_id
+        elif message.migrate_from_chat_id:
+            old, new = message.migrate_from_chat_id, message.chat_id
+        else:
+            return
+        await asyncio.to_thread(self.service.conversation_moved, CHANNEL, str(old), str(new))
 
     async def _ignore(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.debug("telegram_ignored", extra={"fields": {"update_id": update.update_id}})
