@@ -10,8 +10,8 @@ does the rest, the same for every platform:
   sent again;
 - each part is posted in order; a transient failure (rate limit, 5xx, network) is retried with
   exponential backoff and jitter (tenacity), never shorter than the platform's Retry-After, for at
-  most ``ATTEMPTS`` tries and ``PART_DEADLINE`` seconds (a Retry-After longer than what is left, or
-  than ``RETRY_AFTER_MAX``, fails the part at once rather than post before it has passed); each
+  most ``ATTEMPTS`` tries and ``PART_DEADLINE`` seconds (a Retry-After longer than what is left of
+  them fails the part at once rather than post before it has passed); each
   accepted part is recorded, so a retry or a later send resumes after it and never duplicates what
   the customer has. A post that timed out may have arrived: it is retried all the same (at least
   once: a rare duplicate rather than a lost answer);
@@ -60,12 +60,12 @@ log = logging.getLogger(__name__)
 #: half a minute for an answer that a briefly failing platform delays; past two minutes the reply
 #: goes to a person (review queue) instead.
 ATTEMPTS, PART_DEADLINE = 6, 120.0
-#: Backoff: first pause and ceiling, in seconds; a Retry-After is waited out up to ``RETRY_AFTER_MAX``
-#: (a longer one, or one outlasting the part's deadline, fails the part at once: never posted early).
-BACKOFF_INITIAL, BACKOFF_MAX, RETRY_AFTER_MAX = 0.5, 20.0, 60.0
+#: Backoff: first pause and ceiling, in seconds. A Retry-After is waited out whole when it ends within
+#: the part's deadline; one that outlasts it fails the part at once (never posted early).
+BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 20.0
 #: Seconds a pending delivery stays its sender's without a touch (each attempt touches it); after
 #: that a redelivery or :mod:`bot.recovery` takes it over. Longer than any live gap: one post waits
-#: at most ``POST_TIMEOUT`` (Telegram, 120 s) and a pause at most ``RETRY_AFTER_MAX``.
+#: at most ``POST_TIMEOUT`` (Telegram, 120 s) and a pause at most ``PART_DEADLINE``.
 LEASE = 300.0
 #: Tries of a delivery-state write through a database blip.
 STORE_ATTEMPTS = 4
@@ -108,14 +108,14 @@ class Sent:
 
 
 def _wait(state: RetryCallState) -> float:
-    """Exponential backoff with jitter, but never less than the platform's Retry-After (up to
-    ``RETRY_AFTER_MAX``: a longer wait outlasts the part's deadline anyway)."""
+    """Exponential backoff with jitter, but never less than the platform's Retry-After (one that
+    outlasts the part's deadline stopped the retries first: :class:`_ToldToWaitTooLong`)."""
     backoff = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (state.attempt_number - 1))
     pause = random.uniform(backoff / 2, backoff)
     outcome = state.outcome
     error = outcome.exception() if outcome is not None else None
     if isinstance(error, DeliveryError) and error.retry_after:
-        pause = max(pause, min(error.retry_after, RETRY_AFTER_MAX))
+        pause = max(pause, error.retry_after)
     return pause
 
 
@@ -124,10 +124,11 @@ def _transient(error: BaseException) -> bool:
 
 
 class _ToldToWaitTooLong(stop_base):
-    """A stop condition: the platform's Retry-After is longer than ``RETRY_AFTER_MAX`` or than what
-    is left of the part's ``deadline`` (seconds). Posting again before it has passed would be
-    refused again and, on Telegram, lengthens the flood wait: the part fails at once instead (a
-    reviewer's trial: a 300 s ``retry_after`` was tried again at 60 and 120 s, then failed)."""
+    """A stop condition: the platform's Retry-After is longer than what is left of the part's
+    ``deadline`` (seconds). Posting again before it has passed would be refused again and, on
+    Telegram, lengthens the flood wait: the part fails at once instead (a reviewer's trial: a
+    300 s ``retry_after`` was tried again at 60 and 120 s, then failed; a Retry-After of 61-119 s,
+    which fits, is waited out whole, not cut to 60 s and posted early)."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -138,7 +139,7 @@ class _ToldToWaitTooLong(stop_base):
         if not isinstance(error, DeliveryError) or not error.retry_after:
             return False
         left = self.deadline - (state.seconds_since_start or 0.0)
-        return error.retry_after > min(RETRY_AFTER_MAX, left)
+        return error.retry_after > left
 
 
 class Courier:

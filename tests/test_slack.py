@@ -351,3 +351,13 @@ def test_me_messages_and_teller_named_in_a_dm_are_read_as_the_customer_wrote_the
         "a colleague said I should ask about the overdraft fee",
     ]
     assert len(fake.sent()) == 4  # Teller named alone is answered, as a mention alone is
+    # ... but named with a file and no words, it is the file's message (Teller reads no file), not
+    # an empty question (a reviewer's finding: "The message is empty.").
+    shared = alone | {
+        "ts": "1700000015.000100",
+        "subtype": "file_share",
+        "files": [{"id": "F1", "name": "a.png"}],
+    }
+    assert post(teller, sl.event_body("EvFile", shared), JSON).status_code == 200
+    time.sleep(1.0)
+    assert len(fake.sent()) == 4

@@ -174,7 +174,7 @@ class CustomerListeners:
         if named is not None:
             raw = named  # "@Teller what's the fee?" in a DM asks what the fee is (not "a colleague ...")
         text = readable(raw).strip()
-        if text or named is not None:  # Teller named alone: answered as a mention alone is
+        if text or (named is not None and not event.get("files")):  # named alone: as a mention alone
             self._event(event, client, text, event["channel"])
         if event.get("files"):
             # Teller reads no file; during a handoff the operators are told, and the customer is told
