@@ -32,9 +32,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -194,6 +194,30 @@ class OpsBoard(Protocol):
         ...
 
 
+class _KeyedLocks:
+    """One lock per key (a handoff's id), kept while it is held or waited for. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
 class OpsDesk:
     """Handoffs and the review queue, between customers' channels and the ops board."""
 
@@ -227,6 +251,8 @@ class OpsDesk:
         #: queue another while one waits (Slack down, a backlog would grow with every sweep).
         self._queued_threads: set[str] = set()
         self._queued_flushes: set[str] = set()
+        #: An operator's messages to one customer, one at a time: see :meth:`operator_reply`.
+        self._relaying = _KeyedLocks()
 
     def attach_board(self, board: OpsBoard) -> None:
         self.board = board
@@ -488,14 +514,20 @@ class OpsDesk:
                     f"{MAX_RELAY:,} at a time. Please send it in shorter parts.",
                 )
             return True
-        try:
-            stored = self.store.handoffs.record_relay(
-                handoff.id, Direction.OUT, text, author=str(operator), platform_id=platform_id
-            )
-        except DuplicateMessage:
-            return True  # a redelivery of the operator's message: its first delivery relays it
-        reply = Outgoing(stored.id, text, route=HUMAN_ROUTE, threaded=False)
-        sent = self._send(handoff, reply, DeliveryKind.RELAY)
+        # Recorded and sent under the handoff's lock: a message the platform holds back (a 429, a
+        # retry) is not overtaken by the operator's next one, which Slack hands to another listener
+        # thread (a reviewer's trial: "Sorry, correction: it was £15" reached the customer before
+        # "Your refund of £50 was approved."). Within this replica; Slack's events of one thread
+        # reaching two replicas at once are not ordered.
+        with self._relaying.hold(handoff.id):
+            try:
+                stored = self.store.handoffs.record_relay(
+                    handoff.id, Direction.OUT, text, author=str(operator), platform_id=platform_id
+                )
+            except DuplicateMessage:
+                return True  # a redelivery of the operator's message: its first delivery relays it
+            reply = Outgoing(stored.id, text, route=HUMAN_ROUTE, threaded=False)
+            sent = self._send(handoff, reply, DeliveryKind.RELAY)
         if sent is not None and not sent.delivered and not sent.skipped and self.board is not None:
             reason = sent.error.reason if sent.error else "unknown"
             seen = (

@@ -22,6 +22,7 @@ from bot.core import Incoming, Outgoing, TellerCore
 from bot.ops_desk import CLOSED_NOTICE
 from bot.service import TellerService
 from bot.settings import get_settings
+from bot.storage import Handoff
 from bot.web.app import create_app
 from tests import fake_slack as sl
 from tests import fake_telegram as tg
@@ -185,20 +186,60 @@ def test_flag_review_and_correct_in_slack(stack: Stack, caplog: pytest.LogCaptur
     assert any(h.entry.answer == answer for h in hits)
     kinds = {c.action for c in stack.service.ops.review.corrections()}  # type: ignore[union-attr]
     assert kinds == {"choose", "answer"}
+    # Flagged again once its item is settled: said so, not "filed as review item" (a reviewer's finding).
+    again = stack.command(f"flag {second.id} still wrong")
+    assert again.startswith("Flagged, but that answer's review item #") and "was corrected by" in again
 
 
-def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None:
+def telegram_handoff(stack: Stack, chat: int = 42) -> tuple[Handoff, dict[str, Any]]:
+    """A Telegram customer in ``chat`` asks for a person: ``(handoff, its ops-channel post)``, the
+    thread posted."""
     api = stack.telegram
-    api.push(tg.text(1, 42, 1, "/human"))
+    api.push(tg.text(1, chat, 1, "/human"))
     [connecting] = api.wait_for("sendMessage", 1)
     assert "connect you" in connecting["text"].lower()
     [opened] = stack.ops_posts(1)
     assert (
         "Handoff" in opened["blocks"][0]["text"]["text"] and "telegram" in opened["blocks"][0]["text"]["text"]
     )
-    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("telegram", "42"))
+    handoff = wait_for(lambda: stack.core.store.handoffs.active_for("telegram", str(chat)))
     wait_for(lambda: stack.core.store.handoffs.get(handoff.id).thread_ts)
-    handoff = stack.core.store.handoffs.get(handoff.id)
+    return stack.core.store.handoffs.get(handoff.id), opened
+
+
+def in_thread(handoff: Handoff, text: str, user: str, ts: str) -> dict[str, Any]:
+    """A message event in ``handoff``'s ops thread."""
+    return {
+        "type": "message",
+        "channel": OPS,
+        "channel_type": "channel",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "thread_ts": handoff.thread_ts,
+    }
+
+
+def test_an_operators_messages_reach_the_customer_in_order_through_a_rate_limit(stack: Stack) -> None:
+    """The first relay held back by Telegram (429, retry after 2 s) was overtaken by the operator's
+    next message, on another listener thread (a reviewer's trial)."""
+    api = stack.telegram
+    handoff, _ = telegram_handoff(stack)
+    before = len(api.sent())
+    api.fail_next("sendMessage", 429, n=1, retry_after=2)
+    stack.event(in_thread(handoff, "Your refund of £50 was approved.", OPERATOR, "1800000001.000001"))
+    time.sleep(0.3)
+    stack.event(in_thread(handoff, "Sorry, correction: it was £15, not £50.", OPERATOR, "1800000001.000002"))
+    sent = api.wait_for("sendMessage", before + 2)[before:]
+    assert [m["text"] for m in sent] == [
+        "Your refund of £50 was approved.",
+        "Sorry, correction: it was £15, not £50.",
+    ]
+
+
+def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None:
+    api = stack.telegram
+    handoff, opened = telegram_handoff(stack)
 
     # The customer's next message goes to the thread, not to the policy (and gets no bot reply).
     api.push(tg.text(2, 42, 2, "I was charged twice for my coffee, card 4111 1111 1111 1111"))
@@ -210,15 +251,7 @@ def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None
 
     # Someone who is not an operator cannot speak for the bank; an operator's reply reaches Telegram.
     def thread_message(text: str, user: str, ts: str) -> dict[str, Any]:
-        return {
-            "type": "message",
-            "channel": OPS,
-            "channel_type": "channel",
-            "user": user,
-            "text": text,
-            "ts": ts,
-            "thread_ts": handoff.thread_ts,
-        }
+        return in_thread(handoff, text, user, ts)
 
     stack.event(thread_message("lol", "UINTRUDER", "1800000000.000001"))
     assert "only operators can reply" in stack.ephemerals(1)[0]["text"].lower()

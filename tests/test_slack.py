@@ -235,6 +235,16 @@ def test_slack_text_reads_as_a_person_wrote_it(raw: str, read: str) -> None:
             "See lumen.com/_promo_ (http://lumen.com/_promo_)",
         ),
         ("<mailto:_info_@lumen.com|_info_@lumen.com>", "_info_@lumen.com"),
+        # Slack sends every emoji as its code (a trial found ":wave:" reaching Telegram); one it
+        # does not know, a time, a score and code stay as typed.
+        (
+            "Hi :wave::wave: thanks :slightly_smiling_face: :+1::skin-tone-3: :heart:",
+            "Hi \U0001f44b\U0001f44b thanks \U0001f642 \U0001f44d\U0001f3fc \u2764\ufe0f",
+        ),
+        (
+            "at 10:30:45, score 5:100:20, :our_logo: and `:tada:` (:tada:)",
+            "at 10:30:45, score 5:100:20, :our_logo: and :tada: (\U0001f389)",
+        ),
     ],
 )
 def test_an_operators_slack_marks_are_dropped_for_the_customer(raw: str, read: str) -> None:

@@ -19,6 +19,7 @@ from bot.core import Outgoing
 from bot.errors import InputError, NotAuthorised, sentence
 from bot.review import NOTHING_TO_REVIEW
 from bot.service import TellerService
+from bot.storage import ReviewStatus
 
 
 def help_text(interviews: bool = True, operators: bool = True) -> str:
@@ -132,6 +133,14 @@ class SlashCommands:
         item = self.service.flag(message_id, reason.strip() or None, actor(command))
         if item is None:
             ack(text=f"Flagged, but {NOTHING_TO_REVIEW}.")
+            return
+        if item.status != ReviewStatus.OPEN:
+            # (a reviewer's finding: it said "filed as review item #1" of an item confirmed already)
+            by = f" by {item.resolved_by}" if item.resolved_by else ""
+            ack(
+                text=f"Flagged, but that answer's review item #{item.id} was {item.status}{by} "
+                "already: no new item opened."
+            )
             return
         ack(text=f"Flagged; filed as review item #{item.id}.")
 

@@ -10,7 +10,9 @@ fake a link. Source: Slack's "Formatting text for app surfaces" (escaping, and t
   marks (`` `code` `` and code blocks, whose text is kept as typed), for an operator's words
   relayed to a customer: Telegram and the web chat show text as typed, where the marks would read
   as stray asterisks and underscores. Strikethrough keeps its tildes (a struck-out figure must not
-  read as current).
+  read as current). Slack's emoji codes (``:wave:``, ``:+1::skin-tone-3:``: Slack sends every emoji
+  so, even one typed as the character) become the emoji (the ``emoji`` package's names, which are
+  Slack's; a code it does not know, a workspace's own emoji say, stays as written).
   A mark counts only as Slack reads it: at a word's edge, around words with no space inside
   the marks (``5 * 3 * 2``, ``file_name_v2`` and ``*`` alone stay as they are).
 - :func:`escape` makes any text (a customer's, an operator's) inert in a ``mrkdwn`` or ``text``
@@ -20,6 +22,8 @@ fake a link. Source: Slack's "Formatting text for app surfaces" (escaping, and t
 from __future__ import annotations
 
 import re
+
+import emoji
 
 _ANGLE = re.compile(r"<([^<>]*)>")
 _SPECIAL = {"channel": "@channel", "here": "@here", "everyone": "@everyone"}
@@ -60,6 +64,21 @@ _CODE = re.compile(r"```\n?(.*?)\n?```|`([^`\n]+)`", re.DOTALL)
 _HELD, _MOST_HELD = 0xF0000, 60000
 
 
+#: An emoji code, and a skin tone after it (``:+1::skin-tone-3:``: tones 2-6 are Unicode's five
+#: modifiers, U+1F3FB-U+1F3FF).
+#: Not inside a word or number ("10:30:45", "5:100:20" stay as typed).
+_EMOJI_CODE = re.compile(r"(?<!\w):([a-z0-9_+'-]+):(?::skin-tone-([2-6]):)?(?!\w)")
+
+
+def _emoji(match: re.Match[str]) -> str:
+    glyph = emoji.emojize(f":{match.group(1)}:", language="alias")
+    if glyph == f":{match.group(1)}:":
+        return match.group(0)  # not an emoji the package knows: as written
+    if match.group(2):
+        glyph = glyph.removesuffix("\ufe0f") + chr(0x1F3FB + int(match.group(2)) - 2)
+    return glyph
+
+
 def _unmarked(text: str) -> str:
     """``text`` (forms and code held) without Slack's emphasis marks."""
     for _ in range(2):  # nested emphasis (*_both_*, _*both*_) comes off one mark at a time
@@ -88,6 +107,7 @@ def unformatted(text: str) -> str:
         return readable(text)
     text = _ANGLE.sub(form, text)
     text = _CODE.sub(lambda m: hold(m.group(1) if m.group(1) is not None else m.group(2)), text)
+    text = _EMOJI_CODE.sub(_emoji, text)  # (code held: ":wave:" in code stays as typed)
     text = _unmarked(text)
     restored = "".join(held[ord(c) - _HELD] if _HELD <= ord(c) < _HELD + len(held) else c for c in text)
     return readable(restored)
