@@ -609,6 +609,8 @@ class OpsDesk:
         if not handoff.is_open:
             return handoff
         closed = self.store.handoffs.close(handoff_id, str(actor))
+        if closed.closed_by != str(actor):
+            return closed  # another press closed it meanwhile: that one tells the customer and logs
         notice = Outgoing(f"{handoff_id}:closed", CLOSED_NOTICE, route=HUMAN_ROUTE, threaded=False)
         sent = self._send(closed, notice, DeliveryKind.NOTICE)
         if sent is not None and not sent.delivered and not sent.skipped and self.board is not None:

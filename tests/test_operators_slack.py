@@ -105,7 +105,7 @@ def stack(teller_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             "TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN",
             "TELEGRAM_API_URL": f"{telegram_api}/bot",
             "TELLER_OPS_CHANNEL": OPS,
-            "TELLER_OPERATORS": f"{OPERATOR},telegram:7",
+            "TELLER_OPERATORS": f"{OPERATOR},UOPS2,telegram:7",
         }.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
@@ -279,6 +279,14 @@ def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None
 
     closed = stack.core.store.handoffs.get(handoff.id)
     assert closed.status == "closed" and closed.closed_by == "slack:UOPS"
+    # A second operator's press (a stale button, or both at once) names who closed it, and the
+    # customer is not told twice (both presses read "Closed by" themselves, a reviewer's finding).
+    updates = len(stack.slack.sent("chat.update"))
+    press(stack, opened, close, user="UOPS2", ts=handoff.thread_ts or "")
+    *_, note = stack.slack.wait_for("chat.update", updates + 1)
+    assert "Closed by <@UOPS>" in json.dumps(note["blocks"]) and "UOPS2" not in json.dumps(note["blocks"])
+    time.sleep(0.5)
+    assert len(api.sent()) == 4
     transcript = stack.core.store.handoffs.transcript(handoff.id)
     human = [(m.direction, m.author) for m in transcript if m.route == "human"]
     assert human == [("in", None), ("out", "slack:UOPS")]

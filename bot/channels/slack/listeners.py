@@ -49,6 +49,7 @@ from bot.choices import parse_choice_ref, press_id
 from bot.core import Incoming, Outgoing
 from bot.errors import InputError, NotAuthorised, sentence
 from bot.operators import Actor
+from bot.ops_desk import IDLE_ACTOR
 from bot.service import FEEDBACK_THANKS, TellerService
 
 log = logging.getLogger(__name__)
@@ -447,10 +448,12 @@ class OperatorListeners:
     @refusing
     def _close(self, *, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         who = actor(body)
-        self.service.close_handoff(action.get("value", ""), who)
-        settle(
-            client,
-            body.get("channel", {}).get("id", ""),
-            body.get("message", {}),
-            f"_Closed by <@{who.user_id}>_",
-        )
+        closed = self.service.close_handoff(action.get("value", ""), who)
+        # Who closed it, not who pressed (two operators pressing at once both read "Closed by" themselves).
+        closer = closed.closed_by or str(who)
+        channel, _, user = closer.partition(":")
+        if closer == IDLE_ACTOR:
+            note = "_Closed: the customer had gone quiet_"
+        else:
+            note = f"_Closed by <@{user}>_" if channel == CHANNEL and user else f"_Closed by {closer}_"
+        settle(client, body.get("channel", {}).get("id", ""), body.get("message", {}), note)
