@@ -109,6 +109,15 @@ OPERATOR_FILE_NOTE = (
     "The file you attached was not sent to the customer: Teller passes on words only. Describe what "
     "they need in words, or send it to them another way."
 )
+#: An operator edited or deleted a message in an open handoff's thread (:meth:`OpsDesk.operator_edited`).
+OPERATOR_EDIT_NOTE = (
+    "Your edit did not reach the customer: they have your message as you first sent it. Send the "
+    "correction as a new reply."
+)
+OPERATOR_DELETE_NOTE = (
+    "Deleting a message here does not take it back: the customer still has it. Send a correction as "
+    "a new reply if it was wrong."
+)
 
 
 def expiry_notice(store: Store, handoff_id: str) -> str:
@@ -327,6 +336,20 @@ class OpsDesk:
         self.operators.require(actor.channel, actor.user_id, "reply to customers")
         if handoff.is_open and self.board is not None:
             self._later(self.board.warn_in_thread, handoff.thread, OPERATOR_FILE_NOTE)
+
+    def operator_edited(self, ops_channel: str, thread_ts: str, actor: Actor, deleted: bool) -> None:
+        """An operator edited (or deleted) a message in the thread of an open handoff: the customer
+        keeps it as first sent, and the operator is told so there (a reviewer's trial: a corrected
+        figure never reached the customer, and nothing said so). Someone else's edit, or one in
+        another thread, is ordinary chatter: nothing is said."""
+        handoff = self.store.handoffs.by_thread(thread_ts, ops_channel)
+        if handoff is None or not handoff.is_open or self.board is None:
+            return
+        if not self.operators.is_operator(actor.channel, actor.user_id):
+            return
+        self._later(
+            self.board.warn_in_thread, handoff.thread, OPERATOR_DELETE_NOTE if deleted else OPERATOR_EDIT_NOTE
+        )
 
     def _as_pressed(self, text: str) -> str:
         """A button the customer pressed during the handoff (one left from before it), as the

@@ -558,6 +558,11 @@ class TellerService:
         (:class:`bot.errors.NotAuthorised` for someone who is not an operator)."""
         self._desk().operator_attachment(ops_channel, thread_ts, actor)
 
+    def operator_edited(self, ops_channel: str, thread_ts: str, actor: Actor, deleted: bool = False) -> None:
+        """An operator edited (``deleted``: deleted) a message in an ops thread; see
+        :meth:`bot.ops_desk.OpsDesk.operator_edited`."""
+        self._desk().operator_edited(ops_channel, thread_ts, actor, deleted)
+
     def thread_message(self, incoming: Incoming, transport: Transport[Any], address: str) -> Outgoing | None:
         """A message in a channel thread that does not name Teller (a Slack channel's thread, say):
         during an open handoff of that thread's conversation it is the customer's (or another

@@ -237,6 +237,47 @@ def test_an_operators_messages_reach_the_customer_in_order_through_a_rate_limit(
     ]
 
 
+def test_an_operator_is_told_an_edit_or_deletion_does_not_reach_the_customer(stack: Stack) -> None:
+    """An operator's edit in a handoff's thread (a corrected figure) never reached the customer, and
+    nothing said so (a reviewer's trial). Teller's own edits and someone else's say nothing."""
+    api = stack.telegram
+    handoff, _ = telegram_handoff(stack)
+    stack.event(in_thread(handoff, "Your refund of £50 was approved.", OPERATOR, "1800000002.000001"))
+    api.wait_for("sendMessage", 2)
+    posts = len(stack.ops_posts(1))
+
+    def changed(user: str, **extra: Any) -> dict[str, Any]:
+        message = in_thread(handoff, "Your refund of £15 was approved.", user, "1800000002.000001")
+        return {
+            "type": "message",
+            "subtype": "message_changed",
+            "channel": OPS,
+            "hidden": True,
+            "message": message | extra,
+            "ts": "1800000002.000009",
+        }
+
+    stack.event(changed("UINTRUDER"))  # not an operator: their chatter
+    stack.event(changed("UBOT", bot_id="B1"))  # a bot's (Teller's own posts are updated so)
+    stack.event(changed(OPERATOR))
+    edit_note = stack.ops_posts(posts + 1)[-1]
+    assert edit_note["thread_ts"] == handoff.thread_ts and "did not reach the customer" in edit_note["text"]
+    deleted = {
+        "type": "message",
+        "subtype": "message_deleted",
+        "channel": OPS,
+        "hidden": True,
+        "previous_message": in_thread(handoff, "x", OPERATOR, "1800000002.000001"),
+        "deleted_ts": "1800000002.000001",
+        "ts": "1800000002.000010",
+    }
+    stack.event(deleted)
+    delete_note = stack.ops_posts(posts + 2)[-1]
+    assert "does not take it back" in delete_note["text"]
+    time.sleep(0.5)
+    assert len(stack.ops_posts(posts + 2)) == posts + 2 and len(api.sent()) == 2  # nothing else said
+
+
 def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None:
     api = stack.telegram
     handoff, opened = telegram_handoff(stack)

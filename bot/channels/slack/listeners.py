@@ -43,6 +43,7 @@ from bot.channels.slack.blocks import (
     ticked_proposals,
     wrong_answer_view,
 )
+from bot.channels.slack.middleware import edit_by_a_person
 from bot.channels.slack.text import readable, unformatted
 from bot.channels.slack.transport import CHANNEL, SlackTransport
 from bot.choices import parse_choice_ref, press_id
@@ -163,6 +164,16 @@ class CustomerListeners:
     def on_message(
         self, event: dict[str, Any], body: dict[str, Any], client: WebClient, context: dict[str, Any]
     ) -> None:
+        edited = edit_by_a_person(event)
+        if edited is not None:  # only an operator's, in a handoff's thread, is answered (told)
+            if event.get("channel") == self.ops_channel and self.service.ops is not None:
+                self.service.operator_edited(
+                    event["channel"],
+                    edited["thread_ts"],
+                    Actor(CHANNEL, edited["user"]),
+                    deleted=event.get("subtype") == "message_deleted",
+                )
+            return
         if event.get("channel_type") != "im":
             if event.get("thread_ts") and event.get("channel") == self.ops_channel:
                 self.operators.on_thread_reply(event=event, body=body, client=client)

@@ -8,7 +8,9 @@ In order (after Bolt's own signature check and self-event filter):
    Some such payloads break Bolt's own middleware before any of ours runs, so the HTTP route
    checks :func:`problem` too, once the signature is verified.
 2. :func:`people_only`: message events that are not a person's own words (any ``bot_id``, bot
-   messages, edits, deletions, joins) are acknowledged and dropped, so two bots never loop.
+   messages, edits, deletions, joins) are acknowledged and dropped, so two bots never loop; a
+   person's edit or deletion of a thread message goes on (an operator's, in a handoff's thread, is
+   told the customer keeps the message as first sent).
 3. :class:`FirstDelivery`: an event Slack delivers again (same ``event_id``, e.g. after a slow
    acknowledgement) is acknowledged and dropped; the store's unique platform ids catch the rest
    across replicas.
@@ -93,9 +95,35 @@ def well_formed(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse 
     return None
 
 
+#: Message subtypes that are a person changing what they wrote: dropped, except in the ops channel's
+#: threads, where an operator is told the customer keeps the message as first sent (:func:`edit_by_a_person`).
+EDIT_SUBTYPES = frozenset({"message_changed", "message_deleted"})
+
+
+def edit_by_a_person(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The message a person's edit or deletion event is about (``message``, or for a deletion
+    ``previous_message``), if it is a person's message in a thread; None otherwise (Teller updating
+    its own posts sends these events too)."""
+    if event.get("subtype") not in EDIT_SUBTYPES:
+        return None
+    message = (
+        event.get("message") if event.get("subtype") == "message_changed" else event.get("previous_message")
+    )
+    if not isinstance(message, dict) or message.get("bot_id") or message.get("bot_profile"):
+        return None
+    if not (isinstance(message.get("user"), str) and isinstance(message.get("thread_ts"), str)):
+        return None
+    return message
+
+
 def people_only(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
     event = body.get("event") if body.get("type") == "event_callback" else None
-    if isinstance(event, dict) and event.get("type") in MESSAGE_EVENTS and not written_by_a_person(event):
+    if (
+        isinstance(event, dict)
+        and event.get("type") in MESSAGE_EVENTS
+        and not written_by_a_person(event)
+        and edit_by_a_person(event) is None
+    ):
         log.debug("slack_not_a_person", extra={"fields": {"subtype": event.get("subtype")}})
         return BoltResponse(status=200, body="")  # acknowledged: Slack does not send it again
     next()
