@@ -493,10 +493,17 @@ class OpsDesk:
         if not helpful:
             self._later_review(self._file, message_id)
 
-    def relay_interrupted(self, channel: str, address: str) -> None:
+    def relay_interrupted(self, channel: str, address: str, message_id: str | None = None) -> None:
         """An operator's message to this customer was cut off mid-send (its replica stopped): the
-        operators are told in the handoff's thread to send it again."""
-        handoff = self.store.handoffs.active_for(channel, address)
+        operators are told in the handoff's thread to send it again. The handoff is the open one of
+        ``message_id``'s conversation where that is a stored message (a group's address names the
+        message it replies to, and a group moved to a supergroup has a new id: found in review), else
+        the open one of the conversation at ``address``."""
+        handoff = None
+        if message_id is not None and self.store.conversations.exists(message_id):
+            latest = self.store.handoffs.latest(self.store.conversations.message(message_id).conversation_id)
+            handoff = latest if latest is not None and latest.is_open else None
+        handoff = handoff or self.store.handoffs.active_for(channel, address)
         if handoff is not None and self.board is not None:
             self._later(
                 self.board.warn_in_thread,
@@ -543,6 +550,10 @@ class OpsDesk:
         # "Your refund of £50 was approved."). Within this replica; Slack's events of one thread
         # reaching two replicas at once are not ordered.
         with self._relaying.hold(handoff.id):
+            handoff = self.store.handoffs.get(handoff.id)
+            if not handoff.is_open:  # closed while this waited for the relay before it
+                self._closed_reply(handoff, actor, text)
+                return True
             try:
                 stored = self.store.handoffs.record_relay(
                     handoff.id, Direction.OUT, text, author=str(operator), platform_id=platform_id
@@ -631,11 +642,15 @@ class OpsDesk:
         handoff = self.store.handoffs.get(handoff_id)
         if not handoff.is_open:
             return handoff
-        closed = self.store.handoffs.close(handoff_id, str(actor))
-        if closed.closed_by != str(actor):
-            return closed  # another press closed it meanwhile: that one tells the customer and logs
-        notice = Outgoing(f"{handoff_id}:closed", CLOSED_NOTICE, route=HUMAN_ROUTE, threaded=False)
-        sent = self._send(closed, notice, DeliveryKind.NOTICE)
+        # After any relay on its way (held by the handoff's lock): the customer reads the operator's
+        # last words before "closed", and a relay waiting behind one is told it came too late (a
+        # reviewer's finding: the notice overtook a relay held by a rate limit).
+        with self._relaying.hold(handoff_id):
+            closed = self.store.handoffs.close(handoff_id, str(actor))
+            if closed.closed_by != str(actor):
+                return closed  # another press closed it meanwhile: that one tells the customer and logs
+            notice = Outgoing(f"{handoff_id}:closed", CLOSED_NOTICE, route=HUMAN_ROUTE, threaded=False)
+            sent = self._send(closed, notice, DeliveryKind.NOTICE)
         if sent is not None and not sent.delivered and not sent.skipped and self.board is not None:
             self._later(
                 self.board.warn_in_thread,

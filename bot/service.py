@@ -386,7 +386,7 @@ class TellerService:
                 if delivery.kind == DeliveryKind.REPLY:
                     self.ops.undelivered(delivery.message_id)
                 else:
-                    self.ops.relay_interrupted(delivery.channel, delivery.address)
+                    self.ops.relay_interrupted(delivery.channel, delivery.address, delivery.message_id)
             return True
         if not store.deliveries.claim(delivery):
             return False

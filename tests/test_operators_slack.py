@@ -43,6 +43,7 @@ class Stack:
     teller: str
     core: TellerCore
     service: TellerService
+    _updates: int = 0
 
     def post(self, body: str, content_type: str) -> httpx.Response:
         response = httpx.post(
@@ -65,6 +66,11 @@ class Stack:
                 return [{**m, "blocks": _blocks(m)} for m in found]
             time.sleep(0.05)
         raise AssertionError(f"expected {count} posts in the ops channel, got {self.slack.sent()}")
+
+    def telegram_update_id(self) -> int:
+        """A fresh Telegram update id (getUpdates never returns ids below its offset)."""
+        self._updates += 1
+        return self._updates
 
     def ephemerals(self, count: int) -> list[dict[str, Any]]:
         return self.slack.wait_for("chat.postEphemeral", count)
@@ -195,10 +201,11 @@ def telegram_handoff(stack: Stack, chat: int = 42) -> tuple[Handoff, dict[str, A
     """A Telegram customer in ``chat`` asks for a person: ``(handoff, its ops-channel post)``, the
     thread posted."""
     api = stack.telegram
-    api.push(tg.text(1, chat, 1, "/human"))
-    [connecting] = api.wait_for("sendMessage", 1)
+    sent, posts = len(api.sent()), len([m for m in stack.slack.sent() if m["channel"] == OPS])
+    api.push(tg.text(stack.telegram_update_id(), chat, 1, "/human"))
+    connecting = api.wait_for("sendMessage", sent + 1)[-1]
     assert "connect you" in connecting["text"].lower()
-    [opened] = stack.ops_posts(1)
+    opened = stack.ops_posts(posts + 1)[-1]
     assert (
         "Handoff" in opened["blocks"][0]["text"]["text"] and "telegram" in opened["blocks"][0]["text"]["text"]
     )
@@ -235,6 +242,38 @@ def test_an_operators_messages_reach_the_customer_in_order_through_a_rate_limit(
         "Your refund of £50 was approved.",
         "Sorry, correction: it was £15, not £50.",
     ]
+
+
+def test_close_waits_for_a_relay_on_its_way_and_a_relay_after_it_is_told_it_came_too_late(
+    stack: Stack,
+) -> None:
+    """Close pressed while a relay waited out a rate limit: the "closed" notice reached the
+    customer first, and the relay queued behind got only "Handoff ... is closed" (found in review)."""
+    api = stack.telegram
+    handoff, opened = telegram_handoff(stack)
+    before = len(api.sent())
+    api.fail_next("sendMessage", 429, n=1, retry_after=2)
+    stack.event(in_thread(handoff, "Your refund of £50 was approved.", OPERATOR, "1800000003.000001"))
+    time.sleep(0.3)
+    press(stack, opened, element(opened, "teller_handoff_close"), ts=handoff.thread_ts or "")
+    time.sleep(0.3)
+    posts = len(stack.ops_posts(1))
+    stack.event(in_thread(handoff, "One more thing: it takes 3 days.", OPERATOR, "1800000003.000002"))
+    sent = api.wait_for("sendMessage", before + 2)[before:]
+    assert [m["text"] for m in sent] == ["Your refund of £50 was approved.", CLOSED_NOTICE]
+    late = stack.ops_posts(posts + 1)[-1]
+    assert late["thread_ts"] == handoff.thread_ts and "One more thing" not in json.dumps(api.sent())
+    # A relay cut off mid-send is found by its message, whatever its address says (a group's names
+    # the message it replies to; a group moved to a supergroup has a new id).
+    reopened, _ = telegram_handoff(stack, chat=43)
+    stack.event(in_thread(reopened, "Hello again.", OPERATOR, "1800000003.000003"))
+    relay = wait_for(
+        lambda: next((m for m in stack.core.store.handoffs.transcript(reopened.id) if m.author), None)
+    )
+    warnings = len(stack.ops_posts(1))
+    assert stack.service.ops is not None
+    stack.service.ops.relay_interrupted("telegram", "not-its-address", relay.id)
+    assert "may not have reached the customer" in stack.ops_posts(warnings + 1)[-1]["text"]
 
 
 def test_an_operator_is_told_an_edit_or_deletion_does_not_reach_the_customer(stack: Stack) -> None:

@@ -241,6 +241,13 @@ def test_slack_text_reads_as_a_person_wrote_it(raw: str, read: str) -> None:
             "Hi :wave::wave: thanks :slightly_smiling_face: :+1::skin-tone-3: :heart:",
             "Hi \U0001f44b\U0001f44b thanks \U0001f642 \U0001f44d\U0001f3fc \u2764\ufe0f",
         ),
+        # Slack's own names (hyphens, flag-, female-) and tones on joined emoji (found in review).
+        (
+            ":flag-gb: :man-gesturing-no: :female-technologist: :woman-raising-hand::skin-tone-3: "
+            ":100::skin-tone-2:",
+            "\U0001f1ec\U0001f1e7 \U0001f645\u200d\u2642\ufe0f \U0001f469\u200d\U0001f4bb "
+            "\U0001f64b\U0001f3fc\u200d\u2640\ufe0f \U0001f4af",
+        ),
         (
             "at 10:30:45, score 5:100:20, :our_logo: and `:tada:` (:tada:)",
             "at 10:30:45, score 5:100:20, :our_logo: and :tada: (\U0001f389)",

@@ -290,6 +290,24 @@ def test_a_groups_conversation_goes_on_in_its_supergroup(stack: Stack) -> None:
     assert not stack.service.conversation_moved("telegram", str(-1004207), str(-1004208))
 
 
+def test_a_groups_messages_queued_before_its_upgrade_stay_in_its_conversation(stack: Stack) -> None:
+    """The move waits its turn behind the group's messages still queued (one held by a rate
+    limit): they ran after it and started a new conversation under the old id (found in review)."""
+    group, supergroup = -4307, -1004307
+    stack.push(tg.mention(stack.uid(), chat_id=group, message_id=stack.uid(), chat_type="group"))
+    stack.replies(group)
+    before = stack.until(lambda: _conversation(stack, group))
+    stack.api.fail_next("sendMessage", 429, n=1, chat_id=group, retry_after=2)
+    for _ in range(2):
+        stack.push(tg.mention(stack.uid(), chat_id=group, message_id=stack.uid(), chat_type="group"))
+    time.sleep(0.5)
+    stack.push(tg.message(stack.uid(), group, stack.uid(), chat_type="group", migrate_to_chat_id=supergroup))
+    stack.until(lambda: _conversation(stack, supergroup))
+    stack.replies(group, 3, timeout=30)
+    assert _conversation(stack, supergroup) == before and _conversation(stack, group) is None
+    assert len(stack.core.store.conversations.history(before)) == 6
+
+
 def test_server_errors_and_429_are_retried_by_the_courier(stack: Stack) -> None:
     chat = 5104
     stack.api.fail_next("sendMessage", 502, n=2, chat_id=chat)

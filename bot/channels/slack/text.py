@@ -11,8 +11,9 @@ fake a link. Source: Slack's "Formatting text for app surfaces" (escaping, and t
   relayed to a customer: Telegram and the web chat show text as typed, where the marks would read
   as stray asterisks and underscores. Strikethrough keeps its tildes (a struck-out figure must not
   read as current). Slack's emoji codes (``:wave:``, ``:+1::skin-tone-3:``: Slack sends every emoji
-  so, even one typed as the character) become the emoji (the ``emoji`` package's names, which are
-  Slack's; a code it does not know, a workspace's own emoji say, stays as written).
+  so, even one typed as the character) become the emoji (the ``emoji`` package's names, and
+  Slack's own spellings of them, :func:`_glyph`; a code neither knows, a workspace's own emoji say,
+  stays as written).
   A mark counts only as Slack reads it: at a word's edge, around words with no space inside
   the marks (``5 * 3 * 2``, ``file_name_v2`` and ``*`` alone stay as they are).
 - :func:`escape` makes any text (a customer's, an operator's) inert in a ``mrkdwn`` or ``text``
@@ -70,13 +71,39 @@ _HELD, _MOST_HELD = 0xF0000, 60000
 _EMOJI_CODE = re.compile(r"(?<!\w):([a-z0-9_+'-]+):(?::skin-tone-([2-6]):)?(?!\w)")
 
 
+def _glyph(name: str) -> str | None:
+    """The emoji of a Slack code's name, or None. Slack writes some names with hyphens
+    ("man-gesturing-no"), its flags as ``flag-<country>`` and some people as ``male-`` /
+    ``female-`` ("female-technologist"), where the ``emoji`` package has underscores, the country
+    code alone ("gb") and ``man_`` / ``woman_`` (found in review)."""
+    tries = [name, name.replace("-", "_")]
+    if name.startswith("flag-"):
+        tries.append(name.removeprefix("flag-"))
+    for old, new in (("male-", "man_"), ("female-", "woman_")):
+        if name.startswith(old):
+            tries.append(new + name.removeprefix(old).replace("-", "_"))
+    for attempt in tries:
+        glyph = emoji.emojize(f":{attempt}:", language="alias")
+        if glyph != f":{attempt}:":
+            return glyph
+    return None
+
+
+def _toned(glyph: str, tone: int) -> str:
+    """``glyph`` in Slack's skin tone ``tone`` (2-6: Unicode's modifiers U+1F3FB-U+1F3FF), the
+    modifier after its first character (a joined emoji's person: "🙋🏼‍♀️"), where Unicode has that
+    sequence; else ``glyph`` as it is (a tone on "💯" is no emoji)."""
+    modifier = chr(0x1F3FB + tone - 2)
+    base, rest = glyph[0], glyph[1:].removeprefix("\ufe0f")
+    toned = base + modifier + rest
+    return toned if emoji.is_emoji(toned) else glyph
+
+
 def _emoji(match: re.Match[str]) -> str:
-    glyph = emoji.emojize(f":{match.group(1)}:", language="alias")
-    if glyph == f":{match.group(1)}:":
-        return match.group(0)  # not an emoji the package knows: as written
-    if match.group(2):
-        glyph = glyph.removesuffix("\ufe0f") + chr(0x1F3FB + int(match.group(2)) - 2)
-    return glyph
+    glyph = _glyph(match.group(1))
+    if glyph is None:
+        return match.group(0)  # not an emoji the package knows (a workspace's own): as written
+    return _toned(glyph, int(match.group(2))) if match.group(2) else glyph
 
 
 def _unmarked(text: str) -> str:
