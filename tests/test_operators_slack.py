@@ -227,15 +227,23 @@ def in_thread(handoff: Handoff, text: str, user: str, ts: str) -> dict[str, Any]
     }
 
 
+def held_relay(stack: Stack) -> tuple[Handoff, dict[str, Any], int]:
+    """A Telegram handoff whose operator's first relay ("Your refund of £50 was approved.") Telegram
+    holds back (429, retry after 2 s), 0.3 s into its wait: ``(handoff, its ops post, messages sent
+    to Telegram before the relay)``."""
+    handoff, opened = telegram_handoff(stack)
+    before = len(stack.telegram.sent())
+    stack.telegram.fail_next("sendMessage", 429, n=1, retry_after=2)
+    stack.event(in_thread(handoff, "Your refund of £50 was approved.", OPERATOR, "1800000001.000001"))
+    time.sleep(0.3)
+    return handoff, opened, before
+
+
 def test_an_operators_messages_reach_the_customer_in_order_through_a_rate_limit(stack: Stack) -> None:
     """The first relay held back by Telegram (429, retry after 2 s) was overtaken by the operator's
     next message, on another listener thread (a reviewer's trial)."""
     api = stack.telegram
-    handoff, _ = telegram_handoff(stack)
-    before = len(api.sent())
-    api.fail_next("sendMessage", 429, n=1, retry_after=2)
-    stack.event(in_thread(handoff, "Your refund of £50 was approved.", OPERATOR, "1800000001.000001"))
-    time.sleep(0.3)
+    handoff, _, before = held_relay(stack)
     stack.event(in_thread(handoff, "Sorry, correction: it was £15, not £50.", OPERATOR, "1800000001.000002"))
     sent = api.wait_for("sendMessage", before + 2)[before:]
     assert [m["text"] for m in sent] == [
@@ -250,11 +258,7 @@ def test_close_waits_for_a_relay_on_its_way_and_a_relay_after_it_is_told_it_came
     """Close pressed while a relay waited out a rate limit: the "closed" notice reached the
     customer first, and the relay queued behind got only "Handoff ... is closed" (found in review)."""
     api = stack.telegram
-    handoff, opened = telegram_handoff(stack)
-    before = len(api.sent())
-    api.fail_next("sendMessage", 429, n=1, retry_after=2)
-    stack.event(in_thread(handoff, "Your refund of £50 was approved.", OPERATOR, "1800000003.000001"))
-    time.sleep(0.3)
+    handoff, opened, before = held_relay(stack)
     press(stack, opened, element(opened, "teller_handoff_close"), ts=handoff.thread_ts or "")
     time.sleep(0.3)
     posts = len(stack.ops_posts(1))
