@@ -289,9 +289,12 @@ def test_an_operator_is_told_an_edit_or_deletion_does_not_reach_the_customer(sta
     api.wait_for("sendMessage", 2)
     posts = len(stack.ops_posts(1))
 
-    def changed(user: str, **extra: Any) -> dict[str, Any]:
+    def changed(user: str, *, again: bool = False, **extra: Any) -> dict[str, Any]:
+        edited = {"user": user, "ts": "1800000002.000008"}
         message = in_thread(handoff, "Your refund of £15 was approved.", user, "1800000002.000001")
+        before = in_thread(handoff, "Your refund of £50 was approved.", user, "1800000002.000001")
         return {
+            "previous_message": before | ({"edited": edited} if again else {}),
             "type": "message",
             "subtype": "message_changed",
             "channel": OPS,
@@ -300,11 +303,14 @@ def test_an_operator_is_told_an_edit_or_deletion_does_not_reach_the_customer(sta
             "ts": "1800000002.000009",
         }
 
-    stack.event(changed("UINTRUDER"))  # not an operator: their chatter
-    stack.event(changed("UBOT", bot_id="B1"))  # a bot's (Teller's own posts are updated so)
-    stack.event(changed(OPERATOR))
+    stack.event(changed("UINTRUDER", edited={"user": "UINTRUDER"}))  # not an operator: their chatter
+    stack.event(changed("UBOT", bot_id="B1", edited={"user": "UBOT"}))  # Teller's own posts are updated so
+    stack.event(changed(OPERATOR, attachments=[{"title": "Fees"}]))  # Slack unfurled a link: no edit
+    stack.event(changed(OPERATOR, edited={"user": OPERATOR, "ts": "1800000002.000008"}))
     edit_note = stack.ops_posts(posts + 1)[-1]
     assert edit_note["thread_ts"] == handoff.thread_ts and "did not reach the customer" in edit_note["text"]
+    # The same message edited again: noted once (a note for each edit flooded the thread).
+    stack.event(changed(OPERATOR, again=True, edited={"user": OPERATOR, "ts": "1800000002.000009"}))
     deleted = {
         "type": "message",
         "subtype": "message_deleted",

@@ -244,9 +244,9 @@ def test_slack_text_reads_as_a_person_wrote_it(raw: str, read: str) -> None:
         # Slack's own names (hyphens, flag-, female-) and tones on joined emoji (found in review).
         (
             ":flag-gb: :man-gesturing-no: :female-technologist: :woman-raising-hand::skin-tone-3: "
-            ":100::skin-tone-2:",
+            ":100::skin-tone-2: :flag-in: :flag-zz:",
             "\U0001f1ec\U0001f1e7 \U0001f645\u200d\u2642\ufe0f \U0001f469\u200d\U0001f4bb "
-            "\U0001f64b\U0001f3fc\u200d\u2640\ufe0f \U0001f4af",
+            "\U0001f64b\U0001f3fc\u200d\u2640\ufe0f \U0001f4af \U0001f1ee\U0001f1f3 :flag-zz:",
         ),
         (
             "at 10:30:45, score 5:100:20, :our_logo: and `:tada:` (:tada:)",

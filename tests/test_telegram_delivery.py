@@ -308,6 +308,26 @@ def test_a_groups_messages_queued_before_its_upgrade_stay_in_its_conversation(st
     assert len(stack.core.store.conversations.history(before)) == 6
 
 
+def test_a_supergroups_first_message_waits_for_its_groups_conversation_to_move(stack: Stack) -> None:
+    """The supergroup spoke while the group's queue was busy (a reply waiting out a rate limit):
+    its message started a conversation of its own, and the move then found the new id taken,
+    leaving history and handoff under the old one (found in review)."""
+    group, supergroup = -4308, -1004308
+    stack.push(tg.mention(stack.uid(), chat_id=group, message_id=stack.uid(), chat_type="group"))
+    stack.replies(group)
+    before = stack.until(lambda: _conversation(stack, group))
+    stack.api.fail_next("sendMessage", 429, n=1, chat_id=group, retry_after=2)
+    stack.push(tg.mention(stack.uid(), chat_id=group, message_id=stack.uid(), chat_type="group"))
+    time.sleep(0.3)
+    stack.push(
+        tg.message(stack.uid(), group, stack.uid(), chat_type="group", migrate_to_chat_id=supergroup),
+        tg.message(stack.uid(), supergroup, stack.uid(), chat_type="supergroup", migrate_from_chat_id=group),
+        tg.mention(stack.uid(), chat_id=supergroup, message_id=stack.uid()),
+    )
+    stack.replies(supergroup, timeout=30)
+    assert _conversation(stack, supergroup) == before and _conversation(stack, group) is None
+
+
 def test_server_errors_and_429_are_retried_by_the_courier(stack: Stack) -> None:
     chat = 5104
     stack.api.fail_next("sendMessage", 502, n=2, chat_id=chat)

@@ -101,16 +101,22 @@ EDIT_SUBTYPES = frozenset({"message_changed", "message_deleted"})
 
 
 def edit_by_a_person(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The message a person's edit or deletion event is about (``message``, or for a deletion
-    ``previous_message``), if it is a person's message in a thread; None otherwise (Teller updating
-    its own posts sends these events too)."""
+    """The message a person's edit (their first of it) or deletion event is about (``message``, or
+    for a deletion ``previous_message``), if it is a person's message in a thread; None otherwise
+    (Teller updating its own posts sends these events too, and Slack unfurling a link)."""
     if event.get("subtype") not in EDIT_SUBTYPES:
         return None
-    message = (
-        event.get("message") if event.get("subtype") == "message_changed" else event.get("previous_message")
-    )
+    changed = event.get("subtype") == "message_changed"
+    message = event.get("message") if changed else event.get("previous_message")
     if not isinstance(message, dict) or message.get("bot_id") or message.get("bot_profile"):
         return None
+    if changed:
+        # Only a person's first edit: Slack also sends ``message_changed`` when it unfurls a link
+        # (no ``edited``), and for every later edit (the previous version ``edited`` already); a
+        # note for each flooded the thread (found in review).
+        before = event.get("previous_message")
+        if not isinstance(message.get("edited"), dict) or (isinstance(before, dict) and before.get("edited")):
+            return None
     if not (isinstance(message.get("user"), str) and isinstance(message.get("thread_ts"), str)):
         return None
     return message

@@ -86,6 +86,11 @@ def _glyph(name: str) -> str | None:
         glyph = emoji.emojize(f":{attempt}:", language="alias")
         if glyph != f":{attempt}:":
             return glyph
+    country = name.removeprefix("flag-")
+    if name.startswith("flag-") and len(country) == 2 and country.isascii() and country.isalpha():
+        flag = "".join(chr(0x1F1E6 + ord(c) - ord("a")) for c in country.lower())  # regional indicators
+        if emoji.is_emoji(flag):
+            return flag
     return None
 
 

@@ -102,6 +102,9 @@ CONCURRENT_UPDATES = 4
 #: answers and delivers (a delivery waiting out a rate limit sleeps on its thread). Teller's
 #: choice: enough that customers whose chats Telegram keeps refusing do not hold up the others.
 CONVERSATIONS_AT_ONCE = 32
+#: Seconds a supergroup's messages wait for its group's conversation to move to it (the move waits
+#: behind the group's queued messages: a delivery waits out at most its 120 s part deadline).
+MIGRATION_WAIT = 180.0
 
 
 class TelegramChannel:
@@ -404,13 +407,26 @@ class TelegramChannel:
         else:
             return
 
+        moved = asyncio.Event()
+
         async def move() -> None:
-            await asyncio.to_thread(self.service.conversation_moved, CHANNEL, str(old), str(new))
+            try:
+                await asyncio.to_thread(self.service.conversation_moved, CHANNEL, str(old), str(new))
+            finally:
+                moved.set()
+
+        async def after_move() -> None:
+            try:  # (bounded: a move stuck behind a dead queue must not hold the supergroup for good)
+                await asyncio.wait_for(moved.wait(), MIGRATION_WAIT)
+            except TimeoutError:
+                log.warning("telegram_migration_wait_timed_out", extra={"fields": {"chat": new}})
 
         # In its turn after the group's messages still queued (one waiting out a rate limit, say),
         # which would otherwise land after the move under the old id, as a new conversation outside
-        # the handoff (found in review).
+        # the handoff; and the supergroup's messages wait for it, or the first of them would start
+        # a conversation of its own and the move would find the new id taken (both found in review).
         self._conversations.submit(str(old), move)
+        self._conversations.submit(str(new), after_move)
 
     async def _ignore(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.debug("telegram_ignored", extra={"fields": {"update_id": update.update_id}})
