@@ -11,10 +11,10 @@ does the rest, the same for every platform:
 - each part is posted in order; a transient failure (rate limit, 5xx, network) is retried with
   exponential backoff and jitter (tenacity), never shorter than the platform's Retry-After, for at
   most ``ATTEMPTS`` tries and ``PART_DEADLINE`` seconds (a Retry-After longer than what is left of
-  them fails the part at once rather than post before it has passed); each
-  accepted part is recorded, so a retry or a later send resumes after it and never duplicates what
-  the customer has. A post that timed out may have arrived: it is retried all the same (at least
-  once: a rare duplicate rather than a lost answer);
+  them fails the part at once rather than post before it has passed); each accepted part is
+  recorded, so a retry or a later send resumes after it and never duplicates what the customer
+  has. A post that timed out may have arrived: it is retried all the same (at least once: a rare
+  duplicate rather than a lost answer);
 - state writes are retried through database blips (once the platform has a message, losing the
   record of it would send it again);
 - the message ends ``delivered`` (with the platform's id of every part) or ``failed`` (with the

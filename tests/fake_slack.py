@@ -626,10 +626,13 @@ def message_changed(
     channel: str = "D1",
     channel_type: str = "im",
     edited_ts: str | None = None,
+    thread_ts: str | None = None,
 ) -> dict[str, Any]:
     """An edit of message ``ts`` (``subtype: message_changed``): no top-level ``user``/``text``; the
-    edited message is under ``message``, the old one under ``previous_message``."""
+    edited message is under ``message``, the old one under ``previous_message`` (both in thread
+    ``thread_ts``, if given)."""
     event_ts = edited_ts or f"{float(ts) + 30:.6f}"
+    threaded = {"thread_ts": thread_ts} if thread_ts else {}
     return {
         "type": "message",
         "subtype": "message_changed",
@@ -644,8 +647,9 @@ def message_changed(
             "text": text,
             "ts": ts,
             "edited": {"user": user, "ts": event_ts},
+            **threaded,
         },
-        "previous_message": {"type": "message", "user": user, "text": previous_text, "ts": ts},
+        "previous_message": {"type": "message", "user": user, "text": previous_text, "ts": ts, **threaded},
     }
 
 
@@ -656,9 +660,12 @@ def message_deleted(
     channel: str = "D1",
     channel_type: str = "im",
     ts: str | None = None,
+    thread_ts: str | None = None,
 ) -> dict[str, Any]:
-    """A deleted message (``subtype: message_deleted``), with ``deleted_ts`` and ``previous_message``."""
+    """A deleted message (``subtype: message_deleted``), with ``deleted_ts`` and ``previous_message``
+    (in thread ``thread_ts``, if given)."""
     event_ts = ts or f"{float(deleted_ts) + 60:.6f}"
+    threaded = {"thread_ts": thread_ts} if thread_ts else {}
     return {
         "type": "message",
         "subtype": "message_deleted",
@@ -668,7 +675,13 @@ def message_deleted(
         "ts": event_ts,
         "event_ts": event_ts,
         "deleted_ts": deleted_ts,
-        "previous_message": {"type": "message", "user": user, "text": previous_text, "ts": deleted_ts},
+        "previous_message": {
+            "type": "message",
+            "user": user,
+            "text": previous_text,
+            "ts": deleted_ts,
+            **threaded,
+        },
     }
 
 

@@ -289,37 +289,39 @@ def test_an_operator_is_told_an_edit_or_deletion_does_not_reach_the_customer(sta
     api.wait_for("sendMessage", 2)
     posts = len(stack.ops_posts(1))
 
-    def changed(user: str, *, again: bool = False, **extra: Any) -> dict[str, Any]:
-        edited = {"user": user, "ts": "1800000002.000008"}
-        message = in_thread(handoff, "Your refund of £15 was approved.", user, "1800000002.000001")
-        before = in_thread(handoff, "Your refund of £50 was approved.", user, "1800000002.000001")
-        return {
-            "previous_message": before | ({"edited": edited} if again else {}),
-            "type": "message",
-            "subtype": "message_changed",
-            "channel": OPS,
-            "hidden": True,
-            "message": message | extra,
-            "ts": "1800000002.000009",
-        }
+    def changed(user: str, *, again: bool = False, unfurled: bool = False, **extra: Any) -> dict[str, Any]:
+        event = sl.message_changed(
+            "Your refund of £15 was approved.",
+            "1800000002.000001",
+            "Your refund of £50 was approved.",
+            user=user,
+            channel=OPS,
+            channel_type="channel",
+            thread_ts=handoff.thread_ts,
+        )
+        event["message"] |= extra
+        if unfurled:  # Slack's unfurl of a link: the same message, no ``edited``
+            del event["message"]["edited"]
+        if again:
+            event["previous_message"]["edited"] = {"user": user, "ts": "1800000002.000008"}
+        return event
 
-    stack.event(changed("UINTRUDER", edited={"user": "UINTRUDER"}))  # not an operator: their chatter
-    stack.event(changed("UBOT", bot_id="B1", edited={"user": "UBOT"}))  # Teller's own posts are updated so
-    stack.event(changed(OPERATOR, attachments=[{"title": "Fees"}]))  # Slack unfurled a link: no edit
-    stack.event(changed(OPERATOR, edited={"user": OPERATOR, "ts": "1800000002.000008"}))
+    stack.event(changed("UINTRUDER"))  # not an operator: their chatter
+    stack.event(changed("UBOT", bot_id="B1"))  # Teller's own posts are updated so
+    stack.event(changed(OPERATOR, unfurled=True, attachments=[{"title": "Fees"}]))  # no edit
+    stack.event(changed(OPERATOR))
     edit_note = stack.ops_posts(posts + 1)[-1]
     assert edit_note["thread_ts"] == handoff.thread_ts and "did not reach the customer" in edit_note["text"]
     # The same message edited again: noted once (a note for each edit flooded the thread).
-    stack.event(changed(OPERATOR, again=True, edited={"user": OPERATOR, "ts": "1800000002.000009"}))
-    deleted = {
-        "type": "message",
-        "subtype": "message_deleted",
-        "channel": OPS,
-        "hidden": True,
-        "previous_message": in_thread(handoff, "x", OPERATOR, "1800000002.000001"),
-        "deleted_ts": "1800000002.000001",
-        "ts": "1800000002.000010",
-    }
+    stack.event(changed(OPERATOR, again=True))
+    deleted = sl.message_deleted(
+        "1800000002.000001",
+        "x",
+        user=OPERATOR,
+        channel=OPS,
+        channel_type="channel",
+        thread_ts=handoff.thread_ts,
+    )
     stack.event(deleted)
     delete_note = stack.ops_posts(posts + 2)[-1]
     assert "does not take it back" in delete_note["text"]
