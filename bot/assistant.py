@@ -33,10 +33,11 @@ from bot.channels import Channel
 from bot.core import TellerCore
 from bot.corrections import CorrectionFollower
 from bot.errors import ConfigError
-from bot.exemplars import DATA_DIR, load_advice, load_information, load_smalltalk
+from bot.exemplars import ADVICE_CUES, DATA_DIR, load_advice, load_information, load_smalltalk
 from bot.kb_replication import KnowledgeReplicator, SyncResult
 from bot.operators import Operators
 from bot.policy import (
+    ADVICE_SURE,
     ADVICE_TAG,
     OPERATOR_TAG,
     RULE_NAMES,
@@ -334,6 +335,8 @@ KB_FIT = hashlib.sha256(
             ("search", KB_FIT_PASSES, KB_FIT_ORDERS),
             # What the encoders read: misspelt words corrected (nlu.spelling).
             ("spelling", spelling_variant()),
+            # Rule advice: a reading short of the probe's sure one needs the words (bot.exemplars).
+            ("advice", ADVICE_SURE, ADVICE_CUES.pattern),
         )
     ).encode()
 ).hexdigest()[:16]

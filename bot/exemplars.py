@@ -7,13 +7,22 @@ topic, and nearest-example similarity confuses the two (the pair above shares al
 information examples: on ``tests/data/advice_boundary.csv`` (70 close pairs written separately,
 never trained on) it is right for 69 (98.6 %; every information question kept), where comparing
 the nearest examples of each kind is right for 52 (74 %).
+
+The probe's middle band still takes requests to do something ("borrow money for a car", "put cash
+in my account", "get some euros before I fly out": 0.52-0.66 on the operator-FAQ dev banks) for
+advice. :func:`asks_what_to_do` reads the modality in the words themselves: a request for advice
+asks for a recommendation, a judgement ("worth", "better", "a good idea"), a forecast or a choice.
+Every example of ``advice.yaml`` and every advice request of the boundary cases says so in one of
+those ways; one of the 129 information examples does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +38,44 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 SMALLTALK_FILE = DATA_DIR / "smalltalk.yaml"
 ADVICE_FILE = DATA_DIR / "advice.yaml"
 INFORMATION_FILE = DATA_DIR / "information.yaml"
+
+
+#: The words by which a message asks what the customer should do with their money rather than how
+#: something works: an obligation or recommendation ("should", "would you", "recommend"), a
+#: judgement ("worth", "better", "a good idea", "right for me", "riskier", "pros and cons"), a
+#: forecast ("will rates come down", "is now the time") or a choice ("... or wait", "what to buy").
+#: Written from the advice route's definition (the knowledge-base issue), checked against
+#: ``advice.yaml``, ``information.yaml`` and ``tests/data/advice_boundary.csv``.
+ADVICE_CUES = re.compile(
+    r"""\b(?:
+    should|shall|shud|ought|
+    better|best|worth|wise|smart(?:est|er)?|sensible|advisable|mistake|
+    good\s+(?:idea|time|move|bet|choice|option|investment|deal|plan|place|way)|bad\s+idea|
+    makes?\s+sense|right\s+(?:for|call|move|choice|time|thing|option|one|home|way)|
+    too\s+(?:early|late|risky|soon|old|young)|risk(?:y|ier|iest)|safer|safest|pros\s+and\s+cons|
+    recommend\w*|advi[sc]e|suggest\w*|suit\w*|reckon|tips?|
+    would\s+you|if\s+you\s+were|in\s+my\s+(?:shoes|position|situation|place)|do\s+you\s+think|
+    your\s+(?:view|opinion|take|pick)|
+    what\s+to\s+(?:do|buy|invest|choose|pick)|where\s+to\s+(?:put|keep|invest|park|stash)|which\s+to|
+    (?:stocks?|shares?|funds?|bonds?|coins?|crypto\w*|etfs?)\s+to\s+(?:buy|sell|pick|invest\s+in)|
+    do\s+i\s+(?:really\s+)?need|
+    or\s+(?:not|wait|save|invest|keep|spend|pay)|
+    going\s+to\s+(?:go\s+up|go\s+down|rise|fall|drop|crash)|
+    will\s+(?:\w+\s+){0,3}(?:go\s+up|go\s+down|rise|fall|drop|crash|come\s+down|recover|increase|climb)|
+    is\s+(?:it|now)\s+(?:a\s+good\s+)?(?:the\s+)?time|time\s+to\s+(?:buy|sell|fix|invest|switch|move|get|start)
+    )\b""",
+    re.X | re.I,
+)
+#: A short question offering two options ("pension or ISA?", "fixed or variable?") asks to choose.
+_CHOICE = re.compile(r"^\W*(?:\S+\s+){0,5}?\S*\bor\b(?:\s+\S+){1,5}?\W*\?\W*$", re.I)
+
+
+@functools.lru_cache(maxsize=4096)
+def asks_what_to_do(text: str) -> bool:
+    """Whether ``text`` asks in so many words what the customer should do (:data:`ADVICE_CUES`, or
+    a short question of two options of at most six words): the advice route takes a message the
+    probe is not sure of only then (:data:`bot.policy.ADVICE_SURE`)."""
+    return bool(ADVICE_CUES.search(text) or (len(text.split()) <= 6 and _CHOICE.search(text)))
 
 
 @dataclass

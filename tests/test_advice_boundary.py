@@ -96,3 +96,29 @@ def test_without_examples_the_probe_never_vetoes_advice() -> None:
 
     empty = ExemplarSet([], [], {})
     assert AdviceProbe(empty, empty).probability(np.zeros((2, 4))).tolist() == [1.0, 1.0]
+
+
+def test_advice_asks_in_so_many_words_what_to_do() -> None:
+    """Every advice example and boundary advice request asks for a recommendation, a judgement, a
+    forecast or a choice in its words; requests to do something and information questions do not."""
+    from bot.exemplars import asks_what_to_do
+
+    with CASES.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    advice = load_advice().texts + [r["text"] for r in rows if r["expected"] == "advice"]
+    assert [t for t in advice if not asks_what_to_do(t)] == []
+    boundary_information = [r["text"] for r in rows if r["expected"] != "advice"]
+    assert [t for t in boundary_information if asks_what_to_do(t)] == []
+    information = load_information().texts
+    assert sum(asks_what_to_do(t) for t in information) <= 2, [t for t in information if asks_what_to_do(t)]
+    for request in (
+        "borrow money for a car",
+        "put cash in my account",
+        "get some euros before I fly out",
+        "What rate will I go onto when my 5-year fix runs out?",
+        "lost or stolen card",
+        "is my card lost or has it been stolen? I can't tell",
+    ):
+        assert not asks_what_to_do(request), request
+    for asking in ("pension or ISA?", "stocks to buy now", "will interest rates come down next year"):
+        assert asks_what_to_do(asking), asking

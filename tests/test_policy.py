@@ -116,15 +116,16 @@ def signals(
     advice_p: float = 1.0,
     language: LanguageResult = SERVED,
     correction: tuple[str, float] | None = None,
+    text: str = "text",
 ) -> Signals:
     """``correction``: the nearest operator correction in force, as (its intent, similarity)."""
-    prediction = Prediction("text", intent, p1, [(intent, p1), (second, p2), ("other", 0.01)])
+    prediction = Prediction(text, intent, p1, [(intent, p1), (second, p2), ("other", 0.01)])
     match = None
     if correction is not None:
         override = Override(7, "text", correction[0], None, "slack:UOPS", "2026-12-01T10:00:00Z", 3)
         match = OverrideMatch(override, correction[1], correction[1] >= 1.0)
     return Signals(
-        "text",
+        text,
         prediction,
         list(hits),
         small[0],
@@ -157,6 +158,17 @@ def signals(
         (signals(advice=0.9), Route.ADVICE, None, "advice"),
         # Close to the advice examples, but asking how something works: information, not a refusal.
         (signals(advice=0.9, advice_p=0.1), Route.INTENT, "card_arrival", "intent"),
+        # Between the probe's bar and its sure reading, advice only when asked in so many words:
+        # "borrow money for a car" is a request to do something ...
+        (
+            signals(advice=0.9, advice_p=0.7, text="borrow money for a car"),
+            Route.INTENT,
+            "card_arrival",
+            "intent",
+        ),
+        (signals(advice=0.9, advice_p=0.7, text="is a car loan worth it"), Route.ADVICE, None, "advice"),
+        # ... and a sure reading needs no such words ("invest 10k").
+        (signals(advice=0.9, advice_p=0.85, text="invest 10k"), Route.ADVICE, None, "advice"),
         # A general entry that matches much better than the predicted intent's answer wins.
         (
             signals(p1=0.95, hits=(hit(FEE, 0.92), hit(CARD, 0.5))),
@@ -530,6 +542,7 @@ def test_one_table_decides_one_message_and_a_batch_alike(policy: AnswerPolicy) -
             advice_p=float(rng.uniform(0, 1)),
             language=SERVED if served else LanguageResult("fr", 0.9, False, "test"),
             correction=corrected,
+            text=str(rng.choice(["text", "should I"])),
         )
         # An intent whose answer entry was removed, now and then (rule `unanswered_intent`).
         cases.append(replace(case, intent_has_answer=bool(other.random() > 0.15)))
