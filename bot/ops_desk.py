@@ -463,7 +463,11 @@ class OpsDesk:
         before = self.store.database.clock.ago(self.idle_minutes * 60)
         expired = []
         for idle in self.store.handoffs.idle(before):
-            handoff = self.store.handoffs.expire(idle.id, before, IDLE_ACTOR)
+            # After a relay on its way (the relay lock, as Close takes it): one that read the
+            # handoff open just before the sweep closed it would reach the customer after they were
+            # told Teller answers again. Once it has recorded its message, the handoff is not idle.
+            with self._relaying.hold(idle.id):
+                handoff = self.store.handoffs.expire(idle.id, before, IDLE_ACTOR)
             if handoff is None:
                 continue
             expired.append(handoff)

@@ -329,6 +329,26 @@ def test_an_operator_is_told_an_edit_or_deletion_does_not_reach_the_customer(sta
     assert len(stack.ops_posts(posts + 2)) == posts + 2 and len(api.sent()) == 2  # nothing else said
 
 
+def test_a_handoff_follows_its_group_to_the_supergroup(stack: Stack) -> None:
+    """A group with an open handoff upgraded to a supergroup: the operator's relays go to the
+    supergroup at once (each was sent to the old group first and refused, session 61's note)."""
+    api = stack.telegram
+    group, supergroup = -4601, -1004601
+    handoff, _ = telegram_handoff(stack, chat=group)
+    api.migrate(group, supergroup)
+    api.push(
+        tg.message(stack.telegram_update_id(), group, 9, chat_type="group", migrate_to_chat_id=supergroup)
+    )
+    moved = wait_for(lambda: stack.core.store.handoffs.active_for("telegram", str(supergroup)))
+    assert moved.id == handoff.id and moved.customer_chat_id == str(supergroup)
+    sent = len(api.sent())
+    stack.event(in_thread(handoff, "Your new card is on its way.", OPERATOR, "1800000000.000101"))
+    relayed = api.wait_for("sendMessage", sent + 1)[-1]
+    assert relayed["chat_id"] == supergroup and relayed["text"] == "Your new card is on its way."
+    assert [a for a in api.attempted() if str(a.params.get("chat_id")) == str(group) and not a.ok] == []
+    api.clear_failures()
+
+
 def test_handoff_relay_between_telegram_and_a_slack_thread(stack: Stack) -> None:
     api = stack.telegram
     handoff, opened = telegram_handoff(stack)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -1044,6 +1045,26 @@ def test_a_handoffs_thread_opens_with_pressed_buttons_by_their_labels(bank: Bank
     ]
 
 
+def web_handoff(bank: Bank) -> tuple[TestClient, Handoff]:
+    """A web customer who asked for a person, and their open handoff (its thread posted)."""
+    customer = new_customer(bank.app)
+    customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
+    assert bank.service.ops is not None
+    bank.service.ops.drain()
+    handoff = bank.core.store.handoffs.active_for("web", stored_user_id(bank.core, customer))
+    assert handoff is not None
+    return customer, handoff
+
+
+def an_hour_quiet(bank: Bank) -> None:
+    """Every conversation and handoff as if an hour had passed without a message either way."""
+    store = bank.core.store
+    with store.database.transaction() as connection:
+        then = store.database.clock.ago(3600)
+        connection.execute(schema.conversations.update().values(updated_at=then))
+        connection.execute(schema.handoffs.update().values(opened_at=then))
+
+
 def test_an_operators_reply_after_the_handoff_expired_is_reported_in_the_thread(
     bank: Bank, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1052,22 +1073,13 @@ def test_an_operators_reply_after_the_handoff_expired_is_reported_in_the_thread(
     handoff an operator had replied in was told "no colleague was free to reply in time"."""
     from bot.ops_desk import EXPIRED_NOTICE, QUIET_NOTICE
 
-    customer = new_customer(bank.app)
-    customer.post("/api/messages", json={"text": HANDOFF_CHOICE})
-    ops = bank.service.ops
-    assert ops is not None
-    ops.drain()
-    user = stored_user_id(bank.core, customer)
-    store = bank.core.store
-    handoff = store.handoffs.active_for("web", user)
-    assert handoff is not None and handoff.thread_ts is not None
+    customer, handoff = web_handoff(bank)
+    ops, store = bank.service.ops, bank.core.store
+    assert ops is not None and handoff.thread_ts is not None
     operator = Actor("slack", "UOPS")
     assert bank.service.operator_reply(OPS, handoff.thread_ts, operator, "Looking into it now", "COPS:9.1")
     ops.drain()
-    with store.database.transaction() as connection:  # an hour without a message either way
-        then = store.database.clock.ago(3600)
-        connection.execute(schema.conversations.update().values(updated_at=then))
-        connection.execute(schema.handoffs.update().values(opened_at=then))
+    an_hour_quiet(bank)
     told: list[str] = []
     send = ops._send
     monkeypatch.setattr(
@@ -1094,6 +1106,25 @@ def test_an_operators_reply_after_the_handoff_expired_is_reported_in_the_thread(
     [line] = [r for r in caplog.records if r.getMessage() == "handoff_reply_not_delivered"]
     assert line.fields["reason"] == "handoff_expired"  # type: ignore[attr-defined]
     assert not any("Are you still there?" in m.text for m in store.handoffs.transcript(expired.id))
+
+
+def test_the_idle_sweep_waits_for_a_relay_on_its_way(bank: Bank) -> None:
+    """A relay holds its handoff's relay lock from reading the handoff open to recording its
+    message; the idle sweep takes the same lock, so it never closes the handoff in between (the
+    relay would reach the customer after they were told Teller answers again)."""
+    _, handoff = web_handoff(bank)
+    ops, store = bank.service.ops, bank.core.store
+    assert ops is not None
+    an_hour_quiet(bank)
+    relaying, swept = threading.Event(), []
+    sweep = threading.Thread(target=lambda: (relaying.wait(5), swept.append(ops.expire_idle())))
+    with ops._relaying.hold(handoff.id):
+        sweep.start()
+        relaying.set()
+        time.sleep(0.3)
+        assert not swept and store.handoffs.get(handoff.id).status == "open"  # waiting its turn
+    sweep.join(5)
+    assert [h.id for h in swept[0]] == [handoff.id]
 
 
 def test_a_customer_who_deletes_their_conversation_during_a_handoff_is_told_in_its_thread(bank: Bank) -> None:

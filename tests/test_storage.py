@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -371,11 +372,13 @@ def test_a_conversation_moves_to_a_new_platform_id_with_its_open_handoff(store: 
     """A Telegram group upgraded to a supergroup: its conversation (history, open handoff) goes on
     under the new chat id; nothing is merged into a conversation the new id has already."""
     _, reply = exchange(store, user="-4210", channel="telegram")
-    handoff = store.handoffs.start(NewHandoff("telegram", reply.conversation_id, "7", "-4210"))
+    # A group's handoff writes to the customer as a reply to one of the group's messages.
+    handoff = store.handoffs.start(NewHandoff("telegram", reply.conversation_id, "7", "-4210/31"))
     assert store.conversations.move("telegram", "-4210", "-1004210") == reply.conversation_id
     assert store.conversations.conversation_id("telegram", "-1004210") == reply.conversation_id
     assert store.conversations.conversation_id("telegram", "-4210") is None
-    assert store.handoffs.active_for("telegram", "-1004210") == handoff
+    # It follows, to the supergroup itself (the group's message ids mean nothing there).
+    assert store.handoffs.active_for("telegram", "-1004210") == replace(handoff, customer_chat_id="-1004210")
     assert store.conversations.move("telegram", "-4210", "-1004210") is None  # moved once
     exchange(store, user="-4211", channel="telegram")
     exchange(store, user="-1004211", channel="telegram")  # the supergroup spoke first

@@ -21,11 +21,12 @@ from bot.storage import schema
 from bot.storage.database import Database
 from bot.storage.errors import DuplicateMessage
 from bot.storage.outbox import OutboxRepository
-from bot.storage.records import HUMAN_ROUTE, Direction, Exchange, NewExchange, StoredMessage
+from bot.storage.records import HUMAN_ROUTE, Direction, Exchange, HandoffStatus, NewExchange, StoredMessage
 from bot.text import storable
 
 _m = schema.messages
 _c = schema.conversations
+_h = schema.handoffs
 #: The messages that are Teller's answers: replies to a customer's message with a route of the
 #: policy's (not an operator's relayed words).
 TELLER_ANSWER = and_(
@@ -355,7 +356,8 @@ class ConversationRepository:
 
     def move(self, channel: str, old_external_id: str, new_external_id: str) -> str | None:
         """Make the stored conversation of ``old_external_id`` the one ``new_external_id`` continues
-        (a Telegram group upgraded to a supergroup gets a new chat id). Returns its store id, or None
+        (a Telegram group upgraded to a supergroup gets a new chat id), its open handoff's customer
+        address ``new_external_id`` too. Returns its store id, or None
         when nothing moved: no conversation under the old id, or one under the new id already
         (nothing is merged). Idempotent; replicas moving it at once move it once."""
         try:
@@ -377,7 +379,17 @@ class ConversationRepository:
                 .values(external_id=new_external_id)
                 .returning(_c.c.id)
             ).first()
-            return str(moved[0]) if moved is not None else None
+            if moved is None:
+                return None
+            # Its open handoff writes to the new id (the old one's address, a reply to one of the
+            # group's messages, names a chat that refuses every send and a message the new one
+            # does not have: each operator's relay was refused once before reaching the customer).
+            connection.execute(
+                update(_h)
+                .where(_h.c.conversation_id == moved[0], _h.c.status == HandoffStatus.OPEN.value)
+                .values(customer_chat_id=new_external_id)
+            )
+            return str(moved[0])
 
     def conversation_id(self, channel: str, external_id: str) -> str | None:
         """The store's id of a platform conversation, if it has one."""
