@@ -118,7 +118,31 @@ def test_advice_asks_in_so_many_words_what_to_do() -> None:
         "What rate will I go onto when my 5-year fix runs out?",
         "lost or stolen card",
         "is my card lost or has it been stolen? I can't tell",
+        # A reviewer's: cue-like words that ask no advice.
+        "what's the best rate you offer on savings",
+        "should I receive a letter about my ISA",
+        "would you be able to send me a statement",
+        "do you think you could reset my password",
+        "can I send money to my Wise account",
+        "I need the remittance advice for a payment",
+        "I sent money to the wrong account by mistake",
+        "will my overdraft limit increase automatically",
+        "can I add a tip when I pay by card",
     ):
         assert not asks_what_to_do(request), request
-    for asking in ("pension or ISA?", "stocks to buy now", "will interest rates come down next year"):
+    for asking in (
+        "pension or ISA?",
+        "stocks to buy now",
+        "will interest rates come down next year",
+        # A reviewer's: advice asked without the first list's words.
+        "shouldn't I just pay off my card first?",
+        "shouldn\u2019t I overpay instead",
+        "ISA vs pension for a 30 year old",
+        "help me decide between a growth fund and a conservative fund",
+        "fix for 2 or 5 years? I'm not sure which",
+        "reccomend me a savings acount",
+        "do you expect rates to fall",
+        "thoughts on premium bonds?",
+        "what's the best rate for me given I might need the money next year",
+    ):
         assert asks_what_to_do(asking), asking
