@@ -189,6 +189,7 @@ def choice_ref(reply_id: str, index: int) -> str:
 def parse_choice_ref(data: str) -> tuple[str, int] | None:
     """``(reply id, index)`` of a :func:`choice_ref`; None for anything else."""
     reply_id, _, index = data.removeprefix(CHOICE_REF_PREFIX).rpartition(":")
-    if data.startswith(CHOICE_REF_PREFIX) and reply_id and index.isdigit():
+    # (ASCII digits only: "²" is a digit to str.isdigit and not to int, a forged press's crash.)
+    if data.startswith(CHOICE_REF_PREFIX) and reply_id and index.isascii() and index.isdigit():
         return reply_id, int(index)
     return None

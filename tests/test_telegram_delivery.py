@@ -133,6 +133,8 @@ def test_callback_data_stays_within_64_bytes_and_is_never_cut() -> None:
     assert feedback_token(data[4]) == ("m_0123456789abcdef", True)
     assert feedback_token(data[5]) == ("m_0123456789abcdef", False) and choice_token(data[5]) is None
     assert choice_token("intent:overdraft_fee") is None and choice_token("ch:nonsense") is None
+    # A forged press: "²" is a digit to str.isdigit but not to int (the handler failed, a trial's).
+    assert choice_token("ch:m_1:²") is None and choice_token("ch:m_1:\u0661") is None
     with pytest.raises(DeliveryError, match="64 bytes"):
         callback_data(Outgoing("m_" + "x" * 70, "?", (Choice("Long", long_value),)), 0)
 

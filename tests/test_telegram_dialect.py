@@ -277,6 +277,44 @@ def test_edits_and_channel_posts_are_ignored(stack: Stack) -> None:
     assert not stack.to(-1009) and customer_messages(stack, str(chat)) == []
 
 
+#: Telegram's placeholder ``from`` of every group's anonymous administrators.
+ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+
+
+def anonymous(update: dict[str, Any], sender_chat: dict[str, Any]) -> dict[str, Any]:
+    """``update`` as sent on behalf of ``sender_chat`` (Telegram's placeholder user in ``from``)."""
+    update["message"]["from"] = dict(ANONYMOUS_ADMIN)
+    update["message"]["sender_chat"] = sender_chat
+    return update
+
+
+def test_anonymous_administrators_of_two_groups_are_two_customers(stack: Stack) -> None:
+    """Every group's anonymous administrators come with one placeholder user in ``from``: they were
+    one customer across groups (one history, one set of abuse limits: a second group's question went
+    unanswered, a trial's finding). The chat they speak for is the customer."""
+    first, second = -1009000000001, -1009000000002
+    for chat in (first, second):
+        stack.push(anonymous(mention(stack, chat), {"id": chat, "type": "supergroup", "title": "g"}))
+        stack.replies(chat)
+    speakers = {m.user_id for chat in (first, second) for m in customer_messages(stack, str(chat))}
+    assert speakers == {str(first), str(second)}
+
+
+def test_a_channels_post_copied_into_its_discussion_group_is_not_answered(stack: Stack) -> None:
+    """The bank's channel announces "ask @teller_bot ..."; Telegram copies the post into the
+    channel's discussion group (``is_automatic_forward``), where Teller answered it under the
+    announcement as a customer's question (a trial's finding)."""
+    group, channel = -1009000000031, {"id": -1009000000032, "type": "channel", "title": "Bank news"}
+    post = anonymous(mention(stack, group, "ask about your card, fees and transfers, any time!"), channel)
+    post["message"]["from"] = {"id": 777000, "is_bot": False, "first_name": "Telegram"}
+    post["message"]["is_automatic_forward"] = True
+    stack.push(post, mention(stack, group))  # a member's question after it is answered
+    [answer] = stack.replies(group)
+    assert "overdraft" in answer["text"].lower()
+    stack.settle()
+    assert len(stack.to(group)) == 1 and [m.text for m in customer_messages(stack, str(group))] == [FEE]
+
+
 def test_private_chats_need_no_mention_and_unknown_commands_get_the_help(stack: Stack) -> None:
     chat = 4203
     stack.push(
@@ -362,6 +400,11 @@ def test_who_a_message_is_for() -> None:
     topic = as_message(tg.topic_message(5, GROUP, 5, "hi", thread_id=7))
     assert not d.addressed(topic, BOT) and d.address_of(topic) == f"{GROUP}:7"
     assert d.addressed(as_message(tg.text(6, 42, 6, "hi")), BOT)
+    # Who speaks: the chat a message is sent on behalf of, not Telegram's placeholder user.
+    plain = as_message(tg.mention(9, GROUP, 9, "hi"))
+    assert d.sender(plain).id == tg.MEMBER_ID
+    admin = as_message(anonymous(tg.mention(10, GROUP, 10, "hi"), {"id": GROUP, "type": "supergroup"}))
+    assert d.sender(admin).id == GROUP
     assert d.words(as_message(tg.sticker(7, 42, 7)), BOT) is None
     # A reply chain in an ordinary supergroup has a message_thread_id but is no topic.
     chain = tg.reply_to_bot(8, GROUP, 8, "hi")

@@ -159,7 +159,8 @@ def chat(
             if not line:
                 continue
             options = transport.options
-            text = options[int(line) - 1].value if line.isdigit() and 1 <= int(line) <= len(options) else line
+            chosen = line.isascii() and line.isdigit() and 1 <= int(line) <= len(options)
+            text = options[int(line) - 1].value if chosen else line
             try:
                 reply = service.message(Incoming(TERMINAL, conversation, user, None, text), transport)
             except InputError as exc:

@@ -325,7 +325,7 @@ class TelegramChannel:
         if words is None:  # a sticker, a photo without a caption...
             # (during a handoff its operators are told; the service says what the customer reads)
             kind = dialect.attachment_kind(message)
-            sender = message.from_user or message.sender_chat or message.chat
+            sender = dialect.sender(message)
             said = await asyncio.to_thread(self.service.attachment, CHANNEL, where, str(sender.id), kind)
             if said != "":  # "": over the abuse limits, nothing is said
                 await self._say(where, said or NOT_TEXT)
@@ -337,7 +337,7 @@ class TelegramChannel:
             if carried is not None:
                 # The words went on as a message; the photo or file did not (the service says what
                 # the customer reads, in the conversation's turn: after the words).
-                who = str((message.from_user or message.sender_chat or message.chat).id)
+                who = str(dialect.sender(message).id)
                 self._conversations.submit(where, lambda: self._attached(where, who, carried))
 
     async def _attached(self, where: str, sender: str, kind: str) -> None:
@@ -493,7 +493,7 @@ class TelegramChannel:
     # ------------------------------------------------------------------------------ replies
 
     async def _answer(self, message: Message, text: str, message_id: str, linked: str | None = None) -> None:
-        sender = message.from_user or message.sender_chat or message.chat
+        sender = dialect.sender(message)
         where = dialect.address_of(message)
         incoming = Incoming(CHANNEL, where, str(sender.id), message_id, text, linked=linked)
         await self._converse(incoming, message.chat, dialect.reply_address(message))

@@ -106,8 +106,22 @@ def replies_to(message: Message, bot: User) -> bool:
 
 
 def addressed(message: Message, bot: User) -> bool:
-    """Whether Teller should answer ``message`` (commands are decided by their handlers)."""
+    """Whether Teller should answer ``message`` (commands are decided by their handlers). Never a
+    channel's post that Telegram copies into the channel's discussion group (``is_automatic_forward``:
+    the bank's own announcement naming Teller was answered under it, as a customer's question, in a
+    trial)."""
+    if message.is_automatic_forward:
+        return False
     return not is_group(message.chat) or mentions(message, bot) or replies_to(message, bot)
+
+
+def sender(message: Message) -> User | Chat:
+    """Who speaks in ``message``: the chat it was sent on behalf of where there is one
+    (``sender_chat``: a group's anonymous administrators, a member writing as their channel), else
+    its user, else its chat. Telegram puts a shared placeholder user in ``from`` for those (1087968824
+    ``GroupAnonymousBot`` for every group's anonymous administrators), which made them all one
+    customer across groups, sharing one set of abuse limits (a trial's finding)."""
+    return message.sender_chat or message.from_user or message.chat
 
 
 def words(message: Message, bot: User) -> str | None:
