@@ -9,6 +9,7 @@ TellerError
 ├── NotAuthorised           not an operator
 ├── RateLimited             over an abuse limit (HTTP 429 with Retry-After; bot.abuse)
 ├── DeliveryError           a platform refused (or never took) an outgoing message
+│   └── OpsUnreachable      the ops channel refuses every post (not in it, gone, archived)
 ├── ShuttingDown            the server is closing: nothing was answered, try again (HTTP 503)
 ├── BenchServerError        the benchmark's `teller serve` did not start (bot.http_bench)
 └── StoreError              the database cannot be opened, migrated or written (HTTP 503)
@@ -79,6 +80,12 @@ class DeliveryError(TellerError):
         self.reason = reason
         self.transient = transient
         self.retry_after = retry_after
+
+
+class OpsUnreachable(DeliveryError):
+    """The ops board refused a post for a reason no retry mends (Slack's ``not_in_channel``,
+    ``channel_not_found``, ``is_archived``, a revoked token): nobody can take a handoff over until
+    someone fixes the setup."""
 
 
 def sentence(exc: Exception) -> str:

@@ -49,7 +49,7 @@ from bot.choices import (
 )
 from bot.core import SECRET_WARNING, Incoming, Outgoing, sends_secrets
 from bot.delivery import Courier, Sent, Transport
-from bot.errors import InputError
+from bot.errors import InputError, OpsUnreachable
 from bot.operators import Actor, Operators
 from bot.policy import Route
 from bot.review import ReviewService
@@ -143,6 +143,13 @@ ERASED_NOW_NOTE = (
 )
 #: ``closed_by`` of a handoff that closed itself after going idle.
 IDLE_ACTOR = "system:idle"
+#: ``closed_by`` of a handoff whose thread the ops channel refused for good (:class:`OpsUnreachable`).
+UNREACHABLE_ACTOR = "system:ops-unreachable"
+#: Told the customer then: they were told a colleague would join, and none can.
+UNREACHABLE_NOTICE = (
+    "I'm sorry: I can't reach a colleague right now. I'm Teller again: ask me anything, or ask for "
+    "a person later."
+)
 #: Minutes of silence (either way) after which a handoff closes itself (TELLER_HANDOFF_IDLE_MINUTES).
 IDLE_MINUTES = 30
 #: Before a message relayed from a group chat's member other than the handed-off customer.
@@ -805,6 +812,9 @@ class OpsDesk:
                     transcript = transcript[: upto + 1]
             opening = transcript[-12:]
             ts = self.board.open_handoff(handoff, self._opening(opening))
+        except OpsUnreachable as exc:
+            self._unreachable(handoff_id, exc)
+            return
         except BaseException:
             self._give_back_thread(handoff_id)
             raise
@@ -813,6 +823,30 @@ class OpsDesk:
         ops_channel = self.board.ops_channel or ""
         self._unrecorded[handoff_id] = (ops_channel, ts)
         self._retrying(self._record_thread, handoff_id, ops_channel, ts)
+
+    def _unreachable(self, handoff_id: str, exc: OpsUnreachable) -> None:
+        """The ops channel refused a handoff's thread for good (the bot not in the channel, the
+        channel gone or archived, a revoked token): the handoff closes and the customer is told no
+        colleague can be reached, at once. (A trial's finding: the customer was told a colleague
+        would join and their next messages, "my card was stolen, please block it now", went nowhere,
+        the post retried every five minutes until the handoff went idle half an hour later.)"""
+        log.error(
+            "handoff_ops_unreachable",
+            extra={"fields": {"handoff": handoff_id, "error": exc.reason[:300]}},
+        )
+        with self._relaying.hold(handoff_id):
+            closed = self.store.handoffs.close(handoff_id, UNREACHABLE_ACTOR)
+            if closed.closed_by != UNREACHABLE_ACTOR:
+                return  # closed meanwhile (by the customer's own "delete", say): they were told then
+            with self._pending_lock:
+                self._pending_relays.pop(handoff_id, None)
+            notice = Outgoing(
+                f"{handoff_id}:unreachable", UNREACHABLE_NOTICE, route=HUMAN_ROUTE, threaded=False
+            )
+            try:
+                self._send(closed, notice, DeliveryKind.NOTICE)
+            except InputError as err:  # that channel is not running on this replica
+                log.error("handoff_unreachable_notice_failed", extra={"fields": {"error": str(err)}})
 
     def _drop_waiting(self, handoff_id: str, shown: list[str]) -> None:
         """Drop a handoff's waiting relays whose text a post showed, one for each time it did."""

@@ -19,7 +19,7 @@ from bot.assistant import build_channels, build_core, build_service
 from bot.channels.slack import EVENTS_PATH, REVIEW_CHOOSE, REVIEW_WRONG, WRONG_ANSWER_VIEW
 from bot.choices import HANDOFF_CHOICE
 from bot.core import Incoming, Outgoing, TellerCore
-from bot.ops_desk import CLOSED_NOTICE
+from bot.ops_desk import CLOSED_NOTICE, UNREACHABLE_ACTOR, UNREACHABLE_NOTICE
 from bot.service import TellerService
 from bot.settings import get_settings
 from bot.storage import Handoff
@@ -327,6 +327,29 @@ def test_an_operator_is_told_an_edit_or_deletion_does_not_reach_the_customer(sta
     assert "does not take it back" in delete_note["text"]
     time.sleep(0.5)
     assert len(stack.ops_posts(posts + 2)) == posts + 2 and len(api.sent()) == 2  # nothing else said
+
+
+def test_an_ops_channel_the_bot_cannot_post_in_tells_the_customer_at_once(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot was never invited to the ops channel (Slack's ``not_in_channel``; or the channel is
+    gone or archived): a trial's customer was told a colleague would join, and their next message
+    ("my card was stolen") went nowhere, the post retried every five minutes. The handoff closes, the
+    customer is told no colleague can be reached, and Teller answers again."""
+    api = stack.telegram
+    stack.slack.fail_channel(OPS, "not_in_channel")
+    caplog.set_level(logging.ERROR, logger="bot.ops_desk")
+    api.push(tg.text(stack.telegram_update_id(), 4701, 1, "/human"))
+    connecting, told = api.wait_for("sendMessage", 2)[-2:]
+    assert "connect you" in connecting["text"].lower() and told["text"] == UNREACHABLE_NOTICE
+    conversation = stack.core.store.conversations.conversation_id("telegram", "4701")
+    [handoff] = [h for h in stack.core.store.handoffs.recent() if h.conversation_id == conversation]
+    assert not handoff.is_open and handoff.closed_by == UNREACHABLE_ACTOR and handoff.thread_ts is None
+    [line] = [r for r in caplog.records if r.getMessage() == "handoff_ops_unreachable"]
+    assert "not_in_channel" in line.fields["error"]  # type: ignore[attr-defined]
+    api.push(tg.text(stack.telegram_update_id(), 4701, 2, "What's the overdraft fee?"))
+    assert "overdraft" in api.wait_for("sendMessage", 3)[-1]["text"].lower()
+    stack.slack.clear_failures()
 
 
 def test_a_handoff_follows_its_group_to_the_supergroup(stack: Stack) -> None:

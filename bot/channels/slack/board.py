@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.channels.slack.blocks import (
     SECTIONS_PER_MESSAGE,
@@ -18,9 +19,31 @@ from bot.channels.slack.blocks import (
     sections,
 )
 from bot.channels.slack.text import escape
+from bot.channels.slack.transport import delivery_error
+from bot.errors import OpsUnreachable
 
 if TYPE_CHECKING:
     from bot.storage import Correction, Handoff, HandoffThread, Proposal, ReviewItem, StoredMessage
+
+
+#: Slack's errors of a post to the ops channel that no retry mends: the bot is not in the channel,
+#: the channel is gone or archived, or the app's token no longer works (Slack's Web API reference
+#: of ``chat.postMessage``). A handoff cannot reach anyone until someone fixes the setup.
+UNREACHABLE_ERRORS = frozenset(
+    {
+        "not_in_channel",
+        "channel_not_found",
+        "is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "restricted_action",
+        "team_access_not_granted",
+    }
+)
 
 
 class SlackOpsBoard:
@@ -31,11 +54,21 @@ class SlackOpsBoard:
         self.ops_channel = ops_channel
 
     def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
-        posted = self.client.chat_postMessage(
-            channel=self.ops_channel or "",
-            text=f"Handoff: a {handoff.channel} customer needs a person",
-            blocks=handoff_blocks(handoff, transcript),
-        )
+        """Raises :class:`OpsUnreachable` when Slack refuses the ops channel for good
+        (:data:`UNREACHABLE_ERRORS`); slack_sdk's errors otherwise."""
+        try:
+            posted = self.client.chat_postMessage(
+                channel=self.ops_channel or "",
+                text=f"Handoff: a {handoff.channel} customer needs a person",
+                blocks=handoff_blocks(handoff, transcript),
+            )
+        except SlackApiError as exc:
+            refused = delivery_error(exc)
+            if refused.reason.split(" ", 1)[0] in UNREACHABLE_ERRORS:
+                raise OpsUnreachable(
+                    f"Slack refused the ops channel {self.ops_channel}: {refused.reason}"
+                ) from exc
+            raise
         return str(posted["ts"])
 
     def post_in_thread(self, handoff: Handoff, text: str) -> None:
