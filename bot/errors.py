@@ -4,6 +4,7 @@ TellerError
 ├── ConfigError             a setting is missing or invalid
 ├── InputError              a user-supplied value cannot be used (HTTP 400, a CLI message)
 │   ├── NotFound            no such thing for this customer: unknown, or somebody else's (HTTP 404)
+│   ├── NotTheAsker         a shared chat's member rates an answer Teller gave another member
 │   └── Conflict            done once already, e.g. feedback on a reply (HTTP 409)
 │       └── NotRateable     feedback on a reply that offered none (HTTP 409)
 ├── NotAuthorised           not an operator
@@ -34,6 +35,13 @@ class InputError(TellerError):
 class NotFound(InputError):
     """Nothing with that id belongs to the asker. Unknown ids and other customers' ids get this
     same error with the same words, so an answer never tells whether an id exists."""
+
+
+class NotTheAsker(InputError):
+    """Feedback pressed on an answer Teller gave another member of a shared chat (a Telegram group,
+    a Slack channel), where everyone sees the answer and its buttons: saying so tells nothing the
+    chat does not show. Never raised for the web chat or the REST API, whose replies are each
+    customer's own (those get :class:`NotFound`)."""
 
 
 class Conflict(InputError):

@@ -46,7 +46,7 @@ from bot.choices import helpful as verdict_of
 from bot.core import FEEDBACK_TURN, TELLER_TURNS, Incoming, Outgoing, TellerCore, message_text, split_warning
 from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says without an ops channel
 from bot.delivery import Courier, Sent, Transport
-from bot.errors import Conflict, DeliveryError, InputError, NotFound, NotRateable, RateLimited
+from bot.errors import Conflict, DeliveryError, InputError, NotFound, NotRateable, NotTheAsker, RateLimited
 from bot.operators import Actor
 from bot.ops_desk import CLOSED_NOTICE, IDLE_ACTOR, expiry_notice
 from bot.policy import Route
@@ -85,6 +85,8 @@ FEEDBACK_ROUTE = "feedback"
 UNSTORED_ROUTES = frozenset({"interview", FEEDBACK_ROUTE})
 #: The one answer to feedback on a reply that is unknown, another customer's, or not Teller's.
 NO_SUCH_REPLY = "no reply of Teller's with that id in this conversation"
+#: Feedback pressed in a shared chat on an answer Teller gave another member (:class:`NotTheAsker`).
+ONLY_THE_ASKER = "only the person who asked can rate this answer"
 #: Feedback sent as text before Teller answered anything in the conversation (HTTP 404).
 NO_REPLY_TO_RATE = "there is no answer of Teller's to give feedback on in this conversation yet"
 #: Feedback on a reply of Teller's that offered no feedback buttons (a clarifying question, a
@@ -456,17 +458,21 @@ class TellerService:
         user_id: str | None = None,
         channel: str | None = None,
         platform: tuple[str, str] | None = None,
+        shared: bool = False,
     ) -> Feedback:
         """A customer's verdict on one of Teller's replies, once per reply; "not helpful" is filed for
         review (at most ``TELLER_LIMIT_REVIEW_FILINGS`` a customer: beyond, the verdict is kept and
         files nothing). With ``channel`` (every customer-facing adapter passes it), the reply must be
         Teller's own answer to that ``user_id`` on that channel. ``platform``: the channel and id of
-        the message that carried the verdict as its text (:meth:`feedback_message`).
+        the message that carried the verdict as its text (:meth:`feedback_message`). ``shared``: the
+        press came from a chat whose members all see the reply (a Telegram group, a Slack channel).
 
         Raises :class:`NotFound` (:data:`NO_SUCH_REPLY`: the reply is unknown, another customer's,
-        or an operator's; the same words for each) and :class:`bot.errors.Conflict` (feedback on
-        this reply was given before) and, with ``channel``, :class:`bot.errors.NotRateable` (a
-        Conflict, :data:`NOT_RATEABLE`: the reply offered no feedback buttons)."""
+        or an operator's; the same words for each), with ``shared`` :class:`NotTheAsker`
+        (:data:`ONLY_THE_ASKER`: Teller's answer there to another member) and
+        :class:`bot.errors.Conflict` (feedback on this reply was given before) and, with
+        ``channel``, :class:`bot.errors.NotRateable` (a Conflict, :data:`NOT_RATEABLE`: the reply
+        offered no feedback buttons)."""
         if channel is not None:
             conversations = self.core.store.conversations
             reply = conversations.message(message_id) if conversations.exists(message_id) else None
@@ -475,9 +481,12 @@ class TellerService:
                 or reply.direction != Direction.OUT
                 or reply.route in (None, HUMAN_ROUTE)
                 or reply.channel != channel
-                or reply.user_id != user_id
             ):
                 raise NotFound(NO_SUCH_REPLY)
+            if reply.user_id != user_id:
+                # In a shared chat the press says nothing the chat does not show (a trial's group
+                # member was told "That answer is no longer on record"; on Slack, nothing).
+                raise NotTheAsker(ONLY_THE_ASKER) if shared else NotFound(NO_SUCH_REPLY)
             if not any(value.startswith(FEEDBACK_PREFIX) for _, value in reply.choices):
                 raise NotRateable(NOT_RATEABLE)
         entry = self.core.feedback(message_id, helpful, comment, user_id, platform)

@@ -352,6 +352,43 @@ def test_an_ops_channel_the_bot_cannot_post_in_tells_the_customer_at_once(
     stack.slack.clear_failures()
 
 
+def test_rating_another_members_answer_in_a_shared_chat_says_who_may(stack: Stack) -> None:
+    """Everyone in a group or channel sees an answer's feedback buttons; a member pressing them on
+    another member's answer was told "That answer is no longer on record" (Telegram) or nothing
+    (Slack), a trial's finding. They are told only the person who asked can rate it; nothing is
+    recorded, and the asker still can."""
+    stack.event(sl.mention("What's the overdraft fee?", "1700000005.000200", channel="C1", user="UANN"))
+    reply = stack.slack.wait_for("chat.postMessage", 1)[-1]
+    blocks = json.loads(reply["blocks"]) if isinstance(reply["blocks"], str) else reply["blocks"]
+    actions = next(b for b in blocks if b["type"] == "actions")["elements"]
+    no = next(a for a in actions if a["action_id"] == "teller_feedback_no")
+    message = {
+        "ts": "1700000006.0",
+        "thread_ts": "1700000005.000200",
+        "text": reply["text"],
+        "blocks": blocks,
+    }
+    stack.post(sl.interaction_body(no, message, channel="C1", user="UBOB"), FORM)
+    [told] = stack.slack.wait_for("chat.postEphemeral", 1)
+    assert told["user"] == "UBOB" and told["text"] == "Only the person who asked can rate this answer."
+    assert stack.core.store.feedback.feedback() == [] and stack.slack.sent("chat.update") == []
+    stack.post(sl.interaction_body(no, message, channel="C1", user="UANN"), FORM)
+    stack.slack.wait_for("chat.update", 1)
+    assert [f.helpful for f, _ in stack.core.store.feedback.feedback()] == [False]
+    # A Telegram group's member, likewise (the answer to member 5, pressed by member 6).
+    api, group = stack.telegram, -1009000000021
+    api.push(tg.mention(stack.telegram_update_id(), group, 5, "What's the overdraft fee?", from_id=5))
+    answer = api.wait_for("sendMessage", 1)[-1]
+    buttons = [b for row in answer["reply_markup"]["inline_keyboard"] for b in row]
+    yes = next(b["callback_data"] for b in buttons if b["text"] == "Helpful")
+    press = tg.pressed(stack.telegram_update_id(), 6, yes, "q-other")
+    press["callback_query"]["message"]["chat"] = {"id": group, "type": "supergroup", "title": "g"}
+    api.push(press)
+    [said] = api.wait_for("answerCallbackQuery", 1)
+    assert said["text"] == "Only the person who asked can rate this answer."
+    assert len(stack.core.store.feedback.feedback()) == 1
+
+
 def test_a_handoff_follows_its_group_to_the_supergroup(stack: Stack) -> None:
     """A group with an open handoff upgraded to a supergroup: the operator's relays go to the
     supergroup at once (each was sent to the old group first and refused, session 61's note)."""

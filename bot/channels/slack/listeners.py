@@ -48,7 +48,7 @@ from bot.channels.slack.text import readable, unformatted
 from bot.channels.slack.transport import CHANNEL, SlackTransport
 from bot.choices import parse_choice_ref, press_id
 from bot.core import Incoming, Outgoing
-from bot.errors import InputError, NotAuthorised, sentence
+from bot.errors import InputError, NotAuthorised, NotTheAsker, sentence
 from bot.operators import Actor
 from bot.ops_desk import IDLE_ACTOR
 from bot.service import FEEDBACK_THANKS, TellerService
@@ -286,14 +286,18 @@ class CustomerListeners:
     ) -> None:
         ack()
         helpful = action.get("action_id", "").endswith("_yes")
+        channel, user = body.get("channel", {}).get("id", ""), body.get("user", {}).get("id")
         try:
-            self.service.feedback(
-                action.get("value", ""), helpful, None, body.get("user", {}).get("id"), CHANNEL
-            )
+            # Shared: a channel's members all see the answer (a DM's id starts with D).
+            shared = not str(channel).startswith("D")
+            self.service.feedback(action.get("value", ""), helpful, None, user, CHANNEL, shared=shared)
+        except NotTheAsker as exc:
+            client.chat_postEphemeral(channel=channel, user=user or "", text=sentence(exc))
+            return
         except InputError:
             return
         note = FEEDBACK_THANKS[helpful]
-        settle(client, body.get("channel", {}).get("id", ""), body.get("message", {}), f"_{note}_")
+        settle(client, channel, body.get("message", {}), f"_{note}_")
 
 
 class OperatorListeners:

@@ -55,7 +55,7 @@ from bot.channels.telegram.transport import (
 )
 from bot.choices import ENTRY_ID_PATTERN, HANDOFF_CHOICE, entry_choice, press_id
 from bot.core import NO_PERSON, Incoming, Outgoing, TellerCore
-from bot.errors import Conflict, InputError, NotRateable, sentence
+from bot.errors import Conflict, InputError, NotRateable, NotTheAsker, sentence
 from bot.service import FEEDBACK_THANKS, TellerService
 from bot.settings import STARTER_BANK, bank_possessive
 from bot.storage.database import Lease
@@ -439,8 +439,15 @@ class TelegramChannel:
         user_id = str(query.from_user.id)
         if (feedback := feedback_token(data)) is not None:
             message_id, helpful = feedback
+            chat = query.message.chat if query.message is not None else None
+            shared = chat is not None and dialect.is_group(chat)
             try:
-                await asyncio.to_thread(self.service.feedback, message_id, helpful, None, user_id, CHANNEL)
+                await asyncio.to_thread(
+                    self.service.feedback, message_id, helpful, None, user_id, CHANNEL, shared=shared
+                )
+            except NotTheAsker as exc:
+                await _quietly(query.answer(sentence(exc)))
+                return
             except NotRateable:
                 await _quietly(query.answer("This reply can't be rated."))
                 return
