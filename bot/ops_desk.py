@@ -58,6 +58,7 @@ from bot.storage import (
     TELLER_AUTHOR,
     Correction,
     DeliveryKind,
+    DeliveryState,
     Direction,
     DuplicateMessage,
     Handoff,
@@ -150,6 +151,9 @@ UNREACHABLE_NOTICE = (
     "I'm sorry: I can't reach a colleague right now. I'm Teller again: ask me anything, or ask for "
     "a person later."
 )
+#: Seconds the notice waits for the reply that handed off to be delivered (or to fail): a part's
+#: whole deadline (:data:`bot.delivery.PART_DEADLINE`) and some.
+UNREACHABLE_WAIT = 150.0
 #: Minutes of silence (either way) after which a handoff closes itself (TELLER_HANDOFF_IDLE_MINUTES).
 IDLE_MINUTES = 30
 #: Before a message relayed from a group chat's member other than the handed-off customer.
@@ -184,11 +188,12 @@ class OpsBoard(Protocol):
     ops_channel: str | None
 
     def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
-        """Post the conversation as the start of a thread; return the thread's id (ts)."""
+        """Post the conversation as the start of a thread; return the thread's id (ts). Raises
+        :class:`OpsUnreachable` when the board refuses for good (nobody can take the handoff)."""
         ...
 
     def post_in_thread(self, handoff: Handoff, text: str) -> None:
-        """Post a customer's words into the handoff's thread."""
+        """Post a customer's words into the handoff's thread; raises as :meth:`open_handoff`."""
         ...
 
     def warn_in_thread(self, thread: HandoffThread, text: str) -> None:
@@ -219,19 +224,41 @@ class _KeyedLocks:
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
+        """Hold ``key``'s lock, waiting for it."""
+        lock = self._join(key)
         try:
             with lock:
                 yield
         finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+            self._leave(key)
+
+    @contextmanager
+    def attempt(self, key: str) -> Iterator[bool]:
+        """Hold ``key``'s lock if it is free now: yields whether it was (then held until exit)."""
+        lock = self._join(key)
+        if not lock.acquire(blocking=False):
+            self._leave(key)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+            self._leave(key)
+
+    def _join(self, key: str) -> threading.Lock:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+            return lock
+
+    def _leave(self, key: str) -> None:
+        with self._guard:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 class OpsDesk:
@@ -470,11 +497,13 @@ class OpsDesk:
         before = self.store.database.clock.ago(self.idle_minutes * 60)
         expired = []
         for idle in self.store.handoffs.idle(before):
-            # After a relay on its way (the relay lock, as Close takes it): one that read the
+            # Not while a relay is on its way (the relay lock, as Close takes it): one that read the
             # handoff open just before the sweep closed it would reach the customer after they were
             # told Teller answers again. Once it has recorded its message, the handoff is not idle.
-            with self._relaying.hold(idle.id):
-                handoff = self.store.handoffs.expire(idle.id, before, IDLE_ACTOR)
+            with self._relaying.attempt(idle.id) as free:
+                # (a relay on its way will record its message: not idle, and never waited for, as a
+                # relay can take a platform's whole deadline and this sweep has every handoff to do)
+                handoff = self.store.handoffs.expire(idle.id, before, IDLE_ACTOR) if free else None
             if handoff is None:
                 continue
             expired.append(handoff)
@@ -825,28 +854,45 @@ class OpsDesk:
         self._retrying(self._record_thread, handoff_id, ops_channel, ts)
 
     def _unreachable(self, handoff_id: str, exc: OpsUnreachable) -> None:
-        """The ops channel refused a handoff's thread for good (the bot not in the channel, the
-        channel gone or archived, a revoked token): the handoff closes and the customer is told no
-        colleague can be reached, at once. (A trial's finding: the customer was told a colleague
-        would join and their next messages, "my card was stolen, please block it now", went nowhere,
-        the post retried every five minutes until the handoff went idle half an hour later.)"""
+        """The ops channel refused a handoff's thread or a relay into it for good (the bot not in
+        the channel, the channel gone or archived, a revoked token): the handoff closes and the
+        customer is told no colleague can be reached. (A trial's finding: the customer was told a
+        colleague would join and their next messages, "my card was stolen, please block it now",
+        went nowhere, the post retried every five minutes until the handoff went idle half an hour
+        later.) The notice goes on a thread of its own, after the reply that handed off has settled
+        (a review: it overtook "I'll connect you" held by a rate limit, and sent from the ops worker
+        it held every other handoff's thread up for as long as the customer's platform did)."""
         log.error(
             "handoff_ops_unreachable",
             extra={"fields": {"handoff": handoff_id, "error": exc.reason[:300]}},
         )
-        with self._relaying.hold(handoff_id):
-            closed = self.store.handoffs.close(handoff_id, UNREACHABLE_ACTOR)
-            if closed.closed_by != UNREACHABLE_ACTOR:
-                return  # closed meanwhile (by the customer's own "delete", say): they were told then
-            with self._pending_lock:
-                self._pending_relays.pop(handoff_id, None)
-            notice = Outgoing(
-                f"{handoff_id}:unreachable", UNREACHABLE_NOTICE, route=HUMAN_ROUTE, threaded=False
-            )
+        closed = self.store.handoffs.close(handoff_id, UNREACHABLE_ACTOR)
+        with self._pending_lock:
+            self._pending_relays.pop(handoff_id, None)
+        if closed.closed_by != UNREACHABLE_ACTOR:
+            return  # closed meanwhile (by an operator, or the customer's own "delete"): told then
+        threading.Thread(
+            target=self._tell_unreachable, args=(closed,), name="teller-unreachable", daemon=True
+        ).start()
+
+    def _tell_unreachable(self, handoff: Handoff) -> None:
+        """Send :data:`UNREACHABLE_NOTICE` once the reply that opened ``handoff`` is delivered or
+        has failed (at most :data:`UNREACHABLE_WAIT` seconds), under the handoff's relay lock."""
+        deadline = time.monotonic() + UNREACHABLE_WAIT
+        while handoff.message_id and time.monotonic() < deadline:
             try:
-                self._send(closed, notice, DeliveryKind.NOTICE)
-            except InputError as err:  # that channel is not running on this replica
-                log.error("handoff_unreachable_notice_failed", extra={"fields": {"error": str(err)}})
+                record = self.store.deliveries.get(handoff.message_id)
+            except StoreError:
+                record = None
+            if record is None or record.state != DeliveryState.PENDING:
+                break  # (none: a web chat's reply, which the page fetches, or not yet recorded)
+            time.sleep(0.2)
+        notice = Outgoing(f"{handoff.id}:unreachable", UNREACHABLE_NOTICE, route=HUMAN_ROUTE, threaded=False)
+        try:
+            with self._relaying.hold(handoff.id):
+                self._send(handoff, notice, DeliveryKind.NOTICE)
+        except Exception as err:  # a channel not running on this replica, a database failure
+            log.error("handoff_unreachable_notice_failed", extra={"fields": {"error": repr(err)[:300]}})
 
     def _drop_waiting(self, handoff_id: str, shown: list[str]) -> None:
         """Drop a handoff's waiting relays whose text a post showed, one for each time it did."""
@@ -945,7 +991,11 @@ class OpsDesk:
             except Exception:  # the knowledge base changing meanwhile: the value as it came
                 log.exception("pressed_label_failed")
                 shown = text
-            self.board.post_in_thread(handoff, f"{OTHER_MEMBER} {shown}" if other_member else shown)
+            try:
+                self.board.post_in_thread(handoff, f"{OTHER_MEMBER} {shown}" if other_member else shown)
+            except OpsUnreachable as exc:  # the channel archived, or the bot removed, mid-handoff
+                self._unreachable(handoff_id, exc)
+                return
             with self._pending_lock:
                 queue = self._pending_relays.get(handoff_id)
                 if queue:

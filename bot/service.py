@@ -48,7 +48,7 @@ from bot.core import UNSTAFFED as UNSTAFFED  # re-exported: what a handoff says 
 from bot.delivery import Courier, Sent, Transport
 from bot.errors import Conflict, DeliveryError, InputError, NotFound, NotRateable, NotTheAsker, RateLimited
 from bot.operators import Actor
-from bot.ops_desk import CLOSED_NOTICE, IDLE_ACTOR, expiry_notice
+from bot.ops_desk import CLOSED_NOTICE, IDLE_ACTOR, UNREACHABLE_ACTOR, UNREACHABLE_NOTICE, expiry_notice
 from bot.policy import Route
 from bot.stages import timed
 from bot.storage import (
@@ -459,13 +459,16 @@ class TellerService:
         channel: str | None = None,
         platform: tuple[str, str] | None = None,
         shared: bool = False,
+        speaking_as: str | None = None,
     ) -> Feedback:
         """A customer's verdict on one of Teller's replies, once per reply; "not helpful" is filed for
         review (at most ``TELLER_LIMIT_REVIEW_FILINGS`` a customer: beyond, the verdict is kept and
         files nothing). With ``channel`` (every customer-facing adapter passes it), the reply must be
         Teller's own answer to that ``user_id`` on that channel. ``platform``: the channel and id of
         the message that carried the verdict as its text (:meth:`feedback_message`). ``shared``: the
-        press came from a chat whose members all see the reply (a Telegram group, a Slack channel).
+        press came from a chat whose members all see the reply (a Telegram group, a Slack channel);
+        ``speaking_as``: there, the id of that chat, which its anonymous administrators speak as
+        (their answer is theirs to rate, though each press names the person).
 
         Raises :class:`NotFound` (:data:`NO_SUCH_REPLY`: the reply is unknown, another customer's,
         or an operator's; the same words for each), with ``shared`` :class:`NotTheAsker`
@@ -483,7 +486,7 @@ class TellerService:
                 or reply.channel != channel
             ):
                 raise NotFound(NO_SUCH_REPLY)
-            if reply.user_id != user_id:
+            if reply.user_id != user_id and not (shared and speaking_as and reply.user_id == speaking_as):
                 # In a shared chat the press says nothing the chat does not show (a trial's group
                 # member was told "That answer is no longer on record"; on Slack, nothing).
                 raise NotTheAsker(ONLY_THE_ASKER) if shared else NotFound(NO_SUCH_REPLY)
@@ -536,8 +539,15 @@ class TellerService:
         latest = store.handoffs.latest(conversation_id)  # (again: it may have closed meanwhile)
         if latest is None:  # never handed to a person: nothing was closed
             return Relayed(messages, False)
-        expired = latest.closed_by == IDLE_ACTOR
-        return Relayed(messages, False, notice=expiry_notice(store, latest.id) if expired else CLOSED_NOTICE)
+        if since is not None and latest.closed_at is not None and latest.closed_at < since:
+            return Relayed(messages, False)  # closed before what the page saw: told then
+        if latest.closed_by == IDLE_ACTOR:
+            notice = expiry_notice(store, latest.id)
+        elif latest.closed_by == UNREACHABLE_ACTOR:
+            notice = UNREACHABLE_NOTICE  # no colleague ever saw it: none "closed" it
+        else:
+            notice = CLOSED_NOTICE
+        return Relayed(messages, False, notice=notice)
 
     def attachment(
         self, channel: str, conversation_id: str, user_id: str, kind: str, with_words: bool = False

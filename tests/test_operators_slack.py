@@ -335,21 +335,67 @@ def test_an_ops_channel_the_bot_cannot_post_in_tells_the_customer_at_once(
     """The bot was never invited to the ops channel (Slack's ``not_in_channel``; or the channel is
     gone or archived): a trial's customer was told a colleague would join, and their next message
     ("my card was stolen") went nowhere, the post retried every five minutes. The handoff closes, the
-    customer is told no colleague can be reached, and Teller answers again."""
+    customer is told no colleague can be reached (after "I'll connect you", also when that reply is
+    held by a rate limit: a review saw the notice overtake it), and Teller answers again. Another
+    customer's handoff is not held up meanwhile (the notice was first sent on the ops worker)."""
     api = stack.telegram
-    stack.slack.fail_channel(OPS, "not_in_channel")
+    stack.slack.fail_next("chat.postMessage", 200, n=1, channel=OPS, error="not_in_channel")
+    api.fail_next("sendMessage", 429, n=2, chat_id=4701, retry_after=2)
     caplog.set_level(logging.ERROR, logger="bot.ops_desk")
     api.push(tg.text(stack.telegram_update_id(), 4701, 1, "/human"))
-    connecting, told = api.wait_for("sendMessage", 2)[-2:]
-    assert "connect you" in connecting["text"].lower() and told["text"] == UNREACHABLE_NOTICE
+    api.wait_for_attempts("sendMessage", 1)
+    api.push(tg.text(stack.telegram_update_id(), 4702, 1, "/human"))  # the channel works again
+    stack.ops_posts(1)  # its thread, while the first customer's words are still held
+    assert [m for m in api.sent() if m["chat_id"] == 4701] == []
+    connecting, told = [m["text"] for m in api.wait_for("sendMessage", 3, timeout=30) if m["chat_id"] == 4701]
+    assert "connect you" in connecting.lower() and told == UNREACHABLE_NOTICE
     conversation = stack.core.store.conversations.conversation_id("telegram", "4701")
     [handoff] = [h for h in stack.core.store.handoffs.recent() if h.conversation_id == conversation]
     assert not handoff.is_open and handoff.closed_by == UNREACHABLE_ACTOR and handoff.thread_ts is None
     [line] = [r for r in caplog.records if r.getMessage() == "handoff_ops_unreachable"]
     assert "not_in_channel" in line.fields["error"]  # type: ignore[attr-defined]
     api.push(tg.text(stack.telegram_update_id(), 4701, 2, "What's the overdraft fee?"))
-    assert "overdraft" in api.wait_for("sendMessage", 3)[-1]["text"].lower()
+    assert "overdraft" in api.wait_for("sendMessage", 4)[-1]["text"].lower()
+
+    # An ops channel archived in the middle of a handoff: the customer's next words are refused
+    # there, and the customer is told the same (they waited, unanswered, until it went idle).
+    handoff, _ = telegram_handoff(stack, chat=4902)
+    stack.slack.fail_channel(OPS, "is_archived")
+    sent = len(api.sent())
+    api.push(tg.text(stack.telegram_update_id(), 4902, 2, "my card was stolen, please block it now"))
+    assert api.wait_for("sendMessage", sent + 1)[-1]["text"] == UNREACHABLE_NOTICE
+    assert stack.core.store.handoffs.get(handoff.id).closed_by == UNREACHABLE_ACTOR
     stack.slack.clear_failures()
+
+
+def test_a_web_customer_is_told_no_colleague_can_be_reached(stack: Stack) -> None:
+    """The web chat polls during a handoff: one the ops channel refused closed before the first poll
+    said "Our colleague has closed this conversation" (no colleague ever saw it), in review."""
+    stack.slack.fail_channel(OPS, "not_in_channel")
+    auth = {"Authorization": "Bearer " + httpx.post(f"{stack.teller}/api/sessions").json()["token"]}
+    first = httpx.post(f"{stack.teller}/api/messages", json={"text": HANDOFF_CHOICE}, headers=auth).json()
+    wait_for(lambda: [h for h in stack.core.store.handoffs.recent() if h.closed_by == UNREACHABLE_ACTOR])
+    query = {"after": first["message_id"]}
+    polled = httpx.get(f"{stack.teller}/api/messages", params=query, headers=auth).json()
+    assert polled["handoff_open"] is False and polled["closed_notice"] == UNREACHABLE_NOTICE
+    stack.slack.clear_failures()
+    # A later poll after the customer's next message is not told again.
+    later = httpx.post(
+        f"{stack.teller}/api/messages", json={"text": "What's the overdraft fee?"}, headers=auth
+    )
+    polled = httpx.get(
+        f"{stack.teller}/api/messages", params={"after": later.json()["message_id"]}, headers=auth
+    ).json()
+    assert polled["closed_notice"] is None
+
+
+def press_helpful(stack: Stack, group: int, answer: dict[str, Any], by: int) -> None:
+    """Member ``by`` presses "Helpful" under ``answer`` in the Telegram supergroup ``group``."""
+    buttons = [b for row in answer["reply_markup"]["inline_keyboard"] for b in row]
+    helpful = next(b["callback_data"] for b in buttons if b["text"] == "Helpful")
+    press = tg.pressed(stack.telegram_update_id(), by, helpful, f"q-{by}")
+    press["callback_query"]["message"]["chat"] = {"id": group, "type": "supergroup", "title": "g"}
+    stack.telegram.push(press)
 
 
 def test_rating_another_members_answer_in_a_shared_chat_says_who_may(stack: Stack) -> None:
@@ -371,6 +417,7 @@ def test_rating_another_members_answer_in_a_shared_chat_says_who_may(stack: Stac
     stack.post(sl.interaction_body(no, message, channel="C1", user="UBOB"), FORM)
     [told] = stack.slack.wait_for("chat.postEphemeral", 1)
     assert told["user"] == "UBOB" and told["text"] == "Only the person who asked can rate this answer."
+    assert told["thread_ts"] == "1700000005.000200"  # where the press was made (a review's finding)
     assert stack.core.store.feedback.feedback() == [] and stack.slack.sent("chat.update") == []
     stack.post(sl.interaction_body(no, message, channel="C1", user="UANN"), FORM)
     stack.slack.wait_for("chat.update", 1)
@@ -378,15 +425,19 @@ def test_rating_another_members_answer_in_a_shared_chat_says_who_may(stack: Stac
     # A Telegram group's member, likewise (the answer to member 5, pressed by member 6).
     api, group = stack.telegram, -1009000000021
     api.push(tg.mention(stack.telegram_update_id(), group, 5, "What's the overdraft fee?", from_id=5))
-    answer = api.wait_for("sendMessage", 1)[-1]
-    buttons = [b for row in answer["reply_markup"]["inline_keyboard"] for b in row]
-    yes = next(b["callback_data"] for b in buttons if b["text"] == "Helpful")
-    press = tg.pressed(stack.telegram_update_id(), 6, yes, "q-other")
-    press["callback_query"]["message"]["chat"] = {"id": group, "type": "supergroup", "title": "g"}
-    api.push(press)
+    press_helpful(stack, group, api.wait_for("sendMessage", 1)[-1], by=6)
     [said] = api.wait_for("answerCallbackQuery", 1)
     assert said["text"] == "Only the person who asked can rate this answer."
     assert len(stack.core.store.feedback.feedback()) == 1
+    # The group's anonymous administrators speak as the group: their answer is theirs to rate,
+    # though each press names the person (a review's finding: they were told they had not asked).
+    asked = tg.mention(stack.telegram_update_id(), group, 7, "What's the overdraft fee?")
+    asked["message"]["sender_chat"] = {"id": group, "type": "supergroup", "title": "g"}
+    api.push(asked)
+    press_helpful(stack, group, api.wait_for("sendMessage", 2)[-1], by=31337)
+    said = api.wait_for("answerCallbackQuery", 2)[-1]
+    assert said["text"] != "Only the person who asked can rate this answer."
+    assert len(stack.core.store.feedback.feedback()) == 2
 
 
 def test_a_handoff_follows_its_group_to_the_supergroup(stack: Stack) -> None:

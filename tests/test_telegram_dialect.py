@@ -308,7 +308,12 @@ def test_a_channels_post_copied_into_its_discussion_group_is_not_answered(stack:
     post = anonymous(mention(stack, group, "ask about your card, fees and transfers, any time!"), channel)
     post["message"]["from"] = {"id": 777000, "is_bot": False, "first_name": "Telegram"}
     post["message"]["is_automatic_forward"] = True
-    stack.push(post, mention(stack, group))  # a member's question after it is answered
+    # A post that is a command, copied likewise, opened a handoff for the bank's own channel (review).
+    command = anonymous(tg.text(stack.uid(), group, stack.uid(), "/human Our team is here for you"), channel)
+    command["message"]["chat"]["type"] = "supergroup"
+    command["message"]["from"] = {"id": 777000, "is_bot": False, "first_name": "Telegram"}
+    command["message"]["is_automatic_forward"] = True
+    stack.push(post, command, mention(stack, group))  # a member's question after them is answered
     [answer] = stack.replies(group)
     assert "overdraft" in answer["text"].lower()
     stack.settle()

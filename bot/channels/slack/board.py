@@ -6,6 +6,8 @@ client, which retries rate limits and server errors (:func:`bot.channels.slack.t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
@@ -56,24 +58,31 @@ class SlackOpsBoard:
     def open_handoff(self, handoff: Handoff, transcript: list[StoredMessage]) -> str:
         """Raises :class:`OpsUnreachable` when Slack refuses the ops channel for good
         (:data:`UNREACHABLE_ERRORS`); slack_sdk's errors otherwise."""
-        try:
+        with self._reachable():
             posted = self.client.chat_postMessage(
                 channel=self.ops_channel or "",
                 text=f"Handoff: a {handoff.channel} customer needs a person",
                 blocks=handoff_blocks(handoff, transcript),
             )
-        except SlackApiError as exc:
-            refused = delivery_error(exc)
-            if refused.reason.split(" ", 1)[0] in UNREACHABLE_ERRORS:
-                raise OpsUnreachable(
-                    f"Slack refused the ops channel {self.ops_channel}: {refused.reason}"
-                ) from exc
-            raise
         return str(posted["ts"])
 
     def post_in_thread(self, handoff: Handoff, text: str) -> None:
-        """The customer's words (escaped: they ping nobody), split over several posts if long."""
-        self._thread(handoff.thread, text, "*Customer:* ")
+        """The customer's words (escaped: they ping nobody), split over several posts if long.
+        Raises as :meth:`open_handoff` (the channel archived, or the bot removed, mid-handoff)."""
+        with self._reachable():
+            self._thread(handoff.thread, text, "*Customer:* ")
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Slack's refusals of :data:`UNREACHABLE_ERRORS` as :class:`OpsUnreachable`."""
+        try:
+            yield
+        except SlackApiError as exc:
+            refused = delivery_error(exc)
+            if refused.reason.split(" ", 1)[0] in UNREACHABLE_ERRORS:
+                where = f"the ops channel {self.ops_channel}"
+                raise OpsUnreachable(f"Slack refused {where}: {refused.reason}") from exc
+            raise
 
     def warn_in_thread(self, thread: HandoffThread, text: str) -> None:
         self._thread(thread, text, ":warning: ")

@@ -291,8 +291,14 @@ class CustomerListeners:
             # Shared: a channel's members all see the answer (a DM's id starts with D).
             shared = not str(channel).startswith("D")
             self.service.feedback(action.get("value", ""), helpful, None, user, CHANNEL, shared=shared)
-        except NotTheAsker as exc:
-            client.chat_postEphemeral(channel=channel, user=user or "", text=sentence(exc))
+        except NotTheAsker as exc:  # (in the thread the press was made in, where they look)
+            thread = body.get("message", {}).get("thread_ts")
+            try:
+                client.chat_postEphemeral(
+                    channel=channel, user=user or "", text=sentence(exc), thread_ts=thread
+                )
+            except SlackClientError as err:
+                log.warning("slack_courtesy_failed", extra={"fields": {"error": repr(err)[:200]}})
             return
         except InputError:
             return

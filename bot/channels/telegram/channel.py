@@ -170,6 +170,9 @@ class TelegramChannel:
         app.add_handler(TypeHandler(Update, self._drop_duplicates), group=-1)
         # Edits, channel posts and business messages are not questions to Teller.
         app.add_handler(MessageHandler(~filters.UpdateType.MESSAGE, self._ignore))
+        # Nor a channel's post Telegram copies into its discussion group, a command included (the
+        # bank's "/human ..." announcement opened a handoff for its own channel, in review).
+        app.add_handler(MessageHandler(filters.IS_AUTOMATIC_FORWARD, self._ignore))
         # A group upgraded to a supergroup: its conversation goes on under the new chat id.
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self._migrated))
         app.add_handler(MessageHandler(filters.StatusUpdate.ALL, self._ignore))
@@ -443,7 +446,14 @@ class TelegramChannel:
             shared = chat is not None and dialect.is_group(chat)
             try:
                 await asyncio.to_thread(
-                    self.service.feedback, message_id, helpful, None, user_id, CHANNEL, shared=shared
+                    self.service.feedback,
+                    message_id,
+                    helpful,
+                    None,
+                    user_id,
+                    CHANNEL,
+                    shared=shared,
+                    speaking_as=str(chat.id) if shared and chat is not None else None,
                 )
             except NotTheAsker as exc:
                 await _quietly(query.answer(sentence(exc)))

@@ -82,7 +82,9 @@
         return;
       }
       const data = await res.json();
-      if (data.route === "handoff" || data.route === "human") watchHandoff(data.message_id);
+      // (The reply says a person was asked for: a handoff closed before the first poll, one the
+      // ops channel refused, say, is still told.)
+      if (data.route === "handoff" || data.route === "human") { seenOpen = true; watchHandoff(data.message_id); }
       if (!data.reply) return;  // passed to the person handling the conversation
       const div = bubble(data.reply, "bot");
       div.dataset.route = data.route;
