@@ -460,6 +460,7 @@ class TellerService:
         platform: tuple[str, str] | None = None,
         shared: bool = False,
         speaking_as: str | None = None,
+        post: str | None = None,
     ) -> Feedback:
         """A customer's verdict on one of Teller's replies, once per reply; "not helpful" is filed for
         review (at most ``TELLER_LIMIT_REVIEW_FILINGS`` a customer: beyond, the verdict is kept and
@@ -468,7 +469,9 @@ class TellerService:
         the message that carried the verdict as its text (:meth:`feedback_message`). ``shared``: the
         press came from a chat whose members all see the reply (a Telegram group, a Slack channel);
         ``speaking_as``: there, the id of that chat, which its anonymous administrators speak as
-        (their answer is theirs to rate, though each press names the person).
+        (their answer is theirs to rate, though each press names the person); ``post``: the
+        platform id of the post pressed, which must be the reply for :class:`NotTheAsker` (else a
+        forged press naming another chat's answer would learn that the id exists).
 
         Raises :class:`NotFound` (:data:`NO_SUCH_REPLY`: the reply is unknown, another customer's,
         or an operator's; the same words for each), with ``shared`` :class:`NotTheAsker`
@@ -487,9 +490,11 @@ class TellerService:
             ):
                 raise NotFound(NO_SUCH_REPLY)
             if reply.user_id != user_id and not (shared and speaking_as and reply.user_id == speaking_as):
-                # In a shared chat the press says nothing the chat does not show (a trial's group
-                # member was told "That answer is no longer on record"; on Slack, nothing).
-                raise NotTheAsker(ONLY_THE_ASKER) if shared else NotFound(NO_SUCH_REPLY)
+                # In a shared chat, on the reply's own post, the press says nothing the chat does
+                # not show (a trial's group member was told "That answer is no longer on record";
+                # on Slack, nothing).
+                seen = shared and post is not None and reply.platform_id == post
+                raise NotTheAsker(ONLY_THE_ASKER) if seen else NotFound(NO_SUCH_REPLY)
             if not any(value.startswith(FEEDBACK_PREFIX) for _, value in reply.choices):
                 raise NotRateable(NOT_RATEABLE)
         entry = self.core.feedback(message_id, helpful, comment, user_id, platform)

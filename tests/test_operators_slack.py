@@ -389,12 +389,21 @@ def test_a_web_customer_is_told_no_colleague_can_be_reached(stack: Stack) -> Non
     assert polled["closed_notice"] is None
 
 
-def press_helpful(stack: Stack, group: int, answer: dict[str, Any], by: int) -> None:
-    """Member ``by`` presses "Helpful" under ``answer`` in the Telegram supergroup ``group``."""
+def posted_at(stack: Stack, reply_id: str) -> str:
+    """The platform id (``chat:post``) Teller's reply ``reply_id`` was delivered under."""
+    conversations = stack.core.store.conversations
+    return str(wait_for(lambda: conversations.message(reply_id).platform_id))
+
+
+def press_helpful(stack: Stack, group: int, answer: dict[str, Any], by: int, post: int | None = None) -> None:
+    """Member ``by`` presses "Helpful" under ``answer`` (its post, or ``post``) in the Telegram
+    supergroup ``group``."""
     buttons = [b for row in answer["reply_markup"]["inline_keyboard"] for b in row]
     helpful = next(b["callback_data"] for b in buttons if b["text"] == "Helpful")
     press = tg.pressed(stack.telegram_update_id(), by, helpful, f"q-{by}")
-    press["callback_query"]["message"]["chat"] = {"id": group, "type": "supergroup", "title": "g"}
+    message = press["callback_query"]["message"]
+    message["chat"] = {"id": group, "type": "supergroup", "title": "g"}
+    message["message_id"] = post or int(posted_at(stack, helpful.rsplit(":", 1)[1]).split(":")[1])
     stack.telegram.push(press)
 
 
@@ -409,7 +418,7 @@ def test_rating_another_members_answer_in_a_shared_chat_says_who_may(stack: Stac
     actions = next(b for b in blocks if b["type"] == "actions")["elements"]
     no = next(a for a in actions if a["action_id"] == "teller_feedback_no")
     message = {
-        "ts": "1700000006.0",
+        "ts": posted_at(stack, no["value"]).split(":", 1)[1],
         "thread_ts": "1700000005.000200",
         "text": reply["text"],
         "blocks": blocks,
@@ -425,9 +434,14 @@ def test_rating_another_members_answer_in_a_shared_chat_says_who_may(stack: Stac
     # A Telegram group's member, likewise (the answer to member 5, pressed by member 6).
     api, group = stack.telegram, -1009000000021
     api.push(tg.mention(stack.telegram_update_id(), group, 5, "What's the overdraft fee?", from_id=5))
-    press_helpful(stack, group, api.wait_for("sendMessage", 1)[-1], by=6)
+    answer = api.wait_for("sendMessage", 1)[-1]
+    press_helpful(stack, group, answer, by=6)
     [said] = api.wait_for("answerCallbackQuery", 1)
     assert said["text"] == "Only the person who asked can rate this answer."
+    # A forged press naming that answer from another post learns nothing of it (as before).
+    press_helpful(stack, group, answer, by=6, post=99999)
+    said = api.wait_for("answerCallbackQuery", 2)[-1]
+    assert said["text"] == "That answer is no longer on record."
     assert len(stack.core.store.feedback.feedback()) == 1
     # The group's anonymous administrators speak as the group: their answer is theirs to rate,
     # though each press names the person (a review's finding: they were told they had not asked).
@@ -435,7 +449,7 @@ def test_rating_another_members_answer_in_a_shared_chat_says_who_may(stack: Stac
     asked["message"]["sender_chat"] = {"id": group, "type": "supergroup", "title": "g"}
     api.push(asked)
     press_helpful(stack, group, api.wait_for("sendMessage", 2)[-1], by=31337)
-    said = api.wait_for("answerCallbackQuery", 2)[-1]
+    said = api.wait_for("answerCallbackQuery", 3)[-1]
     assert said["text"] != "Only the person who asked can rate this answer."
     assert len(stack.core.store.feedback.feedback()) == 2
 

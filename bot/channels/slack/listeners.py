@@ -290,7 +290,10 @@ class CustomerListeners:
         try:
             # Shared: a channel's members all see the answer (a DM's id starts with D).
             shared = not str(channel).startswith("D")
-            self.service.feedback(action.get("value", ""), helpful, None, user, CHANNEL, shared=shared)
+            post = f"{channel}:{body.get('message', {}).get('ts')}"
+            self.service.feedback(
+                action.get("value", ""), helpful, None, user, CHANNEL, shared=shared, post=post
+            )
         except NotTheAsker as exc:  # (in the thread the press was made in, where they look)
             thread = body.get("message", {}).get("thread_ts")
             try:

@@ -444,6 +444,7 @@ class TelegramChannel:
             message_id, helpful = feedback
             chat = query.message.chat if query.message is not None else None
             shared = chat is not None and dialect.is_group(chat)
+            post = f"{chat.id}:{query.message.message_id}" if chat is not None and query.message else None
             try:
                 await asyncio.to_thread(
                     self.service.feedback,
@@ -454,6 +455,7 @@ class TelegramChannel:
                     CHANNEL,
                     shared=shared,
                     speaking_as=str(chat.id) if shared and chat is not None else None,
+                    post=post,
                 )
             except NotTheAsker as exc:
                 await _quietly(query.answer(sentence(exc)))
