@@ -388,6 +388,9 @@ class FakeSlack:
                 return {"ok": True, "view": {"id": "V1"}}
             if method == "apps.connections.open":
                 return {"ok": True, "url": self.socket_url}
+            if method == "conversations.info":  # (a channel the bot is in; fail_channel for others)
+                channel = {"id": params.get("channel"), "is_member": True, "is_archived": False}
+                return {"ok": True, "channel": channel}
             if method == "conversations.open":
                 return {"ok": True, "channel": {"id": f"D{params.get('users', '')}"}}
             if method == "files.getUploadURLExternal":
@@ -428,6 +431,7 @@ HANDLED = frozenset(
         "views.open",
         "apps.connections.open",
         "conversations.open",
+        "conversations.info",
         "files.getUploadURLExternal",
         "files.completeUploadExternal",
     }

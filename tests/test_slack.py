@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 
 from bot.assistant import build_core
 from bot.channels.slack import EVENTS_PATH, HELP, SlackChannel, help_text
+from bot.channels.slack.board import SlackOpsBoard
+from bot.channels.slack.transport import web_client
 from bot.core import TellerCore
 from bot.settings import get_settings
 from bot.storage import NewExchange
@@ -70,6 +74,41 @@ def offer_card_choice(core: TellerCore) -> tuple[dict[str, Any], dict[str, Any]]
         "blocks": [],
     }
     return button, message
+
+
+def test_an_ops_channel_the_app_cannot_post_in_is_reported_at_start_up(
+    teller_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not invited to the ops channel (or it is archived, gone, the token revoked): ``teller serve``
+    says so once at start-up (a trial's bank found out from its first customer who asked for a
+    person). Without the scope to look (``missing_scope``), nothing is said."""
+    fake = sl.FakeSlack()
+    with serve_in_thread(fake.app) as api:
+        board = SlackOpsBoard(web_client("xoxb-test", base_url=f"{api}/api/", retries=0), "COPS")
+        assert board.check() is None and SlackOpsBoard(board.client, None).check() is None
+        for error, said in [
+            ("not_in_channel", "not_in_channel"),
+            ("is_archived", "is_archived"),
+            ("channel_not_found", "channel_not_found"),
+            ("missing_scope", None),
+        ]:
+            fake.fail_channel("COPS", error)
+            assert board.check() == said
+            fake.clear_failures()
+        core = build_core(get_settings())
+        try:
+            fake.fail_channel("COPS", "not_in_channel")
+            channel = SlackChannel(
+                core, "xoxb-test", signing_secret=SECRET, api_url=f"{api}/api/", ops_channel="COPS"
+            )
+            caplog.set_level(logging.ERROR, logger="bot.channels.slack.channel")
+            asyncio.run(channel.start())
+            asyncio.run(channel.stop())
+            [line] = [r for r in caplog.records if r.getMessage() == "slack_ops_channel_unreachable"]
+            fields: dict[str, str] = line.fields  # type: ignore[attr-defined]
+            assert fields["error"] == "not_in_channel" and "/invite" in fields["fix"]
+        finally:
+            core.close()
 
 
 def test_bad_and_stale_signatures_are_rejected(slack: tuple[sl.FakeSlack, str, TellerCore]) -> None:

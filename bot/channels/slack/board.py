@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.channels.slack.blocks import (
     SECTIONS_PER_MESSAGE,
@@ -83,6 +83,27 @@ class SlackOpsBoard:
                 where = f"the ops channel {self.ops_channel}"
                 raise OpsUnreachable(f"Slack refused {where}: {refused.reason}") from exc
             raise
+
+    def check(self) -> str | None:
+        """Why Teller cannot post in the ops channel, as Slack says at start-up (``not_in_channel``,
+        ``is_archived``, ``channel_not_found``, a revoked token...), or None: it can, or it could not
+        tell (``conversations.info`` needs the ``channels:read`` / ``groups:read`` scope; without
+        it, or with Slack unreachable, the first handoff finds out, :class:`OpsUnreachable`)."""
+        if not self.ops_channel:
+            return None
+        try:
+            info = self.client.conversations_info(channel=self.ops_channel)
+        except SlackApiError as exc:
+            reason = delivery_error(exc).reason
+            return reason if reason.split(" ", 1)[0] in UNREACHABLE_ERRORS - {"missing_scope"} else None
+        except (SlackClientError, OSError):
+            return None
+        channel = info.get("channel") or {}
+        if channel.get("is_archived"):
+            return "is_archived"
+        if channel.get("is_member") is False:
+            return "not_in_channel"
+        return None
 
     def warn_in_thread(self, thread: HandoffThread, text: str) -> None:
         self._thread(thread, text, ":warning: ")

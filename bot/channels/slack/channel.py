@@ -111,6 +111,20 @@ class SlackChannel:
             self._socket = SocketModeHandler(self.app, self.app_token)
             await asyncio.to_thread(self._socket.connect)
         log.info("slack_started", extra={"fields": {"mode": "socket" if self.app_token else "http"}})
+        problem = await asyncio.to_thread(self.board.check)
+        if problem is not None:  # said once, loudly: every handoff would be closed unanswered
+            log.error(
+                "slack_ops_channel_unreachable",
+                extra={
+                    "fields": {
+                        "channel": self.board.ops_channel,
+                        "error": problem,
+                        "fix": "invite the app to the ops channel (/invite @<app>) or set "
+                        "TELLER_SLACK_OPS_CHANNEL to a channel it is in; until then a customer who "
+                        "asks for a person is told no colleague can be reached",
+                    }
+                },
+            )
 
     async def stop(self) -> None:
         if self._socket is not None:
