@@ -609,11 +609,17 @@ class OpsDesk:
                 if sent.platform_ids
                 else "They have not seen this message"
             )
+            # A refusal no retry mends (blocked the bot, left the chat, the chat archived): "try
+            # again" would send the operator into the same wall (a trial's finding).
+            then = (
+                "try again or reach them another way"
+                if sent.error is None or sent.error.transient
+                else f"{handoff.channel} will refuse them again, so reach them another way"
+            )
             self._later(
                 self.board.warn_in_thread,
                 handoff.thread,
-                f"Not delivered to the customer ({handoff.channel} said: {reason}). "
-                f"{seen}; try again or reach them another way.",
+                f"Not delivered to the customer ({handoff.channel} said: {reason}). {seen}; {then}.",
             )
         log.info("handoff_relayed", extra={"fields": {"handoff": handoff.id, "operator": str(operator)}})
         return True

@@ -304,6 +304,8 @@ def test_a_relay_slack_refuses_is_reported_in_the_operators_thread(stack: Stack)
     warning = stack.wait(OPS, before + 1)[-1]
     assert warning.get("thread_ts") == thread
     assert "not delivered" in warning["text"].lower() and "is_archived" in warning["text"]
+    # A refusal no retry mends: the operator is not told to try again (a trial's finding).
+    assert "try again" not in warning["text"] and "will refuse them again" in warning["text"]
 
 
 @pytest.mark.parametrize(
