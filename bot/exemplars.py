@@ -13,7 +13,7 @@ in my account", "get some euros before I fly out": 0.52-0.66 on the operator-FAQ
 advice. :func:`asks_what_to_do` reads the modality in the words themselves: a request for advice
 asks for a recommendation, a judgement ("worth", "better", "a good idea"), a forecast or a choice.
 Every example of ``advice.yaml`` and every advice request of the boundary cases says so in one of
-those ways; one of the 129 information examples does.
+those ways; none of the 129 information examples does.
 """
 
 from __future__ import annotations

@@ -48,6 +48,12 @@ UNREACHABLE_ERRORS = frozenset(
 )
 
 
+def _error(exc: SlackApiError) -> str:
+    """Slack's error code of a refused call (``not_in_channel``), "" when it names none."""
+    data = exc.response.data if isinstance(exc.response.data, dict) else {}
+    return str(data.get("error") or "")
+
+
 class SlackOpsBoard:
     """The ops channel ``ops_channel`` as the operators' board."""
 
@@ -78,10 +84,9 @@ class SlackOpsBoard:
         try:
             yield
         except SlackApiError as exc:
-            refused = delivery_error(exc)
-            if refused.reason.split(" ", 1)[0] in UNREACHABLE_ERRORS:
+            if _error(exc) in UNREACHABLE_ERRORS:
                 where = f"the ops channel {self.ops_channel}"
-                raise OpsUnreachable(f"Slack refused {where}: {refused.reason}") from exc
+                raise OpsUnreachable(f"Slack refused {where}: {delivery_error(exc).reason}") from exc
             raise
 
     def check(self) -> str | None:
@@ -93,9 +98,9 @@ class SlackOpsBoard:
             return None
         try:
             info = self.client.conversations_info(channel=self.ops_channel)
-        except SlackApiError as exc:
-            reason = delivery_error(exc).reason
-            return reason if reason.split(" ", 1)[0] in UNREACHABLE_ERRORS - {"missing_scope"} else None
+        except SlackApiError as exc:  # (without the scope to look, nothing is known)
+            known = _error(exc) in UNREACHABLE_ERRORS and _error(exc) != "missing_scope"
+            return delivery_error(exc).reason if known else None
         except (SlackClientError, OSError):
             return None
         channel = info.get("channel") or {}

@@ -170,8 +170,9 @@ class TelegramChannel:
         app.add_handler(TypeHandler(Update, self._drop_duplicates), group=-1)
         # Edits, channel posts and business messages are not questions to Teller.
         app.add_handler(MessageHandler(~filters.UpdateType.MESSAGE, self._ignore))
-        # Nor a channel's post Telegram copies into its discussion group, a command included (the
-        # bank's "/human ..." announcement opened a handoff for its own channel, in review).
+        # Nor a channel's post Telegram copies into its discussion group, a command included: the
+        # bank's announcement naming Teller was answered under it, and its "/human ..." opened a
+        # handoff for its own channel (a trial, and a review).
         app.add_handler(MessageHandler(filters.IS_AUTOMATIC_FORWARD, self._ignore))
         # A group upgraded to a supergroup: its conversation goes on under the new chat id.
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self._migrated))

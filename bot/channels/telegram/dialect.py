@@ -106,12 +106,8 @@ def replies_to(message: Message, bot: User) -> bool:
 
 
 def addressed(message: Message, bot: User) -> bool:
-    """Whether Teller should answer ``message`` (commands are decided by their handlers). Never a
-    channel's post that Telegram copies into the channel's discussion group (``is_automatic_forward``:
-    the bank's own announcement naming Teller was answered under it, as a customer's question, in a
-    trial)."""
-    if message.is_automatic_forward:
-        return False
+    """Whether Teller should answer ``message`` (commands are decided by their handlers; a channel's
+    post Telegram copies into its discussion group never reaches them, ``TelegramChannel``'s filter)."""
     return not is_group(message.chat) or mentions(message, bot) or replies_to(message, bot)
 
 
