@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -49,6 +49,53 @@ class BenchServerError(TellerError):
     """The benchmark's server did not start (its stderr's last lines say why)."""
 
 
+class BenchServer(NamedTuple):
+    """A running benchmark server: its base URL, the backend key it accepts and its process id."""
+
+    url: str
+    key: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user and system, every thread) process ``pid`` has used so far, from Linux's
+    ``/proc/<pid>/stat`` (fields 14 and 15, in clock ticks: proc(5)); None where there is no such
+    file (another system, or the process is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_figures(
+    server_seconds: float | None, client_seconds: float, messages: int, wall_seconds: float, cores: int
+) -> dict[str, float] | None:
+    """What a closed loop's messages cost in CPU: milliseconds a message in the server and in the
+    load client (this process), the share of the ``cores`` busy over ``wall_seconds``, and the
+    throughput (messages/s) at which the cores would be full at that cost a message, were nothing
+    else waiting. None without the server's figure or without messages."""
+    if server_seconds is None or messages <= 0 or wall_seconds <= 0:
+        return None
+    per_message = (server_seconds + client_seconds) / messages
+    return {
+        "server_ms_per_message": round(server_seconds / messages * 1000, 2),
+        "client_ms_per_message": round(client_seconds / messages * 1000, 2),
+        "cores": cores,
+        "busy": round((server_seconds + client_seconds) / (wall_seconds * cores), 3),
+        "ceiling_per_s": round(cores / per_message, 1) if per_message > 0 else 0.0,
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -61,12 +108,13 @@ def bench_server(
     version: str | None = None,
     precision: str | None = None,
     threads: int | None = None,
-) -> Iterator[tuple[str, str]]:
-    """A ``teller serve`` child process over a scratch copy of the installation; yields its base URL
-    and the backend key it accepts. It serves model ``version`` (default: the registry's active one)
-    at ``precision`` on ``threads`` inference threads (defaults: ``settings``'). Stopped (SIGTERM,
-    then SIGKILL after 20 s) and its scratch home deleted on exit. Raises :class:`BenchServerError`
-    if it exits or does not answer within :data:`START_TIMEOUT` seconds."""
+) -> Iterator[BenchServer]:
+    """A ``teller serve`` child process over a scratch copy of the installation; yields its base URL,
+    the backend key it accepts and its process id (:class:`BenchServer`). It serves model
+    ``version`` (default: the registry's active one) at ``precision`` on ``threads`` inference
+    threads (defaults: ``settings``'). Stopped (SIGTERM, then SIGKILL after 20 s) and its scratch
+    home deleted on exit. Raises :class:`BenchServerError` if it exits or does not answer within
+    :data:`START_TIMEOUT` seconds."""
     from bot.assistant import open_kb
     from bot.storage import Store
 
@@ -122,7 +170,7 @@ def bench_server(
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(process, url, stderr_path)
-            yield url, key
+            yield BenchServer(url, key, process.pid)
         finally:
             try:
                 process.send_signal(signal.SIGTERM)
@@ -189,18 +237,29 @@ def bench_http(
     """Latency of ``sequential`` messages sent one at a time (after ``warmup`` unmeasured ones), with
     mean milliseconds and share per stage, then a closed loop of ``users`` customers sending
     ``messages`` each: throughput (messages/s), latency and errors. Latencies in ms, from a
-    message's first byte sent to its reply read. The server serves model ``version`` at
-    ``precision`` on ``threads`` threads (see :func:`bench_server`). Raises :class:`BenchServerError`."""
-    with bench_server(settings, version, precision, threads) as (url, key):
+    message's first byte sent to its reply read. The closed loop's CPU a message, in the server
+    and in the load client (this process, on the same cores), comes beside it as ``cpu``
+    (:func:`cpu_figures`; None where the server's CPU time cannot be read). The server serves model
+    ``version`` at ``precision`` on ``threads`` threads (see :func:`bench_server`). Raises
+    :class:`BenchServerError`."""
+    with bench_server(settings, version, precision, threads) as server:
 
         def load(customers: int, each: int, seed: int) -> LoadResult:
             return asyncio.run(
-                run_load(url, texts, customers, each, seed=seed, backend_key=key, trust_env=False)
+                run_load(
+                    server.url, texts, customers, each, seed=seed, backend_key=server.key, trust_env=False
+                )
             )
 
         load(1, warmup, 1)
         one = load(1, sequential, 2)
+        server_before, client_before = cpu_seconds(server.pid), time.process_time()
         loop = load(users, messages, 3)
+        server_after, client_after = cpu_seconds(server.pid), time.process_time()
+    server_cpu = (
+        server_after - server_before if server_before is not None and server_after is not None else None
+    )
+    cpu = cpu_figures(server_cpu, client_after - client_before, loop.sent, loop.seconds, usable_cores())
     app_ms = one.stage_ms_mean.get("app", 0.0)
     return {
         "sequential": {
@@ -220,5 +279,6 @@ def bench_http(
             "throughput_per_s": loop.throughput_per_s,
             "latency_ms_p50": loop.latency_ms_p50,
             "latency_ms_p95": loop.latency_ms_p95,
+            "cpu": cpu,
         },
     }

@@ -15,18 +15,16 @@ the same message) and computes it otherwise; the answer is the same either way.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
 
 from nlu.artifact import ArtifactInfo, read_info, read_labels, read_memory
 from nlu.errors import ArtifactError, InvalidInputError
-from nlu.runtime import BATCH_INDEPENDENT, PRECISIONS, OnnxRunner
+from nlu.runtime import BATCH_INDEPENDENT, PRECISIONS, OnnxRunner, run_spread
 from nlu.scoring import Scorer
 from nlu.tokenization import INFERENCE_BATCH_TOKENS, MAX_CHARS, TextEncoder, length_sorted_batches, pad
 from nlu.trunk import TRUNK_FILE, UPPER_INT8_FILE, Trunk
@@ -248,7 +246,7 @@ class IntentClassifier:
 
         A graph whose results depend on batch-mates (int8, see :data:`nlu.runtime.BATCH_INDEPENDENT`)
         runs every list alone instead, so a message gets the same answer however busy Teller is:
-        several at once (:func:`_alone`; 2 cores, active model's dev split: 193-203 messages/s
+        several at once (:func:`nlu.runtime.run_spread`; 2 cores, active model's dev split: 193-203 messages/s
         against 122-127 one after another and 288-310 in batches of 64, 2026-12-01). A split
         model's trunk reads in batches (its output does not depend on batch-mates) the lists that
         ``states`` (one ``(tokens, hidden)`` array or None per list) does not cover; its upper
@@ -268,7 +266,7 @@ class IntentClassifier:
             return self._runner.run(*pad([ids[i] for i in batch]), overlapping=overlapping)
 
         if overlapping:
-            outputs = _alone(run, batches, self._runner.threads)
+            outputs = run_spread(run, batches, self._runner.threads)
         else:
             outputs = [run(batch) for batch in batches]
         logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
@@ -300,7 +298,7 @@ class IntentClassifier:
                 return self._runner.run(hidden[j][None], mask, overlapping=overlapping)
 
             items = list(range(len(part)))
-            outputs = _alone(run, items, self._runner.threads) if overlapping else [run(0)]
+            outputs = run_spread(run, items, self._runner.threads) if overlapping else [run(0)]
             for j, (out_logits, out_embeddings) in zip(items, outputs, strict=True):
                 if embeddings is None:
                     embeddings = np.zeros((len(ids), out_embeddings.shape[1]), dtype=np.float32)
@@ -344,60 +342,3 @@ class IntentClassifier:
 
 #: A split model reads this many token-id lists at a time (see :meth:`IntentClassifier._run_split`).
 _SPLIT_CHUNK = 256
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-_HELPERS: dict[int, ThreadPoolExecutor] = {}
-_HELPERS_LOCK = threading.Lock()
-
-
-def _alone(run: Callable[[_T], _R], items: Sequence[_T], threads: int) -> list[_R]:
-    """``[run(item) for item in items]``, up to ``threads`` items at a time: the calling thread
-    works through the list itself and up to ``threads - 1`` helper threads of a pool shared by the
-    process take items from the same list. A call never waits for another call's work: if the
-    helpers are busy elsewhere (a calibration, a retrain's gate), the caller does its items alone.
-
-    Raises whatever ``run`` raises (the first error met by the caller, else by a helper).
-    """
-    outputs: list[_R | None] = [None] * len(items)
-    claimed = iter(range(len(items)))
-    lock = threading.Lock()
-
-    def work() -> None:
-        while True:
-            with lock:
-                i = next(claimed, None)
-            if i is None:
-                return
-            outputs[i] = run(items[i])
-
-    helpers: list[Future[None]] = []
-    pool = _helpers(threads)
-    if pool is not None:
-        for _ in range(min(threads, len(items)) - 1):
-            try:
-                helpers.append(pool.submit(work))
-            except RuntimeError:  # the interpreter is shutting down: the caller does it all
-                break
-    try:
-        work()
-    finally:
-        with lock:  # whatever is left unclaimed (after an error) is never started
-            for _ in claimed:
-                pass
-        for helper in helpers:
-            if not helper.cancel():  # started: wait for the one item it may be running
-                helper.result()
-    return cast(list[_R], outputs)
-
-
-def _helpers(threads: int) -> ThreadPoolExecutor | None:
-    """The process's ``threads - 1`` helper threads for :func:`_alone` (None for one thread)."""
-    if threads < 2:
-        return None
-    with _HELPERS_LOCK:
-        pool = _HELPERS.get(threads)
-        if pool is None:
-            pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="teller-classifier")
-            _HELPERS[threads] = pool
-        return pool

@@ -25,8 +25,10 @@ import os
 import shutil
 import threading
 import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -224,6 +226,64 @@ def session_threads(threads: int | None = None) -> int:
     return threads or min(4, os.cpu_count() or 1)
 
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_HELPERS: dict[int, ThreadPoolExecutor] = {}
+_HELPERS_LOCK = threading.Lock()
+
+
+def run_spread(run: Callable[[_T], _R], items: Sequence[_T], threads: int) -> list[_R]:
+    """``[run(item) for item in items]``, up to ``threads`` items at a time: the calling thread
+    works through the list itself and up to ``threads - 1`` helper threads of a pool shared by the
+    process take items from the same list. A call never waits for another call's work: if the
+    helpers are busy elsewhere (a calibration, a retrain's gate), the caller does its items alone.
+
+    Raises whatever ``run`` raises (the first error met by the caller, else by a helper).
+    """
+    outputs: list[_R | None] = [None] * len(items)
+    claimed = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(claimed, None)
+            if i is None:
+                return
+            outputs[i] = run(items[i])
+
+    helpers: list[Future[None]] = []
+    pool = _helpers(threads)
+    if pool is not None:
+        for _ in range(min(threads, len(items)) - 1):
+            try:
+                helpers.append(pool.submit(work))
+            except RuntimeError:  # the interpreter is shutting down: the caller does it all
+                break
+    try:
+        work()
+    finally:
+        with lock:  # whatever is left unclaimed (after an error) is never started
+            for _ in claimed:
+                pass
+        for helper in helpers:
+            if not helper.cancel():  # started: wait for the one item it may be running
+                helper.result()
+    return cast(list[_R], outputs)
+
+
+def _helpers(threads: int) -> ThreadPoolExecutor | None:
+    """The process's ``threads - 1`` helper threads for :func:`run_spread` (None for one thread)."""
+    if threads < 2:
+        return None
+    with _HELPERS_LOCK:
+        pool = _HELPERS.get(threads)
+        if pool is None:
+            pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="teller-onnx")
+            _HELPERS[threads] = pool
+        return pool
+
+
 class OnnxRunner:
     """The classifier's ONNX graph in ONNX Runtime: one session whose pool spins within a run, for a
     run that has the cores to itself (a lone message, the usual case at rest), and, with
@@ -232,7 +292,7 @@ class OnnxRunner:
     one run at a time, and needs none). See :func:`serving_options` for the measurements; the second
     session costs about as much memory again (+49 MB measured for the int8 classifier, 2026-12-02).
     The second session reads on one thread: its runs come as many at once as there are cores
-    (:func:`nlu.classifier._alone`), and each on a pool of all of them oversubscribed the cores.
+    (:func:`run_spread`), and each on a pool of all of them oversubscribed the cores.
     2,000 Banking77 questions through ``predict`` (int8, 2 cores, five alternated rounds,
     2026-12-02): 516-672 messages/s (median 583) with 2 threads a run, 582-800 (median 711) with 1.
     ``run`` is safe to call from several threads at once.

@@ -9,10 +9,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from nlu.runtime import WEIGHT_BLOCK
+from nlu.runtime import WEIGHT_BLOCK, run_spread, session_threads
 from nlu.tokenization import TEXT_FORM
 from nlu.trunk import HIDDEN, SHARED_LAYERS, graph_key
 from retrieval.errors import RetrievalError
+
+#: A batch of at least this many texts is read in parts at once, one part per intra-op thread,
+#: each on one core (:meth:`OnnxSentenceEmbedder._embed`). Measured with 4 (``teller bench``'s closed
+#: loop of 50 customers, 2 cores, AMD EPYC, five alternated pairs, 2026-12-06): batches of 9-31
+#: messages, 108-121 -> 118-134 messages/s (means 112 -> 124), the server's CPU 12.3-14.5 -> 10.5-11.7
+#: ms a message.
+SPLIT_AT = 4
 
 
 class Embedder(Protocol):
@@ -96,6 +103,15 @@ class OnnxSentenceEmbedder:
     Banking77 questions, 2 cores, 2026-12-02). The four dev banks' FAQ figures were the same to
     the right answer (wrong answers 53 -> 51 of 722). Inputs are batched by length within
     :data:`nlu.tokenization.INFERENCE_BATCH_TOKENS`.
+
+    A lone message (and a batch under :data:`SPLIT_AT`) runs on one session whose pool of all the
+    threads spins while the run lasts. A larger batch (the server's micro-batches under load, a
+    calibration) is read in as many parts as there are threads, at once, each on a second session
+    of one thread that sleeps (:func:`nlu.runtime.run_spread`): a pool of every core, in a server
+    whose other threads (HTTP, the store) want one of them too, kept waking a thread that had no
+    core to run on. The parts give each message the vector it gets alone to 6e-8 (as any batch
+    does, see above) and the lowest layers' output bit for bit (300 Banking77 questions, 2026-12-06).
+    The second session costs about as much memory again as the first.
     """
 
     name = SentenceEmbedder.name
@@ -121,6 +137,7 @@ class OnnxSentenceEmbedder:
         self._threads = threads
         self._batch_size = batch_size
         self._session: Any = None
+        self._parts_session: Any = None
         self._tokenizer: Any = None
         self._trunk_key: str | None = None
         self._lock = threading.Lock()
@@ -131,7 +148,7 @@ class OnnxSentenceEmbedder:
                 import onnxruntime as ort
 
                 from nlu.encoder import base_encoder_path
-                from nlu.runtime import serving_options, session_threads
+                from nlu.runtime import serving_options
                 from nlu.tokenization import TextEncoder
 
                 base = base_encoder_path()
@@ -143,6 +160,22 @@ class OnnxSentenceEmbedder:
                 self._tokenizer = TextEncoder(base / "tokenizer.json", max_length=256)
                 self._trunk_key = graph_key(self._session)  # read once, not per message
             return self._session, self._tokenizer
+
+    def _parts(self) -> Any:
+        """The second session of the same graph, for a batch read in parts at once
+        (:meth:`_embed`): one intra-op thread that sleeps between operators, since its runs come
+        one per core. Loaded on the first such batch."""
+        self._load()
+        with self._lock:
+            if self._parts_session is None:
+                import onnxruntime as ort
+
+                from nlu.runtime import serving_options
+
+                options = serving_options(1, spin=False)
+                path = str(self.cache_dir / self.FILE)
+                self._parts_session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            return self._parts_session
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32 unit vectors. Raises :class:`RetrievalError` if the
@@ -178,13 +211,31 @@ class OnnxSentenceEmbedder:
         ids = tokenizer.encode(list(texts))
         hidden: list[np.ndarray] = [np.empty(0)] * len(texts) if states else []
         outputs = ["embeddings", HIDDEN] if states else ["embeddings"]
-        for batch in length_sorted_batches([len(x) for x in ids], self._batch_size, INFERENCE_BATCH_TOKENS):
-            input_ids, mask = pad([ids[i] for i in batch])
-            results = session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})
-            out[batch] = results[0]
-            if states:
-                for row, i in enumerate(batch):
-                    hidden[i] = results[1][row, : len(ids[i])]
+        threads = session_threads(self._threads)
+        parts = min(threads, len(texts) // 2) if len(texts) >= SPLIT_AT else 1
+        if parts > 1:  # every part on one core: each part's texts by length, every ``parts``-th
+            session = self._parts()
+            by_length = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+            groups = [by_length[p::parts] for p in range(parts)]
+        else:
+            groups = [list(range(len(ids)))]
+
+        def read(group: list[int]) -> list[tuple[list[int], list[np.ndarray]]]:
+            done = []
+            for batch in length_sorted_batches(
+                [len(ids[i]) for i in group], self._batch_size, INFERENCE_BATCH_TOKENS
+            ):
+                rows = [group[j] for j in batch]
+                input_ids, mask = pad([ids[i] for i in rows])
+                done.append((rows, session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})))
+            return done
+
+        for part in run_spread(read, groups, parts):
+            for rows, results in part:
+                out[rows] = results[0]
+                if states:
+                    for row, i in enumerate(rows):
+                        hidden[i] = results[1][row, : len(ids[i])]
         return out, list(zip(ids, hidden, strict=True)) if states else []
 
 

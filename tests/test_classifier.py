@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from nlu import IntentClassifier, InvalidInputError, ModelRegistry
-from nlu.classifier import _alone
 from nlu.errors import ArtifactError, ModelNotFoundError
+from nlu.runtime import run_spread
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +74,12 @@ def test_a_call_never_waits_for_another_calls_work() -> None:
         release.wait(30)
         return i
 
-    bulk = threading.Thread(target=_alone, args=(slow, list(range(6)), 2))
+    bulk = threading.Thread(target=run_spread, args=(slow, list(range(6)), 2))
     bulk.start()
     while len(running) < 2:  # the bulk call's own thread and the one helper are both busy
         threading.Event().wait(0.01)
     results: list[list[int]] = []
-    live = threading.Thread(target=lambda: results.append(_alone(lambda x: x * 2, [1, 2, 3], 2)))
+    live = threading.Thread(target=lambda: results.append(run_spread(lambda x: x * 2, [1, 2, 3], 2)))
     live.start()
     live.join(10)
     assert not live.is_alive() and results == [[2, 4, 6]]
@@ -89,8 +89,8 @@ def test_a_call_never_waits_for_another_calls_work() -> None:
 
 
 def test_one_at_a_time_runs_keep_order_and_raise_what_run_raises() -> None:
-    assert _alone(lambda x: x + 1, list(range(50)), 3) == list(range(1, 51))
-    assert _alone(lambda x: x + 1, [1, 2], 1) == [2, 3]
+    assert run_spread(lambda x: x + 1, list(range(50)), 3) == list(range(1, 51))
+    assert run_spread(lambda x: x + 1, [1, 2], 1) == [2, 3]
 
     def fails(x: int) -> int:
         if x == 7:
@@ -98,7 +98,7 @@ def test_one_at_a_time_runs_keep_order_and_raise_what_run_raises() -> None:
         return x
 
     with pytest.raises(ValueError, match="seven"):
-        _alone(fails, list(range(20)), 2)
+        run_spread(fails, list(range(20)), 2)
 
 
 def test_predict_is_thread_safe(classifier: IntentClassifier, toy_rows: list[tuple[str, str]]) -> None:

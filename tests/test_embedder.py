@@ -135,3 +135,44 @@ def test_sessions_spin_within_a_run_except_the_classifiers_overlapping_runs(
         alone, beside = runner.run(*pad([one])), runner.run(*pad([one]), overlapping=True)
         for a, b in zip(alone, beside, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_batch_is_read_in_parts_at_once_each_message_as_it_reads_alone(embedder_cache: Path) -> None:
+    """With two threads, a batch of :data:`SPLIT_AT` texts or more is read in two parts on the
+    second session (one thread, sleeping): each message gets the vector it gets alone (to 1e-6) and
+    the lowest layers' output bit for bit; a smaller batch keeps the first session."""
+    from retrieval.embedder import SPLIT_AT
+
+    texts = [
+        "where is my card",
+        "What's the overdraft fee on a student account?",
+        "hi",
+        "I was charged twice for the same coffee this morning, can you refund one of them",
+        "freeze card",
+        "how long does a transfer to Germany take",
+        "我的卡丢了",
+        "can I change my PIN at an ATM or only in the app",
+        "top up failed",
+    ]
+    embedder = OnnxSentenceEmbedder(embedder_cache, threads=2)
+    embedder.embed(texts[: SPLIT_AT - 1])
+    assert embedder._parts_session is None
+    parts = embedder._parts()
+    options = parts.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    rows: list[int] = []
+    run = parts.run
+
+    def recording(outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        rows.append(len(feed["input_ids"]))
+        return list(run(outputs, feed))
+
+    parts.run = recording
+    vectors, states = embedder.embed_states(texts)
+    assert sorted(rows) == [4, 5]  # every other text by length, one part per thread
+    for text, vector, (ids, hidden) in zip(texts, vectors, states, strict=True):
+        alone, [(alone_ids, alone_hidden)] = embedder.embed_states([text])
+        np.testing.assert_allclose(vector, alone[0], atol=1e-6)
+        assert ids == alone_ids and np.array_equal(hidden, alone_hidden)
+    assert sorted(rows) == [4, 5]  # texts alone took the first session

@@ -8,7 +8,9 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from bot.assistant import active_version, build_core, open_store
 from bot.core import TellerCore
-from bot.http_bench import BenchServerError, stage_shares
+from bot.http_bench import BenchServerError, cpu_figures, cpu_seconds, stage_shares
 from bot.loadtest import server_timing
 from bot.settings import Settings, get_settings
 from bot.stages import STAGES, StageTimes, collecting, timed
@@ -135,6 +137,34 @@ def test_stage_shares_leave_the_rest_to_http_and_never_go_negative() -> None:
     assert list(stage_shares({s: 1.0 for s in reversed(STAGES)}, 100.0))[:-1] == list(STAGES)
 
 
+def test_cpu_seconds_read_a_process_time_from_proc_and_none_for_none() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("read from Linux's /proc")
+    before = cpu_seconds(os.getpid())
+    assert before is not None
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    after = cpu_seconds(os.getpid())
+    assert after is not None and after - before >= 0.2
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert cpu_seconds(gone.pid) is None
+
+
+def test_cpu_figures_of_a_closed_loop() -> None:
+    # 100 messages in 1 s on 2 cores: 1.0 s in the server and 0.2 s in the client, 12 ms a message.
+    assert cpu_figures(1.0, 0.2, 100, 1.0, 2) == {
+        "server_ms_per_message": 10.0,
+        "client_ms_per_message": 2.0,
+        "cores": 2,
+        "busy": 0.6,
+        "ceiling_per_s": 166.7,
+    }
+    assert cpu_figures(None, 0.2, 100, 1.0, 2) is None
+    assert cpu_figures(1.0, 0.2, 0, 1.0, 2) is None
+
+
 def test_bench_measures_http_against_a_real_server_with_its_stages(teller_env: Path) -> None:
     # A bank's .env in the working directory names its chat platforms: the benchmark's server must
     # run none of them (here it could not even start with a Telegram token and no internet).
@@ -152,6 +182,10 @@ def test_bench_measures_http_against_a_real_server_with_its_stages(teller_env: P
     assert MESSAGE_STAGES | {"store_write"} <= set(one["stage_ms_mean"])
     assert sum(one["stage_shares"].values()) == pytest.approx(1.0, abs=0.01)
     assert loop["messages"] == 12 and loop["errors"] == 0 and loop["throughput_per_s"] > 0
+    if sys.platform.startswith("linux"):  # the server's CPU time is read from /proc
+        cpu = loop["cpu"]
+        assert cpu["server_ms_per_message"] > 0 and cpu["client_ms_per_message"] >= 0
+        assert 0 < cpu["busy"] <= 1.2 and cpu["ceiling_per_s"] > 0
     # The benchmark's server had a scratch home: the bank's own store got none of its messages.
     assert _stored_messages() == before
 

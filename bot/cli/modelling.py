@@ -523,6 +523,16 @@ def http_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
             f"{loop['latency_ms_p95']:.1f} ms, {loop['errors']} errors of {loop['messages']}",
         )
     )
+    cpu = loop.get("cpu")
+    if cpu:
+        rows.append(
+            (
+                "  CPU a message (closed loop)",
+                f"server {cpu['server_ms_per_message']:.2f} ms, load client "
+                f"{cpu['client_ms_per_message']:.2f} ms; {cpu['cores']} cores {cpu['busy']:.0%} busy, "
+                f"full at about {cpu['ceiling_per_s']:.0f} messages/s",
+            )
+        )
     return rows
 
 
