@@ -172,13 +172,32 @@ def interview_value(interview_id: str, rest: str) -> str:
 CHOICE_REF_PREFIX = "ch:"
 
 
-def press_id(chat: str, post: str, user: str, value: str) -> str:
+#: Seconds within which presses of one button on one post by one person are one press (a double
+#: tap or click), the length of :func:`press_id`'s buckets.
+PRESS_WINDOW = 600
+_PRESS_PREFIX = "press:"
+
+
+def press_id(chat: str, post: str, user: str, value: str, now: float | None = None) -> str:
     """The platform message id of a button press: one per person, button value and post within ten
-    minutes (``press:<chat>:<post>:<user>:<value digest>:<10-minute bucket>``), so that a double
-    tap or click (two callbacks before the buttons are gone) is one message, answered once, and a
-    press days later on a post whose buttons could not be removed is a new one."""
+    minutes (``press:<chat>:<post>:<user>:<value digest>:<10-minute bucket>``, ``now`` in Unix
+    seconds, default the clock's), so that a double tap or click (two callbacks before the buttons
+    are gone) is one message, answered once, and a press days later on a post whose buttons could
+    not be removed is a new one. A double tap that straddles two buckets is one press too: see
+    :func:`earlier_press`."""
     digest = hashlib.sha256(value.encode()).hexdigest()[:16]
-    return f"press:{chat}:{post}:{user}:{digest}:{int(time.time() // 600)}"
+    at = time.time() if now is None else now
+    return f"{_PRESS_PREFIX}{chat}:{post}:{user}:{digest}:{int(at // PRESS_WINDOW)}"
+
+
+def earlier_press(platform_id: str) -> str | None:
+    """The id the same press had in the bucket before (:func:`press_id`), None for any other id. A
+    press stored under it within :data:`PRESS_WINDOW` seconds is the same press: the second tap of
+    a double tap made across a bucket's end (about one in 600 double taps a second apart)."""
+    head, _, bucket = platform_id.rpartition(":")
+    if not platform_id.startswith(_PRESS_PREFIX) or not (bucket.isascii() and bucket.isdigit()):
+        return None
+    return f"{head}:{int(bucket) - 1}"
 
 
 def choice_ref(reply_id: str, index: int) -> str:

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from bot.batching import DecisionBatcher
-from bot.choices import ADVISER_CHOICE, HANDOFF_CHOICE, Choice, entry_of, intent_of, is_feedback_form
+from bot.choices import (
+    ADVISER_CHOICE,
+    HANDOFF_CHOICE,
+    PRESS_WINDOW,
+    Choice,
+    earlier_press,
+    entry_of,
+    intent_of,
+    is_feedback_form,
+)
 from bot.errors import Conflict, InputError
 from bot.policy import LANGUAGE_RULE, PERSON_RULE, AnswerPolicy, Decision, Route
 from bot.privacy.redaction import redact, scan
@@ -225,7 +234,9 @@ class TellerCore:
     def replay(self, incoming: Incoming) -> Outgoing | None:
         """What was answered to this platform message before (a redelivery, or a retry that reached
         another replica), marked ``duplicate``; None if it is new. A message that was relayed to a
-        person (it has no reply of Teller's) replays as silent.
+        person (it has no reply of Teller's) replays as silent. A button press replays the same
+        press stored under the bucket before's id within :data:`~bot.choices.PRESS_WINDOW` seconds
+        (:func:`~bot.choices.earlier_press`: a double tap across a bucket's end).
 
         Raises :class:`Conflict` when the id came with other words the first time (a client reusing
         its ``client_message_id`` for a new message would otherwise get the old answer, and the new
@@ -235,6 +246,11 @@ class TellerCore:
             return None
         with timed("store_read"):
             seen = self.store.conversations.seen(incoming.channel, incoming.message_id)
+            if seen is None and (earlier := earlier_press(incoming.message_id)) is not None:
+                # The first tap of a double tap may have fallen in the bucket before.
+                before = self.store.conversations.seen(incoming.channel, earlier)
+                recent = self.store.database.clock.ago(PRESS_WINDOW)
+                seen = before if before is not None and before[0].created_at >= recent else None
             rated = (
                 seen is None
                 and not is_feedback_form(incoming.text.strip())
