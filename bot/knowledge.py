@@ -71,7 +71,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -835,25 +835,34 @@ def suggestion(overlap: Overlap) -> str:
 @dataclass(frozen=True)
 class NotApplied:
     """Why an operator's correction in force does not apply now: ``kind`` in a few words (a table's
-    status: "intent unanswered", "entry superseded", "entry removed"), ``reason`` in full."""
+    status: "intent unanswered", "intent not in model", "entry superseded", "entry removed"),
+    ``reason`` in full."""
 
     kind: str
     reason: str
 
 
-def unanswerable_corrections(kb: KnowledgeBase, corrections: Iterable[Correction]) -> dict[int, NotApplied]:
+def unanswerable_corrections(
+    kb: KnowledgeBase, corrections: Iterable[Correction], labels: Collection[str] | None = None
+) -> dict[int, NotApplied]:
     """Why each correction in force (not superseded) among ``corrections`` cannot be answered with
-    the knowledge base as it is now, by correction id: its entry was removed, or no entry answers
-    its intent. The answer policy passes such a correction by (:meth:`bot.policy.AnswerPolicy.signals`,
+    the knowledge base as it is now, by correction id: its entry was removed, no entry answers its
+    intent, or (given the model in service's intents, ``labels``) the model has no such intent. The
+    answer policy passes such a correction by (:meth:`bot.policy.AnswerPolicy.signals`,
     ``correction_answerable``) and answers the message as if it had none, so an operator is told
-    rather than left reading "in force" (a reviewer's finding after ``teller kb remove``)."""
+    rather than left reading "in force" (reviewers' findings after ``teller kb remove`` and after a
+    model without some intents was activated)."""
     reasons = {}
     superseded = {r.entry.id: r.superseded_by for r in kb.superseded()}
     for c in corrections:
         if c.superseded:
             continue
         if c.label is not None:
-            if kb.for_intent(c.label) is None:
+            if labels is not None and c.label not in labels:
+                reasons[c.id] = NotApplied(
+                    "intent not in model", f"the model in service has no intent {c.label}"
+                )
+            elif kb.for_intent(c.label) is None:
                 reasons[c.id] = NotApplied("intent unanswered", f"no entry answers intent {c.label} now")
         elif c.kb_id is not None and c.kb_id not in kb:
             by = superseded.get(c.kb_id)

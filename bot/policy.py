@@ -1096,7 +1096,8 @@ class AnswerPolicy:
         if any(s.vector is None for s in signals):
             raise ConfigError("these signals carry no vectors to match corrections with")
         vectors = np.stack([s.vector for s in signals if s.vector is not None])
-        matches = memory.match([s.text for s in signals], vectors)
+        # (corrections are stored as messages are, redacted: matched so as well as typed)
+        matches = memory.match([s.text for s in signals], vectors, [redact(s.text) for s in signals])
         return [
             replace(s, correction=m, correction_answerable=m is not None and self._answerable(m))
             for s, m in zip(signals, matches, strict=True)

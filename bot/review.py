@@ -55,6 +55,7 @@ from bot.storage import (
     Suggestion,
     SuggestionKind,
 )
+from nlu.corrections import canonical
 from retrieval.entry import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_QUESTIONS, KBEntry, slugify
 from retrieval.knowledge_base import KnowledgeBase
 
@@ -115,8 +116,12 @@ def similarity(a: str, b: str) -> float:
 
 
 def same_text(a: str, b: str) -> bool:
-    """Whether two normalised texts count as the same question."""
-    return similarity(a, b) >= SAME_TEXT_RATIO
+    """Whether two normalised texts count as the same question: alike (:func:`similarity`), or the
+    same once canonical (:func:`nlu.corrections.canonical`: greetings and thanks around them,
+    digits, punctuation), as the answer policy matches a correction to a message. Without the
+    second, "can I use my card in a shop abroad" and "hi, can i use my card in a shop abroad please"
+    were two corrections in force, answered by the newer and both trained on (a reviewer's)."""
+    return similarity(a, b) >= SAME_TEXT_RATIO or canonical(a) == canonical(b)
 
 
 #: Told to an operator whose flag filed no review item (:class:`FlagResult` without one).

@@ -75,8 +75,10 @@ def parse_time(value: str) -> datetime:
 def merge_corrections(corrections: Sequence[Correction]) -> list[Correction]:
     """One correction per text: the newest (by ``created_at``, then by list order) wins.
 
-    Texts are matched by :func:`nlu.data.text_key`. The winners keep their order in the input.
-    Raises :class:`DataError` for an empty text or label or an unreadable time.
+    Texts are matched by :func:`canonical`, as the answer policy matches a correction to a message
+    (a greeting, "please", digits or punctuation apart are the same question: two such corrections
+    were both trained on, one of them against what was served). The winners keep their order in
+    the input. Raises :class:`DataError` for an empty text or label or an unreadable time.
     """
     best: dict[str, tuple[datetime, int]] = {}
     for i, correction in enumerate(corrections):
@@ -88,7 +90,7 @@ def merge_corrections(corrections: Sequence[Correction]) -> list[Correction]:
             rank = (parse_time(correction.created_at), i)
         except DataError as exc:
             raise DataError(f"correction {i + 1}: {exc}") from None
-        key = correction.key
+        key = canonical(correction.text)
         if key not in best or rank >= best[key]:
             best[key] = rank
     return [corrections[i] for i in sorted(i for _, i in best.values())]
@@ -182,16 +184,25 @@ class CorrectionMemory:
     def __len__(self) -> int:
         return len(self.overrides)
 
-    def match(self, texts: Sequence[str], vectors: np.ndarray) -> list[OverrideMatch | None]:
+    def match(
+        self, texts: Sequence[str], vectors: np.ndarray, stored: Sequence[str] | None = None
+    ) -> list[OverrideMatch | None]:
         """For each text (and its base-encoder vector), the most similar correction: the one with the
-        same canonical text, else the nearest by cosine (ties: the newest); None without corrections."""
+        same canonical text, else the nearest by cosine (ties: the newest); None without corrections.
+        ``stored``: each text as a correction's text would have been stored (e.g. with its personal
+        data redacted), matched by canonical text too: a correction made from a message with a
+        phone number in it is stored with the number hidden, and must still answer that message."""
         if not self.overrides or not len(texts):
             return [None] * len(texts)
+        if stored is not None and len(stored) != len(texts):
+            raise ValueError("stored and texts differ in length")
         sims = np.asarray(vectors, dtype=np.float32) @ self.vectors.T
         ids = np.array([o.id for o in self.overrides])
         out: list[OverrideMatch | None] = []
         for i, text in enumerate(texts):
             exact = self._by_key.get(canonical(text))
+            if exact is None and stored is not None:
+                exact = self._by_key.get(canonical(stored[i]))
             if exact is not None:
                 out.append(OverrideMatch(self.overrides[exact], 1.0, True))
                 continue

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,8 @@ from nlu.errors import RetrainBusy, RetrainError
 from nlu.gate import GATE_FILE, GateDecision, evaluate_gate, frozen_for_comparison, record_gate
 from nlu.registry import ModelRegistry, ModelVersion
 from nlu.textio import neutralise_cell, restore_cell
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from nlu.training import TrainConfig
@@ -285,7 +288,20 @@ def retrain(
         merged = merge_corrections(corrections)
         if not merged:
             raise RetrainError("no corrections: nothing to learn, so no candidate was trained")
-        check_labels(merged, read_labels(active_path))
+        # A correction naming an intent the active model lacks (a model trained without it was
+        # activated since) is left out, and said so, rather than refusing every retrain until it is
+        # withdrawn (a reviewer's finding); with none left, the names are the error.
+        labels = set(read_labels(active_path))
+        usable = [c for c in merged if c.label.strip() in labels]
+        if not usable:
+            check_labels(merged, labels)
+        skipped = sorted({c.label.strip() for c in merged} - labels)
+        if skipped:
+            log.warning(
+                "retrain_corrections_skipped",
+                extra={"fields": {"intents": skipped, "corrections": len(merged) - len(usable)}},
+            )
+        merged = usable
         frozen = read_frozen(active_path)
         if not frozen:
             raise RetrainError(
@@ -314,6 +330,8 @@ def retrain(
                 "parent": active.version,
                 "mode": mode,
                 "corrections": len(fixes),
+                # the intents of corrections left out, the active model having none such
+                **({"corrections_skipped": skipped} if skipped else {}),
                 "correction_repeats": config.correction_repeats,
                 "frozen_size": len(kept),
                 "frozen_dropped": dropped,

@@ -135,3 +135,27 @@ def test_superseding_the_entry_a_correction_answers_with_says_so(teller_env: Pat
     code, stdout, _ = run("feedback", "list", "--json")
     [record] = [r for r in json_lines(stdout) if r["kind"] == "correction"]
     assert record["not_applied"].startswith(f"entry {entry} is superseded by {other}")
+
+
+def test_a_correction_naming_an_intent_the_model_in_service_lacks_is_not_applied(teller_env: Path) -> None:
+    """A reviewer activated a model trained without some intents: `feedback list` went on calling
+    their corrections "in force" while the policy passed them by."""
+    from bot.assistant import open_kb
+    from bot.knowledge import unanswerable_corrections
+
+    item = flagged_item()
+    code, stdout, _ = run("review", "choose", str(item), "lost_or_stolen_card")
+    assert code == 0 and "correction #1 recorded" in stdout
+    store = Store(get_settings().database)
+    kb = open_kb(get_settings())
+    try:
+        corrections = store.feedback.corrections()
+        assert unanswerable_corrections(kb, corrections, frozenset({"lost_or_stolen_card"})) == {}
+        [reason] = unanswerable_corrections(kb, corrections, frozenset({"card_arrival"})).values()
+        assert (reason.kind, reason.reason) == (
+            "intent not in model",
+            "the model in service has no intent lost_or_stolen_card",
+        )
+    finally:
+        kb.close()
+        store.close()

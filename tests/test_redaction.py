@@ -3514,3 +3514,52 @@ def test_the_ninth_held_out_sets_misses_and_over_redactions_mended(
 )
 def test_the_ninth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> None:
     assert redact(text) == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        # An independent PII probe's misses (session 63): an expiry with a dash, a PIN after "its",
+        # a CVV as "security number", slang for a password, German passport and tax-id labels, a
+        # date of birth before its verb, a code named as the number sent.
+        ("Visa 4532-0188-7744-5610 valid thru 05-28", "Visa [CARD] valid thru [EXPIRY]"),
+        ("card 4929 1827 3645 1028 exp 05-28", "card [CARD] exp [EXPIRY]"),
+        ("expiry 05-2028 on my card", "expiry [EXPIRY] on my card"),
+        ("forgot my pin its 4821 i think, can i reset it", "forgot my pin its [PIN] i think, can i reset it"),
+        ("pin it is 4821", "pin it is [PIN]"),
+        ("security number on the back: 482", "security number on the back: [CVV]"),
+        ("my pword is Sunflower23", "my pword is [PASSWORD]"),
+        ("pswd: Tr1cky99", "pswd: [PASSWORD]"),
+        ("Passnummer: C01X00T47", "Passnummer: [NATIONAL_ID]"),
+        (
+            "steuerliche Identifikationsnummer: 47 036 892 816",
+            "steuerliche Identifikationsnummer: [NATIONAL_ID]",
+        ),
+        ("Steuer-IdNr. 47 036 892 816", "Steuer-IdNr. [NATIONAL_ID]"),
+        ("Ich bin am 12.05.1979 geboren", "Ich bin am [DOB] geboren"),
+        ("我是1985年6月15日出生的", "我是[DOB]出生的"),
+        ("the 6 digit number you sent: 482913", "the 6 digit number you sent: [OTP]"),
+        ("the number you texted me is 482913", "the number you texted me is [OTP]"),
+        # Its over-redactions: lists of round amounts read as phone numbers without their 0, an
+        # amount in won read as an account number.
+        ("payments of 250 500 750 and 1000", "payments of 250 500 750 and 1000"),
+        ("I paid 600 700 800", "I paid 600 700 800"),
+        ("payments 200 300 400 500", "payments 200 300 400 500"),
+        ("I want to transfer 25000000 won to Korea", "I want to transfer 25000000 won to Korea"),
+        # and what the new rules must leave alone, or still hide
+        ("my social security number is 078-05-1120", "my social security number is [SSN]"),
+        ("the pin its locked", "the pin its locked"),
+        ("card 4929 1827 3645 1028 exp 10-12 days", "card [CARD] exp 10-12 days"),
+        ("the card arrives in 10-12 days", "the card arrives in 10-12 days"),
+        ("ich habe meinen Pass verloren", "ich habe meinen Pass verloren"),
+        ("Das Konto wurde am 12.05.2024 eröffnet", "Das Konto wurde am 12.05.2024 eröffnet"),
+        ("call me on 612 345 678", "call me on [PHONE]"),
+        ("my number is 600 700 800", "my number is [PHONE]"),
+        ("scores 512 600 710", "scores [PHONE]"),  # not every group round: a number
+        ("my account 12345678 won the draw", "my account [ACCOUNT] won the draw"),
+        ("what is the 16 digit number on my card", "what is the 16 digit number on my card"),
+    ],
+)
+def test_an_independent_probes_misses_and_over_redactions_mended(text: str, stored: str) -> None:
+    assert redact(text) == stored
+    assert redact(stored) == stored

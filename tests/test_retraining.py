@@ -81,6 +81,22 @@ def test_the_newest_correction_of_a_text_wins() -> None:
     ]
 
 
+def test_corrections_of_the_same_question_in_other_words_around_it_are_one() -> None:
+    # As the answer policy matches them (nlu.corrections.canonical): a greeting, "please", thanks.
+    merged = merge_corrections(
+        [
+            _fix("can I use my card in a shop abroad", "exchange_charge", "2026-11-01T10:00:00Z"),
+            _fix("hi, can i use my card in a shop abroad please", "exchange_charge", "2026-11-01T11:00:00Z"),
+            _fix(
+                "Hello, can I use my card in a shop abroad? Thanks", "card_acceptance", "2026-11-01T12:00:00Z"
+            ),
+        ]
+    )
+    assert [(c.text, c.label) for c in merged] == [
+        ("Hello, can I use my card in a shop abroad? Thanks", "card_acceptance")
+    ]
+
+
 @pytest.mark.parametrize(
     ("correction", "message"),
     [
@@ -226,9 +242,14 @@ def test_a_chained_retrain_keeps_the_same_frozen_set(
     models = _copy_models(source, tmp_path / "models")
     ModelRegistry(models).activate(first.candidate.info.version)
     mode = first.candidate.info.retraining["mode"]
-    second = retrain(
-        models, base, [*fixes, _fix("is my new card on its way", "card_arrival")], mode=mode, drift_points=1.0
-    )
+    # (a correction naming an intent the active model lacks is left out and recorded, not refused)
+    more = [
+        _fix("is my new card on its way", "card_arrival"),
+        _fix("my cat ate my card", "card_eaten_by_cat"),
+    ]
+    second = retrain(models, base, [*fixes, *more], mode=mode, drift_points=1.0)
+    assert read_info(second.candidate.path).retraining["corrections_skipped"] == ["card_eaten_by_cat"]
+    assert second.decision.corrections_size == first.decision.corrections_size + 1
     assert read_dev_split(second.candidate.path) == read_dev_split(first.candidate.path)
     assert read_frozen(second.candidate.path) == read_frozen(first.candidate.path)
     # Compared on the same messages as the first retrain (its corrected text still left out), and
@@ -475,6 +496,8 @@ def test_retrain_refuses_what_it_cannot_gate(
         retrain(models, base, [_fix("where is my card", "card_arrival")], mode="sideways")
     with pytest.raises(DataError, match="unknown intent"):
         retrain(models, base, [_fix("where is my card", "card_arival")])
+    with pytest.raises(DataError, match="2 unknown intent"):  # none left to learn: all named
+        retrain(models, base, [_fix("where is my card", "card_arival"), _fix("top up", "top_up_faild")])
     (ModelRegistry(models).active_path() / "dev.csv").unlink()
     with pytest.raises(RetrainError, match="no recorded dev split"):
         retrain(models, base, [_fix("where is my card", "card_arrival")])

@@ -10,12 +10,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.app import JsonOpt, app, emit_json, err, out
+from bot.cli.app import JsonOpt, app, emit_json, err, out, registry
 from bot.errors import InputError
 from bot.logs import uvicorn_log_config
 from bot.settings import get_settings
 
 if TYPE_CHECKING:
+    from bot.settings import Settings
     from bot.storage import Store
 
 log = logging.getLogger("teller.cli")
@@ -222,6 +223,20 @@ def history(
     out.print(table)
 
 
+def _serving_labels(settings: Settings, store: Store) -> frozenset[str] | None:
+    """The intents of the model in service (:func:`bot.assistant.active_version`), None where there
+    is none to read."""
+    from bot.assistant import active_version
+    from nlu.artifact import read_labels
+    from nlu.errors import NLUError
+
+    try:
+        version = active_version(settings, store)
+        return frozenset(read_labels(registry(settings).path(version))) if version else None
+    except (NLUError, OSError, ValueError):
+        return None
+
+
 @feedback_app.command("list")
 def feedback_list(
     limit: Annotated[int, typer.Option(min=1, help="How many entries.")] = 100,
@@ -241,12 +256,13 @@ def feedback_list(
         flags, corrections = store.feedback.flags(limit), store.feedback.corrections(limit=limit)
         # the customer's question each rated reply answered (a trial read only Teller's replies)
         asked = {m.id: _question(store, m.reply_to) for _, m in entries}
+        labels = _serving_labels(settings, store)
     finally:
         store.close()
     if any(not c.superseded for c in corrections):
         kb = open_kb(settings)
         try:
-            not_applied = unanswerable_corrections(kb, corrections)
+            not_applied = unanswerable_corrections(kb, corrections, labels)
         finally:
             kb.close()
     else:

@@ -81,8 +81,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   account ("41374-001-3220421", anywhere); Norway's account as printed after its label
   ("Kontonummer 9710.87.74839"); a Brazilian PIX random key (a UUID after "chave pix", "pix key"
   or "chave aleatória", or in a text naming a "chave").
-- cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code (and translations, and "the 3 digits / three
-  numbers on the back (of my card)") + 3-4 digits.
+- cvv [CVV]: own rule: CVV/CVC/CVV2/CCV/security code/security number (not a social security
+  number) (and translations, and "the 3 digits / three numbers on the back (of my card)") + 3-4
+  digits.
 - pin [PIN]: own rule: PIN, MPIN (and translations, 暗証番号...) + 4-6 digits, also being set or changed
   ("pin should be", "pin changed to", "set my pin as"), or 4-6 number words ("four nine two one"; 3-4
   after a CVV label); also 密码/비밀번호 + 4-6 digits. The card may be named between them: "the pin of my
@@ -101,8 +102,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   INR 12,000.00 at FLIPKART is 582041", "Your Harbour Bank code is 77 31 58" (not "your promo /
   sort / reference code is"), "code 739 204 came by sms", "a text from you with code 664120",
   "i got two codes, 902114 and 118630"; pushTAN, Transaktionsnummer, "code from the app".
-- password [PASSWORD]: own rule: password/passcode/pwd (contraseña, mot de passe, Passwort/Kennwort,
-  senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= +
+- password [PASSWORD]: own rule: password/passcode/pwd/pswd/pword (contraseña, mot de passe,
+  Passwort/Kennwort, senha, hasło, 密码, пароль, パスワード, 비밀번호...) + is/was/:/= +
   a token that is not an ordinary word ("my password is not working", "is too short", "is expired"
   stay); after "is", a lower-case word in -ed, -ing, -able, -ous, -ent... is the sentence ("my
   passcode was denied"), but one in -ly that ends its clause is the password ("my password is
@@ -139,7 +140,8 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   its 0007 or maybe 7000": both).
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
-  出生日期, дата рождения...; and, when none follows the label at once, every date in the 80
+  出生日期, дата рождения..., or before "geboren", 出生, 生まれ ("ich bin am 12.05.1979 geboren",
+  "我是1985年6月15日出生的"); and, when none follows the label at once, every date in the 80
   characters after an English label, up to the sentence's end, whose four-digit year is at least ten
   years ago ("DOB on file is wrong: 14/02/1985", "it says 01/01/1970 but it's 11/01/1970"; "my dob is
   fine, but the payment on 14/02/2024 failed" keeps the payment's date); a date under a JSON key
@@ -155,7 +157,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   last digits before the verb ("card ending 3181 - expires 12/27"), a sentence's full stop after
   the date, and MMYY right after a card number when its security code follows ("... 7257 0926 552");
   near a card number (:data:`_EXPIRY_NEAR_CARD`), after a short or foreign label, in a table cell or
-  brackets, or with O for 0 ("| Expiry | 09/28 |", "exp (06/26)", "VALID THRU O8/27", "val", "scad.").
+  brackets, or with O for 0 ("| Expiry | 09/28 |", "exp (06/26)", "VALID THRU O8/27", "val", "scad.");
+  MM.YY or MM-YY after exp, expiry or valid thru with a card about ("valid thru 05-28", a dash only
+  before a year a card in use may expire in: "exp 10-12 days" stays).
 - credential [CREDENTIAL]: own rule (:data:`_CREDENTIALS`): access tokens and keys in the formats
   their issuers document, hidden whole: Telegram bot tokens (also inside a Bot API URL), Slack
   tokens (xoxb-, xoxp-, xapp-...), JSON Web Tokens, an HTTP bearer token's value and Basic
@@ -1176,6 +1180,8 @@ _PASSWORD_WORDS = [
     r"pass[ ]?(?:word|wd|code|phrase)s?",
     r"pwd",
     r"pw",
+    r"pswd",
+    r"pword",
     # UK banks' memorable word and the answers to security questions are secrets of the same kind
     r"memorable[ ](?:word|information|info|answer|name|place|date)",
     r"security[ ](?:answer|word)",
@@ -1310,6 +1316,8 @@ _CVV_WORDS = [
     r"csc",
     r"card[ ]security[ ]code",
     r"security[ ]code",
+    # "security number on the back: 482" (not a social security number)
+    r"security(?<!social[ ]security)[ ]number",
     r"sec\.?[ ]code",
     r"card[ ]verification[ ](?:code|value|number)",
     r"código[ ]de[ ]seguridad",
@@ -1380,6 +1388,9 @@ _OTP_WORDS = [
     r"log-?in[ ]code",
     r"sign-?in[ ]code",
     r"digits?[ ]code",  # "the 6 digit code 482913 expired"
+    # "the 6 digit number you sent: 482913", "the number you texted me is 482913" (a PII probe's)
+    r"digits?[ ]number",
+    r"number[ ](?:you|u|they|the[ ]bank)[ ](?:just[ ])?(?:sent|texted|gave)(?:[ ](?:me|to[ ]me|us))?",
     r"security[ ]pin",
     r"access[ ]code",
     r"backup[ ]codes?",
@@ -1589,6 +1600,10 @@ _ID_WORDS = [
     r"insee",
     r"steuer[- ]?id(?:entifikationsnummer)?",
     r"steueridentifikationsnummer",
+    # "Steuer-IdNr.", "steuerliche Identifikationsnummer" (a PII probe's: the digits were read as a
+    # phone number with the first group left)
+    r"steuer[- ]?idnr\.?",
+    r"steuerliche[ ]identifikationsnummer",
     r"idnr",
     r"personalausweis(?:nummer)?",
     r"codice[ ]fiscale",
@@ -1650,6 +1665,7 @@ _ID_WORDS = [
     r"pasaporte",
     r"passeport",
     r"reisepass(?:nummer)?",
+    r"pass(?:nummer|[- ]nr\.?)",
     r"passaporto",
     r"passaporte",
     r"护照(?:号码|号)?",
@@ -2008,8 +2024,10 @@ _IT_IS = r"(?:it['’]?s|its|it[ ](?:is|was))"
 # The customer asks back, then gives it: "do you need the cvc? its 658", "my pin? fine, it's 7319".
 _ASKED_IT_IS = r"\?[ ]{0,3}(?:(?:ok|okay|fine|sure|yes|yeah|well|right)[ ]?[,.!]?[ ]{0,3})?" + _IT_IS
 _HEDGE = (
-    # "my pin, i think its either 2580 or 1379": both are read (the second as a correction's)
-    r"(?:,?[ ]{0,3}" + _I_THINK + r"[ ]{1,3}" + _IT_IS + r"(?:[ ]either)?|" + _ASKED_IT_IS + r")(?![\p{L}'’])"
+    # "my pin, i think its either 2580 or 1379": both are read (the second as a correction's); and
+    # without the doubt: "forgot my pin its 4821", "pin it is 4821" (a PII probe's)
+    r"(?:,?[ ]{0,3}(?:" + _I_THINK + r"[ ]{1,3})?" + _IT_IS + r"(?:[ ]either)?"
+    r"|" + _ASKED_IT_IS + r")(?![\p{L}'’])"
 )
 _FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM}|{_HEDGE})){{0,3}}[ ]{{0,3}}"
 _FILL_REQUIRED = (
@@ -4425,11 +4443,14 @@ _EXPIRY_LABEL = regex.compile(
     r"(?![0-9/:]|[.,][0-9])",
     regex.IGNORECASE,
 )
-#: MM.YY after "exp", "expiry" or "expiration" itself (not after a verb, where "11.30" is a time):
-#: "card 4202.6355.3217.5511 exp 10.27".
+#: MM.YY or MM-YY (MM.YYYY, MM-YYYY) after "exp", "expiry", "expiration" or "valid/good thru"
+#: itself (not after a verb, where "11.30" is a time), with a card about: "card 4202.6355.3217.5511
+#: exp 10.27", "Visa 4532-0188-7744-5610 valid thru 05-28" (a PII probe's miss). With a dash, only
+#: a year a card in use may expire in (:data:`_CARD_YEARS`): "exp 10-12 days" is a range.
 _EXPIRY_DOTTED = regex.compile(
-    r"(?<![\p{L}\p{N}])(?:exp\.?|expiry|expiration)(?:[ ]date)?[ ]{0,3}[:=\-]?[ ]{0,3}"
-    r"(?P<v>(?:0[1-9]|1[0-2])\.(?:20)?[0-9]{2})(?![0-9]|[.,][0-9])",
+    r"(?<![\p{L}\p{N}])(?:exp\.?|expiry|expiration|valid[ ]thru|good[ ]thru)(?:[ ]date)?"
+    r"[ ]{0,3}[:=\-]?[ ]{0,3}"
+    r"(?P<v>(?:0[1-9]|1[0-2])(?P<sep>[.\-])(?:20)?(?P<yy>[0-9]{2}))(?![0-9]|[.,\-/][0-9])",
     regex.IGNORECASE,
 )
 #: Near a card number (:data:`_EXPIRY_NEAR_CARD_REACH` characters either side), a month/year after
@@ -4504,9 +4525,12 @@ def _detect_card_details(ctx: _Context) -> None:
     for m in _EXPIRY_LABEL.finditer(text):
         why = "date after a card-expiry label"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
-    dotted = ("xp" in text or "XP" in text) and ("card" in ctx.low or any(h.kind == "card" for h in ctx.hits))
+    labelled = "xp" in ctx.low or "thru" in ctx.low
+    dotted = labelled and ("card" in ctx.low or any(h.kind == "card" for h in ctx.hits))
     for m in _EXPIRY_DOTTED.finditer(text) if dotted else ():
-        why = "month.year after a card-expiry label"
+        if m.group("sep") == "-" and int(m.group("yy")) not in _CARD_YEARS:
+            continue
+        why = "month.year or month-year after a card-expiry label"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
     cards = [h for h in ctx.hits if h.kind == "card"]
     for m in _EXPIRY_NEAR_CARD.finditer(text) if cards else ():
@@ -4564,8 +4588,23 @@ _DOB_CONTINUED = regex.compile(
 )
 
 
+#: A date of birth with its verb after it, as German, Dutch, Chinese and Japanese put it: "ich bin
+#: am 12.05.1979 geboren", "ik ben op 12-05-1979 geboren", "我是1985年6月15日出生的", "1985年6月15日生まれ"
+#: (a PII probe's misses: the labels above come before the date). A year of birth only
+#: (:data:`_BIRTH_YEAR_MAX`).
+_DOB_VERB_AFTER = regex.compile(
+    r"(?<![0-9])" + _DATE_VALUE + r"[ ]{0,3}(?:geboren(?![\p{L}])|出生|生まれ)", regex.IGNORECASE
+)
+
+
 def _detect_nearby_dob(ctx: _Context) -> None:
     text = ctx.text
+    if "geboren" in ctx.low or "出生" in text or "生まれ" in text:
+        for m in _DOB_VERB_AFTER.finditer(text):
+            year = _FOUR_DIGIT_YEAR.search(m.group("v"))
+            if year is not None and int(year.group()) <= _BIRTH_YEAR_MAX:
+                why = "date before a verb of birth"
+                ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
     for hit in [h for h in ctx.hits if h.kind == "dob"]:
         m = _DOB_CONTINUED.match(text, hit.end)
         year = _FOUR_DIGIT_YEAR.search(m.group("v")) if m is not None else None
@@ -6231,15 +6270,19 @@ _PAIRS_CUE = regex.compile(
 def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]``, a number found in national format without a trunk 0, reads as a
     list of amounts or scores: four or more groups of one or two digits, each a multiple of five
-    ("fees 15 20 25 30 35", "5 10 15 20 25", "10 20 30 40 50"), with no phone word or word for
-    "number" within 40 characters before it or 30 after. Such lists were hidden as Indian or
-    Brazilian numbers without their 0 (a review's finding). Digits in pairs are a phone number
-    otherwise: "33 6 12 34 56 78" (a country code without its "+"), "98 76 54 32 10" (the
-    chance that every group of a number ends in 0 or 5 is 1 in 5 to the power of its groups)."""
+    ("fees 15 20 25 30 35", "5 10 15 20 25", "10 20 30 40 50"), or three or more groups of three
+    digits, each a multiple of ten ("payments of 250 500 750", "I paid 600 700 800", "200 300 400
+    500"), with no phone word or word for "number" within 40 characters before it or 30 after. Such
+    lists were hidden as Indian, Brazilian, Spanish, Polish or Portuguese numbers without their 0
+    (a review's and a PII probe's findings). Otherwise they are a phone number: "33 6 12 34 56 78"
+    (a country code without its "+"), "98 76 54 32 10", "612 345 678" (the chance that every group
+    of a number ends in 0 or 5 is 1 in 5 to the power of its groups; in 0, 1 in 10 to it)."""
     groups = _PHONE_TOKEN.findall(text, start, end)
-    if len(groups) < 4 or text[start] in "0(":
+    if text[start] in "0(":
         return False
-    if any(len(g) > 2 or int(g) % 5 for g in groups):
+    pairs = len(groups) >= 4 and not any(len(g) > 2 or int(g) % 5 for g in groups)
+    hundreds = len(groups) >= 3 and all(len(g) == 3 and g[0] != "0" and int(g) % 10 == 0 for g in groups)
+    if not (pairs or hundreds):
         return False
     before = _PAIRS_CUE.search(text, max(0, start - 40), start)
     return before is None and _PAIRS_CUE.search(text, end, end + 30) is None
@@ -6520,7 +6563,9 @@ _CURRENCY_BEFORE = (
 _CURRENCY_AFTER = (
     rf"(?:{_CURRENCY_SYMBOL}|(?:{'|'.join(_CURRENCY_CODES)}|euros?|dollars?|pounds?|quid|bucks|pesos?|rupees?"
     r"|rubles?|roubles?|francs?|yuan|yen|zł(?:otych)?|kr(?:onor|oner)?|lira|TL|reais|real|dirhams?"
-    r"|riyals?)(?![A-Za-z])|руб(?:лей|ля|ль)?\.?|р\.|元|円|块|萬|万|원)"
+    # (a PII probe's: "transfer 25000000 won to Korea" lost its amount to [ACCOUNT])
+    r"|riyals?|won|baht|ringgit|rupiah|forint|zlot(?:y|ys|ych)|shekels?|naira|rand)(?![A-Za-z])"
+    r"|руб(?:лей|ля|ль)?\.?|р\.|元|円|块|萬|万|원)"
 )
 # After the first digit (already matched): the rest of a number as amounts write it.
 _AMOUNT_REST = (
