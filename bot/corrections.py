@@ -52,7 +52,7 @@ import numpy as np
 from bot.choices import is_choice
 from bot.policy import AnswerPolicy
 from bot.storage import Correction, NewProposal, Proposal, ProposalStatus, Store
-from nlu.corrections import CorrectionMemory, Override
+from nlu.corrections import CorrectionMemory, Override, canonical
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +171,17 @@ class Spreader:
         policy = self.policy()
         reviewed = self.store.proposals.reviewed_keys(label)
         reviewed.add(correction.key)
+        # The correction answers these itself: the same question with a greeting or thanks around it
+        # (as the policy matches it), which a reviewer was offered as a proposal, and accepting it
+        # made a second correction of the same question.
+        itself = canonical(correction.text)
         seen: set[str] = set()
         log_messages = []
         for message in self.store.proposals.log_messages(self.scan):
             k = key(message.text)
             if not k or k in seen or k in reviewed or is_choice(message.text):
+                continue
+            if canonical(message.text) == itself:
                 continue
             seen.add(k)
             log_messages.append((k, message))

@@ -197,6 +197,19 @@ def log(store: Store, texts: list[str], intent: str) -> dict[str, str]:
     return ids
 
 
+def test_the_corrected_question_with_a_greeting_around_it_is_no_proposal(teller: Replica) -> None:
+    # The correction answers it itself; a reviewer was offered it (`teller review choose` runs in a
+    # process whose corrections were read before the new one) and accepting it made a second
+    # correction of the same question.
+    label = other_intent(teller, CORRECTED)
+    greeted = f"Hi, {CORRECTED}, thanks"
+    log(teller.core.store, [greeted, *PARAPHRASES], "card_arrival")
+    correction = teller.correct(CORRECTED, label)
+    teller.core.policy.corrections = None  # read before the correction, as that process's were
+    texts = [p.text for p in teller.review.propose(correction)]
+    assert texts and greeted not in texts
+
+
 def test_a_correction_proposes_what_other_customers_said_and_bulk_decisions_spread_it(
     teller: Replica,
 ) -> None:
