@@ -15,10 +15,10 @@ from nlu.trunk import HIDDEN, SHARED_LAYERS, graph_key
 from retrieval.errors import RetrievalError
 
 #: A batch of at least this many texts is read in parts at once, one part per intra-op thread,
-#: each on one core (:meth:`OnnxSentenceEmbedder._embed`). Measured with 4 (``teller bench``'s closed
-#: loop of 50 customers, 2 cores, AMD EPYC, five alternated pairs, 2026-12-06): batches of 9-31
-#: messages, 108-121 -> 118-134 messages/s (means 112 -> 124), the server's CPU 12.3-14.5 -> 10.5-11.7
-#: ms a message.
+#: each on one core (:meth:`OnnxSentenceEmbedder._embed`). Measured with 4 (``teller bench``'s server
+#: and closed loop of 50 customers, 2 cores, AMD EPYC, nine alternated pairs, 2026-12-06): batches
+#: of 9-31 messages, 99.9-123.2 -> 100.6-133.8 messages/s (means 112.0 -> 120.3), the server's CPU
+#: a message 12.0-14.5 -> 10.5-13.4 ms (medians 13.45 -> 11.7).
 SPLIT_AT = 4
 
 
