@@ -423,12 +423,19 @@ def active_version(settings: Settings, store: Store) -> str | None:
 
 
 def activate_model(
-    settings: Settings, version: str, actor: str | None = None, store: Store | None = None
+    settings: Settings,
+    version: str,
+    actor: str | None = None,
+    store: Store | None = None,
+    overruled: Sequence[str] = (),
 ) -> Path:
     """Make ``version`` the active model: the registry's pointer, then the database's record that
     every replica follows within seconds (:class:`bot.model_swap.ModelSwapper`), then an
     ``activation`` entry in the audit log (``actor``; the version and the one it replaced; a failed
-    audit write is logged, the activation stands). Returns its path.
+    audit write is logged, the activation stands). ``overruled``: the retrain gate's reasons for
+    refusing ``version``, when an operator activates it all the same (``teller models activate
+    --force``): the audit entry records them as ``forced`` with ``gate_reasons``, so an auditor
+    tells such an activation from a rollback (a reviewer's finding). Returns its path.
 
     Raises :class:`nlu.NLUError` for an unknown version, :class:`bot.storage.StoreError`.
     """
@@ -440,7 +447,9 @@ def activate_model(
     try:
         previous = store.deployment.active_model() or local_previous
         store.deployment.set_active_model(version, actor)
-        details = {"version": version, "previous": previous}
+        details: dict[str, Any] = {"version": version, "previous": previous}
+        if overruled:
+            details |= {"forced": True, "gate_reasons": list(overruled)}
         store.audit.record_after(actor or "unknown", AuditAction.ACTIVATION, f"model:{version}", details)
     finally:
         if own:

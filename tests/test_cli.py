@@ -238,6 +238,19 @@ def test_models_list_and_activate(teller_env: Path, tmp_path: Path, monkeypatch:
     assert code == 2 and "the gate refused (frozen set 51.5% < 94.8% - 0.5)" in stderr and "--force" in stderr
     code, stdout, stderr = run("models", "activate", entry["version"], "--force")
     assert code == 0 and "warning" in stderr and entry["version"] in stdout
+    # The audit log tells the forced activation from a rollback, with the gate's reasons (a
+    # reviewer's finding: the two entries were alike).
+    from bot.assistant import open_store
+    from bot.storage import AuditAction
+
+    store = open_store(get_settings())
+    try:
+        forced, plain = store.audit.entries(AuditAction.ACTIVATION, limit=2)
+    finally:
+        store.close()
+    assert forced.details["forced"] is True
+    assert forced.details["gate_reasons"] == ["frozen set 51.5% < 94.8% - 0.5"]
+    assert "forced" not in plain.details and plain.details["version"] == entry["version"]
 
 
 def test_train_refuses_bad_data_before_touching_models(teller_env: Path, tmp_path: Path) -> None:

@@ -146,6 +146,10 @@ def test_a_correction_naming_an_intent_the_model_in_service_lacks_is_not_applied
     item = flagged_item()
     code, stdout, _ = run("review", "choose", str(item), "lost_or_stolen_card")
     assert code == 0 and "correction #1 recorded" in stdout
+    # `ask --json` names the intent the answer is for beside the classifier's reading (a reviewer
+    # read its `intent`, the classifier's, as the answer's, which the API's `intent` is).
+    [asked] = json_lines(run("ask", CORRECTED, "--json")[1])
+    assert asked["answered_intent"] == "lost_or_stolen_card" and asked["rule"] == "correction"
     store = Store(get_settings().database)
     kb = open_kb(get_settings())
     try:

@@ -26,10 +26,19 @@ TERMINAL = TERMINAL_CHANNEL
 def _record(signals: Signals, decision: Decision) -> dict[str, Any]:
     """One message's line of ``teller ask --json``: ``text`` as the customer typed it, ``read_as``
     what the encoders read (misspelt words corrected, :mod:`nlu.spelling`; ``span``, for a long
-    message, indexes it), then the classifier's reading and the decision."""
+    message, indexes it), then the classifier's reading (``intent``, ``confidence``...) and the
+    decision, with ``answered_intent`` the intent the answer is for (the classifier's, or an
+    operator correction's label: what ``POST /api/messages`` gives as ``intent``; a reviewer read
+    the two as one)."""
     prediction = signals.prediction.to_dict()
     read_as = prediction.pop("text")
-    return {"text": signals.text, "read_as": read_as, **prediction, **decision.to_dict()}
+    return {
+        "text": signals.text,
+        "read_as": read_as,
+        **prediction,
+        **decision.to_dict(),
+        "answered_intent": decision.intent,
+    }
 
 
 @app.command()

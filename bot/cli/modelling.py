@@ -840,8 +840,10 @@ def models_activate(
 
     settings = get_settings()
     gate = read_gate(registry(settings).path(version)) or {}
+    overruled: list[str] = []
     if gate.get("promote") is False:
-        reasons = "; ".join(str(r) for r in gate.get("reasons") or []) or "no reason recorded"
+        overruled = [str(r) for r in gate.get("reasons") or []] or ["no reason recorded"]
+        reasons = "; ".join(overruled)
         replaced = gate.get("active_version") or "the model it was to replace"
         if not force:
             raise InputError(
@@ -850,5 +852,5 @@ def models_activate(
                 "--force to activate it all the same."
             )
         err.print(f"warning: activating {version}, which the retrain gate refused ({reasons}).")
-    path = activate_model(settings, version, actor=str(local_actor()))
+    path = activate_model(settings, version, actor=str(local_actor()), overruled=overruled)
     out.print(f"Active model: {version} ({path})")

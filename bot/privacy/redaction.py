@@ -137,7 +137,9 @@ Libraries where one does the job, own rules only where none covers the kind (pla
   Brigid's": capitalised words, or one lower-case word ending the sentence).
 - A passcode of digits is read as a PIN ("my phone banking passcode is 55 21 09"), and so is a
   telephone-banking PIN (telepin); a PIN, CVV or code said with doubt is still one ("my pin, i think
-  its 0007 or maybe 7000": both).
+  its 0007 or maybe 7000": both), and so is one after a bare "its / it is / it was" when its digits
+  end the clause and are not a year ("forgot my pin its 4821 i think"; "my pin it is 2026 and ...",
+  "the code, it was 2000 euros" stay).
 - dob [DOB]: own rule: a date in any common format ("3 March 1990", 15/03/1990, 1990年3月15日...)
   after DOB, d.o.b., date of birth, born (on), birthday, fecha de nacimiento, né(e) le, geboren am,
   出生日期, дата рождения..., or before "geboren", 出生, 生まれ ("ich bin am 12.05.1979 geboren",
@@ -1181,6 +1183,7 @@ _PASSWORD_WORDS = [
     r"pwd",
     r"pw",
     r"pswd",
+    r"pswrd",
     r"pword",
     # UK banks' memorable word and the answers to security questions are secrets of the same kind
     r"memorable[ ](?:word|information|info|answer|name|place|date)",
@@ -1317,7 +1320,7 @@ _CVV_WORDS = [
     r"card[ ]security[ ]code",
     r"security[ ]code",
     # "security number on the back: 482" (not a social security number)
-    r"security(?<!social[ ]security)[ ]number",
+    r"security(?<!social[ ]security)[ ](?:number|no\.?|nr\.?)",
     r"sec\.?[ ]code",
     r"card[ ]verification[ ](?:code|value|number)",
     r"código[ ]de[ ]seguridad",
@@ -1388,9 +1391,10 @@ _OTP_WORDS = [
     r"log-?in[ ]code",
     r"sign-?in[ ]code",
     r"digits?[ ]code",  # "the 6 digit code 482913 expired"
-    # "the 6 digit number you sent: 482913", "the number you texted me is 482913" (a PII probe's)
-    r"digits?[ ]number",
-    r"number[ ](?:you|u|they|the[ ]bank)[ ](?:just[ ])?(?:sent|texted|gave)(?:[ ](?:me|to[ ]me|us))?",
+    # "the 6 digit number you sent: 482913", "the number you texted me is 482913" (a PII probe's;
+    # "a 6 digit number 250000 on my statement" is not one)
+    r"number[ ](?:you|u|they|the[ ]bank)[ ](?:just[ ])?(?:sent|texted|sms['’]?d|gave)"
+    r"(?:[ ](?:me|to[ ]me|us))?",
     r"security[ ]pin",
     r"access[ ]code",
     r"backup[ ]codes?",
@@ -1665,7 +1669,7 @@ _ID_WORDS = [
     r"pasaporte",
     r"passeport",
     r"reisepass(?:nummer)?",
-    r"pass(?:nummer|[- ]nr\.?)",
+    r"pass[- ]?(?:nummer|nr\.?)",
     r"passaporto",
     r"passaporte",
     r"护照(?:号码|号)?",
@@ -2024,10 +2028,17 @@ _IT_IS = r"(?:it['’]?s|its|it[ ](?:is|was))"
 # The customer asks back, then gives it: "do you need the cvc? its 658", "my pin? fine, it's 7319".
 _ASKED_IT_IS = r"\?[ ]{0,3}(?:(?:ok|okay|fine|sure|yes|yeah|well|right)[ ]?[,.!]?[ ]{0,3})?" + _IT_IS
 _HEDGE = (
-    # "my pin, i think its either 2580 or 1379": both are read (the second as a correction's); and
-    # without the doubt: "forgot my pin its 4821", "pin it is 4821" (a PII probe's)
-    r"(?:,?[ ]{0,3}(?:" + _I_THINK + r"[ ]{1,3})?" + _IT_IS + r"(?:[ ]either)?"
-    r"|" + _ASKED_IT_IS + r")(?![\p{L}'’])"
+    # "my pin, i think its either 2580 or 1379": both are read (the second as a correction's)
+    r"(?:,?[ ]{0,3}" + _I_THINK + r"[ ]{1,3}" + _IT_IS + r"(?:[ ]either)?|" + _ASKED_IT_IS + r")(?![\p{L}'’])"
+)
+#: A value said after its label and a bare "its" / "it is", without "I think" (a PII probe's:
+#: "forgot my pin its 4821 i think, can i reset it", "pin it is 4821"): only digits that end their
+#: clause, and not a year ("my pin it is 2026 and you still post pins?", "the code, it was 2000
+#: euros", "the pin it is 2000 withdrawals per day": a review of the first version).
+_BARE_IT_IS = r",?[ ]{1,3}(?:it['’]?s|its|it[ ](?:is|was))[ ]{1,3}(?!(?:19[0-9]{2}|20[0-3][0-9])(?![0-9]))"
+_CLAUSE_ENDS = (
+    r"(?![0-9]|[.,][0-9])(?=[ ]*(?:[.,;!?)]|$|(?:but|and|or|maybe|i|if|so|can|could|please|pls|thanks"
+    r"|right|ok|okay)(?![\p{L}])))"
 )
 _FILL = rf"(?:[ ]{{0,3}}(?:{_CONNECT_WORD}|{_CONNECT_SYM}|{_HEDGE})){{0,3}}[ ]{{0,3}}"
 _FILL_REQUIRED = (
@@ -2313,6 +2324,9 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("pin", _PIN_WORDS, _CLAUSE_IS + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _REL_CLAUSE_IS + _DIGITS_VALUE),
     ("pin", _PIN_WORDS, _PIN_THOUGHT),
+    ("pin", _PIN_WORDS, _BARE_IT_IS + r"(?P<v>[0-9]{4,6})" + _CLAUSE_ENDS),
+    ("pin", _PASSCODE_WORDS, _BARE_IT_IS + r"(?P<v>[0-9]{4,8})" + _CLAUSE_ENDS),
+    ("cvv", _CVV_WORDS, _BARE_IT_IS + r"(?P<v>[0-9]{3,4})" + _CLAUSE_ENDS),
     # set off by commas: "my card number and the CVV, 336, before I realised"
     ("cvv", _CVV_WORDS, r",[ ]{1,3}(?P<v>[0-9]{3,4})(?=[ ]{0,3}(?:[,.;)!]|$))"),
     ("pin", _PIN_WORDS, r",[ ]{1,3}(?P<v>[0-9]{4,6})(?=[ ]{0,3}(?:[,.;)!]|$))"),
@@ -2329,6 +2343,7 @@ _LABEL_KINDS: list[tuple[str, list[str], str]] = [
     ("otp", _OTP_WORDS, _FOR_WHAT + _OTP_VALUE),
     ("otp", _OTP_WORDS, _CLAUSE_IS + _OTP_VALUE),
     ("otp", _OTP_WORDS, _FOR_WHAT_SMS + _OTP_VALUE),
+    ("otp", _OTP_WORDS, _BARE_IT_IS + r"(?P<v>[0-9]{4,8})" + _CLAUSE_ENDS),
     # who sent it between: "el código SMS que me llegó es 104648" (a clause of receiving, no comma)
     ("otp", _OTP_WORDS, _RECEIVED_CLAUSE + _FILL_REQUIRED + _OTP_VALUE),
     ("secret_word", _SECRET_WORD_WORDS, _PASSWORD_FILL + _SECRET_WORD_VALUE),
@@ -4449,8 +4464,10 @@ _EXPIRY_LABEL = regex.compile(
 #: a year a card in use may expire in (:data:`_CARD_YEARS`): "exp 10-12 days" is a range.
 _EXPIRY_DOTTED = regex.compile(
     r"(?<![\p{L}\p{N}])(?:exp\.?|expiry|expiration|valid[ ]thru|good[ ]thru)(?:[ ]date)?"
-    r"[ ]{0,3}[:=\-]?[ ]{0,3}"
-    r"(?P<v>(?:0[1-9]|1[0-2])(?P<sep>[.\-])(?:20)?(?P<yy>[0-9]{2}))(?![0-9]|[.,\-/][0-9])",
+    r"(?:[ ]{0,3}(?:is|was)(?![\p{L}]))?[ ]{0,3}[:=\-]?[ ]{0,3}"
+    r"(?P<v>(?:0[1-9]|1[0-2])(?P<sep>[.\-])(?:20)?(?P<yy>[0-9]{2}))(?![0-9]|[.,\-/][0-9])"
+    # (not a range of days: "card delivery exp 10-30 days")
+    r"(?![ ]?(?:days?|working|business|weeks?|months?|hours?|hrs?|mins?|minutes?)(?![\p{L}]))",
     regex.IGNORECASE,
 )
 #: Near a card number (:data:`_EXPIRY_NEAR_CARD_REACH` characters either side), a month/year after
@@ -4593,7 +4610,19 @@ _DOB_CONTINUED = regex.compile(
 #: (a PII probe's misses: the labels above come before the date). A year of birth only
 #: (:data:`_BIRTH_YEAR_MAX`).
 _DOB_VERB_AFTER = regex.compile(
-    r"(?<![0-9])" + _DATE_VALUE + r"[ ]{0,3}(?:geboren(?![\p{L}])|出生|生まれ)", regex.IGNORECASE
+    # the speaker's own birth: "ich bin am ... geboren", "ik ben op ... geboren", "我是...出生的",
+    # "私は...に生まれました", "...生まれです" (not "Kunden, die vor dem 01.01.1960 geboren sind",
+    # "1990年1月1日出生的客户", "2005年4月1日生まれ以降の方": a review of the first version)
+    r"(?:(?<![\p{L}])(?:ich[ ]bin|bin[ ]ich|ich[ ]wurde|wurde[ ]ich|ik[ ]ben|ben[ ]ik)[ ](?:am[ ]|op[ ])?"
+    r"(?:den[ ]|de[ ])?(?P<d>" + _DATE_VALUE.replace("(?P<v>", "(?:") + r")[ ]{0,3}geboren(?![\p{L}])"
+    r"|(?:我|本人)[^。！？\n0-9]{0,4}?(?P<d>"
+    + _DATE_VALUE.replace("(?P<v>", "(?:")
+    + r")[ ]?出生(?!的(?:客户|人|用户))"
+    r"|(?:私|僕|俺|わたし)[^。！？\n0-9]{0,4}?(?P<d>"
+    + _DATE_VALUE.replace("(?P<v>", "(?:")
+    + r")[ ]?に?生まれ(?!以)"
+    r"|(?P<d>" + _DATE_VALUE.replace("(?P<v>", "(?:") + r")[ ]?生まれ(?:です|でした))",
+    regex.IGNORECASE,
 )
 
 
@@ -4601,10 +4630,10 @@ def _detect_nearby_dob(ctx: _Context) -> None:
     text = ctx.text
     if "geboren" in ctx.low or "出生" in text or "生まれ" in text:
         for m in _DOB_VERB_AFTER.finditer(text):
-            year = _FOUR_DIGIT_YEAR.search(m.group("v"))
+            year = _FOUR_DIGIT_YEAR.search(m.group("d"))
             if year is not None and int(year.group()) <= _BIRTH_YEAR_MAX:
-                why = "date before a verb of birth"
-                ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
+                why = "date before a verb of one's own birth"
+                ctx.add(_P_SECRET, m.start("d"), m.end("d"), "dob", "rule:dob", why)
     for hit in [h for h in ctx.hits if h.kind == "dob"]:
         m = _DOB_CONTINUED.match(text, hit.end)
         year = _FOUR_DIGIT_YEAR.search(m.group("v")) if m is not None else None
@@ -6262,7 +6291,10 @@ def _protect_business(ctx: _Context, start: int, end: int) -> None:
 _PAIRS_CUE = regex.compile(
     _PHONE_WORDS.pattern
     + r"|(?<![\p{L}])(?:numbers?|num|no\.?|nr\.?|reach|sms|n[úu]mero|num[ée]ro|numero|nummer|numer"
-    r"|numara(?:m|sı)?|номер|mobil)(?![\p{L}])|号码|號碼|番号|번호|नंबर|رقم",
+    r"|numara(?:m|sı)?|номер|mobil"
+    # calling verbs: "llámame al 690 120 450", "appelle-moi au", "ruf mich an", "chiamami al"
+    r"|ll[áa]m(?:ame|anos|a|ar|enme)|appel(?:le|ez)(?:-moi)?|ruf|anrufen|chiamami|liga(?:-me)?|call|ring|text"
+    r"|whats[ ]?app)(?![\p{L}])|号码|號碼|番号|번호|नंबर|رقم",
     regex.IGNORECASE,
 )
 
@@ -6563,8 +6595,10 @@ _CURRENCY_BEFORE = (
 _CURRENCY_AFTER = (
     rf"(?:{_CURRENCY_SYMBOL}|(?:{'|'.join(_CURRENCY_CODES)}|euros?|dollars?|pounds?|quid|bucks|pesos?|rupees?"
     r"|rubles?|roubles?|francs?|yuan|yen|zł(?:otych)?|kr(?:onor|oner)?|lira|TL|reais|real|dirhams?"
-    # (a PII probe's: "transfer 25000000 won to Korea" lost its amount to [ACCOUNT])
-    r"|riyals?|won|baht|ringgit|rupiah|forint|zlot(?:y|ys|ych)|shekels?|naira|rand)(?![A-Za-z])"
+    # (a PII probe's: "transfer 25000000 won to Korea" lost its amount to [ACCOUNT]; but "won" and
+    # "rand" are English words after a phone number too, "07700 900123 won't get the sms", so
+    # only the names no sentence goes on with)
+    r"|riyals?|baht|ringgit|rupiah|forint|zlot(?:y|ys|ych)|shekels?|naira)(?![A-Za-z'’])"
     r"|руб(?:лей|ля|ль)?\.?|р\.|元|円|块|萬|万|원)"
 )
 # After the first digit (already matched): the rest of a number as amounts write it.
