@@ -528,7 +528,13 @@ class ReviewService:
     def _open_item(self, item_id: int) -> ReviewItem:
         item = self.store.review.item(item_id)
         if item.status != OPEN:
-            raise InputError(f"review item {item_id} is {item.status} already (by {item.resolved_by})")
+            # How to change what was decided (a reviewer found no way said): a settled item stays
+            # settled, and a newer answer to the same question, flagged, files an item of its own.
+            raise InputError(
+                f"review item {item_id} is {item.status} already (by {item.resolved_by}); to answer its "
+                "question otherwise, flag Teller's latest answer to it (`teller flag MESSAGE_ID`, or the "
+                "flag reaction in Slack) and settle the new item that files"
+            )
         return item
 
     def _resolve(

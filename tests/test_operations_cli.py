@@ -135,6 +135,7 @@ def test_a_settled_item_cannot_be_settled_again(queue: dict[str, str]) -> None:
     assert run("review", "ignore", "1")[0] == 0
     code, _, stderr = run("review", "confirm", "1")
     assert code == 2 and "review item 1 is ignored already (by cli:robin)" in stderr
+    assert "flag Teller's latest answer to it" in " ".join(stderr.split())  # how to change it
 
 
 def test_a_corrected_answer_is_published_to_the_other_replicas_at_once(
