@@ -4613,15 +4613,12 @@ _DOB_VERB_AFTER = regex.compile(
     # the speaker's own birth: "ich bin am ... geboren", "ik ben op ... geboren", "我是...出生的",
     # "私は...に生まれました", "...生まれです" (not "Kunden, die vor dem 01.01.1960 geboren sind",
     # "1990年1月1日出生的客户", "2005年4月1日生まれ以降の方": a review of the first version)
+    # (the date is ``v`` in each branch: the regex module takes a group name more than once)
     r"(?:(?<![\p{L}])(?:ich[ ]bin|bin[ ]ich|ich[ ]wurde|wurde[ ]ich|ik[ ]ben|ben[ ]ik)[ ](?:am[ ]|op[ ])?"
-    r"(?:den[ ]|de[ ])?(?P<d>" + _DATE_VALUE.replace("(?P<v>", "(?:") + r")[ ]{0,3}geboren(?![\p{L}])"
-    r"|(?:我|本人)[^。！？\n0-9]{0,4}?(?P<d>"
-    + _DATE_VALUE.replace("(?P<v>", "(?:")
-    + r")[ ]?出生(?!的(?:客户|人|用户))"
-    r"|(?:私|僕|俺|わたし)[^。！？\n0-9]{0,4}?(?P<d>"
-    + _DATE_VALUE.replace("(?P<v>", "(?:")
-    + r")[ ]?に?生まれ(?!以)"
-    r"|(?P<d>" + _DATE_VALUE.replace("(?P<v>", "(?:") + r")[ ]?生まれ(?:です|でした))",
+    r"(?:den[ ]|de[ ])?" + _DATE_VALUE + r"[ ]{0,3}geboren(?![\p{L}])"
+    r"|(?:我|本人)[^。！？\n0-9]{0,4}?" + _DATE_VALUE + r"[ ]?出生(?!的(?:客户|人|用户))"
+    r"|(?:私|僕|俺|わたし)[^。！？\n0-9]{0,4}?" + _DATE_VALUE + r"[ ]?に?生まれ(?!以)"
+    r"|" + _DATE_VALUE + r"[ ]?生まれ(?:です|でした))",
     regex.IGNORECASE,
 )
 
@@ -4630,10 +4627,10 @@ def _detect_nearby_dob(ctx: _Context) -> None:
     text = ctx.text
     if "geboren" in ctx.low or "出生" in text or "生まれ" in text:
         for m in _DOB_VERB_AFTER.finditer(text):
-            year = _FOUR_DIGIT_YEAR.search(m.group("d"))
+            year = _FOUR_DIGIT_YEAR.search(m.group("v"))
             if year is not None and int(year.group()) <= _BIRTH_YEAR_MAX:
                 why = "date before a verb of one's own birth"
-                ctx.add(_P_SECRET, m.start("d"), m.end("d"), "dob", "rule:dob", why)
+                ctx.add(_P_SECRET, m.start("v"), m.end("v"), "dob", "rule:dob", why)
     for hit in [h for h in ctx.hits if h.kind == "dob"]:
         m = _DOB_CONTINUED.match(text, hit.end)
         year = _FOUR_DIGIT_YEAR.search(m.group("v")) if m is not None else None
