@@ -3576,6 +3576,25 @@ def test_the_ninth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> 
         ("Pass-Nummer: C01X00T47", "Pass-Nummer: [NATIONAL_ID]"),
         ("security no. 482", "security no. [CVV]"),
         ("pswrd: Tr1cky99", "pswrd: [PASSWORD]"),
+        # Session 63's note: three round groups of three after a name were read as amounts. They
+        # are amounts only after a word of money now; a Spanish mobile has that shape.
+        ("Juan Perez 690 120 450", "Juan Perez [PHONE]"),
+        ("Maria Lopez 612 340 560 thanks", "Maria Lopez [PHONE] thanks"),
+        ("pagué 300 450 600 este mes", "pagué 300 450 600 este mes"),
+        ("the fees were 250 300 350", "the fees were 250 300 350"),
+        # A reviewer's probe of that rule: money words of other sentences, a currency after, more
+        # words of money, a payment sent to a phone number (Bizum)
+        ("Payments failed again. Laura 690 120 450", "Payments failed again. Laura [PHONE]"),
+        ("I sent money to 650 230 780 via Bizum", "I sent money to [PHONE] via Bizum"),
+        ("Płatności nie doszły, kontakt 790 560 210", "Płatności nie doszły, kontakt [PHONE]"),
+        ("Ich habe 150 250 350 Euro überwiesen.", "Ich habe 150 250 350 Euro überwiesen."),
+        ("three debits 120 340 560 on my statement", "three debits 120 340 560 on my statement"),
+        ("Prelievi 600 700 800 non autorizzati", "Prelievi 600 700 800 non autorizzati"),
+        # and its expiry look-alikes: an expense after "exp.", a range of days before a month
+        ("travel exp. 12.50 on my card", "travel exp. 12.50 on my card"),
+        ("card renewal exp 12-26 dec", "card renewal exp 12-26 dec"),
+        ("card exp 12-26 may be wrong", "card exp [EXPIRY] may be wrong"),
+        ("card 4202.6355.3217.5511 exp 10.27", "card [CARD] exp [EXPIRY]"),
     ],
 )
 def test_an_independent_probes_misses_and_over_redactions_mended(text: str, stored: str) -> None:

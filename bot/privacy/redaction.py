@@ -4460,14 +4460,17 @@ _EXPIRY_LABEL = regex.compile(
 )
 #: MM.YY or MM-YY (MM.YYYY, MM-YYYY) after "exp", "expiry", "expiration" or "valid/good thru"
 #: itself (not after a verb, where "11.30" is a time), with a card about: "card 4202.6355.3217.5511
-#: exp 10.27", "Visa 4532-0188-7744-5610 valid thru 05-28" (a PII probe's miss). With a dash, only
-#: a year a card in use may expire in (:data:`_CARD_YEARS`): "exp 10-12 days" is a range.
+#: exp 10.27", "Visa 4532-0188-7744-5610 valid thru 05-28" (a PII probe's miss). Only a year a card
+#: in use may expire in (:data:`_CARD_YEARS`): "exp 10-12 days" is a range, "exp. 12.50" an expense;
+#: nor a month's name after it: "exp 12-26 dec" is a range of days.
 _EXPIRY_DOTTED = regex.compile(
     r"(?<![\p{L}\p{N}])(?:exp\.?|expiry|expiration|valid[ ]thru|good[ ]thru)(?:[ ]date)?"
     r"(?:[ ]{0,3}(?:is|was)(?![\p{L}]))?[ ]{0,3}[:=\-]?[ ]{0,3}"
     r"(?P<v>(?:0[1-9]|1[0-2])(?P<sep>[.\-])(?:20)?(?P<yy>[0-9]{2}))(?![0-9]|[.,\-/][0-9])"
-    # (not a range of days: "card delivery exp 10-30 days")
-    r"(?![ ]?(?:days?|working|business|weeks?|months?|hours?|hrs?|mins?|minutes?)(?![\p{L}]))",
+    # (not a range of days: "card delivery exp 10-30 days", "card renewal exp 12-26 dec")
+    r"(?![ ]?(?:days?|working|business|weeks?|months?|hours?|hrs?|mins?|minutes?)(?![\p{L}]))"
+    # ("may" only as the month: "exp 12-26 may be wrong" is still an expiry)
+    r"(?![ ]?(?!may[ ](?!20[0-9]{2}(?![0-9])))" + _MONTH_NAME + ")",
     regex.IGNORECASE,
 )
 #: Near a card number (:data:`_EXPIRY_NEAR_CARD_REACH` characters either side), a month/year after
@@ -4545,7 +4548,7 @@ def _detect_card_details(ctx: _Context) -> None:
     labelled = "xp" in ctx.low or "thru" in ctx.low
     dotted = labelled and ("card" in ctx.low or any(h.kind == "card" for h in ctx.hits))
     for m in _EXPIRY_DOTTED.finditer(text) if dotted else ():
-        if m.group("sep") == "-" and int(m.group("yy")) not in _CARD_YEARS:
+        if int(m.group("yy")) not in _CARD_YEARS:  # "exp. 12.50": an expense of 12.50
             continue
         why = "month.year or month-year after a card-expiry label"
         ctx.add(_P_SECRET, m.start("v"), m.end("v"), "expiry", "rule:expiry", why)
@@ -6291,9 +6294,45 @@ _PAIRS_CUE = regex.compile(
     r"|numara(?:m|sı)?|номер|mobil"
     # calling verbs: "llámame al 690 120 450", "appelle-moi au", "ruf mich an", "chiamami al"
     r"|ll[áa]m(?:ame|anos|a|ar|enme)|appel(?:le|ez)(?:-moi)?|ruf|anrufen|chiamami|liga(?:-me)?|call|ring|text"
-    r"|whats[ ]?app)(?![\p{L}])|号码|號碼|番号|번호|नंबर|رقم",
+    r"|whats[ ]?app|kontakt|landline|my[ ]line|reach[ ]me)(?![\p{L}])|号码|號碼|番号|번호|नंबर|رقم",
     regex.IGNORECASE,
 )
+
+
+#: Words of money or quantities before three round groups of three digits that make them amounts
+#: ("payments of 250 500 750", "I paid 600 700 800", "pagué 300 450 600", "three debits 120 340
+#: 560", "Przelewy 150 250 350"), in English, Spanish, Portuguese, French, German, Italian and
+#: Polish, or a currency sign, looked for in the number's own sentence (:func:`_clause_start`).
+_AMOUNT_CUE = regex.compile(
+    r"(?<![\p{L}])(?:paid|pay(?:s|ing|ments?)?|fees?|charge[sd]?|costs?|spent|spend(?:ing)?|prices?"
+    r"|amounts?|totals?|sums?|bills?|invoices?|refunds?|withdr(?:ew|awn|aw|awals?)|deposit(?:s|ed)?"
+    r"|transfer(?:s|red)?|transactions?|debits?|credits?|instal(?:l)?ments?|split|goals?|savings?"
+    r"|limits?|balances?|salar(?:y|ies)|wages?|budgets?|rent|scores?|points|items?"
+    r"|pag(?:o|os|u[ée]|ar|amentos?|ato|amenti)|importes?|importi|montants?|paiements?|pay[ée]s?"
+    r"|valor(?:es)?|cargos?|retiros?|transferencias?|cuotas?|prestaciones|parcelas?"
+    r"|virements?|prélèvements?|retraits?|sommes?"
+    r"|zahlungen?|bezahlt|gebühren|beträge|abbuchungen?|überweisungen?|überwiesen|raten"
+    r"|bonific[io]|prelievi|prelievo|rate|somme"
+    r"|płatno[śs]ci|zapłaci(?:łem|łam|ł)|kwoty|przelew(?:y|ów|em)?|wypłat(?:y|a)?|raty)(?![\p{L}])"
+    r"|[$£€¥₹₽₩₺₪₫฿₴₦₱]",
+    regex.IGNORECASE,
+)
+#: A currency right after three round groups of three digits: "150 250 350 Euro", "600 700 800 zł".
+_CURRENCY_AFTER_GROUPS = regex.compile(
+    r"[ ]?(?:euros?|eur|pounds?|gbp|quid|dollars?|usd|zł|zl|zlotys?|pln|reais|brl|francs?|chf"
+    r"|pesos?|[$£€])(?![\p{L}])",
+    regex.IGNORECASE,
+)
+
+
+#: The end of a sentence or a line: "Payments failed again. Laura 690 120 450" (a new sentence).
+_SENTENCE_END = regex.compile(r"[.!?;](?:[ ]|$)|\n")
+
+
+def _clause_start(text: str, lo: int, hi: int) -> int:
+    """Where the sentence holding ``text[hi]`` starts, at ``lo`` at the earliest."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, lo, hi)]
+    return ends[-1] if ends else lo
 
 
 def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
@@ -6301,7 +6340,10 @@ def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
     list of amounts or scores: four or more groups of one or two digits, each a multiple of five
     ("fees 15 20 25 30 35", "5 10 15 20 25", "10 20 30 40 50"), or three or more groups of three
     digits, each a multiple of ten ("payments of 250 500 750", "I paid 600 700 800", "200 300 400
-    500"), with no phone word or word for "number" within 40 characters before it or 30 after. Such
+    500"; three groups only after a word of money in the same sentence, :data:`_AMOUNT_CUE`, or
+    before a currency, "150 250 350 Euro", since a Spanish, Polish or Portuguese mobile has that
+    shape: "Juan Perez 690 120 450"), with no phone word or word for
+    "number" within 40 characters before it or 30 after. Such
     lists were hidden as Indian, Brazilian, Spanish, Polish or Portuguese numbers without their 0
     (a review's and a PII probe's findings). Otherwise they are a phone number: "33 6 12 34 56 78"
     (a country code without its "+"), "98 76 54 32 10", "612 345 678" (the chance that every group
@@ -6311,6 +6353,15 @@ def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
         return False
     pairs = len(groups) >= 4 and not any(len(g) > 2 or int(g) % 5 for g in groups)
     hundreds = len(groups) >= 3 and all(len(g) == 3 and g[0] != "0" and int(g) % 10 == 0 for g in groups)
+    if (
+        hundreds
+        and len(groups) == 3
+        and _AMOUNT_CUE.search(text, _clause_start(text, max(0, start - 40), start), start) is None
+        and _CURRENCY_AFTER_GROUPS.match(text, end) is None
+    ):
+        # three groups of three: a Spanish, Polish or Portuguese mobile's shape ("Juan Perez 690
+        # 120 450"), read as amounts only where money is spoken of just before
+        return False
     if not (pairs or hundreds):
         return False
     before = _PAIRS_CUE.search(text, max(0, start - 40), start)
