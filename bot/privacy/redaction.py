@@ -6299,38 +6299,9 @@ _PAIRS_CUE = regex.compile(
 )
 
 
-#: Words of money or quantities before three round groups of three digits that make them amounts
-#: ("payments of 250 500 750", "I paid 600 700 800", "pagué 300 450 600", "three debits 120 340
-#: 560", "Przelewy 150 250 350"), in English, Spanish, Portuguese, French, German, Italian and
-#: Polish, or a currency sign, looked for in the number's own sentence (:func:`_clause_start`).
-_AMOUNT_CUE = regex.compile(
-    r"(?<![\p{L}])(?:paid|pay(?:s|ing|ments?)?|fees?|charge[sd]?|costs?|spent|spend(?:ing)?|prices?"
-    r"|amounts?|totals?|sums?|bills?|invoices?|refunds?|withdr(?:ew|awn|aw|awals?)|deposit(?:s|ed)?"
-    r"|transfer(?:s|red)?|transactions?|debits?|credits?|instal(?:l)?ments?|split|goals?|savings?"
-    r"|limits?|balances?|salar(?:y|ies)|wages?|budgets?|rent|scores?|points|items?"
-    r"|pag(?:o|os|u[ée]|ar|amentos?|ato|amenti)|importes?|importi|montants?|paiements?|pay[ée]s?"
-    r"|valor(?:es)?|cargos?|retiros?|transferencias?|cuotas?|prestaciones|parcelas?"
-    r"|virements?|prélèvements?|retraits?|sommes?"
-    r"|zahlungen?|bezahlt|gebühren|beträge|abbuchungen?|überweisungen?|überwiesen|raten"
-    r"|bonific[io]|prelievi|prelievo|rate|somme"
-    r"|płatno[śs]ci|zapłaci(?:łem|łam|ł)|kwoty|przelew(?:y|ów|em)?|wypłat(?:y|a)?|raty)(?![\p{L}])"
-    r"|[$£€¥₹₽₩₺₪₫฿₴₦₱]",
-    regex.IGNORECASE,
-)
-#: A currency right after three round groups of three digits: "150 250 350 Euro", "600 700 800 zł".
-_CURRENCY_AFTER_GROUPS = regex.compile(
-    r"[ ]?(?:euros?|eur|pounds?|gbp|quid|dollars?|usd|zł|zl|zlotys?|pln|reais|brl|francs?|chf"
-    r"|pesos?|[$£€])(?![\p{L}])",
-    regex.IGNORECASE,
-)
-
-
-#: The end of a sentence or a line: "Payments failed again. Laura 690 120 450" (a new sentence).
-_SENTENCE_END = regex.compile(r"[.!?;](?:[ ]|$)|\n")
-
-
 def _clause_start(text: str, lo: int, hi: int) -> int:
-    """Where the sentence holding ``text[hi]`` starts, at ``lo`` at the earliest."""
+    """Where the sentence holding ``text[hi]`` starts (:data:`_SENTENCE_END`), at ``lo`` at the
+    earliest: "Payments failed again. Laura 690 120 450" is a new sentence."""
     ends = [m.end() for m in _SENTENCE_END.finditer(text, lo, hi)]
     return ends[-1] if ends else lo
 
@@ -6342,12 +6313,12 @@ def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
     digits, each a multiple of ten ("payments of 250 500 750", "I paid 600 700 800", "200 300 400
     500"; three groups only after a word of money in the same sentence, :data:`_AMOUNT_CUE`, or
     before a currency, "150 250 350 Euro", since a Spanish, Polish or Portuguese mobile has that
-    shape: "Juan Perez 690 120 450"), with no phone word or word for
-    "number" within 40 characters before it or 30 after. Such
-    lists were hidden as Indian, Brazilian, Spanish, Polish or Portuguese numbers without their 0
-    (a review's and a PII probe's findings). Otherwise they are a phone number: "33 6 12 34 56 78"
-    (a country code without its "+"), "98 76 54 32 10", "612 345 678" (the chance that every group
-    of a number ends in 0 or 5 is 1 in 5 to the power of its groups; in 0, 1 in 10 to it)."""
+    shape: "Juan Perez 690 120 450"), with no phone word or word for "number" within 40 characters
+    before it or 30 after. Such lists were hidden as Indian, Brazilian, Spanish, Polish or
+    Portuguese numbers without their 0 (a review's and a PII probe's findings). Otherwise they are
+    a phone number: "33 6 12 34 56 78" (a country code without its "+"), "98 76 54 32 10", "612 345
+    678" (the chance that every group of a number ends in 0 or 5 is 1 in 5 to the power of its
+    groups; in 0, 1 in 10 to it)."""
     groups = _PHONE_TOKEN.findall(text, start, end)
     if text[start] in "0(":
         return False
@@ -6357,7 +6328,7 @@ def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
         hundreds
         and len(groups) == 3
         and _AMOUNT_CUE.search(text, _clause_start(text, max(0, start - 40), start), start) is None
-        and _CURRENCY_AFTER_GROUPS.match(text, end) is None
+        and _CURRENCY_FOLLOWS.match(text, end) is None
     ):
         # three groups of three: a Spanish, Polish or Portuguese mobile's shape ("Juan Perez 690
         # 120 450"), read as amounts only where money is spoken of just before
@@ -6649,6 +6620,26 @@ _CURRENCY_AFTER = (
     r"|riyals?|baht|ringgit|rupiah|forint|zlot(?:y|ys|ych)|shekels?|naira)(?![A-Za-z'’])"
     r"|руб(?:лей|ля|ль)?\.?|р\.|元|円|块|萬|万|원)"
 )
+#: Words of money or quantities before three round groups of three digits that make them amounts
+#: (:func:`_amounts_in_pairs`: "payments of 250 500 750", "I paid 600 700 800", "pagué 300 450 600",
+#: "three debits 120 340 560", "Przelewy 150 250 350"), in English, Spanish, Portuguese, French,
+#: German, Italian and Polish, or a currency sign, looked for in the number's own sentence.
+_AMOUNT_CUE = regex.compile(
+    r"(?<![\p{L}])(?:paid|pay(?:s|ing|ments?)?|fees?|charge[sd]?|costs?|spent|spend(?:ing)?|prices?"
+    r"|amounts?|totals?|sums?|bills?|invoices?|refunds?|withdr(?:ew|awn|aw|awals?)|deposit(?:s|ed)?"
+    r"|transfer(?:s|red)?|transactions?|debits?|credits?|instal(?:l)?ments?|split|goals?|savings?"
+    r"|limits?|balances?|salar(?:y|ies)|wages?|budgets?|rent|scores?|points|items?"
+    r"|pag(?:o|os|u[ée]|ar|amentos?|ato|amenti)|importes?|importi|montants?|paiements?|pay[ée]s?"
+    r"|valor(?:es)?|cargos?|retiros?|transferencias?|cuotas?|prestaciones|parcelas?"
+    r"|virements?|prélèvements?|retraits?|sommes?"
+    r"|zahlungen?|bezahlt|gebühren|beträge|abbuchungen?|überweisungen?|überwiesen|raten"
+    r"|bonific[io]|prelievi|prelievo|rate|somme"
+    r"|płatno[śs]ci|zapłaci(?:łem|łam|ł)|kwoty|przelew(?:y|ów|em)?|wypłat(?:y|a)?|raty)(?![\p{L}])"
+    r"|" + _CURRENCY_SYMBOL,
+    regex.IGNORECASE,
+)
+#: A currency right after a number (:data:`_CURRENCY_AFTER`): "150 250 350 Euro", "600 700 800 zł".
+_CURRENCY_FOLLOWS = regex.compile(r"[ ]?" + _CURRENCY_AFTER, regex.IGNORECASE)
 # After the first digit (already matched): the rest of a number as amounts write it.
 _AMOUNT_REST = (
     r"(?:[0-9]{0,2}+(?:[,.'’ ][0-9]{3}){1,6}+(?:[.,][0-9]{1,2})?+|[0-9]{0,14}+(?:[.,][0-9]{1,2})?+)"
