@@ -3590,6 +3590,15 @@ def test_the_ninth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> 
         ("Ich habe 150 250 350 Euro überwiesen.", "Ich habe 150 250 350 Euro überwiesen."),
         ("three debits 120 340 560 on my statement", "three debits 120 340 560 on my statement"),
         ("Prelievi 600 700 800 non autorizzati", "Prelievi 600 700 800 non autorizzati"),
+        # Session 64's note: a money word earlier in the sentence, then where one can be reached
+        ("Trouble with the payment, I am on 690 120 450", "Trouble with the payment, I am on [PHONE]"),
+        ("problem with the fees, I'm on 612 340 560", "problem with the fees, I'm on [PHONE]"),
+        ("I paid 600 700 800 on my card", "I paid 600 700 800 on my card"),
+        (
+            "I'm on holiday and payments of 250 500 750 failed",
+            "I'm on holiday and payments of 250 500 750 failed",
+        ),
+        ("payments of 250 500 750, I am on", "payments of 250 500 750, I am on"),
         # and its expiry look-alikes: an expense after "exp.", a range of days before a month
         ("travel exp. 12.50 on my card", "travel exp. 12.50 on my card"),
         ("card renewal exp 12-26 dec", "card renewal exp 12-26 dec"),

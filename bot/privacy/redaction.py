@@ -6298,6 +6298,11 @@ _PAIRS_CUE = regex.compile(
     regex.IGNORECASE,
 )
 
+#: Where one can be reached, right before a number: "I'm on 690 120 450", "I am on", "im on"
+#: (:func:`_amounts_in_pairs`: a phone number even after a word of money, "Trouble with the
+#: payment, I am on 690 120 450").
+_REACHED_ON = regex.compile(r"(?<![\p{L}])i(?:['’]m|[ ]am|m)[ ]on[ ]*+$", regex.IGNORECASE)
+
 
 def _clause_start(text: str, lo: int, hi: int) -> int:
     """Where the sentence holding ``text[hi]`` starts (:data:`_SENTENCE_END`), at ``lo`` at the
@@ -6314,11 +6319,11 @@ def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
     500"; three groups only after a word of money in the same sentence, :data:`_AMOUNT_CUE`, or
     before a currency, "150 250 350 Euro", since a Spanish, Polish or Portuguese mobile has that
     shape: "Juan Perez 690 120 450"), with no phone word or word for "number" within 40 characters
-    before it or 30 after. Such lists were hidden as Indian, Brazilian, Spanish, Polish or
-    Portuguese numbers without their 0 (a review's and a PII probe's findings). Otherwise they are
-    a phone number: "33 6 12 34 56 78" (a country code without its "+"), "98 76 54 32 10", "612 345
-    678" (the chance that every group of a number ends in 0 or 5 is 1 in 5 to the power of its
-    groups; in 0, 1 in 10 to it)."""
+    before it or 30 after, nor "I'm on" right before it (:data:`_REACHED_ON`). Such lists were
+    hidden as Indian, Brazilian, Spanish, Polish or Portuguese numbers without their 0 (a review's
+    and a PII probe's findings). Otherwise they are a phone number: "33 6 12 34 56 78" (a country
+    code without its "+"), "98 76 54 32 10", "612 345 678" (the chance that every group of a number
+    ends in 0 or 5 is 1 in 5 to the power of its groups; in 0, 1 in 10 to it)."""
     groups = _PHONE_TOKEN.findall(text, start, end)
     if text[start] in "0(":
         return False
@@ -6335,7 +6340,9 @@ def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
         return False
     if not (pairs or hundreds):
         return False
-    before = _PAIRS_CUE.search(text, max(0, start - 40), start)
+    before = _PAIRS_CUE.search(text, max(0, start - 40), start) or _REACHED_ON.search(
+        text, max(0, start - 12), start
+    )
     return before is None and _PAIRS_CUE.search(text, end, end + 30) is None
 
 
