@@ -3599,6 +3599,11 @@ def test_the_ninth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> 
             "I'm on holiday and payments of 250 500 750 failed",
         ),
         ("payments of 250 500 750, I am on", "payments of 250 500 750, I am on"),
+        # and session 63's: "won" and "rand" after a round number are currencies
+        ("I sent 25000000 won to my sister", "I sent 25000000 won to my sister"),
+        ("sent 15 000 rand", "sent 15 000 rand"),
+        ("account 12345678 won", "account [ACCOUNT] won"),
+        ("my number is 0821234000 won't work", "my number is [PHONE] won't work"),
         # and its expiry look-alikes: an expense after "exp.", a range of days before a month
         ("travel exp. 12.50 on my card", "travel exp. 12.50 on my card"),
         ("card renewal exp 12-26 dec", "card renewal exp 12-26 dec"),

@@ -6624,7 +6624,10 @@ _CURRENCY_AFTER = (
     # (a PII probe's: "transfer 25000000 won to Korea" lost its amount to [ACCOUNT]; but "won" and
     # "rand" are English words after a phone number too, "07700 900123 won't get the sms", so
     # only the names no sentence goes on with)
-    r"|riyals?|baht|ringgit|rupiah|forint|zlot(?:y|ys|ych)|shekels?|naira)(?![A-Za-z'’])"
+    r"|riyals?|baht|ringgit|rupiah|forint|zlot(?:y|ys|ych)|shekels?|naira"
+    # ... except after a number ending in three zeros, which is no phone number or account: "25000000
+    # won", "15 000 rand" (session 63's note)
+    r"|(?:(?<=000)|(?<=000[ ]))(?:won|rand))(?![A-Za-z'’])"
     r"|руб(?:лей|ля|ль)?\.?|р\.|元|円|块|萬|万|원)"
 )
 #: Words of money or quantities before three round groups of three digits that make them amounts
