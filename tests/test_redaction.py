@@ -3604,6 +3604,13 @@ def test_the_ninth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> 
         ("sent 15 000 rand", "sent 15 000 rand"),
         ("account 12345678 won", "account [ACCOUNT] won"),
         ("my number is 0821234000 won't work", "my number is [PHONE] won't work"),
+        # A reviewer's probe of both: a rate after the groups is an income; "rand" and "won" as verbs
+        # or a bank's name after a phone or an account number
+        ("Budget help please, I'm on 120 150 180 a week", "Budget help please, I'm on 120 150 180 a week"),
+        ("Paid €120 twice, I'm now on: 690 120 450", "Paid €120 twice, I'm now on: [PHONE]"),
+        ("07700 900000 rand me twice today", "[PHONE] rand me twice today"),
+        ("Got a text from 07700900000 won a prize", "Got a text from [PHONE] won a prize"),
+        ("Transfer 200 pounds to 44012000 rand me back", "Transfer 200 pounds to [ACCOUNT] rand me back"),
         # and its expiry look-alikes: an expense after "exp.", a range of days before a month
         ("travel exp. 12.50 on my card", "travel exp. 12.50 on my card"),
         ("card renewal exp 12-26 dec", "card renewal exp 12-26 dec"),

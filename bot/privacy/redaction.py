@@ -6298,10 +6298,17 @@ _PAIRS_CUE = regex.compile(
     regex.IGNORECASE,
 )
 
-#: Where one can be reached, right before a number: "I'm on 690 120 450", "I am on", "im on"
-#: (:func:`_amounts_in_pairs`: a phone number even after a word of money, "Trouble with the
-#: payment, I am on 690 120 450").
-_REACHED_ON = regex.compile(r"(?<![\p{L}])i(?:['’]m|[ ]am|m)[ ]on[ ]*+$", regex.IGNORECASE)
+#: Where one can be reached, right before a number: "I'm on 690 120 450", "I am on", "im on",
+#: "I'm now on:" (:func:`_amounts_in_pairs`: a phone number even after a word of money, "Trouble
+#: with the payment, I am on 690 120 450"), unless a rate follows it (:data:`_RATE_AFTER`).
+_REACHED_ON = regex.compile(r"(?<![\p{L}])i(?:['’]m|[ ]?am|m)(?:[ ]now)?[ ]on[ ]*+:?[ ]*+$", regex.IGNORECASE)
+#: A rate right after a number: "I'm on 600 700 800 a month", "per week", "daily" (an income, not
+#: where one can be reached: a reviewer's probe).
+_RATE_AFTER = regex.compile(
+    r"[ ]*+(?:(?:a|an|per|each|every)[ ](?:day|week|fortnight|month|year)|daily|weekly|fortnightly"
+    r"|monthly|yearly|annually|p[./]?[wma])(?![\p{L}])",
+    regex.IGNORECASE,
+)
 
 
 def _clause_start(text: str, lo: int, hi: int) -> int:
@@ -6340,9 +6347,9 @@ def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
         return False
     if not (pairs or hundreds):
         return False
-    before = _PAIRS_CUE.search(text, max(0, start - 40), start) or _REACHED_ON.search(
-        text, max(0, start - 12), start
-    )
+    if _REACHED_ON.search(text, max(0, start - 16), start) and not _RATE_AFTER.match(text, end):
+        return False
+    before = _PAIRS_CUE.search(text, max(0, start - 40), start)
     return before is None and _PAIRS_CUE.search(text, end, end + 30) is None
 
 
@@ -6625,9 +6632,11 @@ _CURRENCY_AFTER = (
     # "rand" are English words after a phone number too, "07700 900123 won't get the sms", so
     # only the names no sentence goes on with)
     r"|riyals?|baht|ringgit|rupiah|forint|zlot(?:y|ys|ych)|shekels?|naira"
-    # ... except after a number ending in three zeros, which is no phone number or account: "25000000
-    # won", "15 000 rand" (session 63's note)
-    r"|(?:(?<=000)|(?<=000[ ]))(?:won|rand))(?![A-Za-z'’])"
+    # ... except after a number ending in four zeros, "25000000 won" (session 63's note), and not
+    # before a word that makes them a verb or a bank's name: "07700 900000 rand me", "0821230000
+    # won a prize", "62012340000 rand account" (a reviewer's probe)
+    r"|(?:(?<=0000)|(?<=0000[ ]))(?:won|rand)"
+    r"(?![ ](?:me|us|you|him|her|them|a|an|the|my|your|account|acc|acct)(?![A-Za-z])))(?![A-Za-z'’])"
     r"|руб(?:лей|ля|ль)?\.?|р\.|元|円|块|萬|万|원)"
 )
 #: Words of money or quantities before three round groups of three digits that make them amounts
