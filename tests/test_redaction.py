@@ -3611,6 +3611,13 @@ def test_the_ninth_sets_rules_keep_their_look_alikes(text: str, stored: str) -> 
         ("07700 900000 rand me twice today", "[PHONE] rand me twice today"),
         ("Got a text from 07700900000 won a prize", "Got a text from [PHONE] won a prize"),
         ("Transfer 200 pounds to 44012000 rand me back", "Transfer 200 pounds to [ACCOUNT] rand me back"),
+        ("Paid €120 twice, I'm at 690 120 450 all day", "Paid €120 twice, I'm at [PHONE] all day"),
+        (
+            "The 50 euro charge is wrong, I am reachable on 690 120 450",
+            "The 50 euro charge is wrong, I am reachable on [PHONE]",
+        ),
+        ("I sent 25000000 Euros to my sister", "I sent 25000000 Euros to my sister"),
+        ("I sent 25000000 Won to my sister", "I sent 25000000 Won to my sister"),
         # and its expiry look-alikes: an expense after "exp.", a range of days before a month
         ("travel exp. 12.50 on my card", "travel exp. 12.50 on my card"),
         ("card renewal exp 12-26 dec", "card renewal exp 12-26 dec"),

@@ -6299,9 +6299,13 @@ _PAIRS_CUE = regex.compile(
 )
 
 #: Where one can be reached, right before a number: "I'm on 690 120 450", "I am on", "im on",
-#: "I'm now on:" (:func:`_amounts_in_pairs`: a phone number even after a word of money, "Trouble
-#: with the payment, I am on 690 120 450"), unless a rate follows it (:data:`_RATE_AFTER`).
-_REACHED_ON = regex.compile(r"(?<![\p{L}])i(?:['’]m|[ ]?am|m)(?:[ ]now)?[ ]on[ ]*+:?[ ]*+$", regex.IGNORECASE)
+#: "I'm now on:", "I'm at", "I am reachable on" (:func:`_amounts_in_pairs`: a phone number even
+#: after a word of money, "Trouble with the payment, I am on 690 120 450"), unless a rate follows
+#: it (:data:`_RATE_AFTER`).
+_REACHED_ON = regex.compile(
+    r"(?<![\p{L}])i(?:['’]m|[ ]?am|m)(?:[ ]now)?(?:[ ]reachable)?[ ](?:on|at)[ ]*+:?[ ]*+$",
+    regex.IGNORECASE,
+)
 #: A rate right after a number: "I'm on 600 700 800 a month", "per week", "daily" (an income, not
 #: where one can be reached: a reviewer's probe).
 _RATE_AFTER = regex.compile(
@@ -6347,7 +6351,7 @@ def _amounts_in_pairs(text: str, start: int, end: int) -> bool:
         return False
     if not (pairs or hundreds):
         return False
-    if _REACHED_ON.search(text, max(0, start - 16), start) and not _RATE_AFTER.match(text, end):
+    if _REACHED_ON.search(text, max(0, start - 24), start) and not _RATE_AFTER.match(text, end):
         return False
     before = _PAIRS_CUE.search(text, max(0, start - 40), start)
     return before is None and _PAIRS_CUE.search(text, end, end + 30) is None
@@ -6626,7 +6630,8 @@ _CURRENCY_BEFORE = (
     r"|(?:Rs\.?|R\$|US\$|A\$|C\$|HK\$|S\$|Fr\.|kr\.?|zł|руб\.?))"
 )
 _CURRENCY_AFTER = (
-    rf"(?:{_CURRENCY_SYMBOL}|(?:{'|'.join(_CURRENCY_CODES)}|euros?|dollars?|pounds?|quid|bucks|pesos?|rupees?"
+    # the names whatever their case ("25000000 Euros", "Won"), the codes in capitals
+    rf"(?:{_CURRENCY_SYMBOL}|(?:{'|'.join(_CURRENCY_CODES)}|(?i:euros?|dollars?|pounds?|quid|bucks|pesos?|rupees?"
     r"|rubles?|roubles?|francs?|yuan|yen|zł(?:otych)?|kr(?:onor|oner)?|lira|TL|reais|real|dirhams?"
     # (a PII probe's: "transfer 25000000 won to Korea" lost its amount to [ACCOUNT]; but "won" and
     # "rand" are English words after a phone number too, "07700 900123 won't get the sms", so
@@ -6636,7 +6641,7 @@ _CURRENCY_AFTER = (
     # before a word that makes them a verb or a bank's name: "07700 900000 rand me", "0821230000
     # won a prize", "62012340000 rand account" (a reviewer's probe)
     r"|(?:(?<=0000)|(?<=0000[ ]))(?:won|rand)"
-    r"(?![ ](?:me|us|you|him|her|them|a|an|the|my|your|account|acc|acct)(?![A-Za-z])))(?![A-Za-z'’])"
+    r"(?![ ](?:me|us|you|him|her|them|a|an|the|my|your|account|acc|acct)(?![A-Za-z]))))(?![A-Za-z'’])"
     r"|руб(?:лей|ля|ль)?\.?|р\.|元|円|块|萬|万|원)"
 )
 #: Words of money or quantities before three round groups of three digits that make them amounts
